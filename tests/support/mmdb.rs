@@ -1,0 +1,1 @@
+//! Writes small MaxMind DB files for tests (placeholder: being written).
