@@ -1,14 +1,22 @@
-//! Public face of the resolver. The recursion and forwarding engines live in sibling modules.
+//! Public face of the resolver: configuration, errors, request coalescing and the memory of
+//! recent failures. The engines live in [`crate::recursor`] and [`crate::forwarder`].
 
+use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
 use domain::base::{iana::Class, Name, Rtype};
+use tokio::sync::watch;
+use tokio::time::Instant;
 
-use crate::cache::{AnswerCache, CachedAnswer};
+use crate::answer;
+use crate::cache::{AnswerCache, CacheKey, CacheKeyRef, CachedAnswer, Freshness};
 use crate::clock::SharedClock;
+use crate::forwarder::Forwarder;
+use crate::names::lower;
+use crate::recursor::{Recursor, Work};
 
 /// One question to resolve (a cache miss).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -89,6 +97,10 @@ pub struct ResolverConfig {
     /// Allow upstream servers on loopback and other local addresses (needed for local test
     /// hierarchies; off for a public resolver so a referral cannot aim us at ourselves).
     pub allow_loopback_upstreams: bool,
+    /// Port used for every authoritative server whose address comes from the root hints, glue
+    /// or a lookup (53; tests run fake authorities on high ports). Forward-mode upstreams carry
+    /// their own ports.
+    pub upstream_port: u16,
 }
 
 impl Default for ResolverConfig {
@@ -105,6 +117,7 @@ impl Default for ResolverConfig {
             ipv4: true,
             ipv6: true,
             allow_loopback_upstreams: false,
+            upstream_port: 53,
         }
     }
 }
@@ -143,21 +156,41 @@ pub struct Resolver {
     inner: Arc<Inner>,
 }
 
+type Shared = Option<Result<Arc<CachedAnswer>, ResolveError>>;
+
+/// Bound on remembered failures (RFC 9520); past it the map is pruned.
+const MAX_REMEMBERED_FAILURES: usize = 100_000;
+
 #[derive(Debug)]
 struct Inner {
-    config: ResolverConfig,
+    config: Arc<ResolverConfig>,
     cache: Arc<AnswerCache>,
     clock: SharedClock,
+    engine: Engine,
+    /// Resolutions under way, by question; later askers wait for the first one's result.
+    in_flight: Mutex<HashMap<CacheKey, watch::Receiver<Shared>>>,
+    /// Recent failures (RFC 9520 §3.2): the error and the Unix time it is forgotten.
+    failures: Mutex<HashMap<CacheKey, (ResolveError, u64)>>,
+}
+
+#[derive(Debug)]
+enum Engine {
+    Recursive(Box<Recursor>),
+    Forward(Forwarder),
 }
 
 impl Resolver {
     /// A resolver that stores its answers in `cache`.
+    ///
+    /// Recursive mode takes its root servers from `Mode::Recursive::root_hints` (see
+    /// [`crate::builtin_root_hints`] and [`crate::parse_root_hints`]).
     pub fn new(
         config: ResolverConfig,
         cache: Arc<AnswerCache>,
         clock: SharedClock,
     ) -> Result<Self, ResolverError> {
-        match &config.mode {
+        let config = Arc::new(config);
+        let engine = match &config.mode {
             Mode::Recursive { root_hints } if root_hints.is_empty() => {
                 return Err(ResolverError::Config("recursive mode needs root hints"))
             }
@@ -166,13 +199,29 @@ impl Resolver {
                     "forward mode needs at least one upstream",
                 ))
             }
-            _ => {}
+            Mode::Recursive { root_hints } => Engine::Recursive(Box::new(Recursor::new(
+                config.clone(),
+                root_hints,
+                clock.clone(),
+                cache.config().max_ttl,
+            ))),
+            Mode::Forward { upstreams } => {
+                Engine::Forward(Forwarder::new(config.clone(), upstreams.clone()))
+            }
+        };
+        if !config.ipv4 && !config.ipv6 {
+            return Err(ResolverError::Config(
+                "at least one of ipv4 and ipv6 must be enabled for upstream queries",
+            ));
         }
         Ok(Self {
             inner: Arc::new(Inner {
                 config,
                 cache,
                 clock,
+                engine,
+                in_flight: Mutex::new(HashMap::new()),
+                failures: Mutex::new(HashMap::new()),
             }),
         })
     }
@@ -182,19 +231,172 @@ impl Resolver {
         &self.inner.cache
     }
 
+    /// The configuration in force.
+    pub fn config(&self) -> &ResolverConfig {
+        &self.inner.config
+    }
+
     /// Resolves a question that missed the cache; the answer is inserted into the cache (if
     /// cacheable) and returned. Concurrent identical questions are resolved once.
+    ///
+    /// A fresh cache entry (one stored since the caller looked) is returned as is, and a
+    /// failure seen for the same question within `CacheConfig::servfail_ttl` seconds is
+    /// returned again without asking upstream (RFC 9520).
     pub async fn resolve(&self, question: &Question) -> Result<Arc<CachedAnswer>, ResolveError> {
-        // Placeholder until the recursion engine lands (issue #2).
-        let _ = (&self.inner.config, &self.inner.clock, question);
-        Err(ResolveError::Internal(
-            "resolution engine not built yet".into(),
-        ))
+        let name = lower(&question.name);
+        let key_ref = CacheKeyRef {
+            name: name.as_slice(),
+            qtype: question.qtype.to_int(),
+            qclass: question.qclass.to_int(),
+            dnssec_ok: question.dnssec_ok,
+        };
+        let now = self.inner.clock.unix_seconds();
+        if let Some((entry, Freshness::Fresh)) = self.inner.cache.get(&key_ref, now) {
+            return Ok(entry);
+        }
+        let key = key_ref.to_owned_key();
+        if let Some(error) = self.inner.recent_failure(&key, now) {
+            tracing::debug!(qname = %question.name, qtype = %question.qtype, %error, "recent failure remembered");
+            return Err(error);
+        }
+        let mut receiver = {
+            let mut in_flight = lock(&self.inner.in_flight);
+            match in_flight.get(&key) {
+                Some(receiver) => receiver.clone(),
+                None => {
+                    let (sender, receiver) = watch::channel(None);
+                    in_flight.insert(key.clone(), receiver.clone());
+                    // The resolution runs in its own task so that a client giving up does not
+                    // cancel it for the others waiting on it.
+                    let inner = self.inner.clone();
+                    let question = question.clone();
+                    tokio::spawn(async move {
+                        let guard = InFlightGuard {
+                            inner: inner.clone(),
+                            key,
+                        };
+                        let result = inner.run(&question).await;
+                        drop(guard);
+                        let _ = sender.send(Some(result));
+                    });
+                    receiver
+                }
+            }
+        };
+        let result = receiver
+            .wait_for(Option::is_some)
+            .await
+            .map_err(|_| ResolveError::Internal("resolution task ended without a result".into()))?
+            .clone();
+        result.unwrap_or_else(|| {
+            Err(ResolveError::Internal(
+                "resolution task ended without a result".into(),
+            ))
+        })
     }
 }
 
-/// Not yet used by the placeholder; kept for the engine.
-#[allow(dead_code)] // reason: consumed by the recursion engine being written.
+impl Inner {
+    async fn run(&self, question: &Question) -> Result<Arc<CachedAnswer>, ResolveError> {
+        if question.qclass != Class::IN {
+            return Err(ResolveError::Internal(format!(
+                "class {} is not resolved",
+                question.qclass
+            )));
+        }
+        let deadline = Instant::now() + self.config.resolution_deadline;
+        let mut work = Work::new(deadline);
+        let name = lower(&question.name);
+        let started = Instant::now();
+        let outcome = match &self.engine {
+            Engine::Recursive(recursor) => {
+                tokio::time::timeout_at(
+                    deadline,
+                    recursor.resolve(name.clone(), question.qtype, 0, &mut work),
+                )
+                .await
+            }
+            Engine::Forward(forwarder) => {
+                tokio::time::timeout_at(deadline, forwarder.forward(question, &mut work)).await
+            }
+        }
+        .unwrap_or(Err(ResolveError::Timeout));
+        tracing::debug!(
+            qname = %name,
+            qtype = %question.qtype,
+            upstream_queries = work.upstream_queries,
+            elapsed_ms = started.elapsed().as_millis() as u64,
+            ok = outcome.is_ok(),
+            "resolution finished"
+        );
+        let now = self.clock.unix_seconds();
+        let key = CacheKeyRef {
+            name: name.as_slice(),
+            qtype: question.qtype.to_int(),
+            qclass: question.qclass.to_int(),
+            dnssec_ok: question.dnssec_ok,
+        }
+        .to_owned_key();
+        match outcome {
+            Ok(outcome) => {
+                let entry = Arc::new(answer::build(question, &outcome, now, self.cache.config())?);
+                self.cache.insert(key, entry.clone());
+                Ok(entry)
+            }
+            Err(error) => {
+                self.remember_failure(key, &error, now);
+                Err(error)
+            }
+        }
+    }
+
+    fn recent_failure(&self, key: &CacheKey, now: u64) -> Option<ResolveError> {
+        let failures = lock(&self.failures);
+        failures
+            .get(key)
+            .filter(|(_, until)| *until > now)
+            .map(|(error, _)| error.clone())
+    }
+
+    fn remember_failure(&self, key: CacheKey, error: &ResolveError, now: u64) {
+        if matches!(error, ResolveError::Internal(_)) {
+            return;
+        }
+        let ttl = self.cache.config().servfail_ttl;
+        if ttl == 0 {
+            return;
+        }
+        let mut failures = lock(&self.failures);
+        if failures.len() >= MAX_REMEMBERED_FAILURES {
+            failures.retain(|_, (_, until)| *until > now);
+            if failures.len() >= MAX_REMEMBERED_FAILURES {
+                failures.clear();
+            }
+        }
+        failures.insert(key, (error.clone(), now + u64::from(ttl)));
+    }
+}
+
+/// Removes a question from the in-flight map when its resolution ends (even by panic), so a
+/// later asker starts afresh.
+struct InFlightGuard {
+    inner: Arc<Inner>,
+    key: CacheKey,
+}
+
+impl Drop for InFlightGuard {
+    fn drop(&mut self) {
+        lock(&self.inner.in_flight).remove(&self.key);
+    }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    match mutex.lock() {
+        Ok(guard) => guard,
+        Err(poisoned) => poisoned.into_inner(),
+    }
+}
+
 fn _assert_send_sync() {
     fn check<T: Send + Sync>() {}
     check::<Resolver>();

@@ -1,0 +1,283 @@
+//! Domain names: normalisation of target text (IDNA, UTS 46), the reversed-label keys of the
+//! index, and reading the DNS wire format on the hot path.
+
+use idna::uts46::{AsciiDenyList, DnsLength, Hyphens, Uts46};
+
+/// The byte that ends every label in an index key. It sorts below every byte a label of a
+/// validated target can hold (`a-z`, `0-9`, `-`, `_`), so a name's key is a prefix of the keys of
+/// all its descendants and of nothing else.
+pub(crate) const SEPARATOR: u8 = 0;
+
+/// Longest name in presentation format without the trailing dot (RFC 1035: 255 octets in wire
+/// format).
+pub(crate) const MAX_NAME_TEXT: usize = 253;
+/// Longest label (RFC 1035).
+pub(crate) const MAX_LABEL: usize = 63;
+/// Most labels a wire name can hold (excluding the root).
+pub(crate) const MAX_LABELS: usize = 127;
+
+/// Why a text is not a usable domain name.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum NameError {
+    /// Nothing left after removing a trailing dot.
+    #[error("the name is empty")]
+    Empty,
+    /// A wildcard was written; subtree targets cover every descendant.
+    #[error("wildcards are not names; use a target of type subtree instead")]
+    Wildcard,
+    /// IDNA (UTS 46) processing failed.
+    #[error("IDNA processing failed (invalid Unicode or punycode)")]
+    Idna,
+    /// Two dots in a row, or a leading dot.
+    #[error("the name has an empty label")]
+    EmptyLabel,
+    /// A label longer than 63 bytes.
+    #[error("label {label:?} is {len} bytes long (the limit is 63)")]
+    LabelTooLong {
+        /// The label.
+        label: String,
+        /// Its length.
+        len: usize,
+    },
+    /// A name longer than 253 bytes in presentation format.
+    #[error("the name is {len} bytes long (the limit is 253)")]
+    NameTooLong {
+        /// Its length.
+        len: usize,
+    },
+    /// A byte other than letters, digits, `-` and `_` after IDNA processing.
+    #[error("character {0:?} is not allowed in a host name")]
+    Character(char),
+}
+
+/// Normalises a name as written by a person or a feed: trailing dot removed, IDNA to punycode
+/// (UTS 46 mapping, which also lower-cases), then RFC 1035 limits and the host-name alphabet
+/// (letters, digits, `-`, and `_` which real service names use).
+///
+/// `Bücher.Example.` becomes `xn--bcher-kva.example`.
+pub fn normalize_name(text: &str) -> Result<String, NameError> {
+    let text = text.trim();
+    let text = text.strip_suffix('.').unwrap_or(text);
+    if text.is_empty() {
+        return Err(NameError::Empty);
+    }
+    if text.starts_with("*.") || text == "*" {
+        return Err(NameError::Wildcard);
+    }
+    let ascii = Uts46::new()
+        .to_ascii(
+            text.as_bytes(),
+            AsciiDenyList::URL,
+            Hyphens::Allow,
+            DnsLength::Ignore,
+        )
+        .map_err(|_| NameError::Idna)?;
+    let ascii = ascii.into_owned();
+    if ascii.len() > MAX_NAME_TEXT {
+        return Err(NameError::NameTooLong { len: ascii.len() });
+    }
+    for label in ascii.split('.') {
+        if label.is_empty() {
+            return Err(NameError::EmptyLabel);
+        }
+        if label.len() > MAX_LABEL {
+            return Err(NameError::LabelTooLong {
+                label: label.to_owned(),
+                len: label.len(),
+            });
+        }
+        if let Some(c) = label
+            .chars()
+            .find(|c| !(c.is_ascii_lowercase() || c.is_ascii_digit() || *c == '-' || *c == '_'))
+        {
+            return Err(NameError::Character(c));
+        }
+    }
+    Ok(ascii)
+}
+
+/// Turns a name in presentation format into the lower-cased, uncompressed wire format that
+/// [`CompiledPolicy::check_name`](crate::CompiledPolicy::check_name) takes, normalising it first
+/// like a target (IDNA, case). For tools (explain) and tests; the server already holds wire names.
+pub fn name_to_wire(text: &str) -> Result<Vec<u8>, NameError> {
+    let text = text.trim();
+    if text == "." {
+        return Ok(vec![0]);
+    }
+    let name = normalize_name(text)?;
+    let mut wire = Vec::with_capacity(name.len() + 2);
+    for label in name.split('.') {
+        // Labels are ≤ 63 bytes (checked in `normalize_name`), so the length fits a byte.
+        wire.push(label.len() as u8);
+        wire.extend_from_slice(label.as_bytes());
+    }
+    wire.push(0);
+    Ok(wire)
+}
+
+/// The index key of a normalised name: labels from the top down, each followed by
+/// [`SEPARATOR`]: `www.example.com` → `com\0example\0www\0`.
+pub(crate) fn key_from_name(name: &str) -> Vec<u8> {
+    let mut key = Vec::with_capacity(name.len() + 1);
+    push_key_from_name(name, &mut key);
+    key
+}
+
+/// Appends the key of `name` to `out`.
+pub(crate) fn push_key_from_name(name: &str, out: &mut Vec<u8>) {
+    for label in name.rsplit('.') {
+        out.extend_from_slice(label.as_bytes());
+        out.push(SEPARATOR);
+    }
+}
+
+/// The name (presentation format, no trailing dot) of an index key.
+pub(crate) fn name_from_key(key: &[u8]) -> String {
+    let mut labels: Vec<&[u8]> = key
+        .split(|b| *b == SEPARATOR)
+        .filter(|l| !l.is_empty())
+        .collect();
+    labels.reverse();
+    let mut name = String::with_capacity(key.len());
+    for (i, label) in labels.iter().enumerate() {
+        if i > 0 {
+            name.push('.');
+        }
+        name.push_str(&String::from_utf8_lossy(label));
+    }
+    name
+}
+
+/// A wire-format name turned into its index key on the stack, with the key length at each label
+/// boundary. No allocation.
+pub(crate) struct WireKey {
+    key: [u8; 256],
+    /// `ends[i]`: key length after the (i+1)-th label from the top.
+    ends: [u8; MAX_LABELS],
+    /// Usable labels (stops before a label holding the separator byte: no target can match it or
+    /// anything below it).
+    labels: usize,
+    /// Whether every label made it into the key (see `labels`).
+    complete: bool,
+}
+
+impl WireKey {
+    /// Reads an uncompressed wire name (any case). `None` if it is malformed (compression pointer,
+    /// missing root label, over 255 bytes); bytes after the root label are ignored.
+    #[inline]
+    pub(crate) fn parse(wire: &[u8]) -> Option<WireKey> {
+        let mut starts = [0u8; MAX_LABELS];
+        let mut count = 0usize;
+        let mut pos = 0usize;
+        loop {
+            let len = usize::from(*wire.get(pos)?);
+            if len == 0 {
+                break;
+            }
+            if len > MAX_LABEL || count == MAX_LABELS || pos + 1 + len >= 255 {
+                return None;
+            }
+            // pos < 255 (checked above), so it fits a byte.
+            starts[count] = pos as u8;
+            count += 1;
+            pos += 1 + len;
+        }
+        if wire.len() < pos + 1 {
+            return None;
+        }
+        let mut out = WireKey {
+            key: [0; 256],
+            ends: [0; MAX_LABELS],
+            labels: 0,
+            complete: true,
+        };
+        let mut at = 0usize;
+        for i in (0..count).rev() {
+            let start = usize::from(starts[i]);
+            let len = usize::from(wire[start]);
+            let label = &wire[start + 1..start + 1 + len];
+            if label.contains(&SEPARATOR) {
+                out.complete = false;
+                break;
+            }
+            for (dst, src) in out.key[at..at + len].iter_mut().zip(label) {
+                *dst = src.to_ascii_lowercase();
+            }
+            at += len;
+            out.key[at] = SEPARATOR;
+            at += 1;
+            // at ≤ 255: the name is at most 255 bytes and each label byte and length byte
+            // becomes one key byte.
+            out.ends[out.labels] = at as u8;
+            out.labels += 1;
+        }
+        Some(out)
+    }
+
+    /// The whole key (all usable labels).
+    #[inline]
+    pub(crate) fn key(&self) -> &[u8] {
+        match self.labels {
+            0 => &[],
+            n => &self.key[..usize::from(self.ends[n - 1])],
+        }
+    }
+
+    /// Whether the key stands for the whole name, so that an exact (`domain`) target at its end
+    /// matches the name itself.
+    #[inline]
+    pub(crate) fn is_complete(&self) -> bool {
+        self.complete
+    }
+
+    /// Number of usable labels.
+    #[cfg(test)]
+    #[inline]
+    pub(crate) fn labels(&self) -> usize {
+        self.labels
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn idna_normalisation() {
+        assert_eq!(normalize_name("Bücher.example").unwrap(), "xn--bcher-kva.example");
+        assert_eq!(normalize_name("WWW.Example.COM.").unwrap(), "www.example.com");
+        assert_eq!(normalize_name("xn--bcher-kva.example").unwrap(), "xn--bcher-kva.example");
+        assert_eq!(normalize_name("_dmarc.example").unwrap(), "_dmarc.example");
+        assert_eq!(normalize_name(""), Err(NameError::Empty));
+        assert_eq!(normalize_name("*.example.com"), Err(NameError::Wildcard));
+        assert_eq!(normalize_name("a..b"), Err(NameError::EmptyLabel));
+        assert!(matches!(normalize_name("a b.com"), Err(NameError::Character(' ')) | Err(NameError::Idna)));
+        assert!(matches!(normalize_name(&"a".repeat(64)), Err(NameError::LabelTooLong { .. })));
+        let long = vec!["a".repeat(60); 5].join(".");
+        assert!(matches!(normalize_name(&long), Err(NameError::NameTooLong { .. })));
+        assert!(normalize_name("http://x.com").is_err());
+    }
+
+    #[test]
+    fn keys() {
+        assert_eq!(key_from_name("www.example.com"), b"com\0example\0www\0");
+        assert_eq!(name_from_key(b"com\0example\0www\0"), "www.example.com");
+        assert_eq!(name_to_wire("WWW.Example.com").unwrap(), b"\x03www\x07example\x03com\x00");
+    }
+
+    #[test]
+    fn wire_keys() {
+        let k = WireKey::parse(b"\x03WWW\x07example\x03com\x00").unwrap();
+        assert_eq!(k.key(), b"com\0example\0www\0");
+        assert_eq!(k.labels(), 3);
+        let k = WireKey::parse(b"\x00").unwrap();
+        assert_eq!(k.key(), b"");
+        // A label holding the separator byte cuts the key above it.
+        let k = WireKey::parse(b"\x01a\x03x\x00y\x02to\x00").unwrap();
+        assert_eq!(k.key(), b"to\0");
+        assert!(!k.is_complete());
+        assert!(WireKey::parse(b"\x03www").is_none());
+        assert!(WireKey::parse(b"\xc0\x0c").is_none());
+        assert!(WireKey::parse(b"").is_none());
+    }
+}

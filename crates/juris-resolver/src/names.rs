@@ -1,0 +1,133 @@
+//! Small helpers on domain names and records shared by the engines.
+
+use bytes::Bytes;
+use domain::base::iana::Class;
+use domain::base::{Name, Record, Rtype, ToName, Ttl};
+use domain::rdata::AllRecordData;
+
+/// Record data with uncompressed names, owned.
+pub(crate) type Data = AllRecordData<Bytes, Name<Bytes>>;
+/// One resource record read from (or destined for) the wire.
+pub(crate) type Rr = Record<Name<Bytes>, Data>;
+
+/// The name lower-cased (ASCII), as used for every key in the resolver's caches.
+pub(crate) fn lower(name: &Name<Bytes>) -> Name<Bytes> {
+    let slice = name.as_slice();
+    if !slice.iter().any(u8::is_ascii_uppercase) {
+        return name.clone();
+    }
+    let mut bytes = slice.to_vec();
+    // Lower-casing ASCII letters in labels cannot change length octets (they are < 64, below
+    // b'A'), so the result is still a valid name.
+    bytes.make_ascii_lowercase();
+    Name::from_octets(Bytes::from(bytes)).unwrap_or_else(|_| name.clone())
+}
+
+/// Whether `name` is `zone` or below it (case-insensitive).
+pub(crate) fn is_at_or_below(name: &Name<Bytes>, zone: &Name<Bytes>) -> bool {
+    name.ends_with(zone)
+}
+
+/// Whether `name` is strictly below `zone`.
+pub(crate) fn is_below(name: &Name<Bytes>, zone: &Name<Bytes>) -> bool {
+    name.label_count() > zone.label_count() && name.ends_with(zone)
+}
+
+/// Case-insensitive name equality.
+pub(crate) fn same_name(a: &Name<Bytes>, b: &Name<Bytes>) -> bool {
+    a.name_eq(b)
+}
+
+/// The suffix of `name` with `labels` labels (counting the root label), if `name` has that many.
+pub(crate) fn suffix_with_labels(name: &Name<Bytes>, labels: usize) -> Option<Name<Bytes>> {
+    name.iter_suffixes().find(|s| s.label_count() == labels)
+}
+
+/// The type an RRSIG record covers, if `record` is an RRSIG.
+pub(crate) fn rrsig_covers(record: &Rr) -> Option<Rtype> {
+    match record.data() {
+        AllRecordData::Rrsig(sig) => Some(sig.type_covered()),
+        _ => None,
+    }
+}
+
+/// Whether the record is DNSSEC material handed only to DO=1 clients.
+pub(crate) fn is_dnssec_type(rtype: Rtype) -> bool {
+    matches!(
+        rtype,
+        Rtype::RRSIG | Rtype::NSEC | Rtype::NSEC3 | Rtype::DNSKEY | Rtype::DS
+    )
+}
+
+/// The CNAME target if the record is a CNAME.
+pub(crate) fn cname_target(record: &Rr) -> Option<&Name<Bytes>> {
+    match record.data() {
+        AllRecordData::Cname(c) => Some(c.cname()),
+        _ => None,
+    }
+}
+
+/// The DNAME target if the record is a DNAME.
+pub(crate) fn dname_target(record: &Rr) -> Option<&Name<Bytes>> {
+    match record.data() {
+        AllRecordData::Dname(d) => Some(d.dname()),
+        _ => None,
+    }
+}
+
+/// A CNAME record built by us (DNAME synthesis, RFC 6672 §3.4).
+pub(crate) fn synthesized_cname(owner: Name<Bytes>, ttl: Ttl, target: Name<Bytes>) -> Rr {
+    Record::new(
+        owner,
+        Class::IN,
+        ttl,
+        AllRecordData::Cname(domain::rdata::Cname::new(target)),
+    )
+}
+
+/// `name` with the suffix `old` replaced by `new` (DNAME substitution); `None` if the result
+/// would be longer than 255 octets or `name` is not below `old`.
+pub(crate) fn replace_suffix(
+    name: &Name<Bytes>,
+    old: &Name<Bytes>,
+    new: &Name<Bytes>,
+) -> Option<Name<Bytes>> {
+    if !is_below(name, old) {
+        return None;
+    }
+    let keep = name.as_slice().len() - old.as_slice().len();
+    let mut bytes = name.as_slice()[..keep].to_vec();
+    bytes.extend_from_slice(new.as_slice());
+    if bytes.len() > 255 {
+        return None;
+    }
+    Name::from_octets(Bytes::from(bytes)).ok()
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)] // reason: test code.
+mod tests {
+    use super::*;
+
+    fn n(s: &str) -> Name<Bytes> {
+        Name::bytes_from_str(s).unwrap()
+    }
+
+    #[test]
+    fn suffix_helpers() {
+        assert!(is_below(&n("a.b.test."), &n("test.")));
+        assert!(!is_below(&n("test."), &n("test.")));
+        assert!(is_at_or_below(&n("TEST."), &n("test.")));
+        assert!(is_below(&n("test."), &Name::root_bytes()));
+        assert_eq!(suffix_with_labels(&n("a.b.test."), 2), Some(n("test.")));
+        assert_eq!(lower(&n("WwW.Test.")).as_slice(), b"\x03www\x04test\x00");
+        assert_eq!(
+            replace_suffix(&n("x.old.test."), &n("old.test."), &n("new.example.")),
+            Some(n("x.new.example."))
+        );
+        assert_eq!(
+            replace_suffix(&n("old.test."), &n("old.test."), &n("n.")),
+            None
+        );
+    }
+}

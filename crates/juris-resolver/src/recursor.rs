@@ -1,0 +1,737 @@
+//! Iterative resolution from the root hints (RFC 1034 §5.3.3, RFC 9156).
+//!
+//! ```text
+//!  chase(name, type) ── lookup(current) ──► deepest cut (delegation cache, else root)
+//!        ▲                   │  query_zone: order servers by SRTT, UDP (TC→TCP), next server on
+//!        │                   │  timeout / SERVFAIL / lame; glueless NS → sub-lookup (depth+1)
+//!        │                   ├─ referral (strictly deeper, in bailiwick) → cache cut + glue, loop
+//!        │                   └─ final response (answer, NXDOMAIN, NODATA)
+//!        └── CNAME / DNAME out of the zone: restart at the target (chain limited)
+//! ```
+//!
+//! Every record taken from a response must be at or below the zone the answering server was
+//! asked about (bailiwick); glue must also be for one of the referral's name servers.
+//! QNAME minimisation (RFC 9156, relaxed) sends `A` queries for one more label than the
+//! current zone cut until the full name is reached; on NXDOMAIN or error RCODEs for a
+//! minimised query the full name is asked instead.
+//!
+//! # Limitations
+//! - No root priming query: the hints are used as the root NS set as they are.
+//! - No serve-stale, no prefetch, no 0x20, no DNSSEC validation (RRSIG/NSEC/NSEC3 are kept).
+//! - Glue is trusted like authoritative data once accepted (no credibility ranking).
+//! - Answers are not assembled from cached records: only zone cuts and name server addresses
+//!   are cached here; complete answers live in the answer cache.
+
+use std::future::Future;
+use std::net::{IpAddr, SocketAddr};
+use std::pin::Pin;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use domain::base::iana::Rcode;
+use domain::base::{Name, Rtype};
+use domain::rdata::AllRecordData;
+use tokio::time::Instant;
+
+use crate::clock::SharedClock;
+use crate::delegation::{Delegation, DelegationCache};
+use crate::infra::InfraCache;
+use crate::names::{
+    cname_target, dname_target, is_at_or_below, is_below, is_dnssec_type, lower, replace_suffix,
+    rrsig_covers, same_name, suffix_with_labels, synthesized_cname, Rr,
+};
+use crate::resolver::{ResolveError, ResolverConfig};
+use crate::upstream::{self, QueryOptions, Response, UpstreamError};
+
+/// Error text of a name server lookup that needs its own result (a delegation loop).
+pub(crate) const LOOP: &str = "delegation loop (name server lookup needs itself)";
+/// Error text when sub-lookups nest too deep.
+pub(crate) const DEPTH: &str = "sub-lookup depth";
+/// Minimised queries per zone before asking for the full name (RFC 9156 §2.3 MAX_MINIMISE_COUNT).
+const MAX_MINIMISE_STEPS: usize = 10;
+/// Servers tried for one question at one zone before giving up on the zone.
+const MAX_ATTEMPTS_PER_ZONE: usize = 8;
+
+/// The result of a resolution: the RCODE, the answer (CNAME/DNAME chain then the final RRset,
+/// with RRSIGs) and, for negative answers, the authority records (SOA, NSEC/NSEC3, RRSIGs).
+#[derive(Debug, Clone)]
+pub(crate) struct Outcome {
+    pub rcode: Rcode,
+    pub answer: Vec<Rr>,
+    pub authority: Vec<Rr>,
+}
+
+/// Work done on behalf of one client query; bounded by [`crate::Limits`].
+#[derive(Debug)]
+pub(crate) struct Work {
+    pub upstream_queries: u32,
+    pub referrals: u32,
+    pub ns_lookups: u32,
+    /// (name, type) of the resolutions under way, outermost first (loop detection).
+    pub in_progress: Vec<(Name<Bytes>, Rtype)>,
+    pub deadline: Instant,
+}
+
+impl Work {
+    pub(crate) fn new(deadline: Instant) -> Self {
+        Self {
+            upstream_queries: 0,
+            referrals: 0,
+            ns_lookups: 0,
+            in_progress: Vec::new(),
+            deadline,
+        }
+    }
+
+    /// Accounts for one upstream query.
+    pub(crate) fn count_query(&mut self, max: u32) -> Result<(), ResolveError> {
+        self.upstream_queries += 1;
+        if self.upstream_queries > max {
+            return Err(ResolveError::LimitExceeded(
+                "upstream queries per client query",
+            ));
+        }
+        if Instant::now() >= self.deadline {
+            return Err(ResolveError::Timeout);
+        }
+        Ok(())
+    }
+}
+
+/// Errors after which the whole client query stops (budgets, deadline); others only rule out
+/// one server or one name server name.
+pub(crate) fn is_fatal(error: &ResolveError) -> bool {
+    match error {
+        ResolveError::Timeout | ResolveError::Internal(_) => true,
+        ResolveError::LimitExceeded(what) => *what != LOOP && *what != DEPTH,
+        ResolveError::NoReachableAuthority(_) | ResolveError::InvalidData(_) => false,
+    }
+}
+
+type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// The iterative resolver's shared state.
+#[derive(Debug)]
+pub(crate) struct Recursor {
+    config: Arc<ResolverConfig>,
+    delegations: DelegationCache,
+    infra: InfraCache,
+    clock: SharedClock,
+    max_ttl: u32,
+}
+
+/// What one zone's servers said about a question.
+enum Reply {
+    Referral(Delegation),
+    Final(Response),
+    /// No server gave a usable answer.
+    Unreachable {
+        /// At least one answered with an error RCODE (rather than timing out).
+        rcode_failure: bool,
+        /// The most telling error of a name server address lookup, if any.
+        sub_error: Option<ResolveError>,
+    },
+}
+
+/// One response, sorted out.
+enum Classified {
+    Referral {
+        delegation: Delegation,
+        ttl: u32,
+        glue: Vec<Rr>,
+    },
+    Final(Response),
+    Lame,
+    ServerFailure,
+}
+
+impl Recursor {
+    pub(crate) fn new(
+        config: Arc<ResolverConfig>,
+        hints: &[(Name<Bytes>, IpAddr)],
+        clock: SharedClock,
+        max_ttl: u32,
+    ) -> Self {
+        Self {
+            config,
+            delegations: DelegationCache::new(hints),
+            infra: InfraCache::default(),
+            clock,
+            max_ttl,
+        }
+    }
+
+    /// Resolves `qname`/`qtype`, following CNAMEs and DNAMEs. `depth` is 0 for the client's
+    /// question and grows with each nested name server address lookup.
+    pub(crate) fn resolve<'a>(
+        &'a self,
+        qname: Name<Bytes>,
+        qtype: Rtype,
+        depth: u32,
+        work: &'a mut Work,
+    ) -> BoxFuture<'a, Result<Outcome, ResolveError>> {
+        Box::pin(async move {
+            if depth > self.config.limits.max_depth {
+                return Err(ResolveError::LimitExceeded(DEPTH));
+            }
+            let key = (lower(&qname), qtype);
+            if work.in_progress.contains(&key) {
+                return Err(ResolveError::LimitExceeded(LOOP));
+            }
+            work.in_progress.push(key);
+            let result = self.chase(lower(&qname), qtype, depth, work).await;
+            work.in_progress.pop();
+            result
+        })
+    }
+
+    async fn chase(
+        &self,
+        qname: Name<Bytes>,
+        qtype: Rtype,
+        depth: u32,
+        work: &mut Work,
+    ) -> Result<Outcome, ResolveError> {
+        let max_links = self.config.limits.max_cname_chain;
+        let mut chain: Vec<Rr> = Vec::new();
+        let mut links = 0u32;
+        let mut seen: Vec<Name<Bytes>> = vec![qname.clone()];
+        let mut current = qname;
+        loop {
+            let (zone, response) = self.lookup(&current, qtype, depth, work).await?;
+            let mut name = current.clone();
+            let mut moved = false;
+            loop {
+                let rrset: Vec<&Rr> = response
+                    .answer
+                    .iter()
+                    .filter(|r| same_name(r.owner(), &name))
+                    .filter(|r| {
+                        r.rtype() == qtype || (qtype == Rtype::ANY && r.rtype() != Rtype::RRSIG)
+                    })
+                    .collect();
+                if !rrset.is_empty() {
+                    chain.extend(rrset.into_iter().cloned());
+                    chain.extend(signatures(&response.answer, &name, qtype));
+                    return Ok(Outcome {
+                        rcode: Rcode::NOERROR,
+                        answer: chain,
+                        authority: Vec::new(),
+                    });
+                }
+                // A DNAME wins over the CNAME the server synthesized from it: we build our own.
+                let dname = if qtype != Rtype::DNAME {
+                    response
+                        .answer
+                        .iter()
+                        .find(|r| r.rtype() == Rtype::DNAME && is_below(&name, r.owner()))
+                } else {
+                    None
+                };
+                if let Some(dname) = dname {
+                    let target = dname_target(dname)
+                        .ok_or_else(|| ResolveError::InvalidData("DNAME without target".into()))?;
+                    links += 1;
+                    if links > max_links {
+                        return Err(ResolveError::LimitExceeded("CNAME chain length"));
+                    }
+                    chain.push(dname.clone());
+                    chain.extend(signatures(&response.answer, dname.owner(), Rtype::DNAME));
+                    let Some(substituted) = replace_suffix(&name, dname.owner(), target) else {
+                        // RFC 6672 §2.2: the substituted name would be too long.
+                        return Ok(Outcome {
+                            rcode: Rcode::YXDOMAIN,
+                            answer: chain,
+                            authority: Vec::new(),
+                        });
+                    };
+                    let substituted = lower(&substituted);
+                    if seen.contains(&substituted) {
+                        return Err(ResolveError::LimitExceeded("CNAME loop"));
+                    }
+                    chain.push(synthesized_cname(
+                        name.clone(),
+                        dname.ttl(),
+                        substituted.clone(),
+                    ));
+                    seen.push(substituted.clone());
+                    name = substituted;
+                    moved = true;
+                    if is_at_or_below(&name, &zone) {
+                        continue;
+                    }
+                    break;
+                }
+                let next = if qtype != Rtype::CNAME {
+                    response
+                        .answer
+                        .iter()
+                        .find(|r| r.rtype() == Rtype::CNAME && same_name(r.owner(), &name))
+                } else {
+                    None
+                };
+                if let Some(cname) = next {
+                    let target = cname_target(cname)
+                        .map(lower)
+                        .ok_or_else(|| ResolveError::InvalidData("CNAME without target".into()))?;
+                    links += 1;
+                    if links > max_links {
+                        return Err(ResolveError::LimitExceeded("CNAME chain length"));
+                    }
+                    if seen.contains(&target) {
+                        return Err(ResolveError::LimitExceeded("CNAME loop"));
+                    }
+                    chain.push(cname.clone());
+                    chain.extend(signatures(&response.answer, &name, Rtype::CNAME));
+                    seen.push(target.clone());
+                    name = target;
+                    moved = true;
+                    if is_at_or_below(&name, &zone) {
+                        continue;
+                    }
+                    break;
+                }
+                break;
+            }
+            let negative_proof = response.authority.iter().any(|r| r.rtype() == Rtype::SOA);
+            if moved && (!is_at_or_below(&name, &zone) || !negative_proof) {
+                // The chain leaves what this server can speak for: start over at the target,
+                // from the best known delegation.
+                current = name;
+                continue;
+            }
+            // A negative answer (for the original name, or the end of an in-zone chain).
+            let authority = response
+                .authority
+                .iter()
+                .filter(|r| {
+                    matches!(r.rtype(), Rtype::SOA | Rtype::NSEC | Rtype::NSEC3)
+                        || rrsig_covers(r)
+                            .is_some_and(|t| matches!(t, Rtype::SOA | Rtype::NSEC | Rtype::NSEC3))
+                })
+                .cloned()
+                .collect();
+            return Ok(Outcome {
+                rcode: response.rcode,
+                answer: chain,
+                authority,
+            });
+        }
+    }
+
+    /// Follows referrals from the deepest known cut until a server of the zone holding
+    /// `qname` gives a final response; returns that zone and the response.
+    async fn lookup(
+        &self,
+        qname: &Name<Bytes>,
+        qtype: Rtype,
+        depth: u32,
+        work: &mut Work,
+    ) -> Result<(Name<Bytes>, Response), ResolveError> {
+        let now = self.clock.unix_seconds();
+        let mut delegation = self.delegations.deepest(qname, now);
+        let mut minimise = self.config.qname_minimisation;
+        let mut labels = delegation.zone.label_count() + 1;
+        let mut minimised_steps = 0usize;
+        loop {
+            let minimised = if minimise && labels < qname.label_count() {
+                suffix_with_labels(qname, labels)
+            } else {
+                None
+            };
+            let full = minimised.is_none();
+            // RFC 9156 §3: minimised queries use QTYPE A (NS queries upset some servers).
+            let (sent_name, sent_type) = match minimised {
+                Some(name) => (name, Rtype::A),
+                None => (qname.clone(), qtype),
+            };
+            let reply = self
+                .query_zone(&delegation, &sent_name, sent_type, depth, work)
+                .await?;
+            match reply {
+                Reply::Referral(child) => {
+                    work.referrals += 1;
+                    if work.referrals > self.config.limits.max_referrals {
+                        return Err(ResolveError::LimitExceeded("referrals"));
+                    }
+                    delegation = child;
+                    labels = delegation.zone.label_count() + 1;
+                    minimised_steps = 0;
+                }
+                Reply::Final(response) if full => return Ok((delegation.zone, response)),
+                Reply::Final(response) => {
+                    if response.rcode == Rcode::NXDOMAIN {
+                        // Relaxed mode (RFC 9156 §2.3): some servers answer NXDOMAIN for empty
+                        // non-terminals; ask for the full name instead of trusting it.
+                        minimise = false;
+                    } else {
+                        labels += 1;
+                        minimised_steps += 1;
+                        if minimised_steps >= MAX_MINIMISE_STEPS {
+                            minimise = false;
+                        }
+                    }
+                }
+                Reply::Unreachable { rcode_failure, .. } if !full && rcode_failure => {
+                    // Servers that choke on the minimised query: retry with the full name.
+                    minimise = false;
+                }
+                Reply::Unreachable { sub_error, .. } => {
+                    return Err(match sub_error {
+                        Some(error @ ResolveError::LimitExceeded(_)) => error,
+                        _ => ResolveError::NoReachableAuthority(delegation.zone.to_string()),
+                    });
+                }
+            }
+        }
+    }
+
+    /// Asks the servers of one zone, trying others on failure, resolving glueless name server
+    /// addresses when the known ones run out.
+    async fn query_zone(
+        &self,
+        delegation: &Delegation,
+        qname: &Name<Bytes>,
+        qtype: Rtype,
+        depth: u32,
+        work: &mut Work,
+    ) -> Result<Reply, ResolveError> {
+        let mut tried: Vec<SocketAddr> = Vec::new();
+        let mut looked_up: Vec<Name<Bytes>> = Vec::new();
+        let mut rcode_failure = false;
+        let mut sub_error: Option<ResolveError> = None;
+        let mut attempts = 0usize;
+        while attempts < MAX_ATTEMPTS_PER_ZONE {
+            let candidates = self.server_addresses(delegation);
+            let next = self
+                .infra
+                .order(&delegation.zone, &candidates)
+                .into_iter()
+                .find(|server| !tried.contains(server));
+            let Some(server) = next else {
+                match self
+                    .resolve_name_server(delegation, &mut looked_up, depth, work)
+                    .await
+                {
+                    Ok(true) => continue,
+                    Ok(false) => break,
+                    Err(error) if is_fatal(&error) => return Err(error),
+                    Err(error) => {
+                        if sub_error.is_none() || matches!(error, ResolveError::LimitExceeded(_)) {
+                            sub_error = Some(error);
+                        }
+                        continue;
+                    }
+                }
+            };
+            attempts += 1;
+            tried.push(server);
+            work.count_query(self.config.limits.max_upstream_queries)?;
+            let options = QueryOptions {
+                recursion_desired: false,
+                checking_disabled: false,
+                edns_buffer_size: self.config.edns_buffer_size,
+                deadline: upstream::attempt_deadline(self.config.query_timeout, work.deadline),
+            };
+            let started = Instant::now();
+            match upstream::exchange(server, qname, qtype, &options).await {
+                Err(UpstreamError::Timeout) => {
+                    tracing::debug!(%server, zone = %delegation.zone, "upstream timeout");
+                    self.infra.record_timeout(server);
+                    if Instant::now() >= work.deadline {
+                        return Err(ResolveError::Timeout);
+                    }
+                }
+                Err(error) => {
+                    tracing::debug!(%server, zone = %delegation.zone, %error, "upstream error");
+                    self.infra.record_failure(server);
+                }
+                Ok(response) => {
+                    self.infra.record_rtt(server, started.elapsed());
+                    match self.classify(&delegation.zone, qname, response) {
+                        Classified::Referral {
+                            delegation: child,
+                            ttl,
+                            glue,
+                        } => {
+                            tracing::debug!(%server, from = %delegation.zone, to = %child.zone, "referral");
+                            self.store_referral(&child, ttl, &glue);
+                            return Ok(Reply::Referral(child));
+                        }
+                        Classified::Final(response) => return Ok(Reply::Final(response)),
+                        Classified::Lame => {
+                            tracing::debug!(%server, zone = %delegation.zone, "lame server");
+                            self.infra.mark_lame(&delegation.zone, server);
+                        }
+                        Classified::ServerFailure => {
+                            tracing::debug!(%server, zone = %delegation.zone, "server failure");
+                            rcode_failure = true;
+                            self.infra.record_failure(server);
+                        }
+                    }
+                }
+            }
+        }
+        Ok(Reply::Unreachable {
+            rcode_failure,
+            sub_error,
+        })
+    }
+
+    /// Addresses of the zone's servers we know and may use.
+    fn server_addresses(&self, delegation: &Delegation) -> Vec<SocketAddr> {
+        let now = self.clock.unix_seconds();
+        let mut servers = Vec::new();
+        for name in &delegation.name_servers {
+            for rtype in self.address_types() {
+                for address in self
+                    .delegations
+                    .addresses(name, rtype, now)
+                    .unwrap_or_default()
+                {
+                    if self.address_allowed(address) {
+                        let server = SocketAddr::new(address, self.config.upstream_port);
+                        if !servers.contains(&server) {
+                            servers.push(server);
+                        }
+                    }
+                }
+            }
+        }
+        servers
+    }
+
+    fn address_types(&self) -> impl Iterator<Item = Rtype> {
+        let v4 = self.config.ipv4.then_some(Rtype::A);
+        let v6 = self.config.ipv6.then_some(Rtype::AAAA);
+        v4.into_iter().chain(v6)
+    }
+
+    /// Whether we may send to `address` (family switches, loopback rule, never multicast).
+    fn address_allowed(&self, address: IpAddr) -> bool {
+        let address = match address {
+            IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(address, IpAddr::V4),
+            v4 => v4,
+        };
+        let family_ok = match address {
+            IpAddr::V4(_) => self.config.ipv4,
+            IpAddr::V6(_) => self.config.ipv6,
+        };
+        if !family_ok || address.is_multicast() || address.is_unspecified() {
+            return false;
+        }
+        if let IpAddr::V4(v4) = address {
+            if v4.is_broadcast() {
+                return false;
+            }
+        }
+        self.config.allow_loopback_upstreams || !address.is_loopback()
+    }
+
+    /// Looks up the addresses of one name server without known addresses; `Ok(false)` when
+    /// there is none left to look up.
+    async fn resolve_name_server(
+        &self,
+        delegation: &Delegation,
+        looked_up: &mut Vec<Name<Bytes>>,
+        depth: u32,
+        work: &mut Work,
+    ) -> Result<bool, ResolveError> {
+        let now = self.clock.unix_seconds();
+        // A name server needs a lookup when none of its known addresses is usable and some
+        // enabled address family is still unknown (no AAAA lookups when A glue is there).
+        let pending = delegation.name_servers.iter().find(|name| {
+            if looked_up.contains(name) {
+                return false;
+            }
+            let mut unknown = false;
+            for rtype in self.address_types() {
+                match self.delegations.addresses(name, rtype, now) {
+                    Some(list) if list.iter().any(|a| self.address_allowed(*a)) => return false,
+                    Some(_) => {}
+                    None => unknown = true,
+                }
+            }
+            unknown
+        });
+        let Some(name) = pending.cloned() else {
+            return Ok(false);
+        };
+        looked_up.push(name.clone());
+        work.ns_lookups += 1;
+        if work.ns_lookups > self.config.limits.max_ns_lookups {
+            return Err(ResolveError::LimitExceeded("name server lookups"));
+        }
+        tracing::debug!(zone = %delegation.zone, name_server = %name, "glueless name server lookup");
+        let mut found = false;
+        let mut last_error = None;
+        for rtype in self.address_types().collect::<Vec<_>>() {
+            if found {
+                // IPv6 addresses are asked for only when there is no usable IPv4 address
+                // (avoid queries nobody needs).
+                break;
+            }
+            if self.delegations.addresses(&name, rtype, now).is_some() {
+                continue;
+            }
+            match self.resolve(name.clone(), rtype, depth + 1, work).await {
+                Ok(outcome) => {
+                    let (addresses, ttl) = addresses_of(&outcome, rtype);
+                    found |= addresses.iter().any(|a| self.address_allowed(*a));
+                    let ttl = ttl.min(self.max_ttl);
+                    self.delegations
+                        .insert_addresses(&name, rtype, addresses, ttl.max(1), now);
+                }
+                Err(error) if is_fatal(&error) => return Err(error),
+                Err(error) => last_error = Some(error),
+            }
+        }
+        match (found, last_error) {
+            (false, Some(error)) => Err(error),
+            _ => Ok(true),
+        }
+    }
+
+    fn store_referral(&self, child: &Delegation, ttl: u32, glue: &[Rr]) {
+        let now = self.clock.unix_seconds();
+        self.delegations
+            .insert_delegation(child, ttl.min(self.max_ttl), now);
+        for name in &child.name_servers {
+            for rtype in [Rtype::A, Rtype::AAAA] {
+                let records: Vec<&Rr> = glue
+                    .iter()
+                    .filter(|r| r.rtype() == rtype && same_name(r.owner(), name))
+                    .collect();
+                if records.is_empty() {
+                    continue;
+                }
+                let ttl = records
+                    .iter()
+                    .map(|r| r.ttl().as_secs())
+                    .min()
+                    .unwrap_or(0)
+                    .min(self.max_ttl);
+                let addresses = records.iter().filter_map(|r| address_of(r)).collect();
+                self.delegations
+                    .insert_addresses(name, rtype, addresses, ttl, now);
+            }
+        }
+    }
+
+    /// Sorts one response from a server of `zone` to a query for `qname`.
+    fn classify(
+        &self,
+        zone: &Name<Bytes>,
+        qname: &Name<Bytes>,
+        mut response: Response,
+    ) -> Classified {
+        if response.rcode != Rcode::NOERROR && response.rcode != Rcode::NXDOMAIN {
+            return Classified::ServerFailure;
+        }
+        // Bailiwick: a server for `zone` can speak only for names at or below it.
+        response.answer.retain(|r| is_at_or_below(r.owner(), zone));
+        response
+            .authority
+            .retain(|r| is_at_or_below(r.owner(), zone));
+        let has_soa = response.authority.iter().any(|r| r.rtype() == Rtype::SOA);
+        if response.rcode == Rcode::NOERROR && response.answer.is_empty() && !has_soa {
+            let child = response
+                .authority
+                .iter()
+                .find(|r| r.rtype() == Rtype::NS)
+                .map(|r| lower(r.owner()));
+            if let Some(child) = child {
+                if !is_below(&child, zone) || !is_at_or_below(qname, &child) {
+                    // Upward or sideways referral.
+                    return Classified::Lame;
+                }
+                let ns: Vec<&Rr> = response
+                    .authority
+                    .iter()
+                    .filter(|r| r.rtype() == Rtype::NS && same_name(r.owner(), &child))
+                    .collect();
+                let mut name_servers: Vec<Name<Bytes>> = Vec::new();
+                for record in &ns {
+                    if let AllRecordData::Ns(target) = record.data() {
+                        let target = lower(target.nsdname());
+                        if !name_servers.contains(&target) {
+                            name_servers.push(target);
+                        }
+                    }
+                }
+                let ttl = ns.iter().map(|r| r.ttl().as_secs()).min().unwrap_or(0);
+                // Glue: addresses of the new name servers, within the bailiwick of the server
+                // that sent them; anything else in the additional section is ignored.
+                let glue = response
+                    .additional
+                    .into_iter()
+                    .filter(|r| matches!(r.rtype(), Rtype::A | Rtype::AAAA))
+                    .filter(|r| is_at_or_below(r.owner(), zone))
+                    .filter(|r| name_servers.iter().any(|n| same_name(n, r.owner())))
+                    .collect();
+                return Classified::Referral {
+                    delegation: Delegation {
+                        zone: child,
+                        name_servers,
+                    },
+                    ttl,
+                    glue,
+                };
+            }
+            if !response.authoritative {
+                return Classified::Lame;
+            }
+        }
+        response.additional.clear();
+        Classified::Final(response)
+    }
+}
+
+/// RRSIGs in `records` at `owner` covering `covered`.
+fn signatures<'a>(
+    records: &'a [Rr],
+    owner: &'a Name<Bytes>,
+    covered: Rtype,
+) -> impl Iterator<Item = Rr> + 'a {
+    records
+        .iter()
+        .filter(move |r| same_name(r.owner(), owner) && rrsig_covers(r) == Some(covered))
+        .cloned()
+}
+
+fn address_of(record: &Rr) -> Option<IpAddr> {
+    match record.data() {
+        AllRecordData::A(a) => Some(IpAddr::V4(a.addr())),
+        AllRecordData::Aaaa(aaaa) => Some(IpAddr::V6(aaaa.addr())),
+        _ => None,
+    }
+}
+
+/// Addresses of type `rtype` in an outcome and how long to keep them (the negative TTL when
+/// there are none).
+fn addresses_of(outcome: &Outcome, rtype: Rtype) -> (Vec<IpAddr>, u32) {
+    let records: Vec<&Rr> = outcome
+        .answer
+        .iter()
+        .filter(|r| r.rtype() == rtype)
+        .collect();
+    if records.is_empty() {
+        let ttl = outcome
+            .authority
+            .iter()
+            .find_map(|r| match r.data() {
+                AllRecordData::Soa(soa) => Some(r.ttl().as_secs().min(soa.minimum().as_secs())),
+                _ => None,
+            })
+            .unwrap_or(0);
+        return (Vec::new(), ttl);
+    }
+    let ttl = outcome
+        .answer
+        .iter()
+        .filter(|r| !is_dnssec_type(r.rtype()))
+        .map(|r| r.ttl().as_secs())
+        .min()
+        .unwrap_or(0);
+    (records.into_iter().filter_map(address_of).collect(), ttl)
+}

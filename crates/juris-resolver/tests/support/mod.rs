@@ -1,0 +1,423 @@
+//! An in-process fake authoritative server for resolver tests: UDP and TCP on one
+//! 127.0.0.x address, answering from canned zones (referrals with whatever glue the zone
+//! holds, CNAME/DNAME chasing inside the zone, NXDOMAIN/NODATA with SOA, TC=1 when the answer
+//! exceeds the client's UDP size), and recording every query it receives.
+#![allow(dead_code)] // reason: each test uses a different part of the helper.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // reason: test code.
+
+use std::net::{IpAddr, SocketAddr};
+use std::str::FromStr;
+use std::sync::{Arc, Mutex};
+
+use bytes::Bytes;
+use domain::base::iana::{Class, Rcode};
+use domain::base::name::FlattenInto;
+use domain::base::{Message, MessageBuilder, Name, ParsedName, Record, Rtype, Serial, ToName, Ttl};
+use domain::rdata::{Aaaa, AllRecordData, Cname, Dname, Ns, Soa, Txt, A};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, UdpSocket};
+use tokio::task::JoinHandle;
+
+pub type Rr = Record<Name<Bytes>, AllRecordData<Bytes, Name<Bytes>>>;
+
+pub fn name(s: &str) -> Name<Bytes> {
+    Name::bytes_from_str(s).unwrap()
+}
+
+/// Parses `owner ttl TYPE data...` (A, AAAA, NS, CNAME, DNAME, TXT, SOA). `TXT big:N` makes a
+/// TXT record of N bytes.
+pub fn rr(line: &str) -> Rr {
+    let mut t = line.split_whitespace();
+    let owner = name(t.next().unwrap());
+    let ttl = Ttl::from_secs(t.next().unwrap().parse().unwrap());
+    let rtype = t.next().unwrap();
+    let rest: Vec<&str> = t.collect();
+    let data = match rtype {
+        "A" => AllRecordData::A(A::new(rest[0].parse().unwrap())),
+        "AAAA" => AllRecordData::Aaaa(Aaaa::new(rest[0].parse().unwrap())),
+        "NS" => AllRecordData::Ns(Ns::new(name(rest[0]))),
+        "CNAME" => AllRecordData::Cname(Cname::new(name(rest[0]))),
+        "DNAME" => AllRecordData::Dname(Dname::new(name(rest[0]))),
+        "TXT" => {
+            let text = match rest[0].strip_prefix("big:") {
+                Some(n) => "x".repeat(n.parse().unwrap()),
+                None => rest[0].to_string(),
+            };
+            AllRecordData::Txt(Txt::build_from_slice(text.as_bytes()).unwrap())
+        }
+        "SOA" => AllRecordData::Soa(Soa::new(
+            name(rest[0]),
+            name(rest[1]),
+            Serial(rest[2].parse().unwrap()),
+            Ttl::from_secs(rest[3].parse().unwrap()),
+            Ttl::from_secs(rest[4].parse().unwrap()),
+            Ttl::from_secs(rest[5].parse().unwrap()),
+            Ttl::from_secs(rest[6].parse().unwrap()),
+        )),
+        other => panic!("unsupported type {other}"),
+    };
+    Record::new(owner, Class::IN, ttl, data)
+}
+
+/// A zone: its apex and records (one per line). A SOA is added if none is given.
+#[derive(Clone)]
+pub struct Zone {
+    pub apex: Name<Bytes>,
+    pub records: Vec<Rr>,
+}
+
+pub fn zone(apex: &str, lines: &[&str]) -> Zone {
+    let mut records: Vec<Rr> = lines.iter().map(|l| rr(l)).collect();
+    if !records.iter().any(|r| r.rtype() == Rtype::SOA) {
+        let host = if apex == "." { "root" } else { apex };
+        records.push(rr(&format!(
+            "{apex} 3600 SOA ns.{host} hostmaster.{host} 1 3600 600 86400 300"
+        )));
+    }
+    Zone {
+        apex: name(apex),
+        records,
+    }
+}
+
+/// One query a fake server received.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Seen {
+    /// Lower-cased name with trailing dot.
+    pub qname: String,
+    pub qtype: Rtype,
+    pub tcp: bool,
+    pub rd: bool,
+}
+
+#[derive(Clone)]
+enum Behaviour {
+    Serve(Arc<Vec<Zone>>),
+    Blackhole,
+    Fail(Rcode),
+}
+
+/// A running fake server; stops when dropped.
+pub struct FakeAuthority {
+    pub addr: SocketAddr,
+    log: Arc<Mutex<Vec<Seen>>>,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl Drop for FakeAuthority {
+    fn drop(&mut self) {
+        for task in &self.tasks {
+            task.abort();
+        }
+    }
+}
+
+impl FakeAuthority {
+    /// Serves `zones` on `ip:port` (UDP and TCP).
+    pub async fn serve(ip: &str, port: u16, zones: Vec<Zone>) -> Self {
+        Self::start(ip, port, Behaviour::Serve(Arc::new(zones))).await
+    }
+
+    /// Records queries, never answers.
+    pub async fn blackhole(ip: &str, port: u16) -> Self {
+        Self::start(ip, port, Behaviour::Blackhole).await
+    }
+
+    /// Answers every query with `rcode`.
+    pub async fn failing(ip: &str, port: u16, rcode: Rcode) -> Self {
+        Self::start(ip, port, Behaviour::Fail(rcode)).await
+    }
+
+    async fn start(ip: &str, port: u16, behaviour: Behaviour) -> Self {
+        let addr = SocketAddr::new(IpAddr::from_str(ip).unwrap(), port);
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let udp = UdpSocket::bind(addr).await.expect("bind fake UDP");
+        let tcp = TcpListener::bind(addr).await.expect("bind fake TCP");
+        let mut tasks = Vec::new();
+        {
+            let log = log.clone();
+            let behaviour = behaviour.clone();
+            tasks.push(tokio::spawn(async move {
+                let mut buf = vec![0u8; 65535];
+                loop {
+                    let Ok((len, from)) = udp.recv_from(&mut buf).await else {
+                        continue;
+                    };
+                    if let Some(reply) = handle(&behaviour, &log, &buf[..len], false) {
+                        let _ = udp.send_to(&reply, from).await;
+                    }
+                }
+            }));
+        }
+        {
+            let log = log.clone();
+            tasks.push(tokio::spawn(async move {
+                loop {
+                    let Ok((mut stream, _)) = tcp.accept().await else {
+                        continue;
+                    };
+                    let log = log.clone();
+                    let behaviour = behaviour.clone();
+                    tokio::spawn(async move {
+                        let mut len = [0u8; 2];
+                        if stream.read_exact(&mut len).await.is_err() {
+                            return;
+                        }
+                        let mut query = vec![0u8; u16::from_be_bytes(len) as usize];
+                        if stream.read_exact(&mut query).await.is_err() {
+                            return;
+                        }
+                        if let Some(reply) = handle(&behaviour, &log, &query, true) {
+                            let mut framed = (reply.len() as u16).to_be_bytes().to_vec();
+                            framed.extend_from_slice(&reply);
+                            let _ = stream.write_all(&framed).await;
+                        }
+                    });
+                }
+            }));
+        }
+        Self { addr, log, tasks }
+    }
+
+    /// Every query received so far.
+    pub fn queries(&self) -> Vec<Seen> {
+        self.log.lock().unwrap().clone()
+    }
+
+    /// Number of queries received so far.
+    pub fn count(&self) -> usize {
+        self.log.lock().unwrap().len()
+    }
+
+    /// Number of queries received for `qname` (any type).
+    pub fn count_for(&self, qname: &str) -> usize {
+        self.queries().iter().filter(|q| q.qname == qname).count()
+    }
+}
+
+fn handle(
+    behaviour: &Behaviour,
+    log: &Mutex<Vec<Seen>>,
+    query: &[u8],
+    tcp: bool,
+) -> Option<Vec<u8>> {
+    let message = Message::from_octets(Bytes::copy_from_slice(query)).ok()?;
+    let question = message.sole_question().ok()?;
+    let qname: Name<Bytes> = question.qname().clone().flatten_into();
+    let qtype = question.qtype();
+    let mut text = qname.to_string().to_ascii_lowercase();
+    if !text.ends_with('.') {
+        text.push('.');
+    }
+    log.lock().unwrap().push(Seen {
+        qname: text,
+        qtype,
+        tcp,
+        rd: message.header().rd(),
+    });
+    let zones = match behaviour {
+        Behaviour::Blackhole => return None,
+        Behaviour::Fail(rcode) => return Some(reply(&message, *rcode, false, &[], &[], &[], tcp)),
+        Behaviour::Serve(zones) => zones,
+    };
+    let Some(zone) = zones
+        .iter()
+        .filter(|z| qname.ends_with(&z.apex))
+        .max_by_key(|z| z.apex.label_count())
+    else {
+        return Some(reply(&message, Rcode::REFUSED, false, &[], &[], &[], tcp));
+    };
+    let (rcode, aa, answer, authority, additional) = lookup(zone, &qname, qtype);
+    Some(reply(
+        &message,
+        rcode,
+        aa,
+        &answer,
+        &authority,
+        &additional,
+        tcp,
+    ))
+}
+
+type Sections = (Rcode, bool, Vec<Rr>, Vec<Rr>, Vec<Rr>);
+
+fn lookup(zone: &Zone, qname: &Name<Bytes>, qtype: Rtype) -> Sections {
+    let records = &zone.records;
+    let at = |n: &Name<Bytes>| -> Vec<Rr> {
+        records
+            .iter()
+            .filter(|r| r.owner().name_eq(n))
+            .cloned()
+            .collect()
+    };
+    let soa: Vec<Rr> = records
+        .iter()
+        .filter(|r| r.rtype() == Rtype::SOA)
+        .cloned()
+        .collect();
+    // Zone cuts between the apex (exclusive) and the name (inclusive): referral.
+    for labels in zone.apex.label_count() + 1..=qname.label_count() {
+        let cut = qname
+            .iter_suffixes()
+            .find(|s| s.label_count() == labels)
+            .unwrap();
+        let ns: Vec<Rr> = at(&cut)
+            .into_iter()
+            .filter(|r| r.rtype() == Rtype::NS)
+            .collect();
+        if !ns.is_empty() {
+            let glue = records
+                .iter()
+                .filter(|r| matches!(r.rtype(), Rtype::A | Rtype::AAAA))
+                .filter(|r| {
+                    ns.iter().any(|n| match n.data() {
+                        AllRecordData::Ns(ns) => ns.nsdname().name_eq(r.owner()),
+                        _ => false,
+                    })
+                })
+                .cloned()
+                .collect();
+            return (Rcode::NOERROR, false, Vec::new(), ns, glue);
+        }
+    }
+    let mut answer: Vec<Rr> = Vec::new();
+    let mut current = qname.clone();
+    for _ in 0..8 {
+        let here = at(&current);
+        let matching: Vec<Rr> = here
+            .iter()
+            .filter(|r| r.rtype() == qtype)
+            .cloned()
+            .collect();
+        if !matching.is_empty() {
+            answer.extend(matching);
+            return (Rcode::NOERROR, true, answer, Vec::new(), Vec::new());
+        }
+        if qtype != Rtype::CNAME {
+            if let Some(cname) = here.iter().find(|r| r.rtype() == Rtype::CNAME) {
+                answer.push(cname.clone());
+                let AllRecordData::Cname(c) = cname.data() else {
+                    unreachable!()
+                };
+                current = c.cname().clone();
+                // Out-of-zone targets end the chase unless the zone data (sloppily) holds
+                // records for them: tests use that to offer out-of-bailiwick answers.
+                if !current.ends_with(&zone.apex) && at(&current).is_empty() {
+                    return (Rcode::NOERROR, true, answer, Vec::new(), Vec::new());
+                }
+                continue;
+            }
+        }
+        let dname = records.iter().find(|r| {
+            r.rtype() == Rtype::DNAME
+                && current.ends_with(r.owner())
+                && current.label_count() > r.owner().label_count()
+        });
+        if let Some(dname) = dname {
+            let AllRecordData::Dname(d) = dname.data() else {
+                unreachable!()
+            };
+            let keep = current.as_slice().len() - dname.owner().as_slice().len();
+            let mut bytes = current.as_slice()[..keep].to_vec();
+            bytes.extend_from_slice(d.dname().as_slice());
+            let target = Name::from_octets(Bytes::from(bytes)).unwrap();
+            answer.push(dname.clone());
+            answer.push(Record::new(
+                current.clone(),
+                Class::IN,
+                dname.ttl(),
+                AllRecordData::Cname(Cname::new(target.clone())),
+            ));
+            current = target;
+            if !current.ends_with(&zone.apex) {
+                return (Rcode::NOERROR, true, answer, Vec::new(), Vec::new());
+            }
+            continue;
+        }
+        let exists = records.iter().any(|r| r.owner().ends_with(&current));
+        let rcode = if exists {
+            Rcode::NOERROR
+        } else {
+            Rcode::NXDOMAIN
+        };
+        return (rcode, true, answer, soa, Vec::new());
+    }
+    (Rcode::NOERROR, true, answer, Vec::new(), Vec::new())
+}
+
+fn reply(
+    query: &Message<Bytes>,
+    rcode: Rcode,
+    aa: bool,
+    answer: &[Rr],
+    authority: &[Rr],
+    additional: &[Rr],
+    tcp: bool,
+) -> Vec<u8> {
+    let udp_limit = query
+        .opt()
+        .map(|opt| opt.udp_payload_size().max(512))
+        .unwrap_or(512) as usize;
+    let build = |with_records: bool| -> Vec<u8> {
+        let builder = MessageBuilder::new_vec();
+        let mut builder = builder.start_answer(query, rcode).unwrap();
+        builder.header_mut().set_aa(aa);
+        if with_records {
+            for r in answer {
+                builder.push(r).unwrap();
+            }
+        } else {
+            builder.header_mut().set_tc(true);
+        }
+        let mut builder = builder.authority();
+        if with_records {
+            for r in authority {
+                builder.push(r).unwrap();
+            }
+        }
+        let mut builder = builder.additional();
+        if with_records {
+            for r in additional {
+                builder.push(r).unwrap();
+            }
+        }
+        if query.opt().is_some() {
+            builder
+                .opt(|opt| {
+                    opt.set_udp_payload_size(1232);
+                    Ok(())
+                })
+                .unwrap();
+        }
+        builder.finish()
+    };
+    let full = build(true);
+    if !tcp && full.len() > udp_limit {
+        return build(false);
+    }
+    full
+}
+
+/// Parsed view of a cached answer: (rcode, answer lines, authority lines), each line
+/// `owner TYPE data` with the owner lower-cased and dot-terminated.
+pub fn sections(wire: &[u8]) -> (Rcode, Vec<String>, Vec<String>) {
+    let message = Message::from_octets(Bytes::copy_from_slice(wire)).unwrap();
+    let render = |section: domain::base::message::RecordSection<'_, Bytes>| -> Vec<String> {
+        section
+            .map(|r| {
+                let r = r
+                    .unwrap()
+                    .to_any_record::<AllRecordData<Bytes, ParsedName<Bytes>>>()
+                    .unwrap();
+                let mut owner = r.owner().to_string().to_ascii_lowercase();
+                if !owner.ends_with('.') {
+                    owner.push('.');
+                }
+                format!("{owner} {} {}", r.rtype(), r.data())
+            })
+            .collect()
+    };
+    let answer = render(message.answer().unwrap());
+    let authority = render(message.authority().unwrap());
+    (message.header().rcode(), answer, authority)
+}

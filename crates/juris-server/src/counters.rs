@@ -1,0 +1,131 @@
+//! In-memory counters. Each UDP worker owns one [`Counters`] and is its only writer; the async
+//! side (cache misses, TCP) shares one more. Reading sums them into a [`ServerStats`].
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use crate::pipeline::Transport;
+
+/// One writer's counters. Relaxed atomics: each set is written by one thread (or, for the
+/// async set, by the runtime's few threads), so no cache line bounces between UDP workers.
+#[derive(Debug, Default)]
+pub struct Counters {
+    udp_queries: AtomicU64,
+    tcp_queries: AtomicU64,
+    responses_by_rcode: [AtomicU64; 16],
+    cache_hits: AtomicU64,
+    cache_misses: AtomicU64,
+    stale_served: AtomicU64,
+    truncated: AtomicU64,
+    refused_by_acl: AtomicU64,
+    dropped: AtomicU64,
+    tcp_connections: AtomicU64,
+    tcp_connections_rejected: AtomicU64,
+}
+
+/// A snapshot of all counters, summed over every worker.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ServerStats {
+    /// Datagrams processed over UDP (including ones later dropped).
+    pub udp_queries: u64,
+    /// Messages processed over TCP.
+    pub tcp_queries: u64,
+    /// Responses sent, by the RCODE in the header (index = RCODE; BADVERS counts as 0).
+    pub responses_by_rcode: [u64; 16],
+    /// Queries answered from the cache (fresh entries).
+    pub cache_hits: u64,
+    /// Queries handed to the resolver (cache misses and stale entries).
+    pub cache_misses: u64,
+    /// Stale entries sent (RFC 8767).
+    pub stale_served: u64,
+    /// Responses sent with TC=1.
+    pub truncated: u64,
+    /// Queries from clients outside the allow list (UDP) or connections closed (TCP).
+    pub refused_by_acl: u64,
+    /// Messages dropped without an answer (malformed beyond answering, QR=1).
+    pub dropped: u64,
+    /// TCP connections accepted.
+    pub tcp_connections: u64,
+    /// TCP connections closed at once because the connection limit was reached.
+    pub tcp_connections_rejected: u64,
+}
+
+impl ServerStats {
+    /// All responses sent.
+    pub fn responses(&self) -> u64 {
+        self.responses_by_rcode.iter().sum()
+    }
+}
+
+#[inline]
+fn bump(counter: &AtomicU64) {
+    counter.fetch_add(1, Ordering::Relaxed);
+}
+
+impl Counters {
+    pub(crate) fn query(&self, transport: Transport) {
+        match transport {
+            Transport::Udp => bump(&self.udp_queries),
+            Transport::Tcp => bump(&self.tcp_queries),
+        }
+    }
+
+    /// Counts a response by the RCODE in its header (and TC).
+    pub(crate) fn response(&self, message: &[u8]) {
+        if let Some(&[flags_high, flags_low]) = message.get(2..4) {
+            bump(&self.responses_by_rcode[(flags_low & 0x0F) as usize]);
+            if flags_high & 0x02 != 0 {
+                bump(&self.truncated);
+            }
+        }
+    }
+
+    pub(crate) fn cache_hit(&self) {
+        bump(&self.cache_hits);
+    }
+
+    pub(crate) fn cache_miss(&self) {
+        bump(&self.cache_misses);
+    }
+
+    pub(crate) fn stale_served(&self) {
+        bump(&self.stale_served);
+    }
+
+    pub(crate) fn refused_by_acl(&self) {
+        bump(&self.refused_by_acl);
+    }
+
+    pub(crate) fn dropped(&self) {
+        bump(&self.dropped);
+    }
+
+    pub(crate) fn tcp_connection(&self) {
+        bump(&self.tcp_connections);
+    }
+
+    pub(crate) fn tcp_connection_rejected(&self) {
+        bump(&self.tcp_connections_rejected);
+    }
+
+    /// Adds this set into `stats`.
+    pub(crate) fn add_to(&self, stats: &mut ServerStats) {
+        let read = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        stats.udp_queries += read(&self.udp_queries);
+        stats.tcp_queries += read(&self.tcp_queries);
+        for (sum, c) in stats
+            .responses_by_rcode
+            .iter_mut()
+            .zip(&self.responses_by_rcode)
+        {
+            *sum += read(c);
+        }
+        stats.cache_hits += read(&self.cache_hits);
+        stats.cache_misses += read(&self.cache_misses);
+        stats.stale_served += read(&self.stale_served);
+        stats.truncated += read(&self.truncated);
+        stats.refused_by_acl += read(&self.refused_by_acl);
+        stats.dropped += read(&self.dropped);
+        stats.tcp_connections += read(&self.tcp_connections);
+        stats.tcp_connections_rejected += read(&self.tcp_connections_rejected);
+    }
+}

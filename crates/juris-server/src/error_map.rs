@@ -1,0 +1,140 @@
+//! The one place where failures become RCODEs and Extended DNS Errors (RFC 8914).
+//!
+//! | failure                                   | RCODE    | EDE                          |
+//! |-------------------------------------------|----------|------------------------------|
+//! | `ResolveError::NoReachableAuthority`      | SERVFAIL | 22 No Reachable Authority    |
+//! | `ResolveError::Timeout`                   | SERVFAIL | 22 No Reachable Authority    |
+//! | `ResolveError::InvalidData`               | SERVFAIL | 23 Network Error             |
+//! | `ResolveError::LimitExceeded`             | SERVFAIL | 0 Other                      |
+//! | `ResolveError::Internal`, task failure    | SERVFAIL | 0 Other                      |
+//! | stale entry served after a failure        | (cached) | 3 Stale Answer / 19 Stale NXDOMAIN Answer |
+//! | AXFR, IXFR (any transport, as Unbound)    | REFUSED  | 21 Not Supported (with EDNS) |
+//! | meta types OPT, TSIG, TKEY, MAILA/B, 128–248 | FORMERR | –                          |
+//! | class other than IN                       | REFUSED  | 21 Not Supported (with EDNS) |
+//!
+//! EXTRA-TEXT is short and fixed: it never repeats the query name or upstream details.
+//! Parser errors (FORMERR, NOTIMP, BADVERS) are decided by [`crate::query`] and carry no EDE.
+
+use juris_resolver::cache::AnswerKind;
+use juris_resolver::ResolveError;
+
+use crate::synth::{ede, ExtendedError, Rcode};
+
+/// An error answer: RCODE plus an optional EDE.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ErrorAnswer {
+    /// RCODE.
+    pub rcode: Rcode,
+    /// EDE to attach (only sent when the client used EDNS).
+    pub ede: Option<ExtendedError<'static>>,
+}
+
+/// What a failed resolution gets.
+pub fn for_resolve_error(error: &ResolveError) -> ErrorAnswer {
+    let (info_code, extra_text) = match error {
+        ResolveError::NoReachableAuthority(_) => {
+            (ede::NO_REACHABLE_AUTHORITY, "no reachable authority")
+        }
+        ResolveError::Timeout => (ede::NO_REACHABLE_AUTHORITY, "resolution timed out"),
+        ResolveError::InvalidData(_) => (ede::NETWORK_ERROR, "unusable upstream answers"),
+        ResolveError::LimitExceeded(_) => (ede::OTHER, "resolution work limit reached"),
+        ResolveError::Internal(_) => (ede::OTHER, "internal error"),
+    };
+    servfail(info_code, extra_text)
+}
+
+/// What a query gets when the resolution task itself failed (panicked or was cancelled).
+pub fn for_task_failure() -> ErrorAnswer {
+    servfail(ede::OTHER, "internal error")
+}
+
+/// The EDE attached to a stale answer served because fresh resolution failed or was slow.
+pub fn for_stale(kind: AnswerKind) -> ExtendedError<'static> {
+    match kind {
+        AnswerKind::NxDomain => ExtendedError {
+            info_code: ede::STALE_NXDOMAIN_ANSWER,
+            extra_text: "stale answer",
+        },
+        _ => ExtendedError {
+            info_code: ede::STALE_ANSWER,
+            extra_text: "stale answer",
+        },
+    }
+}
+
+/// Questions a resolver does not process, decided before the cache (Unbound's
+/// `worker_handle_request` checks): `None` lets the query through.
+pub fn for_question(qtype: u16, qclass: u16) -> Option<ErrorAnswer> {
+    const CLASS_IN: u16 = 1;
+    match qtype {
+        251 | 252 => Some(ErrorAnswer {
+            rcode: Rcode::REFUSED,
+            ede: Some(ExtendedError {
+                info_code: ede::NOT_SUPPORTED,
+                extra_text: "zone transfers are not served",
+            }),
+        }),
+        41 | 249 | 250 | 253 | 254 | 128..=248 => Some(ErrorAnswer {
+            rcode: Rcode::FORMERR,
+            ede: None,
+        }),
+        _ if qclass != CLASS_IN => Some(ErrorAnswer {
+            rcode: Rcode::REFUSED,
+            ede: Some(ExtendedError {
+                info_code: ede::NOT_SUPPORTED,
+                extra_text: "only class IN is served",
+            }),
+        }),
+        _ => None,
+    }
+}
+
+fn servfail(info_code: u16, extra_text: &'static str) -> ErrorAnswer {
+    ErrorAnswer {
+        rcode: Rcode::SERVFAIL,
+        ede: Some(ExtendedError {
+            info_code,
+            extra_text,
+        }),
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)] // reason: tests fail loudly by design.
+mod tests {
+    use super::*;
+
+    #[test]
+    fn resolve_errors_map_to_servfail_with_ede() {
+        let cases = [
+            (ResolveError::NoReachableAuthority("x".into()), 22),
+            (ResolveError::Timeout, 22),
+            (ResolveError::InvalidData("x".into()), 23),
+            (ResolveError::LimitExceeded("x"), 0),
+            (ResolveError::Internal("x".into()), 0),
+        ];
+        for (error, code) in cases {
+            let answer = for_resolve_error(&error);
+            assert_eq!(answer.rcode, Rcode::SERVFAIL);
+            assert_eq!(answer.ede.unwrap().info_code, code, "{error}");
+        }
+    }
+
+    #[test]
+    fn question_screening() {
+        assert_eq!(for_question(252, 1).unwrap().rcode, Rcode::REFUSED);
+        assert_eq!(for_question(251, 1).unwrap().rcode, Rcode::REFUSED);
+        assert_eq!(for_question(250, 1).unwrap().rcode, Rcode::FORMERR);
+        assert_eq!(for_question(41, 1).unwrap().rcode, Rcode::FORMERR);
+        assert_eq!(for_question(1, 3).unwrap().rcode, Rcode::REFUSED);
+        assert!(for_question(1, 1).is_none());
+        assert!(for_question(255, 1).is_none(), "ANY is answered (RFC 8482)");
+        assert!(for_question(65, 1).is_none());
+    }
+
+    #[test]
+    fn stale_nxdomain_has_its_own_code() {
+        assert_eq!(for_stale(AnswerKind::NxDomain).info_code, 19);
+        assert_eq!(for_stale(AnswerKind::Positive).info_code, 3);
+    }
+}

@@ -1,0 +1,579 @@
+//! The query pipeline, one code path for every transport.
+//!
+//! ```text
+//!  bytes ─► access list ─► parse ─► question screening ─► HOOK classify ─► HOOK check_query
+//!        ─► ANY? RFC 8482 answer
+//!        ─► cache (fresh) ─► HOOK check_answer ─► render_answer ─► Outcome::Respond
+//!        ─► cache (stale or miss) ─► Outcome::Resolve(PendingQuery)
+//!              └─► Pipeline::answer_pending (async): Resolver::resolve
+//!                    ok    ─► HOOK check_answer ─► render_answer
+//!                    error ─► stale entry? render it (stale TTL, EDE 3) : SERVFAIL + EDE
+//! ```
+//! [`Pipeline::handle`] is synchronous and allocation-free (cache hits are answered inline by
+//! the transport's own thread); only misses allocate a [`PendingQuery`] and go async.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use domain::base::iana::{Class, Rtype};
+use domain::base::Name;
+use juris_resolver::cache::{AnswerCache, AnswerKind, CachedAnswer, Freshness};
+use juris_resolver::clock::SharedClock;
+use juris_resolver::wire::MAX_NAME_LEN;
+use juris_resolver::{Question, Resolver};
+
+use crate::acl::AccessList;
+use crate::config::{DeniedAction, ServerConfig};
+use crate::counters::Counters;
+use crate::error_map::{self, ErrorAnswer};
+use crate::hooks::{self, ClientJurisdiction, Verdict};
+use crate::query::{parse_query, ClientSubnet, NameBuf, ParseConfig, ParseError, Query};
+use crate::synth::{
+    self, opt_len, write_opt, ExtendedError, OptReply, Rcode, ReplyTo, ResponseBuilder,
+};
+
+/// The transport a query came over.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Transport {
+    /// UDP (responses limited to the client's payload size, TC=1 beyond it).
+    Udp,
+    /// TCP (RFC 7766; responses up to 65535 bytes, never TC).
+    Tcp,
+}
+
+/// Who asked, as the jurisdiction classifier will need it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ClientContext {
+    /// The client's address and port as seen by the socket.
+    pub client: SocketAddr,
+    /// How the query arrived.
+    pub transport: Transport,
+    /// Index of the listener (in [`ServerConfig::listeners`]) that received it.
+    pub listener: usize,
+    /// EDNS Client Subnet from the query (filled in by the pipeline after parsing; to be
+    /// trusted only from configured forwarders).
+    pub client_subnet: Option<ClientSubnet>,
+}
+
+/// What the transport must do with a query.
+#[derive(Debug)]
+pub enum Outcome {
+    /// Send the first `n` bytes of the output buffer.
+    Respond(usize),
+    /// Send nothing.
+    Drop,
+    /// Resolve asynchronously with [`Pipeline::answer_pending`], then send its result.
+    Resolve(Box<PendingQuery>),
+}
+
+/// A query that missed the cache (or hit a stale entry), owned so it can cross to the async
+/// runtime.
+#[derive(Debug)]
+pub struct PendingQuery {
+    id: u16,
+    query_flags: u16,
+    question: [u8; MAX_NAME_LEN + 4],
+    question_len: usize,
+    name: NameBuf,
+    qtype: u16,
+    qclass: u16,
+    dnssec_ok: bool,
+    opt: Option<OptReply>,
+    limit: usize,
+    stale: Option<Arc<CachedAnswer>>,
+    jurisdiction: ClientJurisdiction,
+    context: ClientContext,
+}
+
+impl PendingQuery {
+    fn new(
+        query: &Query<'_>,
+        reply: &ReplyTo<'_>,
+        stale: Option<Arc<CachedAnswer>>,
+        jurisdiction: ClientJurisdiction,
+        context: ClientContext,
+    ) -> Self {
+        let source = query.question();
+        let mut question = [0u8; MAX_NAME_LEN + 4];
+        let question_len = source.len().min(question.len());
+        question[..question_len].copy_from_slice(&source[..question_len]);
+        Self {
+            id: query.id,
+            query_flags: query.flags,
+            question,
+            question_len,
+            name: query.name_buf(),
+            qtype: query.qtype,
+            qclass: query.qclass,
+            dnssec_ok: query.dnssec_ok(),
+            opt: reply.opt,
+            limit: reply.limit,
+            stale,
+            jurisdiction,
+            context,
+        }
+    }
+
+    /// The client this query came from.
+    pub fn context(&self) -> &ClientContext {
+        &self.context
+    }
+
+    fn reply(&self) -> ReplyTo<'_> {
+        ReplyTo {
+            id: self.id,
+            query_flags: self.query_flags,
+            question: Some(&self.question[..self.question_len]),
+            opt: self.opt,
+            limit: self.limit,
+        }
+    }
+
+    fn client_name(&self) -> &[u8] {
+        &self.question[..self.question_len.saturating_sub(4)]
+    }
+}
+
+/// Settings the pipeline reads per query.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct PipelineConfig {
+    parse: ParseConfig,
+    denied: DeniedAction,
+    any_answer_ttl: u32,
+    stale_client_timeout: Duration,
+}
+
+/// The pipeline shared by every listener.
+#[derive(Debug)]
+pub struct Pipeline {
+    config: PipelineConfig,
+    access: AccessList,
+    resolver: Resolver,
+    cache: Arc<AnswerCache>,
+    clock: SharedClock,
+    async_counters: Arc<Counters>,
+}
+
+const QTYPE_ANY: u16 = 255;
+
+impl Pipeline {
+    /// A pipeline answering from `resolver`'s cache and resolving misses with it.
+    pub fn new(config: &ServerConfig, resolver: Resolver, clock: SharedClock) -> Self {
+        Self {
+            config: PipelineConfig {
+                parse: ParseConfig {
+                    max_udp_payload: config.max_udp_payload,
+                    structured_error_option_code: config.structured_error_option_code,
+                },
+                denied: config.denied,
+                any_answer_ttl: config.any_answer_ttl,
+                stale_client_timeout: config.stale_client_timeout,
+            },
+            access: AccessList::new(&config.allow),
+            cache: Arc::clone(resolver.cache()),
+            resolver,
+            clock,
+            async_counters: Arc::new(Counters::default()),
+        }
+    }
+
+    /// Counters written by the async side (misses, TCP).
+    pub fn async_counters(&self) -> &Arc<Counters> {
+        &self.async_counters
+    }
+
+    /// Whether a client address passes the access list.
+    pub fn allows(&self, client: std::net::IpAddr) -> bool {
+        self.access.allows(client)
+    }
+
+    /// Processes one query message. `out` should hold at least the largest response the
+    /// transport allows (`max_udp_payload` for UDP, 65535 for TCP); a smaller buffer only
+    /// causes truncation. Never allocates except for [`Outcome::Resolve`].
+    pub fn handle(
+        &self,
+        packet: &[u8],
+        context: ClientContext,
+        out: &mut [u8],
+        counters: &Counters,
+    ) -> Outcome {
+        counters.query(context.transport);
+        let outcome = self.handle_counted(packet, context, out, counters);
+        match &outcome {
+            Outcome::Respond(len) => counters.response(out.get(..*len).unwrap_or_default()),
+            Outcome::Drop => counters.dropped(),
+            Outcome::Resolve(_) => counters.cache_miss(),
+        }
+        outcome
+    }
+
+    fn handle_counted(
+        &self,
+        packet: &[u8],
+        mut context: ClientContext,
+        out: &mut [u8],
+        counters: &Counters,
+    ) -> Outcome {
+        if !self.access.allows(context.client.ip()) {
+            counters.refused_by_acl();
+            return self.refuse_client(packet, out);
+        }
+        let payload = self.config.parse.max_udp_payload;
+        let query = match parse_query(packet, &self.config.parse) {
+            Ok(query) => query,
+            Err(ParseError::Drop(_)) => return Outcome::Drop,
+            Err(ParseError::Respond(error)) => {
+                let reply = ReplyTo::for_error(&error, payload);
+                let written = if error.question.is_some() {
+                    synth::write_rcode_response(out, &reply, error.rcode, None)
+                } else {
+                    synth::write_header_only(out, error.id, error.flags, error.rcode)
+                };
+                return respond_or_drop(written);
+            }
+        };
+        context.client_subnet = query.edns.and_then(|e| e.client_subnet);
+        let reply = ReplyTo::for_query(&query, payload, context.transport == Transport::Udp);
+
+        if let Some(error) = error_map::for_question(query.qtype, query.qclass) {
+            return respond_error(out, &reply, &error);
+        }
+
+        // HOOK: jurisdiction of the client (juris-geo).
+        let jurisdiction = hooks::classify(&context);
+        // HOOK: policy on the query name (juris-policy); a block is synthesised here.
+        match hooks::check_query(&query, jurisdiction) {
+            Verdict::Allow => {}
+        }
+
+        if query.qtype == QTYPE_ANY {
+            return respond_or_drop(synth::write_any_answer(
+                out,
+                &reply,
+                self.config.any_answer_ttl,
+            ));
+        }
+
+        let now = self.clock.unix_seconds();
+        match self.cache.get(&query.cache_key(), now) {
+            Some((answer, Freshness::Fresh)) => {
+                counters.cache_hit();
+                self.respond_with_answer(
+                    out,
+                    &reply,
+                    query.client_name(),
+                    &answer,
+                    jurisdiction,
+                    now,
+                    None,
+                )
+            }
+            Some((answer, Freshness::Stale)) => Outcome::Resolve(Box::new(PendingQuery::new(
+                &query,
+                &reply,
+                Some(answer),
+                jurisdiction,
+                context,
+            ))),
+            None => Outcome::Resolve(Box::new(PendingQuery::new(
+                &query,
+                &reply,
+                None,
+                jurisdiction,
+                context,
+            ))),
+        }
+    }
+
+    /// A client outside the allow list: header-only REFUSED, or nothing.
+    fn refuse_client(&self, packet: &[u8], out: &mut [u8]) -> Outcome {
+        let (Some(&[id_high, id_low, flags_high, flags_low]), DeniedAction::Refuse) =
+            (packet.get(..4), self.config.denied)
+        else {
+            return Outcome::Drop;
+        };
+        let flags = u16::from_be_bytes([flags_high, flags_low]);
+        if packet.len() < 12 || flags & crate::query::flags::QR != 0 {
+            return Outcome::Drop;
+        }
+        respond_or_drop(synth::write_header_only(
+            out,
+            u16::from_be_bytes([id_high, id_low]),
+            flags,
+            Rcode::REFUSED,
+        ))
+    }
+
+    /// HOOK point for answers, then rendering. Cache hits and resolved misses both come here.
+    #[allow(clippy::too_many_arguments)] // reason: the per-query facts, kept unbundled on the hot path.
+    fn respond_with_answer(
+        &self,
+        out: &mut [u8],
+        reply: &ReplyTo<'_>,
+        client_name: &[u8],
+        answer: &CachedAnswer,
+        jurisdiction: ClientJurisdiction,
+        now: u64,
+        stale: Option<(u32, ExtendedError<'_>)>,
+    ) -> Outcome {
+        // HOOK: policy on the answer's CNAME targets and addresses (juris-policy).
+        match hooks::check_answer(answer, jurisdiction) {
+            Verdict::Allow => {}
+        }
+        let (stale_ttl, ede) = match &stale {
+            Some((ttl, ede)) => (Some(*ttl), Some(ede)),
+            None => (None, None),
+        };
+        match render_answer(out, reply, client_name, answer, now, stale_ttl, ede) {
+            Some(len) => Outcome::Respond(len),
+            None => respond_error(out, reply, &error_map::for_task_failure()),
+        }
+    }
+
+    /// Resolves a query that missed the cache and returns the response to send, written at
+    /// offset `reserve` of the returned buffer (TCP reserves 2 bytes for the length prefix).
+    /// `None` means send nothing.
+    pub async fn answer_pending(&self, pending: PendingQuery, reserve: usize) -> Option<Vec<u8>> {
+        let result = match self.resolver_question(&pending) {
+            None => Err(error_map::for_task_failure()),
+            Some(question) => match &pending.stale {
+                Some(_) => {
+                    let resolver = self.resolver.clone();
+                    // Spawned, so resolution continues (and refreshes the cache) even when
+                    // the client timer below fires first.
+                    let task = tokio::spawn(async move { resolver.resolve(&question).await });
+                    match tokio::time::timeout(self.config.stale_client_timeout, task).await {
+                        Ok(Ok(Ok(fresh))) => Ok(fresh),
+                        _ => Err(error_map::for_task_failure()),
+                    }
+                }
+                None => self
+                    .resolver
+                    .resolve(&question)
+                    .await
+                    .map_err(|e| error_map::for_resolve_error(&e)),
+            },
+        };
+        let reply = pending.reply();
+        let now = self.clock.unix_seconds();
+        let counters = &self.async_counters;
+        // RFC 8767 §4: a SERVFAIL from fresh resolution is a failure too when stale data exists.
+        let result = match result {
+            Ok(fresh) if pending.stale.is_some() && fresh.kind() == AnswerKind::ServerFailure => {
+                Err(error_map::for_task_failure())
+            }
+            other => other,
+        };
+        let (answer, stale) = match (result, &pending.stale) {
+            (Ok(fresh), _) => (fresh, None),
+            (Err(_), Some(stale)) => {
+                counters.stale_served();
+                let ttl = self.cache.config().stale_answer_ttl;
+                (
+                    Arc::clone(stale),
+                    Some((ttl, error_map::for_stale(stale.kind()))),
+                )
+            }
+            (Err(error), None) => {
+                let mut out = vec![0u8; reserve + 1024];
+                let len = write_error(&mut out[reserve..], &reply, &error)?;
+                counters.response(&out[reserve..reserve + len]);
+                out.truncate(reserve + len);
+                return Some(out);
+            }
+        };
+        let extra = stale
+            .as_ref()
+            .map(|(_, ede)| opt_len(Some(ede)))
+            .unwrap_or(11);
+        let size = (answer.len() + extra).min(reply.limit).max(1024);
+        let mut out = vec![0u8; reserve + size];
+        let outcome = self.respond_with_answer(
+            &mut out[reserve..],
+            &reply,
+            pending.client_name(),
+            &answer,
+            pending.jurisdiction,
+            now,
+            stale,
+        );
+        match outcome {
+            Outcome::Respond(len) => {
+                counters.response(&out[reserve..reserve + len]);
+                out.truncate(reserve + len);
+                Some(out)
+            }
+            Outcome::Drop | Outcome::Resolve(_) => None,
+        }
+    }
+
+    fn resolver_question(&self, pending: &PendingQuery) -> Option<Question> {
+        let name = Name::from_octets(Bytes::copy_from_slice(pending.name.as_slice())).ok()?;
+        Some(Question {
+            name,
+            qtype: Rtype::from_int(pending.qtype),
+            qclass: Class::from_int(pending.qclass),
+            dnssec_ok: pending.dnssec_ok,
+            checking_disabled: pending.query_flags & crate::query::flags::CD != 0,
+        })
+    }
+}
+
+/// Renders a cached (or freshly resolved) answer for one client: copy with ID, flags, case
+/// and TTLs patched, then the client's OPT (our payload size, DO echoed, `ede`), ARCOUNT
+/// fixed. If the result would exceed `reply.limit` (or `out`), writes header + question +
+/// OPT with TC=1 instead. Allocation-free.
+pub fn render_answer(
+    out: &mut [u8],
+    reply: &ReplyTo<'_>,
+    client_name: &[u8],
+    answer: &CachedAnswer,
+    now: u64,
+    stale_ttl: Option<u32>,
+    ede: Option<&ExtendedError<'_>>,
+) -> Option<usize> {
+    let opt = if reply.opt.is_some() { opt_len(ede) } else { 0 };
+    let total = answer.len() + opt;
+    if total > reply.limit || total > out.len() {
+        let mut builder = ResponseBuilder::start(out, reply, Rcode(u16::from(answer.rcode())))?;
+        builder.set_truncated();
+        return builder.finish(ede);
+    }
+    let len = answer.write_response(
+        out,
+        reply.id,
+        reply.query_flags,
+        client_name,
+        now,
+        stale_ttl,
+    )?;
+    let Some(opt) = reply.opt else {
+        return Some(len);
+    };
+    let written = write_opt(out.get_mut(len..)?, opt, 0, ede)?;
+    let arcount = u16::from_be_bytes([out[10], out[11]]).checked_add(1)?;
+    out[10..12].copy_from_slice(&arcount.to_be_bytes());
+    Some(len + written)
+}
+
+fn write_error(out: &mut [u8], reply: &ReplyTo<'_>, error: &ErrorAnswer) -> Option<usize> {
+    synth::write_rcode_response(out, reply, error.rcode, error.ede.as_ref())
+}
+
+fn respond_error(out: &mut [u8], reply: &ReplyTo<'_>, error: &ErrorAnswer) -> Outcome {
+    respond_or_drop(write_error(out, reply, error))
+}
+
+fn respond_or_drop(written: Option<usize>) -> Outcome {
+    match written {
+        Some(len) => Outcome::Respond(len),
+        None => Outcome::Drop,
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)] // reason: tests fail loudly by design.
+mod tests {
+    use super::*;
+    use juris_resolver::cache::CacheConfig;
+    use juris_resolver::wire;
+
+    fn answer(count: usize) -> CachedAnswer {
+        let mut m = vec![0, 0, 0x81, 0x80, 0, 1, 0, count as u8, 0, 0, 0, 0];
+        m.extend_from_slice(b"\x01a\x00\x00\x01\x00\x01");
+        for i in 0..count {
+            m.extend_from_slice(&[0xC0, 12, 0, 1, 0, 1, 0, 0, 0, 60, 0, 4, 192, 0, 2, i as u8]);
+        }
+        CachedAnswer::from_message(&m, 100, &CacheConfig::default()).unwrap()
+    }
+
+    fn reply(opt: bool, limit: usize) -> ReplyTo<'static> {
+        ReplyTo {
+            id: 7,
+            query_flags: 0x0100,
+            question: Some(b"\x01A\x00\x00\x01\x00\x01"),
+            opt: opt.then_some(OptReply {
+                udp_payload_size: 1232,
+                dnssec_ok: true,
+            }),
+            limit,
+        }
+    }
+
+    #[test]
+    fn render_appends_opt_and_fixes_arcount() {
+        let entry = answer(2);
+        let mut out = [0u8; 512];
+        let ede = ExtendedError {
+            info_code: 3,
+            extra_text: "stale answer",
+        };
+        let len = render_answer(
+            &mut out,
+            &reply(true, 512),
+            b"\x01A\x00",
+            &entry,
+            110,
+            Some(30),
+            Some(&ede),
+        )
+        .unwrap();
+        assert_eq!(len, entry.len() + opt_len(Some(&ede)));
+        assert_eq!(&out[10..12], &[0, 1], "ARCOUNT counts the OPT");
+        assert_eq!(out[13], b'A', "client case");
+        let first = wire::record_at(&out[..len], entry.question_end()).unwrap();
+        assert_eq!(wire::u32_at(&out, first.ttl_at).unwrap(), 30, "stale TTL");
+        let opt_at = entry.len();
+        assert_eq!(&out[opt_at..opt_at + 3], &[0, 0, 41]);
+        assert_eq!(out[opt_at + 7], 0x80, "DO echoed");
+    }
+
+    #[test]
+    fn render_truncates_over_the_limit() {
+        let entry = answer(40);
+        assert!(entry.len() > 512);
+        let mut out = [0u8; 4096];
+        let len = render_answer(
+            &mut out,
+            &reply(false, 512),
+            b"\x01a\x00",
+            &entry,
+            100,
+            None,
+            None,
+        )
+        .unwrap();
+        assert_eq!(len, 12 + 7);
+        assert_eq!(out[2] & 0x02, 0x02, "TC");
+        assert_eq!(&out[4..12], &[0, 1, 0, 0, 0, 0, 0, 0]);
+        // The same answer fits a TCP limit.
+        let len = render_answer(
+            &mut out,
+            &reply(false, 65535),
+            b"\x01a\x00",
+            &entry,
+            100,
+            None,
+            None,
+        )
+        .unwrap();
+        assert_eq!(len, entry.len());
+        assert_eq!(out[2] & 0x02, 0);
+        // A too-small output buffer truncates rather than panics.
+        let mut small = [0u8; 100];
+        let len = render_answer(
+            &mut small,
+            &reply(true, 65535),
+            b"\x01a\x00",
+            &entry,
+            100,
+            None,
+            None,
+        )
+        .unwrap();
+        assert_eq!(small[2] & 0x02, 0x02);
+        assert!(len <= 100);
+    }
+}

@@ -1,0 +1,431 @@
+//! Response synthesis: RCODE-only answers with the question echoed, records appended after
+//! it, and the OPT record (with RFC 8914 Extended DNS Errors). Everything writes into a
+//! caller's buffer, never allocates, and returns `None` when the buffer is too small.
+//!
+//! ```text
+//!   ResponseBuilder::start(out, &reply, rcode)   header (QR, RD/CD echoed, RA) + question
+//!     .push_record(Section::Answer, Owner::QueryName, HINFO, IN, ttl, rdata)   (optional)
+//!     .push_record(Section::Authority, Owner::Wire(zone), SOA, IN, ttl, rdata) (optional)
+//!     .finish(Some(ExtendedError { info_code: 16, extra_text: "..." }))  OPT if client had EDNS
+//! ```
+//! Blocked answers from the policy engine (RCODE + SOA + EDE 16) are meant to be written
+//! with this builder too.
+//!
+//! # Limitations
+//! - Owner names are written uncompressed, except [`Owner::QueryName`] (a pointer to the
+//!   question).
+
+use crate::query::{flags, ErrorReply, Query, OPT};
+use juris_resolver::wire::HEADER_LEN;
+
+/// A DNS RCODE, possibly extended to 12 bits through the OPT record (RFC 6891 §6.1.3).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Rcode(pub u16);
+
+impl Rcode {
+    /// No error.
+    pub const NOERROR: Rcode = Rcode(0);
+    /// Format error.
+    pub const FORMERR: Rcode = Rcode(1);
+    /// Server failure.
+    pub const SERVFAIL: Rcode = Rcode(2);
+    /// Name error.
+    pub const NXDOMAIN: Rcode = Rcode(3);
+    /// Not implemented.
+    pub const NOTIMP: Rcode = Rcode(4);
+    /// Refused.
+    pub const REFUSED: Rcode = Rcode(5);
+    /// Bad EDNS version (extended: needs an OPT record).
+    pub const BADVERS: Rcode = Rcode(16);
+
+    /// The 4 bits that go into the header.
+    pub fn header_bits(self) -> u16 {
+        self.0 & 0x000F
+    }
+
+    /// The upper 8 bits that go into the OPT TTL.
+    pub fn extended_bits(self) -> u8 {
+        ((self.0 >> 4) & 0xFF) as u8
+    }
+}
+
+/// Extended DNS Error info codes (RFC 8914 §4) used by juris.
+pub mod ede {
+    /// Other error.
+    pub const OTHER: u16 = 0;
+    /// Stale answer (RFC 8767).
+    pub const STALE_ANSWER: u16 = 3;
+    /// Blocked (operator security list).
+    pub const BLOCKED: u16 = 15;
+    /// Censored (legal order).
+    pub const CENSORED: u16 = 16;
+    /// Filtered (client-requested).
+    pub const FILTERED: u16 = 17;
+    /// Prohibited (client not allowed).
+    pub const PROHIBITED: u16 = 18;
+    /// Stale NXDOMAIN answer.
+    pub const STALE_NXDOMAIN_ANSWER: u16 = 19;
+    /// Not supported.
+    pub const NOT_SUPPORTED: u16 = 21;
+    /// No reachable authority.
+    pub const NO_REACHABLE_AUTHORITY: u16 = 22;
+    /// Network error.
+    pub const NETWORK_ERROR: u16 = 23;
+}
+
+/// One Extended DNS Error option (RFC 8914).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ExtendedError<'t> {
+    /// INFO-CODE.
+    pub info_code: u16,
+    /// EXTRA-TEXT (UTF-8, may be empty; structured errors put JSON here).
+    pub extra_text: &'t str,
+}
+
+/// The OPT record we send back: only when the client sent one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OptReply {
+    /// Our UDP payload size.
+    pub udp_payload_size: u16,
+    /// DO echoed from the query (RFC 3225 §3).
+    pub dnssec_ok: bool,
+}
+
+/// Who we are answering: the parts of the query every response needs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ReplyTo<'a> {
+    /// Query ID.
+    pub id: u16,
+    /// Query header flags.
+    pub query_flags: u16,
+    /// The question to echo (client's spelling), or `None` for a header-only reply.
+    pub question: Option<&'a [u8]>,
+    /// OPT to include, if the client used EDNS.
+    pub opt: Option<OptReply>,
+    /// Largest response the client accepts over this transport.
+    pub limit: usize,
+}
+
+impl<'a> ReplyTo<'a> {
+    /// The reply context for a parsed query. `udp` selects the client's UDP limit; otherwise
+    /// the limit is 65535 (TCP).
+    pub fn for_query(query: &Query<'a>, our_payload_size: u16, udp: bool) -> Self {
+        Self {
+            id: query.id,
+            query_flags: query.flags,
+            question: Some(query.question()),
+            opt: query.edns.map(|e| OptReply {
+                udp_payload_size: our_payload_size,
+                dnssec_ok: e.dnssec_ok,
+            }),
+            limit: if udp {
+                query.udp_limit()
+            } else {
+                u16::MAX as usize
+            },
+        }
+    }
+
+    /// The reply context for a parser error.
+    pub fn for_error(error: &ErrorReply<'a>, our_payload_size: u16) -> Self {
+        Self {
+            id: error.id,
+            query_flags: error.flags,
+            question: error.question,
+            opt: error.edns.map(|e| OptReply {
+                udp_payload_size: our_payload_size,
+                dnssec_ok: e.dnssec_ok,
+            }),
+            limit: 512,
+        }
+    }
+}
+
+/// Which section a pushed record goes to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Section {
+    /// Answer.
+    Answer,
+    /// Authority.
+    Authority,
+    /// Additional (the OPT record is added by [`ResponseBuilder::finish`]).
+    Additional,
+}
+
+/// The owner name of a pushed record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Owner<'n> {
+    /// The query name (a compression pointer to offset 12).
+    QueryName,
+    /// An uncompressed wire-format name.
+    Wire(&'n [u8]),
+}
+
+/// Header flags of a response to a query with `query_flags`: QR=1, opcode, RD and CD echoed,
+/// RA=1 (we are a recursive resolver).
+pub fn response_flags(query_flags: u16, rcode: Rcode) -> u16 {
+    flags::QR
+        | (query_flags & (flags::OPCODE | flags::RD | flags::CD))
+        | flags::RA
+        | rcode.header_bits()
+}
+
+/// Writes a header-only response (all counts zero). Returns its length (12).
+pub fn write_header_only(out: &mut [u8], id: u16, query_flags: u16, rcode: Rcode) -> Option<usize> {
+    let header = out.get_mut(..HEADER_LEN)?;
+    header.fill(0);
+    header[0..2].copy_from_slice(&id.to_be_bytes());
+    header[2..4].copy_from_slice(&response_flags(query_flags, rcode).to_be_bytes());
+    Some(HEADER_LEN)
+}
+
+/// Length of the OPT record carrying `ede`.
+pub fn opt_len(ede: Option<&ExtendedError<'_>>) -> usize {
+    11 + ede.map_or(0, |e| 6 + e.extra_text.len())
+}
+
+/// Writes an OPT record (root owner, version 0) at the start of `out`; returns its length.
+pub fn write_opt(
+    out: &mut [u8],
+    opt: OptReply,
+    extended_rcode: u8,
+    ede: Option<&ExtendedError<'_>>,
+) -> Option<usize> {
+    let len = opt_len(ede);
+    let rdlen = u16::try_from(len - 11).ok()?;
+    let out = out.get_mut(..len)?;
+    out[0] = 0;
+    out[1..3].copy_from_slice(&OPT.to_be_bytes());
+    out[3..5].copy_from_slice(&opt.udp_payload_size.to_be_bytes());
+    out[5] = extended_rcode;
+    out[6] = 0;
+    out[7..9].copy_from_slice(&(if opt.dnssec_ok { 0x8000u16 } else { 0 }).to_be_bytes());
+    out[9..11].copy_from_slice(&rdlen.to_be_bytes());
+    if let Some(e) = ede {
+        out[11..13].copy_from_slice(&crate::query::option_code::EXTENDED_ERROR.to_be_bytes());
+        out[13..15].copy_from_slice(&(rdlen - 4).to_be_bytes());
+        out[15..17].copy_from_slice(&e.info_code.to_be_bytes());
+        out[17..].copy_from_slice(e.extra_text.as_bytes());
+    }
+    Some(len)
+}
+
+/// Writes a response in sections, see the module documentation.
+#[derive(Debug)]
+pub struct ResponseBuilder<'o> {
+    out: &'o mut [u8],
+    pos: usize,
+    counts: [u16; 3],
+    last_section: Section,
+    rcode: Rcode,
+    opt: Option<OptReply>,
+}
+
+impl<'o> ResponseBuilder<'o> {
+    /// Writes the header and the echoed question.
+    pub fn start(out: &'o mut [u8], reply: &ReplyTo<'_>, rcode: Rcode) -> Option<Self> {
+        write_header_only(out, reply.id, reply.query_flags, rcode)?;
+        let mut pos = HEADER_LEN;
+        if let Some(question) = reply.question {
+            out.get_mut(pos..pos + question.len())?
+                .copy_from_slice(question);
+            pos += question.len();
+            out[4..6].copy_from_slice(&1u16.to_be_bytes());
+        }
+        Some(Self {
+            out,
+            pos,
+            counts: [0; 3],
+            last_section: Section::Answer,
+            rcode,
+            opt: reply.opt,
+        })
+    }
+
+    /// Sets TC=1.
+    pub fn set_truncated(&mut self) {
+        self.out[2] |= (flags::TC >> 8) as u8;
+    }
+
+    /// Sets AA=1 (for locally authoritative synthesised data).
+    pub fn set_authoritative(&mut self) {
+        self.out[2] |= (flags::AA >> 8) as u8;
+    }
+
+    /// Appends one record. Sections must come in order; returns `None` if out of order or
+    /// out of room.
+    pub fn push_record(
+        &mut self,
+        section: Section,
+        owner: Owner<'_>,
+        rtype: u16,
+        class: u16,
+        ttl: u32,
+        rdata: &[u8],
+    ) -> Option<()> {
+        if section < self.last_section {
+            return None;
+        }
+        let owner_len = match owner {
+            Owner::QueryName => 2,
+            Owner::Wire(name) => name.len(),
+        };
+        let rdlen = u16::try_from(rdata.len()).ok()?;
+        let total = owner_len + 10 + rdata.len();
+        let record = self.out.get_mut(self.pos..self.pos + total)?;
+        match owner {
+            Owner::QueryName => record[..2].copy_from_slice(&[0xC0, HEADER_LEN as u8]),
+            Owner::Wire(name) => record[..owner_len].copy_from_slice(name),
+        }
+        let fixed = &mut record[owner_len..owner_len + 10];
+        fixed[0..2].copy_from_slice(&rtype.to_be_bytes());
+        fixed[2..4].copy_from_slice(&class.to_be_bytes());
+        fixed[4..8].copy_from_slice(&ttl.to_be_bytes());
+        fixed[8..10].copy_from_slice(&rdlen.to_be_bytes());
+        record[owner_len + 10..].copy_from_slice(rdata);
+        let index = section as usize;
+        self.counts[index] = self.counts[index].checked_add(1)?;
+        self.last_section = section;
+        self.pos += total;
+        Some(())
+    }
+
+    /// Writes the counts and, if the client used EDNS, the OPT record with `ede`. Returns the
+    /// message length.
+    pub fn finish(self, ede: Option<&ExtendedError<'_>>) -> Option<usize> {
+        let mut additional = self.counts[2];
+        let mut pos = self.pos;
+        if let Some(opt) = self.opt {
+            pos += write_opt(
+                self.out.get_mut(pos..)?,
+                opt,
+                self.rcode.extended_bits(),
+                ede,
+            )?;
+            additional = additional.checked_add(1)?;
+        }
+        self.out[6..8].copy_from_slice(&self.counts[0].to_be_bytes());
+        self.out[8..10].copy_from_slice(&self.counts[1].to_be_bytes());
+        self.out[10..12].copy_from_slice(&additional.to_be_bytes());
+        Some(pos)
+    }
+}
+
+/// An RCODE-only response: header, question (if any), OPT with `ede` (if the client used
+/// EDNS). Falls back to a header-only response if the question or EDE do not fit the limit.
+pub fn write_rcode_response(
+    out: &mut [u8],
+    reply: &ReplyTo<'_>,
+    rcode: Rcode,
+    ede: Option<&ExtendedError<'_>>,
+) -> Option<usize> {
+    let limit = reply.limit.max(512).min(out.len());
+    let room = out.get_mut(..limit)?;
+    if let Some(len) = ResponseBuilder::start(room, reply, rcode).and_then(|b| b.finish(ede)) {
+        return Some(len);
+    }
+    let room = out.get_mut(..limit)?;
+    if let Some(len) = ResponseBuilder::start(room, reply, rcode).and_then(|b| b.finish(None)) {
+        return Some(len);
+    }
+    write_header_only(out, reply.id, reply.query_flags, Rcode(rcode.header_bits()))
+}
+
+/// The RFC 8482 §4.2 answer to `ANY`: one synthesised `HINFO "RFC8482" ""` at the query name.
+pub fn write_any_answer(out: &mut [u8], reply: &ReplyTo<'_>, ttl: u32) -> Option<usize> {
+    const HINFO: u16 = 13;
+    const RDATA: &[u8] = b"\x07RFC8482\x00";
+    let mut builder = ResponseBuilder::start(out, reply, Rcode::NOERROR)?;
+    builder.push_record(Section::Answer, Owner::QueryName, HINFO, 1, ttl, RDATA)?;
+    builder.finish(None)
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)] // reason: tests fail loudly by design.
+mod tests {
+    use super::*;
+
+    fn reply(opt: bool) -> ReplyTo<'static> {
+        ReplyTo {
+            id: 0x1234,
+            query_flags: 0x0110,
+            question: Some(b"\x03abc\x00\x00\x01\x00\x01"),
+            opt: opt.then_some(OptReply {
+                udp_payload_size: 1232,
+                dnssec_ok: true,
+            }),
+            limit: 512,
+        }
+    }
+
+    #[test]
+    fn rcode_response_with_ede() {
+        let mut out = [0u8; 512];
+        let ede = ExtendedError {
+            info_code: ede::NO_REACHABLE_AUTHORITY,
+            extra_text: "no reachable authority",
+        };
+        let len =
+            write_rcode_response(&mut out, &reply(true), Rcode::SERVFAIL, Some(&ede)).unwrap();
+        let msg = &out[..len];
+        assert_eq!(&msg[0..2], &[0x12, 0x34]);
+        assert_eq!(msg[2], 0x81, "QR and RD");
+        assert_eq!(msg[3], 0x92, "RA, CD echoed, SERVFAIL");
+        assert_eq!(&msg[4..12], &[0, 1, 0, 0, 0, 0, 0, 1]);
+        let opt_at = 12 + 9;
+        assert_eq!(&msg[opt_at..opt_at + 3], &[0, 0, 41]);
+        assert_eq!(&msg[opt_at + 3..opt_at + 5], &1232u16.to_be_bytes());
+        assert_eq!(msg[opt_at + 7], 0x80, "DO echoed");
+        assert_eq!(&msg[opt_at + 11..opt_at + 13], &[0, 15]);
+        assert_eq!(&msg[opt_at + 15..opt_at + 17], &[0, 22]);
+        assert_eq!(&msg[opt_at + 17..], b"no reachable authority");
+        assert_eq!(len, opt_at + opt_len(Some(&ede)));
+    }
+
+    #[test]
+    fn badvers_goes_into_opt() {
+        let mut out = [0u8; 512];
+        let len = write_rcode_response(&mut out, &reply(true), Rcode::BADVERS, None).unwrap();
+        assert_eq!(out[3] & 0x0F, 0);
+        assert_eq!(out[12 + 9 + 5], 1, "extended RCODE bits");
+        assert_eq!(len, 12 + 9 + 11);
+    }
+
+    #[test]
+    fn any_answer_is_hinfo() {
+        let mut out = [0u8; 512];
+        let len = write_any_answer(&mut out, &reply(false), 3600).unwrap();
+        let msg = &out[..len];
+        assert_eq!(&msg[6..8], &[0, 1]);
+        assert_eq!(&msg[21..23], &[0xC0, 12]);
+        assert_eq!(&msg[23..25], &[0, 13]);
+        assert!(msg.ends_with(b"\x07RFC8482\x00"));
+    }
+
+    #[test]
+    fn small_buffer_is_none_not_panic() {
+        let ede = ExtendedError {
+            info_code: 0,
+            extra_text: "x",
+        };
+        for size in 0..64 {
+            let mut out = vec![0u8; size];
+            let _ = write_rcode_response(&mut out, &reply(true), Rcode::SERVFAIL, Some(&ede));
+            let _ = write_any_answer(&mut out, &reply(true), 1);
+        }
+    }
+
+    #[test]
+    fn sections_in_order_only() {
+        let mut out = [0u8; 512];
+        let mut b = ResponseBuilder::start(&mut out, &reply(false), Rcode::NXDOMAIN).unwrap();
+        b.push_record(Section::Authority, Owner::Wire(b"\x00"), 6, 1, 30, &[0; 22])
+            .unwrap();
+        assert!(b
+            .push_record(Section::Answer, Owner::QueryName, 1, 1, 30, &[0; 4])
+            .is_none());
+        let len = b.finish(None).unwrap();
+        assert_eq!(&out[6..10], &[0, 0, 0, 1]);
+        assert_eq!(len, 12 + 9 + 1 + 10 + 22);
+    }
+}

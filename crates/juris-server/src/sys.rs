@@ -1,0 +1,400 @@
+//! Batched UDP I/O (`recvmmsg`/`sendmmsg`) and readiness polling: all of the crate's unsafe
+//! code, kept small so it can be read in one sitting.
+//!
+//! A [`Batch`] owns pre-allocated buffers for `slots` datagrams in and out. The kernel
+//! structures (`mmsghdr`, `iovec`) are rebuilt before each call from those buffers, so no
+//! pointer outlives the `&mut self` borrow it was taken under.
+//!
+//! # Limitations
+//! - On systems without `recvmmsg`/`sendmmsg` (anything but Linux and Android) the batch is
+//!   filled with one `recvfrom` per datagram and sent with one `sendto` per response.
+#![allow(unsafe_code)] // reason: recvmmsg/sendmmsg/poll have no safe wrapper in socket2 or std.
+
+use std::io;
+use std::mem;
+use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6};
+use std::os::fd::RawFd;
+
+/// Pre-allocated buffers for one batch of datagrams.
+pub(crate) struct Batch {
+    slots: usize,
+    recv_size: usize,
+    send_size: usize,
+    recv_buf: Vec<u8>,
+    send_buf: Vec<u8>,
+    recv_len: Vec<usize>,
+    send_len: Vec<usize>,
+    addrs: Vec<libc::sockaddr_storage>,
+    addr_lens: Vec<libc::socklen_t>,
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    iovecs: Vec<libc::iovec>,
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    headers: Vec<libc::mmsghdr>,
+    received: usize,
+}
+
+impl std::fmt::Debug for Batch {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Batch")
+            .field("slots", &self.slots)
+            .field("recv_size", &self.recv_size)
+            .field("send_size", &self.send_size)
+            .field("received", &self.received)
+            .finish()
+    }
+}
+
+fn zeroed_storage() -> libc::sockaddr_storage {
+    // SAFETY: sockaddr_storage is plain old data (integers and byte arrays); all-zero is a
+    // valid value (family AF_UNSPEC).
+    unsafe { mem::zeroed() }
+}
+
+impl Batch {
+    /// Buffers for `slots` datagrams of up to `recv_size` bytes in and `send_size` out.
+    pub(crate) fn new(slots: usize, recv_size: usize, send_size: usize) -> Self {
+        let slots = slots.max(1);
+        Self {
+            slots,
+            recv_size,
+            send_size,
+            recv_buf: vec![0; slots * recv_size],
+            send_buf: vec![0; slots * send_size],
+            recv_len: vec![0; slots],
+            send_len: vec![0; slots],
+            addrs: (0..slots).map(|_| zeroed_storage()).collect(),
+            addr_lens: vec![0; slots],
+            #[cfg(any(target_os = "linux", target_os = "android"))]
+            iovecs: (0..slots)
+                .map(|_| libc::iovec {
+                    iov_base: std::ptr::null_mut(),
+                    iov_len: 0,
+                })
+                .collect(),
+            #[cfg(any(target_os = "linux", target_os = "android"))]
+            // SAFETY: mmsghdr is plain old data (pointers, integers); all-zero means null
+            // pointers and zero lengths, which we overwrite before every call.
+            headers: (0..slots).map(|_| unsafe { mem::zeroed() }).collect(),
+            received: 0,
+        }
+    }
+
+    /// The datagram in slot `i` and the output buffer of the same slot.
+    pub(crate) fn slot(&mut self, i: usize) -> (&[u8], &mut [u8]) {
+        let start = i * self.recv_size;
+        let packet = &self.recv_buf[start..start + self.recv_len[i].min(self.recv_size)];
+        let out_start = i * self.send_size;
+        let out = &mut self.send_buf[out_start..out_start + self.send_size];
+        (packet, out)
+    }
+
+    /// The sender of the datagram in slot `i`.
+    pub(crate) fn peer(&self, i: usize) -> Option<SocketAddr> {
+        storage_to_addr(&self.addrs[i], self.addr_lens[i])
+    }
+
+    /// Marks slot `i`'s output buffer as a response of `len` bytes to send back.
+    pub(crate) fn set_response(&mut self, i: usize, len: usize) {
+        self.send_len[i] = len.min(self.send_size);
+    }
+
+    /// Receives up to `slots` datagrams without blocking; returns how many (0 when none are
+    /// waiting). Truncated datagrams (larger than `recv_size`) get length 0.
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    pub(crate) fn recv(&mut self, fd: RawFd) -> io::Result<usize> {
+        self.received = 0;
+        let base = self.recv_buf.as_mut_ptr();
+        for i in 0..self.slots {
+            self.send_len[i] = 0;
+            self.iovecs[i] = libc::iovec {
+                // SAFETY: i * recv_size < slots * recv_size = recv_buf.len(): in bounds.
+                iov_base: unsafe { base.add(i * self.recv_size) }.cast(),
+                iov_len: self.recv_size,
+            };
+            let header = &mut self.headers[i];
+            header.msg_len = 0;
+            header.msg_hdr.msg_name = (&mut self.addrs[i] as *mut libc::sockaddr_storage).cast();
+            header.msg_hdr.msg_namelen = mem::size_of::<libc::sockaddr_storage>() as _;
+            header.msg_hdr.msg_iov = &mut self.iovecs[i];
+            header.msg_hdr.msg_iovlen = 1;
+            header.msg_hdr.msg_control = std::ptr::null_mut();
+            header.msg_hdr.msg_controllen = 0;
+            header.msg_hdr.msg_flags = 0;
+        }
+        // SAFETY: `headers` holds `slots` initialised mmsghdr entries whose name and iovec
+        // pointers point into `addrs`, `iovecs` and `recv_buf`, all owned by `self`, alive and
+        // not moved for the duration of the call (we hold `&mut self`), with the lengths given.
+        let n = unsafe {
+            libc::recvmmsg(
+                fd,
+                self.headers.as_mut_ptr(),
+                self.slots as _,
+                libc::MSG_DONTWAIT as _,
+                std::ptr::null_mut(),
+            )
+        };
+        if n < 0 {
+            let error = io::Error::last_os_error();
+            return match error.kind() {
+                io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted => Ok(0),
+                _ => Err(error),
+            };
+        }
+        let n = (n as usize).min(self.slots);
+        for i in 0..n {
+            let header = &self.headers[i];
+            self.addr_lens[i] = header.msg_hdr.msg_namelen;
+            self.recv_len[i] = if header.msg_hdr.msg_flags & libc::MSG_TRUNC != 0 {
+                0
+            } else {
+                header.msg_len as usize
+            };
+        }
+        self.received = n;
+        Ok(n)
+    }
+
+    /// Sends every response set with [`Batch::set_response`] back to its sender. Datagrams
+    /// the kernel will not take now (full buffer) are dropped, as UDP allows.
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    pub(crate) fn send(&mut self, fd: RawFd) {
+        let base = self.send_buf.as_mut_ptr();
+        let mut count = 0;
+        for i in 0..self.received {
+            if self.send_len[i] == 0 {
+                continue;
+            }
+            self.iovecs[count] = libc::iovec {
+                // SAFETY: i * send_size < slots * send_size = send_buf.len(): in bounds.
+                iov_base: unsafe { base.add(i * self.send_size) }.cast(),
+                iov_len: self.send_len[i],
+            };
+            let header = &mut self.headers[count];
+            header.msg_len = 0;
+            header.msg_hdr.msg_name = (&mut self.addrs[i] as *mut libc::sockaddr_storage).cast();
+            header.msg_hdr.msg_namelen = self.addr_lens[i];
+            header.msg_hdr.msg_iov = &mut self.iovecs[count];
+            header.msg_hdr.msg_iovlen = 1;
+            header.msg_hdr.msg_control = std::ptr::null_mut();
+            header.msg_hdr.msg_controllen = 0;
+            header.msg_hdr.msg_flags = 0;
+            count += 1;
+        }
+        let mut sent = 0;
+        while sent < count {
+            // SAFETY: entries sent..count of `headers` are initialised above and point into
+            // `addrs`, `iovecs` and `send_buf`, owned by `self` and untouched during the call.
+            let n = unsafe {
+                libc::sendmmsg(
+                    fd,
+                    self.headers.as_mut_ptr().add(sent),
+                    (count - sent) as _,
+                    libc::MSG_DONTWAIT as _,
+                )
+            };
+            if n > 0 {
+                sent += n as usize;
+                continue;
+            }
+            match io::Error::last_os_error().kind() {
+                io::ErrorKind::Interrupted => {}
+                io::ErrorKind::WouldBlock => break,
+                // This datagram failed (e.g. unreachable destination): skip it.
+                _ => sent += 1,
+            }
+        }
+    }
+
+    /// Portable fallback: one `recvfrom` per datagram.
+    #[cfg(not(any(target_os = "linux", target_os = "android")))]
+    pub(crate) fn recv(&mut self, fd: RawFd) -> io::Result<usize> {
+        self.received = 0;
+        for i in 0..self.slots {
+            self.send_len[i] = 0;
+            let mut addr_len = mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t;
+            // SAFETY: the buffer slice is in bounds of recv_buf and `addrs[i]` is a valid,
+            // writable sockaddr_storage whose size is passed in `addr_len`.
+            let n = unsafe {
+                libc::recvfrom(
+                    fd,
+                    self.recv_buf.as_mut_ptr().add(i * self.recv_size).cast(),
+                    self.recv_size,
+                    libc::MSG_DONTWAIT,
+                    (&mut self.addrs[i] as *mut libc::sockaddr_storage).cast(),
+                    &mut addr_len,
+                )
+            };
+            if n < 0 {
+                let error = io::Error::last_os_error();
+                if self.received > 0 {
+                    break;
+                }
+                return match error.kind() {
+                    io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted => Ok(0),
+                    _ => Err(error),
+                };
+            }
+            self.addr_lens[i] = addr_len;
+            self.recv_len[i] = n as usize;
+            self.received += 1;
+        }
+        Ok(self.received)
+    }
+
+    /// Portable fallback: one `sendto` per response.
+    #[cfg(not(any(target_os = "linux", target_os = "android")))]
+    pub(crate) fn send(&mut self, fd: RawFd) {
+        for i in 0..self.received {
+            if self.send_len[i] == 0 {
+                continue;
+            }
+            // SAFETY: the buffer slice is in bounds of send_buf; `addrs[i]` holds the
+            // address the kernel wrote on receive, `addr_lens[i]` its length.
+            unsafe {
+                libc::sendto(
+                    fd,
+                    self.send_buf.as_ptr().add(i * self.send_size).cast(),
+                    self.send_len[i],
+                    libc::MSG_DONTWAIT,
+                    (&self.addrs[i] as *const libc::sockaddr_storage).cast(),
+                    self.addr_lens[i],
+                )
+            };
+        }
+    }
+}
+
+/// Converts a kernel socket address into a std one; `None` for families other than IPv4/6.
+fn storage_to_addr(storage: &libc::sockaddr_storage, len: libc::socklen_t) -> Option<SocketAddr> {
+    let len = len as usize;
+    match storage.ss_family as libc::c_int {
+        libc::AF_INET if len >= mem::size_of::<libc::sockaddr_in>() => {
+            // SAFETY: the family is AF_INET and the kernel wrote at least a sockaddr_in;
+            // sockaddr_storage is large enough and aligned for every sockaddr type.
+            let sin =
+                unsafe { &*(storage as *const libc::sockaddr_storage).cast::<libc::sockaddr_in>() };
+            let ip = Ipv4Addr::from(u32::from_be(sin.sin_addr.s_addr));
+            Some(SocketAddr::V4(SocketAddrV4::new(
+                ip,
+                u16::from_be(sin.sin_port),
+            )))
+        }
+        libc::AF_INET6 if len >= mem::size_of::<libc::sockaddr_in6>() => {
+            // SAFETY: as above, for AF_INET6 and sockaddr_in6.
+            let sin6 = unsafe {
+                &*(storage as *const libc::sockaddr_storage).cast::<libc::sockaddr_in6>()
+            };
+            let ip = Ipv6Addr::from(sin6.sin6_addr.s6_addr);
+            Some(SocketAddr::V6(SocketAddrV6::new(
+                ip,
+                u16::from_be(sin6.sin6_port),
+                sin6.sin6_flowinfo,
+                sin6.sin6_scope_id,
+            )))
+        }
+        _ => None,
+    }
+}
+
+/// Waits until one of `fds` is readable or `timeout_ms` passes.
+#[derive(Debug)]
+pub(crate) struct PollSet {
+    fds: Vec<libc::pollfd>,
+}
+
+impl PollSet {
+    /// A poll set over `fds`.
+    pub(crate) fn new(fds: &[RawFd]) -> Self {
+        Self {
+            fds: fds
+                .iter()
+                .map(|&fd| libc::pollfd {
+                    fd,
+                    events: libc::POLLIN,
+                    revents: 0,
+                })
+                .collect(),
+        }
+    }
+
+    /// Blocks until readable or timeout; errors (EINTR) count as a wake-up.
+    pub(crate) fn wait(&mut self, timeout_ms: i32) {
+        for fd in &mut self.fds {
+            fd.revents = 0;
+        }
+        // SAFETY: `fds` is a live, exclusively borrowed array of initialised pollfd of the
+        // length passed.
+        unsafe {
+            libc::poll(
+                self.fds.as_mut_ptr(),
+                self.fds.len() as libc::nfds_t,
+                timeout_ms,
+            );
+        }
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)] // reason: tests fail loudly by design.
+mod tests {
+    use super::*;
+    use std::net::UdpSocket;
+    use std::os::fd::AsRawFd;
+
+    #[test]
+    fn batch_round_trip_over_loopback() {
+        let server = UdpSocket::bind("127.0.0.1:0").unwrap();
+        server.set_nonblocking(true).unwrap();
+        let client = UdpSocket::bind("127.0.0.1:0").unwrap();
+        client
+            .set_read_timeout(Some(std::time::Duration::from_secs(5)))
+            .unwrap();
+        let target = server.local_addr().unwrap();
+        for n in 0..3u8 {
+            client.send_to(&[n; 20], target).unwrap();
+        }
+        let mut batch = Batch::new(8, 64, 64);
+        let mut poll = PollSet::new(&[server.as_raw_fd()]);
+        let mut got = Vec::new();
+        for _ in 0..50 {
+            let n = batch.recv(server.as_raw_fd()).unwrap();
+            for i in 0..n {
+                assert_eq!(batch.peer(i), Some(client.local_addr().unwrap()));
+                let (packet, out) = batch.slot(i);
+                got.push(packet.to_vec());
+                out[..packet.len()].copy_from_slice(packet);
+                out[0] ^= 0xFF;
+                let len = packet.len();
+                batch.set_response(i, len);
+            }
+            batch.send(server.as_raw_fd());
+            if got.len() == 3 {
+                break;
+            }
+            poll.wait(100);
+        }
+        assert_eq!(got.len(), 3);
+        let mut buf = [0u8; 64];
+        for _ in 0..3 {
+            let (len, _) = client.recv_from(&mut buf).unwrap();
+            assert_eq!(len, 20);
+            assert_eq!(buf[0] ^ 0xFF, buf[1]);
+        }
+    }
+
+    #[test]
+    fn oversize_datagram_is_marked_empty() {
+        let server = UdpSocket::bind("127.0.0.1:0").unwrap();
+        server.set_nonblocking(true).unwrap();
+        let client = UdpSocket::bind("127.0.0.1:0").unwrap();
+        client
+            .send_to(&[1; 100], server.local_addr().unwrap())
+            .unwrap();
+        let mut batch = Batch::new(2, 32, 32);
+        let mut poll = PollSet::new(&[server.as_raw_fd()]);
+        poll.wait(2000);
+        let n = batch.recv(server.as_raw_fd()).unwrap();
+        assert_eq!(n, 1);
+        assert!(batch.slot(0).0.is_empty());
+    }
+}

@@ -1,0 +1,730 @@
+//! Configuration in two layers (conventions §4):
+//!
+//! ```text
+//! TOML file ──serde(deny_unknown_fields)──► RawConfig ──┐
+//! command-line flags (Overrides) ───────────────────────┼─► Settings (validated: ranges
+//!                                                        │   checked, paths resolved, root
+//! embedded defaults (RawConfig::default) ────────────────┘   hints loaded)
+//! ```
+//!
+//! Every key is documented in `docs/configuration.md`; every example in `examples/` is parsed
+//! by a test.
+
+use std::net::{IpAddr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use ipnet::IpNet;
+use serde::Deserialize;
+
+/// A configuration problem, naming the key and the reason.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("{path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// TOML syntax, an unknown key, or a wrong type (the message names the key and line).
+    #[error("{path}: {message}")]
+    Parse {
+        /// The file.
+        path: String,
+        /// What toml reported.
+        message: String,
+    },
+    /// A value that parsed but makes no sense.
+    #[error("{key}: {reason}")]
+    Invalid {
+        /// Dotted key path, e.g. `cache.size`.
+        key: String,
+        /// Why it is wrong.
+        reason: String,
+    },
+}
+
+fn invalid(key: impl Into<String>, reason: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid {
+        key: key.into(),
+        reason: reason.into(),
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Raw layer: exactly what the file says. Every field has a default (see docs/configuration.md).
+// ---------------------------------------------------------------------------------------------
+
+/// The whole file.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawConfig {
+    /// `[server]`: listeners, threads, access control, TCP limits.
+    pub server: RawServer,
+    /// `[resolver]`: recursion or forwarding.
+    pub resolver: RawResolver,
+    /// `[cache]`: size and TTL policy.
+    pub cache: RawCache,
+    /// `[log]`.
+    pub log: RawLog,
+}
+
+/// A listener: `"127.0.0.1:53"` or `{ address = "127.0.0.1:53", country = "IT" }`.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(untagged)]
+pub enum RawListener {
+    /// Plain `ADDR:PORT`, UDP and TCP.
+    Address(String),
+    /// A table with options.
+    Table(RawListenerTable),
+}
+
+/// Listener options.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct RawListenerTable {
+    /// `ADDR:PORT`.
+    pub address: String,
+    /// Serve UDP on it (default true).
+    #[serde(default = "yes")]
+    pub udp: bool,
+    /// Serve TCP on it (default true).
+    #[serde(default = "yes")]
+    pub tcp: bool,
+    /// Pin every client of this listener to a jurisdiction (ISO 3166-1 alpha-2).
+    #[serde(default)]
+    pub country: Option<String>,
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// `[server]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawServer {
+    /// Listen addresses (UDP and TCP). Default `127.0.0.1:5353` and `[::1]:5353`.
+    pub listen: Vec<RawListener>,
+    /// UDP worker threads; 0 = one per CPU. Default 1.
+    pub threads: usize,
+    /// Client prefixes allowed to query. Default: loopback and private ranges.
+    pub allow: Vec<String>,
+    /// Largest UDP response we send (EDNS payload size we advertise). Default 1232.
+    pub max_udp_payload: u16,
+    /// Close idle TCP connections after this many milliseconds. Default 10000.
+    pub tcp_idle_timeout_ms: u64,
+    /// Most concurrent TCP connections. Default 1000.
+    pub tcp_max_connections: usize,
+    /// Directory for state (the order store, later). Default `./juris-data`.
+    pub data_dir: PathBuf,
+}
+
+impl Default for RawServer {
+    fn default() -> Self {
+        Self {
+            listen: vec![
+                RawListener::Address("127.0.0.1:5353".into()),
+                RawListener::Address("[::1]:5353".into()),
+            ],
+            threads: 1,
+            allow: [
+                "127.0.0.0/8",
+                "::1/128",
+                "10.0.0.0/8",
+                "172.16.0.0/12",
+                "192.168.0.0/16",
+                "fc00::/7",
+                "fe80::/10",
+            ]
+            .into_iter()
+            .map(String::from)
+            .collect(),
+            max_udp_payload: 1232,
+            tcp_idle_timeout_ms: 10_000,
+            tcp_max_connections: 1_000,
+            data_dir: PathBuf::from("juris-data"),
+        }
+    }
+}
+
+/// `[resolver]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawResolver {
+    /// Root hints file (named.root format). Default: the IANA root hints built in.
+    pub root_hints: Option<PathBuf>,
+    /// Upstream resolvers (`ADDR` or `ADDR:PORT`); non-empty switches to forwarding.
+    pub forward: Vec<String>,
+    /// QNAME minimisation (RFC 9156). Default true.
+    pub qname_minimisation: bool,
+    /// EDNS(0) UDP payload size advertised upstream. Default 1232.
+    pub edns_buffer_size: u16,
+    /// Timeout of one upstream query in milliseconds. Default 800.
+    pub query_timeout_ms: u64,
+    /// Total time for one client query in milliseconds. Default 10000.
+    pub resolution_deadline_ms: u64,
+    /// Use IPv4 upstreams. Default true.
+    pub ipv4: bool,
+    /// Use IPv6 upstreams. Default true.
+    pub ipv6: bool,
+    /// Allow upstreams on loopback/local addresses. Default false, but implied when the root
+    /// hints or the forwarders are themselves on loopback.
+    pub allow_loopback_upstreams: bool,
+    /// `[resolver.limits]`.
+    pub limits: RawLimits,
+}
+
+impl Default for RawResolver {
+    fn default() -> Self {
+        Self {
+            root_hints: None,
+            forward: Vec::new(),
+            qname_minimisation: true,
+            edns_buffer_size: 1232,
+            query_timeout_ms: 800,
+            resolution_deadline_ms: 10_000,
+            ipv4: true,
+            ipv6: true,
+            allow_loopback_upstreams: false,
+            limits: RawLimits::default(),
+        }
+    }
+}
+
+/// `[resolver.limits]`: work allowed per client query.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawLimits {
+    /// Default 30.
+    pub max_referrals: u32,
+    /// Default 12.
+    pub max_cname_chain: u32,
+    /// Default 16.
+    pub max_ns_lookups: u32,
+    /// Default 64.
+    pub max_upstream_queries: u32,
+    /// Default 6.
+    pub max_depth: u32,
+}
+
+impl Default for RawLimits {
+    fn default() -> Self {
+        let l = juris_resolver::Limits::default();
+        Self {
+            max_referrals: l.max_referrals,
+            max_cname_chain: l.max_cname_chain,
+            max_ns_lookups: l.max_ns_lookups,
+            max_upstream_queries: l.max_upstream_queries,
+            max_depth: l.max_depth,
+        }
+    }
+}
+
+/// `[cache]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawCache {
+    /// Memory bound: bytes, or with a suffix K, M, G (powers of 1024). Default `64M`.
+    pub size: RawSize,
+    /// Lowest TTL for positive answers, seconds. Default 0.
+    pub min_ttl: u32,
+    /// Highest TTL for positive answers, seconds. Default 86400.
+    pub max_ttl: u32,
+    /// Highest TTL for negative answers, seconds. Default 3600.
+    pub max_negative_ttl: u32,
+    /// How long a resolution failure is remembered, seconds. Default 5.
+    pub servfail_ttl: u32,
+    /// Serve stale answers when resolution fails (RFC 8767). Default false.
+    pub serve_stale: bool,
+    /// How long past expiry a stale answer may be served, seconds. Default 86400.
+    pub stale_window: u32,
+    /// TTL of stale answers, seconds. Default 30.
+    pub stale_answer_ttl: u32,
+}
+
+impl Default for RawCache {
+    fn default() -> Self {
+        Self {
+            size: RawSize::Text("64M".into()),
+            min_ttl: 0,
+            max_ttl: 86_400,
+            max_negative_ttl: 3_600,
+            servfail_ttl: 5,
+            serve_stale: false,
+            stale_window: 86_400,
+            stale_answer_ttl: 30,
+        }
+    }
+}
+
+/// A size: an integer of bytes or a string such as `"64M"`.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(untagged)]
+pub enum RawSize {
+    /// Bytes.
+    Bytes(u64),
+    /// With a suffix.
+    Text(String),
+}
+
+/// `[log]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawLog {
+    /// A tracing filter (`info`, `juris=debug,warn`, ...). `RUST_LOG` overrides it. Default `info`.
+    pub level: String,
+}
+
+impl Default for RawLog {
+    fn default() -> Self {
+        Self {
+            level: "info".into(),
+        }
+    }
+}
+
+/// Command-line flags that override the file.
+#[derive(Debug, Clone, Default)]
+pub struct Overrides {
+    /// `--listen` (replaces `server.listen` when given).
+    pub listen: Vec<String>,
+    /// `--root-hints`.
+    pub root_hints: Option<PathBuf>,
+    /// `--forward` (replaces `resolver.forward` when given).
+    pub forward: Vec<String>,
+    /// `--data-dir`.
+    pub data_dir: Option<PathBuf>,
+    /// `--threads`.
+    pub threads: Option<usize>,
+}
+
+impl RawConfig {
+    /// Reads and parses a file (strict: unknown keys are errors).
+    pub fn from_file(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        let mut raw = Self::from_toml(&text, &path.display().to_string())?;
+        // Relative paths in a file are relative to the file, not to the working directory.
+        if let Some(base) = path.parent() {
+            if let Some(hints) = raw.resolver.root_hints.as_mut() {
+                if hints.is_relative() {
+                    *hints = base.join(&*hints);
+                }
+            }
+            if raw.server.data_dir.is_relative() && text.contains("data_dir") {
+                raw.server.data_dir = base.join(&raw.server.data_dir);
+            }
+        }
+        Ok(raw)
+    }
+
+    /// Parses TOML text; `origin` names it in errors.
+    pub fn from_toml(text: &str, origin: &str) -> Result<Self, ConfigError> {
+        toml::from_str(text).map_err(|e| ConfigError::Parse {
+            path: origin.to_owned(),
+            message: e.to_string(),
+        })
+    }
+
+    /// Applies command-line overrides.
+    pub fn apply(&mut self, overrides: &Overrides) {
+        if !overrides.listen.is_empty() {
+            self.server.listen = overrides
+                .listen
+                .iter()
+                .cloned()
+                .map(RawListener::Address)
+                .collect();
+        }
+        if let Some(hints) = &overrides.root_hints {
+            self.resolver.root_hints = Some(hints.clone());
+        }
+        if !overrides.forward.is_empty() {
+            self.resolver.forward = overrides.forward.clone();
+        }
+        if let Some(dir) = &overrides.data_dir {
+            self.server.data_dir = dir.clone();
+        }
+        if let Some(threads) = overrides.threads {
+            self.server.threads = threads;
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Validated layer.
+// ---------------------------------------------------------------------------------------------
+
+/// One validated listener.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Listener {
+    /// Where to bind.
+    pub addr: SocketAddr,
+    /// Serve UDP.
+    pub udp: bool,
+    /// Serve TCP.
+    pub tcp: bool,
+    /// Jurisdiction pin (upper-case ISO 3166-1 alpha-2).
+    pub country: Option<[u8; 2]>,
+}
+
+/// Everything `juris serve` needs, checked.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// Listeners.
+    pub listeners: Vec<Listener>,
+    /// Whether the listeners are the built-in defaults (then an unavailable IPv6 loopback is
+    /// skipped with a warning instead of failing).
+    pub default_listeners: bool,
+    /// UDP worker threads (resolved: never 0).
+    pub threads: usize,
+    /// Allowed client prefixes.
+    pub allow: Vec<IpNet>,
+    /// Largest UDP response.
+    pub max_udp_payload: u16,
+    /// TCP idle timeout.
+    pub tcp_idle_timeout: Duration,
+    /// TCP connection limit.
+    pub tcp_max_connections: usize,
+    /// State directory.
+    pub data_dir: PathBuf,
+    /// Resolver settings.
+    pub resolver: juris_resolver::ResolverConfig,
+    /// Cache settings.
+    pub cache: juris_resolver::cache::CacheConfig,
+    /// Log filter.
+    pub log_level: String,
+}
+
+impl Settings {
+    /// Validates a raw configuration: every error names its key.
+    pub fn from_raw(raw: &RawConfig) -> Result<Self, ConfigError> {
+        let default_listeners = raw.server.listen == RawServer::default().listen;
+        let mut listeners = Vec::new();
+        for (i, listener) in raw.server.listen.iter().enumerate() {
+            let key = format!("server.listen[{i}]");
+            let (address, udp, tcp, country) = match listener {
+                RawListener::Address(a) => (a.as_str(), true, true, None),
+                RawListener::Table(t) => (t.address.as_str(), t.udp, t.tcp, t.country.as_deref()),
+            };
+            let addr: SocketAddr = address.parse().map_err(|_| {
+                invalid(
+                    &key,
+                    format!("{address:?} is not ADDR:PORT (IPv6 as [::1]:5353)"),
+                )
+            })?;
+            if !udp && !tcp {
+                return Err(invalid(&key, "neither udp nor tcp is enabled"));
+            }
+            let country = country
+                .map(|c| parse_country(c).ok_or_else(|| invalid(format!("{key}.country"), format!("{c:?} is not an ISO 3166-1 alpha-2 code"))))
+                .transpose()?;
+            listeners.push(Listener {
+                addr,
+                udp,
+                tcp,
+                country,
+            });
+        }
+        if listeners.is_empty() {
+            return Err(invalid("server.listen", "at least one listener is needed"));
+        }
+        let threads = match raw.server.threads {
+            0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
+            n if n > 1024 => return Err(invalid("server.threads", "more than 1024 threads")),
+            n => n,
+        };
+        let allow = raw
+            .server
+            .allow
+            .iter()
+            .enumerate()
+            .map(|(i, a)| parse_prefix(a).ok_or_else(|| invalid(format!("server.allow[{i}]"), format!("{a:?} is not an address or prefix"))))
+            .collect::<Result<Vec<_>, _>>()?;
+        if !(512..=65_535).contains(&raw.server.max_udp_payload) {
+            return Err(invalid("server.max_udp_payload", "must be between 512 and 65535"));
+        }
+        if raw.server.tcp_idle_timeout_ms == 0 {
+            return Err(invalid("server.tcp_idle_timeout_ms", "must be above 0"));
+        }
+        if raw.server.tcp_max_connections == 0 {
+            return Err(invalid("server.tcp_max_connections", "must be above 0"));
+        }
+
+        let resolver = resolver_config(&raw.resolver)?;
+        let cache = cache_config(&raw.cache)?;
+        if raw.log.level.trim().is_empty() {
+            return Err(invalid("log.level", "is empty"));
+        }
+        Ok(Self {
+            listeners,
+            default_listeners,
+            threads,
+            allow,
+            max_udp_payload: raw.server.max_udp_payload,
+            tcp_idle_timeout: Duration::from_millis(raw.server.tcp_idle_timeout_ms),
+            tcp_max_connections: raw.server.tcp_max_connections,
+            data_dir: raw.server.data_dir.clone(),
+            resolver,
+            cache,
+            log_level: raw.log.level.clone(),
+        })
+    }
+}
+
+fn resolver_config(raw: &RawResolver) -> Result<juris_resolver::ResolverConfig, ConfigError> {
+    use juris_resolver::{Limits, Mode, ResolverConfig};
+
+    let mode = if raw.forward.is_empty() {
+        let root_hints = match &raw.root_hints {
+            Some(path) => {
+                let text = std::fs::read_to_string(path).map_err(|e| {
+                    invalid("resolver.root_hints", format!("{}: {e}", path.display()))
+                })?;
+                juris_resolver::parse_root_hints(&text).map_err(|e| {
+                    invalid("resolver.root_hints", format!("{}: {e}", path.display()))
+                })?
+            }
+            None => juris_resolver::builtin_root_hints(),
+        };
+        if root_hints.is_empty() {
+            return Err(invalid("resolver.root_hints", "no root server addresses in the file"));
+        }
+        Mode::Recursive { root_hints }
+    } else {
+        let upstreams = raw
+            .forward
+            .iter()
+            .enumerate()
+            .map(|(i, f)| {
+                parse_upstream(f).ok_or_else(|| {
+                    invalid(
+                        format!("resolver.forward[{i}]"),
+                        format!("{f:?} is not ADDR or ADDR:PORT"),
+                    )
+                })
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        Mode::Forward { upstreams }
+    };
+    if !raw.ipv4 && !raw.ipv6 {
+        return Err(invalid("resolver.ipv4", "ipv4 and ipv6 are both off"));
+    }
+    if raw.edns_buffer_size < 512 {
+        return Err(invalid("resolver.edns_buffer_size", "must be at least 512"));
+    }
+    if raw.query_timeout_ms == 0 {
+        return Err(invalid("resolver.query_timeout_ms", "must be above 0"));
+    }
+    if raw.resolution_deadline_ms < raw.query_timeout_ms {
+        return Err(invalid(
+            "resolver.resolution_deadline_ms",
+            "must be at least resolver.query_timeout_ms",
+        ));
+    }
+    let limits = &raw.limits;
+    for (key, value) in [
+        ("max_referrals", limits.max_referrals),
+        ("max_cname_chain", limits.max_cname_chain),
+        ("max_ns_lookups", limits.max_ns_lookups),
+        ("max_upstream_queries", limits.max_upstream_queries),
+        ("max_depth", limits.max_depth),
+    ] {
+        if value == 0 {
+            return Err(invalid(format!("resolver.limits.{key}"), "must be above 0"));
+        }
+    }
+    // An operator who points the hints or forwarders at loopback means it.
+    let upstreams_on_loopback = match &mode {
+        Mode::Recursive { root_hints } => root_hints.iter().all(|(_, a)| a.is_loopback()),
+        Mode::Forward { upstreams } => upstreams.iter().all(|a| a.ip().is_loopback()),
+    };
+    Ok(ResolverConfig {
+        mode,
+        qname_minimisation: raw.qname_minimisation,
+        edns_buffer_size: raw.edns_buffer_size,
+        query_timeout: Duration::from_millis(raw.query_timeout_ms),
+        resolution_deadline: Duration::from_millis(raw.resolution_deadline_ms),
+        limits: Limits {
+            max_referrals: limits.max_referrals,
+            max_cname_chain: limits.max_cname_chain,
+            max_ns_lookups: limits.max_ns_lookups,
+            max_upstream_queries: limits.max_upstream_queries,
+            max_depth: limits.max_depth,
+        },
+        ipv4: raw.ipv4,
+        ipv6: raw.ipv6,
+        allow_loopback_upstreams: raw.allow_loopback_upstreams || upstreams_on_loopback,
+        ..ResolverConfig::default()
+    })
+}
+
+fn cache_config(raw: &RawCache) -> Result<juris_resolver::cache::CacheConfig, ConfigError> {
+    let max_bytes = match &raw.size {
+        RawSize::Bytes(b) => *b,
+        RawSize::Text(t) => parse_size(t).ok_or_else(|| {
+            invalid("cache.size", format!("{t:?} is not a size (e.g. 65536, \"64M\", \"1G\")"))
+        })?,
+    };
+    if max_bytes < 64 * 1024 {
+        return Err(invalid("cache.size", "must be at least 64K"));
+    }
+    if raw.min_ttl > raw.max_ttl {
+        return Err(invalid("cache.min_ttl", "is above cache.max_ttl"));
+    }
+    if raw.servfail_ttl == 0 || raw.servfail_ttl > 300 {
+        return Err(invalid("cache.servfail_ttl", "must be between 1 and 300 (RFC 9520)"));
+    }
+    Ok(juris_resolver::cache::CacheConfig {
+        max_bytes,
+        min_ttl: raw.min_ttl,
+        max_ttl: raw.max_ttl,
+        max_negative_ttl: raw.max_negative_ttl,
+        servfail_ttl: raw.servfail_ttl,
+        stale_window: raw.serve_stale.then_some(raw.stale_window),
+        stale_answer_ttl: raw.stale_answer_ttl,
+    })
+}
+
+/// `64M` → 67108864. Suffixes K, M, G (powers of 1024), case-insensitive, optional `B`/`iB`.
+pub fn parse_size(text: &str) -> Option<u64> {
+    let t = text.trim();
+    let t = t
+        .strip_suffix("iB")
+        .or_else(|| t.strip_suffix('B'))
+        .unwrap_or(t);
+    let (digits, multiplier) = match t.chars().last()?.to_ascii_uppercase() {
+        'K' => (&t[..t.len() - 1], 1u64 << 10),
+        'M' => (&t[..t.len() - 1], 1 << 20),
+        'G' => (&t[..t.len() - 1], 1 << 30),
+        _ => (t, 1),
+    };
+    digits.trim().parse::<u64>().ok()?.checked_mul(multiplier)
+}
+
+/// `IT` → `*b"IT"` (two ASCII letters, upper-cased).
+pub fn parse_country(text: &str) -> Option<[u8; 2]> {
+    match text.as_bytes() {
+        [a, b] if a.is_ascii_alphabetic() && b.is_ascii_alphabetic() => {
+            Some([a.to_ascii_uppercase(), b.to_ascii_uppercase()])
+        }
+        _ => None,
+    }
+}
+
+/// `10.0.0.0/8` or a bare address (as a host prefix).
+pub fn parse_prefix(text: &str) -> Option<IpNet> {
+    text.parse::<IpNet>()
+        .ok()
+        .or_else(|| text.parse::<IpAddr>().ok().map(IpNet::from))
+        .map(|n| n.trunc())
+}
+
+/// `192.0.2.1`, `192.0.2.1:5300`, `2001:db8::1`, `[2001:db8::1]:5300`.
+pub fn parse_upstream(text: &str) -> Option<SocketAddr> {
+    text.parse::<SocketAddr>()
+        .ok()
+        .or_else(|| text.parse::<IpAddr>().ok().map(|ip| SocketAddr::new(ip, 53)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_validate() {
+        let settings = Settings::from_raw(&RawConfig::default()).unwrap();
+        assert_eq!(settings.listeners.len(), 2);
+        assert!(settings.default_listeners);
+        assert_eq!(settings.listeners[0].addr, "127.0.0.1:5353".parse().unwrap());
+        assert!(matches!(
+            settings.resolver.mode,
+            juris_resolver::Mode::Recursive { .. }
+        ));
+        assert!(!settings.resolver.allow_loopback_upstreams);
+        assert_eq!(settings.cache.max_bytes, 64 << 20);
+    }
+
+    #[test]
+    fn unknown_key_is_named() {
+        let err = RawConfig::from_toml("[cache]\nsise = \"1M\"\n", "t.toml").unwrap_err();
+        let text = err.to_string();
+        assert!(text.contains("sise"), "{text}");
+    }
+
+    #[test]
+    fn bad_values_name_their_key() {
+        let cases = [
+            ("[cache]\nsize = \"12X\"", "cache.size"),
+            ("[server]\nlisten = [\"nonsense\"]", "server.listen[0]"),
+            ("[server]\nallow = [\"10.0.0.0/33\"]", "server.allow[0]"),
+            ("[resolver]\nforward = [\"x\"]", "resolver.forward[0]"),
+            ("[cache]\nmin_ttl = 10\nmax_ttl = 5", "cache.min_ttl"),
+            (
+                "[server]\nlisten = [{ address = \"127.0.0.1:53\", country = \"Italy\" }]",
+                "server.listen[0].country",
+            ),
+        ];
+        for (text, key) in cases {
+            let raw = RawConfig::from_toml(text, "t.toml").unwrap();
+            let err = Settings::from_raw(&raw).unwrap_err().to_string();
+            assert!(err.starts_with(key), "{text:?} gave {err:?}");
+        }
+    }
+
+    #[test]
+    fn overrides_replace_file_values() {
+        let mut raw = RawConfig::from_toml(
+            "[server]\nlisten = [\"127.0.0.1:53\"]\nthreads = 4\n",
+            "t.toml",
+        )
+        .unwrap();
+        raw.apply(&Overrides {
+            listen: vec!["127.0.0.9:5399".into()],
+            forward: vec!["127.0.0.53".into()],
+            threads: Some(2),
+            ..Overrides::default()
+        });
+        let s = Settings::from_raw(&raw).unwrap();
+        assert_eq!(s.listeners[0].addr, "127.0.0.9:5399".parse().unwrap());
+        assert_eq!(s.threads, 2);
+        match s.resolver.mode {
+            juris_resolver::Mode::Forward { upstreams } => {
+                assert_eq!(upstreams, vec!["127.0.0.53:53".parse().unwrap()])
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(s.resolver.allow_loopback_upstreams, "loopback forwarders imply it");
+    }
+
+    #[test]
+    fn sizes_parse() {
+        assert_eq!(parse_size("64M"), Some(64 << 20));
+        assert_eq!(parse_size("1g"), Some(1 << 30));
+        assert_eq!(parse_size("512KiB"), Some(512 << 10));
+        assert_eq!(parse_size("100"), Some(100));
+        assert_eq!(parse_size("M"), None);
+        assert_eq!(parse_size(""), None);
+    }
+
+    #[test]
+    fn every_example_config_parses_and_validates() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples");
+        let mut seen = 0;
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.extension().is_some_and(|e| e == "toml") {
+                let raw = RawConfig::from_file(&path).unwrap();
+                Settings::from_raw(&raw)
+                    .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+                seen += 1;
+            }
+        }
+        assert!(seen >= 2, "expected example configs in {}", dir.display());
+    }
+}

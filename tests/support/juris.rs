@@ -1,0 +1,267 @@
+//! Runs the juris binary for a test.
+//!
+//! ```no_run
+//! use juris_testkit::juris::Juris;
+//! # let hints = std::path::Path::new("root.hints");
+//! let juris = Juris::builder(env!("CARGO_MANIFEST_DIR")) // really env!("CARGO_BIN_EXE_juris")
+//!     .root_hints(hints)
+//!     .args(["--threads", "2"])
+//!     .start();
+//! let server = juris.address(); // UDP and TCP
+//! ```
+//!
+//! The instance listens on a loopback address of its own ([`AddressBlock`]) and a free
+//! port, is polled with a UDP query until it answers anything at all, writes its stderr to
+//! a file (printed when the test panics), and gets SIGTERM when dropped.
+
+use std::ffi::{OsStr, OsString};
+use std::fs;
+use std::net::{SocketAddr, TcpListener, UdpSocket};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::{Mutex, PoisonError};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use hickory_proto::rr::RecordType;
+
+use crate::addresses::AddressBlock;
+use crate::{process, raw};
+
+/// How long juris may take to answer its first query.
+const START_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long juris may take to exit after SIGTERM.
+const STOP_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// How to start juris.
+#[derive(Debug, Clone)]
+pub struct JurisBuilder {
+    binary: PathBuf,
+    arguments: Vec<OsString>,
+    environment: Vec<(OsString, OsString)>,
+    listen: bool,
+}
+
+impl JurisBuilder {
+    /// `--root-hints FILE`.
+    #[must_use]
+    pub fn root_hints(self, file: &Path) -> Self {
+        self.arg("--root-hints").arg(file)
+    }
+
+    /// One more argument after `serve --listen ADDR` (`--data-dir` is a fresh temporary
+    /// directory unless given here).
+    #[must_use]
+    pub fn arg(mut self, argument: impl AsRef<OsStr>) -> Self {
+        self.arguments.push(argument.as_ref().to_owned());
+        self
+    }
+
+    /// More arguments.
+    #[must_use]
+    pub fn args<I: IntoIterator<Item = S>, S: AsRef<OsStr>>(mut self, arguments: I) -> Self {
+        self.arguments.extend(
+            arguments
+                .into_iter()
+                .map(|argument| argument.as_ref().to_owned()),
+        );
+        self
+    }
+
+    /// An environment variable (`RUST_LOG` is `info` unless set here).
+    #[must_use]
+    pub fn env(mut self, key: impl AsRef<OsStr>, value: impl AsRef<OsStr>) -> Self {
+        self.environment
+            .push((key.as_ref().to_owned(), value.as_ref().to_owned()));
+        self
+    }
+
+    /// Do not pass `--listen`: the caller's arguments or config decide where juris listens,
+    /// and [`Juris::address`] is then only a guess the caller should not use.
+    #[must_use]
+    pub fn without_listen(mut self) -> Self {
+        self.listen = false;
+        self
+    }
+
+    /// Starts juris and waits until it answers a query (any RCODE).
+    ///
+    /// # Panics
+    /// When it cannot start or does not answer in time; the panic carries its stderr.
+    #[must_use]
+    pub fn start(self) -> Juris {
+        let block = AddressBlock::allocate();
+        let ip = block.address(1);
+        let address = free_port(ip);
+        let directory = tempfile::Builder::new()
+            .prefix("juris-run-")
+            .tempdir()
+            .unwrap_or_else(|error| panic!("cannot create a temporary directory: {error}"));
+        let stderr_path = directory.path().join("stderr");
+        let stderr = fs::File::create(&stderr_path)
+            .unwrap_or_else(|error| panic!("cannot create {}: {error}", stderr_path.display()));
+
+        let data_directory = directory.path().join("data");
+        fs::create_dir_all(&data_directory)
+            .unwrap_or_else(|error| panic!("cannot create {}: {error}", data_directory.display()));
+        let mut command = Command::new(&self.binary);
+        command.arg("serve");
+        if self.listen {
+            command.arg("--listen").arg(address.to_string());
+        }
+        if !self
+            .arguments
+            .iter()
+            .any(|argument| argument == "--data-dir")
+        {
+            command.arg("--data-dir").arg(&data_directory);
+        }
+        command
+            .args(&self.arguments)
+            .env("RUST_LOG", "info")
+            .env("NO_COLOR", "1")
+            .envs(self.environment.iter().map(|(k, v)| (k, v)))
+            .stdin(Stdio::null())
+            .stdout(Stdio::from(stderr.try_clone().unwrap_or_else(|error| {
+                panic!("cannot duplicate a file: {error}")
+            })))
+            .stderr(Stdio::from(stderr));
+        let command_line = format!("{command:?}");
+        let child = process::spawn(command)
+            .unwrap_or_else(|error| panic!("cannot start {}: {error}", self.binary.display()));
+        let juris = Juris {
+            address,
+            child: Mutex::new(Some(child)),
+            stderr_path,
+            command_line,
+            _directory: directory,
+            _block: block,
+        };
+        if self.listen {
+            juris.wait_until_answering();
+        }
+        juris
+    }
+}
+
+/// A running juris; SIGTERM on drop, and its stderr printed if the test is panicking.
+#[derive(Debug)]
+pub struct Juris {
+    address: SocketAddr,
+    child: Mutex<Option<Child>>,
+    stderr_path: PathBuf,
+    command_line: String,
+    _directory: tempfile::TempDir,
+    _block: AddressBlock,
+}
+
+impl Juris {
+    /// Describes a juris run; `binary` is `env!("CARGO_BIN_EXE_juris")` in the test.
+    #[must_use]
+    pub fn builder(binary: impl AsRef<Path>) -> JurisBuilder {
+        JurisBuilder {
+            binary: binary.as_ref().to_owned(),
+            arguments: Vec::new(),
+            environment: Vec::new(),
+            listen: true,
+        }
+    }
+
+    /// Where it listens (UDP and TCP).
+    #[must_use]
+    pub fn address(&self) -> SocketAddr {
+        self.address
+    }
+
+    /// Everything it wrote to stdout and stderr so far.
+    #[must_use]
+    pub fn stderr(&self) -> String {
+        fs::read_to_string(&self.stderr_path).unwrap_or_default()
+    }
+
+    /// Whether the process is still running.
+    #[must_use]
+    pub fn is_running(&self) -> bool {
+        let mut child = self.child.lock().unwrap_or_else(PoisonError::into_inner);
+        child
+            .as_mut()
+            .is_some_and(|child| matches!(child.try_wait(), Ok(None)))
+    }
+
+    /// Sends SIGTERM and waits for the exit (SIGKILL after 10 s); `None` if already stopped.
+    pub fn stop(&self) -> Option<ExitStatus> {
+        let mut child = self
+            .child
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take()?;
+        if let Ok(Some(status)) = child.try_wait() {
+            return Some(status);
+        }
+        process::signal_group(&child, libc::SIGTERM);
+        let deadline = Instant::now() + STOP_TIMEOUT;
+        while Instant::now() < deadline {
+            if let Ok(Some(status)) = child.try_wait() {
+                return Some(status);
+            }
+            thread::sleep(Duration::from_millis(10));
+        }
+        eprintln!("juris did not exit within {STOP_TIMEOUT:?} of SIGTERM: killing it");
+        process::signal_group(&child, libc::SIGKILL);
+        child.wait().ok()
+    }
+
+    fn wait_until_answering(&self) {
+        let deadline = Instant::now() + START_TIMEOUT;
+        let probe = raw::query("juris-testkit-probe.invalid.", RecordType::A, 0x7e57, false);
+        loop {
+            if !self.is_running() {
+                panic!(
+                    "juris exited during startup: {}\n--- juris output ---\n{}",
+                    self.command_line,
+                    self.stderr()
+                );
+            }
+            if Instant::now() >= deadline {
+                panic!(
+                    "juris did not answer a query on {} within {START_TIMEOUT:?}: {}\n--- juris output ---\n{}",
+                    self.address,
+                    self.command_line,
+                    self.stderr()
+                );
+            }
+            if raw::udp_exchange(self.address, &probe, Duration::from_millis(200)).is_some() {
+                return;
+            }
+        }
+    }
+}
+
+impl Drop for Juris {
+    fn drop(&mut self) {
+        let status = self.stop();
+        if thread::panicking() {
+            eprintln!(
+                "--- juris output ({}; exit {status:?}) ---\n{}--- end of juris output ---",
+                self.command_line,
+                self.stderr()
+            );
+        }
+    }
+}
+
+/// A port free for both UDP and TCP on `ip`.
+fn free_port(ip: std::net::Ipv4Addr) -> SocketAddr {
+    for _ in 0..100 {
+        let Ok(udp) = UdpSocket::bind((ip, 0)) else {
+            continue;
+        };
+        let Ok(address) = udp.local_addr() else {
+            continue;
+        };
+        if TcpListener::bind(address).is_ok() {
+            return address;
+        }
+    }
+    panic!("no free port on {ip}");
+}
