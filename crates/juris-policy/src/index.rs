@@ -205,9 +205,15 @@ impl NameIndex {
         self.map.as_fst().as_bytes().len() + self.multi.capacity() * 4 + self.bloom.memory_bytes()
     }
 
+    /// Whether the index may hold a key with this hash (Bloom filter: no false negatives).
+    #[inline]
+    pub(crate) fn may_contain_hash(&self, hash: u64) -> bool {
+        self.bloom.may_contain(hash)
+    }
+
     /// Whether any label-boundary prefix of `key` may be in the index (Bloom filter: no false
     /// negatives). One pass over the key, no allocation.
-    #[inline]
+    #[cfg(test)]
     pub(crate) fn may_match(&self, key: &[u8]) -> bool {
         if self.bloom.blocks.is_empty() {
             return false;

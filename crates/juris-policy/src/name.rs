@@ -3,6 +3,8 @@
 
 use idna::uts46::{AsciiDenyList, DnsLength, Hyphens, Uts46};
 
+use crate::index::KeyHasher;
+
 /// The byte that ends every label in an index key. It sorts below every byte a label of a
 /// validated target can hold (`a-z`, `0-9`, `-`, `_`), so a name's key is a prefix of the keys of
 /// all its descendants and of nothing else.
@@ -148,24 +150,19 @@ pub(crate) fn name_from_key(key: &[u8]) -> String {
     name
 }
 
-/// A wire-format name turned into its index key on the stack, with the key length at each label
-/// boundary. No allocation.
-pub(crate) struct WireKey {
-    key: [u8; 256],
-    /// `ends[i]`: key length after the (i+1)-th label from the top.
-    ends: [u8; MAX_LABELS],
-    /// Usable labels (stops before a label holding the separator byte: no target can match it or
-    /// anything below it).
-    labels: usize,
-    /// Whether every label made it into the key (see `labels`).
-    complete: bool,
+/// A wire-format name with the positions of its labels: parsed once, then hashed (to probe the
+/// Bloom filters) and, only if a probe says "maybe", turned into an index key. No allocation.
+pub(crate) struct WireName<'a> {
+    wire: &'a [u8],
+    starts: [u8; MAX_LABELS],
+    count: usize,
 }
 
-impl WireKey {
+impl<'a> WireName<'a> {
     /// Reads an uncompressed wire name (any case). `None` if it is malformed (compression pointer,
     /// missing root label, over 255 bytes); bytes after the root label are ignored.
     #[inline]
-    pub(crate) fn parse(wire: &[u8]) -> Option<WireKey> {
+    pub(crate) fn parse(wire: &'a [u8]) -> Option<WireName<'a>> {
         let mut starts = [0u8; MAX_LABELS];
         let mut count = 0usize;
         let mut pos = 0usize;
@@ -182,45 +179,88 @@ impl WireKey {
             count += 1;
             pos += 1 + len;
         }
-        if wire.len() < pos + 1 {
-            return None;
+        Some(WireName {
+            wire,
+            starts,
+            count,
+        })
+    }
+
+    /// The labels from the top down, lower-cased lazily by the callers. A label holding the
+    /// separator byte ends the iteration (no target can match it or anything below it).
+    #[inline]
+    fn labels_from_top(&self) -> impl Iterator<Item = &'a [u8]> + '_ {
+        (0..self.count)
+            .rev()
+            .map(|i| {
+                let start = usize::from(self.starts[i]);
+                let len = usize::from(self.wire[start]);
+                // `parse` checked that every label lies inside `wire`.
+                &self.wire[start + 1..start + 1 + len]
+            })
+            .take_while(|label| !label.contains(&SEPARATOR))
+    }
+
+    /// Calls `probe` with the hash of the key of the top label, then of the top two labels,
+    /// and so on (the hashes the index's Bloom filters hold); stops at the first `true`.
+    #[inline]
+    pub(crate) fn any_prefix_hash(&self, mut probe: impl FnMut(u64) -> bool) -> bool {
+        let mut hasher = KeyHasher::new();
+        for label in self.labels_from_top() {
+            for byte in label {
+                hasher.byte(byte.to_ascii_lowercase());
+            }
+            hasher.byte(SEPARATOR);
+            if probe(hasher.finish()) {
+                return true;
+            }
         }
+        false
+    }
+
+    /// The index key of the name, on the stack.
+    pub(crate) fn key(&self) -> WireKey {
         let mut out = WireKey {
             key: [0; 256],
-            ends: [0; MAX_LABELS],
-            labels: 0,
+            len: 0,
             complete: true,
         };
         let mut at = 0usize;
-        for i in (0..count).rev() {
-            let start = usize::from(starts[i]);
-            let len = usize::from(wire[start]);
-            let label = &wire[start + 1..start + 1 + len];
-            if label.contains(&SEPARATOR) {
-                out.complete = false;
-                break;
-            }
-            for (dst, src) in out.key[at..at + len].iter_mut().zip(label) {
+        let mut used = 0usize;
+        for label in self.labels_from_top() {
+            for (dst, src) in out.key[at..at + label.len()].iter_mut().zip(label) {
                 *dst = src.to_ascii_lowercase();
             }
-            at += len;
+            at += label.len();
             out.key[at] = SEPARATOR;
             at += 1;
-            // at ≤ 255: the name is at most 255 bytes and each label byte and length byte
-            // becomes one key byte.
-            out.ends[out.labels] = at as u8;
-            out.labels += 1;
+            used += 1;
         }
-        Some(out)
+        out.complete = used == self.count;
+        out.len = at;
+        out
+    }
+}
+
+/// The index key of a wire name (see [`WireName::key`]).
+pub(crate) struct WireKey {
+    key: [u8; 256],
+    len: usize,
+    /// Whether every label made it into the key.
+    complete: bool,
+}
+
+impl WireKey {
+    /// Reads a wire name and builds its key (for tests and explain).
+    pub(crate) fn parse(wire: &[u8]) -> Option<WireKey> {
+        WireName::parse(wire).map(|name| name.key())
     }
 
-    /// The whole key (all usable labels).
+    /// The key.
     #[inline]
     pub(crate) fn key(&self) -> &[u8] {
-        match self.labels {
-            0 => &[],
-            n => &self.key[..usize::from(self.ends[n - 1])],
-        }
+        // len ≤ 255: each label byte and length byte of a ≤ 255-byte name becomes one key byte.
+        &self.key[..self.len]
     }
 
     /// Whether the key stands for the whole name, so that an exact (`domain`) target at its end
@@ -228,13 +268,6 @@ impl WireKey {
     #[inline]
     pub(crate) fn is_complete(&self) -> bool {
         self.complete
-    }
-
-    /// Number of usable labels.
-    #[cfg(test)]
-    #[inline]
-    pub(crate) fn labels(&self) -> usize {
-        self.labels
     }
 }
 
@@ -269,7 +302,6 @@ mod tests {
     fn wire_keys() {
         let k = WireKey::parse(b"\x03WWW\x07example\x03com\x00").unwrap();
         assert_eq!(k.key(), b"com\0example\0www\0");
-        assert_eq!(k.labels(), 3);
         let k = WireKey::parse(b"\x00").unwrap();
         assert_eq!(k.key(), b"");
         // A label holding the separator byte cuts the key above it.

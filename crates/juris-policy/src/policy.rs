@@ -12,7 +12,7 @@ use crate::country::Country;
 use crate::index::{
     rule, rule_is_subtree, rule_order, AddressIndex, NameIndex, NameIndexBuilder, Rule,
 };
-use crate::name::{name_from_key, push_key_from_name, WireKey};
+use crate::name::{name_from_key, push_key_from_name, WireKey, WireName};
 use crate::order::{OrderState, TargetKind};
 use crate::validate::{OrderInfo, TargetValue, TimeStatus, ValidatedOrder, ValidatedTarget};
 use crate::verdict::{Block, ExplainedMatch, Explanation, Match, MatchStatus, MatchedTarget, Verdict};
@@ -360,9 +360,17 @@ impl CompiledPolicy {
     /// Allocation-free unless something matches.
     #[inline]
     pub fn check_name(&self, qname: &[u8], country: Option<Country>, now: Timestamp) -> Verdict {
-        let Some(key) = WireKey::parse(qname) else {
+        let Some(wire) = WireName::parse(qname) else {
             return Verdict::allow();
         };
+        let (base, overlay) = (&*self.base, &self.overlay.index);
+        let maybe = wire.any_prefix_hash(|hash| {
+            base.may_contain_hash(hash) || overlay.may_contain_hash(hash)
+        });
+        if !maybe {
+            return Verdict::allow();
+        }
+        let key = wire.key();
         let mut hits: Vec<Hit> = Vec::new();
         self.walk_name(&key, |key_len, rule| {
             if let Some(order) = self.order(rule) {
@@ -561,9 +569,7 @@ impl CompiledPolicy {
             }
         };
         let overlay = &*self.overlay;
-        if !self.base.may_match(full) {
-            // Nothing in the base: only the overlay can match.
-        } else if overlay.removed.is_empty() {
+        if overlay.removed.is_empty() {
             self.base.walk(full, &mut filter);
         } else {
             self.base.walk(full, |key_len, rule| {
@@ -575,7 +581,7 @@ impl CompiledPolicy {
                 filter(key_len, rule);
             });
         }
-        if overlay.index.may_match(full) {
+        if !overlay.index.is_empty() {
             overlay.index.walk(full, &mut filter);
         }
     }
