@@ -35,6 +35,7 @@ pub struct Lookup {
     ignore_truncation: bool,
     source: Option<IpAddr>,
     timeout_seconds: u32,
+    tries: u32,
     extra: Vec<String>,
 }
 
@@ -120,6 +121,7 @@ impl Lookup {
             ignore_truncation: false,
             source: None,
             timeout_seconds: 2,
+            tries: 1,
             extra: Vec::new(),
         }
     }
@@ -156,6 +158,14 @@ impl Lookup {
     #[must_use]
     pub fn timeout_seconds(mut self, seconds: u32) -> Self {
         self.timeout_seconds = seconds;
+        self
+    }
+
+    /// How many times to send the query over UDP before giving up (default 1), like a
+    /// stub resolver that retries.
+    #[must_use]
+    pub fn tries(mut self, tries: u32) -> Self {
+        self.tries = tries.max(1);
         self
     }
 
@@ -203,11 +213,11 @@ impl Lookup {
         ];
         let program = match self.client {
             Client::Dig => {
-                arguments.push("+tries=1".to_owned());
+                arguments.push(format!("+tries={}", self.tries));
                 "dig"
             }
             Client::Kdig => {
-                arguments.push("+retry=0".to_owned());
+                arguments.push(format!("+retry={}", self.tries - 1));
                 "kdig"
             }
         };
