@@ -13,13 +13,13 @@ use std::time::{Duration, Instant};
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use jiff::Timestamp;
 use juris_policy::{
-    name_to_wire, CompileOptions, CompiledPolicy, Country, Order, OrderKind, OrderState, OrderUpdate,
-    PolicyChange, Target, TargetKind, ValidatedOrder, ValidationOptions,
+    name_to_wire, CompileOptions, CompiledPolicy, Country, Order, OrderKind, OrderState,
+    OrderUpdate, PolicyChange, Target, TargetKind, ValidatedOrder, ValidationOptions,
 };
 
 const TLDS: [&str; 24] = [
-    "com", "net", "org", "to", "io", "it", "de", "fr", "pro", "info", "xyz", "cc", "ru", "co", "me",
-    "tv", "biz", "online", "site", "club", "top", "ws", "eu", "ch",
+    "com", "net", "org", "to", "io", "it", "de", "fr", "pro", "info", "xyz", "cc", "ru", "co",
+    "me", "tv", "biz", "online", "site", "club", "top", "ws", "eu", "ch",
 ];
 
 struct Rng(u64);
@@ -49,7 +49,7 @@ impl Rng {
     fn name(&mut self) -> String {
         let tld = TLDS[(self.next() % TLDS.len() as u64) as usize];
         let mut name = format!("{}.{tld}", self.label());
-        if self.next() % 5 == 0 {
+        if self.next().is_multiple_of(5) {
             name = format!("{}.{name}", self.label());
         }
         name
@@ -93,14 +93,22 @@ struct Fixture {
 fn fixture(size: usize) -> Fixture {
     let mut rng = Rng(size as u64);
     let countries = ["IT", "DE", "FR"];
-    let mut targets: Vec<Vec<Target>> = vec![Vec::with_capacity(size / 3 + 1); 3];
+    let mut targets: Vec<Vec<Target>> = (0..3).map(|_| Vec::with_capacity(size / 3 + 1)).collect();
     let mut hits = Vec::new();
     for i in 0..size {
         let name = rng.name();
-        let kind = if i % 2 == 0 { TargetKind::Subtree } else { TargetKind::Domain };
+        let kind = if i % 2 == 0 {
+            TargetKind::Subtree
+        } else {
+            TargetKind::Domain
+        };
         if i % (size / 4096).max(1) == 0 && hits.len() < 4096 && i % 3 == 0 {
             // Orders are by i % 3; keep hits in order 0 (IT) and query them from IT.
-            let query = if kind == TargetKind::Subtree { format!("www.{name}") } else { name.clone() };
+            let query = if kind == TargetKind::Subtree {
+                format!("www.{name}")
+            } else {
+                name.clone()
+            };
             hits.push(name_to_wire(&query).unwrap_or_default());
         }
         targets[i % 3].push(Target::new(kind, name));
@@ -110,7 +118,10 @@ fn fixture(size: usize) -> Fixture {
         .map(|_| name_to_wire(&format!("www.{}", miss_rng.name())).unwrap_or_default())
         .collect();
 
-    let options = ValidationOptions { max_targets: size, ..ValidationOptions::default() };
+    let options = ValidationOptions {
+        max_targets: size,
+        ..ValidationOptions::default()
+    };
     let started = Instant::now();
     let orders: Vec<ValidatedOrder> = targets
         .into_iter()
@@ -136,7 +147,12 @@ fn fixture(size: usize) -> Fixture {
         stats.memory_bytes,
         stats.memory_bytes as f64 / size as f64,
     );
-    Fixture { policy, orders, hits, misses }
+    Fixture {
+        policy,
+        orders,
+        hits,
+        misses,
+    }
 }
 
 fn sizes() -> Vec<usize> {
@@ -148,7 +164,11 @@ fn sizes() -> Vec<usize> {
 }
 
 fn label(size: usize) -> String {
-    if size % 1_000_000 == 0 { format!("{}M", size / 1_000_000) } else { size.to_string() }
+    if size.is_multiple_of(1_000_000) {
+        format!("{}M", size / 1_000_000)
+    } else {
+        size.to_string()
+    }
 }
 
 fn benches(c: &mut Criterion) {
@@ -158,8 +178,14 @@ fn benches(c: &mut Criterion) {
     for size in sizes() {
         let f = fixture(size);
         let name = label(size);
-        assert!(f.hits.iter().all(|h| f.policy.check_name(h, Some(it), now).is_block()));
-        assert!(f.misses.iter().all(|m| !f.policy.check_name(m, Some(it), now).is_block()));
+        assert!(f
+            .hits
+            .iter()
+            .all(|h| f.policy.check_name(h, Some(it), now).is_block()));
+        assert!(f
+            .misses
+            .iter()
+            .all(|m| !f.policy.check_name(m, Some(it), now).is_block()));
 
         let mut group = c.benchmark_group(format!("check_name/{name}"));
         group.throughput(Throughput::Elements(1));
@@ -202,7 +228,10 @@ fn benches(c: &mut Criterion) {
             removed: vec![],
         })];
         let started = Instant::now();
-        let next = f.policy.with_changes(&change).unwrap_or_else(|e| panic!("{e}"));
+        let next = f
+            .policy
+            .with_changes(&change)
+            .unwrap_or_else(|e| panic!("{e}"));
         let blocked = next.check_name(&new_wire, Some(it), now).is_block();
         println!(
             "[juris-policy] {size} names: one added name blocked {:.1} µs after the change (with_changes + check), blocked={blocked}",

@@ -167,6 +167,7 @@ pub const ISO_3166_ALPHA2: [&str; 249] = [
 ];
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)] // In tests a panic is the failure report.
 mod tests {
     use super::*;
 
@@ -191,7 +192,10 @@ mod tests {
         assert!(!set.applies_to(Some("DE".parse().unwrap())));
         assert!(!set.applies_to(None));
         assert!(CountrySet::global().applies_to(None));
-        assert_eq!(set.iter().map(|c| c.to_string()).collect::<Vec<_>>(), ["IT", "ZW"]);
+        assert_eq!(
+            set.iter().map(|c| c.to_string()).collect::<Vec<_>>(),
+            ["IT", "ZW"]
+        );
         assert!("I".parse::<Country>().is_err());
         assert!("I1".parse::<Country>().is_err());
     }

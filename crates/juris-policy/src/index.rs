@@ -23,22 +23,41 @@ pub(crate) fn rule_is_subtree(rule: Rule) -> bool {
     rule & 1 == 1
 }
 
-/// Hashes key bytes; the value after each [`SEPARATOR`] is the hash of that key prefix (FNV-1a
-/// per byte, finished with the murmur3 64-bit mixer).
+/// Hashes a name label by label from the top, eight bytes at a time, lower-casing ASCII on the
+/// way; after each label, [`finish`](Self::finish) gives the hash of the key of the name made of
+/// the labels so far (the value the Bloom filters hold).
 #[derive(Clone, Copy)]
 pub(crate) struct KeyHasher(u64);
+
+const K: u64 = 0x9e37_79b9_7f4a_7c15;
 
 impl KeyHasher {
     #[inline]
     pub(crate) fn new() -> KeyHasher {
-        KeyHasher(0xcbf2_9ce4_8422_2325)
+        KeyHasher(0x243f_6a88_85a3_08d3)
     }
 
+    /// Adds one label (without its length byte or separator).
     #[inline]
-    pub(crate) fn byte(&mut self, byte: u8) {
-        self.0 = (self.0 ^ u64::from(byte)).wrapping_mul(0x0000_0100_0000_01b3);
+    pub(crate) fn label(&mut self, label: &[u8]) {
+        let mut h = self.0;
+        let mut chunks = label.chunks_exact(8);
+        for chunk in &mut chunks {
+            let mut word = [0u8; 8];
+            word.copy_from_slice(chunk);
+            h = (h.rotate_left(29) ^ lower(u64::from_le_bytes(word))).wrapping_mul(K);
+        }
+        let rest = chunks.remainder();
+        if !rest.is_empty() {
+            let mut word = [0u8; 8];
+            word[..rest.len()].copy_from_slice(rest);
+            h = (h.rotate_left(29) ^ lower(u64::from_le_bytes(word))).wrapping_mul(K);
+        }
+        // The length ends the label, so that zero padding cannot be confused with content.
+        self.0 = (h.rotate_left(29) ^ (0x100 | label.len() as u64)).wrapping_mul(K);
     }
 
+    /// The hash of the labels so far.
     #[inline]
     pub(crate) fn finish(self) -> u64 {
         let mut h = self.0;
@@ -48,6 +67,26 @@ impl KeyHasher {
         h = h.wrapping_mul(0xc4ce_b9fe_1a85_ec53);
         h ^ (h >> 33)
     }
+
+    /// The hash of a whole index key.
+    pub(crate) fn key(key: &[u8]) -> u64 {
+        let mut hasher = KeyHasher::new();
+        for label in key.split(|b| *b == SEPARATOR).filter(|l| !l.is_empty()) {
+            hasher.label(label);
+        }
+        hasher.finish()
+    }
+}
+
+/// ASCII upper case to lower case in eight bytes at once; other bytes unchanged.
+#[inline]
+fn lower(word: u64) -> u64 {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    let heptets = word & (0x7f * ONES);
+    let at_least_a = heptets.wrapping_add((0x80 - u64::from(b'A')) * ONES);
+    let above_z = heptets.wrapping_add((0x80 - u64::from(b'Z') - 1) * ONES);
+    let upper = at_least_a & !above_z & !word & (0x80 * ONES);
+    word | (upper >> 2)
 }
 
 /// A blocked Bloom filter over the keys of a [`NameIndex`]: one 512-bit block (a cache line) per
@@ -63,7 +102,11 @@ const BLOOM_PROBES: u32 = 6;
 
 impl Bloom {
     fn with_keys(keys: usize) -> Bloom {
-        let blocks = if keys == 0 { 0 } else { (keys * BLOOM_BITS_PER_KEY).div_ceil(512) };
+        let blocks = if keys == 0 {
+            0
+        } else {
+            (keys * BLOOM_BITS_PER_KEY).div_ceil(512)
+        };
         Bloom {
             blocks: vec![[0; 8]; blocks],
         }
@@ -72,7 +115,7 @@ impl Bloom {
     #[inline]
     fn block(&self, hash: u64) -> usize {
         // Multiply-shift range reduction of the high 32 bits.
-        ((hash >> 32) * self.blocks.len() as u64 >> 32) as usize
+        (((hash >> 32) * self.blocks.len() as u64) >> 32) as usize
     }
 
     #[inline]
@@ -115,6 +158,7 @@ pub(crate) struct NameIndexBuilder {
     builder: fst::MapBuilder<Vec<u8>>,
     multi: Vec<u32>,
     hashes: Vec<u64>,
+    min_labels: usize,
 }
 
 impl NameIndexBuilder {
@@ -124,6 +168,7 @@ impl NameIndexBuilder {
             builder: fst::MapBuilder::memory(),
             multi: Vec::new(),
             hashes: Vec::with_capacity(keys),
+            min_labels: usize::MAX,
         }
     }
 
@@ -140,11 +185,9 @@ impl NameIndexBuilder {
                 MULTI | offset
             }
         };
-        let mut hasher = KeyHasher::new();
-        for byte in key {
-            hasher.byte(*byte);
-        }
-        self.hashes.push(hasher.finish());
+        self.hashes.push(KeyHasher::key(key));
+        let labels = key.iter().filter(|b| **b == SEPARATOR).count();
+        self.min_labels = self.min_labels.min(labels);
         self.builder.insert(key, value)
     }
 
@@ -160,6 +203,7 @@ impl NameIndexBuilder {
             map: fst::Map::new(bytes)?,
             multi,
             bloom,
+            min_labels: self.min_labels,
         })
     }
 }
@@ -173,6 +217,8 @@ pub(crate) struct NameIndex {
     map: fst::Map<Vec<u8>>,
     multi: Vec<u32>,
     bloom: Bloom,
+    /// Fewest labels of any key: shorter prefixes of a name need no probe.
+    min_labels: usize,
 }
 
 impl std::fmt::Debug for NameIndex {
@@ -190,6 +236,7 @@ impl NameIndex {
             map: fst::Map::default(),
             multi: Vec::new(),
             bloom: Bloom::default(),
+            min_labels: usize::MAX,
         }
     }
 
@@ -215,17 +262,19 @@ impl NameIndex {
     /// negatives). One pass over the key, no allocation.
     #[cfg(test)]
     pub(crate) fn may_match(&self, key: &[u8]) -> bool {
-        if self.bloom.blocks.is_empty() {
-            return false;
-        }
         let mut hasher = KeyHasher::new();
-        for byte in key {
-            hasher.byte(*byte);
-            if *byte == SEPARATOR && self.bloom.may_contain(hasher.finish()) {
-                return true;
-            }
-        }
-        false
+        key.split(|b| *b == SEPARATOR)
+            .filter(|l| !l.is_empty())
+            .any(|label| {
+                hasher.label(label);
+                self.bloom.may_contain(hasher.finish())
+            })
+    }
+
+    /// Fewest labels of any key (`usize::MAX` when empty).
+    #[inline]
+    pub(crate) fn min_labels(&self) -> usize {
+        self.min_labels
     }
 
     fn rules(&self, value: u64) -> &[Rule] {
@@ -234,7 +283,9 @@ impl NameIndex {
         }
         let offset = (value & !MULTI) as usize;
         let count = self.multi.get(offset).copied().unwrap_or(0) as usize;
-        self.multi.get(offset + 1..offset + 1 + count).unwrap_or(&[])
+        self.multi
+            .get(offset + 1..offset + 1 + count)
+            .unwrap_or(&[])
     }
 
     /// The rules stored for exactly `key`.
@@ -413,7 +464,11 @@ impl AddressIndex {
             IpAddr::V6(v6) => {
                 let bits = u128::from(v6);
                 for len in &self.v6_lengths {
-                    let mask = if *len == 0 { 0 } else { u128::MAX << (128 - len) };
+                    let mask = if *len == 0 {
+                        0
+                    } else {
+                        u128::MAX << (128 - len)
+                    };
                     let key = (true, *len, bits & mask);
                     if let Some(rules) = self.map.get(&key) {
                         for rule in rules {
@@ -427,14 +482,35 @@ impl AddressIndex {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)] // In tests a panic is the failure report.
 mod tests {
     use super::*;
+
+    #[test]
+    fn hashing_lower_cases_and_matches_keys() {
+        let mut a = KeyHasher::new();
+        a.label(b"COM");
+        a.label(b"ExampleExample");
+        assert_eq!(a.finish(), KeyHasher::key(b"com\0exampleexample\0"));
+        assert_ne!(KeyHasher::key(b"com\0ab\0"), KeyHasher::key(b"com\0a\0b\0"));
+        assert_eq!(
+            lower(u64::from_le_bytes(*b"AZaz@[09")),
+            u64::from_le_bytes(*b"azaz@[09")
+        );
+        assert_eq!(
+            lower(u64::from_le_bytes(*b"\xc1\xdaMNOPQR")),
+            u64::from_le_bytes(*b"\xc1\xdamnopqr")
+        );
+    }
 
     #[test]
     fn walk_visits_ancestors_and_self() {
         let entries: Vec<(Vec<u8>, Vec<Rule>)> = vec![
             (b"to\0kickass\0".to_vec(), vec![rule(0, true)]),
-            (b"to\0kickass\0www\0".to_vec(), vec![rule(1, false), rule(2, true)]),
+            (
+                b"to\0kickass\0www\0".to_vec(),
+                vec![rule(1, false), rule(2, true)],
+            ),
             (b"to\0notkickass\0".to_vec(), vec![rule(3, false)]),
         ];
         let mut builder = NameIndexBuilder::new(3);
@@ -444,11 +520,21 @@ mod tests {
         let index = builder.finish().unwrap();
         let mut seen = Vec::new();
         index.walk(b"to\0kickass\0www\0a\0", |len, r| seen.push((len, r)));
-        assert_eq!(seen, [(11, rule(0, true)), (15, rule(1, false)), (15, rule(2, true))]);
+        assert_eq!(
+            seen,
+            [
+                (11, rule(0, true)),
+                (15, rule(1, false)),
+                (15, rule(2, true))
+            ]
+        );
         seen.clear();
         index.walk(b"to\0kickas\0", |len, r| seen.push((len, r)));
         assert!(seen.is_empty());
-        assert_eq!(index.get(b"to\0kickass\0www\0"), [rule(1, false), rule(2, true)]);
+        assert_eq!(
+            index.get(b"to\0kickass\0www\0"),
+            [rule(1, false), rule(2, true)]
+        );
         assert!(index.may_match(b"to\0kickass\0www\0a\0"));
         assert!(!index.may_match(b"to\0kickas\0"));
     }
@@ -461,13 +547,25 @@ mod tests {
         index.insert("2001:db8::/32".parse().unwrap(), 6);
         index.refresh();
         let mut seen = Vec::new();
-        index.visit("203.0.113.7".parse().unwrap(), |net, r| seen.push((net.to_string(), r)));
-        assert_eq!(seen, [("203.0.113.7/32".to_string(), 4), ("203.0.113.0/24".to_string(), 2)]);
+        index.visit("203.0.113.7".parse().unwrap(), |net, r| {
+            seen.push((net.to_string(), r))
+        });
+        assert_eq!(
+            seen,
+            [
+                ("203.0.113.7/32".to_string(), 4),
+                ("203.0.113.0/24".to_string(), 2)
+            ]
+        );
         seen.clear();
-        index.visit("::ffff:203.0.113.9".parse().unwrap(), |net, r| seen.push((net.to_string(), r)));
+        index.visit("::ffff:203.0.113.9".parse().unwrap(), |net, r| {
+            seen.push((net.to_string(), r))
+        });
         assert_eq!(seen, [("203.0.113.0/24".to_string(), 2)]);
         seen.clear();
-        index.visit("2001:db8::1".parse().unwrap(), |net, r| seen.push((net.to_string(), r)));
+        index.visit("2001:db8::1".parse().unwrap(), |net, r| {
+            seen.push((net.to_string(), r))
+        });
         assert_eq!(seen, [("2001:db8::/32".to_string(), 6)]);
         assert!(index.remove("203.0.113.0/24".parse().unwrap(), 2));
         assert!(!index.remove("203.0.113.0/24".parse().unwrap(), 2));

@@ -76,11 +76,17 @@ mod policy;
 mod validate;
 mod verdict;
 
+/// The instant type of every `now` argument (re-exported so callers use the same `jiff`).
+pub use jiff::Timestamp;
+
 pub use country::{Country, CountryError, CountrySet, EU_MEMBERS, ISO_3166_ALPHA2};
 pub use name::{name_to_wire, normalize_name, NameError};
-pub use order::{Action, Notice, Order, OrderKind, OrderState, Override, Target, TargetKind, Window};
+pub use order::{
+    Action, Notice, Order, OrderKind, OrderState, Override, Target, TargetKind, Window,
+};
 pub use policy::{
-    CompileError, CompileOptions, CompiledPolicy, OrderStats, OrderUpdate, PolicyChange, PolicyStats,
+    CompileError, CompileOptions, CompiledPolicy, OrderStats, OrderUpdate, PolicyChange,
+    PolicyStats,
 };
 pub use validate::{
     NoPublicSuffixes, OrderInfo, Problem, PublicSuffixes, TargetValue, TimeStatus, ValidatedOrder,

@@ -201,17 +201,18 @@ impl<'a> WireName<'a> {
             .take_while(|label| !label.contains(&SEPARATOR))
     }
 
-    /// Calls `probe` with the hash of the key of the top label, then of the top two labels,
-    /// and so on (the hashes the index's Bloom filters hold); stops at the first `true`.
+    /// Calls `probe` with the hash of the key of the top `min_labels` labels, then of one more
+    /// label, and so on (the hashes the index's Bloom filters hold); stops at the first `true`.
     #[inline]
-    pub(crate) fn any_prefix_hash(&self, mut probe: impl FnMut(u64) -> bool) -> bool {
+    pub(crate) fn any_prefix_hash(
+        &self,
+        min_labels: usize,
+        mut probe: impl FnMut(u64) -> bool,
+    ) -> bool {
         let mut hasher = KeyHasher::new();
-        for label in self.labels_from_top() {
-            for byte in label {
-                hasher.byte(byte.to_ascii_lowercase());
-            }
-            hasher.byte(SEPARATOR);
-            if probe(hasher.finish()) {
+        for (depth, label) in self.labels_from_top().enumerate() {
+            hasher.label(label);
+            if depth + 1 >= min_labels && probe(hasher.finish()) {
                 return true;
             }
         }
@@ -272,22 +273,41 @@ impl WireKey {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)] // In tests a panic is the failure report.
 mod tests {
     use super::*;
 
     #[test]
     fn idna_normalisation() {
-        assert_eq!(normalize_name("Bücher.example").unwrap(), "xn--bcher-kva.example");
-        assert_eq!(normalize_name("WWW.Example.COM.").unwrap(), "www.example.com");
-        assert_eq!(normalize_name("xn--bcher-kva.example").unwrap(), "xn--bcher-kva.example");
+        assert_eq!(
+            normalize_name("Bücher.example").unwrap(),
+            "xn--bcher-kva.example"
+        );
+        assert_eq!(
+            normalize_name("WWW.Example.COM.").unwrap(),
+            "www.example.com"
+        );
+        assert_eq!(
+            normalize_name("xn--bcher-kva.example").unwrap(),
+            "xn--bcher-kva.example"
+        );
         assert_eq!(normalize_name("_dmarc.example").unwrap(), "_dmarc.example");
         assert_eq!(normalize_name(""), Err(NameError::Empty));
         assert_eq!(normalize_name("*.example.com"), Err(NameError::Wildcard));
         assert_eq!(normalize_name("a..b"), Err(NameError::EmptyLabel));
-        assert!(matches!(normalize_name("a b.com"), Err(NameError::Character(' ')) | Err(NameError::Idna)));
-        assert!(matches!(normalize_name(&"a".repeat(64)), Err(NameError::LabelTooLong { .. })));
+        assert!(matches!(
+            normalize_name("a b.com"),
+            Err(NameError::Character(' ')) | Err(NameError::Idna)
+        ));
+        assert!(matches!(
+            normalize_name(&"a".repeat(64)),
+            Err(NameError::LabelTooLong { .. })
+        ));
         let long = vec!["a".repeat(60); 5].join(".");
-        assert!(matches!(normalize_name(&long), Err(NameError::NameTooLong { .. })));
+        assert!(matches!(
+            normalize_name(&long),
+            Err(NameError::NameTooLong { .. })
+        ));
         assert!(normalize_name("http://x.com").is_err());
     }
 
@@ -295,7 +315,10 @@ mod tests {
     fn keys() {
         assert_eq!(key_from_name("www.example.com"), b"com\0example\0www\0");
         assert_eq!(name_from_key(b"com\0example\0www\0"), "www.example.com");
-        assert_eq!(name_to_wire("WWW.Example.com").unwrap(), b"\x03www\x07example\x03com\x00");
+        assert_eq!(
+            name_to_wire("WWW.Example.com").unwrap(),
+            b"\x03www\x07example\x03com\x00"
+        );
     }
 
     #[test]

@@ -260,6 +260,7 @@ impl Order {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)] // In tests a panic is the failure report.
 mod tests {
     use super::*;
 
@@ -307,7 +308,10 @@ mod tests {
         let json = ISSUE_EXAMPLE.replace("\"parent\": null", "\"parent\": null, \"colour\": 1");
         let error = Order::from_json(json.as_bytes()).unwrap_err();
         assert!(error.to_string().contains("colour"), "{error}");
-        let json = ISSUE_EXAMPLE.replace(r#""value": "limetorrents.pro""#, r#""value": "x.pro", "why": 1"#);
+        let json = ISSUE_EXAMPLE.replace(
+            r#""value": "limetorrents.pro""#,
+            r#""value": "x.pro", "why": 1"#,
+        );
         assert!(Order::from_json(json.as_bytes()).is_err());
     }
 

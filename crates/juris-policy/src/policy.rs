@@ -15,7 +15,9 @@ use crate::index::{
 use crate::name::{name_from_key, push_key_from_name, WireKey, WireName};
 use crate::order::{OrderState, TargetKind};
 use crate::validate::{OrderInfo, TargetValue, TimeStatus, ValidatedOrder, ValidatedTarget};
-use crate::verdict::{Block, ExplainedMatch, Explanation, Match, MatchStatus, MatchedTarget, Verdict};
+use crate::verdict::{
+    Block, ExplainedMatch, Explanation, Match, MatchStatus, MatchedTarget, Verdict,
+};
 
 /// Options for [`CompiledPolicy::compile`].
 #[derive(Debug, Clone, Copy, Default)]
@@ -183,9 +185,12 @@ impl CompiledPolicy {
             infos.push(Some(Arc::clone(order.info())));
             for target in order.targets() {
                 match (target.kind(), target.value()) {
-                    (kind @ (TargetKind::Domain | TargetKind::Subtree), TargetValue::Name(name)) => {
-                        let offset = u32::try_from(arena.len())
-                            .map_err(|_| CompileError::TooManyNames)?;
+                    (
+                        kind @ (TargetKind::Domain | TargetKind::Subtree),
+                        TargetValue::Name(name),
+                    ) => {
+                        let offset =
+                            u32::try_from(arena.len()).map_err(|_| CompileError::TooManyNames)?;
                         push_key_from_name(name, &mut arena);
                         let key = &arena[offset as usize..];
                         entries.push(Entry {
@@ -303,7 +308,8 @@ impl CompiledPolicy {
     /// published meanwhile). The generation does not change: the answers are the same.
     pub fn compact(&self) -> Result<CompiledPolicy, CompileError> {
         let mut arena: Vec<u8> = Vec::new();
-        let mut entries: Vec<Entry> = Vec::with_capacity(self.base.len() + self.overlay.added.len());
+        let mut entries: Vec<Entry> =
+            Vec::with_capacity(self.base.len() + self.overlay.added.len());
         let mut push = |key: &[u8], rule: Rule| -> Result<(), CompileError> {
             let offset = u32::try_from(arena.len()).map_err(|_| CompileError::TooManyNames)?;
             arena.extend_from_slice(key);
@@ -364,7 +370,11 @@ impl CompiledPolicy {
             return Verdict::allow();
         };
         let (base, overlay) = (&*self.base, &self.overlay.index);
-        let maybe = wire.any_prefix_hash(|hash| {
+        let min_labels = base.min_labels().min(overlay.min_labels());
+        if min_labels == usize::MAX {
+            return Verdict::allow();
+        }
+        let maybe = wire.any_prefix_hash(min_labels, |hash| {
             base.may_contain_hash(hash) || overlay.may_contain_hash(hash)
         });
         if !maybe {
@@ -430,8 +440,10 @@ impl CompiledPolicy {
             return Verdict::allow();
         }
         hits.sort_by(|a, b| self.precedence(&a.1, &b.1));
-        let nets: HashMap<(usize, Rule), ipnet::IpNet> =
-            hits.iter().map(|(net, hit)| ((hit.key_len, hit.rule), *net)).collect();
+        let nets: HashMap<(usize, Rule), ipnet::IpNet> = hits
+            .iter()
+            .map(|(net, hit)| ((hit.key_len, hit.rule), *net))
+            .collect();
         let plain: Vec<Hit> = hits.into_iter().map(|(_, hit)| hit).collect();
         self.verdict(&plain, |hit| {
             MatchedTarget::Prefix(
@@ -444,7 +456,12 @@ impl CompiledPolicy {
 
     /// Everything that matches a name, whether it applies or not and why, with the verdict
     /// [`check_name`](Self::check_name) gives.
-    pub fn explain_name(&self, qname: &[u8], country: Option<Country>, now: Timestamp) -> Explanation {
+    pub fn explain_name(
+        &self,
+        qname: &[u8],
+        country: Option<Country>,
+        now: Timestamp,
+    ) -> Explanation {
         let verdict = self.check_name(qname, country, now);
         let Some(key) = WireKey::parse(qname) else {
             return Explanation {
@@ -476,7 +493,12 @@ impl CompiledPolicy {
     }
 
     /// Everything that matches an address, whether it applies or not and why.
-    pub fn explain_address(&self, addr: IpAddr, country: Option<Country>, now: Timestamp) -> Explanation {
+    pub fn explain_address(
+        &self,
+        addr: IpAddr,
+        country: Option<Country>,
+        now: Timestamp,
+    ) -> Explanation {
         let verdict = self.check_address(addr, country, now);
         let mut found: Vec<(Hit, MatchStatus)> = Vec::new();
         let mut nets = HashMap::new();
@@ -486,7 +508,14 @@ impl CompiledPolicy {
                 let key_len = usize::from(net.prefix_len());
                 nets.insert((key_len, rule), net);
                 let shadow = status == MatchStatus::Shadow;
-                found.push((Hit { key_len, rule, shadow }, status));
+                found.push((
+                    Hit {
+                        key_len,
+                        rule,
+                        shadow,
+                    },
+                    status,
+                ));
             }
         });
         self.explanation(verdict, found, |hit| {
@@ -562,7 +591,11 @@ impl CompiledPolicy {
     #[inline]
     fn walk_name(&self, key: &WireKey, mut visit: impl FnMut(usize, Rule)) {
         let full = key.key();
-        let whole = if key.is_complete() { full.len() } else { usize::MAX };
+        let whole = if key.is_complete() {
+            full.len()
+        } else {
+            usize::MAX
+        };
         let mut filter = |key_len: usize, rule: Rule| {
             if rule_is_subtree(rule) || key_len == whole {
                 visit(key_len, rule);
@@ -826,7 +859,12 @@ impl Overlay {
 /// Whether the order applies, for one client at one moment. `Fired` stands for "applies and
 /// blocks" (precedence is decided later), `Shadow` for "applies, shadow only".
 #[inline]
-fn status(order: &OrderInfo, country: Option<Country>, now: Timestamp, address: bool) -> MatchStatus {
+fn status(
+    order: &OrderInfo,
+    country: Option<Country>,
+    now: Timestamp,
+    address: bool,
+) -> MatchStatus {
     let shadow = match order.state {
         OrderState::Active => false,
         OrderState::Shadow => true,
@@ -914,11 +952,23 @@ fn order_bytes(order: &OrderInfo) -> usize {
         + order.authority.len()
         + order.reference.len()
         + order.legal_basis.len()
-        + order.requested_by.iter().map(|s| s.len() + 24).sum::<usize>()
-        + order.jurisdictions.iter().map(|s| s.len() + 24).sum::<usize>()
+        + order
+            .requested_by
+            .iter()
+            .map(|s| s.len() + 24)
+            .sum::<usize>()
+        + order
+            .jurisdictions
+            .iter()
+            .map(|s| s.len() + 24)
+            .sum::<usize>()
         + order.windows.len() * std::mem::size_of::<crate::order::Window>()
         + order.notice.text.len()
         + order.notice.lang.len()
         + order.notice.url.len()
-        + order.overrides.iter().map(|o| o.target.len() + o.reason.len() + 80).sum::<usize>()
+        + order
+            .overrides
+            .iter()
+            .map(|o| o.target.len() + o.reason.len() + 80)
+            .sum::<usize>()
 }

@@ -9,7 +9,9 @@ use jiff::Timestamp;
 
 use crate::country::{Country, CountrySet, EU_MEMBERS};
 use crate::name::{normalize_name, NameError};
-use crate::order::{Action, Notice, Order, OrderKind, OrderState, Override, Target, TargetKind, Window};
+use crate::order::{
+    Action, Notice, Order, OrderKind, OrderState, Override, Target, TargetKind, Window,
+};
 
 /// Tells whether a normalised name is a public suffix (`co.uk`, `github.io`). The control plane
 /// plugs in a real Public Suffix List; any `Fn(&str) -> bool` works. Single-label names (TLDs) are
@@ -283,7 +285,10 @@ pub struct ValidatedOrder {
 
 impl Order {
     /// Checks and normalises the order. Every problem is reported with its field path.
-    pub fn validate(&self, options: &ValidationOptions<'_>) -> Result<ValidatedOrder, ValidationErrors> {
+    pub fn validate(
+        &self,
+        options: &ValidationOptions<'_>,
+    ) -> Result<ValidatedOrder, ValidationErrors> {
         let mut errors = Errors::default();
         let text = |errors: &mut Errors, path: &str, value: &str, required: bool| {
             if required && value.trim().is_empty() {
@@ -354,7 +359,12 @@ impl Order {
         // overrides (normalised the way their targets are)
         let mut overridden: Vec<String> = Vec::new();
         for (i, item) in self.overrides.iter().enumerate() {
-            text(&mut errors, &format!("overrides[{i}].reason"), &item.reason, true);
+            text(
+                &mut errors,
+                &format!("overrides[{i}].reason"),
+                &item.reason,
+                true,
+            );
             let value = item.target.trim();
             let normal = match value.parse::<IpNet>() {
                 Ok(net) => net.to_string(),
@@ -498,7 +508,8 @@ fn validate_target(
                 IpNet::V4(_) => options.min_ipv4_prefix,
                 IpNet::V6(_) => options.min_ipv6_prefix,
             };
-            if kind == TargetKind::Ip && net.prefix_len() < min && !is_overridden(&net.to_string()) {
+            if kind == TargetKind::Ip && net.prefix_len() < min && !is_overridden(&net.to_string())
+            {
                 return Err(Problem::BroadPrefix {
                     value: target.value.clone(),
                     min,
@@ -634,6 +645,7 @@ pub enum TimeStatus {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)] // In tests a panic is the failure report.
 mod tests {
     use super::*;
 
@@ -649,12 +661,18 @@ mod tests {
     }
 
     fn first_error(order: &Order) -> String {
-        order.validate(&ValidationOptions::default()).unwrap_err().errors[0].to_string()
+        order
+            .validate(&ValidationOptions::default())
+            .unwrap_err()
+            .errors[0]
+            .to_string()
     }
 
     #[test]
     fn tld_needs_override() {
-        let o = order(r#"[{"type":"subtree","value":"a.to"},{"type":"domain","value":"b.to"},{"type":"subtree","value":"COM"}]"#);
+        let o = order(
+            r#"[{"type":"subtree","value":"a.to"},{"type":"domain","value":"b.to"},{"type":"subtree","value":"COM"}]"#,
+        );
         assert_eq!(
             first_error(&o),
             r#"targets[2].value: "com" is a top-level domain; add an override to block it"#
@@ -680,15 +698,23 @@ mod tests {
         let o = order(r#"[{"type":"subtree","value":"Co.UK."}]"#);
         let errors = o.validate(&options).unwrap_err();
         assert_eq!(errors.errors[0].path, "targets[0].value");
-        assert_eq!(errors.errors[0].problem, Problem::PublicSuffix("co.uk".into()));
-        assert!(order(r#"[{"type":"subtree","value":"bbc.co.uk"}]"#).validate(&options).is_ok());
+        assert_eq!(
+            errors.errors[0].problem,
+            Problem::PublicSuffix("co.uk".into())
+        );
+        assert!(order(r#"[{"type":"subtree","value":"bbc.co.uk"}]"#)
+            .validate(&options)
+            .is_ok());
     }
 
     #[test]
     fn idna_targets_are_normalised() {
         let o = order(r#"[{"type":"domain","value":"Bücher.example"}]"#);
         let v = o.validate(&ValidationOptions::default()).unwrap();
-        assert_eq!(v.targets()[0].value(), &TargetValue::Name("xn--bcher-kva.example".into()));
+        assert_eq!(
+            v.targets()[0].value(),
+            &TargetValue::Name("xn--bcher-kva.example".into())
+        );
     }
 
     #[test]
@@ -699,10 +725,22 @@ mod tests {
             (r#""authority":"""#, "authority"),
             (r#""jurisdictions":["XX"]"#, "jurisdictions[0]"),
             (r#""jurisdictions":[]"#, "jurisdictions"),
-            (r#""targets":[{"type":"domain","value":"a..b"}]"#, "targets[0].value"),
-            (r#""targets":[{"type":"ip","value":"300.1.1.1"}]"#, "targets[0].value"),
-            (r#""targets":[{"type":"ip","value":"10.0.0.1/8"}]"#, "targets[0].value"),
-            (r#""targets":[{"type":"ip","value":"0.0.0.0/0"}]"#, "targets[0].value"),
+            (
+                r#""targets":[{"type":"domain","value":"a..b"}]"#,
+                "targets[0].value",
+            ),
+            (
+                r#""targets":[{"type":"ip","value":"300.1.1.1"}]"#,
+                "targets[0].value",
+            ),
+            (
+                r#""targets":[{"type":"ip","value":"10.0.0.1/8"}]"#,
+                "targets[0].value",
+            ),
+            (
+                r#""targets":[{"type":"ip","value":"0.0.0.0/0"}]"#,
+                "targets[0].value",
+            ),
             (
                 r#""effective_from":"2024-05-02T00:00:00Z","expires_at":"2024-05-01T00:00:00Z""#,
                 "expires_at",
@@ -737,9 +775,13 @@ mod tests {
             first_error(&o),
             r#"targets[0].value: "203.0.113.7/24" has host bits set; did you mean 203.0.113.0/24?"#
         );
-        let o = order(r#"[{"type":"ip","value":"203.0.113.7"},{"type":"ip","value":"2001:db8::/48"}]"#);
+        let o =
+            order(r#"[{"type":"ip","value":"203.0.113.7"},{"type":"ip","value":"2001:db8::/48"}]"#);
         let v = o.validate(&ValidationOptions::default()).unwrap();
-        assert_eq!(v.targets()[0].value(), &TargetValue::Prefix("203.0.113.7/32".parse().unwrap()));
+        assert_eq!(
+            v.targets()[0].value(),
+            &TargetValue::Prefix("203.0.113.7/32".parse().unwrap())
+        );
     }
 
     #[test]
@@ -763,13 +805,19 @@ mod tests {
             ..ValidationOptions::default()
         };
         let errors = o.validate(&options).unwrap_err();
-        assert_eq!(errors.errors[0].to_string(), "targets: 3 targets exceed the limit of 2");
+        assert_eq!(
+            errors.errors[0].to_string(),
+            "targets: 3 targets exceed the limit of 2"
+        );
     }
 
     #[test]
     fn windows_merge_and_time_status() {
         let t = |s: &str| s.parse::<Timestamp>().unwrap();
-        let w = |a: &str, b: &str| Window { start: t(a), end: t(b) };
+        let w = |a: &str, b: &str| Window {
+            start: t(a),
+            end: t(b),
+        };
         let mut o = order("[]");
         o.windows = vec![
             w("2024-06-03T00:00:00Z", "2024-06-04T00:00:00Z"),

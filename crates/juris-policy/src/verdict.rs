@@ -163,7 +163,10 @@ impl MatchStatus {
     /// Whether the match blocks or is counted as shadow (i.e. the order is in force for this
     /// client).
     pub fn applies(self) -> bool {
-        matches!(self, MatchStatus::Fired | MatchStatus::Outranked | MatchStatus::Shadow)
+        matches!(
+            self,
+            MatchStatus::Fired | MatchStatus::Outranked | MatchStatus::Shadow
+        )
     }
 }
 

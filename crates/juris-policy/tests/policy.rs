@@ -1,6 +1,8 @@
 //! Behaviour of the compiled policy: matching semantics, scoping, time, state, precedence, and
 //! the overlay against a full recompile (property tests).
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // In tests a panic is the failure report.
+
 use std::collections::BTreeSet;
 use std::net::IpAddr;
 
@@ -20,7 +22,12 @@ fn country(code: &str) -> Option<Country> {
     Some(code.parse().unwrap())
 }
 
-fn raw(id: &str, jurisdictions: &[&str], targets: &[(TargetKind, &str)], state: OrderState) -> Order {
+fn raw(
+    id: &str,
+    jurisdictions: &[&str],
+    targets: &[(TargetKind, &str)],
+    state: OrderState,
+) -> Order {
     Order {
         id: id.into(),
         kind: OrderKind::CourtOrder,
@@ -85,7 +92,12 @@ fn the_milan_example() {
     let order = valid(Order::from_json(json.as_bytes()).unwrap());
     let policy = compile(&[order]);
     let it = country("IT");
-    for name in ["kickasstorrents.to", "www.kickasstorrents.to", "a.b.KICKASSTORRENTS.to", "limetorrents.pro"] {
+    for name in [
+        "kickasstorrents.to",
+        "www.kickasstorrents.to",
+        "a.b.KICKASSTORRENTS.to",
+        "limetorrents.pro",
+    ] {
         let verdict = check(&policy, name, it);
         let block = verdict.block().unwrap_or_else(|| panic!("{name}"));
         assert_eq!(block.action(), Action::Nxdomain);
@@ -97,9 +109,17 @@ fn the_milan_example() {
     let verdict = check(&policy, "www.kickasstorrents.to", it);
     assert_eq!(
         verdict.block().unwrap().target(),
-        &MatchedTarget::Name { kind: Subtree, name: "kickasstorrents.to".into() }
+        &MatchedTarget::Name {
+            kind: Subtree,
+            name: "kickasstorrents.to".into()
+        }
     );
-    for name in ["www.limetorrents.pro", "notkickasstorrents.to", "to", "example.com"] {
+    for name in [
+        "www.limetorrents.pro",
+        "notkickasstorrents.to",
+        "to",
+        "example.com",
+    ] {
         assert!(!check(&policy, name, it).is_block(), "{name}");
     }
     assert!(!check(&policy, "kickasstorrents.to", country("DE")).is_block());
@@ -109,26 +129,48 @@ fn the_milan_example() {
     assert!(!policy.check_address(addr, it, now()).is_block());
     let explanation = policy.explain_address(addr, it, now());
     assert_eq!(explanation.matches.len(), 1);
-    assert_eq!(explanation.matches[0].status, MatchStatus::AddressBlockingOff);
-    assert_eq!(policy.orders().next().unwrap().1, OrderStats { targets: 3, unenforced: 0 });
+    assert_eq!(
+        explanation.matches[0].status,
+        MatchStatus::AddressBlockingOff
+    );
+    assert_eq!(
+        policy.orders().next().unwrap().1,
+        OrderStats {
+            targets: 3,
+            unenforced: 0
+        }
+    );
 }
 
 #[test]
 fn addresses_block_only_with_block_addresses() {
     let mut o = raw("A", &["IT"], &[], OrderState::Active);
-    o.targets = vec![Target::new(TargetKind::Ip, "203.0.113.0/24"), Target::new(TargetKind::Ip, "2001:db8::/48")];
+    o.targets = vec![
+        Target::new(TargetKind::Ip, "203.0.113.0/24"),
+        Target::new(TargetKind::Ip, "2001:db8::/48"),
+    ];
     let policy = compile(&[valid(o)]);
     let block = |a: &str| policy.check_address(a.parse().unwrap(), country("IT"), now());
-    assert_eq!(block("203.0.113.200").block().unwrap().target(), &MatchedTarget::Prefix("203.0.113.0/24".parse().unwrap()));
+    assert_eq!(
+        block("203.0.113.200").block().unwrap().target(),
+        &MatchedTarget::Prefix("203.0.113.0/24".parse().unwrap())
+    );
     assert!(block("2001:db8::1").is_block());
     assert!(block("::ffff:203.0.113.1").is_block());
     assert!(!block("203.0.114.1").is_block());
-    assert!(!policy.check_address("203.0.113.1".parse().unwrap(), country("FR"), now()).is_block());
+    assert!(!policy
+        .check_address("203.0.113.1".parse().unwrap(), country("FR"), now())
+        .is_block());
 }
 
 #[test]
 fn precedence_most_specific_then_exact_then_earliest_then_id() {
-    let mut early = raw("Z-early", &["IT"], &[(Subtree, "example.to")], OrderState::Active);
+    let mut early = raw(
+        "Z-early",
+        &["IT"],
+        &[(Subtree, "example.to")],
+        OrderState::Active,
+    );
     early.effective_from = Some(ts("2024-01-01T00:00:00Z"));
     let policy = compile(&[
         order("B", &["IT"], &[(Subtree, "example.to")]),
@@ -139,12 +181,26 @@ fn precedence_most_specific_then_exact_then_earliest_then_id() {
     ]);
     let verdict = check(&policy, "www.example.to", country("IT"));
     let block = verdict.block().unwrap();
-    assert_eq!(block.order().id, "D", "exact beats subtree at the same name");
+    assert_eq!(
+        block.order().id,
+        "D",
+        "exact beats subtree at the same name"
+    );
     let others: Vec<_> = block.others.iter().map(|m| m.order.id.as_str()).collect();
     assert_eq!(others, ["C", "Z-early", "A", "B"]);
-    assert_eq!(fired(&check(&policy, "a.www.example.to", country("IT"))).as_deref(), Some("C"));
-    assert_eq!(fired(&check(&policy, "x.example.to", country("IT"))).as_deref(), Some("Z-early"));
-    let explanation = policy.explain_name(&name_to_wire("www.example.to").unwrap(), country("IT"), now());
+    assert_eq!(
+        fired(&check(&policy, "a.www.example.to", country("IT"))).as_deref(),
+        Some("C")
+    );
+    assert_eq!(
+        fired(&check(&policy, "x.example.to", country("IT"))).as_deref(),
+        Some("Z-early")
+    );
+    let explanation = policy.explain_name(
+        &name_to_wire("www.example.to").unwrap(),
+        country("IT"),
+        now(),
+    );
     assert_eq!(explanation.verdict, verdict);
     let statuses: Vec<_> = explanation.matches.iter().map(|m| m.status).collect();
     assert_eq!(statuses[0], MatchStatus::Fired);
@@ -158,10 +214,30 @@ fn states_time_and_explain_reasons() {
     let mut future = raw("future", &["IT"], &[(Subtree, "x.to")], OrderState::Active);
     future.effective_from = Some(ts("2025-01-01T00:00:00Z"));
     let orders = vec![
-        valid(raw("shadow", &["IT"], &[(Subtree, "x.to")], OrderState::Shadow)),
-        valid(raw("lifted", &["IT"], &[(Subtree, "x.to")], OrderState::Lifted)),
-        valid(raw("draft", &["IT"], &[(Subtree, "x.to")], OrderState::Draft)),
-        valid(raw("suspended", &["IT"], &[(Subtree, "x.to")], OrderState::Suspended)),
+        valid(raw(
+            "shadow",
+            &["IT"],
+            &[(Subtree, "x.to")],
+            OrderState::Shadow,
+        )),
+        valid(raw(
+            "lifted",
+            &["IT"],
+            &[(Subtree, "x.to")],
+            OrderState::Lifted,
+        )),
+        valid(raw(
+            "draft",
+            &["IT"],
+            &[(Subtree, "x.to")],
+            OrderState::Draft,
+        )),
+        valid(raw(
+            "suspended",
+            &["IT"],
+            &[(Subtree, "x.to")],
+            OrderState::Suspended,
+        )),
         valid(expired),
         valid(future),
         order("german", &["DE"], &[(Subtree, "x.to")]),
@@ -173,17 +249,28 @@ fn states_time_and_explain_reasons() {
     assert_eq!(verdict.shadow()[0].order.id, "shadow");
     let explanation = policy.explain_name(&name_to_wire("x.to").unwrap(), country("IT"), now());
     let reason = |id: &str| {
-        explanation.matches.iter().find(|m| m.matched.order.id == id).unwrap().status
+        explanation
+            .matches
+            .iter()
+            .find(|m| m.matched.order.id == id)
+            .unwrap()
+            .status
     };
     assert_eq!(reason("shadow"), MatchStatus::Shadow);
     assert_eq!(reason("lifted"), MatchStatus::NotActive(OrderState::Lifted));
     assert_eq!(reason("draft"), MatchStatus::NotActive(OrderState::Draft));
-    assert_eq!(reason("suspended"), MatchStatus::NotActive(OrderState::Suspended));
+    assert_eq!(
+        reason("suspended"),
+        MatchStatus::NotActive(OrderState::Suspended)
+    );
     assert_eq!(reason("expired"), MatchStatus::Expired);
     assert_eq!(reason("future"), MatchStatus::NotYetEffective);
     assert_eq!(reason("german"), MatchStatus::OtherJurisdiction);
     let unknown = policy.explain_name(&name_to_wire("x.to").unwrap(), None, now());
-    assert!(unknown.matches.iter().any(|m| m.status == MatchStatus::UnknownJurisdiction));
+    assert!(unknown
+        .matches
+        .iter()
+        .any(|m| m.status == MatchStatus::UnknownJurisdiction));
     assert!(reason("german").to_string().contains("jurisdiction"));
 }
 
@@ -207,12 +294,18 @@ fn malformed_and_odd_wire_names_are_allowed() {
         assert!(!policy.check_name(wire, None, now()).is_block());
     }
     // Upper case on the wire is fine.
-    assert!(policy.check_name(b"\x07KICKASS\x02TO\x00", None, now()).is_block());
+    assert!(policy
+        .check_name(b"\x07KICKASS\x02TO\x00", None, now())
+        .is_block());
     // A label holding a NUL byte is below kickass.to: still in the subtree.
-    assert!(policy.check_name(b"\x03a\x00b\x07kickass\x02to\x00", None, now()).is_block());
+    assert!(policy
+        .check_name(b"\x03a\x00b\x07kickass\x02to\x00", None, now())
+        .is_block());
     // ... but it cannot make `kickass.to` look like an exact match of a deeper name.
     let exact = compile(&[order("B", &["*"], &[(Domain, "b.kickass.to")])]);
-    assert!(!exact.check_name(b"\x03b\x00b\x07kickass\x02to\x00", None, now()).is_block());
+    assert!(!exact
+        .check_name(b"\x03b\x00b\x07kickass\x02to\x00", None, now())
+        .is_block());
 }
 
 #[test]
@@ -223,18 +316,32 @@ fn changes_through_the_overlay() {
     ]);
     // A future domain is added to A; b.to is removed; B is lifted; C is new.
     let new_a = order("A", &["IT"], &[(Subtree, "a.to"), (Subtree, "a2.to")]);
-    let mut changes = PolicyChange::between(&order("A", &["IT"], &[(Subtree, "a.to"), (Domain, "b.to")]), &new_a);
-    changes.push(PolicyChange::Put(valid(raw("B", &["DE"], &[(Subtree, "c.to")], OrderState::Lifted))));
+    let mut changes = PolicyChange::between(
+        &order("A", &["IT"], &[(Subtree, "a.to"), (Domain, "b.to")]),
+        &new_a,
+    );
+    changes.push(PolicyChange::Put(valid(raw(
+        "B",
+        &["DE"],
+        &[(Subtree, "c.to")],
+        OrderState::Lifted,
+    ))));
     changes.push(PolicyChange::Put(order("C", &["FR"], &[(Domain, "d.to")])));
     let next = base.with_changes(&changes).unwrap();
     assert_eq!(next.generation(), base.generation() + 1);
     assert!(check(&next, "x.a2.to", country("IT")).is_block());
     assert!(!check(&next, "b.to", country("IT")).is_block());
-    assert!(check(&base, "b.to", country("IT")).is_block(), "the old policy is untouched");
+    assert!(
+        check(&base, "b.to", country("IT")).is_block(),
+        "the old policy is untouched"
+    );
     assert!(!check(&next, "c.to", country("DE")).is_block());
     assert!(check(&next, "d.to", country("FR")).is_block());
     assert_eq!(next.order_by_id("A").unwrap().id, "A");
-    let stats: std::collections::HashMap<_, _> = next.orders().map(|(o, s)| (o.id.clone(), s.targets)).collect();
+    let stats: std::collections::HashMap<_, _> = next
+        .orders()
+        .map(|(o, s)| (o.id.clone(), s.targets))
+        .collect();
     assert_eq!(stats["A"], 2);
     assert_eq!(stats["C"], 1);
     // Removing and re-adding a base target.
@@ -252,7 +359,11 @@ fn changes_through_the_overlay() {
     assert_eq!(compacted.stats().overlay_names, 0);
     for name in ["a.to", "x.a2.to", "b.to", "c.to", "d.to", "e.to"] {
         for who in [country("IT"), country("DE"), country("FR"), None] {
-            assert_eq!(check(&compacted, name, who), check(&again, name, who), "{name}");
+            assert_eq!(
+                check(&compacted, name, who),
+                check(&again, name, who),
+                "{name}"
+            );
         }
     }
     assert!(matches!(
@@ -260,7 +371,10 @@ fn changes_through_the_overlay() {
         Err(CompileError::UnknownOrder(_))
     ));
     assert!(matches!(
-        CompiledPolicy::compile(&[order("A", &["IT"], &[]), order("A", &["IT"], &[])], &CompileOptions::default()),
+        CompiledPolicy::compile(
+            &[order("A", &["IT"], &[]), order("A", &["IT"], &[])],
+            &CompileOptions::default()
+        ),
         Err(CompileError::DuplicateOrder(_))
     ));
 }
@@ -287,7 +401,10 @@ fn name() -> impl Strategy<Value = String> {
 }
 
 fn client() -> impl Strategy<Value = Option<Country>> {
-    prop_oneof![Just(None), prop::sample::select(COUNTRIES.to_vec()).prop_map(|c| country(c))]
+    prop_oneof![
+        Just(None),
+        prop::sample::select(COUNTRIES.to_vec()).prop_map(country)
+    ]
 }
 
 #[derive(Debug, Clone)]
@@ -302,16 +419,36 @@ fn order_spec() -> impl Strategy<Value = OrderSpec> {
     (
         prop::sample::subsequence(COUNTRIES.to_vec(), 1..3),
         prop::bool::weighted(0.15),
-        prop::sample::select(vec![OrderState::Active, OrderState::Active, OrderState::Shadow, OrderState::Lifted]),
+        prop::sample::select(vec![
+            OrderState::Active,
+            OrderState::Active,
+            OrderState::Shadow,
+            OrderState::Lifted,
+        ]),
         prop::collection::vec((prop::sample::select(vec![Domain, Subtree]), name()), 0..5),
     )
-        .prop_map(|(countries, global, state, targets)| OrderSpec { countries, global, state, targets })
+        .prop_map(|(countries, global, state, targets)| OrderSpec {
+            countries,
+            global,
+            state,
+            targets,
+        })
 }
 
 fn build(id: usize, spec: &OrderSpec) -> ValidatedOrder {
-    let jurisdictions: Vec<&str> = if spec.global { vec!["*"] } else { spec.countries.clone() };
-    let targets: Vec<(TargetKind, &str)> = spec.targets.iter().map(|(k, v)| (*k, v.as_str())).collect();
-    valid(raw(&format!("O{id:02}"), &jurisdictions, &targets, spec.state))
+    let jurisdictions: Vec<&str> = if spec.global {
+        vec!["*"]
+    } else {
+        spec.countries.clone()
+    };
+    let targets: Vec<(TargetKind, &str)> =
+        spec.targets.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    valid(raw(
+        &format!("O{id:02}"),
+        &jurisdictions,
+        &targets,
+        spec.state,
+    ))
 }
 
 /// Whether `name` is `target` or below it.
@@ -483,4 +620,23 @@ proptest! {
         let counts = |p: &CompiledPolicy| p.orders().map(|(o, s)| (o.id.clone(), s)).collect::<std::collections::BTreeMap<_, _>>();
         prop_assert_eq!(counts(&policy), counts(&full));
     }
+}
+
+#[test]
+fn fuzz_seed_orders_are_valid() {
+    let dir =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fuzz/corpus/parse_order");
+    let Ok(entries) = std::fs::read_dir(&dir) else {
+        return; // The fuzz corpus is not part of every checkout of the crate.
+    };
+    let mut seen = 0;
+    for entry in entries {
+        let path = entry.unwrap().path();
+        let order = Order::from_json(&std::fs::read(&path).unwrap()).unwrap();
+        order
+            .validate(&ValidationOptions::default())
+            .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        seen += 1;
+    }
+    assert!(seen >= 3);
 }
