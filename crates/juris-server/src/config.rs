@@ -5,6 +5,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::time::Duration;
 
 use ipnet::IpNet;
+use juris_geo::CountryCode;
 
 /// Everything the listeners and the pipeline need to know.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -49,6 +50,38 @@ pub struct ServerConfig {
     pub stale_client_timeout: Duration,
     /// Datagrams received and sent per `recvmmsg`/`sendmmsg` call. Default: 32.
     pub udp_batch_size: usize,
+    /// How blocked and withdrawn answers look (the orders themselves come through
+    /// [`crate::PolicyEngine`]).
+    pub policy: PolicySettings,
+}
+
+/// Settings for answers synthesised by the policy engine (`[policy]` in the binary's file).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PolicySettings {
+    /// TTL of the SOA in blocked NXDOMAIN/NODATA answers, and its MINIMUM field (the negative
+    /// caching TTL, RFC 2308): how long a downstream cache may keep the block after the order
+    /// is lifted. Blocked answers are never cached by juris itself. Default: 30 s.
+    pub block_ttl: u32,
+    /// Jurisdictions where service is withdrawn: every query from a client placed there gets
+    /// REFUSED with EDE 18 (Prohibited). Default: none.
+    pub withdrawn: Vec<CountryCode>,
+    /// MNAME of the synthesised SOA (presentation format). Default: `blocked.juris.invalid.`
+    /// (RFC 6761 `.invalid`: it names no real server).
+    pub soa_mname: String,
+    /// RNAME of the synthesised SOA (presentation format, the mailbox with its `@` as a dot).
+    /// Default: `hostmaster.juris.invalid.`.
+    pub soa_rname: String,
+}
+
+impl Default for PolicySettings {
+    fn default() -> Self {
+        Self {
+            block_ttl: 30,
+            withdrawn: Vec::new(),
+            soa_mname: "blocked.juris.invalid.".to_owned(),
+            soa_rname: "hostmaster.juris.invalid.".to_owned(),
+        }
+    }
 }
 
 /// One listen address.
@@ -61,6 +94,9 @@ pub struct ListenerConfig {
     pub udp: bool,
     /// Serve DNS over TCP here (RFC 7766).
     pub tcp: bool,
+    /// Every client of this listener is in this jurisdiction (decides before ECS and GeoIP).
+    /// Default: none.
+    pub country: Option<CountryCode>,
 }
 
 /// What a UDP client outside the allow list gets.
@@ -80,6 +116,7 @@ impl ListenerConfig {
             addr,
             udp: true,
             tcp: true,
+            country: None,
         }
     }
 }
@@ -124,6 +161,7 @@ impl Default for ServerConfig {
             any_answer_ttl: 3600,
             stale_client_timeout: Duration::from_millis(1800),
             udp_batch_size: 32,
+            policy: PolicySettings::default(),
         }
     }
 }
@@ -160,6 +198,15 @@ impl ServerConfig {
         }
         if self.structured_error_option_code == Some(0) {
             return Err("structured_error_option_code 0 is reserved");
+        }
+        if self.policy.block_ttl > 86_400 {
+            return Err("policy.block_ttl must be at most 86400 s");
+        }
+        if crate::block::name_to_wire(&self.policy.soa_mname).is_none() {
+            return Err("policy.soa_mname is not a domain name");
+        }
+        if crate::block::name_to_wire(&self.policy.soa_rname).is_none() {
+            return Err("policy.soa_rname is not a domain name");
         }
         Ok(())
     }

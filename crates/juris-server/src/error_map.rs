@@ -11,10 +11,15 @@
 //! | AXFR, IXFR (any transport, as Unbound)    | REFUSED  | 21 Not Supported (with EDNS) |
 //! | meta types OPT, TSIG, TKEY, MAILA/B, 128–248 | FORMERR | –                          |
 //! | class other than IN                       | REFUSED  | 21 Not Supported (with EDNS) |
+//! | client in a withdrawn jurisdiction        | REFUSED  | 18 Prohibited                |
+//! | order with `action: refused`              | REFUSED  | per kind: 16 / 15 / 17 (text: [`crate::block`]) |
+//! | order with `action: nxdomain`             | NXDOMAIN + SOA | per kind              |
+//! | order with `action: nodata`               | NOERROR, no answer, + SOA | per kind   |
 //!
 //! EXTRA-TEXT is short and fixed: it never repeats the query name or upstream details.
 //! Parser errors (FORMERR, NOTIMP, BADVERS) are decided by [`crate::query`] and carry no EDE.
 
+use juris_policy::Action;
 use juris_resolver::cache::AnswerKind;
 use juris_resolver::ResolveError;
 
@@ -59,6 +64,43 @@ pub fn for_stale(kind: AnswerKind) -> ExtendedError<'static> {
             info_code: ede::STALE_ANSWER,
             extra_text: "stale answer",
         },
+    }
+}
+
+/// How a blocked answer looks: RCODE, EDE code, and whether an SOA goes into the authority
+/// section (the EXTRA-TEXT names the order and is written by [`crate::block`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BlockAnswer {
+    /// RCODE.
+    pub rcode: Rcode,
+    /// EDE INFO-CODE (the order kind's: 16 Censored, 15 Blocked, 17 Filtered).
+    pub ede_code: u16,
+    /// NXDOMAIN and NODATA carry a synthesised SOA (RFC 2308).
+    pub with_soa: bool,
+}
+
+/// The answer to a query blocked by an order with `action` and EDE code `ede_code`.
+pub fn for_block(action: Action, ede_code: u16) -> BlockAnswer {
+    let (rcode, with_soa) = match action {
+        Action::Refused => (Rcode::REFUSED, false),
+        Action::Nxdomain => (Rcode::NXDOMAIN, true),
+        Action::Nodata => (Rcode::NOERROR, true),
+    };
+    BlockAnswer {
+        rcode,
+        ede_code,
+        with_soa,
+    }
+}
+
+/// What every query from a client in a withdrawn jurisdiction gets.
+pub fn for_withdrawn() -> ErrorAnswer {
+    ErrorAnswer {
+        rcode: Rcode::REFUSED,
+        ede: Some(ExtendedError {
+            info_code: ede::PROHIBITED,
+            extra_text: "service is withdrawn in this jurisdiction",
+        }),
     }
 }
 

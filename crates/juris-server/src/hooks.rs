@@ -1,52 +1,107 @@
-//! Hook points for the parts of the pipeline that land later: the jurisdiction classifier
-//! (juris-geo) and the policy engine (juris-policy). Each function below is called from
-//! exactly one place in [`crate::pipeline`], marked `HOOK:`; today they allow everything.
+//! Where jurisdiction and policy plug into the pipeline. Each hook is called from exactly one
+//! place in [`crate::pipeline`], marked `HOOK:`.
 //!
 //! ```text
-//!  parse ─► classify(ctx) ─► check_query(query, jurisdiction) ─► cache / resolve
+//!  parse ─► classify(ctx) ─► withdrawn? ─► check_query(qname) ─► cache / resolve
 //!                                                                   │
-//!                         respond ◄─ check_answer(answer, jurisdiction) ◄┘
+//!              respond ◄─ check_answer(CNAME targets, addresses) ◄──┘
 //! ```
-//! A blocking verdict is expected to be rendered with [`crate::synth::ResponseBuilder`]
-//! (RCODE + SOA in authority + EDE 16 with the order in EXTRA-TEXT, or structured JSON when
-//! [`crate::query::Edns::wants_structured_errors`] is set).
+//! A block is rendered by [`crate::block::write_block`]. Nothing here allocates unless an
+//! order matched (then the verdict, the counters and the EDE text do).
 
+use std::net::IpAddr;
+
+use juris_geo::{CountryCode, Jurisdiction};
+use juris_policy::{Block, CompiledPolicy, Country, Match, Verdict};
 use juris_resolver::cache::CachedAnswer;
 
+use crate::block::Trigger;
 use crate::pipeline::ClientContext;
-use crate::query::Query;
+use crate::policy::{policy_country, PolicyEngine};
 
-/// The client's jurisdiction. Placeholder until juris-geo provides the real type (country,
-/// decided by listener pin, trusted ECS, GeoIP or unknown).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ClientJurisdiction {
-    /// Not decided (only global orders apply).
-    Unknown,
-}
-
-/// What the policy says about a query or an answer. Placeholder until juris-policy lands.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Verdict {
-    /// Answer normally.
-    Allow,
-}
-
-/// HOOK: classify the client (listener pin → trusted ECS in `ctx.client_subnet` → GeoIP on
-/// `ctx.client` → unknown).
+/// HOOK: classify the client: listener pin → trusted ECS → GeoIP on the source → unknown
+/// (juris-geo decides; the ECS option is ignored unless the source is a trusted forwarder).
 #[inline]
-pub(crate) fn classify(_ctx: &ClientContext) -> ClientJurisdiction {
-    ClientJurisdiction::Unknown
+pub(crate) fn classify(
+    engine: &PolicyEngine,
+    pins: &[Option<CountryCode>],
+    context: &ClientContext,
+) -> Jurisdiction {
+    let pin = pins.get(context.listener).copied().flatten();
+    let ecs = context
+        .client_subnet
+        .map(|subnet| (subnet.address, subnet.source_prefix));
+    engine.classifier.classify(context.client.ip(), pin, ecs)
 }
 
-/// HOOK: policy check on the query name and type, before the cache.
+/// HOOK: whether service is withdrawn in the client's jurisdiction.
 #[inline]
-pub(crate) fn check_query(_query: &Query<'_>, _jurisdiction: ClientJurisdiction) -> Verdict {
-    Verdict::Allow
+pub(crate) fn withdrawn(
+    withdrawn: &[CountryCode],
+    jurisdiction: &Jurisdiction,
+) -> Option<CountryCode> {
+    jurisdiction
+        .country
+        .filter(|country| withdrawn.contains(country))
 }
 
-/// HOOK: policy check on the answer (its `cname_targets()` and `addresses()`), after the
-/// cache or the resolver, before rendering. Both paths go through here.
+/// HOOK: policy on the query name, before the cache. Counts what matched.
 #[inline]
-pub(crate) fn check_answer(_answer: &CachedAnswer, _jurisdiction: ClientJurisdiction) -> Verdict {
-    Verdict::Allow
+pub(crate) fn check_query(
+    engine: &PolicyEngine,
+    policy: &CompiledPolicy,
+    query_name: &[u8],
+    jurisdiction: &Jurisdiction,
+    now: jiff::Timestamp,
+) -> Option<Box<Block>> {
+    let country = policy_country(jurisdiction.country);
+    count(engine, policy.check_name(query_name, country, now), country)
+}
+
+/// HOOK: policy on the answer, after the cache or the resolver: every CNAME/DNAME target by
+/// name, then every A/AAAA address (only `ip` targets of orders with `block_addresses`
+/// match). The first block wins. Counts what matched.
+#[inline]
+pub(crate) fn check_answer(
+    engine: &PolicyEngine,
+    policy: &CompiledPolicy,
+    answer: &CachedAnswer,
+    jurisdiction: &Jurisdiction,
+    now: jiff::Timestamp,
+) -> Option<(Box<Block>, Trigger)> {
+    let country = policy_country(jurisdiction.country);
+    for target in answer.cname_targets() {
+        if let Some(block) = count(engine, policy.check_name(target, country, now), country) {
+            return Some((block, Trigger::CnameTarget));
+        }
+    }
+    for address in answer.addresses() {
+        let address: IpAddr = *address;
+        if let Some(block) = count(engine, policy.check_address(address, country, now), country) {
+            return Some((block, Trigger::Address));
+        }
+    }
+    None
+}
+
+#[inline]
+fn count(engine: &PolicyEngine, verdict: Verdict, country: Option<Country>) -> Option<Box<Block>> {
+    match verdict {
+        Verdict::Allow { shadow } => {
+            count_shadow(engine, &shadow, country);
+            None
+        }
+        Verdict::Block(block) => {
+            engine.counters.blocked(&block.fired.order.id, country);
+            count_shadow(engine, &block.shadow, country);
+            Some(block)
+        }
+    }
+}
+
+#[inline]
+fn count_shadow(engine: &PolicyEngine, shadow: &[Match], country: Option<Country>) {
+    for matched in shadow {
+        engine.counters.shadow(&matched.order.id, country);
+    }
 }

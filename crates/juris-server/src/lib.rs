@@ -6,17 +6,22 @@
 //!  TCP connections (tokio, RFC 7766 pipelining) ────────────────────┤
 //!                                                                   ▼
 //!   Pipeline::handle: access list → parse (header, question, EDNS) → screening
-//!     → HOOK classify client → HOOK policy on the name → ANY (RFC 8482)
-//!     → AnswerCache::get ── fresh ──► HOOK policy on the answer → render (ID, case, TTLs,
-//!                      │                                           OPT, EDE, TC) → respond
-//!                      └─ miss/stale ─► tokio: Resolver::resolve → same render
+//!     → HOOK classify client (juris-geo) → HOOK withdrawn? REFUSED + EDE 18
+//!     → HOOK policy on the name (juris-policy) ── block ──► block::write_block → respond
+//!     → ANY (RFC 8482)
+//!     → AnswerCache::get ── fresh ──► HOOK policy on the answer (CNAME targets, addresses)
+//!                      │               → block? synthesised : render (ID, case, TTLs, OPT, EDE, TC)
+//!                      └─ miss/stale ─► tokio: Resolver::resolve → same check → same render
 //!                                        error → SERVFAIL + EDE, or stale + EDE 3
 //! ```
 //!
-//! Modules: [`query`] parses (public for the fuzz target), [`synth`] writes responses
-//! (reused by the policy engine for blocked answers), [`error_map`] is the one place that
-//! maps failures to RCODE + EDE, [`pipeline`] ties them together, [`hooks`] marks where
-//! jurisdiction and policy plug in.
+//! Modules: [`query`] parses (public for the fuzz target), [`synth`] writes responses,
+//! [`block`] writes blocked answers (RCODE per action, SOA, EDE with the order, structured
+//! errors), [`error_map`] is the one place that maps failures (and blocks) to RCODE + EDE,
+//! [`pipeline`] ties them together, [`hooks`] is where jurisdiction and policy plug in, and
+//! [`policy`] holds the policy in force ([`PolicyHandle`], swapped atomically), the classifier
+//! and the counters per order × jurisdiction ([`PolicyEngine`]). [`start`] runs without
+//! orders; [`start_with_policy`] enforces an engine's policy.
 //!
 //! # Example
 //! ```no_run
@@ -46,11 +51,13 @@
 #![deny(unsafe_code)]
 
 pub mod acl;
+pub mod block;
 pub mod config;
 pub mod counters;
 pub mod error_map;
 pub mod hooks;
 pub mod pipeline;
+pub mod policy;
 pub mod query;
 mod server;
 pub mod synth;
@@ -58,8 +65,11 @@ mod sys;
 mod tcp;
 mod udp;
 
-pub use config::{default_allow_list, DeniedAction, ListenerConfig, ServerConfig};
+pub use config::{default_allow_list, DeniedAction, ListenerConfig, PolicySettings, ServerConfig};
 pub use counters::ServerStats;
 pub use pipeline::{ClientContext, Outcome, Pipeline, Transport};
+pub use policy::{OrderCount, OrderCounters, PolicyEngine, PolicyHandle, WithdrawnCount};
 pub use query::{parse_query, ParseConfig, ParseError, Query};
-pub use server::{start, BoundListener, RunningServer, ServerError, ShutdownHandle};
+pub use server::{
+    start, start_with_policy, BoundListener, RunningServer, ServerError, ShutdownHandle,
+};

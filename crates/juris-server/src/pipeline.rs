@@ -1,16 +1,20 @@
 //! The query pipeline, one code path for every transport.
 //!
 //! ```text
-//!  bytes ─► access list ─► parse ─► question screening ─► HOOK classify ─► HOOK check_query
+//!  bytes ─► access list ─► parse ─► question screening ─► HOOK classify
+//!        ─► HOOK withdrawn? REFUSED + EDE 18
+//!        ─► HOOK check_query (query name) ─► block? synthesised answer (crate::block)
 //!        ─► ANY? RFC 8482 answer
-//!        ─► cache (fresh) ─► HOOK check_answer ─► render_answer ─► Outcome::Respond
+//!        ─► cache (fresh) ─► HOOK check_answer ─► block? synthesised : render_answer
 //!        ─► cache (stale or miss) ─► Outcome::Resolve(PendingQuery)
 //!              └─► Pipeline::answer_pending (async): Resolver::resolve
-//!                    ok    ─► HOOK check_answer ─► render_answer
+//!                    ok    ─► HOOK check_answer ─► block? synthesised : render_answer
 //!                    error ─► stale entry? render it (stale TTL, EDE 3) : SERVFAIL + EDE
 //! ```
-//! [`Pipeline::handle`] is synchronous and allocation-free (cache hits are answered inline by
-//! the transport's own thread); only misses allocate a [`PendingQuery`] and go async.
+//! [`Pipeline::handle`] is synchronous and allocation-free when no order matches (cache hits
+//! are answered inline by the transport's own thread); only misses allocate a
+//! [`PendingQuery`] and go async, and only blocks allocate their verdict and EDE text. The
+//! cache holds unfiltered answers only: blocked answers are synthesised per query.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -19,16 +23,20 @@ use std::time::Duration;
 use bytes::Bytes;
 use domain::base::iana::{Class, Rtype};
 use domain::base::Name;
+use juris_geo::{CountryCode, Jurisdiction};
+use juris_policy::{Block, CompiledPolicy};
 use juris_resolver::cache::{AnswerCache, AnswerKind, CachedAnswer, Freshness};
 use juris_resolver::clock::SharedClock;
 use juris_resolver::wire::MAX_NAME_LEN;
 use juris_resolver::{Question, Resolver};
 
 use crate::acl::AccessList;
+use crate::block::{self, BlockSettings, Trigger};
 use crate::config::{DeniedAction, ServerConfig};
 use crate::counters::Counters;
 use crate::error_map::{self, ErrorAnswer};
-use crate::hooks::{self, ClientJurisdiction, Verdict};
+use crate::hooks;
+use crate::policy::PolicyEngine;
 use crate::query::{parse_query, ClientSubnet, NameBuf, ParseConfig, ParseError, Query};
 use crate::synth::{
     self, opt_len, write_opt, ExtendedError, OptReply, Rcode, ReplyTo, ResponseBuilder,
@@ -83,7 +91,8 @@ pub struct PendingQuery {
     opt: Option<OptReply>,
     limit: usize,
     stale: Option<Arc<CachedAnswer>>,
-    jurisdiction: ClientJurisdiction,
+    structured_errors: bool,
+    jurisdiction: Jurisdiction,
     context: ClientContext,
 }
 
@@ -92,7 +101,7 @@ impl PendingQuery {
         query: &Query<'_>,
         reply: &ReplyTo<'_>,
         stale: Option<Arc<CachedAnswer>>,
-        jurisdiction: ClientJurisdiction,
+        jurisdiction: Jurisdiction,
         context: ClientContext,
     ) -> Self {
         let source = query.question();
@@ -111,6 +120,7 @@ impl PendingQuery {
             opt: reply.opt,
             limit: reply.limit,
             stale,
+            structured_errors: query.edns.is_some_and(|e| e.wants_structured_errors),
             jurisdiction,
             context,
         }
@@ -119,6 +129,11 @@ impl PendingQuery {
     /// The client this query came from.
     pub fn context(&self) -> &ClientContext {
         &self.context
+    }
+
+    /// The client's jurisdiction, as classified when the query arrived.
+    pub fn jurisdiction(&self) -> &Jurisdiction {
+        &self.jurisdiction
     }
 
     fn reply(&self) -> ReplyTo<'_> {
@@ -154,14 +169,36 @@ pub struct Pipeline {
     cache: Arc<AnswerCache>,
     clock: SharedClock,
     async_counters: Arc<Counters>,
+    engine: PolicyEngine,
+    /// Country pin per listener index.
+    pins: Vec<Option<CountryCode>>,
+    withdrawn: Vec<CountryCode>,
+    block: BlockSettings,
+}
+
+/// What the policy needs to know to answer one query: the policy in force, who asked, what.
+struct PolicyContext<'a> {
+    policy: &'a CompiledPolicy,
+    jurisdiction: &'a Jurisdiction,
+    query_name: &'a [u8],
+    structured_errors: bool,
 }
 
 const QTYPE_ANY: u16 = 255;
 
 impl Pipeline {
-    /// A pipeline answering from `resolver`'s cache and resolving misses with it.
-    pub fn new(config: &ServerConfig, resolver: Resolver, clock: SharedClock) -> Self {
-        Self {
+    /// A pipeline answering from `resolver`'s cache and resolving misses with it, enforcing
+    /// the orders of `engine`. Fails only if `config` does not pass
+    /// [`ServerConfig::validate`].
+    pub fn new(
+        config: &ServerConfig,
+        resolver: Resolver,
+        clock: SharedClock,
+        engine: PolicyEngine,
+    ) -> Result<Self, &'static str> {
+        config.validate()?;
+        let block = BlockSettings::new(&config.policy).ok_or("policy: bad SOA names")?;
+        Ok(Self {
             config: PipelineConfig {
                 parse: ParseConfig {
                     max_udp_payload: config.max_udp_payload,
@@ -176,7 +213,27 @@ impl Pipeline {
             resolver,
             clock,
             async_counters: Arc::new(Counters::default()),
-        }
+            engine,
+            pins: config.listeners.iter().map(|l| l.country).collect(),
+            withdrawn: config.policy.withdrawn.clone(),
+            block,
+        })
+    }
+
+    /// The policy engine (policy in force, classifier, counters).
+    pub fn engine(&self) -> &PolicyEngine {
+        &self.engine
+    }
+
+    /// The jurisdiction of a client, exactly as [`Pipeline::handle`] decides it (the
+    /// `client_subnet` in `context` is what the query carried).
+    pub fn classify(&self, context: &ClientContext) -> Jurisdiction {
+        hooks::classify(&self.engine, &self.pins, context)
+    }
+
+    /// Whether service is withdrawn in `country`.
+    pub fn is_withdrawn(&self, country: CountryCode) -> bool {
+        self.withdrawn.contains(&country)
     }
 
     /// Counters written by the async side (misses, TCP).
@@ -242,10 +299,29 @@ impl Pipeline {
         }
 
         // HOOK: jurisdiction of the client (juris-geo).
-        let jurisdiction = hooks::classify(&context);
+        let jurisdiction = hooks::classify(&self.engine, &self.pins, &context);
+        // HOOK: service withdrawn in that jurisdiction.
+        if let Some(country) = hooks::withdrawn(&self.withdrawn, &jurisdiction) {
+            self.engine.counters.withdrawn(country);
+            return respond_error(out, &reply, &error_map::for_withdrawn());
+        }
+        let now = self.clock.unix_seconds();
+        let policy = self.engine.policy.load();
+        let policy_context = PolicyContext {
+            policy: &policy,
+            jurisdiction: &jurisdiction,
+            query_name: query.name(),
+            structured_errors: query.edns.is_some_and(|e| e.wants_structured_errors),
+        };
         // HOOK: policy on the query name (juris-policy); a block is synthesised here.
-        match hooks::check_query(&query, jurisdiction) {
-            Verdict::Allow => {}
+        if let Some(block) = hooks::check_query(
+            &self.engine,
+            &policy,
+            query.name(),
+            &jurisdiction,
+            timestamp(now),
+        ) {
+            return self.respond_block(out, &reply, &policy_context, &block, Trigger::QueryName);
         }
 
         if query.qtype == QTYPE_ANY {
@@ -256,7 +332,6 @@ impl Pipeline {
             ));
         }
 
-        let now = self.clock.unix_seconds();
         match self.cache.get(&query.cache_key(), now) {
             Some((answer, Freshness::Fresh)) => {
                 counters.cache_hit();
@@ -265,7 +340,7 @@ impl Pipeline {
                     &reply,
                     query.client_name(),
                     &answer,
-                    jurisdiction,
+                    &policy_context,
                     now,
                     None,
                 )
@@ -306,6 +381,28 @@ impl Pipeline {
         ))
     }
 
+    /// A synthesised blocked answer (never cached).
+    fn respond_block(
+        &self,
+        out: &mut [u8],
+        reply: &ReplyTo<'_>,
+        policy: &PolicyContext<'_>,
+        block: &Block,
+        trigger: Trigger,
+    ) -> Outcome {
+        respond_or_drop(block::write_block(
+            out,
+            reply,
+            policy.query_name,
+            block,
+            trigger,
+            policy.structured_errors,
+            &self.block,
+            // The SOA serial says which policy generation decided (mod 2^32).
+            policy.policy.generation() as u32,
+        ))
+    }
+
     /// HOOK point for answers, then rendering. Cache hits and resolved misses both come here.
     #[allow(clippy::too_many_arguments)] // reason: the per-query facts, kept unbundled on the hot path.
     fn respond_with_answer(
@@ -314,13 +411,19 @@ impl Pipeline {
         reply: &ReplyTo<'_>,
         client_name: &[u8],
         answer: &CachedAnswer,
-        jurisdiction: ClientJurisdiction,
+        policy: &PolicyContext<'_>,
         now: u64,
         stale: Option<(u32, ExtendedError<'_>)>,
     ) -> Outcome {
         // HOOK: policy on the answer's CNAME targets and addresses (juris-policy).
-        match hooks::check_answer(answer, jurisdiction) {
-            Verdict::Allow => {}
+        if let Some((block, trigger)) = hooks::check_answer(
+            &self.engine,
+            policy.policy,
+            answer,
+            policy.jurisdiction,
+            timestamp(now),
+        ) {
+            return self.respond_block(out, reply, policy, &block, trigger);
         }
         let (stale_ttl, ede) = match &stale {
             Some((ttl, ede)) => (Some(*ttl), Some(ede)),
@@ -388,14 +491,22 @@ impl Pipeline {
             .as_ref()
             .map(|(_, ede)| opt_len(Some(ede)))
             .unwrap_or(11);
-        let size = (answer.len() + extra).min(reply.limit).max(1024);
+        // At least 4 KiB: room for a blocked answer with its EDE text instead.
+        let size = (answer.len() + extra).min(reply.limit).max(4096);
         let mut out = vec![0u8; reserve + size];
+        let policy = self.engine.policy.load();
+        let policy_context = PolicyContext {
+            policy: &policy,
+            jurisdiction: &pending.jurisdiction,
+            query_name: pending.name.as_slice(),
+            structured_errors: pending.structured_errors,
+        };
         let outcome = self.respond_with_answer(
             &mut out[reserve..],
             &reply,
             pending.client_name(),
             &answer,
-            pending.jurisdiction,
+            &policy_context,
             now,
             stale,
         );
@@ -456,6 +567,15 @@ pub fn render_answer(
     let arcount = u16::from_be_bytes([out[10], out[11]]).checked_add(1)?;
     out[10..12].copy_from_slice(&arcount.to_be_bytes());
     Some(len + written)
+}
+
+/// The policy's time for the clock's Unix seconds.
+#[inline]
+fn timestamp(now: u64) -> jiff::Timestamp {
+    i64::try_from(now)
+        .ok()
+        .and_then(|seconds| jiff::Timestamp::from_second(seconds).ok())
+        .unwrap_or(jiff::Timestamp::MAX)
 }
 
 fn write_error(out: &mut [u8], reply: &ReplyTo<'_>, error: &ErrorAnswer) -> Option<usize> {

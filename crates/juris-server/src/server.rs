@@ -15,6 +15,7 @@ use tokio::sync::{watch, Semaphore};
 use crate::config::{ListenerConfig, ServerConfig};
 use crate::counters::{Counters, ServerStats};
 use crate::pipeline::Pipeline;
+use crate::policy::{OrderCount, PolicyEngine, WithdrawnCount};
 use crate::{tcp, udp};
 
 /// Why the server could not start.
@@ -40,6 +41,9 @@ pub enum ServerError {
     /// A UDP worker thread could not be spawned.
     #[error("cannot start a UDP worker thread: {0}")]
     Thread(#[source] io::Error),
+    /// The jurisdiction classifier could not be set up.
+    #[error("cannot set up the jurisdiction classifier: {0}")]
+    Geo(#[from] juris_geo::GeoError),
 }
 
 /// A listener as bound (with the real port when 0 was configured).
@@ -91,14 +95,26 @@ pub struct RunningServer {
     shutdown: ShutdownHandle,
 }
 
-/// Binds every listener (reporting the first failure with its address), starts the UDP
-/// worker threads and the tokio runtime for misses and TCP, and returns.
-///
-/// Call it from a plain thread (e.g. `main`), not from inside another tokio runtime's task.
+/// [`start_with_policy`] without orders or GeoIP: every query is answered normally.
 pub fn start(
     config: ServerConfig,
     resolver: Resolver,
     clock: SharedClock,
+) -> Result<RunningServer, ServerError> {
+    start_with_policy(config, resolver, clock, PolicyEngine::allow_all()?)
+}
+
+/// Binds every listener (reporting the first failure with its address), starts the UDP
+/// worker threads and the tokio runtime for misses and TCP, and returns. Every query is
+/// checked against the policy `engine` holds (publish new policies through
+/// [`PolicyEngine::policy`] while the server runs).
+///
+/// Call it from a plain thread (e.g. `main`), not from inside another tokio runtime's task.
+pub fn start_with_policy(
+    config: ServerConfig,
+    resolver: Resolver,
+    clock: SharedClock,
+    engine: PolicyEngine,
 ) -> Result<RunningServer, ServerError> {
     config.validate().map_err(ServerError::Config)?;
     let threads = config.threads;
@@ -127,7 +143,8 @@ pub fn start(
         .enable_all()
         .build()
         .map_err(ServerError::Runtime)?;
-    let pipeline = Arc::new(Pipeline::new(&config, resolver, clock));
+    let pipeline =
+        Arc::new(Pipeline::new(&config, resolver, clock, engine).map_err(ServerError::Config)?);
     let (stop_tasks, stop_rx) = watch::channel(false);
     let stop_workers = Arc::new(AtomicBool::new(false));
 
@@ -209,6 +226,21 @@ impl RunningServer {
         }
         self.pipeline.async_counters().add_to(&mut stats);
         stats
+    }
+
+    /// The policy engine: the policy in force, the classifier, the counters.
+    pub fn engine(&self) -> &PolicyEngine {
+        self.pipeline.engine()
+    }
+
+    /// Blocks and shadow matches per order × jurisdiction.
+    pub fn order_counts(&self) -> Vec<OrderCount> {
+        self.pipeline.engine().counters.snapshot()
+    }
+
+    /// Queries refused per withdrawn jurisdiction.
+    pub fn withdrawn_counts(&self) -> Vec<WithdrawnCount> {
+        self.pipeline.engine().counters.withdrawn_snapshot()
     }
 
     /// A handle that makes [`RunningServer::wait`] return (e.g. from a signal handler).

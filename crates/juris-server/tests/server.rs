@@ -15,7 +15,10 @@ use hickory_proto::rr::{RData, RecordType};
 use juris_resolver::cache::{AnswerCache, CacheConfig, CacheKeyRef, CachedAnswer};
 use juris_resolver::clock::{ManualClock, SharedClock};
 use juris_resolver::{Mode, Resolver, ResolverConfig};
-use juris_server::{start, DeniedAction, ListenerConfig, RunningServer, ServerConfig};
+use juris_server::{
+    start, start_with_policy, DeniedAction, ListenerConfig, PolicyEngine, RunningServer,
+    ServerConfig,
+};
 
 const NOW: u64 = 1_700_000_000;
 const WWW: &[u8] = b"\x03www\x07example\x03com\x00";
@@ -35,6 +38,14 @@ impl Harness {
     fn start_on(
         addr: SocketAddr,
         configure: impl FnOnce(&mut ServerConfig, &mut CacheConfig),
+    ) -> Self {
+        Self::start_with_policy(addr, configure, PolicyEngine::allow_all().unwrap())
+    }
+
+    fn start_with_policy(
+        addr: SocketAddr,
+        configure: impl FnOnce(&mut ServerConfig, &mut CacheConfig),
+        engine: PolicyEngine,
     ) -> Self {
         let mut config = ServerConfig {
             listeners: vec![ListenerConfig::udp_and_tcp(addr)],
@@ -62,7 +73,7 @@ impl Harness {
             Arc::clone(&shared),
         )
         .unwrap();
-        let server = start(config, resolver, shared).unwrap();
+        let server = start_with_policy(config, resolver, shared, engine).unwrap();
         let addr = server.listeners()[0].addr;
         assert_ne!(addr.port(), 0);
         Self {
@@ -549,4 +560,374 @@ fn bind_error_names_the_address() {
     };
     let error = start(config, resolver, clock).unwrap_err();
     assert!(error.to_string().contains(&addr.to_string()), "{error}");
+}
+
+// ---------------------------------------------------------------------------------------------
+// Policy: orders scoped by the client's jurisdiction (listener pins place the clients here;
+// GeoIP and ECS are covered by juris-geo's tests and the binary's end-to-end tests).
+// ---------------------------------------------------------------------------------------------
+
+mod policy {
+    use super::*;
+    use juris_geo::{Classifier, CountryCode, GeoConfig};
+    use juris_policy::{CompileOptions, CompiledPolicy, Order, ValidationOptions};
+    use juris_server::{ClientContext, Outcome, Pipeline, PolicyHandle, Transport};
+    use proptest::prelude::*;
+
+    /// `www.blocked.test.`
+    const BLOCKED_WWW: &[u8] = b"\x03www\x07blocked\x04test\x00";
+    /// `alias.innocent.test.` (CNAME → www.blocked.test.)
+    const ALIAS: &[u8] = b"\x05alias\x08innocent\x04test\x00";
+
+    fn order(id: &str, jurisdictions: &str, state: &str, action: &str, extra: &str) -> String {
+        format!(
+            r#"{{"id": "{id}", "kind": "court_order", "authority": "Tribunale di Milano",
+                "reference": "RG 12345/2024", "jurisdictions": {jurisdictions}, "state": "{state}",
+                "action": "{action}", "targets": [{{"type": "subtree", "value": "blocked.test"}}]
+                {extra}}}"#
+        )
+    }
+
+    fn compile(orders: &[String], generation: u64) -> CompiledPolicy {
+        let validated: Vec<_> = orders
+            .iter()
+            .map(|json| {
+                Order::from_json(json.as_bytes())
+                    .unwrap()
+                    .validate(&ValidationOptions::default())
+                    .unwrap()
+            })
+            .collect();
+        CompiledPolicy::compile(&validated, &CompileOptions { generation }).unwrap()
+    }
+
+    fn engine(orders: &[String]) -> PolicyEngine {
+        PolicyEngine::new(
+            Arc::new(PolicyHandle::new(compile(orders, 1))),
+            Arc::new(Classifier::new(&GeoConfig::default()).unwrap()),
+        )
+    }
+
+    fn country(code: &str) -> Option<CountryCode> {
+        Some(CountryCode::parse(code).unwrap())
+    }
+
+    /// A server with listener 0 pinned to IT, listener 1 to DE, listener 2 to FR (withdrawn).
+    struct Pinned {
+        harness: Harness,
+        italy: SocketAddr,
+        germany: SocketAddr,
+        france: SocketAddr,
+    }
+
+    fn pinned(orders: &[String]) -> Pinned {
+        let harness = Harness::start_with_policy(
+            "127.0.0.1:0".parse().unwrap(),
+            |config, _| {
+                let any: SocketAddr = "127.0.0.1:0".parse().unwrap();
+                config.listeners = ["IT", "DE", "FR"]
+                    .into_iter()
+                    .map(|code| ListenerConfig {
+                        country: country(code),
+                        ..ListenerConfig::udp_and_tcp(any)
+                    })
+                    .collect();
+                config.policy.withdrawn = vec![CountryCode::parse("FR").unwrap()];
+            },
+            engine(orders),
+        );
+        let listeners = harness.server().listeners().to_vec();
+        Pinned {
+            harness,
+            italy: listeners[0].addr,
+            germany: listeners[1].addr,
+            france: listeners[2].addr,
+        }
+    }
+
+    fn udp(addr: SocketAddr, message: &[u8]) -> Message {
+        Message::from_vec(&udp_exchange(addr, message, Duration::from_secs(5)).expect("a response"))
+            .unwrap()
+    }
+
+    fn tcp(addr: SocketAddr, message: &[u8]) -> Message {
+        let mut stream = tcp_connect(addr);
+        stream.write_all(&frame(message)).unwrap();
+        Message::from_vec(&read_frame(&mut stream)).unwrap()
+    }
+
+    fn edns_query(name: &[u8], options: &[u8]) -> Vec<u8> {
+        query(0x5151, 0x0100, name, 1, Some((1232, false, 0, options)))
+    }
+
+    /// NOERROR: `name` CNAME `target`, `target` A 10.9.9.9.
+    fn cname_response(name: &[u8], target: &[u8]) -> Vec<u8> {
+        let mut m = vec![0, 0, 0x81, 0x80, 0, 1, 0, 2, 0, 0, 0, 0];
+        m.extend_from_slice(name);
+        m.extend_from_slice(&[0, 1, 0, 1]);
+        m.extend_from_slice(&[0xC0, 12, 0, 5, 0, 1, 0, 0, 1, 44]);
+        m.extend_from_slice(&(target.len() as u16).to_be_bytes());
+        m.extend_from_slice(target);
+        m.extend_from_slice(target);
+        m.extend_from_slice(&[0, 1, 0, 1, 0, 0, 1, 44, 0, 4, 10, 9, 9, 9]);
+        m
+    }
+
+    #[test]
+    fn the_query_name_is_blocked_only_where_the_order_applies_over_udp_and_tcp() {
+        let s = pinned(&[order("IT-1", r#"["IT"]"#, "active", "nxdomain", "")]);
+        s.harness.insert(BLOCKED_WWW, &a_response(BLOCKED_WWW, 1));
+        let message = edns_query(BLOCKED_WWW, &[]);
+        for response in [udp(s.italy, &message), tcp(s.italy, &message)] {
+            assert_eq!(response.response_code(), ResponseCode::NXDomain);
+            assert!(response.answers().is_empty());
+            let soa = &response.name_servers()[0];
+            assert_eq!(soa.record_type(), RecordType::SOA);
+            assert_eq!(soa.name().to_ascii(), "blocked.test.");
+            assert_eq!(soa.ttl(), 30);
+            let (code, text) = ede_of(&response).unwrap();
+            assert_eq!(code, 16);
+            assert_eq!(
+                text,
+                "blocked by order IT-1 (Tribunale di Milano, RG 12345/2024)"
+            );
+        }
+        for response in [udp(s.germany, &message), tcp(s.germany, &message)] {
+            assert_eq!(response.response_code(), ResponseCode::NoError);
+            assert_eq!(response.answers().len(), 1, "the cached answer");
+            assert!(ede_of(&response).is_none());
+        }
+        let counts = s.harness.server().order_counts();
+        assert_eq!(counts.len(), 1, "{counts:?}");
+        assert_eq!(
+            (counts[0].order.as_str(), counts[0].jurisdiction.as_str()),
+            ("IT-1", "IT")
+        );
+        assert_eq!((counts[0].blocked, counts[0].shadow), (2, 0));
+    }
+
+    #[test]
+    fn a_cname_into_a_blocked_site_is_blocked_after_the_cache() {
+        let s = pinned(&[order("IT-1", r#"["IT"]"#, "active", "nodata", "")]);
+        s.harness.insert(ALIAS, &cname_response(ALIAS, BLOCKED_WWW));
+        let response = udp(s.italy, &edns_query(ALIAS, &[]));
+        assert_eq!(response.response_code(), ResponseCode::NoError);
+        assert!(
+            response.answers().is_empty(),
+            "NODATA: the CNAME is not shown"
+        );
+        assert_eq!(
+            response.name_servers()[0].name().to_ascii(),
+            "alias.innocent.test.",
+            "SOA at the query name"
+        );
+        assert_eq!(ede_of(&response).unwrap().0, 16);
+        let german = udp(s.germany, &edns_query(ALIAS, &[]));
+        assert_eq!(german.answers().len(), 2);
+    }
+
+    #[test]
+    fn address_targets_block_only_with_block_addresses() {
+        let target = r#", "targets": [{"type": "ip", "value": "10.9.9.0/24"}]"#;
+        let with = order("ADDR-ON", r#"["IT"]"#, "active", "refused", "")
+            .replace(
+                r#", "targets": [{"type": "subtree", "value": "blocked.test"}]"#,
+                target,
+            )
+            .replace("\"action\"", "\"block_addresses\": true, \"action\"");
+        let s = pinned(&[with]);
+        s.harness
+            .insert(ALIAS, &cname_response(ALIAS, b"\x05other\x04test\x00"));
+        let response = udp(s.italy, &edns_query(ALIAS, &[]));
+        assert_eq!(response.response_code(), ResponseCode::Refused);
+        assert!(response.name_servers().is_empty(), "no SOA with REFUSED");
+        assert_eq!(ede_of(&response).unwrap().0, 16);
+
+        let without = order("ADDR-OFF", r#"["IT"]"#, "active", "refused", "").replace(
+            r#", "targets": [{"type": "subtree", "value": "blocked.test"}]"#,
+            target,
+        );
+        let s = pinned(&[without]);
+        s.harness
+            .insert(ALIAS, &cname_response(ALIAS, b"\x05other\x04test\x00"));
+        assert_eq!(
+            udp(s.italy, &edns_query(ALIAS, &[])).response_code(),
+            ResponseCode::NoError
+        );
+    }
+
+    #[test]
+    fn shadow_orders_never_block_but_are_counted() {
+        let s = pinned(&[order("SHADOW-1", r#"["IT"]"#, "shadow", "nxdomain", "")]);
+        s.harness.insert(BLOCKED_WWW, &a_response(BLOCKED_WWW, 1));
+        let response = udp(s.italy, &edns_query(BLOCKED_WWW, &[]));
+        assert_eq!(response.response_code(), ResponseCode::NoError);
+        assert_eq!(response.answers().len(), 1);
+        let counts = s.harness.server().order_counts();
+        assert_eq!(counts.len(), 1, "{counts:?}");
+        assert_eq!((counts[0].blocked, counts[0].shadow), (0, 1));
+    }
+
+    #[test]
+    fn a_withdrawn_jurisdiction_is_refused_with_ede_18() {
+        let s = pinned(&[]);
+        s.harness.insert(WWW, &a_response(WWW, 1));
+        for response in [
+            udp(s.france, &edns_query(WWW, &[])),
+            tcp(s.france, &edns_query(WWW, &[])),
+        ] {
+            assert_eq!(response.response_code(), ResponseCode::Refused);
+            assert_eq!(ede_of(&response).unwrap().0, 18);
+        }
+        assert_eq!(
+            udp(s.italy, &edns_query(WWW, &[])).response_code(),
+            ResponseCode::NoError
+        );
+        assert_eq!(s.harness.server().withdrawn_counts()[0].refused, 2);
+    }
+
+    #[test]
+    fn structured_errors_when_signalled() {
+        let notice = r#", "notice": {"text": "Blocked by order of the Court of Milan", "lang": "en", "url": "https://lumendatabase.org/notices/0"}"#;
+        let s = pinned(&[order("IT-1", r#"["IT"]"#, "active", "nxdomain", notice)]);
+        // An empty EDE option signals support; so does the configured option (65001).
+        for signal in [&[0u8, 15, 0, 0][..], &[0xFD, 0xE9, 0, 0][..]] {
+            let response = udp(s.italy, &edns_query(BLOCKED_WWW, signal));
+            let (code, text) = ede_of(&response).unwrap();
+            assert_eq!(code, 16);
+            let json: serde_json::Value = serde_json::from_str(&text).unwrap();
+            assert_eq!(json["o"], "Tribunale di Milano", "{text}");
+            assert_eq!(json["l"], "en", "{text}");
+            assert!(json.get("s").is_none(), "{text}");
+        }
+        // No signal: plain text.
+        let (_, text) = ede_of(&udp(s.italy, &edns_query(BLOCKED_WWW, &[]))).unwrap();
+        assert!(text.starts_with("blocked by order IT-1"), "{text}");
+    }
+
+    #[test]
+    fn a_published_policy_applies_to_the_next_query_and_a_lift_needs_no_purge() {
+        let s = pinned(&[]);
+        s.harness.insert(BLOCKED_WWW, &a_response(BLOCKED_WWW, 1));
+        let message = edns_query(BLOCKED_WWW, &[]);
+        assert_eq!(
+            udp(s.italy, &message).response_code(),
+            ResponseCode::NoError
+        );
+        let handle = &s.harness.server().engine().policy;
+        handle.publish(
+            compile(&[order("IT-1", r#"["IT"]"#, "active", "nxdomain", "")], 2),
+            NOW,
+        );
+        assert_eq!(
+            udp(s.italy, &message).response_code(),
+            ResponseCode::NXDomain
+        );
+        handle.publish(
+            compile(&[order("IT-1", r#"["IT"]"#, "lifted", "nxdomain", "")], 3),
+            NOW,
+        );
+        let lifted = udp(s.italy, &message);
+        assert_eq!(lifted.response_code(), ResponseCode::NoError);
+        assert_eq!(lifted.answers().len(), 1, "the cached answer, unfiltered");
+    }
+
+    /// A pipeline without sockets: listener `i` is pinned to `COUNTRIES[i]`.
+    const COUNTRIES: [&str; 6] = ["IT", "DE", "FR", "ES", "AT", "NL"];
+
+    fn pipeline(policy: CompiledPolicy) -> Pipeline {
+        let clock: SharedClock = Arc::new(ManualClock::new(NOW));
+        let cache = Arc::new(AnswerCache::new(CacheConfig::default()));
+        for (name, response) in [
+            (BLOCKED_WWW, a_response(BLOCKED_WWW, 1)),
+            (ALIAS, cname_response(ALIAS, BLOCKED_WWW)),
+        ] {
+            let entry = CachedAnswer::from_message(&response, NOW, cache.config()).unwrap();
+            let key = CacheKeyRef {
+                name,
+                qtype: 1,
+                qclass: 1,
+                dnssec_ok: false,
+            };
+            assert!(cache.insert(key.to_owned_key(), Arc::new(entry)));
+        }
+        let resolver = Resolver::new(
+            ResolverConfig {
+                mode: Mode::Forward {
+                    upstreams: vec!["127.0.0.1:9".parse().unwrap()],
+                },
+                ..ResolverConfig::default()
+            },
+            cache,
+            Arc::clone(&clock),
+        )
+        .unwrap();
+        let any: SocketAddr = "127.0.0.1:0".parse().unwrap();
+        let config = ServerConfig {
+            listeners: COUNTRIES
+                .iter()
+                .map(|code| ListenerConfig {
+                    country: country(code),
+                    ..ListenerConfig::udp_and_tcp(any)
+                })
+                .collect(),
+            ..ServerConfig::default()
+        };
+        let engine = PolicyEngine::new(
+            Arc::new(PolicyHandle::new(policy)),
+            Arc::new(Classifier::new(&GeoConfig::default()).unwrap()),
+        );
+        Pipeline::new(&config, resolver, clock, engine).unwrap()
+    }
+
+    /// Runs one query through the full pipeline; the response (a cache hit or a block).
+    fn ask(pipeline: &Pipeline, listener: usize, name: &[u8]) -> Message {
+        let context = ClientContext {
+            client: "127.0.0.1:5300".parse().unwrap(),
+            transport: Transport::Udp,
+            listener,
+            client_subnet: None,
+        };
+        let mut out = vec![0u8; 4096];
+        let counters = juris_server::counters::Counters::default();
+        match pipeline.handle(&edns_query(name, &[]), context, &mut out, &counters) {
+            Outcome::Respond(len) => Message::from_vec(&out[..len]).unwrap(),
+            other => panic!("expected a cache hit or a block: {other:?}"),
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(64))]
+
+        /// A client whose jurisdiction is outside an order's set never gets a block from it,
+        /// whatever the order's action, state and target, for the query name and for a CNAME
+        /// into the blocked site; and (so the property is not vacuous) a client inside the set
+        /// of an active order does.
+        #[test]
+        fn outside_the_jurisdictions_never_blocked(
+            members in proptest::sample::subsequence(COUNTRIES.to_vec(), 1..COUNTRIES.len()),
+            active in any::<bool>(),
+            action in proptest::sample::select(vec!["refused", "nxdomain", "nodata"]),
+            exact in any::<bool>(),
+            via_alias in any::<bool>(),
+        ) {
+            let jurisdictions = serde_json::to_string(&members).unwrap();
+            let mut json = order("P-1", &jurisdictions, if active { "active" } else { "shadow" }, action, "");
+            if exact {
+                json = json.replace(r#""subtree", "value": "blocked.test""#, r#""domain", "value": "www.blocked.test""#);
+            }
+            let pipeline = pipeline(compile(&[json], 1));
+            let name = if via_alias { ALIAS } else { BLOCKED_WWW };
+            for (listener, code) in COUNTRIES.iter().enumerate() {
+                let response = ask(&pipeline, listener, name);
+                if members.contains(code) && active {
+                    prop_assert!(ede_of(&response).is_some_and(|(c, _)| c == 16), "{code} inside: {response:?}");
+                } else {
+                    prop_assert_eq!(response.response_code(), ResponseCode::NoError);
+                    prop_assert!(!response.answers().is_empty(), "{} outside got {:?}", code, response);
+                    prop_assert!(ede_of(&response).is_none());
+                }
+            }
+        }
+    }
 }

@@ -15,6 +15,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use ipnet::IpNet;
+use juris_geo::CountryCode;
 use serde::Deserialize;
 
 /// A configuration problem, naming the key and the reason.
@@ -69,6 +70,48 @@ pub struct RawConfig {
     pub cache: RawCache,
     /// `[log]`.
     pub log: RawLog,
+    /// `[policy]`: where the orders come from and how blocked answers look.
+    pub policy: RawPolicy,
+    /// `[geoip]`: how clients are placed in jurisdictions (the GeoIP database, trusted ECS
+    /// forwarders). Strict like the rest; see `juris_geo::GeoConfig`.
+    pub geoip: juris_geo::GeoConfig,
+}
+
+/// `[policy]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawPolicy {
+    /// Order documents: one JSON file, or a directory of `*.json` files (one order each).
+    /// Watched: changes are enforced without a restart. Default: none (no orders).
+    pub orders: Option<PathBuf>,
+    /// How often the orders path is checked for changes, milliseconds. Default 200.
+    pub watch_interval_ms: u64,
+    /// TTL (and SOA MINIMUM) of blocked answers, seconds. Default 30.
+    pub block_ttl: u32,
+    /// Jurisdictions where service is withdrawn (REFUSED + EDE 18). Default none.
+    pub withdraw: Vec<String>,
+    /// MNAME of the synthesised SOA. Default `blocked.juris.invalid.`.
+    pub soa_mname: String,
+    /// RNAME of the synthesised SOA. Default `hostmaster.juris.invalid.`.
+    pub soa_rname: String,
+    /// EDNS option code signalling structured DNS errors; 0 = only an empty EDE option
+    /// signals. Default 65001.
+    pub structured_error_option_code: u16,
+}
+
+impl Default for RawPolicy {
+    fn default() -> Self {
+        let defaults = juris_server::PolicySettings::default();
+        Self {
+            orders: None,
+            watch_interval_ms: 200,
+            block_ttl: defaults.block_ttl,
+            withdraw: Vec::new(),
+            soa_mname: defaults.soa_mname,
+            soa_rname: defaults.soa_rname,
+            structured_error_option_code: 65001,
+        }
+    }
 }
 
 /// A listener: `"127.0.0.1:53"` or `{ address = "127.0.0.1:53", country = "IT" }`.
@@ -299,6 +342,10 @@ pub struct Overrides {
     pub data_dir: Option<PathBuf>,
     /// `--threads`.
     pub threads: Option<usize>,
+    /// `--orders` (replaces `policy.orders`).
+    pub orders: Option<PathBuf>,
+    /// `--geoip` (replaces `geoip.mmdb`).
+    pub geoip: Option<PathBuf>,
 }
 
 impl RawConfig {
@@ -318,6 +365,14 @@ impl RawConfig {
             }
             if raw.server.data_dir.is_relative() && text.contains("data_dir") {
                 raw.server.data_dir = base.join(&raw.server.data_dir);
+            }
+            for path in [raw.policy.orders.as_mut(), raw.geoip.mmdb.as_mut()]
+                .into_iter()
+                .flatten()
+            {
+                if path.is_relative() {
+                    *path = base.join(&*path);
+                }
             }
         }
         Ok(raw)
@@ -353,6 +408,12 @@ impl RawConfig {
         if let Some(threads) = overrides.threads {
             self.server.threads = threads;
         }
+        if let Some(orders) = &overrides.orders {
+            self.policy.orders = Some(orders.clone());
+        }
+        if let Some(mmdb) = &overrides.geoip {
+            self.geoip.mmdb = Some(mmdb.clone());
+        }
     }
 }
 
@@ -370,7 +431,7 @@ pub struct Listener {
     /// Serve TCP.
     pub tcp: bool,
     /// Jurisdiction pin (upper-case ISO 3166-1 alpha-2).
-    pub country: Option<[u8; 2]>,
+    pub country: Option<CountryCode>,
 }
 
 /// Everything `juris serve` needs, checked.
@@ -399,6 +460,16 @@ pub struct Settings {
     pub cache: juris_resolver::cache::CacheConfig,
     /// Log filter.
     pub log_level: String,
+    /// Blocked-answer settings and withdrawn jurisdictions.
+    pub policy: juris_server::PolicySettings,
+    /// The order documents (file or directory), if any.
+    pub orders: Option<PathBuf>,
+    /// How often `orders` is checked for changes.
+    pub watch_interval: Duration,
+    /// Structured-error signal option (`None`: only the empty EDE option).
+    pub structured_error_option_code: Option<u16>,
+    /// GeoIP database and trusted ECS forwarders (validated when the classifier is built).
+    pub geo: juris_geo::GeoConfig,
 }
 
 impl Settings {
@@ -422,7 +493,14 @@ impl Settings {
                 return Err(invalid(&key, "neither udp nor tcp is enabled"));
             }
             let country = country
-                .map(|c| parse_country(c).ok_or_else(|| invalid(format!("{key}.country"), format!("{c:?} is not an ISO 3166-1 alpha-2 code"))))
+                .map(|c| {
+                    parse_jurisdiction(c).ok_or_else(|| {
+                        invalid(
+                            format!("{key}.country"),
+                            format!("{c:?} is not an ISO 3166-1 alpha-2 code"),
+                        )
+                    })
+                })
                 .transpose()?;
             listeners.push(Listener {
                 addr,
@@ -444,10 +522,20 @@ impl Settings {
             .allow
             .iter()
             .enumerate()
-            .map(|(i, a)| parse_prefix(a).ok_or_else(|| invalid(format!("server.allow[{i}]"), format!("{a:?} is not an address or prefix"))))
+            .map(|(i, a)| {
+                parse_prefix(a).ok_or_else(|| {
+                    invalid(
+                        format!("server.allow[{i}]"),
+                        format!("{a:?} is not an address or prefix"),
+                    )
+                })
+            })
             .collect::<Result<Vec<_>, _>>()?;
         if !(512..=65_535).contains(&raw.server.max_udp_payload) {
-            return Err(invalid("server.max_udp_payload", "must be between 512 and 65535"));
+            return Err(invalid(
+                "server.max_udp_payload",
+                "must be between 512 and 65535",
+            ));
         }
         if raw.server.tcp_idle_timeout_ms == 0 {
             return Err(invalid("server.tcp_idle_timeout_ms", "must be above 0"));
@@ -461,6 +549,17 @@ impl Settings {
         if raw.log.level.trim().is_empty() {
             return Err(invalid("log.level", "is empty"));
         }
+        let policy = policy_settings(&raw.policy)?;
+        if raw.policy.watch_interval_ms == 0 || raw.policy.watch_interval_ms > 60_000 {
+            return Err(invalid(
+                "policy.watch_interval_ms",
+                "must be between 1 and 60000",
+            ));
+        }
+        if let Some(path) = &raw.geoip.field_path {
+            juris_geo::FieldPath::parse(path)
+                .map_err(|e| invalid("geoip.field_path", e.to_string()))?;
+        }
         Ok(Self {
             listeners,
             default_listeners,
@@ -473,8 +572,49 @@ impl Settings {
             resolver,
             cache,
             log_level: raw.log.level.clone(),
+            policy,
+            orders: raw.policy.orders.clone(),
+            watch_interval: Duration::from_millis(raw.policy.watch_interval_ms),
+            structured_error_option_code: match raw.policy.structured_error_option_code {
+                0 => None,
+                code => Some(code),
+            },
+            geo: raw.geoip.clone(),
         })
     }
+}
+
+fn policy_settings(raw: &RawPolicy) -> Result<juris_server::PolicySettings, ConfigError> {
+    if raw.block_ttl > 86_400 {
+        return Err(invalid("policy.block_ttl", "must be at most 86400"));
+    }
+    let withdrawn = raw
+        .withdraw
+        .iter()
+        .enumerate()
+        .map(|(i, code)| {
+            parse_jurisdiction(code).ok_or_else(|| {
+                invalid(
+                    format!("policy.withdraw[{i}]"),
+                    format!("{code:?} is not an ISO 3166-1 alpha-2 code"),
+                )
+            })
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    for (key, name) in [
+        ("policy.soa_mname", &raw.soa_mname),
+        ("policy.soa_rname", &raw.soa_rname),
+    ] {
+        if juris_server::block::name_to_wire(name).is_none() {
+            return Err(invalid(key, format!("{name:?} is not a domain name")));
+        }
+    }
+    Ok(juris_server::PolicySettings {
+        block_ttl: raw.block_ttl,
+        withdrawn,
+        soa_mname: raw.soa_mname.clone(),
+        soa_rname: raw.soa_rname.clone(),
+    })
 }
 
 fn resolver_config(raw: &RawResolver) -> Result<juris_resolver::ResolverConfig, ConfigError> {
@@ -493,7 +633,10 @@ fn resolver_config(raw: &RawResolver) -> Result<juris_resolver::ResolverConfig, 
             None => juris_resolver::builtin_root_hints(),
         };
         if root_hints.is_empty() {
-            return Err(invalid("resolver.root_hints", "no root server addresses in the file"));
+            return Err(invalid(
+                "resolver.root_hints",
+                "no root server addresses in the file",
+            ));
         }
         Mode::Recursive { root_hints }
     } else {
@@ -568,7 +711,10 @@ fn cache_config(raw: &RawCache) -> Result<juris_resolver::cache::CacheConfig, Co
     let max_bytes = match &raw.size {
         RawSize::Bytes(b) => *b,
         RawSize::Text(t) => parse_size(t).ok_or_else(|| {
-            invalid("cache.size", format!("{t:?} is not a size (e.g. 65536, \"64M\", \"1G\")"))
+            invalid(
+                "cache.size",
+                format!("{t:?} is not a size (e.g. 65536, \"64M\", \"1G\")"),
+            )
         })?,
     };
     if max_bytes < 64 * 1024 {
@@ -578,7 +724,10 @@ fn cache_config(raw: &RawCache) -> Result<juris_resolver::cache::CacheConfig, Co
         return Err(invalid("cache.min_ttl", "is above cache.max_ttl"));
     }
     if raw.servfail_ttl == 0 || raw.servfail_ttl > 300 {
-        return Err(invalid("cache.servfail_ttl", "must be between 1 and 300 (RFC 9520)"));
+        return Err(invalid(
+            "cache.servfail_ttl",
+            "must be between 1 and 300 (RFC 9520)",
+        ));
     }
     Ok(juris_resolver::cache::CacheConfig {
         max_bytes,
@@ -607,14 +756,12 @@ pub fn parse_size(text: &str) -> Option<u64> {
     digits.trim().parse::<u64>().ok()?.checked_mul(multiplier)
 }
 
-/// `IT` → `*b"IT"` (two ASCII letters, upper-cased).
-pub fn parse_country(text: &str) -> Option<[u8; 2]> {
-    match text.as_bytes() {
-        [a, b] if a.is_ascii_alphabetic() && b.is_ascii_alphabetic() => {
-            Some([a.to_ascii_uppercase(), b.to_ascii_uppercase()])
-        }
-        _ => None,
-    }
+/// `it` → `IT`: two letters that ISO 3166-1 assigns as a country code.
+pub fn parse_jurisdiction(text: &str) -> Option<CountryCode> {
+    let code = CountryCode::parse(text).ok()?;
+    let assigned = juris_policy::Country::from_ascii(&code.as_bytes())
+        .is_ok_and(|country| country.is_assigned());
+    assigned.then_some(code)
 }
 
 /// `10.0.0.0/8` or a bare address (as a host prefix).
@@ -627,9 +774,11 @@ pub fn parse_prefix(text: &str) -> Option<IpNet> {
 
 /// `192.0.2.1`, `192.0.2.1:5300`, `2001:db8::1`, `[2001:db8::1]:5300`.
 pub fn parse_upstream(text: &str) -> Option<SocketAddr> {
-    text.parse::<SocketAddr>()
-        .ok()
-        .or_else(|| text.parse::<IpAddr>().ok().map(|ip| SocketAddr::new(ip, 53)))
+    text.parse::<SocketAddr>().ok().or_else(|| {
+        text.parse::<IpAddr>()
+            .ok()
+            .map(|ip| SocketAddr::new(ip, 53))
+    })
 }
 
 #[cfg(test)]
@@ -641,7 +790,10 @@ mod tests {
         let settings = Settings::from_raw(&RawConfig::default()).unwrap();
         assert_eq!(settings.listeners.len(), 2);
         assert!(settings.default_listeners);
-        assert_eq!(settings.listeners[0].addr, "127.0.0.1:5353".parse().unwrap());
+        assert_eq!(
+            settings.listeners[0].addr,
+            "127.0.0.1:5353".parse().unwrap()
+        );
         assert!(matches!(
             settings.resolver.mode,
             juris_resolver::Mode::Recursive { .. }
@@ -669,6 +821,14 @@ mod tests {
                 "[server]\nlisten = [{ address = \"127.0.0.1:53\", country = \"Italy\" }]",
                 "server.listen[0].country",
             ),
+            ("[policy]\nwithdraw = [\"XX\"]", "policy.withdraw[0]"),
+            ("[policy]\nblock_ttl = 100000", "policy.block_ttl"),
+            ("[policy]\nsoa_mname = \"a..b\"", "policy.soa_mname"),
+            (
+                "[policy]\nwatch_interval_ms = 0",
+                "policy.watch_interval_ms",
+            ),
+            ("[geoip]\nfield_path = \"a..b\"", "geoip.field_path"),
         ];
         for (text, key) in cases {
             let raw = RawConfig::from_toml(text, "t.toml").unwrap();
@@ -699,7 +859,55 @@ mod tests {
             }
             other => panic!("{other:?}"),
         }
-        assert!(s.resolver.allow_loopback_upstreams, "loopback forwarders imply it");
+        assert!(
+            s.resolver.allow_loopback_upstreams,
+            "loopback forwarders imply it"
+        );
+    }
+
+    #[test]
+    fn policy_and_geoip_keys() {
+        let raw = RawConfig::from_toml(
+            r#"
+            [server]
+            listen = [{ address = "127.0.0.1:5354", country = "it" }]
+            [policy]
+            orders = "/etc/juris/orders"
+            block_ttl = 60
+            withdraw = ["FR"]
+            structured_error_option_code = 0
+            [geoip]
+            mmdb = "/var/lib/juris/countries.mmdb"
+            field_path = "country.iso_code"
+            trusted_ecs_forwarders = ["192.0.2.0/24"]
+            "#,
+            "t.toml",
+        )
+        .unwrap();
+        let s = Settings::from_raw(&raw).unwrap();
+        assert_eq!(
+            s.listeners[0].country,
+            Some(CountryCode::parse("IT").unwrap())
+        );
+        assert_eq!(s.policy.block_ttl, 60);
+        assert_eq!(s.policy.withdrawn, vec![CountryCode::parse("FR").unwrap()]);
+        assert_eq!(s.orders, Some(PathBuf::from("/etc/juris/orders")));
+        assert_eq!(s.structured_error_option_code, None);
+        assert_eq!(s.geo.trusted_ecs_forwarders.len(), 1);
+        assert!(RawConfig::from_toml("[geoip]\nmmdbb = \"x\"", "t").is_err());
+        assert!(RawConfig::from_toml("[policy]\norder = \"x\"", "t").is_err());
+
+        let mut raw = RawConfig::default();
+        raw.apply(&Overrides {
+            orders: Some("/o".into()),
+            geoip: Some("/g.mmdb".into()),
+            ..Overrides::default()
+        });
+        let s = Settings::from_raw(&raw).unwrap();
+        assert_eq!(s.orders, Some(PathBuf::from("/o")));
+        assert_eq!(s.geo.mmdb, Some(PathBuf::from("/g.mmdb")));
+        assert_eq!(s.policy, juris_server::PolicySettings::default());
+        assert_eq!(s.structured_error_option_code, Some(65001));
     }
 
     #[test]
@@ -720,8 +928,7 @@ mod tests {
             let path = entry.unwrap().path();
             if path.extension().is_some_and(|e| e == "toml") {
                 let raw = RawConfig::from_file(&path).unwrap();
-                Settings::from_raw(&raw)
-                    .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+                Settings::from_raw(&raw).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
                 seen += 1;
             }
         }

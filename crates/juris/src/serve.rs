@@ -1,16 +1,34 @@
-//! `juris serve`: wires the cache, the resolver and the listeners together and waits for a
-//! signal. SIGINT and SIGTERM shut down cleanly; SIGHUP reloads what can be reloaded.
+//! `juris serve`: wires the cache, the resolver, the policy and the listeners together and
+//! waits for a signal. SIGINT and SIGTERM shut down cleanly; SIGHUP reloads the GeoIP database
+//! and re-reads the orders.
+//!
+//! ```text
+//!  Settings ─► Classifier (GeoIP, trusted ECS)      ─┐
+//!           ─► OrderLoader::load ─► PolicyHandle     ─┼─► PolicyEngine ─► juris_server::start_with_policy
+//!           ─► cache + resolver                      ─┘
+//!  threads: order watcher (poll every 200 ms) · status writer (DATA_DIR/status.json every 2 s)
+//! ```
 
-use std::sync::Arc;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::thread::JoinHandle;
+use std::time::Duration;
 
 use anyhow::Context;
+use juris_geo::Classifier;
 use juris_resolver::cache::AnswerCache;
 use juris_resolver::clock::{SharedClock, SystemClock};
 use juris_resolver::Resolver;
-use juris_server::{ListenerConfig, ServerConfig};
-use tracing::{info, warn};
+use juris_server::{ListenerConfig, PolicyEngine, PolicyHandle, ServerConfig};
+use tracing::{error, info, warn};
 
 use crate::config::Settings;
+use crate::orders::OrderLoader;
+use crate::status::Status;
+
+/// How often `DATA_DIR/status.json` is rewritten.
+const STATUS_INTERVAL: Duration = Duration::from_secs(2);
 
 /// Runs until SIGINT or SIGTERM.
 pub fn run(settings: Settings) -> anyhow::Result<()> {
@@ -23,9 +41,10 @@ pub fn run(settings: Settings) -> anyhow::Result<()> {
     })?;
 
     let clock: SharedClock = Arc::new(SystemClock);
+    let (engine, loader) = policy_engine(&settings, clock.unix_seconds())?;
     let cache = Arc::new(AnswerCache::new(settings.cache.clone()));
-    let resolver = Resolver::new(settings.resolver.clone(), cache, clock.clone())
-        .context("resolver")?;
+    let resolver =
+        Resolver::new(settings.resolver.clone(), cache, clock.clone()).context("resolver")?;
     match &settings.resolver.mode {
         juris_resolver::Mode::Recursive { root_hints } => {
             info!(root_servers = root_hints.len(), "recursive mode")
@@ -36,13 +55,19 @@ pub fn run(settings: Settings) -> anyhow::Result<()> {
     }
 
     let mut config = server_config(&settings);
-    let server = match juris_server::start(config.clone(), resolver.clone(), clock.clone()) {
+    let server = match juris_server::start_with_policy(
+        config.clone(),
+        resolver.clone(),
+        clock.clone(),
+        engine.clone(),
+    ) {
         Ok(server) => server,
         // The embedded defaults include [::1]: a machine without IPv6 still gets a server.
         Err(e) if settings.default_listeners => {
             warn!(error = %e, "default listeners failed; retrying on IPv4 loopback only");
             config.listeners.retain(|l| l.addr.is_ipv4());
-            juris_server::start(config, resolver, clock).context("starting listeners")?
+            juris_server::start_with_policy(config, resolver, clock.clone(), engine.clone())
+                .context("starting listeners")?
         }
         Err(e) => return Err(e).context("starting listeners"),
     };
@@ -50,17 +75,161 @@ pub fn run(settings: Settings) -> anyhow::Result<()> {
         info!(addr = %listener.addr, udp = listener.udp, tcp = listener.tcp, "listening");
     }
 
+    let loader = loader.map(|l| Arc::new(Mutex::new(l)));
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut threads: Vec<JoinHandle<()>> = Vec::new();
+    if let Some(loader) = &loader {
+        threads.push(watch_orders(
+            Arc::clone(loader),
+            clock.clone(),
+            settings.watch_interval,
+            Arc::clone(&stop),
+        )?);
+    }
+    let status = StatusWriter {
+        engine: engine.clone(),
+        loader: loader.clone(),
+        data_dir: settings.data_dir.clone(),
+    };
+    status.write(true);
+    threads.push(status.clone().spawn(Arc::clone(&stop))?);
+
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .context("signal runtime")?;
-    runtime.block_on(wait_for_shutdown())?;
+    runtime.block_on(wait_for_shutdown(|| {
+        reload(&engine, loader.as_deref(), clock.unix_seconds())
+    }))?;
     info!("shutting down");
+    stop.store(true, Ordering::Relaxed);
+    for thread in threads {
+        let _ = thread.join();
+    }
     server.shutdown();
+    status.write(false);
     Ok(())
 }
 
-fn server_config(settings: &Settings) -> ServerConfig {
+/// The classifier and the policy as configured: the same for `serve` and `explain`. The
+/// orders are loaded through the loader that also handles every later change.
+pub fn policy_engine(
+    settings: &Settings,
+    now: u64,
+) -> anyhow::Result<(PolicyEngine, Option<OrderLoader>)> {
+    let classifier = Classifier::new(&settings.geo).context("geoip")?;
+    if let Some(database) = classifier.database() {
+        let info = database.info();
+        info!(
+            path = %info.path.display(),
+            database_type = %info.database_type,
+            field_path = %info.field_path,
+            "GeoIP database loaded"
+        );
+    }
+    let handle = Arc::new(PolicyHandle::default());
+    let loader = match &settings.orders {
+        Some(path) => {
+            let mut loader = OrderLoader::new(path.clone(), Arc::clone(&handle));
+            let loaded = loader
+                .load(now)
+                .with_context(|| format!("policy.orders: cannot load {}", path.display()))?;
+            info!(path = %path.display(), generation = loaded.generation, orders = loaded.orders, "orders loaded");
+            Some(loader)
+        }
+        None => None,
+    };
+    Ok((PolicyEngine::new(handle, Arc::new(classifier)), loader))
+}
+
+/// SIGHUP: reload the GeoIP database and re-read the orders; failures keep what is in force.
+fn reload(engine: &PolicyEngine, loader: Option<&Mutex<OrderLoader>>, now: u64) {
+    match engine.classifier.reload() {
+        Ok(Some(info)) => info!(path = %info.path.display(), "SIGHUP: GeoIP database reloaded"),
+        Ok(None) => info!("SIGHUP: no GeoIP database configured"),
+        Err(e) => {
+            error!("SIGHUP: GeoIP database NOT reloaded, the previous one stays in force: {e}")
+        }
+    }
+    if let Some(loader) = loader {
+        loader
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .reload(now, "SIGHUP");
+    }
+}
+
+fn watch_orders(
+    loader: Arc<Mutex<OrderLoader>>,
+    clock: SharedClock,
+    interval: Duration,
+    stop: Arc<AtomicBool>,
+) -> anyhow::Result<JoinHandle<()>> {
+    std::thread::Builder::new()
+        .name("juris-orders".into())
+        .spawn(move || {
+            while !stop.load(Ordering::Relaxed) {
+                std::thread::sleep(interval);
+                loader
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .poll(clock.unix_seconds());
+            }
+        })
+        .context("order watcher thread")
+}
+
+#[derive(Clone)]
+struct StatusWriter {
+    engine: PolicyEngine,
+    loader: Option<Arc<Mutex<OrderLoader>>>,
+    data_dir: PathBuf,
+}
+
+impl StatusWriter {
+    fn write(&self, running: bool) {
+        let (source, last_error) = match &self.loader {
+            Some(loader) => {
+                let loader = loader.lock().unwrap_or_else(PoisonError::into_inner);
+                (
+                    Some(loader.path().to_owned()),
+                    loader.last_error().map(str::to_owned),
+                )
+            }
+            None => (None, None),
+        };
+        let status = Status::collect(
+            &self.engine,
+            source.as_deref(),
+            last_error.as_deref(),
+            running,
+        );
+        if let Err(e) = status.write(&self.data_dir) {
+            warn!("status: {e:#}");
+        }
+    }
+
+    fn spawn(self, stop: Arc<AtomicBool>) -> anyhow::Result<JoinHandle<()>> {
+        std::thread::Builder::new()
+            .name("juris-status".into())
+            .spawn(move || {
+                let tick = Duration::from_millis(100);
+                let mut waited = Duration::ZERO;
+                while !stop.load(Ordering::Relaxed) {
+                    std::thread::sleep(tick);
+                    waited += tick;
+                    if waited >= STATUS_INTERVAL {
+                        waited = Duration::ZERO;
+                        self.write(true);
+                    }
+                }
+            })
+            .context("status thread")
+    }
+}
+
+/// The listeners' configuration (also what `explain` runs its pipeline with).
+pub fn server_config(settings: &Settings) -> ServerConfig {
     ServerConfig {
         listeners: settings
             .listeners
@@ -69,6 +238,7 @@ fn server_config(settings: &Settings) -> ServerConfig {
                 addr: l.addr,
                 udp: l.udp,
                 tcp: l.tcp,
+                country: l.country,
             })
             .collect(),
         threads: settings.threads,
@@ -76,11 +246,13 @@ fn server_config(settings: &Settings) -> ServerConfig {
         tcp_idle_timeout: settings.tcp_idle_timeout,
         tcp_max_connections: settings.tcp_max_connections,
         max_udp_payload: settings.max_udp_payload,
+        structured_error_option_code: settings.structured_error_option_code,
+        policy: settings.policy.clone(),
         ..ServerConfig::default()
     }
 }
 
-async fn wait_for_shutdown() -> anyhow::Result<()> {
+async fn wait_for_shutdown(mut on_hangup: impl FnMut()) -> anyhow::Result<()> {
     use tokio::signal::unix::{signal, SignalKind};
     let mut terminate = signal(SignalKind::terminate()).context("SIGTERM handler")?;
     let mut interrupt = signal(SignalKind::interrupt()).context("SIGINT handler")?;
@@ -89,7 +261,7 @@ async fn wait_for_shutdown() -> anyhow::Result<()> {
         tokio::select! {
             _ = terminate.recv() => return Ok(()),
             _ = interrupt.recv() => return Ok(()),
-            _ = hangup.recv() => info!("SIGHUP: nothing to reload yet"),
+            _ = hangup.recv() => on_hangup(),
         }
     }
 }

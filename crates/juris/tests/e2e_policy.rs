@@ -1,0 +1,542 @@
+//! End-to-end tests of legal orders on the answer path: `juris serve --geoip FILE --orders DIR`
+//! recursing through real NSD servers on loopback, asked by `dig` from client addresses that
+//! an MMDB written here places in Italy, Germany, France (withdrawn) or nowhere.
+//!
+//! Needs `nsd` and `dig` and root (NSD binds port 53 on 127.x addresses), like
+//! `e2e_resolver.rs`.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "tests: a failed expectation is a test failure"
+)]
+
+use std::fs;
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use juris_testkit::addresses::AddressBlock;
+use juris_testkit::dig::{Lookup, Response};
+use juris_testkit::hierarchy::{Hierarchy, Zone};
+use juris_testkit::juris::Juris;
+use juris_testkit::mmdb::{MmdbWriter, Shape};
+
+const JURIS: &str = env!("CARGO_BIN_EXE_juris");
+const ORDER_ID: &str = "IT-MI-2024-0001";
+const REFERENCE_TEXT: &str =
+    "blocked by order IT-MI-2024-0001 (Tribunale di Milano, RG 12345/2024)";
+
+/// ```text
+/// .  ── to.   ── kickasstorrents.to.   www, @ A
+///    ├─ pro.  ── limetorrents.pro.     @, www A
+///    └─ test. ── ilcorsaronero.test.   @, www A
+///             ├─ innocent.test.        www A; alias CNAME www.kickasstorrents.to.
+///             ├─ kat-mirror.test.      www A          (the "future domain")
+///             └─ elsewhere.test.       www, soon, shadowed A (other orders' targets)
+/// ```
+fn world() -> Hierarchy {
+    Hierarchy::builder()
+        .zone(Zone::new("to."))
+        .zone(Zone::new("kickasstorrents.to.").records("@ A 192.0.2.10\nwww A 192.0.2.10"))
+        .zone(Zone::new("pro."))
+        .zone(Zone::new("limetorrents.pro.").records("@ A 192.0.2.20\nwww A 192.0.2.20"))
+        .zone(Zone::new("test."))
+        .zone(Zone::new("ilcorsaronero.test.").records("@ A 192.0.2.30\nwww A 192.0.2.30"))
+        .zone(
+            Zone::new("innocent.test.")
+                .records("www A 192.0.2.40\nalias CNAME www.kickasstorrents.to."),
+        )
+        .zone(Zone::new("kat-mirror.test.").records("www A 192.0.2.50"))
+        .zone(
+            Zone::new("elsewhere.test.")
+                .records("www A 192.0.2.60\nsoon A 192.0.2.61\nshadowed A 192.0.2.62"),
+        )
+        .start()
+}
+
+/// The Milan order of the issue, with `extra_targets` appended and `state`.
+fn milan_order(state: &str, extra_targets: &str) -> String {
+    format!(
+        r#"{{
+  "id": "{ORDER_ID}",
+  "kind": "court_order",
+  "authority": "Tribunale di Milano",
+  "reference": "RG 12345/2024",
+  "legal_basis": "L. 633/1941; L. 93/2023",
+  "requested_by": ["FIMI", "FPM"],
+  "jurisdictions": ["IT"],
+  "targets": [
+    {{"type": "subtree", "value": "kickasstorrents.to"}},
+    {{"type": "subtree", "value": "limetorrents.pro"}},
+    {{"type": "subtree", "value": "ilcorsaronero.test"}}{extra_targets}
+  ],
+  "action": "nxdomain",
+  "block_addresses": false,
+  "state": "{state}",
+  "effective_from": "2024-05-01T00:00:00Z",
+  "comply_by": "2024-05-31T00:00:00Z",
+  "expires_at": null,
+  "windows": [],
+  "notice": {{"text": "Blocked by order of the Court of Milan", "lang": "en", "url": "https://lumendatabase.org/notices/0"}},
+  "parent": null
+}}"#
+    )
+}
+
+/// A one-target order for Italy.
+fn simple_order(id: &str, state: &str, target: &str, extra: &str) -> String {
+    format!(
+        r#"{{"id": "{id}", "kind": "court_order", "authority": "Tribunale di Roma",
+            "reference": "RG 1/2025", "jurisdictions": ["IT"], "action": "nxdomain",
+            "state": "{state}", "targets": [{{"type": "domain", "value": "{target}"}}] {extra}}}"#
+    )
+}
+
+/// Writes a file so that a watcher never sees it half written (write, then rename).
+fn write_atomically(path: &Path, text: &str) {
+    let temporary = path.with_extension("tmp");
+    fs::write(&temporary, text).unwrap();
+    fs::rename(&temporary, path).unwrap();
+}
+
+struct Setup {
+    _hierarchy: Hierarchy,
+    juris: Juris,
+    clients: AddressBlock,
+    directory: tempfile::TempDir,
+}
+
+impl Setup {
+    fn orders(&self) -> PathBuf {
+        self.directory.path().join("orders")
+    }
+    fn mmdb(&self) -> PathBuf {
+        self.directory.path().join("countries.mmdb")
+    }
+    fn config(&self) -> PathBuf {
+        self.directory.path().join("juris.toml")
+    }
+    fn data_dir(&self) -> PathBuf {
+        self.directory.path().join("data")
+    }
+    fn italy(&self) -> IpAddr {
+        IpAddr::V4(self.clients.address(101))
+    }
+    fn germany(&self) -> IpAddr {
+        IpAddr::V4(self.clients.address(102))
+    }
+    fn france(&self) -> IpAddr {
+        IpAddr::V4(self.clients.address(103))
+    }
+    fn nowhere(&self) -> IpAddr {
+        IpAddr::V4(self.clients.address(104))
+    }
+
+    fn dig(&self, client: IpAddr, name: &str) -> Response {
+        ask(&Lookup::dig(self.juris.address(), name, "A")
+            .source(client)
+            .timeout_seconds(5))
+    }
+
+    fn dig_tcp(&self, client: IpAddr, name: &str) -> Response {
+        ask(&Lookup::dig(self.juris.address(), name, "A")
+            .source(client)
+            .tcp()
+            .timeout_seconds(5))
+    }
+
+    /// `juris explain` with the same files as the server.
+    fn explain(&self, client: IpAddr, name: &str, extra: &[&str]) -> String {
+        let output = Command::new(JURIS)
+            .arg("explain")
+            .arg(name)
+            .arg("--client")
+            .arg(client.to_string())
+            .arg("--config")
+            .arg(self.config())
+            .arg("--orders")
+            .arg(self.orders())
+            .arg("--geoip")
+            .arg(self.mmdb())
+            .args(extra)
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&output.stdout).into_owned();
+        assert!(
+            output.status.success(),
+            "juris explain failed: {text}{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        text
+    }
+}
+
+/// The hierarchy, an MMDB for the client addresses, the orders, and juris serving them.
+fn setup(orders: &[(&str, String)]) -> Setup {
+    let hierarchy = world();
+    let clients = AddressBlock::allocate();
+    let directory = tempfile::tempdir().unwrap();
+    let orders_dir = directory.path().join("orders");
+    fs::create_dir_all(&orders_dir).unwrap();
+    for (file, text) in orders {
+        fs::write(orders_dir.join(file), text).unwrap();
+    }
+    let mmdb = directory.path().join("countries.mmdb");
+    MmdbWriter::new(Shape::CountryCode)
+        .insert(
+            format!("{}/32", clients.address(101)).parse().unwrap(),
+            "IT",
+        )
+        .insert(
+            format!("{}/32", clients.address(102)).parse().unwrap(),
+            "DE",
+        )
+        .insert(
+            format!("{}/32", clients.address(103)).parse().unwrap(),
+            "FR",
+        )
+        .insert("127.0.0.101/32".parse().unwrap(), "IT")
+        .insert("127.0.0.102/32".parse().unwrap(), "DE")
+        .write_to(&mmdb)
+        .unwrap();
+    let config = directory.path().join("juris.toml");
+    fs::write(&config, "[policy]\nwithdraw = [\"FR\"]\nblock_ttl = 30\n").unwrap();
+    let data_dir = directory.path().join("data");
+    fs::create_dir_all(&data_dir).unwrap();
+    let juris = Juris::builder(JURIS)
+        .root_hints(hierarchy.root_hints())
+        .args(["--threads", "2"])
+        .arg("--config")
+        .arg(&config)
+        .arg("--geoip")
+        .arg(&mmdb)
+        .arg("--orders")
+        .arg(&orders_dir)
+        .arg("--data-dir")
+        .arg(&data_dir)
+        .start();
+    Setup {
+        _hierarchy: hierarchy,
+        juris,
+        clients,
+        directory,
+    }
+}
+
+fn ask(lookup: &Lookup) -> Response {
+    lookup
+        .run()
+        .unwrap_or_else(|failure| panic!("{}: {failure}", lookup.command_line()))
+}
+
+fn assert_blocked(response: &Response, soa_owner: &str) {
+    assert_eq!(response.status, "NXDOMAIN", "{}", response.output);
+    assert!(response.answer.is_empty(), "{}", response.output);
+    let soa = response.authority_soa();
+    assert_eq!(soa.len(), 1, "{}", response.output);
+    assert_eq!(soa[0].name, soa_owner, "{}", response.output);
+    assert!(soa[0].ttl <= 30, "{}", response.output);
+    let ede = &response.extended_errors;
+    assert_eq!(ede.len(), 1, "{}", response.output);
+    assert_eq!(ede[0].code, 16, "{}", response.output);
+    assert_eq!(
+        ede[0].text.as_deref(),
+        Some(REFERENCE_TEXT),
+        "{}",
+        response.output
+    );
+}
+
+fn assert_resolved(response: &Response, address: &str) {
+    assert_eq!(response.status, "NOERROR", "{}", response.output);
+    assert_eq!(response.answer_data("A"), [address], "{}", response.output);
+    assert!(response.extended_errors.is_empty(), "{}", response.output);
+}
+
+/// Polls `check` until it holds or `limit` passes; the time it took.
+fn within(limit: Duration, mut check: impl FnMut() -> bool) -> Option<Duration> {
+    let start = Instant::now();
+    while start.elapsed() <= limit {
+        if check() {
+            return Some(start.elapsed());
+        }
+        thread::sleep(Duration::from_millis(25));
+    }
+    None
+}
+
+#[test]
+fn italy_is_blocked_where_germany_resolves_over_udp_and_tcp() {
+    let s = setup(&[
+        ("it-mi-2024-0001.json", milan_order("active", "")),
+        (
+            "shadow.json",
+            simple_order("IT-SHADOW-1", "shadow", "shadowed.elsewhere.test", ""),
+        ),
+    ]);
+    let (italy, germany) = (s.italy(), s.germany());
+
+    // The three sites and their subdomains, for Italy only.
+    for (name, owner, address) in [
+        ("kickasstorrents.to.", "kickasstorrents.to.", "192.0.2.10"),
+        (
+            "www.kickasstorrents.to.",
+            "kickasstorrents.to.",
+            "192.0.2.10",
+        ),
+        ("limetorrents.pro.", "limetorrents.pro.", "192.0.2.20"),
+        ("www.limetorrents.pro.", "limetorrents.pro.", "192.0.2.20"),
+        ("ilcorsaronero.test.", "ilcorsaronero.test.", "192.0.2.30"),
+        (
+            "www.ilcorsaronero.test.",
+            "ilcorsaronero.test.",
+            "192.0.2.30",
+        ),
+    ] {
+        assert_blocked(&s.dig(italy, name), owner);
+        assert_blocked(&s.dig_tcp(italy, name), owner);
+        assert_resolved(&s.dig(germany, name), address);
+        assert_resolved(&s.dig_tcp(germany, name), address);
+        // After Germany filled the cache, Italy is still blocked: policy comes after it.
+        assert_blocked(&s.dig(italy, name), owner);
+    }
+    // A client nowhere in the database: only global orders apply.
+    assert_resolved(&s.dig(s.nowhere(), "www.kickasstorrents.to."), "192.0.2.10");
+
+    // A name whose CNAME points into a blocked site: blocked for Italy (SOA at the query
+    // name), resolved for Germany.
+    assert_blocked(
+        &s.dig(italy, "alias.innocent.test."),
+        "alias.innocent.test.",
+    );
+    let german = s.dig(germany, "alias.innocent.test.");
+    assert_eq!(german.answer_data("A"), ["192.0.2.10"], "{}", german.output);
+    assert_blocked(
+        &s.dig(italy, "alias.innocent.test."),
+        "alias.innocent.test.",
+    );
+    assert_resolved(&s.dig(italy, "www.innocent.test."), "192.0.2.40");
+
+    // A shadow order never blocks.
+    assert_resolved(&s.dig(italy, "shadowed.elsewhere.test."), "192.0.2.62");
+
+    // Structured errors when the client signals them (an empty EDE option).
+    let structured = ask(
+        &Lookup::dig(s.juris.address(), "www.kickasstorrents.to.", "A")
+            .source(italy)
+            .arg("+ednsopt=15"),
+    );
+    assert_eq!(structured.status, "NXDOMAIN", "{}", structured.output);
+    let text = structured.extended_errors[0]
+        .text
+        .clone()
+        .unwrap_or_default();
+    assert!(
+        text.contains(r#""o":"Tribunale di Milano""#) && text.contains(r#""l":"en""#),
+        "{}",
+        structured.output
+    );
+    assert!(
+        text.contains("RG 12345/2024") && !text.contains(r#""s":"#),
+        "{text}"
+    );
+
+    // A withdrawn jurisdiction: REFUSED + EDE 18 for everything, UDP and TCP.
+    for response in [
+        s.dig(s.france(), "www.innocent.test."),
+        s.dig_tcp(s.france(), "www.innocent.test."),
+    ] {
+        assert_eq!(response.status, "REFUSED", "{}", response.output);
+        assert_eq!(response.extended_errors[0].code, 18, "{}", response.output);
+    }
+
+    // Explain names the order and how the jurisdiction was decided, for both clients.
+    let it = s.explain(italy, "www.kickasstorrents.to", &[]);
+    assert!(it.contains("jurisdiction: IT (decided by geoip)"), "{it}");
+    assert!(it.contains("verdict:      BLOCK"), "{it}");
+    assert!(
+        it.contains(&format!("fired:        order {ORDER_ID}")),
+        "{it}"
+    );
+    assert!(it.contains("subtree kickasstorrents.to"), "{it}");
+    assert!(it.contains("status: NXDOMAIN"), "{it}");
+    assert!(
+        it.contains(&format!("EDE: 16 (Censored): {REFERENCE_TEXT}")),
+        "{it}"
+    );
+    let de = s.explain(germany, "www.kickasstorrents.to", &[]);
+    assert!(de.contains("jurisdiction: DE (decided by geoip)"), "{de}");
+    assert!(de.contains("verdict:      ALLOW"), "{de}");
+    assert!(de.contains(ORDER_ID), "{de}");
+    assert!(
+        de.contains("does not apply: the client is outside the order's jurisdictions"),
+        "{de}"
+    );
+    assert!(de.contains("resolved normally"), "{de}");
+    let pinned = s.explain(
+        germany,
+        "www.kickasstorrents.to",
+        &["--country", "IT", "--json"],
+    );
+    let report: serde_json::Value = serde_json::from_str(&pinned).unwrap();
+    assert_eq!(report["jurisdiction"]["decided_by"], "listener", "{pinned}");
+    assert_eq!(report["verdict"], "block", "{pinned}");
+    assert_eq!(report["fired"]["order"], ORDER_ID, "{pinned}");
+    assert_eq!(report["response"]["rcode"], "NXDOMAIN", "{pinned}");
+
+    // The counters reach DATA_DIR/status.json (written every 2 s) and `juris status`.
+    let counted = within(Duration::from_secs(6), || {
+        let Ok(text) = fs::read_to_string(s.data_dir().join("status.json")) else {
+            return false;
+        };
+        let status: serde_json::Value = serde_json::from_str(&text).unwrap_or_default();
+        let rows = status["counters"].as_array().cloned().unwrap_or_default();
+        let row = |order: &str, field: &str| {
+            rows.iter()
+                .find(|r| r["order"] == order && r["jurisdiction"] == "IT")
+                .and_then(|r| r[field].as_u64())
+                .unwrap_or(0)
+        };
+        row(ORDER_ID, "blocked") >= 20 && row("IT-SHADOW-1", "shadow") >= 1
+    });
+    assert!(
+        counted.is_some(),
+        "{}",
+        fs::read_to_string(s.data_dir().join("status.json")).unwrap_or_default()
+    );
+    let status = Command::new(JURIS)
+        .args(["status", "--data-dir"])
+        .arg(s.data_dir())
+        .output()
+        .unwrap();
+    let status = String::from_utf8_lossy(&status.stdout);
+    assert!(
+        status.contains(&format!("{ORDER_ID} IT: blocked")),
+        "{status}"
+    );
+    assert!(status.contains("withdrawn FR: refused 2"), "{status}");
+    assert!(
+        !status.contains(&s.italy().to_string()),
+        "no client addresses: {status}"
+    );
+}
+
+#[test]
+fn order_changes_apply_within_a_second_without_restart() {
+    let from_now = |seconds: i64| {
+        jiff::Timestamp::now()
+            .checked_add(jiff::SignedDuration::from_secs(seconds))
+            .unwrap()
+    };
+    let in_an_hour = from_now(3600);
+    let s = setup(&[
+        ("it-mi-2024-0001.json", milan_order("active", "")),
+        (
+            "rome.json",
+            simple_order(
+                "IT-RM-1",
+                "active",
+                "www.elsewhere.test",
+                &format!(r#", "expires_at": "{in_an_hour}""#),
+            ),
+        ),
+    ]);
+    let italy = s.italy();
+    let orders = s.orders();
+
+    // An order that reaches its expires_at stops blocking, without any file change: the
+    // engine checks the time on every query.
+    assert_resolved(&s.dig(italy, "soon.elsewhere.test."), "192.0.2.61");
+    let soon = from_now(3);
+    write_atomically(
+        &orders.join("soon.json"),
+        &simple_order(
+            "IT-RM-2",
+            "active",
+            "soon.elsewhere.test",
+            &format!(r#", "expires_at": "{soon}""#),
+        ),
+    );
+    let blocked = within(Duration::from_secs(2), || {
+        s.dig(italy, "soon.elsewhere.test.").status == "NXDOMAIN"
+    });
+    assert!(blocked.is_some(), "IT-RM-2 never blocked");
+    let expired = within(Duration::from_secs(6), || {
+        s.dig(italy, "soon.elsewhere.test.").status == "NOERROR"
+    });
+    assert!(
+        expired.is_some(),
+        "IT-RM-2 still blocks after its expires_at"
+    );
+    assert!(
+        jiff::Timestamp::now() >= soon,
+        "unblocked before its expires_at"
+    );
+
+    // A "future domain" added to the order file is blocked within a second, no restart.
+    assert_resolved(&s.dig(italy, "www.kat-mirror.test."), "192.0.2.50");
+    write_atomically(
+        &orders.join("it-mi-2024-0001.json"),
+        &milan_order(
+            "active",
+            r#", {"type": "subtree", "value": "kat-mirror.test"}"#,
+        ),
+    );
+    let took = within(Duration::from_secs(3), || {
+        s.dig(italy, "www.kat-mirror.test.").status == "NXDOMAIN"
+    })
+    .expect("the future domain was never blocked");
+    assert!(took <= Duration::from_secs(1), "enforced after {took:?}");
+    assert_blocked(&s.dig(italy, "www.kat-mirror.test."), "kat-mirror.test.");
+    assert_resolved(&s.dig(s.germany(), "www.kat-mirror.test."), "192.0.2.50");
+
+    // An invalid change keeps the last good policy in force and is logged with the file and
+    // the field.
+    write_atomically(
+        &orders.join("broken.json"),
+        &simple_order("BROKEN", "active", "com", ""),
+    );
+    let logged = within(Duration::from_secs(3), || {
+        s.juris.stderr().contains("broken.json")
+    });
+    assert!(logged.is_some(), "{}", s.juris.stderr());
+    let log = s.juris.stderr();
+    assert!(
+        log.contains("ERROR") && log.contains("targets[0].value"),
+        "{log}"
+    );
+    assert_blocked(&s.dig(italy, "www.kat-mirror.test."), "kat-mirror.test.");
+    fs::remove_file(orders.join("broken.json")).unwrap();
+
+    // Expiring an order by editing it, and lifting one, stop the blocks within a second.
+    assert_eq!(s.dig(italy, "www.elsewhere.test.").status, "NXDOMAIN");
+    let past = jiff::Timestamp::now() - jiff::SignedDuration::from_secs(60);
+    write_atomically(
+        &orders.join("rome.json"),
+        &simple_order(
+            "IT-RM-1",
+            "active",
+            "www.elsewhere.test",
+            &format!(r#", "expires_at": "{past}""#),
+        ),
+    );
+    write_atomically(
+        &orders.join("it-mi-2024-0001.json"),
+        &milan_order("lifted", ""),
+    );
+    let lifted = within(Duration::from_secs(3), || {
+        s.dig(italy, "www.kickasstorrents.to.").status == "NOERROR"
+            && s.dig(italy, "www.elsewhere.test.").status == "NOERROR"
+    })
+    .expect("the lifted and expired orders still block");
+    assert!(
+        lifted <= Duration::from_secs(1) + Duration::from_millis(500),
+        "took {lifted:?}"
+    );
+    assert_resolved(&s.dig(italy, "www.kickasstorrents.to."), "192.0.2.10");
+    assert_resolved(&s.dig(italy, "www.elsewhere.test."), "192.0.2.60");
+    assert_resolved(&s.dig_tcp(italy, "www.kat-mirror.test."), "192.0.2.50");
+    assert!(s.juris.is_running());
+}
