@@ -11,6 +11,9 @@ use crate::pipeline::Transport;
 pub struct Counters {
     udp_queries: AtomicU64,
     tcp_queries: AtomicU64,
+    dot_queries: AtomicU64,
+    doh_queries: AtomicU64,
+    doq_queries: AtomicU64,
     responses_by_rcode: [AtomicU64; 16],
     cache_hits: AtomicU64,
     cache_misses: AtomicU64,
@@ -29,6 +32,12 @@ pub struct ServerStats {
     pub udp_queries: u64,
     /// Messages processed over TCP.
     pub tcp_queries: u64,
+    /// Messages processed over DNS over TLS.
+    pub dot_queries: u64,
+    /// Messages processed over DNS over HTTPS.
+    pub doh_queries: u64,
+    /// Messages processed over DNS over QUIC.
+    pub doq_queries: u64,
     /// Responses sent, by the RCODE in the header (index = RCODE; BADVERS counts as 0).
     pub responses_by_rcode: [u64; 16],
     /// Queries answered from the cache (fresh entries).
@@ -66,6 +75,9 @@ impl Counters {
         match transport {
             Transport::Udp => bump(&self.udp_queries),
             Transport::Tcp => bump(&self.tcp_queries),
+            Transport::Dot => bump(&self.dot_queries),
+            Transport::Doh => bump(&self.doh_queries),
+            Transport::Doq => bump(&self.doq_queries),
         }
     }
 
@@ -112,6 +124,9 @@ impl Counters {
         let read = |c: &AtomicU64| c.load(Ordering::Relaxed);
         stats.udp_queries += read(&self.udp_queries);
         stats.tcp_queries += read(&self.tcp_queries);
+        stats.dot_queries += read(&self.dot_queries);
+        stats.doh_queries += read(&self.doh_queries);
+        stats.doq_queries += read(&self.doq_queries);
         for (sum, c) in stats
             .responses_by_rcode
             .iter_mut()

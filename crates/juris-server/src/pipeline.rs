@@ -49,6 +49,12 @@ pub enum Transport {
     Udp,
     /// TCP (RFC 7766; responses up to 65535 bytes, never TC).
     Tcp,
+    /// DNS over TLS (RFC 7858; as TCP for the response size).
+    Dot,
+    /// DNS over HTTPS (RFC 8484; as TCP for the response size).
+    Doh,
+    /// DNS over QUIC (RFC 9250; as TCP for the response size).
+    Doq,
 }
 
 /// Who asked, as the jurisdiction classifier will need it.

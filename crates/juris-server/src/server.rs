@@ -228,6 +228,18 @@ impl RunningServer {
         stats
     }
 
+    /// The pipeline every listener answers through (for listeners started elsewhere, e.g.
+    /// the encrypted transports of `juris-transport`).
+    pub fn pipeline(&self) -> &Arc<Pipeline> {
+        &self.pipeline
+    }
+
+    /// The runtime that serves TCP and resolves misses, for listeners started elsewhere.
+    /// `None` only after shutdown has begun.
+    pub fn runtime_handle(&self) -> Option<tokio::runtime::Handle> {
+        self.runtime.as_ref().map(|r| r.handle().clone())
+    }
+
     /// The policy engine: the policy in force, the classifier, the counters.
     pub fn engine(&self) -> &PolicyEngine {
         self.pipeline.engine()

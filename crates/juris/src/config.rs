@@ -75,6 +75,55 @@ pub struct RawConfig {
     /// `[geoip]`: how clients are placed in jurisdictions (the GeoIP database, trusted ECS
     /// forwarders). Strict like the rest; see `juris_geo::GeoConfig`.
     pub geoip: juris_geo::GeoConfig,
+    /// `[tls]`: certificate, key and limits of the encrypted listeners (DoT, DoH, DoQ).
+    pub tls: RawTls,
+    /// `[control]`: the control plane (admin API, four-eyes rule, protected list). Strict like
+    /// the rest; see `juris_control::ControlConfig`.
+    pub control: juris_control::ControlConfig,
+}
+
+/// `[tls]`: what the encrypted listeners (`server.listen_tls`, `listen_https`,
+/// `listen_quic`) share.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawTls {
+    /// Certificate chain, PEM, leaf first. Default: none (no encrypted listener can start).
+    pub cert: Option<PathBuf>,
+    /// Private key, PEM. Default: none.
+    pub key: Option<PathBuf>,
+    /// Reverse proxies (addresses or prefixes) whose `Forwarded` / `X-Forwarded-For` headers
+    /// name the DoH client. Default: none.
+    pub trusted_proxies: Vec<String>,
+    /// Open connections per transport. Default 1000.
+    pub max_connections: usize,
+    /// Queries in flight per connection (DoT pipelining, HTTP/2 streams, QUIC streams).
+    /// Default 100.
+    pub max_streams: u32,
+    /// Close a connection without queries after this many milliseconds. Default 10000.
+    pub idle_timeout_ms: u64,
+    /// The TLS/QUIC handshake must finish within this many milliseconds. Default 5000.
+    pub handshake_timeout_ms: u64,
+    /// A begun request must arrive whole within this many milliseconds. Default 5000.
+    pub request_timeout_ms: u64,
+    /// Largest query accepted, in bytes. Default 4096.
+    pub max_request_size: usize,
+}
+
+impl Default for RawTls {
+    fn default() -> Self {
+        let limits = juris_transport::Limits::default();
+        Self {
+            cert: None,
+            key: None,
+            trusted_proxies: Vec::new(),
+            max_connections: limits.max_connections,
+            max_streams: limits.max_streams,
+            idle_timeout_ms: limits.idle_timeout.as_millis() as u64,
+            handshake_timeout_ms: limits.handshake_timeout.as_millis() as u64,
+            request_timeout_ms: limits.request_timeout.as_millis() as u64,
+            max_request_size: limits.max_request_size,
+        }
+    }
 }
 
 /// `[policy]`.
@@ -163,6 +212,12 @@ pub struct RawServer {
     pub tcp_max_connections: usize,
     /// Directory for state (the order store, later). Default `./juris-data`.
     pub data_dir: PathBuf,
+    /// DNS over TLS listen addresses (RFC 7858; `[tls]` needs a certificate). Default none.
+    pub listen_tls: Vec<String>,
+    /// DNS over HTTPS listen addresses (RFC 8484, `/dns-query`). Default none.
+    pub listen_https: Vec<String>,
+    /// DNS over QUIC listen addresses (RFC 9250). Default none.
+    pub listen_quic: Vec<String>,
 }
 
 impl Default for RawServer {
@@ -189,6 +244,9 @@ impl Default for RawServer {
             tcp_idle_timeout_ms: 10_000,
             tcp_max_connections: 1_000,
             data_dir: PathBuf::from("juris-data"),
+            listen_tls: Vec::new(),
+            listen_https: Vec::new(),
+            listen_quic: Vec::new(),
         }
     }
 }
@@ -346,6 +404,18 @@ pub struct Overrides {
     pub orders: Option<PathBuf>,
     /// `--geoip` (replaces `geoip.mmdb`).
     pub geoip: Option<PathBuf>,
+    /// `--listen-tls` (replaces `server.listen_tls` when given).
+    pub listen_tls: Vec<String>,
+    /// `--listen-https` (replaces `server.listen_https` when given).
+    pub listen_https: Vec<String>,
+    /// `--listen-quic` (replaces `server.listen_quic` when given).
+    pub listen_quic: Vec<String>,
+    /// `--tls-cert`.
+    pub tls_cert: Option<PathBuf>,
+    /// `--tls-key`.
+    pub tls_key: Option<PathBuf>,
+    /// `--api-listen` (replaces `control.api_listen`).
+    pub api_listen: Option<String>,
 }
 
 impl RawConfig {
@@ -366,9 +436,14 @@ impl RawConfig {
             if raw.server.data_dir.is_relative() && text.contains("data_dir") {
                 raw.server.data_dir = base.join(&raw.server.data_dir);
             }
-            for path in [raw.policy.orders.as_mut(), raw.geoip.mmdb.as_mut()]
-                .into_iter()
-                .flatten()
+            for path in [
+                raw.policy.orders.as_mut(),
+                raw.geoip.mmdb.as_mut(),
+                raw.tls.cert.as_mut(),
+                raw.tls.key.as_mut(),
+            ]
+            .into_iter()
+            .flatten()
             {
                 if path.is_relative() {
                     *path = base.join(&*path);
@@ -413,6 +488,24 @@ impl RawConfig {
         }
         if let Some(mmdb) = &overrides.geoip {
             self.geoip.mmdb = Some(mmdb.clone());
+        }
+        for (flag, key) in [
+            (&overrides.listen_tls, &mut self.server.listen_tls),
+            (&overrides.listen_https, &mut self.server.listen_https),
+            (&overrides.listen_quic, &mut self.server.listen_quic),
+        ] {
+            if !flag.is_empty() {
+                key.clone_from(flag);
+            }
+        }
+        if let Some(cert) = &overrides.tls_cert {
+            self.tls.cert = Some(cert.clone());
+        }
+        if let Some(key) = &overrides.tls_key {
+            self.tls.key = Some(key.clone());
+        }
+        if let Some(listen) = &overrides.api_listen {
+            self.control.api_listen = listen.clone();
         }
     }
 }
@@ -470,6 +563,12 @@ pub struct Settings {
     pub structured_error_option_code: Option<u16>,
     /// GeoIP database and trusted ECS forwarders (validated when the classifier is built).
     pub geo: juris_geo::GeoConfig,
+    /// Encrypted listeners (DoT, DoH, DoQ), certificate and limits; `None` without any.
+    pub transports: Option<juris_transport::TransportConfig>,
+    /// The control plane's settings (four-eyes, protected list).
+    pub control: juris_control::ControlConfig,
+    /// Where the admin API listens; `None` with `control.api_listen = "none"`.
+    pub api_listen: Option<SocketAddr>,
 }
 
 impl Settings {
@@ -560,6 +659,18 @@ impl Settings {
             juris_geo::FieldPath::parse(path)
                 .map_err(|e| invalid("geoip.field_path", e.to_string()))?;
         }
+        let transports = transport_config(&raw.server, &raw.tls)?;
+        let api_listen = match raw.control.api_listen.trim() {
+            "none" => None,
+            address => Some(address.parse::<SocketAddr>().map_err(|_| {
+                invalid(
+                    "control.api_listen",
+                    format!("{address:?} is not ADDR:PORT (or \"none\")"),
+                )
+            })?),
+        };
+        juris_control::ProtectedList::from_config(&raw.control.protected)
+            .map_err(|e| invalid(e.field(), e.reason()))?;
         Ok(Self {
             listeners,
             default_listeners,
@@ -580,8 +691,112 @@ impl Settings {
                 code => Some(code),
             },
             geo: raw.geoip.clone(),
+            transports,
+            control: raw.control.clone(),
+            api_listen,
         })
     }
+}
+
+/// Where the encrypted listeners go when a certificate is configured but no listener is:
+/// DoT and DoQ on 127.0.0.1:8853, DoH on 127.0.0.1:8443 (loopback, unprivileged ports, as
+/// the plain defaults on 5353), so `juris cert self-signed` then `--tls-cert/--tls-key` is
+/// enough to try them.
+pub const DEFAULT_TLS_LISTEN: &str = "127.0.0.1:8853";
+/// See [`DEFAULT_TLS_LISTEN`].
+pub const DEFAULT_HTTPS_LISTEN: &str = "127.0.0.1:8443";
+/// See [`DEFAULT_TLS_LISTEN`].
+pub const DEFAULT_QUIC_LISTEN: &str = "127.0.0.1:8853";
+
+/// `[tls]` and the encrypted listen lists, validated; the certificate and key are loaded
+/// once here so that `check-config` reports a bad file.
+fn transport_config(
+    server: &RawServer,
+    raw: &RawTls,
+) -> Result<Option<juris_transport::TransportConfig>, ConfigError> {
+    use juris_transport::{EncryptedListener, Protocol};
+    let none_configured = server.listen_tls.is_empty()
+        && server.listen_https.is_empty()
+        && server.listen_quic.is_empty();
+    let (cert, key) = match (&raw.cert, &raw.key) {
+        (None, None) if none_configured => return Ok(None),
+        (Some(cert), Some(key)) => (cert.clone(), key.clone()),
+        (None, _) => {
+            return Err(invalid(
+                "tls.cert",
+                "the encrypted listeners need a certificate (--tls-cert FILE; try `juris cert self-signed --name localhost`)",
+            ))
+        }
+        (Some(_), None) => return Err(invalid("tls.key", "a certificate needs its key (--tls-key FILE)")),
+    };
+    let defaults = [
+        (
+            &server.listen_tls,
+            "server.listen_tls",
+            Protocol::Tls,
+            DEFAULT_TLS_LISTEN,
+        ),
+        (
+            &server.listen_https,
+            "server.listen_https",
+            Protocol::Https,
+            DEFAULT_HTTPS_LISTEN,
+        ),
+        (
+            &server.listen_quic,
+            "server.listen_quic",
+            Protocol::Quic,
+            DEFAULT_QUIC_LISTEN,
+        ),
+    ];
+    let mut listeners = Vec::new();
+    for (addresses, key_name, protocol, default) in defaults {
+        if none_configured {
+            if let Ok(addr) = default.parse() {
+                listeners.push(EncryptedListener::new(protocol, addr));
+            }
+            continue;
+        }
+        for (i, address) in addresses.iter().enumerate() {
+            let addr: SocketAddr = address.parse().map_err(|_| {
+                invalid(
+                    format!("{key_name}[{i}]"),
+                    format!("{address:?} is not ADDR:PORT (IPv6 as [::1]:853)"),
+                )
+            })?;
+            listeners.push(EncryptedListener::new(protocol, addr));
+        }
+    }
+    let trusted_proxies = raw
+        .trusted_proxies
+        .iter()
+        .enumerate()
+        .map(|(i, a)| {
+            parse_prefix(a).ok_or_else(|| {
+                invalid(
+                    format!("tls.trusted_proxies[{i}]"),
+                    format!("{a:?} is not an address or prefix"),
+                )
+            })
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let config = juris_transport::TransportConfig {
+        listeners,
+        tls: juris_transport::TlsFiles { cert, key },
+        limits: juris_transport::Limits {
+            max_connections: raw.max_connections,
+            max_streams: raw.max_streams,
+            idle_timeout: Duration::from_millis(raw.idle_timeout_ms),
+            handshake_timeout: Duration::from_millis(raw.handshake_timeout_ms),
+            request_timeout: Duration::from_millis(raw.request_timeout_ms),
+            max_request_size: raw.max_request_size,
+        },
+        trusted_proxies,
+    };
+    config.validate().map_err(|reason| invalid("tls", reason))?;
+    juris_transport::CertificateStore::load(&config.tls)
+        .map_err(|e| invalid("tls", e.to_string()))?;
+    Ok(Some(config))
 }
 
 fn policy_settings(raw: &RawPolicy) -> Result<juris_server::PolicySettings, ConfigError> {
@@ -863,6 +1078,81 @@ mod tests {
             s.resolver.allow_loopback_upstreams,
             "loopback forwarders imply it"
         );
+    }
+
+    #[test]
+    fn tls_keys_and_encrypted_listeners() {
+        let dir = tempfile::tempdir().unwrap();
+        let pair = juris_transport::cert::self_signed("localhost").unwrap();
+        std::fs::write(dir.path().join("cert.pem"), &pair.cert_pem).unwrap();
+        std::fs::write(dir.path().join("key.pem"), &pair.key_pem).unwrap();
+        let file = dir.path().join("juris.toml");
+        std::fs::write(
+            &file,
+            r#"
+            [server]
+            listen_tls = ["127.0.0.1:853"]
+            listen_https = ["127.0.0.1:443", "[::1]:443"]
+            listen_quic = ["127.0.0.1:853"]
+            [tls]
+            cert = "cert.pem"
+            key = "key.pem"
+            trusted_proxies = ["10.0.0.0/8"]
+            max_streams = 7
+            idle_timeout_ms = 1500
+            "#,
+        )
+        .unwrap();
+        let s = Settings::from_raw(&RawConfig::from_file(&file).unwrap()).unwrap();
+        let t = s.transports.unwrap();
+        assert_eq!(t.listeners.len(), 4);
+        assert_eq!(
+            t.tls.cert,
+            dir.path().join("cert.pem"),
+            "relative to the file"
+        );
+        assert_eq!(t.limits.max_streams, 7);
+        assert_eq!(t.limits.idle_timeout, Duration::from_millis(1500));
+        assert_eq!(t.trusted_proxies.len(), 1);
+
+        // No listener and no certificate: nothing; a certificate alone: loopback defaults.
+        assert!(Settings::from_raw(&RawConfig::default())
+            .unwrap()
+            .transports
+            .is_none());
+        let mut raw = RawConfig::default();
+        raw.apply(&Overrides {
+            tls_cert: Some(dir.path().join("cert.pem")),
+            tls_key: Some(dir.path().join("key.pem")),
+            ..Overrides::default()
+        });
+        let t = Settings::from_raw(&raw).unwrap().transports.unwrap();
+        let addrs: Vec<String> = t.listeners.iter().map(|l| l.addr.to_string()).collect();
+        assert_eq!(
+            addrs,
+            ["127.0.0.1:8853", "127.0.0.1:8443", "127.0.0.1:8853"]
+        );
+
+        // A listener without a certificate, a bad address, a broken key: named.
+        let mut raw = RawConfig::default();
+        raw.apply(&Overrides {
+            listen_tls: vec!["127.0.0.1:853".into()],
+            ..Overrides::default()
+        });
+        let error = Settings::from_raw(&raw).unwrap_err().to_string();
+        assert!(error.starts_with("tls.cert"), "{error}");
+        raw.apply(&Overrides {
+            listen_quic: vec!["nonsense".into()],
+            tls_cert: Some(dir.path().join("cert.pem")),
+            tls_key: Some(dir.path().join("key.pem")),
+            ..Overrides::default()
+        });
+        let error = Settings::from_raw(&raw).unwrap_err().to_string();
+        assert!(error.starts_with("server.listen_quic[0]"), "{error}");
+        std::fs::write(dir.path().join("key.pem"), "broken").unwrap();
+        raw.server.listen_quic.clear();
+        let error = Settings::from_raw(&raw).unwrap_err().to_string();
+        assert!(error.contains("key.pem"), "{error}");
     }
 
     #[test]

@@ -3,14 +3,25 @@
 //! ```text
 //! juris serve [--config FILE] [--listen ADDR:PORT]... [--root-hints FILE] [--forward ADDR[:PORT]]...
 //!             [--data-dir DIR] [--threads N] [--orders PATH] [--geoip FILE]
+//!             [--listen-tls ADDR:PORT]... [--listen-https ADDR:PORT]... [--listen-quic ADDR:PORT]...
+//!             [--tls-cert FILE --tls-key FILE]
 //! juris explain NAME --client ADDR [--ecs SUBNET] [--country CC] [--qtype T] [--structured]
 //!               [--config FILE] [--orders PATH] [--geoip FILE] [--json]
 //! juris status [--data-dir DIR] [--config FILE] [--json]
 //! juris check-config FILE
+//! juris cert self-signed --name NAME
+//! juris order apply FILE | list | show ID | add-target ID VALUE | remove-target ID VALUE
+//!             | override-target ID VALUE --reason R | shadow ID | activate ID | suspend ID|--all | lift ID
+//!             [--api URL] [--token TOKEN]          (token default: $JURIS_TOKEN)
+//! juris import feed NAME FILE [--order ID] | list ORDER FILE | rpz ORDER FILE
+//! juris export rpz --jurisdiction CC | orders | transparency [--format csv] | ack FEED
+//! juris audit log [--api URL] | verify [--data-dir DIR]
+//! juris token create --role viewer|editor|approver|admin [--name N] [--data-dir DIR]
 //! ```
 #![forbid(unsafe_code)]
 
 mod config;
+mod control;
 mod decode;
 mod explain;
 mod orders;
@@ -48,6 +59,30 @@ enum Command {
     Explain(ExplainArgs),
     /// Print what a running (or the last) `juris serve` wrote to DATA_DIR/status.json.
     Status(StatusArgs),
+    /// Certificates for the encrypted listeners (DoT, DoH, DoQ).
+    #[command(subcommand)]
+    Cert(CertCommand),
+    /// Orders in the control plane: apply, list, show, targets, lifecycle (through the API).
+    Order(juris_control::cli::OrderCmd),
+    /// Import a cumulative feed, a plain list or an RPZ zone (through the API).
+    Import(juris_control::cli::ImportCmd),
+    /// Export an RPZ zone, the orders, a transparency report, a feed acknowledgement.
+    Export(juris_control::cli::ExportCmd),
+    /// The audit log: `log` (through the API), `verify` (offline on the store).
+    Audit(juris_control::cli::AuditCmd),
+    /// API tokens, offline on the store: `token create --role R` bootstraps the first admin.
+    Token(juris_control::cli::TokenCmd),
+}
+
+#[derive(Debug, Subcommand)]
+enum CertCommand {
+    /// Write a self-signed certificate and its key to cert.pem and key.pem in the current
+    /// directory (never overwriting), for trying DoT, DoH and DoQ at once.
+    SelfSigned {
+        /// The server name the certificate is for (with `localhost`, 127.0.0.1 and ::1 too).
+        #[arg(long, value_name = "NAME")]
+        name: String,
+    },
 }
 
 #[derive(Debug, Args)]
@@ -122,6 +157,25 @@ struct ServeArgs {
     /// GeoIP database in MaxMind DB format (replaces `geoip.mmdb`; reloaded on SIGHUP).
     #[arg(long, value_name = "FILE")]
     geoip: Option<PathBuf>,
+    /// DNS over TLS listen address (repeatable; replaces `server.listen_tls`).
+    #[arg(long, value_name = "ADDR:PORT")]
+    listen_tls: Vec<String>,
+    /// DNS over HTTPS listen address, path /dns-query (repeatable; replaces `server.listen_https`).
+    #[arg(long, value_name = "ADDR:PORT")]
+    listen_https: Vec<String>,
+    /// DNS over QUIC listen address (repeatable; replaces `server.listen_quic`).
+    #[arg(long, value_name = "ADDR:PORT")]
+    listen_quic: Vec<String>,
+    /// Certificate chain for the encrypted listeners, PEM (replaces `tls.cert`; reloaded on SIGHUP).
+    #[arg(long, value_name = "FILE")]
+    tls_cert: Option<PathBuf>,
+    /// Private key of --tls-cert, PEM (replaces `tls.key`).
+    #[arg(long, value_name = "FILE")]
+    tls_key: Option<PathBuf>,
+    /// Admin API listen address, or `none` (replaces `control.api_listen`; default
+    /// 127.0.0.1:8053).
+    #[arg(long, value_name = "ADDR:PORT")]
+    api_listen: Option<String>,
 }
 
 impl ServeArgs {
@@ -138,6 +192,12 @@ impl ServeArgs {
             threads: self.threads,
             orders: self.orders.clone(),
             geoip: self.geoip.clone(),
+            listen_tls: self.listen_tls.clone(),
+            listen_https: self.listen_https.clone(),
+            listen_quic: self.listen_quic.clone(),
+            tls_cert: self.tls_cert.clone(),
+            tls_key: self.tls_key.clone(),
+            api_listen: self.api_listen.clone(),
         });
         Ok(Settings::from_raw(&raw)?)
     }
@@ -212,6 +272,12 @@ fn main() -> ExitCode {
         Command::CheckConfig { file } => check_config(&file),
         Command::Explain(args) => explain(&args),
         Command::Status(args) => status(&args),
+        Command::Cert(CertCommand::SelfSigned { name }) => self_signed(&name),
+        Command::Order(cmd) => control_cli(juris_control::cli::Command::Order(cmd)),
+        Command::Import(cmd) => control_cli(juris_control::cli::Command::Import(cmd)),
+        Command::Export(cmd) => control_cli(juris_control::cli::Command::Export(cmd)),
+        Command::Audit(cmd) => control_cli(juris_control::cli::Command::Audit(cmd)),
+        Command::Token(cmd) => control_cli(juris_control::cli::Command::Token(cmd)),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -220,6 +286,27 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+fn self_signed(name: &str) -> anyhow::Result<()> {
+    // The error's text already names the file and the cause (no `{:#}` chain wanted).
+    let (cert, key) = juris_transport::cert::write_self_signed(std::path::Path::new("."), name)
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    println!(
+        "wrote {} and {} (self-signed for {name}; clients must be told to trust it)",
+        cert.display(),
+        key.display()
+    );
+    println!(
+        "try: juris serve --tls-cert {} --tls-key {}   (DoT and DoQ on 127.0.0.1:8853, DoH on https://127.0.0.1:8443/dns-query)",
+        cert.display(),
+        key.display()
+    );
+    Ok(())
+}
+
+fn control_cli(command: juris_control::cli::Command) -> anyhow::Result<()> {
+    juris_control::cli::run(command).map_err(|e| anyhow::anyhow!("{e}"))
 }
 
 fn check_config(file: &std::path::Path) -> anyhow::Result<()> {

@@ -1,10 +1,12 @@
-//! Orders from files (until the control plane lands): one JSON order document per file, or a
-//! directory of `*.json` files. Startup and every change take the same path:
+//! Orders from files (one JSON order document per file, or a directory of `*.json` files) and
+//! from the control plane's store. Startup and every change take the same path:
 //!
 //! ```text
-//!  PATH ──read──► Order::from_json ──validate──► ValidatedOrder ──compile──► CompiledPolicy
+//!  PATH ──read──► Order::from_json ──validate──► ValidatedOrder ──┐
+//!  store ─Control::enforceable_orders()─validate (PSL)────────────┴─compile──► CompiledPolicy
 //!   ▲                                                                          │ publish
-//!   └── watch: poll mtimes/sizes/inodes every 200 ms, or SIGHUP ──────► PolicyHandle (atomic)
+//!   └── watch: poll mtimes/sizes/inodes every 200 ms, SIGHUP,      ──► PolicyHandle (atomic)
+//!       or the store's change notification (at once)
 //!                     any error ─► ERROR log naming the file and the field; the last good
 //!                                  policy stays in force
 //! ```
@@ -56,6 +58,9 @@ pub enum OrdersError {
         /// Why.
         source: CompileError,
     },
+    /// The control plane's store could not be read, or holds an order that does not validate.
+    #[error("control store: {0}")]
+    Store(String),
 }
 
 /// Every `*.json` file under `path` (or `path` itself if it is a file), sorted by name.
@@ -106,17 +111,6 @@ pub fn read_orders(path: &Path) -> Result<Vec<ValidatedOrder>, OrdersError> {
         orders.push(order);
     }
     Ok(orders)
-}
-
-/// Reads, validates and compiles every order under `path` into a policy of `generation`.
-pub fn compile_orders(path: &Path, generation: u64) -> Result<CompiledPolicy, OrdersError> {
-    let orders = read_orders(path)?;
-    CompiledPolicy::compile(&orders, &CompileOptions { generation }).map_err(|source| {
-        OrdersError::Compile {
-            path: path.to_owned(),
-            source,
-        }
-    })
 }
 
 /// What identifies a version of the files: name, size, modification time (ns) and inode of
@@ -183,10 +177,11 @@ impl Fingerprint {
     }
 }
 
-/// Keeps the published policy in step with the files.
+/// Keeps the published policy in step with the files and the control plane's store.
 #[derive(Debug)]
 pub struct OrderLoader {
-    path: PathBuf,
+    path: Option<PathBuf>,
+    store: Option<Arc<juris_control::Control>>,
     handle: Arc<PolicyHandle>,
     generation: u64,
     seen: Fingerprint,
@@ -204,9 +199,21 @@ pub struct Loaded {
 
 impl OrderLoader {
     /// A loader for `path` publishing to `handle`. Nothing is read yet.
+    #[cfg(test)]
     pub fn new(path: PathBuf, handle: Arc<PolicyHandle>) -> Self {
+        Self::with_sources(Some(path), None, handle)
+    }
+
+    /// A loader compiling the orders under `path` (if any) together with the enforceable
+    /// orders of the control plane's `store` (if any).
+    pub fn with_sources(
+        path: Option<PathBuf>,
+        store: Option<Arc<juris_control::Control>>,
+        handle: Arc<PolicyHandle>,
+    ) -> Self {
         Self {
             path,
+            store,
             handle,
             generation: 0,
             seen: Fingerprint::default(),
@@ -214,9 +221,9 @@ impl OrderLoader {
         }
     }
 
-    /// The watched path.
-    pub fn path(&self) -> &Path {
-        &self.path
+    /// The watched path, if orders come from files.
+    pub fn path(&self) -> Option<&Path> {
+        self.path.as_deref()
     }
 
     /// The last load error, while it lasts (cleared by the next good load).
@@ -227,15 +234,22 @@ impl OrderLoader {
     /// Reads, validates and compiles the files and publishes the result: at startup, on every
     /// change and on SIGHUP. On error nothing is published (the last good policy stays).
     pub fn load(&mut self, now: u64) -> Result<Loaded, OrdersError> {
-        let seen = fingerprint(&self.path);
-        self.seen = seen;
+        if let Some(path) = &self.path {
+            self.seen = fingerprint(path);
+        }
         let generation = self.generation + 1;
-        match compile_orders(&self.path, generation) {
+        // The store's revision is read before its orders: a change after this point triggers
+        // another load, so the revision reported applied is never newer than what was read.
+        let revision = self.store.as_ref().map(|store| *store.subscribe().borrow());
+        match self.compile(generation) {
             Ok(policy) => {
                 let orders = policy.stats().orders;
                 self.handle.publish(policy, now);
                 self.generation = generation;
                 self.last_error = None;
+                if let (Some(store), Some(revision)) = (&self.store, revision) {
+                    store.mark_applied(revision);
+                }
                 Ok(Loaded { generation, orders })
             }
             Err(error) => {
@@ -245,10 +259,46 @@ impl OrderLoader {
         }
     }
 
+    fn compile(&self, generation: u64) -> Result<CompiledPolicy, OrdersError> {
+        let mut orders = match &self.path {
+            Some(path) => read_orders(path)?,
+            None => Vec::new(),
+        };
+        if let Some(store) = &self.store {
+            let psl = juris_control::Psl;
+            let options = ValidationOptions {
+                public_suffixes: &psl,
+                ..ValidationOptions::default()
+            };
+            for order in store
+                .enforceable_orders()
+                .map_err(|e| OrdersError::Store(e.to_string()))?
+            {
+                orders.push(
+                    order
+                        .validate(&options)
+                        .map_err(|e| OrdersError::Store(e.to_string()))?,
+                );
+            }
+        }
+        let source = self
+            .path
+            .clone()
+            .unwrap_or_else(|| PathBuf::from("control store"));
+        CompiledPolicy::compile(&orders, &CompileOptions { generation }).map_err(|source_error| {
+            OrdersError::Compile {
+                path: source,
+                source: source_error,
+            }
+        })
+    }
+
     /// Loads again if the files changed since the last load, logging the outcome.
     pub fn poll(&mut self, now: u64) {
-        if !fingerprint(&self.path).same_as(&self.seen) {
-            self.reload(now, "orders changed");
+        if let Some(path) = &self.path {
+            if !fingerprint(path).same_as(&self.seen) {
+                self.reload(now, "orders changed");
+            }
         }
     }
 
@@ -256,13 +306,13 @@ impl OrderLoader {
     pub fn reload(&mut self, now: u64, why: &str) {
         match self.load(now) {
             Ok(loaded) => tracing::info!(
-                path = %self.path.display(),
+                path = ?self.path,
                 generation = loaded.generation,
                 orders = loaded.orders,
                 "{why}: new policy in force"
             ),
             Err(error) => tracing::error!(
-                path = %self.path.display(),
+                path = ?self.path,
                 generation = self.generation,
                 "{why}: the orders are INVALID and were NOT applied; the last good policy \
                  (generation {}) stays in force: {error}",

@@ -1,6 +1,6 @@
 //! `juris serve`: wires the cache, the resolver, the policy and the listeners together and
-//! waits for a signal. SIGINT and SIGTERM shut down cleanly; SIGHUP reloads the GeoIP database
-//! and re-reads the orders.
+//! waits for a signal. SIGINT and SIGTERM shut down cleanly; SIGHUP reloads the GeoIP database,
+//! re-reads the orders and reloads the TLS certificate of the encrypted listeners.
 //!
 //! ```text
 //!  Settings ─► Classifier (GeoIP, trusted ECS)      ─┐
@@ -41,7 +41,9 @@ pub fn run(settings: Settings) -> anyhow::Result<()> {
     })?;
 
     let clock: SharedClock = Arc::new(SystemClock);
-    let (engine, loader) = policy_engine(&settings, clock.unix_seconds())?;
+    let control = crate::control::open(&settings)?;
+    let (engine, loader) =
+        policy_engine_with_store(&settings, clock.unix_seconds(), Some(Arc::clone(&control)))?;
     let cache = Arc::new(AnswerCache::new(settings.cache.clone()));
     let resolver =
         Resolver::new(settings.resolver.clone(), cache, clock.clone()).context("resolver")?;
@@ -74,6 +76,22 @@ pub fn run(settings: Settings) -> anyhow::Result<()> {
     for listener in server.listeners() {
         info!(addr = %listener.addr, udp = listener.udp, tcp = listener.tcp, "listening");
     }
+    // DoT, DoH, DoQ: the same pipeline (and policy), on the server's runtime.
+    let transports = match &settings.transports {
+        Some(transports) => {
+            let runtime = server
+                .runtime_handle()
+                .context("encrypted listeners: the server runtime is gone")?;
+            let started =
+                juris_transport::start(transports, Arc::clone(server.pipeline()), &runtime)
+                    .context("starting encrypted listeners")?;
+            for listener in started.listeners() {
+                info!(addr = %listener.addr, protocol = %listener.protocol, "listening");
+            }
+            Some(started)
+        }
+        None => None,
+    };
 
     let loader = loader.map(|l| Arc::new(Mutex::new(l)));
     let stop = Arc::new(AtomicBool::new(false));
@@ -85,6 +103,49 @@ pub fn run(settings: Settings) -> anyhow::Result<()> {
             settings.watch_interval,
             Arc::clone(&stop),
         )?);
+        threads.push(crate::control::watch_store(
+            Arc::clone(&control),
+            Arc::clone(loader),
+            clock.clone(),
+            Arc::clone(&stop),
+        )?);
+    }
+    // The admin API (control plane), on the server's runtime.
+    let stats: crate::control::StatsCell = Arc::new(Mutex::new(server.stats()));
+    let (api_stop, api_stopped) = tokio::sync::oneshot::channel();
+    if let Some(address) = settings.api_listen {
+        let runtime = server
+            .runtime_handle()
+            .context("admin API: the server runtime is gone")?;
+        let error_source = loader.clone();
+        let policy_error = Arc::new(move || {
+            error_source.as_ref().and_then(|l| {
+                l.lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .last_error()
+                    .map(str::to_owned)
+            })
+        });
+        let view =
+            crate::control::LiveServer::new(engine.clone(), Arc::clone(&stats), policy_error);
+        let started = crate::control::start_api(
+            address,
+            juris_control::ApiState {
+                control: Arc::clone(&control),
+                server: Arc::new(view),
+            },
+            &runtime,
+            api_stopped,
+        );
+        match started {
+            Ok(_) => {}
+            // The default port may be taken (another juris on the machine): the resolver still
+            // runs; a configured address must bind.
+            Err(e) if settings.control.api_listen == juris_control::DEFAULT_API_LISTEN => {
+                warn!("admin API not started: {e:#} (set control.api_listen or --api-listen)")
+            }
+            Err(e) => return Err(e),
+        }
     }
     let status = StatusWriter {
         engine: engine.clone(),
@@ -98,13 +159,38 @@ pub fn run(settings: Settings) -> anyhow::Result<()> {
         .enable_all()
         .build()
         .context("signal runtime")?;
-    runtime.block_on(wait_for_shutdown(|| {
-        reload(&engine, loader.as_deref(), clock.unix_seconds())
-    }))?;
+    let shutdown = wait_for_shutdown(|| {
+        reload(&engine, loader.as_deref(), clock.unix_seconds());
+        if let Some(transports) = &transports {
+            match transports.reload_certificates() {
+                Ok(()) => info!("SIGHUP: TLS certificate reloaded"),
+                Err(e) => error!(
+                    "SIGHUP: TLS certificate NOT reloaded, the previous one stays in force: {e}"
+                ),
+            }
+        }
+    });
+    // While waiting, the API's counters are refreshed every second.
+    let refresh = async {
+        loop {
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            *stats.lock().unwrap_or_else(PoisonError::into_inner) = server.stats();
+        }
+    };
+    runtime.block_on(async {
+        tokio::select! {
+            result = shutdown => result,
+            () = refresh => Ok(()),
+        }
+    })?;
+    let _ = api_stop.send(());
     info!("shutting down");
     stop.store(true, Ordering::Relaxed);
     for thread in threads {
         let _ = thread.join();
+    }
+    if let Some(transports) = &transports {
+        transports.shutdown();
     }
     server.shutdown();
     status.write(false);
@@ -117,6 +203,16 @@ pub fn policy_engine(
     settings: &Settings,
     now: u64,
 ) -> anyhow::Result<(PolicyEngine, Option<OrderLoader>)> {
+    policy_engine_with_store(settings, now, None)
+}
+
+/// [`policy_engine`] with the control plane's store as a second source of orders, compiled
+/// together with the files through the same loader.
+pub fn policy_engine_with_store(
+    settings: &Settings,
+    now: u64,
+    store: Option<Arc<juris_control::Control>>,
+) -> anyhow::Result<(PolicyEngine, Option<OrderLoader>)> {
     let classifier = Classifier::new(&settings.geo).context("geoip")?;
     if let Some(database) = classifier.database() {
         let info = database.info();
@@ -128,16 +224,17 @@ pub fn policy_engine(
         );
     }
     let handle = Arc::new(PolicyHandle::default());
-    let loader = match &settings.orders {
-        Some(path) => {
-            let mut loader = OrderLoader::new(path.clone(), Arc::clone(&handle));
-            let loaded = loader
-                .load(now)
-                .with_context(|| format!("policy.orders: cannot load {}", path.display()))?;
-            info!(path = %path.display(), generation = loaded.generation, orders = loaded.orders, "orders loaded");
-            Some(loader)
-        }
-        None => None,
+    let loader = if settings.orders.is_some() || store.is_some() {
+        let mut loader =
+            OrderLoader::with_sources(settings.orders.clone(), store, Arc::clone(&handle));
+        let loaded = loader.load(now).with_context(|| match &settings.orders {
+            Some(path) => format!("policy.orders: cannot load {}", path.display()),
+            None => "cannot load the orders of the control store".to_owned(),
+        })?;
+        info!(path = ?settings.orders, generation = loaded.generation, orders = loaded.orders, "orders loaded");
+        Some(loader)
+    } else {
+        None
     };
     Ok((PolicyEngine::new(handle, Arc::new(classifier)), loader))
 }
@@ -192,7 +289,7 @@ impl StatusWriter {
             Some(loader) => {
                 let loader = loader.lock().unwrap_or_else(PoisonError::into_inner);
                 (
-                    Some(loader.path().to_owned()),
+                    loader.path().map(|p| p.to_owned()),
                     loader.last_error().map(str::to_owned),
                 )
             }

@@ -1,0 +1,968 @@
+//! The admin HTTP API (axum). Every route but `/healthz` and `/openapi.json` needs a bearer
+//! token whose role is at least the route's (see [`routes`]); errors are
+//! `{"error": {"field": "...", "reason": "..."}}`. The OpenAPI document is
+//! `docs/api/openapi.json`, served at `/openapi.json`; a test checks that it lists every route.
+//!
+//! What only the running resolver knows (explain, counters, policy generation) comes through
+//! [`ServerView`], which the binary implements.
+
+use std::fmt::Write as _;
+use std::sync::Arc;
+
+use axum::body::Bytes;
+use axum::extract::{DefaultBodyLimit, Extension, Path, Query, Request, State};
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post, MethodRouter};
+use axum::{Json, Router};
+use juris_policy::{Order, OrderState, Target, TargetKind};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+
+use crate::control::{require, Actor, Control, OrderFilter, Role};
+use crate::error::ControlError;
+use crate::export::transparency_csv;
+use crate::feeds::CumulativeFeed;
+use crate::parse_json;
+
+/// The OpenAPI 3 document of this API (kept in `docs/api/openapi.json`).
+pub const OPENAPI: &str = include_str!("../../../docs/api/openapi.json");
+
+/// Largest request body (feeds and zone files can be big).
+pub const MAX_BODY: usize = 256 * 1024 * 1024;
+
+/// What the API needs from the running resolver.
+pub trait ServerView: Send + Sync + 'static {
+    /// Explains what a query gets, through the same code path as a real query. Errors name the
+    /// field (`name`, `client`, `country`).
+    fn explain(&self, request: &ExplainRequest) -> Result<serde_json::Value, ControlError>;
+    /// Counters and the policy generation.
+    fn snapshot(&self) -> ServerSnapshot;
+}
+
+/// `GET /v1/explain` parameters.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExplainRequest {
+    /// The query name.
+    pub name: Option<String>,
+    /// Or an answer address.
+    pub address: Option<String>,
+    /// The client's address (its jurisdiction is looked up like a real query's).
+    pub client: Option<String>,
+    /// Or the client's country directly.
+    pub country: Option<String>,
+}
+
+/// The resolver's counters and policy state.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct ServerSnapshot {
+    /// Generation of the compiled policy in force.
+    pub policy_generation: u64,
+    /// The last policy that was refused (the previous one is kept), if the newest was.
+    pub policy_error: Option<String>,
+    /// Queries answered.
+    pub queries: Vec<QueryCount>,
+    /// Answers served from the cache.
+    pub cache_hits: u64,
+    /// Answers that needed resolution.
+    pub cache_misses: u64,
+    /// Blocks per order × jurisdiction.
+    pub blocks: Vec<BlockCount>,
+    /// Shadow matches per order × jurisdiction (would have blocked).
+    pub shadow_matches: Vec<BlockCount>,
+}
+
+/// Queries by transport and RCODE.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct QueryCount {
+    /// `udp`, `tcp`, `dot`, `doh`, `doq`.
+    pub transport: String,
+    /// `NOERROR`, `NXDOMAIN`, `REFUSED`, ...
+    pub rcode: String,
+    /// How many.
+    pub count: u64,
+}
+
+/// A counter per order × jurisdiction.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct BlockCount {
+    /// The order.
+    pub order: String,
+    /// The client's jurisdiction (`unknown` when none).
+    pub jurisdiction: String,
+    /// How many.
+    pub count: u64,
+}
+
+/// A server view for when no resolver is attached: explain fails, counters are zero.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct NoServer;
+
+impl ServerView for NoServer {
+    fn explain(&self, _request: &ExplainRequest) -> Result<serde_json::Value, ControlError> {
+        Err(ControlError::Internal(
+            "no resolver is attached to this API".into(),
+        ))
+    }
+
+    fn snapshot(&self) -> ServerSnapshot {
+        ServerSnapshot::default()
+    }
+}
+
+/// The state shared by the handlers.
+#[derive(Clone)]
+pub struct ApiState {
+    /// The control plane.
+    pub control: Arc<Control>,
+    /// The resolver.
+    pub server: Arc<dyn ServerView>,
+}
+
+impl std::fmt::Debug for ApiState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ApiState").finish_non_exhaustive()
+    }
+}
+
+/// One route: method, path (OpenAPI syntax), and the weakest role allowed (`None`: public).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RouteSpec {
+    /// `GET`, `POST`, `PUT`.
+    pub method: &'static str,
+    /// E.g. `/v1/orders/{id}`.
+    pub path: &'static str,
+    /// Weakest role allowed.
+    pub role: Option<Role>,
+}
+
+/// Serves the API on `listener` until `shutdown` completes.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    state: ApiState,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    axum::serve(listener, router(state))
+        .with_graceful_shutdown(shutdown)
+        .await
+}
+
+/// Every route of the API.
+pub fn routes() -> Vec<RouteSpec> {
+    table().into_iter().map(|(spec, _)| spec).collect()
+}
+
+/// The API as a router, ready for `axum::serve`.
+pub fn router(state: ApiState) -> Router {
+    let mut router: Router<ApiState> = Router::new();
+    for (spec, handler) in table() {
+        let handler = match spec.role {
+            Some(role) => handler.route_layer(middleware::from_fn_with_state(
+                Guard {
+                    control: state.control.clone(),
+                    role,
+                },
+                authenticate,
+            )),
+            None => handler,
+        };
+        router = router.route(spec.path, handler);
+    }
+    router
+        .fallback(|| async {
+            ApiError(ControlError::NotFound {
+                what: "route",
+                id: String::new(),
+            })
+        })
+        .layer(DefaultBodyLimit::max(MAX_BODY))
+        .with_state(state)
+}
+
+fn table() -> Vec<(RouteSpec, MethodRouter<ApiState>)> {
+    use Role::*;
+    let spec = |method, path, role| RouteSpec { method, path, role };
+    vec![
+        (spec("GET", "/healthz", None), get(healthz)),
+        (spec("GET", "/openapi.json", None), get(openapi)),
+        (spec("GET", "/metrics", Some(Viewer)), get(metrics)),
+        (spec("GET", "/v1/status", Some(Viewer)), get(status)),
+        (spec("GET", "/v1/explain", Some(Viewer)), get(explain)),
+        (spec("GET", "/v1/orders", Some(Viewer)), get(list_orders)),
+        (spec("POST", "/v1/orders", Some(Editor)), post(create_order)),
+        (
+            spec("GET", "/v1/orders/{id}", Some(Viewer)),
+            get(show_order),
+        ),
+        (
+            spec("PUT", "/v1/orders/{id}", Some(Editor)),
+            axum::routing::put(put_order),
+        ),
+        (
+            spec("POST", "/v1/orders/{id}/targets", Some(Editor)),
+            post(add_targets),
+        ),
+        (
+            spec("POST", "/v1/orders/{id}/targets/remove", Some(Editor)),
+            post(remove_targets),
+        ),
+        (
+            spec("POST", "/v1/orders/{id}/targets/override", Some(Admin)),
+            post(override_target),
+        ),
+        (
+            spec("POST", "/v1/orders/{id}/import", Some(Editor)),
+            post(import_into_order),
+        ),
+        (
+            spec("POST", "/v1/orders/{id}/shadow", Some(Editor)),
+            post(shadow),
+        ),
+        (
+            spec("POST", "/v1/orders/{id}/activate", Some(Approver)),
+            post(activate),
+        ),
+        (
+            spec("POST", "/v1/orders/{id}/suspend", Some(Approver)),
+            post(suspend),
+        ),
+        (
+            spec("POST", "/v1/orders/{id}/lift", Some(Approver)),
+            post(lift),
+        ),
+        (
+            spec("POST", "/v1/suspend-all", Some(Approver)),
+            post(suspend_all),
+        ),
+        (spec("GET", "/v1/feeds", Some(Viewer)), get(list_feeds)),
+        (
+            spec("POST", "/v1/feeds/{name}", Some(Editor)),
+            post(import_feed),
+        ),
+        (
+            spec("GET", "/v1/feeds/{name}/ack", Some(Viewer)),
+            get(feed_ack),
+        ),
+        (spec("GET", "/v1/audit", Some(Viewer)), get(audit_log)),
+        (
+            spec("GET", "/v1/audit/verify", Some(Viewer)),
+            get(audit_verify),
+        ),
+        (
+            spec("GET", "/v1/export/orders", Some(Viewer)),
+            get(export_orders),
+        ),
+        (spec("GET", "/v1/export/rpz", Some(Viewer)), get(export_rpz)),
+        (
+            spec("GET", "/v1/export/transparency", Some(Viewer)),
+            get(export_transparency),
+        ),
+        (spec("POST", "/v1/tokens", Some(Admin)), post(create_token)),
+    ]
+}
+
+// ---- errors -----------------------------------------------------------------------------------
+
+/// A [`ControlError`] as an HTTP response.
+#[derive(Debug)]
+pub struct ApiError(pub ControlError);
+
+impl From<ControlError> for ApiError {
+    fn from(error: ControlError) -> Self {
+        ApiError(error)
+    }
+}
+
+/// The HTTP status of an error.
+pub fn status_of(error: &ControlError) -> StatusCode {
+    match error {
+        ControlError::Invalid { .. } | ControlError::Validation(_) => StatusCode::BAD_REQUEST,
+        ControlError::NotFound { .. } => StatusCode::NOT_FOUND,
+        ControlError::Conflict { .. } => StatusCode::CONFLICT,
+        ControlError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
+        ControlError::Forbidden(_) => StatusCode::FORBIDDEN,
+        ControlError::Store(_)
+        | ControlError::Schema(_)
+        | ControlError::Io { .. }
+        | ControlError::Corrupt(_)
+        | ControlError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let status = status_of(&self.0);
+        let mut error = json!({"field": self.0.field(), "reason": self.0.reason()});
+        if let ControlError::Validation(errors) = &self.0 {
+            error["errors"] = errors
+                .errors
+                .iter()
+                .map(|e| json!({"field": e.path, "reason": e.problem.to_string()}))
+                .collect();
+        }
+        let mut response = (status, Json(json!({ "error": error }))).into_response();
+        if status == StatusCode::UNAUTHORIZED {
+            response
+                .headers_mut()
+                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        }
+        response
+    }
+}
+
+type ApiResult<T> = Result<T, ApiError>;
+
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, ControlError> + Send + 'static,
+) -> ApiResult<T> {
+    match tokio::task::spawn_blocking(f).await {
+        Ok(result) => result.map_err(ApiError),
+        Err(error) => Err(ApiError(ControlError::Internal(format!(
+            "the request's task failed: {error}"
+        )))),
+    }
+}
+
+// ---- authentication ---------------------------------------------------------------------------
+
+#[derive(Clone)]
+struct Guard {
+    control: Arc<Control>,
+    role: Role,
+}
+
+async fn authenticate(State(guard): State<Guard>, mut request: Request, next: Next) -> Response {
+    let token = request
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.strip_prefix("Bearer "))
+        .map(|token| token.trim().to_owned());
+    let Some(token) = token.filter(|t| !t.is_empty()) else {
+        return ApiError(ControlError::Unauthorized(
+            "missing bearer token (Authorization: Bearer TOKEN)".into(),
+        ))
+        .into_response();
+    };
+    let control = guard.control.clone();
+    let actor = match blocking(move || control.authenticate(&token)).await {
+        Ok(actor) => actor,
+        Err(error) => return error.into_response(),
+    };
+    if let Err(error) = require(&actor, guard.role) {
+        return ApiError(error).into_response();
+    }
+    request.extensions_mut().insert(actor);
+    next.run(request).await
+}
+
+// ---- handlers ---------------------------------------------------------------------------------
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ReasonQuery {
+    #[serde(default)]
+    reason: String,
+}
+
+fn query<T: serde::de::DeserializeOwned + Default>(raw: Option<&str>) -> ApiResult<T> {
+    match raw {
+        None | Some("") => serde_urlencoded_like(""),
+        Some(raw) => serde_urlencoded_like(raw),
+    }
+}
+
+/// Query strings through axum's own parser, with errors naming the parameter.
+fn serde_urlencoded_like<T: serde::de::DeserializeOwned>(raw: &str) -> ApiResult<T> {
+    let uri: axum::http::Uri = format!("/?{raw}")
+        .parse()
+        .map_err(|_| ApiError(ControlError::invalid("query", "malformed query string")))?;
+    Query::<T>::try_from_uri(&uri)
+        .map(|Query(value)| value)
+        .map_err(|e| ApiError(ControlError::invalid("query", e.body_text())))
+}
+
+async fn healthz() -> impl IntoResponse {
+    Json(json!({"status": "ok"}))
+}
+
+async fn openapi() -> impl IntoResponse {
+    ([(header::CONTENT_TYPE, "application/json")], OPENAPI)
+}
+
+async fn status(State(state): State<ApiState>) -> ApiResult<Json<serde_json::Value>> {
+    let control = state.control.clone();
+    let store = blocking(move || control.status()).await?;
+    let server = state.server.snapshot();
+    Ok(Json(json!({
+        "policy_generation": server.policy_generation,
+        "policy_error": server.policy_error,
+        "store": store,
+        "server": server,
+    })))
+}
+
+async fn metrics(State(state): State<ApiState>) -> ApiResult<Response> {
+    let control = state.control.clone();
+    let store = blocking(move || control.status()).await?;
+    let server = state.server.snapshot();
+    let text = render_metrics(&server, &store);
+    Ok((
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        text,
+    )
+        .into_response())
+}
+
+/// Renders the Prometheus text exposition of the server's and the store's counters.
+pub fn render_metrics(server: &ServerSnapshot, store: &crate::StoreStatus) -> String {
+    let mut text = String::new();
+    let section = |text: &mut String, name: &str, kind: &str, help: &str, samples: Vec<String>| {
+        let _ = writeln!(text, "# HELP {name} {help}\n# TYPE {name} {kind}");
+        for sample in samples {
+            let _ = writeln!(text, "{name}{sample}");
+        }
+    };
+    section(
+        &mut text,
+        "juris_queries_total",
+        "counter",
+        "Queries answered, by transport and RCODE.",
+        server
+            .queries
+            .iter()
+            .map(|q| {
+                format!(
+                    "{{transport=\"{}\",rcode=\"{}\"}} {}",
+                    escape(&q.transport),
+                    escape(&q.rcode),
+                    q.count
+                )
+            })
+            .collect(),
+    );
+    section(
+        &mut text,
+        "juris_cache_hits_total",
+        "counter",
+        "Answers served from the cache.",
+        vec![format!(" {}", server.cache_hits)],
+    );
+    section(
+        &mut text,
+        "juris_cache_misses_total",
+        "counter",
+        "Answers that needed resolution.",
+        vec![format!(" {}", server.cache_misses)],
+    );
+    section(
+        &mut text,
+        "juris_blocks_total",
+        "counter",
+        "Blocked answers per order and client jurisdiction.",
+        server
+            .blocks
+            .iter()
+            .map(|b| {
+                format!(
+                    "{{order=\"{}\",jurisdiction=\"{}\"}} {}",
+                    escape(&b.order),
+                    escape(&b.jurisdiction),
+                    b.count
+                )
+            })
+            .collect(),
+    );
+    section(
+        &mut text,
+        "juris_shadow_matches_total",
+        "counter",
+        "Answers a shadow order would have blocked, per order and client jurisdiction.",
+        server
+            .shadow_matches
+            .iter()
+            .map(|b| {
+                format!(
+                    "{{order=\"{}\",jurisdiction=\"{}\"}} {}",
+                    escape(&b.order),
+                    escape(&b.jurisdiction),
+                    b.count
+                )
+            })
+            .collect(),
+    );
+    section(
+        &mut text,
+        "juris_policy_generation",
+        "gauge",
+        "Generation of the compiled policy in force.",
+        vec![format!(" {}", server.policy_generation)],
+    );
+    section(
+        &mut text,
+        "juris_policy_rejected",
+        "gauge",
+        "1 when the newest policy was refused and the last good one is kept.",
+        vec![format!(" {}", u8::from(server.policy_error.is_some()))],
+    );
+    section(
+        &mut text,
+        "juris_control_store_errors_total",
+        "counter",
+        "Errors of the control-plane store.",
+        vec![format!(" {}", store.store_errors)],
+    );
+    section(
+        &mut text,
+        "juris_control_orders",
+        "gauge",
+        "Stored orders by state.",
+        store
+            .orders
+            .iter()
+            .map(|(state, n)| format!("{{state=\"{}\"}} {n}", escape(state)))
+            .collect(),
+    );
+    section(
+        &mut text,
+        "juris_control_targets_needs_review",
+        "gauge",
+        "Targets held for review by a safeguard.",
+        vec![format!(" {}", store.needs_review)],
+    );
+    section(
+        &mut text,
+        "juris_control_deadlines_open",
+        "gauge",
+        "Orders approaching or past comply_by that are not active.",
+        vec![format!(" {}", store.deadlines.len())],
+    );
+    section(
+        &mut text,
+        "juris_control_change_to_enforcement_seconds",
+        "gauge",
+        "Time from the last change in the store to its enforcement by the resolver.",
+        store
+            .last_change_to_enforcement_ms
+            .map(|ms| vec![format!(" {}", ms / 1000.0)])
+            .unwrap_or_default(),
+    );
+    text
+}
+
+fn escape(value: &str) -> String {
+    value
+        .replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}
+
+async fn explain(
+    State(state): State<ApiState>,
+    request: axum::http::Uri,
+) -> ApiResult<Json<serde_json::Value>> {
+    let request: ExplainRequest = query(request.query())?;
+    if request.name.is_none() && request.address.is_none() {
+        return Err(ApiError(ControlError::invalid(
+            "name",
+            "give a name (or an answer address) to explain",
+        )));
+    }
+    let server = state.server.clone();
+    Ok(Json(blocking(move || server.explain(&request)).await?))
+}
+
+async fn list_orders(
+    State(state): State<ApiState>,
+    uri: axum::http::Uri,
+) -> ApiResult<Json<serde_json::Value>> {
+    let filter: OrderFilter = query(uri.query())?;
+    let control = state.control.clone();
+    let orders = blocking(move || control.orders(&filter)).await?;
+    Ok(Json(json!({ "orders": orders })))
+}
+
+fn order_from_body(body: &[u8]) -> ApiResult<(Order, bool)> {
+    let order: Order = parse_json(body)?;
+    let state_given = serde_json::from_slice::<serde_json::Value>(body)
+        .ok()
+        .and_then(|v| v.get("state").map(|_| true))
+        .unwrap_or(false);
+    Ok((order, state_given))
+}
+
+async fn create_order(
+    State(state): State<ApiState>,
+    Extension(actor): Extension<Actor>,
+    uri: axum::http::Uri,
+    body: Bytes,
+) -> ApiResult<Response> {
+    let ReasonQuery { reason } = query(uri.query())?;
+    let (order, state_given) = order_from_body(&body)?;
+    let control = state.control.clone();
+    let view =
+        blocking(move || control.apply_order(&actor, order, state_given, true, &reason)).await?;
+    Ok((StatusCode::CREATED, Json(view)).into_response())
+}
+
+async fn put_order(
+    State(state): State<ApiState>,
+    Extension(actor): Extension<Actor>,
+    Path(id): Path<String>,
+    uri: axum::http::Uri,
+    body: Bytes,
+) -> ApiResult<Response> {
+    let ReasonQuery { reason } = query(uri.query())?;
+    let (order, state_given) = order_from_body(&body)?;
+    if order.id != id {
+        return Err(ApiError(ControlError::invalid(
+            "id",
+            format!(
+                "the document's id {:?} differs from the URL's {id:?}",
+                order.id
+            ),
+        )));
+    }
+    let control = state.control.clone();
+    let view =
+        blocking(move || control.apply_order(&actor, order, state_given, false, &reason)).await?;
+    Ok(Json(view).into_response())
+}
+
+async fn show_order(State(state): State<ApiState>, Path(id): Path<String>) -> ApiResult<Response> {
+    let control = state.control.clone();
+    let view = blocking(move || control.order(&id)).await?;
+    Ok(Json(view).into_response())
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TargetsBody {
+    targets: Vec<Target>,
+}
+
+async fn add_targets(
+    State(state): State<ApiState>,
+    Extension(actor): Extension<Actor>,
+    Path(id): Path<String>,
+    uri: axum::http::Uri,
+    body: Bytes,
+) -> ApiResult<Response> {
+    let ReasonQuery { reason } = query(uri.query())?;
+    let TargetsBody { targets } = parse_json(&body)?;
+    let control = state.control.clone();
+    let report = blocking(move || control.add_targets(&actor, &id, targets, &reason)).await?;
+    Ok(Json(report).into_response())
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TargetKey {
+    #[serde(rename = "type")]
+    kind: TargetKind,
+    value: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TargetKeysBody {
+    targets: Vec<TargetKey>,
+}
+
+async fn remove_targets(
+    State(state): State<ApiState>,
+    Extension(actor): Extension<Actor>,
+    Path(id): Path<String>,
+    uri: axum::http::Uri,
+    body: Bytes,
+) -> ApiResult<Response> {
+    let ReasonQuery { reason } = query(uri.query())?;
+    let TargetKeysBody { targets } = parse_json(&body)?;
+    let keys: Vec<(TargetKind, String)> = targets.into_iter().map(|t| (t.kind, t.value)).collect();
+    let control = state.control.clone();
+    let removed = blocking(move || control.remove_targets(&actor, &id, &keys, &reason)).await?;
+    Ok(Json(json!({ "removed": removed })).into_response())
+}
+
+async fn override_target(
+    State(state): State<ApiState>,
+    Extension(actor): Extension<Actor>,
+    Path(id): Path<String>,
+    uri: axum::http::Uri,
+    body: Bytes,
+) -> ApiResult<Response> {
+    let ReasonQuery { reason } = query(uri.query())?;
+    let key: TargetKey = parse_json(&body)?;
+    let control = state.control.clone();
+    let target =
+        blocking(move || control.override_target(&actor, &id, key.kind, &key.value, &reason))
+            .await?;
+    Ok(Json(target).into_response())
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ImportQuery {
+    format: Option<String>,
+    #[serde(rename = "type")]
+    kind: Option<TargetKind>,
+    #[serde(default)]
+    reason: String,
+}
+
+async fn import_into_order(
+    State(state): State<ApiState>,
+    Extension(actor): Extension<Actor>,
+    Path(id): Path<String>,
+    uri: axum::http::Uri,
+    body: Bytes,
+) -> ApiResult<Response> {
+    let params: ImportQuery = query(uri.query())?;
+    let text = String::from_utf8(body.to_vec())
+        .map_err(|_| ApiError(ControlError::invalid("body", "the file is not UTF-8")))?;
+    let control = state.control.clone();
+    match params.format.as_deref().unwrap_or("plain") {
+        "plain" => {
+            let kind = params.kind.unwrap_or(TargetKind::Domain);
+            let report =
+                blocking(move || control.import_list(&actor, &id, &text, kind, &params.reason))
+                    .await?;
+            Ok(Json(json!({"added": report.added, "held": report.held, "existing": report.existing, "warnings": []})).into_response())
+        }
+        "rpz" => {
+            let report =
+                blocking(move || control.import_rpz(&actor, &id, &text, &params.reason)).await?;
+            Ok(Json(report).into_response())
+        }
+        other => Err(ApiError(ControlError::invalid(
+            "format",
+            format!("{other:?} is not a format: use plain or rpz"),
+        ))),
+    }
+}
+
+async fn transition(
+    state: ApiState,
+    actor: Actor,
+    id: String,
+    uri: axum::http::Uri,
+    to: OrderState,
+) -> ApiResult<Response> {
+    let ReasonQuery { reason } = query(uri.query())?;
+    let control = state.control.clone();
+    let view = blocking(move || control.transition(&actor, &id, to, &reason)).await?;
+    Ok(Json(view).into_response())
+}
+
+async fn shadow(
+    State(state): State<ApiState>,
+    Extension(actor): Extension<Actor>,
+    Path(id): Path<String>,
+    uri: axum::http::Uri,
+) -> ApiResult<Response> {
+    transition(state, actor, id, uri, OrderState::Shadow).await
+}
+
+async fn activate(
+    State(state): State<ApiState>,
+    Extension(actor): Extension<Actor>,
+    Path(id): Path<String>,
+    uri: axum::http::Uri,
+) -> ApiResult<Response> {
+    transition(state, actor, id, uri, OrderState::Active).await
+}
+
+async fn suspend(
+    State(state): State<ApiState>,
+    Extension(actor): Extension<Actor>,
+    Path(id): Path<String>,
+    uri: axum::http::Uri,
+) -> ApiResult<Response> {
+    transition(state, actor, id, uri, OrderState::Suspended).await
+}
+
+async fn lift(
+    State(state): State<ApiState>,
+    Extension(actor): Extension<Actor>,
+    Path(id): Path<String>,
+    uri: axum::http::Uri,
+) -> ApiResult<Response> {
+    transition(state, actor, id, uri, OrderState::Lifted).await
+}
+
+async fn suspend_all(
+    State(state): State<ApiState>,
+    Extension(actor): Extension<Actor>,
+    uri: axum::http::Uri,
+) -> ApiResult<Response> {
+    let ReasonQuery { reason } = query(uri.query())?;
+    let control = state.control.clone();
+    let ids = blocking(move || control.suspend_all(&actor, &reason)).await?;
+    Ok(Json(json!({ "suspended": ids })).into_response())
+}
+
+async fn list_feeds(State(state): State<ApiState>) -> ApiResult<Response> {
+    let control = state.control.clone();
+    let feeds = blocking(move || control.feeds()).await?;
+    Ok(Json(json!({ "feeds": feeds })).into_response())
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FeedQuery {
+    order: Option<String>,
+    #[serde(default)]
+    reason: String,
+}
+
+async fn import_feed(
+    State(state): State<ApiState>,
+    Extension(actor): Extension<Actor>,
+    Path(name): Path<String>,
+    uri: axum::http::Uri,
+    body: Bytes,
+) -> ApiResult<Response> {
+    let params: FeedQuery = query(uri.query())?;
+    let feed = CumulativeFeed::from_json(&body)?;
+    let control = state.control.clone();
+    let ack = blocking(move || {
+        control.import_feed(
+            &actor,
+            &name,
+            params.order.as_deref(),
+            &feed,
+            &params.reason,
+        )
+    })
+    .await?;
+    Ok(Json(ack).into_response())
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AckQuery {
+    import: Option<i64>,
+}
+
+async fn feed_ack(
+    State(state): State<ApiState>,
+    Path(name): Path<String>,
+    uri: axum::http::Uri,
+) -> ApiResult<Response> {
+    let params: AckQuery = query(uri.query())?;
+    let control = state.control.clone();
+    let ack = blocking(move || control.feed_ack(&name, params.import)).await?;
+    Ok(Json(ack).into_response())
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AuditQuery {
+    after: Option<i64>,
+    limit: Option<u32>,
+}
+
+async fn audit_log(State(state): State<ApiState>, uri: axum::http::Uri) -> ApiResult<Response> {
+    let params: AuditQuery = query(uri.query())?;
+    let control = state.control.clone();
+    let entries = blocking(move || {
+        control.audit_log(
+            params.after.unwrap_or(0),
+            params.limit.unwrap_or(1000).min(10_000),
+        )
+    })
+    .await?;
+    Ok(Json(json!({ "entries": entries })).into_response())
+}
+
+async fn audit_verify(State(state): State<ApiState>) -> ApiResult<Response> {
+    let control = state.control.clone();
+    let report = blocking(move || control.audit_verify()).await?;
+    Ok(Json(report).into_response())
+}
+
+async fn export_orders(State(state): State<ApiState>) -> ApiResult<Response> {
+    let control = state.control.clone();
+    let orders = blocking(move || control.export_orders()).await?;
+    Ok(Json(json!({ "orders": orders })).into_response())
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RpzQuery {
+    jurisdiction: Option<String>,
+    zone: Option<String>,
+}
+
+async fn export_rpz(State(state): State<ApiState>, uri: axum::http::Uri) -> ApiResult<Response> {
+    let params: RpzQuery = query(uri.query())?;
+    let jurisdiction = params.jurisdiction.ok_or_else(|| {
+        ApiError(ControlError::invalid(
+            "jurisdiction",
+            "required: a country code, or * for global orders",
+        ))
+    })?;
+    let control = state.control.clone();
+    let zone = blocking(move || control.export_rpz(&jurisdiction, params.zone.as_deref())).await?;
+    Ok(([(header::CONTENT_TYPE, "text/dns; charset=utf-8")], zone).into_response())
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TransparencyQuery {
+    format: Option<String>,
+    jurisdiction: Option<String>,
+}
+
+async fn export_transparency(
+    State(state): State<ApiState>,
+    uri: axum::http::Uri,
+) -> ApiResult<Response> {
+    let params: TransparencyQuery = query(uri.query())?;
+    let format = params.format.clone().unwrap_or_else(|| "json".into());
+    if format != "json" && format != "csv" {
+        return Err(ApiError(ControlError::invalid(
+            "format",
+            format!("{format:?} is not a format: use json or csv"),
+        )));
+    }
+    let control = state.control.clone();
+    let rows = blocking(move || control.transparency(params.jurisdiction.as_deref())).await?;
+    if format == "csv" {
+        Ok((
+            [(header::CONTENT_TYPE, "text/csv; charset=utf-8")],
+            transparency_csv(&rows),
+        )
+            .into_response())
+    } else {
+        Ok(Json(json!({ "orders": rows })).into_response())
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TokenBody {
+    role: Role,
+    name: String,
+}
+
+async fn create_token(
+    State(state): State<ApiState>,
+    Extension(actor): Extension<Actor>,
+    body: Bytes,
+) -> ApiResult<Response> {
+    let TokenBody { role, name } = parse_json(&body)?;
+    let control = state.control.clone();
+    let by = actor.name.clone();
+    let token = blocking(move || control.create_token(&by, role, &name)).await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(json!({ "token": token, "role": role })),
+    )
+        .into_response())
+}

@@ -1,0 +1,1425 @@
+//! [`Control`]: the operations of the control plane on the store, with roles, lifecycle rules,
+//! safeguards and the audit entry of every change in the same transaction.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use ipnet::IpNet;
+use jiff::Timestamp;
+use juris_policy::{
+    normalize_name, Country, Order, OrderState, Target, TargetKind, TargetValue, ValidatedOrder,
+    ValidatedTarget, ValidationOptions,
+};
+use rand::RngCore;
+use rusqlite::{params, Connection, OptionalExtension, Transaction};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+use sha2::{Digest, Sha256};
+use tokio::sync::watch;
+
+use crate::audit::{self, AuditEntry, NewEntry, VerifyReport};
+use crate::error::ControlError;
+use crate::safeguards::{ProtectedConfig, ProtectedList, Psl};
+use crate::store::Store;
+
+/// Roles, weakest first: each role may do everything the roles before it may.
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    Hash,
+    Serialize,
+    Deserialize,
+    clap::ValueEnum,
+)]
+#[serde(rename_all = "snake_case")]
+pub enum Role {
+    /// Read everything (orders, audit, status, metrics, exports).
+    Viewer,
+    /// Create and update orders, add and remove targets, shadow, import feeds.
+    Editor,
+    /// Activate, suspend (including the kill switch) and lift orders.
+    Approver,
+    /// Override safeguards, create tokens.
+    Admin,
+}
+
+/// Who is acting: the name of the token and its role.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Actor {
+    /// The token's name (recorded in the audit log and in target provenance).
+    pub name: String,
+    /// The token's role.
+    pub role: Role,
+}
+
+/// Supplies "now" (RFC 3339 times in the store and the audit log). Tests inject a fixed clock.
+pub trait Clock: Send + Sync + std::fmt::Debug {
+    /// The current time.
+    fn now(&self) -> Timestamp;
+}
+
+/// The wall clock.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SystemClock;
+
+impl Clock for SystemClock {
+    fn now(&self) -> Timestamp {
+        Timestamp::now()
+    }
+}
+
+/// The `[control]` section of the configuration.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ControlConfig {
+    /// Where the admin API listens (`ADDR:PORT`), or `none`. Default: `127.0.0.1:8053`.
+    #[serde(default = "default_api_listen")]
+    pub api_listen: String,
+    /// Four-eyes rule: an order must be activated by someone other than its creator.
+    /// Default: false.
+    #[serde(default)]
+    pub four_eyes: bool,
+    /// Orders whose `comply_by` is closer than this and that are not active are listed in the
+    /// status as approaching their deadline. Default: 72.
+    #[serde(default = "default_deadline_hours")]
+    pub deadline_warning_hours: u32,
+    /// The protected list.
+    #[serde(default)]
+    pub protected: ProtectedConfig,
+}
+
+impl Default for ControlConfig {
+    fn default() -> Self {
+        ControlConfig {
+            api_listen: default_api_listen(),
+            four_eyes: false,
+            deadline_warning_hours: default_deadline_hours(),
+            protected: ProtectedConfig::default(),
+        }
+    }
+}
+
+fn default_api_listen() -> String {
+    crate::DEFAULT_API_LISTEN.to_owned()
+}
+
+fn default_deadline_hours() -> u32 {
+    72
+}
+
+/// The status of a stored target.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TargetStatus {
+    /// Handed to the resolver.
+    Enforced,
+    /// Held by a safeguard; not enforced until an admin overrides it.
+    NeedsReview,
+    /// Was held; an admin released it (audited).
+    Overridden,
+}
+
+/// A stored target with its provenance and status.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct TargetView {
+    /// The kind.
+    #[serde(rename = "type")]
+    pub kind: TargetKind,
+    /// The normalised value.
+    pub value: String,
+    /// When it was added (RFC 3339).
+    pub added_at: String,
+    /// Who added it (token name, or `feed:NAME`).
+    pub added_by: String,
+    /// The feed that added it, if any.
+    pub feed: Option<String>,
+    /// Evidence reference.
+    pub evidence: Option<String>,
+    /// Whether it is enforced.
+    pub status: TargetStatus,
+    /// Why it is held (for `needs_review` and `overridden`).
+    pub review_reason: Option<String>,
+    /// Who released it.
+    pub override_by: Option<String>,
+    /// Why it was released.
+    pub override_reason: Option<String>,
+}
+
+/// One state change.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct TransitionView {
+    /// From (none for the creation).
+    pub from: Option<String>,
+    /// To.
+    pub to: String,
+    /// When.
+    pub at: String,
+    /// Who.
+    pub actor: String,
+    /// Why.
+    pub reason: String,
+}
+
+/// An order as stored: the document (state and targets filled in), target statuses, history.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct OrderView {
+    /// The order document, re-appliable (`juris order apply`).
+    pub order: Order,
+    /// `state`, or `expired` once `expires_at` has passed.
+    pub effective_state: String,
+    /// Who created it.
+    pub created_by: String,
+    /// When.
+    pub created_at: String,
+    /// Last change.
+    pub updated_at: String,
+    /// Every target with provenance and status.
+    pub targets: Vec<TargetView>,
+    /// State history, oldest first.
+    pub transitions: Vec<TransitionView>,
+}
+
+/// One line of an order listing.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct OrderSummary {
+    /// Id.
+    pub id: String,
+    /// Kind.
+    pub kind: String,
+    /// Issuing authority.
+    pub authority: String,
+    /// Case reference.
+    pub reference: String,
+    /// Jurisdictions as written.
+    pub jurisdictions: Vec<String>,
+    /// Stored state.
+    pub state: String,
+    /// `state`, or `expired`.
+    pub effective_state: String,
+    /// Number of targets.
+    pub targets: u64,
+    /// Number of targets held for review.
+    pub needs_review: u64,
+    /// Deadline.
+    pub comply_by: Option<Timestamp>,
+    /// Last change.
+    pub updated_at: String,
+}
+
+/// Filters of an order listing (all optional, combined with AND).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OrderFilter {
+    /// Stored state, or `expired`.
+    pub state: Option<String>,
+    /// A country code: orders that bind clients in it (global orders included).
+    pub jurisdiction: Option<String>,
+    /// Order kind.
+    pub kind: Option<String>,
+    /// Only orders with targets held for review.
+    pub needs_review: Option<bool>,
+}
+
+/// The result of adding targets.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct AddReport {
+    /// Targets added and enforced.
+    pub added: Vec<TargetView>,
+    /// Targets added but held for review.
+    pub held: Vec<TargetView>,
+    /// Targets the order already had (`KIND VALUE`).
+    pub existing: Vec<String>,
+}
+
+/// The store's part of the status.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct StoreStatus {
+    /// Changes made since this process started (the value of the change notification).
+    pub revision: u64,
+    /// The last revision the resolver reported enforced.
+    pub applied_revision: u64,
+    /// Time from the last change to its enforcement, in milliseconds.
+    pub last_change_to_enforcement_ms: Option<f64>,
+    /// Orders by stored state.
+    pub orders: BTreeMap<String, u64>,
+    /// Orders whose `expires_at` has passed (still stored as active/shadow/suspended).
+    pub expired: u64,
+    /// Targets in all orders.
+    pub targets: u64,
+    /// Targets held for review.
+    pub needs_review: u64,
+    /// Orders approaching (or past) `comply_by` that are not active.
+    pub deadlines: Vec<Deadline>,
+    /// Audit log length.
+    pub audit_entries: u64,
+    /// Errors of the store since start.
+    pub store_errors: u64,
+}
+
+/// An order approaching its deadline without being enforced.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Deadline {
+    /// The order.
+    pub order: String,
+    /// Its state.
+    pub state: String,
+    /// The deadline.
+    pub comply_by: Timestamp,
+    /// Whether it has passed.
+    pub overdue: bool,
+}
+
+/// The control plane: the store plus the rules. `Send + Sync`; share it in an `Arc`.
+#[derive(Debug)]
+pub struct Control {
+    pub(crate) store: Store,
+    clock: Arc<dyn Clock>,
+    four_eyes: bool,
+    pub(crate) protected: ProtectedList,
+    deadline_warning: jiff::SignedDuration,
+    revision: watch::Sender<u64>,
+    pending: Mutex<Pending>,
+    store_errors: AtomicU64,
+}
+
+#[derive(Debug, Default)]
+struct Pending {
+    revision: u64,
+    applied: u64,
+    oldest_unapplied: Option<Instant>,
+    last_latency: Option<Duration>,
+}
+
+impl Control {
+    /// A control plane over `store`.
+    pub fn new(
+        store: Store,
+        config: &ControlConfig,
+        clock: Arc<dyn Clock>,
+    ) -> Result<Control, ControlError> {
+        let (revision, _) = watch::channel(0);
+        Ok(Control {
+            store,
+            clock,
+            four_eyes: config.four_eyes,
+            protected: ProtectedList::from_config(&config.protected)?,
+            deadline_warning: jiff::SignedDuration::from_hours(i64::from(
+                config.deadline_warning_hours,
+            )),
+            revision,
+            pending: Mutex::new(Pending::default()),
+            store_errors: AtomicU64::new(0),
+        })
+    }
+
+    /// The store.
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    /// The protected list in force.
+    pub fn protected(&self) -> &ProtectedList {
+        &self.protected
+    }
+
+    /// The current time by the injected clock.
+    pub fn now(&self) -> Timestamp {
+        self.clock.now()
+    }
+
+    // ---- what the resolver enforces -------------------------------------------------------
+
+    /// The orders the resolver should compile: every order in state shadow, active or
+    /// suspended (the engine decides per query what applies; suspended ones show in explain),
+    /// with targets held for review left out. Drafts and lifted orders are not included.
+    pub fn enforceable_orders(&self) -> Result<Vec<Order>, ControlError> {
+        self.counted(self.store.read(|conn| {
+            let mut statement = conn.prepare(
+                "SELECT id FROM orders WHERE state IN ('shadow', 'active', 'suspended') ORDER BY id",
+            )?;
+            let ids: Vec<String> = statement
+                .query_map([], |row| row.get(0))?
+                .collect::<Result<_, _>>()?;
+            let mut orders = Vec::with_capacity(ids.len());
+            for id in ids {
+                let Some(row) = load_order(conn, &id)? else {
+                    continue;
+                };
+                let mut order = row.document;
+                order.state = row.state;
+                order.targets = load_targets(conn, &id)?
+                    .into_iter()
+                    .filter(|t| t.status != TargetStatus::NeedsReview)
+                    .map(|t| t.to_target())
+                    .collect();
+                orders.push(order);
+            }
+            Ok(orders)
+        }))
+    }
+
+    /// A change notification: the value is bumped after every committed change.
+    pub fn subscribe(&self) -> watch::Receiver<u64> {
+        self.revision.subscribe()
+    }
+
+    /// The resolver reports that everything up to `revision` is enforced (for the status's
+    /// "time from the last change to enforcement").
+    pub fn mark_applied(&self, revision: u64) {
+        let mut pending = self.lock_pending();
+        if revision <= pending.applied {
+            return;
+        }
+        pending.applied = revision;
+        if let Some(since) = pending.oldest_unapplied.take() {
+            pending.last_latency = Some(since.elapsed());
+        }
+        if revision < pending.revision {
+            pending.oldest_unapplied = Some(Instant::now());
+        }
+    }
+
+    fn changed(&self) {
+        let revision = {
+            let mut pending = self.lock_pending();
+            pending.revision += 1;
+            if pending.oldest_unapplied.is_none() {
+                pending.oldest_unapplied = Some(Instant::now());
+            }
+            pending.revision
+        };
+        self.revision.send_replace(revision);
+    }
+
+    fn lock_pending(&self) -> std::sync::MutexGuard<'_, Pending> {
+        // Plain counters: a panic elsewhere cannot leave them inconsistent in a harmful way.
+        self.pending
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    pub(crate) fn counted<T>(&self, result: Result<T, ControlError>) -> Result<T, ControlError> {
+        if let Err(error) = &result {
+            if error.is_internal() {
+                self.store_errors.fetch_add(1, Ordering::Relaxed);
+                tracing::error!(%error, "control store error");
+            }
+        }
+        result
+    }
+
+    /// Store errors since start (for `/metrics`).
+    pub fn store_errors(&self) -> u64 {
+        self.store_errors.load(Ordering::Relaxed)
+    }
+
+    pub(crate) fn write<T>(
+        &self,
+        f: impl FnOnce(&Transaction<'_>) -> Result<T, ControlError>,
+    ) -> Result<T, ControlError> {
+        let result = self.counted(self.store.write(f));
+        if result.is_ok() {
+            self.changed();
+        }
+        result
+    }
+
+    pub(crate) fn now_text(&self) -> String {
+        self.clock.now().to_string()
+    }
+
+    // ---- tokens ----------------------------------------------------------------------------
+
+    /// Creates a token with `role`, named `name`, and returns it: the only time it is seen in
+    /// clear (only its SHA-256 is stored). `by` is recorded in the audit log.
+    pub fn create_token(&self, by: &str, role: Role, name: &str) -> Result<String, ControlError> {
+        let name = name.trim();
+        if name.is_empty() || name.len() > 64 || !name.bytes().all(|b| b.is_ascii_graphic()) {
+            return Err(ControlError::invalid(
+                "name",
+                "a token name is 1 to 64 printable ASCII characters without spaces",
+            ));
+        }
+        let mut secret = [0_u8; 32];
+        rand::thread_rng().fill_bytes(&mut secret);
+        let token = format!("juris_{}", hex::encode(secret));
+        let hash = token_hash(&token);
+        let now = self.now_text();
+        self.write(|tx| {
+            tx.execute(
+                "INSERT INTO tokens (hash, role, name, created_at, created_by) VALUES (?1, ?2, ?3, ?4, ?5)",
+                params![hash, role_str(role), name, now, by],
+            )?;
+            audit::append(
+                tx,
+                &now,
+                NewEntry {
+                    actor: by,
+                    action: "token.create",
+                    object: format!("token:{name}"),
+                    before: None,
+                    after: Some(json!({"name": name, "role": role_str(role)})),
+                    reason: "",
+                },
+            )?;
+            Ok(())
+        })?;
+        Ok(token)
+    }
+
+    /// The actor a bearer token stands for.
+    pub fn authenticate(&self, token: &str) -> Result<Actor, ControlError> {
+        let hash = token_hash(token.trim());
+        let found: Option<(String, String)> = self.counted(self.store.read(|conn| {
+            Ok(conn
+                .query_row(
+                    "SELECT name, role FROM tokens WHERE hash = ?1 AND revoked_at IS NULL",
+                    params![hash],
+                    |row| Ok((row.get(0)?, row.get(1)?)),
+                )
+                .optional()?)
+        }))?;
+        match found {
+            Some((name, role)) => Ok(Actor {
+                name,
+                role: parse_role(&role)?,
+            }),
+            None => Err(ControlError::Unauthorized(
+                "unknown or revoked token".into(),
+            )),
+        }
+    }
+
+    // ---- orders ----------------------------------------------------------------------------
+
+    /// Validation options with the Public Suffix List plugged in.
+    pub fn validate(&self, order: &Order) -> Result<ValidatedOrder, ControlError> {
+        let psl = Psl;
+        let options = ValidationOptions {
+            public_suffixes: &psl,
+            ..ValidationOptions::default()
+        };
+        Ok(order.validate(&options)?)
+    }
+
+    /// Creates (`create_only`) or creates-or-updates an order from its document. The document's
+    /// targets replace the order's (targets kept keep their provenance and review status). If
+    /// `state_given` and the document's state differs from the stored one, the transition is
+    /// made too, under the same rules as [`Control::transition`], in the same transaction.
+    pub fn apply_order(
+        &self,
+        actor: &Actor,
+        order: Order,
+        state_given: bool,
+        create_only: bool,
+        reason: &str,
+    ) -> Result<OrderView, ControlError> {
+        require(actor, Role::Editor)?;
+        let validated = self.validate(&order)?;
+        let now = self.now_text();
+        let id = order.id.clone();
+        self.write(|tx| {
+            let existing = load_order(tx, &id)?;
+            if create_only && existing.is_some() {
+                return Err(ControlError::conflict(
+                    "id",
+                    format!("order {id:?} already exists; update it with PUT /v1/orders/{id}"),
+                ));
+            }
+            let old_targets = match &existing {
+                Some(_) => load_targets(tx, &id)?,
+                None => Vec::new(),
+            };
+            let mut old: HashMap<(TargetKind, String), TargetView> = old_targets
+                .into_iter()
+                .map(|t| ((t.kind, t.value.clone()), t))
+                .collect();
+            let mut added = Vec::new();
+            let mut seen = HashSet::new();
+            for (written, valid) in order.targets.iter().zip(validated.targets()) {
+                let key = (valid.kind(), value_text(valid));
+                if !seen.insert(key.clone()) {
+                    continue;
+                }
+                if old.remove(&key).is_some() {
+                    continue;
+                }
+                let row = self.new_target_row(valid, written, &actor.name, None, &now);
+                added.push(row);
+            }
+            let removed: Vec<TargetView> = old.into_values().collect();
+
+            let mut document = order.clone();
+            document.targets.clear();
+            document.state = OrderState::Draft;
+            let document_text = serde_json::to_string(&document)
+                .map_err(|e| ControlError::Corrupt(e.to_string()))?;
+            let (current, created_by, before) = match &existing {
+                Some(row) => {
+                    tx.execute(
+                        "UPDATE orders SET document = ?2, kind = ?3, updated_at = ?4 WHERE id = ?1",
+                        params![id, document_text, order.kind.as_str(), now],
+                    )?;
+                    let mut before = row.document.clone();
+                    before.state = row.state;
+                    (row.state, row.created_by.clone(), Some(json!(before)))
+                }
+                None => {
+                    tx.execute(
+                        "INSERT INTO orders (id, document, state, kind, created_by, created_at, updated_at)
+                         VALUES (?1, ?2, 'draft', ?3, ?4, ?5, ?5)",
+                        params![id, document_text, order.kind.as_str(), actor.name, now],
+                    )?;
+                    insert_transition(tx, &id, None, OrderState::Draft, &now, &actor.name, reason)?;
+                    (OrderState::Draft, actor.name.clone(), None)
+                }
+            };
+            for row in &removed {
+                tx.execute(
+                    "DELETE FROM targets WHERE order_id = ?1 AND kind = ?2 AND value = ?3",
+                    params![id, row.kind.as_str(), row.value],
+                )?;
+            }
+            for row in &added {
+                insert_target(tx, &id, row)?;
+            }
+            let mut after = document.clone();
+            after.state = current;
+            audit::append(
+                tx,
+                &now,
+                NewEntry {
+                    actor: &actor.name,
+                    action: if existing.is_some() { "order.update" } else { "order.create" },
+                    object: format!("order:{id}"),
+                    before,
+                    after: Some(json!({
+                        "document": after,
+                        "targets_added": added,
+                        "targets_removed": removed.iter().map(|t| format!("{} {}", t.kind.as_str(), t.value)).collect::<Vec<_>>(),
+                    })),
+                    reason,
+                },
+            )?;
+            let desired = if state_given { order.state } else { current };
+            if desired != current {
+                self.transition_in(tx, actor, &id, &created_by, current, desired, reason, &now)?;
+            }
+            Ok(())
+        })?;
+        self.order(&id)
+    }
+
+    /// Moves an order to another state: shadow (editor), activate, suspend, lift (approver).
+    /// With the four-eyes rule, the creator of an order cannot activate it.
+    pub fn transition(
+        &self,
+        actor: &Actor,
+        id: &str,
+        to: OrderState,
+        reason: &str,
+    ) -> Result<OrderView, ControlError> {
+        require(actor, Role::Viewer)?;
+        let now = self.now_text();
+        self.write(|tx| {
+            let row = load_order(tx, id)?.ok_or_else(|| not_found("order", id))?;
+            self.transition_in(tx, actor, id, &row.created_by, row.state, to, reason, &now)
+        })?;
+        self.order(id)
+    }
+
+    #[allow(clippy::too_many_arguments)] // All of them identify the one change being made.
+    fn transition_in(
+        &self,
+        tx: &Transaction<'_>,
+        actor: &Actor,
+        id: &str,
+        created_by: &str,
+        from: OrderState,
+        to: OrderState,
+        reason: &str,
+        now: &str,
+    ) -> Result<(), ControlError> {
+        use OrderState::*;
+        let needed = match to {
+            Draft | Shadow => Role::Editor,
+            Active | Suspended | Lifted => Role::Approver,
+        };
+        require(actor, needed)?;
+        let allowed = matches!(
+            (from, to),
+            (Draft, Shadow | Active | Lifted)
+                | (Shadow, Draft | Active | Suspended | Lifted)
+                | (Active, Shadow | Suspended | Lifted)
+                | (Suspended, Shadow | Active | Lifted)
+        );
+        if !allowed {
+            return Err(ControlError::conflict(
+                "state",
+                format!(
+                    "order {id:?} cannot go from {} to {}",
+                    from.as_str(),
+                    to.as_str()
+                ),
+            ));
+        }
+        if to == Active && self.four_eyes && actor.name == created_by {
+            return Err(ControlError::Forbidden(format!(
+                "four-eyes rule: order {id:?} was created by {created_by:?}; another approver must activate it"
+            )));
+        }
+        tx.execute(
+            "UPDATE orders SET state = ?2, updated_at = ?3 WHERE id = ?1",
+            params![id, to.as_str(), now],
+        )?;
+        insert_transition(tx, id, Some(from), to, now, &actor.name, reason)?;
+        let action = match to {
+            Draft => "order.draft",
+            Shadow => "order.shadow",
+            Active => "order.activate",
+            Suspended => "order.suspend",
+            Lifted => "order.lift",
+        };
+        audit::append(
+            tx,
+            now,
+            NewEntry {
+                actor: &actor.name,
+                action,
+                object: format!("order:{id}"),
+                before: Some(json!({"state": from.as_str()})),
+                after: Some(json!({"state": to.as_str()})),
+                reason,
+            },
+        )?;
+        Ok(())
+    }
+
+    /// The kill switch: suspends every active and shadow order in one transaction. Returns the
+    /// ids suspended.
+    pub fn suspend_all(&self, actor: &Actor, reason: &str) -> Result<Vec<String>, ControlError> {
+        require(actor, Role::Approver)?;
+        let now = self.now_text();
+        self.write(|tx| {
+            let ids: Vec<(String, String)> = {
+                let mut statement = tx.prepare(
+                    "SELECT id, state FROM orders WHERE state IN ('active', 'shadow') ORDER BY id",
+                )?;
+                let rows = statement.query_map([], |row| Ok((row.get(0)?, row.get(1)?)))?;
+                rows.collect::<Result<_, _>>()?
+            };
+            for (id, state) in &ids {
+                tx.execute(
+                    "UPDATE orders SET state = 'suspended', updated_at = ?2 WHERE id = ?1",
+                    params![id, now],
+                )?;
+                insert_transition(
+                    tx,
+                    id,
+                    Some(parse_state(state)?),
+                    OrderState::Suspended,
+                    &now,
+                    &actor.name,
+                    reason,
+                )?;
+            }
+            audit::append(
+                tx,
+                &now,
+                NewEntry {
+                    actor: &actor.name,
+                    action: "orders.suspend_all",
+                    object: "orders:*".into(),
+                    before: Some(json!(ids.iter().map(|(id, state)| json!({"id": id, "state": state})).collect::<Vec<_>>())),
+                    after: Some(json!({"state": "suspended", "orders": ids.iter().map(|(id, _)| id).collect::<Vec<_>>()})),
+                    reason,
+                },
+            )?;
+            Ok(ids.into_iter().map(|(id, _)| id).collect())
+        })
+    }
+
+    /// Adds targets to an order (extensions, "future domains"). `added_by` of each target
+    /// defaults to the actor; `feed` marks targets a feed owns.
+    pub fn add_targets(
+        &self,
+        actor: &Actor,
+        id: &str,
+        targets: Vec<Target>,
+        reason: &str,
+    ) -> Result<AddReport, ControlError> {
+        require(actor, Role::Editor)?;
+        let now = self.now_text();
+        let document = self
+            .counted(self.store.read(|conn| load_order(conn, id)))?
+            .ok_or_else(|| not_found("order", id))?
+            .document;
+        // Validate the new targets in the context of the order (its overrides), so that error
+        // paths index the request (`targets[3].value`).
+        let mut probe = document;
+        probe.targets = targets.clone();
+        let validated = self.validate(&probe)?;
+        self.write(|tx| {
+            if load_order(tx, id)?.is_none() {
+                return Err(not_found("order", id));
+            }
+            let mut report = AddReport {
+                added: Vec::new(),
+                held: Vec::new(),
+                existing: Vec::new(),
+            };
+            let mut seen = HashSet::new();
+            for (written, valid) in targets.iter().zip(validated.targets()) {
+                let value = value_text(valid);
+                if !seen.insert((valid.kind(), value.clone())) {
+                    continue;
+                }
+                if target_exists(tx, id, valid.kind(), &value)? {
+                    report
+                        .existing
+                        .push(format!("{} {value}", valid.kind().as_str()));
+                    continue;
+                }
+                let row = self.new_target_row(valid, written, &actor.name, None, &now);
+                insert_target(tx, id, &row)?;
+                match row.status {
+                    TargetStatus::NeedsReview => report.held.push(row),
+                    _ => report.added.push(row),
+                }
+            }
+            audit::append(
+                tx,
+                &now,
+                NewEntry {
+                    actor: &actor.name,
+                    action: "target.add",
+                    object: format!("order:{id}"),
+                    before: None,
+                    after: Some(json!({"added": report.added, "held": report.held})),
+                    reason,
+                },
+            )?;
+            Ok(report)
+        })
+    }
+
+    /// Removes targets (`kind`, value as written) from an order.
+    pub fn remove_targets(
+        &self,
+        actor: &Actor,
+        id: &str,
+        targets: &[(TargetKind, String)],
+        reason: &str,
+    ) -> Result<Vec<String>, ControlError> {
+        require(actor, Role::Editor)?;
+        let mut keys = Vec::with_capacity(targets.len());
+        for (i, (kind, value)) in targets.iter().enumerate() {
+            let normal = normalize_value(*kind, value)
+                .map_err(|reason| ControlError::invalid(format!("targets[{i}].value"), reason))?;
+            keys.push((*kind, normal));
+        }
+        let now = self.now_text();
+        self.write(|tx| {
+            if load_order(tx, id)?.is_none() {
+                return Err(not_found("order", id));
+            }
+            let mut removed = Vec::new();
+            for (kind, value) in &keys {
+                let before = load_target(tx, id, *kind, value)?
+                    .ok_or_else(|| not_found("target", &format!("{} {value}", kind.as_str())))?;
+                tx.execute(
+                    "DELETE FROM targets WHERE order_id = ?1 AND kind = ?2 AND value = ?3",
+                    params![id, kind.as_str(), value],
+                )?;
+                removed.push(before);
+            }
+            audit::append(
+                tx,
+                &now,
+                NewEntry {
+                    actor: &actor.name,
+                    action: "target.remove",
+                    object: format!("order:{id}"),
+                    before: Some(json!(removed)),
+                    after: None,
+                    reason,
+                },
+            )?;
+            Ok(removed
+                .iter()
+                .map(|t| format!("{} {}", t.kind.as_str(), t.value))
+                .collect())
+        })
+    }
+
+    /// Releases a target held for review (admin only; the reason is required and audited).
+    pub fn override_target(
+        &self,
+        actor: &Actor,
+        id: &str,
+        kind: TargetKind,
+        value: &str,
+        reason: &str,
+    ) -> Result<TargetView, ControlError> {
+        require(actor, Role::Admin)?;
+        if reason.trim().is_empty() {
+            return Err(ControlError::invalid(
+                "reason",
+                "an override needs a reason (it is audited)",
+            ));
+        }
+        let value = normalize_value(kind, value).map_err(|r| ControlError::invalid("value", r))?;
+        let now = self.now_text();
+        self.write(|tx| {
+            let before = load_target(tx, id, kind, &value)?
+                .ok_or_else(|| not_found("target", &format!("{} {value}", kind.as_str())))?;
+            if before.status != TargetStatus::NeedsReview {
+                return Err(ControlError::conflict(
+                    "value",
+                    format!("target {} {value} is not held for review", kind.as_str()),
+                ));
+            }
+            tx.execute(
+                "UPDATE targets SET status = 'overridden', override_by = ?4, override_reason = ?5
+                 WHERE order_id = ?1 AND kind = ?2 AND value = ?3",
+                params![id, kind.as_str(), value, actor.name, reason],
+            )?;
+            let after =
+                load_target(tx, id, kind, &value)?.ok_or_else(|| not_found("target", &value))?;
+            audit::append(
+                tx,
+                &now,
+                NewEntry {
+                    actor: &actor.name,
+                    action: "target.override",
+                    object: format!("order:{id}"),
+                    before: Some(json!(before)),
+                    after: Some(json!(after)),
+                    reason,
+                },
+            )?;
+            Ok(after)
+        })
+    }
+
+    /// One order with its targets and history.
+    pub fn order(&self, id: &str) -> Result<OrderView, ControlError> {
+        let now = self.clock.now();
+        self.counted(self.store.read(|conn| {
+            let row = load_order(conn, id)?.ok_or_else(|| not_found("order", id))?;
+            let targets = load_targets(conn, id)?;
+            let transitions = load_transitions(conn, id)?;
+            let mut order = row.document;
+            order.state = row.state;
+            order.targets = targets.iter().map(TargetView::to_target).collect();
+            Ok(OrderView {
+                effective_state: effective_state(&order, now),
+                order,
+                created_by: row.created_by,
+                created_at: row.created_at,
+                updated_at: row.updated_at,
+                targets,
+                transitions,
+            })
+        }))
+    }
+
+    /// Orders matching `filter`, by id.
+    pub fn orders(&self, filter: &OrderFilter) -> Result<Vec<OrderSummary>, ControlError> {
+        let country = match &filter.jurisdiction {
+            Some(code) if code != "*" => {
+                Some(code.to_ascii_uppercase().parse::<Country>().map_err(|_| {
+                    ControlError::invalid(
+                        "jurisdiction",
+                        format!("{code:?} is not an ISO 3166-1 alpha-2 code"),
+                    )
+                })?)
+            }
+            _ => None,
+        };
+        let now = self.clock.now();
+        let rows = self.counted(self.store.read(|conn| {
+            let mut statement = conn.prepare(
+                "SELECT o.id,
+                        (SELECT COUNT(*) FROM targets t WHERE t.order_id = o.id),
+                        (SELECT COUNT(*) FROM targets t WHERE t.order_id = o.id AND t.status = 'needs_review')
+                 FROM orders o ORDER BY o.id",
+            )?;
+            let ids: Vec<(String, u64, u64)> = statement
+                .query_map([], |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)))?
+                .collect::<Result<_, _>>()?;
+            let mut out = Vec::new();
+            for (id, targets, held) in ids {
+                if let Some(row) = load_order(conn, &id)? {
+                    out.push((row, targets, held));
+                }
+            }
+            Ok(out)
+        }))?;
+        let mut out = Vec::new();
+        for (row, targets, needs_review) in rows {
+            let mut order = row.document;
+            order.state = row.state;
+            let effective = effective_state(&order, now);
+            if let Some(state) = &filter.state {
+                if *state != effective && state != order.state.as_str() {
+                    continue;
+                }
+            }
+            if let Some(kind) = &filter.kind {
+                if kind != order.kind.as_str() {
+                    continue;
+                }
+            }
+            if filter.needs_review == Some(true) && needs_review == 0 {
+                continue;
+            }
+            if let Some(code) = &filter.jurisdiction {
+                if !self.binds(&order, country, code == "*") {
+                    continue;
+                }
+            }
+            out.push(OrderSummary {
+                id: order.id.clone(),
+                kind: order.kind.as_str().to_owned(),
+                authority: order.authority.clone(),
+                reference: order.reference.clone(),
+                jurisdictions: order.jurisdictions.clone(),
+                state: order.state.as_str().to_owned(),
+                effective_state: effective,
+                targets,
+                needs_review,
+                comply_by: order.comply_by,
+                updated_at: row.updated_at,
+            });
+        }
+        Ok(out)
+    }
+
+    /// Whether `order` binds clients in `country` (`global_only`: only global orders).
+    pub(crate) fn binds(&self, order: &Order, country: Option<Country>, global_only: bool) -> bool {
+        let mut probe = order.clone();
+        probe.targets.clear();
+        match self.validate(&probe) {
+            Ok(valid) => {
+                let countries = &valid.info().countries;
+                if global_only {
+                    countries.is_global()
+                } else {
+                    countries.applies_to(country)
+                }
+            }
+            Err(_) => false,
+        }
+    }
+
+    /// Every stored order in full (the JSON export).
+    pub fn export_orders(&self) -> Result<Vec<OrderView>, ControlError> {
+        let ids: Vec<String> = self.counted(self.store.read(|conn| {
+            let mut statement = conn.prepare("SELECT id FROM orders ORDER BY id")?;
+            let ids = statement
+                .query_map([], |row| row.get(0))?
+                .collect::<Result<_, _>>()?;
+            Ok(ids)
+        }))?;
+        ids.iter().map(|id| self.order(id)).collect()
+    }
+
+    // ---- audit and status ------------------------------------------------------------------
+
+    /// Audit entries after `after`, at most `limit`.
+    pub fn audit_log(&self, after: i64, limit: u32) -> Result<Vec<AuditEntry>, ControlError> {
+        self.counted(self.store.read(|conn| audit::entries(conn, after, limit)))
+    }
+
+    /// Verifies the audit chain.
+    pub fn audit_verify(&self) -> Result<VerifyReport, ControlError> {
+        self.counted(self.store.read(audit::verify))
+    }
+
+    /// Counts, deadlines and enforcement latency.
+    pub fn status(&self) -> Result<StoreStatus, ControlError> {
+        let now = self.clock.now();
+        let horizon = now
+            .checked_add(self.deadline_warning)
+            .unwrap_or(Timestamp::MAX);
+        let (orders, targets, needs_review, audit_entries) =
+            self.counted(self.store.read(|conn| {
+                let mut statement = conn.prepare("SELECT id FROM orders ORDER BY id")?;
+                let ids: Vec<String> = statement
+                    .query_map([], |row| row.get(0))?
+                    .collect::<Result<_, _>>()?;
+                let mut orders = Vec::new();
+                for id in ids {
+                    if let Some(row) = load_order(conn, &id)? {
+                        orders.push(row);
+                    }
+                }
+                let targets: u64 =
+                    conn.query_row("SELECT COUNT(*) FROM targets", [], |r| r.get(0))?;
+                let held: u64 = conn.query_row(
+                    "SELECT COUNT(*) FROM targets WHERE status = 'needs_review'",
+                    [],
+                    |r| r.get(0),
+                )?;
+                let audit: u64 = conn.query_row("SELECT COUNT(*) FROM audit", [], |r| r.get(0))?;
+                Ok((orders, targets, held, audit))
+            }))?;
+        let mut by_state = BTreeMap::new();
+        let mut expired = 0;
+        let mut deadlines = Vec::new();
+        for row in &orders {
+            *by_state.entry(row.state.as_str().to_owned()).or_insert(0) += 1;
+            let mut order = row.document.clone();
+            order.state = row.state;
+            if effective_state(&order, now) == "expired" {
+                expired += 1;
+            }
+            if let Some(deadline) = order.comply_by {
+                let open = !matches!(row.state, OrderState::Active | OrderState::Lifted);
+                if open && deadline <= horizon {
+                    deadlines.push(Deadline {
+                        order: order.id.clone(),
+                        state: row.state.as_str().to_owned(),
+                        comply_by: deadline,
+                        overdue: deadline <= now,
+                    });
+                }
+            }
+        }
+        deadlines.sort_by_key(|d| d.comply_by);
+        let pending = self.lock_pending();
+        Ok(StoreStatus {
+            revision: pending.revision,
+            applied_revision: pending.applied,
+            last_change_to_enforcement_ms: pending.last_latency.map(|d| d.as_secs_f64() * 1000.0),
+            orders: by_state,
+            expired,
+            targets,
+            needs_review,
+            deadlines,
+            audit_entries,
+            store_errors: self.store_errors(),
+        })
+    }
+
+    pub(crate) fn new_target_row(
+        &self,
+        valid: &ValidatedTarget,
+        written: &Target,
+        actor: &str,
+        feed: Option<&str>,
+        now: &str,
+    ) -> TargetView {
+        let held = self.protected.check(valid);
+        TargetView {
+            kind: valid.kind(),
+            value: value_text(valid),
+            added_at: written
+                .added_at
+                .map(|t| t.to_string())
+                .unwrap_or_else(|| now.to_owned()),
+            added_by: written.added_by.clone().unwrap_or_else(|| match feed {
+                Some(feed) => format!("feed:{feed}"),
+                None => actor.to_owned(),
+            }),
+            feed: feed.map(str::to_owned),
+            evidence: written.evidence.clone(),
+            status: if held.is_some() {
+                TargetStatus::NeedsReview
+            } else {
+                TargetStatus::Enforced
+            },
+            review_reason: held,
+            override_by: None,
+            override_reason: None,
+        }
+    }
+}
+
+impl TargetView {
+    /// The target as it appears in an order document.
+    pub fn to_target(&self) -> Target {
+        Target {
+            kind: self.kind,
+            value: self.value.clone(),
+            added_at: self.added_at.parse().ok(),
+            added_by: Some(self.added_by.clone()),
+            evidence: self.evidence.clone(),
+        }
+    }
+}
+
+/// Fails with 403 unless `actor` has at least `role`.
+pub fn require(actor: &Actor, role: Role) -> Result<(), ControlError> {
+    if actor.role >= role {
+        Ok(())
+    } else {
+        Err(ControlError::Forbidden(format!(
+            "this needs the role {} (the token {:?} has {})",
+            role_str(role),
+            actor.name,
+            role_str(actor.role)
+        )))
+    }
+}
+
+/// The SHA-256 (hex) of a token: what the store keeps.
+pub fn token_hash(token: &str) -> String {
+    hex::encode(Sha256::digest(token.as_bytes()))
+}
+
+/// The name of a role.
+pub fn role_str(role: Role) -> &'static str {
+    match role {
+        Role::Viewer => "viewer",
+        Role::Editor => "editor",
+        Role::Approver => "approver",
+        Role::Admin => "admin",
+    }
+}
+
+fn parse_role(text: &str) -> Result<Role, ControlError> {
+    match text {
+        "viewer" => Ok(Role::Viewer),
+        "editor" => Ok(Role::Editor),
+        "approver" => Ok(Role::Approver),
+        "admin" => Ok(Role::Admin),
+        other => Err(ControlError::Corrupt(format!("unknown role {other:?}"))),
+    }
+}
+
+pub(crate) fn parse_state(text: &str) -> Result<OrderState, ControlError> {
+    serde_json::from_value(serde_json::Value::String(text.to_owned()))
+        .map_err(|_| ControlError::Corrupt(format!("unknown state {text:?}")))
+}
+
+pub(crate) fn parse_kind(text: &str) -> Result<TargetKind, ControlError> {
+    serde_json::from_value(serde_json::Value::String(text.to_owned()))
+        .map_err(|_| ControlError::Corrupt(format!("unknown target type {text:?}")))
+}
+
+fn parse_status(text: &str) -> Result<TargetStatus, ControlError> {
+    serde_json::from_value(serde_json::Value::String(text.to_owned()))
+        .map_err(|_| ControlError::Corrupt(format!("unknown target status {text:?}")))
+}
+
+fn status_str(status: TargetStatus) -> &'static str {
+    match status {
+        TargetStatus::Enforced => "enforced",
+        TargetStatus::NeedsReview => "needs_review",
+        TargetStatus::Overridden => "overridden",
+    }
+}
+
+/// `state`, or `expired` when `expires_at` has passed for an order that could still apply.
+pub fn effective_state(order: &Order, now: Timestamp) -> String {
+    let live = matches!(
+        order.state,
+        OrderState::Active | OrderState::Shadow | OrderState::Suspended
+    );
+    match order.expires_at {
+        Some(until) if live && now >= until => "expired".into(),
+        _ => order.state.as_str().into(),
+    }
+}
+
+pub(crate) fn value_text(target: &ValidatedTarget) -> String {
+    match target.value() {
+        TargetValue::Name(name) => name.to_string(),
+        TargetValue::Prefix(net) => net.to_string(),
+    }
+}
+
+/// Normalises a target value the way validation does (for lookups of existing targets).
+pub(crate) fn normalize_value(kind: TargetKind, value: &str) -> Result<String, String> {
+    match kind {
+        TargetKind::Subtree | TargetKind::Domain | TargetKind::Nsdname => {
+            normalize_name(value).map_err(|e| format!("{value:?} is not a valid domain name: {e}"))
+        }
+        TargetKind::Ip | TargetKind::Nsip => {
+            let value = value.trim();
+            value
+                .parse::<IpNet>()
+                .ok()
+                .or_else(|| value.parse::<std::net::IpAddr>().ok().map(IpNet::from))
+                .map(|net| net.to_string())
+                .ok_or_else(|| format!("{value:?} is not an IP address or prefix"))
+        }
+    }
+}
+
+pub(crate) fn not_found(what: &'static str, id: &str) -> ControlError {
+    ControlError::NotFound {
+        what,
+        id: id.to_owned(),
+    }
+}
+
+pub(crate) struct OrderRow {
+    pub document: Order,
+    pub state: OrderState,
+    pub created_by: String,
+    pub created_at: String,
+    pub updated_at: String,
+}
+
+pub(crate) fn load_order(conn: &Connection, id: &str) -> Result<Option<OrderRow>, ControlError> {
+    let row: Option<(String, String, String, String, String)> = conn
+        .query_row(
+            "SELECT document, state, created_by, created_at, updated_at FROM orders WHERE id = ?1",
+            params![id],
+            |row| {
+                Ok((
+                    row.get(0)?,
+                    row.get(1)?,
+                    row.get(2)?,
+                    row.get(3)?,
+                    row.get(4)?,
+                ))
+            },
+        )
+        .optional()?;
+    let Some((document, state, created_by, created_at, updated_at)) = row else {
+        return Ok(None);
+    };
+    let document: Order = serde_json::from_str(&document)
+        .map_err(|e| ControlError::Corrupt(format!("order {id:?}: {e}")))?;
+    Ok(Some(OrderRow {
+        document,
+        state: parse_state(&state)?,
+        created_by,
+        created_at,
+        updated_at,
+    }))
+}
+
+const TARGET_COLUMNS: &str = "kind, value, added_at, added_by, feed, evidence, status, review_reason, override_by, override_reason";
+
+fn row_to_target(row: &rusqlite::Row<'_>) -> rusqlite::Result<[Option<String>; 10]> {
+    let mut out: [Option<String>; 10] = Default::default();
+    for (i, slot) in out.iter_mut().enumerate() {
+        *slot = row.get(i)?;
+    }
+    Ok(out)
+}
+
+fn target_from_columns(columns: [Option<String>; 10]) -> Result<TargetView, ControlError> {
+    let [kind, value, added_at, added_by, feed, evidence, status, review_reason, override_by, override_reason] =
+        columns;
+    Ok(TargetView {
+        kind: parse_kind(kind.as_deref().unwrap_or_default())?,
+        value: value.unwrap_or_default(),
+        added_at: added_at.unwrap_or_default(),
+        added_by: added_by.unwrap_or_default(),
+        feed,
+        evidence,
+        status: parse_status(status.as_deref().unwrap_or_default())?,
+        review_reason,
+        override_by,
+        override_reason,
+    })
+}
+
+pub(crate) fn load_targets(conn: &Connection, id: &str) -> Result<Vec<TargetView>, ControlError> {
+    let mut statement = conn.prepare_cached(&format!(
+        "SELECT {TARGET_COLUMNS} FROM targets WHERE order_id = ?1 ORDER BY added_at, kind, value"
+    ))?;
+    let rows = statement.query_map(params![id], row_to_target)?;
+    let mut out = Vec::new();
+    for row in rows {
+        out.push(target_from_columns(row?)?);
+    }
+    Ok(out)
+}
+
+pub(crate) fn load_target(
+    conn: &Connection,
+    id: &str,
+    kind: TargetKind,
+    value: &str,
+) -> Result<Option<TargetView>, ControlError> {
+    let columns = conn
+        .query_row(
+            &format!(
+                "SELECT {TARGET_COLUMNS} FROM targets WHERE order_id = ?1 AND kind = ?2 AND value = ?3"
+            ),
+            params![id, kind.as_str(), value],
+            row_to_target,
+        )
+        .optional()?;
+    columns.map(target_from_columns).transpose()
+}
+
+pub(crate) fn target_exists(
+    conn: &Connection,
+    id: &str,
+    kind: TargetKind,
+    value: &str,
+) -> Result<bool, ControlError> {
+    Ok(conn
+        .prepare_cached("SELECT 1 FROM targets WHERE order_id = ?1 AND kind = ?2 AND value = ?3")?
+        .exists(params![id, kind.as_str(), value])?)
+}
+
+pub(crate) fn insert_target(
+    tx: &Transaction<'_>,
+    id: &str,
+    row: &TargetView,
+) -> Result<(), ControlError> {
+    tx.prepare_cached(
+        "INSERT INTO targets (order_id, kind, value, added_at, added_by, feed, evidence, status, review_reason)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+    )?
+    .execute(params![
+        id,
+        row.kind.as_str(),
+        row.value,
+        row.added_at,
+        row.added_by,
+        row.feed,
+        row.evidence,
+        status_str(row.status),
+        row.review_reason
+    ])?;
+    Ok(())
+}
+
+fn insert_transition(
+    tx: &Transaction<'_>,
+    id: &str,
+    from: Option<OrderState>,
+    to: OrderState,
+    now: &str,
+    actor: &str,
+    reason: &str,
+) -> Result<(), ControlError> {
+    tx.execute(
+        "INSERT INTO transitions (order_id, from_state, to_state, at, actor, reason) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+        params![id, from.map(OrderState::as_str), to.as_str(), now, actor, reason],
+    )?;
+    Ok(())
+}
+
+fn load_transitions(conn: &Connection, id: &str) -> Result<Vec<TransitionView>, ControlError> {
+    let mut statement = conn.prepare(
+        "SELECT from_state, to_state, at, actor, reason FROM transitions WHERE order_id = ?1 ORDER BY seq",
+    )?;
+    let rows = statement.query_map(params![id], |row| {
+        Ok(TransitionView {
+            from: row.get(0)?,
+            to: row.get(1)?,
+            at: row.get(2)?,
+            actor: row.get(3)?,
+            reason: row.get(4)?,
+        })
+    })?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}

@@ -1,0 +1,215 @@
+//! The embedded SQLite store: opening, pragmas, migrations, transactions.
+//!
+//! One file, `control.sqlite3`, in the data directory. WAL journal, `synchronous = FULL` (a
+//! change acknowledged to a client is on disk: it survives a crash or power loss), foreign keys
+//! on, a 5 s busy timeout (the offline CLI commands may open the file while the server runs).
+//! Migrations are the SQL files in `crates/juris-control/migrations/`, compiled in and applied in
+//! order, each in its own transaction together with its row in `schema_version`.
+
+use std::path::{Path, PathBuf};
+use std::sync::{Mutex, MutexGuard};
+use std::time::Duration;
+
+use rusqlite::{Connection, OptionalExtension, Transaction, TransactionBehavior};
+
+use crate::error::ControlError;
+
+/// The file name of the store inside the data directory.
+pub const STORE_FILE: &str = "control.sqlite3";
+
+/// Migrations: (version, SQL), in order. Append only; never edit a released one.
+const MIGRATIONS: &[(u32, &str)] = &[(1, include_str!("../migrations/0001_initial.sql"))];
+
+/// The schema version this build writes.
+pub const SCHEMA_VERSION: u32 = 1;
+
+/// The SQLite store. Cheap to share behind an `Arc`; operations serialise on one connection.
+#[derive(Debug)]
+pub struct Store {
+    conn: Mutex<Connection>,
+    path: Option<PathBuf>,
+}
+
+impl Store {
+    /// Opens (creating if needed) the store in `dir`, and migrates it to [`SCHEMA_VERSION`].
+    pub fn open(dir: &Path) -> Result<Store, ControlError> {
+        std::fs::create_dir_all(dir).map_err(|source| ControlError::Io {
+            path: dir.display().to_string(),
+            source,
+        })?;
+        let path = dir.join(STORE_FILE);
+        let conn = Connection::open(&path)?;
+        Store::init(conn, Some(path))
+    }
+
+    /// A store in memory (tests, dry runs).
+    pub fn open_in_memory() -> Result<Store, ControlError> {
+        Store::init(Connection::open_in_memory()?, None)
+    }
+
+    fn init(mut conn: Connection, path: Option<PathBuf>) -> Result<Store, ControlError> {
+        conn.busy_timeout(Duration::from_secs(5))?;
+        // `journal_mode` answers with the mode in force (memory databases stay `memory`).
+        let _mode: String = conn.query_row("PRAGMA journal_mode = WAL", [], |row| row.get(0))?;
+        conn.execute_batch("PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON;")?;
+        migrate(&mut conn)?;
+        Ok(Store {
+            conn: Mutex::new(conn),
+            path,
+        })
+    }
+
+    /// The database file (`None` in memory).
+    pub fn path(&self) -> Option<&Path> {
+        self.path.as_deref()
+    }
+
+    /// The schema version of the open database.
+    pub fn schema_version(&self) -> Result<u32, ControlError> {
+        schema_version(&self.lock())
+    }
+
+    /// Runs `f` on the connection (reads).
+    pub(crate) fn read<T>(
+        &self,
+        f: impl FnOnce(&Connection) -> Result<T, ControlError>,
+    ) -> Result<T, ControlError> {
+        f(&self.lock())
+    }
+
+    /// Runs `f` in one `BEGIN IMMEDIATE` transaction: committed if `f` returns `Ok`, rolled back
+    /// otherwise (nothing half-applied).
+    pub(crate) fn write<T>(
+        &self,
+        f: impl FnOnce(&Transaction<'_>) -> Result<T, ControlError>,
+    ) -> Result<T, ControlError> {
+        let mut conn = self.lock();
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let value = f(&tx)?;
+        tx.commit()?;
+        Ok(value)
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Connection> {
+        // A panic while the lock was held left no half-written change: the transaction is rolled
+        // back when it is dropped. The connection itself stays usable, so poisoning is ignored.
+        self.conn
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+fn schema_version(conn: &Connection) -> Result<u32, ControlError> {
+    let exists: Option<String> = conn
+        .query_row(
+            "SELECT name FROM sqlite_master WHERE type = 'table' AND name = 'schema_version'",
+            [],
+            |row| row.get(0),
+        )
+        .optional()?;
+    if exists.is_none() {
+        return Ok(0);
+    }
+    let version: Option<u32> =
+        conn.query_row("SELECT MAX(version) FROM schema_version", [], |row| {
+            row.get(0)
+        })?;
+    Ok(version.unwrap_or(0))
+}
+
+fn migrate(conn: &mut Connection) -> Result<(), ControlError> {
+    conn.execute_batch(
+        "CREATE TABLE IF NOT EXISTS schema_version (
+             version INTEGER PRIMARY KEY NOT NULL,
+             applied_at TEXT NOT NULL
+         )",
+    )?;
+    let current = schema_version(conn)?;
+    if current > SCHEMA_VERSION {
+        return Err(ControlError::Schema(format!(
+            "the store has schema version {current}, newer than this build's {SCHEMA_VERSION}; \
+             use a newer juris"
+        )));
+    }
+    for (version, sql) in MIGRATIONS {
+        if *version <= current {
+            continue;
+        }
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        tx.execute_batch(sql)?;
+        tx.execute(
+            "INSERT INTO schema_version (version, applied_at) VALUES (?1, ?2)",
+            rusqlite::params![version, jiff::Timestamp::now().to_string()],
+        )?;
+        tx.commit()?;
+        tracing::info!(version, "store migrated");
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)] // In tests a panic is the failure report.
+mod tests {
+    use super::*;
+
+    #[test]
+    fn migrations_are_numbered_in_order() {
+        for (i, (version, _)) in MIGRATIONS.iter().enumerate() {
+            assert_eq!(*version as usize, i + 1);
+        }
+        assert_eq!(MIGRATIONS.last().unwrap().0, SCHEMA_VERSION);
+    }
+
+    #[test]
+    fn open_migrates_once_and_reopens() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        assert_eq!(store.schema_version().unwrap(), SCHEMA_VERSION);
+        let mode: String = store
+            .read(|c| Ok(c.query_row("PRAGMA journal_mode", [], |r| r.get(0))?))
+            .unwrap();
+        assert_eq!(mode, "wal");
+        let sync: i64 = store
+            .read(|c| Ok(c.query_row("PRAGMA synchronous", [], |r| r.get(0))?))
+            .unwrap();
+        assert_eq!(sync, 2, "synchronous = FULL");
+        drop(store);
+        let store = Store::open(dir.path()).unwrap();
+        let rows: i64 = store
+            .read(|c| Ok(c.query_row("SELECT COUNT(*) FROM schema_version", [], |r| r.get(0))?))
+            .unwrap();
+        assert_eq!(rows, 1, "a migration is applied once");
+    }
+
+    #[test]
+    fn newer_schema_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        drop(Store::open(dir.path()).unwrap());
+        let conn = Connection::open(dir.path().join(STORE_FILE)).unwrap();
+        conn.execute(
+            "INSERT INTO schema_version (version, applied_at) VALUES (99, 'x')",
+            [],
+        )
+        .unwrap();
+        drop(conn);
+        let error = Store::open(dir.path()).unwrap_err();
+        assert!(error.to_string().contains("schema version 99"), "{error}");
+    }
+
+    #[test]
+    fn failed_write_rolls_back() {
+        let store = Store::open_in_memory().unwrap();
+        let result: Result<(), ControlError> = store.write(|tx| {
+            tx.execute(
+                "INSERT INTO tokens (hash, role, name, created_at, created_by) VALUES ('h', 'admin', 'n', 't', 'x')",
+                [],
+            )?;
+            Err(ControlError::invalid("x", "abort"))
+        });
+        assert!(result.is_err());
+        let count: i64 = store
+            .read(|c| Ok(c.query_row("SELECT COUNT(*) FROM tokens", [], |r| r.get(0))?))
+            .unwrap();
+        assert_eq!(count, 0);
+    }
+}

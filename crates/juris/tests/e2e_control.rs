@@ -1,0 +1,488 @@
+//! End-to-end tests of the control plane: `juris serve` with its embedded store and admin
+//! API, driven by the `juris order|import|audit|token` commands, checked with `dig` from client
+//! addresses an MMDB written here places in Italy or Germany; and crash safety under kill -9.
+//!
+//! Needs `nsd` and `dig` and root (NSD binds port 53 on 127.x addresses), like
+//! `e2e_policy.rs`.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "tests: a failed expectation is a test failure"
+)]
+
+use std::fs;
+use std::net::{IpAddr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use juris_testkit::addresses::AddressBlock;
+use juris_testkit::dig::{Lookup, Response};
+use juris_testkit::hierarchy::{Hierarchy, Zone};
+use juris_testkit::juris::Juris;
+use juris_testkit::mmdb::{MmdbWriter, Shape};
+
+const JURIS: &str = env!("CARGO_BIN_EXE_juris");
+
+fn juris(args: &[&str], token: Option<&str>) -> Output {
+    let mut command = Command::new(JURIS);
+    command
+        .args(args)
+        .env_remove("JURIS_TOKEN")
+        .env_remove("JURIS_API");
+    if let Some(token) = token {
+        command.env("JURIS_TOKEN", token);
+    }
+    command.output().unwrap()
+}
+
+fn ok(output: &Output) -> String {
+    let text = String::from_utf8_lossy(&output.stdout).into_owned();
+    assert!(
+        output.status.success(),
+        "juris failed: {text}{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    text
+}
+
+fn create_token(data_dir: &Path, role: &str, name: &str) -> String {
+    let data = data_dir.to_str().unwrap();
+    ok(&juris(
+        &[
+            "token",
+            "create",
+            "--role",
+            role,
+            "--name",
+            name,
+            "--data-dir",
+            data,
+        ],
+        None,
+    ))
+    .trim()
+    .to_owned()
+}
+
+fn within(limit: Duration, mut check: impl FnMut() -> bool) -> Option<Duration> {
+    let start = Instant::now();
+    while start.elapsed() <= limit {
+        if check() {
+            return Some(start.elapsed());
+        }
+        thread::sleep(Duration::from_millis(20));
+    }
+    None
+}
+
+struct Setup {
+    _hierarchy: Hierarchy,
+    juris: Juris,
+    clients: AddressBlock,
+    directory: tempfile::TempDir,
+    api: String,
+    token: String,
+}
+
+impl Setup {
+    fn italy(&self) -> IpAddr {
+        IpAddr::V4(self.clients.address(101))
+    }
+    fn germany(&self) -> IpAddr {
+        IpAddr::V4(self.clients.address(102))
+    }
+    fn data_dir(&self) -> PathBuf {
+        self.directory.path().join("data")
+    }
+    fn dig(&self, client: IpAddr, name: &str) -> Response {
+        let lookup = Lookup::dig(self.juris.address(), name, "A")
+            .source(client)
+            .timeout_seconds(5);
+        lookup
+            .run()
+            .unwrap_or_else(|failure| panic!("{}: {failure}", lookup.command_line()))
+    }
+    fn blocked(&self, client: IpAddr, name: &str) -> bool {
+        let response = self.dig(client, name);
+        response.status == "NXDOMAIN" && response.extended_errors.iter().any(|e| e.code == 16)
+    }
+    fn resolves(&self, client: IpAddr, name: &str, address: &str) -> bool {
+        let response = self.dig(client, name);
+        response.status == "NOERROR" && response.answer_data("A") == [address]
+    }
+    fn cli(&self, args: &[&str]) -> String {
+        let mut all: Vec<&str> = args.to_vec();
+        all.extend(["--api", &self.api]);
+        ok(&juris(&all, Some(&self.token)))
+    }
+    fn write(&self, name: &str, text: &str) -> PathBuf {
+        let path = self.directory.path().join(name);
+        fs::write(&path, text).unwrap();
+        path
+    }
+}
+
+fn setup() -> Setup {
+    let hierarchy = Hierarchy::builder()
+        .zone(Zone::new("to."))
+        .zone(Zone::new("kickasstorrents.to.").records("@ A 192.0.2.10\nwww A 192.0.2.10"))
+        .zone(Zone::new("test."))
+        .zone(Zone::new("mirror.test.").records("www A 192.0.2.50\nother A 192.0.2.51"))
+        .start();
+    let clients = AddressBlock::allocate();
+    let directory = tempfile::tempdir().unwrap();
+    let mmdb = directory.path().join("countries.mmdb");
+    MmdbWriter::new(Shape::CountryCode)
+        .insert(
+            format!("{}/32", clients.address(101)).parse().unwrap(),
+            "IT",
+        )
+        .insert(
+            format!("{}/32", clients.address(102)).parse().unwrap(),
+            "DE",
+        )
+        .write_to(&mmdb)
+        .unwrap();
+    let data_dir = directory.path().join("data");
+    fs::create_dir_all(&data_dir).unwrap();
+    // The first admin is bootstrapped offline, before the server runs.
+    let token = create_token(&data_dir, "admin", "officer");
+    let api_address = SocketAddr::new(IpAddr::V4(clients.address(200)), 8053);
+    let api = format!("http://{api_address}");
+    let server = Juris::builder(JURIS)
+        .root_hints(hierarchy.root_hints())
+        .args(["--threads", "2"])
+        .arg("--geoip")
+        .arg(&mmdb)
+        .arg("--data-dir")
+        .arg(&data_dir)
+        .arg("--api-listen")
+        .arg(api_address.to_string())
+        .start();
+    let s = Setup {
+        _hierarchy: hierarchy,
+        juris: server,
+        clients,
+        directory,
+        api,
+        token,
+    };
+    let ready = within(Duration::from_secs(10), || {
+        juris(&["order", "list", "--api", &s.api], Some(&s.token))
+            .status
+            .success()
+    });
+    assert!(
+        ready.is_some(),
+        "the admin API did not come up: {}",
+        s.juris.stderr()
+    );
+    s
+}
+
+const ORDER: &str = r#"{"id": "IT-MI-2024-0001", "kind": "court_order",
+  "authority": "Tribunale di Milano", "reference": "RG 12345/2024", "jurisdictions": ["IT"],
+  "action": "nxdomain", "state": "active",
+  "targets": [{"type": "subtree", "value": "kickasstorrents.to"}]}"#;
+
+#[test]
+fn order_apply_blocks_italy_within_a_second_and_lift_unblocks_it() {
+    let s = setup();
+    let (italy, germany) = (s.italy(), s.germany());
+    assert!(s.resolves(italy, "www.kickasstorrents.to.", "192.0.2.10"));
+
+    let file = s.write("order.json", ORDER);
+    let applied = s.cli(&[
+        "order",
+        "apply",
+        file.to_str().unwrap(),
+        "--reason",
+        "court order received",
+    ]);
+    assert!(applied.contains("IT-MI-2024-0001: active"), "{applied}");
+    let took = within(Duration::from_secs(1), || {
+        s.blocked(italy, "www.kickasstorrents.to.")
+    });
+    assert!(
+        took.is_some(),
+        "not blocked within 1 s: {}",
+        s.juris.stderr()
+    );
+    assert!(s.resolves(germany, "www.kickasstorrents.to.", "192.0.2.10"));
+
+    // A future domain, then the listing, explain through the API, and the audit log.
+    s.cli(&[
+        "order",
+        "add-target",
+        "IT-MI-2024-0001",
+        "www.mirror.test",
+        "--evidence",
+        "report 7",
+    ]);
+    assert!(within(Duration::from_secs(1), || s
+        .blocked(italy, "www.mirror.test."))
+    .is_some());
+    assert!(s.resolves(italy, "other.mirror.test.", "192.0.2.51"));
+    let listing = s.cli(&["order", "list", "--state", "active"]);
+    assert!(
+        listing.contains("IT-MI-2024-0001") && listing.contains("Tribunale di Milano"),
+        "{listing}"
+    );
+
+    let lifted = s.cli(&[
+        "order",
+        "lift",
+        "IT-MI-2024-0001",
+        "--reason",
+        "appeal granted",
+    ]);
+    assert!(lifted.contains("lifted"), "{lifted}");
+    let took = within(Duration::from_secs(1), || {
+        s.resolves(italy, "www.kickasstorrents.to.", "192.0.2.10")
+    });
+    assert!(took.is_some(), "still blocked 1 s after the lift");
+    assert!(s.resolves(italy, "www.mirror.test.", "192.0.2.50"));
+
+    let log = s.cli(&["audit", "log"]);
+    for action in [
+        "token.create",
+        "order.create",
+        "order.activate",
+        "target.add",
+        "order.lift",
+    ] {
+        assert!(log.contains(action), "{action} missing from\n{log}");
+    }
+    assert!(log.contains("appeal granted"));
+    let verified = ok(&juris(
+        &[
+            "audit",
+            "verify",
+            "--data-dir",
+            s.data_dir().to_str().unwrap(),
+        ],
+        None,
+    ));
+    assert!(verified.starts_with("audit log intact"), "{verified}");
+
+    // Roles are enforced through the CLI too: a viewer cannot apply.
+    let viewer = create_token(&s.data_dir(), "viewer", "auditor");
+    let refused = juris(
+        &["order", "apply", file.to_str().unwrap(), "--api", &s.api],
+        Some(&viewer),
+    );
+    assert!(!refused.status.success());
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("HTTP 403"));
+    let refused = juris(&["order", "list", "--api", &s.api], None);
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("HTTP 401"));
+}
+
+fn feed_json(fqdn: &[&str], ipv4: &[&str]) -> String {
+    use sha2::Digest;
+    let sum = |items: &[&str]| hex::encode(sha2::Sha256::digest(items.join("\n").as_bytes()));
+    serde_json::json!({
+        "fqdn": fqdn, "ipv4": ipv4, "ipv6": [],
+        "sha256": {"fqdn": sum(fqdn), "ipv4": sum(ipv4), "ipv6": sum(&[])}
+    })
+    .to_string()
+}
+
+#[test]
+fn a_feed_update_that_drops_an_item_unblocks_it_and_accidents_are_held() {
+    let s = setup();
+    let italy = s.italy();
+    let order = s.write(
+        "ps.json",
+        r#"{"id": "PS-IT", "kind": "feed_ticket", "authority": "AGCOM", "jurisdictions": ["IT"],
+            "action": "nxdomain", "state": "active", "block_addresses": true}"#,
+    );
+    s.cli(&["order", "apply", order.to_str().unwrap()]);
+    let first = s.write(
+        "feed-1.json",
+        &feed_json(
+            &[
+                "www.kickasstorrents.to",
+                "www.mirror.test",
+                "drive.usercontent.google.com",
+            ],
+            &["188.114.97.7"],
+        ),
+    );
+    let report = s.cli(&[
+        "import",
+        "feed",
+        "piracy-shield",
+        first.to_str().unwrap(),
+        "--order",
+        "PS-IT",
+    ]);
+    assert!(
+        report.contains("unprocessed drive.usercontent.google.com UNKNOWN"),
+        "{report}"
+    );
+    assert!(
+        report.contains("unprocessed 188.114.97.7 UNKNOWN"),
+        "{report}"
+    );
+    assert!(within(Duration::from_secs(1), || s
+        .blocked(italy, "www.mirror.test."))
+    .is_some());
+    assert!(s.blocked(italy, "www.kickasstorrents.to."));
+
+    // The next state of the feed no longer lists www.mirror.test: it is unblocked.
+    let second = s.write(
+        "feed-2.json",
+        &feed_json(
+            &["www.kickasstorrents.to", "drive.usercontent.google.com"],
+            &["188.114.97.7"],
+        ),
+    );
+    let report = s.cli(&["import", "feed", "piracy-shield", second.to_str().unwrap()]);
+    assert!(report.contains("lifted 1"), "{report}");
+    let took = within(Duration::from_secs(1), || {
+        s.resolves(italy, "www.mirror.test.", "192.0.2.50")
+    });
+    assert!(
+        took.is_some(),
+        "a dropped feed item is still blocked after 1 s"
+    );
+    assert!(s.blocked(italy, "www.kickasstorrents.to."));
+
+    // A corrupt feed changes nothing.
+    let corrupt = s.write(
+        "feed-3.json",
+        &feed_json(&["www.mirror.test"], &[]).replace("\"fqdn\":[", "\"fqdn\":[\"x.example\","),
+    );
+    let refused = juris(
+        &[
+            "import",
+            "feed",
+            "piracy-shield",
+            corrupt.to_str().unwrap(),
+            "--api",
+            &s.api,
+        ],
+        Some(&s.token),
+    );
+    assert!(!refused.status.success());
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("sha256.fqdn"));
+    assert!(s.blocked(italy, "www.kickasstorrents.to."));
+
+    let ack = s.cli(&["export", "ack", "piracy-shield"]);
+    assert!(
+        ack.contains("\"status\": \"lifted\"") && ack.contains("UNKNOWN"),
+        "{ack}"
+    );
+    let zone = s.cli(&["export", "rpz", "--jurisdiction", "IT"]);
+    assert!(zone.contains("www.kickasstorrents.to CNAME ."), "{zone}");
+    assert!(
+        !zone.contains("drive.usercontent") && !zone.contains("188"),
+        "{zone}"
+    );
+}
+
+#[test]
+fn kill_9_while_writing_loses_no_acknowledged_order_and_the_chain_verifies() {
+    let block = AddressBlock::allocate();
+    let directory = tempfile::tempdir().unwrap();
+    let data_dir = directory.path().join("data");
+    let token = create_token(&data_dir, "admin", "writer");
+    let api = format!("http://{}:8053", block.address(200));
+    let start = || {
+        Command::new(JURIS)
+            .args([
+                "serve",
+                "--listen",
+                &format!("{}:5353", block.address(1)),
+                "--forward",
+                "127.0.0.1:9",
+            ])
+            .arg("--data-dir")
+            .arg(&data_dir)
+            .args(["--api-listen", &format!("{}:8053", block.address(200))])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap()
+    };
+    let mut server = start();
+    let up = || {
+        juris(&["order", "list", "--api", &api], Some(&token))
+            .status
+            .success()
+    };
+    assert!(within(Duration::from_secs(10), up).is_some());
+
+    // A writer applies orders one after another; every acknowledged id is remembered.
+    let (done_tx, done_rx) = std::sync::mpsc::channel::<Vec<String>>();
+    let writer_api = api.clone();
+    let writer_token = token.clone();
+    let writer_dir = directory.path().to_owned();
+    let writer = thread::spawn(move || {
+        let mut acknowledged = Vec::new();
+        for i in 0..10_000 {
+            let id = format!("CRASH-{i:05}");
+            let file = writer_dir.join("w.json");
+            fs::write(
+                &file,
+                format!(
+                    r#"{{"id": "{id}", "kind": "court_order", "authority": "Court", "jurisdictions": ["IT"],
+                        "action": "nxdomain", "state": "active", "targets": [{{"type": "domain", "value": "n{i}.example"}}]}}"#
+                ),
+            )
+            .unwrap();
+            let output = juris(
+                &[
+                    "order",
+                    "apply",
+                    file.to_str().unwrap(),
+                    "--api",
+                    &writer_api,
+                ],
+                Some(&writer_token),
+            );
+            if !output.status.success() {
+                break;
+            }
+            acknowledged.push(id);
+        }
+        done_tx.send(acknowledged).unwrap();
+    });
+    thread::sleep(Duration::from_millis(1500));
+    server.kill().unwrap(); // SIGKILL
+    server.wait().unwrap();
+    let acknowledged = done_rx.recv_timeout(Duration::from_secs(30)).unwrap();
+    writer.join().unwrap();
+    assert!(
+        acknowledged.len() >= 3,
+        "the writer got only {} orders in",
+        acknowledged.len()
+    );
+
+    let verified = ok(&juris(
+        &["audit", "verify", "--data-dir", data_dir.to_str().unwrap()],
+        None,
+    ));
+    assert!(verified.starts_with("audit log intact"), "{verified}");
+    let mut server = start();
+    assert!(within(Duration::from_secs(10), up).is_some());
+    let listing = ok(&juris(
+        &["order", "list", "--json", "--api", &api],
+        Some(&token),
+    ));
+    for id in &acknowledged {
+        assert!(
+            listing.contains(&format!("\"{id}\"")),
+            "acknowledged order {id} lost after kill -9"
+        );
+    }
+    server.kill().unwrap();
+    server.wait().unwrap();
+    let verified = ok(&juris(
+        &["audit", "verify", "--data-dir", data_dir.to_str().unwrap()],
+        None,
+    ));
+    assert!(verified.starts_with("audit log intact"), "{verified}");
+}
