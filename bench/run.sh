@@ -1,0 +1,543 @@
+#!/usr/bin/env bash
+# juris against Unbound, PowerDNS Recursor and Knot Resolver on a local NSD hierarchy (loopback
+# only). See bench/README.md. Usage: bench/run.sh [--quick] [--runs N] [--duration S]
+#        [--servers juris,unbound,pdns,kresd] [--w3-10m] [W0 W1 W2 W3 W4 W7 ...]
+#        [--profile]   also perf-record juris in W1/W2/W7 (bench/work/out/perf-*.txt)
+#        JURIS_BIN=/path/to/juris bench/run.sh ...   benchmarks a prebuilt binary (no cargo build)
+set -euo pipefail
+export PATH="$PATH:/usr/sbin:/sbin"
+export LC_ALL=C
+
+HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+REPO="$(dirname "$HERE")"
+WORK="$HERE/work"
+RESULTS="$HERE/results"
+
+RUNS=3
+DURATION=10
+QUICK=0
+W3_10M=0
+PROFILE=0                        # --profile: perf record juris during its W1/W2/W7 measurements
+SERVERS="juris,unbound,pdns,kresd"
+WORKLOADS=()
+ADDR=127.55.9.1                  # every resolver under test listens here, on its own port
+declare -A PORT=([echo]=5300 [juris]=5301 [unbound]=5302 [pdns]=5303 [kresd]=5304)
+CLIENTS=8                        # dnsperf -c (sockets / TCP connections)
+OUTSTANDING=200                  # dnsperf -q
+COUNTRY_SOURCES="127.0.0.101 127.0.0.102 127.0.0.103 127.0.0.104"   # IT DE FR, unknown
+
+usage() { sed -n '2,7p' "$0" | sed 's/^# \{0,1\}//'; exit "${1:-0}"; }
+while (($#)); do
+  case "$1" in
+    --quick) QUICK=1; RUNS=1; DURATION=3 ;;
+    --runs) RUNS="$2"; shift ;;
+    --duration) DURATION="$2"; shift ;;
+    --servers) SERVERS="$2"; shift ;;
+    --w3-10m) W3_10M=1 ;;
+    --profile) PROFILE=1 ;;
+    -h|--help) usage 0 ;;
+    W[0-9]) WORKLOADS+=("$1") ;;
+    *) echo "unknown argument: $1" >&2; usage 2 ;;
+  esac
+  shift
+done
+((${#WORKLOADS[@]})) || WORKLOADS=(W0 W1 W2 W7 W3 W4)
+[[ "$RUNS" =~ ^[1-9][0-9]?$ && "$DURATION" =~ ^[1-9][0-9]{0,2}$ ]] || { echo "bad --runs/--duration" >&2; exit 2; }
+log() { printf '[%(%H:%M:%S)T] %s\n' -1 "$*" >&2; }
+has_workload() { local w; for w in "${WORKLOADS[@]}"; do [[ "$w" == "$1" ]] && return 0; done; return 1; }
+
+# ---- packages ------------------------------------------------------------------------------
+missing=()
+need() { command -v "$2" >/dev/null 2>&1 || missing+=("$1"); }
+need nsd nsd; need dnsperf dnsperf; need gcc gcc; need python3 python3; need util-linux taskset
+need bind9-dnsutils dig; need iproute2 ss; need procps pgrep
+if ((${#missing[@]})); then
+  echo "missing Debian packages: ${missing[*]}" >&2
+  echo "install them with: apt-get install -y nsd unbound pdns-recursor knot-resolver dnsperf linux-perf gcc python3 bind9-dnsutils" >&2
+  exit 1
+fi
+IFS=, read -r -a WANTED <<<"$SERVERS"
+SERVER_LIST=()
+for s in "${WANTED[@]}"; do
+  case "$s" in
+    juris) SERVER_LIST+=(juris) ;;
+    unbound) command -v unbound >/dev/null && SERVER_LIST+=(unbound) || log "unbound missing (apt-get install -y unbound): skipped" ;;
+    pdns) command -v pdns_recursor >/dev/null && SERVER_LIST+=(pdns) || log "pdns-recursor missing (apt-get install -y pdns-recursor): skipped" ;;
+    kresd) command -v kresd >/dev/null && SERVER_LIST+=(kresd) || log "knot-resolver missing (apt-get install -y knot-resolver): skipped" ;;
+    *) echo "unknown server $s" >&2; exit 2 ;;
+  esac
+done
+[[ "$(nproc)" -ge 2 ]] || { echo "needs 2 CPUs (server on CPU 1, dnsperf on CPU 0)" >&2; exit 1; }
+
+# ---- processes: every one we start is a session leader, killed with its group on exit --------
+PIDS=()
+SPAWNED=
+spawn() { # spawn CPU LOGFILE CMD... ; sets SPAWNED
+  local cpu=$1 logfile=$2; shift 2
+  setsid taskset -c "$cpu" "$@" >"$logfile" 2>&1 </dev/null &
+  SPAWNED=$!
+  PIDS+=("$SPAWNED")
+}
+stop_pid() {
+  local pid=$1 i
+  kill -TERM -- "-$pid" 2>/dev/null || kill -TERM "$pid" 2>/dev/null || true
+  for ((i = 0; i < 50; i++)); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+  kill -KILL -- "-$pid" 2>/dev/null || true
+  wait "$pid" 2>/dev/null || true
+  local keep=() p
+  for p in "${PIDS[@]}"; do [[ "$p" == "$pid" ]] || keep+=("$p"); done
+  PIDS=("${keep[@]+"${keep[@]}"}")
+}
+cleanup() {
+  local p
+  for p in "${PIDS[@]+"${PIDS[@]}"}"; do kill -TERM -- "-$p" 2>/dev/null || kill -TERM "$p" 2>/dev/null || true; done
+  sleep 0.3
+  for p in "${PIDS[@]+"${PIDS[@]}"}"; do kill -KILL -- "-$p" 2>/dev/null || true; wait "$p" 2>/dev/null || true; done
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+udp_bound() { ss -Hlun 2>/dev/null | awk -v a="$1:$2" '$4 == a { f = 1 } END { exit !f }'; }
+wait_udp() { # wait_udp ADDR PORT PID SECONDS
+  local i
+  for ((i = 0; i < $4 * 20; i++)); do
+    udp_bound "$1" "$2" && return 0
+    kill -0 "$3" 2>/dev/null || return 1
+    sleep 0.05
+  done
+  return 1
+}
+cpu_ticks() { local f; read -r -a f < <(sed 's/^.*) //' "/proc/$1/stat"); echo $((f[11] + f[12])); }
+CLK_TCK=$(getconf CLK_TCK)
+# cpu_sample PID -> "SCHED_NS TIDS STAT_TICKS": per-thread sum_exec_runtime (ns, /proc/PID/task/*/schedstat)
+# and utime+stime of the whole process (/proc/PID/stat, clock ticks, includes exited threads).
+cpu_sample() {
+  local pid=$1 t a ns=0 tids=""
+  for t in /proc/"$pid"/task/*; do
+    read -r a _ <"$t/schedstat" || a=0
+    ns=$((ns + a)); tids+="${t##*/},"
+  done
+  echo "$ns $tids $(cpu_ticks "$pid")"
+}
+
+# ---- build ---------------------------------------------------------------------------------
+mkdir -p "$WORK"/{conf,run,out} "$RESULTS"
+if [[ -n "${JURIS_BIN:-}" ]]; then
+  JURIS="$JURIS_BIN"
+  log "using JURIS_BIN=$JURIS (not building)"
+else
+  log "building juris (release)"
+  if ! (cd "$REPO" && cargo build --release -p juris 2>&1 | tail -n 3 >&2); then
+    echo "cargo build --release -p juris failed (set JURIS_BIN=/path/to/juris to benchmark a prebuilt binary)" >&2
+    exit 1
+  fi
+  JURIS="${CARGO_TARGET_DIR:-$REPO/target}/release/juris"
+fi
+[[ -x "$JURIS" ]] || { echo "no $JURIS" >&2; exit 1; }
+gcc -O2 -Wall -o "$WORK/echo" "$HERE/echo/echo.c"
+
+# ---- hierarchy -----------------------------------------------------------------------------
+HIER="$WORK/hier"
+if [[ ! -f "$HIER/w2.txt" || "$HERE/lib/gen.py" -nt "$HIER/w2.txt" ]]; then
+  rm -rf "$HIER"
+  python3 "$HERE/lib/gen.py" hierarchy "$HIER" >&2
+fi
+W1_FILE="$HIER/w1.txt"
+W2_FILE="$HIER/w2.txt"
+if ((QUICK)); then head -n 3000 "$HIER/w2.txt" >"$WORK/w2-quick.txt"; W2_FILE="$WORK/w2-quick.txt"; fi
+
+for a in $(cat "$HIER/servers.txt"); do
+  if udp_bound "$a" 53; then echo "$a:53 is already in use (another bench run?)" >&2; exit 1; fi
+done
+NSD_PIDS=()
+for a in $(cat "$HIER/servers.txt"); do
+  rm -f "$HIER/nsd/$a/nsd.pid"
+  spawn 0 "$HIER/nsd/$a/stdout.log" nsd -d -c "$HIER/nsd/$a/nsd.conf"
+  NSD_PIDS+=("$SPAWNED")
+done
+i=0
+for a in $(cat "$HIER/servers.txt"); do
+  wait_udp "$a" 53 "${NSD_PIDS[$i]}" 20 || { echo "NSD on $a did not start:"; cat "$HIER/nsd/$a/nsd.log" "$HIER/nsd/$a/stdout.log"; exit 1; } >&2
+  i=$((i + 1))
+done
+check=$(dig +short +norec +time=1 +tries=2 @127.55.1.1 h0.zone0.com A)
+[[ "$check" == 198.51.* ]] || { echo "hierarchy check failed: '$check'" >&2; exit 1; }
+log "hierarchy up: $(wc -l <"$HIER/servers.txt") NSD servers on 127.55.0.0/16:53"
+
+# ---- server configurations -----------------------------------------------------------------
+C="$WORK/conf"
+write_configs() {
+  cat >"$C/juris.toml" <<EOF
+[server]
+listen = ["$ADDR:${PORT[juris]}"]
+threads = 1
+allow = ["127.0.0.0/8"]
+
+[resolver]
+root_hints = "$HIER/root.hints"
+ipv6 = false
+allow_loopback_upstreams = true
+
+[cache]
+size = "256M"
+
+[log]
+level = "info"
+EOF
+  mkdir -p "$WORK/run/unbound" "$WORK/run/pdns" "$WORK/run/kresd" "$WORK/run/juris-data"
+  cat >"$C/unbound.conf" <<EOF
+server:
+    verbosity: 0
+    num-threads: 1
+    interface: $ADDR
+    port: ${PORT[unbound]}
+    do-ip4: yes
+    do-ip6: no
+    do-udp: yes
+    do-tcp: yes
+    incoming-num-tcp: 100
+    access-control: 127.0.0.0/8 allow
+    do-not-query-localhost: no
+    root-hints: "$HIER/root.hints"
+    qname-minimisation: yes
+    module-config: "iterator"
+    msg-cache-size: 128m
+    rrset-cache-size: 256m
+    directory: "$WORK/run/unbound"
+    chroot: ""
+    username: ""
+    pidfile: ""
+    use-syslog: no
+    logfile: ""
+remote-control:
+    control-enable: no
+EOF
+  cat >"$C/recursor.conf" <<EOF
+threads=1
+pdns-distributes-queries=no
+local-address=$ADDR
+local-port=${PORT[pdns]}
+allow-from=127.0.0.0/8
+hint-file=$HIER/root.hints
+dont-query=
+dnssec=off
+qname-minimization=yes
+query-local-address=127.0.0.1
+socket-dir=$WORK/run/pdns
+daemon=no
+disable-syslog=yes
+log-timestamp=yes
+loglevel=3
+security-poll-suffix=
+max-cache-entries=2000000
+max-packetcache-entries=2000000
+max-tcp-clients=200
+EOF
+  cat >"$C/kresd.conf" <<EOF
+-- Knot Resolver 5.x, one instance (kresd -n), no DNSSEC, local hierarchy only.
+net.ipv6 = false
+net.listen('$ADDR', ${PORT[kresd]}, { kind = 'dns' })
+trust_anchors.remove('.')
+modules.unload('ta_update')
+modules.unload('ta_signal_query')
+modules.unload('detect_time_skew')
+modules.load('hints > iterate')
+hints.root({ ['a.root.'] = '127.55.0.1' })
+option('NO_MINIMIZE', false)
+option('ALLOW_LOCAL', true)
+cache.size = 256 * MB
+EOF
+}
+write_configs
+
+# ---- servers -------------------------------------------------------------------------------
+SRV_PID=
+SRV_LOG=
+start_server() { # start_server NAME [extra juris args...]; sets SRV_PID, fails if it does not bind
+  local name=$1; shift
+  SRV_LOG="$WORK/run/$name.log"
+  case "$name" in
+    echo) spawn 1 "$SRV_LOG" "$WORK/echo" "$ADDR" "${PORT[echo]}" ;;
+    juris) spawn 1 "$SRV_LOG" "$JURIS" serve --config "$C/juris.toml" --threads 1 --data-dir "$WORK/run/juris-data" "$@" ;;
+    unbound) spawn 1 "$SRV_LOG" unbound -d -c "$C/unbound.conf" ;;
+    pdns) spawn 1 "$SRV_LOG" pdns_recursor --config-dir="$C" ;;
+    kresd) rm -rf "$WORK/run/kresd"; mkdir -p "$WORK/run/kresd"
+           spawn 1 "$SRV_LOG" kresd -n -c "$C/kresd.conf" "$WORK/run/kresd" ;;
+  esac
+  SRV_PID=$SPAWNED
+  if ! wait_udp "$ADDR" "${PORT[$name]}" "$SRV_PID" "${START_TIMEOUT:-30}"; then
+    log "$name did not start; last lines of $SRV_LOG:"; tail -n 20 "$SRV_LOG" >&2
+    stop_pid "$SRV_PID"; return 1
+  fi
+}
+
+# ---- one measurement -----------------------------------------------------------------------
+TSV="$WORK/out/results.tsv"
+: >"$TSV"
+# measure WORKLOAD ROUND SERVER PID SOURCES -- dnsperf args...   (SOURCES: "-" = default source)
+# Appends: workload round server qps sent completed lost avg_us p99_us cpu_s cpu_us_per_answer rcodes stat_s cpu_src
+measure() {
+  local wl=$1 round=$2 server=$3 pid=$4 sources=$5; shift 6
+  local tag="$WORK/out/$wl.$server.$round" s n=0 dps=() b0 b1 b2 a0 a1 a2
+  rm -f "$tag".*.txt
+  local perf_pid=
+  if ((PROFILE)) && [[ "$server" == juris ]] && command -v perf >/dev/null; then
+    taskset -c 0 perf record -q -e cpu-clock -F 999 --call-graph dwarf,8192 -p "$pid" \
+      -o "$WORK/out/perf-$wl.data" -- sleep "$DURATION" >"$WORK/out/perf-$wl.log" 2>&1 &
+    perf_pid=$!
+    sleep 0.3
+  fi
+  read -r b0 b1 b2 < <(cpu_sample "$pid")
+  for s in $sources; do
+    n=$((n + 1))
+    # "@N@" in an argument becomes the source's number (1, 2, ...): per-source query files.
+    if [[ "$s" == - ]]; then
+      taskset -c 0 dnsperf -s "$ADDR" "${@//@N@/$n}" -v >"$tag.$n.txt" 2>&1 &
+    else
+      taskset -c 0 dnsperf -s "$ADDR" -a "$s" "${@//@N@/$n}" -v >"$tag.$n.txt" 2>&1 &
+    fi
+    dps+=($!)
+  done
+  for s in "${dps[@]}"; do wait "$s" || true; done
+  read -r a0 a1 a2 < <(cpu_sample "$pid")
+  # Server CPU: utime+stime from /proc/PID/stat (10 ms ticks) is the method; when no thread
+  # started or exited during the run, the nanosecond per-thread sum gives the same figure
+  # with more precision, and is used instead (column cpu_src says which).
+  local sched_ns=-1
+  [[ "$b1" == "$a1" ]] && sched_ns=$((a0 - b0))
+  awk -v wl="$wl" -v round="$round" -v server="$server" -v ticks=$((a2 - b2)) -v hz="$CLK_TCK" -v sns="$sched_ns" '
+    /^> / { if ($NF ~ /^[0-9]+\.[0-9]+$/ && $2 != "T") { us = int($NF * 1e6 + 0.5); h[us]++; nl++; if (us > mx) mx = us } ; next }
+    /Queries sent:/ { sent += $3 }
+    /Queries completed:/ { done_ += $3 }
+    /Queries lost:/ { lost += $3 }
+    /Queries per second:/ { qps += $4 }
+    /Average Latency \(s\):/ { lat += $4 * 1e6 * last_done }
+    /Queries completed:/ { last_done = $3 }
+    /Response codes:/ { sub(/.*Response codes: */, ""); n = split($0, parts, ", ");
+                        for (i = 1; i <= n; i++) { split(parts[i], kv, " "); rc[kv[1]] += kv[2] } }
+    END {
+      p99 = -1
+      if (nl > 0) { want = nl * 0.99; c = 0; for (i = 0; i <= mx; i++) if (i in h) { c += h[i]; if (c >= want) { p99 = i; break } } }
+      stat_s = ticks / hz; cpu = stat_s; src = "stat"
+      if (sns >= 0) { cpu = sns / 1e9; src = "schedstat" }
+      codes = ""; for (k in rc) codes = codes (codes == "" ? "" : ",") k "=" rc[k]
+      if (codes == "") codes = "-"
+      printf "%s\t%s\t%s\t%.0f\t%d\t%d\t%d\t%.1f\t%d\t%.4f\t%.3f\t%s\t%.2f\t%s\n", wl, round, server, qps, sent, done_, lost,
+             (done_ > 0 ? lat / done_ : -1), p99, cpu, (done_ > 0 ? cpu * 1e6 / done_ : -1), codes, stat_s, src
+    }' "$tag".*.txt | tee -a "$TSV" >&2
+  if [[ -n "$perf_pid" ]]; then
+    wait "$perf_pid" || true
+    perf report -i "$WORK/out/perf-$wl.data" --no-children --sort symbol --stdio -g none --percent-limit 0.5 \
+      >"$WORK/out/perf-$wl.txt" 2>/dev/null || true
+    perf report -i "$WORK/out/perf-$wl.data" --children --sort symbol --stdio -g none --percent-limit 2 \
+      >"$WORK/out/perf-$wl.children.txt" 2>/dev/null || true
+    log "  perf profile of juris: $WORK/out/perf-$wl.txt (self) and perf-$wl.children.txt (inclusive)"
+  fi
+  # The per-query lines are large: keep only the summaries.
+  for s in "$tag".*.txt; do grep -v '^> ' "$s" >"$s.summary" || true; rm -f "$s"; done
+}
+
+dnsperf_common() { echo "-p ${PORT[$1]} -c $CLIENTS -q $OUTSTANDING -t 5"; }
+
+warm() { # warm SERVER: every hot name twice, unmeasured
+  local out="$WORK/out/warm.$1.txt"
+  taskset -c 0 dnsperf -s "$ADDR" -p "${PORT[$1]}" -d "$W1_FILE" -n 2 -l 60 -c 4 -q 50 -t 5 >"$out" 2>&1 || true
+  local ok ns; ok=$(awk '/Response codes:/ { print }' "$out")
+  ns=$(dig +short +time=2 +tries=1 -p "${PORT[$1]}" @"$ADDR" . NS 2>&1 | tr '\n' ' ')
+  log "  warm $1: $ok; '. NS' -> $ns"
+  [[ "$ns" == "a.root. " ]] || log "  WARNING: $1 does not see the local root (. NS -> '$ns')"
+}
+
+rotated() { # rotated ROUND: the server list, rotated so no server is always first
+  local r=$1 n=${#SERVER_LIST[@]} i
+  for ((i = 0; i < n; i++)); do printf '%s ' "${SERVER_LIST[$(((i + r) % n))]}"; done
+}
+
+# ---- workloads -----------------------------------------------------------------------------
+w0() {
+  local r
+  for ((r = 1; r <= RUNS; r++)); do
+    start_server echo || return 0
+    # shellcheck disable=SC2046
+    measure W0 "$r" echo "$SRV_PID" - -- $(dnsperf_common echo) -d "$W1_FILE" -l "$DURATION"
+    stop_pid "$SRV_PID"
+  done
+}
+
+w1_like() { # w1_like WORKLOAD MODE
+  local wl=$1 mode=$2 r s
+  for ((r = 1; r <= RUNS; r++)); do
+    for s in $(rotated "$r"); do
+      log "$wl round $r: $s"
+      start_server "$s" || continue
+      warm "$s"
+      # shellcheck disable=SC2046
+      measure "$wl" "$r" "$s" "$SRV_PID" - -- $(dnsperf_common "$s") -m "$mode" -d "$W1_FILE" -l "$DURATION"
+      stop_pid "$SRV_PID"
+    done
+  done
+}
+
+w2() {
+  local r s
+  for ((r = 1; r <= RUNS; r++)); do
+    for s in $(rotated "$r"); do
+      log "W2 round $r: $s (cold start, $(wc -l <"$W2_FILE") names, one pass)"
+      start_server "$s" || continue
+      # shellcheck disable=SC2046
+      measure W2 "$r" "$s" "$SRV_PID" - -- $(dnsperf_common "$s") -d "$W2_FILE" -n 1 -l 120
+      stop_pid "$SRV_PID"
+    done
+  done
+}
+
+POLICY_OK=0
+policy_check() {
+  if "$JURIS" serve --help 2>&1 | grep -q -- '--orders'; then POLICY_OK=1; return 0; fi
+  log "W3/W4 skipped: '$JURIS serve --help' has no --orders flag yet (policy flags not merged)"
+  printf 'W3\t-\tjuris\tskipped: juris serve has no --orders flag yet\n' >>"$WORK/out/notes.tsv"
+  printf 'W4\t-\tjuris\tskipped: juris serve has no --orders flag yet\n' >>"$WORK/out/notes.tsv"
+  return 1
+}
+
+POLICY_DIR="$WORK/policy"
+make_policy() { # make_policy NAMES -> $POLICY_DIR/orders-NAMES, $POLICY_DIR/geo.mmdb
+  mkdir -p "$POLICY_DIR"
+  [[ -f "$POLICY_DIR/geo.mmdb" ]] || python3 "$HERE/lib/gen.py" mmdb "$POLICY_DIR/geo.mmdb" \
+    127.0.0.101=IT 127.0.0.102=DE 127.0.0.103=FR >&2
+  local d="$POLICY_DIR/orders-$1"
+  if [[ ! -f "$d/.done" ]]; then
+    rm -rf "$d"
+    python3 "$HERE/lib/gen.py" orders "$d" --names "$1" --hot "$W1_FILE" >&2
+    touch "$d/.done"
+  fi
+}
+
+rss_kib() { awk '/^VmRSS:/ { print $2 }' "/proc/$1/status"; }
+
+# Starts juris (optionally with policy), waits for the first answer; records start→answer time.
+START_MS=0
+start_juris_policy() { # start_juris_policy NAMES|0
+  local names=$1 t0 t1 i
+  local extra=()
+  if [[ "$names" != 0 ]]; then extra=(--orders "$POLICY_DIR/orders-$names" --geoip "$POLICY_DIR/geo.mmdb"); fi
+  t0=$(date +%s%N)
+  START_TIMEOUT=180 start_server juris "${extra[@]+"${extra[@]}"}" || return 1
+  for ((i = 0; i < 1800; i++)); do
+    dig +short +time=1 +tries=1 -p "${PORT[juris]}" @"$ADDR" a.root. A >/dev/null 2>&1 && break
+    sleep 0.1
+  done
+  t1=$(date +%s%N)
+  START_MS=$(((t1 - t0) / 1000000))
+}
+
+w3() {
+  ((POLICY_OK)) || return 0
+  local sizes=(1000000) r v names
+  ((QUICK)) && sizes=(100000)
+  ((W3_10M)) && sizes+=(10000000)
+  for names in "${sizes[@]}"; do make_policy "$names"; done
+  # W2 under W3: the names are split over the 4 client addresses, so each is still asked once.
+  local k
+  for k in 1 2 3 4; do awk -v k="$k" 'NR % 4 == k % 4' "$W2_FILE" >"$WORK/w2-part$k.txt"; done
+  for ((r = 1; r <= RUNS; r++)); do
+    for v in 0 "${sizes[@]}"; do
+      local label="nopolicy"; [[ "$v" != 0 ]] && label="policy-$v"
+      log "W3 round $r: juris $label (W1 from 4 client addresses)"
+      start_juris_policy "$v" || continue
+      printf 'W4\t%s\tjuris\tstart_ms\t%s\t%s\n' "$r" "$label" "$START_MS" >>"$WORK/out/w4.tsv"
+      warm juris
+      # shellcheck disable=SC2046
+      measure W3-W1 "$r" "$label" "$SRV_PID" "$COUNTRY_SOURCES" -- -p "${PORT[juris]}" -c 2 -q 50 -t 5 -d "$W1_FILE" -l "$DURATION"
+      printf 'W4\t%s\tjuris\trss_kib\t%s\t%s\n' "$r" "$label" "$(rss_kib "$SRV_PID")" >>"$WORK/out/w4.tsv"
+      stop_pid "$SRV_PID"
+      log "W3 round $r: juris $label (W2 cold, 4 client addresses)"
+      start_juris_policy "$v" || continue
+      # shellcheck disable=SC2046
+      measure W3-W2 "$r" "$label" "$SRV_PID" "$COUNTRY_SOURCES" -- -p "${PORT[juris]}" -c 2 -q 50 -t 5 -d "$WORK/w2-part@N@.txt" -n 1 -l 120
+      stop_pid "$SRV_PID"
+    done
+  done
+}
+
+w4() {
+  ((POLICY_OK)) || return 0
+  local names=1000000; ((QUICK)) && names=100000
+  make_policy "$names"
+  local live="$WORK/policy/live"
+  rm -rf "$live"; cp -r "$POLICY_DIR/orders-$names" "$live"; rm -f "$live/.done"
+  # Start with the live copy (so we can change it).
+  local t0 t1 i r
+  t0=$(date +%s%N)
+  START_TIMEOUT=180 start_server juris --orders "$live" --geoip "$POLICY_DIR/geo.mmdb" || return 0
+  warm juris
+  printf 'W4\t1\tjuris\trss_kib_live\t%s\t%s\n' "$names" "$(rss_kib "$SRV_PID")" >>"$WORK/out/w4.tsv"
+  # One added name: how long until an IT client sees it blocked.
+  local name=h500.zone5.net
+  dig +short -b 127.0.0.101 -p "${PORT[juris]}" @"$ADDR" "$name" A >/dev/null || true
+  python3 "$HERE/lib/gen.py" order-one "$live/BENCH-ADD.json" BENCH-ADD IT "$name"
+  t0=$(date +%s%N)
+  r=timeout
+  local deadline=$((t0 + 30000000000))
+  while (($(date +%s%N) < deadline)); do
+    if dig +time=1 +tries=1 -b 127.0.0.101 -p "${PORT[juris]}" @"$ADDR" "$name" A 2>/dev/null | grep -q 'status: NXDOMAIN'; then
+      t1=$(date +%s%N); r=$(((t1 - t0) / 1000000)); break
+    fi
+    sleep 0.01
+  done
+  printf 'W4\t1\tjuris\tadd_one_ms\t%s\t%s\n' "$names" "$r" >>"$WORK/out/w4.tsv"
+  # Lost queries while a new policy is swapped in under load: rewrite one big order mid-run.
+  log "W4: swap under load (20k qps from IT, DE order rewritten after 3 s)"
+  (sleep 3; cp "$live/BENCH-DE.json" "$live/.tmp"; sed -i 's/"authority":"juris bench"/"authority":"juris bench v2"/' "$live/.tmp"; mv "$live/.tmp" "$live/BENCH-DE.json") &
+  local changer=$!
+  measure W4-swap 1 juris "$SRV_PID" 127.0.0.101 -- -p "${PORT[juris]}" -c 4 -q 100 -t 2 -Q 20000 -d "$W1_FILE" -l 10
+  wait "$changer" || true
+  measure W4-noswap 1 juris "$SRV_PID" 127.0.0.101 -- -p "${PORT[juris]}" -c 4 -q 100 -t 2 -Q 20000 -d "$W1_FILE" -l 10
+  cp "$SRV_LOG" "$WORK/out/w4-juris.log"
+  stop_pid "$SRV_PID"
+}
+
+# ---- run -----------------------------------------------------------------------------------
+: >"$WORK/out/w4.tsv"; : >"$WORK/out/notes.tsv"
+LOAD_BEFORE=$(cut -d' ' -f1-3 /proc/loadavg)
+STARTED=$(date -u +%Y-%m-%dT%H:%M:%SZ)
+policy_check || true
+for w in "${WORKLOADS[@]}"; do
+  case "$w" in
+    W0) w0 ;;
+    W1) w1_like W1 udp ;;
+    W2) w2 ;;
+    W3) w3 ;;
+    W4) w4 ;;
+    W7) w1_like W7 tcp ;;
+    *) log "$w: not implemented in this harness (see README)"; printf '%s\t-\t-\tnot implemented\n' "$w" >>"$WORK/out/notes.tsv" ;;
+  esac
+done
+LOAD_AFTER=$(cut -d' ' -f1-3 /proc/loadavg)
+
+versions() {
+  if [[ -n "${JURIS_BIN:-}" ]]; then
+    echo "juris: $("$JURIS" --version 2>&1 | head -n1) (prebuilt JURIS_BIN, built $(date -u -r "$JURIS" +%Y-%m-%dT%H:%MZ))"
+  else
+    echo "juris: $("$JURIS" --version 2>&1 | head -n1) ($(cd "$REPO" && git rev-parse --short HEAD 2>/dev/null || echo '?')$(cd "$REPO" && git diff --quiet HEAD -- crates 2>/dev/null || echo ', work tree modified'))"
+  fi
+  echo "unbound: $(unbound -V 2>/dev/null | awk '/^Version/ { print $2 }')"
+  echo "pdns: $(pdns_recursor --version 2>&1 | grep -o 'PowerDNS Recursor [0-9.]*' | head -n1)"
+  echo "kresd: $(kresd --version 2>/dev/null | head -n1)"
+  echo "nsd: $(nsd -v 2>&1 | head -n1)"
+  echo "dnsperf: $(dnsperf -h 2>&1 | awk '/^Version/ { print $2 }')"
+  echo "kernel: $(uname -r)"
+  echo "cpu: $(nproc) x $(awk -F': ' '/model name/ { print $2; exit }' /proc/cpuinfo)"
+}
+versions >"$WORK/out/versions.txt"
+python3 "$HERE/lib/report.py" --tsv "$TSV" --w4 "$WORK/out/w4.tsv" --notes "$WORK/out/notes.tsv" \
+  --versions "$WORK/out/versions.txt" --started "$STARTED" --load "$LOAD_BEFORE -> $LOAD_AFTER" \
+  --runs "$RUNS" --duration "$DURATION" --quick "$QUICK" --w2-names "$(wc -l <"$W2_FILE")" \
+  --out "$WORK/out/report.md"
+if ((PROFILE || QUICK)); then
+  log "quick or profiled run: report in $WORK/out/report.md, bench/results/latest.md left alone"
+else
+  cp "$WORK/out/report.md" "$RESULTS/latest.md"
+  cp "$TSV" "$RESULTS/latest.tsv"
+fi
+cat "$WORK/out/report.md"
