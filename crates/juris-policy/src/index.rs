@@ -1,12 +1,21 @@
-//! The two lookup structures: names (an `fst` over reversed-label keys) and address prefixes.
+//! The two lookup structures: names (a hash index over reversed-label keys, behind a Bloom
+//! filter) and address prefixes.
+//!
+//! ```text
+//!  key  com\0example\0www\0 ──KeyHasher──▶ hash ──▶ Bloom block (one cache line): maybe?
+//!                                            │ maybe
+//!                                            ▼
+//!  starts[bucket(hash)] .. starts[bucket + 1]  ──▶ records: [len][key bytes][value varint] …
+//!                                                  compared byte for byte (no false match)
+//! ```
 
 use std::collections::HashMap;
 use std::net::IpAddr;
 
-use fst::raw::Output;
 use ipnet::IpNet;
 
 use crate::name::SEPARATOR;
+use crate::policy::CompileError;
 
 /// A rule: which order, and whether the target is a subtree. `order_index << 1 | subtree`.
 pub(crate) type Rule = u32;
@@ -25,7 +34,7 @@ pub(crate) fn rule_is_subtree(rule: Rule) -> bool {
 
 /// Hashes a name label by label from the top, eight bytes at a time, lower-casing ASCII on the
 /// way; after each label, [`finish`](Self::finish) gives the hash of the key of the name made of
-/// the labels so far (the value the Bloom filters hold).
+/// the labels so far (the value the Bloom filters and the buckets of a [`NameIndex`] use).
 #[derive(Clone, Copy)]
 pub(crate) struct KeyHasher(u64);
 
@@ -38,23 +47,57 @@ impl KeyHasher {
     }
 
     /// Adds one label (without its length byte or separator).
-    #[inline]
+    #[cfg(test)]
     pub(crate) fn label(&mut self, label: &[u8]) {
+        self.label_at(label, 0, label.len());
+    }
+
+    /// Adds the label `buf[start..start + len]` and tells whether it holds a zero byte (the
+    /// [`SEPARATOR`]: such a wire label can match nothing). Reads whole words from `buf`, also
+    /// past either end of the label (those bytes are masked off): the same hash as
+    /// [`label`](Self::label) without assembling the label's tail byte by byte in a stack word,
+    /// which stalls the load that follows (store forwarding) on the hot path. Bytes outside
+    /// `buf` count as missing, never as a panic.
+    #[inline]
+    pub(crate) fn label_at(&mut self, buf: &[u8], start: usize, len: usize) -> bool {
+        const ONES: u64 = 0x0101_0101_0101_0101;
         let mut h = self.0;
-        let mut chunks = label.chunks_exact(8);
-        for chunk in &mut chunks {
-            let mut word = [0u8; 8];
-            word.copy_from_slice(chunk);
-            h = (h.rotate_left(29) ^ lower(u64::from_le_bytes(word))).wrapping_mul(K);
-        }
-        let rest = chunks.remainder();
-        if !rest.is_empty() {
-            let mut word = [0u8; 8];
-            word[..rest.len()].copy_from_slice(rest);
-            h = (h.rotate_left(29) ^ lower(u64::from_le_bytes(word))).wrapping_mul(K);
+        let end = start + len;
+        let mut at = start;
+        let mut zero = 0u64;
+        while at < end {
+            let take = (end - at).min(8);
+            // The label's bytes in the low `take` bytes of `word`, zeros above.
+            let keep = if take == 8 {
+                u64::MAX
+            } else {
+                (1u64 << (8 * take)) - 1
+            };
+            let word = if let Some(word) = buf.get(at..).and_then(|rest| rest.first_chunk::<8>()) {
+                u64::from_le_bytes(*word) & keep
+            } else if let Some(word) = end
+                .checked_sub(8)
+                .and_then(|from| buf.get(from..end))
+                .and_then(|bytes| bytes.first_chunk::<8>())
+            {
+                // The eight bytes that end with the label: drop the ones before `at`.
+                u64::from_le_bytes(*word) >> (8 * (8 - take))
+            } else {
+                let mut word = 0u64;
+                for (i, byte) in buf.get(at..end).unwrap_or(&[]).iter().enumerate() {
+                    word |= u64::from(*byte) << (8 * i);
+                }
+                word
+            };
+            // A zero byte of the label (the padding above it made non-zero).
+            let probe = word | !keep;
+            zero |= probe.wrapping_sub(ONES) & !probe & (0x80 * ONES);
+            h = (h.rotate_left(29) ^ lower(word)).wrapping_mul(K);
+            at += 8;
         }
         // The length ends the label, so that zero padding cannot be confused with content.
-        self.0 = (h.rotate_left(29) ^ (0x100 | label.len() as u64)).wrapping_mul(K);
+        self.0 = (h.rotate_left(29) ^ (0x100 | len as u64)).wrapping_mul(K);
+        zero != 0
     }
 
     /// The hash of the labels so far.
@@ -71,8 +114,17 @@ impl KeyHasher {
     /// The hash of a whole index key.
     pub(crate) fn key(key: &[u8]) -> u64 {
         let mut hasher = KeyHasher::new();
-        for label in key.split(|b| *b == SEPARATOR).filter(|l| !l.is_empty()) {
-            hasher.label(label);
+        let mut start = 0;
+        for (i, byte) in key.iter().enumerate() {
+            if *byte == SEPARATOR {
+                if i > start {
+                    hasher.label_at(key, start, i - start);
+                }
+                start = i + 1;
+            }
+        }
+        if key.len() > start {
+            hasher.label_at(key, start, key.len() - start);
         }
         hasher.finish()
     }
@@ -90,7 +142,7 @@ fn lower(word: u64) -> u64 {
 }
 
 /// A blocked Bloom filter over the keys of a [`NameIndex`]: one 512-bit block (a cache line) per
-/// key, 6 bits set, 16 bits per key. It lets a name that matches nothing skip the `fst` walk:
+/// key, 6 bits set, 16 bits per key. It lets a name that matches nothing skip the buckets:
 /// about 1 probe in 500 is a false positive.
 #[derive(Clone, Default)]
 pub(crate) struct Bloom {
@@ -141,10 +193,9 @@ impl Bloom {
 
     #[inline]
     pub(crate) fn may_contain(&self, hash: u64) -> bool {
-        if self.blocks.is_empty() {
+        let Some(block) = self.blocks.get(self.block(hash)) else {
             return false;
-        }
-        let block = &self.blocks[self.block(hash)];
+        };
         Bloom::bits(hash).all(|bit| block[bit / 64] & (1 << (bit % 64)) != 0)
     }
 
@@ -153,70 +204,187 @@ impl Bloom {
     }
 }
 
-/// Builds a [`NameIndex`] from keys in strictly increasing order.
+/// Marks a value that points into the side table instead of holding one rule.
+const MULTI: u64 = 1;
+
+/// Keys per bucket, on average. A bucket costs 4 bytes; a lookup scans its bucket's records
+/// (about 2 × 19 bytes with the benchmark's names: one or two cache lines).
+const KEYS_PER_BUCKET: usize = 2;
+
+/// Builds a [`NameIndex`] from unique keys, in any order (fastest in increasing hash order, as
+/// `build_index` in `policy.rs` feeds them: then nothing is sorted or copied again).
 pub(crate) struct NameIndexBuilder {
-    builder: fst::MapBuilder<Vec<u8>>,
+    /// Records `[key length][key][value as LEB128]`, in insertion order.
+    records: Vec<u8>,
+    /// Per record: its key's hash and its offset in `records`.
+    slots: Vec<(u64, u32)>,
     multi: Vec<u32>,
-    hashes: Vec<u64>,
     min_labels: usize,
+    sorted: bool,
 }
 
 impl NameIndexBuilder {
     /// `keys`: how many keys will be inserted (a hint for the allocation).
     pub(crate) fn new(keys: usize) -> NameIndexBuilder {
         NameIndexBuilder {
-            builder: fst::MapBuilder::memory(),
+            records: Vec::with_capacity(keys.saturating_mul(20)),
+            slots: Vec::with_capacity(keys),
             multi: Vec::new(),
-            hashes: Vec::with_capacity(keys),
             min_labels: usize::MAX,
+            sorted: true,
         }
     }
 
-    /// Adds a key (greater than the previous one) with its sorted, unique, non-empty rules.
-    pub(crate) fn insert(&mut self, key: &[u8], rules: &[Rule]) -> Result<(), fst::Error> {
+    /// Adds a key not inserted before, with its sorted, unique rules (none: nothing is added).
+    pub(crate) fn insert(&mut self, key: &[u8], rules: &[Rule]) -> Result<(), CompileError> {
+        self.insert_hashed(key, KeyHasher::key(key), rules)
+    }
+
+    /// [`insert`](Self::insert) with the key's hash ([`KeyHasher::key`]) already computed.
+    pub(crate) fn insert_hashed(
+        &mut self,
+        key: &[u8],
+        hash: u64,
+        rules: &[Rule],
+    ) -> Result<(), CompileError> {
         let value = match rules {
             [] => return Ok(()),
-            [one] => u64::from(*one),
+            [one] => u64::from(*one) << 1,
             many => {
                 let offset = self.multi.len() as u64;
                 // A key holds at most one rule per (order, kind): far below u32::MAX.
                 self.multi.push(many.len() as u32);
                 self.multi.extend_from_slice(many);
-                MULTI | offset
+                offset << 1 | MULTI
             }
         };
-        self.hashes.push(KeyHasher::key(key));
+        // Keys of validated names are ≤ 254 bytes; longer ones cannot be stored with a one-byte
+        // length, and no query could match them.
+        let len = u8::try_from(key.len()).map_err(|_| CompileError::TooManyNames)?;
+        let offset = u32::try_from(self.records.len()).map_err(|_| CompileError::TooManyNames)?;
+        if self.records.len() + key.len() + 11 > u32::MAX as usize {
+            return Err(CompileError::TooManyNames);
+        }
+        if self.slots.last().is_some_and(|(last, _)| *last > hash) {
+            self.sorted = false;
+        }
+        self.slots.push((hash, offset));
+        self.records.push(len);
+        self.records.extend_from_slice(key);
+        push_varint(&mut self.records, value);
         let labels = key.iter().filter(|b| **b == SEPARATOR).count();
         self.min_labels = self.min_labels.min(labels);
-        self.builder.insert(key, value)
+        Ok(())
     }
 
-    pub(crate) fn finish(self) -> Result<NameIndex, fst::Error> {
-        let mut multi = self.multi;
+    pub(crate) fn finish(self) -> Result<NameIndex, CompileError> {
+        let NameIndexBuilder {
+            mut records,
+            mut slots,
+            mut multi,
+            min_labels,
+            sorted,
+        } = self;
+        if !sorted {
+            // Lay the records out again in hash order.
+            slots.sort_unstable();
+            let mut ordered = Vec::with_capacity(records.len());
+            for (_, offset) in &mut slots {
+                let at = *offset as usize;
+                // Every slot points at a record written by `insert`.
+                let Some(end) = record_end(&records, at) else {
+                    return Err(CompileError::TooManyNames);
+                };
+                // `ordered` holds no more bytes than `records`, which fit u32 (checked in insert).
+                *offset = ordered.len() as u32;
+                ordered.extend_from_slice(&records[at..end]);
+            }
+            records = ordered;
+        }
+        records.shrink_to_fit();
         multi.shrink_to_fit();
-        let bytes = self.builder.into_inner()?;
-        let mut bloom = Bloom::with_keys(self.hashes.len());
-        for hash in self.hashes {
-            bloom.insert(hash);
+        let keys = slots.len();
+        let buckets = if keys == 0 {
+            0
+        } else {
+            keys.div_ceil(KEYS_PER_BUCKET)
+        };
+        // starts[b]: the offset of the first record in bucket b or after (records are in hash
+        // order, and `bucket` is monotonic in the hash); starts[buckets] = the end.
+        let mut starts = Vec::with_capacity(buckets + 1);
+        let mut bloom = Bloom::with_keys(keys);
+        for (hash, offset) in &slots {
+            let bucket = bucket_of(*hash, buckets);
+            while starts.len() <= bucket {
+                starts.push(*offset);
+            }
+            bloom.insert(*hash);
+        }
+        // `records.len()` fits u32 (checked in insert).
+        let end = records.len() as u32;
+        while starts.len() <= buckets {
+            starts.push(end);
         }
         Ok(NameIndex {
-            map: fst::Map::new(bytes)?,
+            records,
+            starts,
             multi,
             bloom,
-            min_labels: self.min_labels,
+            len: keys,
+            min_labels,
         })
     }
 }
 
-/// Marks an fst value that points into the side table instead of holding one rule.
-const MULTI: u64 = 1 << 63;
+/// The bucket of a hash among `buckets`: multiply-shift range reduction, monotonic in the hash.
+#[inline]
+fn bucket_of(hash: u64, buckets: usize) -> usize {
+    ((u128::from(hash) * buckets as u128) >> 64) as usize
+}
 
-/// Names → rules. Keys are reversed labels each ended by [`SEPARATOR`]; a value is either one
-/// rule or (with [`MULTI`]) the offset in `multi` of `[count, rule, rule, ...]`.
+fn push_varint(out: &mut Vec<u8>, mut value: u64) {
+    while value >= 0x80 {
+        out.push(value as u8 | 0x80);
+        value >>= 7;
+    }
+    out.push(value as u8);
+}
+
+/// Reads a LEB128 value; `None` if `bytes` ends first or it is longer than a `u64`.
+#[inline]
+fn read_varint(bytes: &[u8]) -> Option<(u64, &[u8])> {
+    let mut value = 0u64;
+    for (i, byte) in bytes.iter().enumerate().take(10) {
+        value |= u64::from(byte & 0x7f) << (7 * i);
+        if byte & 0x80 == 0 {
+            return Some((value, &bytes[i + 1..]));
+        }
+    }
+    None
+}
+
+/// The end of the record starting at `at`.
+fn record_end(records: &[u8], at: usize) -> Option<usize> {
+    let len = usize::from(*records.get(at)?);
+    let value = records.get(at + 1 + len..)?;
+    let (_, rest) = read_varint(value)?;
+    Some(records.len() - rest.len())
+}
+
+/// Names → rules. Keys are reversed labels each ended by [`SEPARATOR`], stored in records
+/// `[key length][key][value]` grouped by the bucket of their hash; a value is either one rule
+/// (`rule << 1`) or (with [`MULTI`]) the offset in `multi` of `[count, rule, rule, ...]`.
+///
+/// A lookup hashes the key (label by label, so a walk down a name costs one pass), asks the
+/// Bloom filter, and only on "maybe" compares the key with each record of its bucket: a match is
+/// always exact, whatever the hash function does.
 pub(crate) struct NameIndex {
-    map: fst::Map<Vec<u8>>,
+    records: Vec<u8>,
+    /// `buckets + 1` offsets into `records` (empty when there are no keys).
+    starts: Vec<u32>,
     multi: Vec<u32>,
     bloom: Bloom,
+    len: usize,
     /// Fewest labels of any key: shorter prefixes of a name need no probe.
     min_labels: usize,
 }
@@ -224,7 +392,7 @@ pub(crate) struct NameIndex {
 impl std::fmt::Debug for NameIndex {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("NameIndex")
-            .field("names", &self.map.len())
+            .field("names", &self.len)
             .field("bytes", &self.memory_bytes())
             .finish()
     }
@@ -233,23 +401,28 @@ impl std::fmt::Debug for NameIndex {
 impl NameIndex {
     pub(crate) fn empty() -> NameIndex {
         NameIndex {
-            map: fst::Map::default(),
+            records: Vec::new(),
+            starts: Vec::new(),
             multi: Vec::new(),
             bloom: Bloom::default(),
+            len: 0,
             min_labels: usize::MAX,
         }
     }
 
     pub(crate) fn len(&self) -> usize {
-        self.map.len()
+        self.len
     }
 
     pub(crate) fn is_empty(&self) -> bool {
-        self.map.is_empty()
+        self.len == 0
     }
 
     pub(crate) fn memory_bytes(&self) -> usize {
-        self.map.as_fst().as_bytes().len() + self.multi.capacity() * 4 + self.bloom.memory_bytes()
+        self.records.capacity()
+            + self.starts.capacity() * 4
+            + self.multi.capacity() * 4
+            + self.bloom.memory_bytes()
     }
 
     /// Whether the index may hold a key with this hash (Bloom filter: no false negatives).
@@ -281,61 +454,110 @@ impl NameIndex {
         if value & MULTI == 0 {
             return &[];
         }
-        let offset = (value & !MULTI) as usize;
+        let offset = (value >> 1) as usize;
         let count = self.multi.get(offset).copied().unwrap_or(0) as usize;
         self.multi
             .get(offset + 1..offset + 1 + count)
             .unwrap_or(&[])
     }
 
-    /// The rules stored for exactly `key`.
-    pub(crate) fn get(&self, key: &[u8]) -> Vec<Rule> {
-        match self.map.get(key) {
-            Some(value) if value & MULTI == 0 => vec![value as Rule],
-            Some(value) => self.rules(value).to_vec(),
-            None => Vec::new(),
-        }
-    }
-
-    /// Walks `key` once from the top label down and calls `visit(key_len, rule)` for every rule
-    /// stored at a label boundary, i.e. for the name itself and each of its ancestors that the
-    /// index holds. Stops as soon as no stored key continues the path. No allocation.
+    /// Calls `visit` with each rule of a value.
     #[inline]
-    pub(crate) fn walk(&self, key: &[u8], mut visit: impl FnMut(usize, Rule)) {
-        let fst = self.map.as_fst();
-        let mut node = fst.root();
-        let mut out = Output::zero();
-        for (i, &byte) in key.iter().enumerate() {
-            let Some(t) = node.find_input(byte) else {
-                return;
-            };
-            let transition = node.transition(t);
-            out = out.cat(transition.out);
-            node = fst.node(transition.addr);
-            if byte == SEPARATOR && node.is_final() {
-                let value = out.cat(node.final_output()).value();
-                if value & MULTI == 0 {
-                    // Values without MULTI were built from one `u32` rule.
-                    visit(i + 1, value as Rule);
-                } else {
-                    for rule in self.rules(value) {
-                        visit(i + 1, *rule);
-                    }
-                }
+    fn visit_value(&self, value: u64, mut visit: impl FnMut(Rule)) {
+        if value & MULTI == 0 {
+            // Values without MULTI were built from one `u32` rule.
+            visit((value >> 1) as Rule);
+        } else {
+            for rule in self.rules(value) {
+                visit(*rule);
             }
         }
     }
 
-    /// Every key and its rules, in key order (for folding the overlay into a new base).
+    /// The value stored for `key` (whose hash is `hash`), comparing the key with every record
+    /// of its bucket.
+    #[inline]
+    fn find(&self, key: &[u8], hash: u64) -> Option<u64> {
+        let buckets = self.starts.len().checked_sub(1)?;
+        let bucket = bucket_of(hash, buckets);
+        let start = *self.starts.get(bucket)? as usize;
+        let end = *self.starts.get(bucket + 1)? as usize;
+        let mut records = self.records.get(start..end)?;
+        while let Some((&len, rest)) = records.split_first() {
+            let (stored, rest) = rest.split_at_checked(usize::from(len))?;
+            let (value, rest) = read_varint(rest)?;
+            if stored == key {
+                return Some(value);
+            }
+            records = rest;
+        }
+        None
+    }
+
+    /// The rules stored for exactly `key`.
+    pub(crate) fn get(&self, key: &[u8]) -> Vec<Rule> {
+        let mut rules = Vec::new();
+        if let Some(value) = self.find(key, KeyHasher::key(key)) {
+            self.visit_value(value, |rule| rules.push(rule));
+        }
+        rules
+    }
+
+    /// Calls `visit(key_len, rule)` for every rule stored at a label boundary of `key`, i.e. for
+    /// the name itself and each of its ancestors that the index holds, shortest first. One pass
+    /// over the key (the hash of each prefix extends the previous one); a prefix costs a Bloom
+    /// probe, and a bucket scan only when the filter says "maybe". No allocation.
+    #[inline]
+    pub(crate) fn walk(&self, key: &[u8], mut visit: impl FnMut(usize, Rule)) {
+        if self.len == 0 {
+            return;
+        }
+        let mut hasher = KeyHasher::new();
+        let mut start = 0;
+        let mut depth = 0;
+        for (i, byte) in key.iter().enumerate() {
+            if *byte != SEPARATOR {
+                continue;
+            }
+            if i == start {
+                // An empty label (never in a stored key): skipped, as `KeyHasher::key` does.
+                start = i + 1;
+                continue;
+            }
+            hasher.label_at(key, start, i - start);
+            start = i + 1;
+            depth += 1;
+            if depth < self.min_labels {
+                continue;
+            }
+            let hash = hasher.finish();
+            if !self.bloom.may_contain(hash) {
+                continue;
+            }
+            if let Some(value) = self.find(&key[..=i], hash) {
+                self.visit_value(value, |rule| visit(i + 1, rule));
+            }
+        }
+    }
+
+    /// Every key and its rules, in storage (hash) order (for folding the overlay into a new
+    /// base, which sorts again).
     pub(crate) fn for_each(&self, mut f: impl FnMut(&[u8], &[Rule])) {
-        use fst::Streamer;
-        let mut stream = self.map.stream();
-        while let Some((key, value)) = stream.next() {
+        let mut records = self.records.as_slice();
+        while let Some((&len, rest)) = records.split_first() {
+            let Some((key, rest)) = rest.split_at_checked(usize::from(len)) else {
+                return;
+            };
+            let Some((value, rest)) = read_varint(rest) else {
+                return;
+            };
             if value & MULTI == 0 {
-                f(key, &[value as Rule]);
+                // Values without MULTI were built from one `u32` rule.
+                f(key, &[(value >> 1) as Rule]);
             } else {
                 f(key, self.rules(value));
             }
+            records = rest;
         }
     }
 }
@@ -501,6 +723,88 @@ mod tests {
             lower(u64::from_le_bytes(*b"\xc1\xdaMNOPQR")),
             u64::from_le_bytes(*b"\xc1\xdamnopqr")
         );
+    }
+
+    #[test]
+    fn hashing_in_place_reads_only_the_label() {
+        // Every length, at the start, middle and end of a buffer, with junk around it.
+        for len in 1..=20usize {
+            let label: Vec<u8> = (0..len).map(|i| b'a' + (i % 26) as u8).collect();
+            let mut reference = KeyHasher::new();
+            reference.label(&label);
+            let expected = reference.finish();
+            for (before, after) in [(0, 0), (3, 0), (0, 3), (9, 9), (1, 20)] {
+                let mut buf = vec![0xffu8; before];
+                buf.extend_from_slice(&label);
+                buf.extend(std::iter::repeat_n(0xeeu8, after));
+                let mut hasher = KeyHasher::new();
+                assert!(!hasher.label_at(&buf, before, len));
+                assert_eq!(hasher.finish(), expected, "len {len} at {before}+{after}");
+            }
+            // A zero byte anywhere in the label is reported; zero bytes around it are not.
+            for at in 0..len {
+                let mut buf = vec![0u8; 4];
+                buf.extend_from_slice(&label);
+                buf[4 + at] = 0;
+                buf.extend_from_slice(&[0; 4]);
+                assert!(
+                    KeyHasher::new().label_at(&buf, 4, len),
+                    "len {len} zero at {at}"
+                );
+            }
+            let mut buf = vec![0u8; 9];
+            buf.extend_from_slice(&label);
+            buf.extend_from_slice(&[0; 9]);
+            assert!(!KeyHasher::new().label_at(&buf, 9, len));
+        }
+    }
+
+    #[test]
+    fn many_keys_in_any_order() {
+        let keys: Vec<Vec<u8>> = (0..3000u32)
+            .map(|i| format!("to\0n{}\0{}", i % 97, "x".repeat(i as usize % 13)).into_bytes())
+            .map(|mut k| {
+                if k.last() != Some(&0) {
+                    k.push(0);
+                }
+                k
+            })
+            .collect::<std::collections::BTreeSet<_>>()
+            .into_iter()
+            .collect();
+        // Reverse key order: not hash order, so `finish` lays the records out again.
+        let mut builder = NameIndexBuilder::new(keys.len());
+        for (i, key) in keys.iter().enumerate().rev() {
+            let rules: Vec<Rule> = if i % 7 == 0 {
+                vec![rule(i as u32, false), rule(i as u32 + 1, true)]
+            } else {
+                vec![rule(i as u32, i % 2 == 0)]
+            };
+            builder.insert(key, &rules).unwrap();
+        }
+        let index = builder.finish().unwrap();
+        assert_eq!(index.len(), keys.len());
+        for (i, key) in keys.iter().enumerate() {
+            let rules = index.get(key);
+            assert_eq!(
+                rules[0],
+                rule(i as u32, i % 7 != 0 && i % 2 == 0),
+                "{key:?}"
+            );
+            assert_eq!(rules.len(), if i % 7 == 0 { 2 } else { 1 });
+            // Not the key without its last separator, nor with one more byte.
+            assert!(index.get(&key[..key.len() - 1]).is_empty());
+            let mut longer = key.clone();
+            longer.extend_from_slice(b"q\0");
+            assert!(index.get(&longer).is_empty());
+        }
+        let mut seen = 0;
+        index.for_each(|key, rules| {
+            assert_eq!(index.get(key), rules);
+            seen += 1;
+        });
+        assert_eq!(seen, keys.len());
+        assert!(NameIndex::empty().get(b"to\0").is_empty());
     }
 
     #[test]

@@ -10,8 +10,9 @@
 //!  (issue #3 contract)   (as written)   IDNA, limits, TLD/PSL   │ compile()
 //!                                       checks, ISO codes        ▼
 //!                         ┌──────────────── CompiledPolicy (immutable, Send + Sync, Arc) ───────┐
-//!                         │ base: fst over reversed labels   com\0example\0www\0 → rules       │
-//!                         │ overlay: small fst + removals    (with_changes, ≤ ms)              │
+//!                         │ base: reversed-label keys        com\0example\0www\0 → rules       │
+//!                         │       Bloom filter ▸ hash buckets ▸ exact byte compare             │
+//!                         │ overlay: small index + removals  (with_changes, ≤ ms)              │
 //!                         │ addresses: prefix → rules        (ip targets, block_addresses)     │
 //!                         │ orders: OrderInfo (state, jurisdiction bitset, times, notice)      │
 //!                         └────────────────────────────────────────────────────────────────────┘
@@ -65,6 +66,10 @@
 //! - An `extension` is enforced as an order of its own (its own jurisdictions, state, times); the
 //!   compiler does not make it follow its parent's state.
 //! - `comply_by` is validated and reported, never enforced (it is a deadline for the operator).
+//! - The name index hashes keys with a fixed, unkeyed function. Whoever writes orders could pick
+//!   names that share a bucket and slow the lookups that reach it; answers stay exact (a hit is
+//!   always compared byte for byte). Memory per name grows with name length (≈ 6 B + the name);
+//!   see `docs/performance.md`.
 
 #![forbid(unsafe_code)]
 

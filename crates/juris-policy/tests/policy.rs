@@ -379,6 +379,75 @@ fn changes_through_the_overlay() {
     ));
 }
 
+/// Enough names for the compiler to sort in several partitions and for the index to hold
+/// several keys per bucket: every name matches exactly as written, nothing else does, and
+/// duplicates across orders keep both rules.
+#[test]
+fn large_policy_matches_every_name_and_nothing_else() {
+    const NAMES: usize = 40_000;
+    let name = |i: usize| format!("n{i}-{}.{}", i % 7, ["to", "com", "it"][i % 3]);
+    let kind = |i: usize| {
+        if i.is_multiple_of(2) {
+            Subtree
+        } else {
+            Domain
+        }
+    };
+    // Order A holds every name; order B holds every fifth name again, as a subtree.
+    let a_targets: Vec<(TargetKind, String)> = (0..NAMES).map(|i| (kind(i), name(i))).collect();
+    let b_targets: Vec<(TargetKind, String)> =
+        (0..NAMES).step_by(5).map(|i| (Subtree, name(i))).collect();
+    let options = ValidationOptions {
+        max_targets: NAMES,
+        ..ValidationOptions::default()
+    };
+    let build = |id: &str, who: &str, targets: &[(TargetKind, String)]| {
+        let targets: Vec<(TargetKind, &str)> =
+            targets.iter().map(|(k, n)| (*k, n.as_str())).collect();
+        raw(id, &[who], &targets, OrderState::Active)
+            .validate(&options)
+            .unwrap()
+    };
+    let policy = compile(&[build("A", "IT", &a_targets), build("B", "DE", &b_targets)]);
+    assert_eq!(policy.stats().base_names, NAMES);
+    let targets: std::collections::HashMap<_, _> = policy
+        .orders()
+        .map(|(o, s)| (o.id.clone(), s.targets))
+        .collect();
+    assert_eq!(targets["A"], NAMES);
+    assert_eq!(targets["B"], NAMES / 5);
+    for i in 0..NAMES {
+        let n = name(i);
+        assert_eq!(
+            fired(&check(&policy, &n, country("IT"))).as_deref(),
+            Some("A"),
+            "{n}"
+        );
+        let below = check(&policy, &format!("www.{n}"), country("IT"));
+        assert_eq!(below.is_block(), kind(i) == Subtree, "www.{n}");
+        assert_eq!(
+            check(&policy, &format!("www.{n}"), country("DE")).is_block(),
+            i % 5 == 0
+        );
+        // Near misses: another number, a longer or shorter label, another TLD.
+        assert!(!check(&policy, &format!("n{i}-{}x.to", i % 7), country("IT")).is_block());
+        assert!(!check(
+            &policy,
+            &format!("n{}-{}.to", i + NAMES, i % 7),
+            country("IT")
+        )
+        .is_block());
+        assert!(!check(&policy, &format!("n{i}-{}.org", i % 7), country("IT")).is_block());
+    }
+    let compacted = policy.compact().unwrap();
+    for i in (0..NAMES).step_by(97) {
+        let n = format!("www.{}", name(i));
+        for who in [country("IT"), country("DE"), None] {
+            assert_eq!(check(&compacted, &n, who), check(&policy, &n, who), "{n}");
+        }
+    }
+}
+
 #[test]
 fn policy_is_send_and_sync() {
     fn assert_send_sync<T: Send + Sync>() {}
