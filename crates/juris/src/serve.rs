@@ -227,10 +227,16 @@ pub fn policy_engine_with_store(
     let loader = if settings.orders.is_some() || store.is_some() {
         let mut loader =
             OrderLoader::with_sources(settings.orders.clone(), store, Arc::clone(&handle));
-        let loaded = loader.load(now).with_context(|| match &settings.orders {
+        let context = || match &settings.orders {
             Some(path) => format!("policy.orders: cannot load {}", path.display()),
             None => "cannot load the orders of the control store".to_owned(),
-        })?;
+        };
+        let loaded = loader.load(now).with_context(context)?;
+        // At startup there is no last good version to keep: an invalid order stops the start,
+        // as before the loader became incremental (later changes only reject that order).
+        if let Some(error) = loaded.rejected.into_iter().next() {
+            return Err(anyhow::Error::new(error).context(context()));
+        }
         info!(path = ?settings.orders, generation = loaded.generation, orders = loaded.orders, "orders loaded");
         Some(loader)
     } else {
