@@ -431,6 +431,10 @@ impl CachedAnswer {
             }
         }
         let elapsed = now.saturating_sub(self.stored_at).min(u64::from(u32::MAX)) as u32;
+        if elapsed == 0 && stale_ttl.is_none() {
+            // Stored this second: the copied TTLs are already right.
+            return Some(len);
+        }
         for &at in self.ttl_offsets.iter() {
             let at = at as usize;
             let field = &mut out[at..at + 4];

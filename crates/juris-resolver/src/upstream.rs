@@ -15,7 +15,7 @@ use std::io;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::time::Duration;
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use domain::base::iana::{Class, Opcode, Rcode};
 use domain::base::name::FlattenInto;
 use domain::base::{Message, MessageBuilder, Name, ParsedName, Rtype, ToName};
@@ -25,9 +25,6 @@ use tokio::net::{TcpStream, UdpSocket};
 use tokio::time::{timeout_at, Instant};
 
 use crate::names::Rr;
-
-/// Largest DNS message (TCP length prefix).
-const MAX_MESSAGE: usize = 65_535;
 
 /// Why one upstream exchange failed. All of these make trying another server sensible.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -98,7 +95,7 @@ pub(crate) async fn exchange(
     let started = Instant::now();
     let response = timeout_at(
         options.deadline,
-        udp_exchange(server, &query, id, qname, qtype),
+        udp_exchange(server, &query, id, qname, qtype, options.edns_buffer_size),
     )
     .await
     .map_err(|_| UpstreamError::Timeout)??;
@@ -164,6 +161,13 @@ fn local_any(server: SocketAddr) -> SocketAddr {
     }
 }
 
+/// The largest UDP answer accepted for a query advertising `edns_buffer_size` (at least 512,
+/// RFC 1035 §2.3.4). The receive buffer has one byte more, so that a server sending more than
+/// we advertised is noticed (and asked again over TCP) rather than silently cut.
+fn udp_receive_limit(edns_buffer_size: u16) -> usize {
+    usize::from(edns_buffer_size.max(512))
+}
+
 /// `Ok(None)` means the answer was truncated.
 async fn udp_exchange(
     server: SocketAddr,
@@ -171,19 +175,26 @@ async fn udp_exchange(
     id: u16,
     qname: &Name<Bytes>,
     qtype: Rtype,
+    edns_buffer_size: u16,
 ) -> Result<Option<Response>, UpstreamError> {
     // A fresh socket per query: the kernel picks a random ephemeral source port.
     let socket = UdpSocket::bind(local_any(server)).await?;
     socket.send_to(query, server).await?;
-    let mut buffer = vec![0u8; MAX_MESSAGE];
+    let limit = udp_receive_limit(edns_buffer_size);
     loop {
-        let (len, from) = socket.recv_from(&mut buffer).await?;
+        // Uninitialised capacity, filled by the kernel and handed on without a copy: no
+        // zeroing and no second buffer per exchange.
+        let mut buffer = BytesMut::with_capacity(limit + 1);
+        let (len, from) = socket.recv_buf_from(&mut buffer).await?;
         if from != server {
             tracing::debug!(%server, %from, "ignoring datagram from an unexpected address");
             continue;
         }
-        let bytes = Bytes::copy_from_slice(&buffer[..len]);
-        match check_and_parse(bytes, id, qname, qtype, false) {
+        // Larger than advertised (the kernel may have cut it): if it answers our query,
+        // ask again over TCP as for TC=1.
+        let oversize = len > limit;
+        let bytes = buffer.freeze();
+        match check_and_parse_limited(bytes, id, qname, qtype, false, oversize) {
             Ok(parsed) => return Ok(parsed),
             Err(UpstreamError::Mismatch) => {
                 tracing::debug!(%server, "ignoring response that does not match the query");
@@ -227,6 +238,18 @@ pub(crate) fn check_and_parse(
     qtype: Rtype,
     over_tcp: bool,
 ) -> Result<Option<Response>, UpstreamError> {
+    check_and_parse_limited(bytes, id, qname, qtype, over_tcp, false)
+}
+
+/// [`check_and_parse`]; with `oversize`, a matching answer counts as truncated (`Ok(None)`).
+fn check_and_parse_limited(
+    bytes: Bytes,
+    id: u16,
+    qname: &Name<Bytes>,
+    qtype: Rtype,
+    over_tcp: bool,
+    oversize: bool,
+) -> Result<Option<Response>, UpstreamError> {
     let message = Message::from_octets(bytes).map_err(|_| UpstreamError::Mismatch)?;
     let header = message.header();
     if header.id() != id || !header.qr() || header.opcode() != Opcode::QUERY {
@@ -250,7 +273,7 @@ pub(crate) fn check_and_parse(
     {
         return Err(UpstreamError::Mismatch);
     }
-    if header.tc() && !over_tcp {
+    if (header.tc() || oversize) && !over_tcp {
         return Ok(None);
     }
     let mut response = empty_response(rcode, over_tcp);
@@ -374,6 +397,25 @@ mod tests {
         assert!(check_and_parse(truncated, 7, &qname, Rtype::A, false)
             .unwrap()
             .is_none());
+    }
+
+    #[test]
+    fn answer_larger_than_advertised_goes_to_tcp() {
+        let qname = name("www.test.");
+        let query = build_query(7, &qname, Rtype::A, &options()).unwrap();
+        let ok = answer_to(&query, |_| {});
+        assert!(
+            check_and_parse_limited(ok.clone(), 7, &qname, Rtype::A, false, true)
+                .unwrap()
+                .is_none()
+        );
+        // ...but only when it answers our query.
+        assert_eq!(
+            check_and_parse_limited(ok, 8, &qname, Rtype::A, false, true).unwrap_err(),
+            UpstreamError::Mismatch
+        );
+        assert_eq!(udp_receive_limit(100), 512);
+        assert_eq!(udp_receive_limit(1232), 1232);
     }
 
     #[test]

@@ -15,7 +15,9 @@ pub struct ServerConfig {
     /// UDP worker OS threads. Each one owns an `SO_REUSEPORT` socket on every UDP listen
     /// address. Default: the number of CPUs (at least 1).
     pub threads: usize,
-    /// Threads of the tokio runtime that resolves cache misses and serves TCP. Default: 2.
+    /// Threads of the tokio runtime that serves TCP (and the encrypted transports) and resolves
+    /// their misses. UDP misses are resolved on the UDP worker that received them, on its own
+    /// single-threaded runtime. Default: 2.
     pub async_threads: usize,
     /// Client prefixes allowed to query. Default: loopback and private ranges
     /// ([`default_allow_list`]). An open resolver needs `0.0.0.0/0` and `::/0` here, explicitly.

@@ -252,6 +252,11 @@ impl Pipeline {
         self.access.allows(client)
     }
 
+    /// The pipeline clock's Unix seconds, for [`Pipeline::handle_at`].
+    pub fn now(&self) -> u64 {
+        self.clock.unix_seconds()
+    }
+
     /// Processes one query message. `out` should hold at least the largest response the
     /// transport allows (`max_udp_payload` for UDP, 65535 for TCP); a smaller buffer only
     /// causes truncation. Never allocates except for [`Outcome::Resolve`].
@@ -262,8 +267,21 @@ impl Pipeline {
         out: &mut [u8],
         counters: &Counters,
     ) -> Outcome {
+        self.handle_at(packet, context, out, counters, self.now())
+    }
+
+    /// [`Pipeline::handle`] at a time the caller read from [`Pipeline::now`] (a batch of
+    /// datagrams shares one clock read).
+    pub fn handle_at(
+        &self,
+        packet: &[u8],
+        context: ClientContext,
+        out: &mut [u8],
+        counters: &Counters,
+        now: u64,
+    ) -> Outcome {
         counters.query(context.transport);
-        let outcome = self.handle_counted(packet, context, out, counters);
+        let outcome = self.handle_counted(packet, context, out, counters, now);
         match &outcome {
             Outcome::Respond(len) => counters.response(out.get(..*len).unwrap_or_default()),
             Outcome::Drop => counters.dropped(),
@@ -278,6 +296,7 @@ impl Pipeline {
         mut context: ClientContext,
         out: &mut [u8],
         counters: &Counters,
+        now: u64,
     ) -> Outcome {
         if !self.access.allows(context.client.ip()) {
             counters.refused_by_acl();
@@ -311,7 +330,6 @@ impl Pipeline {
             self.engine.counters.withdrawn(country);
             return respond_error(out, &reply, &error_map::for_withdrawn());
         }
-        let now = self.clock.unix_seconds();
         let policy = self.engine.policy.load();
         let policy_context = PolicyContext {
             policy: &policy,

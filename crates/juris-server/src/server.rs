@@ -105,7 +105,7 @@ pub fn start(
 }
 
 /// Binds every listener (reporting the first failure with its address), starts the UDP
-/// worker threads and the tokio runtime for misses and TCP, and returns. Every query is
+/// worker threads (each resolving its own misses) and the tokio runtime for TCP, and returns. Every query is
 /// checked against the policy `engine` holds (publish new policies through
 /// [`PolicyEngine::policy`] while the server runs).
 ///
@@ -190,14 +190,10 @@ pub fn start_with_policy(
         }
         let counters = Arc::new(Counters::default());
         server.worker_counters.push(Arc::clone(&counters));
-        let Some(handle) = server.runtime.as_ref().map(|r| r.handle().clone()) else {
-            break;
-        };
         let worker = udp::Worker {
             index,
             sockets,
             pipeline: Arc::clone(&pipeline),
-            runtime: handle,
             counters,
             shutdown: Arc::clone(&stop_workers),
             batch_size: config.udp_batch_size,
@@ -267,7 +263,8 @@ impl RunningServer {
     }
 
     /// Stops the listeners: UDP workers finish their batch and exit (within ~100 ms), TCP
-    /// connections close, in-flight resolutions get up to 2 s.
+    /// connections close; resolutions still under way are cancelled (each UDP worker drops its
+    /// own runtime, the shared runtime gets 2 s for its blocking threads).
     pub fn shutdown(mut self) {
         self.stop();
     }

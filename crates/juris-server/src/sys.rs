@@ -1,21 +1,35 @@
 //! Batched UDP I/O (`recvmmsg`/`sendmmsg`) and readiness polling: all of the crate's unsafe
 //! code, kept small so it can be read in one sitting.
 //!
-//! A [`Batch`] owns pre-allocated buffers for `slots` datagrams in and out. The kernel
-//! structures (`mmsghdr`, `iovec`) are rebuilt before each call from those buffers, so no
-//! pointer outlives the `&mut self` borrow it was taken under.
+//! A [`Batch`] owns pre-allocated buffers for `slots` datagrams in and out, and (on Linux)
+//! the kernel structures (`mmsghdr`, `iovec`) that point into them, built once: the buffers
+//! are never resized, so those pointers live exactly as long as the `Batch`.
 //!
 //! # Limitations
 //! - On systems without `recvmmsg`/`sendmmsg` (anything but Linux and Android) the batch is
 //!   filled with one `recvfrom` per datagram and sent with one `sendto` per response.
-#![allow(unsafe_code)] // reason: recvmmsg/sendmmsg/poll have no safe wrapper in socket2 or std.
+#![allow(unsafe_code)] // reason: recvmmsg/sendmmsg/poll have no safe wrapper in socket2 or std, and
+                       // tokio's AsyncFd registration is an unsafe fn (the caller vouches for the descriptor's life).
 
 use std::io;
 use std::mem;
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6};
 use std::os::fd::RawFd;
+use std::sync::Arc;
+
+use socket2::Socket;
+use tokio::io::unix::AsyncFd;
+use tokio::io::Interest;
 
 /// Pre-allocated buffers for one batch of datagrams.
+///
+/// On Linux the kernel structures are built once, in [`Batch::new`]: every receive header
+/// points at its own slot of `recv_buf` and `addrs` for the life of the batch, so a receive
+/// only resets the two fields the kernel wrote in the previous call (`msg_namelen`,
+/// `msg_flags`) for the entries it filled. Send headers are separate (receiving never has to
+/// undo a send), and only the entries of the datagrams to send are written before a send.
+/// The pointers stay valid because the vectors they point into are allocated once with their
+/// final length and never resized (they move with the `Batch` as heap buffers, not inline).
 pub(crate) struct Batch {
     slots: usize,
     recv_size: usize,
@@ -27,9 +41,13 @@ pub(crate) struct Batch {
     addrs: Vec<libc::sockaddr_storage>,
     addr_lens: Vec<libc::socklen_t>,
     #[cfg(any(target_os = "linux", target_os = "android"))]
-    iovecs: Vec<libc::iovec>,
+    recv_iovecs: Vec<libc::iovec>,
     #[cfg(any(target_os = "linux", target_os = "android"))]
-    headers: Vec<libc::mmsghdr>,
+    recv_headers: Vec<libc::mmsghdr>,
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    send_iovecs: Vec<libc::iovec>,
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    send_headers: Vec<libc::mmsghdr>,
     received: usize,
 }
 
@@ -50,11 +68,22 @@ fn zeroed_storage() -> libc::sockaddr_storage {
     unsafe { mem::zeroed() }
 }
 
+#[cfg(any(target_os = "linux", target_os = "android"))]
+fn zeroed_header() -> libc::mmsghdr {
+    // SAFETY: mmsghdr is plain old data (pointers, integers); all-zero means null pointers
+    // and zero lengths, which `Batch::new` overwrites before any call uses them.
+    unsafe { mem::zeroed() }
+}
+
+/// `sockaddr_storage`'s size, what the kernel may write into each name buffer.
+const STORAGE_LEN: libc::socklen_t = mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t;
+
 impl Batch {
     /// Buffers for `slots` datagrams of up to `recv_size` bytes in and `send_size` out.
     pub(crate) fn new(slots: usize, recv_size: usize, send_size: usize) -> Self {
         let slots = slots.max(1);
-        Self {
+        #[allow(unused_mut)] // reason: only the Linux build wires the headers up.
+        let mut batch = Self {
             slots,
             recv_size,
             send_size,
@@ -65,17 +94,48 @@ impl Batch {
             addrs: (0..slots).map(|_| zeroed_storage()).collect(),
             addr_lens: vec![0; slots],
             #[cfg(any(target_os = "linux", target_os = "android"))]
-            iovecs: (0..slots)
+            recv_iovecs: Vec::with_capacity(slots),
+            #[cfg(any(target_os = "linux", target_os = "android"))]
+            recv_headers: (0..slots).map(|_| zeroed_header()).collect(),
+            #[cfg(any(target_os = "linux", target_os = "android"))]
+            send_iovecs: (0..slots)
                 .map(|_| libc::iovec {
                     iov_base: std::ptr::null_mut(),
                     iov_len: 0,
                 })
                 .collect(),
             #[cfg(any(target_os = "linux", target_os = "android"))]
-            // SAFETY: mmsghdr is plain old data (pointers, integers); all-zero means null
-            // pointers and zero lengths, which we overwrite before every call.
-            headers: (0..slots).map(|_| unsafe { mem::zeroed() }).collect(),
+            send_headers: (0..slots).map(|_| zeroed_header()).collect(),
             received: 0,
+        };
+        #[cfg(any(target_os = "linux", target_os = "android"))]
+        batch.wire_headers();
+        batch
+    }
+
+    /// Points every receive header at its slot and every send header at its iovec, once.
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    fn wire_headers(&mut self) {
+        let base = self.recv_buf.as_mut_ptr();
+        for i in 0..self.slots {
+            self.recv_iovecs.push(libc::iovec {
+                // SAFETY: i * recv_size < slots * recv_size = recv_buf.len(): in bounds (or
+                // recv_size is 0 and the offset is 0).
+                iov_base: unsafe { base.add(i * self.recv_size) }.cast(),
+                iov_len: self.recv_size,
+            });
+        }
+        // `recv_iovecs` now has its final length: from here on it is never resized, so the
+        // pointers below stay valid as long as `self` lives.
+        for i in 0..self.slots {
+            let header = &mut self.recv_headers[i].msg_hdr;
+            header.msg_name = (&mut self.addrs[i] as *mut libc::sockaddr_storage).cast();
+            header.msg_namelen = STORAGE_LEN;
+            header.msg_iov = &mut self.recv_iovecs[i];
+            header.msg_iovlen = 1;
+            let header = &mut self.send_headers[i].msg_hdr;
+            header.msg_iov = &mut self.send_iovecs[i];
+            header.msg_iovlen = 1;
         }
     }
 
@@ -98,38 +158,41 @@ impl Batch {
         self.send_len[i] = len.min(self.send_size);
     }
 
-    /// Receives up to `slots` datagrams without blocking; returns how many (0 when none are
-    /// waiting). Truncated datagrams (larger than `recv_size`) get length 0.
+    /// Receives up to `slots` datagrams; returns how many (0 when none are waiting, or when
+    /// the socket's receive timeout passed). Truncated datagrams (larger than `recv_size`)
+    /// get length 0.
+    ///
+    /// With `wait` false the call never blocks (`MSG_DONTWAIT`). With `wait` true it blocks
+    /// until the first datagram arrives (or the socket's `SO_RCVTIMEO` passes, on a blocking
+    /// socket) and then takes whatever else is already queued without waiting for more
+    /// (`MSG_WAITFORONE`): one system call per batch, none to wait for readiness.
     #[cfg(any(target_os = "linux", target_os = "android"))]
-    pub(crate) fn recv(&mut self, fd: RawFd) -> io::Result<usize> {
-        self.received = 0;
-        let base = self.recv_buf.as_mut_ptr();
-        for i in 0..self.slots {
+    pub(crate) fn recv(&mut self, fd: RawFd, wait: bool) -> io::Result<usize> {
+        // Undo what the kernel wrote into the entries of the previous receive; the others
+        // are as `wire_headers` left them.
+        for i in 0..self.received {
             self.send_len[i] = 0;
-            self.iovecs[i] = libc::iovec {
-                // SAFETY: i * recv_size < slots * recv_size = recv_buf.len(): in bounds.
-                iov_base: unsafe { base.add(i * self.recv_size) }.cast(),
-                iov_len: self.recv_size,
-            };
-            let header = &mut self.headers[i];
-            header.msg_len = 0;
-            header.msg_hdr.msg_name = (&mut self.addrs[i] as *mut libc::sockaddr_storage).cast();
-            header.msg_hdr.msg_namelen = mem::size_of::<libc::sockaddr_storage>() as _;
-            header.msg_hdr.msg_iov = &mut self.iovecs[i];
-            header.msg_hdr.msg_iovlen = 1;
-            header.msg_hdr.msg_control = std::ptr::null_mut();
-            header.msg_hdr.msg_controllen = 0;
-            header.msg_hdr.msg_flags = 0;
+            let header = &mut self.recv_headers[i].msg_hdr;
+            header.msg_namelen = STORAGE_LEN;
+            header.msg_flags = 0;
         }
-        // SAFETY: `headers` holds `slots` initialised mmsghdr entries whose name and iovec
-        // pointers point into `addrs`, `iovecs` and `recv_buf`, all owned by `self`, alive and
-        // not moved for the duration of the call (we hold `&mut self`), with the lengths given.
+        self.received = 0;
+        let flags = if wait {
+            libc::MSG_WAITFORONE
+        } else {
+            libc::MSG_DONTWAIT
+        };
+        // SAFETY: `recv_headers` holds `slots` initialised mmsghdr entries whose name and
+        // iovec pointers point into `addrs`, `recv_iovecs` and `recv_buf` (set up once by
+        // `wire_headers`), all owned by `self`, never resized, alive for the call (we hold
+        // `&mut self`), with the lengths given: `msg_namelen` = size of each `addrs` entry,
+        // `iov_len` = `recv_size`, the size of each slot.
         let n = unsafe {
             libc::recvmmsg(
                 fd,
-                self.headers.as_mut_ptr(),
+                self.recv_headers.as_mut_ptr(),
                 self.slots as _,
-                libc::MSG_DONTWAIT as _,
+                flags as _,
                 std::ptr::null_mut(),
             )
         };
@@ -142,7 +205,7 @@ impl Batch {
         }
         let n = (n as usize).min(self.slots);
         for i in 0..n {
-            let header = &self.headers[i];
+            let header = &self.recv_headers[i];
             self.addr_lens[i] = header.msg_hdr.msg_namelen;
             self.recv_len[i] = if header.msg_hdr.msg_flags & libc::MSG_TRUNC != 0 {
                 0
@@ -164,30 +227,26 @@ impl Batch {
             if self.send_len[i] == 0 {
                 continue;
             }
-            self.iovecs[count] = libc::iovec {
+            // Header `count` points at iovec `count` since `wire_headers`; fill both in.
+            self.send_iovecs[count] = libc::iovec {
                 // SAFETY: i * send_size < slots * send_size = send_buf.len(): in bounds.
                 iov_base: unsafe { base.add(i * self.send_size) }.cast(),
                 iov_len: self.send_len[i],
             };
-            let header = &mut self.headers[count];
-            header.msg_len = 0;
-            header.msg_hdr.msg_name = (&mut self.addrs[i] as *mut libc::sockaddr_storage).cast();
-            header.msg_hdr.msg_namelen = self.addr_lens[i];
-            header.msg_hdr.msg_iov = &mut self.iovecs[count];
-            header.msg_hdr.msg_iovlen = 1;
-            header.msg_hdr.msg_control = std::ptr::null_mut();
-            header.msg_hdr.msg_controllen = 0;
-            header.msg_hdr.msg_flags = 0;
+            let header = &mut self.send_headers[count].msg_hdr;
+            header.msg_name = (&mut self.addrs[i] as *mut libc::sockaddr_storage).cast();
+            header.msg_namelen = self.addr_lens[i];
             count += 1;
         }
         let mut sent = 0;
         while sent < count {
-            // SAFETY: entries sent..count of `headers` are initialised above and point into
-            // `addrs`, `iovecs` and `send_buf`, owned by `self` and untouched during the call.
+            // SAFETY: entries sent..count of `send_headers` were filled in above and point
+            // into `addrs`, `send_iovecs` and `send_buf`, owned by `self`, never resized and
+            // untouched during the call.
             let n = unsafe {
                 libc::sendmmsg(
                     fd,
-                    self.headers.as_mut_ptr().add(sent),
+                    self.send_headers.as_mut_ptr().add(sent),
                     (count - sent) as _,
                     libc::MSG_DONTWAIT as _,
                 )
@@ -207,10 +266,16 @@ impl Batch {
 
     /// Portable fallback: one `recvfrom` per datagram.
     #[cfg(not(any(target_os = "linux", target_os = "android")))]
-    pub(crate) fn recv(&mut self, fd: RawFd) -> io::Result<usize> {
+    pub(crate) fn recv(&mut self, fd: RawFd, wait: bool) -> io::Result<usize> {
         self.received = 0;
         for i in 0..self.slots {
             self.send_len[i] = 0;
+            // As MSG_WAITFORONE: only the first receive may wait.
+            let flags = if wait && i == 0 {
+                0
+            } else {
+                libc::MSG_DONTWAIT
+            };
             let mut addr_len = mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t;
             // SAFETY: the buffer slice is in bounds of recv_buf and `addrs[i]` is a valid,
             // writable sockaddr_storage whose size is passed in `addr_len`.
@@ -219,7 +284,7 @@ impl Batch {
                     fd,
                     self.recv_buf.as_mut_ptr().add(i * self.recv_size).cast(),
                     self.recv_size,
-                    libc::MSG_DONTWAIT,
+                    flags,
                     (&mut self.addrs[i] as *mut libc::sockaddr_storage).cast(),
                     &mut addr_len,
                 )
@@ -264,6 +329,15 @@ impl Batch {
     }
 }
 
+/// Registers `socket` with the current tokio runtime's I/O driver for read readiness (the
+/// worker's wait when its tasks are busy). Must be called inside a runtime.
+pub(crate) fn register_readable(socket: Arc<Socket>) -> io::Result<AsyncFd<Arc<Socket>>> {
+    // SAFETY: `Socket` owns its descriptor and closes it only when dropped; the `AsyncFd`
+    // holds an `Arc` to it, so the descriptor stays open, and refers to the same socket, for
+    // the `AsyncFd`'s whole life, and `Socket::as_raw_fd` always returns that descriptor.
+    unsafe { AsyncFd::register_with_interest(socket, Interest::READABLE) }.map_err(io::Error::from)
+}
+
 /// Converts a kernel socket address into a std one; `None` for families other than IPv4/6.
 fn storage_to_addr(storage: &libc::sockaddr_storage, len: libc::socklen_t) -> Option<SocketAddr> {
     let len = len as usize;
@@ -296,12 +370,15 @@ fn storage_to_addr(storage: &libc::sockaddr_storage, len: libc::socklen_t) -> Op
     }
 }
 
-/// Waits until one of `fds` is readable or `timeout_ms` passes.
+/// Waits until one of `fds` is readable or `timeout_ms` passes (tests; the workers wait
+/// through their tokio runtime).
+#[cfg(test)]
 #[derive(Debug)]
 pub(crate) struct PollSet {
     fds: Vec<libc::pollfd>,
 }
 
+#[cfg(test)]
 impl PollSet {
     /// A poll set over `fds`.
     pub(crate) fn new(fds: &[RawFd]) -> Self {
@@ -357,7 +434,7 @@ mod tests {
         let mut poll = PollSet::new(&[server.as_raw_fd()]);
         let mut got = Vec::new();
         for _ in 0..50 {
-            let n = batch.recv(server.as_raw_fd()).unwrap();
+            let n = batch.recv(server.as_raw_fd(), false).unwrap();
             for i in 0..n {
                 assert_eq!(batch.peer(i), Some(client.local_addr().unwrap()));
                 let (packet, out) = batch.slot(i);
@@ -393,8 +470,41 @@ mod tests {
         let mut batch = Batch::new(2, 32, 32);
         let mut poll = PollSet::new(&[server.as_raw_fd()]);
         poll.wait(2000);
-        let n = batch.recv(server.as_raw_fd()).unwrap();
+        let n = batch.recv(server.as_raw_fd(), false).unwrap();
         assert_eq!(n, 1);
         assert!(batch.slot(0).0.is_empty());
+    }
+
+    #[test]
+    fn waiting_receive_returns_at_the_timeout_and_reuses_headers() {
+        let server = UdpSocket::bind("127.0.0.1:0").unwrap();
+        server
+            .set_read_timeout(Some(std::time::Duration::from_millis(20)))
+            .unwrap();
+        let mut batch = Batch::new(4, 64, 64);
+        // Nothing queued: the receive timeout ends the wait with no datagram.
+        assert_eq!(batch.recv(server.as_raw_fd(), true).unwrap(), 0);
+        // Several rounds from different senders: each round's headers start clean.
+        let target = server.local_addr().unwrap();
+        for round in 0..3u8 {
+            let client = UdpSocket::bind("127.0.0.1:0").unwrap();
+            client.send_to(&[round; 30], target).unwrap();
+            client.send_to(&[round; 31], target).unwrap();
+            let mut got = 0;
+            for _ in 0..250 {
+                if got == 2 {
+                    break;
+                }
+                let n = batch.recv(server.as_raw_fd(), true).unwrap();
+                for i in 0..n {
+                    assert_eq!(batch.peer(i), Some(client.local_addr().unwrap()));
+                    let (packet, _) = batch.slot(i);
+                    assert!(packet.iter().all(|&b| b == round));
+                    assert!(packet.len() == 30 || packet.len() == 31);
+                }
+                got += n;
+            }
+            assert_eq!(got, 2);
+        }
     }
 }

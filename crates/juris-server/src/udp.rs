@@ -2,27 +2,42 @@
 //! listen address, receiving and sending in batches.
 //!
 //! ```text
-//!  worker thread ── recvmmsg (non-blocking, per socket) ── Pipeline::handle per datagram
+//!  worker thread = its own current-thread tokio runtime
+//!  loop ── recvmmsg ── clock read once ── Pipeline::handle_at per datagram
 //!     │   hit / error ─► response in the batch ─► sendmmsg
-//!     │   miss        ─► tokio task: Pipeline::answer_pending ─► send_to on the same socket
-//!     └── nothing waiting on any socket ─► poll(100 ms) ─► check the shutdown flag
+//!     │   miss        ─► task on this runtime: Pipeline::answer_pending ─► send_to, same socket
+//!     ├── no task alive, one socket: blocking recvmmsg(MSG_WAITFORONE), SO_RCVTIMEO 100 ms
+//!     └── otherwise: non-blocking recvmmsg on each socket; something received ─► yield to the
+//!         tasks; nothing ─► wait for readiness (epoll, with the tasks' sockets and timers)
+//!         at most 100 ms; the shutdown flag is checked every turn
 //! ```
+//!
+//! Cache hits never leave the worker thread, and neither do misses: each worker resolves the
+//! misses it receives on its own runtime, as an event loop would, so a miss costs no thread
+//! wake-up or context switch (`docs/design/0005-hot-path-tuning.md`). While no resolution is
+//! under way (the steady state of a warm cache), a worker with one socket (one listen
+//! address) sleeps inside `recvmmsg` itself: one system call per batch, none to wait for
+//! readiness. The socket is shared with the tasks: every send passes `MSG_DONTWAIT`, so a
+//! full send buffer drops the datagram instead of blocking.
 
 use std::io;
 use std::net::SocketAddr;
 use std::os::fd::AsRawFd;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::thread::JoinHandle;
+use std::time::Duration;
 
 use socket2::{Domain, Protocol, SockAddr, Socket, Type};
+use tokio::io::unix::AsyncFd;
 
 use crate::counters::Counters;
 use crate::pipeline::{ClientContext, Outcome, Pipeline, Transport};
-use crate::sys::{Batch, PollSet};
+use crate::sys::{register_readable, Batch};
 
-/// How long a worker sleeps in `poll` before looking at the shutdown flag again.
-const POLL_TIMEOUT_MS: i32 = 100;
+/// How long a worker waits for a datagram before looking at the shutdown flag again.
+const POLL_WAIT: Duration = Duration::from_millis(100);
 /// Receive buffer per datagram: queries longer than this are dropped (the kernel truncates
 /// them and we see `MSG_TRUNC`).
 const MAX_QUERY_SIZE: usize = 4096;
@@ -30,15 +45,17 @@ const MAX_QUERY_SIZE: usize = 4096;
 /// One UDP socket of one worker, shared with the tokio tasks that answer its misses.
 #[derive(Debug)]
 pub(crate) struct UdpEndpoint {
-    socket: Socket,
+    socket: Arc<Socket>,
     listener: usize,
 }
 
 impl UdpEndpoint {
     fn send_to(&self, message: &[u8], to: SocketAddr) {
-        // Non-blocking socket: if the send buffer is full the response is lost, as with any
-        // UDP datagram.
-        let _ = self.socket.send_to(message, &SockAddr::from(to));
+        // MSG_DONTWAIT (the worker may have made the socket blocking for its receives): if the
+        // send buffer is full the response is lost, as with any UDP datagram.
+        let _ = self
+            .socket
+            .send_to_with_flags(message, &SockAddr::from(to), libc::MSG_DONTWAIT);
     }
 }
 
@@ -54,12 +71,49 @@ pub(crate) fn bind(addr: SocketAddr) -> io::Result<Socket> {
     Ok(socket)
 }
 
+/// Registers every endpoint's socket for read readiness (all or none).
+fn register_all(
+    endpoints: &[Arc<UdpEndpoint>],
+    readiness: &mut Vec<AsyncFd<Arc<Socket>>>,
+) -> io::Result<()> {
+    for endpoint in endpoints {
+        match register_readable(Arc::clone(&endpoint.socket)) {
+            Ok(registered) => readiness.push(registered),
+            Err(error) => {
+                readiness.clear();
+                return Err(error);
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Ready when one of the sockets is readable; clears that readiness, since the caller is
+/// about to receive until `EAGAIN` (a datagram arriving after the clear sets it again).
+fn poll_any_readable(sockets: &[AsyncFd<Arc<Socket>>], cx: &mut Context<'_>) -> Poll<()> {
+    for socket in sockets {
+        if let Poll::Ready(ready) = socket.poll_read_ready(cx) {
+            if let Ok(mut guard) = ready {
+                guard.clear_ready();
+            }
+            return Poll::Ready(());
+        }
+    }
+    Poll::Pending
+}
+
+/// Makes a worker's only socket blocking, with a receive timeout so the worker still looks
+/// at its shutdown flag every [`POLL_WAIT`].
+fn blocking_with_timeout(socket: &Socket) -> io::Result<()> {
+    socket.set_read_timeout(Some(POLL_WAIT))?;
+    socket.set_nonblocking(false)
+}
+
 /// Everything one worker thread needs.
 pub(crate) struct Worker {
     pub(crate) index: usize,
     pub(crate) sockets: Vec<(Socket, usize)>,
     pub(crate) pipeline: Arc<Pipeline>,
-    pub(crate) runtime: tokio::runtime::Handle,
     pub(crate) counters: Arc<Counters>,
     pub(crate) shutdown: Arc<AtomicBool>,
     pub(crate) batch_size: usize,
@@ -67,48 +121,112 @@ pub(crate) struct Worker {
 }
 
 impl Worker {
-    /// Starts the worker thread.
+    /// Starts the worker thread with its own single-threaded runtime, on which the misses it
+    /// receives are resolved.
     pub(crate) fn spawn(self) -> io::Result<JoinHandle<()>> {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
         std::thread::Builder::new()
             .name(format!("juris-udp-{}", self.index))
-            .spawn(move || self.run())
+            .spawn(move || {
+                runtime.block_on(self.run());
+                // Dropping the runtime cancels the resolutions still under way, as stopping
+                // the shared runtime does for TCP.
+                drop(runtime);
+            })
     }
 
-    fn run(mut self) {
+    async fn run(mut self) {
         let endpoints: Vec<Arc<UdpEndpoint>> = std::mem::take(&mut self.sockets)
             .into_iter()
-            .map(|(socket, listener)| Arc::new(UdpEndpoint { socket, listener }))
+            .map(|(socket, listener)| {
+                Arc::new(UdpEndpoint {
+                    socket: Arc::new(socket),
+                    listener,
+                })
+            })
             .collect();
-        let fds: Vec<_> = endpoints.iter().map(|e| e.socket.as_raw_fd()).collect();
-        let mut poll = PollSet::new(&fds);
+        // With one socket, the worker can sleep inside recvmmsg whenever no resolution of
+        // its own is under way.
+        let single = match endpoints.as_slice() {
+            [endpoint] => match blocking_with_timeout(&endpoint.socket) {
+                Ok(()) => Some(endpoint),
+                Err(error) => {
+                    tracing::debug!(%error, "cannot make the UDP socket blocking; polling");
+                    None
+                }
+            },
+            _ => None,
+        };
+        // The sockets' registration with the runtime's epoll, present only while the worker
+        // waits through the runtime: a registered socket costs an epoll callback for every
+        // datagram that arrives, which the blocking mode has no use for.
+        let mut readiness: Vec<AsyncFd<Arc<Socket>>> = Vec::new();
+        let metrics = tokio::runtime::Handle::current().metrics();
         let mut batch = Batch::new(self.batch_size, MAX_QUERY_SIZE, self.max_response);
         while !self.shutdown.load(Ordering::Relaxed) {
-            let mut busy = false;
-            for endpoint in &endpoints {
-                let received = match batch.recv(endpoint.socket.as_raw_fd()) {
-                    Ok(n) => n,
-                    Err(error) => {
-                        tracing::debug!(%error, "UDP receive failed");
-                        0
-                    }
-                };
-                if received == 0 {
+            if let Some(endpoint) = single {
+                if metrics.num_alive_tasks() == 0 {
+                    // Nothing else to run on this thread: block in the kernel.
+                    readiness.clear();
+                    self.receive_and_answer(&mut batch, endpoint, true);
                     continue;
                 }
-                busy = true;
-                for i in 0..received {
-                    self.process(&mut batch, i, endpoint);
-                }
-                batch.send(endpoint.socket.as_raw_fd());
             }
-            if !busy {
-                poll.wait(POLL_TIMEOUT_MS);
+            if readiness.is_empty() {
+                if let Err(error) = register_all(&endpoints, &mut readiness) {
+                    tracing::error!(%error, "cannot register a UDP socket; worker stops");
+                    return;
+                }
+            }
+            let mut busy = false;
+            for endpoint in &endpoints {
+                if self.receive_and_answer(&mut batch, endpoint, false) {
+                    busy = true;
+                }
+            }
+            if busy {
+                // Let the misses just spawned (and resolutions woken by upstream answers)
+                // run; the runtime polls its I/O driver before resuming this loop.
+                tokio::task::yield_now().await;
+            } else {
+                // Nothing queued: wait for a datagram while the resolutions progress.
+                let ready = std::future::poll_fn(|cx| poll_any_readable(&readiness, cx));
+                let _ = tokio::time::timeout(POLL_WAIT, ready).await;
             }
         }
     }
 
+    /// Receives one batch on `endpoint`, answers it, sends the answers; false when nothing
+    /// was received.
+    fn receive_and_answer(
+        &self,
+        batch: &mut Batch,
+        endpoint: &Arc<UdpEndpoint>,
+        wait: bool,
+    ) -> bool {
+        let received = match batch.recv(endpoint.socket.as_raw_fd(), wait) {
+            Ok(n) => n,
+            Err(error) => {
+                tracing::debug!(%error, "UDP receive failed");
+                0
+            }
+        };
+        if received == 0 {
+            return false;
+        }
+        // One clock read per batch: the datagrams of a batch arrived within microseconds.
+        let now = self.pipeline.now();
+        for i in 0..received {
+            self.process(batch, i, endpoint, now);
+        }
+        batch.send(endpoint.socket.as_raw_fd());
+        true
+    }
+
     #[inline]
-    fn process(&self, batch: &mut Batch, i: usize, endpoint: &Arc<UdpEndpoint>) {
+    fn process(&self, batch: &mut Batch, i: usize, endpoint: &Arc<UdpEndpoint>, now: u64) {
         let Some(client) = batch.peer(i) else {
             return;
         };
@@ -119,13 +237,17 @@ impl Worker {
             client_subnet: None,
         };
         let (packet, out) = batch.slot(i);
-        match self.pipeline.handle(packet, context, out, &self.counters) {
+        match self
+            .pipeline
+            .handle_at(packet, context, out, &self.counters, now)
+        {
             Outcome::Respond(len) => batch.set_response(i, len),
             Outcome::Drop => {}
             Outcome::Resolve(pending) => {
                 let pipeline = Arc::clone(&self.pipeline);
                 let endpoint = Arc::clone(endpoint);
-                self.runtime.spawn(async move {
+                // On this worker's own runtime: no other thread is woken for a miss.
+                tokio::spawn(async move {
                     if let Some(response) = pipeline.answer_pending(*pending, 0).await {
                         endpoint.send_to(&response, client);
                     }
