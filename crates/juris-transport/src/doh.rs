@@ -38,6 +38,7 @@ use tokio::sync::{watch, Semaphore};
 use tokio::time::Instant;
 use tokio_rustls::TlsAcceptor;
 
+use crate::accept::accept_tls;
 use crate::config::Protocol;
 use crate::forwarded::{self, ClientSource};
 use crate::server::Shared;
@@ -58,109 +59,106 @@ pub(crate) async fn serve(
     acceptor: TlsAcceptor,
     shared: Arc<Shared>,
     connections: Arc<Semaphore>,
-    mut shutdown: watch::Receiver<bool>,
+    shutdown: watch::Receiver<bool>,
 ) {
-    let counters = shared.counters.of(Protocol::Https);
-    loop {
-        let accepted = tokio::select! {
-            _ = shutdown.changed() => break,
-            accepted = listener.accept() => accepted,
-        };
-        let (stream, peer) = match accepted {
-            Ok(accepted) => accepted,
-            Err(error) => {
-                tracing::debug!(%error, "DoH accept failed");
-                tokio::time::sleep(std::time::Duration::from_millis(10)).await;
-                continue;
-            }
-        };
-        let proxy = shared
+    let on_connection = {
+        let shared = Arc::clone(&shared);
+        let shutdown = shutdown.clone();
+        move |stream, peer, permit| {
+            let shared = Arc::clone(&shared);
+            let shutdown = shutdown.clone();
+            serve_connection(stream, peer, permit, listener_index, shared, shutdown)
+        }
+    };
+    // A trusted proxy may be outside the access list: its clients are checked per request.
+    let admit = |shared: &Shared, ip: std::net::IpAddr| {
+        shared
             .trusted_proxies
             .iter()
-            .any(|net| net.contains(&peer.ip().to_canonical()));
-        if !proxy && !shared.pipeline.allows(peer.ip()) {
-            counters.rejected();
-            continue;
-        }
-        let Ok(permit) = Arc::clone(&connections).try_acquire_owned() else {
-            counters.rejected();
-            continue;
-        };
-        counters.connection();
-        let _ = stream.set_nodelay(true);
-        let acceptor = acceptor.clone();
-        let shared = Arc::clone(&shared);
-        let mut shutdown = shutdown.clone();
-        tokio::spawn(async move {
-            let _permit = permit;
-            let limits = shared.limits;
-            let handshake =
-                tokio::time::timeout(limits.handshake_timeout, acceptor.accept(stream)).await;
-            let stream = match handshake {
-                Ok(Ok(stream)) => stream,
-                Ok(Err(_)) | Err(_) => {
-                    shared.counters.of(Protocol::Https).handshake_failure();
-                    return;
+            .any(|net| net.contains(&ip.to_canonical()))
+            || shared.pipeline.allows(ip)
+    };
+    accept_tls(
+        listener,
+        acceptor,
+        shared,
+        connections,
+        shutdown,
+        Protocol::Https,
+        admit,
+        on_connection,
+    )
+    .await;
+}
+
+/// Serves HTTP/2 (or HTTP/1.1) on one established TLS connection until it closes, idles out or
+/// the server shuts down.
+async fn serve_connection(
+    stream: tokio_rustls::server::TlsStream<tokio::net::TcpStream>,
+    peer: SocketAddr,
+    permit: tokio::sync::OwnedSemaphorePermit,
+    listener_index: usize,
+    shared: Arc<Shared>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let _permit = permit;
+    let limits = shared.limits;
+    let h2 = stream.get_ref().1.alpn_protocol() == Some(crate::tls::ALPN_H2);
+    let connection = Arc::new(ConnectionState {
+        shared: Arc::clone(&shared),
+        peer,
+        listener_index,
+        activity: Activity::new(),
+    });
+    let service = {
+        let connection = Arc::clone(&connection);
+        hyper::service::service_fn(move |request| {
+            let connection = Arc::clone(&connection);
+            async move { Ok::<_, std::convert::Infallible>(connection.respond(request).await) }
+        })
+    };
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(limits.request_timeout)
+        .max_buf_size(MAX_HEADER_BYTES.max(8192))
+        .keep_alive(true);
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .max_concurrent_streams(limits.max_streams)
+        .max_header_list_size(MAX_HEADER_BYTES as u32)
+        .max_pending_accept_reset_streams(Some(limits.max_streams as usize))
+        .keep_alive_interval(None);
+    let builder = if h2 {
+        builder.http2_only()
+    } else {
+        builder.http1_only()
+    };
+    let serving = builder.serve_connection(TokioIo::new(stream), service);
+    tokio::pin!(serving);
+    let idle = limits.idle_timeout;
+    let mut check = Instant::now() + idle;
+    let closing = loop {
+        tokio::select! {
+            _ = serving.as_mut() => return,
+            _ = shutdown.changed() => break false,
+            _ = tokio::time::sleep_until(check) => {
+                match connection.activity.idle_deadline(idle) {
+                    Some(deadline) if deadline <= Instant::now() => break true,
+                    Some(deadline) => check = deadline,
+                    None => check = Instant::now() + idle,
                 }
-            };
-            let h2 = stream.get_ref().1.alpn_protocol() == Some(crate::tls::ALPN_H2);
-            let connection = Arc::new(ConnectionState {
-                shared: Arc::clone(&shared),
-                peer,
-                listener_index,
-                activity: Activity::new(),
-            });
-            let service = {
-                let connection = Arc::clone(&connection);
-                hyper::service::service_fn(move |request| {
-                    let connection = Arc::clone(&connection);
-                    async move { Ok::<_, std::convert::Infallible>(connection.respond(request).await) }
-                })
-            };
-            let mut builder = auto::Builder::new(TokioExecutor::new());
-            builder
-                .http1()
-                .timer(TokioTimer::new())
-                .header_read_timeout(limits.request_timeout)
-                .max_buf_size(MAX_HEADER_BYTES.max(8192))
-                .keep_alive(true);
-            builder
-                .http2()
-                .timer(TokioTimer::new())
-                .max_concurrent_streams(limits.max_streams)
-                .max_header_list_size(MAX_HEADER_BYTES as u32)
-                .max_pending_accept_reset_streams(Some(limits.max_streams as usize))
-                .keep_alive_interval(None);
-            let builder = if h2 {
-                builder.http2_only()
-            } else {
-                builder.http1_only()
-            };
-            let serving = builder.serve_connection(TokioIo::new(stream), service);
-            tokio::pin!(serving);
-            let idle = limits.idle_timeout;
-            let mut check = Instant::now() + idle;
-            let closing = loop {
-                tokio::select! {
-                    _ = serving.as_mut() => return,
-                    _ = shutdown.changed() => break false,
-                    _ = tokio::time::sleep_until(check) => {
-                        match connection.activity.idle_deadline(idle) {
-                            Some(deadline) if deadline <= Instant::now() => break true,
-                            Some(deadline) => check = deadline,
-                            None => check = Instant::now() + idle,
-                        }
-                    }
-                }
-            };
-            if closing {
-                shared.counters.of(Protocol::Https).idle_closed();
             }
-            // GOAWAY (h2) or close after the current response (h1), bounded.
-            serving.as_mut().graceful_shutdown();
-            let _ = tokio::time::timeout(limits.request_timeout, serving).await;
-        });
+        }
+    };
+    if closing {
+        shared.counters.of(Protocol::Https).idle_closed();
     }
+    // GOAWAY (h2) or close after the current response (h1), bounded.
+    serving.as_mut().graceful_shutdown();
+    let _ = tokio::time::timeout(limits.request_timeout, serving).await;
 }
 
 /// Requests in flight on one connection and when the last one ended.

@@ -24,6 +24,7 @@ use tokio_rustls::TlsAcceptor;
 
 use juris_server::{ClientContext, Outcome};
 
+use crate::accept::accept_tls;
 use crate::config::Protocol;
 use crate::server::Shared;
 
@@ -34,63 +35,33 @@ pub(crate) async fn serve(
     acceptor: TlsAcceptor,
     shared: Arc<Shared>,
     connections: Arc<Semaphore>,
-    mut shutdown: watch::Receiver<bool>,
+    shutdown: watch::Receiver<bool>,
 ) {
-    let counters = shared.counters.of(Protocol::Tls);
-    loop {
-        let accepted = tokio::select! {
-            _ = shutdown.changed() => break,
-            accepted = listener.accept() => accepted,
-        };
-        let (stream, peer) = match accepted {
-            Ok(accepted) => accepted,
-            Err(error) => {
-                tracing::debug!(%error, "DoT accept failed");
-                tokio::time::sleep(std::time::Duration::from_millis(10)).await;
-                continue;
-            }
-        };
-        if !shared.pipeline.allows(peer.ip()) {
-            counters.rejected();
-            continue;
-        }
-        let Ok(permit) = Arc::clone(&connections).try_acquire_owned() else {
-            counters.rejected();
-            continue;
-        };
-        counters.connection();
-        let _ = stream.set_nodelay(true);
-        let acceptor = acceptor.clone();
+    let on_connection = {
         let shared = Arc::clone(&shared);
         let shutdown = shutdown.clone();
-        tokio::spawn(async move {
-            let handshake =
-                tokio::time::timeout(shared.limits.handshake_timeout, acceptor.accept(stream))
-                    .await;
-            let stream = match handshake {
-                Ok(Ok(stream)) => stream,
-                Ok(Err(error)) => {
-                    tracing::debug!(%peer, %error, "DoT handshake failed");
-                    shared.counters.of(Protocol::Tls).handshake_failure();
-                    return;
-                }
-                Err(_) => {
-                    tracing::debug!(%peer, "DoT handshake timed out");
-                    shared.counters.of(Protocol::Tls).handshake_failure();
-                    return;
-                }
-            };
-            Connection {
+        move |stream, peer, permit| {
+            let connection = Connection {
                 peer,
                 listener_index,
-                shared,
-                shutdown,
+                shared: Arc::clone(&shared),
+                shutdown: shutdown.clone(),
                 _permit: permit,
-            }
-            .run(stream)
-            .await;
-        });
-    }
+            };
+            connection.run(stream)
+        }
+    };
+    accept_tls(
+        listener,
+        acceptor,
+        shared,
+        connections,
+        shutdown,
+        Protocol::Tls,
+        |shared, ip| shared.pipeline.allows(ip),
+        on_connection,
+    )
+    .await;
 }
 
 struct Connection {

@@ -38,6 +38,7 @@
 //! ```
 #![forbid(unsafe_code)]
 
+mod accept;
 pub mod cert;
 mod config;
 mod doh;
