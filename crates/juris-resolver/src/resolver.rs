@@ -397,6 +397,7 @@ fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     }
 }
 
+/// Compile-time check: one resolver is shared by every worker thread and runtime.
 fn _assert_send_sync() {
     fn check<T: Send + Sync>() {}
     check::<Resolver>();

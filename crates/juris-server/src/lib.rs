@@ -11,7 +11,8 @@
 //!     → ANY (RFC 8482)
 //!     → AnswerCache::get ── fresh ──► HOOK policy on the answer (CNAME targets, addresses)
 //!                      │               → block? synthesised : render (ID, case, TTLs, OPT, EDE, TC)
-//!                      └─ miss/stale ─► tokio: Resolver::resolve → same check → same render
+//!                      └─ miss/stale ─► task (UDP: the worker's own current-thread runtime;
+//!                                        TCP: the shared runtime): Resolver::resolve → same check → same render
 //!                                        error → SERVFAIL + EDE, or stale + EDE 3
 //! ```
 //!
