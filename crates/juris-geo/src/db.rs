@@ -111,9 +111,16 @@ impl GeoDb {
         if let Some(hit) = self.memo.get(key) {
             return hit;
         }
+        // An IPv4 address in a prefix the database splits finer than /24 is remembered alone.
+        let exact = MemoKey::exact(address);
+        if let Some(hit) = exact.and_then(|exact| self.memo.get(exact)) {
+            return hit;
+        }
         let (country, uniform) = self.lookup_in_tree(address, key.prefix_len());
-        if uniform {
-            self.memo.put(key, country);
+        match (uniform, exact) {
+            (true, _) => self.memo.put(key, country),
+            (false, Some(exact)) => self.memo.put(exact, country),
+            (false, None) => {}
         }
         country
     }
@@ -211,7 +218,7 @@ fn detect(reader: &Reader<Vec<u8>>, path: &Path) -> Result<FieldPath, GeoError> 
 /// prefixes the database maps alike. One `AtomicU64` per slot, so readers never see a torn
 /// entry and the memo never allocates after construction. A collision simply overwrites.
 ///
-/// Slot layout: bit 63 valid, bit 62 IPv6, bits 10..62 the key's tag (`key >> SLOT_BITS`),
+/// Slot layout: bit 63 valid, bit 62 IPv6, bit 61 a single IPv4 address, bits 10..61 the key's tag (`key >> SLOT_BITS`),
 /// bits 0..10 the country (`0` none, `1 + CountryCode::index`). The slot index is the key's
 /// low bits mixed with a hash of the tag, so tag and slot index together determine the key.
 struct PrefixMemo {
@@ -222,14 +229,17 @@ const SLOT_BITS: u32 = 12;
 const SLOTS: usize = 1 << SLOT_BITS;
 const VALID: u64 = 1 << 63;
 const IPV6: u64 = 1 << 62;
+const EXACT: u64 = 1 << 61;
 const COUNTRY_BITS: u32 = 10;
 const COUNTRY_MASK: u64 = (1 << COUNTRY_BITS) - 1;
 
 #[derive(Debug, Clone, Copy)]
 struct MemoKey {
-    /// The /24 (24 bits) or /56 (56 bits) prefix.
+    /// The /24 (24 bits) or /56 (56 bits) prefix, or a whole IPv4 address (`exact`).
     prefix: u64,
     ipv6: bool,
+    /// A single IPv4 address (its /24 is not uniform in the database).
+    exact: bool,
 }
 
 impl MemoKey {
@@ -238,12 +248,26 @@ impl MemoKey {
             IpAddr::V4(v4) => MemoKey {
                 prefix: u64::from(u32::from(v4) >> 8),
                 ipv6: false,
+                exact: false,
             },
             IpAddr::V6(v6) => MemoKey {
                 // The top 56 bits of 128: fits in u64.
                 prefix: (u128::from(v6) >> 72) as u64,
                 ipv6: true,
+                exact: false,
             },
+        }
+    }
+
+    /// The key of one IPv4 address; IPv6 addresses do not fit a slot.
+    fn exact(address: IpAddr) -> Option<Self> {
+        match address {
+            IpAddr::V4(v4) => Some(MemoKey {
+                prefix: u64::from(u32::from(v4)),
+                ipv6: false,
+                exact: true,
+            }),
+            IpAddr::V6(_) => None,
         }
     }
 
@@ -266,7 +290,7 @@ impl MemoKey {
     }
 
     fn entry(self, country: Option<CountryCode>) -> u64 {
-        let family = if self.ipv6 { IPV6 } else { 0 };
+        let family = if self.ipv6 { IPV6 } else { 0 } | if self.exact { EXACT } else { 0 };
         let country = country.map_or(0, |code| 1 + u64::from(code.index()));
         VALID | family | self.tag() << COUNTRY_BITS | country
     }
@@ -328,6 +352,17 @@ mod tests {
             memo.put(key, None);
             assert_eq!(memo.get(key), Some(None));
         }
+        // A single address and the /24 it starts never share an entry.
+        let whole = MemoKey::of("172.16.2.3".parse().unwrap());
+        let single = MemoKey::exact("172.16.2.0".parse().unwrap()).unwrap();
+        memo.put(whole, it);
+        memo.put(single, None);
+        assert_eq!(memo.get(whole), Some(it));
+        assert_eq!(memo.get(single), Some(None));
+        assert_eq!(
+            MemoKey::exact("2001:db8::1".parse().unwrap()).map(|k| k.prefix),
+            None
+        );
         // Same slot, different key: a miss, never a wrong answer.
         let a = MemoKey::of("10.0.0.1".parse().unwrap());
         memo.put(a, it);

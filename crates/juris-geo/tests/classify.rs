@@ -573,3 +573,18 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn repeated_lookups_in_a_split_slash_24_stay_exact() {
+    let (_dir, classifier) = standard_classifier();
+    let database = classifier.database().unwrap();
+    // 127.0.0.101 and .102 are single addresses in one /24: each is remembered on its own,
+    // so asking again (from the memo) never gives a neighbour's country.
+    for _ in 0..3 {
+        assert_eq!(database.lookup(ip("127.0.0.101")), Some(cc("IT")));
+        assert_eq!(database.lookup(ip("127.0.0.102")), Some(cc("DE")));
+        assert_eq!(database.lookup(ip("127.0.0.103")), None);
+        assert_eq!(database.lookup(ip("192.0.2.77")), Some(cc("IT")));
+        assert_eq!(database.lookup(ip("192.0.2.78")), Some(cc("DE")));
+    }
+}

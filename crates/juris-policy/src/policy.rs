@@ -19,6 +19,12 @@ use crate::verdict::{
     Block, ExplainedMatch, Explanation, Match, MatchStatus, MatchedTarget, Verdict,
 };
 
+/// The next [`CompiledPolicy::instance`] number.
+fn next_instance() -> u64 {
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+    NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+}
+
 /// Options for [`CompiledPolicy::compile`].
 #[derive(Debug, Clone, Copy, Default)]
 pub struct CompileOptions {
@@ -104,6 +110,8 @@ pub struct PolicyStats {
 #[derive(Debug, Clone)]
 pub struct CompiledPolicy {
     generation: u64,
+    /// Unique per constructed policy in this process ([`instance`](Self::instance)).
+    instance: u64,
     /// Indexed by a rule's order index; `None`: removed or replaced since the base was built.
     orders: Arc<Vec<Option<Arc<OrderInfo>>>>,
     ids: Arc<HashMap<String, u32>>,
@@ -144,6 +152,7 @@ impl CompiledPolicy {
     /// A policy without orders: allows everything.
     pub fn empty() -> CompiledPolicy {
         CompiledPolicy {
+            instance: next_instance(),
             generation: 0,
             orders: Arc::default(),
             ids: Arc::default(),
@@ -209,6 +218,7 @@ impl CompiledPolicy {
         let base = build_index(arena, entries, &mut stats)?;
         addresses_stats(&addresses, &mut stats);
         Ok(CompiledPolicy {
+            instance: next_instance(),
             generation: options.generation,
             orders: Arc::new(infos),
             ids: Arc::new(ids),
@@ -289,6 +299,7 @@ impl CompiledPolicy {
         addresses.refresh();
         let overlay = Overlay::build(added, removed)?;
         Ok(CompiledPolicy {
+            instance: next_instance(),
             generation: self.generation.wrapping_add(1),
             orders: Arc::new(orders),
             ids: Arc::new(ids),
@@ -340,6 +351,7 @@ impl CompiledPolicy {
         // The counts do not change; `build_index` recounts into a scratch table.
         let base = build_index(arena, entries, &mut [])?;
         Ok(CompiledPolicy {
+            instance: next_instance(),
             generation: self.generation,
             orders: Arc::clone(&self.orders),
             ids: Arc::clone(&self.ids),
@@ -353,6 +365,43 @@ impl CompiledPolicy {
     /// The generation number (from [`CompileOptions`], plus one per [`with_changes`](Self::with_changes)).
     pub fn generation(&self) -> u64 {
         self.generation
+    }
+
+    /// A number no other policy built in this process carries (clones share it: they answer
+    /// alike). Callers that remember a verdict across queries (the server's per-worker answer
+    /// memo) key it by this, so a published change can never be answered with an old verdict.
+    pub fn instance(&self) -> u64 {
+        self.instance
+    }
+
+    /// Whether any rule of this policy might apply to `qname` (or one of its parent names), for
+    /// any client, at any time, in any state. `false` is exact: then [`check_name`](Self::check_name)
+    /// allows `qname` with no shadow match for every jurisdiction and every time. `true` may be a
+    /// false positive (a Bloom filter probe). Allocation-free.
+    #[inline]
+    pub fn may_apply_to_name(&self, qname: &[u8]) -> bool {
+        let mut wire = WireName::unparsed(qname);
+        if !wire.read() {
+            return false;
+        }
+        let (base, overlay) = (&*self.base, &self.overlay.index);
+        let min_labels = base.min_labels().min(overlay.min_labels());
+        if min_labels == usize::MAX {
+            return false;
+        }
+        wire.any_prefix_hash(min_labels, |hash| {
+            base.may_contain_hash(hash) || overlay.may_contain_hash(hash)
+        })
+    }
+
+    /// Whether any address rule of this policy covers `addr` (any client, any time, any
+    /// state). `false` is exact: then [`check_address`](Self::check_address) allows it with no
+    /// shadow match for everyone.
+    #[inline]
+    pub fn may_apply_to_address(&self, addr: IpAddr) -> bool {
+        let mut any = false;
+        self.addresses.visit(addr, |_, _| any = true);
+        any
     }
 
     /// Checks a query name (or a CNAME target) for a client.

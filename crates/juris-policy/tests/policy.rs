@@ -709,3 +709,72 @@ fn fuzz_seed_orders_are_valid() {
     }
     assert!(seen >= 3);
 }
+
+#[test]
+fn may_apply_is_exact_when_it_says_no_and_instances_are_unique() {
+    let mut future = raw("F", &["DE"], &[(Subtree, "later.to")], OrderState::Active);
+    future.effective_from = Some(ts("2030-01-01T00:00:00Z"));
+    let mut shadow = raw("S", &["FR"], &[(Domain, "watch.to")], OrderState::Shadow);
+    shadow
+        .targets
+        .push(Target::new(TargetKind::Ip, "203.0.113.0/24"));
+    let policy = compile(&[
+        order("A", &["IT"], &[(Subtree, "a.to"), (Domain, "b.to")]),
+        valid(future),
+        valid(shadow),
+    ]);
+    for name in [
+        "a.to",
+        "www.a.to",
+        "b.to",
+        "later.to",
+        "x.later.to",
+        "watch.to",
+    ] {
+        assert!(
+            policy.may_apply_to_name(&name_to_wire(name).unwrap()),
+            "{name} has a rule"
+        );
+    }
+    let times = [
+        now(),
+        ts("2031-01-01T00:00:00Z"),
+        ts("2000-01-01T00:00:00Z"),
+    ];
+    for name in ["c.to", "www.b.to", "to", "example.com", "a.to.example"] {
+        let wire = name_to_wire(name).unwrap();
+        if policy.may_apply_to_name(&wire) {
+            continue; // a Bloom false positive is allowed; a false "no" is not
+        }
+        for who in [country("IT"), country("DE"), country("FR"), None] {
+            for at in times {
+                let verdict = policy.check_name(&wire, who, at);
+                assert!(!verdict.is_block(), "{name}");
+                assert!(verdict.shadow().is_empty(), "{name}");
+            }
+        }
+    }
+    assert!(policy.may_apply_to_address("203.0.113.9".parse().unwrap()));
+    assert!(!policy.may_apply_to_address("198.51.100.1".parse().unwrap()));
+    // Every constructed policy has its own instance; a clone shares it.
+    let next = policy
+        .with_changes(&[PolicyChange::Put(order("C", &["FR"], &[(Domain, "c.to")]))])
+        .unwrap();
+    assert_ne!(next.instance(), policy.instance());
+    assert_eq!(policy.clone().instance(), policy.instance());
+    assert_ne!(next.compact().unwrap().instance(), next.instance());
+    assert!(next.may_apply_to_name(&name_to_wire("c.to").unwrap()));
+}
+
+#[test]
+fn the_empty_policy_applies_to_nothing() {
+    let empty = CompiledPolicy::empty();
+    let small = compile(&[order("A", &["IT"], &[(Subtree, "a.to")])]);
+    let mut false_positives = 0;
+    for i in 0..1000 {
+        let wire = name_to_wire(&format!("name{i}.zone{}.com", i % 24)).unwrap();
+        assert!(!empty.may_apply_to_name(&wire));
+        false_positives += usize::from(small.may_apply_to_name(&wire));
+    }
+    assert!(false_positives < 50, "{false_positives} of 1000");
+}

@@ -16,6 +16,7 @@ pub struct Counters {
     doq_queries: AtomicU64,
     responses_by_rcode: [AtomicU64; 16],
     cache_hits: AtomicU64,
+    hot_hits: AtomicU64,
     cache_misses: AtomicU64,
     stale_served: AtomicU64,
     truncated: AtomicU64,
@@ -42,6 +43,9 @@ pub struct ServerStats {
     pub responses_by_rcode: [u64; 16],
     /// Queries answered from the cache (fresh entries).
     pub cache_hits: u64,
+    /// Of those, answered from a UDP worker's own hot answers without any policy lookup (no
+    /// order can apply to the name or the answer; `crate::hot`).
+    pub cache_hits_hot: u64,
     /// Queries handed to the resolver (cache misses and stale entries).
     pub cache_misses: u64,
     /// Stale entries sent (RFC 8767).
@@ -95,6 +99,11 @@ impl Counters {
         bump(&self.cache_hits);
     }
 
+    pub(crate) fn hot_hit(&self) {
+        bump(&self.cache_hits);
+        bump(&self.hot_hits);
+    }
+
     pub(crate) fn cache_miss(&self) {
         bump(&self.cache_misses);
     }
@@ -119,6 +128,13 @@ impl Counters {
         bump(&self.tcp_connections_rejected);
     }
 
+    /// This set alone, as stats.
+    pub fn snapshot(&self) -> ServerStats {
+        let mut stats = ServerStats::default();
+        self.add_to(&mut stats);
+        stats
+    }
+
     /// Adds this set into `stats`.
     pub(crate) fn add_to(&self, stats: &mut ServerStats) {
         let read = |c: &AtomicU64| c.load(Ordering::Relaxed);
@@ -135,6 +151,7 @@ impl Counters {
             *sum += read(c);
         }
         stats.cache_hits += read(&self.cache_hits);
+        stats.cache_hits_hot += read(&self.hot_hits);
         stats.cache_misses += read(&self.cache_misses);
         stats.stale_served += read(&self.stale_served);
         stats.truncated += read(&self.truncated);

@@ -57,6 +57,7 @@ pub mod config;
 pub mod counters;
 pub mod error_map;
 pub mod hooks;
+pub mod hot;
 pub mod pipeline;
 pub mod policy;
 pub mod query;
@@ -68,9 +69,11 @@ mod udp;
 
 pub use config::{default_allow_list, DeniedAction, ListenerConfig, PolicySettings, ServerConfig};
 pub use counters::ServerStats;
+pub use hot::HotAnswers;
 pub use pipeline::{ClientContext, Outcome, Pipeline, Transport};
 pub use policy::{OrderCount, OrderCounters, PolicyEngine, PolicyHandle, WithdrawnCount};
 pub use query::{parse_query, ParseConfig, ParseError, Query};
 pub use server::{
     start, start_with_policy, BoundListener, RunningServer, ServerError, ShutdownHandle,
 };
+pub use sys::release_free_heap_memory;

@@ -27,7 +27,7 @@ use juris_geo::{CountryCode, Jurisdiction};
 use juris_policy::{Block, CompiledPolicy};
 use juris_resolver::cache::{AnswerCache, AnswerKind, CachedAnswer, Freshness};
 use juris_resolver::clock::SharedClock;
-use juris_resolver::wire::MAX_NAME_LEN;
+use juris_resolver::wire::{HEADER_LEN, MAX_NAME_LEN};
 use juris_resolver::{Question, Resolver};
 
 use crate::acl::AccessList;
@@ -36,6 +36,7 @@ use crate::config::{DeniedAction, ServerConfig};
 use crate::counters::Counters;
 use crate::error_map::{self, ErrorAnswer};
 use crate::hooks;
+use crate::hot::HotAnswers;
 use crate::policy::PolicyEngine;
 use crate::query::{parse_query, ClientSubnet, NameBuf, ParseConfig, ParseError, Query};
 use crate::synth::{
@@ -280,8 +281,35 @@ impl Pipeline {
         counters: &Counters,
         now: u64,
     ) -> Outcome {
+        self.handle_with(packet, context, out, counters, now, None)
+    }
+
+    /// [`Pipeline::handle_at`] for a UDP worker with its own table of hot answers
+    /// ([`crate::hot`]): a fresh hit that no order can touch is answered from it without
+    /// classifying the client or consulting the policy.
+    pub fn handle_hot(
+        &self,
+        packet: &[u8],
+        context: ClientContext,
+        out: &mut [u8],
+        counters: &Counters,
+        now: u64,
+        hot: &mut HotAnswers,
+    ) -> Outcome {
+        self.handle_with(packet, context, out, counters, now, Some(hot))
+    }
+
+    fn handle_with(
+        &self,
+        packet: &[u8],
+        context: ClientContext,
+        out: &mut [u8],
+        counters: &Counters,
+        now: u64,
+        hot: Option<&mut HotAnswers>,
+    ) -> Outcome {
         counters.query(context.transport);
-        let outcome = self.handle_counted(packet, context, out, counters, now);
+        let outcome = self.handle_counted(packet, context, out, counters, now, hot);
         match &outcome {
             Outcome::Respond(len) => counters.response(out.get(..*len).unwrap_or_default()),
             Outcome::Drop => counters.dropped(),
@@ -297,6 +325,7 @@ impl Pipeline {
         out: &mut [u8],
         counters: &Counters,
         now: u64,
+        mut hot: Option<&mut HotAnswers>,
     ) -> Outcome {
         if !self.access.allows(context.client.ip()) {
             counters.refused_by_acl();
@@ -321,6 +350,22 @@ impl Pipeline {
 
         if let Some(error) = error_map::for_question(query.qtype, query.qclass) {
             return respond_error(out, &reply, &error);
+        }
+
+        // The worker's hot answers: a fresh answer no order can touch needs no classification
+        // and no policy lookup (ANY is never cached, so never found here).
+        let key = query.cache_key();
+        let (hot_index, hot_hash) = HotAnswers::locate(&key);
+        if let Some(table) = hot.as_deref_mut() {
+            if let Some(slot) = table.fresh(hot_index, hot_hash, &key, now) {
+                if self.withdrawn.is_empty() && slot.is_clean_for(self.engine.policy.instance()) {
+                    counters.hot_hit();
+                    return match render_hot(out, &reply, query.client_name(), slot, now) {
+                        Some(len) => Outcome::Respond(len),
+                        None => respond_error(out, &reply, &error_map::for_task_failure()),
+                    };
+                }
+            }
         }
 
         // HOOK: jurisdiction of the client (juris-geo).
@@ -356,9 +401,33 @@ impl Pipeline {
             ));
         }
 
-        match self.cache.get(&query.cache_key(), now) {
+        // The hot slot's answer when it is there and fresh (it was checked above only for
+        // being clean), else the shared cache, which refills the slot.
+        if let Some(table) = hot.as_deref_mut() {
+            if let Some(slot) = table.fresh(hot_index, hot_hash, &key, now) {
+                if slot.needs_judging(policy.instance()) {
+                    slot.judge(key.name, &policy);
+                }
+                counters.cache_hit();
+                if let Some(answer) = slot.answer().map(Arc::clone) {
+                    return self.respond_with_answer(
+                        out,
+                        &reply,
+                        query.client_name(),
+                        &answer,
+                        &policy_context,
+                        now,
+                        None,
+                    );
+                }
+            }
+        }
+        match self.cache.get(&key, now) {
             Some((answer, Freshness::Fresh)) => {
                 counters.cache_hit();
+                if let Some(table) = hot {
+                    table.insert(hot_index, hot_hash, &key, &answer, &policy, now);
+                }
                 self.respond_with_answer(
                     out,
                     &reply,
@@ -584,6 +653,51 @@ pub fn render_answer(
         now,
         stale_ttl,
     )?;
+    append_opt(out, len, reply, ede)
+}
+
+/// [`render_answer`] from a hot slot: the slot's response, rendered for this second, copied
+/// and patched exactly as [`CachedAnswer::write_response`] patches (ID, RD/CD, the client's
+/// case), then the OPT. Allocation-free.
+fn render_hot(
+    out: &mut [u8],
+    reply: &ReplyTo<'_>,
+    client_name: &[u8],
+    slot: &mut crate::hot::Slot,
+    now: u64,
+) -> Option<usize> {
+    let opt = if reply.opt.is_some() {
+        opt_len(None)
+    } else {
+        0
+    };
+    let rendered = slot.rendered(now)?;
+    let len = rendered.len();
+    if len + opt > reply.limit || len + opt > out.len() {
+        let answer = Arc::clone(slot.answer()?);
+        return render_answer(out, reply, client_name, &answer, now, None, None);
+    }
+    out[..len].copy_from_slice(rendered);
+    out[0..2].copy_from_slice(&reply.id.to_be_bytes());
+    // The rendered flags are the stored ones with RD and CD clear: echo the query's.
+    out[2] |= ((reply.query_flags & 0x0110) >> 8) as u8;
+    out[3] |= (reply.query_flags & 0x0010) as u8;
+    let name_end = HEADER_LEN + client_name.len();
+    if name_end <= len && client_name.eq_ignore_ascii_case(&out[HEADER_LEN..name_end]) {
+        out[HEADER_LEN..name_end].copy_from_slice(client_name);
+    }
+    append_opt(out, len, reply, None)
+}
+
+/// Appends the client's OPT (if it sent one) after the `len` bytes of a rendered answer and
+/// counts it in ARCOUNT.
+#[inline]
+fn append_opt(
+    out: &mut [u8],
+    len: usize,
+    reply: &ReplyTo<'_>,
+    ede: Option<&ExtendedError<'_>>,
+) -> Option<usize> {
     let Some(opt) = reply.opt else {
         return Some(len);
     };

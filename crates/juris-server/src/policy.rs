@@ -24,14 +24,20 @@ pub struct PolicyHandle {
     current: ArcSwap<CompiledPolicy>,
     /// Unix seconds of the last [`publish`](Self::publish) (0: never since start).
     changed_at: AtomicU64,
+    /// [`CompiledPolicy::instance`] of the policy in force, stored after the policy itself.
+    instance: AtomicU64,
+    /// Publishers take turns, so `instance` always ends up naming the policy stored last.
+    publishing: Mutex<()>,
 }
 
 impl PolicyHandle {
     /// A handle holding `policy`.
     pub fn new(policy: CompiledPolicy) -> Self {
         Self {
+            instance: AtomicU64::new(policy.instance()),
             current: ArcSwap::from_pointee(policy),
             changed_at: AtomicU64::new(0),
+            publishing: Mutex::new(()),
         }
     }
 
@@ -49,8 +55,24 @@ impl PolicyHandle {
     /// Puts `policy` in force for every query that starts after this call. `now` (Unix
     /// seconds) is recorded as the time of the last change.
     pub fn publish(&self, policy: CompiledPolicy, now: u64) {
+        let instance = policy.instance();
+        let _turn = self
+            .publishing
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
         self.current.store(Arc::new(policy));
+        // After the store: whoever reads this instance finds that policy (or a newer one) in
+        // force, so a verdict remembered for it is never applied to an older policy.
+        self.instance.store(instance, Ordering::Release);
         self.changed_at.store(now, Ordering::Relaxed);
+    }
+
+    /// [`CompiledPolicy::instance`] of the policy in force (one atomic load). Right after a
+    /// publish it may still name the previous policy for an instant, which is the same as the
+    /// query having arrived an instant earlier.
+    #[inline]
+    pub fn instance(&self) -> u64 {
+        self.instance.load(Ordering::Acquire)
     }
 
     /// Unix seconds of the last publish, `None` if nothing was published since start.

@@ -335,32 +335,30 @@ fn be16(packet: &[u8], at: usize) -> u16 {
 /// Reads the uncompressed question name at offset 12, lower-casing it into `out`. Returns the
 /// offset just past the name.
 fn read_question_name(packet: &[u8], out: &mut NameBuf) -> Option<usize> {
+    // Find the end first (label lengths only), then copy and lower-case the name in one go:
+    // length bytes are at most 63, below b'A', so lower-casing every byte leaves them alone.
     let mut pos = HEADER_LEN;
-    let mut written = 0usize;
     loop {
         let len = *packet.get(pos)? as usize;
         if len > 63 {
             // Compression pointers (0xC0) and extended label types (0x40, 0x80).
             return None;
         }
-        if written + 1 + len > MAX_NAME_LEN {
+        pos += 1 + len;
+        if pos - HEADER_LEN > MAX_NAME_LEN {
             return None;
         }
-        let label = packet.get(pos + 1..pos + 1 + len)?;
-        out.bytes[written] = len as u8;
-        for (dst, &b) in out.bytes[written + 1..written + 1 + len]
-            .iter_mut()
-            .zip(label)
-        {
-            *dst = b.to_ascii_lowercase();
-        }
-        written += 1 + len;
-        pos += 1 + len;
         if len == 0 {
-            out.len = written as u8;
-            return Some(pos);
+            break;
         }
     }
+    let name = packet.get(HEADER_LEN..pos)?;
+    let copy = out.bytes.get_mut(..name.len())?;
+    copy.copy_from_slice(name);
+    copy.make_ascii_lowercase();
+    // At most MAX_NAME_LEN (255): fits in u8.
+    out.len = name.len() as u8;
+    Some(pos)
 }
 
 type OptError = (Option<Edns>, &'static str);

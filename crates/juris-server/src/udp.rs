@@ -3,7 +3,8 @@
 //!
 //! ```text
 //!  worker thread = its own current-thread tokio runtime
-//!  loop ── recvmmsg ── clock read once ── Pipeline::handle_at per datagram
+//!  loop ── recvmmsg ── clock read once ── Pipeline::handle_hot per datagram (the worker's
+//!                                           own hot answers first: crate::hot)
 //!     │   hit / error ─► response in the batch ─► sendmmsg
 //!     │   miss        ─► task on this runtime: Pipeline::answer_pending ─► send_to, same socket
 //!     ├── no task alive, one socket: blocking recvmmsg(MSG_WAITFORONE), SO_RCVTIMEO 100 ms
@@ -33,6 +34,7 @@ use socket2::{Domain, Protocol, SockAddr, Socket, Type};
 use tokio::io::unix::AsyncFd;
 
 use crate::counters::Counters;
+use crate::hot::HotAnswers;
 use crate::pipeline::{ClientContext, Outcome, Pipeline, Transport};
 use crate::sys::{register_readable, Batch};
 
@@ -165,12 +167,13 @@ impl Worker {
         let mut readiness: Vec<AsyncFd<Arc<Socket>>> = Vec::new();
         let metrics = tokio::runtime::Handle::current().metrics();
         let mut batch = Batch::new(self.batch_size, MAX_QUERY_SIZE, self.max_response);
+        let mut hot = HotAnswers::new();
         while !self.shutdown.load(Ordering::Relaxed) {
             if let Some(endpoint) = single {
                 if metrics.num_alive_tasks() == 0 {
                     // Nothing else to run on this thread: block in the kernel.
                     readiness.clear();
-                    self.receive_and_answer(&mut batch, endpoint, true);
+                    self.receive_and_answer(&mut batch, &mut hot, endpoint, true);
                     continue;
                 }
             }
@@ -182,7 +185,7 @@ impl Worker {
             }
             let mut busy = false;
             for endpoint in &endpoints {
-                if self.receive_and_answer(&mut batch, endpoint, false) {
+                if self.receive_and_answer(&mut batch, &mut hot, endpoint, false) {
                     busy = true;
                 }
             }
@@ -203,6 +206,7 @@ impl Worker {
     fn receive_and_answer(
         &self,
         batch: &mut Batch,
+        hot: &mut HotAnswers,
         endpoint: &Arc<UdpEndpoint>,
         wait: bool,
     ) -> bool {
@@ -219,14 +223,21 @@ impl Worker {
         // One clock read per batch: the datagrams of a batch arrived within microseconds.
         let now = self.pipeline.now();
         for i in 0..received {
-            self.process(batch, i, endpoint, now);
+            self.process(batch, hot, i, endpoint, now);
         }
         batch.send(endpoint.socket.as_raw_fd());
         true
     }
 
     #[inline]
-    fn process(&self, batch: &mut Batch, i: usize, endpoint: &Arc<UdpEndpoint>, now: u64) {
+    fn process(
+        &self,
+        batch: &mut Batch,
+        hot: &mut HotAnswers,
+        i: usize,
+        endpoint: &Arc<UdpEndpoint>,
+        now: u64,
+    ) {
         let Some(client) = batch.peer(i) else {
             return;
         };
@@ -239,7 +250,7 @@ impl Worker {
         let (packet, out) = batch.slot(i);
         match self
             .pipeline
-            .handle_at(packet, context, out, &self.counters, now)
+            .handle_hot(packet, context, out, &self.counters, now, hot)
         {
             Outcome::Respond(len) => batch.set_response(i, len),
             Outcome::Drop => {}

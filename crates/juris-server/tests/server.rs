@@ -832,6 +832,78 @@ mod policy {
         assert_eq!(lifted.answers().len(), 1, "the cached answer, unfiltered");
     }
 
+    #[test]
+    fn hot_answers_are_served_without_policy_only_until_a_publish_touches_them() {
+        // One UDP worker, so every query meets the same table of hot answers.
+        let harness = Harness::start_with_policy(
+            "127.0.0.1:0".parse().unwrap(),
+            |config, _| {
+                config.threads = 1;
+                config.listeners = vec![ListenerConfig {
+                    country: country("IT"),
+                    ..ListenerConfig::udp_and_tcp("127.0.0.1:0".parse().unwrap())
+                }];
+            },
+            engine(&[]),
+        );
+        let italy = harness.server().listeners()[0].addr;
+        harness.insert(BLOCKED_WWW, &a_response(BLOCKED_WWW, 1));
+        harness.insert(ALIAS, &cname_response(ALIAS, b"\x05other\x04test\x00"));
+        let hot_hits = || harness.server().stats().cache_hits_hot;
+        let ask = |name: &[u8]| udp(italy, &edns_query(name, &[]));
+        let warm = |name: &[u8]| {
+            // The first hit fills the worker's slot from the shared cache, later ones use it.
+            let before = hot_hits();
+            for _ in 0..3 {
+                assert_eq!(ask(name).response_code(), ResponseCode::NoError);
+            }
+            let deadline = Instant::now() + Duration::from_secs(5);
+            while hot_hits() < before + 2 && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            assert!(hot_hits() >= before + 2, "served from the hot answers");
+        };
+        warm(BLOCKED_WWW);
+        warm(ALIAS);
+
+        let handle = &harness.server().engine().policy;
+        handle.publish(
+            compile(&[order("IT-1", r#"["IT"]"#, "active", "nxdomain", "")], 2),
+            NOW,
+        );
+        let before = hot_hits();
+        for _ in 0..3 {
+            let blocked = ask(BLOCKED_WWW);
+            assert_eq!(blocked.response_code(), ResponseCode::NXDomain);
+            assert_eq!(ede_of(&blocked).unwrap().0, 16);
+            // The alias is still clean under the new policy: served hot again.
+            assert_eq!(ask(ALIAS).answers().len(), 2);
+        }
+        // An order on the CNAME's target reaches the hot alias too.
+        let target = r#", "targets": [{"type": "domain", "value": "other.test"}]"#;
+        handle.publish(
+            compile(
+                &[
+                    order("IT-2", r#"["IT"]"#, "active", "nxdomain", "").replace(
+                        r#", "targets": [{"type": "subtree", "value": "blocked.test"}]"#,
+                        target,
+                    ),
+                ],
+                3,
+            ),
+            NOW,
+        );
+        let alias = ask(ALIAS);
+        assert_eq!(alias.response_code(), ResponseCode::NXDomain);
+        assert_eq!(ede_of(&alias).unwrap().0, 16);
+        // The new policy has no IT-1: www.blocked.test is free again.
+        assert_eq!(ask(BLOCKED_WWW).answers().len(), 1);
+        assert!(
+            hot_hits() > before,
+            "clean answers kept coming from the hot table"
+        );
+    }
+
     /// A pipeline without sockets: listener `i` is pinned to `COUNTRIES[i]`.
     const COUNTRIES: [&str; 6] = ["IT", "DE", "FR", "ES", "AT", "NL"];
 

@@ -1,0 +1,409 @@
+//! Hot answers: a small direct-mapped table per UDP worker in front of the shared cache.
+//!
+//! ```text
+//!  query ─► slot pair = hash(lower-cased name, type, class, DO) & mask (two-way)
+//!        ─► same key, fresh, policy-clean for the policy in force? ─► copy the pre-rendered
+//!           response (TTLs of this second), patch ID, RD/CD and the client's case, add OPT
+//!        ─► otherwise the full pipeline; a fresh hit of the shared cache refills the slot
+//! ```
+//!
+//! What it saves on a cache hit (`docs/design/0007-hot-answers.md`): the shared cache's shard
+//! lock, second hash and `Arc` clone; the TTL rewrite (done once per second per slot, not per
+//! query); and, when no order can apply to the name or the answer, the client's classification
+//! and every policy lookup. "Clean" is decided with [`CompiledPolicy::may_apply_to_name`] and
+//! [`CompiledPolicy::may_apply_to_address`], whose "no" is exact for every jurisdiction and
+//! time, and is remembered together with the [`CompiledPolicy::instance`] it was decided for:
+//! any published change makes every remembered verdict void at once.
+//!
+//! The table belongs to one worker thread (`&mut`, no locks, no atomics). It only ever holds
+//! answers the shared cache handed out, and only serves them while fresh, so it can never
+//! serve what the shared cache would not have served this second (an entry evicted from the
+//! shared cache may still be served here until its TTL runs out, as a client's own cache
+//! would).
+
+use std::sync::Arc;
+
+use juris_policy::CompiledPolicy;
+use juris_resolver::cache::{CacheKeyRef, CachedAnswer};
+
+/// Slots per worker (4096 pairs). A power of two; ~100 bytes each plus the rendered response.
+pub const HOT_SLOTS: usize = 8192;
+
+/// The per-worker table: owned by one thread and passed to [`crate::Pipeline::handle_hot`].
+#[derive(Debug)]
+pub struct HotAnswers {
+    slots: Box<[Slot]>,
+}
+
+/// One remembered answer.
+#[derive(Debug, Default)]
+pub struct Slot {
+    hash: u64,
+    name: Vec<u8>,
+    qtype: u16,
+    qclass: u16,
+    dnssec_ok: bool,
+    answer: Option<Arc<CachedAnswer>>,
+    /// The response as stored, with TTLs for `rendered_at` (ID 0, RD/CD clear).
+    rendered: Vec<u8>,
+    rendered_at: u64,
+    /// The policy instance `clean` was decided for (0: never decided).
+    judged_for: u64,
+    /// No order of policy `judged_for` applies to the name, its CNAME targets or addresses.
+    clean: bool,
+}
+
+impl Default for HotAnswers {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl HotAnswers {
+    /// An empty table of [`HOT_SLOTS`] slots.
+    pub fn new() -> Self {
+        Self {
+            slots: (0..HOT_SLOTS).map(|_| Slot::default()).collect(),
+        }
+    }
+
+    /// The slot pair and hash for `key` (the table is two-way set-associative: a key lives
+    /// in slot `index` or `index + 1`).
+    #[inline]
+    pub(crate) fn locate(key: &CacheKeyRef<'_>) -> (usize, u64) {
+        let hash = key_hash(key);
+        // Masked to the slot count: fits in usize.
+        ((hash >> 32) as usize & (HOT_SLOTS - 2), hash)
+    }
+
+    /// The slot of the pair at `index` holding `key`'s answer, if that answer is fresh at `now`.
+    #[inline]
+    pub(crate) fn fresh(
+        &mut self,
+        index: usize,
+        hash: u64,
+        key: &CacheKeyRef<'_>,
+        now: u64,
+    ) -> Option<&mut Slot> {
+        let pair = self.slots.get_mut(index..index + 2)?;
+        let way = pair.iter().position(|slot| slot.holds(hash, key))?;
+        let slot = &mut pair[way];
+        (now < slot.answer.as_ref()?.expires_at()).then_some(slot)
+    }
+
+    /// Remembers `answer` for `key` in the pair at `index`, with its policy verdict under
+    /// `policy`: in the slot already holding `key`, else an empty or expired one, else the one
+    /// whose answer expires first.
+    pub(crate) fn insert(
+        &mut self,
+        index: usize,
+        hash: u64,
+        key: &CacheKeyRef<'_>,
+        answer: &Arc<CachedAnswer>,
+        policy: &CompiledPolicy,
+        now: u64,
+    ) {
+        let Some(pair) = self.slots.get_mut(index..index + 2) else {
+            return;
+        };
+        let expiry = |slot: &Slot| slot.answer.as_ref().map_or(0, |a| a.expires_at());
+        let way = pair
+            .iter()
+            .position(|slot| slot.holds(hash, key))
+            .or_else(|| pair.iter().position(|slot| expiry(slot) <= now))
+            .unwrap_or(usize::from(expiry(&pair[1]) < expiry(&pair[0])));
+        let slot = &mut pair[way];
+        slot.hash = hash;
+        slot.name.clear();
+        slot.name.extend_from_slice(key.name);
+        slot.qtype = key.qtype;
+        slot.qclass = key.qclass;
+        slot.dnssec_ok = key.dnssec_ok;
+        slot.answer = Some(Arc::clone(answer));
+        slot.rendered.clear();
+        slot.rendered_at = 0;
+        slot.judged_for = 0;
+        slot.judge(key.name, policy);
+    }
+}
+
+impl Slot {
+    #[inline]
+    fn holds(&self, hash: u64, key: &CacheKeyRef<'_>) -> bool {
+        self.hash == hash
+            && self.answer.is_some()
+            && self.qtype == key.qtype
+            && self.qclass == key.qclass
+            && self.dnssec_ok == key.dnssec_ok
+            && self.name == key.name
+    }
+
+    /// The answer this slot holds.
+    #[inline]
+    pub(crate) fn answer(&self) -> Option<&Arc<CachedAnswer>> {
+        self.answer.as_ref()
+    }
+
+    /// Whether no order of the policy `instance` can apply to this answer.
+    #[inline]
+    pub(crate) fn is_clean_for(&self, instance: u64) -> bool {
+        self.clean && self.judged_for == instance && instance != 0
+    }
+
+    /// Whether the verdict must be decided for policy `instance` (it was for another one).
+    #[inline]
+    pub(crate) fn needs_judging(&self, instance: u64) -> bool {
+        self.judged_for != instance
+    }
+
+    /// Decides (again) whether `policy` leaves the name and the answer alone.
+    pub(crate) fn judge(&mut self, name: &[u8], policy: &CompiledPolicy) {
+        let Some(answer) = &self.answer else {
+            return;
+        };
+        let clean = !policy.may_apply_to_name(name)
+            && !answer
+                .cname_targets()
+                .iter()
+                .any(|target| policy.may_apply_to_name(target))
+            && !answer
+                .addresses()
+                .iter()
+                .any(|address| policy.may_apply_to_address(*address));
+        self.clean = clean;
+        self.judged_for = policy.instance();
+    }
+
+    /// The stored response with TTLs for `now` (rendered at most once per second), ID 0 and
+    /// RD/CD clear; `None` if the answer cannot be rendered.
+    #[inline]
+    pub(crate) fn rendered(&mut self, now: u64) -> Option<&[u8]> {
+        let answer = self.answer.as_ref()?;
+        if self.rendered.is_empty() || self.rendered_at != now {
+            self.rendered.resize(answer.len(), 0);
+            answer.write_response(&mut self.rendered, 0, 0, &[], now, None)?;
+            self.rendered_at = now;
+        }
+        Some(&self.rendered)
+    }
+}
+
+/// A fast hash of the key: multiply-rotate over 8-byte words (the rotation carries each
+/// product's high bits, which depend on the whole word, back into the low ones) and a full
+/// 64-bit finaliser (MurmurHash3's `fmix64`). The slot compares the key itself, so a collision
+/// costs a miss, never a wrong answer.
+#[inline]
+fn key_hash(key: &CacheKeyRef<'_>) -> u64 {
+    const K: u64 = 0xf135_7aea_2e62_a9c5;
+    let mut hash = u64::from(key.qtype) << 17 ^ u64::from(key.qclass) << 1 ^ key.dnssec_ok as u64;
+    let mut chunks = key.name.chunks_exact(8);
+    for chunk in &mut chunks {
+        let mut word = [0u8; 8];
+        word.copy_from_slice(chunk);
+        hash = (hash ^ u64::from_le_bytes(word))
+            .wrapping_mul(K)
+            .rotate_left(26);
+    }
+    let rest = chunks.remainder();
+    let mut word = [0u8; 8];
+    word[..rest.len()].copy_from_slice(rest);
+    hash ^= u64::from_le_bytes(word) ^ (rest.len() as u64) << 59;
+    hash = (hash ^ hash >> 33).wrapping_mul(0xff51_afd7_ed55_8ccd);
+    hash = (hash ^ hash >> 33).wrapping_mul(0xc4ce_b9fe_1a85_ec53);
+    hash ^ hash >> 33
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)] // reason: tests fail loudly by design.
+mod tests {
+    use super::*;
+    use juris_policy::{
+        Action, CompileOptions, Notice, Order, OrderKind, OrderState, Target, TargetKind,
+        ValidationOptions,
+    };
+    use juris_resolver::cache::CacheConfig;
+
+    fn answer(name: &[u8], address: [u8; 4], ttl: u32, now: u64) -> Arc<CachedAnswer> {
+        let mut m = vec![0, 0, 0x81, 0x80, 0, 1, 0, 1, 0, 0, 0, 0];
+        m.extend_from_slice(name);
+        m.extend_from_slice(&[0, 1, 0, 1, 0xC0, 12, 0, 1, 0, 1]);
+        m.extend_from_slice(&ttl.to_be_bytes());
+        m.extend_from_slice(&[0, 4]);
+        m.extend_from_slice(&address);
+        Arc::new(CachedAnswer::from_message(&m, now, &CacheConfig::default()).unwrap())
+    }
+
+    fn key(name: &[u8]) -> CacheKeyRef<'_> {
+        CacheKeyRef {
+            name,
+            qtype: 1,
+            qclass: 1,
+            dnssec_ok: false,
+        }
+    }
+
+    fn policy_blocking(target: &str) -> CompiledPolicy {
+        let order = Order {
+            id: "IT-1".into(),
+            kind: OrderKind::CourtOrder,
+            authority: "Court".into(),
+            reference: "ref".into(),
+            legal_basis: String::new(),
+            requested_by: vec![],
+            jurisdictions: vec!["IT".into()],
+            targets: vec![Target::new(TargetKind::Subtree, target)],
+            action: Action::Nxdomain,
+            block_addresses: true,
+            state: OrderState::Active,
+            effective_from: None,
+            comply_by: None,
+            expires_at: None,
+            windows: vec![],
+            notice: Notice::default(),
+            parent: None,
+            overrides: vec![],
+        }
+        .validate(&ValidationOptions::default())
+        .unwrap();
+        CompiledPolicy::compile(&[order], &CompileOptions::default()).unwrap()
+    }
+
+    #[test]
+    fn serves_only_the_same_key_while_fresh() {
+        let mut hot = HotAnswers::new();
+        let name = b"\x03www\x07example\x03com\x00";
+        let k = key(name);
+        let (index, hash) = HotAnswers::locate(&k);
+        let policy = CompiledPolicy::empty();
+        hot.insert(
+            index,
+            hash,
+            &k,
+            &answer(name, [192, 0, 2, 1], 60, 100),
+            &policy,
+            100,
+        );
+        assert!(hot.fresh(index, hash, &k, 159).is_some());
+        assert!(hot.fresh(index, hash, &k, 160).is_none(), "expired");
+        let other = CacheKeyRef { qtype: 28, ..k };
+        let (other_index, other_hash) = HotAnswers::locate(&other);
+        assert_ne!(other_hash, hash);
+        assert!(hot.fresh(index, other_hash, &other, 120).is_none());
+        if other_index != index {
+            assert!(hot.fresh(other_index, other_hash, &other, 120).is_none());
+        }
+        let with_do = CacheKeyRef {
+            dnssec_ok: true,
+            ..k
+        };
+        assert!(hot.fresh(index, hash, &with_do, 120).is_none());
+    }
+
+    #[test]
+    fn two_keys_of_one_pair_both_stay() {
+        let mut hot = HotAnswers::new();
+        let policy = CompiledPolicy::empty();
+        let (a, b) = (b"\x01a\x00", b"\x01b\x00");
+        let (index, hash_a) = HotAnswers::locate(&key(a));
+        let (_, hash_b) = HotAnswers::locate(&key(b));
+        // Put b in a's pair on purpose: two keys that collide both stay.
+        hot.insert(
+            index,
+            hash_a,
+            &key(a),
+            &answer(a, [192, 0, 2, 1], 60, 100),
+            &policy,
+            100,
+        );
+        hot.insert(
+            index,
+            hash_b,
+            &key(b),
+            &answer(b, [192, 0, 2, 2], 30, 100),
+            &policy,
+            100,
+        );
+        assert!(hot.fresh(index, hash_a, &key(a), 110).is_some());
+        assert!(hot.fresh(index, hash_b, &key(b), 110).is_some());
+        // A third key replaces the one that expires first (b).
+        let c = b"\x01c\x00";
+        let (_, hash_c) = HotAnswers::locate(&key(c));
+        hot.insert(
+            index,
+            hash_c,
+            &key(c),
+            &answer(c, [192, 0, 2, 3], 60, 100),
+            &policy,
+            110,
+        );
+        assert!(hot.fresh(index, hash_b, &key(b), 110).is_none());
+        assert!(hot.fresh(index, hash_a, &key(a), 110).is_some());
+        assert!(hot.fresh(index, hash_c, &key(c), 110).is_some());
+    }
+
+    #[test]
+    fn similar_names_spread_over_the_slots() {
+        // Names that differ only in a digit or two (as generated and real-world ones do).
+        let mut used = std::collections::HashSet::new();
+        for i in 0..1000 {
+            let mut wire = Vec::new();
+            for label in format!("name{i}.zone{}.com", i % 24).split('.') {
+                wire.push(label.len() as u8);
+                wire.extend_from_slice(label.as_bytes());
+            }
+            wire.push(0);
+            used.insert(HotAnswers::locate(&key(&wire)).0);
+        }
+        // 1000 random picks of 4096 pairs leave ~890 distinct; far fewer means a weak hash.
+        assert!(used.len() > 850, "{} distinct pairs", used.len());
+    }
+
+    #[test]
+    fn renders_ttls_for_the_current_second() {
+        let mut hot = HotAnswers::new();
+        let name = b"\x01a\x00";
+        let k = key(name);
+        let (index, hash) = HotAnswers::locate(&k);
+        let stored = answer(name, [192, 0, 2, 1], 60, 100);
+        hot.insert(index, hash, &k, &stored, &CompiledPolicy::empty(), 100);
+        let ttl_at = stored.len() - 10;
+        let slot = hot.fresh(index, hash, &k, 110).unwrap();
+        let rendered = slot.rendered(110).unwrap().to_vec();
+        assert_eq!(&rendered[ttl_at..ttl_at + 4], &50u32.to_be_bytes());
+        let rendered = slot.rendered(130).unwrap().to_vec();
+        assert_eq!(&rendered[ttl_at..ttl_at + 4], &30u32.to_be_bytes());
+        // Byte for byte what the shared cache renders (ID 0, no RD/CD).
+        let mut direct = vec![0u8; stored.len()];
+        stored
+            .write_response(&mut direct, 0, 0, &[], 130, None)
+            .unwrap();
+        assert_eq!(rendered, direct);
+    }
+
+    #[test]
+    fn clean_only_when_no_order_can_apply_and_only_for_that_policy() {
+        let mut hot = HotAnswers::new();
+        let blocked = b"\x03www\x07example\x03com\x00";
+        let free = b"\x03www\x07example\x03org\x00";
+        let policy = policy_blocking("example.com");
+        for (name, clean) in [(&blocked[..], false), (&free[..], true)] {
+            let k = key(name);
+            let (index, hash) = HotAnswers::locate(&k);
+            hot.insert(
+                index,
+                hash,
+                &k,
+                &answer(name, [192, 0, 2, 1], 60, 100),
+                &policy,
+                100,
+            );
+            let slot = hot.fresh(index, hash, &k, 100).unwrap();
+            assert_eq!(slot.is_clean_for(policy.instance()), clean);
+            // Any other policy instance (even with the same orders) voids the verdict.
+            let again = policy_blocking("example.com");
+            assert!(!slot.is_clean_for(again.instance()));
+            slot.judge(name, &again);
+            assert_eq!(slot.is_clean_for(again.instance()), clean);
+        }
+    }
+}
