@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # juris against Unbound, PowerDNS Recursor and Knot Resolver on a local NSD hierarchy (loopback
 # only). See bench/README.md. Usage: bench/run.sh [--quick] [--runs N] [--duration S]
-#        [--servers juris,unbound,pdns,kresd] [--w3-10m] [W0 W1 W2 W3 W4 W7 ...]
-#        [--profile]   also perf-record juris in W1/W2/W7 (bench/work/out/perf-*.txt)
+#        [--servers juris,unbound,pdns,kresd] [--w3-10m] [W0 W1 W2 W3 W4 W7 W7-tcp W7-dot ...]
+#        (W7 = W7-tcp and W7-dot)   [--profile]   also perf-record juris in W1/W2/W7 (work/out/perf-*.txt)
 #        JURIS_BIN=/path/to/juris bench/run.sh ...   benchmarks a prebuilt binary (no cargo build)
 set -euo pipefail
 export PATH="$PATH:/usr/sbin:/sbin"
@@ -22,11 +22,13 @@ SERVERS="juris,unbound,pdns,kresd"
 WORKLOADS=()
 ADDR=127.55.9.1                  # every resolver under test listens here, on its own port
 declare -A PORT=([echo]=5300 [juris]=5301 [unbound]=5302 [pdns]=5303 [kresd]=5304)
+declare -A DOT_PORT=([juris]=5311 [unbound]=5312 [kresd]=5314)     # DNS over TLS listeners (W7-dot)
+declare -A DOT_NA=([pdns]="n/a (no DoT in 4.8)")                     # servers without incoming DoT
 CLIENTS=8                        # dnsperf -c (sockets / TCP connections)
 OUTSTANDING=200                  # dnsperf -q
 COUNTRY_SOURCES="127.0.0.101 127.0.0.102 127.0.0.103 127.0.0.104"   # IT DE FR, unknown
 
-usage() { sed -n '2,7p' "$0" | sed 's/^# \{0,1\}//'; exit "${1:-0}"; }
+usage() { sed -n '2,6p' "$0" | sed 's/^# \{0,1\}//'; exit "${1:-0}"; }
 while (($#)); do
   case "$1" in
     --quick) QUICK=1; RUNS=1; DURATION=3 ;;
@@ -36,12 +38,17 @@ while (($#)); do
     --w3-10m) W3_10M=1 ;;
     --profile) PROFILE=1 ;;
     -h|--help) usage 0 ;;
-    W[0-9]) WORKLOADS+=("$1") ;;
+    W7) WORKLOADS+=(W7-tcp W7-dot) ;;
+    W[0-9]|W7-tcp|W7-dot) WORKLOADS+=("$1") ;;
     *) echo "unknown argument: $1" >&2; usage 2 ;;
   esac
   shift
 done
-((${#WORKLOADS[@]})) || WORKLOADS=(W0 W1 W2 W7 W3 W4)
+((${#WORKLOADS[@]})) || WORKLOADS=(W0 W1 W2 W7-tcp W7-dot W3 W4)
+declare -A seen_wl=()
+uniq_wl=()
+for w in "${WORKLOADS[@]}"; do [[ -n "${seen_wl[$w]:-}" ]] || { seen_wl[$w]=1; uniq_wl+=("$w"); }; done
+WORKLOADS=("${uniq_wl[@]}")
 [[ "$RUNS" =~ ^[1-9][0-9]?$ && "$DURATION" =~ ^[1-9][0-9]{0,2}$ ]] || { echo "bad --runs/--duration" >&2; exit 2; }
 log() { printf '[%(%H:%M:%S)T] %s\n' -1 "$*" >&2; }
 has_workload() { local w; for w in "${WORKLOADS[@]}"; do [[ "$w" == "$1" ]] && return 0; done; return 1; }
@@ -61,9 +68,9 @@ SERVER_LIST=()
 for s in "${WANTED[@]}"; do
   case "$s" in
     juris) SERVER_LIST+=(juris) ;;
-    unbound) command -v unbound >/dev/null && SERVER_LIST+=(unbound) || log "unbound missing (apt-get install -y unbound): skipped" ;;
-    pdns) command -v pdns_recursor >/dev/null && SERVER_LIST+=(pdns) || log "pdns-recursor missing (apt-get install -y pdns-recursor): skipped" ;;
-    kresd) command -v kresd >/dev/null && SERVER_LIST+=(kresd) || log "knot-resolver missing (apt-get install -y knot-resolver): skipped" ;;
+    unbound) if command -v unbound >/dev/null; then SERVER_LIST+=(unbound); else log "unbound missing (apt-get install -y unbound): skipped"; fi ;;
+    pdns) if command -v pdns_recursor >/dev/null; then SERVER_LIST+=(pdns); else log "pdns-recursor missing (apt-get install -y pdns-recursor): skipped"; fi ;;
+    kresd) if command -v kresd >/dev/null; then SERVER_LIST+=(kresd); else log "knot-resolver missing (apt-get install -y knot-resolver): skipped"; fi ;;
     *) echo "unknown server $s" >&2; exit 2 ;;
   esac
 done
@@ -98,10 +105,11 @@ trap cleanup EXIT
 trap 'exit 130' INT TERM
 
 udp_bound() { ss -Hlun 2>/dev/null | awk -v a="$1:$2" '$4 == a { f = 1 } END { exit !f }'; }
-wait_udp() { # wait_udp ADDR PORT PID SECONDS
+tcp_bound() { ss -Hltn 2>/dev/null | awk -v a="$1:$2" '$4 == a { f = 1 } END { exit !f }'; }
+wait_udp() { # wait_udp ADDR PORT PID SECONDS [tcp]: until a UDP (or TCP listening) socket is bound
   local i
   for ((i = 0; i < $4 * 20; i++)); do
-    udp_bound "$1" "$2" && return 0
+    if [[ "${5:-udp}" == tcp ]]; then tcp_bound "$1" "$2" && return 0; else udp_bound "$1" "$2" && return 0; fi
     kill -0 "$3" 2>/dev/null || return 1
     sleep 0.05
   done
@@ -144,19 +152,20 @@ if [[ ! -f "$HIER/w2.txt" || "$HERE/lib/gen.py" -nt "$HIER/w2.txt" ]]; then
 fi
 W1_FILE="$HIER/w1.txt"
 W2_FILE="$HIER/w2.txt"
+mapfile -t NSD_ADDRS <"$HIER/servers.txt"
 if ((QUICK)); then head -n 3000 "$HIER/w2.txt" >"$WORK/w2-quick.txt"; W2_FILE="$WORK/w2-quick.txt"; fi
 
-for a in $(cat "$HIER/servers.txt"); do
+for a in "${NSD_ADDRS[@]}"; do
   if udp_bound "$a" 53; then echo "$a:53 is already in use (another bench run?)" >&2; exit 1; fi
 done
 NSD_PIDS=()
-for a in $(cat "$HIER/servers.txt"); do
+for a in "${NSD_ADDRS[@]}"; do
   rm -f "$HIER/nsd/$a/nsd.pid"
   spawn 0 "$HIER/nsd/$a/stdout.log" nsd -d -c "$HIER/nsd/$a/nsd.conf"
   NSD_PIDS+=("$SPAWNED")
 done
 i=0
-for a in $(cat "$HIER/servers.txt"); do
+for a in "${NSD_ADDRS[@]}"; do
   wait_udp "$a" 53 "${NSD_PIDS[$i]}" 20 || { echo "NSD on $a did not start:"; cat "$HIER/nsd/$a/nsd.log" "$HIER/nsd/$a/stdout.log"; exit 1; } >&2
   i=$((i + 1))
 done
@@ -166,12 +175,26 @@ log "hierarchy up: $(wc -l <"$HIER/servers.txt") NSD servers on 127.55.0.0/16:53
 
 # ---- server configurations -----------------------------------------------------------------
 C="$WORK/conf"
-write_configs() {
-  cat >"$C/juris.toml" <<EOF
+TLS_DIR="$WORK/tls"                # self-signed cert.pem/key.pem for the DoT listeners (W7-dot)
+make_cert() {
+  [[ -s "$TLS_DIR/cert.pem" && -s "$TLS_DIR/key.pem" ]] && return 0
+  rm -rf "$TLS_DIR"; mkdir -p "$TLS_DIR"
+  if (cd "$TLS_DIR" && "$JURIS" cert self-signed --name localhost >/dev/null 2>&1); then return 0; fi
+  log "'juris cert self-signed' failed; using openssl for the DoT certificate"
+  openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 3650 -subj /CN=localhost \
+    -keyout "$TLS_DIR/key.pem" -out "$TLS_DIR/cert.pem" >/dev/null 2>&1
+}
+# Each server has a plain configuration and a "-dot" one: the same plus a DoT listener on
+# DOT_PORT (used only by W7-dot, so that no other workload runs with a TLS listener open).
+juris_toml() { # juris_toml [dot]
+  cat <<EOF
 [server]
 listen = ["$ADDR:${PORT[juris]}"]
 threads = 1
 allow = ["127.0.0.0/8"]
+EOF
+  if [[ "${1:-}" == dot ]]; then echo "listen_tls = [\"$ADDR:${DOT_PORT[juris]}\"]"; fi
+  cat <<EOF
 
 [resolver]
 root_hints = "$HIER/root.hints"
@@ -184,6 +207,11 @@ size = "256M"
 [log]
 level = "info"
 EOF
+  if [[ "${1:-}" == dot ]]; then printf '\n[tls]\ncert = "%s"\nkey = "%s"\n' "$TLS_DIR/cert.pem" "$TLS_DIR/key.pem"; fi
+}
+write_configs() {
+  juris_toml >"$C/juris.toml"
+  juris_toml dot >"$C/juris-dot.toml"
   mkdir -p "$WORK/run/unbound" "$WORK/run/pdns" "$WORK/run/kresd" "$WORK/run/juris-data"
   cat >"$C/unbound.conf" <<EOF
 server:
@@ -212,6 +240,16 @@ server:
 remote-control:
     control-enable: no
 EOF
+  { sed '/^remote-control:/,$d' "$C/unbound.conf"
+    cat <<EOF
+    interface: $ADDR@${DOT_PORT[unbound]}
+    tls-port: ${DOT_PORT[unbound]}
+    tls-service-key: "$TLS_DIR/key.pem"
+    tls-service-pem: "$TLS_DIR/cert.pem"
+remote-control:
+    control-enable: no
+EOF
+  } >"$C/unbound-dot.conf"
   cat >"$C/recursor.conf" <<EOF
 threads=1
 pdns-distributes-queries=no
@@ -247,26 +285,32 @@ option('NO_MINIMIZE', false)
 option('ALLOW_LOCAL', true)
 cache.size = 256 * MB
 EOF
+  { cat "$C/kresd.conf"
+    echo "net.listen('$ADDR', ${DOT_PORT[kresd]}, { kind = 'tls' })"
+    echo "net.tls('$TLS_DIR/cert.pem', '$TLS_DIR/key.pem')"
+  } >"$C/kresd-dot.conf"
 }
 write_configs
 
 # ---- servers -------------------------------------------------------------------------------
 SRV_PID=
 SRV_LOG=
-start_server() { # start_server NAME [extra juris args...]; sets SRV_PID, fails if it does not bind
-  local name=$1; shift
+start_server() { # [DOT=1] start_server NAME [extra juris args...]; sets SRV_PID, fails if it does not bind
+  local name=$1 x=""; shift
+  [[ "${DOT:-0}" == 1 ]] && x=-dot
   SRV_LOG="$WORK/run/$name.log"
   case "$name" in
     echo) spawn 1 "$SRV_LOG" "$WORK/echo" "$ADDR" "${PORT[echo]}" ;;
-    juris) spawn 1 "$SRV_LOG" "$JURIS" serve --config "$C/juris.toml" --threads 1 --data-dir "$WORK/run/juris-data" "$@" ;;
-    unbound) spawn 1 "$SRV_LOG" unbound -d -c "$C/unbound.conf" ;;
+    juris) spawn 1 "$SRV_LOG" "$JURIS" serve --config "$C/juris$x.toml" --threads 1 --data-dir "$WORK/run/juris-data" "$@" ;;
+    unbound) spawn 1 "$SRV_LOG" unbound -d -c "$C/unbound$x.conf" ;;
     pdns) spawn 1 "$SRV_LOG" pdns_recursor --config-dir="$C" ;;
     kresd) rm -rf "$WORK/run/kresd"; mkdir -p "$WORK/run/kresd"
-           spawn 1 "$SRV_LOG" kresd -n -c "$C/kresd.conf" "$WORK/run/kresd" ;;
+           spawn 1 "$SRV_LOG" kresd -n -c "$C/kresd$x.conf" "$WORK/run/kresd" ;;
   esac
   SRV_PID=$SPAWNED
-  if ! wait_udp "$ADDR" "${PORT[$name]}" "$SRV_PID" "${START_TIMEOUT:-30}"; then
-    log "$name did not start; last lines of $SRV_LOG:"; tail -n 20 "$SRV_LOG" >&2
+  if ! wait_udp "$ADDR" "${PORT[$name]}" "$SRV_PID" "${START_TIMEOUT:-30}" ||
+     { [[ -n "$x" ]] && ! wait_udp "$ADDR" "${DOT_PORT[$name]}" "$SRV_PID" "${START_TIMEOUT:-30}" tcp; }; then
+    log "$name did not start${x:+ (with its DoT listener)}; last lines of $SRV_LOG:"; tail -n 20 "$SRV_LOG" >&2
     stop_pid "$SRV_PID"; return 1
   fi
 }
@@ -306,12 +350,14 @@ measure() {
   local sched_ns=-1
   [[ "$b1" == "$a1" ]] && sched_ns=$((a0 - b0))
   awk -v wl="$wl" -v round="$round" -v server="$server" -v ticks=$((a2 - b2)) -v hz="$CLK_TCK" -v sns="$sched_ns" '
+    FNR == 1 { conn = 0 }
     /^> / { if ($NF ~ /^[0-9]+\.[0-9]+$/ && $2 != "T") { us = int($NF * 1e6 + 0.5); h[us]++; nl++; if (us > mx) mx = us } ; next }
     /Queries sent:/ { sent += $3 }
     /Queries completed:/ { done_ += $3 }
     /Queries lost:/ { lost += $3 }
     /Queries per second:/ { qps += $4 }
-    /Average Latency \(s\):/ { lat += $4 * 1e6 * last_done }
+    /^Connection Statistics:/ { conn = 1 }   # TCP/DoT: a second "Average Latency" (connection set-up) follows
+    /Average Latency \(s\):/ && !conn { lat += $4 * 1e6 * last_done }
     /Queries completed:/ { last_done = $3 }
     /Response codes:/ { sub(/.*Response codes: */, ""); n = split($0, parts, ", ");
                         for (i = 1; i <= n; i++) { split(parts[i], kv, " "); rc[kv[1]] += kv[2] } }
@@ -337,7 +383,7 @@ measure() {
   for s in "$tag".*.txt; do grep -v '^> ' "$s" >"$s.summary" || true; rm -f "$s"; done
 }
 
-dnsperf_common() { echo "-p ${PORT[$1]} -c $CLIENTS -q $OUTSTANDING -t 5"; }
+dnsperf_common() { echo "-p ${2:-${PORT[$1]}} -c $CLIENTS -q $OUTSTANDING -t 5"; }   # SERVER [PORT]
 
 warm() { # warm SERVER: every hot name twice, unmeasured
   local out="$WORK/out/warm.$1.txt"
@@ -347,6 +393,22 @@ warm() { # warm SERVER: every hot name twice, unmeasured
   log "  warm $1: $ok; '. NS' -> $ns"
   [[ "$ns" == "a.root. " ]] || log "  WARNING: $1 does not see the local root (. NS -> '$ns')"
 }
+
+dot_probe() { # dot_probe SERVER: '. NS' over DoT must come back from the local root (a.root.)
+  local port=${DOT_PORT[$1]} out
+  if command -v kdig >/dev/null; then
+    out=$(timeout 10 kdig +tls +short +time=3 +retry=0 -p "$port" @"$ADDR" . NS 2>&1 | tr '\n' ' ') || true
+    log "  DoT probe $1 ($ADDR:$port, kdig +tls): '. NS' -> $out"
+    [[ "$out" == "a.root. " ]]
+  else # no kdig (knot-dnsutils): one dnsperf DoT query, which shows the rcode only
+    printf '. NS\n' >"$WORK/out/dot-probe.txt"
+    out=$(timeout 20 taskset -c 0 dnsperf -s "$ADDR" -p "$port" -m dot -d "$WORK/out/dot-probe.txt" -n 1 -t 3 -v 2>&1) || true
+    log "  DoT probe $1 ($ADDR:$port, dnsperf -m dot): $(grep -m1 '^> ' <<<"$out" || echo 'no answer')"
+    grep -q '^> NOERROR' <<<"$out"
+  fi
+}
+
+not_started() { printf '%s\t%s\t%s\t%s\n' "$1" "$2" "$3" "did not start (see bench/work/run/$3.log)" >>"$WORK/out/notes.tsv"; }
 
 rotated() { # rotated ROUND: the server list, rotated so no server is always first
   local r=$1 n=${#SERVER_LIST[@]} i
@@ -364,15 +426,37 @@ w0() {
   done
 }
 
-w1_like() { # w1_like WORKLOAD MODE
-  local wl=$1 mode=$2 r s
+w1_like() { # w1_like WORKLOAD MODE (udp, tcp or dot): W1's names; the cache is always warmed over UDP
+  local wl=$1 mode=$2 r s dot=0 port
+  [[ "$mode" == dot ]] && dot=1
+  if ((dot)) && ! make_cert; then
+    log "$wl skipped: no certificate for the DoT listeners"
+    printf '%s\t-\t-\tskipped: could not make a TLS certificate\n' "$wl" >>"$WORK/out/notes.tsv"
+    return 0
+  fi
   for ((r = 1; r <= RUNS; r++)); do
     for s in $(rotated "$r"); do
+      port=${PORT[$s]}
+      if ((dot)); then
+        if [[ -z "${DOT_PORT[$s]:-}" ]]; then   # e.g. PowerDNS Recursor 4.8: no incoming DoT
+          if ((r == 1)); then
+            log "$wl: $s ${DOT_NA[$s]:-has no DoT listener}"
+            printf '%s\tna\t%s\t%s\n' "$wl" "$s" "${DOT_NA[$s]:-n/a (no DoT)}" >>"$WORK/out/notes.tsv"
+          fi
+          continue
+        fi
+        port=${DOT_PORT[$s]}
+      fi
       log "$wl round $r: $s"
-      start_server "$s" || continue
+      DOT=$dot start_server "$s" || { not_started "$wl" "$r" "$s"; continue; }
       warm "$s"
+      if ((dot)) && ! dot_probe "$s"; then
+        log "  $s does not answer '. NS' over DoT on $ADDR:$port: not measured"
+        printf '%s\t%s\t%s\t%s\n' "$wl" "$r" "$s" "no answer to '. NS' over DoT on port $port (see bench/work/run/$s.log)" >>"$WORK/out/notes.tsv"
+        stop_pid "$SRV_PID"; continue
+      fi
       # shellcheck disable=SC2046
-      measure "$wl" "$r" "$s" "$SRV_PID" - -- $(dnsperf_common "$s") -m "$mode" -d "$W1_FILE" -l "$DURATION"
+      measure "$wl" "$r" "$s" "$SRV_PID" - -- $(dnsperf_common "$s" "$port") -m "$mode" -d "$W1_FILE" -l "$DURATION"
       stop_pid "$SRV_PID"
     done
   done
@@ -383,7 +467,7 @@ w2() {
   for ((r = 1; r <= RUNS; r++)); do
     for s in $(rotated "$r"); do
       log "W2 round $r: $s (cold start, $(wc -l <"$W2_FILE") names, one pass)"
-      start_server "$s" || continue
+      start_server "$s" || { not_started W2 "$r" "$s"; continue; }
       # shellcheck disable=SC2046
       measure W2 "$r" "$s" "$SRV_PID" - -- $(dnsperf_common "$s") -d "$W2_FILE" -n 1 -l 120
       stop_pid "$SRV_PID"
@@ -445,11 +529,12 @@ w3() {
       local label="nopolicy"; [[ "$v" != 0 ]] && label="policy-$v"
       log "W3 round $r: juris $label (W1 from 4 client addresses)"
       start_juris_policy "$v" || continue
-      printf 'W4\t%s\tjuris\tstart_ms\t%s\t%s\n' "$r" "$label" "$START_MS" >>"$WORK/out/w4.tsv"
+      # W4's start-up and memory figures, taken during W3 (first field W3: they belong to W3's results file)
+      printf 'W3\t%s\tjuris\tstart_ms\t%s\t%s\n' "$r" "$label" "$START_MS" >>"$WORK/out/w4.tsv"
       warm juris
       # shellcheck disable=SC2046
       measure W3-W1 "$r" "$label" "$SRV_PID" "$COUNTRY_SOURCES" -- -p "${PORT[juris]}" -c 2 -q 50 -t 5 -d "$W1_FILE" -l "$DURATION"
-      printf 'W4\t%s\tjuris\trss_kib\t%s\t%s\n' "$r" "$label" "$(rss_kib "$SRV_PID")" >>"$WORK/out/w4.tsv"
+      printf 'W3\t%s\tjuris\trss_kib\t%s\t%s\n' "$r" "$label" "$(rss_kib "$SRV_PID")" >>"$WORK/out/w4.tsv"
       stop_pid "$SRV_PID"
       log "W3 round $r: juris $label (W2 cold, 4 client addresses)"
       start_juris_policy "$v" || continue
@@ -501,7 +586,7 @@ w4() {
 : >"$WORK/out/w4.tsv"; : >"$WORK/out/notes.tsv"
 LOAD_BEFORE=$(cut -d' ' -f1-3 /proc/loadavg)
 STARTED=$(date -u +%Y-%m-%dT%H:%M:%SZ)
-policy_check || true
+if has_workload W3 || has_workload W4; then policy_check || true; fi
 for w in "${WORKLOADS[@]}"; do
   case "$w" in
     W0) w0 ;;
@@ -509,7 +594,8 @@ for w in "${WORKLOADS[@]}"; do
     W2) w2 ;;
     W3) w3 ;;
     W4) w4 ;;
-    W7) w1_like W7 tcp ;;
+    W7-tcp) w1_like W7-tcp tcp ;;
+    W7-dot) w1_like W7-dot dot ;;
     *) log "$w: not implemented in this harness (see README)"; printf '%s\t-\t-\tnot implemented\n' "$w" >>"$WORK/out/notes.tsv" ;;
   esac
 done
@@ -530,14 +616,15 @@ versions() {
   echo "cpu: $(nproc) x $(awk -F': ' '/model name/ { print $2; exit }' /proc/cpuinfo)"
 }
 versions >"$WORK/out/versions.txt"
-python3 "$HERE/lib/report.py" --tsv "$TSV" --w4 "$WORK/out/w4.tsv" --notes "$WORK/out/notes.tsv" \
+# This run's report: work/out/report.md, with one file per workload in work/out/groups/. A full run
+# (neither --quick nor --profile) also replaces results/<W>.tsv and <W>.md for every workload it
+# measured and regenerates results/latest.md from all of them; other workloads' files stay.
+publish=()
+((PROFILE || QUICK)) || publish=(--publish "$RESULTS")
+python3 "$HERE/lib/report.py" run --tsv "$TSV" --w4 "$WORK/out/w4.tsv" --notes "$WORK/out/notes.tsv" \
   --versions "$WORK/out/versions.txt" --started "$STARTED" --load "$LOAD_BEFORE -> $LOAD_AFTER" \
   --runs "$RUNS" --duration "$DURATION" --quick "$QUICK" --w2-names "$(wc -l <"$W2_FILE")" \
-  --out "$WORK/out/report.md"
-if ((PROFILE || QUICK)); then
-  log "quick or profiled run: report in $WORK/out/report.md, bench/results/latest.md left alone"
-else
-  cp "$WORK/out/report.md" "$RESULTS/latest.md"
-  cp "$TSV" "$RESULTS/latest.tsv"
-fi
+  --servers "$(IFS=,; echo "${SERVER_LIST[*]}")" --groupdir "$WORK/out/groups" --out "$WORK/out/report.md" \
+  ${publish[@]+"${publish[@]}"}
+((PROFILE || QUICK)) && log "quick or profiled run: report in $WORK/out/report.md, bench/results/ left alone"
 cat "$WORK/out/report.md"

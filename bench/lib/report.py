@@ -1,25 +1,65 @@
 #!/usr/bin/env python3
-"""Turns bench/run.sh measurements (TSV) into the markdown report (bench/results/latest.md).
+"""Turns bench/run.sh measurements into markdown: one file per workload and a summary.
+
+    report.py run --tsv T --w4 T --notes T --versions F --started S --load L --runs N --duration S
+                  --quick 0|1 --w2-names N --servers LIST --groupdir DIR --out REPORT [--publish RESULTS]
+    report.py rebuild --dir RESULTS
+
+`run` splits one run's raw rows by workload (W0, W1, W2, W7-tcp, W7-dot, W3, W4) into DIR/<W>.tsv
+(the raw rows plus `#` lines with the run's date, rounds, versions and load), renders DIR/<W>.md and
+REPORT (summary + every workload of this run). With --publish, the workloads this run measured
+replace RESULTS/<W>.tsv, and RESULTS is rebuilt: every RESULTS/<W>.md from its <W>.tsv, and
+RESULTS/latest.md = summary over the newest file of each workload + those files concatenated.
 
 Medians over rounds; every ratio is juris ÷ peer computed *within one round* (same run, same
-conditions) and then the median of those per-round ratios is shown."""
+conditions) and then the median of those per-round ratios is shown. Ratios never cross runs."""
 import argparse
 import collections
+import glob
+import os
 import statistics
+import sys
 
 COLS = ["wl", "round", "server", "qps", "sent", "completed", "lost", "avg_us", "p99_us", "cpu_s", "cpu_us", "rcodes", "stat_s", "cpu_src"]
 NAMES = {"echo": "echo floor (C)", "juris": "juris", "unbound": "Unbound", "pdns": "PowerDNS Rec", "kresd": "Knot Res"}
+SERVER_ORDER = ["echo", "juris", "unbound", "pdns", "kresd"]
 TITLES = {
     "W0": "W0: UDP echo, recvmmsg/sendmmsg (kernel floor)",
     "W1": "W1: cache hits, UDP, 1000 hot names",
     "W2": "W2: every name from a cold cache, UDP, ~5% NXDOMAIN (one pass)",
-    "W7": "W7: cache hits over TCP (W1 names)",
+    "W7-tcp": "W7-tcp: cache hits over TCP (W1 names, 8 connections)",
+    "W7-dot": "W7-dot: cache hits over DNS over TLS (W1 names, 8 TLS sessions)",
     "W3-W1": "W3 on W1: cache hits from 4 client addresses (IT, DE, FR, unknown)",
     "W3-W2": "W3 on W2: cold cache from 4 client addresses",
     "W4-swap": "W4: 20k qps while an order file is rewritten (policy swap)",
     "W4-noswap": "W4: the same load without a swap",
 }
-TARGETS = {"W1": ("unbound", 0.75), "W2": ("best", 0.67), "W7": ("best", 0.80)}
+GROUP_TITLES = {
+    "W0": TITLES["W0"], "W1": TITLES["W1"], "W2": TITLES["W2"], "W7-tcp": TITLES["W7-tcp"], "W7-dot": TITLES["W7-dot"],
+    "W3": "W3: policy cost (blocked names over 3 jurisdictions, clients from 4 addresses)",
+    "W4": "W4: policy memory, compile and update",
+}
+GROUP_ORDER = ["W0", "W1", "W2", "W7-tcp", "W7-dot", "W3", "W4"]
+WL_ORDER = ["W0", "W1", "W2", "W7-tcp", "W7-dot", "W3-W1", "W3-W2", "W4-swap", "W4-noswap"]
+SUMMARY = ["W0", "W1", "W2", "W7-tcp", "W7-dot"]
+TARGETS = {"W1": ("unbound", 0.75), "W2": ("best", 0.67), "W7-tcp": ("best", 0.80), "W7-dot": ("best", 0.80)}
+LEGACY = {"W7": "W7-tcp"}          # rows written before W7 was split into W7-tcp and W7-dot
+METHOD = ("Server pinned to CPU 1, dnsperf (and NSD) to CPU 0. CPU-µs/answer = server utime+stime "
+          "(/proc/PID/stat) over the measurement ÷ answered queries. Medians over rounds; "
+          "ratios are juris ÷ peer within the same round of the same run, then the median.")
+
+
+def group_of(wl):
+    wl = LEGACY.get(wl, wl)
+    if wl.startswith("W3"):
+        return "W3"
+    if wl.startswith("W4"):
+        return "W4"
+    return wl
+
+
+def order_key(order, x):
+    return (order.index(x) if x in order else len(order), x)
 
 
 def med(xs):
@@ -35,124 +75,132 @@ def fmt(x, nd=2):
     return f"{x:,.{nd}f}"
 
 
-def load(path):
-    rows = []
-    with open(path) as f:
-        for line in f:
-            parts = line.rstrip("\n").split("\t")
-            if len(parts) != len(COLS):
+def parse_row(line):
+    parts = line.rstrip("\n").split("\t")
+    if len(parts) != len(COLS):
+        return None
+    r = dict(zip(COLS, parts))
+    r["wl"] = LEGACY.get(r["wl"], r["wl"])
+    for k in ("qps", "avg_us", "cpu_s", "cpu_us"):
+        r[k] = float(r[k])
+    for k in ("sent", "completed", "lost", "p99_us"):
+        r[k] = int(r[k])
+    if r["cpu_us"] < 0:
+        r["cpu_us"] = None
+    if r["p99_us"] < 0:
+        r["p99_us"] = None
+    return r
+
+
+def read_lines(path):
+    try:
+        with open(path) as f:
+            return [l.rstrip("\n") for l in f if l.strip()]
+    except (OSError, TypeError):
+        return []
+
+
+# ---- one workload's data: raw rows + the run's metadata -----------------------------------------
+class Group:
+    def __init__(self, name):
+        self.name = name
+        self.meta = {}
+        self.versions = []
+        self.raw = []        # measurement lines, exactly as run.sh wrote them
+        self.w4 = []         # policy metrics: [workload, round, server, metric, variant, value]
+        self.notes = []      # [workload, round ("na": not applicable to that server), server, text]
+
+    @property
+    def rows(self):
+        return [r for r in (parse_row(l) for l in self.raw) if r]
+
+    def measured(self):
+        return bool(self.rows or self.w4)
+
+    def write(self, path):
+        out = [f"#group\t{self.name}"]
+        for k in ("started", "runs", "duration", "quick", "load", "servers", "w2_names"):
+            if k in self.meta:
+                out.append(f"#{k}\t{self.meta[k]}")
+        out += [f"#version\t{v}" for v in self.versions]
+        out += ["#w4\t" + "\t".join(p) for p in self.w4]
+        out += ["#note\t" + "\t".join(n) for n in self.notes]
+        out += self.raw
+        with open(path, "w") as f:
+            f.write("\n".join(out) + "\n")
+
+    @classmethod
+    def read(cls, path):
+        g = cls(os.path.basename(path)[:-len(".tsv")])
+        for line in read_lines(path):
+            if not line.startswith("#"):
+                g.raw.append(line)
                 continue
-            r = dict(zip(COLS, parts))
-            for k in ("qps", "avg_us", "cpu_s", "cpu_us"):
-                r[k] = float(r[k])
-            for k in ("sent", "completed", "lost", "p99_us"):
-                r[k] = int(r[k])
-            if r["cpu_us"] < 0:
-                r["cpu_us"] = None
-            if r["p99_us"] < 0:
-                r["p99_us"] = None
-            rows.append(r)
-    return rows
-
-
-def main():
-    p = argparse.ArgumentParser()
-    for a in ("tsv", "w4", "notes", "versions", "started", "load", "runs", "duration", "quick", "w2-names", "out"):
-        p.add_argument("--" + a)
-    a = p.parse_args()
-    rows = load(a.tsv)
-    by = collections.defaultdict(list)
-    for r in rows:
-        by[(r["wl"], r["server"])].append(r)
-    per_round = {(r["wl"], r["server"], r["round"]): r for r in rows}
-
-    out = []
-    out.append(f"# juris benchmark results\n")
-    out.append(f"Started {a.started}; {a.runs} round(s) of {a.duration} s per measurement"
-               f"{' (QUICK smoke run: not for publication)' if a.quick == '1' else ''}; W2 = {a.w2_names} queries, one pass; "
-               f"load average (1/5/15 min) before → after: {a.load}.\n")
-    out.append("Server pinned to CPU 1, dnsperf (and NSD) to CPU 0. CPU-µs/answer = server utime+stime "
-               "(/proc/PID/stat) over the measurement ÷ answered queries. Medians over rounds; "
-               "ratios are juris ÷ peer within the same round, then the median.\n")
-    with open(a.versions) as f:
-        out.append("Versions: " + "; ".join(l.strip() for l in f if l.strip()) + "\n")
-
-    workloads = [w for w in ["W0", "W1", "W2", "W7", "W3-W1", "W3-W2", "W4-swap", "W4-noswap"]
-                 if any(k[0] == w for k in by)]
-
-    # Summary: CPU-µs per answer.
-    servers = [s for s in ["echo", "juris", "unbound", "pdns", "kresd"] if any(k[1] == s for k in by)]
-    main_wl = [w for w in ("W0", "W1", "W2", "W7") if w in workloads]
-    if main_wl:
-        out.append("## Summary: server CPU-µs per answered query (median)\n")
-        peers = [s for s in servers if s not in ("echo", "juris")]
-        head = "| workload | " + " | ".join(NAMES[s] for s in servers) + " | " + \
-            " | ".join(f"juris ÷ {NAMES[s]}" for s in peers) + " | target |"
-        out.append(head)
-        out.append("|" + "---|" * (head.count("|") - 1))
-        for w in main_wl:
-            cells = [fmt(med([r["cpu_us"] for r in by.get((w, s), [])])) for s in servers]
-            ratios = [ratio(per_round, w, "juris", s) for s in peers]
-            out.append(f"| {w} | " + " | ".join(cells) + " | " + " | ".join(fmt(x) + ("×" if x else "") for x in ratios)
-                       + f" | {target_text(per_round, by, w, peers)} |")
-        if "W0" in workloads and "W1" in workloads:
-            floor = med([r["cpu_us"] for r in by.get(("W0", "echo"), [])])
-            j = med([r["cpu_us"] for r in by.get(("W1", "juris"), [])])
-            if floor and j:
-                out.append(f"\nW1 juris ÷ W0 floor: {j / floor:.2f}× (target ≤ 1.25×: "
-                           f"{'met' if j / floor <= 1.25 else 'MISSED'}).")
-        out.append("")
-
-    for w in workloads:
-        out.append(f"## {TITLES.get(w, w)}\n")
-        out.append("| server | qps | answered | lost | avg latency µs | p99 µs | CPU-µs/answer | juris ÷ server (same round) | rcodes (last round) |")
-        out.append("|---|---|---|---|---|---|---|---|---|")
-        ss = sorted({k[1] for k in by if k[0] == w}, key=lambda s: (s not in ("juris", "nopolicy"), s))
-        base = "juris" if w not in ("W3-W1", "W3-W2") else "nopolicy"
-        for s in ss:
-            rs = by[(w, s)]
-            if w.startswith("W3"):
-                rat = ratio(per_round, w, s, base)
-                rtxt = "baseline" if s == base else (f"{fmt(rat)}× of no-policy ({(rat - 1) * 100:+.1f}%)" if rat else "–")
+            key, _, val = line[1:].partition("\t")
+            if key == "group":
+                g.name = val
+            elif key == "version":
+                g.versions.append(val)
+            elif key == "w4":
+                g.w4.append(val.split("\t"))
+            elif key == "note":
+                g.notes.append(val.split("\t"))
             else:
-                rat = ratio(per_round, w, "juris", s) if s != "juris" else None
-                rtxt = (fmt(rat) + "×") if rat else "–"
-            out.append(f"| {NAMES.get(s, s)} | {fmt(med([r['qps'] for r in rs]), 0)} | {fmt(med([r['completed'] for r in rs]), 0)} | "
-                       f"{fmt(med([r['lost'] for r in rs]), 0)} | {fmt(med([r['avg_us'] for r in rs]), 0)} | "
-                       f"{fmt(med([r['p99_us'] for r in rs]), 0)} | {fmt(med([r['cpu_us'] for r in rs]))} | {rtxt} | "
-                       f"{rs[-1]['rcodes']} |")
-        out.append(f"\n({len(by[(w, ss[0])])} round(s); per-round CPU-µs/answer: "
-                   + "; ".join(f"{NAMES.get(s, s)} " + ", ".join(fmt(r['cpu_us']) for r in by[(w, s)]) for s in ss) + ")\n")
+                g.meta[key] = val
+        return g
 
-    w4 = []
-    try:
-        with open(a.w4) as f:
-            w4 = [l.rstrip("\n").split("\t") for l in f if l.strip()]
-    except OSError:
-        pass
-    if w4:
-        out.append("## W4: policy start-up, memory, one-name update (juris, measured from outside)\n")
-        out.append("| round | metric | variant | value |")
-        out.append("|---|---|---|---|")
-        for parts in w4:
-            if len(parts) >= 6:
-                out.append(f"| {parts[1]} | {parts[3]} | {parts[4]} | {parts[5]} |")
-        out.append(rss_per_name(w4))
-        out.append("")
-    try:
-        with open(a.notes) as f:
-            notes = [l.rstrip("\n").split("\t") for l in f if l.strip()]
-    except OSError:
-        notes = []
-    if notes:
-        out.append("## Not measured\n")
-        for n in notes:
-            out.append(f"- {n[0]}: {n[-1]}")
-        out.append("")
-    with open(a.out, "w") as f:
-        f.write("\n".join(out) + "\n")
+    def na(self):
+        """{(workload, server): text} for servers the workload does not apply to (e.g. no DoT)."""
+        return {(n[0], n[2]): n[3] for n in self.notes if len(n) >= 4 and n[1] == "na"}
+
+    def when(self):
+        s = self.meta.get("started", "?")
+        short = s[:10] + " " + s[11:16] + "Z" if len(s) >= 16 else s
+        return f"{short}, {self.meta.get('runs', '?')}×{self.meta.get('duration', '?')} s" + \
+            (" QUICK" if self.meta.get("quick") == "1" else "")
 
 
+def split_run(a):
+    """The rows of one run, by workload group."""
+    groups = {}
+
+    def g(name):
+        if name not in groups:
+            gr = groups[name] = Group(name)
+            gr.meta = {"started": a.started, "runs": a.runs, "duration": a.duration, "quick": a.quick,
+                       "load": a.load, "servers": a.servers}
+            if name in ("W2", "W3"):
+                gr.meta["w2_names"] = a.w2_names
+            gr.versions = read_lines(a.versions)
+        return groups[name]
+
+    for line in read_lines(a.tsv):
+        r = parse_row(line)
+        if r:
+            g(group_of(r["wl"])).raw.append(line)
+    for line in read_lines(a.w4):
+        parts = line.split("\t")
+        if len(parts) >= 6:
+            g(group_of(parts[0])).w4.append(parts)
+    for line in read_lines(a.notes):
+        parts = line.split("\t")
+        if len(parts) >= 4:
+            g(group_of(parts[0])).notes.append(parts)
+    return groups
+
+
+def load_dir(d):
+    groups = {}
+    for path in sorted(glob.glob(os.path.join(d, "*.tsv"))):
+        if os.path.basename(path) == "latest.tsv":
+            continue
+        gr = Group.read(path)
+        if gr.raw or gr.w4 or gr.notes:
+            groups[gr.name] = gr
+    return groups
+
+
+# ---- rendering ----------------------------------------------------------------------------------
 def ratio(per_round, w, num, den):
     rs = []
     for (wl, s, rnd), r in per_round.items():
@@ -179,6 +227,165 @@ def target_text(per_round, by, w, peers):
     return f"≤ {limit}× {NAMES[who]}: {r:.3f}× → {'met' if r <= limit else 'MISSED'}"
 
 
+def index(rows):
+    by = collections.defaultdict(list)
+    for r in rows:
+        by[(r["wl"], r["server"])].append(r)
+    per_round = {(r["wl"], r["server"], r["round"]): r for r in rows}
+    return by, per_round
+
+
+def render_group(g):
+    rows = g.rows
+    by, per_round = index(rows)
+    na = g.na()
+    m = g.meta
+    out = [f"## {GROUP_TITLES.get(g.name, g.name)}\n"]
+    servers = sorted({r["server"] for r in rows} | {k[1] for k in na}, key=lambda s: order_key(SERVER_ORDER, s))
+    line = (f"Measured {m.get('started', '?')}; {m.get('runs', '?')} round(s) of {m.get('duration', '?')} s per measurement"
+            f"{' (QUICK smoke run: not for publication)' if m.get('quick') == '1' else ''}; "
+            f"servers: {', '.join(NAMES.get(s, s) for s in servers) or '–'}")
+    if g.name == "W3":
+        line = line.replace("servers: ", "juris only, variants: ")
+    if m.get("w2_names"):
+        line += f"; W2 = {m['w2_names']} queries, one pass"
+    out.append(line + f"; load average (1/5/15 min) before → after: {m.get('load', '?')}.\n")
+    if g.versions:
+        out.append("Versions: " + "; ".join(g.versions) + "\n")
+
+    wls = sorted({r["wl"] for r in rows} | {k[0] for k in na}, key=lambda w: order_key(WL_ORDER, w))
+    for w in wls:
+        if len(wls) > 1 or w != g.name:
+            out.append(f"### {TITLES.get(w, w)}\n")
+        out.append("| server | qps | answered | lost | avg latency µs | p99 µs | CPU-µs/answer | juris ÷ server (same round) | rcodes (last round) |")
+        out.append("|---|---|---|---|---|---|---|---|---|")
+        ss = sorted({k[1] for k in by if k[0] == w} | {k[1] for k in na if k[0] == w},
+                    key=lambda s: (s not in ("juris", "nopolicy"), order_key(SERVER_ORDER, s)))
+        base = "juris" if w not in ("W3-W1", "W3-W2") else "nopolicy"
+        for s in ss:
+            if (w, s) in na and (w, s) not in by:
+                out.append(f"| {NAMES.get(s, s)} | {na[(w, s)]} | – | – | – | – | – | – | – |")
+                continue
+            rs = by[(w, s)]
+            if w.startswith("W3"):
+                rat = ratio(per_round, w, s, base)
+                rtxt = "baseline" if s == base else (f"{fmt(rat)}× of no-policy ({(rat - 1) * 100:+.1f}%)" if rat else "–")
+            else:
+                rat = ratio(per_round, w, "juris", s) if s != "juris" else None
+                rtxt = (fmt(rat) + "×") if rat else "–"
+            out.append(f"| {NAMES.get(s, s)} | {fmt(med([r['qps'] for r in rs]), 0)} | {fmt(med([r['completed'] for r in rs]), 0)} | "
+                       f"{fmt(med([r['lost'] for r in rs]), 0)} | {fmt(med([r['avg_us'] for r in rs]), 0)} | "
+                       f"{fmt(med([r['p99_us'] for r in rs]), 0)} | {fmt(med([r['cpu_us'] for r in rs]))} | {rtxt} | "
+                       f"{rs[-1]['rcodes']} |")
+        measured = [s for s in ss if (w, s) in by]
+        if measured:
+            out.append(f"\n({len(by[(w, measured[0])])} round(s); per-round CPU-µs/answer: "
+                       + "; ".join(f"{NAMES.get(s, s)} " + ", ".join(fmt(r['cpu_us']) for r in by[(w, s)]) for s in measured) + ")\n")
+        else:
+            out.append("")
+        if w in TARGETS and measured:
+            peers = [s for s in measured if s not in ("echo", "juris")]
+            out.append(f"Target: {target_text(per_round, by, w, peers)}.\n")
+
+    if g.w4:
+        title = ("Policy start-up and memory, measured during the W3 runs" if g.name == "W3"
+                 else "Policy start-up, memory, one-name update (juris, measured from outside)")
+        out.append(f"### {title}\n")
+        out.append("| round | metric | variant | value |")
+        out.append("|---|---|---|---|")
+        for parts in g.w4:
+            out.append(f"| {parts[1]} | {parts[3]} | {parts[4]} | {parts[5]} |")
+        out.append(rss_per_name(g.w4))
+        out.append("")
+    other = [n for n in g.notes if len(n) >= 4 and n[1] != "na"]
+    if other:
+        out.append("Not measured:\n")
+        for n in other:
+            rnd = f" (round {n[1]})" if n[1] not in ("-", "") else ""
+            who = f"{NAMES.get(n[2], n[2])}: " if n[2] not in ("-", "") else ""
+            out.append(f"- {n[0]}{rnd}: {who}{n[-1]}")
+        out.append("")
+    return out
+
+
+def render_summary(groups):
+    main = [groups[w] for w in SUMMARY if w in groups and groups[w].rows]
+    if not main:
+        return []
+    servers = set()
+    for g in main:
+        servers |= {r["server"] for r in g.rows} | {k[1] for k in g.na()}
+    servers = sorted(servers, key=lambda s: order_key(SERVER_ORDER, s))
+    peers = [s for s in servers if s not in ("echo", "juris")]
+    out = ["## Summary: server CPU-µs per answered query (median)\n"]
+    head = "| workload | measured | " + " | ".join(NAMES.get(s, s) for s in servers) + " | " + \
+        " | ".join(f"juris ÷ {NAMES.get(s, s)}" for s in peers) + " | target |"
+    out.append(head)
+    out.append("|" + "---|" * (head.count("|") - 1))
+    for g in main:
+        w = g.name
+        by, per_round = index(g.rows)
+        na = g.na()
+        cells = [na.get((w, s)) or fmt(med([r["cpu_us"] for r in by.get((w, s), [])])) for s in servers]
+        rats = []
+        for s in peers:
+            if (w, s) in na:
+                rats.append("n/a")
+            else:
+                x = ratio(per_round, w, "juris", s)
+                rats.append(fmt(x) + ("×" if x else ""))
+        present = [s for s in peers if (w, s) in by]
+        out.append(f"| {w} | {g.when()} | " + " | ".join(cells) + " | " + " | ".join(rats)
+                   + f" | {target_text(per_round, by, w, present)} |")
+    if "W0" in groups and "W1" in groups:
+        floor = med([r["cpu_us"] for r in groups["W0"].rows if r["server"] == "echo"])
+        j = med([r["cpu_us"] for r in groups["W1"].rows if r["server"] == "juris"])
+        if floor and j:
+            s0, s1 = groups["W0"].meta.get("started"), groups["W1"].meta.get("started")
+            note = "" if s0 == s1 else f"; W0 and W1 from different runs ({s0}, {s1}), compare with care"
+            out.append(f"\nW1 juris ÷ W0 floor: {j / floor:.2f}× (target ≤ 1.25×: "
+                       f"{'met' if j / floor <= 1.25 else 'MISSED'}{note}).")
+    out.append("")
+    return out
+
+
+def render_report(groups, intro):
+    out = ["# juris benchmark results\n", intro + "\n", METHOD + "\n"]
+    out += render_summary(groups)
+    unmeasured = []
+    for name in sorted(groups, key=lambda n: order_key(GROUP_ORDER, n)):
+        if groups[name].measured():
+            out += render_group(groups[name])
+        else:
+            unmeasured += groups[name].notes
+    if unmeasured:
+        out.append("## Not measured\n")
+        out += [f"- {n[0]}: {n[-1]}" for n in unmeasured if len(n) >= 4]
+        out.append("")
+    return "\n".join(out).rstrip("\n") + "\n"
+
+
+def write(path, text):
+    with open(path, "w") as f:
+        f.write(text)
+
+
+def render_dir(d, out, intro):
+    groups = load_dir(d)
+    for name, g in groups.items():
+        if g.measured():
+            write(os.path.join(d, f"{name}.md"), "\n".join(render_group(g)).rstrip("\n") + "\n")
+    write(out, render_report(groups, intro))
+    return groups
+
+
+LATEST_INTRO = ("Each workload below is its newest full run, kept in `bench/results/<W>.md` (raw rows and run "
+                "details in `<W>.tsv`); `bench/run.sh` replaces only the workloads it measured and regenerates this "
+                "file (`bench/lib/report.py rebuild --dir bench/results` does it by hand). Workloads can come from "
+                "different runs: each section states its own date, rounds, servers, versions and load, and the "
+                "summary's *measured* column says which run a row comes from.")
+
+
 def rss_per_name(w4):
     by = collections.defaultdict(list)
     for parts in w4:
@@ -192,6 +399,43 @@ def rss_per_name(w4):
             lines.append(f"RSS above no-policy with {names:,} names: {(med(v) - base) * 1024 / names:.1f} bytes per blocked name "
                          f"(after the W1 run; includes the cache of W1's names in both).")
     return "\n" + "\n".join(lines) if lines else ""
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = p.add_subparsers(dest="cmd", required=True)
+    run = sub.add_parser("run", help="split one run by workload, render it, optionally publish it")
+    for k in ("tsv", "w4", "notes", "versions", "started", "load", "runs", "duration", "quick", "w2-names",
+              "servers", "groupdir", "out"):
+        run.add_argument("--" + k, required=k in ("tsv", "groupdir", "out"), default="")
+    run.add_argument("--publish", help="results directory: replace the measured workloads there and rebuild latest.md")
+    reb = sub.add_parser("rebuild", help="re-render every <W>.md and latest.md in a results directory")
+    reb.add_argument("--dir", required=True)
+    a = p.parse_args()
+
+    if a.cmd == "rebuild":
+        render_dir(a.dir, os.path.join(a.dir, "latest.md"), LATEST_INTRO)
+        return
+    os.makedirs(a.groupdir, exist_ok=True)
+    for old in glob.glob(os.path.join(a.groupdir, "*.tsv")) + glob.glob(os.path.join(a.groupdir, "*.md")):
+        os.remove(old)
+    groups = split_run(a)
+    for name, g in groups.items():
+        g.write(os.path.join(a.groupdir, f"{name}.tsv"))
+    intro = f"This run: started {a.started}, workloads {', '.join(sorted(groups, key=lambda n: order_key(GROUP_ORDER, n))) or 'none'}."
+    if a.quick == "1":
+        intro += " QUICK smoke run: not for publication."
+    render_dir(a.groupdir, a.out, intro)
+    if a.publish:
+        os.makedirs(a.publish, exist_ok=True)
+        done = []
+        for name, g in groups.items():
+            if g.measured():
+                g.write(os.path.join(a.publish, f"{name}.tsv"))
+                done.append(name)
+        render_dir(a.publish, os.path.join(a.publish, "latest.md"), LATEST_INTRO)
+        print(f"report.py: replaced {', '.join(sorted(done, key=lambda n: order_key(GROUP_ORDER, n))) or 'nothing'} "
+              f"in {a.publish}; latest.md regenerated", file=sys.stderr)
 
 
 if __name__ == "__main__":
