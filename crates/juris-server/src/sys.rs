@@ -338,6 +338,57 @@ pub(crate) fn register_readable(socket: Arc<Socket>) -> io::Result<AsyncFd<Arc<S
     unsafe { AsyncFd::register_with_interest(socket, Interest::READABLE) }.map_err(io::Error::from)
 }
 
+/// Sets "don't fragment" on a UDP listening socket, ignoring path-MTU information (Linux
+/// `IP_PMTUDISC_PROBE`; `IPV6_PMTUDISC_PROBE` + `IPV6_DONTFRAG`), as BIND does since DNS Flag
+/// Day 2020 and RFC 9715 describes: a response never leaves as IP fragments, and forged ICMP
+/// "packet too big" messages cannot lower the size we send. A response larger than the
+/// interface MTU fails to send instead of being fragmented (keep `max_udp_payload` below the
+/// MTU; the default 1232 is). Side effect on IPv4: with DF set the kernel writes IP ID 0
+/// instead of hashing a per-destination ID for every datagram.
+pub(crate) fn set_dont_fragment(socket: &Socket, ipv6: bool) -> io::Result<()> {
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    {
+        use std::os::fd::AsRawFd;
+        let set = |level: libc::c_int, name: libc::c_int, value: libc::c_int| {
+            // SAFETY: `value` is a live c_int and its exact size is passed; the fd is owned
+            // by `socket` for the duration of the call.
+            let rc = unsafe {
+                libc::setsockopt(
+                    socket.as_raw_fd(),
+                    level,
+                    name,
+                    (&value as *const libc::c_int).cast(),
+                    mem::size_of::<libc::c_int>() as libc::socklen_t,
+                )
+            };
+            if rc == 0 {
+                Ok(())
+            } else {
+                Err(io::Error::last_os_error())
+            }
+        };
+        if ipv6 {
+            set(
+                libc::IPPROTO_IPV6,
+                libc::IPV6_MTU_DISCOVER,
+                libc::IPV6_PMTUDISC_PROBE,
+            )?;
+            set(libc::IPPROTO_IPV6, libc::IPV6_DONTFRAG, 1)
+        } else {
+            set(
+                libc::IPPROTO_IP,
+                libc::IP_MTU_DISCOVER,
+                libc::IP_PMTUDISC_PROBE,
+            )
+        }
+    }
+    #[cfg(not(any(target_os = "linux", target_os = "android")))]
+    {
+        let _ = (socket, ipv6);
+        Ok(())
+    }
+}
+
 /// Converts a kernel socket address into a std one; `None` for families other than IPv4/6.
 fn storage_to_addr(storage: &libc::sockaddr_storage, len: libc::socklen_t) -> Option<SocketAddr> {
     let len = len as usize;
@@ -417,6 +468,39 @@ mod tests {
     use super::*;
     use std::net::UdpSocket;
     use std::os::fd::AsRawFd;
+
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn listening_sockets_send_with_dont_fragment() {
+        let get = |socket: &Socket, level, name| {
+            let mut value: libc::c_int = -1;
+            let mut len = mem::size_of::<libc::c_int>() as libc::socklen_t;
+            // SAFETY: value/len are live and sized for a c_int.
+            let rc = unsafe {
+                libc::getsockopt(
+                    socket.as_raw_fd(),
+                    level,
+                    name,
+                    (&mut value as *mut libc::c_int).cast(),
+                    &mut len,
+                )
+            };
+            assert_eq!(rc, 0);
+            value
+        };
+        let v4 = crate::udp::bind("127.0.0.1:0".parse().unwrap()).unwrap();
+        assert_eq!(
+            get(&v4, libc::IPPROTO_IP, libc::IP_MTU_DISCOVER),
+            libc::IP_PMTUDISC_PROBE
+        );
+        if let Ok(v6) = crate::udp::bind("[::1]:0".parse().unwrap()) {
+            assert_eq!(get(&v6, libc::IPPROTO_IPV6, libc::IPV6_DONTFRAG), 1);
+            assert_eq!(
+                get(&v6, libc::IPPROTO_IPV6, libc::IPV6_MTU_DISCOVER),
+                libc::IPV6_PMTUDISC_PROBE
+            );
+        }
+    }
 
     #[test]
     fn batch_round_trip_over_loopback() {

@@ -61,7 +61,8 @@ impl UdpEndpoint {
     }
 }
 
-/// Binds one non-blocking `SO_REUSEPORT` UDP socket (IPv6 sockets are v6-only).
+/// Binds one non-blocking `SO_REUSEPORT` UDP socket (IPv6 sockets are v6-only) that sends
+/// with don't-fragment set ([`crate::sys::set_dont_fragment`]).
 pub(crate) fn bind(addr: SocketAddr) -> io::Result<Socket> {
     let socket = Socket::new(Domain::for_address(addr), Type::DGRAM, Some(Protocol::UDP))?;
     if addr.is_ipv6() {
@@ -69,6 +70,10 @@ pub(crate) fn bind(addr: SocketAddr) -> io::Result<Socket> {
     }
     socket.set_reuse_port(true)?;
     socket.set_nonblocking(true)?;
+    if let Err(error) = crate::sys::set_dont_fragment(&socket, addr.is_ipv6()) {
+        // Not fatal: responses are then sent as the kernel's default allows.
+        tracing::warn!(%addr, %error, "cannot set don't-fragment on the UDP socket");
+    }
     socket.bind(&SockAddr::from(addr))?;
     Ok(socket)
 }
