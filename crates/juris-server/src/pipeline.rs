@@ -401,58 +401,46 @@ impl Pipeline {
             ));
         }
 
-        // The hot slot's answer when it is there and fresh (it was checked above only for
-        // being clean), else the shared cache, which refills the slot.
-        if let Some(table) = hot.as_deref_mut() {
-            if let Some(slot) = table.fresh(hot_index, hot_hash, &key, now) {
-                if slot.needs_judging(policy.instance()) {
-                    slot.judge(key.name, &policy);
+        // The hot slot's answer when it is there and fresh (above, it was found not clean for
+        // this policy), else the shared cache, whose fresh answer refills the slot.
+        let hot_answer = hot.as_deref_mut().and_then(|table| {
+            let slot = table.fresh(hot_index, hot_hash, &key, now)?;
+            if slot.needs_judging(policy.instance()) {
+                slot.judge(key.name, &policy);
+            }
+            slot.answer().map(Arc::clone)
+        });
+        let answer = match hot_answer {
+            Some(answer) => answer,
+            None => match self.cache.get(&key, now) {
+                Some((answer, Freshness::Fresh)) => {
+                    if let Some(table) = hot {
+                        table.insert(hot_index, hot_hash, &key, &answer, &policy, now);
+                    }
+                    answer
                 }
-                counters.cache_hit();
-                if let Some(answer) = slot.answer().map(Arc::clone) {
-                    return self.respond_with_answer(
-                        out,
+                stale_or_none => {
+                    let stale = stale_or_none.map(|(answer, _)| answer);
+                    return Outcome::Resolve(Box::new(PendingQuery::new(
+                        &query,
                         &reply,
-                        query.client_name(),
-                        &answer,
-                        &policy_context,
-                        now,
-                        None,
-                    );
+                        stale,
+                        jurisdiction,
+                        context,
+                    )));
                 }
-            }
-        }
-        match self.cache.get(&key, now) {
-            Some((answer, Freshness::Fresh)) => {
-                counters.cache_hit();
-                if let Some(table) = hot {
-                    table.insert(hot_index, hot_hash, &key, &answer, &policy, now);
-                }
-                self.respond_with_answer(
-                    out,
-                    &reply,
-                    query.client_name(),
-                    &answer,
-                    &policy_context,
-                    now,
-                    None,
-                )
-            }
-            Some((answer, Freshness::Stale)) => Outcome::Resolve(Box::new(PendingQuery::new(
-                &query,
-                &reply,
-                Some(answer),
-                jurisdiction,
-                context,
-            ))),
-            None => Outcome::Resolve(Box::new(PendingQuery::new(
-                &query,
-                &reply,
-                None,
-                jurisdiction,
-                context,
-            ))),
-        }
+            },
+        };
+        counters.cache_hit();
+        self.respond_with_answer(
+            out,
+            &reply,
+            query.client_name(),
+            &answer,
+            &policy_context,
+            now,
+            None,
+        )
     }
 
     /// A client outside the allow list: header-only REFUSED, or nothing.
