@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # juris against Unbound, PowerDNS Recursor and Knot Resolver on a local NSD hierarchy (loopback
 # only). See bench/README.md. Usage: bench/run.sh [--quick] [--runs N] [--duration S]
-#        [--servers juris,unbound,pdns,kresd] [--w3-10m] [W0 W1 W2 W3 W4 W7 W7-tcp W7-dot ...]
+#        [--servers juris,unbound,pdns,kresd] [--w3-10m] [W0 W1 W2 W3 W4 W5 W7 W7-tcp W7-dot ...]
 #        (W7 = W7-tcp and W7-dot)   [--profile]   also perf-record juris in W1/W2/W7 (work/out/perf-*.txt)
 #        JURIS_BIN=/path/to/juris bench/run.sh ...   benchmarks a prebuilt binary (no cargo build)
 set -euo pipefail
@@ -27,11 +27,29 @@ declare -A DOT_NA=([pdns]="n/a (no DoT in 4.8)")                     # servers w
 CLIENTS=8                        # dnsperf -c (sockets / TCP connections)
 OUTSTANDING=200                  # dnsperf -q
 COUNTRY_SOURCES="127.0.0.101 127.0.0.102 127.0.0.103 127.0.0.104"   # IT DE FR, unknown
+# W5: cold-cache latency with the authoritative servers "far away". tc netem on lo delays only the
+# packets *to* the NSD addresses (root and TLDs 127.55.0.0/24, second-level zones 127.55.1.0/24, as
+# written by lib/gen.py); the client <-> resolver traffic on $ADDR and everything else on lo is not
+# delayed. The qdisc exists only while W5 runs and is removed on exit (see netem_on/netem_off).
+W5_RATE=500                      # dnsperf -Q: a modest fixed rate (a latency workload, not CPU-bound)
+W5_NAMES=4000                    # names sampled from w2.txt (every 5th line; --quick: 1500)
+W5_HANDLE=550                    # our root qdisc on lo is "prio 550:"; anything else there is not ours
+W5_NET0=127.55.0.0/24 W5_DELAY0="15ms 3ms"   # root + TLD servers: netem 554: on band 550:4
+W5_NET1=127.55.1.0/24 W5_DELAY1="40ms 8ms"   # second-level servers: netem 555: on band 550:5
+# prio's priomap (the default one, spelled out) only selects bands 1-3, so bands 4 and 5 get nothing
+# but what the two u32 filters send there.
+W5_TC=(
+  "qdisc add dev lo root handle $W5_HANDLE: prio bands 5 priomap 1 2 2 2 1 2 0 0 1 1 1 1 1 1 1 1"
+  "qdisc add dev lo parent $W5_HANDLE:4 handle 554: netem delay $W5_DELAY0 distribution normal limit 10000"
+  "qdisc add dev lo parent $W5_HANDLE:5 handle 555: netem delay $W5_DELAY1 distribution normal limit 10000"
+  "filter add dev lo protocol ip parent $W5_HANDLE: prio 1 u32 match ip dst $W5_NET0 flowid $W5_HANDLE:4"
+  "filter add dev lo protocol ip parent $W5_HANDLE: prio 1 u32 match ip dst $W5_NET1 flowid $W5_HANDLE:5"
+)
 
 usage() { sed -n '2,6p' "$0" | sed 's/^# \{0,1\}//'; exit "${1:-0}"; }
 while (($#)); do
   case "$1" in
-    --quick) QUICK=1; RUNS=1; DURATION=3 ;;
+    --quick) QUICK=1; RUNS=1; DURATION=3; W5_NAMES=1500 ;;
     --runs) RUNS="$2"; shift ;;
     --duration) DURATION="$2"; shift ;;
     --servers) SERVERS="$2"; shift ;;
@@ -44,7 +62,7 @@ while (($#)); do
   esac
   shift
 done
-((${#WORKLOADS[@]})) || WORKLOADS=(W0 W1 W2 W7-tcp W7-dot W3 W4)
+((${#WORKLOADS[@]})) || WORKLOADS=(W0 W1 W2 W7-tcp W7-dot W3 W4 W5)
 declare -A seen_wl=()
 uniq_wl=()
 for w in "${WORKLOADS[@]}"; do [[ -n "${seen_wl[$w]:-}" ]] || { seen_wl[$w]=1; uniq_wl+=("$w"); }; done
@@ -95,8 +113,13 @@ stop_pid() {
   for p in "${PIDS[@]}"; do [[ "$p" == "$pid" ]] || keep+=("$p"); done
   PIDS=("${keep[@]+"${keep[@]}"}")
 }
+# W5's qdisc on lo: ours only if the root is "prio $W5_HANDLE:" (never touch anybody else's).
+lo_qdiscs() { tc qdisc show dev lo 2>&1 || true; }
+netem_ours() { command -v tc >/dev/null 2>&1 && grep -q "^qdisc prio $W5_HANDLE: root" <<<"$(lo_qdiscs)"; }
+netem_off() { if netem_ours; then tc qdisc del dev lo root 2>/dev/null || true; fi; }
 cleanup() {
   local p
+  netem_off
   for p in "${PIDS[@]+"${PIDS[@]}"}"; do kill -TERM -- "-$p" 2>/dev/null || kill -TERM "$p" 2>/dev/null || true; done
   sleep 0.3
   for p in "${PIDS[@]+"${PIDS[@]}"}"; do kill -KILL -- "-$p" 2>/dev/null || true; wait "$p" 2>/dev/null || true; done
@@ -172,6 +195,9 @@ done
 check=$(dig +short +norec +time=1 +tries=2 @127.55.1.1 h0.zone0.com A)
 [[ "$check" == 198.51.* ]] || { echo "hierarchy check failed: '$check'" >&2; exit 1; }
 log "hierarchy up: $(wc -l <"$HIER/servers.txt") NSD servers on 127.55.0.0/16:53"
+# A W5 qdisc left on lo by a run that was killed (SIGKILL skips the trap): the NSD check above
+# proved no other run is active, so it is removed here.
+if netem_ours; then log "removing a W5 netem qdisc left on lo by an earlier run"; netem_off; fi
 
 # ---- server configurations -----------------------------------------------------------------
 C="$WORK/conf"
@@ -475,6 +501,104 @@ w2() {
   done
 }
 
+# ---- W5: cold cache, authoritative servers delayed by tc netem ----------------------------------
+W5_FILE="$WORK/w5.txt"
+W5_ERR=
+W5_SETUP=                        # description for the report (set when W5 ran)
+netem_on() { # installs W5_TC on lo; on failure removes what it added and sets W5_ERR
+  local c err cfg
+  if ! command -v tc >/dev/null 2>&1; then W5_ERR="tc not found (apt-get install -y iproute2)"; return 1; fi
+  if ((EUID != 0)); then W5_ERR="tc on lo needs root"; return 1; fi
+  local before; before=$(lo_qdiscs)
+  if ! grep -q '^qdisc noqueue 0: root' <<<"$before"; then
+    W5_ERR="lo already has a root qdisc that is not ours ($(sed -n 1p <<<"$before")): left alone"; return 1
+  fi
+  if command -v modprobe >/dev/null 2>&1; then modprobe -q sch_prio 2>/dev/null || true; modprobe -q sch_netem 2>/dev/null || true; fi
+  for c in "${W5_TC[@]}"; do
+    # shellcheck disable=SC2086
+    if ! err=$(tc $c 2>&1); then
+      W5_ERR="'tc $c' failed: $(tr '\n' ' ' <<<"$err" | sed 's/ *$//')"
+      if [[ -r /proc/config.gz ]] && command -v zcat >/dev/null 2>&1; then
+        cfg=$(zcat /proc/config.gz | grep -E '^(# )?CONFIG_NET_SCH_(PRIO|NETEM)[ =]' | sed 's/^# //; s/ is not set/ not set/' | paste -sd, - | sed 's/,/, /g') || true
+        W5_ERR+=" (kernel $(uname -r): ${cfg:-no CONFIG_NET_SCH_* lines}$([[ -d /lib/modules/$(uname -r) ]] || echo ', no modules to load'))"
+      fi
+      netem_off
+      return 1
+    fi
+  done
+  log "W5: tc netem on lo: $W5_NET0 delayed $W5_DELAY0 (normal), $W5_NET1 delayed $W5_DELAY1 (normal); nothing else"
+}
+dig_ms() { { dig +time=3 +tries=1 "$@" 2>/dev/null || true; } | awk '/^;; Query time:/ { print $4 }'; }
+netem_pkts() { # netem_pkts HANDLE -> "N pkt, D dropped" from tc -s
+  { tc -s qdisc show dev lo 2>/dev/null || true; } | awk -v h="$1:" '$1 == "qdisc" { on = ($3 == h) }
+    on && $1 == "Sent" { d = $7; sub(/,/, "", d); print $4 " pkt, " d " dropped"; exit }'
+}
+w5_verify() { # the delay must be in effect towards NSD: 3 x dig +norec per tier, min >= half the delay
+  local tier a q delay t ts min i ok=0
+  for tier in 0 1; do
+    if ((tier == 0)); then a="${W5_NET0%0/24}1"; q=". NS"; delay=${W5_DELAY0%%ms*}
+    else a="${W5_NET1%0/24}1"; q="h0.zone0.com A"; delay=${W5_DELAY1%%ms*}; fi
+    ts=""; min=999999
+    for i in 1 2 3; do
+      # shellcheck disable=SC2086
+      t=$(dig_ms +norec @"$a" $q)
+      [[ "$t" =~ ^[0-9]+$ ]] || t=-1
+      ts+="${ts:+ }$t"
+      if ((t < min)); then min=$t; fi
+    done
+    printf 'W5\t-\t-\tnsd_query_ms\t%s\t%s\n' "dig +norec @$a $q (netem ${delay} ms)" "$ts" >>"$WORK/out/w4.tsv"
+    log "W5: dig +norec @$a $q: $ts ms (netem delay $delay ms)"
+    if ((min < delay / 2)); then W5_ERR="delay not in effect: dig @$a took $ts ms, netem $delay ms"; ok=1; fi
+  done
+  return "$ok"
+}
+
+w5() {
+  local r s t a first delay0=${W5_DELAY0%%ms*}
+  for a in "${NSD_ADDRS[@]}"; do
+    if [[ "$a" != "${W5_NET0%0/24}"* && "$a" != "${W5_NET1%0/24}"* ]]; then
+      log "W5 skipped: NSD address $a is outside $W5_NET0 and $W5_NET1"
+      printf 'W5\t-\t-\tskipped: NSD address %s outside the delayed ranges %s, %s\n' "$a" "$W5_NET0" "$W5_NET1" >>"$WORK/out/notes.tsv"
+      return 0
+    fi
+  done
+  awk -v n="$W5_NAMES" 'NR % 5 == 0 && ++k <= n' "$HIER/w2.txt" >"$W5_FILE"
+  if ! netem_on; then
+    log "W5 skipped: $W5_ERR"
+    printf 'W5\t-\t-\tskipped: %s\n' "$W5_ERR" >>"$WORK/out/notes.tsv"
+    return 0
+  fi
+  if ! w5_verify; then
+    netem_off
+    log "W5 skipped: $W5_ERR"
+    printf 'W5\t-\t-\tskipped: %s\n' "$W5_ERR" >>"$WORK/out/notes.tsv"
+    return 0
+  fi
+  W5_SETUP="$(wc -l <"$W5_FILE") names (every 5th line of w2.txt), one pass at dnsperf -Q $W5_RATE, cold cache; tc netem on lo: $W5_NET0 (root, TLDs) $W5_DELAY0 normal, $W5_NET1 (second-level zones) $W5_DELAY1 normal; client ↔ resolver ($ADDR) not delayed"
+  first=$(awk 'NR == 1 { print $1 }' "$W5_FILE")
+  for ((r = 1; r <= RUNS; r++)); do
+    for s in $(rotated "$r"); do
+      log "W5 round $r: $s (cold start, $(wc -l <"$W5_FILE") names at $W5_RATE qps, NSD delayed)"
+      start_server "$s" || { not_started W5 "$r" "$s"; continue; }
+      # shellcheck disable=SC2046
+      measure W5 "$r" "$s" "$SRV_PID" - -- $(dnsperf_common "$s") -Q "$W5_RATE" -d "$W5_FILE" -n 1 -l 120
+      # The client path must not be delayed: a cache hit (the first name again) answers at once
+      # (the faster of two digs: dig reports whole ms and the machine is shared).
+      t=$( { dig_ms -p "${PORT[$s]}" @"$ADDR" "$first" A; dig_ms -p "${PORT[$s]}" @"$ADDR" "$first" A; } | sort -n | sed -n 1p)
+      if ! [[ "$t" =~ ^[0-9]+$ ]] || ((t >= delay0 / 2)); then
+        log "  WARNING: a cache hit from $s took '${t}' ms: is the client path delayed?"
+        t="${t:-no answer} (WARNING: client path delayed?)"
+      fi
+      printf 'W5\t%s\t%s\tcache_hit_ms\t%s\t%s\n' "$r" "$s" "$s: dig -p ${PORT[$s]} @$ADDR $first A (cache hit after the run)" "$t" >>"$WORK/out/w4.tsv"
+      stop_pid "$SRV_PID"
+    done
+  done
+  printf 'W5\t-\t-\tnetem_packets\t554: %s\t%s\n' "$W5_NET0 (sent to NSD, delayed)" "$(netem_pkts 554)" >>"$WORK/out/w4.tsv"
+  printf 'W5\t-\t-\tnetem_packets\t555: %s\t%s\n' "$W5_NET1 (sent to NSD, delayed)" "$(netem_pkts 555)" >>"$WORK/out/w4.tsv"
+  netem_off
+  log "W5: netem qdisc removed from lo"
+}
+
 POLICY_OK=0
 policy_check() {
   if "$JURIS" serve --help 2>&1 | grep -q -- '--orders'; then POLICY_OK=1; return 0; fi
@@ -594,6 +718,7 @@ for w in "${WORKLOADS[@]}"; do
     W2) w2 ;;
     W3) w3 ;;
     W4) w4 ;;
+    W5) w5 ;;
     W7-tcp) w1_like W7-tcp tcp ;;
     W7-dot) w1_like W7-dot dot ;;
     *) log "$w: not implemented in this harness (see README)"; printf '%s\t-\t-\tnot implemented\n' "$w" >>"$WORK/out/notes.tsv" ;;
@@ -623,7 +748,7 @@ publish=()
 ((PROFILE || QUICK)) || publish=(--publish "$RESULTS")
 python3 "$HERE/lib/report.py" run --tsv "$TSV" --w4 "$WORK/out/w4.tsv" --notes "$WORK/out/notes.tsv" \
   --versions "$WORK/out/versions.txt" --started "$STARTED" --load "$LOAD_BEFORE -> $LOAD_AFTER" \
-  --runs "$RUNS" --duration "$DURATION" --quick "$QUICK" --w2-names "$(wc -l <"$W2_FILE")" \
+  --runs "$RUNS" --duration "$DURATION" --quick "$QUICK" --w2-names "$(wc -l <"$W2_FILE")" --w5-setup "$W5_SETUP" \
   --servers "$(IFS=,; echo "${SERVER_LIST[*]}")" --groupdir "$WORK/out/groups" --out "$WORK/out/report.md" \
   ${publish[@]+"${publish[@]}"}
 ((PROFILE || QUICK)) && log "quick or profiled run: report in $WORK/out/report.md, bench/results/ left alone"

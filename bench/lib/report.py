@@ -2,17 +2,19 @@
 """Turns bench/run.sh measurements into markdown: one file per workload and a summary.
 
     report.py run --tsv T --w4 T --notes T --versions F --started S --load L --runs N --duration S
-                  --quick 0|1 --w2-names N --servers LIST --groupdir DIR --out REPORT [--publish RESULTS]
+                  --quick 0|1 --w2-names N [--w5-setup TEXT] --servers LIST --groupdir DIR --out REPORT
+                  [--publish RESULTS]
     report.py rebuild --dir RESULTS
 
-`run` splits one run's raw rows by workload (W0, W1, W2, W7-tcp, W7-dot, W3, W4) into DIR/<W>.tsv
+`run` splits one run's raw rows by workload (W0, W1, W2, W7-tcp, W7-dot, W3, W4, W5) into DIR/<W>.tsv
 (the raw rows plus `#` lines with the run's date, rounds, versions and load), renders DIR/<W>.md and
 REPORT (summary + every workload of this run). With --publish, the workloads this run measured
 replace RESULTS/<W>.tsv, and RESULTS is rebuilt: every RESULTS/<W>.md from its <W>.tsv, and
 RESULTS/latest.md = summary over the newest file of each workload + those files concatenated.
 
 Medians over rounds; every ratio is juris ÷ peer computed *within one round* (same run, same
-conditions) and then the median of those per-round ratios is shown. Ratios never cross runs."""
+conditions) and then the median of those per-round ratios is shown. Ratios never cross runs.
+W5 is a latency workload: its ratios and targets are on mean latency and p99, not CPU."""
 import argparse
 import collections
 import glob
@@ -33,16 +35,20 @@ TITLES = {
     "W3-W2": "W3 on W2: cold cache from 4 client addresses",
     "W4-swap": "W4: 20k qps while an order file is rewritten (policy swap)",
     "W4-noswap": "W4: the same load without a swap",
+    "W5": "W5: cold cache, authoritative servers delayed by tc netem (latency)",
 }
 GROUP_TITLES = {
     "W0": TITLES["W0"], "W1": TITLES["W1"], "W2": TITLES["W2"], "W7-tcp": TITLES["W7-tcp"], "W7-dot": TITLES["W7-dot"],
     "W3": "W3: policy cost (blocked names over 3 jurisdictions, clients from 4 addresses)",
     "W4": "W4: policy memory, compile and update",
+    "W5": TITLES["W5"],
 }
-GROUP_ORDER = ["W0", "W1", "W2", "W7-tcp", "W7-dot", "W3", "W4"]
-WL_ORDER = ["W0", "W1", "W2", "W7-tcp", "W7-dot", "W3-W1", "W3-W2", "W4-swap", "W4-noswap"]
+GROUP_ORDER = ["W0", "W1", "W2", "W7-tcp", "W7-dot", "W3", "W4", "W5"]
+WL_ORDER = ["W0", "W1", "W2", "W7-tcp", "W7-dot", "W3-W1", "W3-W2", "W4-swap", "W4-noswap", "W5"]
 SUMMARY = ["W0", "W1", "W2", "W7-tcp", "W7-dot"]
 TARGETS = {"W1": ("unbound", 0.75), "W2": ("best", 0.67), "W7-tcp": ("best", 0.80), "W7-dot": ("best", 0.80)}
+# Latency workloads: (column, label, peer, limit) -- juris ÷ peer of that column, same round, median.
+LAT_TARGETS = {"W5": [("avg_us", "mean latency", "unbound", 1.0), ("p99_us", "p99", "unbound", 0.8)]}
 LEGACY = {"W7": "W7-tcp"}          # rows written before W7 was split into W7-tcp and W7-dot
 METHOD = ("Server pinned to CPU 1, dnsperf (and NSD) to CPU 0. CPU-µs/answer = server utime+stime "
           "(/proc/PID/stat) over the measurement ÷ answered queries. Medians over rounds; "
@@ -119,7 +125,7 @@ class Group:
 
     def write(self, path):
         out = [f"#group\t{self.name}"]
-        for k in ("started", "runs", "duration", "quick", "load", "servers", "w2_names"):
+        for k in ("started", "runs", "duration", "quick", "load", "servers", "w2_names", "w5_setup"):
             if k in self.meta:
                 out.append(f"#{k}\t{self.meta[k]}")
         out += [f"#version\t{v}" for v in self.versions]
@@ -156,6 +162,9 @@ class Group:
     def when(self):
         s = self.meta.get("started", "?")
         short = s[:10] + " " + s[11:16] + "Z" if len(s) >= 16 else s
+        if self.meta.get("w5_setup"):
+            return f"{short}, {self.meta.get('runs', '?')} round(s), one pass" + \
+                (" QUICK" if self.meta.get("quick") == "1" else "")
         return f"{short}, {self.meta.get('runs', '?')}×{self.meta.get('duration', '?')} s" + \
             (" QUICK" if self.meta.get("quick") == "1" else "")
 
@@ -171,6 +180,8 @@ def split_run(a):
                        "load": a.load, "servers": a.servers}
             if name in ("W2", "W3"):
                 gr.meta["w2_names"] = a.w2_names
+            if name == "W5" and a.w5_setup:
+                gr.meta["w5_setup"] = a.w5_setup
             gr.versions = read_lines(a.versions)
         return groups[name]
 
@@ -201,14 +212,23 @@ def load_dir(d):
 
 
 # ---- rendering ----------------------------------------------------------------------------------
-def ratio(per_round, w, num, den):
+def ratio(per_round, w, num, den, key="cpu_us"):
     rs = []
     for (wl, s, rnd), r in per_round.items():
         if wl == w and s == num:
             d = per_round.get((w, den, rnd))
-            if d and d["cpu_us"] and r["cpu_us"]:
-                rs.append(r["cpu_us"] / d["cpu_us"])
+            if d and d[key] and r[key] and d[key] > 0 and r[key] > 0:
+                rs.append(r[key] / d[key])
     return med(rs)
+
+
+def lat_target_text(per_round, w):
+    """W5: '<label> ≤ L× Peer: x× → met' for each latency target."""
+    parts = []
+    for key, label, who, limit in LAT_TARGETS.get(w, []):
+        r = ratio(per_round, w, "juris", who, key)
+        parts.append(f"{label} ≤ {limit:.1f}× {NAMES[who]}" + ("" if r is None else f": {r:.3f}× → {'met' if r <= limit else 'MISSED'}"))
+    return "; ".join(parts)
 
 
 def target_text(per_round, by, w, peers):
@@ -249,6 +269,9 @@ def render_group(g):
         line = line.replace("servers: ", "juris only, variants: ")
     if m.get("w2_names"):
         line += f"; W2 = {m['w2_names']} queries, one pass"
+    if m.get("w5_setup"):
+        line = line.replace(f"of {m.get('duration', '?')} s per measurement", "(one pass each)")
+        line += f"; W5 = {m['w5_setup']}"
     out.append(line + f"; load average (1/5/15 min) before → after: {m.get('load', '?')}.\n")
     if g.versions:
         out.append("Versions: " + "; ".join(g.versions) + "\n")
@@ -257,6 +280,9 @@ def render_group(g):
     for w in wls:
         if len(wls) > 1 or w != g.name:
             out.append(f"### {TITLES.get(w, w)}\n")
+        if w in LAT_TARGETS:
+            out += render_latency_table(w, by, per_round, na)
+            continue
         out.append("| server | qps | answered | lost | avg latency µs | p99 µs | CPU-µs/answer | juris ÷ server (same round) | rcodes (last round) |")
         out.append("|---|---|---|---|---|---|---|---|---|")
         ss = sorted({k[1] for k in by if k[0] == w} | {k[1] for k in na if k[0] == w},
@@ -288,8 +314,9 @@ def render_group(g):
             out.append(f"Target: {target_text(per_round, by, w, peers)}.\n")
 
     if g.w4:
-        title = ("Policy start-up and memory, measured during the W3 runs" if g.name == "W3"
-                 else "Policy start-up, memory, one-name update (juris, measured from outside)")
+        title = {"W3": "Policy start-up and memory, measured during the W3 runs",
+                 "W5": "Delay checks: dig query times in ms (towards NSD: delayed; cache hit: not) and netem counters"}.get(
+            g.name, "Policy start-up, memory, one-name update (juris, measured from outside)")
         out.append(f"### {title}\n")
         out.append("| round | metric | variant | value |")
         out.append("|---|---|---|---|")
@@ -304,6 +331,65 @@ def render_group(g):
             rnd = f" (round {n[1]})" if n[1] not in ("-", "") else ""
             who = f"{NAMES.get(n[2], n[2])}: " if n[2] not in ("-", "") else ""
             out.append(f"- {n[0]}{rnd}: {who}{n[-1]}")
+        out.append("")
+    return out
+
+
+def render_latency_table(w, by, per_round, na):
+    """Mean latency and p99 first, with juris ÷ server for both (same round), then qps, lost and CPU."""
+    out = ["| server | mean latency µs | p99 µs | juris ÷ server, mean | juris ÷ server, p99 | qps | answered | lost | "
+           "CPU-µs/answer | juris ÷ server, CPU | rcodes (last round) |",
+           "|---|---|---|---|---|---|---|---|---|---|---|"]
+    ss = sorted({k[1] for k in by if k[0] == w} | {k[1] for k in na if k[0] == w},
+                key=lambda s: (s != "juris", order_key(SERVER_ORDER, s)))
+    for s in ss:
+        if (w, s) in na and (w, s) not in by:
+            out.append(f"| {NAMES.get(s, s)} | {na[(w, s)]} |" + " – |" * 10)
+            continue
+        rs = by[(w, s)]
+
+        def rat(key):
+            x = ratio(per_round, w, "juris", s, key) if s != "juris" else None
+            return (fmt(x) + "×") if x else "–"
+        out.append(f"| {NAMES.get(s, s)} | {fmt(med([r['avg_us'] for r in rs]), 0)} | {fmt(med([r['p99_us'] for r in rs]), 0)} | "
+                   f"{rat('avg_us')} | {rat('p99_us')} | {fmt(med([r['qps'] for r in rs]), 0)} | "
+                   f"{fmt(med([r['completed'] for r in rs]), 0)} | {fmt(med([r['lost'] for r in rs]), 0)} | "
+                   f"{fmt(med([r['cpu_us'] for r in rs]))} | {rat('cpu_us')} | {rs[-1]['rcodes']} |")
+    measured = [s for s in ss if (w, s) in by]
+    if measured:
+        out.append(f"\n({len(by[(w, measured[0])])} round(s); per-round mean / p99 latency µs: "
+                   + "; ".join(f"{NAMES.get(s, s)} " + ", ".join(f"{r['avg_us']:.0f} / {r['p99_us'] if r['p99_us'] is not None else '–'}"
+                                                                  for r in by[(w, s)]) for s in measured) + ")\n")
+        if "juris" in measured:
+            out.append(f"Target: {lat_target_text(per_round, w)}.\n")
+    else:
+        out.append("")
+    return out
+
+
+def render_lat_summary(groups):
+    """Latency workloads (W5): median mean latency and p99 per server, same-round ratios, targets."""
+    main = [groups[w] for w in LAT_TARGETS if w in groups and groups[w].rows]
+    out = []
+    for g in main:
+        w = g.name
+        by, per_round = index(g.rows)
+        servers = sorted({r["server"] for r in g.rows}, key=lambda s: order_key(SERVER_ORDER, s))
+        peers = [s for s in servers if s != "juris"]
+        out.append(f"## Summary: {w} client-observed latency (median over rounds)\n")
+        head = "| metric | measured | " + " | ".join(NAMES.get(s, s) for s in servers) + " | " + \
+            " | ".join(f"juris ÷ {NAMES.get(s, s)}" for s in peers) + " | target |"
+        out.append(head)
+        out.append("|" + "---|" * (head.count("|") - 1))
+        for key, label, who, limit in LAT_TARGETS[w]:
+            cells = [fmt(med([r[key] for r in by.get((w, s), [])]), 0) for s in servers]
+            rats = []
+            for s in peers:
+                x = ratio(per_round, w, "juris", s, key)
+                rats.append(fmt(x) + ("×" if x else ""))
+            x = ratio(per_round, w, "juris", who, key)
+            tgt = f"≤ {limit:.1f}× {NAMES[who]}" + ("" if x is None else f": {x:.3f}× → {'met' if x <= limit else 'MISSED'}")
+            out.append(f"| {w} {label} µs | {g.when()} | " + " | ".join(cells) + " | " + " | ".join(rats) + f" | {tgt} |")
         out.append("")
     return out
 
@@ -352,6 +438,7 @@ def render_summary(groups):
 def render_report(groups, intro):
     out = ["# juris benchmark results\n", intro + "\n", METHOD + "\n"]
     out += render_summary(groups)
+    out += render_lat_summary(groups)
     unmeasured = []
     for name in sorted(groups, key=lambda n: order_key(GROUP_ORDER, n)):
         if groups[name].measured():
@@ -406,7 +493,7 @@ def main():
     sub = p.add_subparsers(dest="cmd", required=True)
     run = sub.add_parser("run", help="split one run by workload, render it, optionally publish it")
     for k in ("tsv", "w4", "notes", "versions", "started", "load", "runs", "duration", "quick", "w2-names",
-              "servers", "groupdir", "out"):
+              "w5-setup", "servers", "groupdir", "out"):
         run.add_argument("--" + k, required=k in ("tsv", "groupdir", "out"), default="")
     run.add_argument("--publish", help="results directory: replace the measured workloads there and rebuild latest.md")
     reb = sub.add_parser("rebuild", help="re-render every <W>.md and latest.md in a results directory")
