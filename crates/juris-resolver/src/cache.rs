@@ -197,7 +197,19 @@ impl CachedAnswer {
         if message.len() > u16::MAX as usize {
             return Err(CacheError::TooLarge);
         }
-        let mut wire = message.to_vec();
+        Self::from_vec(message.to_vec(), now, config)
+    }
+
+    /// [`Self::from_message`] on a message the entry may keep as it is (no copy; best with
+    /// a capacity equal to its length).
+    pub(crate) fn from_vec(
+        mut wire: Vec<u8>,
+        now: u64,
+        config: &CacheConfig,
+    ) -> Result<Self, CacheError> {
+        if wire.len() > u16::MAX as usize {
+            return Err(CacheError::TooLarge);
+        }
         let counts = wire::counts(&wire)?;
         if counts.question != 1 {
             return Err(CacheError::QuestionCount(counts.question));
@@ -219,9 +231,15 @@ impl CachedAnswer {
         }
         let rcode = wire[3] & 0x0F;
 
-        let mut ttl_offsets = Vec::new();
+        // Sized for the usual case (no OPT; an answer of addresses) so that turning them into
+        // boxed slices below does not reallocate.
+        let mut ttl_offsets = Vec::with_capacity(
+            usize::from(counts.answer)
+                + usize::from(counts.authority)
+                + usize::from(counts.additional),
+        );
         let mut cname_targets = Vec::new();
-        let mut addresses = Vec::new();
+        let mut addresses = Vec::with_capacity(usize::from(counts.answer));
         let mut min_ttl: Option<u32> = None;
         let mut soa_negative_ttl: Option<u32> = None;
         let mut pos = question_end;

@@ -7,7 +7,7 @@
 
 use std::collections::HashMap;
 use std::net::IpAddr;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
 use domain::base::{Name, Rtype};
@@ -22,13 +22,14 @@ const MAX_ENTRIES: usize = 200_000;
 pub(crate) struct Delegation {
     /// The zone (lower-cased).
     pub zone: Name<Bytes>,
-    /// Its name servers (lower-cased).
-    pub name_servers: Vec<Name<Bytes>>,
+    /// Its name servers (lower-cased); shared, so handing out a cached cut copies nothing.
+    pub name_servers: Arc<[Name<Bytes>]>,
 }
 
 #[derive(Debug, Clone)]
 struct DelegationEntry {
-    name_servers: Vec<Name<Bytes>>,
+    zone: Name<Bytes>,
+    name_servers: Arc<[Name<Bytes>]>,
     expires_at: u64,
 }
 
@@ -38,26 +39,72 @@ struct AddressEntry {
     expires_at: u64,
 }
 
+/// The A and AAAA entries of one name server.
+#[derive(Debug, Clone, Default)]
+struct AddressPair {
+    a: Option<AddressEntry>,
+    aaaa: Option<AddressEntry>,
+}
+
+impl AddressPair {
+    fn get(&self, rtype: Rtype) -> Option<&AddressEntry> {
+        if rtype == Rtype::A {
+            self.a.as_ref()
+        } else {
+            self.aaaa.as_ref()
+        }
+    }
+
+    fn expired(&self, now: u64) -> bool {
+        [&self.a, &self.aaaa]
+            .iter()
+            .all(|entry| entry.as_ref().is_none_or(|e| e.expires_at <= now))
+    }
+}
+
 /// Zone cuts and name server addresses.
+///
+/// The maps are keyed by the lower-cased wire form of the name: hashing it is one pass over
+/// the bytes, where hashing a `Name` feeds the hasher one byte at a time.
 #[derive(Debug)]
 pub(crate) struct DelegationCache {
     root: Delegation,
-    hint_addresses: HashMap<Name<Bytes>, Vec<IpAddr>>,
-    zones: Mutex<HashMap<Name<Bytes>, DelegationEntry>>,
-    addresses: Mutex<HashMap<(Name<Bytes>, Rtype), AddressEntry>>,
+    hint_addresses: HashMap<Bytes, Vec<IpAddr>>,
+    zones: Mutex<HashMap<Bytes, DelegationEntry>>,
+    addresses: Mutex<HashMap<Bytes, AddressPair>>,
+}
+
+/// Calls `f` with the lower-cased wire form of `name` (without copying when it is lower-case
+/// already, as the resolver's names are).
+fn with_lower<R>(name: &Name<Bytes>, f: impl FnOnce(&[u8]) -> R) -> R {
+    let slice = name.as_slice();
+    if !slice.iter().any(u8::is_ascii_uppercase) {
+        return f(slice);
+    }
+    let mut buffer = [0u8; 255];
+    let buffer = &mut buffer[..slice.len()];
+    buffer.copy_from_slice(slice);
+    // Length octets are < 64, below b'A': lower-casing leaves them alone.
+    buffer.make_ascii_lowercase();
+    f(buffer)
+}
+
+/// The owned key for `name`.
+fn key_of(name: &Name<Bytes>) -> Bytes {
+    lower(name).into_octets()
 }
 
 impl DelegationCache {
     /// A cache that knows only the root, from `hints`.
     pub(crate) fn new(hints: &[(Name<Bytes>, IpAddr)]) -> Self {
         let mut name_servers: Vec<Name<Bytes>> = Vec::new();
-        let mut hint_addresses: HashMap<Name<Bytes>, Vec<IpAddr>> = HashMap::new();
+        let mut hint_addresses: HashMap<Bytes, Vec<IpAddr>> = HashMap::new();
         for (name, address) in hints {
             let name = lower(name);
             if !name_servers.contains(&name) {
                 name_servers.push(name.clone());
             }
-            let list = hint_addresses.entry(name).or_default();
+            let list = hint_addresses.entry(name.into_octets()).or_default();
             if !list.contains(address) {
                 list.push(*address);
             }
@@ -65,7 +112,7 @@ impl DelegationCache {
         Self {
             root: Delegation {
                 zone: Name::root_bytes(),
-                name_servers,
+                name_servers: name_servers.into(),
             },
             hint_addresses,
             zones: Mutex::new(HashMap::new()),
@@ -79,21 +126,27 @@ impl DelegationCache {
             Ok(zones) => zones,
             Err(poisoned) => poisoned.into_inner(),
         };
-        for suffix in name.iter_suffixes() {
-            if suffix.is_root() {
-                break;
-            }
-            let key = lower(&suffix);
-            if let Some(entry) = zones.get(&key) {
-                if entry.expires_at > now {
-                    return Delegation {
-                        zone: key,
-                        name_servers: entry.name_servers.clone(),
-                    };
-                }
-            }
+        if zones.is_empty() {
+            return self.root.clone();
         }
-        self.root.clone()
+        let found = with_lower(name, |wire| {
+            // Each suffix of a wire name starts at a label boundary: walk them, deepest first,
+            // stopping before the root label.
+            let mut pos = 0;
+            while pos + 1 < wire.len() {
+                if let Some(entry) = zones.get(&wire[pos..]) {
+                    if entry.expires_at > now {
+                        return Some(Delegation {
+                            zone: entry.zone.clone(),
+                            name_servers: entry.name_servers.clone(),
+                        });
+                    }
+                }
+                pos += 1 + usize::from(wire[pos]);
+            }
+            None
+        });
+        found.unwrap_or_else(|| self.root.clone())
     }
 
     /// Stores a zone cut learnt from a referral.
@@ -101,6 +154,7 @@ impl DelegationCache {
         if delegation.zone.is_root() || ttl == 0 {
             return;
         }
+        let zone = lower(&delegation.zone);
         let mut zones = match self.zones.lock() {
             Ok(zones) => zones,
             Err(poisoned) => poisoned.into_inner(),
@@ -112,8 +166,9 @@ impl DelegationCache {
             }
         }
         zones.insert(
-            lower(&delegation.zone),
+            zone.clone().into_octets(),
             DelegationEntry {
+                zone,
                 name_servers: delegation.name_servers.clone(),
                 expires_at: now + u64::from(ttl),
             },
@@ -128,25 +183,47 @@ impl DelegationCache {
         rtype: Rtype,
         now: u64,
     ) -> Option<Vec<IpAddr>> {
-        let name = lower(name);
-        if let Some(hints) = self.hint_addresses.get(&name) {
-            // The hints are configuration: a family they do not list is known to be empty.
-            return Some(
+        let mut list = Vec::new();
+        self.for_each_address(name, rtype, now, |address| list.push(address))
+            .then_some(list)
+    }
+
+    /// Calls `f` with each known address of a name server of type `rtype` (A or AAAA);
+    /// returns whether the addresses are known (`false`: unknown or expired). No copy of the
+    /// address list is made.
+    pub(crate) fn for_each_address(
+        &self,
+        name: &Name<Bytes>,
+        rtype: Rtype,
+        now: u64,
+        mut f: impl FnMut(IpAddr),
+    ) -> bool {
+        with_lower(name, |wire| {
+            if let Some(hints) = self.hint_addresses.get(wire) {
+                // The hints are configuration: a family they do not list is known to be empty.
                 hints
                     .iter()
                     .copied()
                     .filter(|a| a.is_ipv4() == (rtype == Rtype::A))
-                    .collect(),
-            );
-        }
-        let addresses = match self.addresses.lock() {
-            Ok(addresses) => addresses,
-            Err(poisoned) => poisoned.into_inner(),
-        };
-        addresses
-            .get(&(name, rtype))
-            .filter(|entry| entry.expires_at > now)
-            .map(|entry| entry.addresses.clone())
+                    .for_each(&mut f);
+                return true;
+            }
+            let addresses = match self.addresses.lock() {
+                Ok(addresses) => addresses,
+                Err(poisoned) => poisoned.into_inner(),
+            };
+            match addresses
+                .get(wire)
+                .and_then(|pair| pair.get(rtype))
+                .filter(|entry| entry.expires_at > now)
+            {
+                Some(entry) => {
+                    entry.addresses.iter().copied().for_each(&mut f);
+                    true
+                }
+                None => false,
+            }
+        })
     }
 
     /// Stores the addresses of a name server (glue or a lookup result). An empty list with a
@@ -159,26 +236,30 @@ impl DelegationCache {
         ttl: u32,
         now: u64,
     ) {
-        if ttl == 0 {
+        if ttl == 0 || (rtype != Rtype::A && rtype != Rtype::AAAA) {
             return;
         }
+        let key = key_of(name);
         let mut map = match self.addresses.lock() {
             Ok(map) => map,
             Err(poisoned) => poisoned.into_inner(),
         };
-        if map.len() >= MAX_ENTRIES {
-            map.retain(|_, entry| entry.expires_at > now);
+        if map.len() >= MAX_ENTRIES && !map.contains_key(&key) {
+            map.retain(|_, pair| !pair.expired(now));
             if map.len() >= MAX_ENTRIES {
                 map.clear();
             }
         }
-        map.insert(
-            (lower(name), rtype),
-            AddressEntry {
-                addresses,
-                expires_at: now + u64::from(ttl),
-            },
-        );
+        let entry = AddressEntry {
+            addresses,
+            expires_at: now + u64::from(ttl),
+        };
+        let pair = map.entry(key).or_default();
+        if rtype == Rtype::A {
+            pair.a = Some(entry);
+        } else {
+            pair.aaaa = Some(entry);
+        }
     }
 }
 
@@ -202,11 +283,11 @@ mod tests {
         );
         let test = Delegation {
             zone: n("test."),
-            name_servers: vec![n("ns.test.")],
+            name_servers: vec![n("ns.test.")].into(),
         };
         let example = Delegation {
             zone: n("example.test."),
-            name_servers: vec![n("ns.example.test.")],
+            name_servers: vec![n("ns.example.test.")].into(),
         };
         cache.insert_delegation(&test, 100, 0);
         cache.insert_delegation(&example, 10, 0);

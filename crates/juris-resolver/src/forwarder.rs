@@ -49,16 +49,20 @@ impl Forwarder {
         work: &mut Work,
     ) -> Result<Outcome, ResolveError> {
         let root: Name<Bytes> = Name::root_bytes();
-        let order = self.infra.order(&root, &self.upstreams);
+        let order = self.infra.order(&root, self.upstreams.clone());
         for server in order {
-            work.count_query(self.config.limits.max_upstream_queries)?;
+            let started = Instant::now();
+            work.count_query(self.config.limits.max_upstream_queries, started)?;
             let options = QueryOptions {
                 recursion_desired: true,
                 checking_disabled: question.checking_disabled,
                 edns_buffer_size: self.config.edns_buffer_size,
-                deadline: upstream::attempt_deadline(self.config.query_timeout, work.deadline),
+                deadline: upstream::attempt_deadline(
+                    self.config.query_timeout,
+                    work.deadline,
+                    started,
+                ),
             };
-            let started = Instant::now();
             match upstream::exchange(server, &question.name, question.qtype, &options).await {
                 Ok(response)
                     if response.rcode == Rcode::NOERROR || response.rcode == Rcode::NXDOMAIN =>
@@ -82,6 +86,7 @@ impl Forwarder {
                         rcode: response.rcode,
                         answer: response.answer,
                         authority,
+                        verbatim: Some(response.wire),
                     });
                 }
                 Ok(response) => {

@@ -12,6 +12,8 @@ use std::time::Duration;
 use bytes::Bytes;
 use domain::base::Name;
 use rand::seq::SliceRandom;
+
+use crate::names::lower;
 use tokio::time::Instant;
 
 /// RTT assumed for a server we never asked (Unbound uses 376 ms).
@@ -52,7 +54,8 @@ impl Default for ServerState {
 #[derive(Debug, Default)]
 pub(crate) struct InfraCache {
     servers: Mutex<HashMap<SocketAddr, ServerState>>,
-    lame: Mutex<HashMap<(Name<Bytes>, SocketAddr), Instant>>,
+    /// Keyed by the zone's lower-cased wire form (one hash pass over the bytes).
+    lame: Mutex<HashMap<(Bytes, SocketAddr), Instant>>,
 }
 
 impl InfraCache {
@@ -106,19 +109,28 @@ impl InfraCache {
                     lame.clear();
                 }
             }
-            lame.insert((zone.clone(), server), Instant::now() + LAME_FOR);
+            lame.insert(
+                (lower(zone).into_octets(), server),
+                Instant::now() + LAME_FOR,
+            );
         }
     }
 
     /// Whether `server` is currently worth asking about `zone`.
+    #[cfg(test)]
     pub(crate) fn is_usable(&self, zone: &Name<Bytes>, server: SocketAddr) -> bool {
-        let now = Instant::now();
+        self.usable_at(zone, server, Instant::now())
+    }
+
+    fn usable_at(&self, zone: &Name<Bytes>, server: SocketAddr, now: Instant) -> bool {
         let lame = self
             .lame
             .lock()
             .map(|lame| {
-                lame.get(&(zone.clone(), server))
-                    .is_some_and(|until| *until > now)
+                !lame.is_empty()
+                    && lame
+                        .get(&(lower(zone).into_octets(), server))
+                        .is_some_and(|until| *until > now)
             })
             .unwrap_or(false);
         if lame {
@@ -134,12 +146,17 @@ impl InfraCache {
 
     /// Orders candidate servers: usable ones first, the fastest band shuffled, then the
     /// others by SRTT; servers not usable come last (a last resort when all are down).
-    pub(crate) fn order(&self, zone: &Name<Bytes>, candidates: &[SocketAddr]) -> Vec<SocketAddr> {
-        let mut usable: Vec<(Duration, SocketAddr)> = Vec::new();
+    pub(crate) fn order(&self, zone: &Name<Bytes>, candidates: Vec<SocketAddr>) -> Vec<SocketAddr> {
+        if candidates.len() <= 1 {
+            // Nothing to order (usable or not, it is the only one).
+            return candidates;
+        }
+        let now = Instant::now();
+        let mut usable: Vec<(Duration, SocketAddr)> = Vec::with_capacity(candidates.len());
         let mut resting: Vec<(Duration, SocketAddr)> = Vec::new();
-        for &server in candidates {
+        for &server in &candidates {
             let entry = (self.srtt(server), server);
-            if self.is_usable(zone, server) {
+            if self.usable_at(zone, server, now) {
                 usable.push(entry);
             } else {
                 resting.push(entry);
@@ -200,7 +217,7 @@ mod tests {
         assert!(infra.is_usable(&zone, dead), "one timeout is not a verdict");
         infra.record_timeout(dead);
         assert!(!infra.is_usable(&zone, dead));
-        assert_eq!(infra.order(&zone, &[dead, fast]), vec![fast, dead]);
+        assert_eq!(infra.order(&zone, vec![dead, fast]), vec![fast, dead]);
         tokio::time::advance(BACKOFF_BASE + Duration::from_millis(1)).await;
         assert!(infra.is_usable(&zone, dead), "retried after the back-off");
     }

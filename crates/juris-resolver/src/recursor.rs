@@ -59,6 +59,10 @@ pub(crate) struct Outcome {
     pub rcode: Rcode,
     pub answer: Vec<Rr>,
     pub authority: Vec<Rr>,
+    /// The upstream message this outcome was taken from, when it holds all of it (no
+    /// CNAME/DNAME chain across responses): lets the cached answer be copied from its wire
+    /// form instead of composed again (see [`crate::answer::build`]).
+    pub verbatim: Option<Bytes>,
 }
 
 /// Work done on behalf of one client query; bounded by [`crate::Limits`].
@@ -83,15 +87,15 @@ impl Work {
         }
     }
 
-    /// Accounts for one upstream query.
-    pub(crate) fn count_query(&mut self, max: u32) -> Result<(), ResolveError> {
+    /// Accounts for one upstream query, about to be sent at `now`.
+    pub(crate) fn count_query(&mut self, max: u32, now: Instant) -> Result<(), ResolveError> {
         self.upstream_queries += 1;
         if self.upstream_queries > max {
             return Err(ResolveError::LimitExceeded(
                 "upstream queries per client query",
             ));
         }
-        if Instant::now() >= self.deadline {
+        if now >= self.deadline {
             return Err(ResolveError::Timeout);
         }
         Ok(())
@@ -195,28 +199,41 @@ impl Recursor {
         let max_links = self.config.limits.max_cname_chain;
         let mut chain: Vec<Rr> = Vec::new();
         let mut links = 0u32;
-        let mut seen: Vec<Name<Bytes>> = vec![qname.clone()];
+        // Names the chain went through (the first one is `qname`, kept in `first`): filled only
+        // when a CNAME or DNAME is followed.
+        let first = qname.clone();
+        let mut seen: Vec<Name<Bytes>> = Vec::new();
         let mut current = qname;
         loop {
-            let (zone, response) = self.lookup(&current, qtype, depth, work).await?;
+            let (zone, mut response) = self.lookup(&current, qtype, depth, work).await?;
             let mut name = current.clone();
             let mut moved = false;
             loop {
-                let rrset: Vec<&Rr> = response
-                    .answer
-                    .iter()
-                    .filter(|r| same_name(r.owner(), &name))
-                    .filter(|r| {
-                        r.rtype() == qtype || (qtype == Rtype::ANY && r.rtype() != Rtype::RRSIG)
-                    })
-                    .collect();
-                if !rrset.is_empty() {
-                    chain.extend(rrset.into_iter().cloned());
-                    chain.extend(signatures(&response.answer, &name, qtype));
+                let in_rrset = |r: &Rr| {
+                    same_name(r.owner(), &name)
+                        && (r.rtype() == qtype
+                            || (qtype == Rtype::ANY && r.rtype() != Rtype::RRSIG))
+                };
+                if response.answer.iter().any(in_rrset) {
+                    // The RRset, then its signatures, moved out of the response (no copies).
+                    let verbatim = chain.is_empty().then(|| response.wire.clone());
+                    let mut records = std::mem::take(&mut response.answer);
+                    records.retain(|r| {
+                        in_rrset(r)
+                            || (same_name(r.owner(), &name) && rrsig_covers(r) == Some(qtype))
+                    });
+                    // Stable: the RRset keeps its order, signatures go last.
+                    records.sort_by_key(|r| !in_rrset(r));
+                    if chain.is_empty() {
+                        chain = records;
+                    } else {
+                        chain.append(&mut records);
+                    }
                     return Ok(Outcome {
                         rcode: Rcode::NOERROR,
                         answer: chain,
                         authority: Vec::new(),
+                        verbatim,
                     });
                 }
                 // A DNAME wins over the CNAME the server synthesized from it: we build our own.
@@ -243,10 +260,11 @@ impl Recursor {
                             rcode: Rcode::YXDOMAIN,
                             answer: chain,
                             authority: Vec::new(),
+                            verbatim: None,
                         });
                     };
                     let substituted = lower(&substituted);
-                    if seen.contains(&substituted) {
+                    if substituted == first || seen.contains(&substituted) {
                         return Err(ResolveError::LimitExceeded("CNAME loop"));
                     }
                     chain.push(synthesized_cname(
@@ -278,7 +296,7 @@ impl Recursor {
                     if links > max_links {
                         return Err(ResolveError::LimitExceeded("CNAME chain length"));
                     }
-                    if seen.contains(&target) {
+                    if target == first || seen.contains(&target) {
                         return Err(ResolveError::LimitExceeded("CNAME loop"));
                     }
                     chain.push(cname.clone());
@@ -311,10 +329,12 @@ impl Recursor {
                 })
                 .cloned()
                 .collect();
+            let verbatim = (!moved && chain.is_empty()).then(|| response.wire.clone());
             return Ok(Outcome {
                 rcode: response.rcode,
                 answer: chain,
                 authority,
+                verbatim,
             });
         }
     }
@@ -396,7 +416,9 @@ impl Recursor {
         depth: u32,
         work: &mut Work,
     ) -> Result<Reply, ResolveError> {
-        let mut tried: Vec<SocketAddr> = Vec::new();
+        // The first server tried apart: the usual single attempt allocates nothing.
+        let mut first_tried: Option<SocketAddr> = None;
+        let mut more_tried: Vec<SocketAddr> = Vec::new();
         let mut looked_up: Vec<Name<Bytes>> = Vec::new();
         let mut rcode_failure = false;
         let mut sub_error: Option<ResolveError> = None;
@@ -405,9 +427,9 @@ impl Recursor {
             let candidates = self.server_addresses(delegation);
             let next = self
                 .infra
-                .order(&delegation.zone, &candidates)
+                .order(&delegation.zone, candidates)
                 .into_iter()
-                .find(|server| !tried.contains(server));
+                .find(|server| first_tried != Some(*server) && !more_tried.contains(server));
             let Some(server) = next else {
                 match self
                     .resolve_name_server(delegation, &mut looked_up, depth, work)
@@ -424,16 +446,25 @@ impl Recursor {
                     }
                 }
             };
+            if first_tried.is_none() {
+                first_tried = Some(server);
+            } else {
+                more_tried.push(server);
+            }
             attempts += 1;
-            tried.push(server);
-            work.count_query(self.config.limits.max_upstream_queries)?;
+            // One clock read for the budget check, this attempt's deadline and its RTT.
+            let started = Instant::now();
+            work.count_query(self.config.limits.max_upstream_queries, started)?;
             let options = QueryOptions {
                 recursion_desired: false,
                 checking_disabled: false,
                 edns_buffer_size: self.config.edns_buffer_size,
-                deadline: upstream::attempt_deadline(self.config.query_timeout, work.deadline),
+                deadline: upstream::attempt_deadline(
+                    self.config.query_timeout,
+                    work.deadline,
+                    started,
+                ),
             };
-            let started = Instant::now();
             match upstream::exchange(server, qname, qtype, &options).await {
                 Err(UpstreamError::Timeout) => {
                     tracing::debug!(%server, zone = %delegation.zone, "upstream timeout");
@@ -482,20 +513,17 @@ impl Recursor {
     fn server_addresses(&self, delegation: &Delegation) -> Vec<SocketAddr> {
         let now = self.clock.unix_seconds();
         let mut servers = Vec::new();
-        for name in &delegation.name_servers {
+        for name in delegation.name_servers.iter() {
             for rtype in self.address_types() {
-                for address in self
-                    .delegations
-                    .addresses(name, rtype, now)
-                    .unwrap_or_default()
-                {
-                    if self.address_allowed(address) {
-                        let server = SocketAddr::new(address, self.config.upstream_port);
-                        if !servers.contains(&server) {
-                            servers.push(server);
+                self.delegations
+                    .for_each_address(name, rtype, now, |address| {
+                        if self.address_allowed(address) {
+                            let server = SocketAddr::new(address, self.config.upstream_port);
+                            if !servers.contains(&server) {
+                                servers.push(server);
+                            }
                         }
-                    }
-                }
+                    });
             }
         }
         servers
@@ -596,7 +624,7 @@ impl Recursor {
         let now = self.clock.unix_seconds();
         self.delegations
             .insert_delegation(child, ttl.min(self.max_ttl), now);
-        for name in &child.name_servers {
+        for name in child.name_servers.iter() {
             for rtype in [Rtype::A, Rtype::AAAA] {
                 let records: Vec<&Rr> = glue
                     .iter()
@@ -672,7 +700,7 @@ impl Recursor {
                 return Classified::Referral {
                     delegation: Delegation {
                         zone: child,
-                        name_servers,
+                        name_servers: name_servers.into(),
                     },
                     ttl,
                     glue,

@@ -2,13 +2,17 @@
 //! recent failures. The engines live in [`crate::recursor`] and [`crate::forwarder`].
 
 use std::collections::HashMap;
+use std::future::Future;
 use std::net::{IpAddr, SocketAddr};
+use std::pin::Pin;
 use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::Bytes;
 use domain::base::{iana::Class, Name, Rtype};
-use tokio::sync::watch;
+use quick_cache::DefaultHashBuilder;
+use tokio::sync::oneshot;
 use tokio::time::Instant;
 
 use crate::answer;
@@ -156,7 +160,7 @@ pub struct Resolver {
     inner: Arc<Inner>,
 }
 
-type Shared = Option<Result<Arc<CachedAnswer>, ResolveError>>;
+type Shared = Result<Arc<CachedAnswer>, ResolveError>;
 
 /// Bound on remembered failures (RFC 9520); past it the map is pruned.
 const MAX_REMEMBERED_FAILURES: usize = 100_000;
@@ -167,10 +171,11 @@ struct Inner {
     cache: Arc<AnswerCache>,
     clock: SharedClock,
     engine: Engine,
-    /// Resolutions under way, by question; later askers wait for the first one's result.
-    in_flight: Mutex<HashMap<CacheKey, watch::Receiver<Shared>>>,
+    /// Resolutions under way, by question, with the later askers waiting for the result.
+    /// Same keys and the same hasher as the answer cache.
+    in_flight: Mutex<HashMap<CacheKey, Vec<oneshot::Sender<Shared>>, DefaultHashBuilder>>,
     /// Recent failures (RFC 9520 §3.2): the error and the Unix time it is forgotten.
-    failures: Mutex<HashMap<CacheKey, (ResolveError, u64)>>,
+    failures: Mutex<HashMap<CacheKey, (ResolveError, u64), DefaultHashBuilder>>,
 }
 
 #[derive(Debug)]
@@ -220,8 +225,8 @@ impl Resolver {
                 cache,
                 clock,
                 engine,
-                in_flight: Mutex::new(HashMap::new()),
-                failures: Mutex::new(HashMap::new()),
+                in_flight: Mutex::new(HashMap::default()),
+                failures: Mutex::new(HashMap::default()),
             }),
         })
     }
@@ -242,6 +247,11 @@ impl Resolver {
     /// A fresh cache entry (one stored since the caller looked) is returned as is, and a
     /// failure seen for the same question within `CacheConfig::servfail_ttl` seconds is
     /// returned again without asking upstream (RFC 9520).
+    ///
+    /// The first asker runs the resolution inside its own future (no task, no channel when
+    /// nobody else asks); later askers of the same question wait for its result. If the
+    /// first asker gives up (its future is dropped), the resolution is moved to a task of its
+    /// own and finishes there, so the others still get the answer and the cache is filled.
     pub async fn resolve(&self, question: &Question) -> Result<Arc<CachedAnswer>, ResolveError> {
         let name = lower(&question.name);
         let key_ref = CacheKeyRef {
@@ -250,77 +260,172 @@ impl Resolver {
             qclass: question.qclass.to_int(),
             dnssec_ok: question.dnssec_ok,
         };
-        let now = self.inner.clock.unix_seconds();
-        if let Some((entry, Freshness::Fresh)) = self.inner.cache.get(&key_ref, now) {
-            return Ok(entry);
-        }
-        let key = key_ref.to_owned_key();
-        if let Some(error) = self.inner.recent_failure(&key, now) {
-            tracing::debug!(qname = %question.name, qtype = %question.qtype, %error, "recent failure remembered");
-            return Err(error);
-        }
-        let mut receiver = {
-            let mut in_flight = lock(&self.inner.in_flight);
-            match in_flight.get(&key) {
-                Some(receiver) => receiver.clone(),
+        loop {
+            let now = self.inner.clock.unix_seconds();
+            if let Some((entry, Freshness::Fresh)) = self.inner.cache.get(&key_ref, now) {
+                return Ok(entry);
+            }
+            let key = key_ref.to_owned_key();
+            if let Some(error) = self.inner.recent_failure(&key, now) {
+                tracing::debug!(qname = %question.name, qtype = %question.qtype, %error, "recent failure remembered");
+                return Err(error);
+            }
+            let waiting = {
+                let mut in_flight = lock(&self.inner.in_flight);
+                match in_flight.get_mut(&key) {
+                    Some(waiters) => {
+                        let (sender, receiver) = oneshot::channel();
+                        waiters.push(sender);
+                        Some(receiver)
+                    }
+                    None => {
+                        in_flight.insert(key.clone(), Vec::new());
+                        None
+                    }
+                }
+            };
+            match waiting {
+                Some(receiver) => match receiver.await {
+                    Ok(result) => return result,
+                    // The resolution ended without a result (it panicked, or its task was
+                    // cancelled at shutdown): look again, and take over if still needed.
+                    Err(_) => continue,
+                },
                 None => {
-                    let (sender, receiver) = watch::channel(None);
-                    in_flight.insert(key.clone(), receiver.clone());
-                    // The resolution runs in its own task so that a client giving up does not
-                    // cancel it for the others waiting on it.
-                    let inner = self.inner.clone();
-                    let question = question.clone();
-                    tokio::spawn(async move {
-                        let guard = InFlightGuard {
-                            inner: inner.clone(),
-                            key,
-                        };
-                        let result = inner.run(&question).await;
-                        drop(guard);
-                        let _ = sender.send(Some(result));
-                    });
-                    receiver
+                    let lead = Lead {
+                        inner: self.inner.clone(),
+                        question: Question {
+                            name,
+                            ..question.clone()
+                        },
+                        key,
+                    };
+                    return DetachOnDrop::new(lead.run()).await;
                 }
             }
+        }
+    }
+}
+
+/// The resolution of one question by its first asker: runs it, then hands the result to the
+/// askers that came later.
+struct Lead {
+    inner: Arc<Inner>,
+    /// The question, name lower-cased.
+    question: Question,
+    key: CacheKey,
+}
+
+impl Lead {
+    async fn run(self) -> Result<Arc<CachedAnswer>, ResolveError> {
+        // Removes the in-flight entry however this ends; if it ends without a result, the
+        // waiters' senders are dropped with it and they look again.
+        let guard = InFlightGuard {
+            inner: &self.inner,
+            key: &self.key,
         };
-        let result = receiver
-            .wait_for(Option::is_some)
-            .await
-            .map_err(|_| ResolveError::Internal("resolution task ended without a result".into()))?
-            .clone();
-        result.unwrap_or_else(|| {
-            Err(ResolveError::Internal(
+        let result = self.inner.run(&self.question, &self.key).await;
+        let waiters = guard.finish();
+        for waiter in waiters {
+            let _ = waiter.send(result.clone());
+        }
+        result
+    }
+}
+
+/// A resolution polled in place; if dropped before it completes, the rest of it runs in a
+/// task of its own (when a runtime is there to take it). A panic inside it is caught and
+/// becomes an internal error for this asker (as when the resolution ran in a task of its
+/// own), and the in-flight entry is removed so that the others look again.
+struct DetachOnDrop<F>
+where
+    F: Future<Output = Shared> + Send + 'static,
+{
+    future: Option<Pin<Box<F>>>,
+}
+
+impl<F> DetachOnDrop<F>
+where
+    F: Future<Output = Shared> + Send + 'static,
+{
+    fn new(future: F) -> Self {
+        Self {
+            future: Some(Box::pin(future)),
+        }
+    }
+}
+
+impl<F> Future for DetachOnDrop<F>
+where
+    F: Future<Output = Shared> + Send + 'static,
+{
+    type Output = Shared;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Shared> {
+        let Some(future) = self.future.as_mut() else {
+            return Poll::Pending;
+        };
+        let polled =
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| future.as_mut().poll(cx)));
+        let output = match polled {
+            Ok(Poll::Pending) => return Poll::Pending,
+            Ok(Poll::Ready(output)) => output,
+            Err(_) => Err(ResolveError::Internal(
                 "resolution task ended without a result".into(),
-            ))
-        })
+            )),
+        };
+        // Done (or broken): nothing is left to detach.
+        self.future = None;
+        Poll::Ready(output)
+    }
+}
+
+impl<F> Drop for DetachOnDrop<F>
+where
+    F: Future<Output = Shared> + Send + 'static,
+{
+    fn drop(&mut self) {
+        if let Some(future) = self.future.take() {
+            if let Ok(handle) = tokio::runtime::Handle::try_current() {
+                drop(handle.spawn(future));
+            }
+        }
     }
 }
 
 impl Inner {
-    async fn run(&self, question: &Question) -> Result<Arc<CachedAnswer>, ResolveError> {
+    /// Resolves `question` (name lower-cased) and stores the answer under `key`.
+    async fn run(
+        &self,
+        question: &Question,
+        key: &CacheKey,
+    ) -> Result<Arc<CachedAnswer>, ResolveError> {
         if question.qclass != Class::IN {
             return Err(ResolveError::Internal(format!(
                 "class {} is not resolved",
                 question.qclass
             )));
         }
-        let deadline = Instant::now() + self.config.resolution_deadline;
-        let mut work = Work::new(deadline);
-        let name = lower(&question.name);
         let started = Instant::now();
+        // The one deadline: every upstream exchange waits at most until it (see
+        // `upstream::attempt_deadline`) and nothing else waits, so no timer of its own is
+        // needed around the whole resolution.
+        let deadline = started + self.config.resolution_deadline;
+        let mut work = Work::new(deadline);
+        let name = &question.name;
         let outcome = match &self.engine {
             Engine::Recursive(recursor) => {
-                tokio::time::timeout_at(
-                    deadline,
-                    recursor.resolve(name.clone(), question.qtype, 0, &mut work),
-                )
-                .await
+                recursor
+                    .resolve(name.clone(), question.qtype, 0, &mut work)
+                    .await
             }
-            Engine::Forward(forwarder) => {
-                tokio::time::timeout_at(deadline, forwarder.forward(question, &mut work)).await
-            }
-        }
-        .unwrap_or(Err(ResolveError::Timeout));
+            // Boxed so that the recursive mode's state does not carry the forwarder's.
+            Engine::Forward(forwarder) => Box::pin(forwarder.forward(question, &mut work)).await,
+        };
+        let outcome = match outcome {
+            Err(_) if Instant::now() >= deadline => Err(ResolveError::Timeout),
+            other => other,
+        };
         tracing::debug!(
             qname = %name,
             qtype = %question.qtype,
@@ -330,21 +435,14 @@ impl Inner {
             "resolution finished"
         );
         let now = self.clock.unix_seconds();
-        let key = CacheKeyRef {
-            name: name.as_slice(),
-            qtype: question.qtype.to_int(),
-            qclass: question.qclass.to_int(),
-            dnssec_ok: question.dnssec_ok,
-        }
-        .to_owned_key();
         match outcome {
             Ok(outcome) => {
                 let entry = Arc::new(answer::build(question, &outcome, now, self.cache.config())?);
-                self.cache.insert(key, entry.clone());
+                self.cache.insert(key.clone(), entry.clone());
                 Ok(entry)
             }
             Err(error) => {
-                self.remember_failure(key, &error, now);
+                self.remember_failure(key.clone(), &error, now);
                 Err(error)
             }
         }
@@ -377,16 +475,27 @@ impl Inner {
     }
 }
 
-/// Removes a question from the in-flight map when its resolution ends (even by panic), so a
-/// later asker starts afresh.
-struct InFlightGuard {
-    inner: Arc<Inner>,
-    key: CacheKey,
+/// Removes a question from the in-flight map when its resolution ends (even by panic or
+/// cancellation), so a later asker starts afresh.
+struct InFlightGuard<'a> {
+    inner: &'a Inner,
+    key: &'a CacheKey,
 }
 
-impl Drop for InFlightGuard {
+impl InFlightGuard<'_> {
+    /// Removes the entry and returns the askers waiting for the result.
+    fn finish(self) -> Vec<oneshot::Sender<Shared>> {
+        let waiters = lock(&self.inner.in_flight)
+            .remove(self.key)
+            .unwrap_or_default();
+        std::mem::forget(self);
+        waiters
+    }
+}
+
+impl Drop for InFlightGuard<'_> {
     fn drop(&mut self) {
-        lock(&self.inner.in_flight).remove(&self.key);
+        lock(&self.inner.in_flight).remove(self.key);
     }
 }
 

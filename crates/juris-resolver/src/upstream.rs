@@ -1,6 +1,11 @@
 //! Upstream transport: one query to one server over UDP (fresh socket, random source port and
 //! ID), with a retry over TCP when the answer is truncated.
 //!
+//! The UDP socket is created for the query and closed after it; it is `connect`ed to the
+//! server, which binds it to a kernel-chosen random ephemeral port and makes the kernel drop
+//! datagrams from any other address (an ICMP port unreachable from the server ends the
+//! exchange at once as a socket error instead of waiting for the timeout).
+//!
 //! Responses are accepted only if they come from the address the query went to, carry the
 //! query's ID and QR=1, and repeat the question (name compared case-insensitively, type,
 //! class). Anything else arriving on the socket is ignored (it may be a spoofing attempt) and
@@ -12,14 +17,15 @@
 //! - TCP connections are not reused or pipelined: one connection per truncated answer.
 
 use std::io;
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::net::SocketAddr;
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use domain::base::iana::{Class, Opcode, Rcode};
-use domain::base::name::FlattenInto;
-use domain::base::{Message, MessageBuilder, Name, ParsedName, Rtype, ToName};
+use domain::base::name::{FlattenInto, ToLabelIter};
+use domain::base::{Message, Name, ParsedName, Rtype, ToName};
 use domain::rdata::AllRecordData;
+use socket2::{Domain, Protocol, Socket, Type};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpStream, UdpSocket};
 use tokio::time::{timeout_at, Instant};
@@ -76,10 +82,13 @@ pub(crate) struct Response {
     pub answer: Vec<Rr>,
     /// Authority section (class IN only).
     pub authority: Vec<Rr>,
-    /// Additional section (class IN only, OPT removed).
+    /// Additional section (class IN only, OPT removed); parsed only for NOERROR responses
+    /// without answer records (the only ones whose glue is used), empty otherwise.
     pub additional: Vec<Rr>,
     /// Whether the answer came over TCP.
     pub over_tcp: bool,
+    /// The message as received (shared, not copied).
+    pub wire: Bytes,
 }
 
 /// Sends one query and waits for the matching response, retrying over TCP on TC=1.
@@ -92,7 +101,8 @@ pub(crate) async fn exchange(
     let id: u16 = rand::random();
     let query = build_query(id, qname, qtype, options)?;
     tracing::debug!(%server, qname = %qname, %qtype, id, "upstream query (udp)");
-    let started = Instant::now();
+    // The clock is read for the trace below only when it is enabled.
+    let started = tracing::enabled!(tracing::Level::TRACE).then(Instant::now);
     let response = timeout_at(
         options.deadline,
         udp_exchange(server, &query, id, qname, qtype, options.edns_buffer_size),
@@ -103,10 +113,11 @@ pub(crate) async fn exchange(
         Some(response) => response,
         None => {
             tracing::debug!(%server, qname = %qname, %qtype, "truncated, retrying over tcp");
-            timeout_at(
+            // Boxed: the rare TCP path should not make every exchange's state larger.
+            Box::pin(timeout_at(
                 options.deadline,
                 tcp_exchange(server, &query, id, qname, qtype),
-            )
+            ))
             .await
             .map_err(|_| UpstreamError::Timeout)??
         }
@@ -118,47 +129,75 @@ pub(crate) async fn exchange(
         authority = response.authority.len(),
         additional = response.additional.len(),
         tcp = response.over_tcp,
-        elapsed_ms = started.elapsed().as_millis() as u64,
+        elapsed_ms = started.map_or(0, |started| started.elapsed().as_millis() as u64),
         "upstream response"
     );
     Ok(response)
 }
 
+/// The query message: header, the question, and an OPT record (EDNS(0), our payload size,
+/// DO=1 so RRSIG, NSEC and NSEC3 come along for later validation). Written directly into a
+/// buffer of the exact size: one allocation, no builder.
 fn build_query(
     id: u16,
     qname: &Name<Bytes>,
     qtype: Rtype,
     options: &QueryOptions,
 ) -> Result<Vec<u8>, UpstreamError> {
-    let mut builder = MessageBuilder::new_vec();
-    {
-        let header = builder.header_mut();
-        header.set_id(id);
-        header.set_opcode(Opcode::QUERY);
-        header.set_rd(options.recursion_desired);
-        header.set_cd(options.checking_disabled);
+    let name = qname.as_slice();
+    if name.len() > 255 {
+        return Err(UpstreamError::Build);
     }
-    let mut question = builder.question();
-    question
-        .push((qname, qtype, Class::IN))
-        .map_err(|_| UpstreamError::Build)?;
-    let mut additional = question.additional();
-    additional
-        .opt(|opt| {
-            opt.set_udp_payload_size(options.edns_buffer_size);
-            // DO=1 so RRSIG, NSEC and NSEC3 come along for later validation.
-            opt.set_dnssec_ok(true);
-            Ok(())
-        })
-        .map_err(|_| UpstreamError::Build)?;
-    Ok(additional.finish())
+    let mut flags = u16::from(Opcode::QUERY.to_int()) << 11;
+    if options.recursion_desired {
+        flags |= 0x0100;
+    }
+    if options.checking_disabled {
+        flags |= 0x0010;
+    }
+    let mut query = Vec::with_capacity(12 + name.len() + 4 + 11);
+    query.extend_from_slice(&id.to_be_bytes());
+    query.extend_from_slice(&flags.to_be_bytes());
+    // QDCOUNT 1, ANCOUNT 0, NSCOUNT 0, ARCOUNT 1 (the OPT record).
+    query.extend_from_slice(&[0, 1, 0, 0, 0, 0, 0, 1]);
+    query.extend_from_slice(name);
+    query.extend_from_slice(&qtype.to_int().to_be_bytes());
+    query.extend_from_slice(&Class::IN.to_int().to_be_bytes());
+    // OPT: root owner, TYPE 41, CLASS = payload size, TTL = extended RCODE 0, version 0,
+    // DO=1, no options.
+    query.push(0);
+    query.extend_from_slice(&Rtype::OPT.to_int().to_be_bytes());
+    query.extend_from_slice(&options.edns_buffer_size.to_be_bytes());
+    query.extend_from_slice(&[0, 0, 0x80, 0, 0, 0]);
+    Ok(query)
 }
 
-fn local_any(server: SocketAddr) -> SocketAddr {
-    match server.ip() {
-        IpAddr::V4(_) => SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), 0),
-        IpAddr::V6(_) => SocketAddr::new(IpAddr::V6(Ipv6Addr::UNSPECIFIED), 0),
-    }
+/// A fresh, non-blocking UDP socket connected to `server`, with `query` already sent.
+///
+/// `connect` binds a kernel-chosen random ephemeral port (no separate `bind`), makes the
+/// kernel drop datagrams from any other address and lets `send`/`recv` skip the per-call
+/// address and route work. The query is sent before the socket is handed to tokio, so the
+/// send does not wait for the reactor to report the new socket writable (a scheduler round
+/// trip per query); the answer cannot be missed, since registering reports the readiness
+/// the socket already has.
+fn udp_socket_sent(server: SocketAddr, query: &[u8]) -> io::Result<(UdpSocket, bool)> {
+    let domain = match server {
+        SocketAddr::V4(_) => Domain::IPV4,
+        SocketAddr::V6(_) => Domain::IPV6,
+    };
+    let socket = Socket::new_raw(
+        domain,
+        Type::DGRAM.nonblocking().cloexec(),
+        Some(Protocol::UDP),
+    )?;
+    socket.connect(&server.into())?;
+    let sent = match socket.send(query) {
+        Ok(_) => true,
+        Err(e) if e.kind() == io::ErrorKind::WouldBlock => false,
+        Err(e) => return Err(e),
+    };
+    let socket = UdpSocket::from_std(std::net::UdpSocket::from(socket))?;
+    Ok((socket, sent))
 }
 
 /// The largest UDP answer accepted for a query advertising `edns_buffer_size` (at least 512,
@@ -178,8 +217,10 @@ async fn udp_exchange(
     edns_buffer_size: u16,
 ) -> Result<Option<Response>, UpstreamError> {
     // A fresh socket per query: the kernel picks a random ephemeral source port.
-    let socket = UdpSocket::bind(local_any(server)).await?;
-    socket.send_to(query, server).await?;
+    let (socket, sent) = udp_socket_sent(server, query)?;
+    if !sent {
+        socket.send(query).await?;
+    }
     let limit = udp_receive_limit(edns_buffer_size);
     loop {
         // Uninitialised capacity, filled by the kernel and handed on without a copy: no
@@ -259,7 +300,7 @@ fn check_and_parse_limited(
     let counts = message.header_counts();
     if counts.qdcount() == 0 && rcode != Rcode::NOERROR && rcode != Rcode::NXDOMAIN {
         // FORMERR/NOTIMP/REFUSED answers may omit the question (RFC 1035 leaves it open).
-        return Ok(Some(empty_response(rcode, over_tcp)));
+        return Ok(Some(empty_response(rcode, over_tcp, message.into_octets())));
     }
     if counts.qdcount() != 1 {
         return Err(UpstreamError::Mismatch);
@@ -276,24 +317,45 @@ fn check_and_parse_limited(
     if (header.tc() || oversize) && !over_tcp {
         return Ok(None);
     }
-    let mut response = empty_response(rcode, over_tcp);
+    let mut response = empty_response(rcode, over_tcp, message.as_octets().clone());
     response.authoritative = header.aa();
     let mut section = message
         .answer()
         .map_err(|_| UpstreamError::Malformed("answer section"))?;
-    parse_section(&mut section, &mut response.answer)?;
-    let mut section = message
-        .authority()
-        .map_err(|_| UpstreamError::Malformed("authority section"))?;
-    parse_section(&mut section, &mut response.authority)?;
-    let mut section = message
-        .additional()
-        .map_err(|_| UpstreamError::Malformed("additional section"))?;
-    parse_section(&mut section, &mut response.additional)?;
+    response.answer = Vec::with_capacity(usize::from(counts.ancount()));
+    parse_section(&mut section, qname, &mut response.answer)?;
+    // An answer holding records of the asked type at the asked name is all the engines use
+    // of such a response (the name is in the bailiwick of every server asked about it): its
+    // authority section (usually the zone's NS records) is left unparsed.
+    if response
+        .answer
+        .iter()
+        .any(|r| r.rtype() == qtype && r.owner().name_eq(qname))
+    {
+        return Ok(Some(response));
+    }
+    let mut section = section
+        .next_section()
+        .ok()
+        .flatten()
+        .ok_or(UpstreamError::Malformed("authority section"))?;
+    response.authority = Vec::with_capacity(usize::from(counts.nscount()));
+    parse_section(&mut section, qname, &mut response.authority)?;
+    // The additional section is only ever used for the glue of a referral (NOERROR, no
+    // answer records): other responses leave it unparsed.
+    if rcode == Rcode::NOERROR && counts.ancount() == 0 {
+        let mut section = section
+            .next_section()
+            .ok()
+            .flatten()
+            .ok_or(UpstreamError::Malformed("additional section"))?;
+        response.additional = Vec::with_capacity(usize::from(counts.arcount()));
+        parse_section(&mut section, qname, &mut response.additional)?;
+    }
     Ok(Some(response))
 }
 
-fn empty_response(rcode: Rcode, over_tcp: bool) -> Response {
+fn empty_response(rcode: Rcode, over_tcp: bool, wire: Bytes) -> Response {
     Response {
         rcode,
         authoritative: false,
@@ -301,11 +363,16 @@ fn empty_response(rcode: Rcode, over_tcp: bool) -> Response {
         authority: Vec::new(),
         additional: Vec::new(),
         over_tcp,
+        wire,
     }
 }
 
+/// Parses the records of one section (class IN, no OPT) into `out`. An owner name spelt
+/// exactly like `qname` (usually a compression pointer to the question) shares `qname`'s
+/// octets instead of being copied out of the message.
 fn parse_section(
     section: &mut domain::base::message::RecordSection<'_, Bytes>,
+    qname: &Name<Bytes>,
     out: &mut Vec<Rr>,
 ) -> Result<(), UpstreamError> {
     for record in section {
@@ -316,14 +383,35 @@ fn parse_section(
         let record = record
             .to_any_record::<AllRecordData<Bytes, ParsedName<Bytes>>>()
             .map_err(|_| UpstreamError::Malformed("record data"))?;
-        out.push(record.flatten_into());
+        let (class, ttl) = (record.class(), record.ttl());
+        let (owner, data) = record.into_owner_and_data();
+        let owner = if spelt_like(&owner, qname) {
+            qname.clone()
+        } else {
+            owner.flatten_into()
+        };
+        out.push(Rr::new(owner, class, ttl, data.flatten_into()));
     }
     Ok(())
 }
 
-/// How long to wait for one server: the query timeout, but never past the deadline.
-pub(crate) fn attempt_deadline(query_timeout: Duration, overall: Instant) -> Instant {
-    (Instant::now() + query_timeout).min(overall)
+/// Whether `name` has exactly the octets of `qname` (same labels, same case).
+fn spelt_like(name: &ParsedName<Bytes>, qname: &Name<Bytes>) -> bool {
+    let mut theirs = name.iter_labels();
+    let mut ours = qname.iter_labels();
+    loop {
+        match (theirs.next(), ours.next()) {
+            (None, None) => return true,
+            (Some(a), Some(b)) if a.as_slice() == b.as_slice() => {}
+            _ => return false,
+        }
+    }
+}
+
+/// How long to wait for one server asked at `now`: the query timeout, but never past the
+/// deadline.
+pub(crate) fn attempt_deadline(query_timeout: Duration, overall: Instant, now: Instant) -> Instant {
+    (now + query_timeout).min(overall)
 }
 
 #[cfg(test)]

@@ -6,6 +6,7 @@
 
 mod support;
 
+use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -855,4 +856,38 @@ async fn lame_server_is_marked_and_skipped() {
     }
     // Tried (almost surely, picks are random among unknown servers), then never again.
     assert_eq!(lame.count(), 1, "lame server asked {} times", lame.count());
+}
+
+#[tokio::test]
+async fn a_resolution_goes_on_when_its_first_asker_gives_up() {
+    let port = 47_341;
+    let h = hierarchy(port, &[]).await;
+    let (resolver, _) = resolver(config(port));
+    let q = question("www.example.test.", Rtype::A);
+    // The first asker starts the resolution (it runs inside its future): polled once, it
+    // waits for the root's answer; then it gives up.
+    let mut first = Box::pin(resolver.resolve(&q));
+    let polled = std::future::poll_fn(|cx| std::task::Poll::Ready(first.as_mut().poll(cx))).await;
+    assert!(polled.is_pending(), "the resolution needs the network");
+    drop(first);
+    // A second asker joins the resolution still under way (or finds its answer cached).
+    let entry = resolver.resolve(&q).await.unwrap();
+    assert_eq!(
+        answer_lines(&entry).1,
+        vec!["www.example.test. A 192.0.2.80"]
+    );
+    assert_eq!(
+        h.sld.count_for("www.example.test."),
+        1,
+        "asked upstream once"
+    );
+    // Not started again: the root was asked once, by the first asker's resolution.
+    assert_eq!(h.root.count(), 1);
+    let key = CacheKeyRef {
+        name: b"\x03www\x07example\x04test\x00",
+        qtype: Rtype::A.to_int(),
+        qclass: Class::IN.to_int(),
+        dnssec_ok: false,
+    };
+    assert!(resolver.cache().get(&key, NOW).is_some(), "and cached");
 }
