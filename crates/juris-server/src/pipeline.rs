@@ -496,14 +496,41 @@ impl Pipeline {
         now: u64,
         stale: Option<(u32, ExtendedError<'_>)>,
     ) -> Outcome {
-        // HOOK: policy on the answer's CNAME targets and addresses (juris-policy).
-        if let Some((block, trigger)) = hooks::check_answer(
+        let block = self.answer_block(answer, policy, now);
+        self.respond_judged(out, reply, client_name, answer, policy, now, stale, block)
+    }
+
+    /// HOOK: policy on the answer's CNAME targets and addresses (juris-policy).
+    #[inline]
+    fn answer_block(
+        &self,
+        answer: &CachedAnswer,
+        policy: &PolicyContext<'_>,
+        now: u64,
+    ) -> Option<(Box<Block>, Trigger)> {
+        hooks::check_answer(
             &self.engine,
             policy.policy,
             answer,
             policy.jurisdiction,
             timestamp(now),
-        ) {
+        )
+    }
+
+    /// The response for an answer whose policy verdict is `block`.
+    #[allow(clippy::too_many_arguments)] // reason: as respond_with_answer, plus the verdict.
+    fn respond_judged(
+        &self,
+        out: &mut [u8],
+        reply: &ReplyTo<'_>,
+        client_name: &[u8],
+        answer: &CachedAnswer,
+        policy: &PolicyContext<'_>,
+        now: u64,
+        stale: Option<(u32, ExtendedError<'_>)>,
+        block: Option<(Box<Block>, Trigger)>,
+    ) -> Outcome {
+        if let Some((block, trigger)) = block {
             return self.respond_block(out, reply, policy, &block, trigger);
         }
         let (stale_ttl, ede) = match &stale {
@@ -572,9 +599,6 @@ impl Pipeline {
             .as_ref()
             .map(|(_, ede)| opt_len(Some(ede)))
             .unwrap_or(11);
-        // At least 4 KiB: room for a blocked answer with its EDE text instead.
-        let size = (answer.len() + extra).min(reply.limit).max(4096);
-        let mut out = vec![0u8; reserve + size];
         let policy = self.engine.policy.load();
         let policy_context = PolicyContext {
             policy: &policy,
@@ -582,7 +606,15 @@ impl Pipeline {
             query_name: pending.name.as_slice(),
             structured_errors: pending.structured_errors,
         };
-        let outcome = self.respond_with_answer(
+        let block = self.answer_block(&answer, &policy_context, now);
+        // What the response needs (a truncated one needs less), at least room for an error
+        // with its EDE text; a blocked answer (SOA, EDE text, maybe JSON) gets 4 KiB.
+        let size = match block {
+            Some(_) => 4096,
+            None => (answer.len() + extra).min(reply.limit).max(1024),
+        };
+        let mut out = vec![0u8; reserve + size];
+        let outcome = self.respond_judged(
             &mut out[reserve..],
             &reply,
             pending.client_name(),
@@ -590,6 +622,7 @@ impl Pipeline {
             &policy_context,
             now,
             stale,
+            block,
         );
         match outcome {
             Outcome::Respond(len) => {

@@ -389,6 +389,25 @@ pub(crate) fn set_dont_fragment(socket: &Socket, ipv6: bool) -> io::Result<()> {
     }
 }
 
+/// Tells glibc's allocator to keep freed memory at the top of its heaps (trim threshold
+/// 32 MiB, growth padding 1 MiB) instead of giving it back after every burst: each UDP worker
+/// allocates per miss (pending query, task, response) from its own arena, and with the default
+/// 128 KiB threshold the arena shrinks and grows again all the time — an `mprotect` and fresh
+/// page faults each round (≈ 9k per 20k cold misses, 3.5% of W2 CPU). Memory freed in bulk
+/// is still returned explicitly after a policy load (`release_free_heap_memory`). Process-wide;
+/// a no-op elsewhere than glibc.
+pub fn tune_allocator() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    {
+        // SAFETY: mallopt takes plain integers and only changes the allocator's parameters
+        // under its own lock.
+        unsafe {
+            libc::mallopt(libc::M_TRIM_THRESHOLD, 32 << 20);
+            libc::mallopt(libc::M_TOP_PAD, 1 << 20);
+        }
+    }
+}
+
 /// Converts a kernel socket address into a std one; `None` for families other than IPv4/6.
 fn storage_to_addr(storage: &libc::sockaddr_storage, len: libc::socklen_t) -> Option<SocketAddr> {
     let len = len as usize;
