@@ -674,7 +674,9 @@ w4() {
   local names=1000000; ((QUICK)) && names=100000
   make_policy "$names"
   local live="$WORK/policy/live"
-  rm -rf "$live"; cp -r "$POLICY_DIR/orders-$names" "$live"; rm -f "$live/.done"
+  # -p: the order files keep their (old) modification times, as files in service do; files
+  # changed in the last 2 s are re-read and hashed on every load (docs/orders.md, "racy" files).
+  rm -rf "$live"; cp -rp "$POLICY_DIR/orders-$names" "$live"; rm -f "$live/.done"
   # Start with the live copy (so we can change it).
   local t0 t1 i r
   t0=$(date +%s%N)

@@ -440,6 +440,22 @@ fn storage_to_addr(storage: &libc::sockaddr_storage, len: libc::socklen_t) -> Op
     }
 }
 
+/// Gives the heap's free pages back to the kernel (glibc `malloc_trim(0)`): after the order
+/// loader parsed millions of names, glibc keeps the freed memory (≈ 150 MB at 1M names) in its
+/// arenas, counted in RSS. Returns whether memory was released; a no-op elsewhere than glibc.
+pub fn release_free_heap_memory() -> bool {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    {
+        // SAFETY: malloc_trim takes no pointer and only rearranges the allocator's own free
+        // lists under its locks; it is safe to call at any time from any thread.
+        unsafe { libc::malloc_trim(0) != 0 }
+    }
+    #[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+    {
+        false
+    }
+}
+
 /// Waits until one of `fds` is readable or `timeout_ms` passes (tests; the workers wait
 /// through their tokio runtime).
 #[cfg(test)]

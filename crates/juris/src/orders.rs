@@ -14,7 +14,10 @@
 //!                                            └─ overlay too big ─► compact() on a background
 //!                                               thread, published only if no newer generation
 //!                                               went out meanwhile
-//!   ▲ watch: poll mtimes/sizes/inodes every 200 ms, SIGHUP, or the store's change notification
+//!   ▲ watch ([`spawn_watcher`], one thread at SCHED_IDLE that runs every load): inotify
+//!     events on the directory (10 ms settle; up to 300 ms while a file is open for
+//!     writing), a poll of mtimes/sizes/inodes every 200 ms as a fallback, SIGHUP, and the
+//!     store's change notification (both handed to that thread)
 //!
 //!   an invalid source ─► ERROR log naming the file (or store order) and the field; that
 //!                        source's last good version stays in force, the other changes apply
@@ -23,17 +26,20 @@
 //! Memory: the loader keeps, per source, a content hash and the last good order; orders with
 //! more than [`RETAIN_TARGETS`] targets keep only a digest of their target set, so the loader
 //! does not hold a second copy of millions of names (`docs/design/0006-incremental-policy-updates.md`).
+//! Replaced policies are dropped on the watcher thread once no query holds them, and the heap's
+//! free pages are then given back (`malloc_trim`): the transient of a load is not kept in RSS.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fmt;
 use std::fs;
 use std::hash::{Hash, Hasher};
 use std::io;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, PoisonError};
-use std::thread::JoinHandle;
-use std::time::Instant;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{mpsc, Arc, Mutex, PoisonError};
+use std::thread::{JoinHandle, ThreadId};
+use std::time::{Duration, Instant};
 
 use juris_policy::{
     CompileError, CompileOptions, CompiledPolicy, Order, OrderInfo, OrderUpdate, PolicyChange,
@@ -314,8 +320,53 @@ impl Known {
 /// publish under this lock, so a compaction never replaces a newer generation.
 #[derive(Debug)]
 struct Published {
+    /// The very `Arc` the [`PolicyHandle`] holds (not a copy of the policy in another `Arc`),
+    /// so that its strong count says whether a reader still holds it.
     current: Arc<CompiledPolicy>,
+    /// Policies replaced since: each is kept here until no query, compaction or status reader
+    /// holds it any more, and then dropped by the loader's thread ([`reap`]). Freeing a large
+    /// overlay or index takes milliseconds: on a query worker (the last reader of a policy
+    /// drops it) that would be a latency spike.
+    retired: Vec<Arc<CompiledPolicy>>,
 }
+
+impl Published {
+    /// Puts `policy` in force (caller holds the lock) and returns the handle's `Arc` of it.
+    fn publish(
+        &mut self,
+        handle: &PolicyHandle,
+        policy: CompiledPolicy,
+        changed_at: u64,
+    ) -> Arc<CompiledPolicy> {
+        handle.publish(policy, changed_at);
+        // Only the loader and its compaction publish, both under this lock: this is ours.
+        let current = handle.current();
+        let old = std::mem::replace(&mut self.current, Arc::clone(&current));
+        self.retired.push(old);
+        current
+    }
+}
+
+/// Drops the retired policies nobody else holds any more, on the calling (loader) thread, and
+/// returns how many. Once only the retired list holds one, nothing can get it again: the
+/// handle no longer has it.
+fn reap(published: &Mutex<Published>) -> usize {
+    let free: Vec<Arc<CompiledPolicy>> = {
+        let mut shared = published.lock().unwrap_or_else(PoisonError::into_inner);
+        let (free, keep) = std::mem::take(&mut shared.retired)
+            .into_iter()
+            .partition(|policy| Arc::strong_count(policy) == 1);
+        shared.retired = keep;
+        free
+    };
+    // Outside the lock: a compaction may want to publish meanwhile.
+    let count = free.len();
+    drop(free);
+    count
+}
+
+/// The loader's last error ([`OrderLoader::error_cell`]).
+pub type ErrorCell = Arc<Mutex<Option<String>>>;
 
 /// Keeps the published policy in step with the files and the control plane's store.
 #[derive(Debug)]
@@ -326,6 +377,9 @@ pub struct OrderLoader {
     generation: u64,
     seen: Fingerprint,
     last_error: Option<String>,
+    /// The same, readable without this loader's lock (held for a whole load, at the lowest
+    /// priority): the status writer and the admin API read it there.
+    error_cell: ErrorCell,
     /// The last good version of every source compiled into the policy in force.
     known: BTreeMap<SourceKey, Known>,
     published: Arc<Mutex<Published>>,
@@ -336,6 +390,11 @@ pub struct OrderLoader {
     compact_at: Option<usize>,
     /// Successful loads so far (the first one compiles from scratch).
     loads: u64,
+    /// The watcher thread, and where to hand it reload requests ([`OrderLoader::reload`]).
+    watcher: Option<(ThreadId, mpsc::Sender<Wake>)>,
+    /// Files read whole so far (by loads and by polls of recently modified files): each read
+    /// leaves its buffer's memory to be given back ([`spawn_watcher`]).
+    reads: u64,
 }
 
 /// What a load put in force.
@@ -365,6 +424,8 @@ struct Reading {
     fresh: BTreeMap<SourceKey, ValidatedOrder>,
     rejected: Vec<(SourceKey, OrdersError)>,
     validated: usize,
+    /// Files read whole.
+    read: u64,
 }
 
 impl Reading {
@@ -442,12 +503,18 @@ impl OrderLoader {
             handle,
             seen: Fingerprint::default(),
             last_error: None,
+            error_cell: Arc::default(),
             known: BTreeMap::new(),
-            published: Arc::new(Mutex::new(Published { current })),
+            published: Arc::new(Mutex::new(Published {
+                current,
+                retired: Vec::new(),
+            })),
             compaction: None,
             validations: 0,
             compact_at: None,
             loads: 0,
+            watcher: None,
+            reads: 0,
         }
     }
 
@@ -456,9 +523,17 @@ impl OrderLoader {
         self.path.as_deref()
     }
 
-    /// The last load error, while it lasts (cleared by the next load without one).
+    /// The last load error, while it lasts (cleared by the next load without one). Outside
+    /// tests, read through [`error_cell`](Self::error_cell).
+    #[cfg(test)]
     pub fn last_error(&self) -> Option<&str> {
         self.last_error.as_deref()
+    }
+
+    /// [`last_error`](Self::last_error), kept up to date in a cell of its own: reading it
+    /// never waits for a load.
+    pub fn error_cell(&self) -> ErrorCell {
+        Arc::clone(&self.error_cell)
     }
 
     /// Reads the sources, validates the changed ones and publishes the result: at startup
@@ -468,6 +543,7 @@ impl OrderLoader {
     /// nothing changes at all.
     pub fn load(&mut self, now: u64) -> Result<Loaded, OrdersError> {
         let started = Instant::now();
+        reap(&self.published);
         // The store's revision is read before its orders: a change after this point triggers
         // another load, so the revision reported applied is never newer than what was read.
         let revision = self.store.as_ref().map(|store| *store.subscribe().borrow());
@@ -482,6 +558,7 @@ impl OrderLoader {
         self.read_store(&mut reading)?;
         reading.reject_duplicate_ids(&self.known);
         self.validations += reading.validated as u64;
+        self.reads += reading.read;
 
         let current = Arc::clone(
             &self
@@ -490,7 +567,12 @@ impl OrderLoader {
                 .unwrap_or_else(PoisonError::into_inner)
                 .current,
         );
-        let (changes, changed_names) = self.changes(&mut reading);
+        // The first load compiles from scratch: no change list (it would copy every order).
+        let (changes, changed_names) = if self.loads == 0 {
+            (Vec::new(), 0)
+        } else {
+            self.changes(&mut reading)
+        };
         let total_names: usize = reading.next.values().map(|k| k.targets).sum();
         let complete = reading
             .next
@@ -530,27 +612,35 @@ impl OrderLoader {
         } else {
             Some(current.with_changes(&changes).map_err(compile_error)?)
         };
+        // The new orders (and their copies in the change list) are in the policy now.
+        let change_count = changes.len();
+        drop(changes);
         drop(reading.fresh);
+        drop(current);
 
         let published = policy.is_some();
         let (generation, orders) = match policy {
             Some(policy) => {
                 let generation = policy.generation();
                 let orders = policy.stats().orders;
-                let policy = Arc::new(policy);
-                {
-                    let mut shared = self
-                        .published
-                        .lock()
-                        .unwrap_or_else(PoisonError::into_inner);
-                    shared.current = Arc::clone(&policy);
-                    self.handle.publish(CompiledPolicy::clone(&policy), now);
-                }
+                let policy = self
+                    .published
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .publish(&self.handle, policy, now);
                 self.generation = generation;
                 self.maybe_compact(policy);
                 (generation, orders)
             }
-            None => (self.generation, current.stats().orders),
+            None => (
+                self.generation,
+                self.published
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .current
+                    .stats()
+                    .orders,
+            ),
         };
         self.known = reading.next;
         self.loads += 1;
@@ -569,10 +659,14 @@ impl OrderLoader {
                 .collect::<Vec<_>>()
                 .join("; ")
         });
+        self.error_cell
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone_from(&self.last_error);
         tracing::debug!(
             generation,
             full,
-            changes = changes.len(),
+            changes = change_count,
             changed_names,
             validated = reading.validated,
             elapsed_us = started.elapsed().as_micros() as u64,
@@ -693,6 +787,7 @@ impl OrderLoader {
                     continue;
                 }
             }
+            reading.read += 1;
             let bytes = match fs::read(file) {
                 Ok(bytes) => bytes,
                 Err(error) => {
@@ -793,6 +888,8 @@ impl OrderLoader {
         let spawned = std::thread::Builder::new()
             .name("juris-compact".into())
             .spawn(move || {
+                // Inherited from the loader's thread anyway; said again for the record.
+                lower_thread_priority();
                 let started = Instant::now();
                 match policy.compact() {
                     Ok(compacted) => {
@@ -832,14 +929,32 @@ impl OrderLoader {
     /// Loads again if the files changed since the last load, logging the outcome.
     pub fn poll(&mut self, now: u64) {
         if let Some(path) = &self.path {
-            if !fingerprint(path).same_as(&self.seen) {
-                self.reload(now, "orders changed");
+            let now_seen = fingerprint(path);
+            self.reads += now_seen.0.iter().filter(|s| s.hash.is_some()).count() as u64;
+            if !now_seen.same_as(&self.seen) {
+                self.reload_here(now, "orders changed", true);
             }
         }
     }
 
-    /// [`load`](Self::load) with logging (`why` says what triggered it).
+    /// [`load`](Self::load) with logging (`why` says what triggered it). While a watcher
+    /// thread runs ([`spawn_watcher`]), a call from any other thread (SIGHUP, the store's
+    /// change notification) is handed to the watcher and returns at once: every load then runs
+    /// on that thread, at the lowest scheduling priority, and frees what it replaced there.
     pub fn reload(&mut self, now: u64, why: &str) {
+        if let Some((thread, requests)) = &self.watcher {
+            if *thread != std::thread::current().id()
+                && requests.send(Wake::Reload(why.to_owned())).is_ok()
+            {
+                return;
+            }
+        }
+        self.reload_here(now, why, true);
+    }
+
+    /// [`reload`](Self::reload) on this thread; `log_unchanged`: say so at INFO when nothing
+    /// changed (DEBUG otherwise: a file-system event that changed no order).
+    fn reload_here(&mut self, now: u64, why: &str, log_unchanged: bool) -> Option<Loaded> {
         let started = Instant::now();
         match self.load(now) {
             Ok(loaded) => {
@@ -861,23 +976,45 @@ impl OrderLoader {
                         elapsed_ms = started.elapsed().as_secs_f64() * 1e3,
                         "{why}: new policy in force"
                     );
-                } else if loaded.rejected.is_empty() {
+                } else if loaded.rejected.is_empty() && log_unchanged {
                     tracing::info!(
                         path = ?self.path,
                         generation = loaded.generation,
                         "{why}: no order changed; generation {} stays in force",
                         loaded.generation
                     );
+                } else if loaded.rejected.is_empty() {
+                    tracing::debug!(
+                        path = ?self.path,
+                        generation = loaded.generation,
+                        "{why}: no order changed"
+                    );
                 }
+                Some(loaded)
             }
-            Err(error) => tracing::error!(
-                path = ?self.path,
-                generation = self.generation,
-                "{why}: the orders are INVALID and were NOT applied; the last good policy \
-                 (generation {}) stays in force: {error}",
-                self.generation
-            ),
+            Err(error) => {
+                tracing::error!(
+                    path = ?self.path,
+                    generation = self.generation,
+                    "{why}: the orders are INVALID and were NOT applied; the last good policy \
+                     (generation {}) stays in force: {error}",
+                    self.generation
+                );
+                None
+            }
         }
+    }
+
+    /// Whether a file was read while it was being modified (its stamp is not trusted, so every
+    /// load reads and hashes it again) and has been left alone since for longer than
+    /// [`RACY_SECONDS`]: one more load then trusts its stamp, and later loads need not open it.
+    fn has_settled_untrusted_files(&self) -> bool {
+        let now = unix_seconds();
+        self.known.values().any(|k| {
+            k.stamp
+                .as_ref()
+                .is_some_and(|(stamp, trusted)| !trusted && stamp.mtime.0 < now - RACY_SECONDS)
+        })
     }
 }
 
@@ -894,9 +1031,340 @@ fn install_compacted(
     if !Arc::ptr_eq(&shared.current, source) {
         return false;
     }
-    shared.current = Arc::new(compacted.clone());
-    handle.publish(compacted, handle.changed_at().unwrap_or(0));
+    shared.publish(handle, compacted, handle.changed_at().unwrap_or(0));
     true
+}
+
+/// Puts the calling thread at the lowest scheduling priority: `SCHED_IDLE` on Linux (it runs
+/// only when no normal thread wants the CPU, and any of them preempts it at once), else nice 19.
+/// The loader and its compaction parse, validate and sort millions of names; on a server pinned
+/// to one CPU that must never delay a query. Threads started from here inherit it.
+pub(crate) fn lower_thread_priority() -> &'static str {
+    use thread_priority::{
+        set_thread_priority_and_policy, thread_native_id, thread_schedule_policy,
+        NormalThreadSchedulePolicy, ThreadPriority, ThreadSchedulePolicy,
+    };
+    let thread = thread_native_id();
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    {
+        let idle = ThreadSchedulePolicy::Normal(NormalThreadSchedulePolicy::Idle);
+        // The crate also resets the nice value (to 0, meaningless under SCHED_IDLE), which
+        // may fail when it was higher: the policy is what counts.
+        let _ = set_thread_priority_and_policy(thread, ThreadPriority::Min, idle);
+        if thread_schedule_policy().is_ok_and(|policy| policy == idle) {
+            return "SCHED_IDLE";
+        }
+    }
+    let other = ThreadSchedulePolicy::Normal(NormalThreadSchedulePolicy::Other);
+    match set_thread_priority_and_policy(thread, ThreadPriority::Min, other) {
+        Ok(()) => "nice 19",
+        Err(error) => {
+            tracing::warn!(
+                "order loader: cannot lower its thread's priority ({error:?}); loads compete \
+                 with the query workers for the CPU"
+            );
+            "normal"
+        }
+    }
+}
+
+/// What wakes the watcher thread.
+#[derive(Debug)]
+enum Wake {
+    /// A file-system event about the orders.
+    Fs(FsChange),
+    /// A reload asked for by another thread (SIGHUP, the control store), with the reason.
+    Reload(String),
+}
+
+/// One file-system event that may concern an order file.
+#[derive(Debug)]
+enum FsChange {
+    /// The file is being written (created or modified, not yet closed): wait for its close.
+    Writing(PathBuf),
+    /// Done with the file: closed after writing, renamed into place, removed.
+    Done(PathBuf),
+    /// Something changed (attributes, a rename out, the directory itself).
+    Changed,
+    /// The watch on the directory itself is gone (directory removed or renamed), or events
+    /// were lost: watch again, and load.
+    Lost,
+}
+
+/// After the last event, how long nothing more must happen before the files are read.
+const SETTLE: Duration = Duration::from_millis(10);
+/// The same while a file is open for writing (created or modified, not closed): a writer
+/// that writes in place is given this long between two writes before the file is read anyway.
+const WRITE_SETTLE: Duration = Duration::from_millis(300);
+/// Events never postpone a load for longer than this after the first one.
+const MAX_SETTLE: Duration = Duration::from_secs(2);
+
+/// Which events matter for `path` (a directory of orders, or one order file).
+#[derive(Debug, Clone)]
+struct EventFilter {
+    /// The directory watched.
+    dir: PathBuf,
+    /// `Some`: only this file (the orders are one file).
+    file: Option<PathBuf>,
+}
+
+impl EventFilter {
+    fn for_path(path: &Path) -> EventFilter {
+        if path.is_dir() {
+            EventFilter {
+                dir: path.to_owned(),
+                file: None,
+            }
+        } else {
+            let dir = match path.parent() {
+                Some(parent) if !parent.as_os_str().is_empty() => parent.to_owned(),
+                _ => PathBuf::from("."),
+            };
+            EventFilter {
+                dir,
+                file: Some(path.to_owned()),
+            }
+        }
+    }
+
+    /// An order file as `order_files` would list it (or the one file).
+    fn concerns(&self, path: &Path) -> bool {
+        match &self.file {
+            Some(file) => path == file,
+            None => {
+                path.parent() == Some(self.dir.as_path())
+                    && path.extension().is_some_and(|e| e == "json")
+                    && !path
+                        .file_name()
+                        .and_then(|n| n.to_str())
+                        .is_some_and(|n| n.starts_with('.'))
+            }
+        }
+    }
+
+    /// What `event` means for the orders, if anything. Opening and reading files (the
+    /// loader's own reads among them) mean nothing.
+    fn classify(&self, event: notify::Result<notify::Event>) -> Option<FsChange> {
+        use notify::event::{AccessKind, AccessMode, EventKind, ModifyKind, RenameMode};
+        let event = match event {
+            Ok(event) => event,
+            Err(_) => return Some(FsChange::Lost),
+        };
+        if event.need_rescan() {
+            return Some(FsChange::Lost);
+        }
+        if event.paths.contains(&self.dir) {
+            return match event.kind {
+                EventKind::Remove(_) | EventKind::Modify(ModifyKind::Name(_)) => {
+                    Some(FsChange::Lost)
+                }
+                _ => None,
+            };
+        }
+        let path = event.paths.iter().find(|p| self.concerns(p))?.clone();
+        match event.kind {
+            EventKind::Access(AccessKind::Close(AccessMode::Write)) => Some(FsChange::Done(path)),
+            EventKind::Access(_) => None,
+            EventKind::Create(_) | EventKind::Modify(ModifyKind::Data(_)) => {
+                Some(FsChange::Writing(path))
+            }
+            EventKind::Modify(ModifyKind::Name(RenameMode::To))
+            | EventKind::Modify(ModifyKind::Name(RenameMode::Both))
+            | EventKind::Remove(_) => Some(FsChange::Done(path)),
+            _ => Some(FsChange::Changed),
+        }
+    }
+}
+
+/// Starts the thread that keeps the policy in step with the orders, at the lowest scheduling
+/// priority ([`lower_thread_priority`]): it reacts to file-system events on the orders (inotify,
+/// after a short settle so that a file is read once written), polls the files every
+/// `interval` as well (file systems without events, lost events), runs the reloads other
+/// threads ask for ([`OrderLoader::reload`]), and drops replaced policies and returns freed
+/// memory to the system on its own CPU time.
+pub fn spawn_watcher(
+    loader: Arc<Mutex<OrderLoader>>,
+    now: impl Fn() -> u64 + Send + 'static,
+    interval: Duration,
+    stop: Arc<AtomicBool>,
+) -> io::Result<JoinHandle<()>> {
+    std::thread::Builder::new()
+        .name("juris-orders".into())
+        .spawn(move || watch(&loader, &now, interval, &stop))
+}
+
+fn watch(
+    loader: &Mutex<OrderLoader>,
+    now: &dyn Fn() -> u64,
+    interval: Duration,
+    stop: &AtomicBool,
+) {
+    let priority = lower_thread_priority();
+    let lock = || loader.lock().unwrap_or_else(PoisonError::into_inner);
+    let (sender, wakes) = mpsc::channel();
+    let (path, published) = {
+        let loader = lock();
+        (loader.path.clone(), Arc::clone(&loader.published))
+    };
+    let filter = path.as_deref().map(EventFilter::for_path);
+    let mut events = filter
+        .clone()
+        .and_then(|filter| Events::start(filter, sender.clone()));
+    {
+        let mut loader = lock();
+        loader.watcher = Some((std::thread::current().id(), sender));
+        // What changed between the last load and the start of the watch.
+        loader.poll(now());
+    }
+    // What the startup load parsed is freed by now.
+    juris_server::release_free_heap_memory();
+    tracing::info!(
+        path = ?path,
+        events = events.as_ref().is_some_and(|e| e.watching),
+        poll_ms = interval.as_millis() as u64,
+        priority,
+        "watching the orders"
+    );
+
+    let mut next_poll = Instant::now() + interval;
+    // The first event not yet loaded, the last one, and the files open for writing.
+    let mut first: Option<Instant> = None;
+    let mut last = Instant::now();
+    let mut writing: HashSet<PathBuf> = HashSet::new();
+    let mut trimmed_after = lock().reads;
+    while !stop.load(Ordering::Relaxed) {
+        let settled = first.map(|first| {
+            let quiet = if writing.is_empty() {
+                SETTLE
+            } else {
+                WRITE_SETTLE
+            };
+            (last + quiet).min(first + MAX_SETTLE)
+        });
+        let wake_at = settled.map_or(next_poll, |at| at.min(next_poll));
+        // Capped, so that `stop` is seen soon whatever the poll interval.
+        let timeout = wake_at
+            .saturating_duration_since(Instant::now())
+            .min(Duration::from_millis(100));
+        let mut freed = false;
+        match wakes.recv_timeout(timeout) {
+            Ok(Wake::Fs(change)) => {
+                match change {
+                    FsChange::Writing(path) => {
+                        writing.insert(path);
+                    }
+                    FsChange::Done(path) => {
+                        writing.remove(&path);
+                    }
+                    FsChange::Changed => {}
+                    FsChange::Lost => {
+                        if let Some(events) = &mut events {
+                            events.watching = false;
+                        }
+                    }
+                }
+                last = Instant::now();
+                first.get_or_insert(last);
+                continue;
+            }
+            Ok(Wake::Reload(why)) => {
+                let loaded = lock().reload_here(now(), &why, true);
+                freed |= loaded.is_some_and(|l| l.published || l.validated > 0);
+                // That load saw the files as they are now.
+                first = None;
+            }
+            Err(mpsc::RecvTimeoutError::Timeout | mpsc::RecvTimeoutError::Disconnected) => {}
+        }
+        let at = Instant::now();
+        if settled.is_some_and(|settled| at >= settled) {
+            let loaded = lock().reload_here(now(), "orders changed", false);
+            freed |= loaded.is_some_and(|l| l.published || l.validated > 0);
+            first = None;
+            writing.clear();
+        }
+        if at >= next_poll {
+            next_poll = at + interval;
+            if let (Some(events), Some(filter)) = (&mut events, &filter) {
+                if !events.watching {
+                    events.rewatch(filter);
+                }
+            }
+            let mut loader = lock();
+            let generation = loader.generation;
+            loader.poll(now());
+            freed |= loader.generation != generation;
+            if loader.has_settled_untrusted_files() {
+                // Read them once more now, at this priority, rather than during the next change.
+                freed |= loader
+                    .reload_here(now(), "orders settled", false)
+                    .is_some_and(|l| l.published);
+            }
+        }
+        freed |= reap(&published) > 0;
+        // Reading a large file leaves its buffer's pages in the allocator, too.
+        let reads = lock().reads;
+        if freed || reads != trimmed_after {
+            trimmed_after = reads;
+            juris_server::release_free_heap_memory();
+        }
+    }
+    lock().watcher = None;
+}
+
+/// The inotify watch on the orders' directory (through `notify`).
+struct Events {
+    watcher: notify::RecommendedWatcher,
+    /// Whether the directory is watched now (false after it was removed, until it is again).
+    watching: bool,
+}
+
+impl Events {
+    fn start(filter: EventFilter, sender: mpsc::Sender<Wake>) -> Option<Events> {
+        let dir = filter.dir.clone();
+        let handler = move |event: notify::Result<notify::Event>| {
+            if let Some(change) = filter.classify(event) {
+                let _ = sender.send(Wake::Fs(change));
+            }
+        };
+        let watcher = match notify::recommended_watcher(handler) {
+            Ok(watcher) => watcher,
+            Err(error) => {
+                tracing::warn!(
+                    "orders: no file-system events ({error}); changes are seen by polling only"
+                );
+                return None;
+            }
+        };
+        let mut events = Events {
+            watcher,
+            watching: false,
+        };
+        events.rewatch(&EventFilter { dir, file: None });
+        Some(events)
+    }
+
+    fn rewatch(&mut self, filter: &EventFilter) {
+        use notify::Watcher;
+        let _ = self.watcher.unwatch(&filter.dir);
+        match self
+            .watcher
+            .watch(&filter.dir, notify::RecursiveMode::NonRecursive)
+        {
+            Ok(()) => self.watching = true,
+            Err(error) => tracing::debug!(
+                dir = %filter.dir.display(),
+                "orders: cannot watch for file-system events ({error}); polling"
+            ),
+        }
+    }
+}
+
+impl fmt::Debug for Events {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Events")
+            .field("watching", &self.watching)
+            .finish_non_exhaustive()
+    }
 }
 
 #[cfg(test)]
@@ -1364,5 +1832,177 @@ mod tests {
             Some("BIG")
         );
         assert_same_answers(&handle, dir.path());
+    }
+
+    /// Waits (bounded) until `check` holds; the watcher works in the background.
+    fn eventually(what: &str, check: impl Fn() -> bool) {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while !check() {
+            assert!(Instant::now() < deadline, "never happened: {what}");
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+
+    /// A watcher whose poll interval is an hour: whatever it picks up, it got from events.
+    fn watched(
+        dir: &Path,
+    ) -> (
+        Arc<PolicyHandle>,
+        Arc<Mutex<OrderLoader>>,
+        Arc<AtomicBool>,
+        JoinHandle<()>,
+    ) {
+        let handle = Arc::new(PolicyHandle::default());
+        let mut loader = OrderLoader::new(dir.to_owned(), Arc::clone(&handle));
+        loader.load(1).unwrap();
+        let loader = Arc::new(Mutex::new(loader));
+        let stop = Arc::new(AtomicBool::new(false));
+        let thread = spawn_watcher(
+            Arc::clone(&loader),
+            || 2,
+            Duration::from_secs(3600),
+            Arc::clone(&stop),
+        )
+        .unwrap();
+        eventually("the watcher runs", || {
+            loader.lock().unwrap().watcher.is_some()
+        });
+        (handle, loader, stop, thread)
+    }
+
+    #[test]
+    fn a_new_file_is_enforced_on_its_event_without_waiting_for_the_poll() {
+        let (dir, _, _) = three_orders();
+        let (handle, loader, stop, thread) = watched(dir.path());
+        assert_eq!(blocks(&handle, "new.example", "IT"), None);
+
+        // Renamed into place (what editors and the benchmark do).
+        write(
+            dir.path(),
+            "new.json",
+            &order("NEW", "IT", "active", &[("domain", "new.example")]),
+        );
+        eventually("the renamed file is enforced", || {
+            blocks(&handle, "new.example", "IT").as_deref() == Some("NEW")
+        });
+
+        // Written in place, in two writes with a pause: read once complete (or, at worst, read
+        // half-written, rejected, and read again on its close): the order ends up in force.
+        {
+            use std::io::Write;
+            let text = order("INPLACE", "DE", "active", &[("subtree", "inplace.example")]);
+            let (head, tail) = text.split_at(text.len() / 2);
+            let mut file = fs::File::create(dir.path().join("inplace.json")).unwrap();
+            file.write_all(head.as_bytes()).unwrap();
+            file.flush().unwrap();
+            std::thread::sleep(Duration::from_millis(50));
+            file.write_all(tail.as_bytes()).unwrap();
+        }
+        eventually("the file written in place is enforced", || {
+            blocks(&handle, "www.inplace.example", "DE").as_deref() == Some("INPLACE")
+        });
+
+        // Removed.
+        fs::remove_file(dir.path().join("new.json")).unwrap();
+        eventually("the removed file is lifted", || {
+            blocks(&handle, "new.example", "IT").is_none()
+        });
+        // Files that are not orders (hidden, other extensions) are left alone.
+        let generation = handle.current().generation();
+        fs::write(dir.path().join("notes.txt"), "x").unwrap();
+        fs::write(dir.path().join(".hidden.json"), "{").unwrap();
+        assert_eq!(loader.lock().unwrap().last_error(), None);
+        assert_same_answers(&handle, dir.path());
+
+        stop.store(true, Ordering::Relaxed);
+        thread.join().unwrap();
+        assert!(loader.lock().unwrap().watcher.is_none());
+        assert!(handle.current().generation() >= generation);
+    }
+
+    #[test]
+    fn reloads_asked_from_other_threads_run_on_the_watcher() {
+        let (dir, _, _) = three_orders();
+        // One order file (not a directory): its events come from its parent directory.
+        let file = dir.path().join("a.json");
+        let handle = Arc::new(PolicyHandle::default());
+        let mut loader = OrderLoader::new(file.clone(), Arc::clone(&handle));
+        loader.load(1).unwrap();
+        let loader = Arc::new(Mutex::new(loader));
+        let stop = Arc::new(AtomicBool::new(false));
+        let thread = spawn_watcher(
+            Arc::clone(&loader),
+            || 2,
+            Duration::from_secs(3600),
+            Arc::clone(&stop),
+        )
+        .unwrap();
+        eventually("the watcher runs", || {
+            loader.lock().unwrap().watcher.is_some()
+        });
+        assert_eq!(blocks(&handle, "a.example", "IT").as_deref(), Some("A"));
+
+        // A change of another file in the directory is not this loader's business.
+        write(
+            dir.path(),
+            "b.json",
+            &order("B", "IT", "lifted", &[("subtree", "b.example")]),
+        );
+        // The one file, rewritten in place (its mtime may stay within one clock tick: the
+        // content hash tells).
+        fs::write(
+            &file,
+            order("A", "IT", "active", &[("domain", "a2.example")]),
+        )
+        .unwrap();
+        eventually("the file's event is seen", || {
+            blocks(&handle, "a2.example", "IT").as_deref() == Some("A")
+        });
+        assert_eq!(handle.current().stats().orders, 1);
+
+        // SIGHUP-like: from this thread, handed to the watcher.
+        let generation = handle.current().generation();
+        loader.lock().unwrap().reload(3, "test");
+        stop.store(true, Ordering::Relaxed);
+        thread.join().unwrap();
+        assert_eq!(handle.current().generation(), generation, "nothing changed");
+        // Without a watcher, reload runs on the caller's thread again.
+        fs::write(
+            &file,
+            order("A", "IT", "lifted", &[("domain", "a2.example")]),
+        )
+        .unwrap();
+        loader.lock().unwrap().reload(4, "test");
+        assert_eq!(blocks(&handle, "a2.example", "IT"), None);
+    }
+
+    #[test]
+    fn a_replaced_policy_is_dropped_by_the_loader_once_no_reader_holds_it() {
+        let (dir, handle, mut loader) = three_orders();
+        let reader = handle.load();
+        write(
+            dir.path(),
+            "a.json",
+            &order("A", "IT", "active", &[("domain", "new.example")]),
+        );
+        loader.load(2).unwrap();
+        // A query still holds generation 1: it is not freed (by anyone) yet.
+        assert_eq!(reap(&loader.published), 0);
+        assert_eq!(loader.published.lock().unwrap().retired.len(), 1);
+        assert_eq!(reader.generation(), 1);
+        drop(reader);
+        // The reader let go without freeing it; the loader frees it.
+        assert_eq!(reap(&loader.published), 1);
+        assert!(loader.published.lock().unwrap().retired.is_empty());
+        assert!(Arc::ptr_eq(
+            &loader.published.lock().unwrap().current,
+            &handle.current()
+        ));
+    }
+
+    #[test]
+    fn the_loader_thread_runs_at_the_lowest_priority() {
+        let priority = std::thread::spawn(lower_thread_priority).join().unwrap();
+        assert!(["SCHED_IDLE", "nice 19"].contains(&priority), "{priority}");
     }
 }

@@ -6,7 +6,8 @@
 //!  Settings ─► Classifier (GeoIP, trusted ECS)      ─┐
 //!           ─► OrderLoader::load ─► PolicyHandle     ─┼─► PolicyEngine ─► juris_server::start_with_policy
 //!           ─► cache + resolver                      ─┘
-//!  threads: order watcher (poll every 200 ms) · status writer (DATA_DIR/status.json every 2 s)
+//!  threads: order watcher (inotify + poll every 200 ms, SCHED_IDLE; runs every order load,
+//!           SIGHUP's and the store's included) · status writer (DATA_DIR/status.json every 2 s)
 //! ```
 
 use std::path::PathBuf;
@@ -97,12 +98,16 @@ pub fn run(settings: Settings) -> anyhow::Result<()> {
     let stop = Arc::new(AtomicBool::new(false));
     let mut threads: Vec<JoinHandle<()>> = Vec::new();
     if let Some(loader) = &loader {
-        threads.push(watch_orders(
-            Arc::clone(loader),
-            clock.clone(),
-            settings.watch_interval,
-            Arc::clone(&stop),
-        )?);
+        let now = clock.clone();
+        threads.push(
+            crate::orders::spawn_watcher(
+                Arc::clone(loader),
+                move || now.unix_seconds(),
+                settings.watch_interval,
+                Arc::clone(&stop),
+            )
+            .context("order watcher thread")?,
+        );
         threads.push(crate::control::watch_store(
             Arc::clone(&control),
             Arc::clone(loader),
@@ -117,14 +122,16 @@ pub fn run(settings: Settings) -> anyhow::Result<()> {
         let runtime = server
             .runtime_handle()
             .context("admin API: the server runtime is gone")?;
-        let error_source = loader.clone();
+        // Not through the loader's lock: a load holds it for its whole (low-priority) run.
+        let error_source = loader.as_ref().map(|l| {
+            l.lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .error_cell()
+        });
         let policy_error = Arc::new(move || {
-            error_source.as_ref().and_then(|l| {
-                l.lock()
-                    .unwrap_or_else(PoisonError::into_inner)
-                    .last_error()
-                    .map(str::to_owned)
-            })
+            error_source
+                .as_ref()
+                .and_then(|cell| cell.lock().unwrap_or_else(PoisonError::into_inner).clone())
         });
         let view =
             crate::control::LiveServer::new(engine.clone(), Arc::clone(&stats), policy_error);
@@ -149,7 +156,10 @@ pub fn run(settings: Settings) -> anyhow::Result<()> {
     }
     let status = StatusWriter {
         engine: engine.clone(),
-        loader: loader.clone(),
+        orders: loader.as_ref().map(|l| {
+            let l = l.lock().unwrap_or_else(PoisonError::into_inner);
+            (l.path().map(ToOwned::to_owned), l.error_cell())
+        }),
         data_dir: settings.data_dir.clone(),
     };
     status.write(true);
@@ -262,43 +272,21 @@ fn reload(engine: &PolicyEngine, loader: Option<&Mutex<OrderLoader>>, now: u64) 
     }
 }
 
-fn watch_orders(
-    loader: Arc<Mutex<OrderLoader>>,
-    clock: SharedClock,
-    interval: Duration,
-    stop: Arc<AtomicBool>,
-) -> anyhow::Result<JoinHandle<()>> {
-    std::thread::Builder::new()
-        .name("juris-orders".into())
-        .spawn(move || {
-            while !stop.load(Ordering::Relaxed) {
-                std::thread::sleep(interval);
-                loader
-                    .lock()
-                    .unwrap_or_else(PoisonError::into_inner)
-                    .poll(clock.unix_seconds());
-            }
-        })
-        .context("order watcher thread")
-}
-
 #[derive(Clone)]
 struct StatusWriter {
     engine: PolicyEngine,
-    loader: Option<Arc<Mutex<OrderLoader>>>,
+    /// The orders' path and the loader's last error (read without the loader's lock).
+    orders: Option<(Option<PathBuf>, crate::orders::ErrorCell)>,
     data_dir: PathBuf,
 }
 
 impl StatusWriter {
     fn write(&self, running: bool) {
-        let (source, last_error) = match &self.loader {
-            Some(loader) => {
-                let loader = loader.lock().unwrap_or_else(PoisonError::into_inner);
-                (
-                    loader.path().map(|p| p.to_owned()),
-                    loader.last_error().map(str::to_owned),
-                )
-            }
+        let (source, last_error) = match &self.orders {
+            Some((path, error)) => (
+                path.clone(),
+                error.lock().unwrap_or_else(PoisonError::into_inner).clone(),
+            ),
             None => (None, None),
         };
         let status = Status::collect(
