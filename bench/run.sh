@@ -192,7 +192,13 @@ for a in "${NSD_ADDRS[@]}"; do
   wait_udp "$a" 53 "${NSD_PIDS[$i]}" 20 || { echo "NSD on $a did not start:"; cat "$HIER/nsd/$a/nsd.log" "$HIER/nsd/$a/stdout.log"; exit 1; } >&2
   i=$((i + 1))
 done
-check=$(dig +short +norec +time=1 +tries=2 @127.55.1.1 h0.zone0.com A)
+# NSD binds before it has loaded its zones: allow it a few seconds to answer.
+check=
+for _ in 1 2 3 4 5 6 7 8 9 10; do
+  check=$(dig +short +norec +time=1 +tries=1 @127.55.1.1 h0.zone0.com A 2>/dev/null | grep -v '^;' | head -n1 || true)
+  [[ "$check" == 198.51.* ]] && break
+  sleep 0.5
+done
 [[ "$check" == 198.51.* ]] || { echo "hierarchy check failed: '$check'" >&2; exit 1; }
 log "hierarchy up: $(wc -l <"$HIER/servers.txt") NSD servers on 127.55.0.0/16:53"
 # A W5 qdisc left on lo by a run that was killed (SIGKILL skips the trap): the NSD check above
