@@ -357,9 +357,11 @@ measure() {
   local tag="$WORK/out/$wl.$server.$round" s n=0 dps=() b0 b1 b2 a0 a1 a2
   rm -f "$tag".*.txt
   local perf_pid=
-  if ((PROFILE)) && [[ "$server" == juris ]] && command -v perf >/dev/null; then
+  # W3's variants (nopolicy, policy-N) are juris too; each gets its own profile.
+  local ptag=$wl; [[ "$wl" == W3-* ]] && ptag="$wl.$server"
+  if ((PROFILE)) && [[ "$server" == juris || "$wl" == W3-* ]] && command -v perf >/dev/null; then
     taskset -c 0 perf record -q -e cpu-clock -F 999 --call-graph dwarf,8192 -p "$pid" \
-      -o "$WORK/out/perf-$wl.data" -- sleep "$DURATION" >"$WORK/out/perf-$wl.log" 2>&1 &
+      -o "$WORK/out/perf-$ptag.data" -- sleep "$DURATION" >"$WORK/out/perf-$ptag.log" 2>&1 &
     perf_pid=$!
     sleep 0.3
   fi
@@ -405,11 +407,11 @@ measure() {
     }' "$tag".*.txt | tee -a "$TSV" >&2
   if [[ -n "$perf_pid" ]]; then
     wait "$perf_pid" || true
-    perf report -i "$WORK/out/perf-$wl.data" --no-children --sort symbol --stdio -g none --percent-limit 0.5 \
-      >"$WORK/out/perf-$wl.txt" 2>/dev/null || true
-    perf report -i "$WORK/out/perf-$wl.data" --children --sort symbol --stdio -g none --percent-limit 2 \
-      >"$WORK/out/perf-$wl.children.txt" 2>/dev/null || true
-    log "  perf profile of juris: $WORK/out/perf-$wl.txt (self) and perf-$wl.children.txt (inclusive)"
+    perf report -i "$WORK/out/perf-$ptag.data" --no-children --sort symbol --stdio -g none --percent-limit 0.5 \
+      >"$WORK/out/perf-$ptag.txt" 2>/dev/null || true
+    perf report -i "$WORK/out/perf-$ptag.data" --children --sort symbol --stdio -g none --percent-limit 2 \
+      >"$WORK/out/perf-$ptag.children.txt" 2>/dev/null || true
+    log "  perf profile of juris: $WORK/out/perf-$ptag.txt (self) and perf-$ptag.children.txt (inclusive)"
   fi
   # The per-query lines are large: keep only the summaries.
   for s in "$tag".*.txt; do grep -v '^> ' "$s" >"$s.summary" || true; rm -f "$s"; done

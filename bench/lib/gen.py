@@ -214,6 +214,7 @@ def mmdb(path, entries):
 # ---- orders --------------------------------------------------------------------------------
 
 COUNTRIES = ["IT", "DE", "FR"]
+MAX_TARGETS = 1_000_000  # juris-policy ValidationOptions::default().max_targets
 
 
 def order_doc(oid, cc, names):
@@ -235,9 +236,12 @@ def orders(out, total, hot_file):
         rnd = random.Random(1000 + c)
         names = [f"s{rnd.randrange(36**6):x}.d{i % 50000}-{cc.lower()}.{TLDS[i % 3]}" for i in range(per)]
         names += hot[c::len(COUNTRIES)][: len(hot) // 100]
-        path = os.path.join(out, f"BENCH-{cc}.json")
-        with open(path, "w") as f:
-            json.dump(order_doc(f"BENCH-{cc}", cc, names), f, separators=(",", ":"))
+        # juris validates at most MAX_TARGETS targets per order: larger sets become several
+        # orders (BENCH-IT, BENCH-IT-2, ...), one file each.
+        for k, start in enumerate(range(0, len(names), MAX_TARGETS)):
+            oid = f"BENCH-{cc}" if k == 0 else f"BENCH-{cc}-{k + 1}"
+            with open(os.path.join(out, f"{oid}.json"), "w") as f:
+                json.dump(order_doc(oid, cc, names[start:start + MAX_TARGETS]), f, separators=(",", ":"))
     print(f"orders: {out}: {per * len(COUNTRIES)} blocked names over {len(COUNTRIES)} jurisdictions")
 
 
