@@ -189,7 +189,8 @@ pub fn start_with_policy(
         if sockets.is_empty() {
             continue;
         }
-        let counters = Arc::new(Counters::default());
+        // Written by this worker's thread only (misses count in the pipeline's async set).
+        let counters = Arc::new(Counters::single_writer());
         server.worker_counters.push(Arc::clone(&counters));
         let worker = udp::Worker {
             index,
