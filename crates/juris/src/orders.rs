@@ -1844,6 +1844,7 @@ mod tests {
     }
 
     /// A watcher whose poll interval is an hour: whatever it picks up, it got from events.
+    /// `dir` is the loader's path: a directory or one order file.
     fn watched(
         dir: &Path,
     ) -> (
@@ -1925,21 +1926,7 @@ mod tests {
         let (dir, _, _) = three_orders();
         // One order file (not a directory): its events come from its parent directory.
         let file = dir.path().join("a.json");
-        let handle = Arc::new(PolicyHandle::default());
-        let mut loader = OrderLoader::new(file.clone(), Arc::clone(&handle));
-        loader.load(1).unwrap();
-        let loader = Arc::new(Mutex::new(loader));
-        let stop = Arc::new(AtomicBool::new(false));
-        let thread = spawn_watcher(
-            Arc::clone(&loader),
-            || 2,
-            Duration::from_secs(3600),
-            Arc::clone(&stop),
-        )
-        .unwrap();
-        eventually("the watcher runs", || {
-            loader.lock().unwrap().watcher.is_some()
-        });
+        let (handle, loader, stop, thread) = watched(&file);
         assert_eq!(blocks(&handle, "a.example", "IT").as_deref(), Some("A"));
 
         // A change of another file in the directory is not this loader's business.
