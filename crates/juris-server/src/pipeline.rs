@@ -432,7 +432,8 @@ impl Pipeline {
             },
         };
         counters.cache_hit();
-        self.respond_with_answer(
+        let block = self.answer_block(&answer, &policy_context, now);
+        self.respond_judged(
             out,
             &reply,
             query.client_name(),
@@ -440,6 +441,7 @@ impl Pipeline {
             &policy_context,
             now,
             None,
+            block,
         )
     }
 
@@ -484,22 +486,6 @@ impl Pipeline {
         ))
     }
 
-    /// HOOK point for answers, then rendering. Cache hits and resolved misses both come here.
-    #[allow(clippy::too_many_arguments)] // reason: the per-query facts, kept unbundled on the hot path.
-    fn respond_with_answer(
-        &self,
-        out: &mut [u8],
-        reply: &ReplyTo<'_>,
-        client_name: &[u8],
-        answer: &CachedAnswer,
-        policy: &PolicyContext<'_>,
-        now: u64,
-        stale: Option<(u32, ExtendedError<'_>)>,
-    ) -> Outcome {
-        let block = self.answer_block(answer, policy, now);
-        self.respond_judged(out, reply, client_name, answer, policy, now, stale, block)
-    }
-
     /// HOOK: policy on the answer's CNAME targets and addresses (juris-policy).
     #[inline]
     fn answer_block(
@@ -517,8 +503,9 @@ impl Pipeline {
         )
     }
 
-    /// The response for an answer whose policy verdict is `block`.
-    #[allow(clippy::too_many_arguments)] // reason: as respond_with_answer, plus the verdict.
+    /// The response for an answer whose policy verdict ([`Pipeline::answer_block`]) is `block`:
+    /// the blocked answer, or the rendered one. Cache hits and resolved misses both come here.
+    #[allow(clippy::too_many_arguments)] // reason: the per-query facts, kept unbundled on the hot path.
     fn respond_judged(
         &self,
         out: &mut [u8],
