@@ -325,7 +325,7 @@ impl Pipeline {
         out: &mut [u8],
         counters: &Counters,
         now: u64,
-        mut hot: Option<&mut HotAnswers>,
+        hot: Option<&mut HotAnswers>,
     ) -> Outcome {
         if !self.access.allows(context.client.ip()) {
             counters.refused_by_acl();
@@ -354,10 +354,14 @@ impl Pipeline {
 
         // The worker's hot answers: a fresh answer no order can touch needs no classification
         // and no policy lookup (ANY is never cached, so never found here).
+        // (Located only when there is a table: TCP and encrypted transports have none.)
         let key = query.cache_key();
-        let (hot_index, hot_hash) = HotAnswers::locate(&key);
-        if let Some(table) = hot.as_deref_mut() {
-            if let Some(slot) = table.fresh(hot_index, hot_hash, &key, now) {
+        let mut hot = hot.map(|table| {
+            let (index, hash) = HotAnswers::locate(&key);
+            (table, index, hash)
+        });
+        if let Some((table, index, hash)) = hot.as_mut() {
+            if let Some(slot) = table.fresh(*index, *hash, &key, now) {
                 if self.withdrawn.is_empty() && slot.is_clean_for(self.engine.policy.instance()) {
                     counters.hot_hit();
                     return match render_hot(out, &reply, query.client_name(), slot, now) {
@@ -403,8 +407,8 @@ impl Pipeline {
 
         // The hot slot's answer when it is there and fresh (above, it was found not clean for
         // this policy), else the shared cache, whose fresh answer refills the slot.
-        let hot_answer = hot.as_deref_mut().and_then(|table| {
-            let slot = table.fresh(hot_index, hot_hash, &key, now)?;
+        let hot_answer = hot.as_mut().and_then(|(table, index, hash)| {
+            let slot = table.fresh(*index, *hash, &key, now)?;
             if slot.needs_judging(policy.instance()) {
                 slot.judge(key.name, &policy);
             }
@@ -414,8 +418,8 @@ impl Pipeline {
             Some(answer) => answer,
             None => match self.cache.get(&key, now) {
                 Some((answer, Freshness::Fresh)) => {
-                    if let Some(table) = hot {
-                        table.insert(hot_index, hot_hash, &key, &answer, &policy, now);
+                    if let Some((table, index, hash)) = hot {
+                        table.insert(index, hash, &key, &answer, &policy, now);
                     }
                     answer
                 }
