@@ -4,6 +4,7 @@
 
 use juris_server::query::{parse_query, ParseConfig, ParseError};
 use juris_server::synth::{write_rcode_response, ReplyTo, Rcode};
+use juris_server::Transport;
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
@@ -15,7 +16,7 @@ fuzz_target!(|data: &[u8]| {
             assert!((512..=usize::from(config.max_udp_payload)).contains(&query.udp_limit()));
             // Every accepted query can be answered within its UDP limit.
             let mut out = [0u8; 512];
-            let reply = ReplyTo::for_query(&query, config.max_udp_payload, true);
+            let reply = ReplyTo::for_query(&query, config.max_udp_payload, Transport::Udp);
             let len = write_rcode_response(&mut out, &reply, Rcode::SERVFAIL, None);
             assert!(len.is_some_and(|len| len <= 512));
         }

@@ -285,6 +285,7 @@ mod tests {
             opt: Some(OptReply {
                 udp_payload_size: 1232,
                 dnssec_ok: false,
+                padding: false,
             }),
             limit,
         }

@@ -58,6 +58,14 @@ pub enum Transport {
     Doq,
 }
 
+impl Transport {
+    /// Whether the transport is encrypted (DoT, DoH, DoQ): responses to padded queries are
+    /// padded there (RFC 8467), never over plain UDP or TCP.
+    pub fn is_encrypted(self) -> bool {
+        matches!(self, Transport::Dot | Transport::Doh | Transport::Doq)
+    }
+}
+
 /// Who asked, as the jurisdiction classifier will need it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ClientContext {
@@ -346,7 +354,7 @@ impl Pipeline {
             }
         };
         context.client_subnet = query.edns.and_then(|e| e.client_subnet);
-        let reply = ReplyTo::for_query(&query, payload, context.transport == Transport::Udp);
+        let reply = ReplyTo::for_query(&query, payload, context.transport);
 
         if let Some(error) = error_map::for_question(query.qtype, query.qclass) {
             return respond_error(out, &reply, &error);
@@ -586,10 +594,16 @@ impl Pipeline {
                 return Some(out);
             }
         };
+        let padding = if reply.opt.is_some_and(|opt| opt.padding) {
+            synth::RESPONSE_PADDING_BLOCK
+        } else {
+            0
+        };
         let extra = stale
             .as_ref()
             .map(|(_, ede)| opt_len(Some(ede)))
-            .unwrap_or(11);
+            .unwrap_or(11)
+            + padding;
         let policy = self.engine.policy.load();
         let policy_context = PolicyContext {
             policy: &policy,
@@ -601,7 +615,7 @@ impl Pipeline {
         // What the response needs (a truncated one needs less), at least room for an error
         // with its EDE text; a blocked answer (SOA, EDE text, maybe JSON) gets 4 KiB.
         let size = match block {
-            Some(_) => 4096,
+            Some(_) => 4096 + padding,
             None => (answer.len() + extra).min(reply.limit).max(1024),
         };
         let mut out = vec![0u8; reserve + size];
@@ -713,7 +727,7 @@ fn append_opt(
     let Some(opt) = reply.opt else {
         return Some(len);
     };
-    let written = write_opt(out.get_mut(len..)?, opt, 0, ede)?;
+    let written = write_opt(out.get_mut(len..)?, opt, 0, ede, len)?;
     let arcount = u16::from_be_bytes([out[10], out[11]]).checked_add(1)?;
     out[10..12].copy_from_slice(&arcount.to_be_bytes());
     Some(len + written)
@@ -767,6 +781,7 @@ mod tests {
             opt: opt.then_some(OptReply {
                 udp_payload_size: 1232,
                 dnssec_ok: true,
+                padding: false,
             }),
             limit,
         }

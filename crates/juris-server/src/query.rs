@@ -48,6 +48,8 @@ pub mod option_code {
     pub const CLIENT_SUBNET: u16 = 8;
     /// DNS cookie (RFC 7873).
     pub const COOKIE: u16 = 10;
+    /// Padding (RFC 7830).
+    pub const PADDING: u16 = 12;
     /// Extended DNS Error (RFC 8914).
     pub const EXTENDED_ERROR: u16 = 15;
 }
@@ -133,6 +135,9 @@ pub struct Edns {
     /// The client signalled support for structured DNS errors (empty EDE option or the
     /// configured signal option).
     pub wants_structured_errors: bool,
+    /// The query carried a Padding option (RFC 7830): over an encrypted transport its
+    /// response is padded (RFC 8467).
+    pub padding: bool,
 }
 
 /// A well-formed query.
@@ -387,6 +392,7 @@ fn parse_opt(packet: &[u8], pos: usize, config: &ParseConfig) -> Result<(Edns, u
         client_subnet: None,
         has_cookie: false,
         wants_structured_errors: false,
+        padding: false,
     };
     let rdata_start = pos + 11;
     let Some(mut options) = packet.get(rdata_start..rdata_start + rdlen) else {
@@ -425,6 +431,7 @@ fn parse_opt(packet: &[u8], pos: usize, config: &ParseConfig) -> Result<(Edns, u
                 seen_cookie = true;
                 edns.has_cookie = true;
             }
+            option_code::PADDING => edns.padding = true,
             option_code::EXTENDED_ERROR if len == 0 => edns.wants_structured_errors = true,
             _ if Some(code) == config.structured_error_option_code => {
                 edns.wants_structured_errors = true

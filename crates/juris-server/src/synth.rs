@@ -15,6 +15,7 @@
 //! - Owner names are written uncompressed, except [`Owner::QueryName`] (a pointer to the
 //!   question).
 
+use crate::pipeline::Transport;
 use crate::query::{flags, ErrorReply, Query, OPT};
 use juris_resolver::wire::HEADER_LEN;
 
@@ -89,7 +90,13 @@ pub struct OptReply {
     pub udp_payload_size: u16,
     /// DO echoed from the query (RFC 3225 §3).
     pub dnssec_ok: bool,
+    /// Pad the response to a multiple of [`RESPONSE_PADDING_BLOCK`] with a Padding option
+    /// (RFC 7830, RFC 8467 §4.1): set for padded queries over encrypted transports only.
+    pub padding: bool,
 }
+
+/// The block length responses are padded to (RFC 8467 §4.1: 468 octets).
+pub const RESPONSE_PADDING_BLOCK: usize = 468;
 
 /// Who we are answering: the parts of the query every response needs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -107,9 +114,10 @@ pub struct ReplyTo<'a> {
 }
 
 impl<'a> ReplyTo<'a> {
-    /// The reply context for a parsed query. `udp` selects the client's UDP limit; otherwise
-    /// the limit is 65535 (TCP).
-    pub fn for_query(query: &Query<'a>, our_payload_size: u16, udp: bool) -> Self {
+    /// The reply context for a parsed query that came over `transport`: UDP has the client's
+    /// UDP limit, the others 65535; padded queries over encrypted transports get padded
+    /// responses.
+    pub fn for_query(query: &Query<'a>, our_payload_size: u16, transport: Transport) -> Self {
         Self {
             id: query.id,
             query_flags: query.flags,
@@ -117,8 +125,9 @@ impl<'a> ReplyTo<'a> {
             opt: query.edns.map(|e| OptReply {
                 udp_payload_size: our_payload_size,
                 dnssec_ok: e.dnssec_ok,
+                padding: e.padding && transport.is_encrypted(),
             }),
-            limit: if udp {
+            limit: if transport == Transport::Udp {
                 query.udp_limit()
             } else {
                 u16::MAX as usize
@@ -135,6 +144,7 @@ impl<'a> ReplyTo<'a> {
             opt: error.edns.map(|e| OptReply {
                 udp_payload_size: our_payload_size,
                 dnssec_ok: e.dnssec_ok,
+                padding: false,
             }),
             limit: 512,
         }
@@ -179,19 +189,45 @@ pub fn write_header_only(out: &mut [u8], id: u16, query_flags: u16, rcode: Rcode
     Some(HEADER_LEN)
 }
 
-/// Length of the OPT record carrying `ede`.
+/// Length of the OPT record carrying `ede` (without padding).
 pub fn opt_len(ede: Option<&ExtendedError<'_>>) -> usize {
     11 + ede.map_or(0, |e| 6 + e.extra_text.len())
 }
 
-/// Writes an OPT record (root owner, version 0) at the start of `out`; returns its length.
+/// Length of the Padding option (header included) that brings a message of `unpadded` bytes
+/// (its OPT included) to the next multiple of [`RESPONSE_PADDING_BLOCK`], shortened to
+/// `room`; 0 when not even the option header fits (the response then goes unpadded).
+fn padding_len(unpadded: usize, room: usize) -> usize {
+    let wanted = (unpadded + 4).next_multiple_of(RESPONSE_PADDING_BLOCK) - unpadded;
+    let len = wanted.min(room);
+    if len < 4 {
+        0
+    } else {
+        len
+    }
+}
+
+/// Writes an OPT record (root owner, version 0) at the start of `out`, which follows the
+/// `before` bytes of the message; returns its length. With `opt.padding`, a Padding option
+/// (zeros) makes the message a multiple of [`RESPONSE_PADDING_BLOCK`] when `out` has room.
 pub fn write_opt(
     out: &mut [u8],
     opt: OptReply,
     extended_rcode: u8,
     ede: Option<&ExtendedError<'_>>,
+    before: usize,
 ) -> Option<usize> {
-    let len = opt_len(ede);
+    let unpadded = opt_len(ede);
+    let padding = if opt.padding {
+        let room = out
+            .len()
+            .saturating_sub(unpadded)
+            .min(usize::from(u16::MAX) - (unpadded - 11));
+        padding_len(before + unpadded, room)
+    } else {
+        0
+    };
+    let len = unpadded + padding;
     let rdlen = u16::try_from(len - 11).ok()?;
     let out = out.get_mut(..len)?;
     out[0] = 0;
@@ -203,9 +239,15 @@ pub fn write_opt(
     out[9..11].copy_from_slice(&rdlen.to_be_bytes());
     if let Some(e) = ede {
         out[11..13].copy_from_slice(&crate::query::option_code::EXTENDED_ERROR.to_be_bytes());
-        out[13..15].copy_from_slice(&(rdlen - 4).to_be_bytes());
+        out[13..15].copy_from_slice(&u16::try_from(unpadded - 15).ok()?.to_be_bytes());
         out[15..17].copy_from_slice(&e.info_code.to_be_bytes());
-        out[17..].copy_from_slice(e.extra_text.as_bytes());
+        out[17..unpadded].copy_from_slice(e.extra_text.as_bytes());
+    }
+    if padding > 0 {
+        let option = &mut out[unpadded..];
+        option[0..2].copy_from_slice(&crate::query::option_code::PADDING.to_be_bytes());
+        option[2..4].copy_from_slice(&u16::try_from(padding - 4).ok()?.to_be_bytes());
+        option[4..].fill(0);
     }
     Some(len)
 }
@@ -301,6 +343,7 @@ impl<'o> ResponseBuilder<'o> {
                 opt,
                 self.rcode.extended_bits(),
                 ede,
+                pos,
             )?;
             additional = additional.checked_add(1)?;
         }
@@ -353,6 +396,7 @@ mod tests {
             opt: opt.then_some(OptReply {
                 udp_payload_size: 1232,
                 dnssec_ok: true,
+                padding: false,
             }),
             limit: 512,
         }
@@ -412,6 +456,82 @@ mod tests {
             let mut out = vec![0u8; size];
             let _ = write_rcode_response(&mut out, &reply(true), Rcode::SERVFAIL, Some(&ede));
             let _ = write_any_answer(&mut out, &reply(true), 1);
+        }
+    }
+
+    /// The OPT record's options of a message whose last record is the OPT at `opt_at`.
+    fn options(msg: &[u8], opt_at: usize) -> Vec<(u16, Vec<u8>)> {
+        let rdlen = usize::from(u16::from_be_bytes([msg[opt_at + 9], msg[opt_at + 10]]));
+        assert_eq!(opt_at + 11 + rdlen, msg.len(), "OPT is last and RDLEN covers the rest");
+        let mut rest = &msg[opt_at + 11..];
+        let mut found = Vec::new();
+        while !rest.is_empty() {
+            let code = u16::from_be_bytes([rest[0], rest[1]]);
+            let len = usize::from(u16::from_be_bytes([rest[2], rest[3]]));
+            found.push((code, rest[4..4 + len].to_vec()));
+            rest = &rest[4 + len..];
+        }
+        found
+    }
+
+    #[test]
+    fn padded_responses_are_a_multiple_of_468_bytes() {
+        let mut padded = reply(true);
+        padded.opt = padded.opt.map(|o| OptReply { padding: true, ..o });
+        padded.limit = 65535;
+        for text in ["", "x", &"y".repeat(400), &"z".repeat(460), &"w".repeat(1000)] {
+            let ede = ExtendedError {
+                info_code: ede::CENSORED,
+                extra_text: text,
+            };
+            let mut out = vec![0u8; 4096];
+            let len = write_rcode_response(&mut out, &padded, Rcode::NXDOMAIN, Some(&ede)).unwrap();
+            assert_eq!(len % RESPONSE_PADDING_BLOCK, 0, "EDE text of {}", text.len());
+            let found = options(&out[..len], 12 + 9);
+            assert_eq!(found.len(), 2, "EDE then Padding");
+            assert_eq!(found[0].0, 15);
+            assert_eq!(&found[0].1[2..], text.as_bytes(), "EDE intact");
+            assert_eq!(found[1].0, 12);
+            assert!(found[1].1.iter().all(|&b| b == 0), "padding is zeros");
+        }
+        // Without room for a full block, the response is padded as far as it fits.
+        let mut out = vec![0u8; 100];
+        let len = write_rcode_response(&mut out, &padded, Rcode::SERVFAIL, None).unwrap();
+        assert_eq!(len, 100);
+        assert_eq!(options(&out[..len], 12 + 9)[0].0, 12);
+        // Not asked for: no padding.
+        let mut out = vec![0u8; 4096];
+        let len = write_rcode_response(&mut out, &reply(true), Rcode::SERVFAIL, None).unwrap();
+        assert_eq!(len, 12 + 9 + 11);
+    }
+
+    #[test]
+    fn only_padded_queries_over_encrypted_transports_are_padded() {
+        use crate::query::{parse_query, ParseConfig};
+        let query = |options: &[u8]| {
+            let mut m = vec![0, 7, 1, 0, 0, 1, 0, 0, 0, 0, 0, 1];
+            m.extend_from_slice(b"\x03abc\x00\x00\x01\x00\x01");
+            m.extend_from_slice(&[0, 0, 41, 4, 0xD0, 0, 0, 0, 0]);
+            m.extend_from_slice(&(options.len() as u16).to_be_bytes());
+            m.extend_from_slice(options);
+            m
+        };
+        let padded = query(&[0, 12, 0, 3, 0, 0, 0]);
+        let plain = query(&[]);
+        let config = ParseConfig::default();
+        for (transport, pads) in [
+            (Transport::Udp, false),
+            (Transport::Tcp, false),
+            (Transport::Dot, true),
+            (Transport::Doh, true),
+            (Transport::Doq, true),
+        ] {
+            let q = parse_query(&padded, &config).unwrap();
+            let opt = ReplyTo::for_query(&q, 1232, transport).opt.unwrap();
+            assert_eq!(opt.padding, pads, "{transport:?}");
+            let q = parse_query(&plain, &config).unwrap();
+            let opt = ReplyTo::for_query(&q, 1232, transport).opt.unwrap();
+            assert!(!opt.padding, "{transport:?} without a Padding option");
         }
     }
 
