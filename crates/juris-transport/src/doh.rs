@@ -5,6 +5,7 @@
 //! ```text
 //!  accept ─► access list (or trusted proxy)? ─► permit? ─► TLS handshake (timeout)
 //!   ─► hyper (h2: max_concurrent_streams; h1: header read timeout)
+//!        over ResponseRecords (h2: one TLS record per response, for dnsperf-like clients)
 //!        each request: path? method? content type? size? ─► 404/405/415/413/400
 //!                      client = peer, or the Forwarded hop if the peer is a trusted proxy
 //!                      Pipeline::handle ─► hit/block now, miss: answer_pending
@@ -15,8 +16,10 @@
 //! HTTP cache must not hand it to someone else. Blocked, refused and failed answers get
 //! `max-age=0`.
 //!
+//! Responses to queries with an EDNS(0) Padding option are padded to 468-byte blocks by the
+//! pipeline (RFC 8467), as on DoT and DoQ.
+//!
 //! # Limitations
-//! - No EDNS(0) padding (RFC 8467) of responses yet.
 //! - The `Accept` header is not checked (the answer is always `application/dns-message`).
 //! - HTTP/3 is not served.
 
@@ -41,6 +44,7 @@ use tokio_rustls::TlsAcceptor;
 use crate::accept::accept_tls;
 use crate::config::Protocol;
 use crate::forwarded::{self, ClientSource};
+use crate::records::ResponseRecords;
 use crate::server::Shared;
 
 /// The DoH path (RFC 8484 §3 leaves it to the server; `/dns-query` is the usual one).
@@ -136,6 +140,8 @@ async fn serve_connection(
     } else {
         builder.http1_only()
     };
+    // HTTP/2: each response in TLS records of its own (records.rs, docs/design/0008).
+    let stream = ResponseRecords::new(stream, h2);
     let serving = builder.serve_connection(TokioIo::new(stream), service);
     tokio::pin!(serving);
     let idle = limits.idle_timeout;

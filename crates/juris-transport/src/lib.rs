@@ -45,6 +45,7 @@ mod doh;
 mod doq;
 mod dot;
 pub mod forwarded;
+mod records;
 mod server;
 mod stats;
 pub mod tls;
