@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # juris against Unbound, PowerDNS Recursor and Knot Resolver on a local NSD hierarchy (loopback
 # only). See bench/README.md. Usage: bench/run.sh [--quick] [--runs N] [--duration S]
-#        [--servers juris,unbound,pdns,kresd] [--w3-10m] [W0 W1 W2 W3 W4 W5 W7 W7-tcp W7-dot ...]
-#        (W7 = W7-tcp and W7-dot)   [--profile]   also perf-record juris in W1/W2/W7 (work/out/perf-*.txt)
+#        [--servers juris,unbound,pdns,kresd] [--w3-10m] [W0 W1 W2 W3 W4 W5 W7 W7-tcp W7-dot W7-doh W7-doh-post ...]
+#        (W7 = W7-tcp, W7-dot, W7-doh (GET) and W7-doh-post)   [--profile]   also perf-record juris in W1/W2/W7 (work/out/perf-*.txt)
 #        JURIS_BIN=/path/to/juris bench/run.sh ...   benchmarks a prebuilt binary (no cargo build)
 set -euo pipefail
 export PATH="$PATH:/usr/sbin:/sbin"
@@ -24,6 +24,8 @@ ADDR=127.55.9.1                  # every resolver under test listens here, on it
 declare -A PORT=([echo]=5300 [juris]=5301 [unbound]=5302 [pdns]=5303 [kresd]=5304)
 declare -A DOT_PORT=([juris]=5311 [unbound]=5312 [kresd]=5314)     # DNS over TLS listeners (W7-dot)
 declare -A DOT_NA=([pdns]="n/a (no DoT in 4.8)")                     # servers without incoming DoT
+declare -A DOH_PORT=([juris]=5321 [unbound]=5322 [kresd]=5324)     # DNS over HTTPS listeners (W7-doh*)
+declare -A DOH_NA=([pdns]="n/a (no DoH in 4.8)")                     # servers without incoming DoH
 CLIENTS=8                        # dnsperf -c (sockets / TCP connections)
 OUTSTANDING=200                  # dnsperf -q
 COUNTRY_SOURCES="127.0.0.101 127.0.0.102 127.0.0.103 127.0.0.104"   # IT DE FR, unknown
@@ -56,13 +58,13 @@ while (($#)); do
     --w3-10m) W3_10M=1 ;;
     --profile) PROFILE=1 ;;
     -h|--help) usage 0 ;;
-    W7) WORKLOADS+=(W7-tcp W7-dot) ;;
-    W[0-9]|W7-tcp|W7-dot) WORKLOADS+=("$1") ;;
+    W7) WORKLOADS+=(W7-tcp W7-dot W7-doh W7-doh-post) ;;
+    W[0-9]|W7-tcp|W7-dot|W7-doh|W7-doh-post) WORKLOADS+=("$1") ;;
     *) echo "unknown argument: $1" >&2; usage 2 ;;
   esac
   shift
 done
-((${#WORKLOADS[@]})) || WORKLOADS=(W0 W1 W2 W7-tcp W7-dot W3 W4 W5)
+((${#WORKLOADS[@]})) || WORKLOADS=(W0 W1 W2 W7-tcp W7-dot W7-doh W7-doh-post W3 W4 W5)
 declare -A seen_wl=()
 uniq_wl=()
 for w in "${WORKLOADS[@]}"; do [[ -n "${seen_wl[$w]:-}" ]] || { seen_wl[$w]=1; uniq_wl+=("$w"); }; done
@@ -207,7 +209,7 @@ if netem_ours; then log "removing a W5 netem qdisc left on lo by an earlier run"
 
 # ---- server configurations -----------------------------------------------------------------
 C="$WORK/conf"
-TLS_DIR="$WORK/tls"                # self-signed cert.pem/key.pem for the DoT listeners (W7-dot)
+TLS_DIR="$WORK/tls"                # self-signed cert.pem/key.pem for the DoT and DoH listeners (W7-dot, W7-doh*)
 make_cert() {
   [[ -s "$TLS_DIR/cert.pem" && -s "$TLS_DIR/key.pem" ]] && return 0
   rm -rf "$TLS_DIR"; mkdir -p "$TLS_DIR"
@@ -216,9 +218,10 @@ make_cert() {
   openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 3650 -subj /CN=localhost \
     -keyout "$TLS_DIR/key.pem" -out "$TLS_DIR/cert.pem" >/dev/null 2>&1
 }
-# Each server has a plain configuration and a "-dot" one: the same plus a DoT listener on
-# DOT_PORT (used only by W7-dot, so that no other workload runs with a TLS listener open).
-juris_toml() { # juris_toml [dot]
+# Each server has a plain configuration, a "-dot" one (the same plus a DoT listener on DOT_PORT,
+# used only by W7-dot) and a "-doh" one (plus a DoH listener on DOH_PORT, used only by W7-doh*),
+# so that no other workload runs with a TLS listener open.
+juris_toml() { # juris_toml [dot|doh]
   cat <<EOF
 [server]
 listen = ["$ADDR:${PORT[juris]}"]
@@ -226,6 +229,7 @@ threads = 1
 allow = ["127.0.0.0/8"]
 EOF
   if [[ "${1:-}" == dot ]]; then echo "listen_tls = [\"$ADDR:${DOT_PORT[juris]}\"]"; fi
+  if [[ "${1:-}" == doh ]]; then echo "listen_https = [\"$ADDR:${DOH_PORT[juris]}\"]"; fi
   cat <<EOF
 
 [resolver]
@@ -239,11 +243,23 @@ size = "256M"
 [log]
 level = "info"
 EOF
-  if [[ "${1:-}" == dot ]]; then printf '\n[tls]\ncert = "%s"\nkey = "%s"\n' "$TLS_DIR/cert.pem" "$TLS_DIR/key.pem"; fi
+  if [[ -n "${1:-}" ]]; then printf '\n[tls]\ncert = "%s"\nkey = "%s"\n' "$TLS_DIR/cert.pem" "$TLS_DIR/key.pem"; fi
+}
+unbound_tls() { # unbound_tls tls-port|https-port PORT: unbound.conf plus a DoT or DoH listener on PORT
+  sed '/^remote-control:/,$d' "$C/unbound.conf"
+  cat <<EOF
+    interface: $ADDR@$2
+    $1: $2
+    tls-service-key: "$TLS_DIR/key.pem"
+    tls-service-pem: "$TLS_DIR/cert.pem"
+remote-control:
+    control-enable: no
+EOF
 }
 write_configs() {
   juris_toml >"$C/juris.toml"
   juris_toml dot >"$C/juris-dot.toml"
+  juris_toml doh >"$C/juris-doh.toml"
   mkdir -p "$WORK/run/unbound" "$WORK/run/pdns" "$WORK/run/kresd" "$WORK/run/juris-data"
   cat >"$C/unbound.conf" <<EOF
 server:
@@ -272,16 +288,8 @@ server:
 remote-control:
     control-enable: no
 EOF
-  { sed '/^remote-control:/,$d' "$C/unbound.conf"
-    cat <<EOF
-    interface: $ADDR@${DOT_PORT[unbound]}
-    tls-port: ${DOT_PORT[unbound]}
-    tls-service-key: "$TLS_DIR/key.pem"
-    tls-service-pem: "$TLS_DIR/cert.pem"
-remote-control:
-    control-enable: no
-EOF
-  } >"$C/unbound-dot.conf"
+  unbound_tls tls-port "${DOT_PORT[unbound]}" >"$C/unbound-dot.conf"
+  unbound_tls https-port "${DOH_PORT[unbound]}" >"$C/unbound-doh.conf"
   cat >"$C/recursor.conf" <<EOF
 threads=1
 pdns-distributes-queries=no
@@ -321,15 +329,25 @@ EOF
     echo "net.listen('$ADDR', ${DOT_PORT[kresd]}, { kind = 'tls' })"
     echo "net.tls('$TLS_DIR/cert.pem', '$TLS_DIR/key.pem')"
   } >"$C/kresd-dot.conf"
+  { cat "$C/kresd.conf"
+    echo "net.listen('$ADDR', ${DOH_PORT[kresd]}, { kind = 'doh2' })"
+    echo "net.tls('$TLS_DIR/cert.pem', '$TLS_DIR/key.pem')"
+  } >"$C/kresd-doh.conf"
 }
 write_configs
 
 # ---- servers -------------------------------------------------------------------------------
 SRV_PID=
 SRV_LOG=
-start_server() { # [DOT=1] start_server NAME [extra juris args...]; sets SRV_PID, fails if it does not bind
+enc_port() { # enc_port dot|doh SERVER: the port of that encrypted listener (empty: none)
+  case "$1" in
+    dot) echo "${DOT_PORT[$2]:-}" ;;
+    doh) echo "${DOH_PORT[$2]:-}" ;;
+  esac
+}
+start_server() { # [ENC=dot|doh] start_server NAME [extra juris args...]; sets SRV_PID, fails if it does not bind
   local name=$1 x=""; shift
-  [[ "${DOT:-0}" == 1 ]] && x=-dot
+  [[ -n "${ENC:-}" ]] && x=-$ENC
   SRV_LOG="$WORK/run/$name.log"
   case "$name" in
     echo) spawn 1 "$SRV_LOG" "$WORK/echo" "$ADDR" "${PORT[echo]}" ;;
@@ -341,8 +359,8 @@ start_server() { # [DOT=1] start_server NAME [extra juris args...]; sets SRV_PID
   esac
   SRV_PID=$SPAWNED
   if ! wait_udp "$ADDR" "${PORT[$name]}" "$SRV_PID" "${START_TIMEOUT:-30}" ||
-     { [[ -n "$x" ]] && ! wait_udp "$ADDR" "${DOT_PORT[$name]}" "$SRV_PID" "${START_TIMEOUT:-30}" tcp; }; then
-    log "$name did not start${x:+ (with its DoT listener)}; last lines of $SRV_LOG:"; tail -n 20 "$SRV_LOG" >&2
+     { [[ -n "$x" ]] && ! wait_udp "$ADDR" "$(enc_port "$ENC" "$name")" "$SRV_PID" "${START_TIMEOUT:-30}" tcp; }; then
+    log "$name did not start${x:+ (with its ${ENC} listener)}; last lines of $SRV_LOG:"; tail -n 20 "$SRV_LOG" >&2
     stop_pid "$SRV_PID"; return 1
   fi
 }
@@ -428,16 +446,18 @@ warm() { # warm SERVER: every hot name twice, unmeasured
   [[ "$ns" == "a.root. " ]] || log "  WARNING: $1 does not see the local root (. NS -> '$ns')"
 }
 
-dot_probe() { # dot_probe SERVER: '. NS' over DoT must come back from the local root (a.root.)
-  local port=${DOT_PORT[$1]} out
+enc_probe() { # enc_probe dot|doh SERVER: '. NS' over DoT / DoH must come back from the local root (a.root.)
+  local enc=$1 port out flag label
+  port=$(enc_port "$1" "$2")
+  case "$enc" in dot) flag=+tls; label=DoT ;; *) flag=+https; label=DoH ;; esac
   if command -v kdig >/dev/null; then
-    out=$(timeout 10 kdig +tls +short +time=3 +retry=0 -p "$port" @"$ADDR" . NS 2>&1 | tr '\n' ' ') || true
-    log "  DoT probe $1 ($ADDR:$port, kdig +tls): '. NS' -> $out"
+    out=$(timeout 10 kdig "$flag" +short +time=3 +retry=0 -p "$port" @"$ADDR" . NS 2>&1 | tr '\n' ' ') || true
+    log "  $label probe $2 ($ADDR:$port, kdig $flag): '. NS' -> $out"
     [[ "$out" == "a.root. " ]]
-  else # no kdig (knot-dnsutils): one dnsperf DoT query, which shows the rcode only
-    printf '. NS\n' >"$WORK/out/dot-probe.txt"
-    out=$(timeout 20 taskset -c 0 dnsperf -s "$ADDR" -p "$port" -m dot -d "$WORK/out/dot-probe.txt" -n 1 -t 3 -v 2>&1) || true
-    log "  DoT probe $1 ($ADDR:$port, dnsperf -m dot): $(grep -m1 '^> ' <<<"$out" || echo 'no answer')"
+  else # no kdig (knot-dnsutils): one dnsperf query, which shows the rcode only
+    printf '. NS\n' >"$WORK/out/enc-probe.txt"
+    out=$(timeout 20 taskset -c 0 dnsperf -s "$ADDR" -p "$port" -m "$enc" -d "$WORK/out/enc-probe.txt" -n 1 -t 3 -v 2>&1) || true
+    log "  $label probe $2 ($ADDR:$port, dnsperf -m $enc): $(grep -m1 '^> ' <<<"$out" || echo 'no answer')"
     grep -q '^> NOERROR' <<<"$out"
   fi
 }
@@ -460,37 +480,43 @@ w0() {
   done
 }
 
-w1_like() { # w1_like WORKLOAD MODE (udp, tcp or dot): W1's names; the cache is always warmed over UDP
-  local wl=$1 mode=$2 r s dot=0 port
-  [[ "$mode" == dot ]] && dot=1
-  if ((dot)) && ! make_cert; then
-    log "$wl skipped: no certificate for the DoT listeners"
+w1_like() { # w1_like WORKLOAD MODE (udp, tcp, dot, doh = DoH GET, doh-post): W1's names; the cache is always warmed over UDP
+  local wl=$1 mode=$2 r s enc="" label port extra=()
+  case "$mode" in
+    dot) enc=dot; label=DoT ;;
+    doh) enc=doh; label=DoH; extra=(-O doh-method=GET) ;;
+    doh-post) enc=doh; label=DoH; extra=(-O doh-method=POST); mode=doh ;;
+  esac
+  if [[ -n "$enc" ]] && ! make_cert; then
+    log "$wl skipped: no certificate for the $label listeners"
     printf '%s\t-\t-\tskipped: could not make a TLS certificate\n' "$wl" >>"$WORK/out/notes.tsv"
     return 0
   fi
   for ((r = 1; r <= RUNS; r++)); do
     for s in $(rotated "$r"); do
       port=${PORT[$s]}
-      if ((dot)); then
-        if [[ -z "${DOT_PORT[$s]:-}" ]]; then   # e.g. PowerDNS Recursor 4.8: no incoming DoT
+      if [[ -n "$enc" ]]; then
+        port=$(enc_port "$enc" "$s")
+        if [[ -z "$port" ]]; then   # e.g. PowerDNS Recursor 4.8: no incoming DoT or DoH
           if ((r == 1)); then
-            log "$wl: $s ${DOT_NA[$s]:-has no DoT listener}"
-            printf '%s\tna\t%s\t%s\n' "$wl" "$s" "${DOT_NA[$s]:-n/a (no DoT)}" >>"$WORK/out/notes.tsv"
+            local na="n/a (no $label)"
+            if [[ "$enc" == dot ]]; then na=${DOT_NA[$s]:-$na}; else na=${DOH_NA[$s]:-$na}; fi
+            log "$wl: $s $na"
+            printf '%s\tna\t%s\t%s\n' "$wl" "$s" "$na" >>"$WORK/out/notes.tsv"
           fi
           continue
         fi
-        port=${DOT_PORT[$s]}
       fi
       log "$wl round $r: $s"
-      DOT=$dot start_server "$s" || { not_started "$wl" "$r" "$s"; continue; }
+      ENC=$enc start_server "$s" || { not_started "$wl" "$r" "$s"; continue; }
       warm "$s"
-      if ((dot)) && ! dot_probe "$s"; then
-        log "  $s does not answer '. NS' over DoT on $ADDR:$port: not measured"
-        printf '%s\t%s\t%s\t%s\n' "$wl" "$r" "$s" "no answer to '. NS' over DoT on port $port (see bench/work/run/$s.log)" >>"$WORK/out/notes.tsv"
+      if [[ -n "$enc" ]] && ! enc_probe "$enc" "$s"; then
+        log "  $s does not answer '. NS' over $label on $ADDR:$port: not measured"
+        printf '%s\t%s\t%s\t%s\n' "$wl" "$r" "$s" "no answer to '. NS' over $label on port $port (see bench/work/run/$s.log)" >>"$WORK/out/notes.tsv"
         stop_pid "$SRV_PID"; continue
       fi
       # shellcheck disable=SC2046
-      measure "$wl" "$r" "$s" "$SRV_PID" - -- $(dnsperf_common "$s" "$port") -m "$mode" -d "$W1_FILE" -l "$DURATION"
+      measure "$wl" "$r" "$s" "$SRV_PID" - -- $(dnsperf_common "$s" "$port") -m "$mode" ${extra[@]+"${extra[@]}"} -d "$W1_FILE" -l "$DURATION"
       stop_pid "$SRV_PID"
     done
   done
@@ -731,6 +757,8 @@ for w in "${WORKLOADS[@]}"; do
     W5) w5 ;;
     W7-tcp) w1_like W7-tcp tcp ;;
     W7-dot) w1_like W7-dot dot ;;
+    W7-doh) w1_like W7-doh doh ;;
+    W7-doh-post) w1_like W7-doh-post doh-post ;;
     *) log "$w: not implemented in this harness (see README)"; printf '%s\t-\t-\tnot implemented\n' "$w" >>"$WORK/out/notes.tsv" ;;
   esac
 done

@@ -6,7 +6,8 @@
                   [--publish RESULTS]
     report.py rebuild --dir RESULTS
 
-`run` splits one run's raw rows by workload (W0, W1, W2, W7-tcp, W7-dot, W3, W4, W5) into DIR/<W>.tsv
+`run` splits one run's raw rows by workload (W0, W1, W2, W7-tcp, W7-dot, W7-doh, W7-doh-post, W3, W4, W5)
+into DIR/<W>.tsv
 (the raw rows plus `#` lines with the run's date, rounds, versions and load), renders DIR/<W>.md and
 REPORT (summary + every workload of this run). With --publish, the workloads this run measured
 replace RESULTS/<W>.tsv, and RESULTS is rebuilt: every RESULTS/<W>.md from its <W>.tsv, and
@@ -31,6 +32,8 @@ TITLES = {
     "W2": "W2: every name from a cold cache, UDP, ~5% NXDOMAIN (one pass)",
     "W7-tcp": "W7-tcp: cache hits over TCP (W1 names, 8 connections)",
     "W7-dot": "W7-dot: cache hits over DNS over TLS (W1 names, 8 TLS sessions)",
+    "W7-doh": "W7-doh: cache hits over DNS over HTTPS, GET (W1 names, 8 HTTP/2 connections)",
+    "W7-doh-post": "W7-doh-post: cache hits over DNS over HTTPS, POST (W1 names, 8 HTTP/2 connections)",
     "W3-W1": "W3 on W1: cache hits from 4 client addresses (IT, DE, FR, unknown)",
     "W3-W2": "W3 on W2: cold cache from 4 client addresses",
     "W4-swap": "W4: 20k qps while an order file is rewritten (policy swap)",
@@ -39,14 +42,16 @@ TITLES = {
 }
 GROUP_TITLES = {
     "W0": TITLES["W0"], "W1": TITLES["W1"], "W2": TITLES["W2"], "W7-tcp": TITLES["W7-tcp"], "W7-dot": TITLES["W7-dot"],
+    "W7-doh": TITLES["W7-doh"], "W7-doh-post": TITLES["W7-doh-post"],
     "W3": "W3: policy cost (blocked names over 3 jurisdictions, clients from 4 addresses)",
     "W4": "W4: policy memory, compile and update",
     "W5": TITLES["W5"],
 }
-GROUP_ORDER = ["W0", "W1", "W2", "W7-tcp", "W7-dot", "W3", "W4", "W5"]
-WL_ORDER = ["W0", "W1", "W2", "W7-tcp", "W7-dot", "W3-W1", "W3-W2", "W4-swap", "W4-noswap", "W5"]
-SUMMARY = ["W0", "W1", "W2", "W7-tcp", "W7-dot"]
-TARGETS = {"W1": ("unbound", 0.75), "W2": ("best", 0.67), "W7-tcp": ("best", 0.80), "W7-dot": ("best", 0.80)}
+GROUP_ORDER = ["W0", "W1", "W2", "W7-tcp", "W7-dot", "W7-doh", "W7-doh-post", "W3", "W4", "W5"]
+WL_ORDER = ["W0", "W1", "W2", "W7-tcp", "W7-dot", "W7-doh", "W7-doh-post", "W3-W1", "W3-W2", "W4-swap", "W4-noswap", "W5"]
+SUMMARY = ["W0", "W1", "W2", "W7-tcp", "W7-dot", "W7-doh", "W7-doh-post"]
+TARGETS = {"W1": ("unbound", 0.75), "W2": ("best", 0.67), "W7-tcp": ("best", 0.80), "W7-dot": ("best", 0.80),
+           "W7-doh": ("best", 0.80), "W7-doh-post": ("best", 0.80)}
 # Latency workloads: (column, label, peer, limit) -- juris ÷ peer of that column, same round, median.
 LAT_TARGETS = {"W5": [("avg_us", "mean latency", "unbound", 1.0), ("p99_us", "p99", "unbound", 0.8)]}
 LEGACY = {"W7": "W7-tcp"}          # rows written before W7 was split into W7-tcp and W7-dot
