@@ -1,7 +1,7 @@
 //! Integration tests of the control plane: store, audit chain, lifecycle, safeguards, feeds,
 //! RPZ, and the HTTP API (through `tower::ServiceExt::oneshot`, no sockets).
 
-#![allow(clippy::unwrap_used, clippy::expect_used)] // In tests a panic is the failure report.
+#![allow(clippy::unwrap_used, clippy::expect_used, reason = "In tests a panic is the failure report")]
 
 use std::sync::{Arc, Mutex};
 
@@ -22,6 +22,9 @@ use tower::ServiceExt;
 struct FixedClock(Mutex<Timestamp>);
 
 impl Clock for FixedClock {
+    fn unix_seconds(&self) -> u64 {
+        self.now().as_second().try_into().unwrap()
+    }
     fn now(&self) -> Timestamp {
         *self.0.lock().unwrap()
     }
