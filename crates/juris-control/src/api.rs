@@ -36,7 +36,7 @@ pub const MAX_BODY: usize = 256 * 1024 * 1024;
 pub trait ServerView: Send + Sync + 'static {
     /// Explains what a query gets, through the same code path as a real query. Errors name the
     /// field (`name`, `client`, `country`).
-    fn explain(&self, request: &ExplainRequest) -> Result<serde_json::Value, ControlError>;
+    fn explain(&self, request: &ExplainRequest) -> Result<ExplainView, ControlError>;
     /// Counters and the policy generation.
     fn snapshot(&self) -> ServerSnapshot;
 }
@@ -51,8 +51,76 @@ pub struct ExplainRequest {
     pub address: Option<String>,
     /// The client's address (its jurisdiction is looked up like a real query's).
     pub client: Option<String>,
-    /// Or the client's country directly.
+    /// Or the client's country: the query arrives on a listener pinned to it.
     pub country: Option<String>,
+    /// The configured listener (`ADDR:PORT`) the query arrives on: its pin applies.
+    pub listener: Option<String>,
+    /// An EDNS Client Subnet option in the query (`ADDR/LEN`; believed only from a trusted
+    /// forwarder, as in a real query).
+    pub ecs: Option<String>,
+    /// The query type (default `A`).
+    pub qtype: Option<String>,
+}
+
+/// `GET /v1/explain` answer: what the query gets and why, from the running server's pipeline.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ExplainView {
+    /// The query name asked about.
+    pub name: Option<String>,
+    /// Or the answer address.
+    pub address: Option<String>,
+    /// The client's jurisdiction (two letters), or `None` (unknown: only global orders apply).
+    pub jurisdiction: Option<String>,
+    /// `listener`, `trusted-ecs`, `geoip` or `unknown`.
+    pub decided_by: String,
+    /// The generation of the policy that judged the query.
+    pub policy_generation: u64,
+    /// `block`, `allow`, `withdrawn`, `refused` (access list), `rejected` (error before any
+    /// policy) or `answered` (ANY, or a clean cached answer).
+    pub verdict: String,
+    /// The order that decides the answer, for a block.
+    pub fired: Option<FiredView>,
+    /// Every order whose targets match, applicable or not, and why.
+    pub matches: Vec<MatchView>,
+    /// For a block: what matched (`query name`, `CNAME target`, `answer address`).
+    #[serde(default)]
+    pub trigger: Option<String>,
+    /// The RCODE of the response the server would send without resolving, if any.
+    #[serde(default)]
+    pub rcode: Option<String>,
+    /// The server clock's Unix seconds the query was judged at.
+    #[serde(default)]
+    pub now: u64,
+}
+
+/// The order that fired, in an [`ExplainView`].
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FiredView {
+    /// Order id.
+    pub order: String,
+    /// Authority.
+    pub authority: String,
+    /// Case reference.
+    pub reference: String,
+    /// `refused`, `nxdomain` or `nodata`.
+    pub action: String,
+    /// The Extended DNS Error code the answer carries.
+    pub ede: u16,
+    /// The target that matched, e.g. `subtree kickasstorrents.to`.
+    pub target: String,
+}
+
+/// One matching order, in an [`ExplainView`].
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MatchView {
+    /// Order id.
+    pub order: String,
+    /// The target that matched.
+    pub target: String,
+    /// Whether it applies to this client now.
+    pub applies: bool,
+    /// Why (not).
+    pub status: String,
 }
 
 /// The resolver's counters and policy state.
@@ -101,7 +169,7 @@ pub struct BlockCount {
 pub struct NoServer;
 
 impl ServerView for NoServer {
-    fn explain(&self, _request: &ExplainRequest) -> Result<serde_json::Value, ControlError> {
+    fn explain(&self, _request: &ExplainRequest) -> Result<ExplainView, ControlError> {
         Err(ControlError::Internal(
             "no resolver is attached to this API".into(),
         ))
@@ -565,7 +633,7 @@ fn escape(value: &str) -> String {
 async fn explain(
     State(state): State<ApiState>,
     request: axum::http::Uri,
-) -> ApiResult<Json<serde_json::Value>> {
+) -> ApiResult<Json<ExplainView>> {
     let request: ExplainRequest = query(request.query())?;
     if request.name.is_none() && request.address.is_none() {
         return Err(ApiError(ControlError::invalid(

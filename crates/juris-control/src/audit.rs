@@ -84,7 +84,7 @@ pub struct BadEntry {
 }
 
 /// The canonical encoding of an entry's content (everything but the hashes).
-#[allow(clippy::too_many_arguments)] // One argument per hashed field, in hashing order.
+#[allow(clippy::too_many_arguments, reason = "One argument per hashed field, in hashing order")]
 pub fn canonical(
     seq: i64,
     time: &str,
@@ -285,7 +285,7 @@ pub fn verify(conn: &Connection) -> Result<VerifyReport, ControlError> {
 }
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used)] // In tests a panic is the failure report.
+#[allow(clippy::unwrap_used, reason = "In tests a panic is the failure report")]
 mod tests {
     use super::*;
 

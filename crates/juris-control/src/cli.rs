@@ -1027,7 +1027,7 @@ fn token(action: TokenAction, out: &mut dyn Write) -> Result<(), CliError> {
 }
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used)] // In tests a panic is the failure report.
+#[allow(clippy::unwrap_used, reason = "In tests a panic is the failure report")]
 mod tests {
     use super::*;
     use clap::Parser;

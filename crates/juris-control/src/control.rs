@@ -59,21 +59,9 @@ pub struct Actor {
     pub role: Role,
 }
 
-/// Supplies "now" (RFC 3339 times in the store and the audit log). Tests inject a fixed clock.
-pub trait Clock: Send + Sync + std::fmt::Debug {
-    /// The current time.
-    fn now(&self) -> Timestamp;
-}
-
-/// The wall clock.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct SystemClock;
-
-impl Clock for SystemClock {
-    fn now(&self) -> Timestamp {
-        Timestamp::now()
-    }
-}
+/// Supplies "now" (RFC 3339 times in the store and the audit log): the workspace's one clock.
+/// Tests inject a fixed clock.
+pub use juris_clock::{Clock, SystemClock};
 
 /// The `[control]` section of the configuration.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
@@ -635,7 +623,7 @@ impl Control {
         self.order(id)
     }
 
-    #[allow(clippy::too_many_arguments)] // All of them identify the one change being made.
+    #[allow(clippy::too_many_arguments, reason = "All of them identify the one change being made")]
     fn transition_in(
         &self,
         tx: &Transaction<'_>,

@@ -690,7 +690,7 @@ fn rename_target_paths(error: ControlError, lines: &[usize]) -> ControlError {
 }
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used)] // In tests a panic is the failure report.
+#[allow(clippy::unwrap_used, reason = "In tests a panic is the failure report")]
 mod tests {
     use super::*;
 

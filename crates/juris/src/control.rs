@@ -9,18 +9,24 @@
 //!       └─ ServerView = LiveServer: PolicyHandle, classifier, counters ◄── PolicyHandle::publish
 //! ```
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
 use anyhow::Context;
-use juris_control::api::{BlockCount, QueryCount};
-use juris_control::{ApiState, Control, ControlError, ExplainRequest, ServerSnapshot, ServerView};
+use juris_control::api::{BlockCount, FiredView, MatchView, QueryCount};
+use juris_control::{
+    ApiState, Control, ControlError, ExplainRequest, ExplainView, ServerSnapshot, ServerView,
+};
 use juris_resolver::clock::SharedClock;
-use juris_server::{PolicyEngine, ServerStats};
-use serde_json::json;
+use juris_server::codes::{rtype, Rcode};
+use juris_server::error_map;
+use juris_server::query::ClientSubnet;
+use juris_server::{
+    Arrival, Decision, ExplainQuery, Explanation, Pipeline, PolicyEngine, ServerStats, Transport,
+};
 use tracing::info;
 
 use crate::config::Settings;
@@ -88,114 +94,100 @@ pub type StatsCell = Arc<Mutex<ServerStats>>;
 
 /// The resolver as the API sees it.
 pub struct LiveServer {
-    engine: PolicyEngine,
+    pipeline: Arc<Pipeline>,
     stats: StatsCell,
     policy_error: Arc<dyn Fn() -> Option<String> + Send + Sync>,
 }
 
 impl LiveServer {
-    /// A view of `engine`, with counters from `stats` and the loader's last error.
+    /// A view of the running `pipeline` (its policy, classifier, listeners, clock and cache),
+    /// with counters from `stats` and the loader's last error.
     pub fn new(
-        engine: PolicyEngine,
+        pipeline: Arc<Pipeline>,
         stats: StatsCell,
         policy_error: Arc<dyn Fn() -> Option<String> + Send + Sync>,
     ) -> Self {
         Self {
-            engine,
+            pipeline,
             stats,
             policy_error,
         }
     }
+
+    fn engine(&self) -> &PolicyEngine {
+        self.pipeline.engine()
+    }
 }
 
-const RCODES: [&str; 16] = [
-    "NOERROR",
-    "FORMERR",
-    "SERVFAIL",
-    "NXDOMAIN",
-    "NOTIMP",
-    "REFUSED",
-    "YXDOMAIN",
-    "YXRRSET",
-    "NXRRSET",
-    "NOTAUTH",
-    "NOTZONE",
-    "DSOTYPENI",
-    "RCODE12",
-    "RCODE13",
-    "RCODE14",
-    "RCODE15",
-];
-
 impl ServerView for LiveServer {
-    fn explain(&self, request: &ExplainRequest) -> Result<serde_json::Value, ControlError> {
+    /// Through [`Pipeline::explain`]: the access list, the listener pin, trusted ECS, GeoIP,
+    /// `policy.withdraw`, the policy and the cache, at the server clock's time.
+    fn explain(&self, request: &ExplainRequest) -> Result<ExplainView, ControlError> {
         let invalid = |field: &str, reason: String| ControlError::invalid(field, reason);
-        let (country_code, decided_by) = match (&request.country, &request.client) {
-            (Some(code), _) => {
-                let code = crate::config::parse_jurisdiction(code).ok_or_else(|| {
-                    invalid(
-                        "country",
-                        format!("{code:?} is not an ISO 3166-1 alpha-2 code"),
-                    )
+        let arrival = match (&request.country, &request.listener) {
+            (Some(code), _) => Arrival::Pinned(crate::config::parse_jurisdiction(code).ok_or_else(
+                || invalid("country", format!("{code:?} is not an ISO 3166-1 alpha-2 code")),
+            )?),
+            (None, Some(listener)) => {
+                let addr: SocketAddr = listener.parse().map_err(|_| {
+                    invalid("listener", format!("{listener:?} is not an ADDR:PORT"))
                 })?;
-                (Some(code), "given".to_owned())
+                Arrival::Listener(self.pipeline.listener_index(addr).ok_or_else(|| {
+                    invalid("listener", format!("{addr} is not a configured listener"))
+                })?)
             }
-            (None, Some(client)) => {
-                let address: std::net::IpAddr = client
-                    .parse()
-                    .map_err(|_| invalid("client", format!("{client:?} is not an IP address")))?;
-                let jurisdiction = self.engine.classifier.classify(address, None, None);
-                (jurisdiction.country, jurisdiction.decided_by.to_string())
-            }
-            (None, None) => (None, "unknown".to_owned()),
+            (None, None) => Arrival::Unpinned,
         };
-        let country = juris_server::policy::policy_country(country_code);
-        let policy = self.engine.policy.current();
-        let now = jiff::Timestamp::now();
+        // Without a client address the query comes from loopback, which the default access
+        // list allows and no GeoIP database places: the pin (or nothing) decides.
+        let client: IpAddr = match &request.client {
+            Some(client) => client
+                .parse()
+                .map_err(|_| invalid("client", format!("{client:?} is not an IP address")))?,
+            None => IpAddr::from([127, 0, 0, 1]),
+        };
+        let client = SocketAddr::new(client, 53_000);
+        let ecs = match &request.ecs {
+            Some(text) => Some(crate::config::parse_prefix(text).ok_or_else(|| {
+                invalid("ecs", format!("{text:?} is not an address or prefix"))
+            })?),
+            None => None,
+        };
         let explanation = match (&request.name, &request.address) {
             (Some(name), _) => {
-                let wire = juris_policy::name_to_wire(name)
-                    .map_err(|e| invalid("name", format!("{name:?}: {e}")))?;
-                policy.explain_name(&wire, country, now)
+                let qtype = match &request.qtype {
+                    Some(text) => rtype::parse(text)
+                        .ok_or_else(|| invalid("qtype", format!("{text:?} is not a record type")))?,
+                    None => rtype::A,
+                };
+                let ecs = ecs.map(|net| (net.addr(), net.prefix_len()));
+                let packet = self
+                    .pipeline
+                    .query_packet(name, qtype, ecs, false)
+                    .ok_or_else(|| invalid("name", format!("{name:?} is not a domain name")))?;
+                self.pipeline.explain(&ExplainQuery {
+                    packet: &packet,
+                    client,
+                    transport: Transport::Udp,
+                    arrival,
+                })
             }
             (None, Some(address)) => {
-                let address: std::net::IpAddr = address
+                let address: IpAddr = address
                     .parse()
                     .map_err(|_| invalid("address", format!("{address:?} is not an IP address")))?;
-                policy.explain_address(address, country, now)
+                let subnet = ecs.map(|net| ClientSubnet {
+                    family: if net.addr().is_ipv4() { 1 } else { 2 },
+                    source_prefix: net.prefix_len(),
+                    scope_prefix: 0,
+                    address: net.trunc().addr(),
+                });
+                self.pipeline
+                    .explain_address(client, arrival, subnet, address)
             }
             (None, None) => return Err(invalid("name", "give a name or an address".into())),
         };
-        let fired = explanation.verdict.block().map(|block| {
-            let order = block.order();
-            json!({
-                "order": order.id, "authority": order.authority, "reference": order.reference,
-                "action": format!("{:?}", block.action()).to_ascii_lowercase(),
-                "ede": block.ede_code(), "target": block.target().to_string(),
-            })
-        });
-        let matches: Vec<serde_json::Value> = explanation
-            .matches
-            .iter()
-            .map(|m| {
-                json!({
-                    "order": m.matched.order.id,
-                    "target": m.matched.target.to_string(),
-                    "applies": m.status.applies(),
-                    "status": m.status.to_string(),
-                })
-            })
-            .collect();
-        Ok(json!({
-            "name": request.name,
-            "address": request.address,
-            "jurisdiction": country.map(|c| c.to_string()),
-            "decided_by": decided_by,
-            "policy_generation": policy.generation(),
-            "verdict": if explanation.verdict.is_block() { "block" } else { "allow" },
-            "fired": fired,
-            "matches": matches,
-        }))
+        Ok(explain_view(request, &explanation))
     }
 
     fn snapshot(&self) -> ServerSnapshot {
@@ -220,16 +212,16 @@ impl ServerView for LiveServer {
                 count,
             });
         }
-        for (rcode, count) in RCODES.iter().zip(stats.responses_by_rcode) {
+        for (rcode, count) in (0u16..).zip(stats.responses_by_rcode) {
             if count > 0 {
                 queries.push(QueryCount {
                     transport: "all".into(),
-                    rcode: (*rcode).into(),
+                    rcode: Rcode(rcode).to_string(),
                     count,
                 });
             }
         }
-        let counts = self.engine.counters.snapshot();
+        let counts = self.engine().counters.snapshot();
         let per = |pick: fn(&juris_server::OrderCount) -> u64| {
             counts
                 .iter()
@@ -242,7 +234,7 @@ impl ServerView for LiveServer {
                 .collect()
         };
         ServerSnapshot {
-            policy_generation: self.engine.policy.load().generation(),
+            policy_generation: self.engine().policy.load().generation(),
             policy_error: (self.policy_error)(),
             queries,
             cache_hits: stats.cache_hits,
@@ -250,6 +242,52 @@ impl ServerView for LiveServer {
             blocks: per(|c| c.blocked),
             shadow_matches: per(|c| c.shadow),
         }
+    }
+}
+
+/// The API's view of an explanation (field names are the API's contract).
+fn explain_view(request: &ExplainRequest, explanation: &Explanation) -> ExplainView {
+    let fired = explanation.fired().map(|fired| {
+        let order = &fired.order;
+        FiredView {
+            order: order.id.clone(),
+            authority: order.authority.clone(),
+            reference: order.reference.clone(),
+            action: order.action.as_str().to_owned(),
+            ede: error_map::for_meaning(order.meaning()),
+            target: fired.target.to_string(),
+        }
+    });
+    ExplainView {
+        name: request.name.clone(),
+        address: request.address.clone(),
+        jurisdiction: explanation.jurisdiction.country.map(|c| c.to_string()),
+        decided_by: explanation.jurisdiction.decided_by.to_string(),
+        policy_generation: explanation.policy_generation,
+        verdict: explanation.decision.as_str().to_owned(),
+        fired,
+        matches: explanation
+            .matches
+            .iter()
+            .map(|m| MatchView {
+                order: m.matched.order.id.clone(),
+                target: m.matched.target.to_string(),
+                applies: m.status.applies(),
+                status: m.status.to_string(),
+            })
+            .collect(),
+        trigger: match &explanation.decision {
+            Decision::Blocked { trigger, .. } => {
+                Some(crate::explain::trigger_name(*trigger).to_owned())
+            }
+            _ => None,
+        },
+        rcode: explanation
+            .response
+            .as_deref()
+            .and_then(|bytes| crate::decode::decode(bytes).ok())
+            .map(|decoded| decoded.rcode),
+        now: explanation.now,
     }
 }
 
