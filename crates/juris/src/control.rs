@@ -317,3 +317,187 @@ pub fn start_api(
     info!(addr = %bound, "admin API listening");
     Ok(bound)
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used, reason = "tests fail loudly by design")]
+mod tests {
+    use super::*;
+    use juris_resolver::cache::{AnswerCache, CacheConfig};
+    use juris_resolver::clock::ManualClock;
+    use juris_resolver::Resolver;
+    use juris_testkit::mmdb::{MmdbWriter, Shape};
+
+    use crate::config::RawConfig;
+    use crate::serve::{policy_engine, server_config};
+
+    /// 2100-01-01T00:00:00Z: the pipeline clock of these tests, far from the wall clock.
+    const IN_2100: u64 = 4_102_444_800;
+
+    /// An order effective only from 2099 (not yet, by the wall clock), in Italy and France.
+    const ORDER: &str = r#"{
+        "id": "IT-2099-1", "kind": "court_order", "authority": "Tribunale di Milano",
+        "reference": "RG 1/2099", "jurisdictions": ["IT", "FR"], "action": "nxdomain",
+        "state": "active", "effective_from": "2099-01-01T00:00:00Z",
+        "targets": [{"type": "subtree", "value": "blocked.example"}]
+    }"#;
+
+    /// A live server on `policy` settings: listener 127.0.0.1:5301 pinned to IT, a GeoIP
+    /// database placing 198.51.100.0/24 in Italy, the forwarder 127.0.0.9 trusted for ECS,
+    /// France withdrawn; the pipeline clock stands in 2100.
+    fn live(dir: &std::path::Path) -> LiveServer {
+        std::fs::write(dir.join("order.json"), ORDER).unwrap();
+        let mmdb = dir.join("countries.mmdb");
+        MmdbWriter::new(Shape::CountryCode)
+            .insert("198.51.100.0/24".parse().unwrap(), "IT")
+            .write_to(&mmdb)
+            .unwrap();
+        let toml = format!(
+            r#"
+            [server]
+            listen = ["127.0.0.1:5300", {{ address = "127.0.0.1:5301", country = "IT" }}]
+            data_dir = "{dir}/data"
+            allow = ["127.0.0.0/8", "198.51.100.0/24", "203.0.113.0/24"]
+            [policy]
+            orders = "{dir}/order.json"
+            withdraw = ["FR"]
+            [geoip]
+            mmdb = "{mmdb}"
+            trusted_ecs_forwarders = ["127.0.0.9/32"]
+            "#,
+            dir = dir.display(),
+            mmdb = mmdb.display(),
+        );
+        let settings = Settings::from_raw(&RawConfig::from_toml(&toml, "test").unwrap()).unwrap();
+        let clock: SharedClock = Arc::new(ManualClock::new(IN_2100));
+        let (engine, _loader) = policy_engine(&settings, IN_2100).unwrap();
+        let cache = Arc::new(AnswerCache::new(CacheConfig::default()));
+        let resolver =
+            Resolver::new(settings.resolver.clone(), cache, Arc::clone(&clock)).unwrap();
+        let pipeline = Pipeline::new(&server_config(&settings), resolver, clock, engine).unwrap();
+        LiveServer::new(
+            Arc::new(pipeline),
+            Arc::new(Mutex::new(ServerStats::default())),
+            Arc::new(|| None),
+        )
+    }
+
+    /// `name=...&client=...` as the API's query string parser would read it.
+    fn request(query: &str) -> ExplainRequest {
+        serde_json::from_value(
+            query
+                .split('&')
+                .map(|pair| pair.split_once('=').unwrap())
+                .map(|(k, v)| (k.to_owned(), serde_json::Value::String(v.to_owned())))
+                .collect::<serde_json::Map<_, _>>()
+                .into(),
+        )
+        .unwrap()
+    }
+
+    fn ask(server: &LiveServer, query: &str) -> ExplainView {
+        server.explain(&request(query)).unwrap()
+    }
+
+    #[test]
+    fn explain_judges_at_the_pipeline_clock_not_the_wall_clock() {
+        let dir = tempfile::tempdir().unwrap();
+        let server = live(dir.path());
+        let view = ask(&server, "name=www.blocked.example&country=IT");
+        assert_eq!(view.verdict, "block", "{view:?}");
+        let fired = view.fired.unwrap();
+        assert_eq!(
+            (fired.order.as_str(), fired.action.as_str(), fired.ede),
+            ("IT-2099-1", "nxdomain", 16)
+        );
+        assert_eq!(view.rcode.as_deref(), Some("NXDOMAIN"));
+        assert_eq!(view.now, IN_2100);
+    }
+
+    #[test]
+    fn explain_applies_policy_withdraw() {
+        let dir = tempfile::tempdir().unwrap();
+        let server = live(dir.path());
+        let view = ask(&server, "name=www.blocked.example&country=FR");
+        assert_eq!(view.verdict, "withdrawn", "{view:?}");
+        assert_eq!(view.rcode.as_deref(), Some("REFUSED"));
+        assert_eq!(view.jurisdiction.as_deref(), Some("FR"));
+        // The order matches the name but service is withdrawn first.
+        assert!(view.fired.is_none());
+        assert_eq!(view.matches.len(), 1);
+        let view = ask(&server, "address=192.0.2.1&country=FR");
+        assert_eq!(view.verdict, "withdrawn", "{view:?}");
+    }
+
+    #[test]
+    fn explain_applies_the_listener_pin() {
+        let dir = tempfile::tempdir().unwrap();
+        let server = live(dir.path());
+        // A client nobody places, on the listener pinned to Italy.
+        let view = ask(
+            &server,
+            "name=www.blocked.example&client=203.0.113.5&listener=127.0.0.1:5301",
+        );
+        assert_eq!(
+            (view.jurisdiction.as_deref(), view.decided_by.as_str()),
+            (Some("IT"), "listener")
+        );
+        assert_eq!(view.verdict, "block", "{view:?}");
+        // The same client on the unpinned listener: unknown, only global orders apply.
+        let view = ask(
+            &server,
+            "name=www.blocked.example&client=203.0.113.5&listener=127.0.0.1:5300",
+        );
+        assert_eq!((view.jurisdiction, view.verdict.as_str()), (None, "allow"));
+        // A client outside server.allow is refused before anything else, pin or not.
+        let view = ask(
+            &server,
+            "name=www.blocked.example&client=192.0.2.1&listener=127.0.0.1:5301",
+        );
+        assert_eq!(
+            (view.verdict.as_str(), view.rcode.as_deref()),
+            ("refused", Some("REFUSED"))
+        );
+    }
+
+    #[test]
+    fn explain_believes_ecs_only_from_trusted_forwarders() {
+        let dir = tempfile::tempdir().unwrap();
+        let server = live(dir.path());
+        let view = ask(
+            &server,
+            "name=www.blocked.example&client=127.0.0.9&ecs=198.51.100.77/24",
+        );
+        assert_eq!(
+            (view.jurisdiction.as_deref(), view.decided_by.as_str()),
+            (Some("IT"), "trusted-ecs"),
+            "{view:?}"
+        );
+        assert_eq!(view.verdict, "block");
+        let view = ask(
+            &server,
+            "name=www.blocked.example&client=127.0.0.8&ecs=198.51.100.77/24",
+        );
+        assert_eq!((view.jurisdiction, view.verdict.as_str()), (None, "allow"));
+    }
+
+    #[test]
+    fn explain_names_bad_fields() {
+        let dir = tempfile::tempdir().unwrap();
+        let server = live(dir.path());
+        for (query, field) in [
+            ("name=a.example&listener=127.0.0.1:9", "listener"),
+            ("name=a.example&listener=nonsense", "listener"),
+            ("name=a.example&ecs=nonsense", "ecs"),
+            ("name=a.example&qtype=nonsense", "qtype"),
+            ("name=a.example&country=XX", "country"),
+            ("address=nonsense", "address"),
+        ] {
+            match server.explain(&request(query)) {
+                Err(ControlError::Invalid { field: named, .. }) => {
+                    assert_eq!(named, field, "{query}")
+                }
+                other => panic!("{query}: {other:?}"),
+            }
+        }
+    }
+}

@@ -343,4 +343,62 @@ mod tests {
         assert_eq!(parse_qtype("TYPE65").unwrap(), 65);
         assert!(parse_qtype("nonsense").is_err());
     }
+
+    fn request(name: &str, country: &str) -> Request {
+        Request {
+            name: name.to_owned(),
+            qtype: "A".to_owned(),
+            client: IpAddr::from([127, 0, 0, 1]),
+            ecs: None,
+            country: crate::config::parse_jurisdiction(country),
+            listener: None,
+            structured: false,
+        }
+    }
+
+    #[test]
+    fn explain_sees_the_orders_in_the_store() {
+        let dir = tempfile::tempdir().unwrap();
+        let toml = format!("[server]\ndata_dir = \"{}\"\n", dir.path().display());
+        let settings =
+            Settings::from_raw(&crate::config::RawConfig::from_toml(&toml, "test").unwrap())
+                .unwrap();
+        let control = crate::control::open(&settings).unwrap();
+        let order = juris_policy::Order::from_json(
+            br#"{"id": "IT-STORE-1", "kind": "court_order", "authority": "Tribunale di Milano",
+                "jurisdictions": ["IT"], "action": "nxdomain", "state": "active",
+                "targets": [{"type": "subtree", "value": "stored.example"}]}"#,
+        )
+        .unwrap();
+        let admin = juris_control::Actor {
+            name: "admin".into(),
+            role: juris_control::Role::Admin,
+        };
+        control
+            .apply_order(&admin, order, true, true, "test")
+            .unwrap();
+        drop(control);
+
+        let report = explain(&settings, &request("www.stored.example", "IT")).unwrap();
+        assert_eq!(report.verdict, "block", "{}", report.render());
+        assert_eq!(report.fired.as_ref().unwrap().order, "IT-STORE-1");
+        assert_eq!(report.fired.as_ref().unwrap().action, "nxdomain");
+        assert_eq!(report.trigger.as_deref(), Some("query name"));
+        assert_eq!(report.response.as_ref().unwrap().rcode, "NXDOMAIN");
+        let report = explain(&settings, &request("www.stored.example", "DE")).unwrap();
+        assert_eq!(report.verdict, "allow", "{}", report.render());
+    }
+
+    #[test]
+    fn explain_without_a_store_does_not_create_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let data = dir.path().join("data");
+        let toml = format!("[server]\ndata_dir = \"{}\"\n", data.display());
+        let settings =
+            Settings::from_raw(&crate::config::RawConfig::from_toml(&toml, "test").unwrap())
+                .unwrap();
+        let report = explain(&settings, &request("www.example.com", "IT")).unwrap();
+        assert_eq!(report.verdict, "allow");
+        assert!(!data.exists());
+    }
 }

@@ -5,8 +5,8 @@
 //!             [--data-dir DIR] [--threads N] [--orders PATH] [--geoip FILE]
 //!             [--listen-tls ADDR:PORT]... [--listen-https ADDR:PORT]... [--listen-quic ADDR:PORT]...
 //!             [--tls-cert FILE --tls-key FILE]
-//! juris explain NAME --client ADDR [--ecs SUBNET] [--country CC] [--qtype T] [--structured]
-//!               [--config FILE] [--orders PATH] [--geoip FILE] [--json]
+//! juris explain NAME --client ADDR [--ecs SUBNET] [--country CC | --listener ADDR:PORT] [--qtype T]
+//!               [--structured] [--config FILE] [--orders PATH] [--geoip FILE] [--data-dir DIR] [--json]
 //! juris status [--data-dir DIR] [--config FILE] [--json]
 //! juris check-config FILE
 //! juris cert self-signed --name NAME
@@ -98,6 +98,9 @@ struct ExplainArgs {
     /// Ask as if on a listener pinned to this country.
     #[arg(long, value_name = "CC")]
     country: Option<String>,
+    /// Ask on this configured listener (`server.listen`): its country pin applies.
+    #[arg(long, value_name = "ADDR:PORT", conflicts_with = "country")]
+    listener: Option<std::net::SocketAddr>,
     /// Query type.
     #[arg(long, value_name = "T", default_value = "A")]
     qtype: String,
@@ -113,6 +116,10 @@ struct ExplainArgs {
     /// GeoIP database (MMDB; replaces `geoip.mmdb`).
     #[arg(long, value_name = "FILE")]
     geoip: Option<PathBuf>,
+    /// State directory whose order store (`control.sqlite3`) is read too (replaces
+    /// `server.data_dir`).
+    #[arg(long, value_name = "DIR")]
+    data_dir: Option<PathBuf>,
     /// Print JSON.
     #[arg(long)]
     json: bool,
@@ -211,6 +218,7 @@ fn explain(args: &ExplainArgs) -> anyhow::Result<()> {
     raw.apply(&Overrides {
         orders: args.orders.clone(),
         geoip: args.geoip.clone(),
+        data_dir: args.data_dir.clone(),
         ..Overrides::default()
     });
     let settings = Settings::from_raw(&raw)?;
@@ -239,6 +247,7 @@ fn explain(args: &ExplainArgs) -> anyhow::Result<()> {
             client: args.client,
             ecs,
             country,
+            listener: args.listener,
             structured: args.structured,
         },
     )?;
