@@ -123,6 +123,62 @@ pub struct MatchView {
     pub status: String,
 }
 
+/// `GET /v1/orders`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OrderList {
+    /// One line per order.
+    pub orders: Vec<crate::OrderSummary>,
+}
+
+/// `POST /v1/orders/{id}/targets/remove`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Removed {
+    /// The targets removed (`KIND VALUE`).
+    pub removed: Vec<String>,
+}
+
+/// `POST /v1/suspend-all`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Suspended {
+    /// The orders suspended.
+    pub suspended: Vec<String>,
+}
+
+/// `GET /v1/audit`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AuditLog {
+    /// The entries, oldest first.
+    pub entries: Vec<crate::audit::AuditEntry>,
+}
+
+/// Every error answer: `{"error": {"field": ..., "reason": ..., "errors": [...]}}`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ErrorBody {
+    /// The error.
+    pub error: ErrorDetail,
+}
+
+/// The error of an [`ErrorBody`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ErrorDetail {
+    /// The field at fault (`name`, `targets[1].value`, `body`, ...).
+    pub field: String,
+    /// Why.
+    pub reason: String,
+    /// Every problem, when an order document has several.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub errors: Vec<FieldProblem>,
+}
+
+/// One problem of an [`ErrorDetail`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FieldProblem {
+    /// The field.
+    pub field: String,
+    /// Why.
+    pub reason: String,
+}
+
 /// The resolver's counters and policy state.
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub struct ServerSnapshot {
@@ -362,15 +418,25 @@ pub fn status_of(error: &ControlError) -> StatusCode {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let status = status_of(&self.0);
-        let mut error = json!({"field": self.0.field(), "reason": self.0.reason()});
-        if let ControlError::Validation(errors) = &self.0 {
-            error["errors"] = errors
+        let errors = match &self.0 {
+            ControlError::Validation(errors) => errors
                 .errors
                 .iter()
-                .map(|e| json!({"field": e.path, "reason": e.problem.to_string()}))
-                .collect();
-        }
-        let mut response = (status, Json(json!({ "error": error }))).into_response();
+                .map(|e| FieldProblem {
+                    field: e.path.clone(),
+                    reason: e.problem.to_string(),
+                })
+                .collect(),
+            _ => Vec::new(),
+        };
+        let body = ErrorBody {
+            error: ErrorDetail {
+                field: self.0.field(),
+                reason: self.0.reason(),
+                errors,
+            },
+        };
+        let mut response = (status, Json(body)).into_response();
         if status == StatusCode::UNAUTHORIZED {
             response
                 .headers_mut()
@@ -648,11 +714,11 @@ async fn explain(
 async fn list_orders(
     State(state): State<ApiState>,
     uri: axum::http::Uri,
-) -> ApiResult<Json<serde_json::Value>> {
+) -> ApiResult<Json<OrderList>> {
     let filter: OrderFilter = query(uri.query())?;
     let control = state.control.clone();
     let orders = blocking(move || control.orders(&filter)).await?;
-    Ok(Json(json!({ "orders": orders })))
+    Ok(Json(OrderList { orders }))
 }
 
 fn order_from_body(body: &[u8]) -> ApiResult<(Order, bool)> {
@@ -754,7 +820,7 @@ async fn remove_targets(
     let keys: Vec<(TargetKind, String)> = targets.into_iter().map(|t| (t.kind, t.value)).collect();
     let control = state.control.clone();
     let removed = blocking(move || control.remove_targets(&actor, &id, &keys, &reason)).await?;
-    Ok(Json(json!({ "removed": removed })).into_response())
+    Ok(Json(Removed { removed }).into_response())
 }
 
 async fn override_target(
@@ -800,7 +866,11 @@ async fn import_into_order(
             let report =
                 blocking(move || control.import_list(&actor, &id, &text, kind, &params.reason))
                     .await?;
-            Ok(Json(json!({"added": report.added, "held": report.held, "existing": report.existing, "warnings": []})).into_response())
+            let report = crate::feeds::RpzImportReport {
+                report,
+                warnings: Vec::new(),
+            };
+            Ok(Json(report).into_response())
         }
         "rpz" => {
             let report =
@@ -871,7 +941,7 @@ async fn suspend_all(
     let ReasonQuery { reason } = query(uri.query())?;
     let control = state.control.clone();
     let ids = blocking(move || control.suspend_all(&actor, &reason)).await?;
-    Ok(Json(json!({ "suspended": ids })).into_response())
+    Ok(Json(Suspended { suspended: ids }).into_response())
 }
 
 async fn list_feeds(State(state): State<ApiState>) -> ApiResult<Response> {
@@ -945,7 +1015,7 @@ async fn audit_log(State(state): State<ApiState>, uri: axum::http::Uri) -> ApiRe
         )
     })
     .await?;
-    Ok(Json(json!({ "entries": entries })).into_response())
+    Ok(Json(AuditLog { entries }).into_response())
 }
 
 async fn audit_verify(State(state): State<ApiState>) -> ApiResult<Response> {

@@ -17,7 +17,7 @@
 //!   or copy [`VerifyReport::head`] elsewhere (it is in every transparency export) to detect that.
 
 use rusqlite::{params, Connection, OptionalExtension, Transaction};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::error::ControlError;
@@ -26,7 +26,7 @@ use crate::error::ControlError;
 pub const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
 
 /// One entry of the audit log, as stored.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AuditEntry {
     /// Position in the chain, from 1.
     pub seq: i64,

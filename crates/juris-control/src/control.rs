@@ -114,8 +114,15 @@ pub enum TargetStatus {
     Overridden,
 }
 
+impl TargetStatus {
+    /// `enforced`, `needs_review` or `overridden` (as the API writes it).
+    pub fn as_str(self) -> &'static str {
+        status_str(self)
+    }
+}
+
 /// A stored target with its provenance and status.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TargetView {
     /// The kind.
     #[serde(rename = "type")]
@@ -141,7 +148,7 @@ pub struct TargetView {
 }
 
 /// One state change.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TransitionView {
     /// From (none for the creation).
     pub from: Option<String>,
@@ -156,7 +163,7 @@ pub struct TransitionView {
 }
 
 /// An order as stored: the document (state and targets filled in), target statuses, history.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct OrderView {
     /// The order document, re-appliable (`juris order apply`).
     pub order: Order,
@@ -175,7 +182,7 @@ pub struct OrderView {
 }
 
 /// One line of an order listing.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct OrderSummary {
     /// Id.
     pub id: String,
@@ -216,7 +223,7 @@ pub struct OrderFilter {
 }
 
 /// The result of adding targets.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AddReport {
     /// Targets added and enforced.
     pub added: Vec<TargetView>,

@@ -262,6 +262,15 @@ impl OrderState {
 }
 
 impl TargetKind {
+    /// Every kind, in document order.
+    pub const ALL: [TargetKind; 5] = [
+        TargetKind::Subtree,
+        TargetKind::Domain,
+        TargetKind::Ip,
+        TargetKind::Nsdname,
+        TargetKind::Nsip,
+    ];
+
     /// The name used in the order document.
     pub fn as_str(self) -> &'static str {
         match self {

@@ -328,7 +328,7 @@ mod tests {
     use juris_testkit::mmdb::{MmdbWriter, Shape};
 
     use crate::config::RawConfig;
-    use crate::serve::{policy_engine, server_config};
+    use crate::serve::{policy_engine_with_store, server_config};
 
     /// 2100-01-01T00:00:00Z: the pipeline clock of these tests, far from the wall clock.
     const IN_2100: u64 = 4_102_444_800;
@@ -369,7 +369,7 @@ mod tests {
         );
         let settings = Settings::from_raw(&RawConfig::from_toml(&toml, "test").unwrap()).unwrap();
         let clock: SharedClock = Arc::new(ManualClock::new(IN_2100));
-        let (engine, _loader) = policy_engine(&settings, IN_2100).unwrap();
+        let (engine, _loader) = policy_engine_with_store(&settings, IN_2100, None).unwrap();
         let cache = Arc::new(AnswerCache::new(CacheConfig::default()));
         let resolver =
             Resolver::new(settings.resolver.clone(), cache, Arc::clone(&clock)).unwrap();

@@ -20,6 +20,7 @@
 //! ```
 #![forbid(unsafe_code)]
 
+mod cli;
 mod config;
 mod control;
 mod decode;
@@ -63,15 +64,15 @@ enum Command {
     #[command(subcommand)]
     Cert(CertCommand),
     /// Orders in the control plane: apply, list, show, targets, lifecycle (through the API).
-    Order(juris_control::cli::OrderCmd),
+    Order(crate::cli::OrderCmd),
     /// Import a cumulative feed, a plain list or an RPZ zone (through the API).
-    Import(juris_control::cli::ImportCmd),
+    Import(crate::cli::ImportCmd),
     /// Export an RPZ zone, the orders, a transparency report, a feed acknowledgement.
-    Export(juris_control::cli::ExportCmd),
+    Export(crate::cli::ExportCmd),
     /// The audit log: `log` (through the API), `verify` (offline on the store).
-    Audit(juris_control::cli::AuditCmd),
+    Audit(crate::cli::AuditCmd),
     /// API tokens, offline on the store: `token create --role R` bootstraps the first admin.
-    Token(juris_control::cli::TokenCmd),
+    Token(crate::cli::TokenCmd),
 }
 
 #[derive(Debug, Subcommand)]
@@ -282,11 +283,11 @@ fn main() -> ExitCode {
         Command::Explain(args) => explain(&args),
         Command::Status(args) => status(&args),
         Command::Cert(CertCommand::SelfSigned { name }) => self_signed(&name),
-        Command::Order(cmd) => control_cli(juris_control::cli::Command::Order(cmd)),
-        Command::Import(cmd) => control_cli(juris_control::cli::Command::Import(cmd)),
-        Command::Export(cmd) => control_cli(juris_control::cli::Command::Export(cmd)),
-        Command::Audit(cmd) => control_cli(juris_control::cli::Command::Audit(cmd)),
-        Command::Token(cmd) => control_cli(juris_control::cli::Command::Token(cmd)),
+        Command::Order(cmd) => control_cli(crate::cli::Command::Order(cmd)),
+        Command::Import(cmd) => control_cli(crate::cli::Command::Import(cmd)),
+        Command::Export(cmd) => control_cli(crate::cli::Command::Export(cmd)),
+        Command::Audit(cmd) => control_cli(crate::cli::Command::Audit(cmd)),
+        Command::Token(cmd) => control_cli(crate::cli::Command::Token(cmd)),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -314,8 +315,8 @@ fn self_signed(name: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn control_cli(command: juris_control::cli::Command) -> anyhow::Result<()> {
-    juris_control::cli::run(command).map_err(|e| anyhow::anyhow!("{e}"))
+fn control_cli(command: crate::cli::Command) -> anyhow::Result<()> {
+    crate::cli::run(command).map_err(|e| anyhow::anyhow!("{e}"))
 }
 
 fn check_config(file: &std::path::Path) -> anyhow::Result<()> {
