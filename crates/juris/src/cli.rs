@@ -879,49 +879,49 @@ fn import(
             kind,
             reason,
         } => {
-            let bytes = read_file(&file)?;
-            let lines = bytes.iter().filter(|b| **b == b'\n').count();
-            note(format!(
-                "read {} ({} bytes, {lines} lines); sending to {}",
-                file.display(),
-                bytes.len(),
-                client.base
-            ));
-            let path = api_path(
-                &["v1", "orders", &order, "import"],
-                &[
-                    ("format", Some("plain")),
-                    ("type", Some(kind.as_str())),
-                    ("reason", Some(&reason)),
-                ],
-            );
-            let report: RpzImportReport =
-                client.call("POST", &path, Some(("text/plain", bytes)))?;
-            note("imported".into());
-            print_add_report(&report, out)
+            let format = [("format", Some("plain")), ("type", Some(kind.as_str()))];
+            import_file(client, &order, &file, &format, &reason, out, &mut note)
         }
         ImportSource::Rpz {
             order,
             file,
             reason,
-        } => {
-            let bytes = read_file(&file)?;
-            note(format!(
-                "read {} ({} bytes); sending to {}",
-                file.display(),
-                bytes.len(),
-                client.base
-            ));
-            let path = api_path(
-                &["v1", "orders", &order, "import"],
-                &[("format", Some("rpz")), ("reason", Some(&reason))],
-            );
-            let report: RpzImportReport =
-                client.call("POST", &path, Some(("text/plain", bytes)))?;
-            note("imported".into());
-            print_add_report(&report, out)
-        }
+        } => import_file(
+            client,
+            &order,
+            &file,
+            &[("format", Some("rpz"))],
+            &reason,
+            out,
+            &mut note,
+        ),
     }
+}
+
+/// `juris import list|rpz`: the file as text into the order's import route.
+fn import_file(
+    client: &Client,
+    order: &str,
+    file: &Path,
+    format: &[(&str, Option<&str>)],
+    reason: &str,
+    out: &mut dyn Write,
+    note: &mut dyn FnMut(String),
+) -> Result<(), CliError> {
+    let bytes = read_file(file)?;
+    let lines = bytes.iter().filter(|b| **b == b'\n').count();
+    note(format!(
+        "read {} ({} bytes, {lines} lines); sending to {}",
+        file.display(),
+        bytes.len(),
+        client.base
+    ));
+    let mut query = format.to_vec();
+    query.push(("reason", Some(reason)));
+    let path = api_path(&["v1", "orders", order, "import"], &query);
+    let report: RpzImportReport = client.call("POST", &path, Some(("text/plain", bytes)))?;
+    note("imported".into());
+    print_add_report(&report, out)
 }
 
 fn export(client: &Client, what: ExportWhat, out: &mut dyn Write) -> Result<(), CliError> {

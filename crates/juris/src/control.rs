@@ -398,6 +398,20 @@ mod tests {
         server.explain(&request(query)).unwrap()
     }
 
+    /// (jurisdiction, decided by, verdict) of the explanation of `query`.
+    fn placed(server: &LiveServer, query: &str) -> (Option<String>, String, String) {
+        let view = ask(server, query);
+        (view.jurisdiction, view.decided_by, view.verdict)
+    }
+
+    fn it(by: &str, verdict: &str) -> (Option<String>, String, String) {
+        (Some("IT".to_owned()), by.to_owned(), verdict.to_owned())
+    }
+
+    fn unknown(verdict: &str) -> (Option<String>, String, String) {
+        (None, "unknown".to_owned(), verdict.to_owned())
+    }
+
     #[test]
     fn explain_judges_at_the_pipeline_clock_not_the_wall_clock() {
         let dir = tempfile::tempdir().unwrap();
@@ -433,21 +447,15 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let server = live(dir.path());
         // A client nobody places, on the listener pinned to Italy.
-        let view = ask(
-            &server,
-            "name=www.blocked.example&client=203.0.113.5&listener=127.0.0.1:5301",
-        );
-        assert_eq!(
-            (view.jurisdiction.as_deref(), view.decided_by.as_str()),
-            (Some("IT"), "listener")
-        );
-        assert_eq!(view.verdict, "block", "{view:?}");
+        let on = |listener: &str| {
+            placed(
+                &server,
+                &format!("name=www.blocked.example&client=203.0.113.5&listener={listener}"),
+            )
+        };
+        assert_eq!(on("127.0.0.1:5301"), it("listener", "block"));
         // The same client on the unpinned listener: unknown, only global orders apply.
-        let view = ask(
-            &server,
-            "name=www.blocked.example&client=203.0.113.5&listener=127.0.0.1:5300",
-        );
-        assert_eq!((view.jurisdiction, view.verdict.as_str()), (None, "allow"));
+        assert_eq!(on("127.0.0.1:5300"), unknown("allow"));
         // A client outside server.allow is refused before anything else, pin or not.
         let view = ask(
             &server,
@@ -463,21 +471,15 @@ mod tests {
     fn explain_believes_ecs_only_from_trusted_forwarders() {
         let dir = tempfile::tempdir().unwrap();
         let server = live(dir.path());
-        let view = ask(
-            &server,
-            "name=www.blocked.example&client=127.0.0.9&ecs=198.51.100.77/24",
-        );
-        assert_eq!(
-            (view.jurisdiction.as_deref(), view.decided_by.as_str()),
-            (Some("IT"), "trusted-ecs"),
-            "{view:?}"
-        );
-        assert_eq!(view.verdict, "block");
-        let view = ask(
-            &server,
-            "name=www.blocked.example&client=127.0.0.8&ecs=198.51.100.77/24",
-        );
-        assert_eq!((view.jurisdiction, view.verdict.as_str()), (None, "allow"));
+        let from = |client: &str| {
+            placed(
+                &server,
+                &format!("name=www.blocked.example&client={client}&ecs=198.51.100.77/24"),
+            )
+        };
+        assert_eq!(from("127.0.0.9"), it("trusted-ecs", "block"));
+        // 127.0.0.8 is not a trusted forwarder: its ECS is ignored.
+        assert_eq!(from("127.0.0.8"), unknown("allow"));
     }
 
     #[test]
