@@ -357,3 +357,172 @@ impl Decision {
         }
     }
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used, reason = "tests fail loudly by design")]
+mod tests {
+    use super::*;
+    use juris_geo::{Classifier, GeoConfig};
+    use juris_policy::{CompileOptions, Order, ValidationOptions};
+    use juris_resolver::cache::{AnswerCache, CacheConfig, CacheKeyRef, CachedAnswer};
+    use juris_resolver::clock::{ManualClock, SharedClock};
+    use juris_resolver::{Mode, Resolver, ResolverConfig};
+
+    use crate::config::{ListenerConfig, ServerConfig};
+    use crate::policy::{PolicyEngine, PolicyHandle};
+
+    const NOW: u64 = 1_717_243_200;
+    const ITALY: &str = "IT";
+
+    /// A pipeline enforcing order IT-1 (subtree blocked.test in Italy), and its resolver.
+    fn pipeline() -> (Pipeline, Resolver) {
+        let order = Order::from_json(
+            br#"{"id": "IT-1", "kind": "court_order", "authority": "Tribunale di Milano",
+                "jurisdictions": ["IT"], "state": "active", "action": "nxdomain",
+                "targets": [{"type": "subtree", "value": "blocked.test"}]}"#,
+        )
+        .unwrap()
+        .validate(&ValidationOptions::default())
+        .unwrap();
+        let policy =
+            juris_policy::CompiledPolicy::compile(&[order], &CompileOptions { generation: 3 })
+                .unwrap();
+        let engine = PolicyEngine::new(
+            Arc::new(PolicyHandle::new(policy)),
+            Arc::new(Classifier::new(&GeoConfig::default()).unwrap()),
+        );
+        let clock: SharedClock = Arc::new(ManualClock::new(NOW));
+        let cache = Arc::new(AnswerCache::new(CacheConfig::default()));
+        let resolver = Resolver::new(
+            ResolverConfig {
+                mode: Mode::Forward {
+                    upstreams: vec!["127.0.0.1:9".parse().unwrap()],
+                },
+                ..ResolverConfig::default()
+            },
+            cache,
+            Arc::clone(&clock),
+        )
+        .unwrap();
+        let config = ServerConfig {
+            listeners: vec![ListenerConfig::udp_and_tcp("127.0.0.1:5300".parse().unwrap())],
+            ..ServerConfig::default()
+        };
+        let pipeline = Pipeline::new(&config, resolver.clone(), clock, engine).unwrap();
+        (pipeline, resolver)
+    }
+
+    fn italy() -> Arrival {
+        Arrival::Pinned(CountryCode::parse(ITALY).unwrap())
+    }
+
+    fn explain(pipeline: &Pipeline, name: &str) -> Explanation {
+        let packet = pipeline.query_packet(name, 1, None, false).unwrap();
+        pipeline.explain(&ExplainQuery {
+            packet: &packet,
+            client: "127.0.0.1:53000".parse().unwrap(),
+            transport: Transport::Udp,
+            arrival: italy(),
+        })
+    }
+
+    #[test]
+    fn explain_counts_nothing_where_a_real_query_counts() {
+        let (pipeline, resolver) = pipeline();
+        for _ in 0..2 {
+            let explanation = explain(&pipeline, "www.blocked.test");
+            match &explanation.decision {
+                Decision::Blocked { trigger, fired } => {
+                    assert_eq!((*trigger, fired.order.id.as_str()), (Trigger::QueryName, "IT-1"))
+                }
+                other => panic!("{other:?}"),
+            }
+            assert_eq!(explanation.now, NOW);
+            assert_eq!(explanation.policy_generation, 3);
+            assert_eq!(explanation.matches.len(), 1);
+            assert!(explanation.response.is_some());
+        }
+        assert!(pipeline.engine().counters.snapshot().is_empty());
+        // The same query for real, on a listener pinned to Italy, is counted.
+        let config = ServerConfig {
+            listeners: vec![ListenerConfig {
+                country: Some(CountryCode::parse(ITALY).unwrap()),
+                ..ListenerConfig::udp_and_tcp("127.0.0.1:5301".parse().unwrap())
+            }],
+            ..ServerConfig::default()
+        };
+        let real = Pipeline::new(
+            &config,
+            resolver,
+            Arc::new(ManualClock::new(NOW)),
+            pipeline.engine().clone(),
+        )
+        .unwrap();
+        let packet = real.query_packet("www.blocked.test", 1, None, false).unwrap();
+        let mut out = vec![0u8; 4096];
+        let context = ClientContext {
+            client: "127.0.0.1:53000".parse().unwrap(),
+            transport: Transport::Udp,
+            listener: 0,
+            client_subnet: None,
+        };
+        assert!(matches!(
+            real.handle(&packet, context, &mut out, &Counters::default()),
+            Outcome::Respond(_)
+        ));
+        let counts = real.engine().counters.snapshot();
+        assert_eq!((counts.len(), counts[0].blocked), (1, 1));
+    }
+
+    #[test]
+    fn explain_checks_a_cached_answer_like_a_query() {
+        let (pipeline, resolver) = pipeline();
+        // alias.innocent.test. CNAME www.blocked.test., in the cache.
+        let alias = b"\x05alias\x08innocent\x04test\x00";
+        let target = b"\x03www\x07blocked\x04test\x00";
+        let mut message = vec![0, 0, 0x81, 0x80, 0, 1, 0, 1, 0, 0, 0, 0];
+        message.extend_from_slice(alias);
+        message.extend_from_slice(&[0, 1, 0, 1, 0xC0, 12, 0, 5, 0, 1, 0, 0, 0, 60, 0]);
+        message.push(u8::try_from(target.len()).unwrap());
+        message.extend_from_slice(target);
+        let cache = resolver.cache();
+        let entry = CachedAnswer::from_message(&message, NOW, cache.config()).unwrap();
+        let key = CacheKeyRef {
+            name: alias,
+            qtype: 1,
+            qclass: 1,
+            dnssec_ok: false,
+        };
+        assert!(cache.insert(key.to_owned_key(), Arc::new(entry)));
+
+        let explanation = explain(&pipeline, "alias.innocent.test");
+        assert!(
+            matches!(
+                explanation.decision,
+                Decision::Blocked {
+                    trigger: Trigger::CnameTarget,
+                    ..
+                }
+            ),
+            "{explanation:?}"
+        );
+        // Not cached: allowed at the name, would be resolved.
+        assert_eq!(explain(&pipeline, "other.innocent.test").decision, Decision::Resolve);
+        assert!(pipeline.engine().counters.snapshot().is_empty());
+    }
+
+    #[test]
+    fn the_query_packet_parses_with_its_ecs_option() {
+        let (pipeline, _) = pipeline();
+        let ecs = Some(("198.51.100.77".parse().unwrap(), 24));
+        let packet = pipeline.query_packet("www.Example.com", 1, ecs, true).unwrap();
+        let parsed = parse_query(&packet, &pipeline.parse_config()).unwrap();
+        assert_eq!(parsed.name(), b"\x03www\x07example\x03com\x00");
+        let edns = parsed.edns.unwrap();
+        assert!(edns.wants_structured_errors);
+        let subnet = edns.client_subnet.unwrap();
+        assert_eq!(subnet.source_prefix, 24);
+        assert_eq!(subnet.address, "198.51.100.0".parse::<IpAddr>().unwrap());
+        assert!(pipeline.query_packet("bad..name", 1, None, false).is_none());
+    }
+}

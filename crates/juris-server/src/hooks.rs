@@ -1,5 +1,6 @@
 //! Where jurisdiction and policy plug into the pipeline. Each hook is called from exactly one
-//! place in [`crate::pipeline`], marked `HOOK:`.
+//! place in [`crate::pipeline`], marked `HOOK:` (which explain runs too, with a recording
+//! [`Tally`]), and classify/withdrawn also from [`crate::explain`]'s address explanation.
 //!
 //! ```text
 //!  parse ─► classify(ctx) ─► withdrawn? ─► check_query(qname) ─► cache / resolve
