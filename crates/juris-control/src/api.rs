@@ -36,7 +36,7 @@ pub const MAX_BODY: usize = 256 * 1024 * 1024;
 pub trait ServerView: Send + Sync + 'static {
     /// Explains what a query gets, through the same code path as a real query. Errors name the
     /// field (`name`, `client`, `country`).
-    fn explain(&self, request: &ExplainRequest) -> Result<serde_json::Value, ControlError>;
+    fn explain(&self, request: &ExplainRequest) -> Result<ExplainView, ControlError>;
     /// Counters and the policy generation.
     fn snapshot(&self) -> ServerSnapshot;
 }
@@ -51,8 +51,132 @@ pub struct ExplainRequest {
     pub address: Option<String>,
     /// The client's address (its jurisdiction is looked up like a real query's).
     pub client: Option<String>,
-    /// Or the client's country directly.
+    /// Or the client's country: the query arrives on a listener pinned to it.
     pub country: Option<String>,
+    /// The configured listener (`ADDR:PORT`) the query arrives on: its pin applies.
+    pub listener: Option<String>,
+    /// An EDNS Client Subnet option in the query (`ADDR/LEN`; believed only from a trusted
+    /// forwarder, as in a real query).
+    pub ecs: Option<String>,
+    /// The query type (default `A`).
+    pub qtype: Option<String>,
+}
+
+/// `GET /v1/explain` answer: what the query gets and why, from the running server's pipeline.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ExplainView {
+    /// The query name asked about.
+    pub name: Option<String>,
+    /// Or the answer address.
+    pub address: Option<String>,
+    /// The client's jurisdiction (two letters), or `None` (unknown: only global orders apply).
+    pub jurisdiction: Option<String>,
+    /// `listener`, `trusted-ecs`, `geoip` or `unknown`.
+    pub decided_by: String,
+    /// The generation of the policy that judged the query.
+    pub policy_generation: u64,
+    /// `block`, `allow`, `withdrawn`, `refused` (access list), `rejected` (error before any
+    /// policy) or `answered` (ANY, or a clean cached answer).
+    pub verdict: String,
+    /// The order that decides the answer, for a block.
+    pub fired: Option<FiredView>,
+    /// Every order whose targets match, applicable or not, and why.
+    pub matches: Vec<MatchView>,
+    /// For a block: what matched (`query name`, `CNAME target`, `answer address`).
+    #[serde(default)]
+    pub trigger: Option<String>,
+    /// The RCODE of the response the server would send without resolving, if any.
+    #[serde(default)]
+    pub rcode: Option<String>,
+    /// The server clock's Unix seconds the query was judged at.
+    #[serde(default)]
+    pub now: u64,
+}
+
+/// The order that fired, in an [`ExplainView`].
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FiredView {
+    /// Order id.
+    pub order: String,
+    /// Authority.
+    pub authority: String,
+    /// Case reference.
+    pub reference: String,
+    /// `refused`, `nxdomain` or `nodata`.
+    pub action: String,
+    /// The Extended DNS Error code the answer carries.
+    pub ede: u16,
+    /// The target that matched, e.g. `subtree kickasstorrents.to`.
+    pub target: String,
+}
+
+/// One matching order, in an [`ExplainView`].
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MatchView {
+    /// Order id.
+    pub order: String,
+    /// The target that matched.
+    pub target: String,
+    /// Whether it applies to this client now.
+    pub applies: bool,
+    /// Why (not).
+    pub status: String,
+}
+
+/// `GET /v1/orders`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OrderList {
+    /// One line per order.
+    pub orders: Vec<crate::OrderSummary>,
+}
+
+/// `POST /v1/orders/{id}/targets/remove`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Removed {
+    /// The targets removed (`KIND VALUE`).
+    pub removed: Vec<String>,
+}
+
+/// `POST /v1/suspend-all`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Suspended {
+    /// The orders suspended.
+    pub suspended: Vec<String>,
+}
+
+/// `GET /v1/audit`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AuditLog {
+    /// The entries, oldest first.
+    pub entries: Vec<crate::audit::AuditEntry>,
+}
+
+/// Every error answer: `{"error": {"field": ..., "reason": ..., "errors": [...]}}`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ErrorBody {
+    /// The error.
+    pub error: ErrorDetail,
+}
+
+/// The error of an [`ErrorBody`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ErrorDetail {
+    /// The field at fault (`name`, `targets[1].value`, `body`, ...).
+    pub field: String,
+    /// Why.
+    pub reason: String,
+    /// Every problem, when an order document has several.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub errors: Vec<FieldProblem>,
+}
+
+/// One problem of an [`ErrorDetail`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FieldProblem {
+    /// The field.
+    pub field: String,
+    /// Why.
+    pub reason: String,
 }
 
 /// The resolver's counters and policy state.
@@ -101,7 +225,7 @@ pub struct BlockCount {
 pub struct NoServer;
 
 impl ServerView for NoServer {
-    fn explain(&self, _request: &ExplainRequest) -> Result<serde_json::Value, ControlError> {
+    fn explain(&self, _request: &ExplainRequest) -> Result<ExplainView, ControlError> {
         Err(ControlError::Internal(
             "no resolver is attached to this API".into(),
         ))
@@ -294,15 +418,25 @@ pub fn status_of(error: &ControlError) -> StatusCode {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let status = status_of(&self.0);
-        let mut error = json!({"field": self.0.field(), "reason": self.0.reason()});
-        if let ControlError::Validation(errors) = &self.0 {
-            error["errors"] = errors
+        let errors = match &self.0 {
+            ControlError::Validation(errors) => errors
                 .errors
                 .iter()
-                .map(|e| json!({"field": e.path, "reason": e.problem.to_string()}))
-                .collect();
-        }
-        let mut response = (status, Json(json!({ "error": error }))).into_response();
+                .map(|e| FieldProblem {
+                    field: e.path.clone(),
+                    reason: e.problem.to_string(),
+                })
+                .collect(),
+            _ => Vec::new(),
+        };
+        let body = ErrorBody {
+            error: ErrorDetail {
+                field: self.0.field(),
+                reason: self.0.reason(),
+                errors,
+            },
+        };
+        let mut response = (status, Json(body)).into_response();
         if status == StatusCode::UNAUTHORIZED {
             response
                 .headers_mut()
@@ -565,7 +699,7 @@ fn escape(value: &str) -> String {
 async fn explain(
     State(state): State<ApiState>,
     request: axum::http::Uri,
-) -> ApiResult<Json<serde_json::Value>> {
+) -> ApiResult<Json<ExplainView>> {
     let request: ExplainRequest = query(request.query())?;
     if request.name.is_none() && request.address.is_none() {
         return Err(ApiError(ControlError::invalid(
@@ -580,11 +714,11 @@ async fn explain(
 async fn list_orders(
     State(state): State<ApiState>,
     uri: axum::http::Uri,
-) -> ApiResult<Json<serde_json::Value>> {
+) -> ApiResult<Json<OrderList>> {
     let filter: OrderFilter = query(uri.query())?;
     let control = state.control.clone();
     let orders = blocking(move || control.orders(&filter)).await?;
-    Ok(Json(json!({ "orders": orders })))
+    Ok(Json(OrderList { orders }))
 }
 
 fn order_from_body(body: &[u8]) -> ApiResult<(Order, bool)> {
@@ -686,7 +820,7 @@ async fn remove_targets(
     let keys: Vec<(TargetKind, String)> = targets.into_iter().map(|t| (t.kind, t.value)).collect();
     let control = state.control.clone();
     let removed = blocking(move || control.remove_targets(&actor, &id, &keys, &reason)).await?;
-    Ok(Json(json!({ "removed": removed })).into_response())
+    Ok(Json(Removed { removed }).into_response())
 }
 
 async fn override_target(
@@ -732,7 +866,11 @@ async fn import_into_order(
             let report =
                 blocking(move || control.import_list(&actor, &id, &text, kind, &params.reason))
                     .await?;
-            Ok(Json(json!({"added": report.added, "held": report.held, "existing": report.existing, "warnings": []})).into_response())
+            let report = crate::feeds::RpzImportReport {
+                report,
+                warnings: Vec::new(),
+            };
+            Ok(Json(report).into_response())
         }
         "rpz" => {
             let report =
@@ -803,7 +941,7 @@ async fn suspend_all(
     let ReasonQuery { reason } = query(uri.query())?;
     let control = state.control.clone();
     let ids = blocking(move || control.suspend_all(&actor, &reason)).await?;
-    Ok(Json(json!({ "suspended": ids })).into_response())
+    Ok(Json(Suspended { suspended: ids }).into_response())
 }
 
 async fn list_feeds(State(state): State<ApiState>) -> ApiResult<Response> {
@@ -877,7 +1015,7 @@ async fn audit_log(State(state): State<ApiState>, uri: axum::http::Uri) -> ApiRe
         )
     })
     .await?;
-    Ok(Json(json!({ "entries": entries })).into_response())
+    Ok(Json(AuditLog { entries }).into_response())
 }
 
 async fn audit_verify(State(state): State<ApiState>) -> ApiResult<Response> {

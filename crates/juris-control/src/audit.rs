@@ -17,7 +17,7 @@
 //!   or copy [`VerifyReport::head`] elsewhere (it is in every transparency export) to detect that.
 
 use rusqlite::{params, Connection, OptionalExtension, Transaction};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::error::ControlError;
@@ -26,7 +26,7 @@ use crate::error::ControlError;
 pub const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
 
 /// One entry of the audit log, as stored.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AuditEntry {
     /// Position in the chain, from 1.
     pub seq: i64,
@@ -84,7 +84,7 @@ pub struct BadEntry {
 }
 
 /// The canonical encoding of an entry's content (everything but the hashes).
-#[allow(clippy::too_many_arguments)] // One argument per hashed field, in hashing order.
+#[allow(clippy::too_many_arguments, reason = "One argument per hashed field, in hashing order")]
 pub fn canonical(
     seq: i64,
     time: &str,
@@ -285,7 +285,7 @@ pub fn verify(conn: &Connection) -> Result<VerifyReport, ControlError> {
 }
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used)] // In tests a panic is the failure report.
+#[allow(clippy::unwrap_used, reason = "In tests a panic is the failure report")]
 mod tests {
     use super::*;
 

@@ -59,21 +59,9 @@ pub struct Actor {
     pub role: Role,
 }
 
-/// Supplies "now" (RFC 3339 times in the store and the audit log). Tests inject a fixed clock.
-pub trait Clock: Send + Sync + std::fmt::Debug {
-    /// The current time.
-    fn now(&self) -> Timestamp;
-}
-
-/// The wall clock.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct SystemClock;
-
-impl Clock for SystemClock {
-    fn now(&self) -> Timestamp {
-        Timestamp::now()
-    }
-}
+/// Supplies "now" (RFC 3339 times in the store and the audit log): the workspace's one clock.
+/// Tests inject a fixed clock.
+pub use juris_clock::{Clock, SystemClock};
 
 /// The `[control]` section of the configuration.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
@@ -126,8 +114,15 @@ pub enum TargetStatus {
     Overridden,
 }
 
+impl TargetStatus {
+    /// `enforced`, `needs_review` or `overridden` (as the API writes it).
+    pub fn as_str(self) -> &'static str {
+        status_str(self)
+    }
+}
+
 /// A stored target with its provenance and status.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TargetView {
     /// The kind.
     #[serde(rename = "type")]
@@ -153,7 +148,7 @@ pub struct TargetView {
 }
 
 /// One state change.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TransitionView {
     /// From (none for the creation).
     pub from: Option<String>,
@@ -168,7 +163,7 @@ pub struct TransitionView {
 }
 
 /// An order as stored: the document (state and targets filled in), target statuses, history.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct OrderView {
     /// The order document, re-appliable (`juris order apply`).
     pub order: Order,
@@ -187,7 +182,7 @@ pub struct OrderView {
 }
 
 /// One line of an order listing.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct OrderSummary {
     /// Id.
     pub id: String,
@@ -228,7 +223,7 @@ pub struct OrderFilter {
 }
 
 /// The result of adding targets.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AddReport {
     /// Targets added and enforced.
     pub added: Vec<TargetView>,
@@ -635,7 +630,7 @@ impl Control {
         self.order(id)
     }
 
-    #[allow(clippy::too_many_arguments)] // All of them identify the one change being made.
+    #[allow(clippy::too_many_arguments, reason = "All of them identify the one change being made")]
     fn transition_in(
         &self,
         tx: &Transaction<'_>,

@@ -69,8 +69,19 @@ pub enum AckReason {
     Unknown,
 }
 
+impl AckReason {
+    /// `ALREADY_BLOCKED`, `UNDEFINED` or `UNKNOWN` (as the acknowledgement writes it).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AckReason::AlreadyBlocked => "ALREADY_BLOCKED",
+            AckReason::Undefined => "UNDEFINED",
+            AckReason::Unknown => "UNKNOWN",
+        }
+    }
+}
+
 /// One item of an acknowledgement.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AckItem {
     /// The item as the feed wrote it.
     pub item: String,
@@ -87,7 +98,7 @@ pub struct AckItem {
 }
 
 /// The acknowledgement of one import.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct FeedAck {
     /// The feed.
     pub feed: String,
@@ -125,12 +136,13 @@ pub struct FeedSummary {
 }
 
 /// The result of importing an RPZ zone.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RpzImportReport {
     /// Targets added.
     #[serde(flatten)]
     pub report: AddReport,
     /// Notes on records imported with a change of meaning.
+    #[serde(default)]
     pub warnings: Vec<String>,
 }
 
@@ -690,7 +702,7 @@ fn rename_target_paths(error: ControlError, lines: &[usize]) -> ControlError {
 }
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used)] // In tests a panic is the failure report.
+#[allow(clippy::unwrap_used, reason = "In tests a panic is the failure report")]
 mod tests {
     use super::*;
 

@@ -1,13 +1,14 @@
 //! # juris-control: the control plane
 //!
 //! Orders live in an embedded SQLite store; every change is one transaction that also appends a
-//! hash-chained audit entry; an authenticated HTTP API and a CLI drive the lifecycle; feeds and
+//! hash-chained audit entry; an authenticated HTTP API (driven by the `juris` binary's CLI, a typed
+//! client over this crate's view types) drives the lifecycle; feeds and
 //! RPZ zones come in, RPZ zones and transparency reports go out. The resolver reads the
 //! enforceable orders and a change notification and compiles them through the same path as
 //! orders from files.
 //!
 //! ```text
-//!  juris order/import/export/audit (cli.rs) ──HTTP──▶ api.rs (axum, bearer tokens, roles)
+//!  juris order/import/export/audit (the binary's cli.rs) ──HTTP──▶ api.rs (axum, bearer tokens, roles)
 //!  juris token create / audit verify ──offline────┐        │
 //!                                                 ▼        ▼
 //!            Control (control.rs, feeds.rs, export.rs): roles, lifecycle, four-eyes,
@@ -52,7 +53,6 @@
 
 pub mod api;
 pub mod audit;
-pub mod cli;
 mod control;
 mod error;
 pub mod export;
@@ -61,7 +61,7 @@ pub mod rpz;
 pub mod safeguards;
 pub mod store;
 
-pub use api::{router, ApiState, ExplainRequest, ServerSnapshot, ServerView};
+pub use api::{router, ApiState, ExplainRequest, ExplainView, ServerSnapshot, ServerView};
 pub use control::{
     effective_state, require, role_str, token_hash, Actor, AddReport, Clock, Control,
     ControlConfig, Deadline, OrderFilter, OrderSummary, OrderView, Role, StoreStatus, SystemClock,

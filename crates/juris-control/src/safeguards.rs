@@ -276,7 +276,7 @@ fn parse_entry(value: &str, source: &str) -> Result<ProtectedEntry, ControlError
 }
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used)] // In tests a panic is the failure report.
+#[allow(clippy::unwrap_used, reason = "In tests a panic is the failure report")]
 mod tests {
     use super::*;
     use juris_policy::{Order, ValidationOptions};

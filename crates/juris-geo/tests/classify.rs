@@ -2,10 +2,13 @@
 //! API only.
 
 // Tests: a panic is how a failure is reported.
-#![allow(clippy::unwrap_used, clippy::expect_used)]
+#![allow(clippy::unwrap_used, clippy::expect_used, reason = "Tests: a panic is how a failure is reported")]
 // The allocation counter below must implement `GlobalAlloc`, which is an unsafe trait; it
 // only forwards to the system allocator.
-#![allow(unsafe_code)]
+#![allow(
+    unsafe_code,
+    reason = "the allocation counter implements GlobalAlloc, an unsafe trait; it only forwards to the system allocator"
+)]
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;

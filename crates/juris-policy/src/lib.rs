@@ -33,7 +33,7 @@
 //! reported.
 //!
 //! ```
-//! use juris_policy::{name_to_wire, CompileOptions, CompiledPolicy, Country, Order, ValidationOptions};
+//! use juris_policy::{name_to_wire, BlockMeaning, CompileOptions, CompiledPolicy, Country, Order, ValidationOptions};
 //!
 //! let order = Order::from_json(br#"{
 //!     "id": "IT-MI-2024-0001", "kind": "court_order", "authority": "Tribunale di Milano",
@@ -52,7 +52,7 @@
 //! let verdict = policy.check_name(&qname, Some(italy), now);
 //! let block = verdict.block().expect("blocked in Italy");
 //! assert_eq!(block.order().id, "IT-MI-2024-0001");
-//! assert_eq!(block.ede_code(), 16);
+//! assert_eq!(block.meaning(), BlockMeaning::Censored);
 //! assert!(!policy.check_name(&qname, Some(germany), now).is_block());
 //! assert!(!policy.check_name(&qname, None, now).is_block());
 //! # Ok::<(), Box<dyn std::error::Error>>(())
@@ -87,7 +87,7 @@ pub use jiff::Timestamp;
 pub use country::{Country, CountryError, CountrySet, EU_MEMBERS, ISO_3166_ALPHA2};
 pub use name::{name_to_wire, normalize_name, NameError};
 pub use order::{
-    Action, Notice, Order, OrderKind, OrderState, Override, Target, TargetKind, Window,
+    Action, BlockMeaning, Notice, Order, OrderKind, OrderState, Override, Target, TargetKind, Window,
 };
 pub use policy::{
     CompileError, CompileOptions, CompiledPolicy, OrderStats, OrderUpdate, PolicyChange,

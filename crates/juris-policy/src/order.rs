@@ -64,21 +64,21 @@ pub struct Order {
     pub overrides: Vec<Override>,
 }
 
-/// The kind of instrument. Decides the RFC 8914 Extended DNS Error code.
+/// The kind of instrument. Decides what a block means ([`BlockMeaning`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum OrderKind {
-    /// A court injunction (EDE 16 Censored).
+    /// A court injunction (censored).
     CourtOrder,
-    /// An order of a regulator (EDE 16 Censored).
+    /// An order of a regulator (censored).
     RegulatorOrder,
-    /// A ticket from a regulator's machine feed (EDE 16 Censored).
+    /// A ticket from a regulator's machine feed (censored).
     FeedTicket,
-    /// Future domains added to an earlier order (EDE 16 Censored).
+    /// Future domains added to an earlier order (censored).
     Extension,
-    /// The operator's own security list (EDE 15 Blocked).
+    /// The operator's own security list (blocked).
     OperatorSecurity,
-    /// Filtering the client asked for (EDE 17 Filtered).
+    /// Filtering the client asked for (filtered).
     ClientFilter,
 }
 
@@ -187,16 +187,40 @@ pub struct Override {
     pub recorded_by: Option<String>,
 }
 
+/// What a block by an order means to the client, whatever the wire says: the server's error
+/// map (`juris_server::error_map`) turns it into an RFC 8914 Extended DNS Error code. The
+/// policy crate knows no protocol numbers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum BlockMeaning {
+    /// A legal instrument (court, regulator, feed ticket, extension) censors the name.
+    Censored,
+    /// The operator blocks it for security.
+    Blocked,
+    /// The client asked for it to be filtered.
+    Filtered,
+}
+
+impl BlockMeaning {
+    /// `censored`, `blocked` or `filtered`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            BlockMeaning::Censored => "censored",
+            BlockMeaning::Blocked => "blocked",
+            BlockMeaning::Filtered => "filtered",
+        }
+    }
+}
+
 impl OrderKind {
-    /// The RFC 8914 Extended DNS Error code for blocks by this kind of order.
-    pub fn ede_code(self) -> u16 {
+    /// What a block by this kind of order means.
+    pub fn meaning(self) -> BlockMeaning {
         match self {
             OrderKind::CourtOrder
             | OrderKind::RegulatorOrder
             | OrderKind::FeedTicket
-            | OrderKind::Extension => 16,
-            OrderKind::OperatorSecurity => 15,
-            OrderKind::ClientFilter => 17,
+            | OrderKind::Extension => BlockMeaning::Censored,
+            OrderKind::OperatorSecurity => BlockMeaning::Blocked,
+            OrderKind::ClientFilter => BlockMeaning::Filtered,
         }
     }
 
@@ -209,6 +233,17 @@ impl OrderKind {
             OrderKind::Extension => "extension",
             OrderKind::OperatorSecurity => "operator_security",
             OrderKind::ClientFilter => "client_filter",
+        }
+    }
+}
+
+impl Action {
+    /// The name used in the order document (`refused`, `nxdomain`, `nodata`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Action::Refused => "refused",
+            Action::Nxdomain => "nxdomain",
+            Action::Nodata => "nodata",
         }
     }
 }
@@ -227,6 +262,15 @@ impl OrderState {
 }
 
 impl TargetKind {
+    /// Every kind, in document order.
+    pub const ALL: [TargetKind; 5] = [
+        TargetKind::Subtree,
+        TargetKind::Domain,
+        TargetKind::Ip,
+        TargetKind::Nsdname,
+        TargetKind::Nsip,
+    ];
+
     /// The name used in the order document.
     pub fn as_str(self) -> &'static str {
         match self {
@@ -260,7 +304,7 @@ impl Order {
 }
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used, clippy::expect_used)] // In tests a panic is the failure report.
+#[allow(clippy::unwrap_used, clippy::expect_used, reason = "In tests a panic is the failure report")]
 mod tests {
     use super::*;
 
@@ -326,12 +370,13 @@ mod tests {
     }
 
     #[test]
-    fn ede_codes() {
-        assert_eq!(OrderKind::CourtOrder.ede_code(), 16);
-        assert_eq!(OrderKind::RegulatorOrder.ede_code(), 16);
-        assert_eq!(OrderKind::FeedTicket.ede_code(), 16);
-        assert_eq!(OrderKind::Extension.ede_code(), 16);
-        assert_eq!(OrderKind::OperatorSecurity.ede_code(), 15);
-        assert_eq!(OrderKind::ClientFilter.ede_code(), 17);
+    fn meanings() {
+        use BlockMeaning::*;
+        assert_eq!(OrderKind::CourtOrder.meaning(), Censored);
+        assert_eq!(OrderKind::RegulatorOrder.meaning(), Censored);
+        assert_eq!(OrderKind::FeedTicket.meaning(), Censored);
+        assert_eq!(OrderKind::Extension.meaning(), Censored);
+        assert_eq!(OrderKind::OperatorSecurity.meaning(), Blocked);
+        assert_eq!(OrderKind::ClientFilter.meaning(), Filtered);
     }
 }

@@ -603,9 +603,9 @@ impl ValidatedOrder {
 }
 
 impl OrderInfo {
-    /// The RFC 8914 Extended DNS Error code for blocks by this order.
-    pub fn ede_code(&self) -> u16 {
-        self.kind.ede_code()
+    /// What a block by this order means (censored, blocked, filtered).
+    pub fn meaning(&self) -> crate::order::BlockMeaning {
+        self.kind.meaning()
     }
 
     /// Whether the order is in force at `now` as far as time goes (effective_from, expires_at,
@@ -645,7 +645,7 @@ pub enum TimeStatus {
 }
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used, clippy::expect_used)] // In tests a panic is the failure report.
+#[allow(clippy::unwrap_used, clippy::expect_used, reason = "In tests a panic is the failure report")]
 mod tests {
     use super::*;
 

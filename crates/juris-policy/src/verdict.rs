@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use ipnet::IpNet;
 
-use crate::order::{Action, OrderState, TargetKind};
+use crate::order::{Action, BlockMeaning, OrderState, TargetKind};
 use crate::validate::OrderInfo;
 
 /// The result of checking a name or an address for one client at one moment.
@@ -139,9 +139,9 @@ impl Block {
         self.fired.order.action
     }
 
-    /// The RFC 8914 EDE code (16 Censored, 15 Blocked, 17 Filtered).
-    pub fn ede_code(&self) -> u16 {
-        self.fired.order.ede_code()
+    /// What the block means (censored, blocked, filtered); the server maps it to an EDE code.
+    pub fn meaning(&self) -> BlockMeaning {
+        self.fired.order.meaning()
     }
 
     /// The target that matched.

@@ -1,7 +1,7 @@
 //! Behaviour of the compiled policy: matching semantics, scoping, time, state, precedence, and
 //! the overlay against a full recompile (property tests).
 
-#![allow(clippy::unwrap_used, clippy::expect_used)] // In tests a panic is the failure report.
+#![allow(clippy::unwrap_used, clippy::expect_used, reason = "In tests a panic is the failure report")]
 
 use std::collections::BTreeSet;
 use std::net::IpAddr;
@@ -101,7 +101,7 @@ fn the_milan_example() {
         let verdict = check(&policy, name, it);
         let block = verdict.block().unwrap_or_else(|| panic!("{name}"));
         assert_eq!(block.action(), Action::Nxdomain);
-        assert_eq!(block.ede_code(), 16);
+        assert_eq!(block.meaning(), juris_policy::BlockMeaning::Censored);
         assert_eq!(block.order().authority, "Tribunale di Milano");
         assert_eq!(block.order().reference, "RG 12345/2024");
         assert_eq!(block.order().notice.lang, "en");

@@ -179,7 +179,7 @@ fn render(
 }
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used)] // reason: test code.
+#[allow(clippy::unwrap_used, reason = "test code")]
 mod tests {
     use bytes::Bytes;
     use domain::base::iana::{Class, SecurityAlgorithm};

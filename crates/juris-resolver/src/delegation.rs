@@ -264,7 +264,7 @@ impl DelegationCache {
 }
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used)] // reason: test code.
+#[allow(clippy::unwrap_used, reason = "test code")]
 mod tests {
     use super::*;
 

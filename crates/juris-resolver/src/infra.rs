@@ -202,7 +202,7 @@ impl InfraCache {
 }
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used)] // reason: test code.
+#[allow(clippy::unwrap_used, reason = "test code")]
 mod tests {
     use super::*;
 

@@ -39,7 +39,7 @@
 //! # Ok(())
 //! # }
 //! ```
-#![deny(unsafe_code)]
+#![forbid(unsafe_code)]
 
 mod answer;
 pub mod cache;
@@ -54,5 +54,5 @@ mod root_hints;
 mod upstream;
 pub mod wire;
 
-pub use resolver::{Limits, Mode, Question, ResolveError, Resolver, ResolverConfig, ResolverError};
+pub use resolver::{Limit, Limits, Mode, Question, ResolveError, Resolver, ResolverConfig, ResolverError};
 pub use root_hints::{builtin_root_hints, parse_root_hints, RootHintsError, BUILTIN_ROOT_HINTS};

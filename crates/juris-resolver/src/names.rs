@@ -105,7 +105,7 @@ pub(crate) fn replace_suffix(
 }
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used)] // reason: test code.
+#[allow(clippy::unwrap_used, reason = "test code")]
 mod tests {
     use super::*;
 

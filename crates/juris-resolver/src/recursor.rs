@@ -40,13 +40,9 @@ use crate::names::{
     cname_target, dname_target, is_at_or_below, is_below, is_dnssec_type, lower, replace_suffix,
     rrsig_covers, same_name, suffix_with_labels, synthesized_cname, Rr,
 };
-use crate::resolver::{ResolveError, ResolverConfig};
+use crate::resolver::{Limit, ResolveError, ResolverConfig};
 use crate::upstream::{self, QueryOptions, Response, UpstreamError};
 
-/// Error text of a name server lookup that needs its own result (a delegation loop).
-pub(crate) const LOOP: &str = "delegation loop (name server lookup needs itself)";
-/// Error text when sub-lookups nest too deep.
-pub(crate) const DEPTH: &str = "sub-lookup depth";
 /// Minimised queries per zone before asking for the full name (RFC 9156 §2.3 MAX_MINIMISE_COUNT).
 const MAX_MINIMISE_STEPS: usize = 10;
 /// Servers tried for one question at one zone before giving up on the zone.
@@ -91,9 +87,7 @@ impl Work {
     pub(crate) fn count_query(&mut self, max: u32, now: Instant) -> Result<(), ResolveError> {
         self.upstream_queries += 1;
         if self.upstream_queries > max {
-            return Err(ResolveError::LimitExceeded(
-                "upstream queries per client query",
-            ));
+            return Err(ResolveError::LimitExceeded(Limit::UpstreamQueries));
         }
         if now >= self.deadline {
             return Err(ResolveError::Timeout);
@@ -107,7 +101,7 @@ impl Work {
 pub(crate) fn is_fatal(error: &ResolveError) -> bool {
     match error {
         ResolveError::Timeout | ResolveError::Internal(_) => true,
-        ResolveError::LimitExceeded(what) => *what != LOOP && *what != DEPTH,
+        ResolveError::LimitExceeded(limit) => limit.is_fatal(),
         ResolveError::NoReachableAuthority(_) | ResolveError::InvalidData(_) => false,
     }
 }
@@ -176,11 +170,11 @@ impl Recursor {
     ) -> BoxFuture<'a, Result<Outcome, ResolveError>> {
         Box::pin(async move {
             if depth > self.config.limits.max_depth {
-                return Err(ResolveError::LimitExceeded(DEPTH));
+                return Err(ResolveError::LimitExceeded(Limit::Depth));
             }
             let key = (lower(&qname), qtype);
             if work.in_progress.contains(&key) {
-                return Err(ResolveError::LimitExceeded(LOOP));
+                return Err(ResolveError::LimitExceeded(Limit::DelegationLoop));
             }
             work.in_progress.push(key);
             let result = self.chase(lower(&qname), qtype, depth, work).await;
@@ -250,7 +244,7 @@ impl Recursor {
                         .ok_or_else(|| ResolveError::InvalidData("DNAME without target".into()))?;
                     links += 1;
                     if links > max_links {
-                        return Err(ResolveError::LimitExceeded("CNAME chain length"));
+                        return Err(ResolveError::LimitExceeded(Limit::CnameChain));
                     }
                     chain.push(dname.clone());
                     chain.extend(signatures(&response.answer, dname.owner(), Rtype::DNAME));
@@ -265,7 +259,7 @@ impl Recursor {
                     };
                     let substituted = lower(&substituted);
                     if substituted == first || seen.contains(&substituted) {
-                        return Err(ResolveError::LimitExceeded("CNAME loop"));
+                        return Err(ResolveError::LimitExceeded(Limit::CnameLoop));
                     }
                     chain.push(synthesized_cname(
                         name.clone(),
@@ -294,10 +288,10 @@ impl Recursor {
                         .ok_or_else(|| ResolveError::InvalidData("CNAME without target".into()))?;
                     links += 1;
                     if links > max_links {
-                        return Err(ResolveError::LimitExceeded("CNAME chain length"));
+                        return Err(ResolveError::LimitExceeded(Limit::CnameChain));
                     }
                     if target == first || seen.contains(&target) {
-                        return Err(ResolveError::LimitExceeded("CNAME loop"));
+                        return Err(ResolveError::LimitExceeded(Limit::CnameLoop));
                     }
                     chain.push(cname.clone());
                     chain.extend(signatures(&response.answer, &name, Rtype::CNAME));
@@ -372,7 +366,7 @@ impl Recursor {
                 Reply::Referral(child) => {
                     work.referrals += 1;
                     if work.referrals > self.config.limits.max_referrals {
-                        return Err(ResolveError::LimitExceeded("referrals"));
+                        return Err(ResolveError::LimitExceeded(Limit::Referrals));
                     }
                     delegation = child;
                     labels = delegation.zone.label_count() + 1;
@@ -588,7 +582,7 @@ impl Recursor {
         looked_up.push(name.clone());
         work.ns_lookups += 1;
         if work.ns_lookups > self.config.limits.max_ns_lookups {
-            return Err(ResolveError::LimitExceeded("name server lookups"));
+            return Err(ResolveError::LimitExceeded(Limit::NameServerLookups));
         }
         tracing::debug!(zone = %delegation.zone, name_server = %name, "glueless name server lookup");
         let mut found = false;

@@ -134,7 +134,7 @@ pub enum ResolveError {
     NoReachableAuthority(String),
     /// A work limit was hit (loop or amplification guard).
     #[error("work limit reached: {0}")]
-    LimitExceeded(&'static str),
+    LimitExceeded(Limit),
     /// The total deadline passed.
     #[error("resolution timed out")]
     Timeout,
@@ -144,6 +144,47 @@ pub enum ResolveError {
     /// Something local failed (socket, ...).
     #[error("internal error: {0}")]
     Internal(String),
+}
+
+/// The work limit a resolution hit (a loop or amplification guard).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Limit {
+    /// Upstream queries per client query ([`Limits`]).
+    UpstreamQueries,
+    /// Referrals followed.
+    Referrals,
+    /// Name server address lookups.
+    NameServerLookups,
+    /// CNAME chain length.
+    CnameChain,
+    /// A CNAME chain that comes back on itself.
+    CnameLoop,
+    /// Sub-lookups nested too deep.
+    Depth,
+    /// A name server lookup that needs its own result (a delegation loop).
+    DelegationLoop,
+}
+
+impl Limit {
+    /// Whether hitting this limit stops the whole client query; a delegation loop or a too
+    /// deep sub-lookup only rules out one name server name.
+    pub fn is_fatal(self) -> bool {
+        !matches!(self, Limit::DelegationLoop | Limit::Depth)
+    }
+}
+
+impl std::fmt::Display for Limit {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Limit::UpstreamQueries => "upstream queries per client query",
+            Limit::Referrals => "referrals",
+            Limit::NameServerLookups => "name server lookups",
+            Limit::CnameChain => "CNAME chain length",
+            Limit::CnameLoop => "CNAME loop",
+            Limit::Depth => "sub-lookup depth",
+            Limit::DelegationLoop => "delegation loop (name server lookup needs itself)",
+        })
+    }
 }
 
 /// Problems constructing a resolver.

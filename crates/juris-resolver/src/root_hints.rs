@@ -198,7 +198,7 @@ fn parse_name(text: &str, line: usize) -> Result<Name<Bytes>, RootHintsError> {
 }
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used)] // reason: test code.
+#[allow(clippy::unwrap_used, reason = "test code")]
 mod tests {
     use super::*;
 

@@ -415,7 +415,7 @@ pub(crate) fn attempt_deadline(query_timeout: Duration, overall: Instant, now: I
 }
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used)] // reason: test code.
+#[allow(clippy::unwrap_used, reason = "test code")]
 mod tests {
     use super::*;
 

@@ -2,7 +2,7 @@
 //!
 //! Each test uses its own port (all its servers share it, as `upstream_port` is global) so
 //! tests can run in parallel; addresses are 127.0.0.2 and up.
-#![allow(clippy::unwrap_used, clippy::expect_used)] // reason: test code.
+#![allow(clippy::unwrap_used, clippy::expect_used, reason = "test code")]
 
 mod support;
 

@@ -128,7 +128,7 @@ pub fn structured_text(order: &OrderInfo, full: bool) -> String {
 /// lower-cased wire name of the question; `structured` is the client's structured-error
 /// signal; `serial` goes into the SOA. Returns the length, `None` if `out` cannot hold even a
 /// header.
-#[allow(clippy::too_many_arguments)] // reason: the per-query facts, kept unbundled (no struct to fill per block).
+#[allow(clippy::too_many_arguments, reason = "the per-query facts, kept unbundled (no struct to fill per block)")]
 pub fn write_block(
     out: &mut [u8],
     reply: &ReplyTo<'_>,
@@ -139,7 +139,7 @@ pub fn write_block(
     settings: &BlockSettings,
     serial: u32,
 ) -> Option<usize> {
-    let answer = error_map::for_block(block.action(), block.ede_code());
+    let answer = error_map::for_block(block.action(), block.meaning());
     let order = block.order();
     let texts: [Option<String>; 3] = if structured {
         [
@@ -233,7 +233,7 @@ fn name_to_wire_into(text: &str, out: &mut [u8; 255]) -> Option<usize> {
 }
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used, clippy::expect_used)] // reason: tests fail loudly by design.
+#[allow(clippy::unwrap_used, clippy::expect_used, reason = "tests fail loudly by design")]
 mod tests {
     use super::*;
     use crate::synth::OptReply;

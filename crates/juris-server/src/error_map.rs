@@ -12,18 +12,19 @@
 //! | meta types OPT, TSIG, TKEY, MAILA/B, 128–248 | FORMERR | –                          |
 //! | class other than IN                       | REFUSED  | 21 Not Supported (with EDNS) |
 //! | client in a withdrawn jurisdiction        | REFUSED  | 18 Prohibited                |
-//! | order with `action: refused`              | REFUSED  | per kind: 16 / 15 / 17 (text: [`crate::block`]) |
-//! | order with `action: nxdomain`             | NXDOMAIN + SOA | per kind              |
-//! | order with `action: nodata`               | NOERROR, no answer, + SOA | per kind   |
+//! | order with `action: refused`              | REFUSED  | per meaning: censored 16 / blocked 15 / filtered 17 (text: [`crate::block`]) |
+//! | order with `action: nxdomain`             | NXDOMAIN + SOA | per meaning           |
+//! | order with `action: nodata`               | NOERROR, no answer, + SOA | per meaning |
 //!
 //! EXTRA-TEXT is short and fixed: it never repeats the query name or upstream details.
 //! Parser errors (FORMERR, NOTIMP, BADVERS) are decided by [`crate::query`] and carry no EDE.
 
-use juris_policy::Action;
+use juris_policy::{Action, BlockMeaning};
 use juris_resolver::cache::AnswerKind;
 use juris_resolver::ResolveError;
 
-use crate::synth::{ede, ExtendedError, Rcode};
+use crate::codes::{ede, rtype, Rcode};
+use crate::synth::ExtendedError;
 
 /// An error answer: RCODE plus an optional EDE.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -73,14 +74,24 @@ pub fn for_stale(kind: AnswerKind) -> ExtendedError<'static> {
 pub struct BlockAnswer {
     /// RCODE.
     pub rcode: Rcode,
-    /// EDE INFO-CODE (the order kind's: 16 Censored, 15 Blocked, 17 Filtered).
+    /// EDE INFO-CODE ([`for_meaning`]: 16 Censored, 15 Blocked, 17 Filtered).
     pub ede_code: u16,
     /// NXDOMAIN and NODATA carry a synthesised SOA (RFC 2308).
     pub with_soa: bool,
 }
 
-/// The answer to a query blocked by an order with `action` and EDE code `ede_code`.
-pub fn for_block(action: Action, ede_code: u16) -> BlockAnswer {
+/// The EDE INFO-CODE of what a block means.
+pub fn for_meaning(meaning: BlockMeaning) -> u16 {
+    match meaning {
+        BlockMeaning::Censored => ede::CENSORED,
+        BlockMeaning::Blocked => ede::BLOCKED,
+        BlockMeaning::Filtered => ede::FILTERED,
+    }
+}
+
+/// The answer to a query blocked by an order with `action` whose block means `meaning`.
+pub fn for_block(action: Action, meaning: BlockMeaning) -> BlockAnswer {
+    let ede_code = for_meaning(meaning);
     let (rcode, with_soa) = match action {
         Action::Refused => (Rcode::REFUSED, false),
         Action::Nxdomain => (Rcode::NXDOMAIN, true),
@@ -107,20 +118,19 @@ pub fn for_withdrawn() -> ErrorAnswer {
 /// Questions a resolver does not process, decided before the cache (Unbound's
 /// `worker_handle_request` checks): `None` lets the query through.
 pub fn for_question(qtype: u16, qclass: u16) -> Option<ErrorAnswer> {
-    const CLASS_IN: u16 = 1;
     match qtype {
-        251 | 252 => Some(ErrorAnswer {
+        rtype::IXFR | rtype::AXFR => Some(ErrorAnswer {
             rcode: Rcode::REFUSED,
             ede: Some(ExtendedError {
                 info_code: ede::NOT_SUPPORTED,
                 extra_text: "zone transfers are not served",
             }),
         }),
-        41 | 249 | 250 | 253 | 254 | 128..=248 => Some(ErrorAnswer {
+        rtype::OPT | 249 | 250 | 253 | 254 | 128..=248 => Some(ErrorAnswer {
             rcode: Rcode::FORMERR,
             ede: None,
         }),
-        _ if qclass != CLASS_IN => Some(ErrorAnswer {
+        _ if qclass != rtype::CLASS_IN => Some(ErrorAnswer {
             rcode: Rcode::REFUSED,
             ede: Some(ExtendedError {
                 info_code: ede::NOT_SUPPORTED,
@@ -142,7 +152,7 @@ fn servfail(info_code: u16, extra_text: &'static str) -> ErrorAnswer {
 }
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used, clippy::expect_used)] // reason: tests fail loudly by design.
+#[allow(clippy::unwrap_used, clippy::expect_used, reason = "tests fail loudly by design")]
 mod tests {
     use super::*;
 
@@ -152,7 +162,7 @@ mod tests {
             (ResolveError::NoReachableAuthority("x".into()), 22),
             (ResolveError::Timeout, 22),
             (ResolveError::InvalidData("x".into()), 23),
-            (ResolveError::LimitExceeded("x"), 0),
+            (ResolveError::LimitExceeded(juris_resolver::Limit::Referrals), 0),
             (ResolveError::Internal("x".into()), 0),
         ];
         for (error, code) in cases {
@@ -172,6 +182,15 @@ mod tests {
         assert!(for_question(1, 1).is_none());
         assert!(for_question(255, 1).is_none(), "ANY is answered (RFC 8482)");
         assert!(for_question(65, 1).is_none());
+    }
+
+    #[test]
+    fn meanings_map_to_their_ede_codes() {
+        assert_eq!(for_meaning(BlockMeaning::Censored), 16);
+        assert_eq!(for_meaning(BlockMeaning::Blocked), 15);
+        assert_eq!(for_meaning(BlockMeaning::Filtered), 17);
+        let answer = for_block(Action::Nxdomain, BlockMeaning::Filtered);
+        assert_eq!((answer.rcode, answer.ede_code, answer.with_soa), (Rcode::NXDOMAIN, 17, true));
     }
 
     #[test]

@@ -1,5 +1,6 @@
 //! Where jurisdiction and policy plug into the pipeline. Each hook is called from exactly one
-//! place in [`crate::pipeline`], marked `HOOK:`.
+//! place in [`crate::pipeline`], marked `HOOK:` (which explain runs too, with a recording
+//! [`Tally`]), and classify/withdrawn also from [`crate::explain`]'s address explanation.
 //!
 //! ```text
 //!  parse ─► classify(ctx) ─► withdrawn? ─► check_query(qname) ─► cache / resolve
@@ -10,6 +11,7 @@
 //! order matched (then the verdict, the counters and the EDE text do).
 
 use std::net::IpAddr;
+use std::sync::Arc;
 
 use juris_geo::{CountryCode, Jurisdiction};
 use juris_policy::{Block, CompiledPolicy, Country, Match, Verdict};
@@ -17,10 +19,47 @@ use juris_resolver::cache::CachedAnswer;
 
 use crate::block::Trigger;
 use crate::pipeline::ClientContext;
-use crate::policy::{policy_country, PolicyEngine};
+use crate::policy::{policy_country, OrderCounters, PolicyEngine};
+
+/// Where the hooks report what they decided. A real query counts ([`OrderCounters`]: blocks
+/// and shadow matches per order × jurisdiction, refusals per withdrawn jurisdiction); explain
+/// records instead (`crate::explain`), so explaining never moves the counters. Both go
+/// through the same hooks, in the same order.
+pub(crate) trait Tally {
+    /// A query refused because service is withdrawn in `country`.
+    fn withdrawn(&self, country: CountryCode);
+    /// A block: the order that fired, on which part of the query or answer.
+    fn blocked(&self, block: &Block, trigger: Trigger, country: Option<Country>);
+    /// A shadow order that would have blocked.
+    fn shadow(&self, matched: &Match, country: Option<Country>);
+    /// The client's jurisdiction, once decided (a real query needs nothing here).
+    #[inline]
+    fn classified(&self, _jurisdiction: &Jurisdiction) {}
+    /// The policy the query is judged by (a real query needs nothing here).
+    #[inline]
+    fn consulted(&self, _policy: &Arc<CompiledPolicy>) {}
+}
+
+impl Tally for OrderCounters {
+    #[inline]
+    fn withdrawn(&self, country: CountryCode) {
+        OrderCounters::withdrawn(self, country);
+    }
+
+    #[inline]
+    fn blocked(&self, block: &Block, _trigger: Trigger, country: Option<Country>) {
+        OrderCounters::blocked(self, &block.fired.order.id, country);
+    }
+
+    #[inline]
+    fn shadow(&self, matched: &Match, country: Option<Country>) {
+        OrderCounters::shadow(self, &matched.order.id, country);
+    }
+}
 
 /// HOOK: classify the client: listener pin → trusted ECS → GeoIP on the source → unknown
 /// (juris-geo decides; the ECS option is ignored unless the source is a trusted forwarder).
+/// `pins` holds the country pin of each listener index.
 #[inline]
 pub(crate) fn classify(
     engine: &PolicyEngine,
@@ -34,28 +73,32 @@ pub(crate) fn classify(
     engine.classifier.classify(context.client.ip(), pin, ecs)
 }
 
-/// HOOK: whether service is withdrawn in the client's jurisdiction.
+/// HOOK: whether service is withdrawn in the client's jurisdiction. Counts the refusal.
 #[inline]
 pub(crate) fn withdrawn(
+    tally: &impl Tally,
     withdrawn: &[CountryCode],
     jurisdiction: &Jurisdiction,
 ) -> Option<CountryCode> {
-    jurisdiction
+    let country = jurisdiction
         .country
-        .filter(|country| withdrawn.contains(country))
+        .filter(|country| withdrawn.contains(country))?;
+    tally.withdrawn(country);
+    Some(country)
 }
 
 /// HOOK: policy on the query name, before the cache. Counts what matched.
 #[inline]
 pub(crate) fn check_query(
-    engine: &PolicyEngine,
+    tally: &impl Tally,
     policy: &CompiledPolicy,
     query_name: &[u8],
     jurisdiction: &Jurisdiction,
     now: jiff::Timestamp,
 ) -> Option<Box<Block>> {
     let country = policy_country(jurisdiction.country);
-    count(engine, policy.check_name(query_name, country, now), country)
+    let verdict = policy.check_name(query_name, country, now);
+    count(tally, verdict, Trigger::QueryName, country)
 }
 
 /// HOOK: policy on the answer, after the cache or the resolver: every CNAME/DNAME target by
@@ -63,7 +106,7 @@ pub(crate) fn check_query(
 /// match). The first block wins. Counts what matched.
 #[inline]
 pub(crate) fn check_answer(
-    engine: &PolicyEngine,
+    tally: &impl Tally,
     policy: &CompiledPolicy,
     answer: &CachedAnswer,
     jurisdiction: &Jurisdiction,
@@ -71,13 +114,15 @@ pub(crate) fn check_answer(
 ) -> Option<(Box<Block>, Trigger)> {
     let country = policy_country(jurisdiction.country);
     for target in answer.cname_targets() {
-        if let Some(block) = count(engine, policy.check_name(target, country, now), country) {
+        let verdict = policy.check_name(target, country, now);
+        if let Some(block) = count(tally, verdict, Trigger::CnameTarget, country) {
             return Some((block, Trigger::CnameTarget));
         }
     }
     for address in answer.addresses() {
         let address: IpAddr = *address;
-        if let Some(block) = count(engine, policy.check_address(address, country, now), country) {
+        let verdict = policy.check_address(address, country, now);
+        if let Some(block) = count(tally, verdict, Trigger::Address, country) {
             return Some((block, Trigger::Address));
         }
     }
@@ -85,23 +130,28 @@ pub(crate) fn check_answer(
 }
 
 #[inline]
-fn count(engine: &PolicyEngine, verdict: Verdict, country: Option<Country>) -> Option<Box<Block>> {
+fn count(
+    tally: &impl Tally,
+    verdict: Verdict,
+    trigger: Trigger,
+    country: Option<Country>,
+) -> Option<Box<Block>> {
     match verdict {
         Verdict::Allow { shadow } => {
-            count_shadow(engine, &shadow, country);
+            count_shadow(tally, &shadow, country);
             None
         }
         Verdict::Block(block) => {
-            engine.counters.blocked(&block.fired.order.id, country);
-            count_shadow(engine, &block.shadow, country);
+            tally.blocked(&block, trigger, country);
+            count_shadow(tally, &block.shadow, country);
             Some(block)
         }
     }
 }
 
 #[inline]
-fn count_shadow(engine: &PolicyEngine, shadow: &[Match], country: Option<Country>) {
+fn count_shadow(tally: &impl Tally, shadow: &[Match], country: Option<Country>) {
     for matched in shadow {
-        engine.counters.shadow(&matched.order.id, country);
+        tally.shadow(matched, country);
     }
 }

@@ -16,7 +16,8 @@
 //!                                        error → SERVFAIL + EDE, or stale + EDE 3
 //! ```
 //!
-//! Modules: [`query`] parses (public for the fuzz target), [`synth`] writes responses,
+//! Modules: [`codes`] defines every protocol number (RCODE, EDE, flags, option codes) once,
+//! [`query`] parses (public for the fuzz target), [`synth`] writes responses,
 //! [`block`] writes blocked answers (RCODE per action, SOA, EDE with the order, structured
 //! errors), [`error_map`] is the one place that maps failures (and blocks) to RCODE + EDE,
 //! [`pipeline`] ties them together, [`hooks`] is where jurisdiction and policy plug in, and
@@ -53,15 +54,18 @@
 
 pub mod acl;
 pub mod block;
+pub mod codes;
 pub mod config;
 pub mod counters;
 pub mod error_map;
+pub mod explain;
 pub mod hooks;
 pub mod hot;
 pub mod pipeline;
 pub mod policy;
 pub mod query;
 mod server;
+pub mod stream;
 pub mod synth;
 mod sys;
 mod tcp;
@@ -70,6 +74,7 @@ mod udp;
 pub use config::{default_allow_list, DeniedAction, ListenerConfig, PolicySettings, ServerConfig};
 pub use counters::ServerStats;
 pub use hot::HotAnswers;
+pub use explain::{Arrival, Decision, ExplainQuery, Explanation};
 pub use pipeline::{ClientContext, Outcome, Pipeline, Transport};
 pub use policy::{OrderCount, OrderCounters, PolicyEngine, PolicyHandle, WithdrawnCount};
 pub use query::{parse_query, ParseConfig, ParseError, Query};

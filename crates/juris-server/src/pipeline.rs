@@ -26,7 +26,7 @@ use domain::base::Name;
 use juris_geo::{CountryCode, Jurisdiction};
 use juris_policy::{Block, CompiledPolicy};
 use juris_resolver::cache::{AnswerCache, AnswerKind, CachedAnswer, Freshness};
-use juris_resolver::clock::SharedClock;
+use juris_resolver::clock::{timestamp, SharedClock};
 use juris_resolver::wire::{HEADER_LEN, MAX_NAME_LEN};
 use juris_resolver::{Question, Resolver};
 
@@ -35,7 +35,7 @@ use crate::block::{self, BlockSettings, Trigger};
 use crate::config::{DeniedAction, ServerConfig};
 use crate::counters::Counters;
 use crate::error_map::{self, ErrorAnswer};
-use crate::hooks;
+use crate::hooks::{self, Tally};
 use crate::hot::HotAnswers;
 use crate::policy::PolicyEngine;
 use crate::query::{parse_query, ClientSubnet, NameBuf, ParseConfig, ParseError, Query};
@@ -187,8 +187,17 @@ pub struct Pipeline {
     engine: PolicyEngine,
     /// Country pin per listener index.
     pins: Vec<Option<CountryCode>>,
+    /// Address of each configured listener (by index).
+    listen_addrs: Vec<SocketAddr>,
     withdrawn: Vec<CountryCode>,
     block: BlockSettings,
+}
+
+/// How one query is judged: the country pin of each listener index, and where the hooks report
+/// what they decided (the order counters for a real query, a recorder for explain).
+pub(crate) struct Judge<'a, T: Tally> {
+    pub(crate) pins: &'a [Option<CountryCode>],
+    pub(crate) tally: &'a T,
 }
 
 /// What the policy needs to know to answer one query: the policy in force, who asked, what.
@@ -230,6 +239,7 @@ impl Pipeline {
             async_counters: Arc::new(Counters::default()),
             engine,
             pins: config.listeners.iter().map(|l| l.country).collect(),
+            listen_addrs: config.listeners.iter().map(|l| l.addr).collect(),
             withdrawn: config.policy.withdrawn.clone(),
             block,
         })
@@ -244,6 +254,26 @@ impl Pipeline {
     /// `client_subnet` in `context` is what the query carried).
     pub fn classify(&self, context: &ClientContext) -> Jurisdiction {
         hooks::classify(&self.engine, &self.pins, context)
+    }
+
+    /// The country pin of each listener index.
+    pub(crate) fn pins(&self) -> &[Option<CountryCode>] {
+        &self.pins
+    }
+
+    /// The jurisdictions where service is withdrawn (`policy.withdraw`).
+    pub(crate) fn withdrawn(&self) -> &[CountryCode] {
+        &self.withdrawn
+    }
+
+    /// How queries are parsed.
+    pub fn parse_config(&self) -> ParseConfig {
+        self.config.parse
+    }
+
+    /// The index of the configured listener on `addr` (for [`crate::explain::Arrival`]).
+    pub fn listener_index(&self, addr: SocketAddr) -> Option<usize> {
+        self.listen_addrs.iter().position(|a| *a == addr)
     }
 
     /// Whether service is withdrawn in `country`.
@@ -317,7 +347,11 @@ impl Pipeline {
         hot: Option<&mut HotAnswers>,
     ) -> Outcome {
         counters.query(context.transport);
-        let outcome = self.handle_counted(packet, context, out, counters, now, hot);
+        let judge = Judge {
+            pins: &self.pins,
+            tally: &*self.engine.counters,
+        };
+        let outcome = self.handle_counted(packet, context, out, counters, now, hot, &judge);
         match &outcome {
             Outcome::Respond(len) => counters.response(out.get(..*len).unwrap_or_default()),
             Outcome::Drop => counters.dropped(),
@@ -326,7 +360,12 @@ impl Pipeline {
         outcome
     }
 
-    fn handle_counted(
+    /// The whole answer path ([`Pipeline::handle`] and [`Pipeline::explain`] both come here).
+    #[allow(
+        clippy::too_many_arguments,
+        reason = "the per-query facts, kept unbundled on the hot path"
+    )]
+    pub(crate) fn handle_counted<T: Tally>(
         &self,
         packet: &[u8],
         mut context: ClientContext,
@@ -334,6 +373,7 @@ impl Pipeline {
         counters: &Counters,
         now: u64,
         hot: Option<&mut HotAnswers>,
+        judge: &Judge<'_, T>,
     ) -> Outcome {
         if !self.access.allows(context.client.ip()) {
             counters.refused_by_acl();
@@ -381,13 +421,14 @@ impl Pipeline {
         }
 
         // HOOK: jurisdiction of the client (juris-geo).
-        let jurisdiction = hooks::classify(&self.engine, &self.pins, &context);
+        let jurisdiction = hooks::classify(&self.engine, judge.pins, &context);
+        judge.tally.classified(&jurisdiction);
         // HOOK: service withdrawn in that jurisdiction.
-        if let Some(country) = hooks::withdrawn(&self.withdrawn, &jurisdiction) {
-            self.engine.counters.withdrawn(country);
+        if hooks::withdrawn(judge.tally, &self.withdrawn, &jurisdiction).is_some() {
             return respond_error(out, &reply, &error_map::for_withdrawn());
         }
         let policy = self.engine.policy.load();
+        judge.tally.consulted(&policy);
         let policy_context = PolicyContext {
             policy: &policy,
             jurisdiction: &jurisdiction,
@@ -396,7 +437,7 @@ impl Pipeline {
         };
         // HOOK: policy on the query name (juris-policy); a block is synthesised here.
         if let Some(block) = hooks::check_query(
-            &self.engine,
+            judge.tally,
             &policy,
             query.name(),
             &jurisdiction,
@@ -444,7 +485,7 @@ impl Pipeline {
             },
         };
         counters.cache_hit();
-        let block = self.answer_block(&answer, &policy_context, now);
+        let block = self.answer_block(judge.tally, &answer, &policy_context, now);
         self.respond_judged(
             out,
             &reply,
@@ -502,12 +543,13 @@ impl Pipeline {
     #[inline]
     fn answer_block(
         &self,
+        tally: &impl Tally,
         answer: &CachedAnswer,
         policy: &PolicyContext<'_>,
         now: u64,
     ) -> Option<(Box<Block>, Trigger)> {
         hooks::check_answer(
-            &self.engine,
+            tally,
             policy.policy,
             answer,
             policy.jurisdiction,
@@ -517,7 +559,10 @@ impl Pipeline {
 
     /// The response for an answer whose policy verdict ([`Pipeline::answer_block`]) is `block`:
     /// the blocked answer, or the rendered one. Cache hits and resolved misses both come here.
-    #[allow(clippy::too_many_arguments)] // reason: the per-query facts, kept unbundled on the hot path.
+    #[allow(
+        clippy::too_many_arguments,
+        reason = "the per-query facts, kept unbundled on the hot path"
+    )]
     fn respond_judged(
         &self,
         out: &mut [u8],
@@ -611,7 +656,7 @@ impl Pipeline {
             query_name: pending.name.as_slice(),
             structured_errors: pending.structured_errors,
         };
-        let block = self.answer_block(&answer, &policy_context, now);
+        let block = self.answer_block(&*self.engine.counters, &answer, &policy_context, now);
         // What the response needs (a truncated one needs less), at least room for an error
         // with its EDE text; a blocked answer (SOA, EDE text, maybe JSON) gets 4 KiB.
         let size = match block {
@@ -733,14 +778,6 @@ fn append_opt(
     Some(len + written)
 }
 
-/// The policy's time for the clock's Unix seconds.
-#[inline]
-fn timestamp(now: u64) -> jiff::Timestamp {
-    i64::try_from(now)
-        .ok()
-        .and_then(|seconds| jiff::Timestamp::from_second(seconds).ok())
-        .unwrap_or(jiff::Timestamp::MAX)
-}
 
 fn write_error(out: &mut [u8], reply: &ReplyTo<'_>, error: &ErrorAnswer) -> Option<usize> {
     synth::write_rcode_response(out, reply, error.rcode, error.ede.as_ref())
@@ -750,7 +787,7 @@ fn respond_error(out: &mut [u8], reply: &ReplyTo<'_>, error: &ErrorAnswer) -> Ou
     respond_or_drop(write_error(out, reply, error))
 }
 
-fn respond_or_drop(written: Option<usize>) -> Outcome {
+pub(crate) fn respond_or_drop(written: Option<usize>) -> Outcome {
     match written {
         Some(len) => Outcome::Respond(len),
         None => Outcome::Drop,
@@ -758,7 +795,7 @@ fn respond_or_drop(written: Option<usize>) -> Outcome {
 }
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used, clippy::expect_used)] // reason: tests fail loudly by design.
+#[allow(clippy::unwrap_used, clippy::expect_used, reason = "tests fail loudly by design")]
 mod tests {
     use super::*;
     use juris_resolver::cache::CacheConfig;

@@ -20,42 +20,10 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use juris_resolver::cache::CacheKeyRef;
 use juris_resolver::wire::{HEADER_LEN, MAX_NAME_LEN};
 
-use crate::synth::Rcode;
+use crate::codes::Rcode;
 
-/// Header flag bits (RFC 1035 §4.1.1, RFC 4035 §3.2).
-pub mod flags {
-    /// Query (0) or response (1).
-    pub const QR: u16 = 0x8000;
-    /// Opcode mask.
-    pub const OPCODE: u16 = 0x7800;
-    /// Authoritative answer.
-    pub const AA: u16 = 0x0400;
-    /// Truncated.
-    pub const TC: u16 = 0x0200;
-    /// Recursion desired.
-    pub const RD: u16 = 0x0100;
-    /// Recursion available.
-    pub const RA: u16 = 0x0080;
-    /// Authentic data.
-    pub const AD: u16 = 0x0020;
-    /// Checking disabled.
-    pub const CD: u16 = 0x0010;
-}
-
-/// EDNS option codes we read.
-pub mod option_code {
-    /// EDNS Client Subnet (RFC 7871).
-    pub const CLIENT_SUBNET: u16 = 8;
-    /// DNS cookie (RFC 7873).
-    pub const COOKIE: u16 = 10;
-    /// Padding (RFC 7830).
-    pub const PADDING: u16 = 12;
-    /// Extended DNS Error (RFC 8914).
-    pub const EXTENDED_ERROR: u16 = 15;
-}
-
-/// OPT record type.
-pub const OPT: u16 = 41;
+pub use crate::codes::rtype::OPT;
+pub use crate::codes::{flags, option_code};
 
 /// What [`parse_query`] needs from the configuration.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -488,7 +456,7 @@ fn parse_client_subnet(data: &[u8]) -> Result<ClientSubnet, &'static str> {
 }
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used, clippy::expect_used)] // reason: tests fail loudly by design.
+#[allow(clippy::unwrap_used, clippy::expect_used, reason = "tests fail loudly by design")]
 mod tests {
     use super::*;
 

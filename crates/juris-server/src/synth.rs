@@ -19,60 +19,7 @@ use crate::pipeline::Transport;
 use crate::query::{flags, ErrorReply, Query, OPT};
 use juris_resolver::wire::HEADER_LEN;
 
-/// A DNS RCODE, possibly extended to 12 bits through the OPT record (RFC 6891 §6.1.3).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub struct Rcode(pub u16);
-
-impl Rcode {
-    /// No error.
-    pub const NOERROR: Rcode = Rcode(0);
-    /// Format error.
-    pub const FORMERR: Rcode = Rcode(1);
-    /// Server failure.
-    pub const SERVFAIL: Rcode = Rcode(2);
-    /// Name error.
-    pub const NXDOMAIN: Rcode = Rcode(3);
-    /// Not implemented.
-    pub const NOTIMP: Rcode = Rcode(4);
-    /// Refused.
-    pub const REFUSED: Rcode = Rcode(5);
-    /// Bad EDNS version (extended: needs an OPT record).
-    pub const BADVERS: Rcode = Rcode(16);
-
-    /// The 4 bits that go into the header.
-    pub fn header_bits(self) -> u16 {
-        self.0 & 0x000F
-    }
-
-    /// The upper 8 bits that go into the OPT TTL.
-    pub fn extended_bits(self) -> u8 {
-        ((self.0 >> 4) & 0xFF) as u8
-    }
-}
-
-/// Extended DNS Error info codes (RFC 8914 §4) used by juris.
-pub mod ede {
-    /// Other error.
-    pub const OTHER: u16 = 0;
-    /// Stale answer (RFC 8767).
-    pub const STALE_ANSWER: u16 = 3;
-    /// Blocked (operator security list).
-    pub const BLOCKED: u16 = 15;
-    /// Censored (legal order).
-    pub const CENSORED: u16 = 16;
-    /// Filtered (client-requested).
-    pub const FILTERED: u16 = 17;
-    /// Prohibited (client not allowed).
-    pub const PROHIBITED: u16 = 18;
-    /// Stale NXDOMAIN answer.
-    pub const STALE_NXDOMAIN_ANSWER: u16 = 19;
-    /// Not supported.
-    pub const NOT_SUPPORTED: u16 = 21;
-    /// No reachable authority.
-    pub const NO_REACHABLE_AUTHORITY: u16 = 22;
-    /// Network error.
-    pub const NETWORK_ERROR: u16 = 23;
-}
+pub use crate::codes::{ede, Rcode};
 
 /// One Extended DNS Error option (RFC 8914).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -238,14 +185,14 @@ pub fn write_opt(
     out[7..9].copy_from_slice(&(if opt.dnssec_ok { 0x8000u16 } else { 0 }).to_be_bytes());
     out[9..11].copy_from_slice(&rdlen.to_be_bytes());
     if let Some(e) = ede {
-        out[11..13].copy_from_slice(&crate::query::option_code::EXTENDED_ERROR.to_be_bytes());
+        out[11..13].copy_from_slice(&crate::codes::option_code::EXTENDED_ERROR.to_be_bytes());
         out[13..15].copy_from_slice(&u16::try_from(unpadded - 15).ok()?.to_be_bytes());
         out[15..17].copy_from_slice(&e.info_code.to_be_bytes());
         out[17..unpadded].copy_from_slice(e.extra_text.as_bytes());
     }
     if padding > 0 {
         let option = &mut out[unpadded..];
-        option[0..2].copy_from_slice(&crate::query::option_code::PADDING.to_be_bytes());
+        option[0..2].copy_from_slice(&crate::codes::option_code::PADDING.to_be_bytes());
         option[2..4].copy_from_slice(&u16::try_from(padding - 4).ok()?.to_be_bytes());
         option[4..].fill(0);
     }
@@ -384,7 +331,7 @@ pub fn write_any_answer(out: &mut [u8], reply: &ReplyTo<'_>, ttl: u32) -> Option
 }
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used, clippy::expect_used)] // reason: tests fail loudly by design.
+#[allow(clippy::unwrap_used, clippy::expect_used, reason = "tests fail loudly by design")]
 mod tests {
     use super::*;
 

@@ -8,8 +8,11 @@
 //! # Limitations
 //! - On systems without `recvmmsg`/`sendmmsg` (anything but Linux and Android) the batch is
 //!   filled with one `recvfrom` per datagram and sent with one `sendto` per response.
-#![allow(unsafe_code)] // reason: recvmmsg/sendmmsg/poll have no safe wrapper in socket2 or std, and
-                       // tokio's AsyncFd registration is an unsafe fn (the caller vouches for the descriptor's life).
+#![allow(
+    unsafe_code,
+    reason = "recvmmsg/sendmmsg/poll have no safe wrapper in socket2 or std, and tokio's AsyncFd \
+              registration is an unsafe fn (the caller vouches for the descriptor's life)"
+)]
 
 use std::io;
 use std::mem;
@@ -82,7 +85,7 @@ impl Batch {
     /// Buffers for `slots` datagrams of up to `recv_size` bytes in and `send_size` out.
     pub(crate) fn new(slots: usize, recv_size: usize, send_size: usize) -> Self {
         let slots = slots.max(1);
-        #[allow(unused_mut)] // reason: only the Linux build wires the headers up.
+        #[allow(unused_mut, reason = "only the Linux build wires the headers up")]
         let mut batch = Self {
             slots,
             recv_size,
@@ -498,7 +501,7 @@ impl PollSet {
 }
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used, clippy::expect_used)] // reason: tests fail loudly by design.
+#[allow(clippy::unwrap_used, clippy::expect_used, reason = "tests fail loudly by design")]
 mod tests {
     use super::*;
     use std::net::UdpSocket;

@@ -9,18 +9,24 @@
 //!       └─ ServerView = LiveServer: PolicyHandle, classifier, counters ◄── PolicyHandle::publish
 //! ```
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
 use anyhow::Context;
-use juris_control::api::{BlockCount, QueryCount};
-use juris_control::{ApiState, Control, ControlError, ExplainRequest, ServerSnapshot, ServerView};
+use juris_control::api::{BlockCount, FiredView, MatchView, QueryCount};
+use juris_control::{
+    ApiState, Control, ControlError, ExplainRequest, ExplainView, ServerSnapshot, ServerView,
+};
 use juris_resolver::clock::SharedClock;
-use juris_server::{PolicyEngine, ServerStats};
-use serde_json::json;
+use juris_server::codes::{rtype, Rcode};
+use juris_server::error_map;
+use juris_server::query::ClientSubnet;
+use juris_server::{
+    Arrival, Decision, ExplainQuery, Explanation, Pipeline, PolicyEngine, ServerStats, Transport,
+};
 use tracing::info;
 
 use crate::config::Settings;
@@ -88,114 +94,100 @@ pub type StatsCell = Arc<Mutex<ServerStats>>;
 
 /// The resolver as the API sees it.
 pub struct LiveServer {
-    engine: PolicyEngine,
+    pipeline: Arc<Pipeline>,
     stats: StatsCell,
     policy_error: Arc<dyn Fn() -> Option<String> + Send + Sync>,
 }
 
 impl LiveServer {
-    /// A view of `engine`, with counters from `stats` and the loader's last error.
+    /// A view of the running `pipeline` (its policy, classifier, listeners, clock and cache),
+    /// with counters from `stats` and the loader's last error.
     pub fn new(
-        engine: PolicyEngine,
+        pipeline: Arc<Pipeline>,
         stats: StatsCell,
         policy_error: Arc<dyn Fn() -> Option<String> + Send + Sync>,
     ) -> Self {
         Self {
-            engine,
+            pipeline,
             stats,
             policy_error,
         }
     }
+
+    fn engine(&self) -> &PolicyEngine {
+        self.pipeline.engine()
+    }
 }
 
-const RCODES: [&str; 16] = [
-    "NOERROR",
-    "FORMERR",
-    "SERVFAIL",
-    "NXDOMAIN",
-    "NOTIMP",
-    "REFUSED",
-    "YXDOMAIN",
-    "YXRRSET",
-    "NXRRSET",
-    "NOTAUTH",
-    "NOTZONE",
-    "DSOTYPENI",
-    "RCODE12",
-    "RCODE13",
-    "RCODE14",
-    "RCODE15",
-];
-
 impl ServerView for LiveServer {
-    fn explain(&self, request: &ExplainRequest) -> Result<serde_json::Value, ControlError> {
+    /// Through [`Pipeline::explain`]: the access list, the listener pin, trusted ECS, GeoIP,
+    /// `policy.withdraw`, the policy and the cache, at the server clock's time.
+    fn explain(&self, request: &ExplainRequest) -> Result<ExplainView, ControlError> {
         let invalid = |field: &str, reason: String| ControlError::invalid(field, reason);
-        let (country_code, decided_by) = match (&request.country, &request.client) {
-            (Some(code), _) => {
-                let code = crate::config::parse_jurisdiction(code).ok_or_else(|| {
-                    invalid(
-                        "country",
-                        format!("{code:?} is not an ISO 3166-1 alpha-2 code"),
-                    )
+        let arrival = match (&request.country, &request.listener) {
+            (Some(code), _) => Arrival::Pinned(crate::config::parse_jurisdiction(code).ok_or_else(
+                || invalid("country", format!("{code:?} is not an ISO 3166-1 alpha-2 code")),
+            )?),
+            (None, Some(listener)) => {
+                let addr: SocketAddr = listener.parse().map_err(|_| {
+                    invalid("listener", format!("{listener:?} is not an ADDR:PORT"))
                 })?;
-                (Some(code), "given".to_owned())
+                Arrival::Listener(self.pipeline.listener_index(addr).ok_or_else(|| {
+                    invalid("listener", format!("{addr} is not a configured listener"))
+                })?)
             }
-            (None, Some(client)) => {
-                let address: std::net::IpAddr = client
-                    .parse()
-                    .map_err(|_| invalid("client", format!("{client:?} is not an IP address")))?;
-                let jurisdiction = self.engine.classifier.classify(address, None, None);
-                (jurisdiction.country, jurisdiction.decided_by.to_string())
-            }
-            (None, None) => (None, "unknown".to_owned()),
+            (None, None) => Arrival::Unpinned,
         };
-        let country = juris_server::policy::policy_country(country_code);
-        let policy = self.engine.policy.current();
-        let now = jiff::Timestamp::now();
+        // Without a client address the query comes from loopback, which the default access
+        // list allows and no GeoIP database places: the pin (or nothing) decides.
+        let client: IpAddr = match &request.client {
+            Some(client) => client
+                .parse()
+                .map_err(|_| invalid("client", format!("{client:?} is not an IP address")))?,
+            None => IpAddr::from([127, 0, 0, 1]),
+        };
+        let client = SocketAddr::new(client, 53_000);
+        let ecs = match &request.ecs {
+            Some(text) => Some(crate::config::parse_prefix(text).ok_or_else(|| {
+                invalid("ecs", format!("{text:?} is not an address or prefix"))
+            })?),
+            None => None,
+        };
         let explanation = match (&request.name, &request.address) {
             (Some(name), _) => {
-                let wire = juris_policy::name_to_wire(name)
-                    .map_err(|e| invalid("name", format!("{name:?}: {e}")))?;
-                policy.explain_name(&wire, country, now)
+                let qtype = match &request.qtype {
+                    Some(text) => rtype::parse(text)
+                        .ok_or_else(|| invalid("qtype", format!("{text:?} is not a record type")))?,
+                    None => rtype::A,
+                };
+                let ecs = ecs.map(|net| (net.addr(), net.prefix_len()));
+                let packet = self
+                    .pipeline
+                    .query_packet(name, qtype, ecs, false)
+                    .ok_or_else(|| invalid("name", format!("{name:?} is not a domain name")))?;
+                self.pipeline.explain(&ExplainQuery {
+                    packet: &packet,
+                    client,
+                    transport: Transport::Udp,
+                    arrival,
+                })
             }
             (None, Some(address)) => {
-                let address: std::net::IpAddr = address
+                let address: IpAddr = address
                     .parse()
                     .map_err(|_| invalid("address", format!("{address:?} is not an IP address")))?;
-                policy.explain_address(address, country, now)
+                let subnet = ecs.map(|net| ClientSubnet {
+                    family: if net.addr().is_ipv4() { 1 } else { 2 },
+                    source_prefix: net.prefix_len(),
+                    scope_prefix: 0,
+                    address: net.trunc().addr(),
+                });
+                self.pipeline
+                    .explain_address(client, arrival, subnet, address)
             }
             (None, None) => return Err(invalid("name", "give a name or an address".into())),
         };
-        let fired = explanation.verdict.block().map(|block| {
-            let order = block.order();
-            json!({
-                "order": order.id, "authority": order.authority, "reference": order.reference,
-                "action": format!("{:?}", block.action()).to_ascii_lowercase(),
-                "ede": block.ede_code(), "target": block.target().to_string(),
-            })
-        });
-        let matches: Vec<serde_json::Value> = explanation
-            .matches
-            .iter()
-            .map(|m| {
-                json!({
-                    "order": m.matched.order.id,
-                    "target": m.matched.target.to_string(),
-                    "applies": m.status.applies(),
-                    "status": m.status.to_string(),
-                })
-            })
-            .collect();
-        Ok(json!({
-            "name": request.name,
-            "address": request.address,
-            "jurisdiction": country.map(|c| c.to_string()),
-            "decided_by": decided_by,
-            "policy_generation": policy.generation(),
-            "verdict": if explanation.verdict.is_block() { "block" } else { "allow" },
-            "fired": fired,
-            "matches": matches,
-        }))
+        Ok(explain_view(request, &explanation))
     }
 
     fn snapshot(&self) -> ServerSnapshot {
@@ -220,16 +212,16 @@ impl ServerView for LiveServer {
                 count,
             });
         }
-        for (rcode, count) in RCODES.iter().zip(stats.responses_by_rcode) {
+        for (rcode, count) in (0u16..).zip(stats.responses_by_rcode) {
             if count > 0 {
                 queries.push(QueryCount {
                     transport: "all".into(),
-                    rcode: (*rcode).into(),
+                    rcode: Rcode(rcode).to_string(),
                     count,
                 });
             }
         }
-        let counts = self.engine.counters.snapshot();
+        let counts = self.engine().counters.snapshot();
         let per = |pick: fn(&juris_server::OrderCount) -> u64| {
             counts
                 .iter()
@@ -242,7 +234,7 @@ impl ServerView for LiveServer {
                 .collect()
         };
         ServerSnapshot {
-            policy_generation: self.engine.policy.load().generation(),
+            policy_generation: self.engine().policy.load().generation(),
             policy_error: (self.policy_error)(),
             queries,
             cache_hits: stats.cache_hits,
@@ -250,6 +242,52 @@ impl ServerView for LiveServer {
             blocks: per(|c| c.blocked),
             shadow_matches: per(|c| c.shadow),
         }
+    }
+}
+
+/// The API's view of an explanation (field names are the API's contract).
+fn explain_view(request: &ExplainRequest, explanation: &Explanation) -> ExplainView {
+    let fired = explanation.fired().map(|fired| {
+        let order = &fired.order;
+        FiredView {
+            order: order.id.clone(),
+            authority: order.authority.clone(),
+            reference: order.reference.clone(),
+            action: order.action.as_str().to_owned(),
+            ede: error_map::for_meaning(order.meaning()),
+            target: fired.target.to_string(),
+        }
+    });
+    ExplainView {
+        name: request.name.clone(),
+        address: request.address.clone(),
+        jurisdiction: explanation.jurisdiction.country.map(|c| c.to_string()),
+        decided_by: explanation.jurisdiction.decided_by.to_string(),
+        policy_generation: explanation.policy_generation,
+        verdict: explanation.decision.as_str().to_owned(),
+        fired,
+        matches: explanation
+            .matches
+            .iter()
+            .map(|m| MatchView {
+                order: m.matched.order.id.clone(),
+                target: m.matched.target.to_string(),
+                applies: m.status.applies(),
+                status: m.status.to_string(),
+            })
+            .collect(),
+        trigger: match &explanation.decision {
+            Decision::Blocked { trigger, .. } => {
+                Some(crate::explain::trigger_name(*trigger).to_owned())
+            }
+            _ => None,
+        },
+        rcode: explanation
+            .response
+            .as_deref()
+            .and_then(|bytes| crate::decode::decode(bytes).ok())
+            .map(|decoded| decoded.rcode),
+        now: explanation.now,
     }
 }
 
@@ -278,4 +316,190 @@ pub fn start_api(
     });
     info!(addr = %bound, "admin API listening");
     Ok(bound)
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used, reason = "tests fail loudly by design")]
+mod tests {
+    use super::*;
+    use juris_resolver::cache::{AnswerCache, CacheConfig};
+    use juris_resolver::clock::ManualClock;
+    use juris_resolver::Resolver;
+    use juris_testkit::mmdb::{MmdbWriter, Shape};
+
+    use crate::config::RawConfig;
+    use crate::serve::{policy_engine_with_store, server_config};
+
+    /// 2100-01-01T00:00:00Z: the pipeline clock of these tests, far from the wall clock.
+    const IN_2100: u64 = 4_102_444_800;
+
+    /// An order effective only from 2099 (not yet, by the wall clock), in Italy and France.
+    const ORDER: &str = r#"{
+        "id": "IT-2099-1", "kind": "court_order", "authority": "Tribunale di Milano",
+        "reference": "RG 1/2099", "jurisdictions": ["IT", "FR"], "action": "nxdomain",
+        "state": "active", "effective_from": "2099-01-01T00:00:00Z",
+        "targets": [{"type": "subtree", "value": "blocked.example"}]
+    }"#;
+
+    /// A live server on `policy` settings: listener 127.0.0.1:5301 pinned to IT, a GeoIP
+    /// database placing 198.51.100.0/24 in Italy, the forwarder 127.0.0.9 trusted for ECS,
+    /// France withdrawn; the pipeline clock stands in 2100.
+    fn live(dir: &std::path::Path) -> LiveServer {
+        std::fs::write(dir.join("order.json"), ORDER).unwrap();
+        let mmdb = dir.join("countries.mmdb");
+        MmdbWriter::new(Shape::CountryCode)
+            .insert("198.51.100.0/24".parse().unwrap(), "IT")
+            .write_to(&mmdb)
+            .unwrap();
+        let toml = format!(
+            r#"
+            [server]
+            listen = ["127.0.0.1:5300", {{ address = "127.0.0.1:5301", country = "IT" }}]
+            data_dir = "{dir}/data"
+            allow = ["127.0.0.0/8", "198.51.100.0/24", "203.0.113.0/24"]
+            [policy]
+            orders = "{dir}/order.json"
+            withdraw = ["FR"]
+            [geoip]
+            mmdb = "{mmdb}"
+            trusted_ecs_forwarders = ["127.0.0.9/32"]
+            "#,
+            dir = dir.display(),
+            mmdb = mmdb.display(),
+        );
+        let settings = Settings::from_raw(&RawConfig::from_toml(&toml, "test").unwrap()).unwrap();
+        let clock: SharedClock = Arc::new(ManualClock::new(IN_2100));
+        let (engine, _loader) = policy_engine_with_store(&settings, IN_2100, None).unwrap();
+        let cache = Arc::new(AnswerCache::new(CacheConfig::default()));
+        let resolver =
+            Resolver::new(settings.resolver.clone(), cache, Arc::clone(&clock)).unwrap();
+        let pipeline = Pipeline::new(&server_config(&settings), resolver, clock, engine).unwrap();
+        LiveServer::new(
+            Arc::new(pipeline),
+            Arc::new(Mutex::new(ServerStats::default())),
+            Arc::new(|| None),
+        )
+    }
+
+    /// `name=...&client=...` as the API's query string parser would read it.
+    fn request(query: &str) -> ExplainRequest {
+        serde_json::from_value(
+            query
+                .split('&')
+                .map(|pair| pair.split_once('=').unwrap())
+                .map(|(k, v)| (k.to_owned(), serde_json::Value::String(v.to_owned())))
+                .collect::<serde_json::Map<_, _>>()
+                .into(),
+        )
+        .unwrap()
+    }
+
+    fn ask(server: &LiveServer, query: &str) -> ExplainView {
+        server.explain(&request(query)).unwrap()
+    }
+
+    /// (jurisdiction, decided by, verdict) of the explanation of `query`.
+    fn placed(server: &LiveServer, query: &str) -> (Option<String>, String, String) {
+        let view = ask(server, query);
+        (view.jurisdiction, view.decided_by, view.verdict)
+    }
+
+    fn it(by: &str, verdict: &str) -> (Option<String>, String, String) {
+        (Some("IT".to_owned()), by.to_owned(), verdict.to_owned())
+    }
+
+    fn unknown(verdict: &str) -> (Option<String>, String, String) {
+        (None, "unknown".to_owned(), verdict.to_owned())
+    }
+
+    #[test]
+    fn explain_judges_at_the_pipeline_clock_not_the_wall_clock() {
+        let dir = tempfile::tempdir().unwrap();
+        let server = live(dir.path());
+        let view = ask(&server, "name=www.blocked.example&country=IT");
+        assert_eq!(view.verdict, "block", "{view:?}");
+        let fired = view.fired.unwrap();
+        assert_eq!(
+            (fired.order.as_str(), fired.action.as_str(), fired.ede),
+            ("IT-2099-1", "nxdomain", 16)
+        );
+        assert_eq!(view.rcode.as_deref(), Some("NXDOMAIN"));
+        assert_eq!(view.now, IN_2100);
+    }
+
+    #[test]
+    fn explain_applies_policy_withdraw() {
+        let dir = tempfile::tempdir().unwrap();
+        let server = live(dir.path());
+        let view = ask(&server, "name=www.blocked.example&country=FR");
+        assert_eq!(view.verdict, "withdrawn", "{view:?}");
+        assert_eq!(view.rcode.as_deref(), Some("REFUSED"));
+        assert_eq!(view.jurisdiction.as_deref(), Some("FR"));
+        // The order matches the name but service is withdrawn first.
+        assert!(view.fired.is_none());
+        assert_eq!(view.matches.len(), 1);
+        let view = ask(&server, "address=192.0.2.1&country=FR");
+        assert_eq!(view.verdict, "withdrawn", "{view:?}");
+    }
+
+    #[test]
+    fn explain_applies_the_listener_pin() {
+        let dir = tempfile::tempdir().unwrap();
+        let server = live(dir.path());
+        // A client nobody places, on the listener pinned to Italy.
+        let on = |listener: &str| {
+            placed(
+                &server,
+                &format!("name=www.blocked.example&client=203.0.113.5&listener={listener}"),
+            )
+        };
+        assert_eq!(on("127.0.0.1:5301"), it("listener", "block"));
+        // The same client on the unpinned listener: unknown, only global orders apply.
+        assert_eq!(on("127.0.0.1:5300"), unknown("allow"));
+        // A client outside server.allow is refused before anything else, pin or not.
+        let view = ask(
+            &server,
+            "name=www.blocked.example&client=192.0.2.1&listener=127.0.0.1:5301",
+        );
+        assert_eq!(
+            (view.verdict.as_str(), view.rcode.as_deref()),
+            ("refused", Some("REFUSED"))
+        );
+    }
+
+    #[test]
+    fn explain_believes_ecs_only_from_trusted_forwarders() {
+        let dir = tempfile::tempdir().unwrap();
+        let server = live(dir.path());
+        let from = |client: &str| {
+            placed(
+                &server,
+                &format!("name=www.blocked.example&client={client}&ecs=198.51.100.77/24"),
+            )
+        };
+        assert_eq!(from("127.0.0.9"), it("trusted-ecs", "block"));
+        // 127.0.0.8 is not a trusted forwarder: its ECS is ignored.
+        assert_eq!(from("127.0.0.8"), unknown("allow"));
+    }
+
+    #[test]
+    fn explain_names_bad_fields() {
+        let dir = tempfile::tempdir().unwrap();
+        let server = live(dir.path());
+        for (query, field) in [
+            ("name=a.example&listener=127.0.0.1:9", "listener"),
+            ("name=a.example&listener=nonsense", "listener"),
+            ("name=a.example&ecs=nonsense", "ecs"),
+            ("name=a.example&qtype=nonsense", "qtype"),
+            ("name=a.example&country=XX", "country"),
+            ("address=nonsense", "address"),
+        ] {
+            match server.explain(&request(query)) {
+                Err(ControlError::Invalid { field: named, .. }) => {
+                    assert_eq!(named, field, "{query}")
+                }
+                other => panic!("{query}: {other:?}"),
+            }
+        }
+    }
 }

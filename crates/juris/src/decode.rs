@@ -2,6 +2,7 @@
 //! TTL, SOA fields), and the OPT record's Extended DNS Errors. Names may be compressed.
 //! Only what explain prints is decoded; other RDATA is shown as its length.
 
+use juris_server::codes::{ede, flags, option_code, rtype, Rcode};
 use serde::Serialize;
 
 /// A decoded response.
@@ -82,7 +83,7 @@ pub fn decode(message: &[u8]) -> Result<Decoded, DecodeError> {
                 .get(rdata_at..rdata_at + rdlen)
                 .ok_or(DecodeError(rdata_at))?;
             pos = rdata_at + rdlen;
-            if rtype == 41 {
+            if rtype == rtype::OPT {
                 extended_rcode = u16::from(message[end + 4]) << 4;
                 let mut at = 0;
                 while at + 4 <= rdata.len() {
@@ -91,11 +92,11 @@ pub fn decode(message: &[u8]) -> Result<Decoded, DecodeError> {
                     let value = rdata
                         .get(at + 4..at + 4 + len)
                         .ok_or(DecodeError(rdata_at + at))?;
-                    if code == 15 && value.len() >= 2 {
+                    if code == option_code::EXTENDED_ERROR && value.len() >= 2 {
                         let info = u16::from_be_bytes([value[0], value[1]]);
                         extended_errors.push(ExtendedErrorText {
                             code: info,
-                            purpose: ede_purpose(info).to_owned(),
+                            purpose: ede::purpose(info).unwrap_or("unknown").to_owned(),
                             text: String::from_utf8_lossy(&value[2..]).into_owned(),
                         });
                     }
@@ -106,26 +107,17 @@ pub fn decode(message: &[u8]) -> Result<Decoded, DecodeError> {
             if index < 2 {
                 sections[index].push(RecordText {
                     name,
-                    record_type: type_name(rtype),
+                    record_type: rtype::name(rtype),
                     ttl,
                     data: rdata_text(message, rtype, rdata_at, rdata)?,
                 });
             }
         }
     }
-    let flag_names = [
-        (0x8000, "qr"),
-        (0x0400, "aa"),
-        (0x0200, "tc"),
-        (0x0100, "rd"),
-        (0x0080, "ra"),
-        (0x0020, "ad"),
-        (0x0010, "cd"),
-    ];
     let [answer, authority] = sections;
     Ok(Decoded {
-        rcode: rcode_name(extended_rcode | (flags_word & 0x000F)),
-        flags: flag_names
+        rcode: Rcode(extended_rcode | (flags_word & 0x000F)).to_string(),
+        flags: flags::NAMES
             .iter()
             .filter(|(bit, _)| flags_word & bit != 0)
             .map(|(_, name)| (*name).to_owned())
@@ -209,16 +201,16 @@ fn read_name(message: &[u8], mut pos: usize) -> Result<(String, usize), DecodeEr
 
 fn rdata_text(message: &[u8], rtype: u16, at: usize, rdata: &[u8]) -> Result<String, DecodeError> {
     Ok(match rtype {
-        1 if rdata.len() == 4 => {
+        rtype::A if rdata.len() == 4 => {
             std::net::Ipv4Addr::new(rdata[0], rdata[1], rdata[2], rdata[3]).to_string()
         }
-        28 if rdata.len() == 16 => {
+        rtype::AAAA if rdata.len() == 16 => {
             let mut octets = [0u8; 16];
             octets.copy_from_slice(rdata);
             std::net::Ipv6Addr::from(octets).to_string()
         }
-        2 | 5 | 12 => read_name(message, at)?.0,
-        6 => {
+        rtype::NS | rtype::CNAME | rtype::PTR => read_name(message, at)?.0,
+        rtype::SOA => {
             let (mname, after) = read_name(message, at)?;
             let (rname, after) = read_name(message, after)?;
             let field = |i: usize| -> Result<u32, DecodeError> {
@@ -238,48 +230,4 @@ fn rdata_text(message: &[u8], rtype: u16, at: usize, rdata: &[u8]) -> Result<Str
         }
         _ => format!("\\# {}", rdata.len()),
     })
-}
-
-fn type_name(rtype: u16) -> String {
-    match rtype {
-        1 => "A".into(),
-        2 => "NS".into(),
-        5 => "CNAME".into(),
-        6 => "SOA".into(),
-        12 => "PTR".into(),
-        13 => "HINFO".into(),
-        16 => "TXT".into(),
-        28 => "AAAA".into(),
-        other => format!("TYPE{other}"),
-    }
-}
-
-fn rcode_name(rcode: u16) -> String {
-    match rcode {
-        0 => "NOERROR".into(),
-        1 => "FORMERR".into(),
-        2 => "SERVFAIL".into(),
-        3 => "NXDOMAIN".into(),
-        4 => "NOTIMP".into(),
-        5 => "REFUSED".into(),
-        16 => "BADVERS".into(),
-        other => format!("RCODE{other}"),
-    }
-}
-
-/// RFC 8914 §5.2 names.
-fn ede_purpose(code: u16) -> &'static str {
-    match code {
-        0 => "Other Error",
-        3 => "Stale Answer",
-        15 => "Blocked",
-        16 => "Censored",
-        17 => "Filtered",
-        18 => "Prohibited",
-        19 => "Stale NXDOMAIN Answer",
-        21 => "Not Supported",
-        22 => "No Reachable Authority",
-        23 => "Network Error",
-        _ => "unknown",
-    }
 }

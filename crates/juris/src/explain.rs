@@ -2,17 +2,17 @@
 //! same code as a real query.
 //!
 //! ```text
-//!  same config, --orders, --geoip ─► policy_engine (serve's) ─► Pipeline (serve's, no sockets,
-//!                                                                empty cache, never resolves)
-//!  a real query packet (RD, EDNS, --ecs option) from --client ─► Pipeline::handle
-//!        Respond(bytes) ─► decoded: RCODE, SOA, EDE  (block, withdrawal, access list, ANY)
-//!        Resolve        ─► allowed at the name: would be resolved normally (then the answer's
-//!                          CNAME targets and addresses are checked too)
-//!  + Pipeline::classify (how the jurisdiction was decided) and CompiledPolicy::explain_name
-//!    (every matching order, applicable or not, and why)
+//!  same config, --orders, the store in the data directory, --geoip
+//!        ─► policy_engine_with_store (serve's) ─► Pipeline (serve's configuration, no sockets,
+//!                                                  empty cache, never resolves)
+//!  a real query packet (RD, EDNS, --ecs option) from --client ─► Pipeline::explain
+//!        (juris_server::explain: the real answer path, counting nothing) ─► Explanation
+//!        ─► Report: jurisdiction and what decided it, the decision, the order that fired,
+//!           every matching order and why, the response decoded (RCODE, SOA, EDE)
 //! ```
 //! `--country CC` puts the query on a listener pinned to CC, so the pin decides as it would in
-//! `serve`.
+//! `serve`; `--listener ADDR:PORT` on the configured listener there (with its pin, if any).
+//! The admin API's `/v1/explain` runs the same `Pipeline::explain` on the running server.
 //!
 //! # Limitations
 //! - Nothing is resolved, so CNAME targets and answer addresses are not checked here (the
@@ -23,17 +23,16 @@ use std::sync::Arc;
 
 use anyhow::{bail, Context};
 use juris_geo::{CountryCode, Jurisdiction};
-use juris_policy::{ExplainedMatch, MatchStatus, Verdict};
+use juris_policy::{Match, MatchStatus};
 use juris_resolver::cache::{AnswerCache, CacheConfig};
 use juris_resolver::clock::{SharedClock, SystemClock};
 use juris_resolver::Resolver;
-use juris_server::counters::Counters;
-use juris_server::query::ParseConfig;
-use juris_server::{parse_query, ClientContext, ListenerConfig, Outcome, Pipeline, Transport};
+use juris_server::block::Trigger;
+use juris_server::{Arrival, Decision, ExplainQuery, Pipeline, Transport};
 use serde::Serialize;
 
 use crate::config::Settings;
-use crate::serve::{policy_engine, server_config};
+use crate::serve::{policy_engine_with_store, server_config};
 
 /// What to explain.
 #[derive(Debug, Clone)]
@@ -48,6 +47,8 @@ pub struct Request {
     pub ecs: Option<ipnet::IpNet>,
     /// A listener pin.
     pub country: Option<CountryCode>,
+    /// A configured listener the query arrives on (its pin applies).
+    pub listener: Option<SocketAddr>,
     /// Signal structured-error support in the query.
     pub structured: bool,
 }
@@ -69,8 +70,11 @@ pub struct Report {
     pub jurisdiction: JurisdictionReport,
     /// Policy generation consulted.
     pub policy_generation: u64,
-    /// `block`, `allow`, `withdrawn` or `refused` (access list) or `answered` (e.g. ANY).
+    /// `block`, `allow`, `withdrawn` or `refused` (access list) or `answered` (e.g. ANY), or
+    /// `rejected` (an error answer before any policy: screened type or class, malformed).
     pub verdict: String,
+    /// For a block: what matched (`query name`, `CNAME target`, `answer address`).
+    pub trigger: Option<String>,
     /// The order that decides the answer, for a block.
     pub fired: Option<MatchReport>,
     /// Every order whose targets match the name, whether it applies or not, and why.
@@ -123,122 +127,107 @@ pub struct MatchReport {
 pub fn explain(settings: &Settings, request: &Request) -> anyhow::Result<Report> {
     let clock: SharedClock = Arc::new(SystemClock);
     let now = clock.unix_seconds();
-    let (engine, _loader) = policy_engine(settings, now)?;
-
-    // serve's configuration, with two sockets-free listeners: 0 unpinned, 1 pinned.
-    let mut config = server_config(settings);
-    let any: SocketAddr = SocketAddr::new(request.client, 0);
-    config.listeners = vec![
-        ListenerConfig::udp_and_tcp(any),
-        ListenerConfig {
-            country: request.country,
-            ..ListenerConfig::udp_and_tcp(any)
-        },
-    ];
+    // The orders `serve` would enforce: the files and, when there is one, the store.
+    let store = if settings
+        .data_dir
+        .join(juris_control::store::STORE_FILE)
+        .exists()
+    {
+        Some(crate::control::open(settings)?)
+    } else {
+        None
+    };
+    let (engine, _loader) = policy_engine_with_store(settings, now, store)?;
+    let config = server_config(settings);
     let cache = Arc::new(AnswerCache::new(CacheConfig::default()));
     let resolver =
         Resolver::new(settings.resolver.clone(), cache, Arc::clone(&clock)).context("resolver")?;
-    let pipeline = Pipeline::new(&config, resolver, clock, engine.clone())
+    let pipeline = Pipeline::new(&config, resolver, clock, engine)
         .map_err(|e| anyhow::anyhow!("invalid server configuration: {e}"))?;
-
-    let qtype = parse_qtype(&request.qtype)?;
-    let packet = query_packet(
-        &request.name,
-        qtype,
-        request.ecs,
-        request.structured,
-        settings,
-    )?;
-    let parse_config = ParseConfig {
-        max_udp_payload: settings.max_udp_payload,
-        structured_error_option_code: settings.structured_error_option_code,
+    let arrival = match (request.country, request.listener) {
+        (Some(country), _) => Arrival::Pinned(country),
+        (None, Some(addr)) => Arrival::Listener(pipeline.listener_index(addr).with_context(
+            || format!("--listener {addr}: not a configured listener (server.listen)"),
+        )?),
+        (None, None) => Arrival::Unpinned,
     };
-    let parsed = parse_query(&packet, &parse_config)
-        .map_err(|e| anyhow::anyhow!("the query for {:?} does not parse: {e:?}", request.name))?;
-    let query_name = parsed.name().to_vec();
-    let context = ClientContext {
+    let qtype = parse_qtype(&request.qtype)?;
+    let packet = pipeline
+        .query_packet(
+            &request.name,
+            qtype,
+            request.ecs.map(|net| (net.addr(), net.prefix_len())),
+            request.structured,
+        )
+        .with_context(|| format!("{:?} is not a domain name", request.name))?;
+    let explanation = pipeline.explain(&ExplainQuery {
+        packet: &packet,
         client: SocketAddr::new(request.client, 53_000),
         transport: Transport::Udp,
-        listener: usize::from(request.country.is_some()),
-        client_subnet: parsed.edns.and_then(|e| e.client_subnet),
-    };
-    let jurisdiction = pipeline.classify(&context);
-
-    let mut out = vec![0u8; 65_535];
-    let counters = Counters::default();
-    let outcome = pipeline.handle(&packet, context, &mut out, &counters);
-
-    let policy = engine.policy.current();
-    let country = juris_server::policy::policy_country(jurisdiction.country);
-    let timestamp = i64::try_from(now)
-        .ok()
-        .and_then(|s| jiff::Timestamp::from_second(s).ok())
-        .unwrap_or(jiff::Timestamp::MAX);
-    let explanation = policy.explain_name(&query_name, country, timestamp);
-    let matches: Vec<MatchReport> = explanation.matches.iter().map(match_report).collect();
-    let fired = match &explanation.verdict {
-        Verdict::Block(block) => explanation
-            .matches
-            .iter()
-            .find(|m| m.status == MatchStatus::Fired && m.matched.order.id == block.fired.order.id)
-            .map(match_report),
-        Verdict::Allow { .. } => None,
-    };
-
-    let withdrawn = jurisdiction
-        .country
-        .is_some_and(|c| pipeline.is_withdrawn(c));
-    let (verdict, response, note) = match outcome {
-        Outcome::Respond(len) => {
-            let decoded =
-                crate::decode::decode(&out[..len]).context("decoding the synthesised response")?;
-            let verdict = if !pipeline.allows(request.client) {
-                "refused"
-            } else if withdrawn {
-                "withdrawn"
-            } else if explanation.verdict.is_block() {
-                "block"
-            } else {
-                "answered"
-            };
-            let note = match verdict {
-                "refused" => Some("the client is outside server.allow: REFUSED before any policy".to_owned()),
-                "withdrawn" => Some("service is withdrawn in this jurisdiction (policy.withdraw): every query is REFUSED with EDE 18".to_owned()),
-                "block" => Some("blocked answers are synthesised per query and never cached".to_owned()),
-                _ => None,
-            };
-            (verdict, Some(decoded), note)
+        arrival,
+    });
+    let response = match &explanation.response {
+        Some(bytes) => {
+            Some(crate::decode::decode(bytes).context("decoding the synthesised response")?)
         }
-        Outcome::Resolve(_) => (
-            "allow",
-            None,
-            Some(
-                "allowed: would be resolved normally (or answered from the cache); the answer's \
-                 CNAME targets and, for orders with block_addresses, its addresses are then \
-                 checked against the same policy"
-                    .to_owned(),
-            ),
-        ),
-        Outcome::Drop => bail!("the query would be dropped without an answer"),
+        None => None,
     };
-    if verdict == "allow" && explanation.verdict.is_block() {
-        bail!("internal inconsistency: the policy blocks but the pipeline would resolve");
-    }
-
+    let note = match &explanation.decision {
+        Decision::Refused => {
+            Some("the client is outside server.allow: REFUSED before any policy".to_owned())
+        }
+        Decision::Rejected => {
+            Some("answered with an error before any policy (see the RCODE)".to_owned())
+        }
+        Decision::Withdrawn(_) => Some(
+            "service is withdrawn in this jurisdiction (policy.withdraw): every query is \
+             REFUSED with EDE 18"
+                .to_owned(),
+        ),
+        Decision::Blocked { .. } => {
+            Some("blocked answers are synthesised per query and never cached".to_owned())
+        }
+        Decision::Answered => None,
+        Decision::Resolve => Some(
+            "allowed: would be resolved normally (or answered from the cache); the answer's \
+             CNAME targets and, for orders with block_addresses, its addresses are then \
+             checked against the same policy"
+                .to_owned(),
+        ),
+        Decision::Dropped => bail!("the query would be dropped without an answer"),
+    };
+    let fired = explanation.fired().map(|fired| match_report(fired, MatchStatus::Fired));
     Ok(Report {
         name: request.name.clone(),
         qtype: request.qtype.to_ascii_uppercase(),
         client: request.client,
         ecs: request.ecs.map(|n| n.to_string()),
         listener_country: request.country.map(|c| c.as_str().to_owned()),
-        jurisdiction: jurisdiction_report(&jurisdiction),
-        policy_generation: policy.generation(),
-        verdict: verdict.to_owned(),
+        jurisdiction: jurisdiction_report(&explanation.jurisdiction),
+        policy_generation: explanation.policy_generation,
+        verdict: explanation.decision.as_str().to_owned(),
+        trigger: match &explanation.decision {
+            Decision::Blocked { trigger, .. } => Some(trigger_name(*trigger).to_owned()),
+            _ => None,
+        },
         fired,
-        matches,
+        matches: explanation
+            .matches
+            .iter()
+            .map(|m| match_report(&m.matched, m.status))
+            .collect(),
         response,
         note,
     })
+}
+
+/// What a block matched, for people: `query name`, `CNAME target`, `answer address`.
+pub fn trigger_name(trigger: Trigger) -> &'static str {
+    match trigger {
+        Trigger::QueryName => "query name",
+        Trigger::CnameTarget => "CNAME target",
+        Trigger::Address => "answer address",
+    }
 }
 
 fn jurisdiction_report(jurisdiction: &Jurisdiction) -> JurisdictionReport {
@@ -250,8 +239,8 @@ fn jurisdiction_report(jurisdiction: &Jurisdiction) -> JurisdictionReport {
     }
 }
 
-fn match_report(explained: &ExplainedMatch) -> MatchReport {
-    let order = &explained.matched.order;
+fn match_report(matched: &Match, status: MatchStatus) -> MatchReport {
+    let order = &matched.order;
     MatchReport {
         order: order.id.clone(),
         kind: order.kind.as_str().to_owned(),
@@ -259,10 +248,10 @@ fn match_report(explained: &ExplainedMatch) -> MatchReport {
         reference: order.reference.clone(),
         state: order.state.as_str().to_owned(),
         jurisdictions: order.jurisdictions.clone(),
-        action: format!("{:?}", order.action).to_ascii_lowercase(),
-        target: explained.matched.target.to_string(),
-        applies: explained.status.applies(),
-        status: explained.status.to_string(),
+        action: order.action.as_str().to_owned(),
+        target: matched.target.to_string(),
+        applies: status.applies(),
+        status: status.to_string(),
     }
 }
 
@@ -338,82 +327,12 @@ impl Report {
 
 /// `A`, `aaaa`, `TYPE65`, `28`.
 fn parse_qtype(text: &str) -> anyhow::Result<u16> {
-    let upper = text.to_ascii_uppercase();
-    let known = [
-        ("A", 1),
-        ("NS", 2),
-        ("CNAME", 5),
-        ("SOA", 6),
-        ("PTR", 12),
-        ("MX", 15),
-        ("TXT", 16),
-        ("AAAA", 28),
-        ("SRV", 33),
-        ("DS", 43),
-        ("DNSKEY", 48),
-        ("SVCB", 64),
-        ("HTTPS", 65),
-        ("CAA", 257),
-        ("ANY", 255),
-    ];
-    if let Some((_, code)) = known.iter().find(|(name, _)| *name == upper) {
-        return Ok(*code);
-    }
-    upper
-        .strip_prefix("TYPE")
-        .unwrap_or(&upper)
-        .parse()
+    juris_server::codes::rtype::parse(text)
         .with_context(|| format!("--qtype {text:?}: not a record type"))
 }
 
-/// A query as a stub resolver sends it: RD, one question, OPT (payload 1232) with the ECS
-/// option and the structured-error signal when asked for.
-fn query_packet(
-    name: &str,
-    qtype: u16,
-    ecs: Option<ipnet::IpNet>,
-    structured: bool,
-    settings: &Settings,
-) -> anyhow::Result<Vec<u8>> {
-    let wire = juris_server::block::name_to_wire(name)
-        .with_context(|| format!("{name:?} is not a domain name"))?;
-    let mut options = Vec::new();
-    if let Some(net) = ecs {
-        let family: u16 = if net.addr().is_ipv4() { 1 } else { 2 };
-        let prefix = net.prefix_len();
-        let significant = usize::from(prefix).div_ceil(8);
-        let address_bytes: Vec<u8> = match net.trunc().addr() {
-            IpAddr::V4(v4) => v4.octets().to_vec(),
-            IpAddr::V6(v6) => v6.octets().to_vec(),
-        };
-        options.extend_from_slice(&8u16.to_be_bytes());
-        options.extend_from_slice(&u16::try_from(4 + significant)?.to_be_bytes());
-        options.extend_from_slice(&family.to_be_bytes());
-        options.push(prefix);
-        options.push(0);
-        options.extend_from_slice(&address_bytes[..significant]);
-    }
-    if structured {
-        let code = settings.structured_error_option_code.unwrap_or(15);
-        options.extend_from_slice(&code.to_be_bytes());
-        options.extend_from_slice(&[0, 0]);
-    }
-    let mut m = Vec::with_capacity(64 + wire.len());
-    m.extend_from_slice(&0x4a55u16.to_be_bytes());
-    m.extend_from_slice(&0x0100u16.to_be_bytes());
-    m.extend_from_slice(&[0, 1, 0, 0, 0, 0, 0, 1]);
-    m.extend_from_slice(&wire);
-    m.extend_from_slice(&qtype.to_be_bytes());
-    m.extend_from_slice(&1u16.to_be_bytes());
-    m.extend_from_slice(&[0, 0, 41]);
-    m.extend_from_slice(&1232u16.to_be_bytes());
-    m.extend_from_slice(&[0, 0, 0, 0]);
-    m.extend_from_slice(&u16::try_from(options.len())?.to_be_bytes());
-    m.extend_from_slice(&options);
-    Ok(m)
-}
-
 #[cfg(test)]
+#[allow(clippy::unwrap_used, reason = "tests fail loudly by design")]
 mod tests {
     use super::*;
 
@@ -425,17 +344,61 @@ mod tests {
         assert!(parse_qtype("nonsense").is_err());
     }
 
+    fn request(name: &str, country: &str) -> Request {
+        Request {
+            name: name.to_owned(),
+            qtype: "A".to_owned(),
+            client: IpAddr::from([127, 0, 0, 1]),
+            ecs: None,
+            country: crate::config::parse_jurisdiction(country),
+            listener: None,
+            structured: false,
+        }
+    }
+
     #[test]
-    fn the_query_packet_parses_with_its_ecs_option() {
-        let settings = Settings::from_raw(&crate::config::RawConfig::default()).unwrap();
-        let ecs = "198.51.100.77/24".parse().ok();
-        let packet = query_packet("www.Example.com", 1, ecs, true, &settings).unwrap();
-        let parsed = parse_query(&packet, &ParseConfig::default()).unwrap();
-        assert_eq!(parsed.name(), b"\x03www\x07example\x03com\x00");
-        let edns = parsed.edns.unwrap();
-        assert!(edns.wants_structured_errors);
-        let subnet = edns.client_subnet.unwrap();
-        assert_eq!(subnet.source_prefix, 24);
-        assert_eq!(subnet.address, "198.51.100.0".parse::<IpAddr>().unwrap());
+    fn explain_sees_the_orders_in_the_store() {
+        let dir = tempfile::tempdir().unwrap();
+        let toml = format!("[server]\ndata_dir = \"{}\"\n", dir.path().display());
+        let settings =
+            Settings::from_raw(&crate::config::RawConfig::from_toml(&toml, "test").unwrap())
+                .unwrap();
+        let control = crate::control::open(&settings).unwrap();
+        let order = juris_policy::Order::from_json(
+            br#"{"id": "IT-STORE-1", "kind": "court_order", "authority": "Tribunale di Milano",
+                "jurisdictions": ["IT"], "action": "nxdomain", "state": "active",
+                "targets": [{"type": "subtree", "value": "stored.example"}]}"#,
+        )
+        .unwrap();
+        let admin = juris_control::Actor {
+            name: "admin".into(),
+            role: juris_control::Role::Admin,
+        };
+        control
+            .apply_order(&admin, order, true, true, "test")
+            .unwrap();
+        drop(control);
+
+        let report = explain(&settings, &request("www.stored.example", "IT")).unwrap();
+        assert_eq!(report.verdict, "block", "{}", report.render());
+        assert_eq!(report.fired.as_ref().unwrap().order, "IT-STORE-1");
+        assert_eq!(report.fired.as_ref().unwrap().action, "nxdomain");
+        assert_eq!(report.trigger.as_deref(), Some("query name"));
+        assert_eq!(report.response.as_ref().unwrap().rcode, "NXDOMAIN");
+        let report = explain(&settings, &request("www.stored.example", "DE")).unwrap();
+        assert_eq!(report.verdict, "allow", "{}", report.render());
+    }
+
+    #[test]
+    fn explain_without_a_store_does_not_create_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let data = dir.path().join("data");
+        let toml = format!("[server]\ndata_dir = \"{}\"\n", data.display());
+        let settings =
+            Settings::from_raw(&crate::config::RawConfig::from_toml(&toml, "test").unwrap())
+                .unwrap();
+        let report = explain(&settings, &request("www.example.com", "IT")).unwrap();
+        assert_eq!(report.verdict, "allow");
+        assert!(!data.exists());
     }
 }

@@ -5,8 +5,8 @@
 //!             [--data-dir DIR] [--threads N] [--orders PATH] [--geoip FILE]
 //!             [--listen-tls ADDR:PORT]... [--listen-https ADDR:PORT]... [--listen-quic ADDR:PORT]...
 //!             [--tls-cert FILE --tls-key FILE]
-//! juris explain NAME --client ADDR [--ecs SUBNET] [--country CC] [--qtype T] [--structured]
-//!               [--config FILE] [--orders PATH] [--geoip FILE] [--json]
+//! juris explain NAME --client ADDR [--ecs SUBNET] [--country CC | --listener ADDR:PORT] [--qtype T]
+//!               [--structured] [--config FILE] [--orders PATH] [--geoip FILE] [--data-dir DIR] [--json]
 //! juris status [--data-dir DIR] [--config FILE] [--json]
 //! juris check-config FILE
 //! juris cert self-signed --name NAME
@@ -20,6 +20,7 @@
 //! ```
 #![forbid(unsafe_code)]
 
+mod cli;
 mod config;
 mod control;
 mod decode;
@@ -63,15 +64,15 @@ enum Command {
     #[command(subcommand)]
     Cert(CertCommand),
     /// Orders in the control plane: apply, list, show, targets, lifecycle (through the API).
-    Order(juris_control::cli::OrderCmd),
+    Order(crate::cli::OrderCmd),
     /// Import a cumulative feed, a plain list or an RPZ zone (through the API).
-    Import(juris_control::cli::ImportCmd),
+    Import(crate::cli::ImportCmd),
     /// Export an RPZ zone, the orders, a transparency report, a feed acknowledgement.
-    Export(juris_control::cli::ExportCmd),
+    Export(crate::cli::ExportCmd),
     /// The audit log: `log` (through the API), `verify` (offline on the store).
-    Audit(juris_control::cli::AuditCmd),
+    Audit(crate::cli::AuditCmd),
     /// API tokens, offline on the store: `token create --role R` bootstraps the first admin.
-    Token(juris_control::cli::TokenCmd),
+    Token(crate::cli::TokenCmd),
 }
 
 #[derive(Debug, Subcommand)]
@@ -98,6 +99,9 @@ struct ExplainArgs {
     /// Ask as if on a listener pinned to this country.
     #[arg(long, value_name = "CC")]
     country: Option<String>,
+    /// Ask on this configured listener (`server.listen`): its country pin applies.
+    #[arg(long, value_name = "ADDR:PORT", conflicts_with = "country")]
+    listener: Option<std::net::SocketAddr>,
     /// Query type.
     #[arg(long, value_name = "T", default_value = "A")]
     qtype: String,
@@ -113,6 +117,10 @@ struct ExplainArgs {
     /// GeoIP database (MMDB; replaces `geoip.mmdb`).
     #[arg(long, value_name = "FILE")]
     geoip: Option<PathBuf>,
+    /// State directory whose order store (`control.sqlite3`) is read too (replaces
+    /// `server.data_dir`).
+    #[arg(long, value_name = "DIR")]
+    data_dir: Option<PathBuf>,
     /// Print JSON.
     #[arg(long)]
     json: bool,
@@ -211,6 +219,7 @@ fn explain(args: &ExplainArgs) -> anyhow::Result<()> {
     raw.apply(&Overrides {
         orders: args.orders.clone(),
         geoip: args.geoip.clone(),
+        data_dir: args.data_dir.clone(),
         ..Overrides::default()
     });
     let settings = Settings::from_raw(&raw)?;
@@ -239,6 +248,7 @@ fn explain(args: &ExplainArgs) -> anyhow::Result<()> {
             client: args.client,
             ecs,
             country,
+            listener: args.listener,
             structured: args.structured,
         },
     )?;
@@ -273,11 +283,11 @@ fn main() -> ExitCode {
         Command::Explain(args) => explain(&args),
         Command::Status(args) => status(&args),
         Command::Cert(CertCommand::SelfSigned { name }) => self_signed(&name),
-        Command::Order(cmd) => control_cli(juris_control::cli::Command::Order(cmd)),
-        Command::Import(cmd) => control_cli(juris_control::cli::Command::Import(cmd)),
-        Command::Export(cmd) => control_cli(juris_control::cli::Command::Export(cmd)),
-        Command::Audit(cmd) => control_cli(juris_control::cli::Command::Audit(cmd)),
-        Command::Token(cmd) => control_cli(juris_control::cli::Command::Token(cmd)),
+        Command::Order(cmd) => control_cli(crate::cli::Command::Order(cmd)),
+        Command::Import(cmd) => control_cli(crate::cli::Command::Import(cmd)),
+        Command::Export(cmd) => control_cli(crate::cli::Command::Export(cmd)),
+        Command::Audit(cmd) => control_cli(crate::cli::Command::Audit(cmd)),
+        Command::Token(cmd) => control_cli(crate::cli::Command::Token(cmd)),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -305,8 +315,8 @@ fn self_signed(name: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn control_cli(command: juris_control::cli::Command) -> anyhow::Result<()> {
-    juris_control::cli::run(command).map_err(|e| anyhow::anyhow!("{e}"))
+fn control_cli(command: crate::cli::Command) -> anyhow::Result<()> {
+    crate::cli::run(command).map_err(|e| anyhow::anyhow!("{e}"))
 }
 
 fn check_config(file: &std::path::Path) -> anyhow::Result<()> {

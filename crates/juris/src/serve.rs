@@ -134,7 +134,7 @@ pub fn run(settings: Settings) -> anyhow::Result<()> {
                 .and_then(|cell| cell.lock().unwrap_or_else(PoisonError::into_inner).clone())
         });
         let view =
-            crate::control::LiveServer::new(engine.clone(), Arc::clone(&stats), policy_error);
+            crate::control::LiveServer::new(Arc::clone(server.pipeline()), Arc::clone(&stats), policy_error);
         let started = crate::control::start_api(
             address,
             juris_control::ApiState {
@@ -208,16 +208,8 @@ pub fn run(settings: Settings) -> anyhow::Result<()> {
 }
 
 /// The classifier and the policy as configured: the same for `serve` and `explain`. The
-/// orders are loaded through the loader that also handles every later change.
-pub fn policy_engine(
-    settings: &Settings,
-    now: u64,
-) -> anyhow::Result<(PolicyEngine, Option<OrderLoader>)> {
-    policy_engine_with_store(settings, now, None)
-}
-
-/// [`policy_engine`] with the control plane's store as a second source of orders, compiled
-/// together with the files through the same loader.
+/// orders (files, and the control plane's store when given) are loaded through the loader
+/// that also handles every later change.
 pub fn policy_engine_with_store(
     settings: &Settings,
     now: u64,

@@ -2,8 +2,8 @@
 //! 127.0.0.x address, answering from canned zones (referrals with whatever glue the zone
 //! holds, CNAME/DNAME chasing inside the zone, NXDOMAIN/NODATA with SOA, TC=1 when the answer
 //! exceeds the client's UDP size), and recording every query it receives.
-#![allow(dead_code)] // reason: each test uses a different part of the helper.
-#![allow(clippy::unwrap_used, clippy::expect_used)] // reason: test code.
+#![allow(dead_code, reason = "each test uses a different part of the helper")]
+#![allow(clippy::unwrap_used, clippy::expect_used, reason = "test code")]
 
 use std::net::{IpAddr, SocketAddr};
 use std::str::FromStr;

@@ -1,21 +1,33 @@
-//! The command-line client: `juris order|import|export|audit|token ...`.
+//! The control plane's command-line client: `juris order|import|export|audit|token ...`.
 //!
 //! Online commands talk HTTP to the admin API (`--api URL`, default `http://127.0.0.1:8053`;
-//! token from `--token` or `JURIS_TOKEN`). Offline commands open the store directly
-//! (`--data-dir DIR`): `juris token create --role R` (how the first admin is bootstrapped) and
-//! `juris audit verify`. The binary embeds [`Command`]'s variants and calls [`run`].
+//! token from `--token` or `JURIS_TOKEN`) through a typed client: requests are built with
+//! `percent-encoding` (path segments) and `form_urlencoded` (query strings), answers are read
+//! into the API's own view types (`juris_control::api`, `OrderView`, `FeedAck`, ...), errors
+//! into its `ErrorBody`. Offline commands open the store directly (`--data-dir DIR`):
+//! `juris token create --role R` (how the first admin is bootstrapped) and
+//! `juris audit verify`.
+//!
+//! ```text
+//!  clap (Command) ─► run_with ─► Client::call::<View>(method, api_path(segments, query), body)
+//!                             └► offline: Store ─► Control (token create, audit verify)
+//! ```
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Instant;
 
+use juris_control::api::{AuditLog, ErrorBody, OrderList, Removed, Suspended};
+use juris_control::feeds::{CumulativeFeed, FeedAck, RpzImportReport};
+use juris_control::{
+    Control, ControlConfig, ControlError, OrderView, Role, Store, SystemClock, TargetStatus,
+    TargetView,
+};
 use juris_policy::{Order, TargetKind};
-use serde_json::{json, Value};
-
-use crate::control::{Control, ControlConfig, Role, SystemClock};
-use crate::error::ControlError;
-use crate::store::Store;
+use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
 
 /// The data directory the server uses by default (`server.data_dir`).
 pub const DEFAULT_DATA_DIR: &str = "juris-data";
@@ -382,8 +394,10 @@ pub fn run_with(
 }
 
 fn parse_kind(text: &str) -> Result<TargetKind, String> {
-    serde_json::from_value(Value::String(text.to_owned()))
-        .map_err(|_| format!("{text:?} is not a target type (subtree, domain, ip, nsdname, nsip)"))
+    TargetKind::ALL
+        .into_iter()
+        .find(|kind| kind.as_str() == text)
+        .ok_or_else(|| format!("{text:?} is not a target type (subtree, domain, ip, nsdname, nsip)"))
 }
 
 fn write(out: &mut dyn Write, text: impl AsRef<str>) -> Result<(), CliError> {
@@ -400,39 +414,45 @@ fn read_file(path: &Path) -> Result<Vec<u8>, CliError> {
     })
 }
 
-fn encode(value: &str) -> String {
-    let mut out = String::with_capacity(value.len());
-    for byte in value.bytes() {
-        if byte.is_ascii_alphanumeric() || matches!(byte, b'-' | b'_' | b'.' | b'~') {
-            out.push(byte as char);
-        } else {
-            out.push_str(&format!("%{byte:02X}"));
+/// A path segment may hold anything but what would end or split it.
+const SEGMENT: &AsciiSet = &NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'_')
+    .remove(b'.')
+    .remove(b'~');
+
+/// An API path: `segments` percent-encoded and joined by `/`, then the query string of the
+/// parameters that are set and not empty (`application/x-www-form-urlencoded`).
+fn api_path(segments: &[&str], query: &[(&str, Option<&str>)]) -> String {
+    let mut path = String::new();
+    for segment in segments {
+        path.push('/');
+        path.extend(utf8_percent_encode(segment, SEGMENT));
+    }
+    let mut form = form_urlencoded::Serializer::new(String::new());
+    let mut any = false;
+    for (key, value) in query {
+        if let Some(value) = value.filter(|v| !v.is_empty()) {
+            form.append_pair(key, value);
+            any = true;
         }
     }
-    out
-}
-
-fn query(pairs: &[(&str, Option<&str>)]) -> String {
-    let parts: Vec<String> = pairs
-        .iter()
-        .filter_map(|(k, v)| {
-            v.filter(|v| !v.is_empty())
-                .map(|v| format!("{k}={}", encode(v)))
-        })
-        .collect();
-    if parts.is_empty() {
-        String::new()
-    } else {
-        format!("?{}", parts.join("&"))
+    if any {
+        path.push('?');
+        path.push_str(&form.finish());
     }
+    path
 }
 
-/// A small blocking HTTP client for the API.
+/// A blocking HTTP client for the admin API: requests in, the API's own view types out.
 struct Client {
     base: String,
     token: Option<String>,
     agent: ureq::Agent,
 }
+
+/// A request body and its media type.
+type Body<'a> = Option<(&'a str, Vec<u8>)>;
 
 impl Client {
     fn new(args: &ApiArgs) -> Client {
@@ -447,12 +467,9 @@ impl Client {
         }
     }
 
-    fn request(
-        &self,
-        method: &str,
-        path: &str,
-        body: Option<(&str, Vec<u8>)>,
-    ) -> Result<String, CliError> {
+    /// The response body of a successful request; an error answer becomes [`CliError::Api`]
+    /// naming the field.
+    fn text(&self, method: &str, path: &str, body: Body<'_>) -> Result<String, CliError> {
         let url = format!("{}{path}", self.base);
         let http = |e: ureq::Error| CliError::Http {
             url: url.clone(),
@@ -495,90 +512,125 @@ impl Client {
         if (200..300).contains(&status) {
             return Ok(text);
         }
-        let error: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
-        let field = error["error"]["field"].as_str().unwrap_or("").to_owned();
-        let mut reason = error["error"]["reason"]
-            .as_str()
-            .map(str::to_owned)
-            .unwrap_or(text);
-        if let Some(all) = error["error"]["errors"].as_array().filter(|a| a.len() > 1) {
-            reason = all
-                .iter()
-                .map(|e| {
-                    format!(
-                        "{}: {}",
-                        e["field"].as_str().unwrap_or(""),
-                        e["reason"].as_str().unwrap_or("")
-                    )
-                })
-                .collect::<Vec<_>>()
-                .join("; ");
-        }
-        Err(CliError::Api {
-            status,
-            field,
-            reason,
+        Err(match serde_json::from_str::<ErrorBody>(&text) {
+            Ok(ErrorBody { error }) => {
+                let reason = if error.errors.len() > 1 {
+                    error
+                        .errors
+                        .iter()
+                        .map(|e| format!("{}: {}", e.field, e.reason))
+                        .collect::<Vec<_>>()
+                        .join("; ")
+                } else {
+                    error.reason
+                };
+                CliError::Api {
+                    status,
+                    field: error.field,
+                    reason,
+                }
+            }
+            Err(_) => CliError::Api {
+                status,
+                field: String::new(),
+                reason: text,
+            },
         })
     }
 
-    fn json(&self, method: &str, path: &str, body: Option<Value>) -> Result<Value, CliError> {
-        let body = body.map(|v| ("application/json", v.to_string().into_bytes()));
-        let text = self.request(method, path, body)?;
+    /// A request whose answer is the view type `T`.
+    fn call<T: DeserializeOwned>(
+        &self,
+        method: &str,
+        path: &str,
+        body: Body<'_>,
+    ) -> Result<T, CliError> {
+        let text = self.text(method, path, body)?;
         serde_json::from_str(&text).map_err(|e| CliError::Http {
-            url: path.to_owned(),
-            message: format!("the API answered something that is not JSON: {e}"),
+            url: format!("{}{path}", self.base),
+            message: format!("the API answered something this client does not understand: {e}"),
         })
+    }
+
+    /// A request with a JSON body.
+    fn call_json<T: DeserializeOwned>(
+        &self,
+        method: &str,
+        path: &str,
+        body: &impl Serialize,
+    ) -> Result<T, CliError> {
+        let bytes = serde_json::to_vec(body).map_err(|e| CliError::Usage(e.to_string()))?;
+        self.call(method, path, Some(("application/json", bytes)))
+    }
+
+    /// A JSON answer re-indented for people (`--json`, `show`, exports), not interpreted.
+    fn pretty(&self, path: &str) -> Result<String, CliError> {
+        let value: serde_json::Value = self.call("GET", path, None)?;
+        Ok(serde_json::to_string_pretty(&value).unwrap_or_else(|_| value.to_string()))
     }
 }
 
-fn pretty(value: &Value) -> String {
-    serde_json::to_string_pretty(value).unwrap_or_else(|_| value.to_string())
+/// `KIND VALUE` of a target, as the API names it in bodies.
+#[derive(Debug, Serialize)]
+struct TargetKey<'a> {
+    #[serde(rename = "type")]
+    kind: &'a str,
+    value: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    evidence: Option<&'a str>,
 }
 
-fn summarize(view: &Value) -> String {
-    let order = &view["order"];
-    let targets = view["targets"].as_array().map(Vec::len).unwrap_or(0);
-    let held: Vec<String> = view["targets"]
-        .as_array()
-        .map(|targets| {
-            targets
-                .iter()
-                .filter(|t| t["status"] == "needs_review")
-                .map(|t| {
-                    format!(
-                        "  held for review: {} {}: {}",
-                        t["type"].as_str().unwrap_or(""),
-                        t["value"].as_str().unwrap_or(""),
-                        t["review_reason"].as_str().unwrap_or("")
-                    )
-                })
-                .collect()
-        })
-        .unwrap_or_default();
+/// `{"targets": [...]}`.
+#[derive(Debug, Serialize)]
+struct TargetsBody<'a> {
+    targets: Vec<TargetKey<'a>>,
+}
+
+fn summarize(view: &OrderView) -> String {
+    let held: Vec<&TargetView> = view
+        .targets
+        .iter()
+        .filter(|t| t.status == TargetStatus::NeedsReview)
+        .collect();
     let mut text = format!(
         "order {}: {} ({} targets, {} held for review)",
-        order["id"].as_str().unwrap_or(""),
-        view["effective_state"].as_str().unwrap_or(""),
-        targets,
+        view.order.id,
+        view.effective_state,
+        view.targets.len(),
         held.len()
     );
-    for line in held {
+    for target in held {
         text.push('\n');
-        text.push_str(&line);
+        text.push_str(&held_line(target));
     }
     text
 }
 
+fn held_line(target: &TargetView) -> String {
+    format!(
+        "  held for review: {} {}: {}",
+        target.kind.as_str(),
+        target.value,
+        target.review_reason.as_deref().unwrap_or("")
+    )
+}
+
 fn order(client: &Client, action: OrderAction, out: &mut dyn Write) -> Result<(), CliError> {
-    let reason_q = |reason: &str| query(&[("reason", Some(reason))]);
+    let reason_q = |reason: &str| -> Vec<(&'static str, Option<String>)> {
+        vec![("reason", Some(reason.to_owned()))]
+    };
+    let path = |segments: &[&str], query: &[(&'static str, Option<String>)]| {
+        let query: Vec<(&str, Option<&str>)> =
+            query.iter().map(|(k, v)| (*k, v.as_deref())).collect();
+        api_path(segments, &query)
+    };
     match action {
         OrderAction::Apply { file, reason } => {
             let bytes = read_file(&file)?;
             // Parse locally first: errors name the field before anything is sent.
-            let order: Order = crate::parse_json(&bytes)?;
-            let path = format!("/v1/orders/{}{}", encode(&order.id), reason_q(&reason));
-            let text = client.request("PUT", &path, Some(("application/json", bytes)))?;
-            let view: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
+            let order: Order = juris_control::parse_json(&bytes)?;
+            let path = path(&["v1", "orders", &order.id], &reason_q(&reason));
+            let view: OrderView = client.call("PUT", &path, Some(("application/json", bytes)))?;
             write(out, summarize(&view))
         }
         OrderAction::List {
@@ -588,20 +640,19 @@ fn order(client: &Client, action: OrderAction, out: &mut dyn Write) -> Result<()
             needs_review,
             json,
         } => {
-            let needs = needs_review.then_some("true");
-            let path = format!(
-                "/v1/orders{}",
-                query(&[
+            let path = api_path(
+                &["v1", "orders"],
+                &[
                     ("state", state.as_deref()),
                     ("jurisdiction", jurisdiction.as_deref()),
                     ("kind", kind.as_deref()),
-                    ("needs_review", needs),
-                ])
+                    ("needs_review", needs_review.then_some("true")),
+                ],
             );
-            let value = client.json("GET", &path, None)?;
             if json {
-                return write(out, pretty(&value));
+                return write(out, client.pretty(&path)?);
             }
+            let list: OrderList = client.call("GET", &path, None)?;
             write(
                 out,
                 format!(
@@ -609,31 +660,24 @@ fn order(client: &Client, action: OrderAction, out: &mut dyn Write) -> Result<()
                     "ID", "STATE", "KIND", "JURISDICTIONS", "TARGETS", "HELD"
                 ),
             )?;
-            for o in value["orders"].as_array().cloned().unwrap_or_default() {
-                let jurisdictions: Vec<&str> = o["jurisdictions"]
-                    .as_array()
-                    .map(|a| a.iter().filter_map(Value::as_str).collect())
-                    .unwrap_or_default();
+            for o in list.orders {
                 write(
                     out,
                     format!(
                         "{:<24} {:<10} {:<16} {:<12} {:>8} {:>5}  {}",
-                        o["id"].as_str().unwrap_or(""),
-                        o["effective_state"].as_str().unwrap_or(""),
-                        o["kind"].as_str().unwrap_or(""),
-                        jurisdictions.join(","),
-                        o["targets"],
-                        o["needs_review"],
-                        o["authority"].as_str().unwrap_or("")
+                        o.id,
+                        o.effective_state,
+                        o.kind,
+                        o.jurisdictions.join(","),
+                        o.targets,
+                        o.needs_review,
+                        o.authority
                     ),
                 )?;
             }
             Ok(())
         }
-        OrderAction::Show { id } => {
-            let value = client.json("GET", &format!("/v1/orders/{}", encode(&id)), None)?;
-            write(out, pretty(&value))
-        }
+        OrderAction::Show { id } => write(out, client.pretty(&api_path(&["v1", "orders", &id], &[]))?),
         OrderAction::AddTarget {
             id,
             value,
@@ -641,12 +685,17 @@ fn order(client: &Client, action: OrderAction, out: &mut dyn Write) -> Result<()
             evidence,
             reason,
         } => {
-            let body =
-                json!({"targets": [{"type": kind.as_str(), "value": value, "evidence": evidence}]});
-            let report = client.json(
+            let body = TargetsBody {
+                targets: vec![TargetKey {
+                    kind: kind.as_str(),
+                    value: &value,
+                    evidence: evidence.as_deref(),
+                }],
+            };
+            let report: RpzImportReport = client.call_json(
                 "POST",
-                &format!("/v1/orders/{}/targets{}", encode(&id), reason_q(&reason)),
-                Some(body),
+                &path(&["v1", "orders", &id, "targets"], &reason_q(&reason)),
+                &body,
             )?;
             print_add_report(&report, out)
         }
@@ -656,18 +705,20 @@ fn order(client: &Client, action: OrderAction, out: &mut dyn Write) -> Result<()
             kind,
             reason,
         } => {
-            let body = json!({"targets": [{"type": kind.as_str(), "value": value}]});
-            let result = client.json(
+            let body = TargetsBody {
+                targets: vec![TargetKey {
+                    kind: kind.as_str(),
+                    value: &value,
+                    evidence: None,
+                }],
+            };
+            let result: Removed = client.call_json(
                 "POST",
-                &format!(
-                    "/v1/orders/{}/targets/remove{}",
-                    encode(&id),
-                    reason_q(&reason)
-                ),
-                Some(body),
+                &path(&["v1", "orders", &id, "targets", "remove"], &reason_q(&reason)),
+                &body,
             )?;
-            for removed in result["removed"].as_array().cloned().unwrap_or_default() {
-                write(out, format!("removed {}", removed.as_str().unwrap_or("")))?;
+            for removed in result.removed {
+                write(out, format!("removed {removed}"))?;
             }
             Ok(())
         }
@@ -677,23 +728,26 @@ fn order(client: &Client, action: OrderAction, out: &mut dyn Write) -> Result<()
             kind,
             reason,
         } => {
-            let body = json!({"type": kind.as_str(), "value": value});
-            let target = client.json(
+            let body = TargetKey {
+                kind: kind.as_str(),
+                value: &value,
+                evidence: None,
+            };
+            let target: TargetView = client.call_json(
                 "POST",
-                &format!(
-                    "/v1/orders/{}/targets/override{}",
-                    encode(&id),
-                    reason_q(&reason)
+                &path(
+                    &["v1", "orders", &id, "targets", "override"],
+                    &reason_q(&reason),
                 ),
-                Some(body),
+                &body,
             )?;
             write(
                 out,
                 format!(
                     "{} {} is now {}",
-                    target["type"].as_str().unwrap_or(""),
-                    target["value"].as_str().unwrap_or(""),
-                    target["status"].as_str().unwrap_or("")
+                    target.kind.as_str(),
+                    target.value,
+                    target.status.as_str()
                 ),
             )
         }
@@ -702,15 +756,14 @@ fn order(client: &Client, action: OrderAction, out: &mut dyn Write) -> Result<()
         OrderAction::Lift(t) => transition(client, "lift", &t.id, &t.reason, out),
         OrderAction::Suspend { id, all, reason } => match (id, all) {
             (_, true) => {
-                let result = client.json(
+                let result: Suspended = client.call(
                     "POST",
-                    &format!("/v1/suspend-all{}", reason_q(&reason)),
+                    &path(&["v1", "suspend-all"], &reason_q(&reason)),
                     None,
                 )?;
-                let ids = result["suspended"].as_array().cloned().unwrap_or_default();
-                write(out, format!("suspended {} orders", ids.len()))?;
-                for id in ids {
-                    write(out, format!("  {}", id.as_str().unwrap_or("")))?;
+                write(out, format!("suspended {} orders", result.suspended.len()))?;
+                for id in result.suspended {
+                    write(out, format!("  {id}"))?;
                 }
                 Ok(())
             }
@@ -729,45 +782,29 @@ fn transition(
     reason: &str,
     out: &mut dyn Write,
 ) -> Result<(), CliError> {
-    let view = client.json(
+    let view: OrderView = client.call(
         "POST",
-        &format!(
-            "/v1/orders/{}/{verb}{}",
-            encode(id),
-            query(&[("reason", Some(reason))])
-        ),
+        &api_path(&["v1", "orders", id, verb], &[("reason", Some(reason))]),
         None,
     )?;
     write(out, summarize(&view))
 }
 
-fn print_add_report(report: &Value, out: &mut dyn Write) -> Result<(), CliError> {
-    let count = |key: &str| report[key].as_array().map(Vec::len).unwrap_or(0);
+fn print_add_report(report: &RpzImportReport, out: &mut dyn Write) -> Result<(), CliError> {
     write(
         out,
         format!(
             "added {}, held for review {}, already present {}",
-            count("added"),
-            count("held"),
-            count("existing")
+            report.report.added.len(),
+            report.report.held.len(),
+            report.report.existing.len()
         ),
     )?;
-    for held in report["held"].as_array().cloned().unwrap_or_default() {
-        write(
-            out,
-            format!(
-                "  held for review: {} {}: {}",
-                held["type"].as_str().unwrap_or(""),
-                held["value"].as_str().unwrap_or(""),
-                held["review_reason"].as_str().unwrap_or("")
-            ),
-        )?;
+    for held in &report.report.held {
+        write(out, held_line(held))?;
     }
-    for warning in report["warnings"].as_array().cloned().unwrap_or_default() {
-        write(
-            out,
-            format!("  warning: {}", warning.as_str().unwrap_or("")),
-        )?;
+    for warning in &report.warnings {
+        write(out, format!("  warning: {warning}"))?;
     }
     Ok(())
 }
@@ -795,7 +832,7 @@ fn import(
         } => {
             let bytes = read_file(&file)?;
             note(format!("read {} ({} bytes)", file.display(), bytes.len()));
-            let feed = crate::feeds::CumulativeFeed::from_json(&bytes)?;
+            let feed = CumulativeFeed::from_json(&bytes)?;
             feed.verify()?;
             note(format!(
                 "checksums verified: {} fqdn, {} ipv4, {} ipv6; sending to {}",
@@ -804,35 +841,33 @@ fn import(
                 feed.ipv6.len(),
                 client.base
             ));
-            let path = format!(
-                "/v1/feeds/{}{}",
-                encode(&name),
-                query(&[("order", order.as_deref()), ("reason", Some(&reason))])
+            let path = api_path(
+                &["v1", "feeds", &name],
+                &[("order", order.as_deref()), ("reason", Some(&reason))],
             );
-            let text = client.request("POST", &path, Some(("application/json", bytes)))?;
-            let ack: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
+            let ack: FeedAck = client.call("POST", &path, Some(("application/json", bytes)))?;
             note("imported".into());
-            let items = ack["items"].as_array().cloned().unwrap_or_default();
-            let processed = items.iter().filter(|i| i["status"] == "processed").count();
-            let unprocessed = items
-                .iter()
-                .filter(|i| i["status"] == "unprocessed")
-                .count();
+            let count = |status: &str| ack.items.iter().filter(|i| i.status == status).count();
             write(
                 out,
                 format!(
-                    "feed {name} import {}: added {}, lifted {}, unchanged {}; {processed} processed, {unprocessed} unprocessed",
-                    ack["import_id"], ack["added"], ack["lifted"], ack["unchanged"]
+                    "feed {name} import {}: added {}, lifted {}, unchanged {}; {} processed, {} unprocessed",
+                    ack.import_id,
+                    ack.added,
+                    ack.lifted,
+                    ack.unchanged,
+                    count("processed"),
+                    count("unprocessed")
                 ),
             )?;
-            for item in items.iter().filter(|i| i["status"] == "unprocessed") {
+            for item in ack.items.iter().filter(|i| i.status == "unprocessed") {
                 write(
                     out,
                     format!(
                         "  unprocessed {} {}: {}",
-                        item["item"].as_str().unwrap_or(""),
-                        item["reason"].as_str().unwrap_or(""),
-                        item["detail"].as_str().unwrap_or("")
+                        item.item,
+                        item.reason.map(|r| r.as_str()).unwrap_or(""),
+                        item.detail.as_deref().unwrap_or("")
                     ),
                 )?;
             }
@@ -844,97 +879,88 @@ fn import(
             kind,
             reason,
         } => {
-            let bytes = read_file(&file)?;
-            let lines = bytes.iter().filter(|b| **b == b'\n').count();
-            note(format!(
-                "read {} ({} bytes, {lines} lines); sending to {}",
-                file.display(),
-                bytes.len(),
-                client.base
-            ));
-            let path = format!(
-                "/v1/orders/{}/import{}",
-                encode(&order),
-                query(&[
-                    ("format", Some("plain")),
-                    ("type", Some(kind.as_str())),
-                    ("reason", Some(&reason))
-                ])
-            );
-            let text = client.request("POST", &path, Some(("text/plain", bytes)))?;
-            note("imported".into());
-            print_add_report(&serde_json::from_str(&text).unwrap_or(Value::Null), out)
+            let format = [("format", Some("plain")), ("type", Some(kind.as_str()))];
+            import_file(client, &order, &file, &format, &reason, out, &mut note)
         }
         ImportSource::Rpz {
             order,
             file,
             reason,
-        } => {
-            let bytes = read_file(&file)?;
-            note(format!(
-                "read {} ({} bytes); sending to {}",
-                file.display(),
-                bytes.len(),
-                client.base
-            ));
-            let path = format!(
-                "/v1/orders/{}/import{}",
-                encode(&order),
-                query(&[("format", Some("rpz")), ("reason", Some(&reason))])
-            );
-            let text = client.request("POST", &path, Some(("text/plain", bytes)))?;
-            note("imported".into());
-            print_add_report(&serde_json::from_str(&text).unwrap_or(Value::Null), out)
-        }
+        } => import_file(
+            client,
+            &order,
+            &file,
+            &[("format", Some("rpz"))],
+            &reason,
+            out,
+            &mut note,
+        ),
     }
+}
+
+/// `juris import list|rpz`: the file as text into the order's import route.
+fn import_file(
+    client: &Client,
+    order: &str,
+    file: &Path,
+    format: &[(&str, Option<&str>)],
+    reason: &str,
+    out: &mut dyn Write,
+    note: &mut dyn FnMut(String),
+) -> Result<(), CliError> {
+    let bytes = read_file(file)?;
+    let lines = bytes.iter().filter(|b| **b == b'\n').count();
+    note(format!(
+        "read {} ({} bytes, {lines} lines); sending to {}",
+        file.display(),
+        bytes.len(),
+        client.base
+    ));
+    let mut query = format.to_vec();
+    query.push(("reason", Some(reason)));
+    let path = api_path(&["v1", "orders", order, "import"], &query);
+    let report: RpzImportReport = client.call("POST", &path, Some(("text/plain", bytes)))?;
+    note("imported".into());
+    print_add_report(&report, out)
 }
 
 fn export(client: &Client, what: ExportWhat, out: &mut dyn Write) -> Result<(), CliError> {
     let text = match what {
-        ExportWhat::Rpz { jurisdiction, zone } => client.request(
+        ExportWhat::Rpz { jurisdiction, zone } => client.text(
             "GET",
-            &format!(
-                "/v1/export/rpz{}",
-                query(&[
+            &api_path(
+                &["v1", "export", "rpz"],
+                &[
                     ("jurisdiction", Some(&jurisdiction)),
-                    ("zone", zone.as_deref())
-                ])
+                    ("zone", zone.as_deref()),
+                ],
             ),
             None,
         )?,
-        ExportWhat::Orders => pretty(&client.json("GET", "/v1/export/orders", None)?),
+        ExportWhat::Orders => client.pretty("/v1/export/orders")?,
         ExportWhat::Transparency {
             format,
             jurisdiction,
         } => {
-            let text = client.request(
-                "GET",
-                &format!(
-                    "/v1/export/transparency{}",
-                    query(&[
-                        ("format", Some(&format)),
-                        ("jurisdiction", jurisdiction.as_deref())
-                    ])
-                ),
-                None,
-            )?;
+            let path = api_path(
+                &["v1", "export", "transparency"],
+                &[
+                    ("format", Some(&format)),
+                    ("jurisdiction", jurisdiction.as_deref()),
+                ],
+            );
             if format == "json" {
-                pretty(&serde_json::from_str(&text).unwrap_or(Value::Null))
+                client.pretty(&path)?
             } else {
-                text
+                client.text("GET", &path, None)?
             }
         }
         ExportWhat::Ack { feed, import } => {
             let import = import.map(|i| i.to_string());
-            pretty(&client.json(
-                "GET",
-                &format!(
-                    "/v1/feeds/{}/ack{}",
-                    encode(&feed),
-                    query(&[("import", import.as_deref())])
-                ),
-                None,
-            )?)
+            client.pretty(&api_path(
+                &["v1", "feeds", &feed, "ack"],
+                &[("import", import.as_deref())],
+            ))?
         }
     };
     write(out, text.trim_end())
@@ -958,35 +984,26 @@ fn audit(action: AuditAction, out: &mut dyn Write) -> Result<(), CliError> {
             json,
         } => {
             let client = Client::new(&api);
-            let value = client.json(
-                "GET",
-                &format!(
-                    "/v1/audit{}",
-                    query(&[
-                        ("after", Some(&after.to_string())),
-                        ("limit", Some(&limit.to_string()))
-                    ])
-                ),
-                None,
-            )?;
+            let (after, limit) = (after.to_string(), limit.to_string());
+            let path = api_path(
+                &["v1", "audit"],
+                &[("after", Some(&after)), ("limit", Some(&limit))],
+            );
             if json {
-                return write(out, pretty(&value));
+                return write(out, client.pretty(&path)?);
             }
-            for entry in value["entries"].as_array().cloned().unwrap_or_default() {
+            let log: AuditLog = client.call("GET", &path, None)?;
+            for entry in log.entries {
+                let reason = if entry.reason.is_empty() {
+                    String::new()
+                } else {
+                    format!("— {}", entry.reason)
+                };
                 write(
                     out,
                     format!(
                         "{:>6} {} {:<12} {:<18} {} {}",
-                        entry["seq"],
-                        entry["time"].as_str().unwrap_or(""),
-                        entry["actor"].as_str().unwrap_or(""),
-                        entry["action"].as_str().unwrap_or(""),
-                        entry["object"].as_str().unwrap_or(""),
-                        entry["reason"]
-                            .as_str()
-                            .filter(|r| !r.is_empty())
-                            .map(|r| format!("— {r}"))
-                            .unwrap_or_default()
+                        entry.seq, entry.time, entry.actor, entry.action, entry.object, reason
                     ),
                 )?;
             }
@@ -1027,7 +1044,7 @@ fn token(action: TokenAction, out: &mut dyn Write) -> Result<(), CliError> {
 }
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used)] // In tests a panic is the failure report.
+#[allow(clippy::unwrap_used, reason = "in tests a panic is the failure report")]
 mod tests {
     use super::*;
     use clap::Parser;
@@ -1122,11 +1139,59 @@ mod tests {
     }
 
     #[test]
-    fn query_strings_are_encoded() {
+    fn paths_and_query_strings_are_encoded() {
         assert_eq!(
-            query(&[("reason", Some("court order 1/2")), ("x", None)]),
-            "?reason=court%20order%201%2F2"
+            api_path(
+                &["v1", "orders", "IT 1/2"],
+                &[("reason", Some("court order 1/2 & more")), ("x", None)]
+            ),
+            "/v1/orders/IT%201%2F2?reason=court+order+1%2F2+%26+more"
         );
-        assert_eq!(query(&[("reason", Some(""))]), "");
+        assert_eq!(api_path(&["v1", "audit"], &[("reason", Some(""))]), "/v1/audit");
+    }
+
+    #[test]
+    fn target_kinds_parse_by_their_document_names() {
+        assert_eq!(parse_kind("subtree"), Ok(TargetKind::Subtree));
+        assert_eq!(parse_kind("nsip"), Ok(TargetKind::Nsip));
+        assert!(parse_kind("zone").is_err());
+    }
+
+    #[test]
+    fn offline_token_create_and_audit_verify() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut out = Vec::new();
+        let mut err = Vec::new();
+        run_with(
+            Command::Token(TokenCmd {
+                action: TokenAction::Create {
+                    role: Role::Admin,
+                    name: "first-admin".into(),
+                    data_dir: dir.path().into(),
+                },
+            }),
+            &mut out,
+            &mut err,
+        )
+        .unwrap();
+        let token = String::from_utf8(out).unwrap().trim().to_owned();
+        assert!(token.starts_with("juris_") && token.len() == 70, "{token}");
+        let control = open_offline(dir.path()).unwrap();
+        assert_eq!(control.authenticate(&token).unwrap().name, "first-admin");
+        drop(control);
+        let mut out = Vec::new();
+        run_with(
+            Command::Audit(AuditCmd {
+                action: AuditAction::Verify {
+                    data_dir: dir.path().into(),
+                },
+            }),
+            &mut out,
+            &mut err,
+        )
+        .unwrap();
+        assert!(String::from_utf8(out)
+            .unwrap()
+            .starts_with("audit log intact: 1 entries"));
     }
 }
