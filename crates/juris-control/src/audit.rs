@@ -84,7 +84,10 @@ pub struct BadEntry {
 }
 
 /// The canonical encoding of an entry's content (everything but the hashes).
-#[allow(clippy::too_many_arguments, reason = "One argument per hashed field, in hashing order")]
+#[allow(
+    clippy::too_many_arguments,
+    reason = "One argument per hashed field, in hashing order"
+)]
 pub fn canonical(
     seq: i64,
     time: &str,

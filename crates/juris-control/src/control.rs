@@ -630,7 +630,10 @@ impl Control {
         self.order(id)
     }
 
-    #[allow(clippy::too_many_arguments, reason = "All of them identify the one change being made")]
+    #[allow(
+        clippy::too_many_arguments,
+        reason = "All of them identify the one change being made"
+    )]
     fn transition_in(
         &self,
         tx: &Transaction<'_>,

@@ -111,7 +111,11 @@ impl FromStr for FieldPath {
 
 #[cfg(test)]
 // Tests: a panic is how a failure is reported.
-#[allow(clippy::unwrap_used, clippy::expect_used, reason = "Tests: a panic is how a failure is reported")]
+#[allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "Tests: a panic is how a failure is reported"
+)]
 mod tests {
     use super::*;
 

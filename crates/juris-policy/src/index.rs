@@ -704,7 +704,11 @@ impl AddressIndex {
 }
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used, clippy::expect_used, reason = "In tests a panic is the failure report")]
+#[allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "In tests a panic is the failure report"
+)]
 mod tests {
     use super::*;
 

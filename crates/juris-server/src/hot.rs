@@ -214,7 +214,11 @@ fn key_hash(key: &CacheKeyRef<'_>) -> u64 {
 }
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used, clippy::expect_used, reason = "tests fail loudly by design")]
+#[allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "tests fail loudly by design"
+)]
 mod tests {
     use super::*;
     use juris_policy::{

@@ -233,7 +233,11 @@ pub fn policy_country(code: Option<CountryCode>) -> Option<Country> {
 }
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used, clippy::expect_used, reason = "tests fail loudly by design")]
+#[allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "tests fail loudly by design"
+)]
 mod tests {
     use super::*;
 

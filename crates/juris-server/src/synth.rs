@@ -288,7 +288,11 @@ pub fn write_any_answer(out: &mut [u8], reply: &ReplyTo<'_>, ttl: u32) -> Option
 }
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used, clippy::expect_used, reason = "tests fail loudly by design")]
+#[allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "tests fail loudly by design"
+)]
 mod tests {
     use super::*;
 

@@ -397,7 +397,9 @@ fn parse_kind(text: &str) -> Result<TargetKind, String> {
     TargetKind::ALL
         .into_iter()
         .find(|kind| kind.as_str() == text)
-        .ok_or_else(|| format!("{text:?} is not a target type (subtree, domain, ip, nsdname, nsip)"))
+        .ok_or_else(|| {
+            format!("{text:?} is not a target type (subtree, domain, ip, nsdname, nsip)")
+        })
 }
 
 fn write(out: &mut dyn Write, text: impl AsRef<str>) -> Result<(), CliError> {
@@ -677,7 +679,9 @@ fn order(client: &Client, action: OrderAction, out: &mut dyn Write) -> Result<()
             }
             Ok(())
         }
-        OrderAction::Show { id } => write(out, client.pretty(&api_path(&["v1", "orders", &id], &[]))?),
+        OrderAction::Show { id } => {
+            write(out, client.pretty(&api_path(&["v1", "orders", &id], &[]))?)
+        }
         OrderAction::AddTarget {
             id,
             value,
@@ -714,7 +718,10 @@ fn order(client: &Client, action: OrderAction, out: &mut dyn Write) -> Result<()
             };
             let result: Removed = client.call_json(
                 "POST",
-                &path(&["v1", "orders", &id, "targets", "remove"], &reason_q(&reason)),
+                &path(
+                    &["v1", "orders", &id, "targets", "remove"],
+                    &reason_q(&reason),
+                ),
                 &body,
             )?;
             for removed in result.removed {
@@ -1147,7 +1154,10 @@ mod tests {
             ),
             "/v1/orders/IT%201%2F2?reason=court+order+1%2F2+%26+more"
         );
-        assert_eq!(api_path(&["v1", "audit"], &[("reason", Some(""))]), "/v1/audit");
+        assert_eq!(
+            api_path(&["v1", "audit"], &[("reason", Some(""))]),
+            "/v1/audit"
+        );
     }
 
     #[test]

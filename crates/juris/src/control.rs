@@ -125,9 +125,14 @@ impl ServerView for LiveServer {
     fn explain(&self, request: &ExplainRequest) -> Result<ExplainView, ControlError> {
         let invalid = |field: &str, reason: String| ControlError::invalid(field, reason);
         let arrival = match (&request.country, &request.listener) {
-            (Some(code), _) => Arrival::Pinned(crate::config::parse_jurisdiction(code).ok_or_else(
-                || invalid("country", format!("{code:?} is not an ISO 3166-1 alpha-2 code")),
-            )?),
+            (Some(code), _) => {
+                Arrival::Pinned(crate::config::parse_jurisdiction(code).ok_or_else(|| {
+                    invalid(
+                        "country",
+                        format!("{code:?} is not an ISO 3166-1 alpha-2 code"),
+                    )
+                })?)
+            }
             (None, Some(listener)) => {
                 let addr: SocketAddr = listener.parse().map_err(|_| {
                     invalid("listener", format!("{listener:?} is not an ADDR:PORT"))
@@ -147,17 +152,19 @@ impl ServerView for LiveServer {
             None => IpAddr::from([127, 0, 0, 1]),
         };
         let client = SocketAddr::new(client, 53_000);
-        let ecs = match &request.ecs {
-            Some(text) => Some(crate::config::parse_prefix(text).ok_or_else(|| {
-                invalid("ecs", format!("{text:?} is not an address or prefix"))
-            })?),
-            None => None,
-        };
+        let ecs =
+            match &request.ecs {
+                Some(text) => Some(crate::config::parse_prefix(text).ok_or_else(|| {
+                    invalid("ecs", format!("{text:?} is not an address or prefix"))
+                })?),
+                None => None,
+            };
         let explanation = match (&request.name, &request.address) {
             (Some(name), _) => {
                 let qtype = match &request.qtype {
-                    Some(text) => rtype::parse(text)
-                        .ok_or_else(|| invalid("qtype", format!("{text:?} is not a record type")))?,
+                    Some(text) => rtype::parse(text).ok_or_else(|| {
+                        invalid("qtype", format!("{text:?} is not a record type"))
+                    })?,
                     None => rtype::A,
                 };
                 let ecs = ecs.map(|net| (net.addr(), net.prefix_len()));
@@ -319,7 +326,11 @@ pub fn start_api(
 }
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used, clippy::expect_used, reason = "tests fail loudly by design")]
+#[allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "tests fail loudly by design"
+)]
 mod tests {
     use super::*;
     use juris_resolver::cache::{AnswerCache, CacheConfig};
@@ -371,8 +382,7 @@ mod tests {
         let clock: SharedClock = Arc::new(ManualClock::new(IN_2100));
         let (engine, _loader) = policy_engine_with_store(&settings, IN_2100, None).unwrap();
         let cache = Arc::new(AnswerCache::new(CacheConfig::default()));
-        let resolver =
-            Resolver::new(settings.resolver.clone(), cache, Arc::clone(&clock)).unwrap();
+        let resolver = Resolver::new(settings.resolver.clone(), cache, Arc::clone(&clock)).unwrap();
         let pipeline = Pipeline::new(&server_config(&settings), resolver, clock, engine).unwrap();
         LiveServer::new(
             Arc::new(pipeline),
