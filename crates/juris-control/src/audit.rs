@@ -288,7 +288,7 @@ pub fn verify(conn: &Connection) -> Result<VerifyReport, ControlError> {
 }
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used, reason = "In tests a panic is the failure report")]
+#[allow(clippy::unwrap_used, reason = "test code")]
 mod tests {
     use super::*;
 

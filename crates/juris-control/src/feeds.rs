@@ -702,7 +702,7 @@ fn rename_target_paths(error: ControlError, lines: &[usize]) -> ControlError {
 }
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used, reason = "In tests a panic is the failure report")]
+#[allow(clippy::unwrap_used, reason = "test code")]
 mod tests {
     use super::*;
 

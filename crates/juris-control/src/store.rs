@@ -148,7 +148,7 @@ fn migrate(conn: &mut Connection) -> Result<(), ControlError> {
 }
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used, reason = "In tests a panic is the failure report")]
+#[allow(clippy::unwrap_used, reason = "test code")]
 mod tests {
     use super::*;
 

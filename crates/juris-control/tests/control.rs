@@ -1,11 +1,7 @@
 //! Integration tests of the control plane: store, audit chain, lifecycle, safeguards, feeds,
 //! RPZ, and the HTTP API (through `tower::ServiceExt::oneshot`, no sockets).
 
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    reason = "In tests a panic is the failure report"
-)]
+#![allow(clippy::unwrap_used, clippy::expect_used, reason = "test code")]
 
 use std::sync::{Arc, Mutex};
 

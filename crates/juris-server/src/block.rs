@@ -236,11 +236,7 @@ fn name_to_wire_into(text: &str, out: &mut [u8; 255]) -> Option<usize> {
 }
 
 #[cfg(test)]
-#[allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    reason = "tests fail loudly by design"
-)]
+#[allow(clippy::unwrap_used, clippy::expect_used, reason = "test code")]
 mod tests {
     use super::*;
     use crate::synth::OptReply;

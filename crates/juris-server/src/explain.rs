@@ -358,11 +358,7 @@ impl Decision {
 }
 
 #[cfg(test)]
-#[allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    reason = "tests fail loudly by design"
-)]
+#[allow(clippy::unwrap_used, clippy::expect_used, reason = "test code")]
 mod tests {
     use super::*;
     use juris_geo::{Classifier, GeoConfig};
@@ -396,17 +392,13 @@ mod tests {
         );
         let clock: SharedClock = Arc::new(ManualClock::new(NOW));
         let cache = Arc::new(AnswerCache::new(CacheConfig::default()));
-        let resolver = Resolver::new(
-            ResolverConfig {
-                mode: Mode::Forward {
-                    upstreams: vec!["127.0.0.1:9".parse().unwrap()],
-                },
-                ..ResolverConfig::default()
-            },
-            cache,
-            Arc::clone(&clock),
-        )
-        .unwrap();
+        // Never asked: explain does not resolve.
+        let root_hints = juris_resolver::builtin_root_hints();
+        let config = ResolverConfig {
+            mode: Mode::Recursive { root_hints },
+            ..ResolverConfig::default()
+        };
+        let resolver = Resolver::new(config, cache, Arc::clone(&clock)).unwrap();
         let config = ServerConfig {
             listeners: vec![ListenerConfig::udp_and_tcp(
                 "127.0.0.1:5300".parse().unwrap(),

@@ -780,11 +780,7 @@ pub(crate) fn respond_or_drop(written: Option<usize>) -> Outcome {
 }
 
 #[cfg(test)]
-#[allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    reason = "tests fail loudly by design"
-)]
+#[allow(clippy::unwrap_used, clippy::expect_used, reason = "test code")]
 mod tests {
     use super::*;
     use juris_resolver::cache::CacheConfig;

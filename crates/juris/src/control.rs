@@ -326,11 +326,7 @@ pub fn start_api(
 }
 
 #[cfg(test)]
-#[allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    reason = "tests fail loudly by design"
-)]
+#[allow(clippy::unwrap_used, clippy::expect_used, reason = "test code")]
 mod tests {
     use super::*;
     use juris_resolver::cache::{AnswerCache, CacheConfig};
@@ -453,43 +449,44 @@ mod tests {
     }
 
     #[test]
-    fn explain_applies_the_listener_pin() {
+    fn explain_places_the_client_by_listener_pin_then_trusted_ecs() {
         let dir = tempfile::tempdir().unwrap();
         let server = live(dir.path());
-        // A client nobody places, on the listener pinned to Italy.
-        let on = |listener: &str| {
-            placed(
-                &server,
-                &format!("name=www.blocked.example&client=203.0.113.5&listener={listener}"),
-            )
-        };
-        assert_eq!(on("127.0.0.1:5301"), it("listener", "block"));
-        // The same client on the unpinned listener: unknown, only global orders apply.
-        assert_eq!(on("127.0.0.1:5300"), unknown("allow"));
+        let name = "name=www.blocked.example";
+        let ecs = "ecs=198.51.100.77/24";
+        for (query, expected) in [
+            // A client nobody places, on the listener pinned to Italy, then on the unpinned
+            // one (unknown: only global orders apply).
+            (
+                "client=203.0.113.5&listener=127.0.0.1:5301",
+                it("listener", "block"),
+            ),
+            (
+                "client=203.0.113.5&listener=127.0.0.1:5300",
+                unknown("allow"),
+            ),
+            // ECS is believed from the trusted forwarder 127.0.0.9 only.
+            (
+                &format!("client=127.0.0.9&{ecs}"),
+                it("trusted-ecs", "block"),
+            ),
+            (&format!("client=127.0.0.8&{ecs}"), unknown("allow")),
+        ] {
+            assert_eq!(
+                placed(&server, &format!("{name}&{query}")),
+                expected,
+                "{query}"
+            );
+        }
         // A client outside server.allow is refused before anything else, pin or not.
         let view = ask(
             &server,
-            "name=www.blocked.example&client=192.0.2.1&listener=127.0.0.1:5301",
+            &format!("{name}&client=192.0.2.1&listener=127.0.0.1:5301"),
         );
         assert_eq!(
             (view.verdict.as_str(), view.rcode.as_deref()),
             ("refused", Some("REFUSED"))
         );
-    }
-
-    #[test]
-    fn explain_believes_ecs_only_from_trusted_forwarders() {
-        let dir = tempfile::tempdir().unwrap();
-        let server = live(dir.path());
-        let from = |client: &str| {
-            placed(
-                &server,
-                &format!("name=www.blocked.example&client={client}&ecs=198.51.100.77/24"),
-            )
-        };
-        assert_eq!(from("127.0.0.9"), it("trusted-ecs", "block"));
-        // 127.0.0.8 is not a trusted forwarder: its ECS is ignored.
-        assert_eq!(from("127.0.0.8"), unknown("allow"));
     }
 
     #[test]

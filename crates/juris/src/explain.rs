@@ -336,7 +336,7 @@ fn parse_qtype(text: &str) -> anyhow::Result<u16> {
 }
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used, reason = "tests fail loudly by design")]
+#[allow(clippy::unwrap_used, reason = "test code")]
 mod tests {
     use super::*;
 
