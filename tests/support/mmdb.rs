@@ -499,7 +499,7 @@ pub fn read_country(
 
 #[cfg(test)]
 // Tests: a panic is how a failure is reported.
-#[allow(clippy::unwrap_used, clippy::expect_used, reason = "Tests: a panic is how a failure is reported")]
+#[allow(clippy::unwrap_used, clippy::expect_used, reason = "test code")]
 mod tests {
     use super::*;
 

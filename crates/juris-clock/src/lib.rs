@@ -105,6 +105,9 @@ mod tests {
         let clock = SystemClock;
         let seconds = clock.unix_seconds();
         let now = clock.now().as_second();
-        assert!(now >= i64::try_from(seconds).unwrap_or(i64::MAX) - 1, "{now} vs {seconds}");
+        assert!(
+            now >= i64::try_from(seconds).unwrap_or(i64::MAX) - 1,
+            "{now} vs {seconds}"
+        );
     }
 }

@@ -84,7 +84,10 @@ pub struct BadEntry {
 }
 
 /// The canonical encoding of an entry's content (everything but the hashes).
-#[allow(clippy::too_many_arguments, reason = "One argument per hashed field, in hashing order")]
+#[allow(
+    clippy::too_many_arguments,
+    reason = "One argument per hashed field, in hashing order"
+)]
 pub fn canonical(
     seq: i64,
     time: &str,
@@ -285,7 +288,7 @@ pub fn verify(conn: &Connection) -> Result<VerifyReport, ControlError> {
 }
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used, reason = "In tests a panic is the failure report")]
+#[allow(clippy::unwrap_used, reason = "test code")]
 mod tests {
     use super::*;
 

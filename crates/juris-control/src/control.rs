@@ -13,7 +13,7 @@ use juris_policy::{
     ValidatedTarget, ValidationOptions,
 };
 use rand::RngCore;
-use rusqlite::{params, Connection, OptionalExtension, Transaction};
+use rusqlite::{params, OptionalExtension, Transaction};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use sha2::{Digest, Sha256};
@@ -22,6 +22,10 @@ use tokio::sync::watch;
 use crate::audit::{self, AuditEntry, NewEntry, VerifyReport};
 use crate::error::ControlError;
 use crate::safeguards::{ProtectedConfig, ProtectedList, Psl};
+use crate::store::rows::{
+    insert_target, insert_transition, load_order, load_target, load_targets, load_transitions,
+    target_exists,
+};
 use crate::store::Store;
 
 /// Roles, weakest first: each role may do everything the roles before it may.
@@ -630,7 +634,10 @@ impl Control {
         self.order(id)
     }
 
-    #[allow(clippy::too_many_arguments, reason = "All of them identify the one change being made")]
+    #[allow(
+        clippy::too_many_arguments,
+        reason = "All of them identify the one change being made"
+    )]
     fn transition_in(
         &self,
         tx: &Transaction<'_>,
@@ -1201,7 +1208,7 @@ pub(crate) fn parse_kind(text: &str) -> Result<TargetKind, ControlError> {
         .map_err(|_| ControlError::Corrupt(format!("unknown target type {text:?}")))
 }
 
-fn parse_status(text: &str) -> Result<TargetStatus, ControlError> {
+pub(crate) fn parse_status(text: &str) -> Result<TargetStatus, ControlError> {
     serde_json::from_value(serde_json::Value::String(text.to_owned()))
         .map_err(|_| ControlError::Corrupt(format!("unknown target status {text:?}")))
 }
@@ -1256,165 +1263,4 @@ pub(crate) fn not_found(what: &'static str, id: &str) -> ControlError {
         what,
         id: id.to_owned(),
     }
-}
-
-pub(crate) struct OrderRow {
-    pub document: Order,
-    pub state: OrderState,
-    pub created_by: String,
-    pub created_at: String,
-    pub updated_at: String,
-}
-
-pub(crate) fn load_order(conn: &Connection, id: &str) -> Result<Option<OrderRow>, ControlError> {
-    let row: Option<(String, String, String, String, String)> = conn
-        .query_row(
-            "SELECT document, state, created_by, created_at, updated_at FROM orders WHERE id = ?1",
-            params![id],
-            |row| {
-                Ok((
-                    row.get(0)?,
-                    row.get(1)?,
-                    row.get(2)?,
-                    row.get(3)?,
-                    row.get(4)?,
-                ))
-            },
-        )
-        .optional()?;
-    let Some((document, state, created_by, created_at, updated_at)) = row else {
-        return Ok(None);
-    };
-    let document: Order = serde_json::from_str(&document)
-        .map_err(|e| ControlError::Corrupt(format!("order {id:?}: {e}")))?;
-    Ok(Some(OrderRow {
-        document,
-        state: parse_state(&state)?,
-        created_by,
-        created_at,
-        updated_at,
-    }))
-}
-
-const TARGET_COLUMNS: &str = "kind, value, added_at, added_by, feed, evidence, status, review_reason, override_by, override_reason";
-
-fn row_to_target(row: &rusqlite::Row<'_>) -> rusqlite::Result<[Option<String>; 10]> {
-    let mut out: [Option<String>; 10] = Default::default();
-    for (i, slot) in out.iter_mut().enumerate() {
-        *slot = row.get(i)?;
-    }
-    Ok(out)
-}
-
-fn target_from_columns(columns: [Option<String>; 10]) -> Result<TargetView, ControlError> {
-    let [kind, value, added_at, added_by, feed, evidence, status, review_reason, override_by, override_reason] =
-        columns;
-    Ok(TargetView {
-        kind: parse_kind(kind.as_deref().unwrap_or_default())?,
-        value: value.unwrap_or_default(),
-        added_at: added_at.unwrap_or_default(),
-        added_by: added_by.unwrap_or_default(),
-        feed,
-        evidence,
-        status: parse_status(status.as_deref().unwrap_or_default())?,
-        review_reason,
-        override_by,
-        override_reason,
-    })
-}
-
-pub(crate) fn load_targets(conn: &Connection, id: &str) -> Result<Vec<TargetView>, ControlError> {
-    let mut statement = conn.prepare_cached(&format!(
-        "SELECT {TARGET_COLUMNS} FROM targets WHERE order_id = ?1 ORDER BY added_at, kind, value"
-    ))?;
-    let rows = statement.query_map(params![id], row_to_target)?;
-    let mut out = Vec::new();
-    for row in rows {
-        out.push(target_from_columns(row?)?);
-    }
-    Ok(out)
-}
-
-pub(crate) fn load_target(
-    conn: &Connection,
-    id: &str,
-    kind: TargetKind,
-    value: &str,
-) -> Result<Option<TargetView>, ControlError> {
-    let columns = conn
-        .query_row(
-            &format!(
-                "SELECT {TARGET_COLUMNS} FROM targets WHERE order_id = ?1 AND kind = ?2 AND value = ?3"
-            ),
-            params![id, kind.as_str(), value],
-            row_to_target,
-        )
-        .optional()?;
-    columns.map(target_from_columns).transpose()
-}
-
-pub(crate) fn target_exists(
-    conn: &Connection,
-    id: &str,
-    kind: TargetKind,
-    value: &str,
-) -> Result<bool, ControlError> {
-    Ok(conn
-        .prepare_cached("SELECT 1 FROM targets WHERE order_id = ?1 AND kind = ?2 AND value = ?3")?
-        .exists(params![id, kind.as_str(), value])?)
-}
-
-pub(crate) fn insert_target(
-    tx: &Transaction<'_>,
-    id: &str,
-    row: &TargetView,
-) -> Result<(), ControlError> {
-    tx.prepare_cached(
-        "INSERT INTO targets (order_id, kind, value, added_at, added_by, feed, evidence, status, review_reason)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
-    )?
-    .execute(params![
-        id,
-        row.kind.as_str(),
-        row.value,
-        row.added_at,
-        row.added_by,
-        row.feed,
-        row.evidence,
-        status_str(row.status),
-        row.review_reason
-    ])?;
-    Ok(())
-}
-
-fn insert_transition(
-    tx: &Transaction<'_>,
-    id: &str,
-    from: Option<OrderState>,
-    to: OrderState,
-    now: &str,
-    actor: &str,
-    reason: &str,
-) -> Result<(), ControlError> {
-    tx.execute(
-        "INSERT INTO transitions (order_id, from_state, to_state, at, actor, reason) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-        params![id, from.map(OrderState::as_str), to.as_str(), now, actor, reason],
-    )?;
-    Ok(())
-}
-
-fn load_transitions(conn: &Connection, id: &str) -> Result<Vec<TransitionView>, ControlError> {
-    let mut statement = conn.prepare(
-        "SELECT from_state, to_state, at, actor, reason FROM transitions WHERE order_id = ?1 ORDER BY seq",
-    )?;
-    let rows = statement.query_map(params![id], |row| {
-        Ok(TransitionView {
-            from: row.get(0)?,
-            to: row.get(1)?,
-            at: row.get(2)?,
-            actor: row.get(3)?,
-            reason: row.get(4)?,
-        })
-    })?;
-    Ok(rows.collect::<Result<_, _>>()?)
 }

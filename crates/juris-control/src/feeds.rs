@@ -15,13 +15,11 @@ use serde_json::json;
 use sha2::{Digest, Sha256};
 
 use crate::audit::{self, NewEntry};
-use crate::control::{
-    load_order, load_targets, not_found, require, target_exists, AddReport, Control, Role,
-    TargetStatus, TargetView,
-};
+use crate::control::{not_found, require, AddReport, Control, Role, TargetStatus, TargetView};
 use crate::error::ControlError;
 use crate::rpz;
 use crate::safeguards::Psl;
+use crate::store::rows::{insert_target, load_order, load_targets, target_exists};
 use crate::Actor;
 
 /// A cumulative feed: the complete current lists, each with the SHA-256 of its items joined by
@@ -345,7 +343,7 @@ impl Control {
                             Some(name),
                             &now,
                         );
-                        crate::control::insert_target(tx, &order_id, &row)?;
+                        insert_target(tx, &order_id, &row)?;
                         added += 1;
                         let status = row.status;
                         if status == TargetStatus::NeedsReview {
@@ -702,7 +700,7 @@ fn rename_target_paths(error: ControlError, lines: &[usize]) -> ControlError {
 }
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used, reason = "In tests a panic is the failure report")]
+#[allow(clippy::unwrap_used, reason = "test code")]
 mod tests {
     use super::*;
 

@@ -397,7 +397,7 @@ pub fn render(origin: &str, serial: u64, orders: &[ExportOrder]) -> String {
 }
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used, reason = "In tests a panic is the failure report")]
+#[allow(clippy::unwrap_used, reason = "test code")]
 mod tests {
     use super::*;
 

@@ -276,7 +276,7 @@ fn parse_entry(value: &str, source: &str) -> Result<ProtectedEntry, ControlError
 }
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used, reason = "In tests a panic is the failure report")]
+#[allow(clippy::unwrap_used, reason = "test code")]
 mod tests {
     use super::*;
     use juris_policy::{Order, ValidationOptions};

@@ -1,7 +1,7 @@
 //! Integration tests of the control plane: store, audit chain, lifecycle, safeguards, feeds,
 //! RPZ, and the HTTP API (through `tower::ServiceExt::oneshot`, no sockets).
 
-#![allow(clippy::unwrap_used, clippy::expect_used, reason = "In tests a panic is the failure report")]
+#![allow(clippy::unwrap_used, clippy::expect_used, reason = "test code")]
 
 use std::sync::{Arc, Mutex};
 
@@ -12,8 +12,7 @@ use juris_control::api::{routes, NoServer, OPENAPI};
 use juris_control::feeds::{list_checksum, CumulativeFeed, FeedChecksums};
 use juris_control::{
     router, Actor, ApiState, Clock, Control, ControlConfig, ControlError, ExplainRequest,
-    ExplainView, Role,
-    ServerSnapshot, ServerView, Store, TargetStatus,
+    ExplainView, Role, ServerSnapshot, ServerView, Store, TargetStatus,
 };
 use juris_policy::{Order, OrderState, Target, TargetKind, Timestamp};
 use serde_json::{json, Value};

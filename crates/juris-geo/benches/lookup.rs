@@ -17,7 +17,7 @@
 //! So the memo pays off: it is kept.
 
 // Benchmarks: a panic is how a setup failure is reported.
-#![allow(clippy::unwrap_used, clippy::expect_used, reason = "Benchmarks: a panic is how a setup failure is reported")]
+#![allow(clippy::unwrap_used, clippy::expect_used, reason = "test code")]
 
 use std::hint::black_box;
 use std::net::IpAddr;

@@ -260,7 +260,7 @@ fn normalise_network(network: &IpNet) -> IpNet {
 
 #[cfg(test)]
 // Tests: a panic is how a failure is reported.
-#[allow(clippy::unwrap_used, clippy::expect_used, reason = "Tests: a panic is how a failure is reported")]
+#[allow(clippy::unwrap_used, clippy::expect_used, reason = "test code")]
 mod tests {
     use super::*;
 

@@ -101,7 +101,7 @@ impl<'de> serde::Deserialize<'de> for CountryCode {
 
 #[cfg(test)]
 // Tests: a panic is how a failure is reported.
-#[allow(clippy::unwrap_used, clippy::expect_used, reason = "Tests: a panic is how a failure is reported")]
+#[allow(clippy::unwrap_used, clippy::expect_used, reason = "test code")]
 mod tests {
     use super::*;
 

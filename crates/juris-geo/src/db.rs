@@ -329,7 +329,7 @@ impl PrefixMemo {
 
 #[cfg(test)]
 // Tests: a panic is how a failure is reported.
-#[allow(clippy::unwrap_used, clippy::expect_used, reason = "Tests: a panic is how a failure is reported")]
+#[allow(clippy::unwrap_used, clippy::expect_used, reason = "test code")]
 mod tests {
     use super::*;
     use std::net::Ipv4Addr;

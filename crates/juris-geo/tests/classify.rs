@@ -2,7 +2,7 @@
 //! API only.
 
 // Tests: a panic is how a failure is reported.
-#![allow(clippy::unwrap_used, clippy::expect_used, reason = "Tests: a panic is how a failure is reported")]
+#![allow(clippy::unwrap_used, clippy::expect_used, reason = "test code")]
 // The allocation counter below must implement `GlobalAlloc`, which is an unsafe trait; it
 // only forwards to the system allocator.
 #![allow(

@@ -167,7 +167,7 @@ pub const ISO_3166_ALPHA2: [&str; 249] = [
 ];
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used, clippy::expect_used, reason = "In tests a panic is the failure report")]
+#[allow(clippy::unwrap_used, clippy::expect_used, reason = "test code")]
 mod tests {
     use super::*;
 

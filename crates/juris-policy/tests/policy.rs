@@ -1,7 +1,7 @@
 //! Behaviour of the compiled policy: matching semantics, scoping, time, state, precedence, and
 //! the overlay against a full recompile (property tests).
 
-#![allow(clippy::unwrap_used, clippy::expect_used, reason = "In tests a panic is the failure report")]
+#![allow(clippy::unwrap_used, clippy::expect_used, reason = "test code")]
 
 use std::collections::BTreeSet;
 use std::net::IpAddr;

@@ -7,7 +7,11 @@
 //! `JURIS_HIT_BENCH_NAMES` blocked names (default 1,000,000) in three orders for IT, DE and FR
 //! that do not touch the 1,000 hot names; the client is on a listener pinned to IT.
 
-#![allow(clippy::unwrap_used, clippy::expect_used, reason = "a benchmark; setup failures abort")]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "a benchmark; setup failures abort"
+)]
 
 use std::hint::black_box;
 use std::net::SocketAddr;

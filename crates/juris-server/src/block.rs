@@ -128,7 +128,10 @@ pub fn structured_text(order: &OrderInfo, full: bool) -> String {
 /// lower-cased wire name of the question; `structured` is the client's structured-error
 /// signal; `serial` goes into the SOA. Returns the length, `None` if `out` cannot hold even a
 /// header.
-#[allow(clippy::too_many_arguments, reason = "the per-query facts, kept unbundled (no struct to fill per block)")]
+#[allow(
+    clippy::too_many_arguments,
+    reason = "the per-query facts, kept unbundled (no struct to fill per block)"
+)]
 pub fn write_block(
     out: &mut [u8],
     reply: &ReplyTo<'_>,
@@ -233,7 +236,7 @@ fn name_to_wire_into(text: &str, out: &mut [u8; 255]) -> Option<usize> {
 }
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used, clippy::expect_used, reason = "tests fail loudly by design")]
+#[allow(clippy::unwrap_used, clippy::expect_used, reason = "test code")]
 mod tests {
     use super::*;
     use crate::synth::OptReply;

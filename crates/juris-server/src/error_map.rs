@@ -152,7 +152,7 @@ fn servfail(info_code: u16, extra_text: &'static str) -> ErrorAnswer {
 }
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used, clippy::expect_used, reason = "tests fail loudly by design")]
+#[allow(clippy::unwrap_used, clippy::expect_used, reason = "test code")]
 mod tests {
     use super::*;
 
@@ -162,7 +162,10 @@ mod tests {
             (ResolveError::NoReachableAuthority("x".into()), 22),
             (ResolveError::Timeout, 22),
             (ResolveError::InvalidData("x".into()), 23),
-            (ResolveError::LimitExceeded(juris_resolver::Limit::Referrals), 0),
+            (
+                ResolveError::LimitExceeded(juris_resolver::Limit::Referrals),
+                0,
+            ),
             (ResolveError::Internal("x".into()), 0),
         ];
         for (error, code) in cases {
@@ -190,7 +193,10 @@ mod tests {
         assert_eq!(for_meaning(BlockMeaning::Blocked), 15);
         assert_eq!(for_meaning(BlockMeaning::Filtered), 17);
         let answer = for_block(Action::Nxdomain, BlockMeaning::Filtered);
-        assert_eq!((answer.rcode, answer.ede_code, answer.with_soa), (Rcode::NXDOMAIN, 17, true));
+        assert_eq!(
+            (answer.rcode, answer.ede_code, answer.with_soa),
+            (Rcode::NXDOMAIN, 17, true)
+        );
     }
 
     #[test]

@@ -27,8 +27,8 @@ use crate::codes::option_code;
 use crate::counters::Counters;
 use crate::hooks::{self, Tally};
 use crate::pipeline::{ClientContext, Judge, Outcome, Pipeline, Transport};
-use juris_resolver::clock::timestamp;
 use crate::query::{parse_query, ClientSubnet};
+use juris_resolver::clock::timestamp;
 
 /// Which listener an explained query arrives on (decides the listener pin).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -321,8 +321,7 @@ impl Pipeline {
             options.push(0);
             options.extend_from_slice(&bytes);
         }
-        if let (true, Some(code)) = (structured, self.parse_config().structured_error_option_code)
-        {
+        if let (true, Some(code)) = (structured, self.parse_config().structured_error_option_code) {
             options.extend_from_slice(&code.to_be_bytes());
             options.extend_from_slice(&[0, 0]);
         }
@@ -359,7 +358,7 @@ impl Decision {
 }
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used, clippy::expect_used, reason = "tests fail loudly by design")]
+#[allow(clippy::unwrap_used, clippy::expect_used, reason = "test code")]
 mod tests {
     use super::*;
     use juris_geo::{Classifier, GeoConfig};
@@ -393,19 +392,17 @@ mod tests {
         );
         let clock: SharedClock = Arc::new(ManualClock::new(NOW));
         let cache = Arc::new(AnswerCache::new(CacheConfig::default()));
-        let resolver = Resolver::new(
-            ResolverConfig {
-                mode: Mode::Forward {
-                    upstreams: vec!["127.0.0.1:9".parse().unwrap()],
-                },
-                ..ResolverConfig::default()
-            },
-            cache,
-            Arc::clone(&clock),
-        )
-        .unwrap();
+        // Never asked: explain does not resolve.
+        let root_hints = juris_resolver::builtin_root_hints();
+        let config = ResolverConfig {
+            mode: Mode::Recursive { root_hints },
+            ..ResolverConfig::default()
+        };
+        let resolver = Resolver::new(config, cache, Arc::clone(&clock)).unwrap();
         let config = ServerConfig {
-            listeners: vec![ListenerConfig::udp_and_tcp("127.0.0.1:5300".parse().unwrap())],
+            listeners: vec![ListenerConfig::udp_and_tcp(
+                "127.0.0.1:5300".parse().unwrap(),
+            )],
             ..ServerConfig::default()
         };
         let pipeline = Pipeline::new(&config, resolver.clone(), clock, engine).unwrap();
@@ -433,7 +430,10 @@ mod tests {
             let explanation = explain(&pipeline, "www.blocked.test");
             match &explanation.decision {
                 Decision::Blocked { trigger, fired } => {
-                    assert_eq!((*trigger, fired.order.id.as_str()), (Trigger::QueryName, "IT-1"))
+                    assert_eq!(
+                        (*trigger, fired.order.id.as_str()),
+                        (Trigger::QueryName, "IT-1")
+                    )
                 }
                 other => panic!("{other:?}"),
             }
@@ -458,7 +458,9 @@ mod tests {
             pipeline.engine().clone(),
         )
         .unwrap();
-        let packet = real.query_packet("www.blocked.test", 1, None, false).unwrap();
+        let packet = real
+            .query_packet("www.blocked.test", 1, None, false)
+            .unwrap();
         let mut out = vec![0u8; 4096];
         let context = ClientContext {
             client: "127.0.0.1:53000".parse().unwrap(),
@@ -507,7 +509,10 @@ mod tests {
             "{explanation:?}"
         );
         // Not cached: allowed at the name, would be resolved.
-        assert_eq!(explain(&pipeline, "other.innocent.test").decision, Decision::Resolve);
+        assert_eq!(
+            explain(&pipeline, "other.innocent.test").decision,
+            Decision::Resolve
+        );
         assert!(pipeline.engine().counters.snapshot().is_empty());
     }
 
@@ -515,7 +520,9 @@ mod tests {
     fn the_query_packet_parses_with_its_ecs_option() {
         let (pipeline, _) = pipeline();
         let ecs = Some(("198.51.100.77".parse().unwrap(), 24));
-        let packet = pipeline.query_packet("www.Example.com", 1, ecs, true).unwrap();
+        let packet = pipeline
+            .query_packet("www.Example.com", 1, ecs, true)
+            .unwrap();
         let parsed = parse_query(&packet, &pipeline.parse_config()).unwrap();
         assert_eq!(parsed.name(), b"\x03www\x07example\x03com\x00");
         let edns = parsed.edns.unwrap();

@@ -73,8 +73,8 @@ mod udp;
 
 pub use config::{default_allow_list, DeniedAction, ListenerConfig, PolicySettings, ServerConfig};
 pub use counters::ServerStats;
-pub use hot::HotAnswers;
 pub use explain::{Arrival, Decision, ExplainQuery, Explanation};
+pub use hot::HotAnswers;
 pub use pipeline::{ClientContext, Outcome, Pipeline, Transport};
 pub use policy::{OrderCount, OrderCounters, PolicyEngine, PolicyHandle, WithdrawnCount};
 pub use query::{parse_query, ParseConfig, ParseError, Query};

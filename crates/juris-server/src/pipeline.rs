@@ -778,7 +778,6 @@ fn append_opt(
     Some(len + written)
 }
 
-
 fn write_error(out: &mut [u8], reply: &ReplyTo<'_>, error: &ErrorAnswer) -> Option<usize> {
     synth::write_rcode_response(out, reply, error.rcode, error.ede.as_ref())
 }
@@ -795,7 +794,7 @@ pub(crate) fn respond_or_drop(written: Option<usize>) -> Outcome {
 }
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used, clippy::expect_used, reason = "tests fail loudly by design")]
+#[allow(clippy::unwrap_used, clippy::expect_used, reason = "test code")]
 mod tests {
     use super::*;
     use juris_resolver::cache::CacheConfig;

@@ -456,7 +456,7 @@ fn parse_client_subnet(data: &[u8]) -> Result<ClientSubnet, &'static str> {
 }
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used, clippy::expect_used, reason = "tests fail loudly by design")]
+#[allow(clippy::unwrap_used, clippy::expect_used, reason = "test code")]
 mod tests {
     use super::*;
 

@@ -331,7 +331,7 @@ pub fn write_any_answer(out: &mut [u8], reply: &ReplyTo<'_>, ttl: u32) -> Option
 }
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used, clippy::expect_used, reason = "tests fail loudly by design")]
+#[allow(clippy::unwrap_used, clippy::expect_used, reason = "test code")]
 mod tests {
     use super::*;
 

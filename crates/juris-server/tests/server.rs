@@ -2,7 +2,7 @@
 //! with raw sockets and hand-made bytes; responses decoded with hickory-proto as an
 //! independent parser. Answers come from a pre-filled cache; resolutions fail (the only
 //! upstream is a closed loopback port).
-#![allow(clippy::unwrap_used, clippy::expect_used, reason = "tests")]
+#![allow(clippy::unwrap_used, clippy::expect_used, reason = "test code")]
 
 use std::io::{Read, Write};
 use std::net::{Ipv4Addr, SocketAddr, TcpStream, UdpSocket};

@@ -18,7 +18,10 @@ use crate::server::Shared;
 /// beyond the connection limit, is closed at once and counted as rejected; a failed or slow
 /// handshake is counted as a handshake failure. `serve_connection` gets the TLS stream, the
 /// peer and the connection-limit permit (to hold for the connection's lifetime).
-#[allow(clippy::too_many_arguments, reason = "one listener's fixed parts, passed once at start-up")]
+#[allow(
+    clippy::too_many_arguments,
+    reason = "one listener's fixed parts, passed once at start-up"
+)]
 pub(crate) async fn accept_tls<S, F>(
     listener: TcpListener,
     acceptor: TlsAcceptor,

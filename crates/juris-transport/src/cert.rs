@@ -108,7 +108,7 @@ fn write_new(path: &Path, contents: &str, mode: u32) -> Result<(), CertError> {
 }
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used, clippy::expect_used, reason = "tests fail loudly by design")]
+#[allow(clippy::unwrap_used, clippy::expect_used, reason = "test code")]
 mod tests {
     use super::*;
 

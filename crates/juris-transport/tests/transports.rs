@@ -7,7 +7,7 @@
 //! never answers, so it fails (SERVFAIL) after the query timeout. Clients are placed by a test
 //! MMDB: 127.0.0.101 is in Italy, 127.0.0.102 in Germany; the order `IT-1` blocks
 //! `blocked.test` in Italy only.
-#![allow(clippy::unwrap_used, clippy::expect_used, reason = "tests")]
+#![allow(clippy::unwrap_used, clippy::expect_used, reason = "test code")]
 
 use std::io::Write;
 use std::net::{SocketAddr, UdpSocket};

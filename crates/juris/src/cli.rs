@@ -397,7 +397,9 @@ fn parse_kind(text: &str) -> Result<TargetKind, String> {
     TargetKind::ALL
         .into_iter()
         .find(|kind| kind.as_str() == text)
-        .ok_or_else(|| format!("{text:?} is not a target type (subtree, domain, ip, nsdname, nsip)"))
+        .ok_or_else(|| {
+            format!("{text:?} is not a target type (subtree, domain, ip, nsdname, nsip)")
+        })
 }
 
 fn write(out: &mut dyn Write, text: impl AsRef<str>) -> Result<(), CliError> {
@@ -580,6 +582,16 @@ struct TargetKey<'a> {
     evidence: Option<&'a str>,
 }
 
+impl<'a> TargetKey<'a> {
+    fn new(kind: TargetKind, value: &'a str) -> Self {
+        TargetKey {
+            kind: kind.as_str(),
+            value,
+            evidence: None,
+        }
+    }
+}
+
 /// `{"targets": [...]}`.
 #[derive(Debug, Serialize)]
 struct TargetsBody<'a> {
@@ -677,7 +689,9 @@ fn order(client: &Client, action: OrderAction, out: &mut dyn Write) -> Result<()
             }
             Ok(())
         }
-        OrderAction::Show { id } => write(out, client.pretty(&api_path(&["v1", "orders", &id], &[]))?),
+        OrderAction::Show { id } => {
+            write(out, client.pretty(&api_path(&["v1", "orders", &id], &[]))?)
+        }
         OrderAction::AddTarget {
             id,
             value,
@@ -706,17 +720,9 @@ fn order(client: &Client, action: OrderAction, out: &mut dyn Write) -> Result<()
             reason,
         } => {
             let body = TargetsBody {
-                targets: vec![TargetKey {
-                    kind: kind.as_str(),
-                    value: &value,
-                    evidence: None,
-                }],
+                targets: vec![TargetKey::new(kind, &value)],
             };
-            let result: Removed = client.call_json(
-                "POST",
-                &path(&["v1", "orders", &id, "targets", "remove"], &reason_q(&reason)),
-                &body,
-            )?;
+            let result: Removed = post_target(client, &id, "remove", &reason, &body)?;
             for removed in result.removed {
                 write(out, format!("removed {removed}"))?;
             }
@@ -728,19 +734,8 @@ fn order(client: &Client, action: OrderAction, out: &mut dyn Write) -> Result<()
             kind,
             reason,
         } => {
-            let body = TargetKey {
-                kind: kind.as_str(),
-                value: &value,
-                evidence: None,
-            };
-            let target: TargetView = client.call_json(
-                "POST",
-                &path(
-                    &["v1", "orders", &id, "targets", "override"],
-                    &reason_q(&reason),
-                ),
-                &body,
-            )?;
+            let body = TargetKey::new(kind, &value);
+            let target: TargetView = post_target(client, &id, "override", &reason, &body)?;
             write(
                 out,
                 format!(
@@ -773,6 +768,21 @@ fn order(client: &Client, action: OrderAction, out: &mut dyn Write) -> Result<()
             )),
         },
     }
+}
+
+/// `POST /v1/orders/ID/targets/ACTION?reason=...` with a JSON body.
+fn post_target<T: DeserializeOwned>(
+    client: &Client,
+    id: &str,
+    action: &str,
+    reason: &str,
+    body: &impl Serialize,
+) -> Result<T, CliError> {
+    let path = api_path(
+        &["v1", "orders", id, "targets", action],
+        &[("reason", Some(reason))],
+    );
+    client.call_json("POST", &path, body)
 }
 
 fn transition(
@@ -1044,7 +1054,7 @@ fn token(action: TokenAction, out: &mut dyn Write) -> Result<(), CliError> {
 }
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used, reason = "in tests a panic is the failure report")]
+#[allow(clippy::unwrap_used, reason = "test code")]
 mod tests {
     use super::*;
     use clap::Parser;
@@ -1147,7 +1157,10 @@ mod tests {
             ),
             "/v1/orders/IT%201%2F2?reason=court+order+1%2F2+%26+more"
         );
-        assert_eq!(api_path(&["v1", "audit"], &[("reason", Some(""))]), "/v1/audit");
+        assert_eq!(
+            api_path(&["v1", "audit"], &[("reason", Some(""))]),
+            "/v1/audit"
+        );
     }
 
     #[test]

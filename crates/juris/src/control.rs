@@ -125,9 +125,14 @@ impl ServerView for LiveServer {
     fn explain(&self, request: &ExplainRequest) -> Result<ExplainView, ControlError> {
         let invalid = |field: &str, reason: String| ControlError::invalid(field, reason);
         let arrival = match (&request.country, &request.listener) {
-            (Some(code), _) => Arrival::Pinned(crate::config::parse_jurisdiction(code).ok_or_else(
-                || invalid("country", format!("{code:?} is not an ISO 3166-1 alpha-2 code")),
-            )?),
+            (Some(code), _) => {
+                Arrival::Pinned(crate::config::parse_jurisdiction(code).ok_or_else(|| {
+                    invalid(
+                        "country",
+                        format!("{code:?} is not an ISO 3166-1 alpha-2 code"),
+                    )
+                })?)
+            }
             (None, Some(listener)) => {
                 let addr: SocketAddr = listener.parse().map_err(|_| {
                     invalid("listener", format!("{listener:?} is not an ADDR:PORT"))
@@ -147,17 +152,19 @@ impl ServerView for LiveServer {
             None => IpAddr::from([127, 0, 0, 1]),
         };
         let client = SocketAddr::new(client, 53_000);
-        let ecs = match &request.ecs {
-            Some(text) => Some(crate::config::parse_prefix(text).ok_or_else(|| {
-                invalid("ecs", format!("{text:?} is not an address or prefix"))
-            })?),
-            None => None,
-        };
+        let ecs =
+            match &request.ecs {
+                Some(text) => Some(crate::config::parse_prefix(text).ok_or_else(|| {
+                    invalid("ecs", format!("{text:?} is not an address or prefix"))
+                })?),
+                None => None,
+            };
         let explanation = match (&request.name, &request.address) {
             (Some(name), _) => {
                 let qtype = match &request.qtype {
-                    Some(text) => rtype::parse(text)
-                        .ok_or_else(|| invalid("qtype", format!("{text:?} is not a record type")))?,
+                    Some(text) => rtype::parse(text).ok_or_else(|| {
+                        invalid("qtype", format!("{text:?} is not a record type"))
+                    })?,
                     None => rtype::A,
                 };
                 let ecs = ecs.map(|net| (net.addr(), net.prefix_len()));
@@ -319,7 +326,7 @@ pub fn start_api(
 }
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used, clippy::expect_used, reason = "tests fail loudly by design")]
+#[allow(clippy::unwrap_used, clippy::expect_used, reason = "test code")]
 mod tests {
     use super::*;
     use juris_resolver::cache::{AnswerCache, CacheConfig};
@@ -371,8 +378,7 @@ mod tests {
         let clock: SharedClock = Arc::new(ManualClock::new(IN_2100));
         let (engine, _loader) = policy_engine_with_store(&settings, IN_2100, None).unwrap();
         let cache = Arc::new(AnswerCache::new(CacheConfig::default()));
-        let resolver =
-            Resolver::new(settings.resolver.clone(), cache, Arc::clone(&clock)).unwrap();
+        let resolver = Resolver::new(settings.resolver.clone(), cache, Arc::clone(&clock)).unwrap();
         let pipeline = Pipeline::new(&server_config(&settings), resolver, clock, engine).unwrap();
         LiveServer::new(
             Arc::new(pipeline),
@@ -443,43 +449,44 @@ mod tests {
     }
 
     #[test]
-    fn explain_applies_the_listener_pin() {
+    fn explain_places_the_client_by_listener_pin_then_trusted_ecs() {
         let dir = tempfile::tempdir().unwrap();
         let server = live(dir.path());
-        // A client nobody places, on the listener pinned to Italy.
-        let on = |listener: &str| {
-            placed(
-                &server,
-                &format!("name=www.blocked.example&client=203.0.113.5&listener={listener}"),
-            )
-        };
-        assert_eq!(on("127.0.0.1:5301"), it("listener", "block"));
-        // The same client on the unpinned listener: unknown, only global orders apply.
-        assert_eq!(on("127.0.0.1:5300"), unknown("allow"));
+        let name = "name=www.blocked.example";
+        let ecs = "ecs=198.51.100.77/24";
+        for (query, expected) in [
+            // A client nobody places, on the listener pinned to Italy, then on the unpinned
+            // one (unknown: only global orders apply).
+            (
+                "client=203.0.113.5&listener=127.0.0.1:5301",
+                it("listener", "block"),
+            ),
+            (
+                "client=203.0.113.5&listener=127.0.0.1:5300",
+                unknown("allow"),
+            ),
+            // ECS is believed from the trusted forwarder 127.0.0.9 only.
+            (
+                &format!("client=127.0.0.9&{ecs}"),
+                it("trusted-ecs", "block"),
+            ),
+            (&format!("client=127.0.0.8&{ecs}"), unknown("allow")),
+        ] {
+            assert_eq!(
+                placed(&server, &format!("{name}&{query}")),
+                expected,
+                "{query}"
+            );
+        }
         // A client outside server.allow is refused before anything else, pin or not.
         let view = ask(
             &server,
-            "name=www.blocked.example&client=192.0.2.1&listener=127.0.0.1:5301",
+            &format!("{name}&client=192.0.2.1&listener=127.0.0.1:5301"),
         );
         assert_eq!(
             (view.verdict.as_str(), view.rcode.as_deref()),
             ("refused", Some("REFUSED"))
         );
-    }
-
-    #[test]
-    fn explain_believes_ecs_only_from_trusted_forwarders() {
-        let dir = tempfile::tempdir().unwrap();
-        let server = live(dir.path());
-        let from = |client: &str| {
-            placed(
-                &server,
-                &format!("name=www.blocked.example&client={client}&ecs=198.51.100.77/24"),
-            )
-        };
-        assert_eq!(from("127.0.0.9"), it("trusted-ecs", "block"));
-        // 127.0.0.8 is not a trusted forwarder: its ECS is ignored.
-        assert_eq!(from("127.0.0.8"), unknown("allow"));
     }
 
     #[test]

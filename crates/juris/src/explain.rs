@@ -146,9 +146,11 @@ pub fn explain(settings: &Settings, request: &Request) -> anyhow::Result<Report>
         .map_err(|e| anyhow::anyhow!("invalid server configuration: {e}"))?;
     let arrival = match (request.country, request.listener) {
         (Some(country), _) => Arrival::Pinned(country),
-        (None, Some(addr)) => Arrival::Listener(pipeline.listener_index(addr).with_context(
-            || format!("--listener {addr}: not a configured listener (server.listen)"),
-        )?),
+        (None, Some(addr)) => {
+            Arrival::Listener(pipeline.listener_index(addr).with_context(|| {
+                format!("--listener {addr}: not a configured listener (server.listen)")
+            })?)
+        }
         (None, None) => Arrival::Unpinned,
     };
     let qtype = parse_qtype(&request.qtype)?;
@@ -196,7 +198,9 @@ pub fn explain(settings: &Settings, request: &Request) -> anyhow::Result<Report>
         ),
         Decision::Dropped => bail!("the query would be dropped without an answer"),
     };
-    let fired = explanation.fired().map(|fired| match_report(fired, MatchStatus::Fired));
+    let fired = explanation
+        .fired()
+        .map(|fired| match_report(fired, MatchStatus::Fired));
     Ok(Report {
         name: request.name.clone(),
         qtype: request.qtype.to_ascii_uppercase(),
@@ -332,7 +336,7 @@ fn parse_qtype(text: &str) -> anyhow::Result<u16> {
 }
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used, reason = "tests fail loudly by design")]
+#[allow(clippy::unwrap_used, reason = "test code")]
 mod tests {
     use super::*;
 

@@ -133,8 +133,11 @@ pub fn run(settings: Settings) -> anyhow::Result<()> {
                 .as_ref()
                 .and_then(|cell| cell.lock().unwrap_or_else(PoisonError::into_inner).clone())
         });
-        let view =
-            crate::control::LiveServer::new(Arc::clone(server.pipeline()), Arc::clone(&stats), policy_error);
+        let view = crate::control::LiveServer::new(
+            Arc::clone(server.pipeline()),
+            Arc::clone(&stats),
+            policy_error,
+        );
         let started = crate::control::start_api(
             address,
             juris_control::ApiState {

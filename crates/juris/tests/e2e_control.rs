@@ -4,11 +4,7 @@
 //!
 //! Needs `nsd` and `dig` and root (NSD binds port 53 on 127.x addresses), like
 //! `e2e_policy.rs`.
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    reason = "tests: a failed expectation is a test failure"
-)]
+#![allow(clippy::unwrap_used, clippy::expect_used, reason = "test code")]
 
 use std::fs;
 use std::net::{IpAddr, SocketAddr};

@@ -5,11 +5,7 @@
 //!
 //! Needs `nsd`, `dig` and `kdig` (`apt-get install nsd bind9-dnsutils knot-dnsutils`) and
 //! root (NSD binds port 53 on 127.x addresses).
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    reason = "tests: a failed expectation is a test failure"
-)]
+#![allow(clippy::unwrap_used, clippy::expect_used, reason = "test code")]
 
 use std::net::SocketAddr;
 use std::thread;

@@ -6,11 +6,7 @@
 //! aioquic for DoQ (skipped loudly when not installed: `pip install dnspython aioquic`).
 //!
 //! Needs `nsd`, `dig`, `kdig`, `curl` and root, like `e2e_policy.rs`.
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    reason = "tests: a failed expectation is a test failure"
-)]
+#![allow(clippy::unwrap_used, clippy::expect_used, reason = "test code")]
 
 use std::fs;
 use std::io::Write;
