@@ -17,7 +17,7 @@ use juris_resolver::cache::CachedAnswer;
 
 use crate::block::Trigger;
 use crate::pipeline::ClientContext;
-use crate::policy::{policy_country, PolicyEngine};
+use crate::policy::{policy_country, PolicyEngine, PolicyHandle};
 
 /// HOOK: classify the client: listener pin → trusted ECS → GeoIP on the source → unknown
 /// (juris-geo decides; the ECS option is ignored unless the source is a trusted forwarder).
@@ -37,12 +37,12 @@ pub(crate) fn classify(
 /// HOOK: whether service is withdrawn in the client's jurisdiction.
 #[inline]
 pub(crate) fn withdrawn(
-    withdrawn: &[CountryCode],
+    policy: &PolicyHandle,
     jurisdiction: &Jurisdiction,
 ) -> Option<CountryCode> {
     jurisdiction
         .country
-        .filter(|country| withdrawn.contains(country))
+        .filter(|country| policy.is_withdrawn(*country))
 }
 
 /// HOOK: policy on the query name, before the cache. Counts what matched.

@@ -179,7 +179,6 @@ pub struct Pipeline {
     engine: PolicyEngine,
     /// Country pin per listener index.
     pins: Vec<Option<CountryCode>>,
-    withdrawn: Vec<CountryCode>,
     block: BlockSettings,
 }
 
@@ -205,6 +204,11 @@ impl Pipeline {
     ) -> Result<Self, &'static str> {
         config.validate()?;
         let block = BlockSettings::new(&config.policy).ok_or("policy: bad SOA names")?;
+        // The configured withdrawn jurisdictions, published with the policy (a configuration
+        // reload publishes them again: `PolicyHandle::publish_withdrawn`).
+        engine
+            .policy
+            .publish_withdrawn(config.policy.withdrawn.clone());
         Ok(Self {
             config: PipelineConfig {
                 parse: ParseConfig {
@@ -222,7 +226,6 @@ impl Pipeline {
             async_counters: Arc::new(Counters::default()),
             engine,
             pins: config.listeners.iter().map(|l| l.country).collect(),
-            withdrawn: config.policy.withdrawn.clone(),
             block,
         })
     }
@@ -240,7 +243,7 @@ impl Pipeline {
 
     /// Whether service is withdrawn in `country`.
     pub fn is_withdrawn(&self, country: CountryCode) -> bool {
-        self.withdrawn.contains(&country)
+        self.engine.policy.is_withdrawn(country)
     }
 
     /// Counters written by the async side (misses, TCP).
@@ -362,7 +365,9 @@ impl Pipeline {
         });
         if let Some((table, index, hash)) = hot.as_mut() {
             if let Some(slot) = table.fresh(*index, *hash, &key, now) {
-                if self.withdrawn.is_empty() && slot.is_clean_for(self.engine.policy.instance()) {
+                if !self.engine.policy.any_withdrawn()
+                    && slot.is_clean_for(self.engine.policy.instance())
+                {
                     counters.hot_hit();
                     return match render_hot(out, &reply, query.client_name(), slot, now) {
                         Some(len) => Outcome::Respond(len),
@@ -375,7 +380,7 @@ impl Pipeline {
         // HOOK: jurisdiction of the client (juris-geo).
         let jurisdiction = hooks::classify(&self.engine, &self.pins, &context);
         // HOOK: service withdrawn in that jurisdiction.
-        if let Some(country) = hooks::withdrawn(&self.withdrawn, &jurisdiction) {
+        if let Some(country) = hooks::withdrawn(&self.engine.policy, &jurisdiction) {
             self.engine.counters.withdrawn(country);
             return respond_error(out, &reply, &error_map::for_withdrawn());
         }
