@@ -737,3 +737,74 @@ fn the_configured_protected_list_holds_file_orders() {
         Some("B")
     );
 }
+
+/// A source whose reads after the first block until released: a load that cannot progress
+/// (on a busy machine, a load at the lowest priority is just that).
+#[derive(Debug)]
+struct Stuck {
+    reads: u32,
+    entered: std::sync::mpsc::Sender<()>,
+    release: std::sync::mpsc::Receiver<()>,
+}
+
+impl OrderSource for Stuck {
+    fn describe(&self) -> String {
+        "stuck".to_owned()
+    }
+
+    fn read(
+        &mut self,
+        _known: &std::collections::BTreeMap<SourceId, super::diff::Known>,
+        _sink: &mut dyn FnMut(SourceId, super::source::Version),
+    ) -> Result<(), OrdersError> {
+        self.reads += 1;
+        if self.reads > 1 {
+            let _ = self.entered.send(());
+            let _ = self.release.recv();
+        }
+        Ok(())
+    }
+
+    fn reviews_protected_targets(&self) -> bool {
+        false
+    }
+}
+
+/// Issue 16: nothing waits for a load. While the loader is stuck in one, a wake-up returns at
+/// once, the status stays readable, and stopping the loader gives up after its bound instead
+/// of waiting for the load (the thread ends once the load does).
+#[test]
+fn a_stuck_load_blocks_neither_wake_ups_nor_status_nor_stop() {
+    let (entered, entered_rx) = std::sync::mpsc::channel();
+    let (release_tx, release) = std::sync::mpsc::channel();
+    let source = Stuck {
+        reads: 0,
+        entered,
+        release,
+    };
+    let handle = Arc::new(PolicyHandle::default());
+    let mut loader = OrderLoader::new(
+        vec![Box::new(source)],
+        Safeguards::new(ProtectedList::defaults()),
+        Arc::clone(&handle),
+    );
+    loader.load(1).unwrap();
+    let (loader, thread) = spawn(loader, || 2, Duration::from_secs(3600)).unwrap();
+    eventually("the loader runs", || loader.status().running);
+
+    loader.reload("first");
+    entered_rx.recv().unwrap();
+    // The loader is inside a load now.
+    loader.reload("second");
+    loader.reload("third");
+    let status = loader.status();
+    assert!(status.running && status.last_error.is_none(), "{status:?}");
+    assert!(
+        !thread.stop(Duration::from_millis(100)),
+        "stop waited for a stuck load"
+    );
+    // Released, the load ends and the thread sees the stop.
+    release_tx.send(()).unwrap();
+    drop(release_tx);
+    eventually("the loader ends after its load", || !loader.status().running);
+}
