@@ -488,7 +488,11 @@ mod tests {
                     first_fit.get_or_insert(size);
                     assert!(len <= size.min(512), "{len} bytes written into {size}");
                     let message = decode(&out[..len]);
-                    assert_eq!(message.response_code(), hickory_proto::op::ResponseCode::NXDomain, "{size}");
+                    assert_eq!(
+                        message.response_code(),
+                        hickory_proto::op::ResponseCode::NXDomain,
+                        "{size}"
+                    );
                     assert_eq!(message.id(), 0x4242, "{size}");
                 }
             }

@@ -36,10 +36,7 @@ pub(crate) fn classify(
 
 /// HOOK: whether service is withdrawn in the client's jurisdiction.
 #[inline]
-pub(crate) fn withdrawn(
-    policy: &PolicyHandle,
-    jurisdiction: &Jurisdiction,
-) -> Option<CountryCode> {
+pub(crate) fn withdrawn(policy: &PolicyHandle, jurisdiction: &Jurisdiction) -> Option<CountryCode> {
     jurisdiction
         .country
         .filter(|country| policy.is_withdrawn(*country))

@@ -111,12 +111,9 @@ pub fn run(
     let (loader, loader_thread) = match loader {
         Some(loader) => {
             let now = clock.clone();
-            let (handle, thread) = crate::orders::spawn(
-                loader,
-                move || now.unix_seconds(),
-                settings.watch_interval,
-            )
-            .context("order loader thread")?;
+            let (handle, thread) =
+                crate::orders::spawn(loader, move || now.unix_seconds(), settings.watch_interval)
+                    .context("order loader thread")?;
             let runtime = server
                 .runtime_handle()
                 .context("control store watcher: the server runtime is gone")?;
@@ -134,8 +131,7 @@ pub fn run(
             .context("admin API: the server runtime is gone")?;
         // The loader's status channel: reading it never waits for a load.
         let status = loader.clone();
-        let policy_error =
-            Arc::new(move || status.as_ref().and_then(|l| l.status().last_error));
+        let policy_error = Arc::new(move || status.as_ref().and_then(|l| l.status().last_error));
         let view =
             crate::control::LiveServer::new(engine.clone(), Arc::clone(&stats), policy_error);
         let started = crate::control::start_api(
@@ -262,7 +258,12 @@ pub fn policy_engine_with_store(
         if let Some(error) = loaded.rejected.into_iter().next() {
             return Err(anyhow::Error::new(error).context(context()));
         }
-        info!(sources = loader.describe(), generation = loaded.generation, orders = loaded.orders, "orders loaded");
+        info!(
+            sources = loader.describe(),
+            generation = loaded.generation,
+            orders = loaded.orders,
+            "orders loaded"
+        );
         Some(loader)
     };
     Ok((PolicyEngine::new(handle, Arc::new(classifier)), loader))
@@ -295,9 +296,9 @@ fn reload_withdrawn(engine: &PolicyEngine, reread: &dyn Fn() -> anyhow::Result<S
             }
             engine.policy.publish_withdrawn(withdrawn);
         }
-        Err(e) => error!(
-            "SIGHUP: configuration NOT reloaded; policy.withdraw stays as it is: {e:#}"
-        ),
+        Err(e) => {
+            error!("SIGHUP: configuration NOT reloaded; policy.withdraw stays as it is: {e:#}")
+        }
     }
 }
 

@@ -202,7 +202,9 @@ fn policy_withdraw_reloads_on_sighup_without_a_restart() {
     // A configuration that does not validate changes nothing.
     fs::write(&config_file, config(address, &orders, r#""XX""#)).unwrap();
     juris.signal(libc::SIGHUP);
-    assert!(eventually(|| juris.stderr().contains("configuration NOT reloaded")));
+    assert!(eventually(|| juris
+        .stderr()
+        .contains("configuration NOT reloaded")));
     assert_eq!(rcode(address, "blocked.example."), Some(REFUSED));
 
     // And back.

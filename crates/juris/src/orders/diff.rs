@@ -55,7 +55,11 @@ pub(crate) enum Body {
 }
 
 impl Known {
-    pub(crate) fn new(stamp: Option<(FileStamp, bool)>, content: u64, order: &ValidatedOrder) -> Known {
+    pub(crate) fn new(
+        stamp: Option<(FileStamp, bool)>,
+        content: u64,
+        order: &ValidatedOrder,
+    ) -> Known {
         let targets = order.targets().len();
         Known {
             stamp,
@@ -87,7 +91,12 @@ pub(crate) struct Reading {
 }
 
 impl Reading {
-    pub(crate) fn reject(&mut self, known: &BTreeMap<SourceId, Known>, key: SourceId, error: OrdersError) {
+    pub(crate) fn reject(
+        &mut self,
+        known: &BTreeMap<SourceId, Known>,
+        key: SourceId,
+        error: OrdersError,
+    ) {
         self.fresh.remove(&key);
         match known.get(&key) {
             Some(last_good) => {
@@ -138,7 +147,6 @@ impl Reading {
         }
     }
 }
-
 
 /// The changes that turn the policy in force into `reading.next`: removals first, then
 /// updates, then additions (so that an id moving from one file to another is removed

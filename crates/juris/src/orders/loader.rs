@@ -321,7 +321,8 @@ fn take(
             order,
         } => {
             reading.validated += 1;
-            let valid = order.and_then(|order| safeguards.validate(&id, &order, protected_reviewed));
+            let valid =
+                order.and_then(|order| safeguards.validate(&id, &order, protected_reviewed));
             match valid {
                 Ok(order) => {
                     let k = Known::new(stamp, content, &order);

@@ -55,9 +55,9 @@ mod priority;
 mod publish;
 mod source;
 mod store;
-mod watch;
 #[cfg(test)]
 mod tests;
+mod watch;
 
 pub use files::FileSource;
 pub use loader::OrderLoader;

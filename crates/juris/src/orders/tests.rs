@@ -632,7 +632,13 @@ fn a_replaced_policy_is_dropped_by_the_loader_once_no_reader_holds_it() {
     drop(reader);
     // The reader let go without freeing it; the loader frees it.
     assert_eq!(reap(&loader.compactor.published), 1);
-    assert!(loader.compactor.published.lock().unwrap().retired.is_empty());
+    assert!(loader
+        .compactor
+        .published
+        .lock()
+        .unwrap()
+        .retired
+        .is_empty());
     assert!(Arc::ptr_eq(
         &loader.compactor.published.lock().unwrap().current,
         &handle.current()
@@ -644,7 +650,6 @@ fn the_loader_thread_runs_at_the_lowest_priority() {
     let priority = std::thread::spawn(lower_thread_priority).join().unwrap();
     assert!(["SCHED_IDLE", "nice 19"].contains(&priority), "{priority}");
 }
-
 
 /// Issue 16: file orders went through validation without the Public Suffix List (store
 /// orders had it) and without the protected list. Every source now gets both: an order with
@@ -690,11 +695,17 @@ fn file_orders_get_the_public_suffix_list_and_the_protected_list() {
     let overridden = |id: &str, value: &str| {
         order(id, "IT", "active", &[("subtree", value)]).replace(
             r#""targets":"#,
-            &format!(r#""overrides": [{{"target": "{value}", "reason": "court said so"}}], "targets":"#),
+            &format!(
+                r#""overrides": [{{"target": "{value}", "reason": "court said so"}}], "targets":"#
+            ),
         )
     };
     write(dir.path(), "psl.json", &overridden("PSL", "co.uk"));
-    write(dir.path(), "cdn.json", &overridden("CDN", "d111.cloudfront.net"));
+    write(
+        dir.path(),
+        "cdn.json",
+        &overridden("CDN", "d111.cloudfront.net"),
+    );
     let loaded = loader.load(3).unwrap();
     assert!(loaded.published && loaded.rejected.is_empty(), "{loaded:?}");
     assert_eq!(blocks(&handle, "www.co.uk", "IT").as_deref(), Some("PSL"));
@@ -806,5 +817,7 @@ fn a_stuck_load_blocks_neither_wake_ups_nor_status_nor_stop() {
     // Released, the load ends and the thread sees the stop.
     release_tx.send(()).unwrap();
     drop(release_tx);
-    eventually("the loader ends after its load", || !loader.status().running);
+    eventually("the loader ends after its load", || {
+        !loader.status().running
+    });
 }
