@@ -188,6 +188,16 @@ impl Juris {
             .is_some_and(|child| matches!(child.try_wait(), Ok(None)))
     }
 
+    /// Sends `signal` (e.g. `libc::SIGHUP`) to the process (group); nothing if it stopped.
+    pub fn signal(&self, signal: libc::c_int) {
+        let mut child = self.child.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(child) = child.as_mut() {
+            if matches!(child.try_wait(), Ok(None)) {
+                process::signal_group(child, signal);
+            }
+        }
+    }
+
     /// Sends SIGTERM and waits for the exit (SIGKILL after 10 s); `None` if already stopped.
     pub fn stop(&self) -> Option<ExitStatus> {
         let mut child = self

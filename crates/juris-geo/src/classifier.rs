@@ -60,26 +60,52 @@ pub struct Classifier {
     database: ArcSwapOption<GeoDb>,
 }
 
-impl Classifier {
-    /// Validates `config` and loads its database, if any.
-    pub fn new(config: &GeoConfig) -> Result<Self, GeoError> {
-        let field_path = config
-            .field_path
-            .as_deref()
-            .map(FieldPath::parse)
-            .transpose()?;
-        let database = match &config.mmdb {
-            Some(path) => Some(Arc::new(GeoDb::open(path, field_path.as_ref())?)),
-            None => None,
-        };
-        Ok(Classifier {
+/// [`GeoConfig`] validated: what a [`Classifier`] is built from.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct GeoSettings {
+    /// The GeoIP database, if any.
+    pub mmdb: Option<PathBuf>,
+    /// The path to the country code, if configured (else detected when the database opens).
+    pub field_path: Option<FieldPath>,
+    /// Forwarders whose ECS option is believed, normalised.
+    pub trusted_ecs_forwarders: Vec<IpNet>,
+}
+
+impl GeoSettings {
+    /// Validates `config` (the field path); reads no file.
+    pub fn from_config(config: &GeoConfig) -> Result<Self, GeoError> {
+        Ok(GeoSettings {
             mmdb: config.mmdb.clone(),
-            field_path,
+            field_path: config
+                .field_path
+                .as_deref()
+                .map(FieldPath::parse)
+                .transpose()?,
             trusted_ecs_forwarders: config
                 .trusted_ecs_forwarders
                 .iter()
                 .map(normalise_network)
                 .collect(),
+        })
+    }
+}
+
+impl Classifier {
+    /// Validates `config` and loads its database, if any.
+    pub fn new(config: &GeoConfig) -> Result<Self, GeoError> {
+        Self::from_settings(&GeoSettings::from_config(config)?)
+    }
+
+    /// Loads the database of `settings`, if any.
+    pub fn from_settings(settings: &GeoSettings) -> Result<Self, GeoError> {
+        let database = match &settings.mmdb {
+            Some(path) => Some(Arc::new(GeoDb::open(path, settings.field_path.as_ref())?)),
+            None => None,
+        };
+        Ok(Classifier {
+            mmdb: settings.mmdb.clone(),
+            field_path: settings.field_path.clone(),
+            trusted_ecs_forwarders: settings.trusted_ecs_forwarders.clone(),
             database: ArcSwapOption::new(database),
         })
     }

@@ -87,7 +87,8 @@ mod error;
 use std::net::IpAddr;
 
 pub use classifier::{
-    truncate_ecs, Classifier, DecidedBy, Jurisdiction, ECS_IPV4_PREFIX_LEN, ECS_IPV6_PREFIX_LEN,
+    truncate_ecs, Classifier, DecidedBy, GeoSettings, Jurisdiction, ECS_IPV4_PREFIX_LEN,
+    ECS_IPV6_PREFIX_LEN,
 };
 pub use config::{FieldPath, GeoConfig, MAX_FIELD_PATH_DEPTH};
 pub use country::{CountryCode, CountryCodeError};

@@ -697,16 +697,32 @@ mod tests {
     }
 
     #[test]
-    fn garbage_never_panics() {
+    fn truncated_messages_are_refused_and_corrupted_ones_refused_or_well_formed() {
         let config = CacheConfig::default();
         let base = sample_response();
         for cut in 0..base.len() {
-            let _ = CachedAnswer::from_message(&base[..cut], 0, &config);
+            assert!(
+                CachedAnswer::from_message(&base[..cut], 0, &config).is_err(),
+                "a message cut at {cut} of {} was accepted",
+                base.len()
+            );
         }
         for i in 0..base.len() {
             let mut bad = base.clone();
             bad[i] ^= 0xFF;
-            let _ = CachedAnswer::from_message(&bad, 0, &config);
+            let Ok(entry) = CachedAnswer::from_message(&bad, 0, &config) else {
+                continue;
+            };
+            // Whatever was accepted is whole: its records walk exactly to its end.
+            let wire = entry.wire();
+            let mut at = entry.question_end();
+            while at < wire.len() {
+                match wire::record_at(wire, at) {
+                    Ok(record) => at = record.end(),
+                    Err(e) => panic!("byte {i} flipped: an accepted entry does not walk: {e:?}"),
+                }
+            }
+            assert_eq!(at, wire.len(), "byte {i} flipped");
         }
     }
 }

@@ -470,12 +470,13 @@ mod tests {
     }
 
     #[test]
-    fn tiny_buffers_never_panic() {
+    fn a_buffer_too_small_gives_none_and_every_answer_written_is_a_whole_message() {
         let block = block("nxdomain", "court_order");
         let q = question();
-        for size in 0..200 {
+        let mut first_fit = None;
+        for size in 0..600 {
             let mut out = vec![0u8; size];
-            let _ = write_block(
+            let written = write_block(
                 &mut out,
                 &reply(&q, 512),
                 QNAME,
@@ -485,7 +486,22 @@ mod tests {
                 &settings(),
                 1,
             );
+            match written {
+                None => assert!(first_fit.is_none(), "{size} bytes: none after a fit"),
+                Some(len) => {
+                    first_fit.get_or_insert(size);
+                    assert!(len <= size.min(512), "{len} bytes written into {size}");
+                    let message = decode(&out[..len]);
+                    assert_eq!(
+                        message.response_code(),
+                        hickory_proto::op::ResponseCode::NXDomain,
+                        "{size}"
+                    );
+                    assert_eq!(message.id(), 0x4242, "{size}");
+                }
+            }
         }
+        assert!(first_fit.is_some_and(|size| size <= 512), "{first_fit:?}");
     }
 
     #[test]

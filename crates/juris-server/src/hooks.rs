@@ -19,7 +19,7 @@ use juris_resolver::cache::CachedAnswer;
 
 use crate::block::Trigger;
 use crate::pipeline::ClientContext;
-use crate::policy::{policy_country, OrderCounters, PolicyEngine};
+use crate::policy::{policy_country, OrderCounters, PolicyEngine, PolicyHandle};
 
 /// Where the hooks report what they decided. A real query counts ([`OrderCounters`]: blocks
 /// and shadow matches per order × jurisdiction, refusals per withdrawn jurisdiction); explain
@@ -77,12 +77,12 @@ pub(crate) fn classify(
 #[inline]
 pub(crate) fn withdrawn(
     tally: &impl Tally,
-    withdrawn: &[CountryCode],
+    policy: &PolicyHandle,
     jurisdiction: &Jurisdiction,
 ) -> Option<CountryCode> {
     let country = jurisdiction
         .country
-        .filter(|country| withdrawn.contains(country))?;
+        .filter(|country| policy.is_withdrawn(*country))?;
     tally.withdrawn(country);
     Some(country)
 }

@@ -189,7 +189,6 @@ pub struct Pipeline {
     pins: Vec<Option<CountryCode>>,
     /// Address of each configured listener (by index).
     listen_addrs: Vec<SocketAddr>,
-    withdrawn: Vec<CountryCode>,
     block: BlockSettings,
 }
 
@@ -222,6 +221,11 @@ impl Pipeline {
     ) -> Result<Self, &'static str> {
         config.validate()?;
         let block = BlockSettings::new(&config.policy).ok_or("policy: bad SOA names")?;
+        // The configured withdrawn jurisdictions, published with the policy (a configuration
+        // reload publishes them again: `PolicyHandle::publish_withdrawn`).
+        engine
+            .policy
+            .publish_withdrawn(config.policy.withdrawn.clone());
         Ok(Self {
             config: PipelineConfig {
                 parse: ParseConfig {
@@ -240,7 +244,6 @@ impl Pipeline {
             engine,
             pins: config.listeners.iter().map(|l| l.country).collect(),
             listen_addrs: config.listeners.iter().map(|l| l.addr).collect(),
-            withdrawn: config.policy.withdrawn.clone(),
             block,
         })
     }
@@ -261,11 +264,6 @@ impl Pipeline {
         &self.pins
     }
 
-    /// The jurisdictions where service is withdrawn (`policy.withdraw`).
-    pub(crate) fn withdrawn(&self) -> &[CountryCode] {
-        &self.withdrawn
-    }
-
     /// How queries are parsed.
     pub fn parse_config(&self) -> ParseConfig {
         self.config.parse
@@ -278,7 +276,7 @@ impl Pipeline {
 
     /// Whether service is withdrawn in `country`.
     pub fn is_withdrawn(&self, country: CountryCode) -> bool {
-        self.withdrawn.contains(&country)
+        self.engine.policy.is_withdrawn(country)
     }
 
     /// Counters written by the async side (misses, TCP).
@@ -410,7 +408,9 @@ impl Pipeline {
         });
         if let Some((table, index, hash)) = hot.as_mut() {
             if let Some(slot) = table.fresh(*index, *hash, &key, now) {
-                if self.withdrawn.is_empty() && slot.is_clean_for(self.engine.policy.instance()) {
+                if !self.engine.policy.any_withdrawn()
+                    && slot.is_clean_for(self.engine.policy.instance())
+                {
                     counters.hot_hit();
                     return match render_hot(out, &reply, query.client_name(), slot, now) {
                         Some(len) => Outcome::Respond(len),
@@ -424,7 +424,7 @@ impl Pipeline {
         let jurisdiction = hooks::classify(&self.engine, judge.pins, &context);
         judge.tally.classified(&jurisdiction);
         // HOOK: service withdrawn in that jurisdiction.
-        if hooks::withdrawn(judge.tally, &self.withdrawn, &jurisdiction).is_some() {
+        if hooks::withdrawn(judge.tally, &self.engine.policy, &jurisdiction).is_some() {
             return respond_error(out, &reply, &error_map::for_withdrawn());
         }
         let policy = self.engine.policy.load();

@@ -10,7 +10,7 @@
 //! ```
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 
 use arc_swap::ArcSwap;
@@ -19,9 +19,16 @@ use juris_policy::{CompiledPolicy, Country};
 
 /// The policy in force, published atomically. Readers never block and never allocate; a
 /// publisher replaces the whole [`CompiledPolicy`] (its generation says which one it is).
+/// The jurisdictions where service is withdrawn (`policy.withdraw`) are published here too,
+/// apart from the orders: the order loader and a configuration reload each replace their part
+/// without a restart.
 #[derive(Debug)]
 pub struct PolicyHandle {
     current: ArcSwap<CompiledPolicy>,
+    /// Jurisdictions where service is withdrawn.
+    withdrawn: ArcSwap<Vec<CountryCode>>,
+    /// Whether `withdrawn` is not empty: one atomic load for the common case of none.
+    any_withdrawn: AtomicBool,
     /// Unix seconds of the last [`publish`](Self::publish) (0: never since start).
     changed_at: AtomicU64,
     /// [`CompiledPolicy::instance`] of the policy in force, stored after the policy itself.
@@ -36,6 +43,8 @@ impl PolicyHandle {
         Self {
             instance: AtomicU64::new(policy.instance()),
             current: ArcSwap::from_pointee(policy),
+            withdrawn: ArcSwap::from_pointee(Vec::new()),
+            any_withdrawn: AtomicBool::new(false),
             changed_at: AtomicU64::new(0),
             publishing: Mutex::new(()),
         }
@@ -73,6 +82,32 @@ impl PolicyHandle {
     #[inline]
     pub fn instance(&self) -> u64 {
         self.instance.load(Ordering::Acquire)
+    }
+
+    /// Puts `withdrawn` in force as the jurisdictions where service is withdrawn, for every
+    /// query that starts after this call (independent of the orders and their generation).
+    pub fn publish_withdrawn(&self, withdrawn: Vec<CountryCode>) {
+        let any = !withdrawn.is_empty();
+        self.withdrawn.store(Arc::new(withdrawn));
+        self.any_withdrawn.store(any, Ordering::Release);
+    }
+
+    /// The jurisdictions where service is withdrawn now.
+    pub fn withdrawn(&self) -> Arc<Vec<CountryCode>> {
+        self.withdrawn.load_full()
+    }
+
+    /// Whether service is withdrawn in `country` now. One atomic load when it is withdrawn
+    /// nowhere (the common case).
+    #[inline]
+    pub fn is_withdrawn(&self, country: CountryCode) -> bool {
+        self.any_withdrawn.load(Ordering::Acquire) && self.withdrawn.load().contains(&country)
+    }
+
+    /// Whether service is withdrawn anywhere now (one atomic load).
+    #[inline]
+    pub fn any_withdrawn(&self) -> bool {
+        self.any_withdrawn.load(Ordering::Acquire)
     }
 
     /// Unix seconds of the last publish, `None` if nothing was published since start.

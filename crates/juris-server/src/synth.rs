@@ -394,15 +394,51 @@ mod tests {
     }
 
     #[test]
-    fn small_buffer_is_none_not_panic() {
+    fn a_small_buffer_degrades_the_response_step_by_step_and_never_overflows() {
         let ede = ExtendedError {
             info_code: 0,
             extra_text: "x",
         };
-        for size in 0..64 {
+        // The three forms, largest first: with the EDE, without it, header only.
+        let mut full_bytes = [0u8; 512];
+        let full = write_rcode_response(&mut full_bytes, &reply(true), Rcode::SERVFAIL, Some(&ede))
+            .unwrap();
+        let mut bare_bytes = [0u8; 512];
+        let bare =
+            write_rcode_response(&mut bare_bytes, &reply(true), Rcode::SERVFAIL, None).unwrap();
+        assert!(HEADER_LEN < bare && bare < full, "{bare} {full}");
+        let mut any_bytes = [0u8; 512];
+        let any_full = write_any_answer(&mut any_bytes, &reply(true), 1).unwrap();
+        for size in 0..full.max(any_full) + 16 {
             let mut out = vec![0u8; size];
-            let _ = write_rcode_response(&mut out, &reply(true), Rcode::SERVFAIL, Some(&ede));
-            let _ = write_any_answer(&mut out, &reply(true), 1);
+            let written = write_rcode_response(&mut out, &reply(true), Rcode::SERVFAIL, Some(&ede));
+            let expected = match size {
+                s if s >= full => Some(&full_bytes[..full]),
+                s if s >= bare => Some(&bare_bytes[..bare]),
+                s if s >= HEADER_LEN => None,
+                _ => {
+                    assert_eq!(written, None, "{size} bytes cannot hold a header");
+                    continue;
+                }
+            };
+            let len = written.unwrap_or_else(|| panic!("{size} bytes: nothing written"));
+            match expected {
+                Some(bytes) => assert_eq!(&out[..len], bytes, "{size} bytes"),
+                None => {
+                    assert_eq!(len, HEADER_LEN, "{size} bytes: header only");
+                    assert_eq!(&out[..2], &[0x12, 0x34], "ID");
+                    assert_eq!(out[3] & 0x0F, 2, "SERVFAIL");
+                    assert_eq!(&out[4..12], &[0; 8], "no sections");
+                }
+            }
+
+            let written = write_any_answer(&mut out, &reply(true), 1);
+            if size < any_full {
+                assert_eq!(written, None, "{size} bytes cannot hold {any_full}");
+            } else {
+                assert_eq!(written, Some(any_full), "{size} bytes");
+                assert_eq!(&out[..any_full], &any_bytes[..any_full]);
+            }
         }
     }
 

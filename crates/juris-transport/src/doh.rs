@@ -527,7 +527,7 @@ fn has_policy_ede(mut options: &[u8]) -> bool {
 }
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used, clippy::expect_used)] // reason: tests fail loudly by design.
+#[allow(clippy::unwrap_used, clippy::expect_used, reason = "tests fail loudly by design")]
 mod tests {
     use super::*;
 

@@ -210,8 +210,9 @@ pub struct RawServer {
     pub tcp_idle_timeout_ms: u64,
     /// Most concurrent TCP connections. Default 1000.
     pub tcp_max_connections: usize,
-    /// Directory for state (the order store, later). Default `./juris-data`.
-    pub data_dir: PathBuf,
+    /// Directory for state (the order store, status). Default `./juris-data` (relative to
+    /// the working directory; a path written in a file is relative to the file).
+    pub data_dir: Option<PathBuf>,
     /// DNS over TLS listen addresses (RFC 7858; `[tls]` needs a certificate). Default none.
     pub listen_tls: Vec<String>,
     /// DNS over HTTPS listen addresses (RFC 8484, `/dns-query`). Default none.
@@ -243,7 +244,7 @@ impl Default for RawServer {
             max_udp_payload: 1232,
             tcp_idle_timeout_ms: 10_000,
             tcp_max_connections: 1_000,
-            data_dir: PathBuf::from("juris-data"),
+            data_dir: None,
             listen_tls: Vec::new(),
             listen_https: Vec::new(),
             listen_quic: Vec::new(),
@@ -433,10 +434,8 @@ impl RawConfig {
                     *hints = base.join(&*hints);
                 }
             }
-            if raw.server.data_dir.is_relative() && text.contains("data_dir") {
-                raw.server.data_dir = base.join(&raw.server.data_dir);
-            }
             for path in [
+                raw.server.data_dir.as_mut(),
                 raw.policy.orders.as_mut(),
                 raw.geoip.mmdb.as_mut(),
                 raw.tls.cert.as_mut(),
@@ -478,7 +477,7 @@ impl RawConfig {
             self.resolver.forward = overrides.forward.clone();
         }
         if let Some(dir) = &overrides.data_dir {
-            self.server.data_dir = dir.clone();
+            self.server.data_dir = Some(dir.clone());
         }
         if let Some(threads) = overrides.threads {
             self.server.threads = threads;
@@ -527,6 +526,9 @@ pub struct Listener {
     pub country: Option<CountryCode>,
 }
 
+/// `server.data_dir` when not configured (relative to the working directory).
+pub const DEFAULT_DATA_DIR: &str = "juris-data";
+
 /// Everything `juris serve` needs, checked.
 #[derive(Debug, Clone)]
 pub struct Settings {
@@ -561,12 +563,16 @@ pub struct Settings {
     pub watch_interval: Duration,
     /// Structured-error signal option (`None`: only the empty EDE option).
     pub structured_error_option_code: Option<u16>,
-    /// GeoIP database and trusted ECS forwarders (validated when the classifier is built).
-    pub geo: juris_geo::GeoConfig,
+    /// GeoIP database, field path and trusted ECS forwarders, validated (the database file is
+    /// read when the classifier is built).
+    pub geo: juris_geo::GeoSettings,
     /// Encrypted listeners (DoT, DoH, DoQ), certificate and limits; `None` without any.
     pub transports: Option<juris_transport::TransportConfig>,
-    /// The control plane's settings (four-eyes, protected list).
+    /// The control plane's settings (four-eyes, protected list as written).
     pub control: juris_control::ControlConfig,
+    /// The protected list `control.protected` asks for, parsed: the same for store orders
+    /// (held as `needs_review`) and file orders (held by the loader).
+    pub protected: juris_control::ProtectedList,
     /// Where the admin API listens; `None` with `control.api_listen = "none"`.
     pub api_listen: Option<SocketAddr>,
 }
@@ -655,10 +661,8 @@ impl Settings {
                 "must be between 1 and 60000",
             ));
         }
-        if let Some(path) = &raw.geoip.field_path {
-            juris_geo::FieldPath::parse(path)
-                .map_err(|e| invalid("geoip.field_path", e.to_string()))?;
-        }
+        let geo = juris_geo::GeoSettings::from_config(&raw.geoip)
+            .map_err(|e| invalid("geoip.field_path", e.to_string()))?;
         let transports = transport_config(&raw.server, &raw.tls)?;
         let api_listen = match raw.control.api_listen.trim() {
             "none" => None,
@@ -669,7 +673,7 @@ impl Settings {
                 )
             })?),
         };
-        juris_control::ProtectedList::from_config(&raw.control.protected)
+        let protected = juris_control::ProtectedList::from_config(&raw.control.protected)
             .map_err(|e| invalid(e.field(), e.reason()))?;
         Ok(Self {
             listeners,
@@ -679,7 +683,11 @@ impl Settings {
             max_udp_payload: raw.server.max_udp_payload,
             tcp_idle_timeout: Duration::from_millis(raw.server.tcp_idle_timeout_ms),
             tcp_max_connections: raw.server.tcp_max_connections,
-            data_dir: raw.server.data_dir.clone(),
+            data_dir: raw
+                .server
+                .data_dir
+                .clone()
+                .unwrap_or_else(|| PathBuf::from(DEFAULT_DATA_DIR)),
             resolver,
             cache,
             log_level: raw.log.level.clone(),
@@ -690,9 +698,10 @@ impl Settings {
                 0 => None,
                 code => Some(code),
             },
-            geo: raw.geoip.clone(),
+            geo,
             transports,
             control: raw.control.clone(),
+            protected,
             api_listen,
         })
     }
@@ -1223,5 +1232,47 @@ mod tests {
             }
         }
         assert!(seen >= 2, "expected example configs in {}", dir.display());
+    }
+
+    /// Issue 16: whether `server.data_dir` was relative to the file was decided by looking for
+    /// the text "data_dir" anywhere in the file, so a comment moved the data directory.
+    #[test]
+    fn a_comment_does_not_move_the_data_directory() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("juris.toml");
+        std::fs::write(
+            &file,
+            "# server.data_dir is left at its default here\n[server]\nthreads = 1\n",
+        )
+        .unwrap();
+        let s = Settings::from_raw(&RawConfig::from_file(&file).unwrap()).unwrap();
+        assert_eq!(s.data_dir, PathBuf::from(DEFAULT_DATA_DIR));
+
+        // Written in the file: relative to the file.
+        std::fs::write(&file, "[server]\ndata_dir = \"state\"\n").unwrap();
+        let s = Settings::from_raw(&RawConfig::from_file(&file).unwrap()).unwrap();
+        assert_eq!(s.data_dir, dir.path().join("state"));
+    }
+
+    /// Issue 16: values that were validated and thrown away are held typed by `Settings`.
+    #[test]
+    fn settings_hold_the_parsed_field_path_and_protected_list() {
+        let raw = RawConfig::from_toml(
+            "[geoip]\nfield_path = \"country.iso_code\"\n\
+             [control.protected]\ndefaults = false\nnames = [\"Intranet.Example\"]\n",
+            "test",
+        )
+        .unwrap();
+        let s = Settings::from_raw(&raw).unwrap();
+        assert_eq!(
+            s.geo.field_path,
+            Some(juris_geo::FieldPath::parse("country.iso_code").unwrap())
+        );
+        let entries = s.protected.entries();
+        assert_eq!(entries.len(), 1, "{entries:?}");
+        assert_eq!(
+            entries[0].value,
+            juris_control::safeguards::Protected::Name("intranet.example".into())
+        );
     }
 }

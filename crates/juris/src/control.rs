@@ -1,10 +1,10 @@
 //! The control plane inside `juris serve`: the store in the data directory, the admin API on
-//! `control.api_listen`, store changes recompiled through the same [`OrderLoader`] as file
+//! `control.api_listen`, store changes recompiled through the same loader actor as file
 //! orders, and the live server behind the API's explain, status and metrics.
 //!
 //! ```text
-//!  DATA_DIR/control.sqlite3 ─► Control ──revision (watch)──► store watcher thread
-//!                                 ▲                               │ OrderLoader::reload
+//!  DATA_DIR/control.sqlite3 ─► Control ──revision (watch)──► store watcher task
+//!                                 ▲                               │ LoaderHandle::reload
 //!  admin API (axum, server runtime) ┘                              ▼
 //!       └─ ServerView = LiveServer: PolicyHandle, classifier, counters ◄── PolicyHandle::publish
 //! ```
@@ -12,8 +12,6 @@
 use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
-use std::thread::JoinHandle;
-use std::time::Duration;
 
 use anyhow::Context;
 use juris_control::api::{BlockCount, FiredView, MatchView, QueryCount};
@@ -30,7 +28,7 @@ use juris_server::{
 use tracing::info;
 
 use crate::config::Settings;
-use crate::orders::OrderLoader;
+use crate::orders::LoaderHandle;
 
 /// Opens the store in the data directory.
 pub fn open(settings: &Settings) -> anyhow::Result<Arc<Control>> {
@@ -49,44 +47,16 @@ pub fn open(settings: &Settings) -> anyhow::Result<Arc<Control>> {
     Ok(Arc::new(control))
 }
 
-/// Recompiles and publishes the policy as soon as the store changes.
-pub fn watch_store(
-    control: Arc<Control>,
-    loader: Arc<Mutex<OrderLoader>>,
-    clock: SharedClock,
-    stop: Arc<AtomicBool>,
-) -> anyhow::Result<JoinHandle<()>> {
+/// Wakes the loader as soon as the store changes: a task on the server's runtime (it ends
+/// with the runtime), no thread or runtime of its own.
+pub fn watch_store(control: &Control, loader: LoaderHandle, runtime: &tokio::runtime::Handle) {
     let mut changes = control.subscribe();
-    std::thread::Builder::new()
-        .name("juris-control".into())
-        .spawn(move || {
-            let runtime = match tokio::runtime::Builder::new_current_thread()
-                .enable_time()
-                .build()
-            {
-                Ok(runtime) => runtime,
-                Err(error) => {
-                    tracing::error!(%error, "control store watcher: no runtime; store changes are NOT enforced");
-                    return;
-                }
-            };
-            while !stop.load(Ordering::Relaxed) {
-                let changed = runtime.block_on(async {
-                    matches!(
-                        tokio::time::timeout(Duration::from_millis(200), changes.changed()).await,
-                        Ok(Ok(()))
-                    )
-                });
-                if changed {
-                    changes.mark_unchanged();
-                    loader
-                        .lock()
-                        .unwrap_or_else(PoisonError::into_inner)
-                        .reload(clock.unix_seconds(), "control store changed");
-                }
-            }
-        })
-        .context("control store watcher thread")
+    runtime.spawn(async move {
+        while changes.changed().await.is_ok() {
+            changes.mark_unchanged();
+            loader.reload("control store changed");
+        }
+    });
 }
 
 /// The last server counters, refreshed by [`refresh`].

@@ -278,7 +278,9 @@ fn status(args: &StatusArgs) -> anyhow::Result<()> {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
-        Command::Serve(args) => args.settings().and_then(serve::run),
+        Command::Serve(args) => args
+            .settings()
+            .and_then(|settings| serve::run(settings, || args.settings())),
         Command::CheckConfig { file } => check_config(&file),
         Command::Explain(args) => explain(&args),
         Command::Status(args) => status(&args),

