@@ -254,7 +254,7 @@ impl Pipeline {
             return explanation;
         }
         let recorder = Recorder::default();
-        if let Some(country) = hooks::withdrawn(&recorder, &self.engine.policy, &jurisdiction) {
+        if let Some(country) = hooks::withdrawn(&recorder, &self.engine().policy, &jurisdiction) {
             explanation.decision = Decision::Withdrawn(country);
             return explanation;
         }

@@ -445,7 +445,11 @@ mod tests {
     /// The OPT record's options of a message whose last record is the OPT at `opt_at`.
     fn options(msg: &[u8], opt_at: usize) -> Vec<(u16, Vec<u8>)> {
         let rdlen = usize::from(u16::from_be_bytes([msg[opt_at + 9], msg[opt_at + 10]]));
-        assert_eq!(opt_at + 11 + rdlen, msg.len(), "OPT is last and RDLEN covers the rest");
+        assert_eq!(
+            opt_at + 11 + rdlen,
+            msg.len(),
+            "OPT is last and RDLEN covers the rest"
+        );
         let mut rest = &msg[opt_at + 11..];
         let mut found = Vec::new();
         while !rest.is_empty() {
@@ -462,14 +466,25 @@ mod tests {
         let mut padded = reply(true);
         padded.opt = padded.opt.map(|o| OptReply { padding: true, ..o });
         padded.limit = 65535;
-        for text in ["", "x", &"y".repeat(400), &"z".repeat(460), &"w".repeat(1000)] {
+        for text in [
+            "",
+            "x",
+            &"y".repeat(400),
+            &"z".repeat(460),
+            &"w".repeat(1000),
+        ] {
             let ede = ExtendedError {
                 info_code: ede::CENSORED,
                 extra_text: text,
             };
             let mut out = vec![0u8; 4096];
             let len = write_rcode_response(&mut out, &padded, Rcode::NXDOMAIN, Some(&ede)).unwrap();
-            assert_eq!(len % RESPONSE_PADDING_BLOCK, 0, "EDE text of {}", text.len());
+            assert_eq!(
+                len % RESPONSE_PADDING_BLOCK,
+                0,
+                "EDE text of {}",
+                text.len()
+            );
             let found = options(&out[..len], 12 + 9);
             assert_eq!(found.len(), 2, "EDE then Padding");
             assert_eq!(found[0].0, 15);

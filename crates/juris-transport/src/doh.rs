@@ -35,6 +35,7 @@ use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use juris_resolver::wire;
+use juris_server::codes::{ede, option_code};
 use juris_server::{ClientContext, Outcome};
 use tokio::net::TcpListener;
 use tokio::sync::{watch, Semaphore};
@@ -471,7 +472,7 @@ fn dns_parameter(query: &str) -> Option<&str> {
 
 /// EDE info codes that mean a policy decision (RFC 8914: 15 Blocked, 16 Censored,
 /// 17 Filtered, 18 Prohibited): such answers are not to be kept by HTTP caches.
-const POLICY_EDE: [u16; 4] = [15, 16, 17, 18];
+const POLICY_EDE: [u16; 4] = [ede::BLOCKED, ede::CENSORED, ede::FILTERED, ede::PROHIBITED];
 
 /// The HTTP freshness lifetime for a DNS response (RFC 8484 §5.1): the smallest TTL in the
 /// answer and authority sections; 0 for responses other than NOERROR/NXDOMAIN, for responses
@@ -513,7 +514,7 @@ fn has_policy_ede(mut options: &[u8]) -> bool {
         let Some(data) = rest.get(..len) else {
             return false;
         };
-        if code == 15 {
+        if code == option_code::EXTENDED_ERROR {
             if let [high, low, ..] = data {
                 if POLICY_EDE.contains(&u16::from_be_bytes([*high, *low])) {
                     return true;
@@ -527,7 +528,11 @@ fn has_policy_ede(mut options: &[u8]) -> bool {
 }
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used, clippy::expect_used, reason = "tests fail loudly by design")]
+#[allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "tests fail loudly by design"
+)]
 mod tests {
     use super::*;
 

@@ -162,7 +162,10 @@ impl AsyncWrite for ResponseRecords {
             return Pin::new(&mut this.inner).poll_write_vectored(cx, bufs);
         }
         // Not advertised for HTTP/2 (h2 then writes one flat buffer); if called, one slice.
-        let first = bufs.iter().find(|b| !b.is_empty()).map_or(&[][..], |b| &b[..]);
+        let first = bufs
+            .iter()
+            .find(|b| !b.is_empty())
+            .map_or(&[][..], |b| &b[..]);
         Pin::new(this).poll_write(cx, first)
     }
 

@@ -1007,7 +1007,11 @@ fn dnsperf_over_doh_loses_no_query() {
     let names = h.directory.path().join("dnsperf-queries.txt");
     let mut lines = String::new();
     for i in 0..250 {
-        lines.push_str(if i % 5 == 0 { "www.blocked.test A\n" } else { "www.example.com A\n" });
+        lines.push_str(if i % 5 == 0 {
+            "www.blocked.test A\n"
+        } else {
+            "www.example.com A\n"
+        });
     }
     std::fs::write(&names, lines).unwrap();
     let port = h.doh.port().to_string();
@@ -1022,8 +1026,29 @@ fn dnsperf_over_doh_loses_no_query() {
         // Not `run`: a dnsperf that loses queries waits out `-t` for each, and what it printed
         // until `timeout` stopped it is the useful part of the failure.
         let output = Command::new("timeout")
-            .args(["120", "dnsperf", "-m", "doh", "-s", "127.0.0.1", "-p", &port, "-d", &file])
-            .args(["-n", passes, "-c", clients, "-q", outstanding, "-t", "5", "-O"])
+            .args([
+                "120",
+                "dnsperf",
+                "-m",
+                "doh",
+                "-s",
+                "127.0.0.1",
+                "-p",
+                &port,
+                "-d",
+                &file,
+            ])
+            .args([
+                "-n",
+                passes,
+                "-c",
+                clients,
+                "-q",
+                outstanding,
+                "-t",
+                "5",
+                "-O",
+            ])
             .arg(format!("doh-method={method}"))
             .output()
             .unwrap();
@@ -1033,7 +1058,11 @@ fn dnsperf_over_doh_loses_no_query() {
         let sent = dnsperf_count(&out, "Queries sent:");
         assert_eq!(sent, 250 * passes.parse::<u64>().unwrap(), "{via}:\n{out}");
         assert_eq!(dnsperf_count(&out, "Queries lost:"), 0, "{via}:\n{out}");
-        assert_eq!(dnsperf_count(&out, "Queries completed:"), sent, "{via}:\n{out}");
+        assert_eq!(
+            dnsperf_count(&out, "Queries completed:"),
+            sent,
+            "{via}:\n{out}"
+        );
         assert!(out.contains("NOERROR"), "{via}:\n{out}");
     }
 }
@@ -1167,7 +1196,9 @@ async fn dnsperf_like_client(
 ) -> h2::client::SendRequest<bytes::Bytes> {
     use std::io::Read as _;
     let cert = std::fs::read(h.cert()).unwrap();
-    let tls = tls_connect(h.doh, client_tls(&cert, &[b"h2"])).await.unwrap();
+    let tls = tls_connect(h.doh, client_tls(&cert, &[b"h2"]))
+        .await
+        .unwrap();
     assert_eq!(tls.get_ref().1.alpn_protocol(), Some(&b"h2"[..]));
     let (tcp, connection) = tls.into_inner();
     let connection = Arc::new(std::sync::Mutex::new(connection));

@@ -10,7 +10,6 @@
 //! ```
 
 use std::net::{IpAddr, SocketAddr};
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 
 use anyhow::Context;
@@ -18,7 +17,7 @@ use juris_control::api::{BlockCount, FiredView, MatchView, QueryCount};
 use juris_control::{
     ApiState, Control, ControlError, ExplainRequest, ExplainView, ServerSnapshot, ServerView,
 };
-use juris_resolver::clock::SharedClock;
+
 use juris_server::codes::{rtype, Rcode};
 use juris_server::error_map;
 use juris_server::query::ClientSubnet;
@@ -300,7 +299,7 @@ pub fn start_api(
 mod tests {
     use super::*;
     use juris_resolver::cache::{AnswerCache, CacheConfig};
-    use juris_resolver::clock::ManualClock;
+    use juris_resolver::clock::{ManualClock, SharedClock};
     use juris_resolver::Resolver;
     use juris_testkit::mmdb::{MmdbWriter, Shape};
 
