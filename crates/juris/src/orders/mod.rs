@@ -41,7 +41,7 @@
 //! does not hold a second copy of millions of names (`docs/design/0006-incremental-policy-updates.md`).
 //! Replaced policies are dropped on the loader's thread once no query holds them, and the
 //! heap's free pages are then given back (`malloc_trim`): the transient of a load is not kept
-//! in RSS. Decisions: `docs/design/0008-loader-actor.md`.
+//! in RSS. Decisions: `docs/design/0010-loader-actor.md`.
 
 use std::io;
 use std::path::PathBuf;

@@ -5,7 +5,7 @@
 //! A source only reads: it lists its orders, tells which are unchanged since their last good
 //! version (so they are neither read whole nor parsed again) and parses the others into
 //! [`Order`] documents. Validation, the Public Suffix List and the protected list, diffing and
-//! publishing are the loader's, the same for every source (`docs/design/0008-loader-actor.md`).
+//! publishing are the loader's, the same for every source (`docs/design/0010-loader-actor.md`).
 
 use std::collections::BTreeMap;
 use std::fmt;
