@@ -105,6 +105,8 @@ pub struct ResolverConfig {
     /// or a lookup (53; tests run fake authorities on high ports). Forward-mode upstreams carry
     /// their own ports.
     pub upstream_port: u16,
+    /// DNSSEC validation.
+    pub dnssec: crate::dnssec::ValidatorConfig,
 }
 
 impl Default for ResolverConfig {
@@ -122,6 +124,7 @@ impl Default for ResolverConfig {
             ipv6: true,
             allow_loopback_upstreams: false,
             upstream_port: 53,
+            dnssec: crate::dnssec::ValidatorConfig::default(),
         }
     }
 }
