@@ -18,8 +18,10 @@ use tokio::time::Instant;
 use crate::answer;
 use crate::cache::{AnswerCache, CacheKey, CacheKeyRef, CachedAnswer, Freshness};
 use crate::clock::SharedClock;
+use crate::dnssec::{Fetcher, Security, Validator};
 use crate::forwarder::Forwarder;
 use crate::names::lower;
+use crate::recursor::Outcome;
 use crate::recursor::{Recursor, Work};
 
 /// One question to resolve (a cache miss).
@@ -155,6 +157,9 @@ pub enum ResolverError {
     /// Recursive mode without root hints, forward mode without upstreams.
     #[error("{0}")]
     Config(&'static str),
+    /// A trust anchor file could not be used.
+    #[error(transparent)]
+    Anchors(#[from] crate::dnssec::AnchorError),
 }
 
 /// The resolver: cheap to clone, shared by all listeners.
@@ -174,6 +179,8 @@ struct Inner {
     cache: Arc<AnswerCache>,
     clock: SharedClock,
     engine: Engine,
+    /// DNSSEC validation (`None` when `dnssec.enabled` is off).
+    validator: Option<Validator>,
     /// Resolutions under way, by question, with the later askers waiting for the result.
     /// Same keys and the same hasher as the answer cache.
     in_flight: Mutex<HashMap<CacheKey, Vec<oneshot::Sender<Shared>>, DefaultHashBuilder>>,
@@ -222,12 +229,23 @@ impl Resolver {
                 "at least one of ipv4 and ipv6 must be enabled for upstream queries",
             ));
         }
+        let validator = if config.dnssec.enabled {
+            let anchors = config.dnssec.load_anchors()?;
+            Some(Validator::new(
+                config.dnssec.clone(),
+                anchors,
+                clock.clone(),
+            ))
+        } else {
+            None
+        };
         Ok(Self {
             inner: Arc::new(Inner {
                 config,
                 cache,
                 clock,
                 engine,
+                validator,
                 in_flight: Mutex::new(HashMap::default()),
                 failures: Mutex::new(HashMap::default()),
             }),
@@ -440,7 +458,26 @@ impl Inner {
         let now = self.clock.unix_seconds();
         match outcome {
             Ok(outcome) => {
-                let entry = Arc::new(answer::build(question, &outcome, now, self.cache.config())?);
+                let security = match &self.validator {
+                    Some(validator) => {
+                        let mut work = Work::new(deadline);
+                        let mut fetcher = EngineFetcher {
+                            engine: &self.engine,
+                            work: &mut work,
+                        };
+                        let security = validator
+                            .validate(name, question.qtype, &outcome, &mut fetcher)
+                            .await;
+                        tracing::debug!(qname = %name, qtype = %question.qtype, security = security.as_str(), "validated");
+                        security
+                    }
+                    None => Security::Unchecked,
+                };
+                let now = self.clock.unix_seconds();
+                let bogus_ttl = self.validator.as_ref().map_or(0, Validator::bogus_ttl);
+                let mut entry = answer::build(question, &outcome, now, self.cache.config())?;
+                entry.set_security(security, bogus_ttl);
+                let entry = Arc::new(entry);
                 self.cache.insert(key.clone(), entry.clone());
                 Ok(entry)
             }
@@ -475,6 +512,44 @@ impl Inner {
             }
         }
         failures.insert(key, (error.clone(), now + u64::from(ttl)));
+    }
+}
+
+/// The validator's way to ask for DS, DNSKEY and SOA records: the engine in use, with a
+/// work budget of its own (the client query's deadline).
+struct EngineFetcher<'a> {
+    engine: &'a Engine,
+    work: &'a mut Work,
+}
+
+impl Fetcher for EngineFetcher<'_> {
+    fn fetch(
+        &mut self,
+        name: Name<Bytes>,
+        rtype: Rtype,
+    ) -> crate::dnssec::BoxFuture<'_, Result<Outcome, ResolveError>> {
+        Box::pin(async move {
+            match self.engine {
+                Engine::Recursive(recursor) => recursor.resolve(name, rtype, 0, self.work).await,
+                Engine::Forward(forwarder) => {
+                    let question = Question {
+                        name,
+                        qtype: rtype,
+                        qclass: Class::IN,
+                        dnssec_ok: true,
+                        checking_disabled: true,
+                    };
+                    forwarder.forward(&question, self.work).await
+                }
+            }
+        })
+    }
+
+    fn known_cut(&self, name: &Name<Bytes>) -> Option<Name<Bytes>> {
+        match self.engine {
+            Engine::Recursive(recursor) => Some(recursor.known_cut(name)),
+            Engine::Forward(_) => None,
+        }
     }
 }
 

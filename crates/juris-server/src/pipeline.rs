@@ -524,6 +524,18 @@ impl Pipeline {
         if let Some((block, trigger)) = block {
             return self.respond_block(out, reply, policy, &block, trigger);
         }
+        // DNSSEC bogus: SERVFAIL with the validator's EDE, unless the client set CD.
+        if let Some(bogus) = answer.security().bogus() {
+            if reply.query_flags & crate::query::flags::CD == 0 {
+                let ede = error_map::for_bogus(bogus);
+                return respond_or_drop(synth::write_rcode_response(
+                    out,
+                    reply,
+                    Rcode::SERVFAIL,
+                    Some(&ede),
+                ));
+            }
+        }
         let (stale_ttl, ede) = match &stale {
             Some((ttl, ede)) => (Some(*ttl), Some(ede)),
             None => (None, None),
@@ -693,6 +705,13 @@ fn render_hot(
     out[0..2].copy_from_slice(&reply.id.to_be_bytes());
     // The rendered flags are the stored ones with RD and CD clear: echo the query's.
     out[2] |= ((reply.query_flags & 0x0110) >> 8) as u8;
+    // AD (pre-rendered on secure data) stays only for CD=0 queries with AD=1 or DO=1.
+    if out[3] & 0x20 != 0
+        && (reply.query_flags & 0x0010 != 0
+            || (reply.query_flags & 0x0020 == 0 && !reply.opt.is_some_and(|o| o.dnssec_ok)))
+    {
+        out[3] &= !0x20;
+    }
     out[3] |= (reply.query_flags & 0x0010) as u8;
     let name_end = HEADER_LEN + client_name.len();
     if name_end <= len && client_name.eq_ignore_ascii_case(&out[HEADER_LEN..name_end]) {

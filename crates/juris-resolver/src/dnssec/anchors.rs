@@ -227,7 +227,9 @@ fn parse_record(tokens: &[String]) -> Result<Parsed, String> {
     if owner.starts_with('$') {
         return match owner.to_ascii_uppercase().as_str() {
             "$TTL" => Ok(Parsed::Directive),
-            other => Err(format!("directive {other} is not supported in anchor files")),
+            other => Err(format!(
+                "directive {other} is not supported in anchor files"
+            )),
         };
     }
     let zone = parse_owner(owner)?;
@@ -287,6 +289,14 @@ fn parse_record(tokens: &[String]) -> Result<Parsed, String> {
             "record type {other}: an anchor is a DS or DNSKEY record"
         )),
     }
+}
+
+/// A domain name as written in configuration (trailing dot optional), lower-cased.
+pub fn parse_domain(text: &str) -> Result<Name<Bytes>, String> {
+    if text.is_empty() {
+        return Err("empty domain name".into());
+    }
+    parse_owner(text)
 }
 
 fn parse_owner(text: &str) -> Result<Name<Bytes>, String> {
@@ -389,7 +399,9 @@ mod tests {
         };
         let anchors = config.load_anchors().unwrap();
         assert_eq!(anchors.get(&Name::root_bytes()).unwrap().ds.len(), 2);
-        assert!(anchors.get(&Name::bytes_from_str("test.").unwrap()).is_some());
+        assert!(anchors
+            .get(&Name::bytes_from_str("test.").unwrap())
+            .is_some());
         let config = super::super::ValidatorConfig {
             trust_anchor_files: vec![root, other],
             ..Default::default()
@@ -402,6 +414,10 @@ mod tests {
             trust_anchor_files: vec![dir.path().join("nope")],
             ..Default::default()
         };
-        assert!(missing.load_anchors().unwrap_err().to_string().contains("nope"));
+        assert!(missing
+            .load_anchors()
+            .unwrap_err()
+            .to_string()
+            .contains("nope"));
     }
 }
