@@ -14,7 +14,9 @@
 //!    ├─ missingkey.test.   DS names a key the zone does not publish
 //!    ├─ stripped.test.     every RRSIG removed except the DNSKEY RRset's
 //!    ├─ nonsec.test.       NSEC records removed: NXDOMAIN without proof
-//!    ├─ keytrap.test.      16 zone keys with one key tag; www's signatures all invalid
+//!    ├─ keytrap.test.      16 zone keys with one key tag; the signatures of www and
+//!    │                     *.trap all invalid
+//!    │  (every zone from nods. down also has `*.trap A 192.0.2.48`)
 //!    ├─ ed448.test.        Ed448 (algorithm 16)
 //!    └─ unknowndigest.test.  the only DS has digest type 250
 //! ```
@@ -221,6 +223,13 @@ pub const CASES: &[Case] = &[
         Outcome::Bogus(&[6, 0]),
         "KeyTrap: colliding key tags, invalid signatures",
     ),
+    case(
+        "a.trap.keytrap.test.",
+        "NOERROR",
+        Some("192.0.2.48"),
+        Outcome::Bogus(&[6, 0]),
+        "KeyTrap through a wildcard (any name below trap.)",
+    ),
 ];
 
 /// The case for `name`.
@@ -293,7 +302,7 @@ pub fn start() -> Hierarchy {
         ),
         (
             "keytrap.test.",
-            Signing::new().colliding_keys(KEYTRAP_KEYS, &["www"]),
+            Signing::new().colliding_keys(KEYTRAP_KEYS, &["www", "*.trap"]),
             "192.0.2.45",
         ),
         (
@@ -310,11 +319,9 @@ pub fn start() -> Hierarchy {
     broken
         .into_iter()
         .fold(builder, |builder, (zone, signing, address)| {
-            builder.zone(
-                Zone::new(zone)
-                    .signed(signing)
-                    .records(&format!("www A {address}")),
-            )
+            let zone = Zone::new(zone).signed(signing).records(&www(address));
+            // Any number of names whose signatures all fail: `N.trap.keytrap.test.`.
+            builder.zone(zone.records("*.trap A 192.0.2.48"))
         })
         .start()
 }
@@ -597,13 +604,11 @@ mod tests {
             "one tag shared: {}",
             keys.output
         );
-        let www = authoritative(h, "keytrap.test.", "www.keytrap.test.", "A");
-        assert_eq!(
-            covering(&www.answer, "A").len(),
-            KEYTRAP_KEYS,
-            "{}",
-            www.output
-        );
+        for name in ["www.keytrap.test.", "x.trap.keytrap.test."] {
+            let www = authoritative(h, "keytrap.test.", name, "A");
+            let signatures = covering(&www.answer, "A").len();
+            assert_eq!(signatures, KEYTRAP_KEYS, "{}", www.output);
+        }
     }
 
     #[test]
