@@ -57,7 +57,13 @@ impl Forwarder {
                 recursion_desired: true,
                 // juris validates itself: the upstream hands over bogus data too (and DO=1
                 // is always sent), so the EDE is ours.
-                checking_disabled: question.checking_disabled || self.config.dnssec.enabled,
+                checking_disabled: question.checking_disabled
+                    || (self.config.dnssec.enabled
+                        && !self
+                            .config
+                            .dnssec
+                            .forwarders_without_dnssec
+                            .contains(&server)),
                 edns_buffer_size: self.config.edns_buffer_size,
                 deadline: upstream::attempt_deadline(
                     self.config.query_timeout,
@@ -70,6 +76,7 @@ impl Forwarder {
                     if response.rcode == Rcode::NOERROR || response.rcode == Rcode::NXDOMAIN =>
                 {
                     self.infra.record_rtt(server, started.elapsed());
+                    work.answered_by = Some(server);
                     // SOA, NSEC/NSEC3 and their RRSIGs: the negative answer's proof, or a
                     // wildcard expansion's.
                     let authority = response

@@ -74,6 +74,8 @@ pub(crate) struct Work {
     /// (name, type) of the resolutions under way, outermost first (loop detection).
     pub in_progress: Vec<(Name<Bytes>, Rtype)>,
     pub deadline: Instant,
+    /// Forward mode: the upstream whose answer was taken.
+    pub answered_by: Option<std::net::SocketAddr>,
 }
 
 impl Work {
@@ -84,6 +86,7 @@ impl Work {
             ns_lookups: 0,
             in_progress: Vec::new(),
             deadline,
+            answered_by: None,
         }
     }
 

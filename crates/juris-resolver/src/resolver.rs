@@ -458,7 +458,15 @@ impl Inner {
         let now = self.clock.unix_seconds();
         match outcome {
             Ok(outcome) => {
+                let stripped = work.answered_by.is_some_and(|server| {
+                    self.config
+                        .dnssec
+                        .forwarders_without_dnssec
+                        .contains(&server)
+                });
                 let security = match &self.validator {
+                    // An upstream that strips DNSSEC: nothing to validate.
+                    Some(_) if stripped => Security::Insecure,
                     Some(validator) => {
                         let mut work = Work::new(deadline);
                         let mut fetcher = EngineFetcher {

@@ -103,8 +103,9 @@ impl HotAnswers {
         policy: &CompiledPolicy,
         now: u64,
     ) {
-        // A bogus answer is never hot: CD=0 queries must get SERVFAIL for it.
-        if answer.security().bogus().is_some() {
+        // A bogus answer is never hot (CD=0 queries must get SERVFAIL for it), nor one that
+        // carries an informational EDE (unsupported DNSSEC algorithm).
+        if answer.security().bogus().is_some() || answer.security().info_code().is_some() {
             return;
         }
         let Some(pair) = self.slots.get_mut(index..index + 2) else {

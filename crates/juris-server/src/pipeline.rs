@@ -540,6 +540,18 @@ impl Pipeline {
             Some((ttl, ede)) => (Some(*ttl), Some(ede)),
             None => (None, None),
         };
+        // Insecure only for unsupported algorithms or digests: EDE 1 or 2 as information.
+        let info;
+        let ede = match (ede, answer.security().info_code()) {
+            (None, Some(info_code)) => {
+                info = ExtendedError {
+                    info_code,
+                    extra_text: "",
+                };
+                Some(&info)
+            }
+            (ede, _) => ede,
+        };
         match render_answer(out, reply, client_name, answer, now, stale_ttl, ede) {
             Some(len) => Outcome::Respond(len),
             None => respond_error(out, reply, &error_map::for_task_failure()),
@@ -598,10 +610,13 @@ impl Pipeline {
                 return Some(out);
             }
         };
-        let extra = stale
-            .as_ref()
-            .map(|(_, ede)| opt_len(Some(ede)))
-            .unwrap_or(11);
+        let extra = stale.as_ref().map(|(_, ede)| opt_len(Some(ede))).unwrap_or(
+            if answer.security().info_code().is_some() {
+                17
+            } else {
+                11
+            },
+        );
         let policy = self.engine.policy.load();
         let policy_context = PolicyContext {
             policy: &policy,

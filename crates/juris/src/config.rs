@@ -98,6 +98,9 @@ pub struct RawDnssec {
     pub nsec3_max_iterations: u16,
     /// Seconds a bogus result is remembered. Default 60.
     pub bogus_ttl: u64,
+    /// Forwarders (`ADDR` or `ADDR:PORT`, as in `resolver.forward`) that strip DNSSEC data:
+    /// their answers are not validated.
+    pub forwarders_without_dnssec: Vec<String>,
 }
 
 impl Default for RawDnssec {
@@ -109,6 +112,7 @@ impl Default for RawDnssec {
             negative_trust_anchors: d.negative_trust_anchors,
             nsec3_max_iterations: d.nsec3_max_iterations,
             bogus_ttl: d.bogus_ttl.as_secs(),
+            forwarders_without_dnssec: Vec::new(),
         }
     }
 }
@@ -122,7 +126,21 @@ fn dnssec_config(raw: &RawDnssec) -> Result<juris_resolver::dnssec::ValidatorCon
     if raw.bogus_ttl > 86_400 {
         return Err(invalid("dnssec.bogus_ttl", "must be at most 86400 seconds"));
     }
+    let forwarders_without_dnssec = raw
+        .forwarders_without_dnssec
+        .iter()
+        .enumerate()
+        .map(|(i, f)| {
+            parse_upstream(f).ok_or_else(|| {
+                invalid(
+                    format!("dnssec.forwarders_without_dnssec[{i}]"),
+                    format!("{f:?} is not ADDR or ADDR:PORT"),
+                )
+            })
+        })
+        .collect::<Result<Vec<_>, _>>()?;
     let config = juris_resolver::dnssec::ValidatorConfig {
+        forwarders_without_dnssec,
         enabled: raw.enabled,
         trust_anchor_files: raw.trust_anchors.clone(),
         negative_trust_anchors: raw.negative_trust_anchors.clone(),
@@ -1169,6 +1187,10 @@ mod tests {
                 "dnssec.trust_anchors",
             ),
             ("[dnssec]\nbogus_ttl = 100000", "dnssec.bogus_ttl"),
+            (
+                "[dnssec]\nforwarders_without_dnssec = [\"x\"]",
+                "dnssec.forwarders_without_dnssec[0]",
+            ),
         ];
         for (text, key) in cases {
             let raw = RawConfig::from_toml(text, "t.toml").unwrap();

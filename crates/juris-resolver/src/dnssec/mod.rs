@@ -16,6 +16,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 pub use anchors::{parse_domain, AnchorError, TrustAnchor, TrustAnchors, BUILTIN_ROOT_ANCHORS};
+pub(crate) use canonical::rrsig_labels;
 pub(crate) use validator::{BoxFuture, Fetcher, Validator};
 
 /// Extended DNS Error codes (RFC 8914) the validator reports. Kept here, in one block, so
@@ -50,6 +51,9 @@ pub enum Security {
     /// Proven unsigned (insecure delegation, NSEC3 opt-out or iterations, unsupported
     /// algorithms, a negative trust anchor): answered without AD.
     Insecure,
+    /// Insecure only because the zone uses algorithms (EDE 1) or DS digest types (EDE 2) that
+    /// juris does not implement (RFC 8624): answered without AD, with that EDE as information.
+    Unsupported(u16),
     /// No trust anchor covers the name: answered without AD.
     Indeterminate,
     /// Signed but failing validation: SERVFAIL with the EDE, unless the client set CD.
@@ -65,12 +69,20 @@ impl Security {
         }
     }
 
+    /// The informational EDE code of an insecure answer (unsupported algorithm or digest).
+    pub fn info_code(&self) -> Option<u16> {
+        match self {
+            Security::Unsupported(code) => Some(*code),
+            _ => None,
+        }
+    }
+
     /// A short name for logs and `explain`.
     pub fn as_str(&self) -> &'static str {
         match self {
             Security::Unchecked => "unchecked",
             Security::Secure => "secure",
-            Security::Insecure => "insecure",
+            Security::Insecure | Security::Unsupported(_) => "insecure",
             Security::Indeterminate => "indeterminate",
             Security::Bogus(_) => "bogus",
         }
@@ -138,6 +150,9 @@ pub struct ValidatorConfig {
     pub nsec3_max_iterations: u16,
     /// How long a bogus result is remembered before the data is validated again.
     pub bogus_ttl: Duration,
+    /// Forward mode: upstreams known to strip DNSSEC records. Their answers are not
+    /// validated (insecure: no AD, never bogus) and they get the client's CD bit.
+    pub forwarders_without_dnssec: Vec<std::net::SocketAddr>,
 }
 
 impl Default for ValidatorConfig {
@@ -148,6 +163,7 @@ impl Default for ValidatorConfig {
             negative_trust_anchors: Vec::new(),
             nsec3_max_iterations: DEFAULT_NSEC3_MAX_ITERATIONS,
             bogus_ttl: Duration::from_secs(60),
+            forwarders_without_dnssec: Vec::new(),
         }
     }
 }

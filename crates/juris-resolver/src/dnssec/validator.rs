@@ -48,8 +48,18 @@ pub(crate) trait Fetcher: Send {
 #[derive(Debug, Clone)]
 enum ZoneState {
     Secure(Arc<[Dnskey<Bytes>]>),
-    Insecure,
+    /// Insecure; with EDE 1 or 2 when only because of unsupported algorithms or digests.
+    Insecure(Option<u16>),
     Bogus(Bogus),
+}
+
+impl ZoneState {
+    fn insecure(&self) -> Security {
+        match self {
+            ZoneState::Insecure(Some(code)) => Security::Unsupported(*code),
+            _ => Security::Insecure,
+        }
+    }
 }
 
 /// Bound on cached zone states (past it the map is pruned, then cleared).
@@ -70,7 +80,12 @@ pub(crate) struct Validator {
 struct Ctx<'f> {
     fetcher: &'f mut dyn Fetcher,
     budget: Budget,
+    /// Zones being validated, innermost last (a chain never revisits one).
+    stack: Vec<Name<Bytes>>,
 }
+
+/// Deepest chain of zones validated for one answer.
+const MAX_CHAIN: usize = 32;
 
 impl Validator {
     /// A validator for `config` with its anchors already loaded.
@@ -120,8 +135,9 @@ impl Validator {
         let mut ctx = Ctx {
             fetcher,
             budget: Budget::default(),
+            stack: Vec::new(),
         };
-        let mut insecure = false;
+        let mut insecure: Option<Security> = None;
         let has_dname = outcome.answer.iter().any(|r| r.rtype() == Rtype::DNAME);
         let mut final_name = qname.clone();
         let mut positive = false;
@@ -152,7 +168,7 @@ impl Validator {
             {
                 Security::Secure => {}
                 Security::Bogus(b) => return Security::Bogus(b),
-                _ => insecure = true,
+                other => insecure = Some(weaker(insecure, other)),
             }
         }
         let negative =
@@ -169,14 +185,10 @@ impl Validator {
             {
                 Security::Secure => {}
                 Security::Bogus(b) => return Security::Bogus(b),
-                _ => insecure = true,
+                other => insecure = Some(weaker(insecure, other)),
             }
         }
-        if insecure {
-            Security::Insecure
-        } else {
-            Security::Secure
-        }
+        insecure.unwrap_or(Security::Secure)
     }
 
     /// One RRset of an answer.
@@ -195,7 +207,7 @@ impl Validator {
                 ZoneState::Secure(_) => Security::Bogus(Box::new(
                     Failure::bogus(ede::RRSIGS_MISSING, "RRSIGs missing").in_zone(&zone),
                 )),
-                ZoneState::Insecure => Security::Insecure,
+                state @ ZoneState::Insecure(_) => state.insecure(),
                 ZoneState::Bogus(b) => Security::Bogus(Box::new(b)),
             };
         }
@@ -210,7 +222,7 @@ impl Validator {
         let signer = crate::names::lower(&signer);
         let keys = match self.zone_keys(signer.clone(), ctx).await {
             ZoneState::Secure(keys) => keys,
-            ZoneState::Insecure => return Security::Insecure,
+            state @ ZoneState::Insecure(_) => return state.insecure(),
             ZoneState::Bogus(b) => return Security::Bogus(Box::new(b)),
         };
         let same_signer: Vec<&super::canonical::Sig> = sigs
@@ -274,13 +286,13 @@ impl Validator {
                     )
                     .in_zone(&zone),
                 )),
-                ZoneState::Insecure => Security::Insecure,
+                state @ ZoneState::Insecure(_) => state.insecure(),
                 ZoneState::Bogus(b) => Security::Bogus(Box::new(b)),
             };
         };
         let keys = match self.zone_keys(signer.clone(), ctx).await {
             ZoneState::Secure(keys) => keys,
-            ZoneState::Insecure => return Security::Insecure,
+            state @ ZoneState::Insecure(_) => return state.insecure(),
             ZoneState::Bogus(b) => return Security::Bogus(Box::new(b)),
         };
         if let Some(soa) = soa {
@@ -364,7 +376,7 @@ impl Validator {
         ctx: &mut Ctx<'_>,
     ) -> (Name<Bytes>, ZoneState) {
         if self.under_nta(owner) {
-            return (owner.clone(), ZoneState::Insecure);
+            return (owner.clone(), ZoneState::Insecure(None));
         }
         let place = match (rtype, owner.parent()) {
             (Rtype::DS, Some(parent)) => parent,
@@ -417,7 +429,15 @@ impl Validator {
             if let Some(state) = self.cached(&zone, now) {
                 return state;
             }
+            if ctx.stack.len() >= MAX_CHAIN || ctx.stack.contains(&zone) {
+                // Inconsistent data (a DS denial from the zone itself...): not cached.
+                return ZoneState::Bogus(
+                    Failure::bogus(ede::DNSSEC_BOGUS, "chain of trust loops").in_zone(&zone),
+                );
+            }
+            ctx.stack.push(zone.clone());
             let (state, ttl) = self.compute_zone(&zone, ctx).await;
+            ctx.stack.pop();
             let ttl = match state {
                 ZoneState::Bogus(_) => u64::from(self.bogus_ttl()),
                 _ => ttl.min(MAX_ZONE_TTL),
@@ -450,10 +470,10 @@ impl Validator {
     /// The chain-of-trust step for one zone; the state and how long it holds.
     async fn compute_zone(&self, zone: &Name<Bytes>, ctx: &mut Ctx<'_>) -> (ZoneState, u64) {
         if self.under_nta(zone) {
-            return (ZoneState::Insecure, MAX_ZONE_TTL);
+            return (ZoneState::Insecure(None), MAX_ZONE_TTL);
         }
         let Some(anchor) = self.anchors.closest(zone) else {
-            return (ZoneState::Insecure, MAX_ZONE_TTL);
+            return (ZoneState::Insecure(None), MAX_ZONE_TTL);
         };
         if anchor.zone.name_eq(zone) {
             return self.keys_from_anchor(anchor, ctx).await;
@@ -570,7 +590,7 @@ impl Validator {
         {
             Security::Bogus(b) => (ZoneState::Bogus(*b), 0),
             // Proven absent (or provably unprovable): the delegation is insecure.
-            _ => (ZoneState::Insecure, ttl),
+            _ => (ZoneState::Insecure(None), ttl),
         }
     }
 
@@ -590,7 +610,15 @@ impl Validator {
             .collect();
         if usable.is_empty() && anchor_keys.is_empty() {
             // RFC 4035 §5.2, RFC 8624: only unsupported algorithms or digests.
-            return (ZoneState::Insecure, MAX_ZONE_TTL);
+            let digest_only = ds
+                .iter()
+                .any(|d| super::verify::algorithm_supported(d.algorithm()));
+            let code = if digest_only {
+                ede::UNSUPPORTED_DS_DIGEST_TYPE
+            } else {
+                ede::UNSUPPORTED_DNSKEY_ALGORITHM
+            };
+            return (ZoneState::Insecure(Some(code)), MAX_ZONE_TTL);
         }
         let outcome = match ctx.fetcher.fetch(zone.clone(), Rtype::DNSKEY).await {
             Ok(outcome) => outcome,
@@ -653,6 +681,17 @@ impl Validator {
     async fn keys_from_anchor(&self, anchor: &TrustAnchor, ctx: &mut Ctx<'_>) -> (ZoneState, u64) {
         self.keys_from_ds(&anchor.zone, &anchor.ds, &anchor.dnskeys, ctx)
             .await
+    }
+}
+
+/// The state of an answer with a part in `so_far` and one in `next` (neither secure nor bogus).
+fn weaker(so_far: Option<Security>, next: Security) -> Security {
+    match (so_far, next) {
+        (Some(Security::Unsupported(code)), _) | (_, Security::Unsupported(code)) => {
+            Security::Unsupported(code)
+        }
+        (Some(state), _) if state != Security::Secure => state,
+        (_, next) => next,
     }
 }
 
