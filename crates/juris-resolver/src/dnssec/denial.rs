@@ -402,43 +402,43 @@ mod tests {
         Nsec::new(name(next), bitmap(types))
     }
 
+    /// Checks each (records, name, claim, expected proof).
+    fn expect(set: &[NsecRr<'_>], cases: &[(&str, Claim, Proof)]) {
+        for (qname, claim, expected) in cases {
+            assert_eq!(
+                nsec_proof(set, &name(qname), *claim),
+                *expected,
+                "{qname} {claim:?}"
+            );
+        }
+    }
+
     #[test]
     fn nsec_nxdomain_needs_name_and_wildcard_cover() {
         let (o1, o2) = (name("example."), name("b.example."));
         let n1 = nsec("b.example.", &[Rtype::SOA, Rtype::NS, Rtype::NSEC]);
         let n2 = nsec("example.", &[Rtype::A, Rtype::NSEC]);
         let set = [(&o1, &n1), (&o2, &n2)];
-        assert_eq!(
-            nsec_proof(&set, &name("a.example."), Claim::NoName),
-            Proof::Proven
-        );
-        assert_eq!(
-            nsec_proof(&set, &name("c.example."), Claim::NoName),
-            Proof::Proven,
-            "wraps"
-        );
-        assert_eq!(
-            nsec_proof(&set, &name("b.example."), Claim::NoName),
-            Proof::Missing,
-            "exists"
+        expect(
+            &set,
+            &[
+                ("a.example.", Claim::NoName, Proof::Proven),
+                // The last NSEC wraps to the apex.
+                ("c.example.", Claim::NoName, Proof::Proven),
+                // The name exists.
+                ("b.example.", Claim::NoName, Proof::Missing),
+                ("b.example.", Claim::NoData(Rtype::MX), Proof::Proven),
+                ("b.example.", Claim::NoData(Rtype::A), Proof::Missing),
+            ],
         );
         // Without the NSEC covering *.example. the wildcard might exist.
-        let only = [(&o2, &n2)];
-        assert_eq!(
-            nsec_proof(&only, &name("c.example."), Claim::NoName),
-            Proof::Missing
+        expect(
+            &[(&o2, &n2)],
+            &[("c.example.", Claim::NoName, Proof::Missing)],
         );
-        assert_eq!(
-            nsec_proof(&set, &name("b.example."), Claim::NoData(Rtype::MX)),
-            Proof::Proven
-        );
-        assert_eq!(
-            nsec_proof(&set, &name("b.example."), Claim::NoData(Rtype::A)),
-            Proof::Missing
-        );
-        assert_eq!(
-            nsec_proof(&[], &name("b.example."), Claim::NoData(Rtype::A)),
-            Proof::Missing
+        expect(
+            &[],
+            &[("b.example.", Claim::NoData(Rtype::A), Proof::Missing)],
         );
     }
 
@@ -446,18 +446,13 @@ mod tests {
     fn nsec_at_delegation_proves_nothing_below() {
         let o = name("sub.example.");
         let n = nsec("z.example.", &[Rtype::NS, Rtype::NSEC]);
-        let set = [(&o, &n)];
-        assert_eq!(
-            nsec_proof(&set, &name("www.sub.example."), Claim::Wildcard(2)),
-            Proof::Missing
-        );
-        assert_eq!(
-            nsec_proof(&set, &name("sub.example."), Claim::NoData(Rtype::DS)),
-            Proof::Proven
-        );
-        assert_eq!(
-            nsec_proof(&set, &name("sub.example."), Claim::NoData(Rtype::A)),
-            Proof::Missing
+        expect(
+            &[(&o, &n)],
+            &[
+                ("www.sub.example.", Claim::Wildcard(2), Proof::Missing),
+                ("sub.example.", Claim::NoData(Rtype::DS), Proof::Proven),
+                ("sub.example.", Claim::NoData(Rtype::A), Proof::Missing),
+            ],
         );
     }
 

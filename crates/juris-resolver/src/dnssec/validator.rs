@@ -478,22 +478,11 @@ impl Validator {
         if anchor.zone.name_eq(zone) {
             return self.keys_from_anchor(anchor, ctx).await;
         }
-        let outcome = match ctx.fetcher.fetch(zone.clone(), Rtype::DS).await {
+        let outcome = match fetch(zone, Rtype::DS, ede::DNSSEC_BOGUS, ctx).await {
             Ok(outcome) => outcome,
-            Err(_) => {
-                return (
-                    ZoneState::Bogus(
-                        Failure::bogus(ede::DNSSEC_BOGUS, "DS lookup failed").in_zone(zone),
-                    ),
-                    0,
-                )
-            }
+            Err(failed) => return failed,
         };
-        let ds_records: Vec<&Rr> = outcome
-            .answer
-            .iter()
-            .filter(|r| r.rtype() == Rtype::DS && r.owner().name_eq(zone))
-            .collect();
+        let ds_records = records_at(&outcome, zone, Rtype::DS);
         if ds_records.is_empty() {
             return self.no_ds(zone, &outcome, ctx).await;
         }
@@ -620,22 +609,11 @@ impl Validator {
             };
             return (ZoneState::Insecure(Some(code)), MAX_ZONE_TTL);
         }
-        let outcome = match ctx.fetcher.fetch(zone.clone(), Rtype::DNSKEY).await {
+        let outcome = match fetch(zone, Rtype::DNSKEY, ede::DNSKEY_MISSING, ctx).await {
             Ok(outcome) => outcome,
-            Err(_) => {
-                return (
-                    ZoneState::Bogus(
-                        Failure::bogus(ede::DNSKEY_MISSING, "DNSKEY lookup failed").in_zone(zone),
-                    ),
-                    0,
-                )
-            }
+            Err(failed) => return failed,
         };
-        let records: Vec<&Rr> = outcome
-            .answer
-            .iter()
-            .filter(|r| r.rtype() == Rtype::DNSKEY && r.owner().name_eq(zone))
-            .collect();
+        let records = records_at(&outcome, zone, Rtype::DNSKEY);
         let keys: Vec<Dnskey<Bytes>> = records
             .iter()
             .filter_map(|r| match r.data() {
@@ -693,6 +671,35 @@ fn weaker(so_far: Option<Security>, next: Security) -> Security {
         (Some(state), _) if state != Security::Secure => state,
         (_, next) => next,
     }
+}
+
+/// Asks for `zone`/`rtype`; a failed lookup makes the zone bogus with `code`.
+async fn fetch(
+    zone: &Name<Bytes>,
+    rtype: Rtype,
+    code: u16,
+    ctx: &mut Ctx<'_>,
+) -> Result<Outcome, (ZoneState, u64)> {
+    ctx.fetcher.fetch(zone.clone(), rtype).await.map_err(|_| {
+        let reason = if rtype == Rtype::DS {
+            "DS lookup failed"
+        } else {
+            "DNSKEY lookup failed"
+        };
+        (
+            ZoneState::Bogus(Failure::bogus(code, reason).in_zone(zone)),
+            0,
+        )
+    })
+}
+
+/// The answer records of type `rtype` at `zone`.
+fn records_at<'a>(outcome: &'a Outcome, zone: &Name<Bytes>, rtype: Rtype) -> Vec<&'a Rr> {
+    outcome
+        .answer
+        .iter()
+        .filter(|r| r.rtype() == rtype && r.owner().name_eq(zone))
+        .collect()
 }
 
 /// Distinct (owner, type) of the records, RRSIGs left out, in order of appearance.
