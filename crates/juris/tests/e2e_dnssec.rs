@@ -362,3 +362,86 @@ fn every_case_of_the_signed_world_has_its_outcome() {
         .collect();
     assert!(failures.is_empty(), "{}", failures.join("\n"));
 }
+
+/// `juris check-config FILE` on `text`: (success, stdout + stderr).
+fn check_config(directory: &std::path::Path, text: &str) -> (bool, String) {
+    let file = directory.join("juris.toml");
+    fs::write(&file, text).unwrap();
+    let output = std::process::Command::new(JURIS)
+        .arg("check-config")
+        .arg(&file)
+        .output()
+        .unwrap();
+    let mut all = String::from_utf8_lossy(&output.stdout).into_owned();
+    all.push_str(&String::from_utf8_lossy(&output.stderr));
+    (output.status.success(), all)
+}
+
+#[test]
+fn check_config_validates_the_trust_anchor_files() {
+    let world = world();
+    let directory = tempfile::tempdir().unwrap();
+    for anchor in [world.trust_anchor(), world.trust_anchor_dnskey()] {
+        let (ok, output) = check_config(
+            directory.path(),
+            &format!(
+                "[dnssec]\nenabled = true\ntrust_anchors = [\"{}\"]\nnegative_trust_anchors = [\"expired.test\"]\n",
+                anchor.display()
+            ),
+        );
+        assert!(ok, "{output}");
+    }
+    let garbage = directory.path().join("garbage.ds");
+    fs::write(&garbage, ". IN DS this-is-not-a-key-tag 13 2 00\n").unwrap();
+    let missing = directory.path().join("missing.ds");
+    for bad in [&garbage, &missing] {
+        let (ok, output) = check_config(
+            directory.path(),
+            &format!("[dnssec]\ntrust_anchors = [\"{}\"]\n", bad.display()),
+        );
+        assert!(!ok, "{} must be refused: {output}", bad.display());
+        assert!(
+            output.contains(&bad.display().to_string()),
+            "the error names the file: {output}"
+        );
+        assert!(!output.contains("panicked"), "{output}");
+    }
+}
+
+#[test]
+fn the_config_keys_carry_the_anchors_like_the_flags() {
+    let world = world();
+    let directory = tempfile::tempdir().unwrap();
+    let config = directory.path().join("juris.toml");
+    fs::write(
+        &config,
+        format!(
+            "[dnssec]\ntrust_anchors = [\"{}\"]\nnegative_trust_anchors = [\"future.test\"]\n",
+            world.trust_anchor().display()
+        ),
+    )
+    .unwrap();
+    let juris = Juris::builder(JURIS)
+        .root_hints(world.root_hints())
+        .arg("--config")
+        .arg(&config)
+        .start();
+    expect_outcome(juris.address(), "www.secure.test.");
+    expect_outcome(juris.address(), "www.expired.test.");
+    let case = case_for("www.future.test.");
+    let insecure = Case {
+        outcome: Outcome::Insecure,
+        ..*case
+    };
+    check(&insecure, &dig(juris.address(), case.name, &[])).unwrap_or_else(|why| panic!("{why}"));
+
+    fs::write(&config, "[dnssec]\nenabled = false\n").unwrap();
+    let off = Juris::builder(JURIS)
+        .root_hints(world.root_hints())
+        .arg("--config")
+        .arg(&config)
+        .start();
+    let response = dig(off.address(), "www.secure.test.", &["+adflag"]);
+    assert_eq!(response.status, "NOERROR", "{}", response.output);
+    assert!(!response.has_flag("ad"), "{}", response.output);
+}
