@@ -117,9 +117,15 @@ impl JurisBuilder {
             command.arg("--data-dir").arg(&data_directory);
         }
         // The test hierarchies are unsigned unless a test gives their trust anchor: the
-        // built-in IANA root anchor cannot validate them, so validation is off by default.
+        // built-in IANA root anchor cannot validate them, so validation is off unless the
+        // test decides (a flag, or a `[dnssec]` table in its config file).
         let decided = |flag: &str| self.arguments.iter().any(|argument| argument == flag);
-        if !decided("--trust-anchor") && !decided("--no-dnssec") {
+        let config_decides = self
+            .arguments
+            .windows(2)
+            .filter(|pair| pair[0] == "--config")
+            .any(|pair| fs::read_to_string(&pair[1]).is_ok_and(|text| text.contains("[dnssec]")));
+        if !decided("--trust-anchor") && !decided("--no-dnssec") && !config_decides {
             command.arg("--no-dnssec");
         }
         command
