@@ -476,7 +476,7 @@ impl Inner {
                         let security = validator
                             .validate(name, question.qtype, &outcome, &mut fetcher)
                             .await;
-                        tracing::debug!(qname = %name, qtype = %question.qtype, security = security.as_str(), "validated");
+                        tracing::debug!(qname = %name, qtype = %question.qtype, security = ?security, "validated");
                         security
                     }
                     None => Security::Unchecked,

@@ -255,7 +255,7 @@ fn parse_record(tokens: &[String]) -> Result<Parsed, String> {
                 return Err("DS needs key tag, algorithm, digest type and digest".into());
             }
             let key_tag = number::<u16>(&fields[0], "key tag")?;
-            let algorithm = SecurityAlgorithm::from_int(number::<u8>(&fields[1], "algorithm")?);
+            let algorithm = algorithm(&fields[1])?;
             let digest_type = DigestAlgorithm::from_int(number::<u8>(&fields[2], "digest type")?);
             let digest = hex(&fields[3..].concat())?;
             let ds = Ds::new(key_tag, algorithm, digest_type, Bytes::from(digest))
@@ -268,7 +268,7 @@ fn parse_record(tokens: &[String]) -> Result<Parsed, String> {
             }
             let flags = number::<u16>(&fields[0], "flags")?;
             let protocol = number::<u8>(&fields[1], "protocol")?;
-            let algorithm = SecurityAlgorithm::from_int(number::<u8>(&fields[2], "algorithm")?);
+            let algorithm = algorithm(&fields[2])?;
             if protocol != 3 {
                 return Err(format!("DNSKEY protocol {protocol} (must be 3)"));
             }
@@ -310,6 +310,15 @@ fn parse_owner(text: &str) -> Result<Name<Bytes>, String> {
     Ok(crate::names::lower(&name.to_bytes()))
 }
 
+/// An algorithm by number or mnemonic (`8`, `RSASHA256`).
+fn algorithm(text: &str) -> Result<SecurityAlgorithm, String> {
+    match text.parse::<u8>() {
+        Ok(n) => Ok(SecurityAlgorithm::from_int(n)),
+        Err(_) => SecurityAlgorithm::from_mnemonic(text.to_ascii_uppercase().as_bytes())
+            .ok_or_else(|| format!("algorithm {text:?} is not a number or a known mnemonic")),
+    }
+}
+
 fn number<T: FromStr>(text: &str, what: &str) -> Result<T, String> {
     text.parse()
         .map_err(|_| format!("{what} {text:?} is not a number in range"))
@@ -349,7 +358,7 @@ mod tests {
         let text = "; autotrust trust anchor file\n\
             $TTL 3600\n\
             Example.COM. 172800 IN DNSKEY 257 3 13 mdsswUyr3DPW132mOi8V9xESWE8jTo0d xCjjnopKl+GqJxpVXckHAeF+KkxLbxIL fDLUT0rAK9iUzy1L53eKGQ== ;{id = 2371 (ksk)}\n\
-            net IN DS ( 35886 8 2\n  7862B27F5F516EBE19680444D4CE5E762981931842C465F00236401D8BD973EE )\n";
+            net IN DS ( 35886 RSASHA256 2\n  7862B27F5F516EBE19680444D4CE5E762981931842C465F00236401D8BD973EE )\n";
         let anchors = TrustAnchors::parse(text, Path::new("t")).unwrap();
         let com = anchors
             .get(&Name::bytes_from_str("example.com.").unwrap())
