@@ -325,7 +325,7 @@ fn number<T: FromStr>(text: &str, what: &str) -> Result<T, String> {
 }
 
 fn hex(text: &str) -> Result<Vec<u8>, String> {
-    if text.len() % 2 != 0 {
+    if !text.len().is_multiple_of(2) {
         return Err("DS digest has an odd number of hex digits".into());
     }
     (0..text.len())

@@ -173,6 +173,9 @@ fn deeper(a: Name<Bytes>, b: Name<Bytes>) -> Name<Bytes> {
     }
 }
 
+/// A closest encloser and the NSEC3 covering its next closer name.
+type Encloser<'a> = (Name<Bytes>, &'a Nsec3<Bytes>);
+
 /// NSEC3 records of one zone, hashed lazily under a budget.
 struct Nsec3Set<'a> {
     records: Vec<(Vec<u8>, &'a Nsec3<Bytes>)>,
@@ -250,10 +253,7 @@ impl<'a> Nsec3Set<'a> {
 
     /// The closest encloser proof (RFC 5155 §8.3): the closest encloser, the next closer
     /// name's covering NSEC3. `Err` when out of budget.
-    fn closest_encloser(
-        &mut self,
-        qname: &Name<Bytes>,
-    ) -> Result<Option<(Name<Bytes>, &'a Nsec3<Bytes>)>, ()> {
+    fn closest_encloser(&mut self, qname: &Name<Bytes>) -> Result<Option<Encloser<'a>>, ()> {
         let mut next_closer: Option<Name<Bytes>> = None;
         let mut candidate = qname.clone();
         loop {
@@ -264,12 +264,11 @@ impl<'a> Nsec3Set<'a> {
             if let Some(nsec3) = self.matching(&hash) {
                 let types = nsec3.types();
                 // A delegation's or DNAME's NSEC3 cannot be the closest encloser of names below.
-                if (types.contains(Rtype::NS) && !types.contains(Rtype::SOA))
-                    || types.contains(Rtype::DNAME)
+                if ((types.contains(Rtype::NS) && !types.contains(Rtype::SOA))
+                    || types.contains(Rtype::DNAME))
+                    && next_closer.is_some()
                 {
-                    if next_closer.is_some() {
-                        return Ok(None);
-                    }
+                    return Ok(None);
                 }
                 let Some(next) = next_closer else {
                     return Ok(None);

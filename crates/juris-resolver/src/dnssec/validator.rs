@@ -625,8 +625,7 @@ impl Validator {
         let trusted: Vec<Dnskey<Bytes>> = keys
             .iter()
             .filter(|key| {
-                usable.iter().any(|d| ds_matches(zone, d, key))
-                    || anchor_keys.iter().any(|a| *a == *key)
+                usable.iter().any(|d| ds_matches(zone, d, key)) || anchor_keys.contains(key)
             })
             .cloned()
             .collect();
