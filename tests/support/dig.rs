@@ -176,6 +176,13 @@ impl Lookup {
         self
     }
 
+    /// More options, passed as they are (`["+dnssec", "+cd"]`).
+    #[must_use]
+    pub fn args<'a>(mut self, arguments: impl IntoIterator<Item = &'a str>) -> Self {
+        self.extra.extend(arguments.into_iter().map(str::to_owned));
+        self
+    }
+
     /// The command line this lookup runs, for messages.
     #[must_use]
     pub fn command_line(&self) -> String {

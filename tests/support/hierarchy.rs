@@ -31,7 +31,7 @@ use std::fmt::Write as _;
 use std::fs;
 use std::net::{Ipv4Addr, SocketAddr, TcpListener, UdpSocket};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Stdio};
 use std::sync::{Mutex, PoisonError};
 use std::thread;
 use std::time::{Duration, Instant};
@@ -40,6 +40,7 @@ use hickory_proto::op::{Message, MessageType, OpCode, Query};
 use hickory_proto::rr::{Name, RecordType};
 
 use crate::addresses::AddressBlock;
+use crate::dnssec::{self, Signing};
 use crate::dnstap::{self, QueryLog, ReceivedQuery};
 use crate::{process, tools};
 
@@ -60,6 +61,7 @@ pub struct Zone {
     ttl: u32,
     negative_ttl: u32,
     name_servers: Vec<NameServer>,
+    signing: Option<Signing>,
 }
 
 /// One name server of a zone.
@@ -102,7 +104,16 @@ impl Zone {
             ttl: 300,
             negative_ttl: 300,
             name_servers: vec![NameServer::Served { name: first }],
+            signing: None,
         }
+    }
+
+    /// Signs the zone with `ldns-signzone` as `signing` says (see [`crate::dnssec`]); its
+    /// parent gets the DS records. A signed root makes [`Hierarchy::trust_anchor`].
+    #[must_use]
+    pub fn signed(mut self, signing: Signing) -> Self {
+        self.signing = Some(signing);
+        self
     }
 
     /// Zone-file text for the zone's own data, with `$ORIGIN` set to the zone and `$TTL`
@@ -244,6 +255,8 @@ impl HierarchyBuilder {
         }
 
         let texts = zone_texts(&zones, &addresses);
+        let signed_directory = directory.path().join("signing");
+        let (texts, trust_anchors) = sign_zones(&zones, texts, &signed_directory);
         let mut servers = Vec::new();
         let mut silent = Vec::new();
         for (index, zone) in zones.iter().enumerate() {
@@ -296,10 +309,60 @@ impl HierarchyBuilder {
                 .map(|zone| zone.name.clone())
                 .zip(addresses)
                 .collect(),
+            trust_anchors,
             _block: block,
             directory,
         }
     }
+}
+
+/// Signs the zones that ask for it, children first, each parent with its children's DS
+/// records; unsigned zones get their delegations as they are. Returns every zone's text
+/// and, when the root is signed, its trust anchor files (DS, DNSKEY).
+fn sign_zones(
+    zones: &[Zone],
+    mut texts: Vec<ZoneText>,
+    directory: &Path,
+) -> (Vec<String>, Option<(PathBuf, PathBuf)>) {
+    let mut order: Vec<usize> = (0..zones.len()).collect();
+    order.sort_by_key(|&index| std::cmp::Reverse(label_count(&zones[index].name)));
+    let mut done: Vec<Option<String>> = vec![None; zones.len()];
+    let mut anchors = None;
+    for index in order {
+        let zone = &zones[index];
+        let text = &texts[index];
+        let Some(signing) = &zone.signing else {
+            done[index] = Some(text.all());
+            continue;
+        };
+        // Opt-out: delegations to children without DS stay out of the NSEC3 chain.
+        let (signed_part, unsigned_part) = text.split_delegations(|child| {
+            signing.is_opt_out()
+                && zones
+                    .iter()
+                    .find(|candidate| candidate.name == child)
+                    .is_none_or(|candidate| {
+                        candidate.signing.as_ref().is_none_or(|child_signing| {
+                            child_signing.parent_ds() == dnssec::ParentDs::None
+                        })
+                    })
+        });
+        let zone_directory = directory.join(file_stem(&zone.name));
+        fs::create_dir_all(&zone_directory)
+            .unwrap_or_else(|error| panic!("cannot create {}: {error}", zone_directory.display()));
+        let signed = dnssec::sign(&zone.name, &signed_part, signing, &zone_directory);
+        done[index] = Some(format!("{}{unsigned_part}", signed.text));
+        if index == 0 {
+            anchors = Some(dnssec::write_trust_anchors(directory, &signed));
+        } else if !signed.ds.is_empty() {
+            let parent = deepest_zone(&zones[..index], &zone.name)
+                .unwrap_or_else(|| panic!("no parent zone for {}", zone.name));
+            let ds: String = signed.ds.iter().map(|line| format!("{line}\n")).collect();
+            texts[parent].own.push_str(&ds);
+        }
+    }
+    let texts = done.into_iter().map(Option::unwrap_or_default).collect();
+    (texts, anchors)
 }
 
 /// A running hierarchy; every NSD is stopped on drop.
@@ -310,6 +373,7 @@ pub struct Hierarchy {
     root_hints: PathBuf,
     probe_from: Ipv4Addr,
     zone_addresses: Vec<(String, Vec<Ipv4Addr>)>,
+    trust_anchors: Option<(PathBuf, PathBuf)>,
     _block: AddressBlock,
     directory: tempfile::TempDir,
 }
@@ -325,6 +389,31 @@ impl Hierarchy {
     #[must_use]
     pub fn root_hints(&self) -> &Path {
         &self.root_hints
+    }
+
+    /// A file with the signed root's DS record (`. IN DS tag 13 2 …`), the trust anchor
+    /// to pass to a validating resolver.
+    ///
+    /// # Panics
+    /// When the root zone is not signed.
+    #[must_use]
+    pub fn trust_anchor(&self) -> &Path {
+        &self.anchors().0
+    }
+
+    /// The same trust anchor as the root's key-signing DNSKEY record.
+    ///
+    /// # Panics
+    /// When the root zone is not signed.
+    #[must_use]
+    pub fn trust_anchor_dnskey(&self) -> &Path {
+        &self.anchors().1
+    }
+
+    fn anchors(&self) -> &(PathBuf, PathBuf) {
+        self.trust_anchors
+            .as_ref()
+            .unwrap_or_else(|| panic!("the root zone of this hierarchy is not signed"))
     }
 
     /// The temporary directory holding every server's configuration and log.
@@ -538,15 +627,7 @@ impl NsdServer {
         fs::write(&config, nsd_config(directory, zone, address))
             .unwrap_or_else(|error| panic!("cannot write {}: {error}", config.display()));
 
-        let mut command = Command::new(nsd);
-        command
-            .arg("-d")
-            .arg("-c")
-            .arg(&config)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(stderr_file(directory));
-        let child = process::spawn(command)
+        let child = process::spawn_foreground(nsd, &config, stderr_file(directory))
             .unwrap_or_else(|error| panic!("cannot start {}: {error}", nsd.display()));
         Self {
             zone: zone.to_owned(),
@@ -689,10 +770,42 @@ zone:
     )
 }
 
-/// The full zone file text of every zone: SOA, NS, own name server addresses, the user's
+/// A zone's file before signing: its own data, and the delegations to its children.
+#[derive(Debug, Default)]
+struct ZoneText {
+    own: String,
+    /// (child zone, NS + glue lines).
+    delegations: Vec<(String, String)>,
+}
+
+impl ZoneText {
+    fn all(&self) -> String {
+        let mut text = self.own.clone();
+        for (_, delegation) in &self.delegations {
+            text.push_str(delegation);
+        }
+        text
+    }
+
+    /// (text with the delegations `leave_out` rejects, the left-out delegations).
+    fn split_delegations(&self, mut leave_out: impl FnMut(&str) -> bool) -> (String, String) {
+        let mut kept = self.own.clone();
+        let mut left_out = String::new();
+        for (child, delegation) in &self.delegations {
+            if leave_out(child) {
+                left_out.push_str(delegation);
+            } else {
+                kept.push_str(delegation);
+            }
+        }
+        (kept, left_out)
+    }
+}
+
+/// The zone file text of every zone: SOA, NS, own name server addresses, the user's
 /// records, delegations with glue, and address records of glueless name servers.
-fn zone_texts(zones: &[Zone], addresses: &[Vec<Ipv4Addr>]) -> Vec<String> {
-    let mut texts: Vec<String> = zones
+fn zone_texts(zones: &[Zone], addresses: &[Vec<Ipv4Addr>]) -> Vec<ZoneText> {
+    let mut texts: Vec<ZoneText> = zones
         .iter()
         .map(|zone| {
             let primary = zone.name_servers[0].name();
@@ -706,7 +819,10 @@ fn zone_texts(zones: &[Zone], addresses: &[Vec<Ipv4Addr>]) -> Vec<String> {
             for name_server in &zone.name_servers {
                 let _ = writeln!(text, "@ IN NS {}", name_server.name());
             }
-            text
+            ZoneText {
+                own: text,
+                delegations: Vec::new(),
+            }
         })
         .collect();
 
@@ -724,11 +840,11 @@ fn zone_texts(zones: &[Zone], addresses: &[Vec<Ipv4Addr>]) -> Vec<String> {
                 );
             }
             let home = home.unwrap_or_else(|| panic!("no zone in the hierarchy holds {name}"));
-            texts[home].push_str(&record);
+            texts[home].own.push_str(&record);
         }
 
-        texts[index].push_str(";; Zone data\n");
-        texts[index].push_str(&zone.records);
+        texts[index].own.push_str(";; Zone data\n");
+        texts[index].own.push_str(&zone.records);
 
         if index == 0 {
             continue;
@@ -744,7 +860,9 @@ fn zone_texts(zones: &[Zone], addresses: &[Vec<Ipv4Addr>]) -> Vec<String> {
                 let _ = writeln!(delegation, "{name} {} IN A {address}", zone.ttl);
             }
         }
-        texts[parent].push_str(&delegation);
+        texts[parent]
+            .delegations
+            .push((zone.name.clone(), delegation));
     }
     texts
 }

@@ -116,6 +116,18 @@ impl JurisBuilder {
         {
             command.arg("--data-dir").arg(&data_directory);
         }
+        // The test hierarchies are unsigned unless a test gives their trust anchor: the
+        // built-in IANA root anchor cannot validate them, so validation is off unless the
+        // test decides (a flag, or a `[dnssec]` table in its config file).
+        let decided = |flag: &str| self.arguments.iter().any(|argument| argument == flag);
+        let config_decides = self
+            .arguments
+            .windows(2)
+            .filter(|pair| pair[0] == "--config")
+            .any(|pair| fs::read_to_string(&pair[1]).is_ok_and(|text| text.contains("[dnssec]")));
+        if !decided("--trust-anchor") && !decided("--no-dnssec") && !config_decides {
+            command.arg("--no-dnssec");
+        }
         command
             .args(&self.arguments)
             .env("RUST_LOG", "info")
@@ -200,49 +212,43 @@ impl Juris {
 
     /// Sends SIGTERM and waits for the exit (SIGKILL after 10 s); `None` if already stopped.
     pub fn stop(&self) -> Option<ExitStatus> {
-        let mut child = self
+        let child = self
             .child
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .take()?;
-        if let Ok(Some(status)) = child.try_wait() {
-            return Some(status);
-        }
-        process::signal_group(&child, libc::SIGTERM);
-        let deadline = Instant::now() + STOP_TIMEOUT;
-        while Instant::now() < deadline {
-            if let Ok(Some(status)) = child.try_wait() {
-                return Some(status);
-            }
-            thread::sleep(Duration::from_millis(10));
-        }
-        eprintln!("juris did not exit within {STOP_TIMEOUT:?} of SIGTERM: killing it");
-        process::signal_group(&child, libc::SIGKILL);
-        child.wait().ok()
+        process::terminate(child, STOP_TIMEOUT, "juris")
     }
 
     fn wait_until_answering(&self) {
-        let deadline = Instant::now() + START_TIMEOUT;
-        let probe = raw::query("juris-testkit-probe.invalid.", RecordType::A, 0x7e57, false);
-        loop {
-            if !self.is_running() {
-                panic!(
-                    "juris exited during startup: {}\n--- juris output ---\n{}",
-                    self.command_line,
-                    self.stderr()
-                );
-            }
-            if Instant::now() >= deadline {
-                panic!(
-                    "juris did not answer a query on {} within {START_TIMEOUT:?}: {}\n--- juris output ---\n{}",
-                    self.address,
-                    self.command_line,
-                    self.stderr()
-                );
-            }
-            if raw::udp_exchange(self.address, &probe, Duration::from_millis(200)).is_some() {
-                return;
-            }
+        wait_until_answering(self.address, START_TIMEOUT, || {
+            (!self.is_running())
+                .then(|| format!("juris exited during startup: {}", self.command_line))
+        })
+        .unwrap_or_else(|why| panic!("{why}\n--- juris output ---\n{}", self.stderr()));
+    }
+}
+
+/// Polls `address` with a UDP query until anything answers; `Err` with the reason when
+/// `exited` reports the server gone (its message) or `timeout` passes.
+pub(crate) fn wait_until_answering(
+    address: SocketAddr,
+    timeout: Duration,
+    exited: impl Fn() -> Option<String>,
+) -> Result<(), String> {
+    let deadline = Instant::now() + timeout;
+    let probe = raw::query("juris-testkit-probe.invalid.", RecordType::A, 0x7e57, false);
+    loop {
+        if let Some(why) = exited() {
+            return Err(why);
+        }
+        if Instant::now() >= deadline {
+            return Err(format!(
+                "{address} did not answer a query within {timeout:?}"
+            ));
+        }
+        if raw::udp_exchange(address, &probe, Duration::from_millis(200)).is_some() {
+            return Ok(());
         }
     }
 }
@@ -261,7 +267,7 @@ impl Drop for Juris {
 }
 
 /// A port free for both UDP and TCP on `ip`.
-fn free_port(ip: std::net::Ipv4Addr) -> SocketAddr {
+pub(crate) fn free_port(ip: std::net::Ipv4Addr) -> SocketAddr {
     for _ in 0..100 {
         let Ok(udp) = UdpSocket::bind((ip, 0)) else {
             continue;

@@ -12,6 +12,9 @@
 //! - [`juris`]: the binary under test on its own address, stopped on drop.
 //! - [`dig`]: `dig`/`kdig` runs parsed into status, flags, sections and EDE.
 //! - [`raw`]: hickory-proto based raw client for malformed packets over UDP and TCP.
+//! - [`dnssec`]: zones signed with ldns (and broken on purpose); [`signed_world`] is the
+//!   signed hierarchy with the outcome each name must have; [`unbound`] is a reference
+//!   validator to prove the fixtures.
 //! - [`addresses`]: per-process, per-hierarchy blocks of 127/8 so parallel tests never collide.
 //!
 //! Every child process dies with the test binary (see [`process`]).
@@ -29,10 +32,13 @@
 
 pub mod addresses;
 pub mod dig;
+pub mod dnssec;
 pub mod dnstap;
 pub mod hierarchy;
 pub mod juris;
 pub mod mmdb;
 mod process;
 pub mod raw;
+pub mod signed_world;
 pub mod tools;
+pub mod unbound;

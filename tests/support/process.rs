@@ -10,7 +10,7 @@
 //! helper processes (xfrd, server, dnstap collector) too.
 
 use std::io;
-use std::process::{Child, Command};
+use std::process::{Child, Command, ExitStatus};
 use std::sync::mpsc;
 use std::sync::{Mutex, OnceLock};
 use std::thread;
@@ -46,6 +46,24 @@ pub fn spawn(mut command: Command) -> io::Result<Child> {
         .map_err(|_| io::Error::other("the spawner thread dropped the request"))?
 }
 
+/// Spawns `program -d -c config` (NSD and Unbound: stay in the foreground, read this
+/// configuration), with stdin and stdout closed and stderr to `stderr`.
+pub fn spawn_foreground(
+    program: &std::path::Path,
+    config: &std::path::Path,
+    stderr: std::process::Stdio,
+) -> io::Result<Child> {
+    let mut command = Command::new(program);
+    command
+        .arg("-d")
+        .arg("-c")
+        .arg(config)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(stderr);
+    spawn(command)
+}
+
 /// Sends `signal` (e.g. `libc::SIGTERM`) to every process in the group led by `child`.
 ///
 /// Only call this while `child` has not been waited for: its pid (and so the group id)
@@ -55,6 +73,25 @@ pub fn signal_group(child: &Child, signal: libc::c_int) {
         return;
     };
     kill(-pid, signal);
+}
+
+/// SIGTERM to `child`'s group, waits up to `timeout` for the exit, then SIGKILL; the
+/// exit status if it could be collected.
+pub fn terminate(mut child: Child, timeout: std::time::Duration, what: &str) -> Option<ExitStatus> {
+    if let Ok(Some(status)) = child.try_wait() {
+        return Some(status);
+    }
+    signal_group(&child, libc::SIGTERM);
+    let deadline = std::time::Instant::now() + timeout;
+    while std::time::Instant::now() < deadline {
+        if let Ok(Some(status)) = child.try_wait() {
+            return Some(status);
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    eprintln!("{what} did not exit within {timeout:?} of SIGTERM: killing it");
+    signal_group(&child, libc::SIGKILL);
+    child.wait().ok()
 }
 
 #[allow(

@@ -18,6 +18,20 @@ pub fn require(program: &str) -> PathBuf {
     })
 }
 
+/// Path of an `ldnsutils` program (`ldns-keygen`, `ldns-signzone`, `ldns-key2ds`).
+///
+/// # Panics
+/// When it is not installed, with the command that installs it.
+#[must_use]
+pub fn require_ldns(program: &str) -> PathBuf {
+    find(program).unwrap_or_else(|| {
+        panic!(
+            "`{program}` is not installed; the DNSSEC tests sign their zones with ldns: \
+             run `apt-get install ldnsutils` (.ci/run does it)"
+        )
+    })
+}
+
 /// Path of `program` if it is installed.
 #[must_use]
 pub fn find(program: &str) -> Option<PathBuf> {

@@ -27,13 +27,16 @@ pub(crate) fn build(
         .as_deref()
         .and_then(|upstream| verbatim(question, outcome, upstream))
     {
-        if let Ok(entry) = CachedAnswer::from_vec(wire, now, config) {
+        if let Ok(mut entry) = CachedAnswer::from_vec(wire, now, config) {
+            entry.set_dnssec_ok(question.dnssec_ok);
             return Ok(entry);
         }
     }
     let wire = render(question, outcome.rcode, &outcome.answer, &outcome.authority)?;
-    CachedAnswer::from_message(&wire, now, config)
-        .map_err(|e| ResolveError::Internal(format!("assembled answer rejected: {e}")))
+    let mut entry = CachedAnswer::from_message(&wire, now, config)
+        .map_err(|e| ResolveError::Internal(format!("assembled answer rejected: {e}")))?;
+    entry.set_dnssec_ok(question.dnssec_ok);
+    Ok(entry)
 }
 
 /// The response for `question` copied from the upstream message `upstream` the outcome was

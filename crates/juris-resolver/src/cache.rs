@@ -14,7 +14,8 @@
 //!
 //! # Limitations
 //! - Keys include the DO bit, so DO=1 and DO=0 clients do not share entries.
-//! - No per-entry DNSSEC validation state yet (there is no validator).
+//! - One entry per (name, type, class, DO): CD=1 and CD=0 queries share it; the entry keeps
+//!   its validation state and the server refuses bogus entries to CD=0 queries.
 
 use std::hash::{Hash, Hasher};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
@@ -181,6 +182,10 @@ pub struct CachedAnswer {
     cname_targets: Box<[Box<[u8]>]>,
     /// A and AAAA addresses in the answer section.
     addresses: Box<[IpAddr]>,
+    /// DNSSEC validation state (the AD bit of the stored header is set when secure).
+    security: crate::dnssec::Security,
+    /// The entry answers DO=1 queries (they get AD on secure data, RFC 6840 §5.7).
+    dnssec_ok: bool,
 }
 
 impl CachedAnswer {
@@ -328,7 +333,43 @@ impl CachedAnswer {
             kind,
             cname_targets: cname_targets.into_boxed_slice(),
             addresses: addresses.into_boxed_slice(),
+            security: crate::dnssec::Security::Unchecked,
+            dnssec_ok: false,
         })
+    }
+
+    /// Records the validation state: a secure entry stores AD=1 (sent to clients that asked
+    /// with AD or DO and without CD); a bogus one lives at most `bogus_ttl` seconds.
+    /// `dnssec_ok` says whether the entry answers DO=1 queries.
+    pub fn set_security(&mut self, security: crate::dnssec::Security, bogus_ttl: u32) {
+        if security == crate::dnssec::Security::Secure {
+            self.wire[3] |= 0x20;
+        } else {
+            self.wire[3] &= !0x20;
+        }
+        if security.bogus().is_some() {
+            self.expires_at = self.expires_at.min(self.stored_at + u64::from(bogus_ttl));
+        }
+        self.security = security;
+    }
+
+    /// Marks the entry as one for DO=1 queries.
+    pub fn set_dnssec_ok(&mut self, dnssec_ok: bool) {
+        self.dnssec_ok = dnssec_ok;
+    }
+
+    /// The DNSSEC validation state.
+    pub fn security(&self) -> &crate::dnssec::Security {
+        &self.security
+    }
+
+    /// Whether a response to a query with these header flags carries AD: secure data, CD=0,
+    /// and the query had AD=1 or DO=1 (RFC 6840 §5.7, RFC 4035 §3.2.3).
+    #[inline]
+    pub fn ad_for(&self, query_flags: u16, dnssec_ok: bool) -> bool {
+        self.wire[3] & 0x20 != 0
+            && query_flags & 0x0010 == 0
+            && (query_flags & 0x0020 != 0 || dnssec_ok)
     }
 
     fn lower_soa_ttls(
@@ -439,7 +480,13 @@ impl CachedAnswer {
         // Keep QR, RA and RCODE from the stored response; RD and CD echo the query (RFC 1035
         // §4.1.1, RFC 4035 §3.2.2); AA and TC are never set on a cache answer.
         let stored_flags = u16::from_be_bytes([out[2], out[3]]);
-        let flags = (stored_flags & 0x808F) | (query_flags & 0x0110) | 0x0080;
+        // AD: kept from the stored (secure) header only for a query that may get it.
+        let ad = if self.ad_for(query_flags, self.dnssec_ok) {
+            0x0020
+        } else {
+            0
+        };
+        let flags = (stored_flags & 0x808F) | ad | (query_flags & 0x0110) | 0x0080;
         out[2..4].copy_from_slice(&flags.to_be_bytes());
         if client_qname.len() + HEADER_LEN <= len {
             if let Some(dst) = out.get_mut(HEADER_LEN..HEADER_LEN + client_qname.len()) {

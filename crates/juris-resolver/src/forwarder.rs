@@ -55,7 +55,15 @@ impl Forwarder {
             work.count_query(self.config.limits.max_upstream_queries, started)?;
             let options = QueryOptions {
                 recursion_desired: true,
-                checking_disabled: question.checking_disabled,
+                // juris validates itself: the upstream hands over bogus data too (and DO=1
+                // is always sent), so the EDE is ours.
+                checking_disabled: question.checking_disabled
+                    || (self.config.dnssec.enabled
+                        && !self
+                            .config
+                            .dnssec
+                            .forwarders_without_dnssec
+                            .contains(&server)),
                 edns_buffer_size: self.config.edns_buffer_size,
                 deadline: upstream::attempt_deadline(
                     self.config.query_timeout,
@@ -68,20 +76,14 @@ impl Forwarder {
                     if response.rcode == Rcode::NOERROR || response.rcode == Rcode::NXDOMAIN =>
                 {
                     self.infra.record_rtt(server, started.elapsed());
-                    let negative = response.rcode == Rcode::NXDOMAIN
-                        || !response
-                            .answer
-                            .iter()
-                            .any(|r| r.rtype() == question.qtype || r.rtype() == Rtype::CNAME);
-                    let authority = if negative {
-                        response
-                            .authority
-                            .into_iter()
-                            .filter(is_negative_proof)
-                            .collect()
-                    } else {
-                        Vec::new()
-                    };
+                    work.answered_by = Some(server);
+                    // SOA, NSEC/NSEC3 and their RRSIGs: the negative answer's proof, or a
+                    // wildcard expansion's.
+                    let authority = response
+                        .authority
+                        .into_iter()
+                        .filter(is_negative_proof)
+                        .collect();
                     return Ok(Outcome {
                         rcode: response.rcode,
                         answer: response.answer,

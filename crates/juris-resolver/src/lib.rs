@@ -45,6 +45,7 @@ mod answer;
 pub mod cache;
 pub mod clock;
 mod delegation;
+pub mod dnssec;
 mod forwarder;
 mod infra;
 mod names;

@@ -70,6 +70,8 @@ pub(crate) struct Work {
     /// (name, type) of the resolutions under way, outermost first (loop detection).
     pub in_progress: Vec<(Name<Bytes>, Rtype)>,
     pub deadline: Instant,
+    /// Forward mode: the upstream whose answer was taken.
+    pub answered_by: Option<std::net::SocketAddr>,
 }
 
 impl Work {
@@ -80,6 +82,7 @@ impl Work {
             ns_lookups: 0,
             in_progress: Vec::new(),
             deadline,
+            answered_by: None,
         }
     }
 
@@ -223,10 +226,22 @@ impl Recursor {
                     } else {
                         chain.append(&mut records);
                     }
+                    // NSEC/NSEC3 proving a wildcard expansion are kept for the validator
+                    // (and DO=1 clients).
+                    let authority = response
+                        .authority
+                        .iter()
+                        .filter(|r| {
+                            matches!(r.rtype(), Rtype::NSEC | Rtype::NSEC3)
+                                || rrsig_covers(r)
+                                    .is_some_and(|t| matches!(t, Rtype::NSEC | Rtype::NSEC3))
+                        })
+                        .cloned()
+                        .collect();
                     return Ok(Outcome {
                         rcode: Rcode::NOERROR,
                         answer: chain,
-                        authority: Vec::new(),
+                        authority,
                         verbatim,
                     });
                 }
@@ -333,6 +348,13 @@ impl Recursor {
         }
     }
 
+    /// The deepest zone cut known at or above `name` (the root when none is).
+    pub(crate) fn known_cut(&self, name: &Name<Bytes>) -> Name<Bytes> {
+        self.delegations
+            .deepest(name, self.clock.unix_seconds())
+            .zone
+    }
+
     /// Follows referrals from the deepest known cut until a server of the zone holding
     /// `qname` gives a final response; returns that zone and the response.
     async fn lookup(
@@ -343,7 +365,11 @@ impl Recursor {
         work: &mut Work,
     ) -> Result<(Name<Bytes>, Response), ResolveError> {
         let now = self.clock.unix_seconds();
-        let mut delegation = self.delegations.deepest(qname, now);
+        // DS records live on the parent side of a zone cut (RFC 4035 §3.1.4.1).
+        let mut delegation = match (qtype, qname.parent()) {
+            (Rtype::DS, Some(parent)) => self.delegations.deepest(&parent, now),
+            _ => self.delegations.deepest(qname, now),
+        };
         let mut minimise = self.config.qname_minimisation;
         let mut labels = delegation.zone.label_count() + 1;
         let mut minimised_steps = 0usize;

@@ -18,8 +18,10 @@ use tokio::time::Instant;
 use crate::answer;
 use crate::cache::{AnswerCache, CacheKey, CacheKeyRef, CachedAnswer, Freshness};
 use crate::clock::SharedClock;
+use crate::dnssec::{Fetcher, Security, Validator};
 use crate::forwarder::Forwarder;
 use crate::names::lower;
+use crate::recursor::Outcome;
 use crate::recursor::{Recursor, Work};
 
 /// One question to resolve (a cache miss).
@@ -105,6 +107,8 @@ pub struct ResolverConfig {
     /// or a lookup (53; tests run fake authorities on high ports). Forward-mode upstreams carry
     /// their own ports.
     pub upstream_port: u16,
+    /// DNSSEC validation.
+    pub dnssec: crate::dnssec::ValidatorConfig,
 }
 
 impl Default for ResolverConfig {
@@ -122,6 +126,7 @@ impl Default for ResolverConfig {
             ipv6: true,
             allow_loopback_upstreams: false,
             upstream_port: 53,
+            dnssec: crate::dnssec::ValidatorConfig::default(),
         }
     }
 }
@@ -193,6 +198,9 @@ pub enum ResolverError {
     /// Recursive mode without root hints, forward mode without upstreams.
     #[error("{0}")]
     Config(&'static str),
+    /// A trust anchor file could not be used.
+    #[error(transparent)]
+    Anchors(#[from] crate::dnssec::AnchorError),
 }
 
 /// The resolver: cheap to clone, shared by all listeners.
@@ -212,6 +220,8 @@ struct Inner {
     cache: Arc<AnswerCache>,
     clock: SharedClock,
     engine: Engine,
+    /// DNSSEC validation (`None` when `dnssec.enabled` is off).
+    validator: Option<Validator>,
     /// Resolutions under way, by question, with the later askers waiting for the result.
     /// Same keys and the same hasher as the answer cache.
     in_flight: Mutex<HashMap<CacheKey, Vec<oneshot::Sender<Shared>>, DefaultHashBuilder>>,
@@ -260,12 +270,23 @@ impl Resolver {
                 "at least one of ipv4 and ipv6 must be enabled for upstream queries",
             ));
         }
+        let validator = if config.dnssec.enabled {
+            let anchors = config.dnssec.load_anchors()?;
+            Some(Validator::new(
+                config.dnssec.clone(),
+                anchors,
+                clock.clone(),
+            ))
+        } else {
+            None
+        };
         Ok(Self {
             inner: Arc::new(Inner {
                 config,
                 cache,
                 clock,
                 engine,
+                validator,
                 in_flight: Mutex::new(HashMap::default()),
                 failures: Mutex::new(HashMap::default()),
             }),
@@ -478,7 +499,34 @@ impl Inner {
         let now = self.clock.unix_seconds();
         match outcome {
             Ok(outcome) => {
-                let entry = Arc::new(answer::build(question, &outcome, now, self.cache.config())?);
+                let stripped = work.answered_by.is_some_and(|server| {
+                    self.config
+                        .dnssec
+                        .forwarders_without_dnssec
+                        .contains(&server)
+                });
+                let security = match &self.validator {
+                    // An upstream that strips DNSSEC: nothing to validate.
+                    Some(_) if stripped => Security::Insecure,
+                    Some(validator) => {
+                        let mut work = Work::new(deadline);
+                        let mut fetcher = EngineFetcher {
+                            engine: &self.engine,
+                            work: &mut work,
+                        };
+                        let security = validator
+                            .validate(name, question.qtype, &outcome, &mut fetcher)
+                            .await;
+                        tracing::debug!(qname = %name, qtype = %question.qtype, security = ?security, "validated");
+                        security
+                    }
+                    None => Security::Unchecked,
+                };
+                let now = self.clock.unix_seconds();
+                let bogus_ttl = self.validator.as_ref().map_or(0, Validator::bogus_ttl);
+                let mut entry = answer::build(question, &outcome, now, self.cache.config())?;
+                entry.set_security(security, bogus_ttl);
+                let entry = Arc::new(entry);
                 self.cache.insert(key.clone(), entry.clone());
                 Ok(entry)
             }
@@ -513,6 +561,44 @@ impl Inner {
             }
         }
         failures.insert(key, (error.clone(), now + u64::from(ttl)));
+    }
+}
+
+/// The validator's way to ask for DS, DNSKEY and SOA records: the engine in use, with a
+/// work budget of its own (the client query's deadline).
+struct EngineFetcher<'a> {
+    engine: &'a Engine,
+    work: &'a mut Work,
+}
+
+impl Fetcher for EngineFetcher<'_> {
+    fn fetch(
+        &mut self,
+        name: Name<Bytes>,
+        rtype: Rtype,
+    ) -> crate::dnssec::BoxFuture<'_, Result<Outcome, ResolveError>> {
+        Box::pin(async move {
+            match self.engine {
+                Engine::Recursive(recursor) => recursor.resolve(name, rtype, 0, self.work).await,
+                Engine::Forward(forwarder) => {
+                    let question = Question {
+                        name,
+                        qtype: rtype,
+                        qclass: Class::IN,
+                        dnssec_ok: true,
+                        checking_disabled: true,
+                    };
+                    forwarder.forward(&question, self.work).await
+                }
+            }
+        })
+    }
+
+    fn known_cut(&self, name: &Name<Bytes>) -> Option<Name<Bytes>> {
+        match self.engine {
+            Engine::Recursive(recursor) => Some(recursor.known_cut(name)),
+            Engine::Forward(_) => None,
+        }
     }
 }
 

@@ -326,11 +326,19 @@ fn check_and_parse_limited(
     parse_section(&mut section, qname, &mut response.answer)?;
     // An answer holding records of the asked type at the asked name is all the engines use
     // of such a response (the name is in the bailiwick of every server asked about it): its
-    // authority section (usually the zone's NS records) is left unparsed.
+    // authority section (usually the zone's NS records) is left unparsed — unless the answer
+    // was expanded from a wildcard (an RRSIG with fewer labels than its owner): then the
+    // authority holds the NSEC/NSEC3 proof the validator needs.
     if response
         .answer
         .iter()
         .any(|r| r.rtype() == qtype && r.owner().name_eq(qname))
+        && !response.answer.iter().any(|r| match r.data() {
+            AllRecordData::Rrsig(sig) => {
+                usize::from(sig.labels()) < crate::dnssec::rrsig_labels(r.owner())
+            }
+            _ => false,
+        })
     {
         return Ok(Some(response));
     }

@@ -7,6 +7,7 @@
 //! | `ResolveError::InvalidData`               | SERVFAIL | 23 Network Error             |
 //! | `ResolveError::LimitExceeded`             | SERVFAIL | 0 Other                      |
 //! | `ResolveError::Internal`, task failure    | SERVFAIL | 0 Other                      |
+//! | DNSSEC bogus answer, query with CD=0      | SERVFAIL | the validator's: 6 Bogus, 7 Signature Expired, 8 Not Yet Valid, 9 DNSKEY Missing, 10 RRSIGs Missing, 12 NSEC Missing (text names the zone) |
 //! | stale entry served after a failure        | (cached) | 3 Stale Answer / 19 Stale NXDOMAIN Answer |
 //! | AXFR, IXFR (any transport, as Unbound)    | REFUSED  | 21 Not Supported (with EDNS) |
 //! | meta types OPT, TSIG, TKEY, MAILA/B, 128–248 | FORMERR | –                          |
@@ -47,6 +48,15 @@ pub fn for_resolve_error(error: &ResolveError) -> ErrorAnswer {
         ResolveError::Internal(_) => (ede::OTHER, "internal error"),
     };
     servfail(info_code, extra_text)
+}
+
+/// The EDE of a bogus answer (sent with SERVFAIL): the validator's code (see
+/// `juris_resolver::dnssec::ede`) and its text, which names the zone.
+pub fn for_bogus(bogus: &juris_resolver::dnssec::Bogus) -> ExtendedError<'_> {
+    ExtendedError {
+        info_code: bogus.ede,
+        extra_text: &bogus.text,
+    }
 }
 
 /// What a query gets when the resolution task itself failed (panicked or was cancelled).

@@ -103,6 +103,11 @@ impl HotAnswers {
         policy: &CompiledPolicy,
         now: u64,
     ) {
+        // A bogus answer is never hot (CD=0 queries must get SERVFAIL for it), nor one that
+        // carries an informational EDE (unsupported DNSSEC algorithm).
+        if answer.security().bogus().is_some() || answer.security().info_code().is_some() {
+            return;
+        }
         let Some(pair) = self.slots.get_mut(index..index + 2) else {
             return;
         };
@@ -126,6 +131,9 @@ impl HotAnswers {
         slot.judge(key.name, policy);
     }
 }
+
+/// The AD flag in the header's flags word.
+const AD: u16 = 0x0020;
 
 impl Slot {
     #[inline]
@@ -174,14 +182,16 @@ impl Slot {
         self.judged_for = policy.instance();
     }
 
-    /// The stored response with TTLs for `now` (rendered at most once per second), ID 0 and
-    /// RD/CD clear; `None` if the answer cannot be rendered.
+    /// The stored response with TTLs for `now` (rendered at most once per second), ID 0,
+    /// RD/CD clear and AD as stored (set on secure data: the query decides whether it stays,
+    /// see `pipeline::render_hot`); `None` if the answer cannot be rendered.
     #[inline]
     pub(crate) fn rendered(&mut self, now: u64) -> Option<&[u8]> {
         let answer = self.answer.as_ref()?;
         if self.rendered.is_empty() || self.rendered_at != now {
             self.rendered.resize(answer.len(), 0);
-            answer.write_response(&mut self.rendered, 0, 0, &[], now, None)?;
+            // Flags as for a query with AD=1: the stored AD bit is kept.
+            answer.write_response(&mut self.rendered, 0, AD, &[], now, None)?;
             self.rendered_at = now;
         }
         Some(&self.rendered)

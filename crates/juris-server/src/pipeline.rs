@@ -577,9 +577,33 @@ impl Pipeline {
         if let Some((block, trigger)) = block {
             return self.respond_block(out, reply, policy, &block, trigger);
         }
+        // DNSSEC bogus: SERVFAIL with the validator's EDE, unless the client set CD.
+        if let Some(bogus) = answer.security().bogus() {
+            if reply.query_flags & crate::query::flags::CD == 0 {
+                let ede = error_map::for_bogus(bogus);
+                return respond_or_drop(synth::write_rcode_response(
+                    out,
+                    reply,
+                    Rcode::SERVFAIL,
+                    Some(&ede),
+                ));
+            }
+        }
         let (stale_ttl, ede) = match &stale {
             Some((ttl, ede)) => (Some(*ttl), Some(ede)),
             None => (None, None),
+        };
+        // Insecure only for unsupported algorithms or digests: EDE 1 or 2 as information.
+        let info;
+        let ede = match (ede, answer.security().info_code()) {
+            (None, Some(info_code)) => {
+                info = ExtendedError {
+                    info_code,
+                    extra_text: "",
+                };
+                Some(&info)
+            }
+            (ede, _) => ede,
         };
         match render_answer(out, reply, client_name, answer, now, stale_ttl, ede) {
             Some(len) => Outcome::Respond(len),
@@ -647,7 +671,11 @@ impl Pipeline {
         let extra = stale
             .as_ref()
             .map(|(_, ede)| opt_len(Some(ede)))
-            .unwrap_or(11)
+            .unwrap_or(if answer.security().info_code().is_some() {
+                17
+            } else {
+                11
+            })
             + padding;
         let policy = self.engine.policy.load();
         let policy_context = PolicyContext {
@@ -752,6 +780,13 @@ fn render_hot(
     out[0..2].copy_from_slice(&reply.id.to_be_bytes());
     // The rendered flags are the stored ones with RD and CD clear: echo the query's.
     out[2] |= ((reply.query_flags & 0x0110) >> 8) as u8;
+    // AD (pre-rendered on secure data) stays only for CD=0 queries with AD=1 or DO=1.
+    if out[3] & 0x20 != 0
+        && (reply.query_flags & 0x0010 != 0
+            || (reply.query_flags & 0x0020 == 0 && !reply.opt.is_some_and(|o| o.dnssec_ok)))
+    {
+        out[3] &= !0x20;
+    }
     out[3] |= (reply.query_flags & 0x0010) as u8;
     let name_end = HEADER_LEN + client_name.len();
     if name_end <= len && client_name.eq_ignore_ascii_case(&out[HEADER_LEN..name_end]) {

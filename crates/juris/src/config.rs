@@ -80,6 +80,79 @@ pub struct RawConfig {
     /// `[control]`: the control plane (admin API, four-eyes rule, protected list). Strict like
     /// the rest; see `juris_control::ControlConfig`.
     pub control: juris_control::ControlConfig,
+    /// `[dnssec]`: validation, trust anchors, negative trust anchors, limits.
+    pub dnssec: RawDnssec,
+}
+
+/// `[dnssec]` (see `juris_resolver::dnssec::ValidatorConfig`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawDnssec {
+    /// Validate answers. Default true.
+    pub enabled: bool,
+    /// Trust anchor files (DS or DNSKEY lines); default: the built-in IANA root KSKs.
+    pub trust_anchors: Vec<PathBuf>,
+    /// Domains treated as insecure (RFC 7646).
+    pub negative_trust_anchors: Vec<String>,
+    /// NSEC3 iterations above this make a denial insecure (RFC 9276). Default 150.
+    pub nsec3_max_iterations: u16,
+    /// Seconds a bogus result is remembered. Default 60.
+    pub bogus_ttl: u64,
+    /// Forwarders (`ADDR` or `ADDR:PORT`, as in `resolver.forward`) that strip DNSSEC data:
+    /// their answers are not validated.
+    pub forwarders_without_dnssec: Vec<String>,
+}
+
+impl Default for RawDnssec {
+    fn default() -> Self {
+        let d = juris_resolver::dnssec::ValidatorConfig::default();
+        Self {
+            enabled: d.enabled,
+            trust_anchors: d.trust_anchor_files,
+            negative_trust_anchors: d.negative_trust_anchors,
+            nsec3_max_iterations: d.nsec3_max_iterations,
+            bogus_ttl: d.bogus_ttl.as_secs(),
+            forwarders_without_dnssec: Vec::new(),
+        }
+    }
+}
+
+/// `[dnssec]`, validated: names parse, anchor files load (so `check-config` reports them).
+fn dnssec_config(raw: &RawDnssec) -> Result<juris_resolver::dnssec::ValidatorConfig, ConfigError> {
+    for (i, name) in raw.negative_trust_anchors.iter().enumerate() {
+        juris_resolver::dnssec::parse_domain(name)
+            .map_err(|e| invalid(format!("dnssec.negative_trust_anchors[{i}]"), e))?;
+    }
+    if raw.bogus_ttl > 86_400 {
+        return Err(invalid("dnssec.bogus_ttl", "must be at most 86400 seconds"));
+    }
+    let forwarders_without_dnssec = raw
+        .forwarders_without_dnssec
+        .iter()
+        .enumerate()
+        .map(|(i, f)| {
+            parse_upstream(f).ok_or_else(|| {
+                invalid(
+                    format!("dnssec.forwarders_without_dnssec[{i}]"),
+                    format!("{f:?} is not ADDR or ADDR:PORT"),
+                )
+            })
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let config = juris_resolver::dnssec::ValidatorConfig {
+        forwarders_without_dnssec,
+        enabled: raw.enabled,
+        trust_anchor_files: raw.trust_anchors.clone(),
+        negative_trust_anchors: raw.negative_trust_anchors.clone(),
+        nsec3_max_iterations: raw.nsec3_max_iterations,
+        bogus_ttl: Duration::from_secs(raw.bogus_ttl),
+    };
+    if config.enabled {
+        config
+            .load_anchors()
+            .map_err(|e| invalid("dnssec.trust_anchors", e.to_string()))?;
+    }
+    Ok(config)
 }
 
 /// `[tls]`: what the encrypted listeners (`server.listen_tls`, `listen_https`,
@@ -417,6 +490,12 @@ pub struct Overrides {
     pub tls_key: Option<PathBuf>,
     /// `--api-listen` (replaces `control.api_listen`).
     pub api_listen: Option<String>,
+    /// `--trust-anchor` (replaces `dnssec.trust_anchors` when given).
+    pub trust_anchors: Vec<PathBuf>,
+    /// `--negative-trust-anchor` (added to `dnssec.negative_trust_anchors`).
+    pub negative_trust_anchors: Vec<String>,
+    /// `--no-dnssec` (sets `dnssec.enabled = false`).
+    pub no_dnssec: bool,
 }
 
 impl RawConfig {
@@ -432,6 +511,11 @@ impl RawConfig {
             if let Some(hints) = raw.resolver.root_hints.as_mut() {
                 if hints.is_relative() {
                     *hints = base.join(&*hints);
+                }
+            }
+            for path in raw.dnssec.trust_anchors.iter_mut() {
+                if path.is_relative() {
+                    *path = base.join(&*path);
                 }
             }
             for path in [
@@ -505,6 +589,17 @@ impl RawConfig {
         }
         if let Some(listen) = &overrides.api_listen {
             self.control.api_listen = listen.clone();
+        }
+        if !overrides.trust_anchors.is_empty() {
+            self.dnssec
+                .trust_anchors
+                .clone_from(&overrides.trust_anchors);
+        }
+        self.dnssec
+            .negative_trust_anchors
+            .extend(overrides.negative_trust_anchors.iter().cloned());
+        if overrides.no_dnssec {
+            self.dnssec.enabled = false;
         }
     }
 }
@@ -649,7 +744,8 @@ impl Settings {
             return Err(invalid("server.tcp_max_connections", "must be above 0"));
         }
 
-        let resolver = resolver_config(&raw.resolver)?;
+        let mut resolver = resolver_config(&raw.resolver)?;
+        resolver.dnssec = dnssec_config(&raw.dnssec)?;
         let cache = cache_config(&raw.cache)?;
         if raw.log.level.trim().is_empty() {
             return Err(invalid("log.level", "is empty"));
@@ -1027,6 +1123,44 @@ mod tests {
     }
 
     #[test]
+    fn dnssec_section_and_flags() {
+        let settings = Settings::from_raw(&RawConfig::default()).unwrap();
+        assert_eq!(
+            settings.resolver.dnssec,
+            juris_resolver::dnssec::ValidatorConfig::default()
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let anchors = dir.path().join("test.key");
+        std::fs::write(&anchors, "test. IN DS 1 13 2 00ff\nbroken line\n").unwrap();
+        let file = dir.path().join("juris.toml");
+        std::fs::write(
+            &file,
+            "[dnssec]\nenabled = true\ntrust_anchors = [\"test.key\"]\n\
+             negative_trust_anchors = [\"example.org\"]\nnsec3_max_iterations = 50\nbogus_ttl = 30\n",
+        )
+        .unwrap();
+        let mut raw = RawConfig::from_file(&file).unwrap();
+        assert_eq!(raw.dnssec.trust_anchors, [anchors.clone()]);
+        let err = Settings::from_raw(&raw).unwrap_err().to_string();
+        assert!(err.contains("test.key:2"), "{err}");
+        std::fs::write(&anchors, "test. IN DS 1 13 2 00ff\n").unwrap();
+        let settings = Settings::from_raw(&raw).unwrap();
+        assert_eq!(settings.resolver.dnssec.nsec3_max_iterations, 50);
+        assert_eq!(settings.resolver.dnssec.bogus_ttl, Duration::from_secs(30));
+        raw.apply(&Overrides {
+            negative_trust_anchors: vec!["example.net".into()],
+            no_dnssec: true,
+            ..Overrides::default()
+        });
+        let settings = Settings::from_raw(&raw).unwrap();
+        assert!(!settings.resolver.dnssec.enabled);
+        assert_eq!(
+            settings.resolver.dnssec.negative_trust_anchors,
+            ["example.org", "example.net"]
+        );
+    }
+
+    #[test]
     fn unknown_key_is_named() {
         let err = RawConfig::from_toml("[cache]\nsise = \"1M\"\n", "t.toml").unwrap_err();
         let text = err.to_string();
@@ -1053,6 +1187,19 @@ mod tests {
                 "policy.watch_interval_ms",
             ),
             ("[geoip]\nfield_path = \"a..b\"", "geoip.field_path"),
+            (
+                "[dnssec]\nnegative_trust_anchors = [\"a..b\"]",
+                "dnssec.negative_trust_anchors[0]",
+            ),
+            (
+                "[dnssec]\ntrust_anchors = [\"/nonexistent/root.key\"]",
+                "dnssec.trust_anchors",
+            ),
+            ("[dnssec]\nbogus_ttl = 100000", "dnssec.bogus_ttl"),
+            (
+                "[dnssec]\nforwarders_without_dnssec = [\"x\"]",
+                "dnssec.forwarders_without_dnssec[0]",
+            ),
         ];
         for (text, key) in cases {
             let raw = RawConfig::from_toml(text, "t.toml").unwrap();

@@ -5,6 +5,7 @@
 //!             [--data-dir DIR] [--threads N] [--orders PATH] [--geoip FILE]
 //!             [--listen-tls ADDR:PORT]... [--listen-https ADDR:PORT]... [--listen-quic ADDR:PORT]...
 //!             [--tls-cert FILE --tls-key FILE]
+//!             [--trust-anchor FILE]... [--negative-trust-anchor NAME]... [--no-dnssec]
 //! juris explain NAME --client ADDR [--ecs SUBNET] [--country CC | --listener ADDR:PORT] [--qtype T]
 //!               [--structured] [--config FILE] [--orders PATH] [--geoip FILE] [--data-dir DIR] [--json]
 //! juris status [--data-dir DIR] [--config FILE] [--json]
@@ -184,6 +185,16 @@ struct ServeArgs {
     /// 127.0.0.1:8053).
     #[arg(long, value_name = "ADDR:PORT")]
     api_listen: Option<String>,
+    /// DNSSEC trust anchor file, DS or DNSKEY lines (repeatable; replaces
+    /// `dnssec.trust_anchors`; default: the built-in IANA root KSKs).
+    #[arg(long, value_name = "FILE")]
+    trust_anchor: Vec<PathBuf>,
+    /// Treat this domain and everything below it as insecure (repeatable; RFC 7646).
+    #[arg(long, value_name = "NAME")]
+    negative_trust_anchor: Vec<String>,
+    /// Do not validate DNSSEC (sets `dnssec.enabled = false`).
+    #[arg(long)]
+    no_dnssec: bool,
 }
 
 impl ServeArgs {
@@ -206,6 +217,9 @@ impl ServeArgs {
             tls_cert: self.tls_cert.clone(),
             tls_key: self.tls_key.clone(),
             api_listen: self.api_listen.clone(),
+            trust_anchors: self.trust_anchor.clone(),
+            negative_trust_anchors: self.negative_trust_anchor.clone(),
+            no_dnssec: self.no_dnssec,
         });
         Ok(Settings::from_raw(&raw)?)
     }

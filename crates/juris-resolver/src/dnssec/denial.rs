@@ -1,0 +1,509 @@
+//! Authenticated denial of existence: NSEC (RFC 4035 §5.4) and NSEC3 (RFC 5155 §8), run
+//! over NSEC/NSEC3 records whose signatures were already checked.
+
+use std::cmp::Ordering;
+
+use bytes::Bytes;
+use domain::base::iana::Nsec3HashAlgorithm;
+use domain::base::{Name, Rtype, ToName};
+use domain::dnssec::common::nsec3_hash;
+use domain::rdata::{Nsec, Nsec3};
+
+use super::canonical::name_order;
+use super::verify::MAX_NSEC3_HASHES_PER_DENIAL;
+
+/// What the records prove.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Proof {
+    /// The denial holds.
+    Proven,
+    /// Nothing can be proven, legitimately: NSEC3 opt-out, iterations above the limit, an
+    /// unsupported hash (the answer is insecure).
+    Insecure,
+    /// The records do not prove the denial.
+    Missing,
+    /// Too many NSEC3 hashes needed (CVE-2023-50868 limit).
+    Limit,
+}
+
+/// What is to be proven about `qname`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Claim {
+    /// The name does not exist (NXDOMAIN).
+    NoName,
+    /// The name exists without this type (NODATA), possibly through a wildcard.
+    NoData(Rtype),
+    /// A wildcard answer: the name itself does not exist; the RRSIG had `labels` labels.
+    Wildcard(u8),
+}
+
+/// A checked NSEC record.
+pub(crate) type NsecRr<'a> = (&'a Name<Bytes>, &'a Nsec<Bytes, Name<Bytes>>);
+/// A checked NSEC3 record.
+pub(crate) type Nsec3Rr<'a> = (&'a Name<Bytes>, &'a Nsec3<Bytes>);
+
+fn parent(name: &Name<Bytes>) -> Option<Name<Bytes>> {
+    name.parent()
+}
+
+fn wildcard_at(name: &Name<Bytes>) -> Option<Name<Bytes>> {
+    let mut bytes = vec![1, b'*'];
+    bytes.extend_from_slice(name.as_slice());
+    Name::from_octets(Bytes::from(bytes)).ok()
+}
+
+/// Whether the NSEC at `owner` with `next` covers `name` (owner < name < next, with the last
+/// NSEC wrapping to the apex).
+fn nsec_covers(owner: &Name<Bytes>, next: &Name<Bytes>, name: &Name<Bytes>) -> bool {
+    let after_owner = name_order(owner, name) == Ordering::Less;
+    let before_next = name_order(name, next) == Ordering::Less;
+    match name_order(owner, next) {
+        Ordering::Less => after_owner && before_next,
+        // The last NSEC of the zone: next is the apex.
+        _ => after_owner || before_next,
+    }
+}
+
+/// An NSEC at a delegation (NS without SOA) or at a DNAME says nothing about names below it.
+fn nsec_usable_for(
+    owner: &Name<Bytes>,
+    nsec: &Nsec<Bytes, Name<Bytes>>,
+    name: &Name<Bytes>,
+) -> bool {
+    let below = name.label_count() > owner.label_count() && name.ends_with(owner);
+    if !below {
+        return true;
+    }
+    let types = nsec.types();
+    !((types.contains(Rtype::NS) && !types.contains(Rtype::SOA)) || types.contains(Rtype::DNAME))
+}
+
+fn covering<'a>(nsecs: &[NsecRr<'a>], name: &Name<Bytes>) -> Option<NsecRr<'a>> {
+    nsecs.iter().copied().find(|(owner, nsec)| {
+        nsec_covers(owner, nsec.next_name(), name) && nsec_usable_for(owner, nsec, name)
+    })
+}
+
+fn matching<'a>(nsecs: &[NsecRr<'a>], name: &Name<Bytes>) -> Option<NsecRr<'a>> {
+    nsecs.iter().copied().find(|(owner, _)| owner.name_eq(name))
+}
+
+/// The longest common ancestor of two names.
+fn common_ancestor(a: &Name<Bytes>, b: &Name<Bytes>) -> Name<Bytes> {
+    let mut candidate = a.clone();
+    while !b.ends_with(&candidate) {
+        match parent(&candidate) {
+            Some(p) => candidate = p,
+            None => return Name::root_bytes(),
+        }
+    }
+    candidate
+}
+
+fn nodata_bitmap_ok(nsec_types: &impl Fn(Rtype) -> bool, qtype: Rtype) -> bool {
+    !nsec_types(qtype) && !nsec_types(Rtype::CNAME)
+}
+
+/// NSEC proofs.
+pub(crate) fn nsec_proof(nsecs: &[NsecRr<'_>], qname: &Name<Bytes>, claim: Claim) -> Proof {
+    match claim {
+        Claim::NoData(qtype) => {
+            if let Some((_, nsec)) = matching(nsecs, qname) {
+                let types = |t| nsec.types().contains(t);
+                // DS is answered by the parent side of a cut, every other type by the child.
+                if qtype != Rtype::DS && types(Rtype::NS) && !types(Rtype::SOA) {
+                    return Proof::Missing;
+                }
+                return if nodata_bitmap_ok(&types, qtype) {
+                    Proof::Proven
+                } else {
+                    Proof::Missing
+                };
+            }
+            let Some((owner, nsec)) = covering(nsecs, qname) else {
+                return Proof::Missing;
+            };
+            // An empty non-terminal: the next name is below qname.
+            let next = nsec.next_name();
+            if next.label_count() > qname.label_count() && next.ends_with(qname) {
+                return Proof::Proven;
+            }
+            // Wildcard NODATA: the wildcard at the closest encloser lacks the type.
+            let encloser = deeper(common_ancestor(qname, owner), common_ancestor(qname, next));
+            let Some(wildcard) = wildcard_at(&encloser) else {
+                return Proof::Missing;
+            };
+            match matching(nsecs, &wildcard) {
+                Some((_, w)) if nodata_bitmap_ok(&|t| w.types().contains(t), qtype) => {
+                    Proof::Proven
+                }
+                _ => Proof::Missing,
+            }
+        }
+        Claim::NoName => {
+            if matching(nsecs, qname).is_some() {
+                return Proof::Missing;
+            }
+            let Some((owner, nsec)) = covering(nsecs, qname) else {
+                return Proof::Missing;
+            };
+            let next = nsec.next_name();
+            let encloser = deeper(common_ancestor(qname, owner), common_ancestor(qname, next));
+            let Some(wildcard) = wildcard_at(&encloser) else {
+                return Proof::Missing;
+            };
+            if covering(nsecs, &wildcard).is_some() && matching(nsecs, &wildcard).is_none() {
+                Proof::Proven
+            } else {
+                Proof::Missing
+            }
+        }
+        Claim::Wildcard(_) => match covering(nsecs, qname) {
+            Some(_) if matching(nsecs, qname).is_none() => Proof::Proven,
+            _ => Proof::Missing,
+        },
+    }
+}
+
+fn deeper(a: Name<Bytes>, b: Name<Bytes>) -> Name<Bytes> {
+    if a.label_count() >= b.label_count() {
+        a
+    } else {
+        b
+    }
+}
+
+/// A closest encloser and the NSEC3 covering its next closer name.
+type Encloser<'a> = (Name<Bytes>, &'a Nsec3<Bytes>);
+
+/// NSEC3 records of one zone, hashed lazily under a budget.
+struct Nsec3Set<'a> {
+    records: Vec<(Vec<u8>, &'a Nsec3<Bytes>)>,
+    zone: Name<Bytes>,
+    hashes: u32,
+    first: &'a Nsec3<Bytes>,
+}
+
+impl<'a> Nsec3Set<'a> {
+    fn new(records: &[Nsec3Rr<'a>], zone: &Name<Bytes>) -> Option<Self> {
+        let first = records.first()?.1;
+        let mut decoded = Vec::new();
+        for (owner, nsec3) in records {
+            // The owner is <base32hex hash>.<zone>, with the set's parameters.
+            let Some(parent) = owner.parent() else {
+                continue;
+            };
+            if !parent.name_eq(zone)
+                || nsec3.hash_algorithm() != first.hash_algorithm()
+                || nsec3.iterations() != first.iterations()
+                || nsec3.salt().as_slice() != first.salt().as_slice()
+            {
+                continue;
+            }
+            let label = String::from_utf8_lossy(owner.first().as_slice()).to_ascii_uppercase();
+            let Ok(hash) = domain::utils::base32::decode_hex::<Vec<u8>>(&label) else {
+                continue;
+            };
+            decoded.push((hash, *nsec3));
+        }
+        Some(Self {
+            records: decoded,
+            zone: zone.clone(),
+            hashes: 0,
+            first,
+        })
+    }
+
+    fn hash(&mut self, name: &Name<Bytes>) -> Option<Vec<u8>> {
+        self.hashes += 1;
+        if self.hashes > MAX_NSEC3_HASHES_PER_DENIAL {
+            return None;
+        }
+        nsec3_hash::<_, _, Vec<u8>>(
+            name,
+            self.first.hash_algorithm(),
+            self.first.iterations(),
+            self.first.salt(),
+        )
+        .ok()
+        .map(|h| h.as_slice().to_vec())
+    }
+
+    fn matching(&self, hash: &[u8]) -> Option<&'a Nsec3<Bytes>> {
+        self.records
+            .iter()
+            .find(|(h, _)| h == hash)
+            .map(|(_, n)| *n)
+    }
+
+    fn covering(&self, hash: &[u8]) -> Option<&'a Nsec3<Bytes>> {
+        self.records
+            .iter()
+            .find(|(owner, nsec3)| {
+                let next = nsec3.next_owner().as_slice();
+                let owner = owner.as_slice();
+                if owner < next {
+                    owner < hash && hash < next
+                } else {
+                    owner < hash || hash < next
+                }
+            })
+            .map(|(_, n)| *n)
+    }
+
+    /// The closest encloser proof (RFC 5155 §8.3): the closest encloser, the next closer
+    /// name's covering NSEC3. `Err` when out of budget.
+    fn closest_encloser(&mut self, qname: &Name<Bytes>) -> Result<Option<Encloser<'a>>, ()> {
+        let mut next_closer: Option<Name<Bytes>> = None;
+        let mut candidate = qname.clone();
+        loop {
+            if !candidate.ends_with(&self.zone) {
+                return Ok(None);
+            }
+            let hash = self.hash(&candidate).ok_or(())?;
+            if let Some(nsec3) = self.matching(&hash) {
+                let types = nsec3.types();
+                // A delegation's or DNAME's NSEC3 cannot be the closest encloser of names below.
+                if ((types.contains(Rtype::NS) && !types.contains(Rtype::SOA))
+                    || types.contains(Rtype::DNAME))
+                    && next_closer.is_some()
+                {
+                    return Ok(None);
+                }
+                let Some(next) = next_closer else {
+                    return Ok(None);
+                };
+                let hash = self.hash(&next).ok_or(())?;
+                return Ok(self.covering(&hash).map(|c| (candidate, c)));
+            }
+            if candidate.name_eq(&self.zone) {
+                return Ok(None);
+            }
+            next_closer = Some(candidate.clone());
+            match candidate.parent() {
+                Some(p) => candidate = p,
+                None => return Ok(None),
+            }
+        }
+    }
+}
+
+/// NSEC3 proofs for names in `zone`.
+pub(crate) fn nsec3_proof(
+    records: &[Nsec3Rr<'_>],
+    zone: &Name<Bytes>,
+    qname: &Name<Bytes>,
+    claim: Claim,
+    max_iterations: u16,
+) -> Proof {
+    let Some(mut set) = Nsec3Set::new(records, zone) else {
+        return Proof::Missing;
+    };
+    if set.first.hash_algorithm() != Nsec3HashAlgorithm::SHA1
+        || set.first.iterations() > max_iterations
+    {
+        return Proof::Insecure;
+    }
+    let result = (|| -> Result<Proof, ()> {
+        match claim {
+            Claim::NoData(qtype) => {
+                let hash = set.hash(qname).ok_or(())?;
+                if let Some(nsec3) = set.matching(&hash) {
+                    let types = nsec3.types();
+                    if qtype != Rtype::DS
+                        && types.contains(Rtype::NS)
+                        && !types.contains(Rtype::SOA)
+                    {
+                        return Ok(Proof::Missing);
+                    }
+                    return Ok(if !types.contains(qtype) && !types.contains(Rtype::CNAME) {
+                        Proof::Proven
+                    } else {
+                        Proof::Missing
+                    });
+                }
+                let Some((encloser, next_closer)) = set.closest_encloser(qname)? else {
+                    return Ok(Proof::Missing);
+                };
+                // RFC 5155 §8.6: DS NODATA under opt-out, the delegation is insecure.
+                if qtype == Rtype::DS && next_closer.opt_out() {
+                    return Ok(Proof::Insecure);
+                }
+                // Wildcard NODATA (§8.7).
+                let Some(wildcard) = wildcard_at(&encloser) else {
+                    return Ok(Proof::Missing);
+                };
+                let hash = set.hash(&wildcard).ok_or(())?;
+                Ok(match set.matching(&hash) {
+                    Some(w) if !w.types().contains(qtype) && !w.types().contains(Rtype::CNAME) => {
+                        Proof::Proven
+                    }
+                    _ => Proof::Missing,
+                })
+            }
+            Claim::NoName => {
+                let Some((encloser, next_closer)) = set.closest_encloser(qname)? else {
+                    return Ok(Proof::Missing);
+                };
+                let Some(wildcard) = wildcard_at(&encloser) else {
+                    return Ok(Proof::Missing);
+                };
+                let hash = set.hash(&wildcard).ok_or(())?;
+                if set.covering(&hash).is_none() {
+                    return Ok(Proof::Missing);
+                }
+                // An opt-out span may hide an unsigned delegation: not provably absent.
+                Ok(if next_closer.opt_out() {
+                    Proof::Insecure
+                } else {
+                    Proof::Proven
+                })
+            }
+            Claim::Wildcard(labels) => {
+                // §8.8: the next closer name (one label below the wildcard's parent) is covered.
+                let wanted = usize::from(labels) + 2;
+                let Some(next_closer) = qname.iter_suffixes().find(|s| s.label_count() == wanted)
+                else {
+                    return Ok(Proof::Missing);
+                };
+                let hash = set.hash(&next_closer).ok_or(())?;
+                Ok(match set.covering(&hash) {
+                    Some(c) if c.opt_out() => Proof::Insecure,
+                    Some(_) => Proof::Proven,
+                    None => Proof::Missing,
+                })
+            }
+        }
+    })();
+    result.unwrap_or(Proof::Limit)
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)] // reason: test code.
+mod tests {
+    use super::*;
+    use domain::rdata::dnssec::RtypeBitmap;
+    use domain::rdata::nsec3::{Nsec3Salt, OwnerHash};
+
+    fn name(text: &str) -> Name<Bytes> {
+        Name::bytes_from_str(text).unwrap()
+    }
+
+    fn bitmap(types: &[Rtype]) -> RtypeBitmap<Bytes> {
+        let mut builder = RtypeBitmap::<Bytes>::builder();
+        for t in types {
+            builder.add(*t).unwrap();
+        }
+        builder.finalize()
+    }
+
+    fn nsec(next: &str, types: &[Rtype]) -> Nsec<Bytes, Name<Bytes>> {
+        Nsec::new(name(next), bitmap(types))
+    }
+
+    /// Checks each (records, name, claim, expected proof).
+    fn expect(set: &[NsecRr<'_>], cases: &[(&str, Claim, Proof)]) {
+        for (qname, claim, expected) in cases {
+            assert_eq!(
+                nsec_proof(set, &name(qname), *claim),
+                *expected,
+                "{qname} {claim:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn nsec_nxdomain_needs_name_and_wildcard_cover() {
+        let (o1, o2) = (name("example."), name("b.example."));
+        let n1 = nsec("b.example.", &[Rtype::SOA, Rtype::NS, Rtype::NSEC]);
+        let n2 = nsec("example.", &[Rtype::A, Rtype::NSEC]);
+        let set = [(&o1, &n1), (&o2, &n2)];
+        expect(
+            &set,
+            &[
+                ("a.example.", Claim::NoName, Proof::Proven),
+                // The last NSEC wraps to the apex.
+                ("c.example.", Claim::NoName, Proof::Proven),
+                // The name exists.
+                ("b.example.", Claim::NoName, Proof::Missing),
+                ("b.example.", Claim::NoData(Rtype::MX), Proof::Proven),
+                ("b.example.", Claim::NoData(Rtype::A), Proof::Missing),
+            ],
+        );
+        // Without the NSEC covering *.example. the wildcard might exist.
+        expect(
+            &[(&o2, &n2)],
+            &[("c.example.", Claim::NoName, Proof::Missing)],
+        );
+        expect(
+            &[],
+            &[("b.example.", Claim::NoData(Rtype::A), Proof::Missing)],
+        );
+    }
+
+    #[test]
+    fn nsec_at_delegation_proves_nothing_below() {
+        let o = name("sub.example.");
+        let n = nsec("z.example.", &[Rtype::NS, Rtype::NSEC]);
+        expect(
+            &[(&o, &n)],
+            &[
+                ("www.sub.example.", Claim::Wildcard(2), Proof::Missing),
+                ("sub.example.", Claim::NoData(Rtype::DS), Proof::Proven),
+                ("sub.example.", Claim::NoData(Rtype::A), Proof::Missing),
+            ],
+        );
+    }
+
+    fn hashed(owner: &Name<Bytes>, zone: &Name<Bytes>) -> (Name<Bytes>, Vec<u8>) {
+        let h = nsec3_hash::<_, _, Vec<u8>>(
+            owner,
+            Nsec3HashAlgorithm::SHA1,
+            0,
+            &Nsec3Salt::<Bytes>::empty(),
+        )
+        .unwrap();
+        let label = domain::utils::base32::encode_string_hex(h.as_slice()).to_ascii_lowercase();
+        (name(&format!("{label}.{zone}")), h.as_slice().to_vec())
+    }
+
+    #[test]
+    fn nsec3_nodata_and_limits() {
+        let zone = name("example.");
+        let (owner, hash) = hashed(&name("www.example."), &zone);
+        let mut next = hash.clone();
+        *next.last_mut().unwrap() ^= 1;
+        let record = Nsec3::new(
+            Nsec3HashAlgorithm::SHA1,
+            0,
+            0,
+            Nsec3Salt::empty(),
+            OwnerHash::from_octets(Bytes::from(next)).unwrap(),
+            bitmap(&[Rtype::A, Rtype::RRSIG]),
+        );
+        let set = [(&owner, &record)];
+        let proof = |claim| nsec3_proof(&set, &zone, &name("www.example."), claim, 150);
+        assert_eq!(proof(Claim::NoData(Rtype::MX)), Proof::Proven);
+        assert_eq!(proof(Claim::NoData(Rtype::A)), Proof::Missing);
+        let costly = Nsec3::new(
+            Nsec3HashAlgorithm::SHA1,
+            0,
+            151,
+            Nsec3Salt::empty(),
+            record.next_owner().clone(),
+            bitmap(&[Rtype::A]),
+        );
+        let set = [(&owner, &costly)];
+        assert_eq!(
+            nsec3_proof(
+                &set,
+                &zone,
+                &name("www.example."),
+                Claim::NoData(Rtype::MX),
+                150
+            ),
+            Proof::Insecure,
+            "RFC 9276: iterations above the limit"
+        );
+    }
+}

@@ -1,0 +1,184 @@
+//! DNSSEC validation (RFC 4033–4035, 5155, 6840, 9276, 8624): configuration and trust anchors.
+//!
+//! ```text
+//!   [dnssec] / --trust-anchor ──► ValidatorConfig::load_anchors ──► TrustAnchors (DS/DNSKEY per zone)
+//! ```
+//!
+//! Cryptography comes from `domain` (feature `ring`): see docs/design and docs/dnssec.md.
+
+mod anchors;
+mod canonical;
+mod denial;
+mod validator;
+mod verify;
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+pub use anchors::{parse_domain, AnchorError, TrustAnchor, TrustAnchors, BUILTIN_ROOT_ANCHORS};
+pub(crate) use canonical::rrsig_labels;
+pub(crate) use validator::{BoxFuture, Fetcher, Validator};
+
+/// Extended DNS Error codes (RFC 8914) the validator reports. Kept here, in one block, so
+/// they can move to the server's single table of RCODE/EDE codes.
+pub mod ede {
+    /// Unsupported DNSKEY algorithm (informational, with an insecure answer).
+    pub const UNSUPPORTED_DNSKEY_ALGORITHM: u16 = 1;
+    /// Unsupported DS digest type (informational, with an insecure answer).
+    pub const UNSUPPORTED_DS_DIGEST_TYPE: u16 = 2;
+    /// DNSSEC Bogus (also: a validation work limit, KeyTrap).
+    pub const DNSSEC_BOGUS: u16 = 6;
+    /// Signature Expired.
+    pub const SIGNATURE_EXPIRED: u16 = 7;
+    /// Signature Not Yet Valid.
+    pub const SIGNATURE_NOT_YET_VALID: u16 = 8;
+    /// DNSKEY Missing.
+    pub const DNSKEY_MISSING: u16 = 9;
+    /// RRSIGs Missing.
+    pub const RRSIGS_MISSING: u16 = 10;
+    /// NSEC Missing.
+    pub const NSEC_MISSING: u16 = 12;
+}
+
+/// The validation state of an answer (RFC 4033 §5), kept with its cache entry.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum Security {
+    /// Not validated: validation is off.
+    #[default]
+    Unchecked,
+    /// Every RRset and denial proven from a trust anchor: answered with AD.
+    Secure,
+    /// Proven unsigned (insecure delegation, NSEC3 opt-out or iterations, unsupported
+    /// algorithms, a negative trust anchor): answered without AD.
+    Insecure,
+    /// Insecure only because the zone uses algorithms (EDE 1) or DS digest types (EDE 2) that
+    /// juris does not implement (RFC 8624): answered without AD, with that EDE as information.
+    Unsupported(u16),
+    /// No trust anchor covers the name: answered without AD.
+    Indeterminate,
+    /// Signed but failing validation: SERVFAIL with the EDE, unless the client set CD.
+    Bogus(Box<Bogus>),
+}
+
+impl Security {
+    /// The failure, when bogus.
+    pub fn bogus(&self) -> Option<&Bogus> {
+        match self {
+            Security::Bogus(b) => Some(b),
+            _ => None,
+        }
+    }
+
+    /// The informational EDE code of an insecure answer (unsupported algorithm or digest).
+    pub fn info_code(&self) -> Option<u16> {
+        match self {
+            Security::Unsupported(code) => Some(*code),
+            _ => None,
+        }
+    }
+
+    /// A short name for logs and `explain`.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Security::Unchecked => "unchecked",
+            Security::Secure => "secure",
+            Security::Insecure | Security::Unsupported(_) => "insecure",
+            Security::Indeterminate => "indeterminate",
+            Security::Bogus(_) => "bogus",
+        }
+    }
+}
+
+/// Why an answer is bogus: the EDE code (see [`ede`]) and its EXTRA-TEXT, which names the zone.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Bogus {
+    /// RFC 8914 INFO-CODE.
+    pub ede: u16,
+    /// EXTRA-TEXT, e.g. `signature expired (zone example.test.)`.
+    pub text: String,
+}
+
+/// A validation failure before it is tied to a zone.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Failure {
+    pub ede: u16,
+    pub reason: &'static str,
+}
+
+impl Failure {
+    pub(crate) fn bogus(ede: u16, reason: &'static str) -> Self {
+        Self { ede, reason }
+    }
+
+    /// A work limit (KeyTrap): DNSSEC Bogus with a text saying so.
+    pub(crate) fn limit(reason: &'static str) -> Self {
+        Self {
+            ede: ede::DNSSEC_BOGUS,
+            reason,
+        }
+    }
+
+    /// How specific the failure is (a specific EDE beats plain "bogus").
+    pub(crate) fn rank(&self) -> u8 {
+        u8::from(self.ede != ede::DNSSEC_BOGUS)
+    }
+
+    pub(crate) fn in_zone(&self, zone: &impl std::fmt::Display) -> Bogus {
+        Bogus {
+            ede: self.ede,
+            text: format!("{} (zone {zone})", self.reason),
+        }
+    }
+}
+
+/// Default cap on NSEC3 additional iterations (RFC 9276 §3.2; Unbound and BIND use 150).
+pub const DEFAULT_NSEC3_MAX_ITERATIONS: u16 = 150;
+
+/// Validation settings (validated; the raw TOML layer lives in the binary).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ValidatorConfig {
+    /// Validate answers (default `true`).
+    pub enabled: bool,
+    /// Files of DS or DNSKEY lines in zone-file syntax. Empty: the built-in IANA root KSKs
+    /// (key tags 20326 and 38696). A file with an anchor for `.` replaces the built-in one;
+    /// anchors for other names are added to it.
+    pub trust_anchor_files: Vec<PathBuf>,
+    /// Domains (and everything below them) treated as insecure (RFC 7646).
+    pub negative_trust_anchors: Vec<String>,
+    /// NSEC3 records with more additional iterations than this prove nothing: the answer is
+    /// insecure (RFC 9276 §3.2).
+    pub nsec3_max_iterations: u16,
+    /// How long a bogus result is remembered before the data is validated again.
+    pub bogus_ttl: Duration,
+    /// Forward mode: upstreams known to strip DNSSEC records. Their answers are not
+    /// validated (insecure: no AD, never bogus) and they get the client's CD bit.
+    pub forwarders_without_dnssec: Vec<std::net::SocketAddr>,
+}
+
+impl Default for ValidatorConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            trust_anchor_files: Vec::new(),
+            negative_trust_anchors: Vec::new(),
+            nsec3_max_iterations: DEFAULT_NSEC3_MAX_ITERATIONS,
+            bogus_ttl: Duration::from_secs(60),
+            forwarders_without_dnssec: Vec::new(),
+        }
+    }
+}
+
+impl ValidatorConfig {
+    /// The trust anchors in force: the files' anchors, plus the built-in root anchors unless a
+    /// file has one for `.`. Errors name the file and line.
+    pub fn load_anchors(&self) -> Result<TrustAnchors, AnchorError> {
+        let mut anchors = TrustAnchors::default();
+        for path in &self.trust_anchor_files {
+            anchors.add_file(path)?;
+        }
+        if !anchors.has_root() {
+            anchors.merge(TrustAnchors::builtin());
+        }
+        Ok(anchors)
+    }
+}

@@ -1,0 +1,741 @@
+//! The validator: the chain of trust per zone (DS → DNSKEY from the closest trust anchor
+//! down, cached per zone), then every RRset and denial of an outcome.
+//!
+//! ```text
+//!  validate(outcome) ─► each answer RRset: signer zone ─► zone_keys(signer) ─► verify RRSIGs
+//!                     └► negative / wildcard: SOA + NSEC/NSEC3 verified ─► denial proof
+//!  zone_keys(Z): anchor at Z? DNSKEY vs anchor : DS(Z) from the parent (signed by zone_keys(P))
+//!                ─► DNSKEY(Z) matched to a DS and self-signed ─► Secure(keys) | Insecure | Bogus
+//! ```
+//! Unsigned data is placed in its zone (the recursor's known cut, else an SOA query) and is
+//! bogus exactly when that zone is secure.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+
+use bytes::Bytes;
+use domain::base::iana::Rcode;
+use domain::base::{Name, Rtype, ToName};
+use domain::rdata::{AllRecordData, Dnskey, Ds};
+
+use super::canonical::rrsig_labels;
+use super::denial::{nsec3_proof, nsec_proof, Claim, Nsec3Rr, NsecRr, Proof};
+use super::verify::{ds_matches, sigs_for, usable_ds, verify_rrset, Budget};
+use super::{ede, Bogus, Failure, Security, TrustAnchor, TrustAnchors, ValidatorConfig};
+use crate::clock::SharedClock;
+use crate::names::Rr;
+use crate::recursor::Outcome;
+use crate::resolver::ResolveError;
+
+/// A boxed future (the chain of trust recurses towards the anchor).
+pub(crate) type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// How the validator asks for DS, DNSKEY and SOA records: the resolution engine in use.
+pub(crate) trait Fetcher: Send {
+    /// Resolves `name`/`rtype` (DO=1, and CD=1 towards forwarders).
+    fn fetch(
+        &mut self,
+        name: Name<Bytes>,
+        rtype: Rtype,
+    ) -> BoxFuture<'_, Result<Outcome, ResolveError>>;
+    /// The closest zone cut at or above `name` the engine knows, if it keeps any.
+    fn known_cut(&self, name: &Name<Bytes>) -> Option<Name<Bytes>>;
+}
+
+/// The state of one zone's keys.
+#[derive(Debug, Clone)]
+enum ZoneState {
+    Secure(Arc<[Dnskey<Bytes>]>),
+    /// Insecure; with EDE 1 or 2 when only because of unsupported algorithms or digests.
+    Insecure(Option<u16>),
+    Bogus(Bogus),
+}
+
+impl ZoneState {
+    fn insecure(&self) -> Security {
+        match self {
+            ZoneState::Insecure(Some(code)) => Security::Unsupported(*code),
+            _ => Security::Insecure,
+        }
+    }
+}
+
+/// Bound on cached zone states (past it the map is pruned, then cleared).
+const MAX_ZONES: usize = 50_000;
+/// Longest time a zone's validated keys (or insecurity) are trusted without asking again.
+const MAX_ZONE_TTL: u64 = 3_600;
+
+/// The validator shared by every resolution.
+#[derive(Debug)]
+pub(crate) struct Validator {
+    config: ValidatorConfig,
+    anchors: TrustAnchors,
+    negative: Vec<Name<Bytes>>,
+    zones: Mutex<HashMap<Name<Bytes>, (ZoneState, u64)>>,
+    clock: SharedClock,
+}
+
+struct Ctx<'f> {
+    fetcher: &'f mut dyn Fetcher,
+    budget: Budget,
+    /// Zones being validated, innermost last (a chain never revisits one).
+    stack: Vec<Name<Bytes>>,
+}
+
+/// Deepest chain of zones validated for one answer.
+const MAX_CHAIN: usize = 32;
+
+impl Validator {
+    /// A validator for `config` with its anchors already loaded.
+    pub(crate) fn new(config: ValidatorConfig, anchors: TrustAnchors, clock: SharedClock) -> Self {
+        let negative = config
+            .negative_trust_anchors
+            .iter()
+            .filter_map(|n| super::parse_domain(n).ok())
+            .collect();
+        Self {
+            config,
+            anchors,
+            negative,
+            zones: Mutex::new(HashMap::new()),
+            clock,
+        }
+    }
+
+    /// How long a bogus answer is kept.
+    pub(crate) fn bogus_ttl(&self) -> u32 {
+        u32::try_from(self.config.bogus_ttl.as_secs()).unwrap_or(u32::MAX)
+    }
+
+    fn under_nta(&self, name: &Name<Bytes>) -> bool {
+        self.negative.iter().any(|n| name.ends_with(n))
+    }
+
+    fn now32(&self) -> u32 {
+        // RRSIG times are serial numbers modulo 2^32 (RFC 4034 §3.1.5).
+        self.clock.unix_seconds() as u32
+    }
+
+    /// The validation state of `outcome`, the resolution of `qname`/`qtype`.
+    pub(crate) async fn validate(
+        &self,
+        qname: &Name<Bytes>,
+        qtype: Rtype,
+        outcome: &Outcome,
+        fetcher: &mut dyn Fetcher,
+    ) -> Security {
+        if self.under_nta(qname) {
+            return Security::Insecure;
+        }
+        if self.anchors.closest(qname).is_none() {
+            return Security::Indeterminate;
+        }
+        let mut ctx = Ctx {
+            fetcher,
+            budget: Budget::default(),
+            stack: Vec::new(),
+        };
+        let mut insecure: Option<Security> = None;
+        let has_dname = outcome.answer.iter().any(|r| r.rtype() == Rtype::DNAME);
+        let mut final_name = qname.clone();
+        let mut positive = false;
+        for (owner, rtype) in rrsets(&outcome.answer) {
+            let records: Vec<&Rr> = outcome
+                .answer
+                .iter()
+                .filter(|r| r.rtype() == rtype && r.owner().name_eq(&owner))
+                .collect();
+            if rtype == qtype || qtype == Rtype::ANY {
+                positive = true;
+            }
+            if rtype == Rtype::CNAME || rtype == Rtype::DNAME {
+                if let Some(target) = chain_target(&records) {
+                    if rtype == Rtype::CNAME || qtype != Rtype::DNAME {
+                        final_name = target;
+                    }
+                }
+            }
+            let sigs = sigs_for(&outcome.answer, &owner, rtype);
+            // The CNAME we synthesised from a DNAME carries no signature: the DNAME does.
+            if rtype == Rtype::CNAME && sigs.is_empty() && has_dname {
+                continue;
+            }
+            match self
+                .check_rrset(&owner, rtype, &records, &sigs, &outcome.authority, &mut ctx)
+                .await
+            {
+                Security::Secure => {}
+                Security::Bogus(b) => return Security::Bogus(b),
+                other => insecure = Some(weaker(insecure, other)),
+            }
+        }
+        let negative =
+            !positive && (outcome.rcode == Rcode::NXDOMAIN || outcome.rcode == Rcode::NOERROR);
+        if negative {
+            let claim = if outcome.rcode == Rcode::NXDOMAIN {
+                Claim::NoName
+            } else {
+                Claim::NoData(qtype)
+            };
+            match self
+                .check_denial(&final_name, claim, &outcome.authority, &mut ctx)
+                .await
+            {
+                Security::Secure => {}
+                Security::Bogus(b) => return Security::Bogus(b),
+                other => insecure = Some(weaker(insecure, other)),
+            }
+        }
+        insecure.unwrap_or(Security::Secure)
+    }
+
+    /// One RRset of an answer.
+    async fn check_rrset(
+        &self,
+        owner: &Name<Bytes>,
+        rtype: Rtype,
+        records: &[&Rr],
+        sigs: &[&super::canonical::Sig],
+        authority: &[Rr],
+        ctx: &mut Ctx<'_>,
+    ) -> Security {
+        if sigs.is_empty() {
+            let (zone, state) = self.zone_of_unsigned(owner, rtype, ctx).await;
+            return match state {
+                ZoneState::Secure(_) => Security::Bogus(Box::new(
+                    Failure::bogus(ede::RRSIGS_MISSING, "RRSIGs missing").in_zone(&zone),
+                )),
+                state @ ZoneState::Insecure(_) => state.insecure(),
+                ZoneState::Bogus(b) => Security::Bogus(Box::new(b)),
+            };
+        }
+        // The signer named by the signatures (they must all agree for us to use them).
+        let signer = sigs[0].signer_name().clone();
+        if !owner.ends_with(&signer) {
+            return Security::Bogus(Box::new(
+                Failure::bogus(ede::DNSSEC_BOGUS, "RRSIG signer is not above the owner")
+                    .in_zone(&signer),
+            ));
+        }
+        let signer = crate::names::lower(&signer);
+        let keys = match self.zone_keys(signer.clone(), ctx).await {
+            ZoneState::Secure(keys) => keys,
+            state @ ZoneState::Insecure(_) => return state.insecure(),
+            ZoneState::Bogus(b) => return Security::Bogus(Box::new(b)),
+        };
+        let same_signer: Vec<&super::canonical::Sig> = sigs
+            .iter()
+            .copied()
+            .filter(|s| s.signer_name().name_eq(&signer))
+            .collect();
+        match verify_rrset(
+            records,
+            &same_signer,
+            &signer,
+            &keys,
+            self.now32(),
+            &mut ctx.budget,
+        ) {
+            Ok(labels) if usize::from(labels) < rrsig_labels(owner) => {
+                // A wildcard expansion: the owner itself must be proven not to exist.
+                self.check_proof(
+                    &signer,
+                    &keys,
+                    owner,
+                    Claim::Wildcard(labels),
+                    authority,
+                    ctx,
+                )
+            }
+            Ok(_) => Security::Secure,
+            Err(failure) => Security::Bogus(Box::new(failure.in_zone(&signer))),
+        }
+    }
+
+    /// A negative answer (NXDOMAIN or NODATA for `name`).
+    async fn check_denial(
+        &self,
+        name: &Name<Bytes>,
+        claim: Claim,
+        authority: &[Rr],
+        ctx: &mut Ctx<'_>,
+    ) -> Security {
+        let soa = authority.iter().find(|r| r.rtype() == Rtype::SOA);
+        // The signer: of the SOA, else of any NSEC/NSEC3.
+        let signer = authority.iter().find_map(|r| match r.data() {
+            AllRecordData::Rrsig(sig)
+                if matches!(sig.type_covered(), Rtype::SOA | Rtype::NSEC | Rtype::NSEC3) =>
+            {
+                Some(crate::names::lower(sig.signer_name()))
+            }
+            _ => None,
+        });
+        let Some(signer) = signer.filter(|s| name.ends_with(s)) else {
+            // Nothing signed: fine only if the zone is insecure.
+            let place = soa
+                .map(|s| s.owner().clone())
+                .unwrap_or_else(|| name.clone());
+            let (zone, state) = self.zone_of_unsigned(&place, Rtype::SOA, ctx).await;
+            return match state {
+                ZoneState::Secure(_) => Security::Bogus(Box::new(
+                    Failure::bogus(
+                        ede::NSEC_MISSING,
+                        "denial of existence without NSEC/NSEC3 or signatures",
+                    )
+                    .in_zone(&zone),
+                )),
+                state @ ZoneState::Insecure(_) => state.insecure(),
+                ZoneState::Bogus(b) => Security::Bogus(Box::new(b)),
+            };
+        };
+        let keys = match self.zone_keys(signer.clone(), ctx).await {
+            ZoneState::Secure(keys) => keys,
+            state @ ZoneState::Insecure(_) => return state.insecure(),
+            ZoneState::Bogus(b) => return Security::Bogus(Box::new(b)),
+        };
+        if let Some(soa) = soa {
+            let records: Vec<&Rr> = authority
+                .iter()
+                .filter(|r| r.rtype() == Rtype::SOA && r.owner().name_eq(soa.owner()))
+                .collect();
+            let sigs = sigs_for(authority, soa.owner(), Rtype::SOA);
+            if let Err(failure) = verify_rrset(
+                &records,
+                &sigs,
+                &signer,
+                &keys,
+                self.now32(),
+                &mut ctx.budget,
+            ) {
+                return Security::Bogus(Box::new(failure.in_zone(&signer)));
+            }
+        }
+        self.check_proof(&signer, &keys, name, claim, authority, ctx)
+    }
+
+    /// Verifies the NSEC/NSEC3 records of `authority` with the zone's keys, then the proof.
+    fn check_proof(
+        &self,
+        zone: &Name<Bytes>,
+        keys: &[Dnskey<Bytes>],
+        name: &Name<Bytes>,
+        claim: Claim,
+        authority: &[Rr],
+        ctx: &mut Ctx<'_>,
+    ) -> Security {
+        let mut nsecs: Vec<NsecRr<'_>> = Vec::new();
+        let mut nsec3s: Vec<Nsec3Rr<'_>> = Vec::new();
+        for record in authority {
+            let rtype = record.rtype();
+            if rtype != Rtype::NSEC && rtype != Rtype::NSEC3 {
+                continue;
+            }
+            if !record.owner().ends_with(zone) {
+                continue;
+            }
+            let sigs = sigs_for(authority, record.owner(), rtype);
+            let set = [record];
+            if let Err(failure) =
+                verify_rrset(&set, &sigs, zone, keys, self.now32(), &mut ctx.budget)
+            {
+                return Security::Bogus(Box::new(failure.in_zone(zone)));
+            }
+            match record.data() {
+                AllRecordData::Nsec(nsec) => nsecs.push((record.owner(), nsec)),
+                AllRecordData::Nsec3(nsec3) => nsec3s.push((record.owner(), nsec3)),
+                _ => {}
+            }
+        }
+        let proof = if !nsecs.is_empty() {
+            nsec_proof(&nsecs, name, claim)
+        } else if !nsec3s.is_empty() {
+            nsec3_proof(&nsec3s, zone, name, claim, self.config.nsec3_max_iterations)
+        } else {
+            Proof::Missing
+        };
+        match proof {
+            Proof::Proven => Security::Secure,
+            Proof::Insecure => Security::Insecure,
+            Proof::Missing => Security::Bogus(Box::new(
+                Failure::bogus(ede::NSEC_MISSING, "no NSEC/NSEC3 proof of the denial")
+                    .in_zone(zone),
+            )),
+            Proof::Limit => Security::Bogus(Box::new(
+                Failure::limit("too many NSEC3 hash computations (limit)").in_zone(zone),
+            )),
+        }
+    }
+
+    /// The zone holding unsigned data at `owner` (DS lives in the parent) and its state.
+    async fn zone_of_unsigned(
+        &self,
+        owner: &Name<Bytes>,
+        rtype: Rtype,
+        ctx: &mut Ctx<'_>,
+    ) -> (Name<Bytes>, ZoneState) {
+        if self.under_nta(owner) {
+            return (owner.clone(), ZoneState::Insecure(None));
+        }
+        let place = match (rtype, owner.parent()) {
+            (Rtype::DS, Some(parent)) => parent,
+            _ => owner.clone(),
+        };
+        let known = ctx.fetcher.known_cut(&place);
+        let mut zone = match &known {
+            Some(cut) => cut.clone(),
+            None => self.find_apex(&place, ctx).await,
+        };
+        let mut state = self.zone_keys(zone.clone(), ctx).await;
+        if known.is_some() && matches!(state, ZoneState::Secure(_)) {
+            // Before calling unsigned data bogus, make sure it is not in a child zone the
+            // recursor reached without a referral (parent and child on the same servers).
+            let apex = self.find_apex(&place, ctx).await;
+            if apex.label_count() > zone.label_count() && apex.ends_with(&zone) {
+                zone = apex;
+                state = self.zone_keys(zone.clone(), ctx).await;
+            }
+        }
+        (zone, state)
+    }
+
+    /// The apex of the zone holding `name`, from an SOA query (forward mode).
+    async fn find_apex(&self, name: &Name<Bytes>, ctx: &mut Ctx<'_>) -> Name<Bytes> {
+        if let Ok(outcome) = ctx.fetcher.fetch(name.clone(), Rtype::SOA).await {
+            let soa = outcome
+                .answer
+                .iter()
+                .chain(outcome.authority.iter())
+                .find(|r| r.rtype() == Rtype::SOA && name.ends_with(r.owner()));
+            if let Some(soa) = soa {
+                return crate::names::lower(soa.owner());
+            }
+        }
+        // Unknown: the closest anchor's zone, the only one we know to exist.
+        self.anchors
+            .closest(name)
+            .map(|a| a.zone.clone())
+            .unwrap_or_else(Name::root_bytes)
+    }
+
+    /// The validated keys of `zone` (or why there are none), from the cache or the chain.
+    fn zone_keys<'a>(&'a self, zone: Name<Bytes>, ctx: &'a mut Ctx<'_>) -> BoxFuture<'a, ZoneState>
+    where
+        Self: Sync,
+    {
+        Box::pin(async move {
+            let now = self.clock.unix_seconds();
+            if let Some(state) = self.cached(&zone, now) {
+                return state;
+            }
+            if ctx.stack.len() >= MAX_CHAIN || ctx.stack.contains(&zone) {
+                // Inconsistent data (a DS denial from the zone itself...): not cached.
+                return ZoneState::Bogus(
+                    Failure::bogus(ede::DNSSEC_BOGUS, "chain of trust loops").in_zone(&zone),
+                );
+            }
+            ctx.stack.push(zone.clone());
+            let (state, ttl) = self.compute_zone(&zone, ctx).await;
+            ctx.stack.pop();
+            let ttl = match state {
+                ZoneState::Bogus(_) => u64::from(self.bogus_ttl()),
+                _ => ttl.min(MAX_ZONE_TTL),
+            };
+            self.store(zone, state.clone(), now + ttl);
+            state
+        })
+    }
+
+    fn cached(&self, zone: &Name<Bytes>, now: u64) -> Option<ZoneState> {
+        let zones = lock(&self.zones);
+        zones
+            .get(zone)
+            .filter(|(_, until)| *until > now)
+            .map(|(state, _)| state.clone())
+    }
+
+    fn store(&self, zone: Name<Bytes>, state: ZoneState, until: u64) {
+        let now = self.clock.unix_seconds();
+        let mut zones = lock(&self.zones);
+        if zones.len() >= MAX_ZONES {
+            zones.retain(|_, (_, until)| *until > now);
+            if zones.len() >= MAX_ZONES {
+                zones.clear();
+            }
+        }
+        zones.insert(zone, (state, until));
+    }
+
+    /// The chain-of-trust step for one zone; the state and how long it holds.
+    async fn compute_zone(&self, zone: &Name<Bytes>, ctx: &mut Ctx<'_>) -> (ZoneState, u64) {
+        if self.under_nta(zone) {
+            return (ZoneState::Insecure(None), MAX_ZONE_TTL);
+        }
+        let Some(anchor) = self.anchors.closest(zone) else {
+            return (ZoneState::Insecure(None), MAX_ZONE_TTL);
+        };
+        if anchor.zone.name_eq(zone) {
+            return self.keys_from_anchor(anchor, ctx).await;
+        }
+        let outcome = match fetch(zone, Rtype::DS, ede::DNSSEC_BOGUS, ctx).await {
+            Ok(outcome) => outcome,
+            Err(failed) => return failed,
+        };
+        let ds_records = records_at(&outcome, zone, Rtype::DS);
+        if ds_records.is_empty() {
+            return self.no_ds(zone, &outcome, ctx).await;
+        }
+        let sigs = sigs_for(&outcome.answer, zone, Rtype::DS);
+        let ttl = min_ttl(&ds_records);
+        let Some(parent) = sigs
+            .first()
+            .map(|s| crate::names::lower(s.signer_name()))
+            .filter(|p| zone.ends_with(p) && p.label_count() < zone.label_count())
+        else {
+            // Unsigned DS: bogus if the parent is secure.
+            let parent = zone.parent().unwrap_or_else(Name::root_bytes);
+            let (_, state) = self.zone_of_unsigned(&parent, Rtype::SOA, ctx).await;
+            return match state {
+                ZoneState::Secure(_) => (
+                    ZoneState::Bogus(
+                        Failure::bogus(ede::RRSIGS_MISSING, "DS without RRSIG").in_zone(zone),
+                    ),
+                    0,
+                ),
+                other => (other, ttl),
+            };
+        };
+        let parent_keys = match self.zone_keys(parent.clone(), ctx).await {
+            ZoneState::Secure(keys) => keys,
+            other => return (other, ttl),
+        };
+        if let Err(failure) = verify_rrset(
+            &ds_records,
+            &sigs,
+            &parent,
+            &parent_keys,
+            self.now32(),
+            &mut ctx.budget,
+        ) {
+            return (ZoneState::Bogus(failure.in_zone(&parent)), 0);
+        }
+        let ds: Vec<Ds<Bytes>> = ds_records
+            .iter()
+            .filter_map(|r| match r.data() {
+                AllRecordData::Ds(ds) => Some(ds.clone()),
+                _ => None,
+            })
+            .collect();
+        let (state, key_ttl) = self.keys_from_ds(zone, &ds, &[], ctx).await;
+        (state, ttl.min(key_ttl))
+    }
+
+    /// No DS at `zone`: an insecure delegation if the parent proves it.
+    async fn no_ds(
+        &self,
+        zone: &Name<Bytes>,
+        outcome: &Outcome,
+        ctx: &mut Ctx<'_>,
+    ) -> (ZoneState, u64) {
+        let ttl = outcome
+            .authority
+            .iter()
+            .find_map(|r| match r.data() {
+                AllRecordData::Soa(soa) => {
+                    Some(u64::from(r.ttl().as_secs().min(soa.minimum().as_secs())))
+                }
+                _ => None,
+            })
+            .unwrap_or(60);
+        // The denial must come from above the cut.
+        let signer = outcome.authority.iter().find_map(|r| match r.data() {
+            AllRecordData::Rrsig(sig) => Some(crate::names::lower(sig.signer_name())),
+            _ => None,
+        });
+        if let Some(signer) = &signer {
+            if signer.label_count() >= zone.label_count() {
+                return (
+                    ZoneState::Bogus(
+                        Failure::bogus(ede::DNSSEC_BOGUS, "DS denial from below the zone cut")
+                            .in_zone(zone),
+                    ),
+                    0,
+                );
+            }
+        }
+        match self
+            .check_denial(
+                zone,
+                if outcome.rcode == Rcode::NXDOMAIN {
+                    Claim::NoName
+                } else {
+                    Claim::NoData(Rtype::DS)
+                },
+                &outcome.authority,
+                ctx,
+            )
+            .await
+        {
+            Security::Bogus(b) => (ZoneState::Bogus(*b), 0),
+            // Proven absent (or provably unprovable): the delegation is insecure.
+            _ => (ZoneState::Insecure(None), ttl),
+        }
+    }
+
+    /// The zone's DNSKEY set, accepted when a key matches one of the usable DS records (or is
+    /// an anchor key) and signs the set.
+    async fn keys_from_ds(
+        &self,
+        zone: &Name<Bytes>,
+        ds: &[Ds<Bytes>],
+        anchor_keys: &[Dnskey<Bytes>],
+        ctx: &mut Ctx<'_>,
+    ) -> (ZoneState, u64) {
+        let usable = usable_ds(ds);
+        let anchor_keys: Vec<&Dnskey<Bytes>> = anchor_keys
+            .iter()
+            .filter(|k| super::verify::algorithm_supported(k.algorithm()))
+            .collect();
+        if usable.is_empty() && anchor_keys.is_empty() {
+            // RFC 4035 §5.2, RFC 8624: only unsupported algorithms or digests.
+            let digest_only = ds
+                .iter()
+                .any(|d| super::verify::algorithm_supported(d.algorithm()));
+            let code = if digest_only {
+                ede::UNSUPPORTED_DS_DIGEST_TYPE
+            } else {
+                ede::UNSUPPORTED_DNSKEY_ALGORITHM
+            };
+            return (ZoneState::Insecure(Some(code)), MAX_ZONE_TTL);
+        }
+        let outcome = match fetch(zone, Rtype::DNSKEY, ede::DNSKEY_MISSING, ctx).await {
+            Ok(outcome) => outcome,
+            Err(failed) => return failed,
+        };
+        let records = records_at(&outcome, zone, Rtype::DNSKEY);
+        let keys: Vec<Dnskey<Bytes>> = records
+            .iter()
+            .filter_map(|r| match r.data() {
+                AllRecordData::Dnskey(key) => Some(key.clone()),
+                _ => None,
+            })
+            .collect();
+        let ttl = min_ttl(&records);
+        let trusted: Vec<Dnskey<Bytes>> = keys
+            .iter()
+            .filter(|key| {
+                usable.iter().any(|d| ds_matches(zone, d, key)) || anchor_keys.contains(key)
+            })
+            .cloned()
+            .collect();
+        if trusted.is_empty() {
+            return (
+                ZoneState::Bogus(
+                    Failure::bogus(
+                        ede::DNSKEY_MISSING,
+                        "no DNSKEY matches the DS or trust anchor",
+                    )
+                    .in_zone(zone),
+                ),
+                0,
+            );
+        }
+        let sigs = sigs_for(&outcome.answer, zone, Rtype::DNSKEY);
+        match verify_rrset(
+            &records,
+            &sigs,
+            zone,
+            &trusted,
+            self.now32(),
+            &mut ctx.budget,
+        ) {
+            Ok(_) => (ZoneState::Secure(keys.into()), ttl),
+            Err(failure) => (ZoneState::Bogus(failure.in_zone(zone)), 0),
+        }
+    }
+
+    async fn keys_from_anchor(&self, anchor: &TrustAnchor, ctx: &mut Ctx<'_>) -> (ZoneState, u64) {
+        self.keys_from_ds(&anchor.zone, &anchor.ds, &anchor.dnskeys, ctx)
+            .await
+    }
+}
+
+/// The state of an answer with a part in `so_far` and one in `next` (neither secure nor bogus).
+fn weaker(so_far: Option<Security>, next: Security) -> Security {
+    match (so_far, next) {
+        (Some(Security::Unsupported(code)), _) | (_, Security::Unsupported(code)) => {
+            Security::Unsupported(code)
+        }
+        (Some(state), _) if state != Security::Secure => state,
+        (_, next) => next,
+    }
+}
+
+/// Asks for `zone`/`rtype`; a failed lookup makes the zone bogus with `code`.
+async fn fetch(
+    zone: &Name<Bytes>,
+    rtype: Rtype,
+    code: u16,
+    ctx: &mut Ctx<'_>,
+) -> Result<Outcome, (ZoneState, u64)> {
+    ctx.fetcher.fetch(zone.clone(), rtype).await.map_err(|_| {
+        let reason = if rtype == Rtype::DS {
+            "DS lookup failed"
+        } else {
+            "DNSKEY lookup failed"
+        };
+        (
+            ZoneState::Bogus(Failure::bogus(code, reason).in_zone(zone)),
+            0,
+        )
+    })
+}
+
+/// The answer records of type `rtype` at `zone`.
+fn records_at<'a>(outcome: &'a Outcome, zone: &Name<Bytes>, rtype: Rtype) -> Vec<&'a Rr> {
+    outcome
+        .answer
+        .iter()
+        .filter(|r| r.rtype() == rtype && r.owner().name_eq(zone))
+        .collect()
+}
+
+/// Distinct (owner, type) of the records, RRSIGs left out, in order of appearance.
+fn rrsets(records: &[Rr]) -> Vec<(Name<Bytes>, Rtype)> {
+    let mut out: Vec<(Name<Bytes>, Rtype)> = Vec::new();
+    for record in records {
+        if record.rtype() == Rtype::RRSIG {
+            continue;
+        }
+        if !out
+            .iter()
+            .any(|(o, t)| *t == record.rtype() && o.name_eq(record.owner()))
+        {
+            out.push((record.owner().clone(), record.rtype()));
+        }
+    }
+    out
+}
+
+fn chain_target(records: &[&Rr]) -> Option<Name<Bytes>> {
+    records.iter().find_map(|r| match r.data() {
+        AllRecordData::Cname(c) => Some(crate::names::lower(c.cname())),
+        _ => None,
+    })
+}
+
+fn min_ttl(records: &[&Rr]) -> u64 {
+    records
+        .iter()
+        .map(|r| u64::from(r.ttl().as_secs()))
+        .min()
+        .unwrap_or(0)
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    match mutex.lock() {
+        Ok(guard) => guard,
+        Err(poisoned) => poisoned.into_inner(),
+    }
+}

@@ -1,0 +1,447 @@
+//! End-to-end tests of DNSSEC validation (issue 10, item 7): `juris serve --trust-anchor FILE`
+//! resolving through a signed NSD hierarchy built by the testkit (`signed_world`: a test
+//! root with its own key, a TLD signed with RSASHA256 + NSEC3, and second-level zones that
+//! are secure, insecure, or broken on purpose), asked with `dig`, which shares no code
+//! with juris. The expected outcome of every name lives in `signed_world::CASES`, which
+//! the testkit's own tests also check against Unbound.
+//!
+//! Needs `nsd`, `dig` and `ldns-signzone` (`apt-get install nsd bind9-dnsutils ldnsutils`)
+//! and root (NSD binds port 53 on 127.x addresses).
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "tests: a failed expectation is a test failure"
+)]
+
+use std::fs;
+use std::net::SocketAddr;
+use std::sync::OnceLock;
+use std::thread;
+
+use juris_testkit::dig::{Lookup, Response};
+use juris_testkit::hierarchy::Hierarchy;
+use juris_testkit::juris::Juris;
+use juris_testkit::signed_world::{
+    self, case_for, check, check_checking_disabled, Case, Outcome, CASES,
+};
+
+const JURIS: &str = env!("CARGO_BIN_EXE_juris");
+
+/// One signed hierarchy for the whole test binary (its NSD servers die with the process).
+fn world() -> &'static Hierarchy {
+    static WORLD: OnceLock<Hierarchy> = OnceLock::new();
+    WORLD.get_or_init(signed_world::start)
+}
+
+/// juris validating with the test root's DS as its trust anchor, plus `extra` arguments.
+fn juris_with(extra: &[&str]) -> Juris {
+    let world = world();
+    Juris::builder(JURIS)
+        .root_hints(world.root_hints())
+        .args(["--threads", "2"])
+        .arg("--trust-anchor")
+        .arg(world.trust_anchor())
+        .args(extra)
+        .env("RUST_LOG", "debug")
+        .start()
+}
+
+fn juris() -> Juris {
+    juris_with(&[])
+}
+
+fn ask(lookup: &Lookup) -> Response {
+    lookup
+        .run()
+        .unwrap_or_else(|failure| panic!("{}: {failure}", lookup.command_line()))
+}
+
+/// `dig +dnssec` (DO=1) plus `options`.
+fn dig(server: SocketAddr, name: &str, options: &[&str]) -> Response {
+    ask(&Lookup::dig(server, name, "A")
+        .arg("+dnssec")
+        .args(options.iter().copied())
+        .timeout_seconds(5))
+}
+
+/// Asks for `name` with DO=1 and checks its outcome.
+fn expect_outcome(server: SocketAddr, name: &str) -> Response {
+    let case = case_for(name);
+    let response = dig(server, name, &[]);
+    check(case, &response).unwrap_or_else(|why| panic!("{why}"));
+    response
+}
+
+fn assert_ede(response: &Response, code: u16) {
+    assert!(
+        response.extended_errors.iter().any(|ede| ede.code == code),
+        "EDE {code} expected: {}",
+        response.output
+    );
+}
+
+/// Asks a bogus case and checks SERVFAIL with exactly its precise EDE code first, and the
+/// zone named in EXTRA-TEXT.
+fn expect_bogus(name: &str, code: u16, zone: &str) {
+    let juris = juris();
+    let response = expect_outcome(juris.address(), name);
+    let first = response.extended_errors.first().expect("an EDE");
+    assert_eq!(first.code, code, "{}", response.output);
+    assert!(
+        first.text.as_deref().is_some_and(|text| text
+            .to_ascii_lowercase()
+            .contains(zone.trim_end_matches('.'))),
+        "EXTRA-TEXT names {zone}: {}",
+        response.output
+    );
+}
+
+#[test]
+fn secure_answers_have_ad_with_do_and_with_ad_and_do_clients_get_the_rrsigs() {
+    let juris = juris();
+    for case in CASES.iter().filter(|case| case.outcome == Outcome::Secure) {
+        let with_do = dig(juris.address(), case.name, &[]);
+        check(case, &with_do).unwrap_or_else(|why| panic!("{why}"));
+        let signatures = with_do
+            .answer
+            .iter()
+            .chain(&with_do.authority)
+            .filter(|record| record.record_type == "RRSIG")
+            .count();
+        assert!(signatures > 0, "DO=1 gets the RRSIGs: {}", with_do.output);
+
+        // AD=1 without DO (RFC 6840 5.7): AD, and no DNSSEC records.
+        let with_ad = ask(&Lookup::dig(juris.address(), case.name, "A")
+            .args(["+adflag", "+nodnssec"])
+            .timeout_seconds(5));
+        assert!(with_ad.has_flag("ad"), "{}", with_ad.output);
+        assert_eq!(with_ad.status, case.rcode, "{}", with_ad.output);
+        assert!(
+            with_ad
+                .answer
+                .iter()
+                .chain(&with_ad.authority)
+                .all(|record| record.record_type != "RRSIG"),
+            "no RRSIG without DO: {}",
+            with_ad.output
+        );
+
+        // Neither DO nor AD: no AD.
+        let plain = ask(&Lookup::dig(juris.address(), case.name, "A")
+            .args(["+noadflag", "+nodnssec"])
+            .timeout_seconds(5));
+        assert!(!plain.has_flag("ad"), "{}", plain.output);
+    }
+}
+
+#[test]
+fn the_dnskey_form_of_the_trust_anchor_works_too() {
+    let world = world();
+    let juris = Juris::builder(JURIS)
+        .root_hints(world.root_hints())
+        .arg("--trust-anchor")
+        .arg(world.trust_anchor_dnskey())
+        .start();
+    expect_outcome(juris.address(), "www.secure.test.");
+    expect_outcome(juris.address(), "www.expired.test.");
+}
+
+#[test]
+fn an_insecure_delegation_gives_no_ad() {
+    let juris = juris();
+    expect_outcome(juris.address(), "www.insecure.test.");
+    expect_outcome(juris.address(), "www.nods.test.");
+}
+
+#[test]
+fn expired_signatures_give_servfail_with_ede_7() {
+    expect_bogus("www.expired.test.", 7, "expired.test.");
+}
+
+#[test]
+fn signatures_not_yet_valid_give_servfail_with_ede_8() {
+    expect_bogus("www.future.test.", 8, "future.test.");
+}
+
+#[test]
+fn a_ds_pointing_at_a_missing_key_gives_servfail_with_ede_9() {
+    expect_bogus("www.missingkey.test.", 9, "missingkey.test.");
+}
+
+#[test]
+fn stripped_rrsigs_give_servfail_with_ede_10() {
+    expect_bogus("www.stripped.test.", 10, "stripped.test.");
+}
+
+#[test]
+fn a_forged_nxdomain_without_nsec_gives_servfail_with_ede_12() {
+    expect_bogus("nx.nonsec.test.", 12, "nonsec.test.");
+}
+
+#[test]
+fn nsec_and_nsec3_denials_are_secure() {
+    let juris = juris();
+    expect_outcome(juris.address(), "nx.secure.test.");
+    expect_outcome(juris.address(), "nx.nsec3.test.");
+}
+
+#[test]
+fn nsec3_opt_out_over_an_unsigned_delegation_is_insecure() {
+    let juris = juris();
+    expect_outcome(juris.address(), "www.sub.optout.test.");
+}
+
+#[test]
+fn wildcard_answers_are_proven_with_nsec_and_nsec3() {
+    let juris = juris();
+    expect_outcome(juris.address(), "a.wild.secure.test.");
+    expect_outcome(juris.address(), "a.wild.nsec3.test.");
+    // Another expansion of the same wildcards, from the cache this time.
+    let case = case_for("a.wild.secure.test.");
+    for name in ["b.wild.secure.test.", "b.wild.secure.test."] {
+        let response = dig(juris.address(), name, &[]);
+        check(case, &response).unwrap_or_else(|why| panic!("{name}: {why}"));
+    }
+}
+
+#[test]
+fn a_cname_chain_across_secure_and_insecure_zones_has_no_ad() {
+    let juris = juris();
+    let into = expect_outcome(juris.address(), "to-insecure.secure.test.");
+    assert_eq!(
+        into.answer_data("CNAME"),
+        ["www.insecure.test."],
+        "{}",
+        into.output
+    );
+    let back = expect_outcome(juris.address(), "back.insecure.test.");
+    assert_eq!(
+        back.answer_data("CNAME"),
+        ["www.secure.test."],
+        "{}",
+        back.output
+    );
+    // The secure target alone still validates.
+    expect_outcome(juris.address(), "www.secure.test.");
+}
+
+#[test]
+fn unsupported_digest_or_algorithm_is_insecure_not_bogus() {
+    let juris = juris();
+    let digest = expect_outcome(juris.address(), "www.unknowndigest.test.");
+    assert_ede(&digest, 2);
+    // Ed448: secure if juris implements it, otherwise insecure with EDE 1 (RFC 8624).
+    expect_outcome(juris.address(), "www.ed448.test.");
+}
+
+#[test]
+fn cd_passes_bogus_data_without_ad_and_the_next_query_is_still_validated() {
+    let juris = juris();
+    let bogus = CASES
+        .iter()
+        .filter(|case| matches!(case.outcome, Outcome::Bogus(_)))
+        .filter(|case| case.name != "www.keytrap.test.");
+    for case in bogus {
+        let unchecked = dig(juris.address(), case.name, &["+cd"]);
+        check_checking_disabled(case, &unchecked, false).unwrap_or_else(|why| panic!("{why}"));
+        let validated = dig(juris.address(), case.name, &[]);
+        check(case, &validated).unwrap_or_else(|why| panic!("after CD=1: {why}"));
+    }
+    // And CD=1 on secure data: the data, no AD.
+    let case = case_for("www.secure.test.");
+    let response = dig(juris.address(), case.name, &["+cd"]);
+    check_checking_disabled(case, &response, false).unwrap_or_else(|why| panic!("{why}"));
+}
+
+#[test]
+fn the_keytrap_zone_is_refused_while_other_queries_keep_being_answered() {
+    let juris = juris();
+    let server = juris.address();
+    let trap = case_for("a.trap.keytrap.test.");
+    let good = case_for("a.wild.nsec3.test.");
+    thread::scope(|scope| {
+        let attackers: Vec<_> = (0..2)
+            .map(|worker| {
+                scope.spawn(move || {
+                    (0..15)
+                        .map(|index| {
+                            let name = format!("t{worker}-{index}.trap.keytrap.test.");
+                            // Checked as the case it expands (the output names the query).
+                            check(trap, &dig(server, &name, &[]))
+                        })
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        // Meanwhile, fresh secure names (each needs its own NSEC3 wildcard proof).
+        for index in 0..20 {
+            let name = format!("g{index}.wild.nsec3.test.");
+            check(good, &dig(server, &name, &[]))
+                .unwrap_or_else(|why| panic!("a good query during the attack: {why}"));
+        }
+        for attacker in attackers {
+            for result in attacker.join().unwrap() {
+                result.unwrap_or_else(|why| panic!("KeyTrap query: {why}"));
+            }
+        }
+    });
+    expect_outcome(server, "www.keytrap.test.");
+    assert!(juris.is_running());
+}
+
+#[test]
+fn a_blocked_secure_name_has_no_ad_and_ede_16() {
+    let orders = tempfile::tempdir().unwrap();
+    fs::write(
+        orders.path().join("block.json"),
+        r#"{"id": "TEST-DNSSEC-1", "kind": "court_order", "authority": "Tribunale di Prova",
+            "reference": "RG 1/2026", "jurisdictions": ["*"], "action": "nxdomain",
+            "state": "active", "targets": [{"type": "domain", "value": "www.secure.test"}]}"#,
+    )
+    .unwrap();
+    let juris = juris_with(&["--orders", &orders.path().display().to_string()]);
+    for options in [&["+dnssec"][..], &["+adflag"][..]] {
+        let response = ask(&Lookup::dig(juris.address(), "www.secure.test.", "A")
+            .args(options.iter().copied())
+            .timeout_seconds(5));
+        assert_eq!(response.status, "NXDOMAIN", "{}", response.output);
+        assert!(
+            !response.has_flag("ad"),
+            "a synthesised answer is never AD: {}",
+            response.output
+        );
+        assert_ede(&response, 16);
+    }
+    // The name next to it is still secure.
+    expect_outcome(juris.address(), "a.wild.secure.test.");
+}
+
+#[test]
+fn no_dnssec_turns_validation_off() {
+    // No trust anchor either: the built-in root anchor would make the test root bogus.
+    let juris = Juris::builder(JURIS)
+        .root_hints(world().root_hints())
+        .arg("--no-dnssec")
+        .start();
+    for name in ["www.secure.test.", "www.expired.test."] {
+        let response = dig(juris.address(), name, &["+adflag"]);
+        assert_eq!(response.status, "NOERROR", "{}", response.output);
+        assert_eq!(
+            response.answer_data("A"),
+            [case_for(name).address.unwrap()],
+            "{}",
+            response.output
+        );
+        assert!(!response.has_flag("ad"), "{}", response.output);
+    }
+}
+
+#[test]
+fn a_negative_trust_anchor_makes_a_bogus_zone_insecure() {
+    let juris = juris_with(&["--negative-trust-anchor", "expired.test"]);
+    let case = case_for("www.expired.test.");
+    let response = dig(juris.address(), case.name, &[]);
+    check(
+        &Case {
+            outcome: Outcome::Insecure,
+            ..*case
+        },
+        &response,
+    )
+    .unwrap_or_else(|why| panic!("{why}"));
+    // Other bogus zones stay bogus.
+    expect_outcome(juris.address(), "www.future.test.");
+}
+
+#[test]
+fn every_case_of_the_signed_world_has_its_outcome() {
+    let juris = juris();
+    let failures: Vec<String> = CASES
+        .iter()
+        .filter_map(|case| check(case, &dig(juris.address(), case.name, &[])).err())
+        .collect();
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+/// `juris check-config FILE` on `text`: (success, stdout + stderr).
+fn check_config(directory: &std::path::Path, text: &str) -> (bool, String) {
+    let file = directory.join("juris.toml");
+    fs::write(&file, text).unwrap();
+    let output = std::process::Command::new(JURIS)
+        .arg("check-config")
+        .arg(&file)
+        .output()
+        .unwrap();
+    let mut all = String::from_utf8_lossy(&output.stdout).into_owned();
+    all.push_str(&String::from_utf8_lossy(&output.stderr));
+    (output.status.success(), all)
+}
+
+#[test]
+fn check_config_validates_the_trust_anchor_files() {
+    let world = world();
+    let directory = tempfile::tempdir().unwrap();
+    for anchor in [world.trust_anchor(), world.trust_anchor_dnskey()] {
+        let (ok, output) = check_config(
+            directory.path(),
+            &format!(
+                "[dnssec]\nenabled = true\ntrust_anchors = [\"{}\"]\nnegative_trust_anchors = [\"expired.test\"]\n",
+                anchor.display()
+            ),
+        );
+        assert!(ok, "{output}");
+    }
+    let garbage = directory.path().join("garbage.ds");
+    fs::write(&garbage, ". IN DS this-is-not-a-key-tag 13 2 00\n").unwrap();
+    let missing = directory.path().join("missing.ds");
+    for bad in [&garbage, &missing] {
+        let (ok, output) = check_config(
+            directory.path(),
+            &format!("[dnssec]\ntrust_anchors = [\"{}\"]\n", bad.display()),
+        );
+        assert!(!ok, "{} must be refused: {output}", bad.display());
+        assert!(
+            output.contains(&bad.display().to_string()),
+            "the error names the file: {output}"
+        );
+        assert!(!output.contains("panicked"), "{output}");
+    }
+}
+
+#[test]
+fn the_config_keys_carry_the_anchors_like_the_flags() {
+    let world = world();
+    let directory = tempfile::tempdir().unwrap();
+    let config = directory.path().join("juris.toml");
+    fs::write(
+        &config,
+        format!(
+            "[dnssec]\ntrust_anchors = [\"{}\"]\nnegative_trust_anchors = [\"future.test\"]\n",
+            world.trust_anchor().display()
+        ),
+    )
+    .unwrap();
+    let juris = Juris::builder(JURIS)
+        .root_hints(world.root_hints())
+        .arg("--config")
+        .arg(&config)
+        .start();
+    expect_outcome(juris.address(), "www.secure.test.");
+    expect_outcome(juris.address(), "www.expired.test.");
+    let case = case_for("www.future.test.");
+    let insecure = Case {
+        outcome: Outcome::Insecure,
+        ..*case
+    };
+    check(&insecure, &dig(juris.address(), case.name, &[])).unwrap_or_else(|why| panic!("{why}"));
+
+    fs::write(&config, "[dnssec]\nenabled = false\n").unwrap();
+    let off = Juris::builder(JURIS)
+        .root_hints(world.root_hints())
+        .arg("--config")
+        .arg(&config)
+        .start();
+    let response = dig(off.address(), "www.secure.test.", &["+adflag"]);
+    assert_eq!(response.status, "NOERROR", "{}", response.output);
+    assert!(!response.has_flag("ad"), "{}", response.output);
+}
