@@ -22,6 +22,7 @@
 
 use juris_policy::{Action, BlockMeaning};
 use juris_resolver::cache::AnswerKind;
+use juris_resolver::dnssec::{Bogus, BogusReason, Unsupported};
 use juris_resolver::ResolveError;
 
 use crate::codes::{ede, rtype, Rcode};
@@ -50,12 +51,33 @@ pub fn for_resolve_error(error: &ResolveError) -> ErrorAnswer {
     servfail(info_code, extra_text)
 }
 
-/// The EDE of a bogus answer (sent with SERVFAIL): the validator's code (see
-/// `juris_resolver::dnssec::ede`) and its text, which names the zone.
-pub fn for_bogus(bogus: &juris_resolver::dnssec::Bogus) -> ExtendedError<'_> {
+/// The EDE of a bogus answer (sent with SERVFAIL): the code for what the validator found
+/// (RFC 8914 §4.7–4.13) and its text, which names the zone.
+pub fn for_bogus(bogus: &Bogus) -> ExtendedError<'_> {
+    let info_code = match bogus.reason {
+        BogusReason::Bogus => ede::DNSSEC_BOGUS,
+        BogusReason::SignatureExpired => ede::SIGNATURE_EXPIRED,
+        BogusReason::SignatureNotYetValid => ede::SIGNATURE_NOT_YET_VALID,
+        BogusReason::DnskeyMissing => ede::DNSKEY_MISSING,
+        BogusReason::RrsigsMissing => ede::RRSIGS_MISSING,
+        BogusReason::NsecMissing => ede::NSEC_MISSING,
+    };
     ExtendedError {
-        info_code: bogus.ede,
+        info_code,
         extra_text: &bogus.text,
+    }
+}
+
+/// The informational EDE of an answer that is insecure only because juris does not implement
+/// the zone's algorithms (EDE 1) or DS digest types (EDE 2), RFC 8624.
+pub fn for_unsupported(what: Unsupported) -> ExtendedError<'static> {
+    let info_code = match what {
+        Unsupported::DnskeyAlgorithm => ede::UNSUPPORTED_DNSKEY_ALGORITHM,
+        Unsupported::DsDigestType => ede::UNSUPPORTED_DS_DIGEST_TYPE,
+    };
+    ExtendedError {
+        info_code,
+        extra_text: "",
     }
 }
 

@@ -105,7 +105,7 @@ impl HotAnswers {
     ) {
         // A bogus answer is never hot (CD=0 queries must get SERVFAIL for it), nor one that
         // carries an informational EDE (unsupported DNSSEC algorithm).
-        if answer.security().bogus().is_some() || answer.security().info_code().is_some() {
+        if answer.security().bogus().is_some() || answer.security().unsupported().is_some() {
             return;
         }
         let Some(pair) = self.slots.get_mut(index..index + 2) else {

@@ -595,12 +595,9 @@ impl Pipeline {
         };
         // Insecure only for unsupported algorithms or digests: EDE 1 or 2 as information.
         let info;
-        let ede = match (ede, answer.security().info_code()) {
-            (None, Some(info_code)) => {
-                info = ExtendedError {
-                    info_code,
-                    extra_text: "",
-                };
+        let ede = match (ede, answer.security().unsupported()) {
+            (None, Some(what)) => {
+                info = error_map::for_unsupported(what);
                 Some(&info)
             }
             (ede, _) => ede,
@@ -668,15 +665,13 @@ impl Pipeline {
         } else {
             0
         };
-        let extra = stale
-            .as_ref()
-            .map(|(_, ede)| opt_len(Some(ede)))
-            .unwrap_or(if answer.security().info_code().is_some() {
+        let extra = stale.as_ref().map(|(_, ede)| opt_len(Some(ede))).unwrap_or(
+            if answer.security().unsupported().is_some() {
                 17
             } else {
                 11
-            })
-            + padding;
+            },
+        ) + padding;
         let policy = self.engine.policy.load();
         let policy_context = PolicyContext {
             policy: &policy,

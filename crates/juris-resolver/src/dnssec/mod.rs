@@ -19,25 +19,31 @@ pub use anchors::{parse_domain, AnchorError, TrustAnchor, TrustAnchors, BUILTIN_
 pub(crate) use canonical::rrsig_labels;
 pub(crate) use validator::{BoxFuture, Fetcher, Validator};
 
-/// Extended DNS Error codes (RFC 8914) the validator reports. Kept here, in one block, so
-/// they can move to the server's single table of RCODE/EDE codes.
-pub mod ede {
-    /// Unsupported DNSKEY algorithm (informational, with an insecure answer).
-    pub const UNSUPPORTED_DNSKEY_ALGORITHM: u16 = 1;
-    /// Unsupported DS digest type (informational, with an insecure answer).
-    pub const UNSUPPORTED_DS_DIGEST_TYPE: u16 = 2;
-    /// DNSSEC Bogus (also: a validation work limit, KeyTrap).
-    pub const DNSSEC_BOGUS: u16 = 6;
-    /// Signature Expired.
-    pub const SIGNATURE_EXPIRED: u16 = 7;
-    /// Signature Not Yet Valid.
-    pub const SIGNATURE_NOT_YET_VALID: u16 = 8;
-    /// DNSKEY Missing.
-    pub const DNSKEY_MISSING: u16 = 9;
-    /// RRSIGs Missing.
-    pub const RRSIGS_MISSING: u16 = 10;
-    /// NSEC Missing.
-    pub const NSEC_MISSING: u16 = 12;
+/// Why an answer is bogus, in the terms of RFC 8914's DNSSEC cases. The validator says *what*
+/// failed; `juris_server::error_map` alone turns it into an EDE number.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum BogusReason {
+    /// Bogus for any other reason (also: a validation work limit, KeyTrap).
+    Bogus,
+    /// Every candidate signature has expired.
+    SignatureExpired,
+    /// Every candidate signature is not yet valid.
+    SignatureNotYetValid,
+    /// No DNSKEY matches the DS set or the RRSIG.
+    DnskeyMissing,
+    /// A signed zone's RRset came without RRSIGs.
+    RrsigsMissing,
+    /// A denial from a signed zone came without its NSEC/NSEC3 proof.
+    NsecMissing,
+}
+
+/// Why a signed zone is treated as insecure (RFC 8624): what juris does not implement.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Unsupported {
+    /// Only DNSKEY algorithms juris cannot verify.
+    DnskeyAlgorithm,
+    /// Only DS digest types juris cannot compute.
+    DsDigestType,
 }
 
 /// The validation state of an answer (RFC 4033 §5), kept with its cache entry.
@@ -53,7 +59,7 @@ pub enum Security {
     Insecure,
     /// Insecure only because the zone uses algorithms (EDE 1) or DS digest types (EDE 2) that
     /// juris does not implement (RFC 8624): answered without AD, with that EDE as information.
-    Unsupported(u16),
+    Unsupported(Unsupported),
     /// No trust anchor covers the name: answered without AD.
     Indeterminate,
     /// Signed but failing validation: SERVFAIL with the EDE, unless the client set CD.
@@ -69,10 +75,11 @@ impl Security {
         }
     }
 
-    /// The informational EDE code of an insecure answer (unsupported algorithm or digest).
-    pub fn info_code(&self) -> Option<u16> {
+    /// What made an insecure answer insecure, when it is an unsupported algorithm or digest
+    /// (informational EDE 1 or 2).
+    pub fn unsupported(&self) -> Option<Unsupported> {
         match self {
-            Security::Unsupported(code) => Some(*code),
+            Security::Unsupported(what) => Some(*what),
             _ => None,
         }
     }
@@ -89,11 +96,11 @@ impl Security {
     }
 }
 
-/// Why an answer is bogus: the EDE code (see [`ede`]) and its EXTRA-TEXT, which names the zone.
+/// Why an answer is bogus, and the EXTRA-TEXT that names the zone.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Bogus {
-    /// RFC 8914 INFO-CODE.
-    pub ede: u16,
+    /// What failed (the server maps it to an RFC 8914 INFO-CODE).
+    pub reason: BogusReason,
     /// EXTRA-TEXT, e.g. `signature expired (zone example.test.)`.
     pub text: String,
 }
@@ -101,31 +108,31 @@ pub struct Bogus {
 /// A validation failure before it is tied to a zone.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Failure {
-    pub ede: u16,
+    pub kind: BogusReason,
     pub reason: &'static str,
 }
 
 impl Failure {
-    pub(crate) fn bogus(ede: u16, reason: &'static str) -> Self {
-        Self { ede, reason }
+    pub(crate) fn bogus(kind: BogusReason, reason: &'static str) -> Self {
+        Self { kind, reason }
     }
 
     /// A work limit (KeyTrap): DNSSEC Bogus with a text saying so.
     pub(crate) fn limit(reason: &'static str) -> Self {
         Self {
-            ede: ede::DNSSEC_BOGUS,
+            kind: BogusReason::Bogus,
             reason,
         }
     }
 
     /// How specific the failure is (a specific EDE beats plain "bogus").
     pub(crate) fn rank(&self) -> u8 {
-        u8::from(self.ede != ede::DNSSEC_BOGUS)
+        u8::from(self.kind != BogusReason::Bogus)
     }
 
     pub(crate) fn in_zone(&self, zone: &impl std::fmt::Display) -> Bogus {
         Bogus {
-            ede: self.ede,
+            reason: self.kind,
             text: format!("{} (zone {zone})", self.reason),
         }
     }

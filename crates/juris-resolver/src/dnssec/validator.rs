@@ -23,7 +23,9 @@ use domain::rdata::{AllRecordData, Dnskey, Ds};
 use super::canonical::rrsig_labels;
 use super::denial::{nsec3_proof, nsec_proof, Claim, Nsec3Rr, NsecRr, Proof};
 use super::verify::{ds_matches, sigs_for, usable_ds, verify_rrset, Budget};
-use super::{ede, Bogus, Failure, Security, TrustAnchor, TrustAnchors, ValidatorConfig};
+use super::{
+    Bogus, BogusReason, Failure, Security, TrustAnchor, TrustAnchors, Unsupported, ValidatorConfig,
+};
 use crate::clock::SharedClock;
 use crate::names::Rr;
 use crate::recursor::Outcome;
@@ -49,14 +51,14 @@ pub(crate) trait Fetcher: Send {
 enum ZoneState {
     Secure(Arc<[Dnskey<Bytes>]>),
     /// Insecure; with EDE 1 or 2 when only because of unsupported algorithms or digests.
-    Insecure(Option<u16>),
+    Insecure(Option<Unsupported>),
     Bogus(Bogus),
 }
 
 impl ZoneState {
     fn insecure(&self) -> Security {
         match self {
-            ZoneState::Insecure(Some(code)) => Security::Unsupported(*code),
+            ZoneState::Insecure(Some(what)) => Security::Unsupported(*what),
             _ => Security::Insecure,
         }
     }
@@ -205,7 +207,7 @@ impl Validator {
             let (zone, state) = self.zone_of_unsigned(owner, rtype, ctx).await;
             return match state {
                 ZoneState::Secure(_) => Security::Bogus(Box::new(
-                    Failure::bogus(ede::RRSIGS_MISSING, "RRSIGs missing").in_zone(&zone),
+                    Failure::bogus(BogusReason::RrsigsMissing, "RRSIGs missing").in_zone(&zone),
                 )),
                 state @ ZoneState::Insecure(_) => state.insecure(),
                 ZoneState::Bogus(b) => Security::Bogus(Box::new(b)),
@@ -215,7 +217,7 @@ impl Validator {
         let signer = sigs[0].signer_name().clone();
         if !owner.ends_with(&signer) {
             return Security::Bogus(Box::new(
-                Failure::bogus(ede::DNSSEC_BOGUS, "RRSIG signer is not above the owner")
+                Failure::bogus(BogusReason::Bogus, "RRSIG signer is not above the owner")
                     .in_zone(&signer),
             ));
         }
@@ -281,7 +283,7 @@ impl Validator {
             return match state {
                 ZoneState::Secure(_) => Security::Bogus(Box::new(
                     Failure::bogus(
-                        ede::NSEC_MISSING,
+                        BogusReason::NsecMissing,
                         "denial of existence without NSEC/NSEC3 or signatures",
                     )
                     .in_zone(&zone),
@@ -359,8 +361,11 @@ impl Validator {
             Proof::Proven => Security::Secure,
             Proof::Insecure => Security::Insecure,
             Proof::Missing => Security::Bogus(Box::new(
-                Failure::bogus(ede::NSEC_MISSING, "no NSEC/NSEC3 proof of the denial")
-                    .in_zone(zone),
+                Failure::bogus(
+                    BogusReason::NsecMissing,
+                    "no NSEC/NSEC3 proof of the denial",
+                )
+                .in_zone(zone),
             )),
             Proof::Limit => Security::Bogus(Box::new(
                 Failure::limit("too many NSEC3 hash computations (limit)").in_zone(zone),
@@ -432,7 +437,7 @@ impl Validator {
             if ctx.stack.len() >= MAX_CHAIN || ctx.stack.contains(&zone) {
                 // Inconsistent data (a DS denial from the zone itself...): not cached.
                 return ZoneState::Bogus(
-                    Failure::bogus(ede::DNSSEC_BOGUS, "chain of trust loops").in_zone(&zone),
+                    Failure::bogus(BogusReason::Bogus, "chain of trust loops").in_zone(&zone),
                 );
             }
             ctx.stack.push(zone.clone());
@@ -478,7 +483,7 @@ impl Validator {
         if anchor.zone.name_eq(zone) {
             return self.keys_from_anchor(anchor, ctx).await;
         }
-        let outcome = match fetch(zone, Rtype::DS, ede::DNSSEC_BOGUS, ctx).await {
+        let outcome = match fetch(zone, Rtype::DS, BogusReason::Bogus, ctx).await {
             Ok(outcome) => outcome,
             Err(failed) => return failed,
         };
@@ -499,7 +504,8 @@ impl Validator {
             return match state {
                 ZoneState::Secure(_) => (
                     ZoneState::Bogus(
-                        Failure::bogus(ede::RRSIGS_MISSING, "DS without RRSIG").in_zone(zone),
+                        Failure::bogus(BogusReason::RrsigsMissing, "DS without RRSIG")
+                            .in_zone(zone),
                     ),
                     0,
                 ),
@@ -557,7 +563,7 @@ impl Validator {
             if signer.label_count() >= zone.label_count() {
                 return (
                     ZoneState::Bogus(
-                        Failure::bogus(ede::DNSSEC_BOGUS, "DS denial from below the zone cut")
+                        Failure::bogus(BogusReason::Bogus, "DS denial from below the zone cut")
                             .in_zone(zone),
                     ),
                     0,
@@ -603,13 +609,13 @@ impl Validator {
                 .iter()
                 .any(|d| super::verify::algorithm_supported(d.algorithm()));
             let code = if digest_only {
-                ede::UNSUPPORTED_DS_DIGEST_TYPE
+                Unsupported::DsDigestType
             } else {
-                ede::UNSUPPORTED_DNSKEY_ALGORITHM
+                Unsupported::DnskeyAlgorithm
             };
             return (ZoneState::Insecure(Some(code)), MAX_ZONE_TTL);
         }
-        let outcome = match fetch(zone, Rtype::DNSKEY, ede::DNSKEY_MISSING, ctx).await {
+        let outcome = match fetch(zone, Rtype::DNSKEY, BogusReason::DnskeyMissing, ctx).await {
             Ok(outcome) => outcome,
             Err(failed) => return failed,
         };
@@ -633,7 +639,7 @@ impl Validator {
             return (
                 ZoneState::Bogus(
                     Failure::bogus(
-                        ede::DNSKEY_MISSING,
+                        BogusReason::DnskeyMissing,
                         "no DNSKEY matches the DS or trust anchor",
                     )
                     .in_zone(zone),
@@ -676,7 +682,7 @@ fn weaker(so_far: Option<Security>, next: Security) -> Security {
 async fn fetch(
     zone: &Name<Bytes>,
     rtype: Rtype,
-    code: u16,
+    code: BogusReason,
     ctx: &mut Ctx<'_>,
 ) -> Result<Outcome, (ZoneState, u64)> {
     ctx.fetcher.fetch(zone.clone(), rtype).await.map_err(|_| {

@@ -11,7 +11,7 @@ use domain::crypto::common::{DigestBuilder, DigestType, PublicKey};
 use domain::rdata::{Dnskey, Ds};
 
 use super::canonical::{canonical_name, signed_data, Sig};
-use super::Failure;
+use super::{BogusReason, Failure};
 use crate::names::Rr;
 
 /// Cap on keys sharing one RRSIG's key tag and algorithm that are tried (KeyTrap,
@@ -101,7 +101,7 @@ pub(crate) fn verify_rrset(
     budget: &mut Budget,
 ) -> Result<u8, Failure> {
     let Some(first) = rrset.first() else {
-        return Err(Failure::bogus(6, "empty RRset"));
+        return Err(Failure::bogus(BogusReason::Bogus, "empty RRset"));
     };
     let owner = first.owner();
     let rtype = first.rtype();
@@ -114,7 +114,7 @@ pub(crate) fn verify_rrset(
         }
     };
     if sigs.is_empty() {
-        return Err(Failure::bogus(10, "RRSIGs missing"));
+        return Err(Failure::bogus(BogusReason::RrsigsMissing, "RRSIGs missing"));
     }
     for sig in sigs {
         if sig.type_covered() != rtype
@@ -124,23 +124,29 @@ pub(crate) fn verify_rrset(
         {
             note(
                 &mut failure,
-                Failure::bogus(6, "RRSIG does not fit the RRset"),
+                Failure::bogus(BogusReason::Bogus, "RRSIG does not fit the RRset"),
             );
             continue;
         }
         if !algorithm_supported(sig.algorithm()) {
             note(
                 &mut failure,
-                Failure::bogus(6, "RRSIG algorithm not supported"),
+                Failure::bogus(BogusReason::Bogus, "RRSIG algorithm not supported"),
             );
             continue;
         }
         if !not_before(now, sig.inception().into_int()) {
-            note(&mut failure, Failure::bogus(8, "signature not yet valid"));
+            note(
+                &mut failure,
+                Failure::bogus(BogusReason::SignatureNotYetValid, "signature not yet valid"),
+            );
             continue;
         }
         if !not_before(sig.expiration().into_int(), now) {
-            note(&mut failure, Failure::bogus(7, "signature expired"));
+            note(
+                &mut failure,
+                Failure::bogus(BogusReason::SignatureExpired, "signature expired"),
+            );
             continue;
         }
         let candidates: Vec<&Dnskey<Bytes>> = keys
@@ -156,7 +162,7 @@ pub(crate) fn verify_rrset(
         if candidates.is_empty() {
             note(
                 &mut failure,
-                Failure::bogus(9, "no DNSKEY matches the RRSIG"),
+                Failure::bogus(BogusReason::DnskeyMissing, "no DNSKEY matches the RRSIG"),
             );
             continue;
         }
@@ -168,7 +174,7 @@ pub(crate) fn verify_rrset(
         let Some(data) = signed_data(sig, rrset) else {
             note(
                 &mut failure,
-                Failure::bogus(6, "RRSIG labels do not fit the owner"),
+                Failure::bogus(BogusReason::Bogus, "RRSIG labels do not fit the owner"),
             );
             continue;
         };
@@ -183,16 +189,22 @@ pub(crate) fn verify_rrset(
                 ));
             }
             let Ok(public) = PublicKey::from_dnskey(key) else {
-                note(&mut failure, Failure::bogus(6, "unusable DNSKEY"));
+                note(
+                    &mut failure,
+                    Failure::bogus(BogusReason::Bogus, "unusable DNSKEY"),
+                );
                 continue;
             };
             if public.verify(&data, sig.signature().as_ref()).is_ok() {
                 return Ok(sig.labels());
             }
-            note(&mut failure, Failure::bogus(6, "signature does not verify"));
+            note(
+                &mut failure,
+                Failure::bogus(BogusReason::Bogus, "signature does not verify"),
+            );
         }
     }
-    Err(failure.unwrap_or_else(|| Failure::bogus(6, "no valid signature")))
+    Err(failure.unwrap_or_else(|| Failure::bogus(BogusReason::Bogus, "no valid signature")))
 }
 
 /// RRSIGs in `records` over `owner`/`rtype`.
