@@ -188,6 +188,14 @@ pub struct CachedAnswer {
     dnssec_ok: bool,
 }
 
+/// Whether a query with these header flags and DO bit gets AD on secure data: CD=0, and AD=1
+/// or DO=1 (RFC 6840 §5.7, RFC 4035 §3.2.3). The one statement of the rule: the rendered and
+/// the pre-rendered (hot) answers both ask it.
+#[inline]
+pub fn query_wants_ad(query_flags: u16, dnssec_ok: bool) -> bool {
+    query_flags & 0x0010 == 0 && (query_flags & 0x0020 != 0 || dnssec_ok)
+}
+
 impl CachedAnswer {
     /// Builds an entry from a complete response message (as assembled by the resolver).
     ///
@@ -367,9 +375,7 @@ impl CachedAnswer {
     /// and the query had AD=1 or DO=1 (RFC 6840 §5.7, RFC 4035 §3.2.3).
     #[inline]
     pub fn ad_for(&self, query_flags: u16, dnssec_ok: bool) -> bool {
-        self.wire[3] & 0x20 != 0
-            && query_flags & 0x0010 == 0
-            && (query_flags & 0x0020 != 0 || dnssec_ok)
+        self.wire[3] & 0x20 != 0 && query_wants_ad(query_flags, dnssec_ok)
     }
 
     fn lower_soa_ttls(

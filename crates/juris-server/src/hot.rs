@@ -132,9 +132,6 @@ impl HotAnswers {
     }
 }
 
-/// The AD flag in the header's flags word.
-const AD: u16 = 0x0020;
-
 impl Slot {
     #[inline]
     fn holds(&self, hash: u64, key: &CacheKeyRef<'_>) -> bool {
@@ -191,7 +188,14 @@ impl Slot {
         if self.rendered.is_empty() || self.rendered_at != now {
             self.rendered.resize(answer.len(), 0);
             // Flags as for a query with AD=1: the stored AD bit is kept.
-            answer.write_response(&mut self.rendered, 0, AD, &[], now, None)?;
+            answer.write_response(
+                &mut self.rendered,
+                0,
+                crate::codes::flags::AD,
+                &[],
+                now,
+                None,
+            )?;
             self.rendered_at = now;
         }
         Some(&self.rendered)

@@ -25,7 +25,7 @@ use domain::base::iana::{Class, Rtype};
 use domain::base::Name;
 use juris_geo::{CountryCode, Jurisdiction};
 use juris_policy::{Block, CompiledPolicy};
-use juris_resolver::cache::{AnswerCache, AnswerKind, CachedAnswer, Freshness};
+use juris_resolver::cache::{query_wants_ad, AnswerCache, AnswerKind, CachedAnswer, Freshness};
 use juris_resolver::clock::{timestamp, SharedClock};
 use juris_resolver::wire::{HEADER_LEN, MAX_NAME_LEN};
 use juris_resolver::{Question, Resolver};
@@ -579,7 +579,7 @@ impl Pipeline {
         }
         // DNSSEC bogus: SERVFAIL with the validator's EDE, unless the client set CD.
         if let Some(bogus) = answer.security().bogus() {
-            if reply.query_flags & crate::query::flags::CD == 0 {
+            if reply.query_flags & crate::codes::flags::CD == 0 {
                 let ede = error_map::for_bogus(bogus);
                 return respond_or_drop(synth::write_rcode_response(
                     out,
@@ -665,13 +665,14 @@ impl Pipeline {
         } else {
             0
         };
-        let extra = stale.as_ref().map(|(_, ede)| opt_len(Some(ede))).unwrap_or(
-            if answer.security().unsupported().is_some() {
-                17
-            } else {
-                11
-            },
-        ) + padding;
+        let info = answer
+            .security()
+            .unsupported()
+            .map(error_map::for_unsupported);
+        let extra = stale
+            .as_ref()
+            .map_or_else(|| opt_len(info.as_ref()), |(_, ede)| opt_len(Some(ede)))
+            + padding;
         let policy = self.engine.policy.load();
         let policy_context = PolicyContext {
             policy: &policy,
@@ -777,8 +778,7 @@ fn render_hot(
     out[2] |= ((reply.query_flags & 0x0110) >> 8) as u8;
     // AD (pre-rendered on secure data) stays only for CD=0 queries with AD=1 or DO=1.
     if out[3] & 0x20 != 0
-        && (reply.query_flags & 0x0010 != 0
-            || (reply.query_flags & 0x0020 == 0 && !reply.opt.is_some_and(|o| o.dnssec_ok)))
+        && !query_wants_ad(reply.query_flags, reply.opt.is_some_and(|o| o.dnssec_ok))
     {
         out[3] &= !0x20;
     }
