@@ -23,8 +23,8 @@ use crate::audit::{self, AuditEntry, NewEntry, VerifyReport};
 use crate::error::ControlError;
 use crate::safeguards::{ProtectedConfig, ProtectedList, Psl};
 use crate::store::rows::{
-    insert_target, insert_transition, load_order, load_target, load_targets, load_transitions,
-    target_exists,
+    delete_target, insert_target, insert_transition, load_order, load_target, load_targets,
+    load_transitions, target_exists,
 };
 use crate::store::Store;
 
@@ -581,10 +581,7 @@ impl Control {
                 }
             };
             for row in &removed {
-                tx.execute(
-                    "DELETE FROM targets WHERE order_id = ?1 AND kind = ?2 AND value = ?3",
-                    params![id, row.kind.as_str(), row.value],
-                )?;
+                delete_target(tx, &id, row.kind, &row.value)?;
             }
             for row in &added {
                 insert_target(tx, &id, row)?;
@@ -836,10 +833,7 @@ impl Control {
             for (kind, value) in &keys {
                 let before = load_target(tx, id, *kind, value)?
                     .ok_or_else(|| not_found("target", &format!("{} {value}", kind.as_str())))?;
-                tx.execute(
-                    "DELETE FROM targets WHERE order_id = ?1 AND kind = ?2 AND value = ?3",
-                    params![id, kind.as_str(), value],
-                )?;
+                delete_target(tx, id, *kind, value)?;
                 removed.push(before);
             }
             audit::append(

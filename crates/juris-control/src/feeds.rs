@@ -19,7 +19,7 @@ use crate::control::{not_found, require, AddReport, Control, Role, TargetStatus,
 use crate::error::ControlError;
 use crate::rpz;
 use crate::safeguards::Psl;
-use crate::store::rows::{insert_target, load_order, load_targets, target_exists};
+use crate::store::rows::{delete_target, insert_target, load_order, load_targets, target_exists};
 use crate::Actor;
 
 /// A cumulative feed: the complete current lists, each with the SHA-256 of its items joined by
@@ -382,10 +382,7 @@ impl Control {
                 if seen.contains(key) {
                     continue;
                 }
-                tx.execute(
-                    "DELETE FROM targets WHERE order_id = ?1 AND kind = ?2 AND value = ?3",
-                    params![order_id, key.0.as_str(), key.1],
-                )?;
+                delete_target(tx, &order_id, key.0, &key.1)?;
                 lifted.push(row.clone());
             }
             lifted.sort_by(|a, b| (a.kind, &a.value).cmp(&(b.kind, &b.value)));

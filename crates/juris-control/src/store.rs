@@ -272,6 +272,18 @@ pub(crate) mod rows {
             .exists(params![id, kind.as_str(), value])?)
     }
 
+    /// Removes one target row of order `id`.
+    pub(crate) fn delete_target(
+        tx: &Transaction<'_>,
+        id: &str,
+        kind: TargetKind,
+        value: &str,
+    ) -> Result<(), ControlError> {
+        tx.prepare_cached("DELETE FROM targets WHERE order_id = ?1 AND kind = ?2 AND value = ?3")?
+            .execute(params![id, kind.as_str(), value])?;
+        Ok(())
+    }
+
     pub(crate) fn insert_target(
         tx: &Transaction<'_>,
         id: &str,
