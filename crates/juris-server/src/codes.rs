@@ -228,6 +228,18 @@ pub mod rtype {
     pub const AAAA: u16 = 28;
     /// OPT (EDNS pseudo-record).
     pub const OPT: u16 = 41;
+    /// TKEY (RFC 2930; a meta-type, never asked of a resolver).
+    pub const TKEY: u16 = 249;
+    /// TSIG (RFC 8945; a meta-type).
+    pub const TSIG: u16 = 250;
+    /// MAILB (obsolete QTYPE).
+    pub const MAILB: u16 = 253;
+    /// MAILA (obsolete QTYPE).
+    pub const MAILA: u16 = 254;
+    /// First of the types reserved for meta-types (RFC 6895 §3.1).
+    pub const META_FIRST: u16 = 128;
+    /// Last of the types reserved for meta-types (RFC 6895 §3.1).
+    pub const META_LAST: u16 = 248;
     /// IXFR.
     pub const IXFR: u16 = 251;
     /// AXFR.

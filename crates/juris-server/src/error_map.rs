@@ -158,7 +158,12 @@ pub fn for_question(qtype: u16, qclass: u16) -> Option<ErrorAnswer> {
                 extra_text: "zone transfers are not served",
             }),
         }),
-        rtype::OPT | 249 | 250 | 253 | 254 | 128..=248 => Some(ErrorAnswer {
+        rtype::OPT
+        | rtype::TKEY
+        | rtype::TSIG
+        | rtype::MAILB
+        | rtype::MAILA
+        | rtype::META_FIRST..=rtype::META_LAST => Some(ErrorAnswer {
             rcode: Rcode::FORMERR,
             ede: None,
         }),

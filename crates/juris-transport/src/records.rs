@@ -185,7 +185,7 @@ impl AsyncWrite for ResponseRecords {
 }
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used, clippy::expect_used)] // reason: tests fail loudly by design.
+#[allow(clippy::unwrap_used, clippy::expect_used, reason = "test code")]
 mod tests {
     use super::*;
 
