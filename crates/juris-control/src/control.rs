@@ -303,19 +303,31 @@ impl Control {
         config: &ControlConfig,
         clock: Arc<dyn Clock>,
     ) -> Result<Control, ControlError> {
+        let protected = ProtectedList::from_config(&config.protected)?;
+        Ok(Self::with_protected(store, config, protected, clock))
+    }
+
+    /// A control plane over `store` with the protected list already parsed from
+    /// `config.protected` (the binary's `Settings` holds it, so it is parsed once).
+    pub fn with_protected(
+        store: Store,
+        config: &ControlConfig,
+        protected: ProtectedList,
+        clock: Arc<dyn Clock>,
+    ) -> Control {
         let (revision, _) = watch::channel(0);
-        Ok(Control {
+        Control {
             store,
             clock,
             four_eyes: config.four_eyes,
-            protected: ProtectedList::from_config(&config.protected)?,
+            protected,
             deadline_warning: jiff::SignedDuration::from_hours(i64::from(
                 config.deadline_warning_hours,
             )),
             revision,
             pending: Mutex::new(Pending::default()),
             store_errors: AtomicU64::new(0),
-        })
+        }
     }
 
     /// The store.

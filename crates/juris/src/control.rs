@@ -18,6 +18,7 @@ use juris_control::{
     ApiState, Control, ControlError, ExplainRequest, ExplainView, ServerSnapshot, ServerView,
 };
 
+use juris_resolver::clock::SharedClock;
 use juris_server::codes::{rtype, Rcode};
 use juris_server::error_map;
 use juris_server::query::ClientSubnet;
@@ -29,21 +30,20 @@ use tracing::info;
 use crate::config::Settings;
 use crate::orders::LoaderHandle;
 
-/// Opens the store in the data directory.
-pub fn open(settings: &Settings) -> anyhow::Result<Arc<Control>> {
+/// Opens the store in the data directory; its timestamps come from `clock`.
+pub fn open(settings: &Settings, clock: SharedClock) -> anyhow::Result<Arc<Control>> {
     let store = juris_control::Store::open(&settings.data_dir).with_context(|| {
         format!(
             "control store in {}: cannot open",
             settings.data_dir.display()
         )
     })?;
-    let control = Control::new(
+    Ok(Arc::new(Control::with_protected(
         store,
         &settings.control,
-        Arc::new(juris_control::SystemClock),
-    )
-    .map_err(|e| anyhow::anyhow!("control: {e}"))?;
-    Ok(Arc::new(control))
+        settings.protected.clone(),
+        clock,
+    )))
 }
 
 /// Wakes the loader as soon as the store changes: a task on the server's runtime (it ends

@@ -133,7 +133,7 @@ pub fn explain(settings: &Settings, request: &Request) -> anyhow::Result<Report>
         .join(juris_control::store::STORE_FILE)
         .exists()
     {
-        Some(crate::control::open(settings)?)
+        Some(crate::control::open(settings, Arc::clone(&clock))?)
     } else {
         None
     };
@@ -367,7 +367,7 @@ mod tests {
         let settings =
             Settings::from_raw(&crate::config::RawConfig::from_toml(&toml, "test").unwrap())
                 .unwrap();
-        let control = crate::control::open(&settings).unwrap();
+        let control = crate::control::open(&settings, Arc::new(SystemClock)).unwrap();
         let order = juris_policy::Order::from_json(
             br#"{"id": "IT-STORE-1", "kind": "court_order", "authority": "Tribunale di Milano",
                 "jurisdictions": ["IT"], "action": "nxdomain", "state": "active",

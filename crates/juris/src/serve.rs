@@ -53,7 +53,7 @@ pub fn run(
     })?;
 
     let clock: SharedClock = Arc::new(SystemClock);
-    let control = crate::control::open(&settings)?;
+    let control = crate::control::open(&settings, Arc::clone(&clock))?;
     let (engine, loader) =
         policy_engine_with_store(&settings, clock.unix_seconds(), Some(Arc::clone(&control)))?;
     let cache = Arc::new(AnswerCache::new(settings.cache.clone()));
