@@ -380,13 +380,15 @@ impl Recursor {
                 None
             };
             let full = minimised.is_none();
-            // RFC 9156 §3: minimised queries use QTYPE A (NS queries upset some servers).
+            // Minimised queries ask for the NS RRset of the next name down (RFC 7816 §2, as
+            // Knot Resolver does; RFC 9156 §2.1 lets the resolver choose the QTYPE): it is the
+            // question whose answer is a referral, which every authority answers.
             let (sent_name, sent_type) = match minimised {
-                Some(name) => (name, Rtype::A),
+                Some(name) => (name, Rtype::NS),
                 None => (qname.clone(), qtype),
             };
             let reply = self
-                .query_zone(&delegation, &sent_name, sent_type, depth, work)
+                .query_zone(&delegation, &sent_name, sent_type, !full, depth, work)
                 .await?;
             match reply {
                 Reply::Referral(child) => {
@@ -433,6 +435,7 @@ impl Recursor {
         delegation: &Delegation,
         qname: &Name<Bytes>,
         qtype: Rtype,
+        minimised: bool,
         depth: u32,
         work: &mut Work,
     ) -> Result<Reply, ResolveError> {
@@ -499,7 +502,7 @@ impl Recursor {
                 }
                 Ok(response) => {
                     self.infra.record_rtt(server, started.elapsed());
-                    match self.classify(&delegation.zone, qname, response) {
+                    match self.classify(&delegation.zone, qname, minimised, response) {
                         Classified::Referral {
                             delegation: child,
                             ttl,
@@ -666,11 +669,13 @@ impl Recursor {
         }
     }
 
-    /// Sorts one response from a server of `zone` to a query for `qname`.
+    /// Sorts one response from a server of `zone` to a query for `qname` (`minimised`: a
+    /// QNAME-minimisation probe, which only asks whether there is a zone cut at `qname`).
     fn classify(
         &self,
         zone: &Name<Bytes>,
         qname: &Name<Bytes>,
+        minimised: bool,
         mut response: Response,
     ) -> Classified {
         if response.rcode != Rcode::NOERROR && response.rcode != Rcode::NXDOMAIN {
@@ -678,60 +683,75 @@ impl Recursor {
         }
         // Bailiwick: a server for `zone` can speak only for names at or below it.
         response.answer.retain(|r| is_at_or_below(r.owner(), zone));
+        // The NS RRset of a referral is looked at before the authority section is cut down
+        // to the bailiwick: an upward or sideways one marks the server as lame.
+        let delegated = response
+            .authority
+            .iter()
+            .find(|r| r.rtype() == Rtype::NS)
+            .map(|r| lower(r.owner()));
         response
             .authority
             .retain(|r| is_at_or_below(r.owner(), zone));
         let has_soa = response.authority.iter().any(|r| r.rtype() == Rtype::SOA);
         if response.rcode == Rcode::NOERROR && response.answer.is_empty() && !has_soa {
-            let child = response
-                .authority
-                .iter()
-                .find(|r| r.rtype() == Rtype::NS)
-                .map(|r| lower(r.owner()));
-            if let Some(child) = child {
-                if !is_below(&child, zone) || !is_at_or_below(qname, &child) {
-                    // Upward or sideways referral.
-                    return Classified::Lame;
+            match delegated {
+                Some(child) if is_below(&child, zone) && is_at_or_below(qname, &child) => {
+                    return Self::referral(zone, child, response);
                 }
-                let ns: Vec<&Rr> = response
-                    .authority
-                    .iter()
-                    .filter(|r| r.rtype() == Rtype::NS && same_name(r.owner(), &child))
-                    .collect();
-                let mut name_servers: Vec<Name<Bytes>> = Vec::new();
-                for record in &ns {
-                    if let AllRecordData::Ns(target) = record.data() {
-                        let target = lower(target.nsdname());
-                        if !name_servers.contains(&target) {
-                            name_servers.push(target);
-                        }
+                // The zone's own NS RRset (RFC 2308 §2.2 type 3 NODATA): an answer when
+                // authoritative. Without AA it still tells a minimising resolver that there
+                // is no cut at `qname` (Knot Resolver reads it so); for the full question it
+                // is a lame server's cached referral (Unbound throws it away likewise).
+                Some(child) if child == *zone => {
+                    if !response.authoritative && !minimised {
+                        return Classified::Lame;
                     }
                 }
-                let ttl = ns.iter().map(|r| r.ttl().as_secs()).min().unwrap_or(0);
-                // Glue: addresses of the new name servers, within the bailiwick of the server
-                // that sent them; anything else in the additional section is ignored.
-                let glue = response
-                    .additional
-                    .into_iter()
-                    .filter(|r| matches!(r.rtype(), Rtype::A | Rtype::AAAA))
-                    .filter(|r| is_at_or_below(r.owner(), zone))
-                    .filter(|r| name_servers.iter().any(|n| same_name(n, r.owner())))
-                    .collect();
-                return Classified::Referral {
-                    delegation: Delegation {
-                        zone: child,
-                        name_servers: name_servers.into(),
-                    },
-                    ttl,
-                    glue,
-                };
-            }
-            if !response.authoritative {
-                return Classified::Lame;
+                // Upward or sideways referral.
+                Some(_) => return Classified::Lame,
+                None if !response.authoritative => return Classified::Lame,
+                None => {}
             }
         }
         response.additional.clear();
         Classified::Final(response)
+    }
+
+    /// A referral from a server of `zone` to `child` (strictly below it).
+    fn referral(zone: &Name<Bytes>, child: Name<Bytes>, response: Response) -> Classified {
+        let ns: Vec<&Rr> = response
+            .authority
+            .iter()
+            .filter(|r| r.rtype() == Rtype::NS && same_name(r.owner(), &child))
+            .collect();
+        let mut name_servers: Vec<Name<Bytes>> = Vec::new();
+        for record in &ns {
+            if let AllRecordData::Ns(target) = record.data() {
+                let target = lower(target.nsdname());
+                if !name_servers.contains(&target) {
+                    name_servers.push(target);
+                }
+            }
+        }
+        let ttl = ns.iter().map(|r| r.ttl().as_secs()).min().unwrap_or(0);
+        // Glue: addresses of the new name servers, within the bailiwick of the server
+        // that sent them; anything else in the additional section is ignored.
+        let glue = response
+            .additional
+            .into_iter()
+            .filter(|r| matches!(r.rtype(), Rtype::A | Rtype::AAAA))
+            .filter(|r| is_at_or_below(r.owner(), zone))
+            .filter(|r| name_servers.iter().any(|n| same_name(n, r.owner())))
+            .collect();
+        Classified::Referral {
+            delegation: Delegation {
+                zone: child,
+                name_servers: name_servers.into(),
+            },
+            ttl,
+            glue,
+        }
     }
 }
 

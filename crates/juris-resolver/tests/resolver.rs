@@ -163,14 +163,14 @@ async fn qname_minimisation_shows_only_the_next_label() {
         .into_iter()
         .map(|q| (q.qname, q.qtype))
         .collect();
-    assert_eq!(root, vec![("test.".to_string(), Rtype::A)]);
+    assert_eq!(root, vec![("test.".to_string(), Rtype::NS)]);
     let tld: Vec<_> = h
         .tld
         .queries()
         .into_iter()
         .map(|q| (q.qname, q.qtype))
         .collect();
-    assert_eq!(tld, vec![("example.test.".to_string(), Rtype::A)]);
+    assert_eq!(tld, vec![("example.test.".to_string(), Rtype::NS)]);
     // The SLD sees one label more at a time (empty non-terminals answer NODATA), then the
     // full name with the real type.
     let sld: Vec<_> = h
@@ -182,8 +182,8 @@ async fn qname_minimisation_shows_only_the_next_label() {
     assert_eq!(
         sld,
         vec![
-            ("c.example.test.".to_string(), Rtype::A),
-            ("b.c.example.test.".to_string(), Rtype::A),
+            ("c.example.test.".to_string(), Rtype::NS),
+            ("b.c.example.test.".to_string(), Rtype::NS),
             ("a.b.c.example.test.".to_string(), Rtype::AAAA),
         ]
     );

@@ -90,11 +90,53 @@ pub struct Seen {
     pub rd: bool,
 }
 
+/// A scripted reply: what a misbehaving server says (see [`FakeAuthority::scripted`]).
+#[derive(Clone)]
+pub struct Canned {
+    pub rcode: Rcode,
+    pub aa: bool,
+    pub answer: Vec<Rr>,
+    pub authority: Vec<Rr>,
+    pub additional: Vec<Rr>,
+}
+
+impl Canned {
+    pub fn new(rcode: Rcode, aa: bool) -> Self {
+        Self {
+            rcode,
+            aa,
+            answer: Vec::new(),
+            authority: Vec::new(),
+            additional: Vec::new(),
+        }
+    }
+
+    pub fn answer(mut self, lines: &[&str]) -> Self {
+        self.answer.extend(lines.iter().map(|l| rr(l)));
+        self
+    }
+
+    pub fn authority(mut self, lines: &[&str]) -> Self {
+        self.authority.extend(lines.iter().map(|l| rr(l)));
+        self
+    }
+
+    pub fn additional(mut self, lines: &[&str]) -> Self {
+        self.additional.extend(lines.iter().map(|l| rr(l)));
+        self
+    }
+}
+
+/// The script of a scripted server: (lower-cased qname with trailing dot, qtype) → reply,
+/// `None` for no reply at all.
+pub type Script = Arc<dyn Fn(&str, Rtype) -> Option<Canned> + Send + Sync>;
+
 #[derive(Clone)]
 enum Behaviour {
     Serve(Arc<Vec<Zone>>),
     Blackhole,
     Fail(Rcode),
+    Scripted(Script),
 }
 
 /// A running fake server; stops when dropped.
@@ -126,6 +168,15 @@ impl FakeAuthority {
     /// Answers every query with `rcode`.
     pub async fn failing(ip: &str, port: u16, rcode: Rcode) -> Self {
         Self::start(ip, port, Behaviour::Fail(rcode)).await
+    }
+
+    /// Answers as `script` says (servers that misbehave in ways a zone cannot express).
+    pub async fn scripted(
+        ip: &str,
+        port: u16,
+        script: impl Fn(&str, Rtype) -> Option<Canned> + Send + Sync + 'static,
+    ) -> Self {
+        Self::start(ip, port, Behaviour::Scripted(Arc::new(script))).await
     }
 
     async fn start(ip: &str, port: u16, behaviour: Behaviour) -> Self {
@@ -210,7 +261,7 @@ fn handle(
         text.push('.');
     }
     log.lock().unwrap().push(Seen {
-        qname: text,
+        qname: text.clone(),
         qtype,
         tcp,
         rd: message.header().rd(),
@@ -218,6 +269,18 @@ fn handle(
     let zones = match behaviour {
         Behaviour::Blackhole => return None,
         Behaviour::Fail(rcode) => return Some(reply(&message, *rcode, false, &[], &[], &[], tcp)),
+        Behaviour::Scripted(script) => {
+            let canned = script(&text, qtype)?;
+            return Some(reply(
+                &message,
+                canned.rcode,
+                canned.aa,
+                &canned.answer,
+                &canned.authority,
+                &canned.additional,
+                tcp,
+            ));
+        }
         Behaviour::Serve(zones) => zones,
     };
     let Some(zone) = zones

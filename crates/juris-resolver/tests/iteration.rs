@@ -1,0 +1,250 @@
+//! Iteration against misbehaving or inconsistent authorities (the situations of Deckard's
+//! `iter_*` scenarios): scripted fake servers on 127.0.0.x, one port per test.
+#![allow(clippy::unwrap_used, clippy::expect_used, reason = "test code")]
+
+mod support;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use domain::base::iana::{Class, Rcode};
+use domain::base::Rtype;
+use juris_resolver::cache::{AnswerCache, AnswerKind, CacheConfig};
+use juris_resolver::clock::ManualClock;
+use juris_resolver::{parse_root_hints, Mode, Question, Resolver, ResolverConfig};
+use support::{name, sections, zone, Canned, FakeAuthority};
+
+const NOW: u64 = 1_700_000_000;
+
+fn question(qname: &str, qtype: Rtype) -> Question {
+    Question {
+        name: name(qname),
+        qtype,
+        qclass: Class::IN,
+        dnssec_ok: false,
+        checking_disabled: false,
+    }
+}
+
+fn config(port: u16, qname_minimisation: bool) -> ResolverConfig {
+    ResolverConfig {
+        mode: Mode::Recursive {
+            root_hints: parse_root_hints(". 3600000 NS ns.root.\nns.root. 3600000 A 127.0.0.2\n")
+                .unwrap(),
+        },
+        qname_minimisation,
+        query_timeout: Duration::from_millis(300),
+        resolution_deadline: Duration::from_secs(8),
+        allow_loopback_upstreams: true,
+        upstream_port: port,
+        ipv6: false,
+        dnssec: juris_resolver::dnssec::ValidatorConfig {
+            enabled: false,
+            ..Default::default()
+        },
+        ..ResolverConfig::default()
+    }
+}
+
+fn resolver(config: ResolverConfig) -> (Resolver, Arc<ManualClock>) {
+    let clock = Arc::new(ManualClock::new(NOW));
+    let cache = Arc::new(AnswerCache::new(CacheConfig::default()));
+    (Resolver::new(config, cache, clock.clone()).unwrap(), clock)
+}
+
+/// The root: `test.` on 127.0.0.3 (and whatever else `extra` delegates).
+async fn root(port: u16, extra: &[&str]) -> FakeAuthority {
+    let mut lines = vec!["test. 86400 NS ns1.test.", "ns1.test. 86400 A 127.0.0.3"];
+    lines.extend_from_slice(extra);
+    FakeAuthority::serve("127.0.0.2", port, vec![zone(".", &lines)]).await
+}
+
+/// A referral from a non-authoritative server: NS records and glue.
+fn referral(ns: &[&str], glue: &[&str]) -> Option<Canned> {
+    Some(
+        Canned::new(Rcode::NOERROR, false)
+            .authority(ns)
+            .additional(glue),
+    )
+}
+
+async fn answer(
+    resolver: &Resolver,
+    qname: &str,
+    qtype: Rtype,
+) -> (Rcode, Vec<String>, Vec<String>) {
+    let entry = resolver.resolve(&question(qname, qtype)).await.unwrap();
+    sections(entry.wire())
+}
+
+/// RFC 7816 §2 / RFC 9156 §2.1: the minimised probes ask for NS, the one question every
+/// delegating server answers with the referral (these servers answer nothing else).
+#[tokio::test]
+async fn minimisation_probes_ask_for_ns_of_the_next_label() {
+    let port = 47_401;
+    let only_ns = |rcode_other: Rcode| {
+        move |qname: &str, qtype: Rtype| match (qname, qtype) {
+            ("test.", Rtype::NS) => referral(
+                &["test. 3600 NS ns1.test."],
+                &["ns1.test. 3600 A 127.0.0.3"],
+            ),
+            ("example.test.", Rtype::NS) => referral(
+                &["example.test. 3600 NS ns1.example.test."],
+                &["ns1.example.test. 3600 A 127.0.0.4"],
+            ),
+            _ => Some(Canned::new(rcode_other, false)),
+        }
+    };
+    let root = FakeAuthority::scripted("127.0.0.2", port, only_ns(Rcode::SERVFAIL)).await;
+    let tld = FakeAuthority::scripted("127.0.0.3", port, only_ns(Rcode::SERVFAIL)).await;
+    let _sld = FakeAuthority::serve(
+        "127.0.0.4",
+        port,
+        vec![zone(
+            "example.test.",
+            &["www.example.test. 300 A 192.0.2.80"],
+        )],
+    )
+    .await;
+    let (resolver, _) = resolver(config(port, true));
+    let (rcode, answer, _) = answer(&resolver, "www.example.test.", Rtype::A).await;
+    assert_eq!(rcode, Rcode::NOERROR);
+    assert_eq!(answer, vec!["www.example.test. A 192.0.2.80"]);
+    let seen = |server: &FakeAuthority| -> Vec<(String, Rtype)> {
+        server
+            .queries()
+            .into_iter()
+            .map(|q| (q.qname, q.qtype))
+            .collect()
+    };
+    assert_eq!(seen(&root), vec![("test.".to_string(), Rtype::NS)]);
+    assert_eq!(seen(&tld), vec![("example.test.".to_string(), Rtype::NS)]);
+}
+
+/// An authoritative "answer" whose authority section points up to the root is a lame server
+/// (it is not authoritative for the zone after all), not a NODATA.
+#[tokio::test]
+async fn upward_referral_marks_the_server_lame() {
+    let port = 47_402;
+    let _root = root(port, &[]).await;
+    let _tld = FakeAuthority::serve(
+        "127.0.0.3",
+        port,
+        vec![zone(
+            "test.",
+            &[
+                "example.test. 86400 NS ns1.example.test.",
+                "ns1.example.test. 86400 A 127.0.0.4",
+            ],
+        )],
+    )
+    .await;
+    let _sld = FakeAuthority::scripted("127.0.0.4", port, |qname, qtype| match (qname, qtype) {
+        ("example.test.", Rtype::A) => {
+            Some(Canned::new(Rcode::NOERROR, true).answer(&["example.test. 120 A 192.0.2.1"]))
+        }
+        ("example.test.", Rtype::NS) => Some(
+            Canned::new(Rcode::NOERROR, true).answer(&["example.test. 3600 NS ns1.example.test."]),
+        ),
+        _ => Some(
+            Canned::new(Rcode::NOERROR, true)
+                .authority(&[". 3600000 NS a.root-servers.net."])
+                .additional(&["a.root-servers.net. 3600000 A 198.41.0.4"]),
+        ),
+    })
+    .await;
+    for minimise in [false, true] {
+        let (resolver, _) = resolver(config(port, minimise));
+        let (rcode, answer, _) = answer(&resolver, "example.test.", Rtype::A).await;
+        assert_eq!(
+            (rcode, answer),
+            (
+                Rcode::NOERROR,
+                vec!["example.test. A 192.0.2.1".to_string()]
+            )
+        );
+        let error = resolver
+            .resolve(&question("example.test.", Rtype::AAAA))
+            .await
+            .expect_err("an upward referral is no NODATA");
+        assert!(
+            matches!(error, juris_resolver::ResolveError::NoReachableAuthority(_)),
+            "{error:?}"
+        );
+    }
+}
+
+/// RFC 2308 §2.2 (NODATA type 3): an authoritative empty answer carrying the zone's own NS
+/// RRset (no SOA) is a NODATA, not a referral to the zone itself.
+#[tokio::test]
+async fn nodata_with_the_zones_own_ns_set_is_an_answer() {
+    let port = 47_403;
+    let _root = root(port, &[]).await;
+    let _tld = FakeAuthority::serve(
+        "127.0.0.3",
+        port,
+        vec![zone(
+            "test.",
+            &[
+                "example.test. 86400 NS ns1.example.test.",
+                "ns1.example.test. 86400 A 127.0.0.4",
+            ],
+        )],
+    )
+    .await;
+    let _sld = FakeAuthority::scripted("127.0.0.4", port, |qname, qtype| match (qname, qtype) {
+        ("ns1.example.test.", Rtype::A) => Some(
+            Canned::new(Rcode::NOERROR, true)
+                .answer(&["ns1.example.test. 3600 A 127.0.0.4"])
+                .authority(&["example.test. 3600 NS ns1.example.test."]),
+        ),
+        ("ns1.example.test.", Rtype::AAAA) => Some(
+            Canned::new(Rcode::NOERROR, true)
+                .authority(&["example.test. 3600 NS ns1.example.test."])
+                .additional(&["ns1.example.test. 3600 A 127.0.0.4"]),
+        ),
+        (_, Rtype::NS) => Some(
+            Canned::new(Rcode::NOERROR, true).answer(&["example.test. 3600 NS ns1.example.test."]),
+        ),
+        _ => Some(Canned::new(Rcode::REFUSED, false)),
+    })
+    .await;
+    for minimise in [false, true] {
+        let (resolver, _) = resolver(config(port, minimise));
+        let entry = resolver
+            .resolve(&question("ns1.example.test.", Rtype::AAAA))
+            .await
+            .unwrap();
+        assert_eq!(entry.kind(), AnswerKind::NoData);
+    }
+}
+
+/// A minimised probe answered (without AA) with the zone's own NS RRset says "no cut here":
+/// the resolver goes one label deeper (as Knot Resolver does). The full question answered
+/// the same way is a lame server's cached referral, not an answer.
+#[tokio::test]
+async fn minimised_probe_answered_with_the_zones_own_ns_set_goes_deeper() {
+    let port = 47_404;
+    let _root = root(port, &[]).await;
+    let _tld = FakeAuthority::scripted("127.0.0.3", port, |qname, qtype| match (qname, qtype) {
+        ("www.example.test.", Rtype::NS) => Some(
+            Canned::new(Rcode::NOERROR, true)
+                .answer(&["www.example.test. 3600 NS blackhole."])
+                .authority(&["test. 3600 NS ns1.test."]),
+        ),
+        _ => referral(&["test. 3600 NS ns1.test."], &[]),
+    })
+    .await;
+    let (resolver, _) = resolver(config(port, true));
+    let (rcode, answer, _) = answer(&resolver, "www.example.test.", Rtype::NS).await;
+    assert_eq!(rcode, Rcode::NOERROR);
+    assert_eq!(answer, vec!["www.example.test. NS blackhole."]);
+    let error = resolver
+        .resolve(&question("mail.example.test.", Rtype::A))
+        .await
+        .expect_err("a non-authoritative NS RRset of the zone itself is no answer");
+    assert!(
+        matches!(error, juris_resolver::ResolveError::NoReachableAuthority(_)),
+        "{error:?}"
+    );
+}
