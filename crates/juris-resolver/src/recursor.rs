@@ -327,12 +327,21 @@ impl Recursor {
                 current = name;
                 continue;
             }
-            // A negative answer (for the original name, or the end of an in-zone chain).
+            // A negative answer (for the original name, or the end of an in-zone chain): the
+            // SOA with the zone's own NS RRset beside it when the server sent one (as Knot
+            // Resolver and Unbound pass it on), the NSEC/NSEC3 proofs, their signatures.
+            let apex = response
+                .authority
+                .iter()
+                .find(|r| r.rtype() == Rtype::SOA)
+                .map(|r| r.owner().clone());
             let authority = response
                 .authority
                 .iter()
                 .filter(|r| {
                     matches!(r.rtype(), Rtype::SOA | Rtype::NSEC | Rtype::NSEC3)
+                        || ((r.rtype() == Rtype::NS || rrsig_covers(r) == Some(Rtype::NS))
+                            && apex.as_ref().is_some_and(|apex| same_name(r.owner(), apex)))
                         || rrsig_covers(r)
                             .is_some_and(|t| matches!(t, Rtype::SOA | Rtype::NSEC | Rtype::NSEC3))
                 })

@@ -68,11 +68,7 @@ fn referral(ns: &[&str], glue: &[&str]) -> Option<Canned> {
     )
 }
 
-async fn answer(
-    resolver: &Resolver,
-    qname: &str,
-    qtype: Rtype,
-) -> (Rcode, Vec<String>, Vec<String>) {
+async fn ask(resolver: &Resolver, qname: &str, qtype: Rtype) -> (Rcode, Vec<String>, Vec<String>) {
     let entry = resolver.resolve(&question(qname, qtype)).await.unwrap();
     sections(entry.wire())
 }
@@ -107,7 +103,7 @@ async fn minimisation_probes_ask_for_ns_of_the_next_label() {
     )
     .await;
     let (resolver, _) = resolver(config(port, true));
-    let (rcode, answer, _) = answer(&resolver, "www.example.test.", Rtype::A).await;
+    let (rcode, answer, _) = ask(&resolver, "www.example.test.", Rtype::A).await;
     assert_eq!(rcode, Rcode::NOERROR);
     assert_eq!(answer, vec!["www.example.test. A 192.0.2.80"]);
     let seen = |server: &FakeAuthority| -> Vec<(String, Rtype)> {
@@ -155,7 +151,7 @@ async fn upward_referral_marks_the_server_lame() {
     .await;
     for minimise in [false, true] {
         let (resolver, _) = resolver(config(port, minimise));
-        let (rcode, answer, _) = answer(&resolver, "example.test.", Rtype::A).await;
+        let (rcode, answer, _) = ask(&resolver, "example.test.", Rtype::A).await;
         assert_eq!(
             (rcode, answer),
             (
@@ -236,7 +232,7 @@ async fn minimised_probe_answered_with_the_zones_own_ns_set_goes_deeper() {
     })
     .await;
     let (resolver, _) = resolver(config(port, true));
-    let (rcode, answer, _) = answer(&resolver, "www.example.test.", Rtype::NS).await;
+    let (rcode, answer, _) = ask(&resolver, "www.example.test.", Rtype::NS).await;
     assert_eq!(rcode, Rcode::NOERROR);
     assert_eq!(answer, vec!["www.example.test. NS blackhole."]);
     let error = resolver
@@ -247,4 +243,77 @@ async fn minimised_probe_answered_with_the_zones_own_ns_set_goes_deeper() {
         matches!(error, juris_resolver::ResolveError::NoReachableAuthority(_)),
         "{error:?}"
     );
+}
+
+/// A domain sold to a new operator (Deckard's iter_domain_sale): the old servers keep
+/// answering with their NS RRset and addresses (long TTLs), which must not keep the old
+/// delegation alive once the parent's expires. Their negative answers pass the zone's NS
+/// RRset on beside the SOA.
+#[tokio::test]
+async fn redelegated_domain_moves_when_the_parents_delegation_expires() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let port = 47_405;
+    let _root = root(port, &[]).await;
+    let sold = Arc::new(AtomicBool::new(false));
+    let _tld = {
+        let sold = sold.clone();
+        FakeAuthority::scripted("127.0.0.3", port, move |_, _| {
+            let address = if sold.load(Ordering::SeqCst) {
+                "127.0.0.5"
+            } else {
+                "127.0.0.4"
+            };
+            referral(
+                &["example.test. 150 NS ns.example.test."],
+                &[&format!("ns.example.test. 150 A {address}")],
+            )
+        })
+        .await
+    };
+    let child = |www: &'static str| {
+        move |qname: &str, qtype: Rtype| {
+            let apex = ["example.test. 3600 NS ns.example.test."];
+            let glue = ["ns.example.test. 3600 A 127.0.0.4"];
+            match (qname, qtype) {
+                ("www.example.test.", Rtype::A) => Some(
+                    Canned::new(Rcode::NOERROR, true)
+                        .answer(&[&format!("www.example.test. 100 A {www}")])
+                        .authority(&apex)
+                        .additional(&glue),
+                ),
+                _ => Some(
+                    Canned::new(Rcode::NXDOMAIN, true)
+                        .authority(&["example.test. 3600 SOA a. b. 1 2 3 4 5", apex[0]])
+                        .additional(&glue),
+                ),
+            }
+        }
+    };
+    let _old = FakeAuthority::scripted("127.0.0.4", port, child("192.0.2.4")).await;
+    let _new = FakeAuthority::scripted("127.0.0.5", port, child("192.0.2.5")).await;
+    for minimise in [false, true] {
+        sold.store(false, Ordering::SeqCst);
+        let (resolver, clock) = resolver(config(port, minimise));
+        let (_, answer, _) = ask(&resolver, "www.example.test.", Rtype::A).await;
+        assert_eq!(answer, vec!["www.example.test. A 192.0.2.4"]);
+        sold.store(true, Ordering::SeqCst);
+        clock.advance(50);
+        let (rcode, answer, authority) = ask(&resolver, "nx1.example.test.", Rtype::A).await;
+        assert_eq!(rcode, Rcode::NXDOMAIN);
+        assert!(answer.is_empty());
+        assert_eq!(
+            authority,
+            vec![
+                "example.test. SOA a. b. 1 2 3 4 5",
+                "example.test. NS ns.example.test."
+            ]
+        );
+        clock.advance(110);
+        let (_, answer, _) = ask(&resolver, "www.example.test.", Rtype::A).await;
+        assert_eq!(
+            answer,
+            vec!["www.example.test. A 192.0.2.5"],
+            "minimise: {minimise}"
+        );
+    }
 }
