@@ -18,7 +18,9 @@
 //! # Limitations
 //! - No root priming query: the hints are used as the root NS set as they are.
 //! - No serve-stale, no prefetch, no 0x20, no DNSSEC validation (RRSIG/NSEC/NSEC3 are kept).
-//! - Glue is trusted like authoritative data once accepted (no credibility ranking).
+//! - Only name server addresses are ranked (glue below answers, RFC 2181 §5.4.1); zone cuts
+//!   come from referrals alone (the child's NS RRset is never cached, so a sold domain moves
+//!   when the parent's delegation expires).
 //! - Answers are not assembled from cached records: only zone cuts and name server addresses
 //!   are cached here; complete answers live in the answer cache.
 
@@ -34,7 +36,7 @@ use domain::rdata::AllRecordData;
 use tokio::time::Instant;
 
 use crate::clock::SharedClock;
-use crate::delegation::{Delegation, DelegationCache};
+use crate::delegation::{Delegation, DelegationCache, Rank};
 use crate::infra::InfraCache;
 use crate::names::{
     cname_target, dname_target, is_at_or_below, is_below, is_dnssec_type, lower, replace_suffix,
@@ -131,6 +133,8 @@ enum Reply {
         rcode_failure: bool,
         /// The most telling error of a name server address lookup, if any.
         sub_error: Option<ResolveError>,
+        /// Servers asked (0: no address was known or found).
+        asked: usize,
     },
 }
 
@@ -382,6 +386,8 @@ impl Recursor {
         let mut minimise = self.config.qname_minimisation;
         let mut labels = delegation.zone.label_count() + 1;
         let mut minimised_steps = 0usize;
+        // Zones whose delegation was asked for again at the parent (see below).
+        let mut refreshed: Vec<Name<Bytes>> = Vec::new();
         loop {
             let minimised = if minimise && labels < qname.label_count() {
                 suffix_with_labels(qname, labels)
@@ -427,7 +433,27 @@ impl Recursor {
                     // Servers that choke on the minimised query: retry with the full name.
                     minimise = false;
                 }
-                Reply::Unreachable { sub_error, .. } => {
+                Reply::Unreachable {
+                    sub_error, asked, ..
+                } => {
+                    // A cached cut none of whose servers could be reached for want of an
+                    // address (a name server name that needs the cut itself, glue expired
+                    // before the delegation): ask the parent side again, which hands out the
+                    // delegation with fresh glue. Once per zone and lookup.
+                    let stranded = sub_error.is_some() || asked == 0;
+                    if stranded
+                        && !delegation.zone.is_root()
+                        && !refreshed.contains(&delegation.zone)
+                    {
+                        if let Some(parent) = delegation.zone.parent() {
+                            tracing::debug!(zone = %delegation.zone, "servers out of reach, asking the parent again");
+                            refreshed.push(delegation.zone.clone());
+                            delegation = self.delegations.deepest(&parent, now);
+                            labels = delegation.zone.label_count() + 1;
+                            minimised_steps = 0;
+                            continue;
+                        }
+                    }
                     return Err(match sub_error {
                         Some(error @ ResolveError::LimitExceeded(_)) => error,
                         _ => ResolveError::NoReachableAuthority(delegation.zone.to_string()),
@@ -456,10 +482,8 @@ impl Recursor {
         let mut sub_error: Option<ResolveError> = None;
         let mut attempts = 0usize;
         while attempts < MAX_ATTEMPTS_PER_ZONE {
-            let candidates = self.server_addresses(delegation);
             let next = self
-                .infra
-                .order(&delegation.zone, candidates)
+                .server_addresses(delegation)
                 .into_iter()
                 .find(|server| first_tried != Some(*server) && !more_tried.contains(server));
             let Some(server) = next else {
@@ -538,27 +562,40 @@ impl Recursor {
         Ok(Reply::Unreachable {
             rcode_failure,
             sub_error,
+            asked: attempts,
         })
     }
 
-    /// Addresses of the zone's servers we know and may use.
+    /// Addresses of the zone's servers we know and may use, in the order to try them: the
+    /// best-ranked ones by SRTT, then parent-side glue that answers outranked (RFC 2181
+    /// §5.4.1 ranks it lower; it is the fallback when the child's own addresses fail).
     fn server_addresses(&self, delegation: &Delegation) -> Vec<SocketAddr> {
         let now = self.clock.unix_seconds();
         let mut servers = Vec::new();
+        let mut fallback = Vec::new();
         for name in delegation.name_servers.iter() {
             for rtype in self.address_types() {
                 self.delegations
-                    .for_each_address(name, rtype, now, |address| {
+                    .for_each_address(name, rtype, now, |address, is_fallback| {
                         if self.address_allowed(address) {
                             let server = SocketAddr::new(address, self.config.upstream_port);
-                            if !servers.contains(&server) {
-                                servers.push(server);
+                            if !servers.contains(&server) && !fallback.contains(&server) {
+                                if is_fallback {
+                                    fallback.push(server);
+                                } else {
+                                    servers.push(server);
+                                }
                             }
                         }
                     });
             }
         }
-        servers
+        fallback.retain(|server| !servers.contains(server));
+        let mut ordered = self.infra.order(&delegation.zone, servers);
+        if !fallback.is_empty() {
+            ordered.extend(self.infra.order(&delegation.zone, fallback));
+        }
+        ordered
     }
 
     fn address_types(&self) -> impl Iterator<Item = Rtype> {
@@ -639,8 +676,14 @@ impl Recursor {
                     let (addresses, ttl) = addresses_of(&outcome, rtype);
                     found |= addresses.iter().any(|a| self.address_allowed(*a));
                     let ttl = ttl.min(self.max_ttl);
-                    self.delegations
-                        .insert_addresses(&name, rtype, addresses, ttl.max(1), now);
+                    self.delegations.insert_addresses(
+                        &name,
+                        rtype,
+                        Rank::Answer,
+                        addresses,
+                        ttl.max(1),
+                        now,
+                    );
                 }
                 Err(error) if is_fatal(&error) => return Err(error),
                 Err(error) => last_error = Some(error),
@@ -673,7 +716,7 @@ impl Recursor {
                     .min(self.max_ttl);
                 let addresses = records.iter().filter_map(|r| address_of(r)).collect();
                 self.delegations
-                    .insert_addresses(name, rtype, addresses, ttl, now);
+                    .insert_addresses(name, rtype, Rank::Glue, addresses, ttl, now);
             }
         }
     }
@@ -719,7 +762,10 @@ impl Recursor {
                 }
                 // Upward or sideways referral.
                 Some(_) => return Classified::Lame,
-                None if !response.authoritative => return Classified::Lame,
+                // An empty answer without authority: lame for the full question; for a
+                // minimised probe, the NODATA of a server that leaves AA off (as Unbound
+                // reads such answers).
+                None if !response.authoritative && !minimised => return Classified::Lame,
                 None => {}
             }
         }

@@ -317,3 +317,103 @@ async fn redelegated_domain_moves_when_the_parents_delegation_expires() {
         );
     }
 }
+
+/// RFC 2181 §5.4.1: the child's own answer for its name server's address outranks the
+/// parent's glue and is tried first; the glue is kept as the fallback, and used when the
+/// child's address does not work (Deckard's iter_pcdiff, iter_pcnamerec, iter_pcttl).
+#[tokio::test]
+async fn parent_side_glue_is_the_fallback_when_the_childs_address_fails() {
+    let port = 47_406;
+    let _root = root(
+        port,
+        &["net. 86400 NS ns1.net.", "ns1.net. 86400 A 127.0.0.6"],
+    )
+    .await;
+    let _tld = FakeAuthority::serve(
+        "127.0.0.3",
+        port,
+        vec![zone("test.", &["example.test. 86400 NS ns.example.net."])],
+    )
+    .await;
+    let _net = FakeAuthority::serve(
+        "127.0.0.6",
+        port,
+        vec![zone(
+            "net.",
+            &[
+                "example.net. 86400 NS ns.example.net.",
+                "ns.example.net. 200 A 127.0.0.4",
+            ],
+        )],
+    )
+    .await;
+    // The child says its server is on .5, which fails; the parent's glue (.4) works.
+    let child = FakeAuthority::scripted("127.0.0.4", port, |qname, qtype| match (qname, qtype) {
+        ("ns.example.net.", Rtype::A) => {
+            Some(Canned::new(Rcode::NOERROR, true).answer(&["ns.example.net. 100 A 127.0.0.5"]))
+        }
+        (name, _) if name.ends_with("example.test.") => {
+            Some(Canned::new(Rcode::NOERROR, true).answer(&[&format!("{name} 300 A 192.0.2.80")]))
+        }
+        _ => Some(
+            Canned::new(Rcode::NOERROR, true)
+                .authority(&["example.net. 300 SOA a. b. 1 2 3 4 300"]),
+        ),
+    })
+    .await;
+    let wrong = FakeAuthority::failing("127.0.0.5", port, Rcode::SERVFAIL).await;
+    let (resolver, clock) = resolver(config(port, false));
+    let (rcode, answer, _) = ask(&resolver, "www.example.test.", Rtype::A).await;
+    assert_eq!(rcode, Rcode::NOERROR);
+    assert_eq!(answer, vec!["www.example.test. A 192.0.2.80"]);
+    assert_eq!(wrong.count(), 1, "the child's own address is tried first");
+    // Past the child's TTL the glue is all that is left, and it is still used.
+    clock.advance(150);
+    let (_, answer, _) = ask(&resolver, "mail.example.test.", Rtype::A).await;
+    assert_eq!(answer, vec!["mail.example.test. A 192.0.2.80"]);
+    assert!(child.count_for("mail.example.test.") > 0);
+}
+
+/// A cached delegation whose in-zone name server's glue expired first cannot be reached
+/// through itself (the address lookup would need the zone's own servers): the parent is
+/// asked again and hands out fresh glue (Deckard's iter_ns_badip, iter_timeouted_ns).
+#[tokio::test]
+async fn cut_whose_glue_expired_is_asked_for_again_at_the_parent() {
+    let port = 47_407;
+    let _root = root(port, &[]).await;
+    let tld = FakeAuthority::serve(
+        "127.0.0.3",
+        port,
+        vec![zone(
+            "test.",
+            &[
+                "example.test. 3600 NS ns1.example.test.",
+                "ns1.example.test. 10 A 127.0.0.4",
+            ],
+        )],
+    )
+    .await;
+    let _sld = FakeAuthority::serve(
+        "127.0.0.4",
+        port,
+        vec![zone(
+            "example.test.",
+            &[
+                "www.example.test. 5 A 192.0.2.80",
+                "mail.example.test. 5 A 192.0.2.25",
+            ],
+        )],
+    )
+    .await;
+    for minimise in [false, true] {
+        let (resolver, clock) = resolver(config(port, minimise));
+        let (_, answer, _) = ask(&resolver, "www.example.test.", Rtype::A).await;
+        assert_eq!(answer, vec!["www.example.test. A 192.0.2.80"]);
+        let before = tld.count();
+        clock.advance(20);
+        let (rcode, answer, _) = ask(&resolver, "mail.example.test.", Rtype::A).await;
+        assert_eq!(rcode, Rcode::NOERROR);
+        assert_eq!(answer, vec!["mail.example.test. A 192.0.2.25"]);
+        assert!(tld.count() > before, "the parent was asked again");
+    }
+}
