@@ -356,7 +356,8 @@ impl CachedAnswer {
     /// with AD or DO and without CD); a bogus one lives at most `bogus_ttl` seconds.
     /// `dnssec_ok` says whether the entry answers DO=1 queries.
     pub fn set_security(&mut self, security: crate::dnssec::Security, bogus_ttl: u32) {
-        if security == crate::dnssec::Security::Secure {
+        // Never AD on a SERVFAIL (a CNAME loop's chain may well be signed).
+        if security == crate::dnssec::Security::Secure && self.kind != AnswerKind::ServerFailure {
             self.wire[3] |= 0x20;
         } else {
             self.wire[3] &= !0x20;

@@ -63,6 +63,19 @@ pub(crate) struct Outcome {
     pub verbatim: Option<Bytes>,
 }
 
+impl Outcome {
+    /// A CNAME/DNAME chain that comes back on itself (RFC 1034 §3.6.2: loops are signalled as
+    /// an error): SERVFAIL, with the chain up to the link that closes the loop.
+    fn looped(chain: Vec<Rr>) -> Self {
+        Self {
+            rcode: Rcode::SERVFAIL,
+            answer: chain,
+            authority: Vec::new(),
+            verbatim: None,
+        }
+    }
+}
+
 /// Work done on behalf of one client query; bounded by [`crate::Limits`].
 #[derive(Debug)]
 pub(crate) struct Work {
@@ -265,8 +278,16 @@ impl Recursor {
                     if links > max_links {
                         return Err(ResolveError::LimitExceeded(Limit::CnameChain));
                     }
-                    chain.push(dname.clone());
-                    chain.extend(signatures(&response.answer, dname.owner(), Rtype::DNAME));
+                    // A DNAME applied again further down the chain is listed once.
+                    for record in std::iter::once(dname.clone()).chain(signatures(
+                        &response.answer,
+                        dname.owner(),
+                        Rtype::DNAME,
+                    )) {
+                        if !chain.contains(&record) {
+                            chain.push(record);
+                        }
+                    }
                     let Some(substituted) = replace_suffix(&name, dname.owner(), target) else {
                         // RFC 6672 §2.2: the substituted name would be too long.
                         return Ok(Outcome {
@@ -277,14 +298,14 @@ impl Recursor {
                         });
                     };
                     let substituted = lower(&substituted);
-                    if substituted == first || seen.contains(&substituted) {
-                        return Err(ResolveError::LimitExceeded(Limit::CnameLoop));
-                    }
                     chain.push(synthesized_cname(
                         name.clone(),
                         dname.ttl(),
                         substituted.clone(),
                     ));
+                    if substituted == first || seen.contains(&substituted) {
+                        return Ok(Outcome::looped(chain));
+                    }
                     seen.push(substituted.clone());
                     name = substituted;
                     moved = true;
@@ -309,11 +330,11 @@ impl Recursor {
                     if links > max_links {
                         return Err(ResolveError::LimitExceeded(Limit::CnameChain));
                     }
-                    if target == first || seen.contains(&target) {
-                        return Err(ResolveError::LimitExceeded(Limit::CnameLoop));
-                    }
                     chain.push(cname.clone());
                     chain.extend(signatures(&response.answer, &name, Rtype::CNAME));
+                    if target == first || seen.contains(&target) {
+                        return Ok(Outcome::looped(chain));
+                    }
                     seen.push(target.clone());
                     name = target;
                     moved = true;
@@ -730,7 +751,8 @@ impl Recursor {
         minimised: bool,
         mut response: Response,
     ) -> Classified {
-        if response.rcode != Rcode::NOERROR && response.rcode != Rcode::NXDOMAIN {
+        // YXDOMAIN is a DNAME substitution that would be too long (RFC 6672 §2.2): an answer.
+        if ![Rcode::NOERROR, Rcode::NXDOMAIN, Rcode::YXDOMAIN].contains(&response.rcode) {
             return Classified::ServerFailure;
         }
         // Bailiwick: a server for `zone` can speak only for names at or below it.

@@ -417,3 +417,66 @@ async fn cut_whose_glue_expired_is_asked_for_again_at_the_parent() {
         assert!(tld.count() > before, "the parent was asked again");
     }
 }
+
+/// DNAME corner cases (RFC 6672, Deckard's iter_dname_insec): a substitution that would be too
+/// long is the server's YXDOMAIN, passed on with the DNAME; a DNAME that maps a name onto
+/// itself is a loop, SERVFAIL with the chain; a DNAME met twice on the way is listed once.
+#[tokio::test]
+async fn dname_yxdomain_loops_and_repeats() {
+    let port = 47_408;
+    let long = format!("{0}.{0}.{0}.{1}.", "x".repeat(63), "y".repeat(58));
+    let _root = root(port, &["x. 86400 NS ns1.test.", "s. 3600 TXT end"]).await;
+    let _tld = {
+        let long = long.clone();
+        FakeAuthority::scripted("127.0.0.3", port, move |qname, qtype| {
+            let dname = format!("long.test. 3600 DNAME {long}");
+            match (qname, qtype) {
+                ("too.long.test.", _) => Some(Canned::new(Rcode::YXDOMAIN, true).answer(&[&dname])),
+                ("cyc.test.", _) => Some(Canned::new(Rcode::NOERROR, true).answer(&[
+                    "cyc.test. 3600 DNAME cyc.test.",
+                    "a.cyc.test. 3600 CNAME a.cyc.test.",
+                ])),
+                ("a.cyc.test.", _) => Some(Canned::new(Rcode::NOERROR, true).answer(&[
+                    "cyc.test. 3600 DNAME cyc.test.",
+                    "a.cyc.test. 3600 CNAME a.cyc.test.",
+                ])),
+                // x. DNAME . (the root zone's server serves x. too, as in the scenario)
+                ("s.x.x.", _) => Some(
+                    Canned::new(Rcode::NOERROR, true)
+                        .answer(&["x. 3600 DNAME .", "s.x.x. 3600 CNAME s.x."]),
+                ),
+                ("s.x.", _) => Some(
+                    Canned::new(Rcode::NOERROR, true)
+                        .answer(&["x. 3600 DNAME .", "s.x. 3600 CNAME s."]),
+                ),
+                (_, Rtype::NS) => Some(
+                    Canned::new(Rcode::NOERROR, true)
+                        .authority(&["test. 3600 SOA a. b. 1 2 3 4 5"]),
+                ),
+                _ => Some(Canned::new(Rcode::REFUSED, false)),
+            }
+        })
+        .await
+    };
+    let (resolver, _) = resolver(config(port, false));
+    let (rcode, answer, _) = ask(&resolver, "too.long.test.", Rtype::A).await;
+    assert_eq!(rcode, Rcode::YXDOMAIN);
+    assert_eq!(answer, vec![format!("long.test. DNAME {long}")]);
+    let (rcode, answer, _) = ask(&resolver, "a.cyc.test.", Rtype::A).await;
+    assert_eq!(rcode, Rcode::SERVFAIL);
+    assert_eq!(
+        answer,
+        vec!["cyc.test. DNAME cyc.test.", "a.cyc.test. CNAME a.cyc.test."]
+    );
+    let (rcode, answer, _) = ask(&resolver, "s.x.x.", Rtype::TXT).await;
+    assert_eq!(rcode, Rcode::NOERROR);
+    assert_eq!(
+        answer,
+        vec![
+            "x. DNAME .",
+            "s.x.x. CNAME s.x.",
+            "s.x. CNAME s.",
+            "s. TXT \"end\""
+        ]
+    );
+}

@@ -459,7 +459,7 @@ async fn unreachable_server_among_several_is_avoided() {
 }
 
 #[tokio::test]
-async fn cname_loop_hits_the_limit() {
+async fn cname_loop_is_servfail_with_the_chain() {
     let port = 47_320;
     let _h = hierarchy(
         port,
@@ -470,13 +470,21 @@ async fn cname_loop_hits_the_limit() {
     )
     .await;
     let (resolver, _) = resolver(config(port));
-    let result = resolver
+    let entry = resolver
         .resolve(&question("a.example.test.", Rtype::A))
-        .await;
-    assert!(
-        matches!(result, Err(ResolveError::LimitExceeded(_))),
-        "{result:?}"
+        .await
+        .unwrap();
+    // RFC 1034 §3.6.2: the loop is signalled as an error, the chain shows where it closes.
+    let (rcode, answer, authority) = answer_lines(&entry);
+    assert_eq!(rcode, Rcode::SERVFAIL);
+    assert_eq!(
+        answer,
+        vec![
+            "a.example.test. CNAME b.example.test.",
+            "b.example.test. CNAME a.example.test."
+        ]
     );
+    assert!(authority.is_empty());
 }
 
 #[tokio::test]
