@@ -21,8 +21,9 @@
 //! - Only name server addresses are ranked (glue below answers, RFC 2181 §5.4.1); zone cuts
 //!   come from referrals alone (the child's NS RRset is never cached, so a sold domain moves
 //!   when the parent's delegation expires).
-//! - Answers are not assembled from cached records: only zone cuts and name server addresses
-//!   are cached here; complete answers live in the answer cache.
+//! - Answers are not assembled from cached records: only zone cuts, name server addresses and
+//!   the CNAME/DNAME records chains went through (`redirects`) are cached here; complete
+//!   answers live in the answer cache.
 
 use std::future::Future;
 use std::net::{IpAddr, SocketAddr};
@@ -42,6 +43,7 @@ use crate::names::{
     cname_target, dname_target, is_at_or_below, is_below, is_dnssec_type, lower, replace_suffix,
     rrsig_covers, same_name, suffix_with_labels, synthesized_cname, Rr,
 };
+use crate::redirects::Redirects;
 use crate::resolver::{Limit, ResolveError, ResolverConfig};
 use crate::upstream::{self, QueryOptions, Response, UpstreamError};
 
@@ -132,6 +134,8 @@ pub(crate) struct Recursor {
     config: Arc<ResolverConfig>,
     delegations: DelegationCache,
     infra: InfraCache,
+    /// CNAME and DNAME records followed before (answers are otherwise not kept here).
+    redirects: Redirects,
     clock: SharedClock,
     max_ttl: u32,
 }
@@ -174,6 +178,7 @@ impl Recursor {
             config,
             delegations: DelegationCache::new(hints),
             infra: InfraCache::default(),
+            redirects: Redirects::default(),
             clock,
             max_ttl,
         }
@@ -219,6 +224,27 @@ impl Recursor {
         let mut seen: Vec<Name<Bytes>> = Vec::new();
         let mut current = qname;
         loop {
+            // A CNAME or DNAME followed before takes the chain on without a query.
+            if let Some(followed) =
+                self.redirects
+                    .follow(&current, qtype, self.clock.unix_seconds())
+            {
+                links += 1;
+                if links > max_links {
+                    return Err(ResolveError::LimitExceeded(Limit::CnameChain));
+                }
+                for record in followed.records {
+                    if !chain.contains(&record) {
+                        chain.push(record);
+                    }
+                }
+                if followed.target == first || seen.contains(&followed.target) {
+                    return Ok(Outcome::looped(chain));
+                }
+                seen.push(followed.target.clone());
+                current = followed.target;
+                continue;
+            }
             let (zone, mut response) = self.lookup(&current, qtype, depth, work).await?;
             let mut name = current.clone();
             let mut moved = false;
@@ -278,12 +304,16 @@ impl Recursor {
                     if links > max_links {
                         return Err(ResolveError::LimitExceeded(Limit::CnameChain));
                     }
+                    let sigs: Vec<Rr> =
+                        signatures(&response.answer, dname.owner(), Rtype::DNAME).collect();
+                    self.redirects.remember(
+                        dname,
+                        sigs.clone(),
+                        self.max_ttl,
+                        self.clock.unix_seconds(),
+                    );
                     // A DNAME applied again further down the chain is listed once.
-                    for record in std::iter::once(dname.clone()).chain(signatures(
-                        &response.answer,
-                        dname.owner(),
-                        Rtype::DNAME,
-                    )) {
+                    for record in std::iter::once(dname.clone()).chain(sigs) {
                         if !chain.contains(&record) {
                             chain.push(record);
                         }
@@ -330,8 +360,15 @@ impl Recursor {
                     if links > max_links {
                         return Err(ResolveError::LimitExceeded(Limit::CnameChain));
                     }
+                    let sigs: Vec<Rr> = signatures(&response.answer, &name, Rtype::CNAME).collect();
+                    self.redirects.remember(
+                        cname,
+                        sigs.clone(),
+                        self.max_ttl,
+                        self.clock.unix_seconds(),
+                    );
                     chain.push(cname.clone());
-                    chain.extend(signatures(&response.answer, &name, Rtype::CNAME));
+                    chain.extend(sigs);
                     if target == first || seen.contains(&target) {
                         return Ok(Outcome::looped(chain));
                     }

@@ -480,3 +480,87 @@ async fn dname_yxdomain_loops_and_repeats() {
         ]
     );
 }
+
+/// CNAME and DNAME records a chain went through are followed from the cache while their TTL
+/// lasts, even when the answers they led to expired (Deckard's iter_cname_cache; a DNAME
+/// synthesises the CNAME for other names below its owner, RFC 6672 §3.4).
+#[tokio::test]
+async fn cached_cname_and_dname_are_followed_without_asking_again() {
+    let port = 47_409;
+    let _root = root(port, &[]).await;
+    let _tld = FakeAuthority::serve(
+        "127.0.0.3",
+        port,
+        vec![zone(
+            "test.",
+            &[
+                "example.test. 86400 NS ns1.example.test.",
+                "ns1.example.test. 86400 A 127.0.0.4",
+            ],
+        )],
+    )
+    .await;
+    let sld = FakeAuthority::serve(
+        "127.0.0.4",
+        port,
+        vec![zone(
+            "example.test.",
+            &[
+                "www.example.test. 3600 CNAME web.example.test.",
+                "web.example.test. 30 A 192.0.2.1",
+                "old.example.test. 3600 DNAME example.test.",
+                "a.example.test. 300 A 192.0.2.2",
+                "b.example.test. 300 A 192.0.2.3",
+            ],
+        )],
+    )
+    .await;
+    let (resolver, clock) = resolver(config(port, false));
+    let (_, answer, _) = ask(&resolver, "www.example.test.", Rtype::A).await;
+    assert_eq!(
+        answer,
+        vec![
+            "www.example.test. CNAME web.example.test.",
+            "web.example.test. A 192.0.2.1"
+        ]
+    );
+    clock.advance(60);
+    let (_, answer, _) = ask(&resolver, "www.example.test.", Rtype::A).await;
+    assert_eq!(
+        answer,
+        vec![
+            "www.example.test. CNAME web.example.test.",
+            "web.example.test. A 192.0.2.1"
+        ]
+    );
+    assert_eq!(
+        sld.count_for("www.example.test."),
+        1,
+        "the CNAME came from the cache"
+    );
+    assert_eq!(sld.count_for("web.example.test."), 1);
+
+    let (_, answer, _) = ask(&resolver, "a.old.example.test.", Rtype::A).await;
+    assert_eq!(
+        answer,
+        vec![
+            "old.example.test. DNAME example.test.",
+            "a.old.example.test. CNAME a.example.test.",
+            "a.example.test. A 192.0.2.2"
+        ]
+    );
+    let (_, answer, _) = ask(&resolver, "b.old.example.test.", Rtype::A).await;
+    assert_eq!(
+        answer,
+        vec![
+            "old.example.test. DNAME example.test.",
+            "b.old.example.test. CNAME b.example.test.",
+            "b.example.test. A 192.0.2.3"
+        ]
+    );
+    assert_eq!(
+        sld.count_for("b.old.example.test."),
+        0,
+        "synthesised from the cached DNAME"
+    );
+}
