@@ -11,6 +11,7 @@ use bytes::Bytes;
 use domain::base::{Name, Rtype, Ttl};
 
 use crate::names::{cname_target, dname_target, lower, replace_suffix, synthesized_cname, Rr};
+use crate::resolver::lock;
 
 /// Bound on entries; past it expired entries are dropped, then everything.
 const MAX_ENTRIES: usize = 100_000;
@@ -110,13 +111,6 @@ impl Redirects {
     }
 }
 
-fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    match mutex.lock() {
-        Ok(guard) => guard,
-        Err(poisoned) => poisoned.into_inner(),
-    }
-}
-
 #[cfg(test)]
 #[allow(clippy::unwrap_used, reason = "test code")]
 mod tests {
@@ -125,10 +119,7 @@ mod tests {
     use domain::rdata::{AllRecordData, Cname, Dname};
 
     use super::*;
-
-    fn n(s: &str) -> Name<Bytes> {
-        Name::bytes_from_str(s).unwrap()
-    }
+    use crate::names::test_name as n;
 
     #[test]
     fn cnames_and_dnames_are_followed_until_they_expire() {

@@ -5,51 +5,19 @@
 mod support;
 
 use std::sync::Arc;
-use std::time::Duration;
 
-use domain::base::iana::{Class, Rcode};
+use domain::base::iana::Rcode;
 use domain::base::Rtype;
-use juris_resolver::cache::{AnswerCache, AnswerKind, CacheConfig};
-use juris_resolver::clock::ManualClock;
-use juris_resolver::{parse_root_hints, Mode, Question, Resolver, ResolverConfig};
-use support::{name, sections, zone, Canned, FakeAuthority};
-
-const NOW: u64 = 1_700_000_000;
-
-fn question(qname: &str, qtype: Rtype) -> Question {
-    Question {
-        name: name(qname),
-        qtype,
-        qclass: Class::IN,
-        dnssec_ok: false,
-        checking_disabled: false,
-    }
-}
+use juris_resolver::cache::AnswerKind;
+use juris_resolver::{Resolver, ResolverConfig};
+use support::{question, recursive_config, resolver, sections, zone, Canned, FakeAuthority};
 
 fn config(port: u16, qname_minimisation: bool) -> ResolverConfig {
     ResolverConfig {
-        mode: Mode::Recursive {
-            root_hints: parse_root_hints(". 3600000 NS ns.root.\nns.root. 3600000 A 127.0.0.2\n")
-                .unwrap(),
-        },
         qname_minimisation,
-        query_timeout: Duration::from_millis(300),
-        resolution_deadline: Duration::from_secs(8),
-        allow_loopback_upstreams: true,
-        upstream_port: port,
         ipv6: false,
-        dnssec: juris_resolver::dnssec::ValidatorConfig {
-            enabled: false,
-            ..Default::default()
-        },
-        ..ResolverConfig::default()
+        ..recursive_config(port)
     }
-}
-
-fn resolver(config: ResolverConfig) -> (Resolver, Arc<ManualClock>) {
-    let clock = Arc::new(ManualClock::new(NOW));
-    let cache = Arc::new(AnswerCache::new(CacheConfig::default()));
-    (Resolver::new(config, cache, clock.clone()).unwrap(), clock)
 }
 
 /// The root: `test.` on 127.0.0.3 (and whatever else `extra` delegates).
@@ -57,6 +25,22 @@ async fn root(port: u16, extra: &[&str]) -> FakeAuthority {
     let mut lines = vec!["test. 86400 NS ns1.test.", "ns1.test. 86400 A 127.0.0.3"];
     lines.extend_from_slice(extra);
     FakeAuthority::serve("127.0.0.2", port, vec![zone(".", &lines)]).await
+}
+
+/// `test.` on 127.0.0.3, delegating `example.test.` to 127.0.0.4 with glue.
+async fn tld(port: u16) -> FakeAuthority {
+    FakeAuthority::serve(
+        "127.0.0.3",
+        port,
+        vec![zone(
+            "test.",
+            &[
+                "example.test. 86400 NS ns1.example.test.",
+                "ns1.example.test. 86400 A 127.0.0.4",
+            ],
+        )],
+    )
+    .await
 }
 
 /// A referral from a non-authoritative server: NS records and glue.
@@ -71,6 +55,18 @@ fn referral(ns: &[&str], glue: &[&str]) -> Option<Canned> {
 async fn ask(resolver: &Resolver, qname: &str, qtype: Rtype) -> (Rcode, Vec<String>, Vec<String>) {
     let entry = resolver.resolve(&question(qname, qtype)).await.unwrap();
     sections(entry.wire())
+}
+
+/// Asserts that the question fails for want of a server that answers it (`why` says why).
+async fn unreachable(resolver: &Resolver, qname: &str, qtype: Rtype, why: &str) {
+    let error = resolver
+        .resolve(&question(qname, qtype))
+        .await
+        .expect_err(why);
+    assert!(
+        matches!(error, juris_resolver::ResolveError::NoReachableAuthority(_)),
+        "{why}: {error:?}"
+    );
 }
 
 /// RFC 7816 §2 / RFC 9156 §2.1: the minimised probes ask for NS, the one question every
@@ -123,18 +119,7 @@ async fn minimisation_probes_ask_for_ns_of_the_next_label() {
 async fn upward_referral_marks_the_server_lame() {
     let port = 47_402;
     let _root = root(port, &[]).await;
-    let _tld = FakeAuthority::serve(
-        "127.0.0.3",
-        port,
-        vec![zone(
-            "test.",
-            &[
-                "example.test. 86400 NS ns1.example.test.",
-                "ns1.example.test. 86400 A 127.0.0.4",
-            ],
-        )],
-    )
-    .await;
+    let _tld = tld(port).await;
     let _sld = FakeAuthority::scripted("127.0.0.4", port, |qname, qtype| match (qname, qtype) {
         ("example.test.", Rtype::A) => {
             Some(Canned::new(Rcode::NOERROR, true).answer(&["example.test. 120 A 192.0.2.1"]))
@@ -159,14 +144,13 @@ async fn upward_referral_marks_the_server_lame() {
                 vec!["example.test. A 192.0.2.1".to_string()]
             )
         );
-        let error = resolver
-            .resolve(&question("example.test.", Rtype::AAAA))
-            .await
-            .expect_err("an upward referral is no NODATA");
-        assert!(
-            matches!(error, juris_resolver::ResolveError::NoReachableAuthority(_)),
-            "{error:?}"
-        );
+        unreachable(
+            &resolver,
+            "example.test.",
+            Rtype::AAAA,
+            "an upward referral is no NODATA",
+        )
+        .await;
     }
 }
 
@@ -176,18 +160,7 @@ async fn upward_referral_marks_the_server_lame() {
 async fn nodata_with_the_zones_own_ns_set_is_an_answer() {
     let port = 47_403;
     let _root = root(port, &[]).await;
-    let _tld = FakeAuthority::serve(
-        "127.0.0.3",
-        port,
-        vec![zone(
-            "test.",
-            &[
-                "example.test. 86400 NS ns1.example.test.",
-                "ns1.example.test. 86400 A 127.0.0.4",
-            ],
-        )],
-    )
-    .await;
+    let _tld = tld(port).await;
     let _sld = FakeAuthority::scripted("127.0.0.4", port, |qname, qtype| match (qname, qtype) {
         ("ns1.example.test.", Rtype::A) => Some(
             Canned::new(Rcode::NOERROR, true)
@@ -235,14 +208,13 @@ async fn minimised_probe_answered_with_the_zones_own_ns_set_goes_deeper() {
     let (rcode, answer, _) = ask(&resolver, "www.example.test.", Rtype::NS).await;
     assert_eq!(rcode, Rcode::NOERROR);
     assert_eq!(answer, vec!["www.example.test. NS blackhole."]);
-    let error = resolver
-        .resolve(&question("mail.example.test.", Rtype::A))
-        .await
-        .expect_err("a non-authoritative NS RRset of the zone itself is no answer");
-    assert!(
-        matches!(error, juris_resolver::ResolveError::NoReachableAuthority(_)),
-        "{error:?}"
-    );
+    unreachable(
+        &resolver,
+        "mail.example.test.",
+        Rtype::A,
+        "a non-authoritative NS RRset of the zone itself is no answer",
+    )
+    .await;
 }
 
 /// A domain sold to a new operator (Deckard's iter_domain_sale): the old servers keep
@@ -488,18 +460,7 @@ async fn dname_yxdomain_loops_and_repeats() {
 async fn cached_cname_and_dname_are_followed_without_asking_again() {
     let port = 47_409;
     let _root = root(port, &[]).await;
-    let _tld = FakeAuthority::serve(
-        "127.0.0.3",
-        port,
-        vec![zone(
-            "test.",
-            &[
-                "example.test. 86400 NS ns1.example.test.",
-                "ns1.example.test. 86400 A 127.0.0.4",
-            ],
-        )],
-    )
-    .await;
+    let _tld = tld(port).await;
     let sld = FakeAuthority::serve(
         "127.0.0.4",
         port,

@@ -8,53 +8,14 @@ mod support;
 
 use std::future::Future;
 use std::sync::Arc;
-use std::time::Duration;
 
 use domain::base::iana::{Class, Rcode};
 use domain::base::Rtype;
-use juris_resolver::cache::{AnswerCache, AnswerKind, CacheConfig, CacheKeyRef, CachedAnswer};
-use juris_resolver::clock::ManualClock;
-use juris_resolver::{
-    parse_root_hints, Limits, Mode, Question, ResolveError, Resolver, ResolverConfig,
+use juris_resolver::cache::{AnswerKind, CacheKeyRef, CachedAnswer};
+use juris_resolver::{Limits, Mode, ResolveError, ResolverConfig};
+use support::{
+    question, recursive_config as config, resolver, sections, zone, FakeAuthority, Zone, NOW,
 };
-use support::{name, sections, zone, FakeAuthority, Zone};
-
-const NOW: u64 = 1_700_000_000;
-
-fn question(qname: &str, qtype: Rtype) -> Question {
-    Question {
-        name: name(qname),
-        qtype,
-        qclass: Class::IN,
-        dnssec_ok: false,
-        checking_disabled: false,
-    }
-}
-
-fn config(port: u16) -> ResolverConfig {
-    ResolverConfig {
-        mode: Mode::Recursive {
-            root_hints: parse_root_hints(". 3600000 NS ns.root.\nns.root. 3600000 A 127.0.0.2\n")
-                .unwrap(),
-        },
-        query_timeout: Duration::from_millis(300),
-        resolution_deadline: Duration::from_secs(8),
-        allow_loopback_upstreams: true,
-        upstream_port: port,
-        // The fake authorities sign nothing and the built-in root anchor cannot apply.
-        dnssec: juris_resolver::dnssec::ValidatorConfig {
-            enabled: false,
-            ..Default::default()
-        },
-        ..ResolverConfig::default()
-    }
-}
-
-fn resolver(config: ResolverConfig) -> (Resolver, Arc<ManualClock>) {
-    let clock = Arc::new(ManualClock::new(NOW));
-    let cache = Arc::new(AnswerCache::new(CacheConfig::default()));
-    (Resolver::new(config, cache, clock.clone()).unwrap(), clock)
-}
 
 /// The usual root zone: `test.` on 127.0.0.3, `net.` on 127.0.0.5.
 fn root_zone() -> Zone {
