@@ -28,7 +28,8 @@ use crate::wire::{self, WireError, HEADER_LEN, MAX_NAME_LEN};
 pub struct CacheConfig {
     /// Upper bound on the bytes held by entries (wire data plus bookkeeping).
     pub max_bytes: u64,
-    /// Positive TTLs below this are raised to it.
+    /// TTLs below this are raised to it; it is also the least time any answer is cached
+    /// (negative answers included, even one without a SOA and so without a TTL).
     pub min_ttl: u32,
     /// Positive TTLs above this are lowered to it.
     pub max_ttl: u32,
@@ -323,7 +324,12 @@ impl CachedAnswer {
         let lifetime = match kind {
             AnswerKind::Positive => min_ttl.unwrap_or(0),
             AnswerKind::NxDomain | AnswerKind::NoData => {
-                let negative = soa_negative_ttl.unwrap_or(0).min(config.max_negative_ttl);
+                // `min_ttl` is a floor for every cached answer: a negative answer without a
+                // SOA (no TTL of its own) is kept that long too, as Knot Resolver does.
+                let negative = soa_negative_ttl
+                    .unwrap_or(0)
+                    .min(config.max_negative_ttl)
+                    .max(config.min_ttl);
                 // The SOA's own TTL is what downstream caches use: make it the negative TTL.
                 if soa_negative_ttl.is_some() {
                     Self::lower_soa_ttls(&mut wire, question_end, &counts, negative)?;
@@ -350,7 +356,8 @@ impl CachedAnswer {
     /// with AD or DO and without CD); a bogus one lives at most `bogus_ttl` seconds.
     /// `dnssec_ok` says whether the entry answers DO=1 queries.
     pub fn set_security(&mut self, security: crate::dnssec::Security, bogus_ttl: u32) {
-        if security == crate::dnssec::Security::Secure {
+        // Never AD on a SERVFAIL (a CNAME loop's chain may well be signed).
+        if security == crate::dnssec::Security::Secure && self.kind != AnswerKind::ServerFailure {
             self.wire[3] |= 0x20;
         } else {
             self.wire[3] &= !0x20;
@@ -714,6 +721,24 @@ mod tests {
         assert_eq!(entry.expires_at(), 120);
         let soa = wire::record_at(entry.wire(), entry.question_end()).unwrap();
         assert_eq!(wire::u32_at(entry.wire(), soa.ttl_at).unwrap(), 120);
+    }
+
+    #[test]
+    fn min_ttl_also_keeps_a_nodata_without_soa() {
+        // NOERROR, no records at all: no TTL of its own.
+        let mut m = vec![0, 7, 0x81, 0x80, 0, 1, 0, 0, 0, 0, 0, 0];
+        m.extend_from_slice(b"\x07example\x00\x00\x01\x00\x01");
+        let entry = CachedAnswer::from_message(&m, 1000, &CacheConfig::default()).unwrap();
+        assert_eq!(entry.kind(), AnswerKind::NoData);
+        assert_eq!(entry.expires_at(), 1000, "not kept without a floor");
+        let config = CacheConfig {
+            min_ttl: 5,
+            ..CacheConfig::default()
+        };
+        let entry = CachedAnswer::from_message(&m, 1000, &config).unwrap();
+        assert_eq!(entry.expires_at(), 1005);
+        let entry = CachedAnswer::from_message(&negative_response(), 0, &config).unwrap();
+        assert_eq!(entry.expires_at(), 120, "a floor, not a replacement");
     }
 
     #[test]

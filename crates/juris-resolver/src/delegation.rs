@@ -3,7 +3,9 @@
 //!
 //! The root delegation comes from the root hints and never expires. Glue and the results of
 //! name server address lookups land in the address cache, so a second name in a known zone
-//! starts at the deepest known cut with addresses ready.
+//! starts at the deepest known cut with addresses ready. Each name's addresses are kept by
+//! rank (RFC 2181 §5.4.1): the answer of the name's own zone outranks glue and is tried
+//! first; glue never replaces it and stays, with its own TTL, as the parent-side fallback.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -39,26 +41,61 @@ struct AddressEntry {
     expires_at: u64,
 }
 
+/// Where a name server's addresses were learnt, by trust (RFC 2181 §5.4.1): glue from a
+/// referral ranks below the answer of the name's own zone.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Rank {
+    /// The additional section of a referral (parent-side data).
+    Glue,
+    /// The answer to a lookup of the name (the child's authoritative data).
+    Answer,
+}
+
+/// The addresses of one type of a name server, one entry per rank: glue never overrides an
+/// answer, and is kept beside it as the parent-side fallback (Unbound's parent-side
+/// addresses) for when the servers the answer names do not work.
+#[derive(Debug, Clone, Default)]
+struct RankedEntry {
+    answer: Option<AddressEntry>,
+    glue: Option<AddressEntry>,
+}
+
+impl RankedEntry {
+    fn fresh(entry: &Option<AddressEntry>, now: u64) -> Option<&AddressEntry> {
+        entry.as_ref().filter(|e| e.expires_at > now)
+    }
+
+    fn expired(&self, now: u64) -> bool {
+        Self::fresh(&self.answer, now).is_none() && Self::fresh(&self.glue, now).is_none()
+    }
+}
+
 /// The A and AAAA entries of one name server.
 #[derive(Debug, Clone, Default)]
 struct AddressPair {
-    a: Option<AddressEntry>,
-    aaaa: Option<AddressEntry>,
+    a: RankedEntry,
+    aaaa: RankedEntry,
 }
 
 impl AddressPair {
-    fn get(&self, rtype: Rtype) -> Option<&AddressEntry> {
+    fn get(&self, rtype: Rtype) -> &RankedEntry {
         if rtype == Rtype::A {
-            self.a.as_ref()
+            &self.a
         } else {
-            self.aaaa.as_ref()
+            &self.aaaa
+        }
+    }
+
+    fn get_mut(&mut self, rtype: Rtype) -> &mut RankedEntry {
+        if rtype == Rtype::A {
+            &mut self.a
+        } else {
+            &mut self.aaaa
         }
     }
 
     fn expired(&self, now: u64) -> bool {
-        [&self.a, &self.aaaa]
-            .iter()
-            .all(|entry| entry.as_ref().is_none_or(|e| e.expires_at <= now))
+        self.a.expired(now) && self.aaaa.expired(now)
     }
 }
 
@@ -175,8 +212,8 @@ impl DelegationCache {
         );
     }
 
-    /// Known addresses of a name server of type `rtype` (A or AAAA): `None` if unknown (or
-    /// expired), `Some(empty)` if known to have none.
+    /// Known addresses of a name server of type `rtype` (A or AAAA), every rank: `None` if
+    /// unknown (or expired), `Some(empty)` if known to have none.
     pub(crate) fn addresses(
         &self,
         name: &Name<Bytes>,
@@ -184,19 +221,24 @@ impl DelegationCache {
         now: u64,
     ) -> Option<Vec<IpAddr>> {
         let mut list = Vec::new();
-        self.for_each_address(name, rtype, now, |address| list.push(address))
-            .then_some(list)
+        self.for_each_address(name, rtype, now, |address, _| {
+            if !list.contains(&address) {
+                list.push(address);
+            }
+        })
+        .then_some(list)
     }
 
-    /// Calls `f` with each known address of a name server of type `rtype` (A or AAAA);
-    /// returns whether the addresses are known (`false`: unknown or expired). No copy of the
-    /// address list is made.
+    /// Calls `f` with each known address of a name server of type `rtype` (A or AAAA) and
+    /// whether it is only a fallback: the best-ranked addresses first (`false`), then glue
+    /// that an answer for the name outranks (`true`). Returns whether any addresses are
+    /// known (`false`: unknown or expired). No copy of the address lists is made.
     pub(crate) fn for_each_address(
         &self,
         name: &Name<Bytes>,
         rtype: Rtype,
         now: u64,
-        mut f: impl FnMut(IpAddr),
+        mut f: impl FnMut(IpAddr, bool),
     ) -> bool {
         with_lower(name, |wire| {
             if let Some(hints) = self.hint_addresses.get(wire) {
@@ -205,33 +247,36 @@ impl DelegationCache {
                     .iter()
                     .copied()
                     .filter(|a| a.is_ipv4() == (rtype == Rtype::A))
-                    .for_each(&mut f);
+                    .for_each(|address| f(address, false));
                 return true;
             }
             let addresses = match self.addresses.lock() {
                 Ok(addresses) => addresses,
                 Err(poisoned) => poisoned.into_inner(),
             };
-            match addresses
-                .get(wire)
-                .and_then(|pair| pair.get(rtype))
-                .filter(|entry| entry.expires_at > now)
-            {
-                Some(entry) => {
-                    entry.addresses.iter().copied().for_each(&mut f);
-                    true
-                }
-                None => false,
+            let Some(ranked) = addresses.get(wire).map(|pair| pair.get(rtype)) else {
+                return false;
+            };
+            let answer = RankedEntry::fresh(&ranked.answer, now);
+            let glue = RankedEntry::fresh(&ranked.glue, now);
+            if let Some(entry) = answer {
+                entry.addresses.iter().for_each(|a| f(*a, false));
             }
+            if let Some(entry) = glue {
+                entry.addresses.iter().for_each(|a| f(*a, answer.is_some()));
+            }
+            answer.is_some() || glue.is_some()
         })
     }
 
-    /// Stores the addresses of a name server (glue or a lookup result). An empty list with a
-    /// TTL records that the name has no such addresses (negative entry).
+    /// Stores the addresses of a name server (glue or a lookup result), each rank in its own
+    /// place. An empty list with a TTL records that the name has no such addresses (negative
+    /// entry).
     pub(crate) fn insert_addresses(
         &self,
         name: &Name<Bytes>,
         rtype: Rtype,
+        rank: Rank,
         addresses: Vec<IpAddr>,
         ttl: u32,
         now: u64,
@@ -250,15 +295,14 @@ impl DelegationCache {
                 map.clear();
             }
         }
-        let entry = AddressEntry {
+        let entry = Some(AddressEntry {
             addresses,
             expires_at: now + u64::from(ttl),
-        };
-        let pair = map.entry(key).or_default();
-        if rtype == Rtype::A {
-            pair.a = Some(entry);
-        } else {
-            pair.aaaa = Some(entry);
+        });
+        let ranked = map.entry(key).or_default().get_mut(rtype);
+        match rank {
+            Rank::Answer => ranked.answer = entry,
+            Rank::Glue => ranked.glue = entry,
         }
     }
 }
@@ -297,8 +341,34 @@ mod tests {
         );
         assert_eq!(cache.deepest(&n("www.example.test."), 10).zone, n("test."));
         assert!(cache.deepest(&n("www.example.test."), 100).zone.is_root());
-        cache.insert_addresses(&n("ns.test."), Rtype::A, vec![], 30, 0);
+        cache.insert_addresses(&n("ns.test."), Rtype::A, Rank::Answer, vec![], 30, 0);
         assert_eq!(cache.addresses(&n("ns.test."), Rtype::A, 29), Some(vec![]));
         assert_eq!(cache.addresses(&n("ns.test."), Rtype::A, 30), None);
+    }
+
+    #[test]
+    fn glue_never_overrides_an_answer_and_stays_as_fallback() {
+        let cache = DelegationCache::new(&[(n("a.root."), "127.0.0.2".parse().unwrap())]);
+        let ns = n("ns.example.test.");
+        let glue: IpAddr = "192.0.2.44".parse().unwrap();
+        let answer: IpAddr = "192.0.2.55".parse().unwrap();
+        let listed = |now| {
+            let mut seen = Vec::new();
+            cache.for_each_address(&ns, Rtype::A, now, |a, fallback| seen.push((a, fallback)));
+            seen
+        };
+        cache.insert_addresses(&ns, Rtype::A, Rank::Glue, vec![glue], 200, 0);
+        assert_eq!(
+            listed(0),
+            vec![(glue, false)],
+            "glue alone is the best there is"
+        );
+        cache.insert_addresses(&ns, Rtype::A, Rank::Answer, vec![answer], 100, 0);
+        // A later referral's glue does not replace the answer either.
+        cache.insert_addresses(&ns, Rtype::A, Rank::Glue, vec![glue], 200, 10);
+        assert_eq!(listed(10), vec![(answer, false), (glue, true)]);
+        // Each rank keeps its own TTL.
+        assert_eq!(listed(100), vec![(glue, false)]);
+        assert_eq!(cache.addresses(&ns, Rtype::A, 210), None);
     }
 }

@@ -50,6 +50,7 @@ mod forwarder;
 mod infra;
 mod names;
 mod recursor;
+mod redirects;
 mod resolver;
 mod root_hints;
 mod upstream;

@@ -104,6 +104,13 @@ pub(crate) fn replace_suffix(
     Name::from_octets(Bytes::from(bytes)).ok()
 }
 
+/// A name from its text, for unit tests.
+#[cfg(test)]
+#[allow(clippy::unwrap_used, reason = "test code")]
+pub(crate) fn test_name(text: &str) -> Name<Bytes> {
+    Name::bytes_from_str(text).unwrap()
+}
+
 #[cfg(test)]
 #[allow(clippy::unwrap_used, reason = "test code")]
 mod tests {

@@ -18,9 +18,12 @@
 //! # Limitations
 //! - No root priming query: the hints are used as the root NS set as they are.
 //! - No serve-stale, no prefetch, no 0x20, no DNSSEC validation (RRSIG/NSEC/NSEC3 are kept).
-//! - Glue is trusted like authoritative data once accepted (no credibility ranking).
-//! - Answers are not assembled from cached records: only zone cuts and name server addresses
-//!   are cached here; complete answers live in the answer cache.
+//! - Only name server addresses are ranked (glue below answers, RFC 2181 §5.4.1); zone cuts
+//!   come from referrals alone (the child's NS RRset is never cached, so a sold domain moves
+//!   when the parent's delegation expires).
+//! - Answers are not assembled from cached records: only zone cuts, name server addresses and
+//!   the CNAME/DNAME records chains went through (`redirects`) are cached here; complete
+//!   answers live in the answer cache.
 
 use std::future::Future;
 use std::net::{IpAddr, SocketAddr};
@@ -34,12 +37,13 @@ use domain::rdata::AllRecordData;
 use tokio::time::Instant;
 
 use crate::clock::SharedClock;
-use crate::delegation::{Delegation, DelegationCache};
+use crate::delegation::{Delegation, DelegationCache, Rank};
 use crate::infra::InfraCache;
 use crate::names::{
     cname_target, dname_target, is_at_or_below, is_below, is_dnssec_type, lower, replace_suffix,
     rrsig_covers, same_name, suffix_with_labels, synthesized_cname, Rr,
 };
+use crate::redirects::Redirects;
 use crate::resolver::{Limit, ResolveError, ResolverConfig};
 use crate::upstream::{self, QueryOptions, Response, UpstreamError};
 
@@ -59,6 +63,19 @@ pub(crate) struct Outcome {
     /// CNAME/DNAME chain across responses): lets the cached answer be copied from its wire
     /// form instead of composed again (see [`crate::answer::build`]).
     pub verbatim: Option<Bytes>,
+}
+
+impl Outcome {
+    /// A CNAME/DNAME chain that comes back on itself (RFC 1034 §3.6.2: loops are signalled as
+    /// an error): SERVFAIL, with the chain up to the link that closes the loop.
+    fn looped(chain: Vec<Rr>) -> Self {
+        Self {
+            rcode: Rcode::SERVFAIL,
+            answer: chain,
+            authority: Vec::new(),
+            verbatim: None,
+        }
+    }
 }
 
 /// Work done on behalf of one client query; bounded by [`crate::Limits`].
@@ -117,6 +134,8 @@ pub(crate) struct Recursor {
     config: Arc<ResolverConfig>,
     delegations: DelegationCache,
     infra: InfraCache,
+    /// CNAME and DNAME records followed before (answers are otherwise not kept here).
+    redirects: Redirects,
     clock: SharedClock,
     max_ttl: u32,
 }
@@ -131,6 +150,8 @@ enum Reply {
         rcode_failure: bool,
         /// The most telling error of a name server address lookup, if any.
         sub_error: Option<ResolveError>,
+        /// Servers asked (0: no address was known or found).
+        asked: usize,
     },
 }
 
@@ -157,6 +178,7 @@ impl Recursor {
             config,
             delegations: DelegationCache::new(hints),
             infra: InfraCache::default(),
+            redirects: Redirects::default(),
             clock,
             max_ttl,
         }
@@ -202,6 +224,27 @@ impl Recursor {
         let mut seen: Vec<Name<Bytes>> = Vec::new();
         let mut current = qname;
         loop {
+            // A CNAME or DNAME followed before takes the chain on without a query.
+            if let Some(followed) =
+                self.redirects
+                    .follow(&current, qtype, self.clock.unix_seconds())
+            {
+                links += 1;
+                if links > max_links {
+                    return Err(ResolveError::LimitExceeded(Limit::CnameChain));
+                }
+                for record in followed.records {
+                    if !chain.contains(&record) {
+                        chain.push(record);
+                    }
+                }
+                if followed.target == first || seen.contains(&followed.target) {
+                    return Ok(Outcome::looped(chain));
+                }
+                seen.push(followed.target.clone());
+                current = followed.target;
+                continue;
+            }
             let (zone, mut response) = self.lookup(&current, qtype, depth, work).await?;
             let mut name = current.clone();
             let mut moved = false;
@@ -261,8 +304,20 @@ impl Recursor {
                     if links > max_links {
                         return Err(ResolveError::LimitExceeded(Limit::CnameChain));
                     }
-                    chain.push(dname.clone());
-                    chain.extend(signatures(&response.answer, dname.owner(), Rtype::DNAME));
+                    let sigs: Vec<Rr> =
+                        signatures(&response.answer, dname.owner(), Rtype::DNAME).collect();
+                    self.redirects.remember(
+                        dname,
+                        sigs.clone(),
+                        self.max_ttl,
+                        self.clock.unix_seconds(),
+                    );
+                    // A DNAME applied again further down the chain is listed once.
+                    for record in std::iter::once(dname.clone()).chain(sigs) {
+                        if !chain.contains(&record) {
+                            chain.push(record);
+                        }
+                    }
                     let Some(substituted) = replace_suffix(&name, dname.owner(), target) else {
                         // RFC 6672 §2.2: the substituted name would be too long.
                         return Ok(Outcome {
@@ -273,14 +328,14 @@ impl Recursor {
                         });
                     };
                     let substituted = lower(&substituted);
-                    if substituted == first || seen.contains(&substituted) {
-                        return Err(ResolveError::LimitExceeded(Limit::CnameLoop));
-                    }
                     chain.push(synthesized_cname(
                         name.clone(),
                         dname.ttl(),
                         substituted.clone(),
                     ));
+                    if substituted == first || seen.contains(&substituted) {
+                        return Ok(Outcome::looped(chain));
+                    }
                     seen.push(substituted.clone());
                     name = substituted;
                     moved = true;
@@ -305,11 +360,18 @@ impl Recursor {
                     if links > max_links {
                         return Err(ResolveError::LimitExceeded(Limit::CnameChain));
                     }
-                    if target == first || seen.contains(&target) {
-                        return Err(ResolveError::LimitExceeded(Limit::CnameLoop));
-                    }
+                    let sigs: Vec<Rr> = signatures(&response.answer, &name, Rtype::CNAME).collect();
+                    self.redirects.remember(
+                        cname,
+                        sigs.clone(),
+                        self.max_ttl,
+                        self.clock.unix_seconds(),
+                    );
                     chain.push(cname.clone());
-                    chain.extend(signatures(&response.answer, &name, Rtype::CNAME));
+                    chain.extend(sigs);
+                    if target == first || seen.contains(&target) {
+                        return Ok(Outcome::looped(chain));
+                    }
                     seen.push(target.clone());
                     name = target;
                     moved = true;
@@ -327,12 +389,21 @@ impl Recursor {
                 current = name;
                 continue;
             }
-            // A negative answer (for the original name, or the end of an in-zone chain).
+            // A negative answer (for the original name, or the end of an in-zone chain): the
+            // SOA with the zone's own NS RRset beside it when the server sent one (as Knot
+            // Resolver and Unbound pass it on), the NSEC/NSEC3 proofs, their signatures.
+            let apex = response
+                .authority
+                .iter()
+                .find(|r| r.rtype() == Rtype::SOA)
+                .map(|r| r.owner().clone());
             let authority = response
                 .authority
                 .iter()
                 .filter(|r| {
                     matches!(r.rtype(), Rtype::SOA | Rtype::NSEC | Rtype::NSEC3)
+                        || ((r.rtype() == Rtype::NS || rrsig_covers(r) == Some(Rtype::NS))
+                            && apex.as_ref().is_some_and(|apex| same_name(r.owner(), apex)))
                         || rrsig_covers(r)
                             .is_some_and(|t| matches!(t, Rtype::SOA | Rtype::NSEC | Rtype::NSEC3))
                 })
@@ -373,6 +444,8 @@ impl Recursor {
         let mut minimise = self.config.qname_minimisation;
         let mut labels = delegation.zone.label_count() + 1;
         let mut minimised_steps = 0usize;
+        // Zones whose delegation was asked for again at the parent (see below).
+        let mut refreshed: Vec<Name<Bytes>> = Vec::new();
         loop {
             let minimised = if minimise && labels < qname.label_count() {
                 suffix_with_labels(qname, labels)
@@ -380,13 +453,15 @@ impl Recursor {
                 None
             };
             let full = minimised.is_none();
-            // RFC 9156 §3: minimised queries use QTYPE A (NS queries upset some servers).
+            // Minimised queries ask for the NS RRset of the next name down (RFC 7816 §2, as
+            // Knot Resolver does; RFC 9156 §2.1 lets the resolver choose the QTYPE): it is the
+            // question whose answer is a referral, which every authority answers.
             let (sent_name, sent_type) = match minimised {
-                Some(name) => (name, Rtype::A),
+                Some(name) => (name, Rtype::NS),
                 None => (qname.clone(), qtype),
             };
             let reply = self
-                .query_zone(&delegation, &sent_name, sent_type, depth, work)
+                .query_zone(&delegation, &sent_name, sent_type, !full, depth, work)
                 .await?;
             match reply {
                 Reply::Referral(child) => {
@@ -416,7 +491,27 @@ impl Recursor {
                     // Servers that choke on the minimised query: retry with the full name.
                     minimise = false;
                 }
-                Reply::Unreachable { sub_error, .. } => {
+                Reply::Unreachable {
+                    sub_error, asked, ..
+                } => {
+                    // A cached cut none of whose servers could be reached for want of an
+                    // address (a name server name that needs the cut itself, glue expired
+                    // before the delegation): ask the parent side again, which hands out the
+                    // delegation with fresh glue. Once per zone and lookup.
+                    let stranded = sub_error.is_some() || asked == 0;
+                    if stranded
+                        && !delegation.zone.is_root()
+                        && !refreshed.contains(&delegation.zone)
+                    {
+                        if let Some(parent) = delegation.zone.parent() {
+                            tracing::debug!(zone = %delegation.zone, "servers out of reach, asking the parent again");
+                            refreshed.push(delegation.zone.clone());
+                            delegation = self.delegations.deepest(&parent, now);
+                            labels = delegation.zone.label_count() + 1;
+                            minimised_steps = 0;
+                            continue;
+                        }
+                    }
                     return Err(match sub_error {
                         Some(error @ ResolveError::LimitExceeded(_)) => error,
                         _ => ResolveError::NoReachableAuthority(delegation.zone.to_string()),
@@ -433,6 +528,7 @@ impl Recursor {
         delegation: &Delegation,
         qname: &Name<Bytes>,
         qtype: Rtype,
+        minimised: bool,
         depth: u32,
         work: &mut Work,
     ) -> Result<Reply, ResolveError> {
@@ -444,10 +540,8 @@ impl Recursor {
         let mut sub_error: Option<ResolveError> = None;
         let mut attempts = 0usize;
         while attempts < MAX_ATTEMPTS_PER_ZONE {
-            let candidates = self.server_addresses(delegation);
             let next = self
-                .infra
-                .order(&delegation.zone, candidates)
+                .server_addresses(delegation)
                 .into_iter()
                 .find(|server| first_tried != Some(*server) && !more_tried.contains(server));
             let Some(server) = next else {
@@ -499,7 +593,7 @@ impl Recursor {
                 }
                 Ok(response) => {
                     self.infra.record_rtt(server, started.elapsed());
-                    match self.classify(&delegation.zone, qname, response) {
+                    match self.classify(&delegation.zone, qname, minimised, response) {
                         Classified::Referral {
                             delegation: child,
                             ttl,
@@ -526,27 +620,40 @@ impl Recursor {
         Ok(Reply::Unreachable {
             rcode_failure,
             sub_error,
+            asked: attempts,
         })
     }
 
-    /// Addresses of the zone's servers we know and may use.
+    /// Addresses of the zone's servers we know and may use, in the order to try them: the
+    /// best-ranked ones by SRTT, then parent-side glue that answers outranked (RFC 2181
+    /// §5.4.1 ranks it lower; it is the fallback when the child's own addresses fail).
     fn server_addresses(&self, delegation: &Delegation) -> Vec<SocketAddr> {
         let now = self.clock.unix_seconds();
         let mut servers = Vec::new();
+        let mut fallback = Vec::new();
         for name in delegation.name_servers.iter() {
             for rtype in self.address_types() {
                 self.delegations
-                    .for_each_address(name, rtype, now, |address| {
+                    .for_each_address(name, rtype, now, |address, is_fallback| {
                         if self.address_allowed(address) {
                             let server = SocketAddr::new(address, self.config.upstream_port);
-                            if !servers.contains(&server) {
-                                servers.push(server);
+                            if !servers.contains(&server) && !fallback.contains(&server) {
+                                if is_fallback {
+                                    fallback.push(server);
+                                } else {
+                                    servers.push(server);
+                                }
                             }
                         }
                     });
             }
         }
-        servers
+        fallback.retain(|server| !servers.contains(server));
+        let mut ordered = self.infra.order(&delegation.zone, servers);
+        if !fallback.is_empty() {
+            ordered.extend(self.infra.order(&delegation.zone, fallback));
+        }
+        ordered
     }
 
     fn address_types(&self) -> impl Iterator<Item = Rtype> {
@@ -627,8 +734,14 @@ impl Recursor {
                     let (addresses, ttl) = addresses_of(&outcome, rtype);
                     found |= addresses.iter().any(|a| self.address_allowed(*a));
                     let ttl = ttl.min(self.max_ttl);
-                    self.delegations
-                        .insert_addresses(&name, rtype, addresses, ttl.max(1), now);
+                    self.delegations.insert_addresses(
+                        &name,
+                        rtype,
+                        Rank::Answer,
+                        addresses,
+                        ttl.max(1),
+                        now,
+                    );
                 }
                 Err(error) if is_fatal(&error) => return Err(error),
                 Err(error) => last_error = Some(error),
@@ -661,77 +774,98 @@ impl Recursor {
                     .min(self.max_ttl);
                 let addresses = records.iter().filter_map(|r| address_of(r)).collect();
                 self.delegations
-                    .insert_addresses(name, rtype, addresses, ttl, now);
+                    .insert_addresses(name, rtype, Rank::Glue, addresses, ttl, now);
             }
         }
     }
 
-    /// Sorts one response from a server of `zone` to a query for `qname`.
+    /// Sorts one response from a server of `zone` to a query for `qname` (`minimised`: a
+    /// QNAME-minimisation probe, which only asks whether there is a zone cut at `qname`).
     fn classify(
         &self,
         zone: &Name<Bytes>,
         qname: &Name<Bytes>,
+        minimised: bool,
         mut response: Response,
     ) -> Classified {
-        if response.rcode != Rcode::NOERROR && response.rcode != Rcode::NXDOMAIN {
+        // YXDOMAIN is a DNAME substitution that would be too long (RFC 6672 §2.2): an answer.
+        if ![Rcode::NOERROR, Rcode::NXDOMAIN, Rcode::YXDOMAIN].contains(&response.rcode) {
             return Classified::ServerFailure;
         }
         // Bailiwick: a server for `zone` can speak only for names at or below it.
         response.answer.retain(|r| is_at_or_below(r.owner(), zone));
+        // The NS RRset of a referral is looked at before the authority section is cut down
+        // to the bailiwick: an upward or sideways one marks the server as lame.
+        let delegated = response
+            .authority
+            .iter()
+            .find(|r| r.rtype() == Rtype::NS)
+            .map(|r| lower(r.owner()));
         response
             .authority
             .retain(|r| is_at_or_below(r.owner(), zone));
         let has_soa = response.authority.iter().any(|r| r.rtype() == Rtype::SOA);
         if response.rcode == Rcode::NOERROR && response.answer.is_empty() && !has_soa {
-            let child = response
-                .authority
-                .iter()
-                .find(|r| r.rtype() == Rtype::NS)
-                .map(|r| lower(r.owner()));
-            if let Some(child) = child {
-                if !is_below(&child, zone) || !is_at_or_below(qname, &child) {
-                    // Upward or sideways referral.
-                    return Classified::Lame;
+            match delegated {
+                Some(child) if is_below(&child, zone) && is_at_or_below(qname, &child) => {
+                    return Self::referral(zone, child, response);
                 }
-                let ns: Vec<&Rr> = response
-                    .authority
-                    .iter()
-                    .filter(|r| r.rtype() == Rtype::NS && same_name(r.owner(), &child))
-                    .collect();
-                let mut name_servers: Vec<Name<Bytes>> = Vec::new();
-                for record in &ns {
-                    if let AllRecordData::Ns(target) = record.data() {
-                        let target = lower(target.nsdname());
-                        if !name_servers.contains(&target) {
-                            name_servers.push(target);
-                        }
+                // The zone's own NS RRset (RFC 2308 §2.2 type 3 NODATA): an answer when
+                // authoritative. Without AA it still tells a minimising resolver that there
+                // is no cut at `qname` (Knot Resolver reads it so); for the full question it
+                // is a lame server's cached referral (Unbound throws it away likewise).
+                Some(child) if child == *zone => {
+                    if !response.authoritative && !minimised {
+                        return Classified::Lame;
                     }
                 }
-                let ttl = ns.iter().map(|r| r.ttl().as_secs()).min().unwrap_or(0);
-                // Glue: addresses of the new name servers, within the bailiwick of the server
-                // that sent them; anything else in the additional section is ignored.
-                let glue = response
-                    .additional
-                    .into_iter()
-                    .filter(|r| matches!(r.rtype(), Rtype::A | Rtype::AAAA))
-                    .filter(|r| is_at_or_below(r.owner(), zone))
-                    .filter(|r| name_servers.iter().any(|n| same_name(n, r.owner())))
-                    .collect();
-                return Classified::Referral {
-                    delegation: Delegation {
-                        zone: child,
-                        name_servers: name_servers.into(),
-                    },
-                    ttl,
-                    glue,
-                };
-            }
-            if !response.authoritative {
-                return Classified::Lame;
+                // Upward or sideways referral.
+                Some(_) => return Classified::Lame,
+                // An empty answer without authority: lame for the full question; for a
+                // minimised probe, the NODATA of a server that leaves AA off (as Unbound
+                // reads such answers).
+                None if !response.authoritative && !minimised => return Classified::Lame,
+                None => {}
             }
         }
         response.additional.clear();
         Classified::Final(response)
+    }
+
+    /// A referral from a server of `zone` to `child` (strictly below it).
+    fn referral(zone: &Name<Bytes>, child: Name<Bytes>, response: Response) -> Classified {
+        let ns: Vec<&Rr> = response
+            .authority
+            .iter()
+            .filter(|r| r.rtype() == Rtype::NS && same_name(r.owner(), &child))
+            .collect();
+        let mut name_servers: Vec<Name<Bytes>> = Vec::new();
+        for record in &ns {
+            if let AllRecordData::Ns(target) = record.data() {
+                let target = lower(target.nsdname());
+                if !name_servers.contains(&target) {
+                    name_servers.push(target);
+                }
+            }
+        }
+        let ttl = ns.iter().map(|r| r.ttl().as_secs()).min().unwrap_or(0);
+        // Glue: addresses of the new name servers, within the bailiwick of the server
+        // that sent them; anything else in the additional section is ignored.
+        let glue = response
+            .additional
+            .into_iter()
+            .filter(|r| matches!(r.rtype(), Rtype::A | Rtype::AAAA))
+            .filter(|r| is_at_or_below(r.owner(), zone))
+            .filter(|r| name_servers.iter().any(|n| same_name(n, r.owner())))
+            .collect();
+        Classified::Referral {
+            delegation: Delegation {
+                zone: child,
+                name_servers: name_servers.into(),
+            },
+            ttl,
+            glue,
+        }
     }
 }
 

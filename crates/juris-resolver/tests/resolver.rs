@@ -8,53 +8,14 @@ mod support;
 
 use std::future::Future;
 use std::sync::Arc;
-use std::time::Duration;
 
 use domain::base::iana::{Class, Rcode};
 use domain::base::Rtype;
-use juris_resolver::cache::{AnswerCache, AnswerKind, CacheConfig, CacheKeyRef, CachedAnswer};
-use juris_resolver::clock::ManualClock;
-use juris_resolver::{
-    parse_root_hints, Limits, Mode, Question, ResolveError, Resolver, ResolverConfig,
+use juris_resolver::cache::{AnswerKind, CacheKeyRef, CachedAnswer};
+use juris_resolver::{Limits, Mode, ResolveError, ResolverConfig};
+use support::{
+    question, recursive_config as config, resolver, sections, zone, FakeAuthority, Zone, NOW,
 };
-use support::{name, sections, zone, FakeAuthority, Zone};
-
-const NOW: u64 = 1_700_000_000;
-
-fn question(qname: &str, qtype: Rtype) -> Question {
-    Question {
-        name: name(qname),
-        qtype,
-        qclass: Class::IN,
-        dnssec_ok: false,
-        checking_disabled: false,
-    }
-}
-
-fn config(port: u16) -> ResolverConfig {
-    ResolverConfig {
-        mode: Mode::Recursive {
-            root_hints: parse_root_hints(". 3600000 NS ns.root.\nns.root. 3600000 A 127.0.0.2\n")
-                .unwrap(),
-        },
-        query_timeout: Duration::from_millis(300),
-        resolution_deadline: Duration::from_secs(8),
-        allow_loopback_upstreams: true,
-        upstream_port: port,
-        // The fake authorities sign nothing and the built-in root anchor cannot apply.
-        dnssec: juris_resolver::dnssec::ValidatorConfig {
-            enabled: false,
-            ..Default::default()
-        },
-        ..ResolverConfig::default()
-    }
-}
-
-fn resolver(config: ResolverConfig) -> (Resolver, Arc<ManualClock>) {
-    let clock = Arc::new(ManualClock::new(NOW));
-    let cache = Arc::new(AnswerCache::new(CacheConfig::default()));
-    (Resolver::new(config, cache, clock.clone()).unwrap(), clock)
-}
 
 /// The usual root zone: `test.` on 127.0.0.3, `net.` on 127.0.0.5.
 fn root_zone() -> Zone {
@@ -163,14 +124,14 @@ async fn qname_minimisation_shows_only_the_next_label() {
         .into_iter()
         .map(|q| (q.qname, q.qtype))
         .collect();
-    assert_eq!(root, vec![("test.".to_string(), Rtype::A)]);
+    assert_eq!(root, vec![("test.".to_string(), Rtype::NS)]);
     let tld: Vec<_> = h
         .tld
         .queries()
         .into_iter()
         .map(|q| (q.qname, q.qtype))
         .collect();
-    assert_eq!(tld, vec![("example.test.".to_string(), Rtype::A)]);
+    assert_eq!(tld, vec![("example.test.".to_string(), Rtype::NS)]);
     // The SLD sees one label more at a time (empty non-terminals answer NODATA), then the
     // full name with the real type.
     let sld: Vec<_> = h
@@ -182,8 +143,8 @@ async fn qname_minimisation_shows_only_the_next_label() {
     assert_eq!(
         sld,
         vec![
-            ("c.example.test.".to_string(), Rtype::A),
-            ("b.c.example.test.".to_string(), Rtype::A),
+            ("c.example.test.".to_string(), Rtype::NS),
+            ("b.c.example.test.".to_string(), Rtype::NS),
             ("a.b.c.example.test.".to_string(), Rtype::AAAA),
         ]
     );
@@ -459,7 +420,7 @@ async fn unreachable_server_among_several_is_avoided() {
 }
 
 #[tokio::test]
-async fn cname_loop_hits_the_limit() {
+async fn cname_loop_is_servfail_with_the_chain() {
     let port = 47_320;
     let _h = hierarchy(
         port,
@@ -470,13 +431,21 @@ async fn cname_loop_hits_the_limit() {
     )
     .await;
     let (resolver, _) = resolver(config(port));
-    let result = resolver
+    let entry = resolver
         .resolve(&question("a.example.test.", Rtype::A))
-        .await;
-    assert!(
-        matches!(result, Err(ResolveError::LimitExceeded(_))),
-        "{result:?}"
+        .await
+        .unwrap();
+    // RFC 1034 §3.6.2: the loop is signalled as an error, the chain shows where it closes.
+    let (rcode, answer, authority) = answer_lines(&entry);
+    assert_eq!(rcode, Rcode::SERVFAIL);
+    assert_eq!(
+        answer,
+        vec![
+            "a.example.test. CNAME b.example.test.",
+            "b.example.test. CNAME a.example.test."
+        ]
     );
+    assert!(authority.is_empty());
 }
 
 #[tokio::test]

@@ -8,12 +8,16 @@
 use std::net::{IpAddr, SocketAddr};
 use std::str::FromStr;
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use bytes::Bytes;
 use domain::base::iana::{Class, Rcode};
 use domain::base::name::FlattenInto;
 use domain::base::{Message, MessageBuilder, Name, ParsedName, Record, Rtype, Serial, ToName, Ttl};
 use domain::rdata::{Aaaa, AllRecordData, Cname, Dname, Ns, Soa, Txt, A};
+use juris_resolver::cache::{AnswerCache, CacheConfig};
+use juris_resolver::clock::ManualClock;
+use juris_resolver::{parse_root_hints, Mode, Question, Resolver, ResolverConfig};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, UdpSocket};
 use tokio::task::JoinHandle;
@@ -22,6 +26,47 @@ pub type Rr = Record<Name<Bytes>, AllRecordData<Bytes, Name<Bytes>>>;
 
 pub fn name(s: &str) -> Name<Bytes> {
     Name::bytes_from_str(s).unwrap()
+}
+
+/// The fake clock's start (Unix seconds).
+pub const NOW: u64 = 1_700_000_000;
+
+/// A question of class IN, DO=0, CD=0.
+pub fn question(qname: &str, qtype: Rtype) -> Question {
+    Question {
+        name: name(qname),
+        qtype,
+        qclass: Class::IN,
+        dnssec_ok: false,
+        checking_disabled: false,
+    }
+}
+
+/// Recursive mode from the root `ns.root.` on 127.0.0.2, every server on `port`.
+pub fn recursive_config(port: u16) -> ResolverConfig {
+    ResolverConfig {
+        mode: Mode::Recursive {
+            root_hints: parse_root_hints(". 3600000 NS ns.root.\nns.root. 3600000 A 127.0.0.2\n")
+                .unwrap(),
+        },
+        query_timeout: Duration::from_millis(300),
+        resolution_deadline: Duration::from_secs(8),
+        allow_loopback_upstreams: true,
+        upstream_port: port,
+        // The fake authorities sign nothing and the built-in root anchor cannot apply.
+        dnssec: juris_resolver::dnssec::ValidatorConfig {
+            enabled: false,
+            ..Default::default()
+        },
+        ..ResolverConfig::default()
+    }
+}
+
+/// A resolver with an empty cache and a manual clock at [`NOW`].
+pub fn resolver(config: ResolverConfig) -> (Resolver, Arc<ManualClock>) {
+    let clock = Arc::new(ManualClock::new(NOW));
+    let cache = Arc::new(AnswerCache::new(CacheConfig::default()));
+    (Resolver::new(config, cache, clock.clone()).unwrap(), clock)
 }
 
 /// Parses `owner ttl TYPE data...` (A, AAAA, NS, CNAME, DNAME, TXT, SOA). `TXT big:N` makes a
@@ -90,11 +135,53 @@ pub struct Seen {
     pub rd: bool,
 }
 
+/// A scripted reply: what a misbehaving server says (see [`FakeAuthority::scripted`]).
+#[derive(Clone)]
+pub struct Canned {
+    pub rcode: Rcode,
+    pub aa: bool,
+    pub answer: Vec<Rr>,
+    pub authority: Vec<Rr>,
+    pub additional: Vec<Rr>,
+}
+
+impl Canned {
+    pub fn new(rcode: Rcode, aa: bool) -> Self {
+        Self {
+            rcode,
+            aa,
+            answer: Vec::new(),
+            authority: Vec::new(),
+            additional: Vec::new(),
+        }
+    }
+
+    pub fn answer(mut self, lines: &[&str]) -> Self {
+        self.answer.extend(lines.iter().map(|l| rr(l)));
+        self
+    }
+
+    pub fn authority(mut self, lines: &[&str]) -> Self {
+        self.authority.extend(lines.iter().map(|l| rr(l)));
+        self
+    }
+
+    pub fn additional(mut self, lines: &[&str]) -> Self {
+        self.additional.extend(lines.iter().map(|l| rr(l)));
+        self
+    }
+}
+
+/// The script of a scripted server: (lower-cased qname with trailing dot, qtype) → reply,
+/// `None` for no reply at all.
+pub type Script = Arc<dyn Fn(&str, Rtype) -> Option<Canned> + Send + Sync>;
+
 #[derive(Clone)]
 enum Behaviour {
     Serve(Arc<Vec<Zone>>),
     Blackhole,
     Fail(Rcode),
+    Scripted(Script),
 }
 
 /// A running fake server; stops when dropped.
@@ -126,6 +213,15 @@ impl FakeAuthority {
     /// Answers every query with `rcode`.
     pub async fn failing(ip: &str, port: u16, rcode: Rcode) -> Self {
         Self::start(ip, port, Behaviour::Fail(rcode)).await
+    }
+
+    /// Answers as `script` says (servers that misbehave in ways a zone cannot express).
+    pub async fn scripted(
+        ip: &str,
+        port: u16,
+        script: impl Fn(&str, Rtype) -> Option<Canned> + Send + Sync + 'static,
+    ) -> Self {
+        Self::start(ip, port, Behaviour::Scripted(Arc::new(script))).await
     }
 
     async fn start(ip: &str, port: u16, behaviour: Behaviour) -> Self {
@@ -210,7 +306,7 @@ fn handle(
         text.push('.');
     }
     log.lock().unwrap().push(Seen {
-        qname: text,
+        qname: text.clone(),
         qtype,
         tcp,
         rd: message.header().rd(),
@@ -218,6 +314,18 @@ fn handle(
     let zones = match behaviour {
         Behaviour::Blackhole => return None,
         Behaviour::Fail(rcode) => return Some(reply(&message, *rcode, false, &[], &[], &[], tcp)),
+        Behaviour::Scripted(script) => {
+            let canned = script(&text, qtype)?;
+            return Some(reply(
+                &message,
+                canned.rcode,
+                canned.aa,
+                &canned.answer,
+                &canned.authority,
+                &canned.additional,
+                tcp,
+            ));
+        }
         Behaviour::Serve(zones) => zones,
     };
     let Some(zone) = zones

@@ -1,0 +1,527 @@
+//! Iteration against misbehaving or inconsistent authorities (the situations of Deckard's
+//! `iter_*` scenarios): scripted fake servers on 127.0.0.x, one port per test.
+#![allow(clippy::unwrap_used, clippy::expect_used, reason = "test code")]
+
+mod support;
+
+use std::sync::Arc;
+
+use domain::base::iana::Rcode;
+use domain::base::Rtype;
+use juris_resolver::cache::AnswerKind;
+use juris_resolver::{Resolver, ResolverConfig};
+use support::{question, recursive_config, resolver, sections, zone, Canned, FakeAuthority};
+
+fn config(port: u16, qname_minimisation: bool) -> ResolverConfig {
+    ResolverConfig {
+        qname_minimisation,
+        ipv6: false,
+        ..recursive_config(port)
+    }
+}
+
+/// The root: `test.` on 127.0.0.3 (and whatever else `extra` delegates).
+async fn root(port: u16, extra: &[&str]) -> FakeAuthority {
+    let mut lines = vec!["test. 86400 NS ns1.test.", "ns1.test. 86400 A 127.0.0.3"];
+    lines.extend_from_slice(extra);
+    FakeAuthority::serve("127.0.0.2", port, vec![zone(".", &lines)]).await
+}
+
+/// `test.` on 127.0.0.3, delegating `example.test.` to 127.0.0.4 with glue.
+async fn tld(port: u16) -> FakeAuthority {
+    FakeAuthority::serve(
+        "127.0.0.3",
+        port,
+        vec![zone(
+            "test.",
+            &[
+                "example.test. 86400 NS ns1.example.test.",
+                "ns1.example.test. 86400 A 127.0.0.4",
+            ],
+        )],
+    )
+    .await
+}
+
+/// A referral from a non-authoritative server: NS records and glue.
+fn referral(ns: &[&str], glue: &[&str]) -> Option<Canned> {
+    Some(
+        Canned::new(Rcode::NOERROR, false)
+            .authority(ns)
+            .additional(glue),
+    )
+}
+
+async fn ask(resolver: &Resolver, qname: &str, qtype: Rtype) -> (Rcode, Vec<String>, Vec<String>) {
+    let entry = resolver.resolve(&question(qname, qtype)).await.unwrap();
+    sections(entry.wire())
+}
+
+/// Asserts that the question fails for want of a server that answers it (`why` says why).
+async fn unreachable(resolver: &Resolver, qname: &str, qtype: Rtype, why: &str) {
+    let error = resolver
+        .resolve(&question(qname, qtype))
+        .await
+        .expect_err(why);
+    assert!(
+        matches!(error, juris_resolver::ResolveError::NoReachableAuthority(_)),
+        "{why}: {error:?}"
+    );
+}
+
+/// RFC 7816 §2 / RFC 9156 §2.1: the minimised probes ask for NS, the one question every
+/// delegating server answers with the referral (these servers answer nothing else).
+#[tokio::test]
+async fn minimisation_probes_ask_for_ns_of_the_next_label() {
+    let port = 47_401;
+    let only_ns = |rcode_other: Rcode| {
+        move |qname: &str, qtype: Rtype| match (qname, qtype) {
+            ("test.", Rtype::NS) => referral(
+                &["test. 3600 NS ns1.test."],
+                &["ns1.test. 3600 A 127.0.0.3"],
+            ),
+            ("example.test.", Rtype::NS) => referral(
+                &["example.test. 3600 NS ns1.example.test."],
+                &["ns1.example.test. 3600 A 127.0.0.4"],
+            ),
+            _ => Some(Canned::new(rcode_other, false)),
+        }
+    };
+    let root = FakeAuthority::scripted("127.0.0.2", port, only_ns(Rcode::SERVFAIL)).await;
+    let tld = FakeAuthority::scripted("127.0.0.3", port, only_ns(Rcode::SERVFAIL)).await;
+    let _sld = FakeAuthority::serve(
+        "127.0.0.4",
+        port,
+        vec![zone(
+            "example.test.",
+            &["www.example.test. 300 A 192.0.2.80"],
+        )],
+    )
+    .await;
+    let (resolver, _) = resolver(config(port, true));
+    let (rcode, answer, _) = ask(&resolver, "www.example.test.", Rtype::A).await;
+    assert_eq!(rcode, Rcode::NOERROR);
+    assert_eq!(answer, vec!["www.example.test. A 192.0.2.80"]);
+    let seen = |server: &FakeAuthority| -> Vec<(String, Rtype)> {
+        server
+            .queries()
+            .into_iter()
+            .map(|q| (q.qname, q.qtype))
+            .collect()
+    };
+    assert_eq!(seen(&root), vec![("test.".to_string(), Rtype::NS)]);
+    assert_eq!(seen(&tld), vec![("example.test.".to_string(), Rtype::NS)]);
+}
+
+/// An authoritative "answer" whose authority section points up to the root is a lame server
+/// (it is not authoritative for the zone after all), not a NODATA.
+#[tokio::test]
+async fn upward_referral_marks_the_server_lame() {
+    let port = 47_402;
+    let _root = root(port, &[]).await;
+    let _tld = tld(port).await;
+    let _sld = FakeAuthority::scripted("127.0.0.4", port, |qname, qtype| match (qname, qtype) {
+        ("example.test.", Rtype::A) => {
+            Some(Canned::new(Rcode::NOERROR, true).answer(&["example.test. 120 A 192.0.2.1"]))
+        }
+        ("example.test.", Rtype::NS) => Some(
+            Canned::new(Rcode::NOERROR, true).answer(&["example.test. 3600 NS ns1.example.test."]),
+        ),
+        _ => Some(
+            Canned::new(Rcode::NOERROR, true)
+                .authority(&[". 3600000 NS a.root-servers.net."])
+                .additional(&["a.root-servers.net. 3600000 A 198.41.0.4"]),
+        ),
+    })
+    .await;
+    for minimise in [false, true] {
+        let (resolver, _) = resolver(config(port, minimise));
+        let (rcode, answer, _) = ask(&resolver, "example.test.", Rtype::A).await;
+        assert_eq!(
+            (rcode, answer),
+            (
+                Rcode::NOERROR,
+                vec!["example.test. A 192.0.2.1".to_string()]
+            )
+        );
+        unreachable(
+            &resolver,
+            "example.test.",
+            Rtype::AAAA,
+            "an upward referral is no NODATA",
+        )
+        .await;
+    }
+}
+
+/// RFC 2308 §2.2 (NODATA type 3): an authoritative empty answer carrying the zone's own NS
+/// RRset (no SOA) is a NODATA, not a referral to the zone itself.
+#[tokio::test]
+async fn nodata_with_the_zones_own_ns_set_is_an_answer() {
+    let port = 47_403;
+    let _root = root(port, &[]).await;
+    let _tld = tld(port).await;
+    let _sld = FakeAuthority::scripted("127.0.0.4", port, |qname, qtype| match (qname, qtype) {
+        ("ns1.example.test.", Rtype::A) => Some(
+            Canned::new(Rcode::NOERROR, true)
+                .answer(&["ns1.example.test. 3600 A 127.0.0.4"])
+                .authority(&["example.test. 3600 NS ns1.example.test."]),
+        ),
+        ("ns1.example.test.", Rtype::AAAA) => Some(
+            Canned::new(Rcode::NOERROR, true)
+                .authority(&["example.test. 3600 NS ns1.example.test."])
+                .additional(&["ns1.example.test. 3600 A 127.0.0.4"]),
+        ),
+        (_, Rtype::NS) => Some(
+            Canned::new(Rcode::NOERROR, true).answer(&["example.test. 3600 NS ns1.example.test."]),
+        ),
+        _ => Some(Canned::new(Rcode::REFUSED, false)),
+    })
+    .await;
+    for minimise in [false, true] {
+        let (resolver, _) = resolver(config(port, minimise));
+        let entry = resolver
+            .resolve(&question("ns1.example.test.", Rtype::AAAA))
+            .await
+            .unwrap();
+        assert_eq!(entry.kind(), AnswerKind::NoData);
+    }
+}
+
+/// A minimised probe answered (without AA) with the zone's own NS RRset says "no cut here":
+/// the resolver goes one label deeper (as Knot Resolver does). The full question answered
+/// the same way is a lame server's cached referral, not an answer.
+#[tokio::test]
+async fn minimised_probe_answered_with_the_zones_own_ns_set_goes_deeper() {
+    let port = 47_404;
+    let _root = root(port, &[]).await;
+    let _tld = FakeAuthority::scripted("127.0.0.3", port, |qname, qtype| match (qname, qtype) {
+        ("www.example.test.", Rtype::NS) => Some(
+            Canned::new(Rcode::NOERROR, true)
+                .answer(&["www.example.test. 3600 NS blackhole."])
+                .authority(&["test. 3600 NS ns1.test."]),
+        ),
+        _ => referral(&["test. 3600 NS ns1.test."], &[]),
+    })
+    .await;
+    let (resolver, _) = resolver(config(port, true));
+    let (rcode, answer, _) = ask(&resolver, "www.example.test.", Rtype::NS).await;
+    assert_eq!(rcode, Rcode::NOERROR);
+    assert_eq!(answer, vec!["www.example.test. NS blackhole."]);
+    unreachable(
+        &resolver,
+        "mail.example.test.",
+        Rtype::A,
+        "a non-authoritative NS RRset of the zone itself is no answer",
+    )
+    .await;
+}
+
+/// A domain sold to a new operator (Deckard's iter_domain_sale): the old servers keep
+/// answering with their NS RRset and addresses (long TTLs), which must not keep the old
+/// delegation alive once the parent's expires. Their negative answers pass the zone's NS
+/// RRset on beside the SOA.
+#[tokio::test]
+async fn redelegated_domain_moves_when_the_parents_delegation_expires() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let port = 47_405;
+    let _root = root(port, &[]).await;
+    let sold = Arc::new(AtomicBool::new(false));
+    let _tld = {
+        let sold = sold.clone();
+        FakeAuthority::scripted("127.0.0.3", port, move |_, _| {
+            let address = if sold.load(Ordering::SeqCst) {
+                "127.0.0.5"
+            } else {
+                "127.0.0.4"
+            };
+            referral(
+                &["example.test. 150 NS ns.example.test."],
+                &[&format!("ns.example.test. 150 A {address}")],
+            )
+        })
+        .await
+    };
+    let child = |www: &'static str| {
+        move |qname: &str, qtype: Rtype| {
+            let apex = ["example.test. 3600 NS ns.example.test."];
+            let glue = ["ns.example.test. 3600 A 127.0.0.4"];
+            match (qname, qtype) {
+                ("www.example.test.", Rtype::A) => Some(
+                    Canned::new(Rcode::NOERROR, true)
+                        .answer(&[&format!("www.example.test. 100 A {www}")])
+                        .authority(&apex)
+                        .additional(&glue),
+                ),
+                _ => Some(
+                    Canned::new(Rcode::NXDOMAIN, true)
+                        .authority(&["example.test. 3600 SOA a. b. 1 2 3 4 5", apex[0]])
+                        .additional(&glue),
+                ),
+            }
+        }
+    };
+    let _old = FakeAuthority::scripted("127.0.0.4", port, child("192.0.2.4")).await;
+    let _new = FakeAuthority::scripted("127.0.0.5", port, child("192.0.2.5")).await;
+    for minimise in [false, true] {
+        sold.store(false, Ordering::SeqCst);
+        let (resolver, clock) = resolver(config(port, minimise));
+        let (_, answer, _) = ask(&resolver, "www.example.test.", Rtype::A).await;
+        assert_eq!(answer, vec!["www.example.test. A 192.0.2.4"]);
+        sold.store(true, Ordering::SeqCst);
+        clock.advance(50);
+        let (rcode, answer, authority) = ask(&resolver, "nx1.example.test.", Rtype::A).await;
+        assert_eq!(rcode, Rcode::NXDOMAIN);
+        assert!(answer.is_empty());
+        assert_eq!(
+            authority,
+            vec![
+                "example.test. SOA a. b. 1 2 3 4 5",
+                "example.test. NS ns.example.test."
+            ]
+        );
+        clock.advance(110);
+        let (_, answer, _) = ask(&resolver, "www.example.test.", Rtype::A).await;
+        assert_eq!(
+            answer,
+            vec!["www.example.test. A 192.0.2.5"],
+            "minimise: {minimise}"
+        );
+    }
+}
+
+/// RFC 2181 §5.4.1: the child's own answer for its name server's address outranks the
+/// parent's glue and is tried first; the glue is kept as the fallback, and used when the
+/// child's address does not work (Deckard's iter_pcdiff, iter_pcnamerec, iter_pcttl).
+#[tokio::test]
+async fn parent_side_glue_is_the_fallback_when_the_childs_address_fails() {
+    let port = 47_406;
+    let _root = root(
+        port,
+        &["net. 86400 NS ns1.net.", "ns1.net. 86400 A 127.0.0.6"],
+    )
+    .await;
+    let _tld = FakeAuthority::serve(
+        "127.0.0.3",
+        port,
+        vec![zone("test.", &["example.test. 86400 NS ns.example.net."])],
+    )
+    .await;
+    let _net = FakeAuthority::serve(
+        "127.0.0.6",
+        port,
+        vec![zone(
+            "net.",
+            &[
+                "example.net. 86400 NS ns.example.net.",
+                "ns.example.net. 200 A 127.0.0.4",
+            ],
+        )],
+    )
+    .await;
+    // The child says its server is on .5, which fails; the parent's glue (.4) works.
+    let child = FakeAuthority::scripted("127.0.0.4", port, |qname, qtype| match (qname, qtype) {
+        ("ns.example.net.", Rtype::A) => {
+            Some(Canned::new(Rcode::NOERROR, true).answer(&["ns.example.net. 100 A 127.0.0.5"]))
+        }
+        (name, _) if name.ends_with("example.test.") => {
+            Some(Canned::new(Rcode::NOERROR, true).answer(&[&format!("{name} 300 A 192.0.2.80")]))
+        }
+        _ => Some(
+            Canned::new(Rcode::NOERROR, true)
+                .authority(&["example.net. 300 SOA a. b. 1 2 3 4 300"]),
+        ),
+    })
+    .await;
+    let wrong = FakeAuthority::failing("127.0.0.5", port, Rcode::SERVFAIL).await;
+    let (resolver, clock) = resolver(config(port, false));
+    let (rcode, answer, _) = ask(&resolver, "www.example.test.", Rtype::A).await;
+    assert_eq!(rcode, Rcode::NOERROR);
+    assert_eq!(answer, vec!["www.example.test. A 192.0.2.80"]);
+    assert_eq!(wrong.count(), 1, "the child's own address is tried first");
+    // Past the child's TTL the glue is all that is left, and it is still used.
+    clock.advance(150);
+    let (_, answer, _) = ask(&resolver, "mail.example.test.", Rtype::A).await;
+    assert_eq!(answer, vec!["mail.example.test. A 192.0.2.80"]);
+    assert!(child.count_for("mail.example.test.") > 0);
+}
+
+/// A cached delegation whose in-zone name server's glue expired first cannot be reached
+/// through itself (the address lookup would need the zone's own servers): the parent is
+/// asked again and hands out fresh glue (Deckard's iter_ns_badip, iter_timeouted_ns).
+#[tokio::test]
+async fn cut_whose_glue_expired_is_asked_for_again_at_the_parent() {
+    let port = 47_407;
+    let _root = root(port, &[]).await;
+    let tld = FakeAuthority::serve(
+        "127.0.0.3",
+        port,
+        vec![zone(
+            "test.",
+            &[
+                "example.test. 3600 NS ns1.example.test.",
+                "ns1.example.test. 10 A 127.0.0.4",
+            ],
+        )],
+    )
+    .await;
+    let _sld = FakeAuthority::serve(
+        "127.0.0.4",
+        port,
+        vec![zone(
+            "example.test.",
+            &[
+                "www.example.test. 5 A 192.0.2.80",
+                "mail.example.test. 5 A 192.0.2.25",
+            ],
+        )],
+    )
+    .await;
+    for minimise in [false, true] {
+        let (resolver, clock) = resolver(config(port, minimise));
+        let (_, answer, _) = ask(&resolver, "www.example.test.", Rtype::A).await;
+        assert_eq!(answer, vec!["www.example.test. A 192.0.2.80"]);
+        let before = tld.count();
+        clock.advance(20);
+        let (rcode, answer, _) = ask(&resolver, "mail.example.test.", Rtype::A).await;
+        assert_eq!(rcode, Rcode::NOERROR);
+        assert_eq!(answer, vec!["mail.example.test. A 192.0.2.25"]);
+        assert!(tld.count() > before, "the parent was asked again");
+    }
+}
+
+/// DNAME corner cases (RFC 6672, Deckard's iter_dname_insec): a substitution that would be too
+/// long is the server's YXDOMAIN, passed on with the DNAME; a DNAME that maps a name onto
+/// itself is a loop, SERVFAIL with the chain; a DNAME met twice on the way is listed once.
+#[tokio::test]
+async fn dname_yxdomain_loops_and_repeats() {
+    let port = 47_408;
+    let long = format!("{0}.{0}.{0}.{1}.", "x".repeat(63), "y".repeat(58));
+    let _root = root(port, &["x. 86400 NS ns1.test.", "s. 3600 TXT end"]).await;
+    let _tld = {
+        let long = long.clone();
+        FakeAuthority::scripted("127.0.0.3", port, move |qname, qtype| {
+            let dname = format!("long.test. 3600 DNAME {long}");
+            match (qname, qtype) {
+                ("too.long.test.", _) => Some(Canned::new(Rcode::YXDOMAIN, true).answer(&[&dname])),
+                ("cyc.test.", _) => Some(Canned::new(Rcode::NOERROR, true).answer(&[
+                    "cyc.test. 3600 DNAME cyc.test.",
+                    "a.cyc.test. 3600 CNAME a.cyc.test.",
+                ])),
+                ("a.cyc.test.", _) => Some(Canned::new(Rcode::NOERROR, true).answer(&[
+                    "cyc.test. 3600 DNAME cyc.test.",
+                    "a.cyc.test. 3600 CNAME a.cyc.test.",
+                ])),
+                // x. DNAME . (the root zone's server serves x. too, as in the scenario)
+                ("s.x.x.", _) => Some(
+                    Canned::new(Rcode::NOERROR, true)
+                        .answer(&["x. 3600 DNAME .", "s.x.x. 3600 CNAME s.x."]),
+                ),
+                ("s.x.", _) => Some(
+                    Canned::new(Rcode::NOERROR, true)
+                        .answer(&["x. 3600 DNAME .", "s.x. 3600 CNAME s."]),
+                ),
+                (_, Rtype::NS) => Some(
+                    Canned::new(Rcode::NOERROR, true)
+                        .authority(&["test. 3600 SOA a. b. 1 2 3 4 5"]),
+                ),
+                _ => Some(Canned::new(Rcode::REFUSED, false)),
+            }
+        })
+        .await
+    };
+    let (resolver, _) = resolver(config(port, false));
+    let (rcode, answer, _) = ask(&resolver, "too.long.test.", Rtype::A).await;
+    assert_eq!(rcode, Rcode::YXDOMAIN);
+    assert_eq!(answer, vec![format!("long.test. DNAME {long}")]);
+    let (rcode, answer, _) = ask(&resolver, "a.cyc.test.", Rtype::A).await;
+    assert_eq!(rcode, Rcode::SERVFAIL);
+    assert_eq!(
+        answer,
+        vec!["cyc.test. DNAME cyc.test.", "a.cyc.test. CNAME a.cyc.test."]
+    );
+    let (rcode, answer, _) = ask(&resolver, "s.x.x.", Rtype::TXT).await;
+    assert_eq!(rcode, Rcode::NOERROR);
+    assert_eq!(
+        answer,
+        vec![
+            "x. DNAME .",
+            "s.x.x. CNAME s.x.",
+            "s.x. CNAME s.",
+            "s. TXT \"end\""
+        ]
+    );
+}
+
+/// CNAME and DNAME records a chain went through are followed from the cache while their TTL
+/// lasts, even when the answers they led to expired (Deckard's iter_cname_cache; a DNAME
+/// synthesises the CNAME for other names below its owner, RFC 6672 §3.4).
+#[tokio::test]
+async fn cached_cname_and_dname_are_followed_without_asking_again() {
+    let port = 47_409;
+    let _root = root(port, &[]).await;
+    let _tld = tld(port).await;
+    let sld = FakeAuthority::serve(
+        "127.0.0.4",
+        port,
+        vec![zone(
+            "example.test.",
+            &[
+                "www.example.test. 3600 CNAME web.example.test.",
+                "web.example.test. 30 A 192.0.2.1",
+                "old.example.test. 3600 DNAME example.test.",
+                "a.example.test. 300 A 192.0.2.2",
+                "b.example.test. 300 A 192.0.2.3",
+            ],
+        )],
+    )
+    .await;
+    let (resolver, clock) = resolver(config(port, false));
+    let (_, answer, _) = ask(&resolver, "www.example.test.", Rtype::A).await;
+    assert_eq!(
+        answer,
+        vec![
+            "www.example.test. CNAME web.example.test.",
+            "web.example.test. A 192.0.2.1"
+        ]
+    );
+    clock.advance(60);
+    let (_, answer, _) = ask(&resolver, "www.example.test.", Rtype::A).await;
+    assert_eq!(
+        answer,
+        vec![
+            "www.example.test. CNAME web.example.test.",
+            "web.example.test. A 192.0.2.1"
+        ]
+    );
+    assert_eq!(
+        sld.count_for("www.example.test."),
+        1,
+        "the CNAME came from the cache"
+    );
+    assert_eq!(sld.count_for("web.example.test."), 1);
+
+    let (_, answer, _) = ask(&resolver, "a.old.example.test.", Rtype::A).await;
+    assert_eq!(
+        answer,
+        vec![
+            "old.example.test. DNAME example.test.",
+            "a.old.example.test. CNAME a.example.test.",
+            "a.example.test. A 192.0.2.2"
+        ]
+    );
+    let (_, answer, _) = ask(&resolver, "b.old.example.test.", Rtype::A).await;
+    assert_eq!(
+        answer,
+        vec![
+            "old.example.test. DNAME example.test.",
+            "b.old.example.test. CNAME b.example.test.",
+            "b.example.test. A 192.0.2.3"
+        ]
+    );
+    assert_eq!(
+        sld.count_for("b.old.example.test."),
+        0,
+        "synthesised from the cached DNAME"
+    );
+}
