@@ -40,10 +40,27 @@ pub(crate) struct KeyHasher(u64);
 
 const K: u64 = 0x9e37_79b9_7f4a_7c15;
 
+/// The secret starting state of every [`KeyHasher`] in this process: drawn once, from the
+/// standard library's randomly keyed `RandomState` (the operating system's random source), so
+/// whoever writes orders cannot choose names that crowd one bucket of the index or one block
+/// of its Bloom filters. Every index of the process is built and probed with it; nothing
+/// stores a hash across processes.
+#[inline]
+pub(crate) fn hash_seed() -> u64 {
+    static SEED: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
+    *SEED.get_or_init(|| {
+        use std::hash::{BuildHasher, Hasher};
+        let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
+        hasher.write_u64(0x243f_6a88_85a3_08d3);
+        // Never 0, so that a zeroed state can never be the seed.
+        hasher.finish() | 1
+    })
+}
+
 impl KeyHasher {
     #[inline]
     pub(crate) fn new() -> KeyHasher {
-        KeyHasher(0x243f_6a88_85a3_08d3)
+        KeyHasher(hash_seed())
     }
 
     /// Adds one label (without its length byte or separator).

@@ -76,6 +76,7 @@
 mod country;
 mod index;
 mod name;
+mod nameserver;
 mod order;
 mod policy;
 mod validate;
@@ -98,4 +99,6 @@ pub use validate::{
     NoPublicSuffixes, OrderInfo, Problem, PublicSuffixes, TargetValue, TimeStatus, ValidatedOrder,
     ValidatedTarget, ValidationError, ValidationErrors, ValidationOptions,
 };
-pub use verdict::{Block, ExplainedMatch, Explanation, Match, MatchStatus, MatchedTarget, Verdict};
+pub use verdict::{
+    Block, ExplainedMatch, Explanation, Match, MatchStatus, MatchedTarget, ParentStatus, Verdict,
+};

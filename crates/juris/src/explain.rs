@@ -225,12 +225,15 @@ pub fn explain(settings: &Settings, request: &Request) -> anyhow::Result<Report>
     })
 }
 
-/// What a block matched, for people: `query name`, `CNAME target`, `answer address`.
+/// What a block matched, for people: `query name`, `CNAME target`, `answer address`, `name
+/// server name`, `name server address`.
 pub fn trigger_name(trigger: Trigger) -> &'static str {
     match trigger {
         Trigger::QueryName => "query name",
         Trigger::CnameTarget => "CNAME target",
         Trigger::Address => "answer address",
+        Trigger::NameServer => "name server name",
+        Trigger::NameServerAddress => "name server address",
     }
 }
 

@@ -175,11 +175,7 @@ fn setup() -> Setup {
             .status
             .success()
     });
-    assert!(
-        ready,
-        "the admin API did not come up: {}",
-        s.juris.stderr()
-    );
+    assert!(ready, "the admin API did not come up: {}", s.juris.stderr());
     s
 }
 
