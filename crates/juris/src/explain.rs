@@ -192,8 +192,9 @@ pub fn explain(settings: &Settings, request: &Request) -> anyhow::Result<Report>
         Decision::Answered => None,
         Decision::Resolve => Some(
             "allowed: would be resolved normally (or answered from the cache); the answer's \
-             CNAME targets and, for orders with block_addresses, its addresses are then \
-             checked against the same policy"
+             CNAME targets, for orders with block_addresses its addresses, and the names and \
+             addresses of the name servers that answered (nsdname, nsip) are then checked \
+             against the same policy"
                 .to_owned(),
         ),
         Decision::Dropped => bail!("the query would be dropped without an answer"),
