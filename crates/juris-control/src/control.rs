@@ -1240,6 +1240,9 @@ fn status_str(status: TargetStatus) -> &'static str {
     }
 }
 
+/// [`OrderView::parent_status`] of an extension whose parent is in force.
+pub const PARENT_IN_FORCE: &str = "in force";
+
 /// For an `extension`, whether its parent order (in the store) is in force at `now`: `in force`,
 /// or why not in the words of [`juris_policy::ParentStatus`], following extensions of
 /// extensions as the policy does; `None` for other kinds. A parent that is not in the store
@@ -1255,7 +1258,7 @@ fn parent_status(
     let mut current = order.clone();
     for _ in 0..8 {
         let (OrderKind::Extension, Some(parent)) = (current.kind, current.parent.clone()) else {
-            return Ok(Some("in force".into()));
+            return Ok(Some(PARENT_IN_FORCE.into()));
         };
         let Some(row) = load_order(conn, &parent)? else {
             return Ok(Some(format!(
