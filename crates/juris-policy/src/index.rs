@@ -579,6 +579,24 @@ impl NameIndex {
     }
 }
 
+/// Removes `rule` from the rules of `key` (and the key when none is left); whether it was there.
+pub(crate) fn remove_rule<K: std::hash::Hash + Eq>(
+    map: &mut HashMap<K, Vec<Rule>>,
+    key: &K,
+    rule: Rule,
+) -> bool {
+    let Some(rules) = map.get_mut(key) else {
+        return false;
+    };
+    let before = rules.len();
+    rules.retain(|r| *r != rule);
+    let removed = rules.len() != before;
+    if rules.is_empty() {
+        map.remove(key);
+    }
+    removed
+}
+
 /// Address prefixes → rules: one hash lookup per prefix length in use.
 #[derive(Debug, Clone, Default)]
 pub(crate) struct AddressIndex {
@@ -632,17 +650,7 @@ impl AddressIndex {
     }
 
     pub(crate) fn remove(&mut self, net: IpNet, rule: Rule) -> bool {
-        let key = prefix_key(net);
-        let Some(rules) = self.map.get_mut(&key) else {
-            return false;
-        };
-        let before = rules.len();
-        rules.retain(|r| *r != rule);
-        let removed = rules.len() != before;
-        if rules.is_empty() {
-            self.map.remove(&key);
-        }
-        removed
+        remove_rule(&mut self.map, &prefix_key(net), rule)
     }
 
     pub(crate) fn retain_orders(&mut self, keep: impl Fn(usize) -> bool) {

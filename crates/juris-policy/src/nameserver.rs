@@ -6,7 +6,7 @@
 //! prefix (as `rpz-nsip`). Both are small tables: order authors list a handful of servers,
 //! not millions.
 
-use crate::index::{rule, rule_order, AddressIndex, Rule};
+use crate::index::{remove_rule, rule, rule_order, AddressIndex, Rule};
 use crate::order::TargetKind;
 use crate::validate::{TargetValue, ValidatedTarget};
 use std::collections::HashMap;
@@ -54,17 +54,7 @@ impl NameServerRules {
         let rule = rule(order, false);
         match (target.kind(), target.value()) {
             (TargetKind::Nsdname, TargetValue::Name(name)) => {
-                let key = wire_of(name);
-                let Some(rules) = self.names.get_mut(&key) else {
-                    return false;
-                };
-                let before = rules.len();
-                rules.retain(|r| *r != rule);
-                let removed = rules.len() != before;
-                if rules.is_empty() {
-                    self.names.remove(&key);
-                }
-                removed
+                remove_rule(&mut self.names, &wire_of(name), rule)
             }
             (TargetKind::Nsip, TargetValue::Prefix(net)) => self.addresses.remove(*net, rule),
             _ => false,

@@ -598,6 +598,16 @@ fn assert_blocked_by(response: &Response, owner: &str, order: &str) {
     );
 }
 
+/// Rewrites the order file `file` with `text`, then waits until Italy's answer for `probe` has
+/// the RCODE `status` (the change was loaded).
+fn replace_order(s: &Setup, file: &str, text: &str, probe: &str, status: &str) {
+    write_atomically(&s.orders().join(file), text);
+    eventually(
+        &format!("{probe} answers {status} after {file} changed"),
+        || s.dig(s.italy(), probe).status == status,
+    );
+}
+
 /// Polls until `check` holds (30 s at most, so that a failure does not hang; no timing is
 /// asserted).
 fn eventually(what: &str, check: impl FnMut() -> bool) {
@@ -646,14 +656,13 @@ fn name_server_triggers_block_shared_hosting_for_italy_only_while_active() {
     );
 
     // Suspended: the cached answers are served to Italy again.
-    let orders = s.orders();
-    write_atomically(
-        &orders.join("ns.json"),
+    replace_order(
+        &s,
+        "ns.json",
         &name_server_order("IT-NS-1", "suspended", "nsdname", "ns.dnshost.test"),
+        "www.kickasstorrents2.to.",
+        "NOERROR",
     );
-    eventually("the suspended nsdname order stops blocking", || {
-        s.dig(italy, "www.kickasstorrents2.to.").status == "NOERROR"
-    });
     for (name, address) in moved {
         assert_resolved(&s.dig(italy, name), address);
     }
@@ -661,13 +670,13 @@ fn name_server_triggers_block_shared_hosting_for_italy_only_while_active() {
     // nsip: one address of the shared name server blocks both zones again (from the cache:
     // the addresses of the servers were kept with the answers), still for Italy only.
     let shared_address = s.hierarchy.addresses("kat-mirror.test.")[0];
-    write_atomically(
-        &orders.join("ns.json"),
+    replace_order(
+        &s,
+        "ns.json",
         &name_server_order("IT-NS-2", "active", "nsip", &format!("{shared_address}/32")),
+        "www.kat-mirror.test.",
+        "NXDOMAIN",
     );
-    eventually("the nsip order blocks", || {
-        s.dig(italy, "www.kat-mirror.test.").status == "NXDOMAIN"
-    });
     for (name, address) in moved {
         for _ in 0..2 {
             assert_blocked_by(&s.dig(italy, name), name, "IT-NS-2");
@@ -677,13 +686,13 @@ fn name_server_triggers_block_shared_hosting_for_italy_only_while_active() {
     assert_resolved(&s.dig(italy, "www.innocent.test."), "192.0.2.40");
 
     // And only while active: lifted, the names resolve for Italy.
-    write_atomically(
-        &orders.join("ns.json"),
+    replace_order(
+        &s,
+        "ns.json",
         &name_server_order("IT-NS-2", "lifted", "nsip", &format!("{shared_address}/32")),
+        "www.kat-mirror.test.",
+        "NOERROR",
     );
-    eventually("the lifted nsip order stops blocking", || {
-        s.dig(italy, "www.kat-mirror.test.").status == "NOERROR"
-    });
     for (name, address) in moved {
         assert_resolved(&s.dig(italy, name), address);
     }
@@ -715,13 +724,13 @@ fn an_extension_stops_with_its_parent() {
     assert_resolved(&s.dig(germany, name), "192.0.2.70");
 
     // The parent is suspended: its extension stops in the same publish.
-    write_atomically(
-        &s.orders().join("it-mi-2024-0001.json"),
+    replace_order(
+        &s,
+        "it-mi-2024-0001.json",
         &milan_order("suspended", ""),
+        name,
+        "NOERROR",
     );
-    eventually("the extension stops with its parent", || {
-        s.dig(italy, name).status == "NOERROR"
-    });
     assert_resolved(&s.dig(italy, name), "192.0.2.70");
     let explained = s.explain(italy, "www.kickasstorrents2.to", &[]);
     assert!(
@@ -729,13 +738,13 @@ fn an_extension_stops_with_its_parent() {
         "{explained}"
     );
     // Active again: so is the extension.
-    write_atomically(
-        &s.orders().join("it-mi-2024-0001.json"),
+    replace_order(
+        &s,
+        "it-mi-2024-0001.json",
         &milan_order("active", ""),
+        name,
+        "NXDOMAIN",
     );
-    eventually("the extension applies again with its parent", || {
-        s.dig(italy, name).status == "NXDOMAIN"
-    });
     assert_blocked_by(
         &s.dig(italy, name),
         "kickasstorrents2.to.",
