@@ -734,6 +734,27 @@ mod tests {
     use super::*;
 
     #[test]
+    fn the_hash_starts_from_the_process_seed() {
+        // The seed is drawn at random once per process: the same in every hasher of this
+        // process, and not the fixed constant the hash once started from.
+        assert_eq!(hash_seed(), hash_seed());
+        assert_eq!(KeyHasher::new().0, hash_seed());
+        let fixed = |key: &[u8]| {
+            let mut hasher = KeyHasher(0x243f_6a88_85a3_08d3);
+            hasher.label_at(key, 0, key.len());
+            hasher.finish()
+        };
+        let seeded = |key: &[u8]| {
+            let mut hasher = KeyHasher::new();
+            hasher.label_at(key, 0, key.len());
+            hasher.finish()
+        };
+        // Different starting states give different hashes (the per-word step is a bijection
+        // of the state, so equal hashes would need equal seeds).
+        assert_ne!(seeded(b"kickasstorrents"), fixed(b"kickasstorrents"));
+    }
+
+    #[test]
     fn hashing_lower_cases_and_matches_keys() {
         let mut a = KeyHasher::new();
         a.label(b"COM");
