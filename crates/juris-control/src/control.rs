@@ -9,8 +9,8 @@ use std::time::{Duration, Instant};
 use ipnet::IpNet;
 use jiff::Timestamp;
 use juris_policy::{
-    normalize_name, Country, Order, OrderState, Target, TargetKind, TargetValue, ValidatedOrder,
-    ValidatedTarget, ValidationOptions,
+    normalize_name, Country, Order, OrderKind, OrderState, Target, TargetKind, TargetValue,
+    ValidatedOrder, ValidatedTarget, ValidationOptions,
 };
 use rand::RngCore;
 use rusqlite::{params, OptionalExtension, Transaction};
@@ -173,6 +173,11 @@ pub struct OrderView {
     pub order: Order,
     /// `state`, or `expired` once `expires_at` has passed.
     pub effective_state: String,
+    /// For an `extension`: whether its parent is in force (`in force`, or why not, e.g. `its
+    /// parent order is suspended`); an extension matches nothing while its parent is not in
+    /// force. Absent for other kinds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parent_status: Option<String>,
     /// Who created it.
     pub created_by: String,
     /// When.
@@ -202,6 +207,9 @@ pub struct OrderSummary {
     pub state: String,
     /// `state`, or `expired`.
     pub effective_state: String,
+    /// For an `extension`: whether its parent is in force (see [`OrderView::parent_status`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parent_status: Option<String>,
     /// Number of targets.
     pub targets: u64,
     /// Number of targets held for review.
@@ -928,6 +936,7 @@ impl Control {
             order.state = row.state;
             order.targets = targets.iter().map(TargetView::to_target).collect();
             Ok(OrderView {
+                parent_status: parent_status(conn, &order, now)?,
                 effective_state: effective_state(&order, now),
                 order,
                 created_by: row.created_by,
@@ -966,13 +975,16 @@ impl Control {
             let mut out = Vec::new();
             for (id, targets, held) in ids {
                 if let Some(row) = load_order(conn, &id)? {
-                    out.push((row, targets, held));
+                    let mut order = row.document.clone();
+                    order.state = row.state;
+                    let parent = parent_status(conn, &order, now)?;
+                    out.push((row, targets, held, parent));
                 }
             }
             Ok(out)
         }))?;
         let mut out = Vec::new();
-        for (row, targets, needs_review) in rows {
+        for (row, targets, needs_review, parent_status) in rows {
             let mut order = row.document;
             order.state = row.state;
             let effective = effective_state(&order, now);
@@ -1002,6 +1014,7 @@ impl Control {
                 jurisdictions: order.jurisdictions.clone(),
                 state: order.state.as_str().to_owned(),
                 effective_state: effective,
+                parent_status,
                 targets,
                 needs_review,
                 comply_by: order.comply_by,
@@ -1225,6 +1238,61 @@ fn status_str(status: TargetStatus) -> &'static str {
         TargetStatus::NeedsReview => "needs_review",
         TargetStatus::Overridden => "overridden",
     }
+}
+
+/// [`OrderView::parent_status`] of an extension whose parent is in force.
+pub const PARENT_IN_FORCE: &str = "in force";
+
+/// For an `extension`, whether its parent order (in the store) is in force at `now`: `in force`,
+/// or why not in the words of [`juris_policy::ParentStatus`], following extensions of
+/// extensions as the policy does; `None` for other kinds. A parent that is not in the store
+/// may come from an order file, which the store cannot see: then it says so.
+fn parent_status(
+    conn: &rusqlite::Connection,
+    order: &Order,
+    now: Timestamp,
+) -> Result<Option<String>, ControlError> {
+    if order.kind != OrderKind::Extension {
+        return Ok(None);
+    }
+    let mut current = order.clone();
+    for _ in 0..8 {
+        let (OrderKind::Extension, Some(parent)) = (current.kind, current.parent.clone()) else {
+            return Ok(Some(PARENT_IN_FORCE.into()));
+        };
+        let Some(row) = load_order(conn, &parent)? else {
+            return Ok(Some(format!(
+                "unknown: its parent order {parent} is not in the store (it may be in an order \
+                 file: see juris status)"
+            )));
+        };
+        let mut parent_order = row.document;
+        parent_order.state = row.state;
+        let why = match parent_order.state {
+            OrderState::Active | OrderState::Shadow => time_status(&parent_order, now),
+            other => Some(juris_policy::ParentStatus::NotActive(other)),
+        };
+        if let Some(why) = why {
+            return Ok(Some(why.to_string()));
+        }
+        current = parent_order;
+    }
+    Ok(Some(juris_policy::ParentStatus::Missing.to_string()))
+}
+
+/// Why an order as written is not in force at `now` as far as time goes, if it is not.
+fn time_status(order: &Order, now: Timestamp) -> Option<juris_policy::ParentStatus> {
+    use juris_policy::ParentStatus;
+    if order.effective_from.is_some_and(|from| now < from) {
+        return Some(ParentStatus::NotYetEffective);
+    }
+    if order.expires_at.is_some_and(|until| now >= until) {
+        return Some(ParentStatus::Expired);
+    }
+    if !order.windows.is_empty() && !order.windows.iter().any(|w| w.start <= now && now < w.end) {
+        return Some(ParentStatus::OutsideWindows);
+    }
+    None
 }
 
 /// `state`, or `expired` when `expires_at` has passed for an order that could still apply.

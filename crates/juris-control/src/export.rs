@@ -3,7 +3,7 @@
 use juris_policy::{Country, OrderState, TimeStatus};
 use serde::Serialize;
 
-use crate::control::{Control, OrderView, TargetStatus};
+use crate::control::{Control, OrderView, TargetStatus, PARENT_IN_FORCE};
 use crate::error::ControlError;
 use crate::rpz::{self, ExportOrder};
 
@@ -68,6 +68,14 @@ impl Control {
                 continue;
             };
             if valid.info().time_status(now) != TimeStatus::InForce {
+                continue;
+            }
+            // An extension is in force only while its parent is.
+            if view
+                .parent_status
+                .as_deref()
+                .is_some_and(|status| status != PARENT_IN_FORCE)
+            {
                 continue;
             }
             orders.push(ExportOrder {

@@ -11,9 +11,9 @@
 //! - `$INCLUDE` and `$GENERATE` are refused. Quoted strings are only understood well enough to
 //!   skip comments inside them.
 //! - Export: orders answering REFUSED are exported as NXDOMAIN (RPZ has no REFUSED action; the
-//!   zone says so in a comment); `nsdname`/`nsip` targets are not exported because juris does
-//!   not enforce them yet; time limits (`effective_from`, `windows`) cannot be expressed, so only
-//!   orders in force at export time are included.
+//!   zone says so in a comment); `nsdname`/`nsip` targets are exported as `rpz-nsdname` and
+//!   `rpz-nsip` triggers; time limits (`effective_from`, `windows`) cannot be expressed, so only
+//!   orders in force at export time are included (an extension only while its parent is).
 
 use std::collections::BTreeMap;
 use std::net::IpAddr;
@@ -389,7 +389,15 @@ pub fn render(origin: &str, serial: u64, orders: &[ExportOrder]) -> String {
                         out.push_str(&format!("{}.rpz-ip CNAME {rdata}\n", rpz_ip_owner(&net)));
                     }
                 }
-                TargetKind::Ip | TargetKind::Nsdname | TargetKind::Nsip => {}
+                TargetKind::Nsdname => {
+                    out.push_str(&format!("{value}.rpz-nsdname CNAME {rdata}\n"))
+                }
+                TargetKind::Nsip => {
+                    if let Ok(net) = value.parse::<IpNet>() {
+                        out.push_str(&format!("{}.rpz-nsip CNAME {rdata}\n", rpz_ip_owner(&net)));
+                    }
+                }
+                TargetKind::Ip => {}
             }
         }
     }
@@ -460,6 +468,8 @@ mod tests {
                 (TargetKind::Domain, "x.example".into()),
                 (TargetKind::Ip, "188.114.97.7/32".into()),
                 (TargetKind::Ip, "2001:db8:1::/48".into()),
+                (TargetKind::Nsdname, "ns1.bad-dns.example".into()),
+                (TargetKind::Nsip, "198.51.100.0/24".into()),
             ],
         }];
         let text = render("it.rpz.invalid.", 7, &orders);

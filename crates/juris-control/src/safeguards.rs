@@ -147,6 +147,28 @@ pub const DEFAULT_PROTECTED: &[(&str, &str)] = &[
     ),
     // GitHub user content (raw files, release downloads).
     ("githubusercontent.com", "GitHub user content"),
+    // Name servers of big DNS hosters, shared by millions of zones: an `nsdname` target here
+    // (or a `subtree` covering them) would block every zone they serve. The names are the
+    // hosters' well-known name server domains; NOT yet checked against each hoster's published
+    // documentation (issue 14, item 7).
+    (
+        "ns.cloudflare.com",
+        "Cloudflare DNS name servers (unverified)",
+    ),
+    ("domaincontrol.com", "GoDaddy DNS name servers (unverified)"),
+    (
+        "registrar-servers.com",
+        "Namecheap DNS name servers (unverified)",
+    ),
+    ("azure-dns.com", "Azure DNS name servers (unverified)"),
+    ("azure-dns.net", "Azure DNS name servers (unverified)"),
+    ("azure-dns.org", "Azure DNS name servers (unverified)"),
+    ("azure-dns.info", "Azure DNS name servers (unverified)"),
+    (
+        "googledomains.com",
+        "Google Cloud DNS name servers (unverified)",
+    ),
+    ("nsone.net", "NS1 name servers (unverified)"),
 ];
 
 impl ProtectedList {
@@ -295,6 +317,22 @@ mod tests {
             .unwrap()
             .targets()[0]
             .clone()
+    }
+
+    #[test]
+    fn name_server_targets_on_shared_dns_hosting_are_held() {
+        let list = ProtectedList::defaults();
+        let reason = list
+            .check(&target("nsdname", "lara.ns.cloudflare.com"))
+            .expect("a Cloudflare name server is held");
+        assert!(reason.contains("ns.cloudflare.com"), "{reason}");
+        assert!(list
+            .check(&target("nsdname", "ns11.domaincontrol.com"))
+            .is_some());
+        assert!(list.check(&target("nsip", "8.8.8.8")).is_some());
+        assert!(list
+            .check(&target("nsdname", "ns1.kickass-dns.example"))
+            .is_none());
     }
 
     #[test]

@@ -12,9 +12,9 @@ use juris_control::api::{routes, NoServer, OPENAPI};
 use juris_control::feeds::{list_checksum, CumulativeFeed, FeedChecksums};
 use juris_control::{
     router, Actor, ApiState, Clock, Control, ControlConfig, ControlError, ExplainRequest,
-    ExplainView, Role, ServerSnapshot, ServerView, Store, TargetStatus,
+    ExplainView, OrderFilter, Role, ServerSnapshot, ServerView, Store, TargetStatus,
 };
-use juris_policy::{Order, OrderState, Target, TargetKind, Timestamp};
+use juris_policy::{Order, OrderKind, OrderState, Target, TargetKind, Timestamp};
 use serde_json::{json, Value};
 use tower::ServiceExt;
 
@@ -1209,4 +1209,48 @@ async fn api_lifecycle_errors_and_views() {
         .await
         .unwrap();
     assert_eq!(response.status(), StatusCode::INTERNAL_SERVER_ERROR);
+}
+
+#[test]
+fn an_extension_shows_whether_its_parent_is_in_force() {
+    let control = memory();
+    let parent = order(
+        "IT-P",
+        "active",
+        json!([{"type": "subtree", "value": "kickasstorrents.to"}]),
+    );
+    control
+        .apply_order(&admin(), parent, true, false, "")
+        .unwrap();
+    let mut extension = order(
+        "IT-P-EXT",
+        "active",
+        json!([{"type": "subtree", "value": "kickasstorrents2.to"}]),
+    );
+    extension.kind = OrderKind::Extension;
+    extension.parent = Some("IT-P".into());
+    control
+        .apply_order(&admin(), extension, true, false, "")
+        .unwrap();
+    let status = |control: &Control| {
+        let view = control.order("IT-P-EXT").unwrap().parent_status;
+        let listed = control
+            .orders(&OrderFilter::default())
+            .unwrap()
+            .into_iter()
+            .find(|o| o.id == "IT-P-EXT")
+            .unwrap()
+            .parent_status;
+        assert_eq!(view, listed);
+        view
+    };
+    assert_eq!(status(&control).as_deref(), Some("in force"));
+    assert_eq!(control.order("IT-P").unwrap().parent_status, None);
+    control
+        .transition(&admin(), "IT-P", OrderState::Suspended, "appeal pending")
+        .unwrap();
+    assert_eq!(
+        status(&control).as_deref(),
+        Some("its parent order is suspended")
+    );
 }

@@ -40,10 +40,27 @@ pub(crate) struct KeyHasher(u64);
 
 const K: u64 = 0x9e37_79b9_7f4a_7c15;
 
+/// The secret starting state of every [`KeyHasher`] in this process: drawn once, from the
+/// standard library's randomly keyed `RandomState` (the operating system's random source), so
+/// whoever writes orders cannot choose names that crowd one bucket of the index or one block
+/// of its Bloom filters. Every index of the process is built and probed with it; nothing
+/// stores a hash across processes.
+#[inline]
+pub(crate) fn hash_seed() -> u64 {
+    static SEED: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
+    *SEED.get_or_init(|| {
+        use std::hash::{BuildHasher, Hasher};
+        let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
+        hasher.write_u64(0x243f_6a88_85a3_08d3);
+        // Never 0, so that a zeroed state can never be the seed.
+        hasher.finish() | 1
+    })
+}
+
 impl KeyHasher {
     #[inline]
     pub(crate) fn new() -> KeyHasher {
-        KeyHasher(0x243f_6a88_85a3_08d3)
+        KeyHasher(hash_seed())
     }
 
     /// Adds one label (without its length byte or separator).
@@ -562,6 +579,24 @@ impl NameIndex {
     }
 }
 
+/// Removes `rule` from the rules of `key` (and the key when none is left); whether it was there.
+pub(crate) fn remove_rule<K: std::hash::Hash + Eq>(
+    map: &mut HashMap<K, Vec<Rule>>,
+    key: &K,
+    rule: Rule,
+) -> bool {
+    let Some(rules) = map.get_mut(key) else {
+        return false;
+    };
+    let before = rules.len();
+    rules.retain(|r| *r != rule);
+    let removed = rules.len() != before;
+    if rules.is_empty() {
+        map.remove(key);
+    }
+    removed
+}
+
 /// Address prefixes → rules: one hash lookup per prefix length in use.
 #[derive(Debug, Clone, Default)]
 pub(crate) struct AddressIndex {
@@ -615,17 +650,7 @@ impl AddressIndex {
     }
 
     pub(crate) fn remove(&mut self, net: IpNet, rule: Rule) -> bool {
-        let key = prefix_key(net);
-        let Some(rules) = self.map.get_mut(&key) else {
-            return false;
-        };
-        let before = rules.len();
-        rules.retain(|r| *r != rule);
-        let removed = rules.len() != before;
-        if rules.is_empty() {
-            self.map.remove(&key);
-        }
-        removed
+        remove_rule(&mut self.map, &prefix_key(net), rule)
     }
 
     pub(crate) fn retain_orders(&mut self, keep: impl Fn(usize) -> bool) {
@@ -707,6 +732,27 @@ impl AddressIndex {
 #[allow(clippy::unwrap_used, clippy::expect_used, reason = "test code")]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_hash_starts_from_the_process_seed() {
+        // The seed is drawn at random once per process: the same in every hasher of this
+        // process, and not the fixed constant the hash once started from.
+        assert_eq!(hash_seed(), hash_seed());
+        assert_eq!(KeyHasher::new().0, hash_seed());
+        let fixed = |key: &[u8]| {
+            let mut hasher = KeyHasher(0x243f_6a88_85a3_08d3);
+            hasher.label_at(key, 0, key.len());
+            hasher.finish()
+        };
+        let seeded = |key: &[u8]| {
+            let mut hasher = KeyHasher::new();
+            hasher.label_at(key, 0, key.len());
+            hasher.finish()
+        };
+        // Different starting states give different hashes (the per-word step is a bijection
+        // of the state, so equal hashes would need equal seeds).
+        assert_ne!(seeded(b"kickasstorrents"), fixed(b"kickasstorrents"));
+    }
 
     #[test]
     fn hashing_lower_cases_and_matches_keys() {

@@ -59,23 +59,25 @@
 //! ```
 //!
 //! # Limitations
-//! - `nsdname` and `nsip` targets are parsed, validated and counted ([`OrderStats::unenforced`])
-//!   but **not yet enforced**: the server has no hook for the name servers of a resolution yet.
+//! - `nsdname` and `nsip` targets are checked with [`CompiledPolicy::check_name_server`] and
+//!   [`CompiledPolicy::check_name_server_address`] against the servers that answered, which the
+//!   caller supplies (the server keeps them with each cache entry); `nsdname` is exact (no
+//!   wildcard form).
 //! - The public-suffix check is a plug-in ([`PublicSuffixes`]); the crate itself refuses only
 //!   single-label names (TLDs). The protected list (brief requirement 14) is not here yet.
-//! - An `extension` is enforced as an order of its own (its own jurisdictions, state, times); the
-//!   compiler does not make it follow its parent's state.
+//! - An `extension` is in force only while its parent (looked up by id in the same policy) is
+//!   active and in force; its own jurisdictions decide where.
 //! - `comply_by` is validated and reported, never enforced (it is a deadline for the operator).
-//! - The name index hashes keys with a fixed, unkeyed function. Whoever writes orders could pick
-//!   names that share a bucket and slow the lookups that reach it; answers stay exact (a hit is
-//!   always compared byte for byte). Memory per name grows with name length (≈ 6 B + the name);
-//!   see `docs/performance.md`.
+//! - The name index hashes keys from a per-process secret seed (fast mixing, not a keyed PRF);
+//!   answers stay exact whatever the hash does (a hit is always compared byte for byte). Memory
+//!   per name grows with name length (≈ 6 B + the name); see `docs/performance.md`.
 
 #![forbid(unsafe_code)]
 
 mod country;
 mod index;
 mod name;
+mod nameserver;
 mod order;
 mod policy;
 mod validate;
@@ -98,4 +100,6 @@ pub use validate::{
     NoPublicSuffixes, OrderInfo, Problem, PublicSuffixes, TargetValue, TimeStatus, ValidatedOrder,
     ValidatedTarget, ValidationError, ValidationErrors, ValidationOptions,
 };
-pub use verdict::{Block, ExplainedMatch, Explanation, Match, MatchStatus, MatchedTarget, Verdict};
+pub use verdict::{
+    Block, ExplainedMatch, Explanation, Match, MatchStatus, MatchedTarget, ParentStatus, Verdict,
+};

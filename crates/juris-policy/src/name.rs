@@ -148,6 +148,31 @@ pub(crate) fn push_key_from_name(name: &str, out: &mut Vec<u8>) -> u64 {
     }
 }
 
+/// The name (presentation format, lower case, no trailing dot; `.` for the root) of a wire
+/// name. Stops at a compression pointer or the end of the bytes; other bytes are shown lossily.
+pub(crate) fn wire_to_text(wire: &[u8]) -> String {
+    let mut text = String::with_capacity(wire.len());
+    let mut at = 0;
+    while let Some(&len) = wire.get(at) {
+        let len = usize::from(len);
+        if len == 0 || len > 63 {
+            break;
+        }
+        let Some(label) = wire.get(at + 1..at + 1 + len) else {
+            break;
+        };
+        if !text.is_empty() {
+            text.push('.');
+        }
+        text.push_str(&String::from_utf8_lossy(label).to_ascii_lowercase());
+        at += 1 + len;
+    }
+    if text.is_empty() {
+        text.push('.');
+    }
+    text
+}
+
 /// The name (presentation format, no trailing dot) of an index key.
 pub(crate) fn name_from_key(key: &[u8]) -> String {
     let mut labels: Vec<&[u8]> = key

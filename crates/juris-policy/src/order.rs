@@ -142,9 +142,11 @@ pub enum TargetKind {
     Domain,
     /// An address or prefix in an answer (enforced only with `block_addresses`).
     Ip,
-    /// A name server name (parsed and kept; **not yet enforced**).
+    /// A name server name: matches a name whose authoritative servers include exactly this one
+    /// (RPZ NSDNAME).
     Nsdname,
-    /// A name server address (parsed and kept; **not yet enforced**).
+    /// A name server address or prefix: matches a name whose authoritative servers have an
+    /// address in it (RPZ NSIP).
     Nsip,
 }
 

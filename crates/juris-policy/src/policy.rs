@@ -13,11 +13,16 @@ use crate::index::{
     rule, rule_is_subtree, rule_order, AddressIndex, KeyHasher, NameIndex, NameIndexBuilder, Rule,
 };
 use crate::name::{name_from_key, push_key_from_name, WireKey, WireName};
-use crate::order::{OrderState, TargetKind};
+use crate::nameserver::NameServerRules;
+use crate::order::{OrderKind, OrderState, TargetKind};
 use crate::validate::{OrderInfo, TargetValue, TimeStatus, ValidatedOrder, ValidatedTarget};
 use crate::verdict::{
-    Block, ExplainedMatch, Explanation, Match, MatchStatus, MatchedTarget, Verdict,
+    Block, ExplainedMatch, Explanation, Match, MatchStatus, MatchedTarget, ParentStatus, Verdict,
 };
+
+/// How many extensions of extensions are followed up to the first order that is not one; a
+/// longer chain (or a cycle) counts as a missing parent.
+const MAX_EXTENSION_DEPTH: usize = 8;
 
 /// The next [`CompiledPolicy::instance`] number.
 fn next_instance() -> u64 {
@@ -78,9 +83,10 @@ pub struct OrderUpdate {
 /// Per-order counts for status pages and transparency reports.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct OrderStats {
-    /// Distinct enforced targets (`domain`, `subtree`, `ip`).
+    /// Distinct enforced targets (`domain`, `subtree`, `ip`, `nsdname`, `nsip`).
     pub targets: usize,
-    /// `nsdname` and `nsip` targets: kept, **not yet enforced**.
+    /// Targets kept but not enforced. Always 0 since `nsdname` and `nsip` are enforced (kept
+    /// for the API's shape).
     pub unenforced: usize,
 }
 
@@ -97,6 +103,8 @@ pub struct PolicyStats {
     pub masked_names: usize,
     /// (prefix, order) entries.
     pub address_rules: usize,
+    /// `nsdname` (name, order) and `nsip` (prefix, order) entries.
+    pub name_server_rules: usize,
     /// See [`CompiledPolicy::memory_bytes`].
     pub memory_bytes: usize,
 }
@@ -119,6 +127,8 @@ pub struct CompiledPolicy {
     base: Arc<NameIndex>,
     overlay: Arc<Overlay>,
     addresses: Arc<AddressIndex>,
+    /// `nsdname` and `nsip` targets.
+    name_servers: Arc<NameServerRules>,
 }
 
 #[derive(Debug)]
@@ -160,6 +170,7 @@ impl CompiledPolicy {
             base: Arc::new(NameIndex::empty()),
             overlay: Arc::new(Overlay::empty()),
             addresses: Arc::default(),
+            name_servers: Arc::default(),
         }
     }
 
@@ -176,6 +187,7 @@ impl CompiledPolicy {
         let mut infos = Vec::with_capacity(orders.len());
         let mut stats = vec![OrderStats::default(); orders.len()];
         let mut addresses = AddressIndex::default();
+        let mut name_servers = NameServerRules::default();
         let names: usize = orders
             .iter()
             .map(|o| o.targets().iter().filter(|t| is_name_rule(t)).count())
@@ -210,13 +222,22 @@ impl CompiledPolicy {
                     (TargetKind::Ip, TargetValue::Prefix(net)) => {
                         addresses.insert(*net, rule(index32, false));
                     }
+                    _ if NameServerRules::holds(target) => {
+                        name_servers.add(index32, target);
+                    }
                     _ => stats[index].unenforced += 1,
                 }
             }
         }
         addresses.refresh();
+        name_servers.refresh();
         let base = build_index(arena, entries, &mut stats)?;
         addresses_stats(&addresses, &mut stats);
+        name_servers.for_each_rule(|rule| {
+            if let Some(s) = stats.get_mut(rule_order(rule)) {
+                s.targets += 1;
+            }
+        });
         Ok(CompiledPolicy {
             instance: next_instance(),
             generation: options.generation,
@@ -226,6 +247,7 @@ impl CompiledPolicy {
             base: Arc::new(base),
             overlay: Arc::new(Overlay::empty()),
             addresses: Arc::new(addresses),
+            name_servers: Arc::new(name_servers),
         })
     }
 
@@ -239,12 +261,14 @@ impl CompiledPolicy {
         let mut added = self.overlay.added.clone();
         let mut removed = self.overlay.removed.clone();
         let mut addresses = (*self.addresses).clone();
+        let mut name_servers = (*self.name_servers).clone();
         let mut dead: Vec<usize> = Vec::new();
         let mut editor = Editor {
             base: &self.base,
             added: &mut added,
             removed: &mut removed,
             addresses: &mut addresses,
+            name_servers: &mut name_servers,
         };
         for change in changes {
             match change {
@@ -295,8 +319,10 @@ impl CompiledPolicy {
         }
         if !dead.is_empty() {
             addresses.retain_orders(|order| orders.get(order).is_some_and(Option::is_some));
+            name_servers.retain_orders(|order| orders.get(order).is_some_and(Option::is_some));
         }
         addresses.refresh();
+        name_servers.refresh();
         let overlay = Overlay::build(added, removed)?;
         Ok(CompiledPolicy {
             instance: next_instance(),
@@ -307,6 +333,7 @@ impl CompiledPolicy {
             base: Arc::clone(&self.base),
             overlay: Arc::new(overlay),
             addresses: Arc::new(addresses),
+            name_servers: Arc::new(name_servers),
         })
     }
 
@@ -359,6 +386,7 @@ impl CompiledPolicy {
             base: Arc::new(base),
             overlay: Arc::new(Overlay::empty()),
             addresses: Arc::clone(&self.addresses),
+            name_servers: Arc::clone(&self.name_servers),
         })
     }
 
@@ -431,7 +459,7 @@ impl CompiledPolicy {
         let mut hits: Vec<Hit> = Vec::new();
         self.walk_name(&key, |key_len, rule| {
             if let Some(order) = self.order(rule) {
-                match status(order, country, now, false) {
+                match self.status(order, country, now, false) {
                     MatchStatus::Fired => hits.push(Hit {
                         key_len,
                         rule,
@@ -465,10 +493,108 @@ impl CompiledPolicy {
     /// `block_addresses: true` block. IPv4-mapped IPv6 addresses are checked as IPv4.
     #[inline]
     pub fn check_address(&self, addr: IpAddr, country: Option<Country>, now: Timestamp) -> Verdict {
-        let mut hits: Vec<(ipnet::IpNet, Hit)> = Vec::new();
-        self.addresses.visit(addr, |net, rule| {
+        self.check_prefixes(
+            &self.addresses,
+            addr,
+            country,
+            now,
+            true,
+            MatchedTarget::Prefix,
+        )
+    }
+
+    /// Whether any `nsdname` target of this policy names the name server `name` (wire form, any
+    /// case), for any client, at any time, in any state. `false` is exact.
+    #[inline]
+    pub fn may_apply_to_name_server(&self, name: &[u8]) -> bool {
+        let mut any = false;
+        self.name_servers.visit_name(name, |_| any = true);
+        any
+    }
+
+    /// Whether any `nsip` target of this policy covers the name server address `addr` (any
+    /// client, any time, any state). `false` is exact.
+    #[inline]
+    pub fn may_apply_to_name_server_address(&self, addr: IpAddr) -> bool {
+        let mut any = false;
+        self.name_servers.addresses().visit(addr, |_, _| any = true);
+        any
+    }
+
+    /// Whether the policy has any `nsdname` or `nsip` target.
+    #[inline]
+    pub fn has_name_server_triggers(&self) -> bool {
+        !self.name_servers.is_empty()
+    }
+
+    /// Checks the name of an authoritative server of the answer (an NS name of the zone cut
+    /// that answered; wire form, any case) for a client: `nsdname` targets naming exactly
+    /// that server (RPZ NSDNAME). Allocation-free unless something matches.
+    #[inline]
+    pub fn check_name_server(
+        &self,
+        name: &[u8],
+        country: Option<Country>,
+        now: Timestamp,
+    ) -> Verdict {
+        let mut hits: Vec<Hit> = Vec::new();
+        self.name_servers.visit_name(name, |rule| {
             if let Some(order) = self.order(rule) {
-                let shadow = match status(order, country, now, true) {
+                let shadow = match self.status(order, country, now, false) {
+                    MatchStatus::Fired => false,
+                    MatchStatus::Shadow => true,
+                    _ => return,
+                };
+                hits.push(Hit {
+                    key_len: name.len(),
+                    rule,
+                    shadow,
+                });
+            }
+        });
+        if hits.is_empty() {
+            return Verdict::allow();
+        }
+        self.sort_hits(&mut hits);
+        let text = crate::name::wire_to_text(name);
+        self.verdict(&hits, |_| MatchedTarget::NameServer(text.clone()))
+    }
+
+    /// Checks an address of an authoritative server of the answer for a client: `nsip`
+    /// targets whose prefix covers it (RPZ NSIP), whatever the order's `block_addresses`.
+    #[inline]
+    pub fn check_name_server_address(
+        &self,
+        addr: IpAddr,
+        country: Option<Country>,
+        now: Timestamp,
+    ) -> Verdict {
+        self.check_prefixes(
+            self.name_servers.addresses(),
+            addr,
+            country,
+            now,
+            false,
+            MatchedTarget::NameServerPrefix,
+        )
+    }
+
+    /// The verdict of the prefixes of `index` covering `addr`; `address`: the rules are `ip`
+    /// targets (enforced only with `block_addresses`).
+    #[inline]
+    fn check_prefixes(
+        &self,
+        index: &AddressIndex,
+        addr: IpAddr,
+        country: Option<Country>,
+        now: Timestamp,
+        address: bool,
+        target: fn(ipnet::IpNet) -> MatchedTarget,
+    ) -> Verdict {
+        let mut hits: Vec<(ipnet::IpNet, Hit)> = Vec::new();
+        index.visit(addr, |net, rule| {
+            if let Some(order) = self.order(rule) {
+                let shadow = match self.status(order, country, now, address) {
                     MatchStatus::Fired => false,
                     MatchStatus::Shadow => true,
                     _ => return,
@@ -493,12 +619,65 @@ impl CompiledPolicy {
             .collect();
         let plain: Vec<Hit> = hits.into_iter().map(|(_, hit)| hit).collect();
         self.verdict(&plain, |hit| {
-            MatchedTarget::Prefix(
+            target(
                 nets.get(&(hit.key_len, hit.rule))
                     .copied()
                     .unwrap_or_else(|| ipnet::IpNet::from(addr)),
             )
         })
+    }
+
+    /// Whether the order applies, for one client at one moment ([`status`]), and for an
+    /// `extension`, whether its parent is in force too (state, dates, windows; the
+    /// extension's own jurisdictions decide where): an extension of a suspended, lifted,
+    /// expired or missing parent never matches; of a shadow parent, it is shadow at most.
+    #[inline]
+    fn status(
+        &self,
+        order: &OrderInfo,
+        country: Option<Country>,
+        now: Timestamp,
+        address: bool,
+    ) -> MatchStatus {
+        let own = status(order, country, now, address);
+        if order.kind != OrderKind::Extension
+            || !matches!(own, MatchStatus::Fired | MatchStatus::Shadow)
+        {
+            return own;
+        }
+        match self.parent_status(order, now) {
+            Ok(false) => own,
+            Ok(true) => MatchStatus::Shadow,
+            Err(why) => MatchStatus::ParentNotInForce(why),
+        }
+    }
+
+    /// Whether the parents of an `extension` are in force at `now` (`Ok(true)`: one of them is
+    /// shadow only), following extensions of extensions up to 8 levels.
+    pub fn parent_status(&self, order: &OrderInfo, now: Timestamp) -> Result<bool, ParentStatus> {
+        let mut shadow = false;
+        let mut current = order;
+        for _ in 0..MAX_EXTENSION_DEPTH {
+            let (OrderKind::Extension, Some(parent)) = (current.kind, &current.parent) else {
+                return Ok(shadow);
+            };
+            let Some(parent) = self.order_by_id(parent) else {
+                return Err(ParentStatus::Missing);
+            };
+            match parent.state {
+                OrderState::Active => {}
+                OrderState::Shadow => shadow = true,
+                other => return Err(ParentStatus::NotActive(other)),
+            }
+            match parent.time_status(now) {
+                TimeStatus::InForce => {}
+                TimeStatus::NotYetEffective => return Err(ParentStatus::NotYetEffective),
+                TimeStatus::Expired => return Err(ParentStatus::Expired),
+                TimeStatus::OutsideWindows => return Err(ParentStatus::OutsideWindows),
+            }
+            current = parent;
+        }
+        Err(ParentStatus::Missing)
     }
 
     /// Everything that matches a name, whether it applies or not and why, with the verdict
@@ -519,7 +698,7 @@ impl CompiledPolicy {
         let mut found: Vec<(Hit, MatchStatus)> = Vec::new();
         self.walk_name(&key, |key_len, rule| {
             if let Some(order) = self.order(rule) {
-                let status = status(order, country, now, false);
+                let status = self.status(order, country, now, false);
                 let hit = Hit {
                     key_len,
                     rule,
@@ -551,7 +730,7 @@ impl CompiledPolicy {
         let mut nets = HashMap::new();
         self.addresses.visit(addr, |net, rule| {
             if let Some(order) = self.order(rule) {
-                let status = status(order, country, now, true);
+                let status = self.status(order, country, now, true);
                 let key_len = usize::from(net.prefix_len());
                 nets.insert((key_len, rule), net);
                 let shadow = status == MatchStatus::Shadow;
@@ -614,7 +793,11 @@ impl CompiledPolicy {
             .sum::<usize>()
             + self.ids.keys().map(|k| k.len() + 48).sum::<usize>()
             + self.stats.len() * std::mem::size_of::<OrderStats>();
-        self.base.memory_bytes() + overlay_bytes + self.addresses.memory_bytes() + orders
+        self.base.memory_bytes()
+            + overlay_bytes
+            + self.addresses.memory_bytes()
+            + self.name_servers.memory_bytes()
+            + orders
     }
 
     /// Sizes, for status and metrics.
@@ -625,6 +808,7 @@ impl CompiledPolicy {
             overlay_names: self.overlay.added.len(),
             masked_names: self.overlay.removed.values().map(Vec::len).sum(),
             address_rules: self.addresses.len(),
+            name_server_rules: self.name_servers.len(),
             memory_bytes: self.memory_bytes(),
         }
     }
@@ -794,6 +978,7 @@ struct Editor<'a> {
     added: &'a mut BTreeMap<Vec<u8>, Vec<Rule>>,
     removed: &'a mut HashMap<Box<[u8]>, Vec<Rule>>,
     addresses: &'a mut AddressIndex,
+    name_servers: &'a mut NameServerRules,
 }
 
 impl Editor<'_> {
@@ -829,6 +1014,11 @@ impl Editor<'_> {
                     stats.targets += 1;
                 }
             }
+            _ if NameServerRules::holds(target) => {
+                if self.name_servers.add(order, target) {
+                    stats.targets += 1;
+                }
+            }
             _ => stats.unenforced += 1,
         }
     }
@@ -858,6 +1048,11 @@ impl Editor<'_> {
             }
             (TargetKind::Ip, TargetValue::Prefix(net)) => {
                 if self.addresses.remove(*net, rule(order, false)) {
+                    stats.targets = stats.targets.saturating_sub(1);
+                }
+            }
+            _ if NameServerRules::holds(target) => {
+                if self.name_servers.remove(order, target) {
                     stats.targets = stats.targets.saturating_sub(1);
                 }
             }

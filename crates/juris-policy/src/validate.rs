@@ -476,7 +476,9 @@ fn validate_target(
                 value: target.value.clone(),
                 reason,
             })?;
-            if kind != TargetKind::Nsdname && !is_overridden(&name) {
+            // A name server target that is a TLD or a public suffix would stop every name
+            // served by that server: the same override is needed as for a name target.
+            if !is_overridden(&name) {
                 if !name.contains('.') {
                     return Err(Problem::TopLevelDomain(name));
                 }
@@ -508,8 +510,7 @@ fn validate_target(
                 IpNet::V4(_) => options.min_ipv4_prefix,
                 IpNet::V6(_) => options.min_ipv6_prefix,
             };
-            if kind == TargetKind::Ip && net.prefix_len() < min && !is_overridden(&net.to_string())
-            {
+            if net.prefix_len() < min && !is_overridden(&net.to_string()) {
                 return Err(Problem::BroadPrefix {
                     value: target.value.clone(),
                     min,

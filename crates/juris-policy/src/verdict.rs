@@ -54,6 +54,10 @@ pub enum MatchedTarget {
     },
     /// An `ip` target.
     Prefix(IpNet),
+    /// An `nsdname` target: the name of an authoritative server of the answer.
+    NameServer(String),
+    /// An `nsip` target: a prefix holding an address of an authoritative server of the answer.
+    NameServerPrefix(IpNet),
 }
 
 /// Everything that matched a name or address, applicable or not, with the reason for each, and
@@ -98,6 +102,39 @@ pub enum MatchStatus {
     OutsideWindows,
     /// An `ip` target of an order without `block_addresses`.
     AddressBlockingOff,
+    /// An `extension` whose parent order is not in force.
+    ParentNotInForce(ParentStatus),
+}
+
+/// Why the parent of an `extension` is not in force.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ParentStatus {
+    /// The parent is not in the policy (or the chain of extensions is longer than 8, or loops).
+    Missing,
+    /// The parent is draft, suspended or lifted.
+    NotActive(OrderState),
+    /// Before the parent's effective_from.
+    NotYetEffective,
+    /// At or after the parent's expires_at.
+    Expired,
+    /// Between the parent's windows.
+    OutsideWindows,
+}
+
+impl fmt::Display for ParentStatus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ParentStatus::Missing => f.write_str("its parent order is not loaded"),
+            ParentStatus::NotActive(state) => {
+                write!(f, "its parent order is {}", state.as_str())
+            }
+            ParentStatus::NotYetEffective => f.write_str("its parent order is not yet effective"),
+            ParentStatus::Expired => f.write_str("its parent order has expired"),
+            ParentStatus::OutsideWindows => {
+                f.write_str("its parent order is outside its time windows")
+            }
+        }
+    }
 }
 
 impl Verdict {
@@ -155,6 +192,8 @@ impl fmt::Display for MatchedTarget {
         match self {
             MatchedTarget::Name { kind, name } => write!(f, "{} {}", kind.as_str(), name),
             MatchedTarget::Prefix(net) => write!(f, "ip {net}"),
+            MatchedTarget::NameServer(name) => write!(f, "nsdname {name}"),
+            MatchedTarget::NameServerPrefix(net) => write!(f, "nsip {net}"),
         }
     }
 }
@@ -195,6 +234,7 @@ impl fmt::Display for MatchStatus {
             MatchStatus::AddressBlockingOff => {
                 f.write_str("does not apply: the order does not enable block_addresses")
             }
+            MatchStatus::ParentNotInForce(why) => write!(f, "does not apply: {why}"),
         }
     }
 }

@@ -778,3 +778,198 @@ fn the_empty_policy_applies_to_nothing() {
     }
     assert!(false_positives < 50, "{false_positives} of 1000");
 }
+
+#[test]
+fn name_server_triggers_match_the_servers_of_the_answer() {
+    use TargetKind::{Nsdname, Nsip};
+    let policy = compile(&[order(
+        "NS-1",
+        &["IT"],
+        &[
+            (Nsdname, "ns1.shady-dns.example"),
+            (Nsip, "198.51.100.0/24"),
+        ],
+    )]);
+    let it = country("IT");
+    let ns = name_to_wire("NS1.Shady-DNS.example").unwrap();
+    let verdict = policy.check_name_server(&ns, it, now());
+    let block = verdict.block().expect("an nsdname target blocks in Italy");
+    assert_eq!(block.order().id, "NS-1");
+    assert_eq!(
+        block.target(),
+        &MatchedTarget::NameServer("ns1.shady-dns.example".into())
+    );
+    // Exact, as RPZ NSDNAME: neither a parent nor a child of the server's name.
+    for other in [
+        "shady-dns.example",
+        "x.ns1.shady-dns.example",
+        "ns2.shady-dns.example",
+    ] {
+        let wire = name_to_wire(other).unwrap();
+        assert!(
+            !policy.check_name_server(&wire, it, now()).is_block(),
+            "{other}"
+        );
+        assert!(!policy.may_apply_to_name_server(&wire), "{other}");
+    }
+    assert!(policy.may_apply_to_name_server(&ns));
+    // Other jurisdictions, and the query-name check, are not touched.
+    assert!(!policy
+        .check_name_server(&ns, country("DE"), now())
+        .is_block());
+    assert!(!check(&policy, "ns1.shady-dns.example", it).is_block());
+    assert!(!policy.may_apply_to_name(&ns));
+    // nsip: a server address in the prefix, whatever block_addresses says.
+    let inside: IpAddr = "198.51.100.53".parse().unwrap();
+    let outside: IpAddr = "198.51.101.53".parse().unwrap();
+    let verdict = policy.check_name_server_address(inside, it, now());
+    assert_eq!(
+        verdict.block().map(|b| b.target().clone()),
+        Some(MatchedTarget::NameServerPrefix(
+            "198.51.100.0/24".parse().unwrap()
+        ))
+    );
+    assert!(!policy
+        .check_name_server_address(outside, it, now())
+        .is_block());
+    assert!(!policy
+        .check_name_server_address(inside, country("DE"), now())
+        .is_block());
+    assert!(policy.may_apply_to_name_server_address(inside));
+    assert!(!policy.may_apply_to_name_server_address(outside));
+    // Answer addresses are not name server addresses.
+    assert!(!policy.check_address(inside, it, now()).is_block());
+    assert_eq!(policy.orders().next().unwrap().1.targets, 2);
+    assert_eq!(policy.orders().next().unwrap().1.unenforced, 0);
+
+    // Through the overlay: removed, then added back to another order; lifted orders drop out.
+    let lifted = policy
+        .with_changes(&[PolicyChange::Put(valid(raw(
+            "NS-1",
+            &["IT"],
+            &[(Nsdname, "ns1.shady-dns.example")],
+            OrderState::Lifted,
+        )))])
+        .unwrap();
+    assert!(!lifted.check_name_server(&ns, it, now()).is_block());
+    assert!(!lifted.may_apply_to_name_server_address(inside));
+    let gone = policy
+        .with_changes(&[PolicyChange::Remove("NS-1".into())])
+        .unwrap();
+    assert!(!gone.has_name_server_triggers());
+    assert!(!gone.may_apply_to_name_server(&ns));
+    let added = gone
+        .with_changes(&[PolicyChange::Put(order(
+            "NS-2",
+            &["IT"],
+            &[(Nsip, "198.51.100.53")],
+        ))])
+        .unwrap();
+    assert!(added
+        .check_name_server_address(inside, it, now())
+        .is_block());
+    assert!(!added
+        .check_name_server_address("198.51.100.54".parse().unwrap(), it, now())
+        .is_block());
+    assert!(added
+        .compact()
+        .unwrap()
+        .check_name_server_address(inside, it, now())
+        .is_block());
+}
+
+#[test]
+fn name_server_targets_need_overrides_like_names() {
+    use TargetKind::{Nsdname, Nsip};
+    let psl = |name: &str| name == "co.uk";
+    let options = ValidationOptions {
+        public_suffixes: &psl,
+        ..ValidationOptions::default()
+    };
+    for (kind, value) in [(Nsdname, "net"), (Nsdname, "co.uk"), (Nsip, "10.0.0.0/7")] {
+        let written = raw("NS", &["IT"], &[(kind, value)], OrderState::Active);
+        let error = written.validate(&options).unwrap_err();
+        assert_eq!(error.errors[0].path, "targets[0].value", "{value}: {error}");
+        let mut overridden = written.clone();
+        overridden.overrides.push(juris_policy::Override {
+            target: value.into(),
+            reason: "reviewed".into(),
+            recorded_by: None,
+        });
+        assert!(overridden.validate(&options).is_ok(), "{value}");
+    }
+}
+
+#[test]
+fn extensions_follow_their_parent() {
+    let parent = |state: OrderState, expires: Option<&str>| {
+        let mut o = raw("P", &["IT"], &[(Subtree, "kickasstorrents.to")], state);
+        o.expires_at = expires.map(ts);
+        valid(o)
+    };
+    let extension = {
+        let mut o = raw(
+            "P-EXT-1",
+            &["IT", "FR"],
+            &[(Subtree, "kickasstorrents2.to")],
+            OrderState::Active,
+        );
+        o.kind = OrderKind::Extension;
+        o.parent = Some("P".into());
+        valid(o)
+    };
+    let it = country("IT");
+    let future = "www.kickasstorrents2.to";
+    let active = compile(&[parent(OrderState::Active, None), extension.clone()]);
+    assert_eq!(
+        fired(&check(&active, future, it)).as_deref(),
+        Some("P-EXT-1")
+    );
+    // The extension's own jurisdictions decide where (FR is not in the parent's).
+    assert!(check(&active, future, country("FR")).is_block());
+    assert!(!check(&active, future, country("DE")).is_block());
+    for (state, expires, why) in [
+        (
+            OrderState::Suspended,
+            None,
+            ParentStatus::NotActive(OrderState::Suspended),
+        ),
+        (
+            OrderState::Lifted,
+            None,
+            ParentStatus::NotActive(OrderState::Lifted),
+        ),
+        (
+            OrderState::Active,
+            Some("2024-05-20T00:00:00Z"),
+            ParentStatus::Expired,
+        ),
+    ] {
+        // One publish changes the parent: the extension stops with it.
+        let next = active
+            .with_changes(&[PolicyChange::Put(parent(state, expires))])
+            .unwrap();
+        assert!(!check(&next, future, it).is_block(), "{state:?}");
+        let explained = next.explain_name(&name_to_wire(future).unwrap(), it, now());
+        assert_eq!(explained.matches.len(), 1);
+        assert_eq!(
+            explained.matches[0].status,
+            MatchStatus::ParentNotInForce(why)
+        );
+        assert!(check(&next, "kickasstorrents.to", it).block().is_none());
+    }
+    // A shadow parent makes its extension shadow; a missing parent stops it.
+    let shadow = compile(&[parent(OrderState::Shadow, None), extension.clone()]);
+    let verdict = check(&shadow, future, it);
+    assert!(!verdict.is_block());
+    assert_eq!(verdict.shadow().len(), 1);
+    let orphan = compile(&[extension]);
+    assert!(!check(&orphan, future, it).is_block());
+    assert_eq!(
+        orphan
+            .explain_name(&name_to_wire(future).unwrap(), it, now())
+            .matches[0]
+            .status,
+        MatchStatus::ParentNotInForce(ParentStatus::Missing)
+    );
+}

@@ -187,6 +187,55 @@ pub struct CachedAnswer {
     security: crate::dnssec::Security,
     /// The entry answers DO=1 queries (they get AD on secure data, RFC 6840 §5.7).
     dnssec_ok: bool,
+    /// The name servers of the zone cuts that answered (recursive mode; empty otherwise).
+    name_servers: NameServers,
+}
+
+/// The name servers of the zone cuts whose servers answered a question: their names (the NS
+/// names of the delegation, lower-cased wire form) and every address known for them when the
+/// answer was made (glue or looked up). Kept with the cache entry so that the policy's
+/// `nsdname`/`nsip` triggers are checked on cache hits without resolving anything again.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct NameServers {
+    names: Vec<Box<[u8]>>,
+    addresses: Vec<IpAddr>,
+}
+
+impl NameServers {
+    /// Adds a name server name (wire form, any case; lower-cased here), once.
+    pub fn add_name(&mut self, wire_name: &[u8]) {
+        let lower: Box<[u8]> = wire_name.to_ascii_lowercase().into_boxed_slice();
+        if !self.names.contains(&lower) {
+            self.names.push(lower);
+        }
+    }
+
+    /// Adds a name server address, once.
+    pub fn add_address(&mut self, address: IpAddr) {
+        if !self.addresses.contains(&address) {
+            self.addresses.push(address);
+        }
+    }
+
+    /// The names (lower-cased wire form).
+    pub fn names(&self) -> &[Box<[u8]>] {
+        &self.names
+    }
+
+    /// The addresses.
+    pub fn addresses(&self) -> &[IpAddr] {
+        &self.addresses
+    }
+
+    /// Whether nothing is known (forward mode, or an entry made without resolution).
+    pub fn is_empty(&self) -> bool {
+        self.names.is_empty() && self.addresses.is_empty()
+    }
+
+    fn weight(&self) -> usize {
+        self.names.iter().map(|n| n.len() + 16).sum::<usize>()
+            + self.addresses.len() * std::mem::size_of::<IpAddr>()
+    }
 }
 
 /// Whether a query with these header flags and DO bit gets AD on secure data: CD=0, and AD=1
@@ -349,6 +398,7 @@ impl CachedAnswer {
             addresses: addresses.into_boxed_slice(),
             security: crate::dnssec::Security::Unchecked,
             dnssec_ok: false,
+            name_servers: NameServers::default(),
         })
     }
 
@@ -366,6 +416,16 @@ impl CachedAnswer {
             self.expires_at = self.expires_at.min(self.stored_at + u64::from(bogus_ttl));
         }
         self.security = security;
+    }
+
+    /// Records the name servers of the zone cuts that answered (see [`NameServers`]).
+    pub fn set_name_servers(&mut self, name_servers: NameServers) {
+        self.name_servers = name_servers;
+    }
+
+    /// The name servers of the zone cuts that answered (empty in forward mode).
+    pub fn name_servers(&self) -> &NameServers {
+        &self.name_servers
     }
 
     /// Marks the entry as one for DO=1 queries.
@@ -534,6 +594,7 @@ impl CachedAnswer {
             + self.ttl_offsets.len() * 2
             + targets
             + self.addresses.len() * std::mem::size_of::<IpAddr>()
+            + self.name_servers.weight()
             + 64) as u64
     }
 }

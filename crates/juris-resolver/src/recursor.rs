@@ -89,6 +89,10 @@ pub(crate) struct Work {
     pub deadline: Instant,
     /// Forward mode: the upstream whose answer was taken.
     pub answered_by: Option<std::net::SocketAddr>,
+    /// Recursive mode: the name servers of every zone cut whose servers gave a final response
+    /// to the client's question (one per step of a CNAME chain that leaves a zone), with the
+    /// addresses known for them then. Not filled by sub-lookups (depth > 0).
+    pub name_servers: crate::cache::NameServers,
 }
 
 impl Work {
@@ -100,6 +104,7 @@ impl Work {
             in_progress: Vec::new(),
             deadline,
             answered_by: None,
+            name_servers: crate::cache::NameServers::default(),
         }
     }
 
@@ -473,7 +478,12 @@ impl Recursor {
                     labels = delegation.zone.label_count() + 1;
                     minimised_steps = 0;
                 }
-                Reply::Final(response) if full => return Ok((delegation.zone, response)),
+                Reply::Final(response) if full => {
+                    if depth == 0 {
+                        self.note_name_servers(&delegation, &mut work.name_servers);
+                    }
+                    return Ok((delegation.zone, response));
+                }
                 Reply::Final(response) => {
                     if response.rcode == Rcode::NXDOMAIN {
                         // Relaxed mode (RFC 9156 §2.3): some servers answer NXDOMAIN for empty
@@ -622,6 +632,19 @@ impl Recursor {
             sub_error,
             asked: attempts,
         })
+    }
+
+    /// Adds the zone's name server names and every address known for them (glue or looked
+    /// up, whether usable or not) to `into` (the policy's `nsdname`/`nsip` triggers).
+    fn note_name_servers(&self, delegation: &Delegation, into: &mut crate::cache::NameServers) {
+        let now = self.clock.unix_seconds();
+        for name in delegation.name_servers.iter() {
+            into.add_name(name.as_slice());
+            for rtype in [Rtype::A, Rtype::AAAA] {
+                self.delegations
+                    .for_each_address(name, rtype, now, |address, _| into.add_address(address));
+            }
+        }
     }
 
     /// Addresses of the zone's servers we know and may use, in the order to try them: the

@@ -526,6 +526,7 @@ impl Inner {
                 let bogus_ttl = self.validator.as_ref().map_or(0, Validator::bogus_ttl);
                 let mut entry = answer::build(question, &outcome, now, self.cache.config())?;
                 entry.set_security(security, bogus_ttl);
+                entry.set_name_servers(std::mem::take(&mut work.name_servers));
                 let entry = Arc::new(entry);
                 self.cache.insert(key.clone(), entry.clone());
                 Ok(entry)

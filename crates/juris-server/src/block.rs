@@ -59,6 +59,11 @@ pub enum Trigger {
     CnameTarget,
     /// An A/AAAA address in the answer.
     Address,
+    /// The name of an authoritative server of the answer (an NS name of the zone cut that
+    /// answered: an `nsdname` target).
+    NameServer,
+    /// An address of an authoritative server of the answer (an `nsip` target).
+    NameServerAddress,
 }
 
 impl BlockSettings {

@@ -5,7 +5,7 @@
 //! ```text
 //!  parse ─► classify(ctx) ─► withdrawn? ─► check_query(qname) ─► cache / resolve
 //!                                                                   │
-//!              respond ◄─ check_answer(CNAME targets, addresses) ◄──┘
+//!              respond ◄─ check_answer(CNAME targets, addresses, name servers) ◄──┘
 //! ```
 //! A block is rendered by [`crate::block::write_block`]. Nothing here allocates unless an
 //! order matched (then the verdict, the counters and the EDE text do).
@@ -103,7 +103,9 @@ pub(crate) fn check_query(
 
 /// HOOK: policy on the answer, after the cache or the resolver: every CNAME/DNAME target by
 /// name, then every A/AAAA address (only `ip` targets of orders with `block_addresses`
-/// match). The first block wins. Counts what matched.
+/// match), then the authoritative servers that answered (kept with the cache entry: their
+/// NS names against `nsdname` targets, their addresses against `nsip` targets; RPZ's
+/// NSDNAME/NSIP). The first block wins. Counts what matched.
 #[inline]
 pub(crate) fn check_answer(
     tally: &impl Tally,
@@ -124,6 +126,22 @@ pub(crate) fn check_answer(
         let verdict = policy.check_address(address, country, now);
         if let Some(block) = count(tally, verdict, Trigger::Address, country) {
             return Some((block, Trigger::Address));
+        }
+    }
+    if !policy.has_name_server_triggers() {
+        return None;
+    }
+    let servers = answer.name_servers();
+    for name in servers.names() {
+        let verdict = policy.check_name_server(name, country, now);
+        if let Some(block) = count(tally, verdict, Trigger::NameServer, country) {
+            return Some((block, Trigger::NameServer));
+        }
+    }
+    for address in servers.addresses() {
+        let verdict = policy.check_name_server_address(*address, country, now);
+        if let Some(block) = count(tally, verdict, Trigger::NameServerAddress, country) {
+            return Some((block, Trigger::NameServerAddress));
         }
     }
     None

@@ -49,7 +49,8 @@ pub struct Slot {
     rendered_at: u64,
     /// The policy instance `clean` was decided for (0: never decided).
     judged_for: u64,
-    /// No order of policy `judged_for` applies to the name, its CNAME targets or addresses.
+    /// No order of policy `judged_for` applies to the name, its CNAME targets, addresses or
+    /// name servers.
     clean: bool,
 }
 
@@ -174,7 +175,8 @@ impl Slot {
             && !answer
                 .addresses()
                 .iter()
-                .any(|address| policy.may_apply_to_address(*address));
+                .any(|address| policy.may_apply_to_address(*address))
+            && !name_servers_may_match(answer, policy);
         self.clean = clean;
         self.judged_for = policy.instance();
     }
@@ -225,6 +227,24 @@ fn key_hash(key: &CacheKeyRef<'_>) -> u64 {
     hash = (hash ^ hash >> 33).wrapping_mul(0xff51_afd7_ed55_8ccd);
     hash = (hash ^ hash >> 33).wrapping_mul(0xc4ce_b9fe_1a85_ec53);
     hash ^ hash >> 33
+}
+
+/// Whether an `nsdname`/`nsip` target of `policy` may apply to the authoritative servers that
+/// answered (`false` is exact): a name delegated to a listed server is never clean.
+#[inline]
+fn name_servers_may_match(answer: &CachedAnswer, policy: &CompiledPolicy) -> bool {
+    if !policy.has_name_server_triggers() {
+        return false;
+    }
+    let servers = answer.name_servers();
+    servers
+        .names()
+        .iter()
+        .any(|name| policy.may_apply_to_name_server(name))
+        || servers
+            .addresses()
+            .iter()
+            .any(|address| policy.may_apply_to_name_server_address(*address))
 }
 
 #[cfg(test)]

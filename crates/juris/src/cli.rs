@@ -119,6 +119,13 @@ pub enum OrderAction {
         /// Evidence reference (URL, document id).
         #[arg(long)]
         evidence: Option<String>,
+        /// Who found or asked for the target (e.g. the rights holder); default: the token's
+        /// name. The audit entry names the token that added it either way.
+        #[arg(long)]
+        added_by: Option<String>,
+        /// When the target was found (RFC 3339); default: now.
+        #[arg(long)]
+        added_at: Option<jiff::Timestamp>,
         /// Why (audited).
         #[arg(long, default_value = "")]
         reason: String,
@@ -580,6 +587,10 @@ struct TargetKey<'a> {
     value: &'a str,
     #[serde(skip_serializing_if = "Option::is_none")]
     evidence: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    added_by: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    added_at: Option<jiff::Timestamp>,
 }
 
 impl<'a> TargetKey<'a> {
@@ -588,6 +599,8 @@ impl<'a> TargetKey<'a> {
             kind: kind.as_str(),
             value,
             evidence: None,
+            added_by: None,
+            added_at: None,
         }
     }
 }
@@ -697,6 +710,8 @@ fn order(client: &Client, action: OrderAction, out: &mut dyn Write) -> Result<()
             value,
             kind,
             evidence,
+            added_by,
+            added_at,
             reason,
         } => {
             let body = TargetsBody {
@@ -704,6 +719,8 @@ fn order(client: &Client, action: OrderAction, out: &mut dyn Write) -> Result<()
                     kind: kind.as_str(),
                     value: &value,
                     evidence: evidence.as_deref(),
+                    added_by: added_by.as_deref(),
+                    added_at,
                 }],
             };
             let report: RpzImportReport = client.call_json(
@@ -985,6 +1002,68 @@ fn open_offline(data_dir: &Path) -> Result<Control, CliError> {
     )?)
 }
 
+/// For a `target.*` audit entry, the targets it added, held or removed, each with who added
+/// it and the evidence: `\n         + subtree x.to (added by FIMI, evidence URL)`. Empty for other
+/// entries and for entries whose JSON is not the expected shape.
+fn audited_targets(action: &str, after: Option<&str>, before: Option<&str>) -> String {
+    let parse = |text: Option<&str>| -> Option<serde_json::Value> {
+        text.and_then(|t| serde_json::from_str(t).ok())
+    };
+    let mut lines = Vec::new();
+    let mut push = |sign: &str, target: &serde_json::Value| {
+        let field = |name: &str| target.get(name).and_then(serde_json::Value::as_str);
+        let (Some(kind), Some(value)) = (field("type"), field("value")) else {
+            return;
+        };
+        let mut line = format!("\n         {sign} {kind} {value}");
+        let mut about = Vec::new();
+        if let Some(by) = field("added_by") {
+            about.push(format!("added by {by}"));
+        }
+        if let Some(at) = field("added_at") {
+            about.push(format!("at {at}"));
+        }
+        if let Some(evidence) = field("evidence") {
+            about.push(format!("evidence {evidence}"));
+        }
+        if field("status") == Some("needs_review") {
+            about.push("held for review".to_owned());
+        }
+        if !about.is_empty() {
+            line.push_str(&format!(" ({})", about.join(", ")));
+        }
+        lines.push(line);
+    };
+    match action {
+        "target.add" | "feed.import" => {
+            if let Some(after) = parse(after) {
+                for list in ["added", "held"] {
+                    for target in after
+                        .get(list)
+                        .and_then(|l| l.as_array())
+                        .into_iter()
+                        .flatten()
+                    {
+                        push("+", target);
+                    }
+                }
+            }
+        }
+        "target.remove" => {
+            for target in parse(before)
+                .as_ref()
+                .and_then(|b| b.as_array())
+                .into_iter()
+                .flatten()
+            {
+                push("-", target);
+            }
+        }
+        _ => {}
+    }
+    lines.concat()
+}
+
 fn audit(action: AuditAction, out: &mut dyn Write) -> Result<(), CliError> {
     match action {
         AuditAction::Log {
@@ -1012,8 +1091,18 @@ fn audit(action: AuditAction, out: &mut dyn Write) -> Result<(), CliError> {
                 write(
                     out,
                     format!(
-                        "{:>6} {} {:<12} {:<18} {} {}",
-                        entry.seq, entry.time, entry.actor, entry.action, entry.object, reason
+                        "{:>6} {} {:<12} {:<18} {} {}{}",
+                        entry.seq,
+                        entry.time,
+                        entry.actor,
+                        entry.action,
+                        entry.object,
+                        reason,
+                        audited_targets(
+                            &entry.action,
+                            entry.after.as_deref(),
+                            entry.before.as_deref()
+                        )
                     ),
                 )?;
             }

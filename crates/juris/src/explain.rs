@@ -192,8 +192,9 @@ pub fn explain(settings: &Settings, request: &Request) -> anyhow::Result<Report>
         Decision::Answered => None,
         Decision::Resolve => Some(
             "allowed: would be resolved normally (or answered from the cache); the answer's \
-             CNAME targets and, for orders with block_addresses, its addresses are then \
-             checked against the same policy"
+             CNAME targets, for orders with block_addresses its addresses, and the names and \
+             addresses of the name servers that answered (nsdname, nsip) are then checked \
+             against the same policy"
                 .to_owned(),
         ),
         Decision::Dropped => bail!("the query would be dropped without an answer"),
@@ -225,12 +226,15 @@ pub fn explain(settings: &Settings, request: &Request) -> anyhow::Result<Report>
     })
 }
 
-/// What a block matched, for people: `query name`, `CNAME target`, `answer address`.
+/// What a block matched, for people: `query name`, `CNAME target`, `answer address`, `name
+/// server name`, `name server address`.
 pub fn trigger_name(trigger: Trigger) -> &'static str {
     match trigger {
         Trigger::QueryName => "query name",
         Trigger::CnameTarget => "CNAME target",
         Trigger::Address => "answer address",
+        Trigger::NameServer => "name server name",
+        Trigger::NameServerAddress => "name server address",
     }
 }
 

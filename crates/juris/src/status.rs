@@ -58,8 +58,15 @@ pub struct OrderSummary {
     pub state: String,
     /// Jurisdictions as written.
     pub jurisdictions: Vec<String>,
-    /// Enforced targets (domain, subtree, ip).
+    /// Enforced targets (domain, subtree, ip, nsdname, nsip).
     pub targets: usize,
+    /// The order an `extension` extends.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parent: Option<String>,
+    /// For an `extension` whose parent is not in force when this was written: why (the
+    /// extension matches nothing then, whatever its own state).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parent_not_in_force: Option<String>,
 }
 
 /// The GeoIP part of [`Status`].
@@ -84,6 +91,7 @@ impl Status {
         running: bool,
     ) -> Status {
         let policy = engine.policy.current();
+        let written_at = jiff::Timestamp::now();
         let orders: Vec<OrderSummary> = policy
             .orders()
             .map(|(order, stats)| OrderSummary {
@@ -92,10 +100,15 @@ impl Status {
                 state: order.state.as_str().to_owned(),
                 jurisdictions: order.jurisdictions.clone(),
                 targets: stats.targets,
+                parent: order.parent.clone(),
+                parent_not_in_force: policy
+                    .parent_status(order, written_at)
+                    .err()
+                    .map(|why| why.to_string()),
             })
             .collect();
         Status {
-            written_at: jiff::Timestamp::now().to_string(),
+            written_at: written_at.to_string(),
             pid: std::process::id(),
             running,
             policy: PolicyStatus {
@@ -187,6 +200,16 @@ impl Status {
                 order.jurisdictions.join(","),
                 order.targets
             );
+            if let Some(parent) = &order.parent {
+                let _ = writeln!(
+                    out,
+                    "    extends {parent}: {}",
+                    order.parent_not_in_force.as_deref().map_or_else(
+                        || "in force with it".to_owned(),
+                        |why| format!("NOT in force: {why}")
+                    )
+                );
+            }
         }
         match &self.geoip {
             Some(geo) => {

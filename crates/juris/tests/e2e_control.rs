@@ -175,11 +175,7 @@ fn setup() -> Setup {
             .status
             .success()
     });
-    assert!(
-        ready,
-        "the admin API did not come up: {}",
-        s.juris.stderr()
-    );
+    assert!(ready, "the admin API did not come up: {}", s.juris.stderr());
     s
 }
 
@@ -218,6 +214,10 @@ fn order_apply_blocks_italy_and_lift_unblocks_it() {
         "www.mirror.test",
         "--evidence",
         "report 7",
+        "--added-by",
+        "FIMI",
+        "--added-at",
+        "2025-01-10T00:00:00Z",
     ]);
     assert!(eventually(|| s.blocked(italy, "www.mirror.test.")));
     assert!(s.resolves(italy, "other.mirror.test.", "192.0.2.51"));
@@ -252,6 +252,24 @@ fn order_apply_blocks_italy_and_lift_unblocks_it() {
         assert!(log.contains(action), "{action} missing from\n{log}");
     }
     assert!(log.contains("appeal granted"));
+    // Who added which name, with its provenance, is in the audit log and on the target.
+    assert!(
+        log.contains(
+            "+ domain www.mirror.test (added by FIMI, at 2025-01-10T00:00:00Z, evidence report 7)"
+        ),
+        "{log}"
+    );
+    let shown = s.cli(&["order", "show", "IT-MI-2024-0001"]);
+    let shown: serde_json::Value = serde_json::from_str(&shown).unwrap();
+    let added = shown["targets"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["value"] == "www.mirror.test")
+        .unwrap_or_else(|| panic!("{shown}"));
+    assert_eq!(added["added_by"], "FIMI", "{shown}");
+    assert_eq!(added["added_at"], "2025-01-10T00:00:00Z", "{shown}");
+    assert_eq!(added["evidence"], "report 7", "{shown}");
     let verified = ok(&juris(
         &[
             "audit",

@@ -98,7 +98,7 @@ fn write_atomically(path: &Path, text: &str) {
 }
 
 struct Setup {
-    _hierarchy: Hierarchy,
+    hierarchy: Hierarchy,
     juris: Juris,
     clients: AddressBlock,
     directory: tempfile::TempDir,
@@ -171,7 +171,11 @@ impl Setup {
 
 /// The hierarchy, an MMDB for the client addresses, the orders, and juris serving them.
 fn setup(orders: &[(&str, String)]) -> Setup {
-    let hierarchy = world();
+    setup_in(world(), orders)
+}
+
+/// [`setup`] on another hierarchy.
+fn setup_in(hierarchy: Hierarchy, orders: &[(&str, String)]) -> Setup {
     let clients = AddressBlock::allocate();
     let directory = tempfile::tempdir().unwrap();
     let orders_dir = directory.path().join("orders");
@@ -214,7 +218,7 @@ fn setup(orders: &[(&str, String)]) -> Setup {
         .arg(&data_dir)
         .start();
     Setup {
-        _hierarchy: hierarchy,
+        hierarchy,
         juris,
         clients,
         directory,
@@ -538,4 +542,212 @@ fn order_changes_apply_within_a_second_without_restart() {
     assert_resolved(&s.dig(italy, "www.elsewhere.test."), "192.0.2.60");
     assert_resolved(&s.dig_tcp(italy, "www.kat-mirror.test."), "192.0.2.50");
     assert!(s.juris.is_running());
+}
+
+/// ```text
+/// .  ── to.   ── kickasstorrents2.to.  www A   NS ns.dnshost.test. (glueless)
+///    └─ test. ── kat-mirror.test.      www A   NS ns.dnshost.test. (glueless)
+///             ├─ dnshost.test.         ns A ×2 (one address per zone's server)
+///             └─ innocent.test.        www A   NS ns1.innocent.test. (its own)
+/// ```
+/// Two zones share the name server `ns.dnshost.test.` and its addresses: the "future
+/// domains" of a blocked site that moved, keeping its DNS host.
+fn shared_world() -> Hierarchy {
+    Hierarchy::builder()
+        .zone(Zone::new("to."))
+        .zone(Zone::new("test."))
+        .zone(Zone::new("dnshost.test."))
+        .zone(
+            Zone::new("kickasstorrents2.to.")
+                .records("www A 192.0.2.70")
+                .glueless_name_server("ns.dnshost.test."),
+        )
+        .zone(
+            Zone::new("kat-mirror.test.")
+                .records("www A 192.0.2.50")
+                .glueless_name_server("ns.dnshost.test."),
+        )
+        .zone(Zone::new("innocent.test.").records("www A 192.0.2.40"))
+        .start()
+}
+
+/// An Italian order with one name server target.
+fn name_server_order(id: &str, state: &str, kind: &str, value: &str) -> String {
+    format!(
+        r#"{{"id": "{id}", "kind": "court_order", "authority": "Tribunale di Milano",
+            "reference": "RG 99/2025", "jurisdictions": ["IT"], "action": "nxdomain",
+            "state": "{state}", "targets": [{{"type": "{kind}", "value": "{value}"}}]}}"#
+    )
+}
+
+/// NXDOMAIN with EDE 16 naming `order`, SOA at the query name (an answer trigger fired).
+fn assert_blocked_by(response: &Response, owner: &str, order: &str) {
+    assert_eq!(response.status, "NXDOMAIN", "{}", response.output);
+    assert!(response.answer.is_empty(), "{}", response.output);
+    let soa = response.authority_soa();
+    assert_eq!(soa.len(), 1, "{}", response.output);
+    assert_eq!(soa[0].name, owner, "{}", response.output);
+    let ede = &response.extended_errors;
+    assert_eq!(ede.len(), 1, "{}", response.output);
+    assert_eq!(ede[0].code, 16, "{}", response.output);
+    let text = ede[0].text.clone().unwrap_or_default();
+    assert!(
+        text.starts_with(&format!("blocked by order {order} (")),
+        "{}",
+        response.output
+    );
+}
+
+/// Rewrites the order file `file` with `text`, then waits until Italy's answer for `probe` has
+/// the RCODE `status` (the change was loaded).
+fn replace_order(s: &Setup, file: &str, text: &str, probe: &str, status: &str) {
+    write_atomically(&s.orders().join(file), text);
+    eventually(
+        &format!("{probe} answers {status} after {file} changed"),
+        || s.dig(s.italy(), probe).status == status,
+    );
+}
+
+/// Polls until `check` holds (30 s at most, so that a failure does not hang; no timing is
+/// asserted).
+fn eventually(what: &str, check: impl FnMut() -> bool) {
+    assert!(
+        within(Duration::from_secs(30), check).is_some(),
+        "never happened: {what}"
+    );
+}
+
+#[test]
+fn name_server_triggers_block_shared_hosting_for_italy_only_while_active() {
+    let s = setup_in(
+        shared_world(),
+        &[(
+            "ns.json",
+            name_server_order("IT-NS-1", "active", "nsdname", "ns.dnshost.test"),
+        )],
+    );
+    let (italy, germany) = (s.italy(), s.germany());
+    let moved = [
+        ("www.kickasstorrents2.to.", "192.0.2.70"),
+        ("www.kat-mirror.test.", "192.0.2.50"),
+    ];
+    // nsdname: both zones served by ns.dnshost.test are blocked for Italy, on the first
+    // answer (resolved) and on the next ones (shared cache, then the worker's hot slot, which
+    // must never hold them as clean); Germany gets the answers.
+    for (name, address) in moved {
+        for _ in 0..3 {
+            assert_blocked_by(&s.dig(italy, name), name, "IT-NS-1");
+        }
+        for _ in 0..2 {
+            assert_resolved(&s.dig(germany, name), address);
+        }
+        assert_blocked_by(&s.dig(italy, name), name, "IT-NS-1");
+        assert_blocked_by(&s.dig_tcp(italy, name), name, "IT-NS-1");
+    }
+    // A zone with its own name server resolves for Italy (twice: the hot answer too).
+    for _ in 0..2 {
+        assert_resolved(&s.dig(italy, "www.innocent.test."), "192.0.2.40");
+    }
+    let explained = s.explain(italy, "www.kickasstorrents2.to", &[]);
+    // `juris explain` does not resolve: it says the name servers are checked on the answer.
+    assert!(
+        explained.contains("name servers that answered"),
+        "{explained}"
+    );
+
+    // Suspended: the cached answers are served to Italy again.
+    replace_order(
+        &s,
+        "ns.json",
+        &name_server_order("IT-NS-1", "suspended", "nsdname", "ns.dnshost.test"),
+        "www.kickasstorrents2.to.",
+        "NOERROR",
+    );
+    for (name, address) in moved {
+        assert_resolved(&s.dig(italy, name), address);
+    }
+
+    // nsip: one address of the shared name server blocks both zones again (from the cache:
+    // the addresses of the servers were kept with the answers), still for Italy only.
+    let shared_address = s.hierarchy.addresses("kat-mirror.test.")[0];
+    replace_order(
+        &s,
+        "ns.json",
+        &name_server_order("IT-NS-2", "active", "nsip", &format!("{shared_address}/32")),
+        "www.kat-mirror.test.",
+        "NXDOMAIN",
+    );
+    for (name, address) in moved {
+        for _ in 0..2 {
+            assert_blocked_by(&s.dig(italy, name), name, "IT-NS-2");
+            assert_resolved(&s.dig(germany, name), address);
+        }
+    }
+    assert_resolved(&s.dig(italy, "www.innocent.test."), "192.0.2.40");
+
+    // And only while active: lifted, the names resolve for Italy.
+    replace_order(
+        &s,
+        "ns.json",
+        &name_server_order("IT-NS-2", "lifted", "nsip", &format!("{shared_address}/32")),
+        "www.kat-mirror.test.",
+        "NOERROR",
+    );
+    for (name, address) in moved {
+        assert_resolved(&s.dig(italy, name), address);
+    }
+}
+
+#[test]
+fn an_extension_stops_with_its_parent() {
+    let extension = r#"{"id": "IT-MI-2024-0001-EXT-1", "kind": "extension",
+        "authority": "Tribunale di Milano", "reference": "RG 12345/2024",
+        "jurisdictions": ["IT"], "action": "nxdomain", "state": "active",
+        "parent": "IT-MI-2024-0001",
+        "targets": [{"type": "subtree", "value": "kickasstorrents2.to",
+                     "added_at": "2025-01-10T00:00:00Z", "added_by": "FIMI",
+                     "evidence": "https://example.org/evidence/1"}]}"#;
+    let s = setup_in(
+        shared_world(),
+        &[
+            ("it-mi-2024-0001.json", milan_order("active", "")),
+            ("ext.json", extension.to_owned()),
+        ],
+    );
+    let (italy, germany) = (s.italy(), s.germany());
+    let name = "www.kickasstorrents2.to.";
+    assert_blocked_by(
+        &s.dig(italy, name),
+        "kickasstorrents2.to.",
+        "IT-MI-2024-0001-EXT-1",
+    );
+    assert_resolved(&s.dig(germany, name), "192.0.2.70");
+
+    // The parent is suspended: its extension stops in the same publish.
+    replace_order(
+        &s,
+        "it-mi-2024-0001.json",
+        &milan_order("suspended", ""),
+        name,
+        "NOERROR",
+    );
+    assert_resolved(&s.dig(italy, name), "192.0.2.70");
+    let explained = s.explain(italy, "www.kickasstorrents2.to", &[]);
+    assert!(
+        explained.contains("its parent order is suspended"),
+        "{explained}"
+    );
+    // Active again: so is the extension.
+    replace_order(
+        &s,
+        "it-mi-2024-0001.json",
+        &milan_order("active", ""),
+        name,
+        "NXDOMAIN",
+    );
+    assert_blocked_by(
+        &s.dig(italy, name),
+        "kickasstorrents2.to.",
+        "IT-MI-2024-0001-EXT-1",
+    );
 }
