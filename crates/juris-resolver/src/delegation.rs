@@ -12,6 +12,7 @@ use std::sync::{Arc, Mutex};
 use bytes::Bytes;
 use domain::base::{Name, Rtype};
 
+use crate::cache::FlushScope;
 use crate::names::lower;
 
 /// Bound on entries in each map; past it expired entries are dropped, then everything.
@@ -260,6 +261,26 @@ impl DelegationCache {
         } else {
             pair.aaaa = Some(entry);
         }
+    }
+
+    /// Forgets the zone cuts and name server addresses `scope` covers (the root cut and the
+    /// hints' addresses are configuration and stay). Returns (cuts, address entries) removed.
+    pub(crate) fn flush(&self, scope: FlushScope<'_>) -> (usize, usize) {
+        let mut zones = match self.zones.lock() {
+            Ok(zones) => zones,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        let before = zones.len();
+        zones.retain(|key, _| !scope.covers(key));
+        let cuts = before - zones.len();
+        drop(zones);
+        let mut addresses = match self.addresses.lock() {
+            Ok(map) => map,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        let before = addresses.len();
+        addresses.retain(|key, _| !scope.covers(key));
+        (cuts, before - addresses.len())
     }
 }
 

@@ -25,10 +25,12 @@ use domain::base::iana::{Class, Rtype};
 use domain::base::Name;
 use juris_geo::{CountryCode, Jurisdiction};
 use juris_policy::{Block, CompiledPolicy};
-use juris_resolver::cache::{query_wants_ad, AnswerCache, AnswerKind, CachedAnswer, Freshness};
+use juris_resolver::cache::{
+    query_wants_ad, AnswerCache, AnswerKind, CachedAnswer, FlushScope, Freshness,
+};
 use juris_resolver::clock::{timestamp, SharedClock};
 use juris_resolver::wire::{HEADER_LEN, MAX_NAME_LEN};
-use juris_resolver::{Question, Resolver};
+use juris_resolver::{FlushReport, Question, Resolver};
 
 use crate::acl::AccessList;
 use crate::block::{self, BlockSettings, Trigger};
@@ -284,6 +286,20 @@ impl Pipeline {
         &self.async_counters
     }
 
+    /// Flushes what `scope` covers from the resolver's caches ([`Resolver::flush`]), then
+    /// voids every worker's hot verdicts, so the next query for a flushed name is resolved
+    /// again whichever transport and worker it reaches (`docs/design/0017-cache-control.md`).
+    pub fn flush_cache(&self, scope: FlushScope<'_>) -> FlushReport {
+        let report = self.resolver.flush(scope);
+        self.engine.policy.void_verdicts();
+        report
+    }
+
+    /// The shared answer cache (for its size and counters).
+    pub fn cache(&self) -> &Arc<AnswerCache> {
+        &self.cache
+    }
+
     /// Whether a client address passes the access list.
     pub fn allows(&self, client: std::net::IpAddr) -> bool {
         self.access.allows(client)
@@ -409,7 +425,7 @@ impl Pipeline {
         if let Some((table, index, hash)) = hot.as_mut() {
             if let Some(slot) = table.fresh(*index, *hash, &key, now) {
                 if !self.engine.policy.any_withdrawn()
-                    && slot.is_clean_for(self.engine.policy.instance())
+                    && slot.is_clean_for(self.engine.policy.epoch())
                 {
                     counters.hot_hit();
                     return match render_hot(out, &reply, query.client_name(), slot, now) {
@@ -427,6 +443,8 @@ impl Pipeline {
         if hooks::withdrawn(judge.tally, &self.engine.policy, &jurisdiction).is_some() {
             return respond_error(out, &reply, &error_map::for_withdrawn());
         }
+        // The epoch before the policy: a verdict remembered under it is for this policy or newer.
+        let epoch = self.engine.policy.epoch();
         let policy = self.engine.policy.load();
         judge.tally.consulted(&policy);
         let policy_context = PolicyContext {
@@ -456,23 +474,29 @@ impl Pipeline {
 
         // The hot slot's answer when it is there and fresh (above, it was found not clean for
         // this policy), else the shared cache, whose fresh answer refills the slot.
+        // A new epoch may be a flush: the slot's answer is used only if the cache's flush
+        // generation is still the one it was taken at.
         let hot_answer = hot.as_mut().and_then(|(table, index, hash)| {
             let slot = table.fresh(*index, *hash, &key, now)?;
-            if slot.needs_judging(policy.instance()) {
-                slot.judge(key.name, &policy);
+            if slot.needs_judging(epoch) {
+                if !slot.taken_at(self.cache.generation()) {
+                    return None;
+                }
+                slot.judge(key.name, &policy, epoch);
             }
             slot.answer().map(Arc::clone)
         });
         let answer = match hot_answer {
             Some(answer) => answer,
-            None => match self.cache.get(&key, now) {
-                Some((answer, Freshness::Fresh)) => {
+            None => match (self.cache.generation(), self.cache.get(&key, now)) {
+                (generation, Some((answer, Freshness::Fresh))) => {
                     if let Some((table, index, hash)) = hot {
-                        table.insert(index, hash, &key, &answer, &policy, now);
+                        let stamp = crate::hot::Stamp { epoch, generation };
+                        table.insert(index, hash, &key, &answer, &policy, stamp, now);
                     }
                     answer
                 }
-                stale_or_none => {
+                (_, stale_or_none) => {
                     let stale = stale_or_none.map(|(answer, _)| answer);
                     return Outcome::Resolve(Box::new(PendingQuery::new(
                         &query,

@@ -1009,3 +1009,51 @@ mod policy {
         }
     }
 }
+
+#[test]
+fn a_flush_reaches_the_workers_hot_answers() {
+    use juris_resolver::cache::FlushScope;
+    // One UDP worker, so every query meets the same table of hot answers.
+    let h = Harness::start(|config, _| config.threads = 1);
+    const OTHER: &[u8] = b"\x05other\x07example\x03org\x00";
+    h.insert(WWW, &a_response(WWW, 1));
+    h.insert(OTHER, &a_response(OTHER, 1));
+    let hot_hits = || h.server().stats().cache_hits_hot;
+    let ask = |name: &[u8]| {
+        Message::from_vec(&h.udp(&query(9, 0x0100, name, 1, Some((1232, false, 0, &[]))))).unwrap()
+    };
+    for name in [WWW, OTHER] {
+        for _ in 0..3 {
+            assert_eq!(ask(name).answers().len(), 1);
+        }
+    }
+    assert!(hot_hits() >= 4, "served from the hot answers");
+
+    // A new answer in the shared cache after the flush: the worker's old copy is not served.
+    let report = h.server().pipeline().flush_cache(FlushScope::Name(WWW));
+    assert_eq!(report.answers, 1);
+    h.insert(WWW, &a_response(WWW, 2));
+    for _ in 0..3 {
+        assert_eq!(
+            ask(WWW).answers().len(),
+            2,
+            "the answer stored after the flush"
+        );
+    }
+    // The other name was not flushed: still answered, and hot again once re-judged.
+    let before = hot_hits();
+    for _ in 0..3 {
+        assert_eq!(ask(OTHER).answers().len(), 1);
+    }
+    assert!(hot_hits() >= before + 2);
+
+    // A subtree flush of the root empties everything: the next query misses (SERVFAIL here,
+    // the only upstream is closed).
+    let report = h
+        .server()
+        .pipeline()
+        .flush_cache(FlushScope::Subtree(b"\x00"));
+    assert_eq!(report.answers, 2);
+    assert_eq!(ask(OTHER).response_code(), ResponseCode::ServFail);
+    assert_eq!(ask(WWW).response_code(), ResponseCode::ServFail);
+}
