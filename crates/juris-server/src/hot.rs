@@ -196,16 +196,7 @@ impl Slot {
         let Some(answer) = &self.answer else {
             return;
         };
-        let clean = !policy.may_apply_to_name(name)
-            && !answer
-                .cname_targets()
-                .iter()
-                .any(|target| policy.may_apply_to_name(target))
-            && !answer
-                .addresses()
-                .iter()
-                .any(|address| policy.may_apply_to_address(*address));
-        self.clean = clean;
+        self.clean = untouchable(policy, name, answer);
         self.judged_for = epoch;
     }
 
@@ -230,6 +221,21 @@ impl Slot {
         }
         Some(&self.rendered)
     }
+}
+
+/// Whether no order of `policy` can apply to `name`, `answer`'s CNAME targets or its
+/// addresses, for any jurisdiction at any time (exact "no": Bloom filters without an entry).
+/// What a hot slot remembers, and what makes a trusted forwarder's ECS scope 0.
+pub(crate) fn untouchable(policy: &CompiledPolicy, name: &[u8], answer: &CachedAnswer) -> bool {
+    !policy.may_apply_to_name(name)
+        && !answer
+            .cname_targets()
+            .iter()
+            .any(|target| policy.may_apply_to_name(target))
+        && !answer
+            .addresses()
+            .iter()
+            .any(|address| policy.may_apply_to_address(*address))
 }
 
 /// A fast hash of the key: multiply-rotate over 8-byte words (the rotation carries each

@@ -42,7 +42,7 @@ use crate::hot::HotAnswers;
 use crate::policy::PolicyEngine;
 use crate::query::{parse_query, ClientSubnet, NameBuf, ParseConfig, ParseError, Query};
 use crate::synth::{
-    self, opt_len, write_opt, ExtendedError, OptReply, Rcode, ReplyTo, ResponseBuilder,
+    self, opt_len, write_opt, EcsReply, ExtendedError, OptReply, Rcode, ReplyTo, ResponseBuilder,
 };
 
 /// The transport a query came over.
@@ -408,7 +408,18 @@ impl Pipeline {
             }
         };
         context.client_subnet = query.edns.and_then(|e| e.client_subnet);
-        let reply = ReplyTo::for_query(&query, payload, context.transport);
+        let mut reply = ReplyTo::for_query(&query, payload, context.transport);
+        // RFC 7871 §7.2.1: a trusted forwarder's Client Subnet is answered, scope 0 until the
+        // answer is found to depend on the client's jurisdiction (`Pipeline::scope_ecs`).
+        if let (Some(subnet), Some(opt)) = (context.client_subnet, reply.opt.as_mut()) {
+            if self
+                .engine
+                .classifier
+                .is_trusted_forwarder(context.client.ip())
+            {
+                opt.ecs = Some(EcsReply::for_query(subnet));
+            }
+        }
 
         if let Some(error) = error_map::for_question(query.qtype, query.qclass) {
             return respond_error(out, &reply, &error);
@@ -441,6 +452,7 @@ impl Pipeline {
         judge.tally.classified(&jurisdiction);
         // HOOK: service withdrawn in that jurisdiction.
         if hooks::withdrawn(judge.tally, &self.engine.policy, &jurisdiction).is_some() {
+            self.scope_ecs(&mut reply, &jurisdiction, || true);
             return respond_error(out, &reply, &error_map::for_withdrawn());
         }
         // The epoch before the policy: a verdict remembered under it is for this policy or newer.
@@ -461,10 +473,14 @@ impl Pipeline {
             &jurisdiction,
             timestamp(now),
         ) {
+            self.scope_ecs(&mut reply, &jurisdiction, || true);
             return self.respond_block(out, &reply, &policy_context, &block, Trigger::QueryName);
         }
 
         if query.qtype == QTYPE_ANY {
+            self.scope_ecs(&mut reply, &jurisdiction, || {
+                policy.may_apply_to_name(query.name()) || self.engine.policy.any_withdrawn()
+            });
             return respond_or_drop(synth::write_any_answer(
                 out,
                 &reply,
@@ -510,6 +526,9 @@ impl Pipeline {
         };
         counters.cache_hit();
         let block = self.answer_block(judge.tally, &answer, &policy_context, now);
+        self.scope_ecs(&mut reply, &jurisdiction, || {
+            depends_on_jurisdiction(&self.engine, &policy, query.name(), &answer)
+        });
         self.respond_judged(
             out,
             &reply,
@@ -520,6 +539,31 @@ impl Pipeline {
             None,
             block,
         )
+    }
+
+    /// RFC 7871 §7.2.1: when the response to a trusted forwarder's Client Subnet depends on
+    /// the jurisdiction that subnet decided (`depends`, asked only then), its SCOPE
+    /// PREFIX-LENGTH is the prefix of the GeoIP network that decided it; otherwise it stays 0,
+    /// so a downstream cache shares the answer among all its clients
+    /// (`docs/design/0017-cache-control.md`).
+    fn scope_ecs(
+        &self,
+        reply: &mut ReplyTo<'_>,
+        jurisdiction: &Jurisdiction,
+        depends: impl FnOnce() -> bool,
+    ) {
+        let Some(ecs) = reply.opt.as_mut().and_then(|opt| opt.ecs.as_mut()) else {
+            return;
+        };
+        // Only a subnet that was looked up can make the answer depend on it (a listener pin
+        // or an opted-out client decides the same for every address).
+        if jurisdiction.ecs_prefix_len.is_none() || !depends() {
+            return;
+        }
+        ecs.scope_prefix = self
+            .engine
+            .classifier
+            .ecs_scope(ecs.query.address, ecs.query.source_prefix);
     }
 
     /// A client outside the allow list: header-only REFUSED, or nothing.
@@ -656,7 +700,7 @@ impl Pipeline {
                     .map_err(|e| error_map::for_resolve_error(&e)),
             },
         };
-        let reply = pending.reply();
+        let mut reply = pending.reply();
         let now = self.clock.unix_seconds();
         let counters = &self.async_counters;
         // RFC 8767 §4: a SERVFAIL from fresh resolution is a failure too when stale data exists.
@@ -693,9 +737,14 @@ impl Pipeline {
             .security()
             .unsupported()
             .map(error_map::for_unsupported);
+        let ecs_len = reply
+            .opt
+            .and_then(|opt| opt.ecs)
+            .map_or(0, |ecs| ecs.option_len());
         let extra = stale
             .as_ref()
             .map_or_else(|| opt_len(info.as_ref()), |(_, ede)| opt_len(Some(ede)))
+            + ecs_len
             + padding;
         let policy = self.engine.policy.load();
         let policy_context = PolicyContext {
@@ -705,6 +754,9 @@ impl Pipeline {
             structured_errors: pending.structured_errors,
         };
         let block = self.answer_block(&*self.engine.counters, &answer, &policy_context, now);
+        self.scope_ecs(&mut reply, &pending.jurisdiction, || {
+            depends_on_jurisdiction(&self.engine, &policy, pending.name.as_slice(), &answer)
+        });
         // What the response needs (a truncated one needs less), at least room for an error
         // with its EDE text; a blocked answer (SOA, EDE text, maybe JSON) gets 4 KiB.
         let size = match block {
@@ -744,6 +796,18 @@ impl Pipeline {
     }
 }
 
+/// Whether some order could treat clients of different jurisdictions differently for this
+/// answer: the name, a CNAME target or an address may be under an order, or service is
+/// withdrawn somewhere (the inverse of a hot slot's "clean").
+fn depends_on_jurisdiction(
+    engine: &PolicyEngine,
+    policy: &CompiledPolicy,
+    name: &[u8],
+    answer: &CachedAnswer,
+) -> bool {
+    engine.policy.any_withdrawn() || !crate::hot::untouchable(policy, name, answer)
+}
+
 /// Renders a cached (or freshly resolved) answer for one client: copy with ID, flags, case
 /// and TTLs patched, then the client's OPT (our payload size, DO echoed, `ede`), ARCOUNT
 /// fixed. If the result would exceed `reply.limit` (or `out`), writes header + question +
@@ -757,7 +821,7 @@ pub fn render_answer(
     stale_ttl: Option<u32>,
     ede: Option<&ExtendedError<'_>>,
 ) -> Option<usize> {
-    let opt = if reply.opt.is_some() { opt_len(ede) } else { 0 };
+    let opt = reply.opt.map_or(0, |opt| opt.len(ede));
     let total = answer.len() + opt;
     if total > reply.limit || total > out.len() {
         let mut builder = ResponseBuilder::start(out, reply, Rcode(u16::from(answer.rcode())))?;
@@ -785,11 +849,7 @@ fn render_hot(
     slot: &mut crate::hot::Slot,
     now: u64,
 ) -> Option<usize> {
-    let opt = if reply.opt.is_some() {
-        opt_len(None)
-    } else {
-        0
-    };
+    let opt = reply.opt.map_or(0, |opt| opt.len(None));
     let rendered = slot.rendered(now)?;
     let len = rendered.len();
     if len + opt > reply.limit || len + opt > out.len() {
@@ -872,6 +932,7 @@ mod tests {
                 udp_payload_size: 1232,
                 dnssec_ok: true,
                 padding: false,
+                ecs: None,
             }),
             limit,
         }
