@@ -512,6 +512,11 @@ impl Pipeline {
                     }
                     answer
                 }
+                // RD=0: answered from the cache only (RFC 1034 §4.3.1), never resolved.
+                _ if query.flags & crate::query::flags::RD == 0 => {
+                    counters.cache_miss();
+                    return respond_error(out, &reply, &error_map::for_not_recursive());
+                }
                 (_, stale_or_none) => {
                     let stale = stale_or_none.map(|(answer, _)| answer);
                     return Outcome::Resolve(Box::new(PendingQuery::new(
