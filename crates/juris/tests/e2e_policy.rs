@@ -579,40 +579,32 @@ fn a_trusted_forwarders_ecs_is_answered_with_the_scope_that_decided() {
     let blocked = "www.kickasstorrents.to.";
     let untouched = "www.kat-mirror.test.";
 
+    // The response through the forwarder, after checking the Client Subnet option it carries.
+    let through_forwarder = |name: &str, subnet: &str, expected: &str| {
+        let (response, ecs) = s.dig_subnet(forwarder, name, subnet);
+        assert_eq!(ecs.as_deref(), Some(expected), "{}", response.output);
+        response
+    };
+
     // A name an order can touch: the answer depends on the client's network, and the scope
     // is the GeoIP network (/16) that decided, for the blocked Italian subnet as for the
     // German one that resolves; twice each (the second is a cache hit).
     for _ in 0..2 {
-        let (italian, ecs) = s.dig_subnet(forwarder, blocked, "10.20.30.0/24");
+        let italian = through_forwarder(blocked, "10.20.30.0/24", "10.20.30.0/24/16");
         assert_blocked(&italian, "kickasstorrents.to.");
-        assert_eq!(
-            ecs.as_deref(),
-            Some("10.20.30.0/24/16"),
-            "{}",
-            italian.output
-        );
-        let (german, ecs) = s.dig_subnet(forwarder, blocked, "10.30.1.0/24");
+        let german = through_forwarder(blocked, "10.30.1.0/24", "10.30.1.0/24/16");
         assert_resolved(&german, "192.0.2.10");
-        assert_eq!(ecs.as_deref(), Some("10.30.1.0/24/16"), "{}", german.output);
     }
     // Only the truncated /24 is looked at: a longer source prefix gets scope /16 still, a
     // shorter one never more than it sent.
-    let (_, ecs) = s.dig_subnet(forwarder, blocked, "10.20.30.40/32");
-    assert_eq!(ecs.as_deref(), Some("10.20.30.40/32/16"));
-    let (_, ecs) = s.dig_subnet(forwarder, blocked, "10.20.0.0/12");
-    assert_eq!(ecs.as_deref(), Some("10.16.0.0/12/12"));
+    through_forwarder(blocked, "10.20.30.40/32", "10.20.30.40/32/16");
+    through_forwarder(blocked, "10.20.0.0/12", "10.16.0.0/12/12");
 
     // A name no order can touch: scope /0, so a downstream cache shares it; the repeated
     // queries are answered from the UDP workers' hot answers the same way.
     for _ in 0..4 {
-        let (response, ecs) = s.dig_subnet(forwarder, untouched, "10.20.30.0/24");
+        let response = through_forwarder(untouched, "10.20.30.0/24", "10.20.30.0/24/0");
         assert_resolved(&response, "192.0.2.50");
-        assert_eq!(
-            ecs.as_deref(),
-            Some("10.20.30.0/24/0"),
-            "{}",
-            response.output
-        );
     }
 
     // ECS from a source that is not a trusted forwarder is ignored: no option in the answer,
