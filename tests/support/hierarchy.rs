@@ -526,6 +526,19 @@ impl Hierarchy {
             .collect()
     }
 
+    /// Replaces `from` with `to` in the zone file of every server of `zone`, has NSD read it
+    /// again (SIGHUP), and waits until each server answers `name` A with `address`. For
+    /// unsigned zones (a signed zone's signatures would not cover the change).
+    pub fn edit_zone(&self, zone: &str, from: &str, to: &str, name: &str, address: Ipv4Addr) {
+        let zone = absolute(zone);
+        let servers = self.servers(&zone);
+        assert!(!servers.is_empty(), "no server for {zone}");
+        for server in servers {
+            server.edit_zone_file(from, to);
+            server.reload_until(self.probe_from, name, address);
+        }
+    }
+
     fn is_probe(&self, query: &ReceivedQuery) -> bool {
         query
             .client
@@ -665,6 +678,76 @@ impl NsdServer {
         panic!(
             "the dnstap stream of {} on {} did not catch up",
             self.zone, self.address
+        );
+    }
+
+    fn edit_zone_file(&self, from: &str, to: &str) {
+        let path = self.directory.join("zone");
+        let text = fs::read_to_string(&path)
+            .unwrap_or_else(|error| panic!("cannot read {}: {error}", path.display()));
+        assert!(
+            text.contains(from),
+            "{from:?} is not in the zone {}",
+            self.zone
+        );
+        let modified = fs::metadata(&path).and_then(|m| m.modified()).ok();
+        fs::write(&path, text.replace(from, to))
+            .unwrap_or_else(|error| panic!("cannot write {}: {error}", path.display()));
+        // NSD reloads a zone file whose mtime changed: make sure it did, even within the
+        // file system's time granularity.
+        if let Some(modified) = modified {
+            let later = modified + Duration::from_secs(5);
+            if let Ok(file) = fs::File::options().write(true).open(&path) {
+                let _ = file.set_modified(later);
+            }
+        }
+    }
+
+    /// SIGHUP (NSD reads changed zone files) until the server answers `name` A with `address`.
+    fn reload_until(&self, probe_from: Ipv4Addr, name: &str, address: Ipv4Addr) {
+        let socket = UdpSocket::bind((probe_from, 0))
+            .unwrap_or_else(|error| panic!("cannot bind a probe socket: {error}"));
+        let _ = socket.set_read_timeout(Some(Duration::from_millis(100)));
+        let mut message = Message::new();
+        message
+            .set_id(0x5e12)
+            .set_message_type(MessageType::Query)
+            .set_op_code(OpCode::Query);
+        if let Ok(name) = Name::from_ascii(absolute(name)) {
+            message.add_query(Query::query(name, RecordType::A));
+        }
+        let query = message.to_vec().unwrap_or_default();
+        let deadline = Instant::now() + START_TIMEOUT;
+        while Instant::now() < deadline {
+            if let Some(child) = self
+                .child
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .as_ref()
+            {
+                process::signal(child, libc::SIGHUP);
+            }
+            for _ in 0..10 {
+                let _ = socket.send_to(&query, (self.address, 53));
+                let mut buffer = [0; 4096];
+                if let Ok((length, _)) = socket.recv_from(&mut buffer) {
+                    let answered = Message::from_vec(&buffer[..length]).is_ok_and(|answer| {
+                        answer
+                            .answers()
+                            .iter()
+                            .any(|record| record.data().as_a().is_some_and(|a| a.0 == address))
+                    });
+                    if answered {
+                        return;
+                    }
+                }
+            }
+        }
+        panic!(
+            "NSD for {} on {} did not take the edited zone\n{}",
+            self.zone,
+            self.address,
+            self.log()
         );
     }
 

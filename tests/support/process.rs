@@ -75,6 +75,14 @@ pub fn signal_group(child: &Child, signal: libc::c_int) {
     kill(-pid, signal);
 }
 
+/// Sends `signal` to `child` alone (not its group), e.g. SIGHUP to a server's main process.
+/// Same precondition as [`signal_group`].
+pub fn signal(child: &Child, signal: libc::c_int) {
+    if let Ok(pid) = libc::pid_t::try_from(child.id()) {
+        kill(pid, signal);
+    }
+}
+
 /// SIGTERM to `child`'s group, waits up to `timeout` for the exit, then SIGKILL; the
 /// exit status if it could be collected.
 pub fn terminate(mut child: Child, timeout: std::time::Duration, what: &str) -> Option<ExitStatus> {

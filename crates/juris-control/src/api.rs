@@ -39,6 +39,87 @@ pub trait ServerView: Send + Sync + 'static {
     fn explain(&self, request: &ExplainRequest) -> Result<ExplainView, ControlError>;
     /// Counters and the policy generation.
     fn snapshot(&self) -> ServerSnapshot;
+    /// Flushes the resolver's caches for `name` (every name when `None`), and everything
+    /// below it with `subtree`. Returns the name as the server understood it (absolute,
+    /// lower-case) and what was removed. Errors name the field (`name`).
+    fn flush_cache(
+        &self,
+        _name: Option<&str>,
+        _subtree: bool,
+    ) -> Result<(Option<String>, CacheRemoved), ControlError> {
+        Err(no_resolver())
+    }
+    /// The answer cache's size and counters.
+    fn cache_stats(&self) -> Result<CacheStats, ControlError> {
+        Err(no_resolver())
+    }
+}
+
+fn no_resolver() -> ControlError {
+    ControlError::Internal("no resolver is attached to this API".into())
+}
+
+/// `POST /v1/cache/flush` body: `{}` flushes everything, `{"name": "example.com"}` one name
+/// (every type), `{"name": "example.com", "subtree": true}` the name and everything below.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CacheFlushRequest {
+    /// The name to flush; absent: the whole cache.
+    #[serde(default)]
+    pub name: Option<String>,
+    /// Flush everything at or below `name` (needs `name`).
+    #[serde(default)]
+    pub subtree: bool,
+    /// Why (recorded in the audit log).
+    #[serde(default)]
+    pub reason: String,
+}
+
+/// What one flush removed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CacheRemoved {
+    /// Answer cache entries (one per name, type, class and DO bit; positive, negative and
+    /// failure answers alike).
+    pub answers: u64,
+    /// Zone cuts learnt from referrals (recursive mode).
+    pub delegations: u64,
+    /// Name server address entries (recursive mode).
+    pub addresses: u64,
+    /// Remembered resolution failures (RFC 9520).
+    pub failures: u64,
+}
+
+/// `POST /v1/cache/flush` answer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CacheFlushView {
+    /// The name flushed (absolute, lower-case), or `None` for the whole cache.
+    pub name: Option<String>,
+    /// Whether everything below the name was flushed too.
+    pub subtree: bool,
+    /// What was removed.
+    pub removed: CacheRemoved,
+    /// The audit log entry that records the flush.
+    pub audit_seq: i64,
+}
+
+/// `GET /v1/cache/stats`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CacheStats {
+    /// Answers held (one per name, type, class and DO bit).
+    pub entries: u64,
+    /// Bytes accounted to them: wire data plus bookkeeping, as weighed for the `cache.size`
+    /// bound (not the process's memory: the index and allocator overhead are not counted).
+    pub bytes: u64,
+    /// The bound on `bytes` (`cache.size`).
+    pub max_bytes: u64,
+    /// Queries answered from the cache since start (the UDP workers' hot answers included).
+    pub hits: u64,
+    /// Of `hits`, those answered from a UDP worker's hot answers.
+    pub hits_hot: u64,
+    /// Queries that needed resolution (misses and stale entries) since start.
+    pub misses: u64,
+    /// Flushes since start.
+    pub flushes: u64,
 }
 
 /// `GET /v1/explain` parameters.
@@ -384,6 +465,14 @@ fn table() -> Vec<(RouteSpec, MethodRouter<ApiState>)> {
             get(export_transparency),
         ),
         (spec("POST", "/v1/tokens", Some(Admin)), post(create_token)),
+        (
+            spec("POST", "/v1/cache/flush", Some(Operator)),
+            post(cache_flush),
+        ),
+        (
+            spec("GET", "/v1/cache/stats", Some(Operator)),
+            get(cache_stats),
+        ),
     ]
 }
 
@@ -1087,6 +1176,50 @@ async fn export_transparency(
 struct TokenBody {
     role: Role,
     name: String,
+}
+
+async fn cache_flush(
+    State(state): State<ApiState>,
+    Extension(actor): Extension<Actor>,
+    body: Bytes,
+) -> ApiResult<Response> {
+    let request: CacheFlushRequest = if body.iter().all(u8::is_ascii_whitespace) {
+        CacheFlushRequest::default()
+    } else {
+        crate::parse_json(&body)?
+    };
+    if request.subtree && request.name.is_none() {
+        return Err(ApiError(ControlError::invalid(
+            "subtree",
+            "a subtree flush needs a name (without one the whole cache is flushed)",
+        )));
+    }
+    // The flush first, then its audit entry with what it removed: a store failure after the
+    // flush is reported (500), never a flush that did not happen.
+    let server = state.server.clone();
+    let (name, removed) = server.flush_cache(request.name.as_deref(), request.subtree)?;
+    let after = json!({
+        "name": name,
+        "subtree": request.subtree,
+        "removed": removed,
+    });
+    let control = state.control.clone();
+    let audited = name.clone();
+    let audit_seq = blocking(move || {
+        control.record_cache_flush(&actor, audited.as_deref(), after, &request.reason)
+    })
+    .await?;
+    Ok(Json(CacheFlushView {
+        name,
+        subtree: request.subtree,
+        removed,
+        audit_seq,
+    })
+    .into_response())
+}
+
+async fn cache_stats(State(state): State<ApiState>) -> ApiResult<Response> {
+    Ok(Json(state.server.cache_stats()?).into_response())
 }
 
 async fn create_token(

@@ -46,6 +46,8 @@ use crate::store::Store;
 pub enum Role {
     /// Read everything (orders, audit, status, metrics, exports).
     Viewer,
+    /// Run the resolver: flush its cache and read its cache statistics. No order changes.
+    Operator,
     /// Create and update orders, add and remove targets, shadow, import feeds.
     Editor,
     /// Activate, suspend (including the kill switch) and lift orders.
@@ -514,6 +516,37 @@ impl Control {
                 "unknown or revoked token".into(),
             )),
         }
+    }
+
+    // ---- resolver operations -----------------------------------------------------------------
+
+    /// Records a cache flush the running server did for `actor` (`juris cache flush`): action
+    /// `cache.flush`, object `cache:NAME` (`cache:*` for everything), `after` the scope and
+    /// what was removed. Returns the entry's seq. Orders are not touched, so the order loader
+    /// is not woken.
+    pub fn record_cache_flush(
+        &self,
+        actor: &Actor,
+        name: Option<&str>,
+        after: serde_json::Value,
+        reason: &str,
+    ) -> Result<i64, ControlError> {
+        require(actor, Role::Operator)?;
+        let now = self.now_text();
+        self.counted(self.store.write(|tx| {
+            audit::append(
+                tx,
+                &now,
+                NewEntry {
+                    actor: &actor.name,
+                    action: "cache.flush",
+                    object: format!("cache:{}", name.unwrap_or("*")),
+                    before: None,
+                    after: Some(after),
+                    reason,
+                },
+            )
+        }))
     }
 
     // ---- orders ----------------------------------------------------------------------------
@@ -1201,6 +1234,7 @@ pub fn token_hash(token: &str) -> String {
 pub fn role_str(role: Role) -> &'static str {
     match role {
         Role::Viewer => "viewer",
+        Role::Operator => "operator",
         Role::Editor => "editor",
         Role::Approver => "approver",
         Role::Admin => "admin",
@@ -1210,6 +1244,7 @@ pub fn role_str(role: Role) -> &'static str {
 fn parse_role(text: &str) -> Result<Role, ControlError> {
     match text {
         "viewer" => Ok(Role::Viewer),
+        "operator" => Ok(Role::Operator),
         "editor" => Ok(Role::Editor),
         "approver" => Ok(Role::Approver),
         "admin" => Ok(Role::Admin),

@@ -19,10 +19,13 @@ use crate::error::ControlError;
 pub const STORE_FILE: &str = "control.sqlite3";
 
 /// Migrations: (version, SQL), in order. Append only; never edit a released one.
-const MIGRATIONS: &[(u32, &str)] = &[(1, include_str!("../migrations/0001_initial.sql"))];
+const MIGRATIONS: &[(u32, &str)] = &[
+    (1, include_str!("../migrations/0001_initial.sql")),
+    (2, include_str!("../migrations/0002_operator_role.sql")),
+];
 
 /// The schema version this build writes.
-pub const SCHEMA_VERSION: u32 = 1;
+pub const SCHEMA_VERSION: u32 = 2;
 
 /// The SQLite store. Cheap to share behind an `Arc`; operations serialise on one connection.
 #[derive(Debug)]
@@ -374,7 +377,46 @@ mod tests {
         let rows: i64 = store
             .read(|c| Ok(c.query_row("SELECT COUNT(*) FROM schema_version", [], |r| r.get(0))?))
             .unwrap();
-        assert_eq!(rows, 1, "a migration is applied once");
+        assert_eq!(rows, MIGRATIONS.len() as i64, "a migration is applied once");
+    }
+
+    #[test]
+    fn version_1_tokens_survive_the_operator_migration() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let mut conn = Connection::open(dir.path().join(STORE_FILE)).unwrap();
+            conn.execute_batch(
+                "CREATE TABLE schema_version (version INTEGER PRIMARY KEY, applied_at TEXT NOT NULL)",
+            )
+            .unwrap();
+            let tx = conn.transaction().unwrap();
+            tx.execute_batch(MIGRATIONS[0].1).unwrap();
+            tx.execute("INSERT INTO schema_version VALUES (1, 'x')", [])
+                .unwrap();
+            tx.execute(
+                "INSERT INTO tokens (hash, role, name, created_at, created_by) VALUES ('h', 'approver', 'n', 't', 'x')",
+                [],
+            )
+            .unwrap();
+            tx.commit().unwrap();
+        }
+        let store = Store::open(dir.path()).unwrap();
+        assert_eq!(store.schema_version().unwrap(), SCHEMA_VERSION);
+        let role: String = store
+            .read(
+                |c| Ok(c.query_row("SELECT role FROM tokens WHERE hash = 'h'", [], |r| r.get(0))?),
+            )
+            .unwrap();
+        assert_eq!(role, "approver");
+        store
+            .write(|tx| {
+                tx.execute(
+                    "INSERT INTO tokens (hash, role, name, created_at, created_by) VALUES ('o', 'operator', 'op', 't', 'x')",
+                    [],
+                )?;
+                Ok(())
+            })
+            .unwrap();
     }
 
     #[test]

@@ -141,6 +141,31 @@ impl Classifier {
             .any(|network| network.contains(&address))
     }
 
+    /// The SCOPE PREFIX-LENGTH (RFC 7871 §7.2.1) of an answer that depends on the
+    /// jurisdiction a trusted forwarder's ECS (`address`, `source_prefix_len`) decided: the
+    /// prefix of the database network holding the truncated subnet, at most the truncated
+    /// length (the bits past it were never looked at). 0 without a database (every subnet is
+    /// unknown alike) or for a source prefix of 0. In the option's own family: an
+    /// IPv4-mapped IPv6 address gets its IPv4 scope plus 96.
+    pub fn ecs_scope(&self, address: IpAddr, source_prefix_len: u8) -> u8 {
+        if source_prefix_len == 0 {
+            return 0;
+        }
+        let (subnet, prefix_len) = truncate_ecs(address, source_prefix_len);
+        let Some(database) = self.database.load_full() else {
+            return 0;
+        };
+        let scope = database
+            .network_prefix_len(subnet)
+            .map_or(prefix_len, |network| network.min(prefix_len));
+        let mapped = matches!(address, IpAddr::V6(v6) if v6.to_ipv4_mapped().is_some());
+        if mapped {
+            scope + 96
+        } else {
+            scope
+        }
+    }
+
     /// Decides the jurisdiction of one query. Allocation-free; never fails.
     ///
     /// - `client`: the query's source address (only used during this call).

@@ -125,6 +125,20 @@ impl GeoDb {
         country
     }
 
+    /// The prefix length of the database network that holds `address` (placed or not), in
+    /// the address's family; 0 when the match lies above the IPv4 subtree of an IPv6 database
+    /// (every IPv4 address alike). `None` if the tree cannot be read there. Not memoised: for
+    /// the ECS scope of answers some order can touch (RFC 7871 §7.2.1), not for every query.
+    pub fn network_prefix_len(&self, address: IpAddr) -> Option<u8> {
+        let address = crate::normalise_address(address);
+        let network = self.reader.lookup(address).ok()?.network().ok()?;
+        Some(if network.is_ipv4() == address.is_ipv4() {
+            network.prefix()
+        } else {
+            0
+        })
+    }
+
     /// [`lookup`](Self::lookup) without the memo (for benchmarks and checks).
     pub fn lookup_uncached(&self, address: IpAddr) -> Option<CountryCode> {
         self.lookup_in_tree(crate::normalise_address(address), 0).0

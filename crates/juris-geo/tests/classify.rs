@@ -591,3 +591,33 @@ fn repeated_lookups_in_a_split_slash_24_stay_exact() {
         assert_eq!(database.lookup(ip("192.0.2.78")), Some(cc("DE")));
     }
 }
+
+#[test]
+fn ecs_scope_is_the_database_network_cut_to_the_truncated_prefix() {
+    let (_dir, classifier) = standard_classifier();
+    // 192.0.2.0/24 is split inside (the /32 of 192.0.2.77): only the truncated /24 was looked
+    // at, so the answer holds for the /24.
+    assert_eq!(classifier.ecs_scope(ip("192.0.2.77"), 32), 24);
+    assert_eq!(classifier.ecs_scope(ip("::ffff:192.0.2.77"), 128), 120);
+    assert_eq!(classifier.ecs_scope(ip("2001:db8:1:23ff::1"), 128), 56);
+    // A coarse network of the database gives a shorter scope: the whole network answers alike.
+    let wide = classifier.ecs_scope(ip("203.0.113.9"), 32);
+    assert!(wide < 24, "{wide}");
+    let database = classifier.database().unwrap();
+    assert_eq!(
+        database.network_prefix_len(ip("203.0.113.9")),
+        Some(wide),
+        "the network that holds the subnet"
+    );
+    // Never longer than what the client sent, 0 for an opted-out client.
+    assert!(classifier.ecs_scope(ip("192.0.2.0"), 20) <= 20);
+    assert_eq!(classifier.ecs_scope(ip("192.0.2.77"), 0), 0);
+    // Without a database every subnet is unknown alike.
+    let bare = Classifier::new(&GeoConfig {
+        mmdb: None,
+        field_path: None,
+        trusted_ecs_forwarders: vec!["127.0.0.53/32".parse().unwrap()],
+    })
+    .unwrap();
+    assert_eq!(bare.ecs_scope(ip("192.0.2.77"), 32), 0);
+}

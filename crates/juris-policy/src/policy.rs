@@ -396,8 +396,9 @@ impl CompiledPolicy {
     }
 
     /// A number no other policy built in this process carries (clones share it: they answer
-    /// alike). Callers that remember a verdict across queries (the server's per-worker answer
-    /// memo) key it by this, so a published change can never be answered with an old verdict.
+    /// alike), for callers that remember a verdict across queries. (The server's per-worker
+    /// hot answers key theirs by `PolicyHandle::epoch` instead, which a cache flush moves on
+    /// too: `docs/design/0017-cache-control.md`.)
     pub fn instance(&self) -> u64 {
         self.instance
     }

@@ -19,6 +19,7 @@
 
 use std::hash::{Hash, Hasher};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use crate::wire::{self, WireError, HEADER_LEN, MAX_NAME_LEN};
@@ -615,11 +616,54 @@ impl quick_cache::Weighter<CacheKey, Arc<CachedAnswer>> for ByteWeighter {
     }
 }
 
+/// Which cached names a flush removes (`juris cache flush`, `docs/design/0017-cache-control.md`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FlushScope<'a> {
+    /// Every entry.
+    All,
+    /// Every entry for exactly this name (lower-cased wire form), whatever its type, class
+    /// or DO bit: positive, negative and failure answers alike.
+    Name(&'a [u8]),
+    /// Every entry at or below this name (lower-cased wire form).
+    Subtree(&'a [u8]),
+}
+
+impl FlushScope<'_> {
+    /// Whether `name` (a lower-cased wire name) is flushed by this scope.
+    pub fn covers(&self, name: &[u8]) -> bool {
+        match *self {
+            FlushScope::All => true,
+            FlushScope::Name(flushed) => name == flushed,
+            FlushScope::Subtree(apex) => is_at_or_below(name, apex),
+        }
+    }
+}
+
+/// Whether the wire name `name` equals `apex` or lies below it (both lower-cased, uncompressed).
+pub fn is_at_or_below(name: &[u8], apex: &[u8]) -> bool {
+    let mut pos = 0;
+    while pos < name.len() {
+        if &name[pos..] == apex {
+            return true;
+        }
+        let len = usize::from(name[pos]);
+        if len == 0 {
+            return false;
+        }
+        pos += 1 + len;
+    }
+    false
+}
+
 /// The bounded answer cache shared by all workers.
 #[derive(Debug)]
 pub struct AnswerCache {
     entries: quick_cache::sync::Cache<CacheKey, Arc<CachedAnswer>, ByteWeighter>,
     config: CacheConfig,
+    /// Bumped after every flush: whoever remembers an entry outside the cache (the UDP
+    /// workers' hot answers) notes the generation it took the entry at and drops it when the
+    /// generation has moved on.
+    generation: AtomicU64,
 }
 
 impl AnswerCache {
@@ -634,7 +678,32 @@ impl AnswerCache {
                 ByteWeighter,
             ),
             config,
+            generation: AtomicU64::new(0),
         }
+    }
+
+    /// The flush generation: read it **before** looking an entry up, and an entry remembered
+    /// with it is still in the cache (or evicted, never flushed) while the generation is the same.
+    #[inline]
+    pub fn generation(&self) -> u64 {
+        self.generation.load(Ordering::Acquire)
+    }
+
+    /// Removes the entries `scope` covers and bumps the generation (after the removal, so a
+    /// reader that sees the new generation finds the entries gone). Returns how many entries
+    /// were removed. Walks every shard: seconds for millions of entries, never on the query
+    /// path.
+    pub fn flush(&self, scope: FlushScope<'_>) -> usize {
+        let before = self.entries.len();
+        match scope {
+            FlushScope::All => self.entries.clear(),
+            FlushScope::Name(_) | FlushScope::Subtree(_) => {
+                self.entries.retain(|key, _| !scope.covers(&key.name));
+            }
+        }
+        let removed = before.saturating_sub(self.entries.len());
+        self.generation.fetch_add(1, Ordering::AcqRel);
+        removed
     }
 
     /// The configuration in force.
@@ -664,9 +733,9 @@ impl AnswerCache {
         self.entries.remove(key);
     }
 
-    /// Drops every entry.
+    /// Drops every entry (a flush of everything: the generation moves on too).
     pub fn clear(&self) {
-        self.entries.clear();
+        self.flush(FlushScope::All);
     }
 
     /// Number of entries.
@@ -737,6 +806,84 @@ mod tests {
         m.extend_from_slice(&(rdata.len() as u16).to_be_bytes());
         m.extend_from_slice(&rdata);
         m
+    }
+
+    #[test]
+    fn flush_removes_a_name_or_a_subtree_and_moves_the_generation() {
+        let config = CacheConfig::default();
+        let cache = AnswerCache::new(config.clone());
+        let entry = Arc::new(CachedAnswer::from_message(&sample_response(), 0, &config).unwrap());
+        let names: [&[u8]; 4] = [
+            b"\x07example\x03com\x00",
+            b"\x03www\x07example\x03com\x00",
+            b"\x01a\x03www\x07example\x03com\x00",
+            b"\x0anotexample\x03com\x00",
+        ];
+        let fill = || {
+            for name in names {
+                for qtype in [1, 28] {
+                    let key = CacheKeyRef {
+                        name,
+                        qtype,
+                        qclass: 1,
+                        dnssec_ok: false,
+                    };
+                    cache.insert(key.to_owned_key(), Arc::clone(&entry));
+                }
+            }
+        };
+        let present = |name: &[u8]| {
+            [1, 28]
+                .iter()
+                .filter(|&&qtype| {
+                    cache
+                        .get(
+                            &CacheKeyRef {
+                                name,
+                                qtype,
+                                qclass: 1,
+                                dnssec_ok: false,
+                            },
+                            0,
+                        )
+                        .is_some()
+                })
+                .count()
+        };
+        fill();
+        let generation = cache.generation();
+        assert_eq!(cache.flush(FlushScope::Name(names[1])), 2);
+        assert!(cache.generation() > generation);
+        assert_eq!(
+            (present(names[0]), present(names[1]), present(names[2])),
+            (2, 0, 2)
+        );
+        fill();
+        assert_eq!(cache.flush(FlushScope::Subtree(names[0])), 6);
+        assert_eq!(
+            present(names[3]),
+            2,
+            "a name that only ends with the same bytes stays"
+        );
+        assert_eq!(cache.flush(FlushScope::All), 2);
+        assert!(cache.is_empty());
+    }
+
+    #[test]
+    fn at_or_below_follows_label_boundaries() {
+        let apex = b"\x07example\x03com\x00";
+        assert!(is_at_or_below(apex, apex));
+        assert!(is_at_or_below(b"\x01x\x07example\x03com\x00", apex));
+        assert!(!is_at_or_below(b"\x08xexample\x03com\x00", apex));
+        assert!(!is_at_or_below(b"\x03com\x00", apex));
+        assert!(
+            is_at_or_below(b"\x03com\x00", b"\x00"),
+            "everything is below the root"
+        );
+        assert!(
+            !is_at_or_below(b"\x05ab", apex),
+            "a truncated name never matches"
+        );
     }
 
     #[test]

@@ -14,6 +14,7 @@ use std::sync::{Arc, Mutex};
 use bytes::Bytes;
 use domain::base::{Name, Rtype};
 
+use crate::cache::FlushScope;
 use crate::names::lower;
 
 /// Bound on entries in each map; past it expired entries are dropped, then everything.
@@ -305,6 +306,26 @@ impl DelegationCache {
             Rank::Glue => ranked.glue = entry,
         }
     }
+
+    /// Forgets the zone cuts and name server addresses `scope` covers (the root cut and the
+    /// hints' addresses are configuration and stay). Returns (cuts, address entries) removed.
+    pub(crate) fn flush(&self, scope: FlushScope<'_>) -> (usize, usize) {
+        let mut zones = match self.zones.lock() {
+            Ok(zones) => zones,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        let before = zones.len();
+        zones.retain(|key, _| !scope.covers(key));
+        let cuts = before - zones.len();
+        drop(zones);
+        let mut addresses = match self.addresses.lock() {
+            Ok(map) => map,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        let before = addresses.len();
+        addresses.retain(|key, _| !scope.covers(key));
+        (cuts, before - addresses.len())
+    }
 }
 
 #[cfg(test)]
@@ -370,5 +391,40 @@ mod tests {
         // Each rank keeps its own TTL.
         assert_eq!(listed(100), vec![(glue, false)]);
         assert_eq!(cache.addresses(&ns, Rtype::A, 210), None);
+    }
+
+    #[test]
+    fn flush_forgets_cuts_and_addresses_at_or_below_a_name_but_never_the_hints() {
+        let hints = vec![(n("a.root."), "127.0.0.2".parse().unwrap())];
+        let cache = DelegationCache::new(&hints);
+        for zone in ["test.", "example.test.", "sub.example.test."] {
+            let delegation = Delegation {
+                zone: n(zone),
+                name_servers: vec![n(&format!("ns.{zone}"))].into(),
+            };
+            cache.insert_delegation(&delegation, 100, 0);
+            let address = vec!["192.0.2.1".parse().unwrap()];
+            cache.insert_addresses(&n(&format!("ns.{zone}")), Rtype::A, Rank::Answer, address, 100, 0);
+        }
+        let wire = |name: &str| lower(&n(name)).into_octets();
+        let deep = n("www.sub.example.test.");
+        // A name: the cut at it only (and its own addresses: none here).
+        let example = wire("example.test.");
+        assert_eq!(cache.flush(FlushScope::Name(&example)), (1, 0));
+        assert_eq!(cache.deepest(&deep, 1).zone, n("sub.example.test."));
+        assert!(cache
+            .addresses(&n("ns.example.test."), Rtype::A, 1)
+            .is_some());
+        // A subtree: every cut and address at or below it.
+        assert_eq!(cache.flush(FlushScope::Subtree(&example)), (1, 2));
+        assert_eq!(cache.deepest(&deep, 1).zone, n("test."));
+        assert!(cache
+            .addresses(&n("ns.sub.example.test."), Rtype::A, 1)
+            .is_none());
+        assert!(cache.addresses(&n("ns.test."), Rtype::A, 1).is_some());
+        // Everything: the root hints stay.
+        assert_eq!(cache.flush(FlushScope::All), (1, 1));
+        assert!(cache.deepest(&deep, 1).zone.is_root());
+        assert!(cache.addresses(&n("a.root."), Rtype::A, 1).is_some());
     }
 }

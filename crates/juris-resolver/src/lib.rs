@@ -57,6 +57,7 @@ mod upstream;
 pub mod wire;
 
 pub use resolver::{
-    Limit, Limits, Mode, Question, ResolveError, Resolver, ResolverConfig, ResolverError,
+    FlushReport, Limit, Limits, Mode, Question, ResolveError, Resolver, ResolverConfig,
+    ResolverError,
 };
 pub use root_hints::{builtin_root_hints, parse_root_hints, RootHintsError, BUILTIN_ROOT_HINTS};

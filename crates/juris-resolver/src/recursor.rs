@@ -189,6 +189,11 @@ impl Recursor {
         }
     }
 
+    /// Forgets the zone cuts and name server addresses `scope` covers (`juris cache flush`).
+    pub(crate) fn flush(&self, scope: crate::cache::FlushScope<'_>) -> (usize, usize) {
+        self.delegations.flush(scope)
+    }
+
     /// Resolves `qname`/`qtype`, following CNAMEs and DNAMEs. `depth` is 0 for the client's
     /// question and grows with each nested name server address lookup.
     pub(crate) fn resolve<'a>(

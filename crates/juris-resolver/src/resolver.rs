@@ -16,7 +16,7 @@ use tokio::sync::oneshot;
 use tokio::time::Instant;
 
 use crate::answer;
-use crate::cache::{AnswerCache, CacheKey, CacheKeyRef, CachedAnswer, Freshness};
+use crate::cache::{AnswerCache, CacheKey, CacheKeyRef, CachedAnswer, FlushScope, Freshness};
 use crate::clock::SharedClock;
 use crate::dnssec::{Fetcher, Security, Validator};
 use crate::forwarder::Forwarder;
@@ -203,6 +203,19 @@ pub enum ResolverError {
     Anchors(#[from] crate::dnssec::AnchorError),
 }
 
+/// What one [`Resolver::flush`] removed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct FlushReport {
+    /// Answer cache entries (one per name, type, class and DO bit).
+    pub answers: usize,
+    /// Zone cuts (recursive mode).
+    pub delegations: usize,
+    /// Name server address entries (recursive mode).
+    pub addresses: usize,
+    /// Remembered resolution failures.
+    pub failures: usize,
+}
+
 /// The resolver: cheap to clone, shared by all listeners.
 #[derive(Debug, Clone)]
 pub struct Resolver {
@@ -296,6 +309,33 @@ impl Resolver {
     /// The answer cache this resolver fills.
     pub fn cache(&self) -> &Arc<AnswerCache> {
         &self.inner.cache
+    }
+
+    /// Forgets what `scope` covers: answer cache entries (every type, positive, negative and
+    /// failures), remembered failures (RFC 9520), and in recursive mode the zone cuts and name
+    /// server addresses learnt for those names. Validated DNSSEC keys and per-server health
+    /// (RTT, lameness) stay: they are about servers and trust chains, not about one name's
+    /// data (`docs/design/0017-cache-control.md`). The answer cache's generation moves on, so
+    /// copies held outside it (the UDP workers' hot answers) are dropped too.
+    pub fn flush(&self, scope: FlushScope<'_>) -> FlushReport {
+        let failures = {
+            let mut failures = lock(&self.inner.failures);
+            let before = failures.len();
+            failures.retain(|key, _| !scope.covers(key.as_ref().name));
+            before - failures.len()
+        };
+        let (delegations, addresses) = match &self.inner.engine {
+            Engine::Recursive(recursor) => recursor.flush(scope),
+            Engine::Forward(_) => (0, 0),
+        };
+        // Last: the generation moves on only once everything is gone.
+        let answers = self.inner.cache.flush(scope);
+        FlushReport {
+            answers,
+            delegations,
+            addresses,
+            failures,
+        }
     }
 
     /// The configuration in force.

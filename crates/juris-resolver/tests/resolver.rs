@@ -660,11 +660,25 @@ async fn servfail_everywhere_is_an_error_and_remembered() {
         .await;
     assert!(result.is_err());
     assert_eq!(sld.count(), asked);
+    // A flush of the name forgets the failure (and the cut at example.test is kept: the name
+    // is www.example.test): asked again at once.
+    let report = resolver.flush(juris_resolver::cache::FlushScope::Name(
+        b"\x03www\x07example\x04test\x00",
+    ));
+    assert_eq!((report.failures, report.delegations), (1, 0), "{report:?}");
+    let _ = resolver
+        .resolve(&question("www.example.test.", Rtype::A))
+        .await;
+    let asked_after_flush = sld.count();
+    assert!(asked_after_flush > asked, "asked again after the flush");
     clock.advance(6);
     let _ = resolver
         .resolve(&question("www.example.test.", Rtype::A))
         .await;
-    assert!(sld.count() > asked, "asked again once the failure expired");
+    assert!(
+        sld.count() > asked_after_flush,
+        "asked again once the failure expired"
+    );
 }
 
 #[tokio::test]

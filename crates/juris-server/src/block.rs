@@ -294,6 +294,7 @@ mod tests {
                 udp_payload_size: 1232,
                 dnssec_ok: false,
                 padding: false,
+                ecs: None,
             }),
             limit,
         }

@@ -147,6 +147,19 @@ pub fn for_withdrawn() -> ErrorAnswer {
     }
 }
 
+/// What a query with RD=0 gets when the cache has no fresh answer: it is answered from the
+/// cache only (RFC 1034 §4.3.1), so nothing is resolved; REFUSED with EDE 20, Not
+/// Authoritative (RFC 8914 §4.21). `docs/design/0017-cache-control.md` says why not a referral.
+pub fn for_not_recursive() -> ErrorAnswer {
+    ErrorAnswer {
+        rcode: Rcode::REFUSED,
+        ede: Some(ExtendedError {
+            info_code: ede::NOT_AUTHORITATIVE,
+            extra_text: "recursion not desired and no answer in the cache",
+        }),
+    }
+}
+
 /// Questions a resolver does not process, decided before the cache (Unbound's
 /// `worker_handle_request` checks): `None` lets the query through.
 pub fn for_question(qtype: u16, qclass: u16) -> Option<ErrorAnswer> {

@@ -12,14 +12,17 @@
 //! query); and, when no order can apply to the name or the answer, the client's classification
 //! and every policy lookup. "Clean" is decided with [`CompiledPolicy::may_apply_to_name`] and
 //! [`CompiledPolicy::may_apply_to_address`], whose "no" is exact for every jurisdiction and
-//! time, and is remembered together with the [`CompiledPolicy::instance`] it was decided for:
-//! any published change makes every remembered verdict void at once.
+//! time, and is remembered together with the verdict epoch ([`crate::PolicyHandle::epoch`]) it
+//! was decided under: any published change, and any cache flush, makes every remembered
+//! verdict void at once. A slot also notes the shared cache's flush generation it took its
+//! answer at; once a flush has moved the generation on, the answer is not served from the slot
+//! again (`docs/design/0017-cache-control.md`).
 //!
 //! The table belongs to one worker thread (`&mut`, no locks, no atomics). It only ever holds
-//! answers the shared cache handed out, and only serves them while fresh, so it can never
-//! serve what the shared cache would not have served this second (an entry evicted from the
-//! shared cache may still be served here until its TTL runs out, as a client's own cache
-//! would).
+//! answers the shared cache handed out, and only serves them while fresh and unflushed, so it
+//! can never serve what the shared cache would not have served this second (an entry evicted
+//! from the shared cache may still be served here until its TTL runs out, as a client's own
+//! cache would; a flushed one is not).
 
 use std::sync::Arc;
 
@@ -35,6 +38,16 @@ pub struct HotAnswers {
     slots: Box<[Slot]>,
 }
 
+/// What a slot's contents were decided under: the verdict epoch
+/// ([`crate::PolicyHandle::epoch`], read before the policy was loaded) and the shared cache's
+/// flush generation ([`juris_resolver::cache::AnswerCache::generation`], read before the
+/// lookup that found the answer).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct Stamp {
+    pub(crate) epoch: u64,
+    pub(crate) generation: u64,
+}
+
 /// One remembered answer.
 #[derive(Debug, Default)]
 pub struct Slot {
@@ -47,8 +60,10 @@ pub struct Slot {
     /// The response as stored, with TTLs for `rendered_at` (ID 0, RD/CD clear).
     rendered: Vec<u8>,
     rendered_at: u64,
-    /// The policy instance `clean` was decided for (0: never decided).
+    /// The verdict epoch `clean` was decided under (0: never decided).
     judged_for: u64,
+    /// The shared cache's flush generation when the answer was taken from it.
+    generation: u64,
     /// No order of policy `judged_for` applies to the name, its CNAME targets, addresses or
     /// name servers.
     clean: bool,
@@ -95,6 +110,10 @@ impl HotAnswers {
     /// Remembers `answer` for `key` in the pair at `index`, with its policy verdict under
     /// `policy`: in the slot already holding `key`, else an empty or expired one, else the one
     /// whose answer expires first.
+    #[allow(
+        clippy::too_many_arguments,
+        reason = "the per-query facts, kept unbundled on the hot path"
+    )]
     pub(crate) fn insert(
         &mut self,
         index: usize,
@@ -102,6 +121,7 @@ impl HotAnswers {
         key: &CacheKeyRef<'_>,
         answer: &Arc<CachedAnswer>,
         policy: &CompiledPolicy,
+        stamp: Stamp,
         now: u64,
     ) {
         // A bogus answer is never hot (CD=0 queries must get SERVFAIL for it), nor one that
@@ -129,7 +149,8 @@ impl HotAnswers {
         slot.rendered.clear();
         slot.rendered_at = 0;
         slot.judged_for = 0;
-        slot.judge(key.name, policy);
+        slot.generation = stamp.generation;
+        slot.judge(key.name, policy, stamp.epoch);
     }
 }
 
@@ -150,35 +171,34 @@ impl Slot {
         self.answer.as_ref()
     }
 
-    /// Whether no order of the policy `instance` can apply to this answer.
+    /// Whether no order can apply to this answer, as decided under verdict `epoch` (the one
+    /// in force: then neither the policy changed nor the cache was flushed since).
     #[inline]
-    pub(crate) fn is_clean_for(&self, instance: u64) -> bool {
-        self.clean && self.judged_for == instance && instance != 0
+    pub(crate) fn is_clean_for(&self, epoch: u64) -> bool {
+        self.clean && self.judged_for == epoch && epoch != 0
     }
 
-    /// Whether the verdict must be decided for policy `instance` (it was for another one).
+    /// Whether the verdict must be decided under `epoch` (it was under another one).
     #[inline]
-    pub(crate) fn needs_judging(&self, instance: u64) -> bool {
-        self.judged_for != instance
+    pub(crate) fn needs_judging(&self, epoch: u64) -> bool {
+        self.judged_for != epoch
     }
 
-    /// Decides (again) whether `policy` leaves the name and the answer alone.
-    pub(crate) fn judge(&mut self, name: &[u8], policy: &CompiledPolicy) {
+    /// Whether the answer was taken from the shared cache at flush `generation` (otherwise a
+    /// flush may have removed it there: it must not be served from here either).
+    #[inline]
+    pub(crate) fn taken_at(&self, generation: u64) -> bool {
+        self.generation == generation
+    }
+
+    /// Decides (again) whether `policy` leaves the name and the answer alone, under verdict
+    /// `epoch` (read before `policy` was loaded).
+    pub(crate) fn judge(&mut self, name: &[u8], policy: &CompiledPolicy, epoch: u64) {
         let Some(answer) = &self.answer else {
             return;
         };
-        let clean = !policy.may_apply_to_name(name)
-            && !answer
-                .cname_targets()
-                .iter()
-                .any(|target| policy.may_apply_to_name(target))
-            && !answer
-                .addresses()
-                .iter()
-                .any(|address| policy.may_apply_to_address(*address))
-            && !name_servers_may_match(answer, policy);
-        self.clean = clean;
-        self.judged_for = policy.instance();
+        self.clean = untouchable(policy, name, answer);
+        self.judged_for = epoch;
     }
 
     /// The stored response with TTLs for `now` (rendered at most once per second), ID 0,
@@ -202,6 +222,23 @@ impl Slot {
         }
         Some(&self.rendered)
     }
+}
+
+/// Whether no order of `policy` can apply to `name`, `answer`'s CNAME targets or its
+/// addresses, for any jurisdiction at any time (exact "no": Bloom filters without an entry).
+/// What a hot slot remembers, and what makes a trusted forwarder's ECS scope 0.
+/// No order of `policy` can touch `name`, its CNAME targets, addresses or name servers.
+pub(crate) fn untouchable(policy: &CompiledPolicy, name: &[u8], answer: &CachedAnswer) -> bool {
+    !policy.may_apply_to_name(name)
+        && !answer
+            .cname_targets()
+            .iter()
+            .any(|target| policy.may_apply_to_name(target))
+        && !answer
+            .addresses()
+            .iter()
+            .any(|address| policy.may_apply_to_address(*address))
+        && !name_servers_may_match(answer, policy)
 }
 
 /// A fast hash of the key: multiply-rotate over 8-byte words (the rotation carries each
@@ -256,6 +293,11 @@ mod tests {
         ValidationOptions,
     };
     use juris_resolver::cache::CacheConfig;
+
+    const STAMP: Stamp = Stamp {
+        epoch: 1,
+        generation: 0,
+    };
 
     fn answer(name: &[u8], address: [u8; 4], ttl: u32, now: u64) -> Arc<CachedAnswer> {
         let mut m = vec![0, 0, 0x81, 0x80, 0, 1, 0, 1, 0, 0, 0, 0];
@@ -315,6 +357,7 @@ mod tests {
             &k,
             &answer(name, [192, 0, 2, 1], 60, 100),
             &policy,
+            STAMP,
             100,
         );
         assert!(hot.fresh(index, hash, &k, 159).is_some());
@@ -347,6 +390,7 @@ mod tests {
             &key(a),
             &answer(a, [192, 0, 2, 1], 60, 100),
             &policy,
+            STAMP,
             100,
         );
         hot.insert(
@@ -355,6 +399,7 @@ mod tests {
             &key(b),
             &answer(b, [192, 0, 2, 2], 30, 100),
             &policy,
+            STAMP,
             100,
         );
         assert!(hot.fresh(index, hash_a, &key(a), 110).is_some());
@@ -368,6 +413,7 @@ mod tests {
             &key(c),
             &answer(c, [192, 0, 2, 3], 60, 100),
             &policy,
+            STAMP,
             110,
         );
         assert!(hot.fresh(index, hash_b, &key(b), 110).is_none());
@@ -399,7 +445,15 @@ mod tests {
         let k = key(name);
         let (index, hash) = HotAnswers::locate(&k);
         let stored = answer(name, [192, 0, 2, 1], 60, 100);
-        hot.insert(index, hash, &k, &stored, &CompiledPolicy::empty(), 100);
+        hot.insert(
+            index,
+            hash,
+            &k,
+            &stored,
+            &CompiledPolicy::empty(),
+            STAMP,
+            100,
+        );
         let ttl_at = stored.len() - 10;
         let slot = hot.fresh(index, hash, &k, 110).unwrap();
         let rendered = slot.rendered(110).unwrap().to_vec();
@@ -429,15 +483,18 @@ mod tests {
                 &k,
                 &answer(name, [192, 0, 2, 1], 60, 100),
                 &policy,
+                STAMP,
                 100,
             );
             let slot = hot.fresh(index, hash, &k, 100).unwrap();
-            assert_eq!(slot.is_clean_for(policy.instance()), clean);
-            // Any other policy instance (even with the same orders) voids the verdict.
+            assert_eq!(slot.is_clean_for(STAMP.epoch), clean);
+            // Any other epoch (a publish, even of the same orders, or a flush) voids it.
             let again = policy_blocking("example.com");
-            assert!(!slot.is_clean_for(again.instance()));
-            slot.judge(name, &again);
-            assert_eq!(slot.is_clean_for(again.instance()), clean);
+            assert!(!slot.is_clean_for(STAMP.epoch + 1));
+            slot.judge(name, &again, STAMP.epoch + 1);
+            assert_eq!(slot.is_clean_for(STAMP.epoch + 1), clean);
+            assert!(slot.taken_at(STAMP.generation));
+            assert!(!slot.taken_at(STAMP.generation + 1));
         }
     }
 }

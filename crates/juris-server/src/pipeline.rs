@@ -25,10 +25,12 @@ use domain::base::iana::{Class, Rtype};
 use domain::base::Name;
 use juris_geo::{CountryCode, Jurisdiction};
 use juris_policy::{Block, CompiledPolicy};
-use juris_resolver::cache::{query_wants_ad, AnswerCache, AnswerKind, CachedAnswer, Freshness};
+use juris_resolver::cache::{
+    query_wants_ad, AnswerCache, AnswerKind, CachedAnswer, FlushScope, Freshness,
+};
 use juris_resolver::clock::{timestamp, SharedClock};
 use juris_resolver::wire::{HEADER_LEN, MAX_NAME_LEN};
-use juris_resolver::{Question, Resolver};
+use juris_resolver::{FlushReport, Question, Resolver};
 
 use crate::acl::AccessList;
 use crate::block::{self, BlockSettings, Trigger};
@@ -40,7 +42,7 @@ use crate::hot::HotAnswers;
 use crate::policy::PolicyEngine;
 use crate::query::{parse_query, ClientSubnet, NameBuf, ParseConfig, ParseError, Query};
 use crate::synth::{
-    self, opt_len, write_opt, ExtendedError, OptReply, Rcode, ReplyTo, ResponseBuilder,
+    self, opt_len, write_opt, EcsReply, ExtendedError, OptReply, Rcode, ReplyTo, ResponseBuilder,
 };
 
 /// The transport a query came over.
@@ -284,6 +286,20 @@ impl Pipeline {
         &self.async_counters
     }
 
+    /// Flushes what `scope` covers from the resolver's caches ([`Resolver::flush`]), then
+    /// voids every worker's hot verdicts, so the next query for a flushed name is resolved
+    /// again whichever transport and worker it reaches (`docs/design/0017-cache-control.md`).
+    pub fn flush_cache(&self, scope: FlushScope<'_>) -> FlushReport {
+        let report = self.resolver.flush(scope);
+        self.engine.policy.void_verdicts();
+        report
+    }
+
+    /// The shared answer cache (for its size and counters).
+    pub fn cache(&self) -> &Arc<AnswerCache> {
+        &self.cache
+    }
+
     /// Whether a client address passes the access list.
     pub fn allows(&self, client: std::net::IpAddr) -> bool {
         self.access.allows(client)
@@ -392,7 +408,18 @@ impl Pipeline {
             }
         };
         context.client_subnet = query.edns.and_then(|e| e.client_subnet);
-        let reply = ReplyTo::for_query(&query, payload, context.transport);
+        let mut reply = ReplyTo::for_query(&query, payload, context.transport);
+        // RFC 7871 §7.2.1: a trusted forwarder's Client Subnet is answered, scope 0 until the
+        // answer is found to depend on the client's jurisdiction (`Pipeline::scope_ecs`).
+        if let (Some(subnet), Some(opt)) = (context.client_subnet, reply.opt.as_mut()) {
+            if self
+                .engine
+                .classifier
+                .is_trusted_forwarder(context.client.ip())
+            {
+                opt.ecs = Some(EcsReply::for_query(subnet));
+            }
+        }
 
         if let Some(error) = error_map::for_question(query.qtype, query.qclass) {
             return respond_error(out, &reply, &error);
@@ -409,7 +436,7 @@ impl Pipeline {
         if let Some((table, index, hash)) = hot.as_mut() {
             if let Some(slot) = table.fresh(*index, *hash, &key, now) {
                 if !self.engine.policy.any_withdrawn()
-                    && slot.is_clean_for(self.engine.policy.instance())
+                    && slot.is_clean_for(self.engine.policy.epoch())
                 {
                     counters.hot_hit();
                     return match render_hot(out, &reply, query.client_name(), slot, now) {
@@ -425,8 +452,11 @@ impl Pipeline {
         judge.tally.classified(&jurisdiction);
         // HOOK: service withdrawn in that jurisdiction.
         if hooks::withdrawn(judge.tally, &self.engine.policy, &jurisdiction).is_some() {
+            self.scope_ecs(&mut reply, &jurisdiction, || true);
             return respond_error(out, &reply, &error_map::for_withdrawn());
         }
+        // The epoch before the policy: a verdict remembered under it is for this policy or newer.
+        let epoch = self.engine.policy.epoch();
         let policy = self.engine.policy.load();
         judge.tally.consulted(&policy);
         let policy_context = PolicyContext {
@@ -443,10 +473,14 @@ impl Pipeline {
             &jurisdiction,
             timestamp(now),
         ) {
+            self.scope_ecs(&mut reply, &jurisdiction, || true);
             return self.respond_block(out, &reply, &policy_context, &block, Trigger::QueryName);
         }
 
         if query.qtype == QTYPE_ANY {
+            self.scope_ecs(&mut reply, &jurisdiction, || {
+                policy.may_apply_to_name(query.name()) || self.engine.policy.any_withdrawn()
+            });
             return respond_or_drop(synth::write_any_answer(
                 out,
                 &reply,
@@ -456,23 +490,34 @@ impl Pipeline {
 
         // The hot slot's answer when it is there and fresh (above, it was found not clean for
         // this policy), else the shared cache, whose fresh answer refills the slot.
+        // A new epoch may be a flush: the slot's answer is used only if the cache's flush
+        // generation is still the one it was taken at.
         let hot_answer = hot.as_mut().and_then(|(table, index, hash)| {
             let slot = table.fresh(*index, *hash, &key, now)?;
-            if slot.needs_judging(policy.instance()) {
-                slot.judge(key.name, &policy);
+            if slot.needs_judging(epoch) {
+                if !slot.taken_at(self.cache.generation()) {
+                    return None;
+                }
+                slot.judge(key.name, &policy, epoch);
             }
             slot.answer().map(Arc::clone)
         });
         let answer = match hot_answer {
             Some(answer) => answer,
-            None => match self.cache.get(&key, now) {
-                Some((answer, Freshness::Fresh)) => {
+            None => match (self.cache.generation(), self.cache.get(&key, now)) {
+                (generation, Some((answer, Freshness::Fresh))) => {
                     if let Some((table, index, hash)) = hot {
-                        table.insert(index, hash, &key, &answer, &policy, now);
+                        let stamp = crate::hot::Stamp { epoch, generation };
+                        table.insert(index, hash, &key, &answer, &policy, stamp, now);
                     }
                     answer
                 }
-                stale_or_none => {
+                // RD=0: answered from the cache only (RFC 1034 §4.3.1), never resolved.
+                _ if query.flags & crate::query::flags::RD == 0 => {
+                    counters.cache_miss();
+                    return respond_error(out, &reply, &error_map::for_not_recursive());
+                }
+                (_, stale_or_none) => {
                     let stale = stale_or_none.map(|(answer, _)| answer);
                     return Outcome::Resolve(Box::new(PendingQuery::new(
                         &query,
@@ -486,6 +531,9 @@ impl Pipeline {
         };
         counters.cache_hit();
         let block = self.answer_block(judge.tally, &answer, &policy_context, now);
+        self.scope_ecs(&mut reply, &jurisdiction, || {
+            depends_on_jurisdiction(&self.engine, &policy, query.name(), &answer)
+        });
         self.respond_judged(
             out,
             &reply,
@@ -496,6 +544,31 @@ impl Pipeline {
             None,
             block,
         )
+    }
+
+    /// RFC 7871 §7.2.1: when the response to a trusted forwarder's Client Subnet depends on
+    /// the jurisdiction that subnet decided (`depends`, asked only then), its SCOPE
+    /// PREFIX-LENGTH is the prefix of the GeoIP network that decided it; otherwise it stays 0,
+    /// so a downstream cache shares the answer among all its clients
+    /// (`docs/design/0017-cache-control.md`).
+    fn scope_ecs(
+        &self,
+        reply: &mut ReplyTo<'_>,
+        jurisdiction: &Jurisdiction,
+        depends: impl FnOnce() -> bool,
+    ) {
+        let Some(ecs) = reply.opt.as_mut().and_then(|opt| opt.ecs.as_mut()) else {
+            return;
+        };
+        // Only a subnet that was looked up can make the answer depend on it (a listener pin
+        // or an opted-out client decides the same for every address).
+        if jurisdiction.ecs_prefix_len.is_none() || !depends() {
+            return;
+        }
+        ecs.scope_prefix = self
+            .engine
+            .classifier
+            .ecs_scope(ecs.query.address, ecs.query.source_prefix);
     }
 
     /// A client outside the allow list: header-only REFUSED, or nothing.
@@ -632,7 +705,7 @@ impl Pipeline {
                     .map_err(|e| error_map::for_resolve_error(&e)),
             },
         };
-        let reply = pending.reply();
+        let mut reply = pending.reply();
         let now = self.clock.unix_seconds();
         let counters = &self.async_counters;
         // RFC 8767 §4: a SERVFAIL from fresh resolution is a failure too when stale data exists.
@@ -669,9 +742,14 @@ impl Pipeline {
             .security()
             .unsupported()
             .map(error_map::for_unsupported);
+        let ecs_len = reply
+            .opt
+            .and_then(|opt| opt.ecs)
+            .map_or(0, |ecs| ecs.option_len());
         let extra = stale
             .as_ref()
             .map_or_else(|| opt_len(info.as_ref()), |(_, ede)| opt_len(Some(ede)))
+            + ecs_len
             + padding;
         let policy = self.engine.policy.load();
         let policy_context = PolicyContext {
@@ -681,6 +759,9 @@ impl Pipeline {
             structured_errors: pending.structured_errors,
         };
         let block = self.answer_block(&*self.engine.counters, &answer, &policy_context, now);
+        self.scope_ecs(&mut reply, &pending.jurisdiction, || {
+            depends_on_jurisdiction(&self.engine, &policy, pending.name.as_slice(), &answer)
+        });
         // What the response needs (a truncated one needs less), at least room for an error
         // with its EDE text; a blocked answer (SOA, EDE text, maybe JSON) gets 4 KiB.
         let size = match block {
@@ -720,6 +801,18 @@ impl Pipeline {
     }
 }
 
+/// Whether some order could treat clients of different jurisdictions differently for this
+/// answer: the name, a CNAME target or an address may be under an order, or service is
+/// withdrawn somewhere (the inverse of a hot slot's "clean").
+fn depends_on_jurisdiction(
+    engine: &PolicyEngine,
+    policy: &CompiledPolicy,
+    name: &[u8],
+    answer: &CachedAnswer,
+) -> bool {
+    engine.policy.any_withdrawn() || !crate::hot::untouchable(policy, name, answer)
+}
+
 /// Renders a cached (or freshly resolved) answer for one client: copy with ID, flags, case
 /// and TTLs patched, then the client's OPT (our payload size, DO echoed, `ede`), ARCOUNT
 /// fixed. If the result would exceed `reply.limit` (or `out`), writes header + question +
@@ -733,7 +826,7 @@ pub fn render_answer(
     stale_ttl: Option<u32>,
     ede: Option<&ExtendedError<'_>>,
 ) -> Option<usize> {
-    let opt = if reply.opt.is_some() { opt_len(ede) } else { 0 };
+    let opt = reply.opt.map_or(0, |opt| opt.len(ede));
     let total = answer.len() + opt;
     if total > reply.limit || total > out.len() {
         let mut builder = ResponseBuilder::start(out, reply, Rcode(u16::from(answer.rcode())))?;
@@ -761,11 +854,7 @@ fn render_hot(
     slot: &mut crate::hot::Slot,
     now: u64,
 ) -> Option<usize> {
-    let opt = if reply.opt.is_some() {
-        opt_len(None)
-    } else {
-        0
-    };
+    let opt = reply.opt.map_or(0, |opt| opt.len(None));
     let rendered = slot.rendered(now)?;
     let len = rendered.len();
     if len + opt > reply.limit || len + opt > out.len() {
@@ -848,6 +937,7 @@ mod tests {
                 udp_payload_size: 1232,
                 dnssec_ok: true,
                 padding: false,
+                ecs: None,
             }),
             limit,
         }

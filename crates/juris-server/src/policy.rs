@@ -31,9 +31,10 @@ pub struct PolicyHandle {
     any_withdrawn: AtomicBool,
     /// Unix seconds of the last [`publish`](Self::publish) (0: never since start).
     changed_at: AtomicU64,
-    /// [`CompiledPolicy::instance`] of the policy in force, stored after the policy itself.
-    instance: AtomicU64,
-    /// Publishers take turns, so `instance` always ends up naming the policy stored last.
+    /// The verdict epoch: moves on after every publish (stored after the policy itself) and
+    /// every [`void_verdicts`](Self::void_verdicts) (a cache flush). Never 0.
+    epoch: AtomicU64,
+    /// Publishers take turns.
     publishing: Mutex<()>,
 }
 
@@ -41,7 +42,7 @@ impl PolicyHandle {
     /// A handle holding `policy`.
     pub fn new(policy: CompiledPolicy) -> Self {
         Self {
-            instance: AtomicU64::new(policy.instance()),
+            epoch: AtomicU64::new(1),
             current: ArcSwap::from_pointee(policy),
             withdrawn: ArcSwap::from_pointee(Vec::new()),
             any_withdrawn: AtomicBool::new(false),
@@ -64,24 +65,32 @@ impl PolicyHandle {
     /// Puts `policy` in force for every query that starts after this call. `now` (Unix
     /// seconds) is recorded as the time of the last change.
     pub fn publish(&self, policy: CompiledPolicy, now: u64) {
-        let instance = policy.instance();
         let _turn = self
             .publishing
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
         self.current.store(Arc::new(policy));
-        // After the store: whoever reads this instance finds that policy (or a newer one) in
-        // force, so a verdict remembered for it is never applied to an older policy.
-        self.instance.store(instance, Ordering::Release);
+        // After the store: whoever reads the new epoch finds that policy (or a newer one) in
+        // force, so a verdict remembered under it is never applied to an older policy.
+        self.epoch.fetch_add(1, Ordering::AcqRel);
         self.changed_at.store(now, Ordering::Relaxed);
     }
 
-    /// [`CompiledPolicy::instance`] of the policy in force (one atomic load). Right after a
-    /// publish it may still name the previous policy for an instant, which is the same as the
-    /// query having arrived an instant earlier.
+    /// The verdict epoch (one atomic load): the UDP workers' hot answers remember their
+    /// "no order applies" verdict under it (`docs/design/0007-hot-answers.md`). Read it
+    /// **before** [`load`](Self::load): a verdict is then never remembered under an epoch newer
+    /// than the policy it was decided with. Right after a publish it may still be the previous
+    /// epoch for an instant, which is the same as the query having arrived an instant earlier.
     #[inline]
-    pub fn instance(&self) -> u64 {
-        self.instance.load(Ordering::Acquire)
+    pub fn epoch(&self) -> u64 {
+        self.epoch.load(Ordering::Acquire)
+    }
+
+    /// Voids every remembered verdict (the epoch moves on without a new policy): what a cache
+    /// flush does after removing the entries, so no worker serves a flushed answer from its
+    /// hot table (`docs/design/0017-cache-control.md`).
+    pub fn void_verdicts(&self) {
+        self.epoch.fetch_add(1, Ordering::AcqRel);
     }
 
     /// Puts `withdrawn` in force as the jurisdictions where service is withdrawn, for every

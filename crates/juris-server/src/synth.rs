@@ -16,7 +16,7 @@
 //!   question).
 
 use crate::pipeline::Transport;
-use crate::query::{flags, ErrorReply, Query, OPT};
+use crate::query::{flags, ClientSubnet, ErrorReply, Query, OPT};
 use juris_resolver::wire::HEADER_LEN;
 
 pub use crate::codes::{ede, Rcode};
@@ -40,6 +40,69 @@ pub struct OptReply {
     /// Pad the response to a multiple of [`RESPONSE_PADDING_BLOCK`] with a Padding option
     /// (RFC 7830, RFC 8467 §4.1): set for padded queries over encrypted transports only.
     pub padding: bool,
+    /// A trusted forwarder's Client Subnet, answered with its scope (RFC 7871 §7.2.1).
+    pub ecs: Option<EcsReply>,
+}
+
+impl OptReply {
+    /// Length of the OPT record with `ede`, before padding.
+    pub fn len(&self, ede: Option<&ExtendedError<'_>>) -> usize {
+        opt_len(ede) + self.ecs.map_or(0, |ecs| ecs.option_len())
+    }
+
+    /// Whether the record is empty (never: an OPT record has 11 fixed bytes).
+    pub fn is_empty(&self) -> bool {
+        false
+    }
+}
+
+/// The Client Subnet option of a response (RFC 7871 §6, §7.2.1): FAMILY, SOURCE
+/// PREFIX-LENGTH and ADDRESS as in the query, SCOPE PREFIX-LENGTH as decided for the answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EcsReply {
+    /// The query's option.
+    pub query: ClientSubnet,
+    /// How many leading bits of the client's address the answer depends on.
+    pub scope_prefix: u8,
+}
+
+impl EcsReply {
+    /// The query's option, answered with scope 0 until the answer is known to depend on the
+    /// client's network.
+    pub fn for_query(query: ClientSubnet) -> Self {
+        Self {
+            query,
+            scope_prefix: 0,
+        }
+    }
+
+    /// The option's length, its 4-byte header included.
+    pub fn option_len(&self) -> usize {
+        4 + 4 + usize::from(self.query.source_prefix).div_ceil(8)
+    }
+
+    /// Writes the option (header included) at the start of `out`; returns its length.
+    fn write(&self, out: &mut [u8]) -> Option<usize> {
+        let len = self.option_len();
+        let out = out.get_mut(..len)?;
+        let address = match self.query.address {
+            std::net::IpAddr::V4(v4) => v4.to_ipv6_mapped().octets(),
+            std::net::IpAddr::V6(v6) => v6.octets(),
+        };
+        // An IPv4 address sits in the last 4 bytes of its mapped form.
+        let bytes = if self.query.family == 1 {
+            &address[12..]
+        } else {
+            &address[..]
+        };
+        out[0..2].copy_from_slice(&crate::codes::option_code::CLIENT_SUBNET.to_be_bytes());
+        out[2..4].copy_from_slice(&u16::try_from(len - 4).ok()?.to_be_bytes());
+        out[4..6].copy_from_slice(&self.query.family.to_be_bytes());
+        out[6] = self.query.source_prefix;
+        out[7] = self.scope_prefix;
+        out[8..].copy_from_slice(bytes.get(..len - 8)?);
+        Some(len)
+    }
 }
 
 /// The block length responses are padded to (RFC 8467 §4.1: 468 octets).
@@ -73,6 +136,7 @@ impl<'a> ReplyTo<'a> {
                 udp_payload_size: our_payload_size,
                 dnssec_ok: e.dnssec_ok,
                 padding: e.padding && transport.is_encrypted(),
+                ecs: None,
             }),
             limit: if transport == Transport::Udp {
                 query.udp_limit()
@@ -92,6 +156,7 @@ impl<'a> ReplyTo<'a> {
                 udp_payload_size: our_payload_size,
                 dnssec_ok: e.dnssec_ok,
                 padding: false,
+                ecs: None,
             }),
             limit: 512,
         }
@@ -164,7 +229,7 @@ pub fn write_opt(
     ede: Option<&ExtendedError<'_>>,
     before: usize,
 ) -> Option<usize> {
-    let unpadded = opt_len(ede);
+    let unpadded = opt.len(ede);
     let padding = if opt.padding {
         let room = out
             .len()
@@ -186,9 +251,13 @@ pub fn write_opt(
     out[9..11].copy_from_slice(&rdlen.to_be_bytes());
     if let Some(e) = ede {
         out[11..13].copy_from_slice(&crate::codes::option_code::EXTENDED_ERROR.to_be_bytes());
-        out[13..15].copy_from_slice(&u16::try_from(unpadded - 15).ok()?.to_be_bytes());
+        out[13..15].copy_from_slice(&u16::try_from(2 + e.extra_text.len()).ok()?.to_be_bytes());
         out[15..17].copy_from_slice(&e.info_code.to_be_bytes());
-        out[17..unpadded].copy_from_slice(e.extra_text.as_bytes());
+        out[17..17 + e.extra_text.len()].copy_from_slice(e.extra_text.as_bytes());
+    }
+    if let Some(ecs) = &opt.ecs {
+        let at = opt_len(ede);
+        ecs.write(out.get_mut(at..unpadded)?)?;
     }
     if padding > 0 {
         let option = &mut out[unpadded..];
@@ -344,8 +413,58 @@ mod tests {
                 udp_payload_size: 1232,
                 dnssec_ok: true,
                 padding: false,
+                ecs: None,
             }),
             limit: 512,
+        }
+    }
+
+    #[test]
+    fn client_subnet_is_echoed_with_its_scope_after_the_ede() {
+        let subnet = |family, source_prefix, address: &str| ClientSubnet {
+            family,
+            source_prefix,
+            scope_prefix: 0,
+            address: address.parse().unwrap(),
+        };
+        let ede = ExtendedError {
+            info_code: 16,
+            extra_text: "x",
+        };
+        for (query, scope, expected) in [
+            (
+                subnet(1, 24, "10.20.30.0"),
+                16,
+                vec![0, 1, 24, 16, 10, 20, 30],
+            ),
+            (subnet(1, 0, "0.0.0.0"), 0, vec![0, 1, 0, 0]),
+            (
+                subnet(2, 56, "2001:db8:1:2300::"),
+                48,
+                vec![0, 2, 56, 48, 0x20, 0x01, 0x0d, 0xb8, 0, 1, 0x23],
+            ),
+        ] {
+            let opt = OptReply {
+                udp_payload_size: 1232,
+                dnssec_ok: false,
+                padding: false,
+                ecs: Some(EcsReply {
+                    query,
+                    scope_prefix: scope,
+                }),
+            };
+            let mut out = [0u8; 128];
+            let len = write_opt(&mut out, opt, 0, Some(&ede), 0).unwrap();
+            assert_eq!(len, opt.len(Some(&ede)));
+            assert_eq!(usize::from(u16::from_be_bytes([out[9], out[10]])), len - 11);
+            // EDE first (code 15, length 3), then the Client Subnet option (code 8).
+            assert_eq!(&out[11..18], &[0, 15, 0, 3, 0, 16, b'x']);
+            assert_eq!(&out[18..20], &[0, 8]);
+            assert_eq!(
+                usize::from(u16::from_be_bytes([out[20], out[21]])),
+                expected.len()
+            );
+            assert_eq!(&out[22..len], &expected[..]);
         }
     }
 

@@ -1009,3 +1009,87 @@ mod policy {
         }
     }
 }
+
+#[test]
+fn a_flush_reaches_the_workers_hot_answers() {
+    use juris_resolver::cache::FlushScope;
+    // One UDP worker, so every query meets the same table of hot answers.
+    let h = Harness::start(|config, _| config.threads = 1);
+    const OTHER: &[u8] = b"\x05other\x07example\x03org\x00";
+    h.insert(WWW, &a_response(WWW, 1));
+    h.insert(OTHER, &a_response(OTHER, 1));
+    let hot_hits = || h.server().stats().cache_hits_hot;
+    let ask = |name: &[u8]| {
+        Message::from_vec(&h.udp(&query(9, 0x0100, name, 1, Some((1232, false, 0, &[]))))).unwrap()
+    };
+    for name in [WWW, OTHER] {
+        for _ in 0..3 {
+            assert_eq!(ask(name).answers().len(), 1);
+        }
+    }
+    assert!(hot_hits() >= 4, "served from the hot answers");
+
+    // A new answer in the shared cache after the flush: the worker's old copy is not served.
+    let report = h.server().pipeline().flush_cache(FlushScope::Name(WWW));
+    assert_eq!(report.answers, 1);
+    h.insert(WWW, &a_response(WWW, 2));
+    for _ in 0..3 {
+        assert_eq!(
+            ask(WWW).answers().len(),
+            2,
+            "the answer stored after the flush"
+        );
+    }
+    // The other name was not flushed: still answered, and hot again once re-judged.
+    let before = hot_hits();
+    for _ in 0..3 {
+        assert_eq!(ask(OTHER).answers().len(), 1);
+    }
+    assert!(hot_hits() >= before + 2);
+
+    // A subtree flush of the root empties everything: the next query misses (SERVFAIL here,
+    // the only upstream is closed).
+    let report = h
+        .server()
+        .pipeline()
+        .flush_cache(FlushScope::Subtree(b"\x00"));
+    assert_eq!(report.answers, 2);
+    assert_eq!(ask(OTHER).response_code(), ResponseCode::ServFail);
+    assert_eq!(ask(WWW).response_code(), ResponseCode::ServFail);
+}
+
+#[test]
+fn rd0_is_answered_from_the_cache_only() {
+    let h = Harness::start(|_, _| {});
+    const MISSING: &[u8] = b"\x07missing\x07example\x03com\x00";
+    h.insert(WWW, &a_response(WWW, 1));
+    // RFC 1034 §4.3.1: without RD the cache answers (RD stays clear in the response) …
+    for _ in 0..2 {
+        let hit = Message::from_vec(&h.udp(&query(5, 0x0000, WWW, 1, Some((1232, false, 0, &[])))))
+            .unwrap();
+        assert_eq!(hit.response_code(), ResponseCode::NoError);
+        assert_eq!(hit.answers().len(), 1);
+        assert!(!hit.recursion_desired());
+    }
+    // … and a miss is not resolved: REFUSED with EDE 20 (Not Authoritative), where the same
+    // question with RD gets a resolution attempt (SERVFAIL here: the only upstream is closed).
+    let miss =
+        Message::from_vec(&h.udp(&query(6, 0x0000, MISSING, 1, Some((1232, false, 0, &[])))))
+            .unwrap();
+    assert_eq!(miss.response_code(), ResponseCode::Refused);
+    assert_eq!(ede_of(&miss).expect("EDE").0, 20);
+    assert!(miss.answers().is_empty());
+    let stats = h.server().stats();
+    assert_eq!(stats.cache_misses, 1);
+    let resolved =
+        Message::from_vec(&h.udp(&query(7, 0x0100, MISSING, 1, Some((1232, false, 0, &[])))))
+            .unwrap();
+    assert_eq!(resolved.response_code(), ResponseCode::ServFail);
+    // Over TCP the same.
+    let mut stream = tcp_connect(h.addr);
+    stream
+        .write_all(&frame(&query(8, 0x0000, MISSING, 1, None)))
+        .unwrap();
+    let over_tcp = Message::from_vec(&read_frame(&mut stream)).unwrap();
+    assert_eq!(over_tcp.response_code(), ResponseCode::Refused);
+}

@@ -1,4 +1,4 @@
-//! The control plane's command-line client: `juris order|import|export|audit|token ...`.
+//! The control plane's command-line client: `juris order|import|export|audit|token|cache ...`.
 //!
 //! Online commands talk HTTP to the admin API (`--api URL`, default `http://127.0.0.1:8053`;
 //! token from `--token` or `JURIS_TOKEN`) through a typed client: requests are built with
@@ -18,7 +18,10 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Instant;
 
-use juris_control::api::{AuditLog, ErrorBody, OrderList, Removed, Suspended};
+use juris_control::api::{
+    AuditLog, CacheFlushRequest, CacheFlushView, CacheStats, ErrorBody, OrderList, Removed,
+    Suspended,
+};
 use juris_control::feeds::{CumulativeFeed, FeedAck, RpzImportReport};
 use juris_control::{
     Control, ControlConfig, ControlError, OrderView, Role, Store, SystemClock, TargetStatus,
@@ -61,6 +64,43 @@ pub enum Command {
     Audit(AuditCmd),
     /// API tokens (offline, on the store).
     Token(TokenCmd),
+    /// The resolver's cache (role operator): flush, stats.
+    Cache(CacheCmd),
+}
+
+/// `juris cache ...`
+#[derive(Debug, clap::Args)]
+pub struct CacheCmd {
+    #[command(flatten)]
+    pub api: ApiArgs,
+    #[command(subcommand)]
+    pub action: CacheAction,
+}
+
+/// Cache commands.
+#[derive(Debug, clap::Subcommand)]
+pub enum CacheAction {
+    /// Flush the whole cache, one name (every type: positive, negative, delegation data), or
+    /// with --subtree the name and everything below it. Audited.
+    Flush {
+        /// The name (`example.com`); without it, everything.
+        name: Option<String>,
+        /// Also every name below NAME.
+        #[arg(long, requires = "name")]
+        subtree: bool,
+        /// Why (audited).
+        #[arg(long, default_value = "")]
+        reason: String,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Entries, bytes, hits and misses of the answer cache.
+    Stats {
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 /// `juris order ...`
@@ -321,7 +361,7 @@ pub struct TokenCmd {
 pub enum TokenAction {
     /// Create a token, offline on the store, and print it (only its hash is kept).
     Create {
-        /// viewer, editor, approver or admin.
+        /// viewer, operator, editor, approver or admin.
         #[arg(long, value_enum)]
         role: Role,
         /// The token's name (recorded as the actor in the audit log).
@@ -397,7 +437,72 @@ pub fn run_with(
         Command::Export(cmd) => export(&Client::new(&cmd.api), cmd.what, out),
         Command::Audit(cmd) => audit(cmd.action, out),
         Command::Token(cmd) => token(cmd.action, out),
+        Command::Cache(cmd) => cache(&Client::new(&cmd.api), cmd.action, out),
     }
+}
+
+fn cache(client: &Client, action: CacheAction, out: &mut dyn Write) -> Result<(), CliError> {
+    match action {
+        CacheAction::Flush {
+            name,
+            subtree,
+            reason,
+            json,
+        } => {
+            let request = CacheFlushRequest {
+                name,
+                subtree,
+                reason,
+            };
+            let path = api_path(&["v1", "cache", "flush"], &[]);
+            let flushed: CacheFlushView = client.call_json("POST", &path, &request)?;
+            if json {
+                return write(out, to_pretty(&flushed)?);
+            }
+            let what = match (&flushed.name, flushed.subtree) {
+                (None, _) => "the whole cache".to_owned(),
+                (Some(name), false) => name.clone(),
+                (Some(name), true) => format!("{name} and below"),
+            };
+            let removed = flushed.removed;
+            write(
+                out,
+                format!(
+                    "flushed {what}: {} answers, {} zone cuts, {} name server addresses, \
+                     {} remembered failures (audit entry {})",
+                    removed.answers,
+                    removed.delegations,
+                    removed.addresses,
+                    removed.failures,
+                    flushed.audit_seq
+                ),
+            )
+        }
+        CacheAction::Stats { json } => {
+            let path = api_path(&["v1", "cache", "stats"], &[]);
+            let stats: CacheStats = client.call("GET", &path, None)?;
+            if json {
+                return write(out, to_pretty(&stats)?);
+            }
+            write(
+                out,
+                format!(
+                    "entries   {}\nbytes     {} of {}\nhits      {} ({} hot)\nmisses    {}\nflushes   {}",
+                    stats.entries,
+                    stats.bytes,
+                    stats.max_bytes,
+                    stats.hits,
+                    stats.hits_hot,
+                    stats.misses,
+                    stats.flushes
+                ),
+            )
+        }
+    }
+}
+
+fn to_pretty(value: &impl Serialize) -> Result<String, CliError> {
+    serde_json::to_string_pretty(value).map_err(|e| CliError::Usage(e.to_string()))
 }
 
 fn parse_kind(text: &str) -> Result<TargetKind, String> {

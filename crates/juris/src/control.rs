@@ -13,11 +13,12 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex, PoisonError};
 
 use anyhow::Context;
-use juris_control::api::{BlockCount, FiredView, MatchView, QueryCount};
+use juris_control::api::{BlockCount, CacheRemoved, CacheStats, FiredView, MatchView, QueryCount};
 use juris_control::{
     ApiState, Control, ControlError, ExplainRequest, ExplainView, ServerSnapshot, ServerView,
 };
 
+use juris_resolver::cache::FlushScope;
 use juris_resolver::clock::SharedClock;
 use juris_server::codes::{rtype, Rcode};
 use juris_server::error_map;
@@ -166,6 +167,65 @@ impl ServerView for LiveServer {
         Ok(explain_view(request, &explanation))
     }
 
+    /// Through [`Pipeline::flush_cache`]: the answer cache, remembered failures, delegation
+    /// data, and every UDP worker's hot answers.
+    fn flush_cache(
+        &self,
+        name: Option<&str>,
+        subtree: bool,
+    ) -> Result<(Option<String>, CacheRemoved), ControlError> {
+        let wire = match name {
+            None => None,
+            Some(text) => Some(flush_name(text)?),
+        };
+        let scope = match (&wire, subtree) {
+            (None, _) => FlushScope::All,
+            (Some(wire), false) => FlushScope::Name(wire),
+            (Some(wire), true) => FlushScope::Subtree(wire),
+        };
+        let report = self.pipeline.flush_cache(scope);
+        let canonical = name.map(|text| {
+            let lower = text.trim_end_matches('.').to_ascii_lowercase();
+            format!("{lower}.")
+        });
+        let count = |n: usize| n as u64;
+        info!(
+            name = canonical.as_deref().unwrap_or("*"),
+            subtree,
+            answers = report.answers,
+            "cache flushed"
+        );
+        Ok((
+            canonical,
+            CacheRemoved {
+                answers: count(report.answers),
+                delegations: count(report.delegations),
+                addresses: count(report.addresses),
+                failures: count(report.failures),
+            },
+        ))
+    }
+
+    /// The shared cache's size, the server's hit and miss counters (as of the last refresh,
+    /// once a second), and the flush generation (one per flush).
+    fn cache_stats(&self) -> Result<CacheStats, ControlError> {
+        let stats = self
+            .stats
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone();
+        let cache = self.pipeline.cache();
+        Ok(CacheStats {
+            entries: cache.len() as u64,
+            bytes: cache.weight(),
+            max_bytes: cache.config().max_bytes,
+            hits: stats.cache_hits + stats.cache_hits_hot,
+            hits_hot: stats.cache_hits_hot,
+            misses: stats.cache_misses,
+            flushes: cache.generation(),
+        })
+    }
+
     fn snapshot(&self) -> ServerSnapshot {
         let stats = self
             .stats
@@ -219,6 +279,23 @@ impl ServerView for LiveServer {
             shadow_matches: per(|c| c.shadow),
         }
     }
+}
+
+/// The lower-cased wire form of a name to flush (`example.com`, `example.com.`, `.` for the
+/// root); errors name the field.
+fn flush_name(text: &str) -> Result<Vec<u8>, ControlError> {
+    let problem = |reason: &str| ControlError::invalid("name", format!("{text:?}: {reason}"));
+    if text.is_empty() || !text.bytes().all(|b| b.is_ascii_graphic()) {
+        return Err(problem(
+            "a domain name is printable ASCII without spaces (`.` for the root)",
+        ));
+    }
+    let mut wire = juris_server::block::name_to_wire(text).ok_or_else(|| {
+        problem("not a domain name (empty label, label over 63 or name over 255 bytes)")
+    })?;
+    // Length octets are below b'A': lower-casing leaves them alone.
+    wire.make_ascii_lowercase();
+    Ok(wire)
 }
 
 /// The API's view of an explanation (field names are the API's contract).

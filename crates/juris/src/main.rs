@@ -74,6 +74,8 @@ enum Command {
     Audit(crate::cli::AuditCmd),
     /// API tokens, offline on the store: `token create --role R` bootstraps the first admin.
     Token(crate::cli::TokenCmd),
+    /// The resolver's cache, through the API (role operator): flush, stats.
+    Cache(crate::cli::CacheCmd),
 }
 
 #[derive(Debug, Subcommand)]
@@ -304,6 +306,7 @@ fn main() -> ExitCode {
         Command::Export(cmd) => control_cli(crate::cli::Command::Export(cmd)),
         Command::Audit(cmd) => control_cli(crate::cli::Command::Audit(cmd)),
         Command::Token(cmd) => control_cli(crate::cli::Command::Token(cmd)),
+        Command::Cache(cmd) => control_cli(crate::cli::Command::Cache(cmd)),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -79,7 +79,7 @@ fn eventually(mut check: impl FnMut() -> bool) -> bool {
 const EVENTUALLY: Duration = Duration::from_secs(30);
 
 struct Setup {
-    _hierarchy: Hierarchy,
+    hierarchy: Hierarchy,
     juris: Juris,
     clients: AddressBlock,
     directory: tempfile::TempDir,
@@ -163,7 +163,7 @@ fn setup() -> Setup {
         .arg(api_address.to_string())
         .start();
     let s = Setup {
-        _hierarchy: hierarchy,
+        hierarchy,
         juris: server,
         clients,
         directory,
@@ -291,6 +291,129 @@ fn order_apply_blocks_italy_and_lift_unblocks_it() {
     assert!(String::from_utf8_lossy(&refused.stderr).contains("HTTP 403"));
     let refused = juris(&["order", "list", "--api", &s.api], None);
     assert!(String::from_utf8_lossy(&refused.stderr).contains("HTTP 401"));
+}
+
+#[test]
+fn cache_flush_through_the_cli_takes_effect_on_the_next_query_and_is_audited() {
+    let s = setup();
+    let client = s.germany();
+    let www = "www.mirror.test.";
+    let other = "other.mirror.test.";
+    let operator = create_token(&s.data_dir(), "operator", "noc");
+    let viewer = create_token(&s.data_dir(), "viewer", "auditor");
+    let as_operator = |args: &[&str]| {
+        let mut all = args.to_vec();
+        all.extend(["--api", &s.api]);
+        ok(&juris(&all, Some(&operator)))
+    };
+    for _ in 0..3 {
+        assert!(s.resolves(client, www, "192.0.2.50"));
+        assert!(s.resolves(client, other, "192.0.2.51"));
+    }
+
+    // The zone changes: the cache (and the workers' hot answers) still hold the old answer.
+    s.hierarchy.edit_zone(
+        "mirror.test.",
+        "192.0.2.50",
+        "192.0.2.60",
+        www,
+        "192.0.2.60".parse().unwrap(),
+    );
+    assert!(
+        s.resolves(client, www, "192.0.2.50"),
+        "answered from the cache"
+    );
+
+    // A viewer may not flush.
+    let refused = juris(&["cache", "flush", www, "--api", &s.api], Some(&viewer));
+    assert!(!refused.status.success());
+    assert!(
+        String::from_utf8_lossy(&refused.stderr).contains("HTTP 403"),
+        "{}",
+        String::from_utf8_lossy(&refused.stderr)
+    );
+    assert!(s.resolves(client, www, "192.0.2.50"), "nothing was flushed");
+
+    // The operator flushes the name: the very next query gets the new answer.
+    let flushed = as_operator(&[
+        "cache",
+        "flush",
+        "WWW.mirror.test",
+        "--reason",
+        "zone fixed",
+    ]);
+    assert!(flushed.contains("flushed www.mirror.test.: "), "{flushed}");
+    assert!(s.resolves(client, www, "192.0.2.60"));
+    assert!(s.resolves(client, other, "192.0.2.51"), "other names stay");
+
+    // A name flush leaves the names below it; a subtree flush takes them all.
+    s.hierarchy.edit_zone(
+        "mirror.test.",
+        "192.0.2.51",
+        "192.0.2.61",
+        other,
+        "192.0.2.61".parse().unwrap(),
+    );
+    as_operator(&["cache", "flush", "mirror.test"]);
+    assert!(
+        s.resolves(client, other, "192.0.2.51"),
+        "below the flushed name"
+    );
+    let flushed = as_operator(&["cache", "flush", "mirror.test", "--subtree", "--json"]);
+    let flushed: serde_json::Value = serde_json::from_str(&flushed).unwrap();
+    assert_eq!(flushed["name"], "mirror.test.");
+    assert_eq!(flushed["subtree"], true);
+    assert!(
+        flushed["removed"]["answers"].as_u64().unwrap() >= 2,
+        "{flushed}"
+    );
+    assert!(s.resolves(client, other, "192.0.2.61"));
+    assert!(s.resolves(client, www, "192.0.2.60"));
+
+    // --subtree without a name is a usage error; a bad name is refused with its field.
+    let usage = juris(
+        &["cache", "flush", "--subtree", "--api", &s.api],
+        Some(&operator),
+    );
+    assert!(!usage.status.success());
+    let bad = juris(
+        &["cache", "flush", "a..b", "--api", &s.api],
+        Some(&operator),
+    );
+    assert!(!bad.status.success());
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("name:"));
+
+    // Every flush is in the audit log, with its actor and reason.
+    let log = s.cli(&["audit", "log", "--json"]);
+    let log: serde_json::Value = serde_json::from_str(&log).unwrap();
+    let flushes: Vec<&serde_json::Value> = log["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|entry| entry["action"] == "cache.flush")
+        .collect();
+    assert_eq!(flushes.len(), 3, "{log}");
+    assert_eq!(flushes[0]["actor"], "noc");
+    assert_eq!(flushes[0]["object"], "cache:www.mirror.test.");
+    assert_eq!(flushes[0]["reason"], "zone fixed");
+    assert_eq!(flushes[2]["object"], "cache:mirror.test.");
+
+    // Stats: entries and counters (the counters as of the server's once-a-second refresh, so
+    // wait for them to catch up), readable by the operator only.
+    let stats = || -> serde_json::Value {
+        serde_json::from_str(&as_operator(&["cache", "stats", "--json"])).unwrap()
+    };
+    let caught_up = within(Duration::from_secs(10), || {
+        let now = stats();
+        now["hits"].as_u64().unwrap() > 0 && now["misses"].as_u64().unwrap() >= 4
+    });
+    let now = stats();
+    assert!(caught_up.is_some(), "{now}");
+    assert!(now["entries"].as_u64().unwrap() >= 2, "{now}");
+    assert!(now["bytes"].as_u64().unwrap() > 0, "{now}");
+    assert_eq!(now["flushes"], 3);
+    let refused = juris(&["cache", "stats", "--api", &s.api], Some(&viewer));
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("HTTP 403"));
 }
 
 fn feed_json(fqdn: &[&str], ipv4: &[&str]) -> String {

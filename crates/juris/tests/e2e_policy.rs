@@ -129,6 +129,25 @@ impl Setup {
     fn nowhere(&self) -> IpAddr {
         IpAddr::V4(self.clients.address(104))
     }
+    fn forwarder(&self) -> IpAddr {
+        IpAddr::V4(self.clients.address(110))
+    }
+
+    /// `dig +subnet=SUBNET` from `client`: the response and its Client Subnet option as dig
+    /// prints it (`ADDRESS/SOURCE/SCOPE`), if any.
+    fn dig_subnet(&self, client: IpAddr, name: &str, subnet: &str) -> (Response, Option<String>) {
+        let lookup = Lookup::dig(self.juris.address(), name, "A")
+            .source(client)
+            .arg(&format!("+subnet={subnet}"))
+            .timeout_seconds(5);
+        let response = ask(&lookup);
+        let ecs = response
+            .output
+            .lines()
+            .find_map(|line| line.split("CLIENT-SUBNET:").nth(1))
+            .map(|rest| rest.trim().to_owned());
+        (response, ecs)
+    }
 
     fn dig(&self, client: IpAddr, name: &str) -> Response {
         ask(&Lookup::dig(self.juris.address(), name, "A")
@@ -176,6 +195,21 @@ fn setup(orders: &[(&str, String)]) -> Setup {
 
 /// [`setup`] on another hierarchy.
 fn setup_in(hierarchy: Hierarchy, orders: &[(&str, String)]) -> Setup {
+    setup_full(hierarchy, orders, DEFAULT_CONFIG)
+}
+
+/// The configuration [`setup`] gives juris.
+const DEFAULT_CONFIG: &str = "[policy]\nwithdraw = [\"FR\"]\nblock_ttl = 30\n";
+
+/// [`setup`] with `config` as the configuration file; `{forwarder}` in it is replaced by the
+/// address [`Setup::forwarder`] (a trusted ECS forwarder when the config says so). The MMDB
+/// also places 10.20.0.0/16 in Italy and 10.30.0.0/16 in Germany (ECS subnets).
+fn setup_with(orders: &[(&str, String)], config: &str) -> Setup {
+    setup_full(world(), orders, config)
+}
+
+/// [`setup_in`] and [`setup_with`] together.
+fn setup_full(hierarchy: Hierarchy, orders: &[(&str, String)], config: &str) -> Setup {
     let clients = AddressBlock::allocate();
     let directory = tempfile::tempdir().unwrap();
     let orders_dir = directory.path().join("orders");
@@ -199,10 +233,13 @@ fn setup_in(hierarchy: Hierarchy, orders: &[(&str, String)]) -> Setup {
         )
         .insert("127.0.0.101/32".parse().unwrap(), "IT")
         .insert("127.0.0.102/32".parse().unwrap(), "DE")
+        .insert("10.20.0.0/16".parse().unwrap(), "IT")
+        .insert("10.30.0.0/16".parse().unwrap(), "DE")
         .write_to(&mmdb)
         .unwrap();
+    let config_text = config.replace("{forwarder}", &clients.address(110).to_string());
     let config = directory.path().join("juris.toml");
-    fs::write(&config, "[policy]\nwithdraw = [\"FR\"]\nblock_ttl = 30\n").unwrap();
+    fs::write(&config, config_text).unwrap();
     let data_dir = directory.path().join("data");
     fs::create_dir_all(&data_dir).unwrap();
     let juris = Juris::builder(JURIS)
@@ -750,4 +787,48 @@ fn an_extension_stops_with_its_parent() {
         "kickasstorrents2.to.",
         "IT-MI-2024-0001-EXT-1",
     );
+
+#[test]
+fn a_trusted_forwarders_ecs_is_answered_with_the_scope_that_decided() {
+    let s = setup_with(
+        &[("milan.json", milan_order("active", ""))],
+        "[geoip]\ntrusted_ecs_forwarders = [\"{forwarder}/32\"]\n",
+    );
+    let forwarder = s.forwarder();
+    let blocked = "www.kickasstorrents.to.";
+    let untouched = "www.kat-mirror.test.";
+
+    // The response through the forwarder, after checking the Client Subnet option it carries.
+    let through_forwarder = |name: &str, subnet: &str, expected: &str| {
+        let (response, ecs) = s.dig_subnet(forwarder, name, subnet);
+        assert_eq!(ecs.as_deref(), Some(expected), "{}", response.output);
+        response
+    };
+
+    // A name an order can touch: the answer depends on the client's network, and the scope
+    // is the GeoIP network (/16) that decided, for the blocked Italian subnet as for the
+    // German one that resolves; twice each (the second is a cache hit).
+    for _ in 0..2 {
+        let italian = through_forwarder(blocked, "10.20.30.0/24", "10.20.30.0/24/16");
+        assert_blocked(&italian, "kickasstorrents.to.");
+        let german = through_forwarder(blocked, "10.30.1.0/24", "10.30.1.0/24/16");
+        assert_resolved(&german, "192.0.2.10");
+    }
+    // Only the truncated /24 is looked at: a longer source prefix gets scope /16 still, a
+    // shorter one never more than it sent.
+    through_forwarder(blocked, "10.20.30.40/32", "10.20.30.40/32/16");
+    through_forwarder(blocked, "10.20.0.0/12", "10.16.0.0/12/12");
+
+    // A name no order can touch: scope /0, so a downstream cache shares it; the repeated
+    // queries are answered from the UDP workers' hot answers the same way.
+    for _ in 0..4 {
+        let response = through_forwarder(untouched, "10.20.30.0/24", "10.20.30.0/24/0");
+        assert_resolved(&response, "192.0.2.50");
+    }
+
+    // ECS from a source that is not a trusted forwarder is ignored: no option in the answer,
+    // and the source address decides (Italy here).
+    let (italian, ecs) = s.dig_subnet(s.italy(), blocked, "10.30.1.0/24");
+    assert_blocked(&italian, "kickasstorrents.to.");
+    assert_eq!(ecs, None, "{}", italian.output);
 }
