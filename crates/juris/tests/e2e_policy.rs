@@ -787,6 +787,7 @@ fn an_extension_stops_with_its_parent() {
         "kickasstorrents2.to.",
         "IT-MI-2024-0001-EXT-1",
     );
+}
 
 #[test]
 fn a_trusted_forwarders_ecs_is_answered_with_the_scope_that_decided() {
