@@ -240,6 +240,22 @@ fn unsupported_digest_or_algorithm_is_insecure_not_bogus() {
 }
 
 #[test]
+fn dsa_and_short_rsa_keys_are_validated_not_left_insecure() {
+    // ring has neither DSA nor RSA keys under 1024 bits: the RustCrypto fallback verifies them
+    // (design 0013), so these zones are secure, as Unbound has them.
+    let juris = juris();
+    for name in ["www.dsa.test.", "www.rsa512.test."] {
+        let response = expect_outcome(juris.address(), name);
+        assert!(
+            response.has_flag("ad"),
+            "{name} secure: {}",
+            response.output
+        );
+        assert!(response.extended_errors.is_empty(), "{}", response.output);
+    }
+}
+
+#[test]
 fn cd_passes_bogus_data_without_ad_and_the_next_query_is_still_validated() {
     let juris = juris();
     let bogus = CASES
