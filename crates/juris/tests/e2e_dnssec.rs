@@ -256,6 +256,22 @@ fn dsa_and_short_rsa_keys_are_validated_not_left_insecure() {
 }
 
 #[test]
+fn an_rrsig_question_is_answered_without_ad_not_refused() {
+    // RRSIGs are not signed themselves (RFC 4035 §2.2): the data, never AD, never SERVFAIL.
+    let juris = juris();
+    let response = ask(&Lookup::dig(juris.address(), "www.secure.test.", "RRSIG")
+        .arg("+dnssec")
+        .timeout_seconds(5));
+    assert_eq!(response.status, "NOERROR", "{}", response.output);
+    assert!(
+        !response.answer_data("RRSIG").is_empty(),
+        "{}",
+        response.output
+    );
+    assert!(!response.has_flag("ad"), "{}", response.output);
+}
+
+#[test]
 fn cd_passes_bogus_data_without_ad_and_the_next_query_is_still_validated() {
     let juris = juris();
     let bogus = CASES

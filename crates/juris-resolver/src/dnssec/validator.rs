@@ -173,6 +173,12 @@ impl Validator {
                 other => insecure = Some(weaker(insecure, other)),
             }
         }
+        if qtype == Rtype::RRSIG && outcome.answer.iter().any(|r| r.rtype() == Rtype::RRSIG) {
+            // RRSIGs are not signed themselves (RFC 4035 §2.2): an answer to an RRSIG question
+            // is passed on as it came, never with AD (as Unbound does).
+            positive = true;
+            insecure = Some(weaker(insecure, Security::Insecure));
+        }
         let negative =
             !positive && (outcome.rcode == Rcode::NXDOMAIN || outcome.rcode == Rcode::NOERROR);
         if negative {
