@@ -50,7 +50,7 @@ pub enum Algorithm {
     EcdsaP256Sha256,
     /// 16, Ed448 (implementations built on `ring` do not have it).
     Ed448,
-    /// 3, DSA with SHA-1 (1024-bit keys; RFC 8624: MUST NOT sign, MAY validate).
+    /// 3, DSA with SHA-1 (1024-bit keys; RFC 8624: MUST NOT sign, MUST NOT validate).
     Dsa,
     /// 8, RSASHA256 with a 512-bit key (shorter than `ring` accepts).
     RsaSha256Short,

@@ -240,19 +240,48 @@ fn unsupported_digest_or_algorithm_is_insecure_not_bogus() {
 }
 
 #[test]
-fn dsa_and_short_rsa_keys_are_validated_not_left_insecure() {
-    // ring has neither DSA nor RSA keys under 1024 bits: the RustCrypto fallback verifies them
-    // (design 0013), so these zones are secure, as Unbound has them.
+fn short_rsa_keys_are_validated_and_dsa_only_when_asked() {
+    // ring has neither DSA nor RSA keys under 1024 bits: RustCrypto verifies them (design 0013).
     let juris = juris();
-    for name in ["www.dsa.test.", "www.rsa512.test."] {
-        let response = expect_outcome(juris.address(), name);
-        assert!(
-            response.has_flag("ad"),
-            "{name} secure: {}",
-            response.output
-        );
-        assert!(response.extended_errors.is_empty(), "{}", response.output);
-    }
+    let response = expect_outcome(juris.address(), "www.rsa512.test.");
+    assert!(
+        response.has_flag("ad"),
+        "512-bit RSA secure: {}",
+        response.output
+    );
+    assert!(response.extended_errors.is_empty(), "{}", response.output);
+    // DSA: RFC 8624 says validators MUST NOT, so by default it is insecure with EDE 1 ...
+    let response = expect_outcome(juris.address(), "www.dsa.test.");
+    assert!(
+        !response.has_flag("ad"),
+        "DSA insecure by default: {}",
+        response.output
+    );
+    assert_ede(&response, 1);
+    // ... and secure with `dnssec.validate_dsa = true`, as Unbound and BIND have it.
+    let world = world();
+    let directory = tempfile::tempdir().unwrap();
+    let config = directory.path().join("juris.toml");
+    fs::write(
+        &config,
+        format!(
+            "[dnssec]\ntrust_anchors = [\"{}\"]\nvalidate_dsa = true\n",
+            world.trust_anchor().display()
+        ),
+    )
+    .unwrap();
+    let dsa = Juris::builder(JURIS)
+        .root_hints(world.root_hints())
+        .arg("--config")
+        .arg(&config)
+        .start();
+    let response = expect_outcome(dsa.address(), "www.dsa.test.");
+    assert!(
+        response.has_flag("ad"),
+        "DSA secure when asked: {}",
+        response.output
+    );
+    assert!(response.extended_errors.is_empty(), "{}", response.output);
 }
 
 #[test]

@@ -155,6 +155,9 @@ pub struct ValidatorConfig {
     /// `false` leaves only the files' anchors: islands of trust (RFC 4033 §3.1) without the
     /// root, as Unbound has them when it is given only those.
     pub builtin_root_anchor: bool,
+    /// Validate DSA signatures (algorithms 3 and 6), as Unbound and BIND do. Default `false`:
+    /// RFC 8624 §3.1 says validators MUST NOT, so DSA-only zones are insecure (EDE 1).
+    pub validate_dsa: bool,
     /// Domains (and everything below them) treated as insecure (RFC 7646).
     pub negative_trust_anchors: Vec<String>,
     /// NSEC3 records with more additional iterations than this prove nothing: the answer is
@@ -173,6 +176,7 @@ impl Default for ValidatorConfig {
             enabled: true,
             trust_anchor_files: Vec::new(),
             builtin_root_anchor: true,
+            validate_dsa: false,
             negative_trust_anchors: Vec::new(),
             nsec3_max_iterations: DEFAULT_NSEC3_MAX_ITERATIONS,
             bogus_ttl: Duration::from_secs(60),
