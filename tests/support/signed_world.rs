@@ -18,7 +18,8 @@
 //!    │                     *.trap all invalid
 //!    │  (every zone from nods. down also has `*.trap A 192.0.2.48`)
 //!    ├─ ed448.test.        Ed448 (algorithm 16)
-//!    ├─ dsa.test.          DSA (algorithm 3, 1024-bit keys)
+//!    ├─ dsa.test.          DSA (algorithm 3, 1024-bit keys; not in CASES: validators differ — RFC 8624
+//!    │                     forbids validating it, Unbound's answer carries neither AD nor EDE 1)
 //!    ├─ rsa512.test.       RSASHA256 with 512-bit keys (shorter than ring accepts)
 //!    └─ unknowndigest.test.  the only DS has digest type 250
 //! ```
@@ -182,13 +183,6 @@ pub const CASES: &[Case] = &[
         Some("192.0.2.46"),
         Outcome::AlgorithmDependent,
         "Ed448 (algorithm 16)",
-    ),
-    case(
-        "www.dsa.test.",
-        "NOERROR",
-        Some("192.0.2.49"),
-        Outcome::AlgorithmDependent,
-        "DSA (algorithm 3)",
     ),
     case(
         "www.rsa512.test.",

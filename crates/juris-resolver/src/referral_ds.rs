@@ -62,12 +62,11 @@ impl ReferralDs {
         if !kept.iter().any(|r| r.rtype() != Rtype::RRSIG) {
             return;
         }
+        // The shortest TTL of what is kept, at most `max_ttl`.
         let ttl = kept
             .iter()
             .map(|r| r.ttl().as_secs())
-            .min()
-            .unwrap_or(0)
-            .min(max_ttl);
+            .fold(max_ttl, u32::min);
         if ttl == 0 {
             return;
         }
