@@ -50,6 +50,10 @@ pub enum Algorithm {
     EcdsaP256Sha256,
     /// 16, Ed448 (implementations built on `ring` do not have it).
     Ed448,
+    /// 3, DSA with SHA-1 (1024-bit keys; RFC 8624: MUST NOT sign, MUST NOT validate).
+    Dsa,
+    /// 8, RSASHA256 with a 512-bit key (shorter than `ring` accepts).
+    RsaSha256Short,
 }
 
 impl Algorithm {
@@ -57,17 +61,19 @@ impl Algorithm {
     #[must_use]
     pub fn number(self) -> u8 {
         match self {
-            Self::RsaSha256 => 8,
+            Self::RsaSha256 | Self::RsaSha256Short => 8,
             Self::EcdsaP256Sha256 => 13,
             Self::Ed448 => 16,
+            Self::Dsa => 3,
         }
     }
 
     fn ldns_name(self) -> &'static str {
         match self {
-            Self::RsaSha256 => "RSASHA256",
+            Self::RsaSha256 | Self::RsaSha256Short => "RSASHA256",
             Self::EcdsaP256Sha256 => "ECDSAP256SHA256",
             Self::Ed448 => "ED448",
+            Self::Dsa => "DSA",
         }
     }
 }
@@ -433,8 +439,17 @@ fn generate(zone: &str, algorithm: Algorithm, sep: bool) -> Key {
         .current_dir(scratch.path())
         .arg("-a")
         .arg(algorithm.ldns_name());
-    if algorithm == Algorithm::RsaSha256 {
-        command.args(["-b", "2048"]);
+    match algorithm {
+        Algorithm::RsaSha256 => {
+            command.args(["-b", "2048"]);
+        }
+        Algorithm::RsaSha256Short => {
+            command.args(["-b", "512"]);
+        }
+        Algorithm::Dsa => {
+            command.args(["-b", "1024"]);
+        }
+        Algorithm::EcdsaP256Sha256 | Algorithm::Ed448 => {}
     }
     if sep {
         command.arg("-k");

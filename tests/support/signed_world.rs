@@ -18,6 +18,9 @@
 //!    │                     *.trap all invalid
 //!    │  (every zone from nods. down also has `*.trap A 192.0.2.48`)
 //!    ├─ ed448.test.        Ed448 (algorithm 16)
+//!    ├─ dsa.test.          DSA (algorithm 3, 1024-bit keys; not in CASES: validators differ — RFC 8624
+//!    │                     forbids validating it, Unbound's answer carries neither AD nor EDE 1)
+//!    ├─ rsa512.test.       RSASHA256 with 512-bit keys (shorter than ring accepts)
 //!    └─ unknowndigest.test.  the only DS has digest type 250
 //! ```
 //!
@@ -182,6 +185,13 @@ pub const CASES: &[Case] = &[
         "Ed448 (algorithm 16)",
     ),
     case(
+        "www.rsa512.test.",
+        "NOERROR",
+        Some("192.0.2.50"),
+        Outcome::AlgorithmDependent,
+        "RSASHA256 with a 512-bit key",
+    ),
+    case(
         "www.expired.test.",
         "NOERROR",
         Some("192.0.2.40"),
@@ -309,6 +319,16 @@ pub fn start() -> Hierarchy {
             "ed448.test.",
             Signing::new().algorithm(Algorithm::Ed448),
             "192.0.2.46",
+        ),
+        (
+            "dsa.test.",
+            Signing::new().algorithm(Algorithm::Dsa),
+            "192.0.2.49",
+        ),
+        (
+            "rsa512.test.",
+            Signing::new().algorithm(Algorithm::RsaSha256Short),
+            "192.0.2.50",
         ),
         (
             "unknowndigest.test.",

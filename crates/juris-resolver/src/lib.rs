@@ -51,6 +51,7 @@ mod infra;
 mod names;
 mod recursor;
 mod redirects;
+mod referral_ds;
 mod resolver;
 mod root_hints;
 mod upstream;

@@ -44,6 +44,7 @@ use crate::names::{
     rrsig_covers, same_name, suffix_with_labels, synthesized_cname, Rr,
 };
 use crate::redirects::Redirects;
+use crate::referral_ds::ReferralDs;
 use crate::resolver::{Limit, ResolveError, ResolverConfig};
 use crate::upstream::{self, QueryOptions, Response, UpstreamError};
 
@@ -138,6 +139,8 @@ type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 pub(crate) struct Recursor {
     config: Arc<ResolverConfig>,
     delegations: DelegationCache,
+    /// DS records (or no-DS proofs) that came with referrals, for the validator.
+    referral_ds: ReferralDs,
     infra: InfraCache,
     /// CNAME and DNAME records followed before (answers are otherwise not kept here).
     redirects: Redirects,
@@ -166,6 +169,8 @@ enum Classified {
         delegation: Delegation,
         ttl: u32,
         glue: Vec<Rr>,
+        /// DS / NSEC / NSEC3 records and their RRSIGs from the referral's authority section.
+        dnssec: Vec<Rr>,
     },
     Final(Response),
     Lame,
@@ -182,6 +187,7 @@ impl Recursor {
         Self {
             config,
             delegations: DelegationCache::new(hints),
+            referral_ds: ReferralDs::default(),
             infra: InfraCache::default(),
             redirects: Redirects::default(),
             clock,
@@ -189,8 +195,11 @@ impl Recursor {
         }
     }
 
-    /// Forgets the zone cuts and name server addresses `scope` covers (`juris cache flush`).
+    /// Forgets the zone cuts, name server addresses, followed CNAME/DNAME records and
+    /// referral DS data `scope` covers (`juris cache flush`); returns (cuts, address entries).
     pub(crate) fn flush(&self, scope: crate::cache::FlushScope<'_>) -> (usize, usize) {
+        self.redirects.flush(scope);
+        self.referral_ds.flush(scope);
         self.delegations.flush(scope)
     }
 
@@ -429,6 +438,13 @@ impl Recursor {
         }
     }
 
+    /// The DS set of `zone` (or the proof there is none) a referral gave, for the validator;
+    /// a client's DS question still goes to the parent's servers (it wants their SOA too).
+    pub(crate) fn referral_ds(&self, zone: &Name<Bytes>) -> Option<Outcome> {
+        self.referral_ds
+            .outcome(&lower(zone), self.clock.unix_seconds())
+    }
+
     /// The deepest zone cut known at or above `name` (the root when none is).
     pub(crate) fn known_cut(&self, name: &Name<Bytes>) -> Name<Bytes> {
         self.delegations
@@ -613,9 +629,16 @@ impl Recursor {
                             delegation: child,
                             ttl,
                             glue,
+                            dnssec,
                         } => {
                             tracing::debug!(%server, from = %delegation.zone, to = %child.zone, "referral");
                             self.store_referral(&child, ttl, &glue);
+                            self.referral_ds.store(
+                                &child.zone,
+                                &dnssec,
+                                self.max_ttl,
+                                self.clock.unix_seconds(),
+                            );
                             return Ok(Reply::Referral(child));
                         }
                         Classified::Final(response) => return Ok(Reply::Final(response)),
@@ -877,6 +900,17 @@ impl Recursor {
             }
         }
         let ttl = ns.iter().map(|r| r.ttl().as_secs()).min().unwrap_or(0);
+        // The DS set or the proof that there is none, for the validator (RFC 4035 §3.1.4).
+        let dnssec = response
+            .authority
+            .iter()
+            .filter(|r| {
+                matches!(r.rtype(), Rtype::DS | Rtype::NSEC | Rtype::NSEC3)
+                    || rrsig_covers(r)
+                        .is_some_and(|t| matches!(t, Rtype::DS | Rtype::NSEC | Rtype::NSEC3))
+            })
+            .cloned()
+            .collect();
         // Glue: addresses of the new name servers, within the bailiwick of the server
         // that sent them; anything else in the additional section is ignored.
         let glue = response
@@ -893,6 +927,7 @@ impl Recursor {
             },
             ttl,
             glue,
+            dnssec,
         }
     }
 }

@@ -70,6 +70,14 @@ impl Redirects {
         );
     }
 
+    /// Forgets the redirections whose owner `scope` covers (`juris cache flush`).
+    pub(crate) fn flush(&self, scope: crate::cache::FlushScope<'_>) -> usize {
+        let mut map = lock(&self.map);
+        let before = map.len();
+        map.retain(|(owner, _), _| !scope.covers(owner));
+        before - map.len()
+    }
+
     /// The cached redirection for a question for `name` of type `qtype`: a CNAME at `name`
     /// (unless CNAMEs are asked for), else a DNAME at the closest owner above it (unless
     /// DNAMEs are asked for), with the CNAME synthesised from it. TTLs are what is left.
@@ -170,5 +178,32 @@ mod tests {
         assert!(redirects
             .follow(&n("www.example.test."), Rtype::A, 1300)
             .is_none());
+    }
+
+    #[test]
+    fn a_flush_forgets_the_redirections_it_covers() {
+        use crate::cache::FlushScope;
+        let redirects = Redirects::default();
+        for (owner, target) in [
+            ("www.example.test.", "web.example.net."),
+            ("a.www.example.test.", "web.example.net."),
+            ("www.other.test.", "web.example.net."),
+        ] {
+            let cname = Record::new(
+                n(owner),
+                Class::IN,
+                Ttl::from_secs(300),
+                AllRecordData::Cname(Cname::new(n(target))),
+            );
+            redirects.remember(&cname, Vec::new(), 86_400, 1000);
+        }
+        let follows = |name: &str| redirects.follow(&n(name), Rtype::A, 1001).is_some();
+        let apex = lower(&n("www.example.test.")).into_octets();
+        assert_eq!(redirects.flush(FlushScope::Name(&apex)), 1);
+        assert!(!follows("www.example.test.") && follows("a.www.example.test."));
+        assert_eq!(redirects.flush(FlushScope::Subtree(&apex)), 1);
+        assert!(!follows("a.www.example.test.") && follows("www.other.test."));
+        assert_eq!(redirects.flush(FlushScope::All), 1);
+        assert!(!follows("www.other.test."));
     }
 }

@@ -92,6 +92,10 @@ pub struct RawDnssec {
     pub enabled: bool,
     /// Trust anchor files (DS or DNSKEY lines); default: the built-in IANA root KSKs.
     pub trust_anchors: Vec<PathBuf>,
+    /// Add the built-in IANA root KSKs when no anchor file has one for `.`. Default true.
+    pub builtin_root_anchor: bool,
+    /// Validate DSA signatures (algorithms 3, 6; RFC 8624 says MUST NOT). Default false.
+    pub validate_dsa: bool,
     /// Domains treated as insecure (RFC 7646).
     pub negative_trust_anchors: Vec<String>,
     /// NSEC3 iterations above this make a denial insecure (RFC 9276). Default 150.
@@ -109,6 +113,8 @@ impl Default for RawDnssec {
         Self {
             enabled: d.enabled,
             trust_anchors: d.trust_anchor_files,
+            builtin_root_anchor: d.builtin_root_anchor,
+            validate_dsa: d.validate_dsa,
             negative_trust_anchors: d.negative_trust_anchors,
             nsec3_max_iterations: d.nsec3_max_iterations,
             bogus_ttl: d.bogus_ttl.as_secs(),
@@ -143,6 +149,8 @@ fn dnssec_config(raw: &RawDnssec) -> Result<juris_resolver::dnssec::ValidatorCon
         forwarders_without_dnssec,
         enabled: raw.enabled,
         trust_anchor_files: raw.trust_anchors.clone(),
+        builtin_root_anchor: raw.builtin_root_anchor,
+        validate_dsa: raw.validate_dsa,
         negative_trust_anchors: raw.negative_trust_anchors.clone(),
         nsec3_max_iterations: raw.nsec3_max_iterations,
         bogus_ttl: Duration::from_secs(raw.bogus_ttl),

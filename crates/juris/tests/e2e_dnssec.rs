@@ -46,6 +46,23 @@ fn juris_with(extra: &[&str]) -> Juris {
         .start()
 }
 
+/// juris started with `--config` only: a `[dnssec]` table with the test root's anchor file
+/// and `more` keys, written into `directory`.
+fn juris_with_config(directory: &tempfile::TempDir, more: &str) -> Juris {
+    let world = world();
+    let config = directory.path().join("juris.toml");
+    let text = format!(
+        "[dnssec]\ntrust_anchors = [\"{}\"]\n{more}",
+        world.trust_anchor().display()
+    );
+    fs::write(&config, text).unwrap();
+    Juris::builder(JURIS)
+        .root_hints(world.root_hints())
+        .arg("--config")
+        .arg(&config)
+        .start()
+}
+
 fn juris() -> Juris {
     juris_with(&[])
 }
@@ -239,6 +256,57 @@ fn unsupported_digest_or_algorithm_is_insecure_not_bogus() {
     expect_outcome(juris.address(), "www.ed448.test.");
 }
 
+/// Asks `name` (its A record is `address`) and checks that it is secure (AD) and plain (no
+/// EDE), or insecure with `ede`.
+fn expect_security(server: SocketAddr, name: &str, address: &str, ede: Option<u16>) {
+    let response = dig(server, name, &[]);
+    assert_eq!(response.status, "NOERROR", "{name}: {}", response.output);
+    assert_eq!(
+        response.answer_data("A"),
+        [address],
+        "{name}: {}",
+        response.output
+    );
+    let codes: Vec<u16> = response.extended_errors.iter().map(|e| e.code).collect();
+    let wanted: Vec<u16> = ede.into_iter().collect();
+    assert_eq!(
+        response.has_flag("ad"),
+        ede.is_none(),
+        "{name}: {}",
+        response.output
+    );
+    assert_eq!(codes, wanted, "{name}: {}", response.output);
+}
+
+#[test]
+fn short_rsa_keys_are_validated_and_dsa_only_when_asked() {
+    // ring has neither DSA nor RSA keys under 1024 bits: RustCrypto verifies them (design 0013).
+    let juris = juris();
+    expect_security(juris.address(), "www.rsa512.test.", "192.0.2.50", None);
+    // DSA: RFC 8624 says validators MUST NOT, so by default it is insecure with EDE 1 ...
+    expect_security(juris.address(), "www.dsa.test.", "192.0.2.49", Some(1));
+    // ... and secure with `dnssec.validate_dsa = true`, as Unbound and BIND have it.
+    let directory = tempfile::tempdir().unwrap();
+    let dsa = juris_with_config(&directory, "validate_dsa = true\n");
+    expect_security(dsa.address(), "www.dsa.test.", "192.0.2.49", None);
+}
+
+#[test]
+fn an_rrsig_question_is_answered_without_ad_not_refused() {
+    // RRSIGs are not signed themselves (RFC 4035 §2.2): the data, never AD, never SERVFAIL.
+    let juris = juris();
+    let response = ask(&Lookup::dig(juris.address(), "www.secure.test.", "RRSIG")
+        .arg("+dnssec")
+        .timeout_seconds(5));
+    assert_eq!(response.status, "NOERROR", "{}", response.output);
+    assert!(
+        !response.answer_data("RRSIG").is_empty(),
+        "{}",
+        response.output
+    );
+    assert!(!response.has_flag("ad"), "{}", response.output);
+}
+
 #[test]
 fn cd_passes_bogus_data_without_ad_and_the_next_query_is_still_validated() {
     let juris = juris();
@@ -417,20 +485,8 @@ fn check_config_validates_the_trust_anchor_files() {
 fn the_config_keys_carry_the_anchors_like_the_flags() {
     let world = world();
     let directory = tempfile::tempdir().unwrap();
+    let juris = juris_with_config(&directory, "negative_trust_anchors = [\"future.test\"]\n");
     let config = directory.path().join("juris.toml");
-    fs::write(
-        &config,
-        format!(
-            "[dnssec]\ntrust_anchors = [\"{}\"]\nnegative_trust_anchors = [\"future.test\"]\n",
-            world.trust_anchor().display()
-        ),
-    )
-    .unwrap();
-    let juris = Juris::builder(JURIS)
-        .root_hints(world.root_hints())
-        .arg("--config")
-        .arg(&config)
-        .start();
     expect_outcome(juris.address(), "www.secure.test.");
     expect_outcome(juris.address(), "www.expired.test.");
     let case = case_for("www.future.test.");

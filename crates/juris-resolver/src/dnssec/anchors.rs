@@ -412,13 +412,23 @@ mod tests {
             .get(&Name::bytes_from_str("test.").unwrap())
             .is_some());
         let config = super::super::ValidatorConfig {
-            trust_anchor_files: vec![root, other],
+            trust_anchor_files: vec![root, other.clone()],
             ..Default::default()
         };
         let anchors = config.load_anchors().unwrap();
         let root = anchors.get(&Name::root_bytes()).unwrap();
         assert_eq!(root.ds.len(), 1);
         assert_eq!(root.ds[0].key_tag(), 1);
+        let island = super::super::ValidatorConfig {
+            trust_anchor_files: vec![other.clone()],
+            builtin_root_anchor: false,
+            ..Default::default()
+        };
+        let anchors = island.load_anchors().unwrap();
+        assert!(!anchors.has_root(), "only the island's anchor");
+        assert!(anchors
+            .get(&Name::bytes_from_str("test.").unwrap())
+            .is_some());
         let missing = super::super::ValidatorConfig {
             trust_anchor_files: vec![dir.path().join("nope")],
             ..Default::default()

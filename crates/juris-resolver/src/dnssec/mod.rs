@@ -9,6 +9,7 @@
 mod anchors;
 mod canonical;
 mod denial;
+mod legacy;
 mod validator;
 mod verify;
 
@@ -150,6 +151,13 @@ pub struct ValidatorConfig {
     /// (key tags 20326 and 38696). A file with an anchor for `.` replaces the built-in one;
     /// anchors for other names are added to it.
     pub trust_anchor_files: Vec<PathBuf>,
+    /// Add the built-in IANA root KSKs when no file has an anchor for `.` (default `true`).
+    /// `false` leaves only the files' anchors: islands of trust (RFC 4033 §3.1) without the
+    /// root, as Unbound has them when it is given only those.
+    pub builtin_root_anchor: bool,
+    /// Validate DSA signatures (algorithms 3 and 6), as Unbound and BIND do. Default `false`:
+    /// RFC 8624 §3.1 says validators MUST NOT, so DSA-only zones are insecure (EDE 1).
+    pub validate_dsa: bool,
     /// Domains (and everything below them) treated as insecure (RFC 7646).
     pub negative_trust_anchors: Vec<String>,
     /// NSEC3 records with more additional iterations than this prove nothing: the answer is
@@ -167,6 +175,8 @@ impl Default for ValidatorConfig {
         Self {
             enabled: true,
             trust_anchor_files: Vec::new(),
+            builtin_root_anchor: true,
+            validate_dsa: false,
             negative_trust_anchors: Vec::new(),
             nsec3_max_iterations: DEFAULT_NSEC3_MAX_ITERATIONS,
             bogus_ttl: Duration::from_secs(60),
@@ -177,13 +187,13 @@ impl Default for ValidatorConfig {
 
 impl ValidatorConfig {
     /// The trust anchors in force: the files' anchors, plus the built-in root anchors unless a
-    /// file has one for `.`. Errors name the file and line.
+    /// file has one for `.` or `builtin_root_anchor` is off. Errors name the file and line.
     pub fn load_anchors(&self) -> Result<TrustAnchors, AnchorError> {
         let mut anchors = TrustAnchors::default();
         for path in &self.trust_anchor_files {
             anchors.add_file(path)?;
         }
-        if !anchors.has_root() {
+        if self.builtin_root_anchor && !anchors.has_root() {
             anchors.merge(TrustAnchors::builtin());
         }
         Ok(anchors)

@@ -111,6 +111,13 @@ impl Validator {
         u32::try_from(self.config.bogus_ttl.as_secs()).unwrap_or(u32::MAX)
     }
 
+    /// Whether signatures of `algorithm` count: implemented, and DSA (3, 6) only when
+    /// `validate_dsa` is on (RFC 8624 §3.1: MUST NOT validate).
+    fn algorithm_allowed(&self, algorithm: domain::base::iana::SecurityAlgorithm) -> bool {
+        super::verify::algorithm_supported(algorithm)
+            && (self.config.validate_dsa || !matches!(algorithm.to_int(), 3 | 6))
+    }
+
     fn under_nta(&self, name: &Name<Bytes>) -> bool {
         self.negative.iter().any(|n| name.ends_with(n))
     }
@@ -172,6 +179,12 @@ impl Validator {
                 Security::Bogus(b) => return Security::Bogus(b),
                 other => insecure = Some(weaker(insecure, other)),
             }
+        }
+        if qtype == Rtype::RRSIG && outcome.answer.iter().any(|r| r.rtype() == Rtype::RRSIG) {
+            // RRSIGs are not signed themselves (RFC 4035 §2.2): an answer to an RRSIG question
+            // is passed on as it came, never with AD (as Unbound does).
+            positive = true;
+            insecure = Some(weaker(insecure, Security::Insecure));
         }
         let negative =
             !positive && (outcome.rcode == Rcode::NXDOMAIN || outcome.rcode == Rcode::NOERROR);
@@ -598,16 +611,17 @@ impl Validator {
         anchor_keys: &[Dnskey<Bytes>],
         ctx: &mut Ctx<'_>,
     ) -> (ZoneState, u64) {
-        let usable = usable_ds(ds);
+        let usable: Vec<&Ds<Bytes>> = usable_ds(ds)
+            .into_iter()
+            .filter(|d| self.algorithm_allowed(d.algorithm()))
+            .collect();
         let anchor_keys: Vec<&Dnskey<Bytes>> = anchor_keys
             .iter()
-            .filter(|k| super::verify::algorithm_supported(k.algorithm()))
+            .filter(|k| self.algorithm_allowed(k.algorithm()))
             .collect();
         if usable.is_empty() && anchor_keys.is_empty() {
             // RFC 4035 §5.2, RFC 8624: only unsupported algorithms or digests.
-            let digest_only = ds
-                .iter()
-                .any(|d| super::verify::algorithm_supported(d.algorithm()));
+            let digest_only = ds.iter().any(|d| self.algorithm_allowed(d.algorithm()));
             let code = if digest_only {
                 Unsupported::DsDigestType
             } else {
@@ -656,7 +670,14 @@ impl Validator {
             self.now32(),
             &mut ctx.budget,
         ) {
-            Ok(_) => (ZoneState::Secure(keys.into()), ttl),
+            Ok(_) => {
+                // Keys of a disallowed algorithm (DSA unless `validate_dsa`) validate nothing.
+                let keys: Vec<Dnskey<Bytes>> = keys
+                    .into_iter()
+                    .filter(|k| self.algorithm_allowed(k.algorithm()))
+                    .collect();
+                (ZoneState::Secure(keys.into()), ttl)
+            }
             Err(failure) => (ZoneState::Bogus(failure.in_zone(zone)), 0),
         }
     }
