@@ -9,6 +9,7 @@
 mod anchors;
 mod canonical;
 mod denial;
+mod legacy;
 mod validator;
 mod verify;
 

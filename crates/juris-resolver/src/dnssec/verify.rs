@@ -2,7 +2,8 @@
 //!
 //! The cryptography is `domain`'s (`crypto::common`, ring backend): digests through
 //! `DigestBuilder`, signatures through `PublicKey::from_dnskey` + `verify`. Algorithms the
-//! backend lacks (Ed448, RSA keys under 1024 bits, GOST, DSA) are unsupported, never bogus.
+//! backend lacks are verified by `legacy` (DSA, RSA keys under 1024 bits) or unsupported (Ed448,
+//! GOST), never bogus.
 
 use bytes::Bytes;
 use domain::base::iana::{DigestAlgorithm, SecurityAlgorithm};
@@ -30,9 +31,11 @@ pub(crate) struct Budget {
     pub verifications: u32,
 }
 
-/// Whether `domain`'s ring backend verifies this algorithm (RFC 8624 §3.1 MUSTs and MAYs it has).
+/// Whether juris verifies this algorithm: `domain`'s ring backend (RFC 8624 §3.1 MUSTs and
+/// MAYs it has) or the RustCrypto fallback for DSA (`legacy`).
 pub(crate) fn algorithm_supported(algorithm: SecurityAlgorithm) -> bool {
     matches!(algorithm.to_int(), 5 | 7 | 8 | 10 | 13 | 14 | 15)
+        || super::legacy::algorithm_supported(algorithm.to_int())
 }
 
 /// Whether the DS digest type can be computed.
@@ -188,14 +191,20 @@ pub(crate) fn verify_rrset(
                     "too many signature verifications (KeyTrap limit)",
                 ));
             }
-            let Ok(public) = PublicKey::from_dnskey(key) else {
-                note(
-                    &mut failure,
-                    Failure::bogus(BogusReason::Bogus, "unusable DNSKEY"),
-                );
-                continue;
+            let verified = match super::legacy::verify(key, &data, sig.signature().as_ref()) {
+                Some(verified) => verified,
+                None => {
+                    let Ok(public) = PublicKey::from_dnskey(key) else {
+                        note(
+                            &mut failure,
+                            Failure::bogus(BogusReason::Bogus, "unusable DNSKEY"),
+                        );
+                        continue;
+                    };
+                    public.verify(&data, sig.signature().as_ref()).is_ok()
+                }
             };
-            if public.verify(&data, sig.signature().as_ref()).is_ok() {
+            if verified {
                 return Ok(sig.labels());
             }
             note(
