@@ -50,6 +50,7 @@ mod forwarder;
 mod infra;
 mod names;
 mod recursor;
+mod referral_ds;
 mod resolver;
 mod root_hints;
 mod upstream;

@@ -40,6 +40,7 @@ use crate::names::{
     cname_target, dname_target, is_at_or_below, is_below, is_dnssec_type, lower, replace_suffix,
     rrsig_covers, same_name, suffix_with_labels, synthesized_cname, Rr,
 };
+use crate::referral_ds::ReferralDs;
 use crate::resolver::{Limit, ResolveError, ResolverConfig};
 use crate::upstream::{self, QueryOptions, Response, UpstreamError};
 
@@ -116,6 +117,8 @@ type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 pub(crate) struct Recursor {
     config: Arc<ResolverConfig>,
     delegations: DelegationCache,
+    /// DS records (or no-DS proofs) that came with referrals, for the validator.
+    referral_ds: ReferralDs,
     infra: InfraCache,
     clock: SharedClock,
     max_ttl: u32,
@@ -140,6 +143,8 @@ enum Classified {
         delegation: Delegation,
         ttl: u32,
         glue: Vec<Rr>,
+        /// DS / NSEC / NSEC3 records and their RRSIGs from the referral's authority section.
+        dnssec: Vec<Rr>,
     },
     Final(Response),
     Lame,
@@ -156,6 +161,7 @@ impl Recursor {
         Self {
             config,
             delegations: DelegationCache::new(hints),
+            referral_ds: ReferralDs::default(),
             infra: InfraCache::default(),
             clock,
             max_ttl,
@@ -348,6 +354,13 @@ impl Recursor {
         }
     }
 
+    /// The DS set of `zone` (or the proof there is none) a referral gave, for the validator;
+    /// a client's DS question still goes to the parent's servers (it wants their SOA too).
+    pub(crate) fn referral_ds(&self, zone: &Name<Bytes>) -> Option<Outcome> {
+        self.referral_ds
+            .outcome(&lower(zone), self.clock.unix_seconds())
+    }
+
     /// The deepest zone cut known at or above `name` (the root when none is).
     pub(crate) fn known_cut(&self, name: &Name<Bytes>) -> Name<Bytes> {
         self.delegations
@@ -504,9 +517,16 @@ impl Recursor {
                             delegation: child,
                             ttl,
                             glue,
+                            dnssec,
                         } => {
                             tracing::debug!(%server, from = %delegation.zone, to = %child.zone, "referral");
                             self.store_referral(&child, ttl, &glue);
+                            self.referral_ds.store(
+                                &child.zone,
+                                &dnssec,
+                                self.max_ttl,
+                                self.clock.unix_seconds(),
+                            );
                             return Ok(Reply::Referral(child));
                         }
                         Classified::Final(response) => return Ok(Reply::Final(response)),
@@ -710,6 +730,17 @@ impl Recursor {
                 let ttl = ns.iter().map(|r| r.ttl().as_secs()).min().unwrap_or(0);
                 // Glue: addresses of the new name servers, within the bailiwick of the server
                 // that sent them; anything else in the additional section is ignored.
+                let dnssec = response
+                    .authority
+                    .iter()
+                    .filter(|r| {
+                        matches!(r.rtype(), Rtype::DS | Rtype::NSEC | Rtype::NSEC3)
+                            || rrsig_covers(r).is_some_and(|t| {
+                                matches!(t, Rtype::DS | Rtype::NSEC | Rtype::NSEC3)
+                            })
+                    })
+                    .cloned()
+                    .collect();
                 let glue = response
                     .additional
                     .into_iter()
@@ -724,6 +755,7 @@ impl Recursor {
                     },
                     ttl,
                     glue,
+                    dnssec,
                 };
             }
             if !response.authoritative {

@@ -579,7 +579,14 @@ impl Fetcher for EngineFetcher<'_> {
     ) -> crate::dnssec::BoxFuture<'_, Result<Outcome, ResolveError>> {
         Box::pin(async move {
             match self.engine {
-                Engine::Recursive(recursor) => recursor.resolve(name, rtype, 0, self.work).await,
+                Engine::Recursive(recursor) => {
+                    if rtype == Rtype::DS {
+                        if let Some(outcome) = recursor.referral_ds(&name) {
+                            return Ok(outcome);
+                        }
+                    }
+                    recursor.resolve(name, rtype, 0, self.work).await
+                }
                 Engine::Forward(forwarder) => {
                     let question = Question {
                         name,
