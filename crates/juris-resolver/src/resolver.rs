@@ -475,6 +475,20 @@ impl Inner {
         let deadline = started + self.config.resolution_deadline;
         let mut work = Work::new(deadline);
         let name = &question.name;
+        // RFC 8198: a name a validated cached NSEC range proves absent is not asked.
+        if let Some(outcome) = self
+            .validator
+            .as_ref()
+            .and_then(|v| v.synthesise_denial(name, question.qtype))
+        {
+            tracing::debug!(qname = %name, qtype = %question.qtype, "denial synthesised from cached NSEC");
+            let now = self.clock.unix_seconds();
+            let mut entry = answer::build(question, &outcome, now, self.cache.config())?;
+            entry.set_security(Security::Secure, 0);
+            let entry = Arc::new(entry);
+            self.cache.insert(key.clone(), entry.clone());
+            return Ok(entry);
+        }
         let outcome = match &self.engine {
             Engine::Recursive(recursor) => {
                 recursor
@@ -518,6 +532,7 @@ impl Inner {
                             .validate(name, question.qtype, &outcome, &mut fetcher)
                             .await;
                         tracing::debug!(qname = %name, qtype = %question.qtype, security = ?security, "validated");
+                        validator.remember_denial(&outcome, &security);
                         security
                     }
                     None => Security::Unchecked,
