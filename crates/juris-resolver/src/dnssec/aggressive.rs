@@ -117,8 +117,11 @@ impl AggressiveNsec {
         now: u64,
     ) -> Option<Outcome> {
         let zones = lock(&self.zones);
+        // DS lives on the parent side of a cut: the child's own NSEC chain says nothing of it.
+        let skip = usize::from(qtype == Rtype::DS);
         let zone = qname
             .iter_suffixes()
+            .skip(skip)
             .find_map(|suffix| zones.get(&suffix.to_name::<Bytes>()))?;
         let fresh: Vec<&Vec<Rr>> = zone
             .nsecs
@@ -307,6 +310,16 @@ mod tests {
         assert!(store
             .synthesise(&name("b.example."), Rtype::A, 1010)
             .is_none());
+        // The apex NSEC lacks DS, but DS is the parent's: not from this zone's chain.
+        assert!(store
+            .synthesise(&name("example."), Rtype::DS, 1010)
+            .is_none());
+        assert_eq!(
+            store
+                .synthesise(&name("example."), Rtype::MX, 1010)
+                .map(|o| o.rcode),
+            Some(Rcode::NOERROR)
+        );
         // Outside every range: asked upstream.
         assert!(store
             .synthesise(&name("e.example."), Rtype::A, 1010)
