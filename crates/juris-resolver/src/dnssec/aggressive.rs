@@ -16,6 +16,7 @@ use domain::base::{Name, Rtype, ToName};
 use domain::rdata::AllRecordData;
 
 use super::denial::{nsec_proof, Claim, NsecRr, Proof};
+use super::validator::lock;
 use crate::names::{lower, rrsig_covers, same_name, Rr};
 use crate::recursor::Outcome;
 
@@ -207,29 +208,14 @@ fn takes_part(single: &[NsecRr<'_>], qname: &Name<Bytes>) -> bool {
     })
 }
 
-fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    match mutex.lock() {
-        Ok(guard) => guard,
-        Err(poisoned) => poisoned.into_inner(),
-    }
-}
-
 #[cfg(test)]
 #[allow(clippy::unwrap_used)] // reason: test code.
 mod tests {
     use super::*;
-    use domain::base::iana::Class;
-    use domain::base::{Record, Serial, Ttl};
+    use crate::names::testing::{name, record};
+    use domain::base::{Serial, Ttl};
     use domain::rdata::dnssec::RtypeBitmap;
     use domain::rdata::{Nsec, Soa};
-
-    fn name(text: &str) -> Name<Bytes> {
-        Name::bytes_from_str(text).unwrap()
-    }
-
-    fn record(owner: &str, ttl: u32, data: AllRecordData<Bytes, Name<Bytes>>) -> Rr {
-        Record::new(name(owner), Class::IN, Ttl::from_secs(ttl), data)
-    }
 
     fn nsec(owner: &str, next: &str, types: &[Rtype]) -> Rr {
         let mut builder = RtypeBitmap::<Bytes>::builder();

@@ -759,7 +759,8 @@ fn min_ttl(records: &[&Rr]) -> u64 {
         .unwrap_or(0)
 }
 
-fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+/// The guard, also after a panic elsewhere poisoned the mutex (the data stays usable).
+pub(super) fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     match mutex.lock() {
         Ok(guard) => guard,
         Err(poisoned) => poisoned.into_inner(),
