@@ -134,7 +134,7 @@ mod tests {
 
 /// Record builders for unit tests.
 #[cfg(test)]
-#[allow(clippy::unwrap_used)] // reason: test code.
+#[allow(clippy::unwrap_used, reason = "test code")]
 pub(crate) mod testing {
     use bytes::Bytes;
     use domain::base::iana::Class;

@@ -209,7 +209,7 @@ fn takes_part(single: &[NsecRr<'_>], qname: &Name<Bytes>) -> bool {
 }
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used)] // reason: test code.
+#[allow(clippy::unwrap_used, reason = "test code")]
 mod tests {
     use super::*;
     use crate::names::testing::{name, record};
