@@ -7,6 +7,7 @@
 //!    ├─ secure.test.       ECDSA, NSEC        www A; *.wild A; to-insecure CNAME www.insecure.test.
 //!    ├─ nsec3.test.        ECDSA, NSEC3       www A; *.wild A
 //!    ├─ optout.test.       NSEC3 opt-out  ──  sub.optout.test. (unsigned, no DS, no NSEC3 of its own)
+//!    │                                     ──  sub.ent.optout.test. (unsigned; ent.optout.test. is an empty non-terminal)
 //!    ├─ insecure.test.     unsigned           www A; back CNAME www.secure.test.
 //!    ├─ nods.test.         signed, no DS      www A
 //!    ├─ expired.test.      signatures expired 3 days ago
@@ -141,6 +142,13 @@ pub const CASES: &[Case] = &[
         Some("192.0.2.21"),
         Outcome::Insecure,
         "NSEC3 opt-out span over an unsigned delegation",
+    ),
+    case(
+        "ent.optout.test.",
+        "NOERROR",
+        None,
+        Outcome::Insecure,
+        "NODATA for an empty non-terminal above an unsigned delegation: its next closer name is in an NSEC3 opt-out span",
     ),
     case(
         "www.insecure.test.",
@@ -286,6 +294,7 @@ pub fn start() -> Hierarchy {
                 .records(&www("192.0.2.20")),
         )
         .zone(Zone::new("sub.optout.test.").records(&www("192.0.2.21")))
+        .zone(Zone::new("sub.ent.optout.test.").records(&www("192.0.2.22")))
         .zone(
             Zone::new("insecure.test.")
                 .records(&www("192.0.2.30"))

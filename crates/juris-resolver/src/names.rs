@@ -138,3 +138,25 @@ mod tests {
         );
     }
 }
+
+/// Record builders for unit tests.
+#[cfg(test)]
+#[allow(clippy::unwrap_used, reason = "test code")]
+pub(crate) mod testing {
+    use bytes::Bytes;
+    use domain::base::iana::Class;
+    use domain::base::{Name, Record, Ttl};
+    use domain::rdata::AllRecordData;
+
+    use super::Rr;
+
+    /// A name from its text form.
+    pub(crate) fn name(text: &str) -> Name<Bytes> {
+        Name::bytes_from_str(text).unwrap()
+    }
+
+    /// An IN record.
+    pub(crate) fn record(owner: &str, ttl: u32, data: AllRecordData<Bytes, Name<Bytes>>) -> Rr {
+        Record::new(name(owner), Class::IN, Ttl::from_secs(ttl), data)
+    }
+}

@@ -313,7 +313,8 @@ impl Resolver {
 
     /// Forgets what `scope` covers: answer cache entries (every type, positive, negative and
     /// failures), remembered failures (RFC 9520), and in recursive mode the zone cuts and name
-    /// server addresses learnt for those names. Validated DNSSEC keys and per-server health
+    /// server addresses learnt for those names, the followed CNAME/DNAME records and referral
+    /// DS data, and the aggressive-NSEC ranges that could deny them. Validated DNSSEC keys and per-server health
     /// (RTT, lameness) stay: they are about servers and trust chains, not about one name's
     /// data (`docs/design/0017-cache-control.md`). The answer cache's generation moves on, so
     /// copies held outside it (the UDP workers' hot answers) are dropped too.
@@ -328,6 +329,9 @@ impl Resolver {
             Engine::Recursive(recursor) => recursor.flush(scope),
             Engine::Forward(_) => (0, 0),
         };
+        if let Some(validator) = &self.inner.validator {
+            validator.flush(scope);
+        }
         // Last: the generation moves on only once everything is gone.
         let answers = self.inner.cache.flush(scope);
         FlushReport {
@@ -515,6 +519,20 @@ impl Inner {
         let deadline = started + self.config.resolution_deadline;
         let mut work = Work::new(deadline);
         let name = &question.name;
+        // RFC 8198: a name a validated cached NSEC range proves absent is not asked.
+        if let Some(outcome) = self
+            .validator
+            .as_ref()
+            .and_then(|v| v.synthesise_denial(name, question.qtype))
+        {
+            tracing::debug!(qname = %name, qtype = %question.qtype, "denial synthesised from cached NSEC");
+            let now = self.clock.unix_seconds();
+            let mut entry = answer::build(question, &outcome, now, self.cache.config())?;
+            entry.set_security(Security::Secure, 0);
+            let entry = Arc::new(entry);
+            self.cache.insert(key.clone(), entry.clone());
+            return Ok(entry);
+        }
         let outcome = match &self.engine {
             Engine::Recursive(recursor) => {
                 recursor
@@ -558,6 +576,7 @@ impl Inner {
                             .validate(name, question.qtype, &outcome, &mut fetcher)
                             .await;
                         tracing::debug!(qname = %name, qtype = %question.qtype, security = ?security, "validated");
+                        validator.remember_denial(&outcome, &security);
                         security
                     }
                     None => Security::Unchecked,

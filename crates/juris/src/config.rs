@@ -105,6 +105,8 @@ pub struct RawDnssec {
     /// Forwarders (`ADDR` or `ADDR:PORT`, as in `resolver.forward`) that strip DNSSEC data:
     /// their answers are not validated.
     pub forwarders_without_dnssec: Vec<String>,
+    /// Answer NXDOMAIN/NODATA from validated cached NSEC ranges (RFC 8198). Default true.
+    pub aggressive_nsec: bool,
 }
 
 impl Default for RawDnssec {
@@ -119,6 +121,7 @@ impl Default for RawDnssec {
             nsec3_max_iterations: d.nsec3_max_iterations,
             bogus_ttl: d.bogus_ttl.as_secs(),
             forwarders_without_dnssec: Vec::new(),
+            aggressive_nsec: d.aggressive_nsec,
         }
     }
 }
@@ -154,6 +157,7 @@ fn dnssec_config(raw: &RawDnssec) -> Result<juris_resolver::dnssec::ValidatorCon
         negative_trust_anchors: raw.negative_trust_anchors.clone(),
         nsec3_max_iterations: raw.nsec3_max_iterations,
         bogus_ttl: Duration::from_secs(raw.bogus_ttl),
+        aggressive_nsec: raw.aggressive_nsec,
     };
     if config.enabled {
         config
@@ -1144,7 +1148,8 @@ mod tests {
         std::fs::write(
             &file,
             "[dnssec]\nenabled = true\ntrust_anchors = [\"test.key\"]\n\
-             negative_trust_anchors = [\"example.org\"]\nnsec3_max_iterations = 50\nbogus_ttl = 30\n",
+             negative_trust_anchors = [\"example.org\"]\nnsec3_max_iterations = 50\nbogus_ttl = 30\n\
+             aggressive_nsec = false\n",
         )
         .unwrap();
         let mut raw = RawConfig::from_file(&file).unwrap();
@@ -1154,6 +1159,7 @@ mod tests {
         std::fs::write(&anchors, "test. IN DS 1 13 2 00ff\n").unwrap();
         let settings = Settings::from_raw(&raw).unwrap();
         assert_eq!(settings.resolver.dnssec.nsec3_max_iterations, 50);
+        assert!(!settings.resolver.dnssec.aggressive_nsec);
         assert_eq!(settings.resolver.dnssec.bogus_ttl, Duration::from_secs(30));
         raw.apply(&Overrides {
             negative_trust_anchors: vec!["example.net".into()],

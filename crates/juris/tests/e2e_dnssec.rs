@@ -202,6 +202,23 @@ fn nsec_and_nsec3_denials_are_secure() {
     expect_outcome(juris.address(), "nx.nsec3.test.");
 }
 
+/// RFC 8198 (`dnssec.aggressive_nsec`, on by default): after the secure NXDOMAIN for
+/// nx.secure.test., whose NSEC records cover secure.test. → to-insecure.secure.test. and so
+/// the wildcard *.secure.test. too, another name in that range is denied from the cache.
+#[test]
+fn a_name_inside_a_validated_nsec_range_is_denied_from_the_cache() {
+    const SYNTHESISED: &str = "denial synthesised from cached NSEC";
+    let juris = juris();
+    expect_outcome(juris.address(), "nx.secure.test.");
+    assert!(!juris.stderr().contains(SYNTHESISED), "{}", juris.stderr());
+    let response = dig(juris.address(), "ny.secure.test.", &[]);
+    assert_eq!(response.status, "NXDOMAIN", "{}", response.output);
+    assert!(response.has_flag("ad"), "{}", response.output);
+    assert!(juris.stderr().contains(SYNTHESISED), "{}", juris.stderr());
+    // A name that exists, outside the range, is still resolved.
+    expect_outcome(juris.address(), "www.secure.test.");
+}
+
 #[test]
 fn nsec3_opt_out_over_an_unsigned_delegation_is_insecure() {
     let juris = juris();

@@ -334,11 +334,18 @@ pub(crate) fn nsec3_proof(
                     return Ok(Proof::Missing);
                 };
                 let hash = set.hash(&wildcard).ok_or(())?;
-                Ok(match set.matching(&hash) {
-                    Some(w) if !w.types().contains(qtype) && !w.types().contains(Rtype::CNAME) => {
-                        Proof::Proven
-                    }
-                    _ => Proof::Missing,
+                let wildcard_nodata = set.matching(&hash).is_some_and(|w| {
+                    !w.types().contains(qtype) && !w.types().contains(Rtype::CNAME)
+                });
+                Ok(if next_closer.opt_out() {
+                    // RFC 5155 §9.2 (as Unbound): the next closer name lies in an opt-out
+                    // span, so it may be an unsigned delegation (hiding the wildcard too):
+                    // nothing is proven either way and the answer is insecure.
+                    Proof::Insecure
+                } else if wildcard_nodata {
+                    Proof::Proven
+                } else {
+                    Proof::Missing
                 })
             }
             Claim::NoName => {
@@ -505,5 +512,49 @@ mod tests {
             Proof::Insecure,
             "RFC 9276: iterations above the limit"
         );
+    }
+
+    /// A two-record NSEC3 chain (the apex and the all-zero hash) whose spans cover every
+    /// other hash, with the opt-out flag as given.
+    fn optout_zone(zone: &Name<Bytes>, opt_out: bool) -> Vec<(Name<Bytes>, Nsec3<Bytes>)> {
+        let (apex_owner, apex_hash) = hashed(zone, zone);
+        let record = |next: Vec<u8>, types: &[Rtype]| {
+            Nsec3::new(
+                Nsec3HashAlgorithm::SHA1,
+                u8::from(opt_out),
+                0,
+                Nsec3Salt::empty(),
+                OwnerHash::from_octets(Bytes::from(next)).unwrap(),
+                bitmap(types),
+            )
+        };
+        let low = domain::utils::base32::encode_string_hex(&[0u8; 20]).to_ascii_lowercase();
+        vec![
+            (
+                apex_owner,
+                record(vec![0u8; 20], &[Rtype::SOA, Rtype::NS, Rtype::RRSIG]),
+            ),
+            (
+                name(&format!("{low}.{zone}")),
+                record(apex_hash, &[Rtype::NS]),
+            ),
+        ]
+    }
+
+    #[test]
+    fn nsec3_nodata_in_opt_out_span_is_insecure() {
+        let zone = name("example.");
+        for (opt_out, expected) in [(true, Proof::Insecure), (false, Proof::Missing)] {
+            let records = optout_zone(&zone, opt_out);
+            let set: Vec<Nsec3Rr<'_>> = records.iter().map(|(o, n)| (o, n)).collect();
+            let proof = nsec3_proof(
+                &set,
+                &zone,
+                &name("sub.example."),
+                Claim::NoData(Rtype::MX),
+                150,
+            );
+            assert_eq!(proof, expected, "opt-out {opt_out}");
+        }
     }
 }

@@ -6,6 +6,7 @@
 //!
 //! Cryptography comes from `domain` (feature `ring`): see docs/design and docs/dnssec.md.
 
+mod aggressive;
 mod anchors;
 mod canonical;
 mod denial;
@@ -168,6 +169,9 @@ pub struct ValidatorConfig {
     /// Forward mode: upstreams known to strip DNSSEC records. Their answers are not
     /// validated (insecure: no AD, never bogus) and they get the client's CD bit.
     pub forwarders_without_dnssec: Vec<std::net::SocketAddr>,
+    /// Answer NXDOMAIN and NODATA from validated cached NSEC ranges without asking (RFC 8198;
+    /// Unbound's `aggressive-nsec`). NSEC only; NSEC3 ranges are not used. Default `true`.
+    pub aggressive_nsec: bool,
 }
 
 impl Default for ValidatorConfig {
@@ -181,6 +185,7 @@ impl Default for ValidatorConfig {
             nsec3_max_iterations: DEFAULT_NSEC3_MAX_ITERATIONS,
             bogus_ttl: Duration::from_secs(60),
             forwarders_without_dnssec: Vec::new(),
+            aggressive_nsec: true,
         }
     }
 }

@@ -20,6 +20,7 @@ use domain::base::iana::Rcode;
 use domain::base::{Name, Rtype, ToName};
 use domain::rdata::{AllRecordData, Dnskey, Ds};
 
+use super::aggressive::AggressiveNsec;
 use super::canonical::rrsig_labels;
 use super::denial::{nsec3_proof, nsec_proof, Claim, Nsec3Rr, NsecRr, Proof};
 use super::verify::{ds_matches, sigs_for, usable_ds, verify_rrset, Budget};
@@ -77,6 +78,8 @@ pub(crate) struct Validator {
     negative: Vec<Name<Bytes>>,
     zones: Mutex<HashMap<Name<Bytes>, (ZoneState, u64)>>,
     clock: SharedClock,
+    /// Validated NSEC ranges (RFC 8198), when `aggressive_nsec` is on.
+    aggressive: Option<AggressiveNsec>,
 }
 
 struct Ctx<'f> {
@@ -98,12 +101,36 @@ impl Validator {
             .filter_map(|n| super::parse_domain(n).ok())
             .collect();
         Self {
-            config,
             anchors,
             negative,
+            aggressive: config.aggressive_nsec.then(AggressiveNsec::default),
+            config,
             zones: Mutex::new(HashMap::new()),
             clock,
         }
+    }
+
+    /// Keeps the NSEC ranges of `outcome`, an answer just validated as `security`.
+    pub(crate) fn remember_denial(&self, outcome: &Outcome, security: &Security) {
+        if let (Some(aggressive), Security::Secure) = (&self.aggressive, security) {
+            aggressive.remember(outcome, self.clock.unix_seconds());
+        }
+    }
+
+    /// Forgets the aggressive-NSEC ranges that could deny a name `scope` covers.
+    pub(crate) fn flush(&self, scope: crate::cache::FlushScope<'_>) {
+        if let Some(aggressive) = &self.aggressive {
+            aggressive.flush(scope);
+        }
+    }
+
+    /// A secure NXDOMAIN/NODATA for `qname`/`qtype` from validated cached NSEC ranges.
+    pub(crate) fn synthesise_denial(&self, qname: &Name<Bytes>, qtype: Rtype) -> Option<Outcome> {
+        let aggressive = self.aggressive.as_ref()?;
+        if self.under_nta(qname) || self.anchors.closest(qname).is_none() {
+            return None;
+        }
+        aggressive.synthesise(qname, qtype, self.clock.unix_seconds())
     }
 
     /// How long a bogus answer is kept.
@@ -760,7 +787,8 @@ fn min_ttl(records: &[&Rr]) -> u64 {
         .unwrap_or(0)
 }
 
-fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+/// The guard, also after a panic elsewhere poisoned the mutex (the data stays usable).
+pub(super) fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     match mutex.lock() {
         Ok(guard) => guard,
         Err(poisoned) => poisoned.into_inner(),
