@@ -2,6 +2,7 @@
 # juris against Unbound, PowerDNS Recursor and Knot Resolver on a local NSD hierarchy (loopback
 # only). See bench/README.md. Usage: bench/run.sh [--quick] [--runs N] [--duration S]
 #        [--servers juris,unbound,pdns,kresd] [--w3-10m] [W0 W1 W2 W3 W4 W5 W7 W7-tcp W7-dot W7-doh W7-doh-post ...]
+#        [W1-DNSSEC W2-DNSSEC]  (DNSSEC = both: the signed hierarchy, validation on in every server)
 #        (W7 = W7-tcp, W7-dot, W7-doh (GET) and W7-doh-post)   [--profile]   also perf-record juris in W1/W2/W7 (work/out/perf-*.txt)
 #        JURIS_BIN=/path/to/juris bench/run.sh ...   benchmarks a prebuilt binary (no cargo build)
 set -euo pipefail
@@ -21,7 +22,7 @@ PROFILE=0                        # --profile: perf record juris during its W1/W2
 SERVERS="juris,unbound,pdns,kresd"
 WORKLOADS=()
 ADDR=127.55.9.1                  # every resolver under test listens here, on its own port
-declare -A PORT=([echo]=5300 [juris]=5301 [unbound]=5302 [pdns]=5303 [kresd]=5304)
+declare -A PORT=([echo]=5300 [juris]=5301 [unbound]=5302 [pdns]=5303 [kresd]=5304 [juris-noval]=5301)
 declare -A DOT_PORT=([juris]=5311 [unbound]=5312 [kresd]=5314)     # DNS over TLS listeners (W7-dot)
 declare -A DOT_NA=([pdns]="n/a (no DoT in 4.8)")                     # servers without incoming DoT
 declare -A DOH_PORT=([juris]=5321 [unbound]=5322 [kresd]=5324)     # DNS over HTTPS listeners (W7-doh*)
@@ -48,7 +49,7 @@ W5_TC=(
   "filter add dev lo protocol ip parent $W5_HANDLE: prio 1 u32 match ip dst $W5_NET1 flowid $W5_HANDLE:5"
 )
 
-usage() { sed -n '2,6p' "$0" | sed 's/^# \{0,1\}//'; exit "${1:-0}"; }
+usage() { sed -n '2,7p' "$0" | sed 's/^# \{0,1\}//'; exit "${1:-0}"; }
 while (($#)); do
   case "$1" in
     --quick) QUICK=1; RUNS=1; DURATION=3; W5_NAMES=1500 ;;
@@ -59,7 +60,8 @@ while (($#)); do
     --profile) PROFILE=1 ;;
     -h|--help) usage 0 ;;
     W7) WORKLOADS+=(W7-tcp W7-dot W7-doh W7-doh-post) ;;
-    W[0-9]|W7-tcp|W7-dot|W7-doh|W7-doh-post) WORKLOADS+=("$1") ;;
+    DNSSEC) WORKLOADS+=(W1-DNSSEC W2-DNSSEC) ;;
+    W[0-9]|W7-tcp|W7-dot|W7-doh|W7-doh-post|W1-DNSSEC|W2-DNSSEC) WORKLOADS+=("$1") ;;
     *) echo "unknown argument: $1" >&2; usage 2 ;;
   esac
   shift
@@ -180,32 +182,63 @@ W2_FILE="$HIER/w2.txt"
 mapfile -t NSD_ADDRS <"$HIER/servers.txt"
 if ((QUICK)); then head -n 3000 "$HIER/w2.txt" >"$WORK/w2-quick.txt"; W2_FILE="$WORK/w2-quick.txt"; fi
 
-for a in "${NSD_ADDRS[@]}"; do
-  if udp_bound "$a" 53; then echo "$a:53 is already in use (another bench run?)" >&2; exit 1; fi
-done
-NSD_PIDS=()
-for a in "${NSD_ADDRS[@]}"; do
-  rm -f "$HIER/nsd/$a/nsd.pid"
-  spawn 0 "$HIER/nsd/$a/stdout.log" nsd -d -c "$HIER/nsd/$a/nsd.conf"
-  NSD_PIDS+=("$SPAWNED")
-done
-i=0
-for a in "${NSD_ADDRS[@]}"; do
-  wait_udp "$a" 53 "${NSD_PIDS[$i]}" 20 || { echo "NSD on $a did not start:"; cat "$HIER/nsd/$a/nsd.log" "$HIER/nsd/$a/stdout.log"; exit 1; } >&2
-  i=$((i + 1))
-done
-# NSD binds before it has loaded its zones: allow it a few seconds to answer.
-check=
-for _ in 1 2 3 4 5 6 7 8 9 10; do
-  check=$(dig +short +norec +time=1 +tries=1 @127.55.1.1 h0.zone0.com A 2>/dev/null | grep -v '^;' | head -n1 || true)
-  [[ "$check" == 198.51.* ]] && break
-  sleep 0.5
-done
-[[ "$check" == 198.51.* ]] || { echo "hierarchy check failed: '$check'" >&2; exit 1; }
-log "hierarchy up: $(wc -l <"$HIER/servers.txt") NSD servers on 127.55.0.0/16:53"
+start_nsd_set() { # start_nsd_set DIR: one NSD per line of DIR/servers.txt; checks h0.zone0.com on the first SLD server
+  local dir=$1 a i=0 check= pids=() addrs=()
+  mapfile -t addrs <"$dir/servers.txt"
+  for a in "${addrs[@]}"; do
+    if udp_bound "$a" 53; then echo "$a:53 is already in use (another bench run?)" >&2; exit 1; fi
+  done
+  for a in "${addrs[@]}"; do
+    rm -f "$dir/nsd/$a/nsd.pid"
+    spawn 0 "$dir/nsd/$a/stdout.log" nsd -d -c "$dir/nsd/$a/nsd.conf"
+    pids+=("$SPAWNED")
+  done
+  for a in "${addrs[@]}"; do
+    wait_udp "$a" 53 "${pids[$i]}" 20 || { echo "NSD on $a did not start:"; cat "$dir/nsd/$a/nsd.log" "$dir/nsd/$a/stdout.log"; exit 1; } >&2
+    i=$((i + 1))
+  done
+  # NSD binds before it has loaded its zones: allow it a few seconds to answer.
+  local sld; sld=$(grep -m1 '\.1\.1$' "$dir/servers.txt")
+  for _ in 1 2 3 4 5 6 7 8 9 10; do
+    check=$(dig +short +norec +time=1 +tries=1 @"$sld" h0.zone0.com A 2>/dev/null | grep -v '^;' | head -n1 || true)
+    [[ "$check" == 198.51.* ]] && break
+    sleep 0.5
+  done
+  [[ "$check" == 198.51.* ]] || { echo "hierarchy check failed ($dir, @$sld): '$check'" >&2; exit 1; }
+  log "hierarchy up: ${#addrs[@]} NSD servers of $dir on $(sed -n 1p "$dir/servers.txt" | cut -d. -f1-2).0.0/16:53"
+}
+start_nsd_set "$HIER"
 # A W5 qdisc left on lo by a run that was killed (SIGKILL skips the trap): the NSD check above
 # proved no other run is active, so it is removed here.
 if netem_ours; then log "removing a W5 netem qdisc left on lo by an earlier run"; netem_off; fi
+
+# ---- the signed hierarchy (W1-DNSSEC, W2-DNSSEC) ----------------------------------------------
+# The same zones and names on 127.56.0.0/16, signed by the test kit's signer (tests/examples/
+# sign_hierarchy.rs: ldns-keygen, ldns-signzone, ldns-key2ds; the policy per zone is in gen.py),
+# plus bogus.com. with expired signatures. Signatures are valid from a day ago for 30 days: the
+# zones are signed again when older than 7 days or when the generator or the signer changed.
+SHIER="$WORK/hier-signed"
+ANCHOR="$SHIER/root.ds"
+DNSSEC_OK=0
+if has_workload W1-DNSSEC || has_workload W2-DNSSEC; then
+  need ldnsutils ldns-signzone
+  if ((${#missing[@]})); then echo "W1-DNSSEC/W2-DNSSEC need: apt-get install -y ${missing[*]}" >&2; exit 1; fi
+  signer_src="$REPO/tests/examples/sign_hierarchy.rs"
+  if [[ ! -s "$ANCHOR" || "$HERE/lib/gen.py" -nt "$ANCHOR" || "$signer_src" -nt "$ANCHOR" ||
+        -n "$(find "$ANCHOR" -mtime +7 2>/dev/null)" ]]; then
+    log "signing the hierarchy (cargo build -p juris-testkit --example sign_hierarchy)"
+    rm -rf "$SHIER"
+    python3 "$HERE/lib/gen.py" hierarchy "$SHIER" --signed >&2
+    (cd "$REPO" && cargo build -q -p juris-testkit --example sign_hierarchy >&2) || { echo "cannot build the signer" >&2; exit 1; }
+    "${CARGO_TARGET_DIR:-$REPO/target}/debug/examples/sign_hierarchy" "$SHIER/zones.tsv" "$ANCHOR.tmp" || { echo "signing failed" >&2; exit 1; }
+    mv "$ANCHOR.tmp" "$ANCHOR"
+  fi
+  cmp -s "$SHIER/w2.txt" "$HIER/w2.txt" || { echo "the signed hierarchy's names differ from W2's" >&2; exit 1; }
+  start_nsd_set "$SHIER"
+  dig +dnssec +norec +time=1 +tries=1 @127.56.1.1 h0.zone0.com A 2>/dev/null | grep -q 'RRSIG' ||
+    { echo "the signed hierarchy serves no RRSIG for h0.zone0.com" >&2; exit 1; }
+  DNSSEC_OK=1
+fi
 
 # ---- server configurations -----------------------------------------------------------------
 C="$WORK/conf"
@@ -221,7 +254,9 @@ make_cert() {
 # Each server has a plain configuration, a "-dot" one (the same plus a DoT listener on DOT_PORT,
 # used only by W7-dot) and a "-doh" one (plus a DoH listener on DOH_PORT, used only by W7-doh*),
 # so that no other workload runs with a TLS listener open.
-juris_toml() { # juris_toml [dot|doh]
+juris_toml() { # juris_toml [dot|doh] [val|noval]: val/noval = the signed hierarchy, validation on/off
+  local hints="$HIER/root.hints"
+  [[ -n "${2:-}" ]] && hints="$SHIER/root.hints"
   cat <<EOF
 [server]
 listen = ["$ADDR:${PORT[juris]}"]
@@ -233,16 +268,25 @@ EOF
   cat <<EOF
 
 [resolver]
-root_hints = "$HIER/root.hints"
+root_hints = "$hints"
 ipv6 = false
 allow_loopback_upstreams = true
 
 [cache]
 size = "256M"
 
-# The bench hierarchy is unsigned and the peers run without validation: like for like.
-[dnssec]
-enabled = false
+EOF
+  if [[ "${2:-}" == val ]]; then
+    printf '# W1-DNSSEC/W2-DNSSEC: validation on, the signed hierarchy'"'"'s own root anchor.\n[dnssec]\nenabled = true\ntrust_anchors = ["%s"]\n' "$ANCHOR"
+  else
+    if [[ "${2:-}" == noval ]]; then
+      printf '# juris-noval: the signed hierarchy with validation off (what validation costs juris).\n'
+    else
+      printf '# The bench hierarchy is unsigned and the peers run without validation: like for like.\n'
+    fi
+    printf '[dnssec]\nenabled = false\n'
+  fi
+  cat <<EOF
 
 [log]
 level = "info"
@@ -337,6 +381,31 @@ EOF
     echo "net.listen('$ADDR', ${DOH_PORT[kresd]}, { kind = 'doh2' })"
     echo "net.tls('$TLS_DIR/cert.pem', '$TLS_DIR/key.pem')"
   } >"$C/kresd-doh.conf"
+  if ((DNSSEC_OK)); then
+    juris_toml "" val >"$C/juris-val.toml"
+    juris_toml "" noval >"$C/juris-noval.toml"
+    write_val_configs
+  fi
+}
+
+# The validating peers (W1-DNSSEC, W2-DNSSEC): the plain configuration on the signed hierarchy's
+# root hints, with validation on and the hierarchy's root DS as the only trust anchor.
+write_val_configs() {
+  local ds; ds=$(awk '$4 == "DS" { print $5, $6, $7, $8; exit }' "$ANCHOR")
+  [[ -n "$ds" ]] || { echo "no DS in $ANCHOR" >&2; exit 1; }
+  sed -e "s#root-hints: \"$HIER/root.hints\"#root-hints: \"$SHIER/root.hints\"#" \
+      -e 's#module-config: "iterator"#module-config: "validator iterator"\n    trust-anchor-file: "'"$ANCHOR"'"#' \
+      "$C/unbound.conf" >"$C/unbound-val.conf"
+  mkdir -p "$C/pdns-val"
+  sed -e "s#^hint-file=.*#hint-file=$SHIER/root.hints#" -e 's#^dnssec=off#dnssec=validate#' "$C/recursor.conf" >"$C/pdns-val/recursor.conf"
+  echo "lua-config-file=$C/pdns-val/recursor.lua" >>"$C/pdns-val/recursor.conf"
+  printf 'clearTA()\naddTA(".", "%s")\n' "$ds" >"$C/pdns-val/recursor.lua"
+  sed -e "s#trust_anchors.remove('.')#trust_anchors.remove('.')\ntrust_anchors.add('. IN DS $ds')#" \
+      -e "s#a.root.'] = '127.55.0.1'#a.root.'] = '127.56.0.1'#" -e 's/no DNSSEC/DNSSEC validation on the signed hierarchy/' \
+      "$C/kresd.conf" >"$C/kresd-val.conf"
+  grep -q 'validator iterator' "$C/unbound-val.conf" && grep -q "127.56.0.1" "$C/kresd-val.conf" &&
+    grep -q "trust_anchors.add" "$C/kresd-val.conf" && grep -q "dnssec=validate" "$C/pdns-val/recursor.conf" ||
+    { echo "could not write the validating configurations" >&2; exit 1; }
 }
 write_configs
 
@@ -349,21 +418,23 @@ enc_port() { # enc_port dot|doh SERVER: the port of that encrypted listener (emp
     doh) echo "${DOH_PORT[$2]:-}" ;;
   esac
 }
-start_server() { # [ENC=dot|doh] start_server NAME [extra juris args...]; sets SRV_PID, fails if it does not bind
+start_server() { # [ENC=dot|doh|val] start_server NAME [extra juris args...]; sets SRV_PID, fails if it does not bind
+  # (ENC=val: the signed hierarchy with validation on; the server juris-noval is juris on it with validation off)
   local name=$1 x=""; shift
   [[ -n "${ENC:-}" ]] && x=-$ENC
   SRV_LOG="$WORK/run/$name.log"
   case "$name" in
     echo) spawn 1 "$SRV_LOG" "$WORK/echo" "$ADDR" "${PORT[echo]}" ;;
     juris) spawn 1 "$SRV_LOG" "$JURIS" serve --config "$C/juris$x.toml" --threads 1 --data-dir "$WORK/run/juris-data" "$@" ;;
+    juris-noval) spawn 1 "$SRV_LOG" "$JURIS" serve --config "$C/juris-noval.toml" --threads 1 --data-dir "$WORK/run/juris-data" "$@" ;;
     unbound) spawn 1 "$SRV_LOG" unbound -d -c "$C/unbound$x.conf" ;;
-    pdns) spawn 1 "$SRV_LOG" pdns_recursor --config-dir="$C" ;;
+    pdns) spawn 1 "$SRV_LOG" pdns_recursor --config-dir="$C${x:+/pdns$x}" ;;
     kresd) rm -rf "$WORK/run/kresd"; mkdir -p "$WORK/run/kresd"
            spawn 1 "$SRV_LOG" kresd -n -c "$C/kresd$x.conf" "$WORK/run/kresd" ;;
   esac
   SRV_PID=$SPAWNED
   if ! wait_udp "$ADDR" "${PORT[$name]}" "$SRV_PID" "${START_TIMEOUT:-30}" ||
-     { [[ -n "$x" ]] && ! wait_udp "$ADDR" "$(enc_port "$ENC" "$name")" "$SRV_PID" "${START_TIMEOUT:-30}" tcp; }; then
+     { [[ -n "$x" && "$x" != -val ]] && ! wait_udp "$ADDR" "$(enc_port "$ENC" "$name")" "$SRV_PID" "${START_TIMEOUT:-30}" tcp; }; then
     log "$name did not start${x:+ (with its ${ENC} listener)}; last lines of $SRV_LOG:"; tail -n 20 "$SRV_LOG" >&2
     stop_pid "$SRV_PID"; return 1
   fi
@@ -380,8 +451,8 @@ measure() {
   rm -f "$tag".*.txt
   local perf_pid=
   # W3's variants (nopolicy, policy-N) are juris too; each gets its own profile.
-  local ptag=$wl; [[ "$wl" == W3-* ]] && ptag="$wl.$server"
-  if ((PROFILE)) && [[ "$server" == juris || "$wl" == W3-* ]] && command -v perf >/dev/null; then
+  local ptag=$wl; [[ "$wl" == W3-* || "$server" == juris-noval ]] && ptag="$wl.$server"
+  if ((PROFILE)) && [[ "$server" == juris* || "$wl" == W3-* ]] && command -v perf >/dev/null; then
     taskset -c 0 perf record -q -e cpu-clock -F 999 --call-graph dwarf,8192 -p "$pid" \
       -o "$WORK/out/perf-$ptag.data" -- sleep "$DURATION" >"$WORK/out/perf-$ptag.log" 2>&1 &
     perf_pid=$!
@@ -441,9 +512,10 @@ measure() {
 
 dnsperf_common() { echo "-p ${2:-${PORT[$1]}} -c $CLIENTS -q $OUTSTANDING -t 5"; }   # SERVER [PORT]
 
-warm() { # warm SERVER: every hot name twice, unmeasured
-  local out="$WORK/out/warm.$1.txt"
-  taskset -c 0 dnsperf -s "$ADDR" -p "${PORT[$1]}" -d "$W1_FILE" -n 2 -l 60 -c 4 -q 50 -t 5 >"$out" 2>&1 || true
+warm() { # warm SERVER [dnsperf args]: every hot name twice, unmeasured (W1-DNSSEC: -D, as it is measured)
+  local out="$WORK/out/warm.$1.txt" srv=$1; shift
+  taskset -c 0 dnsperf -s "$ADDR" -p "${PORT[$srv]}" -d "$W1_FILE" -n 2 -l 60 -c 4 -q 50 -t 5 "$@" >"$out" 2>&1 || true
+  set -- "$srv"
   local ok ns; ok=$(awk '/Response codes:/ { print }' "$out")
   ns=$(dig +short +time=2 +tries=1 -p "${PORT[$1]}" @"$ADDR" . NS 2>&1 | tr '\n' ' ')
   log "  warm $1: $ok; '. NS' -> $ns"
@@ -468,9 +540,11 @@ enc_probe() { # enc_probe dot|doh SERVER: '. NS' over DoT / DoH must come back f
 
 not_started() { printf '%s\t%s\t%s\t%s\n' "$1" "$2" "$3" "did not start (see bench/work/run/$3.log)" >>"$WORK/out/notes.tsv"; }
 
-rotated() { # rotated ROUND: the server list, rotated so no server is always first
-  local r=$1 n=${#SERVER_LIST[@]} i
-  for ((i = 0; i < n; i++)); do printf '%s ' "${SERVER_LIST[$(((i + r) % n))]}"; done
+rotated() { # rotated ROUND [SERVER...]: the server list (default SERVER_LIST), rotated so no server is always first
+  local r=$1 i; shift
+  local list=("$@"); ((${#list[@]})) || list=("${SERVER_LIST[@]}")
+  local n=${#list[@]}
+  for ((i = 0; i < n; i++)); do printf '%s ' "${list[$(((i + r) % n))]}"; done
 }
 
 # ---- workloads -----------------------------------------------------------------------------
@@ -534,6 +608,80 @@ w2() {
       start_server "$s" || { not_started W2 "$r" "$s"; continue; }
       # shellcheck disable=SC2046
       measure W2 "$r" "$s" "$SRV_PID" - -- $(dnsperf_common "$s") -d "$W2_FILE" -n 1 -l 120
+      stop_pid "$SRV_PID"
+    done
+  done
+}
+
+# ---- W1-DNSSEC, W2-DNSSEC: the signed hierarchy, validation on ---------------------------------
+# Every server runs with its "-val" configuration (validation on, the hierarchy's own root DS as the
+# only anchor); "juris-noval" is juris on the same signed hierarchy with [dnssec] enabled = false,
+# the reference for what validation costs juris. Before the first round each server is started
+# once and must validate (dnssec_check); a server that does not is not measured.
+DNSSEC_SERVERS=()
+DIG_STATUS=
+dig_flags() { # dig_flags SERVER NAME TYPE -> "STATUS flags... (N bytes)" of dig +dnssec through SERVER
+  dig +dnssec +time=5 +tries=2 -p "${PORT[$1]}" @"$ADDR" "$2" "$3" 2>/dev/null |
+    awk '/^;; ->>HEADER<<-/ { s = $6; sub(/,$/, "", s) } /^;; flags:/ { sub(/^;; flags: /, ""); sub(/;.*/, ""); f = $0 }
+         /^;; MSG SIZE/ { n = " (" $NF " bytes)" } END { print (s == "" ? "NOANSWER" : s) " " f n }'
+}
+dnssec_check() { # dnssec_check SERVER: a validating server must give AD for signed data and SERVFAIL for bogus.com.
+  local s=$1 name want got ok=0 wl=W2-DNSSEC
+  has_workload W2-DNSSEC || wl=W1-DNSSEC
+  # zone0.com is signed with NSEC, zone1.com with NSEC3 (gen.py signing_of); nxcheck.* do not exist.
+  for probe in "h1.zone0.com A NOERROR" "h1.zone1.com A NOERROR" "nxcheck.zone0.com A NXDOMAIN" \
+               "nxcheck.zone1.com A NXDOMAIN" "www.bogus.com A SERVFAIL"; do
+    read -r name _ want <<<"$probe"
+    got=$(dig_flags "$s" "$name" A)
+    local expect="$want ad"
+    [[ "$want" == SERVFAIL ]] && expect="SERVFAIL"
+    if [[ "$s" == juris-noval ]]; then expect="${want/SERVFAIL/NOERROR} no ad"; fi
+    local pass=1 st=${got%% *} fl=" ${got#* }"; fl="${fl% (*} "
+    [[ "$st" == "${expect%% *}" ]] || pass=0
+    case "$expect" in *" no ad") [[ "$fl" != *" ad "* ]] || pass=0 ;; *" ad") [[ "$fl" == *" ad "* ]] || pass=0 ;; esac
+    log "  dnssec check $s: $name -> $got (want $expect) $([[ $pass == 1 ]] && echo ok || echo FAILED)"
+    printf '%s\t-\t%s\tdnssec_check\t%s\t%s\n' "$wl" "$s" "$s: dig +dnssec $name A (want $expect)" "$got$([[ $pass == 1 ]] && echo ' ok' || echo ' FAILED')" >>"$WORK/out/w4.tsv"
+    ((pass)) || ok=1
+  done
+  return "$ok"
+}
+dnssec_setup() { # once per run: which servers validate (juris-noval: which really does not)
+  ((${#DNSSEC_SERVERS[@]})) && return 0
+  local s cand=("${SERVER_LIST[@]}")
+  [[ " ${SERVER_LIST[*]} " == *" juris "* ]] && cand+=(juris-noval)
+  for s in "${cand[@]}"; do
+    log "DNSSEC check: $s (validating configuration, signed hierarchy)"
+    ENC=val start_server "$s" || { not_started W2-DNSSEC - "$s"; continue; }
+    if dnssec_check "$s"; then DNSSEC_SERVERS+=("$s")
+    else printf '%s\t-\t%s\t%s\n' W2-DNSSEC "$s" "failed the validation check (see the checks table): not measured" >>"$WORK/out/notes.tsv"; fi
+    stop_pid "$SRV_PID"
+  done
+}
+dnssec_after() { # dnssec_after WL ROUND SERVER: a name of the pass, now cached, still comes with AD
+  local name got want="ad"; name=$(awk 'NR == 2 { print $1 }' "$2")
+  [[ "$4" == juris-noval ]] && want="no ad"
+  got=$(dig_flags "$4" "$name" A)
+  printf '%s\t%s\t%s\tafter_run\t%s\t%s\n' "$1" "$3" "$4" "$4: dig +dnssec $name A (want $want)" "$got" >>"$WORK/out/w4.tsv"
+}
+w_dnssec() { # w_dnssec W1-DNSSEC|W2-DNSSEC
+  local wl=$1 r s
+  dnssec_setup
+  ((${#DNSSEC_SERVERS[@]})) || { log "$wl: no server passed the validation check"; return 0; }
+  for ((r = 1; r <= RUNS; r++)); do
+    for s in $(rotated "$r" "${DNSSEC_SERVERS[@]}"); do
+      ENC=val start_server "$s" || { not_started "$wl" "$r" "$s"; continue; }
+      if [[ "$wl" == W2-DNSSEC ]]; then
+        log "$wl round $r: $s (cold start, $(wc -l <"$W2_FILE") names, one pass, validating)"
+        # shellcheck disable=SC2046
+        measure "$wl" "$r" "$s" "$SRV_PID" - -- $(dnsperf_common "$s") -d "$W2_FILE" -n 1 -l 120
+        dnssec_after "$wl" "$W2_FILE" "$r" "$s"
+      else
+        log "$wl round $r: $s (cache hits, DO=1, validating)"
+        warm "$s" -D
+        # shellcheck disable=SC2046
+        measure "$wl" "$r" "$s" "$SRV_PID" - -- $(dnsperf_common "$s") -D -d "$W1_FILE" -l "$DURATION"
+        dnssec_after "$wl" "$W1_FILE" "$r" "$s"
+      fi
       stop_pid "$SRV_PID"
     done
   done
@@ -763,6 +911,7 @@ for w in "${WORKLOADS[@]}"; do
     W7-dot) w1_like W7-dot dot ;;
     W7-doh) w1_like W7-doh doh ;;
     W7-doh-post) w1_like W7-doh-post doh-post ;;
+    W1-DNSSEC|W2-DNSSEC) w_dnssec "$w" ;;
     *) log "$w: not implemented in this harness (see README)"; printf '%s\t-\t-\tnot implemented\n' "$w" >>"$WORK/out/notes.tsv" ;;
   esac
 done

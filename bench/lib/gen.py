@@ -3,7 +3,7 @@
 dnsperf query files), a small MMDB mapping client addresses to countries, and order documents
 with many blocked names. Deterministic (fixed seeds). Standard library only.
 
-    gen.py hierarchy OUTDIR [--names-per-zone N]
+    gen.py hierarchy OUTDIR [--names-per-zone N] [--signed]
     gen.py mmdb FILE ADDR=CC ...
     gen.py orders OUTDIR --names N [--hot FILE]
     gen.py order-one FILE ID CC NAME
@@ -17,7 +17,7 @@ import sys
 import time
 
 BLOCK = "127.55"           # every authoritative server lives in 127.55.0.0/16, port 53
-ROOT_ADDR = f"{BLOCK}.0.1"
+SIGNED_BLOCK = "127.56"    # ... and the signed copy (--signed) in 127.56.0.0/16
 TLDS = ["com", "net", "org"]
 SLDS_PER_TLD = 8
 SLD_SERVERS = 8            # second-level zones are spread over this many NSD instances
@@ -62,28 +62,52 @@ remote-control:
 {z}"""
 
 
-def hierarchy(out, names_per_zone):
+# --signed: how each zone is signed (tests/examples/sign_hierarchy.rs reads zones.tsv). As in the
+# real tree, the root and the TLDs are RSASHA256 (the TLDs with NSEC3, 0 extra iterations, no
+# salt, RFC 9276); the second-level zones ECDSA P-256, half NSEC and half NSEC3. BOGUS_ZONE has
+# signatures that expired 3 days ago: not in any query file, it proves each server refuses it.
+BOGUS_ZONE = "bogus.com."
+
+
+def signing_of(zone, index):
+    if zone == ".":
+        return ("rsasha256", "nsec", "valid")
+    if zone in [f"{t}." for t in TLDS]:
+        return ("rsasha256", "nsec3", "valid")
+    if zone == BOGUS_ZONE:
+        return ("ecdsap256", "nsec", "expired")
+    return ("ecdsap256", "nsec" if index % 2 == 0 else "nsec3", "valid")
+
+
+def hierarchy(out, names_per_zone, signed=False):
     rnd = random.Random(55)
     out = os.path.abspath(out)
     servers = {}  # address -> list of (zone, filename, text)
+    block = SIGNED_BLOCK if signed else BLOCK
+    root_addr = f"{block}.0.1"
 
     def add(address, zone, text):
         fname = ("root" if zone == "." else zone.rstrip(".").replace(".", "_")) + ".zone"
         servers.setdefault(address, []).append((zone, fname, text))
 
-    root = ["@ IN NS a.root.", f"a.root. IN A {ROOT_ADDR}"]
+    root = ["@ IN NS a.root.", f"a.root. IN A {root_addr}"]
     slds = []
     for t, tld in enumerate(TLDS):
-        tld_addr = f"{BLOCK}.0.{2 + t}"
+        tld_addr = f"{block}.0.{2 + t}"
         root += [f"{tld}. IN NS ns1.nic.{tld}.", f"ns1.nic.{tld}. IN A {tld_addr}"]
         lines = [f"@ IN NS ns1.nic.{tld}.", f"ns1.nic IN A {tld_addr}"]
         for s in range(SLDS_PER_TLD):
             sld = f"zone{s}.{tld}."
-            srv = f"{BLOCK}.1.{1 + len(slds) % SLD_SERVERS}"
+            srv = f"{block}.1.{1 + len(slds) % SLD_SERVERS}"
             lines += [f"zone{s} IN NS ns1.zone{s}", f"ns1.zone{s} IN A {srv}"]
             slds.append((sld, srv))
+        if signed and f"{tld}." == BOGUS_ZONE.split(".", 1)[1]:
+            bogus = BOGUS_ZONE.split(".", 1)[0]
+            lines += [f"{bogus} IN NS ns1.{bogus}", f"ns1.{bogus} IN A {block}.1.1"]
+            add(f"{block}.1.1", BOGUS_ZONE, zone_text(BOGUS_ZONE, [
+                "@ IN NS ns1", f"ns1 IN A {block}.1.1", "www IN A 192.0.2.250"]))
         add(tld_addr, f"{tld}.", zone_text(f"{tld}.", lines))
-    add(ROOT_ADDR, ".", zone_text(".", root))
+    add(root_addr, ".", zone_text(".", root))
 
     existing = []
     for i, (sld, srv) in enumerate(slds):
@@ -93,18 +117,26 @@ def hierarchy(out, names_per_zone):
             existing.append(f"h{n}.{sld}")
         add(srv, sld, zone_text(sld, lines))
 
+    plan = []
     for address, zones in servers.items():
         d = os.path.join(out, "nsd", address)
         os.makedirs(d, exist_ok=True)
-        for _, fname, text in zones:
-            with open(os.path.join(d, fname), "w") as f:
+        for zone, fname, text in zones:
+            # --signed: the signer reads FILE.unsigned and writes FILE (what NSD serves).
+            with open(os.path.join(d, fname + (".unsigned" if signed else "")), "w") as f:
                 f.write(text)
+            plan.append((zone, os.path.join(d, fname)))
         with open(os.path.join(d, "nsd.conf"), "w") as f:
             f.write(nsd_conf(d, address, [(z, fn) for z, fn, _ in zones]))
+    if signed:
+        sld_index = {sld: i for i, (sld, _) in enumerate(slds)}
+        with open(os.path.join(out, "zones.tsv"), "w") as f:
+            f.write("".join("\t".join((zone, path) + signing_of(zone, sld_index.get(zone, 0))) + "\n"
+                            for zone, path in plan))
     with open(os.path.join(out, "servers.txt"), "w") as f:
         f.write("\n".join(sorted(servers)) + "\n")
     with open(os.path.join(out, "root.hints"), "w") as f:
-        f.write(f".\t3600000\tIN\tNS\ta.root.\na.root.\t3600000\tIN\tA\t{ROOT_ADDR}\n")
+        f.write(f".\t3600000\tIN\tNS\ta.root.\na.root.\t3600000\tIN\tA\t{root_addr}\n")
 
     # W1: 1000 hot names spread over every zone.
     hot = [f"h{n}.{sld}" for n in range(1000 // len(slds) + 1) for sld, _ in slds][:1000]
@@ -251,6 +283,8 @@ def main():
     h = sub.add_parser("hierarchy")
     h.add_argument("out")
     h.add_argument("--names-per-zone", type=int, default=792)
+    h.add_argument("--signed", action="store_true",
+                   help="the same hierarchy on 127.56.0.0/16, zone files as FILE.unsigned + zones.tsv for the signer")
     m = sub.add_parser("mmdb")
     m.add_argument("file")
     m.add_argument("entries", nargs="+")
@@ -265,7 +299,7 @@ def main():
     one.add_argument("name")
     a = p.parse_args()
     if a.cmd == "hierarchy":
-        hierarchy(a.out, a.names_per_zone)
+        hierarchy(a.out, a.names_per_zone, a.signed)
     elif a.cmd == "mmdb":
         mmdb(a.file, [tuple(e.split("=", 1)) for e in a.entries])
     elif a.cmd == "orders":

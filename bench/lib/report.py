@@ -24,8 +24,10 @@ import statistics
 import sys
 
 COLS = ["wl", "round", "server", "qps", "sent", "completed", "lost", "avg_us", "p99_us", "cpu_s", "cpu_us", "rcodes", "stat_s", "cpu_src"]
-NAMES = {"echo": "echo floor (C)", "juris": "juris", "unbound": "Unbound", "pdns": "PowerDNS Rec", "kresd": "Knot Res"}
-SERVER_ORDER = ["echo", "juris", "unbound", "pdns", "kresd"]
+NAMES = {"echo": "echo floor (C)", "juris": "juris", "unbound": "Unbound", "pdns": "PowerDNS Rec", "kresd": "Knot Res",
+         "juris-noval": "juris, validation off"}
+SERVER_ORDER = ["echo", "juris", "juris-noval", "unbound", "pdns", "kresd"]
+NOT_PEERS = ("echo", "juris", "juris-noval")   # never "the best peer"
 TITLES = {
     "W0": "W0: UDP echo, recvmmsg/sendmmsg (kernel floor)",
     "W1": "W1: cache hits, UDP, 1000 hot names",
@@ -39,6 +41,8 @@ TITLES = {
     "W4-swap": "W4: 20k qps while an order file is rewritten (policy swap)",
     "W4-noswap": "W4: the same load without a swap",
     "W5": "W5: cold cache, authoritative servers delayed by tc netem (latency)",
+    "W1-DNSSEC": "W1-DNSSEC: cache hits on the signed hierarchy, DO=1, validation on (juris also off)",
+    "W2-DNSSEC": "W2-DNSSEC: every name of the signed hierarchy from a cold cache, validation on, one pass",
 }
 GROUP_TITLES = {
     "W0": TITLES["W0"], "W1": TITLES["W1"], "W2": TITLES["W2"], "W7-tcp": TITLES["W7-tcp"], "W7-dot": TITLES["W7-dot"],
@@ -46,12 +50,15 @@ GROUP_TITLES = {
     "W3": "W3: policy cost (blocked names over 3 jurisdictions, clients from 4 addresses)",
     "W4": "W4: policy memory, compile and update",
     "W5": TITLES["W5"],
+    "W1-DNSSEC": TITLES["W1-DNSSEC"], "W2-DNSSEC": TITLES["W2-DNSSEC"],
 }
-GROUP_ORDER = ["W0", "W1", "W2", "W7-tcp", "W7-dot", "W7-doh", "W7-doh-post", "W3", "W4", "W5"]
-WL_ORDER = ["W0", "W1", "W2", "W7-tcp", "W7-dot", "W7-doh", "W7-doh-post", "W3-W1", "W3-W2", "W4-swap", "W4-noswap", "W5"]
-SUMMARY = ["W0", "W1", "W2", "W7-tcp", "W7-dot", "W7-doh", "W7-doh-post"]
+GROUP_ORDER = ["W0", "W1", "W2", "W7-tcp", "W7-dot", "W7-doh", "W7-doh-post", "W1-DNSSEC", "W2-DNSSEC", "W3", "W4", "W5"]
+WL_ORDER = ["W0", "W1", "W2", "W7-tcp", "W7-dot", "W7-doh", "W7-doh-post", "W1-DNSSEC", "W2-DNSSEC", "W3-W1", "W3-W2",
+            "W4-swap", "W4-noswap", "W5"]
+SUMMARY = ["W0", "W1", "W2", "W7-tcp", "W7-dot", "W7-doh", "W7-doh-post", "W1-DNSSEC", "W2-DNSSEC"]
 TARGETS = {"W1": ("unbound", 0.75), "W2": ("best", 0.67), "W7-tcp": ("best", 0.80), "W7-dot": ("best", 0.80),
-           "W7-doh": ("best", 0.80), "W7-doh-post": ("best", 0.80)}
+           "W7-doh": ("best", 0.80), "W7-doh-post": ("best", 0.80), "W2-DNSSEC": ("best", 0.67),
+           "W1-DNSSEC": ("juris-noval", 1.03)}
 # Latency workloads: (column, label, peer, limit) -- juris ÷ peer of that column, same round, median.
 LAT_TARGETS = {"W5": [("avg_us", "mean latency", "unbound", 1.0), ("p99_us", "p99", "unbound", 0.8)]}
 LEGACY = {"W7": "W7-tcp"}          # rows written before W7 was split into W7-tcp and W7-dot
@@ -183,7 +190,7 @@ def split_run(a):
             gr = groups[name] = Group(name)
             gr.meta = {"started": a.started, "runs": a.runs, "duration": a.duration, "quick": a.quick,
                        "load": a.load, "servers": a.servers}
-            if name in ("W2", "W3"):
+            if name in ("W2", "W3", "W2-DNSSEC"):
                 gr.meta["w2_names"] = a.w2_names
             if name == "W5" and a.w5_setup:
                 gr.meta["w5_setup"] = a.w5_setup
@@ -241,7 +248,7 @@ def target_text(per_round, by, w, peers):
         return "reference" if w == "W0" else ""
     who, limit = TARGETS[w]
     if who == "best":
-        meds = {s: med([r["cpu_us"] for r in by.get((w, s), [])]) for s in peers}
+        meds = {s: med([r["cpu_us"] for r in by.get((w, s), [])]) for s in peers if s not in NOT_PEERS}
         meds = {s: m for s, m in meds.items() if m}
         if not meds:
             return f"≤ {limit}× best peer"
@@ -320,6 +327,8 @@ def render_group(g):
 
     if g.w4:
         title = {"W3": "Policy start-up and memory, measured during the W3 runs",
+                 "W1-DNSSEC": "Validation checks (dig +dnssec through each server)",
+                 "W2-DNSSEC": "Validation checks (dig +dnssec through each server: before round 1 on a fresh start, after each pass from the cache)",
                  "W5": "Delay checks: dig query times in ms (towards NSD: delayed; cache hit: not) and netem counters"}.get(
             g.name, "Policy start-up, memory, one-name update (juris, measured from outside)")
         out.append(f"### {title}\n")
