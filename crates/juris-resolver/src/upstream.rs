@@ -14,10 +14,19 @@
 //! # Limitations
 //! - No 0x20 case randomisation, no DNS cookies (RFC 7873), no EDNS fallback for servers
 //!   that answer FORMERR to EDNS queries (they are treated as failing servers).
-//! - TCP connections are not reused or pipelined: one connection per truncated answer.
+//! - TCP connections are reused one query at a time, never pipelined (see [`IDLE_TCP`]).
+//!
+//! # TCP connection reuse
+//! After a complete TCP exchange the connection is kept, idle, for the next truncated answer
+//! from the same server (RFC 7766 §6.2.1: clients SHOULD reuse connections), at most
+//! [`TCP_IDLE_PER_SERVER`] per server and [`TCP_IDLE_TOTAL`] in all, each for at most
+//! [`TCP_IDLE`] (closed at the next TCP exchange after that, or when evicted). A reused
+//! connection that the server has closed meanwhile is noticed before use (a peek reads EOF)
+//! or fails its exchange; either way a fresh connection carries the query.
 
 use std::io;
 use std::net::SocketAddr;
+use std::sync::Mutex;
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
@@ -253,8 +262,30 @@ async fn tcp_exchange(
     qname: &Name<Bytes>,
     qtype: Rtype,
 ) -> Result<Response, UpstreamError> {
+    if let Some(stream) = take_idle_tcp(server) {
+        tracing::debug!(%server, qname = %qname, %qtype, id, "upstream query (tcp, reused)");
+        match tcp_query(TcpStream::from_std(stream)?, server, query, id, qname, qtype).await {
+            Ok(response) => return Ok(response),
+            Err(error) => {
+                tracing::debug!(%server, %error, "reused tcp connection failed, reconnecting");
+            }
+        }
+    }
     tracing::debug!(%server, qname = %qname, %qtype, id, "upstream query (tcp)");
-    let mut stream = TcpStream::connect(server).await?;
+    let stream = TcpStream::connect(server).await?;
+    tcp_query(stream, server, query, id, qname, qtype).await
+}
+
+/// One query and its answer on `stream`; the connection is kept for reuse when they went
+/// through (a matching, complete answer), and closed otherwise.
+async fn tcp_query(
+    mut stream: TcpStream,
+    server: SocketAddr,
+    query: &[u8],
+    id: u16,
+    qname: &Name<Bytes>,
+    qtype: Rtype,
+) -> Result<Response, UpstreamError> {
     let len = u16::try_from(query.len()).map_err(|_| UpstreamError::Build)?;
     let mut framed = Vec::with_capacity(query.len() + 2);
     framed.extend_from_slice(&len.to_be_bytes());
@@ -266,9 +297,85 @@ async fn tcp_exchange(
     let mut buffer = vec![0u8; len];
     stream.read_exact(&mut buffer).await?;
     match check_and_parse(Bytes::from(buffer), id, qname, qtype, true)? {
-        Some(response) => Ok(response),
+        Some(response) => {
+            put_idle_tcp(server, stream);
+            Ok(response)
+        }
         None => Err(UpstreamError::Malformed("truncated answer over TCP")),
     }
+}
+
+/// How long an idle upstream TCP connection is kept for reuse.
+const TCP_IDLE: Duration = Duration::from_secs(10);
+/// Idle connections kept per server.
+const TCP_IDLE_PER_SERVER: usize = 2;
+/// Idle connections kept in all.
+const TCP_IDLE_TOTAL: usize = 128;
+
+/// One idle upstream TCP connection (taken off the runtime's reactor while idle, so any
+/// runtime can pick it up).
+struct IdleTcp {
+    server: SocketAddr,
+    stream: std::net::TcpStream,
+    since: std::time::Instant,
+}
+
+/// The idle upstream TCP connections, oldest first.
+static IDLE_TCP: Mutex<Vec<IdleTcp>> = Mutex::new(Vec::new());
+
+/// The idle connections of `idle` older than [`TCP_IDLE`], taken out (to be closed once the
+/// lock is released).
+fn expired_tcp(idle: &mut Vec<IdleTcp>, now: std::time::Instant) -> Vec<IdleTcp> {
+    let (expired, kept) = std::mem::take(idle)
+        .into_iter()
+        .partition(|c| now.duration_since(c.since) >= TCP_IDLE);
+    *idle = kept;
+    expired
+}
+
+/// The newest idle connection to `server` that is still open, if any.
+fn take_idle_tcp(server: SocketAddr) -> Option<std::net::TcpStream> {
+    let mut closed = Vec::new();
+    let mut idle = crate::resolver::lock(&IDLE_TCP);
+    closed.extend(expired_tcp(&mut idle, std::time::Instant::now()));
+    while let Some(at) = idle.iter().rposition(|c| c.server == server) {
+        let candidate = idle.remove(at);
+        if still_open(&candidate.stream) {
+            return Some(candidate.stream);
+        }
+        closed.push(candidate);
+    }
+    None
+}
+
+/// Whether an idle connection can carry a query: no EOF, error or stray data waiting on it.
+fn still_open(stream: &std::net::TcpStream) -> bool {
+    matches!(stream.peek(&mut [0u8; 1]), Err(e) if e.kind() == io::ErrorKind::WouldBlock)
+}
+
+/// Keeps `stream` for the next TCP exchange with `server`, evicting the oldest connections
+/// beyond the limits.
+fn put_idle_tcp(server: SocketAddr, stream: TcpStream) {
+    let Ok(stream) = stream.into_std() else {
+        return;
+    };
+    let now = std::time::Instant::now();
+    let mut idle = crate::resolver::lock(&IDLE_TCP);
+    let mut closed = expired_tcp(&mut idle, now);
+    if idle.iter().filter(|c| c.server == server).count() >= TCP_IDLE_PER_SERVER {
+        if let Some(at) = idle.iter().position(|c| c.server == server) {
+            closed.push(idle.remove(at));
+        }
+    }
+    if idle.len() >= TCP_IDLE_TOTAL {
+        closed.push(idle.remove(0));
+    }
+    idle.push(IdleTcp {
+        server,
+        stream,
+        since: now,
+    });
+    drop(idle);
 }
 
 /// Checks that `bytes` answers our query and parses it; `Ok(None)` when TC=1 over UDP.
@@ -493,6 +600,68 @@ mod tests {
         assert!(check_and_parse(truncated, 7, &qname, Rtype::A, false)
             .unwrap()
             .is_none());
+    }
+
+    /// A fake authority on loopback TCP: answers every query of a connection with the query
+    /// flagged QR (closing the connection after the first answer with `close_after_answer`),
+    /// and counts the connections it accepts.
+    async fn tcp_authority(
+        close_after_answer: bool,
+    ) -> (SocketAddr, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = listener.local_addr().unwrap();
+        let accepted = std::sync::Arc::new(AtomicUsize::new(0));
+        let counter = accepted.clone();
+        tokio::spawn(async move {
+            while let Ok((mut connection, _)) = listener.accept().await {
+                counter.fetch_add(1, Ordering::SeqCst);
+                tokio::spawn(async move {
+                    let mut prefix = [0u8; 2];
+                    while connection.read_exact(&mut prefix).await.is_ok() {
+                        let mut query = vec![0u8; usize::from(u16::from_be_bytes(prefix))];
+                        if connection.read_exact(&mut query).await.is_err() {
+                            return;
+                        }
+                        let answer = answer_to(&query, |_| {});
+                        let mut framed = (answer.len() as u16).to_be_bytes().to_vec();
+                        framed.extend_from_slice(&answer);
+                        if connection.write_all(&framed).await.is_err() || close_after_answer {
+                            return;
+                        }
+                    }
+                });
+            }
+        });
+        (address, accepted)
+    }
+
+    /// Two TCP exchanges with `server`; how many connections it accepted.
+    async fn two_tcp_exchanges(
+        server: SocketAddr,
+        accepted: &std::sync::atomic::AtomicUsize,
+    ) -> usize {
+        let qname = name("example.test.");
+        for id in [11u16, 12] {
+            let query = build_query(id, &qname, Rtype::DNSKEY, &options()).unwrap();
+            let response = tcp_exchange(server, &query, id, &qname, Rtype::DNSKEY)
+                .await
+                .unwrap_or_else(|e| panic!("tcp exchange {id}: {e}"));
+            assert!(response.over_tcp);
+        }
+        accepted.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    #[tokio::test]
+    async fn a_tcp_connection_is_reused_for_the_next_truncated_answer() {
+        let (server, accepted) = tcp_authority(false).await;
+        assert_eq!(two_tcp_exchanges(server, &accepted).await, 1);
+    }
+
+    #[tokio::test]
+    async fn a_reused_tcp_connection_closed_by_the_server_is_replaced() {
+        let (server, accepted) = tcp_authority(true).await;
+        assert_eq!(two_tcp_exchanges(server, &accepted).await, 2);
     }
 
     #[test]
