@@ -411,11 +411,20 @@ impl Recursor {
             // A negative answer (for the original name, or the end of an in-zone chain): the
             // SOA with the zone's own NS RRset beside it when the server sent one (as Knot
             // Resolver and Unbound pass it on), the NSEC/NSEC3 proofs, their signatures.
+            // Without an SOA, a signed NS RRset at the zone's apex is kept: its signature names
+            // the zone that answered, for the validator (no SOA probe needed).
             let apex = response
                 .authority
                 .iter()
                 .find(|r| r.rtype() == Rtype::SOA)
-                .map(|r| r.owner().clone());
+                .map(|r| r.owner().clone())
+                .or_else(|| {
+                    response
+                        .authority
+                        .iter()
+                        .any(|r| rrsig_covers(r) == Some(Rtype::NS) && same_name(r.owner(), &zone))
+                        .then(|| zone.clone())
+                });
             let authority = response
                 .authority
                 .iter()

@@ -244,7 +244,7 @@ impl Validator {
         ctx: &mut Ctx<'_>,
     ) -> Security {
         if sigs.is_empty() {
-            let (zone, state) = self.zone_of_unsigned(owner, rtype, ctx).await;
+            let (zone, state) = self.zone_of_unsigned(owner, rtype, None, ctx).await;
             return match state {
                 ZoneState::Secure(_) => Security::Bogus(Box::new(
                     Failure::bogus(BogusReason::RrsigsMissing, "RRSIGs missing").in_zone(&zone),
@@ -319,7 +319,17 @@ impl Validator {
             let place = soa
                 .map(|s| s.owner().clone())
                 .unwrap_or_else(|| name.clone());
-            let (zone, state) = self.zone_of_unsigned(&place, Rtype::SOA, ctx).await;
+            // A signature in the response (on the zone's apex NS, say) names the zone whose
+            // server answered.
+            let answered_by = authority.iter().find_map(|r| match r.data() {
+                AllRecordData::Rrsig(sig) if name.ends_with(sig.signer_name()) => {
+                    Some(crate::names::lower(sig.signer_name()))
+                }
+                _ => None,
+            });
+            let (zone, state) = self
+                .zone_of_unsigned(&place, Rtype::SOA, answered_by.as_ref(), ctx)
+                .await;
             return match state {
                 ZoneState::Secure(_) => Security::Bogus(Box::new(
                     Failure::bogus(
@@ -414,10 +424,12 @@ impl Validator {
     }
 
     /// The zone holding unsigned data at `owner` (DS lives in the parent) and its state.
+    /// `answered_by`: a zone that signed records of the same response, if any.
     async fn zone_of_unsigned(
         &self,
         owner: &Name<Bytes>,
         rtype: Rtype,
+        answered_by: Option<&Name<Bytes>>,
         ctx: &mut Ctx<'_>,
     ) -> (Name<Bytes>, ZoneState) {
         if self.under_nta(owner) {
@@ -433,7 +445,10 @@ impl Validator {
             None => self.find_apex(&place, ctx).await,
         };
         let mut state = self.zone_keys(zone.clone(), ctx).await;
-        if known.is_some() && matches!(state, ZoneState::Secure(_)) {
+        // A response carrying the known cut's own signatures came from that zone (a child
+        // zone on the same servers would have answered with its own): no apex probe.
+        let confirmed = answered_by.is_some_and(|z| z.name_eq(&zone));
+        if known.is_some() && !confirmed && matches!(state, ZoneState::Secure(_)) {
             // Before calling unsigned data bogus, make sure it is not in a child zone the
             // recursor reached without a referral (parent and child on the same servers).
             let apex = self.find_apex(&place, ctx).await;
@@ -540,7 +555,7 @@ impl Validator {
         else {
             // Unsigned DS: bogus if the parent is secure.
             let parent = zone.parent().unwrap_or_else(Name::root_bytes);
-            let (_, state) = self.zone_of_unsigned(&parent, Rtype::SOA, ctx).await;
+            let (_, state) = self.zone_of_unsigned(&parent, Rtype::SOA, None, ctx).await;
             return match state {
                 ZoneState::Secure(_) => (
                     ZoneState::Bogus(
