@@ -49,6 +49,11 @@ fn juris_with(extra: &[&str]) -> Juris {
 /// juris started with `--config` only: a `[dnssec]` table with the test root's anchor file
 /// and `more` keys, written into `directory`.
 fn juris_with_config(directory: &tempfile::TempDir, more: &str) -> Juris {
+    juris_with_config_and_log(directory, more, "info")
+}
+
+/// [`juris_with_config`] with `RUST_LOG=log`.
+fn juris_with_config_and_log(directory: &tempfile::TempDir, more: &str, log: &str) -> Juris {
     let world = world();
     let config = directory.path().join("juris.toml");
     let text = format!(
@@ -60,6 +65,7 @@ fn juris_with_config(directory: &tempfile::TempDir, more: &str) -> Juris {
         .root_hints(world.root_hints())
         .arg("--config")
         .arg(&config)
+        .env("RUST_LOG", log)
         .start()
 }
 
@@ -525,4 +531,26 @@ fn the_config_keys_carry_the_anchors_like_the_flags() {
     // Validation is really off: an expired signature does not make the answer bogus.
     let response = dig(off.address(), "www.expired.test.", &[]);
     assert_eq!(response.status, "NOERROR", "{}", response.output);
+}
+
+/// With a 512-byte EDNS buffer upstream, the RSA-signed `test.` zone's DNSKEY RRset (and the
+/// referrals carrying DS and RRSIGs) come back truncated: the chain of trust is built from
+/// the answers juris fetches again over TCP, and the answers below stay secure.
+#[test]
+fn a_dnskey_rrset_too_large_for_udp_is_validated_over_tcp() {
+    let directory = tempfile::tempdir().unwrap();
+    let juris = juris_with_config_and_log(
+        &directory,
+        "[resolver]\nedns_buffer_size = 512\n",
+        "info,juris_resolver::upstream=debug",
+    );
+    expect_outcome(juris.address(), "www.secure.test.");
+    expect_outcome(juris.address(), "www.nsec3.test.");
+    expect_outcome(juris.address(), "www.test.");
+    let log = juris.stderr();
+    assert!(
+        log.lines()
+            .any(|line| line.contains("upstream query (tcp") && line.contains("DNSKEY")),
+        "a DNSKEY query went over TCP: {log}"
+    );
 }
