@@ -262,9 +262,16 @@ async fn tcp_exchange(
     qname: &Name<Bytes>,
     qtype: Rtype,
 ) -> Result<Response, UpstreamError> {
+    let ask = TcpAsk {
+        server,
+        query,
+        id,
+        qname,
+        qtype,
+    };
     if let Some(stream) = take_idle_tcp(server) {
         tracing::debug!(%server, qname = %qname, %qtype, id, "upstream query (tcp, reused)");
-        match tcp_query(TcpStream::from_std(stream)?, server, query, id, qname, qtype).await {
+        match tcp_query(TcpStream::from_std(stream)?, &ask).await {
             Ok(response) => return Ok(response),
             Err(error) => {
                 tracing::debug!(%server, %error, "reused tcp connection failed, reconnecting");
@@ -273,19 +280,22 @@ async fn tcp_exchange(
     }
     tracing::debug!(%server, qname = %qname, %qtype, id, "upstream query (tcp)");
     let stream = TcpStream::connect(server).await?;
-    tcp_query(stream, server, query, id, qname, qtype).await
+    tcp_query(stream, &ask).await
+}
+
+/// One query to send over TCP and what its answer must match.
+struct TcpAsk<'a> {
+    server: SocketAddr,
+    query: &'a [u8],
+    id: u16,
+    qname: &'a Name<Bytes>,
+    qtype: Rtype,
 }
 
 /// One query and its answer on `stream`; the connection is kept for reuse when they went
 /// through (a matching, complete answer), and closed otherwise.
-async fn tcp_query(
-    mut stream: TcpStream,
-    server: SocketAddr,
-    query: &[u8],
-    id: u16,
-    qname: &Name<Bytes>,
-    qtype: Rtype,
-) -> Result<Response, UpstreamError> {
+async fn tcp_query(mut stream: TcpStream, ask: &TcpAsk<'_>) -> Result<Response, UpstreamError> {
+    let query = ask.query;
     let len = u16::try_from(query.len()).map_err(|_| UpstreamError::Build)?;
     let mut framed = Vec::with_capacity(query.len() + 2);
     framed.extend_from_slice(&len.to_be_bytes());
@@ -296,9 +306,9 @@ async fn tcp_query(
     let len = u16::from_be_bytes(prefix) as usize;
     let mut buffer = vec![0u8; len];
     stream.read_exact(&mut buffer).await?;
-    match check_and_parse(Bytes::from(buffer), id, qname, qtype, true)? {
+    match check_and_parse(Bytes::from(buffer), ask.id, ask.qname, ask.qtype, true)? {
         Some(response) => {
-            put_idle_tcp(server, stream);
+            put_idle_tcp(ask.server, stream);
             Ok(response)
         }
         None => Err(UpstreamError::Malformed("truncated answer over TCP")),
