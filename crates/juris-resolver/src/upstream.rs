@@ -125,7 +125,7 @@ pub(crate) async fn exchange(
             // Boxed: the rare TCP path should not make every exchange's state larger.
             Box::pin(timeout_at(
                 options.deadline,
-                tcp_exchange(server, &query, id, qname, qtype),
+                tcp_exchange(server, &query, id, qname, qtype, options.deadline),
             ))
             .await
             .map_err(|_| UpstreamError::Timeout)??
@@ -261,6 +261,7 @@ async fn tcp_exchange(
     id: u16,
     qname: &Name<Bytes>,
     qtype: Rtype,
+    deadline: Instant,
 ) -> Result<Response, UpstreamError> {
     let ask = TcpAsk {
         server,
@@ -271,10 +272,17 @@ async fn tcp_exchange(
     };
     if let Some(stream) = take_idle_tcp(server) {
         tracing::debug!(%server, qname = %qname, %qtype, id, "upstream query (tcp, reused)");
-        match tcp_query(TcpStream::from_std(stream)?, &ask).await {
-            Ok(response) => return Ok(response),
-            Err(error) => {
+        // At most half the time left: a server that keeps the connection but never answers
+        // a second query on it leaves the other half to a fresh connection.
+        let now = Instant::now();
+        let half = now + deadline.saturating_duration_since(now) / 2;
+        match timeout_at(half, tcp_query(TcpStream::from_std(stream)?, &ask)).await {
+            Ok(Ok(response)) => return Ok(response),
+            Ok(Err(error)) => {
                 tracing::debug!(%server, %error, "reused tcp connection failed, reconnecting");
+            }
+            Err(_) => {
+                tracing::debug!(%server, "reused tcp connection timed out, reconnecting");
             }
         }
     }
@@ -612,11 +620,22 @@ mod tests {
             .is_none());
     }
 
-    /// A fake authority on loopback TCP: answers every query of a connection with the query
-    /// flagged QR (closing the connection after the first answer with `close_after_answer`),
-    /// and counts the connections it accepts.
+    /// What a fake TCP authority does after the first answer on a connection.
+    #[derive(Clone, Copy, PartialEq)]
+    enum AfterAnswer {
+        /// Answers the next queries too.
+        Serve,
+        /// Closes the connection.
+        Close,
+        /// Keeps the connection but never answers on it again.
+        Ignore,
+    }
+
+    /// A fake authority on loopback TCP: answers queries with the query flagged QR (the first
+    /// of a connection always, the next ones as `after` says), and counts the connections it
+    /// accepts.
     async fn tcp_authority(
-        close_after_answer: bool,
+        after: AfterAnswer,
     ) -> (SocketAddr, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
         use std::sync::atomic::{AtomicUsize, Ordering};
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -628,15 +647,22 @@ mod tests {
                 counter.fetch_add(1, Ordering::SeqCst);
                 tokio::spawn(async move {
                     let mut prefix = [0u8; 2];
+                    let mut answered = false;
                     while connection.read_exact(&mut prefix).await.is_ok() {
                         let mut query = vec![0u8; usize::from(u16::from_be_bytes(prefix))];
                         if connection.read_exact(&mut query).await.is_err() {
                             return;
                         }
+                        if answered && after == AfterAnswer::Ignore {
+                            continue;
+                        }
+                        answered = true;
                         let answer = answer_to(&query, |_| {});
                         let mut framed = (answer.len() as u16).to_be_bytes().to_vec();
                         framed.extend_from_slice(&answer);
-                        if connection.write_all(&framed).await.is_err() || close_after_answer {
+                        if connection.write_all(&framed).await.is_err()
+                            || after == AfterAnswer::Close
+                        {
                             return;
                         }
                     }
@@ -654,7 +680,8 @@ mod tests {
         let qname = name("example.test.");
         for id in [11u16, 12] {
             let query = build_query(id, &qname, Rtype::DNSKEY, &options()).unwrap();
-            let response = tcp_exchange(server, &query, id, &qname, Rtype::DNSKEY)
+            let deadline = Instant::now() + Duration::from_secs(4);
+            let response = tcp_exchange(server, &query, id, &qname, Rtype::DNSKEY, deadline)
                 .await
                 .unwrap_or_else(|e| panic!("tcp exchange {id}: {e}"));
             assert!(response.over_tcp);
@@ -664,13 +691,19 @@ mod tests {
 
     #[tokio::test]
     async fn a_tcp_connection_is_reused_for_the_next_truncated_answer() {
-        let (server, accepted) = tcp_authority(false).await;
+        let (server, accepted) = tcp_authority(AfterAnswer::Serve).await;
         assert_eq!(two_tcp_exchanges(server, &accepted).await, 1);
     }
 
     #[tokio::test]
+    async fn a_reused_tcp_connection_that_goes_unanswered_is_replaced() {
+        let (server, accepted) = tcp_authority(AfterAnswer::Ignore).await;
+        assert_eq!(two_tcp_exchanges(server, &accepted).await, 2);
+    }
+
+    #[tokio::test]
     async fn a_reused_tcp_connection_closed_by_the_server_is_replaced() {
-        let (server, accepted) = tcp_authority(true).await;
+        let (server, accepted) = tcp_authority(AfterAnswer::Close).await;
         assert_eq!(two_tcp_exchanges(server, &accepted).await, 2);
     }
 
