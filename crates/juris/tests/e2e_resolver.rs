@@ -136,6 +136,7 @@ fn a_and_aaaa_are_resolved_through_root_tld_and_sld_referrals() {
             "the {zone} server received no query"
         );
     }
+    hierarchy.flush_query_logs();
     let sld = hierarchy.received("alpha.test.");
     assert!(
         sld.iter()
