@@ -404,7 +404,14 @@ mod tests {
             };
             cache.insert_delegation(&delegation, 100, 0);
             let address = vec!["192.0.2.1".parse().unwrap()];
-            cache.insert_addresses(&n(&format!("ns.{zone}")), Rtype::A, Rank::Answer, address, 100, 0);
+            cache.insert_addresses(
+                &n(&format!("ns.{zone}")),
+                Rtype::A,
+                Rank::Answer,
+                address,
+                100,
+                0,
+            );
         }
         let wire = |name: &str| lower(&n(name)).into_octets();
         let deep = n("www.sub.example.test.");

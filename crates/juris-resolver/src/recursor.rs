@@ -67,6 +67,17 @@ pub(crate) struct Outcome {
 }
 
 impl Outcome {
+    /// A CNAME question answered by the CNAME synthesised from a DNAME (RFC 6672 §3.1): the
+    /// chain ends there, its target is not resolved.
+    fn cname_from_dname(chain: Vec<Rr>) -> Self {
+        Self {
+            rcode: Rcode::NOERROR,
+            answer: chain,
+            authority: Vec::new(),
+            verbatim: None,
+        }
+    }
+
     /// A CNAME/DNAME chain that comes back on itself (RFC 1034 §3.6.2: loops are signalled as
     /// an error): SERVFAIL, with the chain up to the link that closes the loop.
     fn looped(chain: Vec<Rr>) -> Self {
@@ -257,6 +268,10 @@ impl Recursor {
                         chain.push(record);
                     }
                 }
+                if qtype == Rtype::CNAME {
+                    // A cached DNAME's synthesised CNAME answers a CNAME question.
+                    return Ok(Outcome::cname_from_dname(chain));
+                }
                 if followed.target == first || seen.contains(&followed.target) {
                     return Ok(Outcome::looped(chain));
                 }
@@ -273,7 +288,14 @@ impl Recursor {
                         && (r.rtype() == qtype
                             || (qtype == Rtype::ANY && r.rtype() != Rtype::RRSIG))
                 };
-                if response.answer.iter().any(in_rrset) {
+                // A CNAME question under a DNAME: the DNAME and our own synthesis answer it
+                // (below), not the server's CNAME, which carries no signature of its own.
+                let under_dname = qtype == Rtype::CNAME
+                    && response
+                        .answer
+                        .iter()
+                        .any(|r| r.rtype() == Rtype::DNAME && is_below(&name, r.owner()));
+                if !under_dname && response.answer.iter().any(in_rrset) {
                     // The RRset, then its signatures, moved out of the response (no copies).
                     let verbatim = chain.is_empty().then(|| response.wire.clone());
                     let mut records = std::mem::take(&mut response.answer);
@@ -325,6 +347,7 @@ impl Recursor {
                     }
                     let sigs: Vec<Rr> =
                         signatures(&response.answer, dname.owner(), Rtype::DNAME).collect();
+                    let signed = !sigs.is_empty();
                     self.redirects.remember(
                         dname,
                         sigs.clone(),
@@ -347,11 +370,29 @@ impl Recursor {
                         });
                     };
                     let substituted = lower(&substituted);
+                    // The server's own CNAME for `name` must be the same synthesis (RFC 6672
+                    // §3.1). A signed DNAME with one that differs is a forged or broken answer
+                    // (Deckard's val_dname_bogus): refused, as a validator would find it bogus.
+                    // The DNAME itself stays remembered above; an unsigned DNAME just wins.
+                    let contradicted = signed
+                        && response.answer.iter().any(|r| {
+                            r.rtype() == Rtype::CNAME
+                                && same_name(r.owner(), &name)
+                                && cname_target(r).is_some_and(|t| !same_name(t, &substituted))
+                        });
+                    if contradicted {
+                        return Err(ResolveError::InvalidData(
+                            "a CNAME that contradicts the signed DNAME it comes with".into(),
+                        ));
+                    }
                     chain.push(synthesized_cname(
                         name.clone(),
                         dname.ttl(),
                         substituted.clone(),
                     ));
+                    if qtype == Rtype::CNAME {
+                        return Ok(Outcome::cname_from_dname(chain));
+                    }
                     if substituted == first || seen.contains(&substituted) {
                         return Ok(Outcome::looped(chain));
                     }

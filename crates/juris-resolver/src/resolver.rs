@@ -528,7 +528,11 @@ impl Inner {
             tracing::debug!(qname = %name, qtype = %question.qtype, "denial synthesised from cached NSEC");
             let now = self.clock.unix_seconds();
             let mut entry = answer::build(question, &outcome, now, self.cache.config())?;
-            entry.set_security(Security::Secure, 0);
+            let security = self.validator.as_ref().map_or(Security::Secure, |v| {
+                v.root_key_sentinel(name, question.qtype, Security::Secure)
+            });
+            let bogus_ttl = self.validator.as_ref().map_or(0, Validator::bogus_ttl);
+            entry.set_security(security, bogus_ttl);
             let entry = Arc::new(entry);
             self.cache.insert(key.clone(), entry.clone());
             return Ok(entry);
@@ -577,7 +581,7 @@ impl Inner {
                             .await;
                         tracing::debug!(qname = %name, qtype = %question.qtype, security = ?security, "validated");
                         validator.remember_denial(&outcome, &security);
-                        security
+                        validator.root_key_sentinel(name, question.qtype, security)
                     }
                     None => Security::Unchecked,
                 };

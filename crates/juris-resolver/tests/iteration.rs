@@ -421,6 +421,12 @@ async fn dname_yxdomain_loops_and_repeats() {
                     Canned::new(Rcode::NOERROR, true)
                         .answer(&["x. 3600 DNAME .", "s.x. 3600 CNAME s."]),
                 ),
+                // A signed DNAME with a CNAME that is not its synthesis (forged).
+                ("forged.y.test.", _) => Some(Canned::new(Rcode::NOERROR, true).answer(&[
+                    "y.test. 3600 DNAME test.",
+                    "y.test. 3600 RRSIG DNAME test.",
+                    "forged.y.test. 3600 CNAME elsewhere.test.",
+                ])),
                 (_, Rtype::NS) => Some(
                     Canned::new(Rcode::NOERROR, true)
                         .authority(&["test. 3600 SOA a. b. 1 2 3 4 5"]),
@@ -431,6 +437,16 @@ async fn dname_yxdomain_loops_and_repeats() {
         .await
     };
     let (resolver, _) = resolver(config(port, false));
+    // RFC 6672 §3.1, Deckard's val_dname_bogus: the server's CNAME must be the DNAME's
+    // synthesis; a signed DNAME with another one is refused, not silently corrected.
+    let forged = resolver
+        .resolve(&question("forged.y.test.", Rtype::A))
+        .await
+        .expect_err("a CNAME contradicting a signed DNAME");
+    assert!(
+        matches!(forged, juris_resolver::ResolveError::InvalidData(_)),
+        "{forged}"
+    );
     let (rcode, answer, _) = ask(&resolver, "too.long.test.", Rtype::A).await;
     assert_eq!(rcode, Rcode::YXDOMAIN);
     assert_eq!(answer, vec![format!("long.test. DNAME {long}")]);
@@ -451,6 +467,23 @@ async fn dname_yxdomain_loops_and_repeats() {
             "s. TXT \"end\""
         ]
     );
+    // A CNAME question under a DNAME is answered by the synthesised CNAME, not followed
+    // (RFC 6672 §3.1; Deckard's val_dname), both from the server's answer and from the cache.
+    let (fresh, _) = support::resolver(config(port, false));
+    for cached in [false, true] {
+        let (rcode, answer, authority) = ask(&fresh, "s.x.", Rtype::CNAME).await;
+        assert_eq!(rcode, Rcode::NOERROR, "cached DNAME: {cached}");
+        assert_eq!(
+            answer,
+            vec!["x. DNAME .", "s.x. CNAME s."],
+            "cached DNAME: {cached}"
+        );
+        assert!(
+            authority.is_empty(),
+            "cached DNAME: {cached}: {authority:?}"
+        );
+        fresh.cache().clear();
+    }
 }
 
 /// CNAME and DNAME records a chain went through are followed from the cache while their TTL

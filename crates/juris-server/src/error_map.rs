@@ -61,6 +61,8 @@ pub fn for_bogus(bogus: &Bogus) -> ExtendedError<'_> {
         BogusReason::DnskeyMissing => ede::DNSKEY_MISSING,
         BogusReason::RrsigsMissing => ede::RRSIGS_MISSING,
         BogusReason::NsecMissing => ede::NSEC_MISSING,
+        // RFC 8509 names no code: the data is fine, the text says why it is refused.
+        BogusReason::RootKeySentinel => ede::OTHER,
     };
     ExtendedError {
         info_code,

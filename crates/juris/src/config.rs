@@ -107,6 +107,9 @@ pub struct RawDnssec {
     pub forwarders_without_dnssec: Vec<String>,
     /// Answer NXDOMAIN/NODATA from validated cached NSEC ranges (RFC 8198). Default true.
     pub aggressive_nsec: bool,
+    /// RFC 8509 root-key-sentinel (secure answers to sentinel names SERVFAIL when the key
+    /// tag contradicts the root trust anchors). Default true.
+    pub root_key_sentinel: bool,
 }
 
 impl Default for RawDnssec {
@@ -122,6 +125,7 @@ impl Default for RawDnssec {
             bogus_ttl: d.bogus_ttl.as_secs(),
             forwarders_without_dnssec: Vec::new(),
             aggressive_nsec: d.aggressive_nsec,
+            root_key_sentinel: d.root_key_sentinel,
         }
     }
 }
@@ -158,6 +162,7 @@ fn dnssec_config(raw: &RawDnssec) -> Result<juris_resolver::dnssec::ValidatorCon
         nsec3_max_iterations: raw.nsec3_max_iterations,
         bogus_ttl: Duration::from_secs(raw.bogus_ttl),
         aggressive_nsec: raw.aggressive_nsec,
+        root_key_sentinel: raw.root_key_sentinel,
     };
     if config.enabled {
         config
@@ -1149,7 +1154,7 @@ mod tests {
             &file,
             "[dnssec]\nenabled = true\ntrust_anchors = [\"test.key\"]\n\
              negative_trust_anchors = [\"example.org\"]\nnsec3_max_iterations = 50\nbogus_ttl = 30\n\
-             aggressive_nsec = false\n",
+             aggressive_nsec = false\nroot_key_sentinel = false\n",
         )
         .unwrap();
         let mut raw = RawConfig::from_file(&file).unwrap();
@@ -1160,6 +1165,7 @@ mod tests {
         let settings = Settings::from_raw(&raw).unwrap();
         assert_eq!(settings.resolver.dnssec.nsec3_max_iterations, 50);
         assert!(!settings.resolver.dnssec.aggressive_nsec);
+        assert!(!settings.resolver.dnssec.root_key_sentinel);
         assert_eq!(settings.resolver.dnssec.bogus_ttl, Duration::from_secs(30));
         raw.apply(&Overrides {
             negative_trust_anchors: vec!["example.net".into()],

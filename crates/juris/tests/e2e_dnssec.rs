@@ -552,5 +552,83 @@ fn a_dnskey_rrset_too_large_for_udp_is_validated_over_tcp() {
         log.lines()
             .any(|line| line.contains("upstream query (tcp") && line.contains("DNSKEY")),
         "a DNSKEY query went over TCP: {log}"
+
+/// The key tags of the test root's trust anchor (the DS lines juris is given).
+fn root_anchor_key_tags() -> Vec<u16> {
+    let text = fs::read_to_string(world().trust_anchor()).unwrap();
+    let tags: Vec<u16> = text
+        .lines()
+        .filter_map(|line| {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            let at = fields.iter().position(|f| f.eq_ignore_ascii_case("DS"))?;
+            fields.get(at + 1)?.parse().ok()
+        })
+        .collect();
+    assert!(!tags.is_empty(), "a DS line in the anchor file: {text}");
+    tags
+}
+
+/// RFC 8509 root-key-sentinel: secure answers to `root-key-sentinel-is-ta-<tag>` and
+/// `root-key-sentinel-not-ta-<tag>` names (here through the signed wildcard
+/// `*.wild.secure.test.`) are SERVFAIL exactly when the label contradicts the root trust
+/// anchor's key tags; CD=1 gets the data, and insecure answers are never touched.
+#[test]
+fn root_key_sentinel_answers_by_the_root_trust_anchor_key_tags() {
+    let tags = root_anchor_key_tags();
+    let right = tags[0];
+    let wrong = (0..=u16::MAX)
+        .map(|t| right.wrapping_add(t).wrapping_add(1))
+        .find(|t| !tags.contains(t))
+        .unwrap();
+    let juris = juris();
+    let name =
+        |kind: &str, tag: u16, zone: &str| format!("root-key-sentinel-{kind}-ta-{tag:05}.{zone}");
+    let secure = "wild.secure.test.";
+    for (kind, tag, refused) in [
+        ("is", right, false),
+        ("not", right, true),
+        ("is", wrong, true),
+        ("not", wrong, false),
+    ] {
+        let qname = name(kind, tag, secure);
+        let response = dig(juris.address(), &qname, &["+adflag"]);
+        if refused {
+            assert_eq!(response.status, "SERVFAIL", "{}", response.output);
+            assert!(response.answer.is_empty(), "{}", response.output);
+            // CD=1 disables the sentinel as it disables validation.
+            let unchecked = dig(juris.address(), &qname, &["+cdflag"]);
+            assert_eq!(unchecked.status, "NOERROR", "{}", unchecked.output);
+            assert_eq!(
+                unchecked.answer_data("A"),
+                ["192.0.2.2"],
+                "{}",
+                unchecked.output
+            );
+            assert!(!unchecked.has_flag("ad"), "{}", unchecked.output);
+        } else {
+            assert_eq!(response.status, "NOERROR", "{}", response.output);
+            assert!(response.has_flag("ad"), "{}", response.output);
+            assert_eq!(
+                response.answer_data("A"),
+                ["192.0.2.2"],
+                "{}",
+                response.output
+            );
+        }
+        // Only A and AAAA are sentinel queries: the TXT question gets the normal NODATA.
+        let txt = ask(&Lookup::dig(juris.address(), &qname, "TXT")
+            .arg("+dnssec")
+            .timeout_seconds(5));
+        assert_eq!(txt.status, "NOERROR", "{}", txt.output);
+    }
+    // An insecure answer (nods.test. is signed but has no DS) is never refused.
+    let insecure = dig(juris.address(), &name("is", wrong, "trap.nods.test."), &[]);
+    assert_eq!(insecure.status, "NOERROR", "{}", insecure.output);
+    assert!(!insecure.has_flag("ad"), "{}", insecure.output);
+    assert_eq!(
+        insecure.answer_data("A"),
+        ["192.0.2.48"],
+        "{}",
+        insecure.output
     );
 }

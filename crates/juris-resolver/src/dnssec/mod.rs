@@ -11,6 +11,7 @@ mod anchors;
 mod canonical;
 mod denial;
 mod legacy;
+mod sentinel;
 mod validator;
 mod verify;
 
@@ -37,6 +38,10 @@ pub enum BogusReason {
     RrsigsMissing,
     /// A denial from a signed zone came without its NSEC/NSEC3 proof.
     NsecMissing,
+    /// Not bogus data: a secure answer refused by the RFC 8509 root-key-sentinel rule (the
+    /// query's sentinel label contradicts the root trust anchors). Kept as a bogus state so
+    /// that CD=1 still gets the data and the hot cache never serves it.
+    RootKeySentinel,
 }
 
 /// Why a signed zone is treated as insecure (RFC 8624): what juris does not implement.
@@ -172,6 +177,10 @@ pub struct ValidatorConfig {
     /// Answer NXDOMAIN and NODATA from validated cached NSEC ranges without asking (RFC 8198;
     /// Unbound's `aggressive-nsec`). NSEC only; NSEC3 ranges are not used. Default `true`.
     pub aggressive_nsec: bool,
+    /// RFC 8509 root-key-sentinel: secure A/AAAA answers to `root-key-sentinel-is-ta-<tag>` /
+    /// `root-key-sentinel-not-ta-<tag>` names become SERVFAIL when the tag is not / is a root
+    /// trust anchor (Unbound's `trust-anchor-signaling`, always on there). Default `true`.
+    pub root_key_sentinel: bool,
 }
 
 impl Default for ValidatorConfig {
@@ -186,6 +195,7 @@ impl Default for ValidatorConfig {
             bogus_ttl: Duration::from_secs(60),
             forwarders_without_dnssec: Vec::new(),
             aggressive_nsec: true,
+            root_key_sentinel: true,
         }
     }
 }

@@ -23,6 +23,7 @@ use domain::rdata::{AllRecordData, Dnskey, Ds};
 use super::aggressive::AggressiveNsec;
 use super::canonical::rrsig_labels;
 use super::denial::{nsec3_proof, nsec_proof, Claim, Nsec3Rr, NsecRr, Proof};
+use super::sentinel::Sentinel;
 use super::verify::{ds_matches, sigs_for, usable_ds, verify_rrset, Budget};
 use super::{
     Bogus, BogusReason, Failure, Security, TrustAnchor, TrustAnchors, Unsupported, ValidatorConfig,
@@ -131,6 +132,27 @@ impl Validator {
             return None;
         }
         aggressive.synthesise(qname, qtype, self.clock.unix_seconds())
+    }
+
+    /// RFC 8509 §3.2: `security` of the answer to `qname`/`qtype`, or bogus
+    /// ([`BogusReason::RootKeySentinel`]) when the answer is secure and its sentinel label
+    /// contradicts the root trust anchors. Anything not secure is returned as it is.
+    pub(crate) fn root_key_sentinel(
+        &self,
+        qname: &Name<Bytes>,
+        qtype: Rtype,
+        security: Security,
+    ) -> Security {
+        if !self.config.root_key_sentinel || security != Security::Secure {
+            return security;
+        }
+        match Sentinel::of(qname, qtype) {
+            Some(sentinel) if sentinel.fails(&self.anchors) => Security::Bogus(Box::new(Bogus {
+                reason: BogusReason::RootKeySentinel,
+                text: sentinel.text(),
+            })),
+            _ => security,
+        }
     }
 
     /// How long a bogus answer is kept.
