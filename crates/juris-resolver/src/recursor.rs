@@ -94,7 +94,7 @@ pub(crate) struct Work {
     /// to the client's question (one per step of a CNAME chain that leaves a zone), with the
     /// addresses known for them then. Not filled by sub-lookups (depth > 0).
     pub name_servers: crate::cache::NameServers,
-    /// (zone, server) of every response (referral or final) this work took, for the
+    /// (zone, server) of every referral and full-question answer this work took, for the
     /// re-query of other servers after a bogus answer; at most `MAX_RESPONDERS`.
     pub responders: Vec<(Name<Bytes>, SocketAddr)>,
     /// Servers whose data turned out bogus for this client query: asked last (Unbound's
@@ -665,10 +665,14 @@ impl Recursor {
                 Ok(response) => {
                     self.infra.record_rtt(server, started.elapsed());
                     let classified = self.classify(&delegation.zone, qname, minimised, response);
-                    if matches!(
-                        classified,
-                        Classified::Referral { .. } | Classified::Final(_)
-                    ) {
+                    // The data a validator judges: referrals (DS) and full-question answers,
+                    // not the steps of a minimised walk.
+                    let judged = match classified {
+                        Classified::Referral { .. } => true,
+                        Classified::Final(_) => !minimised,
+                        Classified::Lame | Classified::ServerFailure => false,
+                    };
+                    if judged {
                         work.note_responder(&delegation.zone, server);
                     }
                     match classified {
