@@ -478,6 +478,29 @@ impl Recursor {
         }
     }
 
+    /// Whether `zone` has a server to ask besides those in `avoid`: a name server with an
+    /// address not avoided, or one whose address is not known yet.
+    pub(crate) fn has_other_servers(&self, zone: &Name<Bytes>, avoid: &[SocketAddr]) -> bool {
+        let now = self.clock.unix_seconds();
+        let delegation = self.delegations.deepest(zone, now);
+        if !same_name(&delegation.zone, zone) {
+            return false;
+        }
+        delegation.name_servers.iter().any(|name| {
+            let mut known = false;
+            let mut other = false;
+            for rtype in self.address_types() {
+                self.delegations
+                    .for_each_address(name, rtype, now, |address, _| {
+                        known = true;
+                        let server = SocketAddr::new(address, self.config.upstream_port);
+                        other |= self.address_allowed(address) && !avoid.contains(&server);
+                    });
+            }
+            other || !known
+        })
+    }
+
     /// The deepest zone cut known at or above `name` (the root when none is).
     pub(crate) fn known_cut(&self, name: &Name<Bytes>) -> Name<Bytes> {
         self.delegations

@@ -621,7 +621,7 @@ impl Inner {
                 validator.remember_denial(&outcome, &security);
                 return (outcome, security);
             };
-            let blamed: Vec<SocketAddr> = if security.bogus().is_some()
+            let blamed: Vec<(Name<Bytes>, SocketAddr)> = if security.bogus().is_some()
                 && retries < MAX_BOGUS_RETRIES
                 && !budget.exhausted()
             {
@@ -629,23 +629,26 @@ impl Inner {
                     .iter()
                     .chain(&fetch_work.responders)
                     .filter(|(zone, server)| validator.covers(zone) && !work.avoid.contains(server))
-                    .map(|(_, server)| *server)
-                    .fold(Vec::new(), |mut blamed, server| {
-                        if !blamed.contains(&server) {
-                            blamed.push(server);
+                    .fold(Vec::new(), |mut blamed, (zone, server)| {
+                        if !blamed.iter().any(|(_, s)| s == server) {
+                            blamed.push((zone.clone(), *server));
                         }
                         blamed
                     })
             } else {
                 Vec::new()
             };
-            if blamed.is_empty() {
+            work.avoid.extend(blamed.iter().map(|(_, server)| *server));
+            // Only worth a round when a blamed zone has a server not avoided yet.
+            if !blamed
+                .iter()
+                .any(|(zone, _)| recursor.has_other_servers(zone, &work.avoid))
+            {
                 validator.remember_denial(&outcome, &security);
                 return (outcome, security);
             }
             retries += 1;
             tracing::debug!(qname = %name, qtype = %question.qtype, ?blamed, retries, "bogus: asking other servers");
-            work.avoid.extend(blamed);
             fetch_work.avoid.clone_from(&work.avoid);
             work.responders.clear();
             fetch_work.responders.clear();
