@@ -552,6 +552,8 @@ fn a_dnskey_rrset_too_large_for_udp_is_validated_over_tcp() {
         log.lines()
             .any(|line| line.contains("upstream query (tcp") && line.contains("DNSKEY")),
         "a DNSKEY query went over TCP: {log}"
+    );
+}
 
 /// The key tags of the test root's trust anchor (the DS lines juris is given).
 fn root_anchor_key_tags() -> Vec<u16> {
