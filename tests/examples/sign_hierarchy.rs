@@ -55,14 +55,16 @@ fn parse(line: &str) -> Result<Entry, String> {
 fn parent_of<'a>(zone: &str, zones: impl Iterator<Item = &'a str>) -> Option<&'a str> {
     zones
         .filter(|candidate| {
-            *candidate != zone
-                && (*candidate == "." || zone.ends_with(&format!(".{candidate}")))
+            *candidate != zone && (*candidate == "." || zone.ends_with(&format!(".{candidate}")))
         })
         .max_by_key(|candidate| candidate.len())
 }
 
 fn labels(zone: &str) -> usize {
-    zone.trim_end_matches('.').split('.').filter(|l| !l.is_empty()).count()
+    zone.trim_end_matches('.')
+        .split('.')
+        .filter(|l| !l.is_empty())
+        .count()
 }
 
 fn run(zones_file: &str, anchor_file: &str) -> Result<(), String> {
@@ -95,11 +97,17 @@ fn run(zones_file: &str, anchor_file: &str) -> Result<(), String> {
             let anchor: String = signed.ds.iter().map(|ds| format!("{ds}\n")).collect();
             fs::write(anchor_file, anchor).map_err(|e| format!("{anchor_file}: {e}"))?;
         } else if let Some(parent) = parent_of(&entry.zone, names.iter().map(String::as_str)) {
-            extra.entry(parent.to_owned()).or_default().extend(signed.ds);
+            extra
+                .entry(parent.to_owned())
+                .or_default()
+                .extend(signed.ds);
         }
     }
     if !extra.is_empty() {
-        return Err(format!("DS lines for zones not in the list: {:?}", extra.keys()));
+        return Err(format!(
+            "DS lines for zones not in the list: {:?}",
+            extra.keys()
+        ));
     }
     Ok(())
 }
