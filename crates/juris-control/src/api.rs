@@ -349,7 +349,17 @@ pub async fn serve(
     state: ApiState,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router(state))
+    serve_router(listener, router(state), shutdown).await
+}
+
+/// Serves `router` (the API's, or [`crate::console::public_router`]) on `listener` until
+/// `shutdown` completes.
+pub async fn serve_router(
+    listener: tokio::net::TcpListener,
+    router: Router,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    axum::serve(listener, router)
         .with_graceful_shutdown(shutdown)
         .await
 }
@@ -359,8 +369,10 @@ pub fn routes() -> Vec<RouteSpec> {
     table().into_iter().map(|(spec, _)| spec).collect()
 }
 
-/// The API as a router, ready for `axum::serve`.
+/// The API as a router, ready for `axum::serve`, with the web console (`/ui/`) and the public
+/// transparency page (`/transparency`) merged in (`crate::console`).
 pub fn router(state: ApiState) -> Router {
+    let console = crate::console::router(state.clone());
     let mut router: Router<ApiState> = Router::new();
     for (spec, handler) in table() {
         let handler = match spec.role {
@@ -384,6 +396,7 @@ pub fn router(state: ApiState) -> Router {
         })
         .layer(DefaultBodyLimit::max(MAX_BODY))
         .with_state(state)
+        .merge(console)
 }
 
 fn table() -> Vec<(RouteSpec, MethodRouter<ApiState>)> {
@@ -465,6 +478,11 @@ fn table() -> Vec<(RouteSpec, MethodRouter<ApiState>)> {
             get(export_transparency),
         ),
         (spec("POST", "/v1/tokens", Some(Admin)), post(create_token)),
+        (spec("GET", "/v1/tokens", Some(Admin)), get(list_tokens)),
+        (
+            spec("POST", "/v1/tokens/{name}/revoke", Some(Admin)),
+            post(revoke_token),
+        ),
         (
             spec("POST", "/v1/cache/flush", Some(Operator)),
             post(cache_flush),
@@ -1236,4 +1254,29 @@ async fn create_token(
         Json(json!({ "token": token, "role": role })),
     )
         .into_response())
+}
+
+/// `GET /v1/tokens`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TokenList {
+    /// Every token, oldest first (no secrets).
+    pub tokens: Vec<crate::TokenView>,
+}
+
+async fn list_tokens(State(state): State<ApiState>) -> ApiResult<Response> {
+    let control = state.control.clone();
+    let tokens = blocking(move || control.tokens()).await?;
+    Ok(Json(TokenList { tokens }).into_response())
+}
+
+async fn revoke_token(
+    State(state): State<ApiState>,
+    Extension(actor): Extension<Actor>,
+    Path(name): Path<String>,
+    uri: axum::http::Uri,
+) -> ApiResult<Response> {
+    let ReasonQuery { reason } = query(uri.query())?;
+    let control = state.control.clone();
+    let revoked = blocking(move || control.revoke_token(&actor, &name, &reason)).await?;
+    Ok(Json(json!({ "revoked": revoked })).into_response())
 }

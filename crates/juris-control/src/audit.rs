@@ -188,11 +188,36 @@ pub(crate) fn append(
 
 /// Entries with `seq > after`, oldest first, at most `limit`.
 pub fn entries(conn: &Connection, after: i64, limit: u32) -> Result<Vec<AuditEntry>, ControlError> {
-    let mut statement = conn.prepare(
+    select(
+        conn,
+        "WHERE seq > ?1 ORDER BY seq LIMIT ?2",
+        params![after, limit],
+    )
+}
+
+/// The newest `limit` entries about `object` (`order:ID`), newest first.
+pub fn entries_for(
+    conn: &Connection,
+    object: &str,
+    limit: u32,
+) -> Result<Vec<AuditEntry>, ControlError> {
+    select(
+        conn,
+        "WHERE object = ?1 ORDER BY seq DESC LIMIT ?2",
+        params![object, limit],
+    )
+}
+
+fn select(
+    conn: &Connection,
+    filter: &str,
+    params: impl rusqlite::Params,
+) -> Result<Vec<AuditEntry>, ControlError> {
+    let mut statement = conn.prepare(&format!(
         "SELECT seq, time, actor, action, object, before, after, reason, prev_hash, hash
-         FROM audit WHERE seq > ?1 ORDER BY seq LIMIT ?2",
-    )?;
-    let rows = statement.query_map(params![after, limit], row_to_entry)?;
+         FROM audit {filter}"
+    ))?;
+    let rows = statement.query_map(params, row_to_entry)?;
     let mut out = Vec::new();
     for row in rows {
         out.push(row?);

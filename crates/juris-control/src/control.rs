@@ -76,6 +76,11 @@ pub struct ControlConfig {
     /// Where the admin API listens (`ADDR:PORT`), or `none`. Default: `127.0.0.1:8053`.
     #[serde(default = "default_api_listen")]
     pub api_listen: String,
+    /// A second listener (`ADDR:PORT`) that serves only the public transparency page
+    /// (`/transparency`, `/transparency.json`), e.g. on a public address while the admin API
+    /// stays on loopback. Default: none.
+    #[serde(default)]
+    pub public_listen: Option<String>,
     /// Four-eyes rule: an order must be activated by someone other than its creator.
     /// Default: false.
     #[serde(default)]
@@ -93,6 +98,7 @@ impl Default for ControlConfig {
     fn default() -> Self {
         ControlConfig {
             api_listen: default_api_listen(),
+            public_listen: None,
             four_eyes: false,
             deadline_warning_hours: default_deadline_hours(),
             protected: ProtectedConfig::default(),
@@ -270,6 +276,21 @@ pub struct StoreStatus {
     pub audit_entries: u64,
     /// Errors of the store since start.
     pub store_errors: u64,
+}
+
+/// A token as listed: never its secret nor its hash.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TokenView {
+    /// Its name (what the audit log records).
+    pub name: String,
+    /// Its role.
+    pub role: Role,
+    /// When it was created (RFC 3339).
+    pub created_at: String,
+    /// Who created it.
+    pub created_by: String,
+    /// When it was revoked, if it was.
+    pub revoked_at: Option<String>,
 }
 
 /// An order approaching its deadline without being enforced.
@@ -493,6 +514,71 @@ impl Control {
             Ok(())
         })?;
         Ok(token)
+    }
+
+    /// Every token, oldest first (names, roles and dates; never the secret nor its hash).
+    pub fn tokens(&self) -> Result<Vec<TokenView>, ControlError> {
+        self.counted(self.store.read(|conn| {
+            let mut statement = conn.prepare(
+                "SELECT name, role, created_at, created_by, revoked_at FROM tokens ORDER BY id",
+            )?;
+            let rows: Vec<(String, String, String, String, Option<String>)> = statement
+                .query_map([], |row| {
+                    Ok((
+                        row.get(0)?,
+                        row.get(1)?,
+                        row.get(2)?,
+                        row.get(3)?,
+                        row.get(4)?,
+                    ))
+                })?
+                .collect::<Result<_, _>>()?;
+            rows.into_iter()
+                .map(|(name, role, created_at, created_by, revoked_at)| {
+                    Ok(TokenView {
+                        name,
+                        role: parse_role(&role)?,
+                        created_at,
+                        created_by,
+                        revoked_at,
+                    })
+                })
+                .collect()
+        }))
+    }
+
+    /// Revokes every live token named `name` (admin; audited). Returns how many were revoked;
+    /// none is a 404.
+    pub fn revoke_token(
+        &self,
+        actor: &Actor,
+        name: &str,
+        reason: &str,
+    ) -> Result<u64, ControlError> {
+        require(actor, Role::Admin)?;
+        let now = self.now_text();
+        self.write(|tx| {
+            let revoked = tx.execute(
+                "UPDATE tokens SET revoked_at = ?2 WHERE name = ?1 AND revoked_at IS NULL",
+                params![name, now],
+            )? as u64;
+            if revoked == 0 {
+                return Err(not_found("token", name));
+            }
+            audit::append(
+                tx,
+                &now,
+                NewEntry {
+                    actor: &actor.name,
+                    action: "token.revoke",
+                    object: format!("token:{name}"),
+                    before: None,
+                    after: Some(json!({"name": name, "revoked": revoked})),
+                    reason,
+                },
+            )?;
+            Ok(revoked)
+        })
     }
 
     /// The actor a bearer token stands for.
@@ -1091,6 +1177,14 @@ impl Control {
     /// Audit entries after `after`, at most `limit`.
     pub fn audit_log(&self, after: i64, limit: u32) -> Result<Vec<AuditEntry>, ControlError> {
         self.counted(self.store.read(|conn| audit::entries(conn, after, limit)))
+    }
+
+    /// The newest `limit` audit entries about `object` (`order:ID`), newest first.
+    pub fn audit_for(&self, object: &str, limit: u32) -> Result<Vec<AuditEntry>, ControlError> {
+        self.counted(
+            self.store
+                .read(|conn| audit::entries_for(conn, object, limit)),
+        )
     }
 
     /// Verifies the audit chain.

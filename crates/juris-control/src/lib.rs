@@ -47,12 +47,12 @@
 //!   `PolicyChange` feed from the store yet).
 //! - The audit chain cannot detect removal of its newest entries by itself; anchor
 //!   [`audit::VerifyReport::head`] elsewhere.
-//! - Tokens cannot be revoked through the API yet (the column exists).
 
 #![forbid(unsafe_code)]
 
 pub mod api;
 pub mod audit;
+pub mod console;
 mod control;
 mod error;
 pub mod export;
@@ -65,7 +65,7 @@ pub use api::{router, ApiState, ExplainRequest, ExplainView, ServerSnapshot, Ser
 pub use control::{
     effective_state, require, role_str, token_hash, Actor, AddReport, Clock, Control,
     ControlConfig, Deadline, OrderFilter, OrderSummary, OrderView, Role, StoreStatus, SystemClock,
-    TargetStatus, TargetView, TransitionView,
+    TargetStatus, TargetView, TokenView, TransitionView,
 };
 pub use error::ControlError;
 pub use safeguards::{ProtectedConfig, ProtectedList, Psl};

@@ -80,6 +80,7 @@ fn raw_order(id: &str, country: &str, targets: Vec<Target>) -> Order {
         notice: Default::default(),
         parent: None,
         overrides: vec![],
+        transparency: None,
     }
 }
 

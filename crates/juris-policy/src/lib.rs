@@ -90,7 +90,7 @@ pub use country::{Country, CountryError, CountrySet, EU_MEMBERS, ISO_3166_ALPHA2
 pub use name::{name_to_wire, normalize_name, NameError};
 pub use order::{
     Action, BlockMeaning, Notice, Order, OrderKind, OrderState, Override, Target, TargetKind,
-    Window,
+    Transparency, Window,
 };
 pub use policy::{
     CompileError, CompileOptions, CompiledPolicy, OrderStats, OrderUpdate, PolicyChange,

@@ -62,6 +62,42 @@ pub struct Order {
     /// Default: none.
     #[serde(default)]
     pub overrides: Vec<Override>,
+    /// What the public transparency page (`/transparency`) shows of this order: `full` (the
+    /// order and its names), `summary` (the order and the number of names) or `none` (not
+    /// listed). Default: by `kind` ([`OrderKind::default_transparency`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub transparency: Option<Transparency>,
+}
+
+/// How much of an order the public transparency page shows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Transparency {
+    /// The order with its names.
+    Full,
+    /// The order and the number of names, not the names.
+    Summary,
+    /// Not listed.
+    None,
+}
+
+impl Transparency {
+    /// `full`, `summary` or `none`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Transparency::Full => "full",
+            Transparency::Summary => "summary",
+            Transparency::None => "none",
+        }
+    }
+}
+
+impl Order {
+    /// The order's `transparency`, or its kind's default.
+    pub fn transparency(&self) -> Transparency {
+        self.transparency
+            .unwrap_or_else(|| self.kind.default_transparency())
+    }
 }
 
 /// The kind of instrument. Decides what a block means ([`BlockMeaning`]).
@@ -80,6 +116,23 @@ pub enum OrderKind {
     OperatorSecurity,
     /// Filtering the client asked for (filtered).
     ClientFilter,
+}
+
+impl OrderKind {
+    /// What the transparency page shows of an order of this kind unless the order says:
+    /// court and regulator orders and their extensions are public documents (`full`); feed
+    /// tickets (e.g. Piracy Shield's, whose lists are confidential) and the operator's own
+    /// security list are counted only (`summary`); filtering a client asked for is not a
+    /// legal order and is not listed (`none`).
+    pub fn default_transparency(self) -> Transparency {
+        match self {
+            OrderKind::CourtOrder | OrderKind::RegulatorOrder | OrderKind::Extension => {
+                Transparency::Full
+            }
+            OrderKind::FeedTicket | OrderKind::OperatorSecurity => Transparency::Summary,
+            OrderKind::ClientFilter => Transparency::None,
+        }
+    }
 }
 
 /// The answer given to a blocked query. Never a forged address.

@@ -47,6 +47,7 @@ fn raw(
         notice: Notice::default(),
         parent: None,
         overrides: vec![],
+        transparency: None,
     }
 }
 

@@ -119,6 +119,7 @@ fn policy(names: usize) -> CompiledPolicy {
                 notice: Notice::default(),
                 parent: None,
                 overrides: vec![],
+                transparency: None,
             }
             .validate(&ValidationOptions::default())
             .unwrap()

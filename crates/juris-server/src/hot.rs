@@ -338,6 +338,7 @@ mod tests {
             notice: Notice::default(),
             parent: None,
             overrides: vec![],
+            transparency: None,
         }
         .validate(&ValidationOptions::default())
         .unwrap();

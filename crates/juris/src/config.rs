@@ -687,6 +687,8 @@ pub struct Settings {
     pub protected: juris_control::ProtectedList,
     /// Where the admin API listens; `None` with `control.api_listen = "none"`.
     pub api_listen: Option<SocketAddr>,
+    /// Where the public transparency page listens too (`control.public_listen`), if anywhere.
+    pub public_listen: Option<SocketAddr>,
 }
 
 impl Settings {
@@ -786,6 +788,15 @@ impl Settings {
                 )
             })?),
         };
+        let public_listen = match raw.control.public_listen.as_deref().map(str::trim) {
+            None | Some("none") => None,
+            Some(address) => Some(address.parse::<SocketAddr>().map_err(|_| {
+                invalid(
+                    "control.public_listen",
+                    format!("{address:?} is not ADDR:PORT (or \"none\")"),
+                )
+            })?),
+        };
         let protected = juris_control::ProtectedList::from_config(&raw.control.protected)
             .map_err(|e| invalid(e.field(), e.reason()))?;
         Ok(Self {
@@ -816,6 +827,7 @@ impl Settings {
             control: raw.control.clone(),
             protected,
             api_listen,
+            public_listen,
         })
     }
 }

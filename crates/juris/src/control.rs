@@ -351,23 +351,46 @@ pub fn start_api(
     runtime: &tokio::runtime::Handle,
     shutdown: tokio::sync::oneshot::Receiver<()>,
 ) -> anyhow::Result<SocketAddr> {
+    let router = juris_control::api::router(state);
+    start_http(address, "control.api_listen", router, runtime, shutdown)
+}
+
+/// Binds the public listener (`control.public_listen`: the transparency page only) and serves
+/// it on `runtime` until `shutdown` fires.
+pub fn start_public(
+    address: SocketAddr,
+    state: ApiState,
+    runtime: &tokio::runtime::Handle,
+    shutdown: tokio::sync::oneshot::Receiver<()>,
+) -> anyhow::Result<SocketAddr> {
+    let router = juris_control::console::public_router(state);
+    start_http(address, "control.public_listen", router, runtime, shutdown)
+}
+
+fn start_http(
+    address: SocketAddr,
+    key: &'static str,
+    router: axum::Router,
+    runtime: &tokio::runtime::Handle,
+    shutdown: tokio::sync::oneshot::Receiver<()>,
+) -> anyhow::Result<SocketAddr> {
     let listener = std::net::TcpListener::bind(address)
-        .with_context(|| format!("control.api_listen: cannot listen on {address}"))?;
+        .with_context(|| format!("{key}: cannot listen on {address}"))?;
     listener
         .set_nonblocking(true)
-        .context("control.api_listen: non-blocking socket")?;
-    let bound = listener.local_addr().context("control.api_listen")?;
+        .with_context(|| format!("{key}: non-blocking socket"))?;
+    let bound = listener.local_addr().context(key)?;
     let _entered = runtime.enter();
-    let listener = tokio::net::TcpListener::from_std(listener).context("control.api_listen")?;
+    let listener = tokio::net::TcpListener::from_std(listener).context(key)?;
     runtime.spawn(async move {
         let stop = async move {
             let _ = shutdown.await;
         };
-        if let Err(error) = juris_control::api::serve(listener, state, stop).await {
-            tracing::error!(%error, "admin API stopped");
+        if let Err(error) = juris_control::api::serve_router(listener, router, stop).await {
+            tracing::error!(%error, key, "HTTP listener stopped");
         }
     });
-    info!(addr = %bound, "admin API listening");
+    info!(addr = %bound, key, "HTTP listener started");
     Ok(bound)
 }
 

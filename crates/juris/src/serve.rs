@@ -125,6 +125,7 @@ pub fn run(
     // The admin API (control plane), on the server's runtime.
     let stats: crate::control::StatsCell = Arc::new(Mutex::new(server.stats()));
     let (api_stop, api_stopped) = tokio::sync::oneshot::channel();
+    let (public_stop, public_stopped) = tokio::sync::oneshot::channel();
     if let Some(address) = settings.api_listen {
         let runtime = server
             .runtime_handle()
@@ -137,15 +138,14 @@ pub fn run(
             Arc::clone(&stats),
             policy_error,
         );
-        let started = crate::control::start_api(
-            address,
-            juris_control::ApiState {
-                control: Arc::clone(&control),
-                server: Arc::new(view),
-            },
-            &runtime,
-            api_stopped,
-        );
+        let state = juris_control::ApiState {
+            control: Arc::clone(&control),
+            server: Arc::new(view),
+        };
+        if let Some(public) = settings.public_listen {
+            crate::control::start_public(public, state.clone(), &runtime, public_stopped)?;
+        }
+        let started = crate::control::start_api(address, state, &runtime, api_stopped);
         match started {
             Ok(_) => {}
             // The default port may be taken (another juris on the machine): the resolver still
@@ -196,6 +196,7 @@ pub fn run(
         }
     })?;
     let _ = api_stop.send(());
+    let _ = public_stop.send(());
     info!("shutting down");
     stop.store(true, Ordering::Relaxed);
     for thread in threads {

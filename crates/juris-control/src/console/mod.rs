@@ -1,0 +1,261 @@
+//! The web console (`/ui/`) and the public transparency page (`/transparency`,
+//! `/transparency.json`), served by the admin API's listener (`docs/design/0022-web-console.md`).
+//!
+//! Server-rendered HTML (maud: templates are Rust code checked by the compiler, escaped by
+//! default); every asset is embedded; the one script only adds local times and draws nothing a
+//! page needs. Every handler calls the same [`Control`](crate::Control) and
+//! [`ServerView`](crate::ServerView) as the JSON API, with the signed-in token's actor: roles,
+//! four-eyes and safeguards are enforced there, the console only hides buttons a role may not
+//! press.
+//!
+//! Security: a session cookie (HttpOnly, SameSite=Strict, 8 h, Secure behind a TLS proxy), a
+//! CSRF token in every form (checked before anything else), a Content-Security-Policy without
+//! `unsafe-inline`, `frame-ancestors 'none'`.
+
+mod pages;
+mod public;
+mod session;
+mod view;
+
+use std::sync::Arc;
+
+use axum::extract::Request;
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Redirect, Response};
+use axum::routing::{get, post};
+use axum::Router;
+
+use crate::api::{status_of, ApiState};
+use crate::control::{require, Actor, Role};
+use crate::error::ControlError;
+
+pub use public::{public_router, TransparencyCache, TransparencyOrder, TransparencyPage};
+use session::{Session, Sessions};
+
+/// The Content-Security-Policy of every console and transparency page.
+pub const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; \
+     form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
+
+const CSS: &str = include_str!("assets/console.css");
+const JS: &str = include_str!("assets/console.js");
+
+/// The console's state: the API's state, the sessions and the transparency cache.
+pub(crate) struct Console {
+    pub(crate) api: ApiState,
+    sessions: Sessions,
+    pub(crate) transparency: TransparencyCache,
+}
+
+impl std::fmt::Debug for Console {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Console").finish_non_exhaustive()
+    }
+}
+
+type Shared = Arc<Console>;
+
+/// The console and the transparency page, ready to merge into the admin API's router.
+pub fn router(api: ApiState) -> Router {
+    let console = Arc::new(Console {
+        transparency: TransparencyCache::new(api.control.clone()),
+        api,
+        sessions: Sessions::default(),
+    });
+    Router::new()
+        .route("/ui", get(|| async { Redirect::to("/ui/") }))
+        .route("/ui/", get(pages::dashboard))
+        .route("/ui/login", get(pages::login_form).post(pages::login))
+        .route("/ui/logout", post(pages::logout))
+        .route("/ui/orders", get(pages::orders))
+        .route(
+            "/ui/orders/new",
+            get(pages::new_order).post(pages::create_order),
+        )
+        .route("/ui/orders/{id}", get(pages::order))
+        .route(
+            "/ui/orders/{id}/edit",
+            get(pages::edit_order).post(pages::update_order),
+        )
+        .route("/ui/orders/{id}/targets", post(pages::add_target))
+        .route("/ui/orders/{id}/state", post(pages::change_state))
+        .route("/ui/explain", get(pages::explain))
+        .route("/ui/audit", get(pages::audit))
+        .route("/ui/tokens", get(pages::tokens).post(pages::create_token))
+        .route("/ui/tokens/revoke", post(pages::revoke_token))
+        .route("/ui/safeguards", get(pages::safeguards))
+        .merge(public::routes())
+        .merge(asset_routes())
+        .layer(middleware::from_fn(security_headers))
+        .with_state(console)
+}
+
+pub(crate) fn asset_routes() -> Router<Shared> {
+    Router::new()
+        .route(
+            "/ui/assets/console.css",
+            get(|| async { asset("text/css; charset=utf-8", CSS) }),
+        )
+        .route(
+            "/ui/assets/console.js",
+            get(|| async { asset("text/javascript; charset=utf-8", JS) }),
+        )
+}
+
+fn asset(kind: &'static str, body: &'static str) -> Response {
+    (
+        [
+            (header::CONTENT_TYPE, kind),
+            (header::CACHE_CONTROL, "public, max-age=3600"),
+        ],
+        body,
+    )
+        .into_response()
+}
+
+async fn security_headers(request: Request, next: Next) -> Response {
+    let mut response = next.run(request).await;
+    let headers = response.headers_mut();
+    headers.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(CSP),
+    );
+    headers.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    headers.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("no-referrer"),
+    );
+    headers.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    if !headers.contains_key(header::CACHE_CONTROL) {
+        headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    }
+    response
+}
+
+/// The signed-in user of a request: the session and the actor its token stands for now.
+pub(crate) struct User {
+    pub(crate) actor: Actor,
+    pub(crate) csrf: String,
+}
+
+impl User {
+    pub(crate) fn can(&self, role: Role) -> bool {
+        require(&self.actor, role).is_ok()
+    }
+}
+
+/// Why a request gets no page: not signed in (→ the sign-in form) or an error page.
+pub(crate) enum Refusal {
+    SignIn,
+    Error(ControlError),
+}
+
+impl From<ControlError> for Refusal {
+    fn from(error: ControlError) -> Self {
+        Refusal::Error(error)
+    }
+}
+
+impl IntoResponse for Refusal {
+    fn into_response(self) -> Response {
+        match self {
+            Refusal::SignIn => Redirect::to("/ui/login").into_response(),
+            Refusal::Error(error) => {
+                let status = status_of(&error);
+                (status, view::error_page(status, &error)).into_response()
+            }
+        }
+    }
+}
+
+pub(crate) type PageResult = Result<Response, Refusal>;
+
+/// The user of a request with a live session whose token is still valid.
+pub(crate) async fn user(console: &Console, headers: &HeaderMap) -> Result<User, Refusal> {
+    let Some(session) = console.sessions.get(headers) else {
+        return Err(Refusal::SignIn);
+    };
+    let Session { token, csrf, .. } = session;
+    let control = console.api.control.clone();
+    match blocking(move || control.authenticate(&token)).await {
+        Ok(actor) => Ok(User { actor, csrf }),
+        Err(ControlError::Unauthorized(_)) => {
+            console.sessions.end(headers);
+            Err(Refusal::SignIn)
+        }
+        Err(error) => Err(Refusal::Error(error)),
+    }
+}
+
+/// The user of a form post: signed in, and the form carries the session's CSRF token.
+pub(crate) async fn poster(
+    console: &Console,
+    headers: &HeaderMap,
+    form: &Form,
+) -> Result<User, Refusal> {
+    let user = user(console, headers).await?;
+    match form.get("csrf") {
+        Some(sent) if session::same_secret(sent, &user.csrf) => Ok(user),
+        _ => Err(Refusal::Error(ControlError::Forbidden(
+            "the form's CSRF token is missing or wrong: reload the page and try again".into(),
+        ))),
+    }
+}
+
+/// Runs a store operation off the async runtime.
+pub(crate) async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, ControlError> + Send + 'static,
+) -> Result<T, ControlError> {
+    match tokio::task::spawn_blocking(f).await {
+        Ok(result) => result,
+        Err(error) => Err(ControlError::Internal(format!(
+            "the request's task failed: {error}"
+        ))),
+    }
+}
+
+/// A form body (`application/x-www-form-urlencoded`), fields in order.
+#[derive(Debug, Default)]
+pub(crate) struct Form(Vec<(String, String)>);
+
+impl Form {
+    pub(crate) fn parse(body: &[u8]) -> Form {
+        Form(
+            form_urlencoded::parse(body)
+                .map(|(k, v)| (k.into_owned(), v.into_owned()))
+                .collect(),
+        )
+    }
+
+    /// The first value of `name`.
+    pub(crate) fn get(&self, name: &str) -> Option<&str> {
+        self.0
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// The value of `name`, trimmed, or `""`.
+    pub(crate) fn text(&self, name: &str) -> &str {
+        self.get(name).map(str::trim).unwrap_or("")
+    }
+}
+
+/// A query string as a form.
+pub(crate) fn query_form(uri: &axum::http::Uri) -> Form {
+    Form::parse(uri.query().unwrap_or("").as_bytes())
+}
+
+pub(crate) fn see_other(location: &str) -> Response {
+    (StatusCode::SEE_OTHER, [(header::LOCATION, location)]).into_response()
+}
+
+/// A path segment, percent-encoded (order ids may hold `/` or `?`).
+pub(crate) fn segment(text: &str) -> String {
+    form_urlencoded::byte_serialize(text.as_bytes())
+        .collect::<String>()
+        .replace('+', "%20")
+}

@@ -1,0 +1,448 @@
+//! The web console and the public transparency page through the admin API's router
+//! (`tower::ServiceExt::oneshot`, no sockets): sign-in, session cookie, CSRF, CSP, roles,
+//! validator errors next to the field, tokens, and what `/transparency` publishes per
+//! `transparency` level. The same flows run in a real Chromium in
+//! `crates/juris/tests/console_browser.rs`.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, reason = "test code")]
+
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::http::{header, Request, StatusCode};
+use http_body_util::BodyExt;
+use juris_control::api::NoServer;
+use juris_control::{router, Actor, ApiState, Control, ControlConfig, Role, Store, SystemClock};
+use juris_policy::Order;
+use serde_json::Value;
+use tower::ServiceExt;
+
+struct Console {
+    router: axum::Router,
+    control: Arc<Control>,
+}
+
+struct Reply {
+    status: StatusCode,
+    headers: axum::http::HeaderMap,
+    body: String,
+}
+
+impl Reply {
+    fn cookie(&self, name: &str) -> Option<String> {
+        self.headers
+            .get_all(header::SET_COOKIE)
+            .iter()
+            .map(|v| v.to_str().unwrap().to_owned())
+            .find(|v| v.starts_with(&format!("{name}=")))
+    }
+    /// The value of the hidden `csrf` field of the page's first form.
+    fn csrf(&self) -> String {
+        let at = self
+            .body
+            .find("name=\"csrf\" value=\"")
+            .expect("a csrf field")
+            + 19;
+        self.body[at..at + 64].to_owned()
+    }
+}
+
+fn console() -> Console {
+    let control = Arc::new(
+        Control::new(
+            Store::open_in_memory().unwrap(),
+            &ControlConfig::default(),
+            Arc::new(SystemClock),
+        )
+        .unwrap(),
+    );
+    let router = router(ApiState {
+        control: control.clone(),
+        server: Arc::new(NoServer),
+    });
+    Console { router, control }
+}
+
+impl Console {
+    async fn send(&self, method: &str, path: &str, cookie: Option<&str>, form: &str) -> Reply {
+        let mut request = Request::builder().method(method).uri(path);
+        if let Some(cookie) = cookie {
+            request = request.header(header::COOKIE, cookie);
+        }
+        if method == "POST" {
+            request = request.header(header::CONTENT_TYPE, "application/x-www-form-urlencoded");
+        }
+        let response = self
+            .router
+            .clone()
+            .oneshot(request.body(Body::from(form.to_owned())).unwrap())
+            .await
+            .unwrap();
+        let status = response.status();
+        let headers = response.headers().clone();
+        let bytes = response.into_body().collect().await.unwrap().to_bytes();
+        Reply {
+            status,
+            headers,
+            body: String::from_utf8_lossy(&bytes).into_owned(),
+        }
+    }
+
+    /// Signs in with a new token of `role`; returns the `Cookie` header value.
+    async fn sign_in(&self, role: Role) -> String {
+        let token = self
+            .control
+            .create_token("test", role, juris_control::role_str(role))
+            .unwrap();
+        self.sign_in_with(&token).await
+    }
+
+    async fn sign_in_with(&self, token: &str) -> String {
+        let form = self.send("GET", "/ui/login", None, "").await;
+        let login = form.cookie("juris_login").unwrap();
+        let login = login.split(';').next().unwrap().to_owned();
+        let csrf = form.csrf();
+        let reply = self
+            .send(
+                "POST",
+                "/ui/login",
+                Some(&login),
+                &format!("csrf={csrf}&token={token}"),
+            )
+            .await;
+        assert_eq!(reply.status, StatusCode::SEE_OTHER, "{}", reply.body);
+        let cookie = reply.cookie("juris_session").unwrap();
+        cookie.split(';').next().unwrap().to_owned()
+    }
+
+    async fn csrf(&self, cookie: &str) -> String {
+        self.send("GET", "/ui/", Some(cookie), "").await.csrf()
+    }
+}
+
+const MILAN: &str = "id=IT-MI-2024-0001&kind=court_order&authority=Tribunale+di+Milano&reference=RG+12345%2F2024\
+    &jurisdictions=IT&action=nxdomain&targets=kickasstorrents.to%0Adomain+limetorrents.pro&notice_url=https%3A%2F%2Flumendatabase.org%2Fnotices%2F0";
+
+#[tokio::test]
+async fn sign_in_sets_a_strict_http_only_cookie_and_pages_carry_a_strict_csp() {
+    let c = console();
+    // Not signed in: to the sign-in form.
+    let reply = c.send("GET", "/ui/", None, "").await;
+    assert_eq!(reply.status, StatusCode::SEE_OTHER);
+    assert_eq!(reply.headers[header::LOCATION], "/ui/login");
+
+    let token = c
+        .control
+        .create_token("test", Role::Viewer, "vera")
+        .unwrap();
+    // A wrong token: the form again, 401, no session.
+    let form = c.send("GET", "/ui/login", None, "").await;
+    let login = form.cookie("juris_login").unwrap();
+    let login = login.split(';').next().unwrap();
+    let wrong = c
+        .send(
+            "POST",
+            "/ui/login",
+            Some(login),
+            &format!("csrf={}&token=juris_0", form.csrf()),
+        )
+        .await;
+    assert_eq!(wrong.status, StatusCode::UNAUTHORIZED);
+    assert!(wrong.cookie("juris_session").is_none());
+    assert!(wrong.body.contains("token-error"), "{}", wrong.body);
+    // Without the sign-in form's CSRF cookie: refused.
+    let forged = c
+        .send(
+            "POST",
+            "/ui/login",
+            None,
+            &format!("csrf={}&token={token}", form.csrf()),
+        )
+        .await;
+    assert_eq!(forged.status, StatusCode::FORBIDDEN);
+
+    let reply = c
+        .send(
+            "POST",
+            "/ui/login",
+            Some(login),
+            &format!("csrf={}&token={token}", form.csrf()),
+        )
+        .await;
+    let cookie = reply.cookie("juris_session").unwrap();
+    for attribute in ["HttpOnly", "SameSite=Strict", "Max-Age=28800", "Path=/"] {
+        assert!(cookie.contains(attribute), "{cookie}");
+    }
+    assert!(!cookie.contains("Secure"), "plain HTTP: {cookie}");
+    let session = cookie.split(';').next().unwrap();
+    let page = c.send("GET", "/ui/", Some(session), "").await;
+    assert_eq!(page.status, StatusCode::OK);
+    assert!(
+        page.body.contains("no orders yet"),
+        "empty state: {}",
+        page.body
+    );
+    let csp = page.headers[header::CONTENT_SECURITY_POLICY]
+        .to_str()
+        .unwrap();
+    assert!(
+        csp.contains("script-src 'self'") && !csp.contains("unsafe-inline"),
+        "{csp}"
+    );
+    assert!(!page.body.contains("<script>") && !page.body.contains("style=\""));
+
+    // Behind a TLS proxy the cookie is Secure.
+    let form = c.send("GET", "/ui/login", None, "").await;
+    let login = form.cookie("juris_login").unwrap();
+    let request = Request::builder()
+        .method("POST")
+        .uri("/ui/login")
+        .header(header::COOKIE, login.split(';').next().unwrap())
+        .header("x-forwarded-proto", "https")
+        .body(Body::from(format!("csrf={}&token={token}", form.csrf())))
+        .unwrap();
+    let response = c.router.clone().oneshot(request).await.unwrap();
+    let secure = response.headers()[header::SET_COOKIE].to_str().unwrap();
+    assert!(secure.contains("; Secure"), "{secure}");
+
+    // Sign-out needs the CSRF token, then ends the session.
+    let out = c.send("POST", "/ui/logout", Some(session), "").await;
+    assert_eq!(out.status, StatusCode::FORBIDDEN);
+    let csrf = page.csrf();
+    let out = c
+        .send("POST", "/ui/logout", Some(session), &format!("csrf={csrf}"))
+        .await;
+    assert_eq!(out.status, StatusCode::SEE_OTHER);
+    let after = c.send("GET", "/ui/", Some(session), "").await;
+    assert_eq!(after.headers[header::LOCATION], "/ui/login");
+}
+
+#[tokio::test]
+async fn a_form_without_the_csrf_token_changes_nothing() {
+    let c = console();
+    let cookie = c.sign_in(Role::Admin).await;
+    let reply = c.send("POST", "/ui/orders/new", Some(&cookie), MILAN).await;
+    assert_eq!(reply.status, StatusCode::FORBIDDEN, "{}", reply.body);
+    let wrong = format!("csrf={}&{MILAN}", "0".repeat(64));
+    let reply = c
+        .send("POST", "/ui/orders/new", Some(&cookie), &wrong)
+        .await;
+    assert_eq!(reply.status, StatusCode::FORBIDDEN);
+    assert!(c.control.order("IT-MI-2024-0001").is_err());
+    assert_eq!(
+        c.control.audit_verify().unwrap().entries,
+        1,
+        "only the token"
+    );
+}
+
+#[tokio::test]
+async fn the_validator_error_is_shown_next_to_the_field_and_the_fixed_form_creates_the_order() {
+    let c = console();
+    let cookie = c.sign_in(Role::Admin).await;
+    let csrf = c.csrf(&cookie).await;
+    let wrong = format!(
+        "csrf={csrf}&{}",
+        MILAN.replace("jurisdictions=IT", "jurisdictions=ITALY")
+    );
+    let reply = c
+        .send("POST", "/ui/orders/new", Some(&cookie), &wrong)
+        .await;
+    assert_eq!(reply.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(
+        reply.body.contains("id=\"jurisdictions-error\""),
+        "{}",
+        reply.body
+    );
+    assert!(reply.body.contains("value=\"ITALY\""), "the input is kept");
+    assert!(reply.body.contains("value=\"Tribunale di Milano\""));
+    assert!(c.control.order("IT-MI-2024-0001").is_err());
+
+    let fixed = format!("csrf={csrf}&{MILAN}");
+    let reply = c
+        .send("POST", "/ui/orders/new", Some(&cookie), &fixed)
+        .await;
+    assert_eq!(reply.status, StatusCode::SEE_OTHER, "{}", reply.body);
+    assert_eq!(
+        reply.headers[header::LOCATION],
+        "/ui/orders/IT-MI-2024-0001"
+    );
+    let view = c.control.order("IT-MI-2024-0001").unwrap();
+    assert_eq!(view.targets.len(), 2);
+    assert_eq!(view.created_by, "admin");
+
+    // Activate through the lifecycle form; the page then lists it with its history.
+    let reply = c
+        .send(
+            "POST",
+            "/ui/orders/IT-MI-2024-0001/state",
+            Some(&cookie),
+            &format!("csrf={csrf}&to=active&reason=court+order"),
+        )
+        .await;
+    assert_eq!(reply.status, StatusCode::SEE_OTHER, "{}", reply.body);
+    let page = c
+        .send("GET", "/ui/orders/IT-MI-2024-0001", Some(&cookie), "")
+        .await;
+    assert!(
+        page.body.contains("order.activate"),
+        "audit entries on the page"
+    );
+    assert!(page.body.contains("limetorrents.pro"));
+    let list = c
+        .send(
+            "GET",
+            "/ui/orders?jurisdiction=IT&q=milano",
+            Some(&cookie),
+            "",
+        )
+        .await;
+    assert!(list.body.contains("IT-MI-2024-0001"), "{}", list.body);
+    let none = c
+        .send("GET", "/ui/orders?state=draft", Some(&cookie), "")
+        .await;
+    assert!(!none.body.contains("IT-MI-2024-0001"));
+}
+
+#[tokio::test]
+async fn a_viewer_sees_no_lifecycle_buttons_and_the_server_refuses_them_anyway() {
+    let c = console();
+    let admin = Actor {
+        name: "root".into(),
+        role: Role::Admin,
+    };
+    let order = Order::from_json(
+        br#"{"id": "IT-1", "kind": "court_order", "authority": "Court", "jurisdictions": ["IT"],
+             "action": "nxdomain", "targets": [{"type": "subtree", "value": "bad.example"}]}"#,
+    )
+    .unwrap();
+    c.control
+        .apply_order(&admin, order, false, true, "")
+        .unwrap();
+    let viewer = c.sign_in(Role::Viewer).await;
+    let page = c.send("GET", "/ui/orders/IT-1", Some(&viewer), "").await;
+    assert_eq!(page.status, StatusCode::OK);
+    assert!(
+        !page.body.contains("value=\"active\""),
+        "no Activate button"
+    );
+    assert!(!page.body.contains("Add the target"));
+    let csrf = page.csrf();
+    let reply = c
+        .send(
+            "POST",
+            "/ui/orders/IT-1/state",
+            Some(&viewer),
+            &format!("csrf={csrf}&to=active"),
+        )
+        .await;
+    assert_eq!(reply.status, StatusCode::FORBIDDEN);
+    assert_eq!(
+        c.control.order("IT-1").unwrap().order.state.as_str(),
+        "draft"
+    );
+    let tokens = c.send("GET", "/ui/tokens", Some(&viewer), "").await;
+    assert_eq!(tokens.status, StatusCode::FORBIDDEN);
+
+    let approver = c.sign_in(Role::Approver).await;
+    let page = c.send("GET", "/ui/orders/IT-1", Some(&approver), "").await;
+    assert!(page.body.contains("value=\"active\""), "{}", page.body);
+}
+
+#[tokio::test]
+async fn a_revoked_token_ends_its_session_and_tokens_are_listed_without_secrets() {
+    let c = console();
+    let admin = c.sign_in(Role::Admin).await;
+    let csrf = c.csrf(&admin).await;
+    let reply = c
+        .send(
+            "POST",
+            "/ui/tokens",
+            Some(&admin),
+            &format!("csrf={csrf}&name=carla&role=viewer"),
+        )
+        .await;
+    assert_eq!(reply.status, StatusCode::OK);
+    let at = reply.body.find("juris_").unwrap();
+    let token = reply.body[at..at + 70].to_owned();
+    let carla = c.sign_in_with(&token).await;
+    assert_eq!(
+        c.send("GET", "/ui/", Some(&carla), "").await.status,
+        StatusCode::OK
+    );
+    let listed = c.control.tokens().unwrap();
+    assert!(listed
+        .iter()
+        .any(|t| t.name == "carla" && t.revoked_at.is_none()));
+    let reply = c
+        .send(
+            "POST",
+            "/ui/tokens/revoke",
+            Some(&admin),
+            &format!("csrf={csrf}&name=carla&reason=left"),
+        )
+        .await;
+    assert!(reply.body.contains("Revoked 1 token"), "{}", reply.body);
+    let after = c.send("GET", "/ui/", Some(&carla), "").await;
+    assert_eq!(after.headers[header::LOCATION], "/ui/login");
+}
+
+#[tokio::test]
+async fn transparency_publishes_names_only_for_full_and_follows_changes() {
+    let c = console();
+    let admin = Actor {
+        name: "root".into(),
+        role: Role::Admin,
+    };
+    let order = |id: &str, kind: &str, extra: &str| {
+        Order::from_json(
+            format!(
+                r#"{{"id": "{id}", "kind": "{kind}", "authority": "Authority {id}", "jurisdictions": ["IT"],
+                    "action": "nxdomain", "state": "active"{extra},
+                    "targets": [{{"type": "subtree", "value": "{}.example"}}]}}"#,
+                id.to_lowercase()
+            )
+            .as_bytes(),
+        )
+        .unwrap()
+    };
+    for o in [
+        order("COURT", "court_order", ""),
+        order("FEED", "feed_ticket", ""),
+        order("HIDDEN", "court_order", r#", "transparency": "none""#),
+        order("FILTER", "client_filter", ""),
+    ] {
+        c.control.apply_order(&admin, o, true, true, "").unwrap();
+    }
+    let json = c.send("GET", "/transparency.json", None, "").await;
+    assert_eq!(json.status, StatusCode::OK);
+    let report: Value = serde_json::from_str(&json.body).unwrap();
+    let it = report["jurisdictions"]["IT"].as_array().unwrap();
+    let ids: Vec<&str> = it.iter().map(|o| o["id"].as_str().unwrap()).collect();
+    assert_eq!(ids, ["COURT", "FEED"]);
+    assert_eq!(it[0]["names"], serde_json::json!(["court.example"]));
+    assert_eq!(it[1]["names_count"], 1);
+    assert!(it[1].get("names").is_none(), "feed lists are confidential");
+    let html = c.send("GET", "/transparency", None, "").await;
+    assert!(html.body.contains("court.example") && !html.body.contains("feed.example"));
+    assert!(!html.body.contains("hidden.example"));
+    let one = c.send("GET", "/transparency/orders/COURT", None, "").await;
+    assert_eq!(one.status, StatusCode::OK);
+    assert!(one.body.contains("Authority COURT"));
+
+    // Lifting an order takes it off at once (the cache follows the store's revision).
+    c.control
+        .transition(&admin, "COURT", juris_policy::OrderState::Lifted, "")
+        .unwrap();
+    let report: Value =
+        serde_json::from_str(&c.send("GET", "/transparency.json", None, "").await.body).unwrap();
+    let ids: Vec<&str> = report["jurisdictions"]["IT"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|o| o["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, ["FEED"]);
+    let gone = c.send("GET", "/transparency/orders/COURT", None, "").await;
+    assert_eq!(gone.status, StatusCode::NOT_FOUND);
+}
