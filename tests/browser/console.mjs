@@ -190,7 +190,7 @@ try {
   await accessible(anonymous, "transparency");
   await shot(anonymous, "transparency");
   const json = await (await anonymous.request.get(`${base}/transparency.json`)).json();
-  check(json.jurisdictions.IT.some((o) => o.id === ORDER), "the order is not in /transparency.json");
+  check(json.jurisdictions.IT.some((o) => o.order_id === ORDER), "the order is not in /transparency.json");
 
   // ---- the other pages: dashboard, orders, audit, tokens, safeguards ----
   for (const [path, name] of [

@@ -1272,11 +1272,11 @@ async fn list_tokens(State(state): State<ApiState>) -> ApiResult<Response> {
 async fn revoke_token(
     State(state): State<ApiState>,
     Extension(actor): Extension<Actor>,
-    Path(name): Path<String>,
     uri: axum::http::Uri,
+    Path(name): Path<String>,
 ) -> ApiResult<Response> {
-    let ReasonQuery { reason } = query(uri.query())?;
+    let why: ReasonQuery = query(uri.query())?;
     let control = state.control.clone();
-    let revoked = blocking(move || control.revoke_token(&actor, &name, &reason)).await?;
+    let revoked = blocking(move || control.revoke_token(&actor, &name, &why.reason)).await?;
     Ok(Json(json!({ "revoked": revoked })).into_response())
 }

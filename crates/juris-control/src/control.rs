@@ -522,28 +522,19 @@ impl Control {
             let mut statement = conn.prepare(
                 "SELECT name, role, created_at, created_by, revoked_at FROM tokens ORDER BY id",
             )?;
-            let rows: Vec<(String, String, String, String, Option<String>)> = statement
-                .query_map([], |row| {
-                    Ok((
-                        row.get(0)?,
-                        row.get(1)?,
-                        row.get(2)?,
-                        row.get(3)?,
-                        row.get(4)?,
-                    ))
-                })?
-                .collect::<Result<_, _>>()?;
-            rows.into_iter()
-                .map(|(name, role, created_at, created_by, revoked_at)| {
-                    Ok(TokenView {
-                        name,
-                        role: parse_role(&role)?,
-                        created_at,
-                        created_by,
-                        revoked_at,
-                    })
-                })
-                .collect()
+            let mut rows = statement.query([])?;
+            let mut tokens = Vec::new();
+            while let Some(row) = rows.next()? {
+                let role: String = row.get(1)?;
+                tokens.push(TokenView {
+                    name: row.get(0)?,
+                    role: parse_role(&role)?,
+                    created_at: row.get(2)?,
+                    created_by: row.get(3)?,
+                    revoked_at: row.get(4)?,
+                });
+            }
+            Ok(tokens)
         }))
     }
 

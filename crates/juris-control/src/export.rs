@@ -139,7 +139,8 @@ fn stripped(order: &juris_policy::Order) -> juris_policy::Order {
     probe
 }
 
-fn row(view: &OrderView, now: jiff::Timestamp) -> TransparencyRow {
+/// The report's row of one stored order at `now`.
+pub(crate) fn row(view: &OrderView, now: jiff::Timestamp) -> TransparencyRow {
     let order = &view.order;
     let state = crate::control::effective_state(order, now);
     let action = match order.action {

@@ -65,19 +65,18 @@ fn console() -> Console {
 
 impl Console {
     async fn send(&self, method: &str, path: &str, cookie: Option<&str>, form: &str) -> Reply {
-        let mut request = Request::builder().method(method).uri(path);
-        if let Some(cookie) = cookie {
-            request = request.header(header::COOKIE, cookie);
-        }
-        if method == "POST" {
-            request = request.header(header::CONTENT_TYPE, "application/x-www-form-urlencoded");
-        }
-        let response = self
-            .router
-            .clone()
-            .oneshot(request.body(Body::from(form.to_owned())).unwrap())
-            .await
+        let cookies = cookie.map(|c| (header::COOKIE, c));
+        let kind = (method == "POST")
+            .then_some((header::CONTENT_TYPE, "application/x-www-form-urlencoded"));
+        let request = cookies
+            .into_iter()
+            .chain(kind)
+            .fold(Request::builder().method(method).uri(path), |r, (k, v)| {
+                r.header(k, v)
+            })
+            .body(Body::from(form.to_owned()))
             .unwrap();
+        let response = self.router.clone().oneshot(request).await.unwrap();
         let status = response.status();
         let headers = response.headers().clone();
         let bytes = response.into_body().collect().await.unwrap().to_bytes();
@@ -102,21 +101,32 @@ impl Console {
         let login = form.cookie("juris_login").unwrap();
         let login = login.split(';').next().unwrap().to_owned();
         let csrf = form.csrf();
-        let reply = self
-            .send(
-                "POST",
-                "/ui/login",
-                Some(&login),
-                &format!("csrf={csrf}&token={token}"),
-            )
-            .await;
+        let reply = self.login(Some(&login), &csrf, token).await;
         assert_eq!(reply.status, StatusCode::SEE_OTHER, "{}", reply.body);
         let cookie = reply.cookie("juris_session").unwrap();
         cookie.split(';').next().unwrap().to_owned()
     }
 
+    /// Posts a form with the session cookie.
+    async fn post(&self, path: &str, cookie: &str, form: &str) -> Reply {
+        self.send("POST", path, Some(cookie), form).await
+    }
+
+    /// Posts the sign-in form with the sign-in cookie (if any), its CSRF token and `token`.
+    async fn login(&self, login_cookie: Option<&str>, csrf: &str, token: &str) -> Reply {
+        let form = format!("csrf={csrf}&token={token}");
+        self.send("POST", "/ui/login", login_cookie, &form).await
+    }
+
     async fn csrf(&self, cookie: &str) -> String {
         self.send("GET", "/ui/", Some(cookie), "").await.csrf()
+    }
+}
+
+fn root() -> Actor {
+    Actor {
+        name: "root".into(),
+        role: Role::Admin,
     }
 }
 
@@ -139,36 +149,15 @@ async fn sign_in_sets_a_strict_http_only_cookie_and_pages_carry_a_strict_csp() {
     let form = c.send("GET", "/ui/login", None, "").await;
     let login = form.cookie("juris_login").unwrap();
     let login = login.split(';').next().unwrap();
-    let wrong = c
-        .send(
-            "POST",
-            "/ui/login",
-            Some(login),
-            &format!("csrf={}&token=juris_0", form.csrf()),
-        )
-        .await;
+    let wrong = c.login(Some(login), &form.csrf(), "juris_0").await;
     assert_eq!(wrong.status, StatusCode::UNAUTHORIZED);
     assert!(wrong.cookie("juris_session").is_none());
     assert!(wrong.body.contains("token-error"), "{}", wrong.body);
     // Without the sign-in form's CSRF cookie: refused.
-    let forged = c
-        .send(
-            "POST",
-            "/ui/login",
-            None,
-            &format!("csrf={}&token={token}", form.csrf()),
-        )
-        .await;
+    let forged = c.login(None, &form.csrf(), &token).await;
     assert_eq!(forged.status, StatusCode::FORBIDDEN);
 
-    let reply = c
-        .send(
-            "POST",
-            "/ui/login",
-            Some(login),
-            &format!("csrf={}&token={token}", form.csrf()),
-        )
-        .await;
+    let reply = c.login(Some(login), &form.csrf(), &token).await;
     let cookie = reply.cookie("juris_session").unwrap();
     for attribute in ["HttpOnly", "SameSite=Strict", "Max-Age=28800", "Path=/"] {
         assert!(cookie.contains(attribute), "{cookie}");
@@ -209,9 +198,7 @@ async fn sign_in_sets_a_strict_http_only_cookie_and_pages_carry_a_strict_csp() {
     let out = c.send("POST", "/ui/logout", Some(session), "").await;
     assert_eq!(out.status, StatusCode::FORBIDDEN);
     let csrf = page.csrf();
-    let out = c
-        .send("POST", "/ui/logout", Some(session), &format!("csrf={csrf}"))
-        .await;
+    let out = c.post("/ui/logout", session, &format!("csrf={csrf}")).await;
     assert_eq!(out.status, StatusCode::SEE_OTHER);
     let after = c.send("GET", "/ui/", Some(session), "").await;
     assert_eq!(after.headers[header::LOCATION], "/ui/login");
@@ -221,12 +208,10 @@ async fn sign_in_sets_a_strict_http_only_cookie_and_pages_carry_a_strict_csp() {
 async fn a_form_without_the_csrf_token_changes_nothing() {
     let c = console();
     let cookie = c.sign_in(Role::Admin).await;
-    let reply = c.send("POST", "/ui/orders/new", Some(&cookie), MILAN).await;
+    let reply = c.post("/ui/orders/new", &cookie, MILAN).await;
     assert_eq!(reply.status, StatusCode::FORBIDDEN, "{}", reply.body);
     let wrong = format!("csrf={}&{MILAN}", "0".repeat(64));
-    let reply = c
-        .send("POST", "/ui/orders/new", Some(&cookie), &wrong)
-        .await;
+    let reply = c.post("/ui/orders/new", &cookie, &wrong).await;
     assert_eq!(reply.status, StatusCode::FORBIDDEN);
     assert!(c.control.order("IT-MI-2024-0001").is_err());
     assert_eq!(
@@ -245,9 +230,7 @@ async fn the_validator_error_is_shown_next_to_the_field_and_the_fixed_form_creat
         "csrf={csrf}&{}",
         MILAN.replace("jurisdictions=IT", "jurisdictions=ITALY")
     );
-    let reply = c
-        .send("POST", "/ui/orders/new", Some(&cookie), &wrong)
-        .await;
+    let reply = c.post("/ui/orders/new", &cookie, &wrong).await;
     assert_eq!(reply.status, StatusCode::UNPROCESSABLE_ENTITY);
     assert!(
         reply.body.contains("id=\"jurisdictions-error\""),
@@ -259,9 +242,7 @@ async fn the_validator_error_is_shown_next_to_the_field_and_the_fixed_form_creat
     assert!(c.control.order("IT-MI-2024-0001").is_err());
 
     let fixed = format!("csrf={csrf}&{MILAN}");
-    let reply = c
-        .send("POST", "/ui/orders/new", Some(&cookie), &fixed)
-        .await;
+    let reply = c.post("/ui/orders/new", &cookie, &fixed).await;
     assert_eq!(reply.status, StatusCode::SEE_OTHER, "{}", reply.body);
     assert_eq!(
         reply.headers[header::LOCATION],
@@ -272,13 +253,9 @@ async fn the_validator_error_is_shown_next_to_the_field_and_the_fixed_form_creat
     assert_eq!(view.created_by, "admin");
 
     // Activate through the lifecycle form; the page then lists it with its history.
+    let form = format!("csrf={csrf}&to=active&reason=court+order");
     let reply = c
-        .send(
-            "POST",
-            "/ui/orders/IT-MI-2024-0001/state",
-            Some(&cookie),
-            &format!("csrf={csrf}&to=active&reason=court+order"),
-        )
+        .post("/ui/orders/IT-MI-2024-0001/state", &cookie, &form)
         .await;
     assert_eq!(reply.status, StatusCode::SEE_OTHER, "{}", reply.body);
     let page = c
@@ -307,10 +284,7 @@ async fn the_validator_error_is_shown_next_to_the_field_and_the_fixed_form_creat
 #[tokio::test]
 async fn a_viewer_sees_no_lifecycle_buttons_and_the_server_refuses_them_anyway() {
     let c = console();
-    let admin = Actor {
-        name: "root".into(),
-        role: Role::Admin,
-    };
+    let admin = root();
     let order = Order::from_json(
         br#"{"id": "IT-1", "kind": "court_order", "authority": "Court", "jurisdictions": ["IT"],
              "action": "nxdomain", "targets": [{"type": "subtree", "value": "bad.example"}]}"#,
@@ -328,14 +302,8 @@ async fn a_viewer_sees_no_lifecycle_buttons_and_the_server_refuses_them_anyway()
     );
     assert!(!page.body.contains("Add the target"));
     let csrf = page.csrf();
-    let reply = c
-        .send(
-            "POST",
-            "/ui/orders/IT-1/state",
-            Some(&viewer),
-            &format!("csrf={csrf}&to=active"),
-        )
-        .await;
+    let form = format!("csrf={csrf}&to=active");
+    let reply = c.post("/ui/orders/IT-1/state", &viewer, &form).await;
     assert_eq!(reply.status, StatusCode::FORBIDDEN);
     assert_eq!(
         c.control.order("IT-1").unwrap().order.state.as_str(),
@@ -354,14 +322,8 @@ async fn a_revoked_token_ends_its_session_and_tokens_are_listed_without_secrets(
     let c = console();
     let admin = c.sign_in(Role::Admin).await;
     let csrf = c.csrf(&admin).await;
-    let reply = c
-        .send(
-            "POST",
-            "/ui/tokens",
-            Some(&admin),
-            &format!("csrf={csrf}&name=carla&role=viewer"),
-        )
-        .await;
+    let form = format!("csrf={csrf}&name=carla&role=viewer");
+    let reply = c.post("/ui/tokens", &admin, &form).await;
     assert_eq!(reply.status, StatusCode::OK);
     let at = reply.body.find("juris_").unwrap();
     let token = reply.body[at..at + 70].to_owned();
@@ -374,14 +336,8 @@ async fn a_revoked_token_ends_its_session_and_tokens_are_listed_without_secrets(
     assert!(listed
         .iter()
         .any(|t| t.name == "carla" && t.revoked_at.is_none()));
-    let reply = c
-        .send(
-            "POST",
-            "/ui/tokens/revoke",
-            Some(&admin),
-            &format!("csrf={csrf}&name=carla&reason=left"),
-        )
-        .await;
+    let form = format!("csrf={csrf}&name=carla&reason=left");
+    let reply = c.post("/ui/tokens/revoke", &admin, &form).await;
     assert!(reply.body.contains("Revoked 1 token"), "{}", reply.body);
     let after = c.send("GET", "/ui/", Some(&carla), "").await;
     assert_eq!(after.headers[header::LOCATION], "/ui/login");
@@ -390,10 +346,7 @@ async fn a_revoked_token_ends_its_session_and_tokens_are_listed_without_secrets(
 #[tokio::test]
 async fn transparency_publishes_names_only_for_full_and_follows_changes() {
     let c = console();
-    let admin = Actor {
-        name: "root".into(),
-        role: Role::Admin,
-    };
+    let admin = root();
     let order = |id: &str, kind: &str, extra: &str| {
         Order::from_json(
             format!(
@@ -418,10 +371,10 @@ async fn transparency_publishes_names_only_for_full_and_follows_changes() {
     assert_eq!(json.status, StatusCode::OK);
     let report: Value = serde_json::from_str(&json.body).unwrap();
     let it = report["jurisdictions"]["IT"].as_array().unwrap();
-    let ids: Vec<&str> = it.iter().map(|o| o["id"].as_str().unwrap()).collect();
+    let ids: Vec<&str> = it.iter().map(|o| o["order_id"].as_str().unwrap()).collect();
     assert_eq!(ids, ["COURT", "FEED"]);
     assert_eq!(it[0]["names"], serde_json::json!(["court.example"]));
-    assert_eq!(it[1]["names_count"], 1);
+    assert_eq!(it[1]["targets_count"], 1);
     assert!(it[1].get("names").is_none(), "feed lists are confidential");
     let html = c.send("GET", "/transparency", None, "").await;
     assert!(html.body.contains("court.example") && !html.body.contains("feed.example"));
@@ -440,7 +393,7 @@ async fn transparency_publishes_names_only_for_full_and_follows_changes() {
         .as_array()
         .unwrap()
         .iter()
-        .map(|o| o["id"].as_str().unwrap())
+        .map(|o| o["order_id"].as_str().unwrap())
         .collect();
     assert_eq!(ids, ["FEED"]);
     let gone = c.send("GET", "/transparency/orders/COURT", None, "").await;

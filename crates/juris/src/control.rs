@@ -15,7 +15,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use anyhow::Context;
 use juris_control::api::{BlockCount, CacheRemoved, CacheStats, FiredView, MatchView, QueryCount};
 use juris_control::{
-    ApiState, Control, ControlError, ExplainRequest, ExplainView, ServerSnapshot, ServerView,
+    Control, ControlError, ExplainRequest, ExplainView, ServerSnapshot, ServerView,
 };
 
 use juris_resolver::cache::FlushScope;
@@ -344,30 +344,10 @@ fn explain_view(request: &ExplainRequest, explanation: &Explanation) -> ExplainV
     }
 }
 
-/// Binds the admin API and serves it on `runtime` until `shutdown` fires.
-pub fn start_api(
-    address: SocketAddr,
-    state: ApiState,
-    runtime: &tokio::runtime::Handle,
-    shutdown: tokio::sync::oneshot::Receiver<()>,
-) -> anyhow::Result<SocketAddr> {
-    let router = juris_control::api::router(state);
-    start_http(address, "control.api_listen", router, runtime, shutdown)
-}
-
-/// Binds the public listener (`control.public_listen`: the transparency page only) and serves
-/// it on `runtime` until `shutdown` fires.
-pub fn start_public(
-    address: SocketAddr,
-    state: ApiState,
-    runtime: &tokio::runtime::Handle,
-    shutdown: tokio::sync::oneshot::Receiver<()>,
-) -> anyhow::Result<SocketAddr> {
-    let router = juris_control::console::public_router(state);
-    start_http(address, "control.public_listen", router, runtime, shutdown)
-}
-
-fn start_http(
+/// Binds `address` and serves `router` on `runtime` until `shutdown` fires: the admin API
+/// (`juris_control::api::router`, key `control.api_listen`) or the public transparency page
+/// (`juris_control::console::public_router`, key `control.public_listen`).
+pub fn start_http(
     address: SocketAddr,
     key: &'static str,
     router: axum::Router,

@@ -143,9 +143,13 @@ pub fn run(
             server: Arc::new(view),
         };
         if let Some(public) = settings.public_listen {
-            crate::control::start_public(public, state.clone(), &runtime, public_stopped)?;
+            let router = juris_control::console::public_router(state.clone());
+            let key = "control.public_listen";
+            crate::control::start_http(public, key, router, &runtime, public_stopped)?;
         }
-        let started = crate::control::start_api(address, state, &runtime, api_stopped);
+        let router = juris_control::api::router(state);
+        let key = "control.api_listen";
+        let started = crate::control::start_http(address, key, router, &runtime, api_stopped);
         match started {
             Ok(_) => {}
             // The default port may be taken (another juris on the machine): the resolver still

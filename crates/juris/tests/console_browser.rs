@@ -21,20 +21,11 @@ fn browser_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/browser")
 }
 
+/// `juris token create` offline on the store, as the README's first step.
 fn token(data_dir: &Path, role: &str, name: &str) -> String {
-    let output = Command::new(JURIS)
-        .args([
-            "token",
-            "create",
-            "--role",
-            role,
-            "--name",
-            name,
-            "--data-dir",
-        ])
-        .arg(data_dir)
-        .output()
-        .unwrap();
+    let mut create = Command::new(JURIS);
+    create.args(["token", "create", "--role", role, "--name", name]);
+    let output = create.arg("--data-dir").arg(data_dir).output().unwrap();
     assert!(output.status.success(), "{output:?}");
     String::from_utf8(output.stdout).unwrap().trim().to_owned()
 }

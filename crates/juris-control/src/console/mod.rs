@@ -73,12 +73,11 @@ pub fn router(api: ApiState) -> Router {
             get(pages::new_order).post(pages::create_order),
         )
         .route("/ui/orders/{id}", get(pages::order))
+        // `edit` (GET: the form; POST: save), `targets` (POST: add one), `state` (POST).
         .route(
-            "/ui/orders/{id}/edit",
-            get(pages::edit_order).post(pages::update_order),
+            "/ui/orders/{id}/{action}",
+            get(pages::order_get).post(pages::order_post),
         )
-        .route("/ui/orders/{id}/targets", post(pages::add_target))
-        .route("/ui/orders/{id}/state", post(pages::change_state))
         .route("/ui/explain", get(pages::explain))
         .route("/ui/audit", get(pages::audit))
         .route("/ui/tokens", get(pages::tokens).post(pages::create_token))
@@ -202,6 +201,30 @@ pub(crate) async fn poster(
         _ => Err(Refusal::Error(ControlError::Forbidden(
             "the form's CSRF token is missing or wrong: reload the page and try again".into(),
         ))),
+    }
+}
+
+/// A form post by a signed-in user whose form carries the session's CSRF token (checked
+/// before the handler runs).
+pub(crate) struct Posted {
+    pub(crate) user: User,
+    pub(crate) form: Form,
+}
+
+/// The largest form accepted.
+const MAX_FORM: usize = 2 * 1024 * 1024;
+
+impl axum::extract::FromRequest<Shared> for Posted {
+    type Rejection = Refusal;
+
+    async fn from_request(request: Request, console: &Shared) -> Result<Self, Refusal> {
+        let (parts, body) = request.into_parts();
+        let bytes = axum::body::to_bytes(body, MAX_FORM)
+            .await
+            .map_err(|_| ControlError::invalid("body", "the form is too large or cut short"))?;
+        let form = Form::parse(&bytes);
+        let user = poster(console, &parts.headers, &form).await?;
+        Ok(Posted { user, form })
     }
 }
 

@@ -12,9 +12,9 @@ use maud::{html, Markup};
 use serde_json::{json, Map, Value};
 
 use super::session::{self, LOGIN_COOKIE, SESSION_COOKIE, SESSION_TTL};
-use super::view::{self, field, page, select, state_badge, time, time_left, time_text};
+use super::view::{self, field, field_in, page, select, state_badge, time, time_left, time_text};
 use super::{
-    blocking, poster, query_form, see_other, segment, user, Form, PageResult, Refusal, Shared, User,
+    blocking, query_form, see_other, segment, user, Form, PageResult, Posted, Refusal, Shared, User,
 };
 use crate::api::ExplainRequest;
 use crate::control::{OrderFilter, OrderSummary, Role};
@@ -46,6 +46,44 @@ const TRANSPARENCY: &[(&str, &str)] = &[
     ("full", "Full: the order and its names"),
     ("summary", "Summary: counts only"),
     ("none", "None: not listed"),
+];
+/// Text fields of the order form: (name, label, hint); who ordered what under which case.
+const PARTIES: &[(&str, &str, Option<&str>)] = &[
+    (
+        "authority",
+        "Issuing authority",
+        Some("e.g. Tribunale di Milano"),
+    ),
+    ("reference", "Case reference", None),
+    ("legal_basis", "Legal basis", None),
+    ("requested_by", "Requested by", Some("comma-separated")),
+    (
+        "jurisdictions",
+        "Jurisdictions",
+        Some("ISO 3166-1 alpha-2 codes, EU, or * (global), comma-separated"),
+    ),
+];
+/// Text fields of the order form: when, the parent, and what users are told.
+const DATES_AND_NOTICE: &[(&str, &str, Option<&str>)] = &[
+    (
+        "effective_from",
+        "Effective from (UTC)",
+        Some("RFC 3339, e.g. 2024-05-01T00:00:00Z; empty: immediately"),
+    ),
+    (
+        "comply_by",
+        "Comply by (UTC)",
+        Some("the deadline, RFC 3339"),
+    ),
+    ("expires_at", "Expires at (UTC)", Some("empty: never")),
+    ("parent", "Parent order (extensions only)", None),
+    ("notice_text", "Notice shown to users", None),
+    (
+        "notice_lang",
+        "Notice language",
+        Some("BCP 47, e.g. en, it"),
+    ),
+    ("notice_url", "Notice URL", Some("e.g. the Lumen notice")),
 ];
 const TARGET_KINDS: &[(&str, &str)] = &[
     ("subtree", "subtree (the name and below)"),
@@ -143,10 +181,8 @@ pub(crate) async fn login(
 pub(crate) async fn logout(
     State(console): State<Shared>,
     headers: HeaderMap,
-    body: Bytes,
+    _signed_in: Posted,
 ) -> PageResult {
-    let form = Form::parse(&body);
-    poster(&console, &headers, &form).await?;
     console.sessions.end(&headers);
     let mut response = see_other("/ui/login");
     let cookie = session::set_cookie(
@@ -195,7 +231,7 @@ pub(crate) async fn dashboard(State(console): State<Shared>, headers: HeaderMap)
             @if status.deadlines.is_empty() {
                 p { "No order that is not active has its deadline within the warning period." }
             } @else {
-                div.scroll { table {
+                div.scroll tabindex="0" { table {
                     caption { "Orders not active whose deadline (comply_by) is near or past" }
                     thead { tr { th scope="col" { "Order" } th scope="col" { "State" } th scope="col" { "Comply by" } th scope="col" { "Time left" } } }
                     tbody {
@@ -216,7 +252,7 @@ pub(crate) async fn dashboard(State(console): State<Shared>, headers: HeaderMap)
             @if in_force.is_empty() {
                 p { "No order is active." }
             } @else {
-                div.scroll { table {
+                div.scroll tabindex="0" { table {
                     thead { tr { th scope="col" { "Jurisdiction" } th scope="col" { "Orders" } th scope="col" { "Names" } } }
                     tbody {
                         @for (code, list) in &in_force {
@@ -269,7 +305,7 @@ fn counts_table(counts: &[crate::api::BlockCount], order: Option<&str>) -> Marku
         @if rows.is_empty() {
             p { "None yet." }
         } @else {
-            div.scroll { table.chart {
+            div.scroll tabindex="0" { table.chart {
                 thead { tr { th scope="col" { "Order" } th scope="col" { "Jurisdiction" } th scope="col" { "Answers" } } }
                 tbody { @for c in &rows {
                     tr {
@@ -290,8 +326,7 @@ pub(crate) async fn orders(
     headers: HeaderMap,
     uri: Uri,
 ) -> PageResult {
-    let user = user(&console, &headers).await?;
-    let query = query_form(&uri);
+    let (user, query) = (user(&console, &headers).await?, query_form(&uri));
     let filter = OrderFilter {
         state: Some(query.text("state").to_owned()).filter(|s| !s.is_empty()),
         jurisdiction: Some(query.text("jurisdiction").to_owned()).filter(|s| !s.is_empty()),
@@ -356,7 +391,7 @@ pub(crate) async fn orders(
         @if matching.is_empty() {
             p { "No order matches." }
         } @else {
-            div.scroll { table {
+            div.scroll tabindex="0" { table {
                 caption { (matching.len()) " order(s), page " (page_no) " of " (pages) }
                 thead { tr {
                     th scope="col" { "Order" } th scope="col" { "State" } th scope="col" { "Authority" }
@@ -486,7 +521,7 @@ async fn order_page(console: &Shared, user: &User, id: &str, notice: Option<Mark
         section aria-labelledby="targets" {
             h2 id="targets" { "Targets (" (view.targets.len()) ")" }
             @if view.targets.len() > TARGETS_SHOWN { p { "The first " (TARGETS_SHOWN) " are shown; the export has them all." } }
-            div.scroll { table {
+            div.scroll tabindex="0" { table {
                 thead { tr { th scope="col" { "Type" } th scope="col" { "Value" } th scope="col" { "Status" }
                     th scope="col" { "Added" } th scope="col" { "By" } th scope="col" { "Evidence" } } }
                 tbody { @for t in view.targets.iter().take(TARGETS_SHOWN) {
@@ -505,7 +540,7 @@ async fn order_page(console: &Shared, user: &User, id: &str, notice: Option<Mark
                     (select("type", "Type", TARGET_KINDS, "subtree", None))
                     (field("value", "Name or address", "", None, None))
                     (field("evidence", "Evidence", "", Some("URL or document reference"), None))
-                    (field("reason", "Reason", "", None, None))
+                    (field_in("add-", "reason", "Reason", "", None, None))
                     button type="submit" { "Add the target" }
                 }
             }
@@ -536,7 +571,7 @@ async fn order_page(console: &Shared, user: &User, id: &str, notice: Option<Mark
 
 fn audit_table(entries: &[crate::audit::AuditEntry]) -> Markup {
     html! {
-        div.scroll { table {
+        div.scroll tabindex="0" { table {
             thead { tr { th scope="col" { "#" } th scope="col" { "Time" } th scope="col" { "Who" }
                 th scope="col" { "What" } th scope="col" { "On" } th scope="col" { "Reason" } } }
             tbody { @for e in entries {
@@ -547,14 +582,41 @@ fn audit_table(entries: &[crate::audit::AuditEntry]) -> Markup {
     }
 }
 
-pub(crate) async fn change_state(
+/// `GET /ui/orders/{id}/{action}`: `edit` is the edit form.
+pub(crate) async fn order_get(
     State(console): State<Shared>,
     headers: HeaderMap,
-    Path(id): Path<String>,
-    body: Bytes,
+    Path((id, action)): Path<(String, String)>,
 ) -> PageResult {
-    let form = Form::parse(&body);
-    let user = poster(&console, &headers, &form).await?;
+    match action.as_str() {
+        "edit" => edit_order(&console, &headers, id).await,
+        _ => Err(not_here(&action)),
+    }
+}
+
+/// `POST /ui/orders/{id}/{action}`: `edit` saves the edit form, `targets` adds a target,
+/// `state` moves the order through its lifecycle. Every one needs the CSRF token.
+pub(crate) async fn order_post(
+    State(console): State<Shared>,
+    Path((id, action)): Path<(String, String)>,
+    Posted { user, form }: Posted,
+) -> PageResult {
+    match action.as_str() {
+        "edit" => save_order(&console, &user, Some(id), &form).await,
+        "targets" => add_target(&console, &user, id, &form).await,
+        "state" => change_state(&console, &user, id, &form).await,
+        _ => Err(not_here(&action)),
+    }
+}
+
+fn not_here(action: &str) -> Refusal {
+    Refusal::Error(ControlError::NotFound {
+        what: "page",
+        id: action.to_owned(),
+    })
+}
+
+async fn change_state(console: &Shared, user: &User, id: String, form: &Form) -> PageResult {
     let to = match form.text("to") {
         "draft" => OrderState::Draft,
         "shadow" => OrderState::Shadow,
@@ -565,34 +627,33 @@ pub(crate) async fn change_state(
             return Err(ControlError::invalid("to", format!("{other:?} is not a state")).into())
         }
     };
-    let control = console.api.control.clone();
-    let (actor, key, reason) = (
-        user.actor.clone(),
-        id.clone(),
-        form.text("reason").to_owned(),
-    );
+    let (control, actor, key, reason) = acting(console, user, &id, form);
     blocking(move || control.transition(&actor, &key, to, &reason)).await?;
     Ok(see_other(&format!("/ui/orders/{}", segment(&id))))
 }
 
-pub(crate) async fn add_target(
-    State(console): State<Shared>,
-    headers: HeaderMap,
-    Path(id): Path<String>,
-    body: Bytes,
-) -> PageResult {
-    let form = Form::parse(&body);
-    let user = poster(&console, &headers, &form).await?;
+/// What a change of order `id` needs off the runtime: the control plane, the actor, the id,
+/// the form's reason.
+fn acting(
+    console: &Shared,
+    user: &User,
+    id: &str,
+    form: &Form,
+) -> (std::sync::Arc<crate::Control>, crate::Actor, String, String) {
+    (
+        console.api.control.clone(),
+        user.actor.clone(),
+        id.to_owned(),
+        form.text("reason").to_owned(),
+    )
+}
+
+async fn add_target(console: &Shared, user: &User, id: String, form: &Form) -> PageResult {
     let mut target = json!({"type": form.text("type"), "value": form.text("value")});
     if !form.text("evidence").is_empty() {
         target["evidence"] = json!(form.text("evidence"));
     }
-    let control = console.api.control.clone();
-    let (actor, key, reason) = (
-        user.actor.clone(),
-        id.clone(),
-        form.text("reason").to_owned(),
-    );
+    let (control, actor, key, reason) = acting(console, user, &id, form);
     let result = blocking(move || {
         let target: juris_policy::Target = crate::parse_json(target.to_string().as_bytes())
             .map_err(|e| ControlError::invalid("type", e.reason()))?;
@@ -610,7 +671,7 @@ pub(crate) async fn add_target(
         }
         Err(error) => return Err(error.into()),
     };
-    order_page(&console, &user, &id, Some(notice)).await
+    order_page(console, user, &id, Some(notice)).await
 }
 
 // ---- the order form --------------------------------------------------------------------------
@@ -621,12 +682,8 @@ pub(crate) async fn new_order(State(console): State<Shared>, headers: HeaderMap)
     Ok(order_form_page(&user, None, &Form::default(), &[]))
 }
 
-pub(crate) async fn edit_order(
-    State(console): State<Shared>,
-    headers: HeaderMap,
-    Path(id): Path<String>,
-) -> PageResult {
-    let user = user(&console, &headers).await?;
+async fn edit_order(console: &Shared, headers: &HeaderMap, id: String) -> PageResult {
+    let user = user(console, headers).await?;
     crate::control::require(&user.actor, Role::Editor)?;
     let control = console.api.control.clone();
     let view = blocking(move || control.order(&id)).await?;
@@ -638,35 +695,21 @@ pub(crate) async fn edit_order(
     ))
 }
 
-pub(crate) async fn create_order(
-    State(console): State<Shared>,
-    headers: HeaderMap,
-    body: Bytes,
-) -> PageResult {
-    save_order(console, headers, None, body).await
-}
-
-pub(crate) async fn update_order(
-    State(console): State<Shared>,
-    headers: HeaderMap,
-    Path(id): Path<String>,
-    body: Bytes,
-) -> PageResult {
-    save_order(console, headers, Some(id), body).await
+pub(crate) async fn create_order(State(console): State<Shared>, posted: Posted) -> PageResult {
+    let Posted { user, form } = posted;
+    save_order(&console, &user, None, &form).await
 }
 
 async fn save_order(
-    console: Shared,
-    headers: HeaderMap,
+    console: &Shared,
+    user: &User,
     existing: Option<String>,
-    body: Bytes,
+    form: &Form,
 ) -> PageResult {
-    let form = Form::parse(&body);
-    let user = poster(&console, &headers, &form).await?;
     let control = console.api.control.clone();
     let actor = user.actor.clone();
     let reason = form.text("reason").to_owned();
-    let document = form_to_document(&form, existing.as_deref());
+    let document = form_to_document(form, existing.as_deref());
     let editing = existing.clone();
     let result = blocking(move || {
         let mut document = document;
@@ -693,7 +736,7 @@ async fn save_order(
             if errors.is_empty() {
                 return Err(error.into());
             }
-            let mut response = order_form_page(&user, existing.as_deref(), &form, &errors);
+            let mut response = order_form_page(user, existing.as_deref(), form, &errors);
             *response.status_mut() = axum::http::StatusCode::UNPROCESSABLE_ENTITY;
             Ok(response)
         }
@@ -889,23 +932,17 @@ fn order_form_page(
                 (field("id", "Order id", &v("id"), Some("e.g. IT-MI-2024-0001 (printable ASCII, no spaces)"), error("id").as_deref()))
             }
             (select("kind", "Kind", KINDS, &v("kind"), error("kind").as_deref()))
-            (field("authority", "Issuing authority", &v("authority"), Some("e.g. Tribunale di Milano"), error("authority").as_deref()))
-            (field("reference", "Case reference", &v("reference"), None, error("reference").as_deref()))
-            (field("legal_basis", "Legal basis", &v("legal_basis"), None, error("legal_basis").as_deref()))
-            (field("requested_by", "Requested by", &v("requested_by"), Some("comma-separated"), error("requested_by").as_deref()))
-            (field("jurisdictions", "Jurisdictions", &v("jurisdictions"), Some("ISO 3166-1 alpha-2 codes, EU, or * (global), comma-separated"), error("jurisdictions").as_deref()))
+            @for (name, label, hint) in PARTIES {
+                (field(name, label, &v(name), *hint, error(name).as_deref()))
+            }
             (select("action", "Answer for a blocked name", ACTIONS, &v("action"), error("action").as_deref()))
             div.field {
                 input type="checkbox" id="block_addresses" name="block_addresses" checked[form.get("block_addresses").is_some()];
                 label for="block_addresses" { " Also block answers whose addresses match ip targets" }
             }
-            (field("effective_from", "Effective from (UTC)", &v("effective_from"), Some("RFC 3339, e.g. 2024-05-01T00:00:00Z; empty: immediately"), error("effective_from").as_deref()))
-            (field("comply_by", "Comply by (UTC)", &v("comply_by"), Some("the deadline, RFC 3339"), error("comply_by").as_deref()))
-            (field("expires_at", "Expires at (UTC)", &v("expires_at"), Some("empty: never"), error("expires_at").as_deref()))
-            (field("parent", "Parent order (extensions only)", &v("parent"), None, error("parent").as_deref()))
-            (field("notice_text", "Notice shown to users", &v("notice_text"), None, error("notice_text").as_deref()))
-            (field("notice_lang", "Notice language", &v("notice_lang"), Some("BCP 47, e.g. en, it"), error("notice_lang").as_deref()))
-            (field("notice_url", "Notice URL", &v("notice_url"), Some("e.g. the Lumen notice"), error("notice_url").as_deref()))
+            @for (name, label, hint) in DATES_AND_NOTICE {
+                (field(name, label, &v(name), *hint, error(name).as_deref()))
+            }
             (select("transparency", "Transparency page", TRANSPARENCY, &v("transparency"), error("transparency").as_deref()))
             @if editing.is_none() {
                 div.field.invalid[error("targets").is_some()] {
@@ -932,11 +969,11 @@ fn order_form_page(
 
 pub(crate) async fn explain(
     State(console): State<Shared>,
-    headers: HeaderMap,
     uri: Uri,
+    headers: HeaderMap,
 ) -> PageResult {
-    let user = user(&console, &headers).await?;
     let query = query_form(&uri);
+    let user = user(&console, &headers).await?;
     let opt = |name: &str| Some(query.text(name).to_owned()).filter(|s| !s.is_empty());
     let request = ExplainRequest {
         name: opt("name"),
@@ -1034,7 +1071,7 @@ async fn tokens_page(console: &Shared, user: &User, notice: Option<Markup>) -> P
     let list = blocking(move || control.tokens()).await?;
     let body = html! {
         @if let Some(notice) = notice { (notice) }
-        div.scroll { table {
+        div.scroll tabindex="0" { table {
             thead { tr { th scope="col" { "Name" } th scope="col" { "Role" } th scope="col" { "Created" }
                 th scope="col" { "By" } th scope="col" { "Revoked" } } }
             tbody { @for t in &list {
@@ -1052,8 +1089,8 @@ async fn tokens_page(console: &Shared, user: &User, notice: Option<Markup>) -> P
         form.card method="post" action="/ui/tokens/revoke" aria-labelledby="revoke-token" {
             h2 id="revoke-token" { "Revoke a token" }
             (view::csrf(user))
-            (field("name", "Name of the token to revoke", "", None, None))
-            (field("reason", "Reason", "", None, None))
+            (field_in("revoke-", "name", "Name of the token to revoke", "", None, None))
+            (field_in("revoke-", "reason", "Reason", "", None, None))
             button.danger type="submit" { "Revoke" }
         }
     };
@@ -1062,11 +1099,8 @@ async fn tokens_page(console: &Shared, user: &User, notice: Option<Markup>) -> P
 
 pub(crate) async fn create_token(
     State(console): State<Shared>,
-    headers: HeaderMap,
-    body: Bytes,
+    Posted { user, form }: Posted,
 ) -> PageResult {
-    let form = Form::parse(&body);
-    let user = poster(&console, &headers, &form).await?;
     crate::control::require(&user.actor, Role::Admin)?;
     let role: Role = serde_json::from_value(json!(form.text("role")))
         .map_err(|_| ControlError::invalid("role", "not a role"))?;
@@ -1085,13 +1119,8 @@ pub(crate) async fn create_token(
     tokens_page(&console, &user, Some(notice)).await
 }
 
-pub(crate) async fn revoke_token(
-    State(console): State<Shared>,
-    headers: HeaderMap,
-    body: Bytes,
-) -> PageResult {
-    let form = Form::parse(&body);
-    let user = poster(&console, &headers, &form).await?;
+pub(crate) async fn revoke_token(State(console): State<Shared>, posted: Posted) -> PageResult {
+    let Posted { user, form } = posted;
     let control = console.api.control.clone();
     let (actor, name, reason) = (
         user.actor.clone(),
@@ -1113,7 +1142,7 @@ pub(crate) async fn safeguards(State(console): State<Shared>, headers: HeaderMap
     let entries = console.api.control.protected().entries();
     let body = html! {
         p { "A target on this list (or below a name on it) is held for review, not enforced, until an admin overrides it with a reason. Configured in " code { "[control.protected]" } "." }
-        div.scroll { table {
+        div.scroll tabindex="0" { table {
             caption { (entries.len()) " protected entries" }
             thead { tr { th scope="col" { "Name or prefix" } th scope="col" { "Operator / source" } } }
             tbody { @for e in entries {

@@ -23,6 +23,7 @@ use super::{blocking, security_headers, segment, Console, Refusal, Shared};
 use crate::api::ApiState;
 use crate::control::{Control, TargetStatus};
 use crate::error::ControlError;
+use crate::export::TransparencyRow;
 
 /// How long a built page is served without looking at the store's revision... at most.
 const MAX_AGE: Duration = Duration::from_secs(60);
@@ -36,38 +37,18 @@ pub struct TransparencyPage {
     pub jurisdictions: BTreeMap<String, Vec<TransparencyOrder>>,
 }
 
-/// One order in force, as published.
+/// One order in force, as published: the transparency report's row (Lumen CourtOrder fields,
+/// `export::TransparencyRow`), its stable page, and the names when its `transparency` is `full`.
 #[derive(Debug, Clone, Serialize)]
 pub struct TransparencyOrder {
-    /// The order's id.
-    pub id: String,
+    /// The order as in `juris export transparency`.
+    #[serde(flatten)]
+    pub row: TransparencyRow,
     /// Its stable page (`/transparency/orders/ID`).
     pub url: String,
-    /// Its kind.
-    pub kind: String,
-    /// Who issued it.
-    pub authority: String,
-    /// Case reference.
-    pub reference: String,
-    /// Legal basis.
-    pub legal_basis: String,
-    /// Where it binds.
-    pub jurisdictions: Vec<String>,
-    /// When it was entered (RFC 3339).
-    pub date_received: String,
-    /// When it was first activated.
-    pub date_enforced: Option<String>,
-    /// `effective_from`.
-    pub effective_from: Option<String>,
-    /// `expires_at`.
-    pub expires_at: Option<String>,
-    /// The notice (e.g. a Lumen URL).
-    pub notice_url: String,
     /// `full` or `summary`.
     pub transparency: Transparency,
-    /// How many names (targets) it blocks (held targets excluded).
-    pub names_count: u64,
-    /// The names, only with `transparency: full`.
+    /// The names (held targets excluded), only with `transparency: full`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub names: Option<Vec<String>>,
 }
@@ -155,24 +136,9 @@ fn build(control: &Control) -> Result<Built, ControlError> {
             .map(|t| t.value.clone())
             .collect();
         let published = TransparencyOrder {
-            id: order.id.clone(),
+            row: crate::export::row(&view, now),
             url: format!("/transparency/orders/{}", segment(&order.id)),
-            kind: order.kind.as_str().to_owned(),
-            authority: order.authority.clone(),
-            reference: order.reference.clone(),
-            legal_basis: order.legal_basis.clone(),
-            jurisdictions: order.jurisdictions.clone(),
-            date_received: view.created_at.clone(),
-            date_enforced: view
-                .transitions
-                .iter()
-                .find(|t| t.to == "active")
-                .map(|t| t.at.clone()),
-            effective_from: order.effective_from.map(|t| t.to_string()),
-            expires_at: order.expires_at.map(|t| t.to_string()),
-            notice_url: order.notice.url.clone(),
             transparency,
-            names_count: names.len() as u64,
             names: (transparency == Transparency::Full).then_some(names),
         };
         for code in &order.jurisdictions {
@@ -200,18 +166,18 @@ fn build(control: &Control) -> Result<Built, ControlError> {
 
 fn order_section(order: &TransparencyOrder, heading: bool) -> maud::Markup {
     html! {
-        article.card id=(format!("order-{}", order.id)) {
-            @if heading { h3 { a href=(order.url) { (order.id) } } }
+        article.card id=(format!("order-{}", order.row.order_id)) {
+            @if heading { h3 { a href=(order.url) { (order.row.order_id) } } }
             dl.fields {
-                dt { "Authority" } dd { (order.authority) }
-                dt { "Reference" } dd { (order.reference) }
-                dt { "Legal basis" } dd { (order.legal_basis) }
-                dt { "Jurisdictions" } dd { (order.jurisdictions.join(", ")) }
-                dt { "Received" } dd { (time_text(&order.date_received)) }
-                dt { "Enforced since" } dd { @if let Some(t) = &order.date_enforced { (time_text(t)) } }
-                @if let Some(t) = &order.expires_at { dt { "Expires" } dd { (time_text(t)) } }
-                dt { "Notice" } dd { @if order.notice_url.is_empty() { "none published" } @else { a href=(order.notice_url) rel="noopener noreferrer" { (order.notice_url) } } }
-                dt { "Names blocked" } dd { (order.names_count) }
+                dt { "Authority" } dd { (order.row.issuing_authority) }
+                dt { "Reference" } dd { (order.row.case_reference) }
+                dt { "Legal basis" } dd { (order.row.legal_basis) }
+                dt { "Jurisdictions" } dd { (order.row.jurisdictions.join(", ")) }
+                dt { "Received" } dd { (time_text(&order.row.date_received)) }
+                dt { "Enforced since" } dd { @if let Some(t) = &order.row.date_enforced { (time_text(t)) } }
+                @if let Some(t) = &order.row.expires_at { dt { "Expires" } dd { (time_text(t)) } }
+                dt { "Notice" } dd { @if order.row.notice_url.is_empty() { "none published" } @else { a href=(order.row.notice_url) rel="noopener noreferrer" { (order.row.notice_url) } } }
+                dt { "Names blocked" } dd { (order.row.targets_count) }
             }
             @match &order.names {
                 Some(names) => { details { summary { "The names (" (names.len()) ")" } ul.names { @for n in names { li { (n) } } } } },
@@ -294,7 +260,7 @@ async fn order_report(
         .jurisdictions
         .values()
         .flatten()
-        .find(|o| o.id == id)
+        .find(|o| o.row.order_id == id)
         .ok_or(ControlError::NotFound {
             what: "order in force",
             id: id.clone(),

@@ -140,18 +140,32 @@ pub(crate) fn field(
     hint: Option<&str>,
     error: Option<&str>,
 ) -> Markup {
+    field_in("", name, label, value, hint, error)
+}
+
+/// [`field`] in a form that shares a page with another form having a field of the same name:
+/// the element ids get `form`'s prefix so that every label points at its own input.
+pub(crate) fn field_in(
+    form: &str,
+    name: &str,
+    label: &str,
+    value: &str,
+    hint: Option<&str>,
+    error: Option<&str>,
+) -> Markup {
+    let id = format!("{form}{name}");
     let described = match (hint, error) {
-        (_, Some(_)) => Some(format!("{name}-error")),
-        (Some(_), None) => Some(format!("{name}-hint")),
+        (_, Some(_)) => Some(format!("{id}-error")),
+        (Some(_), None) => Some(format!("{id}-hint")),
         _ => None,
     };
     html! {
         div.field.invalid[error.is_some()] {
-            label for=(name) { (label) }
-            input type="text" id=(name) name=(name) value=(value)
+            label for=(id) { (label) }
+            input type="text" id=(id) name=(name) value=(value)
                 aria-invalid=[error.map(|_| "true")] aria-describedby=[described];
-            @if let Some(hint) = hint { small.hint id=(format!("{name}-hint")) { (hint) } }
-            @if let Some(error) = error { p.field-error id=(format!("{name}-error")) { (error) } }
+            @if let Some(hint) = hint { small.hint id=(format!("{id}-hint")) { (hint) } }
+            @if let Some(error) = error { p.field-error id=(format!("{id}-error")) { (error) } }
         }
     }
 }
