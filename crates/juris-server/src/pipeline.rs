@@ -192,6 +192,8 @@ pub struct Pipeline {
     /// Address of each configured listener (by index).
     listen_addrs: Vec<SocketAddr>,
     block: BlockSettings,
+    /// Where resolved names go for mining (set once, by `observe_resolved`).
+    resolved: std::sync::OnceLock<crate::observe::ResolvedSink>,
 }
 
 /// How one query is judged: the country pin of each listener index, and where the hooks report
@@ -247,7 +249,33 @@ impl Pipeline {
             pins: config.listeners.iter().map(|l| l.country).collect(),
             listen_addrs: config.listeners.iter().map(|l| l.addr).collect(),
             block,
+            resolved: std::sync::OnceLock::new(),
         })
+    }
+
+    /// Hands every name resolved from now on (misses that went to the resolver, not cache
+    /// hits) to `sink`, which drops them when full. Set once; `false` if already set.
+    pub fn observe_resolved(&self, sink: crate::observe::ResolvedSink) -> bool {
+        self.resolved.set(sink).is_ok()
+    }
+
+    /// Resolves `name` (wire form) for `qtype` (class IN, DO=0) outside any client's query:
+    /// candidate mining looks up the blocked targets' name servers and addresses this way.
+    /// No policy is applied. `None` if the name is not a valid wire name.
+    pub async fn lookup(
+        &self,
+        name: &[u8],
+        qtype: u16,
+    ) -> Option<Result<Arc<CachedAnswer>, juris_resolver::ResolveError>> {
+        let name = Name::from_octets(Bytes::copy_from_slice(name)).ok()?;
+        let question = Question {
+            name,
+            qtype: Rtype::from_int(qtype),
+            qclass: Class::IN,
+            dnssec_ok: false,
+            checking_disabled: false,
+        };
+        Some(self.resolver.resolve(&question).await)
     }
 
     /// The policy engine (policy in force, classifier, counters).
@@ -716,7 +744,12 @@ impl Pipeline {
             other => other,
         };
         let (answer, stale) = match (result, &pending.stale) {
-            (Ok(fresh), _) => (fresh, None),
+            (Ok(fresh), _) => {
+                if let Some(sink) = self.resolved.get() {
+                    sink.offer(pending.name.as_slice(), &fresh);
+                }
+                (fresh, None)
+            }
             (Err(_), Some(stale)) => {
                 counters.stale_served();
                 let ttl = self.cache.config().stale_answer_ttl;

@@ -82,6 +82,8 @@ pub struct RawConfig {
     pub control: juris_control::ControlConfig,
     /// `[dnssec]`: validation, trust anchors, negative trust anchors, limits.
     pub dnssec: RawDnssec,
+    /// `[candidates]`: mirror candidates mined from resolved names (`docs/candidates.md`).
+    pub candidates: juris_control::candidates::CandidatesConfig,
 }
 
 /// `[dnssec]` (see `juris_resolver::dnssec::ValidatorConfig`).
@@ -687,6 +689,8 @@ pub struct Settings {
     pub protected: juris_control::ProtectedList,
     /// Where the admin API listens; `None` with `control.api_listen = "none"`.
     pub api_listen: Option<SocketAddr>,
+    /// Mirror candidates (checked).
+    pub candidates: juris_control::candidates::CandidatesConfig,
 }
 
 impl Settings {
@@ -788,6 +792,9 @@ impl Settings {
         };
         let protected = juris_control::ProtectedList::from_config(&raw.control.protected)
             .map_err(|e| invalid(e.field(), e.reason()))?;
+        raw.candidates
+            .validate()
+            .map_err(|(key, reason)| invalid(key, reason))?;
         Ok(Self {
             listeners,
             default_listeners,
@@ -816,6 +823,7 @@ impl Settings {
             control: raw.control.clone(),
             protected,
             api_listen,
+            candidates: raw.candidates.clone(),
         })
     }
 }
