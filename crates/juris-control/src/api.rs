@@ -483,11 +483,11 @@ fn table() -> Vec<(RouteSpec, MethodRouter<ApiState>)> {
         ),
         (
             spec("POST", "/v1/candidates/{name}/accept", Some(Editor)),
-            post(accept_candidate),
+            post(|state, actor, name, body| decide_candidate(state, actor, name, body, true)),
         ),
         (
             spec("POST", "/v1/candidates/{name}/dismiss", Some(Editor)),
-            post(dismiss_candidate),
+            post(|state, actor, name, body| decide_candidate(state, actor, name, body, false)),
         ),
     ]
 }
@@ -1272,14 +1272,31 @@ async fn list_candidates(
     Ok(Json(live_candidates(&state, filter.order.as_deref()).await?).into_response())
 }
 
-async fn accept_candidate(
+/// `POST /v1/candidates/{name}/accept` (`accept`) and `/dismiss`. An accepted candidate must
+/// be listed now for the order (its signals become the evidence); a dismissal needs not be.
+async fn decide_candidate(
     State(state): State<ApiState>,
     Extension(actor): Extension<Actor>,
     Path(name): Path<String>,
     body: Bytes,
+    accept: bool,
 ) -> ApiResult<Response> {
     let decision: crate::candidates::CandidateDecision = parse_json(&body)?;
     let wanted = name.trim_end_matches('.').to_ascii_lowercase();
+    let control = state.control.clone();
+    if !accept {
+        if decision.extension.is_some() {
+            return Err(ApiError(ControlError::invalid(
+                "extension",
+                "only an accepted candidate goes to an extension",
+            )));
+        }
+        let outcome = blocking(move || {
+            control.dismiss_candidate(&actor, &wanted, &decision.order, &decision.reason)
+        })
+        .await?;
+        return Ok(Json(outcome).into_response());
+    }
     let list = live_candidates(&state, Some(&decision.order)).await?;
     let evidence = list
         .candidates
@@ -1292,7 +1309,6 @@ async fn accept_candidate(
                 id: format!("{wanted} for order {}", decision.order),
             })
         })?;
-    let control = state.control.clone();
     let outcome = blocking(move || {
         control.accept_candidate(
             &actor,
@@ -1301,27 +1317,6 @@ async fn accept_candidate(
             decision.extension.as_deref(),
             &decision.reason,
         )
-    })
-    .await?;
-    Ok(Json(outcome).into_response())
-}
-
-async fn dismiss_candidate(
-    State(state): State<ApiState>,
-    Extension(actor): Extension<Actor>,
-    Path(name): Path<String>,
-    body: Bytes,
-) -> ApiResult<Response> {
-    let decision: crate::candidates::CandidateDecision = parse_json(&body)?;
-    if decision.extension.is_some() {
-        return Err(ApiError(ControlError::invalid(
-            "extension",
-            "only an accepted candidate goes to an extension",
-        )));
-    }
-    let control = state.control.clone();
-    let outcome = blocking(move || {
-        control.dismiss_candidate(&actor, &name, &decision.order, &decision.reason)
     })
     .await?;
     Ok(Json(outcome).into_response())

@@ -34,31 +34,16 @@ impl Control {
         require(actor, Role::Editor)?;
         let name = candidate_name(name)?;
         let now = self.now_text();
-        let audit_seq = self.write(|tx| {
-            record(
-                tx,
-                &name,
-                order,
-                "dismissed",
-                actor,
-                &now,
-                reason,
-                None,
-                None,
-            )?;
-            audit::append(
-                tx,
-                &now,
-                NewEntry {
-                    actor: &actor.name,
-                    action: "candidate.dismiss",
-                    object: format!("candidate:{name}"),
-                    before: None,
-                    after: Some(json!({"name": name, "order": order})),
-                    reason,
-                },
-            )
-        })?;
+        let row = Decision {
+            name: &name,
+            order,
+            accepted: false,
+            reason,
+            evidence: None,
+            extension: None,
+        };
+        let after = json!({"name": name, "order": order});
+        let audit_seq = self.write(|tx| row.record(tx, actor, &now, after))?;
         Ok(CandidateOutcome {
             name,
             order: order.to_owned(),
@@ -131,37 +116,22 @@ impl Control {
             .counted(self.store.read(|conn| load_order(conn, &extension)))?
             .map(|row| row.state.as_str().to_owned());
         let now = self.now_text();
-        let audit_seq = self.write(|tx| {
-            record(
-                tx,
-                &name,
-                order,
-                "accepted",
-                actor,
-                &now,
-                reason,
-                Some(&evidence_text),
-                Some(&extension),
-            )?;
-            audit::append(
-                tx,
-                &now,
-                NewEntry {
-                    actor: &actor.name,
-                    action: "candidate.accept",
-                    object: format!("candidate:{name}"),
-                    before: None,
-                    after: Some(json!({
-                        "name": name,
-                        "order": order,
-                        "extension": extension,
-                        "evidence": evidence,
-                        "held": held,
-                    })),
-                    reason,
-                },
-            )
-        })?;
+        let row = Decision {
+            name: &name,
+            order,
+            accepted: true,
+            reason,
+            evidence: Some(&evidence_text),
+            extension: Some(&extension),
+        };
+        let after = json!({
+            "name": name,
+            "order": order,
+            "extension": extension,
+            "evidence": evidence,
+            "held": held,
+        });
+        let audit_seq = self.write(|tx| row.record(tx, actor, &now, after))?;
         Ok(CandidateOutcome {
             name,
             order: order.to_owned(),
@@ -248,24 +218,46 @@ fn candidate_name(name: &str) -> Result<String, ControlError> {
     }
 }
 
-#[allow(clippy::too_many_arguments, reason = "one row's columns")]
-fn record(
-    tx: &rusqlite::Transaction<'_>,
-    name: &str,
-    order: &str,
-    decision: &str,
-    actor: &Actor,
-    now: &str,
-    reason: &str,
-    evidence: Option<&str>,
-    extension: Option<&str>,
-) -> Result<(), ControlError> {
-    tx.execute(
-        "INSERT INTO candidate_decisions (name, order_id, decision, decided_by, decided_at, reason, evidence, extension)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
-         ON CONFLICT (name, order_id) DO UPDATE SET decision = ?3, decided_by = ?4, decided_at = ?5,
-             reason = ?6, evidence = ?7, extension = ?8",
-        params![name, order, decision, actor.name, now, reason, evidence, extension],
-    )?;
-    Ok(())
+/// One decision row: written with its audit entry (`candidate.accept` / `candidate.dismiss`).
+struct Decision<'a> {
+    name: &'a str,
+    order: &'a str,
+    accepted: bool,
+    reason: &'a str,
+    evidence: Option<&'a str>,
+    extension: Option<&'a str>,
+}
+
+impl Decision<'_> {
+    /// Stores the decision (a later one for the same pair replaces it) and audits it with
+    /// `after`; the audit entry's sequence number.
+    fn record(
+        &self,
+        tx: &rusqlite::Transaction<'_>,
+        actor: &Actor,
+        now: &str,
+        after: serde_json::Value,
+    ) -> Result<i64, ControlError> {
+        let (decision, action) = if self.accepted {
+            ("accepted", "candidate.accept")
+        } else {
+            ("dismissed", "candidate.dismiss")
+        };
+        tx.execute(
+            "INSERT INTO candidate_decisions (name, order_id, decision, decided_by, decided_at, reason, evidence, extension)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
+             ON CONFLICT (name, order_id) DO UPDATE SET decision = ?3, decided_by = ?4, decided_at = ?5,
+                 reason = ?6, evidence = ?7, extension = ?8",
+            params![self.name, self.order, decision, actor.name, now, self.reason, self.evidence, self.extension],
+        )?;
+        let entry = NewEntry {
+            actor: &actor.name,
+            action,
+            object: format!("candidate:{}", self.name),
+            before: None,
+            after: Some(after),
+            reason: self.reason,
+        };
+        audit::append(tx, now, entry)
+    }
 }
