@@ -39,7 +39,7 @@ use crate::counters::Counters;
 use crate::error_map::{self, ErrorAnswer};
 use crate::hooks::{self, Tally};
 use crate::hot::HotAnswers;
-use crate::policy::PolicyEngine;
+use crate::policy::{policy_country, PolicyEngine};
 use crate::query::{parse_query, ClientSubnet, NameBuf, ParseConfig, ParseError, Query};
 use crate::synth::{
     self, opt_len, write_opt, EcsReply, ExtendedError, OptReply, Rcode, ReplyTo, ResponseBuilder,
@@ -461,11 +461,25 @@ impl Pipeline {
             let (index, hash) = HotAnswers::locate(&key);
             (table, index, hash)
         });
+        // Not clean, but judged under the verdict epoch in force: the client's jurisdiction
+        // decides (a German client of a name only Italy blocks is a hot hit; design 0026).
+        // Not for a trusted forwarder's ECS, whose scope would depend on the verdict.
+        let mut classified = None;
         if let Some((table, index, hash)) = hot.as_mut() {
             if let Some(slot) = table.fresh(*index, *hash, &key, now) {
-                if !self.engine.policy.any_withdrawn()
-                    && slot.is_clean_for(self.engine.policy.epoch())
-                {
+                let epoch = self.engine.policy.epoch();
+                let hit = !self.engine.policy.any_withdrawn()
+                    && (slot.is_clean_for(epoch)
+                        || (reply.opt.as_ref().is_none_or(|opt| opt.ecs.is_none())
+                            && !slot.needs_judging(epoch)
+                            && {
+                                let jurisdiction =
+                                    hooks::classify(&self.engine, judge.pins, &context);
+                                let country = policy_country(jurisdiction.country);
+                                classified = Some(jurisdiction);
+                                slot.spares(epoch, country)
+                            }));
+                if hit {
                     counters.hot_hit();
                     return match render_hot(out, &reply, query.client_name(), slot, now) {
                         Some(len) => Outcome::Respond(len),
@@ -475,8 +489,10 @@ impl Pipeline {
             }
         }
 
-        // HOOK: jurisdiction of the client (juris-geo).
-        let jurisdiction = hooks::classify(&self.engine, judge.pins, &context);
+        // HOOK: jurisdiction of the client (juris-geo), unless decided above.
+        let jurisdiction = classified
+            .take()
+            .unwrap_or_else(|| hooks::classify(&self.engine, judge.pins, &context));
         judge.tally.classified(&jurisdiction);
         // HOOK: service withdrawn in that jurisdiction.
         if hooks::withdrawn(judge.tally, &self.engine.policy, &jurisdiction).is_some() {
