@@ -53,6 +53,10 @@ pub trait ServerView: Send + Sync + 'static {
     fn cache_stats(&self) -> Result<CacheStats, ControlError> {
         Err(no_resolver())
     }
+    /// The mirror candidates mined from resolved names (decided ones not yet left out).
+    fn candidates(&self) -> Result<crate::candidates::CandidateList, ControlError> {
+        Err(no_resolver())
+    }
 }
 
 fn no_resolver() -> ControlError {
@@ -490,6 +494,18 @@ fn table() -> Vec<(RouteSpec, MethodRouter<ApiState>)> {
         (
             spec("GET", "/v1/cache/stats", Some(Operator)),
             get(cache_stats),
+        ),
+        (
+            spec("GET", "/v1/candidates", Some(Viewer)),
+            get(list_candidates),
+        ),
+        (
+            spec("POST", "/v1/candidates/{name}/accept", Some(Editor)),
+            post(|state, actor, name, body| decide_candidate(state, actor, name, body, true)),
+        ),
+        (
+            spec("POST", "/v1/candidates/{name}/dismiss", Some(Editor)),
+            post(|state, actor, name, body| decide_candidate(state, actor, name, body, false)),
         ),
     ]
 }
@@ -1238,6 +1254,90 @@ async fn cache_flush(
 
 async fn cache_stats(State(state): State<ApiState>) -> ApiResult<Response> {
     Ok(Json(state.server.cache_stats()?).into_response())
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CandidateFilter {
+    #[serde(default)]
+    order: Option<String>,
+}
+
+/// The live candidates without the (name, order) pairs already decided, optionally only those
+/// with a match for `order`.
+async fn live_candidates(
+    state: &ApiState,
+    order: Option<&str>,
+) -> ApiResult<crate::candidates::CandidateList> {
+    let mut list = state.server.candidates()?;
+    let control = state.control.clone();
+    let decided = blocking(move || control.decided_candidates()).await?;
+    list.candidates.retain_mut(|candidate| {
+        candidate.matches.retain(|m| {
+            !decided.contains(&(candidate.name.clone(), m.order.clone()))
+                && order.is_none_or(|o| o == m.order)
+        });
+        !candidate.matches.is_empty()
+    });
+    Ok(list)
+}
+
+async fn list_candidates(
+    State(state): State<ApiState>,
+    uri: axum::http::Uri,
+) -> ApiResult<Response> {
+    let filter: CandidateFilter = query(uri.query())?;
+    Ok(Json(live_candidates(&state, filter.order.as_deref()).await?).into_response())
+}
+
+/// `POST /v1/candidates/{name}/accept` (`accept`) and `/dismiss`. An accepted candidate must
+/// be listed now for the order (its signals become the evidence); a dismissal needs not be.
+async fn decide_candidate(
+    State(state): State<ApiState>,
+    Extension(actor): Extension<Actor>,
+    Path(name): Path<String>,
+    body: Bytes,
+    accept: bool,
+) -> ApiResult<Response> {
+    let decision: crate::candidates::CandidateDecision = parse_json(&body)?;
+    let wanted = name.trim_end_matches('.').to_ascii_lowercase();
+    let control = state.control.clone();
+    if !accept {
+        if decision.extension.is_some() {
+            return Err(ApiError(ControlError::invalid(
+                "extension",
+                "only an accepted candidate goes to an extension",
+            )));
+        }
+        let outcome = blocking(move || {
+            control.dismiss_candidate(&actor, &wanted, &decision.order, &decision.reason)
+        })
+        .await?;
+        return Ok(Json(outcome).into_response());
+    }
+    let list = live_candidates(&state, Some(&decision.order)).await?;
+    let evidence = list
+        .candidates
+        .into_iter()
+        .find(|c| c.name == wanted)
+        .and_then(|c| c.matches.into_iter().next())
+        .ok_or_else(|| {
+            ApiError(ControlError::NotFound {
+                what: "candidate",
+                id: format!("{wanted} for order {}", decision.order),
+            })
+        })?;
+    let outcome = blocking(move || {
+        control.accept_candidate(
+            &actor,
+            &wanted,
+            &evidence,
+            decision.extension.as_deref(),
+            &decision.reason,
+        )
+    })
+    .await?;
+    Ok(Json(outcome).into_response())
 }
 
 async fn create_token(

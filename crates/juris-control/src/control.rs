@@ -28,6 +28,9 @@ use crate::store::rows::{
 };
 use crate::store::Store;
 
+#[path = "review.rs"]
+mod review;
+
 /// Roles, weakest first: each role may do everything the roles before it may.
 #[derive(
     Debug,

@@ -53,6 +53,7 @@
 pub mod api;
 pub mod audit;
 pub mod console;
+pub mod candidates;
 mod control;
 mod error;
 pub mod export;

@@ -231,6 +231,21 @@ impl ProtectedList {
         }
     }
 
+    /// Whether `address` is inside a protected prefix (shared hosting, CDN ranges): such an
+    /// address says nothing about who runs a site (candidate mining ignores it).
+    pub fn covers_address(&self, address: std::net::IpAddr) -> bool {
+        self.entries
+            .iter()
+            .any(|entry| matches!(&entry.value, Protected::Prefix(net) if net.contains(&address)))
+    }
+
+    /// Whether `name` (lower-case, no trailing dot) is at or below a protected name.
+    pub fn covers_name(&self, name: &str) -> bool {
+        self.entries
+            .iter()
+            .any(|entry| matches!(&entry.value, Protected::Name(p) if is_at_or_below(name, p)))
+    }
+
     fn check_name(&self, kind: TargetKind, name: &str) -> Option<String> {
         for entry in &self.entries {
             let Protected::Name(protected) = &entry.value else {
@@ -268,7 +283,7 @@ impl ProtectedList {
     }
 }
 
-fn is_at_or_below(name: &str, ancestor: &str) -> bool {
+pub(crate) fn is_at_or_below(name: &str, ancestor: &str) -> bool {
     name == ancestor
         || (name.len() > ancestor.len()
             && name.ends_with(ancestor)

@@ -22,10 +22,14 @@ pub const STORE_FILE: &str = "control.sqlite3";
 const MIGRATIONS: &[(u32, &str)] = &[
     (1, include_str!("../migrations/0001_initial.sql")),
     (2, include_str!("../migrations/0002_operator_role.sql")),
+    (
+        3,
+        include_str!("../migrations/0003_candidate_decisions.sql"),
+    ),
 ];
 
 /// The schema version this build writes.
-pub const SCHEMA_VERSION: u32 = 2;
+pub const SCHEMA_VERSION: u32 = 3;
 
 /// The SQLite store. Cheap to share behind an `Arc`; operations serialise on one connection.
 #[derive(Debug)]

@@ -98,6 +98,14 @@ impl CountrySet {
         self.bits[slot / 64] |= 1 << (slot % 64);
     }
 
+    /// Adds every country of `other` (and makes this set global if `other` is).
+    pub fn extend(&mut self, other: &CountrySet) {
+        self.global |= other.global;
+        for (mine, theirs) in self.bits.iter_mut().zip(other.bits) {
+            *mine |= theirs;
+        }
+    }
+
     /// Whether the set binds every client.
     pub fn is_global(&self) -> bool {
         self.global

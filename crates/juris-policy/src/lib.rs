@@ -87,7 +87,7 @@ mod verdict;
 pub use jiff::Timestamp;
 
 pub use country::{Country, CountryError, CountrySet, EU_MEMBERS, ISO_3166_ALPHA2};
-pub use name::{name_to_wire, normalize_name, NameError};
+pub use name::{name_to_wire, normalize_name, wire_to_text, NameError};
 pub use order::{
     Action, BlockMeaning, Notice, Order, OrderKind, OrderState, Override, Target, TargetKind,
     Transparency, Window,

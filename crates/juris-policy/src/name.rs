@@ -150,7 +150,7 @@ pub(crate) fn push_key_from_name(name: &str, out: &mut Vec<u8>) -> u64 {
 
 /// The name (presentation format, lower case, no trailing dot; `.` for the root) of a wire
 /// name. Stops at a compression pointer or the end of the bytes; other bytes are shown lossily.
-pub(crate) fn wire_to_text(wire: &[u8]) -> String {
+pub fn wire_to_text(wire: &[u8]) -> String {
     let mut text = String::with_capacity(wire.len());
     let mut at = 0;
     while let Some(&len) = wire.get(at) {

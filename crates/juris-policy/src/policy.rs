@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use jiff::Timestamp;
 
-use crate::country::Country;
+use crate::country::{Country, CountrySet};
 use crate::index::{
     rule, rule_is_subtree, rule_order, AddressIndex, KeyHasher, NameIndex, NameIndexBuilder, Rule,
 };
@@ -431,6 +431,55 @@ impl CompiledPolicy {
         let mut any = false;
         self.addresses.visit(addr, |_, _| any = true);
         any
+    }
+
+    /// Adds to `reach` the jurisdictions of every order with a rule matching `qname` (as
+    /// [`check_name`](Self::check_name) matches: subtrees and the exact name), whatever their
+    /// state, dates, windows or parents. Exact: a client outside `reach` gets no block and no
+    /// shadow match from `qname` under this policy, at any time (an extension is judged by its
+    /// own jurisdictions).
+    pub fn reach_of_name(&self, qname: &[u8], reach: &mut CountrySet) {
+        if !self.may_apply_to_name(qname) {
+            return;
+        }
+        let mut wire = WireName::unparsed(qname);
+        if !wire.read() {
+            return;
+        }
+        let key = wire.key();
+        self.walk_name(&key, |_, rule| {
+            if let Some(order) = self.order(rule) {
+                reach.extend(&order.countries);
+            }
+        });
+    }
+
+    /// [`reach_of_name`](Self::reach_of_name) for an answer address (`ip` targets).
+    pub fn reach_of_address(&self, addr: IpAddr, reach: &mut CountrySet) {
+        self.addresses.visit(addr, |_, rule| {
+            if let Some(order) = self.order(rule) {
+                reach.extend(&order.countries);
+            }
+        });
+    }
+
+    /// [`reach_of_name`](Self::reach_of_name) for an authoritative server of the answer: its
+    /// name (`nsdname`) and its addresses (`nsip`).
+    pub fn reach_of_name_server(&self, name: &[u8], reach: &mut CountrySet) {
+        self.name_servers.visit_name(name, |rule| {
+            if let Some(order) = self.order(rule) {
+                reach.extend(&order.countries);
+            }
+        });
+    }
+
+    /// [`reach_of_name_server`](Self::reach_of_name_server) for a server address (`nsip`).
+    pub fn reach_of_name_server_address(&self, addr: IpAddr, reach: &mut CountrySet) {
+        self.name_servers.addresses().visit(addr, |_, rule| {
+            if let Some(order) = self.order(rule) {
+                reach.extend(&order.countries);
+            }
+        });
     }
 
     /// Checks a query name (or a CNAME target) for a client.

@@ -288,6 +288,46 @@ fn global_and_eu_orders() {
     assert!(!check(&policy, "e.to", None).is_block());
 }
 
+/// The per-country hot verdict rests on this: outside an order's reach, no check of the name,
+/// in any state, blocks or reports a shadow match.
+#[test]
+fn the_reach_of_a_name_is_the_jurisdictions_of_every_order_matching_it() {
+    let policy = compile(&[
+        order("it", &["IT"], &[(Subtree, "kickass.to")]),
+        valid(raw(
+            "de-shadow",
+            &["DE"],
+            &[(Domain, "www.kickass.to")],
+            OrderState::Shadow,
+        )),
+        valid(raw(
+            "fr-lifted",
+            &["FR"],
+            &[(Subtree, "kickass.to")],
+            OrderState::Lifted,
+        )),
+        order("global", &["*"], &[(Domain, "g.to")]),
+    ]);
+    let reach = |name: &str| {
+        let mut reach = CountrySet::empty();
+        policy.reach_of_name(&name_to_wire(name).unwrap(), &mut reach);
+        reach
+    };
+    let www = reach("www.kickass.to");
+    for (code, bound) in [("IT", true), ("DE", true), ("FR", true), ("ES", false)] {
+        assert_eq!(www.applies_to(country(code)), bound, "{code}");
+    }
+    assert!(!www.applies_to(None));
+    // The exact-name order does not reach other names below the subtree.
+    let other = reach("cdn.kickass.to");
+    assert!(other.applies_to(country("IT")) && !other.applies_to(country("DE")));
+    assert!(reach("g.to").applies_to(None));
+    assert!(!reach("example.org").applies_to(country("IT")));
+    // Outside the reach, the verdict is allow without shadow matches.
+    let spain = check(&policy, "www.kickass.to", country("ES"));
+    assert!(!spain.is_block() && spain.shadow().is_empty());
+}
+
 #[test]
 fn malformed_and_odd_wire_names_are_allowed() {
     let policy = compile(&[order("A", &["*"], &[(Subtree, "kickass.to")])]);

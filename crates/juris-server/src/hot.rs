@@ -26,7 +26,7 @@
 
 use std::sync::Arc;
 
-use juris_policy::CompiledPolicy;
+use juris_policy::{CompiledPolicy, Country, CountrySet};
 use juris_resolver::cache::{CacheKeyRef, CachedAnswer};
 
 /// Slots per worker (4096 pairs). A power of two; ~100 bytes each plus the rendered response.
@@ -67,6 +67,10 @@ pub struct Slot {
     /// No order of policy `judged_for` applies to the name, its CNAME targets, addresses or
     /// name servers.
     clean: bool,
+    /// When not clean: the jurisdictions of every order of policy `judged_for` that matches
+    /// the name, its CNAME targets, addresses or name servers (any state, any time). A client
+    /// outside them is answered as if clean (the per-country hot verdict).
+    reach: Option<Box<CountrySet>>,
 }
 
 impl Default for HotAnswers {
@@ -178,6 +182,20 @@ impl Slot {
         self.clean && self.judged_for == epoch && epoch != 0
     }
 
+    /// Whether no order of the policy of verdict `epoch` (the one in force) can apply to this
+    /// answer for a client in `country` (`None`: unknown): clean, or every order that matches
+    /// binds other jurisdictions only. Exact at any time until the epoch moves on.
+    #[inline]
+    pub(crate) fn spares(&self, epoch: u64, country: Option<Country>) -> bool {
+        self.judged_for == epoch
+            && epoch != 0
+            && (self.clean
+                || self
+                    .reach
+                    .as_ref()
+                    .is_some_and(|reach| !reach.applies_to(country)))
+    }
+
     /// Whether the verdict must be decided under `epoch` (it was under another one).
     #[inline]
     pub(crate) fn needs_judging(&self, epoch: u64) -> bool {
@@ -198,6 +216,7 @@ impl Slot {
             return;
         };
         self.clean = untouchable(policy, name, answer);
+        self.reach = (!self.clean).then(|| Box::new(reach(policy, name, answer)));
         self.judged_for = epoch;
     }
 
@@ -239,6 +258,29 @@ pub(crate) fn untouchable(policy: &CompiledPolicy, name: &[u8], answer: &CachedA
             .iter()
             .any(|address| policy.may_apply_to_address(*address))
         && !name_servers_may_match(answer, policy)
+}
+
+/// The jurisdictions of every order of `policy` matching `name`, `answer`'s CNAME targets,
+/// addresses or name servers (see [`CompiledPolicy::reach_of_name`]).
+fn reach(policy: &CompiledPolicy, name: &[u8], answer: &CachedAnswer) -> CountrySet {
+    let mut reach = CountrySet::empty();
+    policy.reach_of_name(name, &mut reach);
+    for target in answer.cname_targets() {
+        policy.reach_of_name(target, &mut reach);
+    }
+    for address in answer.addresses() {
+        policy.reach_of_address(*address, &mut reach);
+    }
+    if policy.has_name_server_triggers() {
+        let servers = answer.name_servers();
+        for server in servers.names() {
+            policy.reach_of_name_server(server, &mut reach);
+        }
+        for address in servers.addresses() {
+            policy.reach_of_name_server_address(*address, &mut reach);
+        }
+    }
+    reach
 }
 
 /// A fast hash of the key: multiply-rotate over 8-byte words (the rotation carries each

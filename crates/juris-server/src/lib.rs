@@ -61,6 +61,7 @@ pub mod error_map;
 pub mod explain;
 pub mod hooks;
 pub mod hot;
+pub mod observe;
 pub mod pipeline;
 pub mod policy;
 pub mod query;

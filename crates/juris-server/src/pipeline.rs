@@ -39,7 +39,7 @@ use crate::counters::Counters;
 use crate::error_map::{self, ErrorAnswer};
 use crate::hooks::{self, Tally};
 use crate::hot::HotAnswers;
-use crate::policy::PolicyEngine;
+use crate::policy::{policy_country, PolicyEngine};
 use crate::query::{parse_query, ClientSubnet, NameBuf, ParseConfig, ParseError, Query};
 use crate::synth::{
     self, opt_len, write_opt, EcsReply, ExtendedError, OptReply, Rcode, ReplyTo, ResponseBuilder,
@@ -192,6 +192,8 @@ pub struct Pipeline {
     /// Address of each configured listener (by index).
     listen_addrs: Vec<SocketAddr>,
     block: BlockSettings,
+    /// Where resolved names go for mining (set once, by `observe_resolved`).
+    resolved: std::sync::OnceLock<crate::observe::ResolvedSink>,
 }
 
 /// How one query is judged: the country pin of each listener index, and where the hooks report
@@ -247,7 +249,33 @@ impl Pipeline {
             pins: config.listeners.iter().map(|l| l.country).collect(),
             listen_addrs: config.listeners.iter().map(|l| l.addr).collect(),
             block,
+            resolved: std::sync::OnceLock::new(),
         })
+    }
+
+    /// Hands every name resolved from now on (misses that went to the resolver, not cache
+    /// hits) to `sink`, which drops them when full. Set once; `false` if already set.
+    pub fn observe_resolved(&self, sink: crate::observe::ResolvedSink) -> bool {
+        self.resolved.set(sink).is_ok()
+    }
+
+    /// Resolves `name` (wire form) for `qtype` (class IN, DO=0) outside any client's query:
+    /// candidate mining looks up the blocked targets' name servers and addresses this way.
+    /// No policy is applied. `None` if the name is not a valid wire name.
+    pub async fn lookup(
+        &self,
+        name: &[u8],
+        qtype: u16,
+    ) -> Option<Result<Arc<CachedAnswer>, juris_resolver::ResolveError>> {
+        let name = Name::from_octets(Bytes::copy_from_slice(name)).ok()?;
+        let question = Question {
+            name,
+            qtype: Rtype::from_int(qtype),
+            qclass: Class::IN,
+            dnssec_ok: false,
+            checking_disabled: false,
+        };
+        Some(self.resolver.resolve(&question).await)
     }
 
     /// The policy engine (policy in force, classifier, counters).
@@ -433,11 +461,25 @@ impl Pipeline {
             let (index, hash) = HotAnswers::locate(&key);
             (table, index, hash)
         });
+        // Not clean, but judged under the verdict epoch in force: the client's jurisdiction
+        // decides (a German client of a name only Italy blocks is a hot hit; design 0026).
+        // Not for a trusted forwarder's ECS, whose scope would depend on the verdict.
+        let mut classified = None;
         if let Some((table, index, hash)) = hot.as_mut() {
             if let Some(slot) = table.fresh(*index, *hash, &key, now) {
-                if !self.engine.policy.any_withdrawn()
-                    && slot.is_clean_for(self.engine.policy.epoch())
-                {
+                let epoch = self.engine.policy.epoch();
+                let hit = !self.engine.policy.any_withdrawn()
+                    && (slot.is_clean_for(epoch)
+                        || (reply.opt.as_ref().is_none_or(|opt| opt.ecs.is_none())
+                            && !slot.needs_judging(epoch)
+                            && {
+                                let jurisdiction =
+                                    hooks::classify(&self.engine, judge.pins, &context);
+                                let country = policy_country(jurisdiction.country);
+                                classified = Some(jurisdiction);
+                                slot.spares(epoch, country)
+                            }));
+                if hit {
                     counters.hot_hit();
                     return match render_hot(out, &reply, query.client_name(), slot, now) {
                         Some(len) => Outcome::Respond(len),
@@ -447,8 +489,10 @@ impl Pipeline {
             }
         }
 
-        // HOOK: jurisdiction of the client (juris-geo).
-        let jurisdiction = hooks::classify(&self.engine, judge.pins, &context);
+        // HOOK: jurisdiction of the client (juris-geo), unless decided above.
+        let jurisdiction = classified
+            .take()
+            .unwrap_or_else(|| hooks::classify(&self.engine, judge.pins, &context));
         judge.tally.classified(&jurisdiction);
         // HOOK: service withdrawn in that jurisdiction.
         if hooks::withdrawn(judge.tally, &self.engine.policy, &jurisdiction).is_some() {
@@ -716,7 +760,12 @@ impl Pipeline {
             other => other,
         };
         let (answer, stale) = match (result, &pending.stale) {
-            (Ok(fresh), _) => (fresh, None),
+            (Ok(fresh), _) => {
+                if let Some(sink) = self.resolved.get() {
+                    sink.offer(pending.name.as_slice(), &fresh);
+                }
+                (fresh, None)
+            }
             (Err(_), Some(stale)) => {
                 counters.stale_served();
                 let ttl = self.cache.config().stale_answer_ttl;

@@ -910,6 +910,79 @@ mod policy {
         );
     }
 
+    #[test]
+    fn a_name_blocked_only_in_italy_is_a_hot_hit_for_germany_exactly_across_publishes() {
+        // One UDP worker (one table of hot answers), a listener pinned to Italy, one to Germany.
+        let harness = Harness::start_with_policy(
+            "127.0.0.1:0".parse().unwrap(),
+            |config, _| {
+                config.threads = 1;
+                config.listeners = ["IT", "DE"]
+                    .iter()
+                    .map(|code| ListenerConfig {
+                        country: country(code),
+                        ..ListenerConfig::udp_and_tcp("127.0.0.1:0".parse().unwrap())
+                    })
+                    .collect();
+            },
+            engine(&[order("IT-1", r#"["IT"]"#, "active", "nxdomain", "")]),
+        );
+        let (italy, germany) = (
+            harness.server().listeners()[0].addr,
+            harness.server().listeners()[1].addr,
+        );
+        harness.insert(BLOCKED_WWW, &a_response(BLOCKED_WWW, 1));
+        let hot_hits = || harness.server().stats().cache_hits_hot;
+        let ask = |listener| udp(listener, &edns_query(BLOCKED_WWW, &[]));
+        // Counters are refreshed asynchronously: wait until they reach `at_least`.
+        let hot_hits_reach = |at_least: u64| {
+            let deadline = Instant::now() + Duration::from_secs(5);
+            while hot_hits() < at_least && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            hot_hits() >= at_least
+        };
+        let before = hot_hits();
+        for _ in 0..3 {
+            assert_eq!(ask(germany).response_code(), ResponseCode::NoError);
+            assert_eq!(ask(italy).response_code(), ResponseCode::NXDomain);
+        }
+        // The first German query fills the slot; the next two are hot; Italy never is.
+        assert!(hot_hits_reach(before + 2), "Germany was not served hot");
+        std::thread::sleep(Duration::from_millis(50));
+        assert_eq!(hot_hits(), before + 2, "Italy must never be served hot");
+
+        // The order now binds Germany too: the next German query is blocked (the publish
+        // voided the remembered verdict).
+        let handle = &harness.server().engine().policy;
+        handle.publish(
+            compile(
+                &[order("IT-1", r#"["IT", "DE"]"#, "active", "nxdomain", "")],
+                2,
+            ),
+            NOW,
+        );
+        for _ in 0..2 {
+            let blocked = ask(germany);
+            assert_eq!(blocked.response_code(), ResponseCode::NXDomain);
+            assert_eq!(ede_of(&blocked).unwrap().0, 16);
+        }
+        // Back to Italy only: Germany resolves, hot again.
+        handle.publish(
+            compile(&[order("IT-1", r#"["IT"]"#, "active", "nxdomain", "")], 3),
+            NOW,
+        );
+        let before = hot_hits();
+        for _ in 0..3 {
+            assert_eq!(ask(germany).response_code(), ResponseCode::NoError);
+        }
+        assert_eq!(ask(italy).response_code(), ResponseCode::NXDomain);
+        assert!(
+            hot_hits_reach(before + 2),
+            "Germany was not served hot again"
+        );
+    }
+
     /// A pipeline without sockets: listener `i` is pinned to `COUNTRIES[i]`.
     const COUNTRIES: [&str; 6] = ["IT", "DE", "FR", "ES", "AT", "NL"];
 

@@ -66,6 +66,55 @@ pub enum Command {
     Token(TokenCmd),
     /// The resolver's cache (role operator): flush, stats.
     Cache(CacheCmd),
+    /// Mirror candidates mined from resolved names: list, accept, dismiss.
+    Candidates(CandidatesCmd),
+}
+
+/// `juris candidates [--order ID] [accept|dismiss NAME --order ID]`
+#[derive(Debug, clap::Args)]
+pub struct CandidatesCmd {
+    #[command(flatten)]
+    pub api: ApiArgs,
+    /// Only candidates for this order.
+    #[arg(long)]
+    pub order: Option<String>,
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
+    #[command(subcommand)]
+    pub action: Option<CandidatesAction>,
+}
+
+/// What to do with one candidate.
+#[derive(Debug, clap::Subcommand)]
+pub enum CandidatesAction {
+    /// Add NAME (and everything below it) to an extension of the order, with the signals as
+    /// evidence, through the safeguards. Audited.
+    Accept {
+        /// The candidate (a registrable domain, e.g. kickasstorrents2.to).
+        name: String,
+        /// The order it was flagged for.
+        #[arg(long)]
+        order: String,
+        /// The extension to add it to (default: an extension of the order in the store, else
+        /// a new one, ORDER-ext).
+        #[arg(long)]
+        extension: Option<String>,
+        /// Why (audited).
+        #[arg(long, default_value = "")]
+        reason: String,
+    },
+    /// Do not show NAME again for the order. Audited.
+    Dismiss {
+        /// The candidate.
+        name: String,
+        /// The order it was flagged for.
+        #[arg(long)]
+        order: String,
+        /// Why (audited).
+        #[arg(long, default_value = "")]
+        reason: String,
+    },
 }
 
 /// `juris cache ...`
@@ -438,7 +487,112 @@ pub fn run_with(
         Command::Audit(cmd) => audit(cmd.action, out),
         Command::Token(cmd) => token(cmd.action, out),
         Command::Cache(cmd) => cache(&Client::new(&cmd.api), cmd.action, out),
+        Command::Candidates(cmd) => candidates(&Client::new(&cmd.api), cmd, out),
     }
+}
+
+fn candidates(client: &Client, cmd: CandidatesCmd, out: &mut dyn Write) -> Result<(), CliError> {
+    use juris_control::candidates::{CandidateDecision, CandidateList, CandidateOutcome};
+    let (name, decision, verb) = match cmd.action {
+        None => {
+            let path = api_path(&["v1", "candidates"], &[("order", cmd.order.as_deref())]);
+            let list: CandidateList = client.call("GET", &path, None)?;
+            if cmd.json {
+                return write(out, to_pretty(&list)?);
+            }
+            let mut text = String::new();
+            if !list.enabled {
+                text.push_str("candidate mining is off (candidates.enabled = false)\n");
+            }
+            for candidate in &list.candidates {
+                text.push_str(&format!(
+                    "{}  seen {} times ({} .. {})  e.g. {}\n",
+                    candidate.name,
+                    candidate.count,
+                    candidate.first_seen,
+                    candidate.last_seen,
+                    candidate.names.join(" ")
+                ));
+                for matched in &candidate.matches {
+                    let signals: Vec<String> = matched
+                        .signals
+                        .iter()
+                        .map(|s| format!("{} [{}]", s.signal, s.detail))
+                        .collect();
+                    text.push_str(&format!(
+                        "  order {} (target {}): {}\n",
+                        matched.order,
+                        matched.target,
+                        signals.join(", ")
+                    ));
+                }
+            }
+            text.push_str(&format!(
+                "{} candidates; {} domains remembered, {} evicted, {} resolved names dropped",
+                list.candidates.len(),
+                list.domains,
+                list.evicted,
+                list.dropped
+            ));
+            return write(out, text);
+        }
+        Some(CandidatesAction::Accept {
+            name,
+            order,
+            extension,
+            reason,
+        }) => (
+            name,
+            CandidateDecision {
+                order,
+                extension,
+                reason,
+            },
+            "accept",
+        ),
+        Some(CandidatesAction::Dismiss {
+            name,
+            order,
+            reason,
+        }) => (
+            name,
+            CandidateDecision {
+                order,
+                extension: None,
+                reason,
+            },
+            "dismiss",
+        ),
+    };
+    let path = api_path(&["v1", "candidates", &name, verb], &[]);
+    let outcome: CandidateOutcome = client.call_json("POST", &path, &decision)?;
+    if cmd.json {
+        return write(out, to_pretty(&outcome)?);
+    }
+    let text = match &outcome.extension {
+        Some(extension) => format!(
+            "{} {} for order {}: added to extension {} ({}){} (audit entry {})",
+            outcome.name,
+            outcome.decision,
+            outcome.order,
+            extension,
+            outcome
+                .extension_state
+                .as_deref()
+                .unwrap_or("unknown state"),
+            if outcome.held {
+                ", held for review (protected list)"
+            } else {
+                ""
+            },
+            outcome.audit_seq
+        ),
+        None => format!(
+            "{} {} for order {} (audit entry {})",
+            outcome.name, outcome.decision, outcome.order, outcome.audit_seq
+        ),
+    };
+    write(out, text)
 }
 
 fn cache(client: &Client, action: CacheAction, out: &mut dyn Write) -> Result<(), CliError> {

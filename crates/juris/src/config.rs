@@ -82,6 +82,8 @@ pub struct RawConfig {
     pub control: juris_control::ControlConfig,
     /// `[dnssec]`: validation, trust anchors, negative trust anchors, limits.
     pub dnssec: RawDnssec,
+    /// `[candidates]`: mirror candidates mined from resolved names (`docs/candidates.md`).
+    pub candidates: juris_control::candidates::CandidatesConfig,
 }
 
 /// `[dnssec]` (see `juris_resolver::dnssec::ValidatorConfig`).
@@ -689,6 +691,8 @@ pub struct Settings {
     pub api_listen: Option<SocketAddr>,
     /// Where the public transparency page listens too (`control.public_listen`), if anywhere.
     pub public_listen: Option<SocketAddr>,
+    /// Mirror candidates (checked).
+    pub candidates: juris_control::candidates::CandidatesConfig,
 }
 
 impl Settings {
@@ -799,6 +803,9 @@ impl Settings {
         };
         let protected = juris_control::ProtectedList::from_config(&raw.control.protected)
             .map_err(|e| invalid(e.field(), e.reason()))?;
+        raw.candidates
+            .validate()
+            .map_err(|(key, reason)| invalid(key, reason))?;
         Ok(Self {
             listeners,
             default_listeners,
@@ -828,6 +835,7 @@ impl Settings {
             protected,
             api_listen,
             public_listen,
+            candidates: raw.candidates.clone(),
         })
     }
 }

@@ -67,6 +67,7 @@ pub struct LiveServer {
     pipeline: Arc<Pipeline>,
     stats: StatsCell,
     policy_error: Arc<dyn Fn() -> Option<String> + Send + Sync>,
+    candidates: Arc<crate::candidates::Candidates>,
 }
 
 impl LiveServer {
@@ -76,11 +77,13 @@ impl LiveServer {
         pipeline: Arc<Pipeline>,
         stats: StatsCell,
         policy_error: Arc<dyn Fn() -> Option<String> + Send + Sync>,
+        candidates: Arc<crate::candidates::Candidates>,
     ) -> Self {
         Self {
             pipeline,
             stats,
             policy_error,
+            candidates,
         }
     }
 
@@ -90,6 +93,10 @@ impl LiveServer {
 }
 
 impl ServerView for LiveServer {
+    fn candidates(&self) -> Result<juris_control::candidates::CandidateList, ControlError> {
+        Ok(self.candidates.list())
+    }
+
     /// Through [`Pipeline::explain`]: the access list, the listener pin, trusted ECS, GeoIP,
     /// `policy.withdraw`, the policy and the cache, at the server clock's time.
     fn explain(&self, request: &ExplainRequest) -> Result<ExplainView, ControlError> {
@@ -433,6 +440,7 @@ mod tests {
             Arc::new(pipeline),
             Arc::new(Mutex::new(ServerStats::default())),
             Arc::new(|| None),
+            crate::candidates::Candidates::disabled(),
         )
     }
 

@@ -21,6 +21,7 @@
 //! ```
 #![forbid(unsafe_code)]
 
+mod candidates;
 mod cli;
 mod config;
 mod control;
@@ -76,6 +77,9 @@ enum Command {
     Token(crate::cli::TokenCmd),
     /// The resolver's cache, through the API (role operator): flush, stats.
     Cache(crate::cli::CacheCmd),
+    /// Mirror candidates mined from resolved names, for review (through the API): list them
+    /// (`--order ID`), `accept NAME --order ID` (into an extension), `dismiss NAME --order ID`.
+    Candidates(crate::cli::CandidatesCmd),
 }
 
 #[derive(Debug, Subcommand)]
@@ -307,6 +311,7 @@ fn main() -> ExitCode {
         Command::Audit(cmd) => control_cli(crate::cli::Command::Audit(cmd)),
         Command::Token(cmd) => control_cli(crate::cli::Command::Token(cmd)),
         Command::Cache(cmd) => control_cli(crate::cli::Command::Cache(cmd)),
+        Command::Candidates(cmd) => control_cli(crate::cli::Command::Candidates(cmd)),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -54,8 +54,13 @@ pub fn run(
 
     let clock: SharedClock = Arc::new(SystemClock);
     let control = crate::control::open(&settings, Arc::clone(&clock))?;
-    let (engine, loader) =
+    let (engine, mut loader) =
         policy_engine_with_store(&settings, clock.unix_seconds(), Some(Arc::clone(&control)))?;
+    // Mirror candidates compare with the name targets the loader holds (`docs/candidates.md`).
+    let name_targets = match (&mut loader, settings.candidates.enabled) {
+        (Some(loader), true) => Some(loader.share_name_targets()),
+        _ => None,
+    };
     let cache = Arc::new(AnswerCache::new(settings.cache.clone()));
     let resolver =
         Resolver::new(settings.resolver.clone(), cache, clock.clone()).context("resolver")?;
@@ -105,6 +110,22 @@ pub fn run(
         None => None,
     };
 
+    let candidates = match name_targets {
+        Some(targets) => {
+            let runtime = server
+                .runtime_handle()
+                .context("candidate mining: the server runtime is gone")?;
+            crate::candidates::Candidates::start(
+                &settings.candidates,
+                server.pipeline(),
+                &runtime,
+                targets,
+                settings.protected.clone(),
+            )
+        }
+        None => crate::candidates::Candidates::disabled(),
+    };
+
     let stop = Arc::new(AtomicBool::new(false));
     let mut threads: Vec<JoinHandle<()>> = Vec::new();
     // The loader actor: it owns the loader from here on; others send it wake-ups.
@@ -137,6 +158,7 @@ pub fn run(
             Arc::clone(server.pipeline()),
             Arc::clone(&stats),
             policy_error,
+            candidates,
         );
         let state = juris_control::ApiState {
             control: Arc::clone(&control),

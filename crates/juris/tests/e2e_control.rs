@@ -126,12 +126,18 @@ impl Setup {
 }
 
 fn setup() -> Setup {
-    let hierarchy = Hierarchy::builder()
-        .zone(Zone::new("to."))
-        .zone(Zone::new("kickasstorrents.to.").records("@ A 192.0.2.10\nwww A 192.0.2.10"))
-        .zone(Zone::new("test."))
-        .zone(Zone::new("mirror.test.").records("www A 192.0.2.50\nother A 192.0.2.51"))
-        .start();
+    setup_in(
+        Hierarchy::builder()
+            .zone(Zone::new("to."))
+            .zone(Zone::new("kickasstorrents.to.").records("@ A 192.0.2.10\nwww A 192.0.2.10"))
+            .zone(Zone::new("test."))
+            .zone(Zone::new("mirror.test.").records("www A 192.0.2.50\nother A 192.0.2.51"))
+            .start(),
+    )
+}
+
+/// [`setup`] on another hierarchy.
+fn setup_in(hierarchy: Hierarchy) -> Setup {
     let clients = AddressBlock::allocate();
     let directory = tempfile::tempdir().unwrap();
     let mmdb = directory.path().join("countries.mmdb");
@@ -617,4 +623,144 @@ fn kill_9_while_writing_loses_no_acknowledged_order_and_the_chain_verifies() {
         None,
     ));
     assert!(verified.starts_with("audit log intact"), "{verified}");
+}
+
+/// The Milan site at its own address and behind a CDN address (Cloudflare's 104.16.0.0/13,
+/// on the protected list); a mirror under another suffix at the site's own address; another
+/// rotation; an innocent site on the same CDN address; an innocent site on the site's own
+/// address (shared hosting the list does not know).
+fn mirror_world() -> Hierarchy {
+    Hierarchy::builder()
+        .zone(Zone::new("to."))
+        .zone(
+            Zone::new("kickasstorrents.to.")
+                .records("@ A 198.51.100.7\n@ A 104.16.5.5\nwww A 198.51.100.7"),
+        )
+        .zone(Zone::new("kickasstorrents2.to.").records("www A 198.51.100.7"))
+        .zone(Zone::new("kickass-torrents.to.").records("www A 192.0.2.80"))
+        .zone(Zone::new("test."))
+        .zone(Zone::new("innocent.test.").records("www A 104.16.5.5"))
+        .zone(Zone::new("neighbour.test.").records("www A 198.51.100.7"))
+        .start()
+}
+
+/// `juris candidates [ARGS] --json`, parsed.
+fn candidates(s: &Setup, args: &[&str]) -> serde_json::Value {
+    let mut all = vec!["candidates", "--json"];
+    all.extend_from_slice(args);
+    serde_json::from_str(&s.cli(&all)).unwrap()
+}
+
+/// The signals listed for candidate `name` and order `order`, if it is listed.
+fn signals_of(list: &serde_json::Value, name: &str, order: &str) -> Option<Vec<String>> {
+    let candidate = list["candidates"]
+        .as_array()?
+        .iter()
+        .find(|c| c["name"] == name)?;
+    let matched = candidate["matches"]
+        .as_array()?
+        .iter()
+        .find(|m| m["order"] == order)?;
+    Some(
+        matched["signals"]
+            .as_array()?
+            .iter()
+            .map(|s| s["signal"].as_str().unwrap_or_default().to_owned())
+            .collect(),
+    )
+}
+
+#[test]
+fn a_resolved_mirror_becomes_a_candidate_and_accepting_it_blocks_it_for_italy() {
+    let s = setup_in(mirror_world());
+    let (italy, germany) = (s.italy(), s.germany());
+    let file = s.write("order.json", ORDER);
+    s.cli(&[
+        "order",
+        "apply",
+        file.to_str().unwrap(),
+        "--reason",
+        "court order",
+    ]);
+    assert!(eventually(|| s.blocked(italy, "www.kickasstorrents.to.")));
+
+    // Clients resolve the mirror, another rotation and two innocent sites.
+    let mirror = "www.kickasstorrents2.to.";
+    assert!(s.resolves(germany, mirror, "198.51.100.7"));
+    assert!(s.resolves(italy, mirror, "198.51.100.7"));
+    assert!(s.resolves(germany, "www.kickass-torrents.to.", "192.0.2.80"));
+    assert!(s.resolves(germany, "www.innocent.test.", "104.16.5.5"));
+    assert!(s.resolves(germany, "www.neighbour.test.", "198.51.100.7"));
+
+    // The mirror is listed for the Milan order with the similar-name signal, and (once the
+    // blocked target's addresses were looked up) the shared address outside the CDN range.
+    let order = "IT-MI-2024-0001";
+    let mut list = serde_json::Value::Null;
+    let found = eventually(|| {
+        list = candidates(&s, &["--order", order]);
+        signals_of(&list, "kickasstorrents2.to", order)
+            .is_some_and(|signals| signals == ["similar_name", "same_address"])
+    });
+    assert!(found, "{list:#}\n{}", s.juris.stderr());
+    let everything = candidates(&s, &[]);
+    assert!(
+        signals_of(&everything, "kickass-torrents.to", order).is_some(),
+        "{everything:#}"
+    );
+    // Sharing an address is never enough: not the CDN address, not even the site's own.
+    for innocent in ["innocent.test", "neighbour.test"] {
+        assert!(
+            signals_of(&everything, innocent, order).is_none(),
+            "{everything:#}"
+        );
+    }
+    let text = s.cli(&["candidates", "--order", order]);
+    assert!(
+        text.contains("kickasstorrents2.to")
+            && text.contains("similar_name [kickasstorrents2 ~ kickasstorrents (contains)]"),
+        "{text}"
+    );
+
+    // Accepted: into an extension of the order, enforced for Italy only.
+    let accepted = s.cli(&[
+        "candidates",
+        "accept",
+        "kickasstorrents2.to",
+        "--order",
+        order,
+        "--reason",
+        "same site, new suffix",
+    ]);
+    assert!(
+        accepted.contains("added to extension IT-MI-2024-0001-ext (active)"),
+        "{accepted}"
+    );
+    assert!(
+        eventually(|| s.blocked(italy, mirror)),
+        "the accepted mirror is not blocked: {}",
+        s.juris.stderr()
+    );
+    assert!(s.resolves(germany, mirror, "198.51.100.7"));
+    let shown: serde_json::Value =
+        serde_json::from_str(&s.cli(&["order", "show", "IT-MI-2024-0001-ext"])).unwrap();
+    assert_eq!(shown["order"]["parent"], order, "{shown}");
+    let evidence = shown["targets"][0]["evidence"].as_str().unwrap_or_default();
+    assert!(evidence.contains("similar_name"), "{shown}");
+
+    // Dismissed: not listed again. Both decisions are audited.
+    s.cli(&[
+        "candidates",
+        "dismiss",
+        "kickass-torrents.to",
+        "--order",
+        order,
+    ]);
+    let after = candidates(&s, &[]);
+    for gone in ["kickasstorrents2.to", "kickass-torrents.to"] {
+        assert!(signals_of(&after, gone, order).is_none(), "{after:#}");
+    }
+    let log = s.cli(&["audit", "log"]);
+    for action in ["candidate.accept", "candidate.dismiss", "target.add"] {
+        assert!(log.contains(action), "{action} missing from\n{log}");
+    }
 }

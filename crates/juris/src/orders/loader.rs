@@ -31,7 +31,14 @@ pub struct OrderLoader {
     pub(crate) validations: u64,
     /// Successful loads so far (the first one compiles from scratch).
     loads: u64,
+    /// The name targets of the orders in force, shared with candidate mining (when asked).
+    name_targets: Option<NameTargets>,
 }
+
+/// (order id, target name) of every `domain`/`subtree` target of the active and shadow orders
+/// the loader holds whole (orders over `RETAIN_TARGETS` targets are left out), replaced after
+/// each load that published.
+pub type NameTargets = Arc<std::sync::Mutex<Arc<Vec<(String, String)>>>>;
 
 /// What a load put in force.
 #[derive(Debug)]
@@ -68,6 +75,44 @@ impl OrderLoader {
             compactor: Compactor::new(handle),
             validations: 0,
             loads: 0,
+            name_targets: None,
+        }
+    }
+
+    /// The cell the loader keeps the orders' name targets in from now on (for candidate
+    /// mining), filled now.
+    pub fn share_name_targets(&mut self) -> NameTargets {
+        let cell = self
+            .name_targets
+            .get_or_insert_with(NameTargets::default)
+            .clone();
+        self.refresh_name_targets();
+        cell
+    }
+
+    fn refresh_name_targets(&self) {
+        use juris_policy::{OrderState, TargetKind, TargetValue};
+        let Some(cell) = &self.name_targets else {
+            return;
+        };
+        let mut targets = Vec::new();
+        for known in self.known.values() {
+            let Body::Full(order) = &known.body else {
+                continue;
+            };
+            if !matches!(order.info().state, OrderState::Active | OrderState::Shadow) {
+                continue;
+            }
+            for target in order.targets() {
+                if let (TargetKind::Domain | TargetKind::Subtree, TargetValue::Name(name)) =
+                    (target.kind(), target.value())
+                {
+                    targets.push((order.id().to_owned(), name.to_string()));
+                }
+            }
+        }
+        if let Ok(mut slot) = cell.lock() {
+            *slot = Arc::new(targets);
         }
     }
 
@@ -180,6 +225,9 @@ impl OrderLoader {
         let generation = self.generation;
         self.known = reading.next;
         self.loads += 1;
+        if published {
+            self.refresh_name_targets();
+        }
         for (source, rejected) in self.sources.iter_mut().zip(rejected_by_source) {
             source.loaded(rejected == 0);
         }

@@ -60,7 +60,7 @@ mod tests;
 mod watch;
 
 pub use files::FileSource;
-pub use loader::OrderLoader;
+pub use loader::{NameTargets, OrderLoader};
 pub use source::{OrderSource, Safeguards, SourceId};
 pub use store::StoreSource;
 pub use watch::{spawn, LoaderHandle};

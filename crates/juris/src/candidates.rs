@@ -1,0 +1,224 @@
+//! Mirror candidates in the running server (issue #14 item 3; `docs/candidates.md`): a task on
+//! the server's runtime takes the names the resolver resolved from a bounded channel (filled on
+//! the miss path, dropped when full: `juris_server::observe`) into the bounded
+//! [`juris_control::candidates::Miner`]; another looks up the blocked targets' name servers
+//! and addresses through the resolver, a few per round, so that the name-server and address
+//! signals have something to compare with (blocked names are never resolved for clients).
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use juris_control::candidates::{CandidateList, CandidatesConfig, Miner, Observation, Reference};
+use juris_control::ProtectedList;
+use juris_server::observe::{Resolved, ResolvedSink};
+use juris_server::Pipeline;
+
+use crate::orders::NameTargets;
+
+const QTYPE_A: u16 = 1;
+const QTYPE_AAAA: u16 = 28;
+/// How often the profiler looks for targets it has not looked up yet.
+const PROFILE_TICK: Duration = Duration::from_secs(1);
+
+/// What a blocked target resolved to, and when.
+#[derive(Debug, Clone)]
+struct Profile {
+    name_servers: Vec<String>,
+    addresses: Vec<IpAddr>,
+    at: Instant,
+}
+
+/// The mining state the API reads.
+pub struct Candidates {
+    enabled: bool,
+    miner: Mutex<Miner>,
+    profiles: Mutex<HashMap<String, Profile>>,
+    targets: NameTargets,
+    protected: ProtectedList,
+    sink: Option<ResolvedSink>,
+}
+
+impl Candidates {
+    /// Mining switched off: lists nothing.
+    pub fn disabled() -> Arc<Candidates> {
+        Arc::new(Candidates {
+            enabled: false,
+            miner: Mutex::new(Miner::new(1)),
+            profiles: Mutex::default(),
+            targets: NameTargets::default(),
+            protected: ProtectedList::defaults(),
+            sink: None,
+        })
+    }
+
+    /// Starts mining on `runtime`: resolved names of `pipeline` from now on, against the name
+    /// targets the loader keeps in `targets`.
+    pub fn start(
+        config: &CandidatesConfig,
+        pipeline: &Arc<Pipeline>,
+        runtime: &tokio::runtime::Handle,
+        targets: NameTargets,
+        protected: ProtectedList,
+    ) -> Arc<Candidates> {
+        let (sink, mut receiver) = ResolvedSink::channel(config.queue);
+        pipeline.observe_resolved(sink.clone());
+        let candidates = Arc::new(Candidates {
+            enabled: true,
+            miner: Mutex::new(Miner::new(config.max_domains)),
+            profiles: Mutex::default(),
+            targets,
+            protected,
+            sink: Some(sink),
+        });
+        let miner = Arc::clone(&candidates);
+        let clock = Arc::clone(pipeline);
+        runtime.spawn(async move {
+            while let Some(resolved) = receiver.recv().await {
+                let observation = observation(&resolved, clock.now() as i64);
+                if let Ok(mut miner) = miner.miner.lock() {
+                    miner.observe(observation);
+                }
+            }
+        });
+        let profiler = Arc::clone(&candidates);
+        let pipeline = Arc::clone(pipeline);
+        let interval = Duration::from_secs(config.profile_interval);
+        let per_round = config.profiles_per_round;
+        runtime.spawn(async move {
+            let mut next_round = Instant::now();
+            loop {
+                let due = profiler.due(interval, per_round, Instant::now() >= next_round);
+                if Instant::now() >= next_round {
+                    next_round = Instant::now() + interval;
+                }
+                for name in due {
+                    let profile = profile(&pipeline, &name).await;
+                    if let Ok(mut profiles) = profiler.profiles.lock() {
+                        profiles.insert(name, profile);
+                    }
+                }
+                tokio::time::sleep(PROFILE_TICK).await;
+            }
+        });
+        candidates
+    }
+
+    /// Targets to look up now: those never looked up, and (in a full round) those looked up
+    /// longer than `interval` ago; at most `limit`.
+    fn due(&self, interval: Duration, limit: usize, full_round: bool) -> Vec<String> {
+        let targets = self.target_list();
+        let Ok(profiles) = self.profiles.lock() else {
+            return Vec::new();
+        };
+        let mut due: Vec<String> = Vec::new();
+        for (_, name) in targets.iter() {
+            let stale = match profiles.get(name) {
+                None => true,
+                Some(profile) => full_round && profile.at.elapsed() >= interval,
+            };
+            if stale && !due.contains(name) {
+                due.push(name.clone());
+                if due.len() >= limit {
+                    break;
+                }
+            }
+        }
+        due
+    }
+
+    fn target_list(&self) -> Arc<Vec<(String, String)>> {
+        self.targets
+            .lock()
+            .map(|targets| Arc::clone(&targets))
+            .unwrap_or_default()
+    }
+
+    /// The candidates now (dismissals not yet filtered: the API does that with the store).
+    pub fn list(&self) -> CandidateList {
+        if !self.enabled {
+            return CandidateList::default();
+        }
+        let references: Vec<Reference> = {
+            let profiles = self.profiles.lock().map(|p| p.clone()).unwrap_or_default();
+            self.target_list()
+                .iter()
+                .map(|(order, name)| {
+                    let profile = profiles.get(name);
+                    Reference {
+                        order: order.clone(),
+                        name: name.clone(),
+                        name_servers: profile.map(|p| p.name_servers.clone()).unwrap_or_default(),
+                        addresses: profile.map(|p| p.addresses.clone()).unwrap_or_default(),
+                    }
+                })
+                .collect()
+        };
+        let Ok(miner) = self.miner.lock() else {
+            return CandidateList::default();
+        };
+        CandidateList {
+            enabled: true,
+            domains: miner.len(),
+            dropped: self.sink.as_ref().map_or(0, ResolvedSink::dropped),
+            evicted: miner.evicted(),
+            candidates: miner.candidates(&references, &self.protected),
+        }
+    }
+}
+
+impl std::fmt::Debug for Candidates {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Candidates")
+            .field("enabled", &self.enabled)
+            .finish_non_exhaustive()
+    }
+}
+
+fn observation(resolved: &Resolved, at: i64) -> Observation {
+    let answer = &resolved.answer;
+    Observation {
+        name: juris_policy::wire_to_text(&resolved.name),
+        cname_targets: answer
+            .cname_targets()
+            .iter()
+            .map(|t| juris_policy::wire_to_text(t))
+            .collect(),
+        addresses: answer.addresses().to_vec(),
+        name_servers: answer
+            .name_servers()
+            .names()
+            .iter()
+            .map(|n| juris_policy::wire_to_text(n))
+            .collect(),
+        at,
+    }
+}
+
+/// The name servers and addresses of `name` (A and AAAA), as the resolver finds them.
+async fn profile(pipeline: &Pipeline, name: &str) -> Profile {
+    let mut profile = Profile {
+        name_servers: Vec::new(),
+        addresses: Vec::new(),
+        at: Instant::now(),
+    };
+    let Ok(wire) = juris_policy::name_to_wire(name) else {
+        return profile;
+    };
+    for qtype in [QTYPE_A, QTYPE_AAAA] {
+        let Some(Ok(answer)) = pipeline.lookup(&wire, qtype).await else {
+            continue;
+        };
+        profile.addresses.extend_from_slice(answer.addresses());
+        if profile.name_servers.is_empty() {
+            profile.name_servers = answer
+                .name_servers()
+                .names()
+                .iter()
+                .map(|n| juris_policy::wire_to_text(n))
+                .collect();
+        }
+    }
+    profile
+}
