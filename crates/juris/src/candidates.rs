@@ -36,6 +36,7 @@ pub struct Candidates {
     miner: Mutex<Miner>,
     profiles: Mutex<HashMap<String, Profile>>,
     targets: NameTargets,
+    max_targets: usize,
     protected: ProtectedList,
     sink: Option<ResolvedSink>,
 }
@@ -48,6 +49,7 @@ impl Candidates {
             miner: Mutex::new(Miner::new(1)),
             profiles: Mutex::default(),
             targets: NameTargets::default(),
+            max_targets: 0,
             protected: ProtectedList::defaults(),
             sink: None,
         })
@@ -69,6 +71,7 @@ impl Candidates {
             miner: Mutex::new(Miner::new(config.max_domains)),
             profiles: Mutex::default(),
             targets,
+            max_targets: config.max_targets,
             protected,
             sink: Some(sink),
         });
@@ -109,11 +112,20 @@ impl Candidates {
     /// longer than `interval` ago; at most `limit`.
     fn due(&self, interval: Duration, limit: usize, full_round: bool) -> Vec<String> {
         let targets = self.target_list();
-        let Ok(profiles) = self.profiles.lock() else {
+        let Ok(mut profiles) = self.profiles.lock() else {
             return Vec::new();
         };
+        // Forget the profiles of targets no longer compared (orders changed).
+        if full_round {
+            let wanted: std::collections::HashSet<&str> = self
+                .compared(&targets)
+                .iter()
+                .map(|(_, name)| name.as_str())
+                .collect();
+            profiles.retain(|name, _| wanted.contains(name.as_str()));
+        }
         let mut due: Vec<String> = Vec::new();
-        for (_, name) in targets.iter() {
+        for (_, name) in self.compared(&targets) {
             let stale = match profiles.get(name) {
                 None => true,
                 Some(profile) => full_round && profile.at.elapsed() >= interval,
@@ -128,11 +140,17 @@ impl Candidates {
         due
     }
 
+    /// The name targets (order id, name) as the loader lists them, by order; only the
+    /// first `max_targets` are compared ([`Candidates::compared`]).
     fn target_list(&self) -> Arc<Vec<(String, String)>> {
         self.targets
             .lock()
             .map(|targets| Arc::clone(&targets))
             .unwrap_or_default()
+    }
+
+    fn compared<'a>(&self, targets: &'a [(String, String)]) -> &'a [(String, String)] {
+        &targets[..targets.len().min(self.max_targets)]
     }
 
     /// The candidates now (dismissals not yet filtered: the API does that with the store).
@@ -142,7 +160,9 @@ impl Candidates {
         }
         let references: Vec<Reference> = {
             let profiles = self.profiles.lock().map(|p| p.clone()).unwrap_or_default();
-            self.target_list()
+            let targets = self.target_list();
+            let references = self
+                .compared(&targets)
                 .iter()
                 .map(|(order, name)| {
                     let profile = profiles.get(name);
@@ -153,7 +173,8 @@ impl Candidates {
                         addresses: profile.map(|p| p.addresses.clone()).unwrap_or_default(),
                     }
                 })
-                .collect()
+                .collect();
+            references
         };
         let Ok(miner) = self.miner.lock() else {
             return CandidateList::default();
