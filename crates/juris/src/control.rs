@@ -67,7 +67,12 @@ pub struct LiveServer {
     pipeline: Arc<Pipeline>,
     stats: StatsCell,
     policy_error: Arc<dyn Fn() -> Option<String> + Send + Sync>,
+    /// The fleet state (publishing or following), when configured.
+    fleet: Option<FleetStatusFn>,
 }
+
+/// Reads the fleet state as JSON for `/v1/status` and `/metrics`.
+pub type FleetStatusFn = Arc<dyn Fn() -> serde_json::Value + Send + Sync>;
 
 impl LiveServer {
     /// A view of the running `pipeline` (its policy, classifier, listeners, clock and cache),
@@ -81,7 +86,14 @@ impl LiveServer {
             pipeline,
             stats,
             policy_error,
+            fleet: None,
         }
+    }
+
+    /// The same view, with the fleet state in `/v1/status` and `/metrics`.
+    pub fn with_fleet(mut self, fleet: FleetStatusFn) -> Self {
+        self.fleet = Some(fleet);
+        self
     }
 
     fn engine(&self) -> &PolicyEngine {
@@ -277,6 +289,7 @@ impl ServerView for LiveServer {
             cache_misses: stats.cache_misses,
             blocks: per(|c| c.blocked),
             shadow_matches: per(|c| c.shadow),
+            fleet: self.fleet.as_ref().map(|status| status()),
         }
     }
 }

@@ -1,4 +1,4 @@
-//! Where orders come from ([`OrderSource`]: files, the control plane's store; next, zone
+//! Where orders come from ([`OrderSource`]: files, the control plane's store, a fleet primary's
 //! transfers), what each order is called ([`SourceId`]), and the safeguards every order goes
 //! through whatever its source ([`Safeguards`]).
 //!
@@ -28,6 +28,11 @@ pub enum SourceId {
         /// The order's id in the store.
         order: String,
     },
+    /// One order of the fleet primary's metadata zone, by order id.
+    Fleet {
+        /// The order's id.
+        order: String,
+    },
 }
 
 impl fmt::Display for SourceId {
@@ -35,6 +40,7 @@ impl fmt::Display for SourceId {
         match self {
             SourceId::File(path) => write!(f, "{}", path.display()),
             SourceId::Store { order } => write!(f, "control store order {order}"),
+            SourceId::Fleet { order } => write!(f, "fleet primary's order {order}"),
         }
     }
 }

@@ -1,0 +1,76 @@
+//! Orders from the fleet primary ([`FleetSource`]): the last good orders of the follower's
+//! transfers (or of its snapshot), through the same validation as files and the store.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use crate::fleet::follower::Follower;
+
+use super::diff::Known;
+use super::files::content_hash;
+use super::source::{OrderSource, SourceId, Version};
+use super::OrdersError;
+
+/// The orders an edge follows. Its follower wakes the loader after a transfer that changed
+/// them; a transfer that fails or does not decode changes nothing here.
+#[derive(Debug)]
+pub struct FleetSource {
+    follower: Arc<Follower>,
+}
+
+impl FleetSource {
+    /// The orders of `follower`.
+    pub fn new(follower: Arc<Follower>) -> FleetSource {
+        FleetSource { follower }
+    }
+}
+
+impl OrderSource for FleetSource {
+    fn describe(&self) -> String {
+        format!("fleet primary {}", self.follower.primary())
+    }
+
+    fn read(
+        &mut self,
+        known: &BTreeMap<SourceId, Known>,
+        sink: &mut dyn FnMut(SourceId, Version),
+    ) -> Result<(), OrdersError> {
+        let Some(orders) = self.follower.orders() else {
+            return Ok(());
+        };
+        for order in orders.iter() {
+            let id = SourceId::Fleet {
+                order: order.id.clone(),
+            };
+            let content = match serde_json::to_vec(order) {
+                Ok(bytes) => content_hash(&bytes),
+                Err(e) => {
+                    let error = OrdersError::Store(format!("fleet order {}: {e}", order.id));
+                    sink(id, Version::Unreadable(error));
+                    continue;
+                }
+            };
+            if known.get(&id).is_some_and(|k| k.content == content) {
+                sink(id, Version::Unchanged(None));
+                continue;
+            }
+            sink(
+                id,
+                Version::Changed {
+                    content,
+                    stamp: None,
+                    order: Ok(order.clone()),
+                },
+            );
+        }
+        Ok(())
+    }
+
+    /// The primary publishes only what its own loader accepted: file orders checked against
+    /// the protected list with their overrides, store orders without their held targets (an
+    /// admin's per-target override does not travel in the document). Validation with the
+    /// Public Suffix List runs again here.
+    fn reviews_protected_targets(&self) -> bool {
+        true
+    }
+}
