@@ -409,7 +409,9 @@ pub fn render(origin: &str, serial: u64, orders: &[ExportOrder]) -> String {
     for order in orders {
         out.push_str(&format!("; order {}: {}\n", order.id, order.description));
         if order.action == Action::Refused {
-            out.push_str("; this order answers REFUSED, which RPZ cannot express: exported as NXDOMAIN\n");
+            out.push_str(
+                "; this order answers REFUSED, which RPZ cannot express: exported as NXDOMAIN\n",
+            );
         }
         for (owner, rdata) in triggers(order) {
             out.push_str(&format!("{owner} CNAME {rdata}\n"));

@@ -397,13 +397,21 @@ impl Pipeline {
         // authenticated itself; the NOTIFY only says when to look.
         if let Some(receiver) = self.engine.notify.get() {
             if let Some((id, query_flags, question)) = crate::query::parse_notify(packet) {
-                let zone = question.get(..question.len().saturating_sub(4)).unwrap_or_default();
+                let zone = question
+                    .get(..question.len().saturating_sub(4))
+                    .unwrap_or_default();
                 let rcode = if receiver(zone, context.client.ip()) {
                     Rcode::NOERROR
                 } else {
                     Rcode::REFUSED
                 };
-                return respond_or_drop(write_notify_response(out, id, query_flags, question, rcode));
+                return respond_or_drop(write_notify_response(
+                    out,
+                    id,
+                    query_flags,
+                    question,
+                    rcode,
+                ));
             }
         }
         let payload = self.config.parse.max_udp_payload;

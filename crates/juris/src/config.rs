@@ -136,9 +136,9 @@ pub struct RawTsigKey {
 
 fn fleet_settings(raw: &RawFleet) -> Result<crate::fleet::FleetSettings, ConfigError> {
     let address = |key: String, text: &str| {
-        text.trim().parse::<SocketAddr>().map_err(|_| {
-            invalid(key, format!("{text:?} is not ADDR:PORT"))
-        })
+        text.trim()
+            .parse::<SocketAddr>()
+            .map_err(|_| invalid(key, format!("{text:?} is not ADDR:PORT")))
     };
     let prefixes = |key: &str, list: &[String]| {
         list.iter()
@@ -185,7 +185,10 @@ fn fleet_settings(raw: &RawFleet) -> Result<crate::fleet::FleetSettings, ConfigE
             .map(|a| address("fleet.follow".into(), a))
             .transpose()?,
     };
-    if settings.xfr_listen.is_some() && settings.tsig_keys.is_empty() && settings.allow_unsigned.is_empty() {
+    if settings.xfr_listen.is_some()
+        && settings.tsig_keys.is_empty()
+        && settings.allow_unsigned.is_empty()
+    {
         return Err(invalid(
             "fleet.tsig_keys",
             "fleet.xfr_listen needs a TSIG key (--tsig-key NAME:ALGORITHM:BASE64SECRET; `juris tsig generate NAME` makes one) or fleet.allow_unsigned",

@@ -347,7 +347,9 @@ fn main() -> ExitCode {
         Command::Audit(cmd) => control_cli(crate::cli::Command::Audit(cmd)),
         Command::Token(cmd) => control_cli(crate::cli::Command::Token(cmd)),
         Command::Cache(cmd) => control_cli(crate::cli::Command::Cache(cmd)),
-        Command::Tsig(TsigCommand::Generate { name, algorithm }) => tsig_generate(&name, &algorithm),
+        Command::Tsig(TsigCommand::Generate { name, algorithm }) => {
+            tsig_generate(&name, &algorithm)
+        }
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -97,9 +97,6 @@ impl Setup {
     fn data_dir(&self) -> PathBuf {
         self.directory.path().join("data")
     }
-    fn dig(&self, client: IpAddr, name: &str) -> Response {
-        dig_at(self.juris.address(), client, name)
-    }
     fn blocked(&self, client: IpAddr, name: &str) -> bool {
         blocked_at(self.juris.address(), client, name)
     }
@@ -674,7 +671,10 @@ fn a_fleet_edge_enforces_the_primarys_orders_and_keeps_them_through_a_restart_wi
     let edge_data = s.directory.path().join("edge-data");
     fs::create_dir_all(&edge_data).unwrap();
     let edge_token = create_token(&edge_data, "admin", "edge-officer");
-    let edge_api = format!("http://{}", SocketAddr::new(IpAddr::V4(s.clients.address(152)), 8053));
+    let edge_api = format!(
+        "http://{}",
+        SocketAddr::new(IpAddr::V4(s.clients.address(152)), 8053)
+    );
     let mmdb = s.directory.path().join("countries.mmdb");
     let start_edge = || {
         let edge = Juris::builder(JURIS)
@@ -696,10 +696,21 @@ fn a_fleet_edge_enforces_the_primarys_orders_and_keeps_them_through_a_restart_wi
         edge
     };
     let first = start_edge();
-    assert!(resolves_at(edge_dns, italy, "www.kickasstorrents.to.", "192.0.2.10"));
+    assert!(resolves_at(
+        edge_dns,
+        italy,
+        "www.kickasstorrents.to.",
+        "192.0.2.10"
+    ));
 
     let file = s.write("order.json", ORDER);
-    s.cli(&["order", "apply", file.to_str().unwrap(), "--reason", "court order received"]);
+    s.cli(&[
+        "order",
+        "apply",
+        file.to_str().unwrap(),
+        "--reason",
+        "court order received",
+    ]);
     assert!(eventually(|| s.blocked(italy, "www.kickasstorrents.to.")));
     assert!(
         eventually(|| blocked_at(edge_dns, italy, "www.kickasstorrents.to.")),
@@ -707,7 +718,12 @@ fn a_fleet_edge_enforces_the_primarys_orders_and_keeps_them_through_a_restart_wi
         first.stderr(),
         s.juris.stderr()
     );
-    assert!(resolves_at(edge_dns, germany, "www.kickasstorrents.to.", "192.0.2.10"));
+    assert!(resolves_at(
+        edge_dns,
+        germany,
+        "www.kickasstorrents.to.",
+        "192.0.2.10"
+    ));
 
     // A change after the first transfer comes by IXFR, on NOTIFY.
     s.cli(&["order", "add-target", "IT-MI-2024-0001", "www.mirror.test"]);
@@ -740,6 +756,13 @@ fn a_fleet_edge_enforces_the_primarys_orders_and_keeps_them_through_a_restart_wi
         second.stderr()
     );
     assert!(blocked_at(edge_dns, italy, "www.mirror.test."));
-    assert!(resolves_at(edge_dns, germany, "www.kickasstorrents.to.", "192.0.2.10"));
-    assert!(second.stderr().contains("enforcing the orders of the snapshot"));
+    assert!(resolves_at(
+        edge_dns,
+        germany,
+        "www.kickasstorrents.to.",
+        "192.0.2.10"
+    ));
+    assert!(second
+        .stderr()
+        .contains("enforcing the orders of the snapshot"));
 }

@@ -116,7 +116,8 @@ impl TsigKey {
 
     /// The key as `domain::tsig` uses it.
     pub fn key(&self) -> Result<Key, String> {
-        let name: KeyName = Name::from_str(&self.name).map_err(|e| format!("{}: {e}", self.name))?;
+        let name: KeyName =
+            Name::from_str(&self.name).map_err(|e| format!("{}: {e}", self.name))?;
         Key::new(self.algorithm, &self.secret, name, None, None)
             .map_err(|e| format!("TSIG key {}: {e}", self.name))
     }

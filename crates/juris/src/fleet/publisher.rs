@@ -205,15 +205,23 @@ impl Publisher {
     pub(crate) fn inject(&self, apex: &str, rr: Rr) {
         let mut state = self.state();
         let (from, to) = (state.serial, state.serial + 1);
-        let mut records = state.zones.get(apex).map(|z| (**z).clone()).unwrap_or_default();
+        let mut records = state
+            .zones
+            .get(apex)
+            .map(|z| (**z).clone())
+            .unwrap_or_default();
         records.insert(rr.clone());
         state.zones.insert(apex.to_owned(), Arc::new(records));
-        state.journal.entry(apex.to_owned()).or_default().push_back(Delta {
-            from,
-            to,
-            removed: Vec::new(),
-            added: vec![rr],
-        });
+        state
+            .journal
+            .entry(apex.to_owned())
+            .or_default()
+            .push_back(Delta {
+                from,
+                to,
+                removed: Vec::new(),
+                added: vec![rr],
+            });
         state.serial = to;
     }
 
@@ -388,7 +396,10 @@ impl Publisher {
             .context("XFR thread")?;
         if !self.notify.is_empty() {
             let (tx, rx) = mpsc::channel();
-            *self.notify_tx.lock().unwrap_or_else(PoisonError::into_inner) = Some(tx);
+            *self
+                .notify_tx
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner) = Some(tx);
             let publisher = Arc::clone(self);
             std::thread::Builder::new()
                 .name("juris-notify".into())
@@ -406,7 +417,9 @@ impl Publisher {
             if open.load(Ordering::Relaxed) >= MAX_CONNECTIONS {
                 continue;
             }
-            let Ok(peer) = stream.peer_addr() else { continue };
+            let Ok(peer) = stream.peer_addr() else {
+                continue;
+            };
             let publisher = Arc::clone(&self);
             let open = Arc::clone(&open);
             open.fetch_add(1, Ordering::Relaxed);

@@ -80,7 +80,10 @@ impl Fixture {
 fn axfr_then_ixfr_then_a_journal_gap_falls_back_to_the_whole_zone() {
     let f = Fixture::new();
     let follower = f.follower(Some(f.key.clone()));
-    assert!(follower.transfer_once().unwrap(), "the first transfer brings the order");
+    assert!(
+        follower.transfer_once().unwrap(),
+        "the first transfer brings the order"
+    );
     assert_eq!(Fixture::ids(&follower), [("IT-1".to_owned(), 1)]);
     assert_eq!(follower.status()["full_transfers"], 1);
     // Nothing new: up to date, nothing changes.
@@ -119,13 +122,23 @@ fn axfr_then_ixfr_then_a_journal_gap_falls_back_to_the_whole_zone() {
 #[test]
 fn a_wrong_key_and_an_unsigned_request_are_refused() {
     let f = Fixture::new();
-    let wrong = TsigKey::new("fleet-test", "hmac-sha256", &TsigKey::generate("x", "").unwrap().secret_base64())
-        .unwrap();
+    let wrong = TsigKey::new(
+        "fleet-test",
+        "hmac-sha256",
+        &TsigKey::generate("x", "").unwrap().secret_base64(),
+    )
+    .unwrap();
     let error = f.follower(Some(wrong)).transfer_once().unwrap_err();
-    assert!(error.contains("NOTAUTH") || error.contains("TSIG"), "{error}");
+    assert!(
+        error.contains("NOTAUTH") || error.contains("TSIG"),
+        "{error}"
+    );
     let unknown = TsigKey::generate("other-key", "").unwrap();
     let error = f.follower(Some(unknown)).transfer_once().unwrap_err();
-    assert!(error.contains("NOTAUTH") || error.contains("TSIG"), "{error}");
+    assert!(
+        error.contains("NOTAUTH") || error.contains("TSIG"),
+        "{error}"
+    );
     let unsigned = f.follower(None);
     let error = unsigned.transfer_once().unwrap_err();
     assert!(error.contains("REFUSED"), "{error}");

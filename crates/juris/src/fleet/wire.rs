@@ -111,8 +111,9 @@ fn request(
         .map_err(|e| e.to_string())?;
     let mut authority = question.authority();
     if let Some(serial) = ixfr_from {
-        let soa = UnknownRecordData::from_octets(Rtype::SOA, super::zone::soa_rdata(suffix, serial))
-            .map_err(|e| e.to_string())?;
+        let soa =
+            UnknownRecordData::from_octets(Rtype::SOA, super::zone::soa_rdata(suffix, serial))
+                .map_err(|e| e.to_string())?;
         authority
             .push(Record::new(name, Class::IN, Ttl::from_secs(TTL), soa))
             .map_err(|e| e.to_string())?;
@@ -149,8 +150,8 @@ pub fn transfer(
     write_framed(&mut stream, &query).map_err(|e| format!("{primary}: {e}"))?;
     let mut reader = Reader::new(zone, have);
     loop {
-        let bytes = read_framed(&mut stream)
-            .map_err(|e| format!("{primary}: transfer cut short: {e}"))?;
+        let bytes =
+            read_framed(&mut stream).map_err(|e| format!("{primary}: transfer cut short: {e}"))?;
         let mut message =
             Message::from_octets(bytes).map_err(|_| format!("{primary}: short message"))?;
         if let Some(sequence) = sequence.as_mut() {
@@ -208,7 +209,10 @@ impl<'a> Reader<'a> {
     fn take(&mut self, rr: Rr) -> Result<Option<Transfer>, String> {
         let soa = if rr.rtype == rtype::SOA {
             if rr.owner != self.zone {
-                return Err(format!("an SOA for {} in the transfer of {}", rr.owner, self.zone));
+                return Err(format!(
+                    "an SOA for {} in the transfer of {}",
+                    rr.owner, self.zone
+                ));
             }
             Some(soa_serial(&rr.rdata).ok_or("malformed SOA")?)
         } else {

@@ -233,11 +233,7 @@ pub fn rpz_zones(
         ..ValidationOptions::default()
     };
     let mut zones: BTreeMap<String, Records> = BTreeMap::new();
-    for apex in keep
-        .iter()
-        .cloned()
-        .chain([rpz_apex("global", suffix)])
-    {
+    for apex in keep.iter().cloned().chain([rpz_apex("global", suffix)]) {
         let records = apex_records(&apex, suffix);
         zones.insert(apex, records);
     }
@@ -365,7 +361,9 @@ pub fn decode_orders(apex: &str, records: &Records) -> Result<Vec<Order>, String
     }
     for label in targets.keys() {
         if !headers.contains_key(label) {
-            return Err(format!("targets of {label}.{apex} without their order record"));
+            return Err(format!(
+                "targets of {label}.{apex} without their order record"
+            ));
         }
     }
     let mut orders = Vec::with_capacity(headers.len());
@@ -480,7 +478,10 @@ mod tests {
 
     #[test]
     fn soa_round_trips() {
-        assert_eq!(soa_serial(&soa_rdata(SUFFIX, 4_000_000_001)), Some(4_000_000_001));
+        assert_eq!(
+            soa_serial(&soa_rdata(SUFFIX, 4_000_000_001)),
+            Some(4_000_000_001)
+        );
         assert_eq!(txt_strings(&[3, b'a', b'b']), None);
     }
 }

@@ -7,8 +7,7 @@ use std::sync::Arc;
 use crate::fleet::follower::Follower;
 
 use super::diff::Known;
-use super::files::content_hash;
-use super::source::{OrderSource, SourceId, Version};
+use super::source::{hand_over, OrderSource, SourceId, Version};
 use super::OrdersError;
 
 /// The orders an edge follows. Its follower wakes the loader after a transfer that changed
@@ -42,26 +41,7 @@ impl OrderSource for FleetSource {
             let id = SourceId::Fleet {
                 order: order.id.clone(),
             };
-            let content = match serde_json::to_vec(order) {
-                Ok(bytes) => content_hash(&bytes),
-                Err(e) => {
-                    let error = OrdersError::Store(format!("fleet order {}: {e}", order.id));
-                    sink(id, Version::Unreadable(error));
-                    continue;
-                }
-            };
-            if known.get(&id).is_some_and(|k| k.content == content) {
-                sink(id, Version::Unchanged(None));
-                continue;
-            }
-            sink(
-                id,
-                Version::Changed {
-                    content,
-                    stamp: None,
-                    order: Ok(order.clone()),
-                },
-            );
+            hand_over(id, std::borrow::Cow::Borrowed(order), known, sink);
         }
         Ok(())
     }

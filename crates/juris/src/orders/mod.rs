@@ -51,8 +51,8 @@ use std::path::PathBuf;
 use juris_policy::{CompileError, ValidationErrors};
 
 mod diff;
-mod fleet;
 mod files;
+mod fleet;
 mod loader;
 mod priority;
 mod publish;

@@ -113,6 +113,37 @@ pub trait OrderSource: Send + fmt::Debug {
     }
 }
 
+/// Hands a document-backed order (the store's, a fleet primary's) to `sink`: unchanged when
+/// the hash of its serialisation is its last good version's, else changed (a clone is made
+/// only then).
+pub(super) fn hand_over(
+    id: SourceId,
+    order: std::borrow::Cow<'_, juris_policy::Order>,
+    known: &BTreeMap<SourceId, Known>,
+    sink: &mut dyn FnMut(SourceId, Version),
+) {
+    let content = match serde_json::to_vec(&*order) {
+        Ok(bytes) => super::files::content_hash(&bytes),
+        Err(e) => {
+            let error = OrdersError::Store(format!("{id}: {e}"));
+            sink(id, Version::Unreadable(error));
+            return;
+        }
+    };
+    if known.get(&id).is_some_and(|k| k.content == content) {
+        sink(id, Version::Unchanged(None));
+        return;
+    }
+    sink(
+        id,
+        Version::Changed {
+            content,
+            stamp: None,
+            order: Ok(order.into_owned()),
+        },
+    );
+}
+
 /// What every order goes through, whatever its source: validation with the Public Suffix List
 /// (a public suffix or TLD target needs a recorded override) and the protected list (a target
 /// touching shared infrastructure holds the order, with the reason, until it is overridden).
