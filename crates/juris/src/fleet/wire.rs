@@ -18,8 +18,11 @@ use super::zone::{name_wire, rtype, soa_serial, Records, Rr, TTL};
 /// A message is closed once it holds this many bytes (well under 65535 with the TSIG).
 pub const MESSAGE_TARGET: usize = 16_000;
 
+/// A record as the builder takes it.
+pub type WireRecord = Record<Name<Vec<u8>>, UnknownRecordData<Vec<u8>>>;
+
 /// The `domain` record of `rr`; `None` if its owner is not a name.
-pub fn record(rr: &Rr) -> Option<Record<Name<Vec<u8>>, UnknownRecordData<Vec<u8>>>> {
+pub fn record(rr: &Rr) -> Option<WireRecord> {
     let owner = Name::from_octets(name_wire(&rr.owner)?).ok()?;
     let data = UnknownRecordData::from_octets(Rtype::from_int(rr.rtype), rr.rdata.clone()).ok()?;
     Some(Record::new(owner, Class::IN, Ttl::from_secs(TTL), data))
