@@ -281,6 +281,9 @@ pub struct ServerSnapshot {
     pub blocks: Vec<BlockCount>,
     /// Shadow matches per order × jurisdiction (would have blocked).
     pub shadow_matches: Vec<BlockCount>,
+    /// Fleet state (a primary's publishing, an edge's following), when configured.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub fleet: Option<serde_json::Value>,
 }
 
 /// Queries by transport and RCODE.
@@ -611,6 +614,17 @@ async fn authenticate(State(guard): State<Guard>, mut request: Request, next: Ne
     if let Err(error) = require(&actor, guard.role) {
         return ApiError(error).into_response();
     }
+    // A fleet edge holds no orders of its own: changes are made on the primary.
+    if let (Some(primary), true) = (guard.control.follows(), guard.role >= Role::Editor) {
+        return ApiError(ControlError::Conflict {
+            field: "orders".into(),
+            reason: format!(
+                "this node is a fleet edge following {primary}: it takes its orders from the \
+                 primary by zone transfer; make order changes on the primary"
+            ),
+        })
+        .into_response();
+    }
     request.extensions_mut().insert(actor);
     next.run(request).await
 }
@@ -657,6 +671,7 @@ async fn status(State(state): State<ApiState>) -> ApiResult<Json<serde_json::Val
         "policy_generation": server.policy_generation,
         "policy_error": server.policy_error,
         "store": store,
+        "fleet": server.fleet,
         "server": server,
     })))
 }
@@ -753,6 +768,21 @@ pub fn render_metrics(server: &ServerSnapshot, store: &crate::StoreStatus) -> St
             })
             .collect(),
     );
+    if let Some(fleet) = server.fleet.as_ref().and_then(|f| f.as_object()) {
+        // Every number of the fleet state as a gauge: `juris_fleet_serial`, `..._lag_seconds`.
+        let role = fleet.get("role").and_then(|r| r.as_str()).unwrap_or("");
+        for (key, value) in fleet {
+            if let Some(number) = value.as_f64() {
+                section(
+                    &mut text,
+                    &format!("juris_fleet_{key}"),
+                    "gauge",
+                    &format!("Fleet state: {key} (see /v1/status)."),
+                    vec![format!("{{role=\"{}\"}} {number}", escape(role))],
+                );
+            }
+        }
+    }
     section(
         &mut text,
         "juris_policy_generation",

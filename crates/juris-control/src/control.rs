@@ -320,6 +320,9 @@ pub struct Control {
     revision: watch::Sender<u64>,
     pending: Mutex<Pending>,
     store_errors: AtomicU64,
+    /// Set on a fleet edge (`juris serve --follow`): the primary it follows. Order changes
+    /// are then refused (they are made on the primary).
+    follows: std::sync::OnceLock<String>,
 }
 
 #[derive(Debug, Default)]
@@ -331,6 +334,17 @@ struct Pending {
 }
 
 impl Control {
+    /// Marks this node as a fleet edge following `primary`: every request needing the editor
+    /// role or above (order and feed changes) is refused with a conflict naming the primary.
+    pub fn set_follower(&self, primary: String) {
+        let _ = self.follows.set(primary);
+    }
+
+    /// The primary this node follows, on a fleet edge.
+    pub fn follows(&self) -> Option<&str> {
+        self.follows.get().map(String::as_str)
+    }
+
     /// A control plane over `store`.
     pub fn new(
         store: Store,
@@ -361,6 +375,7 @@ impl Control {
             revision,
             pending: Mutex::new(Pending::default()),
             store_errors: AtomicU64::new(0),
+            follows: std::sync::OnceLock::new(),
         }
     }
 

@@ -361,6 +361,44 @@ pub struct ExportOrder {
     pub targets: Vec<(TargetKind, String)>,
 }
 
+/// The RPZ action of an order: `.` (NXDOMAIN) or `*.` (NODATA). REFUSED, which RPZ cannot
+/// express, is published as NXDOMAIN (the closest: the name is not answered either way).
+pub fn action_rdata(action: Action) -> &'static str {
+    match action {
+        Action::Nxdomain | Action::Refused => ".",
+        Action::Nodata => "*.",
+    }
+}
+
+/// The triggers of one order: (owner relative to the zone's apex, CNAME target `.` or `*.`).
+/// A subtree is its name and `*.name`; `ip` targets only with `block_addresses`.
+pub fn triggers(order: &ExportOrder) -> Vec<(String, &'static str)> {
+    let rdata = action_rdata(order.action);
+    let mut out = Vec::with_capacity(order.targets.len());
+    for (kind, value) in &order.targets {
+        match kind {
+            TargetKind::Domain => out.push((value.clone(), rdata)),
+            TargetKind::Subtree => {
+                out.push((value.clone(), rdata));
+                out.push((format!("*.{value}"), rdata));
+            }
+            TargetKind::Ip if order.block_addresses => {
+                if let Ok(net) = value.parse::<IpNet>() {
+                    out.push((format!("{}.rpz-ip", rpz_ip_owner(&net)), rdata));
+                }
+            }
+            TargetKind::Nsdname => out.push((format!("{value}.rpz-nsdname"), rdata)),
+            TargetKind::Nsip => {
+                if let Ok(net) = value.parse::<IpNet>() {
+                    out.push((format!("{}.rpz-nsip", rpz_ip_owner(&net)), rdata));
+                }
+            }
+            TargetKind::Ip => {}
+        }
+    }
+    out
+}
+
 /// Renders an RPZ zone named `origin` (absolute, with trailing dot) for `orders`.
 pub fn render(origin: &str, serial: u64, orders: &[ExportOrder]) -> String {
     let mut out = String::new();
@@ -370,35 +408,13 @@ pub fn render(origin: &str, serial: u64, orders: &[ExportOrder]) -> String {
     ));
     for order in orders {
         out.push_str(&format!("; order {}: {}\n", order.id, order.description));
-        let rdata = match order.action {
-            Action::Nxdomain => ".",
-            Action::Nodata => "*.",
-            Action::Refused => {
-                out.push_str("; this order answers REFUSED, which RPZ cannot express: exported as NXDOMAIN\n");
-                "."
-            }
-        };
-        for (kind, value) in &order.targets {
-            match kind {
-                TargetKind::Domain => out.push_str(&format!("{value} CNAME {rdata}\n")),
-                TargetKind::Subtree => {
-                    out.push_str(&format!("{value} CNAME {rdata}\n*.{value} CNAME {rdata}\n"))
-                }
-                TargetKind::Ip if order.block_addresses => {
-                    if let Ok(net) = value.parse::<IpNet>() {
-                        out.push_str(&format!("{}.rpz-ip CNAME {rdata}\n", rpz_ip_owner(&net)));
-                    }
-                }
-                TargetKind::Nsdname => {
-                    out.push_str(&format!("{value}.rpz-nsdname CNAME {rdata}\n"))
-                }
-                TargetKind::Nsip => {
-                    if let Ok(net) = value.parse::<IpNet>() {
-                        out.push_str(&format!("{}.rpz-nsip CNAME {rdata}\n", rpz_ip_owner(&net)));
-                    }
-                }
-                TargetKind::Ip => {}
-            }
+        if order.action == Action::Refused {
+            out.push_str(
+                "; this order answers REFUSED, which RPZ cannot express: exported as NXDOMAIN\n",
+            );
+        }
+        for (owner, rdata) in triggers(order) {
+            out.push_str(&format!("{owner} CNAME {rdata}\n"));
         }
     }
     out

@@ -77,7 +77,9 @@ pub use counters::ServerStats;
 pub use explain::{Arrival, Decision, ExplainQuery, Explanation};
 pub use hot::HotAnswers;
 pub use pipeline::{ClientContext, Outcome, Pipeline, Transport};
-pub use policy::{OrderCount, OrderCounters, PolicyEngine, PolicyHandle, WithdrawnCount};
+pub use policy::{
+    NotifyFn, NotifyReceiver, OrderCount, OrderCounters, PolicyEngine, PolicyHandle, WithdrawnCount,
+};
 pub use query::{parse_query, ParseConfig, ParseError, Query};
 pub use server::{
     start, start_with_policy, BoundListener, RunningServer, ServerError, ShutdownHandle,

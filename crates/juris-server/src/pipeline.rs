@@ -421,6 +421,27 @@ impl Pipeline {
             counters.refused_by_acl();
             return self.refuse_client(packet, out);
         }
+        // NOTIFY (RFC 1996), for a fleet edge: the receiver schedules a transfer, which is
+        // authenticated itself; the NOTIFY only says when to look.
+        if let Some(receiver) = self.engine.notify.get() {
+            if let Some((id, query_flags, question)) = crate::query::parse_notify(packet) {
+                let zone = question
+                    .get(..question.len().saturating_sub(4))
+                    .unwrap_or_default();
+                let rcode = if receiver(zone, context.client.ip()) {
+                    Rcode::NOERROR
+                } else {
+                    Rcode::REFUSED
+                };
+                return respond_or_drop(write_notify_response(
+                    out,
+                    id,
+                    query_flags,
+                    question,
+                    rcode,
+                ));
+            }
+        }
         let payload = self.config.parse.max_udp_payload;
         let query = match parse_query(packet, &self.config.parse) {
             Ok(query) => query,
@@ -952,6 +973,26 @@ fn write_error(out: &mut [u8], reply: &ReplyTo<'_>, error: &ErrorAnswer) -> Opti
 
 fn respond_error(out: &mut [u8], reply: &ReplyTo<'_>, error: &ErrorAnswer) -> Outcome {
     respond_or_drop(write_error(out, reply, error))
+}
+
+/// The answer to a NOTIFY: QR, opcode NOTIFY, AA, the question echoed.
+fn write_notify_response(
+    out: &mut [u8],
+    id: u16,
+    query_flags: u16,
+    question: &[u8],
+    rcode: Rcode,
+) -> Option<usize> {
+    let len = 12 + question.len();
+    let buffer = out.get_mut(..len)?;
+    use crate::query::flags;
+    let header_flags = flags::QR | (query_flags & flags::OPCODE) | flags::AA | (rcode.0 & 0x0f);
+    buffer[..2].copy_from_slice(&id.to_be_bytes());
+    buffer[2..4].copy_from_slice(&header_flags.to_be_bytes());
+    buffer[4..6].copy_from_slice(&1u16.to_be_bytes());
+    buffer[6..12].fill(0);
+    buffer[12..].copy_from_slice(question);
+    Some(len)
 }
 
 pub(crate) fn respond_or_drop(written: Option<usize>) -> Outcome {

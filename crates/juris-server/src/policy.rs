@@ -145,6 +145,37 @@ pub struct PolicyEngine {
     pub classifier: Arc<Classifier>,
     /// Blocks and shadow matches per order × jurisdiction.
     pub counters: Arc<OrderCounters>,
+    /// Who takes NOTIFY messages (RFC 1996) arriving on the DNS listeners: a fleet edge.
+    pub notify: NotifyReceiver,
+}
+
+/// What a NOTIFY names: the zone (wire form, as received) and the sender's address. The
+/// receiver returns whether it follows that zone (NOERROR) or not (REFUSED).
+pub type NotifyFn = dyn Fn(&[u8], std::net::IpAddr) -> bool + Send + Sync;
+
+/// The receiver of NOTIFY messages, set once (by a fleet edge) after the engine is built;
+/// without one NOTIFY is answered NOTIMP like any opcode other than QUERY.
+#[derive(Clone, Default)]
+pub struct NotifyReceiver(Arc<std::sync::OnceLock<Box<NotifyFn>>>);
+
+impl NotifyReceiver {
+    /// Sets the receiver (a second call is ignored).
+    pub fn set(&self, receiver: Box<NotifyFn>) {
+        let _ = self.0.set(receiver);
+    }
+
+    /// The receiver, if one is set.
+    pub fn get(&self) -> Option<&NotifyFn> {
+        self.0.get().map(|f| &**f)
+    }
+}
+
+impl std::fmt::Debug for NotifyReceiver {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_tuple("NotifyReceiver")
+            .field(&self.0.get().is_some())
+            .finish()
+    }
 }
 
 impl PolicyEngine {
@@ -154,6 +185,7 @@ impl PolicyEngine {
             policy,
             classifier,
             counters: Arc::new(OrderCounters::default()),
+            notify: NotifyReceiver::default(),
         }
     }
 

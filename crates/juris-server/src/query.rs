@@ -305,6 +305,30 @@ fn be16(packet: &[u8], at: usize) -> u16 {
     }
 }
 
+/// The opcode of NOTIFY (RFC 1996).
+pub const OPCODE_NOTIFY: u16 = 4;
+
+/// A NOTIFY request (RFC 1996: QR=0, opcode NOTIFY, one question): its message ID, header
+/// flags and question (name, type, class) as received. `None` for anything else.
+pub fn parse_notify(packet: &[u8]) -> Option<(u16, u16, &[u8])> {
+    if packet.len() < HEADER_LEN || packet.len() > u16::MAX as usize {
+        return None;
+    }
+    let header_flags = be16(packet, 2);
+    if header_flags & flags::QR != 0
+        || (header_flags & flags::OPCODE) >> 11 != OPCODE_NOTIFY
+        || be16(packet, 4) != 1
+    {
+        return None;
+    }
+    let mut name = NameBuf {
+        bytes: [0; MAX_NAME_LEN],
+        len: 0,
+    };
+    let end = read_question_name(packet, &mut name)? + 4;
+    Some((be16(packet, 0), header_flags, packet.get(HEADER_LEN..end)?))
+}
+
 /// Reads the uncompressed question name at offset 12, lower-casing it into `out`. Returns the
 /// offset just past the name.
 fn read_question_name(packet: &[u8], out: &mut NameBuf) -> Option<usize> {

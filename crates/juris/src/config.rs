@@ -84,6 +84,125 @@ pub struct RawConfig {
     pub dnssec: RawDnssec,
     /// `[candidates]`: mirror candidates mined from resolved names (`docs/candidates.md`).
     pub candidates: juris_control::candidates::CandidatesConfig,
+    /// `[fleet]`: publishing the policy as zones (a primary), following a primary (an edge).
+    pub fleet: RawFleet,
+}
+
+/// `[fleet]` (docs/fleet.md).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawFleet {
+    /// `ADDR:PORT` of the XFR service (TCP and UDP); unset: this node publishes nothing.
+    pub xfr_listen: Option<String>,
+    /// The zones' suffix: `<cc>.<suffix>`, `global.<suffix>`, `orders.<suffix>`.
+    pub zone_suffix: String,
+    /// `ADDR:PORT` of followers told of every change (NOTIFY).
+    pub notify: Vec<String>,
+    /// Source prefixes allowed to transfer with TSIG. Default: loopback.
+    pub allow_transfer: Vec<String>,
+    /// Source prefixes allowed to transfer WITHOUT TSIG (consumers that cannot sign, such as
+    /// Unbound's `rpz:`). Default: none.
+    pub allow_unsigned: Vec<String>,
+    /// TSIG keys.
+    pub tsig_keys: Vec<RawTsigKey>,
+    /// `ADDR:PORT` of the primary this edge follows.
+    pub follow: Option<String>,
+}
+
+impl Default for RawFleet {
+    fn default() -> Self {
+        Self {
+            xfr_listen: None,
+            zone_suffix: crate::fleet::DEFAULT_ZONE_SUFFIX.to_owned(),
+            notify: Vec::new(),
+            allow_transfer: vec!["127.0.0.0/8".into(), "::1/128".into()],
+            allow_unsigned: Vec::new(),
+            tsig_keys: Vec::new(),
+            follow: None,
+        }
+    }
+}
+
+/// One `[[fleet.tsig_keys]]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawTsigKey {
+    /// Key name.
+    pub name: String,
+    /// `hmac-sha256` (default), `hmac-sha1`, `hmac-sha384`, `hmac-sha512`.
+    #[serde(default)]
+    pub algorithm: String,
+    /// The secret, base64.
+    pub secret: String,
+}
+
+fn fleet_settings(raw: &RawFleet) -> Result<crate::fleet::FleetSettings, ConfigError> {
+    let address = |key: String, text: &str| {
+        text.trim()
+            .parse::<SocketAddr>()
+            .map_err(|_| invalid(key, format!("{text:?} is not ADDR:PORT")))
+    };
+    let prefixes = |key: &str, list: &[String]| {
+        list.iter()
+            .enumerate()
+            .map(|(i, text)| {
+                parse_prefix(text.trim()).ok_or_else(|| {
+                    invalid(format!("{key}[{i}]"), format!("{text:?} is not a prefix"))
+                })
+            })
+            .collect::<Result<Vec<_>, _>>()
+    };
+    let zone_suffix = crate::fleet::normal_suffix(&raw.zone_suffix).ok_or_else(|| {
+        invalid(
+            "fleet.zone_suffix",
+            format!("{:?} is not a domain name", raw.zone_suffix),
+        )
+    })?;
+    let mut tsig_keys = Vec::new();
+    for (i, key) in raw.tsig_keys.iter().enumerate() {
+        tsig_keys.push(
+            crate::fleet::TsigKey::new(&key.name, &key.algorithm, &key.secret)
+                .map_err(|reason| invalid(format!("fleet.tsig_keys[{i}]"), reason))?,
+        );
+    }
+    let settings = crate::fleet::FleetSettings {
+        xfr_listen: raw
+            .xfr_listen
+            .as_deref()
+            .map(|a| address("fleet.xfr_listen".into(), a))
+            .transpose()?,
+        zone_suffix,
+        notify: raw
+            .notify
+            .iter()
+            .enumerate()
+            .map(|(i, a)| address(format!("fleet.notify[{i}]"), a))
+            .collect::<Result<_, _>>()?,
+        allow_transfer: prefixes("fleet.allow_transfer", &raw.allow_transfer)?,
+        allow_unsigned: prefixes("fleet.allow_unsigned", &raw.allow_unsigned)?,
+        tsig_keys,
+        follow: raw
+            .follow
+            .as_deref()
+            .map(|a| address("fleet.follow".into(), a))
+            .transpose()?,
+    };
+    if settings.xfr_listen.is_some()
+        && settings.tsig_keys.is_empty()
+        && settings.allow_unsigned.is_empty()
+    {
+        return Err(invalid(
+            "fleet.tsig_keys",
+            "fleet.xfr_listen needs a TSIG key (--tsig-key NAME:ALGORITHM:BASE64SECRET; `juris tsig generate NAME` makes one) or fleet.allow_unsigned",
+        ));
+    }
+    if settings.follow.is_some() && settings.xfr_listen.is_some() {
+        return Err(invalid(
+            "fleet.follow",
+            "a node either publishes (fleet.xfr_listen) or follows (fleet.follow), not both",
+        ));
+    }
+    Ok(settings)
 }
 
 /// `[dnssec]` (see `juris_resolver::dnssec::ValidatorConfig`).
@@ -515,6 +634,14 @@ pub struct Overrides {
     pub negative_trust_anchors: Vec<String>,
     /// `--no-dnssec` (sets `dnssec.enabled = false`).
     pub no_dnssec: bool,
+    /// `--xfr-listen` (replaces `fleet.xfr_listen`).
+    pub xfr_listen: Option<String>,
+    /// `--tsig-key NAME:ALGORITHM:BASE64SECRET` (replaces `fleet.tsig_keys` when given).
+    pub tsig_keys: Vec<String>,
+    /// `--notify` (replaces `fleet.notify` when given).
+    pub notify: Vec<String>,
+    /// `--follow` (replaces `fleet.follow`).
+    pub follow: Option<String>,
 }
 
 impl RawConfig {
@@ -620,6 +747,30 @@ impl RawConfig {
         if overrides.no_dnssec {
             self.dnssec.enabled = false;
         }
+        if let Some(listen) = &overrides.xfr_listen {
+            self.fleet.xfr_listen = Some(listen.clone());
+        }
+        if let Some(primary) = &overrides.follow {
+            self.fleet.follow = Some(primary.clone());
+        }
+        if !overrides.notify.is_empty() {
+            self.fleet.notify.clone_from(&overrides.notify);
+        }
+        if !overrides.tsig_keys.is_empty() {
+            self.fleet.tsig_keys = overrides
+                .tsig_keys
+                .iter()
+                .map(|flag| {
+                    // Checked again (with the error naming the flag) by `Settings::from_raw`.
+                    let mut parts = flag.splitn(3, ':');
+                    RawTsigKey {
+                        name: parts.next().unwrap_or_default().to_owned(),
+                        algorithm: parts.next().unwrap_or_default().to_owned(),
+                        secret: parts.next().unwrap_or_default().to_owned(),
+                    }
+                })
+                .collect();
+        }
     }
 }
 
@@ -693,6 +844,8 @@ pub struct Settings {
     pub public_listen: Option<SocketAddr>,
     /// Mirror candidates (checked).
     pub candidates: juris_control::candidates::CandidatesConfig,
+    /// `[fleet]`: publishing and following.
+    pub fleet: crate::fleet::FleetSettings,
 }
 
 impl Settings {
@@ -806,6 +959,7 @@ impl Settings {
         raw.candidates
             .validate()
             .map_err(|(key, reason)| invalid(key, reason))?;
+        let fleet = fleet_settings(&raw.fleet)?;
         Ok(Self {
             listeners,
             default_listeners,
@@ -836,6 +990,7 @@ impl Settings {
             api_listen,
             public_listen,
             candidates: raw.candidates.clone(),
+            fleet,
         })
     }
 }

@@ -68,7 +68,12 @@ pub struct LiveServer {
     stats: StatsCell,
     policy_error: Arc<dyn Fn() -> Option<String> + Send + Sync>,
     candidates: Arc<crate::candidates::Candidates>,
+    /// The fleet state (publishing or following), when configured.
+    fleet: Option<FleetStatusFn>,
 }
+
+/// Reads the fleet state as JSON for `/v1/status` and `/metrics`.
+pub type FleetStatusFn = Arc<dyn Fn() -> serde_json::Value + Send + Sync>;
 
 impl LiveServer {
     /// A view of the running `pipeline` (its policy, classifier, listeners, clock and cache),
@@ -84,7 +89,14 @@ impl LiveServer {
             stats,
             policy_error,
             candidates,
+            fleet: None,
         }
+    }
+
+    /// The same view, with the fleet state in `/v1/status` and `/metrics`.
+    pub fn with_fleet(mut self, fleet: FleetStatusFn) -> Self {
+        self.fleet = Some(fleet);
+        self
     }
 
     fn engine(&self) -> &PolicyEngine {
@@ -284,6 +296,7 @@ impl ServerView for LiveServer {
             cache_misses: stats.cache_misses,
             blocks: per(|c| c.blocked),
             shadow_matches: per(|c| c.shadow),
+            fleet: self.fleet.as_ref().map(|status| status()),
         }
     }
 }

@@ -18,6 +18,9 @@
 //! juris export rpz --jurisdiction CC | orders | transparency [--format csv] | ack FEED
 //! juris audit log [--api URL] | verify [--data-dir DIR]
 //! juris token create --role viewer|editor|approver|admin [--name N] [--data-dir DIR]
+//! juris tsig generate NAME [--algorithm hmac-sha256]
+//! juris serve ... [--xfr-listen ADDR:PORT] [--tsig-key NAME:ALGORITHM:BASE64SECRET]... [--notify ADDR:PORT]...
+//!                 [--follow ADDR:PORT]
 //! ```
 #![forbid(unsafe_code)]
 
@@ -27,6 +30,7 @@ mod config;
 mod control;
 mod decode;
 mod explain;
+mod fleet;
 mod orders;
 mod serve;
 mod status;
@@ -80,6 +84,21 @@ enum Command {
     /// Mirror candidates mined from resolved names, for review (through the API): list them
     /// (`--order ID`), `accept NAME --order ID` (into an extension), `dismiss NAME --order ID`.
     Candidates(crate::cli::CandidatesCmd),
+    /// TSIG keys for the fleet's zone transfers.
+    #[command(subcommand)]
+    Tsig(TsigCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum TsigCommand {
+    /// Print a new random key as a `--tsig-key` value and as a BIND `key` clause.
+    Generate {
+        /// The key's name (the same on both ends of a transfer).
+        name: String,
+        /// hmac-sha256 (default), hmac-sha1, hmac-sha384, hmac-sha512.
+        #[arg(long, value_name = "ALGORITHM", default_value = "hmac-sha256")]
+        algorithm: String,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -201,6 +220,19 @@ struct ServeArgs {
     /// Do not validate DNSSEC (sets `dnssec.enabled = false`).
     #[arg(long)]
     no_dnssec: bool,
+    /// Publish the policy as zones (AXFR/IXFR, TCP and UDP) here (replaces `fleet.xfr_listen`).
+    #[arg(long, value_name = "ADDR:PORT")]
+    xfr_listen: Option<String>,
+    /// TSIG key for transfers (repeatable; replaces `fleet.tsig_keys`): a primary accepts any,
+    /// an edge signs with the first. `juris tsig generate NAME` makes one.
+    #[arg(long, value_name = "NAME:ALGORITHM:BASE64SECRET")]
+    tsig_key: Vec<String>,
+    /// Tell this follower of every change by NOTIFY (repeatable; replaces `fleet.notify`).
+    #[arg(long, value_name = "ADDR:PORT")]
+    notify: Vec<String>,
+    /// Follow this fleet primary: take the orders from its zones (replaces `fleet.follow`).
+    #[arg(long, value_name = "ADDR:PORT")]
+    follow: Option<String>,
 }
 
 impl ServeArgs {
@@ -226,7 +258,15 @@ impl ServeArgs {
             trust_anchors: self.trust_anchor.clone(),
             negative_trust_anchors: self.negative_trust_anchor.clone(),
             no_dnssec: self.no_dnssec,
+            xfr_listen: self.xfr_listen.clone(),
+            tsig_keys: self.tsig_key.clone(),
+            notify: self.notify.clone(),
+            follow: self.follow.clone(),
         });
+        for flag in &self.tsig_key {
+            crate::fleet::TsigKey::parse_flag(flag)
+                .map_err(|e| anyhow::anyhow!("--tsig-key: {e}"))?;
+        }
         Ok(Settings::from_raw(&raw)?)
     }
 }
@@ -312,6 +352,9 @@ fn main() -> ExitCode {
         Command::Token(cmd) => control_cli(crate::cli::Command::Token(cmd)),
         Command::Cache(cmd) => control_cli(crate::cli::Command::Cache(cmd)),
         Command::Candidates(cmd) => control_cli(crate::cli::Command::Candidates(cmd)),
+        Command::Tsig(TsigCommand::Generate { name, algorithm }) => {
+            tsig_generate(&name, &algorithm)
+        }
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -336,6 +379,14 @@ fn self_signed(name: &str) -> anyhow::Result<()> {
         cert.display(),
         key.display()
     );
+    Ok(())
+}
+
+fn tsig_generate(name: &str, algorithm: &str) -> anyhow::Result<()> {
+    let key = crate::fleet::TsigKey::generate(name, algorithm).map_err(anyhow::Error::msg)?;
+    println!("--tsig-key {}", key.flag());
+    println!();
+    print!("{}", key.bind_clause());
     Ok(())
 }
 

@@ -29,7 +29,11 @@ use juris_server::{ListenerConfig, PolicyEngine, PolicyHandle, ServerConfig};
 use tracing::{error, info, warn};
 
 use crate::config::Settings;
-use crate::orders::{FileSource, LoaderHandle, OrderLoader, OrderSource, Safeguards, StoreSource};
+use crate::fleet::follower::Follower;
+use crate::fleet::publisher::Publisher;
+use crate::orders::{
+    FileSource, FleetSource, LoaderHandle, OrderLoader, OrderSource, Safeguards, StoreSource,
+};
 use crate::status::Status;
 
 /// How often `DATA_DIR/status.json` is rewritten.
@@ -54,13 +58,43 @@ pub fn run(
 
     let clock: SharedClock = Arc::new(SystemClock);
     let control = crate::control::open(&settings, Arc::clone(&clock))?;
-    let (engine, mut loader) =
-        policy_engine_with_store(&settings, clock.unix_seconds(), Some(Arc::clone(&control)))?;
+    let follower = match settings.fleet.follow {
+        Some(primary) => {
+            let follower = Arc::new(Follower::new(&settings.fleet, &settings.data_dir)?);
+            start_following(&follower);
+            // An edge runs no store of its own: order changes are refused with the primary's
+            // address.
+            control.set_follower(primary.to_string());
+            Some(follower)
+        }
+        None => None,
+    };
+    let publisher = match settings.fleet.xfr_listen {
+        Some(_) => Some(Arc::new(Publisher::new(&settings.fleet)?)),
+        None => None,
+    };
+    let store = follower.is_none().then(|| Arc::clone(&control));
+    let (engine, mut loader) = policy_engine_fleet(
+        &settings,
+        clock.unix_seconds(),
+        store,
+        publisher.clone(),
+        follower.clone(),
+    )?;
     // Mirror candidates compare with the name targets the loader holds (`docs/candidates.md`).
     let name_targets = match (&mut loader, settings.candidates.enabled) {
         (Some(loader), true) => Some(loader.share_name_targets()),
         _ => None,
     };
+    if let (Some(publisher), Some(address)) = (&publisher, settings.fleet.xfr_listen) {
+        publisher.start(address)?;
+    }
+    if let Some(follower) = &follower {
+        let receiver = Arc::clone(follower);
+        engine
+            .notify
+            .set(Box::new(move |zone, from| receiver.notified(zone, from)));
+    }
     let cache = Arc::new(AnswerCache::new(settings.cache.clone()));
     let resolver =
         Resolver::new(settings.resolver.clone(), cache, clock.clone()).context("resolver")?;
@@ -138,7 +172,11 @@ pub fn run(
             let runtime = server
                 .runtime_handle()
                 .context("control store watcher: the server runtime is gone")?;
-            crate::control::watch_store(&control, handle.clone(), &runtime);
+            if let Some(follower) = &follower {
+                follower.spawn(handle.clone())?;
+            } else {
+                crate::control::watch_store(&control, handle.clone(), &runtime);
+            }
             (Some(handle), Some(thread))
         }
         None => (None, None),
@@ -154,12 +192,19 @@ pub fn run(
         // The loader's status channel: reading it never waits for a load.
         let status = loader.clone();
         let policy_error = Arc::new(move || status.as_ref().and_then(|l| l.status().last_error));
-        let view = crate::control::LiveServer::new(
+        let mut view = crate::control::LiveServer::new(
             Arc::clone(server.pipeline()),
             Arc::clone(&stats),
             policy_error,
             candidates,
         );
+        if let Some(publisher) = &publisher {
+            let publisher = Arc::clone(publisher);
+            view = view.with_fleet(Arc::new(move || publisher.status()));
+        } else if let Some(follower) = &follower {
+            let follower = Arc::clone(follower);
+            view = view.with_fleet(Arc::new(move || follower.status()));
+        }
         let state = juris_control::ApiState {
             control: Arc::clone(&control),
             server: Arc::new(view),
@@ -247,6 +292,38 @@ pub fn policy_engine_with_store(
     now: u64,
     store: Option<Arc<juris_control::Control>>,
 ) -> anyhow::Result<(PolicyEngine, Option<OrderLoader>)> {
+    policy_engine_fleet(settings, now, store, None, None)
+}
+
+/// The first transfer of an edge, before the first load: the primary's zone, or else the
+/// snapshot of the last run (the primary may be down), or else nothing yet (the follower's
+/// thread keeps trying).
+fn start_following(follower: &Follower) {
+    match follower.transfer_once() {
+        Ok(_) => info!(primary = %follower.primary(), "fleet: following the primary"),
+        Err(e) => {
+            warn!(primary = %follower.primary(), "fleet: the first transfer failed: {e}");
+            match follower.load_snapshot() {
+                Ok(true) => {}
+                Ok(false) => warn!(
+                    "fleet: no snapshot in the data directory: no orders are enforced until a transfer succeeds"
+                ),
+                Err(e) => error!("fleet: the snapshot is unusable, no orders are enforced until a transfer succeeds: {e}"),
+            }
+        }
+    }
+}
+
+/// [`policy_engine_with_store`], plus the fleet: a primary's `publisher` gets the orders in
+/// force after every load; an edge's `follower` is a source of orders.
+pub fn policy_engine_fleet(
+    settings: &Settings,
+    now: u64,
+    store: Option<Arc<juris_control::Control>>,
+    publisher: Option<Arc<Publisher>>,
+    follower: Option<Arc<Follower>>,
+) -> anyhow::Result<(PolicyEngine, Option<OrderLoader>)> {
+    let edge = follower.is_some();
     let classifier = Classifier::from_settings(&settings.geo).context("geoip")?;
     if let Some(database) = classifier.database() {
         let info = database.info();
@@ -265,19 +342,32 @@ pub fn policy_engine_with_store(
     if let Some(store) = store {
         sources.push(Box::new(StoreSource::new(store)));
     }
+    if let Some(follower) = follower {
+        sources.push(Box::new(FleetSource::new(follower)));
+    }
     let loader = if sources.is_empty() {
         None
     } else {
         let safeguards = Safeguards::new(settings.protected.clone());
         let mut loader = OrderLoader::new(sources, safeguards, Arc::clone(&handle));
+        if let Some(publisher) = publisher {
+            loader.set_publisher(publisher);
+        }
         let context = || match &settings.orders {
             Some(path) => format!("policy.orders: cannot load {}", path.display()),
+            None if edge => "cannot load the orders of the fleet primary".to_owned(),
             None => "cannot load the orders of the control store".to_owned(),
         };
         let loaded = loader.load(now).with_context(context)?;
         // At startup there is no last good version to keep: an invalid order stops the start,
         // as before the loader became incremental (later changes only reject that order).
-        if let Some(error) = loaded.rejected.into_iter().next() {
+        // An edge starts anyway (its orders are the primary's; the others are in force).
+        for error in &loaded.rejected {
+            if edge {
+                error!("an order of the fleet primary is INVALID here and NOT applied: {error}");
+            }
+        }
+        if let (Some(error), false) = (loaded.rejected.into_iter().next(), edge) {
             return Err(anyhow::Error::new(error).context(context()));
         }
         info!(

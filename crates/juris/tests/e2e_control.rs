@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 use juris_testkit::addresses::AddressBlock;
 use juris_testkit::dig::{Lookup, Response};
 use juris_testkit::hierarchy::{Hierarchy, Zone};
-use juris_testkit::juris::Juris;
+use juris_testkit::juris::{Juris, JurisBuilder};
 use juris_testkit::mmdb::{MmdbWriter, Shape};
 
 const JURIS: &str = env!("CARGO_BIN_EXE_juris");
@@ -97,21 +97,11 @@ impl Setup {
     fn data_dir(&self) -> PathBuf {
         self.directory.path().join("data")
     }
-    fn dig(&self, client: IpAddr, name: &str) -> Response {
-        let lookup = Lookup::dig(self.juris.address(), name, "A")
-            .source(client)
-            .timeout_seconds(5);
-        lookup
-            .run()
-            .unwrap_or_else(|failure| panic!("{}: {failure}", lookup.command_line()))
-    }
     fn blocked(&self, client: IpAddr, name: &str) -> bool {
-        let response = self.dig(client, name);
-        response.status == "NXDOMAIN" && response.extended_errors.iter().any(|e| e.code == 16)
+        blocked_at(self.juris.address(), client, name)
     }
     fn resolves(&self, client: IpAddr, name: &str, address: &str) -> bool {
-        let response = self.dig(client, name);
-        response.status == "NOERROR" && response.answer_data("A") == [address]
+        resolves_at(self.juris.address(), client, name, address)
     }
     fn cli(&self, args: &[&str]) -> String {
         let mut all: Vec<&str> = args.to_vec();
@@ -125,6 +115,25 @@ impl Setup {
     }
 }
 
+fn dig_at(server: SocketAddr, client: IpAddr, name: &str) -> Response {
+    let lookup = Lookup::dig(server, name, "A")
+        .source(client)
+        .timeout_seconds(5);
+    lookup
+        .run()
+        .unwrap_or_else(|failure| panic!("{}: {failure}", lookup.command_line()))
+}
+
+fn blocked_at(server: SocketAddr, client: IpAddr, name: &str) -> bool {
+    let response = dig_at(server, client, name);
+    response.status == "NXDOMAIN" && response.extended_errors.iter().any(|e| e.code == 16)
+}
+
+fn resolves_at(server: SocketAddr, client: IpAddr, name: &str, address: &str) -> bool {
+    let response = dig_at(server, client, name);
+    response.status == "NOERROR" && response.answer_data("A") == [address]
+}
+
 fn setup() -> Setup {
     setup_in(
         Hierarchy::builder()
@@ -133,11 +142,28 @@ fn setup() -> Setup {
             .zone(Zone::new("test."))
             .zone(Zone::new("mirror.test.").records("www A 192.0.2.50\nother A 192.0.2.51"))
             .start(),
+        |builder, _| builder,
     )
 }
 
-/// [`setup`] on another hierarchy.
-fn setup_in(hierarchy: Hierarchy) -> Setup {
+/// [`setup`], with more arguments for the server (`configure` gets the clients' block).
+fn setup_with(configure: impl FnOnce(JurisBuilder, &AddressBlock) -> JurisBuilder) -> Setup {
+    setup_in(
+        Hierarchy::builder()
+            .zone(Zone::new("to."))
+            .zone(Zone::new("kickasstorrents.to.").records("@ A 192.0.2.10\nwww A 192.0.2.10"))
+            .zone(Zone::new("test."))
+            .zone(Zone::new("mirror.test.").records("www A 192.0.2.50\nother A 192.0.2.51"))
+            .start(),
+        configure,
+    )
+}
+
+/// [`setup`] on another hierarchy, with more arguments for the server.
+fn setup_in(
+    hierarchy: Hierarchy,
+    configure: impl FnOnce(JurisBuilder, &AddressBlock) -> JurisBuilder,
+) -> Setup {
     let clients = AddressBlock::allocate();
     let directory = tempfile::tempdir().unwrap();
     let mmdb = directory.path().join("countries.mmdb");
@@ -158,7 +184,7 @@ fn setup_in(hierarchy: Hierarchy) -> Setup {
     let token = create_token(&data_dir, "admin", "officer");
     let api_address = SocketAddr::new(IpAddr::V4(clients.address(200)), 8053);
     let api = format!("http://{api_address}");
-    let server = Juris::builder(JURIS)
+    let builder = Juris::builder(JURIS)
         .root_hints(hierarchy.root_hints())
         .args(["--threads", "2"])
         .arg("--geoip")
@@ -166,8 +192,8 @@ fn setup_in(hierarchy: Hierarchy) -> Setup {
         .arg("--data-dir")
         .arg(&data_dir)
         .arg("--api-listen")
-        .arg(api_address.to_string())
-        .start();
+        .arg(api_address.to_string());
+    let server = configure(builder, &clients).start();
     let s = Setup {
         hierarchy,
         juris: server,
@@ -672,7 +698,7 @@ fn signals_of(list: &serde_json::Value, name: &str, order: &str) -> Option<Vec<S
 
 #[test]
 fn a_resolved_mirror_becomes_a_candidate_and_accepting_it_blocks_it_for_italy() {
-    let s = setup_in(mirror_world());
+    let s = setup_in(mirror_world(), |builder, _| builder);
     let (italy, germany) = (s.italy(), s.germany());
     let file = s.write("order.json", ORDER);
     s.cli(&[
@@ -763,4 +789,138 @@ fn a_resolved_mirror_becomes_a_candidate_and_accepting_it_blocks_it_for_italy() 
     for action in ["candidate.accept", "candidate.dismiss", "target.add"] {
         assert!(log.contains(action), "{action} missing from\n{log}");
     }
+}
+
+/// Whether `server` answers `name` at all (it may still be starting).
+fn answers(server: SocketAddr, client: IpAddr, name: &str) -> bool {
+    Lookup::dig(server, name, "A")
+        .source(client)
+        .timeout_seconds(2)
+        .run()
+        .is_ok()
+}
+
+/// Issue #12, "done when": a primary with the store and an edge following it by zone transfer
+/// (TSIG, NOTIFY) enforce the same Italian order; the edge refuses order changes; with the
+/// primary stopped, a restarted edge still enforces the order (its snapshot).
+#[test]
+fn a_fleet_edge_enforces_the_primarys_orders_and_keeps_them_through_a_restart_without_it() {
+    let generated = ok(&juris(&["tsig", "generate", "fleet-e2e"], None));
+    let key = generated
+        .lines()
+        .next()
+        .and_then(|line| line.strip_prefix("--tsig-key "))
+        .unwrap_or_else(|| panic!("{generated}"))
+        .to_owned();
+    assert!(generated.contains("key \"fleet-e2e\" {"), "{generated}");
+    let xfr = |c: &AddressBlock| SocketAddr::new(IpAddr::V4(c.address(151)), 5300);
+    let edge = |c: &AddressBlock| SocketAddr::new(IpAddr::V4(c.address(150)), 5353);
+    let s = setup_with(|builder, clients| {
+        builder
+            .arg("--xfr-listen")
+            .arg(xfr(clients).to_string())
+            .arg("--tsig-key")
+            .arg(&key)
+            .arg("--notify")
+            .arg(edge(clients).to_string())
+    });
+    let (italy, germany) = (s.italy(), s.germany());
+    let (edge_dns, primary_xfr) = (edge(&s.clients), xfr(&s.clients));
+    let edge_data = s.directory.path().join("edge-data");
+    fs::create_dir_all(&edge_data).unwrap();
+    let edge_token = create_token(&edge_data, "admin", "edge-officer");
+    let edge_api = format!(
+        "http://{}",
+        SocketAddr::new(IpAddr::V4(s.clients.address(152)), 8053)
+    );
+    let mmdb = s.directory.path().join("countries.mmdb");
+    let start_edge = || {
+        let edge = Juris::builder(JURIS)
+            .without_listen()
+            .root_hints(s.hierarchy.root_hints())
+            .args(["--threads", "2", "--listen", &edge_dns.to_string()])
+            .arg("--geoip")
+            .arg(&mmdb)
+            .arg("--data-dir")
+            .arg(&edge_data)
+            .args(["--api-listen", edge_api.trim_start_matches("http://")])
+            .args(["--follow", &primary_xfr.to_string(), "--tsig-key", &key])
+            .start();
+        assert!(
+            eventually(|| answers(edge_dns, germany, "www.kickasstorrents.to.")),
+            "the edge does not answer: {}",
+            edge.stderr()
+        );
+        edge
+    };
+    let first = start_edge();
+    assert!(resolves_at(
+        edge_dns,
+        italy,
+        "www.kickasstorrents.to.",
+        "192.0.2.10"
+    ));
+
+    let file = s.write("order.json", ORDER);
+    s.cli(&[
+        "order",
+        "apply",
+        file.to_str().unwrap(),
+        "--reason",
+        "court order received",
+    ]);
+    assert!(eventually(|| s.blocked(italy, "www.kickasstorrents.to.")));
+    assert!(
+        eventually(|| blocked_at(edge_dns, italy, "www.kickasstorrents.to.")),
+        "the edge never enforced the order:\n{}\n--- primary ---\n{}",
+        first.stderr(),
+        s.juris.stderr()
+    );
+    assert!(resolves_at(
+        edge_dns,
+        germany,
+        "www.kickasstorrents.to.",
+        "192.0.2.10"
+    ));
+
+    // A change after the first transfer comes by IXFR, on NOTIFY.
+    s.cli(&["order", "add-target", "IT-MI-2024-0001", "www.mirror.test"]);
+    assert!(
+        eventually(|| blocked_at(edge_dns, italy, "www.mirror.test.")),
+        "{}",
+        first.stderr()
+    );
+    assert!(first.stderr().contains("kind=\"IXFR\"") || first.stderr().contains("kind=IXFR"));
+
+    // The edge runs no store: order changes are refused, naming the primary.
+    let refused = juris(
+        &["order", "apply", file.to_str().unwrap(), "--api", &edge_api],
+        Some(&edge_token),
+    );
+    assert!(!refused.status.success());
+    let message = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        message.contains("fleet edge") && message.contains(&primary_xfr.to_string()),
+        "{message}"
+    );
+
+    // The primary goes; the edge restarts from its snapshot and still enforces the order.
+    s.juris.stop();
+    first.stop();
+    let second = start_edge();
+    assert!(
+        blocked_at(edge_dns, italy, "www.kickasstorrents.to."),
+        "{}",
+        second.stderr()
+    );
+    assert!(blocked_at(edge_dns, italy, "www.mirror.test."));
+    assert!(resolves_at(
+        edge_dns,
+        germany,
+        "www.kickasstorrents.to.",
+        "192.0.2.10"
+    ));
+    assert!(second
+        .stderr()
+        .contains("enforcing the orders of the snapshot"));
 }

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Instant;
 
-use juris_policy::{CompileError, CompileOptions, CompiledPolicy, ValidatedOrder};
+use juris_policy::{CompileError, CompileOptions, CompiledPolicy, Order, ValidatedOrder};
 use juris_server::PolicyHandle;
 
 use super::diff::{changes, Body, Known, Reading};
@@ -33,6 +33,11 @@ pub struct OrderLoader {
     loads: u64,
     /// The name targets of the orders in force, shared with candidate mining (when asked).
     name_targets: Option<NameTargets>,
+    /// A fleet primary's publisher: after every load that published, it gets the orders in
+    /// force as written (`documents`).
+    publisher: Option<Arc<crate::fleet::publisher::Publisher>>,
+    /// The last good document of every order in force (kept only with a publisher).
+    documents: BTreeMap<SourceId, Arc<Order>>,
 }
 
 /// (order id, target name) of every `domain`/`subtree` target of the active and shadow orders
@@ -76,6 +81,8 @@ impl OrderLoader {
             validations: 0,
             loads: 0,
             name_targets: None,
+            publisher: None,
+            documents: BTreeMap::new(),
         }
     }
 
@@ -114,6 +121,12 @@ impl OrderLoader {
         if let Ok(mut slot) = cell.lock() {
             *slot = Arc::new(targets);
         }
+    }
+
+    /// Publishes the orders in force to `publisher` after every load that changes them. Set
+    /// before the first load (the documents of unchanged orders are not read again).
+    pub fn set_publisher(&mut self, publisher: Arc<crate::fleet::publisher::Publisher>) {
+        self.publisher = Some(publisher);
     }
 
     /// How logs name the sources: `/etc/juris/orders + control store`.
@@ -155,12 +168,24 @@ impl OrderLoader {
         reap(&self.compactor.published);
         let mut reading = Reading::default();
         let mut rejected_by_source = Vec::with_capacity(self.sources.len());
+        // The documents of the orders validated anew (kept only for a fleet publisher).
+        let keep_documents = self.publisher.is_some();
+        let mut fresh_documents: BTreeMap<SourceId, Arc<Order>> = BTreeMap::new();
         for source in &mut self.sources {
             let reviewed = source.reviews_protected_targets();
             let before = reading.rejected.len();
             let (known, safeguards) = (&self.known, &self.safeguards);
+            let mut documents = keep_documents.then_some(&mut fresh_documents);
             source.read(known, &mut |id, version| {
-                take(&mut reading, known, safeguards, reviewed, id, version);
+                take(
+                    &mut reading,
+                    known,
+                    safeguards,
+                    reviewed,
+                    id,
+                    version,
+                    documents.as_deref_mut(),
+                );
             })?;
             rejected_by_source.push(reading.rejected.len() - before);
         }
@@ -223,6 +248,22 @@ impl OrderLoader {
         }
         let orders = self.compactor.current().stats().orders;
         let generation = self.generation;
+        if keep_documents {
+            let documents: BTreeMap<SourceId, Arc<Order>> = reading
+                .next
+                .keys()
+                .filter_map(|key| {
+                    let document = fresh_documents
+                        .remove(key)
+                        .or_else(|| self.documents.get(key).cloned())?;
+                    Some((key.clone(), document))
+                })
+                .collect();
+            self.documents = documents;
+            if let (Some(publisher), true) = (&self.publisher, published) {
+                publisher.publish(self.documents.values().cloned().collect());
+            }
+        }
         self.known = reading.next;
         self.loads += 1;
         if published {
@@ -346,6 +387,7 @@ fn take(
     protected_reviewed: bool,
     id: SourceId,
     version: Version,
+    documents: Option<&mut BTreeMap<SourceId, Arc<Order>>>,
 ) {
     match version {
         Version::Unchanged(stamp) => match known.get(&id) {
@@ -369,8 +411,13 @@ fn take(
             order,
         } => {
             reading.validated += 1;
-            let valid =
-                order.and_then(|order| safeguards.validate(&id, &order, protected_reviewed));
+            let valid = order.and_then(|order| {
+                let valid = safeguards.validate(&id, &order, protected_reviewed)?;
+                if let Some(documents) = documents {
+                    documents.insert(id.clone(), Arc::new(order));
+                }
+                Ok(valid)
+            });
             match valid {
                 Ok(order) => {
                     let k = Known::new(stamp, content, &order);

@@ -1,5 +1,6 @@
 //! Orders from their sources (files: one JSON order document per file, or a directory of
-//! `*.json` files; the control plane's store; next, zone transfers) into the published policy.
+//! `*.json` files; the control plane's store; a fleet primary's zone, by transfer) into the published
+//! policy.
 //! Startup and every change take the same path, incrementally:
 //!
 //! ```text
@@ -29,6 +30,7 @@
 //! |---|---|
 //! | `files` | order files: listing, fingerprints, [`FileSource`] |
 //! | `store` | the control plane's store: [`StoreSource`] |
+//! | `fleet` | a fleet primary's orders, as an edge follows them: [`FleetSource`] |
 //! | `source` | the [`OrderSource`] trait, [`SourceId`], [`Safeguards`] (PSL, protected list) |
 //! | `diff` | last good versions, one load's reading, the change list |
 //! | `loader` | [`OrderLoader`]: read, validate, diff, compile, publish |
@@ -50,6 +52,7 @@ use juris_policy::{CompileError, ValidationErrors};
 
 mod diff;
 mod files;
+mod fleet;
 mod loader;
 mod priority;
 mod publish;
@@ -60,6 +63,7 @@ mod tests;
 mod watch;
 
 pub use files::FileSource;
+pub use fleet::FleetSource;
 pub use loader::{NameTargets, OrderLoader};
 pub use source::{OrderSource, Safeguards, SourceId};
 pub use store::StoreSource;

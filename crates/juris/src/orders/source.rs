@@ -1,4 +1,4 @@
-//! Where orders come from ([`OrderSource`]: files, the control plane's store; next, zone
+//! Where orders come from ([`OrderSource`]: files, the control plane's store, a fleet primary's
 //! transfers), what each order is called ([`SourceId`]), and the safeguards every order goes
 //! through whatever its source ([`Safeguards`]).
 //!
@@ -28,6 +28,11 @@ pub enum SourceId {
         /// The order's id in the store.
         order: String,
     },
+    /// One order of the fleet primary's metadata zone, by order id.
+    Fleet {
+        /// The order's id.
+        order: String,
+    },
 }
 
 impl fmt::Display for SourceId {
@@ -35,6 +40,7 @@ impl fmt::Display for SourceId {
         match self {
             SourceId::File(path) => write!(f, "{}", path.display()),
             SourceId::Store { order } => write!(f, "control store order {order}"),
+            SourceId::Fleet { order } => write!(f, "fleet primary's order {order}"),
         }
     }
 }
@@ -105,6 +111,37 @@ pub trait OrderSource: Send + fmt::Debug {
     fn watch_path(&self) -> Option<&Path> {
         None
     }
+}
+
+/// Hands a document-backed order (the store's, a fleet primary's) to `sink`: unchanged when
+/// the hash of its serialisation is its last good version's, else changed (a clone is made
+/// only then).
+pub(super) fn hand_over(
+    id: SourceId,
+    order: std::borrow::Cow<'_, juris_policy::Order>,
+    known: &BTreeMap<SourceId, Known>,
+    sink: &mut dyn FnMut(SourceId, Version),
+) {
+    let content = match serde_json::to_vec(&*order) {
+        Ok(bytes) => super::files::content_hash(&bytes),
+        Err(e) => {
+            let error = OrdersError::Store(format!("{id}: {e}"));
+            sink(id, Version::Unreadable(error));
+            return;
+        }
+    };
+    if known.get(&id).is_some_and(|k| k.content == content) {
+        sink(id, Version::Unchanged(None));
+        return;
+    }
+    sink(
+        id,
+        Version::Changed {
+            content,
+            stamp: None,
+            order: Ok(order.into_owned()),
+        },
+    );
 }
 
 /// What every order goes through, whatever its source: validation with the Public Suffix List

@@ -6,8 +6,7 @@ use std::sync::Arc;
 use juris_control::Control;
 
 use super::diff::Known;
-use super::files::content_hash;
-use super::source::{OrderSource, SourceId, Version};
+use super::source::{hand_over, OrderSource, SourceId, Version};
 use super::OrdersError;
 
 /// The enforceable orders of the control plane's store. The store is read whole (it has no
@@ -51,26 +50,7 @@ impl OrderSource for StoreSource {
             let id = SourceId::Store {
                 order: order.id.clone(),
             };
-            let content = match serde_json::to_vec(&order) {
-                Ok(bytes) => content_hash(&bytes),
-                Err(e) => {
-                    let error = OrdersError::Store(format!("order {}: {e}", order.id));
-                    sink(id, Version::Unreadable(error));
-                    continue;
-                }
-            };
-            if known.get(&id).is_some_and(|k| k.content == content) {
-                sink(id, Version::Unchanged(None));
-                continue;
-            }
-            sink(
-                id,
-                Version::Changed {
-                    content,
-                    stamp: None,
-                    order: Ok(order),
-                },
-            );
+            hand_over(id, std::borrow::Cow::Owned(order), known, sink);
         }
         Ok(())
     }

@@ -1,0 +1,371 @@
+//! The edge: follows a primary's `orders.<suffix>` zone and hands the orders it carries to the
+//! loader ([`FleetSource`](crate::orders::FleetSource)), through the same validation as
+//! orders from files and the store.
+//!
+//! ```text
+//!  start: AXFR (bounded wait) ─ok─► orders ─► snapshot (DATA_DIR/fleet-snapshot.json)
+//!                             └fail─► the snapshot, if any (a restart during an outage still
+//!                                     enforces the orders it had)
+//!  thread juris-follow: waits for a NOTIFY (the DNS listeners), the SOA refresh (60 s) or the
+//!         retry (10 s) ─► IXFR from our serial (AXFR when we have none; the primary answers
+//!         an IXFR it cannot serve from its journal with the whole zone)
+//!         ─► decode ─ok─► orders changed? ─► LoaderHandle::reload ─► validate, diff, publish
+//!                  └corrupt─► ERROR, the last good orders stay in force
+//! ```
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::mpsc;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use domain::tsig::Key;
+use juris_policy::Order;
+use serde::{Deserialize, Serialize};
+use tracing::{error, info};
+
+use super::wire::{self, Transfer};
+use super::zone::{self, Records, Rr};
+use super::{unix_now, FleetSettings};
+use crate::orders::LoaderHandle;
+
+/// The snapshot's file name in the data directory.
+pub const SNAPSHOT_FILE: &str = "fleet-snapshot.json";
+/// Wait after a failed transfer.
+const RETRY: Duration = Duration::from_secs(10);
+/// One transfer's network timeout.
+const TIMEOUT: Duration = Duration::from_secs(5);
+
+#[derive(Debug, Default)]
+struct State {
+    serial: Option<u32>,
+    records: Arc<Records>,
+    orders: Option<Arc<Vec<Order>>>,
+    /// Where the orders in force came from: `transfer`, `snapshot`.
+    origin: Option<&'static str>,
+    last_transfer: Option<u64>,
+    last_check: Option<u64>,
+    last_error: Option<String>,
+    snapshot_error: Option<String>,
+    transfers: u64,
+    full_transfers: u64,
+}
+
+/// A follower of one primary.
+pub struct Follower {
+    primary: SocketAddr,
+    suffix: String,
+    zone: String,
+    key: Option<Key>,
+    key_name: Option<String>,
+    data_dir: PathBuf,
+    state: Mutex<State>,
+    wake: Mutex<Option<mpsc::Sender<()>>>,
+}
+
+impl std::fmt::Debug for Follower {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Follower")
+            .field("primary", &self.primary)
+            .field("zone", &self.zone)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The snapshot file.
+#[derive(Debug, Serialize, Deserialize)]
+struct Snapshot {
+    primary: String,
+    zone: String,
+    serial: u32,
+    written_at: u64,
+    /// (owner, type, data in hex).
+    records: Vec<(String, u16, String)>,
+}
+
+impl Follower {
+    /// A follower of `settings.follow` signing with the first configured key.
+    pub fn new(settings: &FleetSettings, data_dir: &Path) -> anyhow::Result<Follower> {
+        let primary = settings
+            .follow
+            .ok_or_else(|| anyhow::anyhow!("fleet.follow is not set"))?;
+        let first = settings.tsig_keys.first();
+        let key = first
+            .map(|k| k.key())
+            .transpose()
+            .map_err(anyhow::Error::msg)?;
+        Ok(Follower {
+            primary,
+            suffix: settings.zone_suffix.clone(),
+            zone: settings.orders_zone(),
+            key,
+            key_name: first.map(|k| k.name.clone()),
+            data_dir: data_dir.to_owned(),
+            state: Mutex::new(State::default()),
+            wake: Mutex::new(None),
+        })
+    }
+
+    fn state(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// The primary.
+    pub fn primary(&self) -> SocketAddr {
+        self.primary
+    }
+
+    /// The last good orders (`None` before any transfer or snapshot).
+    pub fn orders(&self) -> Option<Arc<Vec<Order>>> {
+        self.state().orders.clone()
+    }
+
+    /// One transfer (IXFR from our serial, AXFR without one). `Ok(true)` when the orders
+    /// changed. On `Err` nothing changes: the last good orders stay in force.
+    pub fn transfer_once(&self) -> Result<bool, String> {
+        let (serial, records) = {
+            let state = self.state();
+            (state.serial, Arc::clone(&state.records))
+        };
+        let outcome = wire::transfer(
+            self.primary,
+            &self.zone,
+            &self.suffix,
+            self.key.as_ref(),
+            serial.map(|s| (s, &*records)),
+            TIMEOUT,
+        )
+        .and_then(|transfer| self.apply(transfer));
+        let mut state = self.state();
+        match &outcome {
+            Ok(_) => {
+                state.last_check = Some(unix_now());
+                state.last_error = None;
+            }
+            Err(error) => state.last_error = Some(error.clone()),
+        }
+        outcome
+    }
+
+    fn apply(&self, transfer: Transfer) -> Result<bool, String> {
+        let (serial, records, full) = match transfer {
+            Transfer::UpToDate => return Ok(false),
+            Transfer::Full(serial, records) => (serial, records, true),
+            Transfer::Incremental(serial, records) => (serial, records, false),
+        };
+        let orders = zone::decode_orders(&self.zone, &records).map_err(|e| {
+            format!(
+                "corrupt transfer of {} serial {serial} from {}: {e}",
+                self.zone, self.primary
+            )
+        })?;
+        let changed = {
+            let mut state = self.state();
+            let changed = state.orders.as_deref() != Some(&orders);
+            state.serial = Some(serial);
+            state.records = Arc::new(records);
+            state.orders = Some(Arc::new(orders));
+            state.origin = Some("transfer");
+            state.last_transfer = Some(unix_now());
+            state.transfers += 1;
+            state.full_transfers += u64::from(full);
+            changed
+        };
+        info!(
+            primary = %self.primary,
+            zone = %self.zone,
+            serial,
+            kind = if full { "AXFR" } else { "IXFR" },
+            "fleet: transfer applied"
+        );
+        self.write_snapshot();
+        Ok(changed)
+    }
+
+    fn snapshot_path(&self) -> PathBuf {
+        self.data_dir.join(SNAPSHOT_FILE)
+    }
+
+    /// Writes what is in force to the snapshot (a temporary file, then renamed). A failure
+    /// (disk full) is logged and shown in the status; the follower keeps running.
+    fn write_snapshot(&self) {
+        let snapshot = {
+            let state = self.state();
+            let Some(serial) = state.serial else { return };
+            Snapshot {
+                primary: self.primary.to_string(),
+                zone: self.zone.clone(),
+                serial,
+                written_at: unix_now(),
+                records: state
+                    .records
+                    .iter()
+                    .map(|rr| {
+                        let hex: String = rr.rdata.iter().map(|b| format!("{b:02x}")).collect();
+                        (rr.owner.clone(), rr.rtype, hex)
+                    })
+                    .collect(),
+            }
+        };
+        let path = self.snapshot_path();
+        let temporary = path.with_extension("json.tmp");
+        let written = serde_json::to_vec(&snapshot)
+            .map_err(std::io::Error::other)
+            .and_then(|bytes| std::fs::write(&temporary, bytes))
+            .and_then(|()| std::fs::rename(&temporary, &path));
+        let mut state = self.state();
+        match written {
+            Ok(()) => state.snapshot_error = None,
+            Err(e) => {
+                let _ = std::fs::remove_file(&temporary);
+                error!(path = %path.display(), "fleet: the snapshot could NOT be written (the policy in force is not affected; a restart while the primary is unreachable would start from an older snapshot): {e}");
+                state.snapshot_error = Some(format!("{}: {e}", path.display()));
+            }
+        }
+    }
+
+    /// Starts from the snapshot in the data directory. `Ok(false)`: there is none.
+    pub fn load_snapshot(&self) -> Result<bool, String> {
+        let path = self.snapshot_path();
+        let bytes = match std::fs::read(&path) {
+            Ok(bytes) => bytes,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(false),
+            Err(e) => return Err(format!("{}: {e}", path.display())),
+        };
+        let snapshot: Snapshot = serde_json::from_slice(&bytes)
+            .map_err(|e| format!("{}: not a snapshot: {e}", path.display()))?;
+        if snapshot.zone != self.zone {
+            return Err(format!(
+                "{}: a snapshot of {}, not of {}",
+                path.display(),
+                snapshot.zone,
+                self.zone
+            ));
+        }
+        let mut records = Records::new();
+        for (owner, rtype, hex) in snapshot.records {
+            let rdata = decode_hex(&hex)
+                .ok_or_else(|| format!("{}: record {owner}: bad data", path.display()))?;
+            records.insert(Rr {
+                owner,
+                rtype,
+                rdata,
+            });
+        }
+        let orders = zone::decode_orders(&self.zone, &records)
+            .map_err(|e| format!("{}: {e}", path.display()))?;
+        let mut state = self.state();
+        state.serial = Some(snapshot.serial);
+        state.records = Arc::new(records);
+        state.orders = Some(Arc::new(orders));
+        state.origin = Some("snapshot");
+        info!(
+            path = %path.display(),
+            serial = snapshot.serial,
+            written_at = snapshot.written_at,
+            "fleet: the primary is unreachable; enforcing the orders of the snapshot"
+        );
+        Ok(true)
+    }
+
+    /// A NOTIFY arrived on a DNS listener for `zone` (wire form) from `from`: a transfer is
+    /// scheduled when it names our zone (the transfer itself is authenticated).
+    pub fn notified(&self, zone: &[u8], from: std::net::IpAddr) -> bool {
+        let ours = zone::name_wire(&self.zone).unwrap_or_default();
+        if !zone.eq_ignore_ascii_case(&ours) {
+            return false;
+        }
+        tracing::debug!(%from, zone = %self.zone, "fleet: NOTIFY received");
+        self.wake();
+        true
+    }
+
+    /// Asks the follower's thread for a transfer now.
+    pub fn wake(&self) {
+        if let Some(tx) = self
+            .wake
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .as_ref()
+        {
+            let _ = tx.send(());
+        }
+    }
+
+    /// Starts the follower's thread: transfers on NOTIFY, refresh and retry; a change wakes
+    /// `loader`.
+    pub fn spawn(self: &Arc<Self>, loader: LoaderHandle) -> anyhow::Result<()> {
+        let (tx, rx) = mpsc::channel();
+        *self.wake.lock().unwrap_or_else(PoisonError::into_inner) = Some(tx);
+        let follower = Arc::clone(self);
+        std::thread::Builder::new()
+            .name("juris-follow".into())
+            .spawn(move || follower.run(&rx, &loader))
+            .map_err(|e| anyhow::anyhow!("follower thread: {e}"))?;
+        Ok(())
+    }
+
+    fn run(&self, wakes: &mpsc::Receiver<()>, loader: &LoaderHandle) {
+        let refresh = Duration::from_secs(u64::from(zone::REFRESH));
+        let mut wait = if self.state().last_error.is_some() || self.state().serial.is_none() {
+            Duration::ZERO
+        } else {
+            refresh
+        };
+        loop {
+            match wakes.recv_timeout(wait) {
+                Ok(()) | Err(mpsc::RecvTimeoutError::Timeout) => {}
+                Err(mpsc::RecvTimeoutError::Disconnected) => return,
+            }
+            while wakes.try_recv().is_ok() {}
+            match self.transfer_once() {
+                Ok(changed) => {
+                    if changed {
+                        loader.reload("zone transfer from the fleet primary");
+                    }
+                    wait = refresh;
+                }
+                Err(e) => {
+                    error!(
+                        primary = %self.primary,
+                        "fleet: transfer FAILED; the last good orders stay in force: {e}"
+                    );
+                    wait = RETRY;
+                }
+            }
+        }
+    }
+
+    /// The status: primary, serial in force, last successful transfer, lag.
+    pub fn status(&self) -> serde_json::Value {
+        let state = self.state();
+        let now = unix_now();
+        serde_json::json!({
+            "role": "edge",
+            "primary": self.primary.to_string(),
+            "zone": self.zone,
+            "tsig_key": self.key_name,
+            "serial": state.serial,
+            "orders": state.orders.as_ref().map(|o| o.len()),
+            "origin": state.origin,
+            "last_transfer": state.last_transfer,
+            "last_check": state.last_check,
+            // Seconds since the primary last confirmed (or sent) what is in force.
+            "lag_seconds": state.last_check.map(|t| now.saturating_sub(t)),
+            "last_error": state.last_error,
+            "snapshot_error": state.snapshot_error,
+            "transfers": state.transfers,
+            "full_transfers": state.full_transfers,
+        })
+    }
+}
+
+fn decode_hex(text: &str) -> Option<Vec<u8>> {
+    if !text.len().is_multiple_of(2) {
+        return None;
+    }
+    (0..text.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(text.get(i..i + 2)?, 16).ok())
+        .collect()
+}

@@ -1,0 +1,596 @@
+//! The primary: the zones of the orders in force, their serial and journal, the XFR listener
+//! (TCP: SOA, AXFR, IXFR; UDP: SOA) and NOTIFY to the followers.
+//!
+//! ```text
+//!  loader thread ── publish(orders) ──► build zones ─ differ? ─► serial = max(serial+1, now)
+//!                                                     │          journal: one delta per zone
+//!                                                     │          (the last JOURNAL_DEPTH)
+//!                                                     └──► NOTIFY thread: every zone to every
+//!                                                          `notify` address (3 tries, 1 s apart)
+//!  XFR listener: TSIG (any configured key) or an `allow_unsigned` source; an `allow_transfer`
+//!               source; else REFUSED. IXFR from a serial the journal reaches: the deltas;
+//!               otherwise the whole zone (AXFR form, RFC 1995 §4).
+//! ```
+
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
+use std::net::{IpAddr, SocketAddr, TcpListener, UdpSocket};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::mpsc;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use anyhow::Context;
+use domain::base::iana::{Opcode, Rcode};
+use domain::base::message_builder::AnswerBuilder;
+use domain::base::{Message, MessageBuilder, Name, Rtype};
+use domain::rdata::tsig::Time48;
+use domain::tsig::{Algorithm, Key, KeyName, ServerSequence};
+use ipnet::IpNet;
+use juris_policy::Order;
+use tracing::{debug, info, warn};
+
+use super::wire::{self, MESSAGE_TARGET};
+use super::zone::{self, rtype, Records, Rr};
+use super::{unix_now, FleetSettings};
+
+/// Deltas kept per zone for IXFR; an older serial gets the whole zone.
+pub const JOURNAL_DEPTH: usize = 64;
+/// Concurrent transfer connections at most.
+const MAX_CONNECTIONS: usize = 64;
+/// How often the zones are rebuilt for the time (dates, windows) without an order change.
+const TIME_REFRESH: Duration = Duration::from_secs(30);
+/// A connection idle this long is closed.
+const IDLE: Duration = Duration::from_secs(10);
+
+/// One publish's change to one zone.
+#[derive(Debug, Clone)]
+struct Delta {
+    from: u32,
+    to: u32,
+    removed: Vec<Rr>,
+    added: Vec<Rr>,
+}
+
+#[derive(Debug, Default)]
+struct State {
+    serial: u32,
+    zones: BTreeMap<String, Arc<Records>>,
+    journal: BTreeMap<String, VecDeque<Delta>>,
+    orders: Vec<Arc<Order>>,
+    published_at: u64,
+    publishes: u64,
+    left_out: Vec<String>,
+}
+
+/// The publishing side of the fleet. Shared by the loader (which publishes), the XFR
+/// listener, the NOTIFY sender and the status.
+pub struct Publisher {
+    suffix: String,
+    allow_transfer: Vec<IpNet>,
+    allow_unsigned: Vec<IpNet>,
+    keys: HashMap<(KeyName, Algorithm), Key>,
+    notify: Vec<SocketAddr>,
+    /// The first key signs NOTIFY messages.
+    notify_key: Option<Key>,
+    state: Mutex<State>,
+    notify_tx: Mutex<Option<mpsc::Sender<u32>>>,
+    listen: Mutex<Option<SocketAddr>>,
+}
+
+impl std::fmt::Debug for Publisher {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Publisher")
+            .field("suffix", &self.suffix)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Publisher {
+    /// A publisher for `settings` (nothing is published or listened on yet).
+    pub fn new(settings: &FleetSettings) -> anyhow::Result<Publisher> {
+        let mut keys = HashMap::new();
+        let mut notify_key = None;
+        for key in &settings.tsig_keys {
+            let key = key.key().map_err(anyhow::Error::msg)?;
+            notify_key.get_or_insert_with(|| key.clone());
+            keys.insert((key.name().clone(), key.algorithm()), key);
+        }
+        Ok(Publisher {
+            suffix: settings.zone_suffix.clone(),
+            allow_transfer: settings.allow_transfer.clone(),
+            allow_unsigned: settings.allow_unsigned.clone(),
+            keys,
+            notify: settings.notify.clone(),
+            notify_key,
+            state: Mutex::new(State::default()),
+            notify_tx: Mutex::new(None),
+            listen: Mutex::new(None),
+        })
+    }
+
+    fn state(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Publishes `orders` (the orders the loader has in force, as written): the zones are
+    /// rebuilt; if any differs, the serial moves on, the journal gets the deltas and the
+    /// followers are notified. Returns the serial in force.
+    pub fn publish(&self, orders: Vec<Arc<Order>>) -> u32 {
+        self.rebuild(Some(orders))
+    }
+
+    /// Rebuilds the zones for the time now (orders entering or leaving their windows and
+    /// dates change the RPZ zones without any order changing).
+    pub fn refresh(&self) -> u32 {
+        self.rebuild(None)
+    }
+
+    fn rebuild(&self, orders: Option<Vec<Arc<Order>>>) -> u32 {
+        let mut state = self.state();
+        if let Some(orders) = orders {
+            state.orders = orders;
+        }
+        let keep: BTreeSet<String> = state
+            .zones
+            .keys()
+            .filter(|apex| **apex != zone::orders_apex(&self.suffix))
+            .cloned()
+            .collect();
+        let (metadata, left_out) = zone::orders_zone(&self.suffix, &state.orders);
+        for id in &left_out {
+            if !state.left_out.contains(id) {
+                warn!(order = %id, "fleet: the order does not fit one TXT record (65535 bytes) and is NOT published to followers");
+            }
+        }
+        state.left_out = left_out;
+        let now = jiff::Timestamp::now();
+        let mut zones = zone::rpz_zones(&self.suffix, &state.orders, now, &keep);
+        zones.insert(zone::orders_apex(&self.suffix), metadata);
+        let changed = state.publishes == 0
+            || zones.len() != state.zones.len()
+            || zones
+                .iter()
+                .any(|(apex, records)| state.zones.get(apex).is_none_or(|old| **old != *records));
+        if !changed {
+            return state.serial;
+        }
+        let serial = next_serial(state.serial, unix_now());
+        let from = state.serial;
+        let first = state.publishes == 0;
+        let mut next_zones = BTreeMap::new();
+        for (apex, records) in zones {
+            if !first {
+                let empty = Records::new();
+                let old = state.zones.get(&apex).map_or(&empty, |z| &**z);
+                let delta = Delta {
+                    from,
+                    to: serial,
+                    removed: old.difference(&records).cloned().collect(),
+                    added: records.difference(old).cloned().collect(),
+                };
+                let journal = state.journal.entry(apex.clone()).or_default();
+                journal.push_back(delta);
+                while journal.len() > JOURNAL_DEPTH {
+                    journal.pop_front();
+                }
+            }
+            next_zones.insert(apex, Arc::new(records));
+        }
+        state.zones = next_zones;
+        state.serial = serial;
+        state.publishes += 1;
+        state.published_at = unix_now();
+        let zones = state.zones.len();
+        drop(state);
+        info!(serial, zones, "fleet: zones published");
+        if let Some(tx) = self
+            .notify_tx
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .as_ref()
+        {
+            let _ = tx.send(serial);
+        }
+        serial
+    }
+
+    /// Drops the journal of every zone (tests: a follower then gets the whole zone).
+    #[cfg(test)]
+    pub fn forget_journal(&self) {
+        self.state().journal.clear();
+    }
+
+    /// Adds `rr` to the zone `apex` as a publish would (tests: a corrupt record).
+    #[cfg(test)]
+    pub(crate) fn inject(&self, apex: &str, rr: Rr) {
+        let mut state = self.state();
+        let (from, to) = (state.serial, state.serial + 1);
+        let mut records = state
+            .zones
+            .get(apex)
+            .map(|z| (**z).clone())
+            .unwrap_or_default();
+        records.insert(rr.clone());
+        state.zones.insert(apex.to_owned(), Arc::new(records));
+        state
+            .journal
+            .entry(apex.to_owned())
+            .or_default()
+            .push_back(Delta {
+                from,
+                to,
+                removed: Vec::new(),
+                added: vec![rr],
+            });
+        state.serial = to;
+    }
+
+    /// The serial in force and the zones' names.
+    pub fn status(&self) -> serde_json::Value {
+        let state = self.state();
+        serde_json::json!({
+            "role": "primary",
+            "xfr_listen": self.listen.lock().unwrap_or_else(PoisonError::into_inner).map(|a| a.to_string()),
+            "serial": state.serial,
+            "published_at": state.published_at,
+            "zones": state.zones.keys().collect::<Vec<_>>(),
+            "orders": state.orders.len(),
+            "orders_not_published": state.left_out,
+            "notify": self.notify.iter().map(ToString::to_string).collect::<Vec<_>>(),
+        })
+    }
+
+    /// The answer messages to one request from `source` (`tcp`: AXFR and IXFR allowed).
+    /// Empty: send nothing.
+    pub fn answer(&self, request: Vec<u8>, source: IpAddr, tcp: bool) -> Vec<Vec<u8>> {
+        let Ok(mut message) = Message::from_octets(request) else {
+            return Vec::new();
+        };
+        if message.header().qr() {
+            return Vec::new();
+        }
+        // TSIG first: the request's signature is checked (and removed) before anything else.
+        let signed = if self.keys.is_empty() {
+            Ok(None)
+        } else {
+            ServerSequence::request(&self.keys, &mut message, Time48::now())
+        };
+        let mut sequence = match signed {
+            Ok(sequence) => sequence,
+            Err(error) => {
+                warn!(%source, tsig = %error.error(), "fleet: transfer request with a bad TSIG refused");
+                return error
+                    .build_message(&message, MessageBuilder::new_vec())
+                    .map(|m| vec![m.finish()])
+                    .unwrap_or_default();
+            }
+        };
+        let allowed = if sequence.is_some() {
+            self.allow_transfer.iter().any(|net| net.contains(&source))
+        } else {
+            self.allow_unsigned.iter().any(|net| net.contains(&source))
+        };
+        let question = message.sole_question().ok();
+        let reply = |sequence: &mut Option<ServerSequence<Key>>, rcode: Rcode| {
+            MessageBuilder::new_vec()
+                .start_answer(&message, rcode)
+                .ok()
+                .map(|builder| finish(builder, sequence))
+                .into_iter()
+                .collect::<Vec<_>>()
+        };
+        let Some(question) = question else {
+            return reply(&mut sequence, Rcode::FORMERR);
+        };
+        if message.header().opcode() != Opcode::QUERY {
+            return reply(&mut sequence, Rcode::NOTIMP);
+        }
+        if !allowed {
+            info!(%source, signed = sequence.is_some(), "fleet: transfer request refused (source not allowed, or unsigned)");
+            return reply(&mut sequence, Rcode::REFUSED);
+        }
+        let mut apex = question.qname().to_string().to_ascii_lowercase();
+        if !apex.ends_with('.') {
+            apex.push('.');
+        }
+        let state = self.state();
+        let Some(records) = state.zones.get(&apex).cloned() else {
+            drop(state);
+            return reply(&mut sequence, Rcode::NOTAUTH);
+        };
+        let serial = state.serial;
+        let soa = Rr {
+            owner: apex.clone(),
+            rtype: rtype::SOA,
+            rdata: zone::soa_rdata(&self.suffix, serial),
+        };
+        let qtype = question.qtype();
+        let plan: Vec<Rr> = if qtype == Rtype::SOA {
+            vec![soa]
+        } else if qtype == Rtype::AXFR && tcp {
+            full(&soa, &records)
+        } else if qtype == Rtype::IXFR && tcp {
+            let theirs = message
+                .authority()
+                .ok()
+                .and_then(|section| wire::section_records(section).ok())
+                .and_then(|rrs| rrs.into_iter().find(|r| r.rtype == rtype::SOA))
+                .and_then(|r| zone::soa_serial(&r.rdata));
+            match theirs {
+                Some(theirs) if theirs == serial => vec![soa],
+                Some(theirs) => match deltas(state.journal.get(&apex), theirs, serial) {
+                    Some(deltas) => incremental(&soa, &apex, &self.suffix, &deltas),
+                    None => full(&soa, &records),
+                },
+                None => {
+                    drop(state);
+                    return reply(&mut sequence, Rcode::FORMERR);
+                }
+            }
+        } else if (qtype == Rtype::AXFR || qtype == Rtype::IXFR) && !tcp {
+            // Over UDP, an IXFR gets the SOA only (RFC 1995 §2: the client retries over TCP).
+            vec![soa]
+        } else {
+            drop(state);
+            return reply(&mut sequence, Rcode::REFUSED);
+        };
+        drop(state);
+        debug!(%source, zone = %apex, %qtype, records = plan.len(), "fleet: transfer");
+        let mut messages = Vec::new();
+        let mut builder = MessageBuilder::new_vec().start_answer(&message, Rcode::NOERROR);
+        for rr in &plan {
+            let Ok(answer) = builder.as_mut() else {
+                return Vec::new();
+            };
+            answer.header_mut().set_aa(true);
+            if let Err(error) = wire::push(answer, rr) {
+                warn!("fleet: {error}");
+                return reply(&mut sequence, Rcode::SERVFAIL);
+            }
+            if answer.as_slice().len() >= MESSAGE_TARGET {
+                let full = std::mem::replace(
+                    &mut builder,
+                    MessageBuilder::new_vec().start_answer(&message, Rcode::NOERROR),
+                );
+                if let Ok(full) = full {
+                    messages.push(finish(full, &mut sequence));
+                }
+            }
+        }
+        if let Ok(mut last) = builder {
+            if last.counts().ancount() > 0 {
+                last.header_mut().set_aa(true);
+                messages.push(finish(last, &mut sequence));
+            }
+        }
+        messages
+    }
+
+    /// Starts the XFR listener (TCP and UDP on `address`) and the NOTIFY sender; returns the
+    /// address bound.
+    pub fn start(self: &Arc<Self>, address: SocketAddr) -> anyhow::Result<SocketAddr> {
+        let tcp = TcpListener::bind(address)
+            .with_context(|| format!("fleet.xfr_listen: cannot listen on {address} (TCP)"))?;
+        let bound = tcp.local_addr().context("fleet.xfr_listen")?;
+        let udp = UdpSocket::bind(bound)
+            .with_context(|| format!("fleet.xfr_listen: cannot listen on {bound} (UDP)"))?;
+        *self.listen.lock().unwrap_or_else(PoisonError::into_inner) = Some(bound);
+        let publisher = Arc::clone(self);
+        std::thread::Builder::new()
+            .name("juris-xfr-tcp".into())
+            .spawn(move || publisher.serve_tcp(tcp))
+            .context("XFR thread")?;
+        let publisher = Arc::clone(self);
+        std::thread::Builder::new()
+            .name("juris-xfr-udp".into())
+            .spawn(move || publisher.serve_udp(udp))
+            .context("XFR thread")?;
+        // Orders entering or leaving their dates and windows change the RPZ zones.
+        let publisher = Arc::clone(self);
+        std::thread::Builder::new()
+            .name("juris-xfr-time".into())
+            .spawn(move || loop {
+                std::thread::sleep(TIME_REFRESH);
+                publisher.refresh();
+            })
+            .context("XFR thread")?;
+        if !self.notify.is_empty() {
+            let (tx, rx) = mpsc::channel();
+            *self
+                .notify_tx
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner) = Some(tx);
+            let publisher = Arc::clone(self);
+            std::thread::Builder::new()
+                .name("juris-notify".into())
+                .spawn(move || publisher.send_notifies(rx))
+                .context("NOTIFY thread")?;
+        }
+        info!(addr = %bound, "fleet: XFR listening (zones under {})", self.suffix);
+        Ok(bound)
+    }
+
+    fn serve_tcp(self: Arc<Self>, listener: TcpListener) {
+        let open = Arc::new(AtomicUsize::new(0));
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { continue };
+            if open.load(Ordering::Relaxed) >= MAX_CONNECTIONS {
+                continue;
+            }
+            let Ok(peer) = stream.peer_addr() else {
+                continue;
+            };
+            let publisher = Arc::clone(&self);
+            let open = Arc::clone(&open);
+            open.fetch_add(1, Ordering::Relaxed);
+            let spawned = std::thread::Builder::new()
+                .name("juris-xfr-conn".into())
+                .spawn(move || {
+                    let _ = stream.set_read_timeout(Some(IDLE));
+                    let _ = stream.set_write_timeout(Some(IDLE));
+                    while let Ok(request) = wire::read_framed(&mut stream) {
+                        for message in publisher.answer(request, peer.ip(), true) {
+                            if wire::write_framed(&mut stream, &message).is_err() {
+                                break;
+                            }
+                        }
+                    }
+                    open.fetch_sub(1, Ordering::Relaxed);
+                });
+            if spawned.is_err() {
+                warn!("fleet: cannot start a transfer thread");
+            }
+        }
+    }
+
+    fn serve_udp(self: Arc<Self>, socket: UdpSocket) {
+        let mut buffer = vec![0u8; 65_535];
+        loop {
+            let Ok((len, peer)) = socket.recv_from(&mut buffer) else {
+                continue;
+            };
+            let request = buffer[..len].to_vec();
+            if let Some(message) = self.answer(request, peer.ip(), false).into_iter().next() {
+                let _ = socket.send_to(&message, peer);
+            }
+        }
+    }
+
+    fn send_notifies(self: Arc<Self>, rx: mpsc::Receiver<u32>) {
+        let Ok(socket) = UdpSocket::bind(if self.notify.iter().all(|a| a.is_ipv4()) {
+            "0.0.0.0:0"
+        } else {
+            "[::]:0"
+        }) else {
+            warn!("fleet: cannot open a socket for NOTIFY");
+            return;
+        };
+        let _ = socket.set_read_timeout(Some(Duration::from_secs(1)));
+        while let Ok(mut serial) = rx.recv() {
+            // Only the newest serial matters.
+            while let Ok(newer) = rx.try_recv() {
+                serial = newer;
+            }
+            let zones: Vec<String> = self.state().zones.keys().cloned().collect();
+            for target in &self.notify {
+                for apex in &zones {
+                    self.notify_one(&socket, *target, apex, serial);
+                }
+            }
+        }
+    }
+
+    fn notify_one(&self, socket: &UdpSocket, target: SocketAddr, apex: &str, serial: u32) {
+        let Some(message) = notify_message(apex, serial, &self.suffix, self.notify_key.as_ref())
+        else {
+            return;
+        };
+        let id = u16::from_be_bytes([message[0], message[1]]);
+        let mut buffer = [0u8; 4096];
+        for _ in 0..3 {
+            if socket.send_to(&message, target).is_err() {
+                continue;
+            }
+            while let Ok((len, from)) = socket.recv_from(&mut buffer) {
+                if from == target && len >= 2 && u16::from_be_bytes([buffer[0], buffer[1]]) == id {
+                    debug!(%target, zone = apex, serial, "fleet: NOTIFY answered");
+                    return;
+                }
+            }
+        }
+        debug!(%target, zone = apex, serial, "fleet: NOTIFY not answered");
+    }
+}
+
+/// `max(serial + 1, now)`, in 32 bits: a restart (serial 0) starts from the clock, so the
+/// serial moves on across restarts of the primary too.
+fn next_serial(serial: u32, now: u64) -> u32 {
+    let clock = u32::try_from(now).unwrap_or(u32::MAX);
+    serial.wrapping_add(1).max(clock)
+}
+
+/// Signs (if a key is in use) and closes one message.
+fn finish(builder: AnswerBuilder<Vec<u8>>, sequence: &mut Option<ServerSequence<Key>>) -> Vec<u8> {
+    let mut additional = builder.additional();
+    if let Some(sequence) = sequence.as_mut() {
+        if let Err(error) = sequence.answer(&mut additional, Time48::now()) {
+            warn!("fleet: cannot sign a response: {error}");
+        }
+    }
+    additional.finish()
+}
+
+/// SOA, every record, SOA.
+fn full(soa: &Rr, records: &Records) -> Vec<Rr> {
+    let mut plan = Vec::with_capacity(records.len() + 2);
+    plan.push(soa.clone());
+    plan.extend(records.iter().cloned());
+    plan.push(soa.clone());
+    plan
+}
+
+/// The deltas from `theirs` to `ours`, if the journal reaches back to `theirs`.
+fn deltas(journal: Option<&VecDeque<Delta>>, theirs: u32, ours: u32) -> Option<Vec<Delta>> {
+    let journal = journal?;
+    let start = journal.iter().position(|d| d.from == theirs)?;
+    let chain: Vec<Delta> = journal.iter().skip(start).cloned().collect();
+    (chain.last()?.to == ours).then_some(chain)
+}
+
+/// RFC 1995 §4: SOA(new), then per delta SOA(old), removed, SOA(new), added; SOA(new).
+fn incremental(soa: &Rr, apex: &str, suffix: &str, deltas: &[Delta]) -> Vec<Rr> {
+    let soa_of = |serial| Rr {
+        owner: apex.to_owned(),
+        rtype: rtype::SOA,
+        rdata: zone::soa_rdata(suffix, serial),
+    };
+    let mut plan = vec![soa.clone()];
+    for delta in deltas {
+        plan.push(soa_of(delta.from));
+        plan.extend(delta.removed.iter().cloned());
+        plan.push(soa_of(delta.to));
+        plan.extend(delta.added.iter().cloned());
+    }
+    plan.push(soa.clone());
+    plan
+}
+
+/// A NOTIFY for `apex` at `serial` (the SOA in the answer section, RFC 1996 §3.7).
+fn notify_message(apex: &str, serial: u32, suffix: &str, key: Option<&Key>) -> Option<Vec<u8>> {
+    use std::str::FromStr;
+    let name: Name<Vec<u8>> = Name::from_str(apex).ok()?;
+    let mut builder = MessageBuilder::new_vec();
+    builder.header_mut().set_id(rand::random());
+    builder.header_mut().set_opcode(Opcode::NOTIFY);
+    builder.header_mut().set_aa(true);
+    let mut question = builder.question();
+    question.push((name, Rtype::SOA)).ok()?;
+    let mut answer = question.answer();
+    wire::push(
+        &mut answer,
+        &Rr {
+            owner: apex.to_owned(),
+            rtype: rtype::SOA,
+            rdata: zone::soa_rdata(suffix, serial),
+        },
+    )
+    .ok()?;
+    let mut additional = answer.additional();
+    if let Some(key) = key {
+        domain::tsig::ClientTransaction::request(key.clone(), &mut additional, Time48::now())
+            .ok()?;
+    }
+    Some(additional.finish())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_serial_moves_on_and_follows_the_clock() {
+        assert_eq!(next_serial(0, 1_700_000_000), 1_700_000_000);
+        assert_eq!(next_serial(1_700_000_000, 1_700_000_000), 1_700_000_001);
+        assert_eq!(next_serial(1_800_000_000, 1_700_000_000), 1_800_000_001);
+    }
+}

@@ -1,0 +1,56 @@
+//! Orders from the fleet primary ([`FleetSource`]): the last good orders of the follower's
+//! transfers (or of its snapshot), through the same validation as files and the store.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use crate::fleet::follower::Follower;
+
+use super::diff::Known;
+use super::source::{hand_over, OrderSource, SourceId, Version};
+use super::OrdersError;
+
+/// The orders an edge follows. Its follower wakes the loader after a transfer that changed
+/// them; a transfer that fails or does not decode changes nothing here.
+#[derive(Debug)]
+pub struct FleetSource {
+    follower: Arc<Follower>,
+}
+
+impl FleetSource {
+    /// The orders of `follower`.
+    pub fn new(follower: Arc<Follower>) -> FleetSource {
+        FleetSource { follower }
+    }
+}
+
+impl OrderSource for FleetSource {
+    fn describe(&self) -> String {
+        format!("fleet primary {}", self.follower.primary())
+    }
+
+    fn read(
+        &mut self,
+        known: &BTreeMap<SourceId, Known>,
+        sink: &mut dyn FnMut(SourceId, Version),
+    ) -> Result<(), OrdersError> {
+        let Some(orders) = self.follower.orders() else {
+            return Ok(());
+        };
+        for order in orders.iter() {
+            let id = SourceId::Fleet {
+                order: order.id.clone(),
+            };
+            hand_over(id, std::borrow::Cow::Borrowed(order), known, sink);
+        }
+        Ok(())
+    }
+
+    /// The primary publishes only what its own loader accepted: file orders checked against
+    /// the protected list with their overrides, store orders without their held targets (an
+    /// admin's per-target override does not travel in the document). Validation with the
+    /// Public Suffix List runs again here.
+    fn reviews_protected_targets(&self) -> bool {
+        true
+    }
+}
