@@ -105,7 +105,16 @@ pub(crate) struct Work {
     /// to the client's question (one per step of a CNAME chain that leaves a zone), with the
     /// addresses known for them then. Not filled by sub-lookups (depth > 0).
     pub name_servers: crate::cache::NameServers,
+    /// (zone, server) of every referral and full-question answer this work took, for the
+    /// re-query of other servers after a bogus answer; at most `MAX_RESPONDERS`.
+    pub responders: Vec<(Name<Bytes>, SocketAddr)>,
+    /// Servers whose data turned out bogus for this client query: asked last (Unbound's
+    /// per-query blacklist).
+    pub avoid: Vec<SocketAddr>,
 }
+
+/// Bound on `Work::responders`.
+const MAX_RESPONDERS: usize = 32;
 
 impl Work {
     pub(crate) fn new(deadline: Instant) -> Self {
@@ -117,6 +126,19 @@ impl Work {
             deadline,
             answered_by: None,
             name_servers: crate::cache::NameServers::default(),
+            responders: Vec::new(),
+            avoid: Vec::new(),
+        }
+    }
+
+    fn note_responder(&mut self, zone: &Name<Bytes>, server: SocketAddr) {
+        if self.responders.len() < MAX_RESPONDERS
+            && !self
+                .responders
+                .iter()
+                .any(|(z, s)| *s == server && z == zone)
+        {
+            self.responders.push((zone.clone(), server));
         }
     }
 
@@ -495,6 +517,40 @@ impl Recursor {
             .outcome(&lower(zone), self.clock.unix_seconds())
     }
 
+    /// Forgets the referral DS data of `name` and the zones above it (before other servers
+    /// are asked after a bogus answer).
+    pub(crate) fn forget_referral_ds(&self, name: &Name<Bytes>) {
+        let mut zone = Some(lower(name));
+        while let Some(current) = zone {
+            self.referral_ds
+                .flush(crate::cache::FlushScope::Name(current.as_slice()));
+            zone = current.parent();
+        }
+    }
+
+    /// Whether `zone` has a server to ask besides those in `avoid`: a name server with an
+    /// address not avoided, or one whose address is not known yet.
+    pub(crate) fn has_other_servers(&self, zone: &Name<Bytes>, avoid: &[SocketAddr]) -> bool {
+        let now = self.clock.unix_seconds();
+        let delegation = self.delegations.deepest(zone, now);
+        if !same_name(&delegation.zone, zone) {
+            return false;
+        }
+        delegation.name_servers.iter().any(|name| {
+            let mut known = false;
+            let mut other = false;
+            for rtype in self.address_types() {
+                self.delegations
+                    .for_each_address(name, rtype, now, |address, _| {
+                        known = true;
+                        let server = SocketAddr::new(address, self.config.upstream_port);
+                        other |= self.address_allowed(address) && !avoid.contains(&server);
+                    });
+            }
+            other || !known
+        })
+    }
+
     /// The deepest zone cut known at or above `name` (the root when none is).
     pub(crate) fn known_cut(&self, name: &Name<Bytes>) -> Name<Bytes> {
         self.delegations
@@ -621,17 +677,21 @@ impl Recursor {
         let mut sub_error: Option<ResolveError> = None;
         let mut attempts = 0usize;
         while attempts < MAX_ATTEMPTS_PER_ZONE {
-            let next = self
+            // Servers that gave bogus data for this query come last: after the addresses of
+            // the other name server names are looked up (a last resort).
+            let candidate = self
                 .server_addresses(delegation)
                 .into_iter()
-                .find(|server| first_tried != Some(*server) && !more_tried.contains(server));
-            let Some(server) = next else {
-                match self
+                .filter(|server| first_tried != Some(*server) && !more_tried.contains(server))
+                .min_by_key(|server| work.avoid.contains(server));
+            let next = match candidate {
+                Some(server) if !work.avoid.contains(&server) => Some(server),
+                _ => match self
                     .resolve_name_server(delegation, &mut looked_up, depth, work)
                     .await
                 {
                     Ok(true) => continue,
-                    Ok(false) => break,
+                    Ok(false) => candidate,
                     Err(error) if is_fatal(&error) => return Err(error),
                     Err(error) => {
                         if sub_error.is_none() || matches!(error, ResolveError::LimitExceeded(_)) {
@@ -639,7 +699,10 @@ impl Recursor {
                         }
                         continue;
                     }
-                }
+                },
+            };
+            let Some(server) = next else {
+                break;
             };
             if first_tried.is_none() {
                 first_tried = Some(server);
@@ -674,7 +737,18 @@ impl Recursor {
                 }
                 Ok(response) => {
                     self.infra.record_rtt(server, started.elapsed());
-                    match self.classify(&delegation.zone, qname, minimised, response) {
+                    let classified = self.classify(&delegation.zone, qname, minimised, response);
+                    // The data a validator judges: referrals (DS) and full-question answers,
+                    // not the steps of a minimised walk.
+                    let judged = match classified {
+                        Classified::Referral { .. } => true,
+                        Classified::Final(_) => !minimised,
+                        Classified::Lame | Classified::ServerFailure => false,
+                    };
+                    if judged {
+                        work.note_responder(&delegation.zone, server);
+                    }
+                    match classified {
                         Classified::Referral {
                             delegation: child,
                             ttl,

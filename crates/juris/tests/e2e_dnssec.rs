@@ -208,6 +208,27 @@ fn nsec_and_nsec3_denials_are_secure() {
     expect_outcome(juris.address(), "nx.nsec3.test.");
 }
 
+/// One of twoservers.test.'s two servers serves wrong signatures on www and *.any: juris
+/// asks the other one before calling the answer bogus (as Unbound does), so every answer
+/// is secure. Many names, each a fresh choice between the two servers, so that the tampered
+/// one is asked first for some of them (the log line proves the re-query happened).
+#[test]
+fn bogus_data_from_one_server_is_replaced_by_the_other_servers_secure_answer() {
+    let juris = juris();
+    let names = std::iter::once("www.twoservers.test.".to_owned())
+        .chain((0..16).map(|n| format!("n{n}.any.twoservers.test.")));
+    for name in names {
+        let response = dig(juris.address(), &name, &[]);
+        assert_eq!(response.status, "NOERROR", "{name}: {}", response.output);
+        assert!(response.has_flag("ad"), "{name}: {}", response.output);
+    }
+    assert!(
+        juris.stderr().contains("bogus: asking other servers"),
+        "{}",
+        juris.stderr()
+    );
+}
+
 /// RFC 8198 (`dnssec.aggressive_nsec`, on by default): after the secure NXDOMAIN for
 /// nx.secure.test., whose NSEC records cover secure.test. → to-insecure.secure.test. and so
 /// the wildcard *.secure.test. too, another name in that range is denied from the cache.

@@ -85,7 +85,7 @@ pub(crate) struct Validator {
 
 struct Ctx<'f> {
     fetcher: &'f mut dyn Fetcher,
-    budget: Budget,
+    budget: &'f mut Budget,
     /// Zones being validated, innermost last (a chain never revisits one).
     stack: Vec<Name<Bytes>>,
 }
@@ -123,6 +123,20 @@ impl Validator {
         if let Some(aggressive) = &self.aggressive {
             aggressive.flush(scope);
         }
+    }
+
+    /// Whether answers for `name` are validated (a trust anchor above it, no negative one).
+    pub(crate) fn covers(&self, name: &Name<Bytes>) -> bool {
+        !self.under_nta(name) && self.anchors.closest(name).is_some()
+    }
+
+    /// Forgets the bogus chain-of-trust states of `name` and the zones above it, so that
+    /// a re-query of other servers (design 0012, "Bogus data: other servers") starts afresh.
+    pub(crate) fn forget_bogus(&self, name: &Name<Bytes>) {
+        let mut zones = lock(&self.zones);
+        zones.retain(|zone, (state, _)| {
+            !(matches!(state, ZoneState::Bogus(_)) && name.ends_with(zone))
+        });
     }
 
     /// A secure NXDOMAIN/NODATA for `qname`/`qtype` from validated cached NSEC ranges.
@@ -183,6 +197,7 @@ impl Validator {
         qtype: Rtype,
         outcome: &Outcome,
         fetcher: &mut dyn Fetcher,
+        budget: &mut Budget,
     ) -> Security {
         if self.under_nta(qname) {
             return Security::Insecure;
@@ -192,7 +207,7 @@ impl Validator {
         }
         let mut ctx = Ctx {
             fetcher,
-            budget: Budget::default(),
+            budget,
             stack: Vec::new(),
         };
         let mut insecure: Option<Security> = None;
@@ -300,7 +315,7 @@ impl Validator {
             &signer,
             &keys,
             self.now32(),
-            &mut ctx.budget,
+            &mut *ctx.budget,
         ) {
             Ok(labels) if usize::from(labels) < rrsig_labels(owner) => {
                 // A wildcard expansion: the owner itself must be proven not to exist.
@@ -381,7 +396,7 @@ impl Validator {
                 &signer,
                 &keys,
                 self.now32(),
-                &mut ctx.budget,
+                &mut *ctx.budget,
             ) {
                 return Security::Bogus(Box::new(failure.in_zone(&signer)));
             }
@@ -412,7 +427,7 @@ impl Validator {
             let sigs = sigs_for(authority, record.owner(), rtype);
             let set = [record];
             if let Err(failure) =
-                verify_rrset(&set, &sigs, zone, keys, self.now32(), &mut ctx.budget)
+                verify_rrset(&set, &sigs, zone, keys, self.now32(), &mut *ctx.budget)
             {
                 return Security::Bogus(Box::new(failure.in_zone(zone)));
             }
@@ -599,7 +614,7 @@ impl Validator {
             &parent,
             &parent_keys,
             self.now32(),
-            &mut ctx.budget,
+            &mut *ctx.budget,
         ) {
             return (ZoneState::Bogus(failure.in_zone(&parent)), 0);
         }
@@ -732,7 +747,7 @@ impl Validator {
             zone,
             &trusted,
             self.now32(),
-            &mut ctx.budget,
+            &mut *ctx.budget,
         ) {
             Ok(_) => {
                 // Keys of a disallowed algorithm (DSA unless `validate_dsa`) validate nothing.
