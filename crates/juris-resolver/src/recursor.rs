@@ -105,9 +105,9 @@ pub(crate) struct Work {
     /// to the client's question (one per step of a CNAME chain that leaves a zone), with the
     /// addresses known for them then. Not filled by sub-lookups (depth > 0).
     pub name_servers: crate::cache::NameServers,
-    /// (zone, server) of every referral and full-question answer this work took, for the
+    /// The server of every referral and full-question answer this work took, for the
     /// re-query of other servers after a bogus answer; at most `MAX_RESPONDERS`.
-    pub responders: Vec<(Name<Bytes>, SocketAddr)>,
+    pub responders: Vec<Responder>,
     /// Servers whose data turned out bogus for this client query: asked last (Unbound's
     /// per-query blacklist).
     pub avoid: Vec<SocketAddr>,
@@ -115,6 +115,17 @@ pub(crate) struct Work {
 
 /// Bound on `Work::responders`.
 const MAX_RESPONDERS: usize = 32;
+
+/// A server whose response a resolution used, and what that response was: the validator's
+/// verdict blames only the servers that supplied the data it found bogus (design 0019).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Responder {
+    /// The zone the server was asked as a server of.
+    pub zone: Name<Bytes>,
+    pub server: SocketAddr,
+    /// A referral (the child's DS or its denial) rather than an answer to the question.
+    pub referral: bool,
+}
 
 impl Work {
     pub(crate) fn new(deadline: Instant) -> Self {
@@ -131,14 +142,14 @@ impl Work {
         }
     }
 
-    fn note_responder(&mut self, zone: &Name<Bytes>, server: SocketAddr) {
-        if self.responders.len() < MAX_RESPONDERS
-            && !self
-                .responders
-                .iter()
-                .any(|(z, s)| *s == server && z == zone)
-        {
-            self.responders.push((zone.clone(), server));
+    fn note_responder(&mut self, zone: &Name<Bytes>, server: SocketAddr, referral: bool) {
+        let responder = Responder {
+            zone: zone.clone(),
+            server,
+            referral,
+        };
+        if self.responders.len() < MAX_RESPONDERS && !self.responders.contains(&responder) {
+            self.responders.push(responder);
         }
     }
 
@@ -327,6 +338,20 @@ impl Recursor {
                     });
                     // Stable: the RRset keeps its order, signatures go last.
                     records.sort_by_key(|r| !in_rrset(r));
+                    if qtype == Rtype::DNAME {
+                        // A DNAME asked for is remembered like one met in a chain: names
+                        // below it are then synthesised from it without asking (RFC 6672
+                        // §3.4; as Knot Resolver's cache does), whatever a server would add.
+                        for dname in records.iter().filter(|r| r.rtype() == Rtype::DNAME) {
+                            let sigs = signatures(&records, dname.owner(), Rtype::DNAME).collect();
+                            self.redirects.remember(
+                                dname,
+                                sigs,
+                                self.max_ttl,
+                                self.clock.unix_seconds(),
+                            );
+                        }
+                    }
                     if chain.is_empty() {
                         chain = records;
                     } else {
@@ -464,10 +489,14 @@ impl Recursor {
                 }
                 break;
             }
-            let negative_proof = response.authority.iter().any(|r| r.rtype() == Rtype::SOA);
-            if moved && (!is_at_or_below(&name, &zone) || !negative_proof) {
-                // The chain leaves what this server can speak for: start over at the target,
-                // from the best known delegation.
+            if moved {
+                // A chain without its final RRset: start over at the target, from the best
+                // known delegation, whether the chain left the zone or ends in a negative
+                // answer here. The SOA and NSEC/NSEC3 records after a chain prove the end of
+                // the question the server answered, which need not be the target's (Deckard
+                // val_dname: an answer given for `shortloop.x. CNAME` denies a CNAME at
+                // `shortloop.`, not the TXT asked for); as Knot Resolver and Unbound, ask the
+                // target itself (design 0019).
                 current = name;
                 continue;
             }
@@ -741,12 +770,14 @@ impl Recursor {
                     // The data a validator judges: referrals (DS) and full-question answers,
                     // not the steps of a minimised walk.
                     let judged = match classified {
-                        Classified::Referral { .. } => true,
-                        Classified::Final(_) => !minimised,
-                        Classified::Lame | Classified::ServerFailure => false,
+                        Classified::Referral { .. } => Some(true),
+                        Classified::Final(_) if !minimised => Some(false),
+                        Classified::Final(_) | Classified::Lame | Classified::ServerFailure => {
+                            None
+                        }
                     };
-                    if judged {
-                        work.note_responder(&delegation.zone, server);
+                    if let Some(referral) = judged {
+                        work.note_responder(&delegation.zone, server, referral);
                     }
                     match classified {
                         Classified::Referral {

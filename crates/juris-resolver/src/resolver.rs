@@ -632,13 +632,20 @@ impl Inner {
                 && retries < MAX_BOGUS_RETRIES
                 && !budget.exhausted()
             {
+                // Blame only the servers that supplied what failed (design 0019): a bogus
+                // chain of trust (a DS or DNSKEY set) blames the referrals and the key
+                // fetches, bogus answer data the servers that answered the question. A
+                // server that gave good keys for data another server forged is not blamed:
+                // it is the one to ask next.
+                let chain = validator.chain_bogus(name);
                 work.responders
                     .iter()
-                    .chain(&fetch_work.responders)
-                    .filter(|(zone, server)| validator.covers(zone) && !work.avoid.contains(server))
-                    .fold(Vec::new(), |mut blamed, (zone, server)| {
-                        if !blamed.iter().any(|(_, s)| s == server) {
-                            blamed.push((zone.clone(), *server));
+                    .filter(|responder| responder.referral == chain)
+                    .chain(fetch_work.responders.iter().filter(|_| chain))
+                    .filter(|r| validator.covers(&r.zone) && !work.avoid.contains(&r.server))
+                    .fold(Vec::new(), |mut blamed, r| {
+                        if !blamed.iter().any(|(_, s)| *s == r.server) {
+                            blamed.push((r.zone.clone(), r.server));
                         }
                         blamed
                     })

@@ -134,9 +134,17 @@ impl Validator {
     /// a re-query of other servers (design 0012, "Bogus data: other servers") starts afresh.
     pub(crate) fn forget_bogus(&self, name: &Name<Bytes>) {
         let mut zones = lock(&self.zones);
-        zones.retain(|zone, (state, _)| {
-            !(matches!(state, ZoneState::Bogus(_)) && name.ends_with(zone))
-        });
+        zones.retain(|zone, (state, _)| !bogus_above(name, zone, state));
+    }
+
+    /// Whether the chain of trust of `name` is bogus: a zone at or above it has a bogus key
+    /// state (its DS or DNSKEY set failed), as opposed to the answer's own data failing.
+    pub(crate) fn chain_bogus(&self, name: &Name<Bytes>) -> bool {
+        let now = self.clock.unix_seconds();
+        let zones = lock(&self.zones);
+        zones
+            .iter()
+            .any(|(zone, (state, until))| *until > now && bogus_above(name, zone, state))
     }
 
     /// A secure NXDOMAIN/NODATA for `qname`/`qtype` from validated cached NSEC ranges.
@@ -840,6 +848,11 @@ fn min_ttl(records: &[&Rr]) -> u64 {
 }
 
 /// The guard, also after a panic elsewhere poisoned the mutex (the data stays usable).
+/// Whether `state`, the key state of `zone`, is bogus and `zone` is at or above `name`.
+fn bogus_above(name: &Name<Bytes>, zone: &Name<Bytes>, state: &ZoneState) -> bool {
+    matches!(state, ZoneState::Bogus(_)) && name.ends_with(zone)
+}
+
 pub(super) fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     match mutex.lock() {
         Ok(guard) => guard,
