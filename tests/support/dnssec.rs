@@ -596,6 +596,14 @@ fn filter_records(text: &str, mut keep: impl FnMut(&RecordLine<'_>) -> bool) -> 
     out
 }
 
+/// `text` (a signed zone file of `zone`) with wrong signatures on the RRsets owned by
+/// `names` (relative to the zone): a tampered copy for one of the zone's servers.
+#[must_use]
+pub fn tamper(text: &str, zone: &str, names: &[String]) -> String {
+    let owners: Vec<String> = names.iter().map(|name| absolute_in(name, zone)).collect();
+    corrupt_signatures(text, &owners)
+}
+
 /// Replaces the signature of every RRSIG owned by one of `owners` with another valid-looking
 /// but wrong one (its bytes reversed).
 fn corrupt_signatures(text: &str, owners: &[String]) -> String {

@@ -75,14 +75,18 @@ enum NameServer {
     /// Listed in NS + glue, but its address answers nothing: `silent` binds the port and
     /// never replies (timeouts), otherwise nothing listens (ICMP port unreachable).
     Unreachable { name: String, silent: bool },
+    /// NSD serves a tampered copy of the signed zone: the signatures of the RRsets owned
+    /// by `corrupt` (names relative to the zone) are wrong.
+    Tampered { name: String, corrupt: Vec<String> },
 }
 
 impl NameServer {
     fn name(&self) -> &str {
         match self {
-            Self::Served { name } | Self::Glueless { name } | Self::Unreachable { name, .. } => {
-                name
-            }
+            Self::Served { name }
+            | Self::Glueless { name }
+            | Self::Unreachable { name, .. }
+            | Self::Tampered { name, .. } => name,
         }
     }
 }
@@ -189,6 +193,19 @@ impl Zone {
         self.unreachable(false)
     }
 
+    /// Adds an in-bailiwick name server (with glue) `bad<N>.<zone>` serving a copy of the
+    /// signed zone whose signatures of the RRsets owned by `corrupt` (names relative to the
+    /// zone, e.g. `"www"`, `"*.wild"`) are wrong: bogus data from one server of several.
+    #[must_use]
+    pub fn tampered_name_server(mut self, corrupt: &[&str]) -> Self {
+        let index = self.name_servers.len() + 1;
+        let name = format!("bad{index}.{}", self.name);
+        let corrupt = corrupt.iter().map(|name| (*name).to_owned()).collect();
+        self.name_servers
+            .push(NameServer::Tampered { name, corrupt });
+        self
+    }
+
     fn unreachable(mut self, silent: bool) -> Self {
         let index = self.name_servers.len() + 1;
         let name = if self.name == "." {
@@ -266,7 +283,15 @@ impl HierarchyBuilder {
                         silent.push(SilentServer::bind(address));
                     }
                     NameServer::Unreachable { silent: false, .. } => {}
-                    NameServer::Served { .. } | NameServer::Glueless { .. } => {
+                    NameServer::Served { .. }
+                    | NameServer::Glueless { .. }
+                    | NameServer::Tampered { .. } => {
+                        let text = match name_server {
+                            NameServer::Tampered { corrupt, .. } => {
+                                dnssec::tamper(&texts[index], &zone.name, corrupt)
+                            }
+                            _ => texts[index].clone(),
+                        };
                         let server_directory = directory.path().join(format!(
                             "{}-{}",
                             servers.len(),
@@ -276,7 +301,7 @@ impl HierarchyBuilder {
                             &nsd,
                             &server_directory,
                             &zone.name,
-                            &texts[index],
+                            &text,
                             address,
                         ));
                     }

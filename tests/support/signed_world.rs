@@ -8,6 +8,8 @@
 //!    ├─ nsec3.test.        ECDSA, NSEC3       www A; *.wild A
 //!    ├─ optout.test.       NSEC3 opt-out  ──  sub.optout.test. (unsigned, no DS, no NSEC3 of its own)
 //!    │                                     ──  sub.ent.optout.test. (unsigned; ent.optout.test. is an empty non-terminal)
+//!    ├─ twoservers.test.   ECDSA, NSEC; two servers, bad2.twoservers.test. serves wrong
+//!    │                     signatures on www and *.any (not in CASES: tests ask it themselves)
 //!    ├─ insecure.test.     unsigned           www A; back CNAME www.secure.test.
 //!    ├─ nods.test.         signed, no DS      www A
 //!    ├─ expired.test.      signatures expired 3 days ago
@@ -295,6 +297,13 @@ pub fn start() -> Hierarchy {
         )
         .zone(Zone::new("sub.optout.test.").records(&www("192.0.2.21")))
         .zone(Zone::new("sub.ent.optout.test.").records(&www("192.0.2.22")))
+        .zone(
+            Zone::new("twoservers.test.")
+                .signed(Signing::new())
+                .records(&www("192.0.2.51"))
+                .records("*.any A 192.0.2.52")
+                .tampered_name_server(&["www", "*.any"]),
+        )
         .zone(
             Zone::new("insecure.test.")
                 .records(&www("192.0.2.30"))

@@ -176,6 +176,24 @@ pub struct ExplainView {
     /// The server clock's Unix seconds the query was judged at.
     #[serde(default)]
     pub now: u64,
+    /// The DNSSEC validation state of the live (cached) answer to the question; absent when
+    /// none is cached.
+    #[serde(default)]
+    pub validation: Option<ValidationView>,
+}
+
+/// The validation state of the live answer, in an [`ExplainView`].
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ValidationView {
+    /// `secure`, `insecure`, `bogus`, `indeterminate` or `unchecked` (not validated).
+    pub state: String,
+    /// The Extended DNS Error that goes with it (6–12 for bogus, 1–2 for an unsupported
+    /// algorithm or digest).
+    #[serde(default)]
+    pub ede: Option<u16>,
+    /// Its EXTRA-TEXT (names the zone of a bogus answer).
+    #[serde(default)]
+    pub text: Option<String>,
 }
 
 /// The order that fired, in an [`ExplainView`].

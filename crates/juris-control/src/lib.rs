@@ -62,7 +62,9 @@ pub mod rpz;
 pub mod safeguards;
 pub mod store;
 
-pub use api::{router, ApiState, ExplainRequest, ExplainView, ServerSnapshot, ServerView};
+pub use api::{
+    router, ApiState, ExplainRequest, ExplainView, ServerSnapshot, ServerView, ValidationView,
+};
 pub use control::{
     effective_state, require, role_str, token_hash, Actor, AddReport, Clock, Control,
     ControlConfig, Deadline, OrderFilter, OrderSummary, OrderView, Role, StoreStatus, SystemClock,

@@ -105,6 +105,26 @@ pub(crate) struct Work {
     /// to the client's question (one per step of a CNAME chain that leaves a zone), with the
     /// addresses known for them then. Not filled by sub-lookups (depth > 0).
     pub name_servers: crate::cache::NameServers,
+    /// The server of every referral and full-question answer this work took, for the
+    /// re-query of other servers after a bogus answer; at most `MAX_RESPONDERS`.
+    pub responders: Vec<Responder>,
+    /// Servers whose data turned out bogus for this client query: asked last (Unbound's
+    /// per-query blacklist).
+    pub avoid: Vec<SocketAddr>,
+}
+
+/// Bound on `Work::responders`.
+const MAX_RESPONDERS: usize = 32;
+
+/// A server whose response a resolution used, and what that response was: the validator's
+/// verdict blames only the servers that supplied the data it found bogus (design 0019).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Responder {
+    /// The zone the server was asked as a server of.
+    pub zone: Name<Bytes>,
+    pub server: SocketAddr,
+    /// A referral (the child's DS or its denial) rather than an answer to the question.
+    pub referral: bool,
 }
 
 impl Work {
@@ -117,6 +137,19 @@ impl Work {
             deadline,
             answered_by: None,
             name_servers: crate::cache::NameServers::default(),
+            responders: Vec::new(),
+            avoid: Vec::new(),
+        }
+    }
+
+    fn note_responder(&mut self, zone: &Name<Bytes>, server: SocketAddr, referral: bool) {
+        let responder = Responder {
+            zone: zone.clone(),
+            server,
+            referral,
+        };
+        if self.responders.len() < MAX_RESPONDERS && !self.responders.contains(&responder) {
+            self.responders.push(responder);
         }
     }
 
@@ -305,6 +338,20 @@ impl Recursor {
                     });
                     // Stable: the RRset keeps its order, signatures go last.
                     records.sort_by_key(|r| !in_rrset(r));
+                    if qtype == Rtype::DNAME {
+                        // A DNAME asked for is remembered like one met in a chain: names
+                        // below it are then synthesised from it without asking (RFC 6672
+                        // §3.4; as Knot Resolver's cache does), whatever a server would add.
+                        for dname in records.iter().filter(|r| r.rtype() == Rtype::DNAME) {
+                            let sigs = signatures(&records, dname.owner(), Rtype::DNAME).collect();
+                            self.redirects.remember(
+                                dname,
+                                sigs,
+                                self.max_ttl,
+                                self.clock.unix_seconds(),
+                            );
+                        }
+                    }
                     if chain.is_empty() {
                         chain = records;
                     } else {
@@ -442,10 +489,14 @@ impl Recursor {
                 }
                 break;
             }
-            let negative_proof = response.authority.iter().any(|r| r.rtype() == Rtype::SOA);
-            if moved && (!is_at_or_below(&name, &zone) || !negative_proof) {
-                // The chain leaves what this server can speak for: start over at the target,
-                // from the best known delegation.
+            if moved {
+                // A chain without its final RRset: start over at the target, from the best
+                // known delegation, whether the chain left the zone or ends in a negative
+                // answer here. The SOA and NSEC/NSEC3 records after a chain prove the end of
+                // the question the server answered, which need not be the target's (Deckard
+                // val_dname: an answer given for `shortloop.x. CNAME` denies a CNAME at
+                // `shortloop.`, not the TXT asked for); as Knot Resolver and Unbound, ask the
+                // target itself (design 0019).
                 current = name;
                 continue;
             }
@@ -493,6 +544,40 @@ impl Recursor {
     pub(crate) fn referral_ds(&self, zone: &Name<Bytes>) -> Option<Outcome> {
         self.referral_ds
             .outcome(&lower(zone), self.clock.unix_seconds())
+    }
+
+    /// Forgets the referral DS data of `name` and the zones above it (before other servers
+    /// are asked after a bogus answer).
+    pub(crate) fn forget_referral_ds(&self, name: &Name<Bytes>) {
+        let mut zone = Some(lower(name));
+        while let Some(current) = zone {
+            self.referral_ds
+                .flush(crate::cache::FlushScope::Name(current.as_slice()));
+            zone = current.parent();
+        }
+    }
+
+    /// Whether `zone` has a server to ask besides those in `avoid`: a name server with an
+    /// address not avoided, or one whose address is not known yet.
+    pub(crate) fn has_other_servers(&self, zone: &Name<Bytes>, avoid: &[SocketAddr]) -> bool {
+        let now = self.clock.unix_seconds();
+        let delegation = self.delegations.deepest(zone, now);
+        if !same_name(&delegation.zone, zone) {
+            return false;
+        }
+        delegation.name_servers.iter().any(|name| {
+            let mut known = false;
+            let mut other = false;
+            for rtype in self.address_types() {
+                self.delegations
+                    .for_each_address(name, rtype, now, |address, _| {
+                        known = true;
+                        let server = SocketAddr::new(address, self.config.upstream_port);
+                        other |= self.address_allowed(address) && !avoid.contains(&server);
+                    });
+            }
+            other || !known
+        })
     }
 
     /// The deepest zone cut known at or above `name` (the root when none is).
@@ -621,17 +706,21 @@ impl Recursor {
         let mut sub_error: Option<ResolveError> = None;
         let mut attempts = 0usize;
         while attempts < MAX_ATTEMPTS_PER_ZONE {
-            let next = self
+            // Servers that gave bogus data for this query come last: after the addresses of
+            // the other name server names are looked up (a last resort).
+            let candidate = self
                 .server_addresses(delegation)
                 .into_iter()
-                .find(|server| first_tried != Some(*server) && !more_tried.contains(server));
-            let Some(server) = next else {
-                match self
+                .filter(|server| first_tried != Some(*server) && !more_tried.contains(server))
+                .min_by_key(|server| work.avoid.contains(server));
+            let next = match candidate {
+                Some(server) if !work.avoid.contains(&server) => Some(server),
+                _ => match self
                     .resolve_name_server(delegation, &mut looked_up, depth, work)
                     .await
                 {
                     Ok(true) => continue,
-                    Ok(false) => break,
+                    Ok(false) => candidate,
                     Err(error) if is_fatal(&error) => return Err(error),
                     Err(error) => {
                         if sub_error.is_none() || matches!(error, ResolveError::LimitExceeded(_)) {
@@ -639,7 +728,10 @@ impl Recursor {
                         }
                         continue;
                     }
-                }
+                },
+            };
+            let Some(server) = next else {
+                break;
             };
             if first_tried.is_none() {
                 first_tried = Some(server);
@@ -674,7 +766,20 @@ impl Recursor {
                 }
                 Ok(response) => {
                     self.infra.record_rtt(server, started.elapsed());
-                    match self.classify(&delegation.zone, qname, minimised, response) {
+                    let classified = self.classify(&delegation.zone, qname, minimised, response);
+                    // The data a validator judges: referrals (DS) and full-question answers,
+                    // not the steps of a minimised walk.
+                    let judged = match classified {
+                        Classified::Referral { .. } => Some(true),
+                        Classified::Final(_) if !minimised => Some(false),
+                        Classified::Final(_) | Classified::Lame | Classified::ServerFailure => {
+                            None
+                        }
+                    };
+                    if let Some(referral) = judged {
+                        work.note_responder(&delegation.zone, server, referral);
+                    }
+                    match classified {
                         Classified::Referral {
                             delegation: child,
                             ttl,

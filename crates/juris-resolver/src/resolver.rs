@@ -18,7 +18,7 @@ use tokio::time::Instant;
 use crate::answer;
 use crate::cache::{AnswerCache, CacheKey, CacheKeyRef, CachedAnswer, FlushScope, Freshness};
 use crate::clock::SharedClock;
-use crate::dnssec::{Fetcher, Security, Validator};
+use crate::dnssec::{Budget, Fetcher, Security, Validator};
 use crate::forwarder::Forwarder;
 use crate::names::lower;
 use crate::recursor::Outcome;
@@ -226,6 +226,9 @@ type Shared = Result<Arc<CachedAnswer>, ResolveError>;
 
 /// Bound on remembered failures (RFC 9520); past it the map is pruned.
 const MAX_REMEMBERED_FAILURES: usize = 100_000;
+/// Rounds of asking other servers after a bogus answer (Unbound restarts validation a few
+/// times likewise); each round avoids the servers that answered the round before.
+const MAX_BOGUS_RETRIES: u32 = 3;
 
 #[derive(Debug)]
 struct Inner {
@@ -567,23 +570,17 @@ impl Inner {
                         .forwarders_without_dnssec
                         .contains(&server)
                 });
-                let security = match &self.validator {
+                let (outcome, security) = match &self.validator {
                     // An upstream that strips DNSSEC: nothing to validate.
-                    Some(_) if stripped => Security::Insecure,
+                    Some(_) if stripped => (outcome, Security::Insecure),
                     Some(validator) => {
-                        let mut work = Work::new(deadline);
-                        let mut fetcher = EngineFetcher {
-                            engine: &self.engine,
-                            work: &mut work,
-                        };
-                        let security = validator
-                            .validate(name, question.qtype, &outcome, &mut fetcher)
+                        let (outcome, security) = self
+                            .validate(validator, question, outcome, &mut work, deadline)
                             .await;
-                        tracing::debug!(qname = %name, qtype = %question.qtype, security = ?security, "validated");
-                        validator.remember_denial(&outcome, &security);
-                        validator.root_key_sentinel(name, question.qtype, security)
+                        let security = validator.root_key_sentinel(name, question.qtype, security);
+                        (outcome, security)
                     }
-                    None => Security::Unchecked,
+                    None => (outcome, Security::Unchecked),
                 };
                 let now = self.clock.unix_seconds();
                 let bogus_ttl = self.validator.as_ref().map_or(0, Validator::bogus_ttl);
@@ -597,6 +594,85 @@ impl Inner {
             Err(error) => {
                 self.remember_failure(key.clone(), &error, now);
                 Err(error)
+            }
+        }
+    }
+
+    /// Validates `outcome`; when it is bogus, asks the zones' other servers again (design
+    /// 0012, "Bogus data: other servers"): the servers that answered in signed territory are
+    /// avoided for the rest of this query, the bogus chain-of-trust states above the name
+    /// are forgotten, and the question is resolved again with the same `work` budget, at
+    /// most `MAX_BOGUS_RETRIES` times and with one verification budget for all rounds.
+    async fn validate(
+        &self,
+        validator: &Validator,
+        question: &Question,
+        mut outcome: Outcome,
+        work: &mut Work,
+        deadline: Instant,
+    ) -> (Outcome, Security) {
+        let name = &question.name;
+        let mut fetch_work = Work::new(deadline);
+        let mut budget = Budget::default();
+        let mut retries = 0;
+        loop {
+            let mut fetcher = EngineFetcher {
+                engine: &self.engine,
+                work: &mut fetch_work,
+            };
+            let security = validator
+                .validate(name, question.qtype, &outcome, &mut fetcher, &mut budget)
+                .await;
+            tracing::debug!(qname = %name, qtype = %question.qtype, security = ?security, "validated");
+            let Engine::Recursive(recursor) = &self.engine else {
+                validator.remember_denial(&outcome, &security);
+                return (outcome, security);
+            };
+            let blamed: Vec<(Name<Bytes>, SocketAddr)> = if security.bogus().is_some()
+                && retries < MAX_BOGUS_RETRIES
+                && !budget.exhausted()
+            {
+                // Blame only the servers that supplied what failed (design 0019): a bogus
+                // chain of trust (a DS or DNSKEY set) blames the referrals and the key
+                // fetches, bogus answer data the servers that answered the question. A
+                // server that gave good keys for data another server forged is not blamed:
+                // it is the one to ask next.
+                let chain = validator.chain_bogus(name);
+                work.responders
+                    .iter()
+                    .filter(|responder| responder.referral == chain)
+                    .chain(fetch_work.responders.iter().filter(|_| chain))
+                    .filter(|r| validator.covers(&r.zone) && !work.avoid.contains(&r.server))
+                    .fold(Vec::new(), |mut blamed, r| {
+                        if !blamed.iter().any(|(_, s)| *s == r.server) {
+                            blamed.push((r.zone.clone(), r.server));
+                        }
+                        blamed
+                    })
+            } else {
+                Vec::new()
+            };
+            work.avoid.extend(blamed.iter().map(|(_, server)| *server));
+            // Only worth a round when a blamed zone has a server not avoided yet.
+            if !blamed
+                .iter()
+                .any(|(zone, _)| recursor.has_other_servers(zone, &work.avoid))
+            {
+                validator.remember_denial(&outcome, &security);
+                return (outcome, security);
+            }
+            retries += 1;
+            tracing::debug!(qname = %name, qtype = %question.qtype, ?blamed, retries, "bogus: asking other servers");
+            fetch_work.avoid.clone_from(&work.avoid);
+            work.responders.clear();
+            fetch_work.responders.clear();
+            work.name_servers = crate::cache::NameServers::default();
+            validator.forget_bogus(name);
+            recursor.forget_referral_ds(name);
+            match recursor.resolve(name.clone(), question.qtype, 0, work).await {
+                Ok(next) => outcome = next,
+                // No better answer to be had: the bogus one stands.
+                Err(_) => return (outcome, security),
             }
         }
     }

@@ -558,3 +558,49 @@ async fn cached_cname_and_dname_are_followed_without_asking_again() {
         "synthesised from the cached DNAME"
     );
 }
+
+/// Design 0019 (Deckard's val_dname and val_dname_bogus): the SOA after a chain that a
+/// response followed proves the end of the question the server answered, not necessarily
+/// the one the chain now asks: the target is asked itself. A DNAME asked for is remembered
+/// like one met in a chain: names below it are synthesised without asking the server (which
+/// could add a forged CNAME).
+#[tokio::test]
+async fn a_chain_ending_in_a_negative_answer_is_asked_again_at_its_target() {
+    let port = 47_410;
+    let _root = root(port, &["x. 86400 NS ns1.test.", "t. 3600 TXT other"]).await;
+    let tld = FakeAuthority::scripted("127.0.0.3", port, move |qname, qtype| match (qname, qtype) {
+        // The answer the server has for `s.x. CNAME`, given to any question about s.x.:
+        // the chain ends at end.x., in the zone, with a negative SOA that is about the CNAME
+        // question.
+        ("s.x.", _) => Some(
+            Canned::new(Rcode::NOERROR, true)
+                .answer(&["s.x. 3600 CNAME end.x."])
+                .authority(&["x. 3600 SOA a. b. 1 2 3 4 5"]),
+        ),
+        ("end.x.", Rtype::TXT) => {
+            Some(Canned::new(Rcode::NOERROR, true).answer(&["end.x. 3600 TXT end"]))
+        }
+        ("x.", Rtype::DNAME) => Some(Canned::new(Rcode::NOERROR, true).answer(&["x. 3600 DNAME ."])),
+        ("t.x.", _) => Some(
+            Canned::new(Rcode::NOERROR, true)
+                .answer(&["x. 3600 DNAME .", "t.x. 3600 CNAME elsewhere.test."]),
+        ),
+        (_, Rtype::NS) => Some(
+            Canned::new(Rcode::NOERROR, true).authority(&["test. 3600 SOA a. b. 1 2 3 4 5"]),
+        ),
+        _ => Some(Canned::new(Rcode::REFUSED, false)),
+    })
+    .await;
+    let (resolver, _) = resolver(config(port, false));
+    let (rcode, answer, _) = ask(&resolver, "s.x.", Rtype::TXT).await;
+    assert_eq!(rcode, Rcode::NOERROR);
+    assert_eq!(answer, vec!["s.x. CNAME end.x.", "end.x. TXT \"end\""]);
+
+    let (fresh, _) = support::resolver(config(port, false));
+    let (rcode, answer, _) = ask(&fresh, "x.", Rtype::DNAME).await;
+    assert_eq!((rcode, answer), (Rcode::NOERROR, vec!["x. DNAME .".to_owned()]));
+    let (rcode, answer, _) = ask(&fresh, "t.x.", Rtype::TXT).await;
+    assert_eq!(rcode, Rcode::NOERROR);
+    assert_eq!(answer, vec!["x. DNAME .", "t.x. CNAME t.", "t. TXT \"other\""]);
+    assert_eq!(tld.count_for("t.x."), 0, "synthesised from the DNAME asked for");
+}

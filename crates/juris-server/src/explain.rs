@@ -9,7 +9,10 @@
 //!         miss is not resolved
 //!     └─► CompiledPolicy::explain_name on the policy that judged it (every matching order,
 //!         applicable or not, and why), at the pipeline clock's time
-//!  ─► Explanation { decision, jurisdiction, fired, matches, response, policy generation, now }
+//!     └─► the answer cache's entry for the question (either DO variant): the validation
+//!         state of the live answer (secure, insecure, bogus with its EDE, ...), if cached
+//!  ─► Explanation { decision, jurisdiction, fired, matches, response, validation,
+//!                   policy generation, now }
 //! ```
 //! `juris explain` (a pipeline with serve's configuration and orders, no sockets) and the admin
 //! API's `/v1/explain` (the running server's pipeline) both call [`Pipeline::explain`];
@@ -97,6 +100,40 @@ pub struct Explanation {
     pub matches: Vec<ExplainedMatch>,
     /// The response that would be sent, when the pipeline answers without resolving.
     pub response: Option<Vec<u8>>,
+    /// The DNSSEC validation state of the live answer to the question (the answer cache's
+    /// entry), `None` when no answer is cached (or for an address).
+    pub validation: Option<Validation>,
+}
+
+/// The DNSSEC validation state of a cached answer, as `explain` shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Validation {
+    /// `secure`, `insecure`, `bogus`, `indeterminate` (no chain of trust to it) or
+    /// `unchecked` (not validated: validation off, or the answer of a CD=1 query).
+    pub state: &'static str,
+    /// The Extended DNS Error the answer carries for it: 6–12 for a bogus answer (then it is
+    /// answered with SERVFAIL), 1 or 2 for one insecure only by an unsupported algorithm.
+    pub ede: Option<u16>,
+    /// The EDE's EXTRA-TEXT (a bogus answer's names the zone).
+    pub text: Option<String>,
+}
+
+impl Validation {
+    fn of(security: &juris_resolver::dnssec::Security) -> Self {
+        let (ede, text) = if let Some(bogus) = security.bogus() {
+            let ede = crate::error_map::for_bogus(bogus);
+            (Some(ede.info_code), Some(ede.extra_text.to_owned()))
+        } else if let Some(what) = security.unsupported() {
+            (Some(crate::error_map::for_unsupported(what).info_code), None)
+        } else {
+            (None, None)
+        };
+        Self {
+            state: security.as_str(),
+            ede,
+            text,
+        }
+    }
 }
 
 impl Explanation {
@@ -202,6 +239,7 @@ impl Pipeline {
             };
             hooks::classify(self.engine(), pins, &context)
         });
+        let validation = parsed.as_ref().and_then(|parsed| self.live_validation(parsed, now));
         let matches = match &parsed {
             Some(parsed) => {
                 let country = crate::policy::policy_country(jurisdiction.country);
@@ -218,7 +256,23 @@ impl Pipeline {
             decision,
             matches,
             response,
+            validation,
         }
+    }
+
+    /// The validation state of the cached answer to `query`: its own DO variant's entry,
+    /// else the other one's (both hold the same validated data).
+    fn live_validation(&self, query: &crate::query::Query<'_>, now: u64) -> Option<Validation> {
+        let key = query.cache_key();
+        let other = juris_resolver::cache::CacheKeyRef {
+            dnssec_ok: !key.dnssec_ok,
+            ..key
+        };
+        let (answer, _) = self
+            .cache()
+            .get(&key, now)
+            .or_else(|| self.cache().get(&other, now))?;
+        Some(Validation::of(answer.security()))
     }
 
     /// Explains an answer address for a client: the access list, the client's jurisdiction
@@ -249,6 +303,7 @@ impl Pipeline {
             decision: Decision::Refused,
             matches: Vec::new(),
             response: None,
+            validation: None,
         };
         if !self.allows(client.ip()) {
             return explanation;

@@ -328,6 +328,29 @@ impl Pipeline {
         &self.cache
     }
 
+    /// Resolves the question of `packet` as a query that missed the cache would be (access
+    /// list and policy aside), so that the answer is live in the cache for a following
+    /// [`Pipeline::explain`] (`juris explain --resolve`). `Err` says why not (a malformed
+    /// query, or the resolution failed).
+    pub async fn resolve_for_explain(&self, packet: &[u8]) -> Result<(), String> {
+        let query = parse_query(packet, &self.parse_config())
+            .map_err(|error| format!("malformed query: {error:?}"))?;
+        let name = Name::from_octets(Bytes::copy_from_slice(query.name()))
+            .map_err(|error| format!("query name: {error}"))?;
+        let question = Question {
+            name,
+            qtype: Rtype::from_int(query.qtype),
+            qclass: Class::from_int(query.qclass),
+            dnssec_ok: query.dnssec_ok(),
+            checking_disabled: query.checking_disabled(),
+        };
+        self.resolver
+            .resolve(&question)
+            .await
+            .map(|_| ())
+            .map_err(|error| error.to_string())
+    }
+
     /// Whether a client address passes the access list.
     pub fn allows(&self, client: std::net::IpAddr) -> bool {
         self.access.allows(client)

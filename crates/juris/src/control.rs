@@ -16,6 +16,7 @@ use anyhow::Context;
 use juris_control::api::{BlockCount, CacheRemoved, CacheStats, FiredView, MatchView, QueryCount};
 use juris_control::{
     Control, ControlError, ExplainRequest, ExplainView, ServerSnapshot, ServerView,
+    ValidationView,
 };
 
 use juris_resolver::cache::FlushScope;
@@ -361,6 +362,14 @@ fn explain_view(request: &ExplainRequest, explanation: &Explanation) -> ExplainV
             .and_then(|bytes| crate::decode::decode(bytes).ok())
             .map(|decoded| decoded.rcode),
         now: explanation.now,
+        validation: explanation
+            .validation
+            .as_ref()
+            .map(|validation| ValidationView {
+                state: validation.state.to_owned(),
+                ede: validation.ede,
+                text: validation.text.clone(),
+            }),
     }
 }
 

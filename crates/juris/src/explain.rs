@@ -51,6 +51,9 @@ pub struct Request {
     pub listener: Option<SocketAddr>,
     /// Signal structured-error support in the query.
     pub structured: bool,
+    /// Resolve the question first (the configured resolver, validation included), so that
+    /// the report shows the live answer and its DNSSEC validation state.
+    pub resolve: bool,
 }
 
 /// The explanation (`--json` prints it as is).
@@ -83,6 +86,34 @@ pub struct Report {
     pub response: Option<crate::decode::Decoded>,
     /// What happens otherwise.
     pub note: Option<String>,
+    /// The DNSSEC validation state of the live (cached) answer; `None` when no answer is
+    /// cached (this command resolves only with `--resolve`).
+    pub validation: Option<ValidationReport>,
+    /// Why `--resolve` found no answer, when it failed.
+    pub resolve_error: Option<String>,
+}
+
+/// The validation part of [`Report`] (the API's explain route shows the same).
+#[derive(Debug, Serialize)]
+pub struct ValidationReport {
+    /// `secure`, `insecure`, `bogus`, `indeterminate` or `unchecked` (not validated).
+    pub state: String,
+    /// The Extended DNS Error that goes with it (6–12 for bogus, 1–2 for an unsupported
+    /// algorithm or digest).
+    pub ede: Option<u16>,
+    /// Its EXTRA-TEXT (names the zone of a bogus answer).
+    pub text: Option<String>,
+}
+
+impl ValidationReport {
+    /// The report of the server's explanation.
+    pub fn of(validation: &juris_server::Validation) -> Self {
+        Self {
+            state: validation.state.to_owned(),
+            ede: validation.ede,
+            text: validation.text.clone(),
+        }
+    }
 }
 
 /// The jurisdiction part of [`Report`].
@@ -162,6 +193,15 @@ pub fn explain(settings: &Settings, request: &Request) -> anyhow::Result<Report>
             request.structured,
         )
         .with_context(|| format!("{:?} is not a domain name", request.name))?;
+    let resolve_error = if request.resolve {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .context("a runtime for --resolve")?;
+        runtime.block_on(pipeline.resolve_for_explain(&packet)).err()
+    } else {
+        None
+    };
     let explanation = pipeline.explain(&ExplainQuery {
         packet: &packet,
         client: SocketAddr::new(request.client, 53_000),
@@ -223,6 +263,8 @@ pub fn explain(settings: &Settings, request: &Request) -> anyhow::Result<Report>
             .collect(),
         response,
         note,
+        validation: explanation.validation.as_ref().map(ValidationReport::of),
+        resolve_error,
     })
 }
 
@@ -329,6 +371,30 @@ impl Report {
         if let Some(note) = &self.note {
             let _ = writeln!(out, "note:         {note}");
         }
+        match &self.validation {
+            Some(validation) => {
+                let _ = write!(out, "dnssec:       {}", validation.state);
+                if let Some(ede) = validation.ede {
+                    let _ = write!(out, " (EDE {ede}");
+                    match validation.text.as_deref().filter(|t| !t.is_empty()) {
+                        Some(text) => {
+                            let _ = write!(out, ": {text})");
+                        }
+                        None => out.push(')'),
+                    }
+                }
+                out.push('\n');
+            }
+            None => {
+                let _ = writeln!(
+                    out,
+                    "dnssec:       no live answer in the cache (--resolve resolves the question)"
+                );
+            }
+        }
+        if let Some(error) = &self.resolve_error {
+            let _ = writeln!(out, "resolve:      failed: {error}");
+        }
         out
     }
 }
@@ -361,6 +427,7 @@ mod tests {
             country: crate::config::parse_jurisdiction(country),
             listener: None,
             structured: false,
+            resolve: false,
         }
     }
 

@@ -134,6 +134,10 @@ struct ExplainArgs {
     /// Signal structured DNS error support in the query.
     #[arg(long)]
     structured: bool,
+    /// Resolve the question first (serve's resolver settings, DNSSEC validation included),
+    /// then explain with its live answer: the report shows its validation state.
+    #[arg(long)]
+    resolve: bool,
     /// TOML configuration file (the one `serve` uses).
     #[arg(long, value_name = "FILE")]
     config: Option<PathBuf>,
@@ -310,6 +314,7 @@ fn explain(args: &ExplainArgs) -> anyhow::Result<()> {
             country,
             listener: args.listener,
             structured: args.structured,
+            resolve: args.resolve,
         },
     )?;
     if args.json {

@@ -208,6 +208,27 @@ fn nsec_and_nsec3_denials_are_secure() {
     expect_outcome(juris.address(), "nx.nsec3.test.");
 }
 
+/// One of twoservers.test.'s two servers serves wrong signatures on www and *.any: juris
+/// asks the other one before calling the answer bogus (as Unbound does), so every answer
+/// is secure. Many names, each a fresh choice between the two servers, so that the tampered
+/// one is asked first for some of them (the log line proves the re-query happened).
+#[test]
+fn bogus_data_from_one_server_is_replaced_by_the_other_servers_secure_answer() {
+    let juris = juris();
+    let names = std::iter::once("www.twoservers.test.".to_owned())
+        .chain((0..16).map(|n| format!("n{n}.any.twoservers.test.")));
+    for name in names {
+        let response = dig(juris.address(), &name, &[]);
+        assert_eq!(response.status, "NOERROR", "{name}: {}", response.output);
+        assert!(response.has_flag("ad"), "{name}: {}", response.output);
+    }
+    assert!(
+        juris.stderr().contains("bogus: asking other servers"),
+        "{}",
+        juris.stderr()
+    );
+}
+
 /// RFC 8198 (`dnssec.aggressive_nsec`, on by default): after the secure NXDOMAIN for
 /// nx.secure.test., whose NSEC records cover secure.test. → to-insecure.secure.test. and so
 /// the wildcard *.secure.test. too, another name in that range is denied from the cache.
@@ -633,4 +654,199 @@ fn root_key_sentinel_answers_by_the_root_trust_anchor_key_tags() {
         "{}",
         insecure.output
     );
+}
+
+/// Runs `juris ARGS` to completion; its stdout (the command must succeed).
+fn run_juris(args: &[&std::ffi::OsStr]) -> String {
+    let output = std::process::Command::new(JURIS)
+        .args(args)
+        .env_remove("JURIS_TOKEN")
+        .env_remove("JURIS_API")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    assert!(
+        output.status.success(),
+        "juris {args:?}: {stdout}{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    stdout
+}
+
+/// `state` and `ede` of the `validation` object of an explain JSON document.
+fn validation_of(json: &serde_json::Value) -> (Option<String>, Option<u64>) {
+    let validation = &json["validation"];
+    (
+        validation["state"].as_str().map(str::to_owned),
+        validation["ede"].as_u64(),
+    )
+}
+
+/// Issue 10 item 6: explain shows the DNSSEC validation state of the live answer — the admin
+/// API's `/v1/explain` on the running server after real queries (secure, insecure, bogus with
+/// its EDE, none before the name was asked), and `juris explain --resolve` on the command line.
+#[test]
+fn explain_shows_the_validation_state_of_the_live_answer() {
+    let world = world();
+    let directory = tempfile::tempdir().unwrap();
+    let data = directory.path().join("data");
+    fs::create_dir(&data).unwrap();
+    let token = run_juris(&[
+        "token".as_ref(),
+        "create".as_ref(),
+        "--role".as_ref(),
+        "viewer".as_ref(),
+        "--name".as_ref(),
+        "reader".as_ref(),
+        "--data-dir".as_ref(),
+        data.as_os_str(),
+    ])
+    .trim()
+    .to_owned();
+    let api = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let juris = juris_with(&[
+        "--data-dir",
+        data.to_str().unwrap(),
+        "--api-listen",
+        &api.to_string(),
+    ]);
+    let explain = |name: &str| -> serde_json::Value {
+        let output = std::process::Command::new("curl")
+            .args(["-sS", "--fail", "--max-time", "10", "-H"])
+            .arg(format!("Authorization: Bearer {token}"))
+            .arg(format!("http://{api}/v1/explain?name={name}"))
+            .output()
+            .unwrap();
+        assert!(
+            output.status.success(),
+            "curl: {}{}",
+            String::from_utf8_lossy(&output.stderr),
+            juris.stderr()
+        );
+        serde_json::from_slice(&output.stdout).unwrap()
+    };
+    // Not asked yet: no live answer, no validation state.
+    let before = explain("www.secure.test.");
+    assert!(before["validation"].is_null(), "{before}");
+    assert_eq!(before["verdict"], "allow", "{before}");
+    let cases = [
+        ("www.secure.test.", "secure", None),
+        ("www.insecure.test.", "insecure", None),
+        ("www.expired.test.", "bogus", Some(7)),
+    ];
+    for (name, state, ede) in cases {
+        expect_outcome(juris.address(), name);
+        let view = explain(name);
+        assert_eq!(
+            validation_of(&view),
+            (Some(state.to_owned()), ede),
+            "{name}: {view}"
+        );
+    }
+    let bogus = explain("www.expired.test.");
+    assert!(
+        bogus["validation"]["text"]
+            .as_str()
+            .is_some_and(|text| text.contains("expired.test")),
+        "{bogus}"
+    );
+
+    // The command line: a config with the hierarchy's hints and anchor, --resolve.
+    let config = directory.path().join("juris.toml");
+    fs::write(
+        &config,
+        format!(
+            "[resolver]\nroot_hints = \"{}\"\n[dnssec]\ntrust_anchors = [\"{}\"]\n",
+            world.root_hints().display(),
+            world.trust_anchor().display()
+        ),
+    )
+    .unwrap();
+    let cli = |name: &str, extra: &[&str]| -> String {
+        let mut args: Vec<&std::ffi::OsStr> = vec![
+            "explain".as_ref(),
+            name.as_ref(),
+            "--client".as_ref(),
+            "127.0.0.1".as_ref(),
+            "--config".as_ref(),
+            config.as_os_str(),
+        ];
+        args.extend(extra.iter().map(|arg| std::ffi::OsStr::new(*arg)));
+        run_juris(&args)
+    };
+    let secure: serde_json::Value =
+        serde_json::from_str(&cli("www.secure.test.", &["--resolve", "--json"])).unwrap();
+    assert_eq!(
+        validation_of(&secure),
+        (Some("secure".to_owned()), None),
+        "{secure}"
+    );
+    let bogus = cli("www.missingkey.test.", &["--resolve"]);
+    assert!(bogus.contains("dnssec:       bogus (EDE 9"), "{bogus}");
+    // Without --resolve nothing is resolved: no live answer to judge.
+    let offline = cli("www.secure.test.", &[]);
+    assert!(offline.contains("no live answer"), "{offline}");
+}
+
+/// Issue 10 item 5: forwarding mode validates what it gets. juris forwards to an upstream
+/// that does not validate (a second juris with `--no-dnssec`, recursing over the signed
+/// hierarchy: it passes the DNSSEC records on, sets no AD, refuses nothing): AD on a secure
+/// answer, none on an insecure one, SERVFAIL with the precise EDE on bogus data. Listed in
+/// `dnssec.forwarders_without_dnssec`, the same upstream is trusted for nothing: no AD, and
+/// the bogus data is passed on as insecure.
+#[test]
+fn forwarding_mode_validates_the_answers_of_a_non_validating_upstream() {
+    let world = world();
+    let upstream = juris_with(&["--no-dnssec"]);
+    // The upstream really does not validate: bogus data comes back, without AD.
+    let unvalidated = dig(upstream.address(), "www.expired.test.", &[]);
+    assert_eq!(unvalidated.status, "NOERROR", "{}", unvalidated.output);
+    assert!(!unvalidated.has_flag("ad"), "{}", unvalidated.output);
+
+    let forwarder = Juris::builder(JURIS)
+        .arg("--forward")
+        .arg(upstream.address().to_string())
+        .arg("--trust-anchor")
+        .arg(world.trust_anchor())
+        .start();
+    for name in [
+        "www.secure.test.",
+        "nx.nsec3.test.",
+        "a.wild.secure.test.",
+        "www.insecure.test.",
+        "to-insecure.secure.test.",
+        "www.expired.test.",
+        "www.missingkey.test.",
+        "www.stripped.test.",
+    ] {
+        expect_outcome(forwarder.address(), name);
+    }
+
+    let directory = tempfile::tempdir().unwrap();
+    let config = directory.path().join("juris.toml");
+    fs::write(
+        &config,
+        format!(
+            "[resolver]\nforward = [\"{upstream}\"]\n[dnssec]\ntrust_anchors = [\"{}\"]\n\
+             forwarders_without_dnssec = [\"{upstream}\"]\n",
+            world.trust_anchor().display(),
+            upstream = upstream.address()
+        ),
+    )
+    .unwrap();
+    let stripped = Juris::builder(JURIS).arg("--config").arg(&config).start();
+    for name in ["www.secure.test.", "www.expired.test."] {
+        let response = dig(stripped.address(), name, &[]);
+        assert_eq!(response.status, "NOERROR", "{name}: {}", response.output);
+        assert!(!response.has_flag("ad"), "{name}: {}", response.output);
+        assert_eq!(
+            response.answer_data("A"),
+            [case_for(name).address.unwrap()],
+            "{name}: {}",
+            response.output
+        );
+    }
 }

@@ -21,6 +21,7 @@ use std::time::Duration;
 pub use anchors::{parse_domain, AnchorError, TrustAnchor, TrustAnchors, BUILTIN_ROOT_ANCHORS};
 pub(crate) use canonical::rrsig_labels;
 pub(crate) use validator::{BoxFuture, Fetcher, Validator};
+pub(crate) use verify::Budget;
 
 /// Why an answer is bogus, in the terms of RFC 8914's DNSSEC cases. The validator says *what*
 /// failed; `juris_server::error_map` alone turns it into an EDE number.

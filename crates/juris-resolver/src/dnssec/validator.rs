@@ -85,7 +85,7 @@ pub(crate) struct Validator {
 
 struct Ctx<'f> {
     fetcher: &'f mut dyn Fetcher,
-    budget: Budget,
+    budget: &'f mut Budget,
     /// Zones being validated, innermost last (a chain never revisits one).
     stack: Vec<Name<Bytes>>,
 }
@@ -123,6 +123,28 @@ impl Validator {
         if let Some(aggressive) = &self.aggressive {
             aggressive.flush(scope);
         }
+    }
+
+    /// Whether answers for `name` are validated (a trust anchor above it, no negative one).
+    pub(crate) fn covers(&self, name: &Name<Bytes>) -> bool {
+        !self.under_nta(name) && self.anchors.closest(name).is_some()
+    }
+
+    /// Forgets the bogus chain-of-trust states of `name` and the zones above it, so that
+    /// a re-query of other servers (design 0012, "Bogus data: other servers") starts afresh.
+    pub(crate) fn forget_bogus(&self, name: &Name<Bytes>) {
+        let mut zones = lock(&self.zones);
+        zones.retain(|zone, (state, _)| !bogus_above(name, zone, state));
+    }
+
+    /// Whether the chain of trust of `name` is bogus: a zone at or above it has a bogus key
+    /// state (its DS or DNSKEY set failed), as opposed to the answer's own data failing.
+    pub(crate) fn chain_bogus(&self, name: &Name<Bytes>) -> bool {
+        let now = self.clock.unix_seconds();
+        let zones = lock(&self.zones);
+        zones
+            .iter()
+            .any(|(zone, (state, until))| *until > now && bogus_above(name, zone, state))
     }
 
     /// A secure NXDOMAIN/NODATA for `qname`/`qtype` from validated cached NSEC ranges.
@@ -183,6 +205,7 @@ impl Validator {
         qtype: Rtype,
         outcome: &Outcome,
         fetcher: &mut dyn Fetcher,
+        budget: &mut Budget,
     ) -> Security {
         if self.under_nta(qname) {
             return Security::Insecure;
@@ -192,7 +215,7 @@ impl Validator {
         }
         let mut ctx = Ctx {
             fetcher,
-            budget: Budget::default(),
+            budget,
             stack: Vec::new(),
         };
         let mut insecure: Option<Security> = None;
@@ -300,7 +323,7 @@ impl Validator {
             &signer,
             &keys,
             self.now32(),
-            &mut ctx.budget,
+            &mut *ctx.budget,
         ) {
             Ok(labels) if usize::from(labels) < rrsig_labels(owner) => {
                 // A wildcard expansion: the owner itself must be proven not to exist.
@@ -381,7 +404,7 @@ impl Validator {
                 &signer,
                 &keys,
                 self.now32(),
-                &mut ctx.budget,
+                &mut *ctx.budget,
             ) {
                 return Security::Bogus(Box::new(failure.in_zone(&signer)));
             }
@@ -412,7 +435,7 @@ impl Validator {
             let sigs = sigs_for(authority, record.owner(), rtype);
             let set = [record];
             if let Err(failure) =
-                verify_rrset(&set, &sigs, zone, keys, self.now32(), &mut ctx.budget)
+                verify_rrset(&set, &sigs, zone, keys, self.now32(), &mut *ctx.budget)
             {
                 return Security::Bogus(Box::new(failure.in_zone(zone)));
             }
@@ -599,7 +622,7 @@ impl Validator {
             &parent,
             &parent_keys,
             self.now32(),
-            &mut ctx.budget,
+            &mut *ctx.budget,
         ) {
             return (ZoneState::Bogus(failure.in_zone(&parent)), 0);
         }
@@ -732,7 +755,7 @@ impl Validator {
             zone,
             &trusted,
             self.now32(),
-            &mut ctx.budget,
+            &mut *ctx.budget,
         ) {
             Ok(_) => {
                 // Keys of a disallowed algorithm (DSA unless `validate_dsa`) validate nothing.
@@ -825,6 +848,11 @@ fn min_ttl(records: &[&Rr]) -> u64 {
 }
 
 /// The guard, also after a panic elsewhere poisoned the mutex (the data stays usable).
+/// Whether `state`, the key state of `zone`, is bogus and `zone` is at or above `name`.
+fn bogus_above(name: &Name<Bytes>, zone: &Name<Bytes>, state: &ZoneState) -> bool {
+    matches!(state, ZoneState::Bogus(_)) && name.ends_with(zone)
+}
+
 pub(super) fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     match mutex.lock() {
         Ok(guard) => guard,

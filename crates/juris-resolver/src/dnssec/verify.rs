@@ -31,6 +31,13 @@ pub(crate) struct Budget {
     pub verifications: u32,
 }
 
+impl Budget {
+    /// Whether the per-query verification cap is spent (no point validating again).
+    pub(crate) fn exhausted(&self) -> bool {
+        self.verifications >= MAX_VERIFICATIONS_PER_QUERY
+    }
+}
+
 /// Whether juris verifies this algorithm: `domain`'s ring backend (RFC 8624 §3.1 MUSTs and
 /// MAYs it has) or the RustCrypto fallback for DSA (`legacy`).
 pub(crate) fn algorithm_supported(algorithm: SecurityAlgorithm) -> bool {
