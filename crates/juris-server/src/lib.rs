@@ -63,6 +63,7 @@ pub mod hooks;
 pub mod hot;
 pub mod pipeline;
 pub mod policy;
+pub mod proxy;
 pub mod query;
 mod server;
 pub mod stream;
@@ -77,6 +78,7 @@ pub use explain::{Arrival, Decision, ExplainQuery, Explanation};
 pub use hot::HotAnswers;
 pub use pipeline::{ClientContext, Outcome, Pipeline, Transport};
 pub use policy::{OrderCount, OrderCounters, PolicyEngine, PolicyHandle, WithdrawnCount};
+pub use proxy::{ProxyError, ProxyTrust};
 pub use query::{parse_query, ParseConfig, ParseError, Query};
 pub use server::{
     start, start_with_policy, BoundListener, RunningServer, ServerError, ShutdownHandle,
