@@ -32,6 +32,7 @@
 
 pub mod addresses;
 pub mod dig;
+pub mod dnsdist;
 pub mod dnssec;
 pub mod dnstap;
 pub mod hierarchy;
@@ -42,3 +43,4 @@ pub mod raw;
 pub mod signed_world;
 pub mod tools;
 pub mod unbound;
+pub mod world;

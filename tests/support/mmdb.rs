@@ -302,6 +302,19 @@ impl MmdbWriter {
     }
 }
 
+/// Writes a [`Shape::CountryCode`] database at `path` that places each host (a /32 or /128) in
+/// its country: the usual world of an end-to-end test.
+pub fn write_countries(
+    path: impl AsRef<Path>,
+    hosts: &[(std::net::IpAddr, &str)],
+) -> Result<(), MmdbWriteError> {
+    let mut writer = MmdbWriter::new(Shape::CountryCode);
+    for (host, country) in hosts {
+        writer.insert(IpNet::from(*host), country);
+    }
+    writer.write_to(path)
+}
+
 impl Shape {
     /// The record this shape stores for `country`.
     pub fn record(self, country: &str) -> Value {

@@ -25,6 +25,12 @@ pub struct ServerConfig {
     /// What a UDP client outside [`ServerConfig::allow`] gets. TCP connections from such
     /// clients are always closed at once. Default: [`DeniedAction::Refuse`].
     pub denied: DeniedAction,
+    /// Load balancers whose PROXY protocol headers (v1, v2) are believed, on UDP, TCP, DoT and
+    /// DoH: a peer in these prefixes must open every datagram and connection with one, and
+    /// the client named in it is the one classified, checked against [`ServerConfig::allow`]
+    /// and counted; a header from any other peer is refused ([`crate::proxy`]). Empty: off.
+    /// Default: empty.
+    pub proxy_protocol_from: Vec<IpNet>,
     /// A TCP connection with no query in flight is closed after this long without data
     /// (RFC 7766 §6.2.3). Default: 10 s.
     pub tcp_idle_timeout: Duration,
@@ -154,6 +160,7 @@ impl Default for ServerConfig {
             async_threads: 2,
             allow: default_allow_list(),
             denied: DeniedAction::Refuse,
+            proxy_protocol_from: Vec::new(),
             tcp_idle_timeout: Duration::from_secs(10),
             tcp_max_connections: 1000,
             tcp_max_in_flight: 64,

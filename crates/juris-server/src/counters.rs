@@ -22,6 +22,7 @@ pub struct Counters {
     stale_served: AtomicU64,
     truncated: AtomicU64,
     refused_by_acl: AtomicU64,
+    proxy_refused: AtomicU64,
     dropped: AtomicU64,
     tcp_connections: AtomicU64,
     tcp_connections_rejected: AtomicU64,
@@ -58,6 +59,9 @@ pub struct ServerStats {
     pub truncated: u64,
     /// Queries from clients outside the allow list (UDP) or connections closed (TCP).
     pub refused_by_acl: u64,
+    /// Datagrams dropped and connections closed by the PROXY protocol check: no header from
+    /// a trusted load balancer, a malformed one, or one from anyone else ([`crate::proxy`]).
+    pub proxy_refused: u64,
     /// Messages dropped without an answer (malformed beyond answering, QR=1).
     pub dropped: u64,
     /// TCP connections accepted.
@@ -137,6 +141,11 @@ impl Counters {
         self.bump(&self.refused_by_acl);
     }
 
+    /// A datagram or connection refused by the PROXY protocol check.
+    pub fn proxy_refused(&self) {
+        self.bump(&self.proxy_refused);
+    }
+
     pub(crate) fn dropped(&self) {
         self.bump(&self.dropped);
     }
@@ -177,6 +186,7 @@ impl Counters {
         stats.stale_served += read(&self.stale_served);
         stats.truncated += read(&self.truncated);
         stats.refused_by_acl += read(&self.refused_by_acl);
+        stats.proxy_refused += read(&self.proxy_refused);
         stats.dropped += read(&self.dropped);
         stats.tcp_connections += read(&self.tcp_connections);
         stats.tcp_connections_rejected += read(&self.tcp_connections_rejected);

@@ -64,6 +64,7 @@ pub mod hot;
 pub mod observe;
 pub mod pipeline;
 pub mod policy;
+pub mod proxy;
 pub mod query;
 mod server;
 pub mod stream;
@@ -80,6 +81,7 @@ pub use pipeline::{ClientContext, Outcome, Pipeline, Transport};
 pub use policy::{
     NotifyFn, NotifyReceiver, OrderCount, OrderCounters, PolicyEngine, PolicyHandle, WithdrawnCount,
 };
+pub use proxy::{ProxyError, ProxyTrust};
 pub use query::{parse_query, ParseConfig, ParseError, Query};
 pub use server::{
     start, start_with_policy, BoundListener, RunningServer, ServerError, ShutdownHandle,

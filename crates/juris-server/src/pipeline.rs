@@ -40,6 +40,7 @@ use crate::error_map::{self, ErrorAnswer};
 use crate::hooks::{self, Tally};
 use crate::hot::HotAnswers;
 use crate::policy::{policy_country, PolicyEngine};
+use crate::proxy::ProxyTrust;
 use crate::query::{parse_query, ClientSubnet, NameBuf, ParseConfig, ParseError, Query};
 use crate::synth::{
     self, opt_len, write_opt, EcsReply, ExtendedError, OptReply, Rcode, ReplyTo, ResponseBuilder,
@@ -182,6 +183,8 @@ struct PipelineConfig {
 pub struct Pipeline {
     config: PipelineConfig,
     access: AccessList,
+    /// Trusted PROXY protocol senders; `None` (the default) when the protocol is off.
+    proxy: Option<ProxyTrust>,
     resolver: Resolver,
     cache: Arc<AnswerCache>,
     clock: SharedClock,
@@ -241,6 +244,7 @@ impl Pipeline {
                 stale_client_timeout: config.stale_client_timeout,
             },
             access: AccessList::new(&config.allow),
+            proxy: ProxyTrust::new(&config.proxy_protocol_from),
             cache: Arc::clone(resolver.cache()),
             resolver,
             clock,
@@ -351,7 +355,13 @@ impl Pipeline {
             .map_err(|error| error.to_string())
     }
 
-    /// Whether a client address passes the access list.
+    /// The load balancers whose PROXY headers are believed; `None` when the protocol is off
+    /// (`ServerConfig::proxy_protocol_from` empty).
+    pub fn proxy(&self) -> Option<&ProxyTrust> {
+        self.proxy.as_ref()
+    }
+
+    /// Whether `client` may query (the access list).
     pub fn allows(&self, client: std::net::IpAddr) -> bool {
         self.access.allows(client)
     }

@@ -69,7 +69,11 @@ pub(crate) async fn serve(
                 continue;
             }
         };
-        if !pipeline.allows(peer.ip()) {
+        // A trusted load balancer's clients are checked once its PROXY header is read.
+        let proxied = pipeline
+            .proxy()
+            .is_some_and(|trust| trust.trusts(peer.ip()));
+        if !proxied && !pipeline.allows(peer.ip()) {
             counters.refused_by_acl();
             drop(stream);
             continue;
@@ -102,11 +106,22 @@ struct Connection {
 }
 
 impl Connection {
-    async fn run(self, stream: TcpStream) {
+    async fn run(self, mut stream: TcpStream) {
         let _ = stream.set_nodelay(true);
+        let Some(client) = crate::proxy::connection_client(
+            &self.pipeline,
+            &mut stream,
+            self.peer,
+            self.settings.idle_timeout,
+            |client| self.pipeline.allows(client),
+        )
+        .await
+        else {
+            return;
+        };
         let (reader, writer) = stream.into_split();
         let context = ClientContext {
-            client: self.peer,
+            client,
             transport: Transport::Tcp,
             listener: self.listener_index,
             client_subnet: None,

@@ -243,8 +243,21 @@ impl Worker {
         endpoint: &Arc<UdpEndpoint>,
         now: u64,
     ) {
-        let Some(client) = batch.peer(i) else {
+        let Some(peer) = batch.peer(i) else {
             return;
+        };
+        let (packet, out) = batch.slot(i);
+        // PROXY protocol off (the default): this one test is all it costs.
+        let (client, packet) = match self.pipeline.proxy() {
+            None => (peer, packet),
+            Some(trust) => match trust.admit_datagram(peer, packet) {
+                Ok(admitted) => admitted,
+                Err(error) => {
+                    tracing::debug!(%peer, %error, "UDP datagram refused");
+                    self.counters.proxy_refused();
+                    return;
+                }
+            },
         };
         let context = ClientContext {
             client,
@@ -252,7 +265,6 @@ impl Worker {
             listener: endpoint.listener,
             client_subnet: None,
         };
-        let (packet, out) = batch.slot(i);
         match self
             .pipeline
             .handle_hot(packet, context, out, &self.counters, now, hot)
@@ -265,7 +277,8 @@ impl Worker {
                 // On this worker's own runtime: no other thread is woken for a miss.
                 tokio::spawn(async move {
                     if let Some(response) = pipeline.answer_pending(*pending, 0).await {
-                        endpoint.send_to(&response, client);
+                        // To the sender (a load balancer's own address under PROXY).
+                        endpoint.send_to(&response, peer);
                     }
                 });
             }

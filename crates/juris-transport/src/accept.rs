@@ -1,5 +1,7 @@
 //! The accept loop shared by the TLS-over-TCP listeners (DoT and DoH): admission (access list,
-//! connection limit), TCP options, and the TLS handshake bounded by the handshake timeout.
+//! connection limit), TCP options, the PROXY protocol header of a trusted load balancer (read
+//! before the handshake; `juris_server::proxy`), and the TLS handshake bounded by the
+//! handshake timeout.
 //! Each listener supplies only what it does with an established TLS connection.
 
 use std::future::Future;
@@ -10,6 +12,8 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{watch, OwnedSemaphorePermit, Semaphore};
 use tokio_rustls::server::TlsStream;
 use tokio_rustls::TlsAcceptor;
+
+use juris_server::proxy::connection_client;
 
 use crate::config::Protocol;
 use crate::server::Shared;
@@ -29,7 +33,7 @@ pub(crate) async fn accept_tls<S, F>(
     connections: Arc<Semaphore>,
     mut shutdown: watch::Receiver<bool>,
     protocol: Protocol,
-    admit: impl Fn(&Shared, IpAddr) -> bool,
+    admit: fn(&Shared, IpAddr) -> bool,
     serve_connection: S,
 ) where
     S: Fn(TlsStream<TcpStream>, SocketAddr, OwnedSemaphorePermit) -> F + Clone + Send + 'static,
@@ -49,7 +53,12 @@ pub(crate) async fn accept_tls<S, F>(
                 continue;
             }
         };
-        if !admit(&shared, peer.ip()) {
+        // A trusted load balancer's clients are admitted once its PROXY header is read.
+        let proxied = shared
+            .pipeline
+            .proxy()
+            .is_some_and(|trust| trust.trusts(peer.ip()));
+        if !proxied && !admit(&shared, peer.ip()) {
             counters.rejected();
             continue;
         }
@@ -64,6 +73,19 @@ pub(crate) async fn accept_tls<S, F>(
         let handshake_timeout = shared.limits.handshake_timeout;
         let serve_connection = serve_connection.clone();
         tokio::spawn(async move {
+            let mut stream = stream;
+            // The PROXY header comes before the TLS handshake, in clear.
+            let Some(peer) = connection_client(
+                &shared.pipeline,
+                &mut stream,
+                peer,
+                handshake_timeout,
+                |client| admit(&shared, client),
+            )
+            .await
+            else {
+                return;
+            };
             match tokio::time::timeout(handshake_timeout, acceptor.accept(stream)).await {
                 Ok(Ok(stream)) => serve_connection(stream, peer, permit).await,
                 Ok(Err(error)) => {

@@ -49,6 +49,7 @@ const SLOW: &[u8] = b"\x04slow\x07example\x03com\x00";
 
 struct Harness {
     server: Option<EncryptedServer>,
+    pipeline: Arc<Pipeline>,
     runtime: Option<tokio::runtime::Runtime>,
     dot: SocketAddr,
     doh: SocketAddr,
@@ -59,6 +60,14 @@ struct Harness {
 
 impl Harness {
     fn start(configure: impl FnOnce(&mut TransportConfig)) -> Self {
+        Self::start_with_proxies(&[], configure)
+    }
+
+    /// With `[server] proxy_protocol_from` set to `proxy_protocol_from`.
+    fn start_with_proxies(
+        proxy_protocol_from: &[&str],
+        configure: impl FnOnce(&mut TransportConfig),
+    ) -> Self {
         let directory = tempfile::tempdir().unwrap();
         let pair = self_signed("localhost").unwrap();
         let tls = TlsFiles {
@@ -74,7 +83,11 @@ impl Harness {
             .write_to(&mmdb)
             .unwrap();
         let silent = UdpSocket::bind("127.0.0.1:0").unwrap();
-        let pipeline = pipeline(&mmdb, silent.local_addr().unwrap());
+        let proxies = proxy_protocol_from
+            .iter()
+            .map(|p| p.parse().unwrap())
+            .collect();
+        let pipeline = Arc::new(pipeline(&mmdb, silent.local_addr().unwrap(), proxies));
 
         let any: SocketAddr = "127.0.0.1:0".parse().unwrap();
         let mut config = TransportConfig {
@@ -93,7 +106,7 @@ impl Harness {
             .enable_all()
             .build()
             .unwrap();
-        let server = start(&config, Arc::new(pipeline), runtime.handle()).unwrap();
+        let server = start(&config, Arc::clone(&pipeline), runtime.handle()).unwrap();
         let find = |protocol| {
             server
                 .listeners()
@@ -110,6 +123,7 @@ impl Harness {
         assert_ne!(dot.port(), 0);
         Self {
             server: Some(server),
+            pipeline,
             runtime: Some(runtime),
             dot,
             doh,
@@ -156,7 +170,7 @@ fn order_it_1() -> CompiledPolicy {
 
 /// A pipeline as `juris-server`'s tests build one: pre-filled cache, GeoIP from `mmdb`, the
 /// order IT-1, and an upstream that never answers.
-fn pipeline(mmdb: &Path, upstream: SocketAddr) -> Pipeline {
+fn pipeline(mmdb: &Path, upstream: SocketAddr, proxy_protocol_from: Vec<ipnet::IpNet>) -> Pipeline {
     let clock: SharedClock = Arc::new(ManualClock::new(NOW));
     let cache = Arc::new(AnswerCache::new(CacheConfig::default()));
     for (name, address) in [(WWW, [10, 0, 0, 1]), (BLOCKED, [10, 9, 9, 9])] {
@@ -191,6 +205,7 @@ fn pipeline(mmdb: &Path, upstream: SocketAddr) -> Pipeline {
     .unwrap();
     let config = ServerConfig {
         listeners: vec![ListenerConfig::udp_and_tcp("127.0.0.1:0".parse().unwrap())],
+        proxy_protocol_from,
         ..ServerConfig::default()
     };
     let engine = PolicyEngine::new(
@@ -807,6 +822,157 @@ fn forwarded_headers_are_believed_only_from_trusted_proxies() {
     );
     assert_blocked(&message, false, "untrusted peer with XFF");
     assert_eq!(h.server().stats().doh.forwarded_clients, 3);
+}
+
+// ---------------------------------------------------------------------------------------------
+// PROXY protocol (DoT, DoH)
+// ---------------------------------------------------------------------------------------------
+
+/// A PROXY v2 header (stream) naming `client` (built with `ppp`).
+fn proxy_v2(client: &str, server: SocketAddr) -> Vec<u8> {
+    let client: SocketAddr = format!("{client}:40000").parse().unwrap();
+    ppp::v2::Builder::with_addresses(0x21, ppp::v2::Protocol::Stream, (client, server))
+        .build()
+        .unwrap()
+}
+
+/// A TCP connection from `source`, with `prefix` written before anything else.
+async fn tcp_with_prefix(source: &str, server: SocketAddr, prefix: &[u8]) -> tokio::net::TcpStream {
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.bind(format!("{source}:0").parse().unwrap()).unwrap();
+    let mut stream = socket.connect(server).await.unwrap();
+    stream.write_all(prefix).await.unwrap();
+    stream
+}
+
+/// TLS over a connection that already carries `prefix` (a PROXY header or nothing).
+async fn tls_after(
+    source: &str,
+    server: SocketAddr,
+    prefix: &[u8],
+    config: Arc<rustls::ClientConfig>,
+) -> std::io::Result<tokio_rustls::client::TlsStream<tokio::net::TcpStream>> {
+    let stream = tcp_with_prefix(source, server, prefix).await;
+    let name = rustls_pki_types::ServerName::try_from("localhost").unwrap();
+    tokio_rustls::TlsConnector::from(config)
+        .connect(name, stream)
+        .await
+}
+
+/// One DoH POST over HTTP/1.1 on `stream`; the DNS answer.
+async fn http1_post<S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin>(
+    stream: &mut S,
+    message: &[u8],
+) -> Message {
+    let mut request = format!(
+        "POST /dns-query HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/dns-message\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        message.len()
+    )
+    .into_bytes();
+    request.extend_from_slice(message);
+    stream.write_all(&request).await.unwrap();
+    let mut response = Vec::new();
+    let _ = stream.read_to_end(&mut response).await;
+    let split = response
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .unwrap_or_else(|| panic!("no HTTP response: {:?}", String::from_utf8_lossy(&response)));
+    let head = String::from_utf8_lossy(&response[..split]);
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    Message::from_vec(&response[split + 4..]).unwrap()
+}
+
+#[test]
+fn dot_and_doh_classify_the_client_named_by_a_trusted_proxy_header() {
+    // 127.0.0.1 is the load balancer; the clients it speaks for are Italian or German.
+    let h = Harness::start_with_proxies(&["127.0.0.1/32"], |_| {});
+    let cert = std::fs::read(h.cert()).unwrap();
+    h.block_on(async {
+        for (client, blocked) in [(ITALY, true), (GERMANY, false)] {
+            let header = proxy_v2(client, h.dot);
+            let mut tls = tls_after("127.0.0.1", h.dot, &header, client_tls(&cert, &[b"dot"]))
+                .await
+                .unwrap();
+            tls.write_all(&frame(&query(1, BLOCKED))).await.unwrap();
+            assert_blocked(
+                &read_frame(&mut tls).await,
+                blocked,
+                &format!("DoT for {client}"),
+            );
+
+            let header = proxy_v2(client, h.doh);
+            let mut tls = tls_after(
+                "127.0.0.1",
+                h.doh,
+                &header,
+                client_tls(&cert, &[b"http/1.1"]),
+            )
+            .await
+            .unwrap();
+            let answer = http1_post(&mut tls, &query(0, BLOCKED)).await;
+            assert_blocked(&answer, blocked, &format!("DoH for {client}"));
+        }
+    });
+}
+
+#[test]
+fn dot_and_doh_refuse_headers_from_others_and_trusted_peers_without_one() {
+    let h = Harness::start_with_proxies(&["127.0.0.1/32"], |_| {});
+    let cert = std::fs::read(h.cert()).unwrap();
+    h.block_on(async {
+        for server in [h.dot, h.doh] {
+            // The trusted balancer must send a header: plain TLS is closed before the handshake.
+            let plain = tls_after(
+                "127.0.0.1",
+                server,
+                b"",
+                client_tls(&cert, &[b"dot", b"http/1.1"]),
+            )
+            .await;
+            assert!(
+                plain.is_err(),
+                "headerless TLS from the trusted peer to {server}"
+            );
+            // A German client claiming to speak for an Italian one is closed at once.
+            let mut claimed = tcp_with_prefix(GERMANY, server, &proxy_v2(ITALY, server)).await;
+            assert!(closed_within(&mut claimed, Duration::from_secs(5)).await);
+        }
+        // The German client without a header is served as itself.
+        let mut tls = tls_after(GERMANY, h.dot, b"", client_tls(&cert, &[b"dot"]))
+            .await
+            .unwrap();
+        tls.write_all(&frame(&query(2, BLOCKED))).await.unwrap();
+        assert_blocked(&read_frame(&mut tls).await, false, "DoT, German, no header");
+    });
+    assert_eq!(h.pipeline.async_counters().snapshot().proxy_refused, 4);
+}
+
+#[test]
+fn curl_haproxy_protocol_v1_is_accepted_only_from_a_trusted_peer() {
+    // curl --haproxy-protocol sends a version 1 header naming its own address, so trusting the
+    // Italian client's address itself makes curl a real v1 sender whose header is believed.
+    let h = Harness::start_with_proxies(&[&format!("{ITALY}/32")], |_| {});
+    let (_, message) = curl_dns(&h, ITALY, &query(0, BLOCKED), true, &["--haproxy-protocol"]);
+    assert_blocked(&message, true, "curl v1 header, Italy");
+    // Without the header from that trusted address, and with one from anyone else: refused.
+    let cert = h.cert().display().to_string();
+    let url = format!("{}?dns={}", doh_url(h.doh), base64url(&query(0, BLOCKED)));
+    for (source, extra) in [(ITALY, None), (GERMANY, Some("--haproxy-protocol"))] {
+        let mut command = Command::new("curl");
+        command.args([
+            "-sS",
+            "--max-time",
+            "10",
+            "--cacert",
+            &cert,
+            "--interface",
+            source,
+        ]);
+        command.args(extra);
+        let output = command.arg(&url).output().unwrap();
+        assert!(!output.status.success(), "{source} {extra:?}: {output:?}");
+    }
+    assert_eq!(h.pipeline.async_counters().snapshot().proxy_refused, 2);
 }
 
 // ---------------------------------------------------------------------------------------------

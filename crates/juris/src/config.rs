@@ -415,6 +415,11 @@ pub struct RawServer {
     pub threads: usize,
     /// Client prefixes allowed to query. Default: loopback and private ranges.
     pub allow: Vec<String>,
+    /// Load balancers (prefixes) whose PROXY protocol v1/v2 headers are believed on UDP, TCP,
+    /// DoT and DoH: they must send one, and the client address in it is the one classified,
+    /// checked against `allow` and counted; a header from anyone else is refused. Default:
+    /// empty (off).
+    pub proxy_protocol_from: Vec<String>,
     /// Largest UDP response we send (EDNS payload size we advertise). Default 1232.
     pub max_udp_payload: u16,
     /// Close idle TCP connections after this many milliseconds. Default 10000.
@@ -452,6 +457,7 @@ impl Default for RawServer {
             .into_iter()
             .map(String::from)
             .collect(),
+            proxy_protocol_from: Vec::new(),
             max_udp_payload: 1232,
             tcp_idle_timeout_ms: 10_000,
             tcp_max_connections: 1_000,
@@ -791,6 +797,22 @@ pub struct Listener {
     pub country: Option<CountryCode>,
 }
 
+/// A list of addresses or prefixes under `key`; an error names the element (`key[i]`).
+fn prefixes(key: &str, values: &[String]) -> Result<Vec<IpNet>, ConfigError> {
+    values
+        .iter()
+        .enumerate()
+        .map(|(i, a)| {
+            parse_prefix(a).ok_or_else(|| {
+                invalid(
+                    format!("{key}[{i}]"),
+                    format!("{a:?} is not an address or prefix"),
+                )
+            })
+        })
+        .collect()
+}
+
 /// `server.data_dir` when not configured (relative to the working directory).
 pub const DEFAULT_DATA_DIR: &str = "juris-data";
 
@@ -806,6 +828,8 @@ pub struct Settings {
     pub threads: usize,
     /// Allowed client prefixes.
     pub allow: Vec<IpNet>,
+    /// Trusted PROXY protocol senders (empty: off).
+    pub proxy_protocol_from: Vec<IpNet>,
     /// Largest UDP response.
     pub max_udp_payload: u16,
     /// TCP idle timeout.
@@ -893,20 +917,11 @@ impl Settings {
             n if n > 1024 => return Err(invalid("server.threads", "more than 1024 threads")),
             n => n,
         };
-        let allow = raw
-            .server
-            .allow
-            .iter()
-            .enumerate()
-            .map(|(i, a)| {
-                parse_prefix(a).ok_or_else(|| {
-                    invalid(
-                        format!("server.allow[{i}]"),
-                        format!("{a:?} is not an address or prefix"),
-                    )
-                })
-            })
-            .collect::<Result<Vec<_>, _>>()?;
+        let allow = prefixes("server.allow", &raw.server.allow)?;
+        let proxy_protocol_from = prefixes(
+            "server.proxy_protocol_from",
+            &raw.server.proxy_protocol_from,
+        )?;
         if !(512..=65_535).contains(&raw.server.max_udp_payload) {
             return Err(invalid(
                 "server.max_udp_payload",
@@ -965,6 +980,7 @@ impl Settings {
             default_listeners,
             threads,
             allow,
+            proxy_protocol_from,
             max_udp_payload: raw.server.max_udp_payload,
             tcp_idle_timeout: Duration::from_millis(raw.server.tcp_idle_timeout_ms),
             tcp_max_connections: raw.server.tcp_max_connections,
@@ -1064,19 +1080,7 @@ fn transport_config(
             listeners.push(EncryptedListener::new(protocol, addr));
         }
     }
-    let trusted_proxies = raw
-        .trusted_proxies
-        .iter()
-        .enumerate()
-        .map(|(i, a)| {
-            parse_prefix(a).ok_or_else(|| {
-                invalid(
-                    format!("tls.trusted_proxies[{i}]"),
-                    format!("{a:?} is not an address or prefix"),
-                )
-            })
-        })
-        .collect::<Result<Vec<_>, _>>()?;
+    let trusted_proxies = prefixes("tls.trusted_proxies", &raw.trusted_proxies)?;
     let config = juris_transport::TransportConfig {
         listeners,
         tls: juris_transport::TlsFiles { cert, key },
@@ -1368,6 +1372,10 @@ mod tests {
             ("[cache]\nsize = \"12X\"", "cache.size"),
             ("[server]\nlisten = [\"nonsense\"]", "server.listen[0]"),
             ("[server]\nallow = [\"10.0.0.0/33\"]", "server.allow[0]"),
+            (
+                "[server]\nproxy_protocol_from = [\"10.0.0.1\", \"lb\"]",
+                "server.proxy_protocol_from[1]",
+            ),
             ("[resolver]\nforward = [\"x\"]", "resolver.forward[0]"),
             ("[cache]\nmin_ttl = 10\nmax_ttl = 5", "cache.min_ttl"),
             (

@@ -473,6 +473,7 @@ pub fn server_config(settings: &Settings) -> ServerConfig {
             .collect(),
         threads: settings.threads,
         allow: settings.allow.clone(),
+        proxy_protocol_from: settings.proxy_protocol_from.clone(),
         tcp_idle_timeout: settings.tcp_idle_timeout,
         tcp_max_connections: settings.tcp_max_connections,
         max_udp_payload: settings.max_udp_payload,

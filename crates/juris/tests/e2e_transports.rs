@@ -22,7 +22,7 @@ use juris_testkit::addresses::AddressBlock;
 use juris_testkit::dig::{Lookup, Response};
 use juris_testkit::hierarchy::{Hierarchy, Zone};
 use juris_testkit::juris::Juris;
-use juris_testkit::mmdb::{MmdbWriter, Shape};
+use juris_testkit::world::CountryWorld;
 
 const JURIS: &str = env!("CARGO_BIN_EXE_juris");
 
@@ -107,34 +107,18 @@ impl Outcome {
 struct Setup {
     _hierarchy: Hierarchy,
     juris: Juris,
-    clients: AddressBlock,
+    world: CountryWorld,
     _server_block: AddressBlock,
     dot: SocketAddr,
     doh: SocketAddr,
     doq: SocketAddr,
-    directory: tempfile::TempDir,
 }
 
 fn setup() -> Setup {
     let hierarchy = world();
-    let clients = AddressBlock::allocate();
+    let world = CountryWorld::new(ORDER);
     let server_block = AddressBlock::allocate();
-    let directory = tempfile::tempdir().unwrap();
-    let orders = directory.path().join("orders");
-    fs::create_dir_all(&orders).unwrap();
-    fs::write(orders.join("it.json"), ORDER).unwrap();
-    let mmdb = directory.path().join("countries.mmdb");
-    MmdbWriter::new(Shape::CountryCode)
-        .insert(
-            format!("{}/32", clients.address(101)).parse().unwrap(),
-            "IT",
-        )
-        .insert(
-            format!("{}/32", clients.address(102)).parse().unwrap(),
-            "DE",
-        )
-        .write_to(&mmdb)
-        .unwrap();
+    let (directory, orders, mmdb) = (&world.directory, &world.orders, &world.mmdb);
     // The newcomer's way to a certificate.
     let output = Command::new(JURIS)
         .args(["cert", "self-signed", "--name", "localhost"])
@@ -180,12 +164,11 @@ fn setup() -> Setup {
     Setup {
         _hierarchy: hierarchy,
         juris,
-        clients,
+        world,
         _server_block: server_block,
         dot,
         doh,
         doq,
-        directory,
     }
 }
 
@@ -199,14 +182,22 @@ fn lookup(lookup: Lookup) -> Outcome {
 
 fn curl_post(setup: &Setup, client: IpAddr, name: &str) -> Outcome {
     let query = query_bytes(name);
-    let file = setup.directory.path().join(format!("q-{client}-{name}"));
+    let file = setup
+        .world
+        .directory
+        .path()
+        .join(format!("q-{client}-{name}"));
     fs::write(&file, query).unwrap();
-    let body = setup.directory.path().join(format!("a-{client}-{name}"));
+    let body = setup
+        .world
+        .directory
+        .path()
+        .join(format!("a-{client}-{name}"));
     let output = Command::new("curl")
         .args(["-sS", "--http2", "--max-time", "10", "--interface"])
         .arg(client.to_string())
         .arg("--cacert")
-        .arg(setup.directory.path().join("cert.pem"))
+        .arg(setup.world.directory.path().join("cert.pem"))
         .args([
             "-H",
             "content-type: application/dns-message",
@@ -281,10 +272,10 @@ fn doq(setup: &Setup, client: IpAddr, name: &str, cert: &Path) -> Outcome {
 #[test]
 fn the_same_order_is_enforced_identically_on_every_transport() {
     let s = setup();
-    let italy = IpAddr::V4(s.clients.address(101));
-    let germany = IpAddr::V4(s.clients.address(102));
+    let italy = IpAddr::V4(s.world.clients.address(101));
+    let germany = IpAddr::V4(s.world.clients.address(102));
     let python = doq_available();
-    let cert = s.directory.path().join("cert.pem");
+    let cert = s.world.directory.path().join("cert.pem");
     let udp = s.juris.address();
     for (name, client, expected) in [
         ("www.kickasstorrents.test", italy, Outcome::blocked()),
@@ -335,7 +326,7 @@ fn the_same_order_is_enforced_identically_on_every_transport() {
 #[test]
 fn sighup_with_a_broken_certificate_keeps_serving_the_old_one() {
     let s = setup();
-    fs::write(s.directory.path().join("key.pem"), "broken").unwrap();
+    fs::write(s.world.directory.path().join("key.pem"), "broken").unwrap();
     let pid = s.juris_pid();
     let status = Command::new("kill").args(["-HUP", &pid]).status().unwrap();
     assert!(status.success());
@@ -345,7 +336,7 @@ fn sighup_with_a_broken_certificate_keeps_serving_the_old_one() {
         std::thread::sleep(Duration::from_millis(50));
     }
     assert!(s.juris.stderr().contains("key.pem"), "{}", s.juris.stderr());
-    let germany = IpAddr::V4(s.clients.address(102));
+    let germany = IpAddr::V4(s.world.clients.address(102));
     assert_eq!(
         curl_post(&s, germany, "www.innocent.test"),
         Outcome::resolved("192.0.2.40")
