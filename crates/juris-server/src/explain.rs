@@ -119,6 +119,10 @@ struct Recorder {
 }
 
 impl Tally for Recorder {
+    fn resolves(&self) -> bool {
+        false
+    }
+
     fn withdrawn(&self, country: CountryCode) {
         *self.withdrawn.borrow_mut() = Some(country);
     }

@@ -277,6 +277,15 @@ impl ServerView for LiveServer {
             cache_misses: stats.cache_misses,
             blocks: per(|c| c.blocked),
             shadow_matches: per(|c| c.shadow),
+            resolver_limit_hits: self
+                .pipeline
+                .resolver_limit_hits()
+                .into_iter()
+                .map(|(limit, count)| juris_control::api::LimitHitCount {
+                    limit: limit.label().into(),
+                    count,
+                })
+                .collect(),
         }
     }
 }
