@@ -25,7 +25,7 @@ use rand::{Rng, SeedableRng};
 pub mod targets;
 
 /// One fuzz target: a name (its corpus directory) and the function that must never panic.
-#[derive(Clone, Copy)]
+#[derive(Debug, Clone, Copy)]
 pub struct Target {
     /// Directory name under `fuzz/corpus/`.
     pub name: &'static str,
@@ -157,7 +157,11 @@ pub struct Report {
 /// Runs `target` on its corpus, then on mutants from `seed` until `more` says stop (it gets
 /// the number of mutants run so far). A panicking input is written to
 /// `target/fuzz-crashes/<target>-<n>` before the panic goes on.
-pub fn run(target: Target, seed: u64, mut more: impl FnMut(u64) -> bool) -> std::io::Result<Report> {
+pub fn run(
+    target: Target,
+    seed: u64,
+    mut more: impl FnMut(u64) -> bool,
+) -> std::io::Result<Report> {
     let seeds = corpus(target.name)?;
     let mut report = Report::default();
     for input in &seeds {

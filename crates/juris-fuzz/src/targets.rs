@@ -5,7 +5,7 @@ use juris_policy::{
     name_to_wire, CompileOptions, CompiledPolicy, Order, TargetValue, Timestamp, ValidationOptions,
 };
 use juris_server::query::{parse_query as parse, ParseConfig, ParseError};
-use juris_server::synth::{write_rcode_response, ReplyTo, Rcode};
+use juris_server::synth::{write_rcode_response, Rcode, ReplyTo};
 use juris_server::Transport;
 
 /// The hot-path query parser: never panics, and what it accepts is self-consistent and can

@@ -19,7 +19,9 @@ fn fuzz(name: &str) {
     let target = juris_fuzz::target(name).expect("a known target");
     let cases = cases();
     let report = juris_fuzz::run(target, seed(), |n| n < cases).expect("the corpus is readable");
-    let corpus = juris_fuzz::corpus(name).expect("the corpus is readable").len() as u64;
+    let corpus = juris_fuzz::corpus(name)
+        .expect("the corpus is readable")
+        .len() as u64;
     assert_eq!(report.inputs, corpus + cases);
 }
 

@@ -441,14 +441,7 @@ impl Resolver {
             .prefetches
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         tracing::debug!(qname = %name, qtype = %question.qtype, "prefetch");
-        let lead = Lead {
-            inner: self.inner.clone(),
-            question: Question {
-                name,
-                ..question.clone()
-            },
-            key,
-        };
+        let lead = Lead::new(&self.inner, question, name, key);
         drop(runtime.spawn(async move {
             let _ = lead.run().await;
         }));
@@ -523,14 +516,7 @@ impl Resolver {
                     Err(_) => continue,
                 },
                 None => {
-                    let lead = Lead {
-                        inner: self.inner.clone(),
-                        question: Question {
-                            name,
-                            ..question.clone()
-                        },
-                        key,
-                    };
+                    let lead = Lead::new(&self.inner, question, name, key);
                     return DetachOnDrop::new(lead.run()).await;
                 }
             }
@@ -548,6 +534,18 @@ struct Lead {
 }
 
 impl Lead {
+    /// The lead of `question`, whose name lower-cased is `name`.
+    fn new(inner: &Arc<Inner>, question: &Question, name: Name<Bytes>, key: CacheKey) -> Self {
+        Self {
+            inner: inner.clone(),
+            question: Question {
+                name,
+                ..question.clone()
+            },
+            key,
+        }
+    }
+
     async fn run(self) -> Result<Arc<CachedAnswer>, ResolveError> {
         // Removes the in-flight entry however this ends; if it ends without a result, the
         // waiters' senders are dropped with it and they look again.

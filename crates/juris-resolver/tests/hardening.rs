@@ -1,6 +1,6 @@
 //! Resolver hardening against fake authorities on 127.0.0.x (one port per test): root
-//! priming (RFC 8109), EDNS fallback, server selection by smoothed RTT, NXNS and
-//! delegation-loop limits.
+//! priming (RFC 8109), EDNS fallback, server selection by smoothed RTT, the NXNS limit,
+//! prefetch (the delegation-loop test with its TsuNAME checks is in `resolver.rs`).
 #![allow(clippy::unwrap_used, clippy::expect_used, reason = "test code")]
 
 mod support;
@@ -313,45 +313,6 @@ async fn a_referral_to_many_glueless_name_servers_causes_few_lookups() {
             .unwrap()
     };
     assert_eq!(hits(Limit::NameServerLookupsPerZone), 1);
-}
-
-/// TsuNAME-style cyclic delegation (a.test. served by a name in b.test., b.test. by a name in
-/// a.test., no glue): the loop is cut, the query fails with a bounded number of upstream
-/// queries, the failure is remembered (RFC 9520: asking again sends nothing) and counted.
-#[tokio::test]
-async fn a_cyclic_delegation_is_cut_and_remembered() {
-    let port = 47_510;
-    let _root = FakeAuthority::serve("127.0.0.2", port, vec![root_zone()]).await;
-    let tld = FakeAuthority::serve(
-        "127.0.0.3",
-        port,
-        vec![zone(
-            "test.",
-            &["a.test. 300 NS ns.b.test.", "b.test. 300 NS ns.a.test."],
-        )],
-    )
-    .await;
-    let (resolver, _) = resolver(config(port));
-    assert!(resolver
-        .resolve(&question("www.a.test.", Rtype::A))
-        .await
-        .is_err());
-    let sent = tld.count();
-    assert!(sent <= 10, "{sent} queries to the TLD: {:?}", tld.queries());
-    for _ in 0..5 {
-        assert!(resolver
-            .resolve(&question("www.a.test.", Rtype::A))
-            .await
-            .is_err());
-    }
-    assert_eq!(tld.count(), sent, "the failure is remembered");
-    let loops = resolver
-        .limit_hits()
-        .into_iter()
-        .find(|(l, _)| *l == Limit::DelegationLoop)
-        .map(|(_, n)| n)
-        .unwrap();
-    assert!(loops >= 1);
 }
 
 /// Prefetch (Unbound's `prefetch`): an entry in the last tenth of its lifetime is refreshed
