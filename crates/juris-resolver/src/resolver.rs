@@ -423,13 +423,7 @@ impl Resolver {
             return false;
         };
         let name = lower(&question.name);
-        let key = CacheKeyRef {
-            name: name.as_slice(),
-            qtype: question.qtype.to_int(),
-            qclass: question.qclass.to_int(),
-            dnssec_ok: question.dnssec_ok,
-        }
-        .to_owned_key();
+        let key = key_of(question, &name).to_owned_key();
         {
             let mut in_flight = lock(&self.inner.in_flight);
             if in_flight.contains_key(&key) {
@@ -478,12 +472,7 @@ impl Resolver {
     /// own and finishes there, so the others still get the answer and the cache is filled.
     pub async fn resolve(&self, question: &Question) -> Result<Arc<CachedAnswer>, ResolveError> {
         let name = lower(&question.name);
-        let key_ref = CacheKeyRef {
-            name: name.as_slice(),
-            qtype: question.qtype.to_int(),
-            qclass: question.qclass.to_int(),
-            dnssec_ok: question.dnssec_ok,
-        };
+        let key_ref = key_of(question, &name);
         loop {
             let now = self.inner.clock.unix_seconds();
             if let Some((entry, Freshness::Fresh)) = self.inner.cache.get(&key_ref, now) {
@@ -521,6 +510,16 @@ impl Resolver {
                 }
             }
         }
+    }
+}
+
+/// The cache key of `question`, whose name lower-cased is `name`.
+fn key_of<'a>(question: &Question, name: &'a Name<Bytes>) -> CacheKeyRef<'a> {
+    CacheKeyRef {
+        name: name.as_slice(),
+        qtype: question.qtype.to_int(),
+        qclass: question.qclass.to_int(),
+        dnssec_ok: question.dnssec_ok,
     }
 }
 
