@@ -302,6 +302,17 @@ pub struct ServerSnapshot {
     /// Fleet state (a primary's publishing, an edge's following), when configured.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub fleet: Option<serde_json::Value>,
+    /// Resolver work limits hit (NXNS, loops): (limit label, count).
+    pub resolver_limit_hits: Vec<LimitHitCount>,
+}
+
+/// How often one resolver work limit was hit.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct LimitHitCount {
+    /// `upstream_queries`, `ns_lookups`, `ns_lookups_per_zone`, `delegation_loop`, ...
+    pub limit: String,
+    /// How many times.
+    pub count: u64,
 }
 
 /// Queries by transport and RCODE.
@@ -801,6 +812,17 @@ pub fn render_metrics(server: &ServerSnapshot, store: &crate::StoreStatus) -> St
             }
         }
     }
+    section(
+        &mut text,
+        "juris_resolver_limit_hits_total",
+        "counter",
+        "Resolver work limits hit (NXNS, delegation loops, amplification guards), by limit.",
+        server
+            .resolver_limit_hits
+            .iter()
+            .map(|l| format!("{{limit=\"{}\"}} {}", escape(&l.limit), l.count))
+            .collect(),
+    );
     section(
         &mut text,
         "juris_policy_generation",

@@ -43,7 +43,14 @@ pub struct CacheConfig {
     pub stale_window: Option<u32>,
     /// TTL given to stale answers (RFC 8767 §4 recommends 30 s).
     pub stale_answer_ttl: u32,
+    /// Prefetch (Unbound's `prefetch`): a hit in the last tenth of an answer's lifetime
+    /// (lifetimes of at least [`PREFETCH_MIN_LIFETIME`] seconds) refreshes it in the
+    /// background, so popular names do not expire in the cache.
+    pub prefetch: bool,
 }
+
+/// Shortest lifetime (seconds) of an answer that is prefetched.
+pub const PREFETCH_MIN_LIFETIME: u64 = 10;
 
 impl Default for CacheConfig {
     fn default() -> Self {
@@ -55,6 +62,7 @@ impl Default for CacheConfig {
             servfail_ttl: 5,
             stale_window: None,
             stale_answer_ttl: 30,
+            prefetch: false,
         }
     }
 }
@@ -190,6 +198,8 @@ pub struct CachedAnswer {
     dnssec_ok: bool,
     /// The name servers of the zone cuts that answered (recursive mode; empty otherwise).
     name_servers: NameServers,
+    /// Prefetch is on ([`CacheConfig::prefetch`]) and this is an answer (not a failure).
+    prefetch: bool,
 }
 
 /// The name servers of the zone cuts whose servers answered a question: their names (the NS
@@ -400,6 +410,11 @@ impl CachedAnswer {
             security: crate::dnssec::Security::Unchecked,
             dnssec_ok: false,
             name_servers: NameServers::default(),
+            prefetch: config.prefetch
+                && matches!(
+                    kind,
+                    AnswerKind::Positive | AnswerKind::NxDomain | AnswerKind::NoData
+                ),
         })
     }
 
@@ -513,6 +528,28 @@ impl CachedAnswer {
     /// Unix time the entry expires.
     pub fn expires_at(&self) -> u64 {
         self.expires_at
+    }
+
+    /// Unix time from which a hit refreshes the entry in the background (the last tenth of
+    /// its lifetime; never without [`CacheConfig::prefetch`] or for short lifetimes).
+    pub fn prefetch_at(&self) -> u64 {
+        let lifetime = self.expires_at.saturating_sub(self.stored_at);
+        if !self.prefetch || lifetime < PREFETCH_MIN_LIFETIME {
+            return u64::MAX;
+        }
+        self.expires_at - lifetime / 10
+    }
+
+    /// Whether a hit at `now` should refresh the entry in the background.
+    pub fn prefetch_due(&self, now: u64) -> bool {
+        now >= self.prefetch_at() && now < self.expires_at
+    }
+
+    /// Until when a copy of the entry kept outside the cache (a UDP worker's hot answer) may
+    /// be served: its expiry, or the start of its prefetch window, so that hits in the window
+    /// reach the cache, where they trigger the refresh.
+    pub fn hot_until(&self) -> u64 {
+        self.expires_at.min(self.prefetch_at())
     }
 
     /// Whether the entry may be cached at all (a lifetime above zero).

@@ -108,6 +108,8 @@ impl AddressPair {
 pub(crate) struct DelegationCache {
     root: Delegation,
     hint_addresses: HashMap<Bytes, Vec<IpAddr>>,
+    /// The root NS set a priming query returned (RFC 8109), while fresh; the hints otherwise.
+    primed_root: Mutex<Option<DelegationEntry>>,
     zones: Mutex<HashMap<Bytes, DelegationEntry>>,
     addresses: Mutex<HashMap<Bytes, AddressPair>>,
 }
@@ -153,8 +155,57 @@ impl DelegationCache {
                 name_servers: name_servers.into(),
             },
             hint_addresses,
+            primed_root: Mutex::new(None),
             zones: Mutex::new(HashMap::new()),
             addresses: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// The root cut from the hints (what priming starts from).
+    pub(crate) fn hints_root(&self) -> Delegation {
+        self.root.clone()
+    }
+
+    /// The root cut in force: the primed NS set while fresh, else the hints.
+    fn root_at(&self, now: u64) -> Delegation {
+        let primed = match self.primed_root.lock() {
+            Ok(primed) => primed,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        match primed.as_ref().filter(|entry| entry.expires_at > now) {
+            Some(entry) => Delegation {
+                zone: entry.zone.clone(),
+                name_servers: entry.name_servers.clone(),
+            },
+            None => self.root.clone(),
+        }
+    }
+
+    /// Whether a priming answer is in force at `now`.
+    pub(crate) fn root_primed(&self, now: u64) -> bool {
+        match self.primed_root.lock() {
+            Ok(primed) => primed.as_ref().is_some_and(|e| e.expires_at > now),
+            Err(poisoned) => poisoned
+                .into_inner()
+                .as_ref()
+                .is_some_and(|e| e.expires_at > now),
+        }
+    }
+
+    /// Stores the root NS set of a priming answer for `ttl` seconds (RFC 8109 §3); the hints
+    /// take over again when it expires.
+    pub(crate) fn insert_root(&self, name_servers: Arc<[Name<Bytes>]>, ttl: u32, now: u64) {
+        if ttl == 0 || name_servers.is_empty() {
+            return;
+        }
+        let entry = DelegationEntry {
+            zone: Name::root_bytes(),
+            name_servers,
+            expires_at: now + u64::from(ttl),
+        };
+        match self.primed_root.lock() {
+            Ok(mut primed) => *primed = Some(entry),
+            Err(poisoned) => *poisoned.into_inner() = Some(entry),
         }
     }
 
@@ -165,7 +216,8 @@ impl DelegationCache {
             Err(poisoned) => poisoned.into_inner(),
         };
         if zones.is_empty() {
-            return self.root.clone();
+            drop(zones);
+            return self.root_at(now);
         }
         let found = with_lower(name, |wire| {
             // Each suffix of a wire name starts at a label boundary: walk them, deepest first,
@@ -184,7 +236,8 @@ impl DelegationCache {
             }
             None
         });
-        found.unwrap_or_else(|| self.root.clone())
+        drop(zones);
+        found.unwrap_or_else(|| self.root_at(now))
     }
 
     /// Stores a zone cut learnt from a referral.
@@ -242,31 +295,39 @@ impl DelegationCache {
         mut f: impl FnMut(IpAddr, bool),
     ) -> bool {
         with_lower(name, |wire| {
-            if let Some(hints) = self.hint_addresses.get(wire) {
-                // The hints are configuration: a family they do not list is known to be empty.
+            let hints = self.hint_addresses.get(wire);
+            let learnt = {
+                let addresses = match self.addresses.lock() {
+                    Ok(addresses) => addresses,
+                    Err(poisoned) => poisoned.into_inner(),
+                };
+                match addresses.get(wire).map(|pair| pair.get(rtype)) {
+                    Some(ranked) => {
+                        let answer = RankedEntry::fresh(&ranked.answer, now);
+                        let glue = RankedEntry::fresh(&ranked.glue, now);
+                        if let Some(entry) = answer {
+                            entry.addresses.iter().for_each(|a| f(*a, false));
+                        }
+                        if let Some(entry) = glue {
+                            entry.addresses.iter().for_each(|a| f(*a, answer.is_some()));
+                        }
+                        answer.is_some() || glue.is_some()
+                    }
+                    None => false,
+                }
+            };
+            if let Some(hints) = hints {
+                // The hints are configuration: a family they do not list is known to be
+                // empty. Addresses learnt for the name (a priming answer's) come first, the
+                // hints then stay as the fallback.
                 hints
                     .iter()
                     .copied()
                     .filter(|a| a.is_ipv4() == (rtype == Rtype::A))
-                    .for_each(|address| f(address, false));
+                    .for_each(|address| f(address, learnt));
                 return true;
             }
-            let addresses = match self.addresses.lock() {
-                Ok(addresses) => addresses,
-                Err(poisoned) => poisoned.into_inner(),
-            };
-            let Some(ranked) = addresses.get(wire).map(|pair| pair.get(rtype)) else {
-                return false;
-            };
-            let answer = RankedEntry::fresh(&ranked.answer, now);
-            let glue = RankedEntry::fresh(&ranked.glue, now);
-            if let Some(entry) = answer {
-                entry.addresses.iter().for_each(|a| f(*a, false));
-            }
-            if let Some(entry) = glue {
-                entry.addresses.iter().for_each(|a| f(*a, answer.is_some()));
-            }
-            answer.is_some() || glue.is_some()
+            learnt
         })
     }
 
@@ -316,8 +377,15 @@ impl DelegationCache {
         };
         let before = zones.len();
         zones.retain(|key, _| !scope.covers(key));
-        let cuts = before - zones.len();
+        let mut cuts = before - zones.len();
         drop(zones);
+        if scope.covers(&[0]) {
+            let mut primed = match self.primed_root.lock() {
+                Ok(primed) => primed,
+                Err(poisoned) => poisoned.into_inner(),
+            };
+            cuts += usize::from(primed.take().is_some());
+        }
         let mut addresses = match self.addresses.lock() {
             Ok(map) => map,
             Err(poisoned) => poisoned.into_inner(),

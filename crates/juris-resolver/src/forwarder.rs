@@ -65,13 +65,22 @@ impl Forwarder {
                             .forwarders_without_dnssec
                             .contains(&server)),
                 edns_buffer_size: self.config.edns_buffer_size,
+                edns: true,
                 deadline: upstream::attempt_deadline(
                     self.config.query_timeout,
                     work.deadline,
                     started,
                 ),
             };
-            match upstream::exchange(server, &question.name, question.qtype, &options).await {
+            match upstream::ask(
+                &self.infra,
+                server,
+                &question.name,
+                question.qtype,
+                &options,
+            )
+            .await
+            {
                 Ok(response)
                     if response.rcode == Rcode::NOERROR || response.rcode == Rcode::NXDOMAIN =>
                 {

@@ -27,25 +27,68 @@ const BACKOFF_BASE: Duration = Duration::from_secs(5);
 const BACKOFF_MAX: Duration = Duration::from_secs(300);
 /// How long a server stays lame for a zone.
 const LAME_FOR: Duration = Duration::from_secs(600);
-/// Servers within this much of the best SRTT are picked from at random (load spreading and
-/// discovery, as Unbound does with its 400 ms band).
-const SELECTION_BAND: Duration = Duration::from_millis(400);
+/// Servers within this much of the best SRTT count as equally fast and are picked from at
+/// random (load spreading). Narrower than Unbound's 400 ms band, so that a server 100 ms
+/// slower than the best gets only the exploration share of the queries.
+const SELECTION_BAND: Duration = Duration::from_millis(50);
+/// One query in this many explores: a random other usable server goes first, so that a
+/// server slow (or unknown) before gets measured again (the epsilon-greedy choice of Knot
+/// Resolver's server selection).
+const EXPLORE_ONE_IN: u32 = 20;
 /// Bound on tracked servers; past it the map is pruned of healthy entries.
 const MAX_SERVERS: usize = 100_000;
+/// How long a server that answered only without EDNS is asked without it (Unbound keeps its
+/// infra cache entries 900 s), after which EDNS is tried again.
+const EDNS_BROKEN_FOR: Duration = Duration::from_secs(900);
+/// Timeouts of EDNS queries (from a server never seen answering one) after which one query
+/// goes without EDNS, to find servers that drop EDNS queries.
+const EDNS_TIMEOUTS_BEFORE_PROBE: u8 = 2;
+
+/// What is known about a server's EDNS support.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+enum EdnsSupport {
+    #[default]
+    Unknown,
+    /// It answered an EDNS query: a later FORMERR is not read as "no EDNS" (it may be forged
+    /// to downgrade us), as Unbound's `edns_lame_known`.
+    Works,
+    /// It answered only a query without EDNS: asked without it until then.
+    Broken { until: Instant },
+}
+
+/// How to ask a server, as far as EDNS goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum EdnsPlan {
+    /// With EDNS (the usual case).
+    Edns,
+    /// Without EDNS: the server is known not to support it.
+    Plain,
+    /// Without EDNS, once, after EDNS queries timed out: an answer means the server drops
+    /// EDNS queries.
+    Probe,
+}
 
 #[derive(Debug, Clone, Copy)]
 struct ServerState {
     srtt: Duration,
+    /// Whether `srtt` holds a measurement (the first one replaces the initial guess, RFC 6298
+    /// §2.2) rather than the guess.
+    measured: bool,
     consecutive_failures: u32,
     skip_until: Option<Instant>,
+    edns: EdnsSupport,
+    edns_timeouts: u8,
 }
 
 impl Default for ServerState {
     fn default() -> Self {
         Self {
             srtt: INITIAL_RTT,
+            measured: false,
             consecutive_failures: 0,
             skip_until: None,
+            edns: EdnsSupport::Unknown,
+            edns_timeouts: 0,
         }
     }
 }
@@ -59,16 +102,29 @@ pub(crate) struct InfraCache {
 }
 
 impl InfraCache {
-    /// The smoothed RTT of `server` (the initial guess when unknown).
-    pub(crate) fn srtt(&self, server: SocketAddr) -> Duration {
-        self.with(|servers| servers.get(&server).map_or(INITIAL_RTT, |s| s.srtt))
+    /// The RTT `server` is ranked by: its SRTT, or zero for a server never asked, which is
+    /// thus tried among the fastest (and so gets measured), as Unbound's initial 376 ms guess
+    /// inside its 400 ms band does.
+    fn selection_rtt(&self, server: SocketAddr) -> Duration {
+        self.with(|servers| {
+            servers
+                .get(&server)
+                .filter(|s| s.measured)
+                .map_or(Duration::ZERO, |s| s.srtt)
+        })
     }
 
     /// Records a successful exchange.
     pub(crate) fn record_rtt(&self, server: SocketAddr, rtt: Duration) {
         self.update(server, |state| {
-            // RFC 6298-style smoothing, weight 1/8 for the new sample.
-            state.srtt = (state.srtt * 7 + rtt) / 8;
+            // RFC 6298-style smoothing, weight 1/8 for the new sample; the first sample
+            // replaces the initial guess.
+            state.srtt = if state.measured {
+                (state.srtt * 7 + rtt) / 8
+            } else {
+                rtt
+            };
+            state.measured = true;
             state.consecutive_failures = 0;
             state.skip_until = None;
         });
@@ -78,6 +134,7 @@ impl InfraCache {
     pub(crate) fn record_timeout(&self, server: SocketAddr) {
         self.update(server, |state| {
             state.srtt = (state.srtt * 2).min(MAX_RTT);
+            state.measured = true;
             Self::fail(state);
         });
     }
@@ -86,6 +143,7 @@ impl InfraCache {
     pub(crate) fn record_failure(&self, server: SocketAddr) {
         self.update(server, |state| {
             state.srtt = (state.srtt + INITIAL_RTT).min(MAX_RTT);
+            state.measured = true;
             Self::fail(state);
         });
     }
@@ -97,6 +155,62 @@ impl InfraCache {
             let backoff = (BACKOFF_BASE * 2u32.pow(exponent)).min(BACKOFF_MAX);
             state.skip_until = Some(Instant::now() + backoff);
         }
+    }
+
+    /// How to ask `server` as far as EDNS goes.
+    pub(crate) fn edns_plan(&self, server: SocketAddr) -> EdnsPlan {
+        let now = Instant::now();
+        self.with(|servers| match servers.get(&server) {
+            Some(state) => match state.edns {
+                EdnsSupport::Broken { until } if until > now => EdnsPlan::Plain,
+                EdnsSupport::Works => EdnsPlan::Edns,
+                _ if state.edns_timeouts >= EDNS_TIMEOUTS_BEFORE_PROBE => EdnsPlan::Probe,
+                _ => EdnsPlan::Edns,
+            },
+            None => EdnsPlan::Edns,
+        })
+    }
+
+    /// Whether `server` was seen answering an EDNS query.
+    pub(crate) fn edns_known_to_work(&self, server: SocketAddr) -> bool {
+        self.with(|servers| {
+            servers
+                .get(&server)
+                .is_some_and(|s| s.edns == EdnsSupport::Works)
+        })
+    }
+
+    /// `server` answered an EDNS query.
+    pub(crate) fn edns_works(&self, server: SocketAddr) {
+        if self.edns_known_to_work(server) {
+            return;
+        }
+        self.update(server, |state| {
+            state.edns = EdnsSupport::Works;
+            state.edns_timeouts = 0;
+        });
+    }
+
+    /// `server` answered a query without EDNS after rejecting (or dropping) EDNS queries.
+    pub(crate) fn edns_broken(&self, server: SocketAddr) {
+        tracing::debug!(%server, "server does not support EDNS, asking without it");
+        self.update(server, |state| {
+            state.edns = EdnsSupport::Broken {
+                until: Instant::now() + EDNS_BROKEN_FOR,
+            };
+            state.edns_timeouts = 0;
+        });
+    }
+
+    /// An EDNS query to `server` timed out (`probe`: a query without EDNS did).
+    pub(crate) fn edns_timeout(&self, server: SocketAddr, probe: bool) {
+        self.update(server, |state| {
+            if probe {
+                state.edns_timeouts = 0;
+            } else if state.edns != EdnsSupport::Works {
+                state.edns_timeouts = state.edns_timeouts.saturating_add(1);
+            }
+        });
     }
 
     /// Marks `server` as lame for `zone` (it answered without authority or with a bad referral).
@@ -145,8 +259,18 @@ impl InfraCache {
     }
 
     /// Orders candidate servers: usable ones first, the fastest band shuffled, then the
-    /// others by SRTT; servers not usable come last (a last resort when all are down).
+    /// others by SRTT; servers not usable come last (a last resort when all are down). One
+    /// time in [`EXPLORE_ONE_IN`] a random usable server outside the fastest band goes first.
     pub(crate) fn order(&self, zone: &Name<Bytes>, candidates: Vec<SocketAddr>) -> Vec<SocketAddr> {
+        self.order_with(zone, candidates, &mut rand::thread_rng())
+    }
+
+    fn order_with(
+        &self,
+        zone: &Name<Bytes>,
+        candidates: Vec<SocketAddr>,
+        rng: &mut impl rand::Rng,
+    ) -> Vec<SocketAddr> {
         if candidates.len() <= 1 {
             // Nothing to order (usable or not, it is the only one).
             return candidates;
@@ -155,7 +279,7 @@ impl InfraCache {
         let mut usable: Vec<(Duration, SocketAddr)> = Vec::with_capacity(candidates.len());
         let mut resting: Vec<(Duration, SocketAddr)> = Vec::new();
         for &server in &candidates {
-            let entry = (self.srtt(server), server);
+            let entry = (self.selection_rtt(server), server);
             if self.usable_at(zone, server, now) {
                 usable.push(entry);
             } else {
@@ -169,7 +293,12 @@ impl InfraCache {
                 .iter()
                 .take_while(|(rtt, _)| *rtt <= best + SELECTION_BAND)
                 .count();
-            usable[..band].shuffle(&mut rand::thread_rng());
+            usable[..band].shuffle(rng);
+            if band < usable.len() && rng.gen_ratio(1, EXPLORE_ONE_IN) {
+                let explored = rng.gen_range(band..usable.len());
+                let server = usable.remove(explored);
+                usable.insert(0, server);
+            }
         }
         usable
             .into_iter()
@@ -220,6 +349,48 @@ mod tests {
         assert_eq!(infra.order(&zone, vec![dead, fast]), vec![fast, dead]);
         tokio::time::advance(BACKOFF_BASE + Duration::from_millis(1)).await;
         assert!(infra.is_usable(&zone, dead), "retried after the back-off");
+    }
+
+    /// The fastest server gets the queries but for the exploration share; a slow one gets
+    /// some of them (it is measured again), a backed-off one none while it rests.
+    #[tokio::test(start_paused = true)]
+    async fn selection_prefers_the_fastest_and_explores_the_slow() {
+        use rand::SeedableRng;
+        let infra = InfraCache::default();
+        let zone = Name::root_bytes();
+        let fast: SocketAddr = "127.0.0.2:53".parse().unwrap();
+        let slow: SocketAddr = "127.0.0.3:53".parse().unwrap();
+        let dead: SocketAddr = "127.0.0.4:53".parse().unwrap();
+        infra.record_rtt(fast, Duration::from_millis(2));
+        infra.record_rtt(slow, Duration::from_millis(150));
+        infra.record_timeout(dead);
+        infra.record_timeout(dead);
+        let mut rng = rand::rngs::StdRng::seed_from_u64(11);
+        let mut first = HashMap::new();
+        let rounds = 2000;
+        for _ in 0..rounds {
+            let order = infra.order_with(&zone, vec![dead, slow, fast], &mut rng);
+            assert_eq!(
+                order.last(),
+                Some(&dead),
+                "a resting server is the last resort"
+            );
+            *first.entry(order[0]).or_insert(0u32) += 1;
+        }
+        let (fast_first, slow_first) = (first[&fast], first.get(&slow).copied().unwrap_or(0));
+        assert_eq!(fast_first + slow_first, rounds);
+        assert!(
+            fast_first > rounds * 9 / 10,
+            "fast first {fast_first} of {rounds}"
+        );
+        assert!(slow_first > 0, "the slow server is explored");
+        // Within the band, servers share the load.
+        let near: SocketAddr = "127.0.0.5:53".parse().unwrap();
+        infra.record_rtt(near, Duration::from_millis(3));
+        let firsts: std::collections::HashSet<SocketAddr> = (0..200)
+            .map(|_| infra.order_with(&zone, vec![near, fast], &mut rng)[0])
+            .collect();
+        assert_eq!(firsts.len(), 2, "equally fast servers are both used");
     }
 
     #[tokio::test(start_paused = true)]

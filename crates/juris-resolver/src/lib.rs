@@ -47,6 +47,8 @@ pub mod clock;
 mod delegation;
 pub mod dnssec;
 mod forwarder;
+#[doc(hidden)]
+pub mod fuzzing;
 mod infra;
 mod names;
 mod recursor;

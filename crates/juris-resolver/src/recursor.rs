@@ -16,7 +16,6 @@
 //! minimised query the full name is asked instead.
 //!
 //! # Limitations
-//! - No root priming query: the hints are used as the root NS set as they are.
 //! - No serve-stale, no prefetch, no 0x20, no DNSSEC validation (RRSIG/NSEC/NSEC3 are kept).
 //! - Only name server addresses are ranked (glue below answers, RFC 2181 §5.4.1); zone cuts
 //!   come from referrals alone (the child's NS RRset is never cached, so a sold domain moves
@@ -47,6 +46,8 @@ use crate::redirects::Redirects;
 use crate::referral_ds::ReferralDs;
 use crate::resolver::{Limit, ResolveError, ResolverConfig};
 use crate::upstream::{self, QueryOptions, Response, UpstreamError};
+
+mod priming;
 
 /// Minimised queries per zone before asking for the full name (RFC 9156 §2.3 MAX_MINIMISE_COUNT).
 const MAX_MINIMISE_STEPS: usize = 10;
@@ -101,6 +102,8 @@ pub(crate) struct Work {
     pub deadline: Instant,
     /// Forward mode: the upstream whose answer was taken.
     pub answered_by: Option<std::net::SocketAddr>,
+    /// Limits hit on the way (counted for `/metrics` when the resolution ends).
+    pub limits_hit: Vec<Limit>,
     /// Recursive mode: the name servers of every zone cut whose servers gave a final response
     /// to the client's question (one per step of a CNAME chain that leaves a zone), with the
     /// addresses known for them then. Not filled by sub-lookups (depth > 0).
@@ -136,6 +139,7 @@ impl Work {
             in_progress: Vec::new(),
             deadline,
             answered_by: None,
+            limits_hit: Vec::new(),
             name_servers: crate::cache::NameServers::default(),
             responders: Vec::new(),
             avoid: Vec::new(),
@@ -157,12 +161,18 @@ impl Work {
     pub(crate) fn count_query(&mut self, max: u32, now: Instant) -> Result<(), ResolveError> {
         self.upstream_queries += 1;
         if self.upstream_queries > max {
-            return Err(ResolveError::LimitExceeded(Limit::UpstreamQueries));
+            return Err(self.limit(Limit::UpstreamQueries));
         }
         if now >= self.deadline {
             return Err(ResolveError::Timeout);
         }
         Ok(())
+    }
+
+    /// `limit` was hit: counted, and the error to return.
+    pub(crate) fn limit(&mut self, limit: Limit) -> ResolveError {
+        self.limits_hit.push(limit);
+        ResolveError::LimitExceeded(limit)
     }
 }
 
@@ -174,6 +184,14 @@ pub(crate) fn is_fatal(error: &ResolveError) -> bool {
         ResolveError::LimitExceeded(limit) => limit.is_fatal(),
         ResolveError::NoReachableAuthority(_) | ResolveError::InvalidData(_) => false,
     }
+}
+
+/// The NXNS cap on name server lookups for one zone cut.
+fn is_ns_lookup_cap(error: &ResolveError) -> bool {
+    matches!(
+        error,
+        ResolveError::LimitExceeded(Limit::NameServerLookupsPerZone)
+    )
 }
 
 type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
@@ -190,6 +208,10 @@ pub(crate) struct Recursor {
     redirects: Redirects,
     clock: SharedClock,
     max_ttl: u32,
+    /// One priming query at a time (RFC 8109); the others wait for its result.
+    priming: tokio::sync::Mutex<()>,
+    /// Unix time before which a failed priming is not tried again (the hints serve).
+    prime_retry_at: std::sync::atomic::AtomicU64,
 }
 
 /// What one zone's servers said about a question.
@@ -236,6 +258,8 @@ impl Recursor {
             redirects: Redirects::default(),
             clock,
             max_ttl,
+            priming: tokio::sync::Mutex::new(()),
+            prime_retry_at: std::sync::atomic::AtomicU64::new(0),
         }
     }
 
@@ -258,11 +282,11 @@ impl Recursor {
     ) -> BoxFuture<'a, Result<Outcome, ResolveError>> {
         Box::pin(async move {
             if depth > self.config.limits.max_depth {
-                return Err(ResolveError::LimitExceeded(Limit::Depth));
+                return Err(work.limit(Limit::Depth));
             }
             let key = (lower(&qname), qtype);
             if work.in_progress.contains(&key) {
-                return Err(ResolveError::LimitExceeded(Limit::DelegationLoop));
+                return Err(work.limit(Limit::DelegationLoop));
             }
             work.in_progress.push(key);
             let result = self.chase(lower(&qname), qtype, depth, work).await;
@@ -294,7 +318,7 @@ impl Recursor {
             {
                 links += 1;
                 if links > max_links {
-                    return Err(ResolveError::LimitExceeded(Limit::CnameChain));
+                    return Err(work.limit(Limit::CnameChain));
                 }
                 for record in followed.records {
                     if !chain.contains(&record) {
@@ -390,7 +414,7 @@ impl Recursor {
                         .ok_or_else(|| ResolveError::InvalidData("DNAME without target".into()))?;
                     links += 1;
                     if links > max_links {
-                        return Err(ResolveError::LimitExceeded(Limit::CnameChain));
+                        return Err(work.limit(Limit::CnameChain));
                     }
                     let sigs: Vec<Rr> =
                         signatures(&response.answer, dname.owner(), Rtype::DNAME).collect();
@@ -465,7 +489,7 @@ impl Recursor {
                         .ok_or_else(|| ResolveError::InvalidData("CNAME without target".into()))?;
                     links += 1;
                     if links > max_links {
-                        return Err(ResolveError::LimitExceeded(Limit::CnameChain));
+                        return Err(work.limit(Limit::CnameChain));
                     }
                     let sigs: Vec<Rr> = signatures(&response.answer, &name, Rtype::CNAME).collect();
                     self.redirects.remember(
@@ -602,6 +626,10 @@ impl Recursor {
             (Rtype::DS, Some(parent)) => self.delegations.deepest(&parent, now),
             _ => self.delegations.deepest(qname, now),
         };
+        if delegation.zone.is_root() && !(qname.is_root() && qtype == Rtype::NS) {
+            self.ensure_primed(depth, work).await?;
+            delegation = self.delegations.deepest(&delegation.zone, now);
+        }
         let mut minimise = self.config.qname_minimisation;
         let mut labels = delegation.zone.label_count() + 1;
         let mut minimised_steps = 0usize;
@@ -628,7 +656,7 @@ impl Recursor {
                 Reply::Referral(child) => {
                     work.referrals += 1;
                     if work.referrals > self.config.limits.max_referrals {
-                        return Err(ResolveError::LimitExceeded(Limit::Referrals));
+                        return Err(work.limit(Limit::Referrals));
                     }
                     delegation = child;
                     labels = delegation.zone.label_count() + 1;
@@ -664,7 +692,10 @@ impl Recursor {
                     // address (a name server name that needs the cut itself, glue expired
                     // before the delegation): ask the parent side again, which hands out the
                     // delegation with fresh glue. Once per zone and lookup.
-                    let stranded = sub_error.is_some() || asked == 0;
+                    // (Not when the NXNS cap stopped the lookups: the parent would hand out
+                    // the same names again.)
+                    let stranded = (sub_error.is_some() || asked == 0)
+                        && !sub_error.as_ref().is_some_and(is_ns_lookup_cap);
                     if stranded
                         && !delegation.zone.is_root()
                         && !refreshed.contains(&delegation.zone)
@@ -723,8 +754,12 @@ impl Recursor {
                     Ok(false) => candidate,
                     Err(error) if is_fatal(&error) => return Err(error),
                     Err(error) => {
+                        let capped = is_ns_lookup_cap(&error);
                         if sub_error.is_none() || matches!(error, ResolveError::LimitExceeded(_)) {
                             sub_error = Some(error);
+                        }
+                        if capped {
+                            break;
                         }
                         continue;
                     }
@@ -746,13 +781,14 @@ impl Recursor {
                 recursion_desired: false,
                 checking_disabled: false,
                 edns_buffer_size: self.config.edns_buffer_size,
+                edns: true,
                 deadline: upstream::attempt_deadline(
                     self.config.query_timeout,
                     work.deadline,
                     started,
                 ),
             };
-            match upstream::exchange(server, qname, qtype, &options).await {
+            match upstream::ask(&self.infra, server, qname, qtype, &options).await {
                 Err(UpstreamError::Timeout) => {
                     tracing::debug!(%server, zone = %delegation.zone, "upstream timeout");
                     self.infra.record_timeout(server);
@@ -918,10 +954,15 @@ impl Recursor {
         let Some(name) = pending.cloned() else {
             return Ok(false);
         };
+        if looked_up.len() >= self.config.limits.max_ns_lookups_per_zone as usize {
+            // NXNS (CVE-2020-12662): the other names of this cut are left alone.
+            tracing::debug!(zone = %delegation.zone, "name server lookups per zone cut exhausted");
+            return Err(work.limit(Limit::NameServerLookupsPerZone));
+        }
         looked_up.push(name.clone());
         work.ns_lookups += 1;
         if work.ns_lookups > self.config.limits.max_ns_lookups {
-            return Err(ResolveError::LimitExceeded(Limit::NameServerLookups));
+            return Err(work.limit(Limit::NameServerLookups));
         }
         tracing::debug!(zone = %delegation.zone, name_server = %name, "glueless name server lookup");
         let mut found = false;

@@ -63,6 +63,10 @@ pub struct Limits {
     pub max_cname_chain: u32,
     /// Sub-lookups for name server addresses (glueless delegations).
     pub max_ns_lookups: u32,
+    /// Name server names of one zone cut whose addresses are looked up for one question
+    /// (NXNS, CVE-2020-12662: a referral to many glueless names makes one query cause many);
+    /// the names beyond are left alone.
+    pub max_ns_lookups_per_zone: u32,
     /// Upstream queries sent in total on behalf of one client query.
     pub max_upstream_queries: u32,
     /// Nesting depth of sub-lookups (NS address lookups that need NS address lookups...).
@@ -75,6 +79,7 @@ impl Default for Limits {
             max_referrals: 30,
             max_cname_chain: 12,
             max_ns_lookups: 16,
+            max_ns_lookups_per_zone: 4,
             max_upstream_queries: 64,
             max_depth: 6,
         }
@@ -88,6 +93,9 @@ pub struct ResolverConfig {
     pub mode: Mode,
     /// QNAME minimisation (RFC 9156, relaxed mode).
     pub qname_minimisation: bool,
+    /// Recursive mode: ask the hints for the root NS set before the first use of the root
+    /// (RFC 8109), and again when it expires; the hints stay the fallback.
+    pub root_priming: bool,
     /// EDNS(0) UDP payload size advertised upstream.
     pub edns_buffer_size: u16,
     /// Timeout for one upstream query before trying another server.
@@ -118,6 +126,7 @@ impl Default for ResolverConfig {
                 upstreams: Vec::new(),
             },
             qname_minimisation: true,
+            root_priming: true,
             edns_buffer_size: 1232,
             query_timeout: Duration::from_millis(800),
             resolution_deadline: Duration::from_secs(10),
@@ -168,13 +177,44 @@ pub enum Limit {
     Depth,
     /// A name server lookup that needs its own result (a delegation loop).
     DelegationLoop,
+    /// Name server address lookups for one zone cut ([`Limits::max_ns_lookups_per_zone`]).
+    NameServerLookupsPerZone,
 }
 
 impl Limit {
+    /// Every limit, in the order of [`Limit::label`]'s counters.
+    pub const ALL: [Limit; 8] = [
+        Limit::UpstreamQueries,
+        Limit::Referrals,
+        Limit::NameServerLookups,
+        Limit::CnameChain,
+        Limit::CnameLoop,
+        Limit::Depth,
+        Limit::DelegationLoop,
+        Limit::NameServerLookupsPerZone,
+    ];
+
+    /// A short label for metrics (`juris_resolver_limit_hits_total{limit=...}`).
+    pub fn label(self) -> &'static str {
+        match self {
+            Limit::UpstreamQueries => "upstream_queries",
+            Limit::Referrals => "referrals",
+            Limit::NameServerLookups => "ns_lookups",
+            Limit::CnameChain => "cname_chain",
+            Limit::CnameLoop => "cname_loop",
+            Limit::Depth => "depth",
+            Limit::DelegationLoop => "delegation_loop",
+            Limit::NameServerLookupsPerZone => "ns_lookups_per_zone",
+        }
+    }
+
     /// Whether hitting this limit stops the whole client query; a delegation loop or a too
     /// deep sub-lookup only rules out one name server name.
     pub fn is_fatal(self) -> bool {
-        !matches!(self, Limit::DelegationLoop | Limit::Depth)
+        !matches!(
+            self,
+            Limit::DelegationLoop | Limit::Depth | Limit::NameServerLookupsPerZone
+        )
     }
 }
 
@@ -188,7 +228,33 @@ impl std::fmt::Display for Limit {
             Limit::CnameLoop => "CNAME loop",
             Limit::Depth => "sub-lookup depth",
             Limit::DelegationLoop => "delegation loop (name server lookup needs itself)",
+            Limit::NameServerLookupsPerZone => "name server lookups per zone cut",
         })
+    }
+}
+
+/// How often each [`Limit`] was hit since start (every hit, also those that only ruled out
+/// one name server name).
+#[derive(Debug, Default)]
+pub(crate) struct LimitCounters {
+    hits: [std::sync::atomic::AtomicU64; Limit::ALL.len()],
+}
+
+impl LimitCounters {
+    fn record(&self, hits: &[Limit]) {
+        for limit in hits {
+            if let Some(at) = Limit::ALL.iter().position(|l| l == limit) {
+                self.hits[at].fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            }
+        }
+    }
+
+    fn snapshot(&self) -> Vec<(Limit, u64)> {
+        Limit::ALL
+            .iter()
+            .zip(&self.hits)
+            .map(|(limit, n)| (*limit, n.load(std::sync::atomic::Ordering::Relaxed)))
+            .collect()
     }
 }
 
@@ -243,6 +309,10 @@ struct Inner {
     in_flight: Mutex<HashMap<CacheKey, Vec<oneshot::Sender<Shared>>, DefaultHashBuilder>>,
     /// Recent failures (RFC 9520 §3.2): the error and the Unix time it is forgotten.
     failures: Mutex<HashMap<CacheKey, (ResolveError, u64), DefaultHashBuilder>>,
+    /// Work limits hit (NXNS, loops, amplification guards), for `/metrics`.
+    limit_hits: LimitCounters,
+    /// Background refreshes started ([`Resolver::prefetch`]).
+    prefetches: std::sync::atomic::AtomicU64,
 }
 
 #[derive(Debug)]
@@ -305,6 +375,8 @@ impl Resolver {
                 validator,
                 in_flight: Mutex::new(HashMap::default()),
                 failures: Mutex::new(HashMap::default()),
+                limit_hits: LimitCounters::default(),
+                prefetches: std::sync::atomic::AtomicU64::new(0),
             }),
         })
     }
@@ -345,6 +417,46 @@ impl Resolver {
         }
     }
 
+    /// Refreshes the cache entry of `question` in the background (a popular entry near its
+    /// expiry: [`crate::cache::CacheConfig::prefetch`]), unless a resolution of the same
+    /// question is under way. Runs on the tokio runtime of the caller; outside of one it does
+    /// nothing. Returns whether a refresh was started.
+    pub fn prefetch(&self, question: &Question) -> bool {
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return false;
+        };
+        let name = lower(&question.name);
+        let key = key_of(question, &name).to_owned_key();
+        {
+            let mut in_flight = lock(&self.inner.in_flight);
+            if in_flight.contains_key(&key) {
+                return false;
+            }
+            in_flight.insert(key.clone(), Vec::new());
+        }
+        self.inner
+            .prefetches
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        tracing::debug!(qname = %name, qtype = %question.qtype, "prefetch");
+        let lead = Lead::new(&self.inner, question, name, key);
+        drop(runtime.spawn(async move {
+            let _ = lead.run().await;
+        }));
+        true
+    }
+
+    /// Background refreshes started by [`Resolver::prefetch`] since start.
+    pub fn prefetches(&self) -> u64 {
+        self.inner
+            .prefetches
+            .load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// How often each work limit was hit since start: every [`Limit`], zeros included.
+    pub fn limit_hits(&self) -> Vec<(Limit, u64)> {
+        self.inner.limit_hits.snapshot()
+    }
+
     /// The configuration in force.
     pub fn config(&self) -> &ResolverConfig {
         &self.inner.config
@@ -363,12 +475,7 @@ impl Resolver {
     /// own and finishes there, so the others still get the answer and the cache is filled.
     pub async fn resolve(&self, question: &Question) -> Result<Arc<CachedAnswer>, ResolveError> {
         let name = lower(&question.name);
-        let key_ref = CacheKeyRef {
-            name: name.as_slice(),
-            qtype: question.qtype.to_int(),
-            qclass: question.qclass.to_int(),
-            dnssec_ok: question.dnssec_ok,
-        };
+        let key_ref = key_of(question, &name);
         loop {
             let now = self.inner.clock.unix_seconds();
             if let Some((entry, Freshness::Fresh)) = self.inner.cache.get(&key_ref, now) {
@@ -401,18 +508,21 @@ impl Resolver {
                     Err(_) => continue,
                 },
                 None => {
-                    let lead = Lead {
-                        inner: self.inner.clone(),
-                        question: Question {
-                            name,
-                            ..question.clone()
-                        },
-                        key,
-                    };
+                    let lead = Lead::new(&self.inner, question, name, key);
                     return DetachOnDrop::new(lead.run()).await;
                 }
             }
         }
+    }
+}
+
+/// The cache key of `question`, whose name lower-cased is `name`.
+fn key_of<'a>(question: &Question, name: &'a Name<Bytes>) -> CacheKeyRef<'a> {
+    CacheKeyRef {
+        name: name.as_slice(),
+        qtype: question.qtype.to_int(),
+        qclass: question.qclass.to_int(),
+        dnssec_ok: question.dnssec_ok,
     }
 }
 
@@ -426,6 +536,18 @@ struct Lead {
 }
 
 impl Lead {
+    /// The lead of `question`, whose name lower-cased is `name`.
+    fn new(inner: &Arc<Inner>, question: &Question, name: Name<Bytes>, key: CacheKey) -> Self {
+        Self {
+            inner: inner.clone(),
+            question: Question {
+                name,
+                ..question.clone()
+            },
+            key,
+        }
+    }
+
     async fn run(self) -> Result<Arc<CachedAnswer>, ResolveError> {
         // Removes the in-flight entry however this ends; if it ends without a result, the
         // waiters' senders are dropped with it and they look again.
@@ -549,6 +671,7 @@ impl Inner {
             // Boxed so that the recursive mode's state does not carry the forwarder's.
             Engine::Forward(forwarder) => Box::pin(forwarder.forward(question, &mut work)).await,
         };
+        self.limit_hits.record(&work.limits_hit);
         let outcome = match outcome {
             Err(_) if Instant::now() >= deadline => Err(ResolveError::Timeout),
             other => other,
@@ -615,7 +738,7 @@ impl Inner {
         let mut fetch_work = Work::new(deadline);
         let mut budget = Budget::default();
         let mut retries = 0;
-        loop {
+        let result = loop {
             let mut fetcher = EngineFetcher {
                 engine: &self.engine,
                 work: &mut fetch_work,
@@ -626,7 +749,7 @@ impl Inner {
             tracing::debug!(qname = %name, qtype = %question.qtype, security = ?security, "validated");
             let Engine::Recursive(recursor) = &self.engine else {
                 validator.remember_denial(&outcome, &security);
-                return (outcome, security);
+                break (outcome, security);
             };
             let blamed: Vec<(Name<Bytes>, SocketAddr)> = if security.bogus().is_some()
                 && retries < MAX_BOGUS_RETRIES
@@ -659,7 +782,7 @@ impl Inner {
                 .any(|(zone, _)| recursor.has_other_servers(zone, &work.avoid))
             {
                 validator.remember_denial(&outcome, &security);
-                return (outcome, security);
+                break (outcome, security);
             }
             retries += 1;
             tracing::debug!(qname = %name, qtype = %question.qtype, ?blamed, retries, "bogus: asking other servers");
@@ -672,9 +795,13 @@ impl Inner {
             match recursor.resolve(name.clone(), question.qtype, 0, work).await {
                 Ok(next) => outcome = next,
                 // No better answer to be had: the bogus one stands.
-                Err(_) => return (outcome, security),
+                Err(_) => break (outcome, security),
             }
-        }
+        };
+        // The validation's own fetches count against the limits too (the answer's are
+        // recorded by the caller).
+        self.limit_hits.record(&fetch_work.limits_hit);
+        result
     }
 
     fn recent_failure(&self, key: &CacheKey, now: u64) -> Option<ResolveError> {

@@ -12,8 +12,16 @@
 //! the wait continues until the timeout.
 //!
 //! # Limitations
-//! - No 0x20 case randomisation, no DNS cookies (RFC 7873), no EDNS fallback for servers
-//!   that answer FORMERR to EDNS queries (they are treated as failing servers).
+//! - No 0x20 case randomisation, no DNS cookies (RFC 7873).
+//!
+//! # EDNS fallback
+//! [`ask`] sends the query with EDNS; a server that answers it with FORMERR or NOTIMP without
+//! an OPT record, or with a message that does not parse, is asked again at once without EDNS,
+//! and one that answers that is remembered in the infra cache as not supporting EDNS (asked
+//! without it for 15 minutes). A server whose EDNS queries time out twice, never having
+//! answered one, gets its next query without EDNS. A server seen answering an EDNS query is
+//! never downgraded (a forged FORMERR cannot turn DNSSEC off). Queries without EDNS carry no
+//! DO bit and accept 512-byte UDP answers (TC=1 goes to TCP).
 //! - TCP connections are reused one query at a time, never pipelined (see [`IDLE_TCP`]).
 //!
 //! # TCP connection reuse
@@ -76,6 +84,8 @@ pub(crate) struct QueryOptions {
     pub checking_disabled: bool,
     /// EDNS(0) payload size advertised.
     pub edns_buffer_size: u16,
+    /// Send an OPT record (EDNS(0), DO=1); without it the UDP limit is 512 bytes.
+    pub edns: bool,
     /// Give up at this instant.
     pub deadline: Instant,
 }
@@ -100,6 +110,68 @@ pub(crate) struct Response {
     pub wire: Bytes,
 }
 
+/// [`exchange`] with the EDNS fallback the infra cache remembers per server (module docs).
+pub(crate) async fn ask(
+    infra: &crate::infra::InfraCache,
+    server: SocketAddr,
+    qname: &Name<Bytes>,
+    qtype: Rtype,
+    options: &QueryOptions,
+) -> Result<Response, UpstreamError> {
+    use crate::infra::EdnsPlan;
+    let plain = QueryOptions {
+        edns: false,
+        ..*options
+    };
+    let plan = infra.edns_plan(server);
+    if plan != EdnsPlan::Edns {
+        let result = exchange(server, qname, qtype, &plain).await;
+        if plan == EdnsPlan::Probe {
+            match &result {
+                Ok(response) if !is_rejection(response) => infra.edns_broken(server),
+                Err(UpstreamError::Timeout) => infra.edns_timeout(server, true),
+                _ => {}
+            }
+        }
+        return result;
+    }
+    let result = exchange(server, qname, qtype, options).await;
+    let rejected = match &result {
+        Ok(response) if is_rejection(response) => !has_opt(&response.wire),
+        Ok(_) => {
+            infra.edns_works(server);
+            false
+        }
+        Err(UpstreamError::Malformed(_)) => true,
+        Err(UpstreamError::Timeout) => {
+            infra.edns_timeout(server, false);
+            false
+        }
+        Err(_) => false,
+    };
+    if !rejected || infra.edns_known_to_work(server) || Instant::now() >= options.deadline {
+        return result;
+    }
+    tracing::debug!(%server, qname = %qname, %qtype, "EDNS query rejected, asking without EDNS");
+    let retry = exchange(server, qname, qtype, &plain).await;
+    if matches!(&retry, Ok(response) if !is_rejection(response)) {
+        infra.edns_broken(server);
+    }
+    retry
+}
+
+/// FORMERR or NOTIMP: what a server without EDNS says to an OPT record (RFC 6891 §7).
+fn is_rejection(response: &Response) -> bool {
+    matches!(response.rcode, Rcode::FORMERR | Rcode::NOTIMP)
+}
+
+/// Whether the message carries an OPT record (a server that knows EDNS).
+fn has_opt(wire: &Bytes) -> bool {
+    Message::from_octets(wire.clone())
+        .ok()
+        .is_some_and(|message| message.opt().is_some())
+}
+
 /// Sends one query and waits for the matching response, retrying over TCP on TC=1.
 pub(crate) async fn exchange(
     server: SocketAddr,
@@ -114,7 +186,18 @@ pub(crate) async fn exchange(
     let started = tracing::enabled!(tracing::Level::TRACE).then(Instant::now);
     let response = timeout_at(
         options.deadline,
-        udp_exchange(server, &query, id, qname, qtype, options.edns_buffer_size),
+        udp_exchange(
+            server,
+            &query,
+            id,
+            qname,
+            qtype,
+            if options.edns {
+                options.edns_buffer_size
+            } else {
+                512
+            },
+        ),
     )
     .await
     .map_err(|_| UpstreamError::Timeout)??;
@@ -167,11 +250,14 @@ fn build_query(
     let mut query = Vec::with_capacity(12 + name.len() + 4 + 11);
     query.extend_from_slice(&id.to_be_bytes());
     query.extend_from_slice(&flags.to_be_bytes());
-    // QDCOUNT 1, ANCOUNT 0, NSCOUNT 0, ARCOUNT 1 (the OPT record).
-    query.extend_from_slice(&[0, 1, 0, 0, 0, 0, 0, 1]);
+    // QDCOUNT 1, ANCOUNT 0, NSCOUNT 0, ARCOUNT 1 (the OPT record) or 0.
+    query.extend_from_slice(&[0, 1, 0, 0, 0, 0, 0, u8::from(options.edns)]);
     query.extend_from_slice(name);
     query.extend_from_slice(&qtype.to_int().to_be_bytes());
     query.extend_from_slice(&Class::IN.to_int().to_be_bytes());
+    if !options.edns {
+        return Ok(query);
+    }
     // OPT: root owner, TYPE 41, CLASS = payload size, TTL = extended RCODE 0, version 0,
     // DO=1, no options.
     query.push(0);
@@ -561,6 +647,7 @@ mod tests {
             recursion_desired: false,
             checking_disabled: false,
             edns_buffer_size: 1232,
+            edns: true,
             deadline: Instant::now() + Duration::from_secs(1),
         }
     }

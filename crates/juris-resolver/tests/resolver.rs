@@ -500,6 +500,19 @@ async fn delegation_loop_hits_the_limit() {
         "{result:?}"
     );
     assert!(tld.count() < 20, "the loop stopped early: {}", tld.count());
+    // TsuNAME: asking again sends nothing (RFC 9520), and the loop is counted (/metrics).
+    let sent = tld.count();
+    for _ in 0..5 {
+        assert!(resolver
+            .resolve(&question("www.a.test.", Rtype::A))
+            .await
+            .is_err());
+    }
+    assert_eq!(tld.count(), sent, "the failure is remembered");
+    assert!(resolver
+        .limit_hits()
+        .into_iter()
+        .any(|(limit, n)| limit == juris_resolver::Limit::DelegationLoop && n >= 1));
 }
 
 #[tokio::test]

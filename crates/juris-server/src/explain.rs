@@ -156,6 +156,10 @@ struct Recorder {
 }
 
 impl Tally for Recorder {
+    fn resolves(&self) -> bool {
+        false
+    }
+
     fn withdrawn(&self, country: CountryCode) {
         *self.withdrawn.borrow_mut() = Some(country);
     }

@@ -38,6 +38,11 @@ pub(crate) trait Tally {
     /// The policy the query is judged by (a real query needs nothing here).
     #[inline]
     fn consulted(&self, _policy: &Arc<CompiledPolicy>) {}
+    /// Whether the query may cause resolution (a prefetch); explain resolves nothing.
+    #[inline]
+    fn resolves(&self) -> bool {
+        true
+    }
 }
 
 impl Tally for OrderCounters {

@@ -108,7 +108,7 @@ impl HotAnswers {
         let pair = self.slots.get_mut(index..index + 2)?;
         let way = pair.iter().position(|slot| slot.holds(hash, key))?;
         let slot = &mut pair[way];
-        (now < slot.answer.as_ref()?.expires_at()).then_some(slot)
+        (now < slot.answer.as_ref()?.hot_until()).then_some(slot)
     }
 
     /// Remembers `answer` for `key` in the pair at `index`, with its policy verdict under

@@ -26,7 +26,7 @@ use domain::base::Name;
 use juris_geo::{CountryCode, Jurisdiction};
 use juris_policy::{Block, CompiledPolicy};
 use juris_resolver::cache::{
-    query_wants_ad, AnswerCache, AnswerKind, CachedAnswer, FlushScope, Freshness,
+    query_wants_ad, AnswerCache, AnswerKind, CacheKeyRef, CachedAnswer, FlushScope, Freshness,
 };
 use juris_resolver::clock::{timestamp, SharedClock};
 use juris_resolver::wire::{HEADER_LEN, MAX_NAME_LEN};
@@ -327,6 +327,11 @@ impl Pipeline {
         report
     }
 
+    /// How often each resolver work limit was hit (NXNS and loop guards), for `/metrics`.
+    pub fn resolver_limit_hits(&self) -> Vec<(juris_resolver::Limit, u64)> {
+        self.resolver.limit_hits()
+    }
+
     /// The shared answer cache (for its size and counters).
     pub fn cache(&self) -> &Arc<AnswerCache> {
         &self.cache
@@ -604,6 +609,9 @@ impl Pipeline {
             Some(answer) => answer,
             None => match (self.cache.generation(), self.cache.get(&key, now)) {
                 (generation, Some((answer, Freshness::Fresh))) => {
+                    if answer.prefetch_due(now) && judge.tally.resolves() {
+                        self.prefetch(&key, query.flags);
+                    }
                     if let Some((table, index, hash)) = hot {
                         let stamp = crate::hot::Stamp { epoch, generation };
                         table.insert(index, hash, &key, &answer, &policy, stamp, now);
@@ -890,6 +898,21 @@ impl Pipeline {
             }
             Outcome::Drop | Outcome::Resolve(_) => None,
         }
+    }
+
+    /// Starts the background refresh of a cached answer near its expiry (cache.prefetch).
+    #[cold]
+    fn prefetch(&self, key: &CacheKeyRef<'_>, query_flags: u16) {
+        let Ok(name) = Name::from_octets(Bytes::copy_from_slice(key.name)) else {
+            return;
+        };
+        self.resolver.prefetch(&Question {
+            name,
+            qtype: Rtype::from_int(key.qtype),
+            qclass: Class::from_int(key.qclass),
+            dnssec_ok: key.dnssec_ok,
+            checking_disabled: query_flags & crate::query::flags::CD != 0,
+        });
     }
 
     fn resolver_question(&self, pending: &PendingQuery) -> Option<Question> {

@@ -479,6 +479,8 @@ pub struct RawResolver {
     pub forward: Vec<String>,
     /// QNAME minimisation (RFC 9156). Default true.
     pub qname_minimisation: bool,
+    /// Root priming (RFC 8109): ask the hints for the root NS set first. Default true.
+    pub root_priming: bool,
     /// EDNS(0) UDP payload size advertised upstream. Default 1232.
     pub edns_buffer_size: u16,
     /// Timeout of one upstream query in milliseconds. Default 800.
@@ -502,6 +504,7 @@ impl Default for RawResolver {
             root_hints: None,
             forward: Vec::new(),
             qname_minimisation: true,
+            root_priming: true,
             edns_buffer_size: 1232,
             query_timeout_ms: 800,
             resolution_deadline_ms: 10_000,
@@ -523,6 +526,8 @@ pub struct RawLimits {
     pub max_cname_chain: u32,
     /// Default 16.
     pub max_ns_lookups: u32,
+    /// Default 4.
+    pub max_ns_lookups_per_zone: u32,
     /// Default 64.
     pub max_upstream_queries: u32,
     /// Default 6.
@@ -536,6 +541,7 @@ impl Default for RawLimits {
             max_referrals: l.max_referrals,
             max_cname_chain: l.max_cname_chain,
             max_ns_lookups: l.max_ns_lookups,
+            max_ns_lookups_per_zone: l.max_ns_lookups_per_zone,
             max_upstream_queries: l.max_upstream_queries,
             max_depth: l.max_depth,
         }
@@ -562,6 +568,9 @@ pub struct RawCache {
     pub stale_window: u32,
     /// TTL of stale answers, seconds. Default 30.
     pub stale_answer_ttl: u32,
+    /// Refresh popular answers in the background near their expiry (Unbound's `prefetch`).
+    /// Default false.
+    pub prefetch: bool,
 }
 
 impl Default for RawCache {
@@ -575,6 +584,7 @@ impl Default for RawCache {
             serve_stale: false,
             stale_window: 86_400,
             stale_answer_ttl: 30,
+            prefetch: false,
         }
     }
 }
@@ -1191,6 +1201,7 @@ fn resolver_config(raw: &RawResolver) -> Result<juris_resolver::ResolverConfig, 
         ("max_referrals", limits.max_referrals),
         ("max_cname_chain", limits.max_cname_chain),
         ("max_ns_lookups", limits.max_ns_lookups),
+        ("max_ns_lookups_per_zone", limits.max_ns_lookups_per_zone),
         ("max_upstream_queries", limits.max_upstream_queries),
         ("max_depth", limits.max_depth),
     ] {
@@ -1206,6 +1217,7 @@ fn resolver_config(raw: &RawResolver) -> Result<juris_resolver::ResolverConfig, 
     Ok(ResolverConfig {
         mode,
         qname_minimisation: raw.qname_minimisation,
+        root_priming: raw.root_priming,
         edns_buffer_size: raw.edns_buffer_size,
         query_timeout: Duration::from_millis(raw.query_timeout_ms),
         resolution_deadline: Duration::from_millis(raw.resolution_deadline_ms),
@@ -1213,6 +1225,7 @@ fn resolver_config(raw: &RawResolver) -> Result<juris_resolver::ResolverConfig, 
             max_referrals: limits.max_referrals,
             max_cname_chain: limits.max_cname_chain,
             max_ns_lookups: limits.max_ns_lookups,
+            max_ns_lookups_per_zone: limits.max_ns_lookups_per_zone,
             max_upstream_queries: limits.max_upstream_queries,
             max_depth: limits.max_depth,
         },
@@ -1253,6 +1266,7 @@ fn cache_config(raw: &RawCache) -> Result<juris_resolver::cache::CacheConfig, Co
         servfail_ttl: raw.servfail_ttl,
         stale_window: raw.serve_stale.then_some(raw.stale_window),
         stale_answer_ttl: raw.stale_answer_ttl,
+        prefetch: raw.prefetch,
     })
 }
 

@@ -298,6 +298,15 @@ impl ServerView for LiveServer {
             blocks: per(|c| c.blocked),
             shadow_matches: per(|c| c.shadow),
             fleet: self.fleet.as_ref().map(|status| status()),
+            resolver_limit_hits: self
+                .pipeline
+                .resolver_limit_hits()
+                .into_iter()
+                .map(|(limit, count)| juris_control::api::LimitHitCount {
+                    limit: limit.label().into(),
+                    count,
+                })
+                .collect(),
         }
     }
 }

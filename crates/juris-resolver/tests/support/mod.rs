@@ -53,6 +53,8 @@ pub fn recursive_config(port: u16) -> ResolverConfig {
         resolution_deadline: Duration::from_secs(8),
         allow_loopback_upstreams: true,
         upstream_port: port,
+        // Most tests count the queries each server gets: priming has tests of its own.
+        root_priming: false,
         // The fake authorities sign nothing and the built-in root anchor cannot apply.
         dnssec: juris_resolver::dnssec::ValidatorConfig {
             enabled: false,
@@ -148,6 +150,8 @@ pub struct Seen {
     pub qtype: Rtype,
     pub tcp: bool,
     pub rd: bool,
+    /// The query carried an OPT record (EDNS).
+    pub edns: bool,
 }
 
 /// A scripted reply: what a misbehaving server says (see [`FakeAuthority::scripted`]).
@@ -191,12 +195,29 @@ impl Canned {
 /// `None` for no reply at all.
 pub type Script = Arc<dyn Fn(&str, Rtype) -> Option<Canned> + Send + Sync>;
 
+/// How a server that does not speak EDNS reacts to a query with an OPT record.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum EdnsReject {
+    /// FORMERR without an OPT record (RFC 6891 §7).
+    Formerr,
+    /// NOTIMP without an OPT record.
+    Notimp,
+    /// A few bytes that are no DNS message.
+    Garbage,
+    /// No answer at all.
+    Drop,
+}
+
 #[derive(Clone)]
 enum Behaviour {
     Serve(Arc<Vec<Zone>>),
     Blackhole,
     Fail(Rcode),
     Scripted(Script),
+    /// Serves the zones to queries without EDNS only.
+    NoEdns(Arc<Vec<Zone>>, EdnsReject),
+    /// Serves the zones after a delay.
+    Slow(Arc<Vec<Zone>>, Duration),
 }
 
 /// A running fake server; stops when dropped.
@@ -239,10 +260,20 @@ impl FakeAuthority {
         Self::start(ip, port, Behaviour::Scripted(Arc::new(script))).await
     }
 
+    /// Serves `zones` to queries without EDNS; queries with an OPT record get `reject`.
+    pub async fn without_edns(ip: &str, port: u16, zones: Vec<Zone>, reject: EdnsReject) -> Self {
+        Self::start(ip, port, Behaviour::NoEdns(Arc::new(zones), reject)).await
+    }
+
+    /// Serves `zones`, each answer sent `delay` after the query came (UDP; TCP at once).
+    pub async fn slow(ip: &str, port: u16, zones: Vec<Zone>, delay: Duration) -> Self {
+        Self::start(ip, port, Behaviour::Slow(Arc::new(zones), delay)).await
+    }
+
     async fn start(ip: &str, port: u16, behaviour: Behaviour) -> Self {
         let addr = SocketAddr::new(IpAddr::from_str(ip).unwrap(), port);
         let log = Arc::new(Mutex::new(Vec::new()));
-        let udp = UdpSocket::bind(addr).await.expect("bind fake UDP");
+        let udp = Arc::new(UdpSocket::bind(addr).await.expect("bind fake UDP"));
         let tcp = TcpListener::bind(addr).await.expect("bind fake TCP");
         let mut tasks = Vec::new();
         {
@@ -254,7 +285,16 @@ impl FakeAuthority {
                     let Ok((len, from)) = udp.recv_from(&mut buf).await else {
                         continue;
                     };
-                    if let Some(reply) = handle(&behaviour, &log, &buf[..len], false) {
+                    let Some(reply) = handle(&behaviour, &log, &buf[..len], false) else {
+                        continue;
+                    };
+                    if let Behaviour::Slow(_, delay) = &behaviour {
+                        let (udp, delay) = (udp.clone(), *delay);
+                        tokio::spawn(async move {
+                            tokio::time::sleep(delay).await;
+                            let _ = udp.send_to(&reply, from).await;
+                        });
+                    } else {
                         let _ = udp.send_to(&reply, from).await;
                     }
                 }
@@ -320,13 +360,37 @@ fn handle(
     if !text.ends_with('.') {
         text.push('.');
     }
+    let edns = message.opt().is_some();
     log.lock().unwrap().push(Seen {
         qname: text.clone(),
         qtype,
         tcp,
         rd: message.header().rd(),
+        edns,
     });
     let zones = match behaviour {
+        Behaviour::NoEdns(_, reject) if edns => {
+            return match reject {
+                EdnsReject::Formerr => {
+                    Some(reply(&message, Rcode::FORMERR, false, &[], &[], &[], tcp))
+                }
+                EdnsReject::Notimp => {
+                    Some(reply(&message, Rcode::NOTIMP, false, &[], &[], &[], tcp))
+                }
+                EdnsReject::Garbage => {
+                    // The query's header and question with QR=1, then three answer
+                    // records that are junk: it matches the query, and does not parse.
+                    let question_end = 12 + qname.as_slice().len() + 4;
+                    let mut junk = message.as_slice()[..question_end].to_vec();
+                    junk[2] |= 0x80;
+                    junk[6..12].copy_from_slice(&[0, 3, 0, 0, 0, 0]);
+                    junk.extend_from_slice(&[0xff; 7]);
+                    Some(junk)
+                }
+                EdnsReject::Drop => None,
+            };
+        }
+        Behaviour::NoEdns(zones, _) | Behaviour::Slow(zones, _) => zones,
         Behaviour::Blackhole => return None,
         Behaviour::Fail(rcode) => return Some(reply(&message, *rcode, false, &[], &[], &[], tcp)),
         Behaviour::Scripted(script) => {
@@ -504,7 +568,7 @@ fn reply(
                 builder.push(r).unwrap();
             }
         }
-        if query.opt().is_some() {
+        if query.opt().is_some() && !matches!(rcode, Rcode::FORMERR | Rcode::NOTIMP) {
             builder
                 .opt(|opt| {
                     opt.set_udp_payload_size(1232);

@@ -1,0 +1,364 @@
+//! Resolver hardening against fake authorities on 127.0.0.x (one port per test): root
+//! priming (RFC 8109), EDNS fallback, server selection by smoothed RTT, the NXNS limit,
+//! prefetch (the delegation-loop test with its TsuNAME checks is in `resolver.rs`).
+#![allow(clippy::unwrap_used, clippy::expect_used, reason = "test code")]
+
+mod support;
+
+use std::time::Duration;
+
+use domain::base::iana::Rcode;
+use domain::base::Rtype;
+use juris_resolver::{Limit, Resolver, ResolverConfig};
+use support::{
+    question, recursive_config, resolver, sections, zone, Canned, EdnsReject, FakeAuthority,
+};
+
+fn config(port: u16) -> ResolverConfig {
+    ResolverConfig {
+        qname_minimisation: false,
+        ipv6: false,
+        ..recursive_config(port)
+    }
+}
+
+/// The root zone: `test.` on 127.0.0.3.
+fn root_zone() -> support::Zone {
+    zone(
+        ".",
+        &["test. 86400 NS ns1.test.", "ns1.test. 86400 A 127.0.0.3"],
+    )
+}
+
+/// `test.` with `www.test.` and whatever `extra` holds.
+fn test_zone(extra: &[&str]) -> support::Zone {
+    let mut lines = vec!["www.test. 300 A 192.0.2.1"];
+    lines.extend_from_slice(extra);
+    zone("test.", &lines)
+}
+
+async fn answer(resolver: &Resolver, qname: &str) -> Vec<String> {
+    let entry = resolver
+        .resolve(&question(qname, Rtype::A))
+        .await
+        .unwrap_or_else(|e| panic!("{qname}: {e}"));
+    let (rcode, answer, _) = sections(entry.wire());
+    assert_eq!(rcode, Rcode::NOERROR, "{qname}");
+    answer
+}
+
+fn priming_queries(server: &FakeAuthority) -> usize {
+    server
+        .queries()
+        .iter()
+        .filter(|q| q.qname == "." && q.qtype == Rtype::NS)
+        .count()
+}
+
+/// RFC 8109: the hints only say where to ask for the root NS set; the root servers the
+/// priming answer names (with the addresses of its additional section) serve afterwards,
+/// until the NS TTL runs out.
+#[tokio::test]
+async fn priming_replaces_the_hints_with_the_roots_own_ns_set() {
+    let port = 47_501;
+    // The hint answers the priming query only: everything else is refused.
+    let hint = FakeAuthority::scripted("127.0.0.2", port, |qname, qtype| match (qname, qtype) {
+        (".", Rtype::NS) => Some(
+            Canned::new(Rcode::NOERROR, true)
+                .answer(&[". 3600 NS ns2.root."])
+                .additional(&["ns2.root. 3600 A 127.0.0.5"]),
+        ),
+        _ => Some(Canned::new(Rcode::REFUSED, false)),
+    })
+    .await;
+    let primed_root = FakeAuthority::serve("127.0.0.5", port, vec![root_zone()]).await;
+    let _tld = FakeAuthority::serve(
+        "127.0.0.3",
+        port,
+        vec![test_zone(&["mail.test. 300 A 192.0.2.2"])],
+    )
+    .await;
+    let (resolver, clock) = resolver(ResolverConfig {
+        root_priming: true,
+        ..config(port)
+    });
+    assert_eq!(
+        answer(&resolver, "www.test.").await,
+        vec!["www.test. A 192.0.2.1"]
+    );
+    assert_eq!(hint.count(), 1, "the hint is asked the priming query only");
+    assert_eq!(priming_queries(&hint), 1);
+    assert!(primed_root.count_for("www.test.") == 1);
+    // The primed root NS set stays in force: no second priming query.
+    resolver.flush(juris_resolver::cache::FlushScope::Subtree(b"\x04test\x00"));
+    answer(&resolver, "mail.test.").await;
+    assert_eq!(hint.count(), 1);
+    // Expired, it is primed again.
+    clock.advance(3601);
+    resolver.flush(juris_resolver::cache::FlushScope::Subtree(b"\x04test\x00"));
+    answer(&resolver, "www.test.").await;
+    assert_eq!(priming_queries(&hint), 2);
+}
+
+/// A priming query that gets no root NS set leaves the hints in force (and is not repeated
+/// for every lookup); it is tried again a minute later.
+#[tokio::test]
+async fn priming_failure_falls_back_to_the_hints() {
+    let port = 47_502;
+    // The hint serves the root zone, which has no NS RRset at its apex: NODATA to priming.
+    let hint = FakeAuthority::serve("127.0.0.2", port, vec![root_zone()]).await;
+    let _tld = FakeAuthority::serve(
+        "127.0.0.3",
+        port,
+        vec![test_zone(&[
+            "mail.test. 300 A 192.0.2.2",
+            "ftp.test. 300 A 192.0.2.3",
+        ])],
+    )
+    .await;
+    let (resolver, clock) = resolver(ResolverConfig {
+        root_priming: true,
+        ..config(port)
+    });
+    answer(&resolver, "www.test.").await;
+    assert_eq!(priming_queries(&hint), 1);
+    assert_eq!(
+        hint.count_for("www.test."),
+        1,
+        "the hints serve as the root"
+    );
+    resolver.flush(juris_resolver::cache::FlushScope::Subtree(b"\x04test\x00"));
+    answer(&resolver, "mail.test.").await;
+    assert_eq!(priming_queries(&hint), 1, "no priming at every lookup");
+    clock.advance(61);
+    resolver.flush(juris_resolver::cache::FlushScope::Subtree(b"\x04test\x00"));
+    answer(&resolver, "ftp.test.").await;
+    assert_eq!(priming_queries(&hint), 2, "tried again after a minute");
+}
+
+/// A server that answers EDNS queries with FORMERR, NOTIMP or garbage, or drops them, is
+/// asked without EDNS, and remembered as such: its next queries go without EDNS at once.
+#[tokio::test]
+async fn servers_that_reject_edns_are_asked_without_it_and_remembered() {
+    let modes = [
+        (EdnsReject::Formerr, 47_503),
+        (EdnsReject::Notimp, 47_504),
+        (EdnsReject::Garbage, 47_505),
+        (EdnsReject::Drop, 47_506),
+    ];
+    for (mode, port) in modes {
+        let _root = FakeAuthority::serve("127.0.0.2", port, vec![root_zone()]).await;
+        let tld = FakeAuthority::without_edns(
+            "127.0.0.3",
+            port,
+            vec![test_zone(&[
+                "a.test. 300 A 192.0.2.10",
+                "b.test. 300 A 192.0.2.11",
+                "c.test. 300 A 192.0.2.12",
+            ])],
+            mode,
+        )
+        .await;
+        let (resolver, _) = resolver(config(port));
+        if mode == EdnsReject::Drop {
+            // Dropped EDNS queries look like a dead server: after two timeouts, the next
+            // query goes without EDNS.
+            for qname in ["a.test.", "b.test."] {
+                assert!(resolver.resolve(&question(qname, Rtype::A)).await.is_err());
+            }
+        }
+        assert_eq!(
+            answer(&resolver, "www.test.").await,
+            vec!["www.test. A 192.0.2.1"],
+            "{mode:?}"
+        );
+        answer(&resolver, "c.test.").await;
+        let seen: Vec<(String, bool)> = tld
+            .queries()
+            .into_iter()
+            .filter(|q| q.qname == "www.test." || q.qname == "c.test.")
+            .map(|q| (q.qname, q.edns))
+            .collect();
+        let expected: Vec<(String, bool)> = match mode {
+            // The answer to the probe without EDNS is what taught us.
+            EdnsReject::Drop => vec![("www.test.".into(), false), ("c.test.".into(), false)],
+            _ => vec![
+                ("www.test.".into(), true),
+                ("www.test.".into(), false),
+                ("c.test.".into(), false),
+            ],
+        };
+        assert_eq!(seen, expected, "{mode:?}");
+    }
+}
+
+/// A server seen answering EDNS queries is not downgraded by a FORMERR (it may be forged):
+/// the FORMERR counts as a failure of that server.
+#[tokio::test]
+async fn a_server_known_to_do_edns_is_not_downgraded() {
+    let port = 47_507;
+    let _root = FakeAuthority::serve("127.0.0.2", port, vec![root_zone()]).await;
+    let tld = FakeAuthority::scripted("127.0.0.3", port, |qname, _| match qname {
+        "www.test." => {
+            Some(Canned::new(Rcode::NOERROR, true).answer(&["www.test. 300 A 192.0.2.1"]))
+        }
+        _ => Some(Canned::new(Rcode::FORMERR, false)),
+    })
+    .await;
+    let (resolver, _) = resolver(config(port));
+    answer(&resolver, "www.test.").await;
+    assert!(resolver
+        .resolve(&question("bad.test.", Rtype::A))
+        .await
+        .is_err());
+    assert!(
+        tld.queries().iter().all(|q| q.edns),
+        "no query without EDNS: {:?}",
+        tld.queries()
+    );
+}
+
+/// Server selection by smoothed RTT: of a zone's three servers, a fast one gets most of the
+/// queries, a slow one little more than the exploration share, a dead one only the few that
+/// found it dead (then it rests).
+#[tokio::test]
+async fn the_fastest_server_gets_the_queries_and_a_dead_one_almost_none() {
+    let port = 47_508;
+    let _root = FakeAuthority::serve(
+        "127.0.0.2",
+        port,
+        vec![zone(
+            ".",
+            &[
+                "test. 86400 NS fast.test.",
+                "test. 86400 NS slow.test.",
+                "test. 86400 NS dead.test.",
+                "fast.test. 86400 A 127.0.0.3",
+                "slow.test. 86400 A 127.0.0.4",
+                "dead.test. 86400 A 127.0.0.5",
+            ],
+        )],
+    )
+    .await;
+    let zone_data = || vec![zone("test.", &[])];
+    let fast = FakeAuthority::serve("127.0.0.3", port, zone_data()).await;
+    let slow =
+        FakeAuthority::slow("127.0.0.4", port, zone_data(), Duration::from_millis(150)).await;
+    let dead = FakeAuthority::blackhole("127.0.0.5", port).await;
+    let (resolver, _) = resolver(config(port));
+    let rounds = 40;
+    for i in 0..rounds {
+        // Distinct names: every question goes to the servers of `test.`.
+        let qname = format!("n{i}.test.");
+        let _ = resolver.resolve(&question(&qname, Rtype::TXT)).await;
+    }
+    let (fast, slow, dead) = (fast.count(), slow.count(), dead.count());
+    assert!(
+        fast >= rounds * 3 / 4,
+        "fast {fast}, slow {slow}, dead {dead} of {rounds}"
+    );
+    assert!(slow < rounds / 4, "fast {fast}, slow {slow}, dead {dead}");
+    assert!(dead <= 4, "fast {fast}, slow {slow}, dead {dead}");
+}
+
+/// NXNS (CVE-2020-12662): a referral to many glueless name servers in a zone that does not
+/// have them makes juris look up a few of them only, whatever the referral lists; the hits
+/// are counted.
+#[tokio::test]
+async fn a_referral_to_many_glueless_name_servers_causes_few_lookups() {
+    let port = 47_509;
+    let _root = FakeAuthority::serve(
+        "127.0.0.2",
+        port,
+        vec![zone(
+            ".",
+            &[
+                "test. 86400 NS ns1.test.",
+                "ns1.test. 86400 A 127.0.0.3",
+                "victim. 86400 NS ns.victim.",
+                "ns.victim. 86400 A 127.0.0.4",
+            ],
+        )],
+    )
+    .await;
+    // `attack.test.` is delegated to 30 names under `victim.`, none of which exists.
+    let ns: Vec<String> = (0..30)
+        .map(|i| format!("attack.test. 300 NS ns{i}.victim."))
+        .collect();
+    let ns: Vec<&str> = ns.iter().map(String::as_str).collect();
+    let _tld = FakeAuthority::serve("127.0.0.3", port, vec![zone("test.", &ns)]).await;
+    let victim = FakeAuthority::serve("127.0.0.4", port, vec![zone("victim.", &[])]).await;
+    let (resolver, _) = resolver(config(port));
+    let limits = resolver.config().limits.clone();
+    let error = resolver
+        .resolve(&question("www.attack.test.", Rtype::A))
+        .await
+        .expect_err("no name server of attack.test. exists");
+    assert!(
+        matches!(
+            error,
+            juris_resolver::ResolveError::LimitExceeded(Limit::NameServerLookupsPerZone)
+        ),
+        "{error:?}"
+    );
+    let names: std::collections::HashSet<String> =
+        victim.queries().into_iter().map(|q| q.qname).collect();
+    assert_eq!(names.len(), limits.max_ns_lookups_per_zone as usize);
+    let hits = |limit: Limit| {
+        resolver
+            .limit_hits()
+            .into_iter()
+            .find(|(l, _)| *l == limit)
+            .map(|(_, n)| n)
+            .unwrap()
+    };
+    assert_eq!(hits(Limit::NameServerLookupsPerZone), 1);
+}
+
+/// Prefetch (Unbound's `prefetch`): an entry in the last tenth of its lifetime is refreshed
+/// in the background, once, while the old answer stays in the cache until the new one lands.
+#[tokio::test]
+async fn prefetch_refreshes_an_entry_near_its_expiry() {
+    use juris_resolver::cache::{AnswerCache, CacheConfig, CacheKeyRef};
+    use juris_resolver::clock::ManualClock;
+    let port = 47_511;
+    let _root = FakeAuthority::serve("127.0.0.2", port, vec![root_zone()]).await;
+    let tld = FakeAuthority::serve("127.0.0.3", port, vec![test_zone(&[])]).await;
+    let clock = std::sync::Arc::new(ManualClock::new(support::NOW));
+    let cache = std::sync::Arc::new(AnswerCache::new(CacheConfig {
+        prefetch: true,
+        ..CacheConfig::default()
+    }));
+    let resolver = Resolver::new(config(port), cache.clone(), clock.clone()).unwrap();
+    let q = question("www.test.", Rtype::A);
+    let first = resolver.resolve(&q).await.unwrap();
+    assert_eq!(tld.count_for("www.test."), 1);
+    // TTL 300: not due before its last 30 seconds.
+    assert!(!first.prefetch_due(support::NOW + 269));
+    assert!(first.prefetch_due(support::NOW + 271));
+    clock.advance(271);
+    assert!(resolver.prefetch(&q));
+    // While the refresh is under way, another hit starts none.
+    assert!(!resolver.prefetch(&q));
+    let key = CacheKeyRef {
+        name: b"\x03www\x04test\x00",
+        qtype: Rtype::A.to_int(),
+        qclass: 1,
+        dnssec_ok: false,
+    };
+    // Wait for the refreshed entry (polling; a refresh that never lands fails the test).
+    let mut refreshed = None;
+    for _ in 0..2000 {
+        let (entry, _) = cache.get(&key, support::NOW + 271).unwrap();
+        if entry.stored_at() != support::NOW {
+            refreshed = Some(entry);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let refreshed = refreshed.expect("the entry is refreshed");
+    assert_eq!(refreshed.stored_at(), support::NOW + 271);
+    assert!(!refreshed.prefetch_due(support::NOW + 271));
+    assert_eq!(tld.count_for("www.test."), 2);
+    assert_eq!(resolver.prefetches(), 1);
+}
