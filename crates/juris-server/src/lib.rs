@@ -79,6 +79,7 @@ pub use pipeline::{ClientContext, Outcome, Pipeline, Transport};
 pub use policy::{OrderCount, OrderCounters, PolicyEngine, PolicyHandle, WithdrawnCount};
 pub use query::{parse_query, ParseConfig, ParseError, Query};
 pub use server::{
-    start, start_with_policy, BoundListener, RunningServer, ServerError, ShutdownHandle,
+    start, start_with_policy, wait_for_permits, BoundListener, RunningServer, ServerError,
+    ShutdownHandle,
 };
 pub use sys::release_free_heap_memory;

@@ -181,7 +181,8 @@ struct PipelineConfig {
 #[derive(Debug)]
 pub struct Pipeline {
     config: PipelineConfig,
-    access: AccessList,
+    /// `server.allow`; replaced whole on SIGHUP ([`Pipeline::set_allow`]).
+    access: arc_swap::ArcSwap<AccessList>,
     resolver: Resolver,
     cache: Arc<AnswerCache>,
     clock: SharedClock,
@@ -238,7 +239,7 @@ impl Pipeline {
                 any_answer_ttl: config.any_answer_ttl,
                 stale_client_timeout: config.stale_client_timeout,
             },
-            access: AccessList::new(&config.allow),
+            access: arc_swap::ArcSwap::from_pointee(AccessList::new(&config.allow)),
             cache: Arc::clone(resolver.cache()),
             resolver,
             clock,
@@ -302,7 +303,13 @@ impl Pipeline {
 
     /// Whether a client address passes the access list.
     pub fn allows(&self, client: std::net::IpAddr) -> bool {
-        self.access.allows(client)
+        self.access.load().allows(client)
+    }
+
+    /// Replaces the access list (`server.allow`): the next query on every listener and
+    /// transport is checked against it.
+    pub fn set_allow(&self, allow: &[ipnet::IpNet]) {
+        self.access.store(Arc::new(AccessList::new(allow)));
     }
 
     /// The pipeline clock's Unix seconds, for [`Pipeline::handle_at`].
@@ -389,7 +396,7 @@ impl Pipeline {
         hot: Option<&mut HotAnswers>,
         judge: &Judge<'_, T>,
     ) -> Outcome {
-        if !self.access.allows(context.client.ip()) {
+        if !self.access.load().allows(context.client.ip()) {
             counters.refused_by_acl();
             return self.refuse_client(packet, out);
         }

@@ -18,15 +18,20 @@
 //! juris export rpz --jurisdiction CC | orders | transparency [--format csv] | ack FEED
 //! juris audit log [--api URL] | verify [--data-dir DIR]
 //! juris token create --role viewer|editor|approver|admin [--name N] [--data-dir DIR]
+//! juris serve ... [--user NAME]          (started as root: switch to NAME after binding)
+//! juris package-assets --out DIR         (hidden: man pages and completions for packaging)
 //! ```
 #![forbid(unsafe_code)]
 
+mod assets;
 mod cli;
 mod config;
 mod control;
 mod decode;
 mod explain;
+mod lifecycle;
 mod orders;
+mod reload;
 mod serve;
 mod status;
 
@@ -76,6 +81,13 @@ enum Command {
     Token(crate::cli::TokenCmd),
     /// The resolver's cache, through the API (role operator): flush, stats.
     Cache(crate::cli::CacheCmd),
+    /// Write the man pages and shell completions (for packaging; docs/design/0023).
+    #[command(hide = true)]
+    PackageAssets {
+        /// Directory that gets `man/*.1` and `completions/{juris.bash,_juris,juris.fish}`.
+        #[arg(long, value_name = "DIR")]
+        out: PathBuf,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -197,6 +209,10 @@ struct ServeArgs {
     /// Do not validate DNSSEC (sets `dnssec.enabled = false`).
     #[arg(long)]
     no_dnssec: bool,
+    /// Started as root: the user to switch to once every listener is bound (default: `juris`
+    /// when that user exists; `root` stays root). The state directory is given to it first.
+    #[arg(long, value_name = "NAME")]
+    user: Option<String>,
 }
 
 impl ServeArgs {
@@ -294,9 +310,12 @@ fn status(args: &StatusArgs) -> anyhow::Result<()> {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
-        Command::Serve(args) => args
-            .settings()
-            .and_then(|settings| serve::run(settings, || args.settings())),
+        Command::Serve(args) => args.settings().and_then(|settings| {
+            let document = reload::document(args.config.as_deref())?;
+            serve::run(settings, args.user.as_deref(), document, || {
+                Ok((args.settings()?, reload::document(args.config.as_deref())?))
+            })
+        }),
         Command::CheckConfig { file } => check_config(&file),
         Command::Explain(args) => explain(&args),
         Command::Status(args) => status(&args),
@@ -307,6 +326,7 @@ fn main() -> ExitCode {
         Command::Audit(cmd) => control_cli(crate::cli::Command::Audit(cmd)),
         Command::Token(cmd) => control_cli(crate::cli::Command::Token(cmd)),
         Command::Cache(cmd) => control_cli(crate::cli::Command::Cache(cmd)),
+        Command::PackageAssets { out } => package_assets(&out),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -331,6 +351,14 @@ fn self_signed(name: &str) -> anyhow::Result<()> {
         cert.display(),
         key.display()
     );
+    Ok(())
+}
+
+fn package_assets(out: &std::path::Path) -> anyhow::Result<()> {
+    use clap::CommandFactory;
+    for path in assets::write(Cli::command(), out)? {
+        println!("{}", path.display());
+    }
     Ok(())
 }
 
