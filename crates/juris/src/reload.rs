@@ -104,12 +104,12 @@ mod tests {
 
     #[test]
     fn removed_keys_and_nested_tables_count() {
-        let old = doc("[resolver]\nforward = [\"192.0.2.1\"]\n[resolver.limits]\nmax_depth = 6\n");
-        let new = doc("[resolver.limits]\nmax_depth = 7\n");
-        assert_eq!(
-            changed_keys(&old, &new),
-            ["resolver.forward", "resolver.limits.max_depth"]
+        let (old, new) = (
+            doc("[resolver]\nforward = [\"192.0.2.1\"]\n[resolver.limits]\nmax_depth = 6\n"),
+            doc("[resolver.limits]\nmax_depth = 7\n"),
         );
+        let expected = ["resolver.forward", "resolver.limits.max_depth"];
+        assert_eq!(changed_keys(&old, &new), expected);
     }
 
     #[test]

@@ -25,6 +25,15 @@ use juris_testkit::raw;
 const JURIS: &str = env!("CARGO_BIN_EXE_juris");
 /// How long to wait for one notification before the test fails (a failure bound only).
 const PATIENCE: Duration = Duration::from_secs(30);
+/// One worker, forwarding to a port where nothing listens (every query: SERVFAIL), no API.
+const NO_UPSTREAM: [&str; 6] = [
+    "--threads",
+    "1",
+    "--forward",
+    "127.0.0.1:9",
+    "--api-listen",
+    "none",
+];
 
 /// Reads notifications until one holds `line`; returns every line read.
 fn until(socket: &UnixDatagram, line: &str, juris: &Juris) -> Vec<String> {
@@ -55,14 +64,7 @@ fn tells_systemd_ready_reloading_watchdog_and_stopping() {
     let socket = UnixDatagram::bind(&path).unwrap();
     socket.set_read_timeout(Some(PATIENCE)).unwrap();
     let juris = Juris::builder(JURIS)
-        .args([
-            "--threads",
-            "1",
-            "--forward",
-            "127.0.0.1:9",
-            "--api-listen",
-            "none",
-        ])
+        .args(NO_UPSTREAM)
         .env("NOTIFY_SOCKET", &path)
         .env("WATCHDOG_USEC", "200000")
         .start();
@@ -133,14 +135,7 @@ fn started_as_root_binds_port_53_then_runs_as_the_user() {
     let block = AddressBlock::allocate();
     let port_53 = SocketAddr::from((block.address(1), 53));
     let juris = Juris::builder(JURIS)
-        .args([
-            "--threads",
-            "1",
-            "--forward",
-            "127.0.0.1:9",
-            "--api-listen",
-            "none",
-        ])
+        .args(NO_UPSTREAM)
         .arg("--listen")
         .arg(port_53.to_string())
         .arg("--data-dir")
@@ -150,17 +145,7 @@ fn started_as_root_binds_port_53_then_runs_as_the_user() {
 
     let pid = juris.pid().expect("juris runs");
     // The switch happens before READY; the log line says it is done.
-    let mut waited = Duration::ZERO;
-    while !juris.stderr().contains("running as nobody from here on") {
-        assert!(juris.is_running(), "juris exited:\n{}", juris.stderr());
-        assert!(
-            waited < PATIENCE,
-            "no switch to nobody:\n{}",
-            juris.stderr()
-        );
-        std::thread::sleep(Duration::from_millis(50));
-        waited += Duration::from_millis(50);
-    }
+    wait_for_log(&juris, "running as nobody from here on");
     let (uids, gids) = ids(pid);
     assert_eq!(
         uids,
