@@ -200,6 +200,14 @@ impl Juris {
             .is_some_and(|child| matches!(child.try_wait(), Ok(None)))
     }
 
+    /// The process id, while it runs.
+    #[must_use]
+    pub fn pid(&self) -> Option<u32> {
+        let mut child = self.child.lock().unwrap_or_else(PoisonError::into_inner);
+        let child = child.as_mut()?;
+        matches!(child.try_wait(), Ok(None)).then(|| child.id())
+    }
+
     /// Sends `signal` (e.g. `libc::SIGHUP`) to the process (group); nothing if it stopped.
     pub fn signal(&self, signal: libc::c_int) {
         let mut child = self.child.lock().unwrap_or_else(PoisonError::into_inner);

@@ -1,4 +1,4 @@
-//! The admin HTTP API (axum). Every route but `/healthz` and `/openapi.json` needs a bearer
+//! The admin HTTP API (axum). Every route but `/healthz`, `/readyz` and `/openapi.json` needs a bearer
 //! token whose role is at least the route's (see [`routes`]); errors are
 //! `{"error": {"field": "...", "reason": "..."}}`. The OpenAPI document is
 //! `docs/api/openapi.json`, served at `/openapi.json`; a test checks that it lists every route.
@@ -57,6 +57,38 @@ pub trait ServerView: Send + Sync + 'static {
     fn candidates(&self) -> Result<crate::candidates::CandidateList, ControlError> {
         Err(no_resolver())
     }
+    /// Whether the resolver should get traffic (`GET /readyz`).
+    fn readiness(&self) -> Readiness {
+        Readiness {
+            ready: false,
+            checks: vec![ReadinessCheck {
+                name: "resolver".into(),
+                ok: false,
+                detail: "no resolver is attached to this API".into(),
+            }],
+        }
+    }
+}
+
+/// `GET /readyz`: 200 when `ready`, else 503; every check says why.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Readiness {
+    /// Every check is ok.
+    pub ready: bool,
+    /// The checks: `listeners` (bound and serving; not while starting or draining), `policy`
+    /// (a policy is in force, its generation).
+    pub checks: Vec<ReadinessCheck>,
+}
+
+/// One check of a [`Readiness`].
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReadinessCheck {
+    /// `listeners`, `policy`.
+    pub name: String,
+    /// Whether it passes.
+    pub ok: bool,
+    /// What was found, e.g. `serving`, `draining`, `generation 3`.
+    pub detail: String,
 }
 
 fn no_resolver() -> ControlError {
@@ -440,6 +472,7 @@ fn table() -> Vec<(RouteSpec, MethodRouter<ApiState>)> {
     let spec = |method, path, role| RouteSpec { method, path, role };
     vec![
         (spec("GET", "/healthz", None), get(healthz)),
+        (spec("GET", "/readyz", None), get(readyz)),
         (spec("GET", "/openapi.json", None), get(openapi)),
         (spec("GET", "/metrics", Some(Viewer)), get(metrics)),
         (spec("GET", "/v1/status", Some(Viewer)), get(status)),
@@ -686,6 +719,16 @@ fn serde_urlencoded_like<T: serde::de::DeserializeOwned>(raw: &str) -> ApiResult
 
 async fn healthz() -> impl IntoResponse {
     Json(json!({"status": "ok"}))
+}
+
+async fn readyz(State(state): State<ApiState>) -> impl IntoResponse {
+    let readiness = state.server.readiness();
+    let code = if readiness.ready {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (code, Json(readiness))
 }
 
 async fn openapi() -> impl IntoResponse {

@@ -84,6 +84,7 @@ pub use policy::{
 pub use proxy::{ProxyError, ProxyTrust};
 pub use query::{parse_query, ParseConfig, ParseError, Query};
 pub use server::{
-    start, start_with_policy, BoundListener, RunningServer, ServerError, ShutdownHandle,
+    start, start_with_policy, wait_for_permits, BoundListener, RunningServer, ServerError,
+    ShutdownHandle,
 };
 pub use sys::release_free_heap_memory;

@@ -182,7 +182,8 @@ struct PipelineConfig {
 #[derive(Debug)]
 pub struct Pipeline {
     config: PipelineConfig,
-    access: AccessList,
+    /// `server.allow`; replaced whole on SIGHUP ([`Pipeline::set_allow`]).
+    access: arc_swap::ArcSwap<AccessList>,
     /// Trusted PROXY protocol senders; `None` (the default) when the protocol is off.
     proxy: Option<ProxyTrust>,
     resolver: Resolver,
@@ -243,7 +244,7 @@ impl Pipeline {
                 any_answer_ttl: config.any_answer_ttl,
                 stale_client_timeout: config.stale_client_timeout,
             },
-            access: AccessList::new(&config.allow),
+            access: arc_swap::ArcSwap::from_pointee(AccessList::new(&config.allow)),
             proxy: ProxyTrust::new(&config.proxy_protocol_from),
             cache: Arc::clone(resolver.cache()),
             resolver,
@@ -368,7 +369,13 @@ impl Pipeline {
 
     /// Whether `client` may query (the access list).
     pub fn allows(&self, client: std::net::IpAddr) -> bool {
-        self.access.allows(client)
+        self.access.load().allows(client)
+    }
+
+    /// Replaces the access list (`server.allow`): the next query on every listener and
+    /// transport is checked against it.
+    pub fn set_allow(&self, allow: &[ipnet::IpNet]) {
+        self.access.store(Arc::new(AccessList::new(allow)));
     }
 
     /// The pipeline clock's Unix seconds, for [`Pipeline::handle_at`].
@@ -455,7 +462,7 @@ impl Pipeline {
         hot: Option<&mut HotAnswers>,
         judge: &Judge<'_, T>,
     ) -> Outcome {
-        if !self.access.allows(context.client.ip()) {
+        if !self.access.load().allows(context.client.ip()) {
             counters.refused_by_acl();
             return self.refuse_client(packet, out);
         }

@@ -93,6 +93,9 @@ pub struct RunningServer {
     stop_workers: Arc<AtomicBool>,
     stop_tasks: watch::Sender<bool>,
     shutdown: ShutdownHandle,
+    /// The TCP connection limit: every permit back means no connection is open.
+    connections: Arc<Semaphore>,
+    max_connections: usize,
 }
 
 /// [`start_with_policy`] without orders or GeoIP: every query is answered normally.
@@ -183,6 +186,8 @@ pub fn start_with_policy(
         stop_workers: Arc::clone(&stop_workers),
         stop_tasks,
         shutdown: ShutdownHandle::default(),
+        connections: Arc::clone(&connections),
+        max_connections: config.tcp_max_connections,
     };
     let max_response = config.max_udp_payload as usize;
     for (index, sockets) in udp_sockets.into_iter().enumerate() {
@@ -271,6 +276,20 @@ impl RunningServer {
         self.stop();
     }
 
+    /// Graceful shutdown, first step: TCP listeners stop accepting, and each connection
+    /// stops reading, answers the queries it has already read (resolving them if need be),
+    /// then closes. Returns at once; [`RunningServer::wait_drained`] waits for the
+    /// connections, [`RunningServer::shutdown`] then stops the rest.
+    pub fn drain(&self) {
+        let _ = self.stop_tasks.send(true);
+    }
+
+    /// Waits until every TCP connection has closed after [`RunningServer::drain`], or until
+    /// `deadline`; returns the connections still open (they are cut by `shutdown`).
+    pub fn wait_drained(&self, deadline: std::time::Instant) -> usize {
+        wait_for_permits(&[&self.connections], self.max_connections, deadline)
+    }
+
     fn stop(&mut self) {
         self.stop_workers.store(true, Ordering::Relaxed);
         let _ = self.stop_tasks.send(true);
@@ -284,6 +303,22 @@ impl RunningServer {
                 std::thread::spawn(move || runtime.shutdown_timeout(Duration::from_secs(2)));
             let _ = stopper.join();
         }
+    }
+}
+
+/// Waits until each of `limits` (connection limits of `max` permits, one held per open
+/// connection) has every permit back, or until `deadline`; returns the connections still open.
+/// For draining at shutdown, from a plain thread (it sleeps).
+pub fn wait_for_permits(limits: &[&Semaphore], max: usize, deadline: std::time::Instant) -> usize {
+    loop {
+        let open: usize = limits
+            .iter()
+            .map(|limit| max.saturating_sub(limit.available_permits()))
+            .sum();
+        if open == 0 || std::time::Instant::now() >= deadline {
+            return open;
+        }
+        std::thread::sleep(Duration::from_millis(10));
     }
 }
 

@@ -44,8 +44,9 @@ pub trait FrameEvents {
 /// Counts nothing.
 impl FrameEvents for () {}
 
-/// Serves one connection until the client closes it, a timer fires, a frame is bad, a write
-/// fails or `shutdown` changes. `context` says who the client is (its `client_subnet` is filled
+/// Serves one connection until the client closes it, a timer fires, a frame is bad or a write
+/// fails. When `shutdown` changes it drains: reads no more, answers the queries already read
+/// (resolving them if need be), then closes; the caller bounds how long that may take. `context` says who the client is (its `client_subnet` is filled
 /// in per query by the pipeline).
 pub async fn serve_framed<R, W>(
     mut reader: R,
@@ -135,7 +136,8 @@ pub async fn serve_framed<R, W>(
         }
         let can_read = reading && in_flight < max_in_flight && filled < input.len();
         tokio::select! {
-            _ = shutdown.changed() => break,
+            // Shutdown drains: no more reading; what was read is answered, then we close.
+            _ = shutdown.changed(), if reading => reading = false,
             done = done_rx.recv(), if in_flight > 0 => {
                 in_flight -= 1;
                 if let Some(Some(mut response)) = done {

@@ -77,6 +77,9 @@ pub struct EncryptedServer {
     shared: Arc<Shared>,
     stop: watch::Sender<bool>,
     endpoints: Vec<quinn::Endpoint>,
+    /// The DoT and DoH connection limits: every permit back means no connection is open.
+    stream_connections: Vec<Arc<Semaphore>>,
+    max_connections: usize,
 }
 
 /// Loads the certificate, binds every listener in `config` (reporting the first failure with
@@ -112,6 +115,8 @@ pub fn start(
         shared: Arc::clone(&shared),
         stop,
         endpoints: Vec::new(),
+        stream_connections: vec![Arc::clone(&dot_connections), Arc::clone(&doh_connections)],
+        max_connections: config.limits.max_connections,
     };
     for listener in &config.listeners {
         let bind_error = |source| TransportError::Bind {
@@ -192,8 +197,16 @@ impl EncryptedServer {
         self.shared.counters.snapshot()
     }
 
-    /// Stops accepting, closes connections (QUIC: `DOQ_NO_ERROR`). Returns at once; the
-    /// tasks end on the runtime shortly after.
+    /// Waits until every DoT and DoH connection has closed after [`EncryptedServer::shutdown`]
+    /// (DoT answers the queries it has read, DoH sends GOAWAY and finishes its streams), or
+    /// until `deadline`; returns the connections still open.
+    pub fn wait_drained(&self, deadline: std::time::Instant) -> usize {
+        let limits: Vec<&Semaphore> = self.stream_connections.iter().map(|s| &**s).collect();
+        juris_server::wait_for_permits(&limits, self.max_connections, deadline)
+    }
+
+    /// Stops accepting; DoT and DoH connections drain (see [`EncryptedServer::wait_drained`]),
+    /// QUIC connections close (`DOQ_NO_ERROR`). Returns at once.
     pub fn shutdown(&self) {
         let _ = self.stop.send(true);
         for endpoint in &self.endpoints {

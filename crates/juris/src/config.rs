@@ -435,6 +435,9 @@ pub struct RawServer {
     pub listen_https: Vec<String>,
     /// DNS over QUIC listen addresses (RFC 9250). Default none.
     pub listen_quic: Vec<String>,
+    /// At shutdown, how long TCP, DoT and DoH connections may take to answer the queries they
+    /// have read, milliseconds. Default 5000.
+    pub drain_timeout_ms: u64,
 }
 
 impl Default for RawServer {
@@ -465,6 +468,7 @@ impl Default for RawServer {
             listen_tls: Vec::new(),
             listen_https: Vec::new(),
             listen_quic: Vec::new(),
+            drain_timeout_ms: 5_000,
         }
     }
 }
@@ -846,6 +850,8 @@ pub struct Settings {
     pub tcp_idle_timeout: Duration,
     /// TCP connection limit.
     pub tcp_max_connections: usize,
+    /// How long shutdown lets TCP, DoT and DoH connections finish.
+    pub drain_timeout: Duration,
     /// State directory.
     pub data_dir: PathBuf,
     /// Resolver settings.
@@ -944,6 +950,12 @@ impl Settings {
         if raw.server.tcp_max_connections == 0 {
             return Err(invalid("server.tcp_max_connections", "must be above 0"));
         }
+        if raw.server.drain_timeout_ms > 600_000 {
+            return Err(invalid(
+                "server.drain_timeout_ms",
+                "must be at most 600000 (ten minutes)",
+            ));
+        }
 
         let mut resolver = resolver_config(&raw.resolver)?;
         resolver.dnssec = dnssec_config(&raw.dnssec)?;
@@ -994,6 +1006,7 @@ impl Settings {
             max_udp_payload: raw.server.max_udp_payload,
             tcp_idle_timeout: Duration::from_millis(raw.server.tcp_idle_timeout_ms),
             tcp_max_connections: raw.server.tcp_max_connections,
+            drain_timeout: Duration::from_millis(raw.server.drain_timeout_ms),
             data_dir: raw
                 .server
                 .data_dir
@@ -1596,6 +1609,25 @@ mod tests {
             }
         }
         assert!(seen >= 2, "expected example configs in {}", dir.display());
+    }
+
+    /// The Debian package's /etc/juris/juris.toml: valid, and what the unit expects (the state
+    /// directory the unit makes writable, a drain bound below TimeoutStopSec).
+    #[test]
+    fn the_packaged_config_validates() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("debian/juris.toml");
+        let raw = RawConfig::from_file(&path).unwrap();
+        let settings = Settings::from_raw(&raw).unwrap();
+        assert_eq!(settings.data_dir, Path::new("/var/lib/juris"));
+        assert!(settings.drain_timeout < Duration::from_secs(30));
+        assert_eq!(settings.listeners[0].addr.port(), 53);
+    }
+
+    #[test]
+    fn drain_timeout_is_bounded() {
+        let raw = RawConfig::from_toml("[server]\ndrain_timeout_ms = 600001\n", "t").unwrap();
+        let error = Settings::from_raw(&raw).unwrap_err().to_string();
+        assert!(error.contains("server.drain_timeout_ms"), "{error}");
     }
 
     /// Issue 16: whether `server.data_dir` was relative to the file was decided by looking for

@@ -13,7 +13,10 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex, PoisonError};
 
 use anyhow::Context;
-use juris_control::api::{BlockCount, CacheRemoved, CacheStats, FiredView, MatchView, QueryCount};
+use juris_control::api::{
+    BlockCount, CacheRemoved, CacheStats, FiredView, MatchView, QueryCount, Readiness,
+    ReadinessCheck,
+};
 use juris_control::{
     Control, ControlError, ExplainRequest, ExplainView, ServerSnapshot, ServerView,
     ValidationView,
@@ -63,6 +66,37 @@ pub fn watch_store(control: &Control, loader: LoaderHandle, runtime: &tokio::run
 /// The last server counters, refreshed by [`refresh`].
 pub type StatsCell = Arc<Mutex<ServerStats>>;
 
+/// Where `juris serve` is in its life, for `/readyz`: starting (until every listener is bound
+/// and root is given up), serving, draining (shutdown has begun).
+#[derive(Debug, Default)]
+pub struct Phase(std::sync::atomic::AtomicU8);
+
+impl Phase {
+    const STARTING: u8 = 0;
+    const SERVING: u8 = 1;
+    const DRAINING: u8 = 2;
+
+    /// Startup is done.
+    pub fn serving(&self) {
+        self.0
+            .store(Self::SERVING, std::sync::atomic::Ordering::Release);
+    }
+
+    /// Shutdown has begun.
+    pub fn draining(&self) {
+        self.0
+            .store(Self::DRAINING, std::sync::atomic::Ordering::Release);
+    }
+
+    fn describe(&self) -> (bool, &'static str) {
+        match self.0.load(std::sync::atomic::Ordering::Acquire) {
+            Self::STARTING => (false, "starting"),
+            Self::SERVING => (true, "serving"),
+            _ => (false, "draining: shutting down"),
+        }
+    }
+}
+
 /// The resolver as the API sees it.
 pub struct LiveServer {
     pipeline: Arc<Pipeline>,
@@ -71,6 +105,7 @@ pub struct LiveServer {
     candidates: Arc<crate::candidates::Candidates>,
     /// The fleet state (publishing or following), when configured.
     fleet: Option<FleetStatusFn>,
+    phase: Arc<Phase>,
 }
 
 /// Reads the fleet state as JSON for `/v1/status` and `/metrics`.
@@ -84,6 +119,7 @@ impl LiveServer {
         stats: StatsCell,
         policy_error: Arc<dyn Fn() -> Option<String> + Send + Sync>,
         candidates: Arc<crate::candidates::Candidates>,
+        phase: Arc<Phase>,
     ) -> Self {
         Self {
             pipeline,
@@ -91,6 +127,7 @@ impl LiveServer {
             policy_error,
             candidates,
             fleet: None,
+            phase,
         }
     }
 
@@ -244,6 +281,36 @@ impl ServerView for LiveServer {
             misses: stats.cache_misses,
             flushes: cache.generation(),
         })
+    }
+
+    /// Listeners bound and serving (not starting, not draining), and a policy in force (the
+    /// first load must succeed for `serve` to start; a later failed load keeps the last good
+    /// policy, which is reported but does not make the server unready).
+    fn readiness(&self) -> Readiness {
+        let (serving, phase) = self.phase.describe();
+        let generation = self.engine().policy.load().generation();
+        let policy = match (self.policy_error)() {
+            Some(error) => {
+                format!("generation {generation} in force; the last load failed: {error}")
+            }
+            None => format!("generation {generation} in force"),
+        };
+        let checks = vec![
+            ReadinessCheck {
+                name: "listeners".into(),
+                ok: serving,
+                detail: phase.into(),
+            },
+            ReadinessCheck {
+                name: "policy".into(),
+                ok: true,
+                detail: policy,
+            },
+        ];
+        Readiness {
+            ready: checks.iter().all(|c| c.ok),
+            checks,
+        }
     }
 
     fn snapshot(&self) -> ServerSnapshot {
@@ -472,6 +539,7 @@ mod tests {
             Arc::new(Mutex::new(ServerStats::default())),
             Arc::new(|| None),
             crate::candidates::Candidates::disabled(),
+            Arc::new(Phase::default()),
         )
     }
 

@@ -410,6 +410,43 @@ fn parse_qtype(text: &str) -> anyhow::Result<u16> {
 mod tests {
     use super::*;
 
+    /// The orders of the README's quick start (`examples/orders/`: the Milan court order, a
+    /// Piracy Shield feed ticket) load through the same loader as `serve --orders` and block
+    /// for a client in Italy, not elsewhere.
+    #[test]
+    fn the_example_orders_load_and_block_in_italy() {
+        let orders = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/orders");
+        let mut raw = crate::config::RawConfig::default();
+        raw.apply(&crate::config::Overrides {
+            orders: Some(orders),
+            data_dir: Some(std::env::temp_dir().join("juris-example-orders-test")),
+            ..crate::config::Overrides::default()
+        });
+        let settings = crate::config::Settings::from_raw(&raw).unwrap();
+        let ask = |name: &str, country: &str| {
+            explain(
+                &settings,
+                &Request {
+                    name: name.into(),
+                    qtype: "A".into(),
+                    client: "127.0.0.1".parse().unwrap(),
+                    ecs: None,
+                    country: crate::config::parse_jurisdiction(country),
+                    listener: None,
+                    structured: false,
+                    resolve: false,
+                },
+            )
+            .unwrap()
+        };
+        let milan = ask("www.kickasstorrents.to", "IT");
+        assert_eq!(milan.verdict, "block");
+        assert_eq!(milan.fired.unwrap().order, "IT-MI-2024-0001");
+        let ticket = ask("live-football.example", "IT");
+        assert_eq!(ticket.fired.unwrap().order, "IT-AGCOM-PS-2024-0042");
+        assert_eq!(ask("www.kickasstorrents.to", "FR").verdict, "allow");
+    }
+
     #[test]
     fn qtypes() {
         assert_eq!(parse_qtype("a").unwrap(), 1);

@@ -21,9 +21,12 @@
 //! juris tsig generate NAME [--algorithm hmac-sha256]
 //! juris serve ... [--xfr-listen ADDR:PORT] [--tsig-key NAME:ALGORITHM:BASE64SECRET]... [--notify ADDR:PORT]...
 //!                 [--follow ADDR:PORT]
+//! juris serve ... [--user NAME]          (started as root: switch to NAME after binding)
+//! juris package-assets --out DIR         (hidden: man pages and completions for packaging)
 //! ```
 #![forbid(unsafe_code)]
 
+mod assets;
 mod candidates;
 mod cli;
 mod config;
@@ -31,7 +34,9 @@ mod control;
 mod decode;
 mod explain;
 mod fleet;
+mod lifecycle;
 mod orders;
+mod reload;
 mod serve;
 mod status;
 
@@ -87,6 +92,13 @@ enum Command {
     /// TSIG keys for the fleet's zone transfers.
     #[command(subcommand)]
     Tsig(TsigCommand),
+    /// Write the man pages and shell completions (for packaging; docs/design/0023).
+    #[command(hide = true)]
+    PackageAssets {
+        /// Directory that gets `man/*.1` and `completions/{juris.bash,_juris,juris.fish}`.
+        #[arg(long, value_name = "DIR")]
+        out: PathBuf,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -237,6 +249,10 @@ struct ServeArgs {
     /// Follow this fleet primary: take the orders from its zones (replaces `fleet.follow`).
     #[arg(long, value_name = "ADDR:PORT")]
     follow: Option<String>,
+    /// Started as root: the user to switch to once every listener is bound (default: `juris`
+    /// when that user exists; `root` stays root). The state directory is given to it first.
+    #[arg(long, value_name = "NAME")]
+    user: Option<String>,
 }
 
 impl ServeArgs {
@@ -343,9 +359,12 @@ fn status(args: &StatusArgs) -> anyhow::Result<()> {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
-        Command::Serve(args) => args
-            .settings()
-            .and_then(|settings| serve::run(settings, || args.settings())),
+        Command::Serve(args) => args.settings().and_then(|settings| {
+            let document = reload::document(args.config.as_deref())?;
+            serve::run(settings, args.user.as_deref(), document, || {
+                Ok((args.settings()?, reload::document(args.config.as_deref())?))
+            })
+        }),
         Command::CheckConfig { file } => check_config(&file),
         Command::Explain(args) => explain(&args),
         Command::Status(args) => status(&args),
@@ -360,6 +379,7 @@ fn main() -> ExitCode {
         Command::Tsig(TsigCommand::Generate { name, algorithm }) => {
             tsig_generate(&name, &algorithm)
         }
+        Command::PackageAssets { out } => package_assets(&out),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -392,6 +412,14 @@ fn tsig_generate(name: &str, algorithm: &str) -> anyhow::Result<()> {
     println!("--tsig-key {}", key.flag());
     println!();
     print!("{}", key.bind_clause());
+    Ok(())
+}
+
+fn package_assets(out: &std::path::Path) -> anyhow::Result<()> {
+    use clap::CommandFactory;
+    for path in assets::write(Cli::command(), out)? {
+        println!("{}", path.display());
+    }
     Ok(())
 }
 

@@ -1,6 +1,9 @@
 //! `juris serve`: wires the cache, the resolver, the policy and the listeners together and
-//! waits for a signal. SIGINT and SIGTERM shut down cleanly; SIGHUP reloads the GeoIP database,
-//! re-reads the orders and reloads the TLS certificate of the encrypted listeners.
+//! waits for a signal. SIGINT and SIGTERM drain and shut down (`server.drain_timeout_ms`);
+//! SIGHUP reloads the GeoIP database, re-reads the orders, reloads the TLS certificate of the
+//! encrypted listeners and applies the configuration's live keys (`crate::reload`). Started as
+//! root it switches to `--user` once everything is bound; systemd hears READY, RELOADING,
+//! STOPPING and watchdog pings (`crate::lifecycle`; docs/design/0023).
 //!
 //! ```text
 //!  Settings ─► Classifier (GeoIP, trusted ECS)      ─┐
@@ -11,7 +14,9 @@
 //!           load: SIGHUP and store changes send it a wake-up) · status writer
 //!           (DATA_DIR/status.json every 2 s)
 //!  shutdown: SIGTERM/SIGINT are never held up by a load: the loader gets
-//!           LOADER_STOP_BOUND to finish, then is left to end with the process
+//!           LOADER_STOP_BOUND to finish, then is left to end with the process; before
+//!           that, TCP/DoT/DoH connections drain (answer what they read) within
+//!           server.drain_timeout_ms while /readyz says 503
 //! ```
 
 use std::path::PathBuf;
@@ -31,6 +36,7 @@ use tracing::{error, info, warn};
 use crate::config::Settings;
 use crate::fleet::follower::Follower;
 use crate::fleet::publisher::Publisher;
+use crate::lifecycle;
 use crate::orders::{
     FileSource, FleetSource, LoaderHandle, OrderLoader, OrderSource, Safeguards, StoreSource,
 };
@@ -42,19 +48,25 @@ const STATUS_INTERVAL: Duration = Duration::from_secs(2);
 /// progress at all on a busy machine; nothing it does needs to finish).
 const LOADER_STOP_BOUND: Duration = Duration::from_secs(2);
 
-/// Runs until SIGINT or SIGTERM. `reread` reads the configuration again (SIGHUP): of what it
-/// says, `policy.withdraw` is put in force live; the rest needs a restart.
+/// Runs until SIGINT or SIGTERM. `document` is the configuration file as read at start;
+/// `reread` reads and validates it again (SIGHUP): of what it says, the keys in
+/// [`reload::LIVE_KEYS`] are put in force live, other changed keys are named as needing a
+/// restart. `user`: `--user` (see [`lifecycle::plan`]).
 pub fn run(
     settings: Settings,
-    reread: impl Fn() -> anyhow::Result<Settings>,
+    user: Option<&str>,
+    document: toml::Value,
+    reread: impl Fn() -> anyhow::Result<(Settings, toml::Value)>,
 ) -> anyhow::Result<()> {
-    init_logging(&settings.log_level)?;
+    let log_level = init_logging(&settings.log_level)?;
     std::fs::create_dir_all(&settings.data_dir).with_context(|| {
         format!(
             "server.data_dir: cannot create {}",
             settings.data_dir.display()
         )
     })?;
+    // Started as root: whom to become once everything is bound.
+    let account = lifecycle::plan(user, nix::unistd::geteuid().as_raw(), lifecycle::lookup)?;
 
     let clock: SharedClock = Arc::new(SystemClock);
     let control = crate::control::open(&settings, Arc::clone(&clock))?;
@@ -185,6 +197,7 @@ pub fn run(
     let stats: crate::control::StatsCell = Arc::new(Mutex::new(server.stats()));
     let (api_stop, api_stopped) = tokio::sync::oneshot::channel();
     let (public_stop, public_stopped) = tokio::sync::oneshot::channel();
+    let phase = Arc::new(crate::control::Phase::default());
     if let Some(address) = settings.api_listen {
         let runtime = server
             .runtime_handle()
@@ -197,6 +210,7 @@ pub fn run(
             Arc::clone(&stats),
             policy_error,
             candidates,
+            Arc::clone(&phase),
         );
         if let Some(publisher) = &publisher {
             let publisher = Arc::clone(publisher);
@@ -227,6 +241,12 @@ pub fn run(
             Err(e) => return Err(e),
         }
     }
+    // Every listener is bound: root is no longer needed.
+    // The state directory and what root wrote in it (the store) become the user's first.
+    if let Some(account) = &account {
+        lifecycle::give_data_dir(account, &settings.data_dir)?;
+        lifecycle::drop_to(account)?;
+    }
     let status = StatusWriter {
         engine: engine.clone(),
         orders: loader
@@ -241,9 +261,17 @@ pub fn run(
         .enable_all()
         .build()
         .context("signal runtime")?;
+    phase.serving();
+    lifecycle::ready("serving");
     let shutdown = wait_for_shutdown(|| {
+        lifecycle::reloading();
         reload(&engine, loader.as_ref());
-        reload_withdrawn(&engine, &reread);
+        let live = Live {
+            engine: &engine,
+            pipeline: server.pipeline(),
+            log_level: log_level.as_ref(),
+        };
+        reload_config(&live, &document, &reread);
         if let Some(transports) = &transports {
             match transports.reload_certificates() {
                 Ok(()) => info!("SIGHUP: TLS certificate reloaded"),
@@ -252,7 +280,18 @@ pub fn run(
                 ),
             }
         }
+        lifecycle::ready("serving (reloaded)");
     });
+    // systemd's watchdog (WatchdogSec=): pinged from this loop, which also serves signals.
+    let watchdog = async {
+        match lifecycle::watchdog_interval() {
+            Some(interval) => loop {
+                lifecycle::watchdog();
+                tokio::time::sleep(interval).await;
+            },
+            None => std::future::pending::<()>().await,
+        }
+    };
     // While waiting, the API's counters are refreshed every second.
     let refresh = async {
         loop {
@@ -264,20 +303,40 @@ pub fn run(
         tokio::select! {
             result = shutdown => result,
             () = refresh => Ok(()),
+            () = watchdog => Ok(()),
         }
     })?;
+    phase.draining();
+    lifecycle::stopping();
+    // Drain: nothing new is accepted; open TCP, DoT and DoH connections answer what they have
+    // read, within server.drain_timeout_ms. The admin API stays up meanwhile (/readyz: 503).
+    if let Some(transports) = &transports {
+        transports.shutdown();
+    }
+    server.drain();
+    info!(
+        bound_ms = settings.drain_timeout.as_millis() as u64,
+        "shutting down: draining connections"
+    );
+    let deadline = std::time::Instant::now() + settings.drain_timeout;
+    let open =
+        transports.as_ref().map_or(0, |t| t.wait_drained(deadline)) + server.wait_drained(deadline);
+    if open > 0 {
+        warn!(
+            open,
+            "drain bound reached: closing the connections still open"
+        );
+    } else {
+        info!("connections drained");
+    }
     let _ = api_stop.send(());
     let _ = public_stop.send(());
-    info!("shutting down");
     stop.store(true, Ordering::Relaxed);
     for thread in threads {
         let _ = thread.join();
     }
     if let Some(thread) = loader_thread {
         thread.stop(LOADER_STOP_BOUND);
-    }
-    if let Some(transports) = &transports {
-        transports.shutdown();
     }
     server.shutdown();
     status.write(false);
@@ -396,21 +455,61 @@ fn reload(engine: &PolicyEngine, loader: Option<&LoaderHandle>) {
     }
 }
 
-/// SIGHUP: read the configuration again and put its `policy.withdraw` in force; a
-/// configuration that does not read or validate changes nothing.
-fn reload_withdrawn(engine: &PolicyEngine, reread: &dyn Fn() -> anyhow::Result<Settings>) {
-    match reread() {
-        Ok(settings) => {
-            let withdrawn = settings.policy.withdrawn;
-            if *engine.policy.withdrawn() != withdrawn {
-                let list: Vec<String> = withdrawn.iter().map(ToString::to_string).collect();
-                info!(withdrawn = ?list, "SIGHUP: policy.withdraw reloaded");
-            }
-            engine.policy.publish_withdrawn(withdrawn);
-        }
+/// Sets the log filter (`log.level`); `None` when `RUST_LOG` decides instead.
+type LogLevel = Box<dyn Fn(&str) -> anyhow::Result<()>>;
+
+/// What a SIGHUP can change in the running server.
+struct Live<'a> {
+    engine: &'a PolicyEngine,
+    pipeline: &'a juris_server::Pipeline,
+    log_level: Option<&'a LogLevel>,
+}
+
+/// SIGHUP: read the configuration again; put `policy.withdraw`, `server.allow` and `log.level`
+/// in force, and name every other key that changed since start as needing a restart (not
+/// applied). A configuration that does not read or validate changes nothing.
+fn reload_config(
+    live: &Live<'_>,
+    started: &toml::Value,
+    reread: &dyn Fn() -> anyhow::Result<(Settings, toml::Value)>,
+) {
+    let (settings, document) = match reread() {
+        Ok(read) => read,
         Err(e) => {
-            error!("SIGHUP: configuration NOT reloaded; policy.withdraw stays as it is: {e:#}")
+            error!("SIGHUP: configuration NOT reloaded, nothing in it changes: {e:#}");
+            return;
         }
+    };
+    let (changed_live, restart) =
+        crate::reload::partition(crate::reload::changed_keys(started, &document));
+    let withdrawn = settings.policy.withdrawn;
+    if *live.engine.policy.withdrawn() != withdrawn {
+        let list: Vec<String> = withdrawn.iter().map(ToString::to_string).collect();
+        info!(withdrawn = ?list, "SIGHUP: policy.withdraw reloaded");
+    }
+    live.engine.policy.publish_withdrawn(withdrawn);
+    live.pipeline.set_allow(&settings.allow);
+    if !restart.is_empty() {
+        error!(
+            "SIGHUP: changed keys NOT applied, they need a restart: {}",
+            restart.join(", ")
+        );
+    }
+    info!(
+        changed_since_start = %changed_live.join(", "),
+        "SIGHUP: configuration reloaded (log.level, server.allow, policy.withdraw in force)"
+    );
+    // Last, so that the lines above are written at the level they were asked at.
+    match live.log_level {
+        Some(set) => {
+            if let Err(e) = set(&settings.log_level) {
+                error!("SIGHUP: log.level NOT reloaded: {e:#}");
+            }
+        }
+        None if changed_live.iter().any(|k| k == "log.level") => {
+            warn!("SIGHUP: RUST_LOG is set and decides the log filter: log.level not applied")
+        }
+        None => {}
     }
 }
 
@@ -497,15 +596,25 @@ async fn wait_for_shutdown(mut on_hangup: impl FnMut()) -> anyhow::Result<()> {
     }
 }
 
-fn init_logging(level: &str) -> anyhow::Result<()> {
+/// Logs to stderr through `log.level` (or `RUST_LOG` when set); returns how to change
+/// `log.level` later (`None` under `RUST_LOG`).
+fn init_logging(level: &str) -> anyhow::Result<Option<LogLevel>> {
     use tracing_subscriber::EnvFilter;
-    let filter = match std::env::var("RUST_LOG") {
-        Ok(env) if !env.is_empty() => EnvFilter::try_new(env).context("RUST_LOG")?,
-        _ => EnvFilter::try_new(level).context("log.level")?,
+    let (filter, from_env) = match std::env::var("RUST_LOG") {
+        Ok(env) if !env.is_empty() => (EnvFilter::try_new(env).context("RUST_LOG")?, true),
+        _ => (EnvFilter::try_new(level).context("log.level")?, false),
     };
-    tracing_subscriber::fmt()
+    let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
-        .init();
-    Ok(())
+        .with_filter_reloading();
+    let handle = builder.reload_handle();
+    builder.init();
+    if from_env {
+        return Ok(None);
+    }
+    Ok(Some(Box::new(move |level: &str| {
+        let filter = EnvFilter::try_new(level).context("log.level")?;
+        handle.reload(filter).context("log.level")
+    })))
 }
