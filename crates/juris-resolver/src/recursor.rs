@@ -252,6 +252,9 @@ impl Recursor {
         // when a CNAME or DNAME is followed.
         let first = qname.clone();
         let mut seen: Vec<Name<Bytes>> = Vec::new();
+        // NSEC/NSEC3 proving the wildcard expansions among the chain's CNAMEs (they may come
+        // from another response than the final one, or from the redirect cache).
+        let mut chain_proof: Vec<Rr> = Vec::new();
         let mut current = qname;
         loop {
             // A CNAME or DNAME followed before takes the chain on without a query.
@@ -266,6 +269,11 @@ impl Recursor {
                 for record in followed.records {
                     if !chain.contains(&record) {
                         chain.push(record);
+                    }
+                }
+                for record in followed.proof {
+                    if !chain_proof.contains(&record) {
+                        chain_proof.push(record);
                     }
                 }
                 if qtype == Rtype::CNAME {
@@ -312,7 +320,7 @@ impl Recursor {
                     }
                     // NSEC/NSEC3 proving a wildcard expansion are kept for the validator
                     // (and DO=1 clients).
-                    let authority = response
+                    let mut authority: Vec<Rr> = response
                         .authority
                         .iter()
                         .filter(|r| {
@@ -322,6 +330,7 @@ impl Recursor {
                         })
                         .cloned()
                         .collect();
+                    add_missing(&mut authority, chain_proof);
                     return Ok(Outcome {
                         rcode: Rcode::NOERROR,
                         answer: chain,
@@ -351,6 +360,7 @@ impl Recursor {
                     self.redirects.remember(
                         dname,
                         sigs.clone(),
+                        Vec::new(),
                         self.max_ttl,
                         self.clock.unix_seconds(),
                     );
@@ -421,9 +431,16 @@ impl Recursor {
                         return Err(ResolveError::LimitExceeded(Limit::CnameChain));
                     }
                     let sigs: Vec<Rr> = signatures(&response.answer, &name, Rtype::CNAME).collect();
+                    let proof = wildcard_proof(&sigs, &response.authority);
+                    for record in &proof {
+                        if !chain_proof.contains(record) {
+                            chain_proof.push(record.clone());
+                        }
+                    }
                     self.redirects.remember(
                         cname,
                         sigs.clone(),
+                        proof,
                         self.max_ttl,
                         self.clock.unix_seconds(),
                     );
@@ -478,6 +495,8 @@ impl Recursor {
                 })
                 .cloned()
                 .collect();
+            let mut authority = authority;
+            add_missing(&mut authority, chain_proof);
             let verbatim = (!moved && chain.is_empty()).then(|| response.wire.clone());
             return Ok(Outcome {
                 rcode: response.rcode,
@@ -980,6 +999,38 @@ impl Recursor {
             dnssec,
         }
     }
+}
+
+/// Appends the records of `more` that `to` does not have yet.
+fn add_missing(to: &mut Vec<Rr>, more: Vec<Rr>) {
+    for record in more {
+        if !to.contains(&record) {
+            to.push(record);
+        }
+    }
+}
+
+/// The NSEC/NSEC3 records (with their RRSIGs) of `authority` when `signatures` show a
+/// wildcard expansion (an RRSIG with fewer labels than its owner): the proof that the owner
+/// does not exist, kept with the expanded record for the validator.
+fn wildcard_proof(signatures: &[Rr], authority: &[Rr]) -> Vec<Rr> {
+    let expanded = signatures.iter().any(|r| match r.data() {
+        AllRecordData::Rrsig(sig) => {
+            usize::from(sig.labels()) < crate::dnssec::rrsig_labels(r.owner())
+        }
+        _ => false,
+    });
+    if !expanded {
+        return Vec::new();
+    }
+    authority
+        .iter()
+        .filter(|r| {
+            matches!(r.rtype(), Rtype::NSEC | Rtype::NSEC3)
+                || rrsig_covers(r).is_some_and(|t| matches!(t, Rtype::NSEC | Rtype::NSEC3))
+        })
+        .cloned()
+        .collect()
 }
 
 /// RRSIGs in `records` at `owner` covering `covered`.

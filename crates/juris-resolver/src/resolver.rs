@@ -519,13 +519,14 @@ impl Inner {
         let deadline = started + self.config.resolution_deadline;
         let mut work = Work::new(deadline);
         let name = &question.name;
-        // RFC 8198: a name a validated cached NSEC range proves absent is not asked.
+        // RFC 8198: a name a validated cached NSEC/NSEC3 range proves absent, or one a cached
+        // wildcard expansion covers, is not asked.
         if let Some(outcome) = self
             .validator
             .as_ref()
-            .and_then(|v| v.synthesise_denial(name, question.qtype))
+            .and_then(|v| v.synthesise(name, question.qtype))
         {
-            tracing::debug!(qname = %name, qtype = %question.qtype, "denial synthesised from cached NSEC");
+            tracing::debug!(qname = %name, qtype = %question.qtype, rcode = %outcome.rcode, "answer synthesised from the validated cache (RFC 8198)");
             let now = self.clock.unix_seconds();
             let mut entry = answer::build(question, &outcome, now, self.cache.config())?;
             let security = self.validator.as_ref().map_or(Security::Secure, |v| {
@@ -580,7 +581,7 @@ impl Inner {
                             .validate(name, question.qtype, &outcome, &mut fetcher)
                             .await;
                         tracing::debug!(qname = %name, qtype = %question.qtype, security = ?security, "validated");
-                        validator.remember_denial(&outcome, &security);
+                        validator.remember_denial(question.qtype, &outcome, &security);
                         validator.root_key_sentinel(name, question.qtype, security)
                     }
                     None => Security::Unchecked,
