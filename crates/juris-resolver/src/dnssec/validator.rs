@@ -975,3 +975,227 @@ pub(super) fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
         Err(poisoned) => poisoned.into_inner(),
     }
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, reason = "test code")]
+mod tests {
+    use super::*;
+    use crate::clock::ManualClock;
+    use crate::names::testing::{name, record};
+    use domain::base::iana::{DigestAlgorithm, SecurityAlgorithm};
+    use domain::base::{Serial, Ttl};
+    use domain::rdata::dnssec::{RtypeBitmap, Timestamp};
+    use domain::rdata::{Nsec, Rrsig, Soa, A};
+    use ring::rand::SystemRandom;
+    use ring::signature::{EcdsaKeyPair, KeyPair, ECDSA_P256_SHA256_FIXED_SIGNING};
+
+    const NOW: u64 = 1_700_000_000;
+    const ALGORITHM: SecurityAlgorithm = SecurityAlgorithm::ECDSAP256SHA256;
+
+    /// A zone's one key (ECDSA P-256, made by ring) and what it signs.
+    struct Signer {
+        zone: Name<Bytes>,
+        key: EcdsaKeyPair,
+        dnskey: Dnskey<Bytes>,
+    }
+
+    impl Signer {
+        fn new(zone: &str) -> Self {
+            let rng = SystemRandom::new();
+            let pkcs8 =
+                EcdsaKeyPair::generate_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &rng).unwrap();
+            let key =
+                EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, pkcs8.as_ref(), &rng)
+                    .unwrap();
+            // DNSKEY holds x | y, without the uncompressed-point prefix (RFC 6605 §4).
+            let public = Bytes::copy_from_slice(&key.public_key().as_ref()[1..]);
+            let dnskey = Dnskey::new(257, 3, ALGORITHM, public).unwrap();
+            Self {
+                zone: name(zone),
+                key,
+                dnskey,
+            }
+        }
+
+        /// The trust anchor text: the DS of the key.
+        fn anchor(&self) -> String {
+            let digest =
+                super::super::verify::ds_digest(&self.zone, &self.dnskey, DigestAlgorithm::SHA256)
+                    .unwrap();
+            let hex: String = digest.iter().map(|b| format!("{b:02X}")).collect();
+            format!("{} IN DS {} 13 2 {hex}\n", self.zone, self.dnskey.key_tag())
+        }
+
+        /// `rrset` followed by its RRSIG.
+        fn sign(&self, rrset: Vec<Rr>) -> Vec<Rr> {
+            let first = rrset[0].clone();
+            let rrsig = |signature: Bytes| {
+                Rrsig::new(
+                    first.rtype(),
+                    ALGORITHM,
+                    u8::try_from(rrsig_labels(first.owner())).unwrap(),
+                    first.ttl(),
+                    Timestamp::from(u32::try_from(NOW + 86_400).unwrap()),
+                    Timestamp::from(u32::try_from(NOW - 86_400).unwrap()),
+                    self.dnskey.key_tag(),
+                    self.zone.clone(),
+                    signature,
+                )
+                .unwrap()
+            };
+            let refs: Vec<&Rr> = rrset.iter().collect();
+            let data = super::super::canonical::signed_data(&rrsig(Bytes::new()), &refs).unwrap();
+            let signature = self.key.sign(&SystemRandom::new(), &data).unwrap();
+            let mut out = rrset;
+            out.push(Rr::new(
+                first.owner().clone(),
+                first.class(),
+                first.ttl(),
+                AllRecordData::Rrsig(rrsig(Bytes::copy_from_slice(signature.as_ref()))),
+            ));
+            out
+        }
+
+        fn dnskey_answer(&self) -> Outcome {
+            let dnskey = Rr::new(
+                self.zone.clone(),
+                domain::base::iana::Class::IN,
+                Ttl::from_secs(3600),
+                AllRecordData::Dnskey(self.dnskey.clone()),
+            );
+            answer(self.sign(vec![dnskey]))
+        }
+
+        /// A signed NODATA for a DS question: the zone's SOA and an NSEC at `owner`.
+        fn no_ds(&self, owner: &str, types: &[Rtype]) -> Outcome {
+            let soa = record(
+                &self.zone.to_string(),
+                300,
+                AllRecordData::Soa(Soa::new(
+                    name("ns.test."),
+                    name("h.test."),
+                    Serial(1),
+                    Ttl::from_secs(300),
+                    Ttl::from_secs(300),
+                    Ttl::from_secs(300),
+                    Ttl::from_secs(300),
+                )),
+            );
+            let mut bitmap = RtypeBitmap::<Bytes>::builder();
+            for t in types {
+                bitmap.add(*t).unwrap();
+            }
+            let nsec = record(
+                owner,
+                300,
+                AllRecordData::Nsec(Nsec::new(name("zzz."), bitmap.finalize())),
+            );
+            let mut authority = self.sign(vec![soa]);
+            authority.extend(self.sign(vec![nsec]));
+            Outcome {
+                rcode: Rcode::NOERROR,
+                answer: Vec::new(),
+                authority,
+                verbatim: None,
+            }
+        }
+    }
+
+    fn answer(records: Vec<Rr>) -> Outcome {
+        Outcome {
+            rcode: Rcode::NOERROR,
+            answer: records,
+            authority: Vec::new(),
+            verbatim: None,
+        }
+    }
+
+    /// Canned answers by (name, type); records every question.
+    struct Canned {
+        answers: HashMap<(String, Rtype), Outcome>,
+        asked: Vec<(String, Rtype)>,
+    }
+
+    impl Fetcher for Canned {
+        fn fetch(
+            &mut self,
+            name: Name<Bytes>,
+            rtype: Rtype,
+        ) -> BoxFuture<'_, Result<Outcome, ResolveError>> {
+            let key = (name.to_string(), rtype);
+            self.asked.push(key.clone());
+            let result = self
+                .answers
+                .get(&key)
+                .cloned()
+                .ok_or(ResolveError::NoReachableAuthority(key.0));
+            Box::pin(async move { result })
+        }
+
+        /// The root: no referral was seen (parent and child on the same servers).
+        fn known_cut(&self, _: &Name<Bytes>) -> Option<Name<Bytes>> {
+            Some(Name::root_bytes())
+        }
+    }
+
+    /// Validates the unsigned `www.child.` A under the signed root, whose DS answers for
+    /// `child.` and `www.child.` are `child` and `www` (an NSEC's type list at that name).
+    async fn unsigned_below_root(
+        child: &[Rtype],
+        www: &[Rtype],
+    ) -> (Security, Vec<(String, Rtype)>) {
+        let root = Signer::new(".");
+        let anchors =
+            TrustAnchors::parse(&root.anchor(), std::path::Path::new("root.key")).unwrap();
+        let clock: SharedClock = std::sync::Arc::new(ManualClock::new(NOW));
+        let validator = Validator::new(ValidatorConfig::default(), anchors, clock);
+        let mut fetcher = Canned {
+            answers: HashMap::from([
+                ((".".into(), Rtype::DNSKEY), root.dnskey_answer()),
+                (("child".into(), Rtype::DS), root.no_ds("child.", child)),
+                (
+                    ("www.child".into(), Rtype::DS),
+                    root.no_ds("www.child.", www),
+                ),
+            ]),
+            asked: Vec::new(),
+        };
+        let data = answer(vec![record(
+            "www.child.",
+            300,
+            AllRecordData::A(A::new([192, 0, 2, 1].into())),
+        )]);
+        let security = validator
+            .validate(&name("www.child."), Rtype::A, &data, &mut fetcher)
+            .await;
+        (security, fetcher.asked)
+    }
+
+    #[tokio::test]
+    async fn unsigned_data_below_a_proven_delegation_without_ds_is_insecure_without_an_soa_query() {
+        let (security, asked) =
+            unsigned_below_root(&[Rtype::NS, Rtype::RRSIG, Rtype::NSEC], &[]).await;
+        assert_eq!(security, Security::Insecure);
+        assert_eq!(
+            asked,
+            [
+                (".".to_string(), Rtype::DNSKEY),
+                ("child".to_string(), Rtype::DS)
+            ],
+            "the DS walk stops at the insecure delegation"
+        );
+    }
+
+    #[tokio::test]
+    async fn unsigned_data_where_the_ds_walk_finds_no_cut_is_bogus() {
+        let names = [Rtype::A, Rtype::RRSIG, Rtype::NSEC];
+        let (security, asked) = unsigned_below_root(&names, &names).await;
+        let bogus = security.bogus().expect("bogus");
+        assert_eq!(bogus.reason, BogusReason::RrsigsMissing, "{bogus:?}");
+        assert!(asked.iter().all(|(_, t)| *t != Rtype::SOA), "{asked:?}");
+        assert!(
+            asked.contains(&("www.child".to_string(), Rtype::DS)),
+            "{asked:?}"
+        );
+    }
+}
