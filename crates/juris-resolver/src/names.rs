@@ -51,6 +51,18 @@ pub(crate) fn rrsig_covers(record: &Rr) -> Option<Rtype> {
     }
 }
 
+/// The NSEC and NSEC3 records of `records` with their RRSIGs (a denial or wildcard proof).
+pub(crate) fn nsec_records(records: &[Rr]) -> Vec<Rr> {
+    records
+        .iter()
+        .filter(|r| {
+            matches!(r.rtype(), Rtype::NSEC | Rtype::NSEC3)
+                || rrsig_covers(r).is_some_and(|t| matches!(t, Rtype::NSEC | Rtype::NSEC3))
+        })
+        .cloned()
+        .collect()
+}
+
 /// Whether the record is DNSSEC material handed only to DO=1 clients.
 pub(crate) fn is_dnssec_type(rtype: Rtype) -> bool {
     matches!(

@@ -320,16 +320,7 @@ impl Recursor {
                     }
                     // NSEC/NSEC3 proving a wildcard expansion are kept for the validator
                     // (and DO=1 clients).
-                    let mut authority: Vec<Rr> = response
-                        .authority
-                        .iter()
-                        .filter(|r| {
-                            matches!(r.rtype(), Rtype::NSEC | Rtype::NSEC3)
-                                || rrsig_covers(r)
-                                    .is_some_and(|t| matches!(t, Rtype::NSEC | Rtype::NSEC3))
-                        })
-                        .cloned()
-                        .collect();
+                    let mut authority = crate::names::nsec_records(&response.authority);
                     add_missing(&mut authority, chain_proof);
                     return Ok(Outcome {
                         rcode: Rcode::NOERROR,
@@ -1023,14 +1014,7 @@ fn wildcard_proof(signatures: &[Rr], authority: &[Rr]) -> Vec<Rr> {
     if !expanded {
         return Vec::new();
     }
-    authority
-        .iter()
-        .filter(|r| {
-            matches!(r.rtype(), Rtype::NSEC | Rtype::NSEC3)
-                || rrsig_covers(r).is_some_and(|t| matches!(t, Rtype::NSEC | Rtype::NSEC3))
-        })
-        .cloned()
-        .collect()
+    crate::names::nsec_records(authority)
 }
 
 /// RRSIGs in `records` at `owner` covering `covered`.
