@@ -171,4 +171,22 @@ pub(crate) mod testing {
     pub(crate) fn record(owner: &str, ttl: u32, data: AllRecordData<Bytes, Name<Bytes>>) -> Rr {
         Record::new(name(owner), Class::IN, Ttl::from_secs(ttl), data)
     }
+
+    /// An SOA record at `zone` with TTL `ttl`, every timer and the negative TTL `minimum`.
+    pub(crate) fn soa(zone: &str, ttl: u32, minimum: u32) -> Rr {
+        let timer = domain::base::Ttl::from_secs(minimum);
+        record(
+            zone,
+            ttl,
+            AllRecordData::Soa(domain::rdata::Soa::new(
+                name("ns.test."),
+                name("h.test."),
+                domain::base::Serial(1),
+                timer,
+                timer,
+                timer,
+                timer,
+            )),
+        )
+    }
 }

@@ -983,9 +983,9 @@ mod tests {
     use crate::clock::ManualClock;
     use crate::names::testing::{name, record};
     use domain::base::iana::{DigestAlgorithm, SecurityAlgorithm};
-    use domain::base::{Serial, Ttl};
+    use domain::base::Ttl;
     use domain::rdata::dnssec::{RtypeBitmap, Timestamp};
-    use domain::rdata::{Nsec, Rrsig, Soa, A};
+    use domain::rdata::{Nsec, Rrsig, A};
     use ring::rand::SystemRandom;
     use ring::signature::{EcdsaKeyPair, KeyPair, ECDSA_P256_SHA256_FIXED_SIGNING};
 
@@ -1068,19 +1068,7 @@ mod tests {
 
         /// A signed NODATA for a DS question: the zone's SOA and an NSEC at `owner`.
         fn no_ds(&self, owner: &str, types: &[Rtype]) -> Outcome {
-            let soa = record(
-                &self.zone.to_string(),
-                300,
-                AllRecordData::Soa(Soa::new(
-                    name("ns.test."),
-                    name("h.test."),
-                    Serial(1),
-                    Ttl::from_secs(300),
-                    Ttl::from_secs(300),
-                    Ttl::from_secs(300),
-                    Ttl::from_secs(300),
-                )),
-            );
+            let soa = crate::names::testing::soa(&self.zone.to_string(), 300, 300);
             let mut bitmap = RtypeBitmap::<Bytes>::builder();
             for t in types {
                 bitmap.add(*t).unwrap();
