@@ -567,14 +567,10 @@ impl Validator {
             }
             let signed = outcome.authority.iter().any(|r| r.rtype() == Rtype::RRSIG);
             if !signed {
-                // The secure zone denies DS without a signature (and no proof can be checked).
-                return Walk::Zone(ZoneState::Bogus(
-                    Failure::bogus(
-                        BogusReason::NsecMissing,
-                        "DS denial without NSEC/NSEC3 or signatures",
-                    )
-                    .in_zone(zone),
-                ));
+                // The secure zone denies DS without signatures: nothing proves a cut here, so
+                // the data stays in the secure zone (and is bogus for its own missing RRSIGs:
+                // fails closed, with the precise EDE 10 rather than a DS lookup's).
+                return Walk::NoCut;
             }
             let nxdomain = outcome.rcode == Rcode::NXDOMAIN;
             let claim = if nxdomain {
