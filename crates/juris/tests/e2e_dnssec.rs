@@ -213,7 +213,7 @@ fn nsec_and_nsec3_denials_are_secure() {
 /// the wildcard *.secure.test. too, another name in that range is denied from the cache.
 #[test]
 fn a_name_inside_a_validated_nsec_range_is_denied_from_the_cache() {
-    const SYNTHESISED: &str = "denial synthesised from cached NSEC";
+    const SYNTHESISED: &str = "answer synthesised from the validated cache";
     let juris = juris();
     expect_outcome(juris.address(), "nx.secure.test.");
     assert!(!juris.stderr().contains(SYNTHESISED), "{}", juris.stderr());

@@ -72,6 +72,9 @@ enum Walk {
     NoCut,
     /// The name does not exist (proven): nothing below it is in another zone.
     NoName,
+    /// Nothing proves a cut (an unsigned denial from the secure zone): the walk stops and
+    /// the data is taken to be in the zone reached, which fails closed.
+    Unproven,
     /// A zone cut: the child zone's state.
     Zone(ZoneState),
 }
@@ -517,7 +520,7 @@ impl Validator {
             };
             match self.cut_at(&zone, &next, ctx).await {
                 Walk::NoCut => {}
-                Walk::NoName => break,
+                Walk::NoName | Walk::Unproven => break,
                 Walk::Zone(next_state) => {
                     zone = next;
                     state = next_state;
@@ -569,8 +572,8 @@ impl Validator {
             if !signed {
                 // The secure zone denies DS without signatures: nothing proves a cut here, so
                 // the data stays in the secure zone (and is bogus for its own missing RRSIGs:
-                // fails closed, with the precise EDE 10 rather than a DS lookup's).
-                return Walk::NoCut;
+                // fails closed, with the precise EDE 10), and nothing deeper is asked.
+                return Walk::Unproven;
             }
             let nxdomain = outcome.rcode == Rcode::NXDOMAIN;
             let claim = if nxdomain {
