@@ -52,8 +52,8 @@
 
 pub mod api;
 pub mod audit;
-pub mod console;
 pub mod candidates;
+pub mod console;
 mod control;
 mod error;
 pub mod export;

@@ -51,6 +51,18 @@ pub(crate) fn rrsig_covers(record: &Rr) -> Option<Rtype> {
     }
 }
 
+/// The NSEC and NSEC3 records of `records` with their RRSIGs (a denial or wildcard proof).
+pub(crate) fn nsec_records(records: &[Rr]) -> Vec<Rr> {
+    records
+        .iter()
+        .filter(|r| {
+            matches!(r.rtype(), Rtype::NSEC | Rtype::NSEC3)
+                || rrsig_covers(r).is_some_and(|t| matches!(t, Rtype::NSEC | Rtype::NSEC3))
+        })
+        .cloned()
+        .collect()
+}
+
 /// Whether the record is DNSSEC material handed only to DO=1 clients.
 pub(crate) fn is_dnssec_type(rtype: Rtype) -> bool {
     matches!(
@@ -158,5 +170,23 @@ pub(crate) mod testing {
     /// An IN record.
     pub(crate) fn record(owner: &str, ttl: u32, data: AllRecordData<Bytes, Name<Bytes>>) -> Rr {
         Record::new(name(owner), Class::IN, Ttl::from_secs(ttl), data)
+    }
+
+    /// An SOA record at `zone` with TTL `ttl`, every timer and the negative TTL `minimum`.
+    pub(crate) fn soa(zone: &str, ttl: u32, minimum: u32) -> Rr {
+        let timer = domain::base::Ttl::from_secs(minimum);
+        record(
+            zone,
+            ttl,
+            AllRecordData::Soa(domain::rdata::Soa::new(
+                name("ns.test."),
+                name("h.test."),
+                domain::base::Serial(1),
+                timer,
+                timer,
+                timer,
+                timer,
+            )),
+        )
     }
 }

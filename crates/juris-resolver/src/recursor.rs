@@ -309,6 +309,9 @@ impl Recursor {
         // when a CNAME or DNAME is followed.
         let first = qname.clone();
         let mut seen: Vec<Name<Bytes>> = Vec::new();
+        // NSEC/NSEC3 proving the wildcard expansions among the chain's CNAMEs (they may come
+        // from another response than the final one, or from the redirect cache).
+        let mut chain_proof: Vec<Rr> = Vec::new();
         let mut current = qname;
         loop {
             // A CNAME or DNAME followed before takes the chain on without a query.
@@ -323,6 +326,11 @@ impl Recursor {
                 for record in followed.records {
                     if !chain.contains(&record) {
                         chain.push(record);
+                    }
+                }
+                for record in followed.proof {
+                    if !chain_proof.contains(&record) {
+                        chain_proof.push(record);
                     }
                 }
                 if qtype == Rtype::CNAME {
@@ -371,6 +379,7 @@ impl Recursor {
                             self.redirects.remember(
                                 dname,
                                 sigs,
+                                Vec::new(),
                                 self.max_ttl,
                                 self.clock.unix_seconds(),
                             );
@@ -383,16 +392,8 @@ impl Recursor {
                     }
                     // NSEC/NSEC3 proving a wildcard expansion are kept for the validator
                     // (and DO=1 clients).
-                    let authority = response
-                        .authority
-                        .iter()
-                        .filter(|r| {
-                            matches!(r.rtype(), Rtype::NSEC | Rtype::NSEC3)
-                                || rrsig_covers(r)
-                                    .is_some_and(|t| matches!(t, Rtype::NSEC | Rtype::NSEC3))
-                        })
-                        .cloned()
-                        .collect();
+                    let mut authority = crate::names::nsec_records(&response.authority);
+                    add_missing(&mut authority, chain_proof);
                     return Ok(Outcome {
                         rcode: Rcode::NOERROR,
                         answer: chain,
@@ -422,6 +423,7 @@ impl Recursor {
                     self.redirects.remember(
                         dname,
                         sigs.clone(),
+                        Vec::new(),
                         self.max_ttl,
                         self.clock.unix_seconds(),
                     );
@@ -492,9 +494,16 @@ impl Recursor {
                         return Err(work.limit(Limit::CnameChain));
                     }
                     let sigs: Vec<Rr> = signatures(&response.answer, &name, Rtype::CNAME).collect();
+                    let proof = wildcard_proof(&sigs, &response.authority);
+                    for record in &proof {
+                        if !chain_proof.contains(record) {
+                            chain_proof.push(record.clone());
+                        }
+                    }
                     self.redirects.remember(
                         cname,
                         sigs.clone(),
+                        proof,
                         self.max_ttl,
                         self.clock.unix_seconds(),
                     );
@@ -553,6 +562,8 @@ impl Recursor {
                 })
                 .cloned()
                 .collect();
+            let mut authority = authority;
+            add_missing(&mut authority, chain_proof);
             let verbatim = (!moved && chain.is_empty()).then(|| response.wire.clone());
             return Ok(Outcome {
                 rcode: response.rcode,
@@ -808,9 +819,7 @@ impl Recursor {
                     let judged = match classified {
                         Classified::Referral { .. } => Some(true),
                         Classified::Final(_) if !minimised => Some(false),
-                        Classified::Final(_) | Classified::Lame | Classified::ServerFailure => {
-                            None
-                        }
+                        Classified::Final(_) | Classified::Lame | Classified::ServerFailure => None,
                     };
                     if let Some(referral) = judged {
                         work.note_responder(&delegation.zone, server, referral);
@@ -1126,6 +1135,31 @@ impl Recursor {
             dnssec,
         }
     }
+}
+
+/// Appends the records of `more` that `to` does not have yet.
+fn add_missing(to: &mut Vec<Rr>, more: Vec<Rr>) {
+    for record in more {
+        if !to.contains(&record) {
+            to.push(record);
+        }
+    }
+}
+
+/// The NSEC/NSEC3 records (with their RRSIGs) of `authority` when `signatures` show a
+/// wildcard expansion (an RRSIG with fewer labels than its owner): the proof that the owner
+/// does not exist, kept with the expanded record for the validator.
+fn wildcard_proof(signatures: &[Rr], authority: &[Rr]) -> Vec<Rr> {
+    let expanded = signatures.iter().any(|r| match r.data() {
+        AllRecordData::Rrsig(sig) => {
+            usize::from(sig.labels()) < crate::dnssec::rrsig_labels(r.owner())
+        }
+        _ => false,
+    });
+    if !expanded {
+        return Vec::new();
+    }
+    crate::names::nsec_records(authority)
 }
 
 /// RRSIGs in `records` at `owner` covering `covered`.

@@ -20,6 +20,9 @@ const MAX_ENTRIES: usize = 100_000;
 struct Entry {
     /// The CNAME or DNAME record, then its RRSIGs.
     records: Vec<Rr>,
+    /// For a record expanded from a wildcard: the NSEC/NSEC3 records (and RRSIGs) that came
+    /// with it proving the owner does not exist (RFC 4035 §5.3.4), for the validator.
+    proof: Vec<Rr>,
     expires_at: u64,
 }
 
@@ -34,11 +37,21 @@ pub(crate) struct Redirects {
 pub(crate) struct Followed {
     pub records: Vec<Rr>,
     pub target: Name<Bytes>,
+    /// The wildcard proof kept with a CNAME (empty otherwise).
+    pub proof: Vec<Rr>,
 }
 
 impl Redirects {
-    /// Keeps `record` (a CNAME or DNAME) and its signatures for its TTL (at most `max_ttl`).
-    pub(crate) fn remember(&self, record: &Rr, signatures: Vec<Rr>, max_ttl: u32, now: u64) {
+    /// Keeps `record` (a CNAME or DNAME), its signatures and `proof` (the NSEC/NSEC3 records
+    /// of a wildcard expansion) for its TTL (at most `max_ttl`).
+    pub(crate) fn remember(
+        &self,
+        record: &Rr,
+        signatures: Vec<Rr>,
+        proof: Vec<Rr>,
+        max_ttl: u32,
+        now: u64,
+    ) {
         let rtype = record.rtype();
         if rtype != Rtype::CNAME && rtype != Rtype::DNAME {
             return;
@@ -65,6 +78,7 @@ impl Redirects {
             (lower(record.owner()).into_octets(), rtype),
             Entry {
                 records,
+                proof,
                 expires_at: now + u64::from(ttl),
             },
         );
@@ -96,13 +110,17 @@ impl Redirects {
                     for record in &mut records {
                         record.set_ttl(left.min(record.ttl()));
                     }
-                    records
+                    (records, entry.proof.clone())
                 })
         };
         if qtype != Rtype::CNAME {
-            if let Some(records) = fresh(name, Rtype::CNAME) {
+            if let Some((records, proof)) = fresh(name, Rtype::CNAME) {
                 let target = lower(cname_target(&records[0])?);
-                return Some(Followed { records, target });
+                return Some(Followed {
+                    records,
+                    target,
+                    proof,
+                });
             }
         }
         if qtype == Rtype::DNAME {
@@ -111,11 +129,15 @@ impl Redirects {
         let (owner, mut records) = name
             .iter_suffixes()
             .skip(1)
-            .find_map(|owner| fresh(&owner, Rtype::DNAME).map(|records| (owner, records)))?;
+            .find_map(|owner| fresh(&owner, Rtype::DNAME).map(|(records, _)| (owner, records)))?;
         let target = lower(&replace_suffix(name, &owner, dname_target(&records[0])?)?);
         let ttl = records[0].ttl();
         records.push(synthesized_cname(name.clone(), ttl, target.clone()));
-        Some(Followed { records, target })
+        Some(Followed {
+            records,
+            target,
+            proof: Vec::new(),
+        })
     }
 }
 
@@ -144,8 +166,8 @@ mod tests {
             Ttl::from_secs(100),
             AllRecordData::Dname(Dname::new(n("example.net."))),
         );
-        redirects.remember(&cname, Vec::new(), 86_400, 1000);
-        redirects.remember(&dname, Vec::new(), 50, 1000);
+        redirects.remember(&cname, Vec::new(), Vec::new(), 86_400, 1000);
+        redirects.remember(&dname, Vec::new(), Vec::new(), 50, 1000);
         let found = redirects
             .follow(&n("WWW.example.test."), Rtype::A, 1100)
             .unwrap();
@@ -195,7 +217,7 @@ mod tests {
                 Ttl::from_secs(300),
                 AllRecordData::Cname(Cname::new(n(target))),
             );
-            redirects.remember(&cname, Vec::new(), 86_400, 1000);
+            redirects.remember(&cname, Vec::new(), Vec::new(), 86_400, 1000);
         }
         let follows = |name: &str| redirects.follow(&n(name), Rtype::A, 1001).is_some();
         let apex = lower(&n("www.example.test.")).into_octets();

@@ -49,14 +49,7 @@ impl ReferralDs {
         let denial: Vec<Rr> = if ds.iter().any(|r| r.rtype() == Rtype::DS) {
             Vec::new()
         } else {
-            authority
-                .iter()
-                .filter(|r| {
-                    matches!(r.rtype(), Rtype::NSEC | Rtype::NSEC3)
-                        || rrsig_covers(r).is_some_and(|t| matches!(t, Rtype::NSEC | Rtype::NSEC3))
-                })
-                .cloned()
-                .collect()
+            crate::names::nsec_records(authority)
         };
         let kept = if denial.is_empty() { &ds } else { &denial };
         if !kept.iter().any(|r| r.rtype() != Rtype::RRSIG) {

@@ -644,13 +644,14 @@ impl Inner {
         let deadline = started + self.config.resolution_deadline;
         let mut work = Work::new(deadline);
         let name = &question.name;
-        // RFC 8198: a name a validated cached NSEC range proves absent is not asked.
+        // RFC 8198: a name a validated cached NSEC/NSEC3 range proves absent, or one a cached
+        // wildcard expansion covers, is not asked.
         if let Some(outcome) = self
             .validator
             .as_ref()
-            .and_then(|v| v.synthesise_denial(name, question.qtype))
+            .and_then(|v| v.synthesise(name, question.qtype))
         {
-            tracing::debug!(qname = %name, qtype = %question.qtype, "denial synthesised from cached NSEC");
+            tracing::debug!(qname = %name, qtype = %question.qtype, rcode = %outcome.rcode, "answer synthesised from the validated cache (RFC 8198)");
             let now = self.clock.unix_seconds();
             let mut entry = answer::build(question, &outcome, now, self.cache.config())?;
             let security = self.validator.as_ref().map_or(Security::Secure, |v| {
@@ -748,40 +749,39 @@ impl Inner {
                 .await;
             tracing::debug!(qname = %name, qtype = %question.qtype, security = ?security, "validated");
             let Engine::Recursive(recursor) = &self.engine else {
-                validator.remember_denial(&outcome, &security);
+                validator.remember_denial(question.qtype, &outcome, &security);
                 break (outcome, security);
             };
-            let blamed: Vec<(Name<Bytes>, SocketAddr)> = if security.bogus().is_some()
-                && retries < MAX_BOGUS_RETRIES
-                && !budget.exhausted()
-            {
-                // Blame only the servers that supplied what failed (design 0019): a bogus
-                // chain of trust (a DS or DNSKEY set) blames the referrals and the key
-                // fetches, bogus answer data the servers that answered the question. A
-                // server that gave good keys for data another server forged is not blamed:
-                // it is the one to ask next.
-                let chain = validator.chain_bogus(name);
-                work.responders
-                    .iter()
-                    .filter(|responder| responder.referral == chain)
-                    .chain(fetch_work.responders.iter().filter(|_| chain))
-                    .filter(|r| validator.covers(&r.zone) && !work.avoid.contains(&r.server))
-                    .fold(Vec::new(), |mut blamed, r| {
-                        if !blamed.iter().any(|(_, s)| *s == r.server) {
-                            blamed.push((r.zone.clone(), r.server));
-                        }
-                        blamed
-                    })
-            } else {
-                Vec::new()
-            };
+            let blamed: Vec<(Name<Bytes>, SocketAddr)> =
+                if security.bogus().is_some() && retries < MAX_BOGUS_RETRIES && !budget.exhausted()
+                {
+                    // Blame only the servers that supplied what failed (design 0019): a bogus
+                    // chain of trust (a DS or DNSKEY set) blames the referrals and the key
+                    // fetches, bogus answer data the servers that answered the question. A
+                    // server that gave good keys for data another server forged is not blamed:
+                    // it is the one to ask next.
+                    let chain = validator.chain_bogus(name);
+                    work.responders
+                        .iter()
+                        .filter(|responder| responder.referral == chain)
+                        .chain(fetch_work.responders.iter().filter(|_| chain))
+                        .filter(|r| validator.covers(&r.zone) && !work.avoid.contains(&r.server))
+                        .fold(Vec::new(), |mut blamed, r| {
+                            if !blamed.iter().any(|(_, s)| *s == r.server) {
+                                blamed.push((r.zone.clone(), r.server));
+                            }
+                            blamed
+                        })
+                } else {
+                    Vec::new()
+                };
             work.avoid.extend(blamed.iter().map(|(_, server)| *server));
             // Only worth a round when a blamed zone has a server not avoided yet.
             if !blamed
                 .iter()
                 .any(|(zone, _)| recursor.has_other_servers(zone, &work.avoid))
             {
-                validator.remember_denial(&outcome, &security);
+                validator.remember_denial(question.qtype, &outcome, &security);
                 break (outcome, security);
             }
             retries += 1;
@@ -792,7 +792,10 @@ impl Inner {
             work.name_servers = crate::cache::NameServers::default();
             validator.forget_bogus(name);
             recursor.forget_referral_ds(name);
-            match recursor.resolve(name.clone(), question.qtype, 0, work).await {
+            match recursor
+                .resolve(name.clone(), question.qtype, 0, work)
+                .await
+            {
                 Ok(next) => outcome = next,
                 // No better answer to be had: the bogus one stands.
                 Err(_) => break (outcome, security),

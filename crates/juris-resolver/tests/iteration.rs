@@ -568,27 +568,31 @@ async fn cached_cname_and_dname_are_followed_without_asking_again() {
 async fn a_chain_ending_in_a_negative_answer_is_asked_again_at_its_target() {
     let port = 47_410;
     let _root = root(port, &["x. 86400 NS ns1.test.", "t. 3600 TXT other"]).await;
-    let tld = FakeAuthority::scripted("127.0.0.3", port, move |qname, qtype| match (qname, qtype) {
-        // The answer the server has for `s.x. CNAME`, given to any question about s.x.:
-        // the chain ends at end.x., in the zone, with a negative SOA that is about the CNAME
-        // question.
-        ("s.x.", _) => Some(
-            Canned::new(Rcode::NOERROR, true)
-                .answer(&["s.x. 3600 CNAME end.x."])
-                .authority(&["x. 3600 SOA a. b. 1 2 3 4 5"]),
-        ),
-        ("end.x.", Rtype::TXT) => {
-            Some(Canned::new(Rcode::NOERROR, true).answer(&["end.x. 3600 TXT end"]))
+    let tld = FakeAuthority::scripted("127.0.0.3", port, move |qname, qtype| {
+        match (qname, qtype) {
+            // The answer the server has for `s.x. CNAME`, given to any question about s.x.:
+            // the chain ends at end.x., in the zone, with a negative SOA that is about the CNAME
+            // question.
+            ("s.x.", _) => Some(
+                Canned::new(Rcode::NOERROR, true)
+                    .answer(&["s.x. 3600 CNAME end.x."])
+                    .authority(&["x. 3600 SOA a. b. 1 2 3 4 5"]),
+            ),
+            ("end.x.", Rtype::TXT) => {
+                Some(Canned::new(Rcode::NOERROR, true).answer(&["end.x. 3600 TXT end"]))
+            }
+            ("x.", Rtype::DNAME) => {
+                Some(Canned::new(Rcode::NOERROR, true).answer(&["x. 3600 DNAME ."]))
+            }
+            ("t.x.", _) => Some(
+                Canned::new(Rcode::NOERROR, true)
+                    .answer(&["x. 3600 DNAME .", "t.x. 3600 CNAME elsewhere.test."]),
+            ),
+            (_, Rtype::NS) => Some(
+                Canned::new(Rcode::NOERROR, true).authority(&["test. 3600 SOA a. b. 1 2 3 4 5"]),
+            ),
+            _ => Some(Canned::new(Rcode::REFUSED, false)),
         }
-        ("x.", Rtype::DNAME) => Some(Canned::new(Rcode::NOERROR, true).answer(&["x. 3600 DNAME ."])),
-        ("t.x.", _) => Some(
-            Canned::new(Rcode::NOERROR, true)
-                .answer(&["x. 3600 DNAME .", "t.x. 3600 CNAME elsewhere.test."]),
-        ),
-        (_, Rtype::NS) => Some(
-            Canned::new(Rcode::NOERROR, true).authority(&["test. 3600 SOA a. b. 1 2 3 4 5"]),
-        ),
-        _ => Some(Canned::new(Rcode::REFUSED, false)),
     })
     .await;
     let (resolver, _) = resolver(config(port, false));
@@ -598,9 +602,116 @@ async fn a_chain_ending_in_a_negative_answer_is_asked_again_at_its_target() {
 
     let (fresh, _) = support::resolver(config(port, false));
     let (rcode, answer, _) = ask(&fresh, "x.", Rtype::DNAME).await;
-    assert_eq!((rcode, answer), (Rcode::NOERROR, vec!["x. DNAME .".to_owned()]));
+    assert_eq!(
+        (rcode, answer),
+        (Rcode::NOERROR, vec!["x. DNAME .".to_owned()])
+    );
     let (rcode, answer, _) = ask(&fresh, "t.x.", Rtype::TXT).await;
     assert_eq!(rcode, Rcode::NOERROR);
-    assert_eq!(answer, vec!["x. DNAME .", "t.x. CNAME t.", "t. TXT \"other\""]);
-    assert_eq!(tld.count_for("t.x."), 0, "synthesised from the DNAME asked for");
+    assert_eq!(
+        answer,
+        vec!["x. DNAME .", "t.x. CNAME t.", "t. TXT \"other\""]
+    );
+    assert_eq!(
+        tld.count_for("t.x."),
+        0,
+        "synthesised from the DNAME asked for"
+    );
+}
+
+/// A CNAME expanded from a wildcard is followed from the cache later, for another type: the
+/// NSEC proving the expansion (RRSIG with fewer labels than its owner, RFC 4035 §5.3.4) must
+/// come with it, or a validator finds the chain unproven (Deckard's `nsec_aggr_cache` step
+/// 504). DO=1 clients get it in the authority section.
+#[tokio::test]
+async fn a_wildcard_cname_followed_from_the_cache_keeps_its_nsec_proof() {
+    use bytes::Bytes;
+    use domain::base::iana::{Class, SecurityAlgorithm};
+    use domain::base::{Name, Record, Ttl};
+    use domain::rdata::dnssec::{RtypeBitmap, Timestamp};
+    use domain::rdata::{AllRecordData, Nsec, Rrsig};
+
+    let port = 47_411;
+    let _root = root(port, &[]).await;
+    let _tld = tld(port).await;
+    let n = |s: &str| Name::<Bytes>::bytes_from_str(s).unwrap();
+    let rrsig = move |owner: &str, covered: Rtype, labels: u8| -> support::Rr {
+        Record::new(
+            n(owner),
+            Class::IN,
+            Ttl::from_secs(300),
+            AllRecordData::Rrsig(
+                Rrsig::new(
+                    covered,
+                    SecurityAlgorithm::ECDSAP256SHA256,
+                    labels,
+                    Ttl::from_secs(300),
+                    Timestamp::from(2_000_000_000),
+                    Timestamp::from(1_600_000_000),
+                    1,
+                    n("example.test."),
+                    Bytes::from_static(&[0; 64]),
+                )
+                .unwrap(),
+            ),
+        )
+    };
+    let mut types = RtypeBitmap::<Bytes>::builder();
+    types.add(Rtype::CNAME).unwrap();
+    types.add(Rtype::RRSIG).unwrap();
+    let nsec: support::Rr = Record::new(
+        n("*.wild.example.test."),
+        Class::IN,
+        Ttl::from_secs(300),
+        AllRecordData::Nsec(Nsec::new(n("z.example.test."), types.finalize())),
+    );
+    let sld = FakeAuthority::scripted("127.0.0.4", port, move |qname, qtype| {
+        let mut reply = Canned::new(Rcode::NOERROR, true);
+        match (qname, qtype) {
+            ("a.wild.example.test.", _) => {
+                reply = reply.answer(&["a.wild.example.test. 300 CNAME web.example.test."]);
+                reply
+                    .answer
+                    .push(rrsig("a.wild.example.test.", Rtype::CNAME, 3));
+                reply.authority.push(nsec.clone());
+                reply
+                    .authority
+                    .push(rrsig("*.wild.example.test.", Rtype::NSEC, 3));
+            }
+            ("web.example.test.", Rtype::A) => {
+                reply = reply.answer(&["web.example.test. 300 A 192.0.2.1"]);
+            }
+            ("web.example.test.", Rtype::TXT) => {
+                reply = reply.answer(&["web.example.test. 300 TXT hello"]);
+            }
+            _ => reply = reply.authority(&["example.test. 300 SOA ns h 1 3600 600 86400 300"]),
+        }
+        Some(reply)
+    })
+    .await;
+    let (resolver, _clock) = resolver(config(port, false));
+    let mut first = question("a.wild.example.test.", Rtype::A);
+    first.dnssec_ok = true;
+    resolver.resolve(&first).await.unwrap();
+    let mut again = question("a.wild.example.test.", Rtype::TXT);
+    again.dnssec_ok = true;
+    let entry = resolver.resolve(&again).await.unwrap();
+    let (_, answer, authority) = sections(entry.wire());
+    assert_eq!(
+        sld.count_for("a.wild.example.test."),
+        1,
+        "the CNAME came from the cache"
+    );
+    assert!(
+        answer
+            .iter()
+            .any(|r| r.starts_with("web.example.test. TXT")),
+        "{answer:?}"
+    );
+    assert!(
+        authority
+            .iter()
+            .any(|r| r.starts_with("*.wild.example.test. NSEC")),
+        "the wildcard proof goes with the cached CNAME: {authority:?}"
+    );
 }

@@ -124,7 +124,10 @@ impl Validation {
             let ede = crate::error_map::for_bogus(bogus);
             (Some(ede.info_code), Some(ede.extra_text.to_owned()))
         } else if let Some(what) = security.unsupported() {
-            (Some(crate::error_map::for_unsupported(what).info_code), None)
+            (
+                Some(crate::error_map::for_unsupported(what).info_code),
+                None,
+            )
         } else {
             (None, None)
         };
@@ -243,7 +246,9 @@ impl Pipeline {
             };
             hooks::classify(self.engine(), pins, &context)
         });
-        let validation = parsed.as_ref().and_then(|parsed| self.live_validation(parsed, now));
+        let validation = parsed
+            .as_ref()
+            .and_then(|parsed| self.live_validation(parsed, now));
         let matches = match &parsed {
             Some(parsed) => {
                 let country = crate::policy::policy_country(jurisdiction.country);

@@ -18,8 +18,7 @@ use juris_control::api::{
     ReadinessCheck,
 };
 use juris_control::{
-    Control, ControlError, ExplainRequest, ExplainView, ServerSnapshot, ServerView,
-    ValidationView,
+    Control, ControlError, ExplainRequest, ExplainView, ServerSnapshot, ServerView, ValidationView,
 };
 
 use juris_resolver::cache::FlushScope;

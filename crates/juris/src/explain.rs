@@ -198,7 +198,9 @@ pub fn explain(settings: &Settings, request: &Request) -> anyhow::Result<Report>
             .enable_all()
             .build()
             .context("a runtime for --resolve")?;
-        runtime.block_on(pipeline.resolve_for_explain(&packet)).err()
+        runtime
+            .block_on(pipeline.resolve_for_explain(&packet))
+            .err()
     } else {
         None
     };

@@ -234,7 +234,7 @@ fn bogus_data_from_one_server_is_replaced_by_the_other_servers_secure_answer() {
 /// the wildcard *.secure.test. too, another name in that range is denied from the cache.
 #[test]
 fn a_name_inside_a_validated_nsec_range_is_denied_from_the_cache() {
-    const SYNTHESISED: &str = "denial synthesised from cached NSEC";
+    const SYNTHESISED: &str = "answer synthesised from the validated cache";
     let juris = juris();
     expect_outcome(juris.address(), "nx.secure.test.");
     assert!(!juris.stderr().contains(SYNTHESISED), "{}", juris.stderr());

@@ -178,7 +178,8 @@ type Encloser<'a> = (Name<Bytes>, &'a Nsec3<Bytes>);
 
 /// NSEC3 records of one zone, hashed lazily under a budget.
 struct Nsec3Set<'a> {
-    records: Vec<(Vec<u8>, &'a Nsec3<Bytes>)>,
+    /// Owner hash, record, index in the caller's slice.
+    records: Vec<(Vec<u8>, &'a Nsec3<Bytes>, usize)>,
     zone: Name<Bytes>,
     hashes: u32,
     first: &'a Nsec3<Bytes>,
@@ -188,7 +189,7 @@ impl<'a> Nsec3Set<'a> {
     fn new(records: &[Nsec3Rr<'a>], zone: &Name<Bytes>) -> Option<Self> {
         let first = records.first()?.1;
         let mut decoded = Vec::new();
-        for (owner, nsec3) in records {
+        for (index, (owner, nsec3)) in records.iter().enumerate() {
             // The owner is <base32hex hash>.<zone>, with the set's parameters.
             let Some(parent) = owner.parent() else {
                 continue;
@@ -204,7 +205,7 @@ impl<'a> Nsec3Set<'a> {
             let Ok(hash) = domain::utils::base32::decode_hex::<Vec<u8>>(&label) else {
                 continue;
             };
-            decoded.push((hash, *nsec3));
+            decoded.push((hash, *nsec3, index));
         }
         Some(Self {
             records: decoded,
@@ -230,16 +231,26 @@ impl<'a> Nsec3Set<'a> {
     }
 
     fn matching(&self, hash: &[u8]) -> Option<&'a Nsec3<Bytes>> {
-        self.records
-            .iter()
-            .find(|(h, _)| h == hash)
-            .map(|(_, n)| *n)
+        self.matching_at(hash).map(|(n, _)| n)
     }
 
     fn covering(&self, hash: &[u8]) -> Option<&'a Nsec3<Bytes>> {
+        self.covering_at(hash).map(|(n, _)| n)
+    }
+
+    /// The record whose owner hash is `hash`, with its index.
+    fn matching_at(&self, hash: &[u8]) -> Option<(&'a Nsec3<Bytes>, usize)> {
         self.records
             .iter()
-            .find(|(owner, nsec3)| {
+            .find(|(h, _, _)| h == hash)
+            .map(|(_, n, i)| (*n, *i))
+    }
+
+    /// The record whose span covers `hash`, with its index.
+    fn covering_at(&self, hash: &[u8]) -> Option<(&'a Nsec3<Bytes>, usize)> {
+        self.records
+            .iter()
+            .find(|(owner, nsec3, _)| {
                 let next = nsec3.next_owner().as_slice();
                 let owner = owner.as_slice();
                 if owner < next {
@@ -248,7 +259,7 @@ impl<'a> Nsec3Set<'a> {
                     owner < hash || hash < next
                 }
             })
-            .map(|(_, n)| *n)
+            .map(|(_, n, i)| (*n, *i))
     }
 
     /// The closest encloser proof (RFC 5155 §8.3): the closest encloser, the next closer
@@ -383,6 +394,143 @@ pub(crate) fn nsec3_proof(
         }
     })();
     result.unwrap_or(Proof::Limit)
+}
+
+/// The indices of the NSEC3 records of `zone` that take part in proving `claim` for
+/// `qname` (RFC 5155 §7.2: the closest encloser's record, the next closer name's cover, the
+/// wildcard's cover or match; for a NODATA at an existing name, its own record). Used to
+/// answer from the aggressive cache with just the proof (RFC 8198 §5.1). Empty when the
+/// hashing budget runs out.
+pub(crate) fn nsec3_participants(
+    records: &[Nsec3Rr<'_>],
+    zone: &Name<Bytes>,
+    qname: &Name<Bytes>,
+    claim: Claim,
+) -> Vec<usize> {
+    let Some(mut set) = Nsec3Set::new(records, zone) else {
+        return Vec::new();
+    };
+    let mut used = Vec::new();
+    let mut add = |index: usize| {
+        if !used.contains(&index) {
+            used.push(index);
+        }
+    };
+    let Some(hash) = set.hash(qname) else {
+        return Vec::new();
+    };
+    if let (Claim::NoData(_), Some((_, index))) = (claim, set.matching_at(&hash)) {
+        add(index);
+        return used;
+    }
+    // The closest encloser, walking up from qname.
+    let mut next_closer: Name<Bytes>;
+    let mut candidate = qname.clone();
+    let encloser = loop {
+        let Some(parent) = candidate.parent() else {
+            return Vec::new();
+        };
+        if !parent.ends_with(zone) {
+            return Vec::new();
+        }
+        next_closer = candidate;
+        candidate = parent;
+        let Some(hash) = set.hash(&candidate) else {
+            return Vec::new();
+        };
+        if let Some((_, index)) = set.matching_at(&hash) {
+            add(index);
+            break candidate;
+        }
+    };
+    let Some(hash) = set.hash(&next_closer) else {
+        return Vec::new();
+    };
+    if let Some((_, index)) = set.covering_at(&hash) {
+        add(index);
+    }
+    if matches!(claim, Claim::Wildcard(_)) {
+        return used;
+    }
+    let Some(hash) = wildcard_at(&encloser).and_then(|w| set.hash(&w)) else {
+        return Vec::new();
+    };
+    if let Some((_, index)) = set.matching_at(&hash).or_else(|| set.covering_at(&hash)) {
+        add(index);
+    }
+    used
+}
+
+/// The closest encloser of a name that does not exist, from the NSEC covering it: the
+/// deeper of its common ancestors with the NSEC's owner and next name (RFC 4035 §5.4).
+pub(crate) fn nsec_closest_encloser(
+    nsecs: &[NsecRr<'_>],
+    qname: &Name<Bytes>,
+) -> Option<(Name<Bytes>, usize)> {
+    if matching(nsecs, qname).is_some() {
+        return None;
+    }
+    let index = nsecs.iter().position(|(owner, nsec)| {
+        nsec_covers(owner, nsec.next_name(), qname) && nsec_usable_for(owner, nsec, qname)
+    })?;
+    let (owner, nsec) = nsecs[index];
+    let encloser = deeper(
+        common_ancestor(qname, owner),
+        common_ancestor(qname, nsec.next_name()),
+    );
+    Some((encloser, index))
+}
+
+/// For a wildcard at `encloser` (known from a verified RRSIG's label count): the index of
+/// the NSEC3 record covering `qname`'s next closer name, proving the expansion applies to
+/// `qname` (RFC 5155 §8.8), when that record is not opt-out (an opt-out span may hide an
+/// unsigned delegation, so it proves nothing about the name).
+pub(crate) fn nsec3_next_closer_cover(
+    records: &[Nsec3Rr<'_>],
+    zone: &Name<Bytes>,
+    qname: &Name<Bytes>,
+    encloser: &Name<Bytes>,
+    max_iterations: u16,
+) -> Option<usize> {
+    let mut set = Nsec3Set::new(records, zone)?;
+    if set.first.hash_algorithm() != Nsec3HashAlgorithm::SHA1
+        || set.first.iterations() > max_iterations
+        || !qname.ends_with(encloser)
+    {
+        return None;
+    }
+    let next_closer = qname
+        .iter_suffixes()
+        .find(|s| s.label_count() == encloser.label_count() + 1)?;
+    let hash = set.hash(&next_closer)?;
+    match set.covering_at(&hash)? {
+        (cover, _) if cover.opt_out() => None,
+        (_, index) => Some(index),
+    }
+}
+
+/// Whether the (verified) NSEC or NSEC3 records of `zone` show a delegation at `name`: the
+/// record matching it lists NS without SOA. Used by the validator's DS walk, after the
+/// absence of DS at `name` was proven: a delegation without DS is an insecure child zone,
+/// any other name is no zone cut at all.
+pub(crate) fn delegation_at(
+    nsecs: &[NsecRr<'_>],
+    nsec3s: &[Nsec3Rr<'_>],
+    zone: &Name<Bytes>,
+    name: &Name<Bytes>,
+) -> bool {
+    let is_delegation = |types: &domain::rdata::dnssec::RtypeBitmap<Bytes>| {
+        types.contains(Rtype::NS) && !types.contains(Rtype::SOA)
+    };
+    if let Some((_, nsec)) = matching(nsecs, name) {
+        return is_delegation(nsec.types());
+    }
+    let Some(mut set) = Nsec3Set::new(nsec3s, zone) else {
+        return false;
+    };
+    set.hash(name)
+        .and_then(|hash| set.matching(&hash))
+        .is_some_and(|nsec3| is_delegation(nsec3.types()))
 }
 
 #[cfg(test)]

@@ -7,7 +7,7 @@
 //!  zone_keys(Z): anchor at Z? DNSKEY vs anchor : DS(Z) from the parent (signed by zone_keys(P))
 //!                ─► DNSKEY(Z) matched to a DS and self-signed ─► Secure(keys) | Insecure | Bogus
 //! ```
-//! Unsigned data is placed in its zone (the recursor's known cut, else an SOA query) and is
+//! Unsigned data is placed in its zone by a DS walk from the deepest known cut and is
 //! bogus exactly when that zone is secure.
 
 use std::collections::HashMap;
@@ -22,7 +22,7 @@ use domain::rdata::{AllRecordData, Dnskey, Ds};
 
 use super::aggressive::AggressiveNsec;
 use super::canonical::rrsig_labels;
-use super::denial::{nsec3_proof, nsec_proof, Claim, Nsec3Rr, NsecRr, Proof};
+use super::denial::{delegation_at, nsec3_proof, nsec_proof, Claim, Nsec3Rr, NsecRr, Proof};
 use super::sentinel::Sentinel;
 use super::verify::{ds_matches, sigs_for, usable_ds, verify_rrset, Budget};
 use super::{
@@ -66,6 +66,19 @@ impl ZoneState {
     }
 }
 
+/// What one step of the DS walk found at a name.
+enum Walk {
+    /// No zone cut there: the name is in the same zone.
+    NoCut,
+    /// The name does not exist (proven): nothing below it is in another zone.
+    NoName,
+    /// Nothing proves a cut (an unsigned denial from the secure zone): the walk stops and
+    /// the data is taken to be in the zone reached, which fails closed.
+    Unproven,
+    /// A zone cut: the child zone's state.
+    Zone(ZoneState),
+}
+
 /// Bound on cached zone states (past it the map is pruned, then cleared).
 const MAX_ZONES: usize = 50_000;
 /// Longest time a zone's validated keys (or insecurity) are trusted without asking again.
@@ -78,6 +91,9 @@ pub(crate) struct Validator {
     anchors: TrustAnchors,
     negative: Vec<Name<Bytes>>,
     zones: Mutex<HashMap<Name<Bytes>, (ZoneState, u64)>>,
+    /// Names the DS walk proved are no zone cut (signed denial of DS, no delegation), and
+    /// until when.
+    no_cuts: Mutex<HashMap<Name<Bytes>, u64>>,
     clock: SharedClock,
     /// Validated NSEC ranges (RFC 8198), when `aggressive_nsec` is on.
     aggressive: Option<AggressiveNsec>,
@@ -88,6 +104,8 @@ struct Ctx<'f> {
     budget: &'f mut Budget,
     /// Zones being validated, innermost last (a chain never revisits one).
     stack: Vec<Name<Bytes>>,
+    /// A DS answer the DS walk already has, for the zone it names (not asked again).
+    ds_known: Option<(Name<Bytes>, Outcome)>,
 }
 
 /// Deepest chain of zones validated for one answer.
@@ -107,14 +125,16 @@ impl Validator {
             aggressive: config.aggressive_nsec.then(AggressiveNsec::default),
             config,
             zones: Mutex::new(HashMap::new()),
+            no_cuts: Mutex::new(HashMap::new()),
             clock,
         }
     }
 
-    /// Keeps the NSEC ranges of `outcome`, an answer just validated as `security`.
-    pub(crate) fn remember_denial(&self, outcome: &Outcome, security: &Security) {
+    /// Keeps the NSEC/NSEC3 ranges and wildcard expansions of `outcome`, the answer to a
+    /// `qtype` question just validated as `security` (RFC 8198).
+    pub(crate) fn remember_denial(&self, qtype: Rtype, outcome: &Outcome, security: &Security) {
         if let (Some(aggressive), Security::Secure) = (&self.aggressive, security) {
-            aggressive.remember(outcome, self.clock.unix_seconds());
+            aggressive.remember(qtype, outcome, self.clock.unix_seconds());
         }
     }
 
@@ -147,13 +167,19 @@ impl Validator {
             .any(|(zone, (state, until))| *until > now && bogus_above(name, zone, state))
     }
 
-    /// A secure NXDOMAIN/NODATA for `qname`/`qtype` from validated cached NSEC ranges.
-    pub(crate) fn synthesise_denial(&self, qname: &Name<Bytes>, qtype: Rtype) -> Option<Outcome> {
+    /// A secure NXDOMAIN/NODATA for `qname`/`qtype` from validated cached NSEC/NSEC3
+    /// ranges, or a secure answer from a cached wildcard expansion (RFC 8198).
+    pub(crate) fn synthesise(&self, qname: &Name<Bytes>, qtype: Rtype) -> Option<Outcome> {
         let aggressive = self.aggressive.as_ref()?;
         if self.under_nta(qname) || self.anchors.closest(qname).is_none() {
             return None;
         }
-        aggressive.synthesise(qname, qtype, self.clock.unix_seconds())
+        aggressive.synthesise(
+            qname,
+            qtype,
+            self.clock.unix_seconds(),
+            self.config.nsec3_max_iterations,
+        )
     }
 
     /// RFC 8509 §3.2: `security` of the answer to `qname`/`qtype`, or bogus
@@ -217,6 +243,7 @@ impl Validator {
             fetcher,
             budget,
             stack: Vec::new(),
+            ds_known: None,
         };
         let mut insecure: Option<Security> = None;
         let has_dname = outcome.answer.iter().any(|r| r.rtype() == Rtype::DNAME);
@@ -469,7 +496,16 @@ impl Validator {
     }
 
     /// The zone holding unsigned data at `owner` (DS lives in the parent) and its state.
-    /// `answered_by`: a zone that signed records of the same response, if any.
+    /// `answered_by`: a zone that signed records of the same response, if any (the server
+    /// answered as that zone, so the data is in it).
+    ///
+    /// Found by walking down from the deepest zone cut the engine knows (else the closest
+    /// trust anchor) towards the owner one label at a time, asking for DS as Unbound's
+    /// validator does: a signed DS set leads into the child zone, a proven absence of DS at a
+    /// delegation (or in an NSEC3 opt-out span) makes the child insecure, a proven absence
+    /// anywhere else means there is no zone cut at that name. The walk stops as soon as the
+    /// zone is not secure. No SOA query is needed, so parent and child zones on the same
+    /// servers (no referral between them) are told apart by the parent's signed DS proofs.
     async fn zone_of_unsigned(
         &self,
         owner: &Name<Bytes>,
@@ -484,44 +520,127 @@ impl Validator {
             (Rtype::DS, Some(parent)) => parent,
             _ => owner.clone(),
         };
-        let known = ctx.fetcher.known_cut(&place);
-        let mut zone = match &known {
-            Some(cut) => cut.clone(),
-            None => self.find_apex(&place, ctx).await,
+        if let Some(zone) = answered_by.filter(|z| place.ends_with(z)) {
+            let state = self.zone_keys(zone.clone(), ctx).await;
+            return (zone.clone(), state);
+        }
+        let Some(anchor) = self.anchors.closest(&place).map(|a| a.zone.clone()) else {
+            return (place, ZoneState::Insecure(None));
+        };
+        let mut zone = match ctx.fetcher.known_cut(&place) {
+            Some(cut) if cut.ends_with(&anchor) => cut,
+            _ => anchor,
         };
         let mut state = self.zone_keys(zone.clone(), ctx).await;
-        // A response carrying the known cut's own signatures came from that zone (a child
-        // zone on the same servers would have answered with its own): no apex probe.
-        let confirmed = answered_by.is_some_and(|z| z.name_eq(&zone));
-        if known.is_some() && !confirmed && matches!(state, ZoneState::Secure(_)) {
-            // Before calling unsigned data bogus, make sure it is not in a child zone the
-            // recursor reached without a referral (parent and child on the same servers).
-            let apex = self.find_apex(&place, ctx).await;
-            if apex.label_count() > zone.label_count() && apex.ends_with(&zone) {
-                zone = apex;
-                state = self.zone_keys(zone.clone(), ctx).await;
+        let mut labels = zone.label_count();
+        while labels < place.label_count() {
+            if !matches!(state, ZoneState::Secure(_)) {
+                break;
+            }
+            labels += 1;
+            let Some(next) = crate::names::suffix_with_labels(&place, labels) else {
+                break;
+            };
+            match self.cut_at(&zone, &next, ctx).await {
+                Walk::NoCut => {}
+                Walk::NoName | Walk::Unproven => break,
+                Walk::Zone(next_state) => {
+                    zone = next;
+                    state = next_state;
+                }
             }
         }
         (zone, state)
     }
 
-    /// The apex of the zone holding `name`, from an SOA query (forward mode).
-    async fn find_apex(&self, name: &Name<Bytes>, ctx: &mut Ctx<'_>) -> Name<Bytes> {
-        if let Ok(outcome) = ctx.fetcher.fetch(name.clone(), Rtype::SOA).await {
-            let soa = outcome
+    /// One step of the DS walk: is `name` (one label below a name in the secure `zone`) a
+    /// zone cut, and if so, what is the child zone's state?
+    fn cut_at<'a>(
+        &'a self,
+        zone: &'a Name<Bytes>,
+        name: &'a Name<Bytes>,
+        ctx: &'a mut Ctx<'_>,
+    ) -> BoxFuture<'a, Walk>
+    where
+        Self: Sync,
+    {
+        Box::pin(async move {
+            let now = self.clock.unix_seconds();
+            if let Some(state) = self.cached(name, now) {
+                return Walk::Zone(state);
+            }
+            if self.known_no_cut(name, now) {
+                return Walk::NoCut;
+            }
+            let outcome = match fetch(name, Rtype::DS, BogusReason::Bogus, ctx).await {
+                Ok(outcome) => outcome,
+                Err((state, _)) => return Walk::Zone(state),
+            };
+            if !records_at(&outcome, name, Rtype::DS).is_empty() {
+                // A DS set: a zone cut; the child's keys come through the usual chain.
+                ctx.ds_known = Some((name.clone(), outcome));
+                let state = self.zone_keys(name.clone(), ctx).await;
+                ctx.ds_known = None;
+                return Walk::Zone(state);
+            }
+            // A CNAME cannot sit at a zone apex.
+            if outcome
                 .answer
                 .iter()
-                .chain(outcome.authority.iter())
-                .find(|r| r.rtype() == Rtype::SOA && name.ends_with(r.owner()));
-            if let Some(soa) = soa {
-                return crate::names::lower(soa.owner());
+                .any(|r| r.rtype() == Rtype::CNAME && r.owner().name_eq(name))
+            {
+                return Walk::NoCut;
+            }
+            let signed = outcome.authority.iter().any(|r| r.rtype() == Rtype::RRSIG);
+            if !signed {
+                // The secure zone denies DS without signatures: nothing proves a cut here, so
+                // the data stays in the secure zone (and is bogus for its own missing RRSIGs:
+                // fails closed, with the precise EDE 10), and nothing deeper is asked.
+                return Walk::Unproven;
+            }
+            let nxdomain = outcome.rcode == Rcode::NXDOMAIN;
+            let claim = if nxdomain {
+                Claim::NoName
+            } else {
+                Claim::NoData(Rtype::DS)
+            };
+            let ttl = negative_ttl(&outcome).min(MAX_ZONE_TTL);
+            match self
+                .check_denial(name, claim, &outcome.authority, ctx)
+                .await
+            {
+                Security::Bogus(b) => Walk::Zone(ZoneState::Bogus(*b)),
+                Security::Secure if nxdomain => Walk::NoName,
+                Security::Secure if !delegation_in(zone, name, &outcome.authority) => {
+                    self.remember_no_cut(name.clone(), now + ttl);
+                    Walk::NoCut
+                }
+                // A delegation without DS, or an opt-out span that may hide one: insecure.
+                _ => {
+                    let state = ZoneState::Insecure(None);
+                    self.store(name.clone(), state.clone(), now + ttl);
+                    Walk::Zone(state)
+                }
+            }
+        })
+    }
+
+    fn known_no_cut(&self, name: &Name<Bytes>, now: u64) -> bool {
+        lock(&self.no_cuts)
+            .get(name)
+            .is_some_and(|until| *until > now)
+    }
+
+    fn remember_no_cut(&self, name: Name<Bytes>, until: u64) {
+        let now = self.clock.unix_seconds();
+        let mut no_cuts = lock(&self.no_cuts);
+        if no_cuts.len() >= MAX_ZONES {
+            no_cuts.retain(|_, until| *until > now);
+            if no_cuts.len() >= MAX_ZONES {
+                no_cuts.clear();
             }
         }
-        // Unknown: the closest anchor's zone, the only one we know to exist.
-        self.anchors
-            .closest(name)
-            .map(|a| a.zone.clone())
-            .unwrap_or_else(Name::root_bytes)
+        no_cuts.insert(name, until);
     }
 
     /// The validated keys of `zone` (or why there are none), from the cache or the chain.
@@ -583,9 +702,13 @@ impl Validator {
         if anchor.zone.name_eq(zone) {
             return self.keys_from_anchor(anchor, ctx).await;
         }
-        let outcome = match fetch(zone, Rtype::DS, BogusReason::Bogus, ctx).await {
-            Ok(outcome) => outcome,
-            Err(failed) => return failed,
+        let known = ctx.ds_known.take_if(|(name, _)| name.name_eq(zone));
+        let outcome = match known {
+            Some((_, outcome)) => outcome,
+            None => match fetch(zone, Rtype::DS, BogusReason::Bogus, ctx).await {
+                Ok(outcome) => outcome,
+                Err(failed) => return failed,
+            },
         };
         let ds_records = records_at(&outcome, zone, Rtype::DS);
         if ds_records.is_empty() {
@@ -644,16 +767,7 @@ impl Validator {
         outcome: &Outcome,
         ctx: &mut Ctx<'_>,
     ) -> (ZoneState, u64) {
-        let ttl = outcome
-            .authority
-            .iter()
-            .find_map(|r| match r.data() {
-                AllRecordData::Soa(soa) => {
-                    Some(u64::from(r.ttl().as_secs().min(soa.minimum().as_secs())))
-                }
-                _ => None,
-            })
-            .unwrap_or(60);
+        let ttl = negative_ttl(outcome);
         // The denial must come from above the cut.
         let signer = outcome.authority.iter().find_map(|r| match r.data() {
             AllRecordData::Rrsig(sig) => Some(crate::names::lower(sig.signer_name())),
@@ -806,6 +920,35 @@ async fn fetch(
     })
 }
 
+/// Whether the NSEC/NSEC3 records of `zone` in `authority` (already verified by the denial
+/// check) show a delegation at `name`.
+fn delegation_in(zone: &Name<Bytes>, name: &Name<Bytes>, authority: &[Rr]) -> bool {
+    let mut nsecs: Vec<NsecRr<'_>> = Vec::new();
+    let mut nsec3s: Vec<Nsec3Rr<'_>> = Vec::new();
+    for record in authority.iter().filter(|r| r.owner().ends_with(zone)) {
+        match record.data() {
+            AllRecordData::Nsec(nsec) => nsecs.push((record.owner(), nsec)),
+            AllRecordData::Nsec3(nsec3) => nsec3s.push((record.owner(), nsec3)),
+            _ => {}
+        }
+    }
+    delegation_at(&nsecs, &nsec3s, zone, name)
+}
+
+/// How long a negative answer holds: the SOA's negative TTL (RFC 2308 §5), 60 s without SOA.
+fn negative_ttl(outcome: &Outcome) -> u64 {
+    outcome
+        .authority
+        .iter()
+        .find_map(|r| match r.data() {
+            AllRecordData::Soa(soa) => {
+                Some(u64::from(r.ttl().as_secs().min(soa.minimum().as_secs())))
+            }
+            _ => None,
+        })
+        .unwrap_or(60)
+}
+
 /// The answer records of type `rtype` at `zone`.
 fn records_at<'a>(outcome: &'a Outcome, zone: &Name<Bytes>, rtype: Rtype) -> Vec<&'a Rr> {
     outcome
@@ -857,5 +1000,223 @@ pub(super) fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     match mutex.lock() {
         Ok(guard) => guard,
         Err(poisoned) => poisoned.into_inner(),
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, reason = "test code")]
+mod tests {
+    use super::*;
+    use crate::clock::ManualClock;
+    use crate::names::testing::{name, record};
+    use domain::base::iana::{DigestAlgorithm, SecurityAlgorithm};
+    use domain::base::Ttl;
+    use domain::rdata::dnssec::{RtypeBitmap, Timestamp};
+    use domain::rdata::{Nsec, Rrsig, A};
+    use ring::rand::SystemRandom;
+    use ring::signature::{EcdsaKeyPair, KeyPair, ECDSA_P256_SHA256_FIXED_SIGNING};
+
+    const NOW: u64 = 1_700_000_000;
+    const ALGORITHM: SecurityAlgorithm = SecurityAlgorithm::ECDSAP256SHA256;
+
+    /// A zone's one key (ECDSA P-256, made by ring) and what it signs.
+    struct Signer {
+        zone: Name<Bytes>,
+        key: EcdsaKeyPair,
+        dnskey: Dnskey<Bytes>,
+    }
+
+    impl Signer {
+        fn new(zone: &str) -> Self {
+            let rng = SystemRandom::new();
+            let pkcs8 =
+                EcdsaKeyPair::generate_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &rng).unwrap();
+            let key =
+                EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, pkcs8.as_ref(), &rng)
+                    .unwrap();
+            // DNSKEY holds x | y, without the uncompressed-point prefix (RFC 6605 §4).
+            let public = Bytes::copy_from_slice(&key.public_key().as_ref()[1..]);
+            let dnskey = Dnskey::new(257, 3, ALGORITHM, public).unwrap();
+            Self {
+                zone: name(zone),
+                key,
+                dnskey,
+            }
+        }
+
+        /// The trust anchor text: the DS of the key.
+        fn anchor(&self) -> String {
+            let digest =
+                super::super::verify::ds_digest(&self.zone, &self.dnskey, DigestAlgorithm::SHA256)
+                    .unwrap();
+            let hex: String = digest.iter().map(|b| format!("{b:02X}")).collect();
+            format!("{} IN DS {} 13 2 {hex}\n", self.zone, self.dnskey.key_tag())
+        }
+
+        /// `rrset` followed by its RRSIG.
+        fn sign(&self, rrset: Vec<Rr>) -> Vec<Rr> {
+            let first = rrset[0].clone();
+            let rrsig = |signature: Bytes| {
+                Rrsig::new(
+                    first.rtype(),
+                    ALGORITHM,
+                    u8::try_from(rrsig_labels(first.owner())).unwrap(),
+                    first.ttl(),
+                    Timestamp::from(u32::try_from(NOW + 86_400).unwrap()),
+                    Timestamp::from(u32::try_from(NOW - 86_400).unwrap()),
+                    self.dnskey.key_tag(),
+                    self.zone.clone(),
+                    signature,
+                )
+                .unwrap()
+            };
+            let refs: Vec<&Rr> = rrset.iter().collect();
+            let data = super::super::canonical::signed_data(&rrsig(Bytes::new()), &refs).unwrap();
+            let signature = self.key.sign(&SystemRandom::new(), &data).unwrap();
+            let mut out = rrset;
+            out.push(Rr::new(
+                first.owner().clone(),
+                first.class(),
+                first.ttl(),
+                AllRecordData::Rrsig(rrsig(Bytes::copy_from_slice(signature.as_ref()))),
+            ));
+            out
+        }
+
+        fn dnskey_answer(&self) -> Outcome {
+            let dnskey = Rr::new(
+                self.zone.clone(),
+                domain::base::iana::Class::IN,
+                Ttl::from_secs(3600),
+                AllRecordData::Dnskey(self.dnskey.clone()),
+            );
+            answer(self.sign(vec![dnskey]))
+        }
+
+        /// A signed NODATA for a DS question: the zone's SOA and an NSEC at `owner`.
+        fn no_ds(&self, owner: &str, types: &[Rtype]) -> Outcome {
+            let soa = crate::names::testing::soa(&self.zone.to_string(), 300, 300);
+            let mut bitmap = RtypeBitmap::<Bytes>::builder();
+            for t in types {
+                bitmap.add(*t).unwrap();
+            }
+            let nsec = record(
+                owner,
+                300,
+                AllRecordData::Nsec(Nsec::new(name("zzz."), bitmap.finalize())),
+            );
+            let mut authority = self.sign(vec![soa]);
+            authority.extend(self.sign(vec![nsec]));
+            Outcome {
+                rcode: Rcode::NOERROR,
+                answer: Vec::new(),
+                authority,
+                verbatim: None,
+            }
+        }
+    }
+
+    fn answer(records: Vec<Rr>) -> Outcome {
+        Outcome {
+            rcode: Rcode::NOERROR,
+            answer: records,
+            authority: Vec::new(),
+            verbatim: None,
+        }
+    }
+
+    /// Canned answers by (name, type); records every question.
+    struct Canned {
+        answers: HashMap<(String, Rtype), Outcome>,
+        asked: Vec<(String, Rtype)>,
+    }
+
+    impl Fetcher for Canned {
+        fn fetch(
+            &mut self,
+            name: Name<Bytes>,
+            rtype: Rtype,
+        ) -> BoxFuture<'_, Result<Outcome, ResolveError>> {
+            let key = (name.to_string(), rtype);
+            self.asked.push(key.clone());
+            let result = self
+                .answers
+                .get(&key)
+                .cloned()
+                .ok_or(ResolveError::NoReachableAuthority(key.0));
+            Box::pin(async move { result })
+        }
+
+        /// The root: no referral was seen (parent and child on the same servers).
+        fn known_cut(&self, _: &Name<Bytes>) -> Option<Name<Bytes>> {
+            Some(Name::root_bytes())
+        }
+    }
+
+    /// Validates the unsigned `www.child.` A under the signed root, whose DS answers for
+    /// `child.` and `www.child.` are `child` and `www` (an NSEC's type list at that name).
+    async fn unsigned_below_root(
+        child: &[Rtype],
+        www: &[Rtype],
+    ) -> (Security, Vec<(String, Rtype)>) {
+        let root = Signer::new(".");
+        let anchors =
+            TrustAnchors::parse(&root.anchor(), std::path::Path::new("root.key")).unwrap();
+        let clock: SharedClock = std::sync::Arc::new(ManualClock::new(NOW));
+        let validator = Validator::new(ValidatorConfig::default(), anchors, clock);
+        let mut fetcher = Canned {
+            answers: HashMap::from([
+                ((".".into(), Rtype::DNSKEY), root.dnskey_answer()),
+                (("child".into(), Rtype::DS), root.no_ds("child.", child)),
+                (
+                    ("www.child".into(), Rtype::DS),
+                    root.no_ds("www.child.", www),
+                ),
+            ]),
+            asked: Vec::new(),
+        };
+        let data = answer(vec![record(
+            "www.child.",
+            300,
+            AllRecordData::A(A::new([192, 0, 2, 1].into())),
+        )]);
+        let security = validator
+            .validate(
+                &name("www.child."),
+                Rtype::A,
+                &data,
+                &mut fetcher,
+                &mut Budget::default(),
+            )
+            .await;
+        (security, fetcher.asked)
+    }
+
+    #[tokio::test]
+    async fn unsigned_data_below_a_proven_delegation_without_ds_is_insecure_without_an_soa_query() {
+        let (security, asked) =
+            unsigned_below_root(&[Rtype::NS, Rtype::RRSIG, Rtype::NSEC], &[]).await;
+        assert_eq!(security, Security::Insecure);
+        assert_eq!(
+            asked,
+            [
+                (".".to_string(), Rtype::DNSKEY),
+                ("child".to_string(), Rtype::DS)
+            ],
+            "the DS walk stops at the insecure delegation"
+        );
+    }
+
+    #[tokio::test]
+    async fn unsigned_data_where_the_ds_walk_finds_no_cut_is_bogus() {
+        let names = [Rtype::A, Rtype::RRSIG, Rtype::NSEC];
+        let (security, asked) = unsigned_below_root(&names, &names).await;
+        let bogus = security.bogus().expect("bogus");
+        assert_eq!(bogus.reason, BogusReason::RrsigsMissing, "{bogus:?}");
+        assert!(asked.iter().all(|(_, t)| *t != Rtype::SOA), "{asked:?}");
+        assert!(
+            asked.contains(&("www.child".to_string(), Rtype::DS)),
+            "{asked:?}"
+        );
     }
 }
