@@ -276,7 +276,7 @@ fn sigterm_drains_a_tcp_query_in_flight() {
         ])
         .arg(&config)
         .start();
-    wait_for_log(&juris, "admin API listening");
+    wait_for_log(&juris, "key=\"control.api_listen\"");
     let (code, body) = http_get(api, "/readyz");
     assert_eq!(code, 200, "{body}");
     assert!(body.contains(r#""ready":true"#), "{body}");
