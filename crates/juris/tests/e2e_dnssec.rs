@@ -209,24 +209,27 @@ fn nsec_and_nsec3_denials_are_secure() {
 }
 
 /// One of twoservers.test.'s two servers serves wrong signatures on www and *.any: juris
-/// asks the other one before calling the answer bogus (as Unbound does), so every answer
-/// is secure. Many names, each a fresh choice between the two servers, so that the tampered
-/// one is asked first for some of them (the log line proves the re-query happened).
+/// asks the other one before calling the answer bogus (as Unbound does), so every answer is
+/// secure. Which server a fresh resolver asks first is a uniform choice (neither has an RTT
+/// yet, design 0025); once one is measured it keeps the queries, and names under the wildcard
+/// are then synthesised from the cache (design 0020), so a single resolver may never meet the
+/// tampered server. Fresh resolvers are started until one asked it first (the log line proves
+/// the re-query happened): every answer must be secure, whichever server was asked first.
 #[test]
 fn bogus_data_from_one_server_is_replaced_by_the_other_servers_secure_answer() {
-    let juris = juris();
-    let names = std::iter::once("www.twoservers.test.".to_owned())
-        .chain((0..16).map(|n| format!("n{n}.any.twoservers.test.")));
-    for name in names {
-        let response = dig(juris.address(), &name, &[]);
-        assert_eq!(response.status, "NOERROR", "{name}: {}", response.output);
-        assert!(response.has_flag("ad"), "{name}: {}", response.output);
+    const RESOLVERS: usize = 24; // all choosing the good server first: probability 2^-24
+    for _ in 0..RESOLVERS {
+        let juris = juris();
+        for name in ["www.twoservers.test.", "n0.any.twoservers.test."] {
+            let response = dig(juris.address(), name, &[]);
+            assert_eq!(response.status, "NOERROR", "{name}: {}", response.output);
+            assert!(response.has_flag("ad"), "{name}: {}", response.output);
+        }
+        if juris.stderr().contains("bogus: asking other servers") {
+            return;
+        }
     }
-    assert!(
-        juris.stderr().contains("bogus: asking other servers"),
-        "{}",
-        juris.stderr()
-    );
+    panic!("none of {RESOLVERS} fresh resolvers asked the tampered server first and retried");
 }
 
 /// RFC 8198 (`dnssec.aggressive_nsec`, on by default): after the secure NXDOMAIN for
