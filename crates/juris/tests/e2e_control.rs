@@ -113,6 +113,11 @@ impl Setup {
         fs::write(&path, text).unwrap();
         path
     }
+    /// `juris order apply` of the Milan order [`ORDER`] with `reason`; the CLI's output.
+    fn apply_milan_order(&self, reason: &str) -> String {
+        let file = self.write("order.json", ORDER);
+        self.cli(&["order", "apply", file.to_str().unwrap(), "--reason", reason])
+    }
 }
 
 fn dig_at(server: SocketAddr, client: IpAddr, name: &str) -> Response {
@@ -222,14 +227,7 @@ fn order_apply_blocks_italy_and_lift_unblocks_it() {
     let (italy, germany) = (s.italy(), s.germany());
     assert!(s.resolves(italy, "www.kickasstorrents.to.", "192.0.2.10"));
 
-    let file = s.write("order.json", ORDER);
-    let applied = s.cli(&[
-        "order",
-        "apply",
-        file.to_str().unwrap(),
-        "--reason",
-        "court order received",
-    ]);
+    let applied = s.apply_milan_order("court order received");
     assert!(applied.contains("IT-MI-2024-0001: active"), "{applied}");
     assert!(
         eventually(|| s.blocked(italy, "www.kickasstorrents.to.")),
@@ -315,6 +313,7 @@ fn order_apply_blocks_italy_and_lift_unblocks_it() {
 
     // Roles are enforced through the CLI too: a viewer cannot apply.
     let viewer = create_token(&s.data_dir(), "viewer", "auditor");
+    let file = s.write("order.json", ORDER);
     let refused = juris(
         &["order", "apply", file.to_str().unwrap(), "--api", &s.api],
         Some(&viewer),
@@ -700,14 +699,7 @@ fn signals_of(list: &serde_json::Value, name: &str, order: &str) -> Option<Vec<S
 fn a_resolved_mirror_becomes_a_candidate_and_accepting_it_blocks_it_for_italy() {
     let s = setup_in(mirror_world(), |builder, _| builder);
     let (italy, germany) = (s.italy(), s.germany());
-    let file = s.write("order.json", ORDER);
-    s.cli(&[
-        "order",
-        "apply",
-        file.to_str().unwrap(),
-        "--reason",
-        "court order",
-    ]);
+    s.apply_milan_order("court order");
     assert!(eventually(|| s.blocked(italy, "www.kickasstorrents.to.")));
 
     // Clients resolve the mirror, another rotation and two innocent sites.
@@ -861,14 +853,7 @@ fn a_fleet_edge_enforces_the_primarys_orders_and_keeps_them_through_a_restart_wi
         "192.0.2.10"
     ));
 
-    let file = s.write("order.json", ORDER);
-    s.cli(&[
-        "order",
-        "apply",
-        file.to_str().unwrap(),
-        "--reason",
-        "court order received",
-    ]);
+    s.apply_milan_order("court order received");
     assert!(eventually(|| s.blocked(italy, "www.kickasstorrents.to.")));
     assert!(
         eventually(|| blocked_at(edge_dns, italy, "www.kickasstorrents.to.")),
@@ -893,6 +878,7 @@ fn a_fleet_edge_enforces_the_primarys_orders_and_keeps_them_through_a_restart_wi
     assert!(first.stderr().contains("kind=\"IXFR\"") || first.stderr().contains("kind=IXFR"));
 
     // The edge runs no store: order changes are refused, naming the primary.
+    let file = s.write("order.json", ORDER);
     let refused = juris(
         &["order", "apply", file.to_str().unwrap(), "--api", &edge_api],
         Some(&edge_token),
