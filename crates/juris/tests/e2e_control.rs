@@ -139,29 +139,23 @@ fn resolves_at(server: SocketAddr, client: IpAddr, name: &str, address: &str) ->
     response.status == "NOERROR" && response.answer_data("A") == [address]
 }
 
+/// The Milan site (kickasstorrents.to) and mirror.test., served by NSD.
+fn milan_world() -> Hierarchy {
+    Hierarchy::builder()
+        .zone(Zone::new("to."))
+        .zone(Zone::new("kickasstorrents.to.").records("@ A 192.0.2.10\nwww A 192.0.2.10"))
+        .zone(Zone::new("test."))
+        .zone(Zone::new("mirror.test.").records("www A 192.0.2.50\nother A 192.0.2.51"))
+        .start()
+}
+
 fn setup() -> Setup {
-    setup_in(
-        Hierarchy::builder()
-            .zone(Zone::new("to."))
-            .zone(Zone::new("kickasstorrents.to.").records("@ A 192.0.2.10\nwww A 192.0.2.10"))
-            .zone(Zone::new("test."))
-            .zone(Zone::new("mirror.test.").records("www A 192.0.2.50\nother A 192.0.2.51"))
-            .start(),
-        |builder, _| builder,
-    )
+    setup_with(|builder, _| builder)
 }
 
 /// [`setup`], with more arguments for the server (`configure` gets the clients' block).
 fn setup_with(configure: impl FnOnce(JurisBuilder, &AddressBlock) -> JurisBuilder) -> Setup {
-    setup_in(
-        Hierarchy::builder()
-            .zone(Zone::new("to."))
-            .zone(Zone::new("kickasstorrents.to.").records("@ A 192.0.2.10\nwww A 192.0.2.10"))
-            .zone(Zone::new("test."))
-            .zone(Zone::new("mirror.test.").records("www A 192.0.2.50\nother A 192.0.2.51"))
-            .start(),
-        configure,
-    )
+    setup_in(milan_world(), configure)
 }
 
 /// [`setup`] on another hierarchy, with more arguments for the server.
