@@ -523,6 +523,11 @@ fn table() -> Vec<(RouteSpec, MethodRouter<ApiState>)> {
             spec("POST", "/v1/suspend-all", Some(Approver)),
             post(suspend_all),
         ),
+        (
+            spec("GET", "/v1/orders/{id}/stats", Some(Viewer)),
+            get(order_stats),
+        ),
+        (spec("GET", "/v1/stats/daily", Some(Viewer)), get(daily_stats)),
         (spec("GET", "/v1/feeds", Some(Viewer)), get(list_feeds)),
         (
             spec("POST", "/v1/feeds/{name}", Some(Editor)),
@@ -1178,6 +1183,32 @@ async fn suspend_all(
     let control = state.control.clone();
     let ids = blocking(move || control.suspend_all(&actor, &reason)).await?;
     Ok(Json(Suspended { suspended: ids }).into_response())
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DaysQuery {
+    days: Option<u32>,
+}
+
+async fn order_stats(
+    State(state): State<ApiState>,
+    Path(id): Path<String>,
+    uri: axum::http::Uri,
+) -> ApiResult<Response> {
+    let DaysQuery { days } = query(uri.query())?;
+    let days = days.unwrap_or(crate::stats::DEFAULT_DAYS);
+    let control = state.control.clone();
+    let stats = blocking(move || control.order_stats(&id, days)).await?;
+    Ok(Json(stats).into_response())
+}
+
+async fn daily_stats(State(state): State<ApiState>, uri: axum::http::Uri) -> ApiResult<Response> {
+    let DaysQuery { days } = query(uri.query())?;
+    let days = days.unwrap_or(crate::stats::DEFAULT_DAYS);
+    let control = state.control.clone();
+    let stats = blocking(move || control.daily_stats(days)).await?;
+    Ok(Json(stats).into_response())
 }
 
 async fn list_feeds(State(state): State<ApiState>) -> ApiResult<Response> {

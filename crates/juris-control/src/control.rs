@@ -92,6 +92,15 @@ pub struct ControlConfig {
     /// status as approaching their deadline. Default: 72.
     #[serde(default = "default_deadline_hours")]
     pub deadline_warning_hours: u32,
+    /// How many days of per-day counters (blocked answers and shadow matches per order ×
+    /// jurisdiction × UTC day) the store keeps; older days are deleted at each flush.
+    /// Default: 400.
+    #[serde(default = "default_stats_retention_days")]
+    pub stats_retention_days: u32,
+    /// How often `juris serve` adds the resolver's counters to the store's per-day counters,
+    /// in seconds (also once at shutdown). Default: 60.
+    #[serde(default = "default_stats_flush_seconds")]
+    pub stats_flush_seconds: u32,
     /// The protected list.
     #[serde(default)]
     pub protected: ProtectedConfig,
@@ -104,6 +113,8 @@ impl Default for ControlConfig {
             public_listen: None,
             four_eyes: false,
             deadline_warning_hours: default_deadline_hours(),
+            stats_retention_days: default_stats_retention_days(),
+            stats_flush_seconds: default_stats_flush_seconds(),
             protected: ProtectedConfig::default(),
         }
     }
@@ -115,6 +126,14 @@ fn default_api_listen() -> String {
 
 fn default_deadline_hours() -> u32 {
     72
+}
+
+fn default_stats_retention_days() -> u32 {
+    400
+}
+
+fn default_stats_flush_seconds() -> u32 {
+    60
 }
 
 /// The status of a stored target.
@@ -317,6 +336,8 @@ pub struct Control {
     four_eyes: bool,
     pub(crate) protected: ProtectedList,
     deadline_warning: jiff::SignedDuration,
+    /// Days of per-day counters kept (`stats.rs`), at least 1.
+    pub(crate) stats_retention_days: u32,
     revision: watch::Sender<u64>,
     pending: Mutex<Pending>,
     store_errors: AtomicU64,
@@ -372,6 +393,7 @@ impl Control {
             deadline_warning: jiff::SignedDuration::from_hours(i64::from(
                 config.deadline_warning_hours,
             )),
+            stats_retention_days: config.stats_retention_days.max(1),
             revision,
             pending: Mutex::new(Pending::default()),
             store_errors: AtomicU64::new(0),

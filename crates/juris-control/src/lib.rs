@@ -60,6 +60,7 @@ pub mod export;
 pub mod feeds;
 pub mod rpz;
 pub mod safeguards;
+pub mod stats;
 pub mod store;
 
 pub use api::{

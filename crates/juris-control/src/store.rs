@@ -26,10 +26,11 @@ const MIGRATIONS: &[(u32, &str)] = &[
         3,
         include_str!("../migrations/0003_candidate_decisions.sql"),
     ),
+    (4, include_str!("../migrations/0004_daily_counts.sql")),
 ];
 
 /// The schema version this build writes.
-pub const SCHEMA_VERSION: u32 = 3;
+pub const SCHEMA_VERSION: u32 = 4;
 
 /// The SQLite store. Cheap to share behind an `Arc`; operations serialise on one connection.
 #[derive(Debug)]

@@ -1260,3 +1260,107 @@ fn an_extension_shows_whether_its_parent_is_in_force() {
         Some("its parent order is suspended")
     );
 }
+
+// ---- per-day counters ---------------------------------------------------------------------------
+
+fn delta(order: &str, jurisdiction: &str, blocked: u64, shadow: u64) -> juris_control::stats::CountDelta {
+    juris_control::stats::CountDelta {
+        order: order.into(),
+        jurisdiction: jurisdiction.into(),
+        blocked,
+        shadow,
+    }
+}
+
+#[test]
+fn daily_counters_add_per_day_and_are_pruned_after_the_retention() {
+    let clock = clock();
+    let config = ControlConfig {
+        stats_retention_days: 3,
+        ..ControlConfig::default()
+    };
+    let control = Control::new(Store::open_in_memory().unwrap(), &config, clock.clone()).unwrap();
+    let next_day = || {
+        let mut now = clock.0.lock().unwrap();
+        *now = now.checked_add(jiff::SignedDuration::from_hours(24)).unwrap();
+    };
+    // 2024-06-01
+    control
+        .record_daily(&[delta("IT-1", "IT", 2, 0), delta("IT-1", "unknown", 1, 0)])
+        .unwrap();
+    control.record_daily(&[delta("IT-1", "IT", 3, 0)]).unwrap();
+    next_day(); // 2024-06-02
+    control
+        .record_daily(&[delta("IT-1", "IT", 7, 0), delta("SH-1", "FR", 0, 4)])
+        .unwrap();
+    let stats = control.order_stats("IT-1", 3).unwrap();
+    assert_eq!((stats.from.as_str(), stats.to.as_str()), ("2024-05-31", "2024-06-02"));
+    let rows: Vec<(&str, &str, u64)> = stats
+        .counts
+        .iter()
+        .map(|c| (c.day.as_str(), c.jurisdiction.as_str(), c.blocked))
+        .collect();
+    assert_eq!(
+        rows,
+        [("2024-06-01", "IT", 5), ("2024-06-01", "unknown", 1), ("2024-06-02", "IT", 7)]
+    );
+    assert_eq!(stats.blocked, 13);
+    assert_eq!(control.order_stats("IT-1", 1).unwrap().blocked, 7, "today only");
+    assert_eq!(control.order_stats("SH-1", 3).unwrap().shadow, 4);
+    let daily = control.daily_stats(3).unwrap();
+    let totals: Vec<(&str, u64, u64)> = daily
+        .totals
+        .iter()
+        .map(|t| (t.day.as_str(), t.blocked, t.shadow))
+        .collect();
+    assert_eq!(
+        totals,
+        [("2024-05-31", 0, 0), ("2024-06-01", 6, 0), ("2024-06-02", 7, 4)],
+        "every day of the window, zero when nothing was counted"
+    );
+    // Beyond the retention: refused, not silently cut.
+    let error = control.order_stats("IT-1", 4).unwrap_err();
+    assert_eq!(error.field(), "days");
+    assert_eq!(control.daily_stats(0).unwrap_err().field(), "days");
+    // Three days later, 2024-06-01 and 06-02 fall out of the three days kept.
+    for _ in 0..3 {
+        next_day();
+    }
+    control.record_daily(&[delta("IT-1", "IT", 1, 0)]).unwrap();
+    let stats = control.order_stats("IT-1", 3).unwrap();
+    assert_eq!(stats.blocked, 1, "{stats:?}");
+    assert_eq!(stats.counts.len(), 1);
+}
+
+#[tokio::test]
+async fn api_serves_per_day_counters() {
+    let api = api();
+    api.control
+        .record_daily(&[delta("IT-1", "IT", 2, 0), delta("IT-1", "DE", 0, 5)])
+        .unwrap();
+    let viewer = api.token(Role::Viewer).to_owned();
+    let (status, body, text) = api
+        .call("GET", "/v1/orders/IT-1/stats?days=7", Some(&viewer), "")
+        .await;
+    assert_eq!(status, StatusCode::OK, "{text}");
+    assert_eq!(body["order"], "IT-1");
+    assert_eq!(body["days"], 7);
+    assert_eq!(body["blocked"], 2);
+    assert_eq!(body["shadow"], 5);
+    assert_eq!(body["counts"][0]["jurisdiction"], "DE");
+    assert_eq!(body["counts"][0]["day"], "2024-06-01");
+    let (status, body, _) = api.call("GET", "/v1/stats/daily", Some(&viewer), "").await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(body["days"], 30);
+    assert_eq!(body["totals"].as_array().unwrap().len(), 30);
+    assert_eq!(body["totals"][29]["blocked"], 2);
+    let (status, body, _) = api
+        .call("GET", "/v1/stats/daily?days=9999", Some(&viewer), "")
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_eq!(body["error"]["field"], "days");
+    let (status, body, _) = api
+        .call("GET", "/v1/stats/daily?days=x", Some(&viewer), "")
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+}

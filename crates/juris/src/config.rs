@@ -991,6 +991,18 @@ impl Settings {
                 )
             })?),
         };
+        if raw.control.stats_flush_seconds == 0 {
+            return Err(invalid(
+                "control.stats_flush_seconds",
+                "must be at least 1 (seconds between flushes of the per-day counters)",
+            ));
+        }
+        if raw.control.stats_retention_days == 0 {
+            return Err(invalid(
+                "control.stats_retention_days",
+                "must be at least 1 (days of per-day counters kept)",
+            ));
+        }
         let protected = juris_control::ProtectedList::from_config(&raw.control.protected)
             .map_err(|e| invalid(e.field(), e.reason()))?;
         raw.candidates

@@ -478,6 +478,73 @@ pub fn start_http(
     Ok(bound)
 }
 
+/// Moves the resolver's in-memory counters (blocked answers and shadow matches per order ×
+/// jurisdiction, since start) into the store's per-day counters: each [`DailyFlusher::flush`]
+/// adds what was counted since the previous one to today's (UTC) row
+/// (`juris_control::stats`). Called every `control.stats_flush_seconds` by the status thread
+/// and once more at shutdown; never on the answer path.
+pub struct DailyFlusher {
+    /// How often to flush.
+    pub interval: std::time::Duration,
+    control: Arc<Control>,
+    counters: Arc<juris_server::OrderCounters>,
+    /// What the store has been given so far: (order, jurisdiction) → [blocked, shadow].
+    flushed: Mutex<std::collections::HashMap<(String, String), [u64; 2]>>,
+}
+
+impl DailyFlusher {
+    /// A flusher of `counters` into `control`'s store every `interval`.
+    pub fn new(
+        control: Arc<Control>,
+        counters: Arc<juris_server::OrderCounters>,
+        interval: std::time::Duration,
+    ) -> Self {
+        DailyFlusher {
+            interval,
+            control,
+            counters,
+            flushed: Mutex::default(),
+        }
+    }
+
+    /// Adds what was counted since the last successful flush to today's counters; returns
+    /// how many (order, jurisdiction) rows changed. On a store error nothing is marked as
+    /// flushed: the next flush carries it.
+    pub fn flush(&self) -> Result<usize, ControlError> {
+        let mut flushed = self.flushed.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut deltas = Vec::new();
+        let mut now = Vec::new();
+        for row in self.counters.snapshot() {
+            let key = (row.order, row.jurisdiction);
+            let before = flushed.get(&key).copied().unwrap_or_default();
+            let blocked = row.blocked.saturating_sub(before[0]);
+            let shadow = row.shadow.saturating_sub(before[1]);
+            if blocked > 0 || shadow > 0 {
+                deltas.push(juris_control::stats::CountDelta {
+                    order: key.0.clone(),
+                    jurisdiction: key.1.clone(),
+                    blocked,
+                    shadow,
+                });
+                now.push((key, [row.blocked, row.shadow]));
+            }
+        }
+        if deltas.is_empty() {
+            return Ok(0);
+        }
+        self.control.record_daily(&deltas)?;
+        flushed.extend(now);
+        Ok(deltas.len())
+    }
+
+    /// [`DailyFlusher::flush`], a failure logged.
+    pub fn flush_logged(&self) {
+        if let Err(error) = self.flush() {
+            tracing::warn!(%error, "per-day counters not flushed to the store (kept for the next flush)");
+        }
+    }
+}
+
 #[cfg(test)]
 #[allow(clippy::unwrap_used, clippy::expect_used, reason = "test code")]
 mod tests {
@@ -489,6 +556,40 @@ mod tests {
 
     use crate::config::RawConfig;
     use crate::serve::{policy_engine_with_store, server_config};
+
+    #[test]
+    fn daily_flusher_adds_only_what_was_counted_since_the_last_flush() {
+        let clock: SharedClock = Arc::new(ManualClock::new(IN_2100));
+        let control = Arc::new(
+            Control::new(
+                juris_control::Store::open_in_memory().unwrap(),
+                &juris_control::ControlConfig::default(),
+                clock,
+            )
+            .unwrap(),
+        );
+        let counters = Arc::new(juris_server::OrderCounters::default());
+        let flusher = DailyFlusher::new(
+            Arc::clone(&control),
+            Arc::clone(&counters),
+            std::time::Duration::from_secs(60),
+        );
+        let it = Some("IT".parse().unwrap());
+        counters.blocked("IT-1", it);
+        counters.blocked("IT-1", it);
+        counters.shadow("IT-2", None);
+        assert_eq!(flusher.flush().unwrap(), 2);
+        assert_eq!(flusher.flush().unwrap(), 0, "nothing new: nothing written");
+        counters.blocked("IT-1", it);
+        assert_eq!(flusher.flush().unwrap(), 1);
+        let stats = control.order_stats("IT-1", 1).unwrap();
+        assert_eq!(stats.to, "2100-01-01");
+        assert_eq!(stats.blocked, 3, "{stats:?}");
+        assert_eq!(stats.counts[0].jurisdiction, "IT");
+        let shadow = control.order_stats("IT-2", 1).unwrap();
+        assert_eq!((shadow.blocked, shadow.shadow), (0, 1));
+        assert_eq!(shadow.counts[0].jurisdiction, "unknown");
+    }
 
     /// 2100-01-01T00:00:00Z: the pipeline clock of these tests, far from the wall clock.
     const IN_2100: u64 = 4_102_444_800;

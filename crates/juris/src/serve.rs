@@ -248,6 +248,11 @@ pub fn run(
         lifecycle::drop_to(account)?;
     }
     let status = StatusWriter {
+        daily: Some(Arc::new(crate::control::DailyFlusher::new(
+            Arc::clone(&control),
+            Arc::clone(&engine.counters),
+            Duration::from_secs(u64::from(settings.control.stats_flush_seconds)),
+        ))),
         engine: engine.clone(),
         orders: loader
             .as_ref()
@@ -340,6 +345,9 @@ pub fn run(
     }
     server.shutdown();
     status.write(false);
+    if let Some(daily) = &status.daily {
+        daily.flush_logged();
+    }
     Ok(())
 }
 
@@ -519,6 +527,8 @@ struct StatusWriter {
     /// The orders' path and the loader (its status channel: never waits for a load).
     orders: Option<(Option<PathBuf>, LoaderHandle)>,
     data_dir: PathBuf,
+    /// The per-day counters' flush to the store (every `control.stats_flush_seconds`).
+    daily: Option<Arc<crate::control::DailyFlusher>>,
 }
 
 impl StatusWriter {
@@ -544,12 +554,18 @@ impl StatusWriter {
             .spawn(move || {
                 let tick = Duration::from_millis(100);
                 let mut waited = Duration::ZERO;
+                let mut since_flush = Duration::ZERO;
                 while !stop.load(Ordering::Relaxed) {
                     std::thread::sleep(tick);
                     waited += tick;
+                    since_flush += tick;
                     if waited >= STATUS_INTERVAL {
                         waited = Duration::ZERO;
                         self.write(true);
+                    }
+                    if let Some(daily) = self.daily.as_ref().filter(|d| since_flush >= d.interval) {
+                        since_flush = Duration::ZERO;
+                        daily.flush_logged();
                     }
                 }
             })
