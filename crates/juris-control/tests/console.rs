@@ -399,3 +399,64 @@ async fn transparency_publishes_names_only_for_full_and_follows_changes() {
     let gone = c.send("GET", "/transparency/orders/COURT", None, "").await;
     assert_eq!(gone.status, StatusCode::NOT_FOUND);
 }
+
+#[tokio::test]
+async fn charts_of_the_per_day_counters_are_inline_svg_with_a_table_and_the_shadow_impact() {
+    let c = console();
+    let cookie = c.sign_in(Role::Admin).await;
+    let mut order: Order = serde_json::from_str(
+        r#"{"id": "IT-1", "kind": "court_order", "authority": "Tribunale di Milano",
+            "jurisdictions": ["IT", "DE"], "action": "nxdomain", "state": "shadow",
+            "targets": [{"type": "subtree", "value": "kickasstorrents.to"}]}"#,
+    )
+    .unwrap();
+    c.control
+        .apply_order(&root(), order.clone(), true, true, "")
+        .unwrap();
+    let delta = |jurisdiction: &str, blocked, shadow| juris_control::stats::CountDelta {
+        order: "IT-1".into(),
+        jurisdiction: jurisdiction.into(),
+        blocked,
+        shadow,
+    };
+    c.control
+        .record_daily(&[delta("IT", 3, 0), delta("DE", 2, 0), delta("IT", 0, 7)])
+        .unwrap();
+
+    let dashboard = c.send("GET", "/ui/", Some(&cookie), "").await;
+    assert_eq!(dashboard.status, StatusCode::OK);
+    assert!(
+        dashboard.body.contains("<svg class=\"bars\" role=\"img\""),
+        "{}",
+        dashboard.body
+    );
+    assert!(
+        dashboard.body.contains(": 5 in all, at most 5"),
+        "the chart names its numbers: {}",
+        dashboard.body
+    );
+    assert!(dashboard.body.contains("<rect class=\"bar\""));
+    assert!(!dashboard.body.contains("style=\""), "no inline style");
+    let week = c.send("GET", "/ui/?days=7", Some(&cookie), "").await;
+    assert_eq!(week.body.matches("<tr><td>20").count(), 7, "a row per day");
+
+    let page = c.send("GET", "/ui/orders/IT-1", Some(&cookie), "").await;
+    assert_eq!(page.status, StatusCode::OK);
+    assert!(page.body.contains("Shadow-mode impact"), "{}", page.body);
+    assert!(
+        page.body.contains("would have blocked <strong>7</strong> answer(s)"),
+        "{}",
+        page.body
+    );
+    for caption in ["<figcaption>IT: 3</figcaption>", "<figcaption>DE: 2</figcaption>"] {
+        assert!(page.body.contains(caption), "{caption}: {}", page.body);
+    }
+    assert!(page.body.contains("<td>DE</td><td>2</td>"), "the table");
+    assert!(!page.body.contains("style=\""), "no inline style");
+    // Active: no impact box any more, the per-day chart stays.
+    order.state = juris_policy::OrderState::Active;
+    c.control.apply_order(&root(), order, true, false, "").unwrap();
+    let page = c.send("GET", "/ui/orders/IT-1", Some(&cookie), "").await;
+    assert!(!page.body.contains("Shadow-mode impact"));
+    assert!(page.body.contains("5 answer(s) blocked from"));
+}

@@ -12,6 +12,7 @@
 //! CSRF token in every form (checked before anything else), a Content-Security-Policy without
 //! `unsafe-inline`, `frame-ancestors 'none'`.
 
+mod chart;
 mod pages;
 mod public;
 mod session;

@@ -12,6 +12,7 @@ use maud::{html, Markup};
 use serde_json::{json, Map, Value};
 
 use super::session::{self, LOGIN_COOKIE, SESSION_COOKIE, SESSION_TTL};
+use super::chart;
 use super::view::{self, field, field_in, page, select, state_badge, time, time_left, time_text};
 use super::{
     blocking, query_form, see_other, segment, user, Form, PageResult, Posted, Refusal, Shared, User,
@@ -200,11 +201,33 @@ pub(crate) async fn logout(
 
 // ---- dashboard -------------------------------------------------------------------------------
 
-pub(crate) async fn dashboard(State(console): State<Shared>, headers: HeaderMap) -> PageResult {
+/// The `days` of a page's query (the chart's window), within the retention; default 30.
+fn days_of(console: &Shared, query: &Form) -> u32 {
+    let retention = console.api.control.stats_retention_days();
+    query
+        .text("days")
+        .parse::<u32>()
+        .unwrap_or(crate::stats::DEFAULT_DAYS)
+        .clamp(1, retention)
+}
+
+pub(crate) async fn dashboard(
+    State(console): State<Shared>,
+    headers: HeaderMap,
+    uri: Uri,
+) -> PageResult {
     let user = user(&console, &headers).await?;
+    let days = days_of(&console, &query_form(&uri));
     let control = console.api.control.clone();
-    let (orders, status) =
-        blocking(move || Ok((control.orders(&OrderFilter::default())?, control.status()?))).await?;
+    let (orders, status, daily) = blocking(move || {
+        Ok((
+            control.orders(&OrderFilter::default())?,
+            control.status()?,
+            control.daily_stats(days)?,
+        ))
+    })
+    .await?;
+    let retention = console.api.control.stats_retention_days();
     let server = console.api.server.snapshot();
     let now = console.api.control.now();
     let mut in_force: BTreeMap<String, Vec<&OrderSummary>> = BTreeMap::new();
@@ -287,8 +310,27 @@ pub(crate) async fn dashboard(State(console): State<Shared>, headers: HeaderMap)
                 dt { "Targets" } dd { (status.targets) }
             }
         }
+        section aria-labelledby="per-day" {
+            h2 id="per-day" { "Blocked answers per day" }
+            @let blocked: Vec<(String, u64)> = daily.totals.iter().map(|t| (t.day.clone(), t.blocked)).collect();
+            figure.chart.wide {
+                figcaption { (blocked.iter().map(|(_, n)| n).sum::<u64>()) " answers blocked from " (daily.from) " to " (daily.to) " (UTC days, every order)" }
+                (chart::bars("Blocked answers", &blocked, "bar"))
+            }
+            (chart::windows("/ui/", days, retention))
+            details {
+                summary { "The numbers per day" }
+                div.scroll tabindex="0" { table {
+                    caption { "Answers blocked and shadow matches per UTC day, every order (counted by the resolver, stored every minute)" }
+                    thead { tr { th scope="col" { "Day (UTC)" } th scope="col" { "Blocked" } th scope="col" { "Shadow matches" } } }
+                    tbody { @for t in daily.totals.iter().rev() {
+                        tr { td { (t.day) } td { (t.blocked) } td { (t.shadow) } }
+                    } }
+                } }
+            }
+        }
         section aria-labelledby="blocked" {
-            h2 id="blocked" { "Blocked answers since start" }
+            h2 id="blocked" { "Blocked answers since the resolver started" }
             (counts_table(&server.blocks, None))
         }
     };
@@ -423,20 +465,30 @@ pub(crate) async fn order(
     State(console): State<Shared>,
     headers: HeaderMap,
     Path(id): Path<String>,
+    uri: Uri,
 ) -> PageResult {
     let user = user(&console, &headers).await?;
-    order_page(&console, &user, &id, None).await
+    let days = days_of(&console, &query_form(&uri));
+    order_page(&console, &user, &id, days, None).await
 }
 
-async fn order_page(console: &Shared, user: &User, id: &str, notice: Option<Markup>) -> PageResult {
+async fn order_page(
+    console: &Shared,
+    user: &User,
+    id: &str,
+    days: u32,
+    notice: Option<Markup>,
+) -> PageResult {
     let control = console.api.control.clone();
     let key = id.to_owned();
-    let (view, audit) = blocking(move || {
+    let (view, audit, stats) = blocking(move || {
         let view = control.order(&key)?;
         let audit = control.audit_for(&format!("order:{key}"), 50)?;
-        Ok((view, audit))
+        let stats = control.order_stats(&key, days)?;
+        Ok((view, audit, stats))
     })
     .await?;
+    let retention = console.api.control.stats_retention_days();
     let server = console.api.server.snapshot();
     let order = &view.order;
     let state = order.state;
@@ -504,17 +556,30 @@ async fn order_page(console: &Shared, user: &User, id: &str, notice: Option<Mark
             }
             dt { "Transparency" } dd { (order.transparency().as_str()) @if order.transparency.is_none() { " (default for the kind)" } }
             dt { "Created" } dd { (time_text(&view.created_at)) " by " (view.created_by) }
-            dt { "Shadow matches since start" } dd { (shadow) " answer(s) it would have blocked" }
         }
-        @if !moves.is_empty() {
+        @if !moves.is_empty() || state == OrderState::Shadow {
             section aria-labelledby="lifecycle" {
                 h2 id="lifecycle" { "Lifecycle" }
+                @if state != OrderState::Active && state != OrderState::Lifted {
+                    div.card.impact aria-labelledby="impact" {
+                        h3 id="impact" { "Shadow-mode impact" }
+                        p { "In shadow mode this order would have blocked "
+                            strong { (stats.shadow) } " answer(s) from " (stats.from) " to " (stats.to)
+                            " (UTC days, stored every minute), and " strong { (shadow) } " since the resolver started." }
+                        @if state == OrderState::Draft && stats.shadow == 0 && shadow == 0 {
+                            p { "A draft counts nothing: put it in shadow mode to see what it would block before activating it." }
+                        }
+                        (chart::per_jurisdiction(&stats.from, &stats.to, &stats.counts, "Shadow matches", |c| c.shadow))
+                    }
+                }
+                @if moves.is_empty() { p { "Your role cannot change this order's state." } } @else {
                 form.card method="post" action=(format!("{path}/state")) {
                     (view::csrf(user))
                     (field("reason", "Reason (recorded in the audit log)", "", None, None))
                     div.buttons { @for (to, label, _) in &moves {
                         button type="submit" name="to" value=(to) class=(if *to == "lifted" || *to == "suspended" { "danger" } else { "" }) { (label) }
                     } }
+                }
                 }
             }
         }
@@ -545,8 +610,14 @@ async fn order_page(console: &Shared, user: &User, id: &str, notice: Option<Mark
                 }
             }
         }
+        section aria-labelledby="per-day" {
+            h2 id="per-day" { "Blocked answers per day and jurisdiction" }
+            p { (stats.blocked) " answer(s) blocked from " (stats.from) " to " (stats.to) " (UTC days)." }
+            (chart::per_jurisdiction(&stats.from, &stats.to, &stats.counts, "Blocked answers", |c| c.blocked))
+            (chart::windows(&path, days, retention))
+        }
         section aria-labelledby="blocked" {
-            h2 id="blocked" { "Blocked answers since start" }
+            h2 id="blocked" { "Blocked answers since the resolver started" }
             (counts_table(&server.blocks, Some(&order.id)))
         }
         section aria-labelledby="history" {
@@ -671,7 +742,7 @@ async fn add_target(console: &Shared, user: &User, id: String, form: &Form) -> P
         }
         Err(error) => return Err(error.into()),
     };
-    order_page(console, user, &id, Some(notice)).await
+    order_page(console, user, &id, crate::stats::DEFAULT_DAYS, Some(notice)).await
 }
 
 // ---- the order form --------------------------------------------------------------------------
