@@ -527,7 +527,10 @@ fn table() -> Vec<(RouteSpec, MethodRouter<ApiState>)> {
             spec("GET", "/v1/orders/{id}/stats", Some(Viewer)),
             get(order_stats),
         ),
-        (spec("GET", "/v1/stats/daily", Some(Viewer)), get(daily_stats)),
+        (
+            spec("GET", "/v1/stats/daily", Some(Viewer)),
+            get(daily_stats),
+        ),
         (spec("GET", "/v1/feeds", Some(Viewer)), get(list_feeds)),
         (
             spec("POST", "/v1/feeds/{name}", Some(Editor)),
@@ -536,6 +539,14 @@ fn table() -> Vec<(RouteSpec, MethodRouter<ApiState>)> {
         (
             spec("GET", "/v1/feeds/{name}/ack", Some(Viewer)),
             get(feed_ack),
+        ),
+        (
+            spec("GET", "/v1/feeds/{name}/imports", Some(Viewer)),
+            get(feed_imports),
+        ),
+        (
+            spec("GET", "/v1/imports", Some(Viewer)),
+            get(running_imports),
         ),
         (spec("GET", "/v1/audit", Some(Viewer)), get(audit_log)),
         (
@@ -1263,6 +1274,29 @@ async fn feed_ack(
     let control = state.control.clone();
     let ack = blocking(move || control.feed_ack(&name, params.import)).await?;
     Ok(Json(ack).into_response())
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct LimitQuery {
+    limit: Option<u32>,
+}
+
+async fn feed_imports(
+    State(state): State<ApiState>,
+    Path(name): Path<String>,
+    uri: axum::http::Uri,
+) -> ApiResult<Response> {
+    let LimitQuery { limit } = query(uri.query())?;
+    let control = state.control.clone();
+    let limit = limit.unwrap_or(100).min(10_000);
+    let imports = blocking(move || control.feed_imports(&name, limit)).await?;
+    Ok(Json(json!({ "imports": imports })).into_response())
+}
+
+/// From memory: answers while an import holds the store.
+async fn running_imports(State(state): State<ApiState>) -> ApiResult<Response> {
+    Ok(Json(json!({ "running": state.control.running_imports() })).into_response())
 }
 
 #[derive(Debug, Default, Deserialize)]

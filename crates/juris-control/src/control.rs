@@ -344,6 +344,8 @@ pub struct Control {
     /// Set on a fleet edge (`juris serve --follow`): the primary it follows. Order changes
     /// are then refused (they are made on the primary).
     follows: std::sync::OnceLock<String>,
+    /// Feed imports being written now (memory only: read without waiting for the store).
+    pub(crate) running: crate::feeds::Running,
 }
 
 #[derive(Debug, Default)]
@@ -398,6 +400,7 @@ impl Control {
             pending: Mutex::new(Pending::default()),
             store_errors: AtomicU64::new(0),
             follows: std::sync::OnceLock::new(),
+            running: crate::feeds::Running::default(),
         }
     }
 

@@ -3,6 +3,8 @@
 
 use std::collections::{HashMap, HashSet};
 use std::net::IpAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 
 use ipnet::IpNet;
 use jiff::Timestamp;
@@ -131,6 +133,106 @@ pub struct FeedSummary {
     pub last_import: i64,
     /// The last checksums.
     pub sha256: FeedChecksums,
+}
+
+/// One import of a feed, as listed (`GET /v1/feeds/{name}/imports`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ImportSummary {
+    /// The import's number (`GET /v1/feeds/{name}/ack?import=N`).
+    pub import_id: i64,
+    /// When (RFC 3339).
+    pub at: String,
+    /// Who imported it.
+    pub actor: String,
+    /// The checksums accepted.
+    pub sha256: FeedChecksums,
+    /// Items new in this import.
+    pub added: u64,
+    /// Items that vanished and were unblocked.
+    pub lifted: u64,
+    /// Items already present before.
+    pub unchanged: u64,
+}
+
+/// A feed import being written now (`GET /v1/imports`): from memory, never the store, so it
+/// answers while the import holds the store.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RunningImport {
+    /// The feed.
+    pub feed: String,
+    /// Who imports it.
+    pub actor: String,
+    /// When the import was accepted (checksums verified), RFC 3339.
+    pub started_at: String,
+    /// Items in the feed (the three lists).
+    pub total: u64,
+    /// Items processed so far.
+    pub done: u64,
+}
+
+/// The feed imports in progress.
+#[derive(Debug, Default)]
+pub(crate) struct Running {
+    live: std::sync::Mutex<Vec<Arc<Progress>>>,
+}
+
+#[derive(Debug)]
+struct Progress {
+    feed: String,
+    actor: String,
+    started_at: String,
+    total: u64,
+    done: AtomicU64,
+}
+
+/// Removes its import from [`Running`] when dropped (the import finished, failed or panicked).
+struct ProgressGuard<'a> {
+    running: &'a Running,
+    progress: Arc<Progress>,
+}
+
+impl Drop for ProgressGuard<'_> {
+    fn drop(&mut self) {
+        self.running
+            .lock()
+            .retain(|p| !Arc::ptr_eq(p, &self.progress));
+    }
+}
+
+impl Running {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Vec<Arc<Progress>>> {
+        self.live
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn start(&self, feed: &str, actor: &str, started_at: &str, total: u64) -> ProgressGuard<'_> {
+        let progress = Arc::new(Progress {
+            feed: feed.to_owned(),
+            actor: actor.to_owned(),
+            started_at: started_at.to_owned(),
+            total,
+            done: AtomicU64::new(0),
+        });
+        self.lock().push(Arc::clone(&progress));
+        ProgressGuard {
+            running: self,
+            progress,
+        }
+    }
+
+    fn list(&self) -> Vec<RunningImport> {
+        self.lock()
+            .iter()
+            .map(|p| RunningImport {
+                feed: p.feed.clone(),
+                actor: p.actor.clone(),
+                started_at: p.started_at.clone(),
+                total: p.total,
+                done: p.done.load(Ordering::Relaxed),
+            })
+            .collect()
+    }
 }
 
 /// The result of importing an RPZ zone.
@@ -265,6 +367,9 @@ impl Control {
             ("ipv4", &feed.ipv4),
             ("ipv6", &feed.ipv6),
         ];
+        let total = (feed.fqdn.len() + feed.ipv4.len() + feed.ipv6.len()) as u64;
+        let progress = self.running.start(name, &actor.name, &now, total);
+        let done = &progress.progress.done;
         self.write(|tx| {
             let bound: Option<String> = tx
                 .query_row("SELECT order_id FROM feeds WHERE name = ?1", params![name], |r| r.get(0))
@@ -300,6 +405,7 @@ impl Control {
             let not_active = || format!("order {order_id:?} is {}, not active", order_row.state.as_str());
             for (list, values) in lists {
                 for raw in values.iter() {
+                    done.fetch_add(1, Ordering::Relaxed);
                     let ack = |status: &str, reason: Option<AckReason>, detail: Option<String>| AckItem {
                         item: raw.clone(),
                         list: list.to_owned(),
@@ -548,35 +654,65 @@ impl Control {
         }))
     }
 
-    /// Every feed.
-    pub fn feeds(&self) -> Result<Vec<FeedSummary>, ControlError> {
+    /// The feed imports being written now, from memory (answers while an import holds the
+    /// store).
+    pub fn running_imports(&self) -> Vec<RunningImport> {
+        self.running.list()
+    }
+
+    /// The imports of feed `name`, newest first, at most `limit`.
+    pub fn feed_imports(&self, name: &str, limit: u32) -> Result<Vec<ImportSummary>, ControlError> {
         self.counted(self.store.read(|conn| {
-            let mut statement = conn.prepare(
-                "SELECT name, order_id, imported_at, last_import, checksums FROM feeds ORDER BY name",
+            let known = conn
+                .prepare_cached("SELECT 1 FROM feeds WHERE name = ?1")?
+                .exists(params![name])?;
+            if !known {
+                return Err(not_found("feed", name));
+            }
+            let mut statement = conn.prepare_cached(
+                "SELECT id, at, actor, checksums, added, lifted, unchanged FROM feed_imports
+                 WHERE feed = ?1 ORDER BY id DESC LIMIT ?2",
             )?;
-            let rows = statement.query_map([], |r| {
+            let rows = statement.query_map(params![name, limit], |r| {
                 Ok((
-                    r.get::<_, String>(0)?,
+                    r.get::<_, i64>(0)?,
                     r.get::<_, String>(1)?,
                     r.get::<_, String>(2)?,
-                    r.get::<_, i64>(3)?,
-                    r.get::<_, String>(4)?,
+                    r.get::<_, String>(3)?,
+                    r.get::<_, u64>(4)?,
+                    r.get::<_, u64>(5)?,
+                    r.get::<_, u64>(6)?,
                 ))
             })?;
             let mut out = Vec::new();
             for row in rows {
-                let (name, order, imported_at, last_import, checksums) = row?;
-                out.push(FeedSummary {
-                    name,
-                    order,
-                    imported_at,
-                    last_import,
+                let (import_id, at, actor, checksums, added, lifted, unchanged) = row?;
+                out.push(ImportSummary {
+                    import_id,
+                    at,
+                    actor,
                     sha256: serde_json::from_str(&checksums)
                         .map_err(|e| ControlError::Corrupt(e.to_string()))?,
+                    added,
+                    lifted,
+                    unchanged,
                 });
             }
             Ok(out)
         }))
+    }
+
+    /// [`Control::feeds`] unless the store is busy now (`None`: e.g. an import is being
+    /// written), for pages that should not wait.
+    pub fn feeds_now(&self) -> Option<Result<Vec<FeedSummary>, ControlError>> {
+        self.store
+            .try_read(feed_list)
+            .map(|result| self.counted(result))
+    }
+
+    /// Every feed.
+    pub fn feeds(&self) -> Result<Vec<FeedSummary>, ControlError> {
+        self.counted(self.store.read(feed_list))
     }
 
     /// Imports a plain list (one name per line; `#` starts a comment) as targets of `kind`.
@@ -646,6 +782,34 @@ impl Control {
     }
 }
 
+fn feed_list(conn: &rusqlite::Connection) -> Result<Vec<FeedSummary>, ControlError> {
+    let mut statement = conn.prepare(
+        "SELECT name, order_id, imported_at, last_import, checksums FROM feeds ORDER BY name",
+    )?;
+    let rows = statement.query_map([], |r| {
+        Ok((
+            r.get::<_, String>(0)?,
+            r.get::<_, String>(1)?,
+            r.get::<_, String>(2)?,
+            r.get::<_, i64>(3)?,
+            r.get::<_, String>(4)?,
+        ))
+    })?;
+    let mut out = Vec::new();
+    for row in rows {
+        let (name, order, imported_at, last_import, checksums) = row?;
+        out.push(FeedSummary {
+            name,
+            order,
+            imported_at,
+            last_import,
+            sha256: serde_json::from_str(&checksums)
+                .map_err(|e| ControlError::Corrupt(e.to_string()))?,
+        });
+    }
+    Ok(out)
+}
+
 fn blocked_elsewhere(
     tx: &rusqlite::Transaction<'_>,
     order: &str,
@@ -712,6 +876,85 @@ mod tests {
             list_checksum(&[]),
             "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
         );
+    }
+
+    #[test]
+    fn a_running_import_shows_its_progress_from_memory_while_it_waits_for_the_store() {
+        use crate::{Actor, ControlConfig, Store, SystemClock};
+        let control = Arc::new(
+            Control::new(
+                Store::open_in_memory().unwrap(),
+                &ControlConfig::default(),
+                Arc::new(SystemClock),
+            )
+            .unwrap(),
+        );
+        let admin = Actor {
+            name: "root".into(),
+            role: Role::Admin,
+        };
+        let order: juris_policy::Order = serde_json::from_str(
+            r#"{"id": "PS-IT", "kind": "feed_ticket", "authority": "AGCOM",
+                "jurisdictions": ["IT"], "action": "nxdomain", "state": "active", "targets": []}"#,
+        )
+        .unwrap();
+        control.apply_order(&admin, order, true, true, "").unwrap();
+        let items: Vec<String> = vec!["a.example".into(), "b.example".into()];
+        let feed = CumulativeFeed {
+            generated_at: None,
+            sha256: FeedChecksums {
+                fqdn: list_checksum(&items),
+                ipv4: list_checksum(&["192.0.2.1".into()]),
+                ipv6: list_checksum(&[]),
+            },
+            fqdn: items,
+            ipv4: vec!["192.0.2.1".into()],
+            ipv6: Vec::new(),
+        };
+        assert!(control.running_imports().is_empty());
+        // Hold the store: the import registers, then waits for it.
+        let seen = control
+            .store
+            .read(|_| {
+                assert!(
+                    control.feeds_now().is_none(),
+                    "busy: the page does not wait"
+                );
+                let importer = Arc::clone(&control);
+                let (admin, feed) = (admin.clone(), feed.clone());
+                let thread = std::thread::spawn(move || {
+                    importer.import_feed(&admin, "ps", Some("PS-IT"), &feed, "")
+                });
+                let mut seen = Vec::new();
+                for _ in 0..10_000 {
+                    seen = control.running_imports();
+                    if !seen.is_empty() {
+                        break;
+                    }
+                    std::thread::sleep(std::time::Duration::from_millis(1));
+                }
+                Ok((seen, thread))
+            })
+            .unwrap();
+        let (seen, thread) = seen;
+        assert_eq!(seen.len(), 1, "the import is listed while it waits");
+        assert_eq!(
+            (seen[0].feed.as_str(), seen[0].total, seen[0].done),
+            ("ps", 3, 0)
+        );
+        let ack = thread.join().unwrap().unwrap();
+        assert_eq!(ack.added, 3);
+        assert!(
+            control.running_imports().is_empty(),
+            "done: no longer listed"
+        );
+        assert_eq!(control.feeds_now().unwrap().unwrap().len(), 1);
+        let imports = control.feed_imports("ps", 10).unwrap();
+        assert_eq!((imports[0].import_id, imports[0].added), (ack.import_id, 3));
+        assert!(matches!(
+            control.feed_imports("nope", 10),
+            Err(ControlError::NotFound { .. })
+        ));
     }
 
     #[test]

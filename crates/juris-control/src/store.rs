@@ -86,6 +86,20 @@ impl Store {
         f(&self.lock())
     }
 
+    /// Runs `f` on the connection if nobody else is using it now (`None` while, e.g., a long
+    /// import is being written): for pages that should not wait.
+    pub(crate) fn try_read<T>(
+        &self,
+        f: impl FnOnce(&Connection) -> Result<T, ControlError>,
+    ) -> Option<Result<T, ControlError>> {
+        let conn = match self.conn.try_lock() {
+            Ok(conn) => conn,
+            Err(std::sync::TryLockError::Poisoned(poisoned)) => poisoned.into_inner(),
+            Err(std::sync::TryLockError::WouldBlock) => return None,
+        };
+        Some(f(&conn))
+    }
+
     /// Runs `f` in one `BEGIN IMMEDIATE` transaction: committed if `f` returns `Ok`, rolled back
     /// otherwise (nothing half-applied).
     pub(crate) fn write<T>(

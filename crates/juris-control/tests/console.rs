@@ -444,19 +444,109 @@ async fn charts_of_the_per_day_counters_are_inline_svg_with_a_table_and_the_shad
     assert_eq!(page.status, StatusCode::OK);
     assert!(page.body.contains("Shadow-mode impact"), "{}", page.body);
     assert!(
-        page.body.contains("would have blocked <strong>7</strong> answer(s)"),
+        page.body
+            .contains("would have blocked <strong>7</strong> answer(s)"),
         "{}",
         page.body
     );
-    for caption in ["<figcaption>IT: 3</figcaption>", "<figcaption>DE: 2</figcaption>"] {
+    for caption in [
+        "<figcaption>IT: 3</figcaption>",
+        "<figcaption>DE: 2</figcaption>",
+    ] {
         assert!(page.body.contains(caption), "{caption}: {}", page.body);
     }
     assert!(page.body.contains("<td>DE</td><td>2</td>"), "the table");
     assert!(!page.body.contains("style=\""), "no inline style");
     // Active: no impact box any more, the per-day chart stays.
     order.state = juris_policy::OrderState::Active;
-    c.control.apply_order(&root(), order, true, false, "").unwrap();
+    c.control
+        .apply_order(&root(), order, true, false, "")
+        .unwrap();
     let page = c.send("GET", "/ui/orders/IT-1", Some(&cookie), "").await;
     assert!(!page.body.contains("Shadow-mode impact"));
     assert!(page.body.contains("5 answer(s) blocked from"));
+}
+
+#[tokio::test]
+async fn the_feeds_pages_list_imports_checksums_and_acknowledgements() {
+    use juris_control::feeds::{list_checksum, CumulativeFeed, FeedChecksums};
+    let c = console();
+    let cookie = c.sign_in(Role::Viewer).await;
+    let empty = c.send("GET", "/ui/feeds", Some(&cookie), "").await;
+    assert_eq!(empty.status, StatusCode::OK);
+    assert!(
+        empty.body.contains("No feed has been imported yet"),
+        "{}",
+        empty.body
+    );
+    assert!(
+        !empty.body.contains("http-equiv=\"refresh\""),
+        "nothing running: no reload"
+    );
+    let order: Order = serde_json::from_str(
+        r#"{"id": "PS-IT", "kind": "feed_ticket", "authority": "AGCOM",
+            "jurisdictions": ["IT"], "action": "nxdomain", "state": "active", "targets": []}"#,
+    )
+    .unwrap();
+    c.control
+        .apply_order(&root(), order, true, true, "")
+        .unwrap();
+    let fqdn = vec!["a.example".to_owned(), "co.uk".to_owned()];
+    let feed = CumulativeFeed {
+        generated_at: None,
+        sha256: FeedChecksums {
+            fqdn: list_checksum(&fqdn),
+            ipv4: list_checksum(&[]),
+            ipv6: list_checksum(&[]),
+        },
+        fqdn: fqdn.clone(),
+        ipv4: Vec::new(),
+        ipv6: Vec::new(),
+    };
+    let first = c
+        .control
+        .import_feed(&root(), "ps", Some("PS-IT"), &feed, "")
+        .unwrap();
+    let list = c.send("GET", "/ui/feeds", Some(&cookie), "").await;
+    assert!(list.body.contains("href=\"/ui/feeds/ps\""), "{}", list.body);
+    assert!(
+        list.body.contains(&list_checksum(&fqdn)),
+        "the full SHA-256"
+    );
+    assert!(list.body.contains("href=\"/ui/orders/PS-IT\""));
+    let page = c.send("GET", "/ui/feeds/ps", Some(&cookie), "").await;
+    assert_eq!(page.status, StatusCode::OK);
+    assert!(
+        page.body.contains("1 processed, 1 not processed, 0 lifted"),
+        "{}",
+        page.body
+    );
+    assert!(page
+        .body
+        .contains("<td>co.uk</td><td>fqdn</td><td>unprocessed</td><td>UNDEFINED</td>"));
+    // A second import: the history lists both, the older one is a link to its acknowledgement.
+    let second = c
+        .control
+        .import_feed(&root(), "ps", None, &feed, "")
+        .unwrap();
+    let page = c.send("GET", "/ui/feeds/ps", Some(&cookie), "").await;
+    assert!(page
+        .body
+        .contains(&format!("Acknowledgement of import #{}", second.import_id)));
+    assert!(page
+        .body
+        .contains(&format!("href=\"/ui/feeds/ps?import={}\"", first.import_id)));
+    let older = c
+        .send(
+            "GET",
+            &format!("/ui/feeds/ps?import={}", first.import_id),
+            Some(&cookie),
+            "",
+        )
+        .await;
+    assert!(older
+        .body
+        .contains(&format!("Acknowledgement of import #{}", first.import_id)));
+    let missing = c.send("GET", "/ui/feeds/nope", Some(&cookie), "").await;
+    assert_eq!(missing.status, StatusCode::NOT_FOUND);
 }

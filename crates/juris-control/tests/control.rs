@@ -1263,7 +1263,12 @@ fn an_extension_shows_whether_its_parent_is_in_force() {
 
 // ---- per-day counters ---------------------------------------------------------------------------
 
-fn delta(order: &str, jurisdiction: &str, blocked: u64, shadow: u64) -> juris_control::stats::CountDelta {
+fn delta(
+    order: &str,
+    jurisdiction: &str,
+    blocked: u64,
+    shadow: u64,
+) -> juris_control::stats::CountDelta {
     juris_control::stats::CountDelta {
         order: order.into(),
         jurisdiction: jurisdiction.into(),
@@ -1282,7 +1287,9 @@ fn daily_counters_add_per_day_and_are_pruned_after_the_retention() {
     let control = Control::new(Store::open_in_memory().unwrap(), &config, clock.clone()).unwrap();
     let next_day = || {
         let mut now = clock.0.lock().unwrap();
-        *now = now.checked_add(jiff::SignedDuration::from_hours(24)).unwrap();
+        *now = now
+            .checked_add(jiff::SignedDuration::from_hours(24))
+            .unwrap();
     };
     // 2024-06-01
     control
@@ -1294,7 +1301,10 @@ fn daily_counters_add_per_day_and_are_pruned_after_the_retention() {
         .record_daily(&[delta("IT-1", "IT", 7, 0), delta("SH-1", "FR", 0, 4)])
         .unwrap();
     let stats = control.order_stats("IT-1", 3).unwrap();
-    assert_eq!((stats.from.as_str(), stats.to.as_str()), ("2024-05-31", "2024-06-02"));
+    assert_eq!(
+        (stats.from.as_str(), stats.to.as_str()),
+        ("2024-05-31", "2024-06-02")
+    );
     let rows: Vec<(&str, &str, u64)> = stats
         .counts
         .iter()
@@ -1302,10 +1312,18 @@ fn daily_counters_add_per_day_and_are_pruned_after_the_retention() {
         .collect();
     assert_eq!(
         rows,
-        [("2024-06-01", "IT", 5), ("2024-06-01", "unknown", 1), ("2024-06-02", "IT", 7)]
+        [
+            ("2024-06-01", "IT", 5),
+            ("2024-06-01", "unknown", 1),
+            ("2024-06-02", "IT", 7)
+        ]
     );
     assert_eq!(stats.blocked, 13);
-    assert_eq!(control.order_stats("IT-1", 1).unwrap().blocked, 7, "today only");
+    assert_eq!(
+        control.order_stats("IT-1", 1).unwrap().blocked,
+        7,
+        "today only"
+    );
     assert_eq!(control.order_stats("SH-1", 3).unwrap().shadow, 4);
     let daily = control.daily_stats(3).unwrap();
     let totals: Vec<(&str, u64, u64)> = daily
@@ -1315,7 +1333,11 @@ fn daily_counters_add_per_day_and_are_pruned_after_the_retention() {
         .collect();
     assert_eq!(
         totals,
-        [("2024-05-31", 0, 0), ("2024-06-01", 6, 0), ("2024-06-02", 7, 4)],
+        [
+            ("2024-05-31", 0, 0),
+            ("2024-06-01", 6, 0),
+            ("2024-06-02", 7, 4)
+        ],
         "every day of the window, zero when nothing was counted"
     );
     // Beyond the retention: refused, not silently cut.

@@ -13,6 +13,7 @@
 //! `unsafe-inline`, `frame-ancestors 'none'`.
 
 mod chart;
+mod feeds;
 mod pages;
 mod public;
 mod session;
@@ -79,6 +80,8 @@ pub fn router(api: ApiState) -> Router {
             "/ui/orders/{id}/{action}",
             get(pages::order_get).post(pages::order_post),
         )
+        .route("/ui/feeds", get(feeds::feeds))
+        .route("/ui/feeds/{name}", get(feeds::feed))
         .route("/ui/explain", get(pages::explain))
         .route("/ui/audit", get(pages::audit))
         .route("/ui/tokens", get(pages::tokens).post(pages::create_token))

@@ -11,8 +11,8 @@ use juris_policy::{Order, OrderState};
 use maud::{html, Markup};
 use serde_json::{json, Map, Value};
 
-use super::session::{self, LOGIN_COOKIE, SESSION_COOKIE, SESSION_TTL};
 use super::chart;
+use super::session::{self, LOGIN_COOKIE, SESSION_COOKIE, SESSION_TTL};
 use super::view::{self, field, field_in, page, select, state_badge, time, time_left, time_text};
 use super::{
     blocking, query_form, see_other, segment, user, Form, PageResult, Posted, Refusal, Shared, User,

@@ -13,6 +13,7 @@ use crate::error::ControlError;
 const NAV: &[(&str, &str)] = &[
     ("/ui/", "Dashboard"),
     ("/ui/orders", "Orders"),
+    ("/ui/feeds", "Feeds"),
     ("/ui/explain", "Explain"),
     ("/ui/audit", "Audit log"),
     ("/ui/tokens", "Tokens"),
@@ -25,8 +26,30 @@ pub(crate) fn page(title: &str, user: Option<&User>, current: &str, body: Markup
     Html(document(title, user, current, body).into_string()).into_response()
 }
 
+/// [`page`] that the browser reloads every `seconds` (a running import's progress: no
+/// script needed).
+pub(crate) fn refreshing_page(
+    title: &str,
+    user: Option<&User>,
+    current: &str,
+    body: Markup,
+    seconds: Option<u32>,
+) -> Response {
+    Html(document_with(title, user, current, body, seconds).into_string()).into_response()
+}
+
 /// The HTML document of [`page`].
 pub(crate) fn document(title: &str, user: Option<&User>, current: &str, body: Markup) -> Markup {
+    document_with(title, user, current, body, None)
+}
+
+fn document_with(
+    title: &str,
+    user: Option<&User>,
+    current: &str,
+    body: Markup,
+    refresh: Option<u32>,
+) -> Markup {
     html! {
         (DOCTYPE)
         html lang="en" {
@@ -34,6 +57,7 @@ pub(crate) fn document(title: &str, user: Option<&User>, current: &str, body: Ma
                 meta charset="utf-8";
                 meta name="viewport" content="width=device-width, initial-scale=1";
                 meta name="color-scheme" content="light dark";
+                @if let Some(seconds) = refresh { meta http-equiv="refresh" content=(seconds); }
                 title { (title) " · juris" }
                 link rel="stylesheet" href="/ui/assets/console.css";
                 script src="/ui/assets/console.js" defer {}
