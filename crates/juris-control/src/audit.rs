@@ -244,14 +244,24 @@ fn row_to_entry(row: &rusqlite::Row<'_>) -> rusqlite::Result<AuditEntry> {
 /// removed entry (a gap in `seq`, or the next entry no longer chains to its predecessor) and
 /// reordered entries (`seq` is hashed, so moving content to another position breaks it).
 pub fn verify(conn: &Connection) -> Result<VerifyReport, ControlError> {
+    verify_from(conn, 0, GENESIS)
+}
+
+/// [`verify`] of the entries after `after`, whose entry `after` has the hash `prev` (checked
+/// before: the console re-checks only what was appended since).
+pub fn verify_from(
+    conn: &Connection,
+    after: i64,
+    prev: &str,
+) -> Result<VerifyReport, ControlError> {
     let mut statement = conn.prepare(
         "SELECT seq, time, actor, action, object, before, after, reason, prev_hash, hash
-         FROM audit ORDER BY seq",
+         FROM audit WHERE seq > ?1 ORDER BY seq",
     )?;
-    let rows = statement.query_map([], row_to_entry)?;
-    let mut prev = GENESIS.to_owned();
-    let mut count = 0_u64;
-    for (expected_seq, row) in (1_i64..).zip(rows) {
+    let rows = statement.query_map([after], row_to_entry)?;
+    let mut prev = prev.to_owned();
+    let mut count = u64::try_from(after).unwrap_or(0);
+    for (expected_seq, row) in (after + 1..).zip(rows) {
         let entry = row?;
         count += 1;
         let bad = |seq: i64, problem: String, head: String| VerifyReport {

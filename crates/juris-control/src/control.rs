@@ -24,7 +24,7 @@ use crate::error::ControlError;
 use crate::safeguards::{ProtectedConfig, ProtectedList, Psl};
 use crate::store::rows::{
     delete_target, insert_target, insert_transition, load_order, load_target, load_targets,
-    load_transitions, target_exists,
+    load_targets_first, load_transitions, target_counts, target_exists,
 };
 use crate::store::Store;
 
@@ -346,6 +346,48 @@ pub struct Control {
     follows: std::sync::OnceLock<String>,
     /// Feed imports being written now (memory only: read without waiting for the store).
     pub(crate) running: crate::feeds::Running,
+    /// Parsed order documents by id, reused while the stored text is the same (the order list
+    /// and the status parse 10,000 documents otherwise).
+    documents: Mutex<HashMap<String, Arc<Parsed>>>,
+    /// The audit chain as last found intact (for [`Control::audit_verify_recent`]).
+    audit_checked: Mutex<Option<AuditChecked>>,
+}
+
+/// The audit chain as last found intact: its entries, the hash of the entry before the last,
+/// the last entry's hash (the head), and when the whole chain was verified.
+type AuditChecked = (u64, String, String, Timestamp);
+
+/// The stored `prev_hash` of the last entry a verification covered (verified by it when the
+/// report is ok); the genesis hash for an empty chain.
+fn last_prev_hash(
+    conn: &rusqlite::Connection,
+    report: &VerifyReport,
+) -> Result<String, ControlError> {
+    let seq = i64::try_from(report.entries).unwrap_or(i64::MAX);
+    Ok(conn
+        .query_row("SELECT prev_hash FROM audit WHERE seq = ?1", [seq], |r| {
+            r.get(0)
+        })
+        .optional()?
+        .unwrap_or_else(|| audit::GENESIS.to_owned()))
+}
+
+/// An order document as stored (its text) and parsed, with the countries it binds.
+#[derive(Debug)]
+struct Parsed {
+    text: String,
+    order: Order,
+    /// `None` when the document does not validate (it binds nobody).
+    countries: Option<juris_policy::CountrySet>,
+}
+
+/// One order of [`Control::summaries`]: the parsed document and the row's other columns.
+struct SummaryRow {
+    parsed: Arc<Parsed>,
+    state: OrderState,
+    updated_at: String,
+    targets: u64,
+    held: u64,
 }
 
 #[derive(Debug, Default)]
@@ -401,6 +443,8 @@ impl Control {
             store_errors: AtomicU64::new(0),
             follows: std::sync::OnceLock::new(),
             running: crate::feeds::Running::default(),
+            documents: Mutex::default(),
+            audit_checked: Mutex::default(),
         }
     }
 
@@ -1101,6 +1145,37 @@ impl Control {
         }))
     }
 
+    /// [`Control::order`] with only the first `max_targets` targets (by type, then value) in
+    /// `targets` and the document, and the order's number of targets: for a page that shows
+    /// part of an order with 100,000 targets.
+    pub fn order_preview(
+        &self,
+        id: &str,
+        max_targets: usize,
+    ) -> Result<(OrderView, u64), ControlError> {
+        let now = self.clock.now();
+        self.counted(self.store.read(|conn| {
+            let row = load_order(conn, id)?.ok_or_else(|| not_found("order", id))?;
+            let targets = load_targets_first(conn, id, max_targets)?;
+            let (total, _) = target_counts(conn, id)?;
+            let transitions = load_transitions(conn, id)?;
+            let mut order = row.document;
+            order.state = row.state;
+            order.targets = targets.iter().map(TargetView::to_target).collect();
+            let view = OrderView {
+                parent_status: parent_status(conn, &order, now)?,
+                effective_state: effective_state(&order, now),
+                order,
+                created_by: row.created_by,
+                created_at: row.created_at,
+                updated_at: row.updated_at,
+                targets,
+                transitions,
+            };
+            Ok((view, total))
+        }))
+    }
+
     /// Orders matching `filter`, by id.
     pub fn orders(&self, filter: &OrderFilter) -> Result<Vec<OrderSummary>, ControlError> {
         let country = match &filter.jurisdiction {
@@ -1116,33 +1191,26 @@ impl Control {
         };
         let now = self.clock.now();
         let rows = self.counted(self.store.read(|conn| {
-            let mut statement = conn.prepare(
-                "SELECT o.id,
-                        (SELECT COUNT(*) FROM targets t WHERE t.order_id = o.id),
-                        (SELECT COUNT(*) FROM targets t WHERE t.order_id = o.id AND t.status = 'needs_review')
-                 FROM orders o ORDER BY o.id",
-            )?;
-            let ids: Vec<(String, u64, u64)> = statement
-                .query_map([], |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)))?
-                .collect::<Result<_, _>>()?;
-            let mut out = Vec::new();
-            for (id, targets, held) in ids {
-                if let Some(row) = load_order(conn, &id)? {
-                    let mut order = row.document.clone();
+            let rows = self.summaries(conn)?;
+            let mut out = Vec::with_capacity(rows.len());
+            for row in rows {
+                let parent = if row.parsed.order.kind == OrderKind::Extension {
+                    let mut order = row.parsed.order.clone();
                     order.state = row.state;
-                    let parent = parent_status(conn, &order, now)?;
-                    out.push((row, targets, held, parent));
-                }
+                    parent_status(conn, &order, now)?
+                } else {
+                    None
+                };
+                out.push((row, parent));
             }
             Ok(out)
         }))?;
         let mut out = Vec::new();
-        for (row, targets, needs_review, parent_status) in rows {
-            let mut order = row.document;
-            order.state = row.state;
-            let effective = effective_state(&order, now);
+        for (row, parent_status) in rows {
+            let order = &row.parsed.order;
+            let effective = effective_state_of(order, row.state, now);
             if let Some(state) = &filter.state {
-                if *state != effective && state != order.state.as_str() {
+                if *state != effective && state != row.state.as_str() {
                     continue;
                 }
             }
@@ -1151,11 +1219,18 @@ impl Control {
                     continue;
                 }
             }
-            if filter.needs_review == Some(true) && needs_review == 0 {
+            if filter.needs_review == Some(true) && row.held == 0 {
                 continue;
             }
             if let Some(code) = &filter.jurisdiction {
-                if !self.binds(&order, country, code == "*") {
+                let binds = row.parsed.countries.is_some_and(|set| {
+                    if code == "*" {
+                        set.is_global()
+                    } else {
+                        set.applies_to(country)
+                    }
+                });
+                if !binds {
                     continue;
                 }
             }
@@ -1165,15 +1240,64 @@ impl Control {
                 authority: order.authority.clone(),
                 reference: order.reference.clone(),
                 jurisdictions: order.jurisdictions.clone(),
-                state: order.state.as_str().to_owned(),
+                state: row.state.as_str().to_owned(),
                 effective_state: effective,
                 parent_status,
-                targets,
-                needs_review,
+                targets: row.targets,
+                needs_review: row.held,
                 comply_by: order.comply_by,
                 updated_at: row.updated_at,
             });
         }
+        Ok(out)
+    }
+
+    /// Every stored order with its target counts, by id, the documents parsed once per stored
+    /// text (kept in memory between calls).
+    fn summaries(&self, conn: &rusqlite::Connection) -> Result<Vec<SummaryRow>, ControlError> {
+        let mut statement = conn.prepare_cached(
+            "SELECT o.id, o.document, o.state, o.updated_at,
+                    COALESCE(c.targets, 0), COALESCE(c.held, 0)
+             FROM orders o LEFT JOIN order_target_counts c ON c.order_id = o.id ORDER BY o.id",
+        )?;
+        let mut rows = statement.query([])?;
+        let mut cache = self
+            .documents
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut out = Vec::new();
+        let mut seen = HashSet::new();
+        while let Some(row) = rows.next()? {
+            let id: String = row.get(0)?;
+            let text = row.get_ref(1)?.as_str().map_err(rusqlite::Error::from)?;
+            let parsed = match cache.get(&id) {
+                Some(parsed) if parsed.text == text => Arc::clone(parsed),
+                _ => {
+                    let order: Order = serde_json::from_str(text)
+                        .map_err(|e| ControlError::Corrupt(format!("order {id:?}: {e}")))?;
+                    let mut probe = order.clone();
+                    probe.targets.clear();
+                    let countries = self.validate(&probe).ok().map(|v| v.info().countries);
+                    let parsed = Arc::new(Parsed {
+                        text: text.to_owned(),
+                        order,
+                        countries,
+                    });
+                    cache.insert(id.clone(), Arc::clone(&parsed));
+                    parsed
+                }
+            };
+            let state: String = row.get(2)?;
+            out.push(SummaryRow {
+                parsed,
+                state: parse_state(&state)?,
+                updated_at: row.get(3)?,
+                targets: row.get(4)?,
+                held: row.get(5)?,
+            });
+            seen.insert(id);
+        }
+        cache.retain(|id, _| seen.contains(id));
         Ok(out)
     }
 
@@ -1223,7 +1347,54 @@ impl Control {
 
     /// Verifies the audit chain.
     pub fn audit_verify(&self) -> Result<VerifyReport, ControlError> {
-        self.counted(self.store.read(audit::verify))
+        let now = self.now();
+        let (report, last_prev) = self.counted(self.store.read(|conn| {
+            let report = audit::verify(conn)?;
+            let last_prev = last_prev_hash(conn, &report)?;
+            Ok((report, last_prev))
+        }))?;
+        self.remember_check(&report, last_prev, now);
+        Ok(report)
+    }
+
+    /// Verifies the entries appended since the chain was last found intact, and the entry
+    /// that check ended with again (the whole chain when it never was in this process, or
+    /// when that entry's hash changed), and says when the whole chain was last verified. For
+    /// the console's audit page, which a full check of a long chain would slow;
+    /// [`Control::audit_verify`] checks everything.
+    pub fn audit_verify_recent(&self) -> Result<(VerifyReport, Timestamp), ControlError> {
+        let checked = self.lock_checked().clone();
+        let now = self.now();
+        let (report, last_prev, full_at) = self.counted(self.store.read(|conn| {
+            if let Some((entries, prev, head, at)) = checked.filter(|c| c.0 > 0) {
+                let seq = i64::try_from(entries).unwrap_or(i64::MAX);
+                let still: Option<String> = conn
+                    .query_row("SELECT hash FROM audit WHERE seq = ?1", [seq], |r| r.get(0))
+                    .optional()?;
+                if still.as_deref() == Some(head.as_str()) {
+                    let report = audit::verify_from(conn, seq - 1, &prev)?;
+                    let last_prev = last_prev_hash(conn, &report)?;
+                    return Ok((report, last_prev, at));
+                }
+            }
+            let report = audit::verify(conn)?;
+            let last_prev = last_prev_hash(conn, &report)?;
+            Ok((report, last_prev, now))
+        }))?;
+        self.remember_check(&report, last_prev, full_at);
+        Ok((report, full_at))
+    }
+
+    fn remember_check(&self, report: &VerifyReport, last_prev: String, full_at: Timestamp) {
+        if report.ok {
+            *self.lock_checked() = Some((report.entries, last_prev, report.head.clone(), full_at));
+        }
+    }
+
+    fn lock_checked(&self) -> std::sync::MutexGuard<'_, Option<AuditChecked>> {
+        self.audit_checked
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     /// Counts, deadlines and enforcement latency.
@@ -1234,24 +1405,14 @@ impl Control {
             .unwrap_or(Timestamp::MAX);
         let (orders, targets, needs_review, audit_entries) =
             self.counted(self.store.read(|conn| {
-                let mut statement = conn.prepare("SELECT id FROM orders ORDER BY id")?;
-                let ids: Vec<String> = statement
-                    .query_map([], |row| row.get(0))?
-                    .collect::<Result<_, _>>()?;
-                let mut orders = Vec::new();
-                for id in ids {
-                    if let Some(row) = load_order(conn, &id)? {
-                        orders.push(row);
-                    }
-                }
-                let targets: u64 =
-                    conn.query_row("SELECT COUNT(*) FROM targets", [], |r| r.get(0))?;
-                let held: u64 = conn.query_row(
-                    "SELECT COUNT(*) FROM targets WHERE status = 'needs_review'",
-                    [],
-                    |r| r.get(0),
-                )?;
-                let audit: u64 = conn.query_row("SELECT COUNT(*) FROM audit", [], |r| r.get(0))?;
+                let orders = self.summaries(conn)?;
+                let (targets, held): (u64, u64) = conn.query_row(
+                "SELECT COALESCE(SUM(targets), 0), COALESCE(SUM(held), 0) FROM order_target_counts",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )?;
+                let audit: u64 =
+                    conn.query_row("SELECT COALESCE(MAX(seq), 0) FROM audit", [], |r| r.get(0))?;
                 Ok((orders, targets, held, audit))
             }))?;
         let mut by_state = BTreeMap::new();
@@ -1259,9 +1420,8 @@ impl Control {
         let mut deadlines = Vec::new();
         for row in &orders {
             *by_state.entry(row.state.as_str().to_owned()).or_insert(0) += 1;
-            let mut order = row.document.clone();
-            order.state = row.state;
-            if effective_state(&order, now) == "expired" {
+            let order = &row.parsed.order;
+            if effective_state_of(order, row.state, now) == "expired" {
                 expired += 1;
             }
             if let Some(deadline) = order.comply_by {
@@ -1460,13 +1620,19 @@ fn time_status(order: &Order, now: Timestamp) -> Option<juris_policy::ParentStat
 
 /// `state`, or `expired` when `expires_at` has passed for an order that could still apply.
 pub fn effective_state(order: &Order, now: Timestamp) -> String {
+    effective_state_of(order, order.state, now)
+}
+
+/// [`effective_state`] of `order` in the stored `state` (the document's own state is not
+/// the authoritative one).
+fn effective_state_of(order: &Order, state: OrderState, now: Timestamp) -> String {
     let live = matches!(
-        order.state,
+        state,
         OrderState::Active | OrderState::Shadow | OrderState::Suspended
     );
     match order.expires_at {
         Some(until) if live && now >= until => "expired".into(),
-        _ => order.state.as_str().into(),
+        _ => state.as_str().into(),
     }
 }
 

@@ -173,16 +173,22 @@ impl Control {
                  ON CONFLICT (day, order_id, jurisdiction)
                  DO UPDATE SET blocked = blocked + ?4, shadow = shadow + ?5",
             )?;
+            let (mut blocked, mut shadow) = (0_i64, 0_i64);
             for count in counts.iter().filter(|c| c.blocked > 0 || c.shadow > 0) {
-                upsert.execute(params![
-                    day,
-                    count.order,
-                    count.jurisdiction,
-                    i64::try_from(count.blocked).unwrap_or(i64::MAX),
-                    i64::try_from(count.shadow).unwrap_or(i64::MAX),
-                ])?;
+                let b = i64::try_from(count.blocked).unwrap_or(i64::MAX);
+                let s = i64::try_from(count.shadow).unwrap_or(i64::MAX);
+                upsert.execute(params![day, count.order, count.jurisdiction, b, s])?;
+                blocked = blocked.saturating_add(b);
+                shadow = shadow.saturating_add(s);
             }
+            tx.prepare_cached(
+                "INSERT INTO daily_totals (day, blocked, shadow) VALUES (?1, ?2, ?3)
+                 ON CONFLICT (day) DO UPDATE SET blocked = blocked + ?2, shadow = shadow + ?3",
+            )?
+            .execute(params![day, blocked, shadow])?;
             tx.prepare_cached("DELETE FROM daily_counts WHERE day < ?1")?
+                .execute(params![oldest])?;
+            tx.prepare_cached("DELETE FROM daily_totals WHERE day < ?1")?
                 .execute(params![oldest])?;
             Ok(())
         }))
@@ -223,8 +229,7 @@ impl Control {
         let (from, to) = self.window(days)?;
         let found: Vec<DayTotal> = self.counted(self.store.read(|conn| {
             let mut statement = conn.prepare_cached(
-                "SELECT day, SUM(blocked), SUM(shadow) FROM daily_counts
-                 WHERE day >= ?1 GROUP BY day ORDER BY day",
+                "SELECT day, blocked, shadow FROM daily_totals WHERE day >= ?1 ORDER BY day",
             )?;
             let rows = statement.query_map(params![from.to_string()], |row| {
                 Ok(DayTotal {

@@ -26,7 +26,10 @@ const MIGRATIONS: &[(u32, &str)] = &[
         3,
         include_str!("../migrations/0003_candidate_decisions.sql"),
     ),
-    (4, include_str!("../migrations/0004_daily_counts.sql")),
+    (
+        4,
+        include_str!("../migrations/0004_daily_counts_and_console_speed.sql"),
+    ),
 ];
 
 /// The schema version this build writes.
@@ -261,6 +264,34 @@ pub(crate) mod rows {
             out.push(target_from_columns(row?)?);
         }
         Ok(out)
+    }
+
+    /// The first `limit` targets of order `id` in key order (type, then value): what a page
+    /// shows of an order with 100,000 targets, read by the primary key without a sort.
+    pub(crate) fn load_targets_first(
+        conn: &Connection,
+        id: &str,
+        limit: usize,
+    ) -> Result<Vec<TargetView>, ControlError> {
+        let mut statement = conn.prepare_cached(&format!(
+            "SELECT {TARGET_COLUMNS} FROM targets WHERE order_id = ?1 ORDER BY kind, value LIMIT ?2"
+        ))?;
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let rows = statement.query_map(params![id, limit], row_to_target)?;
+        let mut out = Vec::new();
+        for row in rows {
+            out.push(target_from_columns(row?)?);
+        }
+        Ok(out)
+    }
+
+    /// (targets, held for review) of order `id`, from the counts the triggers keep.
+    pub(crate) fn target_counts(conn: &Connection, id: &str) -> Result<(u64, u64), ControlError> {
+        Ok(conn
+            .prepare_cached("SELECT targets, held FROM order_target_counts WHERE order_id = ?1")?
+            .query_row(params![id], |row| Ok((row.get(0)?, row.get(1)?)))
+            .optional()?
+            .unwrap_or((0, 0)))
     }
 
     pub(crate) fn load_target(

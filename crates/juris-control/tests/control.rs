@@ -1386,3 +1386,119 @@ async fn api_serves_per_day_counters() {
         .await;
     assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
 }
+
+#[test]
+fn the_recent_audit_check_verifies_new_entries_and_rechecks_all_when_its_last_entry_changed() {
+    let dir = tempfile::tempdir().unwrap();
+    let control = control_with(Store::open(dir.path()).unwrap(), false);
+    for id in ["O-1", "O-2"] {
+        control
+            .apply_order(&admin(), order(id, "draft", json!([])), true, true, "")
+            .unwrap();
+    }
+    let (report, _) = control.audit_verify_recent().unwrap();
+    assert!(report.ok && report.entries == 2, "{report:?}");
+    control
+        .apply_order(&admin(), order("O-3", "draft", json!([])), true, true, "")
+        .unwrap();
+    let conn =
+        rusqlite::Connection::open(dir.path().join(juris_control::store::STORE_FILE)).unwrap();
+    conn.execute_batch("DROP TRIGGER audit_no_update;").unwrap();
+    // An entry appended after the last check, altered: found by the recent check.
+    conn.execute("UPDATE audit SET actor = 'mallory' WHERE seq = 3", [])
+        .unwrap();
+    let (report, _) = control.audit_verify_recent().unwrap();
+    assert_eq!(report.first_bad.unwrap().seq, 3);
+    conn.execute("UPDATE audit SET actor = 'root' WHERE seq = 3", [])
+        .unwrap();
+    let (report, _) = control.audit_verify_recent().unwrap();
+    assert!(report.ok && report.entries == 3, "{report:?}");
+    // The entry the last check ended with, altered: the whole chain is checked again.
+    conn.execute("UPDATE audit SET reason = 'x' WHERE seq = 3", [])
+        .unwrap();
+    let (report, _) = control.audit_verify_recent().unwrap();
+    assert_eq!(report.first_bad.unwrap().seq, 3);
+    // An older entry, altered: the full check finds it (the recent check is not meant to).
+    conn.execute("UPDATE audit SET reason = '' WHERE seq = 3", [])
+        .unwrap();
+    conn.execute("UPDATE audit SET actor = 'mallory' WHERE seq = 1", [])
+        .unwrap();
+    assert_eq!(control.audit_verify().unwrap().first_bad.unwrap().seq, 1);
+}
+
+#[test]
+fn target_counts_kept_by_the_store_match_the_targets() {
+    let control = memory();
+    feed_order(&control);
+    control
+        .apply_order(
+            &admin(),
+            order(
+                "IT-1",
+                "active",
+                json!([{"type": "subtree", "value": "a.example"},
+                       {"type": "domain", "value": "drive.usercontent.google.com"}]),
+            ),
+            true,
+            true,
+            "",
+        )
+        .unwrap();
+    control
+        .import_feed(
+            &admin(),
+            "ps",
+            Some("PS-IT"),
+            &feed(&["x.example", "y.example"], &["192.0.2.1"], &[]),
+            "",
+        )
+        .unwrap();
+    control
+        .import_feed(&admin(), "ps", None, &feed(&["y.example"], &[], &[]), "")
+        .unwrap();
+    control
+        .override_target(
+            &admin(),
+            "IT-1",
+            TargetKind::Domain,
+            "drive.usercontent.google.com",
+            "checked",
+        )
+        .unwrap();
+    control
+        .remove_targets(
+            &admin(),
+            "IT-1",
+            &[(TargetKind::Subtree, "a.example".into())],
+            "",
+        )
+        .unwrap();
+    let truth: Vec<(String, u64, u64)> = control
+        .export_orders()
+        .unwrap()
+        .iter()
+        .map(|v| {
+            let held = v
+                .targets
+                .iter()
+                .filter(|t| t.status == TargetStatus::NeedsReview)
+                .count();
+            (v.order.id.clone(), v.targets.len() as u64, held as u64)
+        })
+        .collect();
+    let listed: Vec<(String, u64, u64)> = control
+        .orders(&OrderFilter::default())
+        .unwrap()
+        .into_iter()
+        .map(|o| (o.id, o.targets, o.needs_review))
+        .collect();
+    assert_eq!(listed, truth);
+    assert_eq!(
+        listed,
+        [("IT-1".to_owned(), 1, 0), ("PS-IT".to_owned(), 1, 0)]
+    );
+    let status = control.status().unwrap();
+    assert_eq!((status.targets, status.needs_review), (2, 0));
+    let (preview, total) = control.order_preview("PS-IT", 0).unwrap();
+    assert_eq!((preview.targets.len(), total), (0, 1));
+}

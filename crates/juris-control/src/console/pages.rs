@@ -481,8 +481,8 @@ async fn order_page(
 ) -> PageResult {
     let control = console.api.control.clone();
     let key = id.to_owned();
-    let (view, audit, stats) = blocking(move || {
-        let view = control.order(&key)?;
+    let ((view, total), audit, stats) = blocking(move || {
+        let view = control.order_preview(&key, TARGETS_SHOWN)?;
         let audit = control.audit_for(&format!("order:{key}"), 50)?;
         let stats = control.order_stats(&key, days)?;
         Ok((view, audit, stats))
@@ -584,12 +584,12 @@ async fn order_page(
             }
         }
         section aria-labelledby="targets" {
-            h2 id="targets" { "Targets (" (view.targets.len()) ")" }
-            @if view.targets.len() > TARGETS_SHOWN { p { "The first " (TARGETS_SHOWN) " are shown; the export has them all." } }
+            h2 id="targets" { "Targets (" (total) ")" }
+            @if total > view.targets.len() as u64 { p { "The first " (view.targets.len()) " by type and name are shown; the export has them all." } }
             div.scroll tabindex="0" { table {
                 thead { tr { th scope="col" { "Type" } th scope="col" { "Value" } th scope="col" { "Status" }
                     th scope="col" { "Added" } th scope="col" { "By" } th scope="col" { "Evidence" } } }
-                tbody { @for t in view.targets.iter().take(TARGETS_SHOWN) {
+                tbody { @for t in &view.targets {
                     tr {
                         td { (t.kind.as_str()) } td { (t.value) }
                         td { (t.status.as_str()) @if let Some(r) = &t.review_reason { ": " (r) } }
@@ -1107,11 +1107,18 @@ pub(crate) async fn audit(
     let query = query_form(&uri);
     let control = console.api.control.clone();
     let after: Option<i64> = query.text("after").parse().ok();
-    let (report, entries) = blocking(move || {
-        let report = control.audit_verify()?;
+    let full = query.text("verify") == "full";
+    let ((report, full_at), entries) = blocking(move || {
+        let report = if full {
+            let report = control.audit_verify()?;
+            (report, control.now())
+        } else {
+            control.audit_verify_recent()?
+        };
+        let (report, full_at) = report;
         let last = i64::try_from(report.entries).unwrap_or(i64::MAX);
         let after = after.unwrap_or_else(|| (last - i64::from(AUDIT_PAGE)).max(0));
-        Ok((report, control.audit_log(after, AUDIT_PAGE)?))
+        Ok(((report, full_at), control.audit_log(after, AUDIT_PAGE)?))
     })
     .await?;
     let first = entries.first().map(|e| e.seq).unwrap_or(0);
@@ -1119,6 +1126,8 @@ pub(crate) async fn audit(
     let body = html! {
         @if report.ok {
             p.ok role="status" { "Chain verified: " (report.entries) " entries intact; head " code { (report.head.get(..16).unwrap_or(&report.head)) "…" } }
+            p { "The whole chain was verified at " (time(full_at)) "; the entries appended since are verified at each view. "
+                a href="/ui/audit?verify=full" { "Verify the whole chain now" } }
         } @else {
             p.error role="alert" { "The chain is broken" @if let Some(bad) = &report.first_bad { " at entry " (bad.seq) ": " (bad.problem) } }
         }
