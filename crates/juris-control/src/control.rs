@@ -1124,25 +1124,7 @@ impl Control {
 
     /// One order with its targets and history.
     pub fn order(&self, id: &str) -> Result<OrderView, ControlError> {
-        let now = self.clock.now();
-        self.counted(self.store.read(|conn| {
-            let row = load_order(conn, id)?.ok_or_else(|| not_found("order", id))?;
-            let targets = load_targets(conn, id)?;
-            let transitions = load_transitions(conn, id)?;
-            let mut order = row.document;
-            order.state = row.state;
-            order.targets = targets.iter().map(TargetView::to_target).collect();
-            Ok(OrderView {
-                parent_status: parent_status(conn, &order, now)?,
-                effective_state: effective_state(&order, now),
-                order,
-                created_by: row.created_by,
-                created_at: row.created_at,
-                updated_at: row.updated_at,
-                targets,
-                transitions,
-            })
-        }))
+        self.order_with(id, None).map(|(view, _)| view)
     }
 
     /// [`Control::order`] with only the first `max_targets` targets (by type, then value) in
@@ -1153,11 +1135,28 @@ impl Control {
         id: &str,
         max_targets: usize,
     ) -> Result<(OrderView, u64), ControlError> {
+        self.order_with(id, Some(max_targets))
+    }
+
+    fn order_with(
+        &self,
+        id: &str,
+        max_targets: Option<usize>,
+    ) -> Result<(OrderView, u64), ControlError> {
         let now = self.clock.now();
         self.counted(self.store.read(|conn| {
             let row = load_order(conn, id)?.ok_or_else(|| not_found("order", id))?;
-            let targets = load_targets_first(conn, id, max_targets)?;
-            let (total, _) = target_counts(conn, id)?;
+            let (targets, total) = match max_targets {
+                Some(limit) => (
+                    load_targets_first(conn, id, limit)?,
+                    target_counts(conn, id)?.0,
+                ),
+                None => {
+                    let targets = load_targets(conn, id)?;
+                    let total = targets.len() as u64;
+                    (targets, total)
+                }
+            };
             let transitions = load_transitions(conn, id)?;
             let mut order = row.document;
             order.state = row.state;

@@ -259,6 +259,21 @@ pub fn list_checksum(items: &[String]) -> String {
 }
 
 impl CumulativeFeed {
+    /// A feed of these lists with their checksums (what a producer sends).
+    pub fn new(fqdn: Vec<String>, ipv4: Vec<String>, ipv6: Vec<String>) -> CumulativeFeed {
+        CumulativeFeed {
+            generated_at: None,
+            sha256: FeedChecksums {
+                fqdn: list_checksum(&fqdn),
+                ipv4: list_checksum(&ipv4),
+                ipv6: list_checksum(&ipv6),
+            },
+            fqdn,
+            ipv4,
+            ipv6,
+        }
+    }
+
     /// Parses a feed document (strict: unknown fields are errors naming the field).
     pub fn from_json(bytes: &[u8]) -> Result<CumulativeFeed, ControlError> {
         crate::parse_json(bytes)
@@ -880,15 +895,10 @@ mod tests {
 
     #[test]
     fn a_running_import_shows_its_progress_from_memory_while_it_waits_for_the_store() {
-        use crate::{Actor, ControlConfig, Store, SystemClock};
-        let control = Arc::new(
-            Control::new(
-                Store::open_in_memory().unwrap(),
-                &ControlConfig::default(),
-                Arc::new(SystemClock),
-            )
-            .unwrap(),
-        );
+        use crate::{Actor, Store, SystemClock};
+        let store = Store::open_in_memory().unwrap();
+        let control =
+            Arc::new(Control::new(store, &Default::default(), Arc::new(SystemClock)).unwrap());
         let admin = Actor {
             name: "root".into(),
             role: Role::Admin,
@@ -899,18 +909,11 @@ mod tests {
         )
         .unwrap();
         control.apply_order(&admin, order, true, true, "").unwrap();
-        let items: Vec<String> = vec!["a.example".into(), "b.example".into()];
-        let feed = CumulativeFeed {
-            generated_at: None,
-            sha256: FeedChecksums {
-                fqdn: list_checksum(&items),
-                ipv4: list_checksum(&["192.0.2.1".into()]),
-                ipv6: list_checksum(&[]),
-            },
-            fqdn: items,
-            ipv4: vec!["192.0.2.1".into()],
-            ipv6: Vec::new(),
-        };
+        let feed = CumulativeFeed::new(
+            vec!["a.example".into(), "b.example".into()],
+            vec!["192.0.2.1".into()],
+            Vec::new(),
+        );
         assert!(control.running_imports().is_empty());
         // Hold the store: the import registers, then waits for it.
         let seen = control

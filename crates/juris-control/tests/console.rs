@@ -469,7 +469,7 @@ async fn charts_of_the_per_day_counters_are_inline_svg_with_a_table_and_the_shad
 
 #[tokio::test]
 async fn the_feeds_pages_list_imports_checksums_and_acknowledgements() {
-    use juris_control::feeds::{list_checksum, CumulativeFeed, FeedChecksums};
+    use juris_control::feeds::{list_checksum, CumulativeFeed};
     let c = console();
     let cookie = c.sign_in(Role::Viewer).await;
     let empty = c.send("GET", "/ui/feeds", Some(&cookie), "").await;
@@ -483,8 +483,8 @@ async fn the_feeds_pages_list_imports_checksums_and_acknowledgements() {
         !empty.body.contains("http-equiv=\"refresh\""),
         "nothing running: no reload"
     );
-    let order: Order = serde_json::from_str(
-        r#"{"id": "PS-IT", "kind": "feed_ticket", "authority": "AGCOM",
+    let order = Order::from_json(
+        br#"{"id": "PS-IT", "kind": "feed_ticket", "authority": "AGCOM",
             "jurisdictions": ["IT"], "action": "nxdomain", "state": "active", "targets": []}"#,
     )
     .unwrap();
@@ -492,17 +492,7 @@ async fn the_feeds_pages_list_imports_checksums_and_acknowledgements() {
         .apply_order(&root(), order, true, true, "")
         .unwrap();
     let fqdn = vec!["a.example".to_owned(), "co.uk".to_owned()];
-    let feed = CumulativeFeed {
-        generated_at: None,
-        sha256: FeedChecksums {
-            fqdn: list_checksum(&fqdn),
-            ipv4: list_checksum(&[]),
-            ipv6: list_checksum(&[]),
-        },
-        fqdn: fqdn.clone(),
-        ipv4: Vec::new(),
-        ipv6: Vec::new(),
-    };
+    let feed = CumulativeFeed::new(fqdn.clone(), Vec::new(), Vec::new());
     let first = c
         .control
         .import_feed(&root(), "ps", Some("PS-IT"), &feed, "")

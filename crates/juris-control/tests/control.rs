@@ -1404,25 +1404,23 @@ fn the_recent_audit_check_verifies_new_entries_and_rechecks_all_when_its_last_en
     let conn =
         rusqlite::Connection::open(dir.path().join(juris_control::store::STORE_FILE)).unwrap();
     conn.execute_batch("DROP TRIGGER audit_no_update;").unwrap();
+    // Edits the file behind the control plane's back, then runs the recent check.
+    let edit_then_check = |sql: &str| {
+        conn.execute_batch(sql).unwrap();
+        control.audit_verify_recent().unwrap().0
+    };
     // An entry appended after the last check, altered: found by the recent check.
-    conn.execute("UPDATE audit SET actor = 'mallory' WHERE seq = 3", [])
-        .unwrap();
-    let (report, _) = control.audit_verify_recent().unwrap();
+    let report = edit_then_check("UPDATE audit SET actor = 'mallory' WHERE seq = 3");
     assert_eq!(report.first_bad.unwrap().seq, 3);
-    conn.execute("UPDATE audit SET actor = 'root' WHERE seq = 3", [])
-        .unwrap();
-    let (report, _) = control.audit_verify_recent().unwrap();
+    let report = edit_then_check("UPDATE audit SET actor = 'root' WHERE seq = 3");
     assert!(report.ok && report.entries == 3, "{report:?}");
-    // The entry the last check ended with, altered: the whole chain is checked again.
-    conn.execute("UPDATE audit SET reason = 'x' WHERE seq = 3", [])
-        .unwrap();
-    let (report, _) = control.audit_verify_recent().unwrap();
+    // The entry the last check ended with, altered: found too.
+    let report = edit_then_check("UPDATE audit SET reason = 'x' WHERE seq = 3");
     assert_eq!(report.first_bad.unwrap().seq, 3);
     // An older entry, altered: the full check finds it (the recent check is not meant to).
-    conn.execute("UPDATE audit SET reason = '' WHERE seq = 3", [])
-        .unwrap();
-    conn.execute("UPDATE audit SET actor = 'mallory' WHERE seq = 1", [])
-        .unwrap();
+    edit_then_check(
+        "UPDATE audit SET reason = '' WHERE seq = 3; UPDATE audit SET actor = 'mallory' WHERE seq = 1",
+    );
     assert_eq!(control.audit_verify().unwrap().first_bad.unwrap().seq, 1);
 }
 

@@ -1,7 +1,8 @@
 //! The web console in a real headless Chromium: `tests/browser/console.mjs` (Playwright's
 //! `playwright-core` driving Debian's `chromium`, axe-core on every page) against a `juris
 //! serve` started here with its store, admin listener and a GeoIP database that places one
-//! client address in Italy. Nothing is resolved (explain does not resolve), so no NSD.
+//! client address in Italy. Nothing is resolved (explain does not resolve; the real queries the
+//! test sends from the Italian address are blocked or only counted), so no NSD.
 //!
 //! Needs `node`, `chromium` and `npm ci` in `tests/browser` (`.ci/run` installs them). Set
 //! `JURIS_SCREENSHOTS=DIR` to save screenshots of the main pages (docs/console/ was made so).
@@ -54,7 +55,12 @@ fn console_in_chromium_milan_order_from_sign_in_to_lift_with_accessibility_check
     let admin = token(&data_dir, "admin", "officer");
     let viewer = token(&data_dir, "viewer", "auditor");
     let api = SocketAddr::new(IpAddr::V4(clients.address(200)), 8053);
+    // The per-day counters are flushed every second, so that a real query shows in the charts.
+    let config = directory.path().join("juris.toml");
+    std::fs::write(&config, "[control]\nstats_flush_seconds = 1\n").unwrap();
     let server = Juris::builder(JURIS)
+        .arg("--config")
+        .arg(&config)
         .args(["--threads", "1"])
         .arg("--geoip")
         .arg(&mmdb)
@@ -83,6 +89,7 @@ fn console_in_chromium_milan_order_from_sign_in_to_lift_with_accessibility_check
         .env("ADMIN_TOKEN", &admin)
         .env("VIEWER_TOKEN", &viewer)
         .env("ITALY", italy.to_string())
+        .env("DNS", server.address().to_string())
         .env("CHROMIUM", &chromium);
     if let Ok(dir) = std::env::var("JURIS_SCREENSHOTS") {
         command.env("SCREENSHOTS", dir);
