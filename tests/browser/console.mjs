@@ -4,9 +4,12 @@
 //   JURIS_UI       http://ADDR:PORT of the admin listener
 //   ADMIN_TOKEN    an admin token;  VIEWER_TOKEN  a viewer token
 //   ITALY          a client address the test's GeoIP database places in Italy
+//   DNS            ADDR:PORT of juris's DNS listener (real queries from ITALY are counted)
 //   CHROMIUM       the browser (default /usr/bin/chromium)
 //   SCREENSHOTS    a directory to save screenshots of the main pages in (optional)
 // Exits non-zero with the reason on the first failure.
+import { createHash } from "node:crypto";
+import dgram from "node:dgram";
 import { readFileSync } from "node:fs";
 import { createRequire } from "node:module";
 import { chromium } from "playwright-core";
@@ -21,6 +24,50 @@ function check(condition, message) {
   if (!condition) {
     throw new Error(message);
   }
+}
+
+// One DNS query (A, RD) for `name` from the Italian client address; resolves with the RCODE of
+// the answer, or null when `wait` is false (fire and forget: a shadow match is counted before
+// any resolution, which this test's juris cannot do).
+function dnsQuery(name, wait) {
+  const [host, port] = [process.env.DNS.replace(/:\d+$/, ""), Number(process.env.DNS.split(":").pop())];
+  const labels = name.split(".").flatMap((l) => [Buffer.from([l.length]), Buffer.from(l)]);
+  const packet = Buffer.concat([
+    Buffer.from([0x12, 0x34, 0x01, 0x00, 0, 1, 0, 0, 0, 0, 0, 0]),
+    ...labels,
+    Buffer.from([0, 0, 1, 0, 1]),
+  ]);
+  return new Promise((resolve, reject) => {
+    const socket = dgram.createSocket("udp4");
+    socket.on("error", reject);
+    socket.bind({ address: process.env.ITALY, port: 0 }, () => {
+      socket.send(packet, port, host, (error) => {
+        if (error) return reject(error);
+        if (!wait) {
+          socket.close();
+          resolve(null);
+        }
+      });
+    });
+    if (wait) {
+      socket.on("message", (reply) => {
+        socket.close();
+        resolve(reply[3] & 0x0f);
+      });
+    }
+  });
+}
+
+// Reloads `path` until `test(page)` holds (the per-day counters are flushed to the store every
+// second in this test); bounded, no timing asserted.
+async function until(page, path, test, what, before) {
+  for (let i = 0; i < 100; i++) {
+    if (before) await before();
+    await page.goto(`${base}${path}`);
+    if (await test(page)) return;
+    await page.waitForTimeout(300);
+  }
+  throw new Error(`never saw ${what} on ${path}`);
 }
 
 const cspViolations = [];
@@ -149,6 +196,20 @@ try {
   await admin.goto(`${base}/ui/orders/${ORDER}`);
   check((await admin.locator(".badge").first().textContent()) === "draft", "the refused posts changed the order");
 
+  // ---- shadow first: the impact of real queries from Italy shows next to Activate ----
+  await admin.getByRole("button", { name: "Shadow (count only)" }).click();
+  await admin.waitForURL(`${base}/ui/orders/${ORDER}`);
+  check((await admin.locator(".badge").first().textContent()) === "shadow", "not in shadow after Shadow");
+  await until(
+    admin,
+    `/ui/orders/${ORDER}`,
+    async (p) => /would have blocked [1-9]\d* answer/.test(await p.locator("#impact + p").textContent()),
+    "the shadow-mode impact of a query from Italy",
+    () => dnsQuery("www.kickasstorrents.to", false),
+  );
+  await accessible(admin, "order page in shadow mode");
+  await shot(admin, "order-shadow");
+
   // ---- activate ----
   await admin.getByLabel("Reason (recorded in the audit log)").fill("order received by PEC");
   await admin.getByRole("button", { name: "Activate" }).click();
@@ -172,6 +233,20 @@ try {
   await accessible(admin, "explain");
   await shot(admin, "explain");
 
+  // ---- a real query from Italy is blocked, counted, and charted per day and jurisdiction ----
+  const rcode = await dnsQuery("www.kickasstorrents.to", true);
+  check(rcode === 3, `a query from Italy got RCODE ${rcode}, not NXDOMAIN`);
+  await until(
+    admin,
+    `/ui/orders/${ORDER}`,
+    async (p) => (await p.locator("figcaption", { hasText: /^IT: [1-9]/ }).count()) === 1,
+    "the blocked answer in Italy's per-day chart",
+  );
+  check(
+    (await admin.getByRole("img", { name: /Blocked answers in IT per day from/ }).count()) === 1,
+    "the chart has no accessible name",
+  );
+
   // ---- add a future domain with evidence ----
   await admin.goto(`${base}/ui/orders/${ORDER}`);
   await admin.getByLabel("Name or address").fill("kickasstorrents.cr");
@@ -191,6 +266,39 @@ try {
   await shot(anonymous, "transparency");
   const json = await (await anonymous.request.get(`${base}/transparency.json`)).json();
   check(json.jurisdictions.IT.some((o) => o.order_id === ORDER), "the order is not in /transparency.json");
+
+  // ---- a feed (Piracy Shield style) imported through the API, then its console pages ----
+  const api = (path, body) =>
+    anonymous.request.post(`${base}${path}`, {
+      headers: { Authorization: `Bearer ${process.env.ADMIN_TOKEN}`, "Content-Type": "application/json" },
+      data: body,
+    });
+  const created = await api("/v1/orders", {
+    id: "PS-IT-2024",
+    kind: "feed_ticket",
+    authority: "AGCOM (Piracy Shield)",
+    jurisdictions: ["IT"],
+    action: "nxdomain",
+    targets: [],
+  });
+  check(created.status() === 201, `the feed's order was not created: ${created.status()}`);
+  const sha = (items) => createHash("sha256").update(items.join("\n")).digest("hex");
+  const fqdn = ["streaming-pirata.example", "calcio-live.example", "co.uk"];
+  const imported = await api("/v1/feeds/piracy-shield?order=PS-IT-2024", {
+    fqdn,
+    ipv4: ["192.0.2.10"],
+    ipv6: [],
+    sha256: { fqdn: sha(fqdn), ipv4: sha(["192.0.2.10"]), ipv6: sha([]) },
+  });
+  check(imported.ok(), `the feed was not imported: ${imported.status()}`);
+  await admin.goto(`${base}/ui/feeds`);
+  check(await admin.getByText(sha(fqdn)).isVisible(), "the feed's SHA-256 is not shown");
+  await accessible(admin, "feeds");
+  await shot(admin, "feeds");
+  await admin.getByRole("link", { name: "piracy-shield" }).click();
+  check(await admin.getByRole("cell", { name: "UNDEFINED" }).isVisible(), "co.uk is not acknowledged as UNDEFINED");
+  await accessible(admin, "feed acknowledgement");
+  await shot(admin, "feed");
 
   // ---- the other pages: dashboard, orders, audit, tokens, safeguards ----
   for (const [path, name] of [

@@ -321,7 +321,7 @@ pub(crate) async fn dashboard(
             details {
                 summary { "The numbers per day" }
                 div.scroll tabindex="0" { table {
-                    caption { "Answers blocked and shadow matches per UTC day, every order (counted by the resolver, stored every minute)" }
+                    caption { "Answers blocked and shadow matches per UTC day, every order (counted by the resolver, stored every control.stats_flush_seconds: a minute by default)" }
                     thead { tr { th scope="col" { "Day (UTC)" } th scope="col" { "Blocked" } th scope="col" { "Shadow matches" } } }
                     tbody { @for t in daily.totals.iter().rev() {
                         tr { td { (t.day) } td { (t.blocked) } td { (t.shadow) } }
@@ -565,7 +565,7 @@ async fn order_page(
                         h3 id="impact" { "Shadow-mode impact" }
                         p { "In shadow mode this order would have blocked "
                             strong { (stats.shadow) } " answer(s) from " (stats.from) " to " (stats.to)
-                            " (UTC days, stored every minute), and " strong { (shadow) } " since the resolver started." }
+                            " (UTC days, per-day counters the server stores every control.stats_flush_seconds: a minute by default), and " strong { (shadow) } " since the resolver started." }
                         @if state == OrderState::Draft && stats.shadow == 0 && shadow == 0 {
                             p { "A draft counts nothing: put it in shadow mode to see what it would block before activating it." }
                         }
