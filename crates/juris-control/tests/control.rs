@@ -1428,20 +1428,10 @@ fn the_recent_audit_check_verifies_new_entries_and_rechecks_all_when_its_last_en
 fn target_counts_kept_by_the_store_match_the_targets() {
     let control = memory();
     feed_order(&control);
-    control
-        .apply_order(
-            &admin(),
-            order(
-                "IT-1",
-                "active",
-                json!([{"type": "subtree", "value": "a.example"},
-                       {"type": "domain", "value": "drive.usercontent.google.com"}]),
-            ),
-            true,
-            true,
-            "",
-        )
-        .unwrap();
+    let targets = json!([{"type": "subtree", "value": "a.example"},
+                         {"type": "domain", "value": "drive.usercontent.google.com"}]);
+    let it = order("IT-1", "active", targets);
+    control.apply_order(&admin(), it, true, true, "").unwrap();
     control
         .import_feed(
             &admin(),
