@@ -146,10 +146,19 @@ struct ExplainArgs {
     /// Signal structured DNS error support in the query.
     #[arg(long)]
     structured: bool,
-    /// Resolve the question first (serve's resolver settings, DNSSEC validation included),
-    /// then explain with its live answer: the report shows its validation state.
+    /// Resolve the question first, then explain with its live answer: the report shows its
+    /// validation state and the checks of its CNAME targets, addresses and name servers.
+    /// With --api the running server resolves (its resolver and cache); without, a resolver
+    /// with serve's settings in this process.
     #[arg(long)]
     resolve: bool,
+    /// Ask the running server's admin API instead (its policy, cache and resolver), e.g.
+    /// `http://127.0.0.1:8053`; --config, --orders, --geoip and --data-dir do not apply then.
+    #[arg(long, value_name = "URL", conflicts_with_all = ["config", "orders", "geoip", "data_dir"])]
+    api: Option<String>,
+    /// Bearer token for --api (default: the JURIS_TOKEN environment variable).
+    #[arg(long, env = "JURIS_TOKEN", hide_env_values = true, requires = "api")]
+    token: Option<String>,
     /// TOML configuration file (the one `serve` uses).
     #[arg(long, value_name = "FILE")]
     config: Option<PathBuf>,
@@ -292,6 +301,9 @@ impl ServeArgs {
 }
 
 fn explain(args: &ExplainArgs) -> anyhow::Result<()> {
+    if let Some(api) = &args.api {
+        return explain_remote(args, api);
+    }
     let mut raw = match &args.config {
         Some(path) => RawConfig::from_file(path)?,
         None => RawConfig::default(),
@@ -337,6 +349,34 @@ fn explain(args: &ExplainArgs) -> anyhow::Result<()> {
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else {
         print!("{}", report.render());
+    }
+    Ok(())
+}
+
+/// `juris explain --api URL`: the running server explains (and resolves, with --resolve).
+fn explain_remote(args: &ExplainArgs, api: &str) -> anyhow::Result<()> {
+    if args.structured {
+        anyhow::bail!("--structured does not apply with --api (the API explains a plain query)");
+    }
+    let request = juris_control::ExplainRequest {
+        name: Some(args.name.clone()),
+        client: Some(args.client.to_string()),
+        country: args.country.clone(),
+        listener: args.listener.map(|l| l.to_string()),
+        ecs: args.ecs.clone(),
+        qtype: Some(args.qtype.clone()),
+        resolve: args.resolve.then_some(true),
+        ..juris_control::ExplainRequest::default()
+    };
+    let api = cli::ApiArgs {
+        api: api.to_owned(),
+        token: args.token.clone(),
+    };
+    let view = cli::explain_remote(&api, &request)?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&view)?);
+    } else {
+        print!("{}", explain::render_view(&view, args.client));
     }
     Ok(())
 }
