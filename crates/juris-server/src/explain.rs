@@ -445,7 +445,10 @@ fn live_checks(
             trigger: check.trigger(),
             subject: match check {
                 AnswerCheck::CnameTarget(name) | AnswerCheck::NameServer(name) => {
-                    format!("{}.", juris_policy::wire_to_text(name).trim_end_matches('.'))
+                    format!(
+                        "{}.",
+                        juris_policy::wire_to_text(name).trim_end_matches('.')
+                    )
                 }
                 AnswerCheck::Address(address) | AnswerCheck::NameServerAddress(address) => {
                     address.to_string()
