@@ -381,6 +381,8 @@ EOF
     echo "net.listen('$ADDR', ${DOH_PORT[kresd]}, { kind = 'doh2' })"
     echo "net.tls('$TLS_DIR/cert.pem', '$TLS_DIR/key.pem')"
   } >"$C/kresd-doh.conf"
+  # W3's nopolicy-nomine: juris without candidate mining, for what mining costs W2.
+  { cat "$C/juris.toml"; printf '\n[candidates]\nenabled = false\n'; } >"$C/juris-nomine.toml"
   if ((DNSSEC_OK)); then
     juris_toml "" val >"$C/juris-val.toml"
     juris_toml "" noval >"$C/juris-noval.toml"
@@ -850,6 +852,13 @@ w3() {
       start_juris_policy "$v" || continue
       # shellcheck disable=SC2046
       measure W3-W2 "$r" "$label" "$SRV_PID" "$COUNTRY_SOURCES" -- -p "${PORT[juris]}" -c 2 -q 50 -t 5 -d "$WORK/w2-part@N@.txt" -n 1 -l 120
+      stop_pid "$SRV_PID"
+      [[ "$v" == 0 ]] || continue
+      # The same cold pass with candidate mining off: what mining costs W2 (target <= 2%).
+      log "W3 round $r: juris nopolicy-nomine (W2 cold, candidates.enabled = false)"
+      ENC=nomine start_juris_policy 0 || continue
+      # shellcheck disable=SC2046
+      measure W3-W2 "$r" "nopolicy-nomine" "$SRV_PID" "$COUNTRY_SOURCES" -- -p "${PORT[juris]}" -c 2 -q 50 -t 5 -d "$WORK/w2-part@N@.txt" -n 1 -l 120
       stop_pid "$SRV_PID"
     done
   done

@@ -274,7 +274,18 @@ def orders(out, total, hot_file):
             oid = f"BENCH-{cc}" if k == 0 else f"BENCH-{cc}-{k + 1}"
             with open(os.path.join(out, f"{oid}.json"), "w") as f:
                 json.dump(order_doc(oid, cc, names[start:start + MAX_TARGETS]), f, separators=(",", ":"))
-    print(f"orders: {out}: {per * len(COUNTRIES)} blocked names over {len(COUNTRIES)} jurisdictions")
+    # Name-server triggers (issue #14 item 9): with any nsdname/nsip target in the policy the
+    # answer hook checks the answering servers of every answer, and no hot answer of a name
+    # delegated to a listed server may be clean. None of these matches the bench hierarchy's
+    # servers (127.55.x.x, ns*.zoneN.*), so every answer pays the checks and none is blocked.
+    ns_targets = [{"type": "nsdname", "value": f"ns{i}.dnshost{i % 100}.example"} for i in range(1000)]
+    ns_targets += [{"type": "nsip", "value": f"198.18.{i // 256}.{i % 256}/32"} for i in range(1000)]
+    ns_order = {"id": "BENCH-NS", "kind": "court_order", "authority": "juris bench", "jurisdictions": ["IT"],
+                "targets": ns_targets, "action": "nxdomain", "state": "active"}
+    with open(os.path.join(out, "BENCH-NS.json"), "w") as f:
+        json.dump(ns_order, f, separators=(",", ":"))
+    print(f"orders: {out}: {per * len(COUNTRIES)} blocked names over {len(COUNTRIES)} jurisdictions, "
+          f"plus 1000 nsdname and 1000 nsip targets (BENCH-NS, IT)")
 
 
 def main():

@@ -177,6 +177,11 @@ pub struct ExplainRequest {
     pub ecs: Option<String>,
     /// The query type (default `A`).
     pub qtype: Option<String>,
+    /// Resolve the name first through the running server's resolver (`true`), so that the
+    /// view shows the live answer and its checks; the answer stays in the cache as a real
+    /// query's would.
+    #[serde(default)]
+    pub resolve: Option<bool>,
 }
 
 /// `GET /v1/explain` answer: what the query gets and why, from the running server's pipeline.
@@ -212,6 +217,34 @@ pub struct ExplainView {
     /// none is cached.
     #[serde(default)]
     pub validation: Option<ValidationView>,
+    /// The checks the answer hook makes on the live answer (CNAME/DNAME targets, answer
+    /// addresses, the name servers that answered), each with the order that blocks it for
+    /// this client; empty when no answer is cached.
+    #[serde(default)]
+    pub checks: Vec<CheckView>,
+    /// The response the server would send without resolving (a block, a cached answer),
+    /// rendered as `dig` would show it: the status line, then the records and EDEs, one line
+    /// each; empty when the query would be resolved.
+    #[serde(default)]
+    pub response: Vec<String>,
+    /// Why the resolution asked for with `resolve` failed.
+    #[serde(default)]
+    pub resolve_error: Option<String>,
+}
+
+/// One check of the live answer, in an [`ExplainView`].
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CheckView {
+    /// `CNAME target`, `answer address`, `name server name` or `name server address`.
+    pub trigger: String,
+    /// The name (absolute) or address checked.
+    pub subject: String,
+    /// The order that blocks it for this client, if one does.
+    #[serde(default)]
+    pub order: Option<String>,
+    /// That order's target that matched.
+    #[serde(default)]
+    pub target: Option<String>,
 }
 
 /// The validation state of the live answer, in an [`ExplainView`].

@@ -72,7 +72,9 @@ pub use control::{
     TargetStatus, TargetView, TokenView, TransitionView,
 };
 pub use error::ControlError;
-pub use safeguards::{ProtectedConfig, ProtectedList, Psl};
+pub use safeguards::{
+    parse_published, ProtectedConfig, ProtectedList, Psl, Published, PublishedList,
+};
 pub use store::Store;
 
 /// Where the admin API listens by default.

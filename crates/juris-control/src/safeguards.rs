@@ -12,7 +12,7 @@
 
 use ipnet::IpNet;
 use juris_policy::{PublicSuffixes, TargetKind, TargetValue, ValidatedTarget};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use crate::error::ControlError;
 
@@ -83,6 +83,265 @@ pub enum Protected {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ProtectedList {
     entries: Vec<ProtectedEntry>,
+    /// The prefixes of the operators' published lists (`juris safeguards update`), one sorted,
+    /// aggregated set per list: thousands of prefixes, checked by binary search.
+    published: Vec<PrefixSet>,
+}
+
+/// A published list's prefixes, aggregated (disjoint) and sorted, with the list's name.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct PrefixSet {
+    source: String,
+    nets: Vec<IpNet>,
+}
+
+impl PrefixSet {
+    fn new(source: String, nets: &[IpNet]) -> PrefixSet {
+        // `aggregate` returns disjoint prefixes in address order (IPv4 before IPv6).
+        PrefixSet {
+            source,
+            nets: IpNet::aggregate(&nets.to_vec()),
+        }
+    }
+
+    /// A prefix of the set that overlaps `net`. The set is disjoint and sorted, so only two
+    /// can: the last one starting at or before `net` (it may contain it) and the first one
+    /// starting after it (`net` may contain it).
+    fn overlapping(&self, net: &IpNet) -> Option<&IpNet> {
+        let index = self.nets.partition_point(|p| p.network() <= net.network());
+        let before = index
+            .checked_sub(1)
+            .and_then(|i| self.nets.get(i))
+            .filter(|p| p.contains(&net.network()));
+        before.or_else(|| self.nets.get(index).filter(|p| net.contains(&p.network())))
+    }
+
+    fn len(&self) -> usize {
+        self.nets.len()
+    }
+}
+
+/// An operator's published list of shared infrastructure, converted by `juris safeguards
+/// update FILE --source NAME` and kept as `<data dir>/protected/NAME.json`: what was read,
+/// from where, when, and the entries.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PublishedList {
+    /// The list's name (`cloudflare`, `google`, `aws-cloudfront`, ...): also its file name.
+    pub source: String,
+    /// Where the file was published (provenance; not fetched by juris).
+    #[serde(default)]
+    pub url: Option<String>,
+    /// The format recognised: `lines`, `aws-ip-ranges`, `google-ip-ranges`,
+    /// `fastly-public-ip-list`, `azure-service-tags`, `cloudflare-api`.
+    pub format: String,
+    /// The service filter applied (AWS, Google and Azure lists name services).
+    #[serde(default)]
+    pub service: Option<String>,
+    /// SHA-256 of the file read, hex.
+    pub sha256: String,
+    /// When it was converted (RFC 3339, UTC).
+    pub imported_at: String,
+    /// The prefixes, as published (not aggregated).
+    pub prefixes: Vec<String>,
+    /// Names (each protects itself and everything below it), from a `lines` file.
+    #[serde(default)]
+    pub names: Vec<String>,
+}
+
+/// What a published file holds: its format, prefixes and names.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Published {
+    /// The format recognised (see [`PublishedList::format`]).
+    pub format: &'static str,
+    /// Its prefixes.
+    pub prefixes: Vec<IpNet>,
+    /// Its names (normalised).
+    pub names: Vec<String>,
+}
+
+/// Reads an operator's published list in one of the formats the operators publish, recognised
+/// by its content: JSON from AWS (`ip-ranges.json`: `prefixes[].ip_prefix`,
+/// `ipv6_prefixes[].ipv6_prefix`, filtered on `service`), Google (`goog.json` / `cloud.json`:
+/// `prefixes[].ipv4Prefix` / `ipv6Prefix`, `cloud.json` filtered on `service`), Fastly
+/// (`public-ip-list`: `addresses`, `ipv6_addresses`), Azure service tags (`values[]` whose
+/// `name` or `properties.systemService` is the service: `properties.addressPrefixes`), the
+/// Cloudflare API (`result.ipv4_cidrs` / `ipv6_cidrs`); otherwise text, one prefix or name per
+/// line (Cloudflare's `ips-v4` / `ips-v6`; `#` starts a comment). An entry that is neither a
+/// prefix nor a name is an error naming its line or field; an empty result is an error too (a
+/// truncated download must not empty the list).
+pub fn parse_published(bytes: &[u8], service: Option<&str>) -> Result<Published, ControlError> {
+    let text = std::str::from_utf8(bytes)
+        .map_err(|e| ControlError::invalid("file", format!("not UTF-8 text: {e}")))?;
+    let published = if text.trim_start().starts_with('{') {
+        let json: serde_json::Value = serde_json::from_str(text)
+            .map_err(|e| ControlError::invalid("file", format!("not valid JSON: {e}")))?;
+        published_json(&json, service)?
+    } else {
+        if service.is_some() {
+            return Err(ControlError::invalid(
+                "service",
+                "a text list names no services".to_owned(),
+            ));
+        }
+        published_lines(text)?
+    };
+    if published.prefixes.is_empty() && published.names.is_empty() {
+        return Err(ControlError::invalid(
+            "file",
+            format!(
+                "no entries found ({} format{})",
+                published.format,
+                service
+                    .map(|s| format!(", service {s:?}"))
+                    .unwrap_or_default()
+            ),
+        ));
+    }
+    Ok(published)
+}
+
+fn published_lines(text: &str) -> Result<Published, ControlError> {
+    let mut published = Published {
+        format: "lines",
+        ..Published::default()
+    };
+    for (number, line) in text.lines().enumerate() {
+        let entry = line.split('#').next().unwrap_or("").trim();
+        if entry.is_empty() {
+            continue;
+        }
+        let field = || format!("line {}", number + 1);
+        match parse_prefix(entry) {
+            Some(net) => published.prefixes.push(net),
+            None => published.names.push(
+                juris_policy::normalize_name(entry)
+                    .map_err(|e| ControlError::invalid(field(), format!("{entry:?}: {e}")))?,
+            ),
+        }
+    }
+    Ok(published)
+}
+
+fn published_json(
+    json: &serde_json::Value,
+    service: Option<&str>,
+) -> Result<Published, ControlError> {
+    use serde_json::Value;
+    let strings = |value: &Value, path: &str| -> Result<Vec<IpNet>, ControlError> {
+        let Some(items) = value.as_array() else {
+            return Ok(Vec::new());
+        };
+        items
+            .iter()
+            .enumerate()
+            .map(|(i, item)| {
+                item.as_str().and_then(parse_prefix).ok_or_else(|| {
+                    ControlError::invalid(format!("{path}[{i}]"), format!("{item} is not a prefix"))
+                })
+            })
+            .collect()
+    };
+    let wanted = |item: &Value, keys: &[&str]| -> bool {
+        service.is_none_or(|service| {
+            keys.iter().any(|key| {
+                let value = key
+                    .split('.')
+                    .try_fold(item, |value, part| value.get(part))
+                    .and_then(Value::as_str);
+                value.is_some_and(|v| v.eq_ignore_ascii_case(service))
+            })
+        })
+    };
+    // One field per entry of an array of objects, filtered on the service.
+    let objects = |array: &Value,
+                   path: &str,
+                   fields: &[&str],
+                   service_keys: &[&str]|
+     -> Result<Vec<IpNet>, ControlError> {
+        let mut nets = Vec::new();
+        for (i, item) in array.as_array().into_iter().flatten().enumerate() {
+            if !wanted(item, service_keys) {
+                continue;
+            }
+            let Some((field, text)) = fields
+                .iter()
+                .find_map(|field| Some((*field, item.get(*field)?.as_str()?)))
+            else {
+                return Err(ControlError::invalid(
+                    format!("{path}[{i}]"),
+                    format!("has none of {}", fields.join(", ")),
+                ));
+            };
+            nets.push(parse_prefix(text).ok_or_else(|| {
+                ControlError::invalid(
+                    format!("{path}[{i}].{field}"),
+                    format!("{text:?} is not a prefix"),
+                )
+            })?);
+        }
+        Ok(nets)
+    };
+    let refuse_service = |format: &'static str| -> Result<(), ControlError> {
+        match service {
+            Some(_) => Err(ControlError::invalid(
+                "service",
+                format!("the {format} format names no services"),
+            )),
+            None => Ok(()),
+        }
+    };
+    let (format, prefixes) =
+        if json.get("prefixes").is_some() && json.get("ipv6_prefixes").is_some() {
+            let mut nets = objects(&json["prefixes"], "prefixes", &["ip_prefix"], &["service"])?;
+            nets.extend(objects(
+                &json["ipv6_prefixes"],
+                "ipv6_prefixes",
+                &["ipv6_prefix"],
+                &["service"],
+            )?);
+            ("aws-ip-ranges", nets)
+        } else if json.get("prefixes").is_some() {
+            let nets = objects(
+                &json["prefixes"],
+                "prefixes",
+                &["ipv4Prefix", "ipv6Prefix"],
+                &["service"],
+            )?;
+            ("google-ip-ranges", nets)
+        } else if json.get("addresses").is_some() || json.get("ipv6_addresses").is_some() {
+            refuse_service("fastly-public-ip-list")?;
+            let mut nets = strings(&json["addresses"], "addresses")?;
+            nets.extend(strings(&json["ipv6_addresses"], "ipv6_addresses")?);
+            ("fastly-public-ip-list", nets)
+        } else if json.get("values").is_some_and(Value::is_array) {
+            let mut nets = Vec::new();
+            for (i, item) in json["values"].as_array().into_iter().flatten().enumerate() {
+                if !wanted(item, &["name", "properties.systemService"]) {
+                    continue;
+                }
+                let path = format!("values[{i}].properties.addressPrefixes");
+                nets.extend(strings(&item["properties"]["addressPrefixes"], &path)?);
+            }
+            ("azure-service-tags", nets)
+        } else if let Some(result) = json.get("result").filter(|r| r.get("ipv4_cidrs").is_some()) {
+            refuse_service("cloudflare-api")?;
+            let mut nets = strings(&result["ipv4_cidrs"], "result.ipv4_cidrs")?;
+            nets.extend(strings(&result["ipv6_cidrs"], "result.ipv6_cidrs")?);
+            ("cloudflare-api", nets)
+        } else {
+            return Err(ControlError::invalid(
+            "file",
+            "JSON in no known published format (AWS ip-ranges.json, Google goog.json/cloud.json, \
+             Fastly public-ip-list, Azure service tags, Cloudflare API)"
+                .to_owned(),
+        ));
+        };
+    Ok(Published {
+        format,
+        prefixes,
+        names: Vec::new(),
+    })
 }
 
 /// The shipped defaults: (entry, operator and the published page it comes from).
@@ -216,9 +475,41 @@ impl ProtectedList {
         Ok(list)
     }
 
-    /// The entries.
+    /// Adds an operator's published list (`juris safeguards update`): its names as entries,
+    /// its prefixes as one indexed set. The field in an error names the list.
+    pub fn add_published(&mut self, list: &PublishedList) -> Result<(), ControlError> {
+        let source = format!("published list {}", list.source);
+        let field = |what: &str, i: usize| format!("{}.{what}[{i}]", list.source);
+        let mut nets = Vec::with_capacity(list.prefixes.len());
+        for (i, prefix) in list.prefixes.iter().enumerate() {
+            nets.push(parse_prefix(prefix).ok_or_else(|| {
+                ControlError::invalid(field("prefixes", i), format!("{prefix:?} is not a prefix"))
+            })?);
+        }
+        for (i, name) in list.names.iter().enumerate() {
+            let normal = juris_policy::normalize_name(name)
+                .map_err(|e| ControlError::invalid(field("names", i), e.to_string()))?;
+            self.entries.push(ProtectedEntry {
+                value: Protected::Name(normal),
+                source: source.clone(),
+            });
+        }
+        self.published.push(PrefixSet::new(source, &nets));
+        Ok(())
+    }
+
+    /// The entries (the published lists' prefixes are not among them: see
+    /// [`ProtectedList::published_prefixes`]).
     pub fn entries(&self) -> &[ProtectedEntry] {
         &self.entries
+    }
+
+    /// Per published list: its name and how many (aggregated) prefixes it protects.
+    pub fn published_prefixes(&self) -> Vec<(&str, usize)> {
+        self.published
+            .iter()
+            .map(|set| (set.source.as_str(), set.len()))
+            .collect()
     }
 
     /// Why `target` must be reviewed before it is enforced, or `None` if it touches nothing
@@ -237,6 +528,10 @@ impl ProtectedList {
         self.entries
             .iter()
             .any(|entry| matches!(&entry.value, Protected::Prefix(net) if net.contains(&address)))
+            || self
+                .published
+                .iter()
+                .any(|set| set.overlapping(&IpNet::from(address)).is_some())
     }
 
     /// Whether `name` (lower-case, no trailing dot) is at or below a protected name.
@@ -279,7 +574,13 @@ impl ProtectedList {
                 ));
             }
         }
-        None
+        self.published.iter().find_map(|set| {
+            let protected = set.overlapping(net)?;
+            Some(format!(
+                "{net} overlaps protected prefix {protected} ({})",
+                set.source
+            ))
+        })
     }
 }
 
@@ -408,5 +709,139 @@ mod tests {
         };
         let error = ProtectedList::from_config(&bad).unwrap_err();
         assert_eq!(error.field(), "control.protected.prefixes[0]");
+    }
+
+    fn published(source: &str, bytes: &[u8], service: Option<&str>) -> (ProtectedList, Published) {
+        let parsed = parse_published(bytes, service).unwrap();
+        let mut list = ProtectedList::default();
+        list.add_published(&PublishedList {
+            source: source.into(),
+            url: None,
+            format: parsed.format.into(),
+            service: service.map(str::to_owned),
+            sha256: String::new(),
+            imported_at: String::new(),
+            prefixes: parsed.prefixes.iter().map(ToString::to_string).collect(),
+            names: parsed.names.clone(),
+        })
+        .unwrap();
+        (list, parsed)
+    }
+
+    /// Each operator's published shape (abridged copies of the real files' structure).
+    #[test]
+    fn published_formats_are_recognised() {
+        let cloudflare = b"173.245.48.0/20\n103.21.244.0/22\n# comment\n\n2400:cb00::/32\n";
+        let (list, parsed) = published("cloudflare", cloudflare, None);
+        assert_eq!((parsed.format, parsed.prefixes.len()), ("lines", 3));
+        assert!(list
+            .check(&target("ip", "173.245.49.1"))
+            .unwrap()
+            .contains("published list cloudflare"));
+        assert!(list.check(&target("ip", "2400:cb00:1::/48")).is_some());
+
+        let aws = br#"{"syncToken": "1", "createDate": "2026-12-01-00-00-00",
+            "prefixes": [{"ip_prefix": "3.5.140.0/22", "region": "ap-northeast-2", "service": "AMAZON", "network_border_group": "x"},
+                         {"ip_prefix": "13.32.0.0/15", "region": "GLOBAL", "service": "CLOUDFRONT", "network_border_group": "GLOBAL"}],
+            "ipv6_prefixes": [{"ipv6_prefix": "2600:9000::/28", "region": "GLOBAL", "service": "CLOUDFRONT", "network_border_group": "GLOBAL"}]}"#;
+        let (list, parsed) = published("aws-cloudfront", aws, Some("CLOUDFRONT"));
+        assert_eq!((parsed.format, parsed.prefixes.len()), ("aws-ip-ranges", 2));
+        assert!(list.check(&target("ip", "13.33.1.1")).is_some());
+        assert!(
+            list.check(&target("ip", "3.5.140.1")).is_none(),
+            "AMAZON filtered out"
+        );
+        assert_eq!(parse_published(aws, None).unwrap().prefixes.len(), 3);
+
+        let google = br#"{"syncToken": "1", "creationTime": "2026-12-01T00:00:00",
+            "prefixes": [{"ipv4Prefix": "8.8.4.0/24"}, {"ipv4Prefix": "34.0.0.0/15"}, {"ipv6Prefix": "2001:4860::/32"}]}"#;
+        let (list, parsed) = published("google", google, None);
+        assert_eq!(
+            (parsed.format, parsed.prefixes.len()),
+            ("google-ip-ranges", 3)
+        );
+        assert!(list.check(&target("ip", "34.1.2.3")).is_some());
+
+        let fastly = br#"{"addresses": ["23.235.32.0/20", "151.101.0.0/16"], "ipv6_addresses": ["2a04:4e40::/32"]}"#;
+        let (_, parsed) = published("fastly", fastly, None);
+        assert_eq!(
+            (parsed.format, parsed.prefixes.len()),
+            ("fastly-public-ip-list", 3)
+        );
+
+        let azure = br#"{"changeNumber": 1, "cloud": "Public", "values": [
+            {"name": "AzureFrontDoor.Frontend", "id": "AzureFrontDoor.Frontend",
+             "properties": {"systemService": "AzureFrontDoor", "addressPrefixes": ["13.107.208.0/24", "2620:1ec:bdf::/48"]}},
+            {"name": "Storage", "id": "Storage", "properties": {"systemService": "AzureStorage", "addressPrefixes": ["20.38.96.0/19"]}}]}"#;
+        let (_, parsed) = published("azure-frontdoor", azure, Some("AzureFrontDoor.Frontend"));
+        assert_eq!(
+            (parsed.format, parsed.prefixes.len()),
+            ("azure-service-tags", 2)
+        );
+
+        let api = br#"{"result": {"ipv4_cidrs": ["173.245.48.0/20"], "ipv6_cidrs": ["2400:cb00::/32"], "etag": "x"}, "success": true}"#;
+        assert_eq!(parse_published(api, None).unwrap().format, "cloudflare-api");
+
+        let hosters = b"domaincontrol.com\nns.cloudflare.com.\n";
+        let (list, parsed) = published("dns-hosters", hosters, None);
+        assert_eq!(parsed.names, ["domaincontrol.com", "ns.cloudflare.com"]);
+        assert!(list
+            .check(&target("nsdname", "ns01.domaincontrol.com"))
+            .is_some());
+    }
+
+    #[test]
+    fn bad_published_files_are_refused_with_the_place() {
+        let error = parse_published(b"173.245.48.0/20\nnot a name!\n", None).unwrap_err();
+        assert_eq!(error.field(), "line 2");
+        let error = parse_published(br#"{"addresses": ["1.2.3.0/24", "nope"]}"#, None).unwrap_err();
+        assert_eq!(error.field(), "addresses[1]");
+        let error = parse_published(br#"{"prefixes": [{"ipv4Prefix": "x"}]}"#, None).unwrap_err();
+        assert_eq!(error.field(), "prefixes[0].ipv4Prefix");
+        // A truncated download or a filter that matches nothing must not empty the list.
+        assert_eq!(
+            parse_published(b"# nothing\n", None).unwrap_err().field(),
+            "file"
+        );
+        let aws = br#"{"prefixes": [{"ip_prefix": "3.5.140.0/22", "service": "AMAZON"}], "ipv6_prefixes": []}"#;
+        assert_eq!(
+            parse_published(aws, Some("CLOUDFRONT"))
+                .unwrap_err()
+                .field(),
+            "file"
+        );
+        assert_eq!(
+            parse_published(br#"{"other": 1}"#, None)
+                .unwrap_err()
+                .field(),
+            "file"
+        );
+        assert_eq!(
+            parse_published(b"1.2.3.0/24", Some("X"))
+                .unwrap_err()
+                .field(),
+            "service"
+        );
+    }
+
+    proptest::proptest! {
+        /// The indexed check of a published list finds exactly what a scan of its prefixes
+        /// finds.
+        #[test]
+        fn the_prefix_index_agrees_with_a_scan(
+            prefixes in proptest::collection::vec((proptest::prelude::any::<u32>(), 4u8..=32), 1..64),
+            probe in (proptest::prelude::any::<u32>(), 0u8..=32),
+        ) {
+            let nets: Vec<IpNet> = prefixes
+                .iter()
+                .map(|(a, len)| IpNet::new(std::net::Ipv4Addr::from(*a).into(), *len).unwrap().trunc())
+                .collect();
+            let probe = IpNet::new(std::net::Ipv4Addr::from(probe.0).into(), probe.1).unwrap().trunc();
+            let set = PrefixSet::new("p".into(), &nets);
+            let scanned = nets
+                .iter()
+                .any(|p| p.contains(&probe.network()) || probe.contains(&p.network()));
+            proptest::prop_assert_eq!(set.overlapping(&probe).is_some(), scanned);
+        }
     }
 }

@@ -28,9 +28,10 @@ use juris_policy::{Block, CompiledPolicy, Country, ExplainedMatch, Match, Verdic
 use crate::block::Trigger;
 use crate::codes::option_code;
 use crate::counters::Counters;
-use crate::hooks::{self, Tally};
+use crate::hooks::{self, AnswerCheck, Tally};
 use crate::pipeline::{ClientContext, Judge, Outcome, Pipeline, Transport};
 use crate::query::{parse_query, ClientSubnet};
+use juris_resolver::cache::CachedAnswer;
 use juris_resolver::clock::timestamp;
 
 /// Which listener an explained query arrives on (decides the listener pin).
@@ -103,6 +104,21 @@ pub struct Explanation {
     /// The DNSSEC validation state of the live answer to the question (the answer cache's
     /// entry), `None` when no answer is cached (or for an address).
     pub validation: Option<Validation>,
+    /// The checks the answer hook makes on the live answer (CNAME/DNAME targets, addresses,
+    /// the name servers that answered), each with the order that blocks it for this client;
+    /// empty when no answer is cached (or for an address).
+    pub checks: Vec<LiveCheck>,
+}
+
+/// One check of the live answer, as the answer hook makes it.
+#[derive(Debug, Clone)]
+pub struct LiveCheck {
+    /// What a block by this check reports.
+    pub trigger: Trigger,
+    /// The name (absolute, presentation form) or address checked.
+    pub subject: String,
+    /// The order (and target) that blocks it for this client, if one does.
+    pub fired: Option<Match>,
 }
 
 /// The DNSSEC validation state of a cached answer, as `explain` shows it.
@@ -246,9 +262,16 @@ impl Pipeline {
             };
             hooks::classify(self.engine(), pins, &context)
         });
-        let validation = parsed
+        let live = parsed
             .as_ref()
-            .and_then(|parsed| self.live_validation(parsed, now));
+            .and_then(|parsed| self.live_answer(parsed, now));
+        let validation = live
+            .as_ref()
+            .map(|answer| Validation::of(answer.security()));
+        let country = crate::policy::policy_country(jurisdiction.country);
+        let checks = live.as_ref().map_or_else(Vec::new, |answer| {
+            live_checks(&policy, answer, country, timestamp(now))
+        });
         let matches = match &parsed {
             Some(parsed) => {
                 let country = crate::policy::policy_country(jurisdiction.country);
@@ -266,12 +289,13 @@ impl Pipeline {
             matches,
             response,
             validation,
+            checks,
         }
     }
 
-    /// The validation state of the cached answer to `query`: its own DO variant's entry,
-    /// else the other one's (both hold the same validated data).
-    fn live_validation(&self, query: &crate::query::Query<'_>, now: u64) -> Option<Validation> {
+    /// The cached answer to `query`: its own DO variant's entry, else the other one's (both
+    /// hold the same validated data).
+    fn live_answer(&self, query: &crate::query::Query<'_>, now: u64) -> Option<Arc<CachedAnswer>> {
         let key = query.cache_key();
         let other = juris_resolver::cache::CacheKeyRef {
             dnssec_ok: !key.dnssec_ok,
@@ -281,7 +305,7 @@ impl Pipeline {
             .cache()
             .get(&key, now)
             .or_else(|| self.cache().get(&other, now))?;
-        Some(Validation::of(answer.security()))
+        Some(answer)
     }
 
     /// Explains an answer address for a client: the access list, the client's jurisdiction
@@ -313,6 +337,7 @@ impl Pipeline {
             matches: Vec::new(),
             response: None,
             validation: None,
+            checks: Vec::new(),
         };
         if !self.allows(client.ip()) {
             return explanation;
@@ -404,6 +429,37 @@ impl Pipeline {
         m.extend_from_slice(&options);
         Some(m)
     }
+}
+
+/// Every check the answer hook makes on `answer` (the name-server checks too, even when the
+/// policy has no `nsdname`/`nsip` target and the hook skips them), with the order that blocks
+/// each for a client in `country`; shadow matches do not block.
+fn live_checks(
+    policy: &CompiledPolicy,
+    answer: &CachedAnswer,
+    country: Option<Country>,
+    now: jiff::Timestamp,
+) -> Vec<LiveCheck> {
+    hooks::answer_checks(answer, true)
+        .map(|check| LiveCheck {
+            trigger: check.trigger(),
+            subject: match check {
+                AnswerCheck::CnameTarget(name) | AnswerCheck::NameServer(name) => {
+                    format!(
+                        "{}.",
+                        juris_policy::wire_to_text(name).trim_end_matches('.')
+                    )
+                }
+                AnswerCheck::Address(address) | AnswerCheck::NameServerAddress(address) => {
+                    address.to_string()
+                }
+            },
+            fired: match check.verdict(policy, country, now) {
+                Verdict::Block(block) => Some(block.fired),
+                Verdict::Allow { .. } => None,
+            },
+        })
+        .collect()
 }
 
 impl Decision {

@@ -106,10 +106,76 @@ pub(crate) fn check_query(
     count(tally, verdict, Trigger::QueryName, country)
 }
 
-/// HOOK: policy on the answer, after the cache or the resolver: every CNAME/DNAME target by
-/// name, then every A/AAAA address (only `ip` targets of orders with `block_addresses`
-/// match), then the authoritative servers that answered (kept with the cache entry: their
-/// NS names against `nsdname` targets, their addresses against `nsip` targets; RPZ's
+/// One check the answer hook makes on an answer: what it looks at, for which trigger.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AnswerCheck<'a> {
+    /// A CNAME/DNAME target, by name (wire form).
+    CnameTarget(&'a [u8]),
+    /// An A/AAAA address (only `ip` targets of orders with `block_addresses` match).
+    Address(IpAddr),
+    /// The NS name of a server that answered (`nsdname` targets).
+    NameServer(&'a [u8]),
+    /// The address of a server that answered (`nsip` targets).
+    NameServerAddress(IpAddr),
+}
+
+impl AnswerCheck<'_> {
+    /// The trigger a block by this check reports.
+    pub fn trigger(&self) -> Trigger {
+        match self {
+            AnswerCheck::CnameTarget(_) => Trigger::CnameTarget,
+            AnswerCheck::Address(_) => Trigger::Address,
+            AnswerCheck::NameServer(_) => Trigger::NameServer,
+            AnswerCheck::NameServerAddress(_) => Trigger::NameServerAddress,
+        }
+    }
+
+    /// The policy's verdict on this check for a client in `country`.
+    #[inline]
+    pub fn verdict(
+        &self,
+        policy: &CompiledPolicy,
+        country: Option<Country>,
+        now: jiff::Timestamp,
+    ) -> Verdict {
+        match *self {
+            AnswerCheck::CnameTarget(name) => policy.check_name(name, country, now),
+            AnswerCheck::Address(address) => policy.check_address(address, country, now),
+            AnswerCheck::NameServer(name) => policy.check_name_server(name, country, now),
+            AnswerCheck::NameServerAddress(address) => {
+                policy.check_name_server_address(address, country, now)
+            }
+        }
+    }
+}
+
+/// The checks the answer hook makes on `answer`, in its order: every CNAME/DNAME target,
+/// every A/AAAA address, then (when `name_servers`) the NS names and addresses of the
+/// authoritative servers that answered (kept with the cache entry).
+pub fn answer_checks(
+    answer: &CachedAnswer,
+    name_servers: bool,
+) -> impl Iterator<Item = AnswerCheck<'_>> {
+    let servers = answer.name_servers();
+    let (ns_names, ns_addresses) = if name_servers {
+        (servers.names(), servers.addresses())
+    } else {
+        (&[][..], &[][..])
+    };
+    let targets = answer.cname_targets().iter();
+    targets
+        .map(|name| AnswerCheck::CnameTarget(name))
+        .chain(answer.addresses().iter().map(|a| AnswerCheck::Address(*a)))
+        .chain(ns_names.iter().map(|name| AnswerCheck::NameServer(name)))
+        .chain(
+            ns_addresses
+                .iter()
+                .map(|a| AnswerCheck::NameServerAddress(*a)),
+        )
+}
+
+/// HOOK: policy on the answer, after the cache or the resolver: the [`answer_checks`] in
+/// order (the name-server checks only when the policy has `nsdname`/`nsip` targets; RPZ's
 /// NSDNAME/NSIP). The first block wins. Counts what matched.
 #[inline]
 pub(crate) fn check_answer(
@@ -120,36 +186,10 @@ pub(crate) fn check_answer(
     now: jiff::Timestamp,
 ) -> Option<(Box<Block>, Trigger)> {
     let country = policy_country(jurisdiction.country);
-    for target in answer.cname_targets() {
-        let verdict = policy.check_name(target, country, now);
-        if let Some(block) = count(tally, verdict, Trigger::CnameTarget, country) {
-            return Some((block, Trigger::CnameTarget));
-        }
-    }
-    for address in answer.addresses() {
-        let address: IpAddr = *address;
-        let verdict = policy.check_address(address, country, now);
-        if let Some(block) = count(tally, verdict, Trigger::Address, country) {
-            return Some((block, Trigger::Address));
-        }
-    }
-    if !policy.has_name_server_triggers() {
-        return None;
-    }
-    let servers = answer.name_servers();
-    for name in servers.names() {
-        let verdict = policy.check_name_server(name, country, now);
-        if let Some(block) = count(tally, verdict, Trigger::NameServer, country) {
-            return Some((block, Trigger::NameServer));
-        }
-    }
-    for address in servers.addresses() {
-        let verdict = policy.check_name_server_address(*address, country, now);
-        if let Some(block) = count(tally, verdict, Trigger::NameServerAddress, country) {
-            return Some((block, Trigger::NameServerAddress));
-        }
-    }
-    None
+    answer_checks(answer, policy.has_name_server_triggers()).find_map(|check| {
+        let verdict = check.verdict(policy, country, now);
+        count(tally, verdict, check.trigger(), country).map(|block| (block, check.trigger()))
+    })
 }
 
 #[inline]

@@ -75,7 +75,7 @@ mod udp;
 
 pub use config::{default_allow_list, DeniedAction, ListenerConfig, PolicySettings, ServerConfig};
 pub use counters::ServerStats;
-pub use explain::{Arrival, Decision, ExplainQuery, Explanation, Validation};
+pub use explain::{Arrival, Decision, ExplainQuery, Explanation, LiveCheck, Validation};
 pub use hot::HotAnswers;
 pub use pipeline::{ClientContext, Outcome, Pipeline, Transport};
 pub use policy::{

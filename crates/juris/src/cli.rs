@@ -491,6 +491,28 @@ pub fn run_with(
     }
 }
 
+/// `GET /v1/explain` on the running server (`juris explain --api`): its pipeline, policy,
+/// cache and, with `resolve`, its resolver.
+pub fn explain_remote(
+    api: &ApiArgs,
+    request: &juris_control::ExplainRequest,
+) -> Result<juris_control::ExplainView, CliError> {
+    let resolve = request.resolve.map(|r| r.to_string());
+    let path = api_path(
+        &["v1", "explain"],
+        &[
+            ("name", request.name.as_deref()),
+            ("client", request.client.as_deref()),
+            ("country", request.country.as_deref()),
+            ("listener", request.listener.as_deref()),
+            ("ecs", request.ecs.as_deref()),
+            ("qtype", request.qtype.as_deref()),
+            ("resolve", resolve.as_deref()),
+        ],
+    );
+    Client::new(api).call("GET", &path, None)
+}
+
 fn candidates(client: &Client, cmd: CandidatesCmd, out: &mut dyn Write) -> Result<(), CliError> {
     use juris_control::candidates::{CandidateDecision, CandidateList, CandidateOutcome};
     let (name, decision, verb) = match cmd.action {

@@ -1003,8 +1003,16 @@ impl Settings {
                 "must be at least 1 (days of per-day counters kept)",
             ));
         }
-        let protected = juris_control::ProtectedList::from_config(&raw.control.protected)
+        let mut protected = juris_control::ProtectedList::from_config(&raw.control.protected)
             .map_err(|e| invalid(e.field(), e.reason()))?;
+        let data_dir = raw
+            .server
+            .data_dir
+            .clone()
+            .unwrap_or_else(|| PathBuf::from(DEFAULT_DATA_DIR));
+        // The operators' published lists (`juris safeguards update`), when there are any.
+        crate::safeguards::add_all(&mut protected, &data_dir)
+            .map_err(|e| invalid("control.protected", format!("{e:#}")))?;
         raw.candidates
             .validate()
             .map_err(|(key, reason)| invalid(key, reason))?;
@@ -1019,11 +1027,7 @@ impl Settings {
             tcp_idle_timeout: Duration::from_millis(raw.server.tcp_idle_timeout_ms),
             tcp_max_connections: raw.server.tcp_max_connections,
             drain_timeout: Duration::from_millis(raw.server.drain_timeout_ms),
-            data_dir: raw
-                .server
-                .data_dir
-                .clone()
-                .unwrap_or_else(|| PathBuf::from(DEFAULT_DATA_DIR)),
+            data_dir,
             resolver,
             cache,
             log_level: raw.log.level.clone(),

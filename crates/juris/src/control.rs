@@ -18,7 +18,7 @@ use juris_control::api::{
     ReadinessCheck,
 };
 use juris_control::{
-    Control, ControlError, ExplainRequest, ExplainView, ServerSnapshot, ServerView, ValidationView,
+    Control, ControlError, ExplainRequest, ExplainView, ServerSnapshot, ServerView,
 };
 
 use juris_resolver::cache::FlushScope;
@@ -185,6 +185,7 @@ impl ServerView for LiveServer {
                 })?),
                 None => None,
             };
+        let mut resolve_error = None;
         let explanation = match (&request.name, &request.address) {
             (Some(name), _) => {
                 let qtype = match &request.qtype {
@@ -198,6 +199,16 @@ impl ServerView for LiveServer {
                     .pipeline
                     .query_packet(name, qtype, ecs, false)
                     .ok_or_else(|| invalid("name", format!("{name:?} is not a domain name")))?;
+                if request.resolve == Some(true) {
+                    // On a blocking thread of the API's runtime: the resolution runs there,
+                    // through the server's own resolver and cache.
+                    resolve_error = tokio::runtime::Handle::try_current()
+                        .map_err(|e| e.to_string())
+                        .and_then(|runtime| {
+                            runtime.block_on(self.pipeline.resolve_for_explain(&packet))
+                        })
+                        .err();
+                }
                 self.pipeline.explain(&ExplainQuery {
                     packet: &packet,
                     client,
@@ -220,7 +231,9 @@ impl ServerView for LiveServer {
             }
             (None, None) => return Err(invalid("name", "give a name or an address".into())),
         };
-        Ok(explain_view(request, &explanation))
+        let mut view = explain_view(request, &explanation);
+        view.resolve_error = resolve_error;
+        Ok(view)
     }
 
     /// Through [`Pipeline::flush_cache`]: the answer cache, remembered failures, delegation
@@ -396,6 +409,10 @@ fn flush_name(text: &str) -> Result<Vec<u8>, ControlError> {
 
 /// The API's view of an explanation (field names are the API's contract).
 fn explain_view(request: &ExplainRequest, explanation: &Explanation) -> ExplainView {
+    let decoded = explanation
+        .response
+        .as_deref()
+        .and_then(|bytes| crate::decode::decode(bytes).ok());
     let fired = explanation.fired().map(|fired| {
         let order = &fired.order;
         FiredView {
@@ -431,20 +448,17 @@ fn explain_view(request: &ExplainRequest, explanation: &Explanation) -> ExplainV
             }
             _ => None,
         },
-        rcode: explanation
-            .response
-            .as_deref()
-            .and_then(|bytes| crate::decode::decode(bytes).ok())
-            .map(|decoded| decoded.rcode),
+        rcode: decoded.as_ref().map(|decoded| decoded.rcode.clone()),
+        response: decoded
+            .map(|decoded| decoded.render().lines().map(str::to_owned).collect())
+            .unwrap_or_default(),
         now: explanation.now,
         validation: explanation
             .validation
             .as_ref()
-            .map(|validation| ValidationView {
-                state: validation.state.to_owned(),
-                ede: validation.ede,
-                text: validation.text.clone(),
-            }),
+            .map(crate::explain::validation_view),
+        checks: crate::explain::check_views(&explanation.checks),
+        resolve_error: None,
     }
 }
 

@@ -14,14 +14,20 @@
 //! `serve`; `--listener ADDR:PORT` on the configured listener there (with its pin, if any).
 //! The admin API's `/v1/explain` runs the same `Pipeline::explain` on the running server.
 //!
+//! `--resolve` resolves first (here with serve's resolver settings; with `--api URL` the running
+//! server resolves, through `GET /v1/explain?resolve=true`, and [`render_view`] prints its
+//! view): the live answer's checks (CNAME targets, addresses, the name servers that answered,
+//! as the answer hook makes them) are then listed with the order that blocks each.
+//!
 //! # Limitations
-//! - Nothing is resolved, so CNAME targets and answer addresses are not checked here (the
-//!   output says so); `explain` on the CNAME target's name shows how that name fares.
+//! - Without `--resolve` nothing is resolved: an answer not in the cache is not checked (the
+//!   output says so).
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 
 use anyhow::{bail, Context};
+use juris_control::api::{CheckView, ExplainView, ValidationView};
 use juris_geo::{CountryCode, Jurisdiction};
 use juris_policy::{Match, MatchStatus};
 use juris_resolver::cache::{AnswerCache, CacheConfig};
@@ -88,32 +94,34 @@ pub struct Report {
     pub note: Option<String>,
     /// The DNSSEC validation state of the live (cached) answer; `None` when no answer is
     /// cached (this command resolves only with `--resolve`).
-    pub validation: Option<ValidationReport>,
+    pub validation: Option<ValidationView>,
+    /// The checks the answer hook makes on the live answer (CNAME targets, addresses, the
+    /// name servers that answered), each with the order that blocks it for this client.
+    pub checks: Vec<CheckView>,
     /// Why `--resolve` found no answer, when it failed.
     pub resolve_error: Option<String>,
 }
 
-/// The validation part of [`Report`] (the API's explain route shows the same).
-#[derive(Debug, Serialize)]
-pub struct ValidationReport {
-    /// `secure`, `insecure`, `bogus`, `indeterminate` or `unchecked` (not validated).
-    pub state: String,
-    /// The Extended DNS Error that goes with it (6–12 for bogus, 1–2 for an unsupported
-    /// algorithm or digest).
-    pub ede: Option<u16>,
-    /// Its EXTRA-TEXT (names the zone of a bogus answer).
-    pub text: Option<String>,
+/// The validation part of a report, from the server's explanation (the API's view type).
+pub fn validation_view(validation: &juris_server::Validation) -> ValidationView {
+    ValidationView {
+        state: validation.state.to_owned(),
+        ede: validation.ede,
+        text: validation.text.clone(),
+    }
 }
 
-impl ValidationReport {
-    /// The report of the server's explanation.
-    pub fn of(validation: &juris_server::Validation) -> Self {
-        Self {
-            state: validation.state.to_owned(),
-            ede: validation.ede,
-            text: validation.text.clone(),
-        }
-    }
+/// The checks of the live answer, from the server's explanation (the API's view type).
+pub fn check_views(checks: &[juris_server::LiveCheck]) -> Vec<CheckView> {
+    checks
+        .iter()
+        .map(|check| CheckView {
+            trigger: trigger_name(check.trigger).to_owned(),
+            subject: check.subject.clone(),
+            order: check.fired.as_ref().map(|m| m.order.id.clone()),
+            target: check.fired.as_ref().map(|m| m.target.to_string()),
+        })
+        .collect()
 }
 
 /// The jurisdiction part of [`Report`].
@@ -265,7 +273,8 @@ pub fn explain(settings: &Settings, request: &Request) -> anyhow::Result<Report>
             .collect(),
         response,
         note,
-        validation: explanation.validation.as_ref().map(ValidationReport::of),
+        validation: explanation.validation.as_ref().map(validation_view),
+        checks: check_views(&explanation.checks),
         resolve_error,
     })
 }
@@ -373,32 +382,128 @@ impl Report {
         if let Some(note) = &self.note {
             let _ = writeln!(out, "note:         {note}");
         }
-        match &self.validation {
-            Some(validation) => {
-                let _ = write!(out, "dnssec:       {}", validation.state);
-                if let Some(ede) = validation.ede {
-                    let _ = write!(out, " (EDE {ede}");
-                    match validation.text.as_deref().filter(|t| !t.is_empty()) {
-                        Some(text) => {
-                            let _ = write!(out, ": {text})");
-                        }
-                        None => out.push(')'),
-                    }
-                }
-                out.push('\n');
-            }
-            None => {
-                let _ = writeln!(
-                    out,
-                    "dnssec:       no live answer in the cache (--resolve resolves the question)"
-                );
-            }
-        }
-        if let Some(error) = &self.resolve_error {
-            let _ = writeln!(out, "resolve:      failed: {error}");
-        }
+        render_live(
+            &mut out,
+            self.validation.as_ref(),
+            &self.checks,
+            self.resolve_error.as_deref(),
+        );
         out
     }
+}
+
+/// The live answer's part of a report: its validation state, the answer hook's checks, why
+/// the resolution failed.
+fn render_live(
+    out: &mut String,
+    validation: Option<&ValidationView>,
+    checks: &[CheckView],
+    resolve_error: Option<&str>,
+) {
+    use std::fmt::Write;
+    match validation {
+        Some(validation) => {
+            let _ = write!(out, "dnssec:       {}", validation.state);
+            if let Some(ede) = validation.ede {
+                let _ = write!(out, " (EDE {ede}");
+                match validation.text.as_deref().filter(|t| !t.is_empty()) {
+                    Some(text) => {
+                        let _ = write!(out, ": {text})");
+                    }
+                    None => out.push(')'),
+                }
+            }
+            out.push('\n');
+        }
+        None => {
+            let _ = writeln!(
+                out,
+                "dnssec:       no live answer in the cache (--resolve resolves the question)"
+            );
+        }
+    }
+    if !checks.is_empty() {
+        let _ = writeln!(out, "live answer checks:");
+        for check in checks {
+            let _ = match (&check.order, &check.target) {
+                (Some(order), Some(target)) => writeln!(
+                    out,
+                    "  - {} {}: blocked by order {order} (target {target})",
+                    check.trigger, check.subject
+                ),
+                _ => writeln!(
+                    out,
+                    "  - {} {}: no order applies",
+                    check.trigger, check.subject
+                ),
+            };
+        }
+    }
+    if let Some(error) = resolve_error {
+        let _ = writeln!(out, "resolve:      failed: {error}");
+    }
+}
+
+/// The text of an explanation by the running server (`juris explain --api`).
+pub fn render_view(view: &ExplainView, client: IpAddr) -> String {
+    use std::fmt::Write;
+    let mut out = String::new();
+    let subject = view
+        .name
+        .as_deref()
+        .or(view.address.as_deref())
+        .unwrap_or("");
+    let _ = writeln!(out, "name:         {subject}");
+    let _ = writeln!(out, "client:       {client}");
+    let _ = writeln!(
+        out,
+        "jurisdiction: {} (decided by {})",
+        view.jurisdiction.as_deref().unwrap_or("unknown"),
+        view.decided_by
+    );
+    let _ = writeln!(
+        out,
+        "policy:       generation {} (the running server's)",
+        view.policy_generation
+    );
+    let _ = writeln!(out, "verdict:      {}", view.verdict.to_ascii_uppercase());
+    if let Some(fired) = &view.fired {
+        let _ = writeln!(
+            out,
+            "fired:        order {} ({}, {}) target {} → {} (EDE {})",
+            fired.order, fired.authority, fired.reference, fired.target, fired.action, fired.ede
+        );
+        if let Some(trigger) = &view.trigger {
+            let _ = writeln!(out, "trigger:      {trigger}");
+        }
+    }
+    if view.matches.is_empty() {
+        let _ = writeln!(out, "matches:      no order targets this name");
+    } else {
+        let _ = writeln!(out, "matches:");
+        for m in &view.matches {
+            let _ = writeln!(
+                out,
+                "  - order {}: target {}\n    {}",
+                m.order, m.target, m.status
+            );
+        }
+    }
+    if view.response.is_empty() {
+        let _ = writeln!(out, "answer:       resolved normally");
+    } else {
+        let _ = writeln!(out, "answer that would be sent:");
+        for line in &view.response {
+            let _ = writeln!(out, "  {line}");
+        }
+    }
+    render_live(
+        &mut out,
+        view.validation.as_ref(),
+        &view.checks,
+        view.resolve_error.as_deref(),
+    );
+    out
 }
 
 /// `A`, `aaaa`, `TYPE65`, `28`.

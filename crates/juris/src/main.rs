@@ -37,6 +37,7 @@ mod fleet;
 mod lifecycle;
 mod orders;
 mod reload;
+mod safeguards;
 mod serve;
 mod status;
 
@@ -92,6 +93,9 @@ enum Command {
     /// TSIG keys for the fleet's zone transfers.
     #[command(subcommand)]
     Tsig(TsigCommand),
+    /// The protected list: add the operators' published lists of shared infrastructure.
+    #[command(subcommand)]
+    Safeguards(SafeguardsCommand),
     /// Write the man pages and shell completions (for packaging; docs/design/0023).
     #[command(hide = true)]
     PackageAssets {
@@ -99,6 +103,94 @@ enum Command {
         #[arg(long, value_name = "DIR")]
         out: PathBuf,
     },
+}
+
+#[derive(Debug, Subcommand)]
+enum SafeguardsCommand {
+    /// Convert an operator's published list (Cloudflare ips-v4/ips-v6, Google goog.json or
+    /// cloud.json, AWS ip-ranges.json, Fastly public-ip-list, Azure service tags, or one prefix
+    /// or name per line) into DATA_DIR/protected/SOURCE.json, replacing the list of that name.
+    /// `juris serve` applies it from its next start.
+    Update {
+        /// The downloaded file.
+        file: PathBuf,
+        /// The list's name (a-z, 0-9, '-', '_'), e.g. `cloudflare`, `aws-cloudfront`.
+        #[arg(long, value_name = "NAME")]
+        source: String,
+        /// Only the prefixes of this service (AWS `service`, Google cloud.json `service`,
+        /// Azure service tag `name` or `systemService`), e.g. CLOUDFRONT.
+        #[arg(long, value_name = "SERVICE")]
+        service: Option<String>,
+        /// Where the file was published (recorded for provenance; juris fetches nothing).
+        #[arg(long, value_name = "URL")]
+        url: Option<String>,
+        #[command(flatten)]
+        place: DataDirArgs,
+    },
+    /// The published lists in DATA_DIR/protected/.
+    List {
+        #[command(flatten)]
+        place: DataDirArgs,
+    },
+}
+
+/// Where the data directory is: --data-dir, else `server.data_dir` of --config, else the
+/// default.
+#[derive(Debug, Args)]
+struct DataDirArgs {
+    /// State directory (replaces `server.data_dir`).
+    #[arg(long, value_name = "DIR")]
+    data_dir: Option<PathBuf>,
+    /// TOML configuration file.
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
+}
+
+impl DataDirArgs {
+    fn data_dir(&self) -> anyhow::Result<PathBuf> {
+        Ok(match (&self.data_dir, &self.config) {
+            (Some(dir), _) => dir.clone(),
+            (None, Some(path)) => Settings::from_raw(&RawConfig::from_file(path)?)?.data_dir,
+            (None, None) => PathBuf::from(config::DEFAULT_DATA_DIR),
+        })
+    }
+}
+
+fn safeguards(command: &SafeguardsCommand) -> anyhow::Result<()> {
+    match command {
+        SafeguardsCommand::Update {
+            file,
+            source,
+            service,
+            url,
+            place,
+        } => {
+            let (path, list) = safeguards::update(
+                &place.data_dir()?,
+                file,
+                source,
+                service.as_deref(),
+                url.as_deref(),
+            )?;
+            println!(
+                "wrote {} ({} format, {} prefixes, {} names, sha256 {}); juris serve applies it \
+                 from its next start",
+                path.display(),
+                list.format,
+                list.prefixes.len(),
+                list.names.len(),
+                list.sha256
+            );
+            Ok(())
+        }
+        SafeguardsCommand::List { place } => {
+            print!(
+                "{}",
+                safeguards::render_list(&safeguards::read_all(&place.data_dir()?)?)
+            );
+            Ok(())
+        }
+    }
 }
 
 #[derive(Debug, Subcommand)]
@@ -146,10 +238,19 @@ struct ExplainArgs {
     /// Signal structured DNS error support in the query.
     #[arg(long)]
     structured: bool,
-    /// Resolve the question first (serve's resolver settings, DNSSEC validation included),
-    /// then explain with its live answer: the report shows its validation state.
+    /// Resolve the question first, then explain with its live answer: the report shows its
+    /// validation state and the checks of its CNAME targets, addresses and name servers.
+    /// With --api the running server resolves (its resolver and cache); without, a resolver
+    /// with serve's settings in this process.
     #[arg(long)]
     resolve: bool,
+    /// Ask the running server's admin API instead (its policy, cache and resolver), e.g.
+    /// `http://127.0.0.1:8053`; --config, --orders, --geoip and --data-dir do not apply then.
+    #[arg(long, value_name = "URL", conflicts_with_all = ["config", "orders", "geoip", "data_dir"])]
+    api: Option<String>,
+    /// Bearer token for --api (default: the JURIS_TOKEN environment variable).
+    #[arg(long, env = "JURIS_TOKEN", hide_env_values = true, requires = "api")]
+    token: Option<String>,
     /// TOML configuration file (the one `serve` uses).
     #[arg(long, value_name = "FILE")]
     config: Option<PathBuf>,
@@ -292,6 +393,9 @@ impl ServeArgs {
 }
 
 fn explain(args: &ExplainArgs) -> anyhow::Result<()> {
+    if let Some(api) = &args.api {
+        return explain_remote(args, api);
+    }
     let mut raw = match &args.config {
         Some(path) => RawConfig::from_file(path)?,
         None => RawConfig::default(),
@@ -341,6 +445,34 @@ fn explain(args: &ExplainArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// `juris explain --api URL`: the running server explains (and resolves, with --resolve).
+fn explain_remote(args: &ExplainArgs, api: &str) -> anyhow::Result<()> {
+    if args.structured {
+        anyhow::bail!("--structured does not apply with --api (the API explains a plain query)");
+    }
+    let request = juris_control::ExplainRequest {
+        name: Some(args.name.clone()),
+        client: Some(args.client.to_string()),
+        country: args.country.clone(),
+        listener: args.listener.map(|l| l.to_string()),
+        ecs: args.ecs.clone(),
+        qtype: Some(args.qtype.clone()),
+        resolve: args.resolve.then_some(true),
+        ..juris_control::ExplainRequest::default()
+    };
+    let api = cli::ApiArgs {
+        api: api.to_owned(),
+        token: args.token.clone(),
+    };
+    let view = cli::explain_remote(&api, &request)?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&view)?);
+    } else {
+        print!("{}", explain::render_view(&view, args.client));
+    }
+    Ok(())
+}
+
 fn status(args: &StatusArgs) -> anyhow::Result<()> {
     let data_dir = match (&args.data_dir, &args.config) {
         (Some(dir), _) => dir.clone(),
@@ -379,6 +511,7 @@ fn main() -> ExitCode {
         Command::Tsig(TsigCommand::Generate { name, algorithm }) => {
             tsig_generate(&name, &algorithm)
         }
+        Command::Safeguards(command) => safeguards(&command),
         Command::PackageAssets { out } => package_assets(&out),
     };
     match result {

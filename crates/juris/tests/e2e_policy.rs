@@ -132,6 +132,10 @@ impl Setup {
     fn forwarder(&self) -> IpAddr {
         IpAddr::V4(self.clients.address(110))
     }
+    /// The admin API's URL, when the configuration has `api_listen = "{api}"`.
+    fn api(&self) -> String {
+        format!("http://{}:8053", self.clients.address(200))
+    }
 
     /// `dig +subnet=SUBNET` from `client`: the response and its Client Subnet option as dig
     /// prints it (`ADDRESS/SOURCE/SCOPE`), if any.
@@ -202,7 +206,8 @@ fn setup_in(hierarchy: Hierarchy, orders: &[(&str, String)]) -> Setup {
 const DEFAULT_CONFIG: &str = "[policy]\nwithdraw = [\"FR\"]\nblock_ttl = 30\n";
 
 /// [`setup`] with `config` as the configuration file; `{forwarder}` in it is replaced by the
-/// address [`Setup::forwarder`] (a trusted ECS forwarder when the config says so). The MMDB
+/// address [`Setup::forwarder`] (a trusted ECS forwarder when the config says so), `{api}` by
+/// the admin API's `ADDR:PORT` ([`Setup::api`]). The MMDB
 /// also places 10.20.0.0/16 in Italy and 10.30.0.0/16 in Germany (ECS subnets).
 fn setup_with(orders: &[(&str, String)], config: &str) -> Setup {
     setup_full(world(), orders, config)
@@ -237,7 +242,9 @@ fn setup_full(hierarchy: Hierarchy, orders: &[(&str, String)], config: &str) -> 
         .insert("10.30.0.0/16".parse().unwrap(), "DE")
         .write_to(&mmdb)
         .unwrap();
-    let config_text = config.replace("{forwarder}", &clients.address(110).to_string());
+    let config_text = config
+        .replace("{forwarder}", &clients.address(110).to_string())
+        .replace("{api}", &format!("{}:8053", clients.address(200)));
     let config = directory.path().join("juris.toml");
     fs::write(&config, config_text).unwrap();
     let data_dir = directory.path().join("data");
@@ -832,4 +839,93 @@ fn a_trusted_forwarders_ecs_is_answered_with_the_scope_that_decided() {
     let (italian, ecs) = s.dig_subnet(s.italy(), blocked, "10.30.1.0/24");
     assert_blocked(&italian, "kickasstorrents.to.");
     assert_eq!(ecs, None, "{}", italian.output);
+}
+
+/// `juris explain --api` asks the running server: with `--resolve` its own resolver fetches the
+/// answer (into its cache), and the report shows the checks the answer hook makes on that live
+/// answer — here a CNAME into the Milan order's name, blocked for Italy only.
+#[test]
+fn explain_through_the_running_server_shows_the_checks_of_the_live_answer() {
+    let s = setup_with(
+        &[("milan.json", milan_order("active", ""))],
+        "[control]\napi_listen = \"{api}\"\n",
+    );
+    let data_dir = s.data_dir();
+    let token = Command::new(JURIS)
+        .args([
+            "token",
+            "create",
+            "--role",
+            "viewer",
+            "--name",
+            "explainer",
+            "--data-dir",
+        ])
+        .arg(&data_dir)
+        .output()
+        .unwrap();
+    assert!(token.status.success(), "{token:?}");
+    let token = String::from_utf8(token.stdout).unwrap().trim().to_owned();
+    let remote = |client: IpAddr, name: &str, extra: &[&str]| {
+        let output = Command::new(JURIS)
+            .args([
+                "explain",
+                name,
+                "--client",
+                &client.to_string(),
+                "--api",
+                &s.api(),
+            ])
+            .args(extra)
+            .env("JURIS_TOKEN", &token)
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&output.stdout).into_owned();
+        assert!(
+            output.status.success(),
+            "juris explain --api failed: {text}{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        text
+    };
+    let alias = "alias.innocent.test";
+    // Not asked yet: the server has no live answer, and says so.
+    let before = remote(s.germany(), alias, &[]);
+    assert!(before.contains("no live answer in the cache"), "{before}");
+    // Germany: the server resolves; the CNAME target and the address are checked, no order
+    // applies, and the cached answer is what it would send.
+    let germany = remote(s.germany(), alias, &["--resolve"]);
+    assert!(germany.contains("verdict:      ANSWERED"), "{germany}");
+    assert!(
+        germany.contains("CNAME target www.kickasstorrents.to.: no order applies"),
+        "{germany}"
+    );
+    assert!(germany.contains("answer address "), "{germany}");
+    assert!(
+        germany.contains("IN CNAME www.kickasstorrents.to."),
+        "{germany}"
+    );
+    // Italy, from the server's cache now: the CNAME target is blocked by the Milan order.
+    let italy = remote(s.italy(), alias, &[]);
+    assert!(italy.contains("verdict:      BLOCK"), "{italy}");
+    assert!(italy.contains("trigger:      CNAME target"), "{italy}");
+    assert!(
+        italy.contains(&format!(
+            "CNAME target www.kickasstorrents.to.: blocked by order {ORDER_ID}"
+        )),
+        "{italy}"
+    );
+    // The same through a real query: the server did keep the answer it resolved.
+    assert_eq!(s.dig(s.italy(), alias).status, "NXDOMAIN");
+    // --json is the API's own view.
+    let json: serde_json::Value =
+        serde_json::from_str(&remote(s.italy(), alias, &["--json"])).unwrap();
+    assert_eq!(json["verdict"], "block", "{json}");
+    let checks = json["checks"].as_array().unwrap();
+    assert!(
+        checks.iter().any(|c| c["trigger"] == "CNAME target"
+            && c["subject"] == "www.kickasstorrents.to."
+            && c["order"] == ORDER_ID),
+        "{json}"
+    );
 }
