@@ -786,25 +786,6 @@ fn answers(server: SocketAddr, client: IpAddr, name: &str) -> bool {
         .is_ok()
 }
 
-/// `GET path` without a token (`/readyz`): the status code and the body.
-fn plain_get(address: &str, path: &str) -> (u16, String) {
-    use std::io::{Read, Write};
-    let mut stream = std::net::TcpStream::connect(address).unwrap();
-    write!(
-        stream,
-        "GET {path} HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\n\r\n"
-    )
-    .unwrap();
-    let mut response = String::new();
-    stream.read_to_string(&mut response).unwrap();
-    let code = response
-        .split(' ')
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .unwrap_or(0);
-    (code, response)
-}
-
 /// Issue #12, "done when": a primary with the store and an edge following it by zone transfer
 /// (TSIG, NOTIFY) enforce the same Italian order; the edge refuses order changes; with the
 /// primary stopped, a restarted edge still enforces the order (its snapshot).
@@ -916,7 +897,8 @@ fn a_fleet_edge_enforces_the_primarys_orders_and_keeps_them_through_a_restart_wi
         "{}",
         s.cli(&["order", "show", "IT-MI-2024-0001"])
     );
-    let (code, ready) = plain_get(edge_api.trim_start_matches("http://"), "/readyz");
+    let edge_api_address: SocketAddr = edge_api.trim_start_matches("http://").parse().unwrap();
+    let (code, ready) = juris_testkit::juris::http_get(edge_api_address, "/readyz");
     assert_eq!(code, 200, "{ready}");
     assert!(
         ready.contains("\"fleet\"") && ready.contains("in force"),
