@@ -58,6 +58,7 @@ def start(args, log):
 
 
 def stop(proc):
+    proc.stopped = True
     if proc.poll() is None:
         os.killpg(proc.pid, signal.SIGTERM)
         try:
@@ -98,6 +99,9 @@ def until(what, check, limit):
     while time.monotonic() < deadline:
         if check():
             return
+        dead = [p.args[-1] for p in PROCS if p.poll() is not None and not getattr(p, "stopped", False)]
+        if dead:
+            raise SystemExit(f"waiting for {what}: a juris process exited (see the logs in --work)")
         time.sleep(0.05)
     raise SystemExit(f"timed out waiting for {what}")
 
@@ -137,11 +141,13 @@ def main():
             json.dump(gen.order_doc(oid, "IT", names[first:first + gen.MAX_TARGETS]), f)
 
     keys = {}
-    for name, _ in FOLLOWERS:
+    # "probe": the bench's own key for its IXFR (a follower's key would make the primary take
+    # the probe's serial as that follower's).
+    for name in [n for n, _ in FOLLOWERS] + ["probe"]:
         line = run(juris, "tsig", "generate", name).splitlines()[0]
         keys[name] = line.removeprefix("--tsig-key ").strip()
     toml_keys = ", ".join(
-        '{{ name = "{}", algorithm = "{}", secret = "{}" }}'.format(*keys[n].split(":", 2)) for n, _ in FOLLOWERS)
+        '{{ name = "{}", algorithm = "{}", secret = "{}" }}'.format(*k.split(":", 2)) for k in keys.values())
     followers = ", ".join(
         f'{{ name = "{n}", key = "{n}", notify = "{ad[0]}:{ad[1]}" }}' for n, ad in FOLLOWERS)
     os.makedirs(w("primary"))
@@ -150,7 +156,10 @@ def main():
                 f"tsig_keys = [{toml_keys}]\nfollowers = [{followers}]\n")
     token = run(juris, "token", "create", "--role", "admin", "--name", "bench",
                 "--data-dir", w("primary")).strip()
-    common = ["serve", "--threads", "1", "--geoip", mmdb, "--root-hints", "/dev/null"]
+    # Unblocked names are never resolved (queries go without RD); the hints lead nowhere.
+    with open(w("root.hints"), "w") as f:
+        f.write(".  3600000  NS  a.root.bench.\na.root.bench.  3600000  A  127.0.0.254\n")
+    common = ["serve", "--threads", "1", "--geoip", mmdb, "--root-hints", w("root.hints")]
     started = time.monotonic()
     primary = start([juris, *common, "--config", w("primary.toml"), "--data-dir", w("primary"),
                      "--listen", f"{PRIMARY_DNS[0]}:{PRIMARY_DNS[1]}", "--orders", w("orders"),
@@ -195,7 +204,7 @@ def main():
 
     _, fleet = api("GET", "/v1/status", token)
     serial = fleet["fleet"]["serial"]
-    key = keys["edge-1"]
+    key = keys["probe"]
     algo, kname, secret = key.split(":")[1], key.split(":")[0], key.split(":", 2)[2]
     dig_key = f"{algo}:{kname}:{secret}"
     ixfr = {zone: ixfr_bytes(dig_key, zone, serial - 1)
@@ -223,7 +232,7 @@ def main():
     for zone, (size, records) in ixfr.items():
         report.append(f"| IXFR of one changed name, `{zone}` | {size} bytes ({records} records) |")
     report += [f"| follower restarted from its snapshot ({snapshot_bytes / 1e6:.0f} MB), primary down: start to enforcing | {restart:.1f} s |",
-               f"| primary's view of the last change (`fleet.in_force_everywhere`) | {shown['in_force_everywhere']} |"]
+               f"| primary's view of the last change (`fleet.in_force_everywhere`, missing) | {shown['in_force_everywhere']} {shown['missing']} |"]
     text = "\n".join(report) + "\n"
     print(text)
     with open(w("report.md"), "w") as f:
