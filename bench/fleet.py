@@ -9,7 +9,7 @@
    (`POST /v1/orders/BENCH-FLEET/targets`): for each, the time from the API's 200 to the follower
    answering NXDOMAIN for the new name to a query from an Italian address (127.0.0.101, the
    bench MMDB), polled on every follower in turn (UDP, 2 ms between rounds).
-3. The IXFR of one changed name: `dig -y KEY IXFR=serial-1` on `orders.<suffix>` and
+3. The IXFR of one changed name: `dig -y KEY IXFR=<serial before the last change>` on `orders.<suffix>` and
    `it.<suffix>`, its bytes ("XFR size").
 4. The primary and follower 1 are stopped; follower 1 restarts from its snapshot: time from
    the process start to the first blocked answer (a name of the big policy).
@@ -186,8 +186,13 @@ def main():
           lambda: all(blocked(addr, "seed.bench-change.test") is True for _, addr in FOLLOWERS), 120)
 
     latencies = {name: [] for name, _ in FOLLOWERS}
+    before_last = None
     for i in range(a.changes):
         name = f"c{i}.bench-change.test"
+        if i == a.changes - 1:
+            # The serial follows the clock (max(serial + 1, unix time)): the IXFR probe must
+            # start from the serial before the last change, not from serial - 1.
+            before_last = api("GET", "/v1/status", token)[1]["fleet"]["serial"]
         status, _ = api("POST", "/v1/orders/BENCH-FLEET/targets?reason=bench", token,
                         {"targets": [{"type": "domain", "value": name}]})
         t0 = time.monotonic()
@@ -203,11 +208,10 @@ def main():
             time.sleep(0.002)
 
     _, fleet = api("GET", "/v1/status", token)
-    serial = fleet["fleet"]["serial"]
     key = keys["probe"]
     algo, kname, secret = key.split(":")[1], key.split(":")[0], key.split(":", 2)[2]
     dig_key = f"{algo}:{kname}:{secret}"
-    ixfr = {zone: ixfr_bytes(dig_key, zone, serial - 1)
+    ixfr = {zone: ixfr_bytes(dig_key, zone, before_last)
             for zone in (f"orders.{SUFFIX}", f"it.{SUFFIX}")}
     shown = api("GET", "/v1/orders/BENCH-FLEET", token)[1]["fleet"]
 
@@ -222,7 +226,7 @@ def main():
 
     report = [f"## Fleet SLO ({time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())})", "",
               f"{a.names:,} names in the policy (Italy), {a.changes} single-name changes through the API, "
-              f"3 followers, loopback, release build, 1 worker thread each.", "",
+              f"3 followers, loopback, `{juris}`, 1 worker thread each.", "",
               "| follower | p50 (ms) | p99 (ms) | max (ms) |", "|---|---|---|---|"]
     for name, values in latencies.items():
         report.append(f"| {name} | {pct(values, 50) * 1e3:.0f} | {pct(values, 99) * 1e3:.0f} | {max(values) * 1e3:.0f} |")
