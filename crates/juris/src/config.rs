@@ -1750,4 +1750,36 @@ mod tests {
             juris_control::safeguards::Protected::Name("intranet.example".into())
         );
     }
+
+    #[test]
+    fn fleet_followers_are_named_recognised_by_key_or_address_and_notified() {
+        let parse = |fleet: &str| {
+            let text = format!(
+                "[fleet]\nxfr_listen = \"127.0.0.1:5300\"\n\
+                 tsig_keys = [{{ name = \"edge-1\", secret = \"AAAA\" }}]\n{fleet}"
+            );
+            Settings::from_raw(&RawConfig::from_toml(&text, "test").unwrap())
+        };
+        let settings = parse(
+            "followers = [{ name = \"milano-1\", key = \"edge-1\" }, \
+             { name = \"roma\", notify = \"192.0.2.20:53\" }]\n",
+        )
+        .unwrap();
+        let followers = &settings.fleet.followers;
+        assert_eq!(followers[0].key.as_deref(), Some("edge-1."));
+        assert_eq!(followers[1].address, Some("192.0.2.20".parse().unwrap()));
+        assert_eq!(settings.fleet.notify, ["192.0.2.20:53".parse().unwrap()]);
+        for (fleet, want) in [
+            ("followers = [{ name = \"a\", key = \"nope\" }]\n", "fleet.followers[0]"),
+            ("followers = [{ name = \"a\" }]\n", "to be recognised"),
+            (
+                "followers = [{ name = \"a\", key = \"edge-1\" }, { name = \"a\", address = \"192.0.2.1\" }]\n",
+                "not unique",
+            ),
+            ("followers = [{ name = \"a\", address = \"x\" }]\n", "fleet.followers[0].address"),
+        ] {
+            let error = parse(fleet).unwrap_err().to_string();
+            assert!(error.contains(want), "{fleet}: {error}");
+        }
+    }
 }
