@@ -289,3 +289,28 @@ pub(crate) fn free_port(ip: std::net::Ipv4Addr) -> SocketAddr {
     }
     panic!("no free port on {ip}");
 }
+
+/// One HTTP/1.1 GET without a token (`/readyz`, `/healthz`): the status code and the body
+/// (30 s read timeout).
+pub fn http_get(address: SocketAddr, path: &str) -> (u16, String) {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(address).unwrap();
+    stream.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: juris\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).unwrap();
+    let code = response
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    let body = response
+        .split_once("\r\n\r\n")
+        .map_or("", |(_, body)| body)
+        .to_owned();
+    (code, body)
+}

@@ -83,7 +83,7 @@ pub struct Readiness {
 /// One check of a [`Readiness`].
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ReadinessCheck {
-    /// `listeners`, `policy`.
+    /// `listeners`, `policy`, `fleet` (an edge: a transfer or snapshot in force).
     pub name: String,
     /// Whether it passes.
     pub ok: bool,
@@ -902,6 +902,35 @@ pub fn render_metrics(server: &ServerSnapshot, store: &crate::StoreStatus) -> St
                     vec![format!("{{role=\"{}\"}} {number}", escape(role))],
                 );
             }
+        }
+        // A primary's followers: every number of each as a gauge labelled with its name
+        // (`juris_fleet_follower_serial{name="edge-1"}`, `..._in_sync`, `..._seen_seconds_ago`).
+        let followers: Vec<&serde_json::Map<String, serde_json::Value>> = fleet
+            .get("followers")
+            .and_then(|f| f.as_array())
+            .map(|list| list.iter().filter_map(|f| f.as_object()).collect())
+            .unwrap_or_default();
+        let mut fields: Vec<&String> = followers
+            .iter()
+            .flat_map(|f| f.iter().filter(|(_, v)| v.is_number()).map(|(k, _)| k))
+            .collect();
+        fields.sort();
+        fields.dedup();
+        for field in fields {
+            section(
+                &mut text,
+                &format!("juris_fleet_follower_{field}"),
+                "gauge",
+                &format!("Fleet follower: {field} (see /v1/status fleet.followers)."),
+                followers
+                    .iter()
+                    .filter_map(|f| {
+                        let name = f.get("name")?.as_str()?;
+                        let number = f.get(field.as_str())?.as_f64()?;
+                        Some(format!("{{name=\"{}\"}} {number}", escape(name)))
+                    })
+                    .collect(),
+            );
         }
     }
     section(

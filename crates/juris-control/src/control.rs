@@ -218,6 +218,50 @@ pub struct OrderView {
     pub targets: Vec<TargetView>,
     /// State history, oldest first.
     pub transitions: Vec<TransitionView>,
+    /// On a fleet primary: where this version of the order is in force (every follower the
+    /// primary knows of, since when). Absent on a node that publishes nothing.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fleet: Option<OrderFleet>,
+}
+
+/// Where an order is in force across the fleet (on a primary; `docs/fleet.md`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OrderFleet {
+    /// The serial of the fleet's zones that first carried this version of the order; `None`
+    /// when it is not published (not in force on the primary, or too large for the zone).
+    pub serial: Option<u32>,
+    /// When that serial was published.
+    pub published_at: Option<Timestamp>,
+    /// Every configured follower has this version in force.
+    pub in_force_everywhere: bool,
+    /// The configured followers that do not have it (yet).
+    pub missing: Vec<String>,
+    /// Every follower the primary knows of (configured, or seen transferring).
+    pub nodes: Vec<OrderNode>,
+}
+
+/// One follower's part of [`OrderFleet`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OrderNode {
+    /// The follower's name (`[fleet] followers`, else its TSIG key or address).
+    pub name: String,
+    /// Listed in the configuration (`fleet.followers` or `fleet.notify`).
+    pub configured: bool,
+    /// It has this version of the order in force.
+    pub in_force: bool,
+    /// Since when (the first time the primary saw it at a serial carrying this version).
+    pub since: Option<Timestamp>,
+    /// The serial it has in force, as last reported.
+    pub serial: Option<u32>,
+    /// When the primary last heard from it.
+    pub last_seen: Option<Timestamp>,
+}
+
+/// What a fleet primary knows of its followers, for [`Control`]: per order, where it is in
+/// force. Set with [`Control::set_fleet`].
+pub trait FleetProof: Send + Sync + std::fmt::Debug {
+    /// Where the version in force of order `id` is in force; `None`: not a published order.
+    fn order(&self, id: &str) -> Option<OrderFleet>;
 }
 
 /// One line of an order listing.
@@ -326,6 +370,10 @@ pub struct Deadline {
     pub comply_by: Timestamp,
     /// Whether it has passed.
     pub overdue: bool,
+    /// On a fleet primary, for an active order: the configured followers that do not have it
+    /// in force yet (the deadline is met only when every follower has it).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub followers_missing: Vec<String>,
 }
 
 /// The control plane: the store plus the rules. `Send + Sync`; share it in an `Arc`.
@@ -344,6 +392,8 @@ pub struct Control {
     /// Set on a fleet edge (`juris serve --follow`): the primary it follows. Order changes
     /// are then refused (they are made on the primary).
     follows: std::sync::OnceLock<String>,
+    /// Set on a fleet primary: which followers have which orders in force.
+    fleet: std::sync::OnceLock<Arc<dyn FleetProof>>,
     /// Feed imports being written now (memory only: read without waiting for the store).
     pub(crate) running: crate::feeds::Running,
     /// Parsed order documents by id, reused while the stored text is the same (the order list
@@ -405,6 +455,13 @@ impl Control {
         let _ = self.follows.set(primary);
     }
 
+    /// Marks this node as a fleet primary: orders show where they are in force
+    /// ([`OrderView::fleet`]) and an active order's deadline is met only once every
+    /// configured follower has it ([`Deadline::followers_missing`]).
+    pub fn set_fleet(&self, fleet: Arc<dyn FleetProof>) {
+        let _ = self.fleet.set(fleet);
+    }
+
     /// The primary this node follows, on a fleet edge.
     pub fn follows(&self) -> Option<&str> {
         self.follows.get().map(String::as_str)
@@ -445,6 +502,7 @@ impl Control {
             running: crate::feeds::Running::default(),
             documents: Mutex::default(),
             audit_checked: Mutex::default(),
+            fleet: std::sync::OnceLock::new(),
         }
     }
 
@@ -1170,6 +1228,7 @@ impl Control {
                 updated_at: row.updated_at,
                 targets,
                 transitions,
+                fleet: self.fleet.get().and_then(|fleet| fleet.order(id)),
             };
             Ok((view, total))
         }))
@@ -1424,13 +1483,24 @@ impl Control {
                 expired += 1;
             }
             if let Some(deadline) = order.comply_by {
-                let open = !matches!(row.state, OrderState::Active | OrderState::Lifted);
+                // On a fleet primary an active order is in force only where its followers
+                // have it.
+                let followers_missing = match (row.state, self.fleet.get()) {
+                    (OrderState::Active, Some(fleet)) if deadline <= horizon => fleet
+                        .order(&order.id)
+                        .map(|f| f.missing)
+                        .unwrap_or_default(),
+                    _ => Vec::new(),
+                };
+                let open = !matches!(row.state, OrderState::Active | OrderState::Lifted)
+                    || !followers_missing.is_empty();
                 if open && deadline <= horizon {
                     deadlines.push(Deadline {
                         order: order.id.clone(),
                         state: row.state.as_str().to_owned(),
                         comply_by: deadline,
                         overdue: deadline <= now,
+                        followers_missing,
                     });
                 }
             }

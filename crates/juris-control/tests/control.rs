@@ -756,6 +756,69 @@ fn transparency_report_and_deadlines() {
     assert!(!status.deadlines[0].overdue);
 }
 
+/// A fleet primary whose follower `edge-2` has not taken order `IT-T` yet.
+#[derive(Debug)]
+struct HalfFleet;
+
+impl juris_control::FleetProof for HalfFleet {
+    fn order(&self, id: &str) -> Option<juris_control::OrderFleet> {
+        let node = |name: &str, in_force: bool| juris_control::OrderNode {
+            name: name.into(),
+            configured: true,
+            in_force,
+            since: in_force.then(|| "2024-06-01T11:00:00Z".parse().unwrap()),
+            serial: Some(if in_force { 7 } else { 6 }),
+            last_seen: Some("2024-06-01T11:59:00Z".parse().unwrap()),
+        };
+        let missing: Vec<String> = if id == "IT-T" {
+            vec!["edge-2".into()]
+        } else {
+            Vec::new()
+        };
+        Some(juris_control::OrderFleet {
+            serial: Some(7),
+            published_at: Some("2024-06-01T10:59:00Z".parse().unwrap()),
+            in_force_everywhere: missing.is_empty(),
+            nodes: vec![node("edge-1", true), node("edge-2", missing.is_empty())],
+            missing,
+        })
+    }
+}
+
+#[test]
+fn on_a_fleet_primary_a_deadline_is_met_only_when_every_follower_has_the_order() {
+    let control = memory();
+    for id in ["IT-T", "IT-U"] {
+        control
+            .apply_order(
+                &admin(),
+                order(
+                    id,
+                    "active",
+                    json!([{"type": "domain", "value": "a.example"}]),
+                ),
+                true,
+                true,
+                "",
+            )
+            .unwrap();
+    }
+    // Without a fleet, active orders meet their deadline.
+    assert!(control.status().unwrap().deadlines.is_empty());
+    assert!(control.order("IT-T").unwrap().fleet.is_none());
+
+    control.set_fleet(Arc::new(HalfFleet));
+    let status = control.status().unwrap();
+    assert_eq!(status.deadlines.len(), 1, "{:?}", status.deadlines);
+    assert_eq!(status.deadlines[0].order, "IT-T");
+    assert_eq!(status.deadlines[0].followers_missing, ["edge-2"]);
+    let shown = serde_json::to_value(control.order("IT-T").unwrap()).unwrap();
+    assert_eq!(shown["fleet"]["missing"], json!(["edge-2"]));
+    assert_eq!(shown["fleet"]["nodes"][0]["name"], "edge-1");
+    assert_eq!(shown["fleet"]["nodes"][0]["since"], "2024-06-01T11:00:00Z");
+    assert_eq!(shown["order"]["id"], "IT-T", "the existing fields stay");
+}
+
 // ---- audit tampering -------------------------------------------------------------------------------
 
 fn tampered(edit: &str) -> juris_control::audit::VerifyReport {
@@ -1489,4 +1552,28 @@ fn target_counts_kept_by_the_store_match_the_targets() {
     assert_eq!((status.targets, status.needs_review), (2, 0));
     let (preview, total) = control.order_preview("PS-IT", 0).unwrap();
     assert_eq!((preview.targets.len(), total), (0, 1));
+#[test]
+fn a_primarys_followers_are_gauges_labelled_with_their_names() {
+    let server = juris_control::ServerSnapshot {
+        fleet: Some(json!({
+            "role": "primary", "serial": 7, "followers_behind": 1,
+            "followers": [
+                {"name": "edge-1", "serial": 7, "in_sync": 1, "seen_seconds_ago": 2, "key": "edge-1"},
+                {"name": "edge-2", "serial": null, "in_sync": 0, "seen_seconds_ago": null}
+            ]
+        })),
+        ..Default::default()
+    };
+    let status = memory().status().unwrap();
+    let text = juris_control::api::render_metrics(&server, &status);
+    for line in [
+        "juris_fleet_followers_behind{role=\"primary\"} 1",
+        "juris_fleet_follower_in_sync{name=\"edge-1\"} 1",
+        "juris_fleet_follower_in_sync{name=\"edge-2\"} 0",
+        "juris_fleet_follower_serial{name=\"edge-1\"} 7",
+        "juris_fleet_follower_seen_seconds_ago{name=\"edge-1\"} 2",
+    ] {
+        assert!(text.contains(line), "{line} missing from\n{text}");
+    }
+    assert!(!text.contains("juris_fleet_follower_serial{name=\"edge-2\"}"));
 }

@@ -107,6 +107,26 @@ pub struct RawFleet {
     pub tsig_keys: Vec<RawTsigKey>,
     /// `ADDR:PORT` of the primary this edge follows.
     pub follow: Option<String>,
+    /// A primary's followers, by name (provable enforcement): who must have an order in
+    /// force before its `comply_by` is met. Default: one per `notify` address.
+    pub followers: Vec<RawFollower>,
+}
+
+/// One `[[fleet.followers]]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawFollower {
+    /// Its name (status, orders).
+    pub name: String,
+    /// The name of the TSIG key it signs with (one key per follower identifies it).
+    #[serde(default)]
+    pub key: Option<String>,
+    /// Its source address (identifies it when it has no key of its own).
+    #[serde(default)]
+    pub address: Option<String>,
+    /// `ADDR:PORT` to NOTIFY (added to `notify`).
+    #[serde(default)]
+    pub notify: Option<String>,
 }
 
 impl Default for RawFleet {
@@ -119,6 +139,7 @@ impl Default for RawFleet {
             allow_unsigned: Vec::new(),
             tsig_keys: Vec::new(),
             follow: None,
+            followers: Vec::new(),
         }
     }
 }
@@ -165,6 +186,62 @@ fn fleet_settings(raw: &RawFleet) -> Result<crate::fleet::FleetSettings, ConfigE
                 .map_err(|reason| invalid(format!("fleet.tsig_keys[{i}]"), reason))?,
         );
     }
+    let mut followers = Vec::new();
+    let mut follower_notify = Vec::new();
+    for (i, raw) in raw.followers.iter().enumerate() {
+        let key = format!("fleet.followers[{i}]");
+        let name = raw.name.trim();
+        if name.is_empty()
+            || followers
+                .iter()
+                .any(|f: &crate::fleet::proof::FollowerSpec| f.name == name)
+        {
+            return Err(invalid(
+                key,
+                format!("name {name:?} is empty or not unique"),
+            ));
+        }
+        let key_name = raw.key.as_deref().map(crate::fleet::proof::normal_key_name);
+        if let Some(key_name) = &key_name {
+            if !tsig_keys
+                .iter()
+                .any(|k: &crate::fleet::TsigKey| &k.name == key_name)
+            {
+                return Err(invalid(
+                    key,
+                    format!("key {key_name:?} is not one of fleet.tsig_keys"),
+                ));
+            }
+        }
+        let ip = raw
+            .address
+            .as_deref()
+            .map(|a| {
+                a.trim().parse::<std::net::IpAddr>().map_err(|_| {
+                    invalid(format!("{key}.address"), format!("{a:?} is not an address"))
+                })
+            })
+            .transpose()?;
+        let notify = raw
+            .notify
+            .as_deref()
+            .map(|a| address(format!("{key}.notify"), a))
+            .transpose()?;
+        follower_notify.extend(notify);
+        // Without a key it is recognised by its address (by default its NOTIFY address's).
+        let source = ip.or(notify.map(|a| a.ip()));
+        if key_name.is_none() && source.is_none() {
+            return Err(invalid(
+                key,
+                "a follower needs a key, an address or a notify address to be recognised",
+            ));
+        }
+        followers.push(crate::fleet::proof::FollowerSpec {
+            name: name.to_owned(),
+            key: key_name,
+            address: source,
+        });
+    }
     let settings = crate::fleet::FleetSettings {
         xfr_listen: raw
             .xfr_listen
@@ -177,6 +254,7 @@ fn fleet_settings(raw: &RawFleet) -> Result<crate::fleet::FleetSettings, ConfigE
             .iter()
             .enumerate()
             .map(|(i, a)| address(format!("fleet.notify[{i}]"), a))
+            .chain(follower_notify.into_iter().map(Ok))
             .collect::<Result<_, _>>()?,
         allow_transfer: prefixes("fleet.allow_transfer", &raw.allow_transfer)?,
         allow_unsigned: prefixes("fleet.allow_unsigned", &raw.allow_unsigned)?,
@@ -186,6 +264,7 @@ fn fleet_settings(raw: &RawFleet) -> Result<crate::fleet::FleetSettings, ConfigE
             .as_deref()
             .map(|a| address("fleet.follow".into(), a))
             .transpose()?,
+        followers,
     };
     if settings.xfr_listen.is_some()
         && settings.tsig_keys.is_empty()
@@ -1686,5 +1765,37 @@ mod tests {
             entries[0].value,
             juris_control::safeguards::Protected::Name("intranet.example".into())
         );
+    }
+
+    #[test]
+    fn fleet_followers_are_named_recognised_by_key_or_address_and_notified() {
+        let parse = |fleet: &str| {
+            let text = format!(
+                "[fleet]\nxfr_listen = \"127.0.0.1:5300\"\n\
+                 tsig_keys = [{{ name = \"edge-1\", secret = \"AAAA\" }}]\n{fleet}"
+            );
+            Settings::from_raw(&RawConfig::from_toml(&text, "test").unwrap())
+        };
+        let settings = parse(
+            "followers = [{ name = \"milano-1\", key = \"edge-1\" }, \
+             { name = \"roma\", notify = \"192.0.2.20:53\" }]\n",
+        )
+        .unwrap();
+        let followers = &settings.fleet.followers;
+        assert_eq!(followers[0].key.as_deref(), Some("edge-1."));
+        assert_eq!(followers[1].address, Some("192.0.2.20".parse().unwrap()));
+        assert_eq!(settings.fleet.notify, ["192.0.2.20:53".parse().unwrap()]);
+        for (fleet, want) in [
+            ("followers = [{ name = \"a\", key = \"nope\" }]\n", "fleet.followers[0]"),
+            ("followers = [{ name = \"a\" }]\n", "to be recognised"),
+            (
+                "followers = [{ name = \"a\", key = \"edge-1\" }, { name = \"a\", address = \"192.0.2.1\" }]\n",
+                "not unique",
+            ),
+            ("followers = [{ name = \"a\", address = \"x\" }]\n", "fleet.followers[0].address"),
+        ] {
+            let error = parse(fleet).unwrap_err().to_string();
+            assert!(error.contains(want), "{fleet}: {error}");
+        }
     }
 }

@@ -104,8 +104,13 @@ pub struct LiveServer {
     candidates: Arc<crate::candidates::Candidates>,
     /// The fleet state (publishing or following), when configured.
     fleet: Option<FleetStatusFn>,
+    /// On a fleet edge: whether a transfer or snapshot is in force (`/readyz`).
+    fleet_ready: Option<FleetReadyFn>,
     phase: Arc<Phase>,
 }
+
+/// Whether a fleet edge enforces its primary's orders yet, and why (`/readyz`).
+pub type FleetReadyFn = Arc<dyn Fn() -> (bool, String) + Send + Sync>;
 
 /// Reads the fleet state as JSON for `/v1/status` and `/metrics`.
 pub type FleetStatusFn = Arc<dyn Fn() -> serde_json::Value + Send + Sync>;
@@ -126,8 +131,16 @@ impl LiveServer {
             policy_error,
             candidates,
             fleet: None,
+            fleet_ready: None,
             phase,
         }
+    }
+
+    /// The same view, with a fleet edge's readiness in `/readyz` (check `fleet`: not ready
+    /// until the first transfer or snapshot is in force).
+    pub fn with_fleet_ready(mut self, ready: FleetReadyFn) -> Self {
+        self.fleet_ready = Some(ready);
+        self
     }
 
     /// The same view, with the fleet state in `/v1/status` and `/metrics`.
@@ -307,7 +320,7 @@ impl ServerView for LiveServer {
             }
             None => format!("generation {generation} in force"),
         };
-        let checks = vec![
+        let mut checks = vec![
             ReadinessCheck {
                 name: "listeners".into(),
                 ok: serving,
@@ -319,6 +332,14 @@ impl ServerView for LiveServer {
                 detail: policy,
             },
         ];
+        if let Some(ready) = &self.fleet_ready {
+            let (ok, detail) = ready();
+            checks.push(ReadinessCheck {
+                name: "fleet".into(),
+                ok,
+                detail,
+            });
+        }
         Readiness {
             ready: checks.iter().all(|c| c.ok),
             checks,

@@ -82,7 +82,12 @@ pub fn run(
         None => None,
     };
     let publisher = match settings.fleet.xfr_listen {
-        Some(_) => Some(Arc::new(Publisher::new(&settings.fleet)?)),
+        Some(_) => {
+            let publisher = Arc::new(Publisher::new(&settings.fleet)?);
+            // Orders show where they are in force; deadlines wait for every follower.
+            control.set_fleet(Arc::clone(&publisher) as Arc<dyn juris_control::FleetProof>);
+            Some(publisher)
+        }
         None => None,
     };
     let store = follower.is_none().then(|| Arc::clone(&control));
@@ -216,8 +221,10 @@ pub fn run(
             let publisher = Arc::clone(publisher);
             view = view.with_fleet(Arc::new(move || publisher.status()));
         } else if let Some(follower) = &follower {
-            let follower = Arc::clone(follower);
-            view = view.with_fleet(Arc::new(move || follower.status()));
+            let status = Arc::clone(follower);
+            view = view.with_fleet(Arc::new(move || status.status()));
+            let ready = Arc::clone(follower);
+            view = view.with_fleet_ready(Arc::new(move || ready.readiness()));
         }
         let state = juris_control::ApiState {
             control: Arc::clone(&control),

@@ -801,8 +801,18 @@ fn a_fleet_edge_enforces_the_primarys_orders_and_keeps_them_through_a_restart_wi
     assert!(generated.contains("key \"fleet-e2e\" {"), "{generated}");
     let xfr = |c: &AddressBlock| SocketAddr::new(IpAddr::V4(c.address(151)), 5300);
     let edge = |c: &AddressBlock| SocketAddr::new(IpAddr::V4(c.address(150)), 5353);
+    // The primary knows the edge by its key: orders show where they are in force.
+    let config_dir = tempfile::tempdir().unwrap();
+    let config = config_dir.path().join("primary.toml");
+    fs::write(
+        &config,
+        "[fleet]\nfollowers = [{ name = \"edge-milan\", key = \"fleet-e2e\" }]\n",
+    )
+    .unwrap();
     let s = setup_with(|builder, clients| {
         builder
+            .arg("--config")
+            .arg(&config)
             .arg("--xfr-listen")
             .arg(xfr(clients).to_string())
             .arg("--tsig-key")
@@ -870,6 +880,30 @@ fn a_fleet_edge_enforces_the_primarys_orders_and_keeps_them_through_a_restart_wi
         first.stderr()
     );
     assert!(first.stderr().contains("kind=\"IXFR\"") || first.stderr().contains("kind=IXFR"));
+
+    // Provable enforcement: the edge reports the serial it put in force; the primary shows
+    // the order in force on it, and the edge is ready.
+    let in_force_on_edge = || {
+        let shown: serde_json::Value =
+            serde_json::from_str(&s.cli(&["order", "show", "IT-MI-2024-0001"])).unwrap();
+        let fleet = &shown["fleet"];
+        fleet["in_force_everywhere"] == true
+            && fleet["nodes"][0]["name"] == "edge-milan"
+            && fleet["nodes"][0]["in_force"] == true
+            && fleet["nodes"][0]["since"].is_string()
+    };
+    assert!(
+        eventually(in_force_on_edge),
+        "{}",
+        s.cli(&["order", "show", "IT-MI-2024-0001"])
+    );
+    let edge_api_address: SocketAddr = edge_api.trim_start_matches("http://").parse().unwrap();
+    let (code, ready) = juris_testkit::juris::http_get(edge_api_address, "/readyz");
+    assert_eq!(code, 200, "{ready}");
+    assert!(
+        ready.contains("\"fleet\"") && ready.contains("in force"),
+        "{ready}"
+    );
 
     // The edge runs no store: order changes are refused, naming the primary.
     let file = s.write("order.json", ORDER);

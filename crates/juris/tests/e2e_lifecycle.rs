@@ -19,7 +19,7 @@ use std::time::Duration;
 
 use hickory_proto::rr::RecordType;
 use juris_testkit::addresses::AddressBlock;
-use juris_testkit::juris::Juris;
+use juris_testkit::juris::{http_get, Juris};
 use juris_testkit::raw;
 
 const JURIS: &str = env!("CARGO_BIN_EXE_juris");
@@ -321,30 +321,6 @@ fn sigterm_drains_a_tcp_query_in_flight() {
 fn free_tcp_port(block: &AddressBlock) -> SocketAddr {
     let listener = std::net::TcpListener::bind((block.address(1), 0)).unwrap();
     listener.local_addr().unwrap()
-}
-
-/// One HTTP/1.1 GET; the status code and the body.
-fn http_get(address: SocketAddr, path: &str) -> (u16, String) {
-    use std::io::{Read, Write};
-    let mut stream = std::net::TcpStream::connect(address).unwrap();
-    stream.set_read_timeout(Some(PATIENCE)).unwrap();
-    write!(
-        stream,
-        "GET {path} HTTP/1.1\r\nHost: juris\r\nConnection: close\r\n\r\n"
-    )
-    .unwrap();
-    let mut response = String::new();
-    stream.read_to_string(&mut response).unwrap();
-    let code = response
-        .split_whitespace()
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .unwrap_or(0);
-    let body = response
-        .split_once("\r\n\r\n")
-        .map_or("", |(_, body)| body)
-        .to_owned();
-    (code, body)
 }
 
 /// SIGHUP applies server.allow and log.level from the file at once, and names the changed

@@ -35,6 +35,8 @@ pub const SNAPSHOT_FILE: &str = "fleet-snapshot.json";
 const RETRY: Duration = Duration::from_secs(10);
 /// One transfer's network timeout.
 const TIMEOUT: Duration = Duration::from_secs(5);
+/// How long a report waits for the primary's answer (3 tries).
+const REPORT_TIMEOUT: Duration = Duration::from_secs(1);
 
 #[derive(Debug, Default)]
 struct State {
@@ -49,6 +51,23 @@ struct State {
     snapshot_error: Option<String>,
     transfers: u64,
     full_transfers: u64,
+    /// The serial of the orders the loader read last.
+    handed: Option<u32>,
+    /// The serial whose orders the loader put in force (a load that rejected none of them),
+    /// and since when.
+    in_force: Option<(u32, u64)>,
+    /// Reports of the serial in force the primary acknowledged.
+    reports: u64,
+    last_report_error: Option<String>,
+}
+
+/// What wakes the follower's thread.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Wake {
+    /// A transfer now (NOTIFY).
+    Transfer,
+    /// The loader put a new serial in force: tell the primary.
+    Report,
 }
 
 /// A follower of one primary.
@@ -60,7 +79,7 @@ pub struct Follower {
     key_name: Option<String>,
     data_dir: PathBuf,
     state: Mutex<State>,
-    wake: Mutex<Option<mpsc::Sender<()>>>,
+    wake: Mutex<Option<mpsc::Sender<Wake>>>,
 }
 
 impl std::fmt::Debug for Follower {
@@ -116,8 +135,94 @@ impl Follower {
     }
 
     /// The last good orders (`None` before any transfer or snapshot).
+    #[cfg(test)]
     pub fn orders(&self) -> Option<Arc<Vec<Order>>> {
         self.state().orders.clone()
+    }
+
+    /// The last good orders, for the loader ([`FleetSource`](crate::orders::FleetSource)):
+    /// their serial is what [`loaded`](Self::loaded) then puts in force.
+    pub fn hand_over(&self) -> Option<Arc<Vec<Order>>> {
+        let mut state = self.state();
+        state.handed = state.serial;
+        state.orders.clone()
+    }
+
+    /// The loader finished a load that read what [`hand_over`](Self::hand_over) gave;
+    /// `clean`: it rejected none of those orders. A new serial in force is reported to the
+    /// primary (an authenticated IXFR query over UDP carrying it).
+    pub fn loaded(&self, clean: bool) {
+        let report = {
+            let mut state = self.state();
+            let Some(handed) = state.handed else { return };
+            if !clean {
+                tracing::warn!(
+                    serial = handed,
+                    "fleet: an order of this serial was rejected here; the serial is not reported as in force"
+                );
+                return;
+            }
+            let fresh = state.in_force.map(|(s, _)| s) != Some(handed);
+            if fresh {
+                state.in_force = Some((handed, unix_now()));
+            }
+            fresh
+        };
+        if report {
+            self.send(Wake::Report);
+        }
+    }
+
+    /// Whether this edge enforces the primary's orders yet (`/readyz`): after the first
+    /// transfer or snapshot the loader put in force.
+    pub fn readiness(&self) -> (bool, String) {
+        let state = self.state();
+        match (state.in_force, state.origin) {
+            (Some((serial, _)), origin) => (
+                true,
+                format!(
+                    "serial {serial} of {} in force (from a {})",
+                    self.primary,
+                    origin.unwrap_or("transfer")
+                ),
+            ),
+            (None, _) => (
+                false,
+                format!(
+                    "no transfer from {} nor snapshot in force yet{}",
+                    self.primary,
+                    state
+                        .last_error
+                        .as_deref()
+                        .map(|e| format!(": {e}"))
+                        .unwrap_or_default()
+                ),
+            ),
+        }
+    }
+
+    /// Tells the primary the serial in force; `Err` when it did not answer.
+    pub fn report(&self) -> Result<(), String> {
+        let Some((serial, _)) = self.state().in_force else {
+            return Ok(());
+        };
+        let outcome = wire::report(
+            self.primary,
+            &self.zone,
+            &self.suffix,
+            self.key.as_ref(),
+            serial,
+            REPORT_TIMEOUT,
+        );
+        let mut state = self.state();
+        match &outcome {
+            Ok(()) => {
+                state.reports += 1;
+                state.last_report_error = None;
+            }
+            Err(e) => state.last_report_error = Some(e.clone()),
+        }
+        outcome
     }
 
     /// One transfer (IXFR from our serial, AXFR without one). `Ok(true)` when the orders
@@ -282,13 +387,17 @@ impl Follower {
 
     /// Asks the follower's thread for a transfer now.
     pub fn wake(&self) {
+        self.send(Wake::Transfer);
+    }
+
+    fn send(&self, wake: Wake) {
         if let Some(tx) = self
             .wake
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .as_ref()
         {
-            let _ = tx.send(());
+            let _ = tx.send(wake);
         }
     }
 
@@ -305,25 +414,49 @@ impl Follower {
         Ok(())
     }
 
-    fn run(&self, wakes: &mpsc::Receiver<()>, loader: &LoaderHandle) {
+    fn run(&self, wakes: &mpsc::Receiver<Wake>, loader: &LoaderHandle) {
         let refresh = Duration::from_secs(u64::from(zone::REFRESH));
         let mut wait = if self.state().last_error.is_some() || self.state().serial.is_none() {
             Duration::ZERO
         } else {
             refresh
         };
+        // The first load (before this thread) may have put a serial in force.
+        let mut report = self.state().in_force.is_some();
+        let mut next = std::time::Instant::now() + wait;
         loop {
-            match wakes.recv_timeout(wait) {
-                Ok(()) | Err(mpsc::RecvTimeoutError::Timeout) => {}
-                Err(mpsc::RecvTimeoutError::Disconnected) => return,
+            if report {
+                if let Err(e) = self.report() {
+                    tracing::warn!(primary = %self.primary, "fleet: the primary did not take the report of the serial in force (it learns it at the next transfer): {e}");
+                }
             }
-            while wakes.try_recv().is_ok() {}
+            let mut transfer = match wakes
+                .recv_timeout(next.saturating_duration_since(std::time::Instant::now()))
+            {
+                Ok(wake) => {
+                    report = wake == Wake::Report;
+                    wake == Wake::Transfer
+                }
+                Err(mpsc::RecvTimeoutError::Timeout) => {
+                    report = false;
+                    true
+                }
+                Err(mpsc::RecvTimeoutError::Disconnected) => return,
+            };
+            while let Ok(wake) = wakes.try_recv() {
+                report |= wake == Wake::Report;
+                transfer |= wake == Wake::Transfer;
+            }
+            if !transfer {
+                continue;
+            }
             match self.transfer_once() {
                 Ok(changed) => {
                     if changed {
                         loader.reload("zone transfer from the fleet primary");
                     }
                     wait = refresh;
+                    next = std::time::Instant::now() + wait;
                 }
                 Err(e) => {
                     error!(
@@ -331,6 +464,7 @@ impl Follower {
                         "fleet: transfer FAILED; the last good orders stay in force: {e}"
                     );
                     wait = RETRY;
+                    next = std::time::Instant::now() + wait;
                 }
             }
         }
@@ -356,6 +490,12 @@ impl Follower {
             "snapshot_error": state.snapshot_error,
             "transfers": state.transfers,
             "full_transfers": state.full_transfers,
+            // What the loader put in force, and since when (reported to the primary).
+            "in_force_serial": state.in_force.map(|(s, _)| s),
+            "in_force_since": state.in_force.map(|(_, t)| t),
+            "reports": state.reports,
+            "last_report_error": state.last_report_error,
+            "snapshot_ok": u8::from(state.snapshot_error.is_none()),
         })
     }
 }

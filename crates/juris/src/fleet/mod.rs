@@ -16,6 +16,7 @@
 //! | `zone` | records; the RPZ zones and the `orders` metadata zone from orders, and back |
 //! | `wire` | DNS messages of the transfers (the `domain` crate's builder, parser and TSIG) |
 //! | `publisher` | the primary: serial, journal, NOTIFY sending, the XFR listener |
+//! | `proof` | which serial each follower has in force; per order, where and since when |
 //! | `follower` | the edge: transfers, snapshot, [`FleetSource`](follower::FleetSource) |
 //!
 //! Decisions: `docs/design/0021-fleet-zone-transfers.md`; user docs: `docs/fleet.md`.
@@ -26,6 +27,7 @@ use ipnet::IpNet;
 
 pub mod follower;
 pub mod keys;
+pub mod proof;
 pub mod publisher;
 #[cfg(test)]
 mod tests;
@@ -55,6 +57,8 @@ pub struct FleetSettings {
     pub tsig_keys: Vec<TsigKey>,
     /// The primary an edge follows.
     pub follow: Option<SocketAddr>,
+    /// A primary's followers by name (`[fleet] followers`); empty: the `notify` addresses.
+    pub followers: Vec<proof::FollowerSpec>,
 }
 
 impl FleetSettings {

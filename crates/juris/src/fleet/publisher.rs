@@ -29,6 +29,7 @@ use ipnet::IpNet;
 use juris_policy::Order;
 use tracing::{debug, info, warn};
 
+use super::proof::{normal_key_name, Tracker};
 use super::wire::{self, MESSAGE_TARGET};
 use super::zone::{self, rtype, Records, Rr};
 use super::{unix_now, FleetSettings};
@@ -41,6 +42,11 @@ const MAX_CONNECTIONS: usize = 64;
 const TIME_REFRESH: Duration = Duration::from_secs(30);
 /// A connection idle this long is closed.
 const IDLE: Duration = Duration::from_secs(10);
+/// A signed request is remembered this long for replay detection: twice the TSIG fudge
+/// (300 s), as a request is accepted while its time is within the fudge of ours.
+const REPLAY_WINDOW: u64 = 600;
+/// Signed requests remembered at most (beyond this, the oldest are forgotten early).
+const REPLAY_MAX: usize = 100_000;
 
 /// One publish's change to one zone.
 #[derive(Debug, Clone)]
@@ -60,6 +66,8 @@ struct State {
     published_at: u64,
     publishes: u64,
     left_out: Vec<String>,
+    /// Per order in force: the serial that first carried its current version, and when.
+    since: HashMap<String, (u32, u64)>,
 }
 
 /// The publishing side of the fleet. Shared by the loader (which publishes), the XFR
@@ -75,6 +83,11 @@ pub struct Publisher {
     state: Mutex<State>,
     notify_tx: Mutex<Option<mpsc::Sender<u32>>>,
     listen: Mutex<Option<SocketAddr>>,
+    /// Which follower has which serial in force.
+    tracker: Tracker,
+    /// The TSIG data (time, MAC) of the signed requests of the last [`REPLAY_WINDOW`]
+    /// seconds, with when each was seen: an identical request again is a replay.
+    replays: Mutex<HashMap<Vec<u8>, u64>>,
 }
 
 impl std::fmt::Debug for Publisher {
@@ -82,6 +95,13 @@ impl std::fmt::Debug for Publisher {
         f.debug_struct("Publisher")
             .field("suffix", &self.suffix)
             .finish_non_exhaustive()
+    }
+}
+
+impl juris_control::FleetProof for Publisher {
+    fn order(&self, id: &str) -> Option<juris_control::OrderFleet> {
+        let published = self.state().since.get(id).copied();
+        Some(self.tracker.order(published))
     }
 }
 
@@ -105,6 +125,8 @@ impl Publisher {
             state: Mutex::new(State::default()),
             notify_tx: Mutex::new(None),
             listen: Mutex::new(None),
+            tracker: Tracker::new(settings),
+            replays: Mutex::new(HashMap::new()),
         })
     }
 
@@ -127,9 +149,7 @@ impl Publisher {
 
     fn rebuild(&self, orders: Option<Vec<Arc<Order>>>) -> u32 {
         let mut state = self.state();
-        if let Some(orders) = orders {
-            state.orders = orders;
-        }
+        let previous = orders.map(|orders| std::mem::replace(&mut state.orders, orders));
         let keep: BTreeSet<String> = state
             .zones
             .keys()
@@ -178,6 +198,27 @@ impl Publisher {
         }
         state.zones = next_zones;
         state.serial = serial;
+        if first || previous.is_some() {
+            // The orders whose version changed are first carried by this serial.
+            let now = unix_now();
+            let before: HashMap<&str, &Arc<Order>> = previous
+                .iter()
+                .flatten()
+                .map(|order| (order.id.as_str(), order))
+                .collect();
+            let mut since = HashMap::with_capacity(state.orders.len());
+            for order in &state.orders {
+                if state.left_out.contains(&order.id) {
+                    continue;
+                }
+                let kept = before
+                    .get(order.id.as_str())
+                    .filter(|old| ****old == **order)
+                    .and_then(|_| state.since.get(&order.id).copied());
+                since.insert(order.id.clone(), kept.unwrap_or((serial, now)));
+            }
+            state.since = since;
+        }
         state.publishes += 1;
         state.published_at = unix_now();
         let zones = state.zones.len();
@@ -237,7 +278,26 @@ impl Publisher {
             "orders": state.orders.len(),
             "orders_not_published": state.left_out,
             "notify": self.notify.iter().map(ToString::to_string).collect::<Vec<_>>(),
+            "followers": self.tracker.status(state.serial, unix_now()),
+            "followers_behind": self.tracker.behind(state.serial),
         })
+    }
+
+    /// Whether `tsig` (a verified request's TSIG data) was seen in the replay window; records
+    /// it otherwise.
+    fn replayed(&self, tsig: Vec<u8>, now: u64) -> bool {
+        let mut seen = self.replays.lock().unwrap_or_else(PoisonError::into_inner);
+        if seen.len() >= REPLAY_MAX / 2 {
+            seen.retain(|_, at| now.saturating_sub(*at) < REPLAY_WINDOW);
+        }
+        if seen.len() >= REPLAY_MAX {
+            // Under a flood of distinct signed requests: forget the oldest half.
+            let mut times: Vec<u64> = seen.values().copied().collect();
+            times.sort_unstable();
+            let cut = times[times.len() / 2];
+            seen.retain(|_, at| *at > cut);
+        }
+        seen.insert(tsig, now).is_some()
     }
 
     /// The answer messages to one request from `source` (`tcp`: AXFR and IXFR allowed).
@@ -250,6 +310,7 @@ impl Publisher {
             return Vec::new();
         }
         // TSIG first: the request's signature is checked (and removed) before anything else.
+        let tsig = wire::tsig_rdata(&message);
         let signed = if self.keys.is_empty() {
             Ok(None)
         } else {
@@ -270,6 +331,9 @@ impl Publisher {
         } else {
             self.allow_unsigned.iter().any(|net| net.contains(&source))
         };
+        // An identical signed request within the fudge window is a replay (domain::tsig
+        // keeps no replay cache): refused and not taken as a sighting of its follower.
+        let replay = sequence.is_some() && tsig.is_some_and(|tsig| self.replayed(tsig, unix_now()));
         let question = message.sole_question().ok();
         let reply = |sequence: &mut Option<ServerSequence<Key>>, rcode: Rcode| {
             MessageBuilder::new_vec()
@@ -289,6 +353,13 @@ impl Publisher {
             info!(%source, signed = sequence.is_some(), "fleet: transfer request refused (source not allowed, or unsigned)");
             return reply(&mut sequence, Rcode::REFUSED);
         }
+        if replay {
+            warn!(%source, "fleet: a replayed signed request (identical TSIG within the fudge window) refused");
+            return reply(&mut sequence, Rcode::REFUSED);
+        }
+        let key = sequence
+            .as_ref()
+            .map(|s| normal_key_name(&s.key().name().to_string()));
         let mut apex = question.qname().to_string().to_ascii_lowercase();
         if !apex.ends_with('.') {
             apex.push('.');
@@ -305,17 +376,24 @@ impl Publisher {
             rdata: zone::soa_rdata(&self.suffix, serial),
         };
         let qtype = question.qtype();
+        // The serial the follower has in force: the SOA of its IXFR request.
+        let theirs = (qtype == Rtype::IXFR)
+            .then(|| {
+                message
+                    .authority()
+                    .ok()
+                    .and_then(|section| wire::section_records(section).ok())
+                    .and_then(|rrs| rrs.into_iter().find(|r| r.rtype == rtype::SOA))
+                    .and_then(|r| zone::soa_serial(&r.rdata))
+            })
+            .flatten();
+        self.tracker
+            .seen(key.as_deref(), source, theirs, unix_now());
         let plan: Vec<Rr> = if qtype == Rtype::SOA {
             vec![soa]
         } else if qtype == Rtype::AXFR && tcp {
             full(&soa, &records)
         } else if qtype == Rtype::IXFR && tcp {
-            let theirs = message
-                .authority()
-                .ok()
-                .and_then(|section| wire::section_records(section).ok())
-                .and_then(|rrs| rrs.into_iter().find(|r| r.rtype == rtype::SOA))
-                .and_then(|r| zone::soa_serial(&r.rdata));
             match theirs {
                 Some(theirs) if theirs == serial => vec![soa],
                 Some(theirs) => match deltas(state.journal.get(&apex), theirs, serial) {

@@ -35,6 +35,7 @@ fn settings(keys: Vec<TsigKey>) -> FleetSettings {
         allow_unsigned: Vec::new(),
         tsig_keys: keys,
         follow: None,
+        followers: Vec::new(),
     }
 }
 
@@ -190,4 +191,258 @@ fn a_corrupt_transfer_keeps_the_last_good_orders() {
         .as_str()
         .unwrap()
         .contains("corrupt"));
+}
+
+// ---- provable enforcement ---------------------------------------------------------------
+
+fn proof(publisher: &Publisher, id: &str) -> juris_control::OrderFleet {
+    juris_control::FleetProof::order(publisher, id).unwrap()
+}
+
+/// What `juris serve` does on an edge after a transfer: the loader reads the orders, puts
+/// them in force and the follower reports the serial.
+fn enforce(follower: &Follower) {
+    assert!(follower.hand_over().is_some());
+    follower.loaded(true);
+    follower.report().unwrap();
+}
+
+#[test]
+fn the_primary_learns_which_serial_each_follower_enforces_and_where_each_order_is_in_force() {
+    let (k1, k2) = (
+        TsigKey::generate("edge-1", "").unwrap(),
+        TsigKey::generate("edge-2", "").unwrap(),
+    );
+    let mut primary = settings(vec![k1.clone(), k2.clone()]);
+    primary.followers = ["edge-1", "edge-2"]
+        .iter()
+        .map(|name| super::proof::FollowerSpec {
+            name: format!("{name}-node"),
+            key: Some(format!("{name}.")),
+            address: None,
+        })
+        .collect();
+    let publisher = Arc::new(Publisher::new(&primary).unwrap());
+    let first = publisher.publish(vec![order("IT-1", &["kickasstorrents.to"])]);
+    let address = publisher.start("127.0.0.1:0".parse().unwrap()).unwrap();
+    let data = tempfile::tempdir().unwrap();
+    let edge = |key: &TsigKey| {
+        let mut settings = settings(vec![key.clone()]);
+        settings.xfr_listen = None;
+        settings.follow = Some(address);
+        Follower::new(&settings, data.path()).unwrap()
+    };
+    let (edge1, edge2) = (edge(&k1), edge(&k2));
+
+    let nobody = proof(&publisher, "IT-1");
+    assert_eq!(nobody.serial, Some(first));
+    assert_eq!(nobody.missing, ["edge-1-node", "edge-2-node"]);
+    assert!(!nobody.in_force_everywhere);
+
+    // edge-1 transfers (AXFR: no serial in force yet), enforces and reports. Not ready
+    // (/readyz) until the loader has put a transfer in force.
+    assert!(!edge1.readiness().0);
+    assert!(edge1.transfer_once().unwrap());
+    assert!(!edge1.readiness().0);
+    assert_eq!(
+        proof(&publisher, "IT-1").missing.len(),
+        2,
+        "a transfer is not enforcement"
+    );
+    enforce(&edge1);
+    assert!(edge1.readiness().0, "{}", edge1.readiness().1);
+    let one = proof(&publisher, "IT-1");
+    assert_eq!(one.missing, ["edge-2-node"]);
+    let node = one.nodes.iter().find(|n| n.name == "edge-1-node").unwrap();
+    assert!(node.in_force && node.configured);
+    assert_eq!(node.serial, Some(first));
+    assert!(node.since.is_some() && node.last_seen.is_some());
+    assert_eq!(edge1.status()["reports"], 1);
+
+    assert!(edge2.transfer_once().unwrap());
+    enforce(&edge2);
+    assert!(proof(&publisher, "IT-1").in_force_everywhere);
+    let status = publisher.status();
+    assert_eq!(status["followers_behind"], 0, "{status}");
+    assert_eq!(status["followers"][0]["in_sync"], 1, "{status}");
+
+    // A new version of IT-1 is in force nowhere until each follower reports it; IT-2
+    // (unchanged) stays in force where it was.
+    publisher.publish(vec![
+        order("IT-1", &["kickasstorrents.to", "mirror.test"]),
+        order("IT-2", &["other.test"]),
+    ]);
+    let second = publisher.publish(vec![
+        order("IT-1", &["kickasstorrents.to", "mirror.test", "third.test"]),
+        order("IT-2", &["other.test"]),
+    ]);
+    assert_eq!(proof(&publisher, "IT-1").serial, Some(second));
+    assert!(proof(&publisher, "IT-2").serial < Some(second));
+    assert_eq!(proof(&publisher, "IT-1").missing.len(), 2);
+    assert_eq!(publisher.status()["followers_behind"], 2);
+    assert!(edge1.transfer_once().unwrap(), "IXFR");
+    enforce(&edge1);
+    let now = proof(&publisher, "IT-1");
+    assert_eq!(now.missing, ["edge-2-node"]);
+    // An unknown order: published nowhere.
+    assert_eq!(proof(&publisher, "NOPE").serial, None);
+    assert_eq!(proof(&publisher, "NOPE").missing.len(), 2);
+}
+
+/// The TSIG error of a response (RFC 8945 §4.2: after the MAC and the original ID).
+fn tsig_error(response: &[u8]) -> Option<u16> {
+    let message = domain::base::Message::from_octets(response.to_vec()).ok()?;
+    let rdata = super::wire::tsig_rdata(&message)?;
+    let mut at = 0;
+    while *rdata.get(at)? != 0 {
+        at += usize::from(rdata[at]) + 1;
+    }
+    at += 1 + 6 + 2;
+    let mac = usize::from(u16::from_be_bytes([*rdata.get(at)?, *rdata.get(at + 1)?]));
+    at += 2 + mac + 2;
+    Some(u16::from_be_bytes([*rdata.get(at)?, *rdata.get(at + 1)?]))
+}
+
+fn rcode(response: &[u8]) -> u8 {
+    response[3] & 0x0f
+}
+
+#[test]
+fn a_request_signed_outside_the_fudge_gets_badtime_and_an_identical_replay_is_refused() {
+    let f = Fixture::new();
+    let key = f.key.key().unwrap();
+    let apex = zone::orders_apex(DEFAULT_ZONE_SUFFIX);
+    let loopback = "127.0.0.1".parse().unwrap();
+    let at = |seconds: u64| {
+        super::wire::request_at(
+            &apex,
+            Some(1),
+            Some(&key),
+            DEFAULT_ZONE_SUFFIX,
+            domain::rdata::tsig::Time48::from_u64(seconds),
+        )
+        .unwrap()
+        .0
+    };
+    // 1000 s off: outside the 300 s fudge.
+    let stale = f
+        .publisher
+        .answer(at(super::unix_now() - 1000), loopback, true);
+    assert_eq!(rcode(&stale[0]), 9, "NOTAUTH");
+    assert_eq!(tsig_error(&stale[0]), Some(18), "BADTIME");
+
+    // Within the fudge: served once; the identical request again is refused, also with
+    // another message ID (the MAC covers the original ID, not the header's).
+    let fresh = at(super::unix_now() - 100);
+    let served = f.publisher.answer(fresh.clone(), loopback, true);
+    assert_eq!(rcode(&served[0]), 0);
+    assert!(served.len() == 1 && tsig_error(&served[0]) == Some(0));
+    let replayed = f.publisher.answer(fresh.clone(), loopback, true);
+    assert_eq!(rcode(&replayed[0]), 5, "REFUSED");
+    let mut other_id = fresh;
+    other_id[0] ^= 0xff;
+    assert_eq!(rcode(&f.publisher.answer(other_id, loopback, true)[0]), 5);
+    // A replay is not a sighting of the follower.
+    assert_eq!(f.publisher.status()["followers"][0]["serial"], 1);
+}
+
+// ---- faults -----------------------------------------------------------------------------
+
+/// A primary that dies mid-transfer: relays the real primary's answer, cut after the first
+/// message (first connection), in the middle of a message (second), whole afterwards.
+fn cutting_proxy(primary: SocketAddr) -> SocketAddr {
+    use std::io::Write;
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let address = listener.local_addr().unwrap();
+    std::thread::spawn(move || {
+        for (n, client) in listener.incoming().enumerate() {
+            let mut client = client.unwrap();
+            let request = super::wire::read_framed(&mut client).unwrap();
+            let mut upstream = std::net::TcpStream::connect(primary).unwrap();
+            super::wire::write_framed(&mut upstream, &request).unwrap();
+            let first = super::wire::read_framed(&mut upstream).unwrap();
+            match n {
+                0 => super::wire::write_framed(&mut client, &first).unwrap(),
+                1 => {
+                    let len = u16::try_from(first.len()).unwrap().to_be_bytes();
+                    client.write_all(&len).unwrap();
+                    client.write_all(&first[..first.len() / 2]).unwrap();
+                }
+                _ => {
+                    // Both ways until the follower hangs up.
+                    super::wire::write_framed(&mut client, &first).unwrap();
+                    let (mut down, mut to_client) =
+                        (upstream.try_clone().unwrap(), client.try_clone().unwrap());
+                    std::thread::spawn(move || std::io::copy(&mut down, &mut to_client));
+                    let _ = std::io::copy(&mut client, &mut upstream);
+                    let _ = upstream.shutdown(std::net::Shutdown::Both);
+                }
+            }
+            // Dropped: the connection closes.
+        }
+    });
+    address
+}
+
+#[test]
+fn a_primary_killed_during_a_transfer_leaves_the_last_good_orders_and_the_next_ixfr_resumes() {
+    let f = Fixture::new();
+    let mut settings = settings(vec![f.key.clone()]);
+    settings.xfr_listen = None;
+    settings.follow = Some(cutting_proxy(f.address));
+    // The first transfer goes straight to the primary (small: one message).
+    let direct = f.follower(Some(f.key.clone()));
+    assert!(direct.transfer_once().unwrap());
+    drop(direct);
+    let follower = Follower::new(&settings, f.data.path()).unwrap();
+    assert!(follower.load_snapshot().unwrap());
+    let before = Fixture::ids(&follower);
+
+    // A change big enough for an IXFR of several messages.
+    let names: Vec<String> = (0..600).map(|i| format!("mirror-{i:04}.example")).collect();
+    let names: Vec<&str> = names.iter().map(String::as_str).collect();
+    let serial = f.publisher.publish(vec![order("IT-1", &names)]);
+    for cut in ["after the first message", "in the middle of a message"] {
+        let error = follower.transfer_once().unwrap_err();
+        assert!(error.contains("cut short"), "{cut}: {error}");
+        assert_eq!(
+            Fixture::ids(&follower),
+            before,
+            "{cut}: the last good orders stay"
+        );
+        assert_ne!(follower.status()["serial"], serial);
+    }
+    // The primary is back: the transfer resumes from the serial in force, by IXFR.
+    assert!(follower.transfer_once().unwrap());
+    assert_eq!(Fixture::ids(&follower), [("IT-1".to_owned(), 600)]);
+    let status = follower.status();
+    assert_eq!(status["serial"], serial);
+    assert_eq!(status["full_transfers"], 0, "resumed by IXFR: {status}");
+}
+
+#[test]
+fn a_full_disk_when_writing_the_snapshot_keeps_the_policy_and_says_so() {
+    let f = Fixture::new();
+    // The snapshot's temporary file leads to /dev/full: every write fails with ENOSPC.
+    let temporary = f
+        .data
+        .path()
+        .join(super::follower::SNAPSHOT_FILE)
+        .with_extension("json.tmp");
+    std::os::unix::fs::symlink("/dev/full", &temporary).unwrap();
+    let follower = f.follower(Some(f.key.clone()));
+    assert!(follower.transfer_once().unwrap(), "the transfer is applied");
+    assert_eq!(Fixture::ids(&follower), [("IT-1".to_owned(), 1)]);
+    let status = follower.status();
+    let error = status["snapshot_error"].as_str().unwrap_or_default();
+    assert!(error.contains("No space left on device"), "{status}");
+    assert_eq!(status["snapshot_ok"], 0);
+    assert!(status["last_error"].is_null(), "{status}");
+    assert!(!f.data.path().join(super::follower::SNAPSHOT_FILE).exists());
+    // Space again: the next transfer writes it.
+    f.publisher
+        .publish(vec![order("IT-1", &["kickasstorrents.to", "mirror.test"])]);
+    assert!(follower.transfer_once().unwrap());
+    assert_eq!(follower.status()["snapshot_ok"], 1);
+    assert!(f.data.path().join(super::follower::SNAPSHOT_FILE).exists());
 }

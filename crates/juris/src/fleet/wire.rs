@@ -55,6 +55,20 @@ pub fn section_records<'a>(
     Ok(out)
 }
 
+/// The data of a message's TSIG record (its time and MAC make it unique per signed request),
+/// if it has one.
+pub fn tsig_rdata(message: &Message<Vec<u8>>) -> Option<Vec<u8>> {
+    let additional = message.additional().ok()?;
+    for parsed in additional {
+        let parsed = parsed.ok()?;
+        if parsed.rtype() == Rtype::TSIG {
+            let record = parsed.to_record::<UnknownRecordData<&[u8]>>().ok()??;
+            return Some(record.data().data().to_vec());
+        }
+    }
+    None
+}
+
 /// Adds `rr` to a message being built.
 pub fn push(answer: &mut AnswerBuilder<Vec<u8>>, rr: &Rr) -> Result<(), String> {
     let record = record(rr).ok_or_else(|| format!("{}: not a name", rr.owner))?;
@@ -100,6 +114,17 @@ fn request(
     key: Option<&Key>,
     suffix: &str,
 ) -> Result<(Vec<u8>, Option<ClientSequence<Key>>), String> {
+    request_at(zone, ixfr_from, key, suffix, Time48::now())
+}
+
+/// [`request`] signed at time `now` (tests: a request from a clock outside the fudge).
+pub(super) fn request_at(
+    zone: &str,
+    ixfr_from: Option<u32>,
+    key: Option<&Key>,
+    suffix: &str,
+    now: Time48,
+) -> Result<(Vec<u8>, Option<ClientSequence<Key>>), String> {
     let name: Name<Vec<u8>> = Name::from_str(zone).map_err(|e| format!("{zone}: {e}"))?;
     let mut builder = MessageBuilder::new_vec();
     builder.header_mut().set_id(rand::random());
@@ -124,12 +149,53 @@ fn request(
     let mut additional: AdditionalBuilder<Vec<u8>> = authority.additional();
     let sequence = match key {
         Some(key) => Some(
-            ClientSequence::request(key.clone(), &mut additional, Time48::now())
+            ClientSequence::request(key.clone(), &mut additional, now)
                 .map_err(|e| format!("cannot sign the request: {e}"))?,
         ),
         None => None,
     };
     Ok((additional.finish(), sequence))
+}
+
+/// Reports to `primary` that `serial` of `zone` is in force here: an IXFR query over UDP
+/// carrying it (signed with `key`), which the primary answers with its SOA (RFC 1995 §2).
+/// Three tries, `timeout` each; `Ok` once answered.
+pub fn report(
+    primary: SocketAddr,
+    zone: &str,
+    suffix: &str,
+    key: Option<&Key>,
+    serial: u32,
+    timeout: Duration,
+) -> Result<(), String> {
+    let local = if primary.is_ipv4() {
+        "0.0.0.0:0"
+    } else {
+        "[::]:0"
+    };
+    let socket = std::net::UdpSocket::bind(local).map_err(|e| format!("report: {e}"))?;
+    socket
+        .set_read_timeout(Some(timeout))
+        .map_err(|e| e.to_string())?;
+    let mut buffer = vec![0u8; 65_535];
+    for _ in 0..3 {
+        // A fresh signature each try: the primary refuses an identical request (a replay).
+        let (query, _) = request(zone, Some(serial), key, suffix)?;
+        socket
+            .send_to(&query, primary)
+            .map_err(|e| format!("report to {primary}: {e}"))?;
+        while let Ok((len, from)) = socket.recv_from(&mut buffer) {
+            if from == primary && len >= 12 && buffer[..2] == query[..2] {
+                let rcode = buffer[3] & 0x0f;
+                return if rcode == 0 {
+                    Ok(())
+                } else {
+                    Err(format!("{primary} answered the report with RCODE {rcode}"))
+                };
+            }
+        }
+    }
+    Err(format!("{primary} did not answer the report"))
 }
 
 /// Transfers `zone` from `primary` over TCP: IXFR from `have` (its serial and records) when

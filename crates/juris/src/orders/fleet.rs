@@ -34,7 +34,7 @@ impl OrderSource for FleetSource {
         known: &BTreeMap<SourceId, Known>,
         sink: &mut dyn FnMut(SourceId, Version),
     ) -> Result<(), OrdersError> {
-        let Some(orders) = self.follower.orders() else {
+        let Some(orders) = self.follower.hand_over() else {
             return Ok(());
         };
         for order in orders.iter() {
@@ -52,5 +52,11 @@ impl OrderSource for FleetSource {
     /// Public Suffix List runs again here.
     fn reviews_protected_targets(&self) -> bool {
         true
+    }
+
+    /// The serial read is in force now (when none of its orders was rejected): the follower
+    /// reports it to the primary.
+    fn loaded(&mut self, clean: bool) {
+        self.follower.loaded(clean);
     }
 }
