@@ -14,6 +14,7 @@
 //! juris order apply FILE | list | show ID | add-target ID VALUE | remove-target ID VALUE
 //!             | override-target ID VALUE --reason R | shadow ID | activate ID | suspend ID|--all | lift ID
 //!             [--api URL] [--token TOKEN]          (token default: $JURIS_TOKEN)
+//!             [--ca-cert FILE] [--client-cert FILE --client-key FILE]   (for --api https://...)
 //! juris import feed NAME FILE [--order ID] | list ORDER FILE | rpz ORDER FILE
 //! juris export rpz --jurisdiction CC | orders | transparency [--format csv] | ack FEED
 //! juris audit log [--api URL] | verify [--data-dir DIR]
@@ -26,6 +27,7 @@
 //! ```
 #![forbid(unsafe_code)]
 
+mod api_tls;
 mod assets;
 mod candidates;
 mod cli;
