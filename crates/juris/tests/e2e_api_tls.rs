@@ -79,23 +79,7 @@ fn admin_token(data: &Path) -> String {
     String::from_utf8(output.stdout).unwrap().trim().to_owned()
 }
 
-fn free_tcp_port(block: &AddressBlock) -> SocketAddr {
-    let listener = std::net::TcpListener::bind((block.address(1), 0)).unwrap();
-    listener.local_addr().unwrap()
-}
 
-fn wait_for_log(juris: &Juris, text: &str) {
-    let mut waited = Duration::ZERO;
-    while !juris.stderr().contains(text) {
-        assert!(
-            waited < PATIENCE,
-            "juris never logged {text:?}:\n{}",
-            juris.stderr()
-        );
-        std::thread::sleep(Duration::from_millis(20));
-        waited += Duration::from_millis(20);
-    }
-}
 
 /// juris serving its API on `api` with `control` (TOML lines of `[control]`), data in `data`.
 fn start(dir: &Path, api: SocketAddr, control: &str, data: &Path) -> Juris {
@@ -111,7 +95,7 @@ fn start(dir: &Path, api: SocketAddr, control: &str, data: &Path) -> Juris {
         .arg("--data-dir")
         .arg(data)
         .start();
-    wait_for_log(&juris, "key=\"control.api_listen\"");
+    juris.wait_for_log("key=\"control.api_listen\"", PATIENCE);
     juris
 }
 
@@ -132,7 +116,7 @@ fn stderr(output: &Output) -> String {
 #[test]
 fn cli_talks_https_with_the_ca_and_refuses_a_wrong_one() {
     let block = AddressBlock::allocate();
-    let api = free_tcp_port(&block);
+    let api = block.free_tcp_port();
     let directory = tempfile::tempdir().unwrap();
     let dir = directory.path();
     let (ca, _, _) = issue(dir, "server", vec![api.ip().to_string()]);
@@ -200,7 +184,7 @@ fn cli_talks_https_with_the_ca_and_refuses_a_wrong_one() {
     fs::copy(&other_cert, dir.join("server.pem")).unwrap();
     fs::copy(&other_key, dir.join("server-key.pem")).unwrap();
     juris.signal(libc::SIGHUP);
-    wait_for_log(&juris, "admin API certificate and client CA reloaded");
+    juris.wait_for_log("admin API certificate and client CA reloaded", PATIENCE);
     let output = order_list(&token, &["--api", &https, "--ca-cert", other_ca]);
     assert!(output.status.success(), "{output:?}\n{}", juris.stderr());
     let output = order_list(&token, &["--api", &https, "--ca-cert", ca]);
@@ -212,7 +196,7 @@ fn cli_talks_https_with_the_ca_and_refuses_a_wrong_one() {
 #[test]
 fn client_certificate_required_when_configured() {
     let block = AddressBlock::allocate();
-    let api = free_tcp_port(&block);
+    let api = block.free_tcp_port();
     let directory = tempfile::tempdir().unwrap();
     let dir = directory.path();
     let (ca, _, _) = issue(dir, "server", vec![api.ip().to_string()]);
