@@ -11,6 +11,7 @@
 //! juris status [--data-dir DIR] [--config FILE] [--json]
 //! juris check-config FILE
 //! juris cert self-signed --name NAME
+//! juris geoip import FILE.csv --out countries.mmdb   (rows start,end,country or prefix,country)
 //! juris order apply FILE | list | show ID | add-target ID VALUE | remove-target ID VALUE
 //!             | override-target ID VALUE --reason R | shadow ID | activate ID | suspend ID|--all | lift ID
 //!             [--api URL] [--token TOKEN]          (token default: $JURIS_TOKEN)
@@ -76,6 +77,9 @@ enum Command {
     /// Certificates for the encrypted listeners (DoT, DoH, DoQ).
     #[command(subcommand)]
     Cert(CertCommand),
+    /// GeoIP databases: build a country MMDB from a free CSV.
+    #[command(subcommand)]
+    Geoip(GeoipCommand),
     /// Orders in the control plane: apply, list, show, targets, lifecycle (through the API).
     Order(crate::cli::OrderCmd),
     /// Import a cumulative feed, a plain list or an RPZ zone (through the API).
@@ -112,6 +116,24 @@ enum TsigCommand {
         /// hmac-sha256 (default), hmac-sha1, hmac-sha384, hmac-sha512.
         #[arg(long, value_name = "ALGORITHM", default_value = "hmac-sha256")]
         algorithm: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum GeoipCommand {
+    /// Build a country database (MaxMind DB, read by `geoip.mmdb`) from a CSV with rows
+    /// `start,end,country` (ip-location-db, DB-IP lite, iptoasn) or `prefix,country`; `-` reads
+    /// standard input. Progress goes to stderr.
+    Import {
+        /// The CSV file (commas or tabs; a header line, `#` comments and empty lines are
+        /// skipped; country `ZZ` or `None` leaves the range out).
+        file: PathBuf,
+        /// The database to write (replaced atomically).
+        #[arg(long, value_name = "FILE")]
+        out: PathBuf,
+        /// Report progress every N lines.
+        #[arg(long, value_name = "N", default_value_t = 100_000)]
+        progress_every: u64,
     },
 }
 
@@ -371,6 +393,11 @@ fn main() -> ExitCode {
         Command::Explain(args) => explain(&args),
         Command::Status(args) => status(&args),
         Command::Cert(CertCommand::SelfSigned { name }) => self_signed(&name),
+        Command::Geoip(GeoipCommand::Import {
+            file,
+            out,
+            progress_every,
+        }) => geoip_import(&file, &out, progress_every),
         Command::Order(cmd) => control_cli(crate::cli::Command::Order(cmd)),
         Command::Import(cmd) => control_cli(crate::cli::Command::Import(cmd)),
         Command::Export(cmd) => control_cli(crate::cli::Command::Export(cmd)),
@@ -390,6 +417,42 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// `juris geoip import FILE --out OUT`: streams the CSV, writes OUT.tmp, renames it to OUT.
+fn geoip_import(file: &std::path::Path, out: &std::path::Path, every: u64) -> anyhow::Result<()> {
+    use anyhow::Context;
+    use std::io::BufReader;
+    let name = file.display().to_string();
+    let input: Box<dyn std::io::BufRead> = if name == "-" {
+        Box::new(std::io::stdin().lock())
+    } else {
+        let opened = std::fs::File::open(file).with_context(|| format!("cannot read {name}"))?;
+        Box::new(BufReader::with_capacity(1 << 16, opened))
+    };
+    let mut progress = |lines: u64| eprintln!("juris geoip import: {name}: {lines} lines read");
+    let (writer, report) =
+        juris_geo::import::import_csv(input, every, &mut progress).map_err(|e| match e {
+            juris_geo::import::ImportError::Write(e) => anyhow::anyhow!("{e}"),
+            e => anyhow::anyhow!("{name}: {e}"),
+        })?;
+    let mut temporary = out.as_os_str().to_owned();
+    temporary.push(".tmp");
+    let temporary = PathBuf::from(temporary);
+    writer
+        .write_to(&temporary)
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    std::fs::rename(&temporary, out)
+        .with_context(|| format!("cannot rename {} to {}", temporary.display(), out.display()))?;
+    eprintln!(
+        "juris geoip import: wrote {} ({} rows, {} networks, {} countries; {} rows with ZZ/None left out)",
+        out.display(),
+        report.rows,
+        report.networks,
+        report.countries,
+        report.unknown
+    );
+    Ok(())
 }
 
 fn self_signed(name: &str) -> anyhow::Result<()> {
