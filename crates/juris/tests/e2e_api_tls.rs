@@ -99,6 +99,20 @@ fn start(dir: &Path, api: SocketAddr, control: &str, data: &Path) -> Juris {
     juris
 }
 
+/// An HTTPS client trusting the CA in `ca` (no client certificate).
+fn https_agent(ca: &str) -> ureq::Agent {
+    let pem = fs::read(ca).unwrap();
+    let root = ureq::tls::Certificate::from_pem(&pem).unwrap();
+    ureq::Agent::config_builder()
+        .tls_config(
+            ureq::tls::TlsConfig::builder()
+                .root_certs(ureq::tls::RootCerts::from([root]))
+                .build(),
+        )
+        .build()
+        .into()
+}
+
 /// `juris order list --token TOKEN ARGS...`.
 fn order_list(token: &str, args: &[&str]) -> Output {
     let mut all = vec!["order", "list", "--token", token];
@@ -160,17 +174,10 @@ fn cli_talks_https_with_the_ca_and_refuses_a_wrong_one() {
     );
 
     // The console's sign-in cookie is Secure over the API's own TLS.
-    let pem = fs::read(ca).unwrap();
-    let root = ureq::tls::Certificate::from_pem(&pem).unwrap();
-    let agent: ureq::Agent = ureq::Agent::config_builder()
-        .tls_config(
-            ureq::tls::TlsConfig::builder()
-                .root_certs(ureq::tls::RootCerts::from([root]))
-                .build(),
-        )
-        .build()
-        .into();
-    let response = agent.get(format!("{https}/ui/login")).call().unwrap();
+    let response = https_agent(ca)
+        .get(format!("{https}/ui/login"))
+        .call()
+        .unwrap();
     let cookie = response
         .headers()
         .get("set-cookie")
@@ -192,7 +199,8 @@ fn cli_talks_https_with_the_ca_and_refuses_a_wrong_one() {
 }
 
 /// With `tls_client_ca`, a client without a certificate, or with one from another CA, is
-/// refused at the handshake; the operator's certificate gets through.
+/// refused at the handshake; the operator's certificate gets through. The public listener
+/// serves HTTPS with the same certificate and asks for no client certificate.
 #[test]
 fn client_certificate_required_when_configured() {
     let block = AddressBlock::allocate();
@@ -204,17 +212,26 @@ fn client_certificate_required_when_configured() {
     let (_, stranger_cert, stranger_key) = issue(dir, "stranger", vec!["stranger.example".into()]);
     let data = dir.join("data");
     let token = admin_token(&data);
+    let public = block.free_tcp_port();
     let juris = start(
         dir,
         api,
-        "tls_cert = \"server.pem\"\ntls_key = \"server-key.pem\"\n\
-         tls_client_ca = \"client-ca.pem\"\n",
+        &format!(
+            "public_listen = \"{public}\"\ntls_cert = \"server.pem\"\n\
+             tls_key = \"server-key.pem\"\ntls_client_ca = \"client-ca.pem\"\n"
+        ),
         &data,
     );
     let https = format!("https://{api}");
     let path = |p: &PathBuf| p.to_str().unwrap().to_owned();
     let (ca, cert, key) = (path(&ca), path(&cert), path(&key));
     let (stranger_cert, stranger_key) = (path(&stranger_cert), path(&stranger_key));
+
+    let transparency = https_agent(&ca)
+        .get(format!("https://{public}/transparency.json"))
+        .call()
+        .unwrap();
+    assert_eq!(transparency.status(), 200);
 
     let mut full = vec!["--api", &https, "--ca-cert", &ca];
     full.extend(["--client-cert", &cert, "--client-key", &key]);
