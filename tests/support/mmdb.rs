@@ -29,4 +29,3 @@ pub fn write_countries(
     }
     writer.write_to(path)
 }
-

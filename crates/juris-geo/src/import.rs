@@ -180,7 +180,8 @@ fn is_header(text: &str, field: &'static str) -> bool {
 /// around each field dropped.
 fn fields(text: &str) -> impl Iterator<Item = &str> {
     let separator = if text.contains(',') { ',' } else { '\t' };
-    text.split(separator).map(|f| f.trim().trim_matches('"').trim())
+    text.split(separator)
+        .map(|f| f.trim().trim_matches('"').trim())
 }
 
 /// Parses one row; an error is (field, reason).
@@ -233,12 +234,8 @@ pub fn parse_row(text: &str) -> Result<Row, (&'static str, String)> {
 
 fn range_row(start: &str, end: &str) -> Result<Vec<IpNet>, (&'static str, String)> {
     let address = |text: &str, field: &'static str| {
-        text.parse::<IpAddr>().map_err(|_| {
-            (
-                field,
-                format!("{text:?} is not an IPv4 or IPv6 address"),
-            )
-        })
+        text.parse::<IpAddr>()
+            .map_err(|_| (field, format!("{text:?} is not an IPv4 or IPv6 address")))
     };
     let (first, last) = (address(start, "start")?, address(end, "end")?);
     let blocks = match (first, last) {
@@ -398,8 +395,14 @@ mod tests {
     fn nested_prefixes_the_more_specific_wins() {
         let (writer, _) = import("10.0.0.0/8,DE\n10.1.0.0/16,AT\n").unwrap();
         let bytes = writer.to_bytes().unwrap();
-        assert_eq!(country_of(&bytes, "10.1.2.3".parse().unwrap()).as_deref(), Some("AT"));
-        assert_eq!(country_of(&bytes, "10.2.2.3".parse().unwrap()).as_deref(), Some("DE"));
+        assert_eq!(
+            country_of(&bytes, "10.1.2.3".parse().unwrap()).as_deref(),
+            Some("AT")
+        );
+        assert_eq!(
+            country_of(&bytes, "10.2.2.3".parse().unwrap()).as_deref(),
+            Some("DE")
+        );
     }
 
     #[test]
@@ -429,7 +432,11 @@ mod tests {
         for (i, &(start, len)) in blocks.iter().enumerate() {
             assert_eq!(start, next, "block {i} starts where the previous ended");
             let host_bits = width - u32::from(len);
-            let end = if host_bits >= 128 { u128::MAX } else { start | ((1 << host_bits) - 1) };
+            let end = if host_bits >= 128 {
+                u128::MAX
+            } else {
+                start | ((1 << host_bits) - 1)
+            };
             if host_bits < 128 {
                 assert_eq!(start & ((1 << host_bits) - 1), 0, "block {i} aligned");
             }

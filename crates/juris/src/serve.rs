@@ -242,14 +242,8 @@ pub fn run(
         }
         let router = juris_control::api::router(state);
         let key = "control.api_listen";
-        let started = crate::control::start_http(
-            address,
-            key,
-            router,
-            https.as_ref(),
-            &runtime,
-            api_stopped,
-        );
+        let started =
+            crate::control::start_http(address, key, router, https.as_ref(), &runtime, api_stopped);
         match started {
             Ok(_) => {}
             // The default port may be taken (another juris on the machine): the resolver still

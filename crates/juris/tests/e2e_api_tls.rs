@@ -4,11 +4,7 @@
 //! (`control.danger_api_without_tls`). Certificates are made here with rcgen: a CA that issues
 //! the server's certificate (for the test's 127.x.y.1) and a client CA that issues the
 //! operator's. No NSD needed: juris forwards to a port where nothing listens.
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    reason = "tests: a failed expectation is a test failure"
-)]
+#![allow(clippy::unwrap_used, clippy::expect_used, reason = "test code")]
 
 use std::fs;
 use std::net::SocketAddr;
@@ -19,9 +15,9 @@ use std::time::Duration;
 use juris_testkit::addresses::AddressBlock;
 use juris_testkit::juris::Juris;
 
-const JURIS: &str = env!("CARGO_BIN_EXE_juris");
-/// A failure bound only.
+/// How long juris may take to log what a test waits for (a failure bound only).
 const PATIENCE: Duration = Duration::from_secs(30);
+const JURIS: &str = env!("CARGO_BIN_EXE_juris");
 
 fn juris(args: &[&str]) -> Output {
     Command::new(JURIS)
@@ -78,8 +74,6 @@ fn admin_token(data: &Path) -> String {
     assert!(output.status.success(), "{output:?}");
     String::from_utf8(output.stdout).unwrap().trim().to_owned()
 }
-
-
 
 /// juris serving its API on `api` with `control` (TOML lines of `[control]`), data in `data`.
 fn start(dir: &Path, api: SocketAddr, control: &str, data: &Path) -> Juris {
@@ -165,7 +159,10 @@ fn cli_talks_https_with_the_ca_and_refuses_a_wrong_one() {
     }
     let output = order_list(&token, &["--api", &format!("http://{api}")]);
     assert!(!output.status.success(), "plain HTTP: {output:?}");
-    assert!(stderr(&output).contains("cannot reach the API"), "{output:?}");
+    assert!(
+        stderr(&output).contains("cannot reach the API"),
+        "{output:?}"
+    );
     // A --ca-cert that is no certificate is named.
     let output = order_list(&token, &["--api", &https, "--ca-cert", "/dev/null"]);
     assert!(
@@ -195,7 +192,10 @@ fn cli_talks_https_with_the_ca_and_refuses_a_wrong_one() {
     let output = order_list(&token, &["--api", &https, "--ca-cert", other_ca]);
     assert!(output.status.success(), "{output:?}\n{}", juris.stderr());
     let output = order_list(&token, &["--api", &https, "--ca-cert", ca]);
-    assert!(!output.status.success(), "the old CA after reload: {output:?}");
+    assert!(
+        !output.status.success(),
+        "the old CA after reload: {output:?}"
+    );
 }
 
 /// With `tls_client_ca`, a client without a certificate, or with one from another CA, is
@@ -246,9 +246,17 @@ fn client_certificate_required_when_configured() {
         "{text}"
     );
     let mut stranger = vec!["--api", &https, "--ca-cert", &ca];
-    stranger.extend(["--client-cert", &stranger_cert, "--client-key", &stranger_key]);
+    stranger.extend([
+        "--client-cert",
+        &stranger_cert,
+        "--client-key",
+        &stranger_key,
+    ]);
     let output = order_list(&token, &stranger);
-    assert!(!output.status.success(), "a stranger's certificate: {output:?}");
+    assert!(
+        !output.status.success(),
+        "a stranger's certificate: {output:?}"
+    );
     // One of the pair without the other is a usage error.
     let output = order_list(&token, &["--api", &https, "--client-cert", &cert]);
     assert!(
@@ -270,7 +278,11 @@ fn api_beyond_loopback_without_tls_is_refused_naming_the_keys() {
     };
     let output = check("api_listen = \"0.0.0.0:8053\"\n");
     assert!(!output.status.success(), "{output:?}");
-    let text = format!("{}{}", String::from_utf8_lossy(&output.stdout), stderr(&output));
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        stderr(&output)
+    );
     for key in [
         "control.api_listen",
         "control.tls_cert",
@@ -292,7 +304,8 @@ fn api_beyond_loopback_without_tls_is_refused_naming_the_keys() {
     );
     let output = check("api_listen = \"0.0.0.0:8053\"\ndanger_api_without_tls = true\n");
     assert!(output.status.success(), "{output:?}");
-    let output = check("api_listen = \"0.0.0.0:8053\"\ntls_cert = \"c.pem\"\ntls_key = \"k.pem\"\n");
+    let output =
+        check("api_listen = \"0.0.0.0:8053\"\ntls_cert = \"c.pem\"\ntls_key = \"k.pem\"\n");
     assert!(output.status.success(), "{output:?}");
     // Loopback needs nothing; half a pair is named.
     assert!(check("api_listen = \"[::1]:8053\"\n").status.success());

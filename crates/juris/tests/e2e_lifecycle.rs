@@ -233,7 +233,6 @@ fn nxdomain(query: &[u8]) -> Vec<u8> {
     response
 }
 
-
 /// SIGTERM while a TCP query is being resolved: juris stops accepting but the connection
 /// stays open until that query is answered, then juris exits cleanly. Before the drain, the
 /// connection was closed at once and the client got nothing.

@@ -54,7 +54,11 @@ fn readme_order_quick_start_works_offline() {
     let block = AddressBlock::allocate();
     let client = block.address(101).to_string();
     let bin = Path::new(JURIS).parent().unwrap();
-    let path = format!("{}:{}", bin.display(), std::env::var("PATH").unwrap_or_default());
+    let path = format!(
+        "{}:{}",
+        bin.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
     let mut server: Option<Juris> = None;
     let mut ran = Vec::new();
     for command in commands {
@@ -107,12 +111,21 @@ fn readme_order_quick_start_works_offline() {
             assert!(stdout.contains("EDE: 16"), "{command}: {stdout}");
         }
         if command.starts_with("juris explain ") {
-            assert!(stdout.contains("verdict:      BLOCK"), "{command}: {stdout}");
+            assert!(
+                stdout.contains("verdict:      BLOCK"),
+                "{command}: {stdout}"
+            );
             assert!(stdout.contains("IT-MI-2024-0001"), "{command}: {stdout}");
         }
         ran.push(command);
     }
-    for expected in ["juris geoip import", "juris serve", "dig ", "juris explain", "juris status"] {
+    for expected in [
+        "juris geoip import",
+        "juris serve",
+        "dig ",
+        "juris explain",
+        "juris status",
+    ] {
         assert!(
             ran.iter().any(|c| c.starts_with(expected)),
             "{expected} not run: {ran:?}"

@@ -61,10 +61,9 @@ type Shared = Arc<Console>;
 /// `Secure` as they do behind a TLS proxy that says so.
 pub fn served_over_tls(router: Router) -> Router {
     router.layer(middleware::map_request(|mut request: Request| async move {
-        request.headers_mut().insert(
-            session::FORWARDED_PROTO,
-            HeaderValue::from_static("https"),
-        );
+        request
+            .headers_mut()
+            .insert(session::FORWARDED_PROTO, HeaderValue::from_static("https"));
         request
     }))
 }
