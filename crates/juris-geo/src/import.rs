@@ -108,7 +108,7 @@ pub fn import_csv(
             line: number,
             source,
         })?;
-        if every > 0 && number % every == 0 {
+        if every > 0 && number.is_multiple_of(every) {
             progress(number);
         }
         let text = line.trim();
