@@ -55,4 +55,15 @@ impl AddressBlock {
         let [a, b, c] = self.prefix;
         Ipv4Addr::new(a, b, c, host)
     }
+
+    /// A TCP port free (when asked) on host 1 of the block.
+    ///
+    /// # Panics
+    /// When no port can be bound there.
+    #[must_use]
+    pub fn free_tcp_port(&self) -> SocketAddr {
+        std::net::TcpListener::bind((self.address(1), 0))
+            .and_then(|listener| listener.local_addr())
+            .unwrap_or_else(|error| panic!("no free TCP port on {}: {error}", self.address(1)))
+    }
 }

@@ -191,6 +191,24 @@ impl Juris {
         fs::read_to_string(&self.stderr_path).unwrap_or_default()
     }
 
+    /// Waits until its output holds `text` (polling every 20 ms).
+    ///
+    /// # Panics
+    /// After `patience` without it (a failure bound only), with its output.
+    pub fn wait_for_log(&self, text: &str, patience: std::time::Duration) {
+        let step = std::time::Duration::from_millis(20);
+        let mut waited = std::time::Duration::ZERO;
+        while !self.stderr().contains(text) {
+            assert!(
+                waited < patience,
+                "juris never logged {text:?}:\n{}",
+                self.stderr()
+            );
+            std::thread::sleep(step);
+            waited += step;
+        }
+    }
+
     /// Whether the process is still running.
     #[must_use]
     pub fn is_running(&self) -> bool {

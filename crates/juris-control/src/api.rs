@@ -455,11 +455,18 @@ pub async fn serve(
 
 /// Serves `router` (the API's, or [`crate::console::public_router`]) on `listener` until
 /// `shutdown` completes.
-pub async fn serve_router(
-    listener: tokio::net::TcpListener,
+/// `listener` is plain TCP or the binary's TLS listener (`[control] tls_cert`); behind TLS the
+/// router should go through [`crate::console::served_over_tls`] (the console's cookies get
+/// `Secure`).
+pub async fn serve_router<L>(
+    listener: L,
     router: Router,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
-) -> std::io::Result<()> {
+) -> std::io::Result<()>
+where
+    L: axum::serve::Listener,
+    L::Addr: std::fmt::Debug,
+{
     axum::serve(listener, router)
         .with_graceful_shutdown(shutdown)
         .await

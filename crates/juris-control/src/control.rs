@@ -104,6 +104,21 @@ pub struct ControlConfig {
     /// The protected list.
     #[serde(default)]
     pub protected: ProtectedConfig,
+    /// PEM certificate chain of the admin API; with `tls_key`, the API speaks HTTPS only.
+    /// Default: none (plain HTTP, allowed on loopback only).
+    #[serde(default)]
+    pub tls_cert: Option<std::path::PathBuf>,
+    /// PEM private key of `tls_cert`. Default: none.
+    #[serde(default)]
+    pub tls_key: Option<std::path::PathBuf>,
+    /// PEM CA certificates: with it, every API client must present a certificate they
+    /// issued. Default: none (no client certificates).
+    #[serde(default)]
+    pub tls_client_ca: Option<std::path::PathBuf>,
+    /// Serve the API over plain HTTP on an address beyond loopback (tokens in clear on the
+    /// network). Default: false (refused at start).
+    #[serde(default)]
+    pub danger_api_without_tls: bool,
 }
 
 impl Default for ControlConfig {
@@ -116,6 +131,10 @@ impl Default for ControlConfig {
             stats_retention_days: default_stats_retention_days(),
             stats_flush_seconds: default_stats_flush_seconds(),
             protected: ProtectedConfig::default(),
+            tls_cert: None,
+            tls_key: None,
+            tls_client_ca: None,
+            danger_api_without_tls: false,
         }
     }
 }

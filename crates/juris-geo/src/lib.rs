@@ -83,6 +83,8 @@ mod config;
 mod country;
 mod db;
 mod error;
+pub mod import;
+pub mod writer;
 
 use std::net::IpAddr;
 

@@ -71,6 +71,14 @@ pub enum TlsError {
     /// A rustls configuration could not be built (no common protocol version).
     #[error("TLS configuration: {0}")]
     Config(#[source] rustls::Error),
+    /// The client CA file holds no usable CA certificate.
+    #[error("{}: no usable client CA certificate: {reason}", path.display())]
+    ClientCa {
+        /// The file.
+        path: PathBuf,
+        /// What rustls said.
+        reason: String,
+    },
 }
 
 /// The certificate in force, shared by every listener. Reload it with
@@ -122,22 +130,38 @@ impl CertificateStore {
         self.current.load().cert.first().cloned()
     }
 
-    /// The rustls configuration for `protocols` (by ALPN ID), TLS 1.3 and 1.2 or 1.3 only.
+    /// The rustls configuration for `protocols` (by ALPN ID), TLS 1.3 and 1.2 or 1.3 only,
+    /// without client certificates.
     fn server_config(
         self: &Arc<Self>,
         alpn: &[&[u8]],
         tls12: bool,
+    ) -> Result<ServerConfig, TlsError> {
+        self.server_config_with(alpn, tls12, None)
+    }
+
+    /// [`CertificateStore::server_config`], requiring a client certificate verified by
+    /// `clients` when given.
+    fn server_config_with(
+        self: &Arc<Self>,
+        alpn: &[&[u8]],
+        tls12: bool,
+        clients: Option<Arc<dyn rustls::server::danger::ClientCertVerifier>>,
     ) -> Result<ServerConfig, TlsError> {
         let versions: &[&'static rustls::SupportedProtocolVersion] = if tls12 {
             &[&rustls::version::TLS13, &rustls::version::TLS12]
         } else {
             &[&rustls::version::TLS13]
         };
-        let mut config = ServerConfig::builder_with_provider(Arc::clone(&self.provider))
+        let builder = ServerConfig::builder_with_provider(Arc::clone(&self.provider))
             .with_protocol_versions(versions)
-            .map_err(TlsError::Config)?
-            .with_no_client_auth()
-            .with_cert_resolver(Arc::clone(self) as Arc<dyn ResolvesServerCert>);
+            .map_err(TlsError::Config)?;
+        let builder = match clients {
+            Some(verifier) => builder.with_client_cert_verifier(verifier),
+            None => builder.with_no_client_auth(),
+        };
+        let mut config =
+            builder.with_cert_resolver(Arc::clone(self) as Arc<dyn ResolvesServerCert>);
         config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
         Ok(config)
     }
@@ -150,6 +174,51 @@ impl CertificateStore {
     /// DoH: TLS 1.3 and 1.2, ALPN `h2` then `http/1.1`.
     pub fn doh_config(self: &Arc<Self>) -> Result<ServerConfig, TlsError> {
         self.server_config(&[ALPN_H2, ALPN_HTTP11], true)
+    }
+
+    /// The admin API (HTTPS): TLS 1.3 and 1.2, ALPN `http/1.1`. With `client_ca` (PEM, one or
+    /// more CA certificates), every client must present a certificate issued by one of them.
+    pub fn api_config(
+        self: &Arc<Self>,
+        client_ca: Option<&Path>,
+    ) -> Result<ServerConfig, TlsError> {
+        let clients = match client_ca {
+            None => None,
+            Some(path) => Some(self.client_verifier(path)?),
+        };
+        self.server_config_with(&[ALPN_HTTP11], true, clients)
+    }
+
+    /// A verifier of client certificates issued by the CA certificates in `path`.
+    fn client_verifier(
+        &self,
+        path: &Path,
+    ) -> Result<Arc<dyn rustls::server::danger::ClientCertVerifier>, TlsError> {
+        let pem = std::fs::read(path).map_err(|source| TlsError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        let mut roots = rustls::RootCertStore::empty();
+        for cert in CertificateDer::pem_slice_iter(&pem) {
+            let cert = cert.map_err(|source| TlsError::Pem {
+                path: path.to_owned(),
+                what: "certificate",
+                source,
+            })?;
+            roots.add(cert).map_err(|e| TlsError::ClientCa {
+                path: path.to_owned(),
+                reason: e.to_string(),
+            })?;
+        }
+        rustls::server::WebPkiClientVerifier::builder_with_provider(
+            Arc::new(roots),
+            Arc::clone(&self.provider),
+        )
+        .build()
+        .map_err(|e| TlsError::ClientCa {
+            path: path.to_owned(),
+            reason: e.to_string(),
+        })
     }
 
     /// DoQ: TLS 1.3 only (QUIC requires it), ALPN `doq`, 0-RTT off (a replayed query could

@@ -49,6 +49,18 @@ pub struct ApiArgs {
     /// Bearer token (default: the JURIS_TOKEN environment variable).
     #[arg(long, global = true, env = "JURIS_TOKEN", hide_env_values = true)]
     pub token: Option<String>,
+    /// CA certificate(s) (PEM) the API's HTTPS certificate must chain to, for `--api
+    /// https://...` (default: the Mozilla roots built in). A self-signed certificate can be its
+    /// own CA.
+    #[arg(long, global = true, env = "JURIS_CA_CERT", value_name = "FILE")]
+    pub ca_cert: Option<PathBuf>,
+    /// Client certificate chain (PEM) for an API that asks for one (`[control]
+    /// tls_client_ca`); with --client-key.
+    #[arg(long, global = true, env = "JURIS_CLIENT_CERT", value_name = "FILE")]
+    pub client_cert: Option<PathBuf>,
+    /// Private key (PEM) of --client-cert.
+    #[arg(long, global = true, env = "JURIS_CLIENT_KEY", value_name = "FILE")]
+    pub client_key: Option<PathBuf>,
 }
 
 /// The control-plane commands, for the binary to embed.
@@ -481,13 +493,13 @@ pub fn run_with(
     progress: &mut dyn Write,
 ) -> Result<(), CliError> {
     match command {
-        Command::Order(cmd) => order(&Client::new(&cmd.api), cmd.action, out),
-        Command::Import(cmd) => import(&Client::new(&cmd.api), cmd.source, out, progress),
-        Command::Export(cmd) => export(&Client::new(&cmd.api), cmd.what, out),
+        Command::Order(cmd) => order(&Client::new(&cmd.api)?, cmd.action, out),
+        Command::Import(cmd) => import(&Client::new(&cmd.api)?, cmd.source, out, progress),
+        Command::Export(cmd) => export(&Client::new(&cmd.api)?, cmd.what, out),
         Command::Audit(cmd) => audit(cmd.action, out),
         Command::Token(cmd) => token(cmd.action, out),
-        Command::Cache(cmd) => cache(&Client::new(&cmd.api), cmd.action, out),
-        Command::Candidates(cmd) => candidates(&Client::new(&cmd.api), cmd, out),
+        Command::Cache(cmd) => cache(&Client::new(&cmd.api)?, cmd.action, out),
+        Command::Candidates(cmd) => candidates(&Client::new(&cmd.api)?, cmd, out),
     }
 }
 
@@ -510,7 +522,7 @@ pub fn explain_remote(
             ("resolve", resolve.as_deref()),
         ],
     );
-    Client::new(api).call("GET", &path, None)
+    Client::new(api)?.call("GET", &path, None)
 }
 
 fn candidates(client: &Client, cmd: CandidatesCmd, out: &mut dyn Write) -> Result<(), CliError> {
@@ -741,20 +753,103 @@ struct Client {
     agent: ureq::Agent,
 }
 
+/// The TLS settings of `--api https://...`: `--ca-cert` (else the Mozilla roots), and
+/// `--client-cert` with `--client-key`. Errors name the flag and the file.
+fn tls_config(args: &ApiArgs) -> Result<ureq::tls::TlsConfig, CliError> {
+    use ureq::tls::{Certificate, ClientCert, PemItem, PrivateKey, RootCerts, TlsConfig};
+    let read = |path: &Path| {
+        std::fs::read(path).map_err(|source| CliError::Io {
+            path: path.display().to_string(),
+            source,
+        })
+    };
+    let certificates = |path: &Path, flag: &str| -> Result<Vec<Certificate<'static>>, CliError> {
+        let mut certs = Vec::new();
+        for item in ureq::tls::parse_pem(&read(path)?) {
+            match item {
+                Ok(PemItem::Certificate(cert)) => certs.push(cert),
+                Ok(_) => {}
+                Err(e) => {
+                    return Err(CliError::Usage(format!(
+                        "{flag} {}: not PEM: {e}",
+                        path.display()
+                    )))
+                }
+            }
+        }
+        if certs.is_empty() {
+            return Err(CliError::Usage(format!(
+                "{flag} {}: no PEM certificate in it",
+                path.display()
+            )));
+        }
+        Ok(certs)
+    };
+    let mut tls = TlsConfig::builder();
+    if let Some(path) = &args.ca_cert {
+        tls = tls.root_certs(RootCerts::from(certificates(path, "--ca-cert")?));
+    }
+    match (&args.client_cert, &args.client_key) {
+        (Some(cert), Some(key_path)) => {
+            let chain = certificates(cert, "--client-cert")?;
+            let key = PrivateKey::from_pem(&read(key_path)?).map_err(|e| {
+                CliError::Usage(format!(
+                    "--client-key {}: no usable PEM private key: {e}",
+                    key_path.display()
+                ))
+            })?;
+            tls = tls.client_cert(Some(ClientCert::new_with_certs(&chain, key)));
+        }
+        (None, None) => {}
+        (Some(_), None) => return Err(CliError::Usage("--client-cert needs --client-key".into())),
+        (None, Some(_)) => return Err(CliError::Usage("--client-key needs --client-cert".into())),
+    }
+    Ok(tls.build())
+}
+
+/// What went wrong talking to the API, with a hint when TLS is why.
+fn http_error(error: &ureq::Error) -> String {
+    use rustls::{AlertDescription, Error as Tls};
+    let tls = match error {
+        ureq::Error::Rustls(tls) => Some(tls),
+        ureq::Error::Io(io) => io.get_ref().and_then(|e| e.downcast_ref::<Tls>()),
+        _ => None,
+    };
+    let hint = match tls {
+        Some(Tls::InvalidCertificate(_)) => {
+            " (the API's certificate is not trusted: give the CA that issued it with --ca-cert \
+             FILE, and use the name or address the certificate is for)"
+        }
+        Some(Tls::AlertReceived(
+            AlertDescription::CertificateRequired
+            | AlertDescription::BadCertificate
+            | AlertDescription::UnknownCA
+            | AlertDescription::CertificateUnknown
+            | AlertDescription::AccessDenied,
+        )) => {
+            " (the API refused this client: it asks for a client certificate issued by its \
+             control.tls_client_ca; give one with --client-cert FILE --client-key FILE)"
+        }
+        _ => "",
+    };
+    format!("{error}{hint}")
+}
+
 /// A request body and its media type.
 type Body<'a> = Option<(&'a str, Vec<u8>)>;
 
 impl Client {
-    fn new(args: &ApiArgs) -> Client {
+    fn new(args: &ApiArgs) -> Result<Client, CliError> {
         let agent: ureq::Agent = ureq::Agent::config_builder()
             .http_status_as_error(false)
+            .tls_config(tls_config(args)?)
             .build()
             .into();
-        Client {
+        Ok(Client {
             base: args.api.trim_end_matches('/').to_owned(),
             token: args.token.clone(),
             agent,
-        }
+        })
     }
 
     /// The response body of a successful request; an error answer becomes [`CliError::Api`]
@@ -763,7 +858,7 @@ impl Client {
         let url = format!("{}{path}", self.base);
         let http = |e: ureq::Error| CliError::Http {
             url: url.clone(),
-            message: e.to_string(),
+            message: http_error(&e),
         };
         let authorization = self.token.as_ref().map(|t| format!("Bearer {t}"));
         let response = match method {
@@ -1353,7 +1448,7 @@ fn audit(action: AuditAction, out: &mut dyn Write) -> Result<(), CliError> {
             limit,
             json,
         } => {
-            let client = Client::new(&api);
+            let client = Client::new(&api)?;
             let (after, limit) = (after.to_string(), limit.to_string());
             let path = api_path(
                 &["v1", "audit"],

@@ -769,6 +769,9 @@ impl RawConfig {
                 raw.geoip.mmdb.as_mut(),
                 raw.tls.cert.as_mut(),
                 raw.tls.key.as_mut(),
+                raw.control.tls_cert.as_mut(),
+                raw.control.tls_key.as_mut(),
+                raw.control.tls_client_ca.as_mut(),
             ]
             .into_iter()
             .flatten()
@@ -961,10 +964,62 @@ pub struct Settings {
     pub api_listen: Option<SocketAddr>,
     /// Where the public transparency page listens too (`control.public_listen`), if anywhere.
     pub public_listen: Option<SocketAddr>,
+    /// HTTPS for the admin API and the public listener (`control.tls_cert`, `tls_key`,
+    /// `tls_client_ca`); `None`: plain HTTP.
+    pub api_tls: Option<ApiTls>,
     /// Mirror candidates (checked).
     pub candidates: juris_control::candidates::CandidatesConfig,
     /// `[fleet]`: publishing and following.
     pub fleet: crate::fleet::FleetSettings,
+}
+
+/// The admin API's certificate and, optionally, the CA its clients' certificates must chain to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApiTls {
+    /// Certificate chain and key (`control.tls_cert`, `control.tls_key`).
+    pub files: juris_transport::TlsFiles,
+    /// Client CA certificates (PEM, `control.tls_client_ca`); `None`: no client certificate is
+    /// asked for.
+    pub client_ca: Option<PathBuf>,
+}
+
+/// `[control]`'s TLS keys, checked: both of `tls_cert` and `tls_key` or neither; a client CA
+/// only with them; plain HTTP beyond loopback only with `danger_api_without_tls`.
+fn api_tls(
+    control: &juris_control::ControlConfig,
+    listen: Option<SocketAddr>,
+) -> Result<Option<ApiTls>, ConfigError> {
+    let tls = match (&control.tls_cert, &control.tls_key) {
+        (Some(cert), Some(key)) => Some(ApiTls {
+            files: juris_transport::TlsFiles {
+                cert: cert.clone(),
+                key: key.clone(),
+            },
+            client_ca: control.tls_client_ca.clone(),
+        }),
+        (Some(_), None) => return Err(invalid("control.tls_key", "is needed with tls_cert")),
+        (None, Some(_)) => return Err(invalid("control.tls_cert", "is needed with tls_key")),
+        (None, None) if control.tls_client_ca.is_some() => {
+            return Err(invalid(
+                "control.tls_client_ca",
+                "needs control.tls_cert and control.tls_key",
+            ))
+        }
+        (None, None) => None,
+    };
+    if let Some(address) = listen {
+        if tls.is_none() && !address.ip().is_loopback() && !control.danger_api_without_tls {
+            return Err(invalid(
+                "control.api_listen",
+                format!(
+                    "{address} is beyond loopback and the admin API has no TLS (tokens would \
+                     cross the network in clear): set control.tls_cert and control.tls_key, or \
+                     control.danger_api_without_tls = true to serve plain HTTP anyway"
+                ),
+            ));
+        }
+    }
+    Ok(tls)
 }
 
 impl Settings {
@@ -1082,6 +1137,7 @@ impl Settings {
                 "must be at least 1 (days of per-day counters kept)",
             ));
         }
+        let api_tls = api_tls(&raw.control, api_listen)?;
         let mut protected = juris_control::ProtectedList::from_config(&raw.control.protected)
             .map_err(|e| invalid(e.field(), e.reason()))?;
         let data_dir = raw
@@ -1123,6 +1179,7 @@ impl Settings {
             protected,
             api_listen,
             public_listen,
+            api_tls,
             candidates: raw.candidates.clone(),
             fleet,
         })

@@ -485,11 +485,14 @@ fn explain_view(request: &ExplainRequest, explanation: &Explanation) -> ExplainV
 
 /// Binds `address` and serves `router` on `runtime` until `shutdown` fires: the admin API
 /// (`juris_control::api::router`, key `control.api_listen`) or the public transparency page
-/// (`juris_control::console::public_router`, key `control.public_listen`).
+/// (`juris_control::console::public_router`, key `control.public_listen`). With `https`
+/// (`[control] tls_cert`) over TLS: the public listener's acceptor when `key` is
+/// `control.public_listen` (no client certificates), else the admin API's.
 pub fn start_http(
     address: SocketAddr,
     key: &'static str,
     router: axum::Router,
+    https: Option<&Arc<crate::api_tls::HttpsConfig>>,
     runtime: &tokio::runtime::Handle,
     shutdown: tokio::sync::oneshot::Receiver<()>,
 ) -> anyhow::Result<SocketAddr> {
@@ -501,15 +504,27 @@ pub fn start_http(
     let bound = listener.local_addr().context(key)?;
     let _entered = runtime.enter();
     let listener = tokio::net::TcpListener::from_std(listener).context(key)?;
+    let stop = async move {
+        let _ = shutdown.await;
+    };
+    let served = match https {
+        Some(https) => {
+            let public = key == PUBLIC_KEY;
+            let listener =
+                crate::api_tls::TlsListener::spawn(listener, bound, Arc::clone(https), public);
+            let router = juris_control::console::served_over_tls(router);
+            runtime.spawn(juris_control::api::serve_router(listener, router, stop))
+        }
+        None => runtime.spawn(juris_control::api::serve_router(listener, router, stop)),
+    };
     runtime.spawn(async move {
-        let stop = async move {
-            let _ = shutdown.await;
-        };
-        if let Err(error) = juris_control::api::serve_router(listener, router, stop).await {
-            tracing::error!(%error, key, "HTTP listener stopped");
+        match served.await {
+            Ok(Ok(())) => {}
+            Ok(Err(error)) => tracing::error!(%error, key, "HTTP listener stopped"),
+            Err(error) => tracing::error!(%error, key, "HTTP listener failed"),
         }
     });
-    info!(addr = %bound, key, "HTTP listener started");
+    info!(addr = %bound, key, https = https.is_some(), "HTTP listener started");
     Ok(bound)
 }
 
@@ -579,6 +594,8 @@ impl DailyFlusher {
         }
     }
 }
+/// The public transparency listener's key.
+pub const PUBLIC_KEY: &str = "control.public_listen";
 
 #[cfg(test)]
 #[allow(clippy::unwrap_used, clippy::expect_used, reason = "test code")]

@@ -11,9 +11,11 @@
 //! juris status [--data-dir DIR] [--config FILE] [--json]
 //! juris check-config FILE
 //! juris cert self-signed --name NAME
+//! juris geoip import FILE.csv --out countries.mmdb   (rows start,end,country or prefix,country)
 //! juris order apply FILE | list | show ID | add-target ID VALUE | remove-target ID VALUE
 //!             | override-target ID VALUE --reason R | shadow ID | activate ID | suspend ID|--all | lift ID
 //!             [--api URL] [--token TOKEN]          (token default: $JURIS_TOKEN)
+//!             [--ca-cert FILE] [--client-cert FILE --client-key FILE]   (for --api https://...)
 //! juris import feed NAME FILE [--order ID] | list ORDER FILE | rpz ORDER FILE
 //! juris export rpz --jurisdiction CC | orders | transparency [--format csv] | ack FEED
 //! juris audit log [--api URL] | verify [--data-dir DIR]
@@ -26,6 +28,7 @@
 //! ```
 #![forbid(unsafe_code)]
 
+mod api_tls;
 mod assets;
 mod candidates;
 mod cli;
@@ -75,6 +78,9 @@ enum Command {
     /// Certificates for the encrypted listeners (DoT, DoH, DoQ).
     #[command(subcommand)]
     Cert(CertCommand),
+    /// GeoIP databases: build a country MMDB from a free CSV.
+    #[command(subcommand)]
+    Geoip(GeoipCommand),
     /// Orders in the control plane: apply, list, show, targets, lifecycle (through the API).
     Order(crate::cli::OrderCmd),
     /// Import a cumulative feed, a plain list or an RPZ zone (through the API).
@@ -206,6 +212,24 @@ enum TsigCommand {
 }
 
 #[derive(Debug, Subcommand)]
+enum GeoipCommand {
+    /// Build a country database (MaxMind DB, read by `geoip.mmdb`) from a CSV with rows
+    /// `start,end,country` (ip-location-db, DB-IP lite, iptoasn) or `prefix,country`; `-` reads
+    /// standard input. Progress goes to stderr.
+    Import {
+        /// The CSV file (commas or tabs; a header line, `#` comments and empty lines are
+        /// skipped; country `ZZ` or `None` leaves the range out).
+        file: PathBuf,
+        /// The database to write (replaced atomically).
+        #[arg(long, value_name = "FILE")]
+        out: PathBuf,
+        /// Report progress every N lines.
+        #[arg(long, value_name = "N", default_value_t = 100_000)]
+        progress_every: u64,
+    },
+}
+
+#[derive(Debug, Subcommand)]
 enum CertCommand {
     /// Write a self-signed certificate and its key to cert.pem and key.pem in the current
     /// directory (never overwriting), for trying DoT, DoH and DoQ at once.
@@ -249,8 +273,17 @@ struct ExplainArgs {
     #[arg(long, value_name = "URL", conflicts_with_all = ["config", "orders", "geoip", "data_dir"])]
     api: Option<String>,
     /// Bearer token for --api (default: the JURIS_TOKEN environment variable).
-    #[arg(long, env = "JURIS_TOKEN", hide_env_values = true, requires = "api")]
+    #[arg(long, env = "JURIS_TOKEN", hide_env_values = true)]
     token: Option<String>,
+    /// CA certificate(s) (PEM) for `--api https://...` (default: the Mozilla roots built in).
+    #[arg(long, env = "JURIS_CA_CERT", value_name = "FILE")]
+    ca_cert: Option<PathBuf>,
+    /// Client certificate chain (PEM) for an API that asks for one; with --client-key.
+    #[arg(long, env = "JURIS_CLIENT_CERT", value_name = "FILE")]
+    client_cert: Option<PathBuf>,
+    /// Private key (PEM) of --client-cert.
+    #[arg(long, env = "JURIS_CLIENT_KEY", value_name = "FILE")]
+    client_key: Option<PathBuf>,
     /// TOML configuration file (the one `serve` uses).
     #[arg(long, value_name = "FILE")]
     config: Option<PathBuf>,
@@ -463,6 +496,9 @@ fn explain_remote(args: &ExplainArgs, api: &str) -> anyhow::Result<()> {
     let api = cli::ApiArgs {
         api: api.to_owned(),
         token: args.token.clone(),
+        ca_cert: args.ca_cert.clone(),
+        client_cert: args.client_cert.clone(),
+        client_key: args.client_key.clone(),
     };
     let view = cli::explain_remote(&api, &request)?;
     if args.json {
@@ -501,6 +537,11 @@ fn main() -> ExitCode {
         Command::Explain(args) => explain(&args),
         Command::Status(args) => status(&args),
         Command::Cert(CertCommand::SelfSigned { name }) => self_signed(&name),
+        Command::Geoip(GeoipCommand::Import {
+            file,
+            out,
+            progress_every,
+        }) => geoip_import(&file, &out, progress_every),
         Command::Order(cmd) => control_cli(crate::cli::Command::Order(cmd)),
         Command::Import(cmd) => control_cli(crate::cli::Command::Import(cmd)),
         Command::Export(cmd) => control_cli(crate::cli::Command::Export(cmd)),
@@ -521,6 +562,42 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// `juris geoip import FILE --out OUT`: streams the CSV, writes OUT.tmp, renames it to OUT.
+fn geoip_import(file: &std::path::Path, out: &std::path::Path, every: u64) -> anyhow::Result<()> {
+    use anyhow::Context;
+    use std::io::BufReader;
+    let name = file.display().to_string();
+    let input: Box<dyn std::io::BufRead> = if name == "-" {
+        Box::new(std::io::stdin().lock())
+    } else {
+        let opened = std::fs::File::open(file).with_context(|| format!("cannot read {name}"))?;
+        Box::new(BufReader::with_capacity(1 << 16, opened))
+    };
+    let mut progress = |lines: u64| eprintln!("juris geoip import: {name}: {lines} lines read");
+    let (writer, report) =
+        juris_geo::import::import_csv(input, every, &mut progress).map_err(|e| match e {
+            juris_geo::import::ImportError::Write(e) => anyhow::anyhow!("{e}"),
+            e => anyhow::anyhow!("{name}: {e}"),
+        })?;
+    let mut temporary = out.as_os_str().to_owned();
+    temporary.push(".tmp");
+    let temporary = PathBuf::from(temporary);
+    writer
+        .write_to(&temporary)
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    std::fs::rename(&temporary, out)
+        .with_context(|| format!("cannot rename {} to {}", temporary.display(), out.display()))?;
+    eprintln!(
+        "juris geoip import: wrote {} ({} rows, {} networks, {} countries; {} rows with ZZ/None left out)",
+        out.display(),
+        report.rows,
+        report.networks,
+        report.countries,
+        report.unknown
+    );
+    Ok(())
 }
 
 fn self_signed(name: &str) -> anyhow::Result<()> {

@@ -203,6 +203,11 @@ pub fn run(
     let (api_stop, api_stopped) = tokio::sync::oneshot::channel();
     let (public_stop, public_stopped) = tokio::sync::oneshot::channel();
     let phase = Arc::new(crate::control::Phase::default());
+    // HTTPS for the API and the public listener: the files are read here, as root if started so.
+    let https = match (&settings.api_tls, settings.api_listen) {
+        (Some(tls), Some(_)) => Some(crate::api_tls::HttpsConfig::load(tls)?),
+        _ => None,
+    };
     if let Some(address) = settings.api_listen {
         let runtime = server
             .runtime_handle()
@@ -232,12 +237,20 @@ pub fn run(
         };
         if let Some(public) = settings.public_listen {
             let router = juris_control::console::public_router(state.clone());
-            let key = "control.public_listen";
-            crate::control::start_http(public, key, router, &runtime, public_stopped)?;
+            let key = crate::control::PUBLIC_KEY;
+            crate::control::start_http(
+                public,
+                key,
+                router,
+                https.as_ref(),
+                &runtime,
+                public_stopped,
+            )?;
         }
         let router = juris_control::api::router(state);
         let key = "control.api_listen";
-        let started = crate::control::start_http(address, key, router, &runtime, api_stopped);
+        let started =
+            crate::control::start_http(address, key, router, https.as_ref(), &runtime, api_stopped);
         match started {
             Ok(_) => {}
             // The default port may be taken (another juris on the machine): the resolver still
@@ -289,6 +302,15 @@ pub fn run(
                 Ok(()) => info!("SIGHUP: TLS certificate reloaded"),
                 Err(e) => error!(
                     "SIGHUP: TLS certificate NOT reloaded, the previous one stays in force: {e}"
+                ),
+            }
+        }
+        if let Some(https) = &https {
+            match https.reload() {
+                Ok(()) => info!("SIGHUP: admin API certificate and client CA reloaded"),
+                Err(e) => error!(
+                    "SIGHUP: admin API certificate NOT reloaded, the previous one stays in \
+                     force: {e:#}"
                 ),
             }
         }

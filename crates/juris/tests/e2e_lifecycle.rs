@@ -145,7 +145,7 @@ fn started_as_root_binds_port_53_then_runs_as_the_user() {
 
     let pid = juris.pid().expect("juris runs");
     // The switch happens before READY; the log line says it is done.
-    wait_for_log(&juris, "running as nobody from here on");
+    juris.wait_for_log("running as nobody from here on", PATIENCE);
     let (uids, gids) = ids(pid);
     assert_eq!(
         uids,
@@ -233,19 +233,6 @@ fn nxdomain(query: &[u8]) -> Vec<u8> {
     response
 }
 
-fn wait_for_log(juris: &Juris, text: &str) {
-    let mut waited = Duration::ZERO;
-    while !juris.stderr().contains(text) {
-        assert!(
-            waited < PATIENCE,
-            "juris never logged {text:?}:\n{}",
-            juris.stderr()
-        );
-        std::thread::sleep(Duration::from_millis(20));
-        waited += Duration::from_millis(20);
-    }
-}
-
 /// SIGTERM while a TCP query is being resolved: juris stops accepting but the connection
 /// stays open until that query is answered, then juris exits cleanly. Before the drain, the
 /// connection was closed at once and the client got nothing.
@@ -265,7 +252,7 @@ fn sigterm_drains_a_tcp_query_in_flight() {
     )
     .unwrap();
     let api_block = AddressBlock::allocate();
-    let api = free_tcp_port(&api_block);
+    let api = api_block.free_tcp_port();
     let juris = Juris::builder(JURIS)
         .args([
             "--threads",
@@ -276,7 +263,7 @@ fn sigterm_drains_a_tcp_query_in_flight() {
         ])
         .arg(&config)
         .start();
-    wait_for_log(&juris, "key=\"control.api_listen\"");
+    juris.wait_for_log("key=\"control.api_listen\"", PATIENCE);
     let (code, body) = http_get(api, "/readyz");
     assert_eq!(code, 200, "{body}");
     assert!(body.contains(r#""ready":true"#), "{body}");
@@ -290,7 +277,7 @@ fn sigterm_drains_a_tcp_query_in_flight() {
     let (forwarded, juris_side) = upstream.next();
 
     juris.signal(libc::SIGTERM);
-    wait_for_log(&juris, "draining connections");
+    juris.wait_for_log("draining connections", PATIENCE);
     // Draining: no longer ready (a load balancer moves traffic away), still alive.
     let (code, body) = http_get(api, "/readyz");
     assert_eq!(code, 503, "{body}");
@@ -318,10 +305,6 @@ fn sigterm_drains_a_tcp_query_in_flight() {
 }
 
 /// A port nobody listens on, on an address of `block`.
-fn free_tcp_port(block: &AddressBlock) -> SocketAddr {
-    let listener = std::net::TcpListener::bind((block.address(1), 0)).unwrap();
-    listener.local_addr().unwrap()
-}
 
 /// SIGHUP applies server.allow and log.level from the file at once, and names the changed
 /// keys it does not apply (they need a restart).
@@ -352,7 +335,7 @@ fn sighup_applies_the_live_keys_and_names_the_rest() {
 
     write("192.0.2.0/24", "warn", "128M");
     juris.signal(libc::SIGHUP);
-    wait_for_log(&juris, "SIGHUP: configuration reloaded");
+    juris.wait_for_log("SIGHUP: configuration reloaded", PATIENCE);
     let log = juris.stderr();
     assert!(
         log.contains("changed keys NOT applied, they need a restart: cache.size"),

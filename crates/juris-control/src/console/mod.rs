@@ -8,7 +8,8 @@
 //! four-eyes and safeguards are enforced there, the console only hides buttons a role may not
 //! press.
 //!
-//! Security: a session cookie (HttpOnly, SameSite=Strict, 8 h, Secure behind a TLS proxy), a
+//! Security: a session cookie (HttpOnly, SameSite=Strict, 8 h; Secure when served over TLS:
+//! the API's own (`[control] tls_cert`, [`served_over_tls`]) or a TLS proxy's), a
 //! CSRF token in every form (checked before anything else), a Content-Security-Policy without
 //! `unsafe-inline`, `frame-ancestors 'none'`.
 
@@ -56,6 +57,18 @@ impl std::fmt::Debug for Console {
 }
 
 type Shared = Arc<Console>;
+
+/// `router` as served on a TLS listener (`[control] tls_cert`): every request is marked
+/// `X-Forwarded-Proto: https` (replacing what a client sent), so the console's cookies get
+/// `Secure` as they do behind a TLS proxy that says so.
+pub fn served_over_tls(router: Router) -> Router {
+    router.layer(middleware::map_request(|mut request: Request| async move {
+        request
+            .headers_mut()
+            .insert(session::FORWARDED_PROTO, HeaderValue::from_static("https"));
+        request
+    }))
+}
 
 /// The console and the transparency page, ready to merge into the admin API's router.
 pub fn router(api: ApiState) -> Router {

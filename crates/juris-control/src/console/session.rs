@@ -117,7 +117,7 @@ pub fn cookie(headers: &HeaderMap, name: &str) -> Option<String> {
 }
 
 /// A `Set-Cookie` value: HttpOnly, SameSite=Strict, limited to `path`, Secure when the request
-/// came over TLS (through a proxy that says so: the admin listener itself is plain HTTP).
+/// came over TLS ([`over_tls`]).
 pub fn set_cookie(name: &str, value: &str, path: &str, max_age: Duration, secure: bool) -> String {
     format!(
         "{name}={value}; Path={path}; Max-Age={}; HttpOnly; SameSite=Strict{}",
@@ -126,10 +126,14 @@ pub fn set_cookie(name: &str, value: &str, path: &str, max_age: Duration, secure
     )
 }
 
-/// Whether the browser reached us over TLS (`X-Forwarded-Proto: https` from a TLS proxy).
+/// The header a TLS proxy (or [`super::served_over_tls`]) sets to `https`.
+pub const FORWARDED_PROTO: &str = "x-forwarded-proto";
+
+/// Whether the browser reached us over TLS (`X-Forwarded-Proto: https` from a TLS proxy, or
+/// set by [`super::served_over_tls`] on the API's own TLS listener).
 pub fn over_tls(headers: &HeaderMap) -> bool {
     headers
-        .get("x-forwarded-proto")
+        .get(FORWARDED_PROTO)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.eq_ignore_ascii_case("https"))
 }
