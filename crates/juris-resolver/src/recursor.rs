@@ -11,9 +11,10 @@
 //!
 //! Every record taken from a response must be at or below the zone the answering server was
 //! asked about (bailiwick); glue must also be for one of the referral's name servers.
-//! QNAME minimisation (RFC 9156, relaxed) sends `A` queries for one more label than the
+//! QNAME minimisation (RFC 9156, relaxed) sends `NS` queries for one more label than the
 //! current zone cut until the full name is reached; on NXDOMAIN or error RCODEs for a
-//! minimised query the full name is asked instead.
+//! minimised query, or when its answer shows a DNAME at or above the probed name, the full
+//! name is asked instead.
 //!
 //! # Limitations
 //! - No serve-stale, no prefetch, no 0x20, no DNSSEC validation (RRSIG/NSEC/NSEC3 are kept).
@@ -684,6 +685,10 @@ impl Recursor {
                         // Relaxed mode (RFC 9156 §2.3): some servers answer NXDOMAIN for empty
                         // non-terminals; ask for the full name instead of trusting it.
                         minimise = false;
+                    } else if self.redirected_below(&delegation.zone, &sent_name, &response) {
+                        // Everything below is the DNAME's (RFC 9156 §3 step 6b): no zone cut
+                        // for another probe to find; the full question gets the redirection.
+                        minimise = false;
                     } else {
                         labels += 1;
                         minimised_steps += 1;
@@ -1033,6 +1038,43 @@ impl Recursor {
                     .insert_addresses(name, rtype, Rank::Glue, addresses, ttl, now);
             }
         }
+    }
+
+    /// Whether the answer to the minimised probe for `probed` (from a server of `zone`) shows
+    /// that every name below `probed` is redirected by a DNAME, where RFC 6672 §2.4 allows no
+    /// other data and so no zone cut: a DNAME in the answer at or above `probed`, or a NODATA
+    /// whose NSEC/NSEC3 record for `probed` lists DNAME (a probe for the NS RRset of a DNAME
+    /// owner gets exactly that). The full name then goes only to the servers of the zone
+    /// that holds the DNAME, which answer for everything below it anyway.
+    fn redirected_below(
+        &self,
+        zone: &Name<Bytes>,
+        probed: &Name<Bytes>,
+        response: &Response,
+    ) -> bool {
+        if response
+            .answer
+            .iter()
+            .any(|r| r.rtype() == Rtype::DNAME && is_at_or_below(probed, r.owner()))
+        {
+            return true;
+        }
+        if !response.answer.is_empty() {
+            return false;
+        }
+        // NSEC3 owners hang below the apex the SOA names (the server may hold zones below the
+        // cut it was asked as, without a referral in between).
+        let apex = response
+            .authority
+            .iter()
+            .find(|r| r.rtype() == Rtype::SOA && is_at_or_below(probed, r.owner()))
+            .map_or_else(|| zone.clone(), |soa| lower(soa.owner()));
+        crate::dnssec::dname_at(
+            &apex,
+            probed,
+            &response.authority,
+            self.config.dnssec.nsec3_max_iterations,
+        )
     }
 
     /// Sorts one response from a server of `zone` to a query for `qname` (`minimised`: a

@@ -715,3 +715,94 @@ async fn a_wildcard_cname_followed_from_the_cache_keeps_its_nsec_proof() {
         "the wildcard proof goes with the cached CNAME: {authority:?}"
     );
 }
+
+/// RFC 9156 §3 step 6b with RFC 6672 §2.4: below a DNAME owner nothing exists but the
+/// redirection, so no zone cut can; when a minimised probe's answer shows a DNAME at or above
+/// the probed name (a DNAME in the answer, or a NODATA whose NSEC lists DNAME), the next
+/// question is the full one, to the same servers, which hold everything below the DNAME. A
+/// plain NODATA (an empty non-terminal) still gets one more label, so the full name is not
+/// sent early (Deckard's val_dname with QNAME minimisation).
+#[tokio::test]
+async fn minimisation_asks_the_full_name_below_a_dname() {
+    let port = 47_427;
+    let _root = root(port, &[]).await;
+    let soa = "test. 3600 SOA a. b. 1 2 3 4 5";
+    let tld = FakeAuthority::scripted("127.0.0.3", port, move |qname, qtype| {
+        let nodata = |extra: &[&str]| {
+            let mut lines = vec![soa];
+            lines.extend_from_slice(extra);
+            Some(Canned::new(Rcode::NOERROR, true).authority(&lines))
+        };
+        match (qname, qtype) {
+            // d.test. owns a DNAME: its NS probe gets a NODATA whose NSEC says so.
+            ("d.test.", Rtype::NS) => nodata(&[
+                "d.test. 3600 NSEC e.test. DNAME RRSIG NSEC",
+                "d.test. 3600 RRSIG NSEC test.",
+            ]),
+            ("a.b.d.test.", Rtype::TXT) => Some(Canned::new(Rcode::NOERROR, true).answer(&[
+                "d.test. 3600 DNAME t.test.",
+                "a.b.d.test. 3600 CNAME a.b.t.test.",
+            ])),
+            // u.test. owns a DNAME too, in an unsigned zone: the probe one label below it
+            // gets the redirection itself.
+            ("v.u.test.", Rtype::NS) => Some(Canned::new(Rcode::NOERROR, true).answer(&[
+                "u.test. 3600 DNAME t.test.",
+                "v.u.test. 3600 CNAME v.t.test.",
+            ])),
+            ("a.b.v.u.test.", Rtype::TXT) => Some(Canned::new(Rcode::NOERROR, true).answer(&[
+                "u.test. 3600 DNAME t.test.",
+                "a.b.v.u.test. 3600 CNAME a.b.v.t.test.",
+            ])),
+            ("a.b.t.test." | "a.b.v.t.test.", Rtype::TXT) => {
+                Some(Canned::new(Rcode::NOERROR, true).answer(&[&format!("{qname} 3600 TXT end")]))
+            }
+            // Everything else is an empty non-terminal or an unsigned name without a DNAME.
+            (_, Rtype::NS) => nodata(&[]),
+            _ => Some(Canned::new(Rcode::REFUSED, false)),
+        }
+    })
+    .await;
+    let seen = |server: &FakeAuthority| -> Vec<String> {
+        server
+            .queries()
+            .into_iter()
+            .map(|q| format!("{} {}", q.qname, q.qtype))
+            .collect()
+    };
+
+    let (signed, _) = resolver(config(port, true));
+    let (rcode, answer, _) = ask(&signed, "a.b.d.test.", Rtype::TXT).await;
+    assert_eq!(rcode, Rcode::NOERROR);
+    assert_eq!(answer.last().unwrap(), "a.b.t.test. TXT \"end\"");
+    assert_eq!(
+        seen(&tld),
+        vec![
+            "d.test. NS",
+            // not b.d.test. NS: the NSEC showed the DNAME at d.test.
+            "a.b.d.test. TXT",
+            // the target: plain NODATAs, one more label each time
+            "t.test. NS",
+            "b.t.test. NS",
+            "a.b.t.test. TXT",
+        ]
+    );
+
+    let (unsigned, _) = resolver(config(port, true));
+    let before = tld.queries().len();
+    let (rcode, answer, _) = ask(&unsigned, "a.b.v.u.test.", Rtype::TXT).await;
+    assert_eq!(rcode, Rcode::NOERROR);
+    assert_eq!(answer.last().unwrap(), "a.b.v.t.test. TXT \"end\"");
+    assert_eq!(
+        seen(&tld)[before..],
+        [
+            "u.test. NS",
+            "v.u.test. NS",
+            // not b.v.u.test. NS: the probe's answer was the DNAME's redirection
+            "a.b.v.u.test. TXT",
+            "t.test. NS",
+            "v.t.test. NS",
+            "b.v.t.test. NS",
+            "a.b.v.t.test. TXT",
+        ]
+    );
+}

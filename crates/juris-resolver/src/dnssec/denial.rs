@@ -7,10 +7,12 @@ use bytes::Bytes;
 use domain::base::iana::Nsec3HashAlgorithm;
 use domain::base::{Name, Rtype, ToName};
 use domain::dnssec::common::nsec3_hash;
-use domain::rdata::{Nsec, Nsec3};
+use domain::rdata::dnssec::RtypeBitmap;
+use domain::rdata::{AllRecordData, Nsec, Nsec3};
 
 use super::canonical::name_order;
 use super::verify::MAX_NSEC3_HASHES_PER_DENIAL;
+use crate::names::Rr;
 
 /// What the records prove.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -513,31 +515,68 @@ pub(crate) fn nsec3_next_closer_cover(
 /// record matching it lists NS without SOA. Used by the validator's DS walk, after the
 /// absence of DS at `name` was proven: a delegation without DS is an insecure child zone,
 /// any other name is no zone cut at all.
-pub(crate) fn delegation_at(
-    nsecs: &[NsecRr<'_>],
-    nsec3s: &[Nsec3Rr<'_>],
+pub(crate) fn delegation_at(zone: &Name<Bytes>, name: &Name<Bytes>, records: &[Rr]) -> bool {
+    let (nsecs, nsec3s) = split(records, zone);
+    // The denial check already held the NSEC3 set to the iteration limit.
+    types_at(&nsecs, &nsec3s, zone, name, u16::MAX)
+        .is_some_and(|types| types.contains(Rtype::NS) && !types.contains(Rtype::SOA))
+}
+
+/// Whether the NSEC or NSEC3 records of `zone` among `records` list a DNAME at `name`, so
+/// that nothing exists below `name` but the DNAME's redirection (RFC 6672 §2.4): no zone
+/// cut, nothing for a QNAME-minimisation probe to find. The records are not verified here;
+/// the recursor takes this only as a hint for its next question (the answer it then gets is
+/// validated as any other). An NSEC3 set above `max_iterations` is not hashed.
+pub(crate) fn dname_at(
     zone: &Name<Bytes>,
     name: &Name<Bytes>,
+    records: &[Rr],
+    max_iterations: u16,
 ) -> bool {
-    let is_delegation = |types: &domain::rdata::dnssec::RtypeBitmap<Bytes>| {
-        types.contains(Rtype::NS) && !types.contains(Rtype::SOA)
-    };
-    if let Some((_, nsec)) = matching(nsecs, name) {
-        return is_delegation(nsec.types());
+    let (nsecs, nsec3s) = split(records, zone);
+    types_at(&nsecs, &nsec3s, zone, name, max_iterations)
+        .is_some_and(|types| types.contains(Rtype::DNAME))
+}
+
+/// The NSEC records and the NSEC3 records of `zone` (owners at or below it) in `records`.
+fn split<'a>(records: &'a [Rr], zone: &Name<Bytes>) -> (Vec<NsecRr<'a>>, Vec<Nsec3Rr<'a>>) {
+    let mut nsecs = Vec::new();
+    let mut nsec3s = Vec::new();
+    for record in records.iter().filter(|r| r.owner().ends_with(zone)) {
+        match record.data() {
+            AllRecordData::Nsec(nsec) => nsecs.push((record.owner(), nsec)),
+            AllRecordData::Nsec3(nsec3) => nsec3s.push((record.owner(), nsec3)),
+            _ => {}
+        }
     }
-    let Some(mut set) = Nsec3Set::new(nsec3s, zone) else {
-        return false;
-    };
-    set.hash(name)
-        .and_then(|hash| set.matching(&hash))
-        .is_some_and(|nsec3| is_delegation(nsec3.types()))
+    (nsecs, nsec3s)
+}
+
+/// The types listed by the record matching `name`: the NSEC owned by `name`, else the NSEC3
+/// of `zone` whose owner hash is H(`name`) (not looked for when the set's iterations exceed
+/// `max_iterations`).
+fn types_at<'a>(
+    nsecs: &[NsecRr<'a>],
+    nsec3s: &[Nsec3Rr<'a>],
+    zone: &Name<Bytes>,
+    name: &Name<Bytes>,
+    max_iterations: u16,
+) -> Option<&'a RtypeBitmap<Bytes>> {
+    if let Some((_, nsec)) = matching(nsecs, name) {
+        return Some(nsec.types());
+    }
+    let mut set = Nsec3Set::new(nsec3s, zone)?;
+    if set.first.iterations() > max_iterations {
+        return None;
+    }
+    let hash = set.hash(name)?;
+    set.matching(&hash).map(|nsec3| nsec3.types())
 }
 
 #[cfg(test)]
 #[allow(clippy::unwrap_used)] // reason: test code.
 mod tests {
     use super::*;
-    use domain::rdata::dnssec::RtypeBitmap;
     use domain::rdata::nsec3::{Nsec3Salt, OwnerHash};
 
     fn name(text: &str) -> Name<Bytes> {
@@ -660,6 +699,67 @@ mod tests {
             Proof::Insecure,
             "RFC 9276: iterations above the limit"
         );
+    }
+
+    /// The recursor's hint for QNAME minimisation: the NSEC owned by the name, or the NSEC3
+    /// matching its hash, lists DNAME; a covering record, another name's record or an NSEC3
+    /// set above the iteration limit says nothing.
+    #[test]
+    fn dname_at_reads_the_matching_nsec_or_nsec3() {
+        use crate::names::testing::record;
+        let zone = name("example.");
+        let nsec_rr = |owner: &str, next: &str, types: &[Rtype]| {
+            record(owner, 300, AllRecordData::Nsec(nsec(next, types)))
+        };
+        let records = [
+            nsec_rr(
+                "d.example.",
+                "f.example.",
+                &[Rtype::DNAME, Rtype::RRSIG, Rtype::NSEC],
+            ),
+            nsec_rr("f.example.", "example.", &[Rtype::A, Rtype::NSEC]),
+        ];
+        assert!(dname_at(&zone, &name("d.example."), &records, 150));
+        assert!(!dname_at(&zone, &name("f.example."), &records, 150));
+        // e.example. is only covered by the record of d.example.
+        assert!(!dname_at(&zone, &name("e.example."), &records, 150));
+
+        let nsec3_at = |owner: &str, iterations: u16, types: &[Rtype]| {
+            let hash = nsec3_hash::<_, _, Vec<u8>>(
+                &name(owner),
+                Nsec3HashAlgorithm::SHA1,
+                iterations,
+                &Nsec3Salt::<Bytes>::empty(),
+            )
+            .unwrap()
+            .as_slice()
+            .to_vec();
+            let label = domain::utils::base32::encode_string_hex(&hash).to_ascii_lowercase();
+            let mut next = hash;
+            *next.last_mut().unwrap() ^= 1;
+            let nsec3 = Nsec3::new(
+                Nsec3HashAlgorithm::SHA1,
+                0,
+                iterations,
+                Nsec3Salt::empty(),
+                OwnerHash::from_octets(Bytes::from(next)).unwrap(),
+                bitmap(types),
+            );
+            record(
+                &format!("{label}.example."),
+                300,
+                AllRecordData::Nsec3(nsec3),
+            )
+        };
+        let set = [nsec3_at("d.example.", 5, &[Rtype::DNAME, Rtype::RRSIG])];
+        assert!(dname_at(&zone, &name("d.example."), &set, 150));
+        assert!(!dname_at(&zone, &name("e.example."), &set, 150));
+        assert!(
+            !dname_at(&zone, &name("d.example."), &set, 4),
+            "RFC 9276: a set above the iteration limit is not hashed"
+        );
+        let other = [nsec3_at("d.example.", 0, &[Rtype::A, Rtype::RRSIG])];
+        assert!(!dname_at(&zone, &name("d.example."), &other, 150));
     }
 
     /// A two-record NSEC3 chain (the apex and the all-zero hash) whose spans cover every

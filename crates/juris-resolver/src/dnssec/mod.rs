@@ -20,6 +20,7 @@ use std::time::Duration;
 
 pub use anchors::{parse_domain, AnchorError, TrustAnchor, TrustAnchors, BUILTIN_ROOT_ANCHORS};
 pub(crate) use canonical::rrsig_labels;
+pub(crate) use denial::dname_at;
 pub(crate) use validator::{BoxFuture, Fetcher, Validator};
 pub(crate) use verify::Budget;
 

@@ -611,7 +611,7 @@ impl Validator {
             {
                 Security::Bogus(b) => Walk::Zone(ZoneState::Bogus(*b)),
                 Security::Secure if nxdomain => Walk::NoName,
-                Security::Secure if !delegation_in(zone, name, &outcome.authority) => {
+                Security::Secure if !delegation_at(zone, name, &outcome.authority) => {
                     self.remember_no_cut(name.clone(), now + ttl);
                     Walk::NoCut
                 }
@@ -918,21 +918,6 @@ async fn fetch(
             0,
         )
     })
-}
-
-/// Whether the NSEC/NSEC3 records of `zone` in `authority` (already verified by the denial
-/// check) show a delegation at `name`.
-fn delegation_in(zone: &Name<Bytes>, name: &Name<Bytes>, authority: &[Rr]) -> bool {
-    let mut nsecs: Vec<NsecRr<'_>> = Vec::new();
-    let mut nsec3s: Vec<Nsec3Rr<'_>> = Vec::new();
-    for record in authority.iter().filter(|r| r.owner().ends_with(zone)) {
-        match record.data() {
-            AllRecordData::Nsec(nsec) => nsecs.push((record.owner(), nsec)),
-            AllRecordData::Nsec3(nsec3) => nsec3s.push((record.owner(), nsec3)),
-            _ => {}
-        }
-    }
-    delegation_at(&nsecs, &nsec3s, zone, name)
 }
 
 /// How long a negative answer holds: the SOA's negative TTL (RFC 2308 §5), 60 s without SOA.

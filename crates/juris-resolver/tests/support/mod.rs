@@ -71,7 +71,7 @@ pub fn resolver(config: ResolverConfig) -> (Resolver, Arc<ManualClock>) {
     (Resolver::new(config, cache, clock.clone()).unwrap(), clock)
 }
 
-/// Parses `owner ttl TYPE data...` (A, AAAA, NS, CNAME, DNAME, TXT, SOA, RRSIG). `TXT big:N` makes a
+/// Parses `owner ttl TYPE data...` (A, AAAA, NS, CNAME, DNAME, TXT, SOA, RRSIG, NSEC). `TXT big:N` makes a
 /// TXT record of N bytes.
 pub fn rr(line: &str) -> Rr {
     let mut t = line.split_whitespace();
@@ -101,6 +101,14 @@ pub fn rr(line: &str) -> Rr {
             Ttl::from_secs(rest[5].parse().unwrap()),
             Ttl::from_secs(rest[6].parse().unwrap()),
         )),
+        // `NSEC NEXT TYPE...`
+        "NSEC" => {
+            let mut types = domain::rdata::dnssec::RtypeBitmap::<Bytes>::builder();
+            for rtype in &rest[1..] {
+                types.add(Rtype::from_str(rtype).unwrap()).unwrap();
+            }
+            AllRecordData::Nsec(domain::rdata::Nsec::new(name(rest[0]), types.finalize()))
+        }
         // `RRSIG COVERED SIGNER`: a signature-shaped record (nothing verifies it here).
         "RRSIG" => AllRecordData::Rrsig(
             domain::rdata::Rrsig::new(
