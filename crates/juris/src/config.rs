@@ -609,12 +609,28 @@ pub enum RawSize {
 pub struct RawLog {
     /// A tracing filter (`info`, `juris=debug,warn`, ...). `RUST_LOG` overrides it. Default `info`.
     pub level: String,
+    /// `text` (the default: one human-readable line per event) or `json` (one JSON object
+    /// per line, for log shippers). Needs a restart.
+    pub format: LogFormat,
+}
+
+/// `log.format`.
+#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// One human-readable line per event (tracing's default format).
+    #[default]
+    Text,
+    /// One JSON object per line: `timestamp`, `level`, `fields` (with `message`), `target`,
+    /// `spans`.
+    Json,
 }
 
 impl Default for RawLog {
     fn default() -> Self {
         Self {
             level: "info".into(),
+            format: LogFormat::Text,
         }
     }
 }
@@ -860,6 +876,8 @@ pub struct Settings {
     pub cache: juris_resolver::cache::CacheConfig,
     /// Log filter.
     pub log_level: String,
+    /// Log line format.
+    pub log_format: LogFormat,
     /// Blocked-answer settings and withdrawn jurisdictions.
     pub policy: juris_server::PolicySettings,
     /// The order documents (file or directory), if any.
@@ -1015,6 +1033,7 @@ impl Settings {
             resolver,
             cache,
             log_level: raw.log.level.clone(),
+            log_format: raw.log.format,
             policy,
             orders: raw.policy.orders.clone(),
             watch_interval: Duration::from_millis(raw.policy.watch_interval_ms),
