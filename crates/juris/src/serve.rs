@@ -139,6 +139,17 @@ pub fn run(
     for listener in server.listeners() {
         info!(addr = %listener.addr, udp = listener.udp, tcp = listener.tcp, "listening");
     }
+    // The query log and dnstap: writer threads fed from bounded channels (never waited for).
+    let mut answer_sinks = Vec::new();
+    if let Some(querylog) = &settings.querylog {
+        answer_sinks.push(crate::querylog::start(querylog)?);
+        info!(path = %querylog.path.as_ref().map_or("stderr".into(), |p| p.display().to_string()), "query log on");
+    }
+    if let Some(dnstap) = &settings.dnstap {
+        answer_sinks.push(crate::dnstap::start(dnstap)?);
+        info!(socket = %dnstap.socket.display(), "dnstap on");
+    }
+    server.pipeline().observe_answers(answer_sinks);
     // DoT, DoH, DoQ: the same pipeline (and policy), on the server's runtime.
     let transports = match &settings.transports {
         Some(transports) => {
