@@ -206,6 +206,19 @@ fn read_stream(mut stream: UnixStream, log: &QueryLog) -> io::Result<()> {
     }
 }
 
+/// `messages`' frames as a Frame Streams file (START with dnstap's content type, the data
+/// frames, STOP): what `fstrm_capture` writes and `dnstap-read` reads.
+#[must_use]
+pub fn fstrm_file(messages: &[ReceivedQuery]) -> Vec<u8> {
+    let mut file = control_frame(CONTROL_START, true);
+    for message in messages {
+        file.extend_from_slice(&u32_len(message.frame.len()).to_be_bytes());
+        file.extend_from_slice(&message.frame);
+    }
+    file.extend_from_slice(&control_frame(CONTROL_STOP, false));
+    file
+}
+
 fn control_frame(kind: u32, with_content_type: bool) -> Vec<u8> {
     let mut body = kind.to_be_bytes().to_vec();
     if with_content_type {

@@ -490,13 +490,7 @@ impl Pipeline {
             tally: &*self.engine.counters,
         };
         let outcome = self.handle_counted(packet, context, out, counters, now, hot, &judge);
-        match &outcome {
-            Outcome::Respond(len) => {
-                counters.response(context.transport, out.get(..*len).unwrap_or_default());
-            }
-            Outcome::Drop => counters.dropped(),
-            Outcome::Resolve(_) => counters.cache_miss(),
-        }
+        count_outcome(counters, context.transport, out, &outcome);
         outcome
     }
 
@@ -525,10 +519,9 @@ impl Pipeline {
             tally: &recording,
         };
         let outcome = self.handle_counted(packet, context, out, counters, now, hot, &judge);
-        match &outcome {
+        count_outcome(counters, context.transport, out, &outcome);
+        match outcome {
             Outcome::Respond(len) => {
-                let response = out.get(..*len).unwrap_or_default();
-                counters.response(context.transport, response);
                 let cache = if recording.cached.get() {
                     crate::telemetry::CacheUse::Hit
                 } else {
@@ -538,22 +531,19 @@ impl Pipeline {
                     sinks,
                     &context,
                     packet,
-                    response,
+                    out.get(..len).unwrap_or_default(),
                     cache,
                     started.elapsed(),
                     recording.order.take(),
                 );
+                Outcome::Respond(len)
             }
-            Outcome::Drop => counters.dropped(),
-            Outcome::Resolve(_) => counters.cache_miss(),
-        }
-        match outcome {
             Outcome::Resolve(mut pending) => {
                 pending.observed_query = Some(packet.into());
                 pending.started = started;
                 Outcome::Resolve(pending)
             }
-            other => other,
+            Outcome::Drop => Outcome::Drop,
         }
     }
 
@@ -1337,6 +1327,17 @@ mod tests {
         .unwrap();
         assert_eq!(small[2] & 0x02, 0x02);
         assert!(len <= 100);
+    }
+}
+
+/// Counts what [`Pipeline::handle_counted`] decided: the response by transport and RCODE, a
+/// drop, or a miss.
+#[inline]
+fn count_outcome(counters: &Counters, transport: Transport, out: &[u8], outcome: &Outcome) {
+    match outcome {
+        Outcome::Respond(len) => counters.response(transport, out.get(..*len).unwrap_or_default()),
+        Outcome::Drop => counters.dropped(),
+        Outcome::Resolve(_) => counters.cache_miss(),
     }
 }
 

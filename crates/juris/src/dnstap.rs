@@ -299,7 +299,7 @@ fn connect(path: &Path) -> io::Result<UnixStream> {
     let mut stream = UnixStream::connect(path)?;
     stream.set_write_timeout(Some(HANDSHAKE_TIMEOUT))?;
     stream.set_read_timeout(Some(HANDSHAKE_TIMEOUT))?;
-    stream.write_all(&control(CONTROL_READY, true))?;
+    stream.write_all(&control(CONTROL_READY, &DNSTAP_FIELDS))?;
     let (kind, body) = read_control(&mut stream)?;
     if kind != CONTROL_ACCEPT || !accepts_dnstap(&body) {
         return Err(io::Error::new(
@@ -307,14 +307,14 @@ fn connect(path: &Path) -> io::Result<UnixStream> {
             "the collector did not accept protobuf:dnstap.Dnstap",
         ));
     }
-    stream.write_all(&control(CONTROL_START, true))?;
+    stream.write_all(&control(CONTROL_START, &DNSTAP_FIELDS))?;
     stream.set_write_timeout(Some(WRITE_TIMEOUT))?;
     Ok(stream)
 }
 
 /// STOP, then wait (bounded) for FINISH.
 fn stop(stream: &mut UnixStream) -> io::Result<()> {
-    stream.write_all(&control(CONTROL_STOP, false))?;
+    stream.write_all(&control(CONTROL_STOP, &[]))?;
     match read_control(stream)? {
         (CONTROL_FINISH, _) => Ok(()),
         _ => Err(io::Error::new(
@@ -345,17 +345,25 @@ fn accepts_dnstap(fields: &[u8]) -> bool {
     any
 }
 
-/// An escaped control frame: 0, length, type[, content type].
-fn control(kind: u32, with_content_type: bool) -> Vec<u8> {
-    let mut body = kind.to_be_bytes().to_vec();
-    if with_content_type {
-        body.extend_from_slice(&FIELD_CONTENT_TYPE.to_be_bytes());
-        body.extend_from_slice(&u32_len(CONTENT_TYPE.len()).to_be_bytes());
-        body.extend_from_slice(CONTENT_TYPE);
+/// The one field READY and START carry: dnstap's content type.
+const DNSTAP_FIELDS: [(u32, &[u8]); 1] = [(FIELD_CONTENT_TYPE, CONTENT_TYPE)];
+
+/// An escaped control frame of `kind` with its `(field type, value)` fields: the escape
+/// (0), the control frame's length, the type, then each field as type, length, value.
+fn control(kind: u32, fields: &[(u32, &[u8])]) -> Vec<u8> {
+    let length = 4 + fields
+        .iter()
+        .map(|(_, value)| 8 + value.len())
+        .sum::<usize>();
+    let mut frame = Vec::with_capacity(8 + length);
+    for word in [0, u32_len(length), kind] {
+        frame.extend_from_slice(&word.to_be_bytes());
     }
-    let mut frame = 0u32.to_be_bytes().to_vec();
-    frame.extend_from_slice(&u32_len(body.len()).to_be_bytes());
-    frame.extend_from_slice(&body);
+    for (field, value) in fields {
+        frame.extend_from_slice(&field.to_be_bytes());
+        frame.extend_from_slice(&u32_len(value.len()).to_be_bytes());
+        frame.extend_from_slice(value);
+    }
     frame
 }
 

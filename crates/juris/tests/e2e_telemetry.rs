@@ -617,27 +617,8 @@ fn dnstap_read(
     dir: &std::path::Path,
     messages: &[juris_testkit::dnstap::ReceivedQuery],
 ) -> Option<String> {
-    let content_type = b"protobuf:dnstap.Dnstap";
-    let control = |kind: u32, with_type: bool| {
-        let mut body = kind.to_be_bytes().to_vec();
-        if with_type {
-            body.extend_from_slice(&1u32.to_be_bytes());
-            body.extend_from_slice(&(content_type.len() as u32).to_be_bytes());
-            body.extend_from_slice(content_type);
-        }
-        let mut frame = 0u32.to_be_bytes().to_vec();
-        frame.extend_from_slice(&(body.len() as u32).to_be_bytes());
-        frame.extend_from_slice(&body);
-        frame
-    };
-    let mut file = control(2, true);
-    for message in messages {
-        file.extend_from_slice(&(message.frame.len() as u32).to_be_bytes());
-        file.extend_from_slice(&message.frame);
-    }
-    file.extend_from_slice(&control(3, false));
     let path = dir.join("capture.fstrm");
-    fs::write(&path, file).unwrap();
+    fs::write(&path, juris_testkit::dnstap::fstrm_file(messages)).unwrap();
     let output = std::process::Command::new("dnstap-read")
         .arg("-y")
         .arg(&path)
