@@ -1,4 +1,5 @@
-//! What an NSD server received, from its dnstap stream.
+//! What an NSD server received, from its dnstap stream (and what juris's own dnstap output
+//! says: [`listen`] is the collector the telemetry tests point juris at).
 //!
 //! NSD (Debian builds it with `--enable-dnstap`) writes one dnstap `AUTH_QUERY` message
 //! per query it receives, over UDP or TCP, to a Unix socket as a Frame Streams
@@ -50,6 +51,17 @@ pub struct ReceivedQuery {
     pub client: Option<SocketAddr>,
     /// The query as it came off the wire.
     pub wire: Vec<u8>,
+    /// The dnstap `Message.type` (1 AUTH_QUERY, 3 RESOLVER_QUERY, 4 RESOLVER_RESPONSE,
+    /// 5 CLIENT_QUERY, 6 CLIENT_RESPONSE, ...).
+    pub message_type: u64,
+    /// The response message, for *_RESPONSE messages.
+    pub response: Option<Vec<u8>>,
+    /// Where the response came from (`response_address`, `response_port`), when given.
+    pub responder: Option<SocketAddr>,
+    /// The `extra` field of the `Dnstap` envelope.
+    pub extra: Option<Vec<u8>>,
+    /// The whole frame, as received.
+    pub frame: Vec<u8>,
 }
 
 /// The queries one server has received so far; clones share the same log.
@@ -62,6 +74,10 @@ pub struct QueryLog {
 struct LogState {
     queries: Vec<ReceivedQuery>,
     started: bool,
+    /// The open connections (clones), so that [`QueryLog::disconnect_all`] can end them.
+    connections: Vec<UnixStream>,
+    /// Connections accepted so far.
+    accepted: usize,
 }
 
 impl QueryLog {
@@ -93,6 +109,19 @@ impl QueryLog {
         }
     }
 
+    /// Closes every open connection, as a collector that restarts does; senders connect again.
+    pub fn disconnect_all(&self) {
+        for connection in self.state().connections.drain(..) {
+            let _ = connection.shutdown(std::net::Shutdown::Both);
+        }
+    }
+
+    /// Connections accepted so far.
+    #[must_use]
+    pub fn connections_accepted(&self) -> usize {
+        self.state().accepted
+    }
+
     /// Whether NSD has connected and started its stream.
     pub(crate) fn wait_started(&self, timeout: Duration) -> bool {
         let deadline = Instant::now() + timeout;
@@ -120,9 +149,9 @@ impl QueryLog {
     }
 }
 
-/// Listens on `socket_path` for NSD's dnstap connections and records into the returned log.
-/// The listener thread ends with the process; it is idle when no NSD is connected.
-pub(crate) fn listen(socket_path: &Path) -> io::Result<QueryLog> {
+/// Listens on `socket_path` for dnstap connections (NSD's, juris's) and records into the
+/// returned log. The listener thread ends with the process; it is idle when nobody is connected.
+pub fn listen(socket_path: &Path) -> io::Result<QueryLog> {
     let listener = UnixListener::bind(socket_path)?;
     let log = QueryLog::default();
     let for_thread = log.clone();
@@ -132,6 +161,12 @@ pub(crate) fn listen(socket_path: &Path) -> io::Result<QueryLog> {
             for stream in listener.incoming() {
                 let Ok(stream) = stream else { return };
                 let log = for_thread.clone();
+                if let Ok(clone) = stream.try_clone() {
+                    log.update(|state| {
+                        state.connections.push(clone);
+                        state.accepted += 1;
+                    });
+                }
                 // NSD reconnects after a restart: one reader per connection.
                 let _ = thread::Builder::new()
                     .name("testkit-dnstap-reader".into())
@@ -171,6 +206,19 @@ fn read_stream(mut stream: UnixStream, log: &QueryLog) -> io::Result<()> {
     }
 }
 
+/// `messages`' frames as a Frame Streams file (START with dnstap's content type, the data
+/// frames, STOP): what `fstrm_capture` writes and `dnstap-read` reads.
+#[must_use]
+pub fn fstrm_file(messages: &[ReceivedQuery]) -> Vec<u8> {
+    let mut file = control_frame(CONTROL_START, true);
+    for message in messages {
+        file.extend_from_slice(&u32_len(message.frame.len()).to_be_bytes());
+        file.extend_from_slice(&message.frame);
+    }
+    file.extend_from_slice(&control_frame(CONTROL_STOP, false));
+    file
+}
+
 fn control_frame(kind: u32, with_content_type: bool) -> Vec<u8> {
     let mut body = kind.to_be_bytes().to_vec();
     if with_content_type {
@@ -206,18 +254,28 @@ fn read_exact(stream: &mut UnixStream, length: usize) -> io::Result<Vec<u8>> {
     Ok(bytes)
 }
 
-/// Decodes `Dnstap { message (14): Message { type (1), socket_protocol (3),
-/// query_address (4), query_port (6), query_message (10) } }`; only query messages.
+/// Decodes `Dnstap { extra (3), message (14): Message { type (1), socket_protocol (3),
+/// query_address (4), response_address (5), query_port (6), response_port (7),
+/// query_message (10), response_message (14) } }`; messages without a query message are
+/// skipped.
 fn decode_dnstap(frame: &[u8]) -> Option<ReceivedQuery> {
-    let message = fields(frame)?
-        .into_iter()
-        .find_map(|(number, value)| match value {
-            Field::Bytes(bytes) if number == 14 => Some(bytes),
-            _ => None,
-        })?;
+    let (mut message, mut extra) = (None, None);
+    for (number, value) in fields(frame)? {
+        match (number, value) {
+            (14, Field::Bytes(bytes)) => message = Some(bytes),
+            (3, Field::Bytes(bytes)) => extra = Some(bytes.to_vec()),
+            _ => {}
+        }
+    }
+    let message = message?;
     let (mut transport, mut address, mut port, mut wire) = (Transport::Udp, None, None, None);
+    let (mut message_type, mut response, mut responder, mut responder_port) = (0, None, None, None);
     for (number, value) in fields(message)? {
         match (number, value) {
+            (1, Field::Varint(value)) => message_type = value,
+            (5, Field::Bytes(bytes)) => responder = ip_address(bytes),
+            (7, Field::Varint(value)) => responder_port = u16::try_from(value).ok(),
+            (14, Field::Bytes(bytes)) => response = Some(bytes.to_vec()),
             (3, Field::Varint(1)) => transport = Transport::Udp,
             (3, Field::Varint(2)) => transport = Transport::Tcp,
             (3, Field::Varint(other)) => transport = Transport::Other(other),
@@ -248,6 +306,13 @@ fn decode_dnstap(frame: &[u8]) -> Option<ReceivedQuery> {
             .zip(port)
             .map(|(ip, port)| SocketAddr::new(ip, port)),
         wire,
+        message_type,
+        response,
+        responder: responder
+            .zip(responder_port)
+            .map(|(ip, port)| SocketAddr::new(ip, port)),
+        extra,
+        frame: frame.to_vec(),
     })
 }
 

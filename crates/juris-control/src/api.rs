@@ -369,6 +369,28 @@ pub struct ServerSnapshot {
     pub fleet: Option<serde_json::Value>,
     /// Resolver work limits hit (NXNS, loops): (limit label, count).
     pub resolver_limit_hits: Vec<LimitHitCount>,
+    /// Responses sent by transport × RCODE (both labels always real, never "all").
+    pub answers: Vec<QueryCount>,
+    /// Answer latency histograms: `hit` (answered at once) and `miss` (resolved).
+    pub latency: Vec<LatencyHistogram>,
+    /// Answers the query log and dnstap dropped (writer or collector behind, or away):
+    /// `limit` holds the consumer (`querylog`, `dnstap`).
+    pub telemetry_dropped: Vec<LimitHitCount>,
+}
+
+/// One answer latency histogram, cumulative as Prometheus wants it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct LatencyHistogram {
+    /// `hit` (answered at once: cache and hot hits, blocks, errors) or `miss` (waited for
+    /// the resolver).
+    pub cache: String,
+    /// (upper bound in seconds, answers at most that long), ascending; the `+Inf` bucket is
+    /// `count`.
+    pub buckets: Vec<(f64, u64)>,
+    /// Every answer's time, summed, in seconds.
+    pub sum_seconds: f64,
+    /// Answers observed.
+    pub count: u64,
 }
 
 /// How often one resolver work limit was hit.
@@ -833,19 +855,53 @@ pub fn render_metrics(server: &ServerSnapshot, store: &crate::StoreStatus) -> St
         "juris_queries_total",
         "counter",
         "Queries answered, by transport and RCODE.",
+        transport_rcode_samples(&server.queries),
+    );
+    section(
+        &mut text,
+        "juris_answers_total",
+        "counter",
+        "Responses sent, by transport and RCODE.",
+        transport_rcode_samples(&server.answers),
+    );
+    section(
+        &mut text,
+        "juris_answer_duration_seconds",
+        "histogram",
+        "Time from receiving a query to its answer: cache=\"hit\" answered at once (cache, blocks, errors), cache=\"miss\" after resolution.",
         server
-            .queries
+            .latency
             .iter()
-            .map(|q| {
-                format!(
-                    "{{transport=\"{}\",rcode=\"{}\"}} {}",
-                    escape(&q.transport),
-                    escape(&q.rcode),
-                    q.count
-                )
+            .flat_map(|h| {
+                let cache = escape(&h.cache);
+                h.buckets
+                    .iter()
+                    .map(|(bound, count)| {
+                        format!("_bucket{{cache=\"{cache}\",le=\"{bound}\"}} {count}")
+                    })
+                    .chain([
+                        format!("_bucket{{cache=\"{cache}\",le=\"+Inf\"}} {}", h.count),
+                        format!("_sum{{cache=\"{cache}\"}} {}", h.sum_seconds),
+                        format!("_count{{cache=\"{cache}\"}} {}", h.count),
+                    ])
+                    .collect::<Vec<_>>()
             })
             .collect(),
     );
+    for consumer in ["querylog", "dnstap"] {
+        let dropped = server
+            .telemetry_dropped
+            .iter()
+            .find(|d| d.limit == consumer)
+            .map_or(0, |d| d.count);
+        section(
+            &mut text,
+            &format!("juris_{consumer}_dropped_total"),
+            "counter",
+            &format!("Answers the {consumer} output dropped because its writer or collector was behind or away (0 when off)."),
+            vec![format!(" {dropped}")],
+        );
+    }
     section(
         &mut text,
         "juris_cache_hits_total",
@@ -1008,6 +1064,21 @@ pub fn render_metrics(server: &ServerSnapshot, store: &crate::StoreStatus) -> St
             .unwrap_or_default(),
     );
     text
+}
+
+/// `{transport="…",rcode="…"} N` for each count.
+fn transport_rcode_samples(counts: &[QueryCount]) -> Vec<String> {
+    counts
+        .iter()
+        .map(|q| {
+            format!(
+                "{{transport=\"{}\",rcode=\"{}\"}} {}",
+                escape(&q.transport),
+                escape(&q.rcode),
+                q.count
+            )
+        })
+        .collect()
 }
 
 fn escape(value: &str) -> String {

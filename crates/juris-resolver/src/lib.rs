@@ -56,6 +56,7 @@ mod redirects;
 mod referral_ds;
 mod resolver;
 mod root_hints;
+pub mod tap;
 mod upstream;
 pub mod wire;
 

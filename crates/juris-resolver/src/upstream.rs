@@ -182,13 +182,41 @@ pub(crate) async fn exchange(
     let id: u16 = rand::random();
     let query = build_query(id, qname, qtype, options)?;
     tracing::debug!(%server, qname = %qname, %qtype, id, "upstream query (udp)");
+    // dnstap's RESOLVER_QUERY/RESPONSE (crate::tap): only when a tap is installed.
+    if crate::tap::installed() {
+        let sent = std::time::SystemTime::now();
+        let result = exchange_sent(server, qname, qtype, options, id, &query).await;
+        crate::tap::emit(crate::tap::UpstreamExchange {
+            server,
+            over_tcp: matches!(&result, Ok(response) if response.over_tcp),
+            query,
+            query_time: sent,
+            response: result
+                .as_ref()
+                .ok()
+                .map(|response| (response.wire.clone(), std::time::SystemTime::now())),
+        });
+        return result;
+    }
+    exchange_sent(server, qname, qtype, options, id, &query).await
+}
+
+/// [`exchange`] of a query already built.
+async fn exchange_sent(
+    server: SocketAddr,
+    qname: &Name<Bytes>,
+    qtype: Rtype,
+    options: &QueryOptions,
+    id: u16,
+    query: &[u8],
+) -> Result<Response, UpstreamError> {
     // The clock is read for the trace below only when it is enabled.
     let started = tracing::enabled!(tracing::Level::TRACE).then(Instant::now);
     let response = timeout_at(
         options.deadline,
         udp_exchange(
             server,
-            &query,
+            query,
             id,
             qname,
             qtype,
@@ -208,7 +236,7 @@ pub(crate) async fn exchange(
             // Boxed: the rare TCP path should not make every exchange's state larger.
             Box::pin(timeout_at(
                 options.deadline,
-                tcp_exchange(server, &query, id, qname, qtype, options.deadline),
+                tcp_exchange(server, query, id, qname, qtype, options.deadline),
             ))
             .await
             .map_err(|_| UpstreamError::Timeout)??

@@ -1,8 +1,15 @@
 //! In-memory counters. Each UDP worker owns one [`Counters`] and is its only writer (plain
 //! loads and stores, no locked instructions); the async
 //! side (cache misses, TCP) shares one more. Reading sums them into a [`ServerStats`].
+//!
+//! Responses are counted per transport × RCODE, and the time to answer goes into two
+//! histograms with fixed power-of-two buckets ([`LATENCY_BUCKETS`]): answers given at once
+//! (cache and hot hits, blocks, errors: "hit") and answers that waited for the resolver
+//! ("miss"). A UDP worker times a whole batch once (receive to send) and records it for
+//! every answer of the batch in one update, so a hot answer costs no clock read of its own.
 
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
 
 use crate::pipeline::Transport;
 
@@ -15,7 +22,9 @@ pub struct Counters {
     dot_queries: AtomicU64,
     doh_queries: AtomicU64,
     doq_queries: AtomicU64,
-    responses_by_rcode: [AtomicU64; 16],
+    responses: [[AtomicU64; 16]; TRANSPORTS],
+    hit_latency: Histogram,
+    miss_latency: Histogram,
     cache_hits: AtomicU64,
     hot_hits: AtomicU64,
     cache_misses: AtomicU64,
@@ -29,6 +38,70 @@ pub struct Counters {
     /// Only one thread ever writes this set (a UDP worker's): counts without locked
     /// instructions.
     single_writer: bool,
+}
+
+/// How many transports [`Transport`] names (the first index of the response counters).
+pub const TRANSPORTS: usize = 5;
+
+/// Every transport in the order of [`Transport::index`], with its label.
+pub const TRANSPORT_LABELS: [(Transport, &str); TRANSPORTS] = [
+    (Transport::Udp, "udp"),
+    (Transport::Tcp, "tcp"),
+    (Transport::Dot, "dot"),
+    (Transport::Doh, "doh"),
+    (Transport::Doq, "doq"),
+];
+
+/// Histogram buckets: bucket `i` holds durations of at most `2^i` microseconds (1 µs … about
+/// 4.2 s); the last one (`LATENCY_BUCKETS`) holds everything longer.
+pub const LATENCY_BUCKETS: usize = 23;
+
+/// The upper bound of bucket `i` in seconds (`None` for the last, unbounded one).
+pub fn latency_bucket_bound(i: usize) -> Option<f64> {
+    (i < LATENCY_BUCKETS).then(|| (1u64 << i) as f64 / 1e6)
+}
+
+/// The bucket of a duration: the smallest `i` with `micros <= 2^i`.
+#[inline]
+fn latency_bucket(elapsed: Duration) -> usize {
+    let micros = u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX);
+    let bucket = if micros <= 1 {
+        0
+    } else {
+        (u64::BITS - (micros - 1).leading_zeros()) as usize
+    };
+    bucket.min(LATENCY_BUCKETS)
+}
+
+/// One latency histogram: counts per bucket (not cumulative) and the sum in nanoseconds.
+#[derive(Debug, Default)]
+struct Histogram {
+    buckets: [AtomicU64; LATENCY_BUCKETS + 1],
+    sum_nanos: AtomicU64,
+}
+
+/// A histogram as read: counts per bucket (not cumulative; the last one is unbounded), the
+/// number of observations and their sum.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct LatencyStats {
+    /// Observations per bucket ([`latency_bucket_bound`]), not cumulative.
+    pub buckets: [u64; LATENCY_BUCKETS + 1],
+    /// Sum of every observation, nanoseconds.
+    pub sum_nanos: u64,
+}
+
+impl LatencyStats {
+    /// Number of observations.
+    pub fn count(&self) -> u64 {
+        self.buckets.iter().sum()
+    }
+
+    fn add(&mut self, histogram: &Histogram) {
+        for (sum, bucket) in self.buckets.iter_mut().zip(&histogram.buckets) {
+            *sum += bucket.load(Ordering::Relaxed);
+        }
+        self.sum_nanos += histogram.sum_nanos.load(Ordering::Relaxed);
+    }
 }
 
 /// A snapshot of all counters, summed over every worker.
@@ -46,6 +119,12 @@ pub struct ServerStats {
     pub doq_queries: u64,
     /// Responses sent, by the RCODE in the header (index = RCODE; BADVERS counts as 0).
     pub responses_by_rcode: [u64; 16],
+    /// Responses sent, by transport ([`TRANSPORT_LABELS`] order) and RCODE in the header.
+    pub responses_by_transport: [[u64; 16]; TRANSPORTS],
+    /// Time to answer queries answered at once (cache and hot hits, blocks, errors).
+    pub hit_latency: LatencyStats,
+    /// Time to answer queries that waited for the resolver (misses, stale refreshes).
+    pub miss_latency: LatencyStats,
     /// Queries answered from the cache (fresh entries).
     pub cache_hits: u64,
     /// Of those, answered from a UDP worker's own hot answers without any policy lookup (no
@@ -100,6 +179,40 @@ impl Counters {
         }
     }
 
+    #[inline]
+    fn bump_by(&self, counter: &AtomicU64, n: u64) {
+        if self.single_writer {
+            counter.store(
+                counter.load(Ordering::Relaxed).wrapping_add(n),
+                Ordering::Relaxed,
+            );
+        } else {
+            counter.fetch_add(n, Ordering::Relaxed);
+        }
+    }
+
+    /// Records `answers` answers given at once that each took `elapsed`.
+    #[inline]
+    pub fn hit_latency(&self, elapsed: Duration, answers: u64) {
+        self.observe(&self.hit_latency, elapsed, answers);
+    }
+
+    /// Records one answer that waited for the resolver and took `elapsed`.
+    #[inline]
+    pub fn miss_latency(&self, elapsed: Duration) {
+        self.observe(&self.miss_latency, elapsed, 1);
+    }
+
+    #[inline]
+    fn observe(&self, histogram: &Histogram, elapsed: Duration, answers: u64) {
+        if answers == 0 {
+            return;
+        }
+        self.bump_by(&histogram.buckets[latency_bucket(elapsed)], answers);
+        let nanos = u64::try_from(elapsed.as_nanos()).unwrap_or(u64::MAX);
+        self.bump_by(&histogram.sum_nanos, nanos.saturating_mul(answers));
+    }
+
     pub(crate) fn query(&self, transport: Transport) {
         match transport {
             Transport::Udp => self.bump(&self.udp_queries),
@@ -110,10 +223,10 @@ impl Counters {
         }
     }
 
-    /// Counts a response by the RCODE in its header (and TC).
-    pub(crate) fn response(&self, message: &[u8]) {
+    /// Counts a response by its transport and the RCODE in its header (and TC).
+    pub(crate) fn response(&self, transport: Transport, message: &[u8]) {
         if let Some(&[flags_high, flags_low]) = message.get(2..4) {
-            self.bump(&self.responses_by_rcode[(flags_low & 0x0F) as usize]);
+            self.bump(&self.responses[transport.index()][(flags_low & 0x0F) as usize]);
             if flags_high & 0x02 != 0 {
                 self.bump(&self.truncated);
             }
@@ -173,13 +286,21 @@ impl Counters {
         stats.dot_queries += read(&self.dot_queries);
         stats.doh_queries += read(&self.doh_queries);
         stats.doq_queries += read(&self.doq_queries);
-        for (sum, c) in stats
-            .responses_by_rcode
-            .iter_mut()
-            .zip(&self.responses_by_rcode)
+        for (per_transport, counters) in
+            stats.responses_by_transport.iter_mut().zip(&self.responses)
         {
-            *sum += read(c);
+            for ((sum, all), c) in per_transport
+                .iter_mut()
+                .zip(stats.responses_by_rcode.iter_mut())
+                .zip(counters)
+            {
+                let count = read(c);
+                *sum += count;
+                *all += count;
+            }
         }
+        stats.hit_latency.add(&self.hit_latency);
+        stats.miss_latency.add(&self.miss_latency);
         stats.cache_hits += read(&self.cache_hits);
         stats.cache_hits_hot += read(&self.hot_hits);
         stats.cache_misses += read(&self.cache_misses);
@@ -190,5 +311,50 @@ impl Counters {
         stats.dropped += read(&self.dropped);
         stats.tcp_connections += read(&self.tcp_connections);
         stats.tcp_connections_rejected += read(&self.tcp_connections_rejected);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn latency_buckets_are_powers_of_two_microseconds() {
+        let bucket = |micros: u64| latency_bucket(Duration::from_micros(micros));
+        assert_eq!(bucket(0), 0);
+        assert_eq!(bucket(1), 0);
+        assert_eq!(bucket(2), 1);
+        assert_eq!(bucket(3), 2);
+        assert_eq!(bucket(4), 2);
+        assert_eq!(bucket(5), 3);
+        assert_eq!(bucket(1 << 22), 22);
+        assert_eq!(bucket((1 << 22) + 1), LATENCY_BUCKETS);
+        assert_eq!(latency_bucket(Duration::MAX), LATENCY_BUCKETS);
+        assert_eq!(latency_bucket_bound(0), Some(0.000_001));
+        assert_eq!(latency_bucket_bound(10), Some(0.001_024));
+        assert_eq!(latency_bucket_bound(LATENCY_BUCKETS), None);
+    }
+
+    #[test]
+    fn responses_are_counted_per_transport_and_rcode() {
+        for counters in [Counters::default(), Counters::single_writer()] {
+            let nxdomain = [0, 0, 0x81, 0x83];
+            counters.response(Transport::Udp, &nxdomain);
+            counters.response(Transport::Doh, &nxdomain);
+            counters.response(Transport::Doh, &[0, 0, 0x81, 0x80]);
+            counters.hit_latency(Duration::from_micros(3), 5);
+            counters.miss_latency(Duration::from_millis(20));
+            let stats = counters.snapshot();
+            assert_eq!(stats.responses_by_rcode[3], 2);
+            assert_eq!(stats.responses_by_rcode[0], 1);
+            assert_eq!(stats.responses_by_transport[0][3], 1);
+            assert_eq!(stats.responses_by_transport[3][3], 1);
+            assert_eq!(stats.responses_by_transport[3][0], 1);
+            assert_eq!(stats.responses(), 3);
+            assert_eq!(stats.hit_latency.buckets[2], 5);
+            assert_eq!(stats.hit_latency.count(), 5);
+            assert_eq!(stats.hit_latency.sum_nanos, 15_000);
+            assert_eq!(stats.miss_latency.buckets[15], 1);
+        }
     }
 }

@@ -38,6 +38,9 @@ pub(crate) trait Tally {
     /// The policy the query is judged by (a real query needs nothing here).
     #[inline]
     fn consulted(&self, _policy: &Arc<CompiledPolicy>) {}
+    /// The answer came from the cache (or a worker's hot answers).
+    #[inline]
+    fn from_cache(&self) {}
     /// Whether the query may cause resolution (a prefetch); explain resolves nothing.
     #[inline]
     fn resolves(&self) -> bool {

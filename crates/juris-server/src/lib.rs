@@ -71,6 +71,7 @@ pub mod stream;
 pub mod synth;
 mod sys;
 mod tcp;
+pub mod telemetry;
 mod udp;
 
 pub use config::{default_allow_list, DeniedAction, ListenerConfig, PolicySettings, ServerConfig};

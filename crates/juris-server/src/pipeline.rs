@@ -67,6 +67,23 @@ impl Transport {
     pub fn is_encrypted(self) -> bool {
         matches!(self, Transport::Dot | Transport::Doh | Transport::Doq)
     }
+
+    /// Position in [`crate::counters::TRANSPORT_LABELS`].
+    #[inline]
+    pub fn index(self) -> usize {
+        match self {
+            Transport::Udp => 0,
+            Transport::Tcp => 1,
+            Transport::Dot => 2,
+            Transport::Doh => 3,
+            Transport::Doq => 4,
+        }
+    }
+
+    /// `udp`, `tcp`, `dot`, `doh` or `doq`.
+    pub fn label(self) -> &'static str {
+        crate::counters::TRANSPORT_LABELS[self.index()].1
+    }
 }
 
 /// Who asked, as the jurisdiction classifier will need it.
@@ -112,6 +129,10 @@ pub struct PendingQuery {
     structured_errors: bool,
     jurisdiction: Jurisdiction,
     context: ClientContext,
+    /// When the query went to the resolver (for the miss latency histogram).
+    started: std::time::Instant,
+    /// The query as received, kept only when answers are observed (query log, dnstap).
+    observed_query: Option<Box<[u8]>>,
 }
 
 impl PendingQuery {
@@ -141,6 +162,8 @@ impl PendingQuery {
             structured_errors: query.edns.is_some_and(|e| e.wants_structured_errors),
             jurisdiction,
             context,
+            started: std::time::Instant::now(),
+            observed_query: None,
         }
     }
 
@@ -198,6 +221,8 @@ pub struct Pipeline {
     block: BlockSettings,
     /// Where resolved names go for mining (set once, by `observe_resolved`).
     resolved: std::sync::OnceLock<crate::observe::ResolvedSink>,
+    /// Where answered queries go (query log, dnstap; set once, by `observe_answers`).
+    answers: std::sync::OnceLock<Vec<crate::telemetry::AnswerSink>>,
 }
 
 /// How one query is judged: the country pin of each listener index, and where the hooks report
@@ -255,6 +280,7 @@ impl Pipeline {
             listen_addrs: config.listeners.iter().map(|l| l.addr).collect(),
             block,
             resolved: std::sync::OnceLock::new(),
+            answers: std::sync::OnceLock::new(),
         })
     }
 
@@ -262,6 +288,20 @@ impl Pipeline {
     /// hits) to `sink`, which drops them when full. Set once; `false` if already set.
     pub fn observe_resolved(&self, sink: crate::observe::ResolvedSink) -> bool {
         self.resolved.set(sink).is_ok()
+    }
+
+    /// Hands every answered query from now on to each of `sinks` (the query log, dnstap),
+    /// which drop what they cannot take at once. Set once; `false` if already set.
+    pub fn observe_answers(&self, sinks: Vec<crate::telemetry::AnswerSink>) -> bool {
+        !sinks.is_empty() && self.answers.set(sinks).is_ok()
+    }
+
+    /// Answers each answer sink dropped so far, by its name (`querylog`, `dnstap`).
+    pub fn answer_drops(&self) -> Vec<(&'static str, u64)> {
+        self.answers
+            .get()
+            .map(|sinks| sinks.iter().map(|s| (s.name(), s.dropped())).collect())
+            .unwrap_or_default()
     }
 
     /// Resolves `name` (wire form) for `qtype` (class IN, DO=0) outside any client's query:
@@ -385,7 +425,9 @@ impl Pipeline {
 
     /// Processes one query message. `out` should hold at least the largest response the
     /// transport allows (`max_udp_payload` for UDP, 65535 for TCP); a smaller buffer only
-    /// causes truncation. Never allocates except for [`Outcome::Resolve`].
+    /// causes truncation. Never allocates except for [`Outcome::Resolve`]. An answer given
+    /// at once is timed into the "hit" latency histogram (the stream transports come here;
+    /// a UDP worker times its batches itself).
     pub fn handle(
         &self,
         packet: &[u8],
@@ -393,7 +435,12 @@ impl Pipeline {
         out: &mut [u8],
         counters: &Counters,
     ) -> Outcome {
-        self.handle_at(packet, context, out, counters, self.now())
+        let started = std::time::Instant::now();
+        let outcome = self.handle_at(packet, context, out, counters, self.now());
+        if let Outcome::Respond(_) = outcome {
+            counters.hit_latency(started.elapsed(), 1);
+        }
+        outcome
     }
 
     /// [`Pipeline::handle`] at a time the caller read from [`Pipeline::now`] (a batch of
@@ -434,17 +481,97 @@ impl Pipeline {
         hot: Option<&mut HotAnswers>,
     ) -> Outcome {
         counters.query(context.transport);
+        // Answers observed (query log, dnstap): the same path with a recording tally.
+        if let Some(sinks) = self.answers.get() {
+            return self.handle_observed(packet, context, out, counters, now, hot, sinks);
+        }
         let judge = Judge {
             pins: &self.pins,
             tally: &*self.engine.counters,
         };
         let outcome = self.handle_counted(packet, context, out, counters, now, hot, &judge);
-        match &outcome {
-            Outcome::Respond(len) => counters.response(out.get(..*len).unwrap_or_default()),
-            Outcome::Drop => counters.dropped(),
-            Outcome::Resolve(_) => counters.cache_miss(),
-        }
+        count_outcome(counters, context.transport, out, &outcome);
         outcome
+    }
+
+    /// [`Pipeline::handle_with`] when answers are observed: the order that blocked and the
+    /// cache use are recorded on the way, and the answer is offered to every sink.
+    #[cold]
+    #[inline(never)]
+    #[allow(
+        clippy::too_many_arguments,
+        reason = "the per-query facts, kept unbundled on the hot path"
+    )]
+    fn handle_observed(
+        &self,
+        packet: &[u8],
+        context: ClientContext,
+        out: &mut [u8],
+        counters: &Counters,
+        now: u64,
+        hot: Option<&mut HotAnswers>,
+        sinks: &[crate::telemetry::AnswerSink],
+    ) -> Outcome {
+        let started = std::time::Instant::now();
+        let recording = Recording::new(&self.engine.counters);
+        let judge = Judge {
+            pins: &self.pins,
+            tally: &recording,
+        };
+        let outcome = self.handle_counted(packet, context, out, counters, now, hot, &judge);
+        count_outcome(counters, context.transport, out, &outcome);
+        match outcome {
+            Outcome::Respond(len) => {
+                let cache = if recording.cached.get() {
+                    crate::telemetry::CacheUse::Hit
+                } else {
+                    crate::telemetry::CacheUse::None
+                };
+                self.offer_answer(
+                    sinks,
+                    &context,
+                    packet,
+                    out.get(..len).unwrap_or_default(),
+                    cache,
+                    started.elapsed(),
+                    recording.order.take(),
+                );
+                Outcome::Respond(len)
+            }
+            Outcome::Resolve(mut pending) => {
+                pending.observed_query = Some(packet.into());
+                pending.started = started;
+                Outcome::Resolve(pending)
+            }
+            Outcome::Drop => Outcome::Drop,
+        }
+    }
+
+    #[allow(clippy::too_many_arguments, reason = "one answer's facts")]
+    fn offer_answer(
+        &self,
+        sinks: &[crate::telemetry::AnswerSink],
+        context: &ClientContext,
+        query: &[u8],
+        response: &[u8],
+        cache: crate::telemetry::CacheUse,
+        latency: Duration,
+        order: Option<Arc<juris_policy::OrderInfo>>,
+    ) {
+        let answered = Arc::new(crate::telemetry::Answered {
+            time: std::time::SystemTime::now(),
+            transport: context.transport,
+            client: context.client,
+            server: self.listen_addrs.get(context.listener).copied(),
+            query: query.into(),
+            response: response.into(),
+            cache,
+            latency,
+            order,
+        });
+        for sink in sinks {
+            sink.offer(&answered);
+        }
     }
 
     /// The whole answer path ([`Pipeline::handle`] and [`Pipeline::explain`] both come here).
@@ -547,6 +674,7 @@ impl Pipeline {
                             }));
                 if hit {
                     counters.hot_hit();
+                    judge.tally.from_cache();
                     return match render_hot(out, &reply, query.client_name(), slot, now) {
                         Some(len) => Outcome::Respond(len),
                         None => respond_error(out, &reply, &error_map::for_task_failure()),
@@ -643,6 +771,7 @@ impl Pipeline {
             },
         };
         counters.cache_hit();
+        judge.tally.from_cache();
         let block = self.answer_block(judge.tally, &answer, &policy_context, now);
         self.scope_ecs(&mut reply, &jurisdiction, || {
             depends_on_jurisdiction(&self.engine, &policy, query.name(), &answer)
@@ -846,7 +975,9 @@ impl Pipeline {
             (Err(error), None) => {
                 let mut out = vec![0u8; reserve + 1024];
                 let len = write_error(&mut out[reserve..], &reply, &error)?;
-                counters.response(&out[reserve..reserve + len]);
+                counters.response(pending.context.transport, &out[reserve..reserve + len]);
+                counters.miss_latency(pending.started.elapsed());
+                self.offer_resolved(&pending, &out[reserve..reserve + len], None);
                 out.truncate(reserve + len);
                 return Some(out);
             }
@@ -876,7 +1007,8 @@ impl Pipeline {
             query_name: pending.name.as_slice(),
             structured_errors: pending.structured_errors,
         };
-        let block = self.answer_block(&*self.engine.counters, &answer, &policy_context, now);
+        let recording = Recording::new(&self.engine.counters);
+        let block = self.answer_block(&recording, &answer, &policy_context, now);
         self.scope_ecs(&mut reply, &pending.jurisdiction, || {
             depends_on_jurisdiction(&self.engine, &policy, pending.name.as_slice(), &answer)
         });
@@ -899,11 +1031,37 @@ impl Pipeline {
         );
         match outcome {
             Outcome::Respond(len) => {
-                counters.response(&out[reserve..reserve + len]);
+                counters.response(pending.context.transport, &out[reserve..reserve + len]);
+                counters.miss_latency(pending.started.elapsed());
+                self.offer_resolved(
+                    &pending,
+                    &out[reserve..reserve + len],
+                    recording.order.take(),
+                );
                 out.truncate(reserve + len);
                 Some(out)
             }
             Outcome::Drop | Outcome::Resolve(_) => None,
+        }
+    }
+
+    /// Offers a resolved query's response to the answer sinks, when it was observed.
+    fn offer_resolved(
+        &self,
+        pending: &PendingQuery,
+        response: &[u8],
+        order: Option<Arc<juris_policy::OrderInfo>>,
+    ) {
+        if let (Some(sinks), Some(query)) = (self.answers.get(), &pending.observed_query) {
+            self.offer_answer(
+                sinks,
+                &pending.context,
+                query,
+                response,
+                crate::telemetry::CacheUse::Miss,
+                pending.started.elapsed(),
+                order,
+            );
         }
     }
 
@@ -1169,5 +1327,58 @@ mod tests {
         .unwrap();
         assert_eq!(small[2] & 0x02, 0x02);
         assert!(len <= 100);
+    }
+}
+
+/// Counts what [`Pipeline::handle_counted`] decided: the response by transport and RCODE, a
+/// drop, or a miss.
+#[inline]
+fn count_outcome(counters: &Counters, transport: Transport, out: &[u8], outcome: &Outcome) {
+    match outcome {
+        Outcome::Respond(len) => counters.response(transport, out.get(..*len).unwrap_or_default()),
+        Outcome::Drop => counters.dropped(),
+        Outcome::Resolve(_) => counters.cache_miss(),
+    }
+}
+
+/// The order counters, plus what an observed answer needs: the order that blocked it and
+/// whether it came from the cache.
+struct Recording<'a> {
+    counters: &'a crate::policy::OrderCounters,
+    order: std::cell::Cell<Option<Arc<juris_policy::OrderInfo>>>,
+    cached: std::cell::Cell<bool>,
+}
+
+impl<'a> Recording<'a> {
+    fn new(counters: &'a crate::policy::OrderCounters) -> Self {
+        Self {
+            counters,
+            order: std::cell::Cell::new(None),
+            cached: std::cell::Cell::new(false),
+        }
+    }
+}
+
+impl Tally for Recording<'_> {
+    fn withdrawn(&self, country: juris_geo::CountryCode) {
+        Tally::withdrawn(self.counters, country);
+    }
+
+    fn blocked(
+        &self,
+        block: &juris_policy::Block,
+        trigger: Trigger,
+        country: Option<juris_policy::Country>,
+    ) {
+        Tally::blocked(self.counters, block, trigger, country);
+        self.order.set(Some(Arc::clone(&block.fired.order)));
+    }
+
+    fn shadow(&self, matched: &juris_policy::Match, country: Option<juris_policy::Country>) {
+        Tally::shadow(self.counters, matched, country);
+    }
+
+    fn from_cache(&self) {
+        self.cached.set(true);
     }
 }

@@ -28,7 +28,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::thread::JoinHandle;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use socket2::{Domain, Protocol, SockAddr, Socket, Type};
 use tokio::io::unix::AsyncFd;
@@ -226,11 +226,15 @@ impl Worker {
             return false;
         }
         // One clock read per batch: the datagrams of a batch arrived within microseconds.
+        // The batch is timed once, receive to send, and that time is every answer's in it.
+        let started = Instant::now();
         let now = self.pipeline.now();
+        let mut answered = 0u64;
         for i in 0..received {
-            self.process(batch, hot, i, endpoint, now);
+            answered += u64::from(self.process(batch, hot, i, endpoint, now));
         }
         batch.send(endpoint.socket.as_raw_fd());
+        self.counters.hit_latency(started.elapsed(), answered);
         true
     }
 
@@ -242,9 +246,9 @@ impl Worker {
         i: usize,
         endpoint: &Arc<UdpEndpoint>,
         now: u64,
-    ) {
+    ) -> bool {
         let Some(peer) = batch.peer(i) else {
-            return;
+            return false;
         };
         let (packet, out) = batch.slot(i);
         // PROXY protocol off (the default): this one test is all it costs.
@@ -255,7 +259,7 @@ impl Worker {
                 Err(error) => {
                     tracing::debug!(%peer, %error, "UDP datagram refused");
                     self.counters.proxy_refused();
-                    return;
+                    return false;
                 }
             },
         };
@@ -269,8 +273,11 @@ impl Worker {
             .pipeline
             .handle_hot(packet, context, out, &self.counters, now, hot)
         {
-            Outcome::Respond(len) => batch.set_response(i, len),
-            Outcome::Drop => {}
+            Outcome::Respond(len) => {
+                batch.set_response(i, len);
+                true
+            }
+            Outcome::Drop => false,
             Outcome::Resolve(pending) => {
                 let pipeline = Arc::clone(&self.pipeline);
                 let endpoint = Arc::clone(endpoint);
@@ -281,6 +288,7 @@ impl Worker {
                         endpoint.send_to(&response, peer);
                     }
                 });
+                false
             }
         }
     }

@@ -86,6 +86,89 @@ pub struct RawConfig {
     pub candidates: juris_control::candidates::CandidatesConfig,
     /// `[fleet]`: publishing the policy as zones (a primary), following a primary (an edge).
     pub fleet: RawFleet,
+    /// `[querylog]`: one JSON line per answered query (off by default).
+    pub querylog: RawQueryLog,
+    /// `[dnstap]`: dnstap messages to a collector's Unix socket (off by default).
+    pub dnstap: RawDnstap,
+}
+
+/// `[querylog]` (docs/operations.md, "Logs").
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawQueryLog {
+    /// Write the query log. Default false.
+    pub enabled: bool,
+    /// A file appended to; unset or `"-"`: stderr.
+    pub path: Option<PathBuf>,
+    /// `omit` (default), `truncate` (/24, /48) or `full`.
+    pub client: String,
+    /// Lines waiting to be written at most (default 65536); beyond, answers are dropped.
+    pub queue: usize,
+}
+
+impl Default for RawQueryLog {
+    fn default() -> Self {
+        Self {
+            enabled: false,
+            path: None,
+            client: "omit".into(),
+            queue: 65_536,
+        }
+    }
+}
+
+/// `[dnstap]` (docs/operations.md, "dnstap").
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawDnstap {
+    /// The collector's Unix socket (Frame Streams); unset: dnstap is off.
+    pub socket: Option<PathBuf>,
+    /// `omit` (default), `truncate` (/24, /48) or `full`: the client address in messages.
+    pub client: String,
+    /// Messages waiting to be sent at most (default 65536); beyond, they are dropped.
+    pub queue: usize,
+    /// The `identity` field of every message; unset: none.
+    pub identity: Option<String>,
+    /// Also send RESOLVER_QUERY/RESOLVER_RESPONSE (juris's own queries upstream). Default true.
+    pub resolver_messages: bool,
+}
+
+impl Default for RawDnstap {
+    fn default() -> Self {
+        Self {
+            socket: None,
+            client: "omit".into(),
+            queue: 65_536,
+            identity: None,
+            resolver_messages: true,
+        }
+    }
+}
+
+/// `omit`, `truncate` or `full` for `key`.
+fn client_address(
+    key: &str,
+    value: &str,
+) -> Result<juris_server::telemetry::ClientAddress, ConfigError> {
+    use juris_server::telemetry::ClientAddress;
+    match value {
+        "omit" => Ok(ClientAddress::Omit),
+        "truncate" => Ok(ClientAddress::Truncate),
+        "full" => Ok(ClientAddress::Full),
+        other => Err(invalid(
+            key,
+            format!("{other:?}: expected \"omit\", \"truncate\" or \"full\""),
+        )),
+    }
+}
+
+/// The queue size for `key`: 1 ..= 16 Mi.
+fn queue(key: &str, value: usize) -> Result<usize, ConfigError> {
+    if (1..=1 << 24).contains(&value) {
+        Ok(value)
+    } else {
+        Err(invalid(key, "between 1 and 16777216"))
+    }
 }
 
 /// `[fleet]` (docs/fleet.md).
@@ -688,12 +771,28 @@ pub enum RawSize {
 pub struct RawLog {
     /// A tracing filter (`info`, `juris=debug,warn`, ...). `RUST_LOG` overrides it. Default `info`.
     pub level: String,
+    /// `text` (the default: one human-readable line per event) or `json` (one JSON object
+    /// per line, for log shippers). Needs a restart.
+    pub format: LogFormat,
+}
+
+/// `log.format`.
+#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// One human-readable line per event (tracing's default format).
+    #[default]
+    Text,
+    /// One JSON object per line: `timestamp`, `level`, `fields` (with `message`), `target`,
+    /// `spans`.
+    Json,
 }
 
 impl Default for RawLog {
     fn default() -> Self {
         Self {
             level: "info".into(),
+            format: LogFormat::Text,
         }
     }
 }
@@ -942,6 +1041,12 @@ pub struct Settings {
     pub cache: juris_resolver::cache::CacheConfig,
     /// Log filter.
     pub log_level: String,
+    /// Log line format.
+    pub log_format: LogFormat,
+    /// The query log, when enabled.
+    pub querylog: Option<crate::querylog::QueryLogSettings>,
+    /// dnstap output, when a socket is configured.
+    pub dnstap: Option<crate::dnstap::DnstapSettings>,
     /// Blocked-answer settings and withdrawn jurisdictions.
     pub policy: juris_server::PolicySettings,
     /// The order documents (file or directory), if any.
@@ -1166,6 +1271,25 @@ impl Settings {
             resolver,
             cache,
             log_level: raw.log.level.clone(),
+            log_format: raw.log.format,
+            querylog: match &raw.querylog {
+                q if !q.enabled => None,
+                q => Some(crate::querylog::QueryLogSettings {
+                    path: q.path.clone().filter(|p| p.as_os_str() != "-"),
+                    client: client_address("querylog.client", &q.client)?,
+                    queue: queue("querylog.queue", q.queue)?,
+                }),
+            },
+            dnstap: match &raw.dnstap.socket {
+                None => None,
+                Some(socket) => Some(crate::dnstap::DnstapSettings {
+                    socket: socket.clone(),
+                    client: client_address("dnstap.client", &raw.dnstap.client)?,
+                    queue: queue("dnstap.queue", raw.dnstap.queue)?,
+                    identity: raw.dnstap.identity.clone(),
+                    resolver_messages: raw.dnstap.resolver_messages,
+                }),
+            },
             policy,
             orders: raw.policy.orders.clone(),
             watch_interval: Duration::from_millis(raw.policy.watch_interval_ms),
@@ -1854,5 +1978,45 @@ mod tests {
             let error = parse(fleet).unwrap_err().to_string();
             assert!(error.contains(want), "{fleet}: {error}");
         }
+    }
+
+    #[test]
+    fn querylog_and_dnstap_are_off_by_default_and_validated() {
+        let settings = Settings::from_raw(&RawConfig::default()).unwrap();
+        assert!(settings.querylog.is_none() && settings.dnstap.is_none());
+        assert_eq!(settings.log_format, LogFormat::Text);
+        let raw = RawConfig::from_toml(
+            "[log]\nformat = \"json\"\n[querylog]\nenabled = true\npath = \"-\"\nclient = \"truncate\"\n\
+             [dnstap]\nsocket = \"/run/tap.sock\"\n",
+            "t.toml",
+        )
+        .unwrap();
+        let settings = Settings::from_raw(&raw).unwrap();
+        assert_eq!(settings.log_format, LogFormat::Json);
+        let querylog = settings.querylog.unwrap();
+        assert_eq!(querylog.path, None, "\"-\" is stderr");
+        assert_eq!(
+            querylog.client,
+            juris_server::telemetry::ClientAddress::Truncate
+        );
+        let dnstap = settings.dnstap.unwrap();
+        assert_eq!(dnstap.client, juris_server::telemetry::ClientAddress::Omit);
+        assert!(dnstap.resolver_messages);
+        for (text, key) in [
+            (
+                "[querylog]\nenabled = true\nclient = \"all\"\n",
+                "querylog.client",
+            ),
+            ("[querylog]\nenabled = true\nqueue = 0\n", "querylog.queue"),
+            (
+                "[dnstap]\nsocket = \"/s\"\nclient = \"yes\"\n",
+                "dnstap.client",
+            ),
+        ] {
+            let raw = RawConfig::from_toml(text, "t.toml").unwrap();
+            let error = Settings::from_raw(&raw).unwrap_err().to_string();
+            assert!(error.starts_with(key), "{error}");
+        }
+        assert!(RawConfig::from_toml("[log]\nformat = \"xml\"\n", "t.toml").is_err());
     }
 }

@@ -377,6 +377,25 @@ impl ServerView for LiveServer {
                 });
             }
         }
+        let mut answers = Vec::new();
+        for ((_, transport), per_rcode) in juris_server::counters::TRANSPORT_LABELS
+            .iter()
+            .zip(&stats.responses_by_transport)
+        {
+            for (rcode, &count) in (0u16..).zip(per_rcode) {
+                if count > 0 {
+                    answers.push(QueryCount {
+                        transport: (*transport).into(),
+                        rcode: Rcode(rcode).to_string(),
+                        count,
+                    });
+                }
+            }
+        }
+        let latency = [("hit", &stats.hit_latency), ("miss", &stats.miss_latency)]
+            .into_iter()
+            .map(|(cache, histogram)| latency_view(cache, histogram))
+            .collect();
         let counts = self.engine().counters.snapshot();
         let per = |pick: fn(&juris_server::OrderCount) -> u64| {
             counts
@@ -407,7 +426,38 @@ impl ServerView for LiveServer {
                     count,
                 })
                 .collect(),
+            answers,
+            latency,
+            telemetry_dropped: self
+                .pipeline
+                .answer_drops()
+                .into_iter()
+                .map(|(consumer, count)| juris_control::api::LimitHitCount {
+                    limit: consumer.into(),
+                    count,
+                })
+                .collect(),
         }
+    }
+}
+
+/// A latency histogram as `/metrics` shows it: cumulative buckets, seconds.
+fn latency_view(
+    cache: &str,
+    histogram: &juris_server::counters::LatencyStats,
+) -> juris_control::api::LatencyHistogram {
+    let mut cumulative = 0;
+    let buckets = (0..juris_server::counters::LATENCY_BUCKETS)
+        .filter_map(|i| {
+            cumulative += histogram.buckets[i];
+            juris_server::counters::latency_bucket_bound(i).map(|bound| (bound, cumulative))
+        })
+        .collect();
+    juris_control::api::LatencyHistogram {
+        cache: cache.into(),
+        buckets,
+        sum_seconds: histogram.sum_nanos as f64 / 1e9,
+        count: histogram.count(),
     }
 }
 

@@ -33,7 +33,7 @@ use juris_resolver::Resolver;
 use juris_server::{ListenerConfig, PolicyEngine, PolicyHandle, ServerConfig};
 use tracing::{error, info, warn};
 
-use crate::config::Settings;
+use crate::config::{LogFormat, Settings};
 use crate::fleet::follower::Follower;
 use crate::fleet::publisher::Publisher;
 use crate::lifecycle;
@@ -58,7 +58,7 @@ pub fn run(
     document: toml::Value,
     reread: impl Fn() -> anyhow::Result<(Settings, toml::Value)>,
 ) -> anyhow::Result<()> {
-    let log_level = init_logging(&settings.log_level)?;
+    let log_level = init_logging(&settings.log_level, settings.log_format)?;
     std::fs::create_dir_all(&settings.data_dir).with_context(|| {
         format!(
             "server.data_dir: cannot create {}",
@@ -144,6 +144,17 @@ pub fn run(
     for listener in server.listeners() {
         info!(addr = %listener.addr, udp = listener.udp, tcp = listener.tcp, "listening");
     }
+    // The query log and dnstap: writer threads fed from bounded channels (never waited for).
+    let mut answer_sinks = Vec::new();
+    if let Some(querylog) = &settings.querylog {
+        answer_sinks.push(crate::querylog::start(querylog)?);
+        info!(path = %querylog.path.as_ref().map_or("stderr".into(), |p| p.display().to_string()), "query log on");
+    }
+    if let Some(dnstap) = &settings.dnstap {
+        answer_sinks.push(crate::dnstap::start(dnstap)?);
+        info!(socket = %dnstap.socket.display(), "dnstap on");
+    }
+    server.pipeline().observe_answers(answer_sinks);
     // DoT, DoH, DoQ: the same pipeline (and policy), on the server's runtime.
     let transports = match &settings.transports {
         Some(transports) => {
@@ -641,20 +652,27 @@ async fn wait_for_shutdown(mut on_hangup: impl FnMut()) -> anyhow::Result<()> {
     }
 }
 
-/// Logs to stderr through `log.level` (or `RUST_LOG` when set); returns how to change
-/// `log.level` later (`None` under `RUST_LOG`).
-fn init_logging(level: &str) -> anyhow::Result<Option<LogLevel>> {
-    use tracing_subscriber::EnvFilter;
+/// Logs to stderr through `log.level` (or `RUST_LOG` when set) in `log.format`; returns how
+/// to change `log.level` later (`None` under `RUST_LOG`).
+fn init_logging(level: &str, format: LogFormat) -> anyhow::Result<Option<LogLevel>> {
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
+    use tracing_subscriber::{reload, EnvFilter, Layer, Registry};
     let (filter, from_env) = match std::env::var("RUST_LOG") {
         Ok(env) if !env.is_empty() => (EnvFilter::try_new(env).context("RUST_LOG")?, true),
         _ => (EnvFilter::try_new(level).context("log.level")?, false),
     };
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_filter_reloading();
-    let handle = builder.reload_handle();
-    builder.init();
+    let (filter, handle) = reload::Layer::new(filter);
+    let lines = tracing_subscriber::fmt::layer().with_writer(std::io::stderr);
+    let lines: Box<dyn Layer<_> + Send + Sync> = match format {
+        LogFormat::Text => Box::new(lines),
+        LogFormat::Json => Box::new(lines.json()),
+    };
+    Registry::default()
+        .with(filter)
+        .with(lines)
+        .try_init()
+        .context("logging")?;
     if from_env {
         return Ok(None);
     }
