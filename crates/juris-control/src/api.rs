@@ -336,6 +336,19 @@ pub struct ServerSnapshot {
     pub fleet: Option<serde_json::Value>,
     /// Resolver work limits hit (NXNS, loops): (limit label, count).
     pub resolver_limit_hits: Vec<LimitHitCount>,
+    /// Queries and responses over their client prefix's rate (`server.rate_limit`).
+    pub rate_limited: Vec<RateLimitedCount>,
+}
+
+/// How many queries or responses of one class were rate-limited, and how.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct RateLimitedCount {
+    /// `queries`, `answers`, `large`, `nxdomain`, `refused`, `errors`.
+    pub class: String,
+    /// `dropped` or `slipped` (sent truncated, TC=1).
+    pub action: String,
+    /// How many.
+    pub count: u64,
 }
 
 /// How often one resolver work limit was hit.
@@ -864,6 +877,24 @@ pub fn render_metrics(server: &ServerSnapshot, store: &crate::StoreStatus) -> St
             .resolver_limit_hits
             .iter()
             .map(|l| format!("{{limit=\"{}\"}} {}", escape(&l.limit), l.count))
+            .collect(),
+    );
+    section(
+        &mut text,
+        "juris_rate_limited_total",
+        "counter",
+        "UDP queries and responses over their client prefix's rate (server.rate_limit), by class and action (dropped, slipped = sent with TC=1).",
+        server
+            .rate_limited
+            .iter()
+            .map(|r| {
+                format!(
+                    "{{class=\"{}\",action=\"{}\"}} {}",
+                    escape(&r.class),
+                    escape(&r.action),
+                    r.count
+                )
+            })
             .collect(),
     );
     section(
