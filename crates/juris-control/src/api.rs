@@ -761,6 +761,17 @@ async fn status(State(state): State<ApiState>) -> ApiResult<Json<serde_json::Val
     })))
 }
 
+/// One sample line's labels and value: `{a="x",b="y"} count`.
+fn two_labels(first: (&str, &str), second: (&str, &str), count: u64) -> String {
+    format!(
+        "{{{}=\"{}\",{}=\"{}\"}} {count}",
+        first.0,
+        escape(first.1),
+        second.0,
+        escape(second.1)
+    )
+}
+
 async fn metrics(State(state): State<ApiState>) -> ApiResult<Response> {
     let control = state.control.clone();
     let store = blocking(move || control.status()).await?;
@@ -793,14 +804,7 @@ pub fn render_metrics(server: &ServerSnapshot, store: &crate::StoreStatus) -> St
         server
             .queries
             .iter()
-            .map(|q| {
-                format!(
-                    "{{transport=\"{}\",rcode=\"{}\"}} {}",
-                    escape(&q.transport),
-                    escape(&q.rcode),
-                    q.count
-                )
-            })
+            .map(|q| two_labels(("transport", &q.transport), ("rcode", &q.rcode), q.count))
             .collect(),
     );
     section(
@@ -887,14 +891,7 @@ pub fn render_metrics(server: &ServerSnapshot, store: &crate::StoreStatus) -> St
         server
             .rate_limited
             .iter()
-            .map(|r| {
-                format!(
-                    "{{class=\"{}\",action=\"{}\"}} {}",
-                    escape(&r.class),
-                    escape(&r.action),
-                    r.count
-                )
-            })
+            .map(|r| two_labels(("class", &r.class), ("action", &r.action), r.count))
             .collect(),
     );
     section(

@@ -689,6 +689,11 @@ pub struct RawLimits {
     pub max_upstream_queries: u32,
     /// Default 6.
     pub max_depth: u32,
+    /// Upstream queries outstanding at once to one zone's servers; beyond it a client query
+    /// needing that zone gets SERVFAIL (or a stale answer) at once. 0 = no cap. Default 250.
+    pub max_outstanding_per_zone: u32,
+    /// Upstream queries outstanding at once in total. 0 = no cap. Default 1000.
+    pub max_outstanding: u32,
 }
 
 impl Default for RawLimits {
@@ -701,6 +706,8 @@ impl Default for RawLimits {
             max_ns_lookups_per_zone: l.max_ns_lookups_per_zone,
             max_upstream_queries: l.max_upstream_queries,
             max_depth: l.max_depth,
+            max_outstanding_per_zone: l.max_outstanding_per_zone,
+            max_outstanding: l.max_outstanding,
         }
     }
 }
@@ -1397,6 +1404,8 @@ fn resolver_config(raw: &RawResolver) -> Result<juris_resolver::ResolverConfig, 
             max_ns_lookups_per_zone: limits.max_ns_lookups_per_zone,
             max_upstream_queries: limits.max_upstream_queries,
             max_depth: limits.max_depth,
+            max_outstanding_per_zone: limits.max_outstanding_per_zone,
+            max_outstanding: limits.max_outstanding,
         },
         ipv4: raw.ipv4,
         ipv6: raw.ipv6,
