@@ -336,7 +336,7 @@ struct Inner {
 #[derive(Debug)]
 enum Engine {
     Recursive(Box<Recursor>),
-    Forward(Forwarder),
+    Forward(Box<Forwarder>),
 }
 
 impl Resolver {
@@ -366,7 +366,7 @@ impl Resolver {
                 cache.config().max_ttl,
             ))),
             Mode::Forward { upstreams } => {
-                Engine::Forward(Forwarder::new(config.clone(), upstreams.clone()))
+                Engine::Forward(Box::new(Forwarder::new(config.clone(), upstreams.clone())))
             }
         };
         if !config.ipv4 && !config.ipv6 {
