@@ -30,6 +30,19 @@ fn root_zone() -> support::Zone {
     )
 }
 
+/// The root zone: `test.` on 127.0.0.3 and `victim.` on 127.0.0.4.
+fn root_with_victim() -> support::Zone {
+    zone(
+        ".",
+        &[
+            "test. 86400 NS ns1.test.",
+            "ns1.test. 86400 A 127.0.0.3",
+            "victim. 86400 NS ns.victim.",
+            "ns.victim. 86400 A 127.0.0.4",
+        ],
+    )
+}
+
 /// `test.` with `www.test.` and whatever `extra` holds.
 fn test_zone(extra: &[&str]) -> support::Zone {
     let mut lines = vec!["www.test. 300 A 192.0.2.1"];
@@ -267,20 +280,7 @@ async fn the_fastest_server_gets_the_queries_and_a_dead_one_almost_none() {
 #[tokio::test]
 async fn a_referral_to_many_glueless_name_servers_causes_few_lookups() {
     let port = 47_509;
-    let _root = FakeAuthority::serve(
-        "127.0.0.2",
-        port,
-        vec![zone(
-            ".",
-            &[
-                "test. 86400 NS ns1.test.",
-                "ns1.test. 86400 A 127.0.0.3",
-                "victim. 86400 NS ns.victim.",
-                "ns.victim. 86400 A 127.0.0.4",
-            ],
-        )],
-    )
-    .await;
+    let _root = FakeAuthority::serve("127.0.0.2", port, vec![root_with_victim()]).await;
     // `attack.test.` is delegated to 30 names under `victim.`, none of which exists.
     let ns: Vec<String> = (0..30)
         .map(|i| format!("attack.test. 300 NS ns{i}.victim."))
@@ -370,20 +370,7 @@ async fn prefetch_refreshes_an_entry_near_its_expiry() {
 #[tokio::test]
 async fn a_flood_of_one_zone_hits_its_outstanding_cap_and_other_zones_resolve() {
     let port = 47_512;
-    let _root = FakeAuthority::serve(
-        "127.0.0.2",
-        port,
-        vec![zone(
-            ".",
-            &[
-                "test. 86400 NS ns1.test.",
-                "ns1.test. 86400 A 127.0.0.3",
-                "victim. 86400 NS ns.victim.",
-                "ns.victim. 86400 A 127.0.0.4",
-            ],
-        )],
-    )
-    .await;
+    let _root = FakeAuthority::serve("127.0.0.2", port, vec![root_with_victim()]).await;
     let _tld = FakeAuthority::serve("127.0.0.3", port, vec![test_zone(&[])]).await;
     let victim = FakeAuthority::blackhole("127.0.0.4", port).await;
     let (resolver, _) = resolver(ResolverConfig {

@@ -512,14 +512,7 @@ impl Pipeline {
         if !self.access.load().allows(context.client.ip()) {
             counters.refused_by_acl();
             let outcome = self.refuse_client(packet, out);
-            return limit_response(
-                judge.limiter,
-                counters,
-                context.client.ip(),
-                out,
-                outcome,
-                now,
-            );
+            return limit_unparsed(judge, counters, context, out, outcome, now);
         }
         // NOTIFY (RFC 1996), for a fleet edge: the receiver schedules a transfer, which is
         // authenticated itself; the NOTIFY only says when to look.
@@ -554,14 +547,7 @@ impl Pipeline {
                     synth::write_header_only(out, error.id, error.flags, error.rcode)
                 };
                 let outcome = respond_or_drop(written);
-                return limit_response(
-                    judge.limiter,
-                    counters,
-                    context.client.ip(),
-                    out,
-                    outcome,
-                    now,
-                );
+                return limit_unparsed(judge, counters, context, out, outcome, now);
             }
         };
         context.client_subnet = query.edns.and_then(|e| e.client_subnet);
@@ -1185,6 +1171,26 @@ fn limit_response(
             respond_or_drop(crate::ratelimit::truncate_response(out, len))
         }
     }
+}
+
+/// [`limit_response`] for a response written before the query was parsed (access list,
+/// parser errors): no cookie can exempt it.
+fn limit_unparsed<T: Tally>(
+    judge: &Judge<'_, T>,
+    counters: &Counters,
+    context: ClientContext,
+    out: &mut [u8],
+    outcome: Outcome,
+    now: u64,
+) -> Outcome {
+    limit_response(
+        judge.limiter,
+        counters,
+        context.client.ip(),
+        out,
+        outcome,
+        now,
+    )
 }
 
 /// A truncated answer to `reply` (TC=1, the question, the client's OPT): a rate-limited
