@@ -376,6 +376,8 @@ pub struct ServerSnapshot {
     /// Answers the query log and dnstap dropped (writer or collector behind, or away):
     /// `limit` holds the consumer (`querylog`, `dnstap`).
     pub telemetry_dropped: Vec<LimitHitCount>,
+    /// Queries and responses over their client prefix's rate (`server.rate_limit`).
+    pub rate_limited: Vec<RateLimitedCount>,
 }
 
 /// One answer latency histogram, cumulative as Prometheus wants it.
@@ -390,6 +392,17 @@ pub struct LatencyHistogram {
     /// Every answer's time, summed, in seconds.
     pub sum_seconds: f64,
     /// Answers observed.
+    pub count: u64,
+}
+
+/// How many queries or responses of one class were rate-limited, and how.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct RateLimitedCount {
+    /// `queries`, `answers`, `large`, `nxdomain`, `refused`, `errors`.
+    pub class: String,
+    /// `dropped` or `slipped` (sent truncated, TC=1).
+    pub action: String,
+    /// How many.
     pub count: u64,
 }
 
@@ -826,6 +839,17 @@ async fn status(State(state): State<ApiState>) -> ApiResult<Json<serde_json::Val
     })))
 }
 
+/// One sample line's labels and value: `{a="x",b="y"} count`.
+fn two_labels(first: (&str, &str), second: (&str, &str), count: u64) -> String {
+    format!(
+        "{{{}=\"{}\",{}=\"{}\"}} {count}",
+        first.0,
+        escape(first.1),
+        second.0,
+        escape(second.1)
+    )
+}
+
 async fn metrics(State(state): State<ApiState>) -> ApiResult<Response> {
     let control = state.control.clone();
     let store = blocking(move || control.status()).await?;
@@ -1005,6 +1029,17 @@ pub fn render_metrics(server: &ServerSnapshot, store: &crate::StoreStatus) -> St
             .resolver_limit_hits
             .iter()
             .map(|l| format!("{{limit=\"{}\"}} {}", escape(&l.limit), l.count))
+            .collect(),
+    );
+    section(
+        &mut text,
+        "juris_rate_limited_total",
+        "counter",
+        "UDP queries and responses over their client prefix's rate (server.rate_limit), by class and action (dropped, slipped = sent with TC=1).",
+        server
+            .rate_limited
+            .iter()
+            .map(|r| two_labels(("class", &r.class), ("action", &r.action), r.count))
             .collect(),
     );
     section(

@@ -21,6 +21,7 @@ use tokio::time::Instant;
 
 use crate::infra::InfraCache;
 use crate::names::{rrsig_covers, Rr};
+use crate::outstanding::Outstanding;
 use crate::recursor::{Outcome, Work};
 use crate::resolver::{Question, ResolveError, ResolverConfig};
 use crate::upstream::{self, QueryOptions, UpstreamError};
@@ -31,14 +32,18 @@ pub(crate) struct Forwarder {
     config: Arc<ResolverConfig>,
     upstreams: Vec<SocketAddr>,
     infra: InfraCache,
+    /// Upstream queries out (the total cap; zones are the upstreams' business).
+    outstanding: Outstanding,
 }
 
 impl Forwarder {
     pub(crate) fn new(config: Arc<ResolverConfig>, upstreams: Vec<SocketAddr>) -> Self {
+        let outstanding = Outstanding::new(config.limits.max_outstanding, 0);
         Self {
             config,
             upstreams,
             infra: InfraCache::default(),
+            outstanding,
         }
     }
 
@@ -72,15 +77,21 @@ impl Forwarder {
                     started,
                 ),
             };
-            match upstream::ask(
-                &self.infra,
-                server,
-                &question.name,
-                question.qtype,
-                &options,
-            )
-            .await
-            {
+            let answer = {
+                let _permit = self
+                    .outstanding
+                    .acquire(None)
+                    .map_err(|limit| work.limit(limit))?;
+                upstream::ask(
+                    &self.infra,
+                    server,
+                    &question.name,
+                    question.qtype,
+                    &options,
+                )
+                .await
+            };
+            match answer {
                 Ok(response)
                     if response.rcode == Rcode::NOERROR || response.rcode == Rcode::NXDOMAIN =>
                 {

@@ -51,6 +51,7 @@ mod forwarder;
 pub mod fuzzing;
 mod infra;
 mod names;
+mod outstanding;
 mod recursor;
 mod redirects;
 mod referral_ds;

@@ -43,6 +43,7 @@ use crate::names::{
     cname_target, dname_target, is_at_or_below, is_below, is_dnssec_type, lower, replace_suffix,
     rrsig_covers, same_name, suffix_with_labels, synthesized_cname, Rr,
 };
+use crate::outstanding::Outstanding;
 use crate::redirects::Redirects;
 use crate::referral_ds::ReferralDs;
 use crate::resolver::{Limit, ResolveError, ResolverConfig};
@@ -211,6 +212,8 @@ pub(crate) struct Recursor {
     max_ttl: u32,
     /// One priming query at a time (RFC 8109); the others wait for its result.
     priming: tokio::sync::Mutex<()>,
+    /// Upstream queries out, per zone and in total (their caps: `Limits::max_outstanding*`).
+    outstanding: Outstanding,
     /// Unix time before which a failed priming is not tried again (the hints serve).
     prime_retry_at: std::sync::atomic::AtomicU64,
 }
@@ -251,6 +254,10 @@ impl Recursor {
         clock: SharedClock,
         max_ttl: u32,
     ) -> Self {
+        let outstanding = Outstanding::new(
+            config.limits.max_outstanding,
+            config.limits.max_outstanding_per_zone,
+        );
         Self {
             config,
             delegations: DelegationCache::new(hints),
@@ -261,6 +268,7 @@ impl Recursor {
             max_ttl,
             priming: tokio::sync::Mutex::new(()),
             prime_retry_at: std::sync::atomic::AtomicU64::new(0),
+            outstanding,
         }
     }
 
@@ -804,7 +812,16 @@ impl Recursor {
                     started,
                 ),
             };
-            match upstream::ask(&self.infra, server, qname, qtype, &options).await {
+            let answer = {
+                // Held while the query is out: a zone (or the resolver) with too many queries
+                // out fails this client query at once (random-subdomain floods).
+                let _permit = self
+                    .outstanding
+                    .acquire(Some(&delegation.zone))
+                    .map_err(|limit| work.limit(limit))?;
+                upstream::ask(&self.infra, server, qname, qtype, &options).await
+            };
+            match answer {
                 Err(UpstreamError::Timeout) => {
                     tracing::debug!(%server, zone = %delegation.zone, "upstream timeout");
                     self.infra.record_timeout(server);

@@ -71,6 +71,12 @@ pub struct Limits {
     pub max_upstream_queries: u32,
     /// Nesting depth of sub-lookups (NS address lookups that need NS address lookups...).
     pub max_depth: u32,
+    /// Upstream queries outstanding at once to the servers of one zone (random-subdomain
+    /// floods); beyond it a client query that needs the zone fails at once
+    /// ([`Limit::OutstandingPerZone`]). 0: no cap. Recursive mode only.
+    pub max_outstanding_per_zone: u32,
+    /// Upstream queries outstanding at once in total ([`Limit::OutstandingTotal`]). 0: no cap.
+    pub max_outstanding: u32,
 }
 
 impl Default for Limits {
@@ -82,6 +88,8 @@ impl Default for Limits {
             max_ns_lookups_per_zone: 4,
             max_upstream_queries: 64,
             max_depth: 6,
+            max_outstanding_per_zone: 250,
+            max_outstanding: 1000,
         }
     }
 }
@@ -179,11 +187,15 @@ pub enum Limit {
     DelegationLoop,
     /// Name server address lookups for one zone cut ([`Limits::max_ns_lookups_per_zone`]).
     NameServerLookupsPerZone,
+    /// Upstream queries outstanding to one zone's servers ([`Limits::max_outstanding_per_zone`]).
+    OutstandingPerZone,
+    /// Upstream queries outstanding in total ([`Limits::max_outstanding`]).
+    OutstandingTotal,
 }
 
 impl Limit {
     /// Every limit, in the order of [`Limit::label`]'s counters.
-    pub const ALL: [Limit; 8] = [
+    pub const ALL: [Limit; 10] = [
         Limit::UpstreamQueries,
         Limit::Referrals,
         Limit::NameServerLookups,
@@ -192,6 +204,8 @@ impl Limit {
         Limit::Depth,
         Limit::DelegationLoop,
         Limit::NameServerLookupsPerZone,
+        Limit::OutstandingPerZone,
+        Limit::OutstandingTotal,
     ];
 
     /// A short label for metrics (`juris_resolver_limit_hits_total{limit=...}`).
@@ -205,6 +219,8 @@ impl Limit {
             Limit::Depth => "depth",
             Limit::DelegationLoop => "delegation_loop",
             Limit::NameServerLookupsPerZone => "ns_lookups_per_zone",
+            Limit::OutstandingPerZone => "outstanding_per_zone",
+            Limit::OutstandingTotal => "outstanding_total",
         }
     }
 
@@ -229,6 +245,8 @@ impl std::fmt::Display for Limit {
             Limit::Depth => "sub-lookup depth",
             Limit::DelegationLoop => "delegation loop (name server lookup needs itself)",
             Limit::NameServerLookupsPerZone => "name server lookups per zone cut",
+            Limit::OutstandingPerZone => "upstream queries outstanding for one zone",
+            Limit::OutstandingTotal => "upstream queries outstanding in total",
         })
     }
 }
@@ -318,7 +336,7 @@ struct Inner {
 #[derive(Debug)]
 enum Engine {
     Recursive(Box<Recursor>),
-    Forward(Forwarder),
+    Forward(Box<Forwarder>),
 }
 
 impl Resolver {
@@ -348,7 +366,7 @@ impl Resolver {
                 cache.config().max_ttl,
             ))),
             Mode::Forward { upstreams } => {
-                Engine::Forward(Forwarder::new(config.clone(), upstreams.clone()))
+                Engine::Forward(Box::new(Forwarder::new(config.clone(), upstreams.clone())))
             }
         };
         if !config.ipv4 && !config.ipv6 {

@@ -30,6 +30,19 @@ fn root_zone() -> support::Zone {
     )
 }
 
+/// The root zone: `test.` on 127.0.0.3 and `victim.` on 127.0.0.4.
+fn root_with_victim() -> support::Zone {
+    zone(
+        ".",
+        &[
+            "test. 86400 NS ns1.test.",
+            "ns1.test. 86400 A 127.0.0.3",
+            "victim. 86400 NS ns.victim.",
+            "ns.victim. 86400 A 127.0.0.4",
+        ],
+    )
+}
+
 /// `test.` with `www.test.` and whatever `extra` holds.
 fn test_zone(extra: &[&str]) -> support::Zone {
     let mut lines = vec!["www.test. 300 A 192.0.2.1"];
@@ -267,20 +280,7 @@ async fn the_fastest_server_gets_the_queries_and_a_dead_one_almost_none() {
 #[tokio::test]
 async fn a_referral_to_many_glueless_name_servers_causes_few_lookups() {
     let port = 47_509;
-    let _root = FakeAuthority::serve(
-        "127.0.0.2",
-        port,
-        vec![zone(
-            ".",
-            &[
-                "test. 86400 NS ns1.test.",
-                "ns1.test. 86400 A 127.0.0.3",
-                "victim. 86400 NS ns.victim.",
-                "ns.victim. 86400 A 127.0.0.4",
-            ],
-        )],
-    )
-    .await;
+    let _root = FakeAuthority::serve("127.0.0.2", port, vec![root_with_victim()]).await;
     // `attack.test.` is delegated to 30 names under `victim.`, none of which exists.
     let ns: Vec<String> = (0..30)
         .map(|i| format!("attack.test. 300 NS ns{i}.victim."))
@@ -361,4 +361,76 @@ async fn prefetch_refreshes_an_entry_near_its_expiry() {
     assert!(!refreshed.prefetch_due(support::NOW + 271));
     assert_eq!(tld.count_for("www.test."), 2);
     assert_eq!(resolver.prefetches(), 1);
+}
+
+/// A random-subdomain flood against a zone whose server never answers: the queries out to
+/// that zone stop at `max_outstanding_per_zone`, the next client query needing it fails at
+/// once (counted), and another zone keeps resolving (the total cap is unit-tested in
+/// `outstanding.rs`).
+#[tokio::test]
+async fn a_flood_of_one_zone_hits_its_outstanding_cap_and_other_zones_resolve() {
+    let port = 47_512;
+    let _root = FakeAuthority::serve("127.0.0.2", port, vec![root_with_victim()]).await;
+    let _tld = FakeAuthority::serve("127.0.0.3", port, vec![test_zone(&[])]).await;
+    let victim = FakeAuthority::blackhole("127.0.0.4", port).await;
+    let (resolver, _) = resolver(ResolverConfig {
+        // Long enough that the flood's queries are still out when the checks below run.
+        query_timeout: Duration::from_secs(20),
+        resolution_deadline: Duration::from_secs(30),
+        limits: juris_resolver::Limits {
+            max_outstanding_per_zone: 3,
+            max_outstanding: 4,
+            ..juris_resolver::Limits::default()
+        },
+        ..config(port)
+    });
+    let flood: Vec<_> = (0..3)
+        .map(|i| {
+            let resolver = resolver.clone();
+            tokio::spawn(async move {
+                resolver
+                    .resolve(&question(&format!("nx-{i}.victim."), Rtype::A))
+                    .await
+            })
+        })
+        .collect();
+    // Wait (no time limit asserted) until the three queries are out at the victim.
+    while victim.count() < 3 {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let error = resolver
+        .resolve(&question("nx-3.victim.", Rtype::A))
+        .await
+        .expect_err("the victim zone is at its cap");
+    assert!(
+        matches!(
+            error,
+            juris_resolver::ResolveError::LimitExceeded(Limit::OutstandingPerZone)
+        ),
+        "{error}"
+    );
+    assert_eq!(victim.count(), 3, "nothing more was sent to the victim");
+    // Another zone resolves meanwhile (the 4th place of the total).
+    assert_eq!(
+        answer(&resolver, "www.test.").await,
+        ["www.test. A 192.0.2.1"]
+    );
+    let hits = |limit| {
+        resolver
+            .limit_hits()
+            .into_iter()
+            .find(|(l, _)| *l == limit)
+            .map_or(0, |(_, n)| n)
+    };
+    assert_eq!(hits(Limit::OutstandingPerZone), 1);
+    assert_eq!(hits(Limit::OutstandingTotal), 0);
+    // The flood is still out: the victim stays closed to new questions.
+    assert!(resolver
+        .resolve(&question("nx-4.victim.", Rtype::A))
+        .await
+        .is_err());
+    assert_eq!(hits(Limit::OutstandingPerZone), 2);
+    for task in flood {
+        task.abort();
+    }
 }

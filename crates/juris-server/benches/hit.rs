@@ -29,7 +29,7 @@ use juris_resolver::{Mode, Resolver, ResolverConfig};
 use juris_server::counters::Counters;
 use juris_server::{
     ClientContext, HotAnswers, ListenerConfig, Outcome, Pipeline, PolicyEngine, PolicyHandle,
-    ServerConfig, Transport,
+    RateClass, RateLimitConfig, Rates, ServerConfig, Transport,
 };
 
 const NOW: u64 = 1_700_000_000;
@@ -128,7 +128,7 @@ fn policy(names: usize) -> CompiledPolicy {
     CompiledPolicy::compile(&orders, &CompileOptions::default()).unwrap()
 }
 
-fn pipeline(policy: CompiledPolicy, names: &[Vec<u8>]) -> Pipeline {
+fn pipeline(policy: CompiledPolicy, names: &[Vec<u8>], rate_limit: RateLimitConfig) -> Pipeline {
     let clock: SharedClock = Arc::new(ManualClock::new(NOW));
     let cache = Arc::new(AnswerCache::new(CacheConfig::default()));
     for (i, name) in names.iter().enumerate() {
@@ -158,6 +158,7 @@ fn pipeline(policy: CompiledPolicy, names: &[Vec<u8>]) -> Pipeline {
             country: CountryCode::parse("IT").ok(),
             ..ListenerConfig::udp_and_tcp("127.0.0.1:0".parse().unwrap())
         }],
+        rate_limit,
         ..ServerConfig::default()
     };
     let engine = PolicyEngine::new(
@@ -190,7 +191,7 @@ fn hits(c: &mut Criterion) {
     let mut group = c.benchmark_group("cache_hit");
     group.throughput(Throughput::Elements(1));
     for size in [0, blocked] {
-        let pipeline = pipeline(policy(size), &names);
+        let pipeline = pipeline(policy(size), &names, RateLimitConfig::default());
         let counters = Counters::default();
         let mut out = vec![0u8; 1232];
         let mut next = 0usize;
@@ -231,6 +232,39 @@ fn hits(c: &mut Criterion) {
             stats.udp_queries, stats.cache_hits_hot
         );
     }
+    // The hot path with the rate limits on (query and answer rates per client prefix): what
+    // a UDP hit pays for the limiter's two table updates. The clock moves one second every
+    // 100,000 queries so the client stays within its rate (1,000,000 per second).
+    let mut rates = Rates::default();
+    rates.set(RateClass::Queries, juris_server::ratelimit::MAX_RATE);
+    rates.set(RateClass::Answers, juris_server::ratelimit::MAX_RATE);
+    let limited = pipeline(
+        policy(0),
+        &names,
+        RateLimitConfig {
+            rates,
+            ..RateLimitConfig::default()
+        },
+    );
+    let counters = Counters::default();
+    let mut out = vec![0u8; 1232];
+    let mut next = 0usize;
+    let mut hot = HotAnswers::new();
+    group.bench_function("hot answers, no policy, rate limits on", |b| {
+        b.iter(|| {
+            next += 1;
+            let outcome = limited.handle_hot(
+                &queries[next % HOT_NAMES],
+                context,
+                &mut out,
+                &counters,
+                NOW + 5 + (next / 100_000) as u64,
+                &mut hot,
+            );
+            assert!(matches!(outcome, Outcome::Respond(_)));
+            black_box(&out);
+        })
+    });
     group.finish();
 }
 

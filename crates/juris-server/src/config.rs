@@ -7,6 +7,8 @@ use std::time::Duration;
 use ipnet::IpNet;
 use juris_geo::CountryCode;
 
+use crate::ratelimit::RateLimitConfig;
+
 /// Everything the listeners and the pipeline need to know.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ServerConfig {
@@ -58,6 +60,9 @@ pub struct ServerConfig {
     pub stale_client_timeout: Duration,
     /// Datagrams received and sent per `recvmmsg`/`sendmmsg` call. Default: 32.
     pub udp_batch_size: usize,
+    /// Per-client query rate limit and response-rate limiting over UDP
+    /// ([`crate::ratelimit`]). Default: off (every rate 0).
+    pub rate_limit: RateLimitConfig,
     /// How blocked and withdrawn answers look (the orders themselves come through
     /// [`crate::PolicyEngine`]).
     pub policy: PolicySettings,
@@ -170,6 +175,7 @@ impl Default for ServerConfig {
             any_answer_ttl: 3600,
             stale_client_timeout: Duration::from_millis(1800),
             udp_batch_size: 32,
+            rate_limit: RateLimitConfig::default(),
             policy: PolicySettings::default(),
         }
     }
@@ -208,6 +214,7 @@ impl ServerConfig {
         if self.structured_error_option_code == Some(0) {
             return Err("structured_error_option_code 0 is reserved");
         }
+        self.rate_limit.validate()?;
         if self.policy.block_ttl > 86_400 {
             return Err("policy.block_ttl must be at most 86400 s");
         }

@@ -12,6 +12,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use crate::pipeline::Transport;
+use crate::ratelimit::RateClass;
 
 /// One writer's counters. Relaxed atomics: each set is written by one thread (or, for the
 /// async set, by the runtime's few threads), so no cache line bounces between UDP workers.
@@ -35,6 +36,9 @@ pub struct Counters {
     dropped: AtomicU64,
     tcp_connections: AtomicU64,
     tcp_connections_rejected: AtomicU64,
+    /// Queries and responses over their rate ([`crate::ratelimit`]): dropped, then slipped,
+    /// per [`RateClass`].
+    rate_limited: [[AtomicU64; 6]; 2],
     /// Only one thread ever writes this set (a UDP worker's): counts without locked
     /// instructions.
     single_writer: bool,
@@ -147,6 +151,9 @@ pub struct ServerStats {
     pub tcp_connections: u64,
     /// TCP connections closed at once because the connection limit was reached.
     pub tcp_connections_rejected: u64,
+    /// Queries and responses over their client prefix's rate ([`crate::ratelimit`]):
+    /// `[0]` dropped, `[1]` sent truncated (slipped), each indexed by [`RateClass::ALL`].
+    pub rate_limited: [[u64; 6]; 2],
 }
 
 impl ServerStats {
@@ -263,6 +270,11 @@ impl Counters {
         self.bump(&self.dropped);
     }
 
+    /// A query or response of `class` over its rate: dropped, or `slipped` (sent truncated).
+    pub(crate) fn rate_limited(&self, class: RateClass, slipped: bool) {
+        self.bump(&self.rate_limited[usize::from(slipped)][class.index()]);
+    }
+
     pub(crate) fn tcp_connection(&self) {
         self.bump(&self.tcp_connections);
     }
@@ -311,6 +323,11 @@ impl Counters {
         stats.dropped += read(&self.dropped);
         stats.tcp_connections += read(&self.tcp_connections);
         stats.tcp_connections_rejected += read(&self.tcp_connections_rejected);
+        for (sums, row) in stats.rate_limited.iter_mut().zip(&self.rate_limited) {
+            for (sum, c) in sums.iter_mut().zip(row) {
+                *sum += read(c);
+            }
+        }
     }
 }
 

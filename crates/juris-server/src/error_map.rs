@@ -6,6 +6,7 @@
 //! | `ResolveError::Timeout`                   | SERVFAIL | 22 No Reachable Authority    |
 //! | `ResolveError::InvalidData`               | SERVFAIL | 23 Network Error             |
 //! | `ResolveError::LimitExceeded`             | SERVFAIL | 0 Other                      |
+//! | ... upstream queries outstanding (zone, total) | SERVFAIL (or stale) | 0 Other, "too many upstream queries outstanding" |
 //! | `ResolveError::Internal`, task failure    | SERVFAIL | 0 Other                      |
 //! | DNSSEC bogus answer, query with CD=0      | SERVFAIL | the validator's: 6 Bogus, 7 Signature Expired, 8 Not Yet Valid, 9 DNSKEY Missing, 10 RRSIGs Missing, 12 NSEC Missing (text names the zone) |
 //! | stale entry served after a failure        | (cached) | 3 Stale Answer / 19 Stale NXDOMAIN Answer |
@@ -23,7 +24,7 @@
 use juris_policy::{Action, BlockMeaning};
 use juris_resolver::cache::AnswerKind;
 use juris_resolver::dnssec::{Bogus, BogusReason, Unsupported};
-use juris_resolver::ResolveError;
+use juris_resolver::{Limit, ResolveError};
 
 use crate::codes::{ede, rtype, Rcode};
 use crate::synth::ExtendedError;
@@ -45,6 +46,9 @@ pub fn for_resolve_error(error: &ResolveError) -> ErrorAnswer {
         }
         ResolveError::Timeout => (ede::NO_REACHABLE_AUTHORITY, "resolution timed out"),
         ResolveError::InvalidData(_) => (ede::NETWORK_ERROR, "unusable upstream answers"),
+        ResolveError::LimitExceeded(Limit::OutstandingPerZone | Limit::OutstandingTotal) => {
+            (ede::OTHER, "too many upstream queries outstanding")
+        }
         ResolveError::LimitExceeded(_) => (ede::OTHER, "resolution work limit reached"),
         ResolveError::Internal(_) => (ede::OTHER, "internal error"),
     };

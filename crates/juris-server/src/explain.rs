@@ -212,6 +212,7 @@ impl Pipeline {
         let judge = Judge {
             pins,
             tally: &recorder,
+            limiter: None,
         };
         let context = ClientContext {
             client: query.client,

@@ -66,6 +66,7 @@ pub mod pipeline;
 pub mod policy;
 pub mod proxy;
 pub mod query;
+pub mod ratelimit;
 mod server;
 pub mod stream;
 pub mod synth;
@@ -84,6 +85,7 @@ pub use policy::{
 };
 pub use proxy::{ProxyError, ProxyTrust};
 pub use query::{parse_query, ParseConfig, ParseError, Query};
+pub use ratelimit::{PrefixRates, RateClass, RateLimitConfig, RateLimiter, Rates};
 pub use server::{
     start, start_with_policy, wait_for_permits, BoundListener, RunningServer, ServerError,
     ShutdownHandle,

@@ -42,6 +42,7 @@ use crate::hot::HotAnswers;
 use crate::policy::{policy_country, PolicyEngine};
 use crate::proxy::ProxyTrust;
 use crate::query::{parse_query, ClientSubnet, NameBuf, ParseConfig, ParseError, Query};
+use crate::ratelimit::{RateClass, RateLimitConfig, RateLimiter, Verdict};
 use crate::synth::{
     self, opt_len, write_opt, EcsReply, ExtendedError, OptReply, Rcode, ReplyTo, ResponseBuilder,
 };
@@ -219,6 +220,12 @@ pub struct Pipeline {
     /// Address of each configured listener (by index).
     listen_addrs: Vec<SocketAddr>,
     block: BlockSettings,
+    /// `server.rate_limit` in force, `None` when no rate is set; replaced whole on SIGHUP
+    /// ([`Pipeline::set_rate_limit`]).
+    rate_limit: arc_swap::ArcSwapOption<RateLimiter>,
+    /// Whether `rate_limit` is `Some` (read first, so that the UDP path pays one relaxed load
+    /// when limiting is off).
+    rate_limit_on: std::sync::atomic::AtomicBool,
     /// Where resolved names go for mining (set once, by `observe_resolved`).
     resolved: std::sync::OnceLock<crate::observe::ResolvedSink>,
     /// Where answered queries go (query log, dnstap; set once, by `observe_answers`).
@@ -230,6 +237,8 @@ pub struct Pipeline {
 pub(crate) struct Judge<'a, T: Tally> {
     pub(crate) pins: &'a [Option<CountryCode>],
     pub(crate) tally: &'a T,
+    /// The rate limiter, for a UDP query when `server.rate_limit` is on ([`crate::ratelimit`]).
+    pub(crate) limiter: Option<&'a RateLimiter>,
 }
 
 /// What the policy needs to know to answer one query: the policy in force, who asked, what.
@@ -279,6 +288,13 @@ impl Pipeline {
             pins: config.listeners.iter().map(|l| l.country).collect(),
             listen_addrs: config.listeners.iter().map(|l| l.addr).collect(),
             block,
+            rate_limit: arc_swap::ArcSwapOption::from(
+                config
+                    .rate_limit
+                    .is_enabled()
+                    .then(|| Arc::new(RateLimiter::new(config.rate_limit.clone()))),
+            ),
+            rate_limit_on: std::sync::atomic::AtomicBool::new(config.rate_limit.is_enabled()),
             resolved: std::sync::OnceLock::new(),
             answers: std::sync::OnceLock::new(),
         })
@@ -418,6 +434,30 @@ impl Pipeline {
         self.access.store(Arc::new(AccessList::new(allow)));
     }
 
+    /// Replaces the rate limits (`server.rate_limit`, SIGHUP): the accounts start afresh
+    /// unless the settings are the ones in force. `Err` (nothing changes) when they do not
+    /// validate.
+    pub fn set_rate_limit(&self, config: &RateLimitConfig) -> Result<(), &'static str> {
+        config.validate()?;
+        if self.rate_limit.load().as_deref().map(RateLimiter::config)
+            == config.is_enabled().then_some(config)
+        {
+            return Ok(());
+        }
+        let limiter = config
+            .is_enabled()
+            .then(|| Arc::new(RateLimiter::new(config.clone())));
+        self.rate_limit_on
+            .store(limiter.is_some(), std::sync::atomic::Ordering::Relaxed);
+        self.rate_limit.store(limiter);
+        Ok(())
+    }
+
+    /// The rate limiter in force, if any (its settings and table size).
+    pub fn rate_limiter(&self) -> Option<Arc<RateLimiter>> {
+        self.rate_limit.load_full()
+    }
+
     /// The pipeline clock's Unix seconds, for [`Pipeline::handle_at`].
     pub fn now(&self) -> u64 {
         self.clock.unix_seconds()
@@ -481,13 +521,21 @@ impl Pipeline {
         hot: Option<&mut HotAnswers>,
     ) -> Outcome {
         counters.query(context.transport);
+        // One relaxed load when rate limiting is off (the default).
+        let guard = (context.transport == Transport::Udp
+            && self
+                .rate_limit_on
+                .load(std::sync::atomic::Ordering::Relaxed))
+        .then(|| self.rate_limit.load());
+        let limiter = guard.as_ref().and_then(|g| g.as_deref());
         // Answers observed (query log, dnstap): the same path with a recording tally.
         if let Some(sinks) = self.answers.get() {
-            return self.handle_observed(packet, context, out, counters, now, hot, sinks);
+            return self.handle_observed(packet, context, out, counters, now, hot, sinks, limiter);
         }
         let judge = Judge {
             pins: &self.pins,
             tally: &*self.engine.counters,
+            limiter,
         };
         let outcome = self.handle_counted(packet, context, out, counters, now, hot, &judge);
         count_outcome(counters, context.transport, out, &outcome);
@@ -511,12 +559,14 @@ impl Pipeline {
         now: u64,
         hot: Option<&mut HotAnswers>,
         sinks: &[crate::telemetry::AnswerSink],
+        limiter: Option<&RateLimiter>,
     ) -> Outcome {
         let started = std::time::Instant::now();
         let recording = Recording::new(&self.engine.counters);
         let judge = Judge {
             pins: &self.pins,
             tally: &recording,
+            limiter,
         };
         let outcome = self.handle_counted(packet, context, out, counters, now, hot, &judge);
         count_outcome(counters, context.transport, out, &outcome);
@@ -591,7 +641,8 @@ impl Pipeline {
     ) -> Outcome {
         if !self.access.load().allows(context.client.ip()) {
             counters.refused_by_acl();
-            return self.refuse_client(packet, out);
+            let outcome = self.refuse_client(packet, out);
+            return limit_unparsed(judge, counters, context, out, outcome, now);
         }
         // NOTIFY (RFC 1996), for a fleet edge: the receiver schedules a transfer, which is
         // authenticated itself; the NOTIFY only says when to look.
@@ -625,7 +676,8 @@ impl Pipeline {
                 } else {
                     synth::write_header_only(out, error.id, error.flags, error.rcode)
                 };
-                return respond_or_drop(written);
+                let outcome = respond_or_drop(written);
+                return limit_unparsed(judge, counters, context, out, outcome, now);
             }
         };
         context.client_subnet = query.edns.and_then(|e| e.client_subnet);
@@ -642,6 +694,32 @@ impl Pipeline {
             }
         }
 
+        let limiter = match limit_query(judge.limiter, &query, &reply, context, out, counters, now)
+        {
+            Ok(limiter) => limiter,
+            Err(outcome) => return outcome,
+        };
+        let outcome = self.answer_query(&query, context, reply, out, counters, now, hot, judge);
+        limit_response(limiter, counters, context.client.ip(), out, outcome, now)
+    }
+
+    /// [`Pipeline::handle_counted`] past parsing and the query rate limit.
+    #[allow(
+        clippy::too_many_arguments,
+        reason = "the per-query facts, kept unbundled on the hot path"
+    )]
+    #[inline]
+    fn answer_query<T: Tally>(
+        &self,
+        query: &Query<'_>,
+        context: ClientContext,
+        mut reply: ReplyTo<'_>,
+        out: &mut [u8],
+        counters: &Counters,
+        now: u64,
+        hot: Option<&mut HotAnswers>,
+        judge: &Judge<'_, T>,
+    ) -> Outcome {
         if let Some(error) = error_map::for_question(query.qtype, query.qclass) {
             return respond_error(out, &reply, &error);
         }
@@ -761,7 +839,7 @@ impl Pipeline {
                 (_, stale_or_none) => {
                     let stale = stale_or_none.map(|(answer, _)| answer);
                     return Outcome::Resolve(Box::new(PendingQuery::new(
-                        &query,
+                        query,
                         &reply,
                         stale,
                         jurisdiction,
@@ -1188,6 +1266,102 @@ fn append_opt(
     Some(len + written)
 }
 
+/// The query rate limit of a parsed query: `Err` with what to do when the client's prefix is
+/// over its query rate (drop, or a truncated answer every `slip`-th time); otherwise the
+/// limiter for its response, `None` when the client is exempt: a valid server cookie proves
+/// its address (RFC 7873 §5.2.3; `Edns::cookie_valid`).
+#[inline]
+fn limit_query<'l>(
+    limiter: Option<&'l RateLimiter>,
+    query: &Query<'_>,
+    reply: &ReplyTo<'_>,
+    context: ClientContext,
+    out: &mut [u8],
+    counters: &Counters,
+    now: u64,
+) -> Result<Option<&'l RateLimiter>, Outcome> {
+    let Some(limiter) = limiter else {
+        return Ok(None);
+    };
+    if query.edns.is_some_and(|e| e.cookie_valid) {
+        return Ok(None);
+    }
+    match limiter.check(context.client.ip(), RateClass::Queries, now) {
+        Verdict::Pass => Ok(Some(limiter)),
+        Verdict::Drop => {
+            counters.rate_limited(RateClass::Queries, false);
+            Err(Outcome::Drop)
+        }
+        Verdict::Slip => {
+            counters.rate_limited(RateClass::Queries, true);
+            Err(respond_or_drop(write_truncated(out, reply)))
+        }
+    }
+}
+
+/// RRL: a UDP response about to be sent to `client` (not exempt) beyond its class's rate is
+/// dropped or sent truncated ([`crate::ratelimit`]).
+#[inline]
+fn limit_response(
+    limiter: Option<&RateLimiter>,
+    counters: &Counters,
+    client: std::net::IpAddr,
+    out: &mut [u8],
+    outcome: Outcome,
+    now: u64,
+) -> Outcome {
+    let (Some(limiter), Outcome::Respond(len)) = (limiter, &outcome) else {
+        return outcome;
+    };
+    let len = *len;
+    if !limiter.limits_responses(client) {
+        return outcome;
+    }
+    let Some(response) = out.get(..len) else {
+        return outcome;
+    };
+    let class = limiter.class_of(response);
+    match limiter.check(client, class, now) {
+        Verdict::Pass => outcome,
+        Verdict::Drop => {
+            counters.rate_limited(class, false);
+            Outcome::Drop
+        }
+        Verdict::Slip => {
+            counters.rate_limited(class, true);
+            respond_or_drop(crate::ratelimit::truncate_response(out, len))
+        }
+    }
+}
+
+/// [`limit_response`] for a response written before the query was parsed (access list,
+/// parser errors): no cookie can exempt it.
+fn limit_unparsed<T: Tally>(
+    judge: &Judge<'_, T>,
+    counters: &Counters,
+    context: ClientContext,
+    out: &mut [u8],
+    outcome: Outcome,
+    now: u64,
+) -> Outcome {
+    limit_response(
+        judge.limiter,
+        counters,
+        context.client.ip(),
+        out,
+        outcome,
+        now,
+    )
+}
+
+/// A truncated answer to `reply` (TC=1, the question, the client's OPT): a rate-limited
+/// client asked to come back over TCP.
+fn write_truncated(out: &mut [u8], reply: &ReplyTo<'_>) -> Option<usize> {
+    let mut builder = ResponseBuilder::start(out, reply, Rcode::NOERROR)?;
+    builder.set_truncated();
+    builder.finish(None)
+}
+
 fn write_error(out: &mut [u8], reply: &ReplyTo<'_>, error: &ErrorAnswer) -> Option<usize> {
     synth::write_rcode_response(out, reply, error.rcode, error.ede.as_ref())
 }
@@ -1252,6 +1426,57 @@ mod tests {
             }),
             limit,
         }
+    }
+
+    #[test]
+    fn a_client_with_a_valid_server_cookie_is_exempt_from_the_rate_limits() {
+        use crate::ratelimit::{RateLimitConfig, Rates};
+        let mut rates = Rates::default();
+        rates.set(RateClass::Queries, 1);
+        rates.set(RateClass::Answers, 1);
+        let limiter = RateLimiter::new(RateLimitConfig {
+            rates,
+            slip: 0,
+            ..RateLimitConfig::default()
+        });
+        // A query with an OPT record (EDNS 0, no options).
+        let mut packet = vec![0, 9, 0x01, 0, 0, 1, 0, 0, 0, 0, 0, 1];
+        packet.extend_from_slice(b"\x01a\x00\x00\x01\x00\x01");
+        packet.extend_from_slice(&[0, 0, 41, 4, 0xd0, 0, 0, 0, 0, 0, 0]);
+        let parsed = parse_query(&packet, &ParseConfig::default()).unwrap();
+        let mut with_cookie = parsed;
+        with_cookie.edns.as_mut().unwrap().cookie_valid = true;
+        let context = ClientContext {
+            client: "192.0.2.1:5300".parse().unwrap(),
+            transport: Transport::Udp,
+            listener: 0,
+            client_subnet: None,
+        };
+        let counters = Counters::default();
+        let mut out = [0u8; 512];
+        let mut check = |query: &Query<'_>| {
+            let reply = ReplyTo::for_query(query, 1232, Transport::Udp);
+            limit_query(
+                Some(&limiter),
+                query,
+                &reply,
+                context,
+                &mut out,
+                &counters,
+                1,
+            )
+            .map(|l| l.is_some())
+        };
+        assert!(matches!(check(&parsed), Ok(true)), "within the rate");
+        assert!(matches!(check(&parsed), Err(Outcome::Drop)), "over it");
+        for _ in 0..100 {
+            assert!(
+                matches!(check(&with_cookie), Ok(false)),
+                "exempt, responses too"
+            );
+        }
+        assert!(matches!(check(&parsed), Err(Outcome::Drop)));
+        assert_eq!(counters.snapshot().rate_limited[0][0], 2);
     }
 
     #[test]

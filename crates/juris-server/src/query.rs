@@ -100,6 +100,10 @@ pub struct Edns {
     pub client_subnet: Option<ClientSubnet>,
     /// A well-formed cookie option was present.
     pub has_cookie: bool,
+    /// The cookie option held a server cookie this server issued and still accepts (RFC 7873
+    /// §5.2.3). Set after parsing by the cookie check; the parser leaves it false. Such a
+    /// client proved its address: it is exempt from the rate limits ([`crate::ratelimit`]).
+    pub cookie_valid: bool,
     /// The client signalled support for structured DNS errors (empty EDE option or the
     /// configured signal option).
     pub wants_structured_errors: bool,
@@ -383,6 +387,7 @@ fn parse_opt(packet: &[u8], pos: usize, config: &ParseConfig) -> Result<(Edns, u
         dnssec_ok: edns_flags & 0x8000 != 0,
         client_subnet: None,
         has_cookie: false,
+        cookie_valid: false,
         wants_structured_errors: false,
         padding: false,
     };

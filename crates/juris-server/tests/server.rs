@@ -1166,3 +1166,95 @@ fn rd0_is_answered_from_the_cache_only() {
     let over_tcp = Message::from_vec(&read_frame(&mut stream)).unwrap();
     assert_eq!(over_tcp.response_code(), ResponseCode::Refused);
 }
+
+/// Sends every query of `queries` from `from` (an address of 127.0.0.0/8), then reads the
+/// `expect` responses and checks that no more come (the rest were dropped).
+fn flood(addr: SocketAddr, from: Ipv4Addr, queries: &[Vec<u8>], expect: usize) -> Vec<Message> {
+    let socket = UdpSocket::bind((from, 0)).unwrap();
+    for q in queries {
+        socket.send_to(q, addr).unwrap();
+    }
+    let mut responses = Vec::new();
+    let mut buf = [0u8; 4096];
+    socket
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    while responses.len() < expect {
+        let (n, _) = socket.recv_from(&mut buf).expect("a response is missing");
+        responses.push(Message::from_vec(&buf[..n]).unwrap());
+    }
+    socket
+        .set_read_timeout(Some(Duration::from_millis(300)))
+        .unwrap();
+    assert!(
+        socket.recv_from(&mut buf).is_err(),
+        "more responses than expected from {from}"
+    );
+    responses
+}
+
+#[test]
+fn a_flooding_client_is_rate_limited_while_others_are_answered() {
+    use juris_server::{PrefixRates, RateClass, RateLimitConfig, Rates};
+    let mut rates = Rates::default();
+    rates.set(RateClass::Queries, 5);
+    rates.set(RateClass::Refused, 2);
+    let h = Harness::start(|config, _| {
+        config.rate_limit = RateLimitConfig {
+            rates,
+            prefixes: vec![PrefixRates {
+                prefix: "127.0.0.9/32".parse().unwrap(),
+                rates: Rates::default(),
+            }],
+            slip: 2,
+            // One account per address here (all test clients share 127.0.0.0/24).
+            ipv4_prefix_len: 32,
+            ..RateLimitConfig::default()
+        };
+    });
+    h.insert(WWW, &a_response(WWW, 1));
+    let www: Vec<Vec<u8>> = (0..40).map(|i| query(i, 0x0100, WWW, 1, None)).collect();
+    // The clock stands still (ManualClock): the flooder's account never refills. 5 answers,
+    // then 35 limited: every second one (17) slipped as TC=1, 18 dropped.
+    let responses = flood(h.addr, Ipv4Addr::new(127, 0, 0, 2), &www, 22);
+    let answered = responses.iter().filter(|m| !m.truncated()).count();
+    let slipped: Vec<_> = responses.iter().filter(|m| m.truncated()).collect();
+    assert_eq!((answered, slipped.len()), (5, 17));
+    assert!(responses
+        .iter()
+        .filter(|m| !m.truncated())
+        .all(|m| m.answers().len() == 1));
+    assert!(slipped
+        .iter()
+        .all(|m| m.answers().is_empty() && m.response_code() == ResponseCode::NoError));
+    // Another client is answered meanwhile.
+    let other = flood(h.addr, Ipv4Addr::new(127, 0, 0, 3), &www[..5], 5);
+    assert!(other
+        .iter()
+        .all(|m| !m.truncated() && m.answers().len() == 1));
+    // REFUSED responses have their own rate (2): 5 queries of class CH, 2 refused, then 3
+    // limited: one slipped (TC=1, REFUSED kept), two dropped.
+    let chaos: Vec<Vec<u8>> = (0..5)
+        .map(|i| {
+            let mut q = query(i, 0x0100, WWW, 1, None);
+            let class_at = q.len() - 1;
+            q[class_at] = 3;
+            q
+        })
+        .collect();
+    let refused = flood(h.addr, Ipv4Addr::new(127, 0, 0, 4), &chaos, 3);
+    assert!(refused
+        .iter()
+        .all(|m| m.response_code() == ResponseCode::Refused));
+    assert_eq!(refused.iter().filter(|m| m.truncated()).count(), 1);
+    // An exempt prefix is never limited.
+    let exempt = flood(h.addr, Ipv4Addr::new(127, 0, 0, 9), &www, 40);
+    assert!(exempt.iter().all(|m| !m.truncated()));
+    let stats = h.server().stats();
+    let queries = RateClass::Queries as usize;
+    let refused_class = RateClass::Refused as usize;
+    assert_eq!(stats.rate_limited[0][queries], 18, "dropped queries");
+    assert_eq!(stats.rate_limited[1][queries], 17, "slipped queries");
+    assert_eq!(stats.rate_limited[0][refused_class], 2);
+    assert_eq!(stats.rate_limited[1][refused_class], 1);
+}

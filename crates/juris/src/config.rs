@@ -600,6 +600,158 @@ pub struct RawServer {
     /// At shutdown, how long TCP, DoT and DoH connections may take to answer the queries they
     /// have read, milliseconds. Default 5000.
     pub drain_timeout_ms: u64,
+    /// `[server.rate_limit]`: UDP rate limits per client prefix. Default: off.
+    pub rate_limit: RawRateLimit,
+}
+
+/// `[server.rate_limit]`: per-client query rate limit and response-rate limiting (RRL, as
+/// BIND's) over UDP. Rates are per second per client prefix; 0 = unlimited (every rate 0,
+/// the default, switches limiting off).
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawRateLimit {
+    /// Queries. Default 0.
+    pub queries_per_second: u32,
+    /// NOERROR responses up to `large_response_size`. Default 0.
+    pub responses_per_second: u32,
+    /// NOERROR responses longer than `large_response_size`. Default 0.
+    pub large_per_second: u32,
+    /// NXDOMAIN responses. Default 0.
+    pub nxdomains_per_second: u32,
+    /// REFUSED responses. Default 0.
+    pub refused_per_second: u32,
+    /// Other error responses (SERVFAIL, FORMERR, NOTIMP, ...). Default 0.
+    pub errors_per_second: u32,
+    /// Every `slip`-th limited response is sent truncated (TC=1) instead of dropped; 0 drops
+    /// all. Default 2.
+    pub slip: u32,
+    /// Seconds over which a flood is remembered (the most debt an account can have, in
+    /// seconds of its rate). Default 15.
+    pub window: u32,
+    /// IPv4 clients share an account per prefix of this length. Default 24.
+    pub ipv4_prefix_len: u8,
+    /// IPv6 clients share an account per prefix of this length. Default 56.
+    pub ipv6_prefix_len: u8,
+    /// NOERROR responses longer than this many bytes count as large. Default 1024.
+    pub large_response_size: u16,
+    /// Accounts in the fixed table (32 bytes each; rounded up to a power of two).
+    /// Default 65536 (2 MiB).
+    pub table_size: usize,
+    /// Prefixes never limited. Default none.
+    pub exempt: Vec<String>,
+    /// `[[server.rate_limit.prefix]]`: other rates for the clients of a prefix (the longest
+    /// matching prefix wins; a rate not given is the global one).
+    pub prefix: Vec<RawPrefixRates>,
+}
+
+impl Default for RawRateLimit {
+    fn default() -> Self {
+        let d = juris_server::RateLimitConfig::default();
+        Self {
+            queries_per_second: 0,
+            responses_per_second: 0,
+            large_per_second: 0,
+            nxdomains_per_second: 0,
+            refused_per_second: 0,
+            errors_per_second: 0,
+            slip: d.slip,
+            window: d.window,
+            ipv4_prefix_len: d.ipv4_prefix_len,
+            ipv6_prefix_len: d.ipv6_prefix_len,
+            large_response_size: d.large_response_size,
+            table_size: d.table_size,
+            exempt: Vec::new(),
+            prefix: Vec::new(),
+        }
+    }
+}
+
+/// `[[server.rate_limit.prefix]]`.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct RawPrefixRates {
+    /// The clients (an address or prefix).
+    pub prefix: String,
+    /// See `[server.rate_limit]`; absent: the global value.
+    pub queries_per_second: Option<u32>,
+    /// See `[server.rate_limit]`; absent: the global value.
+    pub responses_per_second: Option<u32>,
+    /// See `[server.rate_limit]`; absent: the global value.
+    pub large_per_second: Option<u32>,
+    /// See `[server.rate_limit]`; absent: the global value.
+    pub nxdomains_per_second: Option<u32>,
+    /// See `[server.rate_limit]`; absent: the global value.
+    pub refused_per_second: Option<u32>,
+    /// See `[server.rate_limit]`; absent: the global value.
+    pub errors_per_second: Option<u32>,
+}
+
+/// `[server.rate_limit]`, validated; errors name the key.
+pub fn rate_limit_config(raw: &RawRateLimit) -> Result<juris_server::RateLimitConfig, ConfigError> {
+    use juris_server::{PrefixRates, RateClass, RateLimitConfig, Rates};
+    let classes = |r: [u32; 6]| {
+        let mut rates = Rates::default();
+        for (class, rate) in RateClass::ALL.into_iter().zip(r) {
+            rates.set(class, rate);
+        }
+        rates
+    };
+    let global = [
+        raw.queries_per_second,
+        raw.responses_per_second,
+        raw.large_per_second,
+        raw.nxdomains_per_second,
+        raw.refused_per_second,
+        raw.errors_per_second,
+    ];
+    let mut prefixes: Vec<PrefixRates> = prefixes("server.rate_limit.exempt", &raw.exempt)?
+        .into_iter()
+        .map(|prefix| PrefixRates {
+            prefix,
+            rates: Rates::default(),
+        })
+        .collect();
+    for (i, p) in raw.prefix.iter().enumerate() {
+        let key = format!("server.rate_limit.prefix[{i}]");
+        let prefix = parse_prefix(&p.prefix).ok_or_else(|| {
+            invalid(
+                format!("{key}.prefix"),
+                format!("{:?} is not an address or prefix", p.prefix),
+            )
+        })?;
+        let own = [
+            p.queries_per_second,
+            p.responses_per_second,
+            p.large_per_second,
+            p.nxdomains_per_second,
+            p.refused_per_second,
+            p.errors_per_second,
+        ];
+        let mut rates = global;
+        for (rate, own) in rates.iter_mut().zip(own) {
+            if let Some(own) = own {
+                *rate = own;
+            }
+        }
+        prefixes.push(PrefixRates {
+            prefix,
+            rates: classes(rates),
+        });
+    }
+    let config = RateLimitConfig {
+        rates: classes(global),
+        prefixes,
+        slip: raw.slip,
+        window: raw.window,
+        ipv4_prefix_len: raw.ipv4_prefix_len,
+        ipv6_prefix_len: raw.ipv6_prefix_len,
+        large_response_size: raw.large_response_size,
+        table_size: raw.table_size,
+    };
+    config
+        .validate()
+        .map_err(|reason| invalid("server.rate_limit", reason))?;
+    Ok(config)
 }
 
 impl Default for RawServer {
@@ -631,6 +783,7 @@ impl Default for RawServer {
             listen_https: Vec::new(),
             listen_quic: Vec::new(),
             drain_timeout_ms: 5_000,
+            rate_limit: RawRateLimit::default(),
         }
     }
 }
@@ -698,6 +851,11 @@ pub struct RawLimits {
     pub max_upstream_queries: u32,
     /// Default 6.
     pub max_depth: u32,
+    /// Upstream queries outstanding at once to one zone's servers; beyond it a client query
+    /// needing that zone gets SERVFAIL (or a stale answer) at once. 0 = no cap. Default 250.
+    pub max_outstanding_per_zone: u32,
+    /// Upstream queries outstanding at once in total. 0 = no cap. Default 1000.
+    pub max_outstanding: u32,
 }
 
 impl Default for RawLimits {
@@ -710,6 +868,8 @@ impl Default for RawLimits {
             max_ns_lookups_per_zone: l.max_ns_lookups_per_zone,
             max_upstream_queries: l.max_upstream_queries,
             max_depth: l.max_depth,
+            max_outstanding_per_zone: l.max_outstanding_per_zone,
+            max_outstanding: l.max_outstanding,
         }
     }
 }
@@ -1033,6 +1193,8 @@ pub struct Settings {
     pub tcp_max_connections: usize,
     /// How long shutdown lets TCP, DoT and DoH connections finish.
     pub drain_timeout: Duration,
+    /// `[server.rate_limit]`, validated.
+    pub rate_limit: juris_server::RateLimitConfig,
     /// State directory.
     pub data_dir: PathBuf,
     /// Resolver settings.
@@ -1267,6 +1429,7 @@ impl Settings {
             tcp_idle_timeout: Duration::from_millis(raw.server.tcp_idle_timeout_ms),
             tcp_max_connections: raw.server.tcp_max_connections,
             drain_timeout: Duration::from_millis(raw.server.drain_timeout_ms),
+            rate_limit: rate_limit_config(&raw.server.rate_limit)?,
             data_dir,
             resolver,
             cache,
@@ -1517,6 +1680,8 @@ fn resolver_config(raw: &RawResolver) -> Result<juris_resolver::ResolverConfig, 
             max_ns_lookups_per_zone: limits.max_ns_lookups_per_zone,
             max_upstream_queries: limits.max_upstream_queries,
             max_depth: limits.max_depth,
+            max_outstanding_per_zone: limits.max_outstanding_per_zone,
+            max_outstanding: limits.max_outstanding,
         },
         ipv4: raw.ipv4,
         ipv6: raw.ipv6,
@@ -1663,6 +1828,31 @@ mod tests {
     }
 
     #[test]
+    fn rate_limits_with_exempt_and_stricter_prefixes() {
+        use juris_server::RateClass;
+        let raw = RawConfig::from_toml(
+            "[server.rate_limit]\nqueries_per_second = 100\nnxdomains_per_second = 10\n\
+             exempt = [\"192.0.2.0/24\"]\n\
+             [[server.rate_limit.prefix]]\nprefix = \"198.51.100.0/24\"\nqueries_per_second = 5\n",
+            "t.toml",
+        )
+        .unwrap();
+        let limits = Settings::from_raw(&raw).unwrap().rate_limit;
+        assert!(limits.is_enabled());
+        assert_eq!(limits.rates.of(RateClass::Queries), 100);
+        assert_eq!(limits.rates.of(RateClass::NxDomain), 10);
+        assert_eq!(limits.rates.of(RateClass::Answers), 0);
+        assert!(limits.prefixes[0].rates.is_unlimited(), "exempt");
+        let stricter = &limits.prefixes[1].rates;
+        assert_eq!(stricter.of(RateClass::Queries), 5);
+        assert_eq!(stricter.of(RateClass::NxDomain), 10, "inherited");
+        assert!(!Settings::from_raw(&RawConfig::default())
+            .unwrap()
+            .rate_limit
+            .is_enabled());
+    }
+
+    #[test]
     fn unknown_key_is_named() {
         let err = RawConfig::from_toml("[cache]\nsise = \"1M\"\n", "t.toml").unwrap_err();
         let text = err.to_string();
@@ -1675,6 +1865,15 @@ mod tests {
             ("[cache]\nsize = \"12X\"", "cache.size"),
             ("[server]\nlisten = [\"nonsense\"]", "server.listen[0]"),
             ("[server]\nallow = [\"10.0.0.0/33\"]", "server.allow[0]"),
+            (
+                "[server.rate_limit]\nexempt = [\"10.0.0.0/8\", \"x\"]",
+                "server.rate_limit.exempt[1]",
+            ),
+            ("[server.rate_limit]\nwindow = 0", "server.rate_limit"),
+            (
+                "[[server.rate_limit.prefix]]\nprefix = \"nope\"",
+                "server.rate_limit.prefix[0].prefix",
+            ),
             (
                 "[server]\nproxy_protocol_from = [\"10.0.0.1\", \"lb\"]",
                 "server.proxy_protocol_from[1]",

@@ -437,6 +437,20 @@ impl ServerView for LiveServer {
                     count,
                 })
                 .collect(),
+            rate_limited: ["dropped", "slipped"]
+                .into_iter()
+                .zip(stats.rate_limited)
+                .flat_map(|(action, row)| {
+                    juris_server::RateClass::ALL
+                        .into_iter()
+                        .zip(row)
+                        .map(move |(class, count)| juris_control::api::RateLimitedCount {
+                            class: class.label().into(),
+                            action: action.into(),
+                            count,
+                        })
+                })
+                .collect(),
         }
     }
 }

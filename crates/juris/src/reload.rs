@@ -4,7 +4,8 @@
 //! ```text
 //!  SIGHUP ─► read + validate the file again (invalid: nothing changes, logged)
 //!         ─► keys that differ from the file juris started with:
-//!              LIVE_KEYS (log.level, server.allow, policy.withdraw) ─► applied
+//!              LIVE_KEYS (log.level, server.allow, policy.withdraw) and every key
+//!              under LIVE_TABLES (server.rate_limit) ─► applied
 //!              any other ─► not applied, named: "need a restart"
 //!  independently: orders re-read, GeoIP database and TLS certificate reloaded (same paths)
 //! ```
@@ -12,6 +13,9 @@
 /// The configuration keys a SIGHUP puts in force (the files behind `policy.orders`,
 /// `geoip.mmdb` and `tls.cert`/`tls.key` are re-read too, but not a change of those paths).
 pub const LIVE_KEYS: &[&str] = &["log.level", "server.allow", "policy.withdraw"];
+
+/// Tables whose every key a SIGHUP puts in force.
+pub const LIVE_TABLES: &[&str] = &["server.rate_limit"];
 
 /// The dotted keys whose values differ between two TOML documents (a key in one only counts;
 /// arrays and inline values compare whole; tables are walked).
@@ -64,9 +68,13 @@ fn walk(
 
 /// Splits changed keys into those a SIGHUP applies and those that need a restart.
 pub fn partition(changed: Vec<String>) -> (Vec<String>, Vec<String>) {
-    changed
-        .into_iter()
-        .partition(|key| LIVE_KEYS.contains(&key.as_str()))
+    changed.into_iter().partition(|key| {
+        LIVE_KEYS.contains(&key.as_str())
+            || LIVE_TABLES.iter().any(|table| {
+                key.strip_prefix(table)
+                    .is_some_and(|rest| rest.is_empty() || rest.starts_with('.'))
+            })
+    })
 }
 
 /// The file as a TOML document (`None`: no file, an empty document).
@@ -120,8 +128,23 @@ mod tests {
             "policy.withdraw".into(),
             "server.allow".into(),
             "server.listen".into(),
+            "server.rate_limit.queries_per_second".into(),
+            "server.rate_limit".into(),
+            "server.rate_limiter".into(),
         ]);
-        assert_eq!(live, ["log.level", "policy.withdraw", "server.allow"]);
-        assert_eq!(restart, ["cache.size", "server.listen"]);
+        assert_eq!(
+            live,
+            [
+                "log.level",
+                "policy.withdraw",
+                "server.allow",
+                "server.rate_limit.queries_per_second",
+                "server.rate_limit"
+            ]
+        );
+        assert_eq!(
+            restart,
+            ["cache.size", "server.listen", "server.rate_limiter"]
+        );
     }
 }

@@ -537,6 +537,10 @@ fn reload_config(
     }
     live.engine.policy.publish_withdrawn(withdrawn);
     live.pipeline.set_allow(&settings.allow);
+    if let Err(reason) = live.pipeline.set_rate_limit(&settings.rate_limit) {
+        // Validated with the file already; kept for safety.
+        error!("SIGHUP: server.rate_limit NOT reloaded: {reason}");
+    }
     if !restart.is_empty() {
         error!(
             "SIGHUP: changed keys NOT applied, they need a restart: {}",
@@ -545,7 +549,7 @@ fn reload_config(
     }
     info!(
         changed_since_start = %changed_live.join(", "),
-        "SIGHUP: configuration reloaded (log.level, server.allow, policy.withdraw in force)"
+        "SIGHUP: configuration reloaded (log.level, server.allow, server.rate_limit, policy.withdraw in force)"
     );
     // Last, so that the lines above are written at the level they were asked at.
     match live.log_level {
@@ -634,6 +638,7 @@ pub fn server_config(settings: &Settings) -> ServerConfig {
         max_udp_payload: settings.max_udp_payload,
         structured_error_option_code: settings.structured_error_option_code,
         policy: settings.policy.clone(),
+        rate_limit: settings.rate_limit.clone(),
         ..ServerConfig::default()
     }
 }
