@@ -1,0 +1,261 @@
+//! Interoperability of the fleet (issue #12, item 4), end to end with Debian's packages on
+//! loopback: a juris primary (store, admin API, `[fleet]` XFR service) publishes
+//! `it.rpz.juris.invalid.`, and BIND 9, Unbound and PowerDNS Recursor enforce it while
+//! resolving through an NSD hierarchy. Each test starts and stops its own servers.
+//!
+//! The third-party configurations written here are the ones `docs/fleet.md` shows (same
+//! statements; only addresses, ports, paths and the secret differ).
+//!
+//! A test whose third-party binary is not installed prints `SKIPPED: ...` and passes
+//! (`.ci/run` installs bind9, unbound and pdns-recursor, so CI runs them all). Needs `nsd`,
+//! `dig` and root, like the other end-to-end tests.
+#![allow(clippy::unwrap_used, clippy::expect_used, reason = "test code")]
+
+use std::fs;
+use std::net::{IpAddr, SocketAddr};
+use std::process::Command;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use juris_testkit::addresses::AddressBlock;
+use juris_testkit::daemon::{Daemon, Prepared};
+use juris_testkit::dig::{Lookup, Response};
+use juris_testkit::hierarchy::{Hierarchy, Zone};
+use juris_testkit::juris::Juris;
+
+const JURIS: &str = env!("CARGO_BIN_EXE_juris");
+/// The RPZ zone every consumer here takes.
+const ZONE: &str = "it.rpz.juris.invalid";
+
+/// The Italian order: the Milan site's subtree, NXDOMAIN.
+const ORDER: &str = r#"{"id": "IT-MI-2024-0001", "kind": "court_order",
+  "authority": "Tribunale di Milano", "reference": "RG 12345/2024", "jurisdictions": ["IT"],
+  "action": "nxdomain", "state": "active",
+  "targets": [{"type": "subtree", "value": "kickasstorrents.to"}]}"#;
+
+/// Runs the juris CLI; its stdout, or a panic with everything it said.
+fn run_juris(args: &[&str], token: Option<&str>) -> String {
+    let mut command = Command::new(JURIS);
+    command.args(args).env_remove("JURIS_API");
+    match token {
+        Some(token) => command.env("JURIS_TOKEN", token),
+        None => command.env_remove("JURIS_TOKEN"),
+    };
+    let output = command.output().unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    assert!(
+        output.status.success(),
+        "juris {args:?}: {stdout}{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    stdout
+}
+
+/// Polls `check` for up to 60 s (transfers and refresh timers of other programs; the bound
+/// only keeps a real failure from hanging the suite, nothing is timed).
+fn within_a_minute(mut check: impl FnMut() -> bool) -> bool {
+    let start = Instant::now();
+    while start.elapsed() < Duration::from_secs(60) {
+        if check() {
+            return true;
+        }
+        thread::sleep(Duration::from_millis(100));
+    }
+    false
+}
+
+fn ask(server: SocketAddr, name: &str) -> Option<Response> {
+    Lookup::dig(server, name, "A")
+        .timeout_seconds(2)
+        .tries(1)
+        .run()
+        .ok()
+}
+
+fn nxdomain(server: SocketAddr, name: &str) -> bool {
+    ask(server, name).is_some_and(|r| r.status == "NXDOMAIN" && r.answer.is_empty())
+}
+
+fn resolves(server: SocketAddr, name: &str, address: &str) -> bool {
+    ask(server, name).is_some_and(|r| r.status == "NOERROR" && r.answer_data("A") == [address])
+}
+
+/// A juris primary with the control store, publishing over AXFR/IXFR with a TSIG key made by
+/// `juris tsig generate`, and the NSD hierarchy every resolver of the test uses.
+struct Primary {
+    hierarchy: Hierarchy,
+    juris: Juris,
+    /// `--tsig-key` form: `interop:hmac-sha256:SECRET`.
+    key: String,
+    /// The BIND `key` clause `juris tsig generate` printed.
+    bind_key: String,
+    xfr: SocketAddr,
+    api: String,
+    token: String,
+    directory: tempfile::TempDir,
+    _block: AddressBlock,
+}
+
+impl Primary {
+    /// Starts the primary with `[fleet]` plus `more_fleet` (TOML lines), waits for its API,
+    /// and applies [`ORDER`].
+    fn start(more_fleet: &str) -> Primary {
+        let hierarchy = Hierarchy::builder()
+            .zone(Zone::new("to."))
+            .zone(Zone::new("kickasstorrents.to.").records("@ A 192.0.2.10\nwww A 192.0.2.10"))
+            .zone(Zone::new("test."))
+            .zone(Zone::new("mirror.test.").records("www A 192.0.2.50\nother A 192.0.2.51"))
+            .start();
+        let generated = run_juris(&["tsig", "generate", "interop"], None);
+        let key = generated
+            .lines()
+            .find_map(|line| line.strip_prefix("--tsig-key "))
+            .unwrap_or_else(|| panic!("no --tsig-key line in {generated}"))
+            .to_owned();
+        let bind_key = generated[generated.find("key \"").unwrap()..].to_owned();
+        let secret = key.rsplit(':').next().unwrap().to_owned();
+        let block = AddressBlock::allocate();
+        let xfr = SocketAddr::new(IpAddr::V4(block.address(1)), 5300);
+        let api_address = SocketAddr::new(IpAddr::V4(block.address(2)), 8053);
+        let directory = tempfile::tempdir().unwrap();
+        let data = directory.path().join("data");
+        fs::create_dir_all(&data).unwrap();
+        let token = run_juris(
+            &[
+                "token",
+                "create",
+                "--role",
+                "admin",
+                "--name",
+                "officer",
+                "--data-dir",
+                data.to_str().unwrap(),
+            ],
+            None,
+        )
+        .trim()
+        .to_owned();
+        let config = directory.path().join("primary.toml");
+        fs::write(
+            &config,
+            format!(
+                "[fleet]\nxfr_listen = \"{xfr}\"\nzone_suffix = \"rpz.juris.invalid.\"\n\
+                 allow_transfer = [\"127.0.0.0/8\"]\n\
+                 tsig_keys = [{{ name = \"interop\", algorithm = \"hmac-sha256\", secret = \"{secret}\" }}]\n\
+                 {more_fleet}\n"
+            ),
+        )
+        .unwrap();
+        let juris = Juris::builder(JURIS)
+            .root_hints(hierarchy.root_hints())
+            .args(["--threads", "2", "--config"])
+            .arg(&config)
+            .arg("--data-dir")
+            .arg(&data)
+            .args(["--api-listen", &api_address.to_string()])
+            .start();
+        let primary = Primary {
+            hierarchy,
+            juris,
+            key,
+            bind_key,
+            xfr,
+            api: format!("http://{api_address}"),
+            token,
+            directory,
+            _block: block,
+        };
+        let ready = within_a_minute(|| {
+            Command::new(JURIS)
+                .args(["order", "list", "--api", &primary.api])
+                .env("JURIS_TOKEN", &primary.token)
+                .output()
+                .is_ok_and(|output| output.status.success())
+        });
+        assert!(ready, "the admin API never came up: {}", primary.juris.stderr());
+        let file = primary.directory.path().join("order.json");
+        fs::write(&file, ORDER).unwrap();
+        let applied = primary.cli(&["order", "apply", file.to_str().unwrap(), "--reason", "interop"]);
+        assert!(applied.contains("IT-MI-2024-0001: active"), "{applied}");
+        primary
+    }
+
+    fn cli(&self, args: &[&str]) -> String {
+        let mut all = args.to_vec();
+        all.extend(["--api", &self.api]);
+        run_juris(&all, Some(&self.token))
+    }
+
+    /// The secret part of the key.
+    fn secret(&self) -> &str {
+        self.key.rsplit(':').next().unwrap()
+    }
+
+    /// Asserts the Italian zone's effect at `server`: the order's names NXDOMAIN, another
+    /// name its real answer from the NSD hierarchy.
+    fn assert_enforced(&self, server: SocketAddr, what: &Daemon) {
+        assert!(
+            within_a_minute(|| nxdomain(server, "www.kickasstorrents.to.")),
+            "{} never enforced the Italian zone\n--- juris primary ---\n{}\n--- {} ---\n{}",
+            what.directory().display(),
+            self.juris.stderr(),
+            what.directory().display(),
+            what.log()
+        );
+        assert!(nxdomain(server, "kickasstorrents.to."), "{}", what.log());
+        assert!(resolves(server, "www.mirror.test.", "192.0.2.50"), "{}", what.log());
+        assert!(resolves(server, "other.mirror.test.", "192.0.2.51"), "{}", what.log());
+    }
+}
+
+/// BIND 9 (`named -g`) as a secondary of `it.rpz.juris.invalid.` with TSIG, in
+/// `response-policy`: NXDOMAIN for the Italian order's names, the real answer otherwise.
+#[test]
+fn bind_is_a_tsig_secondary_of_the_italian_rpz_zone_and_enforces_it() {
+    let Some(named) = Daemon::find("named", "bind9") else {
+        return;
+    };
+    let primary = Primary::start("");
+    let prepared = Daemon::prepare_on_localhost("named");
+    let (ip, port) = (prepared.address.ip(), prepared.address.port());
+    let d = prepared.directory.path().display().to_string();
+    let config = format!(
+        r#"{key}
+options {{
+    directory "{d}";
+    pid-file "{d}/named.pid";
+    session-keyfile "{d}/session.key";
+    listen-on port {port} {{ {ip}; }};
+    listen-on-v6 {{ none; }};
+    recursion yes;
+    allow-query {{ 127.0.0.0/8; }};
+    allow-recursion {{ 127.0.0.0/8; }};
+    dnssec-validation no;
+    response-policy {{ zone "{ZONE}"; }};
+}};
+controls {{ }};
+zone "." {{ type hint; file "{hints}"; }};
+zone "{ZONE}" {{
+    type secondary;
+    primaries port {xport} {{ {xip} key "interop"; }};
+    file "{ZONE}.db";
+}};
+"#,
+        key = primary.bind_key,
+        hints = primary.hierarchy.root_hints().display(),
+        xport = primary.xfr.port(),
+        xip = primary.xfr.ip(),
+    );
+    let conf = prepared.directory.path().join("named.conf");
+    fs::write(&conf, config).unwrap();
+    let mut command = Command::new(named);
+    command.arg("-g").arg("-c").arg(&conf);
+    let bind = Daemon::start("named", command, prepared);
+    primary.assert_enforced(bind.address(), &bind);
+    let log = bind.log();
+    assert!(
+        log.contains(&format!("zone {ZONE}/IN: transferred serial")),
+        "{log}"
+    );
+    assert!(log.contains("TSIG interop"), "{log}");
+}
