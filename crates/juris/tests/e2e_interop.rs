@@ -259,3 +259,60 @@ zone "{ZONE}" {{
     );
     assert!(log.contains("TSIG interop"), "{log}");
 }
+
+/// Unbound (`rpz:` with `primary:`, AXFR): it cannot sign transfers, so the primary serves it
+/// unsigned through `fleet.allow_unsigned`. Unbound 1.17 sends its transfers from the
+/// system's choice of source (127.0.0.1 on loopback), not from `outgoing-interface`, so that
+/// is the prefix allowed (`/32`: nobody else on the host may transfer unsigned).
+#[test]
+fn unbound_takes_the_italian_rpz_zone_unsigned_and_enforces_it() {
+    let Some(unbound) = Daemon::find("unbound", "unbound") else {
+        return;
+    };
+    let prepared = Daemon::prepare("unbound");
+    let (ip, port) = (prepared.address.ip(), prepared.address.port());
+    let primary = Primary::start("allow_unsigned = [\"127.0.0.1/32\"]");
+    let d = prepared.directory.path().display().to_string();
+    let config = format!(
+        r#"server:
+    interface: {ip}@{port}
+    port: {port}
+    do-ip6: no
+    do-daemonize: no
+    chroot: ""
+    username: ""
+    directory: "{d}"
+    pidfile: "{d}/unbound.pid"
+    use-syslog: no
+    logfile: "{d}/unbound.log"
+    verbosity: 1
+    num-threads: 1
+    so-reuseport: no
+    access-control: 127.0.0.0/8 allow
+    do-not-query-localhost: no
+    local-zone: "test." nodefault
+    root-hints: "{hints}"
+    module-config: "respip iterator"
+rpz:
+    name: "{ZONE}."
+    primary: {xip}@{xport}
+    rpz-log: yes
+remote-control:
+    control-enable: no
+"#,
+        hints = primary.hierarchy.root_hints().display(),
+        xport = primary.xfr.port(),
+        xip = primary.xfr.ip(),
+    );
+    let conf = prepared.directory.path().join("unbound.conf");
+    fs::write(&conf, config).unwrap();
+    let mut command = Command::new(unbound);
+    command.arg("-d").arg("-c").arg(&conf);
+    let server = Daemon::start("unbound", command, prepared);
+    primary.assert_enforced(server.address(), &server);
+    let log = server.log();
+    assert!(
+        log.contains("rpz: applied kickasstorrents.to. rpz-nxdomain"),
+        "{log}"
+    );
+}
