@@ -147,6 +147,7 @@ impl Primary {
         )
         .unwrap();
         let juris = Juris::builder(JURIS)
+            .env("RUST_LOG", "info,juris::fleet=debug")
             .root_hints(hierarchy.root_hints())
             .args(["--threads", "2", "--config"])
             .arg(&config)
@@ -313,6 +314,69 @@ remote-control:
     let log = server.log();
     assert!(
         log.contains("rpz: applied kickasstorrents.to. rpz-nxdomain"),
+        "{log}"
+    );
+}
+
+/// PowerDNS Recursor 4.8 (`rpzPrimary` in its Lua configuration, TSIG, IXFR) enforces the
+/// Italian zone, and a change on the primary (`juris order add-target`) reaches it by IXFR.
+/// Recursor 4.8 does not take NOTIFY for RPZ zones (its `allow-notify-for` only wipes the
+/// cache; RPZ NOTIFY came in 5.x): it checks the primary's SOA every `refresh` seconds
+/// (default: the zone's SOA refresh, 60 s from juris), so the configuration sets `refresh=1`.
+/// Its packet cache answers a name it has cached without consulting the RPZ again (until
+/// the answer's TTL runs out), so the configuration disables it (`disable-packetcache`).
+#[test]
+fn powerdns_recursor_follows_the_italian_rpz_zone_with_tsig_and_receives_a_change_by_ixfr() {
+    let Some(recursor) = Daemon::find("pdns_recursor", "pdns-recursor") else {
+        return;
+    };
+    let prepared = Daemon::prepare("pdns-recursor");
+    let primary = Primary::start("");
+    let (ip, port) = (prepared.address.ip(), prepared.address.port());
+    let directory = prepared.directory.path().to_owned();
+    let d = directory.display();
+    fs::write(
+        directory.join("recursor.lua"),
+        format!(
+            "rpzPrimary(\"{xfr}\", \"{ZONE}.\", {{tsigname=\"interop\", tsigalgo=\"hmac-sha256\", \
+             tsigsecret=\"{secret}\", refresh=1}})\n",
+            xfr = primary.xfr,
+            secret = primary.secret(),
+        ),
+    )
+    .unwrap();
+    fs::write(
+        directory.join("recursor.conf"),
+        format!(
+            "local-address={ip}\nlocal-port={port}\nallow-from=127.0.0.0/8\n\
+             hint-file={hints}\ndont-query=\ndnssec=off\nlua-config-file={d}/recursor.lua\n\
+             disable-packetcache=yes\ndaemon=no\nwrite-pid=no\nsocket-dir={d}\nthreads=1\ndisable-syslog=yes\nloglevel=6\n",
+            hints = primary.hierarchy.root_hints().display(),
+        ),
+    )
+    .unwrap();
+    let mut command = Command::new(recursor);
+    command.arg(format!("--config-dir={d}"));
+    let server = Daemon::start("pdns-recursor", command, prepared);
+    primary.assert_enforced(server.address(), &server);
+
+    primary.cli(&["order", "add-target", "IT-MI-2024-0001", "www.mirror.test"]);
+    assert!(
+        within_a_minute(|| nxdomain(server.address(), "www.mirror.test.")),
+        "the change never reached PowerDNS\n--- juris primary ---\n{}\n--- recursor ---\n{}",
+        primary.juris.stderr(),
+        server.log()
+    );
+    assert!(resolves(server.address(), "other.mirror.test.", "192.0.2.51"));
+    // The change came as an IXFR delta (the first load was the only full transfer).
+    let served = primary.juris.stderr();
+    assert!(
+        served.contains(&format!("zone={ZONE}. qtype=IXFR")),
+        "no IXFR served:\n{served}"
+    );
+    let log = server.log();
+    assert!(
+        log.contains("msg=\"RPZ mutations\"") && log.contains("additions=\"1\""),
         "{log}"
     );
 }
