@@ -167,6 +167,17 @@ impl Daemon {
         text
     }
 
+    /// Sends `signal` (e.g. `libc::SIGHUP`: NSD reloads its zone files) to the daemon's
+    /// main process; nothing if it stopped.
+    pub fn signal(&self, signal: libc::c_int) {
+        let mut child = self.child.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(child) = child.as_mut() {
+            if matches!(child.try_wait(), Ok(None)) {
+                process::signal(child, signal);
+            }
+        }
+    }
+
     /// Whether the process still runs.
     #[must_use]
     pub fn is_running(&self) -> bool {

@@ -380,3 +380,194 @@ fn powerdns_recursor_follows_the_italian_rpz_zone_with_tsig_and_receives_a_chang
         "{log}"
     );
 }
+
+/// `GET path` on the admin API with `token`; the body.
+fn api_get(api: SocketAddr, path: &str, token: &str) -> String {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(api).unwrap();
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: {api}\r\nAuthorization: Bearer {token}\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).unwrap();
+    assert!(response.starts_with("HTTP/1.1 200"), "{path}: {response}");
+    response
+}
+
+/// The vendor's RPZ zone as NSD serves it, at `serial`, with `extra` triggers.
+fn vendor_zone(serial: u32, extra: &str) -> String {
+    format!(
+        "$ORIGIN rpz.vendor.test.\n$TTL 30\n\
+         @ SOA ns.vendor.test. hostmaster.vendor.test. {serial} 3600 600 86400 30\n\
+         @ NS ns.vendor.test.\n\
+         kickasstorrents.to CNAME .\n*.kickasstorrents.to CNAME .\n{extra}"
+    )
+}
+
+/// The other direction: juris consumes a third-party RPZ zone (a vendor's list served by NSD,
+/// TSIG) as a feed mapped onto an order for Italy: an Italian client gets NXDOMAIN with EDE 16
+/// and the order's counter moves, a German client gets the real answer; a new serial that NSD
+/// announces by NOTIFY arrives (the feed's refresh is an hour: only the NOTIFY can bring it).
+#[test]
+fn juris_consumes_a_vendors_rpz_zone_over_xfr_as_an_order_for_italy() {
+    let nsd = juris_testkit::tools::require("nsd");
+    let hierarchy = Hierarchy::builder()
+        .zone(Zone::new("to."))
+        .zone(Zone::new("kickasstorrents.to.").records("@ A 192.0.2.10\nwww A 192.0.2.10"))
+        .zone(Zone::new("test."))
+        .zone(Zone::new("mirror.test.").records("www A 192.0.2.50\nother A 192.0.2.51"))
+        .start();
+    let world = juris_testkit::world::CountryWorld::new("{}");
+    fs::remove_file(world.orders.join("it.json")).unwrap();
+    let secret = "dmVuZG9yLWZlZWQtc2VjcmV0LWZvci10aGUtdGVzdHM=";
+    // juris's address is fixed before NSD starts: NSD's NOTIFY goes there.
+    let block = AddressBlock::allocate();
+    let dns = SocketAddr::new(IpAddr::V4(block.address(1)), 5353);
+    let api = SocketAddr::new(IpAddr::V4(block.address(2)), 8053);
+
+    let prepared = Daemon::prepare("nsd");
+    let (ip, port) = (prepared.address.ip(), prepared.address.port());
+    let d = prepared.directory.path().to_owned();
+    let zone_file = d.join("rpz.vendor.test.zone");
+    fs::write(&zone_file, vendor_zone(1, "")).unwrap();
+    fs::write(
+        d.join("nsd.conf"),
+        format!(
+            r#"server:
+    ip-address: {ip}
+    port: {port}
+    do-ip6: no
+    username: ""
+    chroot: ""
+    zonesdir: "{d}"
+    pidfile: "{d}/nsd.pid"
+    database: ""
+    zonelistfile: "{d}/zone.list"
+    xfrdfile: "{d}/xfrd.state"
+    logfile: "{d}/nsd.log"
+    server-count: 1
+    reuseport: no
+    verbosity: 2
+    zonefiles-write: 0
+remote-control:
+    control-enable: no
+key:
+    name: "vendor"
+    algorithm: hmac-sha256
+    secret: "{secret}"
+zone:
+    name: "rpz.vendor.test"
+    zonefile: "{zone}"
+    provide-xfr: 127.0.0.0/8 vendor
+    notify: {dns_ip}@{dns_port} vendor
+    outgoing-interface: {ip}
+"#,
+            d = d.display(),
+            zone = zone_file.display(),
+            dns_ip = dns.ip(),
+            dns_port = dns.port(),
+        ),
+    )
+    .unwrap();
+    let mut command = Command::new(nsd);
+    command.arg("-d").arg("-c").arg(d.join("nsd.conf"));
+    let vendor = Daemon::start("nsd", command, prepared);
+
+    let config = world.directory.path().join("juris.toml");
+    fs::write(
+        &config,
+        format!(
+            r#"[[fleet.rpz_feed]]
+name = "vendor"
+primary = "{primary}"
+zone = "rpz.vendor.test."
+tsig_key = {{ name = "vendor", algorithm = "hmac-sha256", secret = "{secret}" }}
+refresh_seconds = 3600
+
+[fleet.rpz_feed.order]
+id = "VENDOR-IT-1"
+kind = "feed_ticket"
+authority = "AGCOM (vendor list)"
+jurisdictions = ["IT"]
+action = "nxdomain"
+state = "active"
+"#,
+            primary = vendor.address(),
+        ),
+    )
+    .unwrap();
+    let data = world.directory.path().join("data");
+    fs::create_dir_all(&data).unwrap();
+    let token = run_juris(
+        &[
+            "token", "create", "--role", "viewer", "--name", "auditor", "--data-dir",
+            data.to_str().unwrap(),
+        ],
+        None,
+    )
+    .trim()
+    .to_owned();
+    let juris = Juris::builder(JURIS)
+        .without_listen()
+        .root_hints(hierarchy.root_hints())
+        .args(["--threads", "2", "--listen", &dns.to_string()])
+        .arg("--config")
+        .arg(&config)
+        .arg("--geoip")
+        .arg(&world.mmdb)
+        .arg("--data-dir")
+        .arg(&data)
+        .args(["--api-listen", &api.to_string()])
+        .start();
+    let (italy, germany) = (IpAddr::V4(world.italy()), IpAddr::V4(world.germany()));
+    let dig = |client: IpAddr, name: &str| {
+        Lookup::dig(dns, name, "A")
+            .source(client)
+            .timeout_seconds(2)
+            .tries(1)
+            .run()
+            .ok()
+    };
+    let censored = |name: &str| {
+        dig(italy, name).is_some_and(|r| {
+            r.status == "NXDOMAIN" && r.extended_errors.iter().any(|e| e.code == 16)
+        })
+    };
+    assert!(
+        within_a_minute(|| censored("www.kickasstorrents.to.")),
+        "the vendor's zone is not enforced for Italy\n--- juris ---\n{}\n--- nsd ---\n{}",
+        juris.stderr(),
+        vendor.log()
+    );
+    assert!(censored("kickasstorrents.to."));
+    let german = dig(germany, "www.kickasstorrents.to.").unwrap();
+    assert_eq!(german.status, "NOERROR", "{}", german.output);
+    assert_eq!(german.answer_data("A"), ["192.0.2.10"]);
+    assert!(dig(italy, "www.mirror.test.").is_some_and(|r| r.answer_data("A") == ["192.0.2.50"]));
+
+    let metrics = api_get(api, "/metrics", &token);
+    assert!(
+        metrics.contains("juris_blocks_total{order=\"VENDOR-IT-1\",jurisdiction=\"IT\"}"),
+        "{metrics}"
+    );
+    let status = api_get(api, "/v1/status", &token);
+    assert!(status.contains("\"rpz_feeds\""), "{status}");
+    assert!(status.contains("\"zone\":\"rpz.vendor.test.\""), "{status}");
+
+    // The vendor adds a name: a new serial, NOTIFY (signed) to juris, a transfer.
+    fs::write(&zone_file, vendor_zone(2, "www.mirror.test CNAME .\n")).unwrap();
+    vendor.signal(libc::SIGHUP);
+    assert!(
+        within_a_minute(|| censored("www.mirror.test.")),
+        "the vendor's change never arrived\n--- juris ---\n{}\n--- nsd ---\n{}",
+        juris.stderr(),
+        vendor.log()
+    );
+    assert!(dig(germany, "www.mirror.test.").is_some_and(|r| r.answer_data("A") == ["192.0.2.50"]));
+    assert!(dig(italy, "other.mirror.test.").is_some_and(|r| r.answer_data("A") == ["192.0.2.51"]));
+    let log = juris.stderr();
+    assert!(log.contains("RPZ feed: transfer applied"), "{log}");
+    assert!(log.contains("serial=2"), "{log}");
+}

@@ -17,6 +17,7 @@
 //! | `wire` | DNS messages of the transfers (the `domain` crate's builder, parser and TSIG) |
 //! | `publisher` | the primary: serial, journal, NOTIFY sending, the XFR listener |
 //! | `follower` | the edge: transfers, snapshot, [`FleetSource`](follower::FleetSource) |
+//! | `rpz_feed` | third-party RPZ zones followed over AXFR/IXFR and mapped onto an order |
 //!
 //! Decisions: `docs/design/0021-fleet-zone-transfers.md`; user docs: `docs/fleet.md`.
 
@@ -27,6 +28,7 @@ use ipnet::IpNet;
 pub mod follower;
 pub mod keys;
 pub mod publisher;
+pub mod rpz_feed;
 #[cfg(test)]
 mod tests;
 mod wire;

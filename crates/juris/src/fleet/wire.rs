@@ -10,7 +10,9 @@ use std::time::Duration;
 use domain::base::iana::{Class, Rcode};
 use domain::base::message_builder::{AdditionalBuilder, AnswerBuilder};
 use domain::base::{Message, MessageBuilder, Name, Record, Rtype, Ttl, UnknownRecordData};
+use domain::base::name::ParsedName;
 use domain::rdata::tsig::Time48;
+use domain::rdata::Cname;
 use domain::tsig::{ClientSequence, Key};
 
 use super::zone::{name_wire, rtype, soa_serial, Records, Rr, TTL};
@@ -46,10 +48,27 @@ pub fn section_records<'a>(
         if !owner.ends_with('.') {
             owner.push('.');
         }
+        // A CNAME's target may be compressed (RFC 3597 §4; NSD does it in RPZ zones): kept
+        // uncompressed, as every `Rr`.
+        let rdata = if record.rtype() == Rtype::CNAME {
+            let cname = parsed
+                .to_record::<Cname<ParsedName<&[u8]>>>()
+                .map_err(|e| format!("malformed CNAME: {e}"))?
+                .ok_or("malformed CNAME")?;
+            let target = cname.data().cname().to_string().to_ascii_lowercase();
+            let target = if target.ends_with('.') {
+                target
+            } else {
+                format!("{target}.")
+            };
+            name_wire(&target).ok_or_else(|| format!("{owner}: malformed CNAME target"))?
+        } else {
+            record.data().data().to_vec()
+        };
         out.push(Rr {
             owner,
             rtype: record.rtype().to_int(),
-            rdata: record.data().data().to_vec(),
+            rdata,
         });
     }
     Ok(out)
