@@ -120,8 +120,8 @@ impl Daemon {
             .stdin(Stdio::null())
             .stdout(Stdio::from(copy))
             .stderr(Stdio::from(file));
-        let child = process::spawn(command)
-            .unwrap_or_else(|error| panic!("cannot start {name}: {error}"));
+        let child =
+            process::spawn(command).unwrap_or_else(|error| panic!("cannot start {name}: {error}"));
         let daemon = Daemon {
             name: name.to_owned(),
             address,

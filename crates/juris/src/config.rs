@@ -231,7 +231,9 @@ fn fleet_settings(raw: &RawFleet) -> Result<crate::fleet::FleetSettings, ConfigE
 }
 
 /// The validated `[[fleet.rpz_feed]]` tables.
-fn rpz_feeds(raw: &[RawRpzFeed]) -> Result<Vec<crate::fleet::rpz_feed::RpzFeedSettings>, ConfigError> {
+fn rpz_feeds(
+    raw: &[RawRpzFeed],
+) -> Result<Vec<crate::fleet::rpz_feed::RpzFeedSettings>, ConfigError> {
     let mut feeds: Vec<crate::fleet::rpz_feed::RpzFeedSettings> = Vec::new();
     for (i, feed) in raw.iter().enumerate() {
         let key = |field: &str| format!("fleet.rpz_feed[{i}].{field}");
@@ -249,11 +251,12 @@ fn rpz_feeds(raw: &[RawRpzFeed]) -> Result<Vec<crate::fleet::rpz_feed::RpzFeedSe
         if feeds.iter().any(|f| f.name == name) {
             return Err(invalid(key("name"), format!("{name:?} is used twice")));
         }
-        let primary = feed
-            .primary
-            .trim()
-            .parse::<SocketAddr>()
-            .map_err(|_| invalid(key("primary"), format!("{:?} is not ADDR:PORT", feed.primary)))?;
+        let primary = feed.primary.trim().parse::<SocketAddr>().map_err(|_| {
+            invalid(
+                key("primary"),
+                format!("{:?} is not ADDR:PORT", feed.primary),
+            )
+        })?;
         let zone = crate::fleet::normal_suffix(&feed.zone)
             .ok_or_else(|| invalid(key("zone"), format!("{:?} is not a domain name", feed.zone)))?;
         let tsig_key = feed
@@ -1655,7 +1658,11 @@ mod tests {
         assert_eq!(one.order.jurisdictions, ["IT"]);
         for (extra, order_extra, key) in [
             ("primary = \"x\"", "", "fleet.rpz_feed[0].primary"),
-            ("refresh_seconds = 0", "", "fleet.rpz_feed[0].refresh_seconds"),
+            (
+                "refresh_seconds = 0",
+                "",
+                "fleet.rpz_feed[0].refresh_seconds",
+            ),
             (
                 "tsig_key = { name = \"k\", secret = \"***\" }",
                 "",

@@ -236,10 +236,9 @@ pub fn run(
             // The RPZ feeds are shown under `fleet.rpz_feeds`, beside the role's fields.
             let feeds = rpz_feeds.clone();
             view = view.with_fleet(Arc::new(move || {
-                let mut status = role.as_ref().map_or_else(
-                    || serde_json::json!({ "role": "none" }),
-                    |role| role(),
-                );
+                let mut status = role
+                    .as_ref()
+                    .map_or_else(|| serde_json::json!({ "role": "none" }), |role| role());
                 if let (Some(object), false) = (status.as_object_mut(), feeds.is_empty()) {
                     let list: Vec<serde_json::Value> = feeds.iter().map(|f| f.status()).collect();
                     object.insert("rpz_feeds".into(), serde_json::Value::Array(list));

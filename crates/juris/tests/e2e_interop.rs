@@ -18,7 +18,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use juris_testkit::addresses::AddressBlock;
-use juris_testkit::daemon::{Daemon, Prepared};
+use juris_testkit::daemon::Daemon;
 use juris_testkit::dig::{Lookup, Response};
 use juris_testkit::hierarchy::{Hierarchy, Zone};
 use juris_testkit::juris::Juris;
@@ -173,10 +173,20 @@ impl Primary {
                 .output()
                 .is_ok_and(|output| output.status.success())
         });
-        assert!(ready, "the admin API never came up: {}", primary.juris.stderr());
+        assert!(
+            ready,
+            "the admin API never came up: {}",
+            primary.juris.stderr()
+        );
         let file = primary.directory.path().join("order.json");
         fs::write(&file, ORDER).unwrap();
-        let applied = primary.cli(&["order", "apply", file.to_str().unwrap(), "--reason", "interop"]);
+        let applied = primary.cli(&[
+            "order",
+            "apply",
+            file.to_str().unwrap(),
+            "--reason",
+            "interop",
+        ]);
         assert!(applied.contains("IT-MI-2024-0001: active"), "{applied}");
         primary
     }
@@ -204,8 +214,16 @@ impl Primary {
             what.log()
         );
         assert!(nxdomain(server, "kickasstorrents.to."), "{}", what.log());
-        assert!(resolves(server, "www.mirror.test.", "192.0.2.50"), "{}", what.log());
-        assert!(resolves(server, "other.mirror.test.", "192.0.2.51"), "{}", what.log());
+        assert!(
+            resolves(server, "www.mirror.test.", "192.0.2.50"),
+            "{}",
+            what.log()
+        );
+        assert!(
+            resolves(server, "other.mirror.test.", "192.0.2.51"),
+            "{}",
+            what.log()
+        );
     }
 }
 
@@ -367,7 +385,11 @@ fn powerdns_recursor_follows_the_italian_rpz_zone_with_tsig_and_receives_a_chang
         primary.juris.stderr(),
         server.log()
     );
-    assert!(resolves(server.address(), "other.mirror.test.", "192.0.2.51"));
+    assert!(resolves(
+        server.address(),
+        "other.mirror.test.",
+        "192.0.2.51"
+    ));
     // The change came as an IXFR delta (the first load was the only full transfer).
     let served = primary.juris.stderr();
     assert!(
@@ -502,7 +524,13 @@ state = "active"
     fs::create_dir_all(&data).unwrap();
     let token = run_juris(
         &[
-            "token", "create", "--role", "viewer", "--name", "auditor", "--data-dir",
+            "token",
+            "create",
+            "--role",
+            "viewer",
+            "--name",
+            "auditor",
+            "--data-dir",
             data.to_str().unwrap(),
         ],
         None,

@@ -281,7 +281,11 @@ pub fn feed_order(
             .split_whitespace()
             .skip_while(|w| *w != "line")
             .nth(1)
-            .and_then(|n| n.trim_matches(|c: char| !c.is_ascii_digit()).parse::<usize>().ok())
+            .and_then(|n| {
+                n.trim_matches(|c: char| !c.is_ascii_digit())
+                    .parse::<usize>()
+                    .ok()
+            })
             .and_then(|n| text.lines().nth(n.saturating_sub(1)));
         match record {
             Some(record) => format!("{message} (record: {record})"),
@@ -290,7 +294,10 @@ pub fn feed_order(
     })?;
     let mut order = settings.order.clone();
     let added_by = format!("rpz-feed:{}", settings.name);
-    let evidence = format!("{} serial {serial} from {}", settings.zone, settings.primary);
+    let evidence = format!(
+        "{} serial {serial} from {}",
+        settings.zone, settings.primary
+    );
     for record in &parsed.records {
         if record.action != order.action {
             return Err(format!(

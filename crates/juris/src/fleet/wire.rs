@@ -9,8 +9,8 @@ use std::time::Duration;
 
 use domain::base::iana::{Class, Rcode};
 use domain::base::message_builder::{AdditionalBuilder, AnswerBuilder};
-use domain::base::{Message, MessageBuilder, Name, Record, Rtype, Ttl, UnknownRecordData};
 use domain::base::name::ParsedName;
+use domain::base::{Message, MessageBuilder, Name, Record, Rtype, Ttl, UnknownRecordData};
 use domain::rdata::tsig::Time48;
 use domain::rdata::Cname;
 use domain::tsig::{ClientSequence, Key};
