@@ -19,12 +19,11 @@ use std::sync::mpsc;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
-use domain::tsig::Key;
 use juris_policy::Order;
 use serde::{Deserialize, Serialize};
 use tracing::{error, info};
 
-use super::wire::{self, Transfer};
+use super::schedule;
 use super::zone::{self, Records, Rr};
 use super::{unix_now, FleetSettings};
 use crate::orders::LoaderHandle;
@@ -33,34 +32,25 @@ use crate::orders::LoaderHandle;
 pub const SNAPSHOT_FILE: &str = "fleet-snapshot.json";
 /// Wait after a failed transfer.
 const RETRY: Duration = Duration::from_secs(10);
-/// One transfer's network timeout.
-const TIMEOUT: Duration = Duration::from_secs(5);
 
 #[derive(Debug, Default)]
 struct State {
-    serial: Option<u32>,
-    records: Arc<Records>,
+    copy: schedule::ZoneCopy,
     orders: Option<Arc<Vec<Order>>>,
     /// Where the orders in force came from: `transfer`, `snapshot`.
     origin: Option<&'static str>,
-    last_transfer: Option<u64>,
-    last_check: Option<u64>,
-    last_error: Option<String>,
     snapshot_error: Option<String>,
-    transfers: u64,
-    full_transfers: u64,
 }
 
 /// A follower of one primary.
 pub struct Follower {
     primary: SocketAddr,
-    suffix: String,
     zone: String,
-    key: Option<Key>,
+    origin: schedule::Origin,
     key_name: Option<String>,
     data_dir: PathBuf,
     state: Mutex<State>,
-    wake: Mutex<Option<mpsc::Sender<()>>>,
+    wake: schedule::Wakes,
 }
 
 impl std::fmt::Debug for Follower {
@@ -94,15 +84,20 @@ impl Follower {
             .map(|k| k.key())
             .transpose()
             .map_err(anyhow::Error::msg)?;
+        let origin = schedule::Origin {
+            primary,
+            zone: settings.orders_zone(),
+            suffix: settings.zone_suffix.clone(),
+            key,
+        };
         Ok(Follower {
             primary,
-            suffix: settings.zone_suffix.clone(),
             zone: settings.orders_zone(),
-            key,
+            origin,
             key_name: first.map(|k| k.name.clone()),
             data_dir: data_dir.to_owned(),
             state: Mutex::new(State::default()),
-            wake: Mutex::new(None),
+            wake: schedule::Wakes::default(),
         })
     }
 
@@ -123,36 +118,10 @@ impl Follower {
     /// One transfer (IXFR from our serial, AXFR without one). `Ok(true)` when the orders
     /// changed. On `Err` nothing changes: the last good orders stay in force.
     pub fn transfer_once(&self) -> Result<bool, String> {
-        let (serial, records) = {
-            let state = self.state();
-            (state.serial, Arc::clone(&state.records))
-        };
-        let outcome = wire::transfer(
-            self.primary,
-            &self.zone,
-            &self.suffix,
-            self.key.as_ref(),
-            serial.map(|s| (s, &*records)),
-            TIMEOUT,
-        )
-        .and_then(|transfer| self.apply(transfer));
-        let mut state = self.state();
-        match &outcome {
-            Ok(_) => {
-                state.last_check = Some(unix_now());
-                state.last_error = None;
-            }
-            Err(error) => state.last_error = Some(error.clone()),
-        }
-        outcome
+        schedule::attempt(&self.state, &self.origin, |s, r, f| self.apply(s, r, f))
     }
 
-    fn apply(&self, transfer: Transfer) -> Result<bool, String> {
-        let (serial, records, full) = match transfer {
-            Transfer::UpToDate => return Ok(false),
-            Transfer::Full(serial, records) => (serial, records, true),
-            Transfer::Incremental(serial, records) => (serial, records, false),
-        };
+    fn apply(&self, serial: u32, records: Records, full: bool) -> Result<bool, String> {
         let orders = zone::decode_orders(&self.zone, &records).map_err(|e| {
             format!(
                 "corrupt transfer of {} serial {serial} from {}: {e}",
@@ -162,13 +131,9 @@ impl Follower {
         let changed = {
             let mut state = self.state();
             let changed = state.orders.as_deref() != Some(&orders);
-            state.serial = Some(serial);
-            state.records = Arc::new(records);
+            state.copy.applied(serial, records, full);
             state.orders = Some(Arc::new(orders));
             state.origin = Some("transfer");
-            state.last_transfer = Some(unix_now());
-            state.transfers += 1;
-            state.full_transfers += u64::from(full);
             changed
         };
         info!(
@@ -191,13 +156,16 @@ impl Follower {
     fn write_snapshot(&self) {
         let snapshot = {
             let state = self.state();
-            let Some(serial) = state.serial else { return };
+            let Some(serial) = state.copy.serial else {
+                return;
+            };
             Snapshot {
                 primary: self.primary.to_string(),
                 zone: self.zone.clone(),
                 serial,
                 written_at: unix_now(),
                 records: state
+                    .copy
                     .records
                     .iter()
                     .map(|rr| {
@@ -255,8 +223,8 @@ impl Follower {
         let orders = zone::decode_orders(&self.zone, &records)
             .map_err(|e| format!("{}: {e}", path.display()))?;
         let mut state = self.state();
-        state.serial = Some(snapshot.serial);
-        state.records = Arc::new(records);
+        state.copy.serial = Some(snapshot.serial);
+        state.copy.records = Arc::new(records);
         state.orders = Some(Arc::new(orders));
         state.origin = Some("snapshot");
         info!(
@@ -282,21 +250,13 @@ impl Follower {
 
     /// Asks the follower's thread for a transfer now.
     pub fn wake(&self) {
-        if let Some(tx) = self
-            .wake
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .as_ref()
-        {
-            let _ = tx.send(());
-        }
+        self.wake.wake();
     }
 
     /// Starts the follower's thread: transfers on NOTIFY, refresh and retry; a change wakes
     /// `loader`.
     pub fn spawn(self: &Arc<Self>, loader: LoaderHandle) -> anyhow::Result<()> {
-        let (tx, rx) = mpsc::channel();
-        *self.wake.lock().unwrap_or_else(PoisonError::into_inner) = Some(tx);
+        let rx = self.wake.receiver();
         let follower = Arc::clone(self);
         std::thread::Builder::new()
             .name("juris-follow".into())
@@ -307,56 +267,44 @@ impl Follower {
 
     fn run(&self, wakes: &mpsc::Receiver<()>, loader: &LoaderHandle) {
         let refresh = Duration::from_secs(u64::from(zone::REFRESH));
-        let mut wait = if self.state().last_error.is_some() || self.state().serial.is_none() {
+        let first = if self.state().copy.last_error.is_some() || self.state().copy.serial.is_none()
+        {
             Duration::ZERO
         } else {
             refresh
         };
-        loop {
-            match wakes.recv_timeout(wait) {
-                Ok(()) | Err(mpsc::RecvTimeoutError::Timeout) => {}
-                Err(mpsc::RecvTimeoutError::Disconnected) => return,
-            }
-            while wakes.try_recv().is_ok() {}
-            match self.transfer_once() {
-                Ok(changed) => {
-                    if changed {
-                        loader.reload("zone transfer from the fleet primary");
-                    }
-                    wait = refresh;
-                }
-                Err(e) => {
-                    error!(
-                        primary = %self.primary,
-                        "fleet: transfer FAILED; the last good orders stay in force: {e}"
-                    );
-                    wait = RETRY;
-                }
-            }
-        }
+        let timing = schedule::Timing {
+            first,
+            refresh,
+            retry: RETRY,
+        };
+        schedule::run(
+            wakes,
+            timing,
+            || self.transfer_once(),
+            || loader.reload("zone transfer from the fleet primary"),
+            |e| {
+                error!(
+                    primary = %self.primary,
+                    "fleet: transfer FAILED; the last good orders stay in force: {e}"
+                )
+            },
+        );
     }
 
     /// The status: primary, serial in force, last successful transfer, lag.
     pub fn status(&self) -> serde_json::Value {
         let state = self.state();
-        let now = unix_now();
-        serde_json::json!({
+        // With serial, last_transfer, last_check, lag_seconds, last_error, transfer counts.
+        state.copy.status(serde_json::json!({
             "role": "edge",
             "primary": self.primary.to_string(),
             "zone": self.zone,
             "tsig_key": self.key_name,
-            "serial": state.serial,
             "orders": state.orders.as_ref().map(|o| o.len()),
             "origin": state.origin,
-            "last_transfer": state.last_transfer,
-            "last_check": state.last_check,
-            // Seconds since the primary last confirmed (or sent) what is in force.
-            "lag_seconds": state.last_check.map(|t| now.saturating_sub(t)),
-            "last_error": state.last_error,
             "snapshot_error": state.snapshot_error,
-            "transfers": state.transfers,
-            "full_transfers": state.full_transfers,
-        })
+        }))
     }
 }
 
@@ -368,4 +316,10 @@ fn decode_hex(text: &str) -> Option<Vec<u8>> {
         .step_by(2)
         .map(|i| u8::from_str_radix(text.get(i..i + 2)?, 16).ok())
         .collect()
+}
+
+impl schedule::Copied for State {
+    fn copy(&mut self) -> &mut schedule::ZoneCopy {
+        &mut self.copy
+    }
 }

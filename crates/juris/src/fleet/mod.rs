@@ -29,6 +29,7 @@ pub mod follower;
 pub mod keys;
 pub mod publisher;
 pub mod rpz_feed;
+mod schedule;
 #[cfg(test)]
 mod tests;
 mod wire;

@@ -21,20 +21,16 @@ use std::sync::mpsc;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
-use domain::tsig::Key;
 use juris_policy::{Order, Target};
 use tracing::{error, info};
 
-use super::unix_now;
-use super::wire::{self, Transfer};
+use super::schedule;
 use super::zone::{self, rtype, Records};
 use super::TsigKey;
 use crate::orders::LoaderHandle;
 
 /// Wait after a failed transfer.
 const RETRY: Duration = Duration::from_secs(10);
-/// One transfer's network timeout.
-const TIMEOUT: Duration = Duration::from_secs(5);
 
 /// One `[[fleet.rpz_feed]]`, validated.
 #[derive(Debug, Clone)]
@@ -55,23 +51,17 @@ pub struct RpzFeedSettings {
 
 #[derive(Debug, Default)]
 struct State {
-    serial: Option<u32>,
-    records: Arc<Records>,
+    copy: schedule::ZoneCopy,
     order: Option<Arc<Order>>,
     warnings: Vec<String>,
-    last_transfer: Option<u64>,
-    last_check: Option<u64>,
-    last_error: Option<String>,
-    transfers: u64,
-    full_transfers: u64,
 }
 
 /// A follower of one third-party RPZ zone.
 pub struct RpzFeed {
     settings: RpzFeedSettings,
-    key: Option<Key>,
+    origin: schedule::Origin,
     state: Mutex<State>,
-    wake: Mutex<Option<mpsc::Sender<()>>>,
+    wake: schedule::Wakes,
 }
 
 impl std::fmt::Debug for RpzFeed {
@@ -93,11 +83,17 @@ impl RpzFeed {
             .map(TsigKey::key)
             .transpose()
             .map_err(anyhow::Error::msg)?;
+        let origin = schedule::Origin {
+            primary: settings.primary,
+            zone: settings.zone.clone(),
+            suffix: settings.zone.clone(),
+            key,
+        };
         Ok(RpzFeed {
             settings,
-            key,
+            origin,
             state: Mutex::new(State::default()),
-            wake: Mutex::new(None),
+            wake: schedule::Wakes::default(),
         })
     }
 
@@ -118,36 +114,10 @@ impl RpzFeed {
     /// One transfer (IXFR from our serial, AXFR without one). `Ok(true)` when the order
     /// changed. On `Err` nothing changes: the last good order stays in force.
     pub fn transfer_once(&self) -> Result<bool, String> {
-        let (serial, records) = {
-            let state = self.state();
-            (state.serial, Arc::clone(&state.records))
-        };
-        let outcome = wire::transfer(
-            self.settings.primary,
-            &self.settings.zone,
-            &self.settings.zone,
-            self.key.as_ref(),
-            serial.map(|s| (s, &*records)),
-            TIMEOUT,
-        )
-        .and_then(|transfer| self.apply(transfer));
-        let mut state = self.state();
-        match &outcome {
-            Ok(_) => {
-                state.last_check = Some(unix_now());
-                state.last_error = None;
-            }
-            Err(error) => state.last_error = Some(error.clone()),
-        }
-        outcome
+        schedule::attempt(&self.state, &self.origin, |s, r, f| self.apply(s, r, f))
     }
 
-    fn apply(&self, transfer: Transfer) -> Result<bool, String> {
-        let (serial, records, full) = match transfer {
-            Transfer::UpToDate => return Ok(false),
-            Transfer::Full(serial, records) => (serial, records, true),
-            Transfer::Incremental(serial, records) => (serial, records, false),
-        };
+    fn apply(&self, serial: u32, records: Records, full: bool) -> Result<bool, String> {
         let (order, warnings) = feed_order(&self.settings, serial, &records).map_err(|e| {
             format!(
                 "RPZ feed {}: serial {serial} of {} from {} is not usable: {e}",
@@ -158,13 +128,9 @@ impl RpzFeed {
         let changed = {
             let mut state = self.state();
             let changed = state.order.as_deref() != Some(&order);
-            state.serial = Some(serial);
-            state.records = Arc::new(records);
+            state.copy.applied(serial, records, full);
             state.order = Some(Arc::new(order));
             state.warnings = warnings;
-            state.last_transfer = Some(unix_now());
-            state.transfers += 1;
-            state.full_transfers += u64::from(full);
             changed
         };
         info!(
@@ -187,22 +153,14 @@ impl RpzFeed {
             return false;
         }
         tracing::debug!(%from, zone = %self.settings.zone, "RPZ feed: NOTIFY received");
-        if let Some(tx) = self
-            .wake
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .as_ref()
-        {
-            let _ = tx.send(());
-        }
+        self.wake.wake();
         true
     }
 
     /// Starts the feed's thread: transfers on NOTIFY, refresh and retry; a change wakes
     /// `loader`.
     pub fn spawn(self: &Arc<Self>, loader: LoaderHandle) -> anyhow::Result<()> {
-        let (tx, rx) = mpsc::channel();
-        *self.wake.lock().unwrap_or_else(PoisonError::into_inner) = Some(tx);
+        let rx = self.wake.receiver();
         let feed = Arc::clone(self);
         std::thread::Builder::new()
             .name(format!("juris-rpz-feed-{}", self.settings.name))
@@ -212,56 +170,41 @@ impl RpzFeed {
     }
 
     fn run(&self, wakes: &mpsc::Receiver<()>, loader: &LoaderHandle) {
-        let refresh = self.settings.refresh;
-        let mut wait = if self.state().serial.is_none() {
-            Duration::ZERO
-        } else {
-            refresh
+        let timing = schedule::Timing {
+            first: if self.state().copy.serial.is_none() {
+                Duration::ZERO
+            } else {
+                self.settings.refresh
+            },
+            refresh: self.settings.refresh,
+            retry: RETRY,
         };
-        loop {
-            match wakes.recv_timeout(wait) {
-                Ok(()) | Err(mpsc::RecvTimeoutError::Timeout) => {}
-                Err(mpsc::RecvTimeoutError::Disconnected) => return,
-            }
-            while wakes.try_recv().is_ok() {}
-            match self.transfer_once() {
-                Ok(changed) => {
-                    if changed {
-                        loader.reload("zone transfer of an RPZ feed");
-                    }
-                    wait = refresh;
-                }
-                Err(e) => {
-                    error!(
-                        feed = %self.settings.name,
-                        "RPZ feed: transfer FAILED; the last good order stays in force: {e}"
-                    );
-                    wait = RETRY;
-                }
-            }
-        }
+        schedule::run(
+            wakes,
+            timing,
+            || self.transfer_once(),
+            || loader.reload("zone transfer of an RPZ feed"),
+            |e| {
+                error!(
+                    feed = %self.settings.name,
+                    "RPZ feed: transfer FAILED; the last good order stays in force: {e}"
+                )
+            },
+        );
     }
 
     /// The status: primary, zone, order, serial in force, last transfer, errors.
     pub fn status(&self) -> serde_json::Value {
         let state = self.state();
-        let now = unix_now();
-        serde_json::json!({
+        state.copy.status(serde_json::json!({
             "name": self.settings.name,
             "primary": self.settings.primary.to_string(),
             "zone": self.settings.zone,
             "order": self.settings.order.id,
             "tsig_key": self.settings.tsig_key.as_ref().map(|k| k.name.clone()),
-            "serial": state.serial,
             "targets": state.order.as_ref().map(|o| o.targets.len()),
             "warnings": state.warnings,
-            "last_transfer": state.last_transfer,
-            "last_check": state.last_check,
-            "lag_seconds": state.last_check.map(|t| now.saturating_sub(t)),
-            "last_error": state.last_error,
-            "transfers": state.transfers,
-            "full_transfers": state.full_transfers,
-        })
+        }))
     }
 }
 
@@ -362,6 +305,12 @@ fn name_text(wire: &[u8]) -> Option<String> {
         out.push('.');
     }
     Some(out)
+}
+
+impl schedule::Copied for State {
+    fn copy(&mut self) -> &mut schedule::ZoneCopy {
+        &mut self.copy
+    }
 }
 
 #[cfg(test)]

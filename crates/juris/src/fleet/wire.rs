@@ -112,6 +112,18 @@ pub enum Transfer {
     Incremental(u32, Records),
 }
 
+impl Transfer {
+    /// `(serial, records, whole zone)` of a transfer that brought something; `None` when up
+    /// to date.
+    pub fn into_parts(self) -> Option<(u32, Records, bool)> {
+        match self {
+            Transfer::UpToDate => None,
+            Transfer::Full(serial, records) => Some((serial, records, true)),
+            Transfer::Incremental(serial, records) => Some((serial, records, false)),
+        }
+    }
+}
+
 /// A request for `zone` (`AXFR`, or `IXFR` from `serial`), signed with `key` if given.
 fn request(
     zone: &str,
