@@ -136,6 +136,32 @@ impl Daemon {
         daemon
     }
 
+    /// Writes `files` (name, text) into the daemon's directory and starts `program` with
+    /// `args`, in which `{dir}` stands for that directory (e.g. `["-d", "-c",
+    /// "{dir}/nsd.conf"]`); see [`Daemon::start`].
+    ///
+    /// # Panics
+    /// When a file cannot be written, or as [`Daemon::start`].
+    #[must_use]
+    pub fn start_with_files(
+        name: &str,
+        program: &std::path::Path,
+        prepared: Prepared,
+        files: &[(&str, &str)],
+        args: &[&str],
+    ) -> Daemon {
+        let directory = prepared.directory.path().to_owned();
+        for (file, text) in files {
+            let path = directory.join(file);
+            fs::write(&path, text)
+                .unwrap_or_else(|error| panic!("cannot write {}: {error}", path.display()));
+        }
+        let mut command = Command::new(program);
+        let d = directory.display().to_string();
+        command.args(args.iter().map(|arg| arg.replace("{dir}", &d)));
+        Self::start(name, command, prepared)
+    }
+
     /// Where it listens (UDP and TCP).
     #[must_use]
     pub fn address(&self) -> SocketAddr {

@@ -20,8 +20,9 @@ use std::time::{Duration, Instant};
 use juris_testkit::addresses::AddressBlock;
 use juris_testkit::daemon::Daemon;
 use juris_testkit::dig::{Lookup, Response};
-use juris_testkit::hierarchy::{Hierarchy, Zone};
+use juris_testkit::hierarchy::{nsd_server_clause, Hierarchy, Zone};
 use juris_testkit::juris::Juris;
+use juris_testkit::unbound::server_clause;
 
 const JURIS: &str = env!("CARGO_BIN_EXE_juris");
 /// The RPZ zone every consumer here takes.
@@ -197,6 +198,11 @@ impl Primary {
         run_juris(&all, Some(&self.token))
     }
 
+    /// The root hints of the NSD hierarchy, for a configuration file.
+    fn hints(&self) -> String {
+        self.hierarchy.root_hints().display().to_string()
+    }
+
     /// The secret part of the key.
     fn secret(&self) -> &str {
         self.key.rsplit(':').next().unwrap()
@@ -261,15 +267,13 @@ zone "{ZONE}" {{
 }};
 "#,
         key = primary.bind_key,
-        hints = primary.hierarchy.root_hints().display(),
+        hints = primary.hints(),
         xport = primary.xfr.port(),
         xip = primary.xfr.ip(),
     );
-    let conf = prepared.directory.path().join("named.conf");
-    fs::write(&conf, config).unwrap();
-    let mut command = Command::new(named);
-    command.arg("-g").arg("-c").arg(&conf);
-    let bind = Daemon::start("named", command, prepared);
+    let files = [("named.conf", config.as_str())];
+    let args = ["-g", "-c", "{dir}/named.conf"];
+    let bind = Daemon::start_with_files("named", &named, prepared, &files, &args);
     primary.assert_enforced(bind.address(), &bind);
     let log = bind.log();
     assert!(
@@ -289,29 +293,14 @@ fn unbound_takes_the_italian_rpz_zone_unsigned_and_enforces_it() {
         return;
     };
     let prepared = Daemon::prepare("unbound");
-    let (ip, port) = (prepared.address.ip(), prepared.address.port());
     let primary = Primary::start("allow_unsigned = [\"127.0.0.1/32\"]");
-    let d = prepared.directory.path().display().to_string();
+    let base = server_clause(
+        prepared.address,
+        prepared.directory.path(),
+        primary.hierarchy.root_hints(),
+    );
     let config = format!(
-        r#"server:
-    interface: {ip}@{port}
-    port: {port}
-    do-ip6: no
-    do-daemonize: no
-    chroot: ""
-    username: ""
-    directory: "{d}"
-    pidfile: "{d}/unbound.pid"
-    use-syslog: no
-    logfile: "{d}/unbound.log"
-    verbosity: 1
-    num-threads: 1
-    so-reuseport: no
-    access-control: 127.0.0.0/8 allow
-    do-not-query-localhost: no
-    local-zone: "test." nodefault
-    root-hints: "{hints}"
-    module-config: "respip iterator"
+        r#"{base}    module-config: "respip iterator"
 rpz:
     name: "{ZONE}."
     primary: {xip}@{xport}
@@ -319,15 +308,12 @@ rpz:
 remote-control:
     control-enable: no
 "#,
-        hints = primary.hierarchy.root_hints().display(),
         xport = primary.xfr.port(),
         xip = primary.xfr.ip(),
     );
-    let conf = prepared.directory.path().join("unbound.conf");
-    fs::write(&conf, config).unwrap();
-    let mut command = Command::new(unbound);
-    command.arg("-d").arg("-c").arg(&conf);
-    let server = Daemon::start("unbound", command, prepared);
+    let files = [("unbound.conf", config.as_str())];
+    let args = ["-d", "-c", "{dir}/unbound.conf"];
+    let server = Daemon::start_with_files("unbound", &unbound, prepared, &files, &args);
     primary.assert_enforced(server.address(), &server);
     let log = server.log();
     assert!(
@@ -351,31 +337,26 @@ fn powerdns_recursor_follows_the_italian_rpz_zone_with_tsig_and_receives_a_chang
     let prepared = Daemon::prepare("pdns-recursor");
     let primary = Primary::start("");
     let (ip, port) = (prepared.address.ip(), prepared.address.port());
-    let directory = prepared.directory.path().to_owned();
-    let d = directory.display();
-    fs::write(
-        directory.join("recursor.lua"),
-        format!(
-            "rpzPrimary(\"{xfr}\", \"{ZONE}.\", {{tsigname=\"interop\", tsigalgo=\"hmac-sha256\", \
-             tsigsecret=\"{secret}\", refresh=1}})\n",
-            xfr = primary.xfr,
-            secret = primary.secret(),
-        ),
-    )
-    .unwrap();
-    fs::write(
-        directory.join("recursor.conf"),
-        format!(
-            "local-address={ip}\nlocal-port={port}\nallow-from=127.0.0.0/8\n\
-             hint-file={hints}\ndont-query=\ndnssec=off\nlua-config-file={d}/recursor.lua\n\
-             disable-packetcache=yes\ndaemon=no\nwrite-pid=no\nsocket-dir={d}\nthreads=1\ndisable-syslog=yes\nloglevel=6\n",
-            hints = primary.hierarchy.root_hints().display(),
-        ),
-    )
-    .unwrap();
-    let mut command = Command::new(recursor);
-    command.arg(format!("--config-dir={d}"));
-    let server = Daemon::start("pdns-recursor", command, prepared);
+    let d = prepared.directory.path().display().to_string();
+    let lua = format!(
+        "rpzPrimary(\"{xfr}\", \"{ZONE}.\", {{tsigname=\"interop\", tsigalgo=\"hmac-sha256\", \
+         tsigsecret=\"{secret}\", refresh=1}})\n",
+        xfr = primary.xfr,
+        secret = primary.secret(),
+    );
+    let conf = format!(
+        "local-address={ip}\nlocal-port={port}\nallow-from=127.0.0.0/8\n\
+         hint-file={hints}\ndont-query=\ndnssec=off\nlua-config-file={d}/recursor.lua\n\
+         disable-packetcache=yes\ndaemon=no\nwrite-pid=no\nsocket-dir={d}\nthreads=1\n\
+         disable-syslog=yes\nloglevel=6\n",
+        hints = primary.hints(),
+    );
+    let files = [
+        ("recursor.lua", lua.as_str()),
+        ("recursor.conf", conf.as_str()),
+    ];
+    let args = ["--config-dir={dir}"];
+    let server = Daemon::start_with_files("pdns-recursor", &recursor, prepared, &files, &args);
     primary.assert_enforced(server.address(), &server);
 
     primary.cli(&["order", "add-target", "IT-MI-2024-0001", "www.mirror.test"]);
@@ -450,29 +431,9 @@ fn juris_consumes_a_vendors_rpz_zone_over_xfr_as_an_order_for_italy() {
     let api = SocketAddr::new(IpAddr::V4(block.address(2)), 8053);
 
     let prepared = Daemon::prepare("nsd");
-    let (ip, port) = (prepared.address.ip(), prepared.address.port());
-    let d = prepared.directory.path().to_owned();
-    let zone_file = d.join("rpz.vendor.test.zone");
-    fs::write(&zone_file, vendor_zone(1, "")).unwrap();
-    fs::write(
-        d.join("nsd.conf"),
-        format!(
-            r#"server:
-    ip-address: {ip}
-    port: {port}
-    do-ip6: no
-    username: ""
-    chroot: ""
-    zonesdir: "{d}"
-    pidfile: "{d}/nsd.pid"
-    database: ""
-    zonelistfile: "{d}/zone.list"
-    xfrdfile: "{d}/xfrd.state"
-    logfile: "{d}/nsd.log"
-    server-count: 1
-    reuseport: no
-    verbosity: 2
-    zonefiles-write: 0
+    let zone_file = prepared.directory.path().join("rpz.vendor.test.zone");
+    let conf = format!(
+        r#"{server}    zonefiles-write: 0
 remote-control:
     control-enable: no
 key:
@@ -486,16 +447,19 @@ zone:
     notify: {dns_ip}@{dns_port} vendor
     outgoing-interface: {ip}
 "#,
-            d = d.display(),
-            zone = zone_file.display(),
-            dns_ip = dns.ip(),
-            dns_port = dns.port(),
-        ),
-    )
-    .unwrap();
-    let mut command = Command::new(nsd);
-    command.arg("-d").arg("-c").arg(d.join("nsd.conf"));
-    let vendor = Daemon::start("nsd", command, prepared);
+        server = nsd_server_clause(prepared.address, prepared.directory.path()),
+        ip = prepared.address.ip(),
+        zone = zone_file.display(),
+        dns_ip = dns.ip(),
+        dns_port = dns.port(),
+    );
+    let zone = vendor_zone(1, "");
+    let files = [
+        ("nsd.conf", conf.as_str()),
+        ("rpz.vendor.test.zone", zone.as_str()),
+    ];
+    let args = ["-d", "-c", "{dir}/nsd.conf"];
+    let vendor = Daemon::start_with_files("nsd", &nsd, prepared, &files, &args);
 
     let config = world.directory.path().join("juris.toml");
     fs::write(
