@@ -18,7 +18,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use juris_testkit::addresses::AddressBlock;
-use juris_testkit::daemon::Daemon;
+use juris_testkit::daemon::{Daemon, Prepared};
 use juris_testkit::dig::{Lookup, Response};
 use juris_testkit::hierarchy::{nsd_server_clause, Hierarchy, Zone};
 use juris_testkit::juris::Juris;
@@ -43,13 +43,9 @@ fn run_juris(args: &[&str], token: Option<&str>) -> String {
         None => command.env_remove("JURIS_TOKEN"),
     };
     let output = command.output().unwrap();
-    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
-    assert!(
-        output.status.success(),
-        "juris {args:?}: {stdout}{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    stdout
+    let [stdout, stderr] = [&output.stdout, &output.stderr].map(|b| String::from_utf8_lossy(b));
+    assert!(output.status.success(), "juris {args:?}: {stdout}{stderr}");
+    stdout.into_owned()
 }
 
 /// Polls `check` for up to 60 s (transfers and refresh timers of other programs; the bound
@@ -208,6 +204,21 @@ impl Primary {
         self.key.rsplit(':').next().unwrap()
     }
 
+    /// Starts a third party (`Daemon::start_with_files`) and asserts that it enforces the
+    /// Italian zone ([`Primary::assert_enforced`]).
+    fn enforced_by(
+        &self,
+        name: &str,
+        program: &std::path::Path,
+        prepared: Prepared,
+        files: &[(&str, &str)],
+        args: &[&str],
+    ) -> Daemon {
+        let daemon = Daemon::start_with_files(name, program, prepared, files, args);
+        self.assert_enforced(daemon.address(), &daemon);
+        daemon
+    }
+
     /// Asserts the Italian zone's effect at `server`: the order's names NXDOMAIN, another
     /// name its real answer from the NSD hierarchy.
     fn assert_enforced(&self, server: SocketAddr, what: &Daemon) {
@@ -233,17 +244,29 @@ impl Primary {
     }
 }
 
+/// The program of a third-party test, the juris primary (`[fleet]` plus `more_fleet`) and the
+/// third party's directory and address; `None` (the test is SKIPPED, said on stderr) when the
+/// program is not installed.
+fn third_party(
+    program: &str,
+    package: &str,
+    prepare: fn(&str) -> Prepared,
+    more_fleet: &str,
+) -> Option<(std::path::PathBuf, Primary, Prepared)> {
+    let binary = Daemon::find(program, package)?;
+    let prepared = prepare(program);
+    Some((binary, Primary::start(more_fleet), prepared))
+}
+
 /// BIND 9 (`named -g`) as a secondary of `it.rpz.juris.invalid.` with TSIG, in
 /// `response-policy`: NXDOMAIN for the Italian order's names, the real answer otherwise.
 #[test]
 fn bind_is_a_tsig_secondary_of_the_italian_rpz_zone_and_enforces_it() {
-    let Some(named) = Daemon::find("named", "bind9") else {
+    let Some((named, primary, prepared)) =
+        third_party("named", "bind9", Daemon::prepare_on_localhost, "")
+    else {
         return;
     };
-    let primary = Primary::start("");
-    let prepared = Daemon::prepare_on_localhost("named");
-    let (ip, port) = (prepared.address.ip(), prepared.address.port());
-    let d = prepared.directory.path().display().to_string();
     let config = format!(
         r#"{key}
 options {{
@@ -267,14 +290,16 @@ zone "{ZONE}" {{
 }};
 "#,
         key = primary.bind_key,
+        d = prepared.directory.path().display(),
+        ip = prepared.address.ip(),
+        port = prepared.address.port(),
         hints = primary.hints(),
         xport = primary.xfr.port(),
         xip = primary.xfr.ip(),
     );
     let files = [("named.conf", config.as_str())];
     let args = ["-g", "-c", "{dir}/named.conf"];
-    let bind = Daemon::start_with_files("named", &named, prepared, &files, &args);
-    primary.assert_enforced(bind.address(), &bind);
+    let bind = primary.enforced_by("named", &named, prepared, &files, &args);
     let log = bind.log();
     assert!(
         log.contains(&format!("zone {ZONE}/IN: transferred serial")),
@@ -289,11 +314,12 @@ zone "{ZONE}" {{
 /// is the prefix allowed (`/32`: nobody else on the host may transfer unsigned).
 #[test]
 fn unbound_takes_the_italian_rpz_zone_unsigned_and_enforces_it() {
-    let Some(unbound) = Daemon::find("unbound", "unbound") else {
+    let unsigned = "allow_unsigned = [\"127.0.0.1/32\"]";
+    let Some((unbound, primary, prepared)) =
+        third_party("unbound", "unbound", Daemon::prepare, unsigned)
+    else {
         return;
     };
-    let prepared = Daemon::prepare("unbound");
-    let primary = Primary::start("allow_unsigned = [\"127.0.0.1/32\"]");
     let base = server_clause(
         prepared.address,
         prepared.directory.path(),
@@ -313,8 +339,7 @@ remote-control:
     );
     let files = [("unbound.conf", config.as_str())];
     let args = ["-d", "-c", "{dir}/unbound.conf"];
-    let server = Daemon::start_with_files("unbound", &unbound, prepared, &files, &args);
-    primary.assert_enforced(server.address(), &server);
+    let server = primary.enforced_by("unbound", &unbound, prepared, &files, &args);
     let log = server.log();
     assert!(
         log.contains("rpz: applied kickasstorrents.to. rpz-nxdomain"),
@@ -331,12 +356,11 @@ remote-control:
 /// the answer's TTL runs out), so the configuration disables it (`disable-packetcache`).
 #[test]
 fn powerdns_recursor_follows_the_italian_rpz_zone_with_tsig_and_receives_a_change_by_ixfr() {
-    let Some(recursor) = Daemon::find("pdns_recursor", "pdns-recursor") else {
+    let Some((recursor, primary, prepared)) =
+        third_party("pdns_recursor", "pdns-recursor", Daemon::prepare, "")
+    else {
         return;
     };
-    let prepared = Daemon::prepare("pdns-recursor");
-    let primary = Primary::start("");
-    let (ip, port) = (prepared.address.ip(), prepared.address.port());
     let d = prepared.directory.path().display().to_string();
     let lua = format!(
         "rpzPrimary(\"{xfr}\", \"{ZONE}.\", {{tsigname=\"interop\", tsigalgo=\"hmac-sha256\", \
@@ -350,14 +374,15 @@ fn powerdns_recursor_follows_the_italian_rpz_zone_with_tsig_and_receives_a_chang
          disable-packetcache=yes\ndaemon=no\nwrite-pid=no\nsocket-dir={d}\nthreads=1\n\
          disable-syslog=yes\nloglevel=6\n",
         hints = primary.hints(),
+        ip = prepared.address.ip(),
+        port = prepared.address.port(),
     );
     let files = [
         ("recursor.lua", lua.as_str()),
         ("recursor.conf", conf.as_str()),
     ];
     let args = ["--config-dir={dir}"];
-    let server = Daemon::start_with_files("pdns-recursor", &recursor, prepared, &files, &args);
-    primary.assert_enforced(server.address(), &server);
+    let server = primary.enforced_by("pdns-recursor", &recursor, prepared, &files, &args);
 
     primary.cli(&["order", "add-target", "IT-MI-2024-0001", "www.mirror.test"]);
     assert!(
