@@ -837,13 +837,16 @@ impl SilentServer {
     }
 }
 
-fn nsd_config(directory: &Path, zone: &str, address: Ipv4Addr) -> String {
+/// The `server:` clause of an NSD for a test: in the foreground's terms (no user, no chroot,
+/// no database), everything in `directory` (log `nsd.log`), one server process, on
+/// `address` (IPv4). Add more `server:` lines (4 spaces) and clauses after it.
+#[must_use]
+pub fn nsd_server_clause(address: SocketAddr, directory: &Path) -> String {
     let d = directory.display();
     format!(
-        r#"# Written by juris-testkit for one test server.
-server:
-    ip-address: {address}
-    port: 53
+        r#"server:
+    ip-address: {ip}
+    port: {port}
     do-ip4: yes
     do-ip6: no
     username: ""
@@ -857,7 +860,18 @@ server:
     server-count: 1
     reuseport: no
     verbosity: 2
-    hide-version: yes
+"#,
+        ip = address.ip(),
+        port = address.port(),
+    )
+}
+
+fn nsd_config(directory: &Path, zone: &str, address: Ipv4Addr) -> String {
+    let d = directory.display();
+    let server = nsd_server_clause(SocketAddr::from((address, 53)), directory);
+    format!(
+        r#"# Written by juris-testkit for one test server.
+{server}    hide-version: yes
     rrl-ratelimit: 0
     rrl-whitelist-ratelimit: 0
     zonefiles-write: 0

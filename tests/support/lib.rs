@@ -31,6 +31,7 @@
 //! ```
 
 pub mod addresses;
+pub mod daemon;
 pub mod dig;
 pub mod dnsdist;
 pub mod dnssec;

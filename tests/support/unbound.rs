@@ -27,6 +27,39 @@ use crate::{process, tools};
 const START_TIMEOUT: Duration = Duration::from_secs(15);
 const STOP_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// The start of an Unbound configuration for a test: `server:` in the foreground on
+/// `address`, everything in `directory` (log `unbound.log`), one thread, loopback clients,
+/// recursion from `root_hints` through name servers on loopback (also under `test.`). Add
+/// more `server:` lines (4 spaces) and clauses after it.
+#[must_use]
+pub fn server_clause(address: SocketAddr, directory: &Path, root_hints: &Path) -> String {
+    let d = directory.display();
+    format!(
+        r#"server:
+    interface: {ip}@{port}
+    port: {port}
+    do-ip6: no
+    do-daemonize: no
+    chroot: ""
+    username: ""
+    directory: "{d}"
+    pidfile: "{d}/unbound.pid"
+    use-syslog: no
+    logfile: "{d}/unbound.log"
+    verbosity: 1
+    num-threads: 1
+    so-reuseport: no
+    access-control: 127.0.0.0/8 allow
+    do-not-query-localhost: no
+    local-zone: "test." nodefault
+    root-hints: "{hints}"
+"#,
+        ip = address.ip(),
+        port = address.port(),
+        hints = root_hints.display(),
+    )
+}
+
 /// A running `unbound -d`, validating with one trust anchor; stopped on drop.
 #[derive(Debug)]
 pub struct Unbound {
@@ -58,32 +91,13 @@ impl Unbound {
             .prefix("juris-unbound-")
             .tempdir()
             .unwrap_or_else(|error| panic!("cannot create a temporary directory: {error}"));
-        let d = directory.path().display();
         let log = directory.path().join("unbound.log");
         let config = directory.path().join("unbound.conf");
         let text = format!(
             r#"# Written by juris-testkit: a validating reference resolver on loopback.
-server:
-    interface: {ip}@{port}
-    port: {port}
-    do-ip6: no
-    do-daemonize: no
-    chroot: ""
-    username: ""
-    directory: "{d}"
-    pidfile: "{d}/unbound.pid"
-    use-syslog: no
-    logfile: "{log}"
-    log-servfail: yes
-    verbosity: 1
+{base}    log-servfail: yes
     val-log-level: 2
     ede: yes
-    num-threads: 1
-    so-reuseport: no
-    access-control: 127.0.0.0/8 allow
-    do-not-query-localhost: no
-    local-zone: "test." nodefault
-    root-hints: "{hints}"
     trust-anchor-file: "{anchor}"
     trust-anchor-signaling: no
     root-key-sentinel: no
@@ -93,10 +107,7 @@ server:
 remote-control:
     control-enable: no
 "#,
-            ip = address.ip(),
-            port = address.port(),
-            log = log.display(),
-            hints = root_hints.display(),
+            base = server_clause(address, directory.path(), root_hints),
             anchor = trust_anchor.display(),
         );
         fs::write(&config, text)

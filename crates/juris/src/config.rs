@@ -193,6 +193,9 @@ pub struct RawFleet {
     /// A primary's followers, by name (provable enforcement): who must have an order in
     /// force before its `comply_by` is met. Default: one per `notify` address.
     pub followers: Vec<RawFollower>,
+    /// `[[fleet.rpz_feed]]`: third-party RPZ zones followed over AXFR/IXFR, each mapped onto
+    /// one order (design 0030).
+    pub rpz_feed: Vec<RawRpzFeed>,
 }
 
 /// One `[[fleet.followers]]`.
@@ -212,6 +215,27 @@ pub struct RawFollower {
     pub notify: Option<String>,
 }
 
+/// One `[[fleet.rpz_feed]]` (docs/fleet.md, "Consuming third-party RPZ zones").
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRpzFeed {
+    /// The feed's name (logs, status, the targets' `added_by`).
+    pub name: String,
+    /// `ADDR:PORT` of the server the zone is transferred from.
+    pub primary: String,
+    /// The RPZ zone's name.
+    pub zone: String,
+    /// TSIG key of the transfers (none: unsigned).
+    #[serde(default)]
+    pub tsig_key: Option<RawTsigKey>,
+    /// Seconds between serial checks without a NOTIFY. Default: 60.
+    #[serde(default)]
+    pub refresh_seconds: Option<u64>,
+    /// The order the zone's triggers become the targets of: an order document without
+    /// `targets` (`docs/orders.md`).
+    pub order: juris_policy::Order,
+}
+
 impl Default for RawFleet {
     fn default() -> Self {
         Self {
@@ -223,6 +247,7 @@ impl Default for RawFleet {
             tsig_keys: Vec::new(),
             follow: None,
             followers: Vec::new(),
+            rpz_feed: Vec::new(),
         }
     }
 }
@@ -365,6 +390,70 @@ fn fleet_settings(raw: &RawFleet) -> Result<crate::fleet::FleetSettings, ConfigE
         ));
     }
     Ok(settings)
+}
+
+/// The validated `[[fleet.rpz_feed]]` tables.
+fn rpz_feeds(
+    raw: &[RawRpzFeed],
+) -> Result<Vec<crate::fleet::rpz_feed::RpzFeedSettings>, ConfigError> {
+    let mut feeds: Vec<crate::fleet::rpz_feed::RpzFeedSettings> = Vec::new();
+    for (i, feed) in raw.iter().enumerate() {
+        let key = |field: &str| format!("fleet.rpz_feed[{i}].{field}");
+        let name = feed.name.trim();
+        if name.is_empty()
+            || !name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+        {
+            return Err(invalid(
+                key("name"),
+                format!("{name:?}: letters, digits, '-', '_' and '.' only"),
+            ));
+        }
+        if feeds.iter().any(|f| f.name == name) {
+            return Err(invalid(key("name"), format!("{name:?} is used twice")));
+        }
+        let primary = feed.primary.trim().parse::<SocketAddr>().map_err(|_| {
+            invalid(
+                key("primary"),
+                format!("{:?} is not ADDR:PORT", feed.primary),
+            )
+        })?;
+        let zone = crate::fleet::normal_suffix(&feed.zone)
+            .ok_or_else(|| invalid(key("zone"), format!("{:?} is not a domain name", feed.zone)))?;
+        let tsig_key = feed
+            .tsig_key
+            .as_ref()
+            .map(|k| crate::fleet::TsigKey::new(&k.name, &k.algorithm, &k.secret))
+            .transpose()
+            .map_err(|reason| invalid(key("tsig_key"), reason))?;
+        let refresh = match feed.refresh_seconds {
+            None => Duration::from_secs(u64::from(crate::fleet::zone::REFRESH)),
+            Some(0) => return Err(invalid(key("refresh_seconds"), "must be at least 1")),
+            Some(seconds) => Duration::from_secs(seconds),
+        };
+        if !feed.order.targets.is_empty() {
+            return Err(invalid(
+                key("order.targets"),
+                "the targets of a feed's order are the zone's triggers: leave them out",
+            ));
+        }
+        if feeds.iter().any(|f| f.order.id == feed.order.id) {
+            return Err(invalid(
+                key("order.id"),
+                format!("{:?} is the order of another feed", feed.order.id),
+            ));
+        }
+        feeds.push(crate::fleet::rpz_feed::RpzFeedSettings {
+            name: name.to_owned(),
+            primary,
+            zone,
+            tsig_key,
+            refresh,
+            order: feed.order.clone(),
+        });
+    }
+    Ok(feeds)
 }
 
 /// `[dnssec]` (see `juris_resolver::dnssec::ValidatorConfig`).
@@ -1238,6 +1327,8 @@ pub struct Settings {
     pub candidates: juris_control::candidates::CandidatesConfig,
     /// `[fleet]`: publishing and following.
     pub fleet: crate::fleet::FleetSettings,
+    /// `[[fleet.rpz_feed]]`: third-party RPZ zones mapped onto orders.
+    pub rpz_feeds: Vec<crate::fleet::rpz_feed::RpzFeedSettings>,
 }
 
 /// The admin API's certificate and, optionally, the CA its clients' certificates must chain to.
@@ -1419,6 +1510,7 @@ impl Settings {
             .validate()
             .map_err(|(key, reason)| invalid(key, reason))?;
         let fleet = fleet_settings(&raw.fleet)?;
+        let rpz_feeds = rpz_feeds(&raw.fleet.rpz_feed)?;
         Ok(Self {
             listeners,
             default_listeners,
@@ -1469,6 +1561,7 @@ impl Settings {
             api_tls,
             candidates: raw.candidates.clone(),
             fleet,
+            rpz_feeds,
         })
     }
 }
@@ -2014,6 +2107,61 @@ mod tests {
         raw.server.listen_quic.clear();
         let error = Settings::from_raw(&raw).unwrap_err().to_string();
         assert!(error.contains("key.pem"), "{error}");
+    }
+
+    #[test]
+    fn rpz_feeds_are_validated_and_every_error_names_its_key() {
+        let feed = |extra: &str, order_extra: &str| {
+            format!(
+                "[[fleet.rpz_feed]]\nname = \"vendor\"\nprimary = \"127.0.0.1:53\"\n\
+                 zone = \"RPZ.Vendor.Example\"\n{extra}\n[fleet.rpz_feed.order]\nid = \"V-1\"\n\
+                 kind = \"feed_ticket\"\nauthority = \"Vendor\"\njurisdictions = [\"IT\"]\n\
+                 action = \"nxdomain\"\nstate = \"active\"\n{order_extra}\n"
+            )
+        };
+        let parse = |text: &str| {
+            let raw: RawConfig = toml::from_str(text).map_err(|e| e.to_string())?;
+            Settings::from_raw(&raw).map_err(|e| e.to_string())
+        };
+        let settings = parse(&feed("refresh_seconds = 5", "")).unwrap();
+        let [one] = settings.rpz_feeds.as_slice() else {
+            panic!("{:?}", settings.rpz_feeds)
+        };
+        assert_eq!(one.zone, "rpz.vendor.example.");
+        assert_eq!(one.refresh, Duration::from_secs(5));
+        assert!(one.tsig_key.is_none());
+        assert_eq!(one.order.jurisdictions, ["IT"]);
+        for (extra, order_extra, key) in [
+            ("primary = \"x\"", "", "fleet.rpz_feed[0].primary"),
+            (
+                "refresh_seconds = 0",
+                "",
+                "fleet.rpz_feed[0].refresh_seconds",
+            ),
+            (
+                "tsig_key = { name = \"k\", secret = \"***\" }",
+                "",
+                "fleet.rpz_feed[0].tsig_key",
+            ),
+            (
+                "",
+                "targets = [{ type = \"domain\", value = \"a.example\" }]",
+                "fleet.rpz_feed[0].order.targets",
+            ),
+        ] {
+            let text = feed(extra, order_extra).replace("primary = \"127.0.0.1:53\"\n", "");
+            let text = if extra.starts_with("primary") {
+                text
+            } else {
+                text.replace("zone =", "primary = \"127.0.0.1:53\"\nzone =")
+            };
+            let error = parse(&text).unwrap_err();
+            assert!(error.starts_with(key), "{key}: {error}");
+        }
+        let twice = format!("{}{}", feed("", ""), feed("", ""));
+        let error = parse(&twice).unwrap_err();
+        assert!(error.contains("fleet.rpz_feed[1].name"), "{error}");
+        assert!(parse(&feed("unknown = 1", "")).is_err());
     }
 
     #[test]

@@ -36,9 +36,11 @@ use tracing::{error, info, warn};
 use crate::config::{LogFormat, Settings};
 use crate::fleet::follower::Follower;
 use crate::fleet::publisher::Publisher;
+use crate::fleet::rpz_feed::RpzFeed;
 use crate::lifecycle;
 use crate::orders::{
-    FileSource, FleetSource, LoaderHandle, OrderLoader, OrderSource, Safeguards, StoreSource,
+    FileSource, FleetSource, LoaderHandle, OrderLoader, OrderSource, RpzFeedSource, Safeguards,
+    StoreSource,
 };
 use crate::status::Status;
 
@@ -90,6 +92,7 @@ pub fn run(
         }
         None => None,
     };
+    let rpz_feeds = start_rpz_feeds(&settings)?;
     let store = follower.is_none().then(|| Arc::clone(&control));
     let (engine, mut loader) = policy_engine_fleet(
         &settings,
@@ -97,6 +100,7 @@ pub fn run(
         store,
         publisher.clone(),
         follower.clone(),
+        rpz_feeds.clone(),
     )?;
     // Mirror candidates compare with the name targets the loader holds (`docs/candidates.md`).
     let name_targets = match (&mut loader, settings.candidates.enabled) {
@@ -106,11 +110,12 @@ pub fn run(
     if let (Some(publisher), Some(address)) = (&publisher, settings.fleet.xfr_listen) {
         publisher.start(address)?;
     }
-    if let Some(follower) = &follower {
-        let receiver = Arc::clone(follower);
-        engine
-            .notify
-            .set(Box::new(move |zone, from| receiver.notified(zone, from)));
+    if follower.is_some() || !rpz_feeds.is_empty() {
+        let (follower, feeds) = (follower.clone(), rpz_feeds.clone());
+        engine.notify.set(Box::new(move |zone, from| {
+            follower.as_ref().is_some_and(|f| f.notified(zone, from))
+                || feeds.iter().any(|feed| feed.notified(zone, from))
+        }));
     }
     let cache = Arc::new(AnswerCache::new(settings.cache.clone()));
     let resolver =
@@ -200,6 +205,9 @@ pub fn run(
             let runtime = server
                 .runtime_handle()
                 .context("control store watcher: the server runtime is gone")?;
+            for feed in &rpz_feeds {
+                feed.spawn(handle.clone())?;
+            }
             if let Some(follower) = &follower {
                 follower.spawn(handle.clone())?;
             } else {
@@ -233,14 +241,35 @@ pub fn run(
             candidates,
             Arc::clone(&phase),
         );
-        if let Some(publisher) = &publisher {
-            let publisher = Arc::clone(publisher);
-            view = view.with_fleet(Arc::new(move || publisher.status()));
-        } else if let Some(follower) = &follower {
-            let status = Arc::clone(follower);
-            view = view.with_fleet(Arc::new(move || status.status()));
+        let role: Option<Arc<dyn Fn() -> serde_json::Value + Send + Sync>> =
+            match (&publisher, &follower) {
+                (Some(publisher), _) => {
+                    let publisher = Arc::clone(publisher);
+                    Some(Arc::new(move || publisher.status()))
+                }
+                (None, Some(follower)) => {
+                    let follower = Arc::clone(follower);
+                    Some(Arc::new(move || follower.status()))
+                }
+                (None, None) => None,
+            };
+        if let (None, Some(follower)) = (&publisher, &follower) {
             let ready = Arc::clone(follower);
             view = view.with_fleet_ready(Arc::new(move || ready.readiness()));
+        }
+        if role.is_some() || !rpz_feeds.is_empty() {
+            // The RPZ feeds are shown under `fleet.rpz_feeds`, beside the role's fields.
+            let feeds = rpz_feeds.clone();
+            view = view.with_fleet(Arc::new(move || {
+                let mut status = role
+                    .as_ref()
+                    .map_or_else(|| serde_json::json!({ "role": "none" }), |role| role());
+                if let (Some(object), false) = (status.as_object_mut(), feeds.is_empty()) {
+                    let list: Vec<serde_json::Value> = feeds.iter().map(|f| f.status()).collect();
+                    object.insert("rpz_feeds".into(), serde_json::Value::Array(list));
+                }
+                status
+            }));
         }
         let state = juris_control::ApiState {
             control: Arc::clone(&control),
@@ -399,7 +428,25 @@ pub fn policy_engine_with_store(
     now: u64,
     store: Option<Arc<juris_control::Control>>,
 ) -> anyhow::Result<(PolicyEngine, Option<OrderLoader>)> {
-    policy_engine_fleet(settings, now, store, None, None)
+    policy_engine_fleet(settings, now, store, None, None, Vec::new())
+}
+
+/// The configured third-party RPZ feeds, each after its first transfer (bounded; a failure
+/// is logged and the feed's thread keeps trying: until one succeeds its order is not in force).
+fn start_rpz_feeds(settings: &Settings) -> anyhow::Result<Vec<Arc<RpzFeed>>> {
+    let mut feeds = Vec::new();
+    for feed_settings in &settings.rpz_feeds {
+        let feed = Arc::new(RpzFeed::new(feed_settings.clone())?);
+        match feed.transfer_once() {
+            Ok(_) => info!(feed = feed.name(), "RPZ feed: following {}", feed_settings.zone),
+            Err(e) => warn!(
+                feed = feed.name(),
+                "RPZ feed: the first transfer failed (its order is not in force until one succeeds): {e}"
+            ),
+        }
+        feeds.push(feed);
+    }
+    Ok(feeds)
 }
 
 /// The first transfer of an edge, before the first load: the primary's zone, or else the
@@ -429,6 +476,7 @@ pub fn policy_engine_fleet(
     store: Option<Arc<juris_control::Control>>,
     publisher: Option<Arc<Publisher>>,
     follower: Option<Arc<Follower>>,
+    rpz_feeds: Vec<Arc<RpzFeed>>,
 ) -> anyhow::Result<(PolicyEngine, Option<OrderLoader>)> {
     let edge = follower.is_some();
     let classifier = Classifier::from_settings(&settings.geo).context("geoip")?;
@@ -451,6 +499,9 @@ pub fn policy_engine_fleet(
     }
     if let Some(follower) = follower {
         sources.push(Box::new(FleetSource::new(follower)));
+    }
+    if !rpz_feeds.is_empty() {
+        sources.push(Box::new(RpzFeedSource::new(rpz_feeds)));
     }
     let loader = if sources.is_empty() {
         None

@@ -18,6 +18,7 @@
 //! | `publisher` | the primary: serial, journal, NOTIFY sending, the XFR listener |
 //! | `proof` | which serial each follower has in force; per order, where and since when |
 //! | `follower` | the edge: transfers, snapshot, [`FleetSource`](follower::FleetSource) |
+//! | `rpz_feed` | third-party RPZ zones followed over AXFR/IXFR and mapped onto an order |
 //!
 //! Decisions: `docs/design/0021-fleet-zone-transfers.md`; user docs: `docs/fleet.md`.
 
@@ -29,6 +30,8 @@ pub mod follower;
 pub mod keys;
 pub mod proof;
 pub mod publisher;
+pub mod rpz_feed;
+mod schedule;
 #[cfg(test)]
 mod tests;
 mod wire;

@@ -9,8 +9,10 @@ use std::time::Duration;
 
 use domain::base::iana::{Class, Rcode};
 use domain::base::message_builder::{AdditionalBuilder, AnswerBuilder};
+use domain::base::name::ParsedName;
 use domain::base::{Message, MessageBuilder, Name, Record, Rtype, Ttl, UnknownRecordData};
 use domain::rdata::tsig::Time48;
+use domain::rdata::Cname;
 use domain::tsig::{ClientSequence, Key};
 
 use super::zone::{name_wire, rtype, soa_serial, Records, Rr, TTL};
@@ -46,10 +48,27 @@ pub fn section_records<'a>(
         if !owner.ends_with('.') {
             owner.push('.');
         }
+        // A CNAME's target may be compressed (RFC 3597 §4; NSD does it in RPZ zones): kept
+        // uncompressed, as every `Rr`.
+        let rdata = if record.rtype() == Rtype::CNAME {
+            let cname = parsed
+                .to_record::<Cname<ParsedName<&[u8]>>>()
+                .map_err(|e| format!("malformed CNAME: {e}"))?
+                .ok_or("malformed CNAME")?;
+            let target = cname.data().cname().to_string().to_ascii_lowercase();
+            let target = if target.ends_with('.') {
+                target
+            } else {
+                format!("{target}.")
+            };
+            name_wire(&target).ok_or_else(|| format!("{owner}: malformed CNAME target"))?
+        } else {
+            record.data().data().to_vec()
+        };
         out.push(Rr {
             owner,
             rtype: record.rtype().to_int(),
-            rdata: record.data().data().to_vec(),
+            rdata,
         });
     }
     Ok(out)
@@ -105,6 +124,18 @@ pub enum Transfer {
     Full(u32, Records),
     /// Our zone with the differences applied (IXFR).
     Incremental(u32, Records),
+}
+
+impl Transfer {
+    /// `(serial, records, whole zone)` of a transfer that brought something; `None` when up
+    /// to date.
+    pub fn into_parts(self) -> Option<(u32, Records, bool)> {
+        match self {
+            Transfer::UpToDate => None,
+            Transfer::Full(serial, records) => Some((serial, records, true)),
+            Transfer::Incremental(serial, records) => Some((serial, records, false)),
+        }
+    }
 }
 
 /// A request for `zone` (`AXFR`, or `IXFR` from `serial`), signed with `key` if given.

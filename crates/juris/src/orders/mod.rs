@@ -56,6 +56,7 @@ mod fleet;
 mod loader;
 mod priority;
 mod publish;
+mod rpz_feed;
 mod source;
 mod store;
 #[cfg(test)]
@@ -65,6 +66,7 @@ mod watch;
 pub use files::FileSource;
 pub use fleet::FleetSource;
 pub use loader::{NameTargets, OrderLoader};
+pub use rpz_feed::RpzFeedSource;
 pub use source::{OrderSource, Safeguards, SourceId};
 pub use store::StoreSource;
 pub use watch::{spawn, LoaderHandle};

@@ -33,6 +33,11 @@ pub enum SourceId {
         /// The order's id.
         order: String,
     },
+    /// The order of one third-party RPZ feed (`[[fleet.rpz_feed]]`), by feed name.
+    RpzFeed {
+        /// The feed's name.
+        feed: String,
+    },
 }
 
 impl fmt::Display for SourceId {
@@ -41,6 +46,7 @@ impl fmt::Display for SourceId {
             SourceId::File(path) => write!(f, "{}", path.display()),
             SourceId::Store { order } => write!(f, "control store order {order}"),
             SourceId::Fleet { order } => write!(f, "fleet primary's order {order}"),
+            SourceId::RpzFeed { feed } => write!(f, "RPZ feed {feed}"),
         }
     }
 }
