@@ -58,6 +58,9 @@ pub struct ServerConfig {
     pub stale_client_timeout: Duration,
     /// Datagrams received and sent per `recvmmsg`/`sendmmsg` call. Default: 32.
     pub udp_batch_size: usize,
+    /// DNS cookies as a server (RFC 7873, RFC 9018): secret, rotation, on/off
+    /// ([`crate::cookie`]). Default: on, a random secret per process, rotated daily.
+    pub cookies: crate::cookie::CookieConfig,
     /// How blocked and withdrawn answers look (the orders themselves come through
     /// [`crate::PolicyEngine`]).
     pub policy: PolicySettings,
@@ -170,6 +173,7 @@ impl Default for ServerConfig {
             any_answer_ttl: 3600,
             stale_client_timeout: Duration::from_millis(1800),
             udp_batch_size: 32,
+            cookies: crate::cookie::CookieConfig::default(),
             policy: PolicySettings::default(),
         }
     }
@@ -208,6 +212,7 @@ impl ServerConfig {
         if self.structured_error_option_code == Some(0) {
             return Err("structured_error_option_code 0 is reserved");
         }
+        self.cookies.validate()?;
         if self.policy.block_ttl > 86_400 {
             return Err("policy.block_ttl must be at most 86400 s");
         }

@@ -47,6 +47,41 @@ pub enum ConfigError {
     },
 }
 
+/// `[server.cookies]`, checked: secrets of exactly 32 hex digits, rotation 0 or ≥ 1 h.
+fn cookie_config(raw: &RawCookies) -> Result<juris_server::CookieConfig, ConfigError> {
+    let secret = |key: &str, value: &Option<String>| -> Result<Option<[u8; 16]>, ConfigError> {
+        let Some(text) = value else {
+            return Ok(None);
+        };
+        let text = text.trim();
+        if text.len() != 32 || !text.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Err(invalid(key, "must be 32 hex digits (128 bits)"));
+        }
+        let mut bytes = [0u8; 16];
+        for (i, byte) in bytes.iter_mut().enumerate() {
+            *byte = u8::from_str_radix(&text[2 * i..2 * i + 2], 16)
+                .map_err(|_| invalid(key, "must be 32 hex digits (128 bits)"))?;
+        }
+        Ok(Some(bytes))
+    };
+    let config = juris_server::CookieConfig {
+        enabled: raw.enabled,
+        secret: secret("server.cookies.secret", &raw.secret)?,
+        previous_secret: secret("server.cookies.previous_secret", &raw.previous_secret)?,
+        rotation: Duration::from_secs(raw.rotation_secs),
+    };
+    config
+        .validate()
+        .map_err(|_| invalid("server.cookies.rotation_secs", "must be 0 or at least 3600"))?;
+    if config.previous_secret.is_some() && config.secret.is_none() {
+        return Err(invalid(
+            "server.cookies.previous_secret",
+            "needs server.cookies.secret (the new secret)",
+        ));
+    }
+    Ok(config)
+}
+
 fn invalid(key: impl Into<String>, reason: impl Into<String>) -> ConfigError {
     ConfigError::Invalid {
         key: key.into(),
@@ -438,6 +473,38 @@ pub struct RawServer {
     /// At shutdown, how long TCP, DoT and DoH connections may take to answer the queries they
     /// have read, milliseconds. Default 5000.
     pub drain_timeout_ms: u64,
+    /// `[server.cookies]`: DNS cookies as a server (RFC 7873, RFC 9018).
+    pub cookies: RawCookies,
+}
+
+/// `[server.cookies]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawCookies {
+    /// Answer DNS cookies (a server cookie for every client cookie; BADCOOKIE over UDP for a
+    /// server cookie that does not verify). Default true.
+    pub enabled: bool,
+    /// The 128-bit secret server cookies are made with, as 32 hex digits. Every server of a
+    /// fleet with the same secret (and a synchronised clock) accepts the others' cookies.
+    /// Default: a random secret per process.
+    pub secret: Option<String>,
+    /// A secret still accepted, never used for new cookies, while a new `secret` rolls out
+    /// over a fleet (RFC 7873 §7.1). Default none.
+    pub previous_secret: Option<String>,
+    /// Derive a new key from `secret` every this many seconds (0 = use `secret` itself; at
+    /// least 3600 otherwise). Default 86400.
+    pub rotation_secs: u64,
+}
+
+impl Default for RawCookies {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            secret: None,
+            previous_secret: None,
+            rotation_secs: 86_400,
+        }
+    }
 }
 
 impl Default for RawServer {
@@ -469,6 +536,7 @@ impl Default for RawServer {
             listen_https: Vec::new(),
             listen_quic: Vec::new(),
             drain_timeout_ms: 5_000,
+            cookies: RawCookies::default(),
         }
     }
 }
@@ -854,6 +922,8 @@ pub struct Settings {
     pub drain_timeout: Duration,
     /// State directory.
     pub data_dir: PathBuf,
+    /// DNS cookies as a server.
+    pub cookies: juris_server::CookieConfig,
     /// Resolver settings.
     pub resolver: juris_resolver::ResolverConfig,
     /// Cache settings.
@@ -957,6 +1027,7 @@ impl Settings {
             ));
         }
 
+        let cookies = cookie_config(&raw.server.cookies)?;
         let mut resolver = resolver_config(&raw.resolver)?;
         resolver.dnssec = dnssec_config(&raw.dnssec)?;
         let cache = cache_config(&raw.cache)?;
@@ -1012,6 +1083,7 @@ impl Settings {
                 .data_dir
                 .clone()
                 .unwrap_or_else(|| PathBuf::from(DEFAULT_DATA_DIR)),
+            cookies,
             resolver,
             cache,
             log_level: raw.log.level.clone(),
@@ -1539,6 +1611,42 @@ mod tests {
         raw.server.listen_quic.clear();
         let error = Settings::from_raw(&raw).unwrap_err().to_string();
         assert!(error.contains("key.pem"), "{error}");
+    }
+
+    #[test]
+    fn server_cookie_keys() {
+        let settings = Settings::from_raw(&RawConfig::default()).unwrap();
+        assert!(settings.cookies.enabled);
+        assert_eq!(settings.cookies.secret, None);
+        assert_eq!(settings.cookies.rotation, Duration::from_secs(86_400));
+        let raw = RawConfig::from_toml(
+            r#"
+            [server.cookies]
+            secret = "e5e973e5a6b2a43f48e7dc849e37bfcf"
+            previous_secret = "DD3BDF9344B678B185A6F5CB60FCA715"
+            rotation_secs = 0
+            "#,
+            "test",
+        )
+        .unwrap();
+        let cookies = Settings::from_raw(&raw).unwrap().cookies;
+        assert_eq!(cookies.secret.unwrap()[..2], [0xe5, 0xe9]);
+        assert_eq!(cookies.previous_secret.unwrap()[15], 0x15);
+        assert!(cookies.rotation.is_zero());
+        for (toml, key) in [
+            ("secret = \"e5e973\"", "server.cookies.secret"),
+            ("secret = \"g5e973e5a6b2a43f48e7dc849e37bfcf\"", "server.cookies.secret"),
+            ("rotation_secs = 60", "server.cookies.rotation_secs"),
+            (
+                "previous_secret = \"e5e973e5a6b2a43f48e7dc849e37bfcf\"",
+                "server.cookies.previous_secret",
+            ),
+        ] {
+            let raw = RawConfig::from_toml(&format!("[server.cookies]\n{toml}\n"), "test").unwrap();
+            let error = Settings::from_raw(&raw).unwrap_err().to_string();
+            assert!(error.starts_with(key), "{toml}: {error}");
+        }
+        assert!(RawConfig::from_toml("[server.cookies]\nsecrets = \"x\"\n", "test").is_err());
     }
 
     #[test]

@@ -578,6 +578,7 @@ pub fn server_config(settings: &Settings) -> ServerConfig {
         max_udp_payload: settings.max_udp_payload,
         structured_error_option_code: settings.structured_error_option_code,
         policy: settings.policy.clone(),
+        cookies: settings.cookies.clone(),
         ..ServerConfig::default()
     }
 }
