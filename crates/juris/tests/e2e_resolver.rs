@@ -633,3 +633,39 @@ fn dns_cookies_are_answered_verified_and_bad_ones_get_badcookie_over_udp() {
     let odd = ask(&dig_with_cookie(server, &format!("{client}{}", "ab".repeat(8))));
     assert_eq!(odd.status, "BADCOOKIE", "{}", odd.output);
 }
+
+/// RFC 1034 §4.3.1: a query with RD=0 is answered from the cache only. Before the name is
+/// cached: REFUSED with EDE 20 and nothing sent upstream; once cached: the answer.
+#[test]
+fn rd0_queries_are_answered_from_the_cache_only() {
+    let hierarchy = world();
+    let juris = juris(&hierarchy);
+    let server = juris.address();
+    let norecurse = |name: &str| {
+        ask(&Lookup::dig(server, name, "A")
+            .timeout_seconds(5)
+            .arg("+norecurse"))
+    };
+
+    let uncached = norecurse("www.alpha.test.");
+    assert_eq!(uncached.status, "REFUSED", "{}", uncached.output);
+    assert!(
+        uncached.extended_errors.iter().any(|e| e.code == 20),
+        "{}",
+        uncached.output
+    );
+    hierarchy.flush_query_logs();
+    // (The root has seen juris's own start-up queries: priming and its readiness probe.)
+    let asked: Vec<_> = [".", "test.", "alpha.test."]
+        .into_iter()
+        .flat_map(|zone| hierarchy.received(zone))
+        .filter(|query| query.name.contains("alpha"))
+        .collect();
+    assert!(asked.is_empty(), "an RD=0 query went upstream: {asked:?}");
+
+    assert_answer(&dig(server, "www.alpha.test.", "A"), "A", &["192.0.2.1"]);
+    let cached = norecurse("www.alpha.test.");
+    assert_eq!(cached.status, "NOERROR", "{}", cached.output);
+    assert_eq!(cached.answer_data("A"), ["192.0.2.1"], "{}", cached.output);
+    assert!(!cached.has_flag("rd"), "RD echoed as sent: {}", cached.output);
+}
