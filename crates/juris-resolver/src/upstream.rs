@@ -252,7 +252,12 @@ pub(crate) async fn exchange_with(
 ) -> Result<Response, UpstreamError> {
     let id: u16 = rand::random();
     let query = build_query(id, qname, qtype, options, cookie)?;
-    let client_cookie = cookie.map(|c| c.client);
+    let expected = Expected {
+        id,
+        qname,
+        qtype,
+        client_cookie: cookie.map(|c| c.client),
+    };
     tracing::debug!(%server, qname = %qname, %qtype, id, "upstream query (udp)");
     // The clock is read for the trace below only when it is enabled.
     let started = tracing::enabled!(tracing::Level::TRACE).then(Instant::now);
@@ -261,12 +266,7 @@ pub(crate) async fn exchange_with(
         udp_exchange(
             server,
             &query,
-            Expected {
-                id,
-                qname,
-                qtype,
-                client_cookie,
-            },
+            expected,
             if options.edns {
                 options.edns_buffer_size
             } else {
@@ -283,17 +283,7 @@ pub(crate) async fn exchange_with(
             // Boxed: the rare TCP path should not make every exchange's state larger.
             Box::pin(timeout_at(
                 options.deadline,
-                tcp_exchange(
-                    server,
-                    &query,
-                    Expected {
-                        id,
-                        qname,
-                        qtype,
-                        client_cookie,
-                    },
-                    options.deadline,
-                ),
+                tcp_exchange(server, &query, expected, options.deadline),
             ))
             .await
             .map_err(|_| UpstreamError::Timeout)??
