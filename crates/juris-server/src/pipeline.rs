@@ -891,7 +891,11 @@ impl Pipeline {
         let ecs_len = reply
             .opt
             .and_then(|opt| opt.ecs)
-            .map_or(0, |ecs| ecs.option_len());
+            .map_or(0, |ecs| ecs.option_len())
+            + reply
+                .opt
+                .and_then(|opt| opt.cookie)
+                .map_or(0, |_| crate::cookie::CookieReply::OPTION_LEN);
         let extra = stale
             .as_ref()
             .map_or_else(|| opt_len(info.as_ref()), |(_, ede)| opt_len(Some(ede)))
