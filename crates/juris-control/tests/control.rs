@@ -1552,6 +1552,8 @@ fn target_counts_kept_by_the_store_match_the_targets() {
     assert_eq!((status.targets, status.needs_review), (2, 0));
     let (preview, total) = control.order_preview("PS-IT", 0).unwrap();
     assert_eq!((preview.targets.len(), total), (0, 1));
+}
+
 #[test]
 fn a_primarys_followers_are_gauges_labelled_with_their_names() {
     let server = juris_control::ServerSnapshot {

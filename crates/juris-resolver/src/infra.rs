@@ -78,6 +78,42 @@ struct ServerState {
     skip_until: Option<Instant>,
     edns: EdnsSupport,
     edns_timeouts: u8,
+    /// The server cookie it sent last (RFC 7873 §5.3), sent back with every query to it.
+    server_cookie: Option<ServerCookie>,
+}
+
+/// A server cookie learnt from an upstream server: 8 to 32 bytes (RFC 7873 §4.2), inline.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(crate) struct ServerCookie {
+    bytes: [u8; 32],
+    len: u8,
+}
+
+impl ServerCookie {
+    /// The cookie, if `bytes` has a length RFC 7873 allows.
+    pub(crate) fn new(bytes: &[u8]) -> Option<Self> {
+        if !(8..=32).contains(&bytes.len()) {
+            return None;
+        }
+        let mut inline = [0u8; 32];
+        inline[..bytes.len()].copy_from_slice(bytes);
+        // At most 32: fits.
+        Some(Self {
+            bytes: inline,
+            len: bytes.len() as u8,
+        })
+    }
+
+    /// The cookie's bytes.
+    pub(crate) fn as_slice(&self) -> &[u8] {
+        &self.bytes[..usize::from(self.len)]
+    }
+}
+
+impl std::fmt::Debug for ServerCookie {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "ServerCookie({} bytes)", self.len)
+    }
 }
 
 impl Default for ServerState {
@@ -89,19 +125,68 @@ impl Default for ServerState {
             skip_until: None,
             edns: EdnsSupport::Unknown,
             edns_timeouts: 0,
+            server_cookie: None,
         }
     }
 }
 
 /// Per-server health shared by all resolutions.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(crate) struct InfraCache {
     servers: Mutex<HashMap<SocketAddr, ServerState>>,
     /// Keyed by the zone's lower-cased wire form (one hash pass over the bytes).
     lame: Mutex<HashMap<(Bytes, SocketAddr), Instant>>,
+    /// Key of the client cookies (random per process): see [`InfraCache::client_cookie`].
+    cookie_secret: CookieSecret,
+}
+
+/// The client cookie key; never printed.
+struct CookieSecret([u8; 16]);
+
+impl std::fmt::Debug for CookieSecret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("CookieSecret(..)")
+    }
+}
+
+impl Default for InfraCache {
+    fn default() -> Self {
+        Self {
+            servers: Mutex::default(),
+            lame: Mutex::default(),
+            cookie_secret: CookieSecret(rand::random()),
+        }
+    }
 }
 
 impl InfraCache {
+    /// Our client cookie for `server` (RFC 7873 §4.1): SipHash-2-4 of the server's address
+    /// under a per-process random secret, so each server sees its own cookie, stable while
+    /// the process runs, and no server can learn another's or track us across restarts.
+    /// (The client address is not an input: the source address is chosen per query by the
+    /// kernel; RFC 7873 §4.1 leaves the algorithm to the client.)
+    pub(crate) fn client_cookie(&self, server: SocketAddr) -> [u8; 8] {
+        let hasher = siphasher::sip::SipHasher24::new_with_key(&self.cookie_secret.0);
+        let hash = match server.ip() {
+            std::net::IpAddr::V4(v4) => hasher.hash(&v4.octets()),
+            std::net::IpAddr::V6(v6) => hasher.hash(&v6.octets()),
+        };
+        hash.to_le_bytes()
+    }
+
+    /// The server cookie `server` gave us last, if any.
+    pub(crate) fn server_cookie(&self, server: SocketAddr) -> Option<ServerCookie> {
+        self.with(|servers| servers.get(&server).and_then(|s| s.server_cookie))
+    }
+
+    /// Remembers the server cookie of a response whose client cookie was ours.
+    pub(crate) fn learn_server_cookie(&self, server: SocketAddr, cookie: ServerCookie) {
+        if self.server_cookie(server) == Some(cookie) {
+            return;
+        }
+        self.update(server, |state| state.server_cookie = Some(cookie));
+    }
+
     /// The RTT `server` is ranked by: its SRTT, or zero for a server never asked, which is
     /// thus tried among the fastest (and so gets measured), as Unbound's initial 376 ms guess
     /// inside its 400 ms band does.
@@ -334,6 +419,24 @@ impl InfraCache {
 #[allow(clippy::unwrap_used, reason = "test code")]
 mod tests {
     use super::*;
+
+    #[test]
+    fn client_cookies_differ_per_server_and_process_and_server_cookies_are_kept() {
+        let infra = InfraCache::default();
+        let a: SocketAddr = "192.0.2.1:53".parse().unwrap();
+        let b: SocketAddr = "192.0.2.2:53".parse().unwrap();
+        assert_eq!(infra.client_cookie(a), infra.client_cookie(a));
+        assert_ne!(infra.client_cookie(a), infra.client_cookie(b));
+        assert_ne!(infra.client_cookie(a), InfraCache::default().client_cookie(a));
+        assert_eq!(infra.server_cookie(a), None);
+        let cookie = ServerCookie::new(&[7; 16]).unwrap();
+        infra.learn_server_cookie(a, cookie);
+        assert_eq!(infra.server_cookie(a), Some(cookie));
+        assert_eq!(infra.server_cookie(b), None);
+        assert!(ServerCookie::new(&[0; 7]).is_none());
+        assert!(ServerCookie::new(&[0; 33]).is_none());
+        assert!(format!("{infra:?}").contains("CookieSecret(..)"));
+    }
 
     #[tokio::test(start_paused = true)]
     async fn timeouts_demote_and_back_off_then_recover() {

@@ -12,7 +12,10 @@
 //! the wait continues until the timeout.
 //!
 //! # Limitations
-//! - No 0x20 case randomisation, no DNS cookies (RFC 7873).
+//! - No 0x20 case randomisation.
+//! - DNS cookies (RFC 7873) are sent with EDNS queries only; a server that answers without a
+//!   COOKIE option is not held to it (no "server is known to do cookies" state), so a
+//!   spoofed answer without the option is not caught by cookies.
 //!
 //! # EDNS fallback
 //! [`ask`] sends the query with EDNS; a server that answers it with FORMERR or NOTIMP without
@@ -23,6 +26,15 @@
 //! never downgraded (a forged FORMERR cannot turn DNSSEC off). Queries without EDNS carry no
 //! DO bit and accept 512-byte UDP answers (TC=1 goes to TCP).
 //! - TCP connections are reused one query at a time, never pipelined (see [`IDLE_TCP`]).
+//!
+//! # DNS cookies (RFC 7873 §5.1, §5.3)
+//! Every EDNS query carries a COOKIE option: our client cookie for the server
+//! ([`crate::infra::InfraCache::client_cookie`]) and the server cookie it sent last (kept in
+//! the infra cache). A response that echoes a different client cookie is not an answer to us
+//! and is ignored like one with a wrong ID (UDP: the wait goes on; TCP: the exchange fails).
+//! A server cookie in a response with our client cookie replaces the remembered one. A
+//! BADCOOKIE answer (extended RCODE 23) that brings a new server cookie is asked again once
+//! with it; a second BADCOOKIE is returned as the answer (a server failure to the engines).
 //!
 //! # TCP connection reuse
 //! After a complete TCP exchange the connection is kept, idle, for the next truncated answer
@@ -47,6 +59,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpStream, UdpSocket};
 use tokio::time::{timeout_at, Instant};
 
+use crate::infra::ServerCookie;
 use crate::names::Rr;
 
 /// Why one upstream exchange failed. All of these make trying another server sensible.
@@ -108,6 +121,25 @@ pub(crate) struct Response {
     pub over_tcp: bool,
     /// The message as received (shared, not copied).
     pub wire: Bytes,
+    /// The server cookie of a response that echoed our client cookie (RFC 7873 §5.3).
+    pub server_cookie: Option<ServerCookie>,
+    /// The extended RCODE is BADCOOKIE (23; the header alone shows 7).
+    pub bad_cookie: bool,
+}
+
+/// The COOKIE option a query carries: our client cookie for the server, and the server
+/// cookie it gave us last, if any.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct QueryCookie {
+    client: [u8; 8],
+    server: Option<ServerCookie>,
+}
+
+impl QueryCookie {
+    /// The option's length, header included.
+    fn option_len(&self) -> usize {
+        4 + 8 + self.server.map_or(0, |s| s.as_slice().len())
+    }
 }
 
 /// [`exchange`] with the EDNS fallback the infra cache remembers per server (module docs).
@@ -125,7 +157,7 @@ pub(crate) async fn ask(
     };
     let plan = infra.edns_plan(server);
     if plan != EdnsPlan::Edns {
-        let result = exchange(server, qname, qtype, &plain).await;
+        let result = exchange(infra, server, qname, qtype, &plain).await;
         if plan == EdnsPlan::Probe {
             match &result {
                 Ok(response) if !is_rejection(response) => infra.edns_broken(server),
@@ -135,7 +167,7 @@ pub(crate) async fn ask(
         }
         return result;
     }
-    let result = exchange(server, qname, qtype, options).await;
+    let result = exchange(infra, server, qname, qtype, options).await;
     let rejected = match &result {
         Ok(response) if is_rejection(response) => !has_opt(&response.wire),
         Ok(_) => {
@@ -153,7 +185,7 @@ pub(crate) async fn ask(
         return result;
     }
     tracing::debug!(%server, qname = %qname, %qtype, "EDNS query rejected, asking without EDNS");
-    let retry = exchange(server, qname, qtype, &plain).await;
+    let retry = exchange(infra, server, qname, qtype, &plain).await;
     if matches!(&retry, Ok(response) if !is_rejection(response)) {
         infra.edns_broken(server);
     }
@@ -172,20 +204,65 @@ fn has_opt(wire: &Bytes) -> bool {
         .is_some_and(|message| message.opt().is_some())
 }
 
-/// Sends one query and waits for the matching response, retrying over TCP on TC=1.
-pub(crate) async fn exchange(
+/// [`exchange_with`] with the cookie the infra cache holds for `server` (EDNS queries only),
+/// learning the server cookie of the response; a BADCOOKIE answer that brings a new server
+/// cookie is asked again once with it (RFC 7873 §5.3).
+async fn exchange(
+    infra: &crate::infra::InfraCache,
     server: SocketAddr,
     qname: &Name<Bytes>,
     qtype: Rtype,
     options: &QueryOptions,
 ) -> Result<Response, UpstreamError> {
+    if !options.edns {
+        return exchange_with(server, qname, qtype, options, None).await;
+    }
+    let client = infra.client_cookie(server);
+    let mut retried = false;
+    loop {
+        let cookie = QueryCookie {
+            client,
+            server: infra.server_cookie(server),
+        };
+        let response = exchange_with(server, qname, qtype, options, Some(&cookie)).await?;
+        let learnt = response.server_cookie;
+        if let Some(learnt) = learnt {
+            infra.learn_server_cookie(server, learnt);
+        }
+        if !response.bad_cookie
+            || retried
+            || learnt.is_none()
+            || Instant::now() >= options.deadline
+        {
+            return Ok(response);
+        }
+        tracing::debug!(%server, qname = %qname, %qtype, "BADCOOKIE, asking again with the new server cookie");
+        retried = true;
+    }
+}
+
+/// Sends one query and waits for the matching response, retrying over TCP on TC=1. With a
+/// `cookie`, a response that echoes another client cookie is ignored as spoofed.
+pub(crate) async fn exchange_with(
+    server: SocketAddr,
+    qname: &Name<Bytes>,
+    qtype: Rtype,
+    options: &QueryOptions,
+    cookie: Option<&QueryCookie>,
+) -> Result<Response, UpstreamError> {
     let id: u16 = rand::random();
-    let query = build_query(id, qname, qtype, options)?;
+    let query = build_query(id, qname, qtype, options, cookie)?;
+    let expected = Expected {
+        id,
+        qname,
+        qtype,
+        client_cookie: cookie.map(|c| c.client),
+    };
     tracing::debug!(%server, qname = %qname, %qtype, id, "upstream query (udp)");
     // dnstap's RESOLVER_QUERY/RESPONSE (crate::tap): only when a tap is installed.
     if crate::tap::installed() {
         let sent = std::time::SystemTime::now();
-        let result = exchange_sent(server, qname, qtype, options, id, &query).await;
+        let result = exchange_sent(server, options, expected, &query).await;
         crate::tap::emit(crate::tap::UpstreamExchange {
             server,
             over_tcp: matches!(&result, Ok(response) if response.over_tcp),
@@ -198,18 +275,17 @@ pub(crate) async fn exchange(
         });
         return result;
     }
-    exchange_sent(server, qname, qtype, options, id, &query).await
+    exchange_sent(server, options, expected, &query).await
 }
 
 /// [`exchange`] of a query already built.
 async fn exchange_sent(
     server: SocketAddr,
-    qname: &Name<Bytes>,
-    qtype: Rtype,
     options: &QueryOptions,
-    id: u16,
+    expected: Expected<'_>,
     query: &[u8],
 ) -> Result<Response, UpstreamError> {
+    let (qname, qtype) = (expected.qname, expected.qtype);
     // The clock is read for the trace below only when it is enabled.
     let started = tracing::enabled!(tracing::Level::TRACE).then(Instant::now);
     let response = timeout_at(
@@ -217,9 +293,7 @@ async fn exchange_sent(
         udp_exchange(
             server,
             query,
-            id,
-            qname,
-            qtype,
+            expected,
             if options.edns {
                 options.edns_buffer_size
             } else {
@@ -236,7 +310,7 @@ async fn exchange_sent(
             // Boxed: the rare TCP path should not make every exchange's state larger.
             Box::pin(timeout_at(
                 options.deadline,
-                tcp_exchange(server, query, id, qname, qtype, options.deadline),
+                tcp_exchange(server, query, expected, options.deadline),
             ))
             .await
             .map_err(|_| UpstreamError::Timeout)??
@@ -263,6 +337,7 @@ fn build_query(
     qname: &Name<Bytes>,
     qtype: Rtype,
     options: &QueryOptions,
+    cookie: Option<&QueryCookie>,
 ) -> Result<Vec<u8>, UpstreamError> {
     let name = qname.as_slice();
     if name.len() > 255 {
@@ -275,7 +350,9 @@ fn build_query(
     if options.checking_disabled {
         flags |= 0x0010;
     }
-    let mut query = Vec::with_capacity(12 + name.len() + 4 + 11);
+    let cookie = cookie.filter(|_| options.edns);
+    let cookie_len = cookie.map_or(0, QueryCookie::option_len);
+    let mut query = Vec::with_capacity(12 + name.len() + 4 + 11 + cookie_len);
     query.extend_from_slice(&id.to_be_bytes());
     query.extend_from_slice(&flags.to_be_bytes());
     // QDCOUNT 1, ANCOUNT 0, NSCOUNT 0, ARCOUNT 1 (the OPT record) or 0.
@@ -287,11 +364,21 @@ fn build_query(
         return Ok(query);
     }
     // OPT: root owner, TYPE 41, CLASS = payload size, TTL = extended RCODE 0, version 0,
-    // DO=1, no options.
+    // DO=1; the COOKIE option (RFC 7873 §5.1) when there is one.
     query.push(0);
     query.extend_from_slice(&Rtype::OPT.to_int().to_be_bytes());
     query.extend_from_slice(&options.edns_buffer_size.to_be_bytes());
-    query.extend_from_slice(&[0, 0, 0x80, 0, 0, 0]);
+    query.extend_from_slice(&[0, 0, 0x80, 0]);
+    // At most 4 + 8 + 32: fits.
+    query.extend_from_slice(&(cookie_len as u16).to_be_bytes());
+    if let Some(cookie) = cookie {
+        query.extend_from_slice(&10u16.to_be_bytes());
+        query.extend_from_slice(&((cookie_len - 4) as u16).to_be_bytes());
+        query.extend_from_slice(&cookie.client);
+        if let Some(server) = &cookie.server {
+            query.extend_from_slice(server.as_slice());
+        }
+    }
     Ok(query)
 }
 
@@ -330,13 +417,48 @@ fn udp_receive_limit(edns_buffer_size: u16) -> usize {
     usize::from(edns_buffer_size.max(512))
 }
 
+/// What an answer to our query must match: ID and question (checked when parsing) and the
+/// client cookie, if we sent one.
+#[derive(Clone, Copy)]
+struct Expected<'a> {
+    id: u16,
+    qname: &'a Name<Bytes>,
+    qtype: Rtype,
+    client_cookie: Option<[u8; 8]>,
+}
+
+impl Expected<'_> {
+    /// Checks and parses `bytes` ([`check_and_parse_limited`]), then its cookie: one that
+    /// echoes another client cookie is [`UpstreamError::Mismatch`].
+    fn check(
+        &self,
+        bytes: Bytes,
+        over_tcp: bool,
+        oversize: bool,
+    ) -> Result<Option<Response>, UpstreamError> {
+        let cookie = match &self.client_cookie {
+            Some(ours) => {
+                Some(response_cookie(&bytes, ours).map_err(|()| UpstreamError::Mismatch)?)
+            }
+            None => None,
+        };
+        let parsed =
+            check_and_parse_limited(bytes, self.id, self.qname, self.qtype, over_tcp, oversize)?;
+        Ok(parsed.map(|mut response| {
+            if let Some((server_cookie, bad_cookie)) = cookie {
+                response.server_cookie = server_cookie;
+                response.bad_cookie = bad_cookie;
+            }
+            response
+        }))
+    }
+}
+
 /// `Ok(None)` means the answer was truncated.
 async fn udp_exchange(
     server: SocketAddr,
     query: &[u8],
-    id: u16,
-    qname: &Name<Bytes>,
-    qtype: Rtype,
+    expected: Expected<'_>,
     edns_buffer_size: u16,
 ) -> Result<Option<Response>, UpstreamError> {
     // A fresh socket per query: the kernel picks a random ephemeral source port.
@@ -358,10 +480,10 @@ async fn udp_exchange(
         // ask again over TCP as for TC=1.
         let oversize = len > limit;
         let bytes = buffer.freeze();
-        match check_and_parse_limited(bytes, id, qname, qtype, false, oversize) {
+        match expected.check(bytes, false, oversize) {
             Ok(parsed) => return Ok(parsed),
             Err(UpstreamError::Mismatch) => {
-                tracing::debug!(%server, "ignoring response that does not match the query");
+                tracing::debug!(%server, "ignoring response that does not match the query (ID, question or client cookie)");
                 continue;
             }
             Err(e) => return Err(e),
@@ -372,18 +494,15 @@ async fn udp_exchange(
 async fn tcp_exchange(
     server: SocketAddr,
     query: &[u8],
-    id: u16,
-    qname: &Name<Bytes>,
-    qtype: Rtype,
+    expected: Expected<'_>,
     deadline: Instant,
 ) -> Result<Response, UpstreamError> {
     let ask = TcpAsk {
         server,
         query,
-        id,
-        qname,
-        qtype,
+        expected,
     };
+    let (qname, qtype, id) = (expected.qname, expected.qtype, expected.id);
     if let Some(stream) = take_idle_tcp(server) {
         tracing::debug!(%server, qname = %qname, %qtype, id, "upstream query (tcp, reused)");
         // At most half the time left: a server that keeps the connection but never answers
@@ -409,9 +528,7 @@ async fn tcp_exchange(
 struct TcpAsk<'a> {
     server: SocketAddr,
     query: &'a [u8],
-    id: u16,
-    qname: &'a Name<Bytes>,
-    qtype: Rtype,
+    expected: Expected<'a>,
 }
 
 /// One query and its answer on `stream`; the connection is kept for reuse when they went
@@ -428,7 +545,7 @@ async fn tcp_query(mut stream: TcpStream, ask: &TcpAsk<'_>) -> Result<Response, 
     let len = u16::from_be_bytes(prefix) as usize;
     let mut buffer = vec![0u8; len];
     stream.read_exact(&mut buffer).await?;
-    match check_and_parse(Bytes::from(buffer), ask.id, ask.qname, ask.qtype, true)? {
+    match ask.expected.check(Bytes::from(buffer), true, false)? {
         Some(response) => {
             put_idle_tcp(ask.server, stream);
             Ok(response)
@@ -611,7 +728,31 @@ fn empty_response(rcode: Rcode, over_tcp: bool, wire: Bytes) -> Response {
         additional: Vec::new(),
         over_tcp,
         wire,
+        server_cookie: None,
+        bad_cookie: false,
     }
+}
+
+/// What a response says about cookies: its server cookie (when it echoes our client cookie)
+/// and whether its extended RCODE is BADCOOKIE. `Err` when it carries a client cookie that
+/// is not the one we sent: not an answer to our query (RFC 7873 §5.3), to be dropped as a
+/// spoofing attempt. A response without a COOKIE option is accepted (a server that does not
+/// do cookies, or an error answer written before the option was read).
+fn response_cookie(wire: &Bytes, ours: &[u8; 8]) -> Result<(Option<ServerCookie>, bool), ()> {
+    let Ok(message) = Message::from_octets(wire.clone()) else {
+        return Ok((None, false));
+    };
+    let Some(opt) = message.opt() else {
+        return Ok((None, false));
+    };
+    let bad = opt.rcode(message.header()) == domain::base::iana::OptRcode::BADCOOKIE;
+    let Some(cookie) = opt.opt().cookie() else {
+        return Ok((None, bad));
+    };
+    if cookie.client().into_octets() != *ours {
+        return Err(());
+    }
+    Ok((cookie.server().and_then(|s| ServerCookie::new(s.as_ref())), bad))
 }
 
 /// Parses the records of one section (class IN, no OPT) into `out`. An owner name spelt
@@ -689,7 +830,7 @@ mod tests {
 
     #[test]
     fn query_has_edns_do_and_question() {
-        let query = build_query(7, &name("www.test."), Rtype::AAAA, &options()).unwrap();
+        let query = build_query(7, &name("www.test."), Rtype::AAAA, &options(), None).unwrap();
         let message = Message::from_octets(query).unwrap();
         assert_eq!(message.header().id(), 7);
         assert!(!message.header().rd());
@@ -700,9 +841,68 @@ mod tests {
     }
 
     #[test]
+    fn queries_carry_our_cookie_and_answers_with_another_client_cookie_are_spoofed() {
+        let qname = name("www.test.");
+        let server = ServerCookie::new(&[9; 16]).unwrap();
+        let cookie = QueryCookie {
+            client: [1, 2, 3, 4, 5, 6, 7, 8],
+            server: Some(server),
+        };
+        let query = build_query(7, &qname, Rtype::A, &options(), Some(&cookie)).unwrap();
+        let message = Message::from_octets(query.clone()).unwrap();
+        let sent = message.opt().unwrap().opt().cookie().unwrap();
+        assert_eq!(sent.client().into_octets(), cookie.client);
+        assert_eq!(sent.server().unwrap().as_ref(), &[9; 16]);
+        // Without EDNS there is no OPT to carry it.
+        let plain = QueryOptions {
+            edns: false,
+            ..options()
+        };
+        let query_plain = build_query(7, &qname, Rtype::A, &plain, Some(&cookie)).unwrap();
+        assert!(Message::from_octets(query_plain).unwrap().opt().is_none());
+
+        let expected = Expected {
+            id: 7,
+            qname: &qname,
+            qtype: Rtype::A,
+            client_cookie: Some(cookie.client),
+        };
+        // The query echoed as an answer: our client cookie, the server cookie learnt.
+        let echoed = answer_to(&query, |_| {});
+        let response = expected.check(echoed, false, false).unwrap().unwrap();
+        assert_eq!(response.server_cookie, Some(server));
+        assert!(!response.bad_cookie);
+        // Another client cookie: not ours.
+        let mut other = cookie;
+        other.client[0] ^= 0xff;
+        let spoofed = build_query(7, &qname, Rtype::A, &options(), Some(&other)).unwrap();
+        assert_eq!(
+            expected
+                .check(answer_to(&spoofed, |_| {}), false, false)
+                .unwrap_err(),
+            UpstreamError::Mismatch
+        );
+        // No COOKIE option at all (a server without cookies): accepted.
+        let bare = build_query(7, &qname, Rtype::A, &options(), None).unwrap();
+        let response = expected
+            .check(answer_to(&bare, |_| {}), false, false)
+            .unwrap()
+            .unwrap();
+        assert_eq!(response.server_cookie, None);
+        // BADCOOKIE: header RCODE 7, extended bits 1 in the OPT TTL.
+        let bad = answer_to(&query, |m| {
+            m[3] |= 7;
+            let opt_at = 12 + qname.as_slice().len() + 4;
+            m[opt_at + 5] = 1;
+        });
+        let response = expected.check(bad, false, false).unwrap().unwrap();
+        assert!(response.bad_cookie);
+    }
+
+    #[test]
     fn mismatches_are_rejected() {
         let qname = name("www.test.");
-        let query = build_query(7, &qname, Rtype::A, &options()).unwrap();
+        let query = build_query(7, &qname, Rtype::A, &options(), None).unwrap();
         let ok = answer_to(&query, |_| {});
         assert!(check_and_parse(ok.clone(), 7, &qname, Rtype::A, false)
             .unwrap()
@@ -794,9 +994,15 @@ mod tests {
     ) -> usize {
         let qname = name("example.test.");
         for id in [11u16, 12] {
-            let query = build_query(id, &qname, Rtype::DNSKEY, &options()).unwrap();
+            let query = build_query(id, &qname, Rtype::DNSKEY, &options(), None).unwrap();
             let deadline = Instant::now() + Duration::from_secs(4);
-            let response = tcp_exchange(server, &query, id, &qname, Rtype::DNSKEY, deadline)
+            let expected = Expected {
+                id,
+                qname: &qname,
+                qtype: Rtype::DNSKEY,
+                client_cookie: None,
+            };
+            let response = tcp_exchange(server, &query, expected, deadline)
                 .await
                 .unwrap_or_else(|e| panic!("tcp exchange {id}: {e}"));
             assert!(response.over_tcp);
@@ -825,7 +1031,7 @@ mod tests {
     #[test]
     fn answer_larger_than_advertised_goes_to_tcp() {
         let qname = name("www.test.");
-        let query = build_query(7, &qname, Rtype::A, &options()).unwrap();
+        let query = build_query(7, &qname, Rtype::A, &options(), None).unwrap();
         let ok = answer_to(&query, |_| {});
         assert!(
             check_and_parse_limited(ok.clone(), 7, &qname, Rtype::A, false, true)
@@ -844,7 +1050,7 @@ mod tests {
     #[test]
     fn garbage_never_panics() {
         let qname = name("www.test.");
-        let query = build_query(7, &qname, Rtype::A, &options()).unwrap();
+        let query = build_query(7, &qname, Rtype::A, &options(), None).unwrap();
         let base = answer_to(&query, |m| {
             m[7] = 1; // ANCOUNT 1 with no record: malformed
         });

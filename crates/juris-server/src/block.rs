@@ -295,6 +295,7 @@ mod tests {
                 dnssec_ok: false,
                 padding: false,
                 ecs: None,
+                cookie: None,
             }),
             limit,
         }

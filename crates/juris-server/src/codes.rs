@@ -33,6 +33,8 @@ impl Rcode {
     pub const REFUSED: Rcode = Rcode(5);
     /// Bad EDNS version (extended: needs an OPT record).
     pub const BADVERS: Rcode = Rcode(16);
+    /// Bad or missing server cookie (RFC 7873 §8; extended: needs an OPT record).
+    pub const BADCOOKIE: Rcode = Rcode(23);
 
     /// The 4 bits that go into the header.
     pub fn header_bits(self) -> u16 {
@@ -60,6 +62,7 @@ impl Rcode {
             10 => "NOTZONE",
             11 => "DSOTYPENI",
             16 => "BADVERS",
+            23 => "BADCOOKIE",
             _ => return None,
         })
     }

@@ -63,6 +63,9 @@ pub struct ServerConfig {
     /// Per-client query rate limit and response-rate limiting over UDP
     /// ([`crate::ratelimit`]). Default: off (every rate 0).
     pub rate_limit: RateLimitConfig,
+    /// DNS cookies as a server (RFC 7873, RFC 9018): secret, rotation, on/off
+    /// ([`crate::cookie`]). Default: on, a random secret per process, rotated daily.
+    pub cookies: crate::cookie::CookieConfig,
     /// How blocked and withdrawn answers look (the orders themselves come through
     /// [`crate::PolicyEngine`]).
     pub policy: PolicySettings,
@@ -176,6 +179,7 @@ impl Default for ServerConfig {
             stale_client_timeout: Duration::from_millis(1800),
             udp_batch_size: 32,
             rate_limit: RateLimitConfig::default(),
+            cookies: crate::cookie::CookieConfig::default(),
             policy: PolicySettings::default(),
         }
     }
@@ -215,6 +219,7 @@ impl ServerConfig {
             return Err("structured_error_option_code 0 is reserved");
         }
         self.rate_limit.validate()?;
+        self.cookies.validate()?;
         if self.policy.block_ttl > 86_400 {
             return Err("policy.block_ttl must be at most 86400 s");
         }

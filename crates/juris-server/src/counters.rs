@@ -34,6 +34,7 @@ pub struct Counters {
     refused_by_acl: AtomicU64,
     proxy_refused: AtomicU64,
     dropped: AtomicU64,
+    bad_cookies: AtomicU64,
     tcp_connections: AtomicU64,
     tcp_connections_rejected: AtomicU64,
     /// Queries and responses over their rate ([`crate::ratelimit`]): dropped, then slipped,
@@ -147,6 +148,9 @@ pub struct ServerStats {
     pub proxy_refused: u64,
     /// Messages dropped without an answer (malformed beyond answering, QR=1).
     pub dropped: u64,
+    /// BADCOOKIE responses sent: UDP queries whose server cookie did not verify (RFC 7873
+    /// §5.2.3; [`crate::cookie`]).
+    pub bad_cookies: u64,
     /// TCP connections accepted.
     pub tcp_connections: u64,
     /// TCP connections closed at once because the connection limit was reached.
@@ -266,6 +270,10 @@ impl Counters {
         self.bump(&self.proxy_refused);
     }
 
+    pub(crate) fn bad_cookie(&self) {
+        self.bump(&self.bad_cookies);
+    }
+
     pub(crate) fn dropped(&self) {
         self.bump(&self.dropped);
     }
@@ -321,6 +329,7 @@ impl Counters {
         stats.refused_by_acl += read(&self.refused_by_acl);
         stats.proxy_refused += read(&self.proxy_refused);
         stats.dropped += read(&self.dropped);
+        stats.bad_cookies += read(&self.bad_cookies);
         stats.tcp_connections += read(&self.tcp_connections);
         stats.tcp_connections_rejected += read(&self.tcp_connections_rejected);
         for (sums, row) in stats.rate_limited.iter_mut().zip(&self.rate_limited) {

@@ -17,7 +17,8 @@
 //! ```
 //!
 //! Modules: [`codes`] defines every protocol number (RCODE, EDE, flags, option codes) once,
-//! [`query`] parses (public for the fuzz target), [`synth`] writes responses,
+//! [`query`] parses (public for the fuzz target), [`cookie`] verifies and makes DNS cookies
+//! (RFC 7873, RFC 9018), [`synth`] writes responses,
 //! [`block`] writes blocked answers (RCODE per action, SOA, EDE with the order, structured
 //! errors), [`error_map`] is the one place that maps failures (and blocks) to RCODE + EDE,
 //! [`pipeline`] ties them together, [`hooks`] is where jurisdiction and policy plug in, and
@@ -56,6 +57,7 @@ pub mod acl;
 pub mod block;
 pub mod codes;
 pub mod config;
+pub mod cookie;
 pub mod counters;
 pub mod error_map;
 pub mod explain;
@@ -75,6 +77,7 @@ mod tcp;
 pub mod telemetry;
 mod udp;
 
+pub use cookie::CookieConfig;
 pub use config::{default_allow_list, DeniedAction, ListenerConfig, PolicySettings, ServerConfig};
 pub use counters::ServerStats;
 pub use explain::{Arrival, Decision, ExplainQuery, Explanation, LiveCheck, Validation};

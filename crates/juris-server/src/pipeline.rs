@@ -230,6 +230,8 @@ pub struct Pipeline {
     resolved: std::sync::OnceLock<crate::observe::ResolvedSink>,
     /// Where answered queries go (query log, dnstap; set once, by `observe_answers`).
     answers: std::sync::OnceLock<Vec<crate::telemetry::AnswerSink>>,
+    /// DNS cookie secrets; `None` when cookies are off (`server.cookies.enabled = false`).
+    cookies: Option<crate::cookie::ServerCookies>,
 }
 
 /// How one query is judged: the country pin of each listener index, and where the hooks report
@@ -297,6 +299,7 @@ impl Pipeline {
             rate_limit_on: std::sync::atomic::AtomicBool::new(config.rate_limit.is_enabled()),
             resolved: std::sync::OnceLock::new(),
             answers: std::sync::OnceLock::new(),
+            cookies: crate::cookie::ServerCookies::new(&config.cookies),
         })
     }
 
@@ -666,7 +669,7 @@ impl Pipeline {
             }
         }
         let payload = self.config.parse.max_udp_payload;
-        let query = match parse_query(packet, &self.config.parse) {
+        let mut query = match parse_query(packet, &self.config.parse) {
             Ok(query) => query,
             Err(ParseError::Drop(_)) => return Outcome::Drop,
             Err(ParseError::Respond(error)) => {
@@ -681,7 +684,32 @@ impl Pipeline {
             }
         };
         context.client_subnet = query.edns.and_then(|e| e.client_subnet);
+        // DNS cookies (RFC 7873 §5.2): verified before anything else looks at the query, so
+        // `cookie_valid` is known to every later step; the answer's COOKIE option goes into
+        // the OPT that every response path appends (the hot answers' rendered bytes included).
+        let cookie = match (&self.cookies, query.edns.as_mut()) {
+            (Some(cookies), Some(edns)) => edns.cookie.map(|option| {
+                let answer = cookies.answer(&option, context.client.ip(), now);
+                edns.cookie_valid = answer.valid;
+                answer
+            }),
+            _ => None,
+        };
         let mut reply = ReplyTo::for_query(&query, payload, context.transport);
+        if let (Some(cookie), Some(opt)) = (cookie, reply.opt.as_mut()) {
+            opt.cookie = Some(cookie.reply);
+            // RFC 7873 §5.2.3: a server cookie that does not verify gets BADCOOKIE with a
+            // fresh one, over UDP only (a stream transport has shown the client's address).
+            if cookie.bad_server_cookie && context.transport == Transport::Udp {
+                counters.bad_cookie();
+                return respond_or_drop(synth::write_rcode_response(
+                    out,
+                    &reply,
+                    Rcode::BADCOOKIE,
+                    None,
+                ));
+            }
+        }
         // RFC 7871 §7.2.1: a trusted forwarder's Client Subnet is answered, scope 0 until the
         // answer is found to depend on the client's jurisdiction (`Pipeline::scope_ecs`).
         if let (Some(subnet), Some(opt)) = (context.client_subnet, reply.opt.as_mut()) {
@@ -1072,7 +1100,11 @@ impl Pipeline {
         let ecs_len = reply
             .opt
             .and_then(|opt| opt.ecs)
-            .map_or(0, |ecs| ecs.option_len());
+            .map_or(0, |ecs| ecs.option_len())
+            + reply
+                .opt
+                .and_then(|opt| opt.cookie)
+                .map_or(0, |_| crate::cookie::CookieReply::OPTION_LEN);
         let extra = stale
             .as_ref()
             .map_or_else(|| opt_len(info.as_ref()), |(_, ede)| opt_len(Some(ede)))
@@ -1423,6 +1455,7 @@ mod tests {
                 dnssec_ok: true,
                 padding: false,
                 ecs: None,
+                cookie: None,
             }),
             limit,
         }

@@ -13,7 +13,8 @@
 //!   the header): compressed question names are FORMERR.
 //! - The only additional record accepted is OPT; TSIG-signed queries are FORMERR.
 //! - Bytes after the last record are FORMERR.
-//! - DNS cookies (RFC 7873) are validated for length and noted, not answered.
+//! - DNS cookies (RFC 7873) are only validated for length and kept here ([`Edns::cookie`]);
+//!   the pipeline verifies the server cookie and answers it ([`crate::cookie`]).
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
@@ -100,16 +101,65 @@ pub struct Edns {
     pub client_subnet: Option<ClientSubnet>,
     /// A well-formed cookie option was present.
     pub has_cookie: bool,
-    /// The cookie option held a server cookie this server issued and still accepts (RFC 7873
-    /// §5.2.3). Set after parsing by the cookie check; the parser leaves it false. Such a
-    /// client proved its address: it is exempt from the rate limits ([`crate::ratelimit`]).
+    /// The client's server cookie verified (RFC 7873 §5.2.4, RFC 9018 §4.3): set by the
+    /// pipeline ([`crate::cookie::ServerCookies::answer`]), never by the parser. Such a client
+    /// has shown it receives our answers at its address: it is exempt from the rate limits
+    /// ([`crate::ratelimit`]).
     pub cookie_valid: bool,
+    /// The cookie option's bytes (client cookie, then the server cookie if any).
+    pub cookie: Option<CookieOption>,
     /// The client signalled support for structured DNS errors (empty EDE option or the
     /// configured signal option).
     pub wants_structured_errors: bool,
     /// The query carried a Padding option (RFC 7830): over an encrypted transport its
     /// response is padded (RFC 8467).
     pub padding: bool,
+}
+
+/// A cookie option as received (RFC 7873 §4): an 8-byte client cookie, optionally followed
+/// by an 8- to 32-byte server cookie. Held inline (no allocation).
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub struct CookieOption {
+    bytes: [u8; 40],
+    len: u8,
+}
+
+impl CookieOption {
+    /// The option from its data, if its length is one RFC 7873 §5.2.2 allows (8, or 16 to 40).
+    pub fn new(data: &[u8]) -> Option<Self> {
+        if !(data.len() == 8 || (16..=40).contains(&data.len())) {
+            return None;
+        }
+        let mut bytes = [0u8; 40];
+        bytes[..data.len()].copy_from_slice(data);
+        Some(Self {
+            bytes,
+            // At most 40: fits in u8.
+            len: data.len() as u8,
+        })
+    }
+
+    /// The client cookie.
+    pub fn client(&self) -> [u8; 8] {
+        let mut client = [0u8; 8];
+        client.copy_from_slice(&self.bytes[..8]);
+        client
+    }
+
+    /// The server cookie, if the client sent one.
+    pub fn server(&self) -> Option<&[u8]> {
+        self.bytes.get(8..usize::from(self.len)).filter(|s| !s.is_empty())
+    }
+}
+
+impl std::fmt::Debug for CookieOption {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("CookieOption(")?;
+        for b in &self.bytes[..usize::from(self.len)] {
+            write!(f, "{b:02x}")?;
+        }
+        f.write_str(")")
+    }
 }
 
 /// A well-formed query.
@@ -388,6 +438,7 @@ fn parse_opt(packet: &[u8], pos: usize, config: &ParseConfig) -> Result<(Edns, u
         client_subnet: None,
         has_cookie: false,
         cookie_valid: false,
+        cookie: None,
         wants_structured_errors: false,
         padding: false,
     };
@@ -427,6 +478,7 @@ fn parse_opt(packet: &[u8], pos: usize, config: &ParseConfig) -> Result<(Edns, u
                 }
                 seen_cookie = true;
                 edns.has_cookie = true;
+                edns.cookie = CookieOption::new(data);
             }
             option_code::PADDING => edns.padding = true,
             option_code::EXTENDED_ERROR if len == 0 => edns.wants_structured_errors = true,
@@ -696,13 +748,23 @@ mod tests {
     fn cookies() {
         let good = option(10, &[1; 8]);
         let packet = query(NAME, 1, Some(&opt(1232, false, 0, &good)));
-        assert!(
-            parse_query(&packet, &CONFIG)
-                .unwrap()
-                .edns
-                .unwrap()
-                .has_cookie
-        );
+        let edns = parse_query(&packet, &CONFIG).unwrap().edns.unwrap();
+        assert!(edns.has_cookie);
+        assert!(!edns.cookie_valid, "the parser never verifies");
+        let cookie = edns.cookie.unwrap();
+        assert_eq!(cookie.client(), [1; 8]);
+        assert_eq!(cookie.server(), None);
+        let mut both = vec![2u8; 8];
+        both.extend_from_slice(&[3; 16]);
+        let packet = query(NAME, 1, Some(&opt(1232, false, 0, &option(10, &both))));
+        let cookie = parse_query(&packet, &CONFIG)
+            .unwrap()
+            .edns
+            .unwrap()
+            .cookie
+            .unwrap();
+        assert_eq!(cookie.client(), [2; 8]);
+        assert_eq!(cookie.server(), Some(&[3u8; 16][..]));
         for len in [0usize, 7, 9, 15, 41] {
             let bad = option(10, &vec![1; len]);
             let packet = query(NAME, 1, Some(&opt(1232, false, 0, &bad)));

@@ -15,6 +15,7 @@
 //! - Owner names are written uncompressed, except [`Owner::QueryName`] (a pointer to the
 //!   question).
 
+use crate::cookie::CookieReply;
 use crate::pipeline::Transport;
 use crate::query::{flags, ClientSubnet, ErrorReply, Query, OPT};
 use juris_resolver::wire::HEADER_LEN;
@@ -42,12 +43,16 @@ pub struct OptReply {
     pub padding: bool,
     /// A trusted forwarder's Client Subnet, answered with its scope (RFC 7871 §7.2.1).
     pub ecs: Option<EcsReply>,
+    /// The COOKIE option answering the client's (RFC 7873 §5.2), when cookies are on.
+    pub cookie: Option<CookieReply>,
 }
 
 impl OptReply {
     /// Length of the OPT record with `ede`, before padding.
     pub fn len(&self, ede: Option<&ExtendedError<'_>>) -> usize {
-        opt_len(ede) + self.ecs.map_or(0, |ecs| ecs.option_len())
+        opt_len(ede)
+            + self.ecs.map_or(0, |ecs| ecs.option_len())
+            + self.cookie.map_or(0, |_| CookieReply::OPTION_LEN)
     }
 
     /// Whether the record is empty (never: an OPT record has 11 fixed bytes).
@@ -137,6 +142,7 @@ impl<'a> ReplyTo<'a> {
                 dnssec_ok: e.dnssec_ok,
                 padding: e.padding && transport.is_encrypted(),
                 ecs: None,
+                cookie: None,
             }),
             limit: if transport == Transport::Udp {
                 query.udp_limit()
@@ -157,6 +163,7 @@ impl<'a> ReplyTo<'a> {
                 dnssec_ok: e.dnssec_ok,
                 padding: false,
                 ecs: None,
+                cookie: None,
             }),
             limit: 512,
         }
@@ -255,9 +262,12 @@ pub fn write_opt(
         out[15..17].copy_from_slice(&e.info_code.to_be_bytes());
         out[17..17 + e.extra_text.len()].copy_from_slice(e.extra_text.as_bytes());
     }
+    let mut at = opt_len(ede);
     if let Some(ecs) = &opt.ecs {
-        let at = opt_len(ede);
-        ecs.write(out.get_mut(at..unpadded)?)?;
+        at += ecs.write(out.get_mut(at..unpadded)?)?;
+    }
+    if let Some(cookie) = &opt.cookie {
+        cookie.write(out.get_mut(at..unpadded)?)?;
     }
     if padding > 0 {
         let option = &mut out[unpadded..];
@@ -414,6 +424,7 @@ mod tests {
                 dnssec_ok: true,
                 padding: false,
                 ecs: None,
+                cookie: None,
             }),
             limit: 512,
         }
@@ -452,6 +463,7 @@ mod tests {
                     query,
                     scope_prefix: scope,
                 }),
+                cookie: None,
             };
             let mut out = [0u8; 128];
             let len = write_opt(&mut out, opt, 0, Some(&ede), 0).unwrap();

@@ -47,6 +47,41 @@ pub enum ConfigError {
     },
 }
 
+/// `[server.cookies]`, checked: secrets of exactly 32 hex digits, rotation 0 or ≥ 1 h.
+fn cookie_config(raw: &RawCookies) -> Result<juris_server::CookieConfig, ConfigError> {
+    let secret = |key: &str, value: &Option<String>| -> Result<Option<[u8; 16]>, ConfigError> {
+        let Some(text) = value else {
+            return Ok(None);
+        };
+        let text = text.trim();
+        if text.len() != 32 || !text.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Err(invalid(key, "must be 32 hex digits (128 bits)"));
+        }
+        let mut bytes = [0u8; 16];
+        for (i, byte) in bytes.iter_mut().enumerate() {
+            *byte = u8::from_str_radix(&text[2 * i..2 * i + 2], 16)
+                .map_err(|_| invalid(key, "must be 32 hex digits (128 bits)"))?;
+        }
+        Ok(Some(bytes))
+    };
+    let config = juris_server::CookieConfig {
+        enabled: raw.enabled,
+        secret: secret("server.cookies.secret", &raw.secret)?,
+        previous_secret: secret("server.cookies.previous_secret", &raw.previous_secret)?,
+        rotation: Duration::from_secs(raw.rotation_secs),
+    };
+    config
+        .validate()
+        .map_err(|_| invalid("server.cookies.rotation_secs", "must be 0 or at least 3600"))?;
+    if config.previous_secret.is_some() && config.secret.is_none() {
+        return Err(invalid(
+            "server.cookies.previous_secret",
+            "needs server.cookies.secret (the new secret)",
+        ));
+    }
+    Ok(config)
+}
+
 fn invalid(key: impl Into<String>, reason: impl Into<String>) -> ConfigError {
     ConfigError::Invalid {
         key: key.into(),
@@ -691,6 +726,8 @@ pub struct RawServer {
     pub drain_timeout_ms: u64,
     /// `[server.rate_limit]`: UDP rate limits per client prefix. Default: off.
     pub rate_limit: RawRateLimit,
+    /// `[server.cookies]`: DNS cookies as a server (RFC 7873, RFC 9018).
+    pub cookies: RawCookies,
 }
 
 /// `[server.rate_limit]`: per-client query rate limit and response-rate limiting (RRL, as
@@ -843,6 +880,36 @@ pub fn rate_limit_config(raw: &RawRateLimit) -> Result<juris_server::RateLimitCo
     Ok(config)
 }
 
+/// `[server.cookies]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawCookies {
+    /// Answer DNS cookies (a server cookie for every client cookie; BADCOOKIE over UDP for a
+    /// server cookie that does not verify). Default true.
+    pub enabled: bool,
+    /// The 128-bit secret server cookies are made with, as 32 hex digits. Every server of a
+    /// fleet with the same secret (and a synchronised clock) accepts the others' cookies.
+    /// Default: a random secret per process.
+    pub secret: Option<String>,
+    /// A secret still accepted, never used for new cookies, while a new `secret` rolls out
+    /// over a fleet (RFC 7873 §7.1). Default none.
+    pub previous_secret: Option<String>,
+    /// Derive a new key from `secret` every this many seconds (0 = use `secret` itself; at
+    /// least 3600 otherwise). Default 86400.
+    pub rotation_secs: u64,
+}
+
+impl Default for RawCookies {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            secret: None,
+            previous_secret: None,
+            rotation_secs: 86_400,
+        }
+    }
+}
+
 impl Default for RawServer {
     fn default() -> Self {
         Self {
@@ -873,6 +940,7 @@ impl Default for RawServer {
             listen_quic: Vec::new(),
             drain_timeout_ms: 5_000,
             rate_limit: RawRateLimit::default(),
+            cookies: RawCookies::default(),
         }
     }
 }
@@ -1286,6 +1354,8 @@ pub struct Settings {
     pub rate_limit: juris_server::RateLimitConfig,
     /// State directory.
     pub data_dir: PathBuf,
+    /// DNS cookies as a server.
+    pub cookies: juris_server::CookieConfig,
     /// Resolver settings.
     pub resolver: juris_resolver::ResolverConfig,
     /// Cache settings.
@@ -1449,6 +1519,7 @@ impl Settings {
             ));
         }
 
+        let cookies = cookie_config(&raw.server.cookies)?;
         let mut resolver = resolver_config(&raw.resolver)?;
         resolver.dnssec = dnssec_config(&raw.dnssec)?;
         let cache = cache_config(&raw.cache)?;
@@ -1523,6 +1594,7 @@ impl Settings {
             drain_timeout: Duration::from_millis(raw.server.drain_timeout_ms),
             rate_limit: rate_limit_config(&raw.server.rate_limit)?,
             data_dir,
+            cookies,
             resolver,
             cache,
             log_level: raw.log.level.clone(),
@@ -2162,6 +2234,42 @@ mod tests {
         let error = parse(&twice).unwrap_err();
         assert!(error.contains("fleet.rpz_feed[1].name"), "{error}");
         assert!(parse(&feed("unknown = 1", "")).is_err());
+    }
+
+    #[test]
+    fn server_cookie_keys() {
+        let settings = Settings::from_raw(&RawConfig::default()).unwrap();
+        assert!(settings.cookies.enabled);
+        assert_eq!(settings.cookies.secret, None);
+        assert_eq!(settings.cookies.rotation, Duration::from_secs(86_400));
+        let raw = RawConfig::from_toml(
+            r#"
+            [server.cookies]
+            secret = "e5e973e5a6b2a43f48e7dc849e37bfcf"
+            previous_secret = "DD3BDF9344B678B185A6F5CB60FCA715"
+            rotation_secs = 0
+            "#,
+            "test",
+        )
+        .unwrap();
+        let cookies = Settings::from_raw(&raw).unwrap().cookies;
+        assert_eq!(cookies.secret.unwrap()[..2], [0xe5, 0xe9]);
+        assert_eq!(cookies.previous_secret.unwrap()[15], 0x15);
+        assert!(cookies.rotation.is_zero());
+        for (toml, key) in [
+            ("secret = \"e5e973\"", "server.cookies.secret"),
+            ("secret = \"g5e973e5a6b2a43f48e7dc849e37bfcf\"", "server.cookies.secret"),
+            ("rotation_secs = 60", "server.cookies.rotation_secs"),
+            (
+                "previous_secret = \"e5e973e5a6b2a43f48e7dc849e37bfcf\"",
+                "server.cookies.previous_secret",
+            ),
+        ] {
+            let raw = RawConfig::from_toml(&format!("[server.cookies]\n{toml}\n"), "test").unwrap();
+            let error = Settings::from_raw(&raw).unwrap_err().to_string();
+            assert!(error.starts_with(key), "{toml}: {error}");
+        }
+        assert!(RawConfig::from_toml("[server.cookies]\nsecrets = \"x\"\n", "test").is_err());
     }
 
     #[test]

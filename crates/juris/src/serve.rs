@@ -690,6 +690,7 @@ pub fn server_config(settings: &Settings) -> ServerConfig {
         structured_error_option_code: settings.structured_error_option_code,
         policy: settings.policy.clone(),
         rate_limit: settings.rate_limit.clone(),
+        cookies: settings.cookies.clone(),
         ..ServerConfig::default()
     }
 }

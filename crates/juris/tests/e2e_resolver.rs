@@ -572,3 +572,100 @@ fn sigterm_stops_juris_cleanly() {
         juris.stderr()
     );
 }
+
+/// The COOKIE option dig printed (`; COOKIE: <hex>`), as hex: client cookie, then the
+/// server cookie.
+fn cookie_of(response: &Response) -> String {
+    response
+        .output
+        .lines()
+        .find_map(|line| line.trim().strip_prefix("; COOKIE: "))
+        .map(|rest| rest.split_whitespace().next().unwrap_or_default().to_owned())
+        .unwrap_or_else(|| panic!("no COOKIE in the response:\n{}", response.output))
+}
+
+fn dig_with_cookie(server: SocketAddr, cookie: &str) -> Lookup {
+    Lookup::dig(server, "www.alpha.test.", "A")
+        .timeout_seconds(5)
+        .args([format!("+cookie={cookie}").as_str(), "+nobadcookie"])
+}
+
+/// RFC 7873 §5.2 and RFC 9018 through `dig +cookie`: a client cookie gets an RFC 9018 server
+/// cookie; sending it back is accepted; a server cookie that does not verify gets BADCOOKIE
+/// with a fresh one over UDP and a normal answer over TCP.
+#[test]
+fn dns_cookies_are_answered_verified_and_bad_ones_get_badcookie_over_udp() {
+    let hierarchy = world();
+    let juris = juris(&hierarchy);
+    let server = juris.address();
+
+    // Only a client cookie: answered, with our server cookie (version 1, reserved 0).
+    let client = "0123456789abcdef";
+    let first = ask(&dig_with_cookie(server, client));
+    assert_answer(&first, "A", &["192.0.2.1"]);
+    let cookie = cookie_of(&first);
+    assert_eq!(cookie.len(), 48, "8-byte client + 16-byte server cookie: {cookie}");
+    assert!(cookie.starts_with(client), "client cookie echoed: {cookie}");
+    assert!(cookie[16..].starts_with("01000000"), "RFC 9018 version 1: {cookie}");
+
+    // The server cookie sent back: accepted (and, being young, echoed unchanged).
+    let again = ask(&dig_with_cookie(server, &cookie));
+    assert_answer(&again, "A", &["192.0.2.1"]);
+    assert_eq!(cookie_of(&again), cookie);
+
+    // Tampered with (last hash byte): BADCOOKIE over UDP, with a fresh valid server cookie.
+    let last = u8::from_str_radix(&cookie[46..], 16).unwrap() ^ 1;
+    let bad = format!("{}{last:02x}", &cookie[..46]);
+    let refused = ask(&dig_with_cookie(server, &bad));
+    assert_eq!(refused.status, "BADCOOKIE", "{}", refused.output);
+    assert!(refused.answer.is_empty(), "{}", refused.output);
+    let fresh = cookie_of(&refused);
+    assert_ne!(fresh, bad);
+    assert!(fresh.starts_with(client));
+    assert_answer(&ask(&dig_with_cookie(server, &fresh)), "A", &["192.0.2.1"]);
+
+    // Over TCP the client's address is proven: the same bad cookie is simply answered.
+    let tcp = ask(&dig_with_cookie(server, &bad).tcp());
+    assert_answer(&tcp, "A", &["192.0.2.1"]);
+    assert!(cookie_of(&tcp).starts_with(client));
+
+    // A server cookie of a length RFC 9018 does not make is bad as well, never FORMERR.
+    let odd = ask(&dig_with_cookie(server, &format!("{client}{}", "ab".repeat(8))));
+    assert_eq!(odd.status, "BADCOOKIE", "{}", odd.output);
+}
+
+/// RFC 1034 §4.3.1: a query with RD=0 is answered from the cache only. Before the name is
+/// cached: REFUSED with EDE 20 and nothing sent upstream; once cached: the answer.
+#[test]
+fn rd0_queries_are_answered_from_the_cache_only() {
+    let hierarchy = world();
+    let juris = juris(&hierarchy);
+    let server = juris.address();
+    let norecurse = |name: &str| {
+        ask(&Lookup::dig(server, name, "A")
+            .timeout_seconds(5)
+            .arg("+norecurse"))
+    };
+
+    let uncached = norecurse("www.alpha.test.");
+    assert_eq!(uncached.status, "REFUSED", "{}", uncached.output);
+    assert!(
+        uncached.extended_errors.iter().any(|e| e.code == 20),
+        "{}",
+        uncached.output
+    );
+    hierarchy.flush_query_logs();
+    // (The root has seen juris's own start-up queries: priming and its readiness probe.)
+    let asked: Vec<_> = [".", "test.", "alpha.test."]
+        .into_iter()
+        .flat_map(|zone| hierarchy.received(zone))
+        .filter(|query| query.name.contains("alpha"))
+        .collect();
+    assert!(asked.is_empty(), "an RD=0 query went upstream: {asked:?}");
+
+    assert_answer(&dig(server, "www.alpha.test.", "A"), "A", &["192.0.2.1"]);
+    let cached = norecurse("www.alpha.test.");
+    assert_eq!(cached.status, "NOERROR", "{}", cached.output);
+    assert_eq!(cached.answer_data("A"), ["192.0.2.1"], "{}", cached.output);
+    assert!(!cached.has_flag("rd"), "RD echoed as sent: {}", cached.output);
+}

@@ -160,6 +160,8 @@ pub struct Seen {
     pub rd: bool,
     /// The query carried an OPT record (EDNS).
     pub edns: bool,
+    /// The query's COOKIE option data (client cookie, then server cookie), if any.
+    pub cookie: Option<Vec<u8>>,
 }
 
 /// A scripted reply: what a misbehaving server says (see [`FakeAuthority::scripted`]).
@@ -226,6 +228,10 @@ enum Behaviour {
     NoEdns(Arc<Vec<Zone>>, EdnsReject),
     /// Serves the zones after a delay.
     Slow(Arc<Vec<Zone>>, Duration),
+    /// Serves the zones doing DNS cookies (RFC 7873 §5.2), see [`FakeAuthority::with_cookies`].
+    Cookies(Arc<Vec<Zone>>, Arc<std::sync::atomic::AtomicU8>),
+    /// Serves the zones, each answer preceded by a forgery echoing another client cookie.
+    SpoofedCookies(Arc<Vec<Zone>>),
 }
 
 /// A running fake server; stops when dropped.
@@ -233,6 +239,8 @@ pub struct FakeAuthority {
     pub addr: SocketAddr,
     log: Arc<Mutex<Vec<Seen>>>,
     tasks: Vec<JoinHandle<()>>,
+    /// The secret generation of a server made by [`FakeAuthority::with_cookies`].
+    cookie_generation: Option<Arc<std::sync::atomic::AtomicU8>>,
 }
 
 impl Drop for FakeAuthority {
@@ -278,6 +286,36 @@ impl FakeAuthority {
         Self::start(ip, port, Behaviour::Slow(Arc::new(zones), delay)).await
     }
 
+    /// Serves `zones` doing cookies as RFC 7873 §5.2 says: a client cookie alone gets a server
+    /// cookie (the client cookie followed by 8 bytes of the current secret generation); a
+    /// matching server cookie is answered; any other gets BADCOOKIE with the current one.
+    /// Queries without a cookie are answered without one.
+    pub async fn with_cookies(ip: &str, port: u16, zones: Vec<Zone>) -> Self {
+        let generation = Arc::new(std::sync::atomic::AtomicU8::new(1));
+        let mut server = Self::start(
+            ip,
+            port,
+            Behaviour::Cookies(Arc::new(zones), Arc::clone(&generation)),
+        )
+        .await;
+        server.cookie_generation = Some(generation);
+        server
+    }
+
+    /// Serves `zones`, but sends before each UDP answer a forged one (answer records
+    /// replaced by `192.0.2.66`) whose COOKIE echoes a client cookie that is not the query's.
+    pub async fn spoofing_cookies(ip: &str, port: u16, zones: Vec<Zone>) -> Self {
+        Self::start(ip, port, Behaviour::SpoofedCookies(Arc::new(zones))).await
+    }
+
+    /// A server of [`FakeAuthority::with_cookies`] changes its secret: cookies it gave out
+    /// before no longer match.
+    pub fn rotate_cookie_secret(&self) {
+        if let Some(generation) = &self.cookie_generation {
+            generation.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        }
+    }
+
     async fn start(ip: &str, port: u16, behaviour: Behaviour) -> Self {
         let addr = SocketAddr::new(IpAddr::from_str(ip).unwrap(), port);
         let log = Arc::new(Mutex::new(Vec::new()));
@@ -293,6 +331,11 @@ impl FakeAuthority {
                     let Ok((len, from)) = udp.recv_from(&mut buf).await else {
                         continue;
                     };
+                    if let Behaviour::SpoofedCookies(_) = &behaviour {
+                        if let Some(forged) = forged_cookie_answer(&buf[..len]) {
+                            let _ = udp.send_to(&forged, from).await;
+                        }
+                    }
                     let Some(reply) = handle(&behaviour, &log, &buf[..len], false) else {
                         continue;
                     };
@@ -335,7 +378,12 @@ impl FakeAuthority {
                 }
             }));
         }
-        Self { addr, log, tasks }
+        Self {
+            addr,
+            log,
+            tasks,
+            cookie_generation: None,
+        }
     }
 
     /// Every query received so far.
@@ -369,13 +417,29 @@ fn handle(
         text.push('.');
     }
     let edns = message.opt().is_some();
+    let cookie = query_cookie(&message);
     log.lock().unwrap().push(Seen {
         qname: text.clone(),
         qtype,
         tcp,
         rd: message.header().rd(),
         edns,
+        cookie: cookie.clone(),
     });
+    if let Behaviour::Cookies(zones, generation) = behaviour {
+        let Some(cookie) = cookie else {
+            return serve(zones, &message, &qname, qtype, tcp);
+        };
+        let mut current = cookie[..8].to_vec();
+        current.extend_from_slice(&[generation.load(std::sync::atomic::Ordering::SeqCst); 8]);
+        if cookie.len() > 8 && cookie[8..] != current[8..] {
+            // BADCOOKIE = 23: 7 in the header, 1 in the OPT's extended RCODE.
+            let refused = reply(&message, Rcode::YXRRSET, false, &[], &[], &[], tcp);
+            return Some(with_cookie_option(refused, &current, 1));
+        }
+        let answer = serve(zones, &message, &qname, qtype, tcp)?;
+        return Some(with_cookie_option(answer, &current, 0));
+    }
     let zones = match behaviour {
         Behaviour::NoEdns(_, reject) if edns => {
             return match reject {
@@ -398,7 +462,10 @@ fn handle(
                 EdnsReject::Drop => None,
             };
         }
-        Behaviour::NoEdns(zones, _) | Behaviour::Slow(zones, _) => zones,
+        Behaviour::NoEdns(zones, _)
+        | Behaviour::Slow(zones, _)
+        | Behaviour::Cookies(zones, _)
+        | Behaviour::SpoofedCookies(zones) => zones,
         Behaviour::Blackhole => return None,
         Behaviour::Fail(rcode) => return Some(reply(&message, *rcode, false, &[], &[], &[], tcp)),
         Behaviour::Scripted(script) => {
@@ -415,16 +482,27 @@ fn handle(
         }
         Behaviour::Serve(zones) => zones,
     };
+    serve(zones, &message, &qname, qtype, tcp)
+}
+
+/// The answer from `zones` (REFUSED outside them).
+fn serve(
+    zones: &[Zone],
+    message: &Message<Bytes>,
+    qname: &Name<Bytes>,
+    qtype: Rtype,
+    tcp: bool,
+) -> Option<Vec<u8>> {
     let Some(zone) = zones
         .iter()
         .filter(|z| qname.ends_with(&z.apex))
         .max_by_key(|z| z.apex.label_count())
     else {
-        return Some(reply(&message, Rcode::REFUSED, false, &[], &[], &[], tcp));
+        return Some(reply(message, Rcode::REFUSED, false, &[], &[], &[], tcp));
     };
-    let (rcode, aa, answer, authority, additional) = lookup(zone, &qname, qtype);
+    let (rcode, aa, answer, authority, additional) = lookup(zone, qname, qtype);
     Some(reply(
-        &message,
+        message,
         rcode,
         aa,
         &answer,
@@ -432,6 +510,47 @@ fn handle(
         &additional,
         tcp,
     ))
+}
+
+/// The COOKIE option data of a query, if any.
+fn query_cookie(message: &Message<Bytes>) -> Option<Vec<u8>> {
+    let opt = message.opt()?;
+    let cookie = opt.opt().cookie()?;
+    let mut data = cookie.client().into_octets().to_vec();
+    if let Some(server) = cookie.server() {
+        data.extend_from_slice(server.as_ref());
+    }
+    Some(data)
+}
+
+/// `wire` (whose last record is an OPT without options, as [`reply`] writes it) with a
+/// COOKIE option holding `cookie` and `extended_rcode` in the OPT TTL.
+fn with_cookie_option(mut wire: Vec<u8>, cookie: &[u8], extended_rcode: u8) -> Vec<u8> {
+    let opt = wire.len() - 11;
+    assert_eq!(wire[opt..opt + 3], [0, 0, 41], "an OPT record ends the reply");
+    wire[opt + 5] = extended_rcode;
+    wire[opt + 9..].copy_from_slice(&(4 + cookie.len() as u16).to_be_bytes());
+    wire.extend_from_slice(&10u16.to_be_bytes());
+    wire.extend_from_slice(&(cookie.len() as u16).to_be_bytes());
+    wire.extend_from_slice(cookie);
+    wire
+}
+
+/// A forged answer to `query`: `192.0.2.66` for its name, with a COOKIE option whose
+/// client cookie is the query's with its first byte flipped (`None` without a cookie).
+fn forged_cookie_answer(query: &[u8]) -> Option<Vec<u8>> {
+    let message = Message::from_octets(Bytes::copy_from_slice(query)).ok()?;
+    let mut cookie = query_cookie(&message)?;
+    cookie[0] ^= 0xff;
+    let question = message.sole_question().ok()?;
+    let qname: Name<Bytes> = question.qname().clone().flatten_into();
+    let mut owner = qname.to_string();
+    if !owner.ends_with('.') {
+        owner.push('.');
+    }
+    let forged = rr(&format!("{owner} 300 A 192.0.2.66"));
+    let wire = reply(&message, Rcode::NOERROR, true, &[forged], &[], &[], false);
+    Some(with_cookie_option(wire, &cookie, 0))
 }
 
 type Sections = (Rcode, bool, Vec<Rr>, Vec<Rr>, Vec<Rr>);
