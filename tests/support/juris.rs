@@ -313,7 +313,9 @@ pub(crate) fn free_port(ip: std::net::Ipv4Addr) -> SocketAddr {
 pub fn http_get(address: SocketAddr, path: &str) -> (u16, String) {
     use std::io::{Read, Write};
     let mut stream = std::net::TcpStream::connect(address).unwrap();
-    stream.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
     write!(
         stream,
         "GET {path} HTTP/1.1\r\nHost: juris\r\nConnection: close\r\n\r\n"

@@ -427,7 +427,10 @@ mod tests {
         let b: SocketAddr = "192.0.2.2:53".parse().unwrap();
         assert_eq!(infra.client_cookie(a), infra.client_cookie(a));
         assert_ne!(infra.client_cookie(a), infra.client_cookie(b));
-        assert_ne!(infra.client_cookie(a), InfraCache::default().client_cookie(a));
+        assert_ne!(
+            infra.client_cookie(a),
+            InfraCache::default().client_cookie(a)
+        );
         assert_eq!(infra.server_cookie(a), None);
         let cookie = ServerCookie::new(&[7; 16]).unwrap();
         infra.learn_server_cookie(a, cookie);

@@ -229,10 +229,7 @@ async fn exchange(
         if let Some(learnt) = learnt {
             infra.learn_server_cookie(server, learnt);
         }
-        if !response.bad_cookie
-            || retried
-            || learnt.is_none()
-            || Instant::now() >= options.deadline
+        if !response.bad_cookie || retried || learnt.is_none() || Instant::now() >= options.deadline
         {
             return Ok(response);
         }
@@ -752,7 +749,10 @@ fn response_cookie(wire: &Bytes, ours: &[u8; 8]) -> Result<(Option<ServerCookie>
     if cookie.client().into_octets() != *ours {
         return Err(());
     }
-    Ok((cookie.server().and_then(|s| ServerCookie::new(s.as_ref())), bad))
+    Ok((
+        cookie.server().and_then(|s| ServerCookie::new(s.as_ref())),
+        bad,
+    ))
 }
 
 /// Parses the records of one section (class IN, no OPT) into `out`. An owner name spelt

@@ -446,11 +446,17 @@ async fn upstream_cookies_are_sent_learnt_and_renewed_after_badcookie() {
     let tld = FakeAuthority::with_cookies(
         "127.0.0.3",
         port,
-        vec![test_zone(&["a.test. 300 A 192.0.2.10", "b.test. 300 A 192.0.2.11"])],
+        vec![test_zone(&[
+            "a.test. 300 A 192.0.2.10",
+            "b.test. 300 A 192.0.2.11",
+        ])],
     )
     .await;
     let (resolver, _) = resolver(config(port));
-    assert_eq!(answer(&resolver, "www.test.").await, ["www.test. A 192.0.2.1"]);
+    assert_eq!(
+        answer(&resolver, "www.test.").await,
+        ["www.test. A 192.0.2.1"]
+    );
     assert_eq!(answer(&resolver, "a.test.").await, ["a.test. A 192.0.2.10"]);
     tld.rotate_cookie_secret();
     assert_eq!(answer(&resolver, "b.test.").await, ["b.test. A 192.0.2.11"]);
@@ -461,9 +467,16 @@ async fn upstream_cookies_are_sent_learnt_and_renewed_after_badcookie() {
         .map(|q| (q.qname, q.cookie.expect("every EDNS query has a cookie")))
         .collect();
     let names: Vec<&str> = cookies.iter().map(|(name, _)| name.as_str()).collect();
-    assert_eq!(names, ["www.test.", "a.test.", "b.test.", "b.test."], "{cookies:?}");
+    assert_eq!(
+        names,
+        ["www.test.", "a.test.", "b.test.", "b.test."],
+        "{cookies:?}"
+    );
     let client = &cookies[0].1[..8];
-    assert!(cookies.iter().all(|(_, c)| &c[..8] == client), "one client cookie per server");
+    assert!(
+        cookies.iter().all(|(_, c)| &c[..8] == client),
+        "one client cookie per server"
+    );
     // First contact: the client cookie alone. Then the server cookie of generation 1; after
     // the rotation, the stale one (BADCOOKIE), then the new one.
     assert_eq!(cookies[0].1.len(), 8);
@@ -471,7 +484,10 @@ async fn upstream_cookies_are_sent_learnt_and_renewed_after_badcookie() {
     assert_eq!(cookies[2].1[8..], [1; 8]);
     assert_eq!(cookies[3].1[8..], [2; 8]);
     // The root does no cookies: it got our client cookie and answered without one.
-    assert!(root.queries().iter().all(|q| q.cookie.as_ref().is_some_and(|c| c.len() == 8)));
+    assert!(root
+        .queries()
+        .iter()
+        .all(|q| q.cookie.as_ref().is_some_and(|c| c.len() == 8)));
 }
 
 /// RFC 7873 §5.3: a response that echoes another client cookie is not an answer to our query
@@ -483,5 +499,8 @@ async fn an_upstream_answer_echoing_another_client_cookie_is_dropped_as_spoofed(
     let _root = FakeAuthority::serve("127.0.0.2", port, vec![root_zone()]).await;
     let _tld = FakeAuthority::spoofing_cookies("127.0.0.3", port, vec![test_zone(&[])]).await;
     let (resolver, _) = resolver(config(port));
-    assert_eq!(answer(&resolver, "www.test.").await, ["www.test. A 192.0.2.1"]);
+    assert_eq!(
+        answer(&resolver, "www.test.").await,
+        ["www.test. A 192.0.2.1"]
+    );
 }

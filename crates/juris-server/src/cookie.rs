@@ -329,7 +329,10 @@ mod tests {
         let cookies = unrotated(hex16("e5e973e5a6b2a43f48e7dc849e37bfcf"));
         let client: [u8; 8] = hex_bytes("2464c4abcf10c957").try_into().unwrap();
         let cookie = cookies.fresh(client, "198.51.100.100".parse().unwrap(), 1_559_731_985);
-        assert_eq!(cookie.to_vec(), hex_bytes("010000005cf79f111f8130c3eee29480"));
+        assert_eq!(
+            cookie.to_vec(),
+            hex_bytes("010000005cf79f111f8130c3eee29480")
+        );
     }
 
     /// RFC 9018 Appendix A.2 and A.3: a renewed cookie, and a cookie with non-zero reserved
@@ -350,10 +353,18 @@ mod tests {
         let ip: IpAddr = "203.0.113.203".parse().unwrap();
         let client: [u8; 8] = hex_bytes("fc93fc62807ddb86").try_into().unwrap();
         let foreign = hex_bytes("01abcdef5cf78f71a314227b6679ebf5");
-        assert!(cookies.answer(&option(client, &foreign), ip, 1_559_727_985 + 600).valid);
+        assert!(
+            cookies
+                .answer(&option(client, &foreign), ip, 1_559_727_985 + 600)
+                .valid
+        );
         let mut tampered = foreign.clone();
         tampered[3] ^= 1;
-        assert!(!cookies.answer(&option(client, &tampered), ip, 1_559_727_985 + 600).valid);
+        assert!(
+            !cookies
+                .answer(&option(client, &tampered), ip, 1_559_727_985 + 600)
+                .valid
+        );
         assert_eq!(
             cookies.fresh(client, ip, 1_559_734_700).to_vec(),
             hex_bytes("010000005cf7a9acf73a7810aca2381e")
@@ -373,13 +384,21 @@ mod tests {
         let ip: IpAddr = "2001:db8:220:1:59de:d0f4:8769:82b8".parse().unwrap();
         let client: [u8; 8] = hex_bytes("22681ab97d52c298").try_into().unwrap();
         let old = hex_bytes("010000005cf7c57926556bd0934c72f8");
-        assert!(rolled.answer(&option(client, &old), ip, 1_559_741_961).valid);
+        assert!(
+            rolled
+                .answer(&option(client, &old), ip, 1_559_741_961)
+                .valid
+        );
         assert_eq!(
             rolled.fresh(client, ip, 1_559_741_961).to_vec(),
             hex_bytes("010000005cf7c609a6bb79d16625507a")
         );
         let new_only = unrotated(hex16("445536bcd2513298075a5d379663c962"));
-        assert!(!new_only.answer(&option(client, &old), ip, 1_559_741_961).valid);
+        assert!(
+            !new_only
+                .answer(&option(client, &old), ip, 1_559_741_961)
+                .valid
+        );
     }
 
     #[test]
@@ -403,7 +422,10 @@ mod tests {
         assert_eq!(young.reply.server(), &made);
         let old = cookies.answer(&option(client, &made), ip, 1_000_000 + 2000);
         assert_ne!(old.reply.server(), &made);
-        assert_eq!(old.reply.server()[4..8], (1_000_000u32 + 2000).to_be_bytes());
+        assert_eq!(
+            old.reply.server()[4..8],
+            (1_000_000u32 + 2000).to_be_bytes()
+        );
     }
 
     #[test]
@@ -414,7 +436,11 @@ mod tests {
         let other_ip: IpAddr = "192.0.2.2".parse().unwrap();
         assert!(!cookies.answer(&option([1; 8], &made), other_ip, 5000).valid);
         assert!(!cookies.answer(&option([2; 8], &made), ip, 5000).valid);
-        assert!(!unrotated([8; 16]).answer(&option([1; 8], &made), ip, 5000).valid);
+        assert!(
+            !unrotated([8; 16])
+                .answer(&option([1; 8], &made), ip, 5000)
+                .valid
+        );
         let mut flipped = made;
         flipped[15] ^= 1;
         assert!(!cookies.answer(&option([1; 8], &flipped), ip, 5000).valid);
@@ -480,10 +506,16 @@ mod tests {
         let answer = rolled.answer(&option([5; 8], &made), ip, 200);
         assert!(answer.valid);
         // Echoed as it is young; a fresh one is made with the new secret.
-        assert!(unrotated([2; 16])
-            .answer(&option([5; 8], &rolled.fresh([5; 8], ip, 200)), ip, 200)
-            .valid);
-        assert!(!unrotated([2; 16]).answer(&option([5; 8], &made), ip, 200).valid);
+        assert!(
+            unrotated([2; 16])
+                .answer(&option([5; 8], &rolled.fresh([5; 8], ip, 200)), ip, 200)
+                .valid
+        );
+        assert!(
+            !unrotated([2; 16])
+                .answer(&option([5; 8], &made), ip, 200)
+                .valid
+        );
     }
 
     #[test]

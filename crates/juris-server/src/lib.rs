@@ -77,8 +77,8 @@ mod tcp;
 pub mod telemetry;
 mod udp;
 
-pub use cookie::CookieConfig;
 pub use config::{default_allow_list, DeniedAction, ListenerConfig, PolicySettings, ServerConfig};
+pub use cookie::CookieConfig;
 pub use counters::ServerStats;
 pub use explain::{Arrival, Decision, ExplainQuery, Explanation, LiveCheck, Validation};
 pub use hot::HotAnswers;

@@ -148,7 +148,9 @@ impl CookieOption {
 
     /// The server cookie, if the client sent one.
     pub fn server(&self) -> Option<&[u8]> {
-        self.bytes.get(8..usize::from(self.len)).filter(|s| !s.is_empty())
+        self.bytes
+            .get(8..usize::from(self.len))
+            .filter(|s| !s.is_empty())
     }
 }
 

@@ -2258,7 +2258,10 @@ mod tests {
         assert!(cookies.rotation.is_zero());
         for (toml, key) in [
             ("secret = \"e5e973\"", "server.cookies.secret"),
-            ("secret = \"g5e973e5a6b2a43f48e7dc849e37bfcf\"", "server.cookies.secret"),
+            (
+                "secret = \"g5e973e5a6b2a43f48e7dc849e37bfcf\"",
+                "server.cookies.secret",
+            ),
             ("rotation_secs = 60", "server.cookies.rotation_secs"),
             (
                 "previous_secret = \"e5e973e5a6b2a43f48e7dc849e37bfcf\"",

@@ -580,7 +580,12 @@ fn cookie_of(response: &Response) -> String {
         .output
         .lines()
         .find_map(|line| line.trim().strip_prefix("; COOKIE: "))
-        .map(|rest| rest.split_whitespace().next().unwrap_or_default().to_owned())
+        .map(|rest| {
+            rest.split_whitespace()
+                .next()
+                .unwrap_or_default()
+                .to_owned()
+        })
         .unwrap_or_else(|| panic!("no COOKIE in the response:\n{}", response.output))
 }
 
@@ -604,9 +609,16 @@ fn dns_cookies_are_answered_verified_and_bad_ones_get_badcookie_over_udp() {
     let first = ask(&dig_with_cookie(server, client));
     assert_answer(&first, "A", &["192.0.2.1"]);
     let cookie = cookie_of(&first);
-    assert_eq!(cookie.len(), 48, "8-byte client + 16-byte server cookie: {cookie}");
+    assert_eq!(
+        cookie.len(),
+        48,
+        "8-byte client + 16-byte server cookie: {cookie}"
+    );
     assert!(cookie.starts_with(client), "client cookie echoed: {cookie}");
-    assert!(cookie[16..].starts_with("01000000"), "RFC 9018 version 1: {cookie}");
+    assert!(
+        cookie[16..].starts_with("01000000"),
+        "RFC 9018 version 1: {cookie}"
+    );
 
     // The server cookie sent back: accepted (and, being young, echoed unchanged).
     let again = ask(&dig_with_cookie(server, &cookie));
@@ -630,7 +642,10 @@ fn dns_cookies_are_answered_verified_and_bad_ones_get_badcookie_over_udp() {
     assert!(cookie_of(&tcp).starts_with(client));
 
     // A server cookie of a length RFC 9018 does not make is bad as well, never FORMERR.
-    let odd = ask(&dig_with_cookie(server, &format!("{client}{}", "ab".repeat(8))));
+    let odd = ask(&dig_with_cookie(
+        server,
+        &format!("{client}{}", "ab".repeat(8)),
+    ));
     assert_eq!(odd.status, "BADCOOKIE", "{}", odd.output);
 }
 
@@ -667,5 +682,9 @@ fn rd0_queries_are_answered_from_the_cache_only() {
     let cached = norecurse("www.alpha.test.");
     assert_eq!(cached.status, "NOERROR", "{}", cached.output);
     assert_eq!(cached.answer_data("A"), ["192.0.2.1"], "{}", cached.output);
-    assert!(!cached.has_flag("rd"), "RD echoed as sent: {}", cached.output);
+    assert!(
+        !cached.has_flag("rd"),
+        "RD echoed as sent: {}",
+        cached.output
+    );
 }

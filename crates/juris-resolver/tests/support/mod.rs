@@ -527,7 +527,11 @@ fn query_cookie(message: &Message<Bytes>) -> Option<Vec<u8>> {
 /// COOKIE option holding `cookie` and `extended_rcode` in the OPT TTL.
 fn with_cookie_option(mut wire: Vec<u8>, cookie: &[u8], extended_rcode: u8) -> Vec<u8> {
     let opt = wire.len() - 11;
-    assert_eq!(wire[opt..opt + 3], [0, 0, 41], "an OPT record ends the reply");
+    assert_eq!(
+        wire[opt..opt + 3],
+        [0, 0, 41],
+        "an OPT record ends the reply"
+    );
     wire[opt + 5] = extended_rcode;
     wire[opt + 9..].copy_from_slice(&(4 + cookie.len() as u16).to_be_bytes());
     wire.extend_from_slice(&10u16.to_be_bytes());
