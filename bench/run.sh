@@ -436,7 +436,7 @@ start_server() { # [ENC=dot|doh|val] start_server NAME [extra juris args...]; se
   esac
   SRV_PID=$SPAWNED
   if ! wait_udp "$ADDR" "${PORT[$name]}" "$SRV_PID" "${START_TIMEOUT:-30}" ||
-     { [[ -n "$x" && "$x" != -val ]] && ! wait_udp "$ADDR" "$(enc_port "$ENC" "$name")" "$SRV_PID" "${START_TIMEOUT:-30}" tcp; }; then
+     { [[ -n "$x" && "$x" != -val && "$x" != -nomine ]] && ! wait_udp "$ADDR" "$(enc_port "$ENC" "$name")" "$SRV_PID" "${START_TIMEOUT:-30}" tcp; }; then
     log "$name did not start${x:+ (with its ${ENC} listener)}; last lines of $SRV_LOG:"; tail -n 20 "$SRV_LOG" >&2
     stop_pid "$SRV_PID"; return 1
   fi
