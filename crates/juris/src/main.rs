@@ -143,10 +143,10 @@ enum SafeguardsCommand {
 }
 
 /// Where the data directory is: --data-dir, else `server.data_dir` of --config, else the
-/// default.
+/// default (`juris status`, `juris safeguards`).
 #[derive(Debug, Args)]
 struct DataDirArgs {
-    /// State directory (replaces `server.data_dir`).
+    /// State directory (default: `server.data_dir` of --config, or the default).
     #[arg(long, value_name = "DIR")]
     data_dir: Option<PathBuf>,
     /// TOML configuration file.
@@ -306,12 +306,8 @@ struct ExplainArgs {
 
 #[derive(Debug, Args)]
 struct StatusArgs {
-    /// State directory of the server (default: `server.data_dir` of --config, or the default).
-    #[arg(long, value_name = "DIR")]
-    data_dir: Option<PathBuf>,
-    /// TOML configuration file.
-    #[arg(long, value_name = "FILE")]
-    config: Option<PathBuf>,
+    #[command(flatten)]
+    place: DataDirArgs,
     /// Print the JSON document as is.
     #[arg(long)]
     json: bool,
@@ -512,12 +508,7 @@ fn explain_remote(args: &ExplainArgs, api: &str) -> anyhow::Result<()> {
 }
 
 fn status(args: &StatusArgs) -> anyhow::Result<()> {
-    let data_dir = match (&args.data_dir, &args.config) {
-        (Some(dir), _) => dir.clone(),
-        (None, Some(path)) => Settings::from_raw(&RawConfig::from_file(path)?)?.data_dir,
-        (None, None) => Settings::from_raw(&RawConfig::default())?.data_dir,
-    };
-    let status = status::Status::read(&data_dir)?;
+    let status = status::Status::read(&args.place.data_dir()?)?;
     if args.json {
         println!("{}", serde_json::to_string_pretty(&status)?);
     } else {
