@@ -19,12 +19,12 @@ use std::sync::mpsc;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
-use domain::tsig::Key;
 use juris_policy::Order;
 use serde::{Deserialize, Serialize};
 use tracing::{error, info};
 
-use super::wire::{self, Transfer};
+use super::schedule;
+use super::wire;
 use super::zone::{self, Records, Rr};
 use super::{unix_now, FleetSettings};
 use crate::orders::LoaderHandle;
@@ -33,24 +33,18 @@ use crate::orders::LoaderHandle;
 pub const SNAPSHOT_FILE: &str = "fleet-snapshot.json";
 /// Wait after a failed transfer.
 const RETRY: Duration = Duration::from_secs(10);
-/// One transfer's network timeout.
-const TIMEOUT: Duration = Duration::from_secs(5);
 /// How long a report waits for the primary's answer (3 tries).
 const REPORT_TIMEOUT: Duration = Duration::from_secs(1);
 
 #[derive(Debug, Default)]
 struct State {
-    serial: Option<u32>,
-    records: Arc<Records>,
+    /// The zone as last transferred, and the transfers' bookkeeping (shared with the RPZ
+    /// feeds: `schedule.rs`).
+    copy: schedule::ZoneCopy,
     orders: Option<Arc<Vec<Order>>>,
     /// Where the orders in force came from: `transfer`, `snapshot`.
     origin: Option<&'static str>,
-    last_transfer: Option<u64>,
-    last_check: Option<u64>,
-    last_error: Option<String>,
     snapshot_error: Option<String>,
-    transfers: u64,
-    full_transfers: u64,
     /// The serial of the orders the loader read last.
     handed: Option<u32>,
     /// The serial whose orders the loader put in force (a load that rejected none of them),
@@ -72,10 +66,8 @@ enum Wake {
 
 /// A follower of one primary.
 pub struct Follower {
-    primary: SocketAddr,
-    suffix: String,
-    zone: String,
-    key: Option<Key>,
+    /// The primary, the orders zone, the suffix and the key transfers are signed with.
+    origin: schedule::Origin,
     key_name: Option<String>,
     data_dir: PathBuf,
     state: Mutex<State>,
@@ -85,8 +77,7 @@ pub struct Follower {
 impl std::fmt::Debug for Follower {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Follower")
-            .field("primary", &self.primary)
-            .field("zone", &self.zone)
+            .field("origin", &self.origin)
             .finish_non_exhaustive()
     }
 }
@@ -114,10 +105,12 @@ impl Follower {
             .transpose()
             .map_err(anyhow::Error::msg)?;
         Ok(Follower {
-            primary,
-            suffix: settings.zone_suffix.clone(),
-            zone: settings.orders_zone(),
-            key,
+            origin: schedule::Origin {
+                primary,
+                zone: settings.orders_zone(),
+                suffix: settings.zone_suffix.clone(),
+                key,
+            },
             key_name: first.map(|k| k.name.clone()),
             data_dir: data_dir.to_owned(),
             state: Mutex::new(State::default()),
@@ -131,7 +124,7 @@ impl Follower {
 
     /// The primary.
     pub fn primary(&self) -> SocketAddr {
-        self.primary
+        self.origin.primary
     }
 
     /// The last good orders (`None` before any transfer or snapshot).
@@ -144,7 +137,7 @@ impl Follower {
     /// their serial is what [`loaded`](Self::loaded) then puts in force.
     pub fn hand_over(&self) -> Option<Arc<Vec<Order>>> {
         let mut state = self.state();
-        state.handed = state.serial;
+        state.handed = state.copy.serial;
         state.orders.clone()
     }
 
@@ -182,7 +175,7 @@ impl Follower {
                 true,
                 format!(
                     "serial {serial} of {} in force (from a {})",
-                    self.primary,
+                    self.origin.primary,
                     origin.unwrap_or("transfer")
                 ),
             ),
@@ -190,8 +183,9 @@ impl Follower {
                 false,
                 format!(
                     "no transfer from {} nor snapshot in force yet{}",
-                    self.primary,
+                    self.origin.primary,
                     state
+                        .copy
                         .last_error
                         .as_deref()
                         .map(|e| format!(": {e}"))
@@ -207,10 +201,10 @@ impl Follower {
             return Ok(());
         };
         let outcome = wire::report(
-            self.primary,
-            &self.zone,
-            &self.suffix,
-            self.key.as_ref(),
+            self.origin.primary,
+            &self.origin.zone,
+            &self.origin.suffix,
+            self.origin.key.as_ref(),
             serial,
             REPORT_TIMEOUT,
         );
@@ -228,57 +222,29 @@ impl Follower {
     /// One transfer (IXFR from our serial, AXFR without one). `Ok(true)` when the orders
     /// changed. On `Err` nothing changes: the last good orders stay in force.
     pub fn transfer_once(&self) -> Result<bool, String> {
-        let (serial, records) = {
-            let state = self.state();
-            (state.serial, Arc::clone(&state.records))
-        };
-        let outcome = wire::transfer(
-            self.primary,
-            &self.zone,
-            &self.suffix,
-            self.key.as_ref(),
-            serial.map(|s| (s, &*records)),
-            TIMEOUT,
-        )
-        .and_then(|transfer| self.apply(transfer));
-        let mut state = self.state();
-        match &outcome {
-            Ok(_) => {
-                state.last_check = Some(unix_now());
-                state.last_error = None;
-            }
-            Err(error) => state.last_error = Some(error.clone()),
-        }
-        outcome
+        schedule::attempt(&self.state, &self.origin, |serial, records, full| {
+            self.apply(serial, records, full)
+        })
     }
 
-    fn apply(&self, transfer: Transfer) -> Result<bool, String> {
-        let (serial, records, full) = match transfer {
-            Transfer::UpToDate => return Ok(false),
-            Transfer::Full(serial, records) => (serial, records, true),
-            Transfer::Incremental(serial, records) => (serial, records, false),
-        };
-        let orders = zone::decode_orders(&self.zone, &records).map_err(|e| {
+    fn apply(&self, serial: u32, records: Records, full: bool) -> Result<bool, String> {
+        let orders = zone::decode_orders(&self.origin.zone, &records).map_err(|e| {
             format!(
                 "corrupt transfer of {} serial {serial} from {}: {e}",
-                self.zone, self.primary
+                self.origin.zone, self.origin.primary
             )
         })?;
         let changed = {
             let mut state = self.state();
             let changed = state.orders.as_deref() != Some(&orders);
-            state.serial = Some(serial);
-            state.records = Arc::new(records);
+            state.copy.applied(serial, records, full);
             state.orders = Some(Arc::new(orders));
             state.origin = Some("transfer");
-            state.last_transfer = Some(unix_now());
-            state.transfers += 1;
-            state.full_transfers += u64::from(full);
             changed
         };
         info!(
-            primary = %self.primary,
-            zone = %self.zone,
+            primary = %self.origin.primary,
+            zone = %self.origin.zone,
             serial,
             kind = if full { "AXFR" } else { "IXFR" },
             "fleet: transfer applied"
@@ -296,13 +262,16 @@ impl Follower {
     fn write_snapshot(&self) {
         let snapshot = {
             let state = self.state();
-            let Some(serial) = state.serial else { return };
+            let Some(serial) = state.copy.serial else {
+                return;
+            };
             Snapshot {
-                primary: self.primary.to_string(),
-                zone: self.zone.clone(),
+                primary: self.origin.primary.to_string(),
+                zone: self.origin.zone.clone(),
                 serial,
                 written_at: unix_now(),
                 records: state
+                    .copy
                     .records
                     .iter()
                     .map(|rr| {
@@ -339,12 +308,12 @@ impl Follower {
         };
         let snapshot: Snapshot = serde_json::from_slice(&bytes)
             .map_err(|e| format!("{}: not a snapshot: {e}", path.display()))?;
-        if snapshot.zone != self.zone {
+        if snapshot.zone != self.origin.zone {
             return Err(format!(
                 "{}: a snapshot of {}, not of {}",
                 path.display(),
                 snapshot.zone,
-                self.zone
+                self.origin.zone
             ));
         }
         let mut records = Records::new();
@@ -357,11 +326,11 @@ impl Follower {
                 rdata,
             });
         }
-        let orders = zone::decode_orders(&self.zone, &records)
+        let orders = zone::decode_orders(&self.origin.zone, &records)
             .map_err(|e| format!("{}: {e}", path.display()))?;
         let mut state = self.state();
-        state.serial = Some(snapshot.serial);
-        state.records = Arc::new(records);
+        state.copy.serial = Some(snapshot.serial);
+        state.copy.records = Arc::new(records);
         state.orders = Some(Arc::new(orders));
         state.origin = Some("snapshot");
         info!(
@@ -376,11 +345,11 @@ impl Follower {
     /// A NOTIFY arrived on a DNS listener for `zone` (wire form) from `from`: a transfer is
     /// scheduled when it names our zone (the transfer itself is authenticated).
     pub fn notified(&self, zone: &[u8], from: std::net::IpAddr) -> bool {
-        let ours = zone::name_wire(&self.zone).unwrap_or_default();
+        let ours = zone::name_wire(&self.origin.zone).unwrap_or_default();
         if !zone.eq_ignore_ascii_case(&ours) {
             return false;
         }
-        tracing::debug!(%from, zone = %self.zone, "fleet: NOTIFY received");
+        tracing::debug!(%from, zone = %self.origin.zone, "fleet: NOTIFY received");
         self.wake();
         true
     }
@@ -416,18 +385,19 @@ impl Follower {
 
     fn run(&self, wakes: &mpsc::Receiver<Wake>, loader: &LoaderHandle) {
         let refresh = Duration::from_secs(u64::from(zone::REFRESH));
-        let mut wait = if self.state().last_error.is_some() || self.state().serial.is_none() {
-            Duration::ZERO
-        } else {
-            refresh
-        };
+        let mut wait =
+            if self.state().copy.last_error.is_some() || self.state().copy.serial.is_none() {
+                Duration::ZERO
+            } else {
+                refresh
+            };
         // The first load (before this thread) may have put a serial in force.
         let mut report = self.state().in_force.is_some();
         let mut next = std::time::Instant::now() + wait;
         loop {
             if report {
                 if let Err(e) = self.report() {
-                    tracing::warn!(primary = %self.primary, "fleet: the primary did not take the report of the serial in force (it learns it at the next transfer): {e}");
+                    tracing::warn!(primary = %self.origin.primary, "fleet: the primary did not take the report of the serial in force (it learns it at the next transfer): {e}");
                 }
             }
             let mut transfer = match wakes
@@ -460,7 +430,7 @@ impl Follower {
                 }
                 Err(e) => {
                     error!(
-                        primary = %self.primary,
+                        primary = %self.origin.primary,
                         "fleet: transfer FAILED; the last good orders stay in force: {e}"
                     );
                     wait = RETRY;
@@ -473,30 +443,23 @@ impl Follower {
     /// The status: primary, serial in force, last successful transfer, lag.
     pub fn status(&self) -> serde_json::Value {
         let state = self.state();
-        let now = unix_now();
-        serde_json::json!({
+        // With serial, last_transfer, last_check, lag_seconds (since the primary last
+        // confirmed or sent what is in force), last_error and the transfer counts.
+        state.copy.status(serde_json::json!({
             "role": "edge",
-            "primary": self.primary.to_string(),
-            "zone": self.zone,
+            "primary": self.origin.primary.to_string(),
+            "zone": self.origin.zone,
             "tsig_key": self.key_name,
-            "serial": state.serial,
             "orders": state.orders.as_ref().map(|o| o.len()),
             "origin": state.origin,
-            "last_transfer": state.last_transfer,
-            "last_check": state.last_check,
-            // Seconds since the primary last confirmed (or sent) what is in force.
-            "lag_seconds": state.last_check.map(|t| now.saturating_sub(t)),
-            "last_error": state.last_error,
             "snapshot_error": state.snapshot_error,
-            "transfers": state.transfers,
-            "full_transfers": state.full_transfers,
             // What the loader put in force, and since when (reported to the primary).
             "in_force_serial": state.in_force.map(|(s, _)| s),
             "in_force_since": state.in_force.map(|(_, t)| t),
             "reports": state.reports,
             "last_report_error": state.last_report_error,
             "snapshot_ok": u8::from(state.snapshot_error.is_none()),
-        })
+        }))
     }
 }
 
@@ -508,4 +471,10 @@ fn decode_hex(text: &str) -> Option<Vec<u8>> {
         .step_by(2)
         .map(|i| u8::from_str_radix(text.get(i..i + 2)?, 16).ok())
         .collect()
+}
+
+impl schedule::Copied for State {
+    fn copy(&mut self) -> &mut schedule::ZoneCopy {
+        &mut self.copy
+    }
 }
