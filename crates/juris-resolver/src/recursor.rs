@@ -13,8 +13,8 @@
 //! asked about (bailiwick); glue must also be for one of the referral's name servers.
 //! QNAME minimisation (RFC 9156, relaxed) sends `NS` queries for one more label than the
 //! current zone cut until the full name is reached; on NXDOMAIN or error RCODEs for a
-//! minimised query, or when its answer shows a DNAME at or above the probed name, the full
-//! name is asked instead.
+//! minimised query, when every server asked answered it lamely or not at all, or when its
+//! answer shows a DNAME at or above the probed name, the full name is asked instead.
 //!
 //! # Limitations
 //! - No serve-stale, no prefetch, no 0x20, no DNSSEC validation (RRSIG/NSEC/NSEC3 are kept).
@@ -705,8 +705,21 @@ impl Recursor {
                         }
                     }
                 }
-                Reply::Unreachable { rcode_failure, .. } if !full && rcode_failure => {
-                    // Servers that choke on the minimised query: retry with the full name.
+                Reply::Unreachable {
+                    rcode_failure,
+                    ref sub_error,
+                    asked,
+                } if !full
+                    && (rcode_failure
+                        || (asked > 0
+                            && !matches!(sub_error, Some(ResolveError::LimitExceeded(_))))) =>
+                {
+                    // Relaxed mode (RFC 9156 §3): servers that choke on the minimised query,
+                    // answering it with an error RCODE, lamely or not at all, may still
+                    // answer the full question (middleboxes and servers that drop or
+                    // mishandle NS queries), so it is asked next, as Unbound does after
+                    // `MAX_MINIMISE_TIMEOUT_COUNT` timeouts and Knot Resolver with
+                    // `NO_MINIMIZE`. The full name goes only to these same servers.
                     minimise = false;
                 }
                 Reply::Unreachable {

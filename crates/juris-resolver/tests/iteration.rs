@@ -806,3 +806,55 @@ async fn minimisation_asks_the_full_name_below_a_dname() {
         ]
     );
 }
+
+/// RFC 9156 §3 (relaxed mode): a minimised probe that every server of the zone leaves
+/// unanswered, or answers lamely (here an upward referral), is followed by the full question
+/// to the same servers, as Unbound (`MAX_MINIMISE_TIMEOUT_COUNT`, non-strict) and Knot
+/// Resolver (`NO_MINIMIZE`) do: the servers may answer it even if they choke on NS queries.
+#[tokio::test]
+async fn a_probe_unanswered_or_lame_at_every_server_is_followed_by_the_full_name() {
+    let port = 47_428;
+    let _root = root(port, &[]).await;
+    let _tld = tld(port).await;
+    let sld = FakeAuthority::scripted("127.0.0.4", port, |qname, qtype| match (qname, qtype) {
+        // Dropped: no answer at all.
+        ("a.example.test.", Rtype::NS) => None,
+        // Lame: an upward referral instead of an answer.
+        ("b.example.test.", Rtype::NS) => referral(&[". 3600 NS ns.root."], &[]),
+        ("www.a.example.test." | "www.b.example.test.", Rtype::A) => {
+            Some(Canned::new(Rcode::NOERROR, true).answer(&[&format!("{qname} 300 A 192.0.2.7")]))
+        }
+        _ => Some(Canned::new(Rcode::REFUSED, false)),
+    })
+    .await;
+    let seen = |server: &FakeAuthority| -> Vec<String> {
+        let mut seen: Vec<String> = server
+            .queries()
+            .into_iter()
+            .map(|q| format!("{} {}", q.qname, q.qtype))
+            .collect();
+        // A probe that times out may be sent again (another EDNS attempt): once is enough here.
+        seen.dedup();
+        seen
+    };
+
+    let (resolver, _) = resolver(config(port, true));
+    for label in ["a", "b"] {
+        let before = sld.queries().len();
+        let qname = format!("www.{label}.example.test.");
+        let (rcode, answer, _) = ask(&resolver, &qname, Rtype::A).await;
+        assert_eq!(rcode, Rcode::NOERROR, "{qname}");
+        assert_eq!(answer, vec![format!("{qname} A 192.0.2.7")]);
+        let mut queries = seen(&sld);
+        queries.drain(..before.min(queries.len()));
+        assert_eq!(
+            queries.last().map(String::as_str),
+            Some(format!("{qname} A").as_str()),
+            "{queries:?}"
+        );
+        assert!(
+            queries.contains(&format!("{label}.example.test. NS")),
+            "{queries:?}"
+        );
+    }
+}
