@@ -57,6 +57,15 @@ async fn ask(resolver: &Resolver, qname: &str, qtype: Rtype) -> (Rcode, Vec<Stri
     sections(entry.wire())
 }
 
+/// The queries `server` saw, as "QNAME QTYPE", in order.
+fn queries_seen(server: &FakeAuthority) -> Vec<String> {
+    server
+        .queries()
+        .into_iter()
+        .map(|q| format!("{} {}", q.qname, q.qtype))
+        .collect()
+}
+
 /// Asserts that the question fails for want of a server that answers it (`why` says why).
 async fn unreachable(resolver: &Resolver, qname: &str, qtype: Rtype, why: &str) {
     let error = resolver
@@ -762,13 +771,7 @@ async fn minimisation_asks_the_full_name_below_a_dname() {
         }
     })
     .await;
-    let seen = |server: &FakeAuthority| -> Vec<String> {
-        server
-            .queries()
-            .into_iter()
-            .map(|q| format!("{} {}", q.qname, q.qtype))
-            .collect()
-    };
+    let seen = queries_seen;
 
     let (signed, _) = resolver(config(port, true));
     let (rcode, answer, _) = ask(&signed, "a.b.d.test.", Rtype::TXT).await;
@@ -807,32 +810,30 @@ async fn minimisation_asks_the_full_name_below_a_dname() {
     );
 }
 
-/// RFC 9156 §3 (relaxed mode): a minimised probe that every server of the zone leaves
-/// unanswered, or answers lamely (here an upward referral), is followed by the full question
-/// to the same servers, as Unbound (`MAX_MINIMISE_TIMEOUT_COUNT`, non-strict) and Knot
-/// Resolver (`NO_MINIMIZE`) do: the servers may answer it even if they choke on NS queries.
-#[tokio::test]
-async fn a_probe_unanswered_or_lame_at_every_server_is_followed_by_the_full_name() {
-    let port = 47_428;
-    let _root = root(port, &[]).await;
-    let _tld = tld(port).await;
-    let sld = FakeAuthority::scripted("127.0.0.4", port, |qname, qtype| match (qname, qtype) {
-        // Dropped: no answer at all.
+/// A server of `example.test.` that drops the NS probe for `a.example.test.`, answers the one
+/// for `b.example.test.` with an upward referral (lame), and answers the full questions.
+fn chokes_on_probes(qname: &str, qtype: Rtype) -> Option<Canned> {
+    match (qname, qtype) {
         ("a.example.test.", Rtype::NS) => None,
-        // Lame: an upward referral instead of an answer.
         ("b.example.test.", Rtype::NS) => referral(&[". 3600 NS ns.root."], &[]),
         ("www.a.example.test." | "www.b.example.test.", Rtype::A) => {
             Some(Canned::new(Rcode::NOERROR, true).answer(&[&format!("{qname} 300 A 192.0.2.7")]))
         }
         _ => Some(Canned::new(Rcode::REFUSED, false)),
-    })
-    .await;
+    }
+}
+
+/// RFC 9156 §3 (relaxed mode): a minimised probe that every server of the zone leaves
+/// unanswered, or answers lamely, is followed by the full question to the same servers, as
+/// Unbound does (`MAX_MINIMISE_TIMEOUT_COUNT`, non-strict; Knot Resolver for lame answers):
+/// the servers may answer it even if they choke on NS queries.
+#[tokio::test]
+async fn a_probe_unanswered_or_lame_at_every_server_is_followed_by_the_full_name() {
+    let port = 47_428;
+    let (_root, _tld) = (root(port, &[]).await, tld(port).await);
+    let sld = FakeAuthority::scripted("127.0.0.4", port, chokes_on_probes).await;
     let seen = |server: &FakeAuthority| -> Vec<String> {
-        let mut seen: Vec<String> = server
-            .queries()
-            .into_iter()
-            .map(|q| format!("{} {}", q.qname, q.qtype))
-            .collect();
+        let mut seen = queries_seen(server);
         // A probe that times out may be sent again (another EDNS attempt): once is enough here.
         seen.dedup();
         seen
