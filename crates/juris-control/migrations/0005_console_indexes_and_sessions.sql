@@ -1,0 +1,169 @@
+-- Console speed with 10,000 orders and 1,000,000 targets, second part (issue #13,
+-- docs/design/0041-console-paged-queries-transparency-sessions.md): the order list filters, searches,
+-- counts and pages in SQL, and the dashboard reads kept aggregates, so no console request reads
+-- every order. Everything below is kept by triggers on `orders` and `order_target_counts`, so
+-- every writer (this process, the offline CLI, a script with plain SQL) keeps it true.
+
+-- The order document's dates as Unix seconds (NULL when absent), for range queries by index.
+ALTER TABLE orders ADD COLUMN comply_ts REAL
+    GENERATED ALWAYS AS (unixepoch(json_extract(document, '$.comply_by'), 'subsec')) VIRTUAL;
+ALTER TABLE orders ADD COLUMN expires_ts REAL
+    GENERATED ALWAYS AS (unixepoch(json_extract(document, '$.expires_at'), 'subsec')) VIRTUAL;
+
+CREATE INDEX orders_by_state ON orders (state, id);
+CREATE INDEX orders_by_kind ON orders (kind, id);
+-- Orders that may expire (the `expired` filter and count, the dashboard's correction).
+CREATE INDEX orders_live_expiry ON orders (expires_ts)
+    WHERE state IN ('active', 'shadow', 'suspended');
+-- Deadlines of orders not enforced yet (the dashboard's and the status's deadline list).
+CREATE INDEX orders_open_deadline ON orders (comply_ts)
+    WHERE state IN ('draft', 'shadow', 'suspended');
+-- Deadlines of active orders (a fleet primary's: active but maybe not on every follower).
+CREATE INDEX orders_active_deadline ON orders (comply_ts) WHERE state = 'active';
+-- Orders with targets held for review (the review queue).
+CREATE INDEX order_target_counts_held ON order_target_counts (order_id) WHERE held > 0;
+
+-- The jurisdictions of each order as written, upper case (`*`, `EU`, or a country).
+CREATE TABLE order_jurisdictions (
+    code      TEXT NOT NULL,
+    order_id  TEXT NOT NULL,
+    PRIMARY KEY (code, order_id)
+) WITHOUT ROWID;
+CREATE INDEX order_jurisdictions_by_order ON order_jurisdictions (order_id, code);
+
+-- Per jurisdiction as written: the active orders and their targets (the dashboard's "in force";
+-- orders whose `expires_at` has passed are subtracted when read, found by `orders_live_expiry`).
+CREATE TABLE jurisdiction_in_force (
+    code     TEXT PRIMARY KEY NOT NULL,
+    orders   INTEGER NOT NULL DEFAULT 0,
+    targets  INTEGER NOT NULL DEFAULT 0
+) WITHOUT ROWID;
+
+-- Orders per stored state, and the targets of every order (the status and the dashboard).
+CREATE TABLE order_state_counts (
+    state   TEXT PRIMARY KEY NOT NULL,
+    orders  INTEGER NOT NULL DEFAULT 0
+) WITHOUT ROWID;
+CREATE TABLE target_totals (
+    one      INTEGER PRIMARY KEY CHECK (one = 1),
+    targets  INTEGER NOT NULL DEFAULT 0,
+    held     INTEGER NOT NULL DEFAULT 0
+);
+
+-- Text search (id, reference, authority; case-insensitive substrings) by a trigram index.
+-- `order_text` has its own INTEGER PRIMARY KEY (stable under VACUUM, unlike `orders`' rowid).
+CREATE TABLE order_text (
+    row        INTEGER PRIMARY KEY,
+    id         TEXT NOT NULL UNIQUE,
+    reference  TEXT NOT NULL,
+    authority  TEXT NOT NULL
+);
+CREATE VIRTUAL TABLE order_text_index USING fts5 (
+    id, reference, authority,
+    content = 'order_text', content_rowid = 'row', tokenize = 'trigram'
+);
+CREATE TRIGGER order_text_insert AFTER INSERT ON order_text
+BEGIN
+    INSERT INTO order_text_index (rowid, id, reference, authority)
+        VALUES (NEW.row, NEW.id, NEW.reference, NEW.authority);
+END;
+CREATE TRIGGER order_text_delete AFTER DELETE ON order_text
+BEGIN
+    INSERT INTO order_text_index (order_text_index, rowid, id, reference, authority)
+        VALUES ('delete', OLD.row, OLD.id, OLD.reference, OLD.authority);
+END;
+CREATE TRIGGER order_text_update AFTER UPDATE ON order_text
+BEGIN
+    INSERT INTO order_text_index (order_text_index, rowid, id, reference, authority)
+        VALUES ('delete', OLD.row, OLD.id, OLD.reference, OLD.authority);
+    INSERT INTO order_text_index (rowid, id, reference, authority)
+        VALUES (NEW.row, NEW.id, NEW.reference, NEW.authority);
+END;
+
+-- Back-fill from the orders stored now.
+INSERT INTO order_jurisdictions (code, order_id)
+    SELECT DISTINCT upper(trim(j.value)), o.id FROM orders o, json_each(o.document, '$.jurisdictions') j;
+INSERT INTO jurisdiction_in_force (code, orders, targets)
+    SELECT j.code, COUNT(*), COALESCE(SUM(c.targets), 0)
+    FROM order_jurisdictions j JOIN orders o ON o.id = j.order_id AND o.state = 'active'
+    LEFT JOIN order_target_counts c ON c.order_id = o.id
+    GROUP BY j.code;
+INSERT INTO order_state_counts (state, orders) SELECT state, COUNT(*) FROM orders GROUP BY state;
+INSERT INTO target_totals (one, targets, held)
+    SELECT 1, COALESCE(SUM(targets), 0), COALESCE(SUM(held), 0) FROM order_target_counts;
+INSERT INTO order_text (id, reference, authority)
+    SELECT id, COALESCE(json_extract(document, '$.reference'), ''),
+           COALESCE(json_extract(document, '$.authority'), '')
+    FROM orders;
+
+-- Keeping them: a new order.
+CREATE TRIGGER orders_kept_insert AFTER INSERT ON orders
+BEGIN
+    INSERT INTO order_state_counts (state, orders) VALUES (NEW.state, 1)
+        ON CONFLICT (state) DO UPDATE SET orders = orders + 1;
+    INSERT OR IGNORE INTO order_jurisdictions (code, order_id)
+        SELECT upper(trim(value)), NEW.id FROM json_each(NEW.document, '$.jurisdictions');
+    INSERT INTO jurisdiction_in_force (code, orders, targets)
+        SELECT j.code, 1, COALESCE((SELECT targets FROM order_target_counts WHERE order_id = NEW.id), 0)
+        FROM order_jurisdictions j WHERE j.order_id = NEW.id AND NEW.state = 'active'
+        ON CONFLICT (code) DO UPDATE SET orders = orders + excluded.orders, targets = targets + excluded.targets;
+    INSERT INTO order_text (id, reference, authority)
+        VALUES (NEW.id, COALESCE(json_extract(NEW.document, '$.reference'), ''),
+                COALESCE(json_extract(NEW.document, '$.authority'), ''));
+END;
+
+-- A changed document or state: the order's part is taken out as it was and put back as it is.
+CREATE TRIGGER orders_kept_update AFTER UPDATE OF document, state ON orders
+BEGIN
+    UPDATE order_state_counts SET orders = orders - 1 WHERE state = OLD.state;
+    INSERT INTO order_state_counts (state, orders) VALUES (NEW.state, 1)
+        ON CONFLICT (state) DO UPDATE SET orders = orders + 1;
+    UPDATE jurisdiction_in_force
+        SET orders = orders - 1,
+            targets = targets - COALESCE((SELECT targets FROM order_target_counts WHERE order_id = OLD.id), 0)
+        WHERE OLD.state = 'active'
+          AND code IN (SELECT code FROM order_jurisdictions WHERE order_id = OLD.id);
+    DELETE FROM order_jurisdictions WHERE order_id = OLD.id;
+    INSERT OR IGNORE INTO order_jurisdictions (code, order_id)
+        SELECT upper(trim(value)), NEW.id FROM json_each(NEW.document, '$.jurisdictions');
+    INSERT INTO jurisdiction_in_force (code, orders, targets)
+        SELECT j.code, 1, COALESCE((SELECT targets FROM order_target_counts WHERE order_id = NEW.id), 0)
+        FROM order_jurisdictions j WHERE j.order_id = NEW.id AND NEW.state = 'active'
+        ON CONFLICT (code) DO UPDATE SET orders = orders + excluded.orders, targets = targets + excluded.targets;
+    UPDATE order_text
+        SET reference = COALESCE(json_extract(NEW.document, '$.reference'), ''),
+            authority = COALESCE(json_extract(NEW.document, '$.authority'), '')
+        WHERE id = NEW.id;
+END;
+
+-- A deleted order (before its targets go by the cascade: their counts then touch nothing).
+CREATE TRIGGER orders_kept_delete BEFORE DELETE ON orders
+BEGIN
+    UPDATE order_state_counts SET orders = orders - 1 WHERE state = OLD.state;
+    UPDATE jurisdiction_in_force
+        SET orders = orders - 1,
+            targets = targets - COALESCE((SELECT targets FROM order_target_counts WHERE order_id = OLD.id), 0)
+        WHERE OLD.state = 'active'
+          AND code IN (SELECT code FROM order_jurisdictions WHERE order_id = OLD.id);
+    DELETE FROM order_jurisdictions WHERE order_id = OLD.id;
+    DELETE FROM order_text WHERE id = OLD.id;
+END;
+
+-- An order's target counts moved (the triggers of migration 0004 keep `order_target_counts`).
+CREATE TRIGGER target_counts_kept_insert AFTER INSERT ON order_target_counts
+BEGIN
+    UPDATE target_totals SET targets = targets + NEW.targets, held = held + NEW.held WHERE one = 1;
+    UPDATE jurisdiction_in_force SET targets = targets + NEW.targets
+        WHERE (SELECT state FROM orders WHERE id = NEW.order_id) = 'active'
+          AND code IN (SELECT code FROM order_jurisdictions WHERE order_id = NEW.order_id);
+END;
+CREATE TRIGGER target_counts_kept_update AFTER UPDATE ON order_target_counts
+BEGIN
+    UPDATE target_totals
+        SET targets = targets + NEW.targets - OLD.targets, held = held + NEW.held - OLD.held
+        WHERE one = 1;
+    UPDATE jurisdiction_in_force SET targets = targets + NEW.targets - OLD.targets
+        WHERE NEW.targets != OLD.targets
+          AND (SELECT state FROM orders WHERE id = NEW.order_id) = 'active'
+          AND code IN (SELECT code FROM order_jurisdictions WHERE order_id = NEW.order_id);
+END;
