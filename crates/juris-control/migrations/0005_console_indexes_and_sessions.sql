@@ -157,7 +157,7 @@ BEGIN
         WHERE (SELECT state FROM orders WHERE id = NEW.order_id) = 'active'
           AND code IN (SELECT code FROM order_jurisdictions WHERE order_id = NEW.order_id);
 END;
-CREATE TRIGGER target_counts_kept_update AFTER UPDATE ON order_target_counts
+CREATE TRIGGER target_counts_kept_update AFTER UPDATE OF targets, held ON order_target_counts
 BEGIN
     UPDATE target_totals
         SET targets = targets + NEW.targets - OLD.targets, held = held + NEW.held - OLD.held
@@ -166,4 +166,38 @@ BEGIN
         WHERE NEW.targets != OLD.targets
           AND (SELECT state FROM orders WHERE id = NEW.order_id) = 'active'
           AND code IN (SELECT code FROM order_jurisdictions WHERE order_id = NEW.order_id);
+END;
+
+-- A version per order, moved by every change of the order or of its targets: the transparency
+-- page re-renders only the orders whose version moved since its last build. The target
+-- triggers of migration 0004 are replaced by ones that also move it (and the status trigger
+-- by one for any update of a target row).
+ALTER TABLE order_target_counts ADD COLUMN version INTEGER NOT NULL DEFAULT 0;
+DROP TRIGGER targets_counted_insert;
+DROP TRIGGER targets_counted_delete;
+DROP TRIGGER targets_counted_status;
+CREATE TRIGGER targets_counted_insert AFTER INSERT ON targets
+BEGIN
+    INSERT INTO order_target_counts (order_id, targets, held, version)
+        VALUES (NEW.order_id, 1, NEW.status = 'needs_review', 1)
+        ON CONFLICT (order_id) DO UPDATE
+        SET targets = targets + 1, held = held + (NEW.status = 'needs_review'), version = version + 1;
+END;
+CREATE TRIGGER targets_counted_delete AFTER DELETE ON targets
+BEGIN
+    UPDATE order_target_counts
+        SET targets = targets - 1, held = held - (OLD.status = 'needs_review'), version = version + 1
+        WHERE order_id = OLD.order_id;
+END;
+CREATE TRIGGER targets_counted_update AFTER UPDATE ON targets
+BEGIN
+    UPDATE order_target_counts
+        SET held = held - (OLD.status = 'needs_review') + (NEW.status = 'needs_review'),
+            version = version + 1
+        WHERE order_id = NEW.order_id;
+END;
+CREATE TRIGGER orders_versioned AFTER UPDATE ON orders
+BEGIN
+    INSERT INTO order_target_counts (order_id, version) VALUES (NEW.id, 1)
+        ON CONFLICT (order_id) DO UPDATE SET version = version + 1;
 END;

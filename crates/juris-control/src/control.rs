@@ -424,6 +424,8 @@ pub struct Control {
     documents: Mutex<HashMap<String, Arc<Parsed>>>,
     /// The audit chain as last found intact (for [`Control::audit_verify_recent`]).
     audit_checked: Mutex<Option<AuditChecked>>,
+    /// The public transparency page, built in the background (`console/public.rs`).
+    pub(crate) transparency: std::sync::OnceLock<Arc<crate::console::TransparencyCache>>,
 }
 
 /// The audit chain as last found intact: its entries, the hash of the entry before the last,
@@ -514,6 +516,7 @@ impl Control {
             running: crate::feeds::Running::default(),
             documents: Mutex::default(),
             audit_checked: Mutex::default(),
+            transparency: std::sync::OnceLock::new(),
             fleet: std::sync::OnceLock::new(),
         }
     }

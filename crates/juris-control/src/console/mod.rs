@@ -47,7 +47,7 @@ const JS: &str = include_str!("assets/console.js");
 pub(crate) struct Console {
     pub(crate) api: ApiState,
     sessions: Sessions,
-    pub(crate) transparency: TransparencyCache,
+    pub(crate) transparency: Arc<TransparencyCache>,
 }
 
 impl std::fmt::Debug for Console {
@@ -73,7 +73,7 @@ pub fn served_over_tls(router: Router) -> Router {
 /// The console and the transparency page, ready to merge into the admin API's router.
 pub fn router(api: ApiState) -> Router {
     let console = Arc::new(Console {
-        transparency: TransparencyCache::new(api.control.clone()),
+        transparency: TransparencyCache::shared(&api.control),
         api,
         sessions: Sessions::default(),
     });
