@@ -201,3 +201,16 @@ BEGIN
     INSERT INTO order_target_counts (order_id, version) VALUES (NEW.id, 1)
         ON CONFLICT (order_id) DO UPDATE SET version = version + 1;
 END;
+
+-- Console sessions (survive a restart). Only the SHA-256 of the session id (the cookie's value)
+-- is kept; the form's CSRF token is derived from the id, so it is not stored either. A session
+-- stands for its token: revoking the token ends it (the lookup joins `tokens`), and the console
+-- deletes the rows of a revoked token, of a sign-out and of expired sessions.
+CREATE TABLE console_sessions (
+    id_hash     TEXT PRIMARY KEY NOT NULL,
+    token_id    INTEGER NOT NULL REFERENCES tokens(id),
+    created_at  TEXT NOT NULL,
+    expires_at  INTEGER NOT NULL      -- Unix seconds
+) WITHOUT ROWID;
+CREATE INDEX console_sessions_by_expiry ON console_sessions (expires_at);
+CREATE INDEX console_sessions_by_token ON console_sessions (token_id);

@@ -33,6 +33,8 @@ mod review;
 
 #[path = "listing.rs"]
 mod listing;
+#[path = "sessions.rs"]
+pub(crate) mod sessions;
 pub use listing::{JurisdictionInForce, OrderPage, OrderQuery, Overview};
 
 /// Roles, weakest first: each role may do everything the roles before it may.
@@ -716,6 +718,12 @@ impl Control {
             if revoked == 0 {
                 return Err(not_found("token", name));
             }
+            // Their console sessions end with them (a lookup would refuse them anyway).
+            tx.execute(
+                "DELETE FROM console_sessions WHERE token_id IN
+                 (SELECT id FROM tokens WHERE name = ?1 AND revoked_at = ?2)",
+                params![name, now],
+            )?;
             audit::append(
                 tx,
                 &now,

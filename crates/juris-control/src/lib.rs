@@ -69,7 +69,8 @@ pub use api::{
 pub use control::{
     effective_state, require, role_str, token_hash, Actor, AddReport, Clock, Control,
     ControlConfig, Deadline, FleetProof, JurisdictionInForce, OrderFilter, OrderFleet, OrderNode,
-    OrderPage, OrderQuery, OrderSummary, OrderView, Overview, Role, StoreStatus, SystemClock, TargetStatus, TargetView, TokenView, TransitionView,
+    OrderPage, OrderQuery, OrderSummary, OrderView, Overview, Role, StoreStatus, SystemClock,
+    TargetStatus, TargetView, TokenView, TransitionView,
 };
 pub use error::ControlError;
 pub use safeguards::{

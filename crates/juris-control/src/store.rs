@@ -488,7 +488,10 @@ mod tests {
                 tx.execute("INSERT INTO schema_version VALUES (?1, 'x')", [version])
                     .unwrap();
             }
-            for (id, state, codes) in [("A", "active", r#"["it", "FR"]"#), ("B", "draft", r#"["IT"]"#)] {
+            for (id, state, codes) in [
+                ("A", "active", r#"["it", "FR"]"#),
+                ("B", "draft", r#"["IT"]"#),
+            ] {
                 let document = format!(
                     r#"{{"id":"{id}","authority":"Tribunale di Milano","reference":"RG {id}","jurisdictions":{codes},"comply_by":"2024-06-02T00:00:00.5Z"}}"#
                 );
@@ -512,15 +515,16 @@ mod tests {
         store
             .read(|c| {
                 let in_force: Vec<(String, i64, i64)> = c
-                    .prepare("SELECT code, orders, targets FROM jurisdiction_in_force ORDER BY code")?
+                    .prepare(
+                        "SELECT code, orders, targets FROM jurisdiction_in_force ORDER BY code",
+                    )?
                     .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
                     .collect::<Result<_, _>>()?;
                 assert_eq!(in_force, [("FR".into(), 1, 2), ("IT".into(), 1, 2)]);
-                let totals: (i64, i64) = c.query_row(
-                    "SELECT targets, held FROM target_totals",
-                    [],
-                    |r| Ok((r.get(0)?, r.get(1)?)),
-                )?;
+                let totals: (i64, i64) =
+                    c.query_row("SELECT targets, held FROM target_totals", [], |r| {
+                        Ok((r.get(0)?, r.get(1)?))
+                    })?;
                 assert_eq!(totals, (4, 4));
                 let found: String = c.query_row(
                     "SELECT t.id FROM order_text t JOIN order_text_index i ON i.rowid = t.row
@@ -530,7 +534,9 @@ mod tests {
                 )?;
                 assert_eq!(found, "B");
                 let comply: f64 =
-                    c.query_row("SELECT comply_ts FROM orders WHERE id = 'A'", [], |r| r.get(0))?;
+                    c.query_row("SELECT comply_ts FROM orders WHERE id = 'A'", [], |r| {
+                        r.get(0)
+                    })?;
                 assert!((comply - 1_717_286_400.5).abs() < 1e-6, "{comply}");
                 Ok(())
             })

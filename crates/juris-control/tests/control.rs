@@ -1652,10 +1652,18 @@ fn the_order_list_and_the_dashboard_read_indexes_that_stay_true_through_changes(
             document[key] = value.clone();
         }
         let order: Order = serde_json::from_value(document).unwrap();
-        control.apply_order(&admin(), order, true, true, "").unwrap();
+        control
+            .apply_order(&admin(), order, true, true, "")
+            .unwrap();
         assert_aggregates_true(&control);
     };
-    make("IT-1", "Tribunale di Milano", "RG 1/2024", json!(["it"]), json!({}));
+    make(
+        "IT-1",
+        "Tribunale di Milano",
+        "RG 1/2024",
+        json!(["it"]),
+        json!({}),
+    );
     make(
         "EU-1",
         "AGCOM",
@@ -1663,9 +1671,27 @@ fn the_order_list_and_the_dashboard_read_indexes_that_stay_true_through_changes(
         json!(["EU"]),
         json!({"expires_at": "2024-05-01T00:00:00Z"}),
     );
-    make("ALL-1", "Operator", "Sec 1", json!(["*"]), json!({"state": "shadow"}));
-    make("FR-1", "Tribunal judiciaire de Paris", "RG 3", json!(["FR", "DE"]), json!({}));
-    make("IT-2", "Tribunale di Roma", "Ünïcode ÄBC", json!(["IT"]), json!({"state": "draft"}));
+    make(
+        "ALL-1",
+        "Operator",
+        "Sec 1",
+        json!(["*"]),
+        json!({"state": "shadow"}),
+    );
+    make(
+        "FR-1",
+        "Tribunal judiciaire de Paris",
+        "RG 3",
+        json!(["FR", "DE"]),
+        json!({}),
+    );
+    make(
+        "IT-2",
+        "Tribunale di Roma",
+        "Ünïcode ÄBC",
+        json!(["IT"]),
+        json!({"state": "draft"}),
+    );
 
     // Targets added, an order edited (other jurisdictions), lifted, activated.
     control
@@ -1679,7 +1705,9 @@ fn the_order_list_and_the_dashboard_read_indexes_that_stay_true_through_changes(
     assert_aggregates_true(&control);
     let mut edited = control.order("FR-1").unwrap().order;
     edited.jurisdictions = vec!["ES".into()];
-    control.apply_order(&admin(), edited, false, false, "").unwrap();
+    control
+        .apply_order(&admin(), edited, false, false, "")
+        .unwrap();
     assert_aggregates_true(&control);
     control
         .transition(&admin(), "IT-1", OrderState::Lifted, "")
@@ -1689,12 +1717,21 @@ fn the_order_list_and_the_dashboard_read_indexes_that_stay_true_through_changes(
         .transition(&admin(), "IT-2", OrderState::Active, "")
         .unwrap();
     control
-        .remove_targets(&admin(), "IT-2", &[(TargetKind::Subtree, "it-2.example".into())], "")
+        .remove_targets(
+            &admin(),
+            "IT-2",
+            &[(TargetKind::Subtree, "it-2.example".into())],
+            "",
+        )
         .unwrap();
     assert_aggregates_true(&control);
     let overview = control.overview(100).unwrap();
     let codes: Vec<&str> = overview.in_force.iter().map(|j| j.code.as_str()).collect();
-    assert_eq!(codes, ["ES", "IT"], "EU-1 expired, IT-1 lifted, ALL-1 shadow");
+    assert_eq!(
+        codes,
+        ["ES", "IT"],
+        "EU-1 expired, IT-1 lifted, ALL-1 shadow"
+    );
 
     // Filters, search, counts and pages.
     let query = |filter: OrderFilter, authority: Option<&str>, text: Option<&str>| OrderQuery {
@@ -1722,24 +1759,45 @@ fn the_order_list_and_the_dashboard_read_indexes_that_stay_true_through_changes(
         state: Some(s.into()),
         ..OrderFilter::default()
     };
-    assert_eq!(page_ids(&control, query(state("expired"), None, None)).0, ["EU-1"]);
+    assert_eq!(
+        page_ids(&control, query(state("expired"), None, None)).0,
+        ["EU-1"]
+    );
     assert_eq!(
         page_ids(&control, query(state("active"), None, None)).0,
         ["EU-1", "FR-1", "IT-2"],
         "the stored state matches too"
     );
     let all = OrderFilter::default;
-    assert_eq!(page_ids(&control, query(all(), None, Some("MILANO"))).0, ["IT-1"]);
-    assert_eq!(page_ids(&control, query(all(), None, Some("äbc"))).0, ["IT-2"]);
-    assert_eq!(page_ids(&control, query(all(), None, Some("it-"))).0, ["IT-1", "IT-2"]);
+    assert_eq!(
+        page_ids(&control, query(all(), None, Some("MILANO"))).0,
+        ["IT-1"]
+    );
+    assert_eq!(
+        page_ids(&control, query(all(), None, Some("äbc"))).0,
+        ["IT-2"]
+    );
+    assert_eq!(
+        page_ids(&control, query(all(), None, Some("it-"))).0,
+        ["IT-1", "IT-2"]
+    );
     assert_eq!(
         page_ids(&control, query(all(), None, Some("rg"))).0,
         ["FR-1", "IT-1"],
         "two letters: looked up without the trigram index"
     );
-    assert_eq!(page_ids(&control, query(all(), None, Some("%"))).0, Vec::<String>::new());
-    assert_eq!(page_ids(&control, query(all(), Some("tribunal"), None)).0, ["FR-1", "IT-1", "IT-2"]);
-    assert_eq!(page_ids(&control, query(all(), Some("tribunal"), Some("roma"))).0, ["IT-2"]);
+    assert_eq!(
+        page_ids(&control, query(all(), None, Some("%"))).0,
+        Vec::<String>::new()
+    );
+    assert_eq!(
+        page_ids(&control, query(all(), Some("tribunal"), None)).0,
+        ["FR-1", "IT-1", "IT-2"]
+    );
+    assert_eq!(
+        page_ids(&control, query(all(), Some("tribunal"), Some("roma"))).0,
+        ["IT-2"]
+    );
     assert_eq!(
         page_ids(&control, query(all(), Some("rg 1"), None)).0,
         Vec::<String>::new(),
@@ -1750,5 +1808,8 @@ fn the_order_list_and_the_dashboard_read_indexes_that_stay_true_through_changes(
         limit: Some(2),
         ..OrderQuery::default()
     };
-    assert_eq!(page_ids(&control, paged), (vec!["FR-1".into(), "IT-1".into()], 5));
+    assert_eq!(
+        page_ids(&control, paged),
+        (vec!["FR-1".into(), "IT-1".into()], 5)
+    );
 }

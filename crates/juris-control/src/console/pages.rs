@@ -153,10 +153,8 @@ pub(crate) async fn login(
     }
     let token = form.text("token").to_owned();
     let control = console.api.control.clone();
-    let probe = token.clone();
-    match blocking(move || control.authenticate(&probe)).await {
-        Ok(_) => {
-            let id = console.sessions.start(token);
+    match blocking(move || control.start_session(&token, SESSION_TTL)).await {
+        Ok((id, _)) => {
             let mut response = see_other("/ui/");
             let cookie = session::set_cookie(
                 SESSION_COOKIE,
@@ -182,9 +180,11 @@ pub(crate) async fn login(
 pub(crate) async fn logout(
     State(console): State<Shared>,
     headers: HeaderMap,
-    _signed_in: Posted,
+    signed_in: Posted,
 ) -> PageResult {
-    console.sessions.end(&headers);
+    let control = console.api.control.clone();
+    let session = signed_in.user.session;
+    blocking(move || control.end_session(&session)).await?;
     let mut response = see_other("/ui/login");
     let cookie = session::set_cookie(
         SESSION_COOKIE,

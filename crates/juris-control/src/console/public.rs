@@ -1,7 +1,8 @@
 //! The public transparency page: `/transparency` (HTML), `/transparency.json` and a stable page
 //! per order (`/transparency/orders/{id}`), no sign-in.
 //!
-//! Built off the request path: one background task per control plane rebuilds it after every
+//! Built off the request path: one background task per control plane (started with the router
+//! inside a Tokio runtime, else by the first request) rebuilds it after every
 //! committed change (the control plane's revision moves: what the resolver then publishes) and
 //! when an order starts or expires by the clock; a request serves the last built copy (it waits
 //! only for the first build after start). A build is incremental: each active order's part
@@ -10,6 +11,7 @@
 //! page is then the parts put together. No request reads or writes the store.
 
 use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock, Weak};
 use std::time::Duration;
 
@@ -108,9 +110,8 @@ type Copy = Option<Result<Arc<Built>, String>>;
 pub struct TransparencyCache {
     control: Weak<Control>,
     built: watch::Sender<Copy>,
-    /// Whether a background task builds it (otherwise a request builds when the copy is older
-    /// than the store: outside a Tokio runtime).
-    background: bool,
+    /// Whether the background builder runs.
+    started: AtomicBool,
 }
 
 impl std::fmt::Debug for TransparencyCache {
@@ -120,27 +121,42 @@ impl std::fmt::Debug for TransparencyCache {
 }
 
 impl TransparencyCache {
-    /// The cache of `control`'s report (one per control plane), its builder started in the
-    /// current Tokio runtime on first use.
+    /// The cache of `control`'s report (one per control plane). Its builder starts now when
+    /// called inside a Tokio runtime, else with the first request.
     pub fn shared(control: &Arc<Control>) -> Arc<TransparencyCache> {
         let slot: &OnceLock<Arc<TransparencyCache>> = &control.transparency;
-        slot.get_or_init(|| {
-            let runtime = tokio::runtime::Handle::try_current().ok();
-            let cache = Arc::new(TransparencyCache {
-                control: Arc::downgrade(control),
-                built: watch::Sender::new(None),
-                background: runtime.is_some(),
-            });
-            if let Some(runtime) = runtime {
-                runtime.spawn(builder(Arc::clone(&cache), control.subscribe()));
-            }
-            cache
-        })
-        .clone()
+        let cache = slot
+            .get_or_init(|| {
+                Arc::new(TransparencyCache {
+                    control: Arc::downgrade(control),
+                    built: watch::Sender::new(None),
+                    started: AtomicBool::new(false),
+                })
+            })
+            .clone();
+        cache.start();
+        cache
     }
 
-    async fn get(&self) -> Result<Arc<Built>, ControlError> {
-        if !self.background {
+    /// Starts the background builder if it does not run and a Tokio runtime is at hand.
+    fn start(self: &Arc<Self>) -> bool {
+        if self.started.load(Ordering::Acquire) {
+            return true;
+        }
+        let (Ok(runtime), Some(control)) = (
+            tokio::runtime::Handle::try_current(),
+            self.control.upgrade(),
+        ) else {
+            return false;
+        };
+        if !self.started.swap(true, Ordering::AcqRel) {
+            runtime.spawn(builder(Arc::clone(self), control.subscribe()));
+        }
+        true
+    }
+
+    async fn get(self: &Arc<Self>) -> Result<Arc<Built>, ControlError> {
+        if !self.start() {
             return self.build_now().await;
         }
         let mut copy = self.built.subscribe();
@@ -175,11 +191,14 @@ impl TransparencyCache {
     }
 
     /// The report as last built.
-    pub async fn report(&self) -> Result<TransparencyPage, ControlError> {
+    pub async fn report(self: &Arc<Self>) -> Result<TransparencyPage, ControlError> {
         let built = self.get().await?;
         let mut jurisdictions: BTreeMap<String, Vec<TransparencyOrder>> = BTreeMap::new();
         for (id, part) in &built.parts {
-            let Some(p) = part.published.as_ref().filter(|_| built.published.contains_key(id))
+            let Some(p) = part
+                .published
+                .as_ref()
+                .filter(|_| built.published.contains_key(id))
             else {
                 continue;
             };
@@ -457,7 +476,6 @@ pub fn public_router(api: ApiState) -> Router {
     let console = Arc::new(Console {
         transparency: TransparencyCache::shared(&api.control),
         api,
-        sessions: Default::default(),
     });
     routes()
         .merge(super::asset_routes())
@@ -590,7 +608,10 @@ mod tests {
         let it = report["jurisdictions"]["IT"].as_array().unwrap();
         assert_eq!(it.len(), 1);
         assert_eq!(it[0]["order_id"], "ONE");
-        assert_eq!(it[0]["names"], serde_json::json!(["one.example", "new.example"]));
+        assert_eq!(
+            it[0]["names"],
+            serde_json::json!(["one.example", "new.example"])
+        );
         assert_eq!(it[0]["targets_count"], 2);
         assert!(third.html.contains("new.example") && !third.html.contains("two.example"));
     }
