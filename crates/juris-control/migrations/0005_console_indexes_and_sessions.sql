@@ -96,40 +96,46 @@ INSERT INTO order_text (id, reference, authority)
            COALESCE(json_extract(document, '$.authority'), '')
     FROM orders;
 
--- Keeping them: a new order.
+-- Keeping them. An order's jurisdictions come in and go out through `order_jurisdictions`, whose
+-- triggers move the sums of the order while it is active (its state read from `orders`).
+CREATE TRIGGER order_jurisdictions_in AFTER INSERT ON order_jurisdictions
+BEGIN
+    INSERT INTO jurisdiction_in_force (code, orders, targets)
+        SELECT NEW.code, 1,
+               COALESCE((SELECT targets FROM order_target_counts WHERE order_id = NEW.order_id), 0)
+        WHERE (SELECT state FROM orders WHERE id = NEW.order_id) = 'active'
+        ON CONFLICT (code) DO UPDATE SET orders = orders + 1, targets = targets + excluded.targets;
+END;
+CREATE TRIGGER order_jurisdictions_out AFTER DELETE ON order_jurisdictions
+BEGIN
+    UPDATE jurisdiction_in_force
+        SET orders = orders - 1,
+            targets = targets - COALESCE((SELECT targets FROM order_target_counts WHERE order_id = OLD.order_id), 0)
+        WHERE code = OLD.code AND (SELECT state FROM orders WHERE id = OLD.order_id) = 'active';
+END;
+
+-- A new order: counted, its text indexed, the rest as for a changed document (below).
 CREATE TRIGGER orders_kept_insert AFTER INSERT ON orders
 BEGIN
     INSERT INTO order_state_counts (state, orders) VALUES (NEW.state, 1)
         ON CONFLICT (state) DO UPDATE SET orders = orders + 1;
-    INSERT OR IGNORE INTO order_jurisdictions (code, order_id)
-        SELECT upper(trim(value)), NEW.id FROM json_each(NEW.document, '$.jurisdictions');
-    INSERT INTO jurisdiction_in_force (code, orders, targets)
-        SELECT j.code, 1, COALESCE((SELECT targets FROM order_target_counts WHERE order_id = NEW.id), 0)
-        FROM order_jurisdictions j WHERE j.order_id = NEW.id AND NEW.state = 'active'
-        ON CONFLICT (code) DO UPDATE SET orders = orders + excluded.orders, targets = targets + excluded.targets;
-    INSERT INTO order_text (id, reference, authority)
-        VALUES (NEW.id, COALESCE(json_extract(NEW.document, '$.reference'), ''),
-                COALESCE(json_extract(NEW.document, '$.authority'), ''));
+    INSERT INTO order_text (id, reference, authority) VALUES (NEW.id, '', '');
+    UPDATE orders SET document = document WHERE id = NEW.id;
 END;
 
--- A changed document or state: the order's part is taken out as it was and put back as it is.
-CREATE TRIGGER orders_kept_update AFTER UPDATE OF document, state ON orders
+-- A changed document or state: the order's part taken out as it was (before the update: its
+-- row still has the old state) and put back as it is (after).
+CREATE TRIGGER orders_taken_out BEFORE UPDATE OF document, state ON orders
 BEGIN
     UPDATE order_state_counts SET orders = orders - 1 WHERE state = OLD.state;
+    DELETE FROM order_jurisdictions WHERE order_id = OLD.id;
+END;
+CREATE TRIGGER orders_kept_update AFTER UPDATE OF document, state ON orders
+BEGIN
     INSERT INTO order_state_counts (state, orders) VALUES (NEW.state, 1)
         ON CONFLICT (state) DO UPDATE SET orders = orders + 1;
-    UPDATE jurisdiction_in_force
-        SET orders = orders - 1,
-            targets = targets - COALESCE((SELECT targets FROM order_target_counts WHERE order_id = OLD.id), 0)
-        WHERE OLD.state = 'active'
-          AND code IN (SELECT code FROM order_jurisdictions WHERE order_id = OLD.id);
-    DELETE FROM order_jurisdictions WHERE order_id = OLD.id;
     INSERT OR IGNORE INTO order_jurisdictions (code, order_id)
         SELECT upper(trim(value)), NEW.id FROM json_each(NEW.document, '$.jurisdictions');
-    INSERT INTO jurisdiction_in_force (code, orders, targets)
-        SELECT j.code, 1, COALESCE((SELECT targets FROM order_target_counts WHERE order_id = NEW.id), 0)
-        FROM order_jurisdictions j WHERE j.order_id = NEW.id AND NEW.state = 'active'
-        ON CONFLICT (code) DO UPDATE SET orders = orders + excluded.orders, targets = targets + excluded.targets;
     UPDATE order_text
         SET reference = COALESCE(json_extract(NEW.document, '$.reference'), ''),
             authority = COALESCE(json_extract(NEW.document, '$.authority'), '')
@@ -140,11 +146,6 @@ END;
 CREATE TRIGGER orders_kept_delete BEFORE DELETE ON orders
 BEGIN
     UPDATE order_state_counts SET orders = orders - 1 WHERE state = OLD.state;
-    UPDATE jurisdiction_in_force
-        SET orders = orders - 1,
-            targets = targets - COALESCE((SELECT targets FROM order_target_counts WHERE order_id = OLD.id), 0)
-        WHERE OLD.state = 'active'
-          AND code IN (SELECT code FROM order_jurisdictions WHERE order_id = OLD.id);
     DELETE FROM order_jurisdictions WHERE order_id = OLD.id;
     DELETE FROM order_text WHERE id = OLD.id;
 END;

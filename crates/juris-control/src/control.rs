@@ -752,15 +752,7 @@ impl Control {
                 )
                 .optional()?)
         }))?;
-        match found {
-            Some((name, role)) => Ok(Actor {
-                name,
-                role: parse_role(&role)?,
-            }),
-            None => Err(ControlError::Unauthorized(
-                "unknown or revoked token".into(),
-            )),
-        }
+        actor_found(found, "unknown or revoked token")
     }
 
     // ---- resolver operations -----------------------------------------------------------------
@@ -1437,6 +1429,17 @@ pub fn role_str(role: Role) -> &'static str {
         Role::Editor => "editor",
         Role::Approver => "approver",
         Role::Admin => "admin",
+    }
+}
+
+/// The actor of a token row found as (name, role), or `Unauthorized` with `refusal`.
+fn actor_found(found: Option<(String, String)>, refusal: &str) -> Result<Actor, ControlError> {
+    match found {
+        Some((name, role)) => Ok(Actor {
+            name,
+            role: parse_role(&role)?,
+        }),
+        None => Err(ControlError::Unauthorized(refusal.into())),
     }
 }
 

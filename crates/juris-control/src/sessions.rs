@@ -10,7 +10,7 @@ use rand::RngCore;
 use rusqlite::{params, OptionalExtension};
 use sha2::{Digest, Sha256};
 
-use super::{parse_role, token_hash, Actor, Control};
+use super::{actor_found, parse_role, token_hash, Actor, Control};
 use crate::error::ControlError;
 
 /// At most this many live sessions (the one expiring first goes when a new one starts).
@@ -98,15 +98,10 @@ impl Control {
                 })
                 .optional()?)
         }))?;
-        match found {
-            Some((name, role)) => Ok(Actor {
-                name,
-                role: parse_role(&role)?,
-            }),
-            None => Err(ControlError::Unauthorized(
-                "no such session, or it expired, or its token was revoked".into(),
-            )),
-        }
+        actor_found(
+            found,
+            "no such session, or it expired, or its token was revoked",
+        )
     }
 
     /// Ends session `id` (sign-out). Ending one that does not exist is not an error.

@@ -434,19 +434,29 @@ mod tests {
         assert_eq!(rows, MIGRATIONS.len() as i64, "a migration is applied once");
     }
 
+    /// A store in `dir` at schema `version` (as an older build left it).
+    fn migrated_to(dir: &Path, version: u32) -> Connection {
+        let mut conn = Connection::open(dir.join(STORE_FILE)).unwrap();
+        conn.execute_batch(
+            "CREATE TABLE schema_version (version INTEGER PRIMARY KEY, applied_at TEXT NOT NULL)",
+        )
+        .unwrap();
+        let tx = conn.transaction().unwrap();
+        for (v, sql) in MIGRATIONS.iter().take_while(|(v, _)| *v <= version) {
+            tx.execute_batch(sql).unwrap();
+            tx.execute("INSERT INTO schema_version VALUES (?1, 'x')", [v])
+                .unwrap();
+        }
+        tx.commit().unwrap();
+        conn
+    }
+
     #[test]
     fn version_1_tokens_survive_the_operator_migration() {
         let dir = tempfile::tempdir().unwrap();
         {
-            let mut conn = Connection::open(dir.path().join(STORE_FILE)).unwrap();
-            conn.execute_batch(
-                "CREATE TABLE schema_version (version INTEGER PRIMARY KEY, applied_at TEXT NOT NULL)",
-            )
-            .unwrap();
+            let mut conn = migrated_to(dir.path(), 1);
             let tx = conn.transaction().unwrap();
-            tx.execute_batch(MIGRATIONS[0].1).unwrap();
-            tx.execute("INSERT INTO schema_version VALUES (1, 'x')", [])
-                .unwrap();
             tx.execute(
                 "INSERT INTO tokens (hash, role, name, created_at, created_by) VALUES ('h', 'approver', 'n', 't', 'x')",
                 [],
@@ -477,17 +487,8 @@ mod tests {
     fn the_console_indexes_are_back_filled_from_a_version_4_store() {
         let dir = tempfile::tempdir().unwrap();
         {
-            let mut conn = Connection::open(dir.path().join(STORE_FILE)).unwrap();
-            conn.execute_batch(
-                "CREATE TABLE schema_version (version INTEGER PRIMARY KEY, applied_at TEXT NOT NULL)",
-            )
-            .unwrap();
+            let mut conn = migrated_to(dir.path(), 4);
             let tx = conn.transaction().unwrap();
-            for (version, sql) in &MIGRATIONS[..4] {
-                tx.execute_batch(sql).unwrap();
-                tx.execute("INSERT INTO schema_version VALUES (?1, 'x')", [version])
-                    .unwrap();
-            }
             for (id, state, codes) in [
                 ("A", "active", r#"["it", "FR"]"#),
                 ("B", "draft", r#"["IT"]"#),

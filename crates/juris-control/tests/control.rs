@@ -1657,41 +1657,18 @@ fn the_order_list_and_the_dashboard_read_indexes_that_stay_true_through_changes(
             .unwrap();
         assert_aggregates_true(&control);
     };
-    make(
-        "IT-1",
-        "Tribunale di Milano",
-        "RG 1/2024",
-        json!(["it"]),
-        json!({}),
-    );
-    make(
-        "EU-1",
-        "AGCOM",
-        "Delibera 2",
-        json!(["EU"]),
-        json!({"expires_at": "2024-05-01T00:00:00Z"}),
-    );
-    make(
-        "ALL-1",
-        "Operator",
-        "Sec 1",
-        json!(["*"]),
-        json!({"state": "shadow"}),
-    );
-    make(
-        "FR-1",
-        "Tribunal judiciaire de Paris",
-        "RG 3",
-        json!(["FR", "DE"]),
-        json!({}),
-    );
-    make(
-        "IT-2",
-        "Tribunale di Roma",
-        "Ünïcode ÄBC",
-        json!(["IT"]),
-        json!({"state": "draft"}),
-    );
+    // id, authority, reference, jurisdictions, other fields.
+    let orders = json!([
+        ["IT-1", "Tribunale di Milano", "RG 1/2024", ["it"], {}],
+        ["EU-1", "AGCOM", "Delibera 2", ["EU"], {"expires_at": "2024-05-01T00:00:00Z"}],
+        ["ALL-1", "Operator", "Sec 1", ["*"], {"state": "shadow"}],
+        ["FR-1", "Tribunal judiciaire de Paris", "RG 3", ["FR", "DE"], {}],
+        ["IT-2", "Tribunale di Roma", "Ünïcode ÄBC", ["IT"], {"state": "draft"}]
+    ]);
+    for o in orders.as_array().unwrap() {
+        let text = |i: usize| o[i].as_str().unwrap();
+        make(text(0), text(1), text(2), o[3].clone(), o[4].clone());
+    }
 
     // Targets added, an order edited (other jurisdictions), lifted, activated.
     control
