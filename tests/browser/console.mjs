@@ -258,8 +258,14 @@ try {
   await shot(admin, "order");
 
   // ---- the public transparency page lists it (no sign-in) ----
+  // (rebuilt in the background after each change: reloaded until the new copy is served)
   const anonymous = await newPage(browser);
-  await anonymous.goto(`${base}/transparency`);
+  await until(
+    anonymous,
+    "/transparency",
+    async (p) => (await p.content()).includes("kickasstorrents.cr"),
+    "the future domain",
+  );
   check(await anonymous.getByRole("link", { name: ORDER }).isVisible(), "the order is not on /transparency");
   check((await anonymous.content()).includes("kickasstorrents.cr"), "the future domain is not published");
   await accessible(anonymous, "transparency");
@@ -320,8 +326,12 @@ try {
   await admin.getByRole("button", { name: "Lift" }).click();
   await admin.waitForURL(`${base}/ui/orders/${ORDER}`);
   check((await admin.locator(".badge").first().textContent()) === "lifted", "not lifted");
-  await anonymous.goto(`${base}/transparency`);
-  check((await anonymous.getByRole("link", { name: ORDER }).count()) === 0, "a lifted order is still listed");
+  await until(
+    anonymous,
+    "/transparency",
+    async (p) => (await p.getByRole("link", { name: ORDER }).count()) === 0,
+    "the lifted order taken off",
+  );
   await admin.getByRole("button", { name: "Sign out" }).click();
   await admin.waitForURL(`${base}/ui/login`);
   await admin.goto(`${base}/ui/`);

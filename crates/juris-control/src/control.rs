@@ -31,6 +31,12 @@ use crate::store::Store;
 #[path = "review.rs"]
 mod review;
 
+#[path = "listing.rs"]
+mod listing;
+#[path = "sessions.rs"]
+pub(crate) mod sessions;
+pub use listing::{JurisdictionInForce, OrderPage, OrderQuery, Overview};
+
 /// Roles, weakest first: each role may do everything the roles before it may.
 #[derive(
     Debug,
@@ -420,6 +426,8 @@ pub struct Control {
     documents: Mutex<HashMap<String, Arc<Parsed>>>,
     /// The audit chain as last found intact (for [`Control::audit_verify_recent`]).
     audit_checked: Mutex<Option<AuditChecked>>,
+    /// The public transparency page, built in the background (`console/public.rs`).
+    pub(crate) transparency: std::sync::OnceLock<Arc<crate::console::TransparencyCache>>,
 }
 
 /// The audit chain as last found intact: its entries, the hash of the entry before the last,
@@ -441,22 +449,11 @@ fn last_prev_hash(
         .unwrap_or_else(|| audit::GENESIS.to_owned()))
 }
 
-/// An order document as stored (its text) and parsed, with the countries it binds.
+/// An order document as stored (its text) and parsed.
 #[derive(Debug)]
 struct Parsed {
     text: String,
     order: Order,
-    /// `None` when the document does not validate (it binds nobody).
-    countries: Option<juris_policy::CountrySet>,
-}
-
-/// One order of [`Control::summaries`]: the parsed document and the row's other columns.
-struct SummaryRow {
-    parsed: Arc<Parsed>,
-    state: OrderState,
-    updated_at: String,
-    targets: u64,
-    held: u64,
 }
 
 #[derive(Debug, Default)]
@@ -521,6 +518,7 @@ impl Control {
             running: crate::feeds::Running::default(),
             documents: Mutex::default(),
             audit_checked: Mutex::default(),
+            transparency: std::sync::OnceLock::new(),
             fleet: std::sync::OnceLock::new(),
         }
     }
@@ -720,6 +718,12 @@ impl Control {
             if revoked == 0 {
                 return Err(not_found("token", name));
             }
+            // Their console sessions end with them (a lookup would refuse them anyway).
+            tx.execute(
+                "DELETE FROM console_sessions WHERE token_id IN
+                 (SELECT id FROM tokens WHERE name = ?1 AND revoked_at = ?2)",
+                params![name, now],
+            )?;
             audit::append(
                 tx,
                 &now,
@@ -748,15 +752,7 @@ impl Control {
                 )
                 .optional()?)
         }))?;
-        match found {
-            Some((name, role)) => Ok(Actor {
-                name,
-                role: parse_role(&role)?,
-            }),
-            None => Err(ControlError::Unauthorized(
-                "unknown or revoked token".into(),
-            )),
-        }
+        actor_found(found, "unknown or revoked token")
     }
 
     // ---- resolver operations -----------------------------------------------------------------
@@ -1253,129 +1249,14 @@ impl Control {
         }))
     }
 
-    /// Orders matching `filter`, by id.
+    /// Orders matching `filter`, by id (every one: the API's listing; the console pages
+    /// through [`Control::order_page`]).
     pub fn orders(&self, filter: &OrderFilter) -> Result<Vec<OrderSummary>, ControlError> {
-        let country = match &filter.jurisdiction {
-            Some(code) if code != "*" => {
-                Some(code.to_ascii_uppercase().parse::<Country>().map_err(|_| {
-                    ControlError::invalid(
-                        "jurisdiction",
-                        format!("{code:?} is not an ISO 3166-1 alpha-2 code"),
-                    )
-                })?)
-            }
-            _ => None,
-        };
-        let now = self.clock.now();
-        let rows = self.counted(self.store.read(|conn| {
-            let rows = self.summaries(conn)?;
-            let mut out = Vec::with_capacity(rows.len());
-            for row in rows {
-                let parent = if row.parsed.order.kind == OrderKind::Extension {
-                    let mut order = row.parsed.order.clone();
-                    order.state = row.state;
-                    parent_status(conn, &order, now)?
-                } else {
-                    None
-                };
-                out.push((row, parent));
-            }
-            Ok(out)
-        }))?;
-        let mut out = Vec::new();
-        for (row, parent_status) in rows {
-            let order = &row.parsed.order;
-            let effective = effective_state_of(order, row.state, now);
-            if let Some(state) = &filter.state {
-                if *state != effective && state != row.state.as_str() {
-                    continue;
-                }
-            }
-            if let Some(kind) = &filter.kind {
-                if kind != order.kind.as_str() {
-                    continue;
-                }
-            }
-            if filter.needs_review == Some(true) && row.held == 0 {
-                continue;
-            }
-            if let Some(code) = &filter.jurisdiction {
-                let binds = row.parsed.countries.is_some_and(|set| {
-                    if code == "*" {
-                        set.is_global()
-                    } else {
-                        set.applies_to(country)
-                    }
-                });
-                if !binds {
-                    continue;
-                }
-            }
-            out.push(OrderSummary {
-                id: order.id.clone(),
-                kind: order.kind.as_str().to_owned(),
-                authority: order.authority.clone(),
-                reference: order.reference.clone(),
-                jurisdictions: order.jurisdictions.clone(),
-                state: row.state.as_str().to_owned(),
-                effective_state: effective,
-                parent_status,
-                targets: row.targets,
-                needs_review: row.held,
-                comply_by: order.comply_by,
-                updated_at: row.updated_at,
-            });
-        }
-        Ok(out)
-    }
-
-    /// Every stored order with its target counts, by id, the documents parsed once per stored
-    /// text (kept in memory between calls).
-    fn summaries(&self, conn: &rusqlite::Connection) -> Result<Vec<SummaryRow>, ControlError> {
-        let mut statement = conn.prepare_cached(
-            "SELECT o.id, o.document, o.state, o.updated_at,
-                    COALESCE(c.targets, 0), COALESCE(c.held, 0)
-             FROM orders o LEFT JOIN order_target_counts c ON c.order_id = o.id ORDER BY o.id",
-        )?;
-        let mut rows = statement.query([])?;
-        let mut cache = self
-            .documents
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        let mut out = Vec::new();
-        let mut seen = HashSet::new();
-        while let Some(row) = rows.next()? {
-            let id: String = row.get(0)?;
-            let text = row.get_ref(1)?.as_str().map_err(rusqlite::Error::from)?;
-            let parsed = match cache.get(&id) {
-                Some(parsed) if parsed.text == text => Arc::clone(parsed),
-                _ => {
-                    let order: Order = serde_json::from_str(text)
-                        .map_err(|e| ControlError::Corrupt(format!("order {id:?}: {e}")))?;
-                    let mut probe = order.clone();
-                    probe.targets.clear();
-                    let countries = self.validate(&probe).ok().map(|v| v.info().countries);
-                    let parsed = Arc::new(Parsed {
-                        text: text.to_owned(),
-                        order,
-                        countries,
-                    });
-                    cache.insert(id.clone(), Arc::clone(&parsed));
-                    parsed
-                }
-            };
-            let state: String = row.get(2)?;
-            out.push(SummaryRow {
-                parsed,
-                state: parse_state(&state)?,
-                updated_at: row.get(3)?,
-                targets: row.get(4)?,
-                held: row.get(5)?,
-            });
-            seen.insert(id);
-        }
-        cache.retain(|id, _| seen.contains(id));
-        Ok(out)
+        let page = self.order_page(&OrderQuery {
+            filter: filter.clone(),
+            ..OrderQuery::default()
+        })?;
+        Ok(page.orders)
     }
 
     /// Whether `order` binds clients in `country` (`global_only`: only global orders).
@@ -1474,72 +1355,6 @@ impl Control {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    /// Counts, deadlines and enforcement latency.
-    pub fn status(&self) -> Result<StoreStatus, ControlError> {
-        let now = self.clock.now();
-        let horizon = now
-            .checked_add(self.deadline_warning)
-            .unwrap_or(Timestamp::MAX);
-        let (orders, targets, needs_review, audit_entries) =
-            self.counted(self.store.read(|conn| {
-                let orders = self.summaries(conn)?;
-                let (targets, held): (u64, u64) = conn.query_row(
-                "SELECT COALESCE(SUM(targets), 0), COALESCE(SUM(held), 0) FROM order_target_counts",
-                [],
-                |r| Ok((r.get(0)?, r.get(1)?)),
-            )?;
-                let audit: u64 =
-                    conn.query_row("SELECT COALESCE(MAX(seq), 0) FROM audit", [], |r| r.get(0))?;
-                Ok((orders, targets, held, audit))
-            }))?;
-        let mut by_state = BTreeMap::new();
-        let mut expired = 0;
-        let mut deadlines = Vec::new();
-        for row in &orders {
-            *by_state.entry(row.state.as_str().to_owned()).or_insert(0) += 1;
-            let order = &row.parsed.order;
-            if effective_state_of(order, row.state, now) == "expired" {
-                expired += 1;
-            }
-            if let Some(deadline) = order.comply_by {
-                // On a fleet primary an active order is in force only where its followers
-                // have it.
-                let followers_missing = match (row.state, self.fleet.get()) {
-                    (OrderState::Active, Some(fleet)) if deadline <= horizon => fleet
-                        .order(&order.id)
-                        .map(|f| f.missing)
-                        .unwrap_or_default(),
-                    _ => Vec::new(),
-                };
-                let open = !matches!(row.state, OrderState::Active | OrderState::Lifted)
-                    || !followers_missing.is_empty();
-                if open && deadline <= horizon {
-                    deadlines.push(Deadline {
-                        order: order.id.clone(),
-                        state: row.state.as_str().to_owned(),
-                        comply_by: deadline,
-                        overdue: deadline <= now,
-                        followers_missing,
-                    });
-                }
-            }
-        }
-        deadlines.sort_by_key(|d| d.comply_by);
-        let pending = self.lock_pending();
-        Ok(StoreStatus {
-            revision: pending.revision,
-            applied_revision: pending.applied,
-            last_change_to_enforcement_ms: pending.last_latency.map(|d| d.as_secs_f64() * 1000.0),
-            orders: by_state,
-            expired,
-            targets,
-            needs_review,
-            deadlines,
-            audit_entries,
-            store_errors: self.store_errors(),
-        })
-    }
-
     pub(crate) fn new_target_row(
         &self,
         valid: &ValidatedTarget,
@@ -1614,6 +1429,17 @@ pub fn role_str(role: Role) -> &'static str {
         Role::Editor => "editor",
         Role::Approver => "approver",
         Role::Admin => "admin",
+    }
+}
+
+/// The actor of a token row found as (name, role), or `Unauthorized` with `refusal`.
+fn actor_found(found: Option<(String, String)>, refusal: &str) -> Result<Actor, ControlError> {
+    match found {
+        Some((name, role)) => Ok(Actor {
+            name,
+            role: parse_role(&role)?,
+        }),
+        None => Err(ControlError::Unauthorized(refusal.into())),
     }
 }
 

@@ -68,8 +68,9 @@ pub use api::{
 };
 pub use control::{
     effective_state, require, role_str, token_hash, Actor, AddReport, Clock, Control,
-    ControlConfig, Deadline, FleetProof, OrderFilter, OrderFleet, OrderNode, OrderSummary,
-    OrderView, Role, StoreStatus, SystemClock, TargetStatus, TargetView, TokenView, TransitionView,
+    ControlConfig, Deadline, FleetProof, JurisdictionInForce, OrderFilter, OrderFleet, OrderNode,
+    OrderPage, OrderQuery, OrderSummary, OrderView, Overview, Role, StoreStatus, SystemClock,
+    TargetStatus, TargetView, TokenView, TransitionView,
 };
 pub use error::ControlError;
 pub use safeguards::{

@@ -30,10 +30,14 @@ const MIGRATIONS: &[(u32, &str)] = &[
         4,
         include_str!("../migrations/0004_daily_counts_and_console_speed.sql"),
     ),
+    (
+        5,
+        include_str!("../migrations/0005_console_indexes_and_sessions.sql"),
+    ),
 ];
 
 /// The schema version this build writes.
-pub const SCHEMA_VERSION: u32 = 4;
+pub const SCHEMA_VERSION: u32 = 5;
 
 /// The SQLite store. Cheap to share behind an `Arc`; operations serialise on one connection.
 #[derive(Debug)]
@@ -430,19 +434,29 @@ mod tests {
         assert_eq!(rows, MIGRATIONS.len() as i64, "a migration is applied once");
     }
 
+    /// A store in `dir` at schema `version` (as an older build left it).
+    fn migrated_to(dir: &Path, version: u32) -> Connection {
+        let mut conn = Connection::open(dir.join(STORE_FILE)).unwrap();
+        conn.execute_batch(
+            "CREATE TABLE schema_version (version INTEGER PRIMARY KEY, applied_at TEXT NOT NULL)",
+        )
+        .unwrap();
+        let tx = conn.transaction().unwrap();
+        for (v, sql) in MIGRATIONS.iter().take_while(|(v, _)| *v <= version) {
+            tx.execute_batch(sql).unwrap();
+            tx.execute("INSERT INTO schema_version VALUES (?1, 'x')", [v])
+                .unwrap();
+        }
+        tx.commit().unwrap();
+        conn
+    }
+
     #[test]
     fn version_1_tokens_survive_the_operator_migration() {
         let dir = tempfile::tempdir().unwrap();
         {
-            let mut conn = Connection::open(dir.path().join(STORE_FILE)).unwrap();
-            conn.execute_batch(
-                "CREATE TABLE schema_version (version INTEGER PRIMARY KEY, applied_at TEXT NOT NULL)",
-            )
-            .unwrap();
+            let mut conn = migrated_to(dir.path(), 1);
             let tx = conn.transaction().unwrap();
-            tx.execute_batch(MIGRATIONS[0].1).unwrap();
-            tx.execute("INSERT INTO schema_version VALUES (1, 'x')", [])
-                .unwrap();
             tx.execute(
                 "INSERT INTO tokens (hash, role, name, created_at, created_by) VALUES ('h', 'approver', 'n', 't', 'x')",
                 [],
@@ -464,6 +478,67 @@ mod tests {
                     "INSERT INTO tokens (hash, role, name, created_at, created_by) VALUES ('o', 'operator', 'op', 't', 'x')",
                     [],
                 )?;
+                Ok(())
+            })
+            .unwrap();
+    }
+
+    #[test]
+    fn the_console_indexes_are_back_filled_from_a_version_4_store() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let mut conn = migrated_to(dir.path(), 4);
+            let tx = conn.transaction().unwrap();
+            for (id, state, codes) in [
+                ("A", "active", r#"["it", "FR"]"#),
+                ("B", "draft", r#"["IT"]"#),
+            ] {
+                let document = format!(
+                    r#"{{"id":"{id}","authority":"Tribunale di Milano","reference":"RG {id}","jurisdictions":{codes},"comply_by":"2024-06-02T00:00:00.5Z"}}"#
+                );
+                tx.execute(
+                    "INSERT INTO orders VALUES (?1, ?2, ?3, 'court_order', 'x', 't', 't')",
+                    rusqlite::params![id, document, state],
+                )
+                .unwrap();
+                for name in ["a.example", "b.example"] {
+                    tx.execute(
+                        "INSERT INTO targets (order_id, kind, value, added_at, added_by, status) VALUES (?1, 'domain', ?2, 't', 'x', 'needs_review')",
+                        rusqlite::params![id, name],
+                    )
+                    .unwrap();
+                }
+            }
+            tx.commit().unwrap();
+        }
+        let store = Store::open(dir.path()).unwrap();
+        assert_eq!(store.schema_version().unwrap(), SCHEMA_VERSION);
+        store
+            .read(|c| {
+                let in_force: Vec<(String, i64, i64)> = c
+                    .prepare(
+                        "SELECT code, orders, targets FROM jurisdiction_in_force ORDER BY code",
+                    )?
+                    .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
+                    .collect::<Result<_, _>>()?;
+                assert_eq!(in_force, [("FR".into(), 1, 2), ("IT".into(), 1, 2)]);
+                let totals: (i64, i64) =
+                    c.query_row("SELECT targets, held FROM target_totals", [], |r| {
+                        Ok((r.get(0)?, r.get(1)?))
+                    })?;
+                assert_eq!(totals, (4, 4));
+                let found: String = c.query_row(
+                    "SELECT t.id FROM order_text t JOIN order_text_index i ON i.rowid = t.row
+                     WHERE order_text_index MATCH '\"rg b\"'",
+                    [],
+                    |r| r.get(0),
+                )?;
+                assert_eq!(found, "B");
+                let comply: f64 =
+                    c.query_row("SELECT comply_ts FROM orders WHERE id = 'A'", [], |r| {
+                        r.get(0)
+                    })?;
+                assert!((comply - 1_717_286_400.5).abs() < 1e-6, "{comply}");
                 Ok(())
             })
             .unwrap();

@@ -48,14 +48,11 @@ impl Reply {
 }
 
 fn console() -> Console {
-    let control = Arc::new(
-        Control::new(
-            Store::open_in_memory().unwrap(),
-            &ControlConfig::default(),
-            Arc::new(SystemClock),
-        )
-        .unwrap(),
-    );
+    console_over(Store::open_in_memory().unwrap(), Arc::new(SystemClock))
+}
+
+fn console_over(store: Store, clock: Arc<dyn juris_control::Clock>) -> Console {
+    let control = Arc::new(Control::new(store, &ControlConfig::default(), clock).unwrap());
     let router = router(ApiState {
         control: control.clone(),
         server: Arc::new(NoServer),
@@ -85,6 +82,26 @@ impl Console {
             headers,
             body: String::from_utf8_lossy(&bytes).into_owned(),
         }
+    }
+
+    /// `/transparency.json` once it lists exactly `ids` in Italy (it is rebuilt in the
+    /// background after each change; polled, at most about 20 s).
+    async fn transparency_until(&self, ids: &[&str]) -> Value {
+        let mut last = Value::Null;
+        for _ in 0..2000 {
+            let reply = self.send("GET", "/transparency.json", None, "").await;
+            assert_eq!(reply.status, StatusCode::OK);
+            last = serde_json::from_str(&reply.body).unwrap();
+            let listed: Vec<&str> = last["jurisdictions"]["IT"]
+                .as_array()
+                .map(|list| list.iter().filter_map(|o| o["order_id"].as_str()).collect())
+                .unwrap_or_default();
+            if listed == ids {
+                return last;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+        panic!("the transparency report never listed {ids:?}: {last}");
     }
 
     /// Signs in with a new token of `role`; returns the `Cookie` header value.
@@ -367,9 +384,8 @@ async fn transparency_publishes_names_only_for_full_and_follows_changes() {
     ] {
         c.control.apply_order(&admin, o, true, true, "").unwrap();
     }
-    let json = c.send("GET", "/transparency.json", None, "").await;
-    assert_eq!(json.status, StatusCode::OK);
-    let report: Value = serde_json::from_str(&json.body).unwrap();
+    // Built in the background after each change: the page follows shortly.
+    let report = c.transparency_until(&["COURT", "FEED"]).await;
     let it = report["jurisdictions"]["IT"].as_array().unwrap();
     let ids: Vec<&str> = it.iter().map(|o| o["order_id"].as_str().unwrap()).collect();
     assert_eq!(ids, ["COURT", "FEED"]);
@@ -383,19 +399,11 @@ async fn transparency_publishes_names_only_for_full_and_follows_changes() {
     assert_eq!(one.status, StatusCode::OK);
     assert!(one.body.contains("Authority COURT"));
 
-    // Lifting an order takes it off at once (the cache follows the store's revision).
+    // Lifting an order takes it off (the page is rebuilt after the change).
     c.control
         .transition(&admin, "COURT", juris_policy::OrderState::Lifted, "")
         .unwrap();
-    let report: Value =
-        serde_json::from_str(&c.send("GET", "/transparency.json", None, "").await.body).unwrap();
-    let ids: Vec<&str> = report["jurisdictions"]["IT"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|o| o["order_id"].as_str().unwrap())
-        .collect();
-    assert_eq!(ids, ["FEED"]);
+    c.transparency_until(&["FEED"]).await;
     let gone = c.send("GET", "/transparency/orders/COURT", None, "").await;
     assert_eq!(gone.status, StatusCode::NOT_FOUND);
 }
@@ -539,4 +547,101 @@ async fn the_feeds_pages_list_imports_checksums_and_acknowledgements() {
         .contains(&format!("Acknowledgement of import #{}", first.import_id)));
     let missing = c.send("GET", "/ui/feeds/nope", Some(&cookie), "").await;
     assert_eq!(missing.status, StatusCode::NOT_FOUND);
+}
+
+/// A clock the test moves.
+#[derive(Debug)]
+struct Hands(std::sync::atomic::AtomicU64);
+
+impl juris_control::Clock for Hands {
+    fn unix_seconds(&self) -> u64 {
+        self.0.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}
+
+#[tokio::test]
+async fn sessions_survive_a_restart_are_hashed_at_rest_expire_and_end_on_sign_out() {
+    let dir = tempfile::tempdir().unwrap();
+    let hands = Arc::new(Hands(std::sync::atomic::AtomicU64::new(1_717_243_200)));
+    let first = console_over(Store::open(dir.path()).unwrap(), hands.clone());
+    let cookie = first.sign_in(Role::Admin).await;
+    let id = cookie.strip_prefix("juris_session=").unwrap().to_owned();
+    let csrf = first.csrf(&cookie).await;
+    drop(first);
+
+    // A restart: a new control plane over the same store still knows the session.
+    let second = console_over(Store::open(dir.path()).unwrap(), hands.clone());
+    let page = second.send("GET", "/ui/", Some(&cookie), "").await;
+    assert_eq!(page.status, StatusCode::OK, "{}", page.body);
+    assert_eq!(
+        second.csrf(&cookie).await,
+        csrf,
+        "the same CSRF token after the restart"
+    );
+
+    // At rest: the SHA-256 of the id, never the id, nor the CSRF token, nor the API token.
+    let conn = rusqlite::Connection::open(dir.path().join("control.sqlite3")).unwrap();
+    let stored: Vec<String> = conn
+        .prepare("SELECT id_hash FROM console_sessions")
+        .unwrap()
+        .query_map([], |r| r.get(0))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    use sha2::Digest;
+    assert_eq!(stored, [hex::encode(sha2::Sha256::digest(id.as_bytes()))]);
+    let dump: String = conn
+        .query_row(
+            "SELECT group_concat(id_hash || token_id || created_at || expires_at) FROM console_sessions",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert!(!dump.contains(&id) && !dump.contains(&csrf));
+
+    // Expiry is enforced by the server (not only by the cookie's Max-Age).
+    hands
+        .0
+        .fetch_add(8 * 3600 - 1, std::sync::atomic::Ordering::SeqCst);
+    assert_eq!(
+        second.send("GET", "/ui/", Some(&cookie), "").await.status,
+        StatusCode::OK
+    );
+    hands.0.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    let late = second.send("GET", "/ui/", Some(&cookie), "").await;
+    assert_eq!(late.headers[header::LOCATION], "/ui/login");
+
+    // Sign-out ends the session for good: the same cookie sent again is not signed in.
+    let cookie = second.sign_in(Role::Viewer).await;
+    let csrf = second.csrf(&cookie).await;
+    let out = second
+        .post("/ui/logout", &cookie, &format!("csrf={csrf}"))
+        .await;
+    assert_eq!(out.status, StatusCode::SEE_OTHER);
+    let again = second.send("GET", "/ui/", Some(&cookie), "").await;
+    assert_eq!(again.headers[header::LOCATION], "/ui/login");
+    let count = || -> i64 {
+        conn.query_row("SELECT COUNT(*) FROM console_sessions", [], |r| r.get(0))
+            .unwrap()
+    };
+    assert_eq!(
+        count(),
+        0,
+        "the expired session was deleted at the next sign-in, the other at sign-out"
+    );
+
+    // Revoking a token deletes its sessions.
+    let token = second
+        .control
+        .create_token("root", Role::Editor, "erin")
+        .unwrap();
+    let erin = second.sign_in_with(&token).await;
+    assert_eq!(count(), 1);
+    second
+        .control
+        .revoke_token(&root(), "erin", "left")
+        .unwrap();
+    assert_eq!(count(), 0);
+    let gone = second.send("GET", "/ui/", Some(&erin), "").await;
+    assert_eq!(gone.headers[header::LOCATION], "/ui/login");
 }

@@ -1579,3 +1579,214 @@ fn a_primarys_followers_are_gauges_labelled_with_their_names() {
     }
     assert!(!text.contains("juris_fleet_follower_serial{name=\"edge-2\"}"));
 }
+
+/// The dashboard's aggregates and the list's counts as computed from every order in full.
+fn aggregates_by_brute_force(control: &Control) -> (Vec<(String, u64, u64)>, u64, u64) {
+    let now: Timestamp = control.now();
+    let mut in_force: std::collections::BTreeMap<String, (u64, u64)> = Default::default();
+    let (mut targets, mut expired) = (0, 0);
+    for view in control.export_orders().unwrap() {
+        targets += view.targets.len() as u64;
+        let order = &view.order;
+        let live = matches!(
+            order.state,
+            OrderState::Active | OrderState::Shadow | OrderState::Suspended
+        );
+        let is_expired = order.expires_at.is_some_and(|t| now >= t);
+        expired += u64::from(live && is_expired);
+        if order.state != OrderState::Active || is_expired {
+            continue;
+        }
+        let codes: std::collections::BTreeSet<String> = order
+            .jurisdictions
+            .iter()
+            .map(|c| c.trim().to_uppercase())
+            .collect();
+        for code in codes {
+            let entry = in_force.entry(code).or_default();
+            entry.0 += 1;
+            entry.1 += view.targets.len() as u64;
+        }
+    }
+    let in_force = in_force
+        .into_iter()
+        .map(|(code, (orders, targets))| (code, orders, targets))
+        .collect();
+    (in_force, targets, expired)
+}
+
+fn assert_aggregates_true(control: &Control) {
+    let (in_force, targets, expired) = aggregates_by_brute_force(control);
+    let overview = control.overview(100).unwrap();
+    let kept: Vec<(String, u64, u64)> = overview
+        .in_force
+        .iter()
+        .map(|j| (j.code.clone(), j.orders, j.targets))
+        .collect();
+    assert_eq!(kept, in_force);
+    let status = control.status().unwrap();
+    assert_eq!((status.targets, status.expired), (targets, expired));
+    let mut by_state: std::collections::BTreeMap<String, u64> = Default::default();
+    for o in control.orders(&OrderFilter::default()).unwrap() {
+        *by_state.entry(o.state).or_default() += 1;
+    }
+    assert_eq!(status.orders, by_state);
+}
+
+fn page_ids(control: &Control, query: juris_control::OrderQuery) -> (Vec<String>, u64) {
+    let page = control.order_page(&query).unwrap();
+    (page.orders.into_iter().map(|o| o.id).collect(), page.total)
+}
+
+#[test]
+fn the_order_list_and_the_dashboard_read_indexes_that_stay_true_through_changes() {
+    use juris_control::OrderQuery;
+    let control = memory();
+    let make = |id: &str, authority: &str, reference: &str, jurisdictions: Value, extra: Value| {
+        let mut document = json!({
+            "id": id, "kind": "court_order", "authority": authority, "reference": reference,
+            "jurisdictions": jurisdictions, "action": "nxdomain", "state": "active",
+            "targets": [{"type": "subtree", "value": format!("{}.example", id.to_lowercase())}]
+        });
+        for (key, value) in extra.as_object().unwrap() {
+            document[key] = value.clone();
+        }
+        let order: Order = serde_json::from_value(document).unwrap();
+        control
+            .apply_order(&admin(), order, true, true, "")
+            .unwrap();
+        assert_aggregates_true(&control);
+    };
+    // id, authority, reference, jurisdictions, other fields.
+    let orders = json!([
+        ["IT-1", "Tribunale di Milano", "RG 1/2024", ["it"], {}],
+        ["EU-1", "AGCOM", "Delibera 2", ["EU"], {"expires_at": "2024-05-01T00:00:00Z"}],
+        ["ALL-1", "Operator", "Sec 1", ["*"], {"state": "shadow"}],
+        ["FR-1", "Tribunal judiciaire de Paris", "RG 3", ["FR", "DE"], {}],
+        ["IT-2", "Tribunale di Roma", "Ünïcode ÄBC", ["IT"], {"state": "draft"}]
+    ]);
+    for o in orders.as_array().unwrap() {
+        let text = |i: usize| o[i].as_str().unwrap();
+        make(text(0), text(1), text(2), o[3].clone(), o[4].clone());
+    }
+
+    // Targets added, an order edited (other jurisdictions), lifted, activated.
+    control
+        .add_targets(
+            &admin(),
+            "IT-1",
+            vec![Target::new(TargetKind::Domain, "b.example")],
+            "",
+        )
+        .unwrap();
+    assert_aggregates_true(&control);
+    let mut edited = control.order("FR-1").unwrap().order;
+    edited.jurisdictions = vec!["ES".into()];
+    control
+        .apply_order(&admin(), edited, false, false, "")
+        .unwrap();
+    assert_aggregates_true(&control);
+    control
+        .transition(&admin(), "IT-1", OrderState::Lifted, "")
+        .unwrap();
+    assert_aggregates_true(&control);
+    control
+        .transition(&admin(), "IT-2", OrderState::Active, "")
+        .unwrap();
+    control
+        .remove_targets(
+            &admin(),
+            "IT-2",
+            &[(TargetKind::Subtree, "it-2.example".into())],
+            "",
+        )
+        .unwrap();
+    assert_aggregates_true(&control);
+    let overview = control.overview(100).unwrap();
+    let codes: Vec<&str> = overview.in_force.iter().map(|j| j.code.as_str()).collect();
+    assert_eq!(
+        codes,
+        ["ES", "IT"],
+        "EU-1 expired, IT-1 lifted, ALL-1 shadow"
+    );
+
+    // Filters, search, counts and pages.
+    let query = |filter: OrderFilter, authority: Option<&str>, text: Option<&str>| OrderQuery {
+        filter,
+        authority: authority.map(str::to_owned),
+        text: text.map(str::to_owned),
+        ..OrderQuery::default()
+    };
+    let by = |code: &str| OrderFilter {
+        jurisdiction: Some(code.into()),
+        ..OrderFilter::default()
+    };
+    assert_eq!(
+        page_ids(&control, query(by("fr"), None, None)).0,
+        ["ALL-1", "EU-1"],
+        "France: the EU order and the global one (FR-1 now binds Spain)"
+    );
+    assert_eq!(page_ids(&control, query(by("*"), None, None)).0, ["ALL-1"]);
+    assert_eq!(
+        page_ids(&control, query(by("IT"), None, None)).0,
+        ["ALL-1", "EU-1", "IT-1", "IT-2"]
+    );
+    assert!(control.order_page(&query(by("ITA"), None, None)).is_err());
+    let state = |s: &str| OrderFilter {
+        state: Some(s.into()),
+        ..OrderFilter::default()
+    };
+    assert_eq!(
+        page_ids(&control, query(state("expired"), None, None)).0,
+        ["EU-1"]
+    );
+    assert_eq!(
+        page_ids(&control, query(state("active"), None, None)).0,
+        ["EU-1", "FR-1", "IT-2"],
+        "the stored state matches too"
+    );
+    let all = OrderFilter::default;
+    assert_eq!(
+        page_ids(&control, query(all(), None, Some("MILANO"))).0,
+        ["IT-1"]
+    );
+    assert_eq!(
+        page_ids(&control, query(all(), None, Some("äbc"))).0,
+        ["IT-2"]
+    );
+    assert_eq!(
+        page_ids(&control, query(all(), None, Some("it-"))).0,
+        ["IT-1", "IT-2"]
+    );
+    assert_eq!(
+        page_ids(&control, query(all(), None, Some("rg"))).0,
+        ["FR-1", "IT-1"],
+        "two letters: looked up without the trigram index"
+    );
+    assert_eq!(
+        page_ids(&control, query(all(), None, Some("%"))).0,
+        Vec::<String>::new()
+    );
+    assert_eq!(
+        page_ids(&control, query(all(), Some("tribunal"), None)).0,
+        ["FR-1", "IT-1", "IT-2"]
+    );
+    assert_eq!(
+        page_ids(&control, query(all(), Some("tribunal"), Some("roma"))).0,
+        ["IT-2"]
+    );
+    assert_eq!(
+        page_ids(&control, query(all(), Some("rg 1"), None)).0,
+        Vec::<String>::new(),
+        "the authority filter does not look at the reference"
+    );
+    let paged = OrderQuery {
+        offset: 2,
+        limit: Some(2),
+        ..OrderQuery::default()
+    };
+    assert_eq!(
+        page_ids(&control, paged),
+        (vec!["FR-1".into(), "IT-1".into()], 5)
+    );
+}

@@ -275,6 +275,9 @@ pub fn run(
             control: Arc::clone(&control),
             server: Arc::new(view),
         };
+        // Inside the runtime: the transparency page's builder starts with the routers (its
+        // first build is then under way before the first request).
+        let entered = runtime.enter();
         if let Some(public) = settings.public_listen {
             let router = juris_control::console::public_router(state.clone());
             let key = crate::control::PUBLIC_KEY;
@@ -288,6 +291,7 @@ pub fn run(
             )?;
         }
         let router = juris_control::api::router(state);
+        drop(entered);
         let key = "control.api_listen";
         let started =
             crate::control::start_http(address, key, router, https.as_ref(), &runtime, api_stopped);

@@ -33,8 +33,8 @@ use crate::api::{status_of, ApiState};
 use crate::control::{require, Actor, Role};
 use crate::error::ControlError;
 
+use crate::control::sessions::csrf_of;
 pub use public::{public_router, TransparencyCache, TransparencyOrder, TransparencyPage};
-use session::{Session, Sessions};
 
 /// The Content-Security-Policy of every console and transparency page.
 pub const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; \
@@ -43,11 +43,11 @@ pub const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; 
 const CSS: &str = include_str!("assets/console.css");
 const JS: &str = include_str!("assets/console.js");
 
-/// The console's state: the API's state, the sessions and the transparency cache.
+/// The console's state: the API's state and the transparency cache (sessions are in the
+/// store).
 pub(crate) struct Console {
     pub(crate) api: ApiState,
-    sessions: Sessions,
-    pub(crate) transparency: TransparencyCache,
+    pub(crate) transparency: Arc<TransparencyCache>,
 }
 
 impl std::fmt::Debug for Console {
@@ -73,9 +73,8 @@ pub fn served_over_tls(router: Router) -> Router {
 /// The console and the transparency page, ready to merge into the admin API's router.
 pub fn router(api: ApiState) -> Router {
     let console = Arc::new(Console {
-        transparency: TransparencyCache::new(api.control.clone()),
+        transparency: TransparencyCache::shared(&api.control),
         api,
-        sessions: Sessions::default(),
     });
     Router::new()
         .route("/ui", get(|| async { Redirect::to("/ui/") }))
@@ -155,6 +154,8 @@ async fn security_headers(request: Request, next: Next) -> Response {
 pub(crate) struct User {
     pub(crate) actor: Actor,
     pub(crate) csrf: String,
+    /// The session's id (the cookie's value).
+    pub(crate) session: String,
 }
 
 impl User {
@@ -189,19 +190,21 @@ impl IntoResponse for Refusal {
 
 pub(crate) type PageResult = Result<Response, Refusal>;
 
-/// The user of a request with a live session whose token is still valid.
+/// The user of a request with a live session (in the store, not expired) whose token is still
+/// valid.
 pub(crate) async fn user(console: &Console, headers: &HeaderMap) -> Result<User, Refusal> {
-    let Some(session) = console.sessions.get(headers) else {
+    let Some(session) = session::cookie(headers, session::SESSION_COOKIE) else {
         return Err(Refusal::SignIn);
     };
-    let Session { token, csrf, .. } = session;
     let control = console.api.control.clone();
-    match blocking(move || control.authenticate(&token)).await {
-        Ok(actor) => Ok(User { actor, csrf }),
-        Err(ControlError::Unauthorized(_)) => {
-            console.sessions.end(headers);
-            Err(Refusal::SignIn)
-        }
+    let id = session.clone();
+    match blocking(move || control.session(&id)).await {
+        Ok(actor) => Ok(User {
+            actor,
+            csrf: csrf_of(&session),
+            session,
+        }),
+        Err(ControlError::Unauthorized(_)) => Err(Refusal::SignIn),
         Err(error) => Err(Refusal::Error(error)),
     }
 }

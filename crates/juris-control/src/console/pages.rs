@@ -1,8 +1,6 @@
 //! The console's pages and form handlers. Each calls [`Control`](crate::Control) (or the
 //! [`ServerView`](crate::ServerView)) with the signed-in actor, exactly as the JSON API does.
 
-use std::collections::BTreeMap;
-
 use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::{header, HeaderMap, Uri};
@@ -18,12 +16,14 @@ use super::{
     blocking, query_form, see_other, segment, user, Form, PageResult, Posted, Refusal, Shared, User,
 };
 use crate::api::ExplainRequest;
-use crate::control::{OrderFilter, OrderSummary, Role};
+use crate::control::{OrderFilter, OrderQuery, Role};
 use crate::error::ControlError;
 use crate::safeguards::Protected;
 
 /// Orders per page of the list.
-const PAGE: usize = 50;
+const PAGE: u64 = 50;
+/// Orders with held targets listed on the dashboard (the rest through the list's filter).
+const REVIEW_SHOWN: u32 = 20;
 /// Audit entries per page.
 const AUDIT_PAGE: u32 = 50;
 /// Targets shown on an order's page.
@@ -153,10 +153,8 @@ pub(crate) async fn login(
     }
     let token = form.text("token").to_owned();
     let control = console.api.control.clone();
-    let probe = token.clone();
-    match blocking(move || control.authenticate(&probe)).await {
-        Ok(_) => {
-            let id = console.sessions.start(token);
+    match blocking(move || control.start_session(&token, SESSION_TTL)).await {
+        Ok((id, _)) => {
             let mut response = see_other("/ui/");
             let cookie = session::set_cookie(
                 SESSION_COOKIE,
@@ -182,9 +180,11 @@ pub(crate) async fn login(
 pub(crate) async fn logout(
     State(console): State<Shared>,
     headers: HeaderMap,
-    _signed_in: Posted,
+    signed_in: Posted,
 ) -> PageResult {
-    console.sessions.end(&headers);
+    let control = console.api.control.clone();
+    let session = signed_in.user.session;
+    blocking(move || control.end_session(&session)).await?;
     let mut response = see_other("/ui/login");
     let cookie = session::set_cookie(
         SESSION_COOKIE,
@@ -219,9 +219,9 @@ pub(crate) async fn dashboard(
     let user = user(&console, &headers).await?;
     let days = days_of(&console, &query_form(&uri));
     let control = console.api.control.clone();
-    let (orders, status, daily) = blocking(move || {
+    let (overview, status, daily) = blocking(move || {
         Ok((
-            control.orders(&OrderFilter::default())?,
+            control.overview(REVIEW_SHOWN)?,
             control.status()?,
             control.daily_stats(days)?,
         ))
@@ -230,15 +230,9 @@ pub(crate) async fn dashboard(
     let retention = console.api.control.stats_retention_days();
     let server = console.api.server.snapshot();
     let now = console.api.control.now();
-    let mut in_force: BTreeMap<String, Vec<&OrderSummary>> = BTreeMap::new();
-    for order in orders.iter().filter(|o| o.effective_state == "active") {
-        for code in &order.jurisdictions {
-            in_force.entry(code.clone()).or_default().push(order);
-        }
-    }
-    let review: Vec<&OrderSummary> = orders.iter().filter(|o| o.needs_review > 0).collect();
+    let stored: u64 = status.orders.values().sum();
     let body = html! {
-        @if orders.is_empty() {
+        @if stored == 0 {
             section.card.empty aria-labelledby="start" {
                 h2 id="start" { "Welcome: no orders yet" }
                 ol {
@@ -272,17 +266,17 @@ pub(crate) async fn dashboard(
         }
         section aria-labelledby="in-force" {
             h2 id="in-force" { "Orders in force per jurisdiction" }
-            @if in_force.is_empty() {
+            @if overview.in_force.is_empty() {
                 p { "No order is active." }
             } @else {
                 div.scroll tabindex="0" { table {
                     thead { tr { th scope="col" { "Jurisdiction" } th scope="col" { "Orders" } th scope="col" { "Names" } } }
                     tbody {
-                        @for (code, list) in &in_force {
+                        @for j in &overview.in_force {
                             tr {
-                                th scope="row" { a href=(format!("/ui/orders?jurisdiction={}", segment(code))) { (code) } }
-                                td { (list.len()) }
-                                td { (list.iter().map(|o| o.targets).sum::<u64>()) }
+                                th scope="row" { a href=(format!("/ui/orders?jurisdiction={}", segment(&j.code))) { (j.code) } }
+                                td { (j.orders) }
+                                td { (j.targets) }
                             }
                         }
                     }
@@ -291,12 +285,15 @@ pub(crate) async fn dashboard(
         }
         section aria-labelledby="review" {
             h2 id="review" { "Review queue" }
-            @if review.is_empty() {
+            @if overview.review.is_empty() {
                 p { "No target is held by a safeguard." }
             } @else {
-                ul { @for order in &review {
-                    li { a href=(format!("/ui/orders/{}", segment(&order.id))) { (order.id) } ": " (order.needs_review) " target(s) held for review" }
+                ul { @for (id, held) in &overview.review {
+                    li { a href=(format!("/ui/orders/{}", segment(id))) { (id) } ": " (held) " target(s) held for review" }
                 } }
+                @if overview.review_orders > overview.review.len() as u64 {
+                    p { a href="/ui/orders?needs_review=true" { "All " (overview.review_orders) " orders with targets held for review" } }
+                }
             }
         }
         section aria-labelledby="policy" {
@@ -306,7 +303,7 @@ pub(crate) async fn dashboard(
                 dt { "Last change to enforcement" }
                 dd { @match status.last_change_to_enforcement_ms { Some(ms) => { (format!("{ms:.0} ms")) }, None => { "no change since start" } } }
                 @if let Some(error) = &server.policy_error { dt { "Refused policy" } dd.error { (error) } }
-                dt { "Orders stored" } dd { (orders.len()) }
+                dt { "Orders stored" } dd { (stored) }
                 dt { "Targets" } dd { (status.targets) }
             }
         }
@@ -375,24 +372,20 @@ pub(crate) async fn orders(
         kind: Some(query.text("kind").to_owned()).filter(|s| !s.is_empty()),
         needs_review: (query.text("needs_review") == "true").then_some(true),
     };
-    let authority = query.text("authority").to_lowercase();
-    let text = query.text("q").to_lowercase();
-    let page_no: usize = query.text("page").parse().unwrap_or(1).max(1);
+    let page_no: u64 = query.text("page").parse().unwrap_or(1).max(1);
+    let text = |name: &str| Some(query.text(name).to_owned()).filter(|s| !s.is_empty());
+    let request = OrderQuery {
+        filter,
+        authority: text("authority"),
+        text: text("q"),
+        offset: (page_no - 1).saturating_mul(PAGE),
+        limit: Some(PAGE),
+    };
     let control = console.api.control.clone();
-    let all = blocking(move || control.orders(&filter)).await?;
-    let matching: Vec<OrderSummary> = all
-        .into_iter()
-        .filter(|o| authority.is_empty() || o.authority.to_lowercase().contains(&authority))
-        .filter(|o| {
-            text.is_empty()
-                || o.id.to_lowercase().contains(&text)
-                || o.reference.to_lowercase().contains(&text)
-                || o.authority.to_lowercase().contains(&text)
-        })
-        .collect();
-    let pages = matching.len().div_ceil(PAGE).max(1);
-    let shown = matching.iter().skip((page_no - 1) * PAGE).take(PAGE);
-    let link = |page: usize| {
+    let found = blocking(move || control.order_page(&request)).await?;
+    let pages = found.total.div_ceil(PAGE).max(1);
+    let shown = &found.orders;
+    let link = |page: u64| {
         let mut serializer = form_urlencoded::Serializer::new(String::new());
         for key in [
             "state",
@@ -430,11 +423,11 @@ pub(crate) async fn orders(
             (field("q", "Text", query.text("q"), Some("id, reference or authority"), None))
             button type="submit" { "Filter" }
         }
-        @if matching.is_empty() {
+        @if found.total == 0 {
             p { "No order matches." }
         } @else {
             div.scroll tabindex="0" { table {
-                caption { (matching.len()) " order(s), page " (page_no) " of " (pages) }
+                caption { (found.total) " order(s), page " (page_no) " of " (pages) }
                 thead { tr {
                     th scope="col" { "Order" } th scope="col" { "State" } th scope="col" { "Authority" }
                     th scope="col" { "Reference" } th scope="col" { "Jurisdictions" } th scope="col" { "Targets" }
