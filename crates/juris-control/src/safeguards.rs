@@ -88,6 +88,60 @@ pub struct ProtectedList {
     published: Vec<PrefixSet>,
 }
 
+/// The protected list in force, shared by everything that checks targets against it (the
+/// control plane, the order loader, candidate mining) and replaced live: `juris serve` reads
+/// the published lists at start and again on SIGHUP (design 0042). Cheap to clone (one cell).
+#[derive(Debug, Clone, Default)]
+pub struct SharedProtected {
+    cell: std::sync::Arc<std::sync::RwLock<(u64, std::sync::Arc<ProtectedList>)>>,
+}
+
+impl SharedProtected {
+    /// A cell holding `list` (generation 0).
+    pub fn new(list: ProtectedList) -> Self {
+        Self {
+            cell: std::sync::Arc::new(std::sync::RwLock::new((0, std::sync::Arc::new(list)))),
+        }
+    }
+
+    /// The list in force now.
+    pub fn get(&self) -> std::sync::Arc<ProtectedList> {
+        let cell = self
+            .cell
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        std::sync::Arc::clone(&cell.1)
+    }
+
+    /// How many times the list was replaced by a different one.
+    pub fn generation(&self) -> u64 {
+        self.cell
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .0
+    }
+
+    /// Puts `list` in force; `false` (nothing changes, the generation stays) when it is the
+    /// list in force already.
+    pub fn replace(&self, list: ProtectedList) -> bool {
+        let mut cell = self
+            .cell
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if *cell.1 == list {
+            return false;
+        }
+        *cell = (cell.0 + 1, std::sync::Arc::new(list));
+        true
+    }
+}
+
+impl PartialEq for SharedProtected {
+    fn eq(&self, other: &Self) -> bool {
+        *self.get() == *other.get()
+    }
+}
+
 /// A published list's prefixes, aggregated (disjoint) and sorted, with the list's name.
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct PrefixSet {

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use juris_control::candidates::{
     registrable_key, CandidateList, CandidatesConfig, Miner, Observation, Reference,
 };
-use juris_control::ProtectedList;
+use juris_control::{ProtectedList, SharedProtected};
 use juris_server::observe::{NameKey, Resolved, ResolvedSink};
 use juris_server::Pipeline;
 
@@ -47,7 +47,7 @@ pub struct Candidates {
     profiles: Mutex<HashMap<String, Profile>>,
     targets: NameTargets,
     max_targets: usize,
-    protected: ProtectedList,
+    protected: SharedProtected,
     sink: Option<ResolvedSink>,
 }
 
@@ -60,7 +60,7 @@ impl Candidates {
             profiles: Mutex::default(),
             targets: NameTargets::default(),
             max_targets: 0,
-            protected: ProtectedList::defaults(),
+            protected: SharedProtected::new(ProtectedList::defaults()),
             sink: None,
         })
     }
@@ -72,7 +72,7 @@ impl Candidates {
         pipeline: &Arc<Pipeline>,
         runtime: &tokio::runtime::Handle,
         targets: NameTargets,
-        protected: ProtectedList,
+        protected: SharedProtected,
     ) -> Arc<Candidates> {
         // The miss path keys each resolved name by its registrable domain (a hash with a
         // per-process seed: names cannot be crafted to hide a domain behind another's slot)
@@ -198,7 +198,7 @@ impl Candidates {
             dropped: self.sink.as_ref().map_or(0, ResolvedSink::dropped),
             held_back: self.sink.as_ref().map_or(0, ResolvedSink::held),
             evicted: miner.evicted(),
-            candidates: miner.candidates(&references, &self.protected),
+            candidates: miner.candidates(&references, &self.protected.get()),
         }
     }
 }
