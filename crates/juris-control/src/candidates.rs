@@ -620,20 +620,10 @@ mod tests {
         assert_eq!(registrable("co.uk"), None);
     }
 
-    fn wire(name: &str) -> Vec<u8> {
-        let mut out = Vec::new();
-        for label in name.split('.').filter(|l| !l.is_empty()) {
-            out.push(label.len() as u8);
-            out.extend_from_slice(label.as_bytes());
-        }
-        out.push(0);
-        out
-    }
-
     #[test]
     fn the_filter_key_is_the_registrable_domain_of_the_wire_name() {
         let state = std::collections::hash_map::RandomState::new();
-        let key = |name: &str| registrable_key(&wire(name), &state);
+        let key = |name: &str| registrable_key(&juris_policy::name_to_wire(name).unwrap(), &state);
         let domain = key("kickasstorrents2.to").unwrap();
         assert_eq!(key("www.KickassTorrents2.to"), Some(domain));
         assert_eq!(key("a.b.kickasstorrents2.to."), Some(domain));

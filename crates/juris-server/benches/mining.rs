@@ -28,21 +28,11 @@ use juris_server::observe::{NameKey, ResolvedSink};
 const DOMAINS: usize = 300;
 const NAMES: usize = 3000;
 
-fn wire(name: &str) -> Vec<u8> {
-    let mut out = Vec::new();
-    for label in name.split('.').filter(|l| !l.is_empty()) {
-        out.push(label.len() as u8);
-        out.extend_from_slice(label.as_bytes());
-    }
-    out.push(0);
-    out
-}
-
 fn names() -> Vec<(String, Vec<u8>)> {
     (0..NAMES)
         .map(|i| {
             let name = format!("h{i}.zone{}.com", i % DOMAINS);
-            let wire = wire(&name);
+            let wire = juris_policy::name_to_wire(&name).unwrap();
             (name, wire)
         })
         .collect()

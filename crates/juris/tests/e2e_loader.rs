@@ -155,6 +155,30 @@ withdraw = [{withdraw}]
     )
 }
 
+/// juris serving the orders in `orders` with [`config`] (no withdrawal) written to
+/// `dir/juris.toml`, `args` added; its address, the configuration file and the address block
+/// (kept alive as long as the server).
+fn serve_in_france(
+    dir: &Path,
+    orders: &Path,
+    args: &[&std::ffi::OsStr],
+) -> (Juris, SocketAddr, std::path::PathBuf, AddressBlock) {
+    let block = AddressBlock::allocate();
+    let address = {
+        let socket = UdpSocket::bind((block.address(1), 0)).unwrap();
+        socket.local_addr().unwrap()
+    };
+    let config_file = dir.join("juris.toml");
+    fs::write(&config_file, config(address, orders, "")).unwrap();
+    let juris = Juris::builder(JURIS)
+        .without_listen()
+        .arg("--config")
+        .arg(&config_file)
+        .args(args)
+        .start();
+    (juris, address, config_file, block)
+}
+
 /// Issue 16: `policy.withdraw` lived in the pipeline, so changing it needed a restart while
 /// orders reload live. It is published with the policy now: SIGHUP reads the configuration
 /// again and puts the new list in force.
@@ -169,18 +193,7 @@ fn policy_withdraw_reloads_on_sighup_without_a_restart() {
         "jurisdictions":["FR"],"action":"nxdomain","state":"active",
         "targets":[{"type":"domain","value":"blocked.example"}]}"#,
     );
-    let block = AddressBlock::allocate();
-    let address = {
-        let socket = UdpSocket::bind((block.address(1), 0)).unwrap();
-        socket.local_addr().unwrap()
-    };
-    let config_file = dir.path().join("juris.toml");
-    fs::write(&config_file, config(address, &orders, "")).unwrap();
-    let juris = Juris::builder(JURIS)
-        .without_listen()
-        .arg("--config")
-        .arg(&config_file)
-        .start();
+    let (juris, address, config_file, _block) = serve_in_france(dir.path(), &orders, &[]);
 
     // Served (and blocked by the French order): not withdrawn.
     assert!(
@@ -242,20 +255,11 @@ fn sighup_applies_a_new_published_protected_list_to_the_orders() {
         &orders.join("one.json"),
         &french_order("FR-CDN-1", "www.shared-cdn.test"),
     );
-    let block = AddressBlock::allocate();
-    let address = {
-        let socket = UdpSocket::bind((block.address(1), 0)).unwrap();
-        socket.local_addr().unwrap()
-    };
-    let config_file = dir.path().join("juris.toml");
-    fs::write(&config_file, config(address, &orders, "")).unwrap();
-    let juris = Juris::builder(JURIS)
-        .without_listen()
-        .arg("--config")
-        .arg(&config_file)
-        .arg("--data-dir")
-        .arg(&data)
-        .start();
+    let (juris, address, _, _block) = serve_in_france(
+        dir.path(),
+        &orders,
+        &[std::ffi::OsStr::new("--data-dir"), data.as_os_str()],
+    );
     assert!(
         eventually(|| rcode(address, "www.shared-cdn.test.") == Some(NXDOMAIN)),
         "{}",
