@@ -92,6 +92,9 @@ pub struct Observation {
     pub name_servers: Vec<String>,
     /// When (Unix seconds).
     pub at: i64,
+    /// Names of the same registrable domain resolved since the last observation of it and not
+    /// observed (held back by the miss path's seen-filter): added to its count.
+    pub repeats: u64,
 }
 
 /// A name target of an order in force, with its name servers and addresses when looked up.
@@ -178,6 +181,10 @@ pub struct CandidateList {
     pub dropped: u64,
     /// Domains forgotten to stay within `candidates.max_domains`.
     pub evicted: u64,
+    /// Resolved names only counted, not mined: another name of their registrable domain had
+    /// been mined in the same 10-second window (design 0042).
+    #[serde(default)]
+    pub held_back: u64,
     /// The candidates, dismissed ones left out.
     pub candidates: Vec<CandidateView>,
 }
@@ -229,6 +236,40 @@ pub fn registrable(name: &str) -> Option<(&str, &str)> {
     let suffix = psl::suffix_str(domain)?;
     let label = domain.strip_suffix(suffix)?.strip_suffix('.')?;
     (!label.is_empty() && !label.contains('.')).then_some((domain, label))
+}
+
+/// A hash of the registrable domain of `wire` (a name in wire form), computed without
+/// allocating: the key of the miss path's seen-filter (design 0042). The same domain as
+/// [`registrable`] for ordinary names; `None` for a name without one, or with a label holding
+/// a dot or a byte that is not printable ASCII (such names are never filtered).
+pub fn registrable_key(wire: &[u8], hasher: &impl std::hash::BuildHasher) -> Option<u64> {
+    let mut text = [0u8; 256];
+    let mut len = 0;
+    let mut at = 0;
+    loop {
+        let size = usize::from(*wire.get(at)?);
+        if size == 0 {
+            break;
+        }
+        let label = wire.get(at + 1..at + 1 + size)?;
+        let dot = usize::from(len != 0);
+        if len + dot + size > text.len() {
+            return None;
+        }
+        if dot == 1 {
+            text[len] = b'.';
+        }
+        for (to, byte) in text[len + dot..].iter_mut().zip(label) {
+            if *byte == b'.' || !byte.is_ascii_graphic() {
+                return None;
+            }
+            *to = byte.to_ascii_lowercase();
+        }
+        len += dot + size;
+        at += 1 + size;
+    }
+    let domain = psl::domain(&text[..len])?;
+    Some(hasher.hash_one(domain.as_bytes()))
 }
 
 /// Whether two registrable labels look like one site's (a mirror's) and how. Tuned on
@@ -315,19 +356,27 @@ impl Miner {
         let Some((domain, _)) = registrable(&name) else {
             return;
         };
-        if !self.seen.contains_key(domain) && self.seen.len() >= self.max_domains {
-            self.evict();
+        if !self.seen.contains_key(domain) {
+            if self.seen.len() >= self.max_domains {
+                self.evict();
+            }
+            self.seen.insert(
+                domain.to_owned(),
+                Seen {
+                    count: 0,
+                    first_seen: observation.at,
+                    last_seen: observation.at,
+                    names: BTreeSet::new(),
+                    name_servers: BTreeSet::new(),
+                    addresses: BTreeSet::new(),
+                    cname_targets: BTreeSet::new(),
+                },
+            );
         }
-        let seen = self.seen.entry(domain.to_owned()).or_insert_with(|| Seen {
-            count: 0,
-            first_seen: observation.at,
-            last_seen: observation.at,
-            names: BTreeSet::new(),
-            name_servers: BTreeSet::new(),
-            addresses: BTreeSet::new(),
-            cname_targets: BTreeSet::new(),
-        });
-        seen.count += 1;
+        let Some(seen) = self.seen.get_mut(domain) else {
+            return;
+        };
+        seen.count += 1 + observation.repeats;
         seen.first_seen = seen.first_seen.min(observation.at);
         seen.last_seen = seen.last_seen.max(observation.at);
         add_bounded(&mut seen.names, name, MAX_EXAMPLES);
@@ -571,6 +620,35 @@ mod tests {
         assert_eq!(registrable("co.uk"), None);
     }
 
+    #[test]
+    fn the_filter_key_is_the_registrable_domain_of_the_wire_name() {
+        let state = std::collections::hash_map::RandomState::new();
+        let key = |name: &str| registrable_key(&juris_policy::name_to_wire(name).unwrap(), &state);
+        let domain = key("kickasstorrents2.to").unwrap();
+        assert_eq!(key("www.KickassTorrents2.to"), Some(domain));
+        assert_eq!(key("a.b.kickasstorrents2.to."), Some(domain));
+        assert_ne!(key("kickasstorrents.to"), Some(domain));
+        assert_eq!(key("x.example.co.uk"), key("example.co.uk"));
+        assert_ne!(key("example.co.uk"), key("other.co.uk"));
+        // No registrable domain, or names the filter leaves alone.
+        assert_eq!(key("co.uk"), None);
+        assert_eq!(key("."), None);
+        assert_eq!(registrable_key(b"\x03a.b\x02to\x00", &state), None);
+        assert_eq!(registrable_key(b"\x05short", &state), None);
+        assert_eq!(registrable_key(&[], &state), None);
+    }
+
+    #[test]
+    fn held_back_names_count_for_their_domain() {
+        let mut miner = Miner::new(10);
+        miner.observe(observed("a.kickasstorrents2.to", &[], &[], &[]));
+        miner.observe(Observation {
+            repeats: 41,
+            ..observed("b.kickasstorrents2.to", &[], &[], &[])
+        });
+        assert_eq!(miner.seen["kickasstorrents2.to"].count, 43);
+    }
+
     fn observed(name: &str, addresses: &[&str], servers: &[&str], cnames: &[&str]) -> Observation {
         Observation {
             name: name.into(),
@@ -578,6 +656,7 @@ mod tests {
             addresses: addresses.iter().map(|a| a.parse().unwrap()).collect(),
             name_servers: servers.iter().map(|s| s.to_string()).collect(),
             at: 1_700_000_000,
+            repeats: 0,
         }
     }
 

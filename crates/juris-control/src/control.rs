@@ -21,7 +21,7 @@ use tokio::sync::watch;
 
 use crate::audit::{self, AuditEntry, NewEntry, VerifyReport};
 use crate::error::ControlError;
-use crate::safeguards::{ProtectedConfig, ProtectedList, Psl};
+use crate::safeguards::{ProtectedConfig, ProtectedList, Psl, SharedProtected};
 use crate::store::rows::{
     delete_target, insert_target, insert_transition, load_order, load_target, load_targets,
     load_targets_first, load_transitions, target_counts, target_exists,
@@ -407,7 +407,7 @@ pub struct Control {
     pub(crate) store: Store,
     clock: Arc<dyn Clock>,
     four_eyes: bool,
-    pub(crate) protected: ProtectedList,
+    pub(crate) protected: SharedProtected,
     deadline_warning: jiff::SignedDuration,
     /// Days of per-day counters kept (`stats.rs`), at least 1.
     pub(crate) stats_retention_days: u32,
@@ -490,15 +490,21 @@ impl Control {
         clock: Arc<dyn Clock>,
     ) -> Result<Control, ControlError> {
         let protected = ProtectedList::from_config(&config.protected)?;
-        Ok(Self::with_protected(store, config, protected, clock))
+        Ok(Self::with_protected(
+            store,
+            config,
+            SharedProtected::new(protected),
+            clock,
+        ))
     }
 
     /// A control plane over `store` with the protected list already parsed from
-    /// `config.protected` (the binary's `Settings` holds it, so it is parsed once).
+    /// `config.protected` and the published lists (the binary's `Settings` holds it, shared
+    /// with the order loader and replaced on SIGHUP).
     pub fn with_protected(
         store: Store,
         config: &ControlConfig,
-        protected: ProtectedList,
+        protected: SharedProtected,
         clock: Arc<dyn Clock>,
     ) -> Control {
         let (revision, _) = watch::channel(0);
@@ -528,9 +534,9 @@ impl Control {
         &self.store
     }
 
-    /// The protected list in force.
-    pub fn protected(&self) -> &ProtectedList {
-        &self.protected
+    /// The protected list in force (it may be replaced live: see [`SharedProtected`]).
+    pub fn protected(&self) -> Arc<ProtectedList> {
+        self.protected.get()
     }
 
     /// The current time by the injected clock.
@@ -1363,7 +1369,7 @@ impl Control {
         feed: Option<&str>,
         now: &str,
     ) -> TargetView {
-        let held = self.protected.check(valid);
+        let held = self.protected.get().check(valid);
         TargetView {
             kind: valid.kind(),
             value: value_text(valid),

@@ -74,7 +74,7 @@ pub use control::{
 };
 pub use error::ControlError;
 pub use safeguards::{
-    parse_published, ProtectedConfig, ProtectedList, Psl, Published, PublishedList,
+    parse_published, ProtectedConfig, ProtectedList, Psl, Published, PublishedList, SharedProtected,
 };
 pub use store::Store;
 

@@ -88,6 +88,60 @@ pub struct ProtectedList {
     published: Vec<PrefixSet>,
 }
 
+/// The protected list in force, shared by everything that checks targets against it (the
+/// control plane, the order loader, candidate mining) and replaced live: `juris serve` reads
+/// the published lists at start and again on SIGHUP (design 0042). Cheap to clone (one cell).
+#[derive(Debug, Clone, Default)]
+pub struct SharedProtected {
+    cell: std::sync::Arc<std::sync::RwLock<(u64, std::sync::Arc<ProtectedList>)>>,
+}
+
+impl SharedProtected {
+    /// A cell holding `list` (generation 0).
+    pub fn new(list: ProtectedList) -> Self {
+        Self {
+            cell: std::sync::Arc::new(std::sync::RwLock::new((0, std::sync::Arc::new(list)))),
+        }
+    }
+
+    /// The list in force now.
+    pub fn get(&self) -> std::sync::Arc<ProtectedList> {
+        let cell = self
+            .cell
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        std::sync::Arc::clone(&cell.1)
+    }
+
+    /// How many times the list was replaced by a different one.
+    pub fn generation(&self) -> u64 {
+        self.cell
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .0
+    }
+
+    /// Puts `list` in force; `false` (nothing changes, the generation stays) when it is the
+    /// list in force already.
+    pub fn replace(&self, list: ProtectedList) -> bool {
+        let mut cell = self
+            .cell
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if *cell.1 == list {
+            return false;
+        }
+        *cell = (cell.0 + 1, std::sync::Arc::new(list));
+        true
+    }
+}
+
+impl PartialEq for SharedProtected {
+    fn eq(&self, other: &Self) -> bool {
+        *self.get() == *other.get()
+    }
+}
+
 /// A published list's prefixes, aggregated (disjoint) and sorted, with the list's name.
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct PrefixSet {
@@ -407,27 +461,57 @@ pub const DEFAULT_PROTECTED: &[(&str, &str)] = &[
     // GitHub user content (raw files, release downloads).
     ("githubusercontent.com", "GitHub user content"),
     // Name servers of big DNS hosters, shared by millions of zones: an `nsdname` target here
-    // (or a `subtree` covering them) would block every zone they serve. The names are the
-    // hosters' well-known name server domains; NOT yet checked against each hoster's published
-    // documentation (issue 14, item 7).
+    // (or a `subtree` covering them) would block every zone they serve. Checked against stored
+    // copies of the hosters' pages where one was found (docs/protected-defaults.md, 2026-12-07):
+    // Cloudflare and Azure DNS; the others only against third-party copies.
     (
         "ns.cloudflare.com",
-        "Cloudflare DNS name servers (unverified)",
+        "Cloudflare DNS name servers (developers.cloudflare.com/dns/nameservers)",
     ),
-    ("domaincontrol.com", "GoDaddy DNS name servers (unverified)"),
+    (
+        "foundationdns.com",
+        "Cloudflare Foundation DNS name servers (developers.cloudflare.com/dns/nameservers)",
+    ),
+    (
+        "foundationdns.net",
+        "Cloudflare Foundation DNS name servers (developers.cloudflare.com/dns/nameservers)",
+    ),
+    (
+        "foundationdns.org",
+        "Cloudflare Foundation DNS name servers (developers.cloudflare.com/dns/nameservers)",
+    ),
+    (
+        "domaincontrol.com",
+        "GoDaddy DNS name servers (not checked against GoDaddy's pages)",
+    ),
     (
         "registrar-servers.com",
-        "Namecheap DNS name servers (unverified)",
+        "Namecheap DNS name servers (not checked against Namecheap's pages)",
     ),
-    ("azure-dns.com", "Azure DNS name servers (unverified)"),
-    ("azure-dns.net", "Azure DNS name servers (unverified)"),
-    ("azure-dns.org", "Azure DNS name servers (unverified)"),
-    ("azure-dns.info", "Azure DNS name servers (unverified)"),
+    (
+        "azure-dns.com",
+        "Azure DNS name servers (Azure DNS documentation)",
+    ),
+    (
+        "azure-dns.net",
+        "Azure DNS name servers (Azure DNS documentation)",
+    ),
+    (
+        "azure-dns.org",
+        "Azure DNS name servers (Azure DNS documentation)",
+    ),
+    (
+        "azure-dns.info",
+        "Azure DNS name servers (Azure DNS documentation)",
+    ),
     (
         "googledomains.com",
-        "Google Cloud DNS name servers (unverified)",
+        "Google Cloud DNS name servers (not checked against Google's pages)",
     ),
-    ("nsone.net", "NS1 name servers (unverified)"),
+    (
+        "nsone.net",
+        "NS1 name servers (not checked against NS1's pages)",
+    ),
 ];
 
 impl ProtectedList {
@@ -681,6 +765,10 @@ mod tests {
         assert!(list.check(&target("subtree", "google.com")).is_some());
         assert!(list.check(&target("domain", "google.com")).is_none());
         assert!(list.check(&target("domain", "x.cloudfront.net")).is_some());
+        // Cloudflare's Enterprise name servers (its name-server page, checked 2026-12-07).
+        assert!(list
+            .check(&target("nsdname", "blue.foundationdns.org"))
+            .is_some());
         assert!(list.check(&target("domain", "notcloudfront.net")).is_none());
         assert!(
             list.check(&target("ip", "104.0.0.0/8")).is_some(),

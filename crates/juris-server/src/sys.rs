@@ -459,6 +459,25 @@ pub fn release_free_heap_memory() -> bool {
     }
 }
 
+/// Lowers the calling thread's scheduling priority to `nice` (Linux: `setpriority` on a thread
+/// id applies to that thread only), for background work that must not delay answers. Returns
+/// whether it took effect; a no-op elsewhere.
+pub fn lower_thread_priority(nice: i32) -> bool {
+    #[cfg(target_os = "linux")]
+    {
+        // SAFETY: gettid and setpriority take and return plain integers; no memory is shared.
+        unsafe {
+            let thread = libc::gettid() as libc::id_t;
+            libc::setpriority(libc::PRIO_PROCESS, thread, nice) == 0
+        }
+    }
+    #[cfg(not(target_os = "linux"))]
+    {
+        let _ = nice;
+        false
+    }
+}
+
 /// Waits until one of `fds` is readable or `timeout_ms` passes (tests; the workers wait
 /// through their tokio runtime).
 #[cfg(test)]

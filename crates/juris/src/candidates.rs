@@ -7,12 +7,14 @@
 
 use std::collections::HashMap;
 use std::net::IpAddr;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
 
-use juris_control::candidates::{CandidateList, CandidatesConfig, Miner, Observation, Reference};
-use juris_control::ProtectedList;
-use juris_server::observe::{Resolved, ResolvedSink};
+use juris_control::candidates::{
+    registrable_key, CandidateList, CandidatesConfig, Miner, Observation, Reference,
+};
+use juris_control::{ProtectedList, SharedProtected};
+use juris_server::observe::{NameKey, Resolved, ResolvedSink};
 use juris_server::Pipeline;
 
 use crate::orders::NameTargets;
@@ -23,6 +25,12 @@ const QTYPE_AAAA: u16 = 28;
 const PROFILE_TICK: Duration = Duration::from_secs(1);
 /// How often the resolved names queued by the miss path are mined (design 0026).
 const DRAIN_INTERVAL: Duration = Duration::from_millis(50);
+/// How long the miss path lets through one name per registrable domain (design 0042).
+const SEEN_WINDOW: Duration = Duration::from_secs(10);
+/// Slots of the miss path's seen-filter (12 bytes each).
+const SEEN_SLOTS: usize = 16_384;
+/// The miner thread's nice value: below the resolver's workers.
+const MINER_NICE: i32 = 10;
 
 /// What a blocked target resolved to, and when.
 #[derive(Debug, Clone)]
@@ -39,7 +47,7 @@ pub struct Candidates {
     profiles: Mutex<HashMap<String, Profile>>,
     targets: NameTargets,
     max_targets: usize,
-    protected: ProtectedList,
+    protected: SharedProtected,
     sink: Option<ResolvedSink>,
 }
 
@@ -52,7 +60,7 @@ impl Candidates {
             profiles: Mutex::default(),
             targets: NameTargets::default(),
             max_targets: 0,
-            protected: ProtectedList::defaults(),
+            protected: SharedProtected::new(ProtectedList::defaults()),
             sink: None,
         })
     }
@@ -64,9 +72,14 @@ impl Candidates {
         pipeline: &Arc<Pipeline>,
         runtime: &tokio::runtime::Handle,
         targets: NameTargets,
-        protected: ProtectedList,
+        protected: SharedProtected,
     ) -> Arc<Candidates> {
-        let (sink, mut receiver) = ResolvedSink::channel(config.queue);
+        // The miss path keys each resolved name by its registrable domain (a hash with a
+        // per-process seed: names cannot be crafted to hide a domain behind another's slot)
+        // and lets one name per domain through per window (design 0042).
+        let seed = std::collections::hash_map::RandomState::new();
+        let key: NameKey = Arc::new(move |wire: &[u8]| registrable_key(wire, &seed));
+        let (sink, receiver) = ResolvedSink::filtered(config.queue, SEEN_SLOTS, key);
         pipeline.observe_resolved(sink.clone());
         let candidates = Arc::new(Candidates {
             enabled: true,
@@ -77,30 +90,14 @@ impl Candidates {
             protected,
             sink: Some(sink),
         });
-        let miner = Arc::clone(&candidates);
-        let clock = Arc::clone(pipeline);
-        // Drained in batches on a timer, never awaited per name: a receiver parked in
-        // `recv()` would be woken by every resolution (a cross-thread wake-up per cache miss,
-        // which cost W2 ~28 µs of CPU per answer); with nobody waiting, `try_send` on the miss
-        // path is a few atomic operations. The queue (`candidates.queue`, default 4096) holds
-        // far more than one interval of misses.
-        runtime.spawn(async move {
-            loop {
-                tokio::time::sleep(DRAIN_INTERVAL).await;
-                let Ok(mut miner) = miner.miner.lock() else {
-                    return;
-                };
-                loop {
-                    match receiver.try_recv() {
-                        Ok(resolved) => {
-                            miner.observe(observation(&resolved, clock.now() as i64));
-                        }
-                        Err(tokio::sync::mpsc::error::TryRecvError::Empty) => break,
-                        Err(tokio::sync::mpsc::error::TryRecvError::Disconnected) => return,
-                    }
-                }
-            }
-        });
+        let miner = Arc::downgrade(&candidates);
+        let clock = Arc::downgrade(pipeline);
+        if let Err(error) = std::thread::Builder::new()
+            .name("juris-miner".into())
+            .spawn(move || drain(receiver, miner, clock))
+        {
+            tracing::warn!(%error, "candidate mining: no miner thread, nothing is mined");
+        }
         let profiler = Arc::clone(&candidates);
         let pipeline = Arc::clone(pipeline);
         let interval = Duration::from_secs(config.profile_interval);
@@ -199,8 +196,9 @@ impl Candidates {
             enabled: true,
             domains: miner.len(),
             dropped: self.sink.as_ref().map_or(0, ResolvedSink::dropped),
+            held_back: self.sink.as_ref().map_or(0, ResolvedSink::held),
             evicted: miner.evicted(),
-            candidates: miner.candidates(&references, &self.protected),
+            candidates: miner.candidates(&references, &self.protected.get()),
         }
     }
 }
@@ -210,6 +208,45 @@ impl std::fmt::Debug for Candidates {
         f.debug_struct("Candidates")
             .field("enabled", &self.enabled)
             .finish_non_exhaustive()
+    }
+}
+
+/// The miner thread: drains the queue filled on the miss path every [`DRAIN_INTERVAL`], in
+/// batches, never waiting on the channel (a receiver parked in `recv()` would be woken by every
+/// resolution: a cross-thread wake-up per cache miss, which cost W2 ~28 µs of CPU per answer;
+/// with nobody waiting, `try_send` on the miss path is a few atomic operations). Its own thread
+/// at a lower priority, not a task of the runtime, so mining never delays an answer. Ends when
+/// the server's pipeline or the mining state is gone.
+fn drain(
+    mut receiver: tokio::sync::mpsc::Receiver<Resolved>,
+    miner: Weak<Candidates>,
+    clock: Weak<juris_server::Pipeline>,
+) {
+    if !juris_server::lower_thread_priority(MINER_NICE) {
+        tracing::debug!("candidate mining: the miner thread keeps its priority");
+    }
+    let mut window = Instant::now();
+    loop {
+        std::thread::sleep(DRAIN_INTERVAL);
+        let (Some(candidates), Some(clock)) = (miner.upgrade(), clock.upgrade()) else {
+            return;
+        };
+        if window.elapsed() >= SEEN_WINDOW {
+            window = Instant::now();
+            if let Some(sink) = &candidates.sink {
+                sink.next_window();
+            }
+        }
+        let Ok(mut miner) = candidates.miner.lock() else {
+            return;
+        };
+        loop {
+            match receiver.try_recv() {
+                Ok(resolved) => miner.observe(observation(&resolved, clock.now() as i64)),
+                Err(tokio::sync::mpsc::error::TryRecvError::Empty) => break,
+                Err(tokio::sync::mpsc::error::TryRecvError::Disconnected) => return,
+            }
+        }
     }
 }
 
@@ -230,6 +267,7 @@ fn observation(resolved: &Resolved, at: i64) -> Observation {
             .map(|n| juris_policy::wire_to_text(n))
             .collect(),
         at,
+        repeats: resolved.repeats,
     }
 }
 

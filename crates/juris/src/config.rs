@@ -1383,9 +1383,13 @@ pub struct Settings {
     pub transports: Option<juris_transport::TransportConfig>,
     /// The control plane's settings (four-eyes, protected list as written).
     pub control: juris_control::ControlConfig,
-    /// The protected list `control.protected` asks for, parsed: the same for store orders
-    /// (held as `needs_review`) and file orders (held by the loader).
-    pub protected: juris_control::ProtectedList,
+    /// The protected list `control.protected` asks for, parsed (no published list).
+    pub protected_configured: juris_control::ProtectedList,
+    /// The protected list in force: the same for store orders (held as `needs_review`), file
+    /// orders (held by the loader) and candidate mining, one cell shared by all. Holds
+    /// [`Settings::protected_configured`] until [`Settings::load_protected`] adds the
+    /// published lists of the data directory (at start, and again on SIGHUP).
+    pub protected: juris_control::SharedProtected,
     /// Where the admin API listens; `None` with `control.api_listen = "none"`.
     pub api_listen: Option<SocketAddr>,
     /// Where the public transparency page listens too (`control.public_listen`), if anywhere.
@@ -1451,6 +1455,16 @@ fn api_tls(
 }
 
 impl Settings {
+    /// Puts in force the configured protected list plus every published list of the data
+    /// directory (`juris safeguards update`), read now: at start and on SIGHUP. Returns whether
+    /// the list in force changed. An unreadable list changes nothing; the error names it.
+    pub fn load_protected(&self) -> Result<bool, ConfigError> {
+        let mut list = self.protected_configured.clone();
+        crate::safeguards::add_all(&mut list, &self.data_dir)
+            .map_err(|e| invalid("control.protected", format!("{e:#}")))?;
+        Ok(self.protected.replace(list))
+    }
+
     /// Validates a raw configuration: every error names its key.
     pub fn from_raw(raw: &RawConfig) -> Result<Self, ConfigError> {
         let default_listeners = raw.server.listen == RawServer::default().listen;
@@ -1567,16 +1581,16 @@ impl Settings {
             ));
         }
         let api_tls = api_tls(&raw.control, api_listen)?;
-        let mut protected = juris_control::ProtectedList::from_config(&raw.control.protected)
-            .map_err(|e| invalid(e.field(), e.reason()))?;
+        // The operators' published lists are read by `load_protected`, not here: parsing the
+        // configuration (every CLI command, each SIGHUP) reads no data directory.
+        let protected_configured =
+            juris_control::ProtectedList::from_config(&raw.control.protected)
+                .map_err(|e| invalid(e.field(), e.reason()))?;
         let data_dir = raw
             .server
             .data_dir
             .clone()
             .unwrap_or_else(|| PathBuf::from(DEFAULT_DATA_DIR));
-        // The operators' published lists (`juris safeguards update`), when there are any.
-        crate::safeguards::add_all(&mut protected, &data_dir)
-            .map_err(|e| invalid("control.protected", format!("{e:#}")))?;
         raw.candidates
             .validate()
             .map_err(|(key, reason)| invalid(key, reason))?;
@@ -1627,7 +1641,8 @@ impl Settings {
             geo,
             transports,
             control: raw.control.clone(),
-            protected,
+            protected: juris_control::SharedProtected::new(protected_configured.clone()),
+            protected_configured,
             api_listen,
             public_listen,
             api_tls,
@@ -2398,7 +2413,8 @@ mod tests {
             s.geo.field_path,
             Some(juris_geo::FieldPath::parse("country.iso_code").unwrap())
         );
-        let entries = s.protected.entries();
+        let protected = s.protected.get();
+        let entries = protected.entries();
         assert_eq!(entries.len(), 1, "{entries:?}");
         assert_eq!(
             entries[0].value,

@@ -164,6 +164,8 @@ pub struct MatchReport {
 
 /// Runs the explanation.
 pub fn explain(settings: &Settings, request: &Request) -> anyhow::Result<Report> {
+    // The protected list `serve` would apply: with the published lists.
+    settings.load_protected()?;
     let clock: SharedClock = Arc::new(SystemClock);
     let now = clock.unix_seconds();
     // The orders `serve` would enforce: the files and, when there is one, the store.

@@ -70,6 +70,8 @@ pub fn run(
     // Started as root: whom to become once everything is bound.
     let account = lifecycle::plan(user, nix::unistd::geteuid().as_raw(), lifecycle::lookup)?;
 
+    // The published protected lists (`juris safeguards update`), read now and on SIGHUP.
+    settings.load_protected()?;
     let clock: SharedClock = Arc::new(SystemClock);
     let control = crate::control::open(&settings, Arc::clone(&clock))?;
     let follower = match settings.fleet.follow {
@@ -334,6 +336,16 @@ pub fn run(
     lifecycle::ready("serving");
     let shutdown = wait_for_shutdown(|| {
         lifecycle::reloading();
+        // Before the orders are read again: they are validated with the new list.
+        match settings.load_protected() {
+            Ok(true) => {
+                info!("SIGHUP: new protected list in force; every order is validated again")
+            }
+            Ok(false) => info!("SIGHUP: protected list unchanged"),
+            Err(e) => {
+                error!("SIGHUP: protected list NOT reloaded, the previous one stays in force: {e}")
+            }
+        }
         reload(&engine, loader.as_ref());
         let live = Live {
             engine: &engine,
@@ -510,7 +522,7 @@ pub fn policy_engine_fleet(
     let loader = if sources.is_empty() {
         None
     } else {
-        let safeguards = Safeguards::new(settings.protected.clone());
+        let safeguards = Safeguards::shared(settings.protected.clone());
         let mut loader = OrderLoader::new(sources, safeguards, Arc::clone(&handle));
         if let Some(publisher) = publisher {
             loader.set_publisher(publisher);

@@ -155,6 +155,30 @@ withdraw = [{withdraw}]
     )
 }
 
+/// juris serving the orders in `orders` with [`config`] (no withdrawal) written to
+/// `dir/juris.toml`, `args` added; its address, the configuration file and the address block
+/// (kept alive as long as the server).
+fn serve_in_france(
+    dir: &Path,
+    orders: &Path,
+    args: &[&std::ffi::OsStr],
+) -> (Juris, SocketAddr, std::path::PathBuf, AddressBlock) {
+    let block = AddressBlock::allocate();
+    let address = {
+        let socket = UdpSocket::bind((block.address(1), 0)).unwrap();
+        socket.local_addr().unwrap()
+    };
+    let config_file = dir.join("juris.toml");
+    fs::write(&config_file, config(address, orders, "")).unwrap();
+    let juris = Juris::builder(JURIS)
+        .without_listen()
+        .arg("--config")
+        .arg(&config_file)
+        .args(args)
+        .start();
+    (juris, address, config_file, block)
+}
+
 /// Issue 16: `policy.withdraw` lived in the pipeline, so changing it needed a restart while
 /// orders reload live. It is published with the policy now: SIGHUP reads the configuration
 /// again and puts the new list in force.
@@ -169,18 +193,7 @@ fn policy_withdraw_reloads_on_sighup_without_a_restart() {
         "jurisdictions":["FR"],"action":"nxdomain","state":"active",
         "targets":[{"type":"domain","value":"blocked.example"}]}"#,
     );
-    let block = AddressBlock::allocate();
-    let address = {
-        let socket = UdpSocket::bind((block.address(1), 0)).unwrap();
-        socket.local_addr().unwrap()
-    };
-    let config_file = dir.path().join("juris.toml");
-    fs::write(&config_file, config(address, &orders, "")).unwrap();
-    let juris = Juris::builder(JURIS)
-        .without_listen()
-        .arg("--config")
-        .arg(&config_file)
-        .start();
+    let (juris, address, config_file, _block) = serve_in_france(dir.path(), &orders, &[]);
 
     // Served (and blocked by the French order): not withdrawn.
     assert!(
@@ -215,5 +228,86 @@ fn policy_withdraw_reloads_on_sighup_without_a_restart() {
         "{}",
         juris.stderr()
     );
+    assert!(juris.stop().is_some_and(|s| s.success()));
+}
+
+/// A French order on `name`, id `id`.
+fn french_order(id: &str, name: &str) -> String {
+    format!(
+        r#"{{"id":"{id}","kind":"court_order","authority":"Tribunal judiciaire de Paris",
+        "jurisdictions":["FR"],"action":"nxdomain","state":"active",
+        "targets":[{{"type":"domain","value":"{name}"}}]}}"#
+    )
+}
+
+/// Design 0042: the operators' published lists (`juris safeguards update`) were read when the
+/// configuration was parsed and applied only by a restart. SIGHUP now reads them again and
+/// validates every order with the new protected list: an order touching a newly published
+/// name is held (reported; a new one is not enforced), and one held before is enforced once
+/// the list no longer covers it.
+#[test]
+fn sighup_applies_a_new_published_protected_list_to_the_orders() {
+    let dir = tempfile::tempdir().unwrap();
+    let orders = dir.path().join("orders");
+    fs::create_dir(&orders).unwrap();
+    let data = dir.path().join("data");
+    write_atomically(
+        &orders.join("one.json"),
+        &french_order("FR-CDN-1", "www.shared-cdn.test"),
+    );
+    let (juris, address, _, _block) = serve_in_france(
+        dir.path(),
+        &orders,
+        &[std::ffi::OsStr::new("--data-dir"), data.as_os_str()],
+    );
+    assert!(
+        eventually(|| rcode(address, "www.shared-cdn.test.") == Some(NXDOMAIN)),
+        "{}",
+        juris.stderr()
+    );
+
+    // The hoster's names are published as shared infrastructure, then SIGHUP.
+    fs::write(dir.path().join("hosters.txt"), "shared-cdn.test\n").unwrap();
+    let update = std::process::Command::new(JURIS)
+        .args(["safeguards", "update"])
+        .arg(dir.path().join("hosters.txt"))
+        .args(["--source", "hosters", "--data-dir"])
+        .arg(&data)
+        .output()
+        .unwrap();
+    assert!(update.status.success(), "{update:?}");
+    juris.signal(libc::SIGHUP);
+    // The order in force is validated again and reported held (its version in force stays,
+    // as for any held change); a new order on a covered name is not enforced.
+    assert!(
+        eventually(|| juris
+            .stderr()
+            .contains("protected name shared-cdn.test (published list hosters)")),
+        "{}",
+        juris.stderr()
+    );
+    assert!(juris.stderr().contains("new protected list in force"));
+    write_atomically(
+        &orders.join("two.json"),
+        &french_order("FR-CDN-2", "cdn2.shared-cdn.test"),
+    );
+    assert!(
+        eventually(|| juris
+            .stderr()
+            .contains("two.json: held, not enforced: cdn2.shared-cdn.test is at or below")),
+        "{}",
+        juris.stderr()
+    );
+    assert_ne!(rcode(address, "cdn2.shared-cdn.test."), Some(NXDOMAIN));
+
+    // The list withdrawn, SIGHUP: the held order validates and is enforced.
+    fs::remove_file(data.join("protected/hosters.json")).unwrap();
+    juris.signal(libc::SIGHUP);
+    assert!(
+        eventually(|| rcode(address, "cdn2.shared-cdn.test.") == Some(NXDOMAIN)),
+        "{}",
+        juris.stderr()
+    );
+    assert_eq!(rcode(address, "www.shared-cdn.test."), Some(NXDOMAIN));
     assert!(juris.stop().is_some_and(|s| s.success()));
 }

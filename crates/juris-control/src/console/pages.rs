@@ -1212,7 +1212,8 @@ pub(crate) async fn revoke_token(State(console): State<Shared>, posted: Posted) 
 
 pub(crate) async fn safeguards(State(console): State<Shared>, headers: HeaderMap) -> PageResult {
     let user = user(&console, &headers).await?;
-    let entries = console.api.control.protected().entries();
+    let protected = console.api.control.protected();
+    let entries = protected.entries();
     let body = html! {
         p { "A target on this list (or below a name on it) is held for review, not enforced, until an admin overrides it with a reason. Configured in " code { "[control.protected]" } "." }
         div.scroll tabindex="0" { table {

@@ -31,6 +31,8 @@ pub struct OrderLoader {
     pub(crate) validations: u64,
     /// Successful loads so far (the first one compiles from scratch).
     loads: u64,
+    /// The protected list's generation the orders in `known` were validated with.
+    protected_generation: u64,
     /// The name targets of the orders in force, shared with candidate mining (when asked).
     name_targets: Option<NameTargets>,
     /// A fleet primary's publisher: after every load that published, it gets the orders in
@@ -72,6 +74,7 @@ impl OrderLoader {
         handle: Arc<PolicyHandle>,
     ) -> Self {
         Self {
+            protected_generation: safeguards.protected_generation(),
             sources,
             safeguards,
             generation: handle.current().generation(),
@@ -166,6 +169,18 @@ impl OrderLoader {
     pub fn load(&mut self, now: u64) -> Result<Loaded, OrdersError> {
         let started = Instant::now();
         reap(&self.compactor.published);
+        // A new protected list (SIGHUP after `juris safeguards update`): every order is
+        // validated again, as at a start. Forgetting what was read makes each source hand
+        // every order over as changed; an order the new list holds is rejected like any held
+        // change (its version in force stays, reported).
+        let protected = self.safeguards.protected_generation();
+        if protected != self.protected_generation {
+            for known in self.known.values_mut() {
+                known.stamp = None;
+                known.content = !known.content;
+            }
+            self.protected_generation = protected;
+        }
         let mut reading = Reading::default();
         let mut rejected_by_source = Vec::with_capacity(self.sources.len());
         // The documents of the orders validated anew (kept only for a fleet publisher).

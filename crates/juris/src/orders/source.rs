@@ -11,7 +11,7 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
 
-use juris_control::{ProtectedList, Psl};
+use juris_control::{Psl, SharedProtected};
 use juris_policy::{Order, TargetValue, ValidatedOrder, ValidationOptions};
 
 use super::diff::Known;
@@ -155,13 +155,25 @@ pub(super) fn hand_over(
 /// touching shared infrastructure holds the order, with the reason, until it is overridden).
 #[derive(Debug, Clone)]
 pub struct Safeguards {
-    protected: ProtectedList,
+    protected: SharedProtected,
 }
 
 impl Safeguards {
     /// The safeguards with `protected` (the configured list: `control.protected`).
-    pub fn new(protected: ProtectedList) -> Safeguards {
+    #[cfg(test)]
+    pub fn new(protected: juris_control::ProtectedList) -> Safeguards {
+        Safeguards::shared(SharedProtected::new(protected))
+    }
+
+    /// The safeguards with the protected list in force in `protected`, which may be replaced
+    /// live (SIGHUP): the loader validates every order again when it was.
+    pub fn shared(protected: SharedProtected) -> Safeguards {
         Safeguards { protected }
+    }
+
+    /// How many times the protected list was replaced ([`SharedProtected::generation`]).
+    pub fn protected_generation(&self) -> u64 {
+        self.protected.generation()
     }
 
     /// Validates `order` from `from`. `protected_reviewed`: its source has applied the
@@ -196,8 +208,9 @@ impl Safeguards {
             .iter()
             .map(|o| normal_override(&o.target))
             .collect();
+        let protected = self.protected.get();
         for target in order.targets() {
-            let Some(reason) = self.protected.check(target) else {
+            let Some(reason) = protected.check(target) else {
                 continue;
             };
             let value = match target.value() {
