@@ -86,6 +86,8 @@ pub fn run(
     let publisher = match settings.fleet.xfr_listen {
         Some(_) => {
             let publisher = Arc::new(Publisher::new(&settings.fleet)?);
+            // A restart keeps the serial and serves deltas from before it.
+            publisher.persist_to(&settings.data_dir);
             // Orders show where they are in force; deadlines wait for every follower.
             control.set_fleet(Arc::clone(&publisher) as Arc<dyn juris_control::FleetProof>);
             Some(publisher)
