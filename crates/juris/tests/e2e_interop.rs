@@ -259,14 +259,17 @@ fn third_party(
 }
 
 /// BIND 9 (`named -g`) as a secondary of `it.rpz.juris.invalid.` with TSIG, in
-/// `response-policy`: NXDOMAIN for the Italian order's names, the real answer otherwise.
+/// `response-policy`: NXDOMAIN for the Italian order's names, the real answer otherwise; a
+/// change on the primary reaches it by NOTIFY (the primary's `notify` names BIND) and IXFR,
+/// without waiting for its refresh timer.
 #[test]
-fn bind_is_a_tsig_secondary_of_the_italian_rpz_zone_and_enforces_it() {
-    let Some((named, primary, prepared)) =
-        third_party("named", "bind9", Daemon::prepare_on_localhost, "")
-    else {
+fn bind_is_a_tsig_secondary_of_the_italian_rpz_zone_enforces_it_and_takes_a_change_by_notify_and_ixfr(
+) {
+    let Some(named) = Daemon::find("named", "bind9") else {
         return;
     };
+    let prepared = Daemon::prepare_on_localhost("named");
+    let primary = Primary::start(&format!("notify = [\"{}\"]", prepared.address));
     let config = format!(
         r#"{key}
 options {{
@@ -279,7 +282,7 @@ options {{
     allow-query {{ 127.0.0.0/8; }};
     allow-recursion {{ 127.0.0.0/8; }};
     dnssec-validation no;
-    response-policy {{ zone "{ZONE}"; }};
+    response-policy {{ zone "{ZONE}"; }} min-update-interval 0;
 }};
 controls {{ }};
 zone "." {{ type hint; file "{hints}"; }};
@@ -306,6 +309,64 @@ zone "{ZONE}" {{
         "{log}"
     );
     assert!(log.contains("TSIG interop"), "{log}");
+
+    // A change: the primary's NOTIFY (from its XFR address, signed) makes BIND ask at once;
+    // the change comes as an IXFR delta.
+    let server = bind.address();
+    assert!(resolves(server, "www.mirror.test.", "192.0.2.50"));
+    primary.cli(&["order", "add-target", "IT-MI-2024-0001", "www.mirror.test"]);
+    assert!(
+        within_a_minute(|| nxdomain(server, "www.mirror.test.")),
+        "BIND never took the change\n--- juris primary ---\n{}\n--- named ---\n{}",
+        primary.juris.stderr(),
+        bind.log()
+    );
+    let log = bind.log();
+    let serial = primary_serial(&primary);
+    let notified = format!("zone {ZONE}/IN: notify from {}#", primary.xfr.ip());
+    assert!(
+        log.lines()
+            .any(|l| l.contains(&notified) && l.ends_with(&format!(": serial {serial}"))),
+        "no NOTIFY of serial {serial} from the primary in\n{log}"
+    );
+    assert!(
+        log.contains(&format!("zone {ZONE}/IN: transferred serial {serial}")),
+        "{log}"
+    );
+    // As the primary saw it: one AXFR (the first load), then IXFR.
+    let served = primary.juris.stderr();
+    let asked = |qtype: &str| {
+        served
+            .lines()
+            .filter(|l| l.contains(&format!("zone={ZONE}. qtype={qtype} ")))
+            .count()
+    };
+    assert_eq!(asked("AXFR"), 1, "{served}");
+    assert!(asked("IXFR") >= 1, "{served}");
+    assert!(nxdomain(server, "www.kickasstorrents.to."), "{log}");
+    assert!(resolves(server, "other.mirror.test.", "192.0.2.51"));
+}
+
+/// The serial the primary publishes now (its SOA for the Italian zone, asked over UDP).
+fn primary_serial(primary: &Primary) -> u32 {
+    let output = Command::new("dig")
+        .args([
+            "+short",
+            "-p",
+            &primary.xfr.port().to_string(),
+            &format!("@{}", primary.xfr.ip()),
+            "-y",
+            &format!("hmac-sha256:interop:{}", primary.secret()),
+            &format!("{ZONE}."),
+            "SOA",
+        ])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&output.stdout);
+    text.split_whitespace()
+        .nth(2)
+        .and_then(|serial| serial.parse().ok())
+        .unwrap_or_else(|| panic!("no SOA from the primary: {text}"))
 }
 
 /// Unbound (`rpz:` with `primary:`, AXFR): it cannot sign transfers, so the primary serves it

@@ -607,11 +607,16 @@ impl Publisher {
     }
 
     fn send_notifies(self: Arc<Self>, rx: mpsc::Receiver<u32>) {
-        let Ok(socket) = UdpSocket::bind(if self.notify.iter().all(|a| a.is_ipv4()) {
-            "0.0.0.0:0"
-        } else {
-            "[::]:0"
-        }) else {
+        // From the XFR listener's address when it is a specific one of the targets' family:
+        // secondaries (BIND, Knot, NSD) take a NOTIFY only from the address of their primary.
+        let listen = *self.listen.lock().unwrap_or_else(PoisonError::into_inner);
+        let all_v4 = self.notify.iter().all(|a| a.is_ipv4());
+        let source = match listen.map(|a| a.ip()) {
+            Some(ip) if !ip.is_unspecified() && ip.is_ipv4() == all_v4 => SocketAddr::new(ip, 0),
+            _ if all_v4 => SocketAddr::from(([0, 0, 0, 0], 0)),
+            _ => SocketAddr::from((std::net::Ipv6Addr::UNSPECIFIED, 0)),
+        };
+        let Ok(socket) = UdpSocket::bind(source) else {
             warn!("fleet: cannot open a socket for NOTIFY");
             return;
         };
