@@ -97,12 +97,7 @@ impl Primary {
     /// Starts the primary with `[fleet]` plus `more_fleet` (TOML lines), waits for its API,
     /// and applies [`ORDER`].
     fn start(more_fleet: &str) -> Primary {
-        let hierarchy = Hierarchy::builder()
-            .zone(Zone::new("to."))
-            .zone(Zone::new("kickasstorrents.to.").records("@ A 192.0.2.10\nwww A 192.0.2.10"))
-            .zone(Zone::new("test."))
-            .zone(Zone::new("mirror.test.").records("www A 192.0.2.50\nother A 192.0.2.51"))
-            .start();
+        let hierarchy = milan_hierarchy();
         let generated = run_juris(&["tsig", "generate", "interop"], None);
         let key = generated
             .lines()
@@ -495,6 +490,143 @@ fn vendor_zone(serial: u32, extra: &str) -> String {
     )
 }
 
+/// The Milan site (kickasstorrents.to) and mirror.test., served by an NSD hierarchy.
+fn milan_hierarchy() -> Hierarchy {
+    Hierarchy::builder()
+        .zone(Zone::new("to."))
+        .zone(Zone::new("kickasstorrents.to.").records("@ A 192.0.2.10\nwww A 192.0.2.10"))
+        .zone(Zone::new("test."))
+        .zone(Zone::new("mirror.test.").records("www A 192.0.2.50\nother A 192.0.2.51"))
+        .start()
+}
+
+/// The TSIG secret of the vendor's key in the feed tests.
+const VENDOR_SECRET: &str = "dmVuZG9yLWZlZWQtc2VjcmV0LWZvci10aGUtdGVzdHM=";
+
+/// A juris node consuming the vendor's zone `rpz.vendor.test.` as the feed `vendor` mapped
+/// onto an Italian order (refresh: an hour, so only a NOTIFY brings a change in a test).
+struct FeedNode {
+    juris: Juris,
+    dns: SocketAddr,
+    api: SocketAddr,
+    token: String,
+    world: juris_testkit::world::CountryWorld,
+    _hierarchy: Hierarchy,
+    _block: AddressBlock,
+}
+
+impl FeedNode {
+    /// The node's addresses, fixed before the vendor's server starts (its NOTIFY goes to `dns`).
+    fn addresses() -> (AddressBlock, SocketAddr, SocketAddr) {
+        let block = AddressBlock::allocate();
+        let dns = SocketAddr::new(IpAddr::V4(block.address(1)), 5353);
+        let api = SocketAddr::new(IpAddr::V4(block.address(2)), 8053);
+        (block, dns, api)
+    }
+
+    fn start(
+        (block, dns, api): (AddressBlock, SocketAddr, SocketAddr),
+        primary: SocketAddr,
+    ) -> FeedNode {
+        let hierarchy = milan_hierarchy();
+        let world = juris_testkit::world::CountryWorld::new("{}");
+        fs::remove_file(world.orders.join("it.json")).unwrap();
+        let config = world.directory.path().join("juris.toml");
+        fs::write(
+            &config,
+            format!(
+                r#"[[fleet.rpz_feed]]
+name = "vendor"
+primary = "{primary}"
+zone = "rpz.vendor.test."
+tsig_key = {{ name = "vendor", algorithm = "hmac-sha256", secret = "{VENDOR_SECRET}" }}
+refresh_seconds = 3600
+
+[fleet.rpz_feed.order]
+id = "VENDOR-IT-1"
+kind = "feed_ticket"
+authority = "AGCOM (vendor list)"
+jurisdictions = ["IT"]
+action = "nxdomain"
+state = "active"
+"#
+            ),
+        )
+        .unwrap();
+        let data = world.directory.path().join("data");
+        fs::create_dir_all(&data).unwrap();
+        let token = run_juris(
+            &[
+                "token",
+                "create",
+                "--role",
+                "viewer",
+                "--name",
+                "auditor",
+                "--data-dir",
+                data.to_str().unwrap(),
+            ],
+            None,
+        )
+        .trim()
+        .to_owned();
+        let juris = Juris::builder(JURIS)
+            .without_listen()
+            .root_hints(hierarchy.root_hints())
+            .args(["--threads", "2", "--listen", &dns.to_string()])
+            .arg("--config")
+            .arg(&config)
+            .arg("--geoip")
+            .arg(&world.mmdb)
+            .arg("--data-dir")
+            .arg(&data)
+            .args(["--api-listen", &api.to_string()])
+            .start();
+        FeedNode {
+            juris,
+            dns,
+            api,
+            token,
+            world,
+            _hierarchy: hierarchy,
+            _block: block,
+        }
+    }
+
+    fn dig(&self, client: IpAddr, name: &str) -> Option<Response> {
+        Lookup::dig(self.dns, name, "A")
+            .source(client)
+            .timeout_seconds(2)
+            .tries(1)
+            .run()
+            .ok()
+    }
+
+    fn italy(&self) -> IpAddr {
+        IpAddr::V4(self.world.italy())
+    }
+
+    fn germany(&self) -> IpAddr {
+        IpAddr::V4(self.world.germany())
+    }
+
+    /// NXDOMAIN with EDE 16 for the Italian client.
+    fn censored(&self, name: &str) -> bool {
+        self.dig(self.italy(), name).is_some_and(|r| {
+            r.status == "NXDOMAIN" && r.extended_errors.iter().any(|e| e.code == 16)
+        })
+    }
+
+    fn resolves(&self, client: IpAddr, name: &str, address: &str) -> bool {
+        self.dig(client, name)
+            .is_some_and(|r| r.status == "NOERROR" && r.answer_data("A") == [address])
+    }
+
+    fn get(&self, path: &str) -> String {
+        api_get(self.api, path, &self.token)
+    }
+}
+
 /// The other direction: juris consumes a third-party RPZ zone (a vendor's list served by NSD,
 /// TSIG) as a feed mapped onto an order for Italy: an Italian client gets NXDOMAIN with EDE 16
 /// and the order's counter moves, a German client gets the real answer; a new serial that NSD
@@ -502,20 +634,8 @@ fn vendor_zone(serial: u32, extra: &str) -> String {
 #[test]
 fn juris_consumes_a_vendors_rpz_zone_over_xfr_as_an_order_for_italy() {
     let nsd = juris_testkit::tools::require("nsd");
-    let hierarchy = Hierarchy::builder()
-        .zone(Zone::new("to."))
-        .zone(Zone::new("kickasstorrents.to.").records("@ A 192.0.2.10\nwww A 192.0.2.10"))
-        .zone(Zone::new("test."))
-        .zone(Zone::new("mirror.test.").records("www A 192.0.2.50\nother A 192.0.2.51"))
-        .start();
-    let world = juris_testkit::world::CountryWorld::new("{}");
-    fs::remove_file(world.orders.join("it.json")).unwrap();
-    let secret = "dmVuZG9yLWZlZWQtc2VjcmV0LWZvci10aGUtdGVzdHM=";
-    // juris's address is fixed before NSD starts: NSD's NOTIFY goes there.
-    let block = AddressBlock::allocate();
-    let dns = SocketAddr::new(IpAddr::V4(block.address(1)), 5353);
-    let api = SocketAddr::new(IpAddr::V4(block.address(2)), 8053);
-
+    let addresses = FeedNode::addresses();
+    let dns = addresses.1;
     let prepared = Daemon::prepare("nsd");
     let zone_file = prepared.directory.path().join("rpz.vendor.test.zone");
     let conf = format!(
@@ -525,7 +645,7 @@ remote-control:
 key:
     name: "vendor"
     algorithm: hmac-sha256
-    secret: "{secret}"
+    secret: "{VENDOR_SECRET}"
 zone:
     name: "rpz.vendor.test"
     zonefile: "{zone}"
@@ -546,91 +666,24 @@ zone:
     ];
     let args = ["-d", "-c", "{dir}/nsd.conf"];
     let vendor = Daemon::start_with_files("nsd", &nsd, prepared, &files, &args);
-
-    let config = world.directory.path().join("juris.toml");
-    fs::write(
-        &config,
-        format!(
-            r#"[[fleet.rpz_feed]]
-name = "vendor"
-primary = "{primary}"
-zone = "rpz.vendor.test."
-tsig_key = {{ name = "vendor", algorithm = "hmac-sha256", secret = "{secret}" }}
-refresh_seconds = 3600
-
-[fleet.rpz_feed.order]
-id = "VENDOR-IT-1"
-kind = "feed_ticket"
-authority = "AGCOM (vendor list)"
-jurisdictions = ["IT"]
-action = "nxdomain"
-state = "active"
-"#,
-            primary = vendor.address(),
-        ),
-    )
-    .unwrap();
-    let data = world.directory.path().join("data");
-    fs::create_dir_all(&data).unwrap();
-    let token = run_juris(
-        &[
-            "token",
-            "create",
-            "--role",
-            "viewer",
-            "--name",
-            "auditor",
-            "--data-dir",
-            data.to_str().unwrap(),
-        ],
-        None,
-    )
-    .trim()
-    .to_owned();
-    let juris = Juris::builder(JURIS)
-        .without_listen()
-        .root_hints(hierarchy.root_hints())
-        .args(["--threads", "2", "--listen", &dns.to_string()])
-        .arg("--config")
-        .arg(&config)
-        .arg("--geoip")
-        .arg(&world.mmdb)
-        .arg("--data-dir")
-        .arg(&data)
-        .args(["--api-listen", &api.to_string()])
-        .start();
-    let (italy, germany) = (IpAddr::V4(world.italy()), IpAddr::V4(world.germany()));
-    let dig = |client: IpAddr, name: &str| {
-        Lookup::dig(dns, name, "A")
-            .source(client)
-            .timeout_seconds(2)
-            .tries(1)
-            .run()
-            .ok()
-    };
-    let censored = |name: &str| {
-        dig(italy, name).is_some_and(|r| {
-            r.status == "NXDOMAIN" && r.extended_errors.iter().any(|e| e.code == 16)
-        })
-    };
+    let node = FeedNode::start(addresses, vendor.address());
+    let (italy, germany) = (node.italy(), node.germany());
     assert!(
-        within_a_minute(|| censored("www.kickasstorrents.to.")),
+        within_a_minute(|| node.censored("www.kickasstorrents.to.")),
         "the vendor's zone is not enforced for Italy\n--- juris ---\n{}\n--- nsd ---\n{}",
-        juris.stderr(),
+        node.juris.stderr(),
         vendor.log()
     );
-    assert!(censored("kickasstorrents.to."));
-    let german = dig(germany, "www.kickasstorrents.to.").unwrap();
-    assert_eq!(german.status, "NOERROR", "{}", german.output);
-    assert_eq!(german.answer_data("A"), ["192.0.2.10"]);
-    assert!(dig(italy, "www.mirror.test.").is_some_and(|r| r.answer_data("A") == ["192.0.2.50"]));
+    assert!(node.censored("kickasstorrents.to."));
+    assert!(node.resolves(germany, "www.kickasstorrents.to.", "192.0.2.10"));
+    assert!(node.resolves(italy, "www.mirror.test.", "192.0.2.50"));
 
-    let metrics = api_get(api, "/metrics", &token);
+    let metrics = node.get("/metrics");
     assert!(
         metrics.contains("juris_blocks_total{order=\"VENDOR-IT-1\",jurisdiction=\"IT\"}"),
         "{metrics}"
     );
-    let status = api_get(api, "/v1/status", &token);
+    let status = node.get("/v1/status");
     assert!(status.contains("\"rpz_feeds\""), "{status}");
     assert!(status.contains("\"zone\":\"rpz.vendor.test.\""), "{status}");
 
@@ -638,14 +691,113 @@ state = "active"
     fs::write(&zone_file, vendor_zone(2, "www.mirror.test CNAME .\n")).unwrap();
     vendor.signal(libc::SIGHUP);
     assert!(
-        within_a_minute(|| censored("www.mirror.test.")),
+        within_a_minute(|| node.censored("www.mirror.test.")),
         "the vendor's change never arrived\n--- juris ---\n{}\n--- nsd ---\n{}",
-        juris.stderr(),
+        node.juris.stderr(),
         vendor.log()
     );
-    assert!(dig(germany, "www.mirror.test.").is_some_and(|r| r.answer_data("A") == ["192.0.2.50"]));
-    assert!(dig(italy, "other.mirror.test.").is_some_and(|r| r.answer_data("A") == ["192.0.2.51"]));
-    let log = juris.stderr();
+    assert!(node.resolves(germany, "www.mirror.test.", "192.0.2.50"));
+    assert!(node.resolves(italy, "other.mirror.test.", "192.0.2.51"));
+    let log = node.juris.stderr();
     assert!(log.contains("RPZ feed: transfer applied"), "{log}");
     assert!(log.contains("serial=2"), "{log}");
+}
+
+/// The vendor's primary is BIND 9 with a dynamic zone: a name added by `nsupdate` (TSIG) is
+/// journaled, BIND tells juris by NOTIFY and answers juris's IXFR with the delta (not the whole
+/// zone, as NSD 4.6 does); juris applies the delta and enforces the new name for Italy.
+#[test]
+fn juris_applies_an_ixfr_delta_from_a_bind_primary_of_a_vendors_rpz_zone() {
+    let Some(named) = Daemon::find("named", "bind9") else {
+        return;
+    };
+    let nsupdate = juris_testkit::tools::require("nsupdate");
+    let addresses = FeedNode::addresses();
+    let dns = addresses.1;
+    let prepared = Daemon::prepare_on_localhost("named");
+    let bind = prepared.address;
+    let config = format!(
+        r#"key "vendor" {{
+    algorithm hmac-sha256;
+    secret "{VENDOR_SECRET}";
+}};
+options {{
+    directory "{d}";
+    pid-file "{d}/named.pid";
+    session-keyfile "{d}/session.key";
+    listen-on port {port} {{ {ip}; }};
+    listen-on-v6 {{ none; }};
+    recursion no;
+    notify explicit;
+}};
+controls {{ }};
+zone "rpz.vendor.test" {{
+    type primary;
+    file "rpz.vendor.test.zone";
+    allow-update {{ key "vendor"; }};
+    allow-transfer {{ key "vendor"; }};
+    also-notify {{ {dns_ip} port {dns_port} key "vendor"; }};
+}};
+"#,
+        d = prepared.directory.path().display(),
+        ip = bind.ip(),
+        port = bind.port(),
+        dns_ip = dns.ip(),
+        dns_port = dns.port(),
+    );
+    let zone = vendor_zone(1, "");
+    let files = [
+        ("named.conf", config.as_str()),
+        ("rpz.vendor.test.zone", zone.as_str()),
+    ];
+    let args = ["-g", "-c", "{dir}/named.conf"];
+    let vendor = Daemon::start_with_files("named", &named, prepared, &files, &args);
+    let node = FeedNode::start(addresses, bind);
+    assert!(
+        within_a_minute(|| node.censored("www.kickasstorrents.to.")),
+        "the vendor's zone is not enforced for Italy\n--- juris ---\n{}\n--- named ---\n{}",
+        node.juris.stderr(),
+        vendor.log()
+    );
+    assert!(node.resolves(node.italy(), "www.mirror.test.", "192.0.2.50"));
+
+    // A dynamic update: BIND journals it, moves the serial on and sends NOTIFY.
+    let mut child = Command::new(&nsupdate)
+        .args(["-y", &format!("hmac-sha256:vendor:{VENDOR_SECRET}")])
+        .stdin(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    {
+        use std::io::Write;
+        let mut stdin = child.stdin.take().unwrap();
+        write!(
+            stdin,
+            "server {} {}\nzone rpz.vendor.test\nupdate add www.mirror.test.rpz.vendor.test. 30 CNAME .\nsend\n",
+            bind.ip(),
+            bind.port()
+        )
+        .unwrap();
+    }
+    assert!(child.wait().unwrap().success(), "{}", vendor.log());
+    assert!(
+        within_a_minute(|| node.censored("www.mirror.test.")),
+        "the vendor's change never arrived\n--- juris ---\n{}\n--- named ---\n{}",
+        node.juris.stderr(),
+        vendor.log()
+    );
+    assert!(node.resolves(node.germany(), "www.mirror.test.", "192.0.2.50"));
+    assert!(node.censored("www.kickasstorrents.to."));
+    // It was a delta: juris logged an IXFR and counts one whole zone (the first transfer).
+    let log = node.juris.stderr();
+    assert!(
+        log.lines()
+            .any(|l| l.contains("RPZ feed: transfer applied") && l.contains("IXFR")),
+        "{log}"
+    );
+    let status = node.get("/v1/status");
+    assert!(
+        status.contains("\"transfers\":2") && status.contains("\"full_transfers\":1"),
+        "{status}"
+    );
+    assert!(vendor.log().contains("IXFR"), "{}", vendor.log());
 }
