@@ -438,13 +438,23 @@ pub fn policy_engine_with_store(
 fn start_rpz_feeds(settings: &Settings) -> anyhow::Result<Vec<Arc<RpzFeed>>> {
     let mut feeds = Vec::new();
     for feed_settings in &settings.rpz_feeds {
-        let feed = Arc::new(RpzFeed::new(feed_settings.clone())?);
+        let feed = Arc::new(RpzFeed::new(feed_settings.clone(), &settings.data_dir)?);
         match feed.transfer_once() {
             Ok(_) => info!(feed = feed.name(), "RPZ feed: following {}", feed_settings.zone),
-            Err(e) => warn!(
-                feed = feed.name(),
-                "RPZ feed: the first transfer failed (its order is not in force until one succeeds): {e}"
-            ),
+            Err(e) => {
+                warn!(feed = feed.name(), "RPZ feed: the first transfer failed: {e}");
+                match feed.load_snapshot() {
+                    Ok(true) => {}
+                    Ok(false) => warn!(
+                        feed = feed.name(),
+                        "RPZ feed: no snapshot in the data directory: its order is not in force until a transfer succeeds"
+                    ),
+                    Err(e) => error!(
+                        feed = feed.name(),
+                        "RPZ feed: the snapshot is unusable, its order is not in force until a transfer succeeds: {e}"
+                    ),
+                }
+            }
         }
         feeds.push(feed);
     }

@@ -510,8 +510,10 @@ struct FeedNode {
     dns: SocketAddr,
     api: SocketAddr,
     token: String,
+    config: std::path::PathBuf,
+    data: std::path::PathBuf,
     world: juris_testkit::world::CountryWorld,
-    _hierarchy: Hierarchy,
+    hierarchy: Hierarchy,
     _block: AddressBlock,
 }
 
@@ -570,27 +572,53 @@ state = "active"
         )
         .trim()
         .to_owned();
-        let juris = Juris::builder(JURIS)
-            .without_listen()
-            .root_hints(hierarchy.root_hints())
-            .args(["--threads", "2", "--listen", &dns.to_string()])
-            .arg("--config")
-            .arg(&config)
-            .arg("--geoip")
-            .arg(&world.mmdb)
-            .arg("--data-dir")
-            .arg(&data)
-            .args(["--api-listen", &api.to_string()])
-            .start();
+        let juris = FeedNode::launch(&hierarchy, &world, dns, api, &config, &data);
         FeedNode {
             juris,
             dns,
             api,
             token,
+            config,
+            data,
             world,
-            _hierarchy: hierarchy,
+            hierarchy,
             _block: block,
         }
+    }
+
+    fn launch(
+        hierarchy: &Hierarchy,
+        world: &juris_testkit::world::CountryWorld,
+        dns: SocketAddr,
+        api: SocketAddr,
+        config: &std::path::Path,
+        data: &std::path::Path,
+    ) -> Juris {
+        Juris::builder(JURIS)
+            .without_listen()
+            .root_hints(hierarchy.root_hints())
+            .args(["--threads", "2", "--listen", &dns.to_string()])
+            .arg("--config")
+            .arg(config)
+            .arg("--geoip")
+            .arg(&world.mmdb)
+            .arg("--data-dir")
+            .arg(data)
+            .args(["--api-listen", &api.to_string()])
+            .start()
+    }
+
+    /// Stops juris and starts it again (same configuration and data directory).
+    fn restart(&mut self) {
+        self.juris.stop();
+        self.juris = FeedNode::launch(
+            &self.hierarchy,
+            &self.world,
+            self.dns,
+            self.api,
+            &self.config,
+            &self.data,
+        );
     }
 
     fn dig(&self, client: IpAddr, name: &str) -> Option<Response> {
@@ -666,7 +694,7 @@ zone:
     ];
     let args = ["-d", "-c", "{dir}/nsd.conf"];
     let vendor = Daemon::start_with_files("nsd", &nsd, prepared, &files, &args);
-    let node = FeedNode::start(addresses, vendor.address());
+    let mut node = FeedNode::start(addresses, vendor.address());
     let (italy, germany) = (node.italy(), node.germany());
     assert!(
         within_a_minute(|| node.censored("www.kickasstorrents.to.")),
@@ -701,6 +729,42 @@ zone:
     let log = node.juris.stderr();
     assert!(log.contains("RPZ feed: transfer applied"), "{log}");
     assert!(log.contains("serial=2"), "{log}");
+    // The feed in the metrics: serial in force, last transfer, failures.
+    let metrics = node.get("/metrics");
+    for sample in [
+        "juris_fleet_rpz_feed_serial{feed=\"vendor\"} 2",
+        "juris_fleet_rpz_feed_failures{feed=\"vendor\"} 0",
+        "juris_fleet_rpz_feed_snapshot_ok{feed=\"vendor\"} 1",
+        "juris_fleet_rpz_feed_last_transfer{feed=\"vendor\"} ",
+    ] {
+        assert!(metrics.contains(sample), "{sample} not in\n{metrics}");
+    }
+
+    // The vendor's server goes; juris restarts: the feed's snapshot keeps its order in force.
+    drop(vendor);
+    node.restart();
+    assert!(
+        within_a_minute(|| node.censored("www.mirror.test.")),
+        "{}",
+        node.juris.stderr()
+    );
+    assert!(node.censored("www.kickasstorrents.to."));
+    assert!(node.resolves(germany, "www.mirror.test.", "192.0.2.50"));
+    assert!(node
+        .juris
+        .stderr()
+        .contains("enforcing the order of the snapshot"));
+    let status = node.get("/v1/status");
+    assert!(status.contains("\"origin\":\"snapshot\""), "{status}");
+    let metrics = node.get("/metrics");
+    assert!(
+        metrics.contains("juris_fleet_rpz_feed_serial{feed=\"vendor\"} 2"),
+        "{metrics}"
+    );
+    assert!(
+        !metrics.contains("juris_fleet_rpz_feed_failures{feed=\"vendor\"} 0"),
+        "the failed transfers are counted: {metrics}"
+    );
 }
 
 /// The vendor's primary is BIND 9 with a dynamic zone: a name added by `nsupdate` (TSIG) is

@@ -22,6 +22,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest as _, Sha256};
 use tracing::warn;
 
+use super::snapshot::{decode_hex as unhex, hex, rr_from, rr_text};
 use super::zone::{Records, Rr};
 
 /// The file's name in the data directory.
@@ -94,32 +95,6 @@ pub fn toggle(digest: &mut ZoneDigest, rr: &Rr) {
     for (byte, h) in digest.iter_mut().zip(hash.finalize()) {
         *byte ^= h;
     }
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
-fn unhex(text: &str) -> Option<Vec<u8>> {
-    if !text.len().is_multiple_of(2) {
-        return None;
-    }
-    (0..text.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(text.get(i..i + 2)?, 16).ok())
-        .collect()
-}
-
-fn rr_text(rr: &Rr) -> RrText {
-    (rr.owner.clone(), rr.rtype, hex(&rr.rdata))
-}
-
-fn rr_from(text: RrText) -> Option<Rr> {
-    Some(Rr {
-        owner: text.0,
-        rtype: text.1,
-        rdata: unhex(&text.2)?,
-    })
 }
 
 fn digests_text(digests: &BTreeMap<String, ZoneDigest>) -> BTreeMap<String, String> {
