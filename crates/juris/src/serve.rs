@@ -440,9 +440,15 @@ fn start_rpz_feeds(settings: &Settings) -> anyhow::Result<Vec<Arc<RpzFeed>>> {
     for feed_settings in &settings.rpz_feeds {
         let feed = Arc::new(RpzFeed::new(feed_settings.clone(), &settings.data_dir)?);
         match feed.transfer_once() {
-            Ok(_) => info!(feed = feed.name(), "RPZ feed: following {}", feed_settings.zone),
+            Ok(_) => info!(
+                feed = feed.name(),
+                "RPZ feed: following {}", feed_settings.zone
+            ),
             Err(e) => {
-                warn!(feed = feed.name(), "RPZ feed: the first transfer failed: {e}");
+                warn!(
+                    feed = feed.name(),
+                    "RPZ feed: the first transfer failed: {e}"
+                );
                 match feed.load_snapshot() {
                     Ok(true) => {}
                     Ok(false) => warn!(

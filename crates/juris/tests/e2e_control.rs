@@ -44,22 +44,7 @@ fn ok(output: &Output) -> String {
 }
 
 fn create_token(data_dir: &Path, role: &str, name: &str) -> String {
-    let data = data_dir.to_str().unwrap();
-    ok(&juris(
-        &[
-            "token",
-            "create",
-            "--role",
-            role,
-            "--name",
-            name,
-            "--data-dir",
-            data,
-        ],
-        None,
-    ))
-    .trim()
-    .to_owned()
+    juris_testkit::juris::create_token(Path::new(JURIS), data_dir, role, name)
 }
 
 /// Polls `check` until it holds. The product promises enforcement within a second, but tests never assert on
@@ -139,23 +124,13 @@ fn resolves_at(server: SocketAddr, client: IpAddr, name: &str, address: &str) ->
     response.status == "NOERROR" && response.answer_data("A") == [address]
 }
 
-/// The Milan site (kickasstorrents.to) and mirror.test., served by NSD.
-fn milan_world() -> Hierarchy {
-    Hierarchy::builder()
-        .zone(Zone::new("to."))
-        .zone(Zone::new("kickasstorrents.to.").records("@ A 192.0.2.10\nwww A 192.0.2.10"))
-        .zone(Zone::new("test."))
-        .zone(Zone::new("mirror.test.").records("www A 192.0.2.50\nother A 192.0.2.51"))
-        .start()
-}
-
 fn setup() -> Setup {
     setup_with(|builder, _| builder)
 }
 
 /// [`setup`], with more arguments for the server (`configure` gets the clients' block).
 fn setup_with(configure: impl FnOnce(JurisBuilder, &AddressBlock) -> JurisBuilder) -> Setup {
-    setup_in(milan_world(), configure)
+    setup_in(Hierarchy::milan(), configure)
 }
 
 /// [`setup`] on another hierarchy, with more arguments for the server.
@@ -795,21 +770,69 @@ fn answers(server: SocketAddr, client: IpAddr, name: &str) -> bool {
         .is_ok()
 }
 
-/// Issue #12, "done when": a primary with the store and an edge following it by zone transfer
-/// (TSIG, NOTIFY) enforce the same Italian order; the edge refuses order changes; with the
-/// primary stopped, a restarted edge still enforces the order (its snapshot).
-#[test]
-fn a_fleet_edge_enforces_the_primarys_orders_and_keeps_them_through_a_restart_without_it() {
-    let generated = ok(&juris(&["tsig", "generate", "fleet-e2e"], None));
+/// `juris tsig generate NAME`: the key in `--tsig-key` form, and everything it printed.
+fn generated_key(name: &str) -> (String, String) {
+    let generated = ok(&juris(&["tsig", "generate", name], None));
     let key = generated
         .lines()
         .next()
         .and_then(|line| line.strip_prefix("--tsig-key "))
         .unwrap_or_else(|| panic!("{generated}"))
         .to_owned();
+    (key, generated)
+}
+
+/// A fleet primary's XFR address in the clients' block.
+fn fleet_xfr(c: &AddressBlock) -> SocketAddr {
+    SocketAddr::new(IpAddr::V4(c.address(151)), 5300)
+}
+
+/// A fleet edge's DNS address in the clients' block.
+fn fleet_edge(c: &AddressBlock) -> SocketAddr {
+    SocketAddr::new(IpAddr::V4(c.address(150)), 5353)
+}
+
+/// The primary's fleet arguments: publishing on [`fleet_xfr`] with `key`, telling [`fleet_edge`].
+fn fleet_primary(builder: JurisBuilder, clients: &AddressBlock, key: &str) -> JurisBuilder {
+    builder
+        .arg("--xfr-listen")
+        .arg(fleet_xfr(clients).to_string())
+        .arg("--tsig-key")
+        .arg(key)
+        .arg("--notify")
+        .arg(fleet_edge(clients).to_string())
+}
+
+/// Starts an edge of `s`'s world on [`fleet_edge`] following `follow` with `key` (data in
+/// `DIRECTORY/edge-data`, with `more` arguments) and waits until it answers.
+fn start_fleet_edge(s: &Setup, follow: SocketAddr, key: &str, more: &[&str]) -> Juris {
+    let edge_dns = fleet_edge(&s.clients);
+    let edge = Juris::builder(JURIS)
+        .without_listen()
+        .root_hints(s.hierarchy.root_hints())
+        .args(["--threads", "2", "--listen", &edge_dns.to_string()])
+        .arg("--geoip")
+        .arg(s.directory.path().join("countries.mmdb"))
+        .arg("--data-dir")
+        .arg(s.directory.path().join("edge-data"))
+        .args(more)
+        .args(["--follow", &follow.to_string(), "--tsig-key", key])
+        .start();
+    assert!(
+        eventually(|| answers(edge_dns, s.germany(), "www.kickasstorrents.to.")),
+        "the edge does not answer: {}",
+        edge.stderr()
+    );
+    edge
+}
+
+/// Issue #12, "done when": a primary with the store and an edge following it by zone transfer
+/// (TSIG, NOTIFY) enforce the same Italian order; the edge refuses order changes; with the
+/// primary stopped, a restarted edge still enforces the order (its snapshot).
+#[test]
+fn a_fleet_edge_enforces_the_primarys_orders_and_keeps_them_through_a_restart_without_it() {
+    let (key, generated) = generated_key("fleet-e2e");
     assert!(generated.contains("key \"fleet-e2e\" {"), "{generated}");
-    let xfr = |c: &AddressBlock| SocketAddr::new(IpAddr::V4(c.address(151)), 5300);
-    let edge = |c: &AddressBlock| SocketAddr::new(IpAddr::V4(c.address(150)), 5353);
     // The primary knows the edge by its key: orders show where they are in force.
     let config_dir = tempfile::tempdir().unwrap();
     let config = config_dir.path().join("primary.toml");
@@ -819,18 +842,10 @@ fn a_fleet_edge_enforces_the_primarys_orders_and_keeps_them_through_a_restart_wi
     )
     .unwrap();
     let s = setup_with(|builder, clients| {
-        builder
-            .arg("--config")
-            .arg(&config)
-            .arg("--xfr-listen")
-            .arg(xfr(clients).to_string())
-            .arg("--tsig-key")
-            .arg(&key)
-            .arg("--notify")
-            .arg(edge(clients).to_string())
+        fleet_primary(builder.arg("--config").arg(&config), clients, &key)
     });
     let (italy, germany) = (s.italy(), s.germany());
-    let (edge_dns, primary_xfr) = (edge(&s.clients), xfr(&s.clients));
+    let (edge_dns, primary_xfr) = (fleet_edge(&s.clients), fleet_xfr(&s.clients));
     let edge_data = s.directory.path().join("edge-data");
     fs::create_dir_all(&edge_data).unwrap();
     let edge_token = create_token(&edge_data, "admin", "edge-officer");
@@ -838,25 +853,13 @@ fn a_fleet_edge_enforces_the_primarys_orders_and_keeps_them_through_a_restart_wi
         "http://{}",
         SocketAddr::new(IpAddr::V4(s.clients.address(152)), 8053)
     );
-    let mmdb = s.directory.path().join("countries.mmdb");
     let start_edge = || {
-        let edge = Juris::builder(JURIS)
-            .without_listen()
-            .root_hints(s.hierarchy.root_hints())
-            .args(["--threads", "2", "--listen", &edge_dns.to_string()])
-            .arg("--geoip")
-            .arg(&mmdb)
-            .arg("--data-dir")
-            .arg(&edge_data)
-            .args(["--api-listen", edge_api.trim_start_matches("http://")])
-            .args(["--follow", &primary_xfr.to_string(), "--tsig-key", &key])
-            .start();
-        assert!(
-            eventually(|| answers(edge_dns, germany, "www.kickasstorrents.to.")),
-            "the edge does not answer: {}",
-            edge.stderr()
-        );
-        edge
+        start_fleet_edge(
+            &s,
+            primary_xfr,
+            &key,
+            &["--api-listen", edge_api.trim_start_matches("http://")],
+        )
     };
     let first = start_edge();
     assert!(resolves_at(
@@ -1029,53 +1032,17 @@ impl XfrRelay {
 #[test]
 fn a_primary_killed_during_a_transfer_and_restarted_leaves_the_edge_enforcing_and_it_resumes_by_ixfr(
 ) {
-    let generated = ok(&juris(&["tsig", "generate", "fleet-kill"], None));
-    let key = generated
-        .lines()
-        .next()
-        .and_then(|line| line.strip_prefix("--tsig-key "))
-        .unwrap_or_else(|| panic!("{generated}"))
-        .to_owned();
-    let xfr = |c: &AddressBlock| SocketAddr::new(IpAddr::V4(c.address(151)), 5300);
-    let edge = |c: &AddressBlock| SocketAddr::new(IpAddr::V4(c.address(150)), 5353);
-    let primary_args = |builder: JurisBuilder, clients: &AddressBlock| {
-        builder
-            .arg("--xfr-listen")
-            .arg(xfr(clients).to_string())
-            .arg("--tsig-key")
-            .arg(&key)
-            .arg("--notify")
-            .arg(edge(clients).to_string())
-    };
-    let s = setup_with(primary_args);
+    let (key, _) = generated_key("fleet-kill");
+    let s = setup_with(|builder, clients| fleet_primary(builder, clients, &key));
     let (italy, germany) = (s.italy(), s.germany());
-    let edge_dns = edge(&s.clients);
+    let edge_dns = fleet_edge(&s.clients);
     // The edge follows the primary through the relay.
     let relay = XfrRelay::start(
         SocketAddr::new(IpAddr::V4(s.clients.address(153)), 5300),
-        xfr(&s.clients),
+        fleet_xfr(&s.clients),
     );
-    let edge_data = s.directory.path().join("edge-data");
-    fs::create_dir_all(&edge_data).unwrap();
-    let mmdb = s.directory.path().join("countries.mmdb");
-    let start_edge = || {
-        let edge = Juris::builder(JURIS)
-            .without_listen()
-            .root_hints(s.hierarchy.root_hints())
-            .args(["--threads", "2", "--listen", &edge_dns.to_string()])
-            .arg("--geoip")
-            .arg(&mmdb)
-            .arg("--data-dir")
-            .arg(&edge_data)
-            .args(["--follow", &relay.address.to_string(), "--tsig-key", &key])
-            .start();
-        assert!(
-            eventually(|| answers(edge_dns, germany, "www.kickasstorrents.to.")),
-            "the edge does not answer: {}",
-            edge.stderr()
-        );
-        edge
-    };
+    fs::create_dir_all(s.directory.path().join("edge-data")).unwrap();
+    let start_edge = || start_fleet_edge(&s, relay.address, &key, &[]);
     let first = start_edge();
     s.apply_milan_order("court order received");
     assert!(
@@ -1096,31 +1063,29 @@ fn a_primary_killed_during_a_transfer_and_restarted_leaves_the_edge_enforcing_an
     first.wait_for_log("transfer FAILED", EVENTUALLY);
     // The last good orders stay in force; the change never arrived.
     assert!(blocked_at(edge_dns, italy, "www.kickasstorrents.to."));
-    assert!(resolves_at(edge_dns, italy, "www.mirror.test.", "192.0.2.50"));
-    assert!(resolves_at(
-        edge_dns,
-        germany,
-        "www.kickasstorrents.to.",
-        "192.0.2.10"
-    ));
+    for (client, name, address) in [
+        (italy, "www.mirror.test.", "192.0.2.50"),
+        (germany, "www.kickasstorrents.to.", "192.0.2.10"),
+    ] {
+        assert!(resolves_at(edge_dns, client, name, address), "{name}");
+    }
 
     // The edge restarts while the primary is down: it starts from its snapshot.
     first.stop();
     let second = start_edge();
+    let started = second.stderr();
     assert!(
-        blocked_at(edge_dns, italy, "www.kickasstorrents.to."),
-        "{}",
-        second.stderr()
+        started.contains("enforcing the orders of the snapshot"),
+        "{started}"
     );
-    assert!(second
-        .stderr()
-        .contains("enforcing the orders of the snapshot"));
+    assert!(blocked_at(edge_dns, italy, "www.kickasstorrents.to."));
 
     // The primary is back (same store, same journal on disk): the edge gets the change by
     // IXFR from the serial it holds.
-    let primary = primary_args(
+    let primary = fleet_primary(
         server_builder(&s.hierarchy, &s.clients, s.directory.path()),
         &s.clients,
+        &key,
     )
     .start();
     assert!(
@@ -1138,7 +1103,9 @@ fn a_primary_killed_during_a_transfer_and_restarted_leaves_the_edge_enforcing_an
         !applied.is_empty() && applied.iter().all(|l| l.contains("IXFR")),
         "resumed by IXFR only: {applied:?}"
     );
-    assert!(primary.stderr().contains("the zones are those of the journal on disk"));
+    assert!(primary
+        .stderr()
+        .contains("the zones are those of the journal on disk"));
     assert!(blocked_at(edge_dns, italy, "www.kickasstorrents.to."));
     primary.stop();
 }

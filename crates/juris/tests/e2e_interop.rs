@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 use juris_testkit::addresses::AddressBlock;
 use juris_testkit::daemon::{Daemon, Prepared};
 use juris_testkit::dig::{Lookup, Response};
-use juris_testkit::hierarchy::{nsd_server_clause, Hierarchy, Zone};
+use juris_testkit::hierarchy::{nsd_server_clause, Hierarchy};
 use juris_testkit::juris::Juris;
 use juris_testkit::unbound::server_clause;
 
@@ -77,6 +77,11 @@ fn resolves(server: SocketAddr, name: &str, address: &str) -> bool {
     ask(server, name).is_some_and(|r| r.status == "NOERROR" && r.answer_data("A") == [address])
 }
 
+/// `juris token create` offline in `data`: the token.
+fn create_token(data: &std::path::Path, role: &str, name: &str) -> String {
+    juris_testkit::juris::create_token(std::path::Path::new(JURIS), data, role, name)
+}
+
 /// A juris primary with the control store, publishing over AXFR/IXFR with a TSIG key made by
 /// `juris tsig generate`, and the NSD hierarchy every resolver of the test uses.
 struct Primary {
@@ -97,7 +102,7 @@ impl Primary {
     /// Starts the primary with `[fleet]` plus `more_fleet` (TOML lines), waits for its API,
     /// and applies [`ORDER`].
     fn start(more_fleet: &str) -> Primary {
-        let hierarchy = milan_hierarchy();
+        let hierarchy = Hierarchy::milan();
         let generated = run_juris(&["tsig", "generate", "interop"], None);
         let key = generated
             .lines()
@@ -112,21 +117,7 @@ impl Primary {
         let directory = tempfile::tempdir().unwrap();
         let data = directory.path().join("data");
         fs::create_dir_all(&data).unwrap();
-        let token = run_juris(
-            &[
-                "token",
-                "create",
-                "--role",
-                "admin",
-                "--name",
-                "officer",
-                "--data-dir",
-                data.to_str().unwrap(),
-            ],
-            None,
-        )
-        .trim()
-        .to_owned();
+        let token = create_token(&data, "admin", "officer");
         let config = directory.path().join("primary.toml");
         fs::write(
             &config,
@@ -268,11 +259,7 @@ fn bind_is_a_tsig_secondary_of_the_italian_rpz_zone_enforces_it_and_takes_a_chan
     let config = format!(
         r#"{key}
 options {{
-    directory "{d}";
-    pid-file "{d}/named.pid";
-    session-keyfile "{d}/session.key";
-    listen-on port {port} {{ {ip}; }};
-    listen-on-v6 {{ none; }};
+{common}
     recursion yes;
     allow-query {{ 127.0.0.0/8; }};
     allow-recursion {{ 127.0.0.0/8; }};
@@ -288,9 +275,7 @@ zone "{ZONE}" {{
 }};
 "#,
         key = primary.bind_key,
-        d = prepared.directory.path().display(),
-        ip = prepared.address.ip(),
-        port = prepared.address.port(),
+        common = bind_options(&prepared),
         hints = primary.hints(),
         xport = primary.xfr.port(),
         xip = primary.xfr.ip(),
@@ -340,6 +325,20 @@ zone "{ZONE}" {{
     assert!(asked("IXFR") >= 1, "{served}");
     assert!(nxdomain(server, "www.kickasstorrents.to."), "{log}");
     assert!(resolves(server, "other.mirror.test.", "192.0.2.51"));
+}
+
+/// The statements of BIND's `options` every test here has: its directory and address.
+fn bind_options(prepared: &Prepared) -> String {
+    format!(
+        r#"    directory "{d}";
+    pid-file "{d}/named.pid";
+    session-keyfile "{d}/session.key";
+    listen-on port {port} {{ {ip}; }};
+    listen-on-v6 {{ none; }};"#,
+        d = prepared.directory.path().display(),
+        ip = prepared.address.ip(),
+        port = prepared.address.port(),
+    )
 }
 
 /// The serial the primary publishes now (its SOA for the Italian zone, asked over UDP).
@@ -490,16 +489,6 @@ fn vendor_zone(serial: u32, extra: &str) -> String {
     )
 }
 
-/// The Milan site (kickasstorrents.to) and mirror.test., served by an NSD hierarchy.
-fn milan_hierarchy() -> Hierarchy {
-    Hierarchy::builder()
-        .zone(Zone::new("to."))
-        .zone(Zone::new("kickasstorrents.to.").records("@ A 192.0.2.10\nwww A 192.0.2.10"))
-        .zone(Zone::new("test."))
-        .zone(Zone::new("mirror.test.").records("www A 192.0.2.50\nother A 192.0.2.51"))
-        .start()
-}
-
 /// The TSIG secret of the vendor's key in the feed tests.
 const VENDOR_SECRET: &str = "dmVuZG9yLWZlZWQtc2VjcmV0LWZvci10aGUtdGVzdHM=";
 
@@ -530,7 +519,7 @@ impl FeedNode {
         (block, dns, api): (AddressBlock, SocketAddr, SocketAddr),
         primary: SocketAddr,
     ) -> FeedNode {
-        let hierarchy = milan_hierarchy();
+        let hierarchy = Hierarchy::milan();
         let world = juris_testkit::world::CountryWorld::new("{}");
         fs::remove_file(world.orders.join("it.json")).unwrap();
         let config = world.directory.path().join("juris.toml");
@@ -557,21 +546,7 @@ state = "active"
         .unwrap();
         let data = world.directory.path().join("data");
         fs::create_dir_all(&data).unwrap();
-        let token = run_juris(
-            &[
-                "token",
-                "create",
-                "--role",
-                "viewer",
-                "--name",
-                "auditor",
-                "--data-dir",
-                data.to_str().unwrap(),
-            ],
-            None,
-        )
-        .trim()
-        .to_owned();
+        let token = create_token(&data, "viewer", "auditor");
         let juris = FeedNode::launch(&hierarchy, &world, dns, api, &config, &data);
         FeedNode {
             juris,
@@ -619,6 +594,31 @@ state = "active"
             &self.config,
             &self.data,
         );
+    }
+
+    /// Starts the vendor's server (`program` with `config` and the vendor's zone at serial 1),
+    /// then a node following it, and waits until the node enforces the zone for Italy.
+    fn with_vendor(
+        addresses: (AddressBlock, SocketAddr, SocketAddr),
+        (name, program): (&str, &std::path::Path),
+        prepared: Prepared,
+        (config_name, config): (&str, &str),
+        args: &[&str],
+    ) -> (Daemon, FeedNode) {
+        let zone = vendor_zone(1, "");
+        let files = [
+            (config_name, config),
+            ("rpz.vendor.test.zone", zone.as_str()),
+        ];
+        let vendor = Daemon::start_with_files(name, program, prepared, &files, args);
+        let node = FeedNode::start(addresses, vendor.address());
+        assert!(
+            within_a_minute(|| node.censored("www.kickasstorrents.to.")),
+            "the vendor's zone is not enforced for Italy\n--- juris ---\n{}\n--- {name} ---\n{}",
+            node.juris.stderr(),
+            vendor.log()
+        );
+        (vendor, node)
     }
 
     fn dig(&self, client: IpAddr, name: &str) -> Option<Response> {
@@ -687,21 +687,15 @@ zone:
         dns_ip = dns.ip(),
         dns_port = dns.port(),
     );
-    let zone = vendor_zone(1, "");
-    let files = [
-        ("nsd.conf", conf.as_str()),
-        ("rpz.vendor.test.zone", zone.as_str()),
-    ];
     let args = ["-d", "-c", "{dir}/nsd.conf"];
-    let vendor = Daemon::start_with_files("nsd", &nsd, prepared, &files, &args);
-    let mut node = FeedNode::start(addresses, vendor.address());
-    let (italy, germany) = (node.italy(), node.germany());
-    assert!(
-        within_a_minute(|| node.censored("www.kickasstorrents.to.")),
-        "the vendor's zone is not enforced for Italy\n--- juris ---\n{}\n--- nsd ---\n{}",
-        node.juris.stderr(),
-        vendor.log()
+    let (vendor, mut node) = FeedNode::with_vendor(
+        addresses,
+        ("nsd", &nsd),
+        prepared,
+        ("nsd.conf", &conf),
+        &args,
     );
+    let (italy, germany) = (node.italy(), node.germany());
     assert!(node.censored("kickasstorrents.to."));
     assert!(node.resolves(germany, "www.kickasstorrents.to.", "192.0.2.10"));
     assert!(node.resolves(italy, "www.mirror.test.", "192.0.2.50"));
@@ -786,11 +780,7 @@ fn juris_applies_an_ixfr_delta_from_a_bind_primary_of_a_vendors_rpz_zone() {
     secret "{VENDOR_SECRET}";
 }};
 options {{
-    directory "{d}";
-    pid-file "{d}/named.pid";
-    session-keyfile "{d}/session.key";
-    listen-on port {port} {{ {ip}; }};
-    listen-on-v6 {{ none; }};
+{common}
     recursion no;
     notify explicit;
 }};
@@ -803,25 +793,17 @@ zone "rpz.vendor.test" {{
     also-notify {{ {dns_ip} port {dns_port} key "vendor"; }};
 }};
 "#,
-        d = prepared.directory.path().display(),
-        ip = bind.ip(),
-        port = bind.port(),
+        common = bind_options(&prepared),
         dns_ip = dns.ip(),
         dns_port = dns.port(),
     );
-    let zone = vendor_zone(1, "");
-    let files = [
-        ("named.conf", config.as_str()),
-        ("rpz.vendor.test.zone", zone.as_str()),
-    ];
     let args = ["-g", "-c", "{dir}/named.conf"];
-    let vendor = Daemon::start_with_files("named", &named, prepared, &files, &args);
-    let node = FeedNode::start(addresses, bind);
-    assert!(
-        within_a_minute(|| node.censored("www.kickasstorrents.to.")),
-        "the vendor's zone is not enforced for Italy\n--- juris ---\n{}\n--- named ---\n{}",
-        node.juris.stderr(),
-        vendor.log()
+    let (vendor, node) = FeedNode::with_vendor(
+        addresses,
+        ("named", &named),
+        prepared,
+        ("named.conf", &config),
+        &args,
     );
     assert!(node.resolves(node.italy(), "www.mirror.test.", "192.0.2.50"));
 

@@ -227,7 +227,10 @@ impl Publisher {
         }
         if let Some(restored) = restored {
             if restored.digests == state.digests {
-                info!(serial = restored.serial, "fleet: the zones are those of the journal on disk: its serial and deltas stay");
+                info!(
+                    serial = restored.serial,
+                    "fleet: the zones are those of the journal on disk: its serial and deltas stay"
+                );
                 serial = restored.serial;
                 state.journal = restored.journal;
             } else {

@@ -78,8 +78,8 @@ pub fn read(path: &Path, zone: &str) -> Result<Option<Loaded>, String> {
     let mut records = Records::new();
     for text in snapshot.records {
         let owner = text.0.clone();
-        let rr = rr_from(text)
-            .ok_or_else(|| format!("{}: record {owner}: bad data", path.display()))?;
+        let rr =
+            rr_from(text).ok_or_else(|| format!("{}: record {owner}: bad data", path.display()))?;
         records.insert(rr);
     }
     Ok(Some(Loaded {

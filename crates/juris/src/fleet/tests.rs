@@ -486,6 +486,9 @@ fn a_restarted_primary_keeps_its_serial_and_serves_deltas_from_before_the_restar
 
     // Other orders after a restart: the serial moves on past the journal's.
     let (third, s3) = primary(vec![order("IT-1", &["other.test"])]);
-    assert!(s3 != s2 && super::proof::serial_ge(s3, s2), "{s3} after {s2}");
+    assert!(
+        s3 != s2 && super::proof::serial_ge(s3, s2),
+        "{s3} after {s2}"
+    );
     drop(third);
 }
