@@ -295,7 +295,7 @@ mod tests {
         let restored = file.read().unwrap();
         assert_eq!(restored.serial, 11);
         assert_eq!(restored.digests, d2);
-        assert_eq!(restored.journal["z."], [step.clone()]);
+        assert_eq!(restored.journal["z."], std::slice::from_ref(&step));
 
         std::fs::OpenOptions::new()
             .append(true)
