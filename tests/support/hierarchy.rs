@@ -404,6 +404,18 @@ pub struct Hierarchy {
 }
 
 impl Hierarchy {
+    /// The Milan order's world, started: `kickasstorrents.to.` (apex and `www` at
+    /// 192.0.2.10) and `mirror.test.` (`www` 192.0.2.50, `other` 192.0.2.51).
+    #[must_use]
+    pub fn milan() -> Hierarchy {
+        Hierarchy::builder()
+            .zone(Zone::new("to."))
+            .zone(Zone::new("kickasstorrents.to.").records("@ A 192.0.2.10\nwww A 192.0.2.10"))
+            .zone(Zone::new("test."))
+            .zone(Zone::new("mirror.test.").records("www A 192.0.2.50\nother A 192.0.2.51"))
+            .start()
+    }
+
     /// Starts describing a hierarchy.
     #[must_use]
     pub fn builder() -> HierarchyBuilder {

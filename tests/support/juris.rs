@@ -334,3 +334,33 @@ pub fn http_get(address: SocketAddr, path: &str) -> (u16, String) {
         .to_owned();
     (code, body)
 }
+
+/// `juris token create --role ROLE --name NAME --data-dir DATA` offline (before the server
+/// runs), with `binary`: the token.
+///
+/// # Panics
+/// When the command fails.
+#[must_use]
+pub fn create_token(binary: &Path, data_dir: &Path, role: &str, name: &str) -> String {
+    let output = Command::new(binary)
+        .args([
+            "token",
+            "create",
+            "--role",
+            role,
+            "--name",
+            name,
+            "--data-dir",
+        ])
+        .arg(data_dir)
+        .env_remove("JURIS_TOKEN")
+        .env_remove("JURIS_API")
+        .output()
+        .unwrap_or_else(|error| panic!("cannot run {}: {error}", binary.display()));
+    assert!(
+        output.status.success(),
+        "juris token create: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8_lossy(&output.stdout).trim().to_owned()
+}

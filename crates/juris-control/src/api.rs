@@ -865,15 +865,17 @@ async fn metrics(State(state): State<ApiState>) -> ApiResult<Response> {
         .into_response())
 }
 
+/// One metric: its HELP and TYPE lines, then `name` + each sample (labels and value).
+fn section(text: &mut String, name: &str, kind: &str, help: &str, samples: Vec<String>) {
+    let _ = writeln!(text, "# HELP {name} {help}\n# TYPE {name} {kind}");
+    for sample in samples {
+        let _ = writeln!(text, "{name}{sample}");
+    }
+}
+
 /// Renders the Prometheus text exposition of the server's and the store's counters.
 pub fn render_metrics(server: &ServerSnapshot, store: &crate::StoreStatus) -> String {
     let mut text = String::new();
-    let section = |text: &mut String, name: &str, kind: &str, help: &str, samples: Vec<String>| {
-        let _ = writeln!(text, "# HELP {name} {help}\n# TYPE {name} {kind}");
-        for sample in samples {
-            let _ = writeln!(text, "{name}{sample}");
-        }
-    };
     section(
         &mut text,
         "juris_queries_total",
@@ -991,33 +993,13 @@ pub fn render_metrics(server: &ServerSnapshot, store: &crate::StoreStatus) -> St
             }
         }
         // A primary's followers: every number of each as a gauge labelled with its name
-        // (`juris_fleet_follower_serial{name="edge-1"}`, `..._in_sync`, `..._seen_seconds_ago`).
-        let followers: Vec<&serde_json::Map<String, serde_json::Value>> = fleet
-            .get("followers")
-            .and_then(|f| f.as_array())
-            .map(|list| list.iter().filter_map(|f| f.as_object()).collect())
-            .unwrap_or_default();
-        let mut fields: Vec<&String> = followers
-            .iter()
-            .flat_map(|f| f.iter().filter(|(_, v)| v.is_number()).map(|(k, _)| k))
-            .collect();
-        fields.sort();
-        fields.dedup();
-        for field in fields {
-            section(
-                &mut text,
-                &format!("juris_fleet_follower_{field}"),
-                "gauge",
-                &format!("Fleet follower: {field} (see /v1/status fleet.followers)."),
-                followers
-                    .iter()
-                    .filter_map(|f| {
-                        let name = f.get("name")?.as_str()?;
-                        let number = f.get(field.as_str())?.as_f64()?;
-                        Some(format!("{{name=\"{}\"}} {number}", escape(name)))
-                    })
-                    .collect(),
-            );
+        // (`juris_fleet_follower_serial{name="edge-1"}`, `..._in_sync`, `..._seen_seconds_ago`);
+        // the RPZ feeds likewise (`juris_fleet_rpz_feed_serial{feed="vendor"}`, `..._failures`).
+        for (list, prefix, label) in [
+            ("followers", "juris_fleet_follower_", "name"),
+            ("rpz_feeds", "juris_fleet_rpz_feed_", "feed"),
+        ] {
+            labelled_gauges(&mut text, fleet, list, prefix, label);
         }
     }
     section(
@@ -1114,6 +1096,44 @@ fn transport_rcode_samples(counts: &[QueryCount]) -> Vec<String> {
             )
         })
         .collect()
+}
+
+/// Every number of each object of `fleet[list]` as a gauge `PREFIX<field>{LABEL="<name>"}`
+/// (the object's `name`), one section per field.
+fn labelled_gauges(
+    text: &mut String,
+    fleet: &serde_json::Map<String, serde_json::Value>,
+    list: &str,
+    prefix: &str,
+    label: &str,
+) {
+    let items: Vec<&serde_json::Map<String, serde_json::Value>> = fleet
+        .get(list)
+        .and_then(|f| f.as_array())
+        .map(|list| list.iter().filter_map(|f| f.as_object()).collect())
+        .unwrap_or_default();
+    let mut fields: Vec<&String> = items
+        .iter()
+        .flat_map(|f| f.iter().filter(|(_, v)| v.is_number()).map(|(k, _)| k))
+        .collect();
+    fields.sort();
+    fields.dedup();
+    for field in fields {
+        section(
+            text,
+            &format!("{prefix}{field}"),
+            "gauge",
+            &format!("Fleet {list}: {field} (see /v1/status fleet.{list})."),
+            items
+                .iter()
+                .filter_map(|f| {
+                    let name = f.get("name")?.as_str()?;
+                    let number = f.get(field.as_str())?.as_f64()?;
+                    Some(format!("{{{label}=\"{}\"}} {number}", escape(name)))
+                })
+                .collect(),
+        );
+    }
 }
 
 fn escape(value: &str) -> String {

@@ -88,6 +88,8 @@ pub fn run(
     let publisher = match settings.fleet.xfr_listen {
         Some(_) => {
             let publisher = Arc::new(Publisher::new(&settings.fleet)?);
+            // A restart keeps the serial and serves deltas from before it.
+            publisher.persist_to(&settings.data_dir);
             // Orders show where they are in force; deadlines wait for every follower.
             control.set_fleet(Arc::clone(&publisher) as Arc<dyn juris_control::FleetProof>);
             Some(publisher)
@@ -452,13 +454,29 @@ pub fn policy_engine_with_store(
 fn start_rpz_feeds(settings: &Settings) -> anyhow::Result<Vec<Arc<RpzFeed>>> {
     let mut feeds = Vec::new();
     for feed_settings in &settings.rpz_feeds {
-        let feed = Arc::new(RpzFeed::new(feed_settings.clone())?);
+        let feed = Arc::new(RpzFeed::new(feed_settings.clone(), &settings.data_dir)?);
         match feed.transfer_once() {
-            Ok(_) => info!(feed = feed.name(), "RPZ feed: following {}", feed_settings.zone),
-            Err(e) => warn!(
+            Ok(_) => info!(
                 feed = feed.name(),
-                "RPZ feed: the first transfer failed (its order is not in force until one succeeds): {e}"
+                "RPZ feed: following {}", feed_settings.zone
             ),
+            Err(e) => {
+                warn!(
+                    feed = feed.name(),
+                    "RPZ feed: the first transfer failed: {e}"
+                );
+                match feed.load_snapshot() {
+                    Ok(true) => {}
+                    Ok(false) => warn!(
+                        feed = feed.name(),
+                        "RPZ feed: no snapshot in the data directory: its order is not in force until a transfer succeeds"
+                    ),
+                    Err(e) => error!(
+                        feed = feed.name(),
+                        "RPZ feed: the snapshot is unusable, its order is not in force until a transfer succeeds: {e}"
+                    ),
+                }
+            }
         }
         feeds.push(feed);
     }

@@ -44,22 +44,7 @@ fn ok(output: &Output) -> String {
 }
 
 fn create_token(data_dir: &Path, role: &str, name: &str) -> String {
-    let data = data_dir.to_str().unwrap();
-    ok(&juris(
-        &[
-            "token",
-            "create",
-            "--role",
-            role,
-            "--name",
-            name,
-            "--data-dir",
-            data,
-        ],
-        None,
-    ))
-    .trim()
-    .to_owned()
+    juris_testkit::juris::create_token(Path::new(JURIS), data_dir, role, name)
 }
 
 /// Polls `check` until it holds. The product promises enforcement within a second, but tests never assert on
@@ -139,23 +124,13 @@ fn resolves_at(server: SocketAddr, client: IpAddr, name: &str, address: &str) ->
     response.status == "NOERROR" && response.answer_data("A") == [address]
 }
 
-/// The Milan site (kickasstorrents.to) and mirror.test., served by NSD.
-fn milan_world() -> Hierarchy {
-    Hierarchy::builder()
-        .zone(Zone::new("to."))
-        .zone(Zone::new("kickasstorrents.to.").records("@ A 192.0.2.10\nwww A 192.0.2.10"))
-        .zone(Zone::new("test."))
-        .zone(Zone::new("mirror.test.").records("www A 192.0.2.50\nother A 192.0.2.51"))
-        .start()
-}
-
 fn setup() -> Setup {
     setup_with(|builder, _| builder)
 }
 
 /// [`setup`], with more arguments for the server (`configure` gets the clients' block).
 fn setup_with(configure: impl FnOnce(JurisBuilder, &AddressBlock) -> JurisBuilder) -> Setup {
-    setup_in(milan_world(), configure)
+    setup_in(Hierarchy::milan(), configure)
 }
 
 /// [`setup`] on another hierarchy, with more arguments for the server.
@@ -181,17 +156,8 @@ fn setup_in(
     fs::create_dir_all(&data_dir).unwrap();
     // The first admin is bootstrapped offline, before the server runs.
     let token = create_token(&data_dir, "admin", "officer");
-    let api_address = SocketAddr::new(IpAddr::V4(clients.address(200)), 8053);
-    let api = format!("http://{api_address}");
-    let builder = Juris::builder(JURIS)
-        .root_hints(hierarchy.root_hints())
-        .args(["--threads", "2"])
-        .arg("--geoip")
-        .arg(&mmdb)
-        .arg("--data-dir")
-        .arg(&data_dir)
-        .arg("--api-listen")
-        .arg(api_address.to_string());
+    let builder = server_builder(&hierarchy, &clients, directory.path());
+    let api = format!("http://{}", api_address(&clients));
     let server = configure(builder, &clients).start();
     let s = Setup {
         hierarchy,
@@ -208,6 +174,24 @@ fn setup_in(
     });
     assert!(ready, "the admin API did not come up: {}", s.juris.stderr());
     s
+}
+
+/// The admin API of the server of [`setup_in`].
+fn api_address(clients: &AddressBlock) -> SocketAddr {
+    SocketAddr::new(IpAddr::V4(clients.address(200)), 8053)
+}
+
+/// The server of [`setup_in`] (its files in `directory`): also to start it again.
+fn server_builder(hierarchy: &Hierarchy, clients: &AddressBlock, directory: &Path) -> JurisBuilder {
+    Juris::builder(JURIS)
+        .root_hints(hierarchy.root_hints())
+        .args(["--threads", "2"])
+        .arg("--geoip")
+        .arg(directory.join("countries.mmdb"))
+        .arg("--data-dir")
+        .arg(directory.join("data"))
+        .arg("--api-listen")
+        .arg(api_address(clients).to_string())
 }
 
 const ORDER: &str = r#"{"id": "IT-MI-2024-0001", "kind": "court_order",
@@ -786,21 +770,69 @@ fn answers(server: SocketAddr, client: IpAddr, name: &str) -> bool {
         .is_ok()
 }
 
-/// Issue #12, "done when": a primary with the store and an edge following it by zone transfer
-/// (TSIG, NOTIFY) enforce the same Italian order; the edge refuses order changes; with the
-/// primary stopped, a restarted edge still enforces the order (its snapshot).
-#[test]
-fn a_fleet_edge_enforces_the_primarys_orders_and_keeps_them_through_a_restart_without_it() {
-    let generated = ok(&juris(&["tsig", "generate", "fleet-e2e"], None));
+/// `juris tsig generate NAME`: the key in `--tsig-key` form, and everything it printed.
+fn generated_key(name: &str) -> (String, String) {
+    let generated = ok(&juris(&["tsig", "generate", name], None));
     let key = generated
         .lines()
         .next()
         .and_then(|line| line.strip_prefix("--tsig-key "))
         .unwrap_or_else(|| panic!("{generated}"))
         .to_owned();
+    (key, generated)
+}
+
+/// A fleet primary's XFR address in the clients' block.
+fn fleet_xfr(c: &AddressBlock) -> SocketAddr {
+    SocketAddr::new(IpAddr::V4(c.address(151)), 5300)
+}
+
+/// A fleet edge's DNS address in the clients' block.
+fn fleet_edge(c: &AddressBlock) -> SocketAddr {
+    SocketAddr::new(IpAddr::V4(c.address(150)), 5353)
+}
+
+/// The primary's fleet arguments: publishing on [`fleet_xfr`] with `key`, telling [`fleet_edge`].
+fn fleet_primary(builder: JurisBuilder, clients: &AddressBlock, key: &str) -> JurisBuilder {
+    builder
+        .arg("--xfr-listen")
+        .arg(fleet_xfr(clients).to_string())
+        .arg("--tsig-key")
+        .arg(key)
+        .arg("--notify")
+        .arg(fleet_edge(clients).to_string())
+}
+
+/// Starts an edge of `s`'s world on [`fleet_edge`] following `follow` with `key` (data in
+/// `DIRECTORY/edge-data`, with `more` arguments) and waits until it answers.
+fn start_fleet_edge(s: &Setup, follow: SocketAddr, key: &str, more: &[&str]) -> Juris {
+    let edge_dns = fleet_edge(&s.clients);
+    let edge = Juris::builder(JURIS)
+        .without_listen()
+        .root_hints(s.hierarchy.root_hints())
+        .args(["--threads", "2", "--listen", &edge_dns.to_string()])
+        .arg("--geoip")
+        .arg(s.directory.path().join("countries.mmdb"))
+        .arg("--data-dir")
+        .arg(s.directory.path().join("edge-data"))
+        .args(more)
+        .args(["--follow", &follow.to_string(), "--tsig-key", key])
+        .start();
+    assert!(
+        eventually(|| answers(edge_dns, s.germany(), "www.kickasstorrents.to.")),
+        "the edge does not answer: {}",
+        edge.stderr()
+    );
+    edge
+}
+
+/// Issue #12, "done when": a primary with the store and an edge following it by zone transfer
+/// (TSIG, NOTIFY) enforce the same Italian order; the edge refuses order changes; with the
+/// primary stopped, a restarted edge still enforces the order (its snapshot).
+#[test]
+fn a_fleet_edge_enforces_the_primarys_orders_and_keeps_them_through_a_restart_without_it() {
+    let (key, generated) = generated_key("fleet-e2e");
     assert!(generated.contains("key \"fleet-e2e\" {"), "{generated}");
-    let xfr = |c: &AddressBlock| SocketAddr::new(IpAddr::V4(c.address(151)), 5300);
-    let edge = |c: &AddressBlock| SocketAddr::new(IpAddr::V4(c.address(150)), 5353);
     // The primary knows the edge by its key: orders show where they are in force.
     let config_dir = tempfile::tempdir().unwrap();
     let config = config_dir.path().join("primary.toml");
@@ -810,18 +842,10 @@ fn a_fleet_edge_enforces_the_primarys_orders_and_keeps_them_through_a_restart_wi
     )
     .unwrap();
     let s = setup_with(|builder, clients| {
-        builder
-            .arg("--config")
-            .arg(&config)
-            .arg("--xfr-listen")
-            .arg(xfr(clients).to_string())
-            .arg("--tsig-key")
-            .arg(&key)
-            .arg("--notify")
-            .arg(edge(clients).to_string())
+        fleet_primary(builder.arg("--config").arg(&config), clients, &key)
     });
     let (italy, germany) = (s.italy(), s.germany());
-    let (edge_dns, primary_xfr) = (edge(&s.clients), xfr(&s.clients));
+    let (edge_dns, primary_xfr) = (fleet_edge(&s.clients), fleet_xfr(&s.clients));
     let edge_data = s.directory.path().join("edge-data");
     fs::create_dir_all(&edge_data).unwrap();
     let edge_token = create_token(&edge_data, "admin", "edge-officer");
@@ -829,25 +853,13 @@ fn a_fleet_edge_enforces_the_primarys_orders_and_keeps_them_through_a_restart_wi
         "http://{}",
         SocketAddr::new(IpAddr::V4(s.clients.address(152)), 8053)
     );
-    let mmdb = s.directory.path().join("countries.mmdb");
     let start_edge = || {
-        let edge = Juris::builder(JURIS)
-            .without_listen()
-            .root_hints(s.hierarchy.root_hints())
-            .args(["--threads", "2", "--listen", &edge_dns.to_string()])
-            .arg("--geoip")
-            .arg(&mmdb)
-            .arg("--data-dir")
-            .arg(&edge_data)
-            .args(["--api-listen", edge_api.trim_start_matches("http://")])
-            .args(["--follow", &primary_xfr.to_string(), "--tsig-key", &key])
-            .start();
-        assert!(
-            eventually(|| answers(edge_dns, germany, "www.kickasstorrents.to.")),
-            "the edge does not answer: {}",
-            edge.stderr()
-        );
-        edge
+        start_fleet_edge(
+            &s,
+            primary_xfr,
+            &key,
+            &["--api-listen", edge_api.trim_start_matches("http://")],
+        )
     };
     let first = start_edge();
     assert!(resolves_at(
@@ -937,4 +949,163 @@ fn a_fleet_edge_enforces_the_primarys_orders_and_keeps_them_through_a_restart_wi
     assert!(second
         .stderr()
         .contains("enforcing the orders of the snapshot"));
+}
+
+/// A TCP relay in front of a fleet primary's XFR listener. Normally it passes everything
+/// both ways. Once [`armed`](Self::arm), the next connection gets only the length and the
+/// first half of the primary's first response message: the relay then says so on `held`
+/// and keeps the rest until the primary's side of the connection ends (the test kills the
+/// primary process), and closes the follower's connection: to the follower, the primary
+/// died in the middle of the transfer.
+struct XfrRelay {
+    address: SocketAddr,
+    armed: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    held: std::sync::mpsc::Receiver<()>,
+}
+
+impl XfrRelay {
+    fn start(address: SocketAddr, primary: SocketAddr) -> XfrRelay {
+        use std::io::{Read, Write};
+        use std::sync::atomic::{AtomicBool, Ordering};
+        let listener = std::net::TcpListener::bind(address).unwrap();
+        let armed = std::sync::Arc::new(AtomicBool::new(false));
+        let (tx, held) = std::sync::mpsc::channel();
+        let arm = std::sync::Arc::clone(&armed);
+        thread::spawn(move || {
+            for client in listener.incoming() {
+                let Ok(mut client) = client else { continue };
+                let Ok(mut upstream) = std::net::TcpStream::connect(primary) else {
+                    continue; // the primary is down: the follower sees the connection close
+                };
+                if arm.swap(false, Ordering::SeqCst) {
+                    let tx = tx.clone();
+                    thread::spawn(move || {
+                        let mut to_primary = upstream.try_clone().unwrap();
+                        let mut from_client = client.try_clone().unwrap();
+                        thread::spawn(move || std::io::copy(&mut from_client, &mut to_primary));
+                        let mut length = [0u8; 2];
+                        if upstream.read_exact(&mut length).is_err() {
+                            return;
+                        }
+                        let mut message = vec![0; usize::from(u16::from_be_bytes(length))];
+                        if upstream.read_exact(&mut message).is_err() {
+                            return;
+                        }
+                        client.write_all(&length).unwrap();
+                        client.write_all(&message[..message.len() / 2]).unwrap();
+                        let _ = tx.send(());
+                        // Until the primary's side ends (killed: EOF or reset).
+                        let _ = std::io::copy(&mut upstream, &mut std::io::sink());
+                        let _ = client.shutdown(std::net::Shutdown::Both);
+                    });
+                    continue;
+                }
+                let (mut down, mut to_client) =
+                    (upstream.try_clone().unwrap(), client.try_clone().unwrap());
+                thread::spawn(move || {
+                    let _ = std::io::copy(&mut down, &mut to_client);
+                    let _ = to_client.shutdown(std::net::Shutdown::Both);
+                });
+                thread::spawn(move || {
+                    let _ = std::io::copy(&mut client, &mut upstream);
+                    let _ = upstream.shutdown(std::net::Shutdown::Write);
+                });
+            }
+        });
+        XfrRelay {
+            address,
+            armed,
+            held,
+        }
+    }
+
+    fn arm(&self) {
+        self.armed.store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+/// Issue #12 item 6 with a real process: the primary juris is killed (SIGKILL) while it
+/// transfers a change to an edge. The edge keeps the last good orders (the Italian client
+/// stays blocked), a restarted edge starts from its snapshot while the primary is down, and
+/// when the primary is back (its journal on disk keeps its serial and deltas) the edge
+/// resumes by IXFR, not AXFR.
+#[test]
+fn a_primary_killed_during_a_transfer_and_restarted_leaves_the_edge_enforcing_and_it_resumes_by_ixfr(
+) {
+    let (key, _) = generated_key("fleet-kill");
+    let s = setup_with(|builder, clients| fleet_primary(builder, clients, &key));
+    let (italy, germany) = (s.italy(), s.germany());
+    let edge_dns = fleet_edge(&s.clients);
+    // The edge follows the primary through the relay.
+    let relay = XfrRelay::start(
+        SocketAddr::new(IpAddr::V4(s.clients.address(153)), 5300),
+        fleet_xfr(&s.clients),
+    );
+    fs::create_dir_all(s.directory.path().join("edge-data")).unwrap();
+    let start_edge = || start_fleet_edge(&s, relay.address, &key, &[]);
+    let first = start_edge();
+    s.apply_milan_order("court order received");
+    assert!(
+        eventually(|| blocked_at(edge_dns, italy, "www.kickasstorrents.to.")),
+        "{}",
+        first.stderr()
+    );
+
+    // A change; the primary dies while transferring it.
+    relay.arm();
+    s.cli(&["order", "add-target", "IT-MI-2024-0001", "www.mirror.test"]);
+    relay
+        .held
+        .recv_timeout(EVENTUALLY)
+        .unwrap_or_else(|_| panic!("no transfer after the change: {}", first.stderr()));
+    s.juris.signal(libc::SIGKILL);
+    assert!(eventually(|| !s.juris.is_running()));
+    first.wait_for_log("transfer FAILED", EVENTUALLY);
+    // The last good orders stay in force; the change never arrived.
+    assert!(blocked_at(edge_dns, italy, "www.kickasstorrents.to."));
+    for (client, name, address) in [
+        (italy, "www.mirror.test.", "192.0.2.50"),
+        (germany, "www.kickasstorrents.to.", "192.0.2.10"),
+    ] {
+        assert!(resolves_at(edge_dns, client, name, address), "{name}");
+    }
+
+    // The edge restarts while the primary is down: it starts from its snapshot.
+    first.stop();
+    let second = start_edge();
+    let started = second.stderr();
+    assert!(
+        started.contains("enforcing the orders of the snapshot"),
+        "{started}"
+    );
+    assert!(blocked_at(edge_dns, italy, "www.kickasstorrents.to."));
+
+    // The primary is back (same store, same journal on disk): the edge gets the change by
+    // IXFR from the serial it holds.
+    let primary = fleet_primary(
+        server_builder(&s.hierarchy, &s.clients, s.directory.path()),
+        &s.clients,
+        &key,
+    )
+    .start();
+    assert!(
+        eventually(|| blocked_at(edge_dns, italy, "www.mirror.test.")),
+        "{}\n--- primary ---\n{}",
+        second.stderr(),
+        primary.stderr()
+    );
+    let log = second.stderr();
+    let applied: Vec<&str> = log
+        .lines()
+        .filter(|line| line.contains("transfer applied"))
+        .collect();
+    assert!(
+        !applied.is_empty() && applied.iter().all(|l| l.contains("IXFR")),
+        "resumed by IXFR only: {applied:?}"
+    );
+    assert!(primary
+        .stderr()
+        .contains("the zones are those of the journal on disk"));
+    assert!(blocked_at(edge_dns, italy, "www.kickasstorrents.to."));
+    primary.stop();
 }

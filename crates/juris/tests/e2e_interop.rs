@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 use juris_testkit::addresses::AddressBlock;
 use juris_testkit::daemon::{Daemon, Prepared};
 use juris_testkit::dig::{Lookup, Response};
-use juris_testkit::hierarchy::{nsd_server_clause, Hierarchy, Zone};
+use juris_testkit::hierarchy::{nsd_server_clause, Hierarchy};
 use juris_testkit::juris::Juris;
 use juris_testkit::unbound::server_clause;
 
@@ -77,6 +77,11 @@ fn resolves(server: SocketAddr, name: &str, address: &str) -> bool {
     ask(server, name).is_some_and(|r| r.status == "NOERROR" && r.answer_data("A") == [address])
 }
 
+/// `juris token create` offline in `data`: the token.
+fn create_token(data: &std::path::Path, role: &str, name: &str) -> String {
+    juris_testkit::juris::create_token(std::path::Path::new(JURIS), data, role, name)
+}
+
 /// A juris primary with the control store, publishing over AXFR/IXFR with a TSIG key made by
 /// `juris tsig generate`, and the NSD hierarchy every resolver of the test uses.
 struct Primary {
@@ -97,12 +102,7 @@ impl Primary {
     /// Starts the primary with `[fleet]` plus `more_fleet` (TOML lines), waits for its API,
     /// and applies [`ORDER`].
     fn start(more_fleet: &str) -> Primary {
-        let hierarchy = Hierarchy::builder()
-            .zone(Zone::new("to."))
-            .zone(Zone::new("kickasstorrents.to.").records("@ A 192.0.2.10\nwww A 192.0.2.10"))
-            .zone(Zone::new("test."))
-            .zone(Zone::new("mirror.test.").records("www A 192.0.2.50\nother A 192.0.2.51"))
-            .start();
+        let hierarchy = Hierarchy::milan();
         let generated = run_juris(&["tsig", "generate", "interop"], None);
         let key = generated
             .lines()
@@ -117,21 +117,7 @@ impl Primary {
         let directory = tempfile::tempdir().unwrap();
         let data = directory.path().join("data");
         fs::create_dir_all(&data).unwrap();
-        let token = run_juris(
-            &[
-                "token",
-                "create",
-                "--role",
-                "admin",
-                "--name",
-                "officer",
-                "--data-dir",
-                data.to_str().unwrap(),
-            ],
-            None,
-        )
-        .trim()
-        .to_owned();
+        let token = create_token(&data, "admin", "officer");
         let config = directory.path().join("primary.toml");
         fs::write(
             &config,
@@ -259,27 +245,26 @@ fn third_party(
 }
 
 /// BIND 9 (`named -g`) as a secondary of `it.rpz.juris.invalid.` with TSIG, in
-/// `response-policy`: NXDOMAIN for the Italian order's names, the real answer otherwise.
+/// `response-policy`: NXDOMAIN for the Italian order's names, the real answer otherwise; a
+/// change on the primary reaches it by NOTIFY (the primary's `notify` names BIND) and IXFR,
+/// without waiting for its refresh timer.
 #[test]
-fn bind_is_a_tsig_secondary_of_the_italian_rpz_zone_and_enforces_it() {
-    let Some((named, primary, prepared)) =
-        third_party("named", "bind9", Daemon::prepare_on_localhost, "")
-    else {
+fn bind_is_a_tsig_secondary_of_the_italian_rpz_zone_enforces_it_and_takes_a_change_by_notify_and_ixfr(
+) {
+    let Some(named) = Daemon::find("named", "bind9") else {
         return;
     };
+    let prepared = Daemon::prepare_on_localhost("named");
+    let primary = Primary::start(&format!("notify = [\"{}\"]", prepared.address));
     let config = format!(
         r#"{key}
 options {{
-    directory "{d}";
-    pid-file "{d}/named.pid";
-    session-keyfile "{d}/session.key";
-    listen-on port {port} {{ {ip}; }};
-    listen-on-v6 {{ none; }};
+{common}
     recursion yes;
     allow-query {{ 127.0.0.0/8; }};
     allow-recursion {{ 127.0.0.0/8; }};
     dnssec-validation no;
-    response-policy {{ zone "{ZONE}"; }};
+    response-policy {{ zone "{ZONE}"; }} min-update-interval 0;
 }};
 controls {{ }};
 zone "." {{ type hint; file "{hints}"; }};
@@ -290,9 +275,7 @@ zone "{ZONE}" {{
 }};
 "#,
         key = primary.bind_key,
-        d = prepared.directory.path().display(),
-        ip = prepared.address.ip(),
-        port = prepared.address.port(),
+        common = bind_options(&prepared),
         hints = primary.hints(),
         xport = primary.xfr.port(),
         xip = primary.xfr.ip(),
@@ -306,6 +289,78 @@ zone "{ZONE}" {{
         "{log}"
     );
     assert!(log.contains("TSIG interop"), "{log}");
+
+    // A change: the primary's NOTIFY (from its XFR address, signed) makes BIND ask at once;
+    // the change comes as an IXFR delta.
+    let server = bind.address();
+    assert!(resolves(server, "www.mirror.test.", "192.0.2.50"));
+    primary.cli(&["order", "add-target", "IT-MI-2024-0001", "www.mirror.test"]);
+    assert!(
+        within_a_minute(|| nxdomain(server, "www.mirror.test.")),
+        "BIND never took the change\n--- juris primary ---\n{}\n--- named ---\n{}",
+        primary.juris.stderr(),
+        bind.log()
+    );
+    let log = bind.log();
+    let serial = primary_serial(&primary);
+    let notified = format!("zone {ZONE}/IN: notify from {}#", primary.xfr.ip());
+    assert!(
+        log.lines()
+            .any(|l| l.contains(&notified) && l.ends_with(&format!(": serial {serial}"))),
+        "no NOTIFY of serial {serial} from the primary in\n{log}"
+    );
+    assert!(
+        log.contains(&format!("zone {ZONE}/IN: transferred serial {serial}")),
+        "{log}"
+    );
+    // As the primary saw it: one AXFR (the first load), then IXFR.
+    let served = primary.juris.stderr();
+    let asked = |qtype: &str| {
+        served
+            .lines()
+            .filter(|l| l.contains(&format!("zone={ZONE}. qtype={qtype} ")))
+            .count()
+    };
+    assert_eq!(asked("AXFR"), 1, "{served}");
+    assert!(asked("IXFR") >= 1, "{served}");
+    assert!(nxdomain(server, "www.kickasstorrents.to."), "{log}");
+    assert!(resolves(server, "other.mirror.test.", "192.0.2.51"));
+}
+
+/// The statements of BIND's `options` every test here has: its directory and address.
+fn bind_options(prepared: &Prepared) -> String {
+    format!(
+        r#"    directory "{d}";
+    pid-file "{d}/named.pid";
+    session-keyfile "{d}/session.key";
+    listen-on port {port} {{ {ip}; }};
+    listen-on-v6 {{ none; }};"#,
+        d = prepared.directory.path().display(),
+        ip = prepared.address.ip(),
+        port = prepared.address.port(),
+    )
+}
+
+/// The serial the primary publishes now (its SOA for the Italian zone, asked over UDP).
+fn primary_serial(primary: &Primary) -> u32 {
+    let output = Command::new("dig")
+        .args([
+            "+short",
+            "-p",
+            &primary.xfr.port().to_string(),
+            &format!("@{}", primary.xfr.ip()),
+            "-y",
+            &format!("hmac-sha256:interop:{}", primary.secret()),
+            &format!("{ZONE}."),
+            "SOA",
+        ])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&output.stdout);
+    text.split_whitespace()
+        .nth(2)
+        .and_then(|serial| serial.parse().ok())
+        .unwrap_or_else(|| panic!("no SOA from the primary: {text}"))
 }
 
 /// Unbound (`rpz:` with `primary:`, AXFR): it cannot sign transfers, so the primary serves it
@@ -434,6 +489,172 @@ fn vendor_zone(serial: u32, extra: &str) -> String {
     )
 }
 
+/// The TSIG secret of the vendor's key in the feed tests.
+const VENDOR_SECRET: &str = "dmVuZG9yLWZlZWQtc2VjcmV0LWZvci10aGUtdGVzdHM=";
+
+/// A juris node consuming the vendor's zone `rpz.vendor.test.` as the feed `vendor` mapped
+/// onto an Italian order (refresh: an hour, so only a NOTIFY brings a change in a test).
+struct FeedNode {
+    juris: Juris,
+    dns: SocketAddr,
+    api: SocketAddr,
+    token: String,
+    config: std::path::PathBuf,
+    data: std::path::PathBuf,
+    world: juris_testkit::world::CountryWorld,
+    hierarchy: Hierarchy,
+    _block: AddressBlock,
+}
+
+impl FeedNode {
+    /// The node's addresses, fixed before the vendor's server starts (its NOTIFY goes to `dns`).
+    fn addresses() -> (AddressBlock, SocketAddr, SocketAddr) {
+        let block = AddressBlock::allocate();
+        let dns = SocketAddr::new(IpAddr::V4(block.address(1)), 5353);
+        let api = SocketAddr::new(IpAddr::V4(block.address(2)), 8053);
+        (block, dns, api)
+    }
+
+    fn start(
+        (block, dns, api): (AddressBlock, SocketAddr, SocketAddr),
+        primary: SocketAddr,
+    ) -> FeedNode {
+        let hierarchy = Hierarchy::milan();
+        let world = juris_testkit::world::CountryWorld::new("{}");
+        fs::remove_file(world.orders.join("it.json")).unwrap();
+        let config = world.directory.path().join("juris.toml");
+        fs::write(
+            &config,
+            format!(
+                r#"[[fleet.rpz_feed]]
+name = "vendor"
+primary = "{primary}"
+zone = "rpz.vendor.test."
+tsig_key = {{ name = "vendor", algorithm = "hmac-sha256", secret = "{VENDOR_SECRET}" }}
+refresh_seconds = 3600
+
+[fleet.rpz_feed.order]
+id = "VENDOR-IT-1"
+kind = "feed_ticket"
+authority = "AGCOM (vendor list)"
+jurisdictions = ["IT"]
+action = "nxdomain"
+state = "active"
+"#
+            ),
+        )
+        .unwrap();
+        let data = world.directory.path().join("data");
+        fs::create_dir_all(&data).unwrap();
+        let token = create_token(&data, "viewer", "auditor");
+        let juris = FeedNode::launch(&hierarchy, &world, dns, api, &config, &data);
+        FeedNode {
+            juris,
+            dns,
+            api,
+            token,
+            config,
+            data,
+            world,
+            hierarchy,
+            _block: block,
+        }
+    }
+
+    fn launch(
+        hierarchy: &Hierarchy,
+        world: &juris_testkit::world::CountryWorld,
+        dns: SocketAddr,
+        api: SocketAddr,
+        config: &std::path::Path,
+        data: &std::path::Path,
+    ) -> Juris {
+        Juris::builder(JURIS)
+            .without_listen()
+            .root_hints(hierarchy.root_hints())
+            .args(["--threads", "2", "--listen", &dns.to_string()])
+            .arg("--config")
+            .arg(config)
+            .arg("--geoip")
+            .arg(&world.mmdb)
+            .arg("--data-dir")
+            .arg(data)
+            .args(["--api-listen", &api.to_string()])
+            .start()
+    }
+
+    /// Stops juris and starts it again (same configuration and data directory).
+    fn restart(&mut self) {
+        self.juris.stop();
+        self.juris = FeedNode::launch(
+            &self.hierarchy,
+            &self.world,
+            self.dns,
+            self.api,
+            &self.config,
+            &self.data,
+        );
+    }
+
+    /// Starts the vendor's server (`program` with `config` and the vendor's zone at serial 1),
+    /// then a node following it, and waits until the node enforces the zone for Italy.
+    fn with_vendor(
+        addresses: (AddressBlock, SocketAddr, SocketAddr),
+        (name, program): (&str, &std::path::Path),
+        prepared: Prepared,
+        (config_name, config): (&str, &str),
+        args: &[&str],
+    ) -> (Daemon, FeedNode) {
+        let zone = vendor_zone(1, "");
+        let files = [
+            (config_name, config),
+            ("rpz.vendor.test.zone", zone.as_str()),
+        ];
+        let vendor = Daemon::start_with_files(name, program, prepared, &files, args);
+        let node = FeedNode::start(addresses, vendor.address());
+        assert!(
+            within_a_minute(|| node.censored("www.kickasstorrents.to.")),
+            "the vendor's zone is not enforced for Italy\n--- juris ---\n{}\n--- {name} ---\n{}",
+            node.juris.stderr(),
+            vendor.log()
+        );
+        (vendor, node)
+    }
+
+    fn dig(&self, client: IpAddr, name: &str) -> Option<Response> {
+        Lookup::dig(self.dns, name, "A")
+            .source(client)
+            .timeout_seconds(2)
+            .tries(1)
+            .run()
+            .ok()
+    }
+
+    fn italy(&self) -> IpAddr {
+        IpAddr::V4(self.world.italy())
+    }
+
+    fn germany(&self) -> IpAddr {
+        IpAddr::V4(self.world.germany())
+    }
+
+    /// NXDOMAIN with EDE 16 for the Italian client.
+    fn censored(&self, name: &str) -> bool {
+        self.dig(self.italy(), name).is_some_and(|r| {
+            r.status == "NXDOMAIN" && r.extended_errors.iter().any(|e| e.code == 16)
+        })
+    }
+
+    fn resolves(&self, client: IpAddr, name: &str, address: &str) -> bool {
+        self.dig(client, name)
+            .is_some_and(|r| r.status == "NOERROR" && r.answer_data("A") == [address])
+    }
+
+    fn get(&self, path: &str) -> String {
+        api_get(self.api, path, &self.token)
+    }
+}
+
 /// The other direction: juris consumes a third-party RPZ zone (a vendor's list served by NSD,
 /// TSIG) as a feed mapped onto an order for Italy: an Italian client gets NXDOMAIN with EDE 16
 /// and the order's counter moves, a German client gets the real answer; a new serial that NSD
@@ -441,20 +662,8 @@ fn vendor_zone(serial: u32, extra: &str) -> String {
 #[test]
 fn juris_consumes_a_vendors_rpz_zone_over_xfr_as_an_order_for_italy() {
     let nsd = juris_testkit::tools::require("nsd");
-    let hierarchy = Hierarchy::builder()
-        .zone(Zone::new("to."))
-        .zone(Zone::new("kickasstorrents.to.").records("@ A 192.0.2.10\nwww A 192.0.2.10"))
-        .zone(Zone::new("test."))
-        .zone(Zone::new("mirror.test.").records("www A 192.0.2.50\nother A 192.0.2.51"))
-        .start();
-    let world = juris_testkit::world::CountryWorld::new("{}");
-    fs::remove_file(world.orders.join("it.json")).unwrap();
-    let secret = "dmVuZG9yLWZlZWQtc2VjcmV0LWZvci10aGUtdGVzdHM=";
-    // juris's address is fixed before NSD starts: NSD's NOTIFY goes there.
-    let block = AddressBlock::allocate();
-    let dns = SocketAddr::new(IpAddr::V4(block.address(1)), 5353);
-    let api = SocketAddr::new(IpAddr::V4(block.address(2)), 8053);
-
+    let addresses = FeedNode::addresses();
+    let dns = addresses.1;
     let prepared = Daemon::prepare("nsd");
     let zone_file = prepared.directory.path().join("rpz.vendor.test.zone");
     let conf = format!(
@@ -464,7 +673,7 @@ remote-control:
 key:
     name: "vendor"
     algorithm: hmac-sha256
-    secret: "{secret}"
+    secret: "{VENDOR_SECRET}"
 zone:
     name: "rpz.vendor.test"
     zonefile: "{zone}"
@@ -478,98 +687,25 @@ zone:
         dns_ip = dns.ip(),
         dns_port = dns.port(),
     );
-    let zone = vendor_zone(1, "");
-    let files = [
-        ("nsd.conf", conf.as_str()),
-        ("rpz.vendor.test.zone", zone.as_str()),
-    ];
     let args = ["-d", "-c", "{dir}/nsd.conf"];
-    let vendor = Daemon::start_with_files("nsd", &nsd, prepared, &files, &args);
-
-    let config = world.directory.path().join("juris.toml");
-    fs::write(
-        &config,
-        format!(
-            r#"[[fleet.rpz_feed]]
-name = "vendor"
-primary = "{primary}"
-zone = "rpz.vendor.test."
-tsig_key = {{ name = "vendor", algorithm = "hmac-sha256", secret = "{secret}" }}
-refresh_seconds = 3600
-
-[fleet.rpz_feed.order]
-id = "VENDOR-IT-1"
-kind = "feed_ticket"
-authority = "AGCOM (vendor list)"
-jurisdictions = ["IT"]
-action = "nxdomain"
-state = "active"
-"#,
-            primary = vendor.address(),
-        ),
-    )
-    .unwrap();
-    let data = world.directory.path().join("data");
-    fs::create_dir_all(&data).unwrap();
-    let token = run_juris(
-        &[
-            "token",
-            "create",
-            "--role",
-            "viewer",
-            "--name",
-            "auditor",
-            "--data-dir",
-            data.to_str().unwrap(),
-        ],
-        None,
-    )
-    .trim()
-    .to_owned();
-    let juris = Juris::builder(JURIS)
-        .without_listen()
-        .root_hints(hierarchy.root_hints())
-        .args(["--threads", "2", "--listen", &dns.to_string()])
-        .arg("--config")
-        .arg(&config)
-        .arg("--geoip")
-        .arg(&world.mmdb)
-        .arg("--data-dir")
-        .arg(&data)
-        .args(["--api-listen", &api.to_string()])
-        .start();
-    let (italy, germany) = (IpAddr::V4(world.italy()), IpAddr::V4(world.germany()));
-    let dig = |client: IpAddr, name: &str| {
-        Lookup::dig(dns, name, "A")
-            .source(client)
-            .timeout_seconds(2)
-            .tries(1)
-            .run()
-            .ok()
-    };
-    let censored = |name: &str| {
-        dig(italy, name).is_some_and(|r| {
-            r.status == "NXDOMAIN" && r.extended_errors.iter().any(|e| e.code == 16)
-        })
-    };
-    assert!(
-        within_a_minute(|| censored("www.kickasstorrents.to.")),
-        "the vendor's zone is not enforced for Italy\n--- juris ---\n{}\n--- nsd ---\n{}",
-        juris.stderr(),
-        vendor.log()
+    let (vendor, mut node) = FeedNode::with_vendor(
+        addresses,
+        ("nsd", &nsd),
+        prepared,
+        ("nsd.conf", &conf),
+        &args,
     );
-    assert!(censored("kickasstorrents.to."));
-    let german = dig(germany, "www.kickasstorrents.to.").unwrap();
-    assert_eq!(german.status, "NOERROR", "{}", german.output);
-    assert_eq!(german.answer_data("A"), ["192.0.2.10"]);
-    assert!(dig(italy, "www.mirror.test.").is_some_and(|r| r.answer_data("A") == ["192.0.2.50"]));
+    let (italy, germany) = (node.italy(), node.germany());
+    assert!(node.censored("kickasstorrents.to."));
+    assert!(node.resolves(germany, "www.kickasstorrents.to.", "192.0.2.10"));
+    assert!(node.resolves(italy, "www.mirror.test.", "192.0.2.50"));
 
-    let metrics = api_get(api, "/metrics", &token);
+    let metrics = node.get("/metrics");
     assert!(
         metrics.contains("juris_blocks_total{order=\"VENDOR-IT-1\",jurisdiction=\"IT\"}"),
         "{metrics}"
     );
-    let status = api_get(api, "/v1/status", &token);
+    let status = node.get("/v1/status");
     assert!(status.contains("\"rpz_feeds\""), "{status}");
     assert!(status.contains("\"zone\":\"rpz.vendor.test.\""), "{status}");
 
@@ -577,14 +713,137 @@ state = "active"
     fs::write(&zone_file, vendor_zone(2, "www.mirror.test CNAME .\n")).unwrap();
     vendor.signal(libc::SIGHUP);
     assert!(
-        within_a_minute(|| censored("www.mirror.test.")),
+        within_a_minute(|| node.censored("www.mirror.test.")),
         "the vendor's change never arrived\n--- juris ---\n{}\n--- nsd ---\n{}",
-        juris.stderr(),
+        node.juris.stderr(),
         vendor.log()
     );
-    assert!(dig(germany, "www.mirror.test.").is_some_and(|r| r.answer_data("A") == ["192.0.2.50"]));
-    assert!(dig(italy, "other.mirror.test.").is_some_and(|r| r.answer_data("A") == ["192.0.2.51"]));
-    let log = juris.stderr();
+    assert!(node.resolves(germany, "www.mirror.test.", "192.0.2.50"));
+    assert!(node.resolves(italy, "other.mirror.test.", "192.0.2.51"));
+    let log = node.juris.stderr();
     assert!(log.contains("RPZ feed: transfer applied"), "{log}");
     assert!(log.contains("serial=2"), "{log}");
+    // The feed in the metrics: serial in force, last transfer, failures.
+    let metrics = node.get("/metrics");
+    for sample in [
+        "juris_fleet_rpz_feed_serial{feed=\"vendor\"} 2",
+        "juris_fleet_rpz_feed_failures{feed=\"vendor\"} 0",
+        "juris_fleet_rpz_feed_snapshot_ok{feed=\"vendor\"} 1",
+        "juris_fleet_rpz_feed_last_transfer{feed=\"vendor\"} ",
+    ] {
+        assert!(metrics.contains(sample), "{sample} not in\n{metrics}");
+    }
+
+    // The vendor's server goes; juris restarts: the feed's snapshot keeps its order in force.
+    drop(vendor);
+    node.restart();
+    assert!(
+        within_a_minute(|| node.censored("www.mirror.test.")),
+        "{}",
+        node.juris.stderr()
+    );
+    assert!(node.censored("www.kickasstorrents.to."));
+    assert!(node.resolves(germany, "www.mirror.test.", "192.0.2.50"));
+    assert!(node
+        .juris
+        .stderr()
+        .contains("enforcing the order of the snapshot"));
+    let status = node.get("/v1/status");
+    assert!(status.contains("\"origin\":\"snapshot\""), "{status}");
+    let metrics = node.get("/metrics");
+    assert!(
+        metrics.contains("juris_fleet_rpz_feed_serial{feed=\"vendor\"} 2"),
+        "{metrics}"
+    );
+    assert!(
+        !metrics.contains("juris_fleet_rpz_feed_failures{feed=\"vendor\"} 0"),
+        "the failed transfers are counted: {metrics}"
+    );
+}
+
+/// The vendor's primary is BIND 9 with a dynamic zone: a name added by `nsupdate` (TSIG) is
+/// journaled, BIND tells juris by NOTIFY and answers juris's IXFR with the delta (not the whole
+/// zone, as NSD 4.6 does); juris applies the delta and enforces the new name for Italy.
+#[test]
+fn juris_applies_an_ixfr_delta_from_a_bind_primary_of_a_vendors_rpz_zone() {
+    let Some(named) = Daemon::find("named", "bind9") else {
+        return;
+    };
+    let nsupdate = juris_testkit::tools::require("nsupdate");
+    let addresses = FeedNode::addresses();
+    let dns = addresses.1;
+    let prepared = Daemon::prepare_on_localhost("named");
+    let bind = prepared.address;
+    let config = format!(
+        r#"key "vendor" {{
+    algorithm hmac-sha256;
+    secret "{VENDOR_SECRET}";
+}};
+options {{
+{common}
+    recursion no;
+    notify explicit;
+}};
+controls {{ }};
+zone "rpz.vendor.test" {{
+    type primary;
+    file "rpz.vendor.test.zone";
+    allow-update {{ key "vendor"; }};
+    allow-transfer {{ key "vendor"; }};
+    also-notify {{ {dns_ip} port {dns_port} key "vendor"; }};
+}};
+"#,
+        common = bind_options(&prepared),
+        dns_ip = dns.ip(),
+        dns_port = dns.port(),
+    );
+    let args = ["-g", "-c", "{dir}/named.conf"];
+    let (vendor, node) = FeedNode::with_vendor(
+        addresses,
+        ("named", &named),
+        prepared,
+        ("named.conf", &config),
+        &args,
+    );
+    assert!(node.resolves(node.italy(), "www.mirror.test.", "192.0.2.50"));
+
+    // A dynamic update: BIND journals it, moves the serial on and sends NOTIFY.
+    let mut child = Command::new(&nsupdate)
+        .args(["-y", &format!("hmac-sha256:vendor:{VENDOR_SECRET}")])
+        .stdin(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    {
+        use std::io::Write;
+        let mut stdin = child.stdin.take().unwrap();
+        write!(
+            stdin,
+            "server {} {}\nzone rpz.vendor.test\nupdate add www.mirror.test.rpz.vendor.test. 30 CNAME .\nsend\n",
+            bind.ip(),
+            bind.port()
+        )
+        .unwrap();
+    }
+    assert!(child.wait().unwrap().success(), "{}", vendor.log());
+    assert!(
+        within_a_minute(|| node.censored("www.mirror.test.")),
+        "the vendor's change never arrived\n--- juris ---\n{}\n--- named ---\n{}",
+        node.juris.stderr(),
+        vendor.log()
+    );
+    assert!(node.resolves(node.germany(), "www.mirror.test.", "192.0.2.50"));
+    assert!(node.censored("www.kickasstorrents.to."));
+    // It was a delta: juris logged an IXFR and counts one whole zone (the first transfer).
+    let log = node.juris.stderr();
+    assert!(
+        log.lines()
+            .any(|l| l.contains("RPZ feed: transfer applied") && l.contains("IXFR")),
+        "{log}"
+    );
+    let status = node.get("/v1/status");
+    assert!(
+        status.contains("\"transfers\":2") && status.contains("\"full_transfers\":1"),
+        "{status}"
+    );
+    assert!(vendor.log().contains("IXFR"), "{}", vendor.log());
 }

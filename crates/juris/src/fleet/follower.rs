@@ -6,7 +6,8 @@
 //!  start: AXFR (bounded wait) ─ok─► orders ─► snapshot (DATA_DIR/fleet-snapshot.json)
 //!                             └fail─► the snapshot, if any (a restart during an outage still
 //!                                     enforces the orders it had)
-//!  thread juris-follow: waits for a NOTIFY (the DNS listeners), the SOA refresh (60 s) or the
+//!  thread juris-follow (schedule::run, as the RPZ feeds; its report hook tells the primary the
+//!         serial in force): waits for a NOTIFY (the DNS listeners), the SOA refresh (60 s) or the
 //!         retry (10 s) ─► IXFR from our serial (AXFR when we have none; the primary answers
 //!         an IXFR it cannot serve from its journal with the whole zone)
 //!         ─► decode ─ok─► orders changed? ─► LoaderHandle::reload ─► validate, diff, publish
@@ -20,12 +21,11 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use juris_policy::Order;
-use serde::{Deserialize, Serialize};
 use tracing::{error, info};
 
 use super::schedule;
 use super::wire;
-use super::zone::{self, Records, Rr};
+use super::zone::{self, Records};
 use super::{unix_now, FleetSettings};
 use crate::orders::LoaderHandle;
 
@@ -44,7 +44,6 @@ struct State {
     orders: Option<Arc<Vec<Order>>>,
     /// Where the orders in force came from: `transfer`, `snapshot`.
     origin: Option<&'static str>,
-    snapshot_error: Option<String>,
     /// The serial of the orders the loader read last.
     handed: Option<u32>,
     /// The serial whose orders the loader put in force (a load that rejected none of them),
@@ -55,15 +54,6 @@ struct State {
     last_report_error: Option<String>,
 }
 
-/// What wakes the follower's thread.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Wake {
-    /// A transfer now (NOTIFY).
-    Transfer,
-    /// The loader put a new serial in force: tell the primary.
-    Report,
-}
-
 /// A follower of one primary.
 pub struct Follower {
     /// The primary, the orders zone, the suffix and the key transfers are signed with.
@@ -71,7 +61,7 @@ pub struct Follower {
     key_name: Option<String>,
     data_dir: PathBuf,
     state: Mutex<State>,
-    wake: Mutex<Option<mpsc::Sender<Wake>>>,
+    wake: schedule::Wakes,
 }
 
 impl std::fmt::Debug for Follower {
@@ -80,17 +70,6 @@ impl std::fmt::Debug for Follower {
             .field("origin", &self.origin)
             .finish_non_exhaustive()
     }
-}
-
-/// The snapshot file.
-#[derive(Debug, Serialize, Deserialize)]
-struct Snapshot {
-    primary: String,
-    zone: String,
-    serial: u32,
-    written_at: u64,
-    /// (owner, type, data in hex).
-    records: Vec<(String, u16, String)>,
 }
 
 impl Follower {
@@ -114,7 +93,7 @@ impl Follower {
             key_name: first.map(|k| k.name.clone()),
             data_dir: data_dir.to_owned(),
             state: Mutex::new(State::default()),
-            wake: Mutex::new(None),
+            wake: schedule::Wakes::default(),
         })
     }
 
@@ -162,7 +141,7 @@ impl Follower {
             fresh
         };
         if report {
-            self.send(Wake::Report);
+            self.wake.send(schedule::Wake::Report);
         }
     }
 
@@ -257,89 +236,33 @@ impl Follower {
         self.data_dir.join(SNAPSHOT_FILE)
     }
 
-    /// Writes what is in force to the snapshot (a temporary file, then renamed). A failure
-    /// (disk full) is logged and shown in the status; the follower keeps running.
+    /// Writes what is in force to the snapshot. A failure (disk full) is logged and shown
+    /// in the status; the follower keeps running.
     fn write_snapshot(&self) {
-        let snapshot = {
-            let state = self.state();
-            let Some(serial) = state.copy.serial else {
-                return;
-            };
-            Snapshot {
-                primary: self.origin.primary.to_string(),
-                zone: self.origin.zone.clone(),
-                serial,
-                written_at: unix_now(),
-                records: state
-                    .copy
-                    .records
-                    .iter()
-                    .map(|rr| {
-                        let hex: String = rr.rdata.iter().map(|b| format!("{b:02x}")).collect();
-                        (rr.owner.clone(), rr.rtype, hex)
-                    })
-                    .collect(),
-            }
-        };
-        let path = self.snapshot_path();
-        let temporary = path.with_extension("json.tmp");
-        let written = serde_json::to_vec(&snapshot)
-            .map_err(std::io::Error::other)
-            .and_then(|bytes| std::fs::write(&temporary, bytes))
-            .and_then(|()| std::fs::rename(&temporary, &path));
-        let mut state = self.state();
-        match written {
-            Ok(()) => state.snapshot_error = None,
-            Err(e) => {
-                let _ = std::fs::remove_file(&temporary);
-                error!(path = %path.display(), "fleet: the snapshot could NOT be written (the policy in force is not affected; a restart while the primary is unreachable would start from an older snapshot): {e}");
-                state.snapshot_error = Some(format!("{}: {e}", path.display()));
-            }
-        }
+        schedule::save_snapshot(&self.state, &self.origin, &self.snapshot_path());
     }
 
     /// Starts from the snapshot in the data directory. `Ok(false)`: there is none.
     pub fn load_snapshot(&self) -> Result<bool, String> {
-        let path = self.snapshot_path();
-        let bytes = match std::fs::read(&path) {
-            Ok(bytes) => bytes,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(false),
-            Err(e) => return Err(format!("{}: {e}", path.display())),
-        };
-        let snapshot: Snapshot = serde_json::from_slice(&bytes)
-            .map_err(|e| format!("{}: not a snapshot: {e}", path.display()))?;
-        if snapshot.zone != self.origin.zone {
-            return Err(format!(
-                "{}: a snapshot of {}, not of {}",
-                path.display(),
-                snapshot.zone,
-                self.origin.zone
-            ));
+        let zone = &self.origin.zone;
+        let loaded = schedule::load_snapshot(
+            &self.state,
+            &self.origin,
+            &self.snapshot_path(),
+            |state, _, records| {
+                let orders = zone::decode_orders(zone, records)?;
+                state.orders = Some(Arc::new(orders));
+                state.origin = Some("snapshot");
+                Ok(())
+            },
+        )?;
+        if loaded {
+            info!(
+                primary = %self.origin.primary,
+                "fleet: the primary is unreachable; enforcing the orders of the snapshot"
+            );
         }
-        let mut records = Records::new();
-        for (owner, rtype, hex) in snapshot.records {
-            let rdata = decode_hex(&hex)
-                .ok_or_else(|| format!("{}: record {owner}: bad data", path.display()))?;
-            records.insert(Rr {
-                owner,
-                rtype,
-                rdata,
-            });
-        }
-        let orders = zone::decode_orders(&self.origin.zone, &records)
-            .map_err(|e| format!("{}: {e}", path.display()))?;
-        let mut state = self.state();
-        state.copy.serial = Some(snapshot.serial);
-        state.copy.records = Arc::new(records);
-        state.orders = Some(Arc::new(orders));
-        state.origin = Some("snapshot");
-        info!(
-            path = %path.display(),
-            serial = snapshot.serial,
-            written_at = snapshot.written_at,
-            "fleet: the primary is unreachable; enforcing the orders of the snapshot"
-        );
-        Ok(true)
+        Ok(loaded)
     }
 
     /// A NOTIFY arrived on a DNS listener for `zone` (wire form) from `from`: a transfer is
@@ -356,25 +279,13 @@ impl Follower {
 
     /// Asks the follower's thread for a transfer now.
     pub fn wake(&self) {
-        self.send(Wake::Transfer);
-    }
-
-    fn send(&self, wake: Wake) {
-        if let Some(tx) = self
-            .wake
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .as_ref()
-        {
-            let _ = tx.send(wake);
-        }
+        self.wake.wake();
     }
 
     /// Starts the follower's thread: transfers on NOTIFY, refresh and retry; a change wakes
-    /// `loader`.
+    /// `loader`; a serial the loader put in force is reported to the primary.
     pub fn spawn(self: &Arc<Self>, loader: LoaderHandle) -> anyhow::Result<()> {
-        let (tx, rx) = mpsc::channel();
-        *self.wake.lock().unwrap_or_else(PoisonError::into_inner) = Some(tx);
+        let rx = self.wake.receiver();
         let follower = Arc::clone(self);
         std::thread::Builder::new()
             .name("juris-follow".into())
@@ -383,61 +294,34 @@ impl Follower {
         Ok(())
     }
 
-    fn run(&self, wakes: &mpsc::Receiver<Wake>, loader: &LoaderHandle) {
+    fn run(&self, wakes: &mpsc::Receiver<schedule::Wake>, loader: &LoaderHandle) {
         let refresh = Duration::from_secs(u64::from(zone::REFRESH));
-        let mut wait =
-            if self.state().copy.last_error.is_some() || self.state().copy.serial.is_none() {
-                Duration::ZERO
-            } else {
-                refresh
-            };
+        let timing = schedule::Timing {
+            first: schedule::first_wait(&self.state().copy, refresh),
+            refresh,
+            retry: RETRY,
+        };
+        let report = || {
+            if let Err(e) = self.report() {
+                tracing::warn!(primary = %self.origin.primary, "fleet: the primary did not take the report of the serial in force (it learns it at the next transfer): {e}");
+            }
+        };
         // The first load (before this thread) may have put a serial in force.
-        let mut report = self.state().in_force.is_some();
-        let mut next = std::time::Instant::now() + wait;
-        loop {
-            if report {
-                if let Err(e) = self.report() {
-                    tracing::warn!(primary = %self.origin.primary, "fleet: the primary did not take the report of the serial in force (it learns it at the next transfer): {e}");
-                }
-            }
-            let mut transfer = match wakes
-                .recv_timeout(next.saturating_duration_since(std::time::Instant::now()))
-            {
-                Ok(wake) => {
-                    report = wake == Wake::Report;
-                    wake == Wake::Transfer
-                }
-                Err(mpsc::RecvTimeoutError::Timeout) => {
-                    report = false;
-                    true
-                }
-                Err(mpsc::RecvTimeoutError::Disconnected) => return,
-            };
-            while let Ok(wake) = wakes.try_recv() {
-                report |= wake == Wake::Report;
-                transfer |= wake == Wake::Transfer;
-            }
-            if !transfer {
-                continue;
-            }
-            match self.transfer_once() {
-                Ok(changed) => {
-                    if changed {
-                        loader.reload("zone transfer from the fleet primary");
-                    }
-                    wait = refresh;
-                    next = std::time::Instant::now() + wait;
-                }
-                Err(e) => {
-                    error!(
-                        primary = %self.origin.primary,
-                        "fleet: transfer FAILED; the last good orders stay in force: {e}"
-                    );
-                    wait = RETRY;
-                    next = std::time::Instant::now() + wait;
-                }
-            }
+        if self.state().in_force.is_some() {
+            report();
         }
+        let hooks = schedule::Hooks {
+            transfer: || self.transfer_once(),
+            changed: || loader.reload("zone transfer from the fleet primary"),
+            failed: |e: &str| {
+                error!(
+                    primary = %self.origin.primary,
+                    "fleet: transfer FAILED; the last good orders stay in force: {e}"
+                )
+            },
+            report,
+        };
+        schedule::run(wakes, timing, hooks);
     }
 
     /// The status: primary, serial in force, last successful transfer, lag.
@@ -452,25 +336,13 @@ impl Follower {
             "tsig_key": self.key_name,
             "orders": state.orders.as_ref().map(|o| o.len()),
             "origin": state.origin,
-            "snapshot_error": state.snapshot_error,
             // What the loader put in force, and since when (reported to the primary).
             "in_force_serial": state.in_force.map(|(s, _)| s),
             "in_force_since": state.in_force.map(|(_, t)| t),
             "reports": state.reports,
             "last_report_error": state.last_report_error,
-            "snapshot_ok": u8::from(state.snapshot_error.is_none()),
         }))
     }
-}
-
-fn decode_hex(text: &str) -> Option<Vec<u8>> {
-    if !text.len().is_multiple_of(2) {
-        return None;
-    }
-    (0..text.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(text.get(i..i + 2)?, 16).ok())
-        .collect()
 }
 
 impl schedule::Copied for State {

@@ -16,6 +16,8 @@
 //! | `zone` | records; the RPZ zones and the `orders` metadata zone from orders, and back |
 //! | `wire` | DNS messages of the transfers (the `domain` crate's builder, parser and TSIG) |
 //! | `publisher` | the primary: serial, journal, NOTIFY sending, the XFR listener |
+//! | `snapshot` | a transferred zone in the data directory (edge, RPZ feeds) |
+//! | `journal_file` | the primary's journal on disk (a restart keeps the serial and the deltas) |
 //! | `proof` | which serial each follower has in force; per order, where and since when |
 //! | `follower` | the edge: transfers, snapshot, [`FleetSource`](follower::FleetSource) |
 //! | `rpz_feed` | third-party RPZ zones followed over AXFR/IXFR and mapped onto an order |
@@ -27,11 +29,13 @@ use std::net::SocketAddr;
 use ipnet::IpNet;
 
 pub mod follower;
+mod journal_file;
 pub mod keys;
 pub mod proof;
 pub mod publisher;
 pub mod rpz_feed;
 mod schedule;
+mod snapshot;
 #[cfg(test)]
 mod tests;
 mod wire;

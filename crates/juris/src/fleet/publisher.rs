@@ -14,6 +14,7 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::net::{IpAddr, SocketAddr, TcpListener, UdpSocket};
+use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex, PoisonError};
@@ -49,13 +50,7 @@ const REPLAY_WINDOW: u64 = 600;
 const REPLAY_MAX: usize = 100_000;
 
 /// One publish's change to one zone.
-#[derive(Debug, Clone)]
-struct Delta {
-    from: u32,
-    to: u32,
-    removed: Vec<Rr>,
-    added: Vec<Rr>,
-}
+use super::journal_file::{self, JournalFile, Restored, Step as Delta, ZoneDigest};
 
 #[derive(Debug, Default)]
 struct State {
@@ -68,6 +63,12 @@ struct State {
     left_out: Vec<String>,
     /// Per order in force: the serial that first carried its current version, and when.
     since: HashMap<String, (u32, u64)>,
+    /// The journal on disk (a primary with a data directory).
+    file: Option<JournalFile>,
+    /// What the journal on disk held at start (until the first publish).
+    restored: Option<Restored>,
+    /// Per zone, its digest (kept with a journal file).
+    digests: BTreeMap<String, ZoneDigest>,
 }
 
 /// The publishing side of the fleet. Shared by the loader (which publishes), the XFR
@@ -147,12 +148,26 @@ impl Publisher {
         self.rebuild(None)
     }
 
+    /// Keeps the journal in `data_dir` (`fleet-journal.jsonl`), and reads what it holds: a
+    /// first publish of the same zones keeps their serial and the journal (followers behind
+    /// then get deltas from before a restart).
+    pub fn persist_to(&self, data_dir: &Path) {
+        let file = JournalFile::new(data_dir, JOURNAL_DEPTH);
+        let mut state = self.state();
+        state.restored = file.read();
+        state.file = Some(file);
+    }
+
     fn rebuild(&self, orders: Option<Vec<Arc<Order>>>) -> u32 {
         let mut state = self.state();
         let previous = orders.map(|orders| std::mem::replace(&mut state.orders, orders));
+        let first = state.publishes == 0;
+        let restored = if first { state.restored.take() } else { None };
+        // Zones published once stay, also those of before a restart.
         let keep: BTreeSet<String> = state
             .zones
             .keys()
+            .chain(restored.iter().flat_map(|r| r.digests.keys()))
             .filter(|apex| **apex != zone::orders_apex(&self.suffix))
             .cloned()
             .collect();
@@ -174,11 +189,19 @@ impl Publisher {
         if !changed {
             return state.serial;
         }
-        let serial = next_serial(state.serial, unix_now());
+        let mut serial = next_serial(
+            restored.as_ref().map_or(state.serial, |r| r.serial),
+            unix_now(),
+        );
         let from = state.serial;
-        let first = state.publishes == 0;
+        let persist = state.file.is_some();
         let mut next_zones = BTreeMap::new();
         for (apex, records) in zones {
+            if first && persist {
+                state
+                    .digests
+                    .insert(apex.clone(), journal_file::digest(&records));
+            }
             if !first {
                 let empty = Records::new();
                 let old = state.zones.get(&apex).map_or(&empty, |z| &**z);
@@ -188,6 +211,12 @@ impl Publisher {
                     removed: old.difference(&records).cloned().collect(),
                     added: records.difference(old).cloned().collect(),
                 };
+                if persist {
+                    let digest = state.digests.entry(apex.clone()).or_default();
+                    for rr in delta.removed.iter().chain(&delta.added) {
+                        journal_file::toggle(digest, rr);
+                    }
+                }
                 let journal = state.journal.entry(apex.clone()).or_default();
                 journal.push_back(delta);
                 while journal.len() > JOURNAL_DEPTH {
@@ -196,8 +225,24 @@ impl Publisher {
             }
             next_zones.insert(apex, Arc::new(records));
         }
+        if let Some(restored) = restored {
+            if restored.digests == state.digests {
+                info!(
+                    serial = restored.serial,
+                    "fleet: the zones are those of the journal on disk: its serial and deltas stay"
+                );
+                serial = restored.serial;
+                state.journal = restored.journal;
+            } else {
+                info!(
+                    before = restored.serial,
+                    "fleet: the zones changed since the journal on disk: a new serial, followers behind get the whole zone"
+                );
+            }
+        }
         state.zones = next_zones;
         state.serial = serial;
+        self.write_journal(&mut state, first);
         if first || previous.is_some() {
             // The orders whose version changed are first carried by this serial.
             let now = unix_now();
@@ -233,6 +278,36 @@ impl Publisher {
             let _ = tx.send(serial);
         }
         serial
+    }
+
+    /// Writes the publish of `state.serial` to the journal file (rewritten when `rewrite`
+    /// or grown long); a failure is logged (the journal in memory still serves).
+    fn write_journal(&self, state: &mut State, rewrite: bool) {
+        let State {
+            file,
+            serial,
+            digests,
+            journal,
+            ..
+        } = state;
+        let Some(file) = file.as_mut() else { return };
+        let written = if rewrite || file.wants_compaction() {
+            file.rewrite(*serial, digests, journal)
+        } else {
+            let deltas: BTreeMap<String, &Delta> = journal
+                .iter()
+                .filter_map(|(apex, steps)| {
+                    steps
+                        .back()
+                        .filter(|step| step.to == *serial)
+                        .map(|step| (apex.clone(), step))
+                })
+                .collect();
+            file.append(*serial, digests, &deltas)
+        };
+        if let Err(e) = written {
+            warn!("fleet: the journal could not be written (a restart would serve the whole zone to followers behind): {e}");
+        }
     }
 
     /// Drops the journal of every zone (tests: a follower then gets the whole zone).
@@ -535,11 +610,16 @@ impl Publisher {
     }
 
     fn send_notifies(self: Arc<Self>, rx: mpsc::Receiver<u32>) {
-        let Ok(socket) = UdpSocket::bind(if self.notify.iter().all(|a| a.is_ipv4()) {
-            "0.0.0.0:0"
-        } else {
-            "[::]:0"
-        }) else {
+        // From the XFR listener's address when it is a specific one of the targets' family:
+        // secondaries (BIND, Knot, NSD) take a NOTIFY only from the address of their primary.
+        let listen = *self.listen.lock().unwrap_or_else(PoisonError::into_inner);
+        let all_v4 = self.notify.iter().all(|a| a.is_ipv4());
+        let source = match listen.map(|a| a.ip()) {
+            Some(ip) if !ip.is_unspecified() && ip.is_ipv4() == all_v4 => SocketAddr::new(ip, 0),
+            _ if all_v4 => SocketAddr::from(([0, 0, 0, 0], 0)),
+            _ => SocketAddr::from((std::net::Ipv6Addr::UNSPECIFIED, 0)),
+        };
+        let Ok(socket) = UdpSocket::bind(source) else {
             warn!("fleet: cannot open a socket for NOTIFY");
             return;
         };

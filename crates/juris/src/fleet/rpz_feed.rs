@@ -54,12 +54,16 @@ struct State {
     copy: schedule::ZoneCopy,
     order: Option<Arc<Order>>,
     warnings: Vec<String>,
+    /// Where the order in force came from: `transfer`, `snapshot`.
+    origin: Option<&'static str>,
 }
 
 /// A follower of one third-party RPZ zone.
 pub struct RpzFeed {
     settings: RpzFeedSettings,
     origin: schedule::Origin,
+    /// `DATA_DIR/rpz-feed-NAME.json`.
+    snapshot: std::path::PathBuf,
     state: Mutex<State>,
     wake: schedule::Wakes,
 }
@@ -75,8 +79,8 @@ impl std::fmt::Debug for RpzFeed {
 }
 
 impl RpzFeed {
-    /// A feed as configured.
-    pub fn new(settings: RpzFeedSettings) -> anyhow::Result<RpzFeed> {
+    /// A feed as configured, with its snapshot in `data_dir`.
+    pub fn new(settings: RpzFeedSettings, data_dir: &std::path::Path) -> anyhow::Result<RpzFeed> {
         let key = settings
             .tsig_key
             .as_ref()
@@ -90,6 +94,7 @@ impl RpzFeed {
             key,
         };
         Ok(RpzFeed {
+            snapshot: data_dir.join(format!("rpz-feed-{}.json", settings.name)),
             settings,
             origin,
             state: Mutex::new(State::default()),
@@ -131,6 +136,7 @@ impl RpzFeed {
             state.copy.applied(serial, records, full);
             state.order = Some(Arc::new(order));
             state.warnings = warnings;
+            state.origin = Some("transfer");
             changed
         };
         info!(
@@ -142,7 +148,32 @@ impl RpzFeed {
             kind = if full { "AXFR" } else { "IXFR" },
             "RPZ feed: transfer applied"
         );
+        schedule::save_snapshot(&self.state, &self.origin, &self.snapshot);
         Ok(changed)
+    }
+
+    /// Starts from the feed's snapshot in the data directory (its primary is unreachable).
+    /// `Ok(false)`: there is none.
+    pub fn load_snapshot(&self) -> Result<bool, String> {
+        let loaded = schedule::load_snapshot(
+            &self.state,
+            &self.origin,
+            &self.snapshot,
+            |state, serial, records| {
+                let (order, warnings) = feed_order(&self.settings, serial, records)?;
+                state.order = Some(Arc::new(order));
+                state.warnings = warnings;
+                state.origin = Some("snapshot");
+                Ok(())
+            },
+        )?;
+        if loaded {
+            info!(
+                feed = %self.settings.name,
+                "RPZ feed: its primary is unreachable; enforcing the order of the snapshot"
+            );
+        }
+        Ok(loaded)
     }
 
     /// A NOTIFY for `zone` (wire form) from `from`: a transfer is scheduled when it names our
@@ -169,28 +200,24 @@ impl RpzFeed {
         Ok(())
     }
 
-    fn run(&self, wakes: &mpsc::Receiver<()>, loader: &LoaderHandle) {
+    fn run(&self, wakes: &mpsc::Receiver<schedule::Wake>, loader: &LoaderHandle) {
         let timing = schedule::Timing {
-            first: if self.state().copy.serial.is_none() {
-                Duration::ZERO
-            } else {
-                self.settings.refresh
-            },
+            first: schedule::first_wait(&self.state().copy, self.settings.refresh),
             refresh: self.settings.refresh,
             retry: RETRY,
         };
-        schedule::run(
-            wakes,
-            timing,
-            || self.transfer_once(),
-            || loader.reload("zone transfer of an RPZ feed"),
-            |e| {
+        let hooks = schedule::Hooks {
+            transfer: || self.transfer_once(),
+            changed: || loader.reload("zone transfer of an RPZ feed"),
+            failed: |e: &str| {
                 error!(
                     feed = %self.settings.name,
                     "RPZ feed: transfer FAILED; the last good order stays in force: {e}"
                 )
             },
-        );
+            report: || {},
+        };
+        schedule::run(wakes, timing, hooks);
     }
 
     /// The status: primary, zone, order, serial in force, last transfer, errors.
@@ -204,6 +231,7 @@ impl RpzFeed {
             "tsig_key": self.settings.tsig_key.as_ref().map(|k| k.name.clone()),
             "targets": state.order.as_ref().map(|o| o.targets.len()),
             "warnings": state.warnings,
+            "origin": state.origin,
         }))
     }
 }

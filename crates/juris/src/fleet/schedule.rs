@@ -5,12 +5,16 @@
 //! delay after a failure.
 
 use std::net::SocketAddr;
+use std::path::Path;
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex, PoisonError};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use domain::tsig::Key;
 
+use tracing::{error, info};
+
+use super::snapshot;
 use super::unix_now;
 use super::wire;
 use super::zone::Records;
@@ -18,25 +22,39 @@ use super::zone::Records;
 /// One transfer's network timeout.
 const TIMEOUT: Duration = Duration::from_secs(5);
 
-/// The wake-ups of one transfer thread (a NOTIFY asks for a transfer now).
+/// What wakes a transfer thread.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Wake {
+    /// A transfer now (NOTIFY).
+    Transfer,
+    /// Run the report hook (an edge: the loader put a new serial in force, tell the primary).
+    Report,
+}
+
+/// The wake-ups of one transfer thread.
 #[derive(Debug, Default)]
-pub struct Wakes(Mutex<Option<mpsc::Sender<()>>>);
+pub struct Wakes(Mutex<Option<mpsc::Sender<Wake>>>);
 
 impl Wakes {
-    /// Asks the thread for a transfer now (nothing before it runs).
-    pub fn wake(&self) {
+    /// Asks the thread for `wake` (nothing before it runs).
+    pub fn send(&self, wake: Wake) {
         if let Some(tx) = self
             .0
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .as_ref()
         {
-            let _ = tx.send(());
+            let _ = tx.send(wake);
         }
     }
 
+    /// Asks the thread for a transfer now (a NOTIFY).
+    pub fn wake(&self) {
+        self.send(Wake::Transfer);
+    }
+
     /// The receiving end for the thread (replaces an earlier one).
-    pub fn receiver(&self) -> mpsc::Receiver<()> {
+    pub fn receiver(&self) -> mpsc::Receiver<Wake> {
         let (tx, rx) = mpsc::channel();
         *self.0.lock().unwrap_or_else(PoisonError::into_inner) = Some(tx);
         rx
@@ -54,33 +72,71 @@ pub struct Timing {
     pub retry: Duration,
 }
 
-/// Runs transfers until `wakes` is disconnected: `transfer` says whether what is in force
-/// changed (`changed` is called then) or why it failed (`failed` gets the reason).
-pub fn run(
-    wakes: &mpsc::Receiver<()>,
-    timing: Timing,
-    mut transfer: impl FnMut() -> Result<bool, String>,
-    mut changed: impl FnMut(),
-    mut failed: impl FnMut(&str),
-) {
-    let mut wait = timing.first;
+/// What a transfer thread does: `transfer` says whether what is in force changed (then
+/// `changed` runs) or why it failed (`failed` gets the reason); `report` runs on a
+/// [`Wake::Report`].
+pub struct Hooks<T, C, F, R> {
+    /// One transfer.
+    pub transfer: T,
+    /// What is in force changed.
+    pub changed: C,
+    /// A transfer failed.
+    pub failed: F,
+    /// A report was asked for.
+    pub report: R,
+}
+
+/// Runs transfers until `wakes` is disconnected: at `timing.first`, on a [`Wake::Transfer`]
+/// (NOTIFY), `timing.refresh` after a success, `timing.retry` after a failure; a
+/// [`Wake::Report`] runs the report hook without moving the next transfer.
+pub fn run<T, C, F, R>(wakes: &mpsc::Receiver<Wake>, timing: Timing, mut hooks: Hooks<T, C, F, R>)
+where
+    T: FnMut() -> Result<bool, String>,
+    C: FnMut(),
+    F: FnMut(&str),
+    R: FnMut(),
+{
+    let mut next = Instant::now() + timing.first;
     loop {
-        match wakes.recv_timeout(wait) {
-            Ok(()) | Err(mpsc::RecvTimeoutError::Timeout) => {}
-            Err(mpsc::RecvTimeoutError::Disconnected) => return,
+        let (mut transfer, mut report) =
+            match wakes.recv_timeout(next.saturating_duration_since(Instant::now())) {
+                Ok(Wake::Transfer) | Err(mpsc::RecvTimeoutError::Timeout) => (true, false),
+                Ok(Wake::Report) => (false, true),
+                Err(mpsc::RecvTimeoutError::Disconnected) => return,
+            };
+        while let Ok(wake) = wakes.try_recv() {
+            transfer |= wake == Wake::Transfer;
+            report |= wake == Wake::Report;
         }
-        while wakes.try_recv().is_ok() {}
-        match transfer() {
-            Ok(true) => {
-                changed();
-                wait = timing.refresh;
+        if report {
+            (hooks.report)();
+        }
+        if !transfer {
+            continue;
+        }
+        let wait = match (hooks.transfer)() {
+            Ok(changed) => {
+                if changed {
+                    (hooks.changed)();
+                }
+                timing.refresh
             }
-            Ok(false) => wait = timing.refresh,
             Err(e) => {
-                failed(&e);
-                wait = timing.retry;
+                (hooks.failed)(&e);
+                timing.retry
             }
-        }
+        };
+        next = Instant::now() + wait;
+    }
+}
+
+/// Before the first transfer of a thread: at once when nothing is in force or the last attempt
+/// failed (started from a snapshot), else after `refresh`.
+pub fn first_wait(copy: &ZoneCopy, refresh: Duration) -> Duration {
+    if copy.serial.is_none() || copy.last_error.is_some() {
+        Duration::ZERO
+    } else {
+        refresh
     }
 }
 
@@ -101,6 +157,10 @@ pub struct ZoneCopy {
     pub transfers: u64,
     /// Of which whole zones.
     pub full_transfers: u64,
+    /// Failed attempts.
+    pub failures: u64,
+    /// Why the last snapshot could not be written (cleared by the next good write).
+    pub snapshot_error: Option<String>,
 }
 
 impl ZoneCopy {
@@ -115,7 +175,7 @@ impl ZoneCopy {
 
     /// `status` with the copy's fields added: serial, last_transfer, last_check,
     /// `lag_seconds` (since the primary last confirmed what is in force), last_error,
-    /// transfers, full_transfers.
+    /// transfers, full_transfers, failures, snapshot_error, snapshot_ok.
     pub fn status(&self, mut status: serde_json::Value) -> serde_json::Value {
         let now = unix_now();
         if let Some(object) = status.as_object_mut() {
@@ -127,6 +187,9 @@ impl ZoneCopy {
                 "last_error": self.last_error,
                 "transfers": self.transfers,
                 "full_transfers": self.full_transfers,
+                "failures": self.failures,
+                "snapshot_error": self.snapshot_error,
+                "snapshot_ok": u8::from(self.snapshot_error.is_none()),
             });
             if let serde_json::Value::Object(fields) = fields {
                 object.extend(fields);
@@ -196,7 +259,110 @@ pub fn attempt<S: Copied>(
             copy.last_check = Some(unix_now());
             copy.last_error = None;
         }
-        Err(error) => copy.last_error = Some(error.clone()),
+        Err(error) => {
+            copy.last_error = Some(error.clone());
+            copy.failures += 1;
+        }
     }
     outcome
+}
+
+/// Writes the copy in `state` to the snapshot at `path`. A failure (disk full) is logged and
+/// kept in the copy (`snapshot_error`); what is in force is not affected.
+pub fn save_snapshot<S: Copied>(state: &Mutex<S>, origin: &Origin, path: &Path) {
+    let (serial, records) = {
+        let mut guard = state.lock().unwrap_or_else(PoisonError::into_inner);
+        let copy = guard.copy();
+        let Some(serial) = copy.serial else { return };
+        (serial, Arc::clone(&copy.records))
+    };
+    let written = snapshot::write(path, origin.primary, &origin.zone, serial, &records);
+    let mut guard = state.lock().unwrap_or_else(PoisonError::into_inner);
+    let copy = guard.copy();
+    match written {
+        Ok(()) => copy.snapshot_error = None,
+        Err(e) => {
+            error!(zone = %origin.zone, "fleet: the snapshot could NOT be written (what is in force is not affected; a restart while the primary is unreachable would start from an older snapshot): {e}");
+            copy.snapshot_error = Some(e);
+        }
+    }
+}
+
+/// Starts from the snapshot at `path`: its records go to `apply` (which rebuilds what they
+/// carry, or says why it cannot), then become the copy in force. `Ok(false)`: no snapshot.
+pub fn load_snapshot<S: Copied>(
+    state: &Mutex<S>,
+    origin: &Origin,
+    path: &Path,
+    apply: impl FnOnce(&mut S, u32, &Records) -> Result<(), String>,
+) -> Result<bool, String> {
+    let Some(loaded) = snapshot::read(path, &origin.zone)? else {
+        return Ok(false);
+    };
+    let mut guard = state.lock().unwrap_or_else(PoisonError::into_inner);
+    apply(&mut guard, loaded.serial, &loaded.records)
+        .map_err(|e| format!("{}: {e}", path.display()))?;
+    let copy = guard.copy();
+    copy.serial = Some(loaded.serial);
+    copy.records = Arc::new(loaded.records);
+    info!(
+        path = %path.display(),
+        zone = %origin.zone,
+        serial = loaded.serial,
+        written_at = loaded.written_at,
+        "fleet: starting from the snapshot (the primary is unreachable)"
+    );
+    Ok(true)
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, reason = "test code")]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_report_runs_its_hook_without_a_transfer_and_a_notify_transfers_at_once() {
+        let (tx, rx) = mpsc::channel();
+        let (events_tx, events) = mpsc::channel();
+        let thread = std::thread::spawn(move || {
+            let hour = Duration::from_secs(3600);
+            let timing = Timing {
+                first: Duration::ZERO,
+                refresh: hour,
+                retry: hour,
+            };
+            let (t, c, f, r) = (
+                events_tx.clone(),
+                events_tx.clone(),
+                events_tx.clone(),
+                events_tx,
+            );
+            let mut attempts = 0;
+            let hooks = Hooks {
+                transfer: move || {
+                    attempts += 1;
+                    t.send("transfer").unwrap();
+                    // The first changes what is in force, the second fails.
+                    match attempts {
+                        1 => Ok(true),
+                        _ => Err("cut short".to_owned()),
+                    }
+                },
+                changed: move || c.send("changed").unwrap(),
+                failed: move |_: &str| f.send("failed").unwrap(),
+                report: move || r.send("report").unwrap(),
+            };
+            run(&rx, timing, hooks);
+        });
+        let next = || events.recv().unwrap();
+        assert_eq!((next(), next()), ("transfer", "changed"));
+        tx.send(Wake::Report).unwrap();
+        assert_eq!(next(), "report");
+        tx.send(Wake::Transfer).unwrap();
+        assert_eq!((next(), next()), ("transfer", "failed"));
+        drop(tx);
+        thread.join().unwrap();
+        // Nothing else ran: the refresh and the retry are an hour away.
+        assert_eq!(events.try_iter().count(), 0);
+    }
 }

@@ -446,3 +446,49 @@ fn a_full_disk_when_writing_the_snapshot_keeps_the_policy_and_says_so() {
     assert_eq!(follower.status()["snapshot_ok"], 1);
     assert!(f.data.path().join(super::follower::SNAPSHOT_FILE).exists());
 }
+
+#[test]
+fn a_restarted_primary_keeps_its_serial_and_serves_deltas_from_before_the_restart() {
+    let key = TsigKey::generate("fleet-test", "").unwrap();
+    let data = tempfile::tempdir().unwrap();
+    let primary = |orders: Vec<Arc<Order>>| {
+        let publisher = Arc::new(Publisher::new(&settings(vec![key.clone()])).unwrap());
+        publisher.persist_to(data.path());
+        let serial = publisher.publish(orders);
+        (publisher, serial)
+    };
+    let (first, s1) = primary(vec![order("IT-1", &["kickasstorrents.to"])]);
+    let address = first.start("127.0.0.1:0".parse().unwrap()).unwrap();
+    let mut follow = settings(vec![key.clone()]);
+    follow.xfr_listen = None;
+    follow.follow = Some(address);
+    let follower_data = tempfile::tempdir().unwrap();
+    let follower = Follower::new(&follow, follower_data.path()).unwrap();
+    assert!(follower.transfer_once().unwrap());
+    assert_eq!(follower.status()["serial"], s1);
+    let s2 = first.publish(vec![order("IT-1", &["kickasstorrents.to", "mirror.test"])]);
+    assert_ne!(s1, s2);
+    drop(first);
+
+    // The same orders after a restart: the same serial, and the journal reaches back to s1.
+    let (second, again) = primary(vec![order("IT-1", &["kickasstorrents.to", "mirror.test"])]);
+    assert_eq!(again, s2);
+    let address = second.start("127.0.0.1:0".parse().unwrap()).unwrap();
+    follow.follow = Some(address);
+    let behind = Follower::new(&follow, follower_data.path()).unwrap();
+    assert!(behind.load_snapshot().unwrap());
+    assert!(behind.transfer_once().unwrap());
+    assert_eq!(Fixture::ids(&behind), [("IT-1".to_owned(), 2)]);
+    let status = behind.status();
+    assert_eq!(status["serial"], s2);
+    assert_eq!(status["full_transfers"], 0, "an IXFR: {status}");
+    drop(second);
+
+    // Other orders after a restart: the serial moves on past the journal's.
+    let (third, s3) = primary(vec![order("IT-1", &["other.test"])]);
+    assert!(
+        s3 != s2 && super::proof::serial_ge(s3, s2),
+        "{s3} after {s2}"
+    );
+    drop(third);
+}
