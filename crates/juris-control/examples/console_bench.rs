@@ -261,13 +261,13 @@ fn main() {
         let first = Instant::now();
         let _ = bench.time("/transparency", 1).await;
         let transparency_build = first.elapsed();
-        // One future domain added to a published order: the time until the page served has it
-        // (the background rebuild re-renders that order only).
+        // One future domain added to a published order (ORD-00046 is active): the time until the
+        // page served has it (the background rebuild re-renders that order only).
         let change = Instant::now();
         control
             .add_targets(
                 &admin,
-                "ORD-00042",
+                "ORD-00046",
                 vec![juris_policy::Target::new(
                     juris_policy::TargetKind::Domain,
                     "added-after-publish.example",
@@ -276,11 +276,12 @@ fn main() {
             )
             .unwrap();
         let committed = change.elapsed();
-        loop {
+        for polled in 0.. {
             let (_, _, body) = bench.get("/transparency", None).await;
             if body.contains("added-after-publish.example") {
                 break;
             }
+            assert!(polled < 3000, "the change never reached the transparency page");
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
         let rebuilt = change.elapsed();
