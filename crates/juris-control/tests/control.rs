@@ -1579,3 +1579,31 @@ fn a_primarys_followers_are_gauges_labelled_with_their_names() {
     }
     assert!(!text.contains("juris_fleet_follower_serial{name=\"edge-2\"}"));
 }
+
+#[test]
+fn upstream_tcp_counters_are_rendered_by_event() {
+    let counts = [("opened", 2), ("reused", 5), ("pipelined", 3)];
+    let server = juris_control::ServerSnapshot {
+        upstream_tcp: counts
+            .iter()
+            .map(|(event, count)| juris_control::api::LimitHitCount {
+                limit: (*event).into(),
+                count: *count,
+            })
+            .collect(),
+        ..Default::default()
+    };
+    let status = memory().status().unwrap();
+    let text = juris_control::api::render_metrics(&server, &status);
+    assert!(
+        text.contains("# TYPE juris_upstream_tcp_total counter"),
+        "{text}"
+    );
+    for line in [
+        "juris_upstream_tcp_total{event=\"opened\"} 2",
+        "juris_upstream_tcp_total{event=\"reused\"} 5",
+        "juris_upstream_tcp_total{event=\"pipelined\"} 3",
+    ] {
+        assert!(text.contains(line), "{line} missing from\n{text}");
+    }
+}

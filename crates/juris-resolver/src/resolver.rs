@@ -77,6 +77,15 @@ pub struct Limits {
     pub max_outstanding_per_zone: u32,
     /// Upstream queries outstanding at once in total ([`Limit::OutstandingTotal`]). 0: no cap.
     pub max_outstanding: u32,
+    /// Upstream TCP connections open at once to one server (RFC 7766 §6.2.1.1).
+    pub tcp_connections_per_server: u32,
+    /// Upstream TCP connections open at once in all.
+    pub tcp_connections: u32,
+    /// Queries outstanding at once on one upstream TCP connection (pipelining).
+    pub tcp_queries_per_connection: u32,
+    /// How long an upstream TCP connection with nothing to answer is kept open, in
+    /// milliseconds (a server's edns-tcp-keepalive can shorten it, RFC 7828).
+    pub tcp_idle_ms: u64,
 }
 
 impl Default for Limits {
@@ -90,6 +99,10 @@ impl Default for Limits {
             max_depth: 6,
             max_outstanding_per_zone: 250,
             max_outstanding: 1000,
+            tcp_connections_per_server: 2,
+            tcp_connections: 128,
+            tcp_queries_per_connection: 16,
+            tcp_idle_ms: 10_000,
         }
     }
 }
@@ -350,6 +363,7 @@ impl Resolver {
         clock: SharedClock,
     ) -> Result<Self, ResolverError> {
         let config = Arc::new(config);
+        crate::tcp_pool::configure(crate::tcp_pool::TcpLimits::from(&config.limits));
         let engine = match &config.mode {
             Mode::Recursive { root_hints } if root_hints.is_empty() => {
                 return Err(ResolverError::Config("recursive mode needs root hints"))

@@ -1013,6 +1013,14 @@ pub struct RawLimits {
     pub max_outstanding_per_zone: u32,
     /// Upstream queries outstanding at once in total. 0 = no cap. Default 1000.
     pub max_outstanding: u32,
+    /// Upstream TCP connections open at once to one server. Default 2.
+    pub tcp_connections_per_server: u32,
+    /// Upstream TCP connections open at once in all. Default 128.
+    pub tcp_connections: u32,
+    /// Queries outstanding at once on one upstream TCP connection (pipelining). Default 16.
+    pub tcp_queries_per_connection: u32,
+    /// How long an idle upstream TCP connection is kept, milliseconds. Default 10000.
+    pub tcp_idle_ms: u64,
 }
 
 impl Default for RawLimits {
@@ -1027,6 +1035,10 @@ impl Default for RawLimits {
             max_depth: l.max_depth,
             max_outstanding_per_zone: l.max_outstanding_per_zone,
             max_outstanding: l.max_outstanding,
+            tcp_connections_per_server: l.tcp_connections_per_server,
+            tcp_connections: l.tcp_connections,
+            tcp_queries_per_connection: l.tcp_queries_per_connection,
+            tcp_idle_ms: l.tcp_idle_ms,
         }
     }
 }
@@ -1821,10 +1833,28 @@ fn resolver_config(raw: &RawResolver) -> Result<juris_resolver::ResolverConfig, 
         ("max_ns_lookups_per_zone", limits.max_ns_lookups_per_zone),
         ("max_upstream_queries", limits.max_upstream_queries),
         ("max_depth", limits.max_depth),
+        (
+            "tcp_connections_per_server",
+            limits.tcp_connections_per_server,
+        ),
+        ("tcp_connections", limits.tcp_connections),
+        (
+            "tcp_queries_per_connection",
+            limits.tcp_queries_per_connection,
+        ),
     ] {
         if value == 0 {
             return Err(invalid(format!("resolver.limits.{key}"), "must be above 0"));
         }
+    }
+    if limits.tcp_connections_per_server > limits.tcp_connections {
+        return Err(invalid(
+            "resolver.limits.tcp_connections_per_server",
+            "must be at most resolver.limits.tcp_connections",
+        ));
+    }
+    if limits.tcp_idle_ms == 0 {
+        return Err(invalid("resolver.limits.tcp_idle_ms", "must be above 0"));
     }
     // An operator who points the hints or forwarders at loopback means it.
     let upstreams_on_loopback = match &mode {
@@ -1847,6 +1877,10 @@ fn resolver_config(raw: &RawResolver) -> Result<juris_resolver::ResolverConfig, 
             max_depth: limits.max_depth,
             max_outstanding_per_zone: limits.max_outstanding_per_zone,
             max_outstanding: limits.max_outstanding,
+            tcp_connections_per_server: limits.tcp_connections_per_server,
+            tcp_connections: limits.tcp_connections,
+            tcp_queries_per_connection: limits.tcp_queries_per_connection,
+            tcp_idle_ms: limits.tcp_idle_ms,
         },
         ipv4: raw.ipv4,
         ipv6: raw.ipv6,
@@ -1990,6 +2024,49 @@ mod tests {
             settings.resolver.dnssec.negative_trust_anchors,
             ["example.org", "example.net"]
         );
+    }
+
+    #[test]
+    fn upstream_tcp_limits_are_read_and_checked_by_name() {
+        let settings = Settings::from_raw(&RawConfig::default()).unwrap();
+        assert_eq!(settings.resolver.limits, juris_resolver::Limits::default());
+        let raw = RawConfig::from_toml(
+            "[resolver.limits]
+tcp_connections_per_server = 4
+tcp_connections = 64
+             tcp_queries_per_connection = 8
+tcp_idle_ms = 2000
+",
+            "t.toml",
+        )
+        .unwrap();
+        let limits = Settings::from_raw(&raw).unwrap().resolver.limits;
+        assert_eq!(
+            (
+                limits.tcp_connections_per_server,
+                limits.tcp_connections,
+                limits.tcp_queries_per_connection,
+                limits.tcp_idle_ms
+            ),
+            (4, 64, 8, 2000)
+        );
+        for (text, key) in [
+            (
+                "tcp_queries_per_connection = 0",
+                "resolver.limits.tcp_queries_per_connection",
+            ),
+            ("tcp_connections = 0", "resolver.limits.tcp_connections"),
+            ("tcp_idle_ms = 0", "resolver.limits.tcp_idle_ms"),
+            (
+                "tcp_connections_per_server = 9\ntcp_connections = 8",
+                "resolver.limits.tcp_connections_per_server",
+            ),
+        ] {
+            let raw =
+                RawConfig::from_toml(&format!("[resolver.limits]\n{text}\n"), "t.toml").unwrap();
+            let error = Settings::from_raw(&raw).unwrap_err().to_string();
+            assert!(error.contains(key), "{text}: {error}");
+        }
     }
 
     #[test]
