@@ -51,7 +51,7 @@ pub(crate) struct TcpLimits {
 
 impl From<&crate::Limits> for TcpLimits {
     fn from(limits: &crate::Limits) -> Self {
-        let count = |n: u32| usize::try_from(n).unwrap_or(usize::MAX).max(1);
+        let count = crate::resolver::table_bound;
         Self {
             per_server: count(limits.tcp_connections_per_server),
             total: count(limits.tcp_connections),

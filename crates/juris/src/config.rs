@@ -1021,6 +1021,20 @@ pub struct RawLimits {
     pub tcp_queries_per_connection: u32,
     /// How long an idle upstream TCP connection is kept, milliseconds. Default 10000.
     pub tcp_idle_ms: u64,
+    /// Servers whose health (SRTT, back-off, EDNS support, cookies) is kept. Default 100000.
+    pub infra_servers: u32,
+    /// Zone cuts kept, and as many name server address sets. Default 200000.
+    pub delegation_entries: u32,
+    /// Followed CNAME/DNAME records kept. Default 100000.
+    pub redirect_entries: u32,
+    /// Zones whose DS data from referrals is kept. Default 50000.
+    pub referral_ds_zones: u32,
+    /// Zones whose DNSSEC state is kept. Default 50000.
+    pub validated_zones: u32,
+    /// Zones whose validated NSEC/NSEC3 ranges are kept. Default 10000.
+    pub aggressive_nsec_zones: u32,
+    /// Resolution failures remembered (RFC 9520). Default 100000.
+    pub remembered_failures: u32,
 }
 
 impl Default for RawLimits {
@@ -1039,6 +1053,13 @@ impl Default for RawLimits {
             tcp_connections: l.tcp_connections,
             tcp_queries_per_connection: l.tcp_queries_per_connection,
             tcp_idle_ms: l.tcp_idle_ms,
+            infra_servers: l.infra_servers,
+            delegation_entries: l.delegation_entries,
+            redirect_entries: l.redirect_entries,
+            referral_ds_zones: l.referral_ds_zones,
+            validated_zones: l.validated_zones,
+            aggressive_nsec_zones: l.aggressive_nsec_zones,
+            remembered_failures: l.remembered_failures,
         }
     }
 }
@@ -1842,6 +1863,13 @@ fn resolver_config(raw: &RawResolver) -> Result<juris_resolver::ResolverConfig, 
             "tcp_queries_per_connection",
             limits.tcp_queries_per_connection,
         ),
+        ("infra_servers", limits.infra_servers),
+        ("delegation_entries", limits.delegation_entries),
+        ("redirect_entries", limits.redirect_entries),
+        ("referral_ds_zones", limits.referral_ds_zones),
+        ("validated_zones", limits.validated_zones),
+        ("aggressive_nsec_zones", limits.aggressive_nsec_zones),
+        ("remembered_failures", limits.remembered_failures),
     ] {
         if value == 0 {
             return Err(invalid(format!("resolver.limits.{key}"), "must be above 0"));
@@ -1881,6 +1909,13 @@ fn resolver_config(raw: &RawResolver) -> Result<juris_resolver::ResolverConfig, 
             tcp_connections: limits.tcp_connections,
             tcp_queries_per_connection: limits.tcp_queries_per_connection,
             tcp_idle_ms: limits.tcp_idle_ms,
+            infra_servers: limits.infra_servers,
+            delegation_entries: limits.delegation_entries,
+            redirect_entries: limits.redirect_entries,
+            referral_ds_zones: limits.referral_ds_zones,
+            validated_zones: limits.validated_zones,
+            aggressive_nsec_zones: limits.aggressive_nsec_zones,
+            remembered_failures: limits.remembered_failures,
         },
         ipv4: raw.ipv4,
         ipv6: raw.ipv6,
@@ -2027,6 +2062,34 @@ mod tests {
     }
 
     #[test]
+    fn table_bounds_are_read_and_checked_by_name() {
+        let raw = RawConfig::from_toml(
+            "[resolver.limits]\ninfra_servers = 500\ndelegation_entries = 600\nredirect_entries = 700\n\
+             referral_ds_zones = 800\nvalidated_zones = 900\naggressive_nsec_zones = 100\n\
+             remembered_failures = 200\n",
+            "t.toml",
+        )
+        .unwrap();
+        let l = Settings::from_raw(&raw).unwrap().resolver.limits;
+        assert_eq!(
+            [
+                l.infra_servers,
+                l.delegation_entries,
+                l.redirect_entries,
+                l.referral_ds_zones,
+                l.validated_zones,
+                l.aggressive_nsec_zones,
+                l.remembered_failures
+            ],
+            [500, 600, 700, 800, 900, 100, 200]
+        );
+        let raw = RawConfig::from_toml("[resolver.limits]\nvalidated_zones = -1\n", "t.toml");
+        assert!(raw.is_err(), "a negative bound does not read");
+        let raw = RawConfig::from_toml("[resolver.limits]\ninfra_server = 5\n", "t.toml");
+        assert!(raw.unwrap_err().to_string().contains("infra_server"));
+    }
+
+    #[test]
     fn upstream_tcp_limits_are_read_and_checked_by_name() {
         let settings = Settings::from_raw(&RawConfig::default()).unwrap();
         assert_eq!(settings.resolver.limits, juris_resolver::Limits::default());
@@ -2057,6 +2120,11 @@ tcp_idle_ms = 2000
             ),
             ("tcp_connections = 0", "resolver.limits.tcp_connections"),
             ("tcp_idle_ms = 0", "resolver.limits.tcp_idle_ms"),
+            ("infra_servers = 0", "resolver.limits.infra_servers"),
+            (
+                "remembered_failures = 0",
+                "resolver.limits.remembered_failures",
+            ),
             (
                 "tcp_connections_per_server = 9\ntcp_connections = 8",
                 "resolver.limits.tcp_connections_per_server",
