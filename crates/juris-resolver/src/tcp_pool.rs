@@ -386,7 +386,11 @@ async fn run(
                         break;
                     }
                 }
-                if !accepting && pending.is_empty() {
+                // Done with the last query of a connection that takes no more (the pool let
+                // it go, the server's keepalive said 0, or an asker retired it): close now,
+                // which also frees its place.
+                let retired = conn.upgrade().is_none_or(|c| c.retired.load(Ordering::Relaxed));
+                if pending.is_empty() && requests.is_empty() && (!accepting || retired) {
                     break;
                 }
             }
