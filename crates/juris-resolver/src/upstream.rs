@@ -993,11 +993,10 @@ mod tests {
         Ok(response)
     }
 
-    /// Two TCP exchanges with `server`, one after the other; how many connections it accepted.
-    async fn two_tcp_exchanges(
-        server: SocketAddr,
-        accepted: &std::sync::atomic::AtomicUsize,
-    ) -> usize {
+    /// Two TCP exchanges, one after the other, with a fake authority behaving as
+    /// `behaviour`: how many connections it accepted.
+    async fn connections_for_two(behaviour: Behaviour) -> usize {
+        let (server, accepted) = tcp_authority(behaviour).await;
         let qname = name("example.test.");
         for id in [11u16, 12] {
             tcp_ask(server, &qname, id)
@@ -1072,20 +1071,17 @@ mod tests {
 
     #[tokio::test]
     async fn a_tcp_connection_is_reused_for_the_next_truncated_answer() {
-        let (server, accepted) = tcp_authority(Behaviour::Serve).await;
-        assert_eq!(two_tcp_exchanges(server, &accepted).await, 1);
+        assert_eq!(connections_for_two(Behaviour::Serve).await, 1);
     }
 
     #[tokio::test]
     async fn a_reused_tcp_connection_that_goes_unanswered_is_replaced() {
-        let (server, accepted) = tcp_authority(Behaviour::Ignore).await;
-        assert_eq!(two_tcp_exchanges(server, &accepted).await, 2);
+        assert_eq!(connections_for_two(Behaviour::Ignore).await, 2);
     }
 
     #[tokio::test]
     async fn a_reused_tcp_connection_closed_by_the_server_is_replaced() {
-        let (server, accepted) = tcp_authority(Behaviour::CloseAfter(1)).await;
-        assert_eq!(two_tcp_exchanges(server, &accepted).await, 2);
+        assert_eq!(connections_for_two(Behaviour::CloseAfter(1)).await, 2);
     }
 
     #[tokio::test]
@@ -1109,14 +1105,12 @@ mod tests {
 
     #[tokio::test]
     async fn a_tcp_connection_that_sends_garbage_is_dropped_and_the_query_asked_again() {
-        let (server, accepted) = tcp_authority(Behaviour::Garbage).await;
-        assert_eq!(two_tcp_exchanges(server, &accepted).await, 2);
+        assert_eq!(connections_for_two(Behaviour::Garbage).await, 2);
     }
 
     #[tokio::test]
     async fn a_tcp_keepalive_of_zero_from_the_server_stops_reuse() {
-        let (server, accepted) = tcp_authority(Behaviour::KeepaliveZero).await;
-        assert_eq!(two_tcp_exchanges(server, &accepted).await, 2);
+        assert_eq!(connections_for_two(Behaviour::KeepaliveZero).await, 2);
         // With an ordinary server, the same two queries share a connection (above).
     }
 
