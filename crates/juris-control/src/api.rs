@@ -369,6 +369,9 @@ pub struct ServerSnapshot {
     pub fleet: Option<serde_json::Value>,
     /// Resolver work limits hit (NXNS, loops): (limit label, count).
     pub resolver_limit_hits: Vec<LimitHitCount>,
+    /// Upstream TCP connections and queries (`opened`, `reused`, `pipelined`, `lost`,
+    /// `retried`, `busy`): `limit` holds the event.
+    pub upstream_tcp: Vec<LimitHitCount>,
     /// Responses sent by transport × RCODE (both labels always real, never "all").
     pub answers: Vec<QueryCount>,
     /// Answer latency histograms: `hit` (answered at once) and `miss` (resolved).
@@ -1011,6 +1014,17 @@ pub fn render_metrics(server: &ServerSnapshot, store: &crate::StoreStatus) -> St
             .resolver_limit_hits
             .iter()
             .map(|l| format!("{{limit=\"{}\"}} {}", escape(&l.limit), l.count))
+            .collect(),
+    );
+    section(
+        &mut text,
+        "juris_upstream_tcp_total",
+        "counter",
+        "Upstream TCP (truncated answers): connections opened, queries given to a reused connection, queries pipelined behind another, queries whose connection was lost (closed by the server, garbage), queries asked again, queries refused for want of a connection place (resolver.limits.tcp_*).",
+        server
+            .upstream_tcp
+            .iter()
+            .map(|l| format!("{{event=\"{}\"}} {}", escape(&l.limit), l.count))
             .collect(),
     );
     section(

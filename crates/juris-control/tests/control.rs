@@ -1790,3 +1790,31 @@ fn the_order_list_and_the_dashboard_read_indexes_that_stay_true_through_changes(
         (vec!["FR-1".into(), "IT-1".into()], 5)
     );
 }
+
+#[test]
+fn upstream_tcp_counters_are_rendered_by_event() {
+    let counts = [("opened", 2), ("reused", 5), ("pipelined", 3)];
+    let server = juris_control::ServerSnapshot {
+        upstream_tcp: counts
+            .iter()
+            .map(|(event, count)| juris_control::api::LimitHitCount {
+                limit: (*event).into(),
+                count: *count,
+            })
+            .collect(),
+        ..Default::default()
+    };
+    let status = memory().status().unwrap();
+    let text = juris_control::api::render_metrics(&server, &status);
+    assert!(
+        text.contains("# TYPE juris_upstream_tcp_total counter"),
+        "{text}"
+    );
+    for line in [
+        "juris_upstream_tcp_total{event=\"opened\"} 2",
+        "juris_upstream_tcp_total{event=\"reused\"} 5",
+        "juris_upstream_tcp_total{event=\"pipelined\"} 3",
+    ] {
+        assert!(text.contains(line), "{line} missing from\n{text}");
+    }
+}

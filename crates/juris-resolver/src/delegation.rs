@@ -18,7 +18,7 @@ use crate::cache::FlushScope;
 use crate::names::lower;
 
 /// Bound on entries in each map; past it expired entries are dropped, then everything.
-const MAX_ENTRIES: usize = 200_000;
+pub(crate) const MAX_ENTRIES: usize = 200_000;
 
 /// A zone cut and its name servers.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -112,6 +112,8 @@ pub(crate) struct DelegationCache {
     primed_root: Mutex<Option<DelegationEntry>>,
     zones: Mutex<HashMap<Bytes, DelegationEntry>>,
     addresses: Mutex<HashMap<Bytes, AddressPair>>,
+    /// Entries kept in each map (`resolver.limits.delegation_entries`).
+    max_entries: usize,
 }
 
 /// Calls `f` with the lower-cased wire form of `name` (without copying when it is lower-case
@@ -158,7 +160,14 @@ impl DelegationCache {
             primed_root: Mutex::new(None),
             zones: Mutex::new(HashMap::new()),
             addresses: Mutex::new(HashMap::new()),
+            max_entries: MAX_ENTRIES,
         }
+    }
+
+    /// At most `max_entries` zone cuts and as many name server addresses.
+    pub(crate) fn with_max(mut self, max_entries: usize) -> Self {
+        self.max_entries = max_entries.max(1);
+        self
     }
 
     /// The root cut from the hints (what priming starts from).
@@ -250,9 +259,9 @@ impl DelegationCache {
             Ok(zones) => zones,
             Err(poisoned) => poisoned.into_inner(),
         };
-        if zones.len() >= MAX_ENTRIES {
+        if zones.len() >= self.max_entries {
             zones.retain(|_, entry| entry.expires_at > now);
-            if zones.len() >= MAX_ENTRIES {
+            if zones.len() >= self.max_entries {
                 zones.clear();
             }
         }
@@ -351,9 +360,9 @@ impl DelegationCache {
             Ok(map) => map,
             Err(poisoned) => poisoned.into_inner(),
         };
-        if map.len() >= MAX_ENTRIES && !map.contains_key(&key) {
+        if map.len() >= self.max_entries && !map.contains_key(&key) {
             map.retain(|_, pair| !pair.expired(now));
-            if map.len() >= MAX_ENTRIES {
+            if map.len() >= self.max_entries {
                 map.clear();
             }
         }

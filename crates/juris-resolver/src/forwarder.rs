@@ -39,10 +39,11 @@ pub(crate) struct Forwarder {
 impl Forwarder {
     pub(crate) fn new(config: Arc<ResolverConfig>, upstreams: Vec<SocketAddr>) -> Self {
         let outstanding = Outstanding::new(config.limits.max_outstanding, 0);
+        let infra = InfraCache::with_max(crate::resolver::table_bound(config.limits.infra_servers));
         Self {
             config,
             upstreams,
-            infra: InfraCache::default(),
+            infra,
             outstanding,
         }
     }

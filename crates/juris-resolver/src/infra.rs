@@ -36,7 +36,7 @@ const SELECTION_BAND: Duration = Duration::from_millis(50);
 /// Resolver's server selection).
 const EXPLORE_ONE_IN: u32 = 20;
 /// Bound on tracked servers; past it the map is pruned of healthy entries.
-const MAX_SERVERS: usize = 100_000;
+pub(crate) const MAX_SERVERS: usize = 100_000;
 /// How long a server that answered only without EDNS is asked without it (Unbound keeps its
 /// infra cache entries 900 s), after which EDNS is tried again.
 const EDNS_BROKEN_FOR: Duration = Duration::from_secs(900);
@@ -138,6 +138,8 @@ pub(crate) struct InfraCache {
     lame: Mutex<HashMap<(Bytes, SocketAddr), Instant>>,
     /// Key of the client cookies (random per process): see [`InfraCache::client_cookie`].
     cookie_secret: CookieSecret,
+    /// Entries kept in each map (`resolver.limits.infra_servers`).
+    max_servers: usize,
 }
 
 /// The client cookie key; never printed.
@@ -155,11 +157,20 @@ impl Default for InfraCache {
             servers: Mutex::default(),
             lame: Mutex::default(),
             cookie_secret: CookieSecret(rand::random()),
+            max_servers: MAX_SERVERS,
         }
     }
 }
 
 impl InfraCache {
+    /// A cache that keeps at most `max_servers` servers (and as many lame zone/server pairs).
+    pub(crate) fn with_max(max_servers: usize) -> Self {
+        Self {
+            max_servers: max_servers.max(1),
+            ..Self::default()
+        }
+    }
+
     /// Our client cookie for `server` (RFC 7873 §4.1): SipHash-2-4 of the server's address
     /// under a per-process random secret, so each server sees its own cookie, stable while
     /// the process runs, and no server can learn another's or track us across restarts.
@@ -301,10 +312,10 @@ impl InfraCache {
     /// Marks `server` as lame for `zone` (it answered without authority or with a bad referral).
     pub(crate) fn mark_lame(&self, zone: &Name<Bytes>, server: SocketAddr) {
         if let Ok(mut lame) = self.lame.lock() {
-            if lame.len() >= MAX_SERVERS {
+            if lame.len() >= self.max_servers {
                 let now = Instant::now();
                 lame.retain(|_, until| *until > now);
-                if lame.len() >= MAX_SERVERS {
+                if lame.len() >= self.max_servers {
                     lame.clear();
                 }
             }
@@ -404,10 +415,10 @@ impl InfraCache {
             Ok(servers) => servers,
             Err(poisoned) => poisoned.into_inner(),
         };
-        if servers.len() >= MAX_SERVERS && !servers.contains_key(&server) {
+        if servers.len() >= self.max_servers && !servers.contains_key(&server) {
             // Forget healthy servers first: they come back with the initial RTT.
             servers.retain(|_, s| s.consecutive_failures > 0);
-            if servers.len() >= MAX_SERVERS {
+            if servers.len() >= self.max_servers {
                 servers.clear();
             }
         }

@@ -58,6 +58,7 @@ mod referral_ds;
 mod resolver;
 mod root_hints;
 pub mod tap;
+mod tcp_pool;
 mod upstream;
 pub mod wire;
 
@@ -66,3 +67,4 @@ pub use resolver::{
     ResolverError,
 };
 pub use root_hints::{builtin_root_hints, parse_root_hints, RootHintsError, BUILTIN_ROOT_HINTS};
+pub use tcp_pool::upstream_tcp_counters;

@@ -258,12 +258,15 @@ impl Recursor {
             config.limits.max_outstanding,
             config.limits.max_outstanding_per_zone,
         );
+        let limits = config.limits.clone();
+        let table_bound = crate::resolver::table_bound;
         Self {
             config,
-            delegations: DelegationCache::new(hints),
-            referral_ds: ReferralDs::default(),
-            infra: InfraCache::default(),
-            redirects: Redirects::default(),
+            delegations: DelegationCache::new(hints)
+                .with_max(table_bound(limits.delegation_entries)),
+            referral_ds: ReferralDs::with_max(table_bound(limits.referral_ds_zones)),
+            infra: InfraCache::with_max(table_bound(limits.infra_servers)),
+            redirects: Redirects::with_max(table_bound(limits.redirect_entries)),
             clock,
             max_ttl,
             priming: tokio::sync::Mutex::new(()),

@@ -14,7 +14,7 @@ use crate::names::{cname_target, dname_target, lower, replace_suffix, synthesize
 use crate::resolver::lock;
 
 /// Bound on entries; past it expired entries are dropped, then everything.
-const MAX_ENTRIES: usize = 100_000;
+pub(crate) const MAX_ENTRIES: usize = 100_000;
 
 #[derive(Debug)]
 struct Entry {
@@ -27,9 +27,17 @@ struct Entry {
 }
 
 /// Cached CNAME and DNAME records, keyed by (lower-cased owner, type).
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(crate) struct Redirects {
     map: Mutex<HashMap<(Bytes, Rtype), Entry>>,
+    /// Entries kept (`resolver.limits.redirect_entries`).
+    max_entries: usize,
+}
+
+impl Default for Redirects {
+    fn default() -> Self {
+        Self::with_max(MAX_ENTRIES)
+    }
 }
 
 /// A redirection found in the cache: the records to put in the answer and the name to go on
@@ -42,6 +50,14 @@ pub(crate) struct Followed {
 }
 
 impl Redirects {
+    /// A store of at most `max_entries` records.
+    pub(crate) fn with_max(max_entries: usize) -> Self {
+        Self {
+            map: Mutex::default(),
+            max_entries: max_entries.max(1),
+        }
+    }
+
     /// Keeps `record` (a CNAME or DNAME), its signatures and `proof` (the NSEC/NSEC3 records
     /// of a wildcard expansion) for its TTL (at most `max_ttl`).
     pub(crate) fn remember(
@@ -68,9 +84,9 @@ impl Redirects {
         records.push(record.clone());
         records.extend(signatures);
         let mut map = lock(&self.map);
-        if map.len() >= MAX_ENTRIES {
+        if map.len() >= self.max_entries {
             map.retain(|_, entry| entry.expires_at > now);
-            if map.len() >= MAX_ENTRIES {
+            if map.len() >= self.max_entries {
                 map.clear();
             }
         }
@@ -200,6 +216,25 @@ mod tests {
         assert!(redirects
             .follow(&n("www.example.test."), Rtype::A, 1300)
             .is_none());
+    }
+
+    #[test]
+    fn the_store_holds_at_most_its_configured_entries() {
+        let redirects = Redirects::with_max(3);
+        for i in 0..10 {
+            let cname = Record::new(
+                n(&format!("w{i}.example.test.")),
+                Class::IN,
+                Ttl::from_secs(300),
+                AllRecordData::Cname(Cname::new(n("web.example.net."))),
+            );
+            redirects.remember(&cname, Vec::new(), Vec::new(), 86_400, 1000);
+            assert!(redirects.map.lock().unwrap().len() <= 3);
+        }
+        // The newest is always kept.
+        assert!(redirects
+            .follow(&n("w9.example.test."), Rtype::A, 1001)
+            .is_some());
     }
 
     #[test]

@@ -17,7 +17,7 @@ use crate::names::{lower, rrsig_covers, same_name, Rr};
 use crate::recursor::Outcome;
 
 /// Bound on remembered zones; past it expired entries are dropped, then everything.
-const MAX_ZONES: usize = 50_000;
+pub(crate) const MAX_ZONES: usize = 50_000;
 
 #[derive(Debug)]
 struct Entry {
@@ -29,12 +29,28 @@ struct Entry {
 }
 
 /// DS data from referrals, keyed by the child zone (lower-cased).
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(crate) struct ReferralDs {
     zones: Mutex<HashMap<Name<Bytes>, Entry>>,
+    /// Zones kept (`resolver.limits.referral_ds_zones`).
+    max_zones: usize,
+}
+
+impl Default for ReferralDs {
+    fn default() -> Self {
+        Self::with_max(MAX_ZONES)
+    }
 }
 
 impl ReferralDs {
+    /// A store of at most `max_zones` zones.
+    pub(crate) fn with_max(max_zones: usize) -> Self {
+        Self {
+            zones: Mutex::default(),
+            max_zones: max_zones.max(1),
+        }
+    }
+
     /// Keeps the DS (or no-DS proof) a referral to `child` carried in `authority` (already
     /// limited to the parent's bailiwick). A referral with neither is not remembered.
     pub(crate) fn store(&self, child: &Name<Bytes>, authority: &[Rr], max_ttl: u32, now: u64) {
@@ -64,9 +80,9 @@ impl ReferralDs {
             return;
         }
         let mut zones = lock(&self.zones);
-        if zones.len() >= MAX_ZONES {
+        if zones.len() >= self.max_zones {
             zones.retain(|_, e| e.expires_at > now);
-            if zones.len() >= MAX_ZONES {
+            if zones.len() >= self.max_zones {
                 zones.clear();
             }
         }

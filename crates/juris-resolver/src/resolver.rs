@@ -77,6 +77,30 @@ pub struct Limits {
     pub max_outstanding_per_zone: u32,
     /// Upstream queries outstanding at once in total ([`Limit::OutstandingTotal`]). 0: no cap.
     pub max_outstanding: u32,
+    /// Upstream TCP connections open at once to one server (RFC 7766 §6.2.1.1).
+    pub tcp_connections_per_server: u32,
+    /// Upstream TCP connections open at once in all.
+    pub tcp_connections: u32,
+    /// Queries outstanding at once on one upstream TCP connection (pipelining).
+    pub tcp_queries_per_connection: u32,
+    /// How long an upstream TCP connection with nothing to answer is kept open, in
+    /// milliseconds (a server's edns-tcp-keepalive can shorten it, RFC 7828).
+    pub tcp_idle_ms: u64,
+    /// Servers whose health (SRTT, back-off, EDNS, cookies) is kept, and as many lame
+    /// zone/server pairs.
+    pub infra_servers: u32,
+    /// Zone cuts kept, and as many name server address sets.
+    pub delegation_entries: u32,
+    /// Followed CNAME/DNAME records kept.
+    pub redirect_entries: u32,
+    /// Zones whose DS data from referrals is kept.
+    pub referral_ds_zones: u32,
+    /// Zones whose DNSSEC state (DNSKEY/DS outcome) is kept, and as many proven non-cuts.
+    pub validated_zones: u32,
+    /// Zones whose validated NSEC/NSEC3 ranges are kept (RFC 8198).
+    pub aggressive_nsec_zones: u32,
+    /// Resolution failures remembered (RFC 9520).
+    pub remembered_failures: u32,
 }
 
 impl Default for Limits {
@@ -90,6 +114,17 @@ impl Default for Limits {
             max_depth: 6,
             max_outstanding_per_zone: 250,
             max_outstanding: 1000,
+            tcp_connections_per_server: 2,
+            tcp_connections: 128,
+            tcp_queries_per_connection: 16,
+            tcp_idle_ms: 10_000,
+            infra_servers: crate::infra::MAX_SERVERS as u32,
+            delegation_entries: crate::delegation::MAX_ENTRIES as u32,
+            redirect_entries: crate::redirects::MAX_ENTRIES as u32,
+            referral_ds_zones: crate::referral_ds::MAX_ZONES as u32,
+            validated_zones: crate::dnssec::validator::MAX_ZONES as u32,
+            aggressive_nsec_zones: crate::dnssec::aggressive::MAX_ZONES as u32,
+            remembered_failures: MAX_REMEMBERED_FAILURES as u32,
         }
     }
 }
@@ -310,6 +345,11 @@ type Shared = Result<Arc<CachedAnswer>, ResolveError>;
 
 /// Bound on remembered failures (RFC 9520); past it the map is pruned.
 const MAX_REMEMBERED_FAILURES: usize = 100_000;
+
+/// A table bound from [`Limits`] as a size (at least 1).
+pub(crate) fn table_bound(n: u32) -> usize {
+    usize::try_from(n).unwrap_or(usize::MAX).max(1)
+}
 /// Rounds of asking other servers after a bogus answer (Unbound restarts validation a few
 /// times likewise); each round avoids the servers that answered the round before.
 const MAX_BOGUS_RETRIES: u32 = 3;
@@ -350,6 +390,7 @@ impl Resolver {
         clock: SharedClock,
     ) -> Result<Self, ResolverError> {
         let config = Arc::new(config);
+        crate::tcp_pool::configure(crate::tcp_pool::TcpLimits::from(&config.limits));
         let engine = match &config.mode {
             Mode::Recursive { root_hints } if root_hints.is_empty() => {
                 return Err(ResolverError::Config("recursive mode needs root hints"))
@@ -376,11 +417,12 @@ impl Resolver {
         }
         let validator = if config.dnssec.enabled {
             let anchors = config.dnssec.load_anchors()?;
-            Some(Validator::new(
-                config.dnssec.clone(),
-                anchors,
-                clock.clone(),
-            ))
+            Some(
+                Validator::new(config.dnssec.clone(), anchors, clock.clone()).with_limits(
+                    table_bound(config.limits.validated_zones),
+                    table_bound(config.limits.aggressive_nsec_zones),
+                ),
+            )
         } else {
             None
         };
@@ -841,10 +883,11 @@ impl Inner {
         if ttl == 0 {
             return;
         }
+        let max = table_bound(self.config.limits.remembered_failures);
         let mut failures = lock(&self.failures);
-        if failures.len() >= MAX_REMEMBERED_FAILURES {
+        if failures.len() >= max {
             failures.retain(|_, (_, until)| *until > now);
-            if failures.len() >= MAX_REMEMBERED_FAILURES {
+            if failures.len() >= max {
                 failures.clear();
             }
         }

@@ -25,7 +25,6 @@
 //! answered one, gets its next query without EDNS. A server seen answering an EDNS query is
 //! never downgraded (a forged FORMERR cannot turn DNSSEC off). Queries without EDNS carry no
 //! DO bit and accept 512-byte UDP answers (TC=1 goes to TCP).
-//! - TCP connections are reused one query at a time, never pipelined (see [`IDLE_TCP`]).
 //!
 //! # DNS cookies (RFC 7873 §5.1, §5.3)
 //! Every EDNS query carries a COOKIE option: our client cookie for the server
@@ -36,17 +35,15 @@
 //! BADCOOKIE answer (extended RCODE 23) that brings a new server cookie is asked again once
 //! with it; a second BADCOOKIE is returned as the answer (a server failure to the engines).
 //!
-//! # TCP connection reuse
-//! After a complete TCP exchange the connection is kept, idle, for the next truncated answer
-//! from the same server (RFC 7766 §6.2.1: clients SHOULD reuse connections), at most
-//! [`TCP_IDLE_PER_SERVER`] per server and [`TCP_IDLE_TOTAL`] in all, each for at most
-//! [`TCP_IDLE`] (closed at the next TCP exchange after that, or when evicted). A reused
-//! connection that the server has closed meanwhile is noticed before use (a peek reads EOF)
-//! or fails its exchange; either way a fresh connection carries the query.
+//! # TCP
+//! A truncated answer is asked again over TCP through [`crate::tcp_pool`]: connections per
+//! server reused and pipelined (RFC 7766 §6.2.1.1), answers matched by ID and question in any
+//! order, bounded per connection, per server and in all; a query whose connection is lost
+//! is asked once more on another. EDNS queries over TCP carry an empty edns-tcp-keepalive
+//! option (RFC 7828 §3.2.1), so servers that do it tell us how long to keep the connection.
 
 use std::io;
 use std::net::SocketAddr;
-use std::sync::Mutex;
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
@@ -55,8 +52,7 @@ use domain::base::name::{FlattenInto, ToLabelIter};
 use domain::base::{Message, Name, ParsedName, Rtype, ToName};
 use domain::rdata::AllRecordData;
 use socket2::{Domain, Protocol, Socket, Type};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpStream, UdpSocket};
+use tokio::net::UdpSocket;
 use tokio::time::{timeout_at, Instant};
 
 use crate::infra::ServerCookie;
@@ -80,6 +76,9 @@ pub(crate) enum UpstreamError {
     /// The query could not be built (name too long...).
     #[error("query could not be built")]
     Build,
+    /// Every upstream TCP connection place is taken (`resolver.limits.tcp_*`).
+    #[error("too many upstream tcp queries")]
+    TcpBusy,
 }
 
 impl From<io::Error> for UpstreamError {
@@ -307,7 +306,7 @@ async fn exchange_sent(
             // Boxed: the rare TCP path should not make every exchange's state larger.
             Box::pin(timeout_at(
                 options.deadline,
-                tcp_exchange(server, query, expected, options.deadline),
+                tcp_exchange(server, query, expected, options),
             ))
             .await
             .map_err(|_| UpstreamError::Timeout)??
@@ -488,140 +487,80 @@ async fn udp_exchange(
     }
 }
 
+/// `query` with its TCP length prefix and, for an EDNS query (whose OPT record is the last
+/// one, as [`build_query`] writes it), an empty edns-tcp-keepalive option (RFC 7828 §3.2.1).
+fn tcp_framed(query: &[u8], edns: bool, qname: &Name<Bytes>) -> Result<Vec<u8>, UpstreamError> {
+    const KEEPALIVE: [u8; 4] = [0, 11, 0, 0];
+    let extra = if edns { KEEPALIVE.len() } else { 0 };
+    let len = u16::try_from(query.len() + extra).map_err(|_| UpstreamError::Build)?;
+    let mut framed = Vec::with_capacity(query.len() + extra + 2);
+    framed.extend_from_slice(&len.to_be_bytes());
+    framed.extend_from_slice(query);
+    if edns {
+        // Header, question (name, type, class), then the OPT's owner, type, class, TTL.
+        let rdlen_at = 2 + 12 + qname.as_slice().len() + 4 + 1 + 2 + 2 + 4;
+        let rdlen = framed
+            .get(rdlen_at..rdlen_at + 2)
+            .map(|b| u16::from_be_bytes([b[0], b[1]]))
+            .ok_or(UpstreamError::Build)?;
+        framed[rdlen_at..rdlen_at + 2].copy_from_slice(&(rdlen + 4).to_be_bytes());
+        framed.extend_from_slice(&KEEPALIVE);
+    }
+    Ok(framed)
+}
+
+/// One query over TCP through the connection pool ([`crate::tcp_pool`]): reused and
+/// pipelined connections. A query whose connection is lost before the answer (closed by the
+/// server, garbage) is asked once more; so is one that a reused connection leaves
+/// unanswered for half the time left (the connection is retired: a server that keeps the
+/// connection but never answers a second query on it leaves the other half to another).
 async fn tcp_exchange(
     server: SocketAddr,
     query: &[u8],
     expected: Expected<'_>,
-    deadline: Instant,
+    options: &QueryOptions,
 ) -> Result<Response, UpstreamError> {
-    let ask = TcpAsk {
-        server,
-        query,
-        expected,
-    };
+    use crate::tcp_pool::{acquire, count_retry, PoolError};
     let (qname, qtype, id) = (expected.qname, expected.qtype, expected.id);
-    if let Some(stream) = take_idle_tcp(server) {
-        tracing::debug!(%server, qname = %qname, %qtype, id, "upstream query (tcp, reused)");
-        // At most half the time left: a server that keeps the connection but never answers
-        // a second query on it leaves the other half to a fresh connection.
+    let deadline = options.deadline;
+    let framed = tcp_framed(query, options.edns, qname)?;
+    let mut retried = false;
+    loop {
+        let (conn, reused) = acquire(server).map_err(|e| match e {
+            PoolError::Connect(kind) => UpstreamError::Io(kind),
+            PoolError::Busy | PoolError::Lost => UpstreamError::TcpBusy,
+        })?;
+        tracing::debug!(%server, qname = %qname, %qtype, id, reused, "upstream query (tcp)");
         let now = Instant::now();
-        let half = now + deadline.saturating_duration_since(now) / 2;
-        match timeout_at(half, tcp_query(TcpStream::from_std(stream)?, &ask)).await {
-            Ok(Ok(response)) => return Ok(response),
-            Ok(Err(error)) => {
-                tracing::debug!(%server, %error, "reused tcp connection failed, reconnecting");
+        let limit = if reused && !retried {
+            now + deadline.saturating_duration_since(now) / 2
+        } else {
+            deadline
+        };
+        match timeout_at(limit, conn.ask(framed.clone(), id, qname, qtype)).await {
+            Ok(Ok(bytes)) => {
+                return match expected.check(bytes, true, false)? {
+                    Some(response) => Ok(response),
+                    None => Err(UpstreamError::Malformed("truncated answer over TCP")),
+                };
             }
-            Err(_) => {
-                tracing::debug!(%server, "reused tcp connection timed out, reconnecting");
+            Ok(Err(PoolError::Lost)) if !retried => {
+                tracing::debug!(%server, "upstream tcp connection lost, asking again");
             }
+            Ok(Err(PoolError::Lost)) => {
+                return Err(UpstreamError::Io(io::ErrorKind::ConnectionReset))
+            }
+            Ok(Err(PoolError::Connect(kind))) => return Err(UpstreamError::Io(kind)),
+            Ok(Err(PoolError::Busy)) => return Err(UpstreamError::TcpBusy),
+            Err(_) if reused && !retried => {
+                tracing::debug!(%server, "reused tcp connection left the query unanswered, retiring it");
+                conn.retire();
+            }
+            Err(_) => return Err(UpstreamError::Timeout),
         }
+        retried = true;
+        count_retry();
     }
-    tracing::debug!(%server, qname = %qname, %qtype, id, "upstream query (tcp)");
-    let stream = TcpStream::connect(server).await?;
-    tcp_query(stream, &ask).await
-}
-
-/// One query to send over TCP and what its answer must match.
-struct TcpAsk<'a> {
-    server: SocketAddr,
-    query: &'a [u8],
-    expected: Expected<'a>,
-}
-
-/// One query and its answer on `stream`; the connection is kept for reuse when they went
-/// through (a matching, complete answer), and closed otherwise.
-async fn tcp_query(mut stream: TcpStream, ask: &TcpAsk<'_>) -> Result<Response, UpstreamError> {
-    let query = ask.query;
-    let len = u16::try_from(query.len()).map_err(|_| UpstreamError::Build)?;
-    let mut framed = Vec::with_capacity(query.len() + 2);
-    framed.extend_from_slice(&len.to_be_bytes());
-    framed.extend_from_slice(query);
-    stream.write_all(&framed).await?;
-    let mut prefix = [0u8; 2];
-    stream.read_exact(&mut prefix).await?;
-    let len = u16::from_be_bytes(prefix) as usize;
-    let mut buffer = vec![0u8; len];
-    stream.read_exact(&mut buffer).await?;
-    match ask.expected.check(Bytes::from(buffer), true, false)? {
-        Some(response) => {
-            put_idle_tcp(ask.server, stream);
-            Ok(response)
-        }
-        None => Err(UpstreamError::Malformed("truncated answer over TCP")),
-    }
-}
-
-/// How long an idle upstream TCP connection is kept for reuse.
-const TCP_IDLE: Duration = Duration::from_secs(10);
-/// Idle connections kept per server.
-const TCP_IDLE_PER_SERVER: usize = 2;
-/// Idle connections kept in all.
-const TCP_IDLE_TOTAL: usize = 128;
-
-/// One idle upstream TCP connection (taken off the runtime's reactor while idle, so any
-/// runtime can pick it up).
-struct IdleTcp {
-    server: SocketAddr,
-    stream: std::net::TcpStream,
-    since: std::time::Instant,
-}
-
-/// The idle upstream TCP connections, oldest first.
-static IDLE_TCP: Mutex<Vec<IdleTcp>> = Mutex::new(Vec::new());
-
-/// The idle connections of `idle` older than [`TCP_IDLE`], taken out (to be closed once the
-/// lock is released).
-fn expired_tcp(idle: &mut Vec<IdleTcp>, now: std::time::Instant) -> Vec<IdleTcp> {
-    let (expired, kept) = std::mem::take(idle)
-        .into_iter()
-        .partition(|c| now.duration_since(c.since) >= TCP_IDLE);
-    *idle = kept;
-    expired
-}
-
-/// The newest idle connection to `server` that is still open, if any.
-fn take_idle_tcp(server: SocketAddr) -> Option<std::net::TcpStream> {
-    let mut closed = Vec::new();
-    let mut idle = crate::resolver::lock(&IDLE_TCP);
-    closed.extend(expired_tcp(&mut idle, std::time::Instant::now()));
-    while let Some(at) = idle.iter().rposition(|c| c.server == server) {
-        let candidate = idle.remove(at);
-        if still_open(&candidate.stream) {
-            return Some(candidate.stream);
-        }
-        closed.push(candidate);
-    }
-    None
-}
-
-/// Whether an idle connection can carry a query: no EOF, error or stray data waiting on it.
-fn still_open(stream: &std::net::TcpStream) -> bool {
-    matches!(stream.peek(&mut [0u8; 1]), Err(e) if e.kind() == io::ErrorKind::WouldBlock)
-}
-
-/// Keeps `stream` for the next TCP exchange with `server`, evicting the oldest connections
-/// beyond the limits.
-fn put_idle_tcp(server: SocketAddr, stream: TcpStream) {
-    let Ok(stream) = stream.into_std() else {
-        return;
-    };
-    let now = std::time::Instant::now();
-    let mut idle = crate::resolver::lock(&IDLE_TCP);
-    let mut closed = expired_tcp(&mut idle, now);
-    if idle.iter().filter(|c| c.server == server).count() >= TCP_IDLE_PER_SERVER {
-        if let Some(at) = idle.iter().position(|c| c.server == server) {
-            closed.push(idle.remove(at));
-        }
-    }
-    if idle.len() >= TCP_IDLE_TOTAL {
-        closed.push(idle.remove(0));
-    }
-    idle.push(IdleTcp {
-        server,
-        stream,
-        since: now,
-    });
-    drop(idle);
 }
 
 /// Checks that `bytes` answers our query and parses it; `Ok(None)` when TC=1 over UDP.
@@ -935,24 +874,30 @@ mod tests {
             .is_none());
     }
 
-    /// What a fake TCP authority does after the first answer on a connection.
+    /// What a fake TCP authority does on each connection.
     #[derive(Clone, Copy, PartialEq)]
-    enum AfterAnswer {
-        /// Answers the next queries too.
+    enum Behaviour {
+        /// Answers every query as it comes.
         Serve,
-        /// Closes the connection.
-        Close,
-        /// Keeps the connection but never answers on it again.
+        /// Answers the first `n` queries, then closes the connection.
+        CloseAfter(usize),
+        /// Answers the first query, then keeps the connection but never answers again.
         Ignore,
+        /// Waits for `n` queries, then answers them in the reverse order, and again.
+        Reverse(usize),
+        /// Answers the first query, then sends a message with an ID nobody asked.
+        Garbage,
+        /// Answers with edns-tcp-keepalive 0: "do not send more on this connection".
+        KeepaliveZero,
     }
 
-    /// A fake authority on loopback TCP: answers queries with the query flagged QR (the first
-    /// of a connection always, the next ones as `after` says), and counts the connections it
-    /// accepts.
+    /// A fake authority on loopback TCP answering with the query flagged QR, as `behaviour`
+    /// says; counts the connections it accepts.
     async fn tcp_authority(
-        after: AfterAnswer,
+        behaviour: Behaviour,
     ) -> (SocketAddr, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
         use std::sync::atomic::{AtomicUsize, Ordering};
+        use tokio::io::AsyncWriteExt;
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let address = listener.local_addr().unwrap();
         let accepted = std::sync::Arc::new(AtomicUsize::new(0));
@@ -961,24 +906,60 @@ mod tests {
             while let Ok((mut connection, _)) = listener.accept().await {
                 counter.fetch_add(1, Ordering::SeqCst);
                 tokio::spawn(async move {
-                    let mut prefix = [0u8; 2];
-                    let mut answered = false;
-                    while connection.read_exact(&mut prefix).await.is_ok() {
-                        let mut query = vec![0u8; usize::from(u16::from_be_bytes(prefix))];
-                        if connection.read_exact(&mut query).await.is_err() {
-                            return;
+                    let mut answered = 0;
+                    let mut batch = Vec::new();
+                    while let Some(query) = crate::tcp_pool::read_frame(&mut connection).await {
+                        let mut answers = Vec::new();
+                        match behaviour {
+                            Behaviour::Serve => answers.push(answer_to(&query, |_| {})),
+                            Behaviour::CloseAfter(_) => answers.push(answer_to(&query, |_| {})),
+                            Behaviour::Ignore | Behaviour::Garbage if answered > 0 => {
+                                if behaviour == Behaviour::Garbage {
+                                    answers.push(answer_to(&query, |m| m[0] ^= 0xff));
+                                }
+                            }
+                            Behaviour::Ignore | Behaviour::Garbage => {
+                                answers.push(answer_to(&query, |_| {}));
+                            }
+                            Behaviour::Reverse(n) => {
+                                batch.push(query);
+                                if batch.len() == n {
+                                    answers.extend(
+                                        batch.drain(..).rev().map(|q| answer_to(&q, |_| {})),
+                                    );
+                                }
+                            }
+                            Behaviour::KeepaliveZero => {
+                                // Our query ends with an empty keepalive option: give it
+                                // a timeout of 0.
+                                answers.push(answer_to(&query, |m| {
+                                    let at = m.len() - 6;
+                                    let rdlen = u16::from_be_bytes([m[at], m[at + 1]]) + 2;
+                                    m[at..at + 2].copy_from_slice(&rdlen.to_be_bytes());
+                                    let end = m.len();
+                                    m[end - 2..].copy_from_slice(&2u16.to_be_bytes());
+                                    m.extend_from_slice(&[0, 0]);
+                                }));
+                            }
                         }
-                        if answered && after == AfterAnswer::Ignore {
-                            continue;
+                        for answer in answers {
+                            answered += 1;
+                            let mut framed = (answer.len() as u16).to_be_bytes().to_vec();
+                            framed.extend_from_slice(&answer);
+                            if connection.write_all(&framed).await.is_err() {
+                                return;
+                            }
                         }
-                        answered = true;
-                        let answer = answer_to(&query, |_| {});
-                        let mut framed = (answer.len() as u16).to_be_bytes().to_vec();
-                        framed.extend_from_slice(&answer);
-                        if connection.write_all(&framed).await.is_err()
-                            || after == AfterAnswer::Close
-                        {
-                            return;
+                        if let Behaviour::CloseAfter(n) = behaviour {
+                            if answered >= n {
+                                // Closes its side (FIN after the answers) and reads what
+                                // is left: closing with unread queries would reset the
+                                // connection, which may discard the answers sent.
+                                let _ = connection.shutdown().await;
+                                while crate::tcp_pool::read_frame(&mut connection).await.is_some() {
+                                }
+                                return;
+                            }
                         }
                     }
                 });
@@ -987,45 +968,171 @@ mod tests {
         (address, accepted)
     }
 
-    /// Two TCP exchanges with `server`; how many connections it accepted.
-    async fn two_tcp_exchanges(
+    /// One TCP exchange of `qname`/DNSKEY with ID `id`: the response, checked to answer it.
+    async fn tcp_ask(
         server: SocketAddr,
-        accepted: &std::sync::atomic::AtomicUsize,
-    ) -> usize {
+        qname: &Name<Bytes>,
+        id: u16,
+    ) -> Result<Response, UpstreamError> {
+        let query = build_query(id, qname, Rtype::DNSKEY, &options(), None).unwrap();
+        let options = QueryOptions {
+            deadline: Instant::now() + Duration::from_secs(4),
+            ..options()
+        };
+        let expected = Expected {
+            id,
+            qname,
+            qtype: Rtype::DNSKEY,
+            client_cookie: None,
+        };
+        let response = tcp_exchange(server, &query, expected, &options).await?;
+        assert!(response.over_tcp);
+        let header = Message::from_octets(response.wire.clone()).unwrap();
+        assert_eq!(header.header().id(), id);
+        assert!(header.sole_question().unwrap().qname().name_eq(qname));
+        Ok(response)
+    }
+
+    /// Two TCP exchanges, one after the other, with a fake authority behaving as
+    /// `behaviour`: how many connections it accepted.
+    async fn connections_for_two(behaviour: Behaviour) -> usize {
+        let (server, accepted) = tcp_authority(behaviour).await;
         let qname = name("example.test.");
         for id in [11u16, 12] {
-            let query = build_query(id, &qname, Rtype::DNSKEY, &options(), None).unwrap();
-            let deadline = Instant::now() + Duration::from_secs(4);
-            let expected = Expected {
-                id,
-                qname: &qname,
-                qtype: Rtype::DNSKEY,
-                client_cookie: None,
-            };
-            let response = tcp_exchange(server, &query, expected, deadline)
+            tcp_ask(server, &qname, id)
                 .await
                 .unwrap_or_else(|e| panic!("tcp exchange {id}: {e}"));
-            assert!(response.over_tcp);
         }
         accepted.load(std::sync::atomic::Ordering::SeqCst)
     }
 
+    /// `n` TCP exchanges with `server` at once (distinct names and IDs); all must succeed.
+    async fn concurrent_tcp_exchanges(server: SocketAddr, n: u16) {
+        let names: Vec<Name<Bytes>> = (0..n)
+            .map(|i| name(&format!("n{i}.example.test.")))
+            .collect();
+        let asks = names
+            .iter()
+            .zip(100u16..)
+            .map(|(qname, id)| tcp_ask(server, qname, id));
+        for (i, result) in futures_join_all(asks).await.into_iter().enumerate() {
+            result.unwrap_or_else(|e| panic!("tcp exchange {i}: {e}"));
+        }
+    }
+
+    /// Runs the futures concurrently on this task and returns their outputs in order.
+    async fn futures_join_all<F: std::future::Future>(
+        futures: impl Iterator<Item = F>,
+    ) -> Vec<F::Output> {
+        let mut set = Vec::new();
+        for future in futures {
+            set.push(Box::pin(future));
+        }
+        let mut outputs: Vec<Option<F::Output>> = set.iter().map(|_| None).collect();
+        std::future::poll_fn(|cx| {
+            let mut all = true;
+            for (future, output) in set.iter_mut().zip(outputs.iter_mut()) {
+                if output.is_none() {
+                    match future.as_mut().poll(cx) {
+                        std::task::Poll::Ready(value) => *output = Some(value),
+                        std::task::Poll::Pending => all = false,
+                    }
+                }
+            }
+            if all {
+                std::task::Poll::Ready(())
+            } else {
+                std::task::Poll::Pending
+            }
+        })
+        .await;
+        outputs.into_iter().flatten().collect()
+    }
+
+    fn counter(event: &str) -> u64 {
+        crate::tcp_pool::upstream_tcp_counters()
+            .into_iter()
+            .find(|(e, _)| *e == event)
+            .map_or(0, |(_, count)| count)
+    }
+
+    /// `n` exchanges at once with a fake authority behaving as `behaviour`: the connections
+    /// it accepted and how much the counter of `event` grew (other tests running at the same
+    /// time can only add to it).
+    async fn concurrent_run(behaviour: Behaviour, n: u16, event: &str) -> (usize, u64) {
+        let (server, accepted) = tcp_authority(behaviour).await;
+        let before = counter(event);
+        concurrent_tcp_exchanges(server, n).await;
+        (
+            accepted.load(std::sync::atomic::Ordering::SeqCst),
+            counter(event) - before,
+        )
+    }
+
     #[tokio::test]
     async fn a_tcp_connection_is_reused_for_the_next_truncated_answer() {
-        let (server, accepted) = tcp_authority(AfterAnswer::Serve).await;
-        assert_eq!(two_tcp_exchanges(server, &accepted).await, 1);
+        assert_eq!(connections_for_two(Behaviour::Serve).await, 1);
     }
 
     #[tokio::test]
     async fn a_reused_tcp_connection_that_goes_unanswered_is_replaced() {
-        let (server, accepted) = tcp_authority(AfterAnswer::Ignore).await;
-        assert_eq!(two_tcp_exchanges(server, &accepted).await, 2);
+        assert_eq!(connections_for_two(Behaviour::Ignore).await, 2);
     }
 
     #[tokio::test]
     async fn a_reused_tcp_connection_closed_by_the_server_is_replaced() {
-        let (server, accepted) = tcp_authority(AfterAnswer::Close).await;
-        assert_eq!(two_tcp_exchanges(server, &accepted).await, 2);
+        assert_eq!(connections_for_two(Behaviour::CloseAfter(1)).await, 2);
+    }
+
+    #[tokio::test]
+    async fn tcp_queries_are_pipelined_on_one_connection_and_answers_matched_out_of_order() {
+        // The authority answers only once it holds all eight queries on one connection,
+        // and then last first: the queries were pipelined, the answers matched by ID and
+        // question whatever their order.
+        let (connections, pipelined) = concurrent_run(Behaviour::Reverse(8), 8, "pipelined").await;
+        assert_eq!(connections, 1);
+        assert!(pipelined >= 7);
+    }
+
+    #[tokio::test]
+    async fn tcp_queries_of_a_connection_the_server_closes_are_asked_again_on_a_new_one() {
+        // Two answers per connection: of four pipelined queries, two are lost with the
+        // first connection and answered on a second.
+        let (connections, retried) = concurrent_run(Behaviour::CloseAfter(2), 4, "retried").await;
+        assert_eq!(connections, 2);
+        assert!(retried >= 2);
+    }
+
+    #[tokio::test]
+    async fn a_tcp_connection_that_sends_garbage_is_dropped_and_the_query_asked_again() {
+        assert_eq!(connections_for_two(Behaviour::Garbage).await, 2);
+    }
+
+    #[tokio::test]
+    async fn a_tcp_keepalive_of_zero_from_the_server_stops_reuse() {
+        assert_eq!(connections_for_two(Behaviour::KeepaliveZero).await, 2);
+        // With an ordinary server, the same two queries share a connection (above).
+    }
+
+    #[test]
+    fn tcp_queries_carry_an_empty_keepalive_option() {
+        let qname = name("www.test.");
+        let query = build_query(7, &qname, Rtype::A, &options(), None).unwrap();
+        let framed = tcp_framed(&query, true, &qname).unwrap();
+        assert_eq!(
+            usize::from(u16::from_be_bytes([framed[0], framed[1]])),
+            framed.len() - 2
+        );
+        let message = Message::from_octets(framed[2..].to_vec()).unwrap();
+        let keepalive = message.opt().unwrap().opt().tcp_keepalive().unwrap();
+        assert_eq!(keepalive.timeout(), None);
+        // Without EDNS: the query as it was.
+        let plain = QueryOptions {
+            edns: false,
+            ..options()
+        };
+        let query = build_query(7, &qname, Rtype::A, &plain, None).unwrap();
+        assert_eq!(tcp_framed(&query, false, &qname).unwrap()[2..], query[..]);
     }
 
     #[test]

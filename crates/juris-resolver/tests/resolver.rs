@@ -381,6 +381,40 @@ async fn truncated_answer_is_retried_over_tcp() {
 }
 
 #[tokio::test]
+async fn truncated_answers_of_one_server_share_a_pipelined_tcp_connection() {
+    let port = 47_339;
+    let h = hierarchy(
+        port,
+        &[
+            "big.example.test. 300 TXT big:3000",
+            "big2.example.test. 300 TXT big:3000",
+            "big3.example.test. 300 TXT big:3000",
+        ],
+    )
+    .await;
+    let (resolver, _) = resolver(config(port));
+    let ask = |name: &'static str| {
+        let resolver = resolver.clone();
+        async move { resolver.resolve(&question(name, Rtype::TXT)).await }
+    };
+    // Two at once (pipelined on one connection), then one more (the connection reused).
+    let (first, second) = tokio::join!(ask("big.example.test."), ask("big2.example.test."));
+    let third = ask("big3.example.test.").await;
+    for entry in [first, second, third] {
+        let entry = entry.unwrap();
+        assert_eq!(entry.kind(), AnswerKind::Positive);
+        assert!(entry.len() > 3000, "the whole TXT record arrived");
+    }
+    let over_tcp = h.sld.queries().into_iter().filter(|q| q.tcp).count();
+    assert_eq!(over_tcp, 3);
+    assert_eq!(
+        h.sld.tcp_connections(),
+        1,
+        "one connection carried all three"
+    );
+}
+
+#[tokio::test]
 async fn unreachable_server_among_several_is_avoided() {
     let port = 47_319;
     let _root = FakeAuthority::serve("127.0.0.2", port, vec![root_zone()]).await;

@@ -170,6 +170,34 @@ impl ServerCookies {
         })
     }
 
+    /// The secrets after a reload from `old` to `new` settings (SIGHUP), given the secrets
+    /// in force (`current`, `None` when cookies were off). Unchanged settings keep the
+    /// secrets in force (a random secret is not drawn again). A changed secret takes effect
+    /// at once and the one it replaces becomes the previous secret — accepted, never used
+    /// for new cookies — so that clients' cookies stay valid through one rotation (RFC 7873
+    /// §7.1); a `previous_secret` in the new settings wins over it. `None` when cookies are
+    /// off.
+    pub fn reloaded(
+        current: Option<&Self>,
+        old: &CookieConfig,
+        new: &CookieConfig,
+    ) -> Option<Self> {
+        if let Some(current) = current.filter(|_| old == new) {
+            return Some(current.clone());
+        }
+        let mut next = Self::new(new)?;
+        if let Some(current) = current {
+            if new.secret.is_none() && old.secret.is_none() {
+                // Still a random secret: keep the one drawn at start.
+                next.secret = current.secret;
+                next.previous = new.previous_secret.or(current.previous);
+            } else if next.secret != current.secret && new.previous_secret.is_none() {
+                next.previous = Some(current.secret);
+            }
+        }
+        Some(next)
+    }
+
     /// Verifies the query's cookie for `client` at `now` (Unix seconds) and chooses the
     /// cookie to answer with. Allocation-free.
     pub fn answer(&self, option: &CookieOption, client: IpAddr, now: u64) -> CookieAnswer {
@@ -516,6 +544,63 @@ mod tests {
                 .answer(&option([5; 8], &made), ip, 200)
                 .valid
         );
+    }
+
+    #[test]
+    fn a_reloaded_secret_takes_effect_and_the_old_one_stays_valid_for_one_rotation() {
+        let config = |secret: u8| CookieConfig {
+            secret: Some([secret; 16]),
+            ..CookieConfig::default()
+        };
+        let client = IpAddr::from([192, 0, 2, 1]);
+        let now = 1_700_000_000;
+        let a = ServerCookies::new(&config(1)).unwrap();
+        let issued_under_a = a.fresh([7; 8], client, now);
+        // Unchanged settings: the same secrets.
+        let same = ServerCookies::reloaded(Some(&a), &config(1), &config(1)).unwrap();
+        assert_eq!(same.fresh([7; 8], client, now), issued_under_a);
+        // A -> B: new cookies under B, A's still verify (as the previous secret).
+        let b = ServerCookies::reloaded(Some(&a), &config(1), &config(2)).unwrap();
+        let issued_under_b = b.fresh([7; 8], client, now);
+        assert_ne!(issued_under_b, issued_under_a);
+        let valid = |cookies: &ServerCookies, server: [u8; 16]| {
+            cookies
+                .answer(&option([7; 8], &server), client, now + 60)
+                .valid
+        };
+        assert!(valid(&b, issued_under_a));
+        assert!(valid(&b, issued_under_b));
+        // A second reload with the same file keeps A as the previous secret...
+        let b_again = ServerCookies::reloaded(Some(&b), &config(2), &config(2)).unwrap();
+        assert!(valid(&b_again, issued_under_a));
+        // ...and B -> C drops A: one rotation only.
+        let c = ServerCookies::reloaded(Some(&b), &config(2), &config(3)).unwrap();
+        assert!(!valid(&c, issued_under_a));
+        assert!(valid(&c, issued_under_b));
+        // An explicit previous_secret wins over the one replaced.
+        let explicit = CookieConfig {
+            previous_secret: Some([9; 16]),
+            ..config(3)
+        };
+        let c = ServerCookies::reloaded(Some(&b), &config(2), &explicit).unwrap();
+        assert!(!valid(&c, issued_under_b));
+        // Without a configured secret, a reload that changes something else keeps the
+        // random one drawn at start.
+        let random = CookieConfig::default();
+        let r = ServerCookies::new(&random).unwrap();
+        let other_rotation = CookieConfig {
+            rotation: Duration::from_secs(7200),
+            ..random.clone()
+        };
+        let r2 = ServerCookies::reloaded(Some(&r), &random, &other_rotation).unwrap();
+        assert_eq!(r2.secret, r.secret);
+        // Turned off: none; turned on again: a secret.
+        let off = CookieConfig {
+            enabled: false,
+            ..config(3)
+        };
+        assert!(ServerCookies::reloaded(Some(&c), &config(3), &off).is_none());
+        assert!(ServerCookies::reloaded(None, &off, &config(4)).is_some());
     }
 
     #[test]

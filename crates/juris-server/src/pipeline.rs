@@ -231,7 +231,10 @@ pub struct Pipeline {
     /// Where answered queries go (query log, dnstap; set once, by `observe_answers`).
     answers: std::sync::OnceLock<Vec<crate::telemetry::AnswerSink>>,
     /// DNS cookie secrets; `None` when cookies are off (`server.cookies.enabled = false`).
-    cookies: Option<crate::cookie::ServerCookies>,
+    /// Replaced on SIGHUP ([`Pipeline::set_cookies`]).
+    cookies: arc_swap::ArcSwapOption<crate::cookie::ServerCookies>,
+    /// The settings `cookies` was made from (what a reload compares with).
+    cookie_config: std::sync::Mutex<crate::cookie::CookieConfig>,
 }
 
 /// How one query is judged: the country pin of each listener index, and where the hooks report
@@ -299,7 +302,10 @@ impl Pipeline {
             rate_limit_on: std::sync::atomic::AtomicBool::new(config.rate_limit.is_enabled()),
             resolved: std::sync::OnceLock::new(),
             answers: std::sync::OnceLock::new(),
-            cookies: crate::cookie::ServerCookies::new(&config.cookies),
+            cookies: arc_swap::ArcSwapOption::from(
+                crate::cookie::ServerCookies::new(&config.cookies).map(Arc::new),
+            ),
+            cookie_config: std::sync::Mutex::new(config.cookies.clone()),
         })
     }
 
@@ -453,6 +459,23 @@ impl Pipeline {
         self.rate_limit_on
             .store(limiter.is_some(), std::sync::atomic::Ordering::Relaxed);
         self.rate_limit.store(limiter);
+        Ok(())
+    }
+
+    /// Replaces the DNS cookie settings (`server.cookies`, SIGHUP): a changed secret takes
+    /// effect at once, the one it replaces stays accepted as the previous secret
+    /// ([`crate::cookie::ServerCookies::reloaded`]). `Err` (nothing changes) when they do not
+    /// validate.
+    pub fn set_cookies(&self, config: &crate::cookie::CookieConfig) -> Result<(), &'static str> {
+        config.validate()?;
+        let mut old = self
+            .cookie_config
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let current = self.cookies.load_full();
+        let next = crate::cookie::ServerCookies::reloaded(current.as_deref(), &old, config);
+        self.cookies.store(next.map(Arc::new));
+        *old = config.clone();
         Ok(())
     }
 
@@ -687,13 +710,17 @@ impl Pipeline {
         // DNS cookies (RFC 7873 §5.2): verified before anything else looks at the query, so
         // `cookie_valid` is known to every later step; the answer's COOKIE option goes into
         // the OPT that every response path appends (the hot answers' rendered bytes included).
-        let cookie = match (&self.cookies, query.edns.as_mut()) {
-            (Some(cookies), Some(edns)) => edns.cookie.map(|option| {
-                let answer = cookies.answer(&option, context.client.ip(), now);
+        // The secrets are loaded only for a query that carries a cookie.
+        let cookie = match query.edns.as_mut() {
+            Some(edns) => edns.cookie.and_then(|option| {
+                let cookies = self.cookies.load();
+                let answer = cookies
+                    .as_deref()?
+                    .answer(&option, context.client.ip(), now);
                 edns.cookie_valid = answer.valid;
-                answer
+                Some(answer)
             }),
-            _ => None,
+            None => None,
         };
         let mut reply = ReplyTo::for_query(&query, payload, context.transport);
         if let (Some(cookie), Some(opt)) = (cookie, reply.opt.as_mut()) {

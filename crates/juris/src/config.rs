@@ -1013,6 +1013,28 @@ pub struct RawLimits {
     pub max_outstanding_per_zone: u32,
     /// Upstream queries outstanding at once in total. 0 = no cap. Default 1000.
     pub max_outstanding: u32,
+    /// Upstream TCP connections open at once to one server. Default 2.
+    pub tcp_connections_per_server: u32,
+    /// Upstream TCP connections open at once in all. Default 128.
+    pub tcp_connections: u32,
+    /// Queries outstanding at once on one upstream TCP connection (pipelining). Default 16.
+    pub tcp_queries_per_connection: u32,
+    /// How long an idle upstream TCP connection is kept, milliseconds. Default 10000.
+    pub tcp_idle_ms: u64,
+    /// Servers whose health (SRTT, back-off, EDNS support, cookies) is kept. Default 100000.
+    pub infra_servers: u32,
+    /// Zone cuts kept, and as many name server address sets. Default 200000.
+    pub delegation_entries: u32,
+    /// Followed CNAME/DNAME records kept. Default 100000.
+    pub redirect_entries: u32,
+    /// Zones whose DS data from referrals is kept. Default 50000.
+    pub referral_ds_zones: u32,
+    /// Zones whose DNSSEC state is kept. Default 50000.
+    pub validated_zones: u32,
+    /// Zones whose validated NSEC/NSEC3 ranges are kept. Default 10000.
+    pub aggressive_nsec_zones: u32,
+    /// Resolution failures remembered (RFC 9520). Default 100000.
+    pub remembered_failures: u32,
 }
 
 impl Default for RawLimits {
@@ -1027,6 +1049,17 @@ impl Default for RawLimits {
             max_depth: l.max_depth,
             max_outstanding_per_zone: l.max_outstanding_per_zone,
             max_outstanding: l.max_outstanding,
+            tcp_connections_per_server: l.tcp_connections_per_server,
+            tcp_connections: l.tcp_connections,
+            tcp_queries_per_connection: l.tcp_queries_per_connection,
+            tcp_idle_ms: l.tcp_idle_ms,
+            infra_servers: l.infra_servers,
+            delegation_entries: l.delegation_entries,
+            redirect_entries: l.redirect_entries,
+            referral_ds_zones: l.referral_ds_zones,
+            validated_zones: l.validated_zones,
+            aggressive_nsec_zones: l.aggressive_nsec_zones,
+            remembered_failures: l.remembered_failures,
         }
     }
 }
@@ -1836,10 +1869,35 @@ fn resolver_config(raw: &RawResolver) -> Result<juris_resolver::ResolverConfig, 
         ("max_ns_lookups_per_zone", limits.max_ns_lookups_per_zone),
         ("max_upstream_queries", limits.max_upstream_queries),
         ("max_depth", limits.max_depth),
+        (
+            "tcp_connections_per_server",
+            limits.tcp_connections_per_server,
+        ),
+        ("tcp_connections", limits.tcp_connections),
+        (
+            "tcp_queries_per_connection",
+            limits.tcp_queries_per_connection,
+        ),
+        ("infra_servers", limits.infra_servers),
+        ("delegation_entries", limits.delegation_entries),
+        ("redirect_entries", limits.redirect_entries),
+        ("referral_ds_zones", limits.referral_ds_zones),
+        ("validated_zones", limits.validated_zones),
+        ("aggressive_nsec_zones", limits.aggressive_nsec_zones),
+        ("remembered_failures", limits.remembered_failures),
     ] {
         if value == 0 {
             return Err(invalid(format!("resolver.limits.{key}"), "must be above 0"));
         }
+    }
+    if limits.tcp_connections_per_server > limits.tcp_connections {
+        return Err(invalid(
+            "resolver.limits.tcp_connections_per_server",
+            "must be at most resolver.limits.tcp_connections",
+        ));
+    }
+    if limits.tcp_idle_ms == 0 {
+        return Err(invalid("resolver.limits.tcp_idle_ms", "must be above 0"));
     }
     // An operator who points the hints or forwarders at loopback means it.
     let upstreams_on_loopback = match &mode {
@@ -1862,6 +1920,17 @@ fn resolver_config(raw: &RawResolver) -> Result<juris_resolver::ResolverConfig, 
             max_depth: limits.max_depth,
             max_outstanding_per_zone: limits.max_outstanding_per_zone,
             max_outstanding: limits.max_outstanding,
+            tcp_connections_per_server: limits.tcp_connections_per_server,
+            tcp_connections: limits.tcp_connections,
+            tcp_queries_per_connection: limits.tcp_queries_per_connection,
+            tcp_idle_ms: limits.tcp_idle_ms,
+            infra_servers: limits.infra_servers,
+            delegation_entries: limits.delegation_entries,
+            redirect_entries: limits.redirect_entries,
+            referral_ds_zones: limits.referral_ds_zones,
+            validated_zones: limits.validated_zones,
+            aggressive_nsec_zones: limits.aggressive_nsec_zones,
+            remembered_failures: limits.remembered_failures,
         },
         ipv4: raw.ipv4,
         ipv6: raw.ipv6,
@@ -2005,6 +2074,82 @@ mod tests {
             settings.resolver.dnssec.negative_trust_anchors,
             ["example.org", "example.net"]
         );
+    }
+
+    #[test]
+    fn table_bounds_are_read_and_checked_by_name() {
+        let raw = RawConfig::from_toml(
+            "[resolver.limits]\ninfra_servers = 500\ndelegation_entries = 600\nredirect_entries = 700\n\
+             referral_ds_zones = 800\nvalidated_zones = 900\naggressive_nsec_zones = 100\n\
+             remembered_failures = 200\n",
+            "t.toml",
+        )
+        .unwrap();
+        let l = Settings::from_raw(&raw).unwrap().resolver.limits;
+        assert_eq!(
+            [
+                l.infra_servers,
+                l.delegation_entries,
+                l.redirect_entries,
+                l.referral_ds_zones,
+                l.validated_zones,
+                l.aggressive_nsec_zones,
+                l.remembered_failures
+            ],
+            [500, 600, 700, 800, 900, 100, 200]
+        );
+        let raw = RawConfig::from_toml("[resolver.limits]\nvalidated_zones = -1\n", "t.toml");
+        assert!(raw.is_err(), "a negative bound does not read");
+        let raw = RawConfig::from_toml("[resolver.limits]\ninfra_server = 5\n", "t.toml");
+        assert!(raw.unwrap_err().to_string().contains("infra_server"));
+    }
+
+    #[test]
+    fn upstream_tcp_limits_are_read_and_checked_by_name() {
+        let settings = Settings::from_raw(&RawConfig::default()).unwrap();
+        assert_eq!(settings.resolver.limits, juris_resolver::Limits::default());
+        let raw = RawConfig::from_toml(
+            "[resolver.limits]
+tcp_connections_per_server = 4
+tcp_connections = 64
+             tcp_queries_per_connection = 8
+tcp_idle_ms = 2000
+",
+            "t.toml",
+        )
+        .unwrap();
+        let limits = Settings::from_raw(&raw).unwrap().resolver.limits;
+        assert_eq!(
+            (
+                limits.tcp_connections_per_server,
+                limits.tcp_connections,
+                limits.tcp_queries_per_connection,
+                limits.tcp_idle_ms
+            ),
+            (4, 64, 8, 2000)
+        );
+        for (text, key) in [
+            (
+                "tcp_queries_per_connection = 0",
+                "resolver.limits.tcp_queries_per_connection",
+            ),
+            ("tcp_connections = 0", "resolver.limits.tcp_connections"),
+            ("tcp_idle_ms = 0", "resolver.limits.tcp_idle_ms"),
+            ("infra_servers = 0", "resolver.limits.infra_servers"),
+            (
+                "remembered_failures = 0",
+                "resolver.limits.remembered_failures",
+            ),
+            (
+                "tcp_connections_per_server = 9\ntcp_connections = 8",
+                "resolver.limits.tcp_connections_per_server",
+            ),
+        ] {
+            let raw =
+                RawConfig::from_toml(&format!("[resolver.limits]\n{text}\n"), "t.toml").unwrap();
+            let error = Settings::from_raw(&raw).unwrap_err().to_string();
+            assert!(error.contains(key), "{text}: {error}");
+        }
     }
 
     #[test]

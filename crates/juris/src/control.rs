@@ -426,6 +426,13 @@ impl ServerView for LiveServer {
                     count,
                 })
                 .collect(),
+            upstream_tcp: juris_resolver::upstream_tcp_counters()
+                .into_iter()
+                .map(|(event, count)| juris_control::api::LimitHitCount {
+                    limit: event.into(),
+                    count,
+                })
+                .collect(),
             answers,
             latency,
             telemetry_dropped: self

@@ -5,7 +5,7 @@
 //!  SIGHUP ─► read + validate the file again (invalid: nothing changes, logged)
 //!         ─► keys that differ from the file juris started with:
 //!              LIVE_KEYS (log.level, server.allow, policy.withdraw) and every key
-//!              under LIVE_TABLES (server.rate_limit) ─► applied
+//!              under LIVE_TABLES (server.rate_limit, server.cookies) ─► applied
 //!              any other ─► not applied, named: "need a restart"
 //!  independently: orders re-read, GeoIP database and TLS certificate reloaded (same paths)
 //! ```
@@ -15,7 +15,7 @@
 pub const LIVE_KEYS: &[&str] = &["log.level", "server.allow", "policy.withdraw"];
 
 /// Tables whose every key a SIGHUP puts in force.
-pub const LIVE_TABLES: &[&str] = &["server.rate_limit"];
+pub const LIVE_TABLES: &[&str] = &["server.rate_limit", "server.cookies"];
 
 /// The dotted keys whose values differ between two TOML documents (a key in one only counts;
 /// arrays and inline values compare whole; tables are walked).
@@ -131,6 +131,8 @@ mod tests {
             "server.rate_limit.queries_per_second".into(),
             "server.rate_limit".into(),
             "server.rate_limiter".into(),
+            "server.cookies.secret".into(),
+            "server.cookiesx".into(),
         ]);
         assert_eq!(
             live,
@@ -139,12 +141,18 @@ mod tests {
                 "policy.withdraw",
                 "server.allow",
                 "server.rate_limit.queries_per_second",
-                "server.rate_limit"
+                "server.rate_limit",
+                "server.cookies.secret"
             ]
         );
         assert_eq!(
             restart,
-            ["cache.size", "server.listen", "server.rate_limiter"]
+            [
+                "cache.size",
+                "server.listen",
+                "server.rate_limiter",
+                "server.cookiesx"
+            ]
         );
     }
 }

@@ -598,8 +598,8 @@ struct Live<'a> {
     log_level: Option<&'a LogLevel>,
 }
 
-/// SIGHUP: read the configuration again; put `policy.withdraw`, `server.allow` and `log.level`
-/// in force, and name every other key that changed since start as needing a restart (not
+/// SIGHUP: read the configuration again; put `policy.withdraw`, `server.allow`, `log.level`,
+/// `server.rate_limit` and `server.cookies` in force, and name every other key that changed since start as needing a restart (not
 /// applied). A configuration that does not read or validate changes nothing.
 fn reload_config(
     live: &Live<'_>,
@@ -626,6 +626,9 @@ fn reload_config(
         // Validated with the file already; kept for safety.
         error!("SIGHUP: server.rate_limit NOT reloaded: {reason}");
     }
+    if let Err(reason) = live.pipeline.set_cookies(&settings.cookies) {
+        error!("SIGHUP: server.cookies NOT reloaded: {reason}");
+    }
     if !restart.is_empty() {
         error!(
             "SIGHUP: changed keys NOT applied, they need a restart: {}",
@@ -634,7 +637,7 @@ fn reload_config(
     }
     info!(
         changed_since_start = %changed_live.join(", "),
-        "SIGHUP: configuration reloaded (log.level, server.allow, server.rate_limit, policy.withdraw in force)"
+        "SIGHUP: configuration reloaded (log.level, server.allow, server.rate_limit, server.cookies, policy.withdraw in force)"
     );
     // Last, so that the lines above are written at the level they were asked at.
     match live.log_level {

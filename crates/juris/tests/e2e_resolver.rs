@@ -649,6 +649,63 @@ fn dns_cookies_are_answered_verified_and_bad_ones_get_badcookie_over_udp() {
     assert_eq!(odd.status, "BADCOOKIE", "{}", odd.output);
 }
 
+/// `[server.cookies] secret` changed and SIGHUP: new cookies are made with the new secret at
+/// once, a cookie of the old secret stays valid through that one rotation, and is refused
+/// (BADCOOKIE) after the next.
+#[test]
+fn a_cookie_secret_changed_by_sighup_takes_effect_and_the_old_one_lasts_one_rotation() {
+    let hierarchy = world();
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("juris.toml");
+    let write = |secret: &str| {
+        std::fs::write(
+            &config,
+            format!("[server.cookies]\nsecret = \"{secret}\"\nrotation_secs = 0\n"),
+        )
+        .unwrap()
+    };
+    let reloads = |juris: &Juris, n: usize| {
+        juris.signal(libc::SIGHUP);
+        let text = "SIGHUP: configuration reloaded";
+        for _ in 0..500 {
+            if juris.stderr().matches(text).count() >= n {
+                return;
+            }
+            thread::sleep(Duration::from_millis(20));
+        }
+        panic!("no reload #{n}:\n{}", juris.stderr());
+    };
+    write(&"11".repeat(16));
+    let juris = Juris::builder(JURIS)
+        .root_hints(hierarchy.root_hints())
+        .arg("--config")
+        .arg(&config)
+        .start();
+    let server = juris.address();
+    let client = "0123456789abcdef";
+    let status = |cookie: &str| ask(&dig_with_cookie(server, cookie)).status;
+    let under_first = cookie_of(&ask(&dig_with_cookie(server, client)));
+    assert_eq!(status(&under_first), "NOERROR");
+
+    write(&"22".repeat(16));
+    reloads(&juris, 1);
+    // The old secret's cookie is still accepted (as the previous secret)...
+    assert_eq!(status(&under_first), "NOERROR");
+    // ...and a tampered one is not: cookies are still checked.
+    let last = u8::from_str_radix(&under_first[46..], 16).unwrap() ^ 1;
+    assert_eq!(
+        status(&format!("{}{last:02x}", &under_first[..46])),
+        "BADCOOKIE"
+    );
+    let under_second = cookie_of(&ask(&dig_with_cookie(server, client)));
+
+    write(&"33".repeat(16));
+    reloads(&juris, 2);
+    // One rotation later the first secret is gone, the second is the previous one.
+    assert_eq!(status(&under_first), "BADCOOKIE");
+    assert_eq!(status(&under_second), "NOERROR");
+}
+
 /// RFC 1034 §4.3.1: a query with RD=0 is answered from the cache only. Before the name is
 /// cached: REFUSED with EDE 20 and nothing sent upstream; once cached: the answer.
 #[test]

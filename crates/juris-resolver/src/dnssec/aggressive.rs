@@ -30,7 +30,7 @@ use crate::names::{lower, rrsig_covers, same_name, Rr};
 use crate::recursor::Outcome;
 
 /// Bound on zones remembered; past it expired zones are dropped, then everything.
-const MAX_ZONES: usize = 10_000;
+pub(crate) const MAX_ZONES: usize = 10_000;
 /// Bound on NSEC/NSEC3 records kept per zone (the oldest go first).
 const MAX_NSECS_PER_ZONE: usize = 256;
 /// Bound on wildcard expansions kept per zone (the oldest go first).
@@ -64,9 +64,27 @@ struct Wildcard {
 }
 
 /// The validated NSEC/NSEC3 ranges and wildcard expansions of each zone.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(crate) struct AggressiveNsec {
     zones: Mutex<HashMap<Name<Bytes>, ZoneNsecs>>,
+    /// Zones kept (`resolver.limits.aggressive_nsec_zones`).
+    max_zones: usize,
+}
+
+impl Default for AggressiveNsec {
+    fn default() -> Self {
+        Self::with_max(MAX_ZONES)
+    }
+}
+
+impl AggressiveNsec {
+    /// A store of at most `max_zones` zones.
+    pub(crate) fn with_max(max_zones: usize) -> Self {
+        Self {
+            zones: Mutex::default(),
+            max_zones: max_zones.max(1),
+        }
+    }
 }
 
 fn soa_minimum(soa: &Rr) -> Option<u32> {
@@ -191,9 +209,9 @@ impl AggressiveNsec {
             return;
         }
         let mut zones = lock(&self.zones);
-        if zones.len() >= MAX_ZONES && !zones.contains_key(&zone) {
+        if zones.len() >= self.max_zones && !zones.contains_key(&zone) {
             zones.retain(|_, z| z.nsecs.iter().any(|(_, until)| *until > now));
-            if zones.len() >= MAX_ZONES {
+            if zones.len() >= self.max_zones {
                 zones.clear();
             }
         }

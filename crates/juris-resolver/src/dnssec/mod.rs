@@ -6,13 +6,13 @@
 //!
 //! Cryptography comes from `domain` (feature `ring`): see docs/design and docs/dnssec.md.
 
-mod aggressive;
+pub(crate) mod aggressive;
 mod anchors;
 mod canonical;
 mod denial;
 mod legacy;
 mod sentinel;
-mod validator;
+pub(crate) mod validator;
 mod verify;
 
 use std::path::PathBuf;

@@ -80,7 +80,7 @@ enum Walk {
 }
 
 /// Bound on cached zone states (past it the map is pruned, then cleared).
-const MAX_ZONES: usize = 50_000;
+pub(crate) const MAX_ZONES: usize = 50_000;
 /// Longest time a zone's validated keys (or insecurity) are trusted without asking again.
 const MAX_ZONE_TTL: u64 = 3_600;
 
@@ -97,6 +97,8 @@ pub(crate) struct Validator {
     clock: SharedClock,
     /// Validated NSEC ranges (RFC 8198), when `aggressive_nsec` is on.
     aggressive: Option<AggressiveNsec>,
+    /// Zones (and proven non-cuts) kept (`resolver.limits.validated_zones`).
+    max_zones: usize,
 }
 
 struct Ctx<'f> {
@@ -127,7 +129,18 @@ impl Validator {
             zones: Mutex::new(HashMap::new()),
             no_cuts: Mutex::new(HashMap::new()),
             clock,
+            max_zones: MAX_ZONES,
         }
+    }
+
+    /// Keeps at most `zones` zones' states (and as many proven non-cuts) and the NSEC
+    /// ranges of at most `aggressive_zones` zones.
+    pub(crate) fn with_limits(mut self, zones: usize, aggressive_zones: usize) -> Self {
+        self.max_zones = zones.max(1);
+        if self.aggressive.is_some() {
+            self.aggressive = Some(AggressiveNsec::with_max(aggressive_zones));
+        }
+        self
     }
 
     /// Keeps the NSEC/NSEC3 ranges and wildcard expansions of `outcome`, the answer to a
@@ -634,9 +647,9 @@ impl Validator {
     fn remember_no_cut(&self, name: Name<Bytes>, until: u64) {
         let now = self.clock.unix_seconds();
         let mut no_cuts = lock(&self.no_cuts);
-        if no_cuts.len() >= MAX_ZONES {
+        if no_cuts.len() >= self.max_zones {
             no_cuts.retain(|_, until| *until > now);
-            if no_cuts.len() >= MAX_ZONES {
+            if no_cuts.len() >= self.max_zones {
                 no_cuts.clear();
             }
         }
@@ -682,9 +695,9 @@ impl Validator {
     fn store(&self, zone: Name<Bytes>, state: ZoneState, until: u64) {
         let now = self.clock.unix_seconds();
         let mut zones = lock(&self.zones);
-        if zones.len() >= MAX_ZONES {
+        if zones.len() >= self.max_zones {
             zones.retain(|_, (_, until)| *until > now);
-            if zones.len() >= MAX_ZONES {
+            if zones.len() >= self.max_zones {
                 zones.clear();
             }
         }

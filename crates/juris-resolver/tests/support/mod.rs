@@ -241,6 +241,7 @@ pub struct FakeAuthority {
     tasks: Vec<JoinHandle<()>>,
     /// The secret generation of a server made by [`FakeAuthority::with_cookies`].
     cookie_generation: Option<Arc<std::sync::atomic::AtomicU8>>,
+    tcp_connections: Arc<std::sync::atomic::AtomicUsize>,
 }
 
 impl Drop for FakeAuthority {
@@ -351,8 +352,10 @@ impl FakeAuthority {
                 }
             }));
         }
+        let tcp_connections = Arc::new(std::sync::atomic::AtomicUsize::new(0));
         {
             let log = log.clone();
+            let connections = tcp_connections.clone();
             tasks.push(tokio::spawn(async move {
                 loop {
                     let Ok((mut stream, _)) = tcp.accept().await else {
@@ -360,19 +363,26 @@ impl FakeAuthority {
                     };
                     let log = log.clone();
                     let behaviour = behaviour.clone();
+                    connections.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                    // Every query of the connection, in turn, until the client closes it
+                    // (RFC 7766 §6.2.1: connections are reused).
                     tokio::spawn(async move {
-                        let mut len = [0u8; 2];
-                        if stream.read_exact(&mut len).await.is_err() {
-                            return;
-                        }
-                        let mut query = vec![0u8; u16::from_be_bytes(len) as usize];
-                        if stream.read_exact(&mut query).await.is_err() {
-                            return;
-                        }
-                        if let Some(reply) = handle(&behaviour, &log, &query, true) {
-                            let mut framed = (reply.len() as u16).to_be_bytes().to_vec();
-                            framed.extend_from_slice(&reply);
-                            let _ = stream.write_all(&framed).await;
+                        loop {
+                            let mut len = [0u8; 2];
+                            if stream.read_exact(&mut len).await.is_err() {
+                                return;
+                            }
+                            let mut query = vec![0u8; u16::from_be_bytes(len) as usize];
+                            if stream.read_exact(&mut query).await.is_err() {
+                                return;
+                            }
+                            if let Some(reply) = handle(&behaviour, &log, &query, true) {
+                                let mut framed = (reply.len() as u16).to_be_bytes().to_vec();
+                                framed.extend_from_slice(&reply);
+                                if stream.write_all(&framed).await.is_err() {
+                                    return;
+                                }
+                            }
                         }
                     });
                 }
@@ -383,7 +393,14 @@ impl FakeAuthority {
             log,
             tasks,
             cookie_generation: None,
+            tcp_connections,
         }
+    }
+
+    /// TCP connections accepted so far.
+    pub fn tcp_connections(&self) -> usize {
+        self.tcp_connections
+            .load(std::sync::atomic::Ordering::SeqCst)
     }
 
     /// Every query received so far.
