@@ -408,10 +408,9 @@ write_w8_configs() {
   { cat "$C/juris.toml"
     cat <<EOF
 
-# W8: flood protections.
+# W8: flood protections (per client /24: cache misses, i.e. resolutions, per second).
 [server.rate_limit]
-nxdomains_per_second = 1000
-errors_per_second = 1000
+misses_per_second = 1000
 
 [resolver.limits]
 max_outstanding_per_zone = 100
