@@ -6,7 +6,7 @@
                   [--publish RESULTS]
     report.py rebuild --dir RESULTS
 
-`run` splits one run's raw rows by workload (W0, W1, W2, W7-tcp, W7-dot, W7-doh, W7-doh-post, W3, W4, W5)
+`run` splits one run's raw rows by workload (W0, W1, W2, W7-tcp, W7-dot, W7-doh, W7-doh-post, W3, W4, W5, W8)
 into DIR/<W>.tsv
 (the raw rows plus `#` lines with the run's date, rounds, versions and load), renders DIR/<W>.md and
 REPORT (summary + every workload of this run). With --publish, the workloads this run measured
