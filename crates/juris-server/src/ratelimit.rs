@@ -506,15 +506,20 @@ mod tests {
         seen
     }
 
-    #[test]
-    fn misses_have_their_own_account_and_limit_no_response() {
+    /// One class limited to `rate`, limited queries all dropped.
+    fn only(class: RateClass, rate: u32) -> RateLimitConfig {
         let mut rates = Rates::default();
-        rates.set(RateClass::Misses, 5);
-        let l = RateLimiter::new(RateLimitConfig {
+        rates.set(class, rate);
+        RateLimitConfig {
             rates,
             slip: 0,
             ..RateLimitConfig::default()
-        });
+        }
+    }
+
+    #[test]
+    fn misses_have_their_own_account_and_limit_no_response() {
+        let l = RateLimiter::new(only(RateClass::Misses, 5));
         assert!(l.config().is_enabled());
         assert!(!l.limits_responses(ip("192.0.2.1")));
         for (client, class, n, want) in [
@@ -625,13 +630,9 @@ mod tests {
 
     #[test]
     fn a_tiny_table_stays_bounded_and_keeps_working() {
-        let mut rates = Rates::default();
-        rates.set(RateClass::Queries, 1);
         let l = RateLimiter::new(RateLimitConfig {
-            rates,
             table_size: 2,
-            slip: 0,
-            ..RateLimitConfig::default()
+            ..only(RateClass::Queries, 1)
         });
         assert_eq!(l.table_bytes(), 2 * 32);
         for i in 0..=255u8 {
