@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # juris against Unbound, PowerDNS Recursor and Knot Resolver on a local NSD hierarchy (loopback
 # only). See bench/README.md. Usage: bench/run.sh [--quick] [--runs N] [--duration S]
-#        [--servers juris,unbound,pdns,kresd] [--w3-10m] [W0 W1 W2 W3 W4 W5 W7 W7-tcp W7-dot W7-doh W7-doh-post ...]
+#        [--servers juris,unbound,pdns,kresd] [--w3-10m] [--w8-rate QPS] [W0 W1 W2 W3 W4 W5 W7 W7-tcp W7-dot W7-doh W7-doh-post W8 ...]
 #        [W1-DNSSEC W2-DNSSEC]  (DNSSEC = both: the signed hierarchy, validation on in every server)
 #        (W7 = W7-tcp, W7-dot, W7-doh (GET) and W7-doh-post)   [--profile]   also perf-record juris in W1/W2/W7 (work/out/perf-*.txt)
 #        JURIS_BIN=/path/to/juris bench/run.sh ...   benchmarks a prebuilt binary (no cargo build)
@@ -39,6 +39,14 @@ W5_NAMES=4000                    # names sampled from w2.txt (every 5th line; --
 W5_HANDLE=550                    # our root qdisc on lo is "prio 550:"; anything else there is not ours
 W5_NET0=127.55.0.0/24 W5_DELAY0="15ms 3ms"   # root + TLD servers: netem 554: on band 550:4
 W5_NET1=127.55.1.0/24 W5_DELAY1="40ms 8ms"   # second-level servers: netem 555: on band 550:5
+# W8: a random-subdomain flood (bench/flood/flood.c, open loop) from one client address mixed with
+# W1's hot load (dnsperf) from another, in another /24 (rate limits group IPv4 clients by /24).
+W8_SERVERS="juris unbound kresd"  # the servers W8 compares (each with its flood protections, write_w8_configs)
+W8_VICTIM=zone5.net              # a zone of the bench hierarchy: nx-<random>.zone5.net never exists
+W8_LEGIT=127.0.9.1               # the legitimate client (W1's names)
+W8_FLOODER=127.0.8.1             # the flooder
+W8_FACTOR=1.5                    # flood rate = W8_FACTOR x juris's measured cold capacity
+W8_RATE=                         # --w8-rate QPS: a fixed flood rate instead (no capacity measurement)
 # prio's priomap (the default one, spelled out) only selects bands 1-3, so bands 4 and 5 get nothing
 # but what the two u32 filters send there.
 W5_TC=(
@@ -58,6 +66,7 @@ while (($#)); do
     --servers) SERVERS="$2"; shift ;;
     --w3-10m) W3_10M=1 ;;
     --profile) PROFILE=1 ;;
+    --w8-rate) W8_RATE="$2"; shift ;;
     -h|--help) usage 0 ;;
     W7) WORKLOADS+=(W7-tcp W7-dot W7-doh W7-doh-post) ;;
     DNSSEC) WORKLOADS+=(W1-DNSSEC W2-DNSSEC) ;;
@@ -66,12 +75,13 @@ while (($#)); do
   esac
   shift
 done
-((${#WORKLOADS[@]})) || WORKLOADS=(W0 W1 W2 W7-tcp W7-dot W7-doh W7-doh-post W3 W4 W5)
+((${#WORKLOADS[@]})) || WORKLOADS=(W0 W1 W2 W7-tcp W7-dot W7-doh W7-doh-post W3 W4 W5 W8)
 declare -A seen_wl=()
 uniq_wl=()
 for w in "${WORKLOADS[@]}"; do [[ -n "${seen_wl[$w]:-}" ]] || { seen_wl[$w]=1; uniq_wl+=("$w"); }; done
 WORKLOADS=("${uniq_wl[@]}")
 [[ "$RUNS" =~ ^[1-9][0-9]?$ && "$DURATION" =~ ^[1-9][0-9]{0,2}$ ]] || { echo "bad --runs/--duration" >&2; exit 2; }
+[[ -z "$W8_RATE" || "$W8_RATE" =~ ^[1-9][0-9]{0,6}$ ]] || { echo "bad --w8-rate (queries per second)" >&2; exit 2; }
 log() { printf '[%(%H:%M:%S)T] %s\n' -1 "$*" >&2; }
 has_workload() { local w; for w in "${WORKLOADS[@]}"; do [[ "$w" == "$1" ]] && return 0; done; return 1; }
 
@@ -170,6 +180,7 @@ else
 fi
 [[ -x "$JURIS" ]] || { echo "no $JURIS" >&2; exit 1; }
 gcc -O2 -Wall -o "$WORK/echo" "$HERE/echo/echo.c"
+gcc -O2 -Wall -o "$WORK/flood" "$HERE/flood/flood.c"
 
 # ---- hierarchy -----------------------------------------------------------------------------
 HIER="$WORK/hier"
@@ -388,6 +399,32 @@ EOF
     juris_toml "" noval >"$C/juris-noval.toml"
     write_val_configs
   fi
+  write_w8_configs
+}
+
+# W8: each server's plain configuration plus its protections against a random-subdomain flood
+# (bench/README.md, "W8"). The rates are per client address (prefix) or per zone, never per name.
+write_w8_configs() {
+  { cat "$C/juris.toml"
+    cat <<EOF
+
+# W8: flood protections (per client /24: cache misses, i.e. resolutions, per second).
+[server.rate_limit]
+misses_per_second = 2000
+
+[resolver.limits]
+max_outstanding_per_zone = 100
+EOF
+  } >"$C/juris-w8.toml"
+  sed '/^remote-control:/,$d' "$C/unbound.conf" >"$C/unbound-w8.conf"
+  cat >>"$C/unbound-w8.conf" <<EOF
+    # W8: flood protections (ratelimit-factor keeps its default, 10: 1 in 10 over the rate is resolved).
+    ratelimit: 1000
+remote-control:
+    control-enable: no
+EOF
+  # Knot Resolver 5.6 has no rate limiting (its rrl arrived in 6.0): its defaults.
+  cp "$C/kresd.conf" "$C/kresd-w8.conf"
 }
 
 # The validating peers (W1-DNSSEC, W2-DNSSEC): the plain configuration on the signed hierarchy's
@@ -436,7 +473,7 @@ start_server() { # [ENC=dot|doh|val] start_server NAME [extra juris args...]; se
   esac
   SRV_PID=$SPAWNED
   if ! wait_udp "$ADDR" "${PORT[$name]}" "$SRV_PID" "${START_TIMEOUT:-30}" ||
-     { [[ -n "$x" && "$x" != -val && "$x" != -nomine ]] && ! wait_udp "$ADDR" "$(enc_port "$ENC" "$name")" "$SRV_PID" "${START_TIMEOUT:-30}" tcp; }; then
+     { [[ -n "$x" && "$x" != -val && "$x" != -nomine && "$x" != -w8 ]] && ! wait_udp "$ADDR" "$(enc_port "$ENC" "$name")" "$SRV_PID" "${START_TIMEOUT:-30}" tcp; }; then
     log "$name did not start${x:+ (with its ${ENC} listener)}; last lines of $SRV_LOG:"; tail -n 20 "$SRV_LOG" >&2
     stop_pid "$SRV_PID"; return 1
   fi
@@ -519,7 +556,7 @@ warm() { # warm SERVER [dnsperf args]: every hot name twice, unmeasured (W1-DNSS
   taskset -c 0 dnsperf -s "$ADDR" -p "${PORT[$srv]}" -d "$W1_FILE" -n 2 -l 60 -c 4 -q 50 -t 5 "$@" >"$out" 2>&1 || true
   set -- "$srv"
   local ok ns; ok=$(awk '/Response codes:/ { print }' "$out")
-  ns=$(dig +short +time=2 +tries=1 -p "${PORT[$1]}" @"$ADDR" . NS 2>&1 | tr '\n' ' ')
+  ns=$( { dig +short +time=2 +tries=1 -p "${PORT[$1]}" @"$ADDR" . NS 2>&1 || true; } | tr '\n' ' ')
   log "  warm $1: $ok; '. NS' -> $ns"
   [[ "$ns" == "a.root. " ]] || log "  WARNING: $1 does not see the local root (. NS -> '$ns')"
 }
@@ -903,6 +940,81 @@ w4() {
   stop_pid "$SRV_PID"
 }
 
+# ---- W8: random-subdomain flood from one client while another asks W1's hot names ------------------
+# Before round 1 (unless --w8-rate): juris's cold capacity on the flood's own kind of names, one pass of
+# distinct nx-names of the victim zone with dnsperf (-c 8 -q 200, as W2), juris in its plain configuration:
+# capacity = answers per CPU-second of juris (1e6 / CPU-µs per answer), i.e. the rate at which its CPU
+# would be saturated. Then per round and server (its -w8 configuration, cache warmed): W1 from W8_LEGIT
+# alone for DURATION, then W1 again while flood.c sends W8_FACTOR x capacity from W8_FLOODER (started a
+# second before, ending a second after). Recorded: both W1 rows, the flood's answer mix, VmHWM (peak
+# RSS since start), whether the server survived (alive and answering, no panic in its log).
+W8_FLOOD_RATE=
+w8_capacity() {
+  if [[ -n "$W8_RATE" ]]; then W8_FLOOD_RATE=$W8_RATE; return 0; fi
+  local names=$((60000 * DURATION)) row cpu_us qps
+  awk -v n="$names" -v z="$W8_VICTIM" 'BEGIN { srand(8); for (i = 0; i < n; i++) printf "nx-cap%d-%06x.%s A\n", i, int(rand() * 16777216), z }' >"$WORK/w8-capacity.txt"
+  rm -rf "$WORK/run/juris-data"
+  log "W8: juris's cold capacity on nx-<random>.$W8_VICTIM (plain configuration, one pass, dnsperf -c $CLIENTS -q $OUTSTANDING)"
+  start_server juris || { not_started W8 - juris; return 1; }
+  # shellcheck disable=SC2046
+  measure W8-capacity 0 juris "$SRV_PID" "$W8_FLOODER" -- $(dnsperf_common juris) -d "$WORK/w8-capacity.txt" -n 1 -l "$DURATION"
+  stop_pid "$SRV_PID"
+  row=$(awk -F'\t' '$1 == "W8-capacity" { r = $0 } END { print r }' "$TSV")
+  qps=$(cut -f4 <<<"$row"); cpu_us=$(cut -f11 <<<"$row")
+  W8_FLOOD_RATE=$(awk -v c="$cpu_us" -v q="$qps" -v f="$W8_FACTOR" 'BEGIN { cap = (c > 0 ? 1e6 / c : 0); if (q > cap) cap = q; printf "%d", cap * f }')
+  printf 'W8\t-\tjuris\tcapacity\t%s\t%s\n' "dnsperf qps $qps, CPU-µs/answer $cpu_us: 1e6 / CPU-µs = queries per CPU-second; flood = ${W8_FACTOR}× that" \
+    "$(awk -v c="$cpu_us" 'BEGIN { printf "%d", (c > 0 ? 1e6 / c : 0) }')" >>"$WORK/out/w4.tsv"
+  ((W8_FLOOD_RATE > 0)) || { log "W8: no capacity measured"; printf 'W8\t-\tjuris\tno cold capacity measured\n' >>"$WORK/out/notes.tsv"; return 1; }
+}
+w8_after() { # w8_after ROUND SERVER PID: peak RSS, survival
+  local r=$1 s=$2 pid=$3 hwm alive=no ans
+  hwm=$(awk '/^VmHWM:/ { print $2 }' "/proc/$pid/status" 2>/dev/null || echo -1)
+  if kill -0 "$pid" 2>/dev/null; then
+    ans=$(dig +short +time=2 +tries=2 -b "$W8_LEGIT" -p "${PORT[$s]}" @"$ADDR" "$(awk 'NR == 1 { print $1 }' "$W1_FILE")" A 2>/dev/null | head -n1)
+    if [[ -n "$ans" ]]; then alive=yes; else alive="no answer after the flood"; fi
+  else
+    alive="process gone"
+  fi
+  if grep -qi 'panicked\|segmentation\|assertion' "$SRV_LOG"; then alive="$alive; crash in the log ($(grep -m1 -i 'panicked\|segmentation\|assertion' "$SRV_LOG" | cut -c1-120))"; fi
+  printf 'W8\t%s\t%s\trss_peak_kib\tVmHWM\t%s\n' "$r" "$s" "${hwm:--1}" >>"$WORK/out/w4.tsv"
+  printf 'W8\t%s\t%s\talive\tafter the flood\t%s\n' "$r" "$s" "$alive" >>"$WORK/out/w4.tsv"
+  log "  $s: peak RSS ${hwm} KiB, alive: $alive"
+}
+w8() {
+  local r s fpid fout list=() want
+  for want in $W8_SERVERS; do
+    for s in "${SERVER_LIST[@]}"; do [[ "$s" == "$want" ]] && list+=("$s"); done
+  done
+  ((${#list[@]})) || { log "W8: none of $W8_SERVERS asked for"; return 0; }
+  for s in "${SERVER_LIST[@]}"; do
+    [[ " $W8_SERVERS " == *" $s "* ]] || printf 'W8\tna\t%s\t%s\n' "$s" "n/a (W8 compares $W8_SERVERS)" >>"$WORK/out/notes.tsv"
+  done
+  w8_capacity || return 0
+  log "W8: flood of nx-<random>.$W8_VICTIM at $W8_FLOOD_RATE qps from $W8_FLOODER, W1 from $W8_LEGIT"
+  printf 'W8\t-\t-\tflood_rate\t%s\t%s\n' "${W8_RATE:+--w8-rate }${W8_RATE:-${W8_FACTOR}× the cold capacity}" "$W8_FLOOD_RATE" >>"$WORK/out/w4.tsv"
+  for ((r = 1; r <= RUNS; r++)); do
+    for s in $(rotated "$r" "${list[@]}"); do
+      log "W8 round $r: $s (W1 alone, then W1 under a flood of $W8_FLOOD_RATE qps)"
+      rm -rf "$WORK/run/juris-data"
+      ENC=w8 start_server "$s" || { not_started W8 "$r" "$s"; continue; }
+      warm "$s"
+      # shellcheck disable=SC2046
+      measure W8-alone "$r" "$s" "$SRV_PID" "$W8_LEGIT" -- $(dnsperf_common "$s") -d "$W1_FILE" -l "$DURATION"
+      fout="$WORK/out/W8.flood.$s.$r.txt"
+      taskset -c 0 "$WORK/flood" "$W8_FLOODER" "$ADDR" "${PORT[$s]}" "$W8_VICTIM" "$W8_FLOOD_RATE" $((DURATION + 2)) "$r$RANDOM" >"$fout" 2>&1 &
+      fpid=$!
+      sleep 1
+      # shellcheck disable=SC2046
+      measure W8-flood "$r" "$s" "$SRV_PID" "$W8_LEGIT" -- $(dnsperf_common "$s") -d "$W1_FILE" -l "$DURATION"
+      wait "$fpid" || true
+      printf 'W8\t%s\t%s\tflood\t%s\t%s\n' "$r" "$s" "$W8_FLOOD_RATE qps × $((DURATION + 2)) s from $W8_FLOODER" "$(tail -n1 "$fout")" >>"$WORK/out/w4.tsv"
+      log "  flood: $(tail -n1 "$fout")"
+      w8_after "$r" "$s" "$SRV_PID"
+      stop_pid "$SRV_PID"
+    done
+  done
+}
+
 # ---- run -----------------------------------------------------------------------------------
 : >"$WORK/out/w4.tsv"; : >"$WORK/out/notes.tsv"
 LOAD_BEFORE=$(cut -d' ' -f1-3 /proc/loadavg)
@@ -921,6 +1033,7 @@ for w in "${WORKLOADS[@]}"; do
     W7-doh) w1_like W7-doh doh ;;
     W7-doh-post) w1_like W7-doh-post doh-post ;;
     W1-DNSSEC|W2-DNSSEC) w_dnssec "$w" ;;
+    W8) w8 ;;
     *) log "$w: not implemented in this harness (see README)"; printf '%s\t-\t-\tnot implemented\n' "$w" >>"$WORK/out/notes.tsv" ;;
   esac
 done

@@ -6,7 +6,7 @@
                   [--publish RESULTS]
     report.py rebuild --dir RESULTS
 
-`run` splits one run's raw rows by workload (W0, W1, W2, W7-tcp, W7-dot, W7-doh, W7-doh-post, W3, W4, W5)
+`run` splits one run's raw rows by workload (W0, W1, W2, W7-tcp, W7-dot, W7-doh, W7-doh-post, W3, W4, W5, W8)
 into DIR/<W>.tsv
 (the raw rows plus `#` lines with the run's date, rounds, versions and load), renders DIR/<W>.md and
 REPORT (summary + every workload of this run). With --publish, the workloads this run measured
@@ -43,6 +43,9 @@ TITLES = {
     "W5": "W5: cold cache, authoritative servers delayed by tc netem (latency)",
     "W1-DNSSEC": "W1-DNSSEC: cache hits on the signed hierarchy, DO=1, validation on (juris also off)",
     "W2-DNSSEC": "W2-DNSSEC: every name of the signed hierarchy from a cold cache, validation on, one pass",
+    "W8-capacity": "W8: juris's cold capacity on the flood's names (plain configuration, dnsperf, one pass)",
+    "W8-alone": "W8: W1 from the legitimate client alone (flood protections on)",
+    "W8-flood": "W8: W1 from the legitimate client under the random-subdomain flood",
 }
 GROUP_TITLES = {
     "W0": TITLES["W0"], "W1": TITLES["W1"], "W2": TITLES["W2"], "W7-tcp": TITLES["W7-tcp"], "W7-dot": TITLES["W7-dot"],
@@ -51,10 +54,11 @@ GROUP_TITLES = {
     "W4": "W4: policy memory, compile and update",
     "W5": TITLES["W5"],
     "W1-DNSSEC": TITLES["W1-DNSSEC"], "W2-DNSSEC": TITLES["W2-DNSSEC"],
+    "W8": "W8: random-subdomain flood at 1.5× juris's cold capacity from one client, W1 from another",
 }
-GROUP_ORDER = ["W0", "W1", "W2", "W7-tcp", "W7-dot", "W7-doh", "W7-doh-post", "W1-DNSSEC", "W2-DNSSEC", "W3", "W4", "W5"]
+GROUP_ORDER = ["W0", "W1", "W2", "W7-tcp", "W7-dot", "W7-doh", "W7-doh-post", "W1-DNSSEC", "W2-DNSSEC", "W3", "W4", "W5", "W8"]
 WL_ORDER = ["W0", "W1", "W2", "W7-tcp", "W7-dot", "W7-doh", "W7-doh-post", "W1-DNSSEC", "W2-DNSSEC", "W3-W1", "W3-W2",
-            "W4-swap", "W4-noswap", "W5"]
+            "W4-swap", "W4-noswap", "W5", "W8-alone", "W8-flood", "W8-capacity"]
 SUMMARY = ["W0", "W1", "W2", "W7-tcp", "W7-dot", "W7-doh", "W7-doh-post", "W1-DNSSEC", "W2-DNSSEC"]
 TARGETS = {"W1": ("unbound", 0.75), "W2": ("best", 0.67), "W7-tcp": ("best", 0.80), "W7-dot": ("best", 0.80),
            "W7-doh": ("best", 0.80), "W7-doh-post": ("best", 0.80), "W2-DNSSEC": ("best", 0.67),
@@ -73,6 +77,8 @@ def group_of(wl):
         return "W3"
     if wl.startswith("W4"):
         return "W4"
+    if wl.startswith("W8"):
+        return "W8"
     return wl
 
 
@@ -288,6 +294,8 @@ def render_group(g):
     if g.versions:
         out.append("Versions: " + "; ".join(g.versions) + "\n")
 
+    if g.name == "W8":
+        out += render_w8(g, by, per_round)
     wls = sorted({r["wl"] for r in rows} | {k[0] for k in na}, key=lambda w: order_key(WL_ORDER, w))
     for w in wls:
         if len(wls) > 1 or w != g.name:
@@ -329,7 +337,8 @@ def render_group(g):
         title = {"W3": "Policy start-up and memory, measured during the W3 runs",
                  "W1-DNSSEC": "Validation checks (dig +dnssec through each server)",
                  "W2-DNSSEC": "Validation checks (dig +dnssec through each server: before round 1 on a fresh start, after each pass from the cache)",
-                 "W5": "Delay checks: dig query times in ms (towards NSD: delayed; cache hit: not) and netem counters"}.get(
+                 "W5": "Delay checks: dig query times in ms (towards NSD: delayed; cache hit: not) and netem counters",
+                 "W8": "W8 details: capacity, flood rate, each flood's counts, peak RSS, survival"}.get(
             g.name, "Policy start-up, memory, one-name update (juris, measured from outside)")
         out.append(f"### {title}\n")
         out.append("| round | metric | variant | value |")
@@ -346,6 +355,68 @@ def render_group(g):
             who = f"{NAMES.get(n[2], n[2])}: " if n[2] not in ("-", "") else ""
             out.append(f"- {n[0]}{rnd}: {who}{n[-1]}")
         out.append("")
+    return out
+
+
+W8_TARGET = 0.90   # juris keeps at least this share of its W1 throughput under the flood
+
+
+def flood_counts(text):
+    """flood.c's line 'sent=N answered=N noerror=N ...' -> dict of ints."""
+    out = {}
+    for part in text.split():
+        k, _, v = part.partition("=")
+        if v.isdigit():
+            out[k] = int(v)
+    return out
+
+
+def render_w8(g, by, per_round):
+    """Per server: W1 qps alone and under the flood (same start), their same-round ratio, the flood's
+    answer mix, peak RSS, survival."""
+    metrics = collections.defaultdict(list)
+    for p in g.w4:
+        if len(p) >= 6:
+            metrics[(p[2], p[3])].append(p)
+    rate = [p[5] for p in g.w4 if len(p) >= 6 and p[3] == "flood_rate"]
+    out = []
+    if rate:
+        out.append(f"Flood: {rate[-1]} queries/s of `nx-<random>.<victim zone>` (open loop), each name once.\n")
+    out.append("| server | W1 qps alone | W1 qps under flood | under flood ÷ alone (same round) | W1 lost under flood | "
+               "flood sent | flood answered NOERROR / NXDOMAIN / SERVFAIL / REFUSED (TC) | flood not answered | "
+               "peak RSS MiB | survived |")
+    out.append("|---|---|---|---|---|---|---|---|---|---|")
+    servers = sorted({r["server"] for r in g.rows if r["wl"] in ("W8-alone", "W8-flood")}, key=lambda s: order_key(SERVER_ORDER, s))
+    ratios = {}
+    for s in servers:
+        rs = []
+        for (wl, srv, rnd), row in per_round.items():
+            if wl == "W8-flood" and srv == s:
+                a = per_round.get(("W8-alone", s, rnd))
+                if a and a["qps"] > 0:
+                    rs.append(row["qps"] / a["qps"])
+        ratios[s] = med(rs)
+        floods = [flood_counts(p[5]) for p in metrics.get((s, "flood"), [])]
+        last = floods[-1] if floods else {}
+
+        def share(k):
+            return f"{last.get(k, 0) / last['sent'] * 100:.1f}%" if last.get("sent") else "–"
+        mix = (f"{share('noerror')} / {share('nxdomain')} / {share('servfail')} / {share('refused')} ({share('tc')})"
+               if last else "–")
+        lost = (f"{(last['sent'] - last.get('answered', 0)) / last['sent'] * 100:.1f}%" if last.get("sent") else "–")
+        hwm = [int(p[5]) for p in metrics.get((s, "rss_peak_kib"), []) if p[5].lstrip("-").isdigit() and int(p[5]) > 0]
+        alive = [p[5] for p in metrics.get((s, "alive"), [])]
+        survived = "yes" if alive and all(a == "yes" for a in alive) else ("; ".join(a for a in alive if a != "yes") or "–")
+        out.append(f"| {NAMES.get(s, s)} | {fmt(med([r['qps'] for r in by.get(('W8-alone', s), [])]), 0)} | "
+                   f"{fmt(med([r['qps'] for r in by.get(('W8-flood', s), [])]), 0)} | "
+                   f"{fmt(ratios[s] * 100, 1) + '%' if ratios[s] is not None else '–'} | "
+                   f"{fmt(med([r['lost'] for r in by.get(('W8-flood', s), [])]), 0)} | {fmt(last.get('sent'), 0) if last else '–'} | "
+                   f"{mix} | {lost} | {fmt(max(hwm) / 1024, 0) if hwm else '–'} | {survived} |")
+    out.append("\n(flood columns: the last round; peak RSS: the largest VmHWM over the rounds)\n")
+    if ratios.get("juris") is not None:
+        x = ratios["juris"]
+        out.append(f"Target: juris keeps ≥ {W8_TARGET:.0%} of its W1 throughput under the flood: {x:.1%} → "
+                   f"{'met' if x >= W8_TARGET else 'MISSED'}.\n")
     return out
 
 

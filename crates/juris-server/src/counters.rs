@@ -39,7 +39,7 @@ pub struct Counters {
     tcp_connections_rejected: AtomicU64,
     /// Queries and responses over their rate ([`crate::ratelimit`]): dropped, then slipped,
     /// per [`RateClass`].
-    rate_limited: [[AtomicU64; 6]; 2],
+    rate_limited: [[AtomicU64; 7]; 2],
     /// Only one thread ever writes this set (a UDP worker's): counts without locked
     /// instructions.
     single_writer: bool,
@@ -157,7 +157,7 @@ pub struct ServerStats {
     pub tcp_connections_rejected: u64,
     /// Queries and responses over their client prefix's rate ([`crate::ratelimit`]):
     /// `[0]` dropped, `[1]` sent truncated (slipped), each indexed by [`RateClass::ALL`].
-    pub rate_limited: [[u64; 6]; 2],
+    pub rate_limited: [[u64; 7]; 2],
 }
 
 impl ServerStats {

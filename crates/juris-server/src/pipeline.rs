@@ -754,11 +754,14 @@ impl Pipeline {
             Ok(limiter) => limiter,
             Err(outcome) => return outcome,
         };
-        let outcome = self.answer_query(&query, context, reply, out, counters, now, hot, judge);
+        let outcome = self.answer_query(
+            &query, context, reply, out, counters, now, hot, judge, limiter,
+        );
         limit_response(limiter, counters, context.client.ip(), out, outcome, now)
     }
 
-    /// [`Pipeline::handle_counted`] past parsing and the query rate limit.
+    /// [`Pipeline::handle_counted`] past parsing and the query rate limit. `limiter`: the
+    /// client's rate limits (`None`: not limited), for its cache misses.
     #[allow(
         clippy::too_many_arguments,
         reason = "the per-query facts, kept unbundled on the hot path"
@@ -774,6 +777,7 @@ impl Pipeline {
         now: u64,
         hot: Option<&mut HotAnswers>,
         judge: &Judge<'_, T>,
+        limiter: Option<&RateLimiter>,
     ) -> Outcome {
         if let Some(error) = error_map::for_question(query.qtype, query.qclass) {
             return respond_error(out, &reply, &error);
@@ -892,6 +896,20 @@ impl Pipeline {
                     return respond_error(out, &reply, &error_map::for_not_recursive());
                 }
                 (_, stale_or_none) => {
+                    // A client over its rate of misses (a random-subdomain flood) is turned
+                    // away before any upstream work.
+                    if let Some(outcome) = over_rate(
+                        limiter,
+                        RateClass::Misses,
+                        &reply,
+                        context,
+                        out,
+                        counters,
+                        now,
+                    ) {
+                        counters.cache_miss();
+                        return outcome;
+                    }
                     let stale = stale_or_none.map(|(answer, _)| answer);
                     return Outcome::Resolve(Box::new(PendingQuery::new(
                         query,
@@ -1345,15 +1363,42 @@ fn limit_query<'l>(
     if query.edns.is_some_and(|e| e.cookie_valid) {
         return Ok(None);
     }
-    match limiter.check(context.client.ip(), RateClass::Queries, now) {
-        Verdict::Pass => Ok(Some(limiter)),
+    match over_rate(
+        Some(limiter),
+        RateClass::Queries,
+        reply,
+        context,
+        out,
+        counters,
+        now,
+    ) {
+        None => Ok(Some(limiter)),
+        Some(outcome) => Err(outcome),
+    }
+}
+
+/// Counts one query of `class` (queries, misses) against the client's rate: `None` within
+/// it (or no limiter), otherwise what to do instead of answering (drop, or every `slip`-th
+/// time a truncated answer), counted.
+#[inline]
+fn over_rate(
+    limiter: Option<&RateLimiter>,
+    class: RateClass,
+    reply: &ReplyTo<'_>,
+    context: ClientContext,
+    out: &mut [u8],
+    counters: &Counters,
+    now: u64,
+) -> Option<Outcome> {
+    match limiter?.check(context.client.ip(), class, now) {
+        Verdict::Pass => None,
         Verdict::Drop => {
-            counters.rate_limited(RateClass::Queries, false);
-            Err(Outcome::Drop)
+            counters.rate_limited(class, false);
+            Some(Outcome::Drop)
         }
         Verdict::Slip => {
-            counters.rate_limited(RateClass::Queries, true);
-            Err(respond_or_drop(write_truncated(out, reply)))
+            counters.rate_limited(class, true);
+            Some(respond_or_drop(write_truncated(out, reply)))
         }
     }
 }

@@ -5,6 +5,8 @@
 //!        │
 //!        ├─ queries of the client's prefix (/24, /56) over their rate? ─► drop, or every
 //!        │   `slip`-th one a truncated (TC=1) answer so that a real client retries over TCP
+//!        ├─ a cache miss (the query would be resolved) and the prefix's misses over their
+//!        │   rate? ─► drop / slip as above, before any upstream work (random-subdomain floods)
 //!        └─ answered ─► the response's class (answer, large, NXDOMAIN, REFUSED, error) of
 //!                       that prefix over its rate? ─► drop / slip as above
 //! ```
@@ -49,17 +51,22 @@ pub enum RateClass {
     Refused,
     /// Every other RCODE (SERVFAIL, FORMERR, NOTIMP, ...).
     Errors,
+    /// Queries that miss the cache and would be resolved: what a random-subdomain flood costs
+    /// (checked before the resolution starts, so a client over it costs no upstream work;
+    /// cache hits never count here).
+    Misses,
 }
 
 impl RateClass {
     /// Every class, in the order of [`Rates`] and of the counters.
-    pub const ALL: [RateClass; 6] = [
+    pub const ALL: [RateClass; 7] = [
         RateClass::Queries,
         RateClass::Answers,
         RateClass::Large,
         RateClass::NxDomain,
         RateClass::Refused,
         RateClass::Errors,
+        RateClass::Misses,
     ];
 
     /// The label in `/metrics` (`juris_rate_limited_total{class=...}`).
@@ -71,6 +78,7 @@ impl RateClass {
             RateClass::NxDomain => "nxdomain",
             RateClass::Refused => "refused",
             RateClass::Errors => "errors",
+            RateClass::Misses => "misses",
         }
     }
 
@@ -96,7 +104,7 @@ impl RateClass {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct Rates {
     /// Indexed by [`RateClass::ALL`]'s order.
-    pub per_class: [u32; 6],
+    pub per_class: [u32; 7],
 }
 
 impl Rates {
@@ -288,9 +296,16 @@ impl RateLimiter {
     /// Whether responses to `client` can be limited at all (some response class has a rate).
     #[inline]
     pub fn limits_responses(&self, client: IpAddr) -> bool {
-        self.rates_for(client).per_class[1..]
-            .iter()
-            .any(|&r| r != 0)
+        let rates = self.rates_for(client);
+        [
+            RateClass::Answers,
+            RateClass::Large,
+            RateClass::NxDomain,
+            RateClass::Refused,
+            RateClass::Errors,
+        ]
+        .into_iter()
+        .any(|class| rates.of(class) != 0)
     }
 
     /// The table's memory, bytes (fixed at construction).
@@ -491,6 +506,33 @@ mod tests {
         seen
     }
 
+    /// One class limited to `rate`, limited queries all dropped.
+    fn only(class: RateClass, rate: u32) -> RateLimitConfig {
+        let mut rates = Rates::default();
+        rates.set(class, rate);
+        RateLimitConfig {
+            rates,
+            slip: 0,
+            ..RateLimitConfig::default()
+        }
+    }
+
+    #[test]
+    fn misses_have_their_own_account_and_limit_no_response() {
+        let l = RateLimiter::new(only(RateClass::Misses, 5));
+        assert!(l.config().is_enabled());
+        assert!(!l.limits_responses(ip("192.0.2.1")));
+        for (client, class, n, want) in [
+            ("192.0.2.1", RateClass::Misses, 8, [5, 3, 0]),
+            // Its queries and responses are not limited; another /24 has its own misses.
+            ("192.0.2.1", RateClass::Queries, 8, [8, 0, 0]),
+            ("192.0.2.9", RateClass::NxDomain, 8, [8, 0, 0]),
+            ("198.51.100.1", RateClass::Misses, 5, [5, 0, 0]),
+        ] {
+            assert_eq!(count(&l, client, class, n, 100), want, "{client} {class:?}");
+        }
+    }
+
     #[test]
     fn a_client_over_its_rate_is_dropped_and_slipped_others_are_not() {
         let l = limiter(10, 2);
@@ -588,13 +630,9 @@ mod tests {
 
     #[test]
     fn a_tiny_table_stays_bounded_and_keeps_working() {
-        let mut rates = Rates::default();
-        rates.set(RateClass::Queries, 1);
         let l = RateLimiter::new(RateLimitConfig {
-            rates,
             table_size: 2,
-            slip: 0,
-            ..RateLimitConfig::default()
+            ..only(RateClass::Queries, 1)
         });
         assert_eq!(l.table_bytes(), 2 * 32);
         for i in 0..=255u8 {

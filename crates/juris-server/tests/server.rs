@@ -1258,3 +1258,55 @@ fn a_flooding_client_is_rate_limited_while_others_are_answered() {
     assert_eq!(stats.rate_limited[0][refused_class], 2);
     assert_eq!(stats.rate_limited[1][refused_class], 1);
 }
+
+#[test]
+fn a_random_subdomain_flooder_is_limited_on_its_misses_while_its_hits_are_answered() {
+    use juris_server::{RateClass, RateLimitConfig, Rates};
+    let mut rates = Rates::default();
+    rates.set(RateClass::Misses, 3);
+    let h = Harness::start(|config, _| {
+        config.rate_limit = RateLimitConfig {
+            rates,
+            slip: 2,
+            ipv4_prefix_len: 32,
+            ..RateLimitConfig::default()
+        };
+    });
+    h.insert(WWW, &a_response(WWW, 1));
+    // nx-0.example.com ... nx-9.example.com: every one a cache miss.
+    let misses: Vec<Vec<u8>> = (0..10u8)
+        .map(|i| {
+            let name = [
+                b"\x04nx-".as_slice(),
+                &[b'0' + i],
+                b"\x07example\x03com\x00",
+            ]
+            .concat();
+            query(u16::from(i), 0x0100, &name, 1, None)
+        })
+        .collect();
+    // The clock stands still: 3 misses are resolved (this harness has no upstream: SERVFAIL),
+    // 7 are limited before any resolution: every second one (3) slipped as TC=1, 4 dropped.
+    let responses = flood(h.addr, Ipv4Addr::new(127, 0, 0, 5), &misses, 6);
+    let resolved = responses.iter().filter(|m| !m.truncated()).count();
+    assert_eq!(resolved, 3);
+    assert!(responses
+        .iter()
+        .filter(|m| m.truncated())
+        .all(|m| m.answers().is_empty() && m.response_code() == ResponseCode::NoError));
+    let stats = h.server().stats();
+    assert_eq!(stats.cache_misses, 10);
+    // Its cache hits are not misses: all answered.
+    let www: Vec<Vec<u8>> = (0..20).map(|i| query(i, 0x0100, WWW, 1, None)).collect();
+    let hits = flood(h.addr, Ipv4Addr::new(127, 0, 0, 5), &www, 20);
+    assert!(hits
+        .iter()
+        .all(|m| !m.truncated() && m.answers().len() == 1));
+    // Another client's misses have their own account.
+    let other = flood(h.addr, Ipv4Addr::new(127, 0, 0, 6), &misses[..3], 3);
+    assert!(other.iter().all(|m| !m.truncated()));
+    let stats = h.server().stats();
+    let class = RateClass::Misses as usize;
+    assert_eq!(stats.rate_limited[0][class], 4, "dropped misses");
+    assert_eq!(stats.rate_limited[1][class], 3, "slipped misses");
+}

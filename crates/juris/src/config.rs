@@ -748,6 +748,9 @@ pub struct RawRateLimit {
     pub refused_per_second: u32,
     /// Other error responses (SERVFAIL, FORMERR, NOTIMP, ...). Default 0.
     pub errors_per_second: u32,
+    /// Queries that miss the cache and would be resolved (random-subdomain floods), checked
+    /// before any upstream work. Default 0.
+    pub misses_per_second: u32,
     /// Every `slip`-th limited response is sent truncated (TC=1) instead of dropped; 0 drops
     /// all. Default 2.
     pub slip: u32,
@@ -780,6 +783,7 @@ impl Default for RawRateLimit {
             nxdomains_per_second: 0,
             refused_per_second: 0,
             errors_per_second: 0,
+            misses_per_second: 0,
             slip: d.slip,
             window: d.window,
             ipv4_prefix_len: d.ipv4_prefix_len,
@@ -810,12 +814,14 @@ pub struct RawPrefixRates {
     pub refused_per_second: Option<u32>,
     /// See `[server.rate_limit]`; absent: the global value.
     pub errors_per_second: Option<u32>,
+    /// See `[server.rate_limit]`; absent: the global value.
+    pub misses_per_second: Option<u32>,
 }
 
 /// `[server.rate_limit]`, validated; errors name the key.
 pub fn rate_limit_config(raw: &RawRateLimit) -> Result<juris_server::RateLimitConfig, ConfigError> {
     use juris_server::{PrefixRates, RateClass, RateLimitConfig, Rates};
-    let classes = |r: [u32; 6]| {
+    let classes = |r: [u32; 7]| {
         let mut rates = Rates::default();
         for (class, rate) in RateClass::ALL.into_iter().zip(r) {
             rates.set(class, rate);
@@ -829,6 +835,7 @@ pub fn rate_limit_config(raw: &RawRateLimit) -> Result<juris_server::RateLimitCo
         raw.nxdomains_per_second,
         raw.refused_per_second,
         raw.errors_per_second,
+        raw.misses_per_second,
     ];
     let mut prefixes: Vec<PrefixRates> = prefixes("server.rate_limit.exempt", &raw.exempt)?
         .into_iter()
@@ -852,6 +859,7 @@ pub fn rate_limit_config(raw: &RawRateLimit) -> Result<juris_server::RateLimitCo
             p.nxdomains_per_second,
             p.refused_per_second,
             p.errors_per_second,
+            p.misses_per_second,
         ];
         let mut rates = global;
         for (rate, own) in rates.iter_mut().zip(own) {
@@ -2158,7 +2166,9 @@ tcp_idle_ms = 2000
         let raw = RawConfig::from_toml(
             "[server.rate_limit]\nqueries_per_second = 100\nnxdomains_per_second = 10\n\
              exempt = [\"192.0.2.0/24\"]\n\
-             [[server.rate_limit.prefix]]\nprefix = \"198.51.100.0/24\"\nqueries_per_second = 5\n",
+             misses_per_second = 50\n\
+             [[server.rate_limit.prefix]]\nprefix = \"198.51.100.0/24\"\nqueries_per_second = 5\n\
+             misses_per_second = 0\n",
             "t.toml",
         )
         .unwrap();
@@ -2171,6 +2181,12 @@ tcp_idle_ms = 2000
         let stricter = &limits.prefixes[1].rates;
         assert_eq!(stricter.of(RateClass::Queries), 5);
         assert_eq!(stricter.of(RateClass::NxDomain), 10, "inherited");
+        assert_eq!(limits.rates.of(RateClass::Misses), 50);
+        assert_eq!(
+            stricter.of(RateClass::Misses),
+            0,
+            "misses exempt for that prefix"
+        );
         assert!(!Settings::from_raw(&RawConfig::default())
             .unwrap()
             .rate_limit
