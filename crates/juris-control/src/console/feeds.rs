@@ -55,8 +55,18 @@ pub(crate) async fn feeds(State(console): State<Shared>, headers: HeaderMap) -> 
     let user = user(&console, &headers).await?;
     let control = console.api.control.clone();
     let running = control.running_imports();
-    // Not waiting for the store: while an import is being written, the progress shows alone.
-    let list = blocking(move || control.feeds_now().transpose()).await?;
+    // Not waiting for the store while an import is being written: the progress shows alone.
+    // Otherwise the list waits for the store's short readers and writers (a transparency
+    // rebuild after a commit, design 0041), which a `try` would take for an import.
+    let importing = !running.is_empty();
+    let list = blocking(move || {
+        if importing {
+            control.feeds_now().transpose()
+        } else {
+            control.feeds().map(Some)
+        }
+    })
+    .await?;
     let body = html! {
         p { "Machine feeds (Piracy Shield style): each import is the feed's complete state with the SHA-256 of each list, "
             "checked before anything is written; every item is acknowledged. Imported with "
