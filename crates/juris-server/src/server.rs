@@ -127,7 +127,7 @@ pub fn start_with_policy(
     let mut udp_sockets: Vec<Vec<(Socket, usize)>> = (0..threads).map(|_| Vec::new()).collect();
     let mut tcp_listeners = Vec::new();
     for (index, listener) in config.listeners.iter().enumerate() {
-        let bound = bind_listener(listener, threads)?;
+        let bound = bind_listener(listener, threads, config.udp_receive_buffer)?;
         for (worker, socket) in bound.udp.into_iter().enumerate() {
             udp_sockets[worker].push((socket, index));
         }
@@ -337,11 +337,15 @@ struct BoundSockets {
 /// Binds one listener: `threads` UDP sockets and one TCP listener on the same port. Port 0
 /// is resolved first with an exclusive probe socket, so our `SO_REUSEPORT` sockets never
 /// share an ephemeral port picked by the kernel for someone else.
-fn bind_listener(listener: &ListenerConfig, threads: usize) -> Result<BoundSockets, ServerError> {
+fn bind_listener(
+    listener: &ListenerConfig,
+    threads: usize,
+    receive_buffer: usize,
+) -> Result<BoundSockets, ServerError> {
     let attempts = if listener.addr.port() == 0 { 8 } else { 1 };
     let mut last_error = None;
     for _ in 0..attempts {
-        match try_bind(listener, threads) {
+        match try_bind(listener, threads, receive_buffer) {
             Ok(bound) => return Ok(bound),
             Err(error) => last_error = Some(error),
         }
@@ -349,7 +353,11 @@ fn bind_listener(listener: &ListenerConfig, threads: usize) -> Result<BoundSocke
     Err(last_error.unwrap_or(ServerError::Config("listener could not be bound")))
 }
 
-fn try_bind(listener: &ListenerConfig, threads: usize) -> Result<BoundSockets, ServerError> {
+fn try_bind(
+    listener: &ListenerConfig,
+    threads: usize,
+    receive_buffer: usize,
+) -> Result<BoundSockets, ServerError> {
     let configured = listener.addr;
     let bind_error = |transport| {
         move |source| ServerError::Bind {
@@ -366,7 +374,7 @@ fn try_bind(listener: &ListenerConfig, threads: usize) -> Result<BoundSockets, S
     let mut udp_sockets = Vec::new();
     if listener.udp {
         for _ in 0..threads {
-            udp_sockets.push(udp::bind(addr).map_err(bind_error("UDP"))?);
+            udp_sockets.push(udp::bind(addr, receive_buffer).map_err(bind_error("UDP"))?);
         }
     }
     let tcp = if listener.tcp {

@@ -528,6 +528,26 @@ mod tests {
 
     #[cfg(target_os = "linux")]
     #[test]
+    fn udp_listener_sockets_get_the_receive_buffer_asked_for() {
+        let sysctl = |name: &str| -> usize {
+            std::fs::read_to_string(format!("/proc/sys/net/core/{name}"))
+                .unwrap()
+                .trim()
+                .parse()
+                .unwrap()
+        };
+        let asked = 1 << 20;
+        let socket = crate::udp::bind("127.0.0.1:0".parse().unwrap(), asked).unwrap();
+        // Linux doubles the value (bookkeeping overhead) after capping it at rmem_max.
+        assert_eq!(
+            socket.recv_buffer_size().unwrap(),
+            2 * asked.min(sysctl("rmem_max"))
+        );
+        let default = crate::udp::bind("127.0.0.1:0".parse().unwrap(), 0).unwrap();
+        assert_eq!(default.recv_buffer_size().unwrap(), sysctl("rmem_default"));
+    }
+
+    #[test]
     fn listening_sockets_send_with_dont_fragment() {
         let get = |socket: &Socket, level, name| {
             let mut value: libc::c_int = -1;
@@ -545,12 +565,12 @@ mod tests {
             assert_eq!(rc, 0);
             value
         };
-        let v4 = crate::udp::bind("127.0.0.1:0".parse().unwrap()).unwrap();
+        let v4 = crate::udp::bind("127.0.0.1:0".parse().unwrap(), 0).unwrap();
         assert_eq!(
             get(&v4, libc::IPPROTO_IP, libc::IP_MTU_DISCOVER),
             libc::IP_PMTUDISC_PROBE
         );
-        if let Ok(v6) = crate::udp::bind("[::1]:0".parse().unwrap()) {
+        if let Ok(v6) = crate::udp::bind("[::1]:0".parse().unwrap(), 0) {
             assert_eq!(get(&v6, libc::IPPROTO_IPV6, libc::IPV6_DONTFRAG), 1);
             assert_eq!(
                 get(&v6, libc::IPPROTO_IPV6, libc::IPV6_MTU_DISCOVER),

@@ -62,14 +62,21 @@ impl UdpEndpoint {
 }
 
 /// Binds one non-blocking `SO_REUSEPORT` UDP socket (IPv6 sockets are v6-only) that sends
-/// with don't-fragment set ([`crate::sys::set_dont_fragment`]).
-pub(crate) fn bind(addr: SocketAddr) -> io::Result<Socket> {
+/// with don't-fragment set ([`crate::sys::set_dont_fragment`]) and asks for `receive_buffer`
+/// bytes of receive buffer (0: the kernel's default).
+pub(crate) fn bind(addr: SocketAddr, receive_buffer: usize) -> io::Result<Socket> {
     let socket = Socket::new(Domain::for_address(addr), Type::DGRAM, Some(Protocol::UDP))?;
     if addr.is_ipv6() {
         socket.set_only_v6(true)?;
     }
     socket.set_reuse_port(true)?;
     socket.set_nonblocking(true)?;
+    if receive_buffer > 0 {
+        // Not fatal either: the kernel caps the size at `net.core.rmem_max` silently.
+        if let Err(error) = socket.set_recv_buffer_size(receive_buffer) {
+            tracing::warn!(%addr, %error, "cannot set the UDP socket's receive buffer");
+        }
+    }
     if let Err(error) = crate::sys::set_dont_fragment(&socket, addr.is_ipv6()) {
         // Not fatal: responses are then sent as the kernel's default allows.
         tracing::warn!(%addr, %error, "cannot set don't-fragment on the UDP socket");

@@ -712,6 +712,9 @@ pub struct RawServer {
     pub tcp_idle_timeout_ms: u64,
     /// Most concurrent TCP connections. Default 1000.
     pub tcp_max_connections: usize,
+    /// `SO_RCVBUF` of every UDP listener socket, in bytes (the kernel caps it at
+    /// `net.core.rmem_max`); 0 keeps the kernel's default. Default 4194304 (4 MiB).
+    pub udp_receive_buffer: usize,
     /// Directory for state (the order store, status). Default `./juris-data` (relative to
     /// the working directory; a path written in a file is relative to the file).
     pub data_dir: Option<PathBuf>,
@@ -942,6 +945,7 @@ impl Default for RawServer {
             max_udp_payload: 1232,
             tcp_idle_timeout_ms: 10_000,
             tcp_max_connections: 1_000,
+            udp_receive_buffer: 4 << 20,
             data_dir: None,
             listen_tls: Vec::new(),
             listen_https: Vec::new(),
@@ -1389,6 +1393,8 @@ pub struct Settings {
     pub tcp_idle_timeout: Duration,
     /// TCP connection limit.
     pub tcp_max_connections: usize,
+    /// `SO_RCVBUF` of the UDP listener sockets (0: the kernel's default).
+    pub udp_receive_buffer: usize,
     /// How long shutdown lets TCP, DoT and DoH connections finish.
     pub drain_timeout: Duration,
     /// `[server.rate_limit]`, validated.
@@ -1567,6 +1573,12 @@ impl Settings {
         if raw.server.tcp_max_connections == 0 {
             return Err(invalid("server.tcp_max_connections", "must be above 0"));
         }
+        if raw.server.udp_receive_buffer > 1 << 30 {
+            return Err(invalid(
+                "server.udp_receive_buffer",
+                "must be at most 1073741824 (1 GiB)",
+            ));
+        }
         if raw.server.drain_timeout_ms > 600_000 {
             return Err(invalid(
                 "server.drain_timeout_ms",
@@ -1646,6 +1658,7 @@ impl Settings {
             max_udp_payload: raw.server.max_udp_payload,
             tcp_idle_timeout: Duration::from_millis(raw.server.tcp_idle_timeout_ms),
             tcp_max_connections: raw.server.tcp_max_connections,
+            udp_receive_buffer: raw.server.udp_receive_buffer,
             drain_timeout: Duration::from_millis(raw.server.drain_timeout_ms),
             rate_limit: rate_limit_config(&raw.server.rate_limit)?,
             data_dir,
@@ -2110,6 +2123,22 @@ mod tests {
         assert!(raw.is_err(), "a negative bound does not read");
         let raw = RawConfig::from_toml("[resolver.limits]\ninfra_server = 5\n", "t.toml");
         assert!(raw.unwrap_err().to_string().contains("infra_server"));
+    }
+
+    #[test]
+    fn the_udp_receive_buffer_is_read_defaulted_and_checked_by_name() {
+        let settings = Settings::from_raw(&RawConfig::default()).unwrap();
+        assert_eq!(settings.udp_receive_buffer, 4 << 20);
+        assert_eq!(
+            crate::serve::server_config(&settings).udp_receive_buffer,
+            4 << 20
+        );
+        let raw = RawConfig::from_toml("[server]\nudp_receive_buffer = 0\n", "t.toml").unwrap();
+        assert_eq!(Settings::from_raw(&raw).unwrap().udp_receive_buffer, 0);
+        let raw =
+            RawConfig::from_toml("[server]\nudp_receive_buffer = 2000000000\n", "t.toml").unwrap();
+        let error = Settings::from_raw(&raw).unwrap_err().to_string();
+        assert!(error.contains("server.udp_receive_buffer"), "{error}");
     }
 
     #[test]

@@ -723,6 +723,7 @@ pub fn server_config(settings: &Settings) -> ServerConfig {
         proxy_protocol_from: settings.proxy_protocol_from.clone(),
         tcp_idle_timeout: settings.tcp_idle_timeout,
         tcp_max_connections: settings.tcp_max_connections,
+        udp_receive_buffer: settings.udp_receive_buffer,
         max_udp_payload: settings.max_udp_payload,
         structured_error_option_code: settings.structured_error_option_code,
         policy: settings.policy.clone(),
