@@ -25,7 +25,7 @@ use tracing::{error, info};
 
 use super::schedule;
 use super::wire;
-use super::zone::{self, Records, Rr};
+use super::zone;
 use super::{unix_now, FleetSettings};
 use crate::orders::LoaderHandle;
 
@@ -33,6 +33,10 @@ use crate::orders::LoaderHandle;
 pub const SNAPSHOT_FILE: &str = "fleet-snapshot.json";
 /// Wait after a failed transfer.
 const RETRY: Duration = Duration::from_secs(10);
+/// The snapshot is written once no transfer came for this long after a change…
+const SNAPSHOT_QUIET: Duration = Duration::from_secs(1);
+/// …or this long after the first change it does not hold, whichever comes first.
+const SNAPSHOT_MAX: Duration = Duration::from_secs(30);
 /// How long a report waits for the primary's answer (3 tries).
 const REPORT_TIMEOUT: Duration = Duration::from_secs(1);
 
@@ -41,10 +45,14 @@ struct State {
     /// The zone as last transferred, and the transfers' bookkeeping (shared with the RPZ
     /// feeds: `schedule.rs`).
     copy: schedule::ZoneCopy,
-    orders: Option<Arc<Vec<Order>>>,
+    /// The orders of `copy`, by owner label (kept in step with each IXFR).
+    decoded: zone::DecodedOrders,
+    orders: Option<Arc<Vec<Arc<Order>>>>,
     /// Where the orders in force came from: `transfer`, `snapshot`.
     origin: Option<&'static str>,
     snapshot_error: Option<String>,
+    /// The serial the snapshot file holds.
+    snapshot_serial: Option<u32>,
     /// The serial of the orders the loader read last.
     handed: Option<u32>,
     /// The serial whose orders the loader put in force (a load that rejected none of them),
@@ -72,6 +80,8 @@ pub struct Follower {
     data_dir: PathBuf,
     state: Mutex<State>,
     wake: Mutex<Option<mpsc::Sender<Wake>>>,
+    /// One snapshot write at a time (the thread, shutdown).
+    snapshot_lock: Mutex<()>,
 }
 
 impl std::fmt::Debug for Follower {
@@ -82,15 +92,15 @@ impl std::fmt::Debug for Follower {
     }
 }
 
-/// The snapshot file.
+/// What the snapshot file says of itself (its first line, JSON).
 #[derive(Debug, Serialize, Deserialize)]
-struct Snapshot {
+struct SnapshotHeader {
     primary: String,
     zone: String,
     serial: u32,
     written_at: u64,
-    /// (owner, type, data in hex).
-    records: Vec<(String, u16, String)>,
+    /// How many records follow.
+    records: usize,
 }
 
 impl Follower {
@@ -115,6 +125,7 @@ impl Follower {
             data_dir: data_dir.to_owned(),
             state: Mutex::new(State::default()),
             wake: Mutex::new(None),
+            snapshot_lock: Mutex::new(()),
         })
     }
 
@@ -129,13 +140,13 @@ impl Follower {
 
     /// The last good orders (`None` before any transfer or snapshot).
     #[cfg(test)]
-    pub fn orders(&self) -> Option<Arc<Vec<Order>>> {
+    pub fn orders(&self) -> Option<Arc<Vec<Arc<Order>>>> {
         self.state().orders.clone()
     }
 
     /// The last good orders, for the loader ([`FleetSource`](crate::orders::FleetSource)):
     /// their serial is what [`loaded`](Self::loaded) then puts in force.
-    pub fn hand_over(&self) -> Option<Arc<Vec<Order>>> {
+    pub fn hand_over(&self) -> Option<Arc<Vec<Arc<Order>>>> {
         let mut state = self.state();
         state.handed = state.copy.serial;
         state.orders.clone()
@@ -219,29 +230,59 @@ impl Follower {
         outcome
     }
 
-    /// One transfer (IXFR from our serial, AXFR without one). `Ok(true)` when the orders
-    /// changed. On `Err` nothing changes: the last good orders stay in force.
+    /// One transfer (IXFR from our serial, AXFR without one), then the snapshot. `Ok(true)`
+    /// when the orders changed. On `Err` nothing changes: the last good orders stay in force.
     pub fn transfer_once(&self) -> Result<bool, String> {
-        schedule::attempt(&self.state, &self.origin, |serial, records, full| {
-            self.apply(serial, records, full)
+        let changed = self.fetch()?;
+        self.write_snapshot();
+        Ok(changed)
+    }
+
+    /// [`transfer_once`](Self::transfer_once) without the snapshot (the thread writes it after
+    /// the loader put the change in force: it is not on the way to enforcement).
+    fn fetch(&self) -> Result<bool, String> {
+        schedule::attempt_received(&self.state, &self.origin, |serial, received| {
+            self.apply(serial, received)
         })
     }
 
-    fn apply(&self, serial: u32, records: Records, full: bool) -> Result<bool, String> {
-        let orders = zone::decode_orders(&self.origin.zone, &records).map_err(|e| {
+    fn apply(&self, serial: u32, received: schedule::Received) -> Result<bool, String> {
+        let corrupt = |e: String| {
             format!(
                 "corrupt transfer of {} serial {serial} from {}: {e}",
                 self.origin.zone, self.origin.primary
             )
-        })?;
-        let changed = {
-            let mut state = self.state();
-            let changed = state.orders.as_deref() != Some(&orders);
-            state.copy.applied(serial, records, full);
-            state.orders = Some(Arc::new(orders));
-            state.origin = Some("transfer");
-            changed
         };
+        let full = matches!(received, schedule::Received::Full(_));
+        let changed = match received {
+            schedule::Received::Full(records) => {
+                let decoded =
+                    zone::DecodedOrders::decode(&self.origin.zone, &records).map_err(corrupt)?;
+                let orders = decoded.orders();
+                let mut state = self.state();
+                let changed = state.orders.as_deref() != Some(&orders);
+                state.copy.applied(serial, records, true);
+                state.decoded = decoded;
+                state.orders = Some(Arc::new(orders));
+                changed
+            }
+            schedule::Received::Diff { base, diff } => {
+                // The copy's records are changed in place: the transfer's reference goes first.
+                drop(base);
+                let mut state = self.state();
+                let changes = state
+                    .decoded
+                    .patch(&self.origin.zone, &diff)
+                    .map_err(corrupt)?;
+                let changed = state.decoded.commit(changes) || state.orders.is_none();
+                if changed {
+                    state.orders = Some(Arc::new(state.decoded.orders()));
+                }
+                state.copy.patched(serial, diff);
+                changed
+            }
+        };
+        self.state().origin = Some("transfer");
         info!(
             primary = %self.origin.primary,
             zone = %self.origin.zone,
@@ -249,7 +290,6 @@ impl Follower {
             kind = if full { "AXFR" } else { "IXFR" },
             "fleet: transfer applied"
         );
-        self.write_snapshot();
         Ok(changed)
     }
 
@@ -257,39 +297,60 @@ impl Follower {
         self.data_dir.join(SNAPSHOT_FILE)
     }
 
-    /// Writes what is in force to the snapshot (a temporary file, then renamed). A failure
-    /// (disk full) is logged and shown in the status; the follower keeps running.
+    /// Whether the snapshot file is older than the copy in force.
+    fn snapshot_behind(&self) -> bool {
+        let state = self.state();
+        state.copy.serial.is_some() && state.copy.serial != state.snapshot_serial
+    }
+
+    /// Writes the snapshot now if it is behind (shutdown: the follower's thread waits for a
+    /// quiet moment).
+    pub fn flush_snapshot(&self) {
+        self.write_snapshot();
+    }
+
+    /// Writes what is in force to the snapshot (a temporary file, then renamed), unless it
+    /// holds that serial already. A failure (disk full) is logged and shown in the status; the
+    /// follower keeps running.
     fn write_snapshot(&self) {
-        let snapshot = {
+        let _writing = self
+            .snapshot_lock
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        let (serial, records) = {
             let state = self.state();
             let Some(serial) = state.copy.serial else {
                 return;
             };
-            Snapshot {
-                primary: self.origin.primary.to_string(),
-                zone: self.origin.zone.clone(),
-                serial,
-                written_at: unix_now(),
-                records: state
-                    .copy
-                    .records
-                    .iter()
-                    .map(|rr| {
-                        let hex: String = rr.rdata.iter().map(|b| format!("{b:02x}")).collect();
-                        (rr.owner.clone(), rr.rtype, hex)
-                    })
-                    .collect(),
+            if state.snapshot_serial == Some(serial) {
+                return;
             }
+            (serial, Arc::clone(&state.copy.records))
         };
         let path = self.snapshot_path();
         let temporary = path.with_extension("json.tmp");
-        let written = serde_json::to_vec(&snapshot)
-            .map_err(std::io::Error::other)
-            .and_then(|bytes| std::fs::write(&temporary, bytes))
-            .and_then(|()| std::fs::rename(&temporary, &path));
+        let header = SnapshotHeader {
+            primary: self.origin.primary.to_string(),
+            zone: self.origin.zone.clone(),
+            serial,
+            written_at: unix_now(),
+            records: records.len(),
+        };
+        let written = std::fs::File::create(&temporary)
+            .and_then(|file| {
+                let mut out = std::io::BufWriter::with_capacity(1 << 20, file);
+                snapshot::write(&mut out, &header, &records)?;
+                out.into_inner()
+                    .map_err(std::io::IntoInnerError::into_error)
+            })
+            .and_then(|_| std::fs::rename(&temporary, &path));
+        drop(records);
         let mut state = self.state();
         match written {
-            Ok(()) => state.snapshot_error = None,
+            Ok(()) => {
+                state.snapshot_error = None;
+                state.snapshot_serial = Some(serial);
+            }
             Err(e) => {
                 let _ = std::fs::remove_file(&temporary);
                 error!(path = %path.display(), "fleet: the snapshot could NOT be written (the policy in force is not affected; a restart while the primary is unreachable would start from an older snapshot): {e}");
@@ -306,37 +367,30 @@ impl Follower {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(false),
             Err(e) => return Err(format!("{}: {e}", path.display())),
         };
-        let snapshot: Snapshot = serde_json::from_slice(&bytes)
+        let (header, records) = snapshot::read(&bytes)
             .map_err(|e| format!("{}: not a snapshot: {e}", path.display()))?;
-        if snapshot.zone != self.origin.zone {
+        drop(bytes);
+        if header.zone != self.origin.zone {
             return Err(format!(
                 "{}: a snapshot of {}, not of {}",
                 path.display(),
-                snapshot.zone,
+                header.zone,
                 self.origin.zone
             ));
         }
-        let mut records = Records::new();
-        for (owner, rtype, hex) in snapshot.records {
-            let rdata = decode_hex(&hex)
-                .ok_or_else(|| format!("{}: record {owner}: bad data", path.display()))?;
-            records.insert(Rr {
-                owner,
-                rtype,
-                rdata,
-            });
-        }
-        let orders = zone::decode_orders(&self.origin.zone, &records)
+        let decoded = zone::DecodedOrders::decode(&self.origin.zone, &records)
             .map_err(|e| format!("{}: {e}", path.display()))?;
         let mut state = self.state();
-        state.copy.serial = Some(snapshot.serial);
+        state.copy.serial = Some(header.serial);
         state.copy.records = Arc::new(records);
-        state.orders = Some(Arc::new(orders));
+        state.orders = Some(Arc::new(decoded.orders()));
+        state.decoded = decoded;
         state.origin = Some("snapshot");
+        state.snapshot_serial = Some(header.serial);
         info!(
             path = %path.display(),
-            serial = snapshot.serial,
-            written_at = snapshot.written_at,
+            serial = header.serial,
+            written_at = header.written_at,
             "fleet: the primary is unreachable; enforcing the orders of the snapshot"
         );
         Ok(true)
@@ -394,14 +448,21 @@ impl Follower {
         // The first load (before this thread) may have put a serial in force.
         let mut report = self.state().in_force.is_some();
         let mut next = std::time::Instant::now() + wait;
+        // Transfers applied since the snapshot was written: (first, last). The snapshot waits
+        // for a quiet moment (it is not on the way to enforcement, and a burst of changes
+        // would otherwise write it once per change), SNAPSHOT_MAX at most.
+        let mut unsaved: Option<(std::time::Instant, std::time::Instant)> = None;
         loop {
             if report {
                 if let Err(e) = self.report() {
                     tracing::warn!(primary = %self.origin.primary, "fleet: the primary did not take the report of the serial in force (it learns it at the next transfer): {e}");
                 }
             }
+            let due =
+                unsaved.map(|(first, last)| (last + SNAPSHOT_QUIET).min(first + SNAPSHOT_MAX));
+            let until = due.map_or(next, |due| due.min(next));
             let mut transfer = match wakes
-                .recv_timeout(next.saturating_duration_since(std::time::Instant::now()))
+                .recv_timeout(until.saturating_duration_since(std::time::Instant::now()))
             {
                 Ok(wake) => {
                     report = wake == Wake::Report;
@@ -409,21 +470,32 @@ impl Follower {
                 }
                 Err(mpsc::RecvTimeoutError::Timeout) => {
                     report = false;
-                    true
+                    std::time::Instant::now() >= next
                 }
-                Err(mpsc::RecvTimeoutError::Disconnected) => return,
+                Err(mpsc::RecvTimeoutError::Disconnected) => {
+                    self.write_snapshot();
+                    return;
+                }
             };
             while let Ok(wake) = wakes.try_recv() {
                 report |= wake == Wake::Report;
                 transfer |= wake == Wake::Transfer;
             }
+            if due.is_some_and(|due| std::time::Instant::now() >= due) {
+                self.write_snapshot();
+                unsaved = None;
+            }
             if !transfer {
                 continue;
             }
-            match self.transfer_once() {
+            match self.fetch() {
                 Ok(changed) => {
                     if changed {
                         loader.reload("zone transfer from the fleet primary");
+                    }
+                    if self.snapshot_behind() {
+                        let now = std::time::Instant::now();
+                        unsaved = Some((unsaved.map_or(now, |(first, _)| first), now));
                     }
                     wait = refresh;
                     next = std::time::Instant::now() + wait;
@@ -460,6 +532,113 @@ impl Follower {
             "last_report_error": state.last_report_error,
             "snapshot_ok": u8::from(state.snapshot_error.is_none()),
         }))
+    }
+}
+
+/// The snapshot file: `JURIS-FLEET-SNAPSHOT 2`, a JSON header line ([`SnapshotHeader`]),
+/// then the zone's records, binary: owner length (u8), owner, type (u16), data length (u16),
+/// data (big-endian). Written and read in one pass, without text conversion: a follower
+/// restarting with millions of names starts enforcing them soon. The first version (JSON with
+/// hex data) is still read.
+mod snapshot {
+    use std::io::Write;
+
+    use super::{decode_hex, SnapshotHeader};
+    use crate::fleet::zone::{Records, Rr};
+
+    const MAGIC: &[u8] = b"JURIS-FLEET-SNAPSHOT 2\n";
+
+    pub(super) fn write(
+        out: &mut impl Write,
+        header: &SnapshotHeader,
+        records: &Records,
+    ) -> std::io::Result<()> {
+        out.write_all(MAGIC)?;
+        serde_json::to_writer(&mut *out, header).map_err(std::io::Error::other)?;
+        out.write_all(b"\n")?;
+        for rr in records {
+            let owner = u8::try_from(rr.owner.len()).map_err(std::io::Error::other)?;
+            let data = u16::try_from(rr.rdata.len()).map_err(std::io::Error::other)?;
+            out.write_all(&[owner])?;
+            out.write_all(rr.owner.as_bytes())?;
+            out.write_all(&rr.rtype.to_be_bytes())?;
+            out.write_all(&data.to_be_bytes())?;
+            out.write_all(&rr.rdata)?;
+        }
+        Ok(())
+    }
+
+    pub(super) fn read(bytes: &[u8]) -> Result<(SnapshotHeader, Records), String> {
+        let Some(rest) = bytes.strip_prefix(MAGIC) else {
+            return read_v1(bytes);
+        };
+        let line = rest
+            .iter()
+            .position(|b| *b == b'\n')
+            .ok_or("no header line")?;
+        let header: SnapshotHeader =
+            serde_json::from_slice(&rest[..line]).map_err(|e| e.to_string())?;
+        let mut rest = &rest[line + 1..];
+        let truncated = || "truncated".to_owned();
+        let take = |n: usize, rest: &mut &[u8]| -> Result<Vec<u8>, String> {
+            let (head, tail) = rest.split_at_checked(n).ok_or_else(truncated)?;
+            *rest = tail;
+            Ok(head.to_vec())
+        };
+        // Sorted already (written from a set): the set is built in one pass.
+        let mut records = Vec::with_capacity(header.records);
+        while !rest.is_empty() {
+            let owner = usize::from(take(1, &mut rest)?[0]);
+            let owner = String::from_utf8(take(owner, &mut rest)?)
+                .map_err(|_| "an owner name that is not text".to_owned())?;
+            let fixed = take(4, &mut rest)?;
+            let rtype = u16::from_be_bytes([fixed[0], fixed[1]]);
+            let data = usize::from(u16::from_be_bytes([fixed[2], fixed[3]]));
+            let rdata = take(data, &mut rest)?;
+            records.push(Rr {
+                owner,
+                rtype,
+                rdata,
+            });
+        }
+        if records.len() != header.records {
+            return Err(format!(
+                "{} records, the header says {}",
+                records.len(),
+                header.records
+            ));
+        }
+        Ok((header, records.into_iter().collect()))
+    }
+
+    /// The first version: one JSON document, records as (owner, type, data in hex).
+    fn read_v1(bytes: &[u8]) -> Result<(SnapshotHeader, Records), String> {
+        #[derive(serde::Deserialize)]
+        struct V1 {
+            primary: String,
+            zone: String,
+            serial: u32,
+            written_at: u64,
+            records: Vec<(String, u16, String)>,
+        }
+        let v1: V1 = serde_json::from_slice(bytes).map_err(|e| e.to_string())?;
+        let mut records = Records::new();
+        for (owner, rtype, hex) in v1.records {
+            let rdata = decode_hex(&hex).ok_or_else(|| format!("record {owner}: bad data"))?;
+            records.insert(Rr {
+                owner,
+                rtype,
+                rdata,
+            });
+        }
+        let header = SnapshotHeader {
+            primary: v1.primary,
+            zone: v1.zone,
+            serial: v1.serial,
+            written_at: v1.written_at,
+            records: records.len(),
+        };
+        Ok((header, records))
     }
 }
 

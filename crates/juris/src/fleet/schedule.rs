@@ -13,7 +13,7 @@ use domain::tsig::Key;
 
 use super::unix_now;
 use super::wire;
-use super::zone::Records;
+use super::zone::{Diff, Records};
 
 /// One transfer's network timeout.
 const TIMEOUT: Duration = Duration::from_secs(5);
@@ -113,6 +113,15 @@ impl ZoneCopy {
         self.full_transfers += u64::from(full);
     }
 
+    /// An IXFR's difference is now in force (applied in place when no one else holds the
+    /// records).
+    pub fn patched(&mut self, serial: u32, diff: Diff) {
+        diff.apply(Arc::make_mut(&mut self.records));
+        self.serial = Some(serial);
+        self.last_transfer = Some(unix_now());
+        self.transfers += 1;
+    }
+
     /// `status` with the copy's fields added: serial, last_transfer, last_check,
     /// `lag_seconds` (since the primary last confirmed what is in force), last_error,
     /// transfers, full_transfers.
@@ -163,6 +172,35 @@ impl std::fmt::Debug for Origin {
     }
 }
 
+/// What a transfer brought.
+#[derive(Debug)]
+pub enum Received {
+    /// The whole zone (AXFR, or an IXFR answered in AXFR form).
+    Full(Records),
+    /// The net difference (IXFR) to `base`, the records of the copy it was asked from (the
+    /// `Arc` is shared with the copy: drop it before changing the copy in place).
+    Diff {
+        /// The copy's records when the transfer was asked.
+        base: Arc<Records>,
+        /// The difference.
+        diff: Diff,
+    },
+}
+
+impl Received {
+    /// The zone's records now, and whether they came whole.
+    pub fn into_records(self) -> (Records, bool) {
+        match self {
+            Received::Full(records) => (records, true),
+            Received::Diff { base, diff } => {
+                let mut records = Arc::unwrap_or_clone(base);
+                diff.apply(&mut records);
+                (records, false)
+            }
+        }
+    }
+}
+
 /// One transfer attempt (IXFR from the serial of the copy in `state`, AXFR without one); what it brought
 /// (serial, records, whole zone) is handed to `apply`, which says whether what is in force
 /// changed (nothing when up to date); the bookkeeping after it: a success
@@ -171,6 +209,18 @@ pub fn attempt<S: Copied>(
     state: &Mutex<S>,
     origin: &Origin,
     apply: impl FnOnce(u32, Records, bool) -> Result<bool, String>,
+) -> Result<bool, String> {
+    attempt_received(state, origin, |serial, received| {
+        let (records, full) = received.into_records();
+        apply(serial, records, full)
+    })
+}
+
+/// [`attempt`], handing over an IXFR as the difference it is ([`Received`]).
+pub fn attempt_received<S: Copied>(
+    state: &Mutex<S>,
+    origin: &Origin,
+    apply: impl FnOnce(u32, Received) -> Result<bool, String>,
 ) -> Result<bool, String> {
     let (serial, records) = {
         let mut guard = state.lock().unwrap_or_else(PoisonError::into_inner);
@@ -185,9 +235,16 @@ pub fn attempt<S: Copied>(
         serial.map(|s| (s, &*records)),
         TIMEOUT,
     )
-    .and_then(|transfer| match transfer.into_parts() {
-        Some((serial, records, full)) => apply(serial, records, full),
-        None => Ok(false),
+    .and_then(|transfer| match transfer {
+        wire::Transfer::UpToDate => Ok(false),
+        wire::Transfer::Full(serial, records) => apply(serial, Received::Full(records)),
+        wire::Transfer::Incremental(serial, diff) => apply(
+            serial,
+            Received::Diff {
+                base: records,
+                diff,
+            },
+        ),
     });
     let mut guard = state.lock().unwrap_or_else(PoisonError::into_inner);
     let copy = guard.copy();
