@@ -505,6 +505,28 @@ impl Publisher {
     /// The answer messages to one request from `source` (`tcp`: AXFR and IXFR allowed).
     /// Empty: send nothing.
     pub fn answer(&self, request: Vec<u8>, source: IpAddr, tcp: bool) -> Vec<Vec<u8>> {
+        let mut streamed = Vec::new();
+        let early = self.answer_into(request, source, tcp, &mut |message| {
+            streamed.push(message);
+            true
+        });
+        if early.is_empty() {
+            streamed
+        } else {
+            early
+        }
+    }
+
+    /// [`answer`](Self::answer), a transfer's messages handed to `out` as each is built (a
+    /// large zone's first message goes out before the last is made; `out` says whether to go
+    /// on). Returns the messages of an answer that is not a transfer (errors, refusals).
+    fn answer_into(
+        &self,
+        request: Vec<u8>,
+        source: IpAddr,
+        tcp: bool,
+        out: &mut dyn FnMut(Vec<u8>) -> bool,
+    ) -> Vec<Vec<u8>> {
         let Ok(mut message) = Message::from_octets(request) else {
             return Vec::new();
         };
@@ -618,7 +640,6 @@ impl Publisher {
         // A publish meanwhile changes the zone in place (no copy) once no one holds it.
         drop(records);
         debug!(%source, zone = %apex, %qtype, records = plan.len(), "fleet: transfer");
-        let mut messages = Vec::new();
         let mut builder = MessageBuilder::new_vec().start_answer(&message, Rcode::NOERROR);
         for rr in &plan {
             let Ok(answer) = builder.as_mut() else {
@@ -635,17 +656,19 @@ impl Publisher {
                     MessageBuilder::new_vec().start_answer(&message, Rcode::NOERROR),
                 );
                 if let Ok(full) = full {
-                    messages.push(finish(full, &mut sequence));
+                    if !out(finish(full, &mut sequence)) {
+                        return Vec::new();
+                    }
                 }
             }
         }
         if let Ok(mut last) = builder {
             if last.counts().ancount() > 0 {
                 last.header_mut().set_aa(true);
-                messages.push(finish(last, &mut sequence));
+                out(finish(last, &mut sequence));
             }
         }
-        messages
+        Vec::new()
     }
 
     /// Starts the XFR listener (TCP and UDP on `address`) and the NOTIFY sender; returns the
@@ -711,7 +734,10 @@ impl Publisher {
                     let _ = stream.set_read_timeout(Some(IDLE));
                     let _ = stream.set_write_timeout(Some(IDLE));
                     while let Ok(request) = wire::read_framed(&mut stream) {
-                        for message in publisher.answer(request, peer.ip(), true) {
+                        let early = publisher.answer_into(request, peer.ip(), true, &mut |m| {
+                            wire::write_framed(&mut stream, &m).is_ok()
+                        });
+                        for message in early {
                             if wire::write_framed(&mut stream, &message).is_err() {
                                 break;
                             }
