@@ -350,7 +350,7 @@ impl<'a> Reader<'a> {
             (Mode::Deleting, Some(_)) => self.mode = Mode::Adding,
             (Mode::Deleting, None) => {
                 let have = self.have.is_some_and(|(_, r)| r.contains(&rr));
-                if !self.diff.added.remove(&rr) && !(have && self.diff.removed.insert(rr.clone())) {
+                if !(self.diff.added.remove(&rr) || have && self.diff.removed.insert(rr.clone())) {
                     return Err(format!("IXFR deletes {} which we do not have", rr.owner));
                 }
             }

@@ -175,7 +175,7 @@ pub fn rpz_apex(label: &str, suffix: &str) -> String {
 fn header_of(order: &Order) -> Order {
     Order {
         id: order.id.clone(),
-        kind: order.kind.clone(),
+        kind: order.kind,
         authority: order.authority.clone(),
         reference: order.reference.clone(),
         legal_basis: order.legal_basis.clone(),
@@ -393,12 +393,15 @@ impl Diff {
     }
 }
 
+/// An order an IXFR changes: its owner label, and the order now (`None`: gone).
+pub type OrderChange = (String, Option<Arc<Order>>);
+
 /// One record of the metadata zone, read.
 enum Item {
     /// The apex's own records (NS).
     Apex,
     /// An order's header record: its owner label and the order without its targets.
-    Header(String, Order),
+    Header(String, Box<Order>),
     /// A target record: its order's owner label, its JSON and the target.
     Target(String, Vec<u8>, Target),
 }
@@ -438,7 +441,7 @@ fn read_record(apex: &str, rr: &Rr) -> Result<Item, String> {
                     rr.owner, order.id
                 ));
             }
-            Ok(Item::Header((*label).to_owned(), order))
+            Ok(Item::Header((*label).to_owned(), Box::new(order)))
         }
         [_, order] => {
             let json: Vec<u8> = strings.concat();
@@ -479,7 +482,7 @@ impl DecodedOrders {
             match read_record(apex, rr)? {
                 Item::Apex => {}
                 Item::Header(label, order) => {
-                    if headers.insert(label, order).is_some() {
+                    if headers.insert(label, *order).is_some() {
                         return Err(format!("{}: two order records", rr.owner));
                     }
                 }
@@ -513,11 +516,7 @@ impl DecodedOrders {
     /// The orders an IXFR's net difference (`diff`, against the zone these orders were
     /// decoded from) changes: each as it is now (`None`: gone). Only the records in `diff`
     /// are read; nothing changes here (a corrupt difference leaves the orders as they are).
-    pub fn patch(
-        &self,
-        apex: &str,
-        diff: &Diff,
-    ) -> Result<Vec<(String, Option<Arc<Order>>)>, String> {
+    pub fn patch(&self, apex: &str, diff: &Diff) -> Result<Vec<OrderChange>, String> {
         let mut edits: BTreeMap<String, OrderEdit> = BTreeMap::new();
         for (rr, removed) in diff
             .removed
@@ -531,7 +530,7 @@ impl DecodedOrders {
                     let edit = edits.entry(label).or_default();
                     if removed {
                         edit.header_removed = true;
-                    } else if edit.header_added.replace(order).is_some() {
+                    } else if edit.header_added.replace(*order).is_some() {
                         return Err(format!("{}: two order records", rr.owner));
                     }
                 }
@@ -597,7 +596,7 @@ impl DecodedOrders {
     }
 
     /// Puts what [`patch`](Self::patch) returned in force; `true` if an order changed.
-    pub fn commit(&mut self, changes: Vec<(String, Option<Arc<Order>>)>) -> bool {
+    pub fn commit(&mut self, changes: Vec<OrderChange>) -> bool {
         let mut changed = false;
         for (label, order) in changes {
             match order {
