@@ -430,6 +430,10 @@ pub fn run(
     if let Some(thread) = loader_thread {
         thread.stop(LOADER_STOP_BOUND);
     }
+    if let Some(follower) = &follower {
+        // A change the follower's thread had not written to the snapshot yet.
+        follower.flush_snapshot();
+    }
     server.shutdown();
     status.write(false);
     if let Some(daily) = &status.daily {

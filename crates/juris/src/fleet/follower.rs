@@ -10,8 +10,12 @@
 //!         serial in force): waits for a NOTIFY (the DNS listeners), the SOA refresh (60 s) or the
 //!         retry (10 s) ─► IXFR from our serial (AXFR when we have none; the primary answers
 //!         an IXFR it cannot serve from its journal with the whole zone)
-//!         ─► decode ─ok─► orders changed? ─► LoaderHandle::reload ─► validate, diff, publish
+//!         ─► decode (AXFR: whole; IXFR: only the touched orders, the difference applied to
+//!            the records in place) ─ok─► orders changed? ─► LoaderHandle::reload ─► validate,
+//!                  │                    diff, publish
 //!                  └corrupt─► ERROR, the last good orders stay in force
+//!         snapshot (fleet/snapshot.rs): 1 s after the last transfer, 30 s at most after the
+//!         first it lacks, and at shutdown (off the path to enforcement)
 //! ```
 
 use std::net::SocketAddr;
@@ -25,7 +29,7 @@ use tracing::{error, info};
 
 use super::schedule;
 use super::wire;
-use super::zone::{self, Records};
+use super::zone;
 use super::{unix_now, FleetSettings};
 use crate::orders::LoaderHandle;
 
@@ -33,6 +37,10 @@ use crate::orders::LoaderHandle;
 pub const SNAPSHOT_FILE: &str = "fleet-snapshot.json";
 /// Wait after a failed transfer.
 const RETRY: Duration = Duration::from_secs(10);
+/// The snapshot is written once no transfer came for this long after a change…
+const SNAPSHOT_QUIET: Duration = Duration::from_secs(1);
+/// …or this long after the first change it does not hold, whichever comes first.
+const SNAPSHOT_MAX: Duration = Duration::from_secs(30);
 /// How long a report waits for the primary's answer (3 tries).
 const REPORT_TIMEOUT: Duration = Duration::from_secs(1);
 
@@ -41,7 +49,9 @@ struct State {
     /// The zone as last transferred, and the transfers' bookkeeping (shared with the RPZ
     /// feeds: `schedule.rs`).
     copy: schedule::ZoneCopy,
-    orders: Option<Arc<Vec<Order>>>,
+    /// The orders of `copy`, by owner label (kept in step with each IXFR).
+    decoded: zone::DecodedOrders,
+    orders: Option<Arc<Vec<Arc<Order>>>>,
     /// Where the orders in force came from: `transfer`, `snapshot`.
     origin: Option<&'static str>,
     /// The serial of the orders the loader read last.
@@ -62,6 +72,8 @@ pub struct Follower {
     data_dir: PathBuf,
     state: Mutex<State>,
     wake: schedule::Wakes,
+    /// One snapshot write at a time (the thread, shutdown).
+    snapshot_lock: Mutex<()>,
 }
 
 impl std::fmt::Debug for Follower {
@@ -94,6 +106,7 @@ impl Follower {
             data_dir: data_dir.to_owned(),
             state: Mutex::new(State::default()),
             wake: schedule::Wakes::default(),
+            snapshot_lock: Mutex::new(()),
         })
     }
 
@@ -108,13 +121,13 @@ impl Follower {
 
     /// The last good orders (`None` before any transfer or snapshot).
     #[cfg(test)]
-    pub fn orders(&self) -> Option<Arc<Vec<Order>>> {
+    pub fn orders(&self) -> Option<Arc<Vec<Arc<Order>>>> {
         self.state().orders.clone()
     }
 
     /// The last good orders, for the loader ([`FleetSource`](crate::orders::FleetSource)):
     /// their serial is what [`loaded`](Self::loaded) then puts in force.
-    pub fn hand_over(&self) -> Option<Arc<Vec<Order>>> {
+    pub fn hand_over(&self) -> Option<Arc<Vec<Arc<Order>>>> {
         let mut state = self.state();
         state.handed = state.copy.serial;
         state.orders.clone()
@@ -198,29 +211,59 @@ impl Follower {
         outcome
     }
 
-    /// One transfer (IXFR from our serial, AXFR without one). `Ok(true)` when the orders
-    /// changed. On `Err` nothing changes: the last good orders stay in force.
+    /// One transfer (IXFR from our serial, AXFR without one), then the snapshot. `Ok(true)`
+    /// when the orders changed. On `Err` nothing changes: the last good orders stay in force.
     pub fn transfer_once(&self) -> Result<bool, String> {
-        schedule::attempt(&self.state, &self.origin, |serial, records, full| {
-            self.apply(serial, records, full)
+        let changed = self.fetch()?;
+        self.write_snapshot();
+        Ok(changed)
+    }
+
+    /// [`transfer_once`](Self::transfer_once) without the snapshot (the thread writes it once
+    /// transfers are quiet: it is not on the way to enforcement).
+    fn fetch(&self) -> Result<bool, String> {
+        schedule::attempt_received(&self.state, &self.origin, |serial, received| {
+            self.apply(serial, received)
         })
     }
 
-    fn apply(&self, serial: u32, records: Records, full: bool) -> Result<bool, String> {
-        let orders = zone::decode_orders(&self.origin.zone, &records).map_err(|e| {
+    fn apply(&self, serial: u32, received: schedule::Received) -> Result<bool, String> {
+        let corrupt = |e: String| {
             format!(
                 "corrupt transfer of {} serial {serial} from {}: {e}",
                 self.origin.zone, self.origin.primary
             )
-        })?;
-        let changed = {
-            let mut state = self.state();
-            let changed = state.orders.as_deref() != Some(&orders);
-            state.copy.applied(serial, records, full);
-            state.orders = Some(Arc::new(orders));
-            state.origin = Some("transfer");
-            changed
         };
+        let full = matches!(received, schedule::Received::Full(_));
+        let changed = match received {
+            schedule::Received::Full(records) => {
+                let decoded =
+                    zone::DecodedOrders::decode(&self.origin.zone, &records).map_err(corrupt)?;
+                let orders = decoded.orders();
+                let mut state = self.state();
+                let changed = state.orders.as_deref() != Some(&orders);
+                state.copy.applied(serial, records, true);
+                state.decoded = decoded;
+                state.orders = Some(Arc::new(orders));
+                changed
+            }
+            schedule::Received::Diff { base, diff } => {
+                // The copy's records are changed in place: the transfer's reference goes first.
+                drop(base);
+                let mut state = self.state();
+                let changes = state
+                    .decoded
+                    .patch(&self.origin.zone, &diff)
+                    .map_err(corrupt)?;
+                let changed = state.decoded.commit(changes) || state.orders.is_none();
+                if changed {
+                    state.orders = Some(Arc::new(state.decoded.orders()));
+                }
+                state.copy.patched(serial, diff);
+                changed
+            }
+        };
+        self.state().origin = Some("transfer");
         info!(
             primary = %self.origin.primary,
             zone = %self.origin.zone,
@@ -228,7 +271,6 @@ impl Follower {
             kind = if full { "AXFR" } else { "IXFR" },
             "fleet: transfer applied"
         );
-        self.write_snapshot();
         Ok(changed)
     }
 
@@ -236,9 +278,19 @@ impl Follower {
         self.data_dir.join(SNAPSHOT_FILE)
     }
 
-    /// Writes what is in force to the snapshot. A failure (disk full) is logged and shown
-    /// in the status; the follower keeps running.
+    /// Writes the snapshot now if it is behind (shutdown: the follower's thread waits for a
+    /// quiet moment).
+    pub fn flush_snapshot(&self) {
+        self.write_snapshot();
+    }
+
+    /// Writes what is in force to the snapshot, unless it holds that serial already. A
+    /// failure (disk full) is logged and shown in the status; the follower keeps running.
     fn write_snapshot(&self) {
+        let _writing = self
+            .snapshot_lock
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
         schedule::save_snapshot(&self.state, &self.origin, &self.snapshot_path());
     }
 
@@ -250,9 +302,7 @@ impl Follower {
             &self.origin,
             &self.snapshot_path(),
             |state, _, records| {
-                let orders = zone::decode_orders(zone, records)?;
-                state.orders = Some(Arc::new(orders));
-                state.origin = Some("snapshot");
+                state.enforce_snapshot(zone::DecodedOrders::decode(zone, records)?);
                 Ok(())
             },
         )?;
@@ -300,6 +350,10 @@ impl Follower {
             first: schedule::first_wait(&self.state().copy, refresh),
             refresh,
             retry: RETRY,
+            snapshot: Some(schedule::SnapshotDelay {
+                quiet: SNAPSHOT_QUIET,
+                max: SNAPSHOT_MAX,
+            }),
         };
         let report = || {
             if let Err(e) = self.report() {
@@ -311,7 +365,7 @@ impl Follower {
             report();
         }
         let hooks = schedule::Hooks {
-            transfer: || self.transfer_once(),
+            transfer: || self.fetch(),
             changed: || loader.reload("zone transfer from the fleet primary"),
             failed: |e: &str| {
                 error!(
@@ -320,6 +374,7 @@ impl Follower {
                 )
             },
             report,
+            snapshot: || self.write_snapshot(),
         };
         schedule::run(wakes, timing, hooks);
     }
@@ -342,6 +397,15 @@ impl Follower {
             "reports": state.reports,
             "last_report_error": state.last_report_error,
         }))
+    }
+}
+
+impl State {
+    /// The orders of a snapshot are those in force.
+    fn enforce_snapshot(&mut self, decoded: zone::DecodedOrders) {
+        self.orders = Some(Arc::new(decoded.orders()));
+        self.decoded = decoded;
+        self.origin = Some("snapshot");
     }
 }
 

@@ -23,7 +23,7 @@ use sha2::{Digest as _, Sha256};
 use tracing::warn;
 
 use super::snapshot::{decode_hex as unhex, hex, rr_from, rr_text};
-use super::zone::{Records, Rr};
+use super::zone::Rr;
 
 /// The file's name in the data directory.
 pub const FILE: &str = "fleet-journal.jsonl";
@@ -76,8 +76,8 @@ pub struct Restored {
     pub journal: BTreeMap<String, VecDeque<Step>>,
 }
 
-/// The digest of a whole zone.
-pub fn digest(records: &Records) -> ZoneDigest {
+/// The digest of a whole zone (its records in any order).
+pub fn digest<'a>(records: impl IntoIterator<Item = &'a Rr>) -> ZoneDigest {
     let mut digest = [0; 32];
     for rr in records {
         toggle(&mut digest, rr);
@@ -256,6 +256,7 @@ impl JournalFile {
 #[allow(clippy::unwrap_used, reason = "test code")]
 mod tests {
     use super::*;
+    use crate::fleet::zone::Records;
 
     fn rr(owner: &str) -> Rr {
         Rr {
@@ -274,7 +275,7 @@ mod tests {
         toggle(&mut d, &rr("a."));
         toggle(&mut d, &rr("c."));
         assert_eq!(d, digest(&a));
-        assert_ne!(digest(&a), digest(&[rr("a.")].into_iter().collect()));
+        assert_ne!(digest(&a), digest(&[rr("a.")]));
     }
 
     #[test]

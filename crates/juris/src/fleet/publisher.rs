@@ -27,12 +27,12 @@ use domain::base::{Message, MessageBuilder, Name, Rtype};
 use domain::rdata::tsig::Time48;
 use domain::tsig::{Algorithm, Key, KeyName, ServerSequence};
 use ipnet::IpNet;
-use juris_policy::Order;
+use juris_policy::{Order, OrderInfo, ValidatedOrder};
 use tracing::{debug, info, warn};
 
 use super::proof::{normal_key_name, Tracker};
 use super::wire::{self, MESSAGE_TARGET};
-use super::zone::{self, rtype, Records, Rr};
+use super::zone::{self, rtype, Rr};
 use super::{unix_now, FleetSettings};
 
 /// Deltas kept per zone for IXFR; an older serial gets the whole zone.
@@ -52,23 +52,125 @@ const REPLAY_MAX: usize = 100_000;
 /// One publish's change to one zone.
 use super::journal_file::{self, JournalFile, Restored, Step as Delta, ZoneDigest};
 
+/// A zone's records, each with how many orders put it there (a trigger two orders share stays
+/// while either does; the apex NS counts once).
+type Zone = BTreeMap<Rr, u32>;
+
+/// One order the primary publishes.
+#[derive(Debug)]
+struct Published {
+    doc: Arc<Order>,
+    /// Its facts when it is `active` and valid: it may put triggers in the RPZ zones.
+    info: Option<Arc<OrderInfo>>,
+    /// Whether its triggers are in the RPZ zones now.
+    in_rpz: bool,
+    /// Whether its records are in the metadata zone (not when its header is too large).
+    in_meta: bool,
+    /// The serial that first carried this version, and when.
+    since: Option<(u32, u64)>,
+}
+
 #[derive(Debug, Default)]
 struct State {
     serial: u32,
-    zones: BTreeMap<String, Arc<Records>>,
+    zones: BTreeMap<String, Arc<Zone>>,
     journal: BTreeMap<String, VecDeque<Delta>>,
-    orders: Vec<Arc<Order>>,
+    /// By id.
+    orders: BTreeMap<String, Published>,
     published_at: u64,
     publishes: u64,
-    left_out: Vec<String>,
-    /// Per order in force: the serial that first carried its current version, and when.
-    since: HashMap<String, (u32, u64)>,
     /// The journal on disk (a primary with a data directory).
     file: Option<JournalFile>,
     /// What the journal on disk held at start (until the first publish).
     restored: Option<Restored>,
     /// Per zone, its digest (kept with a journal file).
     digests: BTreeMap<String, ZoneDigest>,
+}
+
+/// The changes of one publish to the zones, applied as they are made (counted per record)
+/// and remembered (whether each touched record was there before) for the journal's deltas.
+struct Edit<'a> {
+    zones: &'a mut BTreeMap<String, Arc<Zone>>,
+    suffix: &'a str,
+    /// Per zone, each record touched and whether it was there before (`None`: not tracked,
+    /// the first publish has no delta).
+    touched: Option<BTreeMap<String, BTreeMap<Rr, bool>>>,
+}
+
+impl Edit<'_> {
+    fn zone(&mut self, apex: &str) -> &mut Zone {
+        if !self.zones.contains_key(apex) {
+            let ns = zone::apex_ns(apex, self.suffix);
+            if let Some(touched) = self.touched.as_mut() {
+                touched
+                    .entry(apex.to_owned())
+                    .or_default()
+                    .insert(ns.clone(), false);
+            }
+            self.zones
+                .insert(apex.to_owned(), Arc::new(Zone::from([(ns, 1)])));
+        }
+        let zone = self.zones.get_mut(apex).map(Arc::make_mut);
+        zone.unwrap_or_else(|| unreachable!("inserted above"))
+    }
+
+    fn add(&mut self, apex: &str, rr: Rr) {
+        let tracked = self.touched.is_some();
+        let zone = self.zone(apex);
+        if let Some(count) = zone.get_mut(&rr) {
+            *count += 1;
+            return;
+        }
+        let key = tracked.then(|| rr.clone());
+        zone.insert(rr, 1);
+        if let (Some(rr), Some(touched)) = (key, self.touched.as_mut()) {
+            touched
+                .entry(apex.to_owned())
+                .or_default()
+                .entry(rr)
+                .or_insert(false);
+        }
+    }
+
+    fn remove(&mut self, apex: &str, rr: &Rr) {
+        let Some(zone) = self.zones.get_mut(apex).map(Arc::make_mut) else {
+            return;
+        };
+        let Some(count) = zone.get_mut(rr) else {
+            return;
+        };
+        *count -= 1;
+        if *count == 0 {
+            zone.remove(rr);
+            if let Some(touched) = self.touched.as_mut() {
+                touched
+                    .entry(apex.to_owned())
+                    .or_default()
+                    .entry(rr.clone())
+                    .or_insert(true);
+            }
+        }
+    }
+
+    /// What changed, per zone: (removed, added); empty when nothing did (or not tracked).
+    fn changes(self) -> BTreeMap<String, (Vec<Rr>, Vec<Rr>)> {
+        let mut out = BTreeMap::new();
+        for (apex, records) in self.touched.unwrap_or_default() {
+            let zone = &self.zones[&apex];
+            let (mut removed, mut added) = (Vec::new(), Vec::new());
+            for (rr, before) in records {
+                match (before, zone.contains_key(&rr)) {
+                    (true, false) => removed.push(rr),
+                    (false, true) => added.push(rr),
+                    _ => {}
+                }
+            }
+            if !removed.is_empty() || !added.is_empty() {
+                out.insert(apex, (removed, added));
+            }
+        }
+        out
+    }
 }
 
 /// The publishing side of the fleet. Shared by the loader (which publishes), the XFR
@@ -101,7 +203,7 @@ impl std::fmt::Debug for Publisher {
 
 impl juris_control::FleetProof for Publisher {
     fn order(&self, id: &str) -> Option<juris_control::OrderFleet> {
-        let published = self.state().since.get(id).copied();
+        let published = self.state().orders.get(id).and_then(|p| p.since);
         Some(self.tracker.order(published))
     }
 }
@@ -158,35 +260,88 @@ impl Publisher {
         state.file = Some(file);
     }
 
+    /// Brings the zones up to date, order by order: the records of the orders that came, went
+    /// or changed (`orders`: the orders in force now; `None`: the same as before) and of those
+    /// whose triggers entered or left the RPZ zones with the time. A single-name change costs
+    /// that order, not the policy.
     fn rebuild(&self, orders: Option<Vec<Arc<Order>>>) -> u32 {
-        let mut state = self.state();
-        let previous = orders.map(|orders| std::mem::replace(&mut state.orders, orders));
+        let mut guard = self.state();
+        let state = &mut *guard;
         let first = state.publishes == 0;
         let restored = if first { state.restored.take() } else { None };
-        // Zones published once stay, also those of before a restart.
-        let keep: BTreeSet<String> = state
-            .zones
-            .keys()
-            .chain(restored.iter().flat_map(|r| r.digests.keys()))
-            .filter(|apex| **apex != zone::orders_apex(&self.suffix))
-            .cloned()
-            .collect();
-        let (metadata, left_out) = zone::orders_zone(&self.suffix, &state.orders);
-        for id in &left_out {
-            if !state.left_out.contains(id) {
-                warn!(order = %id, "fleet: the order does not fit one TXT record (65535 bytes) and is NOT published to followers");
+        let meta_apex = zone::orders_apex(&self.suffix);
+        let mut edit = Edit {
+            zones: &mut state.zones,
+            suffix: &self.suffix,
+            touched: (!first).then(BTreeMap::new),
+        };
+        edit.zone(&meta_apex);
+        edit.zone(&zone::rpz_apex("global", &self.suffix));
+        // Zones published once stay (0021), also those of before a restart.
+        for apex in restored.iter().flat_map(|r| r.digests.keys()) {
+            edit.zone(apex);
+        }
+        // The validated versions of the orders entering now (validated once here).
+        let mut fresh: HashMap<String, ValidatedOrder> = HashMap::new();
+        let mut entered: Vec<String> = Vec::new();
+        if let Some(orders) = orders {
+            let mut old = std::mem::take(&mut state.orders);
+            for doc in orders {
+                let kept = match old.remove(&doc.id) {
+                    Some(p) if Arc::ptr_eq(&p.doc, &doc) || *p.doc == *doc => Some(p),
+                    Some(p) => {
+                        self.withdraw(&mut edit, &meta_apex, &p);
+                        None
+                    }
+                    None => None,
+                };
+                let published = match kept {
+                    Some(p) => Published { doc, ..p },
+                    None => {
+                        entered.push(doc.id.clone());
+                        self.enter(&mut edit, &meta_apex, doc, &mut fresh)
+                    }
+                };
+                state.orders.insert(published.doc.id.clone(), published);
+            }
+            for published in old.into_values() {
+                self.withdraw(&mut edit, &meta_apex, &published);
             }
         }
-        state.left_out = left_out;
+        // The orders whose triggers are in the RPZ zones now.
         let now = jiff::Timestamp::now();
-        let mut zones = zone::rpz_zones(&self.suffix, &state.orders, now, &keep);
-        zones.insert(zone::orders_apex(&self.suffix), metadata);
-        let changed = state.publishes == 0
-            || zones.len() != state.zones.len()
-            || zones
+        let shown: BTreeSet<String> = zone::in_rpz(
+            state
+                .orders
                 .iter()
-                .any(|(apex, records)| state.zones.get(apex).is_none_or(|old| **old != *records));
-        if !changed {
+                .filter_map(|(id, p)| Some((id.as_str(), &**p.info.as_ref()?))),
+            now,
+        )
+        .into_iter()
+        .map(str::to_owned)
+        .collect();
+        for (id, published) in &mut state.orders {
+            let want = shown.contains(id);
+            if want == published.in_rpz {
+                continue;
+            }
+            let valid = fresh
+                .remove(id)
+                .or_else(|| zone::rpz_candidate(&published.doc));
+            for (apex, rr) in valid
+                .iter()
+                .flat_map(|valid| zone::order_triggers(&self.suffix, valid))
+            {
+                if want {
+                    edit.add(&apex, rr);
+                } else {
+                    edit.remove(&apex, &rr);
+                }
+            }
+            published.in_rpz = want;
+        }
+        let mut changes = edit.changes();
+        if !first && changes.is_empty() {
             return state.serial;
         }
         let mut serial = next_serial(
@@ -195,35 +350,34 @@ impl Publisher {
         );
         let from = state.serial;
         let persist = state.file.is_some();
-        let mut next_zones = BTreeMap::new();
-        for (apex, records) in zones {
-            if first && persist {
-                state
-                    .digests
-                    .insert(apex.clone(), journal_file::digest(&records));
-            }
-            if !first {
-                let empty = Records::new();
-                let old = state.zones.get(&apex).map_or(&empty, |z| &**z);
-                let delta = Delta {
-                    from,
-                    to: serial,
-                    removed: old.difference(&records).cloned().collect(),
-                    added: records.difference(old).cloned().collect(),
-                };
+        if first && persist {
+            // Whole once (O(zone)); then toggled per changed record.
+            state.digests = state
+                .zones
+                .iter()
+                .map(|(apex, zone)| (apex.clone(), journal_file::digest(zone.keys())))
+                .collect();
+        }
+        if !first {
+            for apex in state.zones.keys() {
+                let (removed, added) = changes.remove(apex).unwrap_or_default();
                 if persist {
                     let digest = state.digests.entry(apex.clone()).or_default();
-                    for rr in delta.removed.iter().chain(&delta.added) {
+                    for rr in removed.iter().chain(&added) {
                         journal_file::toggle(digest, rr);
                     }
                 }
                 let journal = state.journal.entry(apex.clone()).or_default();
-                journal.push_back(delta);
+                journal.push_back(Delta {
+                    from,
+                    to: serial,
+                    removed,
+                    added,
+                });
                 while journal.len() > JOURNAL_DEPTH {
                     journal.pop_front();
                 }
             }
-            next_zones.insert(apex, Arc::new(records));
         }
         if let Some(restored) = restored {
             if restored.digests == state.digests {
@@ -240,34 +394,19 @@ impl Publisher {
                 );
             }
         }
-        state.zones = next_zones;
         state.serial = serial;
-        self.write_journal(&mut state, first);
-        if first || previous.is_some() {
-            // The orders whose version changed are first carried by this serial.
-            let now = unix_now();
-            let before: HashMap<&str, &Arc<Order>> = previous
-                .iter()
-                .flatten()
-                .map(|order| (order.id.as_str(), order))
-                .collect();
-            let mut since = HashMap::with_capacity(state.orders.len());
-            for order in &state.orders {
-                if state.left_out.contains(&order.id) {
-                    continue;
-                }
-                let kept = before
-                    .get(order.id.as_str())
-                    .filter(|old| ****old == **order)
-                    .and_then(|_| state.since.get(&order.id).copied());
-                since.insert(order.id.clone(), kept.unwrap_or((serial, now)));
+        self.write_journal(state, first);
+        // The orders whose version changed are first carried by this serial.
+        let published_at = unix_now();
+        for id in entered {
+            if let Some(published) = state.orders.get_mut(&id) {
+                published.since = published.in_meta.then_some((serial, published_at));
             }
-            state.since = since;
         }
         state.publishes += 1;
-        state.published_at = unix_now();
+        state.published_at = published_at;
         let zones = state.zones.len();
-        drop(state);
+        drop(guard);
         info!(serial, zones, "fleet: zones published");
         if let Some(tx) = self
             .notify_tx
@@ -310,6 +449,79 @@ impl Publisher {
         }
     }
 
+    /// An order (a new one, or a new version) enters: its metadata records now, its triggers
+    /// when the RPZ step finds it in force (its validated version is left in `fresh`).
+    fn enter(
+        &self,
+        edit: &mut Edit<'_>,
+        meta_apex: &str,
+        doc: Arc<Order>,
+        fresh: &mut HashMap<String, ValidatedOrder>,
+    ) -> Published {
+        let records = zone::order_records(meta_apex, &doc);
+        let in_meta = records.is_some();
+        match records {
+            Some(records) => {
+                for rr in records {
+                    edit.add(meta_apex, rr);
+                }
+            }
+            None => {
+                warn!(order = %doc.id, "fleet: the order does not fit one TXT record (65535 bytes) and is NOT published to followers")
+            }
+        }
+        let valid = zone::rpz_candidate(&doc);
+        let info = valid.as_ref().map(|v| Arc::clone(v.info()));
+        if let Some(valid) = valid {
+            fresh.insert(doc.id.clone(), valid);
+        }
+        Published {
+            doc,
+            info,
+            in_rpz: false,
+            in_meta,
+            since: None,
+        }
+    }
+
+    /// An order (gone, or an old version) leaves the zones.
+    fn withdraw(&self, edit: &mut Edit<'_>, meta_apex: &str, published: &Published) {
+        if published.in_meta {
+            for rr in zone::order_records(meta_apex, &published.doc).unwrap_or_default() {
+                edit.remove(meta_apex, &rr);
+            }
+        }
+        if published.in_rpz {
+            for (apex, rr) in zone::rpz_candidate(&published.doc)
+                .iter()
+                .flat_map(|valid| zone::order_triggers(&self.suffix, valid))
+            {
+                edit.remove(&apex, &rr);
+            }
+        }
+    }
+
+    /// The records of zone `apex` but its SOA (tests: compared with a whole build).
+    #[cfg(test)]
+    pub fn records(&self, apex: &str) -> Option<zone::Records> {
+        self.state()
+            .zones
+            .get(apex)
+            .map(|z| z.keys().cloned().collect())
+    }
+
+    /// The zones' digests (kept with a journal file).
+    #[cfg(test)]
+    pub fn digests(&self) -> BTreeMap<String, ZoneDigest> {
+        self.state().digests.clone()
+    }
+
+    /// The zones' names.
+    #[cfg(test)]
+    pub fn zone_names(&self) -> Vec<String> {
+        self.state().zones.keys().cloned().collect()
+    }
+
     /// Drops the journal of every zone (tests: a follower then gets the whole zone).
     #[cfg(test)]
     pub fn forget_journal(&self) {
@@ -326,7 +538,7 @@ impl Publisher {
             .get(apex)
             .map(|z| (**z).clone())
             .unwrap_or_default();
-        records.insert(rr.clone());
+        records.insert(rr.clone(), 1);
         state.zones.insert(apex.to_owned(), Arc::new(records));
         state
             .journal
@@ -351,7 +563,7 @@ impl Publisher {
             "published_at": state.published_at,
             "zones": state.zones.keys().collect::<Vec<_>>(),
             "orders": state.orders.len(),
-            "orders_not_published": state.left_out,
+            "orders_not_published": state.orders.values().filter(|p| !p.in_meta).map(|p| &p.doc.id).collect::<Vec<_>>(),
             "notify": self.notify.iter().map(ToString::to_string).collect::<Vec<_>>(),
             "followers": self.tracker.status(state.serial, unix_now()),
             "followers_behind": self.tracker.behind(state.serial),
@@ -378,6 +590,28 @@ impl Publisher {
     /// The answer messages to one request from `source` (`tcp`: AXFR and IXFR allowed).
     /// Empty: send nothing.
     pub fn answer(&self, request: Vec<u8>, source: IpAddr, tcp: bool) -> Vec<Vec<u8>> {
+        let mut streamed = Vec::new();
+        let early = self.answer_into(request, source, tcp, &mut |message| {
+            streamed.push(message);
+            true
+        });
+        if early.is_empty() {
+            streamed
+        } else {
+            early
+        }
+    }
+
+    /// [`answer`](Self::answer), a transfer's messages handed to `out` as each is built (a
+    /// large zone's first message goes out before the last is made; `out` says whether to go
+    /// on). Returns the messages of an answer that is not a transfer (errors, refusals).
+    fn answer_into(
+        &self,
+        request: Vec<u8>,
+        source: IpAddr,
+        tcp: bool,
+        out: &mut dyn FnMut(Vec<u8>) -> bool,
+    ) -> Vec<Vec<u8>> {
         let Ok(mut message) = Message::from_octets(request) else {
             return Vec::new();
         };
@@ -488,8 +722,9 @@ impl Publisher {
             return reply(&mut sequence, Rcode::REFUSED);
         };
         drop(state);
+        // A publish meanwhile changes the zone in place (no copy) once no one holds it.
+        drop(records);
         debug!(%source, zone = %apex, %qtype, records = plan.len(), "fleet: transfer");
-        let mut messages = Vec::new();
         let mut builder = MessageBuilder::new_vec().start_answer(&message, Rcode::NOERROR);
         for rr in &plan {
             let Ok(answer) = builder.as_mut() else {
@@ -506,17 +741,19 @@ impl Publisher {
                     MessageBuilder::new_vec().start_answer(&message, Rcode::NOERROR),
                 );
                 if let Ok(full) = full {
-                    messages.push(finish(full, &mut sequence));
+                    if !out(finish(full, &mut sequence)) {
+                        return Vec::new();
+                    }
                 }
             }
         }
         if let Ok(mut last) = builder {
             if last.counts().ancount() > 0 {
                 last.header_mut().set_aa(true);
-                messages.push(finish(last, &mut sequence));
+                out(finish(last, &mut sequence));
             }
         }
-        messages
+        Vec::new()
     }
 
     /// Starts the XFR listener (TCP and UDP on `address`) and the NOTIFY sender; returns the
@@ -582,7 +819,10 @@ impl Publisher {
                     let _ = stream.set_read_timeout(Some(IDLE));
                     let _ = stream.set_write_timeout(Some(IDLE));
                     while let Ok(request) = wire::read_framed(&mut stream) {
-                        for message in publisher.answer(request, peer.ip(), true) {
+                        let early = publisher.answer_into(request, peer.ip(), true, &mut |m| {
+                            wire::write_framed(&mut stream, &m).is_ok()
+                        });
+                        for message in early {
                             if wire::write_framed(&mut stream, &message).is_err() {
                                 break;
                             }
@@ -679,10 +919,10 @@ fn finish(builder: AnswerBuilder<Vec<u8>>, sequence: &mut Option<ServerSequence<
 }
 
 /// SOA, every record, SOA.
-fn full(soa: &Rr, records: &Records) -> Vec<Rr> {
+fn full(soa: &Rr, records: &Zone) -> Vec<Rr> {
     let mut plan = Vec::with_capacity(records.len() + 2);
     plan.push(soa.clone());
-    plan.extend(records.iter().cloned());
+    plan.extend(records.keys().cloned());
     plan.push(soa.clone());
     plan
 }

@@ -205,6 +205,8 @@ impl RpzFeed {
             first: schedule::first_wait(&self.state().copy, self.settings.refresh),
             refresh: self.settings.refresh,
             retry: RETRY,
+            // Written by each applied transfer (feeds change seldom).
+            snapshot: None,
         };
         let hooks = schedule::Hooks {
             transfer: || self.transfer_once(),
@@ -216,6 +218,7 @@ impl RpzFeed {
                 )
             },
             report: || {},
+            snapshot: || {},
         };
         schedule::run(wakes, timing, hooks);
     }

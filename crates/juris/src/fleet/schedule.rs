@@ -17,7 +17,7 @@ use tracing::{error, info};
 use super::snapshot;
 use super::unix_now;
 use super::wire;
-use super::zone::Records;
+use super::zone::{Diff, Records};
 
 /// One transfer's network timeout.
 const TIMEOUT: Duration = Duration::from_secs(5);
@@ -70,12 +70,27 @@ pub struct Timing {
     pub refresh: Duration,
     /// After a failure.
     pub retry: Duration,
+    /// When the snapshot hook runs after transfers (`None`: never; the transfer hook writes
+    /// the snapshot itself).
+    pub snapshot: Option<SnapshotDelay>,
+}
+
+/// The snapshot is written once no transfer came for `quiet` after a successful one, at
+/// most `max` after the first it does not hold, and when the thread ends: it is not on the way
+/// to enforcement, and a burst of changes does not write it once per change.
+#[derive(Debug, Clone, Copy)]
+pub struct SnapshotDelay {
+    /// Without transfers this long.
+    pub quiet: Duration,
+    /// At most this long after the first transfer not written.
+    pub max: Duration,
 }
 
 /// What a transfer thread does: `transfer` says whether what is in force changed (then
 /// `changed` runs) or why it failed (`failed` gets the reason); `report` runs on a
-/// [`Wake::Report`].
-pub struct Hooks<T, C, F, R> {
+/// [`Wake::Report`]; `snapshot` as [`Timing::snapshot`] says (it writes nothing when the
+/// snapshot holds the serial in force already).
+pub struct Hooks<T, C, F, R, S> {
     /// One transfer.
     pub transfer: T,
     /// What is in force changed.
@@ -84,25 +99,44 @@ pub struct Hooks<T, C, F, R> {
     pub failed: F,
     /// A report was asked for.
     pub report: R,
+    /// The snapshot is due.
+    pub snapshot: S,
 }
 
 /// Runs transfers until `wakes` is disconnected: at `timing.first`, on a [`Wake::Transfer`]
 /// (NOTIFY), `timing.refresh` after a success, `timing.retry` after a failure; a
-/// [`Wake::Report`] runs the report hook without moving the next transfer.
-pub fn run<T, C, F, R>(wakes: &mpsc::Receiver<Wake>, timing: Timing, mut hooks: Hooks<T, C, F, R>)
-where
+/// [`Wake::Report`] runs the report hook without moving the next transfer; the snapshot hook
+/// runs as `timing.snapshot` says.
+pub fn run<T, C, F, R, S>(
+    wakes: &mpsc::Receiver<Wake>,
+    timing: Timing,
+    mut hooks: Hooks<T, C, F, R, S>,
+) where
     T: FnMut() -> Result<bool, String>,
     C: FnMut(),
     F: FnMut(&str),
     R: FnMut(),
+    S: FnMut(),
 {
     let mut next = Instant::now() + timing.first;
+    // Successful transfers since the snapshot hook last ran: (first, last).
+    let mut unsaved: Option<(Instant, Instant)> = None;
     loop {
+        let due = timing.snapshot.and_then(|delay| {
+            unsaved.map(|(first, last)| (last + delay.quiet).min(first + delay.max))
+        });
+        let until = due.map_or(next, |due| due.min(next));
         let (mut transfer, mut report) =
-            match wakes.recv_timeout(next.saturating_duration_since(Instant::now())) {
-                Ok(Wake::Transfer) | Err(mpsc::RecvTimeoutError::Timeout) => (true, false),
+            match wakes.recv_timeout(until.saturating_duration_since(Instant::now())) {
+                Ok(Wake::Transfer) => (true, false),
+                Err(mpsc::RecvTimeoutError::Timeout) => (Instant::now() >= next, false),
                 Ok(Wake::Report) => (false, true),
-                Err(mpsc::RecvTimeoutError::Disconnected) => return,
+                Err(mpsc::RecvTimeoutError::Disconnected) => {
+                    if unsaved.is_some() {
+                        (hooks.snapshot)();
+                    }
+                    return;
+                }
             };
         while let Ok(wake) = wakes.try_recv() {
             transfer |= wake == Wake::Transfer;
@@ -111,6 +145,10 @@ where
         if report {
             (hooks.report)();
         }
+        if due.is_some_and(|due| Instant::now() >= due) {
+            (hooks.snapshot)();
+            unsaved = None;
+        }
         if !transfer {
             continue;
         }
@@ -118,6 +156,10 @@ where
             Ok(changed) => {
                 if changed {
                     (hooks.changed)();
+                }
+                if timing.snapshot.is_some() {
+                    let now = Instant::now();
+                    unsaved = Some((unsaved.map_or(now, |(first, _)| first), now));
                 }
                 timing.refresh
             }
@@ -161,6 +203,8 @@ pub struct ZoneCopy {
     pub failures: u64,
     /// Why the last snapshot could not be written (cleared by the next good write).
     pub snapshot_error: Option<String>,
+    /// The serial the snapshot file holds (written or loaded).
+    pub snapshot_serial: Option<u32>,
 }
 
 impl ZoneCopy {
@@ -171,6 +215,15 @@ impl ZoneCopy {
         self.last_transfer = Some(unix_now());
         self.transfers += 1;
         self.full_transfers += u64::from(full);
+    }
+
+    /// An IXFR's difference is now in force (applied in place when no one else holds the
+    /// records).
+    pub fn patched(&mut self, serial: u32, diff: Diff) {
+        diff.apply(Arc::make_mut(&mut self.records));
+        self.serial = Some(serial);
+        self.last_transfer = Some(unix_now());
+        self.transfers += 1;
     }
 
     /// `status` with the copy's fields added: serial, last_transfer, last_check,
@@ -226,6 +279,35 @@ impl std::fmt::Debug for Origin {
     }
 }
 
+/// What a transfer brought.
+#[derive(Debug)]
+pub enum Received {
+    /// The whole zone (AXFR, or an IXFR answered in AXFR form).
+    Full(Records),
+    /// The net difference (IXFR) to `base`, the records of the copy it was asked from (the
+    /// `Arc` is shared with the copy: drop it before changing the copy in place).
+    Diff {
+        /// The copy's records when the transfer was asked.
+        base: Arc<Records>,
+        /// The difference.
+        diff: Diff,
+    },
+}
+
+impl Received {
+    /// The zone's records now, and whether they came whole.
+    pub fn into_records(self) -> (Records, bool) {
+        match self {
+            Received::Full(records) => (records, true),
+            Received::Diff { base, diff } => {
+                let mut records = Arc::unwrap_or_clone(base);
+                diff.apply(&mut records);
+                (records, false)
+            }
+        }
+    }
+}
+
 /// One transfer attempt (IXFR from the serial of the copy in `state`, AXFR without one); what it brought
 /// (serial, records, whole zone) is handed to `apply`, which says whether what is in force
 /// changed (nothing when up to date); the bookkeeping after it: a success
@@ -234,6 +316,18 @@ pub fn attempt<S: Copied>(
     state: &Mutex<S>,
     origin: &Origin,
     apply: impl FnOnce(u32, Records, bool) -> Result<bool, String>,
+) -> Result<bool, String> {
+    attempt_received(state, origin, |serial, received| {
+        let (records, full) = received.into_records();
+        apply(serial, records, full)
+    })
+}
+
+/// [`attempt`], handing over an IXFR as the difference it is ([`Received`]).
+pub fn attempt_received<S: Copied>(
+    state: &Mutex<S>,
+    origin: &Origin,
+    apply: impl FnOnce(u32, Received) -> Result<bool, String>,
 ) -> Result<bool, String> {
     let (serial, records) = {
         let mut guard = state.lock().unwrap_or_else(PoisonError::into_inner);
@@ -248,9 +342,16 @@ pub fn attempt<S: Copied>(
         serial.map(|s| (s, &*records)),
         TIMEOUT,
     )
-    .and_then(|transfer| match transfer.into_parts() {
-        Some((serial, records, full)) => apply(serial, records, full),
-        None => Ok(false),
+    .and_then(|transfer| match transfer {
+        wire::Transfer::UpToDate => Ok(false),
+        wire::Transfer::Full(serial, records) => apply(serial, Received::Full(records)),
+        wire::Transfer::Incremental(serial, diff) => apply(
+            serial,
+            Received::Diff {
+                base: records,
+                diff,
+            },
+        ),
     });
     let mut guard = state.lock().unwrap_or_else(PoisonError::into_inner);
     let copy = guard.copy();
@@ -267,20 +368,29 @@ pub fn attempt<S: Copied>(
     outcome
 }
 
-/// Writes the copy in `state` to the snapshot at `path`. A failure (disk full) is logged and
-/// kept in the copy (`snapshot_error`); what is in force is not affected.
+/// Writes the copy in `state` to the snapshot at `path`, unless the file holds its serial
+/// already. A failure (disk full) is logged and kept in the copy (`snapshot_error`); what is
+/// in force is not affected. The caller runs one at a time per file.
 pub fn save_snapshot<S: Copied>(state: &Mutex<S>, origin: &Origin, path: &Path) {
     let (serial, records) = {
         let mut guard = state.lock().unwrap_or_else(PoisonError::into_inner);
         let copy = guard.copy();
         let Some(serial) = copy.serial else { return };
+        if copy.snapshot_serial == Some(serial) {
+            return;
+        }
         (serial, Arc::clone(&copy.records))
     };
     let written = snapshot::write(path, origin.primary, &origin.zone, serial, &records);
+    // An IXFR meanwhile changes the copy in place (no copy of the zone) once this lets go.
+    drop(records);
     let mut guard = state.lock().unwrap_or_else(PoisonError::into_inner);
     let copy = guard.copy();
     match written {
-        Ok(()) => copy.snapshot_error = None,
+        Ok(()) => {
+            copy.snapshot_error = None;
+            copy.snapshot_serial = Some(serial);
+        }
         Err(e) => {
             error!(zone = %origin.zone, "fleet: the snapshot could NOT be written (what is in force is not affected; a restart while the primary is unreachable would start from an older snapshot): {e}");
             copy.snapshot_error = Some(e);
@@ -304,6 +414,7 @@ pub fn load_snapshot<S: Copied>(
         .map_err(|e| format!("{}: {e}", path.display()))?;
     let copy = guard.copy();
     copy.serial = Some(loaded.serial);
+    copy.snapshot_serial = Some(loaded.serial);
     copy.records = Arc::new(loaded.records);
     info!(
         path = %path.display(),
@@ -330,6 +441,7 @@ mod tests {
                 first: Duration::ZERO,
                 refresh: hour,
                 retry: hour,
+                snapshot: None,
             };
             let (t, c, f, r) = (
                 events_tx.clone(),
@@ -351,6 +463,7 @@ mod tests {
                 changed: move || c.send("changed").unwrap(),
                 failed: move |_: &str| f.send("failed").unwrap(),
                 report: move || r.send("report").unwrap(),
+                snapshot: || unreachable!("no snapshot timing"),
             };
             run(&rx, timing, hooks);
         });
@@ -363,6 +476,51 @@ mod tests {
         drop(tx);
         thread.join().unwrap();
         // Nothing else ran: the refresh and the retry are an hour away.
+        assert_eq!(events.try_iter().count(), 0);
+    }
+
+    #[test]
+    fn the_snapshot_waits_for_quiet_transfers_and_is_written_when_the_thread_ends() {
+        let (tx, rx) = mpsc::channel();
+        let (events_tx, events) = mpsc::channel();
+        let run_with = move |rx: mpsc::Receiver<Wake>, quiet: Duration| {
+            let hour = Duration::from_secs(3600);
+            let timing = Timing {
+                first: Duration::ZERO,
+                refresh: hour,
+                retry: hour,
+                snapshot: Some(SnapshotDelay { quiet, max: hour }),
+            };
+            let (t, s) = (events_tx.clone(), events_tx.clone());
+            let hooks = Hooks {
+                transfer: move || {
+                    t.send("transfer").unwrap();
+                    Ok(false)
+                },
+                changed: || {},
+                failed: |_: &str| {},
+                report: || {},
+                snapshot: move || s.send("snapshot").unwrap(),
+            };
+            std::thread::spawn(move || run(&rx, timing, hooks))
+        };
+        // A quiet hour away: no snapshot after the transfers, one when the thread ends.
+        let thread = run_with(rx, Duration::from_secs(3600));
+        let next = || events.recv().unwrap();
+        assert_eq!(next(), "transfer");
+        tx.send(Wake::Transfer).unwrap();
+        assert_eq!(next(), "transfer");
+        drop(tx);
+        thread.join().unwrap();
+        assert_eq!(next(), "snapshot");
+        assert_eq!(events.try_iter().count(), 0);
+        // No quiet delay: the snapshot follows the transfer.
+        let (tx, rx) = mpsc::channel();
+        let thread = run_with(rx, Duration::ZERO);
+        assert_eq!((next(), next()), ("transfer", "snapshot"));
+        drop(tx);
+        thread.join().unwrap();
+        // Written already: not again at the end.
         assert_eq!(events.try_iter().count(), 0);
     }
 }

@@ -492,3 +492,180 @@ fn a_restarted_primary_keeps_its_serial_and_serves_deltas_from_before_the_restar
     );
     drop(third);
 }
+
+/// An order of `names` for `countries` (`windows`: a JSON list, or empty).
+fn order_for(id: &str, countries: &str, names: &[&str], extra: &str) -> Arc<Order> {
+    let targets: Vec<String> = names
+        .iter()
+        .map(|n| format!(r#"{{"type": "domain", "value": "{n}"}}"#))
+        .collect();
+    let json = format!(
+        r#"{{"id": "{id}", "kind": "court_order", "authority": "T",
+        "jurisdictions": {countries}, "action": "nxdomain", "state": "active"{extra},
+        "targets": [{}]}}"#,
+        targets.join(",")
+    );
+    Arc::new(Order::from_json(json.as_bytes()).unwrap())
+}
+
+/// Publishes that exercise the incremental publisher: shared names, new/changed/gone orders,
+/// global, expired, lifted, an extension without its parent, back to nothing.
+fn incremental_steps() -> Vec<Vec<Arc<Order>>> {
+    let shared = ["shared.test", "a.test"];
+    vec![
+        // Two orders share a name: it stays while either has it.
+        vec![
+            order_for("IT-1", r#"["IT"]"#, &shared, ""),
+            order_for("IT-2", r#"["IT", "DE"]"#, &["shared.test", "b.test"], ""),
+        ],
+        // One name more (one order changes), one order's name gone.
+        vec![
+            order_for(
+                "IT-1",
+                r#"["IT"]"#,
+                &["shared.test", "a.test", "c.test"],
+                "",
+            ),
+            order_for("IT-2", r#"["IT", "DE"]"#, &["b.test"], ""),
+        ],
+        // An order gone; a global one, an expired one, a lifted one.
+        vec![
+            order_for("IT-1", r#"["IT"]"#, &["shared.test", "c.test"], ""),
+            order_for("ALL-1", r#"["*"]"#, &["g.test", "shared.test"], ""),
+            order_for(
+                "OLD-1",
+                r#"["IT"]"#,
+                &["old.test"],
+                r#", "expires_at": "2001-01-01T00:00:00Z""#,
+            ),
+            {
+                let mut lifted = Order::clone(&order_for("IT-3", r#"["IT"]"#, &["l.test"], ""));
+                lifted.state = juris_policy::OrderState::Lifted;
+                Arc::new(lifted)
+            },
+            // An extension of an order not in force: not in the RPZ zones.
+            order_for(
+                "EXT-1",
+                r#"["IT"]"#,
+                &["ext.test"],
+                r#", "parent": "OLD-1""#,
+            ),
+        ],
+        // Back to nothing.
+        vec![],
+    ]
+}
+
+/// The publisher's zones, changed order by order, are the zones a whole build makes of the
+/// same orders, after every publish; a follower applying the IXFRs in place holds the same
+/// orders as one decoding the whole zone.
+#[test]
+fn incremental_publishes_make_the_zones_of_a_whole_build_and_ixfr_applies_in_place() {
+    let f = Fixture::new();
+    let follower = f.follower(Some(f.key.clone()));
+    assert!(follower.transfer_once().unwrap());
+    for orders in incremental_steps() {
+        let serial = f.publisher.publish(orders.clone());
+        let now = jiff::Timestamp::now();
+        let keep: std::collections::BTreeSet<String> = f
+            .publisher
+            .zone_names()
+            .into_iter()
+            .filter(|apex| !apex.starts_with("orders."))
+            .collect();
+        let whole = zone::rpz_zones(DEFAULT_ZONE_SUFFIX, &orders, now, &keep);
+        for (apex, records) in &whole {
+            assert_eq!(f.publisher.records(apex).as_ref(), Some(records), "{apex}");
+        }
+        let (metadata, _) = zone::orders_zone(DEFAULT_ZONE_SUFFIX, &orders);
+        let apex = zone::orders_apex(DEFAULT_ZONE_SUFFIX);
+        assert_eq!(f.publisher.records(&apex), Some(metadata.clone()));
+        assert_eq!(f.publisher.zone_names().len(), whole.len() + 1);
+        // The follower, by IXFR, decodes what a whole decode gives.
+        follower.transfer_once().unwrap();
+        let status = follower.status();
+        assert_eq!(status["serial"], serial);
+        assert_eq!(status["full_transfers"], 1, "IXFR each time: {status}");
+        let want: Vec<Order> = zone::decode_orders(&apex, &metadata).unwrap();
+        let got: Vec<Order> = follower
+            .orders()
+            .unwrap()
+            .iter()
+            .map(|o| Order::clone(o))
+            .collect();
+        assert_eq!(got, want);
+    }
+}
+
+/// A snapshot of the first version (JSON, data in hex) is still read.
+#[test]
+fn a_snapshot_of_the_first_version_is_still_read() {
+    let f = Fixture::new();
+    let (records, _) = zone::orders_zone(DEFAULT_ZONE_SUFFIX, &[order("IT-1", &["old.test"])]);
+    let records: Vec<(String, u16, String)> = records
+        .iter()
+        .map(|rr| {
+            let hex: String = rr.rdata.iter().map(|b| format!("{b:02x}")).collect();
+            (rr.owner.clone(), rr.rtype, hex)
+        })
+        .collect();
+    let v1 = serde_json::json!({
+        "primary": f.address.to_string(),
+        "zone": zone::orders_apex(DEFAULT_ZONE_SUFFIX),
+        "serial": 7,
+        "written_at": 1,
+        "records": records,
+    });
+    std::fs::write(
+        f.data.path().join(super::follower::SNAPSHOT_FILE),
+        v1.to_string(),
+    )
+    .unwrap();
+    let follower = f.follower(Some(f.key.clone()));
+    assert!(follower.load_snapshot().unwrap());
+    assert_eq!(Fixture::ids(&follower), [("IT-1".to_owned(), 1)]);
+    assert_eq!(follower.status()["serial"], 7);
+    // A truncated snapshot of the current version is refused, naming the file.
+    follower.transfer_once().unwrap();
+    let path = f.data.path().join(super::follower::SNAPSHOT_FILE);
+    let bytes = std::fs::read(&path).unwrap();
+    std::fs::write(&path, &bytes[..bytes.len() - 3]).unwrap();
+    let error = f.follower(Some(f.key.clone())).load_snapshot().unwrap_err();
+    assert!(
+        error.contains("not a snapshot") && error.contains("truncated"),
+        "{error}"
+    );
+}
+
+/// The incremental publisher keeps the journal file's zone digests per changed record: after
+/// every publish they are those of the whole zones, and a restart with the same orders keeps
+/// the serial.
+#[test]
+fn incremental_publishes_keep_the_zone_digests_of_the_journal_file() {
+    let key = TsigKey::generate("fleet-test", "").unwrap();
+    let data = tempfile::tempdir().unwrap();
+    let primary = || {
+        let publisher = Publisher::new(&settings(vec![key.clone()])).unwrap();
+        publisher.persist_to(data.path());
+        publisher
+    };
+    let publisher = primary();
+    publisher.publish(vec![order("IT-1", &["kickasstorrents.to"])]);
+    let mut last = (0, Vec::new());
+    for orders in incremental_steps() {
+        let serial = publisher.publish(orders.clone());
+        let digests = publisher.digests();
+        assert_eq!(
+            digests.keys().collect::<Vec<_>>(),
+            publisher.zone_names().iter().collect::<Vec<_>>()
+        );
+        for (apex, digest) in &digests {
+            let records = publisher.records(apex).unwrap();
+            assert_eq!(*digest, super::journal_file::digest(&records), "{apex}");
+        }
+        last = (serial, orders);
+    }
+    drop(publisher);
+    let restarted = primary();
+    assert_eq!(restarted.publish(last.1), last.0);
+}

@@ -15,7 +15,7 @@ use domain::rdata::tsig::Time48;
 use domain::rdata::Cname;
 use domain::tsig::{ClientSequence, Key};
 
-use super::zone::{name_wire, rtype, soa_serial, Records, Rr, TTL};
+use super::zone::{name_wire, rtype, soa_serial, Diff, Records, Rr, TTL};
 
 /// A message is closed once it holds this many bytes (well under 65535 with the TSIG).
 pub const MESSAGE_TARGET: usize = 16_000;
@@ -122,20 +122,8 @@ pub enum Transfer {
     UpToDate,
     /// The whole zone (AXFR, or an IXFR answered in AXFR form).
     Full(u32, Records),
-    /// Our zone with the differences applied (IXFR).
-    Incremental(u32, Records),
-}
-
-impl Transfer {
-    /// `(serial, records, whole zone)` of a transfer that brought something; `None` when up
-    /// to date.
-    pub fn into_parts(self) -> Option<(u32, Records, bool)> {
-        match self {
-            Transfer::UpToDate => None,
-            Transfer::Full(serial, records) => Some((serial, records, true)),
-            Transfer::Incremental(serial, records) => Some((serial, records, false)),
-        }
-    }
+    /// The net difference to our zone (IXFR): applied to it, it gives the zone at the serial.
+    Incremental(u32, Diff),
 }
 
 /// A request for `zone` (`AXFR`, or `IXFR` from `serial`), signed with `key` if given.
@@ -284,7 +272,10 @@ struct Reader<'a> {
     /// The serial of the first SOA.
     last: Option<u32>,
     mode: Mode,
+    /// AXFR: the zone.
     records: Records,
+    /// IXFR: the net difference to `have` so far.
+    diff: Diff,
 }
 
 enum Mode {
@@ -303,6 +294,7 @@ impl<'a> Reader<'a> {
             last: None,
             mode: Mode::Start,
             records: Records::new(),
+            diff: Diff::default(),
         }
     }
 
@@ -332,8 +324,8 @@ impl<'a> Reader<'a> {
         }
         match (&self.mode, soa) {
             (Mode::Start, Some(serial)) if self.have.is_some_and(|(s, _)| s == serial) => {
-                // IXFR: differences from our serial.
-                self.records = self.have.map(|(_, r)| r.clone()).unwrap_or_default();
+                // IXFR: differences from our serial (our zone is not copied: the net
+                // difference is kept).
                 self.mode = Mode::Deleting;
             }
             (Mode::Start, Some(serial)) if serial == last => {
@@ -357,19 +349,23 @@ impl<'a> Reader<'a> {
             }
             (Mode::Deleting, Some(_)) => self.mode = Mode::Adding,
             (Mode::Deleting, None) => {
-                if !self.records.remove(&rr) {
+                let have = self.have.is_some_and(|(_, r)| r.contains(&rr));
+                if !(self.diff.added.remove(&rr) || have && self.diff.removed.insert(rr.clone())) {
                     return Err(format!("IXFR deletes {} which we do not have", rr.owner));
                 }
             }
             (Mode::Adding, Some(serial)) if serial == last => {
                 return Ok(Some(Transfer::Incremental(
                     last,
-                    std::mem::take(&mut self.records),
+                    std::mem::take(&mut self.diff),
                 )));
             }
             (Mode::Adding, Some(_)) => self.mode = Mode::Deleting,
             (Mode::Adding, None) => {
-                self.records.insert(rr);
+                let have = self.have.is_some_and(|(_, r)| r.contains(&rr));
+                if !self.diff.removed.remove(&rr) && !have {
+                    self.diff.added.insert(rr);
+                }
             }
         }
         Ok(None)

@@ -1,13 +1,15 @@
 //! Orders from the fleet primary ([`FleetSource`]): the last good orders of the follower's
 //! transfers (or of its snapshot), through the same validation as files and the store.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
+
+use juris_policy::Order;
 
 use crate::fleet::follower::Follower;
 
 use super::diff::Known;
-use super::source::{hand_over, OrderSource, SourceId, Version};
+use super::source::{document_hash, hand_over_hashed, OrderSource, SourceId, Version};
 use super::OrdersError;
 
 /// The orders an edge follows. Its follower wakes the loader after a transfer that changed
@@ -15,12 +17,19 @@ use super::OrdersError;
 #[derive(Debug)]
 pub struct FleetSource {
     follower: Arc<Follower>,
+    /// The content hash of every order as last read, with the document it was made of: an
+    /// order the follower did not touch since (the same `Arc`) is not serialised again, so a
+    /// load after an IXFR costs the orders it changed, not the policy.
+    hashes: HashMap<String, (Arc<Order>, u64)>,
 }
 
 impl FleetSource {
     /// The orders of `follower`.
     pub fn new(follower: Arc<Follower>) -> FleetSource {
-        FleetSource { follower }
+        FleetSource {
+            follower,
+            hashes: HashMap::new(),
+        }
     }
 }
 
@@ -37,12 +46,27 @@ impl OrderSource for FleetSource {
         let Some(orders) = self.follower.hand_over() else {
             return Ok(());
         };
+        let mut hashes = HashMap::with_capacity(orders.len());
         for order in orders.iter() {
             let id = SourceId::Fleet {
                 order: order.id.clone(),
             };
-            hand_over(id, std::borrow::Cow::Borrowed(order), known, sink);
+            let content = match self.hashes.get(&order.id) {
+                Some((last, content)) if Arc::ptr_eq(last, order) => Ok(*content),
+                _ => document_hash(order),
+            };
+            if let Ok(content) = content {
+                hashes.insert(order.id.clone(), (Arc::clone(order), content));
+            }
+            hand_over_hashed(
+                id,
+                std::borrow::Cow::Borrowed(&**order),
+                content,
+                known,
+                sink,
+            );
         }
+        self.hashes = hashes;
         Ok(())
     }
 

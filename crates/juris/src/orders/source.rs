@@ -128,8 +128,25 @@ pub(super) fn hand_over(
     known: &BTreeMap<SourceId, Known>,
     sink: &mut dyn FnMut(SourceId, Version),
 ) {
-    let content = match serde_json::to_vec(&*order) {
-        Ok(bytes) => super::files::content_hash(&bytes),
+    let content = document_hash(&order);
+    hand_over_hashed(id, order, content, known, sink);
+}
+
+/// The content hash of a document-backed order: of its serialisation.
+pub(super) fn document_hash(order: &juris_policy::Order) -> Result<u64, serde_json::Error> {
+    serde_json::to_vec(order).map(|bytes| super::files::content_hash(&bytes))
+}
+
+/// [`hand_over`] with the order's [`document_hash`] at hand (a source may keep it).
+pub(super) fn hand_over_hashed(
+    id: SourceId,
+    order: std::borrow::Cow<'_, juris_policy::Order>,
+    content: Result<u64, serde_json::Error>,
+    known: &BTreeMap<SourceId, Known>,
+    sink: &mut dyn FnMut(SourceId, Version),
+) {
+    let content = match content {
+        Ok(content) => content,
         Err(e) => {
             let error = OrdersError::Store(format!("{id}: {e}"));
             sink(id, Version::Unreadable(error));
