@@ -40,7 +40,7 @@ pub(crate) trait Tally {
     fn consulted(&self, _policy: &Arc<CompiledPolicy>) {}
     /// The answer came from the cache (or a worker's hot answers).
     #[inline]
-    fn from_cache(&self) {}
+    fn answered_from_cache(&self) {}
     /// Whether the query may cause resolution (a prefetch); explain resolves nothing.
     #[inline]
     fn resolves(&self) -> bool {

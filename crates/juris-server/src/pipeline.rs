@@ -811,7 +811,7 @@ impl Pipeline {
                             }));
                 if hit {
                     counters.hot_hit();
-                    judge.tally.from_cache();
+                    judge.tally.answered_from_cache();
                     return match render_hot(out, &reply, query.client_name(), slot, now) {
                         Some(len) => Outcome::Respond(len),
                         None => respond_error(out, &reply, &error_map::for_task_failure()),
@@ -922,7 +922,7 @@ impl Pipeline {
             },
         };
         counters.cache_hit();
-        judge.tally.from_cache();
+        judge.tally.answered_from_cache();
         let block = self.answer_block(judge.tally, &answer, &policy_context, now);
         self.scope_ecs(&mut reply, &jurisdiction, || {
             depends_on_jurisdiction(&self.engine, &policy, query.name(), &answer)
@@ -1708,7 +1708,7 @@ impl Tally for Recording<'_> {
         Tally::shadow(self.counters, matched, country);
     }
 
-    fn from_cache(&self) {
+    fn answered_from_cache(&self) {
         self.cached.set(true);
     }
 }
