@@ -1145,11 +1145,10 @@ impl Recursor {
                 // authoritative. Without AA it still tells a minimising resolver that there
                 // is no cut at `qname` (Knot Resolver reads it so); for the full question it
                 // is a lame server's cached referral (Unbound throws it away likewise).
-                Some(child) if child == *zone => {
-                    if !response.authoritative && !minimised {
-                        return Classified::Lame;
-                    }
+                Some(child) if child == *zone && !response.authoritative && !minimised => {
+                    return Classified::Lame;
                 }
+                Some(child) if child == *zone => {}
                 // Upward or sideways referral.
                 Some(_) => return Classified::Lame,
                 // An empty answer without authority: lame for the full question; for a
