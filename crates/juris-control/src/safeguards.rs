@@ -433,14 +433,21 @@ pub const DEFAULT_PROTECTED: &[(&str, &str)] = &[
     // Fastly, "Public IP list" (api.fastly.com/public-ip-list).
     ("151.101.0.0/16", "Fastly (Public IP list)"),
     ("199.232.0.0/16", "Fastly (Public IP list)"),
-    // Google user-content and storage hosts (Google Drive download host; Cloud Storage API
-    // endpoints documentation; user-content domain).
-    ("drive.usercontent.google.com", "Google Drive downloads"),
+    // Google user-content and storage hosts (Google Drive download host and user-content domain:
+    // Google Workspace "Drive and Sites firewall and proxy settings"; Cloud Storage API endpoints
+    // documentation).
+    (
+        "drive.usercontent.google.com",
+        "Google Drive downloads (Drive firewall and proxy settings)",
+    ),
     (
         "storage.googleapis.com",
         "Google Cloud Storage (Request endpoints)",
     ),
-    ("googleusercontent.com", "Google user content"),
+    (
+        "googleusercontent.com",
+        "Google user content (Drive firewall and proxy settings)",
+    ),
     // Amazon S3 and CloudFront (AWS documentation: S3 endpoints; CloudFront distribution domain
     // names).
     ("s3.amazonaws.com", "Amazon S3 (endpoints)"),
@@ -458,12 +465,16 @@ pub const DEFAULT_PROTECTED: &[(&str, &str)] = &[
         "blob.core.windows.net",
         "Azure Blob Storage (storage account endpoints)",
     ),
-    // GitHub user content (raw files, release downloads).
-    ("githubusercontent.com", "GitHub user content"),
+    // GitHub user content (raw files, release downloads): `domains.website` of api.github.com/meta.
+    (
+        "githubusercontent.com",
+        "GitHub user content (api.github.com/meta domains)",
+    ),
     // Name servers of big DNS hosters, shared by millions of zones: an `nsdname` target here
     // (or a `subtree` covering them) would block every zone they serve. Checked against stored
     // copies of the hosters' pages where one was found (docs/protected-defaults.md, 2026-12-07):
-    // Cloudflare and Azure DNS; the others only against third-party copies.
+    // Cloudflare, Azure DNS and NS1; GoDaddy, Namecheap and Google Cloud DNS only against
+    // third-party copies.
     (
         "ns.cloudflare.com",
         "Cloudflare DNS name servers (developers.cloudflare.com/dns/nameservers)",
@@ -510,7 +521,7 @@ pub const DEFAULT_PROTECTED: &[(&str, &str)] = &[
     ),
     (
         "nsone.net",
-        "NS1 name servers (not checked against NS1's pages)",
+        "NS1 name servers (NS1 Connect documentation, nameserver assignments)",
     ),
 ];
 
