@@ -1310,3 +1310,58 @@ fn a_random_subdomain_flooder_is_limited_on_its_misses_while_its_hits_are_answer
     assert_eq!(stats.rate_limited[0][class], 4, "dropped misses");
     assert_eq!(stats.rate_limited[1][class], 3, "slipped misses");
 }
+
+#[test]
+fn limited_misses_are_all_dropped_with_a_misses_slip_of_0_while_other_classes_still_slip() {
+    use juris_server::{RateClass, RateLimitConfig, Rates};
+    let mut rates = Rates::default();
+    rates.set(RateClass::Misses, 3);
+    rates.set(RateClass::Refused, 2);
+    let h = Harness::start(|config, _| {
+        config.rate_limit = RateLimitConfig {
+            rates,
+            slip: 2,
+            misses_slip: Some(0),
+            ipv4_prefix_len: 32,
+            ..RateLimitConfig::default()
+        };
+    });
+    h.insert(WWW, &a_response(WWW, 1));
+    let misses: Vec<Vec<u8>> = (0..10u8)
+        .map(|i| {
+            let name = [
+                b"\x04nx-".as_slice(),
+                &[b'0' + i],
+                b"\x07example\x03com\x00",
+            ]
+            .concat();
+            query(u16::from(i), 0x0100, &name, 1, None)
+        })
+        .collect();
+    // The clock stands still: 3 misses are resolved (SERVFAIL: no upstream here), the 7
+    // limited ones are all dropped: not one truncated answer.
+    let responses = flood(h.addr, Ipv4Addr::new(127, 0, 0, 7), &misses, 3);
+    assert!(responses.iter().all(|m| !m.truncated()));
+    // The same client's hits are answered.
+    let www: Vec<Vec<u8>> = (0..5).map(|i| query(i, 0x0100, WWW, 1, None)).collect();
+    let hits = flood(h.addr, Ipv4Addr::new(127, 0, 0, 7), &www, 5);
+    assert!(hits
+        .iter()
+        .all(|m| !m.truncated() && m.answers().len() == 1));
+    // Another class keeps `slip`: 5 REFUSED at a rate of 2, 3 limited, one of them slipped.
+    let chaos: Vec<Vec<u8>> = (0..5)
+        .map(|i| {
+            let mut q = query(i, 0x0100, WWW, 1, None);
+            let class_at = q.len() - 1;
+            q[class_at] = 3;
+            q
+        })
+        .collect();
+    let refused = flood(h.addr, Ipv4Addr::new(127, 0, 0, 7), &chaos, 3);
+    assert_eq!(refused.iter().filter(|m| m.truncated()).count(), 1);
+    let stats = h.server().stats();
+    let class = RateClass::Misses as usize;
+    assert_eq!(stats.rate_limited[0][class], 7, "dropped misses");
+    assert_eq!(stats.rate_limited[1][class], 0, "slipped misses");
+    assert_eq!(stats.rate_limited[1][RateClass::Refused as usize], 1);
+}

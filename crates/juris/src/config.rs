@@ -757,6 +757,9 @@ pub struct RawRateLimit {
     /// Every `slip`-th limited response is sent truncated (TC=1) instead of dropped; 0 drops
     /// all. Default 2.
     pub slip: u32,
+    /// `slip` for the limited cache misses alone (`misses_per_second`), 0..=10: 0 drops
+    /// every one, so a random-subdomain flood costs no answer. Default: `slip`.
+    pub misses_slip: Option<u32>,
     /// Seconds over which a flood is remembered (the most debt an account can have, in
     /// seconds of its rate). Default 15.
     pub window: u32,
@@ -788,6 +791,7 @@ impl Default for RawRateLimit {
             errors_per_second: 0,
             misses_per_second: 0,
             slip: d.slip,
+            misses_slip: None,
             window: d.window,
             ipv4_prefix_len: d.ipv4_prefix_len,
             ipv6_prefix_len: d.ipv6_prefix_len,
@@ -875,10 +879,20 @@ pub fn rate_limit_config(raw: &RawRateLimit) -> Result<juris_server::RateLimitCo
             rates: classes(rates),
         });
     }
+    if raw
+        .misses_slip
+        .is_some_and(|slip| slip > juris_server::ratelimit::MAX_SLIP)
+    {
+        return Err(invalid(
+            "server.rate_limit.misses_slip",
+            "must be between 0 and 10",
+        ));
+    }
     let config = RateLimitConfig {
         rates: classes(global),
         prefixes,
         slip: raw.slip,
+        misses_slip: raw.misses_slip,
         window: raw.window,
         ipv4_prefix_len: raw.ipv4_prefix_len,
         ipv6_prefix_len: raw.ipv6_prefix_len,
@@ -2220,6 +2234,25 @@ tcp_idle_ms = 2000
             .unwrap()
             .rate_limit
             .is_enabled());
+    }
+
+    #[test]
+    fn the_misses_slip_defaults_to_slip_and_is_checked_by_name() {
+        use juris_server::RateClass;
+        let read = |text: &str| {
+            let raw =
+                RawConfig::from_toml(&format!("[server.rate_limit]\n{text}\n"), "t.toml").unwrap();
+            Settings::from_raw(&raw).map(|s| {
+                let limits = s.rate_limit;
+                (limits.slip, limits.slip_of(RateClass::Misses))
+            })
+        };
+        assert_eq!(read("").unwrap(), (2, 2));
+        assert_eq!(read("slip = 3").unwrap(), (3, 3), "slip's value by default");
+        assert_eq!(read("misses_slip = 0").unwrap(), (2, 0));
+        assert_eq!(read("slip = 1\nmisses_slip = 10").unwrap(), (1, 10));
+        let error = read("misses_slip = 11").unwrap_err().to_string();
+        assert!(error.contains("server.rate_limit.misses_slip"), "{error}");
     }
 
     #[test]
