@@ -472,7 +472,6 @@ impl Resolver {
         clock: SharedClock,
     ) -> Result<Self, ResolverError> {
         let config = Arc::new(config);
-        crate::tcp_pool::configure(crate::tcp_pool::TcpLimits::from(&config.limits));
         let engine = match &config.mode {
             Mode::Recursive { root_hints } if root_hints.is_empty() => {
                 return Err(ResolverError::Config("recursive mode needs root hints"))
@@ -602,6 +601,15 @@ impl Resolver {
     /// The configuration in force.
     pub fn config(&self) -> &ResolverConfig {
         &self.inner.config
+    }
+
+    /// This resolver's upstream TCP connections (its engine's pool).
+    #[cfg(test)]
+    pub(crate) fn tcp_pool(&self) -> &crate::tcp_pool::TcpPool {
+        match &self.inner.engine {
+            Engine::Recursive(recursor) => recursor.tcp_pool(),
+            Engine::Forward(forwarder) => forwarder.tcp_pool(),
+        }
     }
 
     /// Resolves a question that missed the cache; the answer is inserted into the cache (if
