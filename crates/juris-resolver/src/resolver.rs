@@ -137,29 +137,27 @@ impl Limits {
     /// caps take 0 for "no cap"), and a server's share of the upstream TCP connections must
     /// not exceed the total. The first field found wrong is named.
     pub fn validate(&self) -> Result<(), LimitsError> {
-        let positive = [
-            ("max_referrals", self.max_referrals),
-            ("max_cname_chain", self.max_cname_chain),
-            ("max_ns_lookups", self.max_ns_lookups),
-            ("max_ns_lookups_per_zone", self.max_ns_lookups_per_zone),
-            ("max_upstream_queries", self.max_upstream_queries),
-            ("max_depth", self.max_depth),
-            (
-                "tcp_connections_per_server",
-                self.tcp_connections_per_server,
-            ),
-            ("tcp_connections", self.tcp_connections),
-            (
-                "tcp_queries_per_connection",
-                self.tcp_queries_per_connection,
-            ),
-            ("infra_servers", self.infra_servers),
-            ("delegation_entries", self.delegation_entries),
-            ("redirect_entries", self.redirect_entries),
-            ("referral_ds_zones", self.referral_ds_zones),
-            ("validated_zones", self.validated_zones),
-            ("aggressive_nsec_zones", self.aggressive_nsec_zones),
-            ("remembered_failures", self.remembered_failures),
+        // (the key, its value): the key is the field's own name.
+        macro_rules! named {
+            ($($field:ident),*) => { [$((stringify!($field), self.$field)),*] };
+        }
+        let positive = named![
+            max_referrals,
+            max_cname_chain,
+            max_ns_lookups,
+            max_ns_lookups_per_zone,
+            max_upstream_queries,
+            max_depth,
+            tcp_connections_per_server,
+            tcp_connections,
+            tcp_queries_per_connection,
+            infra_servers,
+            delegation_entries,
+            redirect_entries,
+            referral_ds_zones,
+            validated_zones,
+            aggressive_nsec_zones,
+            remembered_failures
         ];
         if let Some((field, _)) = positive.into_iter().find(|(_, value)| *value == 0) {
             return Err(LimitsError {
