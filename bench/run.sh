@@ -47,6 +47,9 @@ W8_LEGIT=127.0.9.1               # the legitimate client (W1's names)
 W8_FLOODER=127.0.8.1             # the flooder
 W8_FACTOR=1.5                    # flood rate = W8_FACTOR x juris's measured cold capacity
 W8_RATE=                         # --w8-rate QPS: a fixed flood rate instead (no capacity measurement)
+# juris's server.rate_limit.misses_slip in W8 (0: its limited misses are all dropped, design 0044); the
+# environment can set another (W8_MISSES_SLIP=2: every second one answered TC=1), or empty to leave the key out.
+W8_MISSES_SLIP=${W8_MISSES_SLIP-0}
 # prio's priomap (the default one, spelled out) only selects bands 1-3, so bands 4 and 5 get nothing
 # but what the two u32 filters send there.
 W5_TC=(
@@ -411,6 +414,7 @@ write_w8_configs() {
 # W8: flood protections (per client /24: cache misses, i.e. resolutions, per second).
 [server.rate_limit]
 misses_per_second = 2000
+${W8_MISSES_SLIP:+misses_slip = $W8_MISSES_SLIP}
 
 [resolver.limits]
 max_outstanding_per_zone = 100

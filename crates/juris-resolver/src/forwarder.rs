@@ -24,6 +24,7 @@ use crate::names::{rrsig_covers, Rr};
 use crate::outstanding::Outstanding;
 use crate::recursor::{Outcome, Work};
 use crate::resolver::{Question, ResolveError, ResolverConfig};
+use crate::tcp_pool::{TcpLimits, TcpPool};
 use crate::upstream::{self, QueryOptions, UpstreamError};
 
 /// The forwarding engine.
@@ -34,18 +35,28 @@ pub(crate) struct Forwarder {
     infra: InfraCache,
     /// Upstream queries out (the total cap; zones are the upstreams' business).
     outstanding: Outstanding,
+    /// This resolver's upstream TCP connections (`resolver.limits.tcp_*`).
+    tcp: Arc<TcpPool>,
 }
 
 impl Forwarder {
     pub(crate) fn new(config: Arc<ResolverConfig>, upstreams: Vec<SocketAddr>) -> Self {
         let outstanding = Outstanding::new(config.limits.max_outstanding, 0);
         let infra = InfraCache::with_max(crate::resolver::table_bound(config.limits.infra_servers));
+        let tcp = Arc::new(TcpPool::new(TcpLimits::from(&config.limits)));
         Self {
             config,
             upstreams,
             infra,
             outstanding,
+            tcp,
         }
+    }
+
+    /// The upstream TCP connections of this engine.
+    #[cfg(test)]
+    pub(crate) fn tcp_pool(&self) -> &TcpPool {
+        &self.tcp
     }
 
     /// Asks the upstreams in health order until one gives a usable answer.
@@ -77,6 +88,7 @@ impl Forwarder {
                     work.deadline,
                     started,
                 ),
+                tcp: Arc::clone(&self.tcp),
             };
             let answer = {
                 let _permit = self

@@ -47,6 +47,7 @@ use crate::outstanding::Outstanding;
 use crate::redirects::Redirects;
 use crate::referral_ds::ReferralDs;
 use crate::resolver::{Limit, ResolveError, ResolverConfig};
+use crate::tcp_pool::{TcpLimits, TcpPool};
 use crate::upstream::{self, QueryOptions, Response, UpstreamError};
 
 mod priming;
@@ -216,6 +217,8 @@ pub(crate) struct Recursor {
     outstanding: Outstanding,
     /// Unix time before which a failed priming is not tried again (the hints serve).
     prime_retry_at: std::sync::atomic::AtomicU64,
+    /// This resolver's upstream TCP connections (`resolver.limits.tcp_*`).
+    tcp: Arc<TcpPool>,
 }
 
 /// What one zone's servers said about a question.
@@ -272,7 +275,14 @@ impl Recursor {
             priming: tokio::sync::Mutex::new(()),
             prime_retry_at: std::sync::atomic::AtomicU64::new(0),
             outstanding,
+            tcp: Arc::new(TcpPool::new(TcpLimits::from(&limits))),
         }
+    }
+
+    /// The upstream TCP connections of this engine.
+    #[cfg(test)]
+    pub(crate) fn tcp_pool(&self) -> &TcpPool {
+        &self.tcp
     }
 
     /// Forgets the zone cuts, name server addresses, followed CNAME/DNAME records and
@@ -827,6 +837,7 @@ impl Recursor {
                     work.deadline,
                     started,
                 ),
+                tcp: Arc::clone(&self.tcp),
             };
             let answer = {
                 // Held while the query is out: a zone (or the resolver) with too many queries

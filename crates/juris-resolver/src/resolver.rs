@@ -54,8 +54,11 @@ pub enum Mode {
     },
 }
 
-/// Hard limits on the work one client query may cause (loops, amplification).
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// Hard limits on the work one client query may cause (loops, amplification), and the
+/// bounds of the resolver's tables. Read as is from `[resolver.limits]` (every field a key of
+/// the same name, every key optional, an unknown key refused); [`Limits::validate`] checks it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct Limits {
     /// Referrals followed for one name.
     pub max_referrals: u32,
@@ -125,6 +128,83 @@ impl Default for Limits {
             validated_zones: crate::dnssec::validator::MAX_ZONES as u32,
             aggressive_nsec_zones: crate::dnssec::aggressive::MAX_ZONES as u32,
             remembered_failures: MAX_REMEMBERED_FAILURES as u32,
+        }
+    }
+}
+
+impl Limits {
+    /// Checks the values: every field that bounds something must be above 0 (the outstanding
+    /// caps take 0 for "no cap"), and a server's share of the upstream TCP connections must
+    /// not exceed the total. The first field found wrong is named.
+    pub fn validate(&self) -> Result<(), LimitsError> {
+        // (the key, its value): the key is the field's own name.
+        macro_rules! named {
+            ($($field:ident),*) => { [$((stringify!($field), self.$field)),*] };
+        }
+        let positive = named![
+            max_referrals,
+            max_cname_chain,
+            max_ns_lookups,
+            max_ns_lookups_per_zone,
+            max_upstream_queries,
+            max_depth,
+            tcp_connections_per_server,
+            tcp_connections,
+            tcp_queries_per_connection,
+            infra_servers,
+            delegation_entries,
+            redirect_entries,
+            referral_ds_zones,
+            validated_zones,
+            aggressive_nsec_zones,
+            remembered_failures
+        ];
+        if let Some((field, _)) = positive.into_iter().find(|(_, value)| *value == 0) {
+            return Err(LimitsError {
+                field,
+                problem: LimitsProblem::Zero,
+            });
+        }
+        if self.tcp_connections_per_server > self.tcp_connections {
+            return Err(LimitsError {
+                field: "tcp_connections_per_server",
+                problem: LimitsProblem::AboveField("tcp_connections"),
+            });
+        }
+        if self.tcp_idle_ms == 0 {
+            return Err(LimitsError {
+                field: "tcp_idle_ms",
+                problem: LimitsProblem::Zero,
+            });
+        }
+        Ok(())
+    }
+}
+
+/// A [`Limits`] field refused by [`Limits::validate`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LimitsError {
+    /// The field, as named in `[resolver.limits]`.
+    pub field: &'static str,
+    /// What is wrong with its value.
+    pub problem: LimitsProblem,
+}
+
+/// What is wrong with a [`Limits`] field.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LimitsProblem {
+    /// It is 0 and must be above.
+    Zero,
+    /// It is above this other field, and must be at most that.
+    AboveField(&'static str),
+}
+
+impl LimitsError {
+    /// What is wrong, another field named with `prefix` before it (`"resolver.limits."`).
+    pub fn reason(&self, prefix: &str) -> String {
+        match self.problem {
+            LimitsProblem::Zero => "must be above 0".to_owned(),
+            LimitsProblem::AboveField(other) => format!("must be at most {prefix}{other}"),
         }
     }
 }
@@ -390,7 +470,6 @@ impl Resolver {
         clock: SharedClock,
     ) -> Result<Self, ResolverError> {
         let config = Arc::new(config);
-        crate::tcp_pool::configure(crate::tcp_pool::TcpLimits::from(&config.limits));
         let engine = match &config.mode {
             Mode::Recursive { root_hints } if root_hints.is_empty() => {
                 return Err(ResolverError::Config("recursive mode needs root hints"))
@@ -520,6 +599,15 @@ impl Resolver {
     /// The configuration in force.
     pub fn config(&self) -> &ResolverConfig {
         &self.inner.config
+    }
+
+    /// This resolver's upstream TCP connections (its engine's pool).
+    #[cfg(test)]
+    pub(crate) fn tcp_pool(&self) -> &crate::tcp_pool::TcpPool {
+        match &self.inner.engine {
+            Engine::Recursive(recursor) => recursor.tcp_pool(),
+            Engine::Forward(forwarder) => forwarder.tcp_pool(),
+        }
     }
 
     /// Resolves a question that missed the cache; the answer is inserted into the cache (if

@@ -22,6 +22,10 @@
 //! the queries still waiting on it then fail with [`PoolError::Lost`] and are asked again,
 //! once, by the caller. A connection whose queries go unanswered while the server keeps it
 //! open is retired by the caller ([`Conn::retire`]): no new query is given to it.
+//!
+//! The pool ([`TcpPool`]) belongs to one resolver (its engine), so each resolver of a process
+//! keeps its own connections and limits; the connections' runtime thread and the counters
+//! (`juris_upstream_tcp_total`) are the process's, shared by every pool.
 
 use std::io;
 use std::net::SocketAddr;
@@ -120,30 +124,44 @@ pub(crate) fn count_retry() {
     COUNTERS.retried.fetch_add(1, Ordering::Relaxed);
 }
 
+/// The upstream TCP connections of one resolver and their limits: each engine (recursor or
+/// forwarder) owns one, built from its `resolver.limits.tcp_*`, and every resolution task of
+/// that resolver shares it. Two resolvers in one process (tests, a forwarder beside a
+/// recursor) so keep their own connections and limits. Dropping the pool lets every
+/// connection close as soon as no caller holds it (its queue's sender is gone).
+#[derive(Debug)]
+pub(crate) struct TcpPool {
+    pool: Mutex<Pool>,
+}
+
+impl TcpPool {
+    /// An empty pool with `limits`.
+    pub(crate) fn new(limits: TcpLimits) -> Self {
+        Self {
+            pool: Mutex::new(Pool {
+                limits,
+                conns: Vec::new(),
+            }),
+        }
+    }
+
+    /// [`acquire_in`] this pool.
+    pub(crate) fn acquire(&self, server: SocketAddr) -> Result<(Arc<Conn>, bool), PoolError> {
+        acquire_in(&mut crate::resolver::lock(&self.pool), server)
+    }
+
+    /// The limits in force.
+    #[cfg(test)]
+    pub(crate) fn limits(&self) -> TcpLimits {
+        crate::resolver::lock(&self.pool).limits
+    }
+}
+
 /// The open connections and the limits in force.
+#[derive(Debug)]
 struct Pool {
     limits: TcpLimits,
     conns: Vec<Arc<Conn>>,
-}
-
-/// The process's pool; its limits are [`crate::Limits`]'s defaults until a resolver is built.
-static POOL: Mutex<Pool> = Mutex::new(Pool {
-    limits: DEFAULT_LIMITS,
-    conns: Vec::new(),
-});
-
-/// [`crate::Limits`]'s defaults (a test checks they agree).
-const DEFAULT_LIMITS: TcpLimits = TcpLimits {
-    per_server: 2,
-    total: 128,
-    queries_per_connection: 16,
-    idle: Duration::from_secs(10),
-};
-
-/// Sets the bounds for connections opened from now on (one set per process: the last
-/// resolver built wins).
-pub(crate) fn configure(limits: TcpLimits) {
-    crate::resolver::lock(&POOL).limits = limits;
 }
 
 /// One connection to one server, shared by the askers and its task.
@@ -201,11 +219,6 @@ struct Request {
     qname: Name<Bytes>,
     qtype: Rtype,
     reply: oneshot::Sender<Result<Bytes, PoolError>>,
-}
-
-/// [`acquire_in`] the process's pool.
-pub(crate) fn acquire(server: SocketAddr) -> Result<(Arc<Conn>, bool), PoolError> {
-    acquire_in(&mut crate::resolver::lock(&POOL), server)
 }
 
 /// A connection for one more query to `server`, and whether it is a reuse: an open one
@@ -506,8 +519,45 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_initial_limits_are_the_configured_defaults() {
-        assert_eq!(TcpLimits::from(&crate::Limits::default()), DEFAULT_LIMITS);
+    fn each_resolver_keeps_the_tcp_limits_it_was_built_with() {
+        use crate::{Mode, Resolver, ResolverConfig};
+        let build = |mode: Mode, limits: crate::Limits| {
+            let config = ResolverConfig {
+                mode,
+                limits,
+                ..ResolverConfig::default()
+            };
+            let cache = Arc::new(crate::cache::AnswerCache::new(
+                crate::cache::CacheConfig::default(),
+            ));
+            Resolver::new(config, cache, Arc::new(crate::clock::SystemClock)).unwrap()
+        };
+        let own = crate::Limits {
+            tcp_connections_per_server: 1,
+            tcp_connections: 3,
+            tcp_queries_per_connection: 1,
+            tcp_idle_ms: 500,
+            ..crate::Limits::default()
+        };
+        let recursor = build(
+            Mode::Recursive {
+                root_hints: crate::builtin_root_hints(),
+            },
+            own.clone(),
+        );
+        // Built after it, with the defaults: before, the last resolver set every pool's limits.
+        let forwarder = build(
+            Mode::Forward {
+                upstreams: vec!["192.0.2.1:53".parse().unwrap()],
+            },
+            crate::Limits::default(),
+        );
+        assert_eq!(recursor.tcp_pool().limits(), TcpLimits::from(&own));
+        assert_eq!(
+            forwarder.tcp_pool().limits(),
+            TcpLimits::from(&crate::Limits::default())
+        );
+        assert!(!std::ptr::eq(recursor.tcp_pool(), forwarder.tcp_pool()));
     }
 
     #[tokio::test]

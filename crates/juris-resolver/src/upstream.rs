@@ -88,7 +88,7 @@ impl From<io::Error> for UpstreamError {
 }
 
 /// How to ask.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub(crate) struct QueryOptions {
     /// Recursion desired (forward mode).
     pub recursion_desired: bool,
@@ -100,6 +100,8 @@ pub(crate) struct QueryOptions {
     pub edns: bool,
     /// Give up at this instant.
     pub deadline: Instant,
+    /// The resolver's upstream TCP connections (a truncated answer is asked again there).
+    pub tcp: std::sync::Arc<crate::tcp_pool::TcpPool>,
 }
 
 /// A parsed upstream response, records owned and names uncompressed.
@@ -152,7 +154,7 @@ pub(crate) async fn ask(
     use crate::infra::EdnsPlan;
     let plain = QueryOptions {
         edns: false,
-        ..*options
+        ..options.clone()
     };
     let plan = infra.edns_plan(server);
     if plan != EdnsPlan::Edns {
@@ -520,13 +522,13 @@ async fn tcp_exchange(
     expected: Expected<'_>,
     options: &QueryOptions,
 ) -> Result<Response, UpstreamError> {
-    use crate::tcp_pool::{acquire, count_retry, PoolError};
+    use crate::tcp_pool::{count_retry, PoolError};
     let (qname, qtype, id) = (expected.qname, expected.qtype, expected.id);
     let deadline = options.deadline;
     let framed = tcp_framed(query, options.edns, qname)?;
     let mut retried = false;
     loop {
-        let (conn, reused) = acquire(server).map_err(|e| match e {
+        let (conn, reused) = options.tcp.acquire(server).map_err(|e| match e {
             PoolError::Connect(kind) => UpstreamError::Io(kind),
             PoolError::Busy | PoolError::Lost => UpstreamError::TcpBusy,
         })?;
@@ -757,7 +759,14 @@ mod tests {
             edns_buffer_size: 1232,
             edns: true,
             deadline: Instant::now() + Duration::from_secs(1),
+            tcp: pool(&crate::Limits::default()),
         }
+    }
+
+    /// A resolver's TCP pool with `limits`.
+    fn pool(limits: &crate::Limits) -> std::sync::Arc<crate::tcp_pool::TcpPool> {
+        use crate::tcp_pool::{TcpLimits, TcpPool};
+        std::sync::Arc::new(TcpPool::new(TcpLimits::from(limits)))
     }
 
     fn answer_to(query: &[u8], edit: impl FnOnce(&mut Vec<u8>)) -> Bytes {
@@ -968,8 +977,10 @@ mod tests {
         (address, accepted)
     }
 
-    /// One TCP exchange of `qname`/DNSKEY with ID `id`: the response, checked to answer it.
+    /// One TCP exchange of `qname`/DNSKEY with ID `id` through `tcp`: the response, checked
+    /// to answer it.
     async fn tcp_ask(
+        tcp: &std::sync::Arc<crate::tcp_pool::TcpPool>,
         server: SocketAddr,
         qname: &Name<Bytes>,
         id: u16,
@@ -977,6 +988,7 @@ mod tests {
         let query = build_query(id, qname, Rtype::DNSKEY, &options(), None).unwrap();
         let options = QueryOptions {
             deadline: Instant::now() + Duration::from_secs(4),
+            tcp: std::sync::Arc::clone(tcp),
             ..options()
         };
         let expected = Expected {
@@ -998,23 +1010,29 @@ mod tests {
     async fn connections_for_two(behaviour: Behaviour) -> usize {
         let (server, accepted) = tcp_authority(behaviour).await;
         let qname = name("example.test.");
+        let tcp = pool(&crate::Limits::default());
         for id in [11u16, 12] {
-            tcp_ask(server, &qname, id)
+            tcp_ask(&tcp, server, &qname, id)
                 .await
                 .unwrap_or_else(|e| panic!("tcp exchange {id}: {e}"));
         }
         accepted.load(std::sync::atomic::Ordering::SeqCst)
     }
 
-    /// `n` TCP exchanges with `server` at once (distinct names and IDs); all must succeed.
-    async fn concurrent_tcp_exchanges(server: SocketAddr, n: u16) {
+    /// `n` TCP exchanges with `server` at once through `tcp` (distinct names and IDs); all
+    /// must succeed.
+    async fn concurrent_tcp_exchanges(
+        tcp: &std::sync::Arc<crate::tcp_pool::TcpPool>,
+        server: SocketAddr,
+        n: u16,
+    ) {
         let names: Vec<Name<Bytes>> = (0..n)
             .map(|i| name(&format!("n{i}.example.test.")))
             .collect();
         let asks = names
             .iter()
             .zip(100u16..)
-            .map(|(qname, id)| tcp_ask(server, qname, id));
+            .map(|(qname, id)| tcp_ask(tcp, server, qname, id));
         for (i, result) in futures_join_all(asks).await.into_iter().enumerate() {
             result.unwrap_or_else(|e| panic!("tcp exchange {i}: {e}"));
         }
@@ -1062,7 +1080,7 @@ mod tests {
     async fn concurrent_run(behaviour: Behaviour, n: u16, event: &str) -> (usize, u64) {
         let (server, accepted) = tcp_authority(behaviour).await;
         let before = counter(event);
-        concurrent_tcp_exchanges(server, n).await;
+        concurrent_tcp_exchanges(&pool(&crate::Limits::default()), server, n).await;
         (
             accepted.load(std::sync::atomic::Ordering::SeqCst),
             counter(event) - before,
@@ -1101,6 +1119,27 @@ mod tests {
         let (connections, retried) = concurrent_run(Behaviour::CloseAfter(2), 4, "retried").await;
         assert_eq!(connections, 2);
         assert!(retried >= 2);
+    }
+
+    #[tokio::test]
+    async fn two_resolvers_pools_keep_their_own_limits_in_one_process() {
+        // One resolver's pool takes one query per connection, up to 8 connections per
+        // server; another, made after it with the defaults, pipelines 16 per connection.
+        let one_each = pool(&crate::Limits {
+            tcp_queries_per_connection: 1,
+            tcp_connections_per_server: 8,
+            ..crate::Limits::default()
+        });
+        let defaults = pool(&crate::Limits::default());
+        // Eight queries at once through each: the first pool opens a connection per query
+        // (they are all placed before any answer comes), the second packs them onto one
+        // (the authority answers only once it holds all eight on one connection).
+        let (server, accepted) = tcp_authority(Behaviour::Serve).await;
+        concurrent_tcp_exchanges(&one_each, server, 8).await;
+        assert_eq!(accepted.load(std::sync::atomic::Ordering::SeqCst), 8);
+        let (server, accepted) = tcp_authority(Behaviour::Reverse(8)).await;
+        concurrent_tcp_exchanges(&defaults, server, 8).await;
+        assert_eq!(accepted.load(std::sync::atomic::Ordering::SeqCst), 1);
     }
 
     #[tokio::test]

@@ -144,6 +144,9 @@ pub struct RateLimitConfig {
     /// Every `slip`-th limited response is sent truncated (TC=1, no records) instead of
     /// dropped; 0 drops all, 1 truncates all. Default 2 (BIND's).
     pub slip: u32,
+    /// [`RateLimitConfig::slip`] for the [`RateClass::Misses`] class alone (a flood of cache
+    /// misses: 0 drops them all, so that the flood costs no answer). Default `None`: `slip`.
+    pub misses_slip: Option<u32>,
     /// Seconds a client's debt can reach: how long a flood is remembered. Default 15 (BIND's).
     pub window: u32,
     /// IPv4 clients are grouped by this prefix length. Default 24.
@@ -162,6 +165,7 @@ impl Default for RateLimitConfig {
             rates: Rates::default(),
             prefixes: Vec::new(),
             slip: 2,
+            misses_slip: None,
             window: 15,
             ipv4_prefix_len: 24,
             ipv6_prefix_len: 56,
@@ -178,8 +182,20 @@ pub const MAX_RATE: u32 = 1_000_000;
 pub const MAX_WINDOW: u32 = 600;
 /// The largest table.
 pub const MAX_TABLE_SIZE: usize = 1 << 24;
+/// The largest `misses_slip` a configuration file may give (BIND RRL's `slip` range,
+/// 0..=10; `slip` itself is not bounded, as before).
+pub const MAX_SLIP: u32 = 10;
 
 impl RateLimitConfig {
+    /// Every how many limited responses of `class` one is sent truncated (0: none).
+    #[inline]
+    pub fn slip_of(&self, class: RateClass) -> u32 {
+        match (class, self.misses_slip) {
+            (RateClass::Misses, Some(slip)) => slip,
+            _ => self.slip,
+        }
+    }
+
     /// Whether any client is limited at all.
     pub fn is_enabled(&self) -> bool {
         !self.rates.is_unlimited() || self.prefixes.iter().any(|p| !p.rates.is_unlimited())
@@ -277,7 +293,7 @@ impl RateLimiter {
         match self.table.debit(key, rate, self.config.window, now) {
             None => Verdict::Pass,
             Some(limited) => {
-                let slip = self.config.slip;
+                let slip = self.config.slip_of(class);
                 if slip != 0 && limited % slip == 0 {
                     Verdict::Slip
                 } else {
@@ -531,6 +547,21 @@ mod tests {
         ] {
             assert_eq!(count(&l, client, class, n, 100), want, "{client} {class:?}");
         }
+    }
+
+    #[test]
+    fn the_misses_class_has_its_own_slip() {
+        let mut config = only(RateClass::Misses, 2);
+        config.rates.set(RateClass::Queries, 2);
+        config.slip = 1;
+        config.misses_slip = Some(0);
+        let l = RateLimiter::new(config);
+        // Limited misses all dropped; limited queries all truncated (slip 1).
+        assert_eq!(count(&l, "192.0.2.1", RateClass::Misses, 6, 100), [2, 4, 0]);
+        assert_eq!(
+            count(&l, "192.0.2.1", RateClass::Queries, 6, 100),
+            [2, 0, 4]
+        );
     }
 
     #[test]

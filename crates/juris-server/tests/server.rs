@@ -1167,6 +1167,40 @@ fn rd0_is_answered_from_the_cache_only() {
     assert_eq!(over_tcp.response_code(), ResponseCode::Refused);
 }
 
+/// A server with `rate_limit` and WWW in its cache.
+fn limited_server(rate_limit: juris_server::RateLimitConfig) -> Harness {
+    let h = Harness::start(move |config, _| config.rate_limit = rate_limit);
+    h.insert(WWW, &a_response(WWW, 1));
+    h
+}
+
+/// Ten queries that miss the cache: nx-0.example.com ... nx-9.example.com.
+fn nx_queries() -> Vec<Vec<u8>> {
+    (0..10u8)
+        .map(|i| {
+            let name = [
+                b"\x04nx-".as_slice(),
+                &[b'0' + i],
+                b"\x07example\x03com\x00",
+            ]
+            .concat();
+            query(u16::from(i), 0x0100, &name, 1, None)
+        })
+        .collect()
+}
+
+/// Five queries of class CH (3): REFUSED.
+fn chaos_queries() -> Vec<Vec<u8>> {
+    (0..5)
+        .map(|i| {
+            let mut q = query(i, 0x0100, WWW, 1, None);
+            let class_at = q.len() - 1;
+            q[class_at] = 3;
+            q
+        })
+        .collect()
+}
+
 /// Sends every query of `queries` from `from` (an address of 127.0.0.0/8), then reads the
 /// `expect` responses and checks that no more come (the rest were dropped).
 fn flood(addr: SocketAddr, from: Ipv4Addr, queries: &[Vec<u8>], expect: usize) -> Vec<Message> {
@@ -1234,14 +1268,7 @@ fn a_flooding_client_is_rate_limited_while_others_are_answered() {
         .all(|m| !m.truncated() && m.answers().len() == 1));
     // REFUSED responses have their own rate (2): 5 queries of class CH, 2 refused, then 3
     // limited: one slipped (TC=1, REFUSED kept), two dropped.
-    let chaos: Vec<Vec<u8>> = (0..5)
-        .map(|i| {
-            let mut q = query(i, 0x0100, WWW, 1, None);
-            let class_at = q.len() - 1;
-            q[class_at] = 3;
-            q
-        })
-        .collect();
+    let chaos = chaos_queries();
     let refused = flood(h.addr, Ipv4Addr::new(127, 0, 0, 4), &chaos, 3);
     assert!(refused
         .iter()
@@ -1264,27 +1291,14 @@ fn a_random_subdomain_flooder_is_limited_on_its_misses_while_its_hits_are_answer
     use juris_server::{RateClass, RateLimitConfig, Rates};
     let mut rates = Rates::default();
     rates.set(RateClass::Misses, 3);
-    let h = Harness::start(|config, _| {
-        config.rate_limit = RateLimitConfig {
-            rates,
-            slip: 2,
-            ipv4_prefix_len: 32,
-            ..RateLimitConfig::default()
-        };
+    let h = limited_server(RateLimitConfig {
+        rates,
+        slip: 2,
+        ipv4_prefix_len: 32,
+        ..RateLimitConfig::default()
     });
-    h.insert(WWW, &a_response(WWW, 1));
     // nx-0.example.com ... nx-9.example.com: every one a cache miss.
-    let misses: Vec<Vec<u8>> = (0..10u8)
-        .map(|i| {
-            let name = [
-                b"\x04nx-".as_slice(),
-                &[b'0' + i],
-                b"\x07example\x03com\x00",
-            ]
-            .concat();
-            query(u16::from(i), 0x0100, &name, 1, None)
-        })
-        .collect();
+    let misses = nx_queries();
     // The clock stands still: 3 misses are resolved (this harness has no upstream: SERVFAIL),
     // 7 are limited before any resolution: every second one (3) slipped as TC=1, 4 dropped.
     let responses = flood(h.addr, Ipv4Addr::new(127, 0, 0, 5), &misses, 6);
@@ -1309,4 +1323,39 @@ fn a_random_subdomain_flooder_is_limited_on_its_misses_while_its_hits_are_answer
     let class = RateClass::Misses as usize;
     assert_eq!(stats.rate_limited[0][class], 4, "dropped misses");
     assert_eq!(stats.rate_limited[1][class], 3, "slipped misses");
+}
+
+#[test]
+fn limited_misses_are_all_dropped_with_a_misses_slip_of_0_while_other_classes_still_slip() {
+    use juris_server::{RateClass, RateLimitConfig, Rates};
+    let mut rates = Rates::default();
+    rates.set(RateClass::Misses, 3);
+    rates.set(RateClass::Refused, 2);
+    let h = limited_server(RateLimitConfig {
+        rates,
+        slip: 2,
+        misses_slip: Some(0),
+        ipv4_prefix_len: 32,
+        ..RateLimitConfig::default()
+    });
+    let misses = nx_queries();
+    // The clock stands still: 3 misses are resolved (SERVFAIL: no upstream here), the 7
+    // limited ones are all dropped: not one truncated answer.
+    let responses = flood(h.addr, Ipv4Addr::new(127, 0, 0, 7), &misses, 3);
+    assert!(responses.iter().all(|m| !m.truncated()));
+    // The same client's hits are answered.
+    let www: Vec<Vec<u8>> = (0..5).map(|i| query(i, 0x0100, WWW, 1, None)).collect();
+    let hits = flood(h.addr, Ipv4Addr::new(127, 0, 0, 7), &www, 5);
+    assert!(hits
+        .iter()
+        .all(|m| !m.truncated() && m.answers().len() == 1));
+    // Another class keeps `slip`: 5 REFUSED at a rate of 2, 3 limited, one of them slipped.
+    let chaos = chaos_queries();
+    let refused = flood(h.addr, Ipv4Addr::new(127, 0, 0, 7), &chaos, 3);
+    assert_eq!(refused.iter().filter(|m| m.truncated()).count(), 1);
+    let stats = h.server().stats();
+    let class = RateClass::Misses as usize;
+    assert_eq!(stats.rate_limited[0][class], 7, "dropped misses");
+    assert_eq!(stats.rate_limited[1][class], 0, "slipped misses");
+    assert_eq!(stats.rate_limited[1][RateClass::Refused as usize], 1);
 }

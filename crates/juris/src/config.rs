@@ -757,6 +757,9 @@ pub struct RawRateLimit {
     /// Every `slip`-th limited response is sent truncated (TC=1) instead of dropped; 0 drops
     /// all. Default 2.
     pub slip: u32,
+    /// `slip` for the limited cache misses alone (`misses_per_second`), 0..=10: 0 drops
+    /// every one, so a random-subdomain flood costs no answer. Default: `slip`.
+    pub misses_slip: Option<u32>,
     /// Seconds over which a flood is remembered (the most debt an account can have, in
     /// seconds of its rate). Default 15.
     pub window: u32,
@@ -788,6 +791,7 @@ impl Default for RawRateLimit {
             errors_per_second: 0,
             misses_per_second: 0,
             slip: d.slip,
+            misses_slip: None,
             window: d.window,
             ipv4_prefix_len: d.ipv4_prefix_len,
             ipv6_prefix_len: d.ipv6_prefix_len,
@@ -875,10 +879,20 @@ pub fn rate_limit_config(raw: &RawRateLimit) -> Result<juris_server::RateLimitCo
             rates: classes(rates),
         });
     }
+    if raw
+        .misses_slip
+        .is_some_and(|slip| slip > juris_server::ratelimit::MAX_SLIP)
+    {
+        return Err(invalid(
+            "server.rate_limit.misses_slip",
+            "must be between 0 and 10",
+        ));
+    }
     let config = RateLimitConfig {
         rates: classes(global),
         prefixes,
         slip: raw.slip,
+        misses_slip: raw.misses_slip,
         window: raw.window,
         ipv4_prefix_len: raw.ipv4_prefix_len,
         ipv6_prefix_len: raw.ipv6_prefix_len,
@@ -982,8 +996,9 @@ pub struct RawResolver {
     /// Allow upstreams on loopback/local addresses. Default false, but implied when the root
     /// hints or the forwarders are themselves on loopback.
     pub allow_loopback_upstreams: bool,
-    /// `[resolver.limits]`.
-    pub limits: RawLimits,
+    /// `[resolver.limits]`: read straight into the resolver's own type (its fields are the
+    /// keys, `juris_resolver::Limits`; checked by `Limits::validate`).
+    pub limits: juris_resolver::Limits,
 }
 
 impl Default for RawResolver {
@@ -999,79 +1014,7 @@ impl Default for RawResolver {
             ipv4: true,
             ipv6: true,
             allow_loopback_upstreams: false,
-            limits: RawLimits::default(),
-        }
-    }
-}
-
-/// `[resolver.limits]`: work allowed per client query.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct RawLimits {
-    /// Default 30.
-    pub max_referrals: u32,
-    /// Default 12.
-    pub max_cname_chain: u32,
-    /// Default 16.
-    pub max_ns_lookups: u32,
-    /// Default 4.
-    pub max_ns_lookups_per_zone: u32,
-    /// Default 64.
-    pub max_upstream_queries: u32,
-    /// Default 6.
-    pub max_depth: u32,
-    /// Upstream queries outstanding at once to one zone's servers; beyond it a client query
-    /// needing that zone gets SERVFAIL (or a stale answer) at once. 0 = no cap. Default 250.
-    pub max_outstanding_per_zone: u32,
-    /// Upstream queries outstanding at once in total. 0 = no cap. Default 1000.
-    pub max_outstanding: u32,
-    /// Upstream TCP connections open at once to one server. Default 2.
-    pub tcp_connections_per_server: u32,
-    /// Upstream TCP connections open at once in all. Default 128.
-    pub tcp_connections: u32,
-    /// Queries outstanding at once on one upstream TCP connection (pipelining). Default 16.
-    pub tcp_queries_per_connection: u32,
-    /// How long an idle upstream TCP connection is kept, milliseconds. Default 10000.
-    pub tcp_idle_ms: u64,
-    /// Servers whose health (SRTT, back-off, EDNS support, cookies) is kept. Default 100000.
-    pub infra_servers: u32,
-    /// Zone cuts kept, and as many name server address sets. Default 200000.
-    pub delegation_entries: u32,
-    /// Followed CNAME/DNAME records kept. Default 100000.
-    pub redirect_entries: u32,
-    /// Zones whose DS data from referrals is kept. Default 50000.
-    pub referral_ds_zones: u32,
-    /// Zones whose DNSSEC state is kept. Default 50000.
-    pub validated_zones: u32,
-    /// Zones whose validated NSEC/NSEC3 ranges are kept. Default 10000.
-    pub aggressive_nsec_zones: u32,
-    /// Resolution failures remembered (RFC 9520). Default 100000.
-    pub remembered_failures: u32,
-}
-
-impl Default for RawLimits {
-    fn default() -> Self {
-        let l = juris_resolver::Limits::default();
-        Self {
-            max_referrals: l.max_referrals,
-            max_cname_chain: l.max_cname_chain,
-            max_ns_lookups: l.max_ns_lookups,
-            max_ns_lookups_per_zone: l.max_ns_lookups_per_zone,
-            max_upstream_queries: l.max_upstream_queries,
-            max_depth: l.max_depth,
-            max_outstanding_per_zone: l.max_outstanding_per_zone,
-            max_outstanding: l.max_outstanding,
-            tcp_connections_per_server: l.tcp_connections_per_server,
-            tcp_connections: l.tcp_connections,
-            tcp_queries_per_connection: l.tcp_queries_per_connection,
-            tcp_idle_ms: l.tcp_idle_ms,
-            infra_servers: l.infra_servers,
-            delegation_entries: l.delegation_entries,
-            redirect_entries: l.redirect_entries,
-            referral_ds_zones: l.referral_ds_zones,
-            validated_zones: l.validated_zones,
-            aggressive_nsec_zones: l.aggressive_nsec_zones,
-            remembered_failures: l.remembered_failures,
+            limits: juris_resolver::Limits::default(),
         }
     }
 }
@@ -1830,7 +1773,7 @@ fn policy_settings(raw: &RawPolicy) -> Result<juris_server::PolicySettings, Conf
 }
 
 fn resolver_config(raw: &RawResolver) -> Result<juris_resolver::ResolverConfig, ConfigError> {
-    use juris_resolver::{Limits, Mode, ResolverConfig};
+    use juris_resolver::{Mode, ResolverConfig};
 
     let mode = if raw.forward.is_empty() {
         let root_hints = match &raw.root_hints {
@@ -1882,44 +1825,10 @@ fn resolver_config(raw: &RawResolver) -> Result<juris_resolver::ResolverConfig, 
             "must be at least resolver.query_timeout_ms",
         ));
     }
-    let limits = &raw.limits;
-    for (key, value) in [
-        ("max_referrals", limits.max_referrals),
-        ("max_cname_chain", limits.max_cname_chain),
-        ("max_ns_lookups", limits.max_ns_lookups),
-        ("max_ns_lookups_per_zone", limits.max_ns_lookups_per_zone),
-        ("max_upstream_queries", limits.max_upstream_queries),
-        ("max_depth", limits.max_depth),
-        (
-            "tcp_connections_per_server",
-            limits.tcp_connections_per_server,
-        ),
-        ("tcp_connections", limits.tcp_connections),
-        (
-            "tcp_queries_per_connection",
-            limits.tcp_queries_per_connection,
-        ),
-        ("infra_servers", limits.infra_servers),
-        ("delegation_entries", limits.delegation_entries),
-        ("redirect_entries", limits.redirect_entries),
-        ("referral_ds_zones", limits.referral_ds_zones),
-        ("validated_zones", limits.validated_zones),
-        ("aggressive_nsec_zones", limits.aggressive_nsec_zones),
-        ("remembered_failures", limits.remembered_failures),
-    ] {
-        if value == 0 {
-            return Err(invalid(format!("resolver.limits.{key}"), "must be above 0"));
-        }
-    }
-    if limits.tcp_connections_per_server > limits.tcp_connections {
-        return Err(invalid(
-            "resolver.limits.tcp_connections_per_server",
-            "must be at most resolver.limits.tcp_connections",
-        ));
-    }
-    if limits.tcp_idle_ms == 0 {
-        return Err(invalid("resolver.limits.tcp_idle_ms", "must be above 0"));
-    }
+    const LIMITS: &str = "resolver.limits.";
+    raw.limits
+        .validate()
+        .map_err(|e| invalid(format!("{LIMITS}{}", e.field), e.reason(LIMITS)))?;
     // An operator who points the hints or forwarders at loopback means it.
     let upstreams_on_loopback = match &mode {
         Mode::Recursive { root_hints } => root_hints.iter().all(|(_, a)| a.is_loopback()),
@@ -1932,27 +1841,7 @@ fn resolver_config(raw: &RawResolver) -> Result<juris_resolver::ResolverConfig, 
         edns_buffer_size: raw.edns_buffer_size,
         query_timeout: Duration::from_millis(raw.query_timeout_ms),
         resolution_deadline: Duration::from_millis(raw.resolution_deadline_ms),
-        limits: Limits {
-            max_referrals: limits.max_referrals,
-            max_cname_chain: limits.max_cname_chain,
-            max_ns_lookups: limits.max_ns_lookups,
-            max_ns_lookups_per_zone: limits.max_ns_lookups_per_zone,
-            max_upstream_queries: limits.max_upstream_queries,
-            max_depth: limits.max_depth,
-            max_outstanding_per_zone: limits.max_outstanding_per_zone,
-            max_outstanding: limits.max_outstanding,
-            tcp_connections_per_server: limits.tcp_connections_per_server,
-            tcp_connections: limits.tcp_connections,
-            tcp_queries_per_connection: limits.tcp_queries_per_connection,
-            tcp_idle_ms: limits.tcp_idle_ms,
-            infra_servers: limits.infra_servers,
-            delegation_entries: limits.delegation_entries,
-            redirect_entries: limits.redirect_entries,
-            referral_ds_zones: limits.referral_ds_zones,
-            validated_zones: limits.validated_zones,
-            aggressive_nsec_zones: limits.aggressive_nsec_zones,
-            remembered_failures: limits.remembered_failures,
-        },
+        limits: raw.limits.clone(),
         ipv4: raw.ipv4,
         ipv6: raw.ipv6,
         allow_loopback_upstreams: raw.allow_loopback_upstreams || upstreams_on_loopback,
@@ -2220,6 +2109,25 @@ tcp_idle_ms = 2000
             .unwrap()
             .rate_limit
             .is_enabled());
+    }
+
+    #[test]
+    fn the_misses_slip_defaults_to_slip_and_is_checked_by_name() {
+        use juris_server::RateClass;
+        let read = |text: &str| {
+            let raw =
+                RawConfig::from_toml(&format!("[server.rate_limit]\n{text}\n"), "t.toml").unwrap();
+            Settings::from_raw(&raw).map(|s| {
+                let limits = s.rate_limit;
+                (limits.slip, limits.slip_of(RateClass::Misses))
+            })
+        };
+        assert_eq!(read("").unwrap(), (2, 2));
+        assert_eq!(read("slip = 3").unwrap(), (3, 3), "slip's value by default");
+        assert_eq!(read("misses_slip = 0").unwrap(), (2, 0));
+        assert_eq!(read("slip = 1\nmisses_slip = 10").unwrap(), (1, 10));
+        let error = read("misses_slip = 11").unwrap_err().to_string();
+        assert!(error.contains("server.rate_limit.misses_slip"), "{error}");
     }
 
     #[test]
