@@ -59,6 +59,7 @@ mod resolver;
 mod root_hints;
 pub mod tap;
 mod tcp_pool;
+mod udp_sockets;
 mod upstream;
 pub mod wire;
 

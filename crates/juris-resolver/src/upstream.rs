@@ -1,10 +1,12 @@
-//! Upstream transport: one query to one server over UDP (fresh socket, random source port and
-//! ID), with a retry over TCP when the answer is truncated.
+//! Upstream transport: one query to one server over UDP (fresh random source port and ID),
+//! with a retry over TCP when the answer is truncated.
 //!
-//! The UDP socket is created for the query and closed after it; it is `connect`ed to the
-//! server, which binds it to a kernel-chosen random ephemeral port and makes the kernel drop
-//! datagrams from any other address (an ICMP port unreachable from the server ends the
-//! exchange at once as a socket error instead of waiting for the timeout).
+//! The UDP socket is `connect`ed to the server for the query, which binds it to a
+//! kernel-chosen random ephemeral port and makes the kernel drop datagrams from any other
+//! address (an ICMP port unreachable from the server ends the exchange at once as a socket
+//! error instead of waiting for the timeout). After a clean exchange the socket is
+//! disconnected, which releases the port, and kept for a later query, which draws a new one
+//! ([`crate::udp_sockets`]; a socket that saw an error or a timeout is closed).
 //!
 //! Responses are accepted only if they come from the address the query went to, carry the
 //! query's ID and QR=1, and repeat the question (name compared case-insensitively, type,
@@ -51,8 +53,6 @@ use domain::base::iana::{Class, Opcode, Rcode};
 use domain::base::name::{FlattenInto, ToLabelIter};
 use domain::base::{Message, Name, ParsedName, Rtype, ToName};
 use domain::rdata::AllRecordData;
-use socket2::{Domain, Protocol, Socket, Type};
-use tokio::net::UdpSocket;
 use tokio::time::{timeout_at, Instant};
 
 use crate::infra::ServerCookie;
@@ -380,34 +380,6 @@ fn build_query(
     Ok(query)
 }
 
-/// A fresh, non-blocking UDP socket connected to `server`, with `query` already sent.
-///
-/// `connect` binds a kernel-chosen random ephemeral port (no separate `bind`), makes the
-/// kernel drop datagrams from any other address and lets `send`/`recv` skip the per-call
-/// address and route work. The query is sent before the socket is handed to tokio, so the
-/// send does not wait for the reactor to report the new socket writable (a scheduler round
-/// trip per query); the answer cannot be missed, since registering reports the readiness
-/// the socket already has.
-fn udp_socket_sent(server: SocketAddr, query: &[u8]) -> io::Result<(UdpSocket, bool)> {
-    let domain = match server {
-        SocketAddr::V4(_) => Domain::IPV4,
-        SocketAddr::V6(_) => Domain::IPV6,
-    };
-    let socket = Socket::new_raw(
-        domain,
-        Type::DGRAM.nonblocking().cloexec(),
-        Some(Protocol::UDP),
-    )?;
-    socket.connect(&server.into())?;
-    let sent = match socket.send(query) {
-        Ok(_) => true,
-        Err(e) if e.kind() == io::ErrorKind::WouldBlock => false,
-        Err(e) => return Err(e),
-    };
-    let socket = UdpSocket::from_std(std::net::UdpSocket::from(socket))?;
-    Ok((socket, sent))
-}
-
 /// The largest UDP answer accepted for a query advertising `edns_buffer_size` (at least 512,
 /// RFC 1035 §2.3.4). The receive buffer has one byte more, so that a server sending more than
 /// we advertised is noticed (and asked again over TCP) rather than silently cut.
@@ -459,8 +431,9 @@ async fn udp_exchange(
     expected: Expected<'_>,
     edns_buffer_size: u16,
 ) -> Result<Option<Response>, UpstreamError> {
-    // A fresh socket per query: the kernel picks a random ephemeral source port.
-    let (socket, sent) = udp_socket_sent(server, query)?;
+    // A fresh random ephemeral source port per query, drawn by the kernel on connect (a new
+    // socket, or a kept one whose port was released: crate::udp_sockets).
+    let (socket, sent) = crate::udp_sockets::connected_sent(server, query)?;
     if !sent {
         socket.send(query).await?;
     }
@@ -479,7 +452,11 @@ async fn udp_exchange(
         let oversize = len > limit;
         let bytes = buffer.freeze();
         match expected.check(bytes, false, oversize) {
-            Ok(parsed) => return Ok(parsed),
+            Ok(parsed) => {
+                // A clean exchange: the socket is kept for another query (port released).
+                crate::udp_sockets::give_back(socket, server.is_ipv6());
+                return Ok(parsed);
+            }
             Err(UpstreamError::Mismatch) => {
                 tracing::debug!(%server, "ignoring response that does not match the query (ID, question or client cookie)");
                 continue;
