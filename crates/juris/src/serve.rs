@@ -434,6 +434,10 @@ pub fn run(
         // A change the follower's thread had not written to the snapshot yet.
         follower.flush_snapshot();
     }
+    if let Some(publisher) = &publisher {
+        // The followers' serials as last seen (the proof's thread writes them as they come).
+        publisher.save_proof();
+    }
     server.shutdown();
     status.write(false);
     if let Some(daily) = &status.daily {

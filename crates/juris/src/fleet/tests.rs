@@ -908,3 +908,80 @@ fn a_corrupt_truncated_old_or_foreign_snapshot_is_refused_with_its_reason_and_th
         .start_from_snapshot()
         .unwrap());
 }
+
+/// Design 0043: the proof of enforcement is kept on disk (`fleet-followers.json`): a
+/// restarted primary (same data directory, same orders) shows per order the nodes where it
+/// is in force, their serial and since when, before any follower asks again.
+#[test]
+fn a_restarted_primary_still_shows_where_each_order_is_in_force_and_since_when() {
+    let key = TsigKey::generate("edge-1", "").unwrap();
+    let mut primary = settings(vec![key.clone()]);
+    primary.followers = vec![super::proof::FollowerSpec {
+        name: "edge-1-node".into(),
+        key: Some("edge-1.".into()),
+        address: None,
+    }];
+    let data = tempfile::tempdir().unwrap();
+    let start = |orders: Vec<Arc<Order>>| {
+        let publisher = Arc::new(Publisher::new(&primary).unwrap());
+        publisher.persist_to(data.path());
+        publisher.publish(orders);
+        publisher
+    };
+    let first = start(vec![
+        order("IT-1", &["kickasstorrents.to"]),
+        order("IT-2", &["other.test"]),
+    ]);
+    let address = first.start("127.0.0.1:0".parse().unwrap()).unwrap();
+    let edge_data = tempfile::tempdir().unwrap();
+    let mut follow = settings(vec![key.clone()]);
+    follow.xfr_listen = None;
+    follow.follow = Some(address);
+    let edge = Follower::new(&follow, edge_data.path()).unwrap();
+    assert!(edge.transfer_once().unwrap());
+    enforce(&edge);
+    let before = proof(&first, "IT-1");
+    assert!(before.in_force_everywhere, "{before:?}");
+    assert!(before.nodes[0].since.is_some());
+    // The proof's thread writes the change (polled: it runs beside this test).
+    let file = super::proof::ProofFile::new(data.path());
+    let written = || {
+        file.read().is_some_and(|saved| {
+            saved.orders.contains_key("IT-1")
+                && saved.nodes.get("edge-1-node").is_some_and(|n| {
+                    serde_json::to_value(n).unwrap()["history"]
+                        .as_array()
+                        .is_some_and(|h| !h.is_empty())
+                })
+        })
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while !written() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the proof was not written"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    drop(first);
+
+    // Restarted with the same orders; nobody has asked it anything yet.
+    let second = start(vec![
+        order("IT-1", &["kickasstorrents.to"]),
+        order("IT-2", &["other.test"]),
+    ]);
+    assert_eq!(proof(&second, "IT-1"), before);
+    assert!(proof(&second, "IT-2").in_force_everywhere);
+    let status = second.status();
+    assert_eq!(status["followers"][0]["name"], "edge-1-node", "{status}");
+    assert_eq!(status["followers"][0]["in_sync"], 1, "{status}");
+
+    // A new version of IT-1 after the restart is in force nowhere until reported; IT-2
+    // keeps its serial and nodes.
+    second.publish(vec![
+        order("IT-1", &["kickasstorrents.to", "mirror.test"]),
+        order("IT-2", &["other.test"]),
+    ]);
+    assert_eq!(proof(&second, "IT-1").missing, ["edge-1-node"]);
+    assert!(proof(&second, "IT-2").in_force_everywhere);
+}
