@@ -824,16 +824,23 @@ impl Publisher {
         {
             self.proof_changed(None);
         }
+        // The whole zone is streamed from the zone itself (design 0043): a copy of millions of
+        // records before the first message outlasted the follower's read timeout at 10M names.
+        let mut whole = false;
         let plan: Vec<Rr> = if qtype == Rtype::SOA {
-            vec![soa]
+            vec![soa.clone()]
         } else if qtype == Rtype::AXFR && tcp {
-            full(&soa, &records)
+            whole = true;
+            Vec::new()
         } else if qtype == Rtype::IXFR && tcp {
             match theirs {
-                Some(theirs) if theirs == serial => vec![soa],
+                Some(theirs) if theirs == serial => vec![soa.clone()],
                 Some(theirs) => match deltas(state.journal.get(&apex), theirs, serial) {
                     Some(deltas) => incremental(&soa, &apex, &self.suffix, &deltas),
-                    None => full(&soa, &records),
+                    None => {
+                        whole = true;
+                        Vec::new()
+                    }
                 },
                 None => {
                     drop(state);
@@ -842,17 +849,27 @@ impl Publisher {
             }
         } else if (qtype == Rtype::AXFR || qtype == Rtype::IXFR) && !tcp {
             // Over UDP, an IXFR gets the SOA only (RFC 1995 §2: the client retries over TCP).
-            vec![soa]
+            vec![soa.clone()]
         } else {
             drop(state);
             return reply(&mut sequence, Rcode::REFUSED);
         };
         drop(state);
-        // A publish meanwhile changes the zone in place (no copy) once no one holds it.
-        drop(records);
-        debug!(%source, zone = %apex, %qtype, records = plan.len(), "fleet: transfer");
+        // A publish meanwhile changes the zone in place (no copy) once no one holds it; while
+        // a whole zone streams, a publish copies it instead.
+        let zone = whole.then_some(records);
+        let records_count = zone.as_ref().map_or(plan.len(), |z| z.len() + 2);
+        debug!(%source, zone = %apex, %qtype, records = records_count, "fleet: transfer");
+        let streamed: Box<dyn Iterator<Item = &Rr>> = match &zone {
+            Some(zone) => Box::new(
+                std::iter::once(&soa)
+                    .chain(zone.keys())
+                    .chain(std::iter::once(&soa)),
+            ),
+            None => Box::new(plan.iter()),
+        };
         let mut builder = MessageBuilder::new_vec().start_answer(&message, Rcode::NOERROR);
-        for rr in &plan {
+        for rr in streamed {
             let Ok(answer) = builder.as_mut() else {
                 return Vec::new();
             };
@@ -1042,15 +1059,6 @@ fn finish(builder: AnswerBuilder<Vec<u8>>, sequence: &mut Option<ServerSequence<
         }
     }
     additional.finish()
-}
-
-/// SOA, every record, SOA.
-fn full(soa: &Rr, records: &Zone) -> Vec<Rr> {
-    let mut plan = Vec::with_capacity(records.len() + 2);
-    plan.push(soa.clone());
-    plan.extend(records.keys().cloned());
-    plan.push(soa.clone());
-    plan
 }
 
 /// The deltas from `theirs` to `ours`, if the journal reaches back to `theirs`.
