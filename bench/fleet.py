@@ -14,6 +14,12 @@
 4. The primary and follower 1 are stopped; follower 1 restarts from its snapshot: time from
    the process start to the first blocked answer (a name of the big policy).
 
+  bench/fleet.py --restart-only --names 10000000
+
+only measures step 4 (design 0043): one primary (order files, 1M names per order), one
+follower; once the follower's snapshot holds its validated orders, both stop and the follower
+restarts with the primary unreachable: time from exec to the first blocked answer.
+
 Needs root? No. Needs: python3-dnspython, dig (bind9-dnsutils). Prints a markdown report and
 writes it to bench/work/fleet/report.md. Every process is killed on exit.
 """
@@ -119,10 +125,85 @@ def ixfr_bytes(key, zone, serial):
     return int(m.group(3)), int(m.group(1))
 
 
+def snapshot_validated(path):
+    """Whether the snapshot at `path` is complete (format 3) and holds validated orders."""
+    try:
+        with open(path, "rb") as f:
+            f.seek(0, os.SEEK_END)
+            size = f.tell()
+            end = b"\nJURIS-END3\n"
+            if size < len(end) + 4:
+                return False
+            f.seek(size - len(end) - 4)
+            tail = f.read()
+            if tail[4:] != end:
+                return False
+            length = int.from_bytes(tail[:4], "big")
+            f.seek(size - len(end) - 4 - length)
+            footer = json.loads(f.read(length))
+            return footer.get("validated") is not None
+    except (OSError, ValueError):
+        return False
+
+
+def free_gib():
+    with open("/proc/meminfo") as f:
+        info = dict(line.split(":", 1) for line in f)
+    return int(info["MemAvailable"].split()[0]) / 2**20
+
+
+def restart_only(a, juris, w, names, common, keys):
+    """Step 4 alone, at --names (design 0043): a follower restarts from its snapshot."""
+    primary = start([juris, *common, "--config", w("primary.toml"), "--data-dir", w("primary"),
+                     "--listen", f"{PRIMARY_DNS[0]}:{PRIMARY_DNS[1]}", "--orders", w("orders"),
+                     "--api-listen", "none"], w("primary.log"))
+    started = time.monotonic()
+    until("the primary", lambda: blocked(PRIMARY_DNS, names[0]) is True, 3600)
+    primary_ready = time.monotonic() - started
+    name, addr = FOLLOWERS[0]
+    os.makedirs(w(name), exist_ok=True)
+    follow = lambda: start([juris, *common, "--data-dir", w(name), "--listen", f"{addr[0]}:{addr[1]}",  # noqa: E731
+                            "--api-listen", "none", "--follow", f"{PRIMARY_XFR[0]}:{PRIMARY_XFR[1]}",
+                            "--tsig-key", keys[name]], w(f"{name}.log"))
+    started = time.monotonic()
+    edge = follow()
+    until("the follower", lambda: blocked(addr, names[-1]) is True, 3600)
+    follower_ready = time.monotonic() - started
+    snapshot = w(name, "fleet-snapshot.json")
+    until("the follower's snapshot with validated orders", lambda: snapshot_validated(snapshot), 3600)
+    snapshot_written = time.monotonic() - started
+    stop(primary)
+    stop(edge)
+    size = os.path.getsize(snapshot)
+    memory = free_gib()
+    load = os.getloadavg()
+    started = time.monotonic()
+    edge = follow()
+    until("the restarted follower", lambda: blocked(addr, names[a.names // 2], 0.2) is True, 600)
+    restart = time.monotonic() - started
+    stop(edge)
+    report = [f"## Fleet restart from the snapshot ({time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())})", "",
+              f"{a.names:,} names for Italy ({(a.names + gen.MAX_TARGETS - 1) // gen.MAX_TARGETS} orders), "
+              f"`{juris}`, 1 worker thread.", "",
+              "| measure | value |", "|---|---|",
+              f"| primary: start to first blocked answer | {primary_ready:.1f} s |",
+              f"| follower: start (AXFR) to enforcing | {follower_ready:.1f} s |",
+              f"| follower: start to its snapshot written with validated orders | {snapshot_written:.1f} s |",
+              f"| **follower restarted from its snapshot ({size / 1e6:.0f} MB), primary down: exec to first blocked answer** | **{restart:.1f} s** |",
+              f"| memory available before the restart | {memory:.1f} GiB |",
+              f"| load average before the restart (1/5/15 min) | {load[0]:.1f} / {load[1]:.1f} / {load[2]:.1f} |"]
+    text = "\n".join(report) + "\n"
+    print(text)
+    with open(w("report.md"), "w") as f:
+        f.write(text)
+
+
 def main():
     p = argparse.ArgumentParser()
     p.add_argument("--names", type=int, default=1_000_000)
     p.add_argument("--changes", type=int, default=100)
+    p.add_argument("--restart-only", action="store_true",
+                   help="only the follower's restart from its snapshot (one follower, no changes)")
     p.add_argument("--juris", default=os.path.join(HERE, "..", "target", "release", "juris"))
     p.add_argument("--work", default=os.path.join(HERE, "work", "fleet"))
     a = p.parse_args()
@@ -160,6 +241,8 @@ def main():
     with open(w("root.hints"), "w") as f:
         f.write(".  3600000  NS  a.root.bench.\na.root.bench.  3600000  A  127.0.0.254\n")
     common = ["serve", "--threads", "1", "--geoip", mmdb, "--root-hints", w("root.hints")]
+    if a.restart_only:
+        return restart_only(a, juris, w, names, common, keys)
     started = time.monotonic()
     primary = start([juris, *common, "--config", w("primary.toml"), "--data-dir", w("primary"),
                      "--listen", f"{PRIMARY_DNS[0]}:{PRIMARY_DNS[1]}", "--orders", w("orders"),

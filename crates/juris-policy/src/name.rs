@@ -75,10 +75,21 @@ pub fn normalize_name(text: &str) -> Result<String, NameError> {
         )
         .map_err(|_| NameError::Idna)?;
     let ascii = ascii.into_owned();
-    if ascii.len() > MAX_NAME_TEXT {
-        return Err(NameError::NameTooLong { len: ascii.len() });
+    check_normal(&ascii)?;
+    Ok(ascii)
+}
+
+/// Whether `name` has the form [`normalize_name`] gives (RFC 1035 limits, lower-case host-name
+/// alphabet, no empty label, no trailing dot). It does not apply the IDNA mapping: a name that
+/// passes is one `normalize_name` could have produced, not necessarily from this text.
+pub(crate) fn check_normal(name: &str) -> Result<(), NameError> {
+    if name.is_empty() {
+        return Err(NameError::Empty);
     }
-    for label in ascii.split('.') {
+    if name.len() > MAX_NAME_TEXT {
+        return Err(NameError::NameTooLong { len: name.len() });
+    }
+    for label in name.split('.') {
         if label.is_empty() {
             return Err(NameError::EmptyLabel);
         }
@@ -95,7 +106,7 @@ pub fn normalize_name(text: &str) -> Result<String, NameError> {
             return Err(NameError::Character(c));
         }
     }
-    Ok(ascii)
+    Ok(())
 }
 
 /// Turns a name in presentation format into the lower-cased, uncompressed wire format that

@@ -556,6 +556,29 @@ impl Errors {
 }
 
 impl ValidatedTarget {
+    /// A target validated before, with the same rules, and kept in its normalised form (an
+    /// edge's snapshot records the digest of the rules it was validated with). Only the form
+    /// is checked — a name as [`normalize_name`](crate::normalize_name) writes it (limits,
+    /// lower-case host-name alphabet), a prefix without host bits, the value's type fitting the
+    /// kind — not the IDNA mapping, the TLD, Public-Suffix or broad-prefix checks. `None`: not
+    /// in that form.
+    pub fn from_normal(kind: TargetKind, value: &str) -> Option<ValidatedTarget> {
+        let value = match kind {
+            TargetKind::Subtree | TargetKind::Domain | TargetKind::Nsdname => {
+                crate::name::check_normal(value).ok()?;
+                TargetValue::Name(value.into())
+            }
+            TargetKind::Ip | TargetKind::Nsip => {
+                let net: IpNet = value.parse().ok()?;
+                if net.trunc() != net {
+                    return None;
+                }
+                TargetValue::Prefix(net)
+            }
+        };
+        Some(ValidatedTarget { kind, value })
+    }
+
     /// The kind of target.
     pub fn kind(&self) -> TargetKind {
         self.kind
@@ -590,6 +613,15 @@ impl ValidatedOrder {
     /// The targets, normalised, in the order written.
     pub fn targets(&self) -> &[ValidatedTarget] {
         &self.targets
+    }
+
+    /// This order (validated without targets) with `targets`, validated before with the same
+    /// rules ([`ValidatedTarget::from_normal`]).
+    pub fn with_targets(self, targets: Vec<ValidatedTarget>) -> ValidatedOrder {
+        ValidatedOrder {
+            info: self.info,
+            targets,
+        }
     }
 
     /// The same order with another state (a state change needs no re-validation).

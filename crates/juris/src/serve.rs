@@ -434,6 +434,10 @@ pub fn run(
         // A change the follower's thread had not written to the snapshot yet.
         follower.flush_snapshot();
     }
+    if let Some(publisher) = &publisher {
+        // The followers' serials as last seen (the proof's thread writes them as they come).
+        publisher.save_proof();
+    }
     server.shutdown();
     status.write(false);
     if let Some(daily) = &status.daily {
@@ -487,10 +491,19 @@ fn start_rpz_feeds(settings: &Settings) -> anyhow::Result<Vec<Arc<RpzFeed>>> {
     Ok(feeds)
 }
 
-/// The first transfer of an edge, before the first load: the primary's zone, or else the
-/// snapshot of the last run (the primary may be down), or else nothing yet (the follower's
-/// thread keeps trying).
+/// What an edge starts from, before the first load: the validated orders of its snapshot
+/// when they are usable (design 0043: the follower's thread then resumes by IXFR from the
+/// snapshot's serial); else the primary's zone, or else the records of the snapshot (the
+/// primary may be down), or else nothing yet (the follower's thread keeps trying).
 fn start_following(follower: &Follower) {
+    match follower.start_from_snapshot() {
+        Ok(true) => return,
+        Ok(false) => {}
+        Err(e) => warn!(
+            primary = %follower.primary(),
+            "fleet: the snapshot's validated orders are not used (a transfer, or the snapshot's records validated again, instead): {e}"
+        ),
+    }
     match follower.transfer_once() {
         Ok(_) => info!(primary = %follower.primary(), "fleet: following the primary"),
         Err(e) => {

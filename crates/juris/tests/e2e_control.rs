@@ -946,9 +946,13 @@ fn a_fleet_edge_enforces_the_primarys_orders_and_keeps_them_through_a_restart_wi
         "www.kickasstorrents.to.",
         "192.0.2.10"
     ));
-    assert!(second
-        .stderr()
-        .contains("enforcing the orders of the snapshot"));
+    // From the snapshot's validated orders (design 0043), not its records validated again.
+    let log = second.stderr();
+    assert!(
+        log.contains("enforcing the orders of the snapshot (validated when it was written)"),
+        "{log}"
+    );
+    assert!(!log.contains("validated orders are not used"), "{log}");
 }
 
 /// A TCP relay in front of a fleet primary's XFR listener. Normally it passes everything

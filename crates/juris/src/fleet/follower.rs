@@ -3,9 +3,12 @@
 //! orders from files and the store.
 //!
 //! ```text
-//!  start: AXFR (bounded wait) ─ok─► orders ─► snapshot (DATA_DIR/fleet-snapshot.json)
-//!                             └fail─► the snapshot, if any (a restart during an outage still
-//!                                     enforces the orders it had)
+//!  start: the snapshot's validated orders (same primary, same rules, checksum; design 0043)
+//!           ─ok─► handed to the loader as validated (compile, enforce); the zone records are
+//!                 read on the thread before its first transfer (an IXFR from that serial)
+//!         otherwise: AXFR (bounded wait) ─ok─► orders ─► snapshot (DATA_DIR/fleet-snapshot.json)
+//!                             └fail─► the snapshot's records, if any (a restart during an
+//!                                     outage still enforces the orders it had)
 //!  thread juris-follow (schedule::run, as the RPZ feeds; its report hook tells the primary the
 //!         serial in force): waits for a NOTIFY (the DNS listeners), the SOA refresh (60 s) or the
 //!         retry (10 s) ─► IXFR from our serial (AXFR when we have none; the primary answers
@@ -15,23 +18,26 @@
 //!                  │                    diff, publish
 //!                  └corrupt─► ERROR, the last good orders stay in force
 //!         snapshot (fleet/snapshot.rs): 1 s after the last transfer, 30 s at most after the
-//!         first it lacks, and at shutdown (off the path to enforcement)
+//!         first it lacks, and at shutdown (off the path to enforcement); with each order as
+//!         validated (only orders whose document changed are validated again)
 //! ```
 
+use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
-use juris_policy::Order;
+use juris_policy::{Order, ValidatedOrder};
 use tracing::{error, info};
 
 use super::schedule;
+use super::snapshot;
 use super::wire;
 use super::zone;
 use super::{unix_now, FleetSettings};
-use crate::orders::LoaderHandle;
+use crate::orders::{LoaderHandle, Safeguards, SourceId};
 
 /// The snapshot's file name in the data directory.
 pub const SNAPSHOT_FILE: &str = "fleet-snapshot.json";
@@ -62,6 +68,67 @@ struct State {
     /// Reports of the serial in force the primary acknowledged.
     reports: u64,
     last_report_error: Option<String>,
+    /// Started from the snapshot's validated orders (design 0043), whose documents are not
+    /// decoded yet (or could not be): what the loader is handed meanwhile.
+    from_snapshot: Option<SnapshotOrders>,
+    /// The snapshot's records are still to be read ([`Follower::complete_snapshot`]).
+    records_pending: bool,
+    /// The content hashes of the decoded documents, from the snapshot: for the loader's
+    /// source, once.
+    seed: Option<HashMap<String, (Arc<Order>, u64)>>,
+}
+
+/// The orders of a start from the snapshot's validated orders.
+#[derive(Debug)]
+struct SnapshotOrders {
+    /// (content hash, order): taken by the first load.
+    validated: Option<Vec<(u64, ValidatedOrder)>>,
+    /// Their ids: later loads are told they are unchanged.
+    ids: Vec<String>,
+}
+
+/// What the follower hands to the loader ([`FleetSource`](crate::orders::FleetSource)).
+#[derive(Debug)]
+pub enum Handed {
+    /// The orders as transferred, and (once, after a start from the snapshot's validated
+    /// orders) the content hash of each document.
+    Documents {
+        /// The orders.
+        orders: Arc<Vec<Arc<Order>>>,
+        /// Content hashes of documents, by id.
+        seed: Option<HashMap<String, (Arc<Order>, u64)>>,
+    },
+    /// The snapshot's orders, validated with the rules in force: (content hash, order).
+    Validated(Vec<(u64, ValidatedOrder)>),
+    /// The snapshot's orders handed before as validated, unchanged: their ids.
+    Unchanged(Vec<String>),
+}
+
+/// One order as the snapshot last wrote it: its document, content hash and validated entry
+/// (`None`: it does not validate, left out).
+#[derive(Debug)]
+struct Checked {
+    document: Arc<Order>,
+    entry: Option<Vec<u8>>,
+}
+
+impl Checked {
+    /// Validates `document` as the loader does for a fleet order and encodes it.
+    fn of(document: &Arc<Order>) -> Checked {
+        let id = SourceId::Fleet {
+            order: document.id.clone(),
+        };
+        let entry = (|| {
+            let content = crate::orders::document_hash(document).ok()?;
+            let valid = Safeguards::validate_document(&id, document).ok()?;
+            let header = serde_json::to_vec(&zone::header_of(document)).ok()?;
+            snapshot::entry(content, &header, &valid)
+        })();
+        Checked {
+            document: Arc::clone(document),
+            entry,
+        }
+    }
 }
 
 /// A follower of one primary.
@@ -72,8 +139,9 @@ pub struct Follower {
     data_dir: PathBuf,
     state: Mutex<State>,
     wake: schedule::Wakes,
-    /// One snapshot write at a time (the thread, shutdown).
-    snapshot_lock: Mutex<()>,
+    /// Each order as the last snapshot wrote it, by id; locked by a write (one at a time:
+    /// the thread, shutdown).
+    checked: Mutex<HashMap<String, Checked>>,
 }
 
 impl std::fmt::Debug for Follower {
@@ -106,7 +174,7 @@ impl Follower {
             data_dir: data_dir.to_owned(),
             state: Mutex::new(State::default()),
             wake: schedule::Wakes::default(),
-            snapshot_lock: Mutex::new(()),
+            checked: Mutex::new(HashMap::new()),
         })
     }
 
@@ -127,10 +195,21 @@ impl Follower {
 
     /// The last good orders, for the loader ([`FleetSource`](crate::orders::FleetSource)):
     /// their serial is what [`loaded`](Self::loaded) then puts in force.
-    pub fn hand_over(&self) -> Option<Arc<Vec<Arc<Order>>>> {
+    pub fn hand_over(&self) -> Option<Handed> {
         let mut state = self.state();
         state.handed = state.copy.serial;
-        state.orders.clone()
+        if let Some(orders) = &state.orders {
+            let orders = Arc::clone(orders);
+            return Some(Handed::Documents {
+                orders,
+                seed: state.seed.take(),
+            });
+        }
+        let from_snapshot = state.from_snapshot.as_mut()?;
+        Some(match from_snapshot.validated.take() {
+            Some(validated) => Handed::Validated(validated),
+            None => Handed::Unchanged(from_snapshot.ids.clone()),
+        })
     }
 
     /// The loader finished a load that read what [`hand_over`](Self::hand_over) gave;
@@ -222,6 +301,7 @@ impl Follower {
     /// [`transfer_once`](Self::transfer_once) without the snapshot (the thread writes it once
     /// transfers are quiet: it is not on the way to enforcement).
     fn fetch(&self) -> Result<bool, String> {
+        self.complete_snapshot();
         schedule::attempt_received(&self.state, &self.origin, |serial, received| {
             self.apply(serial, received)
         })
@@ -286,12 +366,182 @@ impl Follower {
 
     /// Writes what is in force to the snapshot, unless it holds that serial already. A
     /// failure (disk full) is logged and shown in the status; the follower keeps running.
+    /// With each order as validated (design 0043): only the orders whose document changed
+    /// since the last write are validated again.
     fn write_snapshot(&self) {
-        let _writing = self
-            .snapshot_lock
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
-        schedule::save_snapshot(&self.state, &self.origin, &self.snapshot_path());
+        let mut checked = self.checked.lock().unwrap_or_else(PoisonError::into_inner);
+        let Some((serial, records, orders)) =
+            schedule::snapshot_due(&self.state, |state| state.orders.clone())
+        else {
+            return;
+        };
+        let rules = snapshot::rules();
+        let mut next = HashMap::new();
+        let mut entries = Vec::new();
+        if let (Some(_), Some(orders)) = (rules, &orders) {
+            // Sorted by id.
+            for document in orders.iter() {
+                let done = match checked.remove(&document.id) {
+                    Some(done) if Arc::ptr_eq(&done.document, document) => done,
+                    _ => Checked::of(document),
+                };
+                next.insert(document.id.clone(), done);
+            }
+            entries = orders
+                .iter()
+                .filter_map(|o| next.get(&o.id).and_then(|c| c.entry.as_deref()))
+                .collect();
+        }
+        let validated = rules.map(|rules| snapshot::Orders {
+            rules,
+            entries: std::mem::take(&mut entries),
+        });
+        let written = snapshot::write(
+            &self.snapshot_path(),
+            self.origin.primary,
+            &self.origin.zone,
+            serial,
+            &records,
+            validated.as_ref(),
+        );
+        drop(validated);
+        // An IXFR meanwhile changes the copy in place once this lets go.
+        drop(records);
+        *checked = next;
+        schedule::snapshot_written(&self.state, &self.origin, serial, written);
+    }
+
+    /// Starts from the snapshot's validated orders (design 0043): the loader compiles them
+    /// without validating them again; the records are read later on the follower's thread
+    /// ([`complete_snapshot`](Self::complete_snapshot)), before its first transfer.
+    /// `Ok(false)`: no snapshot. `Err`: why its validated orders cannot be used (another
+    /// primary or build, an older format, a failed checksum...): the caller falls back to a
+    /// transfer or the records.
+    pub fn start_from_snapshot(&self) -> Result<bool, String> {
+        let path = self.snapshot_path();
+        let Some(read) = snapshot::read_validated(&path, &self.origin.zone)? else {
+            return Ok(false);
+        };
+        if read.primary != self.origin.primary.to_string() {
+            return Err(format!(
+                "{}: written for the primary {}, not {}",
+                path.display(),
+                read.primary,
+                self.origin.primary
+            ));
+        }
+        let bad = |e: String| format!("{}: not a snapshot: {e}", path.display());
+        let mut validated = Vec::new();
+        let mut ids = Vec::new();
+        for entry in snapshot::entries(&read.section).map_err(bad)? {
+            let header: Order = serde_json::from_slice(entry.header)
+                .map_err(|e| bad(format!("an order document: {e}")))?;
+            let id = SourceId::Fleet {
+                order: header.id.clone(),
+            };
+            let valid =
+                Safeguards::validate_document(&id, &header).map_err(|e| bad(e.to_string()))?;
+            let targets = entry
+                .targets()
+                .map_err(|e| bad(format!("order {}: {e}", header.id)))?;
+            ids.push(header.id);
+            validated.push((entry.content, valid.with_targets(targets)));
+        }
+        drop(read.section);
+        let orders = validated.len();
+        let mut state = self.state();
+        state.copy.serial = Some(read.serial);
+        state.copy.snapshot_serial = Some(read.serial);
+        state.origin = Some("snapshot");
+        state.records_pending = true;
+        state.from_snapshot = Some(SnapshotOrders {
+            validated: Some(validated),
+            ids,
+        });
+        drop(state);
+        info!(
+            primary = %self.origin.primary,
+            path = %path.display(),
+            serial = read.serial,
+            written_at = read.written_at,
+            orders,
+            "fleet: enforcing the orders of the snapshot (validated when it was written); transfers resume from its serial"
+        );
+        Ok(true)
+    }
+
+    /// After [`start_from_snapshot`](Self::start_from_snapshot): reads the snapshot's records
+    /// and decodes the documents, so that transfers resume by IXFR from its serial. On failure
+    /// the orders in force stay and the next transfer is a whole zone.
+    fn complete_snapshot(&self) {
+        let serial = {
+            let mut state = self.state();
+            if !std::mem::take(&mut state.records_pending) {
+                return;
+            }
+            state.copy.serial
+        };
+        let path = self.snapshot_path();
+        let zone = &self.origin.zone;
+        let read = snapshot::read(&path, zone).and_then(|loaded| {
+            let loaded = loaded.ok_or_else(|| format!("{}: gone", path.display()))?;
+            if Some(loaded.serial) != serial {
+                return Err(format!(
+                    "{}: now holds serial {}, not {serial:?}",
+                    path.display(),
+                    loaded.serial
+                ));
+            }
+            let decoded = zone::DecodedOrders::decode(zone, &loaded.records)
+                .map_err(|e| format!("{}: {e}", path.display()))?;
+            Ok((loaded, decoded))
+        });
+        let (loaded, decoded) = match read {
+            Ok(read) => read,
+            Err(e) => {
+                error!(primary = %self.origin.primary, "fleet: the snapshot's zone records are unusable; the orders in force stay, the next transfer is a whole zone: {e}");
+                let mut state = self.state();
+                state.copy.serial = None;
+                state.copy.snapshot_serial = None;
+                return;
+            }
+        };
+        let orders = decoded.orders();
+        // The documents of the validated orders: their content hashes (for the loader's
+        // source) and entries (for the next snapshot) are the file's.
+        let mut seed = HashMap::new();
+        let mut checked = HashMap::new();
+        let entries = loaded.validated.as_deref().map(snapshot::entries);
+        for entry in entries.into_iter().flatten().flatten() {
+            let Ok(header) = serde_json::from_slice::<Order>(entry.header) else {
+                continue;
+            };
+            let Ok(at) = orders.binary_search_by(|o| o.id.cmp(&header.id)) else {
+                continue;
+            };
+            let document = Arc::clone(&orders[at]);
+            seed.insert(header.id.clone(), (Arc::clone(&document), entry.content));
+            checked.insert(
+                header.id,
+                Checked {
+                    document,
+                    entry: Some(entry.bytes.to_vec()),
+                },
+            );
+        }
+        drop(loaded.validated);
+        *self.checked.lock().unwrap_or_else(PoisonError::into_inner) = checked;
+        let mut state = self.state();
+        state.copy.records = Arc::new(loaded.records);
+        state.decoded = decoded;
+        state.orders = Some(Arc::new(orders));
+        state.seed = Some(seed);
+        state.from_snapshot = None;
+        info!(
+            primary = %self.origin.primary,
+            serial = loaded.serial,
+            "fleet: the snapshot's zone records are read; transfers resume from its serial"
+        );
     }
 
     /// Starts from the snapshot in the data directory. `Ok(false)`: there is none.
@@ -346,8 +596,17 @@ impl Follower {
 
     fn run(&self, wakes: &mpsc::Receiver<schedule::Wake>, loader: &LoaderHandle) {
         let refresh = Duration::from_secs(u64::from(zone::REFRESH));
+        let first = {
+            let state = self.state();
+            // Started from the snapshot's validated orders: its records, then an IXFR at once.
+            if state.records_pending {
+                Duration::ZERO
+            } else {
+                schedule::first_wait(&state.copy, refresh)
+            }
+        };
         let timing = schedule::Timing {
-            first: schedule::first_wait(&self.state().copy, refresh),
+            first,
             refresh,
             retry: RETRY,
             snapshot: Some(schedule::SnapshotDelay {

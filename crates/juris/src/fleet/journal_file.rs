@@ -10,6 +10,10 @@
 //!           (followers behind get the whole zone); the file is rewritten (compacted)
 //! ```
 //!
+//! Durability: every appended line is `fdatasync`ed before the publish is served; a rewrite
+//! goes to a temporary file, synced, renamed over the file, the directory synced. A line cut
+//! by a crash (or a torn write) fails to parse: it and everything after it are ignored.
+//!
 //! A zone's digest is the XOR of SHA-256 of each record: updated per delta (O(change),
 //! not O(zone)) and independent of the records' order. It tells our own zones apart; it is
 //! not a defence against someone who can write the data directory.
@@ -101,6 +105,32 @@ fn digests_text(digests: &BTreeMap<String, ZoneDigest>) -> BTreeMap<String, Stri
     digests.iter().map(|(k, v)| (k.clone(), hex(v))).collect()
 }
 
+/// One line of the file: `serial`, the digests after it, the deltas to it; with its newline.
+fn line_text(
+    serial: u32,
+    digests: &BTreeMap<String, ZoneDigest>,
+    deltas: &BTreeMap<String, &Step>,
+) -> std::io::Result<String> {
+    let line = Line {
+        serial,
+        digests: digests_text(digests),
+        deltas: deltas
+            .iter()
+            .map(|(apex, step)| {
+                let text = DeltaText {
+                    from: step.from,
+                    removed: step.removed.iter().map(rr_text).collect(),
+                    added: step.added.iter().map(rr_text).collect(),
+                };
+                (apex.clone(), text)
+            })
+            .collect(),
+    };
+    let mut text = serde_json::to_string(&line).map_err(std::io::Error::other)?;
+    text.push('\n');
+    Ok(text)
+}
+
 /// The journal file of one primary.
 #[derive(Debug)]
 pub struct JournalFile {
@@ -184,28 +214,15 @@ impl JournalFile {
         digests: &BTreeMap<String, ZoneDigest>,
         deltas: &BTreeMap<String, &Step>,
     ) -> std::io::Result<()> {
-        let line = Line {
-            serial,
-            digests: digests_text(digests),
-            deltas: deltas
-                .iter()
-                .map(|(apex, step)| {
-                    let text = DeltaText {
-                        from: step.from,
-                        removed: step.removed.iter().map(rr_text).collect(),
-                        added: step.added.iter().map(rr_text).collect(),
-                    };
-                    (apex.clone(), text)
-                })
-                .collect(),
-        };
-        let mut text = serde_json::to_string(&line).map_err(std::io::Error::other)?;
-        text.push('\n');
+        let text = line_text(serial, digests, deltas)?;
         let mut file = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
             .open(&self.path)?;
         file.write_all(text.as_bytes())?;
+        // Durable before the serial is served (the publisher holds its lock meanwhile): a
+        // restarted primary never goes back behind a serial its followers have.
+        file.sync_data()?;
         self.lines += 1;
         Ok(())
     }
@@ -215,8 +232,9 @@ impl JournalFile {
         self.lines > 2 * self.depth + 1
     }
 
-    /// Rewrites the file (a temporary, then renamed) with what the journal holds: one line
-    /// per serial of the deltas, the last with the digests after `serial`.
+    /// Rewrites the file (a temporary, synced, renamed, the directory synced) with what the
+    /// journal holds: one line per serial of the deltas, the last with the digests after
+    /// `serial`.
     pub fn rewrite(
         &mut self,
         serial: u32,
@@ -234,20 +252,18 @@ impl JournalFile {
             }
         }
         let temporary = self.path.with_extension("jsonl.tmp");
-        let mut staged = JournalFile {
-            path: temporary.clone(),
-            lines: 0,
-            depth: self.depth,
-        };
-        let _ = std::fs::remove_file(&temporary);
+        let mut out = std::io::BufWriter::new(std::fs::File::create(&temporary)?);
         let empty = BTreeMap::new();
         for ((_, to), deltas) in &by_serial {
             // Intermediate lines carry no digests of their own (only the last one counts).
-            staged.append(*to, &empty, deltas)?;
+            out.write_all(line_text(*to, &empty, deltas)?.as_bytes())?;
         }
-        staged.append(serial, digests, &BTreeMap::new())?;
-        std::fs::rename(&temporary, &self.path)?;
-        self.lines = staged.lines;
+        out.write_all(line_text(serial, digests, &BTreeMap::new())?.as_bytes())?;
+        out.into_inner()
+            .map_err(std::io::IntoInnerError::into_error)?
+            .sync_all()?;
+        super::snapshot::replace(&temporary, &self.path)?;
+        self.lines = by_serial.len() + 1;
         Ok(())
     }
 }
@@ -311,5 +327,47 @@ mod tests {
         let again = file.read().unwrap();
         assert_eq!((again.serial, again.digests), (11, d2));
         assert_eq!(again.journal["z."], [step]);
+    }
+
+    /// A torn write (the file cut at any byte): what is read back is the lines before the cut,
+    /// never a part of one.
+    #[test]
+    fn a_journal_cut_at_any_byte_reads_back_the_whole_lines_before_the_cut() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut file = JournalFile::new(dir.path(), 8);
+        let digests =
+            |n: u32| -> BTreeMap<String, ZoneDigest> { [("z.".to_owned(), [n as u8; 32])].into() };
+        file.rewrite(10, &digests(10), &BTreeMap::new()).unwrap();
+        for serial in 11..14 {
+            let step = Step {
+                from: serial - 1,
+                to: serial,
+                removed: vec![rr("a.")],
+                added: vec![rr("b.")],
+            };
+            file.append(serial, &digests(serial), &[("z.".to_owned(), &step)].into())
+                .unwrap();
+        }
+        assert!(!dir.path().join("fleet-journal.jsonl.tmp").exists());
+        let path = dir.path().join(FILE);
+        let whole = std::fs::read(&path).unwrap();
+        // Where each line's JSON ends (before its newline).
+        let ends: Vec<usize> = (0..whole.len()).filter(|i| whole[*i] == b'\n').collect();
+        assert_eq!(ends.len(), 4);
+        for cut in 0..=whole.len() {
+            std::fs::write(&path, &whole[..cut]).unwrap();
+            let lines = ends.iter().filter(|end| **end <= cut).count() as u32;
+            match file.read() {
+                None => assert_eq!(lines, 0, "cut at {cut}"),
+                Some(restored) => {
+                    assert_eq!(restored.serial, 9 + lines, "cut at {cut}");
+                    assert_eq!(restored.digests, digests(9 + lines));
+                    assert_eq!(
+                        restored.journal.get("z.").map_or(0, |j| j.len()),
+                        lines as usize - 1
+                    );
+                }
+            }
+        }
     }
 }

@@ -10,13 +10,18 @@
 //!       AXFR, SOA: last seen only
 //!  order X, its version first published at serial S: in force on a node whose serial ≥ S,
 //!  since the first report of the run of reports ≥ S that continues to the last one
+//!  kept on disk (DATA_DIR/fleet-followers.json, design 0043): each node's serials with when
+//!  each was first seen, and each order's first serial with its document's hash; written
+//!  when a node's serial changes and after a publish that changed an order, read at start
 //! ```
 
 use std::collections::{BTreeMap, VecDeque};
 use std::net::IpAddr;
+use std::path::{Path, PathBuf};
 use std::sync::{Mutex, PoisonError};
 
 use juris_control::{OrderFleet, OrderNode};
+use serde::{Deserialize, Serialize};
 
 use super::FleetSettings;
 
@@ -150,13 +155,15 @@ impl Tracker {
     }
 
     /// An authenticated request from `source` signed with `key` (normalised name), with the
-    /// serial it has in force when it says (IXFR), at `now` (Unix seconds).
-    pub fn seen(&self, key: Option<&str>, source: IpAddr, serial: Option<u32>, now: u64) {
+    /// serial it has in force when it says (IXFR), at `now` (Unix seconds). `true`: what is
+    /// kept on disk changed (a new node, or a node's serial).
+    pub fn seen(&self, key: Option<&str>, source: IpAddr, serial: Option<u32>, now: u64) -> bool {
         let (name, configured) = self.identify(key, source);
         let mut nodes = self.nodes();
         if !configured && !nodes.contains_key(&name) && nodes.len() >= MAX_NODES {
-            return;
+            return false;
         }
+        let mut changed = !nodes.contains_key(&name);
         let node = nodes.entry(name).or_default();
         node.configured = configured;
         node.address = Some(source);
@@ -170,7 +177,49 @@ impl Tracker {
                 while node.history.len() > HISTORY {
                     node.history.pop_front();
                 }
+                changed = true;
             }
+        }
+        changed
+    }
+
+    /// The nodes as kept on disk.
+    pub fn saved(&self) -> BTreeMap<String, SavedNode> {
+        self.nodes()
+            .iter()
+            .map(|(name, node)| {
+                let saved = SavedNode {
+                    address: node.address,
+                    key: node.key.clone(),
+                    last_seen: node.last_seen,
+                    history: node.history.iter().copied().collect(),
+                };
+                (name.clone(), saved)
+            })
+            .collect()
+    }
+
+    /// Takes back what a previous run kept (at start): a configured follower gets its
+    /// serials back under its configured name; a node no longer configured is shown as
+    /// unconfigured (at most [`MAX_NODES`] of them).
+    pub fn restore(&self, saved: BTreeMap<String, SavedNode>) {
+        let mut nodes = self.nodes();
+        for (name, saved) in saved {
+            let configured = nodes.get(&name).is_some_and(|n| n.configured);
+            if !configured && nodes.len() >= MAX_NODES {
+                continue;
+            }
+            let node = nodes.entry(name).or_default();
+            node.address = node.address.or(saved.address);
+            node.key = node.key.take().or(saved.key);
+            node.last_seen = saved.last_seen;
+            node.history = saved
+                .history
+                .into_iter()
+                .rev()
+                .take(HISTORY)
+                .rev()
+                .collect();
         }
     }
 
@@ -235,6 +284,91 @@ impl Tracker {
             missing,
             nodes: out,
         }
+    }
+}
+
+/// A node as kept on disk.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SavedNode {
+    address: Option<IpAddr>,
+    key: Option<String>,
+    last_seen: Option<u64>,
+    /// (serial, first seen at), oldest first.
+    history: Vec<(u32, u64)>,
+}
+
+/// An order's first serial as kept on disk, with its document's content hash (a restart
+/// keeps it for the same version only).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SavedOrder {
+    /// The content hash of the document (`orders::document_hash`).
+    pub hash: u64,
+    /// The serial that first carried this version.
+    pub serial: u32,
+    /// When (Unix seconds).
+    pub published_at: u64,
+}
+
+/// What `fleet-followers.json` holds.
+#[derive(Debug, Default, Serialize, Deserialize)]
+pub struct Saved {
+    /// By node name.
+    #[serde(default)]
+    pub nodes: BTreeMap<String, SavedNode>,
+    /// By order id.
+    #[serde(default)]
+    pub orders: BTreeMap<String, SavedOrder>,
+}
+
+/// The proof of enforcement on disk: `DATA_DIR/fleet-followers.json`, so that a restarted
+/// primary still shows which follower has which order in force, and since when.
+#[derive(Debug)]
+pub struct ProofFile {
+    path: PathBuf,
+}
+
+/// The file's name in the data directory.
+pub const PROOF_FILE: &str = "fleet-followers.json";
+
+impl ProofFile {
+    /// The file in `data_dir`.
+    pub fn new(data_dir: &Path) -> ProofFile {
+        ProofFile {
+            path: data_dir.join(PROOF_FILE),
+        }
+    }
+
+    /// What it holds; `None` when there is none or it is unusable (said at WARN: the
+    /// followers are learnt again from their next requests).
+    pub fn read(&self) -> Option<Saved> {
+        let bytes = match std::fs::read(&self.path) {
+            Ok(bytes) => bytes,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return None,
+            Err(e) => {
+                tracing::warn!(path = %self.path.display(), "fleet: the followers' state cannot be read (learnt again from their next requests): {e}");
+                return None;
+            }
+        };
+        match serde_json::from_slice(&bytes) {
+            Ok(saved) => Some(saved),
+            Err(e) => {
+                tracing::warn!(path = %self.path.display(), "fleet: the followers' state is unusable, ignored (learnt again from their next requests): {e}");
+                None
+            }
+        }
+    }
+
+    /// Writes `saved`: a temporary file, synced, renamed over the file, the directory synced.
+    /// The caller runs one at a time.
+    pub fn write(&self, saved: &Saved) -> std::io::Result<()> {
+        use std::io::Write as _;
+        let temporary = self.path.with_extension("json.tmp");
+        let bytes = serde_json::to_vec(saved).map_err(std::io::Error::other)?;
+        let mut file = std::fs::File::create(&temporary)?;
+        file.write_all(&bytes)?;
+        file.sync_all()?;
+        drop(file);
+        super::snapshot::replace(&temporary, &self.path)
     }
 }
 
@@ -316,5 +450,50 @@ mod tests {
         tracker.seen(None, "192.0.2.9".parse().unwrap(), Some(7), 1);
         assert!(tracker.order(Some((7, 1))).in_force_everywhere);
         assert!(serial_ge(2, u32::MAX), "serial arithmetic wraps");
+    }
+
+    /// The state on disk reads back as written, a restored tracker gives the same per-order
+    /// view, and a cut file (a torn write) is ignored, never half read.
+    #[test]
+    fn the_saved_state_reads_back_and_a_cut_file_is_ignored() {
+        let spec = FollowerSpec {
+            name: "edge-1".into(),
+            key: Some("edge-1.".into()),
+            address: None,
+        };
+        let tracker = Tracker::new(&settings(vec![spec.clone()]));
+        let loopback: IpAddr = "127.0.0.1".parse().unwrap();
+        assert!(tracker.seen(Some("edge-1."), loopback, Some(100), 1_000));
+        assert!(!tracker.seen(Some("edge-1."), loopback, Some(100), 1_001));
+        assert!(tracker.seen(Some("edge-1."), loopback, Some(105), 1_005));
+        let dir = tempfile::tempdir().unwrap();
+        let file = ProofFile::new(dir.path());
+        assert!(file.read().is_none());
+        let order = SavedOrder {
+            hash: 7,
+            serial: 100,
+            published_at: 990,
+        };
+        let saved = Saved {
+            nodes: tracker.saved(),
+            orders: [("IT-1".to_owned(), order)].into(),
+        };
+        file.write(&saved).unwrap();
+        let back = file.read().unwrap();
+        assert_eq!((&back.nodes, &back.orders), (&saved.nodes, &saved.orders));
+        let restarted = Tracker::new(&settings(vec![spec]));
+        restarted.restore(back.nodes);
+        assert_eq!(
+            restarted.order(Some((100, 990))),
+            tracker.order(Some((100, 990)))
+        );
+        assert_eq!(restarted.behind(105), 0);
+
+        let path = dir.path().join(PROOF_FILE);
+        let bytes = std::fs::read(&path).unwrap();
+        for cut in 0..bytes.len() {
+            std::fs::write(&path, &bytes[..cut]).unwrap();
+            assert!(file.read().is_none(), "cut at {cut}");
+        }
     }
 }

@@ -30,7 +30,7 @@ use ipnet::IpNet;
 use juris_policy::{Order, OrderInfo, ValidatedOrder};
 use tracing::{debug, info, warn};
 
-use super::proof::{normal_key_name, Tracker};
+use super::proof::{normal_key_name, ProofFile, Saved, SavedOrder, Tracker};
 use super::wire::{self, MESSAGE_TARGET};
 use super::zone::{self, rtype, Rr};
 use super::{unix_now, FleetSettings};
@@ -68,6 +68,8 @@ struct Published {
     in_meta: bool,
     /// The serial that first carried this version, and when.
     since: Option<(u32, u64)>,
+    /// The document's content hash, kept on disk with `since` (with a data directory).
+    hash: Option<u64>,
 }
 
 #[derive(Debug, Default)]
@@ -85,6 +87,38 @@ struct State {
     restored: Option<Restored>,
     /// Per zone, its digest (kept with a journal file).
     digests: BTreeMap<String, ZoneDigest>,
+    /// What the proof file held of the orders at start (until the first publish).
+    restored_orders: BTreeMap<String, SavedOrder>,
+}
+
+/// The proof of enforcement kept on disk (`fleet-followers.json`): written by its own thread
+/// when told of a change (off the XFR answers and the publishes), or at once by
+/// [`Publisher::save_proof`].
+#[derive(Debug)]
+struct ProofStore {
+    file: ProofFile,
+    tracker: Arc<Tracker>,
+    /// Each published order's first serial and document hash.
+    orders: Mutex<BTreeMap<String, SavedOrder>>,
+    /// One write at a time.
+    writing: Mutex<()>,
+}
+
+impl ProofStore {
+    fn write(&self) {
+        let _writing = self.writing.lock().unwrap_or_else(PoisonError::into_inner);
+        let saved = Saved {
+            nodes: self.tracker.saved(),
+            orders: self
+                .orders
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .clone(),
+        };
+        if let Err(e) = self.file.write(&saved) {
+            warn!("fleet: the followers' state could not be written (a restart would show them once they ask again): {e}");
+        }
+    }
 }
 
 /// The changes of one publish to the zones, applied as they are made (counted per record)
@@ -187,7 +221,9 @@ pub struct Publisher {
     notify_tx: Mutex<Option<mpsc::Sender<u32>>>,
     listen: Mutex<Option<SocketAddr>>,
     /// Which follower has which serial in force.
-    tracker: Tracker,
+    tracker: Arc<Tracker>,
+    /// Its copy on disk (with a data directory), and the thread's wake-up.
+    proof: Mutex<Option<(Arc<ProofStore>, mpsc::Sender<()>)>>,
     /// The TSIG data (time, MAC) of the signed requests of the last [`REPLAY_WINDOW`]
     /// seconds, with when each was seen: an identical request again is a replay.
     replays: Mutex<HashMap<Vec<u8>, u64>>,
@@ -228,7 +264,8 @@ impl Publisher {
             state: Mutex::new(State::default()),
             notify_tx: Mutex::new(None),
             listen: Mutex::new(None),
-            tracker: Tracker::new(settings),
+            tracker: Arc::new(Tracker::new(settings)),
+            proof: Mutex::new(None),
             replays: Mutex::new(HashMap::new()),
         })
     }
@@ -253,11 +290,64 @@ impl Publisher {
     /// Keeps the journal in `data_dir` (`fleet-journal.jsonl`), and reads what it holds: a
     /// first publish of the same zones keeps their serial and the journal (followers behind
     /// then get deltas from before a restart).
+    ///
+    /// The proof of enforcement is kept there too (`fleet-followers.json`, design 0043): the
+    /// followers' serials and each order's first serial, read now, so that a restarted primary
+    /// still shows where each order is in force and since when.
     pub fn persist_to(&self, data_dir: &Path) {
         let file = JournalFile::new(data_dir, JOURNAL_DEPTH);
+        let proof_file = ProofFile::new(data_dir);
+        let saved = proof_file.read().unwrap_or_default();
+        self.tracker.restore(saved.nodes);
+        let store = Arc::new(ProofStore {
+            file: proof_file,
+            tracker: Arc::clone(&self.tracker),
+            orders: Mutex::new(saved.orders.clone()),
+            writing: Mutex::new(()),
+        });
+        let (tx, rx) = mpsc::channel::<()>();
+        let writer = Arc::clone(&store);
+        let spawned = std::thread::Builder::new()
+            .name("juris-fleet-proof".into())
+            .spawn(move || {
+                while rx.recv().is_ok() {
+                    while rx.try_recv().is_ok() {}
+                    writer.write();
+                }
+            });
+        if let Err(e) = spawned {
+            warn!("fleet: no thread to keep the followers' state on disk: {e}");
+        }
+        *self.proof.lock().unwrap_or_else(PoisonError::into_inner) = Some((store, tx));
         let mut state = self.state();
         state.restored = file.read();
         state.file = Some(file);
+        state.restored_orders = saved.orders;
+    }
+
+    /// Writes the proof of enforcement to the data directory now (shutdown, tests).
+    pub fn save_proof(&self) {
+        let store = self
+            .proof
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .as_ref()
+            .map(|(store, _)| Arc::clone(store));
+        if let Some(store) = store {
+            store.write();
+        }
+    }
+
+    /// Tells the proof's thread to write (nothing without a data directory).
+    fn proof_changed(&self, orders: Option<BTreeMap<String, SavedOrder>>) {
+        let proof = self.proof.lock().unwrap_or_else(PoisonError::into_inner);
+        let Some((store, tx)) = proof.as_ref() else {
+            return;
+        };
+        if let Some(orders) = orders {
+            *store.orders.lock().unwrap_or_else(PoisonError::into_inner) = orders;
+        }
+        let _ = tx.send(());
     }
 
     /// Brings the zones up to date, order by order: the records of the orders that came, went
@@ -396,17 +486,48 @@ impl Publisher {
         }
         state.serial = serial;
         self.write_journal(state, first);
-        // The orders whose version changed are first carried by this serial.
+        // The orders whose version changed are first carried by this serial (a restart: the
+        // serial on disk for the same version of an order).
         let published_at = unix_now();
+        let persisting = state.file.is_some();
+        let restored_orders = std::mem::take(&mut state.restored_orders);
+        let changed_orders = !entered.is_empty() || first;
         for id in entered {
             if let Some(published) = state.orders.get_mut(&id) {
                 published.since = published.in_meta.then_some((serial, published_at));
+                if persisting {
+                    published.hash = crate::orders::document_hash(&published.doc).ok();
+                    let before = restored_orders
+                        .get(&id)
+                        .filter(|saved| published.in_meta && published.hash == Some(saved.hash));
+                    if let Some(before) = before {
+                        published.since = Some((before.serial, before.published_at));
+                    }
+                }
             }
         }
+        let saved_orders = (persisting && changed_orders).then(|| {
+            state
+                .orders
+                .iter()
+                .filter_map(|(id, p)| {
+                    let (serial, published_at) = p.since?;
+                    let saved = SavedOrder {
+                        hash: p.hash?,
+                        serial,
+                        published_at,
+                    };
+                    Some((id.clone(), saved))
+                })
+                .collect::<BTreeMap<_, _>>()
+        });
         state.publishes += 1;
         state.published_at = published_at;
         let zones = state.zones.len();
         drop(guard);
+        if saved_orders.is_some() {
+            self.proof_changed(saved_orders);
+        }
         info!(serial, zones, "fleet: zones published");
         if let Some(tx) = self
             .notify_tx
@@ -481,6 +602,7 @@ impl Publisher {
             in_rpz: false,
             in_meta,
             since: None,
+            hash: None,
         }
     }
 
@@ -696,18 +818,29 @@ impl Publisher {
                     .and_then(|r| zone::soa_serial(&r.rdata))
             })
             .flatten();
-        self.tracker
-            .seen(key.as_deref(), source, theirs, unix_now());
+        if self
+            .tracker
+            .seen(key.as_deref(), source, theirs, unix_now())
+        {
+            self.proof_changed(None);
+        }
+        // The whole zone is streamed from the zone itself (design 0043): a copy of millions of
+        // records before the first message outlasted the follower's read timeout at 10M names.
+        let mut whole = false;
         let plan: Vec<Rr> = if qtype == Rtype::SOA {
-            vec![soa]
+            vec![soa.clone()]
         } else if qtype == Rtype::AXFR && tcp {
-            full(&soa, &records)
+            whole = true;
+            Vec::new()
         } else if qtype == Rtype::IXFR && tcp {
             match theirs {
-                Some(theirs) if theirs == serial => vec![soa],
+                Some(theirs) if theirs == serial => vec![soa.clone()],
                 Some(theirs) => match deltas(state.journal.get(&apex), theirs, serial) {
                     Some(deltas) => incremental(&soa, &apex, &self.suffix, &deltas),
-                    None => full(&soa, &records),
+                    None => {
+                        whole = true;
+                        Vec::new()
+                    }
                 },
                 None => {
                     drop(state);
@@ -716,17 +849,27 @@ impl Publisher {
             }
         } else if (qtype == Rtype::AXFR || qtype == Rtype::IXFR) && !tcp {
             // Over UDP, an IXFR gets the SOA only (RFC 1995 §2: the client retries over TCP).
-            vec![soa]
+            vec![soa.clone()]
         } else {
             drop(state);
             return reply(&mut sequence, Rcode::REFUSED);
         };
         drop(state);
-        // A publish meanwhile changes the zone in place (no copy) once no one holds it.
-        drop(records);
-        debug!(%source, zone = %apex, %qtype, records = plan.len(), "fleet: transfer");
+        // A publish meanwhile changes the zone in place (no copy) once no one holds it; while
+        // a whole zone streams, a publish copies it instead.
+        let zone = whole.then_some(records);
+        let records_count = zone.as_ref().map_or(plan.len(), |z| z.len() + 2);
+        debug!(%source, zone = %apex, %qtype, records = records_count, "fleet: transfer");
+        let streamed: Box<dyn Iterator<Item = &Rr>> = match &zone {
+            Some(zone) => Box::new(
+                std::iter::once(&soa)
+                    .chain(zone.keys())
+                    .chain(std::iter::once(&soa)),
+            ),
+            None => Box::new(plan.iter()),
+        };
         let mut builder = MessageBuilder::new_vec().start_answer(&message, Rcode::NOERROR);
-        for rr in &plan {
+        for rr in streamed {
             let Ok(answer) = builder.as_mut() else {
                 return Vec::new();
             };
@@ -916,15 +1059,6 @@ fn finish(builder: AnswerBuilder<Vec<u8>>, sequence: &mut Option<ServerSequence<
         }
     }
     additional.finish()
-}
-
-/// SOA, every record, SOA.
-fn full(soa: &Rr, records: &Zone) -> Vec<Rr> {
-    let mut plan = Vec::with_capacity(records.len() + 2);
-    plan.push(soa.clone());
-    plan.extend(records.keys().cloned());
-    plan.push(soa.clone());
-    plan
 }
 
 /// The deltas from `theirs` to `ours`, if the journal reaches back to `theirs`.

@@ -372,18 +372,38 @@ pub fn attempt_received<S: Copied>(
 /// already. A failure (disk full) is logged and kept in the copy (`snapshot_error`); what is
 /// in force is not affected. The caller runs one at a time per file.
 pub fn save_snapshot<S: Copied>(state: &Mutex<S>, origin: &Origin, path: &Path) {
-    let (serial, records) = {
-        let mut guard = state.lock().unwrap_or_else(PoisonError::into_inner);
-        let copy = guard.copy();
-        let Some(serial) = copy.serial else { return };
-        if copy.snapshot_serial == Some(serial) {
-            return;
-        }
-        (serial, Arc::clone(&copy.records))
+    let Some((serial, records, ())) = snapshot_due(state, |_| ()) else {
+        return;
     };
-    let written = snapshot::write(path, origin.primary, &origin.zone, serial, &records);
+    let written = snapshot::write(path, origin.primary, &origin.zone, serial, &records, None);
     // An IXFR meanwhile changes the copy in place (no copy of the zone) once this lets go.
     drop(records);
+    snapshot_written(state, origin, serial, written);
+}
+
+/// What a snapshot write takes from `state`, under its lock: the serial in force, its records
+/// and what `take` adds; `None` when nothing is in force or the file holds that serial already.
+pub fn snapshot_due<S: Copied, P>(
+    state: &Mutex<S>,
+    take: impl FnOnce(&mut S) -> P,
+) -> Option<(u32, Arc<Records>, P)> {
+    let mut guard = state.lock().unwrap_or_else(PoisonError::into_inner);
+    let copy = guard.copy();
+    let serial = copy.serial?;
+    if copy.snapshot_serial == Some(serial) {
+        return None;
+    }
+    let records = Arc::clone(&copy.records);
+    Some((serial, records, take(&mut guard)))
+}
+
+/// The bookkeeping after a snapshot write of `serial` (see [`save_snapshot`]).
+pub fn snapshot_written<S: Copied>(
+    state: &Mutex<S>,
+    origin: &Origin,
+    serial: u32,
+    written: Result<(), String>,
+) {
     let mut guard = state.lock().unwrap_or_else(PoisonError::into_inner);
     let copy = guard.copy();
     match written {

@@ -669,3 +669,319 @@ fn incremental_publishes_keep_the_zone_digests_of_the_journal_file() {
     let restarted = primary();
     assert_eq!(restarted.publish(last.1), last.0);
 }
+
+/// An order with every kind of target (names, prefixes, name servers).
+fn every_kind(id: &str, names: &[&str]) -> Arc<Order> {
+    let mut targets: Vec<String> = names
+        .iter()
+        .map(|n| format!(r#"{{"type": "subtree", "value": "{n}"}}"#))
+        .collect();
+    targets.extend([
+        r#"{"type": "domain", "value": "WWW.Bücher.example", "evidence": "report 7"}"#.to_owned(),
+        r#"{"type": "ip", "value": "192.0.2.0/24"}"#.to_owned(),
+        r#"{"type": "ip", "value": "2001:db8::1"}"#.to_owned(),
+        r#"{"type": "nsdname", "value": "ns1.bad-dns.example"}"#.to_owned(),
+        r#"{"type": "nsip", "value": "198.51.100.7"}"#.to_owned(),
+    ]);
+    let json = format!(
+        r#"{{"id": "{id}", "kind": "court_order", "authority": "Tribunale di Milano",
+        "jurisdictions": ["IT"], "action": "nxdomain", "state": "active", "block_addresses": true,
+        "targets": [{}]}}"#,
+        targets.join(",")
+    );
+    Arc::new(Order::from_json(json.as_bytes()).unwrap())
+}
+
+/// An edge's loader reading `follower`, and the handle it publishes to.
+fn edge_loader(
+    follower: &Arc<Follower>,
+) -> (crate::orders::OrderLoader, Arc<juris_server::PolicyHandle>) {
+    let handle = Arc::new(juris_server::PolicyHandle::new(
+        juris_policy::CompiledPolicy::empty(),
+    ));
+    let loader = crate::orders::OrderLoader::new(
+        vec![Box::new(crate::orders::FleetSource::new(Arc::clone(
+            follower,
+        )))],
+        crate::orders::Safeguards::new(juris_control::ProtectedList::defaults()),
+        Arc::clone(&handle),
+    );
+    (loader, handle)
+}
+
+fn blocked(handle: &juris_server::PolicyHandle, name: &str) -> bool {
+    let wire = juris_policy::name_to_wire(name).unwrap();
+    let italy = "IT".parse().unwrap();
+    handle
+        .current()
+        .check_name(&wire, Some(italy), juris_policy::Timestamp::now())
+        .is_block()
+}
+
+/// Design 0043: a restart reads the snapshot's validated orders (the same as validating the
+/// transferred documents), compiles them without validating again, then reads the records on
+/// the follower's side and resumes by IXFR from the snapshot's serial.
+#[test]
+fn a_restart_from_the_snapshots_validated_orders_enforces_the_transferred_policy_and_resumes_by_ixfr(
+) {
+    let f = Fixture::new();
+    let s1 = f.publisher.publish(vec![
+        every_kind("IT-1", &["kickasstorrents.to"]),
+        order("IT-2", &["other.test"]),
+    ]);
+    let first = Arc::new(f.follower(Some(f.key.clone())));
+    assert!(first.transfer_once().unwrap());
+    let (mut loader, _) = edge_loader(&first);
+    assert!(loader.load(super::unix_now()).unwrap().rejected.is_empty());
+    let transferred: Vec<Arc<Order>> = first.orders().unwrap().to_vec();
+    drop(loader);
+    drop(first);
+
+    // The round trip: what the snapshot hands over is what validating the transfer gives.
+    let probe = f.follower(Some(f.key.clone()));
+    assert!(probe.start_from_snapshot().unwrap());
+    let Some(super::follower::Handed::Validated(validated)) = probe.hand_over() else {
+        panic!("the validated orders are handed over first")
+    };
+    let expected: Vec<(u64, juris_policy::ValidatedOrder)> = transferred
+        .iter()
+        .map(|doc| {
+            let id = crate::orders::SourceId::Fleet {
+                order: doc.id.clone(),
+            };
+            let content = crate::orders::document_hash(doc).unwrap();
+            let valid = crate::orders::Safeguards::validate_document(&id, doc).unwrap();
+            (content, valid)
+        })
+        .collect();
+    assert_eq!(validated, expected);
+    assert!(matches!(
+        probe.hand_over(),
+        Some(super::follower::Handed::Unchanged(ids)) if ids == ["IT-1", "IT-2"]
+    ));
+
+    // The restarted edge enforces it, nothing validated again, the records not read yet.
+    let edge = Arc::new(f.follower(Some(f.key.clone())));
+    assert!(edge.start_from_snapshot().unwrap());
+    let (mut loader, handle) = edge_loader(&edge);
+    let loaded = loader.load(super::unix_now()).unwrap();
+    assert!(loaded.published && loaded.rejected.is_empty());
+    assert_eq!(loaded.validated, 0, "taken as validated");
+    assert!(blocked(&handle, "www.kickasstorrents.to"));
+    assert!(blocked(&handle, "www.xn--bcher-kva.example"));
+    assert!(blocked(&handle, "other.test"));
+    assert!(!blocked(&handle, "elsewhere.test"));
+    let status = edge.status();
+    assert_eq!(status["serial"], s1);
+    assert_eq!(status["origin"], "snapshot");
+    assert!(edge.orders().is_none(), "the documents are decoded later");
+    // A load before the records are read keeps the orders (told unchanged).
+    let again = loader.load(super::unix_now()).unwrap();
+    assert!(!again.published && again.rejected.is_empty(), "{again:?}");
+    assert!(blocked(&handle, "www.kickasstorrents.to"));
+
+    // A change on the primary: the edge reads its records, then an IXFR from s1.
+    let s2 = f.publisher.publish(vec![
+        every_kind("IT-1", &["kickasstorrents.to", "mirror.test"]),
+        order("IT-2", &["other.test"]),
+    ]);
+    assert!(edge.transfer_once().unwrap());
+    let status = edge.status();
+    assert_eq!(status["serial"], s2);
+    assert_eq!(status["full_transfers"], 0, "resumed by IXFR: {status}");
+    let loaded = loader.load(super::unix_now()).unwrap();
+    assert!(loaded.published && loaded.rejected.is_empty());
+    assert_eq!(loaded.validated, 1, "only the changed order is validated");
+    assert!(blocked(&handle, "mirror.test"));
+    assert!(blocked(&handle, "other.test"));
+
+    // The snapshot now holds s2, validated orders included.
+    let next = f.follower(Some(f.key.clone()));
+    assert!(next.start_from_snapshot().unwrap());
+    assert_eq!(next.status()["serial"], s2);
+}
+
+/// The snapshot's bytes as written, and where its footer starts.
+fn snapshot_bytes(f: &Fixture) -> (Vec<u8>, usize) {
+    let bytes = std::fs::read(f.data.path().join(super::follower::SNAPSHOT_FILE)).unwrap();
+    let tail = b"\nJURIS-END3\n".len() + 4;
+    let at = bytes.len() - tail;
+    let length = u32::from_be_bytes(bytes[at..at + 4].try_into().unwrap()) as usize;
+    (bytes, at - length)
+}
+
+/// Design 0043: a damaged, cut, older or foreign snapshot's validated orders are refused with
+/// the reason; the records (when they are sound) or the primary serve instead; a cut file is
+/// refused whole.
+#[test]
+fn a_corrupt_truncated_old_or_foreign_snapshot_is_refused_with_its_reason_and_the_edge_still_starts(
+) {
+    let f = Fixture::new();
+    let writer = f.follower(Some(f.key.clone()));
+    assert!(writer.transfer_once().unwrap());
+    let path = f.data.path().join(super::follower::SNAPSHOT_FILE);
+    let (good, footer_at) = snapshot_bytes(&f);
+    let refused = |bytes: &[u8], why: &str| -> Follower {
+        std::fs::write(&path, bytes).unwrap();
+        let follower = f.follower(Some(f.key.clone()));
+        let error = follower.start_from_snapshot().unwrap_err();
+        assert!(error.contains(why), "{why}: {error}");
+        assert!(error.contains(super::follower::SNAPSHOT_FILE), "{error}");
+        follower
+    };
+
+    // A byte of the validated orders changed: refused; the records still serve.
+    let mut flipped = good.clone();
+    flipped[b"JURIS-FLEET-SNAPSHOT 3\n".len() + 12] ^= 0x20;
+    let follower = refused(&flipped, "fails its checksum");
+    assert!(follower.load_snapshot().unwrap());
+    assert_eq!(Fixture::ids(&follower), [("IT-1".to_owned(), 1)]);
+
+    // Cut anywhere (a torn write): refused whole; the primary serves.
+    for cut in [good.len() - 1, footer_at + 3, good.len() / 2, 40, 30] {
+        let follower = refused(&good[..cut], "truncated");
+        let error = follower.load_snapshot().unwrap_err();
+        assert!(error.contains("truncated"), "{cut}: {error}");
+        assert!(follower.transfer_once().unwrap());
+        assert_eq!(follower.status()["full_transfers"], 1);
+    }
+
+    // Every cut, byte by byte: neither the validated orders nor the records are taken.
+    for cut in 0..good.len() {
+        std::fs::write(&path, &good[..cut]).unwrap();
+        let follower = f.follower(Some(f.key.clone()));
+        assert!(follower.start_from_snapshot().is_err(), "cut at {cut}");
+        assert!(follower.load_snapshot().is_err(), "cut at {cut}");
+    }
+
+    // The previous format (records only): no validated orders, its records serve.
+    let (records, _) = zone::orders_zone(DEFAULT_ZONE_SUFFIX, &[order("IT-1", &["old.test"])]);
+    let mut v2 = b"JURIS-FLEET-SNAPSHOT 2\n".to_vec();
+    let header = serde_json::json!({"primary": f.address.to_string(),
+        "zone": zone::orders_apex(DEFAULT_ZONE_SUFFIX), "serial": 7, "written_at": 1,
+        "records": records.len()});
+    v2.extend_from_slice(format!("{header}\n").as_bytes());
+    for rr in &records {
+        v2.push(rr.owner.len() as u8);
+        v2.extend_from_slice(rr.owner.as_bytes());
+        v2.extend_from_slice(&rr.rtype.to_be_bytes());
+        v2.extend_from_slice(&(rr.rdata.len() as u16).to_be_bytes());
+        v2.extend_from_slice(&rr.rdata);
+    }
+    let follower = refused(&v2, "older format");
+    assert!(follower.load_snapshot().unwrap());
+    assert_eq!(follower.status()["serial"], 7);
+
+    // Validated by another build, or written for another primary: refused.
+    let apex = zone::orders_apex(DEFAULT_ZONE_SUFFIX);
+    let other = super::snapshot::Orders {
+        rules: "another build",
+        entries: Vec::new(),
+    };
+    super::snapshot::write(&path, f.address, &apex, 8, &records, Some(&other)).unwrap();
+    refused(&std::fs::read(&path).unwrap(), "another build of juris");
+    let rules = super::snapshot::Orders {
+        rules: super::snapshot::rules().unwrap(),
+        entries: Vec::new(),
+    };
+    let elsewhere: SocketAddr = "127.0.0.1:9".parse().unwrap();
+    super::snapshot::write(&path, elsewhere, &apex, 8, &records, Some(&rules)).unwrap();
+    refused(
+        &std::fs::read(&path).unwrap(),
+        "written for the primary 127.0.0.1:9",
+    );
+
+    // The records damaged, the validated orders sound: the start uses the validated orders;
+    // the records are found unusable before the first transfer, which is then a whole zone.
+    let mut damaged = good.clone();
+    damaged[footer_at - 3] ^= 0x20;
+    std::fs::write(&path, &damaged).unwrap();
+    let follower = f.follower(Some(f.key.clone()));
+    assert!(follower.start_from_snapshot().unwrap());
+    assert!(follower.transfer_once().unwrap());
+    let status = follower.status();
+    assert_eq!(status["full_transfers"], 1, "{status}");
+    assert_eq!(Fixture::ids(&follower), [("IT-1".to_owned(), 1)]);
+    // And it wrote a sound snapshot again.
+    assert!(f
+        .follower(Some(f.key.clone()))
+        .start_from_snapshot()
+        .unwrap());
+}
+
+/// Design 0043: the proof of enforcement is kept on disk (`fleet-followers.json`): a
+/// restarted primary (same data directory, same orders) shows per order the nodes where it
+/// is in force, their serial and since when, before any follower asks again.
+#[test]
+fn a_restarted_primary_still_shows_where_each_order_is_in_force_and_since_when() {
+    let key = TsigKey::generate("edge-1", "").unwrap();
+    let mut primary = settings(vec![key.clone()]);
+    primary.followers = vec![super::proof::FollowerSpec {
+        name: "edge-1-node".into(),
+        key: Some("edge-1.".into()),
+        address: None,
+    }];
+    let data = tempfile::tempdir().unwrap();
+    let start = |orders: Vec<Arc<Order>>| {
+        let publisher = Arc::new(Publisher::new(&primary).unwrap());
+        publisher.persist_to(data.path());
+        publisher.publish(orders);
+        publisher
+    };
+    let first = start(vec![
+        order("IT-1", &["kickasstorrents.to"]),
+        order("IT-2", &["other.test"]),
+    ]);
+    let address = first.start("127.0.0.1:0".parse().unwrap()).unwrap();
+    let edge_data = tempfile::tempdir().unwrap();
+    let mut follow = settings(vec![key.clone()]);
+    follow.xfr_listen = None;
+    follow.follow = Some(address);
+    let edge = Follower::new(&follow, edge_data.path()).unwrap();
+    assert!(edge.transfer_once().unwrap());
+    enforce(&edge);
+    let before = proof(&first, "IT-1");
+    assert!(before.in_force_everywhere, "{before:?}");
+    assert!(before.nodes[0].since.is_some());
+    // The proof's thread writes the change (polled: it runs beside this test).
+    let file = super::proof::ProofFile::new(data.path());
+    let written = || {
+        file.read().is_some_and(|saved| {
+            saved.orders.contains_key("IT-1")
+                && saved.nodes.get("edge-1-node").is_some_and(|n| {
+                    serde_json::to_value(n).unwrap()["history"]
+                        .as_array()
+                        .is_some_and(|h| !h.is_empty())
+                })
+        })
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while !written() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the proof was not written"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    drop(first);
+
+    // Restarted with the same orders; nobody has asked it anything yet.
+    let second = start(vec![
+        order("IT-1", &["kickasstorrents.to"]),
+        order("IT-2", &["other.test"]),
+    ]);
+    assert_eq!(proof(&second, "IT-1"), before);
+    assert!(proof(&second, "IT-2").in_force_everywhere);
+    let status = second.status();
+    assert_eq!(status["followers"][0]["name"], "edge-1-node", "{status}");
+    assert_eq!(status["followers"][0]["in_sync"], 1, "{status}");
+
+    // A new version of IT-1 after the restart is in force nowhere until reported; IT-2
+    // keeps its serial and nodes.
+    second.publish(vec![
+        order("IT-1", &["kickasstorrents.to", "mirror.test"]),
+        order("IT-2", &["other.test"]),
+    ]);
+    assert_eq!(proof(&second, "IT-1").missing, ["edge-1-node"]);
+    assert!(proof(&second, "IT-2").in_force_everywhere);
+}

@@ -172,7 +172,7 @@ pub fn rpz_apex(label: &str, suffix: &str) -> String {
 }
 
 /// `order` without its targets (they are not copied).
-fn header_of(order: &Order) -> Order {
+pub(super) fn header_of(order: &Order) -> Order {
     Order {
         id: order.id.clone(),
         kind: order.kind,

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use juris_policy::Order;
 
-use crate::fleet::follower::Follower;
+use crate::fleet::follower::{Follower, Handed};
 
 use super::diff::Known;
 use super::source::{document_hash, hand_over_hashed, OrderSource, SourceId, Version};
@@ -43,8 +43,30 @@ impl OrderSource for FleetSource {
         known: &BTreeMap<SourceId, Known>,
         sink: &mut dyn FnMut(SourceId, Version),
     ) -> Result<(), OrdersError> {
-        let Some(orders) = self.follower.hand_over() else {
-            return Ok(());
+        let orders = match self.follower.hand_over() {
+            None => return Ok(()),
+            // A start from the snapshot's validated orders (design 0043).
+            Some(Handed::Validated(validated)) => {
+                for (content, order) in validated {
+                    let id = SourceId::Fleet {
+                        order: order.id().to_owned(),
+                    };
+                    sink(id, Version::Validated { content, order });
+                }
+                return Ok(());
+            }
+            Some(Handed::Unchanged(ids)) => {
+                for order in ids {
+                    sink(SourceId::Fleet { order }, Version::Unchanged(None));
+                }
+                return Ok(());
+            }
+            Some(Handed::Documents { orders, seed }) => {
+                if let Some(seed) = seed {
+                    self.hashes = seed;
+                }
+                orders
+            }
         };
         let mut hashes = HashMap::with_capacity(orders.len());
         for order in orders.iter() {

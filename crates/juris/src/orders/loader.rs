@@ -420,6 +420,12 @@ fn take(
             }
         },
         Version::Unreadable(error) => reading.reject(known, id, error),
+        // Validated with the rules in force (an edge's snapshot): no document to keep (an
+        // edge has no publisher).
+        Version::Validated { content, order } => {
+            let k = Known::new(None, content, &order);
+            reading.accept(id, k, Some(order));
+        }
         Version::Changed {
             content,
             stamp,

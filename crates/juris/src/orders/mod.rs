@@ -67,6 +67,7 @@ pub use files::FileSource;
 pub use fleet::FleetSource;
 pub use loader::{NameTargets, OrderLoader};
 pub use rpz_feed::RpzFeedSource;
+pub(crate) use source::document_hash;
 pub use source::{OrderSource, Safeguards, SourceId};
 pub use store::StoreSource;
 pub use watch::{spawn, LoaderHandle};

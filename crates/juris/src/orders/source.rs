@@ -72,6 +72,14 @@ pub enum Version {
     },
     /// Could not be read: its last good version (if any) stays in force.
     Unreadable(OrdersError),
+    /// A version validated earlier with the rules in force now (an edge's snapshot, design
+    /// 0043): taken as it is, without validating it again.
+    Validated {
+        /// Hash of its serialisation ([`document_hash`] of its document).
+        content: u64,
+        /// The order.
+        order: ValidatedOrder,
+    },
 }
 
 /// A source of orders. Implemented by [`FileSource`](super::FileSource) and
@@ -133,7 +141,7 @@ pub(super) fn hand_over(
 }
 
 /// The content hash of a document-backed order: of its serialisation.
-pub(super) fn document_hash(order: &juris_policy::Order) -> Result<u64, serde_json::Error> {
+pub(crate) fn document_hash(order: &juris_policy::Order) -> Result<u64, serde_json::Error> {
     serde_json::to_vec(order).map(|bytes| super::files::content_hash(&bytes))
 }
 
@@ -201,20 +209,30 @@ impl Safeguards {
         order: &Order,
         protected_reviewed: bool,
     ) -> Result<ValidatedOrder, OrdersError> {
-        let options = ValidationOptions {
-            public_suffixes: &Psl,
-            ..ValidationOptions::default()
-        };
-        let valid = order
-            .validate(&options)
-            .map_err(|source| OrdersError::Invalid {
-                from: from.clone(),
-                source,
-            })?;
+        let valid = Safeguards::validate_document(from, order)?;
         if !protected_reviewed {
             self.check_protected(from, &valid)?;
         }
         Ok(valid)
+    }
+
+    /// The part of [`validate`](Self::validate) that does not depend on the protected list:
+    /// the document's own rules and the Public Suffix List (all of them compiled into the
+    /// binary). What a source that reviews protected targets itself gets (a fleet edge).
+    pub fn validate_document(
+        from: &SourceId,
+        order: &Order,
+    ) -> Result<ValidatedOrder, OrdersError> {
+        let options = ValidationOptions {
+            public_suffixes: &Psl,
+            ..ValidationOptions::default()
+        };
+        order
+            .validate(&options)
+            .map_err(|source| OrdersError::Invalid {
+                from: from.clone(),
+                source,
+            })
     }
 
     /// The first target that touches the protected list without an override in the order.
