@@ -8,6 +8,11 @@
 //! first; glue never replaces it and stays, with its own TTL, as the parent-side fallback.
 
 use std::collections::HashMap;
+
+// The keys are zone and server names, which the zones juris is sent to choose: the hasher is
+// seeded per process (foldhash, as the answer cache; SipHash cost ~6 % of a cold answer's
+// instructions, docs/performance.md).
+use foldhash::fast::RandomState;
 use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
 
@@ -107,11 +112,11 @@ impl AddressPair {
 #[derive(Debug)]
 pub(crate) struct DelegationCache {
     root: Delegation,
-    hint_addresses: HashMap<Bytes, Vec<IpAddr>>,
+    hint_addresses: HashMap<Bytes, Vec<IpAddr>, RandomState>,
     /// The root NS set a priming query returned (RFC 8109), while fresh; the hints otherwise.
     primed_root: Mutex<Option<DelegationEntry>>,
-    zones: Mutex<HashMap<Bytes, DelegationEntry>>,
-    addresses: Mutex<HashMap<Bytes, AddressPair>>,
+    zones: Mutex<HashMap<Bytes, DelegationEntry, RandomState>>,
+    addresses: Mutex<HashMap<Bytes, AddressPair, RandomState>>,
     /// Entries kept in each map (`resolver.limits.delegation_entries`).
     max_entries: usize,
 }
@@ -140,7 +145,7 @@ impl DelegationCache {
     /// A cache that knows only the root, from `hints`.
     pub(crate) fn new(hints: &[(Name<Bytes>, IpAddr)]) -> Self {
         let mut name_servers: Vec<Name<Bytes>> = Vec::new();
-        let mut hint_addresses: HashMap<Bytes, Vec<IpAddr>> = HashMap::new();
+        let mut hint_addresses: HashMap<Bytes, Vec<IpAddr>, RandomState> = HashMap::default();
         for (name, address) in hints {
             let name = lower(name);
             if !name_servers.contains(&name) {
@@ -158,8 +163,8 @@ impl DelegationCache {
             },
             hint_addresses,
             primed_root: Mutex::new(None),
-            zones: Mutex::new(HashMap::new()),
-            addresses: Mutex::new(HashMap::new()),
+            zones: Mutex::new(HashMap::default()),
+            addresses: Mutex::new(HashMap::default()),
             max_entries: MAX_ENTRIES,
         }
     }

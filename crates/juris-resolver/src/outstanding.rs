@@ -27,7 +27,7 @@ pub(crate) struct Outstanding {
     max_total: u32,
     max_per_zone: u32,
     total: AtomicU32,
-    per_zone: Mutex<HashMap<Name<Bytes>, u32>>,
+    per_zone: Mutex<HashMap<Name<Bytes>, u32, foldhash::fast::RandomState>>,
 }
 
 /// One upstream query out; dropping it gives its place back.
@@ -44,7 +44,7 @@ impl Outstanding {
             max_total,
             max_per_zone,
             total: AtomicU32::new(0),
-            per_zone: Mutex::new(HashMap::new()),
+            per_zone: Mutex::new(HashMap::default()),
         }
     }
 
