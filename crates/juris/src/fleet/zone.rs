@@ -34,6 +34,8 @@ use juris_policy::{
 };
 use sha2::{Digest, Sha256};
 
+use super::snapshot::hex;
+
 /// Record types used here.
 pub mod rtype {
     /// NS.
@@ -146,10 +148,6 @@ pub fn soa_serial(rdata: &[u8]) -> Option<u32> {
     }
     let bytes = rdata.get(pos..pos + 4)?;
     Some(u32::from_be_bytes([bytes[0], bytes[1], bytes[2], bytes[3]]))
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// The owner label of an order: the first 16 bytes of SHA-256(id), hex.
