@@ -1055,13 +1055,21 @@ mod tests {
     /// it accepted and how much the counter of `event` grew (other tests running at the same
     /// time can only add to it).
     async fn concurrent_run(behaviour: Behaviour, n: u16, event: &str) -> (usize, u64) {
-        let (server, accepted) = tcp_authority(behaviour).await;
         let before = counter(event);
-        concurrent_tcp_exchanges(&pool(&crate::Limits::default()), server, n).await;
-        (
-            accepted.load(std::sync::atomic::Ordering::SeqCst),
-            counter(event) - before,
-        )
+        let connections = connections_through(&pool(&crate::Limits::default()), behaviour, n).await;
+        (connections, counter(event) - before)
+    }
+
+    /// How many connections an authority behaving as `behaviour` accepted for `n` concurrent
+    /// TCP exchanges through `pool`.
+    async fn connections_through(
+        pool: &std::sync::Arc<crate::tcp_pool::TcpPool>,
+        behaviour: Behaviour,
+        n: u16,
+    ) -> usize {
+        let (server, accepted) = tcp_authority(behaviour).await;
+        concurrent_tcp_exchanges(pool, server, n).await;
+        accepted.load(std::sync::atomic::Ordering::SeqCst)
     }
 
     #[tokio::test]
@@ -1111,12 +1119,11 @@ mod tests {
         // Eight queries at once through each: the first pool opens a connection per query
         // (they are all placed before any answer comes), the second packs them onto one
         // (the authority answers only once it holds all eight on one connection).
-        let (server, accepted) = tcp_authority(Behaviour::Serve).await;
-        concurrent_tcp_exchanges(&one_each, server, 8).await;
-        assert_eq!(accepted.load(std::sync::atomic::Ordering::SeqCst), 8);
-        let (server, accepted) = tcp_authority(Behaviour::Reverse(8)).await;
-        concurrent_tcp_exchanges(&defaults, server, 8).await;
-        assert_eq!(accepted.load(std::sync::atomic::Ordering::SeqCst), 1);
+        assert_eq!(connections_through(&one_each, Behaviour::Serve, 8).await, 8);
+        assert_eq!(
+            connections_through(&defaults, Behaviour::Reverse(8), 8).await,
+            1
+        );
     }
 
     #[tokio::test]
