@@ -3,7 +3,7 @@
 # the machine's load does not move. For comparisons too small for CPU time on a shared machine (W3's ≤ 5 %
 # policy cost, a cold-path change): CPU-µs per answer varies ±10 % between rounds here, the count < 1 %.
 #
-#   flock /tmp/juris-bench.lock bench/instructions.sh [--runs N] [--workload W2|W1] VARIANT...
+#   flock /tmp/juris-bench.lock bench/instructions.sh [--runs N] [--workload W2|W1] [--keep] VARIANT...
 #
 # VARIANT: nopolicy | nomine (candidate mining off) | policy-N (N blocked names: bench/work/policy/orders-N,
 # made by `bench/run.sh W3`, `--w3-10m` for 10M). W2: the cold pass over W2's names, split over W3's 4 client
@@ -14,16 +14,19 @@
 # Counted: the juris process's user-space instructions (callgrind `Ir`), every thread; not the kernel's
 # (socket calls cost the same in every variant). Timing is meaningless under valgrind and is not reported.
 # Output: one line per run on stderr, a table on stdout, rows appended to bench/work/out/instructions.tsv.
+# --keep: keep each run's profile as bench/work/out/instructions/<W>.<variant>.<run>.callgrind (read it with
+# `callgrind_annotate --inclusive=yes FILE`).
 set -euo pipefail
 HERE=$(cd "$(dirname "$0")" && pwd)
 WORK="$HERE/work"
 JURIS=${JURIS_BIN:-$HERE/../target/release/juris}
-RUNS=1 WL=W2 VARIANTS=()
+RUNS=1 WL=W2 KEEP= VARIANTS=()
 while (($#)); do
   case "$1" in
     --runs) RUNS=$2; shift ;;
     --workload) WL=$2; shift ;;
-    -h|--help) sed -n '2,16p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    --keep) KEEP=1 ;;
+    -h|--help) sed -n '2,18p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     nopolicy|nomine|policy-[0-9]*) VARIANTS+=("$1") ;;
     *) echo "unknown argument: $1 (see --help)" >&2; exit 2 ;;
   esac
@@ -109,6 +112,7 @@ one_run() {
   ir=$(awk '/^summary:/ { print $2; exit }' "$tag".cg.*.1)
   answers=$(awk '/Queries completed:/ { s += $3 } END { print s + 0 }' "$tag".dnsperf.*.txt)
   lost=$(awk '/Queries lost:/ { s += $3 } END { print s + 0 }' "$tag".dnsperf.*.txt)
+  if [[ -n "$KEEP" ]]; then mv "$tag".cg.*.1 "$tag.callgrind"; fi
   rm -f "$tag".cg.*
   printf '%s\t%s\t%s\t%s\t%s\t%s\n' "$WL" "$v" "$r" "$ir" "$answers" "$lost" | tee -a "$TSV" >&2
   echo "$ir $answers"

@@ -13,7 +13,7 @@ pub(crate) type Rr = Record<Name<Bytes>, Data>;
 /// The name lower-cased (ASCII), as used for every key in the resolver's caches.
 pub(crate) fn lower(name: &Name<Bytes>) -> Name<Bytes> {
     let slice = name.as_slice();
-    if !slice.iter().any(u8::is_ascii_uppercase) {
+    if !has_upper(slice) {
         return name.clone();
     }
     let mut bytes = slice.to_vec();
@@ -23,19 +23,41 @@ pub(crate) fn lower(name: &Name<Bytes>) -> Name<Bytes> {
     Name::from_octets(Bytes::from(bytes)).unwrap_or_else(|_| name.clone())
 }
 
+/// Whether `bytes` holds an ASCII capital: a branch-free pass the compiler vectorises (an
+/// early-exit `any` is not; names are almost always lower-case already).
+fn has_upper(bytes: &[u8]) -> bool {
+    bytes
+        .iter()
+        .fold(0u8, |seen, &b| seen | u8::from(b.is_ascii_uppercase()))
+        != 0
+}
+
+/// Where `zone`'s octets start in `name` if `name` is `zone` or below it (case-insensitive).
+/// Both are uncompressed wire names, whose length octets (< 64) ASCII case folding leaves
+/// alone: `zone` must end `name` at a label boundary. One pass over the bytes, where
+/// `domain`'s `ends_with` compares label by label.
+fn zone_start(name: &[u8], zone: &[u8]) -> Option<usize> {
+    let start = name.len().checked_sub(zone.len())?;
+    let mut at = 0;
+    while at < start {
+        at += usize::from(name[at]) + 1;
+    }
+    (at == start && name[start..].eq_ignore_ascii_case(zone)).then_some(start)
+}
+
 /// Whether `name` is `zone` or below it (case-insensitive).
 pub(crate) fn is_at_or_below(name: &Name<Bytes>, zone: &Name<Bytes>) -> bool {
-    name.ends_with(zone)
+    zone_start(name.as_slice(), zone.as_slice()).is_some()
 }
 
 /// Whether `name` is strictly below `zone`.
 pub(crate) fn is_below(name: &Name<Bytes>, zone: &Name<Bytes>) -> bool {
-    name.label_count() > zone.label_count() && name.ends_with(zone)
+    zone_start(name.as_slice(), zone.as_slice()).is_some_and(|start| start > 0)
 }
 
-/// Case-insensitive name equality.
+/// Case-insensitive name equality (uncompressed wire names: the octets, ASCII case folded).
 pub(crate) fn same_name(a: &Name<Bytes>, b: &Name<Bytes>) -> bool {
-    a.name_eq(b)
+    a.as_slice().eq_ignore_ascii_case(b.as_slice())
 }
 
 /// The suffix of `name` with `labels` labels (counting the root label), if `name` has that many.
@@ -148,6 +170,31 @@ mod tests {
             replace_suffix(&n("old.test."), &n("old.test."), &n("n.")),
             None
         );
+    }
+
+    #[test]
+    fn byte_wise_suffix_and_equality_agree_with_domains_label_wise_ones() {
+        let names = [
+            ".", "test.", "TEST.", "a.test.", "A.Test.", "atest.", "b.atest.", "test.a.", "a.b.test.",
+            "xa.b.test.", "b.test.", "B.TEST.", "\\.test.", "a\\.test.", "a.b.c.d.e.", "d.e.", "cd.e.",
+            "@.test.", "`.test.", "[.test.", "{.test.",
+        ];
+        for a in names {
+            for b in names {
+                let (a, b) = (n(a), n(b));
+                assert_eq!(is_at_or_below(&a, &b), a.ends_with(&b), "{a} under {b}");
+                assert_eq!(
+                    is_below(&a, &b),
+                    a.label_count() > b.label_count() && a.ends_with(&b),
+                    "{a} strictly under {b}"
+                );
+                assert_eq!(same_name(&a, &b), a.name_eq(&b), "{a} = {b}");
+            }
+            assert_eq!(
+                has_upper(n(a).as_slice()),
+                n(a).as_slice().iter().any(u8::is_ascii_uppercase)
+            );
+        }
     }
 }
 
