@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use domain::base::Name;
+use foldhash::fast::RandomState;
 use rand::seq::SliceRandom;
 
 use crate::names::lower;
@@ -133,9 +134,12 @@ impl Default for ServerState {
 /// Per-server health shared by all resolutions.
 #[derive(Debug)]
 pub(crate) struct InfraCache {
-    servers: Mutex<HashMap<SocketAddr, ServerState>>,
+    /// Hashed with the per-process seeded foldhash, as the delegation cache: server addresses
+    /// are chosen by the zones juris is sent to, and SipHash over them cost ≈ 3 % of a cold
+    /// answer's instructions (8 look-ups per answer, `bench/instructions.sh`).
+    servers: Mutex<HashMap<SocketAddr, ServerState, RandomState>>,
     /// Keyed by the zone's lower-cased wire form (one hash pass over the bytes).
-    lame: Mutex<HashMap<(Bytes, SocketAddr), Instant>>,
+    lame: Mutex<HashMap<(Bytes, SocketAddr), Instant, RandomState>>,
     /// Key of the client cookies (random per process): see [`InfraCache::client_cookie`].
     cookie_secret: CookieSecret,
     /// Entries kept in each map (`resolver.limits.infra_servers`).
@@ -403,7 +407,7 @@ impl InfraCache {
             .collect()
     }
 
-    fn with<T>(&self, f: impl FnOnce(&HashMap<SocketAddr, ServerState>) -> T) -> T {
+    fn with<T>(&self, f: impl FnOnce(&HashMap<SocketAddr, ServerState, RandomState>) -> T) -> T {
         match self.servers.lock() {
             Ok(servers) => f(&servers),
             Err(poisoned) => f(&poisoned.into_inner()),

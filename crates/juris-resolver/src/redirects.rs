@@ -29,7 +29,8 @@ struct Entry {
 /// Cached CNAME and DNAME records, keyed by (lower-cased owner, type).
 #[derive(Debug)]
 pub(crate) struct Redirects {
-    map: Mutex<HashMap<(Bytes, Rtype), Entry>>,
+    /// Seeded foldhash (owners are chosen by the zones answering, as the delegation cache's).
+    map: Mutex<HashMap<(Bytes, Rtype), Entry, foldhash::fast::RandomState>>,
     /// Entries kept (`resolver.limits.redirect_entries`).
     max_entries: usize,
 }
