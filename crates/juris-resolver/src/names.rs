@@ -2,7 +2,7 @@
 
 use bytes::Bytes;
 use domain::base::iana::Class;
-use domain::base::{Name, Record, Rtype, ToName, Ttl};
+use domain::base::{Name, Record, Rtype, Ttl};
 use domain::rdata::AllRecordData;
 
 /// Record data with uncompressed names, owned.
@@ -149,6 +149,7 @@ pub(crate) fn test_name(text: &str) -> Name<Bytes> {
 #[allow(clippy::unwrap_used, reason = "test code")]
 mod tests {
     use super::*;
+    use domain::base::ToName;
 
     fn n(s: &str) -> Name<Bytes> {
         Name::bytes_from_str(s).unwrap()
@@ -175,9 +176,27 @@ mod tests {
     #[test]
     fn byte_wise_suffix_and_equality_agree_with_domains_label_wise_ones() {
         let names = [
-            ".", "test.", "TEST.", "a.test.", "A.Test.", "atest.", "b.atest.", "test.a.", "a.b.test.",
-            "xa.b.test.", "b.test.", "B.TEST.", "\\.test.", "a\\.test.", "a.b.c.d.e.", "d.e.", "cd.e.",
-            "@.test.", "`.test.", "[.test.", "{.test.",
+            ".",
+            "test.",
+            "TEST.",
+            "a.test.",
+            "A.Test.",
+            "atest.",
+            "b.atest.",
+            "test.a.",
+            "a.b.test.",
+            "xa.b.test.",
+            "b.test.",
+            "B.TEST.",
+            "\\.test.",
+            "a\\.test.",
+            "a.b.c.d.e.",
+            "d.e.",
+            "cd.e.",
+            "@.test.",
+            "`.test.",
+            "[.test.",
+            "{.test.",
         ];
         for a in names {
             for b in names {

@@ -927,10 +927,18 @@ mod tests {
         for variant in variants {
             let wire = Bytes::from(variant);
             let ours_read = response_cookie(&wire, &ours);
-            assert_eq!(ours_read, cookie_by_domain(&wire, &ours), "{:02x?}", &wire[..]);
+            assert_eq!(
+                ours_read,
+                cookie_by_domain(&wire, &ours),
+                "{:02x?}",
+                &wire[..]
+            );
             cookies += usize::from(matches!(ours_read, Ok((Some(_), _))));
         }
-        assert!(cookies > 100, "the variants exercise the cookie path: {cookies}");
+        assert!(
+            cookies > 100,
+            "the variants exercise the cookie path: {cookies}"
+        );
     }
 
     #[test]
