@@ -120,7 +120,6 @@ pub fn start_with_policy(
     engine: PolicyEngine,
 ) -> Result<RunningServer, ServerError> {
     config.validate().map_err(ServerError::Config)?;
-    crate::sys::tune_allocator();
     let threads = config.threads;
 
     let mut listeners = Vec::new();

@@ -392,25 +392,6 @@ pub(crate) fn set_dont_fragment(socket: &Socket, ipv6: bool) -> io::Result<()> {
     }
 }
 
-/// Tells glibc's allocator to keep freed memory at the top of its heaps (trim threshold
-/// 32 MiB, growth padding 1 MiB) instead of giving it back after every burst: each UDP worker
-/// allocates per miss (pending query, task, response) from its own arena, and with the default
-/// 128 KiB threshold the arena shrinks and grows again all the time — an `mprotect` and fresh
-/// page faults each round (≈ 9k per 20k cold misses, 3.5% of W2 CPU). Memory freed in bulk
-/// is still returned explicitly after a policy load (`release_free_heap_memory`). Process-wide;
-/// a no-op elsewhere than glibc.
-pub fn tune_allocator() {
-    #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    {
-        // SAFETY: mallopt takes plain integers and only changes the allocator's parameters
-        // under its own lock.
-        unsafe {
-            libc::mallopt(libc::M_TRIM_THRESHOLD, 32 << 20);
-            libc::mallopt(libc::M_TOP_PAD, 1 << 20);
-        }
-    }
-}
-
 /// Converts a kernel socket address into a std one; `None` for families other than IPv4/6.
 fn storage_to_addr(storage: &libc::sockaddr_storage, len: libc::socklen_t) -> Option<SocketAddr> {
     let len = len as usize;
@@ -443,10 +424,15 @@ fn storage_to_addr(storage: &libc::sockaddr_storage, len: libc::socklen_t) -> Op
     }
 }
 
-/// Gives the heap's free pages back to the kernel (glibc `malloc_trim(0)`): after the order
-/// loader parsed millions of names, glibc keeps the freed memory (≈ 150 MB at 1M names) in its
-/// arenas, counted in RSS. Returns whether memory was released; a no-op elsewhere than glibc.
+/// Gives the heap's free pages back to the kernel after the order loader parsed millions of
+/// names, whose freed memory (≈ 150 MB at 1M names) the allocators would otherwise keep,
+/// counted in RSS. The `juris` binary allocates with mimalloc (design 0049): `mi_collect(true)`
+/// frees its empty pages and returns them at once. glibc's heap, which C code and binaries
+/// built without mimalloc use, gets `malloc_trim(0)`. Returns whether glibc released memory.
 pub fn release_free_heap_memory() -> bool {
+    // SAFETY: mi_collect takes no pointer; it walks mimalloc's own heaps under its own
+    // synchronisation and may be called from any thread at any time.
+    unsafe { libmimalloc_sys::mi_collect(true) };
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     {
         // SAFETY: malloc_trim takes no pointer and only rearranges the allocator's own free

@@ -28,6 +28,10 @@
 //! ```
 #![forbid(unsafe_code)]
 
+/// mimalloc instead of glibc's malloc (design 0049).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 mod api_tls;
 mod assets;
 mod candidates;
