@@ -1392,9 +1392,9 @@ impl BurstUpstream {
             let mut held: Vec<(Vec<u8>, SocketAddr)> = Vec::new();
             let mut buf = [0u8; 2048];
             while !stopped.load(std::sync::atomic::Ordering::Relaxed) {
-                match socket.recv_from(&mut buf) {
-                    Ok((len, from)) => held.push((buf[..len].to_vec(), from)),
-                    Err(_) => {}
+                // A timeout (nothing came for 20 ms) is not an error here.
+                if let Ok((len, from)) = socket.recv_from(&mut buf) {
+                    held.push((buf[..len].to_vec(), from));
                 }
                 if held.is_empty() || (held.len() < 64 && !socket_idle(&socket)) {
                     continue;
@@ -1504,7 +1504,10 @@ fn many_concurrent_misses_over_udp_are_each_answered_once_with_their_own_id_and_
     for i in 0..QUERIES {
         let client = &clients[usize::from(i % 4)];
         client
-            .send_to(&query(id(i), 0x0100, &name(i), 1, Some((1232, false, 0, &[]))), addr)
+            .send_to(
+                &query(id(i), 0x0100, &name(i), 1, Some((1232, false, 0, &[]))),
+                addr,
+            )
             .unwrap();
         if i % 50 == 49 {
             // Paced a little, so the server's receive buffer never overflows.
