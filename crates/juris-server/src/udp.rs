@@ -65,6 +65,9 @@ pub(crate) struct UdpEndpoint {
     /// must be `Sync`: the worker thread alone ever takes it (its tasks, its loop, its hook),
     /// so it is never contended.
     outbox: Mutex<SendBatch>,
+    /// Whether the outbox may hold something: the worker loop looks at it every turn (every
+    /// receive batch, hits included), so a turn with no miss answered costs one load.
+    queued: AtomicBool,
 }
 
 impl UdpEndpoint {
@@ -73,6 +76,7 @@ impl UdpEndpoint {
             socket: Arc::new(socket),
             listener,
             outbox: Mutex::new(SendBatch::new(slots, max_response)),
+            queued: AtomicBool::new(false),
         }
     }
 
@@ -84,12 +88,19 @@ impl UdpEndpoint {
             outbox.send(self.socket.as_raw_fd());
         }
         outbox.push(to, write);
+        if !outbox.is_empty() {
+            self.queued.store(true, Ordering::Relaxed);
+        }
     }
 
     /// Sends the queued responses, if any, in one `sendmmsg` (`MSG_DONTWAIT`: the worker may
     /// have made the socket blocking for its receives; with a full send buffer the responses
     /// are lost, as with any UDP datagram).
     fn flush(&self) {
+        // Only the worker thread touches the outbox and this flag, so Relaxed is enough.
+        if !self.queued.swap(false, Ordering::Relaxed) {
+            return;
+        }
         let mut outbox = self.outbox.lock().unwrap_or_else(PoisonError::into_inner);
         if !outbox.is_empty() {
             outbox.send(self.socket.as_raw_fd());
