@@ -239,37 +239,85 @@ pub fn registrable(name: &str) -> Option<(&str, &str)> {
 }
 
 /// A hash of the registrable domain of `wire` (a name in wire form), computed without
-/// allocating: the key of the miss path's seen-filter (design 0042). The same domain as
-/// [`registrable`] for ordinary names; `None` for a name without one, or with a label holding
-/// a dot or a byte that is not printable ASCII (such names are never filtered).
+/// allocating or copying: the key of the miss path's seen-filter (design 0042). The same
+/// domain as [`registrable`] for ordinary names; `None` for a name without one, or with a
+/// label holding a dot or a byte that is not printable ASCII (such names are never filtered).
+///
+/// The Public Suffix List is asked with the wire name's own labels (right to left), and the
+/// hash covers the registrable domain's wire bytes, a suffix of `wire` (design 0047: no copy
+/// into dotted text). The miss path's names are lower-case already; a name with an upper-case
+/// byte is lower-cased into a stack copy first, so both spellings give the same key.
 pub fn registrable_key(wire: &[u8], hasher: &impl std::hash::BuildHasher) -> Option<u64> {
-    let mut text = [0u8; 256];
-    let mut len = 0;
+    use psl::Psl;
+    // Where each label starts (a name of at most 255 bytes has at most 127 labels).
+    let mut starts = [0u8; 128];
+    let mut count = 0;
     let mut at = 0;
+    let mut upper = false;
     loop {
         let size = usize::from(*wire.get(at)?);
         if size == 0 {
             break;
         }
         let label = wire.get(at + 1..at + 1 + size)?;
-        let dot = usize::from(len != 0);
-        if len + dot + size > text.len() {
+        if count == starts.len() || at + 1 + size >= 255 {
             return None;
         }
-        if dot == 1 {
-            text[len] = b'.';
-        }
-        for (to, byte) in text[len + dot..].iter_mut().zip(label) {
-            if *byte == b'.' || !byte.is_ascii_graphic() {
+        for &byte in label {
+            if byte == b'.' || !byte.is_ascii_graphic() {
                 return None;
             }
-            *to = byte.to_ascii_lowercase();
+            upper |= byte.is_ascii_uppercase();
         }
-        len += dot + size;
+        starts[count] = at as u8;
+        count += 1;
         at += 1 + size;
     }
-    let domain = psl::domain(&text[..len])?;
-    Some(hasher.hash_one(domain.as_bytes()))
+    if upper {
+        let mut lower = [0u8; 256];
+        let name = lower.get_mut(..=at)?;
+        name.copy_from_slice(wire.get(..=at)?);
+        // Length bytes are at most 63, below b'A': lower-casing leaves them alone.
+        name.make_ascii_lowercase();
+        return registrable_key(name, hasher);
+    }
+    let starts = &starts[..count];
+    let label = |i: usize| {
+        let start = usize::from(starts[i]);
+        &wire[start + 1..start + 1 + usize::from(wire[start])]
+    };
+    // The public suffix's length in dotted form, then the labels it covers.
+    let suffix = psl::List.find((0..count).rev().map(label)).len;
+    let (mut dotted, mut labels) = (0, 0);
+    while dotted < suffix && labels < count {
+        dotted += label(count - 1 - labels).len() + usize::from(labels > 0);
+        labels += 1;
+    }
+    if suffix == 0 || dotted != suffix || labels >= count {
+        return None;
+    }
+    // The registrable domain: the suffix and one more label.
+    let domain = usize::from(starts[count - 1 - labels]);
+    Some(hasher.hash_one(&wire[domain..=at]))
+}
+
+/// The seen-filter's keys ([`registrable_key`]) with a per-process random seed, so names
+/// cannot be crafted to hide a domain behind another's slot: the same seeded hash family
+/// (foldhash) as the answer cache, whose keys clients choose outright (design 0047; it was
+/// SipHash).
+#[derive(Debug, Clone, Default)]
+pub struct DomainKeys(foldhash::fast::RandomState);
+
+impl DomainKeys {
+    /// Keys with a fresh random seed.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// The key of `wire`'s registrable domain; `None` as [`registrable_key`].
+    pub fn key(&self, wire: &[u8]) -> Option<u64> {
+        registrable_key(wire, &self.0)
+    }
 }
 
 /// Whether two registrable labels look like one site's (a mirror's) and how. Tuned on
@@ -636,6 +684,34 @@ mod tests {
         assert_eq!(registrable_key(b"\x03a.b\x02to\x00", &state), None);
         assert_eq!(registrable_key(b"\x05short", &state), None);
         assert_eq!(registrable_key(&[], &state), None);
+    }
+
+    #[test]
+    fn the_filter_key_hashes_the_wire_form_of_the_public_suffix_lists_registrable_domain() {
+        use std::hash::BuildHasher;
+        let keys = DomainKeys::new();
+        let state = foldhash::fast::RandomState::default();
+        for name in [
+            "www.example.com",
+            "a.b.c.example.co.uk",
+            "example.co.uk",
+            "x.y.city.kawasaki.jp",
+            "www.city.kawasaki.jp",
+            "h1.zone7.com",
+            "deep.er.name.on.an.unknown.tld-that-is-not-listed",
+            "s3.amazonaws.com",
+            "bucket.s3.amazonaws.com",
+            "a.blogspot.com",
+        ] {
+            let wire = juris_policy::name_to_wire(name).unwrap();
+            let expected = psl::domain_str(name)
+                .map(|domain| state.hash_one(&juris_policy::name_to_wire(domain).unwrap()[..]));
+            assert_eq!(registrable_key(&wire, &state), expected, "{name}");
+            // Upper case: the same key.
+            let shouted = wire.to_ascii_uppercase();
+            assert_ne!(shouted, wire);
+            assert_eq!(keys.key(&shouted), keys.key(&wire), "{name} in upper case");
+        }
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! Resolved names handed to whoever mines them (mirror candidates, issue #14 item 3), off the
-//! answer path: [`Pipeline::answer_pending`](crate::Pipeline::answer_pending) offers each name
-//! it resolved with its answer to a bounded channel and drops it when the channel is full
+//! answer path: [`Pipeline::answer_pending`](crate::Pipeline::answer_pending) (its synchronous
+//! half, `write_pending`, which the UDP workers call themselves) offers each name it resolved
+//! with its answer to a bounded channel and drops it when the channel is full
 //! (counted). Nothing about the client is passed on. The UDP hot answers and cache hits never
 //! come here: only misses that went to the resolver.
 //!

@@ -193,6 +193,11 @@ impl PendingQuery {
     }
 }
 
+/// What resolving a [`PendingQuery`] gave: the answer, or the error to answer with
+/// (`Pipeline::resolve_pending`), before the stale-data rules and the policy.
+#[derive(Debug)]
+pub(crate) struct Resolution(Result<Arc<CachedAnswer>, ErrorAnswer>);
+
 /// Settings the pipeline reads per query.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct PipelineConfig {
@@ -1078,7 +1083,21 @@ impl Pipeline {
     /// offset `reserve` of the returned buffer (TCP reserves 2 bytes for the length prefix).
     /// `None` means send nothing.
     pub async fn answer_pending(&self, pending: PendingQuery, reserve: usize) -> Option<Vec<u8>> {
-        let result = match self.resolver_question(&pending) {
+        let resolution = self.resolve_pending(&pending).await;
+        let mut out = Vec::new();
+        let len = self.write_pending(&pending, resolution, |size| {
+            out.resize(reserve + size, 0);
+            &mut out[reserve..]
+        })?;
+        out.truncate(reserve + len);
+        Some(out)
+    }
+
+    /// The asynchronous half of [`Pipeline::answer_pending`]: the resolution. The UDP workers
+    /// call the two halves themselves, so a miss's response is written straight into the
+    /// worker's send batch (no buffer of its own, `crate::udp`).
+    pub(crate) async fn resolve_pending(&self, pending: &PendingQuery) -> Resolution {
+        let result = match self.resolver_question(pending) {
             None => Err(error_map::for_task_failure()),
             Some(question) => match &pending.stale {
                 Some(_) => {
@@ -1098,11 +1117,25 @@ impl Pipeline {
                     .map_err(|e| error_map::for_resolve_error(&e)),
             },
         };
+        Resolution(result)
+    }
+
+    /// The synchronous half of [`Pipeline::answer_pending`]: judges the resolution under the
+    /// policy in force and writes the response into the buffer `buffer` returns for the size
+    /// it asks (at least what the response needs, capped by the client's limit; a smaller
+    /// buffer truncates as a small client payload size would). Returns the response's
+    /// length; `None`: send nothing.
+    pub(crate) fn write_pending<'o>(
+        &self,
+        pending: &PendingQuery,
+        resolution: Resolution,
+        buffer: impl FnOnce(usize) -> &'o mut [u8],
+    ) -> Option<usize> {
         let mut reply = pending.reply();
         let now = self.clock.unix_seconds();
         let counters = &self.async_counters;
         // RFC 8767 §4: a SERVFAIL from fresh resolution is a failure too when stale data exists.
-        let result = match result {
+        let result = match resolution.0 {
             Ok(fresh) if pending.stale.is_some() && fresh.kind() == AnswerKind::ServerFailure => {
                 Err(error_map::for_task_failure())
             }
@@ -1124,13 +1157,13 @@ impl Pipeline {
                 )
             }
             (Err(error), None) => {
-                let mut out = vec![0u8; reserve + 1024];
-                let len = write_error(&mut out[reserve..], &reply, &error)?;
-                counters.response(pending.context.transport, &out[reserve..reserve + len]);
+                let out = buffer(1024);
+                let len = write_error(out, &reply, &error)?;
+                let response = &out[..len];
+                counters.response(pending.context.transport, response);
                 counters.miss_latency(pending.started.elapsed());
-                self.offer_resolved(&pending, &out[reserve..reserve + len], None);
-                out.truncate(reserve + len);
-                return Some(out);
+                self.offer_resolved(pending, response, None);
+                return Some(len);
             }
         };
         let padding = if reply.opt.is_some_and(|opt| opt.padding) {
@@ -1173,9 +1206,9 @@ impl Pipeline {
             Some(_) => 4096 + padding,
             None => (answer.len() + extra).min(reply.limit).max(1024),
         };
-        let mut out = vec![0u8; reserve + size];
+        let out = buffer(size);
         let outcome = self.respond_judged(
-            &mut out[reserve..],
+            out,
             &reply,
             pending.client_name(),
             &answer,
@@ -1186,15 +1219,11 @@ impl Pipeline {
         );
         match outcome {
             Outcome::Respond(len) => {
-                counters.response(pending.context.transport, &out[reserve..reserve + len]);
+                let response = &out[..len];
+                counters.response(pending.context.transport, response);
                 counters.miss_latency(pending.started.elapsed());
-                self.offer_resolved(
-                    &pending,
-                    &out[reserve..reserve + len],
-                    recording.order.take(),
-                );
-                out.truncate(reserve + len);
-                Some(out)
+                self.offer_resolved(pending, response, recording.order.take());
+                Some(len)
             }
             Outcome::Drop | Outcome::Resolve(_) => None,
         }

@@ -241,30 +241,10 @@ impl Batch {
             header.msg_namelen = self.addr_lens[i];
             count += 1;
         }
-        let mut sent = 0;
-        while sent < count {
-            // SAFETY: entries sent..count of `send_headers` were filled in above and point
-            // into `addrs`, `send_iovecs` and `send_buf`, owned by `self`, never resized and
-            // untouched during the call.
-            let n = unsafe {
-                libc::sendmmsg(
-                    fd,
-                    self.send_headers.as_mut_ptr().add(sent),
-                    (count - sent) as _,
-                    libc::MSG_DONTWAIT as _,
-                )
-            };
-            if n > 0 {
-                sent += n as usize;
-                continue;
-            }
-            match io::Error::last_os_error().kind() {
-                io::ErrorKind::Interrupted => {}
-                io::ErrorKind::WouldBlock => break,
-                // This datagram failed (e.g. unreachable destination): skip it.
-                _ => sent += 1,
-            }
-        }
+        // SAFETY: entries 0..count of `send_headers` were filled in above and point into
+        // `addrs`, `send_iovecs` and `send_buf`, owned by `self`, never resized and untouched
+        // during the call.
+        unsafe { send_all(fd, &mut self.send_headers[..count]) };
     }
 
     /// Portable fallback: one `recvfrom` per datagram.
@@ -328,6 +308,238 @@ impl Batch {
                     self.addr_lens[i],
                 )
             };
+        }
+    }
+}
+
+/// Sends the datagrams `headers` describe with as few `sendmmsg` calls as the kernel allows,
+/// never blocking (`MSG_DONTWAIT`). Datagrams the kernel will not take now (full buffer) are
+/// dropped, as UDP allows; one that fails (e.g. unreachable destination) is skipped.
+///
+/// # Safety
+/// Every header's name and iovec pointers must point at live, initialised memory of the
+/// lengths the header gives, untouched during the call.
+#[cfg(any(target_os = "linux", target_os = "android"))]
+unsafe fn send_all(fd: RawFd, headers: &mut [libc::mmsghdr]) {
+    let count = headers.len();
+    let mut sent = 0;
+    while sent < count {
+        // SAFETY: entries sent..count are in bounds; the caller vouches for what they point at.
+        let n = unsafe {
+            libc::sendmmsg(
+                fd,
+                headers.as_mut_ptr().add(sent),
+                (count - sent) as _,
+                libc::MSG_DONTWAIT as _,
+            )
+        };
+        if n > 0 {
+            sent += n as usize;
+            continue;
+        }
+        match io::Error::last_os_error().kind() {
+            io::ErrorKind::Interrupted => {}
+            io::ErrorKind::WouldBlock => break,
+            // This datagram failed (e.g. unreachable destination): skip it.
+            _ => sent += 1,
+        }
+    }
+}
+
+/// Responses queued one at a time and sent together: the UDP worker's answers to its misses,
+/// each written by the task that resolved it straight into its slot here (no buffer of its
+/// own), then sent with one `sendmmsg` for all the misses that completed in the same turn of
+/// the worker's runtime (`crate::udp::Outbox`, design 0047).
+///
+/// As in [`Batch`], the kernel structures are wired once in [`SendBatch::new`]: header `i`
+/// points at iovec `i` and name `i`, iovec `i` at slot `i` of `buf`; queueing a response only
+/// writes its length and its destination. The vectors are allocated once with their final
+/// length and never resized.
+pub(crate) struct SendBatch {
+    slots: usize,
+    size: usize,
+    buf: Vec<u8>,
+    lens: Vec<usize>,
+    addrs: Vec<libc::sockaddr_storage>,
+    addr_lens: Vec<libc::socklen_t>,
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    iovecs: Vec<libc::iovec>,
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    headers: Vec<libc::mmsghdr>,
+    queued: usize,
+}
+
+// SAFETY: the raw pointers in `iovecs` and `headers` point only into the batch's own heap
+// buffers (`buf`, `addrs`, `iovecs`), which move with it and are freed with it; nothing else
+// holds them, so handing the whole batch to another thread (behind the outbox's mutex) is as
+// safe as handing over the vectors themselves.
+unsafe impl Send for SendBatch {}
+
+impl std::fmt::Debug for SendBatch {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SendBatch")
+            .field("slots", &self.slots)
+            .field("size", &self.size)
+            .field("queued", &self.queued)
+            .finish()
+    }
+}
+
+impl SendBatch {
+    /// Room for `slots` responses of up to `size` bytes each.
+    pub(crate) fn new(slots: usize, size: usize) -> Self {
+        let slots = slots.max(1);
+        #[allow(unused_mut, reason = "only the Linux build wires the headers up")]
+        let mut batch = Self {
+            slots,
+            size,
+            buf: vec![0; slots * size],
+            lens: vec![0; slots],
+            addrs: (0..slots).map(|_| zeroed_storage()).collect(),
+            addr_lens: vec![0; slots],
+            #[cfg(any(target_os = "linux", target_os = "android"))]
+            iovecs: Vec::with_capacity(slots),
+            #[cfg(any(target_os = "linux", target_os = "android"))]
+            headers: (0..slots).map(|_| zeroed_header()).collect(),
+            queued: 0,
+        };
+        #[cfg(any(target_os = "linux", target_os = "android"))]
+        {
+            let base = batch.buf.as_mut_ptr();
+            for i in 0..slots {
+                batch.iovecs.push(libc::iovec {
+                    // SAFETY: i * size < slots * size = buf.len(): in bounds (or size is 0
+                    // and the offset is 0).
+                    iov_base: unsafe { base.add(i * size) }.cast(),
+                    iov_len: 0,
+                });
+            }
+            // `iovecs` has its final length: never resized from here on.
+            for i in 0..slots {
+                let header = &mut batch.headers[i].msg_hdr;
+                header.msg_name = (&mut batch.addrs[i] as *mut libc::sockaddr_storage).cast();
+                header.msg_iov = &mut batch.iovecs[i];
+                header.msg_iovlen = 1;
+            }
+        }
+        batch
+    }
+
+    /// Whether nothing is queued.
+    pub(crate) fn is_empty(&self) -> bool {
+        self.queued == 0
+    }
+
+    /// Whether every slot is taken (send first).
+    pub(crate) fn is_full(&self) -> bool {
+        self.queued == self.slots
+    }
+
+    /// Queues a response to `to`: `write` writes it into the next free slot (`size` bytes)
+    /// and returns its length, or `None` for nothing to send. False when the batch is full
+    /// (then `write` is not called).
+    pub(crate) fn push(
+        &mut self,
+        to: SocketAddr,
+        write: impl FnOnce(&mut [u8]) -> Option<usize>,
+    ) -> bool {
+        if self.is_full() {
+            return false;
+        }
+        let i = self.queued;
+        let start = i * self.size;
+        let Some(len) = write(&mut self.buf[start..start + self.size]) else {
+            return true;
+        };
+        let len = len.min(self.size);
+        if len == 0 {
+            return true;
+        }
+        self.lens[i] = len;
+        self.addr_lens[i] = addr_to_storage(to, &mut self.addrs[i]);
+        #[cfg(any(target_os = "linux", target_os = "android"))]
+        {
+            self.iovecs[i].iov_len = len;
+            self.headers[i].msg_hdr.msg_namelen = self.addr_lens[i];
+        }
+        self.queued += 1;
+        true
+    }
+
+    /// The response queued in slot `i` and its destination (tests).
+    #[cfg(test)]
+    pub(crate) fn queued(&self, i: usize) -> (&[u8], Option<SocketAddr>) {
+        let start = i * self.size;
+        (
+            &self.buf[start..start + self.lens[i]],
+            storage_to_addr(&self.addrs[i], self.addr_lens[i]),
+        )
+    }
+
+    /// Sends everything queued (one `sendmmsg` unless the kernel takes fewer) and empties
+    /// the batch.
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    pub(crate) fn send(&mut self, fd: RawFd) {
+        let count = self.queued;
+        self.queued = 0;
+        // SAFETY: entries 0..count were queued by `push`: their iovecs point at slots of
+        // `buf` with the response's length, their names at `addrs` entries the address was
+        // written into, with its length; all owned by `self` and untouched during the call.
+        unsafe { send_all(fd, &mut self.headers[..count]) };
+    }
+
+    /// Portable fallback: one `sendto` per response.
+    #[cfg(not(any(target_os = "linux", target_os = "android")))]
+    pub(crate) fn send(&mut self, fd: RawFd) {
+        for i in 0..self.queued {
+            // SAFETY: the buffer slice is in bounds of `buf`; `addrs[i]` holds the address
+            // `push` wrote, `addr_lens[i]` its length.
+            unsafe {
+                libc::sendto(
+                    fd,
+                    self.buf.as_ptr().add(i * self.size).cast(),
+                    self.lens[i],
+                    libc::MSG_DONTWAIT,
+                    (&self.addrs[i] as *const libc::sockaddr_storage).cast(),
+                    self.addr_lens[i],
+                )
+            };
+        }
+        self.queued = 0;
+    }
+}
+
+/// Writes `addr` into `storage` as the kernel's `sockaddr_in`/`sockaddr_in6`; returns its
+/// length (the inverse of [`storage_to_addr`]).
+fn addr_to_storage(addr: SocketAddr, storage: &mut libc::sockaddr_storage) -> libc::socklen_t {
+    *storage = zeroed_storage();
+    match addr {
+        SocketAddr::V4(v4) => {
+            // SAFETY: sockaddr_storage is large enough and aligned for every sockaddr type,
+            // and we hold it exclusively; sockaddr_in is plain old data.
+            let sin = unsafe {
+                &mut *(storage as *mut libc::sockaddr_storage).cast::<libc::sockaddr_in>()
+            };
+            sin.sin_family = libc::AF_INET as libc::sa_family_t;
+            sin.sin_port = v4.port().to_be();
+            sin.sin_addr = libc::in_addr {
+                s_addr: u32::from(*v4.ip()).to_be(),
+            };
+            mem::size_of::<libc::sockaddr_in>() as libc::socklen_t
+        }
+        SocketAddr::V6(v6) => {
+            // SAFETY: as above, for sockaddr_in6.
+            let sin6 = unsafe {
+                &mut *(storage as *mut libc::sockaddr_storage).cast::<libc::sockaddr_in6>()
+            };
+            sin6.sin6_family = libc::AF_INET6 as libc::sa_family_t;
+            sin6.sin6_port = v6.port().to_be();
+            sin6.sin6_flowinfo = v6.flowinfo();
+            sin6.sin6_addr = libc::in6_addr {
+                s6_addr: v6.ip().octets(),
+            };
+            sin6.sin6_scope_id = v6.scope_id();
+            mem::size_of::<libc::sockaddr_in6>() as libc::socklen_t
         }
     }
 }
@@ -604,6 +816,67 @@ mod tests {
             assert_eq!(len, 20);
             assert_eq!(buf[0] ^ 0xFF, buf[1]);
         }
+    }
+
+    #[test]
+    fn socket_addresses_survive_the_trip_through_the_kernel_form() {
+        let mut storage = zeroed_storage();
+        for addr in [
+            "192.0.2.7:5353",
+            "[2001:db8::1]:53",
+            "[fe80::1%3]:853",
+            "0.0.0.0:0",
+        ] {
+            let addr: SocketAddr = addr.parse().unwrap();
+            let len = addr_to_storage(addr, &mut storage);
+            assert_eq!(storage_to_addr(&storage, len), Some(addr));
+        }
+    }
+
+    #[test]
+    fn a_send_batch_sends_every_queued_response_to_its_own_destination_in_order() {
+        let server = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let clients: Vec<UdpSocket> = (0..2)
+            .map(|_| {
+                let client = UdpSocket::bind("127.0.0.1:0").unwrap();
+                client
+                    .set_read_timeout(Some(std::time::Duration::from_secs(5)))
+                    .unwrap();
+                client
+            })
+            .collect();
+        let mut batch = SendBatch::new(3, 16);
+        assert!(batch.is_empty());
+        for round in 0..2u8 {
+            for n in 0..3u8 {
+                let to = clients[usize::from(n % 2)].local_addr().unwrap();
+                assert!(batch.push(to, |out| {
+                    out[..4].copy_from_slice(&[round, n, 0xAA, 0xBB]);
+                    Some(4 + usize::from(n))
+                }));
+            }
+            assert!(batch.is_full());
+            // Full: nothing is written, nothing is queued.
+            let to = clients[0].local_addr().unwrap();
+            assert!(!batch.push(to, |_| unreachable!("a full batch writes nothing")));
+            assert_eq!(batch.queued(1).0.len(), 5);
+            batch.send(server.as_raw_fd());
+            assert!(batch.is_empty());
+            let mut buf = [0u8; 64];
+            // In the order queued, each to its own client.
+            for (client, expect) in [(&clients[0], &[0u8, 2][..]), (&clients[1], &[1][..])] {
+                for &n in expect {
+                    let (len, from) = client.recv_from(&mut buf).unwrap();
+                    assert_eq!(from, server.local_addr().unwrap());
+                    assert_eq!(len, 4 + usize::from(n));
+                    assert_eq!(&buf[..4], &[round, n, 0xAA, 0xBB]);
+                }
+            }
+        }
+        // A response that writes nothing takes no slot.
+        let to = clients[0].local_addr().unwrap();
+        assert!(batch.push(to, |_| None));
+        assert!(batch.is_empty());
     }
 
     #[test]

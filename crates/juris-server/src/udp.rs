@@ -6,7 +6,11 @@
 //!  loop ── recvmmsg ── clock read once ── Pipeline::handle_hot per datagram (the worker's
 //!                                           own hot answers first: crate::hot)
 //!     │   hit / error ─► response in the batch ─► sendmmsg
-//!     │   miss        ─► task on this runtime: Pipeline::answer_pending ─► send_to, same socket
+//!     │   miss        ─► task on this runtime: Pipeline::resolve_pending, then write_pending
+//!     │                   straight into the endpoint's outbox (a second send batch)
+//!     ├── outbox sent with one sendmmsg: when the runtime is about to park (its on_thread_park
+//!     │   hook: every task that could run in this turn has), at the top of every loop turn,
+//!     │   or when it is full
 //!     ├── no task alive, one socket: blocking recvmmsg(MSG_WAITFORONE), SO_RCVTIMEO 100 ms
 //!     └── otherwise: non-blocking recvmmsg on each socket; something received ─► yield to the
 //!         tasks; nothing ─► wait for readiness (epoll, with the tasks' sockets and timers)
@@ -20,12 +24,20 @@
 //! address) sleeps inside `recvmmsg` itself: one system call per batch, none to wait for
 //! readiness. The socket is shared with the tasks: every send passes `MSG_DONTWAIT`, so a
 //! full send buffer drops the datagram instead of blocking.
+//!
+//! The answers to misses are batched too (design 0047): the misses whose upstream answers
+//! arrive in the same readiness event complete in the same turn of the runtime, and their
+//! responses leave together in one `sendmmsg` before the thread sleeps again, instead of one
+//! `sendto` each. Nothing waits for a batch to fill: the outbox is sent as soon as the
+//! runtime runs out of tasks to run, or the worker loop runs, whichever comes first. Only a
+//! runtime that never runs out of work (and a worker loop not woken) keeps a response back,
+//! until the outbox is full (`udp_batch_size` responses).
 
 use std::io;
 use std::net::SocketAddr;
 use std::os::fd::AsRawFd;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::task::{Context, Poll};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -36,7 +48,7 @@ use tokio::io::unix::AsyncFd;
 use crate::counters::Counters;
 use crate::hot::HotAnswers;
 use crate::pipeline::{ClientContext, Outcome, Pipeline, Transport};
-use crate::sys::{register_readable, Batch};
+use crate::sys::{register_readable, Batch, SendBatch};
 
 /// How long a worker waits for a datagram before looking at the shutdown flag again.
 const POLL_WAIT: Duration = Duration::from_millis(100);
@@ -49,15 +61,57 @@ const MAX_QUERY_SIZE: usize = 4096;
 pub(crate) struct UdpEndpoint {
     socket: Arc<Socket>,
     listener: usize,
+    /// The responses to misses not sent yet. A mutex only because the runtime's park hook
+    /// must be `Sync`: the worker thread alone ever takes it (its tasks, its loop, its hook),
+    /// so it is never contended.
+    outbox: Mutex<SendBatch>,
+    /// Whether the outbox may hold something: the worker loop looks at it every turn (every
+    /// receive batch, hits included), so a turn with no miss answered costs one load.
+    queued: AtomicBool,
 }
 
 impl UdpEndpoint {
-    fn send_to(&self, message: &[u8], to: SocketAddr) {
-        // MSG_DONTWAIT (the worker may have made the socket blocking for its receives): if the
-        // send buffer is full the response is lost, as with any UDP datagram.
-        let _ = self
-            .socket
-            .send_to_with_flags(message, &SockAddr::from(to), libc::MSG_DONTWAIT);
+    fn new(socket: Socket, listener: usize, slots: usize, max_response: usize) -> Self {
+        Self {
+            socket: Arc::new(socket),
+            listener,
+            outbox: Mutex::new(SendBatch::new(slots, max_response)),
+            queued: AtomicBool::new(false),
+        }
+    }
+
+    /// Queues the response to a miss: `write` writes it straight into the outbox (and
+    /// returns its length, `None` for no response). A full outbox is sent first.
+    fn queue(&self, to: SocketAddr, write: impl FnOnce(&mut [u8]) -> Option<usize>) {
+        let mut outbox = self.outbox.lock().unwrap_or_else(PoisonError::into_inner);
+        if outbox.is_full() {
+            outbox.send(self.socket.as_raw_fd());
+        }
+        outbox.push(to, write);
+        if !outbox.is_empty() {
+            self.queued.store(true, Ordering::Relaxed);
+        }
+    }
+
+    /// Sends the queued responses, if any, in one `sendmmsg` (`MSG_DONTWAIT`: the worker may
+    /// have made the socket blocking for its receives; with a full send buffer the responses
+    /// are lost, as with any UDP datagram).
+    fn flush(&self) {
+        // Only the worker thread touches the outbox and this flag, so Relaxed is enough.
+        if !self.queued.swap(false, Ordering::Relaxed) {
+            return;
+        }
+        let mut outbox = self.outbox.lock().unwrap_or_else(PoisonError::into_inner);
+        if !outbox.is_empty() {
+            outbox.send(self.socket.as_raw_fd());
+        }
+    }
+}
+
+/// Sends every endpoint's queued responses.
+fn flush_all(endpoints: &[Arc<UdpEndpoint>]) {
+    for endpoint in endpoints {
+        endpoint.flush();
     }
 }
 
@@ -137,33 +191,39 @@ pub(crate) struct Worker {
 impl Worker {
     /// Starts the worker thread with its own single-threaded runtime, on which the misses it
     /// receives are resolved.
-    pub(crate) fn spawn(self) -> io::Result<JoinHandle<()>> {
+    pub(crate) fn spawn(mut self) -> io::Result<JoinHandle<()>> {
+        let endpoints: Arc<[Arc<UdpEndpoint>]> = std::mem::take(&mut self.sockets)
+            .into_iter()
+            .map(|(socket, listener)| {
+                Arc::new(UdpEndpoint::new(
+                    socket,
+                    listener,
+                    self.batch_size,
+                    self.max_response,
+                ))
+            })
+            .collect();
+        let parked = Arc::clone(&endpoints);
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
+            // The runtime parks when no task can run: every miss that completed in this turn
+            // has queued its response, so the outbox goes out now, in one sendmmsg.
+            .on_thread_park(move || flush_all(&parked))
             .build()?;
         std::thread::Builder::new()
             .name(format!("juris-udp-{}", self.index))
             .spawn(move || {
-                runtime.block_on(self.run());
+                runtime.block_on(self.run(endpoints));
                 // Dropping the runtime cancels the resolutions still under way, as stopping
                 // the shared runtime does for TCP.
                 drop(runtime);
             })
     }
 
-    async fn run(mut self) {
-        let endpoints: Vec<Arc<UdpEndpoint>> = std::mem::take(&mut self.sockets)
-            .into_iter()
-            .map(|(socket, listener)| {
-                Arc::new(UdpEndpoint {
-                    socket: Arc::new(socket),
-                    listener,
-                })
-            })
-            .collect();
+    async fn run(self, endpoints: Arc<[Arc<UdpEndpoint>]>) {
         // With one socket, the worker can sleep inside recvmmsg whenever no resolution of
         // its own is under way.
-        let single = match endpoints.as_slice() {
+        let single = match &endpoints[..] {
             [endpoint] => match blocking_with_timeout(&endpoint.socket) {
                 Ok(()) => Some(endpoint),
                 Err(error) => {
@@ -181,6 +241,9 @@ impl Worker {
         let mut batch = Batch::new(self.batch_size, MAX_QUERY_SIZE, self.max_response);
         let mut hot = HotAnswers::new();
         while !self.shutdown.load(Ordering::Relaxed) {
+            // Responses to misses queued since the last turn (when the runtime did not park
+            // in between: it had more to run, or this loop was woken at once).
+            flush_all(&endpoints);
             if let Some(endpoint) = single {
                 if metrics.num_alive_tasks() == 0 {
                     // Nothing else to run on this thread: block in the kernel.
@@ -196,7 +259,7 @@ impl Worker {
                 }
             }
             let mut busy = false;
-            for endpoint in &endpoints {
+            for endpoint in endpoints.iter() {
                 if self.receive_and_answer(&mut batch, &mut hot, endpoint, false) {
                     busy = true;
                 }
@@ -290,10 +353,12 @@ impl Worker {
                 let endpoint = Arc::clone(endpoint);
                 // On this worker's own runtime: no other thread is woken for a miss.
                 tokio::spawn(async move {
-                    if let Some(response) = pipeline.answer_pending(*pending, 0).await {
-                        // To the sender (a load balancer's own address under PROXY).
-                        endpoint.send_to(&response, peer);
-                    }
+                    let resolution = pipeline.resolve_pending(&pending).await;
+                    // To the sender (a load balancer's own address under PROXY), written
+                    // straight into the outbox, sent with the others of this turn.
+                    endpoint.queue(peer, |out| {
+                        pipeline.write_pending(&pending, resolution, |_| out)
+                    });
                 });
                 false
             }

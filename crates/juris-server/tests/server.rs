@@ -1359,3 +1359,199 @@ fn limited_misses_are_all_dropped_with_a_misses_slip_of_0_while_other_classes_st
     assert_eq!(stats.rate_limited[1][class], 0, "slipped misses");
     assert_eq!(stats.rate_limited[1][RateClass::Refused as usize], 1);
 }
+
+/// An upstream for forwarding on loopback that holds the queries it receives until none came
+/// for a moment (or 64 are waiting), then answers them all at once in reverse order: the
+/// misses behind them complete together, in the same turn of a worker's runtime, and their
+/// responses leave in one batch (design 0047). Each A answer's address is derived from the
+/// query name ([`burst_address`]).
+struct BurstUpstream {
+    addr: SocketAddr,
+    stop: Arc<std::sync::atomic::AtomicBool>,
+    thread: Option<std::thread::JoinHandle<usize>>,
+}
+
+fn burst_address(name: &[u8]) -> [u8; 4] {
+    let sum = name
+        .iter()
+        .fold(0u32, |h, b| h.wrapping_mul(31).wrapping_add(u32::from(*b)));
+    [10, (sum >> 16) as u8, (sum >> 8) as u8, sum as u8]
+}
+
+impl BurstUpstream {
+    fn start() -> Self {
+        let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
+        socket
+            .set_read_timeout(Some(Duration::from_millis(20)))
+            .unwrap();
+        let addr = socket.local_addr().unwrap();
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let stopped = Arc::clone(&stop);
+        let thread = std::thread::spawn(move || {
+            let mut answered = 0;
+            let mut held: Vec<(Vec<u8>, SocketAddr)> = Vec::new();
+            let mut buf = [0u8; 2048];
+            while !stopped.load(std::sync::atomic::Ordering::Relaxed) {
+                // A timeout (nothing came for 20 ms) is not an error here.
+                if let Ok((len, from)) = socket.recv_from(&mut buf) {
+                    held.push((buf[..len].to_vec(), from));
+                }
+                if held.is_empty() || (held.len() < 64 && !socket_idle(&socket)) {
+                    continue;
+                }
+                for (query, from) in held.drain(..).rev() {
+                    if let Some(response) = burst_response(&query) {
+                        socket.send_to(&response, from).unwrap();
+                        answered += 1;
+                    }
+                }
+            }
+            answered
+        });
+        Self {
+            addr,
+            stop,
+            thread: Some(thread),
+        }
+    }
+
+    /// Stops the thread; how many queries it answered.
+    fn stop(mut self) -> usize {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        self.thread.take().unwrap().join().unwrap()
+    }
+}
+
+/// Whether nothing is waiting on the socket (a peek that does not wait).
+fn socket_idle(socket: &UdpSocket) -> bool {
+    socket.set_nonblocking(true).unwrap();
+    let idle = socket.peek_from(&mut [0u8; 1]).is_err();
+    socket.set_nonblocking(false).unwrap();
+    idle
+}
+
+/// The answer to one query: its question echoed (with any OPT dropped), one A record.
+fn burst_response(query: &[u8]) -> Option<Vec<u8>> {
+    let mut end = 12;
+    while *query.get(end)? != 0 {
+        end += 1 + usize::from(query[end]);
+    }
+    let name = query.get(12..=end)?;
+    let question = query.get(12..end + 5)?;
+    let mut m = query.get(..2)?.to_vec();
+    m.extend_from_slice(&[0x81, 0x80, 0, 1, 0, 1, 0, 0, 0, 0]);
+    m.extend_from_slice(question);
+    m.extend_from_slice(&[0xC0, 12, 0, 1, 0, 1, 0, 0, 1, 44, 0, 4]);
+    m.extend_from_slice(&burst_address(&name.to_ascii_lowercase()));
+    Some(m)
+}
+
+#[test]
+fn many_concurrent_misses_over_udp_are_each_answered_once_with_their_own_id_and_answer() {
+    let upstream = BurstUpstream::start();
+    let clock = Arc::new(ManualClock::new(NOW));
+    let shared: SharedClock = clock.clone();
+    let cache = Arc::new(AnswerCache::new(CacheConfig::default()));
+    let resolver = Resolver::new(
+        ResolverConfig {
+            mode: Mode::Forward {
+                upstreams: vec![upstream.addr],
+            },
+            allow_loopback_upstreams: true,
+            // The upstream's answers are unsigned and `burst.test` is no signed zone.
+            dnssec: juris_resolver::dnssec::ValidatorConfig {
+                enabled: false,
+                ..Default::default()
+            },
+            query_timeout: Duration::from_secs(3),
+            resolution_deadline: Duration::from_secs(10),
+            ..ResolverConfig::default()
+        },
+        Arc::clone(&cache),
+        Arc::clone(&shared),
+    )
+    .unwrap();
+    let config = ServerConfig {
+        listeners: vec![ListenerConfig::udp_and_tcp("127.0.0.1:0".parse().unwrap())],
+        // One worker: every miss on the same runtime, so they share its outbox; a small
+        // batch, so a burst also fills it and sends it before the runtime parks.
+        threads: 1,
+        async_threads: 1,
+        udp_batch_size: 8,
+        ..ServerConfig::default()
+    };
+    let server = start(config, resolver, shared).unwrap();
+    let addr = server.listeners()[0].addr;
+    // 4 clients, 300 distinct names, every query sent before any answer is read.
+    const QUERIES: u16 = 300;
+    let clients: Vec<UdpSocket> = (0..4)
+        .map(|_| {
+            let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
+            socket
+                .set_read_timeout(Some(Duration::from_secs(10)))
+                .unwrap();
+            socket
+        })
+        .collect();
+    let name = |i: u16| {
+        let label = format!("n{i}");
+        let mut wire = vec![label.len() as u8];
+        wire.extend_from_slice(label.as_bytes());
+        wire.extend_from_slice(b"\x05burst\x04test\x00");
+        wire
+    };
+    let id = |i: u16| 0x4000 + i * 7;
+    for i in 0..QUERIES {
+        let client = &clients[usize::from(i % 4)];
+        client
+            .send_to(
+                &query(id(i), 0x0100, &name(i), 1, Some((1232, false, 0, &[]))),
+                addr,
+            )
+            .unwrap();
+        if i % 50 == 49 {
+            // Paced a little, so the server's receive buffer never overflows.
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+    let mut seen = std::collections::HashSet::new();
+    let mut buf = vec![0u8; 4096];
+    for (c, client) in clients.iter().enumerate() {
+        let expected = (0..QUERIES).filter(|i| usize::from(i % 4) == c).count();
+        for _ in 0..expected {
+            let (len, from) = client.recv_from(&mut buf).expect("an answer to every miss");
+            assert_eq!(from, addr);
+            let message = Message::from_vec(&buf[..len]).unwrap();
+            let i = (message.id() - 0x4000) / 7;
+            assert_eq!(id(i), message.id(), "an ID this client sent");
+            assert_eq!(usize::from(i % 4), c, "answered to the client that asked");
+            assert!(seen.insert(i), "query {i} answered twice");
+            assert_eq!(
+                message.response_code(),
+                ResponseCode::NoError,
+                "{:?}",
+                ede_of(&message)
+            );
+            assert_eq!(
+                message.queries()[0].name().to_string(),
+                format!("n{i}.burst.test."),
+                "the question of this ID"
+            );
+            let want = burst_address(&name(i));
+            match message.answers().first().map(|r| r.data()) {
+                Some(RData::A(a)) => assert_eq!(a.0.octets(), want, "the answer of this name"),
+                other => panic!("query {i}: {other:?}"),
+            }
+        }
+    }
+    assert_eq!(seen.len(), usize::from(QUERIES));
+    let stats = server.stats();
+    assert_eq!(stats.cache_misses, u64::from(QUERIES));
+    assert_eq!(stats.responses_by_rcode[0], u64::from(QUERIES));
+    server.shutdown();
+    assert_eq!(
+        upstream.stop(),
+        usize::from(QUERIES),
+        "one upstream query per miss"
+    );
+}

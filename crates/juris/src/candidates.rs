@@ -11,7 +11,7 @@ use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
 
 use juris_control::candidates::{
-    registrable_key, CandidateList, CandidatesConfig, Miner, Observation, Reference,
+    CandidateList, CandidatesConfig, DomainKeys, Miner, Observation, Reference,
 };
 use juris_control::{ProtectedList, SharedProtected};
 use juris_server::observe::{NameKey, Resolved, ResolvedSink};
@@ -76,9 +76,9 @@ impl Candidates {
     ) -> Arc<Candidates> {
         // The miss path keys each resolved name by its registrable domain (a hash with a
         // per-process seed: names cannot be crafted to hide a domain behind another's slot)
-        // and lets one name per domain through per window (design 0042).
-        let seed = std::collections::hash_map::RandomState::new();
-        let key: NameKey = Arc::new(move |wire: &[u8]| registrable_key(wire, &seed));
+        // and lets one name per domain through per window (designs 0042, 0047).
+        let keys = DomainKeys::new();
+        let key: NameKey = Arc::new(move |wire: &[u8]| keys.key(wire));
         let (sink, receiver) = ResolvedSink::filtered(config.queue, SEEN_SLOTS, key);
         pipeline.observe_resolved(sink.clone());
         let candidates = Arc::new(Candidates {
