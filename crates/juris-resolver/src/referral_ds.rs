@@ -92,7 +92,13 @@ impl ReferralDs {
                 zones.clear();
             }
         }
-        let ds = if denial.is_empty() { ds } else { Vec::new() };
+        // Kept beyond the exchange: not as slices of the referral's message (design 0048).
+        let ds = if denial.is_empty() {
+            crate::names::detached(ds)
+        } else {
+            Vec::new()
+        };
+        let denial = crate::names::detached(denial);
         zones.insert(
             lower(child),
             Entry {

@@ -214,7 +214,9 @@ impl AggressiveNsec {
             if !in_zone {
                 continue;
             }
-            let set = of(&outcome.authority, record.owner(), record.rtype());
+            // Kept beyond the exchange: not as slices of the answer's message (design 0048).
+            let set =
+                crate::names::detached(of(&outcome.authority, record.owner(), record.rtype()));
             let ttl = record.ttl().as_secs().min(negative_ttl);
             if ttl > 0 {
                 nsecs.push((set, now + u64::from(ttl)));
@@ -237,7 +239,7 @@ impl AggressiveNsec {
         }
         let entry = zones.entry(zone).or_default();
         if let Some(soa) = soa {
-            entry.soa = of(&outcome.authority, soa.owner(), Rtype::SOA);
+            entry.soa = crate::names::detached(of(&outcome.authority, soa.owner(), Rtype::SOA));
         }
         entry.nsecs.retain(|(set, until)| {
             *until > now
@@ -424,7 +426,8 @@ fn wildcard_of(qtype: Rtype, outcome: &Outcome, zone: &Name<Bytes>, now: u64) ->
     };
     let last = outcome.answer.iter().rposition(part)?;
     let rrset: Vec<Rr> = outcome.answer.iter().filter(|r| part(r)).cloned().collect();
-    let tail: Vec<Rr> = outcome.answer[last + 1..].to_vec();
+    let rrset = crate::names::detached(rrset);
+    let tail = crate::names::detached(outcome.answer[last + 1..].to_vec());
     let ttl = rrset
         .iter()
         .chain(&tail)

@@ -888,9 +888,15 @@ impl Validator {
         ) {
             Ok(_) => {
                 // Keys of a disallowed algorithm (DSA unless `validate_dsa`) validate nothing.
+                // Copied out of the DNSKEY answer's buffer, which a kept key would otherwise
+                // keep whole for as long as the zone's state is kept (design 0048).
                 let keys: Vec<Dnskey<Bytes>> = keys
                     .into_iter()
                     .filter(|k| self.algorithm_allowed(k.algorithm()))
+                    .map(|k| {
+                        let key = Bytes::copy_from_slice(k.public_key());
+                        Dnskey::new(k.flags(), k.protocol(), k.algorithm(), key).unwrap_or(k)
+                    })
                     .collect();
                 (ZoneState::Secure(keys.into()), ttl)
             }
