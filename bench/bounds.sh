@@ -146,7 +146,8 @@ level = "warn"
 EOF
 "$JURIS" check-config "$OUT/juris.toml" >/dev/null
 TOKEN=$("$JURIS" token create --role operator --name bounds --data-dir "$OUT/data")
-spawn 1 "$OUT/juris.log" "$JURIS" serve --config "$OUT/juris.toml" --data-dir "$OUT/data"
+# BOUNDS_ENV: environment for juris alone, e.g. BOUNDS_ENV="MALLOC_ARENA_MAX=1" (the allocator's share, design 0048)
+spawn 1 "$OUT/juris.log" env ${BOUNDS_ENV:-} "$JURIS" serve --config "$OUT/juris.toml" --data-dir "$OUT/data"
 JPID=$SPAWNED
 for _ in $(seq 1 100); do udp_bound "$ADDR" "$PORT" && break; sleep 0.1; done
 udp_bound "$ADDR" "$PORT" || { cat "$OUT/juris.log" >&2; echo "juris did not bind" >&2; exit 1; }
@@ -159,6 +160,12 @@ cache_stats() {
   JURIS_TOKEN="$TOKEN" "$JURIS" cache stats --api "http://$ADDR:$API_PORT" 2>/dev/null || echo "(cache stats failed)"
 }
 sample idle
+# VmRSS and the thread count every half second, for the record ($OUT/rss.tsv).
+( while kill -0 "$JPID" 2>/dev/null; do
+    printf '%s\t%s\t%s\n' "$(date +%s.%N | cut -c1-14)" "$(status "$JPID" VmRSS)" "$(status "$JPID" Threads)"
+    sleep 0.5
+  done ) >"$OUT/rss.tsv" 2>/dev/null &
+PIDS+=($!)
 
 # ---- hot: the W2 names, three passes ----------------------------------------------------------
 names=$(wc -l <"$HIER/w2.txt")
@@ -176,6 +183,14 @@ nx_result=$(taskset -c 0 "$OUT/spread" "$ADDR" "$PORT" "$RATE" "$NX_SECONDS" "$P
 log "nx: $nx_result"
 sample nx
 stats_nx=$(cache_stats)
+# The largest mappings by RSS ($OUT/smaps.txt): heap arenas, stacks, or something else.
+awk '/^[0-9a-f]+-[0-9a-f]+ / { map = $0 } /^Rss:/ { print $2, map }' "/proc/$JPID/smaps" | sort -rn | head -n 20 >"$OUT/smaps.txt" || true
+# BOUNDS_TRIM=1: glibc's malloc_trim(0) called inside juris (gdb) after the nx phase: what RSS is the
+# allocator's free memory rather than live data (design 0048).
+if [[ "${BOUNDS_TRIM:-0}" == 1 ]] && command -v gdb >/dev/null; then
+  gdb -p "$JPID" -batch -ex 'call (int) malloc_trim(0)' >/dev/null 2>&1 || log "gdb: malloc_trim failed"
+  sample trimmed
+fi
 
 # ---- tcp: connections held open ----------------------------------------------------------------
 log "tcp: $TCP_CONNS connections, 16 pipelined queries each, held 3 s"
@@ -226,13 +241,14 @@ REPORT="$HERE/results/bounds.md"
 {
   echo "# bench/bounds.sh ($(date -u '+%Y-%m-%d %H:%M UTC'), load average $(cut -d' ' -f1-3 /proc/loadavg))"
   echo
-  echo "\`bench/bounds.sh --cache $CACHE --threads $THREADS --prefixes $PREFIXES --nx-seconds $NX_SECONDS --rate $RATE --tcp $TCP_CONNS\`, juris \`$JURIS\`"
+  echo "\`${BOUNDS_ENV:+BOUNDS_ENV=\"$BOUNDS_ENV\" }bench/bounds.sh --cache $CACHE --threads $THREADS --prefixes $PREFIXES --nx-seconds $NX_SECONDS --rate $RATE --tcp $TCP_CONNS\`, juris \`$JURIS\`"
   echo
   echo "| phase | what it did | VmRSS |"
   echo "|---|---|---|"
   echo "| idle | started, nothing asked | $(mib "$idle_b") MiB |"
   echo "| hot | W2's $names names x 3 from 4096 prefixes: $hot_result | $(mib $((RSS[hot] * 1024))) MiB |"
   echo "| nx | $NX_SECONDS s of nx-<random> from $PREFIXES prefixes: $nx_result | $(mib $((RSS[nx] * 1024))) MiB |"
+  if [[ -n "${RSS[trimmed]:-}" ]]; then echo "| (trimmed) | malloc_trim(0) in juris after nx (BOUNDS_TRIM=1) | $(mib $((RSS[trimmed] * 1024))) MiB |"; fi
   echo "| tcp | $tcp_result | $(mib $((RSS[tcp] * 1024))) MiB |"
   echo
   echo "Peak RSS (VmHWM): **$(mib "$hwm_b") MiB**; above idle: **$(mib $((hwm_b - idle_b))) MiB**. juris alive at the end: $alive."
