@@ -32,7 +32,7 @@ use juris_resolver::cache::{CacheKeyRef, CachedAnswer};
 /// Slots per worker by default (4096 pairs; `server.hot_answer_slots`). A power of two; a
 /// slot costs [`HotAnswers::slot_bytes`] at most (design 0048).
 pub const HOT_SLOTS: usize = 8192;
-/// Most slots a table may have (`server.hot_answer_slots`): 2^20, about 3.4 GiB per worker at
+/// Most slots a table may have (`server.hot_answer_slots`): 2^20, about 4.3 GiB per worker at
 /// the default `max_udp_payload` if every slot held the largest answer.
 pub const MAX_HOT_SLOTS: usize = 1 << 20;
 /// Largest answer kept by default (the default `server.max_udp_payload`).
