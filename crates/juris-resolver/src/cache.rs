@@ -624,8 +624,10 @@ impl CachedAnswer {
         Some(len)
     }
 
-    /// Bytes this entry costs the cache (for the weigher).
-    fn weight(&self) -> u64 {
+    /// Bytes this entry costs the cache (for the weigher): its struct, wire form and derived
+    /// data, estimated from their lengths (allocator overhead not included). Also what a UDP
+    /// worker's hot slot keeps alive after the cache evicted the entry (design 0048).
+    pub fn weight(&self) -> u64 {
         let targets: usize = self.cname_targets.iter().map(|t| t.len() + 16).sum();
         (std::mem::size_of::<Self>()
             + self.wire.len()

@@ -254,6 +254,14 @@ impl DelegationCache {
         found.unwrap_or_else(|| self.root_at(now))
     }
 
+    /// Zone cuts and name server address entries kept (design 0048's bound tests).
+    #[cfg(test)]
+    pub(crate) fn lens(&self) -> (usize, usize) {
+        let zones = self.zones.lock().map_or(0, |z| z.len());
+        let addresses = self.addresses.lock().map_or(0, |a| a.len());
+        (zones, addresses)
+    }
+
     /// Stores a zone cut learnt from a referral.
     pub(crate) fn insert_delegation(&self, delegation: &Delegation, ttl: u32, now: u64) {
         if delegation.zone.is_root() || ttl == 0 {
@@ -515,5 +523,35 @@ mod tests {
         assert_eq!(cache.flush(FlushScope::All), (1, 1));
         assert!(cache.deepest(&deep, 1).zone.is_root());
         assert!(cache.addresses(&n("a.root."), Rtype::A, 1).is_some());
+    }
+
+    /// Design 0048: referrals to ever new zones and name servers (a client asking random
+    /// names under zones it controls) never keep more than `resolver.limits.delegation_entries`
+    /// zone cuts, nor as many name server address entries.
+    #[test]
+    fn cuts_and_addresses_stay_at_the_configured_bound() {
+        let cache =
+            DelegationCache::new(&[(n("a.root."), "127.0.0.2".parse().unwrap())]).with_max(40);
+        for i in 0..1000 {
+            let zone = n(&format!("z{i}.example."));
+            let server = n(&format!("ns.z{i}.example."));
+            cache.insert_delegation(
+                &Delegation {
+                    zone,
+                    name_servers: vec![server.clone()].into(),
+                },
+                3600,
+                0,
+            );
+            let address = IpAddr::from([192, 0, 2, (i % 250) as u8]);
+            cache.insert_addresses(&server, Rtype::A, Rank::Glue, vec![address], 3600, 0);
+            cache.insert_addresses(&server, Rtype::AAAA, Rank::Answer, vec![], 3600, 0);
+            let (zones, addresses) = cache.lens();
+            assert!(
+                zones <= 40 && addresses <= 40,
+                "{zones} cuts, {addresses} addresses"
+            );
+        }
+        assert!(cache.lens().0 > 0 && cache.lens().1 > 0);
     }
 }

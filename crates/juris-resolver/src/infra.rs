@@ -175,6 +175,14 @@ impl InfraCache {
         }
     }
 
+    /// Servers and lame zone/server pairs kept (design 0048's bound tests).
+    #[cfg(test)]
+    pub(crate) fn lens(&self) -> (usize, usize) {
+        let servers = self.servers.lock().map_or(0, |s| s.len());
+        let lame = self.lame.lock().map_or(0, |l| l.len());
+        (servers, lame)
+    }
+
     /// Our client cookie for `server` (RFC 7873 §4.1): SipHash-2-4 of the server's address
     /// under a per-process random secret, so each server sees its own cookie, stable while
     /// the process runs, and no server can learn another's or track us across restarts.
@@ -522,5 +530,28 @@ mod tests {
         infra.mark_lame(&zone, server);
         assert!(!infra.is_usable(&zone, server));
         assert!(infra.is_usable(&Name::root_bytes(), server));
+    }
+
+    /// Design 0048: upstream servers a client can make us ask (any address a referral names)
+    /// and lame zone/server pairs never exceed `resolver.limits.infra_servers` each.
+    #[test]
+    fn servers_and_lame_pairs_stay_at_the_configured_bound() {
+        let infra = InfraCache::with_max(50);
+        for i in 0..1000u32 {
+            let server = SocketAddr::from((i.to_be_bytes(), 53));
+            match i % 3 {
+                0 => infra.record_rtt(server, Duration::from_millis(10)),
+                1 => infra.record_timeout(server),
+                _ => infra.learn_server_cookie(server, ServerCookie::new(&[7; 16]).unwrap()),
+            }
+            let zone = Name::<Bytes>::bytes_from_str(&format!("z{i}.example.")).unwrap();
+            infra.mark_lame(&zone, server);
+            let (servers, lame) = infra.lens();
+            assert!(
+                servers <= 50 && lame <= 50,
+                "{servers} servers, {lame} lame"
+            );
+        }
+        assert!(infra.lens().0 > 0 && infra.lens().1 > 0);
     }
 }

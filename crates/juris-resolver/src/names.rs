@@ -10,6 +10,54 @@ pub(crate) type Data = AllRecordData<Bytes, Name<Bytes>>;
 /// One resource record read from (or destined for) the wire.
 pub(crate) type Rr = Record<Name<Bytes>, Data>;
 
+/// `records` with everything they hold copied into one buffer of their own, exactly their
+/// size. A record read from an upstream answer shares that answer's buffer (its signature,
+/// key, digest, bitmap or text octets are slices of it), so a table that keeps one record
+/// keeps the whole message alive: up to 64 KiB for an answer read over TCP, of which the
+/// record may be a few dozen bytes. The tables that keep records beyond the exchange (design
+/// 0048: followed CNAME/DNAME, referral DS, aggressive NSEC ranges) store them detached, so
+/// an entry costs its records, not the message they came in. Records that cannot be written
+/// and read back (none that the parser accepted) are returned as they were.
+pub(crate) fn detached(records: Vec<Rr>) -> Vec<Rr> {
+    use domain::base::name::FlattenInto;
+    use domain::base::{ParsedName, ParsedRecord};
+    use domain::dep::octseq::Parser;
+
+    if records.is_empty() {
+        return records;
+    }
+    let mut wire: Vec<u8> = Vec::new();
+    for record in &records {
+        if record.compose(&mut wire).is_err() {
+            return records;
+        }
+    }
+    let bytes = Bytes::from(wire);
+    let mut parser = Parser::from_ref(&bytes);
+    let mut out = Vec::with_capacity(records.len());
+    while parser.remaining() > 0 {
+        let Ok(parsed) = ParsedRecord::parse(&mut parser) else {
+            return records;
+        };
+        let Ok(record) = parsed.to_any_record::<AllRecordData<Bytes, ParsedName<Bytes>>>() else {
+            return records;
+        };
+        let (class, ttl) = (record.class(), record.ttl());
+        let (owner, data) = record.into_owner_and_data();
+        out.push(Rr::new(
+            owner.flatten_into(),
+            class,
+            ttl,
+            data.flatten_into(),
+        ));
+    }
+    if out.len() == records.len() {
+        out
+    } else {
+        records
+    }
+}
+
 /// The name lower-cased (ASCII), as used for every key in the resolver's caches.
 pub(crate) fn lower(name: &Name<Bytes>) -> Name<Bytes> {
     let slice = name.as_slice();
@@ -214,6 +262,61 @@ mod tests {
                 n(a).as_slice().iter().any(u8::is_ascii_uppercase)
             );
         }
+    }
+
+    /// Design 0048: a detached record holds nothing of the (large) message buffer its octets
+    /// were sliced from, and is equal to the record it was.
+    #[test]
+    fn detached_records_own_their_octets_and_are_equal() {
+        use domain::base::iana::SecurityAlgorithm;
+        use domain::rdata::dnssec::Timestamp;
+        use domain::rdata::Rrsig;
+
+        // A 64 KiB "message" whose bytes 100..164 are a signature.
+        let message = Bytes::from(vec![7u8; 65_535]);
+        let signature = message.slice(100..164);
+        let rrsig = Rrsig::new(
+            Rtype::A,
+            SecurityAlgorithm::ECDSAP256SHA256,
+            2,
+            Ttl::from_secs(300),
+            Timestamp::from(2_000_000_000),
+            Timestamp::from(900),
+            1,
+            n("example."),
+            signature,
+        )
+        .unwrap();
+        let txt = domain::rdata::Txt::from_octets(message.slice(1000..1008)).unwrap();
+        let records = vec![
+            Record::new(
+                n("www.example."),
+                Class::IN,
+                Ttl::from_secs(300),
+                AllRecordData::Rrsig(rrsig),
+            ),
+            Record::new(
+                n("www.example."),
+                Class::IN,
+                Ttl::from_secs(60),
+                AllRecordData::Txt(txt),
+            ),
+        ];
+        let kept = detached(records.clone());
+        assert_eq!(kept, records);
+        let inside = |p: *const u8| message.as_ptr_range().contains(&p);
+        match kept[0].data() {
+            AllRecordData::Rrsig(sig) => assert!(!inside(sig.signature().as_ptr())),
+            other => panic!("{other:?}"),
+        }
+        match (kept[1].data(), records[1].data()) {
+            (AllRecordData::Txt(kept), AllRecordData::Txt(original)) => {
+                assert!(inside(original.as_flat_slice().unwrap().as_ptr()));
+                assert!(!inside(kept.as_flat_slice().unwrap().as_ptr()));
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(detached(Vec::new()).is_empty());
     }
 }
 

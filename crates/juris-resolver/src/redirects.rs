@@ -84,6 +84,9 @@ impl Redirects {
         let mut records = Vec::with_capacity(1 + signatures.len());
         records.push(record.clone());
         records.extend(signatures);
+        // Kept beyond the exchange: not as slices of the message they came in (design 0048).
+        let records = crate::names::detached(records);
+        let proof = crate::names::detached(proof);
         let mut map = lock(&self.map);
         if map.len() >= self.max_entries {
             map.retain(|_, entry| entry.expires_at > now);

@@ -51,6 +51,12 @@ impl ReferralDs {
         }
     }
 
+    /// Zones kept (design 0048's bound tests).
+    #[cfg(test)]
+    pub(crate) fn len(&self) -> usize {
+        lock(&self.zones).len()
+    }
+
     /// Keeps the DS (or no-DS proof) a referral to `child` carried in `authority` (already
     /// limited to the parent's bailiwick). A referral with neither is not remembered.
     pub(crate) fn store(&self, child: &Name<Bytes>, authority: &[Rr], max_ttl: u32, now: u64) {
@@ -86,7 +92,13 @@ impl ReferralDs {
                 zones.clear();
             }
         }
-        let ds = if denial.is_empty() { ds } else { Vec::new() };
+        // Kept beyond the exchange: not as slices of the referral's message (design 0048).
+        let ds = if denial.is_empty() {
+            crate::names::detached(ds)
+        } else {
+            Vec::new()
+        };
+        let denial = crate::names::detached(denial);
         zones.insert(
             lower(child),
             Entry {
@@ -190,5 +202,29 @@ mod tests {
         let outcome = cache.outcome(&child, 0).unwrap();
         assert!(outcome.answer.is_empty());
         assert_eq!(outcome.authority.len(), 1);
+    }
+
+    /// Design 0048: DS data of ever new child zones stays at `resolver.limits.referral_ds_zones`.
+    #[test]
+    fn zones_stay_at_the_configured_bound() {
+        let cache = ReferralDs::with_max(30);
+        for i in 0..1000 {
+            let child = name(&format!("c{i}.example."));
+            let ds = Ds::new(
+                58437,
+                SecurityAlgorithm::RSASHA1,
+                DigestAlgorithm::SHA1,
+                Bytes::from_static(&[0xca; 20]),
+            )
+            .unwrap();
+            let authority = [record(
+                &format!("c{i}.example."),
+                600,
+                AllRecordData::Ds(ds),
+            )];
+            cache.store(&child, &authority, 86_400, 1000);
+            assert!(cache.len() <= 30, "{} zones", cache.len());
+        }
+        assert!(cache.len() > 0);
     }
 }

@@ -102,6 +102,10 @@ pub struct Limits {
     pub validated_zones: u32,
     /// Zones whose validated NSEC/NSEC3 ranges are kept (RFC 8198).
     pub aggressive_nsec_zones: u32,
+    /// NSEC/NSEC3 records (each with its RRSIGs) kept per zone, the oldest dropped first.
+    pub aggressive_nsec_ranges: u32,
+    /// Secure wildcard expansions kept per zone (RFC 8198 §5.3), the oldest dropped first.
+    pub aggressive_nsec_wildcards: u32,
     /// Resolution failures remembered (RFC 9520).
     pub remembered_failures: u32,
 }
@@ -127,6 +131,8 @@ impl Default for Limits {
             referral_ds_zones: crate::referral_ds::MAX_ZONES as u32,
             validated_zones: crate::dnssec::validator::MAX_ZONES as u32,
             aggressive_nsec_zones: crate::dnssec::aggressive::MAX_ZONES as u32,
+            aggressive_nsec_ranges: crate::dnssec::aggressive::MAX_NSECS_PER_ZONE as u32,
+            aggressive_nsec_wildcards: crate::dnssec::aggressive::MAX_WILDCARDS_PER_ZONE as u32,
             remembered_failures: MAX_REMEMBERED_FAILURES as u32,
         }
     }
@@ -157,6 +163,8 @@ impl Limits {
             referral_ds_zones,
             validated_zones,
             aggressive_nsec_zones,
+            aggressive_nsec_ranges,
+            aggressive_nsec_wildcards,
             remembered_failures
         ];
         if let Some((field, _)) = positive.into_iter().find(|(_, value)| *value == 0) {
@@ -499,7 +507,11 @@ impl Resolver {
             Some(
                 Validator::new(config.dnssec.clone(), anchors, clock.clone()).with_limits(
                     table_bound(config.limits.validated_zones),
-                    table_bound(config.limits.aggressive_nsec_zones),
+                    (
+                        table_bound(config.limits.aggressive_nsec_zones),
+                        table_bound(config.limits.aggressive_nsec_ranges),
+                        table_bound(config.limits.aggressive_nsec_wildcards),
+                    ),
                 ),
             )
         } else {

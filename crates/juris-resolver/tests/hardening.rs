@@ -504,3 +504,72 @@ async fn an_upstream_answer_echoing_another_client_cookie_is_dropped_as_spoofed(
         ["www.test. A 192.0.2.1"]
     );
 }
+
+/// Design 0048: a client asking ever new names (the answers of a zone it may control, here
+/// 4 KiB TXT records) never makes the answer cache weigh more than `cache.size`, and ever
+/// new failing questions never keep more than `resolver.limits.remembered_failures`.
+#[tokio::test]
+async fn the_answer_cache_and_the_remembered_failures_stay_at_their_bounds() {
+    use juris_resolver::cache::FlushScope;
+    use juris_resolver::cache::{AnswerCache, CacheConfig};
+    use juris_resolver::clock::ManualClock;
+    use juris_resolver::Mode;
+    use std::sync::Arc;
+
+    let port = 47_530;
+    let records: Vec<String> = (0..300)
+        .map(|i| format!("t{i}.test. 300 TXT big:4000"))
+        .collect();
+    let lines: Vec<&str> = records.iter().map(String::as_str).collect();
+    let upstream = FakeAuthority::serve("127.0.0.2", port, vec![zone("test.", &lines)]).await;
+    let failing = FakeAuthority::failing("127.0.0.3", port, Rcode::SERVFAIL).await;
+    let bound = 256 * 1024;
+    let forward = |upstream: std::net::SocketAddr, limits| ResolverConfig {
+        mode: Mode::Forward {
+            upstreams: vec![upstream],
+        },
+        limits,
+        ..config(port)
+    };
+    let cache = Arc::new(AnswerCache::new(CacheConfig {
+        max_bytes: bound,
+        ..CacheConfig::default()
+    }));
+    let clock = Arc::new(ManualClock::new(support::NOW));
+    let filler = Resolver::new(
+        forward(upstream.addr, juris_resolver::Limits::default()),
+        Arc::clone(&cache),
+        clock,
+    )
+    .unwrap();
+    for i in 0..300 {
+        filler
+            .resolve(&question(&format!("t{i}.test."), Rtype::TXT))
+            .await
+            .unwrap();
+        assert!(cache.weight() <= bound, "{} > {bound}", cache.weight());
+    }
+    // Full: 300 answers of ~4 KiB would be ~1.2 MiB.
+    assert!(cache.weight() > bound / 2, "{}", cache.weight());
+    assert!(cache.len() < 300);
+
+    let (resolver, _) = resolver(forward(
+        failing.addr,
+        juris_resolver::Limits {
+            remembered_failures: 10,
+            ..juris_resolver::Limits::default()
+        },
+    ));
+    for i in 0..100 {
+        let result = resolver
+            .resolve(&question(&format!("f{i}.test."), Rtype::A))
+            .await;
+        assert!(result.is_err());
+    }
+    let report = resolver.flush(FlushScope::All);
+    assert!(
+        (1..=10).contains(&report.failures),
+        "{} failures kept",
+        report.failures
+    );
+}

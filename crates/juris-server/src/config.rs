@@ -65,6 +65,11 @@ pub struct ServerConfig {
     /// which the kernel drops every client's datagrams alike). The kernel caps it at
     /// `net.core.rmem_max`. Default: 4 MiB (as Unbound's `so-rcvbuf: 4m` advice).
     pub udp_receive_buffer: usize,
+    /// Hot-answer slots per UDP worker ([`crate::hot`]): a power of two, 2 to
+    /// [`crate::hot::MAX_HOT_SLOTS`] (rounded up). Each keeps one answer of at most
+    /// `max_udp_payload` bytes alive, even after the shared cache evicted it, so this bounds
+    /// memory outside `cache.size` (design 0048). Default: 8192.
+    pub hot_answer_slots: usize,
     /// Per-client query rate limit and response-rate limiting over UDP
     /// ([`crate::ratelimit`]). Default: off (every rate 0).
     pub rate_limit: RateLimitConfig,
@@ -184,6 +189,7 @@ impl Default for ServerConfig {
             stale_client_timeout: Duration::from_millis(1800),
             udp_batch_size: 32,
             udp_receive_buffer: 4 << 20,
+            hot_answer_slots: crate::hot::HOT_SLOTS,
             rate_limit: RateLimitConfig::default(),
             cookies: crate::cookie::CookieConfig::default(),
             policy: PolicySettings::default(),
@@ -220,6 +226,11 @@ impl ServerConfig {
         }
         if self.udp_receive_buffer > 1 << 30 {
             return Err("udp_receive_buffer must be at most 1 GiB");
+        }
+        if !self.hot_answer_slots.is_power_of_two()
+            || !(2..=crate::hot::MAX_HOT_SLOTS).contains(&self.hot_answer_slots)
+        {
+            return Err("hot_answer_slots must be a power of two from 2 to 1048576");
         }
         if self.udp_batch_size == 0 || self.udp_batch_size > 1024 {
             return Err("udp_batch_size must be between 1 and 1024");

@@ -29,13 +29,25 @@ use std::sync::Arc;
 use juris_policy::{CompiledPolicy, Country, CountrySet};
 use juris_resolver::cache::{CacheKeyRef, CachedAnswer};
 
-/// Slots per worker (4096 pairs). A power of two; ~100 bytes each plus the rendered response.
+/// Slots per worker by default (4096 pairs; `server.hot_answer_slots`). A power of two; a
+/// slot costs [`HotAnswers::slot_bytes`] at most (design 0048).
 pub const HOT_SLOTS: usize = 8192;
+/// Most slots a table may have (`server.hot_answer_slots`): 2^20, about 4.3 GiB per worker at
+/// the default `max_udp_payload` if every slot held the largest answer.
+pub const MAX_HOT_SLOTS: usize = 1 << 20;
+/// Largest answer kept by default (the default `server.max_udp_payload`).
+const DEFAULT_MAX_ANSWER: usize = 1232;
 
 /// The per-worker table: owned by one thread and passed to [`crate::Pipeline::handle_hot`].
 #[derive(Debug)]
 pub struct HotAnswers {
     slots: Box<[Slot]>,
+    /// `slots.len() - 2`: masks a hash to the first slot of a pair.
+    mask: usize,
+    /// Answers longer than this (in wire bytes) are never kept: no UDP response is longer
+    /// (`server.max_udp_payload`), and a slot holds its answer even after the shared cache
+    /// evicted it, so an unbounded answer here would be memory outside `cache.size`.
+    max_answer: usize,
 }
 
 /// What a slot's contents were decided under: the verdict epoch
@@ -80,20 +92,72 @@ impl Default for HotAnswers {
 }
 
 impl HotAnswers {
-    /// An empty table of [`HOT_SLOTS`] slots.
+    /// An empty table of [`HOT_SLOTS`] slots keeping answers up to 1232 bytes.
     pub fn new() -> Self {
+        Self::with_slots(HOT_SLOTS, DEFAULT_MAX_ANSWER)
+    }
+
+    /// An empty table of `slots` slots (rounded up to a power of two, 2 to [`MAX_HOT_SLOTS`])
+    /// keeping answers of at most `max_answer` bytes (the largest UDP response sent).
+    pub fn with_slots(slots: usize, max_answer: usize) -> Self {
+        let slots = slots.clamp(2, MAX_HOT_SLOTS).next_power_of_two();
         Self {
-            slots: (0..HOT_SLOTS).map(|_| Slot::default()).collect(),
+            slots: (0..slots).map(|_| Slot::default()).collect(),
+            mask: slots - 2,
+            max_answer,
         }
+    }
+
+    /// Slots in the table.
+    pub fn slots(&self) -> usize {
+        self.slots.len()
+    }
+
+    /// Slots holding an answer (for the bound tests and the memory inventory, design 0048).
+    pub fn occupied(&self) -> usize {
+        self.slots.iter().filter(|s| s.answer.is_some()).count()
+    }
+
+    /// Heap and inline bytes the table holds now: the slots, their name and rendered copies,
+    /// and the answers they keep alive (counted in full, as if the shared cache had evicted
+    /// them all). What design 0048's worst case is made of.
+    pub fn bytes(&self) -> usize {
+        self.slots
+            .iter()
+            .map(|s| {
+                std::mem::size_of::<Slot>()
+                    + s.name.capacity()
+                    + s.rendered.capacity()
+                    + s.reach
+                        .as_ref()
+                        .map_or(0, |_| std::mem::size_of::<CountrySet>())
+                    + s.answer.as_ref().map_or(0, |a| a.weight() as usize)
+            })
+            .sum()
+    }
+
+    /// About the most one slot holds for answers of at most `max_answer` wire bytes: the
+    /// slot, a 255-byte name, the rendered copy, the policy reach and the answer it keeps
+    /// alive, estimated as its struct plus twice its wire length (the wire form and what is
+    /// derived from it: TTL offsets, CNAME targets, addresses). An answer's list of name
+    /// servers is not in its wire form and is not counted here (the cache weighs it).
+    pub fn slot_bytes(max_answer: usize) -> usize {
+        std::mem::size_of::<Slot>()
+            + 255
+            + max_answer
+            + std::mem::size_of::<CountrySet>()
+            + std::mem::size_of::<CachedAnswer>()
+            + 64
+            + 2 * max_answer
     }
 
     /// The slot pair and hash for `key` (the table is two-way set-associative: a key lives
     /// in slot `index` or `index + 1`).
     #[inline]
-    pub(crate) fn locate(key: &CacheKeyRef<'_>) -> (usize, u64) {
+    pub(crate) fn locate(&self, key: &CacheKeyRef<'_>) -> (usize, u64) {
         let hash = key_hash(key);
         // Masked to the slot count: fits in usize.
-        ((hash >> 32) as usize & (HOT_SLOTS - 2), hash)
+        ((hash >> 32) as usize & self.mask, hash)
     }
 
     /// The slot of the pair at `index` holding `key`'s answer, if that answer is fresh at `now`.
@@ -131,6 +195,10 @@ impl HotAnswers {
         // A bogus answer is never hot (CD=0 queries must get SERVFAIL for it), nor one that
         // carries an informational EDE (unsupported DNSSEC algorithm).
         if answer.security().bogus().is_some() || answer.security().unsupported().is_some() {
+            return;
+        }
+        // Longer than any UDP response we send: the full path renders (truncates) it anyway.
+        if answer.len() > self.max_answer {
             return;
         }
         let Some(pair) = self.slots.get_mut(index..index + 2) else {
@@ -392,7 +460,7 @@ mod tests {
         let mut hot = HotAnswers::new();
         let name = b"\x03www\x07example\x03com\x00";
         let k = key(name);
-        let (index, hash) = HotAnswers::locate(&k);
+        let (index, hash) = hot.locate(&k);
         let policy = CompiledPolicy::empty();
         hot.insert(
             index,
@@ -406,7 +474,7 @@ mod tests {
         assert!(hot.fresh(index, hash, &k, 159).is_some());
         assert!(hot.fresh(index, hash, &k, 160).is_none(), "expired");
         let other = CacheKeyRef { qtype: 28, ..k };
-        let (other_index, other_hash) = HotAnswers::locate(&other);
+        let (other_index, other_hash) = hot.locate(&other);
         assert_ne!(other_hash, hash);
         assert!(hot.fresh(index, other_hash, &other, 120).is_none());
         if other_index != index {
@@ -424,8 +492,8 @@ mod tests {
         let mut hot = HotAnswers::new();
         let policy = CompiledPolicy::empty();
         let (a, b) = (b"\x01a\x00", b"\x01b\x00");
-        let (index, hash_a) = HotAnswers::locate(&key(a));
-        let (_, hash_b) = HotAnswers::locate(&key(b));
+        let (index, hash_a) = hot.locate(&key(a));
+        let (_, hash_b) = hot.locate(&key(b));
         // Put b in a's pair on purpose: two keys that collide both stay.
         hot.insert(
             index,
@@ -449,7 +517,7 @@ mod tests {
         assert!(hot.fresh(index, hash_b, &key(b), 110).is_some());
         // A third key replaces the one that expires first (b).
         let c = b"\x01c\x00";
-        let (_, hash_c) = HotAnswers::locate(&key(c));
+        let (_, hash_c) = hot.locate(&key(c));
         hot.insert(
             index,
             hash_c,
@@ -466,6 +534,7 @@ mod tests {
 
     #[test]
     fn similar_names_spread_over_the_slots() {
+        let hot = HotAnswers::new();
         // Names that differ only in a digit or two (as generated and real-world ones do).
         let mut used = std::collections::HashSet::new();
         for i in 0..1000 {
@@ -475,7 +544,7 @@ mod tests {
                 wire.extend_from_slice(label.as_bytes());
             }
             wire.push(0);
-            used.insert(HotAnswers::locate(&key(&wire)).0);
+            used.insert(hot.locate(&key(&wire)).0);
         }
         // 1000 random picks of 4096 pairs leave ~890 distinct; far fewer means a weak hash.
         assert!(used.len() > 850, "{} distinct pairs", used.len());
@@ -486,7 +555,7 @@ mod tests {
         let mut hot = HotAnswers::new();
         let name = b"\x01a\x00";
         let k = key(name);
-        let (index, hash) = HotAnswers::locate(&k);
+        let (index, hash) = hot.locate(&k);
         let stored = answer(name, [192, 0, 2, 1], 60, 100);
         hot.insert(
             index,
@@ -519,7 +588,7 @@ mod tests {
         let policy = policy_blocking("example.com");
         for (name, clean) in [(&blocked[..], false), (&free[..], true)] {
             let k = key(name);
-            let (index, hash) = HotAnswers::locate(&k);
+            let (index, hash) = hot.locate(&k);
             hot.insert(
                 index,
                 hash,
@@ -539,5 +608,65 @@ mod tests {
             assert!(slot.taken_at(STAMP.generation));
             assert!(!slot.taken_at(STAMP.generation + 1));
         }
+    }
+
+    /// A wire name `n<i>.example.` (distinct per `i`).
+    fn numbered(i: usize) -> Vec<u8> {
+        let label = format!("n{i}");
+        let mut wire = vec![label.len() as u8];
+        wire.extend_from_slice(label.as_bytes());
+        wire.extend_from_slice(b"\x07example\x00");
+        wire
+    }
+
+    /// Design 0048: a client asking more names than there are slots never grows the table:
+    /// the occupied slots stay at `server.hot_answer_slots`, the bytes the table holds at
+    /// most that many times [`HotAnswers::slot_bytes`], and an answer longer than the largest
+    /// UDP response is never kept (it would be memory outside `cache.size`).
+    #[test]
+    fn more_names_than_slots_stay_within_the_slots_and_their_bytes() {
+        let policy = CompiledPolicy::empty();
+        let mut hot = HotAnswers::with_slots(64, 512);
+        assert_eq!(hot.slots(), 64);
+        for i in 0..10_000 {
+            let name = numbered(i);
+            let k = key(&name);
+            let (index, hash) = hot.locate(&k);
+            hot.insert(
+                index,
+                hash,
+                &k,
+                &answer(&name, [192, 0, 2, 1], 60, 100),
+                &policy,
+                STAMP,
+                100,
+            );
+            if let Some(slot) = hot.fresh(index, hash, &k, 100) {
+                slot.rendered(100).unwrap();
+            }
+        }
+        assert_eq!(hot.occupied(), 64);
+        assert!(
+            hot.bytes() <= 64 * HotAnswers::slot_bytes(512),
+            "{} > {}",
+            hot.bytes(),
+            64 * HotAnswers::slot_bytes(512)
+        );
+        // A slot count that is not a power of two is rounded up; the bounds are kept.
+        assert_eq!(HotAnswers::with_slots(100, 512).slots(), 128);
+        assert_eq!(HotAnswers::with_slots(0, 512).slots(), 2);
+        assert_eq!(
+            HotAnswers::with_slots(usize::MAX, 512).slots(),
+            MAX_HOT_SLOTS
+        );
+        // An answer above `max_answer` bytes is not kept.
+        let mut small = HotAnswers::with_slots(2, 20);
+        let name = numbered(1);
+        let k = key(&name);
+        let (index, hash) = small.locate(&k);
+        let long = answer(&name, [192, 0, 2, 1], 60, 100);
+        assert!(long.len() > 20);
+        small.insert(index, hash, &k, &long, &policy, STAMP, 100);
+        assert_eq!(small.occupied(), 0);
     }
 }

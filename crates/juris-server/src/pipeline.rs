@@ -793,7 +793,7 @@ impl Pipeline {
         // (Located only when there is a table: TCP and encrypted transports have none.)
         let key = query.cache_key();
         let mut hot = hot.map(|table| {
-            let (index, hash) = HotAnswers::locate(&key);
+            let (index, hash) = table.locate(&key);
             (table, index, hash)
         });
         // Not clean, but judged under the verdict epoch in force: the client's jurisdiction

@@ -204,6 +204,7 @@ pub fn start_with_policy(
             shutdown: Arc::clone(&stop_workers),
             batch_size: config.udp_batch_size,
             max_response,
+            hot_slots: config.hot_answer_slots,
         };
         // On failure `server` is dropped, which stops the workers already started.
         server

@@ -186,6 +186,8 @@ pub(crate) struct Worker {
     pub(crate) shutdown: Arc<AtomicBool>,
     pub(crate) batch_size: usize,
     pub(crate) max_response: usize,
+    /// Hot-answer slots of this worker (`server.hot_answer_slots`).
+    pub(crate) hot_slots: usize,
 }
 
 impl Worker {
@@ -239,7 +241,7 @@ impl Worker {
         let mut readiness: Vec<AsyncFd<Arc<Socket>>> = Vec::new();
         let metrics = tokio::runtime::Handle::current().metrics();
         let mut batch = Batch::new(self.batch_size, MAX_QUERY_SIZE, self.max_response);
-        let mut hot = HotAnswers::new();
+        let mut hot = HotAnswers::with_slots(self.hot_slots, self.max_response);
         while !self.shutdown.load(Ordering::Relaxed) {
             // Responses to misses queued since the last turn (when the runtime did not park
             // in between: it had more to run, or this loop was woken at once).

@@ -715,6 +715,10 @@ pub struct RawServer {
     /// `SO_RCVBUF` of every UDP listener socket, in bytes (the kernel caps it at
     /// `net.core.rmem_max`); 0 keeps the kernel's default. Default 4194304 (4 MiB).
     pub udp_receive_buffer: usize,
+    /// Hot-answer slots per UDP worker (a power of two, 2..=1048576). Default 8192.
+    pub hot_answer_slots: usize,
+    /// Queries one TCP connection may have in flight (pipelining). Default 64.
+    pub tcp_max_in_flight: usize,
     /// Directory for state (the order store, status). Default `./juris-data` (relative to
     /// the working directory; a path written in a file is relative to the file).
     pub data_dir: Option<PathBuf>,
@@ -960,6 +964,8 @@ impl Default for RawServer {
             tcp_idle_timeout_ms: 10_000,
             tcp_max_connections: 1_000,
             udp_receive_buffer: 4 << 20,
+            hot_answer_slots: juris_server::hot::HOT_SLOTS,
+            tcp_max_in_flight: 64,
             data_dir: None,
             listen_tls: Vec::new(),
             listen_https: Vec::new(),
@@ -1338,6 +1344,10 @@ pub struct Settings {
     pub tcp_max_connections: usize,
     /// `SO_RCVBUF` of the UDP listener sockets (0: the kernel's default).
     pub udp_receive_buffer: usize,
+    /// Hot-answer slots per UDP worker.
+    pub hot_answer_slots: usize,
+    /// Queries in flight per TCP connection.
+    pub tcp_max_in_flight: usize,
     /// How long shutdown lets TCP, DoT and DoH connections finish.
     pub drain_timeout: Duration,
     /// `[server.rate_limit]`, validated.
@@ -1522,6 +1532,19 @@ impl Settings {
                 "must be at most 1073741824 (1 GiB)",
             ));
         }
+        let slots = raw.server.hot_answer_slots;
+        if !slots.is_power_of_two() || !(2..=juris_server::hot::MAX_HOT_SLOTS).contains(&slots) {
+            return Err(invalid(
+                "server.hot_answer_slots",
+                "must be a power of two from 2 to 1048576",
+            ));
+        }
+        if !(1..=65_535).contains(&raw.server.tcp_max_in_flight) {
+            return Err(invalid(
+                "server.tcp_max_in_flight",
+                "must be between 1 and 65535",
+            ));
+        }
         if raw.server.drain_timeout_ms > 600_000 {
             return Err(invalid(
                 "server.drain_timeout_ms",
@@ -1602,6 +1625,8 @@ impl Settings {
             tcp_idle_timeout: Duration::from_millis(raw.server.tcp_idle_timeout_ms),
             tcp_max_connections: raw.server.tcp_max_connections,
             udp_receive_buffer: raw.server.udp_receive_buffer,
+            hot_answer_slots: raw.server.hot_answer_slots,
+            tcp_max_in_flight: raw.server.tcp_max_in_flight,
             drain_timeout: Duration::from_millis(raw.server.drain_timeout_ms),
             rate_limit: rate_limit_config(&raw.server.rate_limit)?,
             data_dir,
@@ -2028,6 +2053,69 @@ mod tests {
             RawConfig::from_toml("[server]\nudp_receive_buffer = 2000000000\n", "t.toml").unwrap();
         let error = Settings::from_raw(&raw).unwrap_err().to_string();
         assert!(error.contains("server.udp_receive_buffer"), "{error}");
+    }
+
+    /// Design 0048: the bounds that were constants are keys, defaulted as before and refused
+    /// by name when out of range.
+    #[test]
+    fn memory_bound_keys_are_read_defaulted_and_checked_by_name() {
+        let settings = Settings::from_raw(&RawConfig::default()).unwrap();
+        let server = crate::serve::server_config(&settings);
+        assert_eq!(server.hot_answer_slots, 8192);
+        assert_eq!(server.tcp_max_in_flight, 64);
+        assert_eq!(settings.resolver.limits.aggressive_nsec_ranges, 256);
+        assert_eq!(settings.resolver.limits.aggressive_nsec_wildcards, 32);
+        let raw = RawConfig::from_toml(
+            "[server]\nhot_answer_slots = 1024\ntcp_max_in_flight = 8\n\
+             [resolver.limits]\naggressive_nsec_ranges = 16\naggressive_nsec_wildcards = 4\n",
+            "t.toml",
+        )
+        .unwrap();
+        let settings = Settings::from_raw(&raw).unwrap();
+        let server = crate::serve::server_config(&settings);
+        assert_eq!(
+            (server.hot_answer_slots, server.tcp_max_in_flight),
+            (1024, 8)
+        );
+        assert!(server.validate().is_ok());
+        let limits = &settings.resolver.limits;
+        assert_eq!(
+            (
+                limits.aggressive_nsec_ranges,
+                limits.aggressive_nsec_wildcards
+            ),
+            (16, 4)
+        );
+        for (text, key) in [
+            (
+                "[server]\nhot_answer_slots = 1000\n",
+                "server.hot_answer_slots",
+            ),
+            (
+                "[server]\nhot_answer_slots = 1\n",
+                "server.hot_answer_slots",
+            ),
+            (
+                "[server]\nhot_answer_slots = 2097152\n",
+                "server.hot_answer_slots",
+            ),
+            (
+                "[server]\ntcp_max_in_flight = 0\n",
+                "server.tcp_max_in_flight",
+            ),
+            (
+                "[resolver.limits]\naggressive_nsec_ranges = 0\n",
+                "resolver.limits.aggressive_nsec_ranges",
+            ),
+            (
+                "[resolver.limits]\naggressive_nsec_wildcards = 0\n",
+                "resolver.limits.aggressive_nsec_wildcards",
+            ),
+        ] {
+            let raw = RawConfig::from_toml(text, "t.toml").unwrap();
+            let error = Settings::from_raw(&raw).unwrap_err().to_string();
+            assert!(error.contains(key), "{text}: {error}");
+        }
     }
 
     #[test]

@@ -133,6 +133,8 @@ mod tests {
             "server.rate_limiter".into(),
             "server.cookies.secret".into(),
             "server.cookiesx".into(),
+            "server.hot_answer_slots".into(),
+            "resolver.limits.aggressive_nsec_ranges".into(),
         ]);
         assert_eq!(
             live,
@@ -151,7 +153,9 @@ mod tests {
                 "cache.size",
                 "server.listen",
                 "server.rate_limiter",
-                "server.cookiesx"
+                "server.cookiesx",
+                "server.hot_answer_slots",
+                "resolver.limits.aggressive_nsec_ranges"
             ]
         );
     }

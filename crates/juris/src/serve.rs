@@ -741,6 +741,8 @@ pub fn server_config(settings: &Settings) -> ServerConfig {
         tcp_idle_timeout: settings.tcp_idle_timeout,
         tcp_max_connections: settings.tcp_max_connections,
         udp_receive_buffer: settings.udp_receive_buffer,
+        hot_answer_slots: settings.hot_answer_slots,
+        tcp_max_in_flight: settings.tcp_max_in_flight,
         max_udp_payload: settings.max_udp_payload,
         structured_error_option_code: settings.structured_error_option_code,
         policy: settings.policy.clone(),

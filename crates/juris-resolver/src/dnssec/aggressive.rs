@@ -31,10 +31,12 @@ use crate::recursor::Outcome;
 
 /// Bound on zones remembered; past it expired zones are dropped, then everything.
 pub(crate) const MAX_ZONES: usize = 10_000;
-/// Bound on NSEC/NSEC3 records kept per zone (the oldest go first).
-const MAX_NSECS_PER_ZONE: usize = 256;
-/// Bound on wildcard expansions kept per zone (the oldest go first).
-const MAX_WILDCARDS_PER_ZONE: usize = 32;
+/// Default bound on NSEC/NSEC3 records kept per zone (the oldest go first;
+/// `resolver.limits.aggressive_nsec_ranges`).
+pub(crate) const MAX_NSECS_PER_ZONE: usize = 256;
+/// Default bound on wildcard expansions kept per zone (the oldest go first;
+/// `resolver.limits.aggressive_nsec_wildcards`).
+pub(crate) const MAX_WILDCARDS_PER_ZONE: usize = 32;
 
 #[derive(Debug, Default)]
 struct ZoneNsecs {
@@ -69,21 +71,39 @@ pub(crate) struct AggressiveNsec {
     zones: Mutex<HashMap<Name<Bytes>, ZoneNsecs>>,
     /// Zones kept (`resolver.limits.aggressive_nsec_zones`).
     max_zones: usize,
+    /// NSEC/NSEC3 record sets kept per zone (`resolver.limits.aggressive_nsec_ranges`).
+    max_ranges: usize,
+    /// Wildcard expansions kept per zone (`resolver.limits.aggressive_nsec_wildcards`).
+    max_wildcards: usize,
 }
 
 impl Default for AggressiveNsec {
     fn default() -> Self {
-        Self::with_max(MAX_ZONES)
+        Self::with_max(MAX_ZONES, MAX_NSECS_PER_ZONE, MAX_WILDCARDS_PER_ZONE)
     }
 }
 
 impl AggressiveNsec {
-    /// A store of at most `max_zones` zones.
-    pub(crate) fn with_max(max_zones: usize) -> Self {
+    /// A store of at most `max_zones` zones, each with at most `max_ranges` NSEC/NSEC3 record
+    /// sets and `max_wildcards` wildcard expansions (every bound at least 1). A hostile
+    /// signed zone can hand out any number of ranges; these bound what it costs us.
+    pub(crate) fn with_max(max_zones: usize, max_ranges: usize, max_wildcards: usize) -> Self {
         Self {
             zones: Mutex::default(),
             max_zones: max_zones.max(1),
+            max_ranges: max_ranges.max(1),
+            max_wildcards: max_wildcards.max(1),
         }
+    }
+
+    /// Zones kept, NSEC/NSEC3 record sets and wildcard expansions in all (for the bound
+    /// tests and the memory inventory, design 0048).
+    #[cfg(test)]
+    pub(crate) fn counts(&self) -> (usize, usize, usize) {
+        let zones = lock(&self.zones);
+        let ranges = zones.values().map(|z| z.nsecs.len()).sum();
+        let wildcards = zones.values().map(|z| z.wildcards.len()).sum();
+        (zones.len(), ranges, wildcards)
     }
 }
 
@@ -194,7 +214,9 @@ impl AggressiveNsec {
             if !in_zone {
                 continue;
             }
-            let set = of(&outcome.authority, record.owner(), record.rtype());
+            // Kept beyond the exchange: not as slices of the answer's message (design 0048).
+            let set =
+                crate::names::detached(of(&outcome.authority, record.owner(), record.rtype()));
             let ttl = record.ttl().as_secs().min(negative_ttl);
             if ttl > 0 {
                 nsecs.push((set, now + u64::from(ttl)));
@@ -217,7 +239,7 @@ impl AggressiveNsec {
         }
         let entry = zones.entry(zone).or_default();
         if let Some(soa) = soa {
-            entry.soa = of(&outcome.authority, soa.owner(), Rtype::SOA);
+            entry.soa = crate::names::detached(of(&outcome.authority, soa.owner(), Rtype::SOA));
         }
         entry.nsecs.retain(|(set, until)| {
             *until > now
@@ -226,7 +248,7 @@ impl AggressiveNsec {
                 })
         });
         entry.nsecs.extend(nsecs);
-        let excess = entry.nsecs.len().saturating_sub(MAX_NSECS_PER_ZONE);
+        let excess = entry.nsecs.len().saturating_sub(self.max_ranges);
         entry.nsecs.drain(..excess);
         if let Some(wildcard) = wildcard {
             entry.wildcards.retain(|w| {
@@ -236,7 +258,7 @@ impl AggressiveNsec {
                         && w.qtype == wildcard.qtype)
             });
             entry.wildcards.push(wildcard);
-            let excess = entry.wildcards.len().saturating_sub(MAX_WILDCARDS_PER_ZONE);
+            let excess = entry.wildcards.len().saturating_sub(self.max_wildcards);
             entry.wildcards.drain(..excess);
         }
     }
@@ -404,7 +426,8 @@ fn wildcard_of(qtype: Rtype, outcome: &Outcome, zone: &Name<Bytes>, now: u64) ->
     };
     let last = outcome.answer.iter().rposition(part)?;
     let rrset: Vec<Rr> = outcome.answer.iter().filter(|r| part(r)).cloned().collect();
-    let tail: Vec<Rr> = outcome.answer[last + 1..].to_vec();
+    let rrset = crate::names::detached(rrset);
+    let tail = crate::names::detached(outcome.answer[last + 1..].to_vec());
     let ttl = rrset
         .iter()
         .chain(&tail)
@@ -806,5 +829,81 @@ mod tests {
                 check_expansion(&store, "b.wild.example.");
             }
         }
+    }
+
+    /// A secure NXDOMAIN from `zone`: its SOA and one NSEC `n<i>.<zone>` → `n<i>a.<zone>`.
+    fn negative_from(zone: &str, i: usize) -> Outcome {
+        let soa = record(
+            zone,
+            300,
+            AllRecordData::Soa(Soa::new(
+                name(&format!("ns.{zone}")),
+                name(&format!("h.{zone}")),
+                Serial(1),
+                Ttl::from_secs(10),
+                Ttl::from_secs(10),
+                Ttl::from_secs(10),
+                Ttl::from_secs(60),
+            )),
+        );
+        Outcome {
+            rcode: Rcode::NXDOMAIN,
+            answer: Vec::new(),
+            authority: vec![
+                soa,
+                nsec(
+                    &format!("n{i}.{zone}"),
+                    &format!("n{i}a.{zone}"),
+                    &[Rtype::A, Rtype::NSEC],
+                ),
+            ],
+            verbatim: None,
+        }
+    }
+
+    /// Design 0048: a hostile signed zone hands out more ranges and wildcard expansions than
+    /// `resolver.limits.aggressive_nsec_ranges`/`_wildcards` allow, and more zones than
+    /// `aggressive_nsec_zones`: the store keeps each at its bound (the newest ranges).
+    #[test]
+    fn ranges_wildcards_and_zones_stay_at_their_configured_bounds() {
+        let store = AggressiveNsec::with_max(2, 4, 3);
+        for i in 0..20 {
+            store.remember(Rtype::A, &negative_from("example.", i), 1000);
+        }
+        assert_eq!(store.counts(), (1, 4, 0));
+        // The newest records are the ones kept: n19's NSEC still proves it has no MX, n0's is gone.
+        assert!(store
+            .synthesise(&name("n19.example."), Rtype::MX, 1010, 150)
+            .is_some_and(|o| o.rcode == Rcode::NOERROR));
+        assert!(store
+            .synthesise(&name("n0.example."), Rtype::MX, 1010, 150)
+            .is_none());
+        let proof = vec![
+            nsec(
+                "*.wild.example.",
+                "z.example.",
+                &[Rtype::CNAME, Rtype::RRSIG, Rtype::NSEC],
+            ),
+            rrsig("*.wild.example.", Rtype::NSEC, 2),
+        ];
+        // A CNAME expansion answers any question type: each type is an expansion of its own.
+        for qtype in 1..=20 {
+            store.remember(
+                Rtype::from_int(qtype),
+                &wildcard_answer(proof.clone()),
+                1000,
+            );
+        }
+        let (_, _, wildcards) = store.counts();
+        assert_eq!(wildcards, 3);
+        for zone in ["a.test.", "b.test.", "c.test.", "d.test."] {
+            for i in 0..10 {
+                store.remember(Rtype::A, &negative_from(zone, i), 1000);
+            }
+        }
+        let (zones, ranges, wildcards) = store.counts();
+        assert!(zones <= 2, "{zones} zones");
+        assert!(ranges <= 2 * 4, "{ranges} ranges");
+        assert!(wildcards <= 3, "{wildcards} wildcards");
     }
 }

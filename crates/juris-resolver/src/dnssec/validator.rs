@@ -134,11 +134,13 @@ impl Validator {
     }
 
     /// Keeps at most `zones` zones' states (and as many proven non-cuts) and the NSEC
-    /// ranges of at most `aggressive_zones` zones.
-    pub(crate) fn with_limits(mut self, zones: usize, aggressive_zones: usize) -> Self {
+    /// ranges of at most `aggressive.0` zones, `aggressive.1` record sets and `aggressive.2`
+    /// wildcard expansions per zone.
+    pub(crate) fn with_limits(mut self, zones: usize, aggressive: (usize, usize, usize)) -> Self {
         self.max_zones = zones.max(1);
         if self.aggressive.is_some() {
-            self.aggressive = Some(AggressiveNsec::with_max(aggressive_zones));
+            let (zones, ranges, wildcards) = aggressive;
+            self.aggressive = Some(AggressiveNsec::with_max(zones, ranges, wildcards));
         }
         self
     }
@@ -886,9 +888,15 @@ impl Validator {
         ) {
             Ok(_) => {
                 // Keys of a disallowed algorithm (DSA unless `validate_dsa`) validate nothing.
+                // Copied out of the DNSKEY answer's buffer, which a kept key would otherwise
+                // keep whole for as long as the zone's state is kept (design 0048).
                 let keys: Vec<Dnskey<Bytes>> = keys
                     .into_iter()
                     .filter(|k| self.algorithm_allowed(k.algorithm()))
+                    .map(|k| {
+                        let key = Bytes::copy_from_slice(k.public_key());
+                        Dnskey::new(k.flags(), k.protocol(), k.algorithm(), key).unwrap_or(k)
+                    })
                     .collect();
                 (ZoneState::Secure(keys.into()), ttl)
             }
