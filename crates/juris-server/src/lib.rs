@@ -93,4 +93,4 @@ pub use server::{
     start, start_with_policy, wait_for_permits, BoundListener, RunningServer, ServerError,
     ShutdownHandle,
 };
-pub use sys::{lower_thread_priority, release_free_heap_memory};
+pub use sys::{lower_thread_priority, release_free_heap_memory, tune_allocator};

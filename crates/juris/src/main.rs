@@ -522,6 +522,7 @@ fn status(args: &StatusArgs) -> anyhow::Result<()> {
 }
 
 fn main() -> ExitCode {
+    juris_server::tune_allocator();
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Serve(args) => args.settings().and_then(|settings| {
