@@ -5,7 +5,7 @@
 #   fuzz/run.sh TARGET [SECONDS] [FLAG..]  fuzz one target (default 300 s; FLAGs go to libFuzzer)
 #   fuzz/run.sh all [SECONDS]              every target, SECONDS each (default 300), FUZZ_JOBS at a time
 #   fuzz/run.sh merge TARGET|all           add to fuzz/corpus/TARGET/ the inputs of past runs that reach
-#                                          coverage the corpus does not (libFuzzer -merge=1)
+#                                          coverage the corpus does not (libFuzzer -set_cover_merge=1)
 #   fuzz/run.sh replay TARGET FILE..       run inputs (a crash's) through the instrumented target
 #
 # The sanitizer-coverage instrumentation libFuzzer needs (8-bit edge counters, the PC table, traced
@@ -111,7 +111,8 @@ case "$cmd" in
       [ -d "$work/corpus/$t" ] || continue
       before=$(find "fuzz/corpus/$t" -type f | wc -l)
       bytes=$(du -sb "fuzz/corpus/$t" | cut -f1)
-      JURIS_FUZZ_TARGET=$t nice "$bin" -merge=1 -timeout=10 -rss_limit_mb=2048 \
+      # Edges, not hit counts (-use_counters=0), and inputs up to 4 KiB: a corpus that stays small.
+      JURIS_FUZZ_TARGET=$t nice "$bin" -set_cover_merge=1 -use_counters=0 -max_len=4096 -timeout=10 -rss_limit_mb=2048 \
         "fuzz/corpus/$t" "$work/corpus/$t" >"$work/logs/$t.merge.log" 2>&1 \
         || { tail -n 20 "$work/logs/$t.merge.log" >&2; exit 1; }
       after=$(find "fuzz/corpus/$t" -type f | wc -l)
