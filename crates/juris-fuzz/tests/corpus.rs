@@ -1,6 +1,10 @@
 //! Every fuzz target over every file of its corpus (`fuzz/corpus/<target>/`): what libFuzzer
 //! kept for its coverage, the hand-written seeds and the inputs of past crashes, replayed
 //! without an instrumented build (a fixed crash stays fixed).
+#![allow(
+    clippy::expect_used,
+    reason = "test helpers: a missing corpus fails the test"
+)]
 
 fn replay(name: &str) {
     let target = juris_fuzz::target(name).expect("a known target");
