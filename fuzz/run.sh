@@ -13,9 +13,9 @@
 # sanitizers (-Zsanitizer=address) need nightly, and safe Rust has no memory errors for them to find.
 # The `fuzz` profile (Cargo.toml) is optimised with debug assertions and overflow checks on.
 #
-# New inputs go to target/fuzz/corpus/TARGET/ (fuzz/corpus/TARGET/ is read, never written, except by
-# `merge`); a crash, panic, timeout or out-of-memory input to target/fuzz/artifacts/TARGET/, and the
-# run fails printing it. Logs: target/fuzz/logs/TARGET.log.
+# New inputs go to target/fuzz-runs/corpus/TARGET/ (fuzz/corpus/TARGET/ is read, never written, except by
+# `merge`); a crash, panic, timeout or out-of-memory input to target/fuzz-runs/artifacts/TARGET/, and the
+# run fails printing it. Logs: target/fuzz-runs/logs/TARGET.log.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
@@ -24,7 +24,7 @@ targets=(parse_query upstream_response parse_order rpz_import feed_import)
 host=$(rustc -vV | sed -n 's/^host: //p')
 target_dir=${CARGO_TARGET_DIR:-$root/target}
 bin=$target_dir/$host/fuzz/juris-libfuzzer
-work=$target_dir/fuzz
+work=$target_dir/fuzz-runs  # not target/fuzz: cargo keeps the fuzz profile's host artifacts there
 
 usage() {
   sed -n '3,9p' "$0" | sed 's/^# \{0,1\}//' >&2
@@ -96,7 +96,7 @@ case "$cmd" in
     mkdir -p "$work/status"
     for t in "${targets[@]}"; do
       while [ "$(jobs -rp | wc -l)" -ge "$jobs" ]; do wait -n || true; done
-      (if fuzz_one "$t" "$seconds"; then echo 0; else echo 1; fi >"$work/status/$t") &
+      (if fuzz_one "$t" "$seconds"; then echo 0 >"$work/status/$t"; else echo 1 >"$work/status/$t"; fi) &
     done
     wait
     failed=0
