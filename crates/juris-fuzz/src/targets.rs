@@ -1,5 +1,9 @@
 //! The fuzz targets: each takes any bytes and must not panic (assertions inside check what
 //! an accepted input promises).
+#![allow(
+    clippy::expect_used,
+    reason = "a broken promise about an accepted input must panic: that panic is the fuzzer's finding"
+)]
 
 use juris_policy::{
     name_to_wire, CompileOptions, CompiledPolicy, Order, TargetValue, Timestamp, ValidationOptions,

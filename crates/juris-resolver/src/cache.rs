@@ -168,8 +168,9 @@ pub enum CacheError {
     /// The message does not have exactly one question.
     #[error("a cached response must have exactly one question, found {0}")]
     QuestionCount(u16),
-    /// An OPT record that is not the last record of the message.
-    #[error("OPT record is not the last record")]
+    /// An OPT record that is not the last record of the message, or not in the additional
+    /// section.
+    #[error("OPT record is not the last record of the additional section")]
     MisplacedOpt,
     /// More than 65535 bytes.
     #[error("message too large to cache")]
@@ -329,7 +330,9 @@ impl CachedAnswer {
                 Section::Additional
             };
             if record.rtype == 41 {
-                if index + 1 != total {
+                // RFC 6891 §6.1.1: the OPT record belongs to the additional section (here its
+                // last record, which is removed below by decrementing ARCOUNT).
+                if section != Section::Additional || index + 1 != total {
                     return Err(CacheError::MisplacedOpt);
                 }
                 opt_at = Some(pos);
@@ -939,6 +942,34 @@ mod tests {
             &[IpAddr::V4(Ipv4Addr::new(192, 0, 2, 1))]
         );
         assert_eq!(&entry.wire()[13..16], b"www", "question lower-cased");
+    }
+
+    /// Found by libFuzzer (`upstream_response`): an OPT record as the last record of the
+    /// answer (or authority) section with ARCOUNT 0 underflowed ARCOUNT (a panic with overflow
+    /// checks, ARCOUNT 65535 in the cached copy without them).
+    #[test]
+    fn opt_outside_the_additional_section_is_refused() {
+        // One question, one answer record which is an OPT; ARCOUNT 0.
+        let mut m = vec![0, 7, 0x81, 0x80, 0, 1, 0, 1, 0, 0, 0, 0];
+        m.extend_from_slice(b"\x07example\x00\x00\x01\x00\x01");
+        m.extend_from_slice(&[0, 0, 41, 0x10, 0, 0, 0, 0, 0, 0, 0]);
+        assert!(matches!(
+            CachedAnswer::from_message(&m, 0, &CacheConfig::default()),
+            Err(CacheError::MisplacedOpt)
+        ));
+        // The same as the last authority record.
+        m[7] = 0;
+        m[9] = 1;
+        assert!(matches!(
+            CachedAnswer::from_message(&m, 0, &CacheConfig::default()),
+            Err(CacheError::MisplacedOpt)
+        ));
+        // In the additional section it is accepted and removed.
+        m[9] = 0;
+        m[11] = 1;
+        let entry = CachedAnswer::from_message(&m, 0, &CacheConfig::default()).unwrap();
+        assert_eq!(&entry.wire()[10..12], &[0, 0]);
+        assert_eq!(entry.wire().len(), m.len() - 11);
     }
 
     #[test]
