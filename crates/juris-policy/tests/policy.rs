@@ -742,6 +742,11 @@ fn fuzz_seed_orders_are_valid() {
     let mut seen = 0;
     for entry in entries {
         let path = entry.unwrap().path();
+        // The hand-written seeds, not the inputs libFuzzer's merge added (named by their SHA-1).
+        let name = path.file_name().unwrap().to_string_lossy();
+        if name.len() == 40 && name.bytes().all(|b| b.is_ascii_hexdigit()) {
+            continue;
+        }
         let order = Order::from_json(&std::fs::read(&path).unwrap()).unwrap();
         order
             .validate(&ValidationOptions::default())
