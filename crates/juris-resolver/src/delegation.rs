@@ -125,7 +125,7 @@ pub(crate) struct DelegationCache {
 /// already, as the resolver's names are).
 fn with_lower<R>(name: &Name<Bytes>, f: impl FnOnce(&[u8]) -> R) -> R {
     let slice = name.as_slice();
-    if !slice.iter().any(u8::is_ascii_uppercase) {
+    if !crate::names::has_upper(slice) {
         return f(slice);
     }
     let mut buffer = [0u8; 255];

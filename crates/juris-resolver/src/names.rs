@@ -73,7 +73,7 @@ pub(crate) fn lower(name: &Name<Bytes>) -> Name<Bytes> {
 
 /// Whether `bytes` holds an ASCII capital: a branch-free pass the compiler vectorises (an
 /// early-exit `any` is not; names are almost always lower-case already).
-fn has_upper(bytes: &[u8]) -> bool {
+pub(crate) fn has_upper(bytes: &[u8]) -> bool {
     bytes
         .iter()
         .fold(0u8, |seen, &b| seen | u8::from(b.is_ascii_uppercase()))

@@ -151,6 +151,17 @@ mod tests {
         Record::new(name(owner), Class::IN, Ttl::from_secs(ttl), data)
     }
 
+    /// A DS record's data (RSASHA1, SHA-1).
+    fn ds() -> Ds<Bytes> {
+        Ds::new(
+            58437,
+            SecurityAlgorithm::RSASHA1,
+            DigestAlgorithm::SHA1,
+            Bytes::from_static(&[0xca; 20]),
+        )
+        .unwrap()
+    }
+
     fn ns() -> Rr {
         record(
             "sub.example.",
@@ -163,14 +174,7 @@ mod tests {
     fn a_referral_ds_answers_the_ds_question_until_it_expires() {
         let cache = ReferralDs::default();
         let child = name("sub.example.");
-        let ds = Ds::new(
-            58437,
-            SecurityAlgorithm::RSASHA1,
-            DigestAlgorithm::SHA1,
-            Bytes::from_static(&[0xca; 20]),
-        )
-        .unwrap();
-        let authority = [ns(), record("sub.example.", 600, AllRecordData::Ds(ds))];
+        let authority = [ns(), record("sub.example.", 600, AllRecordData::Ds(ds()))];
         cache.store(&child, &authority, 86_400, 1000);
         let outcome = cache.outcome(&child, 1000).unwrap();
         assert_eq!(outcome.answer.len(), 1);
@@ -210,17 +214,10 @@ mod tests {
         let cache = ReferralDs::with_max(30);
         for i in 0..1000 {
             let child = name(&format!("c{i}.example."));
-            let ds = Ds::new(
-                58437,
-                SecurityAlgorithm::RSASHA1,
-                DigestAlgorithm::SHA1,
-                Bytes::from_static(&[0xca; 20]),
-            )
-            .unwrap();
             let authority = [record(
                 &format!("c{i}.example."),
                 600,
-                AllRecordData::Ds(ds),
+                AllRecordData::Ds(ds()),
             )];
             cache.store(&child, &authority, 86_400, 1000);
             assert!(cache.len() <= 30, "{} zones", cache.len());

@@ -781,17 +781,22 @@ mod tests {
         assert!(!answer.authority.is_empty(), "the proof goes with it");
     }
 
-    #[test]
-    fn a_wildcard_expansion_answers_other_names_the_nsec_proves_under_it() {
-        let store = AggressiveNsec::default();
-        let proof = vec![
+    /// The signed NSEC of `*.wild.example.` (a CNAME there): the proof of a wildcard expansion.
+    fn wild_proof() -> Vec<Rr> {
+        vec![
             nsec(
                 "*.wild.example.",
                 "z.example.",
                 &[Rtype::CNAME, Rtype::RRSIG, Rtype::NSEC],
             ),
             rrsig("*.wild.example.", Rtype::NSEC, 2),
-        ];
+        ]
+    }
+
+    #[test]
+    fn a_wildcard_expansion_answers_other_names_the_nsec_proves_under_it() {
+        let store = AggressiveNsec::default();
+        let proof = wild_proof();
         store.remember(Rtype::A, &wildcard_answer(proof), 1000);
         check_expansion(&store, "b.wild.example.");
         // Deeper: wild.example. is still the closest encloser.
@@ -878,14 +883,7 @@ mod tests {
         assert!(store
             .synthesise(&name("n0.example."), Rtype::MX, 1010, 150)
             .is_none());
-        let proof = vec![
-            nsec(
-                "*.wild.example.",
-                "z.example.",
-                &[Rtype::CNAME, Rtype::RRSIG, Rtype::NSEC],
-            ),
-            rrsig("*.wild.example.", Rtype::NSEC, 2),
-        ];
+        let proof = wild_proof();
         // A CNAME expansion answers any question type: each type is an expansion of its own.
         for qtype in 1..=20 {
             store.remember(
