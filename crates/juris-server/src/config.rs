@@ -66,7 +66,7 @@ pub struct ServerConfig {
     /// `net.core.rmem_max`. Default: 4 MiB (as Unbound's `so-rcvbuf: 4m` advice).
     pub udp_receive_buffer: usize,
     /// Hot-answer slots per UDP worker ([`crate::hot`]): a power of two, 2 to
-    /// [`crate::hot::MAX_HOT_SLOTS`] (rounded up). Each keeps one answer of at most
+    /// [`crate::hot::MAX_HOT_SLOTS`]. Each keeps one answer of at most
     /// `max_udp_payload` bytes alive, even after the shared cache evicted it, so this bounds
     /// memory outside `cache.size` (design 0048). Default: 8192.
     pub hot_answer_slots: usize,

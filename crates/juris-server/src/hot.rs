@@ -42,8 +42,6 @@ const DEFAULT_MAX_ANSWER: usize = 1232;
 #[derive(Debug)]
 pub struct HotAnswers {
     slots: Box<[Slot]>,
-    /// `slots.len() - 2`: masks a hash to the first slot of a pair.
-    mask: usize,
     /// Answers longer than this (in wire bytes) are never kept: no UDP response is longer
     /// (`server.max_udp_payload`), and a slot holds its answer even after the shared cache
     /// evicted it, so an unbounded answer here would be memory outside `cache.size`.
@@ -103,7 +101,6 @@ impl HotAnswers {
         let slots = slots.clamp(2, MAX_HOT_SLOTS).next_power_of_two();
         Self {
             slots: (0..slots).map(|_| Slot::default()).collect(),
-            mask: slots - 2,
             max_answer,
         }
     }
@@ -156,8 +153,8 @@ impl HotAnswers {
     #[inline]
     pub(crate) fn locate(&self, key: &CacheKeyRef<'_>) -> (usize, u64) {
         let hash = key_hash(key);
-        // Masked to the slot count: fits in usize.
-        ((hash >> 32) as usize & self.mask, hash)
+        // Masked to the slot count (a power of two), even: the first slot of a pair.
+        ((hash >> 32) as usize & (self.slots.len() - 2), hash)
     }
 
     /// The slot of the pair at `index` holding `key`'s answer, if that answer is fresh at `now`.

@@ -509,39 +509,21 @@ impl SendBatch {
     }
 }
 
-/// Writes `addr` into `storage` as the kernel's `sockaddr_in`/`sockaddr_in6`; returns its
-/// length (the inverse of [`storage_to_addr`]).
+/// Writes `addr` into `storage` as the kernel's `sockaddr_in`/`sockaddr_in6` (socket2's
+/// conversion); returns its length (the inverse of [`storage_to_addr`]).
 fn addr_to_storage(addr: SocketAddr, storage: &mut libc::sockaddr_storage) -> libc::socklen_t {
+    let address = socket2::SockAddr::from(addr);
     *storage = zeroed_storage();
-    match addr {
-        SocketAddr::V4(v4) => {
-            // SAFETY: sockaddr_storage is large enough and aligned for every sockaddr type,
-            // and we hold it exclusively; sockaddr_in is plain old data.
-            let sin = unsafe {
-                &mut *(storage as *mut libc::sockaddr_storage).cast::<libc::sockaddr_in>()
-            };
-            sin.sin_family = libc::AF_INET as libc::sa_family_t;
-            sin.sin_port = v4.port().to_be();
-            sin.sin_addr = libc::in_addr {
-                s_addr: u32::from(*v4.ip()).to_be(),
-            };
-            mem::size_of::<libc::sockaddr_in>() as libc::socklen_t
-        }
-        SocketAddr::V6(v6) => {
-            // SAFETY: as above, for sockaddr_in6.
-            let sin6 = unsafe {
-                &mut *(storage as *mut libc::sockaddr_storage).cast::<libc::sockaddr_in6>()
-            };
-            sin6.sin6_family = libc::AF_INET6 as libc::sa_family_t;
-            sin6.sin6_port = v6.port().to_be();
-            sin6.sin6_flowinfo = v6.flowinfo();
-            sin6.sin6_addr = libc::in6_addr {
-                s6_addr: v6.ip().octets(),
-            };
-            sin6.sin6_scope_id = v6.scope_id();
-            mem::size_of::<libc::sockaddr_in6>() as libc::socklen_t
-        }
+    // SAFETY: socket2 holds a sockaddr_in or sockaddr_in6 of `len()` bytes, no more than a
+    // sockaddr_storage, which we hold exclusively; both are plain old data.
+    unsafe {
+        std::ptr::copy_nonoverlapping(
+            address.as_ptr().cast::<u8>(),
+            (storage as *mut libc::sockaddr_storage).cast::<u8>(),
+            address.len() as usize,
+        );
     }
+    address.len()
 }
 
 /// Registers `socket` with the current tokio runtime's I/O driver for read readiness (the
@@ -736,6 +718,8 @@ impl PollSet {
 #[allow(clippy::unwrap_used, clippy::expect_used, reason = "test code")]
 mod tests {
     use super::*;
+    use std::net::UdpSocket;
+    use std::os::fd::AsRawFd;
 
     #[test]
     fn the_purge_delay_option_number_is_mimallocs() {
@@ -758,8 +742,6 @@ mod tests {
             0
         );
     }
-    use std::net::UdpSocket;
-    use std::os::fd::AsRawFd;
 
     #[cfg(target_os = "linux")]
     #[test]
