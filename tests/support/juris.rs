@@ -292,8 +292,8 @@ impl Drop for Juris {
     }
 }
 
-/// A port free for both UDP and TCP on `ip`.
-pub(crate) fn free_port(ip: std::net::Ipv4Addr) -> SocketAddr {
+/// A port free for both UDP and TCP on `ip` (juris listens on both).
+pub fn free_port(ip: std::net::Ipv4Addr) -> SocketAddr {
     for _ in 0..100 {
         let Ok(udp) = UdpSocket::bind((ip, 0)) else {
             continue;

@@ -349,12 +349,8 @@ fn start_pinned(dir: &std::path::Path, extra: &str) -> (Juris, std::net::SocketA
         ),
     )
     .unwrap();
-    let port = std::net::UdpSocket::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let address: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    // Free for TCP too: juris listens on both, and a port only UDP had free failed the start.
+    let address = juris_testkit::juris::free_port(std::net::Ipv4Addr::LOCALHOST);
     let config = config(
         dir,
         &format!(
