@@ -381,6 +381,12 @@ pub struct ServerSnapshot {
     pub telemetry_dropped: Vec<LimitHitCount>,
     /// Queries and responses over their client prefix's rate (`server.rate_limit`).
     pub rate_limited: Vec<RateLimitedCount>,
+    /// Client prefixes whose UDP queries the kernel drops now
+    /// (`server.rate_limit.kernel_drop_*`).
+    pub kernel_drop_prefixes: u64,
+    /// Kernel drop events (`added`: prefixes listed; `refused`: the list was full):
+    /// `limit` holds the event.
+    pub kernel_drop: Vec<LimitHitCount>,
 }
 
 /// One answer latency histogram, cumulative as Prometheus wants it.
@@ -1036,6 +1042,24 @@ pub fn render_metrics(server: &ServerSnapshot, store: &crate::StoreStatus) -> St
             .rate_limited
             .iter()
             .map(|r| two_labels(("class", &r.class), ("action", &r.action), r.count))
+            .collect(),
+    );
+    section(
+        &mut text,
+        "juris_kernel_drop_prefixes",
+        "gauge",
+        "Client prefixes whose UDP queries are dropped in the kernel now (server.rate_limit.kernel_drop_*).",
+        vec![format!(" {}", server.kernel_drop_prefixes)],
+    );
+    section(
+        &mut text,
+        "juris_kernel_drop_total",
+        "counter",
+        "Client prefixes listed for dropping in the kernel (added), and refused because the list was full (refused).",
+        server
+            .kernel_drop
+            .iter()
+            .map(|l| format!("{{event=\"{}\"}} {}", escape(&l.limit), l.count))
             .collect(),
     );
     section(

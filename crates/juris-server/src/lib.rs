@@ -63,6 +63,7 @@ pub mod error_map;
 pub mod explain;
 pub mod hooks;
 pub mod hot;
+pub mod kdrop;
 pub mod observe;
 pub mod pipeline;
 pub mod policy;

@@ -231,6 +231,8 @@ pub struct Pipeline {
     /// Whether `rate_limit` is `Some` (read first, so that the UDP path pays one relaxed load
     /// when limiting is off).
     rate_limit_on: std::sync::atomic::AtomicBool,
+    /// Prefixes dropped in the kernel (design 0050); outlives the limiters a SIGHUP replaces.
+    kernel_drop: Arc<crate::kdrop::KernelDrop>,
     /// Where resolved names go for mining (set once, by `observe_resolved`).
     resolved: std::sync::OnceLock<crate::observe::ResolvedSink>,
     /// Where answered queries go (query log, dnstap; set once, by `observe_answers`).
@@ -273,6 +275,13 @@ impl Pipeline {
     ) -> Result<Self, &'static str> {
         config.validate()?;
         let block = BlockSettings::new(&config.policy).ok_or("policy: bad SOA names")?;
+        let kernel_drop = Arc::new(crate::kdrop::KernelDrop::new(
+            if config.rate_limit.is_enabled() {
+                config.rate_limit.kernel_drop
+            } else {
+                crate::kdrop::KernelDropConfig::default()
+            },
+        ));
         // The configured withdrawn jurisdictions, published with the policy (a configuration
         // reload publishes them again: `PolicyHandle::publish_withdrawn`).
         engine
@@ -298,13 +307,14 @@ impl Pipeline {
             pins: config.listeners.iter().map(|l| l.country).collect(),
             listen_addrs: config.listeners.iter().map(|l| l.addr).collect(),
             block,
-            rate_limit: arc_swap::ArcSwapOption::from(
-                config
-                    .rate_limit
-                    .is_enabled()
-                    .then(|| Arc::new(RateLimiter::new(config.rate_limit.clone()))),
-            ),
+            rate_limit: arc_swap::ArcSwapOption::from(config.rate_limit.is_enabled().then(|| {
+                Arc::new(RateLimiter::with_kernel_drop(
+                    config.rate_limit.clone(),
+                    Arc::clone(&kernel_drop),
+                ))
+            })),
             rate_limit_on: std::sync::atomic::AtomicBool::new(config.rate_limit.is_enabled()),
+            kernel_drop,
             resolved: std::sync::OnceLock::new(),
             answers: std::sync::OnceLock::new(),
             cookies: arc_swap::ArcSwapOption::from(
@@ -458,9 +468,17 @@ impl Pipeline {
         {
             return Ok(());
         }
-        let limiter = config
-            .is_enabled()
-            .then(|| Arc::new(RateLimiter::new(config.clone())));
+        self.kernel_drop.configure(if config.is_enabled() {
+            config.kernel_drop
+        } else {
+            crate::kdrop::KernelDropConfig::default()
+        });
+        let limiter = config.is_enabled().then(|| {
+            Arc::new(RateLimiter::with_kernel_drop(
+                config.clone(),
+                Arc::clone(&self.kernel_drop),
+            ))
+        });
         self.rate_limit_on
             .store(limiter.is_some(), std::sync::atomic::Ordering::Relaxed);
         self.rate_limit.store(limiter);
@@ -487,6 +505,11 @@ impl Pipeline {
     /// The rate limiter in force, if any (its settings and table size).
     pub fn rate_limiter(&self) -> Option<Arc<RateLimiter>> {
         self.rate_limit.load_full()
+    }
+
+    /// The prefixes dropped in the kernel ([`crate::kdrop`]).
+    pub fn kernel_drop(&self) -> &Arc<crate::kdrop::KernelDrop> {
+        &self.kernel_drop
     }
 
     /// The pipeline clock's Unix seconds, for [`Pipeline::handle_at`].

@@ -157,6 +157,9 @@ pub struct RateLimitConfig {
     pub large_response_size: u16,
     /// Accounts in the table (rounded up to a power of two; 32 bytes each). Default 65536.
     pub table_size: usize,
+    /// Prefixes over their rate by far dropped in the kernel (`kernel_drop_after`,
+    /// `kernel_drop_seconds`, `kernel_drop_max_prefixes`; design 0050). Default off.
+    pub kernel_drop: crate::kdrop::KernelDropConfig,
 }
 
 impl Default for RateLimitConfig {
@@ -171,6 +174,7 @@ impl Default for RateLimitConfig {
             ipv6_prefix_len: 56,
             large_response_size: 1024,
             table_size: 65_536,
+            kernel_drop: crate::kdrop::KernelDropConfig::default(),
         }
     }
 }
@@ -224,7 +228,7 @@ impl RateLimitConfig {
         if self.large_response_size < 512 {
             return Err("rate_limit.large_response_size must be at least 512");
         }
-        Ok(())
+        self.kernel_drop.validate()
     }
 }
 
@@ -247,6 +251,8 @@ pub struct RateLimiter {
     /// Per-prefix rates, longest prefix first.
     prefixes: Vec<PrefixRates>,
     table: RateTable,
+    /// Where a prefix over `kernel_drop.after` limited per second goes (design 0050).
+    kernel_drop: Option<std::sync::Arc<crate::kdrop::KernelDrop>>,
 }
 
 impl RateLimiter {
@@ -259,6 +265,19 @@ impl RateLimiter {
             config,
             prefixes,
             table,
+            kernel_drop: None,
+        }
+    }
+
+    /// A limiter that lists a prefix in `kernel_drop` when one of its accounts has
+    /// `config.kernel_drop.after` queries or responses limited within one second.
+    pub fn with_kernel_drop(
+        config: RateLimitConfig,
+        kernel_drop: std::sync::Arc<crate::kdrop::KernelDrop>,
+    ) -> Self {
+        Self {
+            kernel_drop: Some(kernel_drop),
+            ..Self::new(config)
         }
     }
 
@@ -290,9 +309,13 @@ impl RateLimiter {
         }
         let prefix = self.prefix_of(client);
         let key = self.table.key(prefix, class);
-        match self.table.debit(key, rate, self.config.window, now) {
+        let after = self.config.kernel_drop.after;
+        match self.table.debit(key, rate, self.config.window, now, after != 0) {
             None => Verdict::Pass,
-            Some(limited) => {
+            Some((limited, this_second)) => {
+                if this_second == after {
+                    self.escalate(client, this_second);
+                }
                 let slip = self.config.slip_of(class);
                 if slip != 0 && limited % slip == 0 {
                     Verdict::Slip
@@ -300,6 +323,19 @@ impl RateLimiter {
                     Verdict::Drop
                 }
             }
+        }
+    }
+
+    /// `client`'s prefix reached `kernel_drop.after` limited in one second: list it.
+    #[cold]
+    fn escalate(&self, client: IpAddr, count: u32) {
+        if let Some(list) = &self.kernel_drop {
+            let prefix = crate::kdrop::prefix_net(
+                canonical(client),
+                self.config.ipv4_prefix_len,
+                self.config.ipv6_prefix_len,
+            );
+            list.request(prefix, count);
         }
     }
 
@@ -365,13 +401,15 @@ fn mask128(len: u8) -> u128 {
 
 /// One account: the key it holds (0: none) and its state, the Unix second of the last update
 /// (high 32 bits) and the balance (low 32 bits, signed), and how many of its responses were
-/// limited (for `slip`).
+/// limited (for `slip`), and how many were limited in the last second that had one (high 32
+/// bits: the second, low: the count; for `kernel_drop`).
 #[derive(Debug, Default)]
 #[repr(align(32))]
 struct Slot {
     key: AtomicU64,
     state: AtomicU64,
     limited: AtomicU32,
+    burst: AtomicU64,
 }
 
 /// The fixed-size table of accounts, shared by the UDP workers.
@@ -399,9 +437,17 @@ impl RateTable {
     }
 
     /// Takes one credit from `key`'s account at second `now`. `None` when the balance covered
-    /// it; otherwise how many responses of the account were limited, this one included.
+    /// it; otherwise how many responses of the account were limited, this one included, and
+    /// (with `per_second`, else 0) how many in second `now`.
     #[inline]
-    fn debit(&self, key: u64, rate: u32, window: u32, now: u64) -> Option<u32> {
+    fn debit(
+        &self,
+        key: u64,
+        rate: u32,
+        window: u32,
+        now: u64,
+        per_second: bool,
+    ) -> Option<(u32, u32)> {
         let first = (key as usize) & self.mask;
         let second = first ^ 1;
         let slot = if self.slots[first].key.load(Ordering::Relaxed) == key {
@@ -420,6 +466,7 @@ impl RateTable {
             slot.state
                 .store(pack(now, i64::from(rate)), Ordering::Relaxed);
             slot.limited.store(0, Ordering::Relaxed);
+            slot.burst.store(0, Ordering::Relaxed);
             slot
         };
         let rate = i64::from(rate);
@@ -438,9 +485,34 @@ impl RateTable {
                 Ordering::Relaxed,
             ) {
                 Ok(_) if refilled > 0 => return None,
-                Ok(_) => return Some(slot.limited.fetch_add(1, Ordering::Relaxed) + 1),
+                Ok(_) => {
+                    let limited = slot.limited.fetch_add(1, Ordering::Relaxed) + 1;
+                    let this_second = if per_second {
+                        count_in_second(&slot.burst, now)
+                    } else {
+                        0
+                    };
+                    return Some((limited, this_second));
+                }
                 Err(seen) => current = seen,
             }
+        }
+    }
+}
+
+/// Counts one more in `burst` (second | count) for second `now`; the count in `now`.
+fn count_in_second(burst: &AtomicU64, now: u64) -> u32 {
+    let second = (now & 0xffff_ffff) << 32;
+    let mut current = burst.load(Ordering::Relaxed);
+    loop {
+        let next = if current & !0xffff_ffff == second {
+            current.saturating_add(1).min(second | 0xffff_ffff)
+        } else {
+            second | 1
+        };
+        match burst.compare_exchange_weak(current, next, Ordering::Relaxed, Ordering::Relaxed) {
+            Ok(_) => return next as u32,
+            Err(seen) => current = seen,
         }
     }
 }

@@ -193,6 +193,17 @@ pub fn start_with_policy(
         if sockets.is_empty() {
             continue;
         }
+        // A duplicate descriptor per socket, for the kernel drop's filter (design 0050).
+        for (socket, listener) in &sockets {
+            pipeline
+                .kernel_drop()
+                .add_socket(socket)
+                .map_err(|source| ServerError::Bind {
+                    addr: server.listeners[*listener].addr,
+                    transport: "UDP",
+                    source,
+                })?;
+        }
         // Written by this worker's thread only (misses count in the pipeline's async set).
         let counters = Arc::new(Counters::single_writer());
         server.worker_counters.push(Arc::clone(&counters));
@@ -291,6 +302,7 @@ impl RunningServer {
     }
 
     fn stop(&mut self) {
+        self.pipeline.kernel_drop().stop();
         self.stop_workers.store(true, Ordering::Relaxed);
         let _ = self.stop_tasks.send(true);
         for worker in self.workers.drain(..) {

@@ -1555,3 +1555,93 @@ fn many_concurrent_misses_over_udp_are_each_answered_once_with_their_own_id_and_
         "one upstream query per miss"
     );
 }
+
+/// Sends `queries` from `from` and returns what came back within 300 ms (drops expected).
+fn send_and_collect(addr: SocketAddr, from: Ipv4Addr, queries: &[Vec<u8>]) -> Vec<Vec<u8>> {
+    let socket = UdpSocket::bind((from, 0)).unwrap();
+    for q in queries {
+        socket.send_to(q, addr).unwrap();
+    }
+    socket
+        .set_read_timeout(Some(Duration::from_millis(300)))
+        .unwrap();
+    let mut responses = Vec::new();
+    let mut buf = [0u8; 4096];
+    while let Ok((n, _)) = socket.recv_from(&mut buf) {
+        responses.push(buf[..n].to_vec());
+    }
+    responses
+}
+
+#[test]
+fn a_prefix_far_over_its_rate_is_dropped_in_the_kernel_except_its_cookie_queries() {
+    use juris_server::kdrop::KernelDropConfig;
+    use juris_server::{RateClass, RateLimitConfig, Rates};
+    let mut rates = Rates::default();
+    rates.set(RateClass::Misses, 3);
+    let config = RateLimitConfig {
+        rates,
+        misses_slip: Some(0),
+        ipv4_prefix_len: 32,
+        kernel_drop: KernelDropConfig {
+            after: 4,
+            seconds: 600,
+            max_prefixes: 8,
+        },
+        ..RateLimitConfig::default()
+    };
+    let h = limited_server(config.clone());
+    let flooder = Ipv4Addr::new(127, 0, 0, 11);
+    // The flooder first gets a server cookie (client cookie only in its query).
+    let client_cookie = [0, 10, 0, 8, 1, 2, 3, 4, 5, 6, 7, 8];
+    let first = send_and_collect(
+        h.addr,
+        flooder,
+        &[query(1, 0x0100, WWW, 1, Some((1232, false, 0, &client_cookie)))],
+    );
+    assert_eq!(first.len(), 1);
+    let at = first[0]
+        .windows(4)
+        .position(|w| w == [0, 10, 0, 24])
+        .expect("a COOKIE option with a server cookie");
+    let full_cookie = first[0][at..at + 28].to_vec();
+    // Ten misses at a rate of 3, the clock standing still: 3 resolved, 7 limited (dropped);
+    // the 4th limited lists 127.0.0.11/32.
+    assert_eq!(send_and_collect(h.addr, flooder, &nx_queries()).len(), 3);
+    let list = Arc::clone(h.server().pipeline().kernel_drop());
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while list.stats().listed == 0 && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    assert_eq!(
+        list.listed().iter().map(|(p, _)| p.to_string()).collect::<Vec<_>>(),
+        ["127.0.0.11/32"]
+    );
+    let before = h.server().stats().udp_queries;
+    // Now even its cache hits never reach the server...
+    let www: Vec<Vec<u8>> = (0..5).map(|i| query(i, 0x0100, WWW, 1, None)).collect();
+    assert!(send_and_collect(h.addr, flooder, &www).is_empty());
+    assert_eq!(h.server().stats().udp_queries, before, "dropped before user space");
+    // ...except a query with its server cookie, answered (and exempt from the limits).
+    let with_cookie = query(9, 0x0100, WWW, 1, Some((1232, false, 0, &full_cookie)));
+    let answered = send_and_collect(h.addr, flooder, &[with_cookie]);
+    assert_eq!(answered.len(), 1);
+    let answer = Message::from_vec(answered[0].as_slice()).unwrap();
+    assert_eq!(answer.answers().len(), 1);
+    // Another client is answered meanwhile.
+    assert_eq!(
+        send_and_collect(h.addr, Ipv4Addr::new(127, 0, 0, 12), &www).len(),
+        5
+    );
+    // Kernel drops switched off (SIGHUP): the list empties, the flooder's hits are answered.
+    h.server()
+        .pipeline()
+        .set_rate_limit(&RateLimitConfig {
+            kernel_drop: KernelDropConfig::default(),
+            ..config
+        })
+        .unwrap();
+    assert!(list.listed().is_empty());
+    assert_eq!(send_and_collect(h.addr, flooder, &www).len(), 5);
+    assert_eq!(list.stats().added, 1);
+}

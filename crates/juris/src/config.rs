@@ -776,6 +776,15 @@ pub struct RawRateLimit {
     /// Accounts in the fixed table (32 bytes each; rounded up to a power of two).
     /// Default 65536 (2 MiB).
     pub table_size: usize,
+    /// A prefix with this many queries (or responses) of one class limited within one
+    /// second is dropped by the kernel (a socket filter) for `kernel_drop_seconds`: none of
+    /// its UDP queries reach juris then, except those carrying a server cookie. 0 (the
+    /// default): never (design 0050).
+    pub kernel_drop_after: u32,
+    /// How long a prefix stays dropped in the kernel, 1..=3600 seconds. Default 10.
+    pub kernel_drop_seconds: u32,
+    /// The most prefixes dropped in the kernel at once, 1..=256. Default 64.
+    pub kernel_drop_max_prefixes: usize,
     /// Prefixes never limited. Default none.
     pub exempt: Vec<String>,
     /// `[[server.rate_limit.prefix]]`: other rates for the clients of a prefix (the longest
@@ -801,6 +810,9 @@ impl Default for RawRateLimit {
             ipv6_prefix_len: d.ipv6_prefix_len,
             large_response_size: d.large_response_size,
             table_size: d.table_size,
+            kernel_drop_after: d.kernel_drop.after,
+            kernel_drop_seconds: d.kernel_drop.seconds,
+            kernel_drop_max_prefixes: d.kernel_drop.max_prefixes,
             exempt: Vec::new(),
             prefix: Vec::new(),
         }
@@ -902,7 +914,23 @@ pub fn rate_limit_config(raw: &RawRateLimit) -> Result<juris_server::RateLimitCo
         ipv6_prefix_len: raw.ipv6_prefix_len,
         large_response_size: raw.large_response_size,
         table_size: raw.table_size,
+        kernel_drop: juris_server::kdrop::KernelDropConfig {
+            after: raw.kernel_drop_after,
+            seconds: raw.kernel_drop_seconds,
+            max_prefixes: raw.kernel_drop_max_prefixes,
+        },
     };
+    config
+        .kernel_drop
+        .validate()
+        .map_err(|reason| {
+            let key = if reason.contains("seconds") {
+                "server.rate_limit.kernel_drop_seconds"
+            } else {
+                "server.rate_limit.kernel_drop_max_prefixes"
+            };
+            invalid(key, reason)
+        })?;
     config
         .validate()
         .map_err(|reason| invalid("server.rate_limit", reason))?;
@@ -2216,6 +2244,34 @@ tcp_idle_ms = 2000
         assert_eq!(read("slip = 1\nmisses_slip = 10").unwrap(), (1, 10));
         let error = read("misses_slip = 11").unwrap_err().to_string();
         assert!(error.contains("server.rate_limit.misses_slip"), "{error}");
+    }
+
+    #[test]
+    fn kernel_drop_keys_are_read_and_checked_by_name() {
+        let read = |text: &str| {
+            let raw =
+                RawConfig::from_toml(&format!("[server.rate_limit]
+{text}
+"), "t.toml").unwrap();
+            Settings::from_raw(&raw).map(|s| s.rate_limit.kernel_drop)
+        };
+        let default = read("").unwrap();
+        assert_eq!((default.after, default.seconds, default.max_prefixes), (0, 10, 64));
+        let set = read(
+            "misses_per_second = 100\nkernel_drop_after = 500\nkernel_drop_seconds = 30\n\
+             kernel_drop_max_prefixes = 256",
+        )
+        .unwrap();
+        assert_eq!((set.after, set.seconds, set.max_prefixes), (500, 30, 256));
+        for (text, key) in [
+            ("kernel_drop_seconds = 0", "server.rate_limit.kernel_drop_seconds"),
+            ("kernel_drop_seconds = 3601", "server.rate_limit.kernel_drop_seconds"),
+            ("kernel_drop_max_prefixes = 0", "server.rate_limit.kernel_drop_max_prefixes"),
+            ("kernel_drop_max_prefixes = 257", "server.rate_limit.kernel_drop_max_prefixes"),
+        ] {
+            let error = read(text).unwrap_err().to_string();
+            assert!(error.contains(key), "{text}: {error}");
+        }
     }
 
     #[test]

@@ -396,6 +396,7 @@ impl ServerView for LiveServer {
             .into_iter()
             .map(|(cache, histogram)| latency_view(cache, histogram))
             .collect();
+        let kernel_drop = self.pipeline.kernel_drop().stats();
         let counts = self.engine().counters.snapshot();
         let per = |pick: fn(&juris_server::OrderCount) -> u64| {
             counts
@@ -441,6 +442,14 @@ impl ServerView for LiveServer {
                 .into_iter()
                 .map(|(consumer, count)| juris_control::api::LimitHitCount {
                     limit: consumer.into(),
+                    count,
+                })
+                .collect(),
+            kernel_drop_prefixes: kernel_drop.listed,
+            kernel_drop: [("added", kernel_drop.added), ("refused", kernel_drop.refused)]
+                .into_iter()
+                .map(|(event, count)| juris_control::api::LimitHitCount {
+                    limit: event.into(),
                     count,
                 })
                 .collect(),
