@@ -47,9 +47,17 @@ W8_LEGIT=127.0.9.1               # the legitimate client (W1's names)
 W8_FLOODER=127.0.8.1             # the flooder
 W8_FACTOR=1.5                    # flood rate = W8_FACTOR x juris's measured cold capacity
 W8_RATE=                         # --w8-rate QPS: a fixed flood rate instead (no capacity measurement)
+# --w8-cpu PCT: every server runs W8 under a CPU quota of PCT % of one CPU (cgroup cpu controller, 1 ms
+# of every 100/PCT ms), so that the server's CPU bounds W1, not dnsperf's on CPU 0 (design 0050); the flood is then
+# W8_FACTOR x the cold capacity within that quota. 100: no quota (the runs before design 0050).
+W8_CPU=50
+W8_GEN_BOUND=97                  # CPU 0 busy at least this % during a W8 row: the load generators bound it
 # juris's server.rate_limit.misses_slip in W8 (0: its limited misses are all dropped, design 0044); the
 # environment can set another (W8_MISSES_SLIP=2: every second one answered TC=1), or empty to leave the key out.
 W8_MISSES_SLIP=${W8_MISSES_SLIP-0}
+# juris's server.rate_limit.kernel_drop_after in W8 (design 0050: a prefix with this many limited in one
+# second is dropped in the kernel); empty leaves the key out (off).
+W8_KERNEL_DROP=${W8_KERNEL_DROP-10000}
 # prio's priomap (the default one, spelled out) only selects bands 1-3, so bands 4 and 5 get nothing
 # but what the two u32 filters send there.
 W5_TC=(
@@ -70,6 +78,7 @@ while (($#)); do
     --w3-10m) W3_10M=1 ;;
     --profile) PROFILE=1 ;;
     --w8-rate) W8_RATE="$2"; shift ;;
+    --w8-cpu) W8_CPU="$2"; shift ;;
     -h|--help) usage 0 ;;
     W7) WORKLOADS+=(W7-tcp W7-dot W7-doh W7-doh-post) ;;
     DNSSEC) WORKLOADS+=(W1-DNSSEC W2-DNSSEC) ;;
@@ -85,6 +94,7 @@ for w in "${WORKLOADS[@]}"; do [[ -n "${seen_wl[$w]:-}" ]] || { seen_wl[$w]=1; u
 WORKLOADS=("${uniq_wl[@]}")
 [[ "$RUNS" =~ ^[1-9][0-9]?$ && "$DURATION" =~ ^[1-9][0-9]{0,2}$ ]] || { echo "bad --runs/--duration" >&2; exit 2; }
 [[ -z "$W8_RATE" || "$W8_RATE" =~ ^[1-9][0-9]{0,6}$ ]] || { echo "bad --w8-rate (queries per second)" >&2; exit 2; }
+[[ "$W8_CPU" =~ ^[1-9][0-9]?$|^100$ ]] || { echo "bad --w8-cpu (percent of one CPU, 1-100)" >&2; exit 2; }
 log() { printf '[%(%H:%M:%S)T] %s\n' -1 "$*" >&2; }
 has_workload() { local w; for w in "${WORKLOADS[@]}"; do [[ "$w" == "$1" ]] && return 0; done; return 1; }
 
@@ -140,7 +150,29 @@ cleanup() {
   for p in "${PIDS[@]+"${PIDS[@]}"}"; do kill -TERM -- "-$p" 2>/dev/null || kill -TERM "$p" 2>/dev/null || true; done
   sleep 0.3
   for p in "${PIDS[@]+"${PIDS[@]}"}"; do kill -KILL -- "-$p" 2>/dev/null || true; wait "$p" 2>/dev/null || true; done
+  [[ -n "$CG_DIR" ]] && rmdir "$CG_DIR" 2>/dev/null
+  true
 }
+# W8's CPU quota: a cgroup of our own (v2 where the cpu controller is there, else v1's cpu hierarchy).
+CG_DIR=
+cg_setup() { # cg_setup PCT: sets CG_DIR to a cgroup limited to PCT % of one CPU; fails if none can be made
+  # (the kernel's shortest quota is 1 ms: 1 ms per 100/PCT ms, e.g. 1 ms of every 2 ms for 50 %)
+  local pct=$1 d
+  if [[ -f /sys/fs/cgroup/cgroup.controllers ]] && grep -qw cpu /sys/fs/cgroup/cgroup.controllers; then
+    d=/sys/fs/cgroup/juris-bench-w8
+    grep -qw cpu /sys/fs/cgroup/cgroup.subtree_control || echo +cpu >/sys/fs/cgroup/cgroup.subtree_control || return 1
+    mkdir -p "$d" && echo "1000 $((100000 / pct))" >"$d/cpu.max" || return 1
+  elif [[ -d /sys/fs/cgroup/cpu ]]; then
+    d=/sys/fs/cgroup/cpu/juris-bench-w8
+    mkdir -p "$d" && echo $((100000 / pct)) >"$d/cpu.cfs_period_us" && echo 1000 >"$d/cpu.cfs_quota_us" || return 1
+  else
+    return 1
+  fi
+  CG_DIR=$d
+}
+cg_add() { echo "$1" >"$CG_DIR/cgroup.procs"; }   # cg_add PID: the process and its threads, present and future
+# CPU 0's busy and total ticks (user nice system irq softirq steal; + idle iowait)
+cpu0_ticks() { awk '$1 == "cpu0" { b = $2 + $3 + $4 + $7 + $8 + $9; print b, b + $5 + $6 }' /proc/stat; }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
@@ -415,6 +447,7 @@ write_w8_configs() {
 [server.rate_limit]
 misses_per_second = 2000
 ${W8_MISSES_SLIP:+misses_slip = $W8_MISSES_SLIP}
+${W8_KERNEL_DROP:+kernel_drop_after = $W8_KERNEL_DROP}
 
 [resolver.limits]
 max_outstanding_per_zone = 100
@@ -965,8 +998,9 @@ w8_capacity() {
   stop_pid "$SRV_PID"
   row=$(awk -F'\t' '$1 == "W8-capacity" { r = $0 } END { print r }' "$TSV")
   qps=$(cut -f4 <<<"$row"); cpu_us=$(cut -f11 <<<"$row")
-  W8_FLOOD_RATE=$(awk -v c="$cpu_us" -v q="$qps" -v f="$W8_FACTOR" 'BEGIN { cap = (c > 0 ? 1e6 / c : 0); if (q > cap) cap = q; printf "%d", cap * f }')
-  printf 'W8\t-\tjuris\tcapacity\t%s\t%s\n' "dnsperf qps $qps, CPU-µs/answer $cpu_us: 1e6 / CPU-µs = queries per CPU-second; flood = ${W8_FACTOR}× that" \
+  # Within the quota: queries per CPU-second × the quota's share of a CPU.
+  W8_FLOOD_RATE=$(awk -v c="$cpu_us" -v q="$qps" -v f="$W8_FACTOR" -v p="$W8_CPU" 'BEGIN { cap = (c > 0 ? 1e6 / c : 0); if (q > cap) cap = q; printf "%d", cap * f * p / 100 }')
+  printf 'W8\t-\tjuris\tcapacity\t%s\t%s\n' "dnsperf qps $qps, CPU-µs/answer $cpu_us: 1e6 / CPU-µs = queries per CPU-second; flood = ${W8_FACTOR}× that × the quota ($W8_CPU % of a CPU)" \
     "$(awk -v c="$cpu_us" 'BEGIN { printf "%d", (c > 0 ? 1e6 / c : 0) }')" >>"$WORK/out/w4.tsv"
   ((W8_FLOOD_RATE > 0)) || { log "W8: no capacity measured"; printf 'W8\t-\tjuris\tno cold capacity measured\n' >>"$WORK/out/notes.tsv"; return 1; }
 }
@@ -984,6 +1018,15 @@ w8_after() { # w8_after ROUND SERVER PID: peak RSS, survival
   printf 'W8\t%s\t%s\talive\tafter the flood\t%s\n' "$r" "$s" "$alive" >>"$WORK/out/w4.tsv"
   log "  $s: peak RSS ${hwm} KiB, alive: $alive"
 }
+w8_measure() { # w8_measure alone|flood ROUND SERVER: W1 from the legitimate client, CPU 0's busy share recorded
+  local b a
+  read -r -a b < <(cpu0_ticks)
+  # shellcheck disable=SC2046
+  measure "W8-$1" "$2" "$3" "$SRV_PID" "$W8_LEGIT" -- $(dnsperf_common "$3") -d "$W1_FILE" -l "$DURATION"
+  read -r -a a < <(cpu0_ticks)
+  printf 'W8\t%s\t%s\tcpu0_busy\t%s\t%s\n' "$2" "$3" "$1" \
+    "$(awk -v b="$((a[0] - b[0]))" -v t="$((a[1] - b[1]))" 'BEGIN { printf "%.1f", (t > 0 ? b * 100 / t : -1) }')" >>"$WORK/out/w4.tsv"
+}
 w8() {
   local r s fpid fout list=() want
   for want in $W8_SERVERS; do
@@ -993,6 +1036,10 @@ w8() {
   for s in "${SERVER_LIST[@]}"; do
     [[ " $W8_SERVERS " == *" $s "* ]] || printf 'W8\tna\t%s\t%s\n' "$s" "n/a (W8 compares $W8_SERVERS)" >>"$WORK/out/notes.tsv"
   done
+  if ((W8_CPU < 100)); then
+    cg_setup "$W8_CPU" || { log "W8: cannot make a cgroup with a CPU quota (root and a cpu controller needed; --w8-cpu 100 runs without)"; printf 'W8\t-\t-\tno CPU quota possible (--w8-cpu 100 runs without)\n' >>"$WORK/out/notes.tsv"; return 0; }
+  fi
+  printf 'W8\t-\t-\tcpu_quota\tpercent of one CPU per server\t%s\n' "$W8_CPU" >>"$WORK/out/w4.tsv"
   w8_capacity || return 0
   log "W8: flood of nx-<random>.$W8_VICTIM at $W8_FLOOD_RATE qps from $W8_FLOODER, W1 from $W8_LEGIT"
   printf 'W8\t-\t-\tflood_rate\t%s\t%s\n' "${W8_RATE:+--w8-rate }${W8_RATE:-${W8_FACTOR}× the cold capacity}" "$W8_FLOOD_RATE" >>"$WORK/out/w4.tsv"
@@ -1001,15 +1048,14 @@ w8() {
       log "W8 round $r: $s (W1 alone, then W1 under a flood of $W8_FLOOD_RATE qps)"
       rm -rf "$WORK/run/juris-data"
       ENC=w8 start_server "$s" || { not_started W8 "$r" "$s"; continue; }
+      [[ -n "$CG_DIR" ]] && cg_add "$SRV_PID"
       warm "$s"
-      # shellcheck disable=SC2046
-      measure W8-alone "$r" "$s" "$SRV_PID" "$W8_LEGIT" -- $(dnsperf_common "$s") -d "$W1_FILE" -l "$DURATION"
+      w8_measure alone "$r" "$s"
       fout="$WORK/out/W8.flood.$s.$r.txt"
       taskset -c 0 "$WORK/flood" "$W8_FLOODER" "$ADDR" "${PORT[$s]}" "$W8_VICTIM" "$W8_FLOOD_RATE" $((DURATION + 2)) "$r$RANDOM" >"$fout" 2>&1 &
       fpid=$!
       sleep 1
-      # shellcheck disable=SC2046
-      measure W8-flood "$r" "$s" "$SRV_PID" "$W8_LEGIT" -- $(dnsperf_common "$s") -d "$W1_FILE" -l "$DURATION"
+      w8_measure flood "$r" "$s"
       wait "$fpid" || true
       printf 'W8\t%s\t%s\tflood\t%s\t%s\n' "$r" "$s" "$W8_FLOOD_RATE qps × $((DURATION + 2)) s from $W8_FLOODER" "$(tail -n1 "$fout")" >>"$WORK/out/w4.tsv"
       log "  flood: $(tail -n1 "$fout")"

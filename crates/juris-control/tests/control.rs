@@ -1818,3 +1818,29 @@ fn upstream_tcp_counters_are_rendered_by_event() {
         assert!(text.contains(line), "{line} missing from\n{text}");
     }
 }
+
+#[test]
+fn kernel_drop_counts_are_rendered() {
+    let server = juris_control::ServerSnapshot {
+        kernel_drop_prefixes: 3,
+        kernel_drop: [("added", 7), ("refused", 1)]
+            .iter()
+            .map(|(event, count)| juris_control::api::LimitHitCount {
+                limit: (*event).into(),
+                count: *count,
+            })
+            .collect(),
+        ..Default::default()
+    };
+    let status = memory().status().unwrap();
+    let text = juris_control::api::render_metrics(&server, &status);
+    for line in [
+        "# TYPE juris_kernel_drop_prefixes gauge",
+        "juris_kernel_drop_prefixes 3",
+        "# TYPE juris_kernel_drop_total counter",
+        "juris_kernel_drop_total{event=\"added\"} 7",
+        "juris_kernel_drop_total{event=\"refused\"} 1",
+    ] {
+        assert!(text.contains(line), "{line} missing from\n{text}");
+    }
+}

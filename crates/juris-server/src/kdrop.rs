@@ -125,7 +125,9 @@ impl KernelDrop {
     }
 
     fn lock(&self) -> MutexGuard<'_, State> {
-        self.state.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+        self.state
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     /// Filters `socket` (a plain-UDP listening socket) from now on.
@@ -354,7 +356,12 @@ pub fn program(prefixes: &[IpNet], v6: bool) -> Option<Vec<Insn>> {
     // M[i] = the source address's i-th 32-bit word (IPv4: at 12; IPv6: at 8 of the IP header).
     let source = if v6 { 8 } else { 12 };
     for i in 0..nwords {
-        code.push(insn(LD_W_ABS, 0, 0, NET.wrapping_add(source + 4 * i as u32)));
+        code.push(insn(
+            LD_W_ABS,
+            0,
+            0,
+            NET.wrapping_add(source + 4 * i as u32),
+        ));
         code.push(insn(ST, 0, 0, i as u32));
     }
     // Each entry: for every word its mask covers, load, mask, compare (a mismatch jumps to
@@ -416,14 +423,12 @@ fn v6_words(p: &Ipv6Net) -> ([u32; 4], [u32; 4]) {
 /// The account prefix of `client` (the limiter's grouping) as a network.
 pub(crate) fn prefix_net(client: IpAddr, ipv4_len: u8, ipv6_len: u8) -> IpNet {
     match client {
-        IpAddr::V4(a) => IpNet::V4(Ipv4Net::new(a, ipv4_len.min(32)).map_or_else(
-            |_| Ipv4Net::from(a),
-            |n| n.trunc(),
-        )),
-        IpAddr::V6(a) => IpNet::V6(Ipv6Net::new(a, ipv6_len.min(128)).map_or_else(
-            |_| Ipv6Net::from(a),
-            |n| n.trunc(),
-        )),
+        IpAddr::V4(a) => IpNet::V4(
+            Ipv4Net::new(a, ipv4_len.min(32)).map_or_else(|_| Ipv4Net::from(a), |n| n.trunc()),
+        ),
+        IpAddr::V6(a) => IpNet::V6(
+            Ipv6Net::new(a, ipv6_len.min(128)).map_or_else(|_| Ipv6Net::from(a), |n| n.trunc()),
+        ),
     }
 }
 
@@ -527,7 +532,10 @@ mod tests {
                 (ip("127.0.8.1"), query(1, &[])),
                 (ip("127.0.8.1"), query(1, &cookie(8))),
                 // The cookie option not last: dropped (a limitation, see the module doc).
-                (ip("127.0.8.1"), query(1, &[cookie(16), vec![0, 3, 0, 0]].concat())),
+                (
+                    ip("127.0.8.1"),
+                    query(1, &[cookie(16), vec![0, 3, 0, 0]].concat()),
+                ),
                 // ARCOUNT 0 with cookie-looking bytes at the end.
                 (ip("127.0.8.1"), [query(0, &[]), cookie(16)].concat()),
                 // Too short to hold a cookie, and empty.
@@ -568,12 +576,18 @@ mod tests {
     #[test]
     fn the_largest_list_fits_the_kernel_limit() {
         let prefixes: Vec<IpNet> = (0..MAX_PREFIXES as u128)
-            .map(|i| IpNet::V6(Ipv6Net::new((0x2001_0db8_u128 << 96 | i << 64).into(), 127).unwrap()))
+            .map(|i| {
+                IpNet::V6(Ipv6Net::new((0x2001_0db8_u128 << 96 | i << 64).into(), 127).unwrap())
+            })
             .collect();
         let code = program(&prefixes, true).unwrap();
         assert!(code.len() <= 4096, "{} instructions", code.len());
         let arrived = deliver(&prefixes, &[(ip("::1"), query(0, &[]))]);
-        assert_eq!(arrived, [true], "the kernel accepted the program and ran it");
+        assert_eq!(
+            arrived,
+            [true],
+            "the kernel accepted the program and ran it"
+        );
     }
 
     #[test]
@@ -598,12 +612,20 @@ mod tests {
             std::thread::sleep(Duration::from_millis(10));
         }
         assert_eq!(list.stats().added, 2);
-        assert_eq!(list.stats().refused, 1, "the third prefix found the list full");
+        assert_eq!(
+            list.stats().refused,
+            1,
+            "the third prefix found the list full"
+        );
         assert_eq!(list.stats().listed, 2);
         while list.stats().listed > 0 && Instant::now() < deadline {
             std::thread::sleep(Duration::from_millis(20));
         }
-        assert_eq!(list.stats().listed, 0, "every prefix expired after its second");
+        assert_eq!(
+            list.stats().listed,
+            0,
+            "every prefix expired after its second"
+        );
         list.request(net("10.0.3.0/24"), 5);
         while list.stats().added < 3 && Instant::now() < deadline {
             std::thread::sleep(Duration::from_millis(10));

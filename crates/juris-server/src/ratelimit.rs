@@ -310,7 +310,10 @@ impl RateLimiter {
         let prefix = self.prefix_of(client);
         let key = self.table.key(prefix, class);
         let after = self.config.kernel_drop.after;
-        match self.table.debit(key, rate, self.config.window, now, after != 0) {
+        match self
+            .table
+            .debit(key, rate, self.config.window, now, after != 0)
+        {
             None => Verdict::Pass,
             Some((limited, this_second)) => {
                 if this_second == after {

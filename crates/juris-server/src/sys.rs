@@ -675,6 +675,86 @@ pub fn lower_thread_priority(nice: i32) -> bool {
 
 /// Waits until one of `fds` is readable or `timeout_ms` passes (tests; the workers wait
 /// through their tokio runtime).
+/// Attaches (or replaces) `socket`'s classic BPF filter (`SO_ATTACH_FILTER`, no privilege
+/// needed; [`crate::kdrop`]). The kernel checks the program and refuses an invalid one.
+pub(crate) fn attach_filter(socket: &Socket, program: &[crate::kdrop::Insn]) -> io::Result<()> {
+    #[cfg(target_os = "linux")]
+    {
+        use std::os::fd::AsRawFd;
+        let mut filter: Vec<libc::sock_filter> = program
+            .iter()
+            .map(|i| libc::sock_filter {
+                code: i.code,
+                jt: i.jt,
+                jf: i.jf,
+                k: i.k,
+            })
+            .collect();
+        let len = u16::try_from(filter.len())
+            .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "BPF program too long"))?;
+        let fprog = libc::sock_fprog {
+            len,
+            filter: filter.as_mut_ptr(),
+        };
+        // SAFETY: `fprog` points at `len` live instructions for the duration of the call (the
+        // kernel copies them); its exact size is passed; the fd is owned by `socket`.
+        let rc = unsafe {
+            libc::setsockopt(
+                socket.as_raw_fd(),
+                libc::SOL_SOCKET,
+                libc::SO_ATTACH_FILTER,
+                (&fprog as *const libc::sock_fprog).cast(),
+                mem::size_of::<libc::sock_fprog>() as libc::socklen_t,
+            )
+        };
+        if rc != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(())
+    }
+    #[cfg(not(target_os = "linux"))]
+    {
+        let _ = (socket, program);
+        Err(io::Error::new(
+            io::ErrorKind::Unsupported,
+            "socket filters need Linux",
+        ))
+    }
+}
+
+/// Removes `socket`'s classic BPF filter, if it has one.
+pub(crate) fn detach_filter(socket: &Socket) -> io::Result<()> {
+    #[cfg(target_os = "linux")]
+    {
+        use std::os::fd::AsRawFd;
+        let zero: libc::c_int = 0;
+        // SAFETY: `zero` is a live c_int and its exact size is passed (the kernel ignores the
+        // value); the fd is owned by `socket`.
+        let rc = unsafe {
+            libc::setsockopt(
+                socket.as_raw_fd(),
+                libc::SOL_SOCKET,
+                libc::SO_DETACH_FILTER,
+                (&zero as *const libc::c_int).cast(),
+                mem::size_of::<libc::c_int>() as libc::socklen_t,
+            )
+        };
+        if rc != 0 {
+            let error = io::Error::last_os_error();
+            // ENOENT: no filter was attached.
+            if error.raw_os_error() != Some(libc::ENOENT) {
+                return Err(error);
+            }
+        }
+        Ok(())
+    }
+    #[cfg(not(target_os = "linux"))]
+    {
+        let _ = socket;
+        Ok(())
+    }
+}
+
 #[cfg(test)]
 #[derive(Debug)]
 pub(crate) struct PollSet {
@@ -945,82 +1025,5 @@ mod tests {
             }
             assert_eq!(got, 2);
         }
-    }
-}
-
-/// Attaches (or replaces) `socket`'s classic BPF filter (`SO_ATTACH_FILTER`, no privilege
-/// needed; [`crate::kdrop`]). The kernel checks the program and refuses an invalid one.
-pub(crate) fn attach_filter(socket: &Socket, program: &[crate::kdrop::Insn]) -> io::Result<()> {
-    #[cfg(target_os = "linux")]
-    {
-        use std::os::fd::AsRawFd;
-        let mut filter: Vec<libc::sock_filter> = program
-            .iter()
-            .map(|i| libc::sock_filter {
-                code: i.code,
-                jt: i.jt,
-                jf: i.jf,
-                k: i.k,
-            })
-            .collect();
-        let len = u16::try_from(filter.len())
-            .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "BPF program too long"))?;
-        let fprog = libc::sock_fprog {
-            len,
-            filter: filter.as_mut_ptr(),
-        };
-        // SAFETY: `fprog` points at `len` live instructions for the duration of the call (the
-        // kernel copies them); its exact size is passed; the fd is owned by `socket`.
-        let rc = unsafe {
-            libc::setsockopt(
-                socket.as_raw_fd(),
-                libc::SOL_SOCKET,
-                libc::SO_ATTACH_FILTER,
-                (&fprog as *const libc::sock_fprog).cast(),
-                mem::size_of::<libc::sock_fprog>() as libc::socklen_t,
-            )
-        };
-        if rc != 0 {
-            return Err(io::Error::last_os_error());
-        }
-        Ok(())
-    }
-    #[cfg(not(target_os = "linux"))]
-    {
-        let _ = (socket, program);
-        Err(io::Error::new(io::ErrorKind::Unsupported, "socket filters need Linux"))
-    }
-}
-
-/// Removes `socket`'s classic BPF filter, if it has one.
-pub(crate) fn detach_filter(socket: &Socket) -> io::Result<()> {
-    #[cfg(target_os = "linux")]
-    {
-        use std::os::fd::AsRawFd;
-        let zero: libc::c_int = 0;
-        // SAFETY: `zero` is a live c_int and its exact size is passed (the kernel ignores the
-        // value); the fd is owned by `socket`.
-        let rc = unsafe {
-            libc::setsockopt(
-                socket.as_raw_fd(),
-                libc::SOL_SOCKET,
-                libc::SO_DETACH_FILTER,
-                (&zero as *const libc::c_int).cast(),
-                mem::size_of::<libc::c_int>() as libc::socklen_t,
-            )
-        };
-        if rc != 0 {
-            let error = io::Error::last_os_error();
-            // ENOENT: no filter was attached.
-            if error.raw_os_error() != Some(libc::ENOENT) {
-                return Err(error);
-            }
-        }
-        Ok(())
-    }
-    #[cfg(not(target_os = "linux"))]
-    {
-        let _ = socket;
-        Ok(())
     }
 }

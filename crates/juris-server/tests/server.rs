@@ -1597,7 +1597,13 @@ fn a_prefix_far_over_its_rate_is_dropped_in_the_kernel_except_its_cookie_queries
     let first = send_and_collect(
         h.addr,
         flooder,
-        &[query(1, 0x0100, WWW, 1, Some((1232, false, 0, &client_cookie)))],
+        &[query(
+            1,
+            0x0100,
+            WWW,
+            1,
+            Some((1232, false, 0, &client_cookie)),
+        )],
     );
     assert_eq!(first.len(), 1);
     let at = first[0]
@@ -1614,14 +1620,21 @@ fn a_prefix_far_over_its_rate_is_dropped_in_the_kernel_except_its_cookie_queries
         std::thread::sleep(Duration::from_millis(10));
     }
     assert_eq!(
-        list.listed().iter().map(|(p, _)| p.to_string()).collect::<Vec<_>>(),
+        list.listed()
+            .iter()
+            .map(|(p, _)| p.to_string())
+            .collect::<Vec<_>>(),
         ["127.0.0.11/32"]
     );
     let before = h.server().stats().udp_queries;
     // Now even its cache hits never reach the server...
     let www: Vec<Vec<u8>> = (0..5).map(|i| query(i, 0x0100, WWW, 1, None)).collect();
     assert!(send_and_collect(h.addr, flooder, &www).is_empty());
-    assert_eq!(h.server().stats().udp_queries, before, "dropped before user space");
+    assert_eq!(
+        h.server().stats().udp_queries,
+        before,
+        "dropped before user space"
+    );
     // ...except a query with its server cookie, answered (and exempt from the limits).
     let with_cookie = query(9, 0x0100, WWW, 1, Some((1232, false, 0, &full_cookie)));
     let answered = send_and_collect(h.addr, flooder, &[with_cookie]);

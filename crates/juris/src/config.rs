@@ -920,17 +920,14 @@ pub fn rate_limit_config(raw: &RawRateLimit) -> Result<juris_server::RateLimitCo
             max_prefixes: raw.kernel_drop_max_prefixes,
         },
     };
-    config
-        .kernel_drop
-        .validate()
-        .map_err(|reason| {
-            let key = if reason.contains("seconds") {
-                "server.rate_limit.kernel_drop_seconds"
-            } else {
-                "server.rate_limit.kernel_drop_max_prefixes"
-            };
-            invalid(key, reason)
-        })?;
+    config.kernel_drop.validate().map_err(|reason| {
+        let key = if reason.contains("seconds") {
+            "server.rate_limit.kernel_drop_seconds"
+        } else {
+            "server.rate_limit.kernel_drop_max_prefixes"
+        };
+        invalid(key, reason)
+    })?;
     config
         .validate()
         .map_err(|reason| invalid("server.rate_limit", reason))?;
@@ -2249,14 +2246,22 @@ tcp_idle_ms = 2000
     #[test]
     fn kernel_drop_keys_are_read_and_checked_by_name() {
         let read = |text: &str| {
-            let raw =
-                RawConfig::from_toml(&format!("[server.rate_limit]
+            let raw = RawConfig::from_toml(
+                &format!(
+                    "[server.rate_limit]
 {text}
-"), "t.toml").unwrap();
+"
+                ),
+                "t.toml",
+            )
+            .unwrap();
             Settings::from_raw(&raw).map(|s| s.rate_limit.kernel_drop)
         };
         let default = read("").unwrap();
-        assert_eq!((default.after, default.seconds, default.max_prefixes), (0, 10, 64));
+        assert_eq!(
+            (default.after, default.seconds, default.max_prefixes),
+            (0, 10, 64)
+        );
         let set = read(
             "misses_per_second = 100\nkernel_drop_after = 500\nkernel_drop_seconds = 30\n\
              kernel_drop_max_prefixes = 256",
@@ -2264,10 +2269,22 @@ tcp_idle_ms = 2000
         .unwrap();
         assert_eq!((set.after, set.seconds, set.max_prefixes), (500, 30, 256));
         for (text, key) in [
-            ("kernel_drop_seconds = 0", "server.rate_limit.kernel_drop_seconds"),
-            ("kernel_drop_seconds = 3601", "server.rate_limit.kernel_drop_seconds"),
-            ("kernel_drop_max_prefixes = 0", "server.rate_limit.kernel_drop_max_prefixes"),
-            ("kernel_drop_max_prefixes = 257", "server.rate_limit.kernel_drop_max_prefixes"),
+            (
+                "kernel_drop_seconds = 0",
+                "server.rate_limit.kernel_drop_seconds",
+            ),
+            (
+                "kernel_drop_seconds = 3601",
+                "server.rate_limit.kernel_drop_seconds",
+            ),
+            (
+                "kernel_drop_max_prefixes = 0",
+                "server.rate_limit.kernel_drop_max_prefixes",
+            ),
+            (
+                "kernel_drop_max_prefixes = 257",
+                "server.rate_limit.kernel_drop_max_prefixes",
+            ),
         ] {
             let error = read(text).unwrap_err().to_string();
             assert!(error.contains(key), "{text}: {error}");

@@ -446,13 +446,16 @@ impl ServerView for LiveServer {
                 })
                 .collect(),
             kernel_drop_prefixes: kernel_drop.listed,
-            kernel_drop: [("added", kernel_drop.added), ("refused", kernel_drop.refused)]
-                .into_iter()
-                .map(|(event, count)| juris_control::api::LimitHitCount {
-                    limit: event.into(),
-                    count,
-                })
-                .collect(),
+            kernel_drop: [
+                ("added", kernel_drop.added),
+                ("refused", kernel_drop.refused),
+            ]
+            .into_iter()
+            .map(|(event, count)| juris_control::api::LimitHitCount {
+                limit: event.into(),
+                count,
+            })
+            .collect(),
             rate_limited: ["dropped", "slipped"]
                 .into_iter()
                 .zip(stats.rate_limited)
