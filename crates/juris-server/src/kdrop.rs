@@ -25,6 +25,8 @@
 //!   is up; TCP, DoT, DoH and DoQ are not filtered.
 //! - A client whose COOKIE is not the last EDNS option is dropped while its prefix is listed.
 //! - Linux only: elsewhere requests are counted as refused and nothing is attached.
+//! - Off behind PROXY-protocol load balancers (`proxy_protocol_from`): the datagrams' source is
+//!   the balancer, the limiter's prefix is the client's.
 
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicU64, Ordering};

@@ -275,13 +275,10 @@ impl Pipeline {
     ) -> Result<Self, &'static str> {
         config.validate()?;
         let block = BlockSettings::new(&config.policy).ok_or("policy: bad SOA names")?;
-        let kernel_drop = Arc::new(crate::kdrop::KernelDrop::new(
-            if config.rate_limit.is_enabled() {
-                config.rate_limit.kernel_drop
-            } else {
-                crate::kdrop::KernelDropConfig::default()
-            },
-        ));
+        let kernel_drop = Arc::new(crate::kdrop::KernelDrop::new(kernel_drop_settings(
+            &config.rate_limit,
+            !config.proxy_protocol_from.is_empty(),
+        )));
         // The configured withdrawn jurisdictions, published with the policy (a configuration
         // reload publishes them again: `PolicyHandle::publish_withdrawn`).
         engine
@@ -468,11 +465,8 @@ impl Pipeline {
         {
             return Ok(());
         }
-        self.kernel_drop.configure(if config.is_enabled() {
-            config.kernel_drop
-        } else {
-            crate::kdrop::KernelDropConfig::default()
-        });
+        self.kernel_drop
+            .configure(kernel_drop_settings(config, self.proxy.is_some()));
         let limiter = config.is_enabled().then(|| {
             Arc::new(RateLimiter::with_kernel_drop(
                 config.clone(),
@@ -1429,6 +1423,26 @@ fn limit_query<'l>(
     }
 }
 
+/// The kernel drop settings in force: off when no rate is set, and off behind PROXY-protocol
+/// load balancers, whose datagrams carry the balancer's address, not the client's that the
+/// limiter accounts (the kernel could never match a listed client prefix).
+fn kernel_drop_settings(
+    config: &RateLimitConfig,
+    behind_proxy: bool,
+) -> crate::kdrop::KernelDropConfig {
+    if !config.is_enabled() || config.kernel_drop.after == 0 {
+        return crate::kdrop::KernelDropConfig::default();
+    }
+    if behind_proxy {
+        tracing::warn!(
+            "server.rate_limit.kernel_drop_after is ignored: with proxy_protocol_from the \
+             datagrams' source is the load balancer, not the client"
+        );
+        return crate::kdrop::KernelDropConfig::default();
+    }
+    config.kernel_drop
+}
+
 /// Counts one query of `class` (queries, misses) against the client's rate: `None` within
 /// it (or no limiter), otherwise what to do instead of answering (drop, or every `slip`-th
 /// time a truncated answer), counted.
@@ -1634,6 +1648,34 @@ mod tests {
         }
         assert!(matches!(check(&parsed), Err(Outcome::Drop)));
         assert_eq!(counters.snapshot().rate_limited[0][0], 2);
+    }
+
+    #[test]
+    fn kernel_drops_are_off_without_rates_and_behind_proxy_load_balancers() {
+        use crate::kdrop::KernelDropConfig;
+        use crate::ratelimit::{RateLimitConfig, Rates};
+        let mut rates = Rates::default();
+        rates.set(RateClass::Misses, 10);
+        let wanted = KernelDropConfig {
+            after: 50,
+            ..KernelDropConfig::default()
+        };
+        let limits = RateLimitConfig {
+            rates,
+            kernel_drop: wanted,
+            ..RateLimitConfig::default()
+        };
+        assert_eq!(kernel_drop_settings(&limits, false), wanted);
+        assert_eq!(kernel_drop_settings(&limits, true).after, 0, "behind PROXY");
+        let no_rates = RateLimitConfig {
+            kernel_drop: wanted,
+            ..RateLimitConfig::default()
+        };
+        assert_eq!(
+            kernel_drop_settings(&no_rates, false).after,
+            0,
+            "no rate set"
+        );
     }
 
     #[test]
