@@ -1791,17 +1791,21 @@ fn the_order_list_and_the_dashboard_read_indexes_that_stay_true_through_changes(
     );
 }
 
+/// (event, count) pairs as the snapshot's labelled counts.
+fn events(counts: &[(&str, u64)]) -> Vec<juris_control::api::LimitHitCount> {
+    counts
+        .iter()
+        .map(|(event, count)| juris_control::api::LimitHitCount {
+            limit: (*event).into(),
+            count: *count,
+        })
+        .collect()
+}
+
 #[test]
 fn upstream_tcp_counters_are_rendered_by_event() {
-    let counts = [("opened", 2), ("reused", 5), ("pipelined", 3)];
     let server = juris_control::ServerSnapshot {
-        upstream_tcp: counts
-            .iter()
-            .map(|(event, count)| juris_control::api::LimitHitCount {
-                limit: (*event).into(),
-                count: *count,
-            })
-            .collect(),
+        upstream_tcp: events(&[("opened", 2), ("reused", 5), ("pipelined", 3)]),
         ..Default::default()
     };
     let status = memory().status().unwrap();
@@ -1823,13 +1827,7 @@ fn upstream_tcp_counters_are_rendered_by_event() {
 fn kernel_drop_counts_are_rendered() {
     let server = juris_control::ServerSnapshot {
         kernel_drop_prefixes: 3,
-        kernel_drop: [("added", 7), ("refused", 1)]
-            .iter()
-            .map(|(event, count)| juris_control::api::LimitHitCount {
-                limit: (*event).into(),
-                count: *count,
-            })
-            .collect(),
+        kernel_drop: events(&[("added", 7), ("refused", 1)]),
         ..Default::default()
     };
     let status = memory().status().unwrap();

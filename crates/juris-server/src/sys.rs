@@ -545,25 +545,7 @@ pub(crate) fn register_readable(socket: Arc<Socket>) -> io::Result<AsyncFd<Arc<S
 pub(crate) fn set_dont_fragment(socket: &Socket, ipv6: bool) -> io::Result<()> {
     #[cfg(any(target_os = "linux", target_os = "android"))]
     {
-        use std::os::fd::AsRawFd;
-        let set = |level: libc::c_int, name: libc::c_int, value: libc::c_int| {
-            // SAFETY: `value` is a live c_int and its exact size is passed; the fd is owned
-            // by `socket` for the duration of the call.
-            let rc = unsafe {
-                libc::setsockopt(
-                    socket.as_raw_fd(),
-                    level,
-                    name,
-                    (&value as *const libc::c_int).cast(),
-                    mem::size_of::<libc::c_int>() as libc::socklen_t,
-                )
-            };
-            if rc == 0 {
-                Ok(())
-            } else {
-                Err(io::Error::last_os_error())
-            }
-        };
+        let set = |level, name, value: libc::c_int| set_option(socket, level, name, &value);
         if ipv6 {
             set(
                 libc::IPPROTO_IPV6,
@@ -583,6 +565,34 @@ pub(crate) fn set_dont_fragment(socket: &Socket, ipv6: bool) -> io::Result<()> {
     {
         let _ = (socket, ipv6);
         Ok(())
+    }
+}
+
+/// `setsockopt(level, name)` with `value`'s bytes: an integer or a plain C struct the option
+/// expects (the kernel copies what it keeps during the call).
+#[cfg(any(target_os = "linux", target_os = "android"))]
+fn set_option<T>(
+    socket: &Socket,
+    level: libc::c_int,
+    name: libc::c_int,
+    value: &T,
+) -> io::Result<()> {
+    use std::os::fd::AsRawFd;
+    // SAFETY: `value` is a live `T` for the duration of the call and its exact size is passed;
+    // the kernel only reads it; the fd is owned by `socket`.
+    let rc = unsafe {
+        libc::setsockopt(
+            socket.as_raw_fd(),
+            level,
+            name,
+            (value as *const T).cast(),
+            mem::size_of::<T>() as libc::socklen_t,
+        )
+    };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
     }
 }
 
@@ -680,7 +690,6 @@ pub fn lower_thread_priority(nice: i32) -> bool {
 pub(crate) fn attach_filter(socket: &Socket, program: &[crate::kdrop::Insn]) -> io::Result<()> {
     #[cfg(target_os = "linux")]
     {
-        use std::os::fd::AsRawFd;
         let mut filter: Vec<libc::sock_filter> = program
             .iter()
             .map(|i| libc::sock_filter {
@@ -692,25 +701,12 @@ pub(crate) fn attach_filter(socket: &Socket, program: &[crate::kdrop::Insn]) -> 
             .collect();
         let len = u16::try_from(filter.len())
             .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "BPF program too long"))?;
+        // `filter` outlives the call; the kernel copies the `len` instructions it points at.
         let fprog = libc::sock_fprog {
             len,
             filter: filter.as_mut_ptr(),
         };
-        // SAFETY: `fprog` points at `len` live instructions for the duration of the call (the
-        // kernel copies them); its exact size is passed; the fd is owned by `socket`.
-        let rc = unsafe {
-            libc::setsockopt(
-                socket.as_raw_fd(),
-                libc::SOL_SOCKET,
-                libc::SO_ATTACH_FILTER,
-                (&fprog as *const libc::sock_fprog).cast(),
-                mem::size_of::<libc::sock_fprog>() as libc::socklen_t,
-            )
-        };
-        if rc != 0 {
-            return Err(io::Error::last_os_error());
-        }
-        Ok(())
+        set_option(socket, libc::SOL_SOCKET, libc::SO_ATTACH_FILTER, &fprog)
     }
     #[cfg(not(target_os = "linux"))]
     {
@@ -726,27 +722,16 @@ pub(crate) fn attach_filter(socket: &Socket, program: &[crate::kdrop::Insn]) -> 
 pub(crate) fn detach_filter(socket: &Socket) -> io::Result<()> {
     #[cfg(target_os = "linux")]
     {
-        use std::os::fd::AsRawFd;
-        let zero: libc::c_int = 0;
-        // SAFETY: `zero` is a live c_int and its exact size is passed (the kernel ignores the
-        // value); the fd is owned by `socket`.
-        let rc = unsafe {
-            libc::setsockopt(
-                socket.as_raw_fd(),
-                libc::SOL_SOCKET,
-                libc::SO_DETACH_FILTER,
-                (&zero as *const libc::c_int).cast(),
-                mem::size_of::<libc::c_int>() as libc::socklen_t,
-            )
-        };
-        if rc != 0 {
-            let error = io::Error::last_os_error();
-            // ENOENT: no filter was attached.
-            if error.raw_os_error() != Some(libc::ENOENT) {
-                return Err(error);
-            }
+        // The value is ignored; ENOENT: no filter was attached.
+        match set_option(
+            socket,
+            libc::SOL_SOCKET,
+            libc::SO_DETACH_FILTER,
+            &0 as &libc::c_int,
+        ) {
+            Err(error) if error.raw_os_error() != Some(libc::ENOENT) => Err(error),
+            _ => Ok(()),
         }
-        Ok(())
     }
     #[cfg(not(target_os = "linux"))]
     {
