@@ -316,7 +316,7 @@ impl RateLimiter {
         {
             None => Verdict::Pass,
             Some((limited, this_second)) => {
-                if this_second == after {
+                if after != 0 && this_second == after {
                     self.escalate(client, this_second);
                 }
                 let slip = self.config.slip_of(class);
@@ -637,6 +637,45 @@ mod tests {
             count(&l, "192.0.2.1", RateClass::Queries, 6, 100),
             [2, 0, 4]
         );
+    }
+
+    #[test]
+    fn a_prefix_is_handed_to_the_kernel_drop_once_per_second_at_the_threshold() {
+        use crate::kdrop::{KernelDrop, KernelDropConfig};
+        use std::sync::Arc;
+        let mut config = only(RateClass::Misses, 2);
+        config.kernel_drop = KernelDropConfig {
+            after: 5,
+            ..KernelDropConfig::default()
+        };
+        let list = Arc::new(KernelDrop::new(config.kernel_drop));
+        let l = RateLimiter::with_kernel_drop(config.clone(), Arc::clone(&list));
+        let wait_added = |n: u64| {
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+            while list.stats().added < n && std::time::Instant::now() < deadline {
+                std::thread::sleep(std::time::Duration::from_millis(5));
+            }
+            list.stats().added
+        };
+        // 2 pass, 4 limited in second 100: below the threshold, nothing listed.
+        count(&l, "192.0.2.1", RateClass::Misses, 6, 100);
+        std::thread::sleep(std::time::Duration::from_millis(50));
+        assert_eq!(list.stats().added, 0);
+        // Second 101: the account is in debt, so all 10 are limited; the 5th lists the /24.
+        count(&l, "192.0.2.9", RateClass::Misses, 10, 101);
+        assert_eq!(wait_added(1), 1);
+        assert_eq!(list.listed()[0].0.to_string(), "192.0.2.0/24");
+        // Another /24 at the threshold in the same second is listed too.
+        count(&l, "198.51.100.7", RateClass::Misses, 7, 101);
+        assert_eq!(wait_added(2), 2);
+        list.stop();
+        // Off: the same traffic lists nothing.
+        let off = Arc::new(KernelDrop::new(KernelDropConfig::default()));
+        config.kernel_drop = KernelDropConfig::default();
+        let l = RateLimiter::with_kernel_drop(config, Arc::clone(&off));
+        count(&l, "192.0.2.1", RateClass::Misses, 50, 100);
+        std::thread::sleep(std::time::Duration::from_millis(50));
+        assert_eq!(off.stats().added, 0);
     }
 
     #[test]
