@@ -418,7 +418,8 @@ pub struct RateLimitedCount {
 /// How often one resolver work limit was hit.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct LimitHitCount {
-    /// `upstream_queries`, `ns_lookups`, `ns_lookups_per_zone`, `delegation_loop`, ...
+    /// `upstream_queries`, `ns_lookups`, `ns_lookups_per_zone`, `delegation_loop`,
+    /// `ns_per_zone_cut`, `addresses_per_ns`, ...
     pub limit: String,
     /// How many times.
     pub count: u64,

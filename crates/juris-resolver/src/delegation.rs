@@ -25,6 +25,56 @@ use crate::names::lower;
 /// Bound on entries in each map; past it expired entries are dropped, then everything.
 pub(crate) const MAX_ENTRIES: usize = 200_000;
 
+/// Default of `resolver.limits.max_ns_per_zone_cut`: the 13 of PowerDNS Recursor's
+/// `max-ns-per-resolve` and BIND's `max-delegation-servers`, which is also the root's own NS
+/// set (design 0051).
+pub(crate) const MAX_NS_PER_CUT: usize = 13;
+
+/// Default of `resolver.limits.max_addresses_per_ns` (per address type; design 0051).
+pub(crate) const MAX_ADDRESSES_PER_NS: usize = 8;
+
+/// The name servers of a zone cut to keep, at most `max` (at least 1), from `targets`
+/// (lower-cased, in the referral's order, duplicates allowed): the names `glued` says have
+/// usable glue first (they can be asked at once, without a lookup), then the others, each
+/// group in the given order, so the same referral always keeps the same names. Returns the
+/// names and whether any name was left out.
+///
+/// Each list it builds holds at most `max` names, so a referral of thousands of names costs
+/// `O(names × max)` comparisons, not `O(names²)`.
+pub(crate) fn keep_name_servers(
+    targets: impl IntoIterator<Item = Name<Bytes>>,
+    glued: impl Fn(&Name<Bytes>) -> bool,
+    max: usize,
+) -> (Vec<Name<Bytes>>, bool) {
+    let max = max.max(1);
+    let mut with_glue: Vec<Name<Bytes>> = Vec::new();
+    let mut without: Vec<Name<Bytes>> = Vec::new();
+    let mut dropped = false;
+    for name in targets {
+        if with_glue.contains(&name) || without.contains(&name) {
+            continue;
+        }
+        if with_glue.len() == max {
+            // A full glued list is what is kept: this name, and any after it, is not.
+            dropped = true;
+            break;
+        }
+        if glued(&name) {
+            with_glue.push(name);
+        } else if without.len() < max {
+            without.push(name);
+        } else {
+            dropped = true;
+        }
+    }
+    with_glue.append(&mut without);
+    if with_glue.len() > max {
+        with_glue.truncate(max);
+        dropped = true;
+    }
+    (with_glue, dropped)
+}
+
 /// A zone cut and its name servers.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Delegation {
@@ -119,6 +169,8 @@ pub(crate) struct DelegationCache {
     addresses: Mutex<HashMap<Bytes, AddressPair, RandomState>>,
     /// Entries kept in each map (`resolver.limits.delegation_entries`).
     max_entries: usize,
+    /// Addresses kept per name and type (`resolver.limits.max_addresses_per_ns`).
+    max_addresses: usize,
 }
 
 /// Calls `f` with the lower-cased wire form of `name` (without copying when it is lower-case
@@ -166,7 +218,14 @@ impl DelegationCache {
             zones: Mutex::new(HashMap::default()),
             addresses: Mutex::new(HashMap::default()),
             max_entries: MAX_ENTRIES,
+            max_addresses: MAX_ADDRESSES_PER_NS,
         }
+    }
+
+    /// At most `max` addresses kept per name server name and address type.
+    pub(crate) fn with_max_addresses(mut self, max: usize) -> Self {
+        self.max_addresses = max.max(1);
+        self
     }
 
     /// At most `max_entries` zone cuts and as many name server addresses.
@@ -355,19 +414,36 @@ impl DelegationCache {
 
     /// Stores the addresses of a name server (glue or a lookup result), each rank in its own
     /// place. An empty list with a TTL records that the name has no such addresses (negative
-    /// entry).
+    /// entry). Only the first `max_addresses` distinct addresses are kept: the upstream that
+    /// sends them chooses how many there are (design 0051). Returns whether some were left
+    /// out.
     pub(crate) fn insert_addresses(
         &self,
         name: &Name<Bytes>,
         rtype: Rtype,
         rank: Rank,
-        addresses: Vec<IpAddr>,
+        mut addresses: Vec<IpAddr>,
         ttl: u32,
         now: u64,
-    ) {
+    ) -> bool {
         if ttl == 0 || (rtype != Rtype::A && rtype != Rtype::AAAA) {
-            return;
+            return false;
         }
+        let mut kept = 0;
+        let mut capped = false;
+        for at in 0..addresses.len() {
+            let address = addresses[at];
+            if addresses[..kept].contains(&address) {
+                continue;
+            }
+            if kept == self.max_addresses {
+                capped = true;
+                break;
+            }
+            addresses[kept] = address;
+            kept += 1;
+        }
+        addresses.truncate(kept);
         let key = key_of(name);
         let mut map = match self.addresses.lock() {
             Ok(map) => map,
@@ -388,6 +464,7 @@ impl DelegationCache {
             Rank::Answer => ranked.answer = entry,
             Rank::Glue => ranked.glue = entry,
         }
+        capped
     }
 
     /// Forgets the zone cuts and name server addresses `scope` covers (the root cut and the
@@ -523,6 +600,85 @@ mod tests {
         assert_eq!(cache.flush(FlushScope::All), (1, 1));
         assert!(cache.deepest(&deep, 1).zone.is_root());
         assert!(cache.addresses(&n("a.root."), Rtype::A, 1).is_some());
+    }
+
+    /// Design 0051: a cut keeps at most `max` names: the glued ones first, then the others,
+    /// each in the referral's order, duplicates once; whether any was left out is reported.
+    #[test]
+    fn keep_name_servers_prefers_glue_then_order_and_says_what_it_dropped() {
+        let names = |list: &[&str]| list.iter().map(|s| n(s)).collect::<Vec<_>>();
+        let glued = |name: &Name<Bytes>| name.to_string().starts_with('g');
+        // Under the cap: everything, glued first, duplicates once.
+        let (kept, dropped) = keep_name_servers(
+            names(&["a.x.", "g1.x.", "a.x.", "b.x.", "G1.X."]),
+            glued,
+            13,
+        );
+        assert_eq!(kept, names(&["g1.x.", "a.x.", "b.x."]));
+        assert!(!dropped);
+        // Exactly at the cap after duplicates: nothing dropped.
+        let (kept, dropped) = keep_name_servers(names(&["a.x.", "b.x.", "a.x."]), glued, 2);
+        assert_eq!(kept, names(&["a.x.", "b.x."]));
+        assert!(!dropped);
+        // 200 names, glue for every 20th (from the 7th on): the 10 glued, then 3 others.
+        let many: Vec<String> = (0..200)
+            .map(|i| {
+                if i % 20 == 7 {
+                    format!("g{i}.x.")
+                } else {
+                    format!("n{i}.x.")
+                }
+            })
+            .collect();
+        let many: Vec<&str> = many.iter().map(String::as_str).collect();
+        let (kept, dropped) = keep_name_servers(names(&many), glued, 13);
+        let mut expected: Vec<String> = (0..10).map(|k| format!("g{}.x.", 20 * k + 7)).collect();
+        expected.extend(["n0.x.", "n1.x.", "n2.x."].map(String::from));
+        let expected: Vec<&str> = expected.iter().map(String::as_str).collect();
+        assert_eq!(kept, names(&expected));
+        assert!(dropped);
+        // All glued: the first 13 in order; none glued: likewise.
+        for prefix in ["g", "n"] {
+            let list: Vec<String> = (0..200).map(|i| format!("{prefix}{i}.x.")).collect();
+            let list: Vec<&str> = list.iter().map(String::as_str).collect();
+            let (kept, dropped) = keep_name_servers(names(&list), glued, 13);
+            assert_eq!(kept, names(&list[..13]));
+            assert!(dropped);
+        }
+        // A full glued list with one more distinct name after it.
+        let (kept, dropped) =
+            keep_name_servers(names(&["g1.x.", "g2.x.", "g1.x.", "g3.x."]), glued, 2);
+        assert_eq!(kept, names(&["g1.x.", "g2.x."]));
+        assert!(dropped);
+    }
+
+    /// Design 0051: a name server keeps at most `max_addresses_per_ns` distinct addresses
+    /// per type, the first ones given; an empty list (a negative entry) stays possible.
+    #[test]
+    fn addresses_per_name_server_are_capped() {
+        let cache = DelegationCache::new(&[(n("a.root."), "127.0.0.2".parse().unwrap())])
+            .with_max_addresses(3);
+        let ns = n("ns.example.test.");
+        let many: Vec<IpAddr> = (0..=255u8)
+            .cycle()
+            .take(4000)
+            .map(|i| IpAddr::from([192, 0, 2, i]))
+            .collect();
+        assert!(cache.insert_addresses(&ns, Rtype::A, Rank::Glue, many, 300, 0));
+        assert_eq!(
+            cache.addresses(&ns, Rtype::A, 0).unwrap(),
+            ["192.0.2.0", "192.0.2.1", "192.0.2.2"]
+                .map(|a| a.parse::<IpAddr>().unwrap())
+                .to_vec()
+        );
+        // Duplicates do not count against the cap.
+        let twice: Vec<IpAddr> = ["192.0.2.9", "192.0.2.9", "192.0.2.8", "192.0.2.7"]
+            .iter()
+            .map(|a| a.parse().unwrap())
+            .collect();
+        assert!(!cache.insert_addresses(&ns, Rtype::A, Rank::Answer, twice, 300, 0));
+        assert!(!cache.insert_addresses(&ns, Rtype::AAAA, Rank::Answer, vec![], 300, 0));
+        assert_eq!(cache.addresses(&ns, Rtype::AAAA, 0), Some(vec![]));
     }
 
     /// Design 0048: referrals to ever new zones and name servers (a client asking random

@@ -177,6 +177,14 @@ impl Work {
         self.limits_hit.push(limit);
         ResolveError::LimitExceeded(limit)
     }
+
+    /// `limit` was hit when `hit`, without failing anything: counted only (the caps on what
+    /// a zone cut keeps).
+    fn note_limit(&mut self, limit: Limit, hit: bool) {
+        if hit {
+            self.limits_hit.push(limit);
+        }
+    }
 }
 
 /// Errors after which the whole client query stops (budgets, deadline); others only rule out
@@ -239,9 +247,12 @@ enum Reply {
 /// One response, sorted out.
 enum Classified {
     Referral {
+        /// At most `max_ns_per_zone_cut` name servers (see `capped`).
         delegation: Delegation,
         ttl: u32,
         glue: Vec<Rr>,
+        /// The referral listed more name servers than the cut keeps.
+        capped: bool,
         /// DS / NSEC / NSEC3 records and their RRSIGs from the referral's authority section.
         dnssec: Vec<Rr>,
     },
@@ -266,7 +277,8 @@ impl Recursor {
         Self {
             config,
             delegations: DelegationCache::new(hints)
-                .with_max(table_bound(limits.delegation_entries)),
+                .with_max(table_bound(limits.delegation_entries))
+                .with_max_addresses(table_bound(limits.max_addresses_per_ns)),
             referral_ds: ReferralDs::with_max(table_bound(limits.referral_ds_zones)),
             infra: InfraCache::with_max(table_bound(limits.infra_servers)),
             redirects: Redirects::with_max(table_bound(limits.redirect_entries)),
@@ -878,10 +890,13 @@ impl Recursor {
                             delegation: child,
                             ttl,
                             glue,
+                            capped,
                             dnssec,
                         } => {
-                            tracing::debug!(%server, from = %delegation.zone, to = %child.zone, "referral");
-                            self.store_referral(&child, ttl, &glue);
+                            tracing::debug!(%server, from = %delegation.zone, to = %child.zone, capped, "referral");
+                            work.note_limit(Limit::NameServersPerZoneCut, capped);
+                            let addresses_capped = self.store_referral(&child, ttl, &glue);
+                            work.note_limit(Limit::AddressesPerNameServer, addresses_capped);
                             self.referral_ds.store(
                                 &child.zone,
                                 &dnssec,
@@ -1039,7 +1054,7 @@ impl Recursor {
                     let (addresses, ttl) = addresses_of(&outcome, rtype);
                     found |= addresses.iter().any(|a| self.address_allowed(*a));
                     let ttl = ttl.min(self.max_ttl);
-                    self.delegations.insert_addresses(
+                    let capped = self.delegations.insert_addresses(
                         &name,
                         rtype,
                         Rank::Answer,
@@ -1047,6 +1062,7 @@ impl Recursor {
                         ttl.max(1),
                         now,
                     );
+                    work.note_limit(Limit::AddressesPerNameServer, capped);
                 }
                 Err(error) if is_fatal(&error) => return Err(error),
                 Err(error) => last_error = Some(error),
@@ -1058,8 +1074,11 @@ impl Recursor {
         }
     }
 
-    fn store_referral(&self, child: &Delegation, ttl: u32, glue: &[Rr]) {
+    /// Stores a referral's cut and glue; returns whether some name server's glue was cut
+    /// down to `max_addresses_per_ns`.
+    fn store_referral(&self, child: &Delegation, ttl: u32, glue: &[Rr]) -> bool {
         let now = self.clock.unix_seconds();
+        let mut capped = false;
         self.delegations
             .insert_delegation(child, ttl.min(self.max_ttl), now);
         for name in child.name_servers.iter() {
@@ -1078,10 +1097,12 @@ impl Recursor {
                     .unwrap_or(0)
                     .min(self.max_ttl);
                 let addresses = records.iter().filter_map(|r| address_of(r)).collect();
-                self.delegations
-                    .insert_addresses(name, rtype, Rank::Glue, addresses, ttl, now);
+                capped |=
+                    self.delegations
+                        .insert_addresses(name, rtype, Rank::Glue, addresses, ttl, now);
             }
         }
+        capped
     }
 
     /// Whether the answer to the minimised probe for `probed` (from a server of `zone`) shows
@@ -1150,7 +1171,7 @@ impl Recursor {
         if response.rcode == Rcode::NOERROR && response.answer.is_empty() && !has_soa {
             match delegated {
                 Some(child) if is_below(&child, zone) && is_at_or_below(qname, &child) => {
-                    return Self::referral(zone, child, response);
+                    return self.referral(zone, child, response);
                 }
                 // The zone's own NS RRset (RFC 2308 §2.2 type 3 NODATA): an answer when
                 // authoritative. Without AA it still tells a minimising resolver that there
@@ -1173,22 +1194,32 @@ impl Recursor {
         Classified::Final(response)
     }
 
-    /// A referral from a server of `zone` to `child` (strictly below it).
-    fn referral(zone: &Name<Bytes>, child: Name<Bytes>, response: Response) -> Classified {
+    /// A referral from a server of `zone` to `child` (strictly below it). The cut keeps at
+    /// most `max_ns_per_zone_cut` name servers, those with usable glue first (design 0051).
+    fn referral(&self, zone: &Name<Bytes>, child: Name<Bytes>, response: Response) -> Classified {
         let ns: Vec<&Rr> = response
             .authority
             .iter()
             .filter(|r| r.rtype() == Rtype::NS && same_name(r.owner(), &child))
             .collect();
-        let mut name_servers: Vec<Name<Bytes>> = Vec::new();
-        for record in &ns {
-            if let AllRecordData::Ns(target) = record.data() {
-                let target = lower(target.nsdname());
-                if !name_servers.contains(&target) {
-                    name_servers.push(target);
-                }
-            }
-        }
+        // Owners of glue we could send to, within the bailiwick of the server that sent it:
+        // a set, so that sorting thousands of names by it stays linear.
+        let glued: std::collections::HashSet<Bytes, foldhash::fast::RandomState> = response
+            .additional
+            .iter()
+            .filter(|r| address_of(r).is_some_and(|a| self.address_allowed(a)))
+            .filter(|r| is_at_or_below(r.owner(), zone))
+            .map(|r| lower(r.owner()).into_octets())
+            .collect();
+        let targets = ns.iter().filter_map(|record| match record.data() {
+            AllRecordData::Ns(target) => Some(lower(target.nsdname())),
+            _ => None,
+        });
+        let (name_servers, capped) = crate::delegation::keep_name_servers(
+            targets,
+            |name| glued.contains(name.as_slice()),
+            self.config.limits.max_ns_per_zone_cut as usize,
+        );
         let ttl = ns.iter().map(|r| r.ttl().as_secs()).min().unwrap_or(0);
         // The DS set or the proof that there is none, for the validator (RFC 4035 §3.1.4).
         let dnssec = response
@@ -1217,6 +1248,7 @@ impl Recursor {
             },
             ttl,
             glue,
+            capped,
             dnssec,
         }
     }

@@ -70,6 +70,15 @@ pub struct Limits {
     /// (NXNS, CVE-2020-12662: a referral to many glueless names makes one query cause many);
     /// the names beyond are left alone.
     pub max_ns_lookups_per_zone: u32,
+    /// Name server names kept per zone cut (the delegation cache's entry, and the root NS set
+    /// of a priming answer): those with usable glue in the referral first, then the others,
+    /// each in the referral's order; the rest are dropped ([`Limit::NameServersPerZoneCut`]).
+    /// Makes a cut's size, chosen by the zone's parent, a byte bound (design 0051).
+    pub max_ns_per_zone_cut: u32,
+    /// Addresses kept per name server name and address type (A, AAAA), from glue or from a
+    /// lookup of the name; the first ones in the answer's order, the rest dropped
+    /// ([`Limit::AddressesPerNameServer`]).
+    pub max_addresses_per_ns: u32,
     /// Upstream queries sent in total on behalf of one client query.
     pub max_upstream_queries: u32,
     /// Nesting depth of sub-lookups (NS address lookups that need NS address lookups...).
@@ -117,6 +126,8 @@ impl Default for Limits {
             max_cname_chain: 12,
             max_ns_lookups: 16,
             max_ns_lookups_per_zone: 4,
+            max_ns_per_zone_cut: crate::delegation::MAX_NS_PER_CUT as u32,
+            max_addresses_per_ns: crate::delegation::MAX_ADDRESSES_PER_NS as u32,
             max_upstream_queries: 64,
             max_depth: 6,
             max_outstanding_per_zone: 250,
@@ -152,6 +163,8 @@ impl Limits {
             max_cname_chain,
             max_ns_lookups,
             max_ns_lookups_per_zone,
+            max_ns_per_zone_cut,
+            max_addresses_per_ns,
             max_upstream_queries,
             max_depth,
             tcp_connections_per_server,
@@ -314,11 +327,19 @@ pub enum Limit {
     OutstandingPerZone,
     /// Upstream queries outstanding in total ([`Limits::max_outstanding`]).
     OutstandingTotal,
+    /// A referral (or priming answer) listed more name servers than
+    /// [`Limits::max_ns_per_zone_cut`]: the cut was stored without the rest (one hit per NS
+    /// set cut down, not per name dropped). Never fails a query.
+    NameServersPerZoneCut,
+    /// Glue or a lookup gave a name server more addresses of one type than
+    /// [`Limits::max_addresses_per_ns`]: the rest were dropped (one hit per address set cut
+    /// down). Never fails a query.
+    AddressesPerNameServer,
 }
 
 impl Limit {
     /// Every limit, in the order of [`Limit::label`]'s counters.
-    pub const ALL: [Limit; 10] = [
+    pub const ALL: [Limit; 12] = [
         Limit::UpstreamQueries,
         Limit::Referrals,
         Limit::NameServerLookups,
@@ -329,6 +350,8 @@ impl Limit {
         Limit::NameServerLookupsPerZone,
         Limit::OutstandingPerZone,
         Limit::OutstandingTotal,
+        Limit::NameServersPerZoneCut,
+        Limit::AddressesPerNameServer,
     ];
 
     /// A short label for metrics (`juris_resolver_limit_hits_total{limit=...}`).
@@ -344,15 +367,22 @@ impl Limit {
             Limit::NameServerLookupsPerZone => "ns_lookups_per_zone",
             Limit::OutstandingPerZone => "outstanding_per_zone",
             Limit::OutstandingTotal => "outstanding_total",
+            Limit::NameServersPerZoneCut => "ns_per_zone_cut",
+            Limit::AddressesPerNameServer => "addresses_per_ns",
         }
     }
 
     /// Whether hitting this limit stops the whole client query; a delegation loop or a too
-    /// deep sub-lookup only rules out one name server name.
+    /// deep sub-lookup only rules out one name server name, and the caps on what a zone cut
+    /// keeps only drop names or addresses.
     pub fn is_fatal(self) -> bool {
         !matches!(
             self,
-            Limit::DelegationLoop | Limit::Depth | Limit::NameServerLookupsPerZone
+            Limit::DelegationLoop
+                | Limit::Depth
+                | Limit::NameServerLookupsPerZone
+                | Limit::NameServersPerZoneCut
+                | Limit::AddressesPerNameServer
         )
     }
 }
@@ -370,6 +400,8 @@ impl std::fmt::Display for Limit {
             Limit::NameServerLookupsPerZone => "name server lookups per zone cut",
             Limit::OutstandingPerZone => "upstream queries outstanding for one zone",
             Limit::OutstandingTotal => "upstream queries outstanding in total",
+            Limit::NameServersPerZoneCut => "name servers kept per zone cut",
+            Limit::AddressesPerNameServer => "addresses kept per name server",
         })
     }
 }

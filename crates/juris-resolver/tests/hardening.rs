@@ -315,6 +315,129 @@ async fn a_referral_to_many_glueless_name_servers_causes_few_lookups() {
     assert_eq!(hits(Limit::NameServerLookupsPerZone), 1);
 }
 
+/// The name server names an answer was noted with (the last zone's cut), as text.
+fn noted_name_servers(entry: &juris_resolver::cache::CachedAnswer) -> Vec<String> {
+    entry
+        .name_servers()
+        .names()
+        .iter()
+        .map(|wire| {
+            domain::base::Name::from_octets(bytes::Bytes::copy_from_slice(wire))
+                .unwrap()
+                .to_string()
+        })
+        .collect()
+}
+
+fn hits(resolver: &Resolver, limit: Limit) -> u64 {
+    resolver
+        .limit_hits()
+        .into_iter()
+        .find(|(l, _)| *l == limit)
+        .map(|(_, n)| n)
+        .unwrap()
+}
+
+/// Design 0051: a referral listing 200 name servers (over TCP) is stored with at most
+/// `max_ns_per_zone_cut` of them: the ten with glue first, wherever they stand in the
+/// referral, then the first glueless ones; the name resolves through a kept (glued) server,
+/// and the cut-down NS set is counted once.
+#[tokio::test]
+async fn a_referral_to_200_name_servers_keeps_the_cap_glued_first_and_resolves() {
+    let port = 47_513;
+    let _root = FakeAuthority::serve("127.0.0.2", port, vec![root_zone()]).await;
+    // `big.test.` is delegated to ns0..ns199.big.test.; only every 20th name from ns7 on has
+    // glue (127.0.0.5, which serves the zone). The others would need `big.test.` itself.
+    let mut lines: Vec<String> = (0..200)
+        .map(|i| format!("big.test. 300 NS ns{i}.big.test."))
+        .collect();
+    lines.extend(
+        (7..200)
+            .step_by(20)
+            .map(|i| format!("ns{i}.big.test. 300 A 127.0.0.5")),
+    );
+    let lines: Vec<&str> = lines.iter().map(String::as_str).collect();
+    let tld = FakeAuthority::serve("127.0.0.3", port, vec![zone("test.", &lines)]).await;
+    let child = FakeAuthority::serve(
+        "127.0.0.5",
+        port,
+        vec![zone("big.test.", &["www.big.test. 300 A 192.0.2.7"])],
+    )
+    .await;
+    let (resolver, _) = resolver(config(port));
+    let entry = resolver
+        .resolve(&question("www.big.test.", Rtype::A))
+        .await
+        .unwrap();
+    let (rcode, answer, _) = sections(entry.wire());
+    assert_eq!(rcode, Rcode::NOERROR);
+    assert_eq!(answer, vec!["www.big.test. A 192.0.2.7"]);
+    assert!(
+        tld.queries().iter().any(|q| q.tcp),
+        "the referral came over TCP"
+    );
+    assert_eq!(child.count_for("www.big.test."), 1);
+    let mut expected: Vec<String> = (7..200)
+        .step_by(20)
+        .map(|i| format!("ns{i}.big.test"))
+        .collect();
+    expected.extend((0..3).map(|i| format!("ns{i}.big.test")));
+    assert_eq!(
+        resolver.config().limits.max_ns_per_zone_cut,
+        13,
+        "the default"
+    );
+    assert_eq!(noted_name_servers(&entry), expected);
+    assert_eq!(hits(&resolver, Limit::NameServersPerZoneCut), 1);
+    assert_eq!(hits(&resolver, Limit::AddressesPerNameServer), 0);
+}
+
+/// Design 0051, without glue: a referral to 200 out-of-zone names keeps the first
+/// `max_ns_per_zone_cut` (here set to 5); the addresses of one of them are looked up and the
+/// name resolves; no name beyond the cap is ever looked up.
+#[tokio::test]
+async fn a_glueless_referral_to_200_name_servers_keeps_the_first_ones_and_resolves() {
+    let port = 47_514;
+    let _root = FakeAuthority::serve("127.0.0.2", port, vec![root_with_victim()]).await;
+    let ns: Vec<String> = (0..200)
+        .map(|i| format!("far.test. 300 NS ns{i}.victim."))
+        .collect();
+    let ns: Vec<&str> = ns.iter().map(String::as_str).collect();
+    let _tld = FakeAuthority::serve("127.0.0.3", port, vec![zone("test.", &ns)]).await;
+    let addresses: Vec<String> = (0..200)
+        .map(|i| format!("ns{i}.victim. 300 A 127.0.0.5"))
+        .collect();
+    let addresses: Vec<&str> = addresses.iter().map(String::as_str).collect();
+    let victim = FakeAuthority::serve("127.0.0.4", port, vec![zone("victim.", &addresses)]).await;
+    let _child = FakeAuthority::serve(
+        "127.0.0.5",
+        port,
+        vec![zone("far.test.", &["www.far.test. 300 A 192.0.2.8"])],
+    )
+    .await;
+    let mut config = config(port);
+    config.limits.max_ns_per_zone_cut = 5;
+    let (resolver, _) = resolver(config);
+    let entry = resolver
+        .resolve(&question("www.far.test.", Rtype::A))
+        .await
+        .unwrap();
+    let (rcode, answer, _) = sections(entry.wire());
+    assert_eq!(rcode, Rcode::NOERROR);
+    assert_eq!(answer, vec!["www.far.test. A 192.0.2.8"]);
+    let kept: Vec<String> = (0..5).map(|i| format!("ns{i}.victim")).collect();
+    assert_eq!(noted_name_servers(&entry), kept);
+    let looked_up: Vec<String> = victim.queries().into_iter().map(|q| q.qname).collect();
+    assert!(!looked_up.is_empty());
+    assert!(
+        looked_up
+            .iter()
+            .all(|name| kept.iter().any(|k| *name == format!("{k}."))),
+        "{looked_up:?}"
+    );
+    assert_eq!(hits(&resolver, Limit::NameServersPerZoneCut), 1);
+}
+
 /// Prefetch (Unbound's `prefetch`): an entry in the last tenth of its lifetime is refreshed
 /// in the background, once, while the old answer stays in the cache until the new one lands.
 #[tokio::test]

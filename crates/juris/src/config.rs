@@ -2143,6 +2143,46 @@ mod tests {
         }
     }
 
+    /// Design 0051: the NS names kept per zone cut and the addresses kept per name server
+    /// are keys, defaulted (13, 8) and refused by name at 0.
+    #[test]
+    fn zone_cut_caps_are_read_defaulted_and_checked_by_name() {
+        let settings = Settings::from_raw(&RawConfig::default()).unwrap();
+        let limits = &settings.resolver.limits;
+        assert_eq!(
+            (limits.max_ns_per_zone_cut, limits.max_addresses_per_ns),
+            (13, 8)
+        );
+        let raw = RawConfig::from_toml(
+            "[resolver.limits]\nmax_ns_per_zone_cut = 4\nmax_addresses_per_ns = 2\n",
+            "t.toml",
+        )
+        .unwrap();
+        let limits = Settings::from_raw(&raw).unwrap().resolver.limits;
+        assert_eq!(
+            (limits.max_ns_per_zone_cut, limits.max_addresses_per_ns),
+            (4, 2)
+        );
+        for key in ["max_ns_per_zone_cut", "max_addresses_per_ns"] {
+            let raw =
+                RawConfig::from_toml(&format!("[resolver.limits]\n{key} = 0\n"), "t.toml").unwrap();
+            let error = Settings::from_raw(&raw).unwrap_err().to_string();
+            assert!(
+                error.contains(&format!("resolver.limits.{key}")) && error.contains("above 0"),
+                "{key}: {error}"
+            );
+        }
+        // A negative or misspelt value is refused when the file is read.
+        assert!(
+            RawConfig::from_toml("[resolver.limits]\nmax_ns_per_zone_cut = -1\n", "t.toml")
+                .is_err()
+        );
+        assert!(
+            RawConfig::from_toml("[resolver.limits]\nmax_ns_per_zone_cuts = 5\n", "t.toml")
+                .is_err()
+        );
+    }
+
     #[test]
     fn upstream_tcp_limits_are_read_and_checked_by_name() {
         let settings = Settings::from_raw(&RawConfig::default()).unwrap();

@@ -23,7 +23,7 @@ use domain::rdata::{Aaaa, AllRecordData, A};
 use super::{is_fatal, Recursor, Reply, Work};
 use crate::delegation::Rank;
 use crate::names::lower;
-use crate::resolver::ResolveError;
+use crate::resolver::{Limit, ResolveError};
 
 /// Seconds after a failed priming before the next attempt (the hints serve meanwhile).
 pub(super) const PRIME_RETRY_SECS: u64 = 60;
@@ -91,25 +91,35 @@ impl Recursor {
                 response.rcode
             )));
         }
-        let mut names: Vec<Name<Bytes>> = Vec::new();
+        let mut targets: Vec<Name<Bytes>> = Vec::new();
         let mut ttl = u32::MAX;
         for record in &response.answer {
             if let AllRecordData::Ns(ns) = record.data() {
                 if record.owner().is_root() {
-                    let name = lower(ns.nsdname());
-                    if !names.contains(&name) {
-                        names.push(name);
-                    }
+                    targets.push(lower(ns.nsdname()));
                     ttl = ttl.min(record.ttl().as_secs());
                 }
             }
         }
-        if names.is_empty() {
+        if targets.is_empty() {
             return Err(ResolveError::InvalidData(
                 "priming answer without a root NS set".into(),
             ));
         }
-        let addresses = additional_addresses(&response.wire, &names);
+        // The root cut keeps at most `max_ns_per_zone_cut` names like any other, those with
+        // usable addresses in the additional section first (design 0051).
+        let mut addresses = additional_addresses(&response.wire, &targets);
+        let (names, capped) = crate::delegation::keep_name_servers(
+            targets,
+            |name| {
+                addresses
+                    .iter()
+                    .any(|(owner, address, _)| owner == name && self.address_allowed(*address))
+            },
+            self.config.limits.max_ns_per_zone_cut as usize,
+        );
+        work.note_limit(Limit::NameServersPerZoneCut, capped);
+        addresses.retain(|(owner, _, _)| names.contains(owner));
         if !addresses
             .iter()
             .any(|(_, address, _)| self.address_allowed(*address))
@@ -130,7 +140,7 @@ impl Recursor {
                 let Some(glue_ttl) = of_type.iter().map(|(_, _, ttl)| *ttl).min() else {
                     continue;
                 };
-                self.delegations.insert_addresses(
+                let capped = self.delegations.insert_addresses(
                     name,
                     rtype,
                     Rank::Glue,
@@ -138,6 +148,7 @@ impl Recursor {
                     glue_ttl.min(self.max_ttl).max(1),
                     now,
                 );
+                work.note_limit(Limit::AddressesPerNameServer, capped);
             }
         }
         let count = names.len();
