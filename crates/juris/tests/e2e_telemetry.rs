@@ -623,3 +623,62 @@ fn dnstap_read(
     assert!(output.status.success(), "dnstap-read failed: {output:?}");
     Some(String::from_utf8_lossy(&output.stdout).into_owned())
 }
+
+/// `[server.rate_limit] kernel_drop_after`: a client far over its miss rate is dropped in the
+/// kernel (it gets nothing more, hits or misses), another client is answered, and `/metrics`
+/// shows the listed prefix (design 0050).
+#[test]
+fn a_flooding_client_is_dropped_in_the_kernel_and_counted() {
+    let server = start_with_api(
+        "[server.rate_limit]\nmisses_per_second = 3\nmisses_slip = 0\nipv4_prefix_len = 32\n\
+         kernel_drop_after = 5\nkernel_drop_seconds = 600\n",
+    );
+    let to = server.juris.address();
+    let flooder = std::net::UdpSocket::bind("127.0.0.21:0").unwrap();
+    for i in 0..30u16 {
+        let query = raw::query(&format!("nx-{i}.example.invalid."), RecordType::A, i, false);
+        flooder.send_to(&query, to).unwrap();
+    }
+    let metrics =
+        server.metrics_until(|text| sample(text, "juris_kernel_drop_prefixes") == Some(1.0));
+    assert_eq!(
+        sample(&metrics, "juris_kernel_drop_total{event=\"added\"}"),
+        Some(1.0)
+    );
+    assert!(
+        server.juris.stderr().contains("127.0.0.21/32"),
+        "the listing is logged:\n{}",
+        server.juris.stderr()
+    );
+    // From here on nothing from the flooder reaches juris, not even a query no user-space
+    // limit applies to (class CH: REFUSED at once, and only misses are limited here). Answers
+    // to its first, resolved misses (ids 0..30) may still come.
+    let chaos = |id: u16| {
+        let mut query = raw::query("example.invalid.", RecordType::A, id, false);
+        let class = query.len() - 1;
+        query[class] = 3;
+        query
+    };
+    flooder.send_to(&chaos(0x4242), to).unwrap();
+    flooder
+        .set_read_timeout(Some(Duration::from_secs(3)))
+        .unwrap();
+    let mut buf = [0u8; 2048];
+    while let Ok((n, _)) = flooder.recv_from(&mut buf) {
+        assert!(
+            n < 2 || buf[..2] != [0x42, 0x42],
+            "the listed client got an answer"
+        );
+    }
+    let other = chaos(0x4343);
+    let other_client = std::net::UdpSocket::bind("127.0.0.22:0").unwrap();
+    other_client.set_read_timeout(Some(PATIENCE)).unwrap();
+    other_client.send_to(&other, to).unwrap();
+    let (n, _) = other_client
+        .recv_from(&mut buf)
+        .expect("another client is answered");
+    assert!(
+        n >= 4 && buf[..2] == [0x43, 0x43] && buf[3] & 0x0f == 5,
+        "REFUSED"
+    );
+}
