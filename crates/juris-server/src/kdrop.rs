@@ -105,7 +105,8 @@ pub struct KernelDrop {
 struct State {
     config: KernelDropConfig,
     listed: Vec<(IpNet, Instant)>,
-    pending: Vec<IpNet>,
+    /// Prefixes asked for, with the count that triggered each (for the log).
+    pending: Vec<(IpNet, u32)>,
     /// Duplicates of the UDP listening sockets (same socket, own descriptor).
     sockets: Vec<Socket>,
     thread: bool,
@@ -172,12 +173,12 @@ impl KernelDrop {
         if state.config.after == 0 || state.stop {
             return;
         }
-        if state.listed.iter().any(|(p, _)| *p == prefix) || state.pending.contains(&prefix) {
+        if state.listed.iter().any(|(p, _)| *p == prefix)
+            || state.pending.iter().any(|(p, _)| *p == prefix)
+        {
             return;
         }
-        tracing::info!(%prefix, count, seconds = state.config.seconds,
-            "kernel drop: prefix over its rate, its UDP queries are dropped in the kernel");
-        state.pending.push(prefix);
+        state.pending.push((prefix, count));
         if !state.thread {
             let list = Arc::clone(self);
             match std::thread::Builder::new()
@@ -244,12 +245,15 @@ impl KernelDrop {
             });
             let mut changed = state.listed.len() != before;
             let seconds = Duration::from_secs(u64::from(state.config.seconds));
-            for prefix in std::mem::take(&mut state.pending) {
+            for (prefix, count) in std::mem::take(&mut state.pending) {
                 if state.listed.len() >= state.config.max_prefixes || !cfg!(target_os = "linux") {
                     self.refused.fetch_add(1, Ordering::Relaxed);
-                    tracing::warn!(%prefix, "kernel drop: list full, prefix left to the user-space limiter");
+                    tracing::warn!(%prefix, count,
+                        "kernel drop: list full (or no socket filters here), prefix left to the user-space limiter");
                     continue;
                 }
+                tracing::info!(%prefix, count, seconds = state.config.seconds,
+                    "kernel drop: prefix far over its rate, its UDP queries are dropped in the kernel");
                 state.listed.push((prefix, now + seconds));
                 self.added.fetch_add(1, Ordering::Relaxed);
                 changed = true;
