@@ -64,8 +64,8 @@ mod upstream;
 pub mod wire;
 
 pub use resolver::{
-    FlushReport, Limit, Limits, LimitsError, LimitsProblem, Mode, Question, ResolveError, Resolver,
-    ResolverConfig, ResolverError,
+    parse_size, FlushReport, Limit, Limits, LimitsError, LimitsProblem, Mode, Question,
+    ResolveError, Resolver, ResolverConfig, ResolverError,
 };
 pub use root_hints::{builtin_root_hints, parse_root_hints, RootHintsError, BUILTIN_ROOT_HINTS};
 pub use tcp_pool::upstream_tcp_counters;

@@ -32,7 +32,8 @@ pub(crate) fn detached(records: Vec<Rr>) -> Vec<Rr> {
             return records;
         }
     }
-    let bytes = Bytes::from(wire);
+    // Exactly the records' size: a `Vec` grown by doubling would keep up to twice that.
+    let bytes = Bytes::from(wire.into_boxed_slice());
     let mut parser = Parser::from_ref(&bytes);
     let mut out = Vec::with_capacity(records.len());
     while parser.remaining() > 0 {

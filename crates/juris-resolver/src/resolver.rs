@@ -115,6 +115,12 @@ pub struct Limits {
     pub aggressive_nsec_ranges: u32,
     /// Secure wildcard expansions kept per zone (RFC 8198 §5.3), the oldest dropped first.
     pub aggressive_nsec_wildcards: u32,
+    /// Bytes the whole aggressive NSEC store may hold (its ranges, SOAs and wildcard
+    /// expansions, by [`crate::dnssec::aggressive`]'s estimate of their heap size): past it
+    /// the zones least recently inserted into or answered from go first
+    /// ([`Limit::AggressiveNsecBytes`], design 0052). Bytes, or a size such as `"32M"`.
+    #[serde(deserialize_with = "deserialize_size")]
+    pub aggressive_nsec_bytes: u64,
     /// Resolution failures remembered (RFC 9520).
     pub remembered_failures: u32,
 }
@@ -144,6 +150,7 @@ impl Default for Limits {
             aggressive_nsec_zones: crate::dnssec::aggressive::MAX_ZONES as u32,
             aggressive_nsec_ranges: crate::dnssec::aggressive::MAX_NSECS_PER_ZONE as u32,
             aggressive_nsec_wildcards: crate::dnssec::aggressive::MAX_WILDCARDS_PER_ZONE as u32,
+            aggressive_nsec_bytes: crate::dnssec::aggressive::MAX_BYTES as u64,
             remembered_failures: MAX_REMEMBERED_FAILURES as u32,
         }
     }
@@ -192,6 +199,12 @@ impl Limits {
                 problem: LimitsProblem::AboveField("tcp_connections"),
             });
         }
+        if self.aggressive_nsec_bytes < MIN_AGGRESSIVE_NSEC_BYTES {
+            return Err(LimitsError {
+                field: "aggressive_nsec_bytes",
+                problem: LimitsProblem::BelowSize("64K"),
+            });
+        }
         if self.tcp_idle_ms == 0 {
             return Err(LimitsError {
                 field: "tcp_idle_ms",
@@ -200,6 +213,45 @@ impl Limits {
         }
         Ok(())
     }
+}
+
+/// The smallest `aggressive_nsec_bytes` taken: room for some hundred ranges, as `cache.size`'s
+/// own floor (a smaller store would keep nearly nothing; `dnssec.aggressive_nsec = false`
+/// turns it off).
+const MIN_AGGRESSIVE_NSEC_BYTES: u64 = 64 << 10;
+
+/// A size key: an integer of bytes, or a string such as `"32M"` ([`parse_size`]).
+fn deserialize_size<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<u64, D::Error> {
+    #[derive(serde::Deserialize)]
+    #[serde(untagged)]
+    enum Size {
+        Bytes(u64),
+        Text(String),
+    }
+    match <Size as serde::Deserialize>::deserialize(deserializer)? {
+        Size::Bytes(bytes) => Ok(bytes),
+        Size::Text(text) => parse_size(&text).ok_or_else(|| {
+            serde::de::Error::custom(format!(
+                "{text:?} is not a size (e.g. 33554432, \"32M\", \"1G\")"
+            ))
+        }),
+    }
+}
+
+/// `64M` → 67108864. Suffixes K, M, G (powers of 1024), case-insensitive, optional `B`/`iB`.
+pub fn parse_size(text: &str) -> Option<u64> {
+    let t = text.trim();
+    let t = t
+        .strip_suffix("iB")
+        .or_else(|| t.strip_suffix('B'))
+        .unwrap_or(t);
+    let (digits, multiplier) = match t.chars().last()?.to_ascii_uppercase() {
+        'K' => (&t[..t.len() - 1], 1u64 << 10),
+        'M' => (&t[..t.len() - 1], 1 << 20),
+        'G' => (&t[..t.len() - 1], 1 << 30),
+        _ => (t, 1),
+    };
+    digits.trim().parse::<u64>().ok()?.checked_mul(multiplier)
 }
 
 /// A [`Limits`] field refused by [`Limits::validate`].
@@ -218,6 +270,8 @@ pub enum LimitsProblem {
     Zero,
     /// It is above this other field, and must be at most that.
     AboveField(&'static str),
+    /// A size below this one (as written in the configuration, `"64K"`).
+    BelowSize(&'static str),
 }
 
 impl LimitsError {
@@ -226,6 +280,7 @@ impl LimitsError {
         match self.problem {
             LimitsProblem::Zero => "must be above 0".to_owned(),
             LimitsProblem::AboveField(other) => format!("must be at most {prefix}{other}"),
+            LimitsProblem::BelowSize(size) => format!("must be at least {size}"),
         }
     }
 }
@@ -335,11 +390,15 @@ pub enum Limit {
     /// [`Limits::max_addresses_per_ns`]: the rest were dropped (one hit per address set cut
     /// down). Never fails a query.
     AddressesPerNameServer,
+    /// The aggressive NSEC store went over [`Limits::aggressive_nsec_bytes`]: a zone's ranges
+    /// were dropped to make room (one hit per zone dropped, or per zone cut down when it
+    /// alone is over). Never fails a query.
+    AggressiveNsecBytes,
 }
 
 impl Limit {
     /// Every limit, in the order of [`Limit::label`]'s counters.
-    pub const ALL: [Limit; 12] = [
+    pub const ALL: [Limit; 13] = [
         Limit::UpstreamQueries,
         Limit::Referrals,
         Limit::NameServerLookups,
@@ -352,6 +411,7 @@ impl Limit {
         Limit::OutstandingTotal,
         Limit::NameServersPerZoneCut,
         Limit::AddressesPerNameServer,
+        Limit::AggressiveNsecBytes,
     ];
 
     /// A short label for metrics (`juris_resolver_limit_hits_total{limit=...}`).
@@ -369,6 +429,7 @@ impl Limit {
             Limit::OutstandingTotal => "outstanding_total",
             Limit::NameServersPerZoneCut => "ns_per_zone_cut",
             Limit::AddressesPerNameServer => "addresses_per_ns",
+            Limit::AggressiveNsecBytes => "aggressive_nsec_bytes",
         }
     }
 
@@ -383,6 +444,7 @@ impl Limit {
                 | Limit::NameServerLookupsPerZone
                 | Limit::NameServersPerZoneCut
                 | Limit::AddressesPerNameServer
+                | Limit::AggressiveNsecBytes
         )
     }
 }
@@ -402,6 +464,7 @@ impl std::fmt::Display for Limit {
             Limit::OutstandingTotal => "upstream queries outstanding in total",
             Limit::NameServersPerZoneCut => "name servers kept per zone cut",
             Limit::AddressesPerNameServer => "addresses kept per name server",
+            Limit::AggressiveNsecBytes => "bytes of the aggressive NSEC store",
         })
     }
 }
@@ -543,6 +606,7 @@ impl Resolver {
                         table_bound(config.limits.aggressive_nsec_zones),
                         table_bound(config.limits.aggressive_nsec_ranges),
                         table_bound(config.limits.aggressive_nsec_wildcards),
+                        usize::try_from(config.limits.aggressive_nsec_bytes).unwrap_or(usize::MAX),
                     ),
                 ),
             )
@@ -637,7 +701,19 @@ impl Resolver {
 
     /// How often each work limit was hit since start: every [`Limit`], zeros included.
     pub fn limit_hits(&self) -> Vec<(Limit, u64)> {
-        self.inner.limit_hits.snapshot()
+        let mut hits = self.inner.limit_hits.snapshot();
+        // Counted by the store itself: it is filled after validation, outside any `Work`.
+        let evictions = self
+            .inner
+            .validator
+            .as_ref()
+            .map_or(0, Validator::aggressive_evictions);
+        for (limit, count) in &mut hits {
+            if *limit == Limit::AggressiveNsecBytes {
+                *count += evictions;
+            }
+        }
+        hits
     }
 
     /// The configuration in force.

@@ -1933,21 +1933,8 @@ fn cache_config(raw: &RawCache) -> Result<juris_resolver::cache::CacheConfig, Co
     })
 }
 
-/// `64M` → 67108864. Suffixes K, M, G (powers of 1024), case-insensitive, optional `B`/`iB`.
-pub fn parse_size(text: &str) -> Option<u64> {
-    let t = text.trim();
-    let t = t
-        .strip_suffix("iB")
-        .or_else(|| t.strip_suffix('B'))
-        .unwrap_or(t);
-    let (digits, multiplier) = match t.chars().last()?.to_ascii_uppercase() {
-        'K' => (&t[..t.len() - 1], 1u64 << 10),
-        'M' => (&t[..t.len() - 1], 1 << 20),
-        'G' => (&t[..t.len() - 1], 1 << 30),
-        _ => (t, 1),
-    };
-    digits.trim().parse::<u64>().ok()?.checked_mul(multiplier)
-}
+/// `64M` → 67108864 (the resolver's parser, shared with `resolver.limits.aggressive_nsec_bytes`).
+pub use juris_resolver::parse_size;
 
 /// `it` → `IT`: two letters that ISO 3166-1 assigns as a country code.
 pub fn parse_jurisdiction(text: &str) -> Option<CountryCode> {
@@ -2136,10 +2123,59 @@ mod tests {
                 "[resolver.limits]\naggressive_nsec_wildcards = 0\n",
                 "resolver.limits.aggressive_nsec_wildcards",
             ),
+            (
+                "[resolver.limits]\naggressive_nsec_bytes = 65535\n",
+                "resolver.limits.aggressive_nsec_bytes",
+            ),
+            (
+                "[resolver.limits]\naggressive_nsec_bytes = \"1K\"\n",
+                "resolver.limits.aggressive_nsec_bytes",
+            ),
         ] {
             let raw = RawConfig::from_toml(text, "t.toml").unwrap();
             let error = Settings::from_raw(&raw).unwrap_err().to_string();
             assert!(error.contains(key), "{text}: {error}");
+        }
+    }
+
+    /// Design 0052: the aggressive NSEC store's byte budget is a size like `cache.size`
+    /// (bytes or `"32M"`), 32 MiB by default, refused by name when it is no size or under 64K.
+    #[test]
+    fn the_aggressive_nsec_byte_budget_is_a_size_read_and_checked_by_name() {
+        let settings = Settings::from_raw(&RawConfig::default()).unwrap();
+        assert_eq!(settings.resolver.limits.aggressive_nsec_bytes, 32 << 20);
+        for (value, bytes) in [
+            ("\"16M\"", 16 << 20),
+            ("\"512KiB\"", 512 << 10),
+            ("\"1G\"", 1 << 30),
+            ("65536", 65536),
+        ] {
+            let raw = RawConfig::from_toml(
+                &format!("[resolver.limits]\naggressive_nsec_bytes = {value}\n"),
+                "t.toml",
+            )
+            .unwrap();
+            let limits = Settings::from_raw(&raw).unwrap().resolver.limits;
+            assert_eq!(limits.aggressive_nsec_bytes, bytes, "{value}");
+        }
+        let raw = RawConfig::from_toml(
+            "[resolver.limits]\naggressive_nsec_bytes = \"1K\"\n",
+            "t.toml",
+        )
+        .unwrap();
+        let error = Settings::from_raw(&raw).unwrap_err().to_string();
+        assert!(
+            error.contains("resolver.limits.aggressive_nsec_bytes") && error.contains("64K"),
+            "{error}"
+        );
+        for value in ["\"lots\"", "\"12X\"", "-1"] {
+            let error = RawConfig::from_toml(
+                &format!("[resolver.limits]\naggressive_nsec_bytes = {value}\n"),
+                "t.toml",
+            )
+            .unwrap_err()
+            .to_string();
+            assert!(error.contains("aggressive_nsec_bytes"), "{value}: {error}");
         }
     }
 

@@ -10,8 +10,14 @@
 //! covered by a wildcard (it could be an unsigned delegation), and NSEC3 sets are used only
 //! with the parameters and iteration limit the validator accepts. Consulted on a cache miss
 //! before the engine runs, so cache hits cost nothing more.
+//!
+//! Bounded twice: by counts (zones, ranges and wildcard expansions per zone, design 0048)
+//! and by bytes (`resolver.limits.aggressive_nsec_bytes`, design 0052): every kept set is
+//! accounted by [`set_bytes`], and past the budget the zones least recently inserted into
+//! or answered from are dropped whole.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 
 use bytes::Bytes;
@@ -29,7 +35,7 @@ use crate::cache::{is_at_or_below, FlushScope};
 use crate::names::{lower, rrsig_covers, same_name, Rr};
 use crate::recursor::Outcome;
 
-/// Bound on zones remembered; past it expired zones are dropped, then everything.
+/// Bound on zones remembered; past it the least recently used zone is dropped.
 pub(crate) const MAX_ZONES: usize = 10_000;
 /// Default bound on NSEC/NSEC3 records kept per zone (the oldest go first;
 /// `resolver.limits.aggressive_nsec_ranges`).
@@ -37,6 +43,9 @@ pub(crate) const MAX_NSECS_PER_ZONE: usize = 256;
 /// Default bound on wildcard expansions kept per zone (the oldest go first;
 /// `resolver.limits.aggressive_nsec_wildcards`).
 pub(crate) const MAX_WILDCARDS_PER_ZONE: usize = 32;
+/// Default bound on the bytes of the whole store (`resolver.limits.aggressive_nsec_bytes`):
+/// half the default answer cache (`cache.size`, 64 MiB), ~50,000 typical ranges (design 0052).
+pub(crate) const MAX_BYTES: usize = 32 << 20;
 
 #[derive(Debug, Default)]
 struct ZoneNsecs {
@@ -46,6 +55,121 @@ struct ZoneNsecs {
     nsecs: Vec<(Vec<Rr>, u64)>,
     /// Wildcard expansions seen in secure answers.
     wildcards: Vec<Wildcard>,
+    /// What the entry holds by [`set_bytes`]: [`ZONE_BYTES`], the SOA, every range and
+    /// every wildcard expansion.
+    bytes: usize,
+    /// The last time (a [`Store::tick`]) it was inserted into or answered from: its key in
+    /// [`Store::recency`].
+    used: u64,
+}
+
+impl ZoneNsecs {
+    /// The bytes of its records by [`set_bytes`] (all of [`ZoneNsecs::bytes`] but
+    /// [`ZONE_BYTES`]): what taking them out frees.
+    fn records_bytes(&self) -> usize {
+        set_bytes(&self.soa)
+            + self
+                .nsecs
+                .iter()
+                .map(|(set, _)| set_bytes(set))
+                .sum::<usize>()
+            + self.wildcards.iter().map(Wildcard::bytes).sum::<usize>()
+    }
+}
+
+/// The zones, their order of use and their bytes, under one lock.
+#[derive(Debug, Default)]
+struct Store {
+    zones: HashMap<Name<Bytes>, ZoneNsecs>,
+    /// The zones by [`ZoneNsecs::used`], least recently used first: the eviction order.
+    recency: BTreeMap<u64, Name<Bytes>>,
+    /// The sum of the zones' [`ZoneNsecs::bytes`].
+    bytes: usize,
+    /// A counter for [`ZoneNsecs::used`] (not a time: two uses in one second are ordered).
+    tick: u64,
+}
+
+impl Store {
+    /// Marks `zone` as just used: it goes last in the eviction order. O(log zones).
+    fn touch(&mut self, zone: &Name<Bytes>) {
+        let Some(entry) = self.zones.get_mut(zone) else {
+            return;
+        };
+        self.recency.remove(&entry.used);
+        self.tick += 1;
+        entry.used = self.tick;
+        self.recency.insert(self.tick, zone.clone());
+    }
+
+    /// Takes `zone` out, with its bytes.
+    fn remove(&mut self, zone: &Name<Bytes>) -> Option<ZoneNsecs> {
+        let entry = self.zones.remove(zone)?;
+        self.recency.remove(&entry.used);
+        self.bytes -= entry.bytes;
+        Some(entry)
+    }
+
+    /// Takes out the least recently used zone, unless it is `keep`.
+    fn remove_oldest(&mut self, keep: &Name<Bytes>) -> Option<ZoneNsecs> {
+        let (_, oldest) = self.recency.first_key_value()?;
+        if oldest == keep {
+            return None;
+        }
+        let oldest = oldest.clone();
+        self.remove(&oldest)
+    }
+}
+
+/// What one zone entry costs besides its records: its slot in the map (key and value, with
+/// the table's 8/7 load slack), its place in [`Store::recency`] (a B-tree entry, counted
+/// twice for the nodes' slack) and its key's own buffer (a name, rounded up).
+const ZONE_BYTES: usize =
+    size_of::<(Name<Bytes>, ZoneNsecs)>() * 8 / 7 + 2 * size_of::<(u64, Name<Bytes>)>() + 64;
+
+/// Allocator rounding and bookkeeping counted per heap block (glibc: 8–16 bytes a chunk).
+const BLOCK: usize = 16;
+
+/// The heap bytes one kept record set costs, as [`crate::names::detached`] lays it out (the
+/// one estimate every count of the store goes through, design 0052):
+/// - per set: its `Vec` (a slot of `size_of::<Rr>()` per record) and its place in the
+///   zone's own `Vec` (an `(Vec, u64)` slot, doubled for the growth slack), one block;
+/// - the set's wire form, one buffer the records' octets (signature, bitmap, key, ...)
+///   share: every record's owner, 10 bytes of type/class/TTL/length and its data; plus the
+///   buffer's shared header (32 bytes), one block;
+/// - each name again (the owner and the names in the data: next name, signer, target),
+///   since a name is flattened into a buffer of its own, one block each.
+pub(crate) fn set_bytes(records: &[Rr]) -> usize {
+    use domain::base::rdata::ComposeRecordData;
+    if records.is_empty() {
+        return 0;
+    }
+    let mut bytes = size_of_val(records) + 2 * size_of::<(Vec<Rr>, u64)>() + BLOCK;
+    bytes += 32 + BLOCK;
+    for record in records {
+        let owner = record.owner().as_slice().len();
+        let data = usize::from(record.data().rdlen(false).unwrap_or(u16::MAX));
+        bytes += owner + 10 + data;
+        bytes += owner + BLOCK + data_names(record.data());
+    }
+    bytes
+}
+
+/// The heap bytes of the names inside `data` that get buffers of their own (with a block
+/// each), for the types the store keeps: NSEC, RRSIG, SOA and a wildcard's CNAME chain.
+fn data_names(data: &crate::names::Data) -> usize {
+    let name = |n: &Name<Bytes>| n.as_slice().len() + BLOCK;
+    match data {
+        AllRecordData::Nsec(nsec) => name(nsec.next_name()),
+        AllRecordData::Rrsig(sig) => name(sig.signer_name()),
+        AllRecordData::Soa(soa) => name(soa.mname()) + name(soa.rname()),
+        AllRecordData::Cname(cname) => name(cname.cname()),
+        AllRecordData::Dname(dname) => name(dname.dname()),
+        AllRecordData::Ns(ns) => name(ns.nsdname()),
+        AllRecordData::Ptr(ptr) => name(ptr.ptrdname()),
+        AllRecordData::Mx(mx) => name(mx.exchange()),
+        AllRecordData::Srv(srv) => name(srv.target()),
+        _ => 0,
+    }
 }
 
 /// A secure wildcard expansion (RFC 8198 §5.3): the RRset as it came (with RRSIGs), the
@@ -65,16 +189,32 @@ struct Wildcard {
     until: u64,
 }
 
+impl Wildcard {
+    /// Its heap bytes: the struct, the encloser's buffer and both record sets ([`set_bytes`]).
+    fn bytes(&self) -> usize {
+        size_of::<Self>()
+            + self.encloser.as_slice().len()
+            + BLOCK
+            + set_bytes(&self.rrset)
+            + set_bytes(&self.tail)
+    }
+}
+
 /// The validated NSEC/NSEC3 ranges and wildcard expansions of each zone.
 #[derive(Debug)]
 pub(crate) struct AggressiveNsec {
-    zones: Mutex<HashMap<Name<Bytes>, ZoneNsecs>>,
+    store: Mutex<Store>,
     /// Zones kept (`resolver.limits.aggressive_nsec_zones`).
     max_zones: usize,
     /// NSEC/NSEC3 record sets kept per zone (`resolver.limits.aggressive_nsec_ranges`).
     max_ranges: usize,
     /// Wildcard expansions kept per zone (`resolver.limits.aggressive_nsec_wildcards`).
     max_wildcards: usize,
+    /// Bytes kept in all, by [`set_bytes`] (`resolver.limits.aggressive_nsec_bytes`).
+    max_bytes: usize,
+    /// Zones dropped, or cut down, to stay within `max_bytes`
+    /// (`juris_resolver_limit_hits_total{limit="aggressive_nsec_bytes"}`).
+    byte_evictions: AtomicU64,
 }
 
 impl Default for AggressiveNsec {
@@ -89,21 +229,47 @@ impl AggressiveNsec {
     /// signed zone can hand out any number of ranges; these bound what it costs us.
     pub(crate) fn with_max(max_zones: usize, max_ranges: usize, max_wildcards: usize) -> Self {
         Self {
-            zones: Mutex::default(),
+            store: Mutex::default(),
             max_zones: max_zones.max(1),
             max_ranges: max_ranges.max(1),
             max_wildcards: max_wildcards.max(1),
+            max_bytes: MAX_BYTES,
+            byte_evictions: AtomicU64::new(0),
         }
+    }
+
+    /// The same store holding at most `max_bytes` bytes by [`set_bytes`].
+    pub(crate) fn with_max_bytes(mut self, max_bytes: usize) -> Self {
+        self.max_bytes = max_bytes;
+        self
+    }
+
+    /// Zones dropped, or cut down, to stay within the bytes since start.
+    pub(crate) fn byte_evictions(&self) -> u64 {
+        self.byte_evictions.load(Ordering::Relaxed)
     }
 
     /// Zones kept, NSEC/NSEC3 record sets and wildcard expansions in all (for the bound
     /// tests and the memory inventory, design 0048).
     #[cfg(test)]
     pub(crate) fn counts(&self) -> (usize, usize, usize) {
-        let zones = lock(&self.zones);
-        let ranges = zones.values().map(|z| z.nsecs.len()).sum();
-        let wildcards = zones.values().map(|z| z.wildcards.len()).sum();
-        (zones.len(), ranges, wildcards)
+        let store = lock(&self.store);
+        let ranges = store.zones.values().map(|z| z.nsecs.len()).sum();
+        let wildcards = store.zones.values().map(|z| z.wildcards.len()).sum();
+        (store.zones.len(), ranges, wildcards)
+    }
+
+    /// The bytes accounted, and the same summed again from every kept set (the two must
+    /// agree: the tests check the bookkeeping with it).
+    #[cfg(test)]
+    pub(crate) fn bytes(&self) -> (usize, usize) {
+        let store = lock(&self.store);
+        let recount = store
+            .zones
+            .values()
+            .map(|z| ZONE_BYTES + z.records_bytes())
+            .sum();
+        (store.bytes, recount)
     }
 }
 
@@ -153,13 +319,23 @@ impl AggressiveNsec {
     /// of the zones at or below the flushed name, and of the zones the flushed name lies in
     /// (their NSEC chain may deny it). A flush of everything forgets every range.
     pub(crate) fn flush(&self, scope: FlushScope<'_>) {
-        let mut zones = lock(&self.zones);
+        let mut store = lock(&self.store);
         match scope {
-            FlushScope::All => zones.clear(),
-            FlushScope::Name(name) | FlushScope::Subtree(name) => zones.retain(|zone, _| {
-                let zone = lower(zone);
-                !scope.covers(zone.as_slice()) && !is_at_or_below(name, zone.as_slice())
-            }),
+            FlushScope::All => *store = Store::default(),
+            FlushScope::Name(name) | FlushScope::Subtree(name) => {
+                let gone: Vec<Name<Bytes>> = store
+                    .zones
+                    .keys()
+                    .filter(|zone| {
+                        let zone = lower(zone);
+                        scope.covers(zone.as_slice()) || is_at_or_below(name, zone.as_slice())
+                    })
+                    .cloned()
+                    .collect();
+                for zone in gone {
+                    store.remove(&zone);
+                }
+            }
         }
     }
 
@@ -230,37 +406,113 @@ impl AggressiveNsec {
         if nsecs.is_empty() && wildcard.is_none() {
             return;
         }
-        let mut zones = lock(&self.zones);
-        if zones.len() >= self.max_zones && !zones.contains_key(&zone) {
-            zones.retain(|_, z| z.nsecs.iter().any(|(_, until)| *until > now));
-            if zones.len() >= self.max_zones {
-                zones.clear();
-            }
+        let soa =
+            soa.map(|soa| crate::names::detached(of(&outcome.authority, soa.owner(), Rtype::SOA)));
+        // What leaves the store is dropped after the lock is released.
+        let mut dropped: Vec<ZoneNsecs> = Vec::new();
+        let mut guard = lock(&self.store);
+        let store = &mut *guard;
+        if store.zones.len() >= self.max_zones && !store.zones.contains_key(&zone) {
+            dropped.extend(store.remove_oldest(&zone));
         }
-        let entry = zones.entry(zone).or_default();
+        let entry = store
+            .zones
+            .entry(zone.clone())
+            .or_insert_with(|| ZoneNsecs {
+                bytes: ZONE_BYTES,
+                ..ZoneNsecs::default()
+            });
+        // A new zone (never touched) is not in `store.bytes` yet: all its bytes are added below.
+        let before = if entry.used == 0 { 0 } else { entry.bytes };
+        let mut gone = ZoneNsecs::default();
         if let Some(soa) = soa {
-            entry.soa = crate::names::detached(of(&outcome.authority, soa.owner(), Rtype::SOA));
+            entry.bytes += set_bytes(&soa);
+            gone.soa = std::mem::replace(&mut entry.soa, soa);
         }
-        entry.nsecs.retain(|(set, until)| {
-            *until > now
-                && !nsecs.iter().any(|(new, _)| {
-                    same_name(new[0].owner(), set[0].owner()) && new[0].rtype() == set[0].rtype()
-                })
-        });
+        gone.nsecs = entry
+            .nsecs
+            .extract_if(.., |(set, until)| {
+                *until <= now
+                    || nsecs.iter().any(|(new, _)| {
+                        same_name(new[0].owner(), set[0].owner())
+                            && new[0].rtype() == set[0].rtype()
+                    })
+            })
+            .collect();
+        entry.bytes += nsecs.iter().map(|(set, _)| set_bytes(set)).sum::<usize>();
         entry.nsecs.extend(nsecs);
         let excess = entry.nsecs.len().saturating_sub(self.max_ranges);
-        entry.nsecs.drain(..excess);
+        gone.nsecs.extend(entry.nsecs.drain(..excess));
         if let Some(wildcard) = wildcard {
-            entry.wildcards.retain(|w| {
-                w.until > now
-                    && !(w.encloser == wildcard.encloser
-                        && w.rtype == wildcard.rtype
-                        && w.qtype == wildcard.qtype)
-            });
+            gone.wildcards = entry
+                .wildcards
+                .extract_if(.., |w| {
+                    w.until <= now
+                        || (w.encloser == wildcard.encloser
+                            && w.rtype == wildcard.rtype
+                            && w.qtype == wildcard.qtype)
+                })
+                .collect();
+            entry.bytes += wildcard.bytes();
             entry.wildcards.push(wildcard);
             let excess = entry.wildcards.len().saturating_sub(self.max_wildcards);
-            entry.wildcards.drain(..excess);
+            gone.wildcards.extend(entry.wildcards.drain(..excess));
         }
+        entry.bytes -= gone.records_bytes();
+        store.bytes = store.bytes - before + entry.bytes;
+        dropped.push(gone);
+        store.touch(&zone);
+        // Over the budget: the least recently used zones go whole (each zone once, so the
+        // work is amortised over the inserts that filled it)...
+        let mut evictions = 0;
+        while store.bytes > self.max_bytes {
+            let Some(oldest) = store.remove_oldest(&zone) else {
+                break;
+            };
+            dropped.push(oldest);
+            evictions += 1;
+        }
+        // ...and when this zone alone is over it, its oldest ranges and expansions, or the
+        // whole zone if even its SOA does not fit.
+        if store.bytes > self.max_bytes {
+            evictions += 1;
+            if let Some(entry) = store.zones.get_mut(&zone) {
+                let mut over = store.bytes - self.max_bytes;
+                let mut gone = ZoneNsecs::default();
+                let ranges = entry
+                    .nsecs
+                    .iter()
+                    .take_while(|(set, _)| {
+                        let fits = over == 0;
+                        over = over.saturating_sub(set_bytes(set));
+                        !fits
+                    })
+                    .count();
+                gone.nsecs.extend(entry.nsecs.drain(..ranges));
+                let wildcards = entry
+                    .wildcards
+                    .iter()
+                    .take_while(|w| {
+                        let fits = over == 0;
+                        over = over.saturating_sub(w.bytes());
+                        !fits
+                    })
+                    .count();
+                gone.wildcards.extend(entry.wildcards.drain(..wildcards));
+                let freed = gone.records_bytes();
+                entry.bytes -= freed;
+                store.bytes -= freed;
+                dropped.push(gone);
+            }
+            if store.bytes > self.max_bytes {
+                dropped.extend(store.remove(&zone));
+            }
+        }
+        drop(guard);
+        if evictions > 0 {
+            self.byte_evictions.fetch_add(evictions, Ordering::Relaxed);
+        }
+        drop(dropped);
     }
 
     /// A NXDOMAIN or NODATA answer for `qname`/`qtype` proven by the kept NSEC or NSEC3
@@ -273,13 +525,30 @@ impl AggressiveNsec {
         now: u64,
         max_iterations: u16,
     ) -> Option<Outcome> {
-        let zones = lock(&self.zones);
+        let mut store = lock(&self.store);
         // DS lives on the parent side of a cut: the child's own NSEC chain says nothing of it.
         let skip = usize::from(qtype == Rtype::DS);
         let (zone_name, zone) = qname.iter_suffixes().skip(skip).find_map(|suffix| {
             let suffix = suffix.to_name::<Bytes>();
-            zones.get(&suffix).map(|z| (suffix, z))
+            store.zones.get(&suffix).map(|z| (suffix, z))
         })?;
+        let outcome = Self::from_zone(zone, &zone_name, qname, qtype, now, max_iterations);
+        if outcome.is_some() {
+            // Answered from: it goes last in the eviction order.
+            store.touch(&zone_name);
+        }
+        outcome
+    }
+
+    /// [`Self::synthesise`] from the records of `zone`, the closest zone above `qname` kept.
+    fn from_zone(
+        zone: &ZoneNsecs,
+        zone_name: &Name<Bytes>,
+        qname: &Name<Bytes>,
+        qtype: Rtype,
+        now: u64,
+        max_iterations: u16,
+    ) -> Option<Outcome> {
         let fresh: Vec<&Vec<Rr>> = zone
             .nsecs
             .iter()
@@ -297,7 +566,7 @@ impl AggressiveNsec {
                 &nsec_sets,
                 &nsec3s,
                 &nsec3_sets,
-                &zone_name,
+                zone_name,
                 max_iterations,
             ) {
                 return Some(outcome);
@@ -316,7 +585,7 @@ impl AggressiveNsec {
                 Some((encloser, i)) if encloser.name_eq(&w.encloser) => Some(nsec_sets[*i]),
                 Some(_) => None,
                 None => {
-                    nsec3_next_closer_cover(&nsec3s, &zone_name, qname, &w.encloser, max_iterations)
+                    nsec3_next_closer_cover(&nsec3s, zone_name, qname, &w.encloser, max_iterations)
                         .map(|i| nsec3_sets[i])
                 }
             };
@@ -903,5 +1172,104 @@ mod tests {
         assert!(zones <= 2, "{zones} zones");
         assert!(ranges <= 2 * 4, "{ranges} ranges");
         assert!(wildcards <= 3, "{wildcards} wildcards");
+    }
+
+    /// Design 0052: many zones, each handing out ranges, past `aggressive_nsec_bytes`. The
+    /// accounted bytes never go over the budget (without eviction they would reach 200
+    /// zones × 10 ranges ≈ 1.8 MB), the bookkeeping matches a recount of every kept set, the
+    /// zones least recently inserted into go first, a zone answered from stays, and the zone
+    /// just inserted into answers.
+    #[test]
+    fn many_zones_past_the_byte_budget_stay_within_it_least_recently_used_first() {
+        let budget = 64 << 10;
+        let store = AggressiveNsec::default().with_max_bytes(budget);
+        let nodata = |store: &AggressiveNsec, qname: &str| {
+            store
+                .synthesise(&name(qname), Rtype::MX, 1010, 150)
+                .is_some_and(|o| o.rcode == Rcode::NOERROR)
+        };
+        for i in 0..10 {
+            store.remember(Rtype::A, &negative_from("used.test.", i), 1000);
+        }
+        for zone in 0..200 {
+            let zone = format!("z{zone}.test.");
+            for i in 0..10 {
+                store.remember(Rtype::A, &negative_from(&zone, i), 1000);
+                let (accounted, recount) = store.bytes();
+                assert_eq!(accounted, recount, "the bookkeeping drifted at {zone} {i}");
+                assert!(accounted <= budget, "{accounted} bytes at {zone} {i}");
+            }
+            // The zone just filled answers; so does the one its clients keep asking.
+            assert!(nodata(&store, &format!("n9.{zone}")), "{zone}");
+            assert!(nodata(&store, "n0.used.test."), "after {zone}");
+        }
+        assert!(!nodata(&store, "n9.z0.test."), "the oldest zone went first");
+        let (zones, ranges, _) = store.counts();
+        assert!(
+            zones > 5 && ranges > 50,
+            "{zones} zones, {ranges} ranges kept"
+        );
+        assert!(store.byte_evictions() >= 150, "{}", store.byte_evictions());
+        // Replaced, expired and flushed ranges leave the count exact.
+        store.remember(Rtype::A, &negative_from("z199.test.", 9), 1000);
+        store.remember(Rtype::A, &negative_from("z199.test.", 10), 5000);
+        store.flush(FlushScope::Name(
+            &lower(&name("x.z198.test.")).into_octets(),
+        ));
+        let (accounted, recount) = store.bytes();
+        assert_eq!(accounted, recount);
+        store.flush(FlushScope::All);
+        assert_eq!(store.bytes(), (0, 0));
+    }
+
+    /// Design 0052: one zone alone over the budget keeps its newest ranges within it; a
+    /// budget below even one zone's SOA keeps nothing rather than going over.
+    #[test]
+    fn one_zone_over_the_byte_budget_keeps_its_newest_ranges() {
+        let one = AggressiveNsec::default();
+        one.remember(Rtype::A, &negative_from("example.", 0), 1000);
+        let (first, _) = one.bytes();
+        let budget = first * 4;
+        let store = AggressiveNsec::default().with_max_bytes(budget);
+        for i in 0..50 {
+            store.remember(Rtype::A, &negative_from("example.", i), 1000);
+            let (accounted, recount) = store.bytes();
+            assert_eq!(accounted, recount);
+            assert!(accounted <= budget, "{accounted} of {budget} at {i}");
+        }
+        let (_, ranges, _) = store.counts();
+        assert!((2..50).contains(&ranges), "{ranges} ranges");
+        assert!(store
+            .synthesise(&name("n49.example."), Rtype::MX, 1010, 150)
+            .is_some());
+        assert!(store
+            .synthesise(&name("n0.example."), Rtype::MX, 1010, 150)
+            .is_none());
+        let tiny = AggressiveNsec::default().with_max_bytes(100);
+        tiny.remember(Rtype::A, &negative_from("example.", 0), 1000);
+        assert_eq!(tiny.bytes(), (0, 0));
+        assert_eq!(tiny.counts(), (0, 0, 0));
+    }
+
+    /// The estimate counts what a set holds: longer names and larger signatures cost more,
+    /// and a typical NSEC with its RRSIG lands near the ~850 bytes design 0052 measured.
+    #[test]
+    fn the_byte_estimate_grows_with_names_and_signatures() {
+        let short = vec![
+            nsec("a.example.", "b.example.", &[Rtype::A, Rtype::NSEC]),
+            rrsig("a.example.", Rtype::NSEC, 2),
+        ];
+        let long_name = format!("{}.example.", "x".repeat(60));
+        let long = vec![
+            nsec(&long_name, "b.example.", &[Rtype::A, Rtype::NSEC]),
+            rrsig(&long_name, Rtype::NSEC, 2),
+        ];
+        assert_eq!(set_bytes(&[]), 0);
+        assert!(set_bytes(&long) > set_bytes(&short) + 2 * 60);
+        assert!(
+            (700..1000).contains(&set_bytes(&short)),
+            "{}",
+            set_bytes(&short)
+        );
     }
 }

@@ -135,14 +135,26 @@ impl Validator {
 
     /// Keeps at most `zones` zones' states (and as many proven non-cuts) and the NSEC
     /// ranges of at most `aggressive.0` zones, `aggressive.1` record sets and `aggressive.2`
-    /// wildcard expansions per zone.
-    pub(crate) fn with_limits(mut self, zones: usize, aggressive: (usize, usize, usize)) -> Self {
+    /// wildcard expansions per zone, `aggressive.3` bytes in all.
+    pub(crate) fn with_limits(
+        mut self,
+        zones: usize,
+        aggressive: (usize, usize, usize, usize),
+    ) -> Self {
         self.max_zones = zones.max(1);
         if self.aggressive.is_some() {
-            let (zones, ranges, wildcards) = aggressive;
-            self.aggressive = Some(AggressiveNsec::with_max(zones, ranges, wildcards));
+            let (zones, ranges, wildcards, bytes) = aggressive;
+            self.aggressive =
+                Some(AggressiveNsec::with_max(zones, ranges, wildcards).with_max_bytes(bytes));
         }
         self
+    }
+
+    /// Zones (or parts of one) the aggressive NSEC store dropped to stay within its bytes.
+    pub(crate) fn aggressive_evictions(&self) -> u64 {
+        self.aggressive
+            .as_ref()
+            .map_or(0, AggressiveNsec::byte_evictions)
     }
 
     /// Keeps the NSEC/NSEC3 ranges and wildcard expansions of `outcome`, the answer to a
