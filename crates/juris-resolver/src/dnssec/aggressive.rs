@@ -1273,4 +1273,27 @@ mod tests {
             set_bytes(&short)
         );
     }
+
+    /// Design 0052: the budget given to the validator (from `resolver.limits`) is the store's,
+    /// and its evictions reach the count `Resolver::limit_hits` reports.
+    #[test]
+    fn the_validator_passes_the_byte_budget_on_and_reports_the_evictions() {
+        use crate::dnssec::{Security, TrustAnchors, Validator, ValidatorConfig};
+        let clock: crate::clock::SharedClock =
+            std::sync::Arc::new(crate::clock::ManualClock::new(1000));
+        let validator = Validator::new(ValidatorConfig::default(), TrustAnchors::default(), clock)
+            .with_limits(100, (10_000, 256, 32, 64 << 10));
+        assert_eq!(validator.aggressive_evictions(), 0);
+        for zone in 0..100 {
+            let zone = format!("z{zone}.test.");
+            for i in 0..10 {
+                validator.remember_denial(Rtype::A, &negative_from(&zone, i), &Security::Secure);
+            }
+        }
+        assert!(
+            validator.aggressive_evictions() >= 50,
+            "{}",
+            validator.aggressive_evictions()
+        );
+    }
 }
