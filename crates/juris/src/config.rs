@@ -904,6 +904,19 @@ pub fn rate_limit_config(raw: &RawRateLimit) -> Result<juris_server::RateLimitCo
             "must be between 0 and 10",
         ));
     }
+    // Checked here to name the key; `RateLimitConfig::validate` checks the same again.
+    if !(1..=juris_server::kdrop::MAX_SECONDS).contains(&raw.kernel_drop_seconds) {
+        return Err(invalid(
+            "server.rate_limit.kernel_drop_seconds",
+            "must be between 1 and 3600",
+        ));
+    }
+    if !(1..=juris_server::kdrop::MAX_PREFIXES).contains(&raw.kernel_drop_max_prefixes) {
+        return Err(invalid(
+            "server.rate_limit.kernel_drop_max_prefixes",
+            "must be between 1 and 256",
+        ));
+    }
     let config = RateLimitConfig {
         rates: classes(global),
         prefixes,
@@ -920,14 +933,6 @@ pub fn rate_limit_config(raw: &RawRateLimit) -> Result<juris_server::RateLimitCo
             max_prefixes: raw.kernel_drop_max_prefixes,
         },
     };
-    config.kernel_drop.validate().map_err(|reason| {
-        let key = if reason.contains("seconds") {
-            "server.rate_limit.kernel_drop_seconds"
-        } else {
-            "server.rate_limit.kernel_drop_max_prefixes"
-        };
-        invalid(key, reason)
-    })?;
     config
         .validate()
         .map_err(|reason| invalid("server.rate_limit", reason))?;
