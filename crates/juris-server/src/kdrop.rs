@@ -107,8 +107,9 @@ struct State {
     listed: Vec<(IpNet, Instant)>,
     /// Prefixes asked for, with the count that triggered each (for the log).
     pending: Vec<(IpNet, u32)>,
-    /// Duplicates of the UDP listening sockets (same socket, own descriptor).
-    sockets: Vec<Socket>,
+    /// Duplicates of the UDP listening sockets (same socket, own descriptor), and whether
+    /// each is IPv6.
+    sockets: Vec<(Socket, bool)>,
     thread: bool,
     stop: bool,
     /// The list changed since the programs were last attached.
@@ -135,9 +136,10 @@ impl KernelDrop {
 
     /// Filters `socket` (a plain-UDP listening socket) from now on.
     pub(crate) fn add_socket(&self, socket: &Socket) -> std::io::Result<()> {
+        let v6 = socket.local_addr()?.is_ipv6();
         let socket = socket.try_clone()?;
         let mut state = self.lock();
-        state.sockets.push(socket);
+        state.sockets.push((socket, v6));
         state.dirty = true;
         Ok(())
     }
@@ -281,12 +283,8 @@ impl KernelDrop {
         let prefixes: Vec<IpNet> = state.listed.iter().map(|(p, _)| *p).collect();
         let v4 = program(&prefixes, false);
         let v6 = program(&prefixes, true);
-        for socket in &state.sockets {
-            let v6_socket = matches!(
-                socket.local_addr().ok().and_then(|a| a.as_socket()),
-                Some(std::net::SocketAddr::V6(_))
-            );
-            let program = if v6_socket { &v6 } else { &v4 };
+        for (socket, v6_socket) in &state.sockets {
+            let program = if *v6_socket { &v6 } else { &v4 };
             let result = match program {
                 Some(program) => crate::sys::attach_filter(socket, program),
                 None => crate::sys::detach_filter(socket),
